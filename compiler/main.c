@@ -1,0 +1,292 @@
+/*
+ * main.c — the ppcc command line: parse, build the spec, run the policy,
+ * lower communication, verify, simulate, then emit what was asked for.
+ *
+ * Exit status: 0 success, 1 an error in the input (file, -D, verifier),
+ * 2 a usage error.  A plan is written to a temporary file and renamed into
+ * place only when everything succeeded, so an error never leaves one.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pp.h"
+
+#define PPCC_VERSION "0.1.0"
+
+enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
+
+static void usage(FILE *f)
+{
+    fputs("usage: ppcc FILE.pp [options]\n"
+          "\n"
+          "Compiles a pipeline schedule into per-device op lists, verifies them\n"
+          "(deadlock-free, matched, dependency-correct) and simulates them.\n"
+          "\n"
+          "options:\n"
+          "  -D NAME=VALUE     override a setting of the file (devices, virtual, stages,\n"
+          "                    microbatches, schedule, placement, layers, hidden, batch,\n"
+          "                    lr, seed, cost.F, cost.B, cost.W, cost.comm,\n"
+          "                    cost.stage.N.F, memory.limit, schedule.group, ...)\n"
+          "  -o OUT            write the plan JSON to OUT ('-' for stdout)\n"
+          "  --timeline        print the predicted timeline (no plan unless -o)\n"
+          "  --stats           print a one-line summary (no plan unless -o)\n"
+          "  --trace FILE      write the predicted timeline as a Chrome/Perfetto trace\n"
+          "  --width N         timeline width in columns (default 80)\n"
+          "  --compact         timeline with one character per op\n"
+          "  --list-policies   list the scheduling policies and exit\n"
+          "  -h, --help        show this help\n"
+          "  --version         show the version\n"
+          "\n"
+          "Without -o, --timeline, --stats or --trace the plan goes to NAME.json,\n"
+          "NAME being the schedule file's name without its directory and '.pp'.\n",
+          f);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fputs("ppcc: ", stderr);
+    fprintf(stderr, fmt, arg);
+    fputs("\nTry 'ppcc --help' for more information.\n", stderr);
+    return EXIT_USAGE;
+}
+
+/* FILE.pp -> FILE.json in the current directory. */
+static char *default_plan_path(const char *src)
+{
+    const char *base = strrchr(src, '/');
+    base = base ? base + 1 : src;
+    size_t n = strlen(base);
+    if (n > 3 && strcmp(base + n - 3, ".pp") == 0)
+        n -= 3;
+    char *out = malloc(n + 6);
+    if (out)
+        snprintf(out, n + 6, "%.*s.json", (int)n, base);
+    return out;
+}
+
+typedef int (*writer_fn)(FILE *f, const void *ctx);
+
+/* Writes through a temporary file renamed into place, so a reader never
+ * sees half a file and an error leaves nothing behind. */
+static int write_atomically(const char *path, writer_fn write, const void *ctx, pp_diag *d)
+{
+    if (strcmp(path, "-") == 0) {
+        int rc = write(stdout, ctx);
+        if (fflush(stdout) != 0 || rc) {
+            pp_error(d, "cannot write the plan to standard output");
+            return 1;
+        }
+        return 0;
+    }
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp)
+        return 1;
+    snprintf(tmp, n, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        pp_error(d, "cannot create %s: %s", path, strerror(errno));
+        free(tmp);
+        return 1;
+    }
+    FILE *f = fdopen(fd, "w");
+    int rc = f ? write(f, ctx) : 1;
+    if (f && fclose(f) != 0)
+        rc = 1;
+    if (!f)
+        close(fd);
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = 1;
+    if (rc) {
+        pp_error(d, "cannot write %s: %s", path, errno ? strerror(errno) : "write failed");
+        unlink(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+typedef struct emit_ctx {
+    const pp_spec *spec;
+    const pp_plan *plan;
+    const pp_sim *sim;
+} emit_ctx;
+
+static int write_plan(FILE *f, const void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_emit_json(f, e->spec, e->plan, e->sim);
+}
+
+static int write_trace(FILE *f, const void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_emit_trace(f, e->plan, e->sim, 1000.0);
+}
+
+static void list_policies(void)
+{
+    for (const pp_policy *const *p = pp_policy_all(); *p; p++)
+        printf("%-14s %s\n", (*p)->name, (*p)->summary);
+}
+
+/* Strict positive integer for a flag value. */
+static bool parse_int_flag(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+enum { OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION };
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"timeline", no_argument, NULL, OPT_TIMELINE},
+        {"stats", no_argument, NULL, OPT_STATS},
+        {"trace", required_argument, NULL, OPT_TRACE},
+        {"width", required_argument, NULL, OPT_WIDTH},
+        {"compact", no_argument, NULL, OPT_COMPACT},
+        {"list-policies", no_argument, NULL, OPT_LIST},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {NULL, 0, NULL, 0},
+    };
+    pp_define *defs = calloc((size_t)argc, sizeof *defs);
+    int ndefs = 0;
+    const char *out_path = NULL, *trace_path = NULL;
+    bool timeline = false, stats = false;
+    pp_timeline_opts topts = {.width = 80, .compact = false};
+    int rc = EXIT_USAGE;
+    char *default_out = NULL;
+
+    if (!defs)
+        return EXIT_INPUT;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":D:o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'D': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                rc = usage_error("-D expects NAME=VALUE, got '%s'", optarg);
+                goto out;
+            }
+            *eq = '\0';
+            defs[ndefs].name = optarg;
+            defs[ndefs].value = eq + 1;
+            ndefs++;
+            break;
+        }
+        case 'o':
+            out_path = optarg;
+            break;
+        case OPT_TIMELINE:
+            timeline = true;
+            break;
+        case OPT_STATS:
+            stats = true;
+            break;
+        case OPT_TRACE:
+            trace_path = optarg;
+            break;
+        case OPT_WIDTH:
+            if (!parse_int_flag(optarg, 40, 1000, &topts.width)) {
+                rc = usage_error("--width expects an integer from 40 to 1000, got '%s'", optarg);
+                goto out;
+            }
+            break;
+        case OPT_COMPACT:
+            topts.compact = true;
+            break;
+        case OPT_LIST:
+            list_policies();
+            rc = 0;
+            goto out;
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_VERSION:
+            puts("ppcc " PPCC_VERSION);
+            rc = 0;
+            goto out;
+        case ':':
+            rc = usage_error("option '%s' needs a value", argv[optind - 1]);
+            goto out;
+        default:
+            rc = usage_error("unknown option '%s'", argv[optind - 1]);
+            goto out;
+        }
+    }
+    if (optind != argc - 1) {
+        rc = usage_error("%s", optind >= argc ? "expected one schedule file (FILE.pp)"
+                                               : "expected exactly one schedule file");
+        goto out;
+    }
+    const char *src_path = argv[optind];
+    if (!out_path && !timeline && !stats && !trace_path) {
+        default_out = default_plan_path(src_path);
+        out_path = default_out;
+    }
+
+    pp_diag diag;
+    pp_diag_init(&diag, stderr, "ppcc");
+    pp_arena arena = {0};
+    pp_ast ast;
+    pp_spec spec;
+    pp_plan plan = {0};
+    pp_sim sim = {0};
+    bool have_sim = false;
+    rc = EXIT_INPUT;
+
+    if (pp_parse_file(src_path, &arena, &diag, &ast))
+        goto done;
+    if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
+        goto done;
+    if (pp_policy_run(&spec, &plan, &diag))
+        goto done;
+    if (pp_lower(&plan, &diag))
+        goto done;
+    pp_verify_opts vopts = {.act_size = spec.act_size, .mem_limit = spec.mem_limit};
+    if (pp_verify(&plan, &vopts, &diag))
+        goto done;
+    if (pp_simulate(&plan, &spec.cost, &sim, &diag))
+        goto done;
+    have_sim = true;
+
+    emit_ctx ectx = {&spec, &plan, &sim};
+    if (out_path && write_atomically(out_path, write_plan, &ectx, &diag))
+        goto done;
+    if (trace_path && write_atomically(trace_path, write_trace, &ectx, &diag))
+        goto done;
+    if (timeline && pp_emit_timeline(stdout, &plan, &sim, &topts)) {
+        pp_error(&diag, "cannot write the timeline");
+        goto done;
+    }
+    if (stats && pp_emit_stats(stdout, &plan, &sim)) {
+        pp_error(&diag, "cannot write the stats");
+        goto done;
+    }
+    if (fflush(stdout) != 0) {
+        pp_error(&diag, "cannot write to standard output");
+        goto done;
+    }
+    rc = 0;
+done:
+    if (have_sim)
+        pp_sim_free(&sim, plan.devices);
+    pp_plan_free(&plan);
+    pp_arena_free(&arena);
+out:
+    free(default_out);
+    free(defs);
+    return rc;
+}

@@ -1,0 +1,2 @@
+/* STUB: policy_1f1b pass, being written. */
+#include "pp.h"

@@ -1,0 +1,2 @@
+/* STUB: policy_gpipe pass, being written. */
+#include "pp.h"

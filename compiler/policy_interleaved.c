@@ -1,0 +1,2 @@
+/* STUB: policy_interleaved pass, being written. */
+#include "pp.h"

@@ -1,0 +1,292 @@
+/*
+ * pp.h — the one internal header of ppcc (and of pprun's plan loader).
+ *
+ * Data flow (DESIGN.md):
+ *   .pp -> lexer/parser (ast) -> spec -> policy -> lower -> verify -> simulate -> emit
+ *
+ * Each pass is one file under compiler/; this header is divided into
+ * sections, one per file, in pipeline order.  Every pass reports errors
+ * through a pp_diag and returns the number of errors it reported (0 = ok).
+ */
+#ifndef PP_H
+#define PP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* Hard limits, checked where values enter (spec, loader). */
+#define PP_MAX_DEVICES 1024
+#define PP_MAX_STAGES 8192
+#define PP_MAX_MICROBATCHES (1 << 20)
+#define PP_MAX_OPS_TOTAL (64L << 20)
+
+/* ------------------------------------------------------------------ */
+/* ops.def / op kinds: the one table of op names (X-macro).            */
+/* ------------------------------------------------------------------ */
+
+/* X(ENUM, "json name", is_compute) */
+#define PP_OP_KINDS(X)        \
+    X(F, "F", 1)              \
+    X(B, "B", 1)              \
+    X(W, "W", 1)              \
+    X(SEND, "send", 0)        \
+    X(RECV, "recv", 0)        \
+    X(UPDATE, "update", 0)    \
+    X(FLUSH, "flush", 0)
+
+enum pp_op_kind {
+#define PP_X(e, s, c) PP_OP_##e,
+    PP_OP_KINDS(PP_X)
+#undef PP_X
+    PP_OP__COUNT
+};
+
+/* What a send/recv carries: the activation leaving F(stage, mb), or the
+ * input gradient leaving B(stage, mb). */
+enum pp_comm_kind { PP_COMM_ACT = 0, PP_COMM_GRAD = 1 };
+
+const char *pp_op_name(int kind);           /* "F", "send", ... */
+int pp_op_from_name(const char *name);      /* -1 if unknown */
+bool pp_op_is_compute(int kind);
+const char *pp_comm_name(int comm);         /* "act" | "grad" */
+int pp_comm_from_name(const char *name);    /* -1 if unknown */
+
+/* One op of a device's list.  For send/recv, `stage`/`mb` name the
+ * compute op whose output travels: act of F(stage, mb) goes to the device
+ * of stage+1; grad of B(stage, mb) goes to the device of stage-1. */
+typedef struct pp_op {
+    uint8_t kind;  /* enum pp_op_kind */
+    uint8_t comm;  /* enum pp_comm_kind, send/recv only */
+    int32_t stage; /* -1 for update/flush */
+    int32_t mb;    /* -1 for update/flush */
+    int32_t peer;  /* send/recv: the other rank; else -1 */
+    int32_t group; /* send/recv: ops of one device with the same group id,
+                      contiguous in its list, are posted together; else -1 */
+} pp_op;
+
+/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "update" into buf. */
+const char *pp_op_format(const pp_op *op, char *buf, size_t size);
+
+/* ------------------------------------------------------------------ */
+/* diag.c: error reporting                                             */
+/* ------------------------------------------------------------------ */
+
+/* A source file kept for error messages: byte offsets become LINE:COL and
+ * the offending line with a caret only when an error is printed. */
+typedef struct pp_source {
+    const char *path; /* as given by the user */
+    const char *text; /* NUL-terminated contents */
+    size_t len;
+} pp_source;
+
+typedef struct pp_diag {
+    FILE *out;         /* where messages go (stderr; a memstream in tests) */
+    const char *prog;  /* "ppcc" / "pprun", prefix of errors without a file */
+    int errors;
+    int max_errors;    /* stop printing after this many (0 = 20) */
+} pp_diag;
+
+void pp_diag_init(pp_diag *d, FILE *out, const char *prog);
+/* "FILE:LINE:COL: error: msg" + source line + caret. */
+void pp_error_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* "PROG: error: msg". */
+void pp_error(pp_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Offset -> 1-based line and column. */
+void pp_source_position(const pp_source *src, size_t offset, int *line, int *col);
+
+/* ------------------------------------------------------------------ */
+/* arena.c: one arena per compilation, released at once                */
+/* ------------------------------------------------------------------ */
+
+typedef struct pp_arena_block pp_arena_block;
+typedef struct pp_arena {
+    pp_arena_block *head;
+} pp_arena;
+
+void *pp_arena_alloc(pp_arena *a, size_t size); /* zeroed; aborts on OOM */
+char *pp_arena_strdup(pp_arena *a, const char *s);
+char *pp_arena_strndup(pp_arena *a, const char *s, size_t n);
+void pp_arena_free(pp_arena *a);
+
+/* ------------------------------------------------------------------ */
+/* ast.c + lexer.l + parser.y: the DSL as written                      */
+/* ------------------------------------------------------------------ */
+
+enum pp_value_kind { PP_VAL_NUMBER, PP_VAL_WORD, PP_VAL_STRING, PP_VAL_LIST };
+
+typedef struct pp_value pp_value;
+struct pp_value {
+    enum pp_value_kind kind;
+    size_t offset;        /* where it starts in the source */
+    const char *text;     /* number/word/string as written (string unquoted) */
+    double number;        /* PP_VAL_NUMBER */
+    pp_value **items;     /* PP_VAL_LIST */
+    int nitems;
+};
+
+/* An item: `name = value`, `name value`, `name [value] { items }`. */
+typedef struct pp_item pp_item;
+struct pp_item {
+    const char *name;
+    size_t offset;        /* of the name */
+    pp_value *value;      /* may be NULL (bare block) */
+    pp_item **children;   /* block contents; NULL if no block */
+    int nchildren;
+    bool has_block;
+};
+
+typedef struct pp_ast {
+    pp_source src;
+    pp_item **items;
+    int nitems;
+} pp_ast;
+
+/* Parses text (kept by reference in the ast) into ast, allocating from a.
+ * Reports every syntax error it can recover from.  Returns error count. */
+int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast);
+/* Reads a whole file into the arena then parses it. */
+int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
+
+/* ------------------------------------------------------------------ */
+/* spec.c: the checked pipeline description (file + -D overrides)      */
+/* ------------------------------------------------------------------ */
+
+enum pp_placement_kind { PP_PLACE_LOOP, PP_PLACE_VSHAPE, PP_PLACE_LIST };
+
+typedef struct pp_cost {
+    double F, B, W, comm;     /* defaults for every stage */
+    double *stage_F, *stage_B, *stage_W; /* [stages], resolved (defaults applied) */
+} pp_cost;
+
+typedef struct pp_model {
+    char kind[16];       /* "mlp" */
+    int layers, hidden, batch;
+    char optimizer[16];  /* "sgd" */
+    double lr;
+    uint64_t seed;
+    int *layers_per_stage; /* [stages], resolved (even split unless balance) */
+} pp_model;
+
+typedef struct pp_spec {
+    char schedule[32];   /* policy name */
+    int devices, stages, chunks, microbatches;
+    enum pp_placement_kind placement_kind;
+    int *placement;      /* [stages] -> device */
+    int group;           /* interleaved: micro-batch group size, 0 = policy default */
+    pp_cost cost;
+    double act_size;     /* memory of one stage's activations for one micro-batch */
+    double mem_limit;    /* per device, same unit; 0 = none */
+    pp_model model;
+} pp_spec;
+
+/* One -D NAME=VALUE. */
+typedef struct pp_define {
+    const char *name;
+    const char *value;
+} pp_define;
+
+/* Interprets ast and then defs (in order) into spec, allocating from a.
+ * Unknown names, bad values, inconsistent shapes: errors naming them. */
+int pp_spec_build(const pp_ast *ast, const pp_define *defs, int ndefs, pp_arena *a, pp_diag *d,
+                  pp_spec *spec);
+
+/* ------------------------------------------------------------------ */
+/* plan.c: per-device op lists                                         */
+/* ------------------------------------------------------------------ */
+
+typedef struct pp_device {
+    pp_op *ops;
+    int n, cap;
+} pp_device;
+
+typedef struct pp_plan {
+    char schedule[32];
+    int devices, stages, microbatches;
+    int *placement;      /* [stages] -> device (owned) */
+    bool split_backward; /* B is input-gradient only and W appears */
+    pp_device *dev;      /* [devices] (owned) */
+} pp_plan;
+
+/* Allocates dev[] and placement[] for the spec's shape; no ops yet. */
+int pp_plan_init(pp_plan *p, const char *schedule, int devices, int stages, int microbatches,
+                 const int *placement);
+void pp_plan_free(pp_plan *p);
+/* Appends an op; grows the list.  Returns a pointer to it. */
+pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
+void pp_plan_reserve(pp_plan *p, int device, int n);
+long pp_plan_total_ops(const pp_plan *p);
+
+/* ------------------------------------------------------------------ */
+/* policy.c + policy_*.c: compute orders                               */
+/* ------------------------------------------------------------------ */
+
+typedef struct pp_policy {
+    const char *name;
+    const char *summary;
+    /* Refuses shapes the policy cannot do (error names the constraint). */
+    int (*check)(const pp_spec *s, pp_diag *d);
+    /* Appends each device's compute ops, then update and flush. */
+    int (*generate)(const pp_spec *s, pp_plan *p, pp_diag *d);
+    bool split_backward;
+} pp_policy;
+
+const pp_policy *pp_policy_find(const char *name);
+/* NULL-terminated list of every policy, for --help and errors. */
+const pp_policy *const *pp_policy_all(void);
+/* Checks the shape, initialises plan and generates compute orders. */
+int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* lower.c: communication lowering                                     */
+/* ------------------------------------------------------------------ */
+
+/* Inserts send/recv for every cross-device dependency and assigns group
+ * ids; consecutive stages on one device exchange nothing. */
+int pp_lower(pp_plan *p, pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* verify.c: deadlock freedom, matching, dependencies, exactly-once    */
+/* ------------------------------------------------------------------ */
+
+typedef struct pp_verify_opts {
+    double act_size;  /* per stage-microbatch; 0 treated as 1 */
+    double mem_limit; /* per device; 0 = none */
+} pp_verify_opts;
+
+int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* simulate.c: event-driven timing on the cost model                   */
+/* ------------------------------------------------------------------ */
+
+typedef struct pp_sim {
+    double makespan;
+    double bubble;        /* 1 - busy / (devices * makespan) */
+    double *busy;         /* [devices] compute time */
+    int *peak_act;        /* [devices] peak in-flight (stage, mb) activations */
+    double **start, **end;/* [devices][op index] */
+} pp_sim;
+
+int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *d);
+void pp_sim_free(pp_sim *s, int devices);
+
+/* ------------------------------------------------------------------ */
+/* emit_json.c / emit_timeline.c / emit_stats.c                        */
+/* ------------------------------------------------------------------ */
+
+int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim);
+
+typedef struct pp_timeline_opts {
+    int width;     /* total columns, default 80 */
+    bool compact;  /* one character per op */
+} pp_timeline_opts;
+
+int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o);
+int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim);
+/* Chrome / Perfetto trace-event JSON of a timeline; ts = time * us_per_unit. */
+int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_unit);
+
+#endif

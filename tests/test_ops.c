@@ -1,0 +1,96 @@
+/*
+ * test_ops.c — the op table, op formatting, the arena and diagnostics.
+ */
+#include <string.h>
+
+#include "test_util.h"
+
+START_TEST(op_names_round_trip)
+{
+    for (int k = 0; k < PP_OP__COUNT; k++)
+        ck_assert_int_eq(pp_op_from_name(pp_op_name(k)), k);
+    ck_assert_int_eq(pp_op_from_name("f"), -1); /* case matters */
+    ck_assert_int_eq(pp_op_from_name("nope"), -1);
+    ck_assert(pp_op_is_compute(PP_OP_F) && pp_op_is_compute(PP_OP_W));
+    ck_assert(!pp_op_is_compute(PP_OP_SEND) && !pp_op_is_compute(PP_OP_FLUSH));
+    ck_assert(!pp_op_is_compute(-1) && !pp_op_is_compute(PP_OP__COUNT));
+    ck_assert_int_eq(pp_comm_from_name("grad"), PP_COMM_GRAD);
+    ck_assert_int_eq(pp_comm_from_name("act"), PP_COMM_ACT);
+    ck_assert_int_eq(pp_comm_from_name("ACT"), -1);
+}
+END_TEST
+
+START_TEST(op_format)
+{
+    char buf[64];
+    pp_op f = {.kind = PP_OP_B, .stage = 3, .mb = 5, .peer = -1, .group = -1};
+    ck_assert_str_eq(pp_op_format(&f, buf, sizeof buf), "B3.5");
+    pp_op s = {.kind = PP_OP_SEND, .comm = PP_COMM_GRAD, .stage = 2, .mb = 0, .peer = 1};
+    ck_assert_str_eq(pp_op_format(&s, buf, sizeof buf), "send grad 2.0 to 1");
+    pp_op r = {.kind = PP_OP_RECV, .comm = PP_COMM_ACT, .stage = 0, .mb = 7, .peer = 0};
+    ck_assert_str_eq(pp_op_format(&r, buf, sizeof buf), "recv act 0.7 from 0");
+    pp_op u = {.kind = PP_OP_UPDATE, .stage = -1, .mb = -1};
+    ck_assert_str_eq(pp_op_format(&u, buf, sizeof buf), "update");
+}
+END_TEST
+
+START_TEST(arena_alloc_zeroed_aligned)
+{
+    pp_arena a = {0};
+    for (int i = 1; i < 2000; i++) {
+        unsigned char *p = pp_arena_alloc(&a, (size_t)i * 7);
+        ck_assert_uint_eq((uintptr_t)p % 16, 0);
+        for (int j = 0; j < i * 7; j++)
+            ck_assert_uint_eq(p[j], 0);
+        memset(p, 0xab, (size_t)i * 7);
+    }
+    unsigned char *big = pp_arena_alloc(&a, 1 << 20);
+    ck_assert_uint_eq(big[(1 << 20) - 1], 0);
+    ck_assert_str_eq(pp_arena_strndup(&a, "hello world", 5), "hello");
+    pp_arena_free(&a);
+    ck_assert_ptr_null(a.head);
+}
+END_TEST
+
+START_TEST(error_at_prints_location_line_and_caret)
+{
+    tu_diag t;
+    tu_diag_open(&t);
+    const char *text = "devices = 4\nstages = x\n";
+    pp_source src = {.path = "f.pp", .text = text, .len = strlen(text)};
+    pp_error_at(&t.diag, &src, 21, "expected an integer, got '%s'", "x");
+    ck_assert_str_eq(tu_diag_text(&t), "f.pp:2:10: error: expected an integer, got 'x'\n"
+                                       "     2 | stages = x\n"
+                                       "       |          ^\n");
+    ck_assert_int_eq(t.diag.errors, 1);
+    tu_diag_close(&t);
+}
+END_TEST
+
+START_TEST(error_count_is_capped)
+{
+    tu_diag t;
+    tu_diag_open(&t);
+    for (int i = 0; i < 30; i++)
+        pp_error(&t.diag, "e%d", i);
+    ck_assert_int_eq(t.diag.errors, 30);
+    const char *out = tu_diag_text(&t);
+    ck_assert_ptr_nonnull(strstr(out, "ppcc: error: e19\n"));
+    ck_assert_ptr_null(strstr(out, "e20"));
+    ck_assert_ptr_nonnull(strstr(out, "too many errors"));
+    tu_diag_close(&t);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, op_names_round_trip);
+    tcase_add_test(tc, op_format);
+    tcase_add_test(tc, arena_alloc_zeroed_aligned);
+    tcase_add_test(tc, error_at_prints_location_line_and_caret);
+    tcase_add_test(tc, error_count_is_capped);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
