@@ -1,4 +1,242 @@
-/* STUB: ast pass, being written. */
+/*
+ * ast.c — the schedule file as written: a tree of items (`name = value`,
+ * `name value`, `name value? { items }`) whose values are numbers, words,
+ * strings and lists.  No meaning yet: spec.c decides what a name means.
+ *
+ * The grammar actions in parser.y and the rules in lexer.l call the small
+ * constructors below; pp_parse runs scanner and parser over one text.
+ * Every node and string lives in the compilation's arena; the source text
+ * itself is kept by reference (pp_ast.src), so offsets in the tree can be
+ * turned into LINE:COL and a caret when an error is printed.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "pp.h"
-int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast) { pp_error(d, "parser not built"); return 1; }
-int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast) { pp_error(d, "parser not built"); return 1; }
+#include "parser.h"
+#include "lexer.h"
+
+/* Reports at a byte offset; in quiet mode (a -D value) keeps the first
+ * message so the caller can name the key in its own. */
+void ast_error(pp_parser *p, size_t offset, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (p->diag)
+        pp_error_at(p->diag, p->src, offset, "%s", msg);
+    else if (p->errors == 0)
+        snprintf(p->first_error, sizeof p->first_error, "%.150s", msg);
+    p->errors++;
+}
+
+static pp_value *new_value(pp_parser *p, enum pp_value_kind kind, size_t offset, const char *text, size_t len)
+{
+    pp_value *v = pp_arena_alloc(p->arena, sizeof *v);
+    v->kind = kind;
+    v->offset = offset;
+    v->text = pp_arena_strndup(p->arena, text, len);
+    return v;
+}
+
+pp_value *ast_number(pp_parser *p, size_t offset, size_t len)
+{
+    pp_value *v = new_value(p, PP_VAL_NUMBER, offset, p->src->text + offset, len);
+    errno = 0;
+    v->number = strtod(v->text, NULL);
+    /* Overflow, and underflow to zero or a denormal: both lose the value
+     * the user wrote, so neither is silently accepted. */
+    if (errno == ERANGE || !isfinite(v->number)) {
+        ast_error(p, offset, "number out of range: '%.40s%s'", v->text, len > 40 ? "..." : "");
+        v->number = 0;
+    }
+    return v;
+}
+
+pp_value *ast_word(pp_parser *p, size_t offset, size_t len)
+{
+    return new_value(p, PP_VAL_WORD, offset, p->src->text + offset, len);
+}
+
+pp_value *ast_string(pp_parser *p, size_t offset, size_t len, bool closed)
+{
+    if (!closed)
+        ast_error(p, offset, "unterminated string: a '\"' is missing before the end of the line");
+    return new_value(p, PP_VAL_STRING, offset, p->src->text + offset + 1, len - (closed ? 2 : 1));
+}
+
+void ast_bad_char(pp_parser *p, size_t offset, unsigned char c)
+{
+    if (c >= 0x21 && c < 0x7f)
+        ast_error(p, offset, "unexpected character '%c'", c);
+    else
+        ast_error(p, offset, "unexpected byte 0x%02x", c);
+}
+
+/* The scanner tracks braces itself so that an unclosed block can be
+ * reported where it was opened, not at the end of the file. */
+void ast_open_brace(pp_parser *p, size_t offset)
+{
+    if (p->nopen == p->capopen) {
+        int cap = p->capopen ? 2 * p->capopen : 16;
+        size_t *open = pp_arena_alloc(p->arena, (size_t)cap * sizeof *open);
+        if (p->nopen)
+            memcpy(open, p->open, (size_t)p->nopen * sizeof *open);
+        p->open = open;
+        p->capopen = cap;
+    }
+    p->open[p->nopen++] = offset;
+    p->stray_close = false;
+}
+
+void ast_close_brace(pp_parser *p)
+{
+    p->stray_close = p->nopen == 0;
+    if (p->nopen > 0)
+        p->nopen--;
+}
+
+/* Arena arrays grow by doubling; the old copy is simply left behind. */
+static void *grow(pp_arena *a, void *old, int n, int *cap, size_t elem)
+{
+    if (n < *cap)
+        return old;
+    int ncap = *cap ? 2 * *cap : 4;
+    void *v = pp_arena_alloc(a, (size_t)ncap * elem);
+    if (n)
+        memcpy(v, old, (size_t)n * elem);
+    *cap = ncap;
+    return v;
+}
+
+pp_value_list ast_values_add(pp_parser *p, pp_value_list list, pp_value *v)
+{
+    list.v = grow(p->arena, list.v, list.n, &list.cap, sizeof *list.v);
+    list.v[list.n++] = v;
+    return list;
+}
+
+pp_value *ast_list(pp_parser *p, size_t offset, pp_value_list items)
+{
+    pp_value *v = pp_arena_alloc(p->arena, sizeof *v);
+    v->kind = PP_VAL_LIST;
+    v->offset = offset;
+    v->text = "";
+    v->items = items.v;
+    v->nitems = items.n;
+    return v;
+}
+
+pp_item *ast_item(pp_parser *p, const pp_value *name, pp_value *value, const pp_item_list *block)
+{
+    pp_item *it = pp_arena_alloc(p->arena, sizeof *it);
+    it->name = name->text;
+    it->offset = name->offset;
+    it->value = value;
+    if (block) {
+        it->has_block = true;
+        it->children = block->v;
+        it->nchildren = block->n;
+    }
+    return it;
+}
+
+pp_item_list ast_items_add(pp_parser *p, pp_item_list list, pp_item *item)
+{
+    list.v = grow(p->arena, list.v, list.n, &list.cap, sizeof *list.v);
+    list.v[list.n++] = item;
+    return list;
+}
+
+/* Runs scanner and parser over p->src.  Returns the error count. */
+static int run_parser(pp_parser *p)
+{
+    if (p->src->len > (size_t)INT32_MAX) {
+        ast_error(p, 0, "input too large");
+        return p->errors;
+    }
+    yyscan_t scanner;
+    if (pp_yylex_init_extra(p, &scanner) != 0) {
+        ast_error(p, 0, "cannot start the scanner");
+        return p->errors;
+    }
+    YY_BUFFER_STATE buf = pp_yy_scan_bytes(p->src->text, (int)p->src->len, scanner);
+    int rc = pp_yyparse(scanner, p);
+    pp_yy_delete_buffer(buf, scanner);
+    pp_yylex_destroy(scanner);
+    /* Bison reports its own failures (stack exhausted) through yyerror. */
+    if (rc != 0 && p->errors == 0)
+        ast_error(p, p->pos, "cannot parse the input");
+    return p->errors;
+}
+
+int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast)
+{
+    memset(ast, 0, sizeof *ast);
+    ast->src.path = path;
+    ast->src.text = text;
+    ast->src.len = len;
+    pp_parser p = {.arena = a, .diag = d, .src = &ast->src};
+    int errors = run_parser(&p);
+    ast->items = p.top.v;
+    ast->nitems = p.top.n;
+    return errors;
+}
+
+int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast)
+{
+    memset(ast, 0, sizeof *ast);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        pp_error(d, "cannot open %s: %s", path, strerror(errno));
+        return 1;
+    }
+    /* Read in chunks (works for pipes too), then copy once into the arena. */
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
+        len += r;
+        if (len == cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    bool failed = !buf || ferror(f);
+    int saved = errno;
+    fclose(f);
+    if (failed) {
+        pp_error(d, "cannot read %s: %s", path, buf ? strerror(saved) : "out of memory");
+        free(buf);
+        return 1;
+    }
+    char *text = pp_arena_strndup(a, buf, len);
+    free(buf);
+    return pp_parse(path, text, len, a, d, ast);
+}
+
+pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize)
+{
+    pp_source src = {.path = "-D", .text = text, .len = strlen(text)};
+    pp_parser p = {.arena = a, .src = &src, .start_token = TOK_START_VALUE};
+    if (src.len == 0) {
+        snprintf(err, errsize, "expected a value");
+        return NULL;
+    }
+    if (run_parser(&p) || !p.value) {
+        snprintf(err, errsize, "%s", p.errors ? p.first_error : "expected a value");
+        return NULL;
+    }
+    return p.value;
+}

@@ -38,17 +38,14 @@ void pp_source_position(const pp_source *src, size_t offset, int *line, int *col
     *col = (int)(offset - bol) + 1;
 }
 
-void pp_error_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt, ...)
+/* "FILE:LINE:COL: LEVEL: msg", the source line and a caret under COL. */
+static void print_located(pp_diag *d, const pp_source *src, size_t offset, const char *level,
+                          const char *fmt, va_list ap)
 {
-    if (!diag_open(d))
-        return;
     int line, col;
     pp_source_position(src, offset, &line, &col);
-    fprintf(d->out, "%s:%d:%d: error: ", src->path, line, col);
-    va_list ap;
-    va_start(ap, fmt);
+    fprintf(d->out, "%s:%d:%d: %s: ", src->path, line, col, level);
     vfprintf(d->out, fmt, ap);
-    va_end(ap);
     fputc('\n', d->out);
 
     size_t bol = offset > src->len ? src->len : offset;
@@ -61,6 +58,26 @@ void pp_error_at(pp_diag *d, const pp_source *src, size_t offset, const char *fm
     for (size_t i = bol; i < bol + (size_t)(col - 1); i++)
         fputc(src->text[i] == '\t' ? '\t' : ' ', d->out);
     fputs("^\n", d->out);
+}
+
+void pp_error_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt, ...)
+{
+    if (!diag_open(d))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    print_located(d, src, offset, "error", fmt, ap);
+    va_end(ap);
+}
+
+void pp_note_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt, ...)
+{
+    if (d->errors > d->max_errors)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    print_located(d, src, offset, "note", fmt, ap);
+    va_end(ap);
 }
 
 void pp_error(pp_diag *d, const char *fmt, ...)

@@ -92,6 +92,9 @@ void pp_diag_init(pp_diag *d, FILE *out, const char *prog);
 /* "FILE:LINE:COL: error: msg" + source line + caret. */
 void pp_error_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* "FILE:LINE:COL: note: msg" + line + caret: context for the error before. */
+void pp_note_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* "PROG: error: msg". */
 void pp_error(pp_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Offset -> 1-based line and column. */
@@ -149,6 +152,10 @@ typedef struct pp_ast {
 int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast);
 /* Reads a whole file into the arena then parses it. */
 int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
+/* Parses one value (a -D VALUE) with the same lexical rules.  Returns
+ * NULL and writes a one-line reason into err when it is not exactly one
+ * well-formed value. */
+pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize);
 
 /* ------------------------------------------------------------------ */
 /* spec.c: the checked pipeline description (file + -D overrides)      */
@@ -238,6 +245,22 @@ const pp_policy *pp_policy_find(const char *name);
 const pp_policy *const *pp_policy_all(void);
 /* Checks the shape, initialises plan and generates compute orders. */
 int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d);
+/* For the policy files: refuses every placement but loop (stage s on
+ * device s mod D; a list equal to it is accepted); refuses schedule.group
+ * where the policy has none.  Each returns the number of errors. */
+int pp_policy_need_loop(const pp_spec *s, const char *policy, pp_diag *d);
+int pp_policy_no_group(const pp_spec *s, const char *policy, pp_diag *d);
+/* Appends the compute op kind(stage, mb) to device d, within the capacity
+ * pp_policy_run reserved (peer = group = -1). */
+static inline void pp_policy_emit(pp_plan *p, int d, int kind, int stage, int mb)
+{
+    pp_device *dv = &p->dev[d];
+    if (dv->n == dv->cap)
+        pp_plan_reserve(p, d, dv->cap ? dv->cap * 2 : 64);
+    dv->ops[dv->n++] = (pp_op){.kind = (uint8_t)kind, .stage = stage, .mb = mb, .peer = -1, .group = -1};
+}
+/* Appends update then flush to every device: the end of a generate. */
+void pp_policy_finish(pp_plan *p);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
@@ -246,6 +269,48 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d);
 /* Inserts send/recv for every cross-device dependency and assigns group
  * ids; consecutive stages on one device exchange nothing. */
 int pp_lower(pp_plan *p, pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* walk.c: the rendezvous replay shared by lower, verify and simulate  */
+/* ------------------------------------------------------------------ */
+
+/* Ops are numbered globally: op i of device d is base[d] + i.  The k-th
+ * send a->b is paired with the k-th recv on b from a (channel order);
+ * partner[] holds that pairing (-1: none, or not a comm op).  run replays
+ * every list: a device posts a whole group when it reaches it and moves
+ * past once every op of the group has met its partner. */
+typedef struct pp_walk {
+    int devices;
+    long total;
+    long *base;        /* [devices + 1] */
+    int32_t *partner;  /* [total] */
+    int *pc;           /* [devices] after run: where each device stopped (n = done) */
+    int *gend;         /* [devices] after run: end of the group a blocked device sits in */
+    int blocked;       /* after run: devices that did not reach the end */
+    uint8_t *done;     /* [total] comm op met its partner */
+    /* Timing (run_timed only): post time of comm ops, then per-op start/end. */
+    double *t_post, *t_pair;
+} pp_walk;
+
+/* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
+ * Returns nonzero if the plan's shape is unusable (no devices, too big). */
+int pp_walk_init(pp_walk *w, const pp_plan *p);
+/* Replays with rendezvous semantics; returns the number of blocked devices.
+ * With dur (per global op, compute time) non-NULL, also fills start/end
+ * (per global op) with comm taking `comm` per pair. */
+int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                double *end);
+/* After a run that left devices blocked: for each blocked device d,
+ * wait_at[d] is the op it waits on (an unmatched op of its group, one whose
+ * partner exists if any) and wait_for[d] the device that op waits for
+ * (-1 if none); cycle[d] >= 0 numbers the wait-for cycle d lies on, -1
+ * elsewhere.  Unblocked devices get -1 everywhere.  Returns #cycles. */
+int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle);
+/* Reports the deadlock of a run that left devices blocked: one error per
+ * wait-for cycle, then one per blocked device off every cycle.  prefix
+ * ("deadlock" / "lower: ...") opens each message. */
+void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *d, const char *prefix);
+void pp_walk_free(pp_walk *w);
 
 /* ------------------------------------------------------------------ */
 /* verify.c: deadlock freedom, matching, dependencies, exactly-once    */

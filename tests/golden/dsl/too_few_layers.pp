@@ -1,0 +1,2 @@
+devices = 4
+model mlp { layers = 2 }

@@ -1,0 +1,26 @@
+# more errors than the 20 that are printed
+setting1 = 1
+setting2 = 2
+setting3 = 3
+setting4 = 4
+setting5 = 5
+setting6 = 6
+setting7 = 7
+setting8 = 8
+setting9 = 9
+setting10 = 10
+setting11 = 11
+setting12 = 12
+setting13 = 13
+setting14 = 14
+setting15 = 15
+setting16 = 16
+setting17 = 17
+setting18 = 18
+setting19 = 19
+setting20 = 20
+setting21 = 21
+setting22 = 22
+setting23 = 23
+setting24 = 24
+setting25 = 25

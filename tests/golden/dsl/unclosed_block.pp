@@ -1,0 +1,4 @@
+devices = 4
+cost {
+    F = 1
+    B = 2

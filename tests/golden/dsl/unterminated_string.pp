@@ -1,0 +1,2 @@
+schedule "1f1b
+devices = 4

@@ -1,0 +1,3 @@
+devices = 4
+virtual = 3
+placement = vshape
