@@ -1,3 +1,314 @@
-/* STUB: emit_json pass, being written. */
+/*
+ * emit_json.c — writes the plan JSON, version 1 (docs/plan-format.md).
+ *
+ * The small sections (pipeline, model, cost, memory, stats) are cJSON
+ * trees printed on one line each, so escaping and round-trip number
+ * printing come from the library.  The op lists are another matter: a
+ * plan can hold over a million ops, and a cJSON tree of that many nodes
+ * costs seconds and gigabytes, so they are streamed through a hand-rolled
+ * buffer with a small integer formatter, one op per line (diff-friendly),
+ * and written with fwrite in large chunks.
+ *
+ * Layout:
+ *   {
+ *     "format": "ppcc-plan",
+ *     "version": 1,
+ *     "generator": "ppcc 0.1.0",
+ *     "pipeline": {...one line...},
+ *     ...
+ *     "devices": [
+ *       {"rank": 0, "stages": [0], "ops": [
+ *         {"op": "F", "stage": 0, "mb": 0},
+ *         ...
+ *         {"op": "flush"}
+ *       ]},
+ *       ...
+ *     ],
+ *     "stats": {...one line...}
+ *   }
+ *
+ * Any write error (a full disk, a closed pipe) makes it return non-zero.
+ */
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "pp.h"
-int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim) { return 1; }
+
+#define PLAN_FORMAT_VERSION 1
+#define GENERATOR "ppcc 0.1.0"
+
+/* ---- a buffered writer for the op lists ---- */
+
+enum { OUT_CAP = 1 << 20, OUT_SLACK = 256 }; /* one op line is far below OUT_SLACK */
+
+typedef struct out {
+    FILE *f;
+    char *buf;
+    size_t len;
+    bool failed;
+} out;
+
+static void out_flush(out *o)
+{
+    if (o->len && !o->failed && fwrite(o->buf, 1, o->len, o->f) != o->len)
+        o->failed = true;
+    o->len = 0;
+}
+
+/* Makes room for n more bytes (n <= OUT_SLACK). */
+static inline char *out_room(out *o, size_t n)
+{
+    if (o->len + n > OUT_CAP)
+        out_flush(o);
+    return o->buf + o->len;
+}
+
+static inline void out_lit(out *o, const char *s, size_t n)
+{
+    memcpy(out_room(o, n), s, n);
+    o->len += n;
+}
+#define OUT_LIT(o, s) out_lit((o), (s), sizeof(s) - 1)
+
+/* Decimal of a 32-bit int, no locale, no printf. */
+static inline void out_int(out *o, int32_t v)
+{
+    char *p = out_room(o, 12);
+    uint32_t u = v < 0 ? 0u - (uint32_t)v : (uint32_t)v;
+    char tmp[10];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *p++ = '-', o->len++;
+    for (int i = 0; i < n; i++)
+        p[i] = tmp[n - 1 - i];
+    o->len += (size_t)n;
+}
+
+/* Long strings (a cJSON section) bypass the buffer after flushing it. */
+static void out_str(out *o, const char *s)
+{
+    size_t n = strlen(s);
+    if (n <= OUT_SLACK) {
+        out_lit(o, s, n);
+        return;
+    }
+    out_flush(o);
+    if (!o->failed && fwrite(s, 1, n, o->f) != n)
+        o->failed = true;
+}
+
+static void out_op(out *o, const pp_op *op)
+{
+    OUT_LIT(o, "{\"op\": \"");
+    out_str(o, pp_op_name(op->kind));
+    OUT_LIT(o, "\"");
+    bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
+    if (comm) {
+        OUT_LIT(o, ", \"kind\": \"");
+        out_str(o, pp_comm_name(op->comm));
+        OUT_LIT(o, "\"");
+    }
+    if (comm || pp_op_is_compute(op->kind) || op->stage >= 0) {
+        OUT_LIT(o, ", \"stage\": ");
+        out_int(o, op->stage);
+        OUT_LIT(o, ", \"mb\": ");
+        out_int(o, op->mb);
+    }
+    if (comm) {
+        OUT_LIT(o, ", \"peer\": ");
+        out_int(o, op->peer);
+        OUT_LIT(o, ", \"group\": ");
+        out_int(o, op->group);
+    }
+    OUT_LIT(o, "}");
+}
+
+/* ---- the small sections, as cJSON trees ---- */
+
+static cJSON *int_array(const int *v, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+    return a;
+}
+
+/* v[i] when given, else the default for every stage. */
+static cJSON *double_array(const double *v, double dflt, int n)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && i < n; i++)
+        cJSON_AddItemToArray(a, cJSON_CreateNumber(v ? v[i] : dflt));
+    return a;
+}
+
+static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "schedule", p->schedule);
+    cJSON_AddNumberToObject(j, "devices", p->devices);
+    cJSON_AddNumberToObject(j, "stages", p->stages);
+    int chunks = s && s->chunks > 0 ? s->chunks : (p->devices ? p->stages / p->devices : 0);
+    cJSON_AddNumberToObject(j, "chunks", chunks);
+    cJSON_AddNumberToObject(j, "microbatches", p->microbatches);
+    cJSON_AddItemToObject(j, "placement", int_array(p->placement, p->stages));
+    cJSON_AddBoolToObject(j, "split_backward", p->split_backward);
+    return j;
+}
+
+static cJSON *model_json(const pp_spec *s, int stages)
+{
+    const pp_model *m = &s->model;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", m->kind);
+    cJSON_AddNumberToObject(j, "layers", m->layers);
+    cJSON_AddNumberToObject(j, "hidden", m->hidden);
+    cJSON_AddNumberToObject(j, "batch", m->batch);
+    if (m->layers_per_stage)
+        cJSON_AddItemToObject(j, "layers_per_stage", int_array(m->layers_per_stage, stages));
+    cJSON_AddStringToObject(j, "optimizer", m->optimizer);
+    cJSON_AddNumberToObject(j, "lr", m->lr);
+    /* A 64-bit seed does not survive a double: print it as written. */
+    char seed[24];
+    snprintf(seed, sizeof seed, "%" PRIu64, m->seed);
+    cJSON_AddRawToObject(j, "seed", seed);
+    return j;
+}
+
+static cJSON *cost_json(const pp_spec *s, int stages)
+{
+    const pp_cost *c = &s->cost;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "F", c->F);
+    cJSON_AddNumberToObject(j, "B", c->B);
+    cJSON_AddNumberToObject(j, "W", c->W);
+    cJSON_AddNumberToObject(j, "comm", c->comm);
+    cJSON_AddItemToObject(j, "stage_F", double_array(c->stage_F, c->F, stages));
+    cJSON_AddItemToObject(j, "stage_B", double_array(c->stage_B, c->B, stages));
+    cJSON_AddItemToObject(j, "stage_W", double_array(c->stage_W, c->W, stages));
+    return j;
+}
+
+static cJSON *memory_json(const pp_spec *s)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "activation", s->act_size);
+    cJSON_AddNumberToObject(j, "limit", s->mem_limit);
+    return j;
+}
+
+static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "makespan", sim->makespan);
+    cJSON_AddNumberToObject(j, "bubble", sim->bubble);
+    if (sim->busy)
+        cJSON_AddItemToObject(j, "busy", double_array(sim->busy, 0, p->devices));
+    if (sim->peak_act)
+        cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
+    return j;
+}
+
+/* `  "key": {...},\n` — takes ownership of the tree. */
+static void out_section(out *o, const char *key, cJSON *tree, bool last)
+{
+    char *text = tree ? cJSON_PrintUnformatted(tree) : NULL;
+    cJSON_Delete(tree);
+    if (!text) {
+        o->failed = true; /* out of memory */
+        return;
+    }
+    OUT_LIT(o, "  \"");
+    out_str(o, key);
+    OUT_LIT(o, "\": ");
+    out_str(o, text);
+    out_str(o, last ? "\n" : ",\n");
+    free(text);
+}
+
+static void out_device(out *o, const pp_plan *p, int r, const int *stage_order,
+                       const int *stage_start, bool last)
+{
+    OUT_LIT(o, "    {\"rank\": ");
+    out_int(o, r);
+    OUT_LIT(o, ", \"stages\": [");
+    for (int i = stage_start[r]; i < stage_start[r + 1]; i++) {
+        if (i > stage_start[r])
+            OUT_LIT(o, ", ");
+        out_int(o, stage_order[i]);
+    }
+    OUT_LIT(o, "], \"ops\": [\n");
+    const pp_device *dv = &p->dev[r];
+    for (int i = 0; i < dv->n; i++) {
+        OUT_LIT(o, "      ");
+        out_op(o, &dv->ops[i]);
+        if (i + 1 < dv->n)
+            OUT_LIT(o, ",\n");
+        else
+            OUT_LIT(o, "\n");
+    }
+    if (last)
+        OUT_LIT(o, "    ]}\n");
+    else
+        OUT_LIT(o, "    ]},\n");
+}
+
+int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim)
+{
+    if (!f || !p || p->devices < 1 || p->stages < 0 || !p->dev || (p->stages && !p->placement))
+        return 1;
+    out o = {.f = f, .buf = malloc(OUT_CAP)};
+    /* Each rank's stages in model order: a counting sort of the placement. */
+    int *stage_start = calloc((size_t)p->devices + 1, sizeof *stage_start);
+    int *stage_order = malloc(((size_t)p->stages + 1) * sizeof *stage_order);
+    int *fill = calloc((size_t)p->devices, sizeof *fill);
+    int rc = 1;
+    if (!o.buf || !stage_start || !stage_order || !fill)
+        goto done;
+    for (int st = 0; st < p->stages; st++) {
+        int r = p->placement[st];
+        if (r < 0 || r >= p->devices)
+            goto done; /* not a plan: refuse rather than write nonsense */
+        stage_start[r + 1]++;
+    }
+    for (int r = 0; r < p->devices; r++)
+        stage_start[r + 1] += stage_start[r];
+    for (int st = 0; st < p->stages; st++) {
+        int r = p->placement[st];
+        stage_order[stage_start[r] + fill[r]++] = st;
+    }
+
+    OUT_LIT(&o, "{\n  \"format\": \"ppcc-plan\",\n  \"version\": ");
+    out_int(&o, PLAN_FORMAT_VERSION);
+    OUT_LIT(&o, ",\n  \"generator\": \"" GENERATOR "\",\n");
+    out_section(&o, "pipeline", pipeline_json(s, p), false);
+    if (s) {
+        out_section(&o, "model", model_json(s, p->stages), false);
+        out_section(&o, "cost", cost_json(s, p->stages), false);
+        out_section(&o, "memory", memory_json(s), false);
+    }
+    OUT_LIT(&o, "  \"devices\": [\n");
+    for (int r = 0; r < p->devices; r++)
+        out_device(&o, p, r, stage_order, stage_start, r + 1 == p->devices);
+    if (sim) {
+        OUT_LIT(&o, "  ],\n");
+        out_section(&o, "stats", stats_json(p, sim), true);
+    } else {
+        OUT_LIT(&o, "  ]\n");
+    }
+    OUT_LIT(&o, "}\n");
+    out_flush(&o);
+    rc = o.failed || fflush(f) != 0 || ferror(f) ? 1 : 0;
+done:
+    free(o.buf);
+    free(stage_start);
+    free(stage_order);
+    free(fill);
+    return rc;
+}

@@ -1,3 +1,51 @@
-/* STUB: emit_stats pass, being written. */
+/*
+ * emit_stats.c — the one-line summary of `ppcc --stats`, made for sweeps:
+ * space-separated key=value pairs in a fixed order, no spaces inside a
+ * value, so `grep -o 'bubble=[^ ]*'` or a split on ' ' and '=' reads it.
+ *
+ *   schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=88
+ *   compute_ops=64 makespan=33 bubble=27.27% peak_act=[4,3,2,1]
+ *
+ * (one line).  Without a simulation the last three keys are left out.
+ */
 #include "pp.h"
-int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim) { return 1; }
+
+int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
+{
+    if (!f || !p || p->devices < 1 || !p->dev)
+        return 1;
+    /* A policy name is a word; keep the line splittable whatever it is. */
+    char sched[sizeof p->schedule];
+    int n = 0;
+    for (; n < (int)sizeof sched - 1 && p->schedule[n]; n++) {
+        char ch = p->schedule[n];
+        sched[n] = ch == ' ' || ch == '=' || ch == '\t' || ch == '\n' ? '_' : ch;
+    }
+    sched[n] = '\0';
+
+    long compute = 0;
+    int chunks = 0;
+    for (int d = 0; d < p->devices; d++) {
+        for (int i = 0; i < p->dev[d].n; i++)
+            compute += pp_op_is_compute(p->dev[d].ops[i].kind);
+        int held = 0;
+        for (int s = 0; p->placement && s < p->stages; s++)
+            held += p->placement[s] == d;
+        if (held > chunks)
+            chunks = held;
+    }
+    fprintf(f, "schedule=%s devices=%d stages=%d chunks=%d microbatches=%d ops=%ld compute_ops=%ld",
+            sched[0] ? sched : "-", p->devices, p->stages, chunks, p->microbatches,
+            pp_plan_total_ops(p), compute);
+    if (sim) {
+        fprintf(f, " makespan=%.6g bubble=%.2f%%", sim->makespan, sim->bubble * 100);
+        if (sim->peak_act) {
+            fputs(" peak_act=[", f);
+            for (int d = 0; d < p->devices; d++)
+                fprintf(f, "%s%d", d ? "," : "", sim->peak_act[d]);
+            fputc(']', f);
+        }
+    }
+    fputc('\n', f);
+    return fflush(f) != 0 || ferror(f) ? 1 : 0;
+}

@@ -1,3 +1,621 @@
-/* STUB: emit_timeline pass, being written. */
+/*
+ * emit_timeline.c — the text Gantt chart of a simulated (or measured)
+ * timeline, as in the GPipe / PipeDream / 1F1B papers: one row per device,
+ * time running left to right.  docs/timeline.md shows how to read it.
+ *
+ * Three layouts, tried in order, so that no op is ever lost:
+ *
+ *   labelled  x is time, scaled to the width; each compute op spans the
+ *             columns of [start, end) and carries its full label (F3, b12).
+ *             Used when every op is wide enough for its label.
+ *   compact   one column per distinct start time (x no longer to scale,
+ *             but concurrent ops stay aligned, so the staircase shows);
+ *             each op is one character on a kind row (F/B/W) above a
+ *             micro-batch row (last digit).  Used on request or when some
+ *             label does not fit.
+ *   scaled    x is time again, several ops per column; each cell shows what
+ *             fills most of it.  Used when even compact does not fit (say
+ *             64 devices x 1024 micro-batches): bounded width, linear time.
+ *
+ * Times are taken as they are — not integers, not uniform, not starting at
+ * 0 — so a measured trace renders like a predicted one.  A time t maps to
+ * column floor((t - t0) * scale + 0.5): the end of one op and the start of
+ * the next map to the same column, so consecutive ops neither overlap nor
+ * leave false gaps.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "pp.h"
-int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o) { return 1; }
+
+#define MIN_WIDTH 24
+#define MAX_WIDTH 1000
+#define IDLE '.'
+#define COMM '~'
+#define FILL '-' /* the rest of a labelled op after its label */
+
+typedef struct chart {
+    const pp_plan *p;
+    const pp_sim *sim;
+    int width;   /* whole line, label included */
+    int label_w; /* "d0 |" */
+    int digits;  /* of the largest rank */
+    int ncols;   /* chart columns between the bars */
+    double t0, t1, scale; /* columns per time unit */
+    int chunks;  /* most stages on one device */
+    int *chunk;  /* [stages]: index of the stage among its device's stages */
+    bool any_w, any_comm, any_lower;
+} chart;
+
+static bool is_comm(int kind) { return kind == PP_OP_SEND || kind == PP_OP_RECV; }
+
+static bool op_times(const chart *c, int d, int i, double *s, double *e)
+{
+    *s = c->sim->start[d][i];
+    *e = c->sim->end[d][i];
+    return isfinite(*s) && isfinite(*e) && *e >= *s;
+}
+
+static int ndigits(long v)
+{
+    int n = 1;
+    while (v >= 10)
+        v /= 10, n++;
+    return n;
+}
+
+static int op_chunk(const chart *c, const pp_op *op)
+{
+    return op->stage >= 0 && op->stage < c->p->stages ? c->chunk[op->stage] : 0;
+}
+
+/* The kind letter: upper case for even chunks, lower case for odd ones. */
+static char op_letter(const chart *c, const pp_op *op)
+{
+    char l = pp_op_name(op->kind)[0];
+    return op_chunk(c, op) % 2 ? (char)(l - 'A' + 'a') : l;
+}
+
+/* "F3", "b12", with ":2" for the chunk when there are more than two. */
+static int op_label(const chart *c, const pp_op *op, char *buf, size_t size)
+{
+    if (c->chunks > 2)
+        return snprintf(buf, size, "%c%d:%d", op_letter(c, op), op->mb, op_chunk(c, op));
+    return snprintf(buf, size, "%c%d", op_letter(c, op), op->mb);
+}
+
+static int col_of(const chart *c, double t)
+{
+    double x = floor((t - c->t0) * c->scale + 0.5);
+    return x < 0 ? 0 : x > c->ncols ? c->ncols : (int)x;
+}
+
+/* Chunks of each stage, the time range, and what the legend will need. */
+static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o)
+{
+    memset(c, 0, sizeof *c);
+    c->p = p;
+    c->sim = sim;
+    c->width = o && o->width > 0 ? o->width : 80;
+    if (c->width < MIN_WIDTH)
+        c->width = MIN_WIDTH;
+    if (c->width > MAX_WIDTH)
+        c->width = MAX_WIDTH;
+    c->digits = ndigits(p->devices - 1);
+    c->label_w = 1 + c->digits + 2;
+    c->ncols = c->width - c->label_w - 1;
+    if (c->ncols < 8)
+        return 1; /* more devices than a line can label */
+
+    c->chunk = calloc((size_t)p->stages + 1, sizeof *c->chunk);
+    int *count = calloc((size_t)p->devices, sizeof *count);
+    if (!c->chunk || !count) {
+        free(count);
+        return 1;
+    }
+    c->chunks = 1;
+    for (int s = 0; s < p->stages; s++) {
+        int r = p->placement ? p->placement[s] : 0;
+        if (r < 0 || r >= p->devices)
+            r = 0;
+        c->chunk[s] = count[r]++;
+        if (count[r] > c->chunks)
+            c->chunks = count[r];
+    }
+    free(count);
+
+    double t0 = INFINITY, t1 = -INFINITY;
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            double s, e;
+            if (!op_times(c, d, i, &s, &e))
+                continue;
+            if (pp_op_is_compute(op->kind) || (is_comm(op->kind) && e > s)) {
+                t0 = fmin(t0, s);
+                t1 = fmax(t1, e);
+            }
+            if (op->kind == PP_OP_W)
+                c->any_w = true;
+            if (pp_op_is_compute(op->kind) && op_chunk(c, op) % 2)
+                c->any_lower = true;
+        }
+    if (!(t0 < t1)) { /* nothing timed, or all instantaneous */
+        t0 = isfinite(t0) ? t0 : 0;
+        t1 = t0 + 1;
+    }
+    c->t0 = t0;
+    c->t1 = t1;
+    c->scale = c->ncols / (t1 - t0);
+    return 0;
+}
+
+/* ---- output, wrapped to the width ---- */
+
+typedef struct wrap {
+    FILE *f;
+    int col, width;
+} wrap;
+
+/* Writes sep then phrase, or a new line indented by two when it would
+ * pass the width.  A phrase never breaks. */
+static void wrap_put(wrap *w, const char *sep, const char *phrase)
+{
+    int need = (int)strlen(phrase);
+    if (w->col > 0 && w->col + (int)strlen(sep) + need > w->width) {
+        fputs("\n  ", w->f);
+        w->col = 2;
+    } else if (w->col > 0) {
+        fputs(sep, w->f);
+        w->col += (int)strlen(sep);
+    }
+    fputs(phrase, w->f);
+    w->col += need;
+}
+
+static void wrap_end(wrap *w)
+{
+    if (w->col > 0)
+        fputc('\n', w->f);
+    w->col = 0;
+}
+
+/* %.6g with a ".0" on whole numbers, so "33.0" reads as a time. */
+static void fmt_time(char *buf, size_t size, double t)
+{
+    snprintf(buf, size, "%.6g", t);
+    if (!strpbrk(buf, ".eEn"))
+        strncat(buf, ".0", size - strlen(buf) - 1);
+}
+
+static void put_row(const chart *c, FILE *f, int d, bool first, const char *cells)
+{
+    if (first)
+        fprintf(f, "d%-*d |%s|\n", c->digits, d, cells);
+    else
+        fprintf(f, "%*s|%s|\n", c->label_w - 1, "", cells);
+}
+
+/* ---- labelled ---- */
+
+/* Every compute op at least as wide as its label? */
+static bool labelled_fits(const chart *c)
+{
+    char label[32];
+    for (int d = 0; d < c->p->devices; d++)
+        for (int i = 0; i < c->p->dev[d].n; i++) {
+            const pp_op *op = &c->p->dev[d].ops[i];
+            double s, e;
+            if (!pp_op_is_compute(op->kind))
+                continue;
+            if (!op_times(c, d, i, &s, &e))
+                return false;
+            if (col_of(c, e) - col_of(c, s) < op_label(c, op, label, sizeof label))
+                return false;
+        }
+    return true;
+}
+
+static void draw_labelled(chart *c, FILE *f, char *row)
+{
+    char label[32];
+    for (int d = 0; d < c->p->devices; d++) {
+        memset(row, IDLE, (size_t)c->ncols);
+        const pp_device *dv = &c->p->dev[d];
+        /* Transfers first: compute drawn over them wins. */
+        for (int i = 0; i < dv->n; i++) {
+            double s, e;
+            if (is_comm(dv->ops[i].kind) && op_times(c, d, i, &s, &e) && e > s) {
+                int a = col_of(c, s), b = col_of(c, e);
+                if (b > a)
+                    c->any_comm = true;
+                memset(row + a, COMM, (size_t)(b - a));
+            }
+        }
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            double s, e;
+            if (!pp_op_is_compute(op->kind) || !op_times(c, d, i, &s, &e))
+                continue;
+            int a = col_of(c, s), b = col_of(c, e);
+            int n = op_label(c, op, label, sizeof label);
+            memset(row + a, FILL, (size_t)(b - a));
+            memcpy(row + a, label, (size_t)(n < b - a ? n : b - a));
+        }
+        put_row(c, f, d, true, row);
+    }
+}
+
+/* ---- compact ---- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* First index in v[0..n) with v[i] >= x. */
+static long lower_double(const double *v, long n, double x)
+{
+    long lo = 0, hi = n;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static long lower_u64(const uint64_t *v, long n, uint64_t x)
+{
+    long lo = 0, hi = n;
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (v[mid] < x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The instant a start belongs to: the last representative at or before it. */
+static long instant_of(const double *rep, long nrep, double s)
+{
+    long lo = 0, hi = nrep; /* first rep > s */
+    while (lo < hi) {
+        long mid = lo + (hi - lo) / 2;
+        if (rep[mid] <= s)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo > 0 ? lo - 1 : 0;
+}
+
+/* The compact layout: col[d][i] for each compute op (-1 for the others)
+ * and its last column + 1 in span[d][i].  Start times within half the
+ * shortest op of each other are one instant (a measured trace jitters);
+ * a device never has two ops in one instant unless one takes no time, and
+ * those get a sub-column each.  Returns the number of columns, or -1 when
+ * they would not fit (or memory ran out). */
+static int compact_layout(const chart *c, int **col, int **span)
+{
+    const pp_plan *p = c->p;
+    long n = 0;
+    double min_dur = INFINITY;
+    for (int d = 0; d < p->devices; d++) {
+        long k = 0;
+        for (int i = 0; i < p->dev[d].n; i++) {
+            double s, e;
+            if (!pp_op_is_compute(p->dev[d].ops[i].kind))
+                continue;
+            if (!op_times(c, d, i, &s, &e))
+                return -1;
+            if (e > s)
+                min_dur = fmin(min_dur, e - s);
+            k++;
+        }
+        if (k > c->ncols)
+            return -1; /* one column per op cannot fit: no need to sort */
+        n += k;
+    }
+    double tol = isfinite(min_dur) ? min_dur / 2 : 0;
+    double eps = (c->t1 - c->t0) * 1e-9;
+
+    double *starts = malloc(((size_t)n + 1) * sizeof *starts);
+    uint64_t *keys = malloc(((size_t)n + 1) * sizeof *keys);
+    int result = -1;
+    if (!starts || !keys)
+        goto out;
+    long k = 0;
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++)
+            if (pp_op_is_compute(p->dev[d].ops[i].kind))
+                starts[k++] = c->sim->start[d][i];
+    qsort(starts, (size_t)n, sizeof *starts, cmp_double);
+    long nrep = 0; /* each instant is represented by its earliest start */
+    for (long i = 0; i < n; i++)
+        if (nrep == 0 || starts[i] - starts[nrep - 1] > tol)
+            starts[nrep++] = starts[i];
+    const double *rep = starts;
+
+    /* key = (instant, how many earlier ops of the device share it) */
+    uint64_t stride = (uint64_t)c->ncols + 1;
+    k = 0;
+    for (int d = 0; d < p->devices; d++) {
+        long prev = -1;
+        uint64_t j = 0;
+        for (int i = 0; i < p->dev[d].n; i++) {
+            if (!pp_op_is_compute(p->dev[d].ops[i].kind))
+                continue;
+            long inst = instant_of(rep, nrep, c->sim->start[d][i]);
+            j = inst == prev ? j + 1 : 0;
+            prev = inst;
+            keys[k++] = (uint64_t)inst * stride + j;
+        }
+    }
+    qsort(keys, (size_t)n, sizeof *keys, cmp_u64);
+    long nkeys = 0;
+    for (long i = 0; i < n; i++)
+        if (nkeys == 0 || keys[i] != keys[nkeys - 1])
+            keys[nkeys++] = keys[i];
+    if (nkeys > c->ncols)
+        goto out;
+
+    for (int d = 0; d < p->devices; d++) {
+        const pp_device *dv = &p->dev[d];
+        long prev = -1;
+        uint64_t j = 0;
+        int last = -1; /* the previous compute op of the device */
+        for (int i = 0; i < dv->n; i++) {
+            col[d][i] = span[d][i] = -1;
+            if (!pp_op_is_compute(dv->ops[i].kind))
+                continue;
+            double s = c->sim->start[d][i], e = c->sim->end[d][i];
+            long inst = instant_of(rep, nrep, s);
+            j = inst == prev ? j + 1 : 0;
+            prev = inst;
+            int cl = (int)lower_u64(keys, nkeys, (uint64_t)inst * stride + j);
+            if (last >= 0 && cl <= col[d][last])
+                goto out; /* ops of a device out of time order: not a timeline */
+            long end_inst = lower_double(rep, nrep, e - eps);
+            int ce = (int)lower_u64(keys, nkeys, (uint64_t)end_inst * stride);
+            col[d][i] = cl;
+            span[d][i] = ce > cl ? ce : cl + 1;
+            if (last >= 0 && span[d][last] > cl)
+                span[d][last] = cl; /* overlapping ops: the next one wins */
+            last = i;
+        }
+    }
+    result = (int)nkeys;
+out:
+    free(starts);
+    free(keys);
+    return result;
+}
+
+static void draw_compact(chart *c, FILE *f, char *row, char *row2, char *row3, int **col,
+                         int **span)
+{
+    for (int d = 0; d < c->p->devices; d++) {
+        memset(row, IDLE, (size_t)c->ncols);
+        memset(row2, ' ', (size_t)c->ncols);
+        memset(row3, ' ', (size_t)c->ncols);
+        const pp_device *dv = &c->p->dev[d];
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            int a = col[d][i], b = span[d][i];
+            if (a < 0)
+                continue;
+            memset(row + a, FILL, (size_t)(b - a));
+            row[a] = op_letter(c, op);
+            row2[a] = (char)('0' + op->mb % 10);
+            row3[a] = (char)('0' + op_chunk(c, op) % 10);
+        }
+        put_row(c, f, d, true, row);
+        put_row(c, f, d, false, row2);
+        if (c->chunks > 2)
+            put_row(c, f, d, false, row3);
+    }
+}
+
+/* ---- scaled ---- */
+
+/* What a cell can show, in the order ties are broken. */
+enum { CELL_F, CELL_B, CELL_W, CELL_f, CELL_b, CELL_w, CELL_COMM, CELL_IDLE, CELL__N };
+static const char cell_char[CELL__N] = {'F', 'B', 'W', 'f', 'b', 'w', COMM, IDLE};
+
+static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
+{
+    double cell = 1 / c->scale; /* time per column */
+    for (int d = 0; d < c->p->devices; d++) {
+        memset(acc, 0, (size_t)c->ncols * CELL__N * sizeof *acc);
+        const pp_device *dv = &c->p->dev[d];
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            double s, e;
+            if (!op_times(c, d, i, &s, &e) || e <= s)
+                continue;
+            int what;
+            if (pp_op_is_compute(op->kind))
+                what = (op->kind == PP_OP_F ? CELL_F : op->kind == PP_OP_B ? CELL_B : CELL_W) +
+                       (op_chunk(c, op) % 2 ? 3 : 0);
+            else if (is_comm(op->kind))
+                what = CELL_COMM;
+            else
+                continue;
+            double x0 = (s - c->t0) * c->scale, x1 = (e - c->t0) * c->scale;
+            int a = (int)floor(x0), b = (int)floor(x1);
+            if (a < 0)
+                a = 0;
+            if (b > c->ncols - 1)
+                b = c->ncols - 1;
+            for (int k = a; k <= b; k++) {
+                double lo = fmax(x0, k), hi = fmin(x1, k + 1);
+                if (hi > lo)
+                    acc[k * CELL__N + what] += (hi - lo) * cell;
+            }
+        }
+        for (int k = 0; k < c->ncols; k++) {
+            double *a = &acc[k * CELL__N];
+            /* Transfers only count where nothing computes: they overlap compute. */
+            double compute = 0;
+            for (int w = CELL_F; w <= CELL_w; w++)
+                compute += a[w];
+            a[CELL_COMM] = fmin(a[CELL_COMM], fmax(0, cell - compute));
+            a[CELL_IDLE] = fmax(0, cell - compute - a[CELL_COMM]);
+            int best = 0;
+            for (int w = 1; w < CELL__N; w++)
+                if (a[w] > a[best] * (1 + 1e-9))
+                    best = w;
+            row[k] = cell_char[best];
+        }
+        put_row(c, f, d, true, row);
+    }
+}
+
+/* ---- legend and summary ---- */
+
+enum layout { LABELLED, COMPACT, SCALED };
+
+static void legend(const chart *c, FILE *f, enum layout how)
+{
+    wrap w = {f, 0, c->width};
+    char buf[128], t0[32], t1[32], per[32];
+    if (how == COMPACT) {
+        wrap_put(&w, "", c->any_w ? "F/B/W over the micro-batch's last digit:"
+                                  : "F/B over the micro-batch's last digit:");
+    } else if (how == LABELLED) {
+        wrap_put(&w, "", c->any_w ? "F3/B3/W3:" : "F3/B3:");
+    } else {
+        wrap_put(&w, "", "each cell: what fills most of it;");
+    }
+    wrap_put(&w, " ", "F forward,");
+    wrap_put(&w, " ", c->any_w ? "B input-grad backward," : "B backward");
+    if (c->any_w)
+        wrap_put(&w, " ", "W weight-grad");
+    if (how == LABELLED)
+        wrap_put(&w, " ", "of micro-batch 3");
+    if (c->any_lower || c->chunks > 1)
+        wrap_put(&w, "; ", "lower case: odd chunk");
+    if (c->chunks > 2)
+        wrap_put(&w, "; ", how == COMPACT ? "third row: chunk" : ":c chunk c");
+    if (how != SCALED)
+        wrap_put(&w, "; ", "- op continues");
+    wrap_put(&w, "; ", ". idle");
+    if (how == LABELLED && c->any_comm)
+        wrap_put(&w, "; ", "~ send/recv");
+    if (how == SCALED)
+        wrap_put(&w, "; ", "~ send/recv");
+    wrap_end(&w);
+
+    fmt_time(t0, sizeof t0, c->t0);
+    fmt_time(t1, sizeof t1, c->t1);
+    if (how == COMPACT) {
+        snprintf(buf, sizeof buf, "compact: one column per start time, not to scale; t %s .. %s",
+                 t0, t1);
+        wrap_put(&w, "", buf);
+    } else {
+        snprintf(per, sizeof per, "%.3g", 1 / c->scale);
+        snprintf(buf, sizeof buf, "%s: 1 column = %s time units; t %s .. %s",
+                 how == SCALED ? "scaled" : "x", per, t0, t1);
+        wrap_put(&w, "", buf);
+    }
+    wrap_end(&w);
+}
+
+static void summary(const chart *c, FILE *f)
+{
+    wrap w = {f, 0, c->width};
+    char buf[64], t[32];
+    snprintf(buf, sizeof buf, "bubble %.1f%%", c->sim->bubble * 100);
+    wrap_put(&w, "", buf);
+    fmt_time(t, sizeof t, c->sim->makespan > 0 ? c->sim->makespan : c->t1 - c->t0);
+    snprintf(buf, sizeof buf, "makespan %s", t);
+    wrap_put(&w, "  ", buf);
+    if (c->sim->peak_act) {
+        wrap_put(&w, "  ", "peak activations:");
+        for (int d = 0; d < c->p->devices; d++) {
+            snprintf(buf, sizeof buf, "d%d %d%s", d, c->sim->peak_act[d],
+                     d + 1 < c->p->devices ? "," : "");
+            wrap_put(&w, " ", buf);
+        }
+    }
+    wrap_end(&w);
+}
+
+int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o)
+{
+    if (!f || !p || !sim || !sim->start || !sim->end || p->devices < 1 || !p->dev)
+        return 1;
+    chart c;
+    if (chart_init(&c, p, sim, o)) {
+        free(c.chunk);
+        return 1;
+    }
+    int rc = 1;
+    char *row = malloc((size_t)c.ncols * 3 + 3);
+    int **col = calloc((size_t)p->devices, sizeof *col);
+    int **span = calloc((size_t)p->devices, sizeof *span);
+    double *acc = NULL;
+    if (!row || !col || !span)
+        goto out;
+    char *row2 = row + c.ncols + 1, *row3 = row2 + c.ncols + 1;
+    row[c.ncols] = row2[c.ncols] = row3[c.ncols] = '\0';
+
+    char title[160];
+    snprintf(title, sizeof title, "%.32s: %d devices, %d stages, %d micro-batches", p->schedule,
+             p->devices, p->stages, p->microbatches);
+    wrap w = {f, 0, c.width};
+    wrap_put(&w, "", title);
+    wrap_end(&w);
+
+    enum layout how = SCALED;
+    if (!(o && o->compact) && labelled_fits(&c)) {
+        how = LABELLED;
+    } else {
+        bool ok = true;
+        for (int d = 0; d < p->devices && ok; d++) {
+            int n = p->dev[d].n > 0 ? p->dev[d].n : 1;
+            col[d] = malloc((size_t)n * sizeof **col);
+            span[d] = malloc((size_t)n * sizeof **span);
+            ok = col[d] && span[d];
+        }
+        if (ok && compact_layout(&c, col, span) >= 0)
+            how = COMPACT;
+    }
+    if (how == LABELLED) {
+        draw_labelled(&c, f, row);
+    } else if (how == COMPACT) {
+        draw_compact(&c, f, row, row2, row3, col, span);
+    } else {
+        acc = malloc((size_t)c.ncols * CELL__N * sizeof *acc);
+        if (!acc)
+            goto out;
+        draw_scaled(&c, f, row, acc);
+    }
+    legend(&c, f, how);
+    summary(&c, f);
+    rc = fflush(f) != 0 || ferror(f) ? 1 : 0;
+out:
+    for (int d = 0; col && d < p->devices; d++)
+        free(col[d]);
+    for (int d = 0; span && d < p->devices; d++)
+        free(span[d]);
+    free(col);
+    free(span);
+    free(acc);
+    free(row);
+    free(c.chunk);
+    return rc;
+}

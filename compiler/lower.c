@@ -1,3 +1,366 @@
-/* STUB: lower pass, being written. */
+/*
+ * lower.c — communication lowering: turns each device's compute order into
+ * the list the runtime replays, with a send/recv pair for every dependency
+ * that crosses devices (act: F(s,m) -> F(s+1,m); grad: B(s+1,m) -> B(s,m))
+ * and group ids saying which of them are posted together.
+ *
+ * Where each op goes:
+ *   - a send right after its producer;
+ *   - a recv right before its consumer, except that NCCL pairs the k-th
+ *     send a->b with the k-th recv on b from a, so recvs on one channel must
+ *     follow the sender's order: recv k goes before the earliest consumer of
+ *     recvs k, k+1, ... (a suffix minimum along the channel);
+ *   - all comm ops between two consecutive compute ops of a device form one
+ *     group (Megatron's send_forward_recv_backward and friends).
+ * "Slot" i of a device is the gap right before its i-th compute op; slot C
+ * (C compute ops) follows the last one.  Then the rendezvous walk checks the
+ * result; a deadlock cycle is repaired by delaying the cycle's blocked sends
+ * into the next slot of their device, a bounded number of times.
+ *
+ * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
+ * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).
+ */
+#include <stdlib.h>
+#include <string.h>
+
 #include "pp.h"
-int pp_lower(pp_plan *p, pp_diag *d) { pp_error(d, "lower not built"); return 1; }
+
+#define MAX_REPAIRS 32
+
+typedef struct lowering {
+    pp_plan *p;
+    int D, S, M;
+    long SM;
+    int32_t *cF, *cB;       /* [S*M] compute index of F/B(s,m) on its device, -1 none */
+    int *ncompute;          /* [D] */
+    long *slot_base;        /* [D + 1] first slot of each device */
+    int32_t *send_slot;     /* [2*S*M] slot of the edge's send on the producer's device */
+    int32_t *recv_slot;     /* [2*S*M] slot of its recv on the consumer's device */
+    int32_t *send_order;    /* [nedges] edges by (producer device, producer order) */
+    int32_t *chan_order;    /* [nedges] edges by (channel, send order) */
+    long nedges;
+    int32_t *slot_count;    /* [slots + 1] */
+    int32_t *slot_items;    /* [2*nedges] edge*2 + is_recv, bucketed by slot */
+    pp_op **orig;           /* [D] the compute order as given */
+    int *orig_n;            /* [D] */
+} lowering;
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *q = calloc(n ? n : 1, size);
+    if (!q) {
+        fputs("out of memory\n", stderr);
+        abort();
+    }
+    return q;
+}
+
+/* The device that consumes edge e (its recv side) and the one producing it. */
+static int edge_dst(const lowering *L, long e)
+{
+    int s = (int)((e % L->SM) / L->M);
+    return e < L->SM ? L->p->placement[s + 1] : L->p->placement[s - 1];
+}
+
+static int edge_src(const lowering *L, long e)
+{
+    return L->p->placement[(e % L->SM) / L->M];
+}
+
+/* Compute index of the op that consumes edge e. */
+static int edge_consumer(const lowering *L, long e)
+{
+    long at = e % L->SM;
+    return e < L->SM ? L->cF[at + L->M] : L->cB[at - L->M];
+}
+
+/* The act edge of F(s,m) / grad edge of B(s,m), or -1 when the next (previous)
+ * stage is on the same device or does not exist. */
+static long edge_of(const lowering *L, const pp_op *op)
+{
+    int s = op->stage;
+    if (op->kind == PP_OP_F && s + 1 < L->S && L->p->placement[s + 1] != L->p->placement[s])
+        return (long)s * L->M + op->mb;
+    if (op->kind == PP_OP_B && s > 0 && L->p->placement[s - 1] != L->p->placement[s])
+        return L->SM + (long)s * L->M + op->mb;
+    return -1;
+}
+
+/* Checks what lowering relies on: every compute op in range, on its stage's
+ * device, once; every F and B present; no comm yet. */
+static int check_input(lowering *L, pp_diag *dg)
+{
+    pp_plan *p = L->p;
+    int errors = 0;
+    char buf[96];
+    for (int d = 0; d < L->D; d++) {
+        const pp_device *dv = &p->dev[d];
+        int ci = 0;
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            if (op->kind == PP_OP_SEND || op->kind == PP_OP_RECV) {
+                pp_error(dg, "lower: device %d, op %d (%s): the plan already has communication", d, i,
+                         pp_op_format(op, buf, sizeof buf));
+                return errors + 1;
+            }
+            if (!pp_op_is_compute(op->kind))
+                continue;
+            if (op->stage < 0 || op->stage >= L->S || op->mb < 0 || op->mb >= L->M ||
+                p->placement[op->stage] != d) {
+                pp_error(dg, "lower: device %d, op %d (%s): not a stage and micro-batch of this device", d, i,
+                         pp_op_format(op, buf, sizeof buf));
+                errors++;
+                continue;
+            }
+            int32_t *at = op->kind == PP_OP_F ? L->cF : op->kind == PP_OP_B ? L->cB : NULL;
+            long k = (long)op->stage * L->M + op->mb;
+            if (at && at[k] >= 0) {
+                pp_error(dg, "lower: device %d, op %d (%s): appears twice", d, i, pp_op_format(op, buf, sizeof buf));
+                errors++;
+            } else if (at) {
+                at[k] = ci;
+            }
+            ci++;
+        }
+        L->ncompute[d] = ci;
+    }
+    for (long k = 0; k < L->SM && errors < 20; k++)
+        if (L->cF[k] < 0 || L->cB[k] < 0) {
+            pp_error(dg, "lower: %s%ld.%ld is missing", L->cF[k] < 0 ? "F" : "B", k / L->M, k % L->M);
+            errors++;
+        }
+    return errors;
+}
+
+/* Orders the edges by producer (send order) and by channel, and places the
+ * recvs: the suffix minimum of consumer positions along each channel. */
+static void place_edges(lowering *L)
+{
+    pp_plan *p = L->p;
+    int D = L->D;
+    size_t nch = (size_t)D * D;
+    int32_t *choff = xcalloc(nch + 1, sizeof *choff);
+    L->nedges = 0;
+    for (int d = 0; d < D; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            if (!pp_op_is_compute(op->kind))
+                continue;
+            long e = edge_of(L, op);
+            if (e < 0)
+                continue;
+            L->send_order[L->nedges++] = (int32_t)e;
+            choff[(size_t)d * D + edge_dst(L, e) + 1]++;
+        }
+    for (size_t c = 0; c < nch; c++)
+        choff[c + 1] += choff[c];
+    for (long k = 0; k < L->nedges; k++) { /* stable: keeps send order per channel */
+        long e = L->send_order[k];
+        size_t c = (size_t)edge_src(L, e) * D + edge_dst(L, e);
+        L->chan_order[choff[c]++] = (int32_t)e;
+    }
+    /* choff[c] now ends channel c; walk each channel backwards. */
+    long lo = 0;
+    for (size_t c = 0; c < nch; c++) {
+        int32_t min = INT32_MAX;
+        for (long k = choff[c] - 1; k >= lo; k--) {
+            long e = L->chan_order[k];
+            int32_t want = edge_consumer(L, e);
+            if (want < min)
+                min = want;
+            L->recv_slot[e] = min;
+        }
+        lo = choff[c];
+    }
+    for (long k = 0; k < L->nedges; k++) {
+        long e = L->send_order[k];
+        L->send_slot[e] = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
+    }
+    free(choff);
+}
+
+static pp_op comm_op(const lowering *L, long e, bool recv)
+{
+    long at = e % L->SM;
+    pp_op op = {.kind = recv ? PP_OP_RECV : PP_OP_SEND,
+                .comm = e < L->SM ? PP_COMM_ACT : PP_COMM_GRAD,
+                .stage = (int32_t)(at / L->M),
+                .mb = (int32_t)(at % L->M),
+                .peer = recv ? edge_src(L, e) : edge_dst(L, e),
+                .group = -1};
+    return op;
+}
+
+/* Writes every device's list from the compute order and the slots: sends
+ * (in send order) then recvs (in channel order) in each slot. */
+static void emit(lowering *L)
+{
+    pp_plan *p = L->p;
+    long nslots = L->slot_base[L->D];
+    memset(L->slot_count, 0, (size_t)(nslots + 1) * sizeof *L->slot_count);
+    for (long k = 0; k < L->nedges; k++) {
+        long e = L->send_order[k];
+        L->slot_count[L->slot_base[edge_src(L, e)] + L->send_slot[e] + 1]++;
+        L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e] + 1]++;
+    }
+    for (long s = 0; s < nslots; s++)
+        L->slot_count[s + 1] += L->slot_count[s];
+    /* slot_count[s] is now where slot s starts; fill moves it to its end. */
+    for (long k = 0; k < L->nedges; k++) {
+        long e = L->send_order[k];
+        L->slot_items[L->slot_count[L->slot_base[edge_src(L, e)] + L->send_slot[e]]++] = (int32_t)(e * 2);
+    }
+    for (long k = 0; k < L->nedges; k++) {
+        long e = L->chan_order[k];
+        L->slot_items[L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e]]++] = (int32_t)(e * 2 + 1);
+    }
+    for (int d = 0; d < L->D; d++) {
+        long s0 = L->slot_base[d], s1 = L->slot_base[d + 1];
+        long first = s0 == 0 ? 0 : L->slot_count[s0 - 1], last = L->slot_count[s1 - 1];
+        int n = L->orig_n[d] + (int)(last - first);
+        pp_device *dv = &p->dev[d];
+        if (dv->cap < n)
+            pp_plan_reserve(p, d, n);
+        int out = 0, group = 0, ci = 0, C = L->ncompute[d];
+        long item = first;
+#define EMIT_SLOT(slot)                                                                      \
+    do {                                                                                     \
+        long end_ = L->slot_count[s0 + (slot)];                                              \
+        if (item < end_) {                                                                   \
+            for (; item < end_; item++) {                                                    \
+                pp_op op_ = comm_op(L, L->slot_items[item] / 2, L->slot_items[item] & 1);    \
+                op_.group = group;                                                           \
+                dv->ops[out++] = op_;                                                        \
+            }                                                                                \
+            group++;                                                                         \
+        }                                                                                    \
+    } while (0)
+        if (C == 0)
+            EMIT_SLOT(0);
+        for (int i = 0; i < L->orig_n[d]; i++) {
+            const pp_op *op = &L->orig[d][i];
+            if (pp_op_is_compute(op->kind)) {
+                EMIT_SLOT(ci);
+                dv->ops[out++] = *op;
+                if (++ci == C)
+                    EMIT_SLOT(C);
+            } else {
+                dv->ops[out++] = *op;
+            }
+        }
+#undef EMIT_SLOT
+        dv->n = out;
+    }
+}
+
+/* Delays the blocked sends of every deadlock cycle into the next slot of
+ * their device.  Returns how many moved (0: nothing left to try). */
+static int repair(lowering *L, const pp_walk *w)
+{
+    pp_plan *p = L->p;
+    int D = L->D, moved = 0;
+    int *wait_at = xcalloc((size_t)D * 3, sizeof(int));
+    int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
+    pp_walk_cycles(w, p, wait_at, wait_for, cycle);
+    for (int d = 0; d < D; d++) {
+        if (cycle[d] < 0)
+            continue;
+        for (int j = w->pc[d]; j < w->gend[d]; j++) {
+            const pp_op *op = &p->dev[d].ops[j];
+            if (op->kind != PP_OP_SEND || w->done[w->base[d] + j])
+                continue;
+            long e = (op->comm == PP_COMM_ACT ? 0 : L->SM) + (long)op->stage * L->M + op->mb;
+            if (L->send_slot[e] < L->ncompute[d]) {
+                L->send_slot[e]++;
+                moved++;
+            }
+        }
+    }
+    free(wait_at);
+    return moved;
+}
+
+int pp_lower(pp_plan *p, pp_diag *dg)
+{
+    if (p->devices <= 0 || p->devices > PP_MAX_DEVICES || p->stages <= 0 || p->stages > PP_MAX_STAGES ||
+        p->microbatches <= 0 || p->microbatches > PP_MAX_MICROBATCHES || !p->dev || !p->placement) {
+        pp_error(dg, "lower: the plan has no valid shape");
+        return 1;
+    }
+    for (int s = 0; s < p->stages; s++)
+        if (p->placement[s] < 0 || p->placement[s] >= p->devices) {
+            pp_error(dg, "lower: stage %d is placed on %d, not a device", s, p->placement[s]);
+            return 1;
+        }
+    lowering L = {.p = p, .D = p->devices, .S = p->stages, .M = p->microbatches};
+    L.SM = (long)L.S * L.M;
+    if (4 * L.SM >= INT32_MAX || 2 * L.SM > pp_plan_total_ops(p)) {
+        pp_error(dg, "lower: %d stages x %d micro-batches need %ld compute ops, the plan has %ld ops", L.S, L.M,
+                 2 * L.SM, pp_plan_total_ops(p));
+        return 1;
+    }
+    int errors = 0;
+    L.cF = xcalloc((size_t)L.SM, sizeof *L.cF);
+    L.cB = xcalloc((size_t)L.SM, sizeof *L.cB);
+    memset(L.cF, 0xff, (size_t)L.SM * sizeof *L.cF);
+    memset(L.cB, 0xff, (size_t)L.SM * sizeof *L.cB);
+    L.ncompute = xcalloc((size_t)L.D, sizeof *L.ncompute);
+    L.slot_base = xcalloc((size_t)L.D + 1, sizeof *L.slot_base);
+    L.orig = xcalloc((size_t)L.D, sizeof *L.orig);
+    L.orig_n = xcalloc((size_t)L.D, sizeof *L.orig_n);
+    pp_walk w = {0};
+    errors = check_input(&L, dg);
+    if (errors)
+        goto out;
+
+    L.send_slot = xcalloc((size_t)(2 * L.SM), sizeof *L.send_slot);
+    L.recv_slot = xcalloc((size_t)(2 * L.SM), sizeof *L.recv_slot);
+    L.send_order = xcalloc((size_t)(2 * L.SM), sizeof *L.send_order);
+    L.chan_order = xcalloc((size_t)(2 * L.SM), sizeof *L.chan_order);
+    place_edges(&L);
+    for (int d = 0; d < L.D; d++)
+        L.slot_base[d + 1] = L.slot_base[d] + L.ncompute[d] + 1;
+    L.slot_count = xcalloc((size_t)L.slot_base[L.D] + 1, sizeof *L.slot_count);
+    L.slot_items = xcalloc((size_t)(2 * L.nedges), sizeof *L.slot_items);
+    /* Keep the compute orders: emit rewrites the lists in place. */
+    for (int d = 0; d < L.D; d++) {
+        L.orig_n[d] = p->dev[d].n;
+        L.orig[d] = xcalloc((size_t)p->dev[d].n, sizeof(pp_op));
+        if (p->dev[d].n)
+            memcpy(L.orig[d], p->dev[d].ops, (size_t)p->dev[d].n * sizeof(pp_op));
+    }
+
+    for (int attempt = 0;; attempt++) {
+        emit(&L);
+        if (pp_walk_init(&w, p)) {
+            pp_error(dg, "lower: the plan is too large to check");
+            errors = 1;
+            break;
+        }
+        if (pp_walk_run(&w, p, NULL, 0, NULL, NULL) == 0)
+            break;
+        if (attempt == MAX_REPAIRS || repair(&L, &w) == 0) {
+            pp_walk_report(&w, p, dg, "lower: no deadlock-free order of the communication; deadlock");
+            errors = 1;
+            break;
+        }
+        pp_walk_free(&w);
+    }
+out:
+    pp_walk_free(&w);
+    for (int d = 0; d < L.D; d++)
+        free(L.orig[d]);
+    free(L.orig);
+    free(L.orig_n);
+    free(L.cF);
+    free(L.cB);
+    free(L.ncompute);
+    free(L.slot_base);
+    free(L.send_slot);
+    free(L.recv_slot);
+    free(L.send_order);
+    free(L.chan_order);
+    free(L.slot_count);
+    free(L.slot_items);
+    return errors;
+}

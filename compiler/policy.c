@@ -1,5 +1,129 @@
-/* STUB: policy pass, being written. */
+/*
+ * policy.c — the registry of scheduling policies and the pass that runs one.
+ *
+ * A policy turns the checked spec into each device's *compute order*: the
+ * sequence of F / B (/ W) ops the device issues, closed by update and
+ * flush.  It says nothing about communication: lowering (lower.c) inserts
+ * the sends and receives afterwards, so a policy file is only the order
+ * its reference implementation computes in (docs/schedules.md), and
+ * tests/test_policy.c proves it equal to transcriptions of those
+ * references (tests/ref/reference_orders.py).
+ *
+ * pp_policy_run does the work common to all policies: find the policy by
+ * name, let it refuse shapes it cannot do, size each device's list
+ * exactly (one allocation per device, no growth while generating: 64
+ * devices x 4 chunks x 1024 micro-batches is half a million ops), then
+ * let it generate.
+ */
+#include <string.h>
+
 #include "pp.h"
-const pp_policy *pp_policy_find(const char *name) { return NULL; }
-const pp_policy *const *pp_policy_all(void) { static const pp_policy *const none[] = {NULL}; return none; }
-int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d) { pp_error(d, "no policy"); return 1; }
+
+extern const pp_policy pp_policy_gpipe;
+extern const pp_policy pp_policy_1f1b;
+extern const pp_policy pp_policy_interleaved;
+
+static const pp_policy *const policies[] = {
+    &pp_policy_gpipe,
+    &pp_policy_1f1b,
+    &pp_policy_interleaved,
+    NULL,
+};
+
+const pp_policy *const *pp_policy_all(void)
+{
+    return policies;
+}
+
+const pp_policy *pp_policy_find(const char *name)
+{
+    for (const pp_policy *const *p = policies; *p; p++)
+        if (strcmp((*p)->name, name) == 0)
+            return *p;
+    return NULL;
+}
+
+int pp_policy_need_loop(const pp_spec *s, const char *policy, pp_diag *d)
+{
+    if (s->placement_kind == PP_PLACE_VSHAPE) {
+        pp_error(d, "%s: needs placement = loop (stage s on device s mod %d), got vshape", policy, s->devices);
+        return 1;
+    }
+    for (int st = 0; st < s->stages; st++)
+        if (s->placement[st] != st % s->devices) {
+            pp_error(d,
+                     "%s: needs placement = loop (stage s on device s mod %d), but stage %d is on device %d",
+                     policy, s->devices, st, s->placement[st]);
+            return 1;
+        }
+    return 0;
+}
+
+int pp_policy_no_group(const pp_spec *s, const char *policy, pp_diag *d)
+{
+    if (s->group == 0)
+        return 0;
+    pp_error(d, "%s: has no schedule.group (the micro-batch group size of interleaved), got group = %d", policy,
+             s->group);
+    return 1;
+}
+
+void pp_policy_finish(pp_plan *p)
+{
+    for (int d = 0; d < p->devices; d++) {
+        pp_policy_emit(p, d, PP_OP_UPDATE, -1, -1);
+        pp_policy_emit(p, d, PP_OP_FLUSH, -1, -1);
+    }
+}
+
+static void unknown_policy(const char *name, pp_diag *d)
+{
+    char known[512];
+    size_t n = 0;
+    known[0] = '\0';
+    for (const pp_policy *const *p = policies; *p; p++) {
+        int w = snprintf(known + n, sizeof known - n, "%s%s", n ? ", " : "", (*p)->name);
+        if (w < 0 || (size_t)w >= sizeof known - n)
+            break;
+        n += (size_t)w;
+    }
+    pp_error(d, "unknown schedule '%s' (known: %s)", name, known);
+}
+
+int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
+{
+    memset(p, 0, sizeof *p);
+    const pp_policy *pol = pp_policy_find(s->schedule);
+    if (!pol) {
+        unknown_policy(s->schedule, d);
+        return 1;
+    }
+    if (pol->check(s, d))
+        return 1;
+    if (pp_plan_init(p, pol->name, s->devices, s->stages, s->microbatches, s->placement)) {
+        pp_error(d, "out of memory for %d devices and %d stages", s->devices, s->stages);
+        return 1;
+    }
+    p->split_backward = pol->split_backward;
+
+    /* Exact capacity: every (stage, mb) of the device's stages once per
+     * compute kind, then update and flush. */
+    long per_stage = (long)s->microbatches * (pol->split_backward ? 3 : 2);
+    long total = per_stage * s->stages + 2L * s->devices;
+    if (total > PP_MAX_OPS_TOTAL) {
+        pp_error(d, "%s: the plan would hold %ld ops, more than the limit of %ld", pol->name, total,
+                 (long)PP_MAX_OPS_TOTAL);
+        pp_plan_free(p);
+        return 1;
+    }
+    for (int dv = 0; dv < s->devices; dv++) {
+        int owned = 0;
+        for (int st = 0; st < s->stages; st++)
+            owned += s->placement[st] == dv;
+        pp_plan_reserve(p, dv, (int)(per_stage * owned + 2));
+    }
+    int errors = pol->generate(s, p, d);
+    if (errors)
+        pp_plan_free(p);
+    return errors;
+}

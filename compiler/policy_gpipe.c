@@ -1,2 +1,38 @@
-/* STUB: policy_gpipe pass, being written. */
+/*
+ * policy_gpipe.c — GPipe (Huang et al. 2019), as PyTorch's ScheduleGPipe
+ * runs it: every device first does the forwards of all micro-batches, then
+ * their backwards, in micro-batch order 0..M-1 both times.  Simplest
+ * schedule, largest memory: all M activations are alive at the turn.
+ */
 #include "pp.h"
+
+static int gpipe_check(const pp_spec *s, pp_diag *d)
+{
+    if (s->chunks != 1) {
+        pp_error(d, "gpipe: needs one stage per device (virtual = 1), got virtual = %d", s->chunks);
+        return 1;
+    }
+    return pp_policy_need_loop(s, "gpipe", d) + pp_policy_no_group(s, "gpipe", d);
+}
+
+static int gpipe_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
+{
+    (void)d;
+    int M = s->microbatches;
+    for (int dev = 0; dev < s->devices; dev++) {
+        for (int m = 0; m < M; m++)
+            pp_policy_emit(p, dev, PP_OP_F, dev, m);
+        for (int m = 0; m < M; m++)
+            pp_policy_emit(p, dev, PP_OP_B, dev, m);
+    }
+    pp_policy_finish(p);
+    return 0;
+}
+
+const pp_policy pp_policy_gpipe = {
+    .name = "gpipe",
+    .summary = "all forwards, then all backwards (PyTorch ScheduleGPipe)",
+    .check = gpipe_check,
+    .generate = gpipe_generate,
+    .split_backward = false,
+};

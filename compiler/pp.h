@@ -300,6 +300,12 @@ int pp_walk_init(pp_walk *w, const pp_plan *p);
  * (per global op) with comm taking `comm` per pair. */
 int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                 double *end);
+/* Lowering's run: whenever every device still running is stuck, the
+ * unmatched sends of each device on a wait-for cycle are delayed in place
+ * (in p) to just after the device's next compute op, and the replay goes on
+ * from where it stood.  Sends keep their order per channel, so pairs do not
+ * change.  Stops when nothing can move; returns the blocked devices. */
+int pp_walk_run_repair(pp_walk *w, pp_plan *p);
 /* After a run that left devices blocked: for each blocked device d,
  * wait_at[d] is the op it waits on (an unmatched op of its group, one whose
  * partner exists if any) and wait_for[d] the device that op waits for

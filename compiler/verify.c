@@ -1,3 +1,433 @@
-/* STUB: verify pass, being written. */
+/*
+ * verify.c — proves a plan safe to replay, or says why not.  Used on every
+ * plan ppcc writes and on every plan pprun loads (possibly hand-edited), so
+ * it must survive any garbage: every value is range-checked before it is
+ * used as an index, and nothing loops on the input's say-so.
+ *
+ * In order:
+ *   1. shape: devices, stages, micro-batches, placement, list lengths;
+ *   2. each op alone: kind, stage/mb/peer in range, on the right device,
+ *      the right peer, once; update once after all compute; flush last;
+ *      groups contiguous;
+ *   3. exactly once: one F and one B per (stage, mb), one W iff split;
+ *   4. dependencies, within each device's list: an op runs after the op or
+ *      the recv that feeds it (positions of each (stage, mb) op are kept in
+ *      flat arrays indexed stage * M + mb);
+ *   5. matching: the k-th send a->b against the k-th recv on b from a;
+ *   6. memory: activations in flight times act_size under mem_limit;
+ *   7. deadlock: the rendezvous replay (walk.c) must bring every device to
+ *      its last op; otherwise each wait-for cycle is reported.
+ * Every message names the device, the op index, the op and the reason.
+ */
+#include <stdlib.h>
+#include <string.h>
+
 #include "pp.h"
-int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *d) { pp_error(d, "verify not built"); return 1; }
+
+/* Positions of each (stage, mb) op on the device where it belongs. */
+enum { AT_F, AT_B, AT_W, AT_SEND_ACT, AT_SEND_GRAD, AT_RECV_ACT, AT_RECV_GRAD, AT__COUNT };
+
+typedef struct verifier {
+    const pp_plan *p;
+    pp_diag *dg;
+    int D, S, M;
+    long SM;
+    int32_t *at[AT__COUNT]; /* [S*M] op index on its device, -1 none */
+    bool comm_unsafe;       /* a comm op too broken to pair or replay */
+    bool groups_unsafe;     /* broken groups: a replay would mean nothing */
+    /* Group ids seen on the current device: open addressing, stamped. */
+    int32_t *gkey, *gstamp, *gfirst;
+    size_t gcap;
+} verifier;
+
+#define OPFMT(op) pp_op_format((op), buf, sizeof buf)
+#define FAIL_OP(V, d, i, op, ...)                                                    \
+    do {                                                                             \
+        char msg_[256];                                                              \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                    \
+        pp_error((V)->dg, "device %d, op %d (%s): %s", (d), (i), OPFMT(op), msg_);   \
+    } while (0)
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *q = calloc(n ? n : 1, size);
+    if (!q) {
+        fputs("out of memory\n", stderr);
+        abort();
+    }
+    return q;
+}
+
+/* Returns the op index where group g was first seen on this device (stamp),
+ * or -1 after recording it at i. */
+static int group_seen(verifier *V, int stamp, int32_t g, int i)
+{
+    size_t h = ((uint32_t)g * 2654435761u) & (V->gcap - 1);
+    while (V->gstamp[h] == stamp) {
+        if (V->gkey[h] == g)
+            return V->gfirst[h];
+        h = (h + 1) & (V->gcap - 1);
+    }
+    V->gstamp[h] = stamp;
+    V->gkey[h] = g;
+    V->gfirst[h] = i;
+    return -1;
+}
+
+/* Records op i of device d at slot `which` unless it is there already. */
+static void record(verifier *V, int which, int d, int i, const pp_op *op)
+{
+    char buf[96];
+    int32_t *at = &V->at[which][(long)op->stage * V->M + op->mb];
+    if (*at >= 0)
+        FAIL_OP(V, d, i, op, "duplicate, first at op %d", *at);
+    else
+        *at = i;
+}
+
+static void check_compute(verifier *V, int d, int i, const pp_op *op)
+{
+    const pp_plan *p = V->p;
+    char buf[96];
+    if (op->stage < 0 || op->stage >= V->S) {
+        FAIL_OP(V, d, i, op, "stage %d is not a stage (the plan has %d)", op->stage, V->S);
+        return;
+    }
+    if (op->mb < 0 || op->mb >= V->M) {
+        FAIL_OP(V, d, i, op, "micro-batch %d is not a micro-batch (the plan has %d)", op->mb, V->M);
+        return;
+    }
+    if (p->placement[op->stage] != d) {
+        FAIL_OP(V, d, i, op, "stage %d is placed on device %d", op->stage, p->placement[op->stage]);
+        return;
+    }
+    if (op->kind == PP_OP_W && !p->split_backward) {
+        FAIL_OP(V, d, i, op, "W in a plan whose backward is not split");
+        return;
+    }
+    record(V, op->kind == PP_OP_F ? AT_F : op->kind == PP_OP_B ? AT_B : AT_W, d, i, op);
+}
+
+static void check_comm(verifier *V, int d, int i, const pp_op *op)
+{
+    const pp_plan *p = V->p;
+    char buf[96];
+    bool send = op->kind == PP_OP_SEND, unsafe_before = V->comm_unsafe;
+    V->comm_unsafe = true; /* until it passes every check */
+    if (op->peer < 0 || op->peer >= V->D) {
+        FAIL_OP(V, d, i, op, "peer %d is not a device", op->peer);
+        return;
+    }
+    if (op->peer == d) {
+        FAIL_OP(V, d, i, op, "the peer is the device itself");
+        return;
+    }
+    if (op->comm != PP_COMM_ACT && op->comm != PP_COMM_GRAD) {
+        FAIL_OP(V, d, i, op, "kind %d is neither act nor grad", op->comm);
+        return;
+    }
+    if (op->stage < 0 || op->stage >= V->S) {
+        FAIL_OP(V, d, i, op, "stage %d is not a stage (the plan has %d)", op->stage, V->S);
+        return;
+    }
+    if (op->mb < 0 || op->mb >= V->M) {
+        FAIL_OP(V, d, i, op, "micro-batch %d is not a micro-batch (the plan has %d)", op->mb, V->M);
+        return;
+    }
+    bool act = op->comm == PP_COMM_ACT;
+    int to = act ? op->stage + 1 : op->stage - 1;
+    if (to < 0 || to >= V->S) {
+        FAIL_OP(V, d, i, op, "stage %d has no %s stage", op->stage, act ? "next" : "previous");
+        return;
+    }
+    /* The data leaves the holder of `stage` for the holder of `to`. */
+    int src = p->placement[op->stage], dst = p->placement[to];
+    int self = send ? src : dst, peer = send ? dst : src;
+    if (self != d) {
+        FAIL_OP(V, d, i, op, "stage %d is on device %d, so this %s belongs on device %d", send ? op->stage : to,
+                self, send ? "send" : "recv", self);
+        return;
+    }
+    if (peer != op->peer) {
+        FAIL_OP(V, d, i, op, "stage %d is on device %d, not on device %d", send ? to : op->stage, peer, op->peer);
+        return;
+    }
+    V->comm_unsafe = unsafe_before;
+    record(V, send ? (act ? AT_SEND_ACT : AT_SEND_GRAD) : (act ? AT_RECV_ACT : AT_RECV_GRAD), d, i, op);
+}
+
+static void check_device(verifier *V, int d)
+{
+    const pp_device *dv = &V->p->dev[d];
+    char buf[96];
+    if (dv->n == 0) {
+        pp_error(V->dg, "device %d: empty op list (it needs at least update and flush)", d);
+        return;
+    }
+    int update_at = -1;
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
+        if (op->kind >= PP_OP__COUNT) {
+            pp_error(V->dg, "device %d, op %d: unknown op kind %d", d, i, op->kind);
+            continue;
+        }
+        if (pp_op_is_compute(op->kind)) {
+            if (update_at >= 0)
+                FAIL_OP(V, d, i, op, "after update (op %d)", update_at);
+            check_compute(V, d, i, op);
+        } else if (comm) {
+            check_comm(V, d, i, op);
+            bool opens = i == 0 || (dv->ops[i - 1].kind != PP_OP_SEND && dv->ops[i - 1].kind != PP_OP_RECV) ||
+                         dv->ops[i - 1].group != op->group;
+            if (op->group < 0) {
+                FAIL_OP(V, d, i, op, "group %d is not a group id", op->group);
+                V->groups_unsafe = true;
+            } else if (opens) {
+                int first = group_seen(V, d + 1, op->group, i);
+                if (first >= 0) {
+                    FAIL_OP(V, d, i, op, "group %d is not contiguous (it also holds op %d)", op->group, first);
+                    V->groups_unsafe = true;
+                }
+            }
+        } else if (op->kind == PP_OP_UPDATE) {
+            if (update_at >= 0)
+                FAIL_OP(V, d, i, op, "second update (the first is op %d)", update_at);
+            else
+                update_at = i;
+        } else if (op->kind == PP_OP_FLUSH && i != dv->n - 1) {
+            FAIL_OP(V, d, i, op, "flush before the end of the list");
+        }
+    }
+    if (update_at < 0)
+        pp_error(V->dg, "device %d: no update", d);
+    if (dv->ops[dv->n - 1].kind != PP_OP_FLUSH)
+        pp_error(V->dg, "device %d: the list does not end with flush", d);
+}
+
+static void check_exactly_once(verifier *V)
+{
+    const pp_plan *p = V->p;
+    for (long k = 0; k < V->SM; k++) {
+        int s = (int)(k / V->M), m = (int)(k % V->M);
+        if (V->at[AT_F][k] < 0)
+            pp_error(V->dg, "F%d.%d is missing (stage %d is on device %d)", s, m, s, p->placement[s]);
+        if (V->at[AT_B][k] < 0)
+            pp_error(V->dg, "B%d.%d is missing (stage %d is on device %d)", s, m, s, p->placement[s]);
+        if (p->split_backward && V->at[AT_W][k] < 0)
+            pp_error(V->dg, "W%d.%d is missing (stage %d is on device %d)", s, m, s, p->placement[s]);
+    }
+}
+
+/* Op i on device d needs (stage s, mb m) from the neighbour `from`: the op
+ * `same` on this device if the stage is here, else the recv `recv`. */
+static void need(verifier *V, int d, int i, const pp_op *op, int s, int m, int same_kind, int recv_kind)
+{
+    const pp_plan *p = V->p;
+    char buf[96], what[64];
+    long k = (long)s * V->M + m;
+    if (p->placement[s] == d) {
+        int j = V->at[same_kind][k];
+        if (j > i) /* missing ones are reported as missing */
+            FAIL_OP(V, d, i, op, "runs before %s%d.%d", same_kind == AT_F ? "F" : "B", s, m);
+        return;
+    }
+    int j = V->at[recv_kind][k];
+    snprintf(what, sizeof what, "recv %s %d.%d from %d", recv_kind == AT_RECV_ACT ? "act" : "grad", s, m,
+             p->placement[s]);
+    if (j < 0)
+        FAIL_OP(V, d, i, op, "no %s before it", what);
+    else if (j > i)
+        FAIL_OP(V, d, i, op, "runs before %s (op %d)", what, j);
+}
+
+static void check_dependencies(verifier *V, int d)
+{
+    const pp_device *dv = &V->p->dev[d];
+    char buf[96];
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        int s = op->stage, m = op->mb;
+        if (s < 0 || s >= V->S || m < 0 || m >= V->M)
+            continue; /* reported already */
+        long k = (long)s * V->M + m;
+        /* Only ops recorded at i are in range and in place. */
+        switch (op->kind) {
+        case PP_OP_F:
+            if (V->at[AT_F][k] == i && s > 0)
+                need(V, d, i, op, s - 1, m, AT_F, AT_RECV_ACT);
+            break;
+        case PP_OP_B:
+            if (V->at[AT_B][k] != i)
+                break;
+            if (V->at[AT_F][k] > i)
+                FAIL_OP(V, d, i, op, "runs before F%d.%d", s, m);
+            if (s + 1 < V->S)
+                need(V, d, i, op, s + 1, m, AT_B, AT_RECV_GRAD);
+            break;
+        case PP_OP_W:
+            if (V->at[AT_W][k] == i && V->at[AT_B][k] > i)
+                FAIL_OP(V, d, i, op, "runs before B%d.%d", s, m);
+            break;
+        case PP_OP_SEND: {
+            bool act = op->comm == PP_COMM_ACT;
+            if (V->at[act ? AT_SEND_ACT : AT_SEND_GRAD][k] != i)
+                break;
+            int j = V->at[act ? AT_F : AT_B][k];
+            if (j > i)
+                FAIL_OP(V, d, i, op, "runs before %s%d.%d", act ? "F" : "B", s, m);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+static void check_matching(verifier *V, const pp_walk *w)
+{
+    const pp_plan *p = V->p;
+    char buf[96], other[96];
+    for (int d = 0; d < V->D; d++) {
+        const pp_device *dv = &p->dev[d];
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            if (op->kind != PP_OP_SEND && op->kind != PP_OP_RECV)
+                continue;
+            int32_t q = w->partner[w->base[d] + i];
+            bool send = op->kind == PP_OP_SEND;
+            if (q < 0) {
+                if (send)
+                    FAIL_OP(V, d, i, op, "no matching recv on device %d", op->peer);
+                else
+                    FAIL_OP(V, d, i, op, "no matching send from device %d", op->peer);
+                V->comm_unsafe = true;
+                continue;
+            }
+            int j = (int)(q - w->base[op->peer]);
+            const pp_op *po = &p->dev[op->peer].ops[j];
+            if (send && (po->comm != op->comm || po->stage != op->stage || po->mb != op->mb)) {
+                FAIL_OP(V, d, i, op, "paired in channel order with device %d, op %d (%s)", op->peer, j,
+                        pp_op_format(po, other, sizeof other));
+                V->comm_unsafe = true;
+            }
+        }
+    }
+}
+
+static void check_memory(verifier *V, const pp_verify_opts *o)
+{
+    if (!o || o->mem_limit <= 0)
+        return;
+    double act = o->act_size > 0 ? o->act_size : 1;
+    const pp_plan *p = V->p;
+    char buf[96];
+    for (int d = 0; d < V->D; d++) {
+        const pp_device *dv = &p->dev[d];
+        long live = 0;
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            if (op->kind == PP_OP_F)
+                live++;
+            else if (op->kind == (p->split_backward ? PP_OP_W : PP_OP_B))
+                live--;
+            if (live * act > o->mem_limit * (1 + 1e-12)) {
+                FAIL_OP(V, d, i, op, "%ld activations in flight need %g, over the memory limit %g", live,
+                        live * act, o->mem_limit);
+                break;
+            }
+        }
+    }
+}
+
+static bool check_shape(const pp_plan *p, pp_diag *dg)
+{
+    if (p->devices <= 0 || p->devices > PP_MAX_DEVICES || !p->dev) {
+        pp_error(dg, "plan: %d devices (expected 1 to %d)", p->devices, PP_MAX_DEVICES);
+        return false;
+    }
+    if (p->stages <= 0 || p->stages > PP_MAX_STAGES || !p->placement) {
+        pp_error(dg, "plan: %d stages (expected 1 to %d)", p->stages, PP_MAX_STAGES);
+        return false;
+    }
+    if (p->microbatches <= 0 || p->microbatches > PP_MAX_MICROBATCHES) {
+        pp_error(dg, "plan: %d micro-batches (expected 1 to %d)", p->microbatches, PP_MAX_MICROBATCHES);
+        return false;
+    }
+    bool ok = true;
+    for (int s = 0; s < p->stages; s++)
+        if (p->placement[s] < 0 || p->placement[s] >= p->devices) {
+            pp_error(dg, "plan: stage %d is placed on %d, not a device", s, p->placement[s]);
+            ok = false;
+        }
+    long total = 0;
+    for (int d = 0; d < p->devices; d++) {
+        if (p->dev[d].n < 0 || (p->dev[d].n > 0 && !p->dev[d].ops)) {
+            pp_error(dg, "plan: device %d has a broken op list", d);
+            ok = false;
+        } else {
+            total += p->dev[d].n;
+        }
+    }
+    if (!ok)
+        return false;
+    long need = 2L * p->stages * p->microbatches;
+    if (total > PP_MAX_OPS_TOTAL) {
+        pp_error(dg, "plan: %ld ops, more than the limit %ld", total, (long)PP_MAX_OPS_TOTAL);
+        return false;
+    }
+    if (need > total) {
+        pp_error(dg, "plan: %d stages x %d micro-batches need %ld compute ops, the lists hold %ld ops",
+                 p->stages, p->microbatches, need, total);
+        return false;
+    }
+    return true;
+}
+
+int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
+{
+    int errors0 = dg->errors;
+    if (!check_shape(p, dg))
+        return dg->errors - errors0;
+    verifier V = {.p = p, .dg = dg, .D = p->devices, .S = p->stages, .M = p->microbatches};
+    V.SM = (long)V.S * V.M;
+    for (int k = 0; k < AT__COUNT; k++) {
+        V.at[k] = xcalloc((size_t)V.SM, sizeof(int32_t));
+        memset(V.at[k], 0xff, (size_t)V.SM * sizeof(int32_t));
+    }
+    int nmax = 0;
+    for (int d = 0; d < V.D; d++)
+        if (p->dev[d].n > nmax)
+            nmax = p->dev[d].n;
+    V.gcap = 16;
+    while (V.gcap < 2 * (size_t)nmax)
+        V.gcap *= 2;
+    V.gkey = xcalloc(V.gcap, sizeof *V.gkey);
+    V.gstamp = xcalloc(V.gcap, sizeof *V.gstamp);
+    V.gfirst = xcalloc(V.gcap, sizeof *V.gfirst);
+
+    for (int d = 0; d < V.D; d++)
+        check_device(&V, d);
+    check_exactly_once(&V);
+    for (int d = 0; d < V.D; d++)
+        check_dependencies(&V, d);
+    check_memory(&V, o);
+
+    pp_walk w;
+    if (pp_walk_init(&w, p)) {
+        pp_error(dg, "plan: too large to check");
+    } else {
+        if (!V.comm_unsafe)
+            check_matching(&V, &w);
+        if (!V.comm_unsafe && !V.groups_unsafe && pp_walk_run(&w, p, NULL, 0, NULL, NULL) > 0)
+            pp_walk_report(&w, p, dg, "deadlock");
+        pp_walk_free(&w);
+    }
+
+    for (int k = 0; k < AT__COUNT; k++)
+        free(V.at[k]);
+    free(V.gkey);
+    free(V.gstamp);
+    free(V.gfirst);
+    return dg->errors - errors0;
+}

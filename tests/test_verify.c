@@ -1,2 +1,530 @@
-/* STUB: being written. */
-int main(void) { return 77; }
+/*
+ * test_verify.c — the verifier: one case per rejection, each asserting its
+ * exact message; a deadlock reported with its wait-for cycle; garbage
+ * plans (random fields, broken shapes) that must not crash.
+ */
+#include "test_util.h"
+
+/* ---- plan builders shared (by copy) by test_lower/verify/simulate ---- */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define UNUSED __attribute__((unused))
+
+static pp_op cop(int kind, int s, int m)
+{
+    return (pp_op){.kind = (uint8_t)kind, .stage = s, .mb = m, .peer = -1, .group = -1};
+}
+
+static UNUSED void push_end(pp_plan *p, int d)
+{
+    pp_plan_push(p, d, cop(PP_OP_UPDATE, -1, -1));
+    pp_plan_push(p, d, cop(PP_OP_FLUSH, -1, -1));
+}
+
+/* A plan of D devices, v chunks each, loop placement (stage c*D + d). */
+static UNUSED void plan_loop(pp_plan *p, const char *name, int D, int v, int M)
+{
+    int S = D * v;
+    int *place = malloc((size_t)S * sizeof *place);
+    for (int s = 0; s < S; s++)
+        place[s] = s % D;
+    ck_assert_int_eq(pp_plan_init(p, name, D, S, M, place), 0);
+    free(place);
+}
+
+static UNUSED void gen_gpipe(pp_plan *p)
+{
+    for (int d = 0; d < p->devices; d++) {
+        for (int m = 0; m < p->microbatches; m++)
+            pp_plan_push(p, d, cop(PP_OP_F, d, m));
+        for (int m = 0; m < p->microbatches; m++)
+            pp_plan_push(p, d, cop(PP_OP_B, d, m));
+        push_end(p, d);
+    }
+}
+
+/* 1F1B: warmup = min(D-d-1, M) forwards, then F/B alternating, then B's;
+ * with split, W(i) right after B(i). */
+static UNUSED void gen_1f1b(pp_plan *p)
+{
+    int D = p->devices, M = p->microbatches;
+    for (int d = 0; d < D; d++) {
+        int w = D - d - 1 < M ? D - d - 1 : M, nb = 0;
+#define BW()                                                      \
+    do {                                                          \
+        pp_plan_push(p, d, cop(PP_OP_B, d, nb));                  \
+        if (p->split_backward)                                    \
+            pp_plan_push(p, d, cop(PP_OP_W, d, nb));              \
+        nb++;                                                     \
+    } while (0)
+        for (int m = 0; m < w; m++)
+            pp_plan_push(p, d, cop(PP_OP_F, d, m));
+        for (int i = 0; i < M - w; i++) {
+            pp_plan_push(p, d, cop(PP_OP_F, d, w + i));
+            BW();
+        }
+        while (nb < M)
+            BW();
+#undef BW
+        push_end(p, d);
+    }
+}
+
+/* Megatron's interleaved 1F1B (loop placement, M a multiple of D): virtual
+ * micro-batch k runs chunk (k mod (D*v)) / D (reversed for backward) on
+ * micro-batch (k / (D*v)) * D + k mod D; warmup (D-d-1)*2 + (v-1)*D. */
+static UNUSED void gen_interleaved(pp_plan *p, int v)
+{
+    int D = p->devices, M = p->microbatches, total = M * v;
+    for (int d = 0; d < D; d++) {
+        int warm = (D - d - 1) * 2 + (v - 1) * D;
+        if (warm > total)
+            warm = total;
+#define VOP(kind, k)                                                                 \
+    do {                                                                             \
+        int kg_ = (k) % (D * v), c_ = kg_ / D, m_ = ((k) / (D * v)) * D + (k) % D;   \
+        if ((kind) == PP_OP_B)                                                       \
+            c_ = v - 1 - c_;                                                         \
+        pp_plan_push(p, d, cop((kind), c_ * D + d, m_));                             \
+    } while (0)
+        for (int k = 0; k < warm; k++)
+            VOP(PP_OP_F, k);
+        for (int i = 0; i < total - warm; i++) {
+            VOP(PP_OP_F, warm + i);
+            VOP(PP_OP_B, i);
+        }
+        for (int i = total - warm; i < total; i++)
+            VOP(PP_OP_B, i);
+#undef VOP
+        push_end(p, d);
+    }
+}
+
+/* Appends ops written compactly: F0.1 B1.0 W1.0, U (update), X (flush),
+ * sa0.1>1/3 (send act 0.1 to device 1, group 3), rg1.0<1/2 (recv grad 1.0
+ * from device 1, group 2). */
+static UNUSED void push_ops(pp_plan *p, int d, const char *text)
+{
+    const char *s = text;
+    while (*s) {
+        while (*s == ' ')
+            s++;
+        if (!*s)
+            break;
+        char *e;
+        if (*s == 'U' || *s == 'X') {
+            pp_plan_push(p, d, cop(*s == 'U' ? PP_OP_UPDATE : PP_OP_FLUSH, -1, -1));
+            s++;
+        } else if (*s == 'F' || *s == 'B' || *s == 'W') {
+            int kind = *s == 'F' ? PP_OP_F : *s == 'B' ? PP_OP_B : PP_OP_W;
+            int st = (int)strtol(s + 1, &e, 10);
+            int mb = (int)strtol(e + 1, &e, 10);
+            pp_plan_push(p, d, cop(kind, st, mb));
+            s = e;
+        } else {
+            pp_op op = cop(*s == 's' ? PP_OP_SEND : PP_OP_RECV, 0, 0);
+            op.comm = s[1] == 'g' ? PP_COMM_GRAD : PP_COMM_ACT;
+            op.stage = (int)strtol(s + 2, &e, 10);
+            op.mb = (int)strtol(e + 1, &e, 10);
+            op.peer = (int)strtol(e + 1, &e, 10);
+            op.group = (int)strtol(e + 1, &e, 10);
+            pp_plan_push(p, d, op);
+            s = e;
+        }
+    }
+}
+
+/* The list of device d in the same notation (groups included). */
+static UNUSED char *format_ops(const pp_plan *p, int d)
+{
+    static char out[1 << 16];
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < p->dev[d].n && n + 64 < sizeof out; i++) {
+        const pp_op *op = &p->dev[d].ops[i];
+        const char *sep = i ? " " : "";
+        switch (op->kind) {
+        case PP_OP_UPDATE: n += snprintf(out + n, sizeof out - n, "%sU", sep); break;
+        case PP_OP_FLUSH: n += snprintf(out + n, sizeof out - n, "%sX", sep); break;
+        case PP_OP_SEND:
+        case PP_OP_RECV:
+            n += snprintf(out + n, sizeof out - n, "%s%c%c%d.%d%c%d/%d", sep, op->kind == PP_OP_SEND ? 's' : 'r',
+                          op->comm == PP_COMM_GRAD ? 'g' : 'a', op->stage, op->mb,
+                          op->kind == PP_OP_SEND ? '>' : '<', op->peer, op->group);
+            break;
+        default: n += snprintf(out + n, sizeof out - n, "%s%s%d.%d", sep, pp_op_name(op->kind), op->stage, op->mb);
+        }
+    }
+    return out;
+}
+
+static UNUSED double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+/* ---- end of plan builders ---- */
+
+/* Verifies p (memory limit optional) and compares all messages. */
+static void expect(const pp_plan *p, double mem_limit, const char *want)
+{
+    tu_diag t;
+    tu_diag_open(&t);
+    pp_verify_opts o = {.act_size = 1, .mem_limit = mem_limit};
+    int n = pp_verify(p, &o, &t.diag);
+    ck_assert_str_eq(tu_diag_text(&t), want);
+    ck_assert_int_eq(n, t.diag.errors);
+    ck_assert_int_eq(n > 0, want[0] != '\0');
+    tu_diag_close(&t);
+}
+
+/* A 2-device plan written out op by op. */
+static void two(pp_plan *p, int M, const char *d0, const char *d1)
+{
+    plan_loop(p, "custom", 2, 1, M);
+    push_ops(p, 0, d0);
+    push_ops(p, 1, d1);
+}
+
+/* The valid 2-device, 2-micro-batch 1F1B plan (as lowered). */
+#define OK0 "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 rg1.0<1/1 B0.0 rg1.1<1/2 B0.1 U X"
+#define OK1 "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 ra0.1<0/1 F1.1 B1.1 sg1.1>0/2 U X"
+
+START_TEST(verify_accepts)
+{
+    pp_plan p;
+    two(&p, 2, OK0, OK1);
+    expect(&p, 0, "");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_deadlock_cycle)
+{
+    pp_plan p;
+    plan_loop(&p, "custom", 2, 1, 3);
+    p.split_backward = true;
+    /* Device 0 sends act 0.1 alone, device 1 sends grad 1.0 alone. */
+    push_ops(&p, 0, "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 F0.2 sa0.2>1/2 rg1.0<1/2 B0.0 W0.0 rg1.1<1/3 B0.1 W0.1 "
+                    "rg1.2<1/4 B0.2 W0.2 U X");
+    push_ops(&p, 1, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 ra0.1<0/2 F1.1 B1.1 sg1.1>0/3 W1.1 ra0.2<0/4 F1.2 B1.2 "
+                    "sg1.2>0/5 W1.2 U X");
+    expect(&p, 0,
+           "ppcc: error: deadlock: device 0 waits at op 3 (send act 0.1 to 1) for device 1, which waits at op 3 "
+           "(send grad 1.0 to 0) for device 0\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+/* A device stuck behind a cycle is named too, with what it waits for. */
+START_TEST(verify_deadlock_off_cycle)
+{
+    pp_plan p;
+    plan_loop(&p, "custom", 3, 1, 1);
+    /* Device 1 waits for 2's grad before forwarding, 2 waits for 1's act;
+     * device 0, off the cycle, waits for 1's grad. */
+    push_ops(&p, 0, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 U X");
+    push_ops(&p, 1, "ra0.0<0/0 rg2.0<2/1 F1.0 sa1.0>2/2 B1.0 sg1.0>0/3 U X");
+    push_ops(&p, 2, "ra1.0<1/0 F2.0 B2.0 sg2.0>1/1 U X");
+    expect(&p, 0,
+           "ppcc: error: deadlock: device 1 waits at op 1 (recv grad 2.0 from 2) for device 2, which waits at op 0 "
+           "(recv act 1.0 from 1) for device 1\n"
+           "ppcc: error: deadlock: device 0 waits at op 2 (recv grad 1.0 from 1) for device 1, itself blocked at "
+           "op 1\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_matching)
+{
+    pp_plan p;
+    /* Device 1 never receives act 0.1. */
+    two(&p, 2, OK0, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 F1.1 B1.1 sg1.1>0/2 U X");
+    expect(&p, 0,
+           "ppcc: error: device 1, op 4 (F1.1): no recv act 0.1 from 0 before it\n"
+           "ppcc: error: device 0, op 3 (send act 0.1 to 1): no matching recv on device 1\n");
+    pp_plan_free(&p);
+
+    /* Device 1 receives an extra grad that nobody sends. */
+    two(&p, 2, OK0, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 ra0.1<0/1 F1.1 B1.1 sg1.1>0/2 U X");
+    pp_plan_push(&p, 0, p.dev[0].ops[p.dev[0].n - 1]);
+    p.dev[0].ops[p.dev[0].n - 2] = (pp_op){.kind = PP_OP_RECV, .comm = PP_COMM_GRAD, .stage = 1, .mb = 1,
+                                           .peer = 1, .group = 3};
+    expect(&p, 0,
+           "ppcc: error: device 0, op 9 (recv grad 1.1 from 1): duplicate, first at op 6\n"
+           "ppcc: error: device 0, op 9 (recv grad 1.1 from 1): no matching send from device 1\n");
+    pp_plan_free(&p);
+
+    /* Recvs in the other order than the sends: each pair mismatches. */
+    two(&p, 2, "F0.0 F0.1 sa0.0>1/0 sa0.1>1/0 rg1.0<1/0 rg1.1<1/0 B0.0 B0.1 U X",
+        "ra0.1<0/0 ra0.0<0/0 F1.0 F1.1 B1.0 B1.1 sg1.0>0/1 sg1.1>0/1 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 2 (send act 0.0 to 1): paired in channel order with device 1, op 0 (recv "
+           "act 0.1 from 0)\n"
+           "ppcc: error: device 0, op 3 (send act 0.1 to 1): paired in channel order with device 1, op 1 (recv "
+           "act 0.0 from 0)\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_peers)
+{
+    pp_plan p;
+    plan_loop(&p, "custom", 3, 1, 1);
+    push_ops(&p, 0, "F0.0 sa0.0>2/0 rg1.0<1/1 B0.0 U X");
+    push_ops(&p, 1, "ra0.0<0/0 F1.0 sa1.0>2/1 rg2.0<2/2 B1.0 sg1.0>1/3 U X");
+    push_ops(&p, 2, "ra1.0<1/0 F2.0 B2.0 sg2.0>7/1 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 1 (send act 0.0 to 2): stage 1 is on device 1, not on device 2\n"
+           "ppcc: error: device 1, op 5 (send grad 1.0 to 1): the peer is the device itself\n"
+           "ppcc: error: device 2, op 3 (send grad 2.0 to 7): peer 7 is not a device\n");
+    pp_plan_free(&p);
+
+    /* A recv on the device that sends. */
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 ra0.0<0/2 U X");
+    expect(&p, 0,
+           "ppcc: error: device 1, op 4 (recv act 0.0 from 0): duplicate, first at op 0\n"
+           "ppcc: error: device 1, op 4 (recv act 0.0 from 0): no matching send from device 0\n");
+    pp_plan_free(&p);
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 rg0.0<1/2 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 U X");
+    expect(&p, 0, "ppcc: error: device 0, op 4 (recv grad 0.0 from 1): stage 0 has no previous stage\n");
+    pp_plan_free(&p);
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 sa1.0>0/2 U X");
+    expect(&p, 0, "ppcc: error: device 1, op 4 (send act 1.0 to 0): stage 1 has no next stage\n");
+    pp_plan_free(&p);
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 ra0.0<1/2 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 U X");
+    expect(&p, 0, "ppcc: error: device 0, op 4 (recv act 0.0 from 1): stage 1 is on device 1, so this recv "
+                  "belongs on device 1\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_dependencies)
+{
+    int place1[] = {0, 0};
+    pp_plan p;
+    /* Same device: F1 before F0, B0 before B1, B1 before F1. */
+    ck_assert_int_eq(pp_plan_init(&p, "custom", 1, 2, 1, place1), 0);
+    push_ops(&p, 0, "F1.0 F0.0 B0.0 B1.0 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 0 (F1.0): runs before F0.0\n"
+           "ppcc: error: device 0, op 2 (B0.0): runs before B1.0\n");
+    pp_plan_free(&p);
+    ck_assert_int_eq(pp_plan_init(&p, "custom", 1, 2, 1, place1), 0);
+    push_ops(&p, 0, "F0.0 B1.0 F1.0 B0.0 U X");
+    expect(&p, 0, "ppcc: error: device 0, op 1 (B1.0): runs before F1.0\n");
+    pp_plan_free(&p);
+
+    /* Across devices: B0.0 before its recv; send before its producer. */
+    two(&p, 1, "F0.0 sa0.0>1/0 B0.0 rg1.0<1/1 U X", "ra0.0<0/0 F1.0 sg1.0>0/1 B1.0 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 2 (B0.0): runs before recv grad 1.0 from 1 (op 3)\n"
+           "ppcc: error: device 1, op 2 (send grad 1.0 to 0): runs before B1.0\n");
+    pp_plan_free(&p);
+
+    /* W before its B in a split plan. */
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 W0.0 B0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 U X");
+    p.split_backward = true;
+    expect(&p, 0, "ppcc: error: device 0, op 3 (W0.0): runs before B0.0\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_exactly_once)
+{
+    pp_plan p;
+    two(&p, 1, "F0.0 sa0.0>1/0 F0.0 rg1.0<1/1 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 2 (F0.0): duplicate, first at op 0\n"
+           "ppcc: error: device 1, op 4 (W1.0): W in a plan whose backward is not split\n"
+           "ppcc: error: B0.0 is missing (stage 0 is on device 0)\n");
+    pp_plan_free(&p);
+
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 W0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 F0.0 U X");
+    p.split_backward = true;
+    expect(&p, 0,
+           "ppcc: error: device 1, op 4 (F0.0): stage 0 is placed on device 0\n"
+           "ppcc: error: W1.0 is missing (stage 1 is on device 1)\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_update_flush_groups)
+{
+    pp_plan p;
+    two(&p, 1, "F0.0 sa0.0>1/0 U rg1.0<1/1 B0.0 X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 U U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 4 (B0.0): after update (op 2)\n"
+           "ppcc: error: device 1, op 5 (update): second update (the first is op 4)\n");
+    pp_plan_free(&p);
+
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 X U", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 4 (flush): flush before the end of the list\n"
+           "ppcc: error: device 0: the list does not end with flush\n"
+           "ppcc: error: device 1: no update\n"
+           "ppcc: error: device 1: the list does not end with flush\n");
+    pp_plan_free(&p);
+
+    /* Group 0 reused after group 1 on device 0; a negative group id. */
+    two(&p, 2, "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 rg1.0<1/0 B0.0 rg1.1<1/2 B0.1 U X",
+        "ra0.0<0/0 F1.0 B1.0 sg1.0>0/-1 ra0.1<0/1 F1.1 B1.1 sg1.1>0/2 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 4 (recv grad 1.0 from 1): group 0 is not contiguous (it also holds op 1)\n"
+           "ppcc: error: device 1, op 3 (send grad 1.0 to 0): group -1 is not a group id\n");
+    pp_plan_free(&p);
+
+    /* An empty list. */
+    plan_loop(&p, "custom", 2, 1, 1);
+    push_ops(&p, 0, "F0.0 F1.0 B1.0 B0.0 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 1 (F1.0): stage 1 is placed on device 1\n"
+           "ppcc: error: device 0, op 2 (B1.0): stage 1 is placed on device 1\n"
+           "ppcc: error: device 1: empty op list (it needs at least update and flush)\n"
+           "ppcc: error: F1.0 is missing (stage 1 is on device 1)\n"
+           "ppcc: error: B1.0 is missing (stage 1 is on device 1)\n"
+           "ppcc: error: device 0, op 3 (B0.0): no recv grad 1.0 from 1 before it\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_ranges)
+{
+    pp_plan p;
+    two(&p, 1, "F0.0 F0.7 sa0.0>1/0 sa5.0>1/0 rg0.0<1/1 rg1.0<1/1 B0.0 U X",
+        "ra0.0<0/0 F1.0 F-1.0 B1.0 sg1.0>0/1 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 1 (F0.7): micro-batch 7 is not a micro-batch (the plan has 1)\n"
+           "ppcc: error: device 0, op 3 (send act 5.0 to 1): stage 5 is not a stage (the plan has 2)\n"
+           "ppcc: error: device 0, op 4 (recv grad 0.0 from 1): stage 0 has no previous stage\n"
+           "ppcc: error: device 1, op 2 (F-1.0): stage -1 is not a stage (the plan has 2)\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_memory_limit)
+{
+    pp_plan p;
+    two(&p, 2, OK0, OK1);
+    expect(&p, 2, "");
+    expect(&p, 1.5, "ppcc: error: device 0, op 2 (F0.1): 2 activations in flight need 2, over the memory limit 1.5\n");
+    pp_plan_free(&p);
+
+    /* Split backward: an activation lives until its W. */
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 W0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 U X");
+    p.split_backward = true;
+    expect(&p, 1, "");
+    expect(&p, 0.5, "ppcc: error: device 0, op 0 (F0.0): 1 activations in flight need 1, over the memory limit "
+                    "0.5\nppcc: error: device 1, op 1 (F1.0): 1 activations in flight need 1, over the memory "
+                    "limit 0.5\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_bad_shapes)
+{
+    int place[] = {0, 5};
+    pp_plan p;
+    ck_assert_int_eq(pp_plan_init(&p, "custom", 2, 2, 1, place), 0);
+    expect(&p, 0, "ppcc: error: plan: stage 1 is placed on 5, not a device\n");
+    p.placement[1] = 1;
+    expect(&p, 0, "ppcc: error: plan: 2 stages x 1 micro-batches need 4 compute ops, the lists hold 0 ops\n");
+    p.dev[1].n = -3;
+    expect(&p, 0, "ppcc: error: plan: device 1 has a broken op list\n");
+    p.dev[1].n = 0;
+    p.microbatches = 0;
+    expect(&p, 0, "ppcc: error: plan: 0 micro-batches (expected 1 to 1048576)\n");
+    p.microbatches = 1 << 20;
+    p.stages = PP_MAX_STAGES + 1;
+    expect(&p, 0, "ppcc: error: plan: 8193 stages (expected 1 to 8192)\n");
+    p.stages = 2;
+    p.devices = 0;
+    expect(&p, 0, "ppcc: error: plan: 0 devices (expected 1 to 1024)\n");
+    p.devices = 2;
+    pp_plan_free(&p);
+}
+END_TEST
+
+/* Random garbage, and valid plans with one field changed at random: the
+ * verifier must return (ASan/UBSan watch the rest). */
+START_TEST(verify_garbage)
+{
+    unsigned seed = 12345;
+#define RND(n) ((int)((seed = seed * 1103515245u + 12345u) >> 8) % (n))
+    tu_diag t;
+    for (int round = 0; round < 3000; round++) {
+        int D = 1 + RND(4), v = 1 + RND(2), M = 1 + RND(4);
+        pp_plan p;
+        plan_loop(&p, "x", D, v, M);
+        if (round % 2 == 0) {
+            for (int d = 0; d < D; d++) {
+                int n = RND(12);
+                for (int i = 0; i < n; i++) {
+                    pp_op op = {.kind = (uint8_t)RND(9), .comm = (uint8_t)RND(3), .stage = RND(D * v + 3) - 1,
+                                .mb = RND(M + 3) - 1, .peer = RND(D + 3) - 1, .group = RND(6) - 1};
+                    pp_plan_push(&p, d, op);
+                }
+            }
+        } else {
+            p.split_backward = RND(2);
+            if (v == 1)
+                gen_1f1b(&p);
+            else
+                gen_gpipe(&p);
+            tu_diag_open(&t);
+            pp_lower(&p, &t.diag);
+            tu_diag_close(&t);
+            for (int k = 0; k < 1 + RND(3); k++) {
+                int d = RND(D);
+                if (!p.dev[d].n)
+                    continue;
+                pp_op *op = &p.dev[d].ops[RND(p.dev[d].n)];
+                switch (RND(7)) {
+                case 0: op->kind = (uint8_t)RND(10); break;
+                case 1: op->stage += RND(5) - 2; break;
+                case 2: op->mb += RND(5) - 2; break;
+                case 3: op->peer = RND(D + 2) - 1; break;
+                case 4: op->group = RND(8) - 1; break;
+                case 5: op->comm = (uint8_t)RND(3); break;
+                default: p.dev[d].n = RND(p.dev[d].n + 1); break;
+                }
+            }
+        }
+        tu_diag_open(&t);
+        pp_verify_opts o = {.act_size = RND(3), .mem_limit = RND(4)};
+        int n = pp_verify(&p, &o, &t.diag);
+        ck_assert_int_eq(n, t.diag.errors);
+        tu_diag_close(&t);
+        pp_plan_free(&p);
+    }
+#undef RND
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("verify");
+    TCase *tc = tcase_create("verify");
+    tcase_add_test(tc, verify_accepts);
+    tcase_add_test(tc, verify_deadlock_cycle);
+    tcase_add_test(tc, verify_deadlock_off_cycle);
+    tcase_add_test(tc, verify_matching);
+    tcase_add_test(tc, verify_peers);
+    tcase_add_test(tc, verify_dependencies);
+    tcase_add_test(tc, verify_exactly_once);
+    tcase_add_test(tc, verify_update_flush_groups);
+    tcase_add_test(tc, verify_ranges);
+    tcase_add_test(tc, verify_memory_limit);
+    tcase_add_test(tc, verify_bad_shapes);
+    tcase_add_test(tc, verify_garbage);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(suite());
+}

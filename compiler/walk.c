@@ -1,0 +1,477 @@
+/*
+ * walk.c — the rendezvous replay of a plan, shared by lower (to find and
+ * repair deadlocks), verify (to prove there are none) and simulate (to time
+ * the plan on the cost model).
+ *
+ * The semantics are NCCL's point-to-point rules as the runtime uses them:
+ * the k-th send a->b pairs with the k-th recv on b from a; a device posts a
+ * whole group of comm ops at once when it reaches it, each op completes when
+ * its partner has been posted, and the device moves past the group only
+ * when all of them have.  Compute ops run in list order.
+ *
+ * Everything is O(ops + devices^2) (the per-channel counters); each device
+ * is resumed only when the last pending op of its group is matched, so the
+ * replay touches every op a constant number of times.  Timing is a by-product:
+ * with no resource contention the replay order is a topological order of the
+ * op graph, so every time it computes is final when computed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "pp.h"
+
+static bool is_comm(const pp_op *op)
+{
+    return op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
+}
+
+static int dev_len(const pp_plan *p, int d)
+{
+    return p->dev[d].n > 0 && p->dev[d].ops ? p->dev[d].n : 0;
+}
+
+void pp_walk_free(pp_walk *w)
+{
+    free(w->base);
+    free(w->partner);
+    free(w->pc);
+    free(w->gend);
+    free(w->done);
+    free(w->t_post);
+    free(w->t_pair);
+    memset(w, 0, sizeof *w);
+}
+
+int pp_walk_init(pp_walk *w, const pp_plan *p)
+{
+    memset(w, 0, sizeof *w);
+    int D = p->devices;
+    if (D <= 0 || D > PP_MAX_DEVICES || !p->dev)
+        return 1;
+    w->devices = D;
+    w->base = malloc((size_t)(D + 1) * sizeof *w->base);
+    if (!w->base)
+        return 1;
+    long total = 0;
+    for (int d = 0; d < D; d++) {
+        w->base[d] = total;
+        total += dev_len(p, d);
+    }
+    w->base[D] = total;
+    w->total = total;
+    if (total > PP_MAX_OPS_TOTAL) {
+        pp_walk_free(w);
+        return 1;
+    }
+
+    size_t nch = (size_t)D * (size_t)D;
+    int32_t *nsend = calloc(nch, sizeof *nsend);
+    int32_t *off = malloc((nch + 1) * sizeof *off);
+    int32_t *rcur = calloc(nch, sizeof *rcur);
+    w->partner = malloc((size_t)(total ? total : 1) * sizeof *w->partner);
+    w->pc = calloc((size_t)D, sizeof *w->pc);
+    w->gend = calloc((size_t)D, sizeof *w->gend);
+    w->done = calloc((size_t)(total ? total : 1), 1);
+    int32_t *sends_at = NULL;
+    int rc = 1;
+    if (!nsend || !off || !rcur || !w->partner || !w->pc || !w->gend || !w->done)
+        goto out;
+
+    /* Channel a->b is a * D + b; count sends, lay them out in list order. */
+    long nsends = 0;
+    for (int d = 0; d < D; d++) {
+        const pp_op *ops = p->dev[d].ops;
+        for (int i = 0, n = dev_len(p, d); i < n; i++) {
+            w->partner[w->base[d] + i] = -1;
+            if (ops[i].kind == PP_OP_SEND && ops[i].peer >= 0 && ops[i].peer < D) {
+                nsend[(size_t)d * D + ops[i].peer]++;
+                nsends++;
+            }
+        }
+    }
+    sends_at = malloc((size_t)(nsends ? nsends : 1) * sizeof *sends_at);
+    if (!sends_at)
+        goto out;
+    off[0] = 0;
+    for (size_t c = 0; c < nch; c++) {
+        off[c + 1] = off[c] + nsend[c];
+        nsend[c] = 0; /* becomes the fill cursor */
+    }
+    for (int d = 0; d < D; d++) {
+        const pp_op *ops = p->dev[d].ops;
+        for (int i = 0, n = dev_len(p, d); i < n; i++)
+            if (ops[i].kind == PP_OP_SEND && ops[i].peer >= 0 && ops[i].peer < D) {
+                size_t c = (size_t)d * D + ops[i].peer;
+                sends_at[off[c] + nsend[c]++] = (int32_t)(w->base[d] + i);
+            }
+    }
+    /* The k-th recv on b from a takes the k-th send a->b. */
+    for (int d = 0; d < D; d++) {
+        const pp_op *ops = p->dev[d].ops;
+        for (int i = 0, n = dev_len(p, d); i < n; i++)
+            if (ops[i].kind == PP_OP_RECV && ops[i].peer >= 0 && ops[i].peer < D) {
+                size_t c = (size_t)ops[i].peer * D + d;
+                int32_t k = rcur[c]++;
+                if (k < nsend[c]) {
+                    int32_t g = (int32_t)(w->base[d] + i), q = sends_at[off[c] + k];
+                    w->partner[g] = q;
+                    w->partner[q] = g;
+                }
+            }
+    }
+    rc = 0;
+out:
+    free(nsend);
+    free(off);
+    free(rcur);
+    free(sends_at);
+    if (rc)
+        pp_walk_free(w);
+    return rc;
+}
+
+/* The replay's working state. */
+typedef struct walk_run {
+    pp_walk *w;
+    const pp_plan *p;
+    const double *dur;
+    double comm;
+    double *start, *end;
+    uint8_t *posted;
+    int *pending; /* [devices] ops of the current group still unmatched */
+    double *clock;
+    int *stack, nstack;
+} walk_run;
+
+static void match(walk_run *r, int32_t g, int32_t q, int dq)
+{
+    pp_walk *w = r->w;
+    w->done[g] = w->done[q] = 1;
+    if (r->dur) {
+        double t = w->t_post[g] > w->t_post[q] ? w->t_post[g] : w->t_post[q];
+        w->t_pair[g] = w->t_pair[q] = t + r->comm;
+    }
+    if (--r->pending[dq] == 0 && w->gend[dq] > 0)
+        r->stack[r->nstack++] = dq;
+}
+
+/* A group whose ops have all met their partners: the device's clock moves
+ * to its last transfer's end.  Ops are shown back to back in list order,
+ * each ending when its own transfer has (or at once if it already had). */
+static void finish_group(walk_run *r, int d, int g0, int g1)
+{
+    pp_walk *w = r->w;
+    if (r->dur) {
+        double t = r->clock[d];
+        for (int j = g0; j < g1; j++) {
+            long g = w->base[d] + j;
+            r->start[g] = t;
+            if (w->t_pair[g] > t)
+                t = w->t_pair[g];
+            r->end[g] = t;
+        }
+        r->clock[d] = t;
+    }
+    w->gend[d] = 0;
+}
+
+static void run_device(walk_run *r, int d)
+{
+    pp_walk *w = r->w;
+    const pp_plan *p = r->p;
+    const pp_op *ops = p->dev[d].ops;
+    int n = dev_len(p, d), pc = w->pc[d];
+    long base = w->base[d];
+    if (w->gend[d] > 0) { /* resumed: the group it waited in is complete */
+        int g1 = w->gend[d];
+        finish_group(r, d, pc, g1);
+        pc = g1;
+    }
+    while (pc < n) {
+        const pp_op *op = &ops[pc];
+        if (!is_comm(op)) {
+            if (r->dur) {
+                r->start[base + pc] = r->clock[d];
+                r->clock[d] += r->dur[base + pc];
+                r->end[base + pc] = r->clock[d];
+            }
+            pc++;
+            continue;
+        }
+        int g1 = pc + 1;
+        while (g1 < n && is_comm(&ops[g1]) && ops[g1].group == op->group)
+            g1++;
+        for (int j = pc; j < g1; j++) {
+            int32_t g = (int32_t)(base + j), q = w->partner[g];
+            r->posted[g] = 1;
+            if (r->dur)
+                w->t_post[g] = r->clock[d];
+            if (q >= 0 && r->posted[q])
+                match(r, g, q, ops[j].peer);
+            else
+                r->pending[d]++;
+        }
+        if (r->pending[d] > 0) {
+            w->gend[d] = g1; /* blocked: resumed by the match that empties it */
+            break;
+        }
+        finish_group(r, d, pc, g1);
+        pc = g1;
+    }
+    w->pc[d] = pc;
+}
+
+/* Delays the unmatched sends of every device on a wait-for cycle past its
+ * next compute op (or to the front of an adjacent next group), moving ops,
+ * pairs and replay state together.  Returns how many devices changed. */
+static int repair_stall(walk_run *r, pp_plan *p)
+{
+    pp_walk *w = r->w;
+    int D = w->devices, changed = 0;
+    int *wait_at = malloc((size_t)D * 3 * sizeof(int));
+    if (!wait_at)
+        abort();
+    int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
+    pp_walk_cycles(w, p, wait_at, wait_for, cycle);
+    int cap = 0;
+    pp_op *tmp_op = NULL;
+    int32_t *tmp_id = NULL;
+    for (int d = 0; d < D; d++) {
+        if (cycle[d] < 0)
+            continue;
+        pp_op *ops = p->dev[d].ops;
+        int n = dev_len(p, d), g0 = w->pc[d], g1 = w->gend[d];
+        long base = w->base[d];
+        int dest;
+        if (g1 < n && is_comm(&ops[g1]))
+            dest = g1;
+        else if (g1 < n && pp_op_is_compute(ops[g1].kind))
+            dest = g1 + 1;
+        else
+            continue; /* nothing after this group to delay into */
+        int len = dest - g0;
+        if (len > cap) {
+            cap = 2 * len;
+            tmp_op = realloc(tmp_op, (size_t)cap * sizeof *tmp_op);
+            tmp_id = realloc(tmp_id, (size_t)cap * sizeof *tmp_id);
+            if (!tmp_op || !tmp_id)
+                abort();
+        }
+        /* New order of [g0, dest): the rest of the group, then what lay
+         * between it and dest, then the delayed sends. tmp_id[k] is the old
+         * position of the op that lands at g0 + k. */
+        int k = 0, moved = 0;
+        for (int j = g0; j < g1; j++)
+            if (!(ops[j].kind == PP_OP_SEND && !w->done[base + j]))
+                tmp_id[k++] = j;
+        int kept = k;
+        for (int j = g1; j < dest; j++)
+            tmp_id[k++] = j;
+        int32_t next_group = dest < n && is_comm(&ops[dest]) ? ops[dest].group : ops[g0].group;
+        for (int j = g0; j < g1; j++)
+            if (ops[j].kind == PP_OP_SEND && !w->done[base + j]) {
+                tmp_id[k++] = j;
+                moved++;
+            }
+        if (!moved)
+            continue;
+        for (int q = 0; q < len; q++) {
+            tmp_op[q] = ops[tmp_id[q]];
+            if (q >= len - moved)
+                tmp_op[q].group = next_group;
+        }
+        /* Per-op state travels along; pairs are re-pointed. */
+        int32_t *part = (int32_t *)malloc((size_t)len * sizeof *part);
+        uint8_t *dn = malloc((size_t)len), *po = malloc((size_t)len);
+        if (!part || !dn || !po)
+            abort();
+        for (int q = 0; q < len; q++) {
+            long from = base + tmp_id[q];
+            part[q] = w->partner[from];
+            dn[q] = w->done[from];
+            po[q] = q >= len - moved ? 0 : r->posted[from];
+        }
+        for (int q = 0; q < len; q++) {
+            long at = base + g0 + q;
+            ops[g0 + q] = tmp_op[q];
+            w->partner[at] = part[q];
+            w->done[at] = dn[q];
+            r->posted[at] = po[q];
+            if (part[q] >= 0)
+                w->partner[part[q]] = (int32_t)at;
+        }
+        free(part);
+        free(dn);
+        free(po);
+        r->pending[d] -= moved;
+        w->gend[d] = g0 + kept;
+        if (r->pending[d] == 0)
+            r->stack[r->nstack++] = d;
+        changed++;
+    }
+    free(tmp_op);
+    free(tmp_id);
+    free(wait_at);
+    return changed;
+}
+
+static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, const double *dur, double comm,
+                double *start, double *end)
+{
+    int D = w->devices;
+    walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end};
+    size_t nt = (size_t)(w->total ? w->total : 1);
+    r.posted = calloc(nt, 1);
+    r.pending = calloc((size_t)D, sizeof *r.pending);
+    r.clock = calloc((size_t)D, sizeof *r.clock);
+    r.stack = malloc((size_t)D * sizeof *r.stack);
+    if (dur) {
+        free(w->t_post);
+        free(w->t_pair);
+        w->t_post = calloc(nt, sizeof *w->t_post);
+        w->t_pair = calloc(nt, sizeof *w->t_pair);
+    }
+    if (!r.posted || !r.pending || !r.clock || !r.stack || (dur && (!w->t_post || !w->t_pair))) {
+        fputs("out of memory\n", stderr);
+        abort();
+    }
+    memset(w->done, 0, nt);
+    for (int d = 0; d < D; d++) {
+        w->pc[d] = 0;
+        w->gend[d] = 0;
+        r.stack[r.nstack++] = D - 1 - d; /* device 0 first */
+    }
+    for (;;) {
+        while (r.nstack > 0) {
+            int d = r.stack[--r.nstack];
+            run_device(&r, d);
+        }
+        w->blocked = 0;
+        for (int d = 0; d < D; d++)
+            if (w->pc[d] < dev_len(p, d))
+                w->blocked++;
+        if (!w->blocked || !repairable || repair_stall(&r, repairable) == 0)
+            break;
+    }
+    free(r.posted);
+    free(r.pending);
+    free(r.clock);
+    free(r.stack);
+    return w->blocked;
+}
+
+int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                double *end)
+{
+    return walk(w, p, NULL, dur, comm, start, end);
+}
+
+int pp_walk_run_repair(pp_walk *w, pp_plan *p)
+{
+    return walk(w, p, p, NULL, 0, NULL, NULL);
+}
+
+int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle)
+{
+    int D = w->devices;
+    int *next = malloc((size_t)D * sizeof *next);
+    int *seen = calloc((size_t)D, sizeof *seen);
+    if (!next || !seen) {
+        fputs("out of memory\n", stderr);
+        abort();
+    }
+    for (int d = 0; d < D; d++) {
+        wait_at[d] = wait_for[d] = cycle[d] = next[d] = -1;
+        if (w->pc[d] >= dev_len(p, d))
+            continue;
+        const pp_op *ops = p->dev[d].ops;
+        int pick = -1;
+        for (int j = w->pc[d]; j < w->gend[d]; j++) {
+            long g = w->base[d] + j;
+            if (w->done[g])
+                continue;
+            if (pick < 0)
+                pick = j;
+            if (w->partner[g] >= 0) { /* its peer is blocked before the partner */
+                pick = j;
+                next[d] = ops[j].peer;
+                break;
+            }
+        }
+        if (pick < 0) /* cannot happen after a run; stay safe */
+            continue;
+        wait_at[d] = pick;
+        wait_for[d] = ops[pick].peer >= 0 && ops[pick].peer < D ? ops[pick].peer : -1;
+    }
+    /* Every device has at most one out-edge: follow each path once. */
+    int ncycles = 0;
+    for (int d = 0; d < D; d++) {
+        int u = d;
+        while (u >= 0 && !seen[u]) {
+            seen[u] = d + 1;
+            u = next[u];
+        }
+        if (u >= 0 && seen[u] == d + 1 && cycle[u] < 0) {
+            int v = u;
+            do {
+                cycle[v] = ncycles;
+                v = next[v];
+            } while (v != u);
+            ncycles++;
+        }
+    }
+    free(next);
+    free(seen);
+    return ncycles;
+}
+
+void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char *prefix)
+{
+    int D = w->devices;
+    int *wait_at = malloc((size_t)D * sizeof(int) * 3);
+    if (!wait_at) {
+        fputs("out of memory\n", stderr);
+        abort();
+    }
+    int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
+    int ncycles = pp_walk_cycles(w, p, wait_at, wait_for, cycle);
+    char *msg = NULL;
+    size_t len = 0;
+    char buf[96];
+    for (int c = 0; c < ncycles; c++) {
+        int first = 0;
+        while (cycle[first] != c)
+            first++;
+        FILE *f = open_memstream(&msg, &len);
+        if (!f)
+            abort();
+        int u = first;
+        do {
+            fprintf(f, "%s at op %d (%s) for device %d", u == first ? " waits" : ", which waits", wait_at[u],
+                    pp_op_format(&p->dev[u].ops[wait_at[u]], buf, sizeof buf), wait_for[u]);
+            u = wait_for[u];
+        } while (u != first);
+        fclose(f);
+        pp_error(dg, "%s: device %d%s", prefix, first, msg);
+        free(msg);
+        msg = NULL;
+    }
+    for (int d = 0; d < D; d++) {
+        if (wait_at[d] < 0 || cycle[d] >= 0)
+            continue;
+        const pp_op *op = &p->dev[d].ops[wait_at[d]];
+        long g = w->base[d] + wait_at[d];
+        int v = wait_for[d];
+        pp_op_format(op, buf, sizeof buf);
+        if (v < 0)
+            pp_error(dg, "%s: device %d waits at op %d (%s), whose peer is not a device", prefix, d, wait_at[d],
+                     buf);
+        else if (w->partner[g] < 0)
+            pp_error(dg, "%s: device %d waits at op %d (%s) for device %d, which never posts the matching op",
+                     prefix, d, wait_at[d], buf, v);
+        else
+            pp_error(dg, "%s: device %d waits at op %d (%s) for device %d, itself blocked at op %d", prefix, d,
+                     wait_at[d], buf, v, w->pc[v]);
+    }
+    free(wait_at);
+}

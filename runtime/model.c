@@ -1,0 +1,131 @@
+/*
+ * model.c — the reference MLP's deterministic parameters and data
+ * (docs/model.md), and the --check reference: single-device full-batch
+ * training written as plain loops, sharing nothing with the replay loop or
+ * the CPU backend's GEMM but the element-wise math of kernels/mlp_math.h.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlp_math.h"
+#include "pprun.h"
+
+void pr_init_layer(const pr_model *m, int layer, float *W, float *b)
+{
+    size_t h = (size_t)m->hidden;
+    float scale = 1.0f / sqrtf((float)m->hidden);
+    uint64_t stream = PP_STREAM_WEIGHT(layer);
+    for (size_t i = 0; i < h * h; i++)
+        W[i] = scale * pp_uniform_pm1(m->seed, stream, i);
+    for (size_t j = 0; j < h; j++)
+        b[j] = 0.1f * scale * pp_uniform_pm1(m->seed, stream, h * h + j);
+}
+
+void pr_init_params(const pr_model *m, float *W, float *b)
+{
+    size_t h = (size_t)m->hidden;
+    for (int l = 0; l < m->layers; l++)
+        pr_init_layer(m, l, W + (size_t)l * h * h, b + (size_t)l * h);
+}
+
+void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t)
+{
+    size_t h = (size_t)m->hidden;
+    size_t first = (size_t)row0 * h, n = (size_t)rows * h;
+    for (size_t i = 0; i < n; i++) {
+        if (x)
+            x[i] = pp_uniform_pm1(m->seed, PP_STREAM_X(step), first + i);
+        if (t)
+            t[i] = pp_uniform_pm1(m->seed, PP_STREAM_T(step), first + i);
+    }
+}
+
+void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)
+{
+    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
+    float *acts = malloc((L + 1) * N * h * sizeof(float)); /* input of each layer + output */
+    float *zs = malloc(L * N * h * sizeof(float));
+    float *t = malloc(N * h * sizeof(float));
+    float *dy = malloc(N * h * sizeof(float)), *dx = malloc(N * h * sizeof(float));
+    float *dz = malloc(N * h * sizeof(float));
+    float *dW = malloc(h * h * sizeof(float)), *db = malloc(h * sizeof(float));
+    float inv_n = 1.0f / (float)N, lr = (float)m->lr;
+
+    for (int k = 0; k < steps; k++) {
+        pr_make_batch(m, k, 0, (int)N, acts, t);
+        for (size_t l = 0; l < L; l++) {
+            const float *x = acts + l * N * h, *Wl = W + l * h * h, *bl = b + l * h;
+            float *z = zs + l * N * h, *y = acts + (l + 1) * N * h;
+            for (size_t r = 0; r < N; r++)
+                for (size_t j = 0; j < h; j++) {
+                    float s = 0;
+                    for (size_t i = 0; i < h; i++)
+                        s += x[r * h + i] * Wl[i * h + j];
+                    z[r * h + j] = s + bl[j];
+                    y[r * h + j] = x[r * h + j] + pp_gelu(z[r * h + j]);
+                }
+        }
+        const float *y = acts + L * N * h;
+        double sq = 0;
+        for (size_t i = 0; i < N * h; i++) {
+            double e = (double)y[i] - (double)t[i];
+            sq += e * e;
+            dy[i] = pp_mse_grad(y[i], t[i], inv_n);
+        }
+        loss[k] = sq / (2.0 * (double)N);
+        for (size_t l = L; l-- > 0;) {
+            const float *x = acts + l * N * h, *z = zs + l * N * h;
+            float *Wl = W + l * h * h, *bl = b + l * h;
+            for (size_t i = 0; i < N * h; i++)
+                dz[i] = dy[i] * pp_gelu_grad(z[i]);
+            memset(dW, 0, h * h * sizeof(float));
+            memset(db, 0, h * sizeof(float));
+            for (size_t r = 0; r < N; r++)
+                for (size_t i = 0; i < h; i++) {
+                    for (size_t j = 0; j < h; j++)
+                        dW[i * h + j] += x[r * h + i] * dz[r * h + j];
+                }
+            for (size_t r = 0; r < N; r++)
+                for (size_t j = 0; j < h; j++)
+                    db[j] += dz[r * h + j];
+            for (size_t r = 0; r < N; r++)
+                for (size_t i = 0; i < h; i++) {
+                    float s = 0;
+                    for (size_t j = 0; j < h; j++)
+                        s += dz[r * h + j] * Wl[i * h + j];
+                    dx[r * h + i] = dy[r * h + i] + s;
+                }
+            for (size_t i = 0; i < h * h; i++)
+                Wl[i] = pp_sgd(Wl[i], dW[i], lr);
+            for (size_t j = 0; j < h; j++)
+                bl[j] = pp_sgd(bl[j], db[j], lr);
+            float *tmp = dy;
+            dy = dx;
+            dx = tmp;
+        }
+    }
+    free(acts);
+    free(zs);
+    free(t);
+    free(dy);
+    free(dx);
+    free(dz);
+    free(dW);
+    free(db);
+}
+
+double pr_max_rel_err(const float *a, const float *ref, size_t n)
+{
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)a[i] - (double)ref[i]);
+        if (e > diff || isnan(e))
+            diff = isnan(e) ? INFINITY : e;
+        if (fabs((double)ref[i]) > scale)
+            scale = fabs((double)ref[i]);
+    }
+    if (diff == 0)
+        return 0;
+    return scale > 0 ? diff / scale : INFINITY;
+}

@@ -1,0 +1,85 @@
+/*
+ * pprun.h — the runtime's internal interfaces: plan loader, model
+ * (initialisation, data, reference training), replay, dump and trace.
+ * Backends (backend.h) and transports (transport.h) plug into the replay.
+ */
+#ifndef PPRUN_H
+#define PPRUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pp.h"
+
+#define PPRUN_PLAN_VERSION 1
+
+/* The model a plan trains (the plan's "model" object, checked). */
+typedef struct pr_model {
+    int layers, hidden, batch;
+    int stages;
+    int *layers_per_stage; /* [stages] */
+    int *first_layer;      /* [stages]: global index of the stage's first layer */
+    double lr;
+    uint64_t seed;
+    double act_size, mem_limit; /* the plan's "memory" object, for pp_verify */
+} pr_model;
+
+void pr_model_free(pr_model *m);
+
+/* Loads plan JSON v1 strictly into plan and model, then runs pp_verify.
+ * Errors name the file and the JSON path of the offending field. */
+int pr_plan_load_text(const char *name, const char *text, size_t len, pp_diag *d, pp_plan *plan,
+                      pr_model *model);
+int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *model);
+
+/* model.c: deterministic parameters and data (docs/model.md). */
+void pr_init_layer(const pr_model *m, int layer, float *W, float *b);
+void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
+/* Rows [row0, row0+rows) of step k's global batch. */
+void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
+/* Single-device full-batch training, straightforward loops (the --check
+ * reference).  W, b start as initialised, end trained; loss[steps]. */
+void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss);
+/* max |a - ref| / max |ref| (0 if both are all zero). */
+double pr_max_rel_err(const float *a, const float *ref, size_t n);
+
+/* replay.c */
+typedef struct pr_backend pr_backend;
+typedef struct pr_transport pr_transport;
+
+typedef struct pr_run_opts {
+    int steps;
+    double timeout;       /* seconds a recv may wait */
+    bool record_all;      /* keep op times of every step (for --trace) */
+    FILE *progress;       /* one line per step; NULL = quiet */
+    const pr_backend *backend;   /* NULL = cpu */
+    pr_transport *transport;     /* NULL = in-process queues */
+} pr_run_opts;
+
+typedef struct pr_run_result {
+    float *W, *b;            /* final parameters, [L,H,H], [L,H] */
+    double *loss;            /* [steps] */
+    double seconds;          /* wall time of all steps */
+    int recorded_steps;      /* steps whose op times are in start/end */
+    double **start, **end;   /* [devices][recorded_steps * n_ops], seconds since run start */
+    double *step_start;      /* [steps], seconds since run start */
+    int *peak_act;           /* [devices] measured peak (stage, mb) activation sets */
+    int devices;
+} pr_run_result;
+
+int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
+              pp_diag *d);
+void pr_run_result_free(pr_run_result *r);
+
+/* dump.c: float32 C-order .npy, written to a temporary name then renamed. */
+int pr_write_npy(const char *path, const float *data, const int *shape, int ndim, pp_diag *d);
+int pr_dump(const char *dir, const pr_model *m, int steps, const pr_run_result *r, pp_diag *d);
+
+/* trace.c */
+int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, pp_diag *d);
+/* Fills sim with the measured times of the last recorded step (microseconds). */
+void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim);
+void pr_measured_sim_free(pp_sim *sim, int devices);
+
+#endif

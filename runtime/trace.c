@@ -1,0 +1,108 @@
+/*
+ * trace.c — what the replay measured: --trace writes Chrome trace-event
+ * JSON (one "X" event per op and step, one tid per device), and
+ * pr_measured_sim turns the last step into a pp_sim so the compiler's text
+ * timeline renderer draws the measured run like a predicted one.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pprun.h"
+
+int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, pp_diag *d)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        pp_error(d, "cannot write %s: %s", tmp, strerror(errno));
+        return 1;
+    }
+    fputs("{\"traceEvents\":[\n", f);
+    const char *sep = "";
+    for (int dv = 0; dv < p->devices; dv++) {
+        fprintf(f, "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":0,\"tid\":%d,"
+                   "\"args\":{\"name\":\"device %d\"}}",
+                sep, dv, dv);
+        sep = ",\n";
+    }
+    for (int dv = 0; dv < p->devices; dv++) {
+        int n = p->dev[dv].n;
+        for (int k = 0; k < r->recorded_steps; k++)
+            for (int i = 0; i < n; i++) {
+                const pp_op *op = &p->dev[dv].ops[i];
+                size_t at = (size_t)k * n + i;
+                char name[64];
+                pp_op_format(op, name, sizeof name);
+                double ts = r->start[dv][at] * 1e6, dur = (r->end[dv][at] - r->start[dv][at]) * 1e6;
+                fprintf(f, "%s{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,"
+                           "\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"step\":%d,\"op\":%d}}",
+                        sep, name, pp_op_name(op->kind), dv, ts, dur, k, i);
+            }
+    }
+    fputs("\n]}\n", f);
+    int ok = !ferror(f);
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        pp_error(d, "cannot write %s: %s", path, strerror(errno));
+        remove(tmp);
+        return 1;
+    }
+    return 0;
+}
+
+void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)
+{
+    memset(sim, 0, sizeof *sim);
+    int k = r->recorded_steps - 1;
+    double t0 = -1;
+    for (int dv = 0; dv < p->devices; dv++)
+        if (p->dev[dv].n > 0) {
+            double s = r->start[dv][(size_t)k * p->dev[dv].n];
+            if (t0 < 0 || s < t0)
+                t0 = s;
+        }
+    if (t0 < 0)
+        t0 = 0;
+    size_t nd = p->devices > 0 ? (size_t)p->devices : 1;
+    sim->busy = calloc(nd, sizeof(double));
+    sim->peak_act = calloc(nd, sizeof(int));
+    sim->start = calloc(nd, sizeof(double *));
+    sim->end = calloc(nd, sizeof(double *));
+    double busy = 0;
+    for (int dv = 0; dv < p->devices; dv++) {
+        int n = p->dev[dv].n;
+        sim->start[dv] = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+        sim->end[dv] = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
+        sim->peak_act[dv] = r->peak_act[dv];
+        for (int i = 0; i < n; i++) {
+            size_t at = (size_t)k * n + i;
+            sim->start[dv][i] = (r->start[dv][at] - t0) * 1e6;
+            sim->end[dv][i] = (r->end[dv][at] - t0) * 1e6;
+            if (pp_op_is_compute(p->dev[dv].ops[i].kind))
+                sim->busy[dv] += sim->end[dv][i] - sim->start[dv][i];
+            /* the flush waits for the slowest device: the step ends when it starts */
+            double e = p->dev[dv].ops[i].kind == PP_OP_FLUSH ? sim->start[dv][i] : sim->end[dv][i];
+            if (e > sim->makespan)
+                sim->makespan = e;
+        }
+        busy += sim->busy[dv];
+    }
+    sim->bubble = sim->makespan > 0 ? 1.0 - busy / (p->devices * sim->makespan) : 0;
+}
+
+void pr_measured_sim_free(pp_sim *sim, int devices)
+{
+    if (sim->start)
+        for (int dv = 0; dv < devices; dv++) {
+            free(sim->start[dv]);
+            free(sim->end[dv]);
+        }
+    free(sim->start);
+    free(sim->end);
+    free(sim->busy);
+    free(sim->peak_act);
+    memset(sim, 0, sizeof *sim);
+}

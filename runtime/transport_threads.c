@@ -1,0 +1,224 @@
+/*
+ * transport_threads.c — the in-process transport: one FIFO channel per
+ * ordered pair of devices (threads).  A send copies into a recycled message
+ * and returns at once; a recv spins briefly (yielding, since there may be
+ * more device threads than cores), then sleeps on the channel's condition
+ * variable until the message, the timeout or an abort.  Spinning first
+ * matters: a condvar wake-up costs ~10 us, a spin hand-off well under 1 us.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "transport.h"
+
+typedef struct msg {
+    struct msg *next;
+    pr_tag tag;
+    size_t count, cap;
+    float data[];
+} msg;
+
+typedef struct channel {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    msg *head, *tail, *free_list;
+    atomic_long sent; /* messages ever queued; the spin phase reads it without the lock */
+    long taken;       /* receiver only */
+} channel;
+
+typedef struct threads_transport {
+    pr_transport base;
+    int devices;
+    pthread_mutex_t create_mu;
+    _Atomic(channel *) *chan; /* [src * devices + dst], made on first use */
+    atomic_int aborted;
+} threads_transport;
+
+static channel *get_channel(threads_transport *t, int src, int dst)
+{
+    _Atomic(channel *) *slot = &t->chan[(size_t)src * t->devices + dst];
+    channel *c = atomic_load_explicit(slot, memory_order_acquire);
+    if (c)
+        return c;
+    pthread_mutex_lock(&t->create_mu);
+    c = atomic_load_explicit(slot, memory_order_relaxed);
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c)
+            abort();
+        pthread_mutex_init(&c->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&c->cv, &ca);
+        pthread_condattr_destroy(&ca);
+        atomic_store_explicit(slot, c, memory_order_release);
+    }
+    pthread_mutex_unlock(&t->create_mu);
+    return c;
+}
+
+static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data, size_t count)
+{
+    threads_transport *t = (threads_transport *)tp;
+    channel *c = get_channel(t, src, dst);
+    pthread_mutex_lock(&c->mu);
+    msg *m = c->free_list;
+    if (m && m->cap >= count) {
+        c->free_list = m->next;
+    } else {
+        m = malloc(sizeof *m + count * sizeof(float));
+        if (!m)
+            abort();
+        m->cap = count;
+    }
+    m->next = NULL;
+    m->tag = tag;
+    m->count = count;
+    memcpy(m->data, data, count * sizeof(float));
+    if (c->tail)
+        c->tail->next = m;
+    else
+        c->head = m;
+    c->tail = m;
+    atomic_fetch_add_explicit(&c->sent, 1, memory_order_release);
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data, size_t count,
+                   double timeout, pr_tag *got)
+{
+    threads_transport *t = (threads_transport *)tp;
+    channel *c = get_channel(t, src, dst);
+    /* spin: a few hundred rounds, yielding so a sender sharing our core runs */
+    for (int i = 0; i < 512 && atomic_load_explicit(&c->sent, memory_order_acquire) == c->taken;
+         i++) {
+        if (i % 8 == 7)
+            sched_yield();
+        else
+            cpu_relax();
+    }
+    pthread_mutex_lock(&c->mu);
+    if (!c->head) {
+        double deadline = now_s() + timeout;
+        struct timespec ts;
+        ts.tv_sec = (time_t)deadline;
+        ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!c->head && !atomic_load(&t->aborted))
+            if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) != 0 && !c->head)
+                break; /* timed out */
+        if (!c->head) {
+            int why = atomic_load(&t->aborted) ? PR_RECV_ABORTED : PR_RECV_TIMEOUT;
+            pthread_mutex_unlock(&c->mu);
+            return why;
+        }
+    }
+    msg *m = c->head;
+    c->head = m->next;
+    if (!c->head)
+        c->tail = NULL;
+    c->taken++;
+    int rc = PR_RECV_OK;
+    if (m->tag.comm != want.comm || m->tag.stage != want.stage || m->tag.mb != want.mb ||
+        m->count != count) {
+        *got = m->tag;
+        rc = PR_RECV_MISMATCH;
+    } else {
+        memcpy(data, m->data, count * sizeof(float));
+    }
+    m->next = c->free_list;
+    c->free_list = m;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+static void th_abort(pr_transport *tp)
+{
+    threads_transport *t = (threads_transport *)tp;
+    atomic_store(&t->aborted, 1);
+    size_t n = (size_t)t->devices * t->devices;
+    for (size_t i = 0; i < n; i++) {
+        channel *c = atomic_load(&t->chan[i]);
+        if (!c)
+            continue;
+        pthread_mutex_lock(&c->mu);
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+static void free_list(msg *m)
+{
+    while (m) {
+        msg *next = m->next;
+        free(m);
+        m = next;
+    }
+}
+
+static void th_destroy(pr_transport *tp)
+{
+    threads_transport *t = (threads_transport *)tp;
+    size_t n = (size_t)t->devices * t->devices;
+    for (size_t i = 0; i < n; i++) {
+        channel *c = atomic_load(&t->chan[i]);
+        if (!c)
+            continue;
+        free_list(c->head);
+        free_list(c->free_list);
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cv);
+        free(c);
+    }
+    pthread_mutex_destroy(&t->create_mu);
+    free(t->chan);
+    free(t);
+}
+
+static const pr_transport_ops threads_ops = {
+    .name = "threads",
+    .send = th_send,
+    .recv = th_recv,
+    .abort = th_abort,
+    .destroy = th_destroy,
+};
+
+pr_transport *pr_transport_threads_create(int devices)
+{
+    threads_transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->base.ops = &threads_ops;
+    t->devices = devices;
+    pthread_mutex_init(&t->create_mu, NULL);
+    t->chan = calloc((size_t)devices * devices, sizeof *t->chan);
+    if (!t->chan) {
+        free(t);
+        return NULL;
+    }
+    return &t->base;
+}

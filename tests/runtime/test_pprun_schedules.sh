@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# test_pprun_schedules.sh PPCC PPRUN — every shipped schedule, compiled by
+# ppcc (a few shapes each through -D) and replayed by pprun --check, trains
+# the same weights as single-device training; --timeline draws the run.
+set -u
+ppcc=$1 pprun=$2
+src=${PP_SOURCE_ROOT:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fails=0 runs=0
+run() { # NAME.pp [-D ...]
+    local pp=$1
+    shift
+    runs=$((runs + 1))
+    if ! "$ppcc" "$src/schedules/$pp" "$@" -o "$tmp/plan.json" >"$tmp/out.txt" 2>&1; then
+        echo "FAIL: ppcc $pp $*"; cat "$tmp/out.txt"; fails=$((fails + 1)); return
+    fi
+    if ! "$pprun" "$tmp/plan.json" --steps 2 --check >"$tmp/out.txt" 2>&1; then
+        echo "FAIL: pprun --check on $pp $*"; cat "$tmp/out.txt"; fails=$((fails + 1)); return
+    fi
+    echo "$pp $*: $(grep '^check:' "$tmp/out.txt")"
+}
+n=0
+for f in "$src"/schedules/*.pp; do
+    pp=$(basename "$f")
+    n=$((n + 1))
+    run "$pp"
+    run "$pp" -D microbatches=8 -D hidden=16 -D batch=16
+    run "$pp" -D devices=2 -D hidden=8 -D batch=8 -D microbatches=4
+done
+[ $n -gt 0 ] || { echo "no schedules found"; exit 1; }
+# the measured timeline of the last one
+"$ppcc" "$src/schedules/1f1b.pp" -o "$tmp/plan.json" || exit 1
+if ! "$pprun" "$tmp/plan.json" --timeline >"$tmp/out.txt" 2>&1 || ! grep -q '^d0 |' "$tmp/out.txt" ||
+   ! grep -q '^d3 |' "$tmp/out.txt"; then
+    echo "FAIL: --timeline"; cat "$tmp/out.txt"; fails=$((fails + 1))
+fi
+echo "$runs runs, $fails failed"
+exit $((fails > 0))
