@@ -46,6 +46,8 @@ typedef struct chart {
     int chunks;  /* most stages on one device */
     int *chunk;  /* [stages]: index of the stage among its device's stages */
     bool any_w, any_comm, any_lower;
+    long untimed; /* compute ops without a usable time: not drawn */
+    double **xfer; /* [devices][op]: when a send/recv's transfer begins */
 } chart;
 
 static bool is_comm(int kind) { return kind == PP_OP_SEND || kind == PP_OP_RECV; }
@@ -55,6 +57,18 @@ static bool op_times(const chart *c, int d, int i, double *s, double *e)
     *s = c->sim->start[d][i];
     *e = c->sim->end[d][i];
     return isfinite(*s) && isfinite(*e) && *e >= *s;
+}
+
+/* A send/recv spans from when the device posts it to when the transfer
+ * ends, waiting for the peer included; only the transfer is drawn as '~',
+ * from when both sides have posted it. */
+static bool comm_times(const chart *c, int d, int i, double *s, double *e)
+{
+    if (!op_times(c, d, i, s, e))
+        return false;
+    if (c->xfer && c->xfer[d])
+        *s = fmin(fmax(*s, c->xfer[d][i]), *e);
+    return *e > *s;
 }
 
 static int ndigits(long v)
@@ -91,6 +105,88 @@ static int col_of(const chart *c, double t)
     return x < 0 ? 0 : x > c->ncols ? c->ncols : (int)x;
 }
 
+typedef struct posted {
+    uint64_t key; /* (comm, stage, mb): names one transfer */
+    double start;
+} posted;
+
+static int cmp_posted(const void *a, const void *b)
+{
+    uint64_t x = ((const posted *)a)->key, y = ((const posted *)b)->key;
+    return (x > y) - (x < y);
+}
+
+static bool comm_key(const pp_plan *p, const pp_op *op, uint64_t *key)
+{
+    if (op->stage < 0 || op->stage >= p->stages || op->mb < 0 || op->mb >= p->microbatches)
+        return false;
+    *key = ((uint64_t)(op->comm & 1) * (uint64_t)p->stages + (uint64_t)op->stage) *
+               (uint64_t)p->microbatches + (uint64_t)op->mb;
+    return true;
+}
+
+/* Matches each send with its recv (one activation or gradient travels
+ * once) and records when both were posted.  Unmatched: its own start. */
+static int transfer_starts(chart *c)
+{
+    const pp_plan *p = c->p;
+    long n[2] = {0, 0};
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++)
+            if (is_comm(p->dev[d].ops[i].kind))
+                n[p->dev[d].ops[i].kind == PP_OP_RECV]++;
+    if (n[0] + n[1] == 0)
+        return 0;
+    posted *side[2] = {malloc(((size_t)n[0] + 1) * sizeof(posted)),
+                       malloc(((size_t)n[1] + 1) * sizeof(posted))};
+    c->xfer = calloc((size_t)p->devices, sizeof *c->xfer);
+    int rc = 1;
+    if (!side[0] || !side[1] || !c->xfer)
+        goto out;
+    long k[2] = {0, 0};
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            uint64_t key;
+            double s, e;
+            if (is_comm(op->kind) && comm_key(p, op, &key) && op_times(c, d, i, &s, &e)) {
+                int r = op->kind == PP_OP_RECV;
+                side[r][k[r]++] = (posted){key, s};
+            }
+        }
+    for (int r = 0; r < 2; r++)
+        qsort(side[r], (size_t)k[r], sizeof(posted), cmp_posted);
+    for (int d = 0; d < p->devices; d++) {
+        c->xfer[d] = malloc(((size_t)p->dev[d].n + 1) * sizeof **c->xfer);
+        if (!c->xfer[d])
+            goto out;
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            c->xfer[d][i] = -INFINITY;
+            posted want, *peer = NULL;
+            if (!is_comm(op->kind) || !comm_key(p, op, &want.key))
+                continue;
+            int other = op->kind == PP_OP_SEND; /* a send looks among the recvs */
+            peer = bsearch(&want, side[other], (size_t)k[other], sizeof(posted), cmp_posted);
+            if (peer)
+                c->xfer[d][i] = peer->start;
+        }
+    }
+    rc = 0;
+out:
+    free(side[0]);
+    free(side[1]);
+    return rc;
+}
+
+static void chart_free(chart *c)
+{
+    for (int d = 0; c->xfer && d < c->p->devices; d++)
+        free(c->xfer[d]);
+    free(c->xfer);
+    free(c->chunk);
+}
+
 /* Chunks of each stage, the time range, and what the legend will need. */
 static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o)
 {
@@ -124,15 +220,19 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
             c->chunks = count[r];
     }
     free(count);
+    if (transfer_starts(c))
+        return 1;
 
     double t0 = INFINITY, t1 = -INFINITY;
     for (int d = 0; d < p->devices; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
             const pp_op *op = &p->dev[d].ops[i];
             double s, e;
-            if (!op_times(c, d, i, &s, &e))
+            if (!op_times(c, d, i, &s, &e)) {
+                c->untimed += pp_op_is_compute(op->kind);
                 continue;
-            if (pp_op_is_compute(op->kind) || (is_comm(op->kind) && e > s)) {
+            }
+            if (pp_op_is_compute(op->kind) || (is_comm(op->kind) && comm_times(c, d, i, &s, &e))) {
                 t0 = fmin(t0, s);
                 t1 = fmax(t1, e);
             }
@@ -207,10 +307,8 @@ static bool labelled_fits(const chart *c)
         for (int i = 0; i < c->p->dev[d].n; i++) {
             const pp_op *op = &c->p->dev[d].ops[i];
             double s, e;
-            if (!pp_op_is_compute(op->kind))
+            if (!pp_op_is_compute(op->kind) || !op_times(c, d, i, &s, &e))
                 continue;
-            if (!op_times(c, d, i, &s, &e))
-                return false;
             if (col_of(c, e) - col_of(c, s) < op_label(c, op, label, sizeof label))
                 return false;
         }
@@ -226,7 +324,7 @@ static void draw_labelled(chart *c, FILE *f, char *row)
         /* Transfers first: compute drawn over them wins. */
         for (int i = 0; i < dv->n; i++) {
             double s, e;
-            if (is_comm(dv->ops[i].kind) && op_times(c, d, i, &s, &e) && e > s) {
+            if (is_comm(dv->ops[i].kind) && comm_times(c, d, i, &s, &e)) {
                 int a = col_of(c, s), b = col_of(c, e);
                 if (b > a)
                     c->any_comm = true;
@@ -317,10 +415,8 @@ static int compact_layout(const chart *c, int **col, int **span)
         long k = 0;
         for (int i = 0; i < p->dev[d].n; i++) {
             double s, e;
-            if (!pp_op_is_compute(p->dev[d].ops[i].kind))
+            if (!pp_op_is_compute(p->dev[d].ops[i].kind) || !op_times(c, d, i, &s, &e))
                 continue;
-            if (!op_times(c, d, i, &s, &e))
-                return -1;
             if (e > s)
                 min_dur = fmin(min_dur, e - s);
             k++;
@@ -339,9 +435,11 @@ static int compact_layout(const chart *c, int **col, int **span)
         goto out;
     long k = 0;
     for (int d = 0; d < p->devices; d++)
-        for (int i = 0; i < p->dev[d].n; i++)
-            if (pp_op_is_compute(p->dev[d].ops[i].kind))
-                starts[k++] = c->sim->start[d][i];
+        for (int i = 0; i < p->dev[d].n; i++) {
+            double s, e;
+            if (pp_op_is_compute(p->dev[d].ops[i].kind) && op_times(c, d, i, &s, &e))
+                starts[k++] = s;
+        }
     qsort(starts, (size_t)n, sizeof *starts, cmp_double);
     long nrep = 0; /* each instant is represented by its earliest start */
     for (long i = 0; i < n; i++)
@@ -356,9 +454,10 @@ static int compact_layout(const chart *c, int **col, int **span)
         long prev = -1;
         uint64_t j = 0;
         for (int i = 0; i < p->dev[d].n; i++) {
-            if (!pp_op_is_compute(p->dev[d].ops[i].kind))
+            double s, e;
+            if (!pp_op_is_compute(p->dev[d].ops[i].kind) || !op_times(c, d, i, &s, &e))
                 continue;
-            long inst = instant_of(rep, nrep, c->sim->start[d][i]);
+            long inst = instant_of(rep, nrep, s);
             j = inst == prev ? j + 1 : 0;
             prev = inst;
             keys[k++] = (uint64_t)inst * stride + j;
@@ -379,9 +478,9 @@ static int compact_layout(const chart *c, int **col, int **span)
         int last = -1; /* the previous compute op of the device */
         for (int i = 0; i < dv->n; i++) {
             col[d][i] = span[d][i] = -1;
-            if (!pp_op_is_compute(dv->ops[i].kind))
+            double s, e;
+            if (!pp_op_is_compute(dv->ops[i].kind) || !op_times(c, d, i, &s, &e))
                 continue;
-            double s = c->sim->start[d][i], e = c->sim->end[d][i];
             long inst = instant_of(rep, nrep, s);
             j = inst == prev ? j + 1 : 0;
             prev = inst;
@@ -444,7 +543,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
             double s, e;
-            if (!op_times(c, d, i, &s, &e) || e <= s)
+            if (!(is_comm(op->kind) ? comm_times(c, d, i, &s, &e) : op_times(c, d, i, &s, &e)) || e <= s)
                 continue;
             int what;
             if (pp_op_is_compute(op->kind))
@@ -522,14 +621,19 @@ static void legend(const chart *c, FILE *f, enum layout how)
     fmt_time(t0, sizeof t0, c->t0);
     fmt_time(t1, sizeof t1, c->t1);
     if (how == COMPACT) {
-        snprintf(buf, sizeof buf, "compact: one column per start time, not to scale; t %s .. %s",
-                 t0, t1);
-        wrap_put(&w, "", buf);
+        wrap_put(&w, "", "compact: one column per start time,");
+        wrap_put(&w, " ", "not to scale;");
     } else {
         snprintf(per, sizeof per, "%.3g", 1 / c->scale);
-        snprintf(buf, sizeof buf, "%s: 1 column = %s time units; t %s .. %s",
-                 how == SCALED ? "scaled" : "x", per, t0, t1);
+        snprintf(buf, sizeof buf, "%s: 1 column = %s time units;", how == SCALED ? "scaled" : "x", per);
         wrap_put(&w, "", buf);
+    }
+    snprintf(buf, sizeof buf, "t %s .. %s", t0, t1);
+    wrap_put(&w, " ", buf);
+    if (c->untimed) {
+        snprintf(buf, sizeof buf, "(%ld op%s without a time not drawn)", c->untimed,
+                 c->untimed == 1 ? "" : "s");
+        wrap_put(&w, " ", buf);
     }
     wrap_end(&w);
 }
@@ -560,7 +664,7 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
         return 1;
     chart c;
     if (chart_init(&c, p, sim, o)) {
-        free(c.chunk);
+        chart_free(&c);
         return 1;
     }
     int rc = 1;
@@ -573,11 +677,16 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
     char *row2 = row + c.ncols + 1, *row3 = row2 + c.ncols + 1;
     row[c.ncols] = row2[c.ncols] = row3[c.ncols] = '\0';
 
-    char title[160];
-    snprintf(title, sizeof title, "%.32s: %d devices, %d stages, %d micro-batches", p->schedule,
-             p->devices, p->stages, p->microbatches);
+    char title[64];
     wrap w = {f, 0, c.width};
+    snprintf(title, sizeof title, "%.32s:", p->schedule);
     wrap_put(&w, "", title);
+    snprintf(title, sizeof title, "%d device%s,", p->devices, p->devices == 1 ? "" : "s");
+    wrap_put(&w, " ", title);
+    snprintf(title, sizeof title, "%d stage%s,", p->stages, p->stages == 1 ? "" : "s");
+    wrap_put(&w, " ", title);
+    snprintf(title, sizeof title, "%d micro-batch%s", p->microbatches, p->microbatches == 1 ? "" : "es");
+    wrap_put(&w, " ", title);
     wrap_end(&w);
 
     enum layout how = SCALED;
@@ -616,6 +725,6 @@ out:
     free(span);
     free(acc);
     free(row);
-    free(c.chunk);
+    chart_free(&c);
     return rc;
 }

@@ -14,8 +14,9 @@
  *     group (Megatron's send_forward_recv_backward and friends).
  * "Slot" i of a device is the gap right before its i-th compute op; slot C
  * (C compute ops) follows the last one.  Then the rendezvous walk checks the
- * result; a deadlock cycle is repaired by delaying the cycle's blocked sends
- * into the next slot of their device, a bounded number of times.
+ * result; whenever the replay stalls, the blocked sends of each wait-for
+ * cycle are delayed past the next compute op of their device and the replay
+ * goes on from there (walk.c), so repairs cost what they move.
  *
  * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
  * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).
@@ -24,8 +25,6 @@
 #include <string.h>
 
 #include "pp.h"
-
-#define MAX_REPAIRS 32
 
 typedef struct lowering {
     pp_plan *p;
@@ -253,31 +252,91 @@ static void emit(lowering *L)
     }
 }
 
-/* Delays the blocked sends of every deadlock cycle into the next slot of
- * their device.  Returns how many moved (0: nothing left to try). */
-static int repair(lowering *L, const pp_walk *w)
+/* Sinks each send to the latest slot of its device that the ideal timing
+ * (sends never wait; F=1, B=2, or B=W=1 when split) reaches no later than
+ * the receiver posts the matching recv, never before its producer.  Sender
+ * and receiver then post together, as Megatron's combined calls do, instead
+ * of the sender waiting in a rendezvous for a recv posted later.  Along a
+ * channel both bounds only grow, so channel order is kept. */
+static void sink_sends(lowering *L)
 {
     pp_plan *p = L->p;
-    int D = L->D, moved = 0;
-    int *wait_at = xcalloc((size_t)D * 3, sizeof(int));
-    int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
-    pp_walk_cycles(w, p, wait_at, wait_for, cycle);
-    for (int d = 0; d < D; d++) {
-        if (cycle[d] < 0)
-            continue;
-        for (int j = w->pc[d]; j < w->gend[d]; j++) {
-            const pp_op *op = &p->dev[d].ops[j];
-            if (op->kind != PP_OP_SEND || w->done[w->base[d] + j])
-                continue;
-            long e = (op->comm == PP_COMM_ACT ? 0 : L->SM) + (long)op->stage * L->M + op->mb;
-            if (L->send_slot[e] < L->ncompute[d]) {
-                L->send_slot[e]++;
-                moved++;
+    pp_walk w;
+    if (pp_walk_init(&w, p))
+        return;
+    size_t nt = (size_t)w.total;
+    double *dur = xcalloc(nt, sizeof *dur), *start = xcalloc(nt, sizeof *start), *end = xcalloc(nt, sizeof *end);
+    double *cend = xcalloc((size_t)L->slot_base[L->D], sizeof *cend);
+    int32_t *chan_last = xcalloc((size_t)L->D * L->D, sizeof *chan_last);
+    for (int d = 0; d < L->D; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            int k = p->dev[d].ops[i].kind;
+            dur[w.base[d] + i] = k == PP_OP_F ? 1 : k == PP_OP_B ? (p->split_backward ? 1 : 2) : k == PP_OP_W;
+        }
+    if (pp_walk_run_eager(&w, p, dur, 0, start, end) == 0) {
+        for (int d = 0; d < L->D; d++)
+            for (int i = 0, ci = 0; i < p->dev[d].n; i++)
+                if (pp_op_is_compute(p->dev[d].ops[i].kind))
+                    cend[L->slot_base[d] + ci++] = end[w.base[d] + i];
+        for (int d = 0; d < L->D; d++)
+            for (int i = 0; i < p->dev[d].n; i++) {
+                const pp_op *op = &p->dev[d].ops[i];
+                if (op->kind != PP_OP_RECV)
+                    continue;
+                long e = (op->comm == PP_COMM_ACT ? 0 : L->SM) + (long)op->stage * L->M + op->mb;
+                double t = w.t_post[w.base[d] + i] + 1e-9;
+                int src = edge_src(L, e);
+                const double *reach = cend + L->slot_base[src] - 1; /* reach[s]: slot s reached */
+                /* Gallop from the channel's last answer (answers only grow
+                 * along a channel), then bisect: largest slot reached by t. */
+                int32_t *last = &chan_last[(size_t)src * L->D + d];
+                int lo = L->send_slot[e] > *last ? L->send_slot[e] : *last, hi = L->ncompute[src], step = 1;
+                while (lo + step <= hi && reach[lo + step] <= t) {
+                    lo += step;
+                    step *= 2;
+                }
+                if (lo + step < hi)
+                    hi = lo + step;
+                while (lo < hi) {
+                    int mid = lo + (hi - lo + 1) / 2;
+                    if (reach[mid] <= t)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
+                }
+                L->send_slot[e] = *last = lo;
             }
+    }
+    free(dur);
+    free(start);
+    free(end);
+    free(cend);
+    free(chan_last);
+    pp_walk_free(&w);
+}
+
+/* Group ids 0, 1, ... per device, one per run of comm ops (repairs may have
+ * split or merged groups). */
+static void renumber_groups(pp_plan *p)
+{
+    for (int d = 0; d < p->devices; d++) {
+        pp_op *ops = p->dev[d].ops;
+        int next = -1;
+        int32_t prev = 0;
+        bool in_run = false;
+        for (int i = 0; i < p->dev[d].n; i++) {
+            bool comm = ops[i].kind == PP_OP_SEND || ops[i].kind == PP_OP_RECV;
+            if (!comm) {
+                in_run = false;
+                continue;
+            }
+            if (!in_run || ops[i].group != prev)
+                next++;
+            in_run = true;
+            prev = ops[i].group;
+            ops[i].group = next;
         }
     }
-    free(wait_at);
-    return moved;
 }
 
 int pp_lower(pp_plan *p, pp_diag *dg)
@@ -330,21 +389,17 @@ int pp_lower(pp_plan *p, pp_diag *dg)
             memcpy(L.orig[d], p->dev[d].ops, (size_t)p->dev[d].n * sizeof(pp_op));
     }
 
-    for (int attempt = 0;; attempt++) {
-        emit(&L);
-        if (pp_walk_init(&w, p)) {
-            pp_error(dg, "lower: the plan is too large to check");
-            errors = 1;
-            break;
-        }
-        if (pp_walk_run(&w, p, NULL, 0, NULL, NULL) == 0)
-            break;
-        if (attempt == MAX_REPAIRS || repair(&L, &w) == 0) {
-            pp_walk_report(&w, p, dg, "lower: no deadlock-free order of the communication; deadlock");
-            errors = 1;
-            break;
-        }
-        pp_walk_free(&w);
+    emit(&L);
+    sink_sends(&L);
+    emit(&L);
+    if (pp_walk_init(&w, p)) {
+        pp_error(dg, "lower: the plan is too large to check");
+        errors = 1;
+    } else if (pp_walk_run_repair(&w, p) > 0) {
+        pp_walk_report(&w, p, dg, "lower: no deadlock-free order of the communication; deadlock");
+        errors = 1;
+    } else {
+        renumber_groups(p);
     }
 out:
     pp_walk_free(&w);

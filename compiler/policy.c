@@ -27,6 +27,11 @@ static const pp_policy *const policies[] = {
     &pp_policy_gpipe,
     &pp_policy_1f1b,
     &pp_policy_interleaved,
+    &pp_policy_looped_bfs,
+    &pp_policy_zb_h1,
+    &pp_policy_interleaved_zb,
+    &pp_policy_zbv,
+    &pp_policy_dualpipev,
     NULL,
 };
 

@@ -262,6 +262,22 @@ static inline void pp_policy_emit(pp_plan *p, int d, int kind, int stage, int mb
 /* Appends update then flush to every device: the end of a generate. */
 void pp_policy_finish(pp_plan *p);
 
+/* The split-backward families (policy_zb.c, policy_zbv.c,
+ * policy_dualpipev.c, policy_looped.c; docs/schedules-zb.md). */
+extern const pp_policy pp_policy_zb_h1;
+extern const pp_policy pp_policy_zbv;
+extern const pp_policy pp_policy_dualpipev;
+extern const pp_policy pp_policy_looped_bfs;
+extern const pp_policy pp_policy_interleaved_zb;
+/* Refuses every placement but vshape with two stages per device (stage
+ * s < D on device s, else on 2D-1-s; a list equal to it is accepted). */
+int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
+/* PyTorch's zero-bubble 1F1B builder (ZB1P): appends every device's F/B/W
+ * on the loop placement with v stages per device and rounds of per_round
+ * micro-batches.  Shared by zb-h1 (v = 1) and interleaved-zb.  Returns
+ * nonzero when out of memory. */
+int pp_policy_zb1p(pp_plan *p, int devices, int v, int microbatches, int per_round);
+
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
 /* ------------------------------------------------------------------ */
@@ -306,9 +322,15 @@ int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, do
  * from where it stood.  Sends keep their order per channel, so pairs do not
  * change.  Stops when nothing can move; returns the blocked devices. */
 int pp_walk_run_repair(pp_walk *w, pp_plan *p);
+/* Timing with buffered sends: like run with dur, except that a send never
+ * waits for its recv (the runtimes post sends on a communication stream or
+ * into a queue); a recv ends `comm` after both sides have posted.  t_post
+ * then holds when each comm op is posted. */
+int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                      double *end);
 /* After a run that left devices blocked: for each blocked device d,
- * wait_at[d] is the op it waits on (an unmatched op of its group, one whose
- * partner exists if any) and wait_for[d] the device that op waits for
+ * wait_at[d] is the op it waits on (an unmatched op of its group: a recv,
+ * else a send, with a partner if any) and wait_for[d] the device it waits for
  * (-1 if none); cycle[d] >= 0 numbers the wait-for cycle d lies on, -1
  * elsewhere.  Unblocked devices get -1 everywhere.  Returns #cycles. */
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle);

@@ -6,9 +6,12 @@
  * Timing model (docs/verifier.md): a device runs its list in order; F(s)
  * takes stage_F[s], B takes stage_B[s] (+ stage_W[s] when the backward is
  * not split), W takes stage_W[s], update and flush take no time.  A group
- * of comm ops is posted when the device reaches it; each send/recv pair
- * starts when both sides have posted and takes cost.comm; the device leaves
- * the group when its last pair ends.  The replay itself is walk.c's: with
+ * of comm ops is posted when the device reaches it.  Sends are buffered:
+ * the runtimes post them on a communication stream (NCCL) or into a queue
+ * (threads), so a send never holds its device up.  A recv ends cost.comm
+ * after both it and its send are posted; the device leaves the group when
+ * its last recv ends.  (Deadlock freedom is still proven by the verifier
+ * under the stricter rendezvous rule, where a send waits for its recv.)  The replay itself is walk.c's: with
  * no contention for anything but the devices, replaying in rendezvous order
  * computes every time exactly once, so this is O(ops).
  */
@@ -94,7 +97,7 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
         }
         out->peak_act[d] = peak;
     }
-    if (rc == 0 && pp_walk_run(&w, p, dur, c->comm, start, end) > 0) {
+    if (rc == 0 && pp_walk_run_eager(&w, p, dur, c->comm, start, end) > 0) {
         pp_walk_report(&w, p, dg, "simulate: deadlock");
         rc = 1;
     }

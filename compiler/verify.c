@@ -233,6 +233,8 @@ static void need(verifier *V, int d, int i, const pp_op *op, int s, int m, int s
         return;
     }
     int j = V->at[recv_kind][k];
+    if (j >= 0 && j < i)
+        return;
     snprintf(what, sizeof what, "recv %s %d.%d from %d", recv_kind == AT_RECV_ACT ? "act" : "grad", s, m,
              p->placement[s]);
     if (j < 0)

@@ -141,6 +141,7 @@ typedef struct walk_run {
     int *pending; /* [devices] ops of the current group still unmatched */
     double *clock;
     int *stack, nstack;
+    bool eager;   /* sends never wait: the ideal timing lower.c places by */
 } walk_run;
 
 static void match(walk_run *r, int32_t g, int32_t q, int dq)
@@ -205,7 +206,22 @@ static void run_device(walk_run *r, int d)
             int32_t g = (int32_t)(base + j), q = w->partner[g];
             r->posted[g] = 1;
             if (r->dur)
-                w->t_post[g] = r->clock[d];
+                w->t_post[g] = w->t_pair[g] = r->clock[d];
+            if (r->eager) {
+                /* Only recvs wait, for their send to be posted. */
+                bool send = ops[j].kind == PP_OP_SEND;
+                int32_t rv = send ? q : g;
+                if (q >= 0 && r->posted[q]) {
+                    w->done[g] = w->done[q] = 1;
+                    double t = w->t_post[g] > w->t_post[q] ? w->t_post[g] : w->t_post[q];
+                    w->t_pair[rv] = t + r->comm;
+                    if (send && --r->pending[ops[j].peer] == 0 && w->gend[ops[j].peer] > 0)
+                        r->stack[r->nstack++] = ops[j].peer;
+                } else if (!send) {
+                    r->pending[d]++;
+                }
+                continue;
+            }
             if (q >= 0 && r->posted[q])
                 match(r, g, q, ops[j].peer);
             else
@@ -237,7 +253,8 @@ static int repair_stall(walk_run *r, pp_plan *p)
     pp_op *tmp_op = NULL;
     int32_t *tmp_id = NULL;
     for (int d = 0; d < D; d++) {
-        if (cycle[d] < 0)
+        /* Only a device held by a send can be freed by delaying it. */
+        if (cycle[d] < 0 || p->dev[d].ops[wait_at[d]].kind != PP_OP_SEND)
             continue;
         pp_op *ops = p->dev[d].ops;
         int n = dev_len(p, d), g0 = w->pc[d], g1 = w->gend[d];
@@ -315,11 +332,11 @@ static int repair_stall(walk_run *r, pp_plan *p)
     return changed;
 }
 
-static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, const double *dur, double comm,
+static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, const double *dur, double comm,
                 double *start, double *end)
 {
     int D = w->devices;
-    walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end};
+    walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end, .eager = eager};
     size_t nt = (size_t)(w->total ? w->total : 1);
     r.posted = calloc(nt, 1);
     r.pending = calloc((size_t)D, sizeof *r.pending);
@@ -363,12 +380,18 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, const double 
 int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                 double *end)
 {
-    return walk(w, p, NULL, dur, comm, start, end);
+    return walk(w, p, NULL, false, dur, comm, start, end);
+}
+
+int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                      double *end)
+{
+    return walk(w, p, NULL, true, dur, comm, start, end);
 }
 
 int pp_walk_run_repair(pp_walk *w, pp_plan *p)
 {
-    return walk(w, p, p, NULL, 0, NULL, NULL);
+    return walk(w, p, p, false, NULL, 0, NULL, NULL);
 }
 
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle)
@@ -385,19 +408,30 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
         if (w->pc[d] >= dev_len(p, d))
             continue;
         const pp_op *ops = p->dev[d].ops;
-        int pick = -1;
+        /* Prefer an unpaired recv (waiting for data no delay can hasten),
+         * then an unpaired send, each with a partner: its peer is then
+         * blocked before that partner. */
+        int pick = -1, send = -1;
         for (int j = w->pc[d]; j < w->gend[d]; j++) {
             long g = w->base[d] + j;
             if (w->done[g])
                 continue;
             if (pick < 0)
                 pick = j;
-            if (w->partner[g] >= 0) { /* its peer is blocked before the partner */
+            if (w->partner[g] < 0)
+                continue;
+            if (ops[j].kind == PP_OP_RECV) {
+                send = -1;
                 pick = j;
-                next[d] = ops[j].peer;
                 break;
             }
+            if (send < 0)
+                send = j;
         }
+        if (send >= 0)
+            pick = send;
+        if (pick >= 0 && w->partner[w->base[d] + pick] >= 0)
+            next[d] = ops[pick].peer;
         if (pick < 0) /* cannot happen after a run; stay safe */
             continue;
         wait_at[d] = pick;

@@ -3,6 +3,7 @@
  * sum runs in a fixed order that depends only on the shapes), a blocked
  * GEMM the compiler can vectorise, no BLAS.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +61,44 @@ static void transpose(const float *src, float *dst, int rows, int cols)
             dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
 }
 
-static float *cpu_alloc(size_t count)
+typedef struct cpu_ctx {
+    pr_bctx base;
+    uint64_t seed;
+    int hidden, step, slots;
+    double loss[]; /* [slots] */
+} cpu_ctx;
+
+void pr_bctx_fail(pr_bctx *c, const char *where, const char *msg)
+{
+    if (c->failed)
+        return;
+    char op[64] = "";
+    if (c->op && c->format_op) {
+        char name[48];
+        snprintf(op, sizeof op, " during %s", c->format_op(c->op, name, sizeof name));
+    }
+    snprintf(c->err, sizeof c->err, "[device %d] %s %s%s", c->rank, where, msg, op);
+    c->failed = 1;
+}
+
+static pr_bctx *cpu_open(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen)
+{
+    int slots = cfg->microbatches > 0 ? cfg->microbatches : 1;
+    cpu_ctx *c = calloc(1, sizeof *c + (size_t)slots * sizeof(double));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->base.rank = rank;
+    c->seed = cfg->seed;
+    c->hidden = cfg->hidden;
+    c->slots = slots;
+    return &c->base;
+}
+
+static void cpu_close(pr_bctx *c) { free(c); }
+
+static float *cpu_alloc(pr_bctx *c, size_t count)
 {
     size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
     float *p = aligned_alloc(64, bytes ? bytes : 64);
@@ -69,15 +107,31 @@ static float *cpu_alloc(size_t count)
     return p;
 }
 
-static void cpu_release(float *p) { free(p); }
+static float *tmp_alloc(size_t count) { return cpu_alloc(NULL, count); }
 
-static void cpu_copy(float *dst, const float *src, size_t count)
+static void cpu_release(pr_bctx *c, float *p) { free(p); }
+
+static void cpu_copy(pr_bctx *c, float *dst, const float *src, size_t count)
 {
     memcpy(dst, src, count * sizeof(float));
 }
 
-static void cpu_layer_forward(const float *x, const float *W, const float *b, float *z, float *y,
-                              int n, int h)
+static void cpu_set_step(pr_bctx *c, int step) { ((cpu_ctx *)c)->step = step; }
+
+static void cpu_make_batch(pr_bctx *cb, int row0, int rows, float *x, float *t)
+{
+    cpu_ctx *c = (cpu_ctx *)cb;
+    size_t h = (size_t)c->hidden, first = (size_t)row0 * h, n = (size_t)rows * h;
+    for (size_t i = 0; i < n; i++) {
+        if (x)
+            x[i] = pp_uniform_pm1(c->seed, PP_STREAM_X(c->step), first + i);
+        if (t)
+            t[i] = pp_uniform_pm1(c->seed, PP_STREAM_T(c->step), first + i);
+    }
+}
+
+static void cpu_layer_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
+                              float *y, int n, int h)
 {
     pr_cpu_sgemm(n, h, h, x, W, z, 0);
     for (int r = 0; r < n; r++) {
@@ -90,25 +144,25 @@ static void cpu_layer_forward(const float *x, const float *W, const float *b, fl
     }
 }
 
-static void cpu_layer_backward_input(const float *dy, const float *z, const float *W, float *dz,
-                                     float *dx, int n, int h)
+static void cpu_layer_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
+                                     float *dz, float *dx, int n, int h)
 {
     size_t nh = (size_t)n * h;
     for (size_t i = 0; i < nh; i++)
         dz[i] = dy[i] * pp_gelu_grad(z[i]);
     if (!dx)
         return;
-    float *Wt = cpu_alloc((size_t)h * h);
+    float *Wt = tmp_alloc((size_t)h * h);
     transpose(W, Wt, h, h);
     memcpy(dx, dy, nh * sizeof(float));
     pr_cpu_sgemm(n, h, h, dz, Wt, dx, 1);
     free(Wt);
 }
 
-static void cpu_layer_backward_weight(const float *x, const float *dz, float *dW, float *db, int n,
-                                      int h)
+static void cpu_layer_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW,
+                                      float *db, int n, int h)
 {
-    float *xt = cpu_alloc((size_t)n * h);
+    float *xt = tmp_alloc((size_t)n * h);
     transpose(x, xt, n, h);
     pr_cpu_sgemm(h, h, n, xt, dz, dW, 1);
     free(xt);
@@ -117,8 +171,10 @@ static void cpu_layer_backward_weight(const float *x, const float *dz, float *dW
             db[j] += dz[(size_t)r * h + j];
 }
 
-static double cpu_mse(const float *y, const float *t, float inv_n, float *dy, int n, int h)
+static void cpu_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, float *dy, int n,
+                    int h, int slot)
 {
+    cpu_ctx *c = (cpu_ctx *)cb;
     double sq = 0;
     size_t nh = (size_t)n * h;
     for (size_t i = 0; i < nh; i++) {
@@ -126,10 +182,21 @@ static double cpu_mse(const float *y, const float *t, float inv_n, float *dy, in
         sq += e * e;
         dy[i] = pp_mse_grad(y[i], t[i], inv_n);
     }
-    return sq;
+    if (slot < 0 || slot >= c->slots) {
+        pr_bctx_fail(cb, "cpu mse:", "loss slot out of range");
+        return;
+    }
+    c->loss[slot] = sq;
 }
 
-static void cpu_sgd(float *p, float *g, float lr, size_t count)
+static void cpu_read_loss(pr_bctx *cb, double *out, int n)
+{
+    cpu_ctx *c = (cpu_ctx *)cb;
+    for (int i = 0; i < n; i++)
+        out[i] = i < c->slots ? c->loss[i] : 0;
+}
+
+static void cpu_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
         p[i] = pp_sgd(p[i], g[i], lr);
@@ -137,20 +204,31 @@ static void cpu_sgd(float *p, float *g, float lr, size_t count)
     }
 }
 
-static void cpu_zero(float *p, size_t count) { memset(p, 0, count * sizeof(float)); }
+static void cpu_zero(pr_bctx *c, float *p, size_t count) { memset(p, 0, count * sizeof(float)); }
+
+static void cpu_sync(pr_bctx *c) {}
 
 static const pr_backend cpu_backend = {
     .name = "cpu",
+    .open = cpu_open,
+    .close = cpu_close,
     .alloc = cpu_alloc,
     .release = cpu_release,
+    .alloc_weight = cpu_alloc,
     .upload = cpu_copy,
+    .upload_weight = cpu_copy,
     .download = cpu_copy,
+    .set_step = cpu_set_step,
+    .make_batch = cpu_make_batch,
     .layer_forward = cpu_layer_forward,
     .layer_backward_input = cpu_layer_backward_input,
     .layer_backward_weight = cpu_layer_backward_weight,
     .mse = cpu_mse,
+    .read_loss = cpu_read_loss,
     .sgd = cpu_sgd,
+    .sgd_weight = cpu_sgd,
     .zero = cpu_zero,
+    .sync = cpu_sync,
 };
 
 const pr_backend *pr_backend_cpu(void) { return &cpu_backend; }

@@ -9,23 +9,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "pprun.h"
+#include "transport.h"
 
 #define CHECK_TOLERANCE 1e-5
+#define TF32_TOLERANCE 1e-3
+#define BF16_TOLERANCE 1e-2
 
 static void usage(FILE *f)
 {
     fputs("usage: pprun PLAN.json [options]\n"
-          "Replays a ppcc plan: one thread per device on the CPU.\n"
+          "Replays a ppcc plan: one thread per device on the CPU, or on GPUs (every device\n"
+          "in this process with the local transport, or one process per GPU with NCCL).\n"
           "\n"
-          "  --backend cpu|cuda  where compute runs (default cpu; cuda is not built in yet)\n"
+          "  --backend cpu|cuda  where compute runs (default cuda when a GPU is visible, else cpu)\n"
+          "  --precision fp32|tf32|bf16  GEMM precision on the GPU (default fp32; bf16 keeps\n"
+          "                      fp32 master weights and accumulates in fp32)\n"
+          "  --gpus N            local transport: spread the devices over N GPUs (default 1)\n"
+          "  --no-graph          do not capture the step as a CUDA graph\n"
+          "  --nproc N           run N processes, one per local GPU, joined by NCCL (also\n"
+          "                      under torchrun/srun: RANK, WORLD_SIZE, MASTER_ADDR, ...)\n"
           "  --steps N           training steps (default 1)\n"
           "  --check             compare with single-device full-batch training; exit 1 if the\n"
           "                      largest relative error of weights or biases exceeds 1e-5\n"
           "  --dump DIR          write x, t, w_init, b_init, w_final, b_final, loss as .npy\n"
           "  --trace FILE        write every op's measured start and end (Chrome trace JSON)\n"
           "  --timeline          draw the measured last step as a text timeline\n"
-          "  --timeout S         seconds a receive may wait before the run fails (default 60)\n"
+          "  --timeout S         seconds a receive (or a GPU step's communication, or the\n"
+          "                      multi-process bootstrap) may wait before the run fails (default 60)\n"
           "  --help, --version\n",
           f);
 }
@@ -49,25 +61,44 @@ static int parse_positive_int(const char *s, long max, long *out)
     return 0;
 }
 
-static int run_check(const pr_model *m, int steps, const pr_run_result *r)
+/* Keeps only the layers in `own` (all when NULL): the reference's and the
+ * run's, packed to the front of both arrays.  Returns how many. */
+static size_t keep_layers(const bool *own, size_t L, size_t per, float *ref, float *run)
+{
+    size_t n = 0;
+    for (size_t l = 0; l < L; l++)
+        if (!own || own[l]) {
+            memmove(ref + n * per, ref + l * per, per * sizeof(float));
+            memmove(run + n * per, run + l * per, per * sizeof(float));
+            n++;
+        }
+    return n;
+}
+
+/* --check: own (NULL = all layers) says which layers this process trained;
+ * with_loss whether it computed the loss. */
+static int run_check(const pr_model *m, int steps, pr_run_result *r, double tolerance,
+                     const bool *own, bool with_loss)
 {
     size_t h = (size_t)m->hidden, L = (size_t)m->layers;
     float *W = malloc(L * h * h * sizeof(float)), *b = malloc(L * h * sizeof(float));
     double *loss = malloc((size_t)steps * sizeof(double));
     pr_init_params(m, W, b);
     pr_reference_train(m, steps, W, b, loss);
-    double ew = pr_max_rel_err(r->W, W, L * h * h), eb = pr_max_rel_err(r->b, b, L * h);
+    size_t n = keep_layers(own, L, h * h, W, r->W);
+    keep_layers(own, L, h, b, r->b);
+    double ew = pr_max_rel_err(r->W, W, n * h * h), eb = pr_max_rel_err(r->b, b, n * h);
     double el = 0;
-    for (int k = 0; k < steps; k++) {
+    for (int k = 0; k < steps && with_loss; k++) {
         double e = fabs(r->loss[k] - loss[k]) / (fabs(loss[k]) > 0 ? fabs(loss[k]) : 1);
         if (e > el || isnan(e))
             el = isnan(e) ? INFINITY : e;
     }
     double worst = fmax(ew, eb);
-    bool ok = worst <= CHECK_TOLERANCE && !isnan(worst);
+    bool ok = worst <= tolerance && !isnan(worst);
     printf("check: largest relative error %.3g (weights %.3g, biases %.3g; loss %.3g) vs "
            "single-device training: %s (tolerance %g)\n",
-           worst, ew, eb, el, ok ? "ok" : "FAILED", CHECK_TOLERANCE);
+           worst, ew, eb, el, ok ? "ok" : "FAILED", tolerance);
     free(W);
     free(b);
     free(loss);
@@ -77,7 +108,7 @@ static int run_check(const pr_model *m, int steps, const pr_run_result *r)
 int main(int argc, char **argv)
 {
     enum { OPT_BACKEND = 256, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT, OPT_HELP,
-           OPT_VERSION, OPT_TIMELINE };
+           OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC };
     static const struct option longopts[] = {
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"steps", required_argument, NULL, OPT_STEPS},
@@ -88,12 +119,17 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, OPT_HELP},
         {"version", no_argument, NULL, OPT_VERSION},
+        {"precision", required_argument, NULL, OPT_PRECISION},
+        {"gpus", required_argument, NULL, OPT_GPUS},
+        {"no-graph", no_argument, NULL, OPT_NO_GRAPH},
+        {"nproc", required_argument, NULL, OPT_NPROC},
         {NULL, 0, NULL, 0},
     };
-    long steps = 1;
+    long steps = 1, gpus = 1, nproc = 0;
     double timeout = 60;
-    bool check = false, timeline = false;
-    const char *dump = NULL, *trace = NULL, *backend = "cpu";
+    bool check = false, timeline = false, graph = true;
+    int precision = PR_FP32;
+    const char *dump = NULL, *trace = NULL, *backend = NULL;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
@@ -116,6 +152,25 @@ int main(int argc, char **argv)
                                    optarg, "");
             break;
         }
+        case OPT_PRECISION:
+            if (strcmp(optarg, "fp32") == 0)
+                precision = PR_FP32;
+            else if (strcmp(optarg, "tf32") == 0)
+                precision = PR_TF32;
+            else if (strcmp(optarg, "bf16") == 0)
+                precision = PR_BF16;
+            else
+                return usage_error("--precision: '%s' is not fp32, tf32 or bf16%s", optarg, "");
+            break;
+        case OPT_GPUS:
+            if (parse_positive_int(optarg, 1024, &gpus))
+                return usage_error("--gpus: '%s' is not an integer in 1..1024%s", optarg, "");
+            break;
+        case OPT_NPROC:
+            if (parse_positive_int(optarg, 1024, &nproc))
+                return usage_error("--nproc: '%s' is not an integer in 1..1024%s", optarg, "");
+            break;
+        case OPT_NO_GRAPH: graph = false; break;
         case OPT_CHECK: check = true; break;
         case OPT_TIMELINE: timeline = true; break;
         case OPT_DUMP:
@@ -129,7 +184,9 @@ int main(int argc, char **argv)
             trace = optarg;
             break;
         case OPT_HELP: usage(stdout); return 0;
-        case OPT_VERSION: puts("pprun 0.1.0"); return 0;
+        case OPT_VERSION:
+            printf("pprun 0.1.0 (backends: cpu%s)\n", pr_backend_cuda() ? ", cuda" : "");
+            return 0;
         case ':': return usage_error("%s needs a value%s", argv[optind - 1], "");
         default: return usage_error("unknown option '%s'%s", argv[optind - 1], "");
         }
@@ -141,22 +198,133 @@ int main(int argc, char **argv)
 
     pp_diag diag;
     pp_diag_init(&diag, stderr, "pprun");
-    if (strcmp(backend, "cuda") == 0) {
-        pp_error(&diag, "the cuda backend is not built in this binary");
+    if (nproc > 0) {
+        /* the parent only launches: it must not touch the GPU before fork */
+        char **child = calloc((size_t)argc + 1, sizeof *child);
+        int n = 0;
+        for (int i = 0; i < argc; i++) {
+            if (strcmp(argv[i], "--nproc") == 0) {
+                i++;
+                continue;
+            }
+            if (strncmp(argv[i], "--nproc=", 8) == 0)
+                continue;
+            child[n++] = argv[i];
+        }
+        int rc = pr_launch_local((int)nproc, child, &diag);
+        free(child);
+        return rc;
+    }
+
+    pr_boot boot;
+    int local_rank = 0;
+    int launched = pr_boot_from_env(&boot, &local_rank, &diag);
+    if (launched < 0)
+        return 1;
+    bool multi = launched > 0 && boot.world > 1;
+
+    const pr_backend *be = pr_backend_cpu();
+    bool gpu_built = pr_backend_cuda() != NULL;
+    int gpu_count = gpu_built ? pr_cuda_device_count() : 0;
+    if (!backend) {
+        if (gpu_count > 0)
+            be = pr_backend_cuda();
+        else if (gpu_built)
+            fputs("pprun: no GPU visible, running on the CPU\n", stderr);
+    } else if (strcmp(backend, "cuda") == 0) {
+        if (!gpu_built) {
+            pp_error(&diag, "the cuda backend is not built in this binary");
+            return 1;
+        }
+        if (gpu_count == 0) {
+            pp_error(&diag, "--backend cuda: no GPU is visible");
+            return 1;
+        }
+        be = pr_backend_cuda();
+    }
+    bool cuda = be != pr_backend_cpu();
+    if (multi && !cuda) {
+        pp_error(&diag, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
+                        "visible here, or --backend cpu); the cpu backend runs every device in "
+                        "one process", boot.rank, boot.world);
         return 1;
     }
+    if (cuda && gpus > gpu_count) {
+        pp_error(&diag, "--gpus %ld: only %d GPU%s visible", gpus, gpu_count,
+                 gpu_count == 1 ? " is" : "s are");
+        return 1;
+    }
+    if (multi && (dump || trace || timeline)) {
+        pp_error(&diag, "--dump, --trace and --timeline are for single-process runs");
+        return 1;
+    }
+
     pp_plan plan;
     pr_model model;
     if (pr_plan_load_file(plan_path, &diag, &plan, &model))
         return 1;
+    if (multi && plan.devices != boot.world) {
+        pp_error(&diag, "the plan has %d devices but the run has %d ranks", plan.devices,
+                 boot.world);
+        pp_plan_free(&plan);
+        pr_model_free(&model);
+        return 1;
+    }
 
     pr_run_opts o = {.steps = (int)steps, .timeout = timeout, .record_all = trace != NULL,
-                     .progress = stdout};
+                     .progress = stdout, .backend = be, .precision = precision,
+                     .graph = cuda && graph && gpus == 1, .gpus = (int)gpus};
+    pr_transport *tr = NULL;
+    char err[400] = "";
+    int rc = 0;
+    bool *own = NULL;
+    bool has_loss = true;
+    if (multi) {
+        boot.timeout = timeout;
+        unsigned char id[128] = {0};
+        if (local_rank >= gpu_count) {
+            pp_error(&diag, "rank %d: LOCAL_RANK %d but only %d GPUs are visible", boot.rank,
+                     local_rank, gpu_count);
+            rc = 1;
+        } else if (boot.rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
+            pp_error(&diag, "rank 0: %s", err);
+            rc = 1;
+        } else if (pr_boot_exchange(&boot, id, sizeof id, &diag)) {
+            rc = 1;
+        } else if (!(tr = pr_transport_nccl_create(boot.rank, boot.world, local_rank, id, timeout,
+                                                    err, sizeof err))) {
+            pp_error(&diag, "rank %d: %s", boot.rank, err);
+            rc = 1;
+        }
+        o.transport = tr;
+        o.one_rank = true;
+        o.rank = boot.rank;
+        o.gpu_base = local_rank;
+        o.gpus = 1;
+        o.graph = false;
+        own = calloc((size_t)model.layers, sizeof(bool));
+        for (int s = 0; s < plan.stages; s++)
+            if (plan.placement[s] == boot.rank)
+                for (int l = 0; l < model.layers_per_stage[s]; l++)
+                    own[model.first_layer[s] + l] = true;
+        has_loss = plan.placement[plan.stages - 1] == boot.rank;
+        if (!has_loss)
+            o.progress = NULL; /* the rank with the loss reports the steps */
+    } else if (cuda) {
+        if (!(tr = pr_transport_local_create(plan.devices, err, sizeof err))) {
+            pp_error(&diag, "%s", err);
+            rc = 1;
+        }
+        o.transport = tr;
+    }
+
     pr_run_result r;
-    int rc = pr_replay(&plan, &model, &o, &r, &diag);
+    if (rc == 0)
+        rc = pr_replay(&plan, &model, &o, &r, &diag);
     if (rc == 0) {
-        printf("%d steps in %.3f s: %.0f samples/s\n", (int)steps, r.seconds,
-               r.seconds > 0 ? steps * (double)model.batch / r.seconds : 0.0);
+        if (has_loss)
+            printf("%d steps in %.3f s: %.0f samples/s\n", (int)steps, r.seconds,
+                   r.seconds > 0 ? steps * (double)model.batch / r.seconds : 0.0);
         if (trace && pr_write_trace(trace, &plan, &r, &diag))
             rc = 1;
         if (dump && pr_dump(dump, &model, (int)steps, &r, &diag))
@@ -173,10 +341,20 @@ int main(int argc, char **argv)
             }
             pr_measured_sim_free(&sim, plan.devices);
         }
-        if (check && rc == 0)
-            rc = run_check(&model, (int)steps, &r);
+        if (check && rc == 0) {
+            if (multi)
+                printf("rank %d: ", boot.rank);
+            /* BF16 GEMMs round their operands to 8 bits of mantissa */
+            double tol = precision == PR_BF16 ? BF16_TOLERANCE
+                         : precision == PR_TF32 ? TF32_TOLERANCE
+                                                : CHECK_TOLERANCE;
+            rc = run_check(&model, (int)steps, &r, tol, own, has_loss);
+        }
         pr_run_result_free(&r);
     }
+    if (tr)
+        tr->ops->destroy(tr);
+    free(own);
     pp_plan_free(&plan);
     pr_model_free(&model);
     return rc;

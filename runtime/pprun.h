@@ -55,6 +55,11 @@ typedef struct pr_run_opts {
     FILE *progress;       /* one line per step; NULL = quiet */
     const pr_backend *backend;   /* NULL = cpu */
     pr_transport *transport;     /* NULL = in-process queues */
+    int precision;               /* enum pr_precision (backend.h) */
+    bool graph;                  /* capture step 2 as a CUDA graph, replay it (backends that can) */
+    int gpu_base, gpus;          /* device r runs on GPU gpu_base + r % gpus (gpus 0 = 1) */
+    bool one_rank;               /* run only device `rank` (one process per rank, nccl) */
+    int rank;
 } pr_run_opts;
 
 typedef struct pr_run_result {
@@ -65,6 +70,9 @@ typedef struct pr_run_result {
     double **start, **end;   /* [devices][recorded_steps * n_ops], seconds since run start */
     double *step_start;      /* [steps], seconds since run start */
     int *peak_act;           /* [devices] measured peak (stage, mb) activation sets */
+    int *pool_slots;         /* [devices] activation buffers preallocated from the plan */
+    int *pool_misses;        /* [devices] buffers allocated during the run beyond those */
+    int graph_steps;         /* steps replayed from a captured graph */
     int devices;
 } pr_run_result;
 
@@ -81,5 +89,30 @@ int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, p
 /* Fills sim with the measured times of the last recorded step (microseconds). */
 void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim);
 void pr_measured_sim_free(pp_sim *sim, int devices);
+
+/* bootstrap.c: the processes of a multi-process run find each other over
+ * TCP; rank 0 hands every rank a blob (the NCCL unique id). */
+typedef struct pr_boot {
+    int rank, world;
+    char host[256]; /* rank 0's address */
+    int port;
+    int listen_fd;  /* rank 0: a socket already listening (from pprun --nproc), or -1 */
+    double timeout; /* seconds for everyone to connect and the blob to arrive */
+} pr_boot;
+
+/* Listens on port (0 = any free one) on every interface; the fd, or -1. */
+int pr_boot_listen(const char *host, int port, int *port_out, pp_diag *d);
+/* Rank 0 sends blob[len] to every rank; the others receive it into blob. */
+int pr_boot_exchange(const pr_boot *b, void *blob, size_t len, pp_diag *d);
+/* Reads RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (or
+ * SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID), NCCL_COMM_ID=HOST:PORT and
+ * PPRUN_BOOT_FD.  1 = launched (b, *local_rank filled; timeout left 0),
+ * 0 = not launched, -1 = inconsistent environment (error reported). */
+int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
+
+/* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
+ * one run on this host, ranks 0..N-1; when one fails, stops the others.
+ * Returns the exit status for pprun. */
+int pr_launch_local(int nproc, char **argv, pp_diag *d);
 
 #endif

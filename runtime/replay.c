@@ -9,7 +9,13 @@
  * from B until W when the backward is split), plus the mailboxes through
  * which F/B hand data to the next op (in_act, in_grad) or to a send
  * (out_act, out_grad).  Buffers are all [rows, hidden] and come from a
- * per-device pool, so a step allocates nothing once warm.
+ * per-device pool preallocated from the plan: a dry run of each device's
+ * op list (no compute, no communication) counts the buffers it needs, so a
+ * step allocates nothing.
+ *
+ * Backends may be asynchronous (CUDA): ops only enqueue work, and the
+ * device waits at the plan's flush.  With opts.graph and a backend that
+ * can, step 1 is captured once as a graph and later steps replay it.
  */
 #include <math.h>
 #include <pthread.h>
@@ -41,12 +47,13 @@ typedef struct run run;
 typedef struct device_ctx {
     run *R;
     int rank;
+    pr_bctx *bc;
     stage_state *st;
     int nst;
     int *local; /* [stages] -> index in st, or -1 */
     float **pool;
-    int npool, cap_pool;
-    float *host_tmp, *t_dev;
+    int npool, cap_pool, allocated;
+    float *t_dev;
     int inflight, peak;
     double *start, *end;
 } device_ctx;
@@ -67,7 +74,9 @@ struct run {
     pthread_cond_t cv;
     int arrived;
     long generation;
-    int step_done;
+    int step_lo, step_hi; /* the device threads run steps [lo, hi) */
+    bool dry;             /* counting pool buffers: no barrier at flush */
+    int first, last;      /* devices this process runs: [first, last] */
     atomic_int failed;
     char err[640];
 };
@@ -92,14 +101,16 @@ static void __attribute__((format(printf, 2, 3))) fail(run *R, const char *fmt, 
     }
     pthread_cond_broadcast(&R->cv);
     pthread_mutex_unlock(&R->mu);
-    R->tr->ops->abort(R->tr);
+    if (R->tr->ops->abort)
+        R->tr->ops->abort(R->tr);
 }
 
 static float *pool_get(device_ctx *D)
 {
     if (D->npool > 0)
         return D->pool[--D->npool];
-    return D->R->be->alloc(D->R->slot);
+    D->allocated++;
+    return D->R->be->alloc(D->bc, D->R->slot);
 }
 
 static void pool_put(device_ctx *D, float *p)
@@ -147,14 +158,13 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         if (x)
             pool_put(D, x);
         x = pool_get(D);
-        pr_make_batch(R->m, step, op->mb * R->rows, R->rows, D->host_tmp, NULL);
-        be->upload(x, D->host_tmp, R->slot);
+        be->make_batch(D->bc, op->mb * R->rows, R->rows, x, NULL);
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
     }
     for (int l = 0; l < st->k; l++) {
         float *z = pool_get(D), *y = pool_get(D);
-        be->layer_forward(x, st->W[l], st->b[l], z, y, R->rows, h);
+        be->layer_forward(D->bc, x, st->W[l], st->b[l], z, y, R->rows, h);
         a->x[l] = x;
         a->z[l] = z;
         x = y;
@@ -163,11 +173,9 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     if (++D->inflight > D->peak)
         D->peak = D->inflight;
     if (op->stage == S - 1) {
-        pr_make_batch(R->m, step, op->mb * R->rows, R->rows, NULL, D->host_tmp);
-        be->upload(D->t_dev, D->host_tmp, R->slot);
+        be->make_batch(D->bc, op->mb * R->rows, R->rows, NULL, D->t_dev);
         float *dy = pool_get(D);
-        R->loss_sq[(size_t)step * R->p->microbatches + op->mb] =
-            be->mse(x, D->t_dev, 1.0f / (float)R->m->batch, dy, R->rows, h);
+        be->mse(D->bc, x, D->t_dev, 1.0f / (float)R->m->batch, dy, R->rows, h, op->mb);
         pool_put(D, x);
         pool_put(D, a->in_grad);
         a->in_grad = dy;
@@ -182,7 +190,7 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 
 static void weight_grad(device_ctx *D, stage_state *st, act_set *a, int l)
 {
-    D->R->be->layer_backward_weight(a->x[l], a->dz[l], st->dW[l], st->db[l], D->R->rows,
+    D->R->be->layer_backward_weight(D->bc, a->x[l], a->dz[l], st->dW[l], st->db[l], D->R->rows,
                                     D->R->m->hidden);
     pool_put(D, a->x[l]);
     pool_put(D, a->dz[l]);
@@ -205,7 +213,7 @@ static int do_backward(device_ctx *D, int i, const pp_op *op)
     for (int l = st->k - 1; l >= 0; l--) {
         float *dz = pool_get(D);
         float *dx = l > 0 || op->stage > 0 ? pool_get(D) : NULL;
-        R->be->layer_backward_input(dy, a->z[l], st->W[l], dz, dx, R->rows, h);
+        R->be->layer_backward_input(D->bc, dy, a->z[l], st->W[l], dz, dx, R->rows, h);
         pool_put(D, dy);
         pool_put(D, a->z[l]);
         a->z[l] = NULL;
@@ -247,7 +255,11 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
     if (!*box)
         OP_FAIL(D, i, "nothing to send (its %s has not run)", op->comm == PP_COMM_ACT ? "F" : "B");
     pr_tag tag = {op->comm, op->stage, op->mb};
-    D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot);
+    if (!D->R->dry && D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot)) {
+        if (!D->bc->failed)
+            OP_FAIL(D, i, "the %s transport failed", D->R->tr->ops->name);
+        return 0; /* the caller reports the context's error */
+    }
     pool_put(D, *box);
     *box = NULL;
     return 0;
@@ -261,11 +273,15 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     float **box = op->comm == PP_COMM_ACT ? &a->in_act : &a->in_grad;
     float *buf = pool_get(D);
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
-    int rc = R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot, R->o->timeout, &got);
+    int rc = R->dry ? PR_RECV_OK
+                    : R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot,
+                                       R->o->timeout, &got);
     if (rc != PR_RECV_OK) {
         pool_put(D, buf);
         if (rc == PR_RECV_ABORTED)
             return 1; /* another device failed and said why */
+        if (rc == PR_RECV_ERROR)
+            return 0; /* the caller reports the context's error */
         if (rc == PR_RECV_TIMEOUT)
             OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer,
                     R->o->timeout);
@@ -284,38 +300,63 @@ static void do_update(device_ctx *D)
     float lr = (float)R->m->lr;
     for (int s = 0; s < D->nst; s++)
         for (int l = 0; l < D->st[s].k; l++) {
-            R->be->sgd(D->st[s].W[l], D->st[s].dW[l], lr, h * h);
-            R->be->sgd(D->st[s].b[l], D->st[s].db[l], lr, h);
+            R->be->sgd_weight(D->bc, D->st[s].W[l], D->st[s].dW[l], lr, h * h);
+            R->be->sgd(D->bc, D->st[s].b[l], D->st[s].db[l], lr, h);
         }
 }
 
-/* flush: every device has finished the step.  The last to arrive closes
- * the step's books (loss, time, progress line). */
-static int do_flush(device_ctx *D, int step)
+/* The step's books: loss, time, progress line. */
+static void close_step(run *R, int step)
+{
+    double t = now_s() - R->t0;
+    double sq = 0;
+    for (int m = 0; m < R->p->microbatches; m++)
+        sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
+    double loss = sq / (2.0 * R->m->batch);
+    R->res->loss[step] = loss;
+    double dt = t - R->res->step_start[step];
+    if (step + 1 < R->o->steps)
+        R->res->step_start[step + 1] = t;
+    R->res->seconds = t;
+    if (R->o->progress) {
+        fprintf(R->o->progress, "step %d/%d  loss %.6f  time %.3f ms  samples/s %.0f\n",
+                step + 1, R->o->steps, loss, dt * 1e3, dt > 0 ? R->m->batch / dt : 0.0);
+        fflush(R->o->progress);
+    }
+}
+
+/* The device that computes the loss (owns the last stage). */
+static bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
+
+/* flush: the device waits for its work (and its communication), then every
+ * device of this process meets; the last to arrive closes the step's books.
+ * While a graph is being captured nothing waits and no books are closed:
+ * the step runs when the graph is launched. */
+static int do_flush(device_ctx *D, int i, int step)
 {
     run *R = D->R;
+    if (R->dry)
+        return 0;
+    if (!D->bc->capturing) {
+        if (R->tr->ops->flush && R->tr->ops->flush(R->tr, D->rank, R->o->timeout))
+            return 0; /* the caller reports the context's error */
+        if (has_loss(D))
+            R->be->read_loss(D->bc, R->loss_sq + (size_t)step * R->p->microbatches,
+                             R->p->microbatches);
+        else
+            R->be->sync(D->bc);
+        if (D->bc->failed)
+            return 0;
+    }
     pthread_mutex_lock(&R->mu);
     if (atomic_load(&R->failed)) {
         pthread_mutex_unlock(&R->mu);
         return 1;
     }
     long gen = R->generation;
-    if (++R->arrived == R->p->devices) {
-        double t = now_s() - R->t0;
-        double sq = 0;
-        for (int m = 0; m < R->p->microbatches; m++)
-            sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
-        double loss = sq / (2.0 * R->m->batch);
-        R->res->loss[step] = loss;
-        double dt = t - R->res->step_start[step];
-        if (step + 1 < R->o->steps)
-            R->res->step_start[step + 1] = t;
-        R->res->seconds = t;
-        if (R->o->progress) {
-            fprintf(R->o->progress, "step %d/%d  loss %.6f  time %.3f ms  samples/s %.0f\n",
-                    step + 1, R->o->steps, loss, dt * 1e3, dt > 0 ? R->m->batch / dt : 0.0);
-            fflush(R->o->progress);
-        }
+    if (++R->arrived == R->last - R->first + 1) {
+        if (!D->bc->capturing)
+            close_step(R, step);
         R->arrived = 0;
         R->generation++;
         pthread_cond_broadcast(&R->cv);
@@ -333,6 +374,7 @@ static int exec_op(device_ctx *D, int i, int step)
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
     D->start[rec] = now_s() - D->R->t0;
+    D->bc->op = op;
     int rc = 0;
     switch (op->kind) {
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
@@ -341,18 +383,25 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_SEND: rc = do_send(D, i, op); break;
     case PP_OP_RECV: rc = do_recv(D, i, op); break;
     case PP_OP_UPDATE: do_update(D); break;
-    case PP_OP_FLUSH: rc = do_flush(D, step); break;
+    case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = now_s() - D->R->t0;
+    if (D->bc->failed && !rc) {
+        fail(D->R, "%s", D->bc->err);
+        return 1;
+    }
     return rc;
 }
 
 static void *device_main(void *arg)
 {
     device_ctx *D = arg;
-    const pp_device *dv = &D->R->p->dev[D->rank];
-    for (int step = 0; step < D->R->o->steps; step++) {
+    run *R = D->R;
+    const pp_device *dv = &R->p->dev[D->rank];
+    for (int step = R->step_lo; step < R->step_hi; step++) {
+        if (!R->dry && !D->bc->capturing) /* a graph gets its step at launch */
+            R->be->set_step(D->bc, step);
         for (int i = 0; i < dv->n;) {
             if (atomic_load_explicit(&D->R->failed, memory_order_relaxed))
                 return NULL;
@@ -370,26 +419,55 @@ static void *device_main(void *arg)
             while (j < dv->n && dv->ops[j].group == op->group &&
                    (dv->ops[j].kind == PP_OP_SEND || dv->ops[j].kind == PP_OP_RECV))
                 j++;
+            bool grouped = !R->dry && R->tr->ops->group_begin;
+            D->bc->op = op;
+            if (grouped && R->tr->ops->group_begin(R->tr, D->rank)) {
+                fail(R, "%s", D->bc->err);
+                return NULL;
+            }
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_SEND && exec_op(D, q, step))
                     return NULL;
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_RECV && exec_op(D, q, step))
                     return NULL;
+            D->bc->op = op;
+            if (grouped && R->tr->ops->group_end(R->tr, D->rank)) {
+                fail(R, "%s", D->bc->err);
+                return NULL;
+            }
             i = j;
         }
     }
     return NULL;
 }
 
-static void device_setup(run *R, device_ctx *D, int rank)
+static const char *format_op(const void *op, char *buf, size_t size)
+{
+    return pp_op_format(op, buf, size);
+}
+
+/* Opens the device's backend context, its stages' parameters and `slots`
+ * pooled activation buffers.  Nonzero (and R failed) if the backend cannot. */
+static int device_setup(run *R, device_ctx *D, int rank, int slots)
 {
     const pp_plan *p = R->p;
     const pr_model *m = R->m;
+    const pr_backend *be = R->be;
     size_t h = (size_t)m->hidden;
     int M = p->microbatches;
     D->R = R;
     D->rank = rank;
+    pr_backend_cfg cfg = {.devices = p->devices, .microbatches = M, .rows = R->rows,
+                          .hidden = m->hidden, .seed = m->seed, .precision = R->o->precision,
+                          .gpu = R->o->gpu_base + rank % (R->o->gpus > 0 ? R->o->gpus : 1)};
+    char err[400] = "";
+    D->bc = be->open(rank, &cfg, err, sizeof err);
+    if (!D->bc) {
+        fail(R, "device %d: the %s backend cannot start: %s", rank, be->name, err);
+        return 1;
+    }
+    D->bc->format_op = format_op;
     D->local = malloc((size_t)p->stages * sizeof(int));
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
@@ -407,15 +485,17 @@ static void device_setup(run *R, device_ctx *D, int rank)
         st->dW = st->b + st->k;
         st->db = st->dW + st->k;
         for (int l = 0; l < st->k; l++) {
-            pr_init_layer(m, st->first_layer + l, hw, hb);
-            st->W[l] = R->be->alloc(h * h);
-            st->b[l] = R->be->alloc(h);
-            st->dW[l] = R->be->alloc(h * h);
-            st->db[l] = R->be->alloc(h);
-            R->be->upload(st->W[l], hw, h * h);
-            R->be->upload(st->b[l], hb, h);
-            R->be->zero(st->dW[l], h * h);
-            R->be->zero(st->db[l], h);
+            st->W[l] = be->alloc_weight(D->bc, h * h);
+            st->b[l] = be->alloc(D->bc, h);
+            st->dW[l] = be->alloc(D->bc, h * h);
+            st->db[l] = be->alloc(D->bc, h);
+            if (!R->dry) {
+                pr_init_layer(m, st->first_layer + l, hw, hb);
+                be->upload_weight(D->bc, st->W[l], hw, h * h);
+                be->upload(D->bc, st->b[l], hb, h);
+                be->zero(D->bc, st->dW[l], h * h);
+                be->zero(D->bc, st->db[l], h);
+            }
         }
         st->mb = calloc((size_t)M, sizeof *st->mb);
         st->ptrs = calloc((size_t)M * 3 * st->k, sizeof(float *));
@@ -428,28 +508,40 @@ static void device_setup(run *R, device_ctx *D, int rank)
     }
     free(hw);
     free(hb);
-    D->host_tmp = malloc(R->slot * sizeof(float));
-    D->t_dev = R->be->alloc(R->slot);
+    D->t_dev = be->alloc(D->bc, R->slot);
+    for (int q = 0; q < slots; q++)
+        pool_put(D, be->alloc(D->bc, R->slot));
     int n = p->dev[rank].n;
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
     D->start = R->res->start[rank] = calloc(rec, sizeof(double));
     D->end = R->res->end[rank] = calloc(rec, sizeof(double));
+    if (D->bc->failed) {
+        fail(R, "%s", D->bc->err);
+        return 1;
+    }
+    return 0;
 }
 
 /* Downloads the device's parameters into the result, frees everything. */
 static void device_teardown(run *R, device_ctx *D)
 {
+    if (!D->bc)
+        return;
     size_t h = (size_t)R->m->hidden;
+    const pr_backend *be = R->be;
+    D->bc->op = NULL;
     for (int s = 0; s < D->nst; s++) {
         stage_state *st = &D->st[s];
         for (int l = 0; l < st->k; l++) {
             size_t L = (size_t)(st->first_layer + l);
-            R->be->download(R->res->W + L * h * h, st->W[l], h * h);
-            R->be->download(R->res->b + L * h, st->b[l], h);
-            R->be->release(st->W[l]);
-            R->be->release(st->b[l]);
-            R->be->release(st->dW[l]);
-            R->be->release(st->db[l]);
+            if (!R->dry) {
+                be->download(D->bc, R->res->W + L * h * h, st->W[l], h * h);
+                be->download(D->bc, R->res->b + L * h, st->b[l], h);
+            }
+            be->release(D->bc, st->W[l]);
+            be->release(D->bc, st->b[l]);
+            be->release(D->bc, st->dW[l]);
+            be->release(D->bc, st->db[l]);
         }
         for (int mb = 0; mb < R->p->microbatches; mb++) {
             act_set *a = &st->mb[mb];
@@ -465,13 +557,173 @@ static void device_teardown(run *R, device_ctx *D)
         free(st->ptrs);
     }
     for (int q = 0; q < D->npool; q++)
-        R->be->release(D->pool[q]);
-    R->be->release(D->t_dev);
+        be->release(D->bc, D->pool[q]);
+    be->release(D->bc, D->t_dev);
     R->res->peak_act[D->rank] = D->peak;
+    R->res->pool_misses[D->rank] = D->allocated;
+    if (D->bc->failed && !atomic_load(&R->failed))
+        fail(R, "%s", D->bc->err);
+    be->close(D->bc);
+    D->bc = NULL;
     free(D->pool);
-    free(D->host_tmp);
     free(D->st);
     free(D->local);
+}
+
+/* ---- the dry run: host logic only, to size each device's pool ---- */
+
+static pr_bctx *dry_open(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen)
+{
+    pr_bctx *c = calloc(1, sizeof *c);
+    if (c)
+        c->rank = rank;
+    return c;
+}
+static void dry_close(pr_bctx *c) { free(c); }
+/* Distinct tokens, never dereferenced. */
+static float *dry_alloc(pr_bctx *c, size_t count) { return malloc(1); }
+static void dry_release(pr_bctx *c, float *p) { free(p); }
+static void dry_batch(pr_bctx *c, int row0, int rows, float *x, float *t) {}
+static void dry_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
+                        float *y, int n, int h) {}
+static void dry_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
+                               float *dz, float *dx, int n, int h) {}
+static void dry_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW, float *db,
+                                int n, int h) {}
+static void dry_mse(pr_bctx *c, const float *y, const float *t, float inv_n, float *dy, int n,
+                    int h, int slot) {}
+static void dry_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count) {}
+
+static const pr_backend dry_backend = {
+    .name = "dry", .open = dry_open, .close = dry_close, .alloc = dry_alloc,
+    .release = dry_release, .alloc_weight = dry_alloc, .make_batch = dry_batch,
+    .layer_forward = dry_forward, .layer_backward_input = dry_backward_input,
+    .layer_backward_weight = dry_backward_weight, .mse = dry_mse, .sgd = dry_sgd,
+    .sgd_weight = dry_sgd,
+};
+
+static const pr_transport_ops dry_transport_ops = {.name = "dry"};
+static pr_transport dry_transport = {.ops = &dry_transport_ops};
+
+static void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
+                         bool record_all)
+{
+    size_t h = (size_t)m->hidden;
+    r->devices = p->devices;
+    r->W = calloc((size_t)m->layers * h * h, sizeof(float));
+    r->b = calloc((size_t)m->layers * h, sizeof(float));
+    r->loss = calloc((size_t)steps, sizeof(double));
+    r->step_start = calloc((size_t)steps, sizeof(double));
+    r->recorded_steps = record_all ? steps : 1;
+    r->start = calloc((size_t)p->devices, sizeof(double *));
+    r->end = calloc((size_t)p->devices, sizeof(double *));
+    r->peak_act = calloc((size_t)p->devices, sizeof(int));
+    r->pool_slots = calloc((size_t)p->devices, sizeof(int));
+    r->pool_misses = calloc((size_t)p->devices, sizeof(int));
+}
+
+/* Runs each device's op list once, alone, on the dry backend, counting the
+ * activation buffers it takes: a device's own list alone decides that. */
+static int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d)
+{
+    pr_run_opts o = {.steps = 1};
+    pr_run_result r;
+    memset(&r, 0, sizeof r);
+    result_alloc(&r, p, m, 1, false);
+    run R;
+    memset(&R, 0, sizeof R);
+    R.p = p;
+    R.m = m;
+    R.o = &o;
+    R.be = &dry_backend;
+    R.tr = &dry_transport;
+    R.rows = m->batch / p->microbatches;
+    R.slot = (size_t)R.rows * m->hidden;
+    R.res = &r;
+    R.dry = true;
+    R.step_lo = 0;
+    R.step_hi = 1;
+    R.loss_sq = calloc((size_t)p->microbatches, sizeof(double));
+    R.dev = calloc((size_t)p->devices, sizeof *R.dev);
+    pthread_mutex_init(&R.mu, NULL);
+    pthread_cond_init(&R.cv, NULL);
+    for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
+        device_ctx *D = &R.dev[rank];
+        R.first = R.last = rank;
+        if (device_setup(&R, D, rank, 0) == 0)
+            device_main(D);
+        slots[rank] = D->allocated;
+        device_teardown(&R, D);
+    }
+    int rc = 0;
+    if (atomic_load(&R.failed)) {
+        pp_error(d, "%s", R.err);
+        rc = 1;
+    }
+    pthread_mutex_destroy(&R.mu);
+    pthread_cond_destroy(&R.cv);
+    free(R.loss_sq);
+    free(R.dev);
+    pr_run_result_free(&r);
+    return rc;
+}
+
+/* Runs steps [lo, hi) on one thread per device of this process. */
+static void run_threads(run *R, int lo, int hi)
+{
+    R->step_lo = lo;
+    R->step_hi = hi;
+    int n = R->last - R->first + 1;
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    int started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&th[started], NULL, device_main, &R->dev[R->first + started]) != 0) {
+            fail(R, "cannot start the thread of device %d", R->first + started);
+            break;
+        }
+    for (int q = 0; q < started; q++)
+        pthread_join(th[q], NULL);
+    free(th);
+}
+
+/* Step 0 runs eagerly (it warms up the libraries), step 1 is issued under
+ * capture, then every step from 1 on is one graph launch. */
+static void run_graph(run *R)
+{
+    const pr_backend *be = R->be;
+    int n = R->last - R->first + 1;
+    pr_bctx **cs = malloc((size_t)n * sizeof *cs);
+    for (int q = 0; q < n; q++)
+        cs[q] = R->dev[R->first + q].bc;
+    run_threads(R, 0, 1);
+    if (!atomic_load(&R->failed) && be->capture_begin(cs, n))
+        fail(R, "%s", cs[0]->err);
+    if (!atomic_load(&R->failed)) {
+        run_threads(R, 1, 2);
+        if (be->capture_end(cs, n) && !atomic_load(&R->failed))
+            fail(R, "%s", cs[0]->err);
+    }
+    device_ctx *loss_dev = NULL;
+    for (int q = R->first; q <= R->last; q++)
+        if (has_loss(&R->dev[q]))
+            loss_dev = &R->dev[q];
+    for (int step = 1; step < R->o->steps && !atomic_load(&R->failed); step++) {
+        if (be->graph_step(cs, n, step)) {
+            fail(R, "%s", cs[0]->err);
+            break;
+        }
+        if (loss_dev) {
+            be->read_loss(loss_dev->bc, R->loss_sq + (size_t)step * R->p->microbatches,
+                          R->p->microbatches);
+            if (loss_dev->bc->failed) {
+                fail(R, "%s", loss_dev->bc->err);
+                break;
+            }
+        }
+        close_step(R, step);
+        R->res->graph_steps++;
+    }
+    free(cs);
 }
 
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
@@ -482,7 +734,15 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "steps must be at least 1");
         return 1;
     }
-    size_t h = (size_t)m->hidden;
+    if (o->one_rank && (o->rank < 0 || o->rank >= p->devices)) {
+        pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
+        return 1;
+    }
+    int *slots = calloc((size_t)p->devices, sizeof(int));
+    if (pool_sizes(p, m, slots, d)) {
+        free(slots);
+        return 1;
+    }
     run R;
     memset(&R, 0, sizeof R);
     R.p = p;
@@ -492,39 +752,41 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     R.tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
     if (!R.tr) {
         pp_error(d, "out of memory");
+        free(slots);
         return 1;
     }
+    R.first = o->one_rank ? o->rank : 0;
+    R.last = o->one_rank ? o->rank : p->devices - 1;
     R.rows = m->batch / p->microbatches;
-    R.slot = (size_t)R.rows * h;
+    R.slot = (size_t)R.rows * m->hidden;
     R.res = r;
     R.loss_sq = calloc((size_t)o->steps * p->microbatches, sizeof(double));
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.cv, NULL);
-
-    r->devices = p->devices;
-    r->W = calloc((size_t)m->layers * h * h, sizeof(float));
-    r->b = calloc((size_t)m->layers * h, sizeof(float));
-    r->loss = calloc((size_t)o->steps, sizeof(double));
-    r->step_start = calloc((size_t)o->steps, sizeof(double));
-    r->recorded_steps = o->record_all ? o->steps : 1;
-    r->start = calloc((size_t)p->devices, sizeof(double *));
-    r->end = calloc((size_t)p->devices, sizeof(double *));
-    r->peak_act = calloc((size_t)p->devices, sizeof(int));
+    result_alloc(r, p, m, o->steps, o->record_all);
+    memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
+    free(slots);
     R.dev = calloc((size_t)p->devices, sizeof *R.dev);
-    pthread_t *th = calloc((size_t)p->devices, sizeof *th);
-    for (int rank = 0; rank < p->devices; rank++)
-        device_setup(&R, &R.dev[rank], rank);
+    for (int rank = R.first; rank <= R.last; rank++)
+        if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
+            break;
+    if (!atomic_load(&R.failed) && R.tr->ops->attach)
+        for (int rank = R.first; rank <= R.last; rank++)
+            R.tr->ops->attach(R.tr, rank, R.dev[rank].bc);
+    for (int rank = R.first; rank <= R.last && !atomic_load(&R.failed); rank++)
+        R.be->sync(R.dev[rank].bc); /* parameters are in place before the clock starts */
 
     R.t0 = now_s();
-    int started = 0;
-    for (; started < p->devices; started++)
-        if (pthread_create(&th[started], NULL, device_main, &R.dev[started]) != 0) {
-            fail(&R, "cannot start the thread of device %d", started);
-            break;
-        }
-    for (int rank = 0; rank < started; rank++)
-        pthread_join(th[rank], NULL);
-    for (int rank = 0; rank < p->devices; rank++)
+    if (!atomic_load(&R.failed)) {
+        bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all;
+        if (graph)
+            run_graph(&R);
+        else
+            run_threads(&R, 0, o->steps);
+    }
+    if (atomic_load(&R.failed))
+        R.tr->ops->abort(R.tr);
+    for (int rank = R.first; rank <= R.last; rank++)
         device_teardown(&R, &R.dev[rank]);
 
     int rc = 0;
@@ -538,7 +800,6 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     pthread_cond_destroy(&R.cv);
     free(R.loss_sq);
     free(R.dev);
-    free(th);
     if (rc)
         pr_run_result_free(r);
     return rc;
@@ -558,5 +819,7 @@ void pr_run_result_free(pr_run_result *r)
     free(r->loss);
     free(r->step_start);
     free(r->peak_act);
+    free(r->pool_slots);
+    free(r->pool_misses);
     memset(r, 0, sizeof *r);
 }

@@ -13,11 +13,20 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct pr_tag {
     int comm, stage, mb; /* enum pp_comm_kind and the F/B it came from */
 } pr_tag;
 
-enum { PR_RECV_OK = 0, PR_RECV_TIMEOUT = 1, PR_RECV_ABORTED = 2, PR_RECV_MISMATCH = 3 };
+/* PR_RECV_ERROR: the transport failed and recorded why in the receiving
+ * device's backend context (pr_bctx.err). */
+enum { PR_RECV_OK = 0, PR_RECV_TIMEOUT = 1, PR_RECV_ABORTED = 2, PR_RECV_MISMATCH = 3,
+       PR_RECV_ERROR = 4 };
+
+struct pr_bctx;
 
 typedef struct pr_transport pr_transport;
 typedef struct pr_transport_ops {
@@ -29,6 +38,16 @@ typedef struct pr_transport_ops {
     /* Wakes every waiting recv with PR_RECV_ABORTED (another device failed). */
     void (*abort)(pr_transport *t);
     void (*destroy)(pr_transport *t);
+    /* Optional (NULL = not needed).  attach: the replay hands over each
+     * device's backend context (its stream) before the first op.
+     * group_begin/end bracket the comm ops of one group (ncclGroupStart/End);
+     * nonzero = failed, the reason in the device's context.  flush: waits,
+     * at most `timeout` seconds, for the device's communication (at the
+     * plan's flush); nonzero = failed or timed out, reason in the context. */
+    void (*attach)(pr_transport *t, int rank, struct pr_bctx *c);
+    int (*group_begin)(pr_transport *t, int rank);
+    int (*group_end)(pr_transport *t, int rank);
+    int (*flush)(pr_transport *t, int rank, double timeout);
 } pr_transport_ops;
 
 struct pr_transport {
@@ -36,5 +55,19 @@ struct pr_transport {
 };
 
 pr_transport *pr_transport_threads_create(int devices);
+
+/* CUDA transports (transport_cuda.cu); without CUDA they return NULL and
+ * say so in err.  local: every device in this process, copies + events;
+ * `devices` may share GPUs.  nccl: this process is `rank` of `world`, its
+ * GPU `gpu`; nccl_id is the 128-byte ncclUniqueId every rank shares. */
+pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen);
+pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
+                                       double timeout, char *err, size_t errlen);
+/* Makes a new ncclUniqueId into id[128]; nonzero and err on failure. */
+int pr_nccl_unique_id(void *id, char *err, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

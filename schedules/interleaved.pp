@@ -15,11 +15,10 @@ pipeline {
     placement = loop     # stage s on device s mod devices
 }
 
-# Micro-batches go through each chunk in groups of 4 (Megatron uses the
-# pipeline depth, which is also the policy's default when group is absent).
-schedule interleaved {
-    group = 4
-}
+# Micro-batches go through each chunk in groups of `devices` (Megatron's
+# default); set another size with `schedule interleaved { group = N }` or
+# -D schedule.group=N.
+schedule interleaved
 
 cost {
     F = 1

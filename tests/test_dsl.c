@@ -219,7 +219,7 @@ START_TEST(test_schedule_interleaved)
     dsl_schedule(&t, "schedules/interleaved.pp", NULL, 0);
     const pp_spec *s = &t.spec;
     ck_assert_str_eq(s->schedule, "interleaved");
-    ck_assert_int_eq(s->group, 4);
+    ck_assert_int_eq(s->group, 0);
     ck_assert_int_eq(s->devices, 4);
     ck_assert_int_eq(s->chunks, 2);
     ck_assert_int_eq(s->stages, 8);

@@ -238,10 +238,11 @@ START_TEST(lower_channel_order)
 }
 END_TEST
 
-/* With W between B and the next F on device 1 and three forwards in a row
- * on device 0, the plain placement deadlocks (device 0 sends act 0.1 alone,
- * device 1 sends grad 1.0 alone); delaying the blocked sends fixes it. */
-START_TEST(lower_repairs_deadlock)
+/* Sends sink to where the receiver posts: with W between B and the next F
+ * on device 1, device 1 posts its recv of act 0.1 only after W1.0 (time 4
+ * in the ideal timing), so device 0 sends it after B0.0 (reached at 4)
+ * instead of waiting in a rendezvous right after F0.1. */
+START_TEST(lower_sinks_sends)
 {
     pp_plan p;
     plan_loop(&p, "custom", 2, 1, 3);
@@ -249,10 +250,48 @@ START_TEST(lower_repairs_deadlock)
     push_ops(&p, 0, "F0.0 F0.1 F0.2 B0.0 W0.0 B0.1 W0.1 B0.2 W0.2 U X");
     push_ops(&p, 1, "F1.0 B1.0 W1.0 F1.1 B1.1 W1.1 F1.2 B1.2 W1.2 U X");
     lower_ok(&p);
-    ck_assert_str_eq(format_ops(&p, 0), "F0.0 sa0.0>1/0 F0.1 F0.2 sa0.1>1/1 rg1.0<1/1 B0.0 sa0.2>1/2 W0.0 "
+    ck_assert_str_eq(format_ops(&p, 0), "F0.0 sa0.0>1/0 F0.1 F0.2 rg1.0<1/1 B0.0 sa0.1>1/2 W0.0 rg1.1<1/3 B0.1 "
+                                        "sa0.2>1/4 W0.1 rg1.2<1/5 B0.2 W0.2 U X");
+    ck_assert_str_eq(format_ops(&p, 1), "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 ra0.1<0/2 F1.1 B1.1 sg1.1>0/3 W1.1 "
+                                        "ra0.2<0/4 F1.2 B1.2 sg1.2>0/5 W1.2 U X");
+    pp_plan_free(&p);
+}
+END_TEST
+
+/* The repairing replay on a list that deadlocks as written (device 0 sends
+ * act 0.1 alone, device 1 sends grad 1.0 alone, each waiting for the other):
+ * each stall delays the cycle's blocked sends past the next compute op, in
+ * place, until every device finishes.  Group ids are left for lower to
+ * renumber. */
+START_TEST(lower_walk_repairs_deadlock)
+{
+    pp_plan p;
+    plan_loop(&p, "custom", 2, 1, 3);
+    p.split_backward = true;
+    push_ops(&p, 0, "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 F0.2 sa0.2>1/2 rg1.0<1/2 B0.0 W0.0 rg1.1<1/3 B0.1 W0.1 "
+                    "rg1.2<1/4 B0.2 W0.2 U X");
+    push_ops(&p, 1, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 ra0.1<0/2 F1.1 B1.1 sg1.1>0/3 W1.1 ra0.2<0/4 F1.2 B1.2 "
+                    "sg1.2>0/5 W1.2 U X");
+    pp_walk w;
+    ck_assert_int_eq(pp_walk_init(&w, &p), 0);
+    ck_assert_int_eq(pp_walk_run(&w, &p, NULL, 0, NULL, NULL), 2);
+    ck_assert_int_eq(pp_walk_run_repair(&w, &p), 0);
+    pp_walk_free(&w);
+    ck_assert_str_eq(format_ops(&p, 0), "F0.0 sa0.0>1/0 F0.1 F0.2 sa0.1>1/2 rg1.0<1/2 B0.0 sa0.2>1/2 W0.0 "
                                         "rg1.1<1/3 B0.1 W0.1 rg1.2<1/4 B0.2 W0.2 U X");
-    ck_assert_str_eq(format_ops(&p, 1), "ra0.0<0/0 F1.0 B1.0 W1.0 sg1.0>0/1 ra0.1<0/1 F1.1 B1.1 W1.1 sg1.1>0/2 "
-                                        "ra0.2<0/2 F1.2 B1.2 sg1.2>0/3 W1.2 U X");
+    ck_assert_str_eq(format_ops(&p, 1), "ra0.0<0/0 F1.0 B1.0 W1.0 sg1.0>0/2 ra0.1<0/2 F1.1 B1.1 W1.1 sg1.1>0/4 "
+                                        "ra0.2<0/4 F1.2 B1.2 sg1.2>0/5 W1.2 U X");
+    /* With groups renumbered, the verifier agrees. */
+    static const int g0[] = {0, 1, 1, 2, 3, 4}, g1[] = {0, 1, 1, 2, 2, 3};
+    for (int d = 0; d < 2; d++)
+        for (int i = 0, k = 0; i < p.dev[d].n; i++)
+            if (p.dev[d].ops[i].kind == PP_OP_SEND || p.dev[d].ops[i].kind == PP_OP_RECV)
+                p.dev[d].ops[i].group = (d ? g1 : g0)[k++];
+    tu_diag t;
+    tu_diag_open(&t);
+    pp_verify_opts o = {0};
+    ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "%s", tu_diag_text(&t));
+    tu_diag_close(&t);
     pp_plan_free(&p);
 }
 END_TEST
@@ -333,6 +372,134 @@ START_TEST(lower_sweep_verifies)
 }
 END_TEST
 
+/* Moves every send of a lowered plan back to right after its producer
+ * (lowering before sinking), one group per gap between compute ops. */
+static void unsink_sends(pp_plan *p)
+{
+    for (int d = 0; d < p->devices; d++) {
+        pp_device *dv = &p->dev[d];
+        pp_op *old = malloc((size_t)dv->n * sizeof *old);
+        memcpy(old, dv->ops, (size_t)dv->n * sizeof *old);
+        int n = dv->n, out = 0, group = 0;
+        for (int i = 0; i < n; i++) {
+            pp_op op = old[i];
+            if (op.kind == PP_OP_SEND)
+                continue;
+            if (op.kind == PP_OP_RECV) {
+                op.group = group;
+                dv->ops[out++] = op;
+                continue;
+            }
+            dv->ops[out++] = op;
+            if (!pp_op_is_compute(op.kind))
+                continue;
+            group++;
+            int s = op.stage, to = op.kind == PP_OP_F ? s + 1 : op.kind == PP_OP_B ? s - 1 : -1;
+            if (to >= 0 && to < p->stages && p->placement[to] != d) {
+                pp_op snd = {.kind = PP_OP_SEND, .comm = op.kind == PP_OP_F ? PP_COMM_ACT : PP_COMM_GRAD,
+                             .stage = s, .mb = op.mb, .peer = p->placement[to], .group = group};
+                dv->ops[out++] = snd;
+            }
+        }
+        ck_assert_int_eq(out, n);
+        free(old);
+    }
+}
+
+/* Group ids 0, 1, ... by runs, as lower leaves them. */
+static void renumber(pp_plan *p)
+{
+    for (int d = 0; d < p->devices; d++) {
+        int next = -1, prev = 0;
+        bool run = false;
+        for (int i = 0; i < p->dev[d].n; i++) {
+            pp_op *op = &p->dev[d].ops[i];
+            if (op->kind != PP_OP_SEND && op->kind != PP_OP_RECV) {
+                run = false;
+                continue;
+            }
+            if (!run || op->group != prev)
+                next++;
+            run = true;
+            prev = op->group;
+            op->group = next;
+        }
+    }
+}
+
+/* Random compute orders that respect the data dependencies (a random
+ * topological order of the F and B chains, split over the devices): lowering
+ * must always find a deadlock-free, verified order of the communication,
+ * repairing whatever rendezvous cycles the order creates. */
+START_TEST(lower_random_orders)
+{
+    unsigned seed = 777;
+    int stalls = 0;
+#define RND(n) ((int)((seed = seed * 1103515245u + 12345u) >> 8) % (n))
+    for (int round = 0; round < 400; round++) {
+        int D = 1 + RND(5), v = 1 + RND(3), M = 1 + RND(6), S = D * v;
+        pp_plan p;
+        plan_loop(&p, "random", D, v, M);
+        if (RND(2)) /* vshape-like: stage s < D on s, else on 2D-1-s (v = 2) */
+            for (int s = 0; s < S && v == 2; s++)
+                p.placement[s] = s < D ? s : 2 * D - 1 - s;
+        int n = 2 * S * M, nready = 0;
+        int *ready = malloc((size_t)n * sizeof *ready);
+        char *fdone = calloc((size_t)S * M, 1), *bdone = calloc((size_t)S * M, 1);
+        for (int m = 0; m < M; m++)
+            ready[nready++] = m; /* op id: kind * S*M + s*M + m */
+        while (nready > 0) {
+            int pick = RND(nready), id = ready[pick];
+            ready[pick] = ready[--nready];
+            int at = id % (S * M), s = at / M, m = at % M;
+            bool fwd = id < S * M;
+            pp_plan_push(&p, p.placement[s], cop(fwd ? PP_OP_F : PP_OP_B, s, m));
+            if (fwd) {
+                fdone[at] = 1;
+                if (s + 1 < S)
+                    ready[nready++] = at + M;
+                else
+                    ready[nready++] = S * M + at;
+            } else {
+                bdone[at] = 1;
+                if (s > 0)
+                    ready[nready++] = S * M + at - M;
+            }
+        }
+        for (int d = 0; d < D; d++)
+            push_end(&p, d);
+        lower_ok(&p);
+        /* The same without sinking deadlocks often; the repairing replay
+         * must fix every case and the verifier agree. */
+        unsink_sends(&p);
+        pp_walk w;
+        ck_assert_int_eq(pp_walk_init(&w, &p), 0);
+        stalls += pp_walk_run(&w, &p, NULL, 0, NULL, NULL) > 0;
+        if (pp_walk_run_repair(&w, &p)) {
+            tu_diag t2;
+            tu_diag_open(&t2);
+            pp_walk_report(&w, &p, &t2.diag, "deadlock");
+            for (int d = 0; d < D; d++)
+                fprintf(stderr, "dev %d: %s\n", d, format_ops(&p, d));
+            ck_abort_msg("round %d D=%d v=%d M=%d: %s", round, D, v, M, tu_diag_text(&t2));
+        }
+        pp_walk_free(&w);
+        renumber(&p);
+        tu_diag t;
+        tu_diag_open(&t);
+        pp_verify_opts o = {0};
+        ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "round %d: %s", round, tu_diag_text(&t));
+        tu_diag_close(&t);
+        free(ready);
+        free(fdone);
+        free(bdone);
+        pp_plan_free(&p);
+    }
+    ck_assert_int_gt(stalls, 40); /* the repair really was exercised */
+#undef RND
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lower");
@@ -341,10 +508,12 @@ static Suite *suite(void)
     tcase_add_test(tc, lower_gpipe_two_devices);
     tcase_add_test(tc, lower_same_device_stages);
     tcase_add_test(tc, lower_channel_order);
-    tcase_add_test(tc, lower_repairs_deadlock);
+    tcase_add_test(tc, lower_sinks_sends);
+    tcase_add_test(tc, lower_walk_repairs_deadlock);
     tcase_add_test(tc, lower_reports_unrepairable);
     tcase_add_test(tc, lower_rejects_bad_input);
     tcase_add_test(tc, lower_sweep_verifies);
+    tcase_add_test(tc, lower_random_orders);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -295,7 +295,7 @@ START_TEST(errors)
 {
     static test_spec t;
     make_spec(&t, "zerobubble9", 4, 8, 1, 0);
-    expect_error(&t, "ppcc: error: unknown schedule 'zerobubble9' (known: gpipe, 1f1b, interleaved)\n");
+    expect_error(&t, "ppcc: error: unknown schedule 'zerobubble9' (known: gpipe, 1f1b, interleaved, looped-bfs, zb-h1, interleaved-zb, zbv, dualpipev)\n");
 
     make_spec(&t, "gpipe", 4, 8, 2, 0);
     expect_error(&t, "ppcc: error: gpipe: needs one stage per device (virtual = 1), got virtual = 2\n");

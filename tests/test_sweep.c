@@ -35,13 +35,14 @@ static void fill_spec(pp_spec *s, const shape *sh, int *placement, double *sF, d
     s->chunks = sh->v;
     s->stages = sh->D * sh->v;
     s->microbatches = sh->M;
-    s->placement_kind = PP_PLACE_LOOP;
+    bool vshape = strcmp(sh->policy, "zbv") == 0 || strcmp(sh->policy, "dualpipev") == 0;
+    s->placement_kind = vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP;
     for (int st = 0; st < s->stages; st++) {
-        placement[st] = st % sh->D;
+        placement[st] = !vshape ? st % sh->D : st < sh->D ? st : 2 * sh->D - 1 - st;
         /* Non-uniform shapes get per-stage costs that differ, deterministically. */
         sF[st] = sh->F * (sh->comm < 0 ? 1.0 + 0.37 * (st % 3) : 1.0);
         sB[st] = sh->B * (sh->comm < 0 ? 1.0 + 0.21 * (st % 4) : 1.0);
-        sW[st] = sh->W;
+        sW[st] = sh->W * (sh->comm < 0 ? 1.0 + 0.13 * (st % 2) : 1.0);
     }
     s->placement = placement;
     s->cost = (pp_cost){sh->F, sh->B, sh->W, sh->comm < 0 ? 0.25 : sh->comm, sF, sB, sW};
@@ -132,6 +133,8 @@ static void check_properties(const shape *sh, const compiled *c)
                           sh->policy, sh->D, sh->M, sh->v, s, m, count[0][at], count[1][at]);
             ck_assert_int_eq(count[2][at], p->split_backward ? 1 : 0);
             ck_assert(t_start[1][at] >= t_end[0][at] - 1e-9); /* B after its F */
+            if (p->split_backward)
+                ck_assert(t_start[2][at] >= t_end[1][at] - 1e-9); /* W after its B */
             if (s > 0)
                 ck_assert(t_start[0][at] >= t_end[0][at - M] - 1e-9); /* F after F of s-1 */
             if (s < S - 1)
@@ -144,14 +147,15 @@ static void check_properties(const shape *sh, const compiled *c)
     }
 }
 
-static void sweep(const char *policy, int vmax, bool closed_form)
+static void sweep(const char *policy, int vmin, int vmax, bool closed_form)
 {
     int accepted = 0;
-    for (int v = 1; v <= vmax; v++)
+    for (int v = vmin; v <= vmax; v++)
         for (int D = 1; D <= 8; D++)
             for (int M = 1; M <= 32; M++) {
                 /* Uniform costs with F:B 1:2, and non-uniform per-stage costs with comm. */
-                shape shapes[2] = {{policy, D, M, v, 1, 2, 0, 0}, {policy, D, M, v, 1, 2, 0, -1}};
+                /* Split-backward policies get a W half of the backward. */
+                shape shapes[2] = {{policy, D, M, v, 1, 2, 0, 0}, {policy, D, M, v, 1, 1, 1, -1}};
                 for (int k = 0; k < 2; k++) {
                     tu_diag t;
                     tu_diag_open(&t);
@@ -178,11 +182,21 @@ static void sweep(const char *policy, int vmax, bool closed_form)
     ck_assert_msg(accepted > 0, "%s accepted no shape at all", policy);
 }
 
-START_TEST(sweep_gpipe) { sweep("gpipe", 1, true); }
+START_TEST(sweep_gpipe) { sweep("gpipe", 1, 1, true); }
 END_TEST
-START_TEST(sweep_1f1b) { sweep("1f1b", 1, true); }
+START_TEST(sweep_1f1b) { sweep("1f1b", 1, 1, true); }
 END_TEST
-START_TEST(sweep_interleaved) { sweep("interleaved", 4, false); }
+START_TEST(sweep_interleaved) { sweep("interleaved", 1, 4, false); }
+END_TEST
+START_TEST(sweep_looped_bfs) { sweep("looped-bfs", 1, 4, false); }
+END_TEST
+START_TEST(sweep_zb_h1) { sweep("zb-h1", 1, 1, false); }
+END_TEST
+START_TEST(sweep_interleaved_zb) { sweep("interleaved-zb", 1, 4, false); }
+END_TEST
+START_TEST(sweep_zbv) { sweep("zbv", 2, 2, false); }
+END_TEST
+START_TEST(sweep_dualpipev) { sweep("dualpipev", 2, 2, false); }
 END_TEST
 
 /* Policies refuse what they cannot do, rather than producing a wrong plan. */
@@ -232,6 +246,11 @@ int main(void)
     tcase_add_test(tc, sweep_gpipe);
     tcase_add_test(tc, sweep_1f1b);
     tcase_add_test(tc, sweep_interleaved);
+    tcase_add_test(tc, sweep_looped_bfs);
+    tcase_add_test(tc, sweep_zb_h1);
+    tcase_add_test(tc, sweep_interleaved_zb);
+    tcase_add_test(tc, sweep_zbv);
+    tcase_add_test(tc, sweep_dualpipev);
     tcase_add_test(tc, gpipe_and_1f1b_refuse_chunks);
     tcase_add_test(tc, peak_activations);
     suite_add_tcase(s, tc);

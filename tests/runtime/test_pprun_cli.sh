@@ -39,7 +39,31 @@ expect 2 "--timeout: '-1' is not a number" -- "$pprun" plan.json --timeout -1
 expect 2 "--timeout: 'nan' is not a number" -- "$pprun" plan.json --timeout nan
 expect 2 "--backend: 'gpu' is not cpu or cuda" -- "$pprun" plan.json --backend gpu
 expect 2 '--steps needs a value' -- "$pprun" plan.json --steps
-expect 1 '^pprun: error: the cuda backend is not built in this binary' -- "$pprun" plan.json --backend cuda
+# --backend cuda without a GPU, and the default backend's notice, depend on the build
+if "$pprun" --version | grep -q 'cuda'; then
+    if [ "${CUDA_VISIBLE_DEVICES-unset}" = "" ] || ! command -v nvidia-smi >/dev/null 2>&1 ||
+        ! nvidia-smi -L >/dev/null 2>&1; then
+        # no GPU here (or hidden): the error and the fallback notice
+        expect 1 '^pprun: error: --backend cuda: no GPU is visible$' -- "$pprun" plan.json --backend cuda
+        expect 0 '^pprun: no GPU visible, running on the CPU$' -- "$pprun" plan.json
+        expect 0 '^pprun: no GPU visible, running on the CPU$' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json
+    fi
+    expect 1 '^pprun: error: --backend cuda: no GPU is visible$' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --backend cuda
+else
+    expect 1 '^pprun: error: the cuda backend is not built in this binary' -- "$pprun" plan.json --backend cuda
+    checks=$((checks + 1))
+    "$pprun" plan.json >out.txt 2>&1 && ! grep -q 'no GPU' out.txt || fail "a CPU-only build printed a GPU notice"
+fi
+expect 2 "--precision: 'fp16' is not fp32, tf32 or bf16" -- "$pprun" plan.json --precision fp16
+expect 2 "--nproc: '0' is not an integer" -- "$pprun" plan.json --nproc 0
+expect 2 "--gpus: 'x' is not an integer" -- "$pprun" plan.json --gpus x
+# launched by torchrun/srun-style variables: checked before any work
+expect 1 'RANK is set but WORLD_SIZE is not' -- env RANK=0 "$pprun" plan.json
+expect 1 'SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR' -- env -u RANK SLURM_PROCID=1 SLURM_NTASKS=2 "$pprun" plan.json
+expect 1 "NCCL_COMM_ID='nohost' is not HOST:PORT" -- env RANK=0 WORLD_SIZE=2 NCCL_COMM_ID=nohost "$pprun" plan.json
+expect 1 'RANK/WORLD_SIZE: rank 3 is not below the world size 2' -- env RANK=3 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json
+# a multi-process run needs GPUs: on the CPU every rank says so, the launcher stops the rest
+expect 1 'a multi-process run needs the cuda backend' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --nproc 2 --backend cpu
 expect 1 '^pprun: error: cannot open missing.json' -- "$pprun" missing.json
 echo '{"format": "ppcc-plan", "version": 1} x' >garbage.json
 expect 1 '^garbage.json:1:39: error: trailing characters after the plan' -- "$pprun" garbage.json

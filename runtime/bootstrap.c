@@ -1,0 +1,416 @@
+/*
+ * bootstrap.c — how the processes of a multi-process run find each other:
+ * rank 0 listens, every other rank connects (retrying until a deadline,
+ * since rank 0 may start last), says hello (magic, version, world size,
+ * rank), and receives a blob from rank 0 (the NCCL unique id).  Every read
+ * and write loops over partial transfers under the deadline; a rank that
+ * never connects, a bad hello or a closed connection is an error that says
+ * which, never a hang.  Plain POSIX sockets: testable on the CPU.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pprun.h"
+
+#define BOOT_MAGIC 0x50505242u /* "PPRB" */
+#define BOOT_VERSION 1u
+#define BOOT_MAX_BLOB 4096u
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int ms_left(double deadline)
+{
+    double left = deadline - now_s();
+    return left <= 0 ? 0 : left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
+}
+
+/* Waits until fd is readable (POLLIN) or writable (POLLOUT); 0 ok, 1 timeout. */
+static int wait_fd(int fd, short events, double deadline)
+{
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = events};
+        int ms = ms_left(deadline);
+        if (ms == 0)
+            return 1;
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return 0; /* let the read or write report it */
+    }
+}
+
+/* 0 ok; 1 timeout; 2 closed by the peer; 3 error (errno). */
+static int read_full(int fd, void *buf, size_t n, double deadline)
+{
+    char *p = buf;
+    while (n > 0) {
+        if (wait_fd(fd, POLLIN, deadline))
+            return 1;
+        ssize_t k = recv(fd, p, n, 0);
+        if (k == 0)
+            return 2;
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return errno == ECONNRESET ? 2 : 3;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const void *buf, size_t n, double deadline)
+{
+    const char *p = buf;
+    while (n > 0) {
+        if (wait_fd(fd, POLLOUT, deadline))
+            return 1;
+        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+        if (k < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+                continue;
+            return errno == EPIPE || errno == ECONNRESET ? 2 : 3;
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void make_hello(unsigned char h[16], int world, int rank)
+{
+    put32(h, BOOT_MAGIC);
+    put32(h + 4, BOOT_VERSION);
+    put32(h + 8, (uint32_t)world);
+    put32(h + 12, (uint32_t)rank);
+}
+
+/* Checks a hello against this run; 0 ok, else a message in why. */
+static int check_hello(const unsigned char h[16], int world, char *why, size_t n)
+{
+    uint32_t magic = get32(h), version = get32(h + 4), w = get32(h + 8), r = get32(h + 12);
+    if (magic != BOOT_MAGIC)
+        snprintf(why, n, "bad hello (magic 0x%08x, want 0x%08x): not a pprun rank", magic,
+                 BOOT_MAGIC);
+    else if (version != BOOT_VERSION)
+        snprintf(why, n, "bad hello: protocol version %u, this pprun speaks %u", version,
+                 BOOT_VERSION);
+    else if (w != (uint32_t)world)
+        snprintf(why, n, "bad hello: rank %u says the world has %u ranks, this one has %d", r, w,
+                 world);
+    else if (r >= (uint32_t)world)
+        snprintf(why, n, "bad hello: rank %u is not below the world size %d", r, world);
+    else
+        return 0;
+    return 1;
+}
+
+static const char *io_what(int rc)
+{
+    return rc == 1 ? "timed out" : rc == 2 ? "connection closed by the peer" : strerror(errno);
+}
+
+int pr_boot_listen(const char *host, int port, int *port_out, pp_diag *d)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        pp_error(d, "bootstrap: socket: %s", strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    if (host && *host && strcmp(host, "0.0.0.0") != 0 && inet_pton(AF_INET, host, &a.sin_addr) != 1)
+        a.sin_addr.s_addr = htonl(INADDR_ANY); /* a host name: listen everywhere */
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
+        pp_error(d, "bootstrap: cannot listen on port %d: %s", port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    if (port_out)
+        *port_out = ntohs(a.sin_port);
+    return fd;
+}
+
+static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
+{
+    double deadline = now_s() + b->timeout;
+    int lfd = b->listen_fd >= 0 ? b->listen_fd : pr_boot_listen(b->host, b->port, NULL, d);
+    if (lfd < 0)
+        return 1;
+    int *fds = malloc((size_t)b->world * sizeof(int));
+    for (int r = 0; r < b->world; r++)
+        fds[r] = -1;
+    int joined = 1, rc = 0;
+    char why[200];
+    while (joined < b->world) {
+        if (wait_fd(lfd, POLLIN, deadline)) {
+            char missing[200] = "";
+            size_t o = 0;
+            for (int r = 1; r < b->world && o + 12 < sizeof missing; r++)
+                if (fds[r] < 0)
+                    o += (size_t)snprintf(missing + o, sizeof missing - o, "%s%d", o ? ", " : "", r);
+            pp_error(d, "bootstrap: only %d of %d ranks connected within %g s (missing: %s)",
+                     joined, b->world, b->timeout, missing);
+            rc = 1;
+            break;
+        }
+        struct sockaddr_in peer;
+        socklen_t plen = sizeof peer;
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        char addr[64] = "?";
+        inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
+        unsigned char h[16];
+        int io = read_full(fd, h, sizeof h, deadline);
+        if (io) {
+            pp_error(d, "bootstrap: reading the hello from %s: %s", addr, io_what(io));
+            close(fd);
+            rc = 1;
+            break;
+        }
+        if (check_hello(h, b->world, why, sizeof why)) {
+            pp_error(d, "bootstrap: a connection from %s sent a %s", addr, why);
+            close(fd);
+            rc = 1;
+            break;
+        }
+        int r = (int)get32(h + 12);
+        if (r == 0 || fds[r] >= 0) {
+            pp_error(d, "bootstrap: rank %d connected twice (from %s)", r, addr);
+            close(fd);
+            rc = 1;
+            break;
+        }
+        fds[r] = fd;
+        joined++;
+    }
+    /* everyone is here: the answer is hello + length + blob */
+    for (int r = 1; r < b->world && rc == 0; r++) {
+        unsigned char h[20];
+        make_hello(h, b->world, 0);
+        put32(h + 16, (uint32_t)len);
+        int io = write_full(fds[r], h, sizeof h, deadline);
+        if (!io)
+            io = write_full(fds[r], blob, len, deadline);
+        if (io) {
+            pp_error(d, "bootstrap: sending the id to rank %d: %s", r, io_what(io));
+            rc = 1;
+        }
+    }
+    for (int r = 1; r < b->world; r++)
+        if (fds[r] >= 0)
+            close(fds[r]); /* after a failure, the others read EOF and stop */
+    free(fds);
+    close(lfd);
+    return rc;
+}
+
+static int connect_once(const pr_boot *b, int *fd_out, double deadline)
+{
+    char port[16];
+    snprintf(port, sizeof port, "%d", b->port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (getaddrinfo(b->host, port, &hints, &res) != 0)
+        return -1;
+    int ok = 1;
+    for (struct addrinfo *a = res; a && ok; a = a->ai_next) {
+        int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+        if (fd < 0)
+            continue;
+        int r = connect(fd, a->ai_addr, a->ai_addrlen);
+        if (r != 0 && errno == EINPROGRESS && !wait_fd(fd, POLLOUT, deadline)) {
+            int err = 0;
+            socklen_t el = sizeof err;
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            r = err ? -1 : 0;
+        }
+        if (r == 0) {
+            *fd_out = fd;
+            ok = 0;
+        } else {
+            close(fd);
+        }
+    }
+    freeaddrinfo(res);
+    return ok;
+}
+
+static int join(const pr_boot *b, void *blob, size_t len, pp_diag *d)
+{
+    double deadline = now_s() + b->timeout;
+    int fd = -1;
+    for (int tries = 0;; tries++) {
+        int rc = connect_once(b, &fd, deadline);
+        if (rc < 0) {
+            pp_error(d, "bootstrap: cannot resolve the master address '%s'", b->host);
+            return 1;
+        }
+        if (rc == 0)
+            break;
+        if (now_s() >= deadline) {
+            pp_error(d, "bootstrap: rank %d could not reach rank 0 at %s:%d within %g s",
+                     b->rank, b->host, b->port, b->timeout);
+            return 1;
+        }
+        usleep(tries < 20 ? 20000 : 100000); /* rank 0 may not be listening yet */
+    }
+    unsigned char h[20];
+    make_hello(h, b->world, b->rank);
+    int io = write_full(fd, h, 16, deadline);
+    if (!io)
+        io = read_full(fd, h, sizeof h, deadline);
+    char why[200];
+    int rc = 1;
+    if (io == 2)
+        pp_error(d, "bootstrap: rank 0 at %s:%d closed the connection (it failed or gave up)",
+                 b->host, b->port);
+    else if (io)
+        pp_error(d, "bootstrap: rank %d waiting for rank 0 at %s:%d: %s", b->rank, b->host, b->port,
+                 io_what(io));
+    else if (check_hello(h, b->world, why, sizeof why))
+        pp_error(d, "bootstrap: rank 0 at %s:%d answered with a %s", b->host, b->port, why);
+    else if (get32(h + 16) != len)
+        pp_error(d, "bootstrap: rank 0 sent %u bytes of id, want %zu", get32(h + 16), len);
+    else if ((io = read_full(fd, blob, len, deadline)) != 0)
+        pp_error(d, "bootstrap: reading the id from rank 0: %s", io_what(io));
+    else
+        rc = 0;
+    close(fd);
+    return rc;
+}
+
+int pr_boot_exchange(const pr_boot *b, void *blob, size_t len, pp_diag *d)
+{
+    if (b->world < 1 || b->rank < 0 || b->rank >= b->world || len > BOOT_MAX_BLOB) {
+        pp_error(d, "bootstrap: rank %d of %d is not a valid place", b->rank, b->world);
+        return 1;
+    }
+    if (b->world == 1)
+        return 0;
+    return b->rank == 0 ? serve(b, blob, len, d) : join(b, blob, len, d);
+}
+
+/* ---- the launcher's environment ---- */
+
+static int env_int(const char *name, int *out, pp_diag *d)
+{
+    const char *s = getenv(name);
+    if (!s)
+        return 1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 0 || v > 1000000) {
+        pp_error(d, "%s='%s' is not a non-negative integer", name, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d)
+{
+    memset(b, 0, sizeof *b);
+    b->listen_fd = -1;
+    int rank = 0, world = 0, local = -1, port = -1;
+    int rc = env_int("RANK", &rank, d);
+    const char *scheme = "RANK/WORLD_SIZE";
+    if (rc == 0) {
+        if ((rc = env_int("WORLD_SIZE", &world, d)) != 0) {
+            if (rc > 0)
+                pp_error(d, "RANK is set but WORLD_SIZE is not");
+            return -1;
+        }
+        if (env_int("LOCAL_RANK", &local, d) < 0)
+            return -1;
+    } else if (rc < 0) {
+        return -1;
+    } else if ((rc = env_int("SLURM_PROCID", &rank, d)) == 0) {
+        scheme = "SLURM_PROCID/SLURM_NTASKS";
+        if ((rc = env_int("SLURM_NTASKS", &world, d)) != 0) {
+            if (rc > 0)
+                pp_error(d, "SLURM_PROCID is set but SLURM_NTASKS is not");
+            return -1;
+        }
+        if (env_int("SLURM_LOCALID", &local, d) < 0)
+            return -1;
+    } else {
+        return rc < 0 ? -1 : 0; /* not launched */
+    }
+    if (world < 1 || rank >= world) {
+        pp_error(d, "%s: rank %d is not below the world size %d", scheme, rank, world);
+        return -1;
+    }
+    b->rank = rank;
+    b->world = world;
+    *local_rank = local >= 0 ? local : rank;
+    const char *comm_id = getenv("NCCL_COMM_ID");
+    const char *host = getenv("MASTER_ADDR");
+    if (comm_id && *comm_id) {
+        const char *colon = strrchr(comm_id, ':');
+        char *end;
+        long v = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (!colon || colon == comm_id || *end || v < 1 || v > 65535 ||
+            (size_t)(colon - comm_id) >= sizeof b->host) {
+            pp_error(d, "NCCL_COMM_ID='%s' is not HOST:PORT", comm_id);
+            return -1;
+        }
+        memcpy(b->host, comm_id, (size_t)(colon - comm_id));
+        port = (int)v;
+    } else {
+        if (world > 1 && !host) {
+            pp_error(d, "%s is set but MASTER_ADDR (the address of rank 0) is not; set it, or "
+                        "NCCL_COMM_ID=HOST:PORT", scheme);
+            return -1;
+        }
+        snprintf(b->host, sizeof b->host, "%s", host ? host : "127.0.0.1");
+        int rcp = env_int("MASTER_PORT", &port, d);
+        if (rcp < 0)
+            return -1;
+        if (world > 1 && (rcp > 0 || port < 1 || port > 65535)) {
+            pp_error(d, "MASTER_PORT must be a port number (1..65535) with MASTER_ADDR");
+            return -1;
+        }
+    }
+    b->port = port;
+    int fd = -1;
+    if (env_int("PPRUN_BOOT_FD", &fd, d) < 0)
+        return -1;
+    b->listen_fd = rank == 0 ? fd : -1;
+    return 1;
+}

@@ -1,0 +1,97 @@
+/*
+ * launch.c — pprun --nproc N: one process per local GPU.  The parent opens
+ * the bootstrap socket itself (port 0: the kernel picks a free one, and
+ * rank 0 inherits the listening socket, so no other program can take the
+ * port in between), then starts each rank as a fresh pprun with RANK,
+ * WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set — the same
+ * environment torchrun would give it.  The parent touches no GPU.  When a
+ * rank fails, the others are stopped: a pipeline cannot go on without it.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pprun.h"
+
+int pr_launch_local(int nproc, char **argv, pp_diag *d)
+{
+    int port = 0;
+    int lfd = pr_boot_listen("127.0.0.1", 0, &port, d);
+    if (lfd < 0)
+        return 1;
+    pid_t *pid = calloc((size_t)nproc, sizeof *pid);
+    int started = 0, status = 0;
+    for (; started < nproc; started++) {
+        pid_t p = fork();
+        if (p < 0) {
+            pp_error(d, "cannot start rank %d: %s", started, strerror(errno));
+            status = 1;
+            break;
+        }
+        if (p == 0) {
+            char v[32];
+            snprintf(v, sizeof v, "%d", started);
+            setenv("RANK", v, 1);
+            setenv("LOCAL_RANK", v, 1);
+            snprintf(v, sizeof v, "%d", nproc);
+            setenv("WORLD_SIZE", v, 1);
+            setenv("MASTER_ADDR", "127.0.0.1", 1);
+            snprintf(v, sizeof v, "%d", port);
+            setenv("MASTER_PORT", v, 1);
+            unsetenv("NCCL_COMM_ID");
+            if (started == 0) {
+                int fd = dup(lfd); /* without close-on-exec */
+                snprintf(v, sizeof v, "%d", fd);
+                setenv("PPRUN_BOOT_FD", v, 1);
+            } else {
+                unsetenv("PPRUN_BOOT_FD");
+            }
+            execv("/proc/self/exe", argv);
+            fprintf(stderr, "pprun: error: rank %d: cannot run /proc/self/exe: %s\n", started,
+                    strerror(errno));
+            _exit(127);
+        }
+        pid[started] = p;
+    }
+    close(lfd);
+    int left = started;
+    bool stopping = status != 0;
+    if (stopping)
+        for (int r = 0; r < started; r++)
+            kill(pid[r], SIGTERM);
+    while (left > 0) {
+        int st;
+        pid_t p = waitpid(-1, &st, 0);
+        if (p < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        int r = 0;
+        while (r < started && pid[r] != p)
+            r++;
+        if (r == started)
+            continue;
+        pid[r] = 0;
+        left--;
+        int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        if (code != 0 && !stopping) {
+            if (WIFEXITED(st))
+                fprintf(stderr, "pprun: rank %d exited with status %d; stopping the others\n", r,
+                        code);
+            else
+                fprintf(stderr, "pprun: rank %d was killed by signal %d; stopping the others\n", r,
+                        WTERMSIG(st));
+            stopping = true;
+            status = code;
+            for (int q = 0; q < started; q++)
+                if (pid[q] > 0)
+                    kill(pid[q], SIGTERM);
+        }
+    }
+    free(pid);
+    return status;
+}

@@ -1,0 +1,521 @@
+/*
+ * transport_cuda.cu — the two GPU transports.
+ *
+ * local: every pipeline device in this process (one or more GPUs).  A send
+ * copies, on the sender's stream, into a message slot on the receiver's GPU
+ * (cudaMemcpyAsync, or cudaMemcpyPeerAsync across GPUs) and records the
+ * slot's `filled` event; the recv makes the receiver's stream wait for it,
+ * copies out and records `drained`, which the next send into that slot
+ * waits for.  The host only waits until the matching send has been issued,
+ * so hand-offs never stall a stream on the host, and a captured step turns
+ * them into graph edges.
+ *
+ * nccl: one process per GPU; ncclSend/ncclRecv on a communication stream
+ * that waits for the compute stream before a group and is waited for after
+ * it.  Ranks that die or hang end in an error after the timeout: the
+ * communicator is non-blocking, every wait polls ncclCommGetAsyncError,
+ * and a deadline aborts it (ncclCommAbort).
+ */
+#include <nccl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cuda_ctx.cuh"
+#include "transport.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------- local ---------------- */
+
+typedef struct slot {
+    struct slot *next;
+    pr_tag tag;
+    size_t count, cap;
+    float *buf;          /* on the receiver's GPU */
+    cudaEvent_t filled;  /* recorded on the sender's stream */
+    cudaEvent_t drained; /* recorded on the receiver's stream */
+    bool drain_pending;  /* drained was recorded and must be waited for */
+} slot;
+
+typedef struct lchan {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    slot *head, *tail, *free_list;
+} lchan;
+
+typedef struct local_tr {
+    pr_transport base;
+    int devices;
+    cuda_ctx **ctx; /* [devices] */
+    lchan *chan;    /* [src * devices + dst] */
+    int aborted; /* read and written with __atomic builtins */
+} local_tr;
+
+static void local_on_capture(void *arg)
+{
+    local_tr *t = (local_tr *)arg;
+    /* streams are idle: pending drains are complete */
+    for (int i = 0; i < t->devices * t->devices; i++) {
+        pthread_mutex_lock(&t->chan[i].mu);
+        for (slot *s = t->chan[i].free_list; s; s = s->next)
+            s->drain_pending = false;
+        pthread_mutex_unlock(&t->chan[i].mu);
+    }
+}
+
+static void local_attach(pr_transport *tp, int rank, pr_bctx *c)
+{
+    local_tr *t = (local_tr *)tp;
+    if (rank < 0 || rank >= t->devices)
+        return;
+    t->ctx[rank] = (cuda_ctx *)c;
+    t->ctx[rank]->on_capture = local_on_capture;
+    t->ctx[rank]->capture_arg = t;
+}
+
+static slot *new_slot(cuda_ctx *src, cuda_ctx *dst, size_t count)
+{
+    slot *s = (slot *)calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->cap = count;
+    bool ok = CU(src, cudaSetDevice(dst->gpu)) &&
+              CU(src, cudaMalloc(&s->buf, count * sizeof(float))) &&
+              CU(src, cudaEventCreateWithFlags(&s->drained, cudaEventDisableTiming)) &&
+              CU(src, cudaSetDevice(src->gpu)) &&
+              CU(src, cudaEventCreateWithFlags(&s->filled, cudaEventDisableTiming));
+    cudaSetDevice(src->gpu);
+    if (!ok) {
+        cudaFree(s->buf);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static int local_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data,
+                      size_t count)
+{
+    local_tr *t = (local_tr *)tp;
+    cuda_ctx *cs = t->ctx[src], *cd = t->ctx[dst];
+    if (!cs || !cd || !pp_cuda_enter(cs))
+        return 1;
+    lchan *ch = &t->chan[(size_t)src * t->devices + dst];
+    pthread_mutex_lock(&ch->mu);
+    slot *s = ch->free_list;
+    if (s && s->cap >= count)
+        ch->free_list = s->next;
+    else
+        s = NULL;
+    pthread_mutex_unlock(&ch->mu);
+    if (!s && !(s = new_slot(cs, cd, count)))
+        return 1;
+    bool ok = (!s->drain_pending || CU(cs, cudaStreamWaitEvent(cs->stream, s->drained, 0))) &&
+              (cs->gpu == cd->gpu
+                   ? CU(cs, cudaMemcpyAsync(s->buf, data, count * sizeof(float),
+                                            cudaMemcpyDeviceToDevice, cs->stream))
+                   : CU(cs, cudaMemcpyPeerAsync(s->buf, cd->gpu, data, cs->gpu,
+                                                count * sizeof(float), cs->stream))) &&
+              CU(cs, cudaEventRecord(s->filled, cs->stream));
+    s->tag = tag;
+    s->count = count;
+    s->next = NULL;
+    pthread_mutex_lock(&ch->mu);
+    if (!ok) { /* keep the slot for teardown */
+        s->next = ch->free_list;
+        ch->free_list = s;
+    } else if (ch->tail) {
+        ch->tail->next = s;
+        ch->tail = s;
+    } else {
+        ch->head = ch->tail = s;
+    }
+    pthread_cond_signal(&ch->cv);
+    pthread_mutex_unlock(&ch->mu);
+    return ok ? 0 : 1;
+}
+
+static int local_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data, size_t count,
+                      double timeout, pr_tag *got)
+{
+    local_tr *t = (local_tr *)tp;
+    cuda_ctx *cd = t->ctx[dst];
+    if (!cd || !pp_cuda_enter(cd))
+        return PR_RECV_ERROR;
+    lchan *ch = &t->chan[(size_t)src * t->devices + dst];
+    double deadline = now_s() + timeout;
+    struct timespec ts;
+    ts.tv_sec = (time_t)deadline;
+    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
+    pthread_mutex_lock(&ch->mu);
+    while (!ch->head && !__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST))
+        if (pthread_cond_timedwait(&ch->cv, &ch->mu, &ts) != 0 && !ch->head)
+            break;
+    slot *s = ch->head;
+    if (!s) {
+        pthread_mutex_unlock(&ch->mu);
+        return __atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST) ? PR_RECV_ABORTED : PR_RECV_TIMEOUT;
+    }
+    ch->head = s->next;
+    if (!ch->head)
+        ch->tail = NULL;
+    pthread_mutex_unlock(&ch->mu);
+    int rc = PR_RECV_OK;
+    if (s->tag.comm != want.comm || s->tag.stage != want.stage || s->tag.mb != want.mb ||
+        s->count != count) {
+        *got = s->tag;
+        rc = PR_RECV_MISMATCH;
+    } else if (!CU(cd, cudaStreamWaitEvent(cd->stream, s->filled, 0)) ||
+               !CU(cd, cudaMemcpyAsync(data, s->buf, count * sizeof(float),
+                                       cudaMemcpyDeviceToDevice, cd->stream)) ||
+               !CU(cd, cudaEventRecord(s->drained, cd->stream))) {
+        rc = PR_RECV_ERROR;
+    } else {
+        s->drain_pending = true;
+    }
+    pthread_mutex_lock(&ch->mu);
+    s->next = ch->free_list;
+    ch->free_list = s;
+    pthread_mutex_unlock(&ch->mu);
+    return rc;
+}
+
+static void local_abort(pr_transport *tp)
+{
+    local_tr *t = (local_tr *)tp;
+    __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+    for (int i = 0; i < t->devices * t->devices; i++) {
+        pthread_mutex_lock(&t->chan[i].mu);
+        pthread_cond_broadcast(&t->chan[i].cv);
+        pthread_mutex_unlock(&t->chan[i].mu);
+    }
+}
+
+static void free_slots(slot *s)
+{
+    while (s) {
+        slot *next = s->next;
+        cudaFree(s->buf);
+        cudaEventDestroy(s->filled);
+        cudaEventDestroy(s->drained);
+        free(s);
+        s = next;
+    }
+}
+
+static void local_destroy(pr_transport *tp)
+{
+    local_tr *t = (local_tr *)tp;
+    cudaDeviceSynchronize();
+    for (int i = 0; i < t->devices * t->devices; i++) {
+        free_slots(t->chan[i].head);
+        free_slots(t->chan[i].free_list);
+        pthread_mutex_destroy(&t->chan[i].mu);
+        pthread_cond_destroy(&t->chan[i].cv);
+    }
+    free(t->chan);
+    free(t->ctx);
+    free(t);
+}
+
+static const pr_transport_ops local_ops = {
+    .name = "local",
+    .send = local_send,
+    .recv = local_recv,
+    .abort = local_abort,
+    .destroy = local_destroy,
+    .attach = local_attach,
+};
+
+extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen)
+{
+    local_tr *t = (local_tr *)calloc(1, sizeof *t);
+    if (t) {
+        t->chan = (lchan *)calloc((size_t)devices * devices, sizeof *t->chan);
+        t->ctx = (cuda_ctx **)calloc((size_t)devices, sizeof *t->ctx);
+    }
+    if (!t || !t->chan || !t->ctx) {
+        if (t) {
+            free(t->chan);
+            free(t->ctx);
+        }
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->base.ops = &local_ops;
+    t->devices = devices;
+    for (int i = 0; i < devices * devices; i++) {
+        pthread_mutex_init(&t->chan[i].mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_REALTIME);
+        pthread_cond_init(&t->chan[i].cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    return &t->base;
+}
+
+/* ---------------- nccl ---------------- */
+
+typedef struct nccl_tr {
+    pr_transport base;
+    int rank, world, gpu;
+    double timeout;
+    ncclComm_t comm;
+    cudaStream_t comm_stream;
+    cudaEvent_t ready, done;
+    cuda_ctx *c;
+    bool in_group;
+    int aborted; /* read and written with __atomic builtins */
+    char init_err[400];
+} nccl_tr;
+
+/* Records "[device R] FILE:LINE ncclX failed (msg: last error)" in the context. */
+static bool nccl_check(nccl_tr *t, ncclResult_t r, const char *call, const char *file, int line)
+{
+    if (r == ncclSuccess || r == ncclInProgress)
+        return true;
+    char where[200], msg[300];
+    pp_call_where(where, sizeof where, call, file, line);
+    snprintf(msg, sizeof msg, "failed (%s%s%s)", ncclGetErrorString(r),
+             t->comm ? ": " : "", t->comm ? ncclGetLastError(t->comm) : "");
+    if (t->c)
+        pr_bctx_fail(&t->c->base, where, msg);
+    else
+        snprintf(t->init_err, sizeof t->init_err, "%s %s", where, msg);
+    return false;
+}
+#define NCCL(t, call) nccl_check((t), (call), #call, __FILE__, __LINE__)
+
+/* Polls the communicator until its pending calls are issued (non-blocking
+ * mode), failing on an asynchronous error or at the deadline. */
+static bool nccl_settle(nccl_tr *t, double deadline)
+{
+    for (;;) {
+        ncclResult_t st = ncclSuccess;
+        if (!NCCL(t, ncclCommGetAsyncError(t->comm, &st)) || !NCCL(t, st))
+            return false;
+        if (st == ncclSuccess)
+            return true;
+        if (now_s() > deadline)
+            return false;
+        usleep(50);
+    }
+}
+
+static void nccl_fail_abort(nccl_tr *t, const char *why)
+{
+    if (t->c && !t->c->base.failed) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "%s after %g s: a rank died or hung; communicator aborted", why,
+                 t->timeout);
+        pr_bctx_fail(&t->c->base, "nccl:", msg);
+    }
+    if (t->comm) {
+        ncclCommAbort(t->comm);
+        t->comm = NULL;
+    }
+    __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+}
+
+static void nccl_attach(pr_transport *tp, int rank, pr_bctx *c)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    if (rank == t->rank)
+        t->c = (cuda_ctx *)c;
+}
+
+/* The communication stream waits for everything the compute stream issued
+ * (data to send is ready; buffers to receive into are free). */
+static bool nccl_begin(nccl_tr *t)
+{
+    return t->comm && pp_cuda_enter(t->c) && CU(t->c, cudaEventRecord(t->ready, t->c->stream)) &&
+           CU(t->c, cudaStreamWaitEvent(t->comm_stream, t->ready, 0));
+}
+
+/* The compute stream waits for the communication (received data; sent
+ * buffers go back to the pool). */
+static bool nccl_end(nccl_tr *t)
+{
+    return nccl_settle(t, now_s() + t->timeout) &&
+           CU(t->c, cudaEventRecord(t->done, t->comm_stream)) &&
+           CU(t->c, cudaStreamWaitEvent(t->c->stream, t->done, 0));
+}
+
+static int nccl_group_begin(pr_transport *tp, int rank)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    if (!nccl_begin(t) || !NCCL(t, ncclGroupStart()))
+        return 1;
+    t->in_group = true;
+    return 0;
+}
+
+static int nccl_group_end(pr_transport *tp, int rank)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    t->in_group = false;
+    if (!NCCL(t, ncclGroupEnd()))
+        return 1;
+    if (!nccl_end(t)) {
+        nccl_fail_abort(t, "posting a send/recv group did not complete");
+        return 1;
+    }
+    return 0;
+}
+
+static int nccl_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data,
+                     size_t count)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    if (!t->in_group && !nccl_begin(t))
+        return 1;
+    if (!NCCL(t, ncclSend(data, count, ncclFloat, dst, t->comm, t->comm_stream)))
+        return 1;
+    return !t->in_group && !nccl_end(t) ? 1 : 0;
+}
+
+/* NCCL carries no tag: the verifier proved the order of each pair's
+ * messages, so the k-th recv meets the k-th send. */
+static int nccl_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data, size_t count,
+                     double timeout, pr_tag *got)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    if (__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST))
+        return PR_RECV_ABORTED;
+    if (!t->in_group && !nccl_begin(t))
+        return PR_RECV_ERROR;
+    if (!NCCL(t, ncclRecv(data, count, ncclFloat, src, t->comm, t->comm_stream)))
+        return PR_RECV_ERROR;
+    return !t->in_group && !nccl_end(t) ? PR_RECV_ERROR : PR_RECV_OK;
+}
+
+/* Waits for the compute stream (which waits for the communication),
+ * polling NCCL for errors, at most `timeout` seconds. */
+static int nccl_flush(pr_transport *tp, int rank, double timeout)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    if (!t->comm || !pp_cuda_enter(t->c))
+        return 1;
+    double deadline = now_s() + timeout;
+    for (;;) {
+        cudaError_t q = cudaStreamQuery(t->c->stream);
+        if (q == cudaSuccess)
+            return 0;
+        if (q != cudaErrorNotReady)
+            return CU(t->c, q) ? 0 : 1;
+        ncclResult_t st = ncclSuccess;
+        if (!NCCL(t, ncclCommGetAsyncError(t->comm, &st)) || !NCCL(t, st)) {
+            nccl_fail_abort(t, "communication failed");
+            return 1;
+        }
+        if (now_s() > deadline) {
+            nccl_fail_abort(t, "the step's communication did not finish");
+            return 1;
+        }
+        usleep(100);
+    }
+}
+
+static void nccl_abort(pr_transport *tp) { __atomic_store_n(&((nccl_tr *)tp)->aborted, 1, __ATOMIC_SEQ_CST); }
+
+static void nccl_destroy(pr_transport *tp)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    cudaSetDevice(t->gpu);
+    if (t->comm) {
+        if (__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST))
+            ncclCommAbort(t->comm);
+        else {
+            ncclCommFinalize(t->comm);
+            nccl_settle(t, now_s() + t->timeout);
+            ncclCommDestroy(t->comm);
+        }
+    }
+    if (t->ready)
+        cudaEventDestroy(t->ready);
+    if (t->done)
+        cudaEventDestroy(t->done);
+    if (t->comm_stream)
+        cudaStreamDestroy(t->comm_stream);
+    free(t);
+}
+
+static const pr_transport_ops nccl_ops = {
+    .name = "nccl",
+    .send = nccl_send,
+    .recv = nccl_recv,
+    .abort = nccl_abort,
+    .destroy = nccl_destroy,
+    .attach = nccl_attach,
+    .group_begin = nccl_group_begin,
+    .group_end = nccl_group_end,
+    .flush = nccl_flush,
+};
+
+extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)
+{
+    ncclUniqueId u;
+    ncclResult_t r = ncclGetUniqueId(&u);
+    if (r != ncclSuccess) {
+        snprintf(err, errlen, "ncclGetUniqueId failed (%s)", ncclGetErrorString(r));
+        return 1;
+    }
+    static_assert(sizeof u == 128, "ncclUniqueId is 128 bytes");
+    memcpy(id, &u, sizeof u);
+    return 0;
+}
+
+extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
+                                                  double timeout, char *err, size_t errlen)
+{
+    nccl_tr *t = (nccl_tr *)calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->base.ops = &nccl_ops;
+    t->rank = rank;
+    t->world = world;
+    t->gpu = gpu;
+    t->timeout = timeout;
+    cudaError_t e = cudaSetDevice(gpu);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&t->comm_stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&t->ready, cudaEventDisableTiming);
+    if (e == cudaSuccess)
+        e = cudaEventCreateWithFlags(&t->done, cudaEventDisableTiming);
+    if (e != cudaSuccess) {
+        snprintf(err, errlen, "GPU %d: %s", gpu, cudaGetErrorString(e));
+        nccl_destroy(&t->base);
+        return NULL;
+    }
+    ncclUniqueId id;
+    memcpy(&id, nccl_id, sizeof id);
+    ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
+    cfg.blocking = 0; /* so that a missing rank is a timeout, not a hang */
+    bool ok = NCCL(t, ncclCommInitRankConfig(&t->comm, world, id, rank, &cfg)) &&
+              nccl_settle(t, now_s() + timeout);
+    if (!ok) {
+        if (!t->init_err[0])
+            snprintf(t->init_err, sizeof t->init_err,
+                     "ncclCommInitRankConfig did not complete within %g s (rank %d of %d)",
+                     timeout, rank, world);
+        snprintf(err, errlen, "%s", t->init_err);
+        __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+        nccl_destroy(&t->base);
+        return NULL;
+    }
+    return &t->base;
+}

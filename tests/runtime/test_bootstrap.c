@@ -1,0 +1,407 @@
+/*
+ * test_bootstrap.c — the multi-process bootstrap on loopback, with real
+ * processes: the id reaches every rank; a rank that never connects, a bad
+ * hello and an unreachable rank 0 end in errors that say so within the
+ * timeout; a client that writes its hello a byte at a time still gets the
+ * id (partial reads); the launcher environment (torchrun, Slurm,
+ * NCCL_COMM_ID) is read or refused.  Also: the replay's activation pool is
+ * sized from the plan, so a run allocates nothing beyond it.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "plan_gen.h"
+#include "pprun.h"
+#include "test_util.h"
+
+static const unsigned char *test_blob(void)
+{
+    static unsigned char blob[128];
+    for (int i = 0; i < 128; i++)
+        blob[i] = (unsigned char)(i * 7 + 3);
+    return blob;
+}
+
+/* Child: joins as `rank`; exit 0 if the blob arrived intact, 1 if the
+ * exchange failed, 2 if the blob is wrong.  The error text goes to errfile. */
+static pid_t spawn_rank(int rank, int world, int port, double timeout, const char *errfile)
+{
+    pid_t p = fork();
+    ck_assert(p >= 0);
+    if (p > 0)
+        return p;
+    FILE *f = fopen(errfile, "w");
+    pp_diag d;
+    pp_diag_init(&d, f ? f : stderr, "pprun");
+    pr_boot b = {.rank = rank, .world = world, .port = port, .listen_fd = -1, .timeout = timeout};
+    strcpy(b.host, "127.0.0.1");
+    unsigned char got[128] = {0};
+    int rc = pr_boot_exchange(&b, got, sizeof got, &d);
+    if (f)
+        fclose(f);
+    _exit(rc ? 1 : memcmp(got, test_blob(), 128) ? 2 : 0);
+}
+
+static int wait_status(pid_t p)
+{
+    int st;
+    ck_assert(waitpid(p, &st, 0) == p);
+    ck_assert(WIFEXITED(st));
+    return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *path)
+{
+    size_t n;
+    char *t = tu_read_file(path, &n);
+    return t ? t : strdup("");
+}
+
+/* Rank 0 in this process: returns its status, its message in *msg. */
+static int serve(int lfd, int world, double timeout, char **msg)
+{
+    tu_diag td;
+    tu_diag_open(&td);
+    pr_boot b = {.rank = 0, .world = world, .listen_fd = lfd, .timeout = timeout};
+    unsigned char blob[128];
+    memcpy(blob, test_blob(), 128);
+    int rc = pr_boot_exchange(&b, blob, sizeof blob, &td.diag);
+    *msg = strdup(tu_diag_text(&td));
+    tu_diag_close(&td);
+    return rc;
+}
+
+static int listen_any(int *port)
+{
+    tu_diag td;
+    tu_diag_open(&td);
+    int fd = pr_boot_listen("127.0.0.1", 0, port, &td.diag);
+    tu_diag_close(&td);
+    ck_assert(fd >= 0 && *port > 0);
+    return fd;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+START_TEST(test_id_reaches_every_rank)
+{
+    int port;
+    int lfd = listen_any(&port);
+    enum { WORLD = 5 };
+    pid_t kids[WORLD];
+    char files[WORLD][64];
+    for (int r = 1; r < WORLD; r++) {
+        snprintf(files[r], sizeof files[r], "/tmp/pp_boot_%d_%d.txt", (int)getpid(), r);
+        kids[r] = spawn_rank(r, WORLD, port, 10, files[r]);
+    }
+    char *msg;
+    int rc = serve(lfd, WORLD, 10, &msg);
+    ck_assert_msg(rc == 0, "rank 0 failed: %s", msg);
+    for (int r = 1; r < WORLD; r++) {
+        int st = wait_status(kids[r]);
+        char *e = slurp(files[r]);
+        ck_assert_msg(st == 0, "rank %d exited %d: %s", r, st, e);
+        free(e);
+        unlink(files[r]);
+    }
+    free(msg);
+}
+END_TEST
+
+/* Ranks start before rank 0 listens: they retry until it does. */
+START_TEST(test_ranks_retry_until_rank0_listens)
+{
+    int port;
+    int lfd = listen_any(&port);
+    close(lfd); /* nobody listens on port for now */
+    char file[64];
+    snprintf(file, sizeof file, "/tmp/pp_boot_retry_%d.txt", (int)getpid());
+    pid_t kid = spawn_rank(1, 2, port, 10, file);
+    usleep(300000);
+    tu_diag td;
+    tu_diag_open(&td);
+    int fd = pr_boot_listen("127.0.0.1", port, NULL, &td.diag);
+    tu_diag_close(&td);
+    ck_assert(fd >= 0);
+    char *msg;
+    ck_assert_msg(serve(fd, 2, 10, &msg) == 0, "%s", msg);
+    char *e = slurp(file);
+    ck_assert_msg(wait_status(kid) == 0, "%s", e);
+    free(e);
+    free(msg);
+    unlink(file);
+}
+END_TEST
+
+START_TEST(test_missing_rank_times_out_everywhere)
+{
+    int port;
+    int lfd = listen_any(&port);
+    char file[64];
+    snprintf(file, sizeof file, "/tmp/pp_boot_missing_%d.txt", (int)getpid());
+    pid_t kid = spawn_rank(1, 3, port, 10, file); /* rank 2 never comes */
+    double t0 = now_s();
+    char *msg;
+    int rc = serve(lfd, 3, 0.5, &msg);
+    double took = now_s() - t0;
+    ck_assert_int_eq(rc, 1);
+    ck_assert_msg(strstr(msg, "bootstrap: only 2 of 3 ranks connected within 0.5 s (missing: 2)"),
+                  "%s", msg);
+    ck_assert_msg(took >= 0.45 && took < 5, "took %g s", took);
+    /* rank 1 hears that rank 0 gave up, long before its own 10 s */
+    ck_assert_int_eq(wait_status(kid), 1);
+    ck_assert_msg(now_s() - t0 < 5, "rank 1 waited for its own timeout");
+    char *e = slurp(file);
+    ck_assert_msg(strstr(e, "rank 0 at 127.0.0.1:") && strstr(e, "closed the connection"), "%s", e);
+    free(e);
+    free(msg);
+    unlink(file);
+}
+END_TEST
+
+START_TEST(test_unreachable_rank0_times_out)
+{
+    int port;
+    close(listen_any(&port));
+    tu_diag td;
+    tu_diag_open(&td);
+    pr_boot b = {.rank = 2, .world = 3, .port = port, .listen_fd = -1, .timeout = 0.3};
+    strcpy(b.host, "127.0.0.1");
+    unsigned char blob[128];
+    double t0 = now_s();
+    ck_assert_int_eq(pr_boot_exchange(&b, blob, sizeof blob, &td.diag), 1);
+    ck_assert(now_s() - t0 < 3);
+    char want[120];
+    snprintf(want, sizeof want, "rank 2 could not reach rank 0 at 127.0.0.1:%d within 0.3 s", port);
+    ck_assert_msg(strstr(tu_diag_text(&td), want), "%s", tu_diag_text(&td));
+    tu_diag_close(&td);
+}
+END_TEST
+
+/* A raw client: writes `hello` (16 bytes) one byte at a time, then reads
+ * everything rank 0 answers into reply; exits with the byte count read. */
+static pid_t raw_client(int port, const unsigned char *hello, unsigned char *reply_out_unused,
+                        int byte_at_a_time)
+{
+    pid_t p = fork();
+    ck_assert(p >= 0);
+    if (p > 0)
+        return p;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        _exit(255);
+    for (int i = 0; i < 16; i++) {
+        if (send(fd, hello + i, byte_at_a_time ? 1 : 16, 0) < 0)
+            _exit(254);
+        if (!byte_at_a_time)
+            break;
+        usleep(5000);
+    }
+    unsigned char buf[512];
+    size_t got = 0;
+    ssize_t k;
+    while ((k = recv(fd, buf + got, sizeof buf - got, 0)) > 0)
+        got += (size_t)k;
+    /* a good reply: 20-byte header + the 128-byte blob */
+    int ok = got == 148 && memcmp(buf + 20, test_blob(), 128) == 0;
+    _exit(ok ? 0 : got == 0 ? 3 : 4);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+static void hello(unsigned char h[16], uint32_t magic, uint32_t version, uint32_t world,
+                  uint32_t rank)
+{
+    put32(h, magic), put32(h + 4, version), put32(h + 8, world), put32(h + 12, rank);
+}
+
+START_TEST(test_partial_reads_still_deliver)
+{
+    int port;
+    int lfd = listen_any(&port);
+    unsigned char h[16];
+    hello(h, 0x50505242u, 1, 2, 1);
+    pid_t kid = raw_client(port, h, NULL, 1);
+    char *msg;
+    ck_assert_msg(serve(lfd, 2, 10, &msg) == 0, "%s", msg);
+    ck_assert_int_eq(wait_status(kid), 0);
+    free(msg);
+}
+END_TEST
+
+static const struct {
+    uint32_t magic, version, world, rank;
+    const char *error;
+} bad_hellos[] = {
+    {0x47455420u, 1, 2, 1, "sent a bad hello (magic 0x47455420, want 0x50505242): not a pprun rank"},
+    {0x50505242u, 9, 2, 1, "sent a bad hello: protocol version 9, this pprun speaks 1"},
+    {0x50505242u, 1, 4, 1, "sent a bad hello: rank 1 says the world has 4 ranks, this one has 2"},
+    {0x50505242u, 1, 2, 7, "sent a bad hello: rank 7 is not below the world size 2"},
+    {0x50505242u, 1, 2, 0, "rank 0 connected twice"},
+};
+
+START_TEST(test_bad_hello_is_an_error)
+{
+    int port;
+    int lfd = listen_any(&port);
+    unsigned char h[16];
+    hello(h, bad_hellos[_i].magic, bad_hellos[_i].version, bad_hellos[_i].world,
+          bad_hellos[_i].rank);
+    pid_t kid = raw_client(port, h, NULL, 0);
+    char *msg;
+    ck_assert_int_eq(serve(lfd, 2, 10, &msg), 1);
+    ck_assert_msg(strstr(msg, bad_hellos[_i].error), "%s", msg);
+    ck_assert_msg(strstr(msg, "from 127.0.0.1"), "%s", msg);
+    ck_assert_int_eq(wait_status(kid), 3); /* closed without an answer */
+    free(msg);
+}
+END_TEST
+
+static const char *launch_vars[] = {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                    "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+                                    "SLURM_LOCALID", "NCCL_COMM_ID", "PPRUN_BOOT_FD"};
+
+static void clear_env(void)
+{
+    for (size_t i = 0; i < sizeof launch_vars / sizeof *launch_vars; i++)
+        unsetenv(launch_vars[i]);
+}
+
+static int from_env(pr_boot *b, int *local, char **msg)
+{
+    tu_diag td;
+    tu_diag_open(&td);
+    int rc = pr_boot_from_env(b, local, &td.diag);
+    *msg = strdup(tu_diag_text(&td));
+    tu_diag_close(&td);
+    return rc;
+}
+
+START_TEST(test_launch_environment)
+{
+    pr_boot b;
+    int local = -1;
+    char *msg;
+    clear_env();
+    ck_assert_int_eq(from_env(&b, &local, &msg), 0); /* not launched */
+    free(msg);
+
+    setenv("RANK", "3", 1), setenv("WORLD_SIZE", "8", 1), setenv("LOCAL_RANK", "1", 1);
+    setenv("MASTER_ADDR", "node7", 1), setenv("MASTER_PORT", "29500", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), 1);
+    ck_assert(b.rank == 3 && b.world == 8 && local == 1 && b.port == 29500 && b.listen_fd == -1);
+    ck_assert_str_eq(b.host, "node7");
+    free(msg);
+
+    setenv("NCCL_COMM_ID", "10.0.0.2:4242", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), 1);
+    ck_assert(b.port == 4242);
+    ck_assert_str_eq(b.host, "10.0.0.2");
+    free(msg);
+
+    clear_env();
+    setenv("SLURM_PROCID", "0", 1), setenv("SLURM_NTASKS", "2", 1), setenv("SLURM_LOCALID", "0", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), -1);
+    ck_assert_msg(strstr(msg, "SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR"), "%s", msg);
+    free(msg);
+    setenv("MASTER_ADDR", "10.1.1.1", 1), setenv("MASTER_PORT", "6000", 1);
+    setenv("PPRUN_BOOT_FD", "9", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), 1);
+    ck_assert(b.rank == 0 && b.world == 2 && local == 0 && b.listen_fd == 9);
+    free(msg);
+
+    setenv("MASTER_PORT", "99999", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), -1);
+    ck_assert_msg(strstr(msg, "MASTER_PORT must be a port number"), "%s", msg);
+    free(msg);
+    clear_env();
+}
+END_TEST
+
+/* The pool is sized from the plan: the run allocates nothing beyond it,
+ * and the sizes are what the op lists need (not zero). */
+START_TEST(test_pool_sized_from_plan)
+{
+    static const char *plans[] = {"1f1b-2x4", "gpipe-4x8", "interleaved-2x2x4", "zb-2x4",
+                                  "same-device-2x4"};
+    for (size_t q = 0; q < sizeof plans / sizeof *plans; q++) {
+        tg_spec s;
+        ck_assert(tg_named(plans[q], &s));
+        char *text = tg_plan_json(&s);
+        pp_plan p;
+        pr_model m;
+        tu_diag td;
+        tu_diag_open(&td);
+        ck_assert(pr_plan_load_text("p.json", text, strlen(text), &td.diag, &p, &m) == 0);
+        pr_run_opts o = {.steps = 3, .timeout = 10};
+        pr_run_result r;
+        ck_assert_msg(pr_replay(&p, &m, &o, &r, &td.diag) == 0, "%s", tu_diag_text(&td));
+        for (int dv = 0; dv < p.devices; dv++) {
+            ck_assert_msg(r.pool_misses[dv] == 0, "%s device %d allocated %d beyond the pool",
+                          plans[q], dv, r.pool_misses[dv]);
+            ck_assert_msg(r.pool_slots[dv] > 0, "%s device %d: empty pool", plans[q], dv);
+        }
+        pr_run_result_free(&r);
+        tu_diag_close(&td);
+        pp_plan_free(&p);
+        pr_model_free(&m);
+        free(text);
+    }
+}
+END_TEST
+
+/* A backend failure names the device, the call and the op being replayed. */
+START_TEST(test_backend_error_names_op)
+{
+    pr_bctx c = {.rank = 2};
+    pp_op op = {.kind = PP_OP_B, .stage = 3, .mb = 5, .peer = -1, .group = -1};
+    c.op = &op;
+    c.format_op = (const char *(*)(const void *, char *, size_t))pp_op_format;
+    pr_bctx_fail(&c, "runtime/backend_cuda.cu:123 cublasSgemm", "failed (CUBLAS_STATUS_EXECUTION_FAILED)");
+    pr_bctx_fail(&c, "later", "ignored");
+    ck_assert_str_eq(c.err, "[device 2] runtime/backend_cuda.cu:123 cublasSgemm failed "
+                            "(CUBLAS_STATUS_EXECUTION_FAILED) during B3.5");
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("bootstrap");
+    TCase *tc = tcase_create("bootstrap");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_id_reaches_every_rank);
+    tcase_add_test(tc, test_ranks_retry_until_rank0_listens);
+    tcase_add_test(tc, test_missing_rank_times_out_everywhere);
+    tcase_add_test(tc, test_unreachable_rank0_times_out);
+    tcase_add_test(tc, test_partial_reads_still_deliver);
+    tcase_add_loop_test(tc, test_bad_hello_is_an_error, 0,
+                        (int)(sizeof bad_hellos / sizeof *bad_hellos));
+    tcase_add_test(tc, test_launch_environment);
+    tcase_add_test(tc, test_pool_sized_from_plan);
+    tcase_add_test(tc, test_backend_error_names_op);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(make_suite());
+}
