@@ -31,7 +31,7 @@ printf '%6s %10s %12s %12s %10s\n' M ops "plan (ms)" "stats (ms)" "ms/1k mb"
 base=""
 for M in 128 256 512 1024; do
     b=$((M * 4))
-    ops=$("$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats | sed -n 's/.*ops=\([0-9]*\).*/\1/p')
+    ops=$("$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats | sed -n 's/.* ops=\([0-9]*\).*/\1/p')
     plan=$(best_ms "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b -o "$tmp/plan.json")
     stats=$(best_ms "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats)
     per=$(awk -v t="$plan" -v m="$M" 'BEGIN { printf "%.1f", t / m * 1000 }')

@@ -188,6 +188,38 @@ static void chart_free(chart *c)
 }
 
 /* Chunks of each stage, the time range, and what the legend will need. */
+/* Do all compute ops start and end on multiples of u after t0? */
+static bool on_grid(const chart *c, double u)
+{
+    for (int d = 0; d < c->p->devices; d++)
+        for (int i = 0; i < c->p->dev[d].n; i++) {
+            double s, e;
+            if (!pp_op_is_compute(c->p->dev[d].ops[i].kind) || !op_times(c, d, i, &s, &e))
+                continue;
+            double a = (s - c->t0) / u, b = (e - c->t0) / u;
+            if (fabs(a - round(a)) > 1e-9 || fabs(b - round(b)) > 1e-9)
+                return false;
+        }
+    return true;
+}
+
+/* When the times lie on a grid (the usual small integer costs), give each
+ * grid step a whole number of columns, so equal ops get equal widths and
+ * the literature's staircase lines up; measured times keep the exact scale. */
+static void snap_scale(chart *c)
+{
+    static const double units[] = {1, 0.5, 0.25, 0.125, 0.1};
+    for (size_t k = 0; k < sizeof units / sizeof units[0]; k++) {
+        double u = units[k], per = floor(c->scale * u);
+        if (per < 1)
+            return; /* too fine a grid for the width: keep the exact scale */
+        if (on_grid(c, u)) {
+            c->scale = per / u;
+            return;
+        }
+    }
+}
+
 static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o)
 {
     memset(c, 0, sizeof *c);
@@ -248,6 +280,7 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
     c->t0 = t0;
     c->t1 = t1;
     c->scale = c->ncols / (t1 - t0);
+    snap_scale(c);
     return 0;
 }
 

@@ -630,17 +630,19 @@ START_TEST(timeline_gpipe_4x8)
     simulate(&t, 1, 2, 0, 0);
     char *text = timeline_text(&t, 80, false);
     ck_assert_ptr_null(strstr(text, "compact"));
-    /* d0 computes F0..F7 back to back over [0, 8): no false gap, no overlap */
+    /* d0 computes F0..F7 back to back over [0, 8): no false gap, no overlap.
+     * Integer times snap the scale to whole columns per unit: floor(75/33). */
     int n;
     const char *row = row_of(text, 0, &n);
     ck_assert_int_eq(n, 75);
-    int end8 = (int)floor(8 * 75 / 33.0 + 0.5);
+    const int per_unit = 75 / 33;
+    int end8 = 8 * per_unit;
     ck_assert_ptr_null(memchr(row, '.', (size_t)end8));
     ck_assert_int_eq(row[end8], '.');
     for (int m = 0; m < 8; m++) {
         char label[8];
         snprintf(label, sizeof label, "F%d", m);
-        int col = (int)floor(m * 75 / 33.0 + 0.5);
+        int col = m * per_unit;
         ck_assert_msg(strncmp(row + col, label, 2) == 0, "%s not at column %d", label, col);
     }
     ck_assert_ptr_nonnull(strstr(text, "bubble 27.3%  makespan 33.0  peak activations: d0 8, d1 8, d2 8, d3 8\n"));
