@@ -153,6 +153,29 @@ pp_item_list ast_items_add(pp_parser *p, pp_item_list list, pp_item *item)
     return list;
 }
 
+/* `device 0:` as one token: the name, then the number at its own offset
+ * (the lexer's pattern guarantees both are there). */
+pp_item *ast_row_head(pp_parser *p, size_t offset, size_t len)
+{
+    const char *text = p->src->text + offset;
+    size_t name_len = strcspn(text, " \t");
+    size_t num_off = name_len + strspn(text + name_len, " \t");
+    size_t num_len = strcspn(text + num_off, " \t:");
+    if (num_off + num_len > len) /* cannot happen; stay in the token */
+        num_len = len - num_off;
+    pp_item *it = pp_arena_alloc(p->arena, sizeof *it);
+    it->name = pp_arena_strndup(p->arena, text, name_len);
+    it->offset = offset;
+    it->value = ast_number(p, offset + num_off, num_len);
+    return it;
+}
+
+pp_item *ast_row(pp_parser *p, pp_item *head, pp_value_list words)
+{
+    head->row = ast_list(p, head->offset, words);
+    return head;
+}
+
 /* Runs scanner and parser over p->src.  Returns the error count. */
 static int run_parser(pp_parser *p)
 {

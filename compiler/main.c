@@ -36,6 +36,9 @@ static void usage(FILE *f)
           "  --trace FILE      write the predicted timeline as a Chrome/Perfetto trace\n"
           "  --width N         timeline width in columns (default 80)\n"
           "  --compact         timeline with one character per op\n"
+          "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
+          "                    bubble, peak memory per device, fit under memory.limit\n"
+          "                    ('auto' allowed; writes no plan)\n"
           "  --list-policies   list the scheduling policies and exit\n"
           "  -h, --help        show this help\n"
           "  --version         show the version\n"
@@ -144,7 +147,7 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
     return true;
 }
 
-enum { OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION };
+enum { OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE };
 
 int main(int argc, char **argv)
 {
@@ -155,13 +158,14 @@ int main(int argc, char **argv)
         {"width", required_argument, NULL, OPT_WIDTH},
         {"compact", no_argument, NULL, OPT_COMPACT},
         {"list-policies", no_argument, NULL, OPT_LIST},
+        {"compare", required_argument, NULL, OPT_COMPARE},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     pp_define *defs = calloc((size_t)argc, sizeof *defs);
     int ndefs = 0;
-    const char *out_path = NULL, *trace_path = NULL;
+    const char *out_path = NULL, *trace_path = NULL, *compare = NULL;
     bool timeline = false, stats = false;
     pp_timeline_opts topts = {.width = 80, .compact = false};
     int rc = EXIT_USAGE;
@@ -206,6 +210,9 @@ int main(int argc, char **argv)
         case OPT_COMPACT:
             topts.compact = true;
             break;
+        case OPT_COMPARE:
+            compare = optarg;
+            break;
         case OPT_LIST:
             list_policies();
             rc = 0;
@@ -232,7 +239,7 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *src_path = argv[optind];
-    if (!out_path && !timeline && !stats && !trace_path) {
+    if (!out_path && !timeline && !stats && !trace_path && !compare) {
         default_out = default_plan_path(src_path);
         out_path = default_out;
     }
@@ -251,6 +258,12 @@ int main(int argc, char **argv)
         goto done;
     if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
         goto done;
+    if (compare) {
+        /* The table replaces the compilation: no plan, no timeline. */
+        if (pp_compare(stdout, &spec, compare, &diag) == 0 && fflush(stdout) == 0)
+            rc = 0;
+        goto done;
+    }
     if (pp_policy_run(&spec, &plan, &diag))
         goto done;
     if (pp_lower(&plan, &diag))

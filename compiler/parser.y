@@ -3,6 +3,8 @@
  *
  *   file  := item*
  *   item  := NAME '=' value | NAME value | NAME value? '{' item* '}'
+ *          | NAME value? '{' row+ '}'
+ *   row   := ROW (NUMBER | WORD | STRING)*         ROW is `device 0:`
  *   value := NUMBER | WORD | STRING | '[' (value (',' value)* ','?)? ']'
  *
  * A pure (reentrant) bison parser fed by lexer.l.  Each action is one
@@ -64,6 +66,8 @@ pp_value *ast_list(pp_parser *p, size_t offset, pp_value_list items);
 pp_value_list ast_values_add(pp_parser *p, pp_value_list list, pp_value *v);
 pp_item *ast_item(pp_parser *p, const pp_value *name, pp_value *value, const pp_item_list *block);
 pp_item_list ast_items_add(pp_parser *p, pp_item_list list, pp_item *item);
+pp_item *ast_row_head(pp_parser *p, size_t offset, size_t len);
+pp_item *ast_row(pp_parser *p, pp_item *head, pp_value_list words);
 }
 
 %code {
@@ -108,10 +112,12 @@ static void pp_yyerror(const PP_YYLTYPE *loc, yyscan_t scanner, pp_parser *p, co
 
 %token <value> NUMBER "number" WORD "word" STRING "string"
 %token START_VALUE "start of value"
+%token <item> ROW "row"
 %type <value> value
 %type <values> values
-%type <item> item
-%type <items> items block
+%type <item> item row
+%type <items> items block rows
+%type <values> rowvals
 
 %%
 
@@ -131,7 +137,23 @@ item: WORD '=' value            { $$ = ast_item(p, $1, $3, NULL); }
     ;
 
 block: '{' items '}'            { $$ = $2; }
+     | '{' rows '}'             { $$ = $2; }
      ;
+
+/* Rows only fill a block of their own: a row's words end at the next ROW
+ * or '}', never at a name, which could be one more word of the row. */
+rows: row                       { $$ = ast_items_add(p, (pp_item_list){0}, $1); }
+    | rows row                  { $$ = ast_items_add(p, $1, $2); }
+    ;
+
+row: ROW rowvals                { $$ = ast_row(p, $1, $2); }
+   ;
+
+rowvals: %empty                 { $$ = (pp_value_list){0}; }
+       | rowvals NUMBER         { $$ = ast_values_add(p, $1, $2); }
+       | rowvals WORD           { $$ = ast_values_add(p, $1, $2); }
+       | rowvals STRING         { $$ = ast_values_add(p, $1, $2); }
+       ;
 
 value: NUMBER
      | WORD
@@ -155,6 +177,7 @@ static const char *token_name(yysymbol_kind_t kind, bool article)
     case YYSYMBOL_NUMBER: return article ? "a number" : "number";
     case YYSYMBOL_WORD: return article ? "a name" : "name";
     case YYSYMBOL_STRING: return article ? "a string" : "string";
+    case YYSYMBOL_ROW: return article ? "a row" : "row";
     default: return yysymbol_name(kind);
     }
 }
@@ -176,7 +199,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pp_p
     int n;
     size_t len = loc->end - loc->start;
     const char *text = p->src->text + loc->start;
-    if (got == YYSYMBOL_NUMBER || got == YYSYMBOL_WORD || got == YYSYMBOL_STRING)
+    if (got == YYSYMBOL_NUMBER || got == YYSYMBOL_WORD || got == YYSYMBOL_STRING || got == YYSYMBOL_ROW)
         n = snprintf(msg, sizeof msg, "unexpected %s '%.*s%s'", token_name(got, false), len > 32 ? 32 : (int)len, text,
                      len > 32 ? "..." : "");
     else if (got == YYSYMBOL_YYEOF)
@@ -197,6 +220,10 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, pp_p
         value |= expected[i] == YYSYMBOL_NUMBER;
     for (int i = 0; i < nexp; i++) {
         yysymbol_kind_t k = expected[i];
+        /* Rows belong in order blocks only; spec.c says so where one is
+         * misplaced, so "expected" lists stay about ordinary settings. */
+        if (k == YYSYMBOL_ROW)
+            continue;
         bool starts_value = k == YYSYMBOL_NUMBER || k == YYSYMBOL_WORD || k == YYSYMBOL_STRING ||
                             strcmp(yysymbol_name(k), "'['") == 0;
         if (!(value && starts_value))

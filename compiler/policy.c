@@ -29,9 +29,12 @@ static const pp_policy *const policies[] = {
     &pp_policy_interleaved,
     &pp_policy_looped_bfs,
     &pp_policy_zb_h1,
+    &pp_policy_zb_h2,
     &pp_policy_interleaved_zb,
     &pp_policy_zbv,
     &pp_policy_dualpipev,
+    &pp_policy_custom,
+    &pp_policy_auto,
     NULL,
 };
 

@@ -130,15 +130,17 @@ struct pp_value {
     int nitems;
 };
 
-/* An item: `name = value`, `name value`, `name [value] { items }`. */
+/* An item: `name = value`, `name value`, `name [value] { items }`, or a
+ * row of an order block, `name number: word word ...` (row != NULL). */
 typedef struct pp_item pp_item;
 struct pp_item {
     const char *name;
     size_t offset;        /* of the name */
-    pp_value *value;      /* may be NULL (bare block) */
+    pp_value *value;      /* may be NULL (bare block); a row's number */
     pp_item **children;   /* block contents; NULL if no block */
     int nchildren;
     bool has_block;
+    pp_value *row;        /* a row: the list of what follows the ':' */
 };
 
 typedef struct pp_ast {
@@ -177,6 +179,28 @@ typedef struct pp_model {
     int *layers_per_stage; /* [stages], resolved (even split unless balance) */
 } pp_model;
 
+/* An explicit compute order (`order { device 0: F0.0 B0.0 ... }`, the
+ * custom policy), kept with where each token was written so that the
+ * policy can point at the offending one. */
+typedef struct pp_order_op {
+    int kind;            /* PP_OP_F, PP_OP_B or PP_OP_W */
+    int stage, mb;
+    size_t offset;       /* of the token */
+} pp_order_op;
+
+typedef struct pp_order_row {
+    size_t offset;       /* of `device N:` (that of `order` if no row) */
+    pp_order_op *ops;
+    int n;
+} pp_order_row;
+
+typedef struct pp_order {
+    const pp_source *src; /* the file (valid while its ast lives) */
+    size_t offset;        /* of `order` */
+    pp_order_row *rows;   /* [devices], by device */
+    bool split;           /* some W is listed: B is input-gradient only */
+} pp_order;
+
 typedef struct pp_spec {
     char schedule[32];   /* policy name */
     int devices, stages, chunks, microbatches;
@@ -187,6 +211,7 @@ typedef struct pp_spec {
     double act_size;     /* memory of one stage's activations for one micro-batch */
     double mem_limit;    /* per device, same unit; 0 = none */
     pp_model model;
+    const pp_order *order; /* NULL unless the file has an order block */
 } pp_spec;
 
 /* One -D NAME=VALUE. */
@@ -269,6 +294,38 @@ extern const pp_policy pp_policy_zbv;
 extern const pp_policy pp_policy_dualpipev;
 extern const pp_policy pp_policy_looped_bfs;
 extern const pp_policy pp_policy_interleaved_zb;
+extern const pp_policy pp_policy_zb_h2;     /* policy_zbh2.c */
+
+/* policy_auto.c (docs/auto.md): the search behind `schedule auto`. */
+extern const pp_policy pp_policy_auto;
+#define PP_AUTO_MAX_NAMED 16
+typedef struct pp_auto_named {
+    char name[32];
+    bool ran;        /* the policy accepts the shape */
+    double makespan; /* INFINITY: did not run, or over the memory limit */
+} pp_auto_named;
+typedef struct pp_auto_report {
+    double makespan;       /* of the winner */
+    char source[96];       /* named policy or list-schedule variant it grew from */
+    double start;          /* its makespan before local search */
+    double best_named;     /* best named policy under the limit (INFINITY: none) */
+    char best_named_name[32];
+    double best_list;      /* best list schedule (INFINITY: none) */
+    int list_tried, evaluations, moves;
+    pp_auto_named named[PP_AUTO_MAX_NAMED];
+    int nnamed;
+} pp_auto_report;
+/* Searches the spec's shape (devices, stages, placement, cost, limit) and
+ * writes the winner's compute order into out (initialised by
+ * pp_plan_init, no ops; split_backward set).  Error if nothing fits. */
+int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag *d);
+/* The report as a short table ("auto: ..." lines). */
+void pp_auto_print(FILE *f, const pp_auto_report *r);
+
+/* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
+ * row per policy to out; unknown names are errors (returns their count). */
+int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d);
+extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
 /* Refuses every placement but vshape with two stages per device (stage
  * s < D on device s, else on 2D-1-s; a list equal to it is accepted). */
 int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);

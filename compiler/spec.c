@@ -13,6 +13,11 @@
  * several settings (stages = devices * virtual, placement, the layer
  * split) and checks them against each other.
  *
+ * An order block (`order { device 0: F0.0 B0.0 ... }`, the custom policy's
+ * explicit compute order) is read token by token in resolve_order(): each
+ * op word becomes (kind, stage, mb) with its offset, so the policy can
+ * point at the token that breaks a rule.
+ *
  * Nothing stops at the first error: each one is reported (with its
  * location, or the -D it came from) and counted, and the walk goes on.
  */
@@ -121,6 +126,7 @@ typedef struct ctx {
     setting set[S__COUNT];
     stage_cost *overrides;
     int noverrides, capoverrides;
+    const pp_item *order; /* the file's order block, if any */
 } ctx;
 
 /* ------------------------------------------------------------------ */
@@ -460,10 +466,41 @@ static void unknown_setting(ctx *c, const pp_item *it, const char *prefix, bool 
                 list);
 }
 
+/* `order { rows }`: only recorded here, read in resolve_order() once the
+ * shape is known. */
+static void walk_order(ctx *c, const pp_item *it)
+{
+    static const char example[] = "as in 'order { device 0: F0.0 B0.0 }'";
+    if (c->order) {
+        pp_error_at(c->d, c->src, it->offset, "order: duplicate setting");
+        pp_note_at(c->d, c->src, c->order->offset, "'order' was first set here");
+        return;
+    }
+    if (it->value || !it->has_block) {
+        pp_error_at(c->d, c->src, it->value ? it->value->offset : it->offset,
+                    "order: is a block of rows and takes no value, %s", example);
+        return;
+    }
+    c->order = it;
+    for (int i = 0; i < it->nchildren; i++)
+        if (!it->children[i]->row)
+            pp_error_at(c->d, c->src, it->children[i]->offset,
+                        "order: expected rows 'device N: op op ...', %s", example);
+}
+
 static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pipeline)
 {
     for (int i = 0; i < n; i++) {
         const pp_item *it = items[i];
+        if (it->row) {
+            pp_error_at(c->d, c->src, it->offset, "a row '%.40s %.20s:' belongs in an order block, as in "
+                        "'order { device 0: F0.0 B0.0 }'", it->name, it->value->text);
+            continue;
+        }
+        if (!*prefix && !in_pipeline && !strcmp(it->name, "order")) {
+            walk_order(c, it);
+            continue;
+        }
         char path[256];
         int len = snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->name);
         target t = {T_UNKNOWN, S__COUNT, -1, -1};
@@ -757,6 +794,107 @@ static void resolve_model(ctx *c, pp_spec *spec)
                    m->batch, M);
 }
 
+/* "F3.12" -> kind, stage, mb; false if it is not that shape. */
+static bool parse_op_word(const pp_value *v, pp_order_op *op)
+{
+    const char *t = v->text;
+    if (v->kind != PP_VAL_WORD || !t[0] || !strchr("FBW", t[0]))
+        return false;
+    size_t ds = strspn(t + 1, "0123456789");
+    if (ds == 0 || ds > 9 || t[1 + ds] != '.')
+        return false;
+    const char *m = t + 2 + ds;
+    size_t dm = strspn(m, "0123456789");
+    if (dm == 0 || dm > 9 || m[dm] != '\0')
+        return false;
+    op->kind = t[0] == 'F' ? PP_OP_F : t[0] == 'B' ? PP_OP_B : PP_OP_W;
+    op->stage = (int)strtol(t + 1, NULL, 10);
+    op->mb = (int)strtol(m, NULL, 10);
+    op->offset = v->offset;
+    return true;
+}
+
+/* Reads the order block into spec->order: one row per device, each op
+ * word checked for its shape and range.  What the ops must satisfy
+ * together (each once, on its stage's device, in dependency order) is the
+ * custom policy's to check, with the same offsets. */
+static void resolve_order(ctx *c, pp_spec *spec)
+{
+    const pp_item *ob = c->order;
+    if (!ob)
+        return;
+    int D = spec->devices, S = spec->stages, M = spec->microbatches;
+    if (strcmp(spec->schedule, "custom") != 0) {
+        pp_error_at(c->d, c->src, ob->offset, "order { ... } needs schedule custom, but schedule = %s",
+                    spec->schedule);
+        return;
+    }
+    pp_order *o = pp_arena_alloc(c->a, sizeof *o);
+    o->src = c->src;
+    o->offset = ob->offset;
+    o->rows = pp_arena_alloc(c->a, (size_t)D * sizeof *o->rows);
+    bool *seen = pp_arena_alloc(c->a, (size_t)D * sizeof *seen);
+    int before = c->d->errors;
+    for (int i = 0; i < ob->nchildren; i++) {
+        const pp_item *row = ob->children[i];
+        if (!row->row)
+            continue; /* reported by walk_order */
+        const pp_value *dv = row->value;
+        if (strcmp(row->name, "device") != 0) {
+            pp_error_at(c->d, c->src, row->offset, "order: expected 'device N:', got '%.40s %.20s:'", row->name,
+                        dv->text);
+            continue;
+        }
+        if (dv->number != floor(dv->number) || dv->number < 0 || dv->number >= D) {
+            pp_error_at(c->d, c->src, dv->offset, "order: device %.20s does not exist (devices are 0..%d)", dv->text,
+                        D - 1);
+            continue;
+        }
+        int d = (int)dv->number;
+        if (seen[d]) {
+            pp_error_at(c->d, c->src, row->offset, "order: device %d is listed twice", d);
+            pp_note_at(c->d, c->src, o->rows[d].offset, "device %d was first listed here", d);
+            continue;
+        }
+        seen[d] = true;
+        pp_order_row *r = &o->rows[d];
+        r->offset = row->offset;
+        r->ops = pp_arena_alloc(c->a, (size_t)(row->row->nitems ? row->row->nitems : 1) * sizeof *r->ops);
+        for (int k = 0; k < row->row->nitems; k++) {
+            const pp_value *w = row->row->items[k];
+            pp_order_op op;
+            char got[64];
+            if (!parse_op_word(w, &op)) {
+                pp_error_at(c->d, c->src, w->offset,
+                            "order: unknown op %s (expected F<stage>.<mb>, B<stage>.<mb> or W<stage>.<mb>)",
+                            describe(w, got, sizeof got));
+                continue;
+            }
+            if (op.stage >= S) {
+                pp_error_at(c->d, c->src, w->offset, "order: %s: stage %d does not exist (stages are 0..%d)", w->text,
+                            op.stage, S - 1);
+                continue;
+            }
+            if (op.mb >= M) {
+                pp_error_at(c->d, c->src, w->offset,
+                            "order: %s: micro-batch %d does not exist (micro-batches are 0..%d)", w->text, op.mb,
+                            M - 1);
+                continue;
+            }
+            o->split |= op.kind == PP_OP_W;
+            r->ops[r->n++] = op;
+        }
+    }
+    for (int d = 0; d < D; d++)
+        if (!seen[d]) {
+            pp_error_at(c->d, c->src, ob->offset, "order: device %d has no row (every device 0..%d needs one)", d,
+                        D - 1);
+            o->rows[d].offset = ob->offset;
+        }
+    if (c->d->errors == before)
+        spec->order = o;
+}
+
 static void resolve(ctx *c, pp_spec *spec)
 {
     int D = (int)get(c, S_DEVICES, 4), V = (int)get(c, S_VIRTUAL, 1);
@@ -785,6 +923,7 @@ static void resolve(ctx *c, pp_spec *spec)
     resolve_placement(c, spec);
     resolve_cost(c, spec);
     resolve_model(c, spec);
+    resolve_order(c, spec);
 }
 
 int pp_spec_build(const pp_ast *ast, const pp_define *defs, int ndefs, pp_arena *a, pp_diag *d, pp_spec *spec)

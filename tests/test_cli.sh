@@ -6,27 +6,8 @@
 set -u
 ppcc=$1
 src=${PP_SOURCE_ROOT:?}
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
+. "$(dirname "$0")/lib.sh"
 
-fails=0 checks=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-# expect STATUS PATTERN -- command...: runs it, checks its exit status and
-# that stdout+stderr match the extended regex PATTERN.
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    checks=$((checks + 1))
-    "$@" >out.txt 2>&1
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$* exited $got, want $want"; sed 's/^/    /' out.txt >&2; return
-    fi
-    if [ -n "$pattern" ] && ! grep -Eq -- "$pattern" out.txt; then
-        fail "$* output does not match /$pattern/"; sed 's/^/    /' out.txt >&2
-    fi
-}
 no_plan_left() {
     checks=$((checks + 1))
     local left
@@ -111,5 +92,4 @@ for f in "$src"/schedules/*.pp; do
 done
 no_plan_left "mutations"
 
-echo "test_cli: $checks checks, $fails failed"
-[ "$fails" -eq 0 ]
+finish test_cli

@@ -6,215 +6,30 @@
  *
  * tests/golden/orders_zb/<policy>.txt is written by
  * tests/ref/reference_orders_zb.py from PyTorch's schedules.py (never from
- * our C code); every case is replayed through the policy object on a
- * hand-built spec and compared line by line.
+ * our C code); every case is replayed through pp_policy_run on a
+ * hand-built spec and compared line by line (tests/order_golden.c, shared
+ * with test_policy.c).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "test_util.h"
+#include "order_golden.h"
 
+/* The families verify_sweep compiles end to end. */
 static const pp_policy *const zb_policies[] = {
     &pp_policy_zb_h1, &pp_policy_zbv, &pp_policy_dualpipev, &pp_policy_looped_bfs, &pp_policy_interleaved_zb, NULL,
 };
 
-static const pp_policy *zb_find(const char *name)
-{
-    for (const pp_policy *const *p = zb_policies; *p; p++)
-        if (strcmp((*p)->name, name) == 0)
-            return *p;
-    return NULL;
-}
-
-typedef struct test_spec {
-    pp_spec spec;
-    int placement[PP_MAX_STAGES];
-} test_spec;
-
-/* A spec as pp_spec_build leaves it for the fields policies read: the
- * V-shape placement for zbv/dualpipev with v = 2, loop otherwise. */
-static void make_spec(test_spec *t, const char *schedule, int D, int M, int v)
-{
-    memset(t, 0, sizeof *t);
-    snprintf(t->spec.schedule, sizeof t->spec.schedule, "%s", schedule);
-    t->spec.devices = D;
-    t->spec.chunks = v;
-    t->spec.stages = D * v;
-    t->spec.microbatches = M;
-    t->spec.placement = t->placement;
-    bool vshape = v == 2 && (strcmp(schedule, "zbv") == 0 || strcmp(schedule, "dualpipev") == 0);
-    t->spec.placement_kind = vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP;
-    for (int s = 0; s < D * v; s++)
-        t->placement[s] = vshape ? (s < D ? s : 2 * D - 1 - s) : s % D;
-    t->spec.cost = (pp_cost){.F = 1, .B = 1, .W = 1, .comm = 0};
-}
-
-/* pp_policy_run for a policy the registry may not list yet. */
-static int run_policy(const pp_policy *pol, const pp_spec *s, pp_plan *p, pp_diag *d)
-{
-    memset(p, 0, sizeof *p);
-    if (pol->check(s, d))
-        return 1;
-    ck_assert_int_eq(pp_plan_init(p, pol->name, s->devices, s->stages, s->microbatches, s->placement), 0);
-    p->split_backward = pol->split_backward;
-    int errors = pol->generate(s, p, d);
-    ck_assert_int_eq(p->split_backward, pol->split_backward);
-    if (errors)
-        pp_plan_free(p);
-    return errors;
-}
-
-/* Each F, B (and W when split) of every (stage, mb) exactly once, on the
- * stage's device, B after its F and W after its B there; no W unless
- * split; no peer/group; update then flush close each list. */
-static const char *check_invariants(const pp_plan *p, char *msg, size_t size)
-{
-    int S = p->stages, M = p->microbatches, K = p->split_backward ? 3 : 2;
-    char *seen = calloc((size_t)S * M * 3, 1);
-    const char *bad = NULL;
-    for (int d = 0; d < p->devices && !bad; d++) {
-        const pp_device *dv = &p->dev[d];
-        if (dv->n < 2 || dv->ops[dv->n - 2].kind != PP_OP_UPDATE || dv->ops[dv->n - 1].kind != PP_OP_FLUSH) {
-            snprintf(msg, size, "device %d: does not end with update, flush", d);
-            bad = msg;
-            break;
-        }
-        for (int i = 0; i < dv->n - 2 && !bad; i++) {
-            const pp_op *op = &dv->ops[i];
-            int k = op->kind == PP_OP_F ? 0 : op->kind == PP_OP_B ? 1 : op->kind == PP_OP_W ? 2 : -1;
-            if (k < 0 || k >= K) {
-                snprintf(msg, size, "device %d op %d: %s not allowed here", d, i, pp_op_name(op->kind));
-                bad = msg;
-            } else if (op->stage < 0 || op->stage >= S || op->mb < 0 || op->mb >= M || op->peer != -1 ||
-                       op->group != -1) {
-                snprintf(msg, size, "device %d op %d: bad fields (stage %d mb %d)", d, i, op->stage, op->mb);
-                bad = msg;
-            } else if (p->placement[op->stage] != d) {
-                snprintf(msg, size, "device %d op %d: stage %d belongs to device %d", d, i, op->stage,
-                         p->placement[op->stage]);
-                bad = msg;
-            } else {
-                char *slot = &seen[((size_t)op->stage * M + op->mb) * 3];
-                if (slot[k]) {
-                    snprintf(msg, size, "device %d op %d: %s%d.%d twice", d, i, pp_op_name(op->kind), op->stage,
-                             op->mb);
-                    bad = msg;
-                } else if (k > 0 && !slot[k - 1]) {
-                    snprintf(msg, size, "device %d op %d: %s%d.%d before its %s", d, i, pp_op_name(op->kind),
-                             op->stage, op->mb, k == 1 ? "F" : "B");
-                    bad = msg;
-                }
-                slot[k] = 1;
-            }
-        }
-    }
-    for (size_t i = 0; !bad && i < (size_t)S * M; i++)
-        for (int k = 0; k < K && !bad; k++)
-            if (!seen[i * 3 + k]) {
-                snprintf(msg, size, "%c%zu.%zu never appears", "FBW"[k], i / M, i % M);
-                bad = msg;
-            }
-    free(seen);
-    return bad;
-}
-
-static void format_device(const pp_device *dv, char **buf, size_t *cap, int d)
-{
-    size_t need = 16 + (size_t)dv->n * 24, n = 0;
-    if (*cap < need) {
-        *cap = need;
-        *buf = realloc(*buf, *cap);
-    }
-    n += (size_t)sprintf(*buf + n, "%d:", d);
-    for (int i = 0; i < dv->n; i++)
-        if (pp_op_is_compute(dv->ops[i].kind))
-            n += (size_t)sprintf(*buf + n, " %s%d.%d", pp_op_name(dv->ops[i].kind), dv->ops[i].stage, dv->ops[i].mb);
-}
-
-/* Replays every case of tests/golden/orders_zb/<policy>.txt; returns the
- * number of cases, failing at the first difference. */
-static int replay_golden(const char *policy)
-{
-    char rel[128];
-    snprintf(rel, sizeof rel, "tests/golden/orders_zb/%s.txt", policy);
-    char *text = tu_read_file(tu_src_path(rel), NULL);
-    ck_assert_msg(text != NULL, "missing %s (python3 tests/ref/reference_orders_zb.py writes it)", rel);
-    const pp_policy *pol = zb_find(policy);
-    ck_assert_ptr_nonnull(pol);
-
-    int cases = 0, lineno = 0;
-    char *line = text, *buf = NULL;
-    size_t cap = 0;
-    static test_spec t;
-    while (*line) {
-        char *eol = strchr(line, '\n');
-        ck_assert_msg(eol != NULL, "%s: last line unterminated", rel);
-        *eol = '\0';
-        lineno++;
-        char name[32];
-        int D, M, v, G, used = 0;
-        ck_assert_msg(sscanf(line, "case %31s D=%d M=%d v=%d group=%d%n", name, &D, &M, &v, &G, &used) == 5,
-                      "%s:%d: expected a case line, got: %.80s", rel, lineno, line);
-        bool refused = strcmp(line + used, " refused") == 0;
-        ck_assert_msg(refused || line[used] == '\0', "%s:%d: trailing text: %s", rel, lineno, line + used);
-        ck_assert_str_eq(name, policy);
-        char header[128];
-        snprintf(header, sizeof header, "%s", line);
-        line = eol + 1;
-
-        make_spec(&t, name, D, M, v);
-        t.spec.group = G;
-        pp_plan plan;
-        tu_diag td;
-        tu_diag_open(&td);
-        int rc = run_policy(pol, &t.spec, &plan, &td.diag);
-        if (refused) {
-            char prefix[64];
-            snprintf(prefix, sizeof prefix, "ppcc: error: %s: ", policy);
-            ck_assert_msg(rc != 0, "%s: the reference refuses it, we accepted it", header);
-            ck_assert_msg(strncmp(tu_diag_text(&td), prefix, strlen(prefix)) == 0, "%s: refused with: %s", header,
-                          tu_diag_text(&td));
-        } else {
-            ck_assert_msg(rc == 0, "%s: refused: %s", header, tu_diag_text(&td));
-            char msg[256];
-            const char *bad = check_invariants(&plan, msg, sizeof msg);
-            ck_assert_msg(bad == NULL, "%s: %s", header, bad);
-            for (int d = 0; d < D; d++) {
-                eol = strchr(line, '\n');
-                ck_assert_msg(eol != NULL, "%s: device %d missing", header, d);
-                *eol = '\0';
-                lineno++;
-                format_device(&plan.dev[d], &buf, &cap, d);
-                if (strcmp(buf, line) != 0) {
-                    int i = 0;
-                    while (buf[i] && buf[i] == line[i])
-                        i++;
-                    int from = i > 40 ? i - 40 : 0;
-                    ck_abort_msg("%s:%d: %s: device %d differs at column %d\n  want: ...%.100s\n  got:  ...%.100s",
-                                 rel, lineno, header, d, i + 1, line + from, buf + from);
-                }
-                line = eol + 1;
-            }
-            pp_plan_free(&plan);
-        }
-        tu_diag_close(&td);
-        cases++;
-    }
-    free(buf);
-    free(text);
-    return cases;
-}
-
-START_TEST(golden_zb_h1) { ck_assert_int_eq(replay_golden("zb-h1"), 147); }
+START_TEST(golden_zb_h1) { ck_assert_int_eq(order_replay_golden("orders_zb", "zb-h1"), 147); }
 END_TEST
-START_TEST(golden_zbv) { ck_assert_int_eq(replay_golden("zbv"), 154); }
+START_TEST(golden_zbv) { ck_assert_int_eq(order_replay_golden("orders_zb", "zbv"), 154); }
 END_TEST
-START_TEST(golden_dualpipev) { ck_assert_int_eq(replay_golden("dualpipev"), 147); }
+START_TEST(golden_dualpipev) { ck_assert_int_eq(order_replay_golden("orders_zb", "dualpipev"), 147); }
 END_TEST
-START_TEST(golden_looped_bfs) { ck_assert_int_eq(replay_golden("looped-bfs"), 560); }
+START_TEST(golden_looped_bfs) { ck_assert_int_eq(order_replay_golden("orders_zb", "looped-bfs"), 560); }
 END_TEST
-START_TEST(golden_interleaved_zb) { ck_assert_int_eq(replay_golden("interleaved-zb"), 560); }
+START_TEST(golden_interleaved_zb) { ck_assert_int_eq(order_replay_golden("orders_zb", "interleaved-zb"), 560); }
 END_TEST
 
 /* Small orders written out by hand from the sources, so that a wrong
@@ -233,70 +48,46 @@ START_TEST(hand_orders)
         /* ZB-V, D=2 M=1: the padding micro-batches of max(2D-1, M) vanish. */
         {"zbv", 2, 1, 2, {"0: F0.0 F3.0 B3.0 W3.0 B0.0 W0.0", "1: F1.0 F2.0 B2.0 W2.0 B1.0 W1.0"}},
     };
-    static test_spec t;
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        make_spec(&t, cases[c].policy, cases[c].D, cases[c].M, cases[c].v);
-        pp_plan plan;
-        tu_diag td;
-        tu_diag_open(&td);
-        ck_assert_int_eq(run_policy(zb_find(cases[c].policy), &t.spec, &plan, &td.diag), 0);
-        char *buf = NULL;
-        size_t cap = 0;
-        for (int d = 0; d < 2; d++) {
-            format_device(&plan.dev[d], &buf, &cap, d);
-            ck_assert_str_eq(buf, cases[c].want[d]);
-        }
-        free(buf);
-        pp_plan_free(&plan);
-        tu_diag_close(&td);
-    }
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int d = 0; d < 2; d++)
+            order_expect(cases[c].policy, cases[c].D, cases[c].M, cases[c].v, 0, d, cases[c].want[d]);
 }
 END_TEST
 
-/* Refusals name the constraint and the values. */
-static void expect_refusal(const char *policy, int D, int M, int v, int group, bool loop_for_v2, const char *want)
+/* Refusals name the constraint and the values.  `place` overrides the
+ * placement order_spec_init picks (PP_PLACE_LOOP or PP_PLACE_VSHAPE), or
+ * is AS_BUILT to keep it. */
+enum { AS_BUILT = -1 };
+static void expect_refusal(const char *policy, int D, int M, int v, int group, int place, const char *want)
 {
-    static test_spec t;
-    make_spec(&t, policy, D, M, v);
-    t.spec.group = group;
-    if (loop_for_v2) {
-        t.spec.placement_kind = PP_PLACE_LOOP;
-        for (int s = 0; s < D * v; s++)
-            t.placement[s] = s % D;
-    }
+    static order_spec t;
+    order_spec_init(&t, policy, D, M, v, group);
+    if (place != AS_BUILT)
+        order_spec_place(&t, place);
     pp_plan plan;
     tu_diag td;
     tu_diag_open(&td);
-    ck_assert_int_ne(run_policy(zb_find(policy), &t.spec, &plan, &td.diag), 0);
+    ck_assert_int_ne(pp_policy_run(&t.spec, &plan, &td.diag), 0);
     ck_assert_msg(strstr(tu_diag_text(&td), want) != NULL, "%s: got %s", want, tu_diag_text(&td));
     tu_diag_close(&td);
 }
 
 START_TEST(errors)
 {
-    expect_refusal("zb-h1", 4, 8, 2, 0, false, "zb-h1: needs one stage per device (virtual = 1), got virtual = 2");
-    expect_refusal("zb-h1", 4, 8, 1, 2, false, "zb-h1: has no schedule.group");
-    expect_refusal("zbv", 4, 8, 3, 0, false, "zbv: needs exactly two stages per device (virtual = 2), got virtual = 3");
-    expect_refusal("zbv", 4, 8, 2, 0, true,
+    expect_refusal("zb-h1", 4, 8, 2, 0, AS_BUILT, "zb-h1: needs one stage per device (virtual = 1), got virtual = 2");
+    expect_refusal("zb-h1", 4, 8, 1, 2, AS_BUILT, "zb-h1: has no schedule.group");
+    expect_refusal("zbv", 4, 8, 3, 0, AS_BUILT,
+                   "zbv: needs exactly two stages per device (virtual = 2), got virtual = 3");
+    expect_refusal("zbv", 4, 8, 2, 0, PP_PLACE_LOOP,
                    "zbv: needs placement = vshape (stage s < 4 on device s, else on device 7 - s), but stage 4 is on device 0");
-    expect_refusal("dualpipev", 4, 7, 2, 0, false,
+    expect_refusal("dualpipev", 4, 7, 2, 0, AS_BUILT,
                    "dualpipev: needs at least as many microbatches as stages (2 x devices = 8), got microbatches = 7");
-    expect_refusal("dualpipev", 4, 8, 2, 0, true, "dualpipev: needs placement = vshape");
-    expect_refusal("interleaved-zb", 4, 9, 2, 0, false,
+    expect_refusal("dualpipev", 4, 8, 2, 0, PP_PLACE_LOOP, "dualpipev: needs placement = vshape");
+    expect_refusal("interleaved-zb", 4, 9, 2, 0, AS_BUILT,
                    "interleaved-zb: needs microbatches to be a multiple of the number of rounds max(1, microbatches / "
                    "devices) = 2, got microbatches = 9 with devices = 4");
-    expect_refusal("looped-bfs", 4, 8, 2, 3, false, "looped-bfs: has no schedule.group");
-    static test_spec t;
-    make_spec(&t, "looped-bfs", 4, 8, 2);
-    t.spec.placement_kind = PP_PLACE_VSHAPE;
-    for (int s = 0; s < 8; s++)
-        t.placement[s] = s < 4 ? s : 7 - s;
-    pp_plan plan;
-    tu_diag td;
-    tu_diag_open(&td);
-    ck_assert_int_ne(run_policy(&pp_policy_looped_bfs, &t.spec, &plan, &td.diag), 0);
-    ck_assert_ptr_nonnull(strstr(tu_diag_text(&td), "looped-bfs: needs placement = loop"));
-    tu_diag_close(&td);
+    expect_refusal("looped-bfs", 4, 8, 2, 3, AS_BUILT, "looped-bfs: has no schedule.group");
+    expect_refusal("looped-bfs", 4, 8, 2, 0, PP_PLACE_VSHAPE, "looped-bfs: needs placement = loop");
 }
 END_TEST
 
@@ -304,11 +95,11 @@ END_TEST
  * policy refuses it.  The caller frees plan and sim. */
 static bool compile(const char *policy, int D, int M, int v, pp_plan *plan, pp_sim *sim)
 {
-    static test_spec t;
-    make_spec(&t, policy, D, M, v);
+    static order_spec t;
+    order_spec_init(&t, policy, D, M, v, 0);
     tu_diag td;
     tu_diag_open(&td);
-    if (run_policy(zb_find(policy), &t.spec, plan, &td.diag)) {
+    if (pp_policy_run(&t.spec, plan, &td.diag)) {
         tu_diag_close(&td);
         return false;
     }
@@ -403,14 +194,13 @@ static double async_makespan(const pp_plan *p)
  * the simulator's peak activations, which depend on the order only. */
 static double order_stats(const char *policy, int D, int M, int v, int *peak)
 {
-    static test_spec t;
-    make_spec(&t, policy, D, M, v);
-    const pp_policy *pol = zb_find(policy);
+    static order_spec t;
+    order_spec_init(&t, policy, D, M, v, 0);
     pp_plan plan;
     pp_sim sim;
     tu_diag td;
     tu_diag_open(&td);
-    ck_assert_int_eq(pol ? run_policy(pol, &t.spec, &plan, &td.diag) : pp_policy_run(&t.spec, &plan, &td.diag), 0);
+    ck_assert_int_eq(pp_policy_run(&t.spec, &plan, &td.diag), 0);
     double makespan = async_makespan(&plan);
     ck_assert_int_eq(pp_simulate(&plan, &t.spec.cost, &sim, &td.diag), 0);
     for (int d = 0; d < D; d++)

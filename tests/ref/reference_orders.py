@@ -20,7 +20,8 @@ PyTorch by its counters, Megatron through its FIFO of saved input tensors
 (a backward pops the oldest forward of its chunk).
 
 Writes tests/golden/orders/{gpipe,1f1b,interleaved}.txt, read by
-tests/test_policy.c:
+tests/test_policy.c (orders_common.py has what this shares with
+reference_orders_zb.py):
 
     case POLICY D=.. M=.. v=.. group=..          (group 0 = policy default)
     0: F0.0 F0.1 B0.0 ...                          (one line per device, stage.mb)
@@ -31,15 +32,10 @@ is checked to be executable (dependencies only, infinite buffers: the
 rendezvous check is the verifier's).  Run: python3 tests/ref/reference_orders.py
 """
 
-import os
 import sys
-from collections import defaultdict
 
-F, B = "F", "B"
-
-
-class Refused(Exception):
-    """A reference raised on this shape (ValueError / RuntimeError / assert)."""
+from orders_common import (B, DEVICES, F, UNSPLIT, Refused, case, check_executable, loop_placement,
+                           torch_interleaved_rank_ops, write_goldens)
 
 
 # ---------------------------------------------------------------- PyTorch
@@ -128,78 +124,11 @@ def torch_1f1b_pipeline_order(D, M):
     return pipeline_order
 
 
-def _get_1f1b_rank_ops(n_local_stages, pp_group_size, warmup_ops, fwd_bwd_ops, cooldown_ops, rank,
-                       forward_stage_index, backward_stage_index):
-    """schedules._get_1f1b_rank_ops with enable_zero_bubble=False."""
-    fwd_stage_mb_index = defaultdict(int)
-    bwd_stage_mb_index = defaultdict(int)
-    rank_ops = [None for _ in range(rank)]
-    post_warmup_ops = (n_local_stages * pp_group_size + 2 * (pp_group_size - 1 - rank)) - (warmup_ops + rank)
-    total_ops = warmup_ops + fwd_bwd_ops + cooldown_ops
-    for op in range(total_ops):
-        if op < warmup_ops:
-            fwd_stage_index = forward_stage_index(op)
-            mb_index = fwd_stage_mb_index[fwd_stage_index]
-            fwd_stage_mb_index[fwd_stage_index] = mb_index + 1
-            rank_ops.append((F, fwd_stage_index, mb_index))
-            if op == warmup_ops - 1:
-                rank_ops.extend([None] * post_warmup_ops)
-        elif warmup_ops <= op < warmup_ops + fwd_bwd_ops:
-            fwd_stage_index = forward_stage_index(op)
-            fwd_mb_index = fwd_stage_mb_index[fwd_stage_index]
-            fwd_stage_mb_index[fwd_stage_index] = fwd_mb_index + 1
-            rank_ops.append((F, fwd_stage_index, fwd_mb_index))
-            bwd_stage_index = backward_stage_index(op)
-            bwd_mb_index = bwd_stage_mb_index[bwd_stage_index]
-            bwd_stage_mb_index[bwd_stage_index] = bwd_mb_index + 1
-            rank_ops.append((B, bwd_stage_index, bwd_mb_index))
-        else:
-            rank_ops.append(None)
-            bwd_stage_index = backward_stage_index(op)
-            bwd_mb_index = bwd_stage_mb_index[bwd_stage_index]
-            bwd_stage_mb_index[bwd_stage_index] = bwd_mb_index + 1
-            rank_ops.append((B, bwd_stage_index, bwd_mb_index))
-    return rank_ops
-
-
-def _get_warmup_ops(rank, n_local_stages, microbatches_per_round, pp_group_size, n_microbatches,
-                    multiply_factor=2):
-    warmups_ops_last_stage = (n_local_stages - 1) * microbatches_per_round
-    warmup_ops = warmups_ops_last_stage + multiply_factor * ((pp_group_size - 1) - rank)
-    return min(warmup_ops, n_microbatches * n_local_stages)
-
-
 def torch_interleaved(D, M, v):
-    """ScheduleInterleaved1F1B.__init__ and _calculate_single_rank_operations."""
-    pp_group_size = D
-    n_local_stages = v
-    number_of_rounds = max(1, M // pp_group_size)
-    microbatches_per_round = M // number_of_rounds
-    if M % number_of_rounds != 0:
-        raise Refused("Interleaved 1F1B requires the number of microbatches to be a multiple of the "
-                      "number of rounds (%d), but got %d." % (number_of_rounds, M))
-    order = {}
-    for rank in range(D):
-        warmup_ops = _get_warmup_ops(rank, n_local_stages, microbatches_per_round, pp_group_size, M, 2)
-        microbatch_ops = n_local_stages * M
-        fwd_bwd_ops = microbatch_ops - warmup_ops
-        cooldown_ops = microbatch_ops - fwd_bwd_ops
+    """ScheduleInterleaved1F1B.__init__ and _calculate_single_rank_operations
+    (orders_common.py: the builder it shares with the zero-bubble schedule)."""
+    return torch_interleaved_rank_ops(D, M, v, zero_bubble=False)
 
-        def forward_stage_index(step, rank=rank):
-            local_index = (step // microbatches_per_round) % n_local_stages
-            return (local_index * pp_group_size) + rank
-
-        def backward_stage_index(step, rank=rank, warmup_ops=warmup_ops):
-            local_index = n_local_stages - 1 - ((step - warmup_ops) // microbatches_per_round) % n_local_stages
-            return (local_index * pp_group_size) + rank
-
-        ops = _get_1f1b_rank_ops(n_local_stages, pp_group_size, warmup_ops, fwd_bwd_ops, cooldown_ops, rank,
-                                 forward_stage_index, backward_stage_index)
-        order[rank] = [a for a in ops if a is not None]
-    return order, microbatches_per_round
-
-
-# --------------------------------------------------------------- Megatron
 
 def megatron_1f1b(D, M):
     """forward_backward_pipelining_without_interleaving on every rank."""
@@ -310,49 +239,8 @@ def megatron_interleaved(D, M, v, G, checks=True):
     return order
 
 
-# ------------------------------------------------------------ the checks
+# ------------------------------------------------------------ the cases
 
-def check_executable(order, D, v, M):
-    """Every F/B once per (stage, mb) on its device, and the lists can all be
-    run to the end honouring F(s-1,m) -> F(s,m) -> B(s,m) and B(s+1,m) -> B(s,m)."""
-    S = D * v
-    for d, ops in order.items():
-        want = sorted((k, s, m) for k in (F, B) for s in range(S) if s % D == d for m in range(M))
-        assert sorted(ops) == want, "device %d: not every F/B exactly once" % d
-    done = set()
-    pos = {d: 0 for d in order}
-    progress = True
-    while progress:
-        progress = False
-        for d in order:
-            while pos[d] < len(order[d]):
-                k, s, m = order[d][pos[d]]
-                if k == F:
-                    ready = s == 0 or (F, s - 1, m) in done
-                else:
-                    ready = (F, s, m) in done and (s == S - 1 or (B, s + 1, m) in done)
-                if not ready:
-                    break
-                done.add((k, s, m))
-                pos[d] += 1
-                progress = True
-    stuck = {d: order[d][pos[d]] for d in order if pos[d] < len(order[d])}
-    assert not stuck, "dependencies cannot be satisfied; devices wait at %s" % stuck
-
-
-def fmt(order):
-    return "".join("%d: %s\n" % (d, " ".join("%s%d.%d" % op for op in order[d])) for d in sorted(order))
-
-
-def case(policy, D, M, v, group, order=None):
-    head = "case %s D=%d M=%d v=%d group=%d" % (policy, D, M, v, group)
-    if order is None:
-        return head + " refused\n"
-    check_executable(order, D, v, M)
-    return head + "\n" + fmt(order)
-
-
-DEVICES = range(2, 9)
 DEADLOCKS = [0, 0]  # refused explicit groups: [how many deadlock, how many]
 
 
@@ -439,7 +327,8 @@ def gen_interleaved():
                         order = megatron_interleaved(D, M, v, G, checks=False) if G == M else None
                     if order is None:
                         try:
-                            check_executable(megatron_interleaved(D, M, v, G, checks=False), D, v, M)
+                            check_executable(megatron_interleaved(D, M, v, G, checks=False), loop_placement(D, v), M,
+                                             UNSPLIT)
                         except AssertionError:
                             DEADLOCKS[0] += 1
                         DEADLOCKS[1] += 1
@@ -448,15 +337,8 @@ def gen_interleaved():
 
 
 def main():
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "orders")
-    os.makedirs(root, exist_ok=True)
-    for name, gen in (("gpipe", gen_gpipe), ("1f1b", gen_1f1b), ("interleaved", gen_interleaved)):
-        text = "".join(gen())
-        with open(os.path.join(root, name + ".txt"), "w") as f:
-            f.write(text)
-        print("%s: %d cases, %d bytes" % (name, text.count("case "), len(text)), file=sys.stderr)
+    write_goldens("orders", (("gpipe", gen_gpipe), ("1f1b", gen_1f1b), ("interleaved", gen_interleaved)))
     print("interleaved: %d of the %d refused explicit groups deadlock" % tuple(DEADLOCKS), file=sys.stderr)
-
 
 if __name__ == "__main__":
     main()

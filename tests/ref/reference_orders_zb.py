@@ -36,25 +36,12 @@ makespan, bubble and peak activations the docs quote.
 Run: python3 tests/ref/reference_orders_zb.py
 """
 
-import os
 import sys
-from collections import defaultdict
 
-F, B, W = "F", "B", "W"
+from orders_common import (B, DEVICES, F, SPLIT, UNSPLIT, W, Refused, case, loop_placement,
+                           torch_interleaved_rank_ops, vshape_placement, write_goldens)
+
 FULL = "FULL"  # PyTorch FULL_BACKWARD, expanded to B then W when written
-
-
-class Refused(Exception):
-    """A reference raised on this shape (ValueError / RuntimeError)."""
-
-
-def loop_placement(D, v):
-    return [s % D for s in range(D * v)]
-
-
-def vshape_placement(D):
-    # torch.distributed.pipelining._utils.generate_stage_to_rank_mapping(style="v")
-    return [s if s < D else 2 * D - 1 - s for s in range(2 * D)]
 
 
 # ------------------------------------------------------------ LoopedBFS
@@ -78,112 +65,11 @@ def torch_looped_bfs(D, M, v):
 
 # ------------------------------------------------- InterleavedZeroBubble
 
-def _get_1f1b_rank_ops(n_local_stages, pp_group_size, warmup_ops, fwd_bwd_ops, cooldown_ops, rank,
-                       forward_stage_index, backward_stage_index, num_1f1b_microbatches=0,
-                       enable_zero_bubble=False):
-    """schedules._get_1f1b_rank_ops; here always with enable_zero_bubble=True."""
-    fwd_stage_mb_index = defaultdict(int)
-    bwd_stage_mb_index = defaultdict(int)
-    weight_stage_mb_index = defaultdict(int)
-    rank_ops = [None for _ in range(rank)]
-    post_warmup_ops = (n_local_stages * pp_group_size + 2 * (pp_group_size - 1 - rank)) - (warmup_ops + rank)
-    if enable_zero_bubble:
-        post_warmup_ops = pp_group_size - rank - 1
-    total_ops = warmup_ops + fwd_bwd_ops + cooldown_ops
-    backward_op_ids = []
-    weight_op_count = 0
-    FULL_BACKWARD_OR_BACKWARD_INPUT = B if enable_zero_bubble else FULL
-
-    for op in range(total_ops):
-        if op < warmup_ops:
-            fwd_stage_index = forward_stage_index(op)
-            mb_index = fwd_stage_mb_index[fwd_stage_index]
-            fwd_stage_mb_index[fwd_stage_index] = mb_index + 1
-            rank_ops.append((F, fwd_stage_index, mb_index))
-            if op == warmup_ops - 1:
-                rank_ops.extend([None] * post_warmup_ops)
-        elif warmup_ops <= op < warmup_ops + fwd_bwd_ops:
-            fwd_stage_index = forward_stage_index(op)
-            fwd_mb_index = fwd_stage_mb_index[fwd_stage_index]
-            fwd_stage_mb_index[fwd_stage_index] = fwd_mb_index + 1
-            rank_ops.append((F, fwd_stage_index, fwd_mb_index))
-            bwd_stage_index = backward_stage_index(op)
-            bwd_mb_index = bwd_stage_mb_index[bwd_stage_index]
-            bwd_stage_mb_index[bwd_stage_index] = bwd_mb_index + 1
-            rank_ops.append((FULL_BACKWARD_OR_BACKWARD_INPUT, bwd_stage_index, bwd_mb_index))
-            backward_op_ids.append(op)
-            if enable_zero_bubble and op - warmup_ops >= num_1f1b_microbatches:
-                weight_stage_index = backward_stage_index(backward_op_ids[weight_op_count])
-                weight_mb_index = weight_stage_mb_index[weight_stage_index]
-                weight_stage_mb_index[weight_stage_index] = weight_mb_index + 1
-                rank_ops.append((W, weight_stage_index, weight_mb_index))
-                weight_op_count += 1
-        else:
-            if not enable_zero_bubble:
-                rank_ops.append(None)
-            bwd_stage_index = backward_stage_index(op)
-            bwd_mb_index = bwd_stage_mb_index[bwd_stage_index]
-            bwd_stage_mb_index[bwd_stage_index] = bwd_mb_index + 1
-            rank_ops.append((FULL_BACKWARD_OR_BACKWARD_INPUT, bwd_stage_index, bwd_mb_index))
-            backward_op_ids.append(op)
-            if enable_zero_bubble and op - warmup_ops >= num_1f1b_microbatches:
-                weight_stage_index = backward_stage_index(backward_op_ids[weight_op_count])
-                weight_mb_index = weight_stage_mb_index[weight_stage_index]
-                weight_stage_mb_index[weight_stage_index] = weight_mb_index + 1
-                rank_ops.append((W, weight_stage_index, weight_mb_index))
-                weight_op_count += 1
-
-    while enable_zero_bubble and weight_op_count < len(backward_op_ids):
-        weight_stage_index = backward_stage_index(backward_op_ids[weight_op_count])
-        weight_mb_index = weight_stage_mb_index[weight_stage_index]
-        weight_stage_mb_index[weight_stage_index] = weight_mb_index + 1
-        rank_ops.append((W, weight_stage_index, weight_mb_index))
-        weight_op_count += 1
-    return rank_ops
-
-
-def _get_warmup_ops(rank, n_local_stages, microbatches_per_round, pp_group_size, n_microbatches,
-                    multiply_factor=2):
-    warmups_ops_last_stage = (n_local_stages - 1) * microbatches_per_round
-    warmup_ops = warmups_ops_last_stage + multiply_factor * ((pp_group_size - 1) - rank)
-    return min(warmup_ops, n_microbatches * n_local_stages)
-
-
 def torch_interleaved_zb(D, M, v, check_rounds=True):
-    """ScheduleInterleavedZeroBubble.__init__ + _calculate_single_rank_operations.
-    check_rounds=False skips the rounds check, for zb-h1 (v = 1), where the
-    round size feeds nothing: (v - 1) * per_round = 0 and every step maps to
-    the rank's one stage."""
-    pp_group_size = D
-    n_local_stages = v
-    number_of_rounds = max(1, M // pp_group_size)
-    microbatches_per_round = M // number_of_rounds
-    if check_rounds and M % number_of_rounds != 0:
-        raise Refused("Zero bubble requires the number of microbatches to be a multiple of the "
-                      "number of rounds (%d), but got %d." % (number_of_rounds, M))
-    order = {}
-    for rank in range(D):
-        warmup_ops = _get_warmup_ops(rank, n_local_stages, microbatches_per_round, pp_group_size, M,
-                                     multiply_factor=1)
-        microbatch_ops = n_local_stages * M
-        fwd_bwd_ops = microbatch_ops - warmup_ops
-        cooldown_ops = microbatch_ops - fwd_bwd_ops
-
-        def forward_stage_index(step, rank=rank):
-            local_index = (step // microbatches_per_round) % n_local_stages
-            return (local_index * pp_group_size) + rank
-
-        def backward_stage_index(step, rank=rank, warmup_ops=warmup_ops):
-            local_index = n_local_stages - 1 - ((step - warmup_ops) // microbatches_per_round) % n_local_stages
-            return (local_index * pp_group_size) + rank
-
-        num_1f1b_microbatches = rank
-        ops = _get_1f1b_rank_ops(n_local_stages, pp_group_size, warmup_ops, fwd_bwd_ops, cooldown_ops, rank,
-                                 forward_stage_index, backward_stage_index, num_1f1b_microbatches,
-                                 enable_zero_bubble=True)
-        # _add_bubbles_to_actions only pads with None: the order stays.
-        order[rank] = [a for a in ops if a is not None]
-    return order
+    """ScheduleInterleavedZeroBubble.__init__ + _calculate_single_rank_operations
+    (orders_common.py: the builder it shares with ScheduleInterleaved1F1B).
+    check_rounds=False skips the rounds check, for zb-h1 (v = 1)."""
+    return torch_interleaved_rank_ops(D, M, v, zero_bubble=True, check_rounds=check_rounds)[0]
 
 
 # ------------------------------------------------------------------ ZBV
@@ -352,37 +238,7 @@ def torch_dualpipev(D, M):
     return order
 
 
-# -------------------------------------------------------------- checks
-
-def check_executable(order, placement, M, kinds=(F, B, W)):
-    """Every op once per (stage, mb) on the stage's device; all lists run to
-    the end with F(s-1,m) -> F(s,m) -> B(s,m), B(s+1,m) -> B(s,m), B -> W."""
-    S = len(placement)
-    for d, ops in order.items():
-        want = sorted((k, s, m) for k in kinds for s in range(S) if placement[s] == d for m in range(M))
-        assert sorted(ops) == want, "device %d: not every op exactly once" % d
-    done = set()
-    pos = {d: 0 for d in order}
-    progress = True
-    while progress:
-        progress = False
-        for d in order:
-            while pos[d] < len(order[d]):
-                k, s, m = order[d][pos[d]]
-                if k == F:
-                    ready = s == 0 or (F, s - 1, m) in done
-                elif k == B:
-                    ready = (F, s, m) in done and (s == S - 1 or (B, s + 1, m) in done)
-                else:
-                    ready = (B, s, m) in done
-                if not ready:
-                    break
-                done.add((k, s, m))
-                pos[d] += 1
-                progress = True
-    stuck = {d: order[d][pos[d]] for d in order if pos[d] < len(order[d])}
-    assert not stuck, "dependencies cannot be satisfied; devices wait at %s" % stuck
-
+# ------------------------------------------------------- unit-cost stats
 
 def unit_cost_stats(order, placement, split=True):
     """Makespan, bubble and peak activations with F = B = W = 1 (an unsplit B
@@ -426,27 +282,12 @@ def unit_cost_stats(order, placement, split=True):
     return makespan, 1 - busy / (len(order) * makespan), [peak[d] for d in sorted(order)]
 
 
-def fmt(order):
-    return "".join("%d: %s\n" % (d, " ".join("%s%d.%d" % op for op in order[d])) for d in sorted(order))
-
-
-def case(policy, D, M, v, placement, order=None, kinds=(F, B, W)):
-    head = "case %s D=%d M=%d v=%d group=0" % (policy, D, M, v)
-    if order is None:
-        return head + " refused\n"
-    check_executable(order, placement, M, kinds)
-    return head + "\n" + fmt(order)
-
-
-DEVICES = range(2, 9)
-
-
 def gen_zb_h1():
     out = []
     for D in DEVICES:
         for M in range(1, 4 * D + 1):
-            out.append(case("zb-h1", D, M, 1, loop_placement(D, 1), torch_interleaved_zb(D, M, 1, False)))
-        out.append(case("zb-h1", D, D, 2, loop_placement(D, 2)))   # one stage per device
+            out.append(case("zb-h1", D, M, 1, 0, torch_interleaved_zb(D, M, 1, False), SPLIT))
+        out.append(case("zb-h1", D, D, 2, 0))   # one stage per device
     return out
 
 
@@ -454,9 +295,9 @@ def gen_zbv():
     out = []
     for D in DEVICES:
         for M in range(1, 4 * D + 1):
-            out.append(case("zbv", D, M, 2, vshape_placement(D), torch_zbv(D, M)))
-        out.append(case("zbv", D, D, 1, loop_placement(D, 1)))     # exactly two stages per rank
-        out.append(case("zbv", D, D, 3, loop_placement(D, 3)))
+            out.append(case("zbv", D, M, 2, 0, torch_zbv(D, M), SPLIT))
+        out.append(case("zbv", D, D, 1, 0))     # exactly two stages per rank
+        out.append(case("zbv", D, D, 3, 0))
     return out
 
 
@@ -468,8 +309,8 @@ def gen_dualpipev():
                 order = torch_dualpipev(D, M)
             except Refused:
                 order = None
-            out.append(case("dualpipev", D, M, 2, vshape_placement(D), order))
-        out.append(case("dualpipev", D, 2 * D, 1, loop_placement(D, 1)))
+            out.append(case("dualpipev", D, M, 2, 0, order, SPLIT))
+        out.append(case("dualpipev", D, 2 * D, 1, 0))
     return out
 
 
@@ -478,7 +319,7 @@ def gen_looped_bfs():
     for D in DEVICES:
         for M in range(1, 4 * D + 1):
             for v in range(1, 5):
-                out.append(case("looped-bfs", D, M, v, loop_placement(D, v), torch_looped_bfs(D, M, v), (F, B)))
+                out.append(case("looped-bfs", D, M, v, 0, torch_looped_bfs(D, M, v), UNSPLIT))
     return out
 
 
@@ -491,7 +332,7 @@ def gen_interleaved_zb():
                     order = torch_interleaved_zb(D, M, v)
                 except Refused:
                     order = None
-                out.append(case("interleaved-zb", D, M, v, loop_placement(D, v), order))
+                out.append(case("interleaved-zb", D, M, v, 0, order, SPLIT))
     return out
 
 
@@ -509,14 +350,8 @@ def report():
 
 
 def main():
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "orders_zb")
-    os.makedirs(root, exist_ok=True)
-    for name, gen in (("zb-h1", gen_zb_h1), ("zbv", gen_zbv), ("dualpipev", gen_dualpipev),
-                      ("looped-bfs", gen_looped_bfs), ("interleaved-zb", gen_interleaved_zb)):
-        text = "".join(gen())
-        with open(os.path.join(root, name + ".txt"), "w") as f:
-            f.write(text)
-        print("%s: %d cases, %d bytes" % (name, text.count("case "), len(text)), file=sys.stderr)
+    write_goldens("orders_zb", (("zb-h1", gen_zb_h1), ("zbv", gen_zbv), ("dualpipev", gen_dualpipev),
+                                ("looped-bfs", gen_looped_bfs), ("interleaved-zb", gen_interleaved_zb)))
     report()
 
 

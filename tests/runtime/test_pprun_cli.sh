@@ -4,26 +4,7 @@
 # that name what is wrong, progress lines, --check, --trace, --dump files.
 set -u
 pprun=$1 write_plan=$2
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp"
-
-fails=0 checks=0
-fail() { echo "FAIL: $*" >&2; fails=$((fails + 1)); }
-# expect STATUS PATTERN -- command...
-expect() {
-    local want=$1 pattern=$2
-    shift 3
-    checks=$((checks + 1))
-    "$@" >out.txt 2>&1
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$* exited $got, want $want"; sed 's/^/    /' out.txt >&2; return
-    fi
-    if ! grep -Eq -- "$pattern" out.txt; then
-        fail "$* output does not match /$pattern/"; sed 's/^/    /' out.txt >&2
-    fi
-}
+. "$(dirname "$0")/../lib.sh"
 
 "$write_plan" 1f1b-2x4 plan.json || exit 1
 
@@ -94,5 +75,4 @@ checks=$((checks + 1))
 # x: [2, 32, 16] float32 = 4096 bytes of data after a 128-byte header
 [ "$(stat -c %s dump/x.npy)" = $((128 + 2 * 32 * 16 * 4)) ] || fail "x.npy has the wrong size"
 
-echo "$checks checks, $fails failed"
-exit $((fails > 0))
+finish test_pprun_cli
