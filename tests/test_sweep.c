@@ -147,12 +147,14 @@ static void check_properties(const shape *sh, const compiled *c)
     }
 }
 
-static void sweep(const char *policy, int vmin, int vmax, bool closed_form)
+/* Every micro-batch count 1..32, or every mb_step-th (for policies whose
+ * own search makes each shape costly). */
+static void sweep_step(const char *policy, int vmin, int vmax, bool closed_form, int mb_step)
 {
     int accepted = 0;
     for (int v = vmin; v <= vmax; v++)
         for (int D = 1; D <= 8; D++)
-            for (int M = 1; M <= 32; M++) {
+            for (int M = 1; M <= 32; M += mb_step) {
                 /* Uniform costs with F:B 1:2, and non-uniform per-stage costs with comm. */
                 /* Split-backward policies get a W half of the backward. */
                 shape shapes[2] = {{policy, D, M, v, 1, 2, 0, 0}, {policy, D, M, v, 1, 1, 1, -1}};
@@ -182,6 +184,11 @@ static void sweep(const char *policy, int vmin, int vmax, bool closed_form)
     ck_assert_msg(accepted > 0, "%s accepted no shape at all", policy);
 }
 
+static void sweep(const char *policy, int vmin, int vmax, bool closed_form)
+{
+    sweep_step(policy, vmin, vmax, closed_form, 1);
+}
+
 START_TEST(sweep_gpipe) { sweep("gpipe", 1, 1, true); }
 END_TEST
 START_TEST(sweep_1f1b) { sweep("1f1b", 1, 1, true); }
@@ -193,6 +200,10 @@ END_TEST
 START_TEST(sweep_zb_h1) { sweep("zb-h1", 1, 1, false); }
 END_TEST
 START_TEST(sweep_interleaved_zb) { sweep("interleaved-zb", 1, 4, false); }
+END_TEST
+START_TEST(sweep_zb_h2) { sweep("zb-h2", 1, 1, false); }
+END_TEST
+START_TEST(sweep_auto) { sweep_step("auto", 1, 2, false, 5); }
 END_TEST
 START_TEST(sweep_zbv) { sweep("zbv", 2, 2, false); }
 END_TEST
@@ -249,6 +260,8 @@ int main(void)
     tcase_add_test(tc, sweep_looped_bfs);
     tcase_add_test(tc, sweep_zb_h1);
     tcase_add_test(tc, sweep_interleaved_zb);
+    tcase_add_test(tc, sweep_zb_h2);
+    tcase_add_test(tc, sweep_auto);
     tcase_add_test(tc, sweep_zbv);
     tcase_add_test(tc, sweep_dualpipev);
     tcase_add_test(tc, gpipe_and_1f1b_refuse_chunks);
