@@ -103,7 +103,7 @@ static void run_row(const pp_spec *s, const char *name, shape sh, row *r)
     pp_plan p = {0};
     pp_sim sim;
     bool is_auto = !strcmp(name, "auto");
-    pp_verify_opts vo = {.act_size = t.act_size, .mem_limit = is_auto ? t.mem_limit : 0};
+    pp_verify_opts vo = pp_verify_opts_of(&t, is_auto);
     if (pp_policy_run(&t, &p, &q) == 0 && pp_lower(&p, &q) == 0 && pp_verify(&p, &vo, &q) == 0 &&
         pp_simulate(&p, &t.cost, &sim, &q) == 0) {
         r->ok = true;

@@ -159,6 +159,10 @@ static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
     cJSON_AddNumberToObject(j, "microbatches", p->microbatches);
     cJSON_AddItemToObject(j, "placement", int_array(p->placement, p->stages));
     cJSON_AddBoolToObject(j, "split_backward", p->split_backward);
+    if (p->async != PP_ASYNC_NONE) { /* docs/async.md; absent = synchronous */
+        cJSON_AddStringToObject(j, "async", pp_async_name(p->async));
+        cJSON_AddBoolToObject(j, "vertical_sync", false);
+    }
     return j;
 }
 
@@ -200,6 +204,18 @@ static cJSON *memory_json(const pp_spec *s)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "activation", s->act_size);
     cJSON_AddNumberToObject(j, "limit", s->mem_limit);
+    /* Only with recompute (docs/recompute.md), so other plans keep their bytes. */
+    bool any = false;
+    for (int st = 0; s->recompute && st < s->stages; st++)
+        any |= s->recompute[st];
+    if (any) {
+        cJSON_AddNumberToObject(j, "input", s->cost.recompute_input);
+        cJSON *list = cJSON_CreateArray();
+        for (int st = 0; st < s->stages; st++)
+            if (s->recompute[st])
+                cJSON_AddItemToArray(list, cJSON_CreateNumber(st));
+        cJSON_AddItemToObject(j, "recompute_stages", list);
+    }
     return j;
 }
 
@@ -212,6 +228,12 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "busy", double_array(sim->busy, 0, p->devices));
     if (sim->peak_act)
         cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
+    bool any_r = false;
+    for (int d = 0; d < p->devices && !any_r; d++)
+        for (int i = 0; i < p->dev[d].n && !any_r; i++)
+            any_r = p->dev[d].ops[i].kind == PP_OP_R;
+    if (sim->peak_mem && any_r) /* recompute: activation units, inputs counted */
+        cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
     return j;
 }
 

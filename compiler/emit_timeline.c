@@ -45,7 +45,7 @@ typedef struct chart {
     double t0, t1, scale; /* columns per time unit */
     int chunks;  /* most stages on one device */
     int *chunk;  /* [stages]: index of the stage among its device's stages */
-    bool any_w, any_comm, any_lower;
+    bool any_w, any_comm, any_lower, any_r;
     long untimed; /* compute ops without a usable time: not drawn */
     double **xfer; /* [devices][op]: when a send/recv's transfer begins */
 } chart;
@@ -270,6 +270,8 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
             }
             if (op->kind == PP_OP_W)
                 c->any_w = true;
+            if (op->kind == PP_OP_R)
+                c->any_r = true;
             if (pp_op_is_compute(op->kind) && op_chunk(c, op) % 2)
                 c->any_lower = true;
         }
@@ -564,8 +566,8 @@ static void draw_compact(chart *c, FILE *f, char *row, char *row2, char *row3, i
 /* ---- scaled ---- */
 
 /* What a cell can show, in the order ties are broken. */
-enum { CELL_F, CELL_B, CELL_W, CELL_f, CELL_b, CELL_w, CELL_COMM, CELL_IDLE, CELL__N };
-static const char cell_char[CELL__N] = {'F', 'B', 'W', 'f', 'b', 'w', COMM, IDLE};
+enum { CELL_F, CELL_B, CELL_W, CELL_R, CELL_f, CELL_b, CELL_w, CELL_r, CELL_COMM, CELL_IDLE, CELL__N };
+static const char cell_char[CELL__N] = {'F', 'B', 'W', 'R', 'f', 'b', 'w', 'r', COMM, IDLE};
 
 static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
 {
@@ -580,8 +582,11 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
                 continue;
             int what;
             if (pp_op_is_compute(op->kind))
-                what = (op->kind == PP_OP_F ? CELL_F : op->kind == PP_OP_B ? CELL_B : CELL_W) +
-                       (op_chunk(c, op) % 2 ? 3 : 0);
+                what = (op->kind == PP_OP_F   ? CELL_F
+                        : op->kind == PP_OP_B ? CELL_B
+                        : op->kind == PP_OP_R ? CELL_R
+                                              : CELL_W) +
+                       (op_chunk(c, op) % 2 ? CELL_f : 0);
             else if (is_comm(op->kind))
                 what = CELL_COMM;
             else
@@ -602,7 +607,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
             double *a = &acc[k * CELL__N];
             /* Transfers only count where nothing computes: they overlap compute. */
             double compute = 0;
-            for (int w = CELL_F; w <= CELL_w; w++)
+            for (int w = CELL_F; w <= CELL_r; w++)
                 compute += a[w];
             a[CELL_COMM] = fmin(a[CELL_COMM], fmax(0, cell - compute));
             a[CELL_IDLE] = fmax(0, cell - compute - a[CELL_COMM]);
@@ -636,6 +641,8 @@ static void legend(const chart *c, FILE *f, enum layout how)
     wrap_put(&w, " ", c->any_w ? "B input-grad backward," : "B backward");
     if (c->any_w)
         wrap_put(&w, " ", "W weight-grad");
+    if (c->any_r)
+        wrap_put(&w, ", ", "R recomputed forward");
     if (how == LABELLED)
         wrap_put(&w, " ", "of micro-batch 3");
     if (c->any_lower || c->chunks > 1)

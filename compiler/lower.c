@@ -271,7 +271,7 @@ static void sink_sends(lowering *L)
     for (int d = 0; d < L->D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
             int k = p->dev[d].ops[i].kind;
-            dur[w.base[d] + i] = k == PP_OP_F ? 1 : k == PP_OP_B ? (p->split_backward ? 1 : 2) : k == PP_OP_W;
+            dur[w.base[d] + i] = k == PP_OP_F || k == PP_OP_R ? 1 : k == PP_OP_B ? (p->split_backward ? 1 : 2) : k == PP_OP_W;
         }
     if (pp_walk_run_eager(&w, p, dur, 0, start, end) == 0) {
         for (int d = 0; d < L->D; d++)

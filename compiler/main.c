@@ -268,7 +268,7 @@ int main(int argc, char **argv)
         goto done;
     if (pp_lower(&plan, &diag))
         goto done;
-    pp_verify_opts vopts = {.act_size = spec.act_size, .mem_limit = spec.mem_limit};
+    pp_verify_opts vopts = pp_verify_opts_of(&spec, true);
     if (pp_verify(&plan, &vopts, &diag))
         goto done;
     if (pp_simulate(&plan, &spec.cost, &sim, &diag))

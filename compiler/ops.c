@@ -56,6 +56,7 @@ const char *pp_op_format(const pp_op *op, char *buf, size_t size)
     case PP_OP_F:
     case PP_OP_B:
     case PP_OP_W:
+    case PP_OP_R:
         snprintf(buf, size, "%s%d.%d", pp_op_name(op->kind), op->stage, op->mb);
         break;
     case PP_OP_SEND:

@@ -15,6 +15,7 @@
  * devices x 4 chunks x 1024 micro-batches is half a million ops), then
  * let it generate.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pp.h"
@@ -35,6 +36,8 @@ static const pp_policy *const policies[] = {
     &pp_policy_dualpipev,
     &pp_policy_custom,
     &pp_policy_auto,
+    &pp_policy_pipedream,
+    &pp_policy_2bw,
     NULL,
 };
 
@@ -113,6 +116,7 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
         return 1;
     }
     p->split_backward = pol->split_backward;
+    p->async = pol->async;
 
     /* Exact capacity: every (stage, mb) of the device's stages once per
      * compute kind, then update and flush. */
@@ -131,7 +135,51 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
         pp_plan_reserve(p, dv, (int)(per_stage * owned + 2));
     }
     int errors = pol->generate(s, p, d);
+    if (!errors && pp_insert_recompute(p, s->recompute)) {
+        pp_error(d, "%s: out of memory inserting the recomputed forwards", pol->name);
+        errors = 1;
+    }
     if (errors)
         pp_plan_free(p);
     return errors;
+}
+
+/* Generic for every policy (docs/recompute.md): the recomputed forward
+ * runs right before the backward that needs it, so the activations it
+ * rebuilds live only from R to B (W when split).  Any R already there
+ * (auto builds from plans that went through here) is dropped first, which
+ * makes the insertion idempotent. */
+int pp_insert_recompute(pp_plan *p, const bool *recompute)
+{
+    for (int d = 0; d < p->devices; d++) {
+        pp_device *dv = &p->dev[d];
+        int n = 0, extra = 0;
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            if (op->kind == PP_OP_R)
+                continue;
+            dv->ops[n++] = *op;
+            extra += recompute && op->kind == PP_OP_B && op->stage >= 0 && op->stage < p->stages &&
+                     recompute[op->stage];
+        }
+        dv->n = n;
+        if (extra == 0)
+            continue;
+        if (dv->cap < n + extra) {
+            pp_op *bigger = realloc(dv->ops, (size_t)(n + extra) * sizeof *bigger);
+            if (!bigger)
+                return 1;
+            dv->ops = bigger;
+            dv->cap = n + extra;
+        }
+        /* Back to front, so each op moves once. */
+        for (int i = n - 1, j = n + extra - 1; i >= 0; i--) {
+            pp_op op = dv->ops[i];
+            dv->ops[j--] = op;
+            if (op.kind == PP_OP_B && op.stage >= 0 && op.stage < p->stages && recompute[op.stage])
+                dv->ops[j--] = (pp_op){.kind = PP_OP_R, .stage = op.stage, .mb = op.mb, .peer = -1, .group = -1};
+        }
+        dv->n = n + extra;
+    }
+    return 0;
 }

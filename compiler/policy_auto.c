@@ -129,7 +129,7 @@ static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *p
     quiet q;
     quiet_open(&q);
     double makespan = INFINITY;
-    pp_verify_opts vo = {.act_size = s->act_size, .mem_limit = with_limit ? s->mem_limit : 0};
+    pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
     pp_sim sim;
     if (pp_lower(&p, &q.diag) == 0 && pp_verify(&p, &vo, &q.diag) == 0 &&
         pp_simulate(&p, &s->cost, &sim, &q.diag) == 0) {
@@ -369,8 +369,9 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
     /* 1. Named policies on this very spec. */
     for (const pp_policy *const *pp = pp_policy_all(); *pp; pp++) {
         const pp_policy *pol = *pp;
-        /* custom replays the file's own order: not a candidate to search over. */
-        if (strcmp(pol->name, "auto") == 0 || strcmp(pol->name, "custom") == 0 ||
+        /* custom replays the file's own order: not a candidate to search over;
+         * nor are the asynchronous ones, which train differently (docs/async.md). */
+        if (strcmp(pol->name, "auto") == 0 || strcmp(pol->name, "custom") == 0 || pol->async != PP_ASYNC_NONE ||
             rep->nnamed >= PP_AUTO_MAX_NAMED)
             continue;
         pp_auto_named *row = &rep->named[rep->nnamed++];

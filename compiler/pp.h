@@ -26,7 +26,9 @@
 /* ops.def / op kinds: the one table of op names (X-macro).            */
 /* ------------------------------------------------------------------ */
 
-/* X(ENUM, "json name", is_compute) */
+/* X(ENUM, "json name", is_compute).  R is the recomputed forward of a
+ * stage that drops its activations after F (docs/recompute.md); it is
+ * last so that the older kinds keep their numbers. */
 #define PP_OP_KINDS(X)        \
     X(F, "F", 1)              \
     X(B, "B", 1)              \
@@ -34,7 +36,8 @@
     X(SEND, "send", 0)        \
     X(RECV, "recv", 0)        \
     X(UPDATE, "update", 0)    \
-    X(FLUSH, "flush", 0)
+    X(FLUSH, "flush", 0)      \
+    X(R, "R", 1)
 
 enum pp_op_kind {
 #define PP_X(e, s, c) PP_OP_##e,
@@ -168,6 +171,9 @@ enum pp_placement_kind { PP_PLACE_LOOP, PP_PLACE_VSHAPE, PP_PLACE_LIST };
 typedef struct pp_cost {
     double F, B, W, comm;     /* defaults for every stage */
     double *stage_F, *stage_B, *stage_W; /* [stages], resolved (defaults applied) */
+    /* Memory a recomputed (stage, mb) holds between F and R (its input),
+     * as a fraction of its full activations (docs/recompute.md). */
+    double recompute_input;
 } pp_cost;
 
 typedef struct pp_model {
@@ -212,6 +218,7 @@ typedef struct pp_spec {
     double mem_limit;    /* per device, same unit; 0 = none */
     pp_model model;
     const pp_order *order; /* NULL unless the file has an order block */
+    bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
 } pp_spec;
 
 /* One -D NAME=VALUE. */
@@ -240,7 +247,16 @@ typedef struct pp_plan {
     int *placement;      /* [stages] -> device (owned) */
     bool split_backward; /* B is input-gradient only and W appears */
     pp_device *dev;      /* [devices] (owned) */
+    int async;           /* enum pp_async: the weight semantics (docs/async.md) */
 } pp_plan;
+
+/* How a plan's weights evolve (docs/async.md).  NONE: synchronous, one
+ * update per step.  PIPEDREAM: weight stashing, an update after every B
+ * (one stage per device).  TWO_BW: PipeDream-2BW, one update per step but
+ * F and B of step t use the weights of step t-1. */
+enum pp_async { PP_ASYNC_NONE = 0, PP_ASYNC_PIPEDREAM = 1, PP_ASYNC_2BW = 2 };
+const char *pp_async_name(int async);          /* "none" | "pipedream" | "2bw" */
+int pp_async_from_name(const char *name);      /* -1 if unknown */
 
 /* Allocates dev[] and placement[] for the spec's shape; no ops yet. */
 int pp_plan_init(pp_plan *p, const char *schedule, int devices, int stages, int microbatches,
@@ -263,13 +279,19 @@ typedef struct pp_policy {
     /* Appends each device's compute ops, then update and flush. */
     int (*generate)(const pp_spec *s, pp_plan *p, pp_diag *d);
     bool split_backward;
+    int async; /* enum pp_async of its plans (policy_async.c) */
 } pp_policy;
 
 const pp_policy *pp_policy_find(const char *name);
 /* NULL-terminated list of every policy, for --help and errors. */
 const pp_policy *const *pp_policy_all(void);
-/* Checks the shape, initialises plan and generates compute orders. */
+/* Checks the shape, initialises plan and generates compute orders; then,
+ * for every stage with s->recompute[stage], inserts R(stage, mb) right
+ * before each B(stage, mb). */
 int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d);
+/* That insertion alone: drops every R of p, then puts R(s, m) before
+ * B(s, m) for each stage with recompute[s] (NULL = none).  Nonzero on OOM. */
+int pp_insert_recompute(pp_plan *p, const bool *recompute);
 /* For the policy files: refuses every placement but loop (stage s on
  * device s mod D; a list equal to it is accepted); refuses schedule.group
  * where the policy has none.  Each returns the number of errors. */
@@ -295,6 +317,10 @@ extern const pp_policy pp_policy_dualpipev;
 extern const pp_policy pp_policy_looped_bfs;
 extern const pp_policy pp_policy_interleaved_zb;
 extern const pp_policy pp_policy_zb_h2;     /* policy_zbh2.c */
+/* policy_async.c (docs/async.md): 1F1B's order with PipeDream's weight
+ * stashing (an update after every B) and with PipeDream-2BW. */
+extern const pp_policy pp_policy_pipedream;
+extern const pp_policy pp_policy_2bw;
 
 /* policy_auto.c (docs/auto.md): the search behind `schedule auto`. */
 extern const pp_policy pp_policy_auto;
@@ -404,9 +430,13 @@ void pp_walk_free(pp_walk *w);
 typedef struct pp_verify_opts {
     double act_size;  /* per stage-microbatch; 0 treated as 1 */
     double mem_limit; /* per device; 0 = none */
+    double input_frac; /* share of act_size a recomputed (stage, mb) holds between F and R */
 } pp_verify_opts;
 
 int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *d);
+/* The options a spec asks for; with_limit false drops its memory limit
+ * (to measure a schedule that may not fit). */
+pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit);
 
 /* ------------------------------------------------------------------ */
 /* simulate.c: event-driven timing on the cost model                   */
@@ -416,7 +446,8 @@ typedef struct pp_sim {
     double makespan;
     double bubble;        /* 1 - busy / (devices * makespan) */
     double *busy;         /* [devices] compute time */
-    int *peak_act;        /* [devices] peak in-flight (stage, mb) activations */
+    int *peak_act;        /* [devices] peak in-flight (stage, mb) activations (full sets) */
+    double *peak_mem;     /* [devices] peak in activation units, recompute inputs counted */
     double **start, **end;/* [devices][op index] */
 } pp_sim;
 

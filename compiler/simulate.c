@@ -4,7 +4,7 @@
  * number of activations each device holds.
  *
  * Timing model (docs/verifier.md): a device runs its list in order; F(s)
- * takes stage_F[s], B takes stage_B[s] (+ stage_W[s] when the backward is
+ * takes stage_F[s], so does a recomputed forward R(s), B takes stage_B[s] (+ stage_W[s] when the backward is
  * not split), W takes stage_W[s], update and flush take no time.  A group
  * of comm ops is posted when the device reaches it.  Sends are buffered:
  * the runtimes post them on a communication stream (NCCL) or into a queue
@@ -36,6 +36,7 @@ void pp_sim_free(pp_sim *s, int devices)
     free(s->end);
     free(s->busy);
     free(s->peak_act);
+    free(s->peak_mem);
     memset(s, 0, sizeof *s);
 }
 
@@ -55,7 +56,10 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
     out->end = calloc((size_t)D, sizeof *out->end);
     out->busy = calloc((size_t)D, sizeof *out->busy);
     out->peak_act = calloc((size_t)D, sizeof *out->peak_act);
-    if (!dur || !start || !end || !out->start || !out->end || !out->busy || !out->peak_act) {
+    out->peak_mem = calloc((size_t)D, sizeof *out->peak_mem);
+    bool *recomputed = calloc((size_t)p->stages, sizeof *recomputed);
+    if (!dur || !start || !end || !out->start || !out->end || !out->busy || !out->peak_act || !out->peak_mem ||
+        !recomputed) {
         fputs("out of memory\n", stderr);
         abort();
     }
@@ -63,11 +67,21 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
     out->end[0] = end;
     int rc = 0;
     char buf[96];
+    /* A stage with an R drops its activations after F, keeping only its
+     * input (recompute_input of them), and holds them fully from R on. */
+    for (int d = 0; d < D; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            if (op->kind == PP_OP_R && op->stage >= 0 && op->stage < p->stages)
+                recomputed[op->stage] = true;
+        }
+    double input = c->recompute_input;
     for (int d = 0; d < D; d++) {
         const pp_device *dv = &p->dev[d];
         out->start[d] = start + w.base[d];
         out->end[d] = end + w.base[d];
-        int live = 0, peak = 0;
+        int live = 0, peak = 0, inputs = 0;
+        double peak_mem = 0;
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
             if (!pp_op_is_compute(op->kind))
@@ -82,6 +96,13 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
             double t;
             if (op->kind == PP_OP_F) {
                 t = stage_cost(c->stage_F, c->F, s);
+                if (recomputed[s])
+                    inputs++;
+                else
+                    live++;
+            } else if (op->kind == PP_OP_R) {
+                t = stage_cost(c->stage_F, c->F, s);
+                inputs--;
                 live++;
             } else if (op->kind == PP_OP_B) {
                 t = stage_cost(c->stage_B, c->B, s) + (p->split_backward ? 0 : stage_cost(c->stage_W, c->W, s));
@@ -92,10 +113,13 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
             }
             if (live > peak)
                 peak = live;
+            if (live + inputs * input > peak_mem)
+                peak_mem = live + inputs * input;
             dur[w.base[d] + i] = t;
             out->busy[d] += t;
         }
         out->peak_act[d] = peak;
+        out->peak_mem[d] = peak_mem;
     }
     if (rc == 0 && pp_walk_run_eager(&w, p, dur, c->comm, start, end) > 0) {
         pp_walk_report(&w, p, dg, "simulate: deadlock");
@@ -112,6 +136,7 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
         out->bubble = out->makespan > 0 ? 1 - busy / (D * out->makespan) : 0;
     }
     free(dur);
+    free(recomputed);
     pp_walk_free(&w);
     if (rc)
         pp_sim_free(out, D);

@@ -33,6 +33,7 @@ enum slot {
     S_DEVICES, S_VIRTUAL, S_STAGES, S_MICROBATCHES, S_PLACEMENT, S_SCHEDULE, S_GROUP,
     S_COST_F, S_COST_B, S_COST_W, S_COST_COMM, S_MEM_ACT, S_MEM_LIMIT,
     S_MODEL, S_LAYERS, S_HIDDEN, S_BATCH, S_OPTIMIZER, S_LR, S_SEED, S_BALANCE,
+    S_RECOMPUTE, S_RECOMPUTE_STAGES, S_MEM_INPUT,
     S__COUNT
 };
 
@@ -76,6 +77,9 @@ static const key_def keys[S__COUNT] = {
     [S_LR] = {"model.lr", K_POS, 0, 0, false},
     [S_SEED] = {"model.seed", K_INT, 0, MAX_SEED, false},
     [S_BALANCE] = {"model.balance", K_LIST, 0, 0, false},
+    [S_RECOMPUTE] = {"memory.recompute", K_WORD, 0, 0, false},
+    [S_RECOMPUTE_STAGES] = {"memory.recompute_stages", K_LIST, 0, 0, false},
+    [S_MEM_INPUT] = {"memory.input", K_NUM, 0, 0, false},
 };
 
 /* Short names for -D only (DESIGN.md: `-D layers=16`). */
@@ -84,6 +88,7 @@ static const struct {
     enum slot slot;
 } aliases[] = {
     {"layers", S_LAYERS}, {"hidden", S_HIDDEN}, {"batch", S_BATCH}, {"lr", S_LR}, {"seed", S_SEED},
+    {"recompute", S_RECOMPUTE}, {"recompute_stages", S_RECOMPUTE_STAGES},
 };
 
 /* What may be written in each block, for "unknown setting" hints. */
@@ -94,7 +99,7 @@ static const char *const names_pipeline[] = {"devices", "virtual", "stages", "mi
 static const char *const names_schedule[] = {"group", NULL};
 static const char *const names_cost[] = {"F", "B", "W", "comm", "stage", NULL};
 static const char *const names_stage[] = {"F", "B", "W", NULL};
-static const char *const names_memory[] = {"activation", "limit", NULL};
+static const char *const names_memory[] = {"activation", "limit", "recompute", "recompute_stages", "input", NULL};
 static const char *const names_model[] = {"layers", "hidden", "batch", "optimizer", "lr", "seed", "balance", NULL};
 
 /* Where a setting came from: the file (def < 0) or defs[def]. */
@@ -370,6 +375,11 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
             bad_value(c, o, k->name, v, "unknown model kind (the only one is mlp)");
             return;
         }
+        if (slot == S_RECOMPUTE && strcmp(v->text, "never") && strcmp(v->text, "always") &&
+            strcmp(v->text, "except_last")) {
+            bad_value(c, o, k->name, v, "expected never, always or except_last");
+            return;
+        }
         if (slot == S_OPTIMIZER && strcmp(v->text, "sgd") != 0) {
             bad_value(c, o, k->name, v, "unknown optimizer (the only one is sgd)");
             return;
@@ -383,7 +393,8 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         return;
     case K_LIST:
         if (v->kind != PP_VAL_LIST) {
-            bad_value(c, o, k->name, v, "expected a list of layer counts, one per stage");
+            bad_value(c, o, k->name, v, slot == S_RECOMPUTE_STAGES ? "expected a list of stage numbers"
+                                                                   : "expected a list of layer counts, one per stage");
             return;
         }
         break;
@@ -794,6 +805,47 @@ static void resolve_model(ctx *c, pp_spec *spec)
                    m->batch, M);
 }
 
+/* memory.recompute (never | always | except_last) or the explicit list
+ * memory.recompute_stages: which stages drop their activations after F and
+ * recompute them before B (docs/recompute.md).  The list replaces the mode,
+ * so giving both is an error. */
+static void resolve_recompute(ctx *c, pp_spec *spec)
+{
+    int S = spec->stages;
+    spec->recompute = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->recompute);
+    const setting *mode = &c->set[S_RECOMPUTE], *list = &c->set[S_RECOMPUTE_STAGES];
+    if (mode->set && list->set) {
+        report_key(c, S_RECOMPUTE_STAGES, "give either memory.recompute or memory.recompute_stages, not both");
+        return;
+    }
+    if (mode->set) {
+        bool all = !strcmp(mode->v->text, "always"), but_last = !strcmp(mode->v->text, "except_last");
+        for (int s = 0; s < S; s++)
+            spec->recompute[s] = all || (but_last && s < S - 1);
+    }
+    for (int i = 0; list->set && i < list->v->nitems; i++) {
+        const pp_value *item = list->v->items[i];
+        if (item->kind != PP_VAL_NUMBER || item->number != floor(item->number) || item->number < 0 ||
+            item->number >= S) {
+            char got[64];
+            report_at(c, &list->at, item->offset, "memory.recompute_stages",
+                      "entry %d: expected a stage number (0..%d), got %s", i, S - 1, describe(item, got, sizeof got));
+            continue;
+        }
+        spec->recompute[(int)item->number] = true;
+    }
+    /* The kept input is one [rows, hidden] buffer of the stage's 2 per
+     * layer: by default 1 / (2 * layers per stage) of its activations. */
+    int L = spec->model.layers > 0 ? spec->model.layers : S;
+    double dflt = L >= S ? (double)S / (2.0 * L) : 0.5; /* too few layers: reported in resolve_model */
+    double act = spec->act_size > 0 ? spec->act_size : 1;
+    double input = get(c, S_MEM_INPUT, dflt * act);
+    if (c->set[S_MEM_INPUT].set && input > act)
+        report_key(c, S_MEM_INPUT, "%g is more than memory.activation = %g (the input is part of the activations)",
+                   input, act);
+    spec->cost.recompute_input = input / act;
+}
+
 /* "F3.12" -> kind, stage, mb; false if it is not that shape. */
 static bool parse_op_word(const pp_value *v, pp_order_op *op)
 {
@@ -923,6 +975,7 @@ static void resolve(ctx *c, pp_spec *spec)
     resolve_placement(c, spec);
     resolve_cost(c, spec);
     resolve_model(c, spec);
+    resolve_recompute(c, spec);
     resolve_order(c, spec);
 }
 

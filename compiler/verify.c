@@ -7,9 +7,11 @@
  * In order:
  *   1. shape: devices, stages, micro-batches, placement, list lengths;
  *   2. each op alone: kind, stage/mb/peer in range, on the right device,
- *      the right peer, once; update once after all compute; flush last;
- *      groups contiguous;
- *   3. exactly once: one F and one B per (stage, mb), one W iff split;
+ *      the right peer, once; update once after all compute (pipedream:
+ *      one right after each B, docs/async.md); flush last; groups
+ *      contiguous;
+ *   3. exactly once: one F and one B per (stage, mb), one W iff split,
+ *      one R per micro-batch of a stage iff it has any (recompute);
  *   4. dependencies, within each device's list: an op runs after the op or
  *      the recv that feeds it (positions of each (stage, mb) op are kept in
  *      flat arrays indexed stage * M + mb);
@@ -25,7 +27,7 @@
 #include "pp.h"
 
 /* Positions of each (stage, mb) op on the device where it belongs. */
-enum { AT_F, AT_B, AT_W, AT_SEND_ACT, AT_SEND_GRAD, AT_RECV_ACT, AT_RECV_GRAD, AT__COUNT };
+enum { AT_F, AT_B, AT_W, AT_SEND_ACT, AT_SEND_GRAD, AT_RECV_ACT, AT_RECV_GRAD, AT_R, AT__COUNT };
 
 typedef struct verifier {
     const pp_plan *p;
@@ -105,7 +107,8 @@ static void check_compute(verifier *V, int d, int i, const pp_op *op)
         FAIL_OP(V, d, i, op, "W in a plan whose backward is not split");
         return;
     }
-    record(V, op->kind == PP_OP_F ? AT_F : op->kind == PP_OP_B ? AT_B : AT_W, d, i, op);
+    record(V, op->kind == PP_OP_F ? AT_F : op->kind == PP_OP_B ? AT_B : op->kind == PP_OP_R ? AT_R : AT_W, d, i,
+           op);
 }
 
 static void check_comm(verifier *V, int d, int i, const pp_op *op)
@@ -156,6 +159,44 @@ static void check_comm(verifier *V, int d, int i, const pp_op *op)
     record(V, send ? (act ? AT_SEND_ACT : AT_SEND_GRAD) : (act ? AT_RECV_ACT : AT_RECV_GRAD), d, i, op);
 }
 
+/* PipeDream (docs/async.md): every B is followed by one update before the
+ * device's next compute op, and there is no other update.  *b_pending is
+ * the index of a B still waiting for its update, or -1. */
+static void check_pipedream_op(verifier *V, int d, int i, const pp_op *op, int *b_pending)
+{
+    char buf[96];
+    if (op->kind == PP_OP_UPDATE) {
+        if (*b_pending < 0)
+            FAIL_OP(V, d, i, op, "not right after a B (pipedream: one update per B)");
+        *b_pending = -1;
+    } else if (pp_op_is_compute(op->kind)) {
+        if (*b_pending >= 0)
+            FAIL_OP(V, d, i, op, "before the update of op %d (pipedream: one update per B)", *b_pending);
+        if (op->kind == PP_OP_B)
+            *b_pending = i;
+    }
+}
+
+/* PipeDream stashes one stage's weights per micro-batch: a device holding
+ * two stages would update both at each B (docs/async.md). */
+static void check_async_shape(verifier *V)
+{
+    const pp_plan *p = V->p;
+    if (p->async == PP_ASYNC_NONE)
+        return;
+    if (p->split_backward)
+        pp_error(V->dg, "plan: %s needs an unsplit backward", pp_async_name(p->async));
+    if (p->async != PP_ASYNC_PIPEDREAM)
+        return;
+    for (int s = 1; s < p->stages; s++)
+        for (int t = 0; t < s; t++)
+            if (p->placement[t] == p->placement[s]) {
+                pp_error(V->dg, "plan: pipedream needs one stage per device, but stages %d and %d are on device %d",
+                         t, s, p->placement[s]);
+                return;
+            }
+}
+
 static void check_device(verifier *V, int d)
 {
     const pp_device *dv = &V->p->dev[d];
@@ -164,7 +205,7 @@ static void check_device(verifier *V, int d)
         pp_error(V->dg, "device %d: empty op list (it needs at least update and flush)", d);
         return;
     }
-    int update_at = -1;
+    int update_at = -1, b_pending = -1;
     for (int i = 0; i < dv->n; i++) {
         const pp_op *op = &dv->ops[i];
         bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
@@ -172,8 +213,15 @@ static void check_device(verifier *V, int d)
             pp_error(V->dg, "device %d, op %d: unknown op kind %d", d, i, op->kind);
             continue;
         }
+        if (V->p->async == PP_ASYNC_PIPEDREAM) {
+            check_pipedream_op(V, d, i, op, &b_pending);
+            if (op->kind == PP_OP_UPDATE) {
+                update_at = i;
+                continue;
+            }
+        }
         if (pp_op_is_compute(op->kind)) {
-            if (update_at >= 0)
+            if (update_at >= 0 && V->p->async != PP_ASYNC_PIPEDREAM)
                 FAIL_OP(V, d, i, op, "after update (op %d)", update_at);
             check_compute(V, d, i, op);
         } else if (comm) {
@@ -199,6 +247,8 @@ static void check_device(verifier *V, int d)
             FAIL_OP(V, d, i, op, "flush before the end of the list");
         }
     }
+    if (b_pending >= 0)
+        FAIL_OP(V, d, b_pending, &dv->ops[b_pending], "no update after it (pipedream: one update per B)");
     if (update_at < 0)
         pp_error(V->dg, "device %d: no update", d);
     if (dv->ops[dv->n - 1].kind != PP_OP_FLUSH)
@@ -216,6 +266,15 @@ static void check_exactly_once(verifier *V)
             pp_error(V->dg, "B%d.%d is missing (stage %d is on device %d)", s, m, s, p->placement[s]);
         if (p->split_backward && V->at[AT_W][k] < 0)
             pp_error(V->dg, "W%d.%d is missing (stage %d is on device %d)", s, m, s, p->placement[s]);
+    }
+    /* Recompute is per stage: an R for one micro-batch means one for all. */
+    for (int s = 0; s < V->S; s++) {
+        int with = -1, without = -1;
+        for (int m = 0; m < V->M; m++)
+            *(V->at[AT_R][(long)s * V->M + m] >= 0 ? &with : &without) = m;
+        if (with >= 0 && without >= 0)
+            pp_error(V->dg, "R%d.%d is missing (stage %d recomputes: R%d.%d is in the plan)", s, without, s, s,
+                     with);
     }
 }
 
@@ -271,6 +330,14 @@ static void check_dependencies(verifier *V, int d)
             if (V->at[AT_W][k] == i && V->at[AT_B][k] > i)
                 FAIL_OP(V, d, i, op, "runs before B%d.%d", s, m);
             break;
+        case PP_OP_R: /* between its F and its B */
+            if (V->at[AT_R][k] != i)
+                break;
+            if (V->at[AT_F][k] > i)
+                FAIL_OP(V, d, i, op, "runs before F%d.%d", s, m);
+            if (V->at[AT_B][k] >= 0 && V->at[AT_B][k] < i)
+                FAIL_OP(V, d, i, op, "runs after B%d.%d (op %d)", s, m, V->at[AT_B][k]);
+            break;
         case PP_OP_SEND: {
             bool act = op->comm == PP_COMM_ACT;
             if (V->at[act ? AT_SEND_ACT : AT_SEND_GRAD][k] != i)
@@ -324,18 +391,29 @@ static void check_memory(verifier *V, const pp_verify_opts *o)
     double act = o->act_size > 0 ? o->act_size : 1;
     const pp_plan *p = V->p;
     char buf[96];
+    /* A recomputing stage (one with R ops) holds input_frac of its
+     * activations from F to R, all of them from R on. */
+    double in = o->input_frac;
     for (int d = 0; d < V->D; d++) {
         const pp_device *dv = &p->dev[d];
-        long live = 0;
+        long live = 0, inputs = 0;
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
-            if (op->kind == PP_OP_F)
+            bool rec = op->stage >= 0 && op->stage < V->S && op->mb >= 0 && op->mb < V->M &&
+                       V->at[AT_R][(long)op->stage * V->M + op->mb] >= 0;
+            if (op->kind == PP_OP_F && rec)
+                inputs++;
+            else if (op->kind == PP_OP_F)
                 live++;
-            else if (op->kind == (p->split_backward ? PP_OP_W : PP_OP_B))
+            else if (op->kind == PP_OP_R) {
+                inputs--;
+                live++;
+            } else if (op->kind == (p->split_backward ? PP_OP_W : PP_OP_B))
                 live--;
-            if (live * act > o->mem_limit * (1 + 1e-12)) {
-                FAIL_OP(V, d, i, op, "%ld activations in flight need %g, over the memory limit %g", live,
-                        live * act, o->mem_limit);
+            double need = (live + inputs * in) * act;
+            if (need > o->mem_limit * (1 + 1e-12)) {
+                FAIL_OP(V, d, i, op, "%g activations in flight need %g, over the memory limit %g",
+                        live + inputs * in, need, o->mem_limit);
                 break;
             }
         }
@@ -408,6 +486,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     V.gstamp = xcalloc(V.gcap, sizeof *V.gstamp);
     V.gfirst = xcalloc(V.gcap, sizeof *V.gfirst);
 
+    check_async_shape(&V);
     for (int d = 0; d < V.D; d++)
         check_device(&V, d);
     check_exactly_once(&V);
@@ -432,4 +511,11 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     free(V.gstamp);
     free(V.gfirst);
     return dg->errors - errors0;
+}
+
+pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit)
+{
+    return (pp_verify_opts){.act_size = s->act_size,
+                            .mem_limit = with_limit ? s->mem_limit : 0,
+                            .input_frac = s->cost.recompute_input};
 }

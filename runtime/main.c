@@ -77,14 +77,21 @@ static size_t keep_layers(const bool *own, size_t L, size_t per, float *ref, flo
 
 /* --check: own (NULL = all layers) says which layers this process trained;
  * with_loss whether it computed the loss. */
-static int run_check(const pr_model *m, int steps, pr_run_result *r, double tolerance,
-                     const bool *own, bool with_loss)
+static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r,
+                     double tolerance, const bool *own, bool with_loss)
 {
     size_t h = (size_t)m->hidden, L = (size_t)m->layers;
     float *W = malloc(L * h * h * sizeof(float)), *b = malloc(L * h * sizeof(float));
     double *loss = malloc((size_t)steps * sizeof(double));
     pr_init_params(m, W, b);
-    pr_reference_train(m, steps, W, b, loss);
+    pp_diag dg;
+    pp_diag_init(&dg, stderr, "pprun");
+    if (pr_reference_train_async(p, m, steps, W, b, loss, &dg)) { /* docs/async.md */
+        free(W);
+        free(b);
+        free(loss);
+        return 1;
+    }
     size_t n = keep_layers(own, L, h * h, W, r->W);
     keep_layers(own, L, h, b, r->b);
     double ew = pr_max_rel_err(r->W, W, n * h * h), eb = pr_max_rel_err(r->b, b, n * h);
@@ -97,8 +104,12 @@ static int run_check(const pr_model *m, int steps, pr_run_result *r, double tole
     double worst = fmax(ew, eb);
     bool ok = worst <= tolerance && !isnan(worst);
     printf("check: largest relative error %.3g (weights %.3g, biases %.3g; loss %.3g) vs "
-           "single-device training: %s (tolerance %g)\n",
-           worst, ew, eb, el, ok ? "ok" : "FAILED", tolerance);
+           "%s: %s (tolerance %g)\n",
+           worst, ew, eb, el,
+           p->async == PP_ASYNC_NONE ? "single-device training"
+           : p->async == PP_ASYNC_2BW ? "the 2bw rule (docs/async.md)"
+                                      : "the pipedream rule (docs/async.md)",
+           ok ? "ok" : "FAILED", tolerance);
     free(W);
     free(b);
     free(loss);
@@ -325,6 +336,17 @@ int main(int argc, char **argv)
         if (has_loss)
             printf("%d steps in %.3f s: %.0f samples/s\n", (int)steps, r.seconds,
                    r.seconds > 0 ? steps * (double)model.batch / r.seconds : 0.0);
+        if (plan.async != PP_ASYNC_NONE) { /* docs/async.md: what stashing costs */
+            printf("weights (%s): peak versions per device", pp_async_name(plan.async));
+            for (int d = 0; d < plan.devices; d++)
+                if (!multi || d == boot.rank)
+                    printf(" %d", r.weight_versions[d]);
+            printf("; extra weight memory (bytes)");
+            for (int d = 0; d < plan.devices; d++)
+                if (!multi || d == boot.rank)
+                    printf(" %.0f", r.extra_weight_bytes[d]);
+            printf("\n");
+        }
         if (trace && pr_write_trace(trace, &plan, &r, &diag))
             rc = 1;
         if (dump && pr_dump(dump, &model, (int)steps, &r, &diag))
@@ -348,7 +370,7 @@ int main(int argc, char **argv)
             double tol = precision == PR_BF16 ? BF16_TOLERANCE
                          : precision == PR_TF32 ? TF32_TOLERANCE
                                                 : CHECK_TOLERANCE;
-            rc = run_check(&model, (int)steps, &r, tol, own, has_loss);
+            rc = run_check(&plan, &model, (int)steps, &r, tol, own, has_loss);
         }
         pr_run_result_free(&r);
     }

@@ -136,6 +136,23 @@ static int load_pipeline(loader *L, const cJSON *root, pp_plan *plan)
     if (split && !is_bool(split))
         FAIL(L, "pipeline.split_backward: expected a boolean, got %s", type_name(split));
     plan->split_backward = split && cJSON_IsTrue(split);
+    /* docs/async.md: absent = synchronous */
+    const cJSON *async = cJSON_GetObjectItemCaseSensitive(pl, "async");
+    if (async) {
+        if (!cJSON_IsString(async))
+            FAIL(L, "pipeline.async: expected a string, got %s", type_name(async));
+        plan->async = pp_async_from_name(async->valuestring);
+        if (plan->async < 0)
+            FAIL(L, "pipeline.async: unknown \"%s\" (known: none, pipedream, 2bw)", async->valuestring);
+        if (plan->async != PP_ASYNC_NONE && plan->split_backward)
+            FAIL(L, "pipeline.async: %s needs an unsplit backward (split_backward is true)",
+                 async->valuestring);
+    }
+    const cJSON *vsync = cJSON_GetObjectItemCaseSensitive(pl, "vertical_sync");
+    if (vsync && !is_bool(vsync))
+        FAIL(L, "pipeline.vertical_sync: expected a boolean, got %s", type_name(vsync));
+    if (vsync && cJSON_IsTrue(vsync))
+        FAIL(L, "pipeline.vertical_sync: true is not supported by this pprun (docs/async.md)");
     return 0;
 }
 
@@ -219,6 +236,11 @@ static int load_model(loader *L, const cJSON *root, const pp_plan *plan, pr_mode
             m->act_size = a->valuedouble;
         if (lim)
             m->mem_limit = lim->valuedouble;
+        const cJSON *in = cJSON_GetObjectItemCaseSensitive(mem, "input");
+        if (in && (!is_number(in) || !(in->valuedouble >= 0 && in->valuedouble <= 1)))
+            FAIL(L, "memory.input: expected a number between 0 and 1");
+        if (in)
+            m->input_frac = in->valuedouble;
     }
     return 0;
 }
@@ -413,7 +435,7 @@ int pr_plan_load_text(const char *name, const char *text, size_t len, pp_diag *d
     int rc = load_root(&L, root, plan, model);
     cJSON_Delete(root);
     if (!rc) {
-        pp_verify_opts vo = {model->act_size, model->mem_limit};
+        pp_verify_opts vo = {model->act_size, model->mem_limit, model->input_frac};
         rc = pp_verify(plan, &vo, d) != 0;
     }
     if (rc) {

@@ -23,6 +23,7 @@ typedef struct pr_model {
     double lr;
     uint64_t seed;
     double act_size, mem_limit; /* the plan's "memory" object, for pp_verify */
+    double input_frac;          /* memory.input: what a recomputed (stage, mb) keeps (0..1) */
 } pr_model;
 
 void pr_model_free(pr_model *m);
@@ -41,6 +42,10 @@ void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, fl
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss);
+/* async_ref.c: the --check reference of the plan's weight rule
+ * (docs/async.md): pr_reference_train for synchronous plans. */
+int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
+                             double *loss, pp_diag *d);
 /* max |a - ref| / max |ref| (0 if both are all zero). */
 double pr_max_rel_err(const float *a, const float *ref, size_t n);
 
@@ -73,6 +78,10 @@ typedef struct pr_run_result {
     int *pool_slots;         /* [devices] activation buffers preallocated from the plan */
     int *pool_misses;        /* [devices] buffers allocated during the run beyond those */
     int graph_steps;         /* steps replayed from a captured graph */
+    /* Asynchronous plans (docs/async.md): the most weight versions a stage
+     * of the device held at once, and the bytes beyond its one copy. */
+    int *weight_versions;      /* [devices] */
+    double *extra_weight_bytes; /* [devices] */
     int devices;
 } pr_run_result;
 

@@ -33,13 +33,30 @@ typedef struct act_set {
     float **x, **z, **dz; /* [k] each */
     float *in_act, *in_grad, *out_act, *out_grad;
     bool live; /* F done, activations held */
+    int ver;   /* pipedream: id of the weight version its F used */
 } act_set;
+
+/* A stashed weight version (pipedream): what in-flight micro-batches' B
+ * still need after later updates moved the stage on (docs/async.md). */
+typedef struct weight_stash {
+    int id, refs; /* refs == 0: a free slot */
+    float **W, **b; /* [k] each, one array */
+} weight_stash;
 
 typedef struct stage_state {
     int stage, k, first_layer;
     float **W, **b, **dW, **db; /* [k] */
     act_set *mb;                /* [microbatches] */
     float **ptrs;               /* storage of every act_set's x, z, dz */
+    bool recompute;             /* the plan has R for this stage: F keeps only x[0] */
+    /* Weight versions (docs/async.md).  W/b are always the current one.
+     * pipedream: its id is cur_ver and cur_refs in-flight F used it; older
+     * versions some B still needs are in stash.  2bw: oldW/oldb hold the
+     * previous step's weights, which F and B use. */
+    int cur_ver, cur_refs, versions, peak_versions;
+    weight_stash *stash;
+    int nstash;
+    float **oldW, **oldb; /* 2bw: [k] each, one array */
 } stage_state;
 
 typedef struct run run;
@@ -56,6 +73,7 @@ typedef struct device_ctx {
     float *t_dev;
     int inflight, peak;
     double *start, *end;
+    float *host_copy; /* [hidden^2]: weight versions are copied through it */
 } device_ctx;
 
 struct run {
@@ -79,6 +97,7 @@ struct run {
     int first, last;      /* devices this process runs: [first, last] */
     atomic_int failed;
     char err[640];
+    bool ignore_stash; /* test hook PPRUN_TEST_IGNORE_STASH: B on the current weights */
 };
 
 static double now_s(void)
@@ -143,6 +162,102 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
         return 1;                                                                          \
     } while (0)
 
+/* ---- weight versions (docs/async.md) ---- */
+
+/* The weights F (backward false) or B of a micro-batch compute with:
+ * pipedream's B the version its F saw, 2bw's F and B the previous step's,
+ * otherwise (and under the test hook, for B) the current ones. */
+static void weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
+                        float ***b)
+{
+    *W = st->W;
+    *b = st->b;
+    int async = D->R->p->async;
+    if (backward && D->R->ignore_stash)
+        return;
+    if (async == PP_ASYNC_2BW) {
+        *W = st->oldW;
+        *b = st->oldb;
+    } else if (async == PP_ASYNC_PIPEDREAM && backward && a->ver != st->cur_ver) {
+        for (int q = 0; q < st->nstash; q++)
+            if (st->stash[q].refs > 0 && st->stash[q].id == a->ver) {
+                *W = st->stash[q].W;
+                *b = st->stash[q].b;
+                return;
+            }
+    }
+}
+
+/* The B of a micro-batch is done with version ver: the last user frees it. */
+static void stash_release(stage_state *st, int ver)
+{
+    if (ver == st->cur_ver) {
+        st->cur_refs--;
+        return;
+    }
+    for (int q = 0; q < st->nstash; q++)
+        if (st->stash[q].refs > 0 && st->stash[q].id == ver && --st->stash[q].refs == 0)
+            st->versions--;
+}
+
+/* dst[l] = src[l] for the stage's k layers, through the host (backends
+ * have no device copy; the CPU's download/upload are memcpy). */
+static void copy_weights(device_ctx *D, stage_state *st, float **dstW, float **dstb)
+{
+    run *R = D->R;
+    if (R->dry)
+        return;
+    size_t h = (size_t)R->m->hidden;
+    if (!D->host_copy)
+        D->host_copy = malloc(h * h * sizeof(float));
+    for (int l = 0; l < st->k; l++) {
+        R->be->download(D->bc, D->host_copy, st->W[l], h * h);
+        R->be->upload_weight(D->bc, dstW[l], D->host_copy, h * h);
+        R->be->download(D->bc, D->host_copy, st->b[l], h);
+        R->be->upload(D->bc, dstb[l], D->host_copy, h);
+    }
+}
+
+/* Before an update moves the stage on: keep what someone still needs.
+ * pipedream: the current version, if an in-flight F used it, goes to a
+ * stash slot; 2bw: the current weights become the previous step's. */
+static void keep_version(device_ctx *D, stage_state *st)
+{
+    run *R = D->R;
+    size_t h = (size_t)R->m->hidden;
+    if (R->p->async == PP_ASYNC_2BW) {
+        copy_weights(D, st, st->oldW, st->oldb);
+        return;
+    }
+    if (R->p->async != PP_ASYNC_PIPEDREAM)
+        return;
+    if (st->cur_refs > 0) {
+        int q = 0;
+        while (q < st->nstash && st->stash[q].refs > 0)
+            q++;
+        if (q == st->nstash) {
+            weight_stash *ns = realloc(st->stash, (size_t)(q + 1) * sizeof *ns);
+            if (!ns)
+                abort();
+            st->stash = ns;
+            st->nstash++;
+            ns[q].W = calloc((size_t)st->k * 2, sizeof(float *));
+            ns[q].b = ns[q].W + st->k;
+            for (int l = 0; l < st->k; l++) {
+                ns[q].W[l] = R->be->alloc_weight(D->bc, h * h);
+                ns[q].b[l] = R->be->alloc(D->bc, h);
+            }
+        }
+        copy_weights(D, st, st->stash[q].W, st->stash[q].b);
+        st->stash[q].id = st->cur_ver;
+        st->stash[q].refs = st->cur_refs;
+        if (++st->versions > st->peak_versions)
+            st->peak_versions = st->versions;
+    }
+    st->cur_ver++;
+    st->cur_refs = 0;
+}
+
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 {
     run *R = D->R;
@@ -162,14 +277,28 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
     }
+    float **Wv, **bv;
+    weights_for(D, st, a, false, &Wv, &bv);
     for (int l = 0; l < st->k; l++) {
         float *z = pool_get(D), *y = pool_get(D);
-        be->layer_forward(D->bc, x, st->W[l], st->b[l], z, y, R->rows, h);
-        a->x[l] = x;
-        a->z[l] = z;
+        be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, h);
+        if (st->recompute && l > 0) { /* R rebuilds them from x[0] */
+            pool_put(D, x);
+            pool_put(D, z);
+        } else if (st->recompute) {
+            a->x[0] = x;
+            pool_put(D, z);
+        } else {
+            a->x[l] = x;
+            a->z[l] = z;
+        }
         x = y;
     }
     a->live = true;
+    if (R->p->async == PP_ASYNC_PIPEDREAM) {
+        a->ver = st->cur_ver;
+        st->cur_refs++;
+    }
     if (++D->inflight > D->peak)
         D->peak = D->inflight;
     if (op->stage == S - 1) {
@@ -184,6 +313,36 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         float **box = next ? &next->in_act : &a->out_act;
         pool_put(D, *box);
         *box = x;
+    }
+    return 0;
+}
+
+/* R: the same layer_forward calls as F, from the kept stage input and with
+ * the weights B will use (those F used), so the rebuilt x and z are bitwise
+ * F's; the stage output (sent, or turned into the loss, at F) is dropped. */
+static int do_recompute(device_ctx *D, int i, const pp_op *op)
+{
+    run *R = D->R;
+    stage_state *st = &D->st[D->local[op->stage]];
+    act_set *a = &st->mb[op->mb];
+    if (!st->recompute)
+        OP_FAIL(D, i, "stage %d does not recompute (F kept its activations)", op->stage);
+    if (!a->live || !a->x[0])
+        OP_FAIL(D, i, "no stage input held (R before F, or after B)");
+    if (a->z[0])
+        OP_FAIL(D, i, "activations already held (R twice)");
+    float **Wv, **bv;
+    weights_for(D, st, a, true, &Wv, &bv);
+    float *x = a->x[0];
+    for (int l = 0; l < st->k; l++) {
+        float *z = pool_get(D), *y = pool_get(D);
+        R->be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, R->m->hidden);
+        a->z[l] = z;
+        if (l + 1 < st->k)
+            a->x[l + 1] = y;
+        else
+            pool_put(D, y);
+        x = y;
     }
     return 0;
 }
@@ -205,15 +364,18 @@ static int do_backward(device_ctx *D, int i, const pp_op *op)
     stage_state *st = &D->st[D->local[op->stage]];
     act_set *a = &st->mb[op->mb];
     if (!a->live || !a->z[0])
-        OP_FAIL(D, i, "no activations held (B before F, or B twice)");
+        OP_FAIL(D, i, st->recompute && a->live ? "no activations held (B before its R)"
+                                               : "no activations held (B before F, or B twice)");
     float *dy = a->in_grad;
     a->in_grad = NULL;
     if (!dy)
         OP_FAIL(D, i, "no output gradient (missing recv or B of stage %d)", op->stage + 1);
+    float **Wv, **bv;
+    weights_for(D, st, a, true, &Wv, &bv);
     for (int l = st->k - 1; l >= 0; l--) {
         float *dz = pool_get(D);
         float *dx = l > 0 || op->stage > 0 ? pool_get(D) : NULL;
-        R->be->layer_backward_input(D->bc, dy, a->z[l], st->W[l], dz, dx, R->rows, h);
+        R->be->layer_backward_input(D->bc, dy, a->z[l], Wv[l], dz, dx, R->rows, h);
         pool_put(D, dy);
         pool_put(D, a->z[l]);
         a->z[l] = NULL;
@@ -226,6 +388,8 @@ static int do_backward(device_ctx *D, int i, const pp_op *op)
         a->live = false;
         D->inflight--;
     }
+    if (R->p->async == PP_ASYNC_PIPEDREAM)
+        stash_release(st, a->ver);
     if (op->stage > 0) {
         act_set *prev = set_of(D, op->stage - 1, op->mb);
         float **box = prev ? &prev->in_grad : &a->out_grad;
@@ -298,6 +462,8 @@ static void do_update(device_ctx *D)
     run *R = D->R;
     size_t h = (size_t)R->m->hidden;
     float lr = (float)R->m->lr;
+    for (int s = 0; s < D->nst; s++)
+        keep_version(D, &D->st[s]);
     for (int s = 0; s < D->nst; s++)
         for (int l = 0; l < D->st[s].k; l++) {
             R->be->sgd_weight(D->bc, D->st[s].W[l], D->st[s].dW[l], lr, h * h);
@@ -380,6 +546,7 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
     case PP_OP_B: rc = do_backward(D, i, op); break;
     case PP_OP_W: rc = do_weight(D, i, op); break;
+    case PP_OP_R: rc = do_recompute(D, i, op); break;
     case PP_OP_SEND: rc = do_send(D, i, op); break;
     case PP_OP_RECV: rc = do_recv(D, i, op); break;
     case PP_OP_UPDATE: do_update(D); break;
@@ -479,6 +646,8 @@ static int device_setup(run *R, device_ctx *D, int rank, int slots)
         stage_state *st = &D->st[D->local[s]];
         st->stage = s;
         st->k = m->layers_per_stage[s];
+        for (int i = 0; i < p->dev[rank].n && !st->recompute; i++)
+            st->recompute = p->dev[rank].ops[i].kind == PP_OP_R && p->dev[rank].ops[i].stage == s;
         st->first_layer = m->first_layer[s];
         st->W = calloc((size_t)st->k * 4, sizeof(float *));
         st->b = st->W + st->k;
@@ -495,6 +664,21 @@ static int device_setup(run *R, device_ctx *D, int rank, int slots)
                 be->upload(D->bc, st->b[l], hb, h);
                 be->zero(D->bc, st->dW[l], h * h);
                 be->zero(D->bc, st->db[l], h);
+            }
+        }
+        st->versions = st->peak_versions = 1;
+        if (p->async == PP_ASYNC_2BW) { /* W^{-1} = W^0 */
+            st->versions = st->peak_versions = 2;
+            st->oldW = calloc((size_t)st->k * 2, sizeof(float *));
+            st->oldb = st->oldW + st->k;
+            for (int l = 0; l < st->k; l++) {
+                st->oldW[l] = be->alloc_weight(D->bc, h * h);
+                st->oldb[l] = be->alloc(D->bc, h);
+                if (!R->dry) {
+                    pr_init_layer(m, st->first_layer + l, hw, hb);
+                    be->upload_weight(D->bc, st->oldW[l], hw, h * h);
+                    be->upload(D->bc, st->oldb[l], hb, h);
+                }
             }
         }
         st->mb = calloc((size_t)M, sizeof *st->mb);
@@ -542,7 +726,26 @@ static void device_teardown(run *R, device_ctx *D)
             be->release(D->bc, st->b[l]);
             be->release(D->bc, st->dW[l]);
             be->release(D->bc, st->db[l]);
+            if (st->oldW) {
+                be->release(D->bc, st->oldW[l]);
+                be->release(D->bc, st->oldb[l]);
+            }
+            for (int q = 0; q < st->nstash; q++) {
+                be->release(D->bc, st->stash[q].W[l]);
+                be->release(D->bc, st->stash[q].b[l]);
+            }
         }
+        if (R->res->weight_versions) {
+            int *wv = &R->res->weight_versions[D->rank];
+            if (st->peak_versions > *wv)
+                *wv = st->peak_versions;
+            R->res->extra_weight_bytes[D->rank] +=
+                (double)(st->peak_versions - 1) * (double)st->k * (double)(h * h + h) * sizeof(float);
+        }
+        for (int q = 0; q < st->nstash; q++)
+            free(st->stash[q].W);
+        free(st->stash);
+        free(st->oldW);
         for (int mb = 0; mb < R->p->microbatches; mb++) {
             act_set *a = &st->mb[mb];
             for (int q = 0; q < 3 * st->k; q++)
@@ -568,6 +771,7 @@ static void device_teardown(run *R, device_ctx *D)
     free(D->pool);
     free(D->st);
     free(D->local);
+    free(D->host_copy);
 }
 
 /* ---- the dry run: host logic only, to size each device's pool ---- */
@@ -620,6 +824,8 @@ static void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, 
     r->peak_act = calloc((size_t)p->devices, sizeof(int));
     r->pool_slots = calloc((size_t)p->devices, sizeof(int));
     r->pool_misses = calloc((size_t)p->devices, sizeof(int));
+    r->weight_versions = calloc((size_t)p->devices, sizeof(int));
+    r->extra_weight_bytes = calloc((size_t)p->devices, sizeof(double));
 }
 
 /* Runs each device's op list once, alone, on the dry backend, counting the
@@ -760,6 +966,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     R.rows = m->batch / p->microbatches;
     R.slot = (size_t)R.rows * m->hidden;
     R.res = r;
+    R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
     R.loss_sq = calloc((size_t)o->steps * p->microbatches, sizeof(double));
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.cv, NULL);
@@ -778,7 +985,9 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
 
     R.t0 = now_s();
     if (!atomic_load(&R.failed)) {
-        bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all;
+        /* weight versions live in host-side bookkeeping a graph cannot replay */
+        bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all &&
+                     p->async == PP_ASYNC_NONE;
         if (graph)
             run_graph(&R);
         else
@@ -821,5 +1030,7 @@ void pr_run_result_free(pr_run_result *r)
     free(r->peak_act);
     free(r->pool_slots);
     free(r->pool_misses);
+    free(r->weight_versions);
+    free(r->extra_weight_bytes);
     memset(r, 0, sizeof *r);
 }

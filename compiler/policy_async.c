@@ -1,0 +1,107 @@
+/*
+ * policy_async.c — PipeDream's asynchronous pipelines (docs/async.md), on
+ * 1F1B's compute order (warm-up of D-d-1 forwards, then F/B alternating,
+ * loop placement, one stage per device):
+ *
+ *   pipedream  weight stashing (Narayanan et al., SOSP 2019): an update
+ *              after every B, with that micro-batch's gradient alone; each
+ *              micro-batch's B uses the weights its F saw (the runtime
+ *              stashes them).
+ *   2bw        PipeDream-2BW (Narayanan et al., ICML 2021): gradients of
+ *              the step's M micro-batches accumulate into one update, and
+ *              F and B of step t use the weights of step t-1 (two versions).
+ *
+ * The plan says which through pipeline.async; the order is all this file
+ * decides.  The weight rules live in the runtime and its --check.
+ */
+#include <string.h>
+
+#include "pp.h"
+
+const char *pp_async_name(int async)
+{
+    switch (async) {
+    case PP_ASYNC_PIPEDREAM: return "pipedream";
+    case PP_ASYNC_2BW: return "2bw";
+    default: return "none";
+    }
+}
+
+int pp_async_from_name(const char *name)
+{
+    for (int a = PP_ASYNC_NONE; a <= PP_ASYNC_2BW; a++)
+        if (strcmp(name, pp_async_name(a)) == 0)
+            return a;
+    return -1;
+}
+
+static int async_check(const pp_spec *s, const char *name, pp_diag *d)
+{
+    if (s->chunks != 1) {
+        pp_error(d, "%s: needs one stage per device (virtual = 1), got virtual = %d", name, s->chunks);
+        return 1;
+    }
+    return pp_policy_need_loop(s, name, d) + pp_policy_no_group(s, name, d);
+}
+
+static int pipedream_check(const pp_spec *s, pp_diag *d) { return async_check(s, "pipedream", d); }
+static int twobw_check(const pp_spec *s, pp_diag *d) { return async_check(s, "2bw", d); }
+
+/* 1F1B's order on device dev; with per_b_update, an update after each B. */
+static void onef1b_order(const pp_spec *s, pp_plan *p, int dev, bool per_b_update)
+{
+    int D = s->devices, M = s->microbatches;
+    int warmup = D - dev - 1 < M ? D - dev - 1 : M;
+#define EMIT_B(m)                                              \
+    do {                                                       \
+        pp_policy_emit(p, dev, PP_OP_B, dev, (m));             \
+        if (per_b_update)                                      \
+            pp_policy_emit(p, dev, PP_OP_UPDATE, -1, -1);      \
+    } while (0)
+    for (int m = 0; m < warmup; m++)
+        pp_policy_emit(p, dev, PP_OP_F, dev, m);
+    for (int i = 0; i < M - warmup; i++) {
+        pp_policy_emit(p, dev, PP_OP_F, dev, warmup + i);
+        EMIT_B(i);
+    }
+    for (int m = M - warmup; m < M; m++)
+        EMIT_B(m);
+#undef EMIT_B
+}
+
+static int pipedream_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
+{
+    (void)d;
+    for (int dev = 0; dev < s->devices; dev++) {
+        onef1b_order(s, p, dev, true);
+        pp_policy_emit(p, dev, PP_OP_FLUSH, -1, -1); /* the updates are in place */
+    }
+    return 0;
+}
+
+static int twobw_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
+{
+    (void)d;
+    for (int dev = 0; dev < s->devices; dev++)
+        onef1b_order(s, p, dev, false);
+    pp_policy_finish(p);
+    return 0;
+}
+
+const pp_policy pp_policy_pipedream = {
+    .name = "pipedream",
+    .summary = "1F1B order, an update after every backward, weight stashing (PipeDream)",
+    .check = pipedream_check,
+    .generate = pipedream_generate,
+    .split_backward = false,
+    .async = PP_ASYNC_PIPEDREAM,
+};
+
+const pp_policy pp_policy_2bw = {
+    .name = "2bw",
+    .summary = "1F1B order, one update per step, forwards on the previous step's weights (PipeDream-2BW)",
+    .check = twobw_check,
+    .generate = twobw_generate,
+    .split_backward = false,
+    .async = PP_ASYNC_2BW,
+};

@@ -1,0 +1,240 @@
+/*
+ * async_ref.c — the --check references of the asynchronous policies
+ * (docs/async.md), written as plain sequential loops like model.c's
+ * synchronous one and sharing nothing with the replay loop:
+ *
+ *   pipedream  every stage s keeps its list of versions W_s^0, W_s^1, ...;
+ *              W_s^{k+1} = W_s^k - lr * g_s(u_s(k)), where u_s(k) is the
+ *              micro-batch of the k-th B of stage s in the plan, and the
+ *              gradient of micro-batch m is taken with every stage s at
+ *              version v(s, m) = number of B of stage s before F(s, m) in
+ *              the plan.  Only those two numbers come from the plan.
+ *   2bw        W^{t+1} = W^t - lr * grad f_t(W^{t-1}),  W^{-1} = W^0.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "mlp_math.h"
+#include "pprun.h"
+
+/* Gradient of the rows' loss with layer l at (Wl[l], bl[l]): dW[l], db[l]
+ * (overwritten, [L][h*h], [L][h]); returns sum (y - t)^2. */
+static double rows_grad(const pr_model *m, float *const *Wl, float *const *bl, const float *x0,
+                        const float *t, int rows, float *const *dW, float *const *db)
+{
+    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)rows;
+    float *acts = malloc((L + 1) * N * h * sizeof(float));
+    float *zs = malloc(L * N * h * sizeof(float));
+    float *dy = malloc(N * h * sizeof(float)), *dx = malloc(N * h * sizeof(float));
+    float *dz = malloc(N * h * sizeof(float));
+    float inv_n = 1.0f / (float)m->batch; /* the global batch, as every micro-batch */
+    memcpy(acts, x0, N * h * sizeof(float));
+    for (size_t l = 0; l < L; l++) {
+        const float *x = acts + l * N * h;
+        float *z = zs + l * N * h, *y = acts + (l + 1) * N * h;
+        for (size_t r = 0; r < N; r++)
+            for (size_t j = 0; j < h; j++) {
+                float s = 0;
+                for (size_t i = 0; i < h; i++)
+                    s += x[r * h + i] * Wl[l][i * h + j];
+                z[r * h + j] = s + bl[l][j];
+                y[r * h + j] = x[r * h + j] + pp_gelu(z[r * h + j]);
+            }
+    }
+    const float *y = acts + L * N * h;
+    double sq = 0;
+    for (size_t i = 0; i < N * h; i++) {
+        double e = (double)y[i] - (double)t[i];
+        sq += e * e;
+        dy[i] = pp_mse_grad(y[i], t[i], inv_n);
+    }
+    for (size_t l = L; l-- > 0;) {
+        const float *x = acts + l * N * h, *z = zs + l * N * h;
+        for (size_t i = 0; i < N * h; i++)
+            dz[i] = dy[i] * pp_gelu_grad(z[i]);
+        memset(dW[l], 0, h * h * sizeof(float));
+        memset(db[l], 0, h * sizeof(float));
+        for (size_t r = 0; r < N; r++)
+            for (size_t i = 0; i < h; i++)
+                for (size_t j = 0; j < h; j++)
+                    dW[l][i * h + j] += x[r * h + i] * dz[r * h + j];
+        for (size_t r = 0; r < N; r++)
+            for (size_t j = 0; j < h; j++)
+                db[l][j] += dz[r * h + j];
+        for (size_t r = 0; r < N; r++)
+            for (size_t i = 0; i < h; i++) {
+                float s = 0;
+                for (size_t j = 0; j < h; j++)
+                    s += dz[r * h + j] * Wl[l][i * h + j];
+                dx[r * h + i] = dy[r * h + i] + s;
+            }
+        float *tmp = dy;
+        dy = dx;
+        dx = tmp;
+    }
+    free(acts);
+    free(zs);
+    free(dy);
+    free(dx);
+    free(dz);
+    return sq;
+}
+
+static void train_2bw(const pr_model *m, int steps, float *W, float *b, double *loss)
+{
+    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
+    float *oldW = malloc(L * h * h * sizeof(float)), *oldb = malloc(L * h * sizeof(float));
+    float *gW = malloc(L * h * h * sizeof(float)), *gb = malloc(L * h * sizeof(float));
+    float *x = malloc(N * h * sizeof(float)), *t = malloc(N * h * sizeof(float));
+    float **Wl = malloc(L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
+    float lr = (float)m->lr;
+    memcpy(oldW, W, L * h * h * sizeof(float)); /* W^{-1} = W^0 */
+    memcpy(oldb, b, L * h * sizeof(float));
+    for (size_t l = 0; l < L; l++) {
+        Wl[l] = oldW + l * h * h;
+        bl[l] = oldb + l * h;
+        dW[l] = gW + l * h * h;
+        db[l] = gb + l * h;
+    }
+    for (int k = 0; k < steps; k++) {
+        pr_make_batch(m, k, 0, (int)N, x, t);
+        loss[k] = rows_grad(m, Wl, bl, x, t, (int)N, dW, db) / (2.0 * (double)N);
+        memcpy(oldW, W, L * h * h * sizeof(float));
+        memcpy(oldb, b, L * h * sizeof(float));
+        for (size_t i = 0; i < L * h * h; i++)
+            W[i] = pp_sgd(W[i], gW[i], lr);
+        for (size_t i = 0; i < L * h; i++)
+            b[i] = pp_sgd(b[i], gb[i], lr);
+    }
+    free(oldW);
+    free(oldb);
+    free(gW);
+    free(gb);
+    free(x);
+    free(t);
+    free(Wl);
+}
+
+/* Per stage, from the plan: fver[m] = B of the stage before F(s, m) on its
+ * device; border[k] = micro-batch of its k-th B.  Nonzero if not every
+ * F and B of the stage is there once. */
+static int stage_order(const pp_plan *p, int s, int *fver, int *border)
+{
+    int M = p->microbatches, nb = 0, nf = 0;
+    const pp_device *dv = &p->dev[p->placement[s]];
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        if (op->stage != s || op->mb < 0 || op->mb >= M)
+            continue;
+        if (op->kind == PP_OP_F && nf++ < M)
+            fver[op->mb] = nb;
+        else if (op->kind == PP_OP_B && nb < M)
+            border[nb++] = op->mb;
+    }
+    return nf != M || nb != M;
+}
+
+static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
+                           double *loss, pp_diag *d)
+{
+    int S = p->stages, M = p->microbatches, L = m->layers;
+    size_t h = (size_t)m->hidden, rows = (size_t)(m->batch / M), lw = h * h + h;
+    int *fver = malloc((size_t)S * M * sizeof(int)), *border = malloc((size_t)S * M * sizeof(int));
+    int rc = 0;
+    for (int s = 0; s < S && !rc; s++)
+        if (stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
+            pp_error(d, "check: stage %d does not run each F and B once", s);
+            rc = 1;
+        }
+    /* ver[l][v]: layer l's W then b at its stage's version v (0..M in a step) */
+    float *ver = malloc((size_t)L * (M + 1) * lw * sizeof(float));
+    float *grad = malloc((size_t)L * M * lw * sizeof(float)); /* [l][mb] */
+    int *nver = malloc((size_t)S * sizeof(int));
+    bool *done = malloc((size_t)M * sizeof(bool));
+    float *x = malloc(rows * h * sizeof(float)), *t = malloc(rows * h * sizeof(float));
+    float **Wl = malloc((size_t)L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
+    float lr = (float)m->lr;
+#define VER(l, v) (ver + ((size_t)(l) * (M + 1) + (size_t)(v)) * lw)
+#define GRAD(l, mb) (grad + ((size_t)(l) * M + (size_t)(mb)) * lw)
+    for (int k = 0; k < steps && !rc; k++) {
+        for (int l = 0; l < L; l++) {
+            memcpy(VER(l, 0), W + (size_t)l * h * h, h * h * sizeof(float));
+            memcpy(VER(l, 0) + h * h, b + (size_t)l * h, h * sizeof(float));
+        }
+        for (int s = 0; s < S; s++)
+            nver[s] = 1;
+        memset(done, 0, (size_t)M * sizeof(bool));
+        double sq = 0;
+        for (int left = M; left > 0;) {
+            int progress = 0;
+            for (int mb = 0; mb < M; mb++) {
+                bool ready = !done[mb];
+                for (int s = 0; s < S && ready; s++)
+                    ready = fver[(size_t)s * M + mb] < nver[s];
+                if (!ready)
+                    continue;
+                for (int s = 0; s < S; s++)
+                    for (int q = 0; q < m->layers_per_stage[s]; q++) {
+                        int l = m->first_layer[s] + q;
+                        Wl[l] = VER(l, fver[(size_t)s * M + mb]);
+                        bl[l] = Wl[l] + h * h;
+                        dW[l] = GRAD(l, mb);
+                        db[l] = dW[l] + h * h;
+                    }
+                pr_make_batch(m, k, mb * (int)rows, (int)rows, x, t);
+                sq += rows_grad(m, Wl, bl, x, t, (int)rows, dW, db);
+                done[mb] = true;
+                left--;
+                progress++;
+            }
+            /* each stage steps through its updates, in its B order, as far
+             * as the gradients are known */
+            for (int s = 0; s < S; s++)
+                while (nver[s] <= M && done[border[(size_t)s * M + nver[s] - 1]]) {
+                    int mb = border[(size_t)s * M + nver[s] - 1];
+                    for (int q = 0; q < m->layers_per_stage[s]; q++) {
+                        int l = m->first_layer[s] + q;
+                        const float *prev = VER(l, nver[s] - 1), *g = GRAD(l, mb);
+                        float *next = VER(l, nver[s]);
+                        for (size_t i = 0; i < lw; i++)
+                            next[i] = pp_sgd(prev[i], g[i], lr);
+                    }
+                    nver[s]++;
+                    progress++;
+                }
+            if (!progress) {
+                pp_error(d, "check: the plan's pipedream order needs a weight version before it exists");
+                rc = 1;
+                break;
+            }
+        }
+        loss[k] = sq / (2.0 * (double)m->batch);
+        for (int l = 0; l < L && !rc; l++) {
+            memcpy(W + (size_t)l * h * h, VER(l, M), h * h * sizeof(float));
+            memcpy(b + (size_t)l * h, VER(l, M) + h * h, h * sizeof(float));
+        }
+    }
+#undef VER
+#undef GRAD
+    free(fver);
+    free(border);
+    free(ver);
+    free(grad);
+    free(nver);
+    free(done);
+    free(x);
+    free(t);
+    free(Wl);
+    return rc;
+}
+
+int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
+                             double *loss, pp_diag *d)
+{
+    switch (p->async) {
+    case PP_ASYNC_NONE: pr_reference_train(m, steps, W, b, loss); return 0;
+    case PP_ASYNC_2BW: train_2bw(m, steps, W, b, loss); return 0;
+    case PP_ASYNC_PIPEDREAM: return train_pipedream(p, m, steps, W, b, loss, d);
+    default: pp_error(d, "check: unknown weight rule %d", p->async); return 1;
+    }
+}

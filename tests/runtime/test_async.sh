@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# test_async.sh PPCC PPRUN — the asynchronous policies executed
+# (docs/async.md): pipedream and 2bw compiled for several shapes and
+# replayed by pprun --check against their own update rules; the check
+# FAILS when the runtime ignores the stash (test hook
+# PPRUN_TEST_IGNORE_STASH); the rules really differ from synchronous
+# training; the weight-memory line; the loader's refusals.
+set -u
+ppcc=$1 pprun=$2
+src=${PP_SOURCE_ROOT:?}
+. "$(dirname "$0")/../lib.sh"
+
+ok_line='^check: largest relative error .* vs the %s rule \(docs/async.md\): ok'
+for sch in pipedream 2bw; do
+    want=$(printf "$ok_line" "$sch")
+    for shape in "" "-D devices=2 -D microbatches=4 -D hidden=8 -D batch=8" \
+        "-D devices=3 -D microbatches=5 -D layers=6 -D hidden=8 -D batch=10" \
+        "-D devices=5 -D microbatches=3 -D layers=5 -D hidden=8 -D batch=6" \
+        "-D devices=1 -D microbatches=4 -D layers=2 -D hidden=8 -D batch=8"; do
+        # shellcheck disable=SC2086
+        expect 0 '' -- "$ppcc" "$src/schedules/$sch.pp" $shape -o plan.json
+        expect 0 "$want" -- "$pprun" plan.json --steps 3 --check
+    done
+    # without the stash (B on the current weights) the check must catch it
+    "$ppcc" "$src/schedules/$sch.pp" -o plan.json || fail "ppcc $sch"
+    expect 1 "vs the $sch rule \(docs/async.md\): FAILED" -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun" plan.json --steps 2 --check
+done
+
+# the default shape's weight memory: pipedream device d holds D-d versions
+# of its stage (2 layers of 64x64 + 64 floats = 33280 bytes), 2bw two
+"$ppcc" "$src/schedules/pipedream.pp" -o plan.json || fail "ppcc pipedream"
+expect 0 '^weights \(pipedream\): peak versions per device 4 3 2 1; extra weight memory \(bytes\) 99840 66560 33280 0$' -- "$pprun" plan.json
+"$ppcc" "$src/schedules/2bw.pp" -o plan.json || fail "ppcc 2bw"
+expect 0 '^weights \(2bw\): peak versions per device 2 2 2 2; extra weight memory \(bytes\) 33280 33280 33280 33280$' -- "$pprun" plan.json
+"$ppcc" "$src/schedules/1f1b.pp" -o sync.json || fail "ppcc 1f1b"
+expect 0 '' -- "$pprun" sync.json
+grep -q '^weights' out.txt && fail "a synchronous run printed a weights line"
+
+# the rules are not synchronous training: 2bw's first step is 1F1B's (both
+# start from W^0), its second is not; pipedream's first differs already
+loss() { "$pprun" "$1" --steps 2 2>/dev/null | sed -n "s/^step $2\/2  loss \([0-9.]*\).*/\1/p"; }
+checks=$((checks + 1))
+[ "$(loss plan.json 1)" = "$(loss sync.json 1)" ] || fail "2bw step 1 loss differs from 1f1b's"
+[ "$(loss plan.json 2)" != "$(loss sync.json 2)" ] || fail "2bw step 2 loss equals 1f1b's"
+"$ppcc" "$src/schedules/pipedream.pp" -o pd.json || fail "ppcc pipedream"
+[ "$(loss pd.json 1)" != "$(loss sync.json 1)" ] || fail "pipedream step 1 loss equals 1f1b's"
+
+# the loader
+sed 's/"async": *"pipedream"/"async": "hogwild"/' pd.json >bad.json
+expect 1 'pipeline.async: unknown "hogwild"' -- "$pprun" bad.json
+sed 's/"vertical_sync": *false/"vertical_sync": true/' pd.json >bad.json
+expect 1 'pipeline.vertical_sync: true is not supported' -- "$pprun" bad.json
+# a pipedream list read as synchronous: the verifier refuses the per-B updates
+sed 's/"async": *"pipedream",//' pd.json >bad.json
+expect 1 'second update \(the first is op' -- "$pprun" bad.json
+
+finish test_async
