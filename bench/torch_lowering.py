@@ -99,7 +99,7 @@ def main():
         best = None
         for _ in range(args.runs):
             ops, compute, steps, t = run_once(args.devices, args.virtual, m)
-            # the shape is deterministic: each run must produce the same ops
+            # every (stage, micro-batch) gets one F and one B, or the shim is wrong
             expected = 2 * args.devices * args.virtual * m
             if compute != expected:
                 sys.exit(f"torch_lowering: {compute} compute ops, "
