@@ -36,12 +36,30 @@ expect 0 '^weights \(2bw\): peak versions per device 2 2 2 2; extra weight memor
 expect 0 '' -- "$pprun" sync.json
 grep -q '^weights' out.txt && fail "a synchronous run printed a weights line"
 
+# pipedream's peak versions on device d (docs/async.md): with w = min(D-d-1, M)
+# warm-up forwards, 1 + min(w, M - w) when M > w, else 2 (1 if M = 1)
+for D in 1 2 3 4 5 6; do
+    for M in 1 2 3 4 5 7 8; do
+        want=""
+        for d in $(seq 0 $((D - 1))); do
+            w=$((D - d - 1 < M ? D - d - 1 : M))
+            if [ $M -gt $w ]; then v=$((1 + (w < M - w ? w : M - w))); else v=$((M > 1 ? 2 : 1)); fi
+            want="$want $v"
+        done
+        "$ppcc" "$src/schedules/pipedream.pp" -D devices=$D -D microbatches=$M -D layers=$D -D hidden=4 \
+            -D batch=$M -o plan.json || fail "ppcc pipedream D=$D M=$M"
+        expect 0 "^weights \(pipedream\): peak versions per device$want;" -- "$pprun" plan.json --check
+    done
+done
+
 # the rules are not synchronous training: 2bw's first step is 1F1B's (both
 # start from W^0), its second is not; pipedream's first differs already
 loss() { "$pprun" "$1" --steps 2 2>/dev/null | sed -n "s/^step $2\/2  loss \([0-9.]*\).*/\1/p"; }
 checks=$((checks + 1))
-[ "$(loss plan.json 1)" = "$(loss sync.json 1)" ] || fail "2bw step 1 loss differs from 1f1b's"
-[ "$(loss plan.json 2)" != "$(loss sync.json 2)" ] || fail "2bw step 2 loss equals 1f1b's"
+"$ppcc" "$src/schedules/2bw.pp" -o bw.json || fail "ppcc 2bw"
+[ -n "$(loss bw.json 1)" ] || fail "no loss read from the progress lines"
+[ "$(loss bw.json 1)" = "$(loss sync.json 1)" ] || fail "2bw step 1 loss differs from 1f1b's"
+[ "$(loss bw.json 2)" != "$(loss sync.json 2)" ] || fail "2bw step 2 loss equals 1f1b's"
 "$ppcc" "$src/schedules/pipedream.pp" -o pd.json || fail "ppcc pipedream"
 [ "$(loss pd.json 1)" != "$(loss sync.json 1)" ] || fail "pipedream step 1 loss equals 1f1b's"
 
