@@ -11,18 +11,7 @@ runs=${2:-5}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-best_ms() { # command... -> best wall time in ms over $runs runs
-    local best=""
-    for _ in $(seq "$runs"); do
-        local t0 t1
-        t0=$(date +%s%N)
-        "$@" >/dev/null
-        t1=$(date +%s%N)
-        local ms=$(((t1 - t0) / 1000))
-        if [ -z "$best" ] || [ "$ms" -lt "$best" ]; then best=$ms; fi
-    done
-    printf '%d.%03d' $((best / 1000)) $((best % 1000))
-}
+. "$root/bench/lib.sh"
 
 sched="$root/schedules/interleaved.pp"
 defs=(-D devices=64 -D virtual=4 -D layers=256 -D schedule.group=64)
@@ -32,8 +21,8 @@ base=""
 for M in 128 256 512 1024; do
     b=$((M * 4))
     ops=$("$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats | sed -n 's/.* ops=\([0-9]*\).*/\1/p')
-    plan=$(best_ms "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b -o "$tmp/plan.json")
-    stats=$(best_ms "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats)
+    plan=$(best_ms "$runs" "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b -o "$tmp/plan.json")
+    stats=$(best_ms "$runs" "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats)
     per=$(awk -v t="$plan" -v m="$M" 'BEGIN { printf "%.1f", t / m * 1000 }')
     printf '%6d %10s %12s %12s %10s\n' "$M" "$ops" "$plan" "$stats" "$per"
 done

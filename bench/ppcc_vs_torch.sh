@@ -24,18 +24,7 @@ if ! "$py" -c 'import torch.distributed.pipelining' >/dev/null 2>&1; then
     exit 0
 fi
 
-best_ms() { # command... -> best wall time in ms over $runs runs
-    local best=""
-    for _ in $(seq "$runs"); do
-        local t0 t1
-        t0=$(date +%s%N)
-        "$@" >/dev/null
-        t1=$(date +%s%N)
-        local us=$(((t1 - t0) / 1000))
-        if [ -z "$best" ] || [ "$us" -lt "$best" ]; then best=$us; fi
-    done
-    printf '%d.%03d' $((best / 1000)) $((best % 1000))
-}
+. "$root/bench/lib.sh"
 
 sched="$root/schedules/interleaved.pp"
 defs=(-D devices=64 -D virtual=4 -D layers=256 -D schedule.group=64)
@@ -58,7 +47,7 @@ for M in ${shapes//,/ }; do
     line=$(grep "^M=$M " <<<"$torch_out")
     ops=$("$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats |
         sed -n 's/.* ops=\([0-9]*\).*/\1/p')
-    ms=$(best_ms "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats)
+    ms=$(best_ms "$runs" "$ppcc" "$sched" "${defs[@]}" -D microbatches=$M -D batch=$b --stats)
     total=$(field "$line" total)
     ratio=$(awk -v t="$total" -v m="$ms" 'BEGIN { printf "%.0fx", t * 1000 / m }')
     printf '%5d %9s %9s %10s %10s %10s %10s %10s %8s\n' "$M" "$ops" "$(field "$line" ops)" "$ms" \
