@@ -161,7 +161,7 @@ static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
     cJSON_AddBoolToObject(j, "split_backward", p->split_backward);
     if (p->async != PP_ASYNC_NONE) { /* docs/async.md; absent = synchronous */
         cJSON_AddStringToObject(j, "async", pp_async_name(p->async));
-        cJSON_AddBoolToObject(j, "vertical_sync", false);
+        cJSON_AddBoolToObject(j, "vertical_sync", p->vertical_sync);
     }
     return j;
 }

@@ -6,7 +6,9 @@
  *   pipedream  weight stashing (Narayanan et al., SOSP 2019): an update
  *              after every B, with that micro-batch's gradient alone; each
  *              micro-batch's B uses the weights its F saw (the runtime
- *              stashes them).
+ *              stashes them).  With schedule.vertical_sync every stage
+ *              uses for micro-batch m the version stage 0 used (the plan
+ *              says so; the order is the same).
  *   2bw        PipeDream-2BW (Narayanan et al., ICML 2021): gradients of
  *              the step's M micro-batches accumulate into one update, and
  *              F and B of step t use the weights of step t-1 (two versions).
@@ -72,6 +74,7 @@ static void onef1b_order(const pp_spec *s, pp_plan *p, int dev, bool per_b_updat
 static int pipedream_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     (void)d;
+    p->vertical_sync = s->vertical_sync;
     for (int dev = 0; dev < s->devices; dev++) {
         onef1b_order(s, p, dev, true);
         pp_policy_emit(p, dev, PP_OP_FLUSH, -1, -1); /* the updates are in place */

@@ -219,6 +219,7 @@ typedef struct pp_spec {
     pp_model model;
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
+    bool vertical_sync;  /* pipedream: every stage uses stage 0's version (docs/async.md) */
 } pp_spec;
 
 /* One -D NAME=VALUE. */
@@ -248,6 +249,11 @@ typedef struct pp_plan {
     bool split_backward; /* B is input-gradient only and W appears */
     pp_device *dev;      /* [devices] (owned) */
     int async;           /* enum pp_async: the weight semantics (docs/async.md) */
+    bool vertical_sync;  /* pipedream: micro-batch m uses version k(m) on every stage */
+    /* The file's order when the custom policy made the plan (borrowed from
+     * the spec, NULL otherwise): errors on the plan then also point at the
+     * token of the compute op involved (pp_order_note). */
+    const pp_order *order;
 } pp_plan;
 
 /* How a plan's weights evolve (docs/async.md).  NONE: synchronous, one
@@ -352,6 +358,13 @@ void pp_auto_print(FILE *f, const pp_auto_report *r);
  * row per policy to out; unknown names are errors (returns their count). */
 int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d);
 extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
+/* For an error about op i of device dev of a plan made from an order
+ * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
+ * that op; for an op the compiler inserted (send/recv, update, flush, R), at
+ * the listed op right after it on its device (else right before it).  The
+ * listed ops of a device are its F/B/W, the k-th of them the row's k-th
+ * token.  Prints nothing without an order or where the lists disagree. */
+void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i);
 /* Refuses every placement but vshape with two stages per device (stage
  * s < D on device s, else on 2D-1-s; a list equal to it is accepted). */
 int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);

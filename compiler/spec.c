@@ -30,7 +30,7 @@
 #include "pp.h"
 
 enum slot {
-    S_DEVICES, S_VIRTUAL, S_STAGES, S_MICROBATCHES, S_PLACEMENT, S_SCHEDULE, S_GROUP,
+    S_DEVICES, S_VIRTUAL, S_STAGES, S_MICROBATCHES, S_PLACEMENT, S_SCHEDULE, S_GROUP, S_VSYNC,
     S_COST_F, S_COST_B, S_COST_W, S_COST_COMM, S_MEM_ACT, S_MEM_LIMIT,
     S_MODEL, S_LAYERS, S_HIDDEN, S_BATCH, S_OPTIMIZER, S_LR, S_SEED, S_BALANCE,
     S_RECOMPUTE, S_RECOMPUTE_STAGES, S_MEM_INPUT,
@@ -63,6 +63,7 @@ static const key_def keys[S__COUNT] = {
     [S_PLACEMENT] = {"placement", K_PLACEMENT, 0, 0, false},
     [S_SCHEDULE] = {"schedule", K_WORD, 0, 0, true},
     [S_GROUP] = {"schedule.group", K_INT, 1, PP_MAX_MICROBATCHES, false},
+    [S_VSYNC] = {"schedule.vertical_sync", K_INT, 0, 1, false}, /* pipedream, docs/async.md */
     [S_COST_F] = {"cost.F", K_NUM, 0, 0, false},
     [S_COST_B] = {"cost.B", K_NUM, 0, 0, false},
     [S_COST_W] = {"cost.W", K_NUM, 0, 0, false},
@@ -96,7 +97,7 @@ static const char *const names_top[] = {"devices", "virtual", "stages", "microba
                                         "cost", "memory", "model", "pipeline", NULL};
 static const char *const names_pipeline[] = {"devices", "virtual", "stages", "microbatches", "placement",
                                              "schedule", NULL};
-static const char *const names_schedule[] = {"group", NULL};
+static const char *const names_schedule[] = {"group", "vertical_sync", NULL};
 static const char *const names_cost[] = {"F", "B", "W", "comm", "stage", NULL};
 static const char *const names_stage[] = {"F", "B", "W", NULL};
 static const char *const names_memory[] = {"activation", "limit", "recompute", "recompute_stages", "input", NULL};
@@ -970,6 +971,9 @@ static void resolve(ctx *c, pp_spec *spec)
     snprintf(spec->schedule, sizeof spec->schedule, "%s",
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
     spec->group = (int)get(c, S_GROUP, 0);
+    spec->vertical_sync = get(c, S_VSYNC, 0) != 0;
+    if (spec->vertical_sync && strcmp(spec->schedule, "pipedream") != 0)
+        report_key(c, S_VSYNC, "only schedule pipedream has a vertical sync, but schedule = %s", spec->schedule);
     spec->act_size = get(c, S_MEM_ACT, 1);
     spec->mem_limit = get(c, S_MEM_LIMIT, 0);
     resolve_placement(c, spec);

@@ -19,7 +19,8 @@
  *   6. memory: activations in flight times act_size under mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c) must bring every device to
  *      its last op; otherwise each wait-for cycle is reported.
- * Every message names the device, the op index, the op and the reason.
+ * Every message names the device, the op index, the op and the reason; for
+ * a plan made from an order (p->order), a note then points at its token.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ typedef struct verifier {
         char msg_[256];                                                              \
         snprintf(msg_, sizeof msg_, __VA_ARGS__);                                    \
         pp_error((V)->dg, "device %d, op %d (%s): %s", (d), (i), OPFMT(op), msg_);   \
+        pp_order_note((V)->p, (V)->dg, (d), (i));                                    \
     } while (0)
 
 static void *xcalloc(size_t n, size_t size)

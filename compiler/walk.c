@@ -489,6 +489,12 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
         pp_error(dg, "%s: device %d%s", prefix, first, msg);
         free(msg);
         msg = NULL;
+        /* From an order: where each device of the cycle is stuck. */
+        u = first;
+        do {
+            pp_order_note(p, dg, u, wait_at[u]);
+            u = wait_for[u];
+        } while (u != first);
     }
     for (int d = 0; d < D; d++) {
         if (wait_at[d] < 0 || cycle[d] >= 0)
@@ -506,6 +512,7 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
         else
             pp_error(dg, "%s: device %d waits at op %d (%s) for device %d, itself blocked at op %d", prefix, d,
                      wait_at[d], buf, v, w->pc[v]);
+        pp_order_note(p, dg, d, wait_at[d]);
     }
     free(wait_at);
 }

@@ -2,18 +2,11 @@
  * mlp_kernels.cu — the reference MLP's element-wise work on the GPU: bias +
  * GELU forward, GELU backward, bias gradient, MSE, SGD, BF16 shadows and the
  * counter-based data generator.  Each kernel is a grid-stride loop around a
- * kernels/mlp_math.h function, so the CPU tests exercise the same formulas.
+ * per-element body of kernels/mlp_launch.h (mlp_math.h's formulas), whose
+ * launch shapes tests/test_kernel_shapes.c runs on the CPU.
  */
 #include "mlp_kernels.cuh"
-#include "mlp_math.h"
-
-enum { THREADS = 256 };
-
-static unsigned blocks_for(size_t count)
-{
-    size_t b = (count + THREADS - 1) / THREADS;
-    return (unsigned)(b < 65535 * 16 ? (b ? b : 1) : 65535 * 16);
-}
+#include "mlp_launch.h"
 
 #define GRID_STRIDE(i, count)                                                              \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count);            \
@@ -22,85 +15,101 @@ static unsigned blocks_for(size_t count)
 __global__ void bias_gelu_kernel(const float *__restrict__ x, const float *__restrict__ b,
                                  float *__restrict__ z, float *__restrict__ y, size_t count, int h)
 {
-    GRID_STRIDE(i, count)
-    {
-        float zi = z[i] + b[i % h];
-        z[i] = zi;
-        y[i] = x[i] + pp_gelu(zi);
-    }
+    GRID_STRIDE(i, count) pp_bias_gelu_at(i, x, b, z, y, h);
 }
 
 cudaError_t pp_launch_bias_gelu(const float *x, const float *b, float *z, float *y, int n, int h,
                                 cudaStream_t s)
 {
     size_t count = (size_t)n * h;
-    bias_gelu_kernel<<<blocks_for(count), THREADS, 0, s>>>(x, b, z, y, count, h);
+    bias_gelu_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(x, b, z, y, count, h);
     return cudaGetLastError();
 }
 
 __global__ void gelu_backward_kernel(const float *__restrict__ dy, const float *__restrict__ z,
                                      float *__restrict__ dz, float *__restrict__ dx, size_t count)
 {
-    GRID_STRIDE(i, count)
-    {
-        float g = dy[i];
-        dz[i] = g * pp_gelu_grad(z[i]);
-        if (dx)
-            dx[i] = g;
-    }
+    GRID_STRIDE(i, count) pp_gelu_backward_at(i, dy, z, dz, dx);
 }
 
 cudaError_t pp_launch_gelu_backward(const float *dy, const float *z, float *dz, float *dx,
                                     size_t count, cudaStream_t s)
 {
-    gelu_backward_kernel<<<blocks_for(count), THREADS, 0, s>>>(dy, z, dz, dx, count);
+    gelu_backward_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(dy, z, dz, dx, count);
     return cudaGetLastError();
 }
 
-/* One thread per column; rows summed in order (n is one micro-batch). */
+/* PP_COLSUM_X columns per block, PP_COLSUM_Y row groups: enough blocks and
+ * threads at hidden 1024 (32 blocks) where one thread per column had 4. */
 __global__ void colsum_kernel(const float *__restrict__ dz, float *__restrict__ db, int n, int h)
 {
-    int j = blockIdx.x * blockDim.x + threadIdx.x;
-    if (j >= h)
-        return;
-    float s = 0;
-    for (int r = 0; r < n; r++)
-        s += dz[(size_t)r * h + j];
-    db[j] += s;
+    __shared__ float part[PP_COLSUM_Y][PP_COLSUM_X + 1];
+    int j = (int)blockIdx.x * PP_COLSUM_X + (int)threadIdx.x;
+    part[threadIdx.y][threadIdx.x] = j < h ? pp_colsum_partial(dz, n, h, j, (int)threadIdx.y) : 0;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < h) {
+        float s = 0;
+        for (int q = 0; q < PP_COLSUM_Y; q++)
+            s += part[q][threadIdx.x];
+        db[j] += s;
+    }
 }
 
 cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, cudaStream_t s)
 {
-    colsum_kernel<<<(h + THREADS - 1) / THREADS, THREADS, 0, s>>>(dz, db, n, h);
+    colsum_kernel<<<pp_colsum_blocks(h), dim3(PP_COLSUM_X, PP_COLSUM_Y), 0, s>>>(dz, db, n, h);
     return cudaGetLastError();
 }
 
-/* One block: deterministic sum order for a given launch shape. */
-__global__ void mse_kernel(const float *__restrict__ y, const float *__restrict__ t, float inv_n,
-                           float *__restrict__ dy, size_t count, double *loss)
+/* Tree sum of part[0..PP_MSE_THREADS) into part[0] (blockDim.x == PP_MSE_THREADS). */
+static __device__ void block_tree_sum(double *part)
 {
-    __shared__ double part[1024];
-    double sq = 0;
-    for (size_t i = threadIdx.x; i < count; i += blockDim.x) {
-        double e = (double)y[i] - (double)t[i];
-        sq += e * e;
-        dy[i] = pp_mse_grad(y[i], t[i], inv_n);
-    }
-    part[threadIdx.x] = sq;
     __syncthreads();
-    for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    for (int w = PP_MSE_THREADS / 2; w > 0; w /= 2) {
         if ((int)threadIdx.x < w)
             part[threadIdx.x] += part[threadIdx.x + w];
         __syncthreads();
     }
+}
+
+/* Pass 1: many blocks (one block took ~ms at hidden 8192); every partial
+ * is written, so nothing needs zeroing and the order is fixed. */
+__global__ void mse_partial_kernel(const float *__restrict__ y, const float *__restrict__ t,
+                                   float inv_n, float *__restrict__ dy, size_t count,
+                                   double *__restrict__ partial)
+{
+    __shared__ double part[PP_MSE_THREADS];
+    double sq = 0;
+    GRID_STRIDE(i, count) sq += pp_mse_at(i, y, t, inv_n, dy);
+    part[threadIdx.x] = sq;
+    block_tree_sum(part);
+    if (threadIdx.x == 0)
+        partial[blockIdx.x] = part[0];
+}
+
+/* Pass 2: one block sums the partials. */
+__global__ void mse_final_kernel(const double *__restrict__ partial, unsigned nblocks,
+                                 double *__restrict__ loss)
+{
+    __shared__ double part[PP_MSE_THREADS];
+    double s = 0;
+    for (unsigned b = threadIdx.x; b < nblocks; b += PP_MSE_THREADS)
+        s += partial[b];
+    part[threadIdx.x] = s;
+    block_tree_sum(part);
     if (threadIdx.x == 0)
         *loss = part[0];
 }
 
 cudaError_t pp_launch_mse(const float *y, const float *t, float inv_n, float *dy, size_t count,
-                          double *loss, cudaStream_t s)
+                          double *partial, double *loss, cudaStream_t s)
 {
-    mse_kernel<<<1, 1024, 0, s>>>(y, t, inv_n, dy, count, loss);
+    unsigned nb = pp_mse_blocks(count);
+    mse_partial_kernel<<<nb, PP_MSE_THREADS, 0, s>>>(y, t, inv_n, dy, count, partial);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return e;
+    mse_final_kernel<<<1, PP_MSE_THREADS, 0, s>>>(partial, nb, loss);
     return cudaGetLastError();
 }
 
@@ -109,9 +118,7 @@ __global__ void sgd_kernel(float *__restrict__ p, float *__restrict__ g, float l
 {
     GRID_STRIDE(i, count)
     {
-        float v = pp_sgd(p[i], g[i], lr);
-        p[i] = v;
-        g[i] = 0;
+        float v = pp_sgd_at(i, p, g, lr);
         if (shadow)
             shadow[i] = __float2bfloat16(v);
     }
@@ -120,7 +127,7 @@ __global__ void sgd_kernel(float *__restrict__ p, float *__restrict__ g, float l
 cudaError_t pp_launch_sgd(float *p, float *g, float lr, size_t count, __nv_bfloat16 *shadow,
                           cudaStream_t s)
 {
-    sgd_kernel<<<blocks_for(count), THREADS, 0, s>>>(p, g, lr, count, shadow);
+    sgd_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(p, g, lr, count, shadow);
     return cudaGetLastError();
 }
 
@@ -132,7 +139,7 @@ __global__ void to_bf16_kernel(const float *__restrict__ src, __nv_bfloat16 *__r
 
 cudaError_t pp_launch_to_bf16(const float *src, __nv_bfloat16 *dst, size_t count, cudaStream_t s)
 {
-    to_bf16_kernel<<<blocks_for(count), THREADS, 0, s>>>(src, dst, count);
+    to_bf16_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(src, dst, count);
     return cudaGetLastError();
 }
 
@@ -140,21 +147,15 @@ __global__ void make_batch_kernel(uint64_t seed, const int *step, size_t first, 
                                   float *x, float *t)
 {
     int k = *step;
-    GRID_STRIDE(i, count)
-    {
-        if (x)
-            x[i] = pp_uniform_pm1(seed, PP_STREAM_X(k), first + i);
-        if (t)
-            t[i] = pp_uniform_pm1(seed, PP_STREAM_T(k), first + i);
-    }
+    GRID_STRIDE(i, count) pp_make_batch_at(i, seed, k, first, x, t);
 }
 
 cudaError_t pp_launch_make_batch(uint64_t seed, const int *step, int row0, int rows, int h,
                                  float *x, float *t, cudaStream_t s)
 {
     size_t count = (size_t)rows * h;
-    make_batch_kernel<<<blocks_for(count), THREADS, 0, s>>>(seed, step, (size_t)row0 * h, count,
-                                                            x, t);
+    make_batch_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(seed, step, (size_t)row0 * h,
+                                                                  count, x, t);
     return cudaGetLastError();
 }
 

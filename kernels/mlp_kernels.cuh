@@ -19,9 +19,10 @@ cudaError_t pp_launch_gelu_backward(const float *dy, const float *z, float *dz, 
                                     size_t count, cudaStream_t s);
 /* db += column sums of dz [n, h]. */
 cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, cudaStream_t s);
-/* dy = (y - t) * inv_n; *loss = sum (y - t)^2 (overwritten). */
+/* dy = (y - t) * inv_n; *loss = sum (y - t)^2 (overwritten).  partial:
+ * PP_MSE_MAX_BLOCKS doubles of scratch (mlp_launch.h), stream-ordered. */
 cudaError_t pp_launch_mse(const float *y, const float *t, float inv_n, float *dy, size_t count,
-                          double *loss, cudaStream_t s);
+                          double *partial, double *loss, cudaStream_t s);
 /* p -= lr g; g = 0; shadow (if not NULL) = bf16(p). */
 cudaError_t pp_launch_sgd(float *p, float *g, float lr, size_t count, __nv_bfloat16 *shadow,
                           cudaStream_t s);

@@ -9,6 +9,9 @@
  *              gradient of micro-batch m is taken with every stage s at
  *              version v(s, m) = number of B of stage s before F(s, m) in
  *              the plan.  Only those two numbers come from the plan.
+ *              With vertical sync every stage takes micro-batch m's
+ *              gradient at stage 0's number instead: version k(m) =
+ *              v(0, m) on every stage.
  *   2bw        W^{t+1} = W^t - lr * grad f_t(W^{t-1}),  W^{-1} = W^0.
  */
 #include <stdlib.h>
@@ -146,6 +149,9 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
             pp_error(d, "check: stage %d does not run each F and B once", s);
             rc = 1;
         }
+    /* vertical sync: version of (s, m) is k(m) = v(0, m) for every stage s */
+    for (int s = 1; s < S && p->vertical_sync; s++)
+        memcpy(fver + (size_t)s * M, fver, (size_t)M * sizeof(int));
     /* ver[l][v]: layer l's W then b at its stage's version v (0..M in a step) */
     float *ver = malloc((size_t)L * (M + 1) * lw * sizeof(float));
     float *grad = malloc((size_t)L * M * lw * sizeof(float)); /* [l][mb] */

@@ -15,6 +15,7 @@
 
 #include "cuda_ctx.cuh"
 #include "mlp_kernels.cuh"
+#include "mlp_launch.h"
 
 enum { WORKSPACE_BYTES = 32 << 20 }; /* cuBLAS workspace: graphs need one set up front */
 
@@ -96,6 +97,7 @@ static void cuda_close(pr_bctx *cb)
     cudaFree(c->workspace);
     cudaFree(c->step_dev);
     cudaFree(c->loss_dev);
+    cudaFree(c->mse_partial);
     cudaFreeHost(c->loss_host);
     cudaFree(c->bf_a);
     cudaFree(c->bf_b);
@@ -137,6 +139,7 @@ static pr_bctx *cuda_open(int rank, const pr_backend_cfg *cfg, char *err, size_t
               CU(c, cudaMalloc(&c->loss_dev, (size_t)c->slots * sizeof(double))) &&
               CU(c, cudaMemsetAsync(c->loss_dev, 0, (size_t)c->slots * sizeof(double), c->stream)) &&
               CU(c, cudaMallocHost(&c->loss_host, (size_t)c->slots * sizeof(double))) &&
+              CU(c, cudaMalloc(&c->mse_partial, PP_MSE_MAX_BLOCKS * sizeof(double))) &&
               CU(c, cudaEventCreateWithFlags(&c->ev_fork, cudaEventDisableTiming)) &&
               CU(c, cudaEventCreateWithFlags(&c->ev_join, cudaEventDisableTiming));
     if (ok && c->precision == PR_BF16)
@@ -159,10 +162,14 @@ static float *cuda_alloc(pr_bctx *cb, size_t count)
     return (float *)p;
 }
 
-/* Under BF16 a weight matrix carries its BF16 shadow right after it. */
+/* Under BF16 a weight matrix carries its BF16 shadow after it, at the next
+ * 256-byte boundary (cuBLAS wants aligned operands; h * h * 4 bytes is not
+ * a multiple of 256 for every h). */
+static size_t shadow_offset(size_t count) { return (count + 63) & ~(size_t)63; }
+
 static __nv_bfloat16 *shadow_of(const cuda_ctx *c, const float *W, size_t count)
 {
-    return c->precision == PR_BF16 ? (__nv_bfloat16 *)(W + count) : NULL;
+    return c->precision == PR_BF16 ? (__nv_bfloat16 *)(W + shadow_offset(count)) : NULL;
 }
 
 static float *cuda_alloc_weight(pr_bctx *cb, size_t count)
@@ -170,7 +177,7 @@ static float *cuda_alloc_weight(pr_bctx *cb, size_t count)
     cuda_ctx *c = (cuda_ctx *)cb;
     size_t bytes = count * sizeof(float);
     if (c->precision == PR_BF16)
-        bytes += count * sizeof(__nv_bfloat16);
+        bytes = shadow_offset(count) * sizeof(float) + count * sizeof(__nv_bfloat16);
     void *p = NULL;
     if (!pp_cuda_enter(c) || !CU(c, cudaMalloc(&p, bytes ? bytes : 4)))
         return NULL;
@@ -296,7 +303,8 @@ static void cuda_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, f
         pr_bctx_fail(cb, "cuda mse:", "loss slot out of range");
         return;
     }
-    CU(c, pp_launch_mse(y, t, inv_n, dy, (size_t)n * h, c->loss_dev + slot, c->stream));
+    CU(c, pp_launch_mse(y, t, inv_n, dy, (size_t)n * h, c->mse_partial, c->loss_dev + slot,
+                        c->stream));
 }
 
 static void cuda_read_loss(pr_bctx *cb, double *out, int n)

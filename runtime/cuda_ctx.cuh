@@ -23,6 +23,7 @@ typedef struct cuda_ctx {
     int *step_dev;         /* the step make_batch reads */
     double *loss_dev;      /* [slots] */
     double *loss_host;     /* [slots], pinned */
+    double *mse_partial;   /* [PP_MSE_MAX_BLOCKS]: the multi-block MSE's scratch */
     __nv_bfloat16 *bf_a, *bf_b; /* [rows * hidden] each: BF16 copies of GEMM operands */
     cudaEvent_t ev_fork, ev_join;
     cudaGraph_t graph;     /* device 0 of a captured run */

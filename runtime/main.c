@@ -108,6 +108,7 @@ static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
            worst, ew, eb, el,
            p->async == PP_ASYNC_NONE ? "single-device training"
            : p->async == PP_ASYNC_2BW ? "the 2bw rule (docs/async.md)"
+           : p->vertical_sync         ? "the pipedream vertical-sync rule (docs/async.md)"
                                       : "the pipedream rule (docs/async.md)",
            ok ? "ok" : "FAILED", tolerance);
     free(W);
@@ -337,7 +338,8 @@ int main(int argc, char **argv)
             printf("%d steps in %.3f s: %.0f samples/s\n", (int)steps, r.seconds,
                    r.seconds > 0 ? steps * (double)model.batch / r.seconds : 0.0);
         if (plan.async != PP_ASYNC_NONE) { /* docs/async.md: what stashing costs */
-            printf("weights (%s): peak versions per device", pp_async_name(plan.async));
+            printf("weights (%s%s): peak versions per device", pp_async_name(plan.async),
+                   plan.vertical_sync ? ", vertical sync" : "");
             for (int d = 0; d < plan.devices; d++)
                 if (!multi || d == boot.rank)
                     printf(" %d", r.weight_versions[d]);

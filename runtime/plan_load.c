@@ -151,8 +151,9 @@ static int load_pipeline(loader *L, const cJSON *root, pp_plan *plan)
     const cJSON *vsync = cJSON_GetObjectItemCaseSensitive(pl, "vertical_sync");
     if (vsync && !is_bool(vsync))
         FAIL(L, "pipeline.vertical_sync: expected a boolean, got %s", type_name(vsync));
-    if (vsync && cJSON_IsTrue(vsync))
-        FAIL(L, "pipeline.vertical_sync: true is not supported by this pprun (docs/async.md)");
+    plan->vertical_sync = vsync && cJSON_IsTrue(vsync);
+    if (plan->vertical_sync && plan->async != PP_ASYNC_PIPEDREAM)
+        FAIL(L, "pipeline.vertical_sync: true needs \"async\": \"pipedream\" (docs/async.md)");
     return 0;
 }
 

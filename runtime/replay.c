@@ -34,6 +34,7 @@ typedef struct act_set {
     float *in_act, *in_grad, *out_act, *out_grad;
     bool live; /* F done, activations held */
     int ver;   /* pipedream: id of the weight version its F used */
+    int bstep; /* vertical sync: 1 + the step of its last B (0: none yet) */
 } act_set;
 
 /* A stashed weight version (pipedream): what in-flight micro-batches' B
@@ -98,6 +99,7 @@ struct run {
     atomic_int failed;
     char err[640];
     bool ignore_stash; /* test hook PPRUN_TEST_IGNORE_STASH: B on the current weights */
+    int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
 };
 
 static double now_s(void)
@@ -165,33 +167,62 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
 /* ---- weight versions (docs/async.md) ---- */
 
 /* The weights F (backward false) or B of a micro-batch compute with:
- * pipedream's B the version its F saw, 2bw's F and B the previous step's,
- * otherwise (and under the test hook, for B) the current ones. */
-static void weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
+ * pipedream's B the version its F saw, with vertical sync its F too
+ * (version a->ver, k(m)), 2bw's F and B the previous step's, otherwise
+ * (and under the test hook, for B) the current ones.  False if the
+ * version a->ver is neither current nor stashed. */
+static bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
                         float ***b)
 {
     *W = st->W;
     *b = st->b;
     int async = D->R->p->async;
     if (backward && D->R->ignore_stash)
-        return;
+        return true;
     if (async == PP_ASYNC_2BW) {
         *W = st->oldW;
         *b = st->oldb;
-    } else if (async == PP_ASYNC_PIPEDREAM && backward && a->ver != st->cur_ver) {
+    } else if (async == PP_ASYNC_PIPEDREAM && (backward || D->R->vsync_ver) && a->ver != st->cur_ver) {
         for (int q = 0; q < st->nstash; q++)
             if (st->stash[q].refs > 0 && st->stash[q].id == a->ver) {
                 *W = st->stash[q].W;
                 *b = st->stash[q].b;
-                return;
+                return true;
             }
+        return false;
     }
+    return true;
+}
+
+/* Vertical sync (docs/async.md): k(m) - t*M for every micro-batch m, the
+ * updates stage 0 applies in a step before F(0, m), counted in the plan's
+ * list of stage 0's device; each device computes it from the plan, so no
+ * version number travels with the activations.  NULL without vertical
+ * sync. */
+static int *vsync_versions(const pp_plan *p)
+{
+    if (p->async != PP_ASYNC_PIPEDREAM || !p->vertical_sync)
+        return NULL;
+    int *k = calloc((size_t)p->microbatches, sizeof(int)), nb = 0;
+    if (!k)
+        abort();
+    const pp_device *dv = &p->dev[p->placement[0]];
+    for (int i = 0; i < dv->n; i++)
+        if (dv->ops[i].stage == 0 && dv->ops[i].mb >= 0 && dv->ops[i].mb < p->microbatches) {
+            if (dv->ops[i].kind == PP_OP_F)
+                k[dv->ops[i].mb] = nb;
+            else if (dv->ops[i].kind == PP_OP_B)
+                nb++;
+        }
+    return k;
 }
 
 /* The B of a micro-batch is done with version ver: the last user frees it. */
-static void stash_release(stage_state *st, int ver)
+static void stash_release(device_ctx *D, stage_state *st, int ver)
 {
     if (ver == st->cur_ver) {
+        if (D->R->vsync_ver)
+            return; /* users are counted when the version is stashed */
         st->cur_refs--;
         return;
     }
@@ -219,9 +250,11 @@ static void copy_weights(device_ctx *D, stage_state *st, float **dstW, float **d
 }
 
 /* Before an update moves the stage on: keep what someone still needs.
- * pipedream: the current version, if an in-flight F used it, goes to a
- * stash slot; 2bw: the current weights become the previous step's. */
-static void keep_version(device_ctx *D, stage_state *st)
+ * pipedream: the current version, if an in-flight F used it (with
+ * vertical sync: if a micro-batch of the step with k(m) = it has not
+ * run its B here yet, whether its F ran or not), goes to a stash slot;
+ * 2bw: the current weights become the previous step's. */
+static void keep_version(device_ctx *D, stage_state *st, int step)
 {
     run *R = D->R;
     size_t h = (size_t)R->m->hidden;
@@ -231,6 +264,12 @@ static void keep_version(device_ctx *D, stage_state *st)
     }
     if (R->p->async != PP_ASYNC_PIPEDREAM)
         return;
+    if (R->vsync_ver) {
+        int M = R->p->microbatches;
+        st->cur_refs = 0;
+        for (int mb = 0; mb < M; mb++)
+            st->cur_refs += step * M + R->vsync_ver[mb] == st->cur_ver && st->mb[mb].bstep != step + 1;
+    }
     if (st->cur_refs > 0) {
         int q = 0;
         while (q < st->nstash && st->stash[q].refs > 0)
@@ -277,8 +316,21 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
     }
+    if (R->p->async == PP_ASYNC_PIPEDREAM) {
+        a->ver = R->vsync_ver ? step * R->p->microbatches + R->vsync_ver[op->mb] : st->cur_ver;
+        if (a->ver > st->cur_ver) {
+            pool_put(D, x); /* cannot happen in a verified plan (docs/async.md) */
+            OP_FAIL(D, i, "vertical sync: weight version %d of stage %d does not exist yet (%d updates applied)",
+                    a->ver, op->stage, st->cur_ver);
+        }
+        if (!R->vsync_ver)
+            st->cur_refs++;
+    }
     float **Wv, **bv;
-    weights_for(D, st, a, false, &Wv, &bv);
+    if (!weights_for(D, st, a, false, &Wv, &bv)) {
+        pool_put(D, x);
+        OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
+    }
     for (int l = 0; l < st->k; l++) {
         float *z = pool_get(D), *y = pool_get(D);
         be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, h);
@@ -295,10 +347,6 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         x = y;
     }
     a->live = true;
-    if (R->p->async == PP_ASYNC_PIPEDREAM) {
-        a->ver = st->cur_ver;
-        st->cur_refs++;
-    }
     if (++D->inflight > D->peak)
         D->peak = D->inflight;
     if (op->stage == S - 1) {
@@ -332,7 +380,8 @@ static int do_recompute(device_ctx *D, int i, const pp_op *op)
     if (a->z[0])
         OP_FAIL(D, i, "activations already held (R twice)");
     float **Wv, **bv;
-    weights_for(D, st, a, true, &Wv, &bv);
+    if (!weights_for(D, st, a, true, &Wv, &bv))
+        OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     float *x = a->x[0];
     for (int l = 0; l < st->k; l++) {
         float *z = pool_get(D), *y = pool_get(D);
@@ -356,7 +405,7 @@ static void weight_grad(device_ctx *D, stage_state *st, act_set *a, int l)
     a->x[l] = a->dz[l] = NULL;
 }
 
-static int do_backward(device_ctx *D, int i, const pp_op *op)
+static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
 {
     run *R = D->R;
     int h = R->m->hidden;
@@ -371,7 +420,10 @@ static int do_backward(device_ctx *D, int i, const pp_op *op)
     if (!dy)
         OP_FAIL(D, i, "no output gradient (missing recv or B of stage %d)", op->stage + 1);
     float **Wv, **bv;
-    weights_for(D, st, a, true, &Wv, &bv);
+    if (!weights_for(D, st, a, true, &Wv, &bv)) {
+        pool_put(D, dy);
+        OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
+    }
     for (int l = st->k - 1; l >= 0; l--) {
         float *dz = pool_get(D);
         float *dx = l > 0 || op->stage > 0 ? pool_get(D) : NULL;
@@ -388,8 +440,9 @@ static int do_backward(device_ctx *D, int i, const pp_op *op)
         a->live = false;
         D->inflight--;
     }
+    a->bstep = step + 1;
     if (R->p->async == PP_ASYNC_PIPEDREAM)
-        stash_release(st, a->ver);
+        stash_release(D, st, a->ver);
     if (op->stage > 0) {
         act_set *prev = set_of(D, op->stage - 1, op->mb);
         float **box = prev ? &prev->in_grad : &a->out_grad;
@@ -457,13 +510,13 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     return 0;
 }
 
-static void do_update(device_ctx *D)
+static void do_update(device_ctx *D, int step)
 {
     run *R = D->R;
     size_t h = (size_t)R->m->hidden;
     float lr = (float)R->m->lr;
     for (int s = 0; s < D->nst; s++)
-        keep_version(D, &D->st[s]);
+        keep_version(D, &D->st[s], step);
     for (int s = 0; s < D->nst; s++)
         for (int l = 0; l < D->st[s].k; l++) {
             R->be->sgd_weight(D->bc, D->st[s].W[l], D->st[s].dW[l], lr, h * h);
@@ -544,12 +597,12 @@ static int exec_op(device_ctx *D, int i, int step)
     int rc = 0;
     switch (op->kind) {
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
-    case PP_OP_B: rc = do_backward(D, i, op); break;
+    case PP_OP_B: rc = do_backward(D, i, op, step); break;
     case PP_OP_W: rc = do_weight(D, i, op); break;
     case PP_OP_R: rc = do_recompute(D, i, op); break;
     case PP_OP_SEND: rc = do_send(D, i, op); break;
     case PP_OP_RECV: rc = do_recv(D, i, op); break;
-    case PP_OP_UPDATE: do_update(D); break;
+    case PP_OP_UPDATE: do_update(D, step); break;
     case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
@@ -847,6 +900,7 @@ static int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *
     R.slot = (size_t)R.rows * m->hidden;
     R.res = &r;
     R.dry = true;
+    R.vsync_ver = vsync_versions(p);
     R.step_lo = 0;
     R.step_hi = 1;
     R.loss_sq = calloc((size_t)p->microbatches, sizeof(double));
@@ -870,6 +924,7 @@ static int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *
     pthread_cond_destroy(&R.cv);
     free(R.loss_sq);
     free(R.dev);
+    free(R.vsync_ver);
     pr_run_result_free(&r);
     return rc;
 }
@@ -967,6 +1022,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     R.slot = (size_t)R.rows * m->hidden;
     R.res = r;
     R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
+    R.vsync_ver = vsync_versions(p);
     R.loss_sq = calloc((size_t)o->steps * p->microbatches, sizeof(double));
     pthread_mutex_init(&R.mu, NULL);
     pthread_cond_init(&R.cv, NULL);
@@ -1009,6 +1065,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     pthread_cond_destroy(&R.cv);
     free(R.loss_sq);
     free(R.dev);
+    free(R.vsync_ver);
     if (rc)
         pr_run_result_free(r);
     return rc;

@@ -427,7 +427,23 @@ static int nccl_flush(pr_transport *tp, int rank, double timeout)
     }
 }
 
-static void nccl_abort(pr_transport *tp) { __atomic_store_n(&((nccl_tr *)tp)->aborted, 1, __ATOMIC_SEQ_CST); }
+/* Another failure ended the run: abort the communicator now, not at
+ * destroy, so that NCCL kernels still waiting for a peer end and the
+ * teardown's stream synchronisation cannot hang.  (One device per process:
+ * the caller is the thread that drives this communicator.) */
+static void nccl_abort(pr_transport *tp)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+    if (t->comm) {
+        if (t->in_group) { /* a group left open by the failure */
+            ncclGroupEnd();
+            t->in_group = false;
+        }
+        ncclCommAbort(t->comm);
+        t->comm = NULL;
+    }
+}
 
 static void nccl_destroy(pr_transport *tp)
 {

@@ -3,8 +3,8 @@
  * and 2bw's compute orders against a transcription, the verifier's rule for
  * per-B updates (accepted for pipedream plans only, with each of its
  * refusals), a sweep of D 1..8 x M 1..16 through lower + verify with the
- * counts checked here, the simulated stats equal to 1F1B's, and the plan
- * JSON's pipeline.async.
+ * counts checked here, the simulated stats equal to 1F1B's, the plan
+ * JSON's pipeline.async, and schedule.vertical_sync from the DSL to the plan.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -296,6 +296,72 @@ START_TEST(plan_json)
 }
 END_TEST
 
+/* Parses text with defs into a spec; returns the errors, diag in t. */
+static int spec_of(const char *text, const pp_define *defs, int ndefs, pp_arena *a, tu_diag *t, pp_spec *s)
+{
+    pp_ast ast;
+    int errors = pp_parse("t.pp", text, strlen(text), a, &t->diag, &ast);
+    return errors ? errors : pp_spec_build(&ast, defs, ndefs, a, &t->diag, s);
+}
+
+/* schedule.vertical_sync (docs/async.md): the block and -D set it, the
+ * pipedream policy copies it into the plan, the JSON says it; any other
+ * schedule, or a value but 0/1, is an error naming the key. */
+START_TEST(vertical_sync_key)
+{
+    struct {
+        const char *text;
+        pp_define def;
+        bool want;
+        const char *err; /* NULL: accepted */
+    } cases[] = {
+        {"devices = 3\nschedule pipedream { vertical_sync = 1 }\n", {NULL, NULL}, true, NULL},
+        {"devices = 3\nschedule pipedream\n", {NULL, NULL}, false, NULL},
+        {"devices = 3\nschedule pipedream\n", {"schedule.vertical_sync", "1"}, true, NULL},
+        {"devices = 3\nschedule pipedream { vertical_sync = 1 }\n", {"schedule.vertical_sync", "0"}, false, NULL},
+        {"devices = 3\nschedule pipedream { vertical_sync = 1 }\n", {"schedule", "2bw"}, false,
+         "t.pp:2:22: error: schedule.vertical_sync: only schedule pipedream has a vertical sync, but schedule = 2bw"},
+        {"schedule 1f1b\n", {"schedule.vertical_sync", "1"}, false,
+         "-D schedule.vertical_sync=1: only schedule pipedream has a vertical sync, but schedule = 1f1b"},
+        {"schedule pipedream { vertical_sync = 2 }\n", {NULL, NULL}, false, "vertical_sync: must be between 0 and 1"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        pp_arena a = {0};
+        tu_diag t;
+        tu_diag_open(&t);
+        pp_spec s;
+        int errors = spec_of(cases[k].text, &cases[k].def, cases[k].def.name ? 1 : 0, &a, &t, &s);
+        if (cases[k].err) {
+            ck_assert_msg(errors > 0 && strstr(tu_diag_text(&t), cases[k].err), "case %zu: want '%s', got '%s'", k,
+                          cases[k].err, tu_diag_text(&t));
+        } else {
+            ck_assert_msg(errors == 0, "case %zu: %s", k, tu_diag_text(&t));
+            ck_assert_int_eq(s.vertical_sync, cases[k].want);
+            pp_plan p;
+            memset(&p, 0, sizeof p);
+            ck_assert_msg(pp_policy_run(&s, &p, &t.diag) == 0, "case %zu: %s", k, tu_diag_text(&t));
+            ck_assert_int_eq(p.vertical_sync, cases[k].want);
+            char *buf = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&buf, &len);
+            ck_assert_int_eq(pp_emit_json(f, &s, &p, NULL), 0);
+            fclose(f);
+            const char *want = cases[k].want ? "\"vertical_sync\":true" : "\"vertical_sync\":false";
+            char *w = buf;
+            for (char *r = buf; *r; r++)
+                if (*r != ' ')
+                    *w++ = *r;
+            *w = '\0';
+            ck_assert_msg(strstr(buf, want) != NULL, "case %zu: no %s in\n%.400s", k, want, buf);
+            free(buf);
+            pp_plan_free(&p);
+        }
+        tu_diag_close(&t);
+        pp_arena_free(&a);
+    }
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("async");
@@ -305,6 +371,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, sweep);
     tcase_add_test(tc, verifier_rules);
     tcase_add_test(tc, plan_json);
+    tcase_add_test(tc, vertical_sync_key);
     suite_add_tcase(s, tc);
     return s;
 }

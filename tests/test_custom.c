@@ -7,7 +7,10 @@
  * policy's lowered plan (plain, interleaved, split backward, V-shape);
  * schedules/custom.pp compiles, verifies and times as its comment says;
  * each bad order in tests/golden/custom/NAME.pp gives exactly the messages
- * in NAME.err, every one pointing at a token; and no prefix or byte
+ * in NAME.err, every one pointing at a token; errors of the verifier and of
+ * lowering on a plan from an order (a memory limit, with and without
+ * recompute; deadlocks on plans built by hand) add a note at a token and
+ * are otherwise byte-identical to those without an order; and no prefix or byte
  * mutation of schedules/custom.pp crashes the passes (run under ASan).
  */
 #include <stdlib.h>
@@ -42,7 +45,7 @@ static void comp_run(comp *t, const char *path, const char *text, const pp_defin
     if (!t->errors)
         t->errors = pp_lower(&t->plan, d);
     if (!t->errors) {
-        pp_verify_opts vo = {.act_size = t->spec.act_size, .mem_limit = t->spec.mem_limit};
+        pp_verify_opts vo = pp_verify_opts_of(&t->spec, true);
         t->errors = pp_verify(&t->plan, &vo, d);
     }
     if (!t->errors) {
@@ -270,6 +273,160 @@ START_TEST(golden_errors)
 }
 END_TEST
 
+/* Orders that pass policy_custom.c's checks but that a later pass refuses:
+ * the error names device and op index as for any plan, and a note points
+ * at the token of the op (or, for an op the compiler inserted, at the
+ * listed op next to it). */
+static const char *const late_cases[] = {"mem_limit", "mem_recompute"};
+
+START_TEST(golden_late_errors)
+{
+    const char *name = late_cases[_i];
+    char rel[256], err_rel[256];
+    snprintf(rel, sizeof rel, "tests/golden/custom/%s.pp", name);
+    snprintf(err_rel, sizeof err_rel, "tests/golden/custom/%s.err", name);
+    char *text = read_src(rel);
+    comp t;
+    comp_run(&t, rel, text, NULL, 0);
+    free(text);
+    ck_assert_msg(t.planned, "%s: refused before the plan: %s", name, tu_diag_text(&t.diag));
+    ck_assert_ptr_eq(t.plan.order, t.spec.order);
+    ck_assert_int_eq(t.errors, 1);
+    tu_check_golden(tu_diag_text(&t.diag), err_rel);
+    comp_end(&t);
+}
+END_TEST
+
+/* Strips every note (a "note:" line, its source line and its caret). */
+static void strip_notes(const char *in, char *out, size_t size)
+{
+    size_t n = 0;
+    int skip = 0;
+    for (const char *l = in; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l + 1) : strlen(l);
+        if (strstr(l, ": note: ") && strstr(l, ": note: ") < l + len)
+            skip = 3;
+        if (skip > 0)
+            skip--;
+        else {
+            ck_assert(n + len < size);
+            memcpy(out + n, l, len);
+            n += len;
+        }
+        l += len;
+    }
+    out[n] = '\0';
+}
+
+/* Runs pass on p with and without p->order: without it the messages are
+ * exactly those of any plan (no note), with it the same plus notes. */
+static void expect_notes(pp_plan *p, int (*pass)(pp_plan *, pp_diag *), const char *err_rel)
+{
+    static char bare[1 << 14], stripped[1 << 14];
+    pp_plan copy;
+    ck_assert_int_eq(pp_plan_init(&copy, p->schedule, p->devices, p->stages, p->microbatches, p->placement), 0);
+    copy.split_backward = p->split_backward;
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++)
+            pp_plan_push(&copy, d, p->dev[d].ops[i]);
+
+    tu_diag with, without;
+    tu_diag_open(&with);
+    tu_diag_open(&without);
+    ck_assert_int_gt(pass(p, &with.diag), 0);
+    copy.order = NULL;
+    ck_assert_int_gt(pass(&copy, &without.diag), 0);
+    ck_assert_int_eq(with.diag.errors, without.diag.errors);
+    snprintf(bare, sizeof bare, "%s", tu_diag_text(&without));
+    ck_assert_ptr_null(strstr(bare, "note:"));
+    ck_assert_ptr_nonnull(strstr(tu_diag_text(&with), ": note: "));
+    strip_notes(tu_diag_text(&with), stripped, sizeof stripped);
+    ck_assert_str_eq(stripped, bare);
+    tu_check_golden(tu_diag_text(&with), err_rel);
+    tu_diag_close(&with);
+    tu_diag_close(&without);
+    pp_plan_free(&copy);
+}
+
+static int verify_pass(pp_plan *p, pp_diag *d)
+{
+    return pp_verify(p, &(pp_verify_opts){0}, d);
+}
+
+static int lower_pass(pp_plan *p, pp_diag *d) { return pp_lower(p, d); }
+
+/* No order that passes the checks deadlocks later: the compute replay of
+ * check 4 is what lowering needs to succeed, and the verifier replays what
+ * lowering proved.  So the deadlock notes are shown on plans built here by
+ * hand, each carrying the order of a golden file. */
+START_TEST(hand_built_deadlocks)
+{
+    /* 1. deadlock.pp's order, generated without the policy's checks and
+     * lowered: lowering finds no communication order, and each device of
+     * the cycle gets a note at the listed op it cannot reach. */
+    char *text = read_src("tests/golden/custom/deadlock.pp");
+    pp_arena a = {0};
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_ast ast;
+    pp_spec spec;
+    ck_assert_int_eq(pp_parse("tests/golden/custom/deadlock.pp", text, strlen(text), &a, &td.diag, &ast), 0);
+    ck_assert_int_eq(pp_spec_build(&ast, NULL, 0, &a, &td.diag, &spec), 0);
+    pp_plan p;
+    ck_assert_int_eq(pp_plan_init(&p, "custom", spec.devices, spec.stages, spec.microbatches, spec.placement), 0);
+    ck_assert_int_eq(pp_policy_custom.generate(&spec, &p, &td.diag), 0);
+    ck_assert_ptr_eq(p.order, spec.order);
+    expect_notes(&p, lower_pass, "tests/golden/custom/deadlock_lowered.err");
+    pp_plan_free(&p);
+    pp_arena_free(&a);
+    tu_diag_close(&td);
+    free(text);
+
+    /* 2. hand_deadlock.pp lowered by hand with device 0 waiting for the
+     * gradient before it sends the activation: the verifier's replay. */
+    comp t;
+    text = read_src("tests/golden/custom/hand_deadlock.pp");
+    comp_run(&t, "tests/golden/custom/hand_deadlock.pp", text, NULL, 0);
+    ck_assert_msg(t.errors == 0, "%s", tu_diag_text(&t.diag));
+    ck_assert_int_eq(pp_plan_init(&p, "custom", 2, 2, 1, t.spec.placement), 0);
+    p.order = t.spec.order;
+    static const pp_op dev0[] = {
+        {.kind = PP_OP_RECV, .comm = PP_COMM_GRAD, .stage = 1, .mb = 0, .peer = 1, .group = 0},
+        {.kind = PP_OP_F, .stage = 0, .mb = 0, .peer = -1, .group = -1},
+        {.kind = PP_OP_SEND, .comm = PP_COMM_ACT, .stage = 0, .mb = 0, .peer = 1, .group = 1},
+        {.kind = PP_OP_B, .stage = 0, .mb = 0, .peer = -1, .group = -1},
+        {.kind = PP_OP_UPDATE, .stage = -1, .mb = -1, .peer = -1, .group = -1},
+        {.kind = PP_OP_FLUSH, .stage = -1, .mb = -1, .peer = -1, .group = -1},
+    };
+    static const pp_op dev1[] = {
+        {.kind = PP_OP_RECV, .comm = PP_COMM_ACT, .stage = 0, .mb = 0, .peer = 0, .group = 0},
+        {.kind = PP_OP_F, .stage = 1, .mb = 0, .peer = -1, .group = -1},
+        {.kind = PP_OP_B, .stage = 1, .mb = 0, .peer = -1, .group = -1},
+        {.kind = PP_OP_SEND, .comm = PP_COMM_GRAD, .stage = 1, .mb = 0, .peer = 0, .group = 1},
+        {.kind = PP_OP_UPDATE, .stage = -1, .mb = -1, .peer = -1, .group = -1},
+        {.kind = PP_OP_FLUSH, .stage = -1, .mb = -1, .peer = -1, .group = -1},
+    };
+    for (size_t i = 0; i < sizeof dev0 / sizeof *dev0; i++)
+        pp_plan_push(&p, 0, dev0[i]);
+    for (size_t i = 0; i < sizeof dev1 / sizeof *dev1; i++)
+        pp_plan_push(&p, 1, dev1[i]);
+    expect_notes(&p, verify_pass, "tests/golden/custom/hand_deadlock.err");
+
+    /* 3. The same plan with F0.0 and B0.0 swapped: device 0's list no
+     * longer matches its row (its first listed op is B0.0, the row's first
+     * token F0.0), so its errors get no note rather than a wrong one;
+     * device 1's still does. */
+    pp_op f = p.dev[0].ops[1];
+    p.dev[0].ops[1] = p.dev[0].ops[3];
+    p.dev[0].ops[3] = f;
+    expect_notes(&p, verify_pass, "tests/golden/custom/hand_b_before_f.err");
+    pp_plan_free(&p);
+    comp_end(&t);
+    free(text); /* the ast (so the order's source) points into it */
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* Robustness                                                           */
 /* ------------------------------------------------------------------ */
@@ -316,6 +473,8 @@ static Suite *suite(void)
     tcase_add_test(tc, shipped_example);
     tcase_add_test(tc, row_syntax);
     tcase_add_loop_test(tc, golden_errors, 0, (int)(sizeof golden_cases / sizeof golden_cases[0]));
+    tcase_add_loop_test(tc, golden_late_errors, 0, (int)(sizeof late_cases / sizeof late_cases[0]));
+    tcase_add_test(tc, hand_built_deadlocks);
     tcase_add_test(tc, mutations);
     suite_add_tcase(s, tc);
     return s;

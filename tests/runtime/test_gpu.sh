@@ -17,7 +17,7 @@ trap 'rm -rf "$tmp"' EXIT
 if ! "$pprun" --version | grep -q cuda; then
     echo "SKIP: pprun is built without CUDA"; exit 77
 fi
-"$write_plan" 1f1b-2x4 "$tmp/probe.json" || exit 1
+"$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D microbatches=4 -o "$tmp/probe.json" || exit 1
 if "$pprun" "$tmp/probe.json" --backend cuda 2>&1 | grep -q 'no GPU is visible'; then
     echo "SKIP: no GPU visible"; exit 77
 fi
@@ -59,9 +59,14 @@ for d in 1 2 4 8; do
         -D batch=64 -D layers=8 && check "gpipe $d devices" "$tmp/gplan$d.json"
 done
 # hand-written plans (runtime tests' generator): split backward, several stages per device
-for name in 1f1b-2x4 gpipe-4x8 interleaved-2x2x4 same-device-2x4 zb-2x4; do
-    "$write_plan" $name "$tmp/$name.json" && check "$name" "$tmp/$name.json"
-done
+# (write_plan is a test binary: absent from a tree built without Check)
+if [ -x "$write_plan" ]; then
+    for name in 1f1b-2x4 gpipe-4x8 interleaved-2x2x4 same-device-2x4 zb-2x4; do
+        "$write_plan" $name "$tmp/$name.json" && check "$name" "$tmp/$name.json"
+    done
+else
+    echo "note: $write_plan not built: hand-written plans skipped"
+fi
 if [ "${ngpu:-0}" -ge 2 ]; then
     check "1f1b 4 devices over 2 GPUs" "$tmp/plan4.json" --gpus 2
     runs=$((runs + 1))

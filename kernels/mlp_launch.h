@@ -1,0 +1,103 @@
+/*
+ * mlp_launch.h — the launch shapes and per-element bodies of the element-wise
+ * CUDA kernels (mlp_kernels.cu), in plain C so that a CPU test
+ * (tests/test_kernel_shapes.c) can run the same index arithmetic block by
+ * block and thread by thread: coverage, off-by-ones and the reduction order
+ * are checked without a GPU.  The math itself is mlp_math.h's.
+ */
+#ifndef PP_MLP_LAUNCH_H
+#define PP_MLP_LAUNCH_H
+
+#include <stddef.h>
+
+#include "mlp_math.h"
+
+/* grid-stride kernels: PP_THREADS per block, at most PP_MAX_BLOCKS blocks */
+#define PP_THREADS 256
+#define PP_MAX_BLOCKS (65535u * 16u)
+
+static inline PP_HD unsigned pp_blocks_for(size_t count)
+{
+    size_t b = (count + PP_THREADS - 1) / PP_THREADS;
+    return b == 0 ? 1u : b < PP_MAX_BLOCKS ? (unsigned)b : PP_MAX_BLOCKS;
+}
+
+/* colsum: a block of PP_COLSUM_X columns x PP_COLSUM_Y row groups; thread
+ * (tx, ty) sums rows ty, ty + Y, ... of its column, then row 0 of the block
+ * adds the Y partial sums in ty order (a fixed order for a given shape). */
+#define PP_COLSUM_X 32
+#define PP_COLSUM_Y 32
+
+static inline PP_HD unsigned pp_colsum_blocks(int h)
+{
+    return (unsigned)((h + PP_COLSUM_X - 1) / PP_COLSUM_X);
+}
+
+static inline PP_HD float pp_colsum_partial(const float *dz, int n, int h, int j, int ty)
+{
+    float s = 0;
+    for (int r = ty; r < n; r += PP_COLSUM_Y)
+        s += dz[(size_t)r * (size_t)h + (size_t)j];
+    return s;
+}
+
+/* mse: pass 1 runs pp_mse_blocks(count) blocks of PP_MSE_THREADS, each
+ * thread a grid-stride sum, each block a tree sum into partial[block];
+ * pass 2, one block, sums the partials (strided, then a tree). */
+#define PP_MSE_THREADS 256
+#define PP_MSE_MAX_BLOCKS 1024
+#define PP_MSE_PER_THREAD 8 /* elements per thread before another block pays off */
+
+static inline PP_HD unsigned pp_mse_blocks(size_t count)
+{
+    size_t per = (size_t)PP_MSE_THREADS * PP_MSE_PER_THREAD;
+    size_t b = (count + per - 1) / per;
+    return b == 0 ? 1u : b < PP_MSE_MAX_BLOCKS ? (unsigned)b : PP_MSE_MAX_BLOCKS;
+}
+
+/* ---- per-element bodies: element i of a grid-stride loop ---- */
+
+static inline PP_HD void pp_bias_gelu_at(size_t i, const float *x, const float *b, float *z,
+                                         float *y, int h)
+{
+    float zi = z[i] + b[i % (size_t)h];
+    z[i] = zi;
+    y[i] = x[i] + pp_gelu(zi);
+}
+
+static inline PP_HD void pp_gelu_backward_at(size_t i, const float *dy, const float *z, float *dz,
+                                             float *dx)
+{
+    float g = dy[i];
+    dz[i] = g * pp_gelu_grad(z[i]);
+    if (dx)
+        dx[i] = g;
+}
+
+/* dy[i] = (y - t) inv_n; returns (y - t)^2 in double */
+static inline PP_HD double pp_mse_at(size_t i, const float *y, const float *t, float inv_n,
+                                     float *dy)
+{
+    double e = (double)y[i] - (double)t[i];
+    dy[i] = pp_mse_grad(y[i], t[i], inv_n);
+    return e * e;
+}
+
+static inline PP_HD float pp_sgd_at(size_t i, float *p, float *g, float lr)
+{
+    float v = pp_sgd(p[i], g[i], lr);
+    p[i] = v;
+    g[i] = 0;
+    return v;
+}
+
+static inline PP_HD void pp_make_batch_at(size_t i, uint64_t seed, int step, size_t first,
+                                          float *x, float *t)
+{
+    if (x)
+        x[i] = pp_uniform_pm1(seed, PP_STREAM_X(step), first + i);
+    if (t)
+        t[i] = pp_uniform_pm1(seed, PP_STREAM_T(step), first + i);
+}
+
+#endif

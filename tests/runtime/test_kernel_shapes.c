@@ -1,0 +1,286 @@
+/*
+ * test_kernel_shapes.c — the CUDA element-wise kernels' index arithmetic,
+ * run on the CPU.  Each kernel of kernels/mlp_kernels.cu is a grid-stride
+ * loop (or a 2-D block, or a two-pass reduction) around a body of
+ * kernels/mlp_launch.h; here the same bodies run block by block and thread
+ * by thread with the same launch shapes, and the results are compared with
+ * the CPU backend's: bitwise where the kernel does the same arithmetic,
+ * within rounding where a reduction sums in another order.  Odd shapes
+ * (h not a multiple of the block, a single row, more elements than the MSE's
+ * block cap) catch off-by-ones and missed elements without a GPU.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "mlp_launch.h"
+#include "test_util.h"
+
+/* The shapes: rows n, hidden h. */
+static const int shapes[][2] = {{1, 1}, {3, 5}, {7, 33}, {64, 128}, {33, 1000}, {257, 96},
+                                {1024, 2100}};
+enum { NSHAPES = sizeof shapes / sizeof shapes[0] };
+
+static float *fill(size_t count, uint64_t stream)
+{
+    float *p = malloc((count ? count : 1) * sizeof(float));
+    for (size_t i = 0; i < count; i++)
+        p[i] = pp_uniform_pm1(42, stream, i);
+    return p;
+}
+
+static float *nans(size_t count)
+{
+    float *p = malloc((count ? count : 1) * sizeof(float));
+    for (size_t i = 0; i < count; i++)
+        p[i] = NAN;
+    return p;
+}
+
+/* Runs body(i) for every i a grid-stride kernel of pp_blocks_for(count)
+ * blocks of PP_THREADS visits, in launch order; counts visits per element. */
+#define EMULATE_GRID_STRIDE(count, visits, body)                                           \
+    do {                                                                                   \
+        unsigned grid_ = pp_blocks_for(count);                                             \
+        size_t stride_ = (size_t)grid_ * PP_THREADS;                                       \
+        for (unsigned blk_ = 0; blk_ < grid_; blk_++)                                      \
+            for (unsigned th_ = 0; th_ < PP_THREADS; th_++)                                \
+                for (size_t i = (size_t)blk_ * PP_THREADS + th_; i < (count); i += stride_) { \
+                    (visits)[i]++;                                                         \
+                    body;                                                                  \
+                }                                                                          \
+    } while (0)
+
+static void assert_once(const unsigned char *visits, size_t count, const char *what)
+{
+    for (size_t i = 0; i < count; i++)
+        ck_assert_msg(visits[i] == 1, "%s: element %zu visited %d times", what, i, visits[i]);
+}
+
+static pr_bctx *cpu_open(int n, int h)
+{
+    pr_backend_cfg cfg = {.devices = 1, .microbatches = 2, .rows = n, .hidden = h, .seed = 7};
+    char err[200];
+    pr_bctx *c = pr_backend_cpu()->open(0, &cfg, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+START_TEST(launch_shapes)
+{
+    ck_assert_uint_eq(pp_blocks_for(0), 1);
+    ck_assert_uint_eq(pp_blocks_for(1), 1);
+    ck_assert_uint_eq(pp_blocks_for(PP_THREADS), 1);
+    ck_assert_uint_eq(pp_blocks_for(PP_THREADS + 1), 2);
+    /* hidden 8192 x 4096 rows: no cap, one element per thread */
+    ck_assert_uint_eq(pp_blocks_for((size_t)8192 * 4096), 8192u * 4096u / PP_THREADS);
+    /* past 2^32 elements the count is not truncated: the cap, then a stride loop */
+    ck_assert_uint_eq(pp_blocks_for((size_t)1 << 33), PP_MAX_BLOCKS);
+    ck_assert_uint_eq(pp_colsum_blocks(8192), 8192 / PP_COLSUM_X);
+    ck_assert_uint_eq(pp_colsum_blocks(33), 2);
+    ck_assert_uint_eq(pp_mse_blocks(0), 1);
+    ck_assert_uint_eq(pp_mse_blocks((size_t)8192 * 1024), PP_MSE_MAX_BLOCKS);
+    ck_assert_uint_eq(pp_mse_blocks(PP_MSE_THREADS * PP_MSE_PER_THREAD + 1), 2);
+}
+END_TEST
+
+START_TEST(make_batch_matches_cpu)
+{
+    int n = shapes[_i][0], h = shapes[_i][1], row0 = 3 * n, step = 5;
+    size_t count = (size_t)n * h;
+    pr_bctx *c = cpu_open(n, h);
+    float *x = malloc(count * sizeof(float)), *t = malloc(count * sizeof(float));
+    pr_backend_cpu()->set_step(c, step);
+    pr_backend_cpu()->make_batch(c, row0, n, x, t);
+    float *gx = nans(count), *gt = nans(count);
+    unsigned char *visits = calloc(count, 1);
+    EMULATE_GRID_STRIDE(count, visits, pp_make_batch_at(i, 7, step, (size_t)row0 * h, gx, gt));
+    assert_once(visits, count, "make_batch");
+    ck_assert_mem_eq(gx, x, count * sizeof(float));
+    ck_assert_mem_eq(gt, t, count * sizeof(float));
+    pr_backend_cpu()->close(c);
+    free(x), free(t), free(gx), free(gt), free(visits);
+}
+END_TEST
+
+/* layer_forward = GEMM then bias + GELU: the GEMM is the CPU's own here,
+ * so z and y must be bitwise the CPU backend's. */
+START_TEST(bias_gelu_matches_cpu)
+{
+    int n = shapes[_i][0], h = shapes[_i][1];
+    size_t count = (size_t)n * h;
+    pr_bctx *c = cpu_open(n, h);
+    float *x = fill(count, 1), *W = fill((size_t)h * h, 2), *b = fill(h, 3);
+    float *z = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
+    pr_backend_cpu()->layer_forward(c, x, W, b, z, y, n, h);
+    float *gz = malloc(count * sizeof(float)), *gy = nans(count);
+    pr_cpu_sgemm(n, h, h, x, W, gz, 0);
+    unsigned char *visits = calloc(count, 1);
+    EMULATE_GRID_STRIDE(count, visits, pp_bias_gelu_at(i, x, b, gz, gy, h));
+    assert_once(visits, count, "bias_gelu");
+    ck_assert_mem_eq(gz, z, count * sizeof(float));
+    ck_assert_mem_eq(gy, y, count * sizeof(float));
+    pr_backend_cpu()->close(c);
+    free(x), free(W), free(b), free(z), free(y), free(gz), free(gy), free(visits);
+}
+END_TEST
+
+START_TEST(gelu_backward_matches_cpu)
+{
+    int n = shapes[_i][0], h = shapes[_i][1];
+    size_t count = (size_t)n * h;
+    pr_bctx *c = cpu_open(n, h);
+    float *dy = fill(count, 4), *z = fill(count, 5);
+    float *dz = malloc(count * sizeof(float));
+    pr_backend_cpu()->layer_backward_input(c, dy, z, NULL, dz, NULL, n, h);
+    float *gdz = nans(count), *gdx = nans(count);
+    unsigned char *visits = calloc(count, 1);
+    EMULATE_GRID_STRIDE(count, visits, pp_gelu_backward_at(i, dy, z, gdz, gdx));
+    assert_once(visits, count, "gelu_backward");
+    ck_assert_mem_eq(gdz, dz, count * sizeof(float));
+    ck_assert_mem_eq(gdx, dy, count * sizeof(float)); /* the GEMM then adds dz W^T */
+    pr_backend_cpu()->close(c);
+    free(dy), free(z), free(dz), free(gdz), free(gdx), free(visits);
+}
+END_TEST
+
+START_TEST(sgd_matches_cpu)
+{
+    int n = shapes[_i][0], h = shapes[_i][1];
+    size_t count = (size_t)n * h;
+    pr_bctx *c = cpu_open(n, h);
+    float *p = fill(count, 6), *g = fill(count, 7), *gp = fill(count, 6), *gg = fill(count, 7);
+    pr_backend_cpu()->sgd(c, p, g, 0.01f, count);
+    unsigned char *visits = calloc(count, 1);
+    EMULATE_GRID_STRIDE(count, visits, (void)pp_sgd_at(i, gp, gg, 0.01f));
+    assert_once(visits, count, "sgd");
+    ck_assert_mem_eq(gp, p, count * sizeof(float));
+    ck_assert_mem_eq(gg, g, count * sizeof(float));
+    pr_backend_cpu()->close(c);
+    free(p), free(g), free(gp), free(gg), free(visits);
+}
+END_TEST
+
+/* colsum: blocks of X columns x Y row groups; db[j] += sum over rows. */
+START_TEST(colsum_matches_cpu)
+{
+    int n = shapes[_i][0], h = shapes[_i][1];
+    size_t count = (size_t)n * h;
+    float *dz = fill(count, 8), *base = fill(h, 9);
+    float *db = malloc((h + PP_COLSUM_X) * sizeof(float));
+    memcpy(db, base, h * sizeof(float));
+    for (int j = h; j < h + PP_COLSUM_X; j++)
+        db[j] = -7.0f; /* past the end: must stay untouched */
+    unsigned char *visits = calloc(count, 1);
+    unsigned grid = pp_colsum_blocks(h);
+    ck_assert_uint_ge((size_t)grid * PP_COLSUM_X, (size_t)h);
+    for (unsigned blk = 0; blk < grid; blk++) {
+        float part[PP_COLSUM_Y][PP_COLSUM_X + 1];
+        for (int ty = 0; ty < PP_COLSUM_Y; ty++)
+            for (int tx = 0; tx < PP_COLSUM_X; tx++) {
+                int j = (int)blk * PP_COLSUM_X + tx;
+                part[ty][tx] = j < h ? pp_colsum_partial(dz, n, h, j, ty) : 0;
+                for (int r = ty; j < h && r < n; r += PP_COLSUM_Y)
+                    visits[(size_t)r * h + j]++;
+            }
+        for (int tx = 0; tx < PP_COLSUM_X; tx++) {
+            int j = (int)blk * PP_COLSUM_X + tx;
+            if (j >= h)
+                continue;
+            float s = 0;
+            for (int q = 0; q < PP_COLSUM_Y; q++)
+                s += part[q][tx];
+            db[j] += s;
+        }
+    }
+    assert_once(visits, count, "colsum");
+    for (int j = 0; j < h; j++) {
+        double ref = base[j];
+        for (int r = 0; r < n; r++)
+            ref += dz[(size_t)r * h + j];
+        ck_assert_msg(fabs(db[j] - ref) <= 1e-5 * (1 + fabs(ref)) + 1e-6 * sqrt((double)n),
+                      "column %d: %g vs %g", j, db[j], ref);
+    }
+    for (int j = h; j < h + PP_COLSUM_X; j++)
+        ck_assert_float_eq(db[j], -7.0f);
+    free(dz), free(base), free(db), free(visits);
+}
+END_TEST
+
+/* The two-pass MSE: grid-stride partial sums, a tree per block, then one
+ * block over the partials — the loss within double rounding of the CPU's,
+ * dy bitwise. */
+static void tree_sum(double *part)
+{
+    for (int w = PP_MSE_THREADS / 2; w > 0; w /= 2)
+        for (int t = 0; t < w; t++)
+            part[t] += part[t + w];
+}
+
+START_TEST(mse_matches_cpu)
+{
+    int n = shapes[_i][0], h = shapes[_i][1];
+    size_t count = (size_t)n * h;
+    pr_bctx *c = cpu_open(n, h);
+    float *y = fill(count, 10), *t = fill(count, 11), *dy = malloc(count * sizeof(float));
+    float inv_n = 1.0f / 96;
+    pr_backend_cpu()->mse(c, y, t, inv_n, dy, n, h, 1);
+    double cpu_loss[2];
+    pr_backend_cpu()->read_loss(c, cpu_loss, 2);
+
+    unsigned nb = pp_mse_blocks(count);
+    ck_assert_uint_le(nb, PP_MSE_MAX_BLOCKS);
+    double *partial = malloc(PP_MSE_MAX_BLOCKS * sizeof(double));
+    for (int q = 0; q < PP_MSE_MAX_BLOCKS; q++)
+        partial[q] = NAN; /* scratch is never zeroed: every read partial must be written */
+    float *gdy = nans(count);
+    unsigned char *visits = calloc(count, 1);
+    size_t stride = (size_t)nb * PP_MSE_THREADS;
+    for (unsigned blk = 0; blk < nb; blk++) {
+        double part[PP_MSE_THREADS];
+        for (unsigned th = 0; th < PP_MSE_THREADS; th++) {
+            double sq = 0;
+            for (size_t i = (size_t)blk * PP_MSE_THREADS + th; i < count; i += stride) {
+                visits[i]++;
+                sq += pp_mse_at(i, y, t, inv_n, gdy);
+            }
+            part[th] = sq;
+        }
+        tree_sum(part);
+        partial[blk] = part[0];
+    }
+    double part[PP_MSE_THREADS];
+    for (unsigned th = 0; th < PP_MSE_THREADS; th++) {
+        double s = 0;
+        for (unsigned b = th; b < nb; b += PP_MSE_THREADS)
+            s += partial[b];
+        part[th] = s;
+    }
+    tree_sum(part);
+    assert_once(visits, count, "mse");
+    ck_assert_mem_eq(gdy, dy, count * sizeof(float));
+    ck_assert_msg(fabs(part[0] - cpu_loss[1]) <= 1e-12 * cpu_loss[1] + 1e-300, "loss %.17g vs %.17g",
+                  part[0], cpu_loss[1]);
+    pr_backend_cpu()->close(c);
+    free(y), free(t), free(dy), free(partial), free(gdy), free(visits);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("kernel_shapes");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, launch_shapes);
+    tcase_add_loop_test(tc, make_batch_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, bias_gelu_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, gelu_backward_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, sgd_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, colsum_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, mse_matches_cpu, 0, NSHAPES);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tu_run(suite()); }
