@@ -22,10 +22,8 @@ void *pp_arena_alloc(pp_arena *a, size_t size)
     if (!b || b->size - b->used < size) {
         size_t cap = size > ARENA_BLOCK ? size : ARENA_BLOCK;
         b = malloc(sizeof *b + cap);
-        if (!b) {
-            fputs("out of memory\n", stderr);
-            abort();
-        }
+        if (!b)
+            pp_out_of_memory();
         b->used = 0;
         b->size = cap;
         /* A big one-off block goes behind the head so the head keeps filling. */
@@ -65,4 +63,18 @@ void pp_arena_free(pp_arena *a)
         b = next;
     }
     a->head = NULL;
+}
+
+_Noreturn void pp_out_of_memory(void)
+{
+    fputs("out of memory\n", stderr);
+    abort();
+}
+
+void *pp_xcalloc(size_t n, size_t size)
+{
+    void *q = calloc(n ? n : 1, size);
+    if (!q)
+        pp_out_of_memory();
+    return q;
 }

@@ -89,10 +89,8 @@ static void run_row(const pp_spec *s, const char *name, shape sh, row *r)
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
-    if (!placement || !costs || !f) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!placement || !costs || !f)
+        pp_out_of_memory();
     pp_diag q;
     pp_diag_init(&q, f, "ppcc");
     pp_spec t;
@@ -182,10 +180,8 @@ int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d)
     row r = {0}, best = {0};
     r.peak = calloc((size_t)s->devices, sizeof *r.peak);
     best.peak = calloc((size_t)s->devices, sizeof *best.peak);
-    if (!r.peak || !best.peak) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!r.peak || !best.peak)
+        pp_out_of_memory();
     for (int i = 0; i < n; i++) {
         if (strcmp(items[i], "auto") != 0) {
             run_row(s, items[i], natural_shape(s, items[i]), &r);

@@ -44,16 +44,6 @@ typedef struct lowering {
     int *orig_n;            /* [D] */
 } lowering;
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *q = calloc(n ? n : 1, size);
-    if (!q) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
-    return q;
-}
-
 /* The device that consumes edge e (its recv side) and the one producing it. */
 static int edge_dst(const lowering *L, long e)
 {
@@ -138,7 +128,7 @@ static void place_edges(lowering *L)
     pp_plan *p = L->p;
     int D = L->D;
     size_t nch = (size_t)D * D;
-    int32_t *choff = xcalloc(nch + 1, sizeof *choff);
+    int32_t *choff = pp_xcalloc(nch + 1, sizeof *choff);
     L->nedges = 0;
     for (int d = 0; d < D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
@@ -265,9 +255,9 @@ static void sink_sends(lowering *L)
     if (pp_walk_init(&w, p))
         return;
     size_t nt = (size_t)w.total;
-    double *dur = xcalloc(nt, sizeof *dur), *start = xcalloc(nt, sizeof *start), *end = xcalloc(nt, sizeof *end);
-    double *cend = xcalloc((size_t)L->slot_base[L->D], sizeof *cend);
-    int32_t *chan_last = xcalloc((size_t)L->D * L->D, sizeof *chan_last);
+    double *dur = pp_xcalloc(nt, sizeof *dur), *start = pp_xcalloc(nt, sizeof *start), *end = pp_xcalloc(nt, sizeof *end);
+    double *cend = pp_xcalloc((size_t)L->slot_base[L->D], sizeof *cend);
+    int32_t *chan_last = pp_xcalloc((size_t)L->D * L->D, sizeof *chan_last);
     for (int d = 0; d < L->D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
             int k = p->dev[d].ops[i].kind;
@@ -359,32 +349,32 @@ int pp_lower(pp_plan *p, pp_diag *dg)
         return 1;
     }
     int errors = 0;
-    L.cF = xcalloc((size_t)L.SM, sizeof *L.cF);
-    L.cB = xcalloc((size_t)L.SM, sizeof *L.cB);
+    L.cF = pp_xcalloc((size_t)L.SM, sizeof *L.cF);
+    L.cB = pp_xcalloc((size_t)L.SM, sizeof *L.cB);
     memset(L.cF, 0xff, (size_t)L.SM * sizeof *L.cF);
     memset(L.cB, 0xff, (size_t)L.SM * sizeof *L.cB);
-    L.ncompute = xcalloc((size_t)L.D, sizeof *L.ncompute);
-    L.slot_base = xcalloc((size_t)L.D + 1, sizeof *L.slot_base);
-    L.orig = xcalloc((size_t)L.D, sizeof *L.orig);
-    L.orig_n = xcalloc((size_t)L.D, sizeof *L.orig_n);
+    L.ncompute = pp_xcalloc((size_t)L.D, sizeof *L.ncompute);
+    L.slot_base = pp_xcalloc((size_t)L.D + 1, sizeof *L.slot_base);
+    L.orig = pp_xcalloc((size_t)L.D, sizeof *L.orig);
+    L.orig_n = pp_xcalloc((size_t)L.D, sizeof *L.orig_n);
     pp_walk w = {0};
     errors = check_input(&L, dg);
     if (errors)
         goto out;
 
-    L.send_slot = xcalloc((size_t)(2 * L.SM), sizeof *L.send_slot);
-    L.recv_slot = xcalloc((size_t)(2 * L.SM), sizeof *L.recv_slot);
-    L.send_order = xcalloc((size_t)(2 * L.SM), sizeof *L.send_order);
-    L.chan_order = xcalloc((size_t)(2 * L.SM), sizeof *L.chan_order);
+    L.send_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.send_slot);
+    L.recv_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.recv_slot);
+    L.send_order = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.send_order);
+    L.chan_order = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.chan_order);
     place_edges(&L);
     for (int d = 0; d < L.D; d++)
         L.slot_base[d + 1] = L.slot_base[d] + L.ncompute[d] + 1;
-    L.slot_count = xcalloc((size_t)L.slot_base[L.D] + 1, sizeof *L.slot_count);
-    L.slot_items = xcalloc((size_t)(2 * L.nedges), sizeof *L.slot_items);
+    L.slot_count = pp_xcalloc((size_t)L.slot_base[L.D] + 1, sizeof *L.slot_count);
+    L.slot_items = pp_xcalloc((size_t)(2 * L.nedges), sizeof *L.slot_items);
     /* Keep the compute orders: emit rewrites the lists in place. */
     for (int d = 0; d < L.D; d++) {
         L.orig_n[d] = p->dev[d].n;
-        L.orig[d] = xcalloc((size_t)p->dev[d].n, sizeof(pp_op));
+        L.orig[d] = pp_xcalloc((size_t)p->dev[d].n, sizeof(pp_op));
         if (p->dev[d].n)
             memcpy(L.orig[d], p->dev[d].ops, (size_t)p->dev[d].n * sizeof(pp_op));
     }

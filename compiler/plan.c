@@ -41,10 +41,8 @@ void pp_plan_reserve(pp_plan *p, int device, int n)
     if (dv->cap >= n)
         return;
     pp_op *ops = realloc(dv->ops, (size_t)n * sizeof *ops);
-    if (!ops) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!ops)
+        pp_out_of_memory();
     dv->ops = ops;
     dv->cap = n;
 }

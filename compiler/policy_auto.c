@@ -30,16 +30,6 @@ typedef struct order {
     bool split;
 } order;
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *q = calloc(n ? n : 1, size);
-    if (!q) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
-    return q;
-}
-
 static void order_free(order *o)
 {
     if (o->ops)
@@ -53,10 +43,10 @@ static void order_free(order *o)
 static void order_alloc(order *o, int D, int per_device)
 {
     o->D = D;
-    o->ops = xcalloc((size_t)D, sizeof *o->ops);
-    o->n = xcalloc((size_t)D, sizeof *o->n);
+    o->ops = pp_xcalloc((size_t)D, sizeof *o->ops);
+    o->n = pp_xcalloc((size_t)D, sizeof *o->n);
     for (int d = 0; d < D; d++)
-        o->ops[d] = xcalloc((size_t)per_device, sizeof **o->ops);
+        o->ops[d] = pp_xcalloc((size_t)per_device, sizeof **o->ops);
 }
 
 static void order_copy(order *dst, const order *src, int per_device)
@@ -106,10 +96,8 @@ static void quiet_open(quiet *q)
     q->buf = NULL;
     q->len = 0;
     FILE *f = open_memstream(&q->buf, &q->len);
-    if (!f) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!f)
+        pp_out_of_memory();
     pp_diag_init(&q->diag, f, "ppcc");
 }
 
@@ -169,11 +157,11 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
     int D = s->devices, S = s->stages, M = s->microbatches, V = s->chunks;
     const pp_cost *c = &s->cost;
     long SM = (long)S * M;
-    double *endF = xcalloc((size_t)SM, sizeof *endF), *endB = xcalloc((size_t)SM, sizeof *endB);
-    int *next = xcalloc((size_t)S * 3, sizeof *next); /* next mb of F, B, W per stage */
-    double *tdev = xcalloc((size_t)D, sizeof *tdev);
-    int *live = xcalloc((size_t)D, sizeof *live), *pending = xcalloc((size_t)D, sizeof *pending);
-    int *cap = xcalloc((size_t)D, sizeof *cap);
+    double *endF = pp_xcalloc((size_t)SM, sizeof *endF), *endB = pp_xcalloc((size_t)SM, sizeof *endB);
+    int *next = pp_xcalloc((size_t)S * 3, sizeof *next); /* next mb of F, B, W per stage */
+    double *tdev = pp_xcalloc((size_t)D, sizeof *tdev);
+    int *live = pp_xcalloc((size_t)D, sizeof *live), *pending = pp_xcalloc((size_t)D, sizeof *pending);
+    int *cap = pp_xcalloc((size_t)D, sizeof *cap);
     for (long i = 0; i < SM; i++)
         endF[i] = endB[i] = -1;
     for (int d = 0; d < D; d++) {

@@ -103,10 +103,8 @@ static void check_missing(checker *c)
     const pp_order *o = c->o;
     int D = c->s->devices, kinds = o->split ? 3 : 2;
     int *missing = calloc((size_t)(D > 0 ? D : 1), sizeof *missing);
-    if (!missing) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!missing)
+        pp_out_of_memory();
     char buf[48];
     /* Device by device, so that each summing-up line follows its ops. */
     for (int dev = 0; dev < D; dev++) {
@@ -174,10 +172,8 @@ static void check_deadlock(checker *c)
     int *stack = malloc((size_t)D * sizeof *stack);
     int *next = malloc((size_t)D * sizeof *next);
     int *mark = calloc((size_t)D, sizeof *mark);
-    if (!done || !waiter || !pc || !stack || !next || !mark) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!done || !waiter || !pc || !stack || !next || !mark)
+        pp_out_of_memory();
     memset(waiter, 0xff, (size_t)n * sizeof *waiter);
     /* Each op has at most one dependant on another device (F(s+1, m) of an
      * F, B(s-1, m) of a B), so one waiter slot per op is enough. */
@@ -268,10 +264,8 @@ static int custom_check(const pp_spec *s, pp_diag *d)
     checker c = {.s = s, .o = s->order, .d = d, .S = s->stages, .M = s->microbatches};
     c.tok = calloc((size_t)n, sizeof *c.tok);
     c.pos = calloc((size_t)n, sizeof *c.pos);
-    if (!c.tok || !c.pos) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!c.tok || !c.pos)
+        pp_out_of_memory();
     int before = d->errors;
     check_listing(&c);
     check_missing(&c);

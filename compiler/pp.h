@@ -117,6 +117,12 @@ char *pp_arena_strdup(pp_arena *a, const char *s);
 char *pp_arena_strndup(pp_arena *a, const char *s, size_t n);
 void pp_arena_free(pp_arena *a);
 
+/* Heap allocation for passes whose arrays outlive no compilation but are
+ * too big for the arena: out of memory ends the process with a message
+ * (a compiler cannot do anything useful without its arrays). */
+_Noreturn void pp_out_of_memory(void);
+void *pp_xcalloc(size_t n, size_t size); /* n = 0 still returns a block */
+
 /* ------------------------------------------------------------------ */
 /* ast.c + lexer.l + parser.y: the DSL as written                      */
 /* ------------------------------------------------------------------ */

@@ -60,8 +60,7 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
     bool *recomputed = calloc((size_t)p->stages, sizeof *recomputed);
     if (!dur || !start || !end || !out->start || !out->end || !out->busy || !out->peak_act || !out->peak_mem ||
         !recomputed) {
-        fputs("out of memory\n", stderr);
-        abort();
+        pp_out_of_memory();
     }
     out->start[0] = start;
     out->end[0] = end;

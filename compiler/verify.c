@@ -52,16 +52,6 @@ typedef struct verifier {
         pp_order_note((V)->p, (V)->dg, (d), (i));                                    \
     } while (0)
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *q = calloc(n ? n : 1, size);
-    if (!q) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
-    return q;
-}
-
 /* Returns the op index where group g was first seen on this device (stamp),
  * or -1 after recording it at i. */
 static int group_seen(verifier *V, int stamp, int32_t g, int i)
@@ -474,7 +464,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     verifier V = {.p = p, .dg = dg, .D = p->devices, .S = p->stages, .M = p->microbatches};
     V.SM = (long)V.S * V.M;
     for (int k = 0; k < AT__COUNT; k++) {
-        V.at[k] = xcalloc((size_t)V.SM, sizeof(int32_t));
+        V.at[k] = pp_xcalloc((size_t)V.SM, sizeof(int32_t));
         memset(V.at[k], 0xff, (size_t)V.SM * sizeof(int32_t));
     }
     int nmax = 0;
@@ -484,9 +474,9 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     V.gcap = 16;
     while (V.gcap < 2 * (size_t)nmax)
         V.gcap *= 2;
-    V.gkey = xcalloc(V.gcap, sizeof *V.gkey);
-    V.gstamp = xcalloc(V.gcap, sizeof *V.gstamp);
-    V.gfirst = xcalloc(V.gcap, sizeof *V.gfirst);
+    V.gkey = pp_xcalloc(V.gcap, sizeof *V.gkey);
+    V.gstamp = pp_xcalloc(V.gcap, sizeof *V.gstamp);
+    V.gfirst = pp_xcalloc(V.gcap, sizeof *V.gfirst);
 
     check_async_shape(&V);
     for (int d = 0; d < V.D; d++)

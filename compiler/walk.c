@@ -348,10 +348,8 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
         w->t_post = calloc(nt, sizeof *w->t_post);
         w->t_pair = calloc(nt, sizeof *w->t_pair);
     }
-    if (!r.posted || !r.pending || !r.clock || !r.stack || (dur && (!w->t_post || !w->t_pair))) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!r.posted || !r.pending || !r.clock || !r.stack || (dur && (!w->t_post || !w->t_pair)))
+        pp_out_of_memory();
     memset(w->done, 0, nt);
     for (int d = 0; d < D; d++) {
         w->pc[d] = 0;
@@ -399,10 +397,8 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
     int D = w->devices;
     int *next = malloc((size_t)D * sizeof *next);
     int *seen = calloc((size_t)D, sizeof *seen);
-    if (!next || !seen) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!next || !seen)
+        pp_out_of_memory();
     for (int d = 0; d < D; d++) {
         wait_at[d] = wait_for[d] = cycle[d] = next[d] = -1;
         if (w->pc[d] >= dev_len(p, d))
@@ -463,10 +459,8 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
 {
     int D = w->devices;
     int *wait_at = malloc((size_t)D * sizeof(int) * 3);
-    if (!wait_at) {
-        fputs("out of memory\n", stderr);
-        abort();
-    }
+    if (!wait_at)
+        pp_out_of_memory();
     int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
     int ncycles = pp_walk_cycles(w, p, wait_at, wait_for, cycle);
     char *msg = NULL;
