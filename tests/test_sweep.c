@@ -205,6 +205,10 @@ START_TEST(sweep_zb_h2) { sweep("zb-h2", 1, 1, false); }
 END_TEST
 START_TEST(sweep_auto) { sweep_step("auto", 1, 2, false, 5); }
 END_TEST
+START_TEST(sweep_pipedream) { sweep("pipedream", 1, 1, true); }
+END_TEST
+START_TEST(sweep_2bw) { sweep("2bw", 1, 1, true); }
+END_TEST
 START_TEST(sweep_zbv) { sweep("zbv", 2, 2, false); }
 END_TEST
 START_TEST(sweep_dualpipev) { sweep("dualpipev", 2, 2, false); }
@@ -262,6 +266,8 @@ int main(void)
     tcase_add_test(tc, sweep_interleaved_zb);
     tcase_add_test(tc, sweep_zb_h2);
     tcase_add_test(tc, sweep_auto);
+    tcase_add_test(tc, sweep_pipedream);
+    tcase_add_test(tc, sweep_2bw);
     tcase_add_test(tc, sweep_zbv);
     tcase_add_test(tc, sweep_dualpipev);
     tcase_add_test(tc, gpipe_and_1f1b_refuse_chunks);
