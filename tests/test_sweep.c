@@ -172,6 +172,13 @@ static void sweep_step(const char *policy, int vmin, int vmax, bool closed_form,
                             ck_assert_msg(fabs(c.sim.makespan - (M + D - 1) * 3.0) < 1e-9, "%s D=%d M=%d: makespan %g",
                                           policy, D, M, c.sim.makespan);
                         }
+                        /* Megatron's interleaved order with B = 2F and M a multiple
+                         * of D reaches Narayanan et al.'s (D-1)/(vM+D-1) exactly. */
+                        if (k == 0 && strcmp(policy, "interleaved") == 0 && v >= 2 && M % D == 0) {
+                            double want = (double)(D - 1) / (v * M + D - 1);
+                            ck_assert_msg(fabs(c.sim.bubble - want) < 1e-12, "interleaved D=%d v=%d M=%d: bubble %.15g, want %.15g",
+                                          D, v, M, c.sim.bubble, want);
+                        }
                     } else {
                         /* A refusal says why, in one error. */
                         ck_assert_int_ge(t.diag.errors, 1);
