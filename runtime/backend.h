@@ -54,6 +54,10 @@ typedef struct pr_backend {
     void (*upload)(pr_bctx *c, float *dst, const float *src, size_t count);        /* host -> device */
     void (*upload_weight)(pr_bctx *c, float *dst, const float *src, size_t count);
     void (*download)(pr_bctx *c, float *dst, const float *src, size_t count);      /* device -> host, waits */
+    /* dst = src, both on the device, without waiting (weight versions;
+     * copy_weight also refreshes dst's BF16 shadow, as upload_weight does). */
+    void (*copy)(pr_bctx *c, float *dst, const float *src, size_t count);
+    void (*copy_weight)(pr_bctx *c, float *dst, const float *src, size_t count);
     /* The step the next ops belong to (the CUDA backend keeps it in device
      * memory so that a captured step replays with a new step number). */
     void (*set_step)(pr_bctx *c, int step);

@@ -65,6 +65,8 @@ typedef struct cpu_ctx {
     pr_bctx base;
     uint64_t seed;
     int hidden, step, slots;
+    float *scratch; /* the backward's transposes, kept between calls */
+    size_t scratch_count;
     double loss[]; /* [slots] */
 } cpu_ctx;
 
@@ -96,7 +98,12 @@ static pr_bctx *cpu_open(int rank, const pr_backend_cfg *cfg, char *err, size_t 
     return &c->base;
 }
 
-static void cpu_close(pr_bctx *c) { free(c); }
+static void cpu_close(pr_bctx *c)
+{
+    if (c)
+        free(((cpu_ctx *)c)->scratch);
+    free(c);
+}
 
 static float *cpu_alloc(pr_bctx *c, size_t count)
 {
@@ -107,7 +114,18 @@ static float *cpu_alloc(pr_bctx *c, size_t count)
     return p;
 }
 
-static float *tmp_alloc(size_t count) { return cpu_alloc(NULL, count); }
+/* count floats of the context's scratch (grown, never shrunk): a
+ * transpose per backward call must not cost an allocation and fresh pages. */
+static float *scratch(pr_bctx *cb, size_t count)
+{
+    cpu_ctx *c = (cpu_ctx *)cb;
+    if (count > c->scratch_count) {
+        free(c->scratch);
+        c->scratch = cpu_alloc(cb, count);
+        c->scratch_count = count;
+    }
+    return c->scratch;
+}
 
 static void cpu_release(pr_bctx *c, float *p) { free(p); }
 
@@ -152,20 +170,18 @@ static void cpu_layer_backward_input(pr_bctx *c, const float *dy, const float *z
         dz[i] = dy[i] * pp_gelu_grad(z[i]);
     if (!dx)
         return;
-    float *Wt = tmp_alloc((size_t)h * h);
+    float *Wt = scratch(c, (size_t)h * h);
     transpose(W, Wt, h, h);
     memcpy(dx, dy, nh * sizeof(float));
     pr_cpu_sgemm(n, h, h, dz, Wt, dx, 1);
-    free(Wt);
 }
 
 static void cpu_layer_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW,
                                       float *db, int n, int h)
 {
-    float *xt = tmp_alloc((size_t)n * h);
+    float *xt = scratch(c, (size_t)n * h);
     transpose(x, xt, n, h);
     pr_cpu_sgemm(h, h, n, xt, dz, dW, 1);
-    free(xt);
     for (int r = 0; r < n; r++)
         for (int j = 0; j < h; j++)
             db[j] += dz[(size_t)r * h + j];
@@ -218,6 +234,8 @@ static const pr_backend cpu_backend = {
     .upload = cpu_copy,
     .upload_weight = cpu_copy,
     .download = cpu_copy,
+    .copy = cpu_copy,
+    .copy_weight = cpu_copy,
     .set_step = cpu_set_step,
     .make_batch = cpu_make_batch,
     .layer_forward = cpu_layer_forward,

@@ -53,6 +53,7 @@ static __thread int current_gpu = -1;
 
 bool pp_cuda_enter(cuda_ctx *c)
 {
+    c->bf_a_of = NULL;
     if (c->base.failed)
         return false;
     if (current_gpu == c->gpu)
@@ -199,12 +200,30 @@ static void cuda_upload(pr_bctx *cb, float *dst, const float *src, size_t count)
     CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice, c->stream));
 }
 
-static void cuda_upload_weight(pr_bctx *cb, float *dst, const float *src, size_t count)
+/* Under BF16: dst's shadow = BF16(dst), after dst was written. */
+static void refresh_shadow(pr_bctx *cb, float *dst, size_t count)
 {
-    cuda_upload(cb, dst, src, count);
     ENTER(cb);
     if (c->precision == PR_BF16)
         CU(c, pp_launch_to_bf16(dst, shadow_of(c, dst, count), count, c->stream));
+}
+
+static void cuda_upload_weight(pr_bctx *cb, float *dst, const float *src, size_t count)
+{
+    cuda_upload(cb, dst, src, count);
+    refresh_shadow(cb, dst, count);
+}
+
+static void cuda_copy(pr_bctx *cb, float *dst, const float *src, size_t count)
+{
+    ENTER(cb);
+    CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
+}
+
+static void cuda_copy_weight(pr_bctx *cb, float *dst, const float *src, size_t count)
+{
+    cuda_copy(cb, dst, src, count);
+    refresh_shadow(cb, dst, count);
 }
 
 static void cuda_download(pr_bctx *cb, float *dst, const float *src, size_t count)
@@ -271,9 +290,10 @@ static void cuda_layer_backward_input(pr_bctx *cb, const float *dy, const float 
         return;
     /* dx (= dy) += dz W^T */
     if (c->precision == PR_BF16) {
-        if (CU(c, pp_launch_to_bf16(dz, c->bf_a, (size_t)n * h, c->stream)))
+        if (CU(c, pp_launch_to_bf16(dz, c->bf_a, (size_t)n * h, c->stream)) &&
             bgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, h, n, h, shadow_of(c, W, (size_t)h * h), c->bf_a,
-                  1.0f, dx);
+                  1.0f, dx))
+            c->bf_a_of = dz;
     } else {
         sgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, h, n, h, W, dz, 1.0f, dx);
     }
@@ -282,11 +302,13 @@ static void cuda_layer_backward_input(pr_bctx *cb, const float *dy, const float 
 static void cuda_layer_backward_weight(pr_bctx *cb, const float *x, const float *dz, float *dW,
                                        float *db, int n, int h)
 {
+    /* B then W of one layer (an unsplit backward): B left BF16(dz) in bf_a */
+    bool have_dz = ((cuda_ctx *)cb)->bf_a_of == dz;
     ENTER(cb);
     bool ok;
     /* dW += x^T dz */
     if (c->precision == PR_BF16)
-        ok = CU(c, pp_launch_to_bf16(dz, c->bf_a, (size_t)n * h, c->stream)) &&
+        ok = (have_dz || CU(c, pp_launch_to_bf16(dz, c->bf_a, (size_t)n * h, c->stream))) &&
              CU(c, pp_launch_to_bf16(x, c->bf_b, (size_t)n * h, c->stream)) &&
              bgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, h, h, n, c->bf_a, c->bf_b, 1.0f, dW);
     else
@@ -429,6 +451,8 @@ static const pr_backend cuda_backend = {
     .upload = cuda_upload,
     .upload_weight = cuda_upload_weight,
     .download = cuda_download,
+    .copy = cuda_copy,
+    .copy_weight = cuda_copy_weight,
     .set_step = cuda_set_step,
     .make_batch = cuda_make_batch,
     .layer_forward = cuda_layer_forward,

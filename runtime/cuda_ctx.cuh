@@ -25,6 +25,11 @@ typedef struct cuda_ctx {
     double *loss_host;     /* [slots], pinned */
     double *mse_partial;   /* [PP_MSE_MAX_BLOCKS]: the multi-block MSE's scratch */
     __nv_bfloat16 *bf_a, *bf_b; /* [rows * hidden] each: BF16 copies of GEMM operands */
+    /* bf_a = BF16(bf_a_of), converted by the call just made on this context
+     * (layer_backward_input's dz), so that layer_backward_weight of the same
+     * dz right after it needs no second conversion.  Every pp_cuda_enter
+     * clears it: it lives from one call to the next, nothing between. */
+    const float *bf_a_of;
     cudaEvent_t ev_fork, ev_join;
     cudaGraph_t graph;     /* device 0 of a captured run */
     cudaGraphExec_t exec;
@@ -33,7 +38,8 @@ typedef struct cuda_ctx {
     void *capture_arg;
 } cuda_ctx;
 
-/* Makes this host thread's current GPU c->gpu (cached per thread). */
+/* Makes this host thread's current GPU c->gpu (cached per thread); clears
+ * c->bf_a_of. */
 bool pp_cuda_enter(cuda_ctx *c);
 
 /* Each returns true on success; on failure records the first error in c. */

@@ -1,8 +1,9 @@
 /*
  * dump.c — --dump DIR: the run's data, initial and final parameters and
  * losses as float32 C-order .npy files (DESIGN.md), so that anyone can
- * recompute it (tests/ref/mlp_reference.py does).  Each file is written to
- * a temporary name and renamed: a reader never sees half a file.
+ * recompute it (tests/ref/mlp_reference.py does).  Each file (and
+ * --trace's) is written to a temporary name and renamed: a reader never
+ * sees half a file.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -12,14 +13,41 @@
 
 #include "pprun.h"
 
-int pr_write_npy(const char *path, const float *data, const int *shape, int ndim, pp_diag *d)
+int pr_write_file(const char *path, int (*fill)(FILE *f, void *arg), void *arg, pp_diag *d)
 {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        pp_error(d, "cannot write %s: %s", tmp, strerror(errno));
+        return 1;
+    }
+    int ok = fill(f, arg) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        pp_error(d, "cannot write %s: %s", path, strerror(errno));
+        remove(tmp);
+        return 1;
+    }
+    return 0;
+}
+
+typedef struct npy {
+    const float *data;
+    const int *shape;
+    int ndim;
+} npy;
+
+static int write_npy(FILE *f, void *arg)
+{
+    const npy *a = arg;
     char header[256], dims[160] = "";
     size_t count = 1;
-    for (int i = 0; i < ndim; i++) {
+    for (int i = 0; i < a->ndim; i++) {
         size_t len = strlen(dims);
-        snprintf(dims + len, sizeof dims - len, "%d%s", shape[i], ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
-        count *= (size_t)shape[i];
+        snprintf(dims + len, sizeof dims - len, "%d%s", a->shape[i],
+                 a->ndim == 1 ? "," : i + 1 < a->ndim ? ", " : "");
+        count *= (size_t)a->shape[i];
     }
     int n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }",
                      dims);
@@ -29,25 +57,17 @@ int pr_write_npy(const char *path, const float *data, const int *shape, int ndim
     memset(header + n, ' ', (size_t)pad);
     header[n + pad] = '\n';
     int hlen = n + pad + 1;
-
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        pp_error(d, "cannot write %s: %s", tmp, strerror(errno));
-        return 1;
-    }
     unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
                              (unsigned char)(hlen >> 8)};
     int ok = fwrite(pre, 1, 10, f) == 10 && fwrite(header, 1, (size_t)hlen, f) == (size_t)hlen &&
-             fwrite(data, sizeof(float), count, f) == count;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        pp_error(d, "cannot write %s: %s", path, strerror(errno));
-        remove(tmp);
-        return 1;
-    }
-    return 0;
+             fwrite(a->data, sizeof(float), count, f) == count;
+    return ok ? 0 : 1;
+}
+
+int pr_write_npy(const char *path, const float *data, const int *shape, int ndim, pp_diag *d)
+{
+    npy a = {data, shape, ndim};
+    return pr_write_file(path, write_npy, &a, d);
 }
 
 int pr_dump(const char *dir, const pr_model *m, int steps, const pr_run_result *r, pp_diag *d)

@@ -89,7 +89,10 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
               pp_diag *d);
 void pr_run_result_free(pr_run_result *r);
 
-/* dump.c: float32 C-order .npy, written to a temporary name then renamed. */
+/* dump.c: path written whole or not at all: fill(f, arg) writes a
+ * temporary file (nonzero = failed), which is then renamed to path. */
+int pr_write_file(const char *path, int (*fill)(FILE *f, void *arg), void *arg, pp_diag *d);
+/* float32 C-order .npy, through pr_write_file. */
 int pr_write_npy(const char *path, const float *data, const int *shape, int ndim, pp_diag *d);
 int pr_dump(const char *dir, const pr_model *m, int steps, const pr_run_result *r, pp_diag *d);
 

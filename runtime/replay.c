@@ -74,7 +74,6 @@ typedef struct device_ctx {
     float *t_dev;
     int inflight, peak;
     double *start, *end;
-    float *host_copy; /* [hidden^2]: weight versions are copied through it */
 } device_ctx;
 
 struct run {
@@ -231,21 +230,17 @@ static void stash_release(device_ctx *D, stage_state *st, int ver)
             st->versions--;
 }
 
-/* dst[l] = src[l] for the stage's k layers, through the host (backends
- * have no device copy; the CPU's download/upload are memcpy). */
+/* dst[l] = src[l] for the stage's k layers, on the device (no wait, so
+ * an asynchronous backend stays ahead of the host). */
 static void copy_weights(device_ctx *D, stage_state *st, float **dstW, float **dstb)
 {
     run *R = D->R;
     if (R->dry)
         return;
     size_t h = (size_t)R->m->hidden;
-    if (!D->host_copy)
-        D->host_copy = malloc(h * h * sizeof(float));
     for (int l = 0; l < st->k; l++) {
-        R->be->download(D->bc, D->host_copy, st->W[l], h * h);
-        R->be->upload_weight(D->bc, dstW[l], D->host_copy, h * h);
-        R->be->download(D->bc, D->host_copy, st->b[l], h);
-        R->be->upload(D->bc, dstb[l], D->host_copy, h);
+        R->be->copy_weight(D->bc, dstW[l], st->W[l], h * h);
+        R->be->copy(D->bc, dstb[l], st->b[l], h);
     }
 }
 
@@ -824,7 +819,6 @@ static void device_teardown(run *R, device_ctx *D)
     free(D->pool);
     free(D->st);
     free(D->local);
-    free(D->host_copy);
 }
 
 /* ---- the dry run: host logic only, to size each device's pool ---- */

@@ -4,22 +4,20 @@
  * pr_measured_sim turns the last step into a pp_sim so the compiler's text
  * timeline renderer draws the measured run like a predicted one.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "pprun.h"
 
-int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, pp_diag *d)
+typedef struct trace {
+    const pp_plan *p;
+    const pr_run_result *r;
+} trace;
+
+static int write_trace(FILE *f, void *arg)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        pp_error(d, "cannot write %s: %s", tmp, strerror(errno));
-        return 1;
-    }
+    const pp_plan *p = ((const trace *)arg)->p;
+    const pr_run_result *r = ((const trace *)arg)->r;
     fputs("{\"traceEvents\":[\n", f);
     const char *sep = "";
     for (int dv = 0; dv < p->devices; dv++) {
@@ -43,14 +41,13 @@ int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, p
             }
     }
     fputs("\n]}\n", f);
-    int ok = !ferror(f);
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        pp_error(d, "cannot write %s: %s", path, strerror(errno));
-        remove(tmp);
-        return 1;
-    }
-    return 0;
+    return ferror(f) ? 1 : 0;
+}
+
+int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, pp_diag *d)
+{
+    trace a = {p, r};
+    return pr_write_file(path, write_trace, &a, d);
 }
 
 void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)

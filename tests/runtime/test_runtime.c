@@ -607,6 +607,25 @@ START_TEST(test_init_is_deterministic_and_sliceable)
 }
 END_TEST
 
+/* Weight versions are copied on the device (replay.c copy_weights): the
+ * CPU backend's copy and copy_weight copy exactly count floats, no more. */
+START_TEST(test_backend_copy)
+{
+    const pr_backend *be = pr_backend_cpu();
+    pr_backend_cfg cfg = {.devices = 1, .microbatches = 1, .rows = 2, .hidden = 3};
+    char err[64];
+    pr_bctx *c = be->open(0, &cfg, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    float src[6] = {1, -2, 3.5f, 4, 5, 6}, dst[7] = {0, 0, 0, 0, 0, 0, 9};
+    be->copy_weight(c, dst, src, 6);
+    ck_assert(memcmp(dst, src, sizeof src) == 0 && dst[6] == 9);
+    float dst2[3] = {7, 7, 7};
+    be->copy(c, dst2, src + 3, 2);
+    ck_assert(dst2[0] == 4 && dst2[1] == 5 && dst2[2] == 7);
+    be->close(c);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("runtime");
@@ -626,6 +645,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_npy_header);
     tcase_add_test(tc, test_sgemm_matches_naive);
     tcase_add_test(tc, test_init_is_deterministic_and_sliceable);
+    tcase_add_test(tc, test_backend_copy);
     suite_add_tcase(s, tc);
     return s;
 }
