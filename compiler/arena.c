@@ -54,6 +54,18 @@ char *pp_arena_strdup(pp_arena *a, const char *s)
     return pp_arena_strndup(a, s, strlen(s));
 }
 
+void *pp_arena_grow(pp_arena *a, void *old, int n, int *cap, size_t elem)
+{
+    if (n < *cap)
+        return old;
+    int ncap = *cap ? 2 * *cap : 4;
+    void *v = pp_arena_alloc(a, (size_t)ncap * elem);
+    if (n)
+        memcpy(v, old, (size_t)n * elem);
+    *cap = ncap;
+    return v;
+}
+
 void pp_arena_free(pp_arena *a)
 {
     pp_arena_block *b = a->head;

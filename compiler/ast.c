@@ -82,14 +82,7 @@ void ast_bad_char(pp_parser *p, size_t offset, unsigned char c)
  * reported where it was opened, not at the end of the file. */
 void ast_open_brace(pp_parser *p, size_t offset)
 {
-    if (p->nopen == p->capopen) {
-        int cap = p->capopen ? 2 * p->capopen : 16;
-        size_t *open = pp_arena_alloc(p->arena, (size_t)cap * sizeof *open);
-        if (p->nopen)
-            memcpy(open, p->open, (size_t)p->nopen * sizeof *open);
-        p->open = open;
-        p->capopen = cap;
-    }
+    p->open = pp_arena_grow(p->arena, p->open, p->nopen, &p->capopen, sizeof *p->open);
     p->open[p->nopen++] = offset;
     p->stray_close = false;
 }
@@ -101,22 +94,9 @@ void ast_close_brace(pp_parser *p)
         p->nopen--;
 }
 
-/* Arena arrays grow by doubling; the old copy is simply left behind. */
-static void *grow(pp_arena *a, void *old, int n, int *cap, size_t elem)
-{
-    if (n < *cap)
-        return old;
-    int ncap = *cap ? 2 * *cap : 4;
-    void *v = pp_arena_alloc(a, (size_t)ncap * elem);
-    if (n)
-        memcpy(v, old, (size_t)n * elem);
-    *cap = ncap;
-    return v;
-}
-
 pp_value_list ast_values_add(pp_parser *p, pp_value_list list, pp_value *v)
 {
-    list.v = grow(p->arena, list.v, list.n, &list.cap, sizeof *list.v);
+    list.v = pp_arena_grow(p->arena, list.v, list.n, &list.cap, sizeof *list.v);
     list.v[list.n++] = v;
     return list;
 }
@@ -148,7 +128,7 @@ pp_item *ast_item(pp_parser *p, const pp_value *name, pp_value *value, const pp_
 
 pp_item_list ast_items_add(pp_parser *p, pp_item_list list, pp_item *item)
 {
-    list.v = grow(p->arena, list.v, list.n, &list.cap, sizeof *list.v);
+    list.v = pp_arena_grow(p->arena, list.v, list.n, &list.cap, sizeof *list.v);
     list.v[list.n++] = item;
     return list;
 }

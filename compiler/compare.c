@@ -38,9 +38,9 @@ static void reshape(const pp_spec *s, shape sh, pp_spec *t, int *placement, doub
     memset(share, 0, 3 * (size_t)D * sizeof *share);
     for (int st = 0; st < s->stages; st++) {
         int d = s->placement[st];
-        share[d] += s->cost.stage_F ? s->cost.stage_F[st] : s->cost.F;
-        share[D + d] += s->cost.stage_B ? s->cost.stage_B[st] : s->cost.B;
-        share[2 * D + d] += s->cost.stage_W ? s->cost.stage_W[st] : s->cost.W;
+        share[d] += pp_op_cost(&s->cost, PP_OP_F, st, true);
+        share[D + d] += pp_op_cost(&s->cost, PP_OP_B, st, true);
+        share[2 * D + d] += pp_op_cost(&s->cost, PP_OP_W, st, true);
     }
     t->cost.stage_F = costs;
     t->cost.stage_B = costs + S;
@@ -86,13 +86,10 @@ static void run_row(const pp_spec *s, const char *name, shape sh, row *r)
     int D = s->devices, S = D * sh.v;
     int *placement = calloc((size_t)S, sizeof *placement);
     double *costs = calloc(3 * (size_t)S + 3 * (size_t)D, sizeof *costs);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!placement || !costs || !f)
+    if (!placement || !costs)
         pp_out_of_memory();
-    pp_diag q;
-    pp_diag_init(&q, f, "ppcc");
+    pp_diag_buffer q;
+    pp_diag_buffer_open(&q, "ppcc");
     pp_spec t;
     reshape(s, sh, &t, placement, costs);
     snprintf(t.schedule, sizeof t.schedule, "%s", name);
@@ -101,21 +98,18 @@ static void run_row(const pp_spec *s, const char *name, shape sh, row *r)
     pp_plan p = {0};
     pp_sim sim;
     bool is_auto = !strcmp(name, "auto");
-    pp_verify_opts vo = pp_verify_opts_of(&t, is_auto);
-    if (pp_policy_run(&t, &p, &q) == 0 && pp_lower(&p, &q) == 0 && pp_verify(&p, &vo, &q) == 0 &&
-        pp_simulate(&p, &t.cost, &sim, &q) == 0) {
+    if (pp_policy_run(&t, &p, &q.diag) == 0 && pp_lower_verify_simulate(&p, &t, is_auto, &sim, &q.diag) == 0) {
         r->ok = true;
         r->makespan = sim.makespan;
         r->bubble = sim.bubble;
         memcpy(r->peak, sim.peak_act, (size_t)D * sizeof *r->peak);
         pp_sim_free(&sim, D);
     } else {
-        fflush(f);
-        first_error(text, r->reason, sizeof r->reason);
+        fflush(q.diag.out);
+        first_error(q.text, r->reason, sizeof r->reason);
     }
     pp_plan_free(&p);
-    fclose(f);
-    free(text);
+    pp_diag_buffer_close(&q);
     free(placement);
     free(costs);
 }

@@ -3,6 +3,7 @@
  * FILE:LINE:COL, the source line and a caret only here, when printed.
  */
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "pp.h"
@@ -13,6 +14,23 @@ void pp_diag_init(pp_diag *d, FILE *out, const char *prog)
     d->out = out;
     d->prog = prog;
     d->max_errors = 20;
+}
+
+void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog)
+{
+    b->text = NULL;
+    b->len = 0;
+    FILE *f = open_memstream(&b->text, &b->len);
+    if (!f)
+        pp_out_of_memory();
+    pp_diag_init(&b->diag, f, prog);
+}
+
+void pp_diag_buffer_close(pp_diag_buffer *b)
+{
+    fclose(b->diag.out);
+    free(b->text);
+    b->text = NULL;
 }
 
 static bool diag_open(pp_diag *d)

@@ -108,7 +108,7 @@ static void out_op(out *o, const pp_op *op)
     OUT_LIT(o, "{\"op\": \"");
     out_str(o, pp_op_name(op->kind));
     OUT_LIT(o, "\"");
-    bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
+    bool comm = pp_op_is_comm(op->kind);
     if (comm) {
         OUT_LIT(o, ", \"kind\": \"");
         out_str(o, pp_comm_name(op->comm));

@@ -50,8 +50,6 @@ typedef struct chart {
     double **xfer; /* [devices][op]: when a send/recv's transfer begins */
 } chart;
 
-static bool is_comm(int kind) { return kind == PP_OP_SEND || kind == PP_OP_RECV; }
-
 static bool op_times(const chart *c, int d, int i, double *s, double *e)
 {
     *s = c->sim->start[d][i];
@@ -133,7 +131,7 @@ static int transfer_starts(chart *c)
     long n[2] = {0, 0};
     for (int d = 0; d < p->devices; d++)
         for (int i = 0; i < p->dev[d].n; i++)
-            if (is_comm(p->dev[d].ops[i].kind))
+            if (pp_op_is_comm(p->dev[d].ops[i].kind))
                 n[p->dev[d].ops[i].kind == PP_OP_RECV]++;
     if (n[0] + n[1] == 0)
         return 0;
@@ -149,7 +147,7 @@ static int transfer_starts(chart *c)
             const pp_op *op = &p->dev[d].ops[i];
             uint64_t key;
             double s, e;
-            if (is_comm(op->kind) && comm_key(p, op, &key) && op_times(c, d, i, &s, &e)) {
+            if (pp_op_is_comm(op->kind) && comm_key(p, op, &key) && op_times(c, d, i, &s, &e)) {
                 int r = op->kind == PP_OP_RECV;
                 side[r][k[r]++] = (posted){key, s};
             }
@@ -164,7 +162,7 @@ static int transfer_starts(chart *c)
             const pp_op *op = &p->dev[d].ops[i];
             c->xfer[d][i] = -INFINITY;
             posted want, *peer = NULL;
-            if (!is_comm(op->kind) || !comm_key(p, op, &want.key))
+            if (!pp_op_is_comm(op->kind) || !comm_key(p, op, &want.key))
                 continue;
             int other = op->kind == PP_OP_SEND; /* a send looks among the recvs */
             peer = bsearch(&want, side[other], (size_t)k[other], sizeof(posted), cmp_posted);
@@ -264,7 +262,7 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
                 c->untimed += pp_op_is_compute(op->kind);
                 continue;
             }
-            if (pp_op_is_compute(op->kind) || (is_comm(op->kind) && comm_times(c, d, i, &s, &e))) {
+            if (pp_op_is_compute(op->kind) || (pp_op_is_comm(op->kind) && comm_times(c, d, i, &s, &e))) {
                 t0 = fmin(t0, s);
                 t1 = fmax(t1, e);
             }
@@ -359,7 +357,7 @@ static void draw_labelled(chart *c, FILE *f, char *row)
         /* Transfers first: compute drawn over them wins. */
         for (int i = 0; i < dv->n; i++) {
             double s, e;
-            if (is_comm(dv->ops[i].kind) && comm_times(c, d, i, &s, &e)) {
+            if (pp_op_is_comm(dv->ops[i].kind) && comm_times(c, d, i, &s, &e)) {
                 int a = col_of(c, s), b = col_of(c, e);
                 if (b > a)
                     c->any_comm = true;
@@ -578,7 +576,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
             double s, e;
-            if (!(is_comm(op->kind) ? comm_times(c, d, i, &s, &e) : op_times(c, d, i, &s, &e)) || e <= s)
+            if (!(pp_op_is_comm(op->kind) ? comm_times(c, d, i, &s, &e) : op_times(c, d, i, &s, &e)) || e <= s)
                 continue;
             int what;
             if (pp_op_is_compute(op->kind))
@@ -587,7 +585,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
                         : op->kind == PP_OP_R ? CELL_R
                                               : CELL_W) +
                        (op_chunk(c, op) % 2 ? CELL_f : 0);
-            else if (is_comm(op->kind))
+            else if (pp_op_is_comm(op->kind))
                 what = CELL_COMM;
             else
                 continue;

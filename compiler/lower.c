@@ -87,7 +87,7 @@ static int check_input(lowering *L, pp_diag *dg)
         int ci = 0;
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
-            if (op->kind == PP_OP_SEND || op->kind == PP_OP_RECV) {
+            if (pp_op_is_comm(op->kind)) {
                 pp_error(dg, "lower: device %d, op %d (%s): the plan already has communication", d, i,
                          pp_op_format(op, buf, sizeof buf));
                 return errors + 1;
@@ -315,8 +315,7 @@ static void renumber_groups(pp_plan *p)
         int32_t prev = 0;
         bool in_run = false;
         for (int i = 0; i < p->dev[d].n; i++) {
-            bool comm = ops[i].kind == PP_OP_SEND || ops[i].kind == PP_OP_RECV;
-            if (!comm) {
+            if (!pp_op_is_comm(ops[i].kind)) {
                 in_run = false;
                 continue;
             }

@@ -266,12 +266,7 @@ int main(int argc, char **argv)
     }
     if (pp_policy_run(&spec, &plan, &diag))
         goto done;
-    if (pp_lower(&plan, &diag))
-        goto done;
-    pp_verify_opts vopts = pp_verify_opts_of(&spec, true);
-    if (pp_verify(&plan, &vopts, &diag))
-        goto done;
-    if (pp_simulate(&plan, &spec.cost, &sim, &diag))
+    if (pp_lower_verify_simulate(&plan, &spec, true, &sim, &diag))
         goto done;
     have_sim = true;
 

@@ -79,6 +79,15 @@ int pp_policy_no_group(const pp_spec *s, const char *policy, pp_diag *d)
     return 1;
 }
 
+int pp_policy_need_one_stage(const pp_spec *s, const char *policy, const char *hint, pp_diag *d)
+{
+    if (s->chunks != 1) {
+        pp_error(d, "%s: needs one stage per device (virtual = 1), got virtual = %d%s", policy, s->chunks, hint);
+        return 1;
+    }
+    return pp_policy_need_loop(s, policy, d) + pp_policy_no_group(s, policy, d);
+}
+
 void pp_policy_finish(pp_plan *p)
 {
     for (int d = 0; d < p->devices; d++) {
@@ -149,6 +158,11 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
  * rebuilds live only from R to B (W when split).  Any R already there
  * (auto builds from plans that went through here) is dropped first, which
  * makes the insertion idempotent. */
+static bool needs_r(const pp_plan *p, const bool *recompute, const pp_op *op)
+{
+    return recompute && op->kind == PP_OP_B && op->stage >= 0 && op->stage < p->stages && recompute[op->stage];
+}
+
 int pp_insert_recompute(pp_plan *p, const bool *recompute)
 {
     for (int d = 0; d < p->devices; d++) {
@@ -159,8 +173,7 @@ int pp_insert_recompute(pp_plan *p, const bool *recompute)
             if (op->kind == PP_OP_R)
                 continue;
             dv->ops[n++] = *op;
-            extra += recompute && op->kind == PP_OP_B && op->stage >= 0 && op->stage < p->stages &&
-                     recompute[op->stage];
+            extra += needs_r(p, recompute, op);
         }
         dv->n = n;
         if (extra == 0)
@@ -176,7 +189,7 @@ int pp_insert_recompute(pp_plan *p, const bool *recompute)
         for (int i = n - 1, j = n + extra - 1; i >= 0; i--) {
             pp_op op = dv->ops[i];
             dv->ops[j--] = op;
-            if (op.kind == PP_OP_B && op.stage >= 0 && op.stage < p->stages && recompute[op.stage])
+            if (needs_r(p, recompute, &op))
                 dv->ops[j--] = (pp_op){.kind = PP_OP_R, .stage = op.stage, .mb = op.mb, .peer = -1, .group = -1};
         }
         dv->n = n + extra;

@@ -11,28 +11,34 @@
 
 static int onef1b_check(const pp_spec *s, pp_diag *d)
 {
-    if (s->chunks != 1) {
-        pp_error(d, "1f1b: needs one stage per device (virtual = 1), got virtual = %d; use interleaved", s->chunks);
-        return 1;
+    return pp_policy_need_one_stage(s, "1f1b", "; use interleaved", d);
+}
+
+void pp_policy_1f1b_order(pp_plan *p, int D, int M, int dev, bool update_after_b)
+{
+    int warmup = D - dev - 1 < M ? D - dev - 1 : M;
+#define EMIT_B(m)                                              \
+    do {                                                       \
+        pp_policy_emit(p, dev, PP_OP_B, dev, (m));             \
+        if (update_after_b)                                    \
+            pp_policy_emit(p, dev, PP_OP_UPDATE, -1, -1);      \
+    } while (0)
+    for (int m = 0; m < warmup; m++)
+        pp_policy_emit(p, dev, PP_OP_F, dev, m);
+    for (int i = 0; i < M - warmup; i++) {
+        pp_policy_emit(p, dev, PP_OP_F, dev, warmup + i);
+        EMIT_B(i);
     }
-    return pp_policy_need_loop(s, "1f1b", d) + pp_policy_no_group(s, "1f1b", d);
+    for (int m = M - warmup; m < M; m++)
+        EMIT_B(m);
+#undef EMIT_B
 }
 
 static int onef1b_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     (void)d;
-    int D = s->devices, M = s->microbatches;
-    for (int dev = 0; dev < D; dev++) {
-        int warmup = D - dev - 1 < M ? D - dev - 1 : M;
-        for (int m = 0; m < warmup; m++)
-            pp_policy_emit(p, dev, PP_OP_F, dev, m);
-        for (int i = 0; i < M - warmup; i++) {
-            pp_policy_emit(p, dev, PP_OP_F, dev, warmup + i);
-            pp_policy_emit(p, dev, PP_OP_B, dev, i);
-        }
-        for (int m = M - warmup; m < M; m++)
-            pp_policy_emit(p, dev, PP_OP_B, dev, m);
-    }
+    for (int dev = 0; dev < s->devices; dev++)
+        pp_policy_1f1b_order(p, s->devices, s->microbatches, dev, false);
     pp_policy_finish(p);
     return 0;
 }

@@ -37,56 +37,26 @@ int pp_async_from_name(const char *name)
     return -1;
 }
 
-static int async_check(const pp_spec *s, const char *name, pp_diag *d)
-{
-    if (s->chunks != 1) {
-        pp_error(d, "%s: needs one stage per device (virtual = 1), got virtual = %d", name, s->chunks);
-        return 1;
-    }
-    return pp_policy_need_loop(s, name, d) + pp_policy_no_group(s, name, d);
-}
-
-static int pipedream_check(const pp_spec *s, pp_diag *d) { return async_check(s, "pipedream", d); }
-static int twobw_check(const pp_spec *s, pp_diag *d) { return async_check(s, "2bw", d); }
-
-/* 1F1B's order on device dev; with per_b_update, an update after each B. */
-static void onef1b_order(const pp_spec *s, pp_plan *p, int dev, bool per_b_update)
-{
-    int D = s->devices, M = s->microbatches;
-    int warmup = D - dev - 1 < M ? D - dev - 1 : M;
-#define EMIT_B(m)                                              \
-    do {                                                       \
-        pp_policy_emit(p, dev, PP_OP_B, dev, (m));             \
-        if (per_b_update)                                      \
-            pp_policy_emit(p, dev, PP_OP_UPDATE, -1, -1);      \
-    } while (0)
-    for (int m = 0; m < warmup; m++)
-        pp_policy_emit(p, dev, PP_OP_F, dev, m);
-    for (int i = 0; i < M - warmup; i++) {
-        pp_policy_emit(p, dev, PP_OP_F, dev, warmup + i);
-        EMIT_B(i);
-    }
-    for (int m = M - warmup; m < M; m++)
-        EMIT_B(m);
-#undef EMIT_B
-}
+static int pipedream_check(const pp_spec *s, pp_diag *d) { return pp_policy_need_one_stage(s, "pipedream", "", d); }
+static int twobw_check(const pp_spec *s, pp_diag *d) { return pp_policy_need_one_stage(s, "2bw", "", d); }
 
 static int pipedream_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     (void)d;
     p->vertical_sync = s->vertical_sync;
     for (int dev = 0; dev < s->devices; dev++) {
-        onef1b_order(s, p, dev, true);
+        pp_policy_1f1b_order(p, s->devices, s->microbatches, dev, true);
         pp_policy_emit(p, dev, PP_OP_FLUSH, -1, -1); /* the updates are in place */
     }
     return 0;
 }
 
+/* 2bw's order is 1F1B's; only the weight rule (the runtime's) differs. */
 static int twobw_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     (void)d;
     for (int dev = 0; dev < s->devices; dev++)
-        onef1b_order(s, p, dev, false);
+        pp_policy_1f1b_order(p, s->devices, s->microbatches, dev, false);
     pp_policy_finish(p);
     return 0;
 }

@@ -84,29 +84,6 @@ static void order_to_plan(const order *o, pp_plan *p)
     pp_policy_finish(p);
 }
 
-/* A diag that writes into memory (messages of rejected candidates). */
-typedef struct quiet {
-    pp_diag diag;
-    char *buf;
-    size_t len;
-} quiet;
-
-static void quiet_open(quiet *q)
-{
-    q->buf = NULL;
-    q->len = 0;
-    FILE *f = open_memstream(&q->buf, &q->len);
-    if (!f)
-        pp_out_of_memory();
-    pp_diag_init(&q->diag, f, "ppcc");
-}
-
-static void quiet_close(quiet *q)
-{
-    fclose(q->diag.out);
-    free(q->buf);
-}
-
 /* The judge of every candidate: lower, verify (with limit), simulate. */
 static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *peak_out)
 {
@@ -114,13 +91,11 @@ static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *p
     if (pp_plan_init(&p, "auto", s->devices, s->stages, s->microbatches, s->placement))
         return INFINITY;
     order_to_plan(o, &p);
-    quiet q;
-    quiet_open(&q);
+    pp_diag_buffer q; /* rejected candidates' messages */
+    pp_diag_buffer_open(&q, "ppcc");
     double makespan = INFINITY;
-    pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
     pp_sim sim;
-    if (pp_lower(&p, &q.diag) == 0 && pp_verify(&p, &vo, &q.diag) == 0 &&
-        pp_simulate(&p, &s->cost, &sim, &q.diag) == 0) {
+    if (pp_lower_verify_simulate(&p, s, with_limit, &sim, &q.diag) == 0) {
         makespan = sim.makespan;
         if (peak_out) {
             int peak = 0;
@@ -130,7 +105,7 @@ static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *p
         }
         pp_sim_free(&sim, s->devices);
     }
-    quiet_close(&q);
+    pp_diag_buffer_close(&q);
     pp_plan_free(&p);
     return makespan;
 }
@@ -143,11 +118,6 @@ typedef struct variant {
     int cap_kind;   /* in-flight cap: 0 none, 1 v(D-d), 2 v(2(D-d)-1), 3 vD */
     bool depth;     /* among ready Fs, the later stage first (else the lower mb) */
 } variant;
-
-static double cost_of(const double *per, double dflt, int s)
-{
-    return per ? per[s] : dflt;
-}
 
 /* Greedy list schedule of variant v into o; returns its makespan on the
  * scheduler's own model (comm added to every cross-device dependency), or
@@ -244,22 +214,16 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
         }
         int m = next[best_s * 3 + best_k]++;
         long i = (long)best_s * M + m;
-        double dur;
-        int kind;
+        int kind = best_k == 0 ? PP_OP_F : best_k == 1 ? PP_OP_B : PP_OP_W;
+        double dur = pp_op_cost(c, kind, best_s, split);
         if (best_k == 0) {
-            dur = cost_of(c->stage_F, c->F, best_s);
-            kind = PP_OP_F;
             live[best_d]++;
         } else if (best_k == 1) {
-            dur = cost_of(c->stage_B, c->B, best_s) + (split ? 0 : cost_of(c->stage_W, c->W, best_s));
-            kind = PP_OP_B;
             if (split)
                 pending[best_d]++;
             else
                 live[best_d]--;
         } else {
-            dur = cost_of(c->stage_W, c->W, best_s);
-            kind = PP_OP_W;
             pending[best_d]--;
             live[best_d]--;
         }
@@ -365,8 +329,8 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
         pp_auto_named *row = &rep->named[rep->nnamed++];
         snprintf(row->name, sizeof row->name, "%s", pol->name);
         row->makespan = INFINITY;
-        quiet q;
-        quiet_open(&q);
+        pp_diag_buffer q;
+        pp_diag_buffer_open(&q, "ppcc");
         pp_spec t = *s;
         snprintf(t.schedule, sizeof t.schedule, "%s", pol->name);
         pp_plan p;
@@ -387,14 +351,14 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
                 snprintf(rep->source, sizeof rep->source, "%s", pol->name);
             }
         }
-        quiet_close(&q);
+        pp_diag_buffer_close(&q);
     }
 
     /* 2. List schedules: time every variant with the scheduler's model,
      * judge the best few properly. */
     bool any_w = false;
     for (int st = 0; st < s->stages; st++)
-        any_w |= cost_of(s->cost.stage_W, s->cost.W, st) > 0;
+        any_w |= pp_op_cost(&s->cost, PP_OP_W, st, true) > 0;
     double act = s->act_size > 0 ? s->act_size : 1;
     int memcap = s->mem_limit > 0 ? (int)floor(s->mem_limit / act * (1 + 1e-12)) : s->chunks * M;
     enum { TOP = 4 };

@@ -170,9 +170,8 @@ static void check_deadlock(checker *c)
     int *waiter = malloc((size_t)n * sizeof *waiter);
     int *pc = calloc((size_t)D, sizeof *pc);
     int *stack = malloc((size_t)D * sizeof *stack);
-    int *next = malloc((size_t)D * sizeof *next);
-    int *mark = calloc((size_t)D, sizeof *mark);
-    if (!done || !waiter || !pc || !stack || !next || !mark)
+    int *next = malloc((size_t)D * 3 * sizeof *next);
+    if (!done || !waiter || !pc || !stack || !next)
         pp_out_of_memory();
     memset(waiter, 0xff, (size_t)n * sizeof *waiter);
     /* Each op has at most one dependant on another device (F(s+1, m) of an
@@ -208,15 +207,11 @@ static void check_deadlock(checker *c)
             next[dev] = c->s->placement[wait / 3 / c->M];
         }
     }
+    int *cycle = next + D, *entry = next + 2 * D;
+    int ncycles = pp_wait_cycles(next, D, cycle, entry);
     char a[48], b[48];
-    for (int dev = 0; dev < D; dev++) {
-        int u = dev;
-        while (u >= 0 && !mark[u]) {
-            mark[u] = dev + 1;
-            u = next[u];
-        }
-        if (u < 0 || mark[u] != dev + 1)
-            continue; /* ends nowhere or in a cycle already reported */
+    for (int cy = 0; cy < ncycles; cy++) {
+        int u = entry[cy];
         char *msg = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&msg, &len);
@@ -244,7 +239,6 @@ static void check_deadlock(checker *c)
     free(pc);
     free(stack);
     free(next);
-    free(mark);
 }
 
 static int custom_check(const pp_spec *s, pp_diag *d)

@@ -8,11 +8,7 @@
 
 static int gpipe_check(const pp_spec *s, pp_diag *d)
 {
-    if (s->chunks != 1) {
-        pp_error(d, "gpipe: needs one stage per device (virtual = 1), got virtual = %d", s->chunks);
-        return 1;
-    }
-    return pp_policy_need_loop(s, "gpipe", d) + pp_policy_no_group(s, "gpipe", d);
+    return pp_policy_need_one_stage(s, "gpipe", "", d);
 }
 
 static int gpipe_generate(const pp_spec *s, pp_plan *p, pp_diag *d)

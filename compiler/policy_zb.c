@@ -72,12 +72,7 @@ int pp_policy_zb1p(pp_plan *p, int D, int v, int M, int per_round)
 
 static int zb_h1_check(const pp_spec *s, pp_diag *d)
 {
-    if (s->chunks != 1) {
-        pp_error(d, "zb-h1: needs one stage per device (virtual = 1), got virtual = %d; use interleaved-zb or zbv",
-                 s->chunks);
-        return 1;
-    }
-    return pp_policy_need_loop(s, "zb-h1", d) + pp_policy_no_group(s, "zb-h1", d);
+    return pp_policy_need_one_stage(s, "zb-h1", "; use interleaved-zb or zbv", d);
 }
 
 static int zb_h1_generate(const pp_spec *s, pp_plan *p, pp_diag *d)

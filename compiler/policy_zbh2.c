@@ -21,12 +21,7 @@
 
 static int zb_h2_check(const pp_spec *s, pp_diag *d)
 {
-    if (s->chunks != 1) {
-        pp_error(d, "zb-h2: needs one stage per device (virtual = 1), got virtual = %d; use interleaved-zb or zbv",
-                 s->chunks);
-        return 1;
-    }
-    return pp_policy_need_loop(s, "zb-h2", d) + pp_policy_no_group(s, "zb-h2", d);
+    return pp_policy_need_one_stage(s, "zb-h2", "; use interleaved-zb or zbv", d);
 }
 
 static int zb_h2_generate(const pp_spec *s, pp_plan *p, pp_diag *d)

@@ -53,6 +53,7 @@ enum pp_comm_kind { PP_COMM_ACT = 0, PP_COMM_GRAD = 1 };
 const char *pp_op_name(int kind);           /* "F", "send", ... */
 int pp_op_from_name(const char *name);      /* -1 if unknown */
 bool pp_op_is_compute(int kind);
+static inline bool pp_op_is_comm(int kind) { return kind == PP_OP_SEND || kind == PP_OP_RECV; }
 const char *pp_comm_name(int comm);         /* "act" | "grad" */
 int pp_comm_from_name(const char *name);    /* -1 if unknown */
 
@@ -100,6 +101,16 @@ void pp_note_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt
     __attribute__((format(printf, 4, 5)));
 /* "PROG: error: msg". */
 void pp_error(pp_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A diag that keeps its messages in memory, for trial runs whose errors
+ * are not the user's (auto's candidates, --compare's rows): text holds
+ * them, NUL-terminated, after fflush(diag.out).  Close frees everything. */
+typedef struct pp_diag_buffer {
+    pp_diag diag;
+    char *text;
+    size_t len;
+} pp_diag_buffer;
+void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog); /* aborts on OOM */
+void pp_diag_buffer_close(pp_diag_buffer *b);
 /* Offset -> 1-based line and column. */
 void pp_source_position(const pp_source *src, size_t offset, int *line, int *col);
 
@@ -114,6 +125,9 @@ typedef struct pp_arena {
 
 void *pp_arena_alloc(pp_arena *a, size_t size); /* zeroed; aborts on OOM */
 char *pp_arena_strdup(pp_arena *a, const char *s);
+/* An arena array of n elements of elem bytes with room for *cap: returns
+ * it with room for one more, doubled when full (the old copy is left). */
+void *pp_arena_grow(pp_arena *a, void *old, int n, int *cap, size_t elem);
 char *pp_arena_strndup(pp_arena *a, const char *s, size_t n);
 void pp_arena_free(pp_arena *a);
 
@@ -181,6 +195,17 @@ typedef struct pp_cost {
      * as a fraction of its full activations (docs/recompute.md). */
     double recompute_input;
 } pp_cost;
+
+/* The time of compute op kind on stage s (a missing per-stage array means
+ * the default): F and R take F, W takes W, B takes B, plus W when the
+ * backward is not split. */
+static inline double pp_op_cost(const pp_cost *c, int kind, int s, bool split)
+{
+    double F = c->stage_F ? c->stage_F[s] : c->F, W = c->stage_W ? c->stage_W[s] : c->W;
+    if (kind == PP_OP_B)
+        return (c->stage_B ? c->stage_B[s] : c->B) + (split ? 0 : W);
+    return kind == PP_OP_W ? W : F;
+}
 
 typedef struct pp_model {
     char kind[16];       /* "mlp" */
@@ -309,14 +334,17 @@ int pp_insert_recompute(pp_plan *p, const bool *recompute);
  * where the policy has none.  Each returns the number of errors. */
 int pp_policy_need_loop(const pp_spec *s, const char *policy, pp_diag *d);
 int pp_policy_no_group(const pp_spec *s, const char *policy, pp_diag *d);
-/* Appends the compute op kind(stage, mb) to device d, within the capacity
- * pp_policy_run reserved (peer = group = -1). */
+/* The check of the one-stage-per-device policies: virtual = 1 (else an
+ * error ending with hint, "" for none), then need_loop and no_group. */
+int pp_policy_need_one_stage(const pp_spec *s, const char *policy, const char *hint, pp_diag *d);
+/* 1F1B's order on device dev (policy_1f1b.c), shared with pipedream and
+ * 2bw (policy_async.c); with update_after_b, an update follows each B. */
+void pp_policy_1f1b_order(pp_plan *p, int devices, int microbatches, int dev, bool update_after_b);
+/* Appends the compute op kind(stage, mb) to device d (peer = group = -1),
+ * within the room pp_policy_run reserved (else the list grows). */
 static inline void pp_policy_emit(pp_plan *p, int d, int kind, int stage, int mb)
 {
-    pp_device *dv = &p->dev[d];
-    if (dv->n == dv->cap)
-        pp_plan_reserve(p, d, dv->cap ? dv->cap * 2 : 64);
-    dv->ops[dv->n++] = (pp_op){.kind = (uint8_t)kind, .stage = stage, .mb = mb, .peer = -1, .group = -1};
+    pp_plan_push(p, d, (pp_op){.kind = (uint8_t)kind, .stage = stage, .mb = mb, .peer = -1, .group = -1});
 }
 /* Appends update then flush to every device: the end of a generate. */
 void pp_policy_finish(pp_plan *p);
@@ -436,6 +464,12 @@ int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double co
  * (-1 if none); cycle[d] >= 0 numbers the wait-for cycle d lies on, -1
  * elsewhere.  Unblocked devices get -1 everywhere.  Returns #cycles. */
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle);
+/* The cycles of a wait-for graph where device d waits for next[d] alone
+ * (-1: for none): cycle[d] numbers the cycle d lies on (-1 elsewhere), in
+ * the order that following next[] from device 0, 1, ... meets them, and
+ * entry[c] (if non-NULL) is the first device of cycle c met.  Returns the
+ * number of cycles.  Shared with the custom policy's order replay. */
+int pp_wait_cycles(const int *next, int n, int *cycle, int *entry);
 /* Reports the deadlock of a run that left devices blocked: one error per
  * wait-for cycle, then one per blocked device off every cycle.  prefix
  * ("deadlock" / "lower: ...") opens each message. */
@@ -471,6 +505,10 @@ typedef struct pp_sim {
 } pp_sim;
 
 int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *d);
+/* Every pass after the policy, as ppcc, --compare and auto run them:
+ * pp_lower, pp_verify (pp_verify_opts_of(s, with_limit)), pp_simulate on
+ * s's cost.  Stops at the first that fails; sim is filled only on success. */
+int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
 void pp_sim_free(pp_sim *s, int devices);
 
 /* ------------------------------------------------------------------ */

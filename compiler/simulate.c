@@ -20,9 +20,12 @@
 
 #include "pp.h"
 
-static double stage_cost(const double *per_stage, double dflt, int s)
+int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d)
 {
-    return per_stage ? per_stage[s] : dflt;
+    pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
+    if (pp_lower(p, d) || pp_verify(p, &vo, d))
+        return 1;
+    return pp_simulate(p, &s->cost, sim, d);
 }
 
 void pp_sim_free(pp_sim *s, int devices)
@@ -92,22 +95,18 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
                 rc = 1;
                 continue;
             }
-            double t;
+            double t = pp_op_cost(c, op->kind, s, p->split_backward);
             if (op->kind == PP_OP_F) {
-                t = stage_cost(c->stage_F, c->F, s);
                 if (recomputed[s])
                     inputs++;
                 else
                     live++;
             } else if (op->kind == PP_OP_R) {
-                t = stage_cost(c->stage_F, c->F, s);
                 inputs--;
                 live++;
             } else if (op->kind == PP_OP_B) {
-                t = stage_cost(c->stage_B, c->B, s) + (p->split_backward ? 0 : stage_cost(c->stage_W, c->W, s));
                 live -= !p->split_backward;
             } else {
-                t = stage_cost(c->stage_W, c->W, s);
                 live -= p->split_backward;
             }
             if (live > peak)

@@ -413,14 +413,7 @@ static void add_override(ctx *c, long stage, int which, const pp_value *v, const
     double num;
     if (!to_number(c, o, name, v, false, &num))
         return;
-    if (c->noverrides == c->capoverrides) {
-        int cap = c->capoverrides ? 2 * c->capoverrides : 8;
-        stage_cost *bigger = pp_arena_alloc(c->a, (size_t)cap * sizeof *bigger);
-        if (c->noverrides)
-            memcpy(bigger, c->overrides, (size_t)c->noverrides * sizeof *bigger);
-        c->overrides = bigger;
-        c->capoverrides = cap;
-    }
+    c->overrides = pp_arena_grow(c->a, c->overrides, c->noverrides, &c->capoverrides, sizeof *c->overrides);
     c->overrides[c->noverrides] = (stage_cost){stage, which, c->noverrides, num, *o};
     c->noverrides++;
 }
@@ -645,6 +638,13 @@ __attribute__((format(printf, 3, 4))) static void report_key(ctx *c, enum slot s
     va_end(ap);
 }
 
+/* An entry of an integer list (placement, balance, recompute_stages). */
+static bool int_item(const pp_value *item, double lo, double hi)
+{
+    return item->kind == PP_VAL_NUMBER && item->number == floor(item->number) && item->number >= lo &&
+           item->number <= hi;
+}
+
 static void resolve_placement(ctx *c, pp_spec *spec)
 {
     int D = spec->devices, S = spec->stages, V = spec->chunks;
@@ -678,8 +678,7 @@ static void resolve_placement(ctx *c, pp_spec *spec)
     bool ok = true;
     for (int s = 0; s < S; s++) {
         const pp_value *item = v->items[s];
-        if (item->kind != PP_VAL_NUMBER || item->number != floor(item->number) || item->number < 0 ||
-            item->number >= D) {
+        if (!int_item(item, 0, D - 1)) {
             char got[64];
             report_at(c, &ps->at, item->offset, "placement", "entry %d (stage %d): expected a device 0..%d, got %s", s,
                       s, D - 1, describe(item, got, sizeof got));
@@ -776,8 +775,7 @@ static void resolve_model(ctx *c, pp_spec *spec)
         }
         for (int i = 0; balanced && i < S; i++) {
             const pp_value *item = v->items[i];
-            if (item->kind != PP_VAL_NUMBER || item->number != floor(item->number) || item->number < 1 ||
-                item->number > 65536) {
+            if (!int_item(item, 1, 65536)) {
                 char got[64];
                 report_at(c, &bs->at, item->offset, "model.balance",
                           "entry %d: expected a positive number of layers, got %s", i, describe(item, got, sizeof got));
@@ -826,8 +824,7 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     }
     for (int i = 0; list->set && i < list->v->nitems; i++) {
         const pp_value *item = list->v->items[i];
-        if (item->kind != PP_VAL_NUMBER || item->number != floor(item->number) || item->number < 0 ||
-            item->number >= S) {
+        if (!int_item(item, 0, S - 1)) {
             char got[64];
             report_at(c, &list->at, item->offset, "memory.recompute_stages",
                       "entry %d: expected a stage number (0..%d), got %s", i, S - 1, describe(item, got, sizeof got));

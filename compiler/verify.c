@@ -79,18 +79,27 @@ static void record(verifier *V, int which, int d, int i, const pp_op *op)
         *at = i;
 }
 
+/* The op's stage and micro-batch are in range, else an error. */
+static bool stage_mb_ok(verifier *V, int d, int i, const pp_op *op)
+{
+    char buf[96];
+    if (op->stage < 0 || op->stage >= V->S) {
+        FAIL_OP(V, d, i, op, "stage %d is not a stage (the plan has %d)", op->stage, V->S);
+        return false;
+    }
+    if (op->mb < 0 || op->mb >= V->M) {
+        FAIL_OP(V, d, i, op, "micro-batch %d is not a micro-batch (the plan has %d)", op->mb, V->M);
+        return false;
+    }
+    return true;
+}
+
 static void check_compute(verifier *V, int d, int i, const pp_op *op)
 {
     const pp_plan *p = V->p;
     char buf[96];
-    if (op->stage < 0 || op->stage >= V->S) {
-        FAIL_OP(V, d, i, op, "stage %d is not a stage (the plan has %d)", op->stage, V->S);
+    if (!stage_mb_ok(V, d, i, op))
         return;
-    }
-    if (op->mb < 0 || op->mb >= V->M) {
-        FAIL_OP(V, d, i, op, "micro-batch %d is not a micro-batch (the plan has %d)", op->mb, V->M);
-        return;
-    }
     if (p->placement[op->stage] != d) {
         FAIL_OP(V, d, i, op, "stage %d is placed on device %d", op->stage, p->placement[op->stage]);
         return;
@@ -121,14 +130,8 @@ static void check_comm(verifier *V, int d, int i, const pp_op *op)
         FAIL_OP(V, d, i, op, "kind %d is neither act nor grad", op->comm);
         return;
     }
-    if (op->stage < 0 || op->stage >= V->S) {
-        FAIL_OP(V, d, i, op, "stage %d is not a stage (the plan has %d)", op->stage, V->S);
+    if (!stage_mb_ok(V, d, i, op))
         return;
-    }
-    if (op->mb < 0 || op->mb >= V->M) {
-        FAIL_OP(V, d, i, op, "micro-batch %d is not a micro-batch (the plan has %d)", op->mb, V->M);
-        return;
-    }
     bool act = op->comm == PP_COMM_ACT;
     int to = act ? op->stage + 1 : op->stage - 1;
     if (to < 0 || to >= V->S) {
@@ -200,7 +203,7 @@ static void check_device(verifier *V, int d)
     int update_at = -1, b_pending = -1;
     for (int i = 0; i < dv->n; i++) {
         const pp_op *op = &dv->ops[i];
-        bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
+        bool comm = pp_op_is_comm(op->kind);
         if (op->kind >= PP_OP__COUNT) {
             pp_error(V->dg, "device %d, op %d: unknown op kind %d", d, i, op->kind);
             continue;
@@ -218,7 +221,7 @@ static void check_device(verifier *V, int d)
             check_compute(V, d, i, op);
         } else if (comm) {
             check_comm(V, d, i, op);
-            bool opens = i == 0 || (dv->ops[i - 1].kind != PP_OP_SEND && dv->ops[i - 1].kind != PP_OP_RECV) ||
+            bool opens = i == 0 || !pp_op_is_comm(dv->ops[i - 1].kind) ||
                          dv->ops[i - 1].group != op->group;
             if (op->group < 0) {
                 FAIL_OP(V, d, i, op, "group %d is not a group id", op->group);
@@ -353,7 +356,7 @@ static void check_matching(verifier *V, const pp_walk *w)
         const pp_device *dv = &p->dev[d];
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
-            if (op->kind != PP_OP_SEND && op->kind != PP_OP_RECV)
+            if (!pp_op_is_comm(op->kind))
                 continue;
             int32_t q = w->partner[w->base[d] + i];
             bool send = op->kind == PP_OP_SEND;

@@ -20,11 +20,6 @@
 
 #include "pp.h"
 
-static bool is_comm(const pp_op *op)
-{
-    return op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
-}
-
 static int dev_len(const pp_plan *p, int d)
 {
     return p->dev[d].n > 0 && p->dev[d].ops ? p->dev[d].n : 0;
@@ -190,7 +185,7 @@ static void run_device(walk_run *r, int d)
     }
     while (pc < n) {
         const pp_op *op = &ops[pc];
-        if (!is_comm(op)) {
+        if (!pp_op_is_comm(op->kind)) {
             if (r->dur) {
                 r->start[base + pc] = r->clock[d];
                 r->clock[d] += r->dur[base + pc];
@@ -200,7 +195,7 @@ static void run_device(walk_run *r, int d)
             continue;
         }
         int g1 = pc + 1;
-        while (g1 < n && is_comm(&ops[g1]) && ops[g1].group == op->group)
+        while (g1 < n && pp_op_is_comm(ops[g1].kind) && ops[g1].group == op->group)
             g1++;
         for (int j = pc; j < g1; j++) {
             int32_t g = (int32_t)(base + j), q = w->partner[g];
@@ -260,7 +255,7 @@ static int repair_stall(walk_run *r, pp_plan *p)
         int n = dev_len(p, d), g0 = w->pc[d], g1 = w->gend[d];
         long base = w->base[d];
         int dest;
-        if (g1 < n && is_comm(&ops[g1]))
+        if (g1 < n && pp_op_is_comm(ops[g1].kind))
             dest = g1;
         else if (g1 < n && pp_op_is_compute(ops[g1].kind))
             dest = g1 + 1;
@@ -284,7 +279,7 @@ static int repair_stall(walk_run *r, pp_plan *p)
         int kept = k;
         for (int j = g1; j < dest; j++)
             tmp_id[k++] = j;
-        int32_t next_group = dest < n && is_comm(&ops[dest]) ? ops[dest].group : ops[g0].group;
+        int32_t next_group = dest < n && pp_op_is_comm(ops[dest].kind) ? ops[dest].group : ops[g0].group;
         for (int j = g0; j < g1; j++)
             if (ops[j].kind == PP_OP_SEND && !w->done[base + j]) {
                 tmp_id[k++] = j;
@@ -396,8 +391,7 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
 {
     int D = w->devices;
     int *next = malloc((size_t)D * sizeof *next);
-    int *seen = calloc((size_t)D, sizeof *seen);
-    if (!next || !seen)
+    if (!next)
         pp_out_of_memory();
     for (int d = 0; d < D; d++) {
         wait_at[d] = wait_for[d] = cycle[d] = next[d] = -1;
@@ -433,24 +427,38 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
         wait_at[d] = pick;
         wait_for[d] = ops[pick].peer >= 0 && ops[pick].peer < D ? ops[pick].peer : -1;
     }
-    /* Every device has at most one out-edge: follow each path once. */
+    int ncycles = pp_wait_cycles(next, D, cycle, NULL);
+    free(next);
+    return ncycles;
+}
+
+int pp_wait_cycles(const int *next, int n, int *cycle, int *entry)
+{
+    int *seen = calloc((size_t)(n > 0 ? n : 1), sizeof *seen);
+    if (!seen)
+        pp_out_of_memory();
+    /* Every device has at most one out-edge: follow each path once; a path
+     * that comes back to itself closes a new cycle. */
     int ncycles = 0;
-    for (int d = 0; d < D; d++) {
+    for (int d = 0; d < n; d++)
+        cycle[d] = -1;
+    for (int d = 0; d < n; d++) {
         int u = d;
         while (u >= 0 && !seen[u]) {
             seen[u] = d + 1;
             u = next[u];
         }
-        if (u >= 0 && seen[u] == d + 1 && cycle[u] < 0) {
-            int v = u;
-            do {
-                cycle[v] = ncycles;
-                v = next[v];
-            } while (v != u);
-            ncycles++;
-        }
+        if (u < 0 || seen[u] != d + 1)
+            continue;
+        int v = u;
+        do {
+            cycle[v] = ncycles;
+            v = next[v];
+        } while (v != u);
+        if (entry)
+            entry[ncycles] = u;
+        ncycles++;
     }
-    free(next);
     free(seen);
     return ncycles;
 }
