@@ -40,6 +40,7 @@ typedef struct lowering {
     long nedges;
     int32_t *slot_count;    /* [slots + 1] */
     int32_t *slot_items;    /* [2*nedges] edge*2 + is_recv, bucketed by slot */
+    const pp_cost *cost;    /* times the send placement uses; NULL: F=1, B=2 */
     pp_op **orig;           /* [D] the compute order as given */
     int *orig_n;            /* [D] */
 } lowering;
@@ -260,10 +261,16 @@ static void sink_sends(lowering *L)
     int32_t *chan_last = pp_xcalloc((size_t)L->D * L->D, sizeof *chan_last);
     for (int d = 0; d < L->D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
-            int k = p->dev[d].ops[i].kind;
-            dur[w.base[d] + i] = k == PP_OP_F || k == PP_OP_R ? 1 : k == PP_OP_B ? (p->split_backward ? 1 : 2) : k == PP_OP_W;
+            const pp_op *op = &p->dev[d].ops[i];
+            int k = op->kind;
+            if (!pp_op_is_compute(k))
+                continue;
+            if (L->cost)
+                dur[w.base[d] + i] = pp_op_cost(L->cost, k, op->stage, p->split_backward);
+            else
+                dur[w.base[d] + i] = k == PP_OP_F || k == PP_OP_R ? 1 : k == PP_OP_B ? (p->split_backward ? 1 : 2) : 1;
         }
-    if (pp_walk_run_eager(&w, p, dur, 0, start, end) == 0) {
+    if (pp_walk_run_eager(&w, p, dur, L->cost ? L->cost->comm : 0, start, end) == 0) {
         for (int d = 0; d < L->D; d++)
             for (int i = 0, ci = 0; i < p->dev[d].n; i++)
                 if (pp_op_is_compute(p->dev[d].ops[i].kind))
@@ -330,6 +337,11 @@ static void renumber_groups(pp_plan *p)
 
 int pp_lower(pp_plan *p, pp_diag *dg)
 {
+    return pp_lower_costed(p, NULL, dg);
+}
+
+int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *dg)
+{
     if (p->devices <= 0 || p->devices > PP_MAX_DEVICES || p->stages <= 0 || p->stages > PP_MAX_STAGES ||
         p->microbatches <= 0 || p->microbatches > PP_MAX_MICROBATCHES || !p->dev || !p->placement) {
         pp_error(dg, "lower: the plan has no valid shape");
@@ -340,7 +352,7 @@ int pp_lower(pp_plan *p, pp_diag *dg)
             pp_error(dg, "lower: stage %d is placed on %d, not a device", s, p->placement[s]);
             return 1;
         }
-    lowering L = {.p = p, .D = p->devices, .S = p->stages, .M = p->microbatches};
+    lowering L = {.p = p, .D = p->devices, .S = p->stages, .M = p->microbatches, .cost = cost};
     L.SM = (long)L.S * L.M;
     if (4 * L.SM >= INT32_MAX || 2 * L.SM > pp_plan_total_ops(p)) {
         pp_error(dg, "lower: %d stages x %d micro-batches need %ld compute ops, the plan has %ld ops", L.S, L.M,

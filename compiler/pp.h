@@ -415,6 +415,9 @@ int pp_policy_zb1p(pp_plan *p, int devices, int v, int microbatches, int per_rou
 /* Inserts send/recv for every cross-device dependency and assigns group
  * ids; consecutive stages on one device exchange nothing. */
 int pp_lower(pp_plan *p, pp_diag *d);
+/* The same, placing sends by a timing on these costs (NULL: F = 1, B = 2,
+ * B = W = 1 when split, free communication — what pp_lower uses). */
+int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* walk.c: the rendezvous replay shared by lower, verify and simulate  */

@@ -33,8 +33,8 @@ static void make(tspec *t, const char *sched, int D, int M, int v, bool vshape)
     t->s.cost = (pp_cost){.F = 1, .B = 1, .W = 1, .comm = 0, .stage_F = t->f, .stage_B = t->b, .stage_W = t->w};
 }
 
-/* policy -> lower -> verify (with the spec's limit) -> simulate; returns
- * the makespan, INFINITY if any pass refuses. */
+/* policy -> lower -> verify (with the spec's limit) -> simulate, as ppcc
+ * runs them; returns the makespan, INFINITY if any pass refuses. */
 static double compile(const pp_spec *s, pp_sim *sim_out, pp_plan *plan_out)
 {
     tu_diag td;
@@ -42,10 +42,8 @@ static double compile(const pp_spec *s, pp_sim *sim_out, pp_plan *plan_out)
     pp_plan p;
     pp_sim sim;
     double ms = INFINITY;
-    pp_verify_opts vo = {.act_size = s->act_size, .mem_limit = s->mem_limit};
     if (pp_policy_run(s, &p, &td.diag) == 0) {
-        if (pp_lower(&p, &td.diag) == 0 && pp_verify(&p, &vo, &td.diag) == 0 &&
-            pp_simulate(&p, &s->cost, &sim, &td.diag) == 0) {
+        if (pp_lower_verify_simulate(&p, s, true, &sim, &td.diag) == 0) {
             ms = sim.makespan;
             if (sim_out)
                 *sim_out = sim;
