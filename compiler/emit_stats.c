@@ -6,7 +6,9 @@
  *   schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=88
  *   compute_ops=64 makespan=33 bubble=27.27% peak_act=[4,3,2,1]
  *
- * (one line).  Without a simulation the last three keys are left out.
+ * (one line).  Without a simulation the last three keys are left out.  A
+ * plan with recomputed forwards adds peak_mem=[...]: the peak in activation
+ * units with the inputs kept for recompute counted (memory.input).
  */
 #include "pp.h"
 
@@ -25,9 +27,12 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
 
     long compute = 0;
     int chunks = 0;
+    bool recompute = false;
     for (int d = 0; d < p->devices; d++) {
-        for (int i = 0; i < p->dev[d].n; i++)
+        for (int i = 0; i < p->dev[d].n; i++) {
             compute += pp_op_is_compute(p->dev[d].ops[i].kind);
+            recompute |= p->dev[d].ops[i].kind == PP_OP_R;
+        }
         int held = 0;
         for (int s = 0; p->placement && s < p->stages; s++)
             held += p->placement[s] == d;
@@ -43,6 +48,12 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
             fputs(" peak_act=[", f);
             for (int d = 0; d < p->devices; d++)
                 fprintf(f, "%s%d", d ? "," : "", sim->peak_act[d]);
+            fputc(']', f);
+        }
+        if (recompute && sim->peak_mem) {
+            fputs(" peak_mem=[", f);
+            for (int d = 0; d < p->devices; d++)
+                fprintf(f, "%s%.4g", d ? "," : "", sim->peak_mem[d]);
             fputc(']', f);
         }
     }

@@ -239,6 +239,11 @@ int main(int argc, char **argv)
         goto out;
     }
     const char *src_path = argv[optind];
+    if (compare && (out_path || timeline || stats || trace_path)) {
+        /* --compare compiles each policy in its own shape: no one plan to emit. */
+        rc = usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
+        goto out;
+    }
     if (!out_path && !timeline && !stats && !trace_path && !compare) {
         default_out = default_plan_path(src_path);
         out_path = default_out;

@@ -25,6 +25,7 @@ expect 2 "--width expects an integer" -- "$ppcc" "$src/schedules/1f1b.pp" --widt
 expect 2 "-D expects NAME=VALUE" -- "$ppcc" "$src/schedules/1f1b.pp" -D devices
 expect 2 'exactly one schedule file' -- "$ppcc" a.pp b.pp
 expect 0 '1f1b' -- "$ppcc" --list-policies
+expect 2 '--compare prints its table alone' -- "$ppcc" "$src/schedules/1f1b.pp" --compare 1f1b,gpipe -o plan.json
 no_plan_left usage
 
 # Every shipped schedule compiles to a well-formed plan.
@@ -49,6 +50,9 @@ checks=$((checks + 1)); [ -s 1f1b.json ] || fail "default output 1f1b.json missi
 rm -f 1f1b.json
 expect 0 'bubble' -- "$ppcc" "$src/schedules/1f1b.pp" --timeline
 expect 0 'bubble' -- "$ppcc" "$src/schedules/1f1b.pp" --stats -D microbatches=32
+# GPipe 4x8, 8 layers, recompute: 7 kept inputs of 4/(2*8) = 0.25 plus one full set.
+expect 0 'peak_act=\[1,1,1,1\] peak_mem=\[2.75,2.75,2.75,2.75\]$' -- "$ppcc" "$src/schedules/gpipe.pp" --stats -D recompute=always
+expect 0 'peak_act=\[8,8,8,8\]$' -- "$ppcc" "$src/schedules/gpipe.pp" --stats
 no_plan_left "--timeline/--stats"
 expect 0 '"format": ?"ppcc-plan"' -- "$ppcc" "$src/schedules/1f1b.pp" -o -
 no_plan_left "-o -"
