@@ -3,6 +3,7 @@
  * the chosen backend, then what the user asked for: --check against
  * single-device training, --dump, --trace, --timeline.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -117,6 +118,110 @@ static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
     return ok ? 0 : 1;
 }
 
+/* GPUs the driver lists, read without initialising CUDA: the launcher
+ * must not touch the GPU before it forks. */
+static int driver_gpu_count(void)
+{
+    DIR *dir = opendir("/proc/driver/nvidia/gpus");
+    if (!dir)
+        return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+/* --nproc N: refuse what the children would all fail on, then start them. */
+static int launch(long nproc, int plan_devices, const char *backend, bool single_outputs, int argc,
+                  char **argv, pp_diag *d)
+{
+    if (single_outputs) {
+        pp_error(d, "--dump, --trace and --timeline are for single-process runs");
+        return 1;
+    }
+    if (backend && strcmp(backend, "cpu") == 0) {
+        pp_error(d, "--nproc: a multi-process run needs the cuda backend; the cpu backend runs "
+                    "every device in one process (drop --nproc)");
+        return 1;
+    }
+    if (!pr_backend_cuda()) {
+        pp_error(d, "--nproc: the cuda backend is not built in this binary");
+        return 1;
+    }
+    if (plan_devices != nproc) {
+        pp_error(d, "--nproc %ld: the plan has %d devices, one process each", nproc, plan_devices);
+        return 1;
+    }
+    int gpus = driver_gpu_count();
+    if (gpus < nproc) {
+        pp_error(d, "--nproc %ld: %d GPU%s visible, one per process is needed", nproc, gpus,
+                 gpus == 1 ? " is" : "s are");
+        return 1;
+    }
+    char **child = calloc((size_t)argc + 1, sizeof *child);
+    if (!child) {
+        pp_error(d, "out of memory");
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--nproc") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--nproc=", 8) == 0)
+            continue;
+        child[n++] = argv[i];
+    }
+    int rc = pr_launch_local((int)nproc, child, d);
+    free(child);
+    return rc;
+}
+
+/* The backend this process runs on, or NULL after an error. */
+static const pr_backend *choose_backend(const char *backend, bool multi, const pr_boot *boot,
+                                        long gpus, bool single_outputs, int *gpu_count,
+                                        pp_diag *d)
+{
+    const pr_backend *be = pr_backend_cpu();
+    bool gpu_built = pr_backend_cuda() != NULL;
+    *gpu_count = gpu_built ? pr_cuda_device_count() : 0;
+    if (!backend) {
+        if (*gpu_count > 0)
+            be = pr_backend_cuda();
+        else if (gpu_built)
+            fputs("pprun: no GPU visible, running on the CPU\n", stderr);
+    } else if (strcmp(backend, "cuda") == 0) {
+        if (!gpu_built) {
+            pp_error(d, "the cuda backend is not built in this binary");
+            return NULL;
+        }
+        if (*gpu_count == 0) {
+            pp_error(d, "--backend cuda: no GPU is visible");
+            return NULL;
+        }
+        be = pr_backend_cuda();
+    }
+    bool cuda = be != pr_backend_cpu();
+    if (multi && !cuda) {
+        pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
+                    "visible here, or --backend cpu); the cpu backend runs every device in "
+                    "one process", boot->rank, boot->world);
+        return NULL;
+    }
+    if (cuda && gpus > *gpu_count) {
+        pp_error(d, "--gpus %ld: only %d GPU%s visible", gpus, *gpu_count,
+                 *gpu_count == 1 ? " is" : "s are");
+        return NULL;
+    }
+    if (multi && single_outputs) {
+        pp_error(d, "--dump, --trace and --timeline are for single-process runs");
+        return NULL;
+    }
+    return be;
+}
+
 int main(int argc, char **argv)
 {
     enum { OPT_BACKEND = 256, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT, OPT_HELP,
@@ -210,71 +315,32 @@ int main(int argc, char **argv)
 
     pp_diag diag;
     pp_diag_init(&diag, stderr, "pprun");
-    if (nproc > 0) {
-        /* the parent only launches: it must not touch the GPU before fork */
-        char **child = calloc((size_t)argc + 1, sizeof *child);
-        int n = 0;
-        for (int i = 0; i < argc; i++) {
-            if (strcmp(argv[i], "--nproc") == 0) {
-                i++;
-                continue;
-            }
-            if (strncmp(argv[i], "--nproc=", 8) == 0)
-                continue;
-            child[n++] = argv[i];
-        }
-        int rc = pr_launch_local((int)nproc, child, &diag);
-        free(child);
-        return rc;
-    }
-
-    pr_boot boot;
-    int local_rank = 0;
-    int launched = pr_boot_from_env(&boot, &local_rank, &diag);
-    if (launched < 0)
-        return 1;
-    bool multi = launched > 0 && boot.world > 1;
-
-    const pr_backend *be = pr_backend_cpu();
-    bool gpu_built = pr_backend_cuda() != NULL;
-    int gpu_count = gpu_built ? pr_cuda_device_count() : 0;
-    if (!backend) {
-        if (gpu_count > 0)
-            be = pr_backend_cuda();
-        else if (gpu_built)
-            fputs("pprun: no GPU visible, running on the CPU\n", stderr);
-    } else if (strcmp(backend, "cuda") == 0) {
-        if (!gpu_built) {
-            pp_error(&diag, "the cuda backend is not built in this binary");
-            return 1;
-        }
-        if (gpu_count == 0) {
-            pp_error(&diag, "--backend cuda: no GPU is visible");
-            return 1;
-        }
-        be = pr_backend_cuda();
-    }
-    bool cuda = be != pr_backend_cpu();
-    if (multi && !cuda) {
-        pp_error(&diag, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
-                        "visible here, or --backend cpu); the cpu backend runs every device in "
-                        "one process", boot.rank, boot.world);
-        return 1;
-    }
-    if (cuda && gpus > gpu_count) {
-        pp_error(&diag, "--gpus %ld: only %d GPU%s visible", gpus, gpu_count,
-                 gpu_count == 1 ? " is" : "s are");
-        return 1;
-    }
-    if (multi && (dump || trace || timeline)) {
-        pp_error(&diag, "--dump, --trace and --timeline are for single-process runs");
-        return 1;
-    }
-
+    /* The plan first: a bad one is refused before anything else is said or started. */
     pp_plan plan;
     pr_model model;
     if (pr_plan_load_file(plan_path, &diag, &plan, &model))
         return 1;
+    if (nproc > 0) {
+        int rc = launch(nproc, plan.devices, backend, dump || trace || timeline, argc, argv, &diag);
+        pp_plan_free(&plan);
+        pr_model_free(&model);
+        return rc;
+    }
+
+    pr_boot boot;
+    int local_rank = 0, gpu_count = 0;
+    int launched = pr_boot_from_env(&boot, &local_rank, &diag);
+    bool multi = launched > 0 && boot.world > 1;
+    const pr_backend *be = launched < 0 ? NULL
+                                        : choose_backend(backend, multi, &boot, gpus,
+                                                         dump || trace || timeline, &gpu_count, &diag);
+    if (!be) {
+        pp_plan_free(&plan);
+        pr_model_free(&model);
+        return 1;
+    }
+    bool cuda = be != pr_backend_cpu();
+
     if (multi && plan.devices != boot.world) {
         pp_error(&diag, "the plan has %d devices but the run has %d ranks", plan.devices,
                  boot.world);

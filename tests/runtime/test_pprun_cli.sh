@@ -43,8 +43,19 @@ expect 1 'RANK is set but WORLD_SIZE is not' -- env RANK=0 "$pprun" plan.json
 expect 1 'SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR' -- env -u RANK SLURM_PROCID=1 SLURM_NTASKS=2 "$pprun" plan.json
 expect 1 "NCCL_COMM_ID='nohost' is not HOST:PORT" -- env RANK=0 WORLD_SIZE=2 NCCL_COMM_ID=nohost "$pprun" plan.json
 expect 1 'RANK/WORLD_SIZE: rank 3 is not below the world size 2' -- env RANK=3 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json
-# a multi-process run needs GPUs: on the CPU every rank says so, the launcher stops the rest
+# --nproc refuses, before starting anything, what every child would fail on
 expect 1 'a multi-process run needs the cuda backend' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --nproc 2 --backend cpu
+expect 1 '^pprun: error: --dump, --trace and --timeline are for single-process runs$' -- "$pprun" plan.json --nproc 2 --trace t.json
+if "$pprun" --version | grep -q cuda; then
+    expect 1 '^pprun: error: --nproc 3: the plan has 2 devices, one process each$' -- "$pprun" plan.json --nproc 3
+    [ -d /proc/driver/nvidia/gpus ] ||
+        expect 1 '^pprun: error: --nproc 2: 0 GPUs are visible, one per process is needed$' -- "$pprun" plan.json --nproc 2
+fi
+# a bad plan is refused first, before any notice about GPUs
+echo '{' >broken.json
+expect 1 '^broken.json:1:2: error: malformed JSON' -- "$pprun" broken.json
+checks=$((checks + 1))
+head -1 out.txt | grep -q '^broken.json:1:2: error' || fail "something was printed before the plan's error"
 expect 1 '^pprun: error: cannot open missing.json' -- "$pprun" missing.json
 echo '{"format": "ppcc-plan", "version": 1} x' >garbage.json
 expect 1 '^garbage.json:1:39: error: trailing characters after the plan' -- "$pprun" garbage.json
