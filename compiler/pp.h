@@ -444,11 +444,9 @@ typedef struct pp_walk {
 /* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
  * Returns nonzero if the plan's shape is unusable (no devices, too big). */
 int pp_walk_init(pp_walk *w, const pp_plan *p);
-/* Replays with rendezvous semantics; returns the number of blocked devices.
- * With dur (per global op, compute time) non-NULL, also fills start/end
- * (per global op) with comm taking `comm` per pair. */
-int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
-                double *end);
+/* Replays with rendezvous semantics (a send waits for its recv); returns
+ * the number of blocked devices.  Untimed: timings use run_eager. */
+int pp_walk_run(pp_walk *w, const pp_plan *p);
 /* Lowering's run: whenever every device still running is stuck, the
  * unmatched sends of each device on a wait-for cycle are delayed in place
  * (in p) to just after the device's next compute op, and the replay goes on

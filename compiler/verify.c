@@ -495,7 +495,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     } else {
         if (!V.comm_unsafe)
             check_matching(&V, &w);
-        if (!V.comm_unsafe && !V.groups_unsafe && pp_walk_run(&w, p, NULL, 0, NULL, NULL) > 0)
+        if (!V.comm_unsafe && !V.groups_unsafe && pp_walk_run(&w, p) > 0)
             pp_walk_report(&w, p, dg, "deadlock");
         pp_walk_free(&w);
     }

@@ -139,14 +139,11 @@ typedef struct walk_run {
     bool eager;   /* sends never wait: the ideal timing lower.c places by */
 } walk_run;
 
+/* A rendezvous pair met (untimed: only the eager mode keeps time). */
 static void match(walk_run *r, int32_t g, int32_t q, int dq)
 {
     pp_walk *w = r->w;
     w->done[g] = w->done[q] = 1;
-    if (r->dur) {
-        double t = w->t_post[g] > w->t_post[q] ? w->t_post[g] : w->t_post[q];
-        w->t_pair[g] = w->t_pair[q] = t + r->comm;
-    }
     if (--r->pending[dq] == 0 && w->gend[dq] > 0)
         r->stack[r->nstack++] = dq;
 }
@@ -370,10 +367,9 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
     return w->blocked;
 }
 
-int pp_walk_run(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
-                double *end)
+int pp_walk_run(pp_walk *w, const pp_plan *p)
 {
-    return walk(w, p, NULL, false, dur, comm, start, end);
+    return walk(w, p, NULL, false, NULL, 0, NULL, NULL);
 }
 
 int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,

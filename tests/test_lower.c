@@ -114,7 +114,7 @@ START_TEST(lower_walk_repairs_deadlock)
                     "sg1.2>0/5 W1.2 U X");
     pp_walk w;
     ck_assert_int_eq(pp_walk_init(&w, &p), 0);
-    ck_assert_int_eq(pp_walk_run(&w, &p, NULL, 0, NULL, NULL), 2);
+    ck_assert_int_eq(pp_walk_run(&w, &p), 2);
     ck_assert_int_eq(pp_walk_run_repair(&w, &p), 0);
     pp_walk_free(&w);
     ck_assert_str_eq(format_ops(&p, 0), "F0.0 sa0.0>1/0 F0.1 F0.2 sa0.1>1/2 rg1.0<1/2 B0.0 sa0.2>1/2 W0.0 "
@@ -314,7 +314,7 @@ START_TEST(lower_random_orders)
         unsink_sends(&p);
         pp_walk w;
         ck_assert_int_eq(pp_walk_init(&w, &p), 0);
-        stalls += pp_walk_run(&w, &p, NULL, 0, NULL, NULL) > 0;
+        stalls += pp_walk_run(&w, &p) > 0;
         if (pp_walk_run_repair(&w, &p)) {
             tu_diag t2;
             tu_diag_open(&t2);
