@@ -11,9 +11,10 @@
  *
  * Everything is O(ops + devices^2) (the per-channel counters); each device
  * is resumed only when the last pending op of its group is matched, so the
- * replay touches every op a constant number of times.  Timing is a by-product:
- * with no resource contention the replay order is a topological order of the
- * op graph, so every time it computes is final when computed.
+ * replay touches every op a constant number of times.  Timing (run_eager)
+ * is a by-product, with sends buffered as the runtimes do: with no resource
+ * contention the replay order is a topological order of the op graph, so
+ * every time it computes is final when computed.
  */
 #include <stdlib.h>
 #include <string.h>
