@@ -275,11 +275,8 @@ int main(int argc, char **argv)
         goto done;
     have_sim = true;
 
+    /* The plan is written last, so no error can come after it is in place. */
     emit_ctx ectx = {&spec, &plan, &sim};
-    if (out_path && write_atomically(out_path, write_plan, &ectx, &diag))
-        goto done;
-    if (trace_path && write_atomically(trace_path, write_trace, &ectx, &diag))
-        goto done;
     if (timeline && pp_emit_timeline(stdout, &plan, &sim, &topts)) {
         pp_error(&diag, "cannot write the timeline");
         goto done;
@@ -292,6 +289,10 @@ int main(int argc, char **argv)
         pp_error(&diag, "cannot write to standard output");
         goto done;
     }
+    if (trace_path && write_atomically(trace_path, write_trace, &ectx, &diag))
+        goto done;
+    if (out_path && write_atomically(out_path, write_plan, &ectx, &diag))
+        goto done;
     rc = 0;
 done:
     if (have_sim)

@@ -67,6 +67,7 @@ expect 1 'no-such-policy' -- "$ppcc" "$src/schedules/1f1b.pp" -D schedule=no-suc
 expect 1 'device [0-9]+.*(memory|limit)' -- "$ppcc" "$src/schedules/1f1b.pp" -D memory.limit=1 -o plan.json
 expect 1 'missing\.pp' -- "$ppcc" missing.pp -o plan.json
 expect 1 'cannot (create|write)' -- "$ppcc" "$src/schedules/1f1b.pp" -o /nonexistent-dir/plan.json
+expect 1 'cannot create /nonexistent-dir/t.json' -- "$ppcc" "$src/schedules/1f1b.pp" --trace /nonexistent-dir/t.json -o plan.json
 no_plan_left "input errors"
 
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
