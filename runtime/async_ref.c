@@ -20,69 +20,6 @@
 #include "mlp_math.h"
 #include "pprun.h"
 
-/* Gradient of the rows' loss with layer l at (Wl[l], bl[l]): dW[l], db[l]
- * (overwritten, [L][h*h], [L][h]); returns sum (y - t)^2. */
-static double rows_grad(const pr_model *m, float *const *Wl, float *const *bl, const float *x0,
-                        const float *t, int rows, float *const *dW, float *const *db)
-{
-    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)rows;
-    float *acts = malloc((L + 1) * N * h * sizeof(float));
-    float *zs = malloc(L * N * h * sizeof(float));
-    float *dy = malloc(N * h * sizeof(float)), *dx = malloc(N * h * sizeof(float));
-    float *dz = malloc(N * h * sizeof(float));
-    float inv_n = 1.0f / (float)m->batch; /* the global batch, as every micro-batch */
-    memcpy(acts, x0, N * h * sizeof(float));
-    for (size_t l = 0; l < L; l++) {
-        const float *x = acts + l * N * h;
-        float *z = zs + l * N * h, *y = acts + (l + 1) * N * h;
-        for (size_t r = 0; r < N; r++)
-            for (size_t j = 0; j < h; j++) {
-                float s = 0;
-                for (size_t i = 0; i < h; i++)
-                    s += x[r * h + i] * Wl[l][i * h + j];
-                z[r * h + j] = s + bl[l][j];
-                y[r * h + j] = x[r * h + j] + pp_gelu(z[r * h + j]);
-            }
-    }
-    const float *y = acts + L * N * h;
-    double sq = 0;
-    for (size_t i = 0; i < N * h; i++) {
-        double e = (double)y[i] - (double)t[i];
-        sq += e * e;
-        dy[i] = pp_mse_grad(y[i], t[i], inv_n);
-    }
-    for (size_t l = L; l-- > 0;) {
-        const float *x = acts + l * N * h, *z = zs + l * N * h;
-        for (size_t i = 0; i < N * h; i++)
-            dz[i] = dy[i] * pp_gelu_grad(z[i]);
-        memset(dW[l], 0, h * h * sizeof(float));
-        memset(db[l], 0, h * sizeof(float));
-        for (size_t r = 0; r < N; r++)
-            for (size_t i = 0; i < h; i++)
-                for (size_t j = 0; j < h; j++)
-                    dW[l][i * h + j] += x[r * h + i] * dz[r * h + j];
-        for (size_t r = 0; r < N; r++)
-            for (size_t j = 0; j < h; j++)
-                db[l][j] += dz[r * h + j];
-        for (size_t r = 0; r < N; r++)
-            for (size_t i = 0; i < h; i++) {
-                float s = 0;
-                for (size_t j = 0; j < h; j++)
-                    s += dz[r * h + j] * Wl[l][i * h + j];
-                dx[r * h + i] = dy[r * h + i] + s;
-            }
-        float *tmp = dy;
-        dy = dx;
-        dx = tmp;
-    }
-    free(acts);
-    free(zs);
-    free(dy);
-    free(dx);
-    free(dz);
-    return sq;
-}
-
 static void train_2bw(const pr_model *m, int steps, float *W, float *b, double *loss)
 {
     size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
@@ -101,7 +38,7 @@ static void train_2bw(const pr_model *m, int steps, float *W, float *b, double *
     }
     for (int k = 0; k < steps; k++) {
         pr_make_batch(m, k, 0, (int)N, x, t);
-        loss[k] = rows_grad(m, Wl, bl, x, t, (int)N, dW, db) / (2.0 * (double)N);
+        loss[k] = pr_reference_grad(m, Wl, bl, x, t, (int)N, dW, db) / (2.0 * (double)N);
         memcpy(oldW, W, L * h * h * sizeof(float));
         memcpy(oldb, b, L * h * sizeof(float));
         for (size_t i = 0; i < L * h * h; i++)
@@ -188,7 +125,7 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
                         db[l] = dW[l] + h * h;
                     }
                 pr_make_batch(m, k, mb * (int)rows, (int)rows, x, t);
-                sq += rows_grad(m, Wl, bl, x, t, (int)rows, dW, db);
+                sq += pr_reference_grad(m, Wl, bl, x, t, (int)rows, dW, db);
                 done[mb] = true;
                 left--;
                 progress++;

@@ -41,78 +41,95 @@ void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, fl
     }
 }
 
-void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)
+/* Gradient of the rows' loss with layer l at (Wl[l], bl[l]): dW[l], db[l]
+ * (overwritten, [L][h*h], [L][h]); returns sum (y - t)^2. */
+double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, const float *x0,
+                        const float *t, int rows, float *const *dW, float *const *db)
 {
-    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
-    float *acts = malloc((L + 1) * N * h * sizeof(float)); /* input of each layer + output */
+    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)rows;
+    float *acts = malloc((L + 1) * N * h * sizeof(float));
     float *zs = malloc(L * N * h * sizeof(float));
-    float *t = malloc(N * h * sizeof(float));
     float *dy = malloc(N * h * sizeof(float)), *dx = malloc(N * h * sizeof(float));
     float *dz = malloc(N * h * sizeof(float));
-    float *dW = malloc(h * h * sizeof(float)), *db = malloc(h * sizeof(float));
-    float inv_n = 1.0f / (float)N, lr = (float)m->lr;
-
-    for (int k = 0; k < steps; k++) {
-        pr_make_batch(m, k, 0, (int)N, acts, t);
-        for (size_t l = 0; l < L; l++) {
-            const float *x = acts + l * N * h, *Wl = W + l * h * h, *bl = b + l * h;
-            float *z = zs + l * N * h, *y = acts + (l + 1) * N * h;
-            for (size_t r = 0; r < N; r++)
-                for (size_t j = 0; j < h; j++) {
-                    float s = 0;
-                    for (size_t i = 0; i < h; i++)
-                        s += x[r * h + i] * Wl[i * h + j];
-                    z[r * h + j] = s + bl[j];
-                    y[r * h + j] = x[r * h + j] + pp_gelu(z[r * h + j]);
-                }
-        }
-        const float *y = acts + L * N * h;
-        double sq = 0;
-        for (size_t i = 0; i < N * h; i++) {
-            double e = (double)y[i] - (double)t[i];
-            sq += e * e;
-            dy[i] = pp_mse_grad(y[i], t[i], inv_n);
-        }
-        loss[k] = sq / (2.0 * (double)N);
-        for (size_t l = L; l-- > 0;) {
-            const float *x = acts + l * N * h, *z = zs + l * N * h;
-            float *Wl = W + l * h * h, *bl = b + l * h;
-            for (size_t i = 0; i < N * h; i++)
-                dz[i] = dy[i] * pp_gelu_grad(z[i]);
-            memset(dW, 0, h * h * sizeof(float));
-            memset(db, 0, h * sizeof(float));
-            for (size_t r = 0; r < N; r++)
-                for (size_t i = 0; i < h; i++) {
-                    for (size_t j = 0; j < h; j++)
-                        dW[i * h + j] += x[r * h + i] * dz[r * h + j];
-                }
-            for (size_t r = 0; r < N; r++)
+    float inv_n = 1.0f / (float)m->batch; /* the global batch, as every micro-batch */
+    memcpy(acts, x0, N * h * sizeof(float));
+    for (size_t l = 0; l < L; l++) {
+        const float *x = acts + l * N * h;
+        float *z = zs + l * N * h, *y = acts + (l + 1) * N * h;
+        for (size_t r = 0; r < N; r++)
+            for (size_t j = 0; j < h; j++) {
+                float s = 0;
+                for (size_t i = 0; i < h; i++)
+                    s += x[r * h + i] * Wl[l][i * h + j];
+                z[r * h + j] = s + bl[l][j];
+                y[r * h + j] = x[r * h + j] + pp_gelu(z[r * h + j]);
+            }
+    }
+    const float *y = acts + L * N * h;
+    double sq = 0;
+    for (size_t i = 0; i < N * h; i++) {
+        double e = (double)y[i] - (double)t[i];
+        sq += e * e;
+        dy[i] = pp_mse_grad(y[i], t[i], inv_n);
+    }
+    for (size_t l = L; l-- > 0;) {
+        const float *x = acts + l * N * h, *z = zs + l * N * h;
+        for (size_t i = 0; i < N * h; i++)
+            dz[i] = dy[i] * pp_gelu_grad(z[i]);
+        memset(dW[l], 0, h * h * sizeof(float));
+        memset(db[l], 0, h * sizeof(float));
+        for (size_t r = 0; r < N; r++)
+            for (size_t i = 0; i < h; i++)
                 for (size_t j = 0; j < h; j++)
-                    db[j] += dz[r * h + j];
-            for (size_t r = 0; r < N; r++)
-                for (size_t i = 0; i < h; i++) {
-                    float s = 0;
-                    for (size_t j = 0; j < h; j++)
-                        s += dz[r * h + j] * Wl[i * h + j];
-                    dx[r * h + i] = dy[r * h + i] + s;
-                }
-            for (size_t i = 0; i < h * h; i++)
-                Wl[i] = pp_sgd(Wl[i], dW[i], lr);
+                    dW[l][i * h + j] += x[r * h + i] * dz[r * h + j];
+        for (size_t r = 0; r < N; r++)
             for (size_t j = 0; j < h; j++)
-                bl[j] = pp_sgd(bl[j], db[j], lr);
-            float *tmp = dy;
-            dy = dx;
-            dx = tmp;
-        }
+                db[l][j] += dz[r * h + j];
+        for (size_t r = 0; r < N; r++)
+            for (size_t i = 0; i < h; i++) {
+                float s = 0;
+                for (size_t j = 0; j < h; j++)
+                    s += dz[r * h + j] * Wl[l][i * h + j];
+                dx[r * h + i] = dy[r * h + i] + s;
+            }
+        float *tmp = dy;
+        dy = dx;
+        dx = tmp;
     }
     free(acts);
     free(zs);
-    free(t);
     free(dy);
     free(dx);
     free(dz);
-    free(dW);
-    free(db);
+    return sq;
+}
+
+void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)
+{
+    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
+    float *x = malloc(N * h * sizeof(float)), *t = malloc(N * h * sizeof(float));
+    float *gW = malloc(L * h * h * sizeof(float)), *gb = malloc(L * h * sizeof(float));
+    float **Wl = malloc(L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
+    float lr = (float)m->lr;
+    for (size_t l = 0; l < L; l++) {
+        Wl[l] = W + l * h * h;
+        bl[l] = b + l * h;
+        dW[l] = gW + l * h * h;
+        db[l] = gb + l * h;
+    }
+    for (int k = 0; k < steps; k++) {
+        pr_make_batch(m, k, 0, (int)N, x, t);
+        loss[k] = pr_reference_grad(m, Wl, bl, x, t, (int)N, dW, db) / (2.0 * (double)N);
+        for (size_t i = 0; i < L * h * h; i++)
+            W[i] = pp_sgd(W[i], gW[i], lr);
+        for (size_t i = 0; i < L * h; i++)
+            b[i] = pp_sgd(b[i], gb[i], lr);
+    }
+    free(x);
+    free(t);
+    free(gW);
+    free(gb);
+    free(Wl);
 }
 
 double pr_max_rel_err(const float *a, const float *ref, size_t n)

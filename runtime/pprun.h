@@ -42,6 +42,11 @@ void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, fl
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss);
+/* The gradient of `rows` rows (x0, t) with layer l at (Wl[l], bl[l]) into
+ * dW[l], db[l] (overwritten, [h*h], [h]), scaled by 1/batch as in a step;
+ * returns sum (y - t)^2.  Plain loops, shared by every --check reference. */
+double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, const float *x0,
+                         const float *t, int rows, float *const *dW, float *const *db);
 /* async_ref.c: the --check reference of the plan's weight rule
  * (docs/async.md): pr_reference_train for synchronous plans. */
 int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
