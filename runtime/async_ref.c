@@ -20,41 +20,6 @@
 #include "mlp_math.h"
 #include "pprun.h"
 
-static void train_2bw(const pr_model *m, int steps, float *W, float *b, double *loss)
-{
-    size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
-    float *oldW = malloc(L * h * h * sizeof(float)), *oldb = malloc(L * h * sizeof(float));
-    float *gW = malloc(L * h * h * sizeof(float)), *gb = malloc(L * h * sizeof(float));
-    float *x = malloc(N * h * sizeof(float)), *t = malloc(N * h * sizeof(float));
-    float **Wl = malloc(L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
-    float lr = (float)m->lr;
-    memcpy(oldW, W, L * h * h * sizeof(float)); /* W^{-1} = W^0 */
-    memcpy(oldb, b, L * h * sizeof(float));
-    for (size_t l = 0; l < L; l++) {
-        Wl[l] = oldW + l * h * h;
-        bl[l] = oldb + l * h;
-        dW[l] = gW + l * h * h;
-        db[l] = gb + l * h;
-    }
-    for (int k = 0; k < steps; k++) {
-        pr_make_batch(m, k, 0, (int)N, x, t);
-        loss[k] = pr_reference_grad(m, Wl, bl, x, t, (int)N, dW, db) / (2.0 * (double)N);
-        memcpy(oldW, W, L * h * h * sizeof(float));
-        memcpy(oldb, b, L * h * sizeof(float));
-        for (size_t i = 0; i < L * h * h; i++)
-            W[i] = pp_sgd(W[i], gW[i], lr);
-        for (size_t i = 0; i < L * h; i++)
-            b[i] = pp_sgd(b[i], gb[i], lr);
-    }
-    free(oldW);
-    free(oldb);
-    free(gW);
-    free(gb);
-    free(x);
-    free(t);
-    free(Wl);
-}
-
 /* Per stage, from the plan: fver[m] = B of the stage before F(s, m) on its
  * device; border[k] = micro-batch of its k-th B.  Nonzero if not every
  * F and B of the stage is there once. */
@@ -176,7 +141,7 @@ int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, flo
 {
     switch (p->async) {
     case PP_ASYNC_NONE: pr_reference_train(m, steps, W, b, loss); return 0;
-    case PP_ASYNC_2BW: train_2bw(m, steps, W, b, loss); return 0;
+    case PP_ASYNC_2BW: pr_reference_train_delayed(m, steps, 1, W, b, loss); return 0;
     case PP_ASYNC_PIPEDREAM: return train_pipedream(p, m, steps, W, b, loss, d);
     default: pp_error(d, "check: unknown weight rule %d", p->async); return 1;
     }

@@ -104,22 +104,34 @@ double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, 
     return sq;
 }
 
-void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)
+void pr_reference_train_delayed(const pr_model *m, int steps, int delay, float *W, float *b,
+                                double *loss)
 {
     size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
     float *x = malloc(N * h * sizeof(float)), *t = malloc(N * h * sizeof(float));
     float *gW = malloc(L * h * h * sizeof(float)), *gb = malloc(L * h * sizeof(float));
+    /* delay 1: the gradient is taken at the previous step's weights, kept here */
+    float *oldW = delay ? malloc(L * h * h * sizeof(float)) : NULL;
+    float *oldb = delay ? malloc(L * h * sizeof(float)) : NULL;
     float **Wl = malloc(L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
     float lr = (float)m->lr;
+    if (delay) {
+        memcpy(oldW, W, L * h * h * sizeof(float)); /* W^{-1} = W^0 */
+        memcpy(oldb, b, L * h * sizeof(float));
+    }
     for (size_t l = 0; l < L; l++) {
-        Wl[l] = W + l * h * h;
-        bl[l] = b + l * h;
+        Wl[l] = (delay ? oldW : W) + l * h * h;
+        bl[l] = (delay ? oldb : b) + l * h;
         dW[l] = gW + l * h * h;
         db[l] = gb + l * h;
     }
     for (int k = 0; k < steps; k++) {
         pr_make_batch(m, k, 0, (int)N, x, t);
         loss[k] = pr_reference_grad(m, Wl, bl, x, t, (int)N, dW, db) / (2.0 * (double)N);
+        if (delay) {
+            memcpy(oldW, W, L * h * h * sizeof(float));
+            memcpy(oldb, b, L * h * sizeof(float));
+        }
         for (size_t i = 0; i < L * h * h; i++)
             W[i] = pp_sgd(W[i], gW[i], lr);
         for (size_t i = 0; i < L * h; i++)
@@ -129,7 +141,14 @@ void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double
     free(t);
     free(gW);
     free(gb);
+    free(oldW);
+    free(oldb);
     free(Wl);
+}
+
+void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)
+{
+    pr_reference_train_delayed(m, steps, 0, W, b, loss);
 }
 
 double pr_max_rel_err(const float *a, const float *ref, size_t n)

@@ -42,6 +42,11 @@ void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, fl
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss);
+/* The same with each step's gradient taken at the weights of `delay` (0 or
+ * 1) steps before: W^{t+1} = W^t - lr grad f_t(W^{t-delay}), W^{-1} = W^0
+ * (delay 1 is PipeDream-2BW's rule, docs/async.md). */
+void pr_reference_train_delayed(const pr_model *m, int steps, int delay, float *W, float *b,
+                                double *loss);
 /* The gradient of `rows` rows (x0, t) with layer l at (Wl[l], bl[l]) into
  * dW[l], db[l] (overwritten, [h*h], [h]), scaled by 1/batch as in a step;
  * returns sum (y - t)^2.  Plain loops, shared by every --check reference. */
