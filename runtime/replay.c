@@ -9,9 +9,11 @@
  * from B until W when the backward is split), plus the mailboxes through
  * which F/B hand data to the next op (in_act, in_grad) or to a send
  * (out_act, out_grad).  Buffers are all [rows, hidden] and come from a
- * per-device pool preallocated from the plan: a dry run of each device's
- * op list (no compute, no communication) counts the buffers it needs, so a
- * step allocates nothing.
+ * per-device pool preallocated from the plan (pool_plan.c sizes it by a
+ * dry run of this same loop), so a step allocates nothing.  Which weights
+ * F, R and B use, and the old versions the asynchronous policies keep, is
+ * weight_versions.c's business; the state the three files share is in
+ * replay_internal.h.
  *
  * Backends may be asynchronous (CUDA): ops only enqueue work, and the
  * device waits at the plan's flush.  With opts.graph and a backend that
@@ -25,81 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend.h"
-#include "pprun.h"
-#include "transport.h"
-
-typedef struct act_set {
-    float **x, **z, **dz; /* [k] each */
-    float *in_act, *in_grad, *out_act, *out_grad;
-    bool live; /* F done, activations held */
-    int ver;   /* pipedream: id of the weight version its F used */
-    int bstep; /* vertical sync: 1 + the step of its last B (0: none yet) */
-} act_set;
-
-/* A stashed weight version (pipedream): what in-flight micro-batches' B
- * still need after later updates moved the stage on (docs/async.md). */
-typedef struct weight_stash {
-    int id, refs; /* refs == 0: a free slot */
-    float **W, **b; /* [k] each, one array */
-} weight_stash;
-
-typedef struct stage_state {
-    int stage, k, first_layer;
-    float **W, **b, **dW, **db; /* [k] */
-    act_set *mb;                /* [microbatches] */
-    float **ptrs;               /* storage of every act_set's x, z, dz */
-    bool recompute;             /* the plan has R for this stage: F keeps only x[0] */
-    /* Weight versions (docs/async.md).  W/b are always the current one.
-     * pipedream: its id is cur_ver and cur_refs in-flight F used it; older
-     * versions some B still needs are in stash.  2bw: oldW/oldb hold the
-     * previous step's weights, which F and B use. */
-    int cur_ver, cur_refs, versions, peak_versions;
-    weight_stash *stash;
-    int nstash;
-    float **oldW, **oldb; /* 2bw: [k] each, one array */
-} stage_state;
-
-typedef struct run run;
-
-typedef struct device_ctx {
-    run *R;
-    int rank;
-    pr_bctx *bc;
-    stage_state *st;
-    int nst;
-    int *local; /* [stages] -> index in st, or -1 */
-    float **pool;
-    int npool, cap_pool, allocated;
-    float *t_dev;
-    int inflight, peak;
-    double *start, *end;
-} device_ctx;
-
-struct run {
-    const pp_plan *p;
-    const pr_model *m;
-    const pr_run_opts *o;
-    const pr_backend *be;
-    pr_transport *tr;
-    int rows;    /* per micro-batch */
-    size_t slot; /* rows * hidden */
-    double *loss_sq; /* [steps * microbatches]: sum (y - t)^2 of each micro-batch */
-    double t0;
-    pr_run_result *res;
-    device_ctx *dev;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int arrived;
-    long generation;
-    int step_lo, step_hi; /* the device threads run steps [lo, hi) */
-    bool dry;             /* counting pool buffers: no barrier at flush */
-    int first, last;      /* devices this process runs: [first, last] */
-    atomic_int failed;
-    char err[640];
-    bool ignore_stash; /* test hook PPRUN_TEST_IGNORE_STASH: B on the current weights */
-    int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
-};
+#include "replay_internal.h"
 
 static double now_s(void)
 {
@@ -162,135 +90,6 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
              pp_op_format(&(D)->R->p->dev[(D)->rank].ops[(i)], name_, sizeof name_), msg_); \
         return 1;                                                                          \
     } while (0)
-
-/* ---- weight versions (docs/async.md) ---- */
-
-/* The weights F (backward false) or B of a micro-batch compute with:
- * pipedream's B the version its F saw, with vertical sync its F too
- * (version a->ver, k(m)), 2bw's F and B the previous step's, otherwise
- * (and under the test hook, for B) the current ones.  False if the
- * version a->ver is neither current nor stashed. */
-static bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
-                        float ***b)
-{
-    *W = st->W;
-    *b = st->b;
-    int async = D->R->p->async;
-    if (backward && D->R->ignore_stash)
-        return true;
-    if (async == PP_ASYNC_2BW) {
-        *W = st->oldW;
-        *b = st->oldb;
-    } else if (async == PP_ASYNC_PIPEDREAM && (backward || D->R->vsync_ver) && a->ver != st->cur_ver) {
-        for (int q = 0; q < st->nstash; q++)
-            if (st->stash[q].refs > 0 && st->stash[q].id == a->ver) {
-                *W = st->stash[q].W;
-                *b = st->stash[q].b;
-                return true;
-            }
-        return false;
-    }
-    return true;
-}
-
-/* Vertical sync (docs/async.md): k(m) - t*M for every micro-batch m, the
- * updates stage 0 applies in a step before F(0, m), counted in the plan's
- * list of stage 0's device; each device computes it from the plan, so no
- * version number travels with the activations.  NULL without vertical
- * sync. */
-static int *vsync_versions(const pp_plan *p)
-{
-    if (p->async != PP_ASYNC_PIPEDREAM || !p->vertical_sync)
-        return NULL;
-    int *k = calloc((size_t)p->microbatches, sizeof(int)), nb = 0;
-    if (!k)
-        abort();
-    const pp_device *dv = &p->dev[p->placement[0]];
-    for (int i = 0; i < dv->n; i++)
-        if (dv->ops[i].stage == 0 && dv->ops[i].mb >= 0 && dv->ops[i].mb < p->microbatches) {
-            if (dv->ops[i].kind == PP_OP_F)
-                k[dv->ops[i].mb] = nb;
-            else if (dv->ops[i].kind == PP_OP_B)
-                nb++;
-        }
-    return k;
-}
-
-/* The B of a micro-batch is done with version ver: the last user frees it. */
-static void stash_release(device_ctx *D, stage_state *st, int ver)
-{
-    if (ver == st->cur_ver) {
-        if (D->R->vsync_ver)
-            return; /* users are counted when the version is stashed */
-        st->cur_refs--;
-        return;
-    }
-    for (int q = 0; q < st->nstash; q++)
-        if (st->stash[q].refs > 0 && st->stash[q].id == ver && --st->stash[q].refs == 0)
-            st->versions--;
-}
-
-/* dst[l] = src[l] for the stage's k layers, on the device (no wait, so
- * an asynchronous backend stays ahead of the host). */
-static void copy_weights(device_ctx *D, stage_state *st, float **dstW, float **dstb)
-{
-    run *R = D->R;
-    if (R->dry)
-        return;
-    size_t h = (size_t)R->m->hidden;
-    for (int l = 0; l < st->k; l++) {
-        R->be->copy_weight(D->bc, dstW[l], st->W[l], h * h);
-        R->be->copy(D->bc, dstb[l], st->b[l], h);
-    }
-}
-
-/* Before an update moves the stage on: keep what someone still needs.
- * pipedream: the current version, if an in-flight F used it (with
- * vertical sync: if a micro-batch of the step with k(m) = it has not
- * run its B here yet, whether its F ran or not), goes to a stash slot;
- * 2bw: the current weights become the previous step's. */
-static void keep_version(device_ctx *D, stage_state *st, int step)
-{
-    run *R = D->R;
-    size_t h = (size_t)R->m->hidden;
-    if (R->p->async == PP_ASYNC_2BW) {
-        copy_weights(D, st, st->oldW, st->oldb);
-        return;
-    }
-    if (R->p->async != PP_ASYNC_PIPEDREAM)
-        return;
-    if (R->vsync_ver) {
-        int M = R->p->microbatches;
-        st->cur_refs = 0;
-        for (int mb = 0; mb < M; mb++)
-            st->cur_refs += step * M + R->vsync_ver[mb] == st->cur_ver && st->mb[mb].bstep != step + 1;
-    }
-    if (st->cur_refs > 0) {
-        int q = 0;
-        while (q < st->nstash && st->stash[q].refs > 0)
-            q++;
-        if (q == st->nstash) {
-            weight_stash *ns = realloc(st->stash, (size_t)(q + 1) * sizeof *ns);
-            if (!ns)
-                abort();
-            st->stash = ns;
-            st->nstash++;
-            ns[q].W = calloc((size_t)st->k * 2, sizeof(float *));
-            ns[q].b = ns[q].W + st->k;
-            for (int l = 0; l < st->k; l++) {
-                ns[q].W[l] = R->be->alloc_weight(D->bc, h * h);
-                ns[q].b[l] = R->be->alloc(D->bc, h);
-            }
-        }
-        copy_weights(D, st, st->stash[q].W, st->stash[q].b);
-        st->stash[q].id = st->cur_ver;
-        st->stash[q].refs = st->cur_refs;
-        if (++st->versions > st->peak_versions)
-            st->peak_versions = st->versions;
-    }
-    st->cur_ver++;
-    st->cur_refs = 0;
-}
 
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 {
@@ -609,7 +408,7 @@ static int exec_op(device_ctx *D, int i, int step)
     return rc;
 }
 
-static void *device_main(void *arg)
+void *device_main(void *arg)
 {
     device_ctx *D = arg;
     run *R = D->R;
@@ -664,7 +463,7 @@ static const char *format_op(const void *op, char *buf, size_t size)
 
 /* Opens the device's backend context, its stages' parameters and `slots`
  * pooled activation buffers.  Nonzero (and R failed) if the backend cannot. */
-static int device_setup(run *R, device_ctx *D, int rank, int slots)
+int device_setup(run *R, device_ctx *D, int rank, int slots)
 {
     const pp_plan *p = R->p;
     const pr_model *m = R->m;
@@ -714,21 +513,7 @@ static int device_setup(run *R, device_ctx *D, int rank, int slots)
                 be->zero(D->bc, st->db[l], h);
             }
         }
-        st->versions = st->peak_versions = 1;
-        if (p->async == PP_ASYNC_2BW) { /* W^{-1} = W^0 */
-            st->versions = st->peak_versions = 2;
-            st->oldW = calloc((size_t)st->k * 2, sizeof(float *));
-            st->oldb = st->oldW + st->k;
-            for (int l = 0; l < st->k; l++) {
-                st->oldW[l] = be->alloc_weight(D->bc, h * h);
-                st->oldb[l] = be->alloc(D->bc, h);
-                if (!R->dry) {
-                    pr_init_layer(m, st->first_layer + l, hw, hb);
-                    be->upload_weight(D->bc, st->oldW[l], hw, h * h);
-                    be->upload(D->bc, st->oldb[l], hb, h);
-                }
-            }
-        }
+        versions_setup(D, st, hw, hb);
         st->mb = calloc((size_t)M, sizeof *st->mb);
         st->ptrs = calloc((size_t)M * 3 * st->k, sizeof(float *));
         for (int mb = 0; mb < M; mb++) {
@@ -755,7 +540,7 @@ static int device_setup(run *R, device_ctx *D, int rank, int slots)
 }
 
 /* Downloads the device's parameters into the result, frees everything. */
-static void device_teardown(run *R, device_ctx *D)
+void device_teardown(run *R, device_ctx *D)
 {
     if (!D->bc)
         return;
@@ -774,26 +559,8 @@ static void device_teardown(run *R, device_ctx *D)
             be->release(D->bc, st->b[l]);
             be->release(D->bc, st->dW[l]);
             be->release(D->bc, st->db[l]);
-            if (st->oldW) {
-                be->release(D->bc, st->oldW[l]);
-                be->release(D->bc, st->oldb[l]);
-            }
-            for (int q = 0; q < st->nstash; q++) {
-                be->release(D->bc, st->stash[q].W[l]);
-                be->release(D->bc, st->stash[q].b[l]);
-            }
         }
-        if (R->res->weight_versions) {
-            int *wv = &R->res->weight_versions[D->rank];
-            if (st->peak_versions > *wv)
-                *wv = st->peak_versions;
-            R->res->extra_weight_bytes[D->rank] +=
-                (double)(st->peak_versions - 1) * (double)st->k * (double)(h * h + h) * sizeof(float);
-        }
-        for (int q = 0; q < st->nstash; q++)
-            free(st->stash[q].W);
-        free(st->stash);
-        free(st->oldW);
+        versions_teardown(D, st);
         for (int mb = 0; mb < R->p->microbatches; mb++) {
             act_set *a = &st->mb[mb];
             for (int q = 0; q < 3 * st->k; q++)
@@ -821,43 +588,8 @@ static void device_teardown(run *R, device_ctx *D)
     free(D->local);
 }
 
-/* ---- the dry run: host logic only, to size each device's pool ---- */
-
-static pr_bctx *dry_open(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen)
-{
-    pr_bctx *c = calloc(1, sizeof *c);
-    if (c)
-        c->rank = rank;
-    return c;
-}
-static void dry_close(pr_bctx *c) { free(c); }
-/* Distinct tokens, never dereferenced. */
-static float *dry_alloc(pr_bctx *c, size_t count) { return malloc(1); }
-static void dry_release(pr_bctx *c, float *p) { free(p); }
-static void dry_batch(pr_bctx *c, int row0, int rows, float *x, float *t) {}
-static void dry_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
-                        float *y, int n, int h) {}
-static void dry_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
-                               float *dz, float *dx, int n, int h) {}
-static void dry_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW, float *db,
-                                int n, int h) {}
-static void dry_mse(pr_bctx *c, const float *y, const float *t, float inv_n, float *dy, int n,
-                    int h, int slot) {}
-static void dry_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count) {}
-
-static const pr_backend dry_backend = {
-    .name = "dry", .open = dry_open, .close = dry_close, .alloc = dry_alloc,
-    .release = dry_release, .alloc_weight = dry_alloc, .make_batch = dry_batch,
-    .layer_forward = dry_forward, .layer_backward_input = dry_backward_input,
-    .layer_backward_weight = dry_backward_weight, .mse = dry_mse, .sgd = dry_sgd,
-    .sgd_weight = dry_sgd,
-};
-
-static const pr_transport_ops dry_transport_ops = {.name = "dry"};
-static pr_transport dry_transport = {.ops = &dry_transport_ops};
-
-static void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
-                         bool record_all)
+void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
+                  bool record_all)
 {
     size_t h = (size_t)m->hidden;
     r->devices = p->devices;
@@ -873,54 +605,6 @@ static void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, 
     r->pool_misses = calloc((size_t)p->devices, sizeof(int));
     r->weight_versions = calloc((size_t)p->devices, sizeof(int));
     r->extra_weight_bytes = calloc((size_t)p->devices, sizeof(double));
-}
-
-/* Runs each device's op list once, alone, on the dry backend, counting the
- * activation buffers it takes: a device's own list alone decides that. */
-static int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d)
-{
-    pr_run_opts o = {.steps = 1};
-    pr_run_result r;
-    memset(&r, 0, sizeof r);
-    result_alloc(&r, p, m, 1, false);
-    run R;
-    memset(&R, 0, sizeof R);
-    R.p = p;
-    R.m = m;
-    R.o = &o;
-    R.be = &dry_backend;
-    R.tr = &dry_transport;
-    R.rows = m->batch / p->microbatches;
-    R.slot = (size_t)R.rows * m->hidden;
-    R.res = &r;
-    R.dry = true;
-    R.vsync_ver = vsync_versions(p);
-    R.step_lo = 0;
-    R.step_hi = 1;
-    R.loss_sq = calloc((size_t)p->microbatches, sizeof(double));
-    R.dev = calloc((size_t)p->devices, sizeof *R.dev);
-    pthread_mutex_init(&R.mu, NULL);
-    pthread_cond_init(&R.cv, NULL);
-    for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
-        device_ctx *D = &R.dev[rank];
-        R.first = R.last = rank;
-        if (device_setup(&R, D, rank, 0) == 0)
-            device_main(D);
-        slots[rank] = D->allocated;
-        device_teardown(&R, D);
-    }
-    int rc = 0;
-    if (atomic_load(&R.failed)) {
-        pp_error(d, "%s", R.err);
-        rc = 1;
-    }
-    pthread_mutex_destroy(&R.mu);
-    pthread_cond_destroy(&R.cv);
-    free(R.loss_sq);
-    free(R.dev);
-    free(R.vsync_ver);
-    pr_run_result_free(&r);
-    return rc;
 }
 
 /* Runs steps [lo, hi) on one thread per device of this process. */

@@ -1,0 +1,94 @@
+/*
+ * pool_plan.c — sizes each device's activation pool before the run, so a
+ * step allocates nothing.  It replays each device's op list once, alone,
+ * through replay.c's own loop but on a dry backend (distinct tokens, no
+ * compute) and a dry transport (no communication: the loop skips sends and
+ * receives and flush's barrier when R->dry), and counts the buffers the
+ * list takes.  A device's own list alone decides that, so devices run one
+ * after another on this thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "replay_internal.h"
+
+static pr_bctx *dry_open(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen)
+{
+    pr_bctx *c = calloc(1, sizeof *c);
+    if (c)
+        c->rank = rank;
+    return c;
+}
+static void dry_close(pr_bctx *c) { free(c); }
+/* Distinct tokens, never dereferenced. */
+static float *dry_alloc(pr_bctx *c, size_t count) { return malloc(1); }
+static void dry_release(pr_bctx *c, float *p) { free(p); }
+static void dry_batch(pr_bctx *c, int row0, int rows, float *x, float *t) {}
+static void dry_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
+                        float *y, int n, int h) {}
+static void dry_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
+                               float *dz, float *dx, int n, int h) {}
+static void dry_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW, float *db,
+                                int n, int h) {}
+static void dry_mse(pr_bctx *c, const float *y, const float *t, float inv_n, float *dy, int n,
+                    int h, int slot) {}
+static void dry_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count) {}
+
+static const pr_backend dry_backend = {
+    .name = "dry", .open = dry_open, .close = dry_close, .alloc = dry_alloc,
+    .release = dry_release, .alloc_weight = dry_alloc, .make_batch = dry_batch,
+    .layer_forward = dry_forward, .layer_backward_input = dry_backward_input,
+    .layer_backward_weight = dry_backward_weight, .mse = dry_mse, .sgd = dry_sgd,
+    .sgd_weight = dry_sgd,
+};
+
+static const pr_transport_ops dry_transport_ops = {.name = "dry"};
+static pr_transport dry_transport = {.ops = &dry_transport_ops};
+
+/* Runs each device's op list once, alone, on the dry backend, counting the
+ * activation buffers it takes: a device's own list alone decides that. */
+int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d)
+{
+    pr_run_opts o = {.steps = 1};
+    pr_run_result r;
+    memset(&r, 0, sizeof r);
+    result_alloc(&r, p, m, 1, false);
+    run R;
+    memset(&R, 0, sizeof R);
+    R.p = p;
+    R.m = m;
+    R.o = &o;
+    R.be = &dry_backend;
+    R.tr = &dry_transport;
+    R.rows = m->batch / p->microbatches;
+    R.slot = (size_t)R.rows * m->hidden;
+    R.res = &r;
+    R.dry = true;
+    R.vsync_ver = vsync_versions(p);
+    R.step_lo = 0;
+    R.step_hi = 1;
+    R.loss_sq = calloc((size_t)p->microbatches, sizeof(double));
+    R.dev = calloc((size_t)p->devices, sizeof *R.dev);
+    pthread_mutex_init(&R.mu, NULL);
+    pthread_cond_init(&R.cv, NULL);
+    for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
+        device_ctx *D = &R.dev[rank];
+        R.first = R.last = rank;
+        if (device_setup(&R, D, rank, 0) == 0)
+            device_main(D);
+        slots[rank] = D->allocated;
+        device_teardown(&R, D);
+    }
+    int rc = 0;
+    if (atomic_load(&R.failed)) {
+        pp_error(d, "%s", R.err);
+        rc = 1;
+    }
+    pthread_mutex_destroy(&R.mu);
+    pthread_cond_destroy(&R.cv);
+    free(R.loss_sq);
+    free(R.dev);
+    free(R.vsync_ver);
+    pr_run_result_free(&r);
+    return rc;
+}

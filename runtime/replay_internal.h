@@ -1,0 +1,110 @@
+/*
+ * replay_internal.h — the state of a replay, shared by the three files that
+ * make one: replay.c (the loop, op execution, the thread and graph drivers),
+ * weight_versions.c (which weights an op computes with, keeping old ones)
+ * and pool_plan.c (the dry run that sizes the activation pools).  Not part
+ * of pprun's interface: nothing outside runtime/ includes it.
+ */
+#ifndef PPRUN_REPLAY_INTERNAL_H
+#define PPRUN_REPLAY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "backend.h"
+#include "pprun.h"
+#include "transport.h"
+
+typedef struct act_set {
+    float **x, **z, **dz; /* [k] each */
+    float *in_act, *in_grad, *out_act, *out_grad;
+    bool live; /* F done, activations held */
+    int ver;   /* pipedream: id of the weight version its F used */
+    int bstep; /* vertical sync: 1 + the step of its last B (0: none yet) */
+} act_set;
+
+/* A stashed weight version (pipedream): what in-flight micro-batches' B
+ * still need after later updates moved the stage on (docs/async.md). */
+typedef struct weight_stash {
+    int id, refs; /* refs == 0: a free slot */
+    float **W, **b; /* [k] each, one array */
+} weight_stash;
+
+typedef struct stage_state {
+    int stage, k, first_layer;
+    float **W, **b, **dW, **db; /* [k] */
+    act_set *mb;                /* [microbatches] */
+    float **ptrs;               /* storage of every act_set's x, z, dz */
+    bool recompute;             /* the plan has R for this stage: F keeps only x[0] */
+    /* Weight versions (docs/async.md).  W/b are always the current one.
+     * pipedream: its id is cur_ver and cur_refs in-flight F used it; older
+     * versions some B still needs are in stash.  2bw: oldW/oldb hold the
+     * previous step's weights, which F and B use. */
+    int cur_ver, cur_refs, versions, peak_versions;
+    weight_stash *stash;
+    int nstash;
+    float **oldW, **oldb; /* 2bw: [k] each, one array */
+} stage_state;
+
+typedef struct run run;
+
+typedef struct device_ctx {
+    run *R;
+    int rank;
+    pr_bctx *bc;
+    stage_state *st;
+    int nst;
+    int *local; /* [stages] -> index in st, or -1 */
+    float **pool;
+    int npool, cap_pool, allocated;
+    float *t_dev;
+    int inflight, peak;
+    double *start, *end;
+} device_ctx;
+
+struct run {
+    const pp_plan *p;
+    const pr_model *m;
+    const pr_run_opts *o;
+    const pr_backend *be;
+    pr_transport *tr;
+    int rows;    /* per micro-batch */
+    size_t slot; /* rows * hidden */
+    double *loss_sq; /* [steps * microbatches]: sum (y - t)^2 of each micro-batch */
+    double t0;
+    pr_run_result *res;
+    device_ctx *dev;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived;
+    long generation;
+    int step_lo, step_hi; /* the device threads run steps [lo, hi) */
+    bool dry;             /* counting pool buffers: no barrier at flush */
+    int first, last;      /* devices this process runs: [first, last] */
+    atomic_int failed;
+    char err[640];
+    bool ignore_stash; /* test hook PPRUN_TEST_IGNORE_STASH: B on the current weights */
+    int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
+};
+
+/* replay.c: a device's life, which the dry run borrows. */
+int device_setup(run *R, device_ctx *D, int rank, int slots);
+void *device_main(void *arg);
+void device_teardown(run *R, device_ctx *D);
+void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
+                  bool record_all);
+
+/* weight_versions.c (docs/async.md) */
+bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
+                 float ***b);
+int *vsync_versions(const pp_plan *p);
+void stash_release(device_ctx *D, stage_state *st, int ver);
+void keep_version(device_ctx *D, stage_state *st, int step);
+void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb);
+void versions_teardown(device_ctx *D, stage_state *st);
+
+/* pool_plan.c: slots[rank] = the activation buffers each device's list takes. */
+int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d);
+
+#endif
