@@ -78,6 +78,11 @@ pp_item *ast_row(pp_parser *p, pp_item *head, pp_value_list words);
 static void pp_yyerror(const PP_YYLTYPE *loc, yyscan_t scanner, pp_parser *p, const char *msg)
 {
     (void)scanner;
+    /* With parse.error custom, bison's own messages are only its stack
+     * overflow (YYMAXDEPTH), which only deep nesting reaches: say so
+     * rather than "memory exhausted". */
+    if (strcmp(msg, "memory exhausted") == 0)
+        msg = "blocks or lists nested too deeply";
     ast_error(p, loc->start, "%s", msg);
 }
 

@@ -54,6 +54,10 @@ typedef struct key_def {
 } key_def;
 
 #define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in a double */
+/* Costs and memory sizes are summed over every op of a plan: past this
+ * bound the sums could overflow to infinity and the timing would be
+ * meaningless (lowering then sees a deadlock that is not there). */
+#define MAX_NUMBER 1e15
 
 static const key_def keys[S__COUNT] = {
     [S_DEVICES] = {"devices", K_INT, 1, PP_MAX_DEVICES, false},
@@ -316,8 +320,9 @@ static bool to_int(ctx *c, const origin *o, const char *key, const pp_value *v, 
         return false;
     }
     if (v->number < min || v->number > max) {
-        if (max >= 1e9)
-            bad_value(c, o, key, v, "must be at least %.0f", min);
+        if (max >= 1e9) /* a range that large reads badly: name the bound crossed */
+            bad_value(c, o, key, v, v->number < min ? "must be at least %.0f" : "must be at most %.0f",
+                      v->number < min ? min : max);
         else
             bad_value(c, o, key, v, "must be between %.0f and %.0f", min, max);
         return false;
@@ -334,6 +339,10 @@ static bool to_number(ctx *c, const origin *o, const char *key, const pp_value *
     }
     if (positive ? !(v->number > 0) : !(v->number >= 0)) {
         bad_value(c, o, key, v, positive ? "must be greater than 0" : "must not be negative");
+        return false;
+    }
+    if (v->number > MAX_NUMBER) {
+        bad_value(c, o, key, v, "must be at most %g", MAX_NUMBER);
         return false;
     }
     *out = v->number;

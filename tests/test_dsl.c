@@ -477,6 +477,13 @@ START_TEST(test_define_errors)
         {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (the only one is sgd)"},
         {"model.balance", "[1,1]", "-D model.balance=[1,1]: expected 4 layer counts (one per stage), got 2"},
         {"memory.limit", "big", "-D memory.limit=big: expected a number"},
+        /* Found by tools/fuzz: a range with a huge maximum named the minimum
+         * when the maximum was crossed; costs whose sums overflow made lowering
+         * report a deadlock that is not there. */
+        {"batch", "2147483647", "-D batch=2147483647: must be at most 1073741824"},
+        {"seed", "9007199254740992", "-D seed=9007199254740992: must be at most 9007199254740991"},
+        {"cost.F", "1e308", "-D cost.F=1e308: must be at most 1e+15"},
+        {"cost.stage.1.B", "1e300", "-D cost.stage.1.B=1e300: must be at most 1e+15"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pp_define def = {cases[i].name, cases[i].value};
@@ -506,6 +513,8 @@ static const char *const golden_cases[] = {
     "unknown_key", "bad_type", "out_of_range", "duplicate", "stages_mismatch", "stages_hint", "batch_multiple",
     "balance_sum", "balance_length", "balance_entry", "vshape_virtual", "placement_range", "placement_count",
     "placement_length", "too_few_layers", "block_value_mixup", "model_kind", "too_many_errors",
+    /* found by tools/fuzz */
+    "cost_overflow", "deep_nesting",
 };
 
 START_TEST(test_golden_errors)

@@ -1,0 +1,3 @@
+devices = 4
+microbatches = 8 @
+cost { F = 1; B = 2 }

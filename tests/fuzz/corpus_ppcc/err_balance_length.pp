@@ -1,0 +1,2 @@
+devices = 4
+model mlp { balance = [4, 4] }

@@ -1,0 +1,5 @@
+devices = 4
+model mlp {
+    layers = 8
+    balance = [2, 2, 2, 3]
+}

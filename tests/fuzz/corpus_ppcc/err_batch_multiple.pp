@@ -1,0 +1,4 @@
+microbatches = 8
+model mlp {
+    batch = 30
+}

@@ -1,0 +1,2 @@
+model cnn
+model.optimizer = adam

@@ -1,0 +1,2 @@
+devices = 4
+placement = [0, 1]

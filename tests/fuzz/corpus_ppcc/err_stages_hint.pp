@@ -1,0 +1,2 @@
+devices = 4
+stages = 8

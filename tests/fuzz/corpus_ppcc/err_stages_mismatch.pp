@@ -1,0 +1,3 @@
+devices = 4
+virtual = 2
+stages = 4

@@ -1,0 +1,3 @@
+devices = 4
+}
+microbatches = 8
