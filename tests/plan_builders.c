@@ -163,3 +163,13 @@ double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+void plan_send_deadlock(pp_plan *p)
+{
+    plan_loop(p, "custom", 2, 1, 3);
+    p->split_backward = true;
+    push_ops(p, 0, "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 F0.2 sa0.2>1/2 rg1.0<1/2 B0.0 W0.0 rg1.1<1/3 B0.1 W0.1 "
+                   "rg1.2<1/4 B0.2 W0.2 U X");
+    push_ops(p, 1, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 ra0.1<0/2 F1.1 B1.1 sg1.1>0/3 W1.1 ra0.2<0/4 F1.2 B1.2 "
+                   "sg1.2>0/5 W1.2 U X");
+}

@@ -26,6 +26,10 @@ void push_ops(pp_plan *p, int d, const char *text);
 /* The list of device d in the same notation (groups included); a static
  * buffer, valid until the next call. */
 char *format_ops(const pp_plan *p, int d);
+/* 2 devices x 3 micro-batches, split backward, lowered by hand so that it
+ * deadlocks under rendezvous: device 0 posts send act 0.1 alone while
+ * device 1 posts send grad 1.0 alone, each waiting for the other. */
+void plan_send_deadlock(pp_plan *p);
 /* Monotonic seconds. */
 double now_s(void);
 

@@ -106,12 +106,7 @@ END_TEST
 START_TEST(lower_walk_repairs_deadlock)
 {
     pp_plan p;
-    plan_loop(&p, "custom", 2, 1, 3);
-    p.split_backward = true;
-    push_ops(&p, 0, "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 F0.2 sa0.2>1/2 rg1.0<1/2 B0.0 W0.0 rg1.1<1/3 B0.1 W0.1 "
-                    "rg1.2<1/4 B0.2 W0.2 U X");
-    push_ops(&p, 1, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 ra0.1<0/2 F1.1 B1.1 sg1.1>0/3 W1.1 ra0.2<0/4 F1.2 B1.2 "
-                    "sg1.2>0/5 W1.2 U X");
+    plan_send_deadlock(&p);
     pp_walk w;
     ck_assert_int_eq(pp_walk_init(&w, &p), 0);
     ck_assert_int_eq(pp_walk_run(&w, &p), 2);

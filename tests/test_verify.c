@@ -45,13 +45,7 @@ END_TEST
 START_TEST(verify_deadlock_cycle)
 {
     pp_plan p;
-    plan_loop(&p, "custom", 2, 1, 3);
-    p.split_backward = true;
-    /* Device 0 sends act 0.1 alone, device 1 sends grad 1.0 alone. */
-    push_ops(&p, 0, "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 F0.2 sa0.2>1/2 rg1.0<1/2 B0.0 W0.0 rg1.1<1/3 B0.1 W0.1 "
-                    "rg1.2<1/4 B0.2 W0.2 U X");
-    push_ops(&p, 1, "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 ra0.1<0/2 F1.1 B1.1 sg1.1>0/3 W1.1 ra0.2<0/4 F1.2 B1.2 "
-                    "sg1.2>0/5 W1.2 U X");
+    plan_send_deadlock(&p); /* device 0 sends act 0.1 alone, device 1 grad 1.0 */
     expect(&p, 0,
            "ppcc: error: deadlock: device 0 waits at op 3 (send act 0.1 to 1) for device 1, which waits at op 3 "
            "(send grad 1.0 to 0) for device 0\n");

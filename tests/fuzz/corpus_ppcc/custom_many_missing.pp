@@ -1,8 +1,0 @@
-# 16 micro-batches but only the first two listed: the rest is summed up.
-devices = 2
-microbatches = 16
-schedule custom
-order {
-    device 0: F0.0 F0.1 B0.0 B0.1
-    device 1: F1.0 B1.0 F1.1 B1.1
-}

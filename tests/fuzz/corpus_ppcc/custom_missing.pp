@@ -1,8 +1,0 @@
-# Device 1 forgets micro-batch 1's backward.
-devices = 2
-microbatches = 2
-schedule custom
-order {
-    device 0: F0.0 F0.1 B0.0 B0.1
-    device 1: F1.0 B1.0 F1.1
-}

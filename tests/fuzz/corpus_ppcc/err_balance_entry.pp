@@ -1,4 +1,0 @@
-devices = 2
-model mlp {
-    balance = [3, 0]   # every stage needs a layer
-}

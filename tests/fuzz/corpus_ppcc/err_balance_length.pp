@@ -1,2 +1,0 @@
-devices = 4
-model mlp { balance = [4, 4] }

@@ -1,5 +1,0 @@
-devices = 4
-model mlp {
-    layers = 8
-    balance = [2, 2, 2, 3]
-}

@@ -1,4 +1,0 @@
-microbatches = 8
-model mlp {
-    batch = 30
-}

@@ -1,2 +1,0 @@
-devices = 4
-cost { F = 1e999 }

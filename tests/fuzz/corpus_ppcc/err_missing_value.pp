@@ -1,2 +1,0 @@
-devices =
-microbatches = 8

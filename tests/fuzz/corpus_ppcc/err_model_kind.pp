@@ -1,2 +1,0 @@
-model cnn
-model.optimizer = adam

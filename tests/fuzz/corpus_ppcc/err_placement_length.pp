@@ -1,2 +1,0 @@
-devices = 4
-placement = [0, 1]

@@ -1,2 +1,0 @@
-devices = 4
-stages = 8

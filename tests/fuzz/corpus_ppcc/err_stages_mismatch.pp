@@ -1,3 +1,0 @@
-devices = 4
-virtual = 2
-stages = 4

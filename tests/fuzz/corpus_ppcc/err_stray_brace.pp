@@ -1,3 +1,0 @@
-devices = 4
-}
-microbatches = 8
