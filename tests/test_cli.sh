@@ -132,7 +132,10 @@ mkfifo stuck
 exec 3<>stuck # a reader that never reads: the writer blocks
 "$ppcc" "$src/schedules/1f1b.pp" -D microbatches=512 -D batch=512 --trace t.json -o stuck 2>/dev/null &
 pid=$!
-sleep 0.5
+for _ in $(seq 100); do # until the trace is staged (the plan is written after it)
+    [ -n "$(find . -maxdepth 1 -name '.t.json.tmp-*' -size +0 | head -1)" ] && break
+    sleep 0.1
+done
 kill -TERM "$pid"
 wait "$pid"
 st=$?
