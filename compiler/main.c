@@ -2,9 +2,10 @@
  * main.c — the ppcc command line: parse, build the spec, run the policy,
  * lower communication, verify, simulate, then emit what was asked for.
  *
- * Exit status: 0 success, 1 an error in the input (file, -D, verifier),
- * 2 a usage error.  A plan is written to a temporary file and renamed into
- * place only when everything succeeded, so an error never leaves one.
+ * Exit status: 0 success, 1 an error in the input (file, -D, verifier) or
+ * an output that cannot be written, 2 a usage error.  The outputs are
+ * checked before any work and put in place together at the end, only when
+ * everything succeeded (output.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "output.h"
 #include "pp.h"
 
 #define PPCC_VERSION "0.1.0"
@@ -70,60 +72,19 @@ static char *default_plan_path(const char *src)
     return out;
 }
 
-typedef int (*writer_fn)(FILE *f, const void *ctx);
-
-/* Writes through a temporary file renamed into place, so a reader never
- * sees half a file and an error leaves nothing behind. */
-static int write_atomically(const char *path, writer_fn write, const void *ctx, pp_diag *d)
-{
-    if (strcmp(path, "-") == 0) {
-        int rc = write(stdout, ctx);
-        if (fflush(stdout) != 0 || rc) {
-            pp_error(d, "cannot write the plan to standard output");
-            return 1;
-        }
-        return 0;
-    }
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (!tmp)
-        return 1;
-    snprintf(tmp, n, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        pp_error(d, "cannot create %s: %s", path, strerror(errno));
-        free(tmp);
-        return 1;
-    }
-    FILE *f = fdopen(fd, "w");
-    int rc = f ? write(f, ctx) : 1;
-    if (f && fclose(f) != 0)
-        rc = 1;
-    if (!f)
-        close(fd);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = 1;
-    if (rc) {
-        pp_error(d, "cannot write %s: %s", path, errno ? strerror(errno) : "write failed");
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
-}
-
 typedef struct emit_ctx {
     const pp_spec *spec;
     const pp_plan *plan;
     const pp_sim *sim;
 } emit_ctx;
 
-static int write_plan(FILE *f, const void *ctx)
+static int write_plan(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
     return pp_emit_json(f, e->spec, e->plan, e->sim);
 }
 
-static int write_trace(FILE *f, const void *ctx)
+static int write_trace(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
     return pp_emit_trace(f, e->plan, e->sim, 1000.0);
@@ -251,6 +212,8 @@ int main(int argc, char **argv)
 
     pp_diag diag;
     pp_diag_init(&diag, stderr, "ppcc");
+    pp_outputs *outs = pp_outputs_new(&diag);
+    pp_output *plan_out = NULL, *trace_out = NULL;
     pp_arena arena = {0};
     pp_ast ast;
     pp_spec spec;
@@ -258,6 +221,18 @@ int main(int argc, char **argv)
     pp_sim sim = {0};
     bool have_sim = false;
     rc = EXIT_INPUT;
+
+    /* Outputs are checked, and their temporaries made, before any work. */
+    if (pp_outputs_input(outs, "the schedule", src_path) ||
+        (trace_path && !(trace_out = pp_outputs_file(outs, "--trace", trace_path))) ||
+        (out_path && !(plan_out = pp_outputs_file(outs, out_path == default_out ? "the plan" : "-o",
+                                                  out_path))))
+        goto done;
+    /* standard output carries a plan or a trace alone: the reports go to stderr */
+    FILE *text = (plan_out && pp_output_is_stdout(plan_out)) ||
+                         (trace_out && pp_output_is_stdout(trace_out))
+                     ? stderr
+                     : stdout;
 
     if (pp_parse_file(src_path, &arena, &diag, &ast))
         goto done;
@@ -275,26 +250,29 @@ int main(int argc, char **argv)
         goto done;
     have_sim = true;
 
-    /* The plan is written last, so no error can come after it is in place. */
+    /* The outputs are committed last, so no error can come after they are in place. */
     emit_ctx ectx = {&spec, &plan, &sim};
-    if (timeline && pp_emit_timeline(stdout, &plan, &sim, &topts)) {
+    if (timeline && pp_emit_timeline(text, &plan, &sim, &topts)) {
         pp_error(&diag, "cannot write the timeline");
         goto done;
     }
-    if (stats && pp_emit_stats(stdout, &plan, &sim)) {
+    if (stats && pp_emit_stats(text, &plan, &sim)) {
         pp_error(&diag, "cannot write the stats");
         goto done;
     }
-    if (fflush(stdout) != 0) {
-        pp_error(&diag, "cannot write to standard output");
+    if (fflush(text) != 0) {
+        pp_error(&diag, "cannot write to standard %s", text == stdout ? "output" : "error");
         goto done;
     }
-    if (trace_path && write_atomically(trace_path, write_trace, &ectx, &diag))
-        goto done;
-    if (out_path && write_atomically(out_path, write_plan, &ectx, &diag))
+    if (trace_out)
+        pp_output_fill(trace_out, write_trace, &ectx);
+    if (plan_out)
+        pp_output_fill(plan_out, write_plan, &ectx);
+    if (pp_outputs_commit(outs))
         goto done;
     rc = 0;
 done:
+    pp_outputs_free(outs);
     if (have_sim)
         pp_sim_free(&sim, plan.devices);
     pp_plan_free(&plan);

@@ -349,6 +349,24 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* Outputs are checked, and their temporaries made, before the run (output.h). */
+    pp_outputs *outs = pp_outputs_new(&diag);
+    pp_output *trace_out = NULL, *dump_out = NULL;
+    bool outputs_ok = pp_outputs_input(outs, "the plan", plan_path) == 0 &&
+                      (!trace || (trace_out = pp_outputs_file(outs, "--trace", trace))) &&
+                      (!dump || (dump_out = pp_outputs_dir(outs, "--dump", dump, pr_dump_files)));
+    if (outputs_ok && trace_out && pp_output_is_stdout(trace_out)) {
+        pp_error(&diag, "--trace %s: standard output carries the progress lines; name a file",
+                 trace);
+        outputs_ok = false;
+    }
+    if (!outputs_ok) {
+        pp_outputs_free(outs);
+        pp_plan_free(&plan);
+        pr_model_free(&model);
+        return 1;
+    }
+
     pr_run_opts o = {.steps = (int)steps, .timeout = timeout, .record_all = trace != NULL,
                      .progress = stdout, .backend = be, .precision = precision,
                      .graph = cuda && graph && gpus == 1, .gpus = (int)gpus};
@@ -415,9 +433,13 @@ int main(int argc, char **argv)
                     printf(" %.0f", r.extra_weight_bytes[d]);
             printf("\n");
         }
-        if (trace && pr_write_trace(trace, &plan, &r, &diag))
-            rc = 1;
-        if (dump && pr_dump(dump, &model, (int)steps, &r, &diag))
+        /* --trace and --dump are in place together, or neither is */
+        pr_run_record rec = {&plan, &model, (int)steps, &r};
+        if (trace_out)
+            pp_output_fill(trace_out, pr_trace_fill, &rec);
+        if (dump_out)
+            pp_output_fill_dir(dump_out, pr_dump_fill, &rec);
+        if (pp_outputs_commit(outs))
             rc = 1;
         if (timeline) {
             pp_sim sim;
@@ -442,6 +464,7 @@ int main(int argc, char **argv)
         }
         pr_run_result_free(&r);
     }
+    pp_outputs_free(outs);
     if (tr)
         tr->ops->destroy(tr);
     free(own);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "output.h"
 #include "pp.h"
 
 #define PPRUN_PLAN_VERSION 1
@@ -99,15 +100,24 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
               pp_diag *d);
 void pr_run_result_free(pr_run_result *r);
 
-/* dump.c: path written whole or not at all: fill(f, arg) writes a
- * temporary file (nonzero = failed), which is then renamed to path. */
-int pr_write_file(const char *path, int (*fill)(FILE *f, void *arg), void *arg, pp_diag *d);
-/* float32 C-order .npy, through pr_write_file. */
-int pr_write_npy(const char *path, const float *data, const int *shape, int ndim, pp_diag *d);
-int pr_dump(const char *dir, const pr_model *m, int steps, const pr_run_result *r, pp_diag *d);
+/* What --trace and --dump write, given to their fill functions; the
+ * outputs themselves are made, checked and committed by output.h. */
+typedef struct pr_run_record {
+    const pp_plan *plan;
+    const pr_model *model;
+    int steps;
+    const pr_run_result *result;
+} pr_run_record;
 
-/* trace.c */
-int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, pp_diag *d);
+/* dump.c: the files of --dump DIR (NULL-terminated), and the
+ * pp_fill_dir_fn that writes them from a pr_run_record. */
+extern const char *const pr_dump_files[];
+int pr_dump_fill(pp_output *dir, void *record);
+/* float32 C-order .npy */
+int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
+
+/* trace.c: the --trace file, a pp_fill_fn of a pr_run_record. */
+int pr_trace_fill(FILE *f, void *record);
 /* Fills sim with the measured times of the last recorded step (microseconds). */
 void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim);
 void pr_measured_sim_free(pp_sim *sim, int devices);

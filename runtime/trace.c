@@ -9,15 +9,10 @@
 
 #include "pprun.h"
 
-typedef struct trace {
-    const pp_plan *p;
-    const pr_run_result *r;
-} trace;
-
-static int write_trace(FILE *f, void *arg)
+int pr_trace_fill(FILE *f, void *record)
 {
-    const pp_plan *p = ((const trace *)arg)->p;
-    const pr_run_result *r = ((const trace *)arg)->r;
+    const pp_plan *p = ((const pr_run_record *)record)->plan;
+    const pr_run_result *r = ((const pr_run_record *)record)->result;
     fputs("{\"traceEvents\":[\n", f);
     const char *sep = "";
     for (int dv = 0; dv < p->devices; dv++) {
@@ -42,12 +37,6 @@ static int write_trace(FILE *f, void *arg)
     }
     fputs("\n]}\n", f);
     return ferror(f) ? 1 : 0;
-}
-
-int pr_write_trace(const char *path, const pp_plan *p, const pr_run_result *r, pp_diag *d)
-{
-    trace a = {p, r};
-    return pr_write_file(path, write_trace, &a, d);
 }
 
 void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)

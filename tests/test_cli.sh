@@ -70,6 +70,82 @@ expect 1 'cannot (create|write)' -- "$ppcc" "$src/schedules/1f1b.pp" -o /nonexis
 expect 1 'cannot create /nonexistent-dir/t.json' -- "$ppcc" "$src/schedules/1f1b.pp" --trace /nonexistent-dir/t.json -o plan.json
 no_plan_left "input errors"
 
+# Outputs never harm a file (docs/outputs.md).
+no_temporaries() {
+    checks=$((checks + 1))
+    local left
+    left=$(find . -name '*.tmp*' | head -5)
+    [ -z "$left" ] || fail "$1: temporaries left: $left"
+}
+"$ppcc" "$src/schedules/1f1b.pp" -o want.json || fail "cannot compile 1f1b.pp"
+# a character device and a FIFO are written through, never replaced
+if mknod null c 1 3 2>/dev/null && mknod full c 1 7 2>/dev/null; then
+    devnull=null devfull=full
+else
+    devnull=/dev/null devfull=/dev/full # not root: /dev is not ours to break anyway
+fi
+expect 0 '' -- "$ppcc" "$src/schedules/1f1b.pp" -o "$devnull"
+checks=$((checks + 1)); [ -c "$devnull" ] || fail "-o $devnull replaced the device"
+mkfifo fifo
+timeout 20 cat fifo >from-fifo.json &
+expect 0 '' -- "$ppcc" "$src/schedules/1f1b.pp" -o fifo
+wait
+checks=$((checks + 1)); [ -p fifo ] && cmp -s from-fifo.json want.json || fail "-o FIFO: not written through"
+# a device that fails names itself; an output written before it is not left
+expect 1 "^ppcc: error: cannot write $devfull: No space left on device\$" -- "$ppcc" "$src/schedules/1f1b.pp" --trace t.json -o "$devfull"
+checks=$((checks + 1)); [ -c "$devfull" ] && [ ! -e t.json ] || fail "-o $devfull: the device was replaced or --trace was left"
+# a symbolic link: its target is replaced, with its mode; the link stays
+echo old >target.json; chmod 640 target.json; ln -s target.json link.json
+expect 0 '' -- "$ppcc" "$src/schedules/1f1b.pp" -o link.json
+checks=$((checks + 1))
+[ -L link.json ] && cmp -s target.json want.json && [ "$(stat -c %a target.json)" = 640 ] ||
+    fail "-o LINK: link replaced, or its target not written with its mode"
+ln -s nowhere.json dangling.json
+expect 1 'cannot create dangling.json: it is a symbolic link to a missing file' -- "$ppcc" "$src/schedules/1f1b.pp" -o dangling.json
+# new files get 0666 less the umask; a replaced file keeps its mode
+(umask 027 && "$ppcc" "$src/schedules/1f1b.pp" -o new.json) || fail "cannot write new.json"
+echo old >kept.json; chmod 604 kept.json
+expect 0 '' -- "$ppcc" "$src/schedules/1f1b.pp" -o kept.json
+checks=$((checks + 1))
+[ "$(stat -c %a new.json) $(stat -c %a kept.json)" = "640 604" ] ||
+    fail "modes: new $(stat -c %a new.json) (want 640), kept $(stat -c %a kept.json) (want 604)"
+# the input is never the output, by any name
+cp "$src/schedules/1f1b.pp" same.pp; mkdir sub; ln same.pp hard.pp
+for out in same.pp ./sub/../same.pp hard.pp; do
+    expect 1 "^ppcc: error: -o $out would overwrite the schedule same.pp\$" -- "$ppcc" same.pp -o "$out"
+done
+checks=$((checks + 1)); cmp -s same.pp "$src/schedules/1f1b.pp" || fail "the schedule was overwritten"
+expect 1 '^ppcc: error: --trace t.json and -o ./t.json are the same file$' -- "$ppcc" same.pp --trace t.json -o ./t.json
+expect 1 'both write to standard output' -- "$ppcc" same.pp --trace - -o -
+# outputs are checked before any work: the bad file is not even read
+expect 1 '^ppcc: error: cannot create nodir/p.json: the directory nodir does not exist$' -- "$ppcc" bad.pp -o nodir/p.json
+checks=$((checks + 1)); [ "$(wc -l <out.txt)" = 1 ] || fail "the schedule was compiled before the output was checked"
+expect 1 '^ppcc: error: cannot write sub: it is a directory$' -- "$ppcc" same.pp -o sub
+# -o - carries the plan alone: --stats and --timeline go to standard error
+checks=$((checks + 1))
+"$ppcc" "$src/schedules/1f1b.pp" -o - --stats --timeline 2>text.txt >stdout.json &&
+    python3 -c 'import json, sys; json.load(open(sys.argv[1]))' stdout.json && grep -q 'bubble' text.txt ||
+    fail "-o - --stats --timeline: stdout is not the plan alone, or the reports are missing"
+# SIGTERM while the plan is written (to a FIFO nobody reads) removes the
+# --trace temporary: neither output stays
+mkfifo stuck
+exec 3<>stuck # a reader that never reads: the writer blocks
+"$ppcc" "$src/schedules/1f1b.pp" -D microbatches=512 -D batch=512 --trace t.json -o stuck 2>/dev/null &
+pid=$!
+for _ in $(seq 100); do # until the trace is staged (the plan is written after it)
+    [ -n "$(find . -maxdepth 1 -name '.t.json.tmp-*' -size +0 | head -1)" ] && break
+    sleep 0.1
+done
+kill -TERM "$pid"
+wait "$pid"
+st=$?
+exec 3>&-
+checks=$((checks + 1)); [ "$st" = 143 ] || fail "SIGTERM while writing: exit $st, want 143"
+checks=$((checks + 1)); [ ! -e t.json ] || fail "SIGTERM while writing: --trace was left"
+no_temporaries "signal"
+rm -f want.json from-fifo.json target.json link.json dangling.json new.json kept.json stdout.json
+no_temporaries "outputs"
+
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
 # memory error, which shows here as a status above 2).
 i=0

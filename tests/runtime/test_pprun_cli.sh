@@ -74,7 +74,13 @@ checks=$((checks + 1))
 nops=$(grep -c '"op":' plan.json)
 nx=$(grep -c '"ph":"X"' trace.json)
 [ "$nx" = $((2 * nops)) ] || fail "trace has $nx events, want $((2 * nops))"
-[ -z "$(ls | grep tmp)" ] || fail "temporary files left: $(ls)"
+no_temporaries() {
+    checks=$((checks + 1))
+    local left
+    left=$(find . -name '*.tmp*' | head -5)
+    [ -z "$left" ] || fail "$1: temporaries left: $left"
+}
+no_temporaries "--trace"
 
 # --dump writes the seven files
 expect 0 'steps in' -- "$pprun" plan.json --steps 2 --dump dump
@@ -85,5 +91,64 @@ done
 checks=$((checks + 1))
 # x: [2, 32, 16] float32 = 4096 bytes of data after a 128-byte header
 [ "$(stat -c %s dump/x.npy)" = $((128 + 2 * 32 * 16 * 4)) ] || fail "x.npy has the wrong size"
+
+# Outputs never harm a file (docs/outputs.md).
+# They are checked before the run: a long run fails at once, naming the user's path.
+expect 1 '^pprun: error: cannot create nodir/sub: the directory nodir does not exist$' -- timeout 30 "$pprun" plan.json --steps 1000000 --dump nodir/sub
+checks=$((checks + 1)); ! grep -q '^step' out.txt || fail "--dump nodir/sub: trained before checking it"
+cp plan.json in.json
+expect 1 '^pprun: error: --trace ./in.json would overwrite the plan in.json$' -- "$pprun" in.json --trace ./in.json
+checks=$((checks + 1)); cmp -s in.json plan.json || fail "--trace overwrote the plan"
+expect 1 '^pprun: error: --trace -: standard output carries the progress lines' -- "$pprun" plan.json --trace -
+mkdir mine; echo keep >mine/notes.txt
+expect 1 '^pprun: error: cannot replace mine: it holds notes.txt, which --dump does not write' -- "$pprun" plan.json --dump mine
+expect 1 '^pprun: error: --trace dump/t.json lies inside --dump dump' -- "$pprun" plan.json --dump dump --trace dump/t.json
+# a guessable temporary name (once PATH.tmp.PID) is never written through
+echo victim >victim
+expect 0 'steps in' -- bash -c 'ln -s victim trace.json.tmp.$$ && exec "$0" plan.json --trace trace.json' "$pprun"
+checks=$((checks + 1)); [ "$(cat victim)" = victim ] || fail "--trace wrote through a planted link"
+expect 1 'cannot replace dump: it holds x.npy.tmp.' -- bash -c 'ln -s ../victim dump/x.npy.tmp.$$ && exec "$0" plan.json --dump dump' "$pprun"
+checks=$((checks + 1)); [ "$(cat victim)" = victim ] || fail "--dump wrote through a planted link"
+rm -f trace.json.tmp.* dump/x.npy.tmp.*
+# --dump is one set: a write failing midway (a file-size limit: x and t fit,
+# w_init does not) leaves the previous set whole, and nothing else
+"$pprun" plan.json --steps 2 --dump set >/dev/null || fail "cannot dump"
+md5sum set/* >set.md5
+expect 1 '^pprun: error: cannot write set/w_init.npy: File too large$' -- bash -c 'ulimit -f 3 && exec "$0" plan.json --steps 1 --dump set' "$pprun"
+checks=$((checks + 1)); md5sum -c --quiet set.md5 || fail "a failed --dump damaged the previous set"
+no_temporaries "--dump failing midway"
+# all outputs or none: a --trace that fails leaves the previous --dump set
+if mknod full c 1 7 2>/dev/null; then devfull=full; else devfull=/dev/full; fi
+expect 1 "^pprun: error: cannot write $devfull: No space left on device\$" -- "$pprun" plan.json --steps 1 --dump set --trace "$devfull"
+checks=$((checks + 1)); [ -c "$devfull" ] && md5sum -c --quiet set.md5 || fail "--trace $devfull failed, yet the device or --dump changed"
+no_temporaries "--trace failing"
+# SIGTERM during the run, and while writing (--trace to a FIFO nobody
+# reads, after the set is staged), leaves the previous set and no temporary
+wait_for() { # up to 10 s for the find expression to match
+    for _ in $(seq 100); do [ -n "$(find . "$@" | head -1)" ] && return 0; sleep 0.1; done
+    return 1
+}
+mkfifo stuck
+exec 3<>stuck # a reader that never reads: the writer blocks
+for case in run write; do
+    if [ $case = run ]; then
+        "$pprun" plan.json --steps 1000000 --dump set --trace t.json >/dev/null 2>&1 &
+        pid=$!
+        wait_for -maxdepth 1 -name '.set.tmp-*' || fail "SIGTERM $case: no temporary made"
+    else
+        "$pprun" plan.json --steps 200 --dump set --trace stuck >/dev/null 2>&1 &
+        pid=$!
+        wait_for -path './.set.tmp-*/loss.npy' || fail "SIGTERM $case: the set was not staged"
+        sleep 0.2
+    fi
+    kill -TERM "$pid"
+    wait "$pid"
+    st=$?
+    checks=$((checks + 1)); [ "$st" = 143 ] || fail "SIGTERM $case: exit $st, want 143"
+    checks=$((checks + 1)); md5sum -c --quiet set.md5 && [ ! -e t.json ] && [ -p stuck ] ||
+        fail "SIGTERM $case: outputs changed"
+    no_temporaries "SIGTERM $case"
+done
+exec 3>&-
 
 finish test_pprun_cli

@@ -463,14 +463,13 @@ START_TEST(test_trace_has_one_event_per_op)
     tu_diag td;
     tu_diag_open(&td);
     ck_assert_int_eq(pr_replay(&p, &m, &o, &r, &td.diag), 0);
-    char path[] = "/tmp/pprun-trace-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
-    ck_assert_int_eq(pr_write_trace(path, &p, &r, &td.diag), 0);
+    char *json = NULL;
+    size_t json_len = 0;
+    FILE *f = open_memstream(&json, &json_len);
+    pr_run_record rec = {&p, &m, steps, &r};
+    ck_assert_int_eq(pr_trace_fill(f, &rec), 0);
+    fclose(f);
     tu_diag_close(&td);
-    char *json = tu_read_file(path, NULL);
-    unlink(path);
     cJSON *root = cJSON_Parse(json);
     ck_assert_ptr_nonnull(root);
     cJSON *ev = cJSON_GetObjectItemCaseSensitive(root, "traceEvents");
@@ -537,19 +536,13 @@ END_TEST
 
 START_TEST(test_npy_header)
 {
-    char path[] = "/tmp/pprun-npy-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    close(fd);
     float data[6] = {1, 2, 3, 4, 5, 6};
     int shape[2] = {2, 3};
-    tu_diag td;
-    tu_diag_open(&td);
-    ck_assert_int_eq(pr_write_npy(path, data, shape, 2, &td.diag), 0);
-    tu_diag_close(&td);
-    size_t len;
-    char *b = tu_read_file(path, &len);
-    unlink(path);
+    char *b = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&b, &len);
+    ck_assert_int_eq(pr_npy_write(f, data, shape, 2), 0);
+    fclose(f);
     ck_assert(memcmp(b, "\x93NUMPY\x01\x00", 8) == 0);
     int hlen = (unsigned char)b[8] | (unsigned char)b[9] << 8;
     ck_assert_int_eq((10 + hlen) % 64, 0);
