@@ -7,6 +7,13 @@
  * the one asked for, an abort wakes it), its FIFO order and tag checks,
  * and its slot reuse (a refilled slot waits for its last drain, unless
  * the streams were idle since) are tested without a GPU.
+ *
+ * NCCL's group semantics run here too: the threads transport wrapped so
+ * that the sends and receives posted inside a group only happen at its
+ * end, together (in NCCL they run concurrently, and no buffer of the group
+ * may be reused before the group completes).  Replays of the hand-written
+ * plans through it must train exactly as single-device training, and no
+ * receive of a group may land in a buffer a send of the same group reads.
  */
 #include <math.h>
 #include <pthread.h>
@@ -16,6 +23,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "plan_gen.h"
+#include "pprun.h"
 #include "transport_local.h"
 #include "test_util.h"
 
@@ -261,6 +270,170 @@ START_TEST(local_failed_fill)
 }
 END_TEST
 
+/* ---- NCCL-style groups over the threads transport ---- */
+
+typedef struct posted {
+    bool send;
+    int peer;
+    pr_tag tag;
+    float *buf;
+    size_t count;
+} posted;
+
+typedef struct group_dev {
+    pr_bctx *c;
+    bool open;
+    posted *ops;
+    int n, cap;
+} group_dev;
+
+typedef struct grouped_tr {
+    pr_transport base;
+    pr_transport *inner; /* threads */
+    int devices;
+    group_dev *dev;
+    double timeout;
+    int groups, aliased; /* groups completed; recvs that aliased a send of their group */
+} grouped_tr;
+
+static void post(group_dev *g, posted op)
+{
+    if (g->n == g->cap) {
+        g->cap = g->cap ? 2 * g->cap : 8;
+        g->ops = realloc(g->ops, (size_t)g->cap * sizeof *g->ops);
+    }
+    g->ops[g->n++] = op;
+}
+
+static int gr_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data, size_t count)
+{
+    grouped_tr *t = (grouped_tr *)tp;
+    if (!t->dev[src].open)
+        return t->inner->ops->send(t->inner, src, dst, tag, data, count);
+    post(&t->dev[src], (posted){true, dst, tag, (float *)data, count});
+    return 0; /* the data is read at the group's end */
+}
+
+static int gr_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data, size_t count,
+                   double timeout, pr_tag *got)
+{
+    grouped_tr *t = (grouped_tr *)tp;
+    if (!t->dev[dst].open)
+        return t->inner->ops->recv(t->inner, dst, src, want, data, count, timeout, got);
+    post(&t->dev[dst], (posted){false, src, want, data, count});
+    return PR_RECV_OK; /* the data arrives at the group's end */
+}
+
+static int gr_group_begin(pr_transport *tp, int rank)
+{
+    grouped_tr *t = (grouped_tr *)tp;
+    t->dev[rank].open = true;
+    t->dev[rank].n = 0;
+    return 0;
+}
+
+/* The group runs: every send reads its buffer, every recv writes its own,
+ * all at once; a recv buffer that is also a send buffer of the group is a
+ * race on a GPU. */
+static int gr_group_end(pr_transport *tp, int rank)
+{
+    grouped_tr *t = (grouped_tr *)tp;
+    group_dev *g = &t->dev[rank];
+    g->open = false;
+    for (int r = 0; r < g->n; r++)
+        for (int s = 0; s < g->n && !g->ops[r].send; s++)
+            if (g->ops[s].send && g->ops[s].buf == g->ops[r].buf) {
+                __atomic_add_fetch(&t->aliased, 1, __ATOMIC_SEQ_CST);
+                pr_bctx_fail(g->c, "group:", "a recv lands in the buffer a send of the same "
+                                             "group is still reading");
+                return 1;
+            }
+    for (int q = 0; q < g->n; q++)
+        if (g->ops[q].send && t->inner->ops->send(t->inner, rank, g->ops[q].peer, g->ops[q].tag,
+                                                  g->ops[q].buf, g->ops[q].count))
+            return 1;
+    for (int q = 0; q < g->n; q++) {
+        pr_tag got;
+        if (!g->ops[q].send &&
+            t->inner->ops->recv(t->inner, rank, g->ops[q].peer, g->ops[q].tag, g->ops[q].buf,
+                                g->ops[q].count, t->timeout, &got) != PR_RECV_OK) {
+            pr_bctx_fail(g->c, "group:", "a recv of the group did not complete");
+            return 1;
+        }
+    }
+    __atomic_add_fetch(&t->groups, 1, __ATOMIC_SEQ_CST);
+    return 0;
+}
+
+static void gr_attach(pr_transport *tp, int rank, pr_bctx *c) { ((grouped_tr *)tp)->dev[rank].c = c; }
+
+static void gr_abort(pr_transport *tp)
+{
+    grouped_tr *t = (grouped_tr *)tp;
+    t->inner->ops->abort(t->inner);
+}
+
+static void gr_destroy(pr_transport *tp)
+{
+    grouped_tr *t = (grouped_tr *)tp;
+    t->inner->ops->destroy(t->inner);
+    for (int d = 0; d < t->devices; d++)
+        free(t->dev[d].ops);
+    free(t->dev);
+}
+
+static const pr_transport_ops grouped_ops = {
+    .name = "nccl-style groups", .send = gr_send, .recv = gr_recv, .abort = gr_abort,
+    .destroy = gr_destroy, .attach = gr_attach, .group_begin = gr_group_begin,
+    .group_end = gr_group_end,
+};
+
+static const char *const group_plans[] = {
+    "1f1b-2x4", "gpipe-4x8", "interleaved-2x2x4", "same-device-2x4", "zb-2x4",
+};
+
+/* Every hand-written plan, 2 steps, under group semantics: no recv aliases
+ * a send of its group, and the weights are single-device training's. */
+START_TEST(groups_never_alias_and_train_right)
+{
+    tg_spec spec;
+    ck_assert(tg_named(group_plans[_i], &spec));
+    char *text = tg_plan_json(&spec);
+    pp_plan p;
+    pr_model m;
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pr_plan_load_text("plan.json", text, strlen(text), &td.diag, &p, &m) == 0,
+                  "%s", tu_diag_text(&td));
+    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(p.devices),
+                    .devices = p.devices, .timeout = 10};
+    t.dev = calloc((size_t)p.devices, sizeof *t.dev);
+    int steps = 2;
+    pr_run_opts o = {.steps = steps, .timeout = 10, .transport = &t.base};
+    pr_run_result r;
+    int rc = pr_replay(&p, &m, &o, &r, &td.diag);
+    ck_assert_msg(rc == 0, "%s: %s (%d recvs aliased a send of their group, %d groups completed)",
+                  group_plans[_i], tu_diag_text(&td), t.aliased, t.groups);
+    ck_assert_int_gt(t.groups, 0);
+    for (int d = 0; d < p.devices; d++) /* the plan-sized pools count the held buffers */
+        ck_assert_msg(r.pool_misses[d] == 0, "device %d allocated %d buffers during the run", d,
+                      r.pool_misses[d]);
+    size_t hh = (size_t)m.layers * m.hidden * m.hidden, hb = (size_t)m.layers * m.hidden;
+    float *W = malloc(hh * sizeof(float)), *b = malloc(hb * sizeof(float));
+    double *loss = malloc((size_t)steps * sizeof(double));
+    pr_init_params(&m, W, b);
+    pr_reference_train(&m, steps, W, b, loss);
+    double ew = pr_max_rel_err(r.W, W, hh), eb = pr_max_rel_err(r.b, b, hb);
+    ck_assert_msg(ew <= 1e-5 && eb <= 1e-5, "%s: weights %g, biases %g", group_plans[_i], ew, eb);
+    pr_run_result_free(&r);
+    gr_destroy(&t.base);
+    tu_diag_close(&td);
+    pp_plan_free(&p);
+    pr_model_free(&m);
+    free(W), free(b), free(loss), free(text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("transports");
@@ -271,6 +444,10 @@ int main(void)
     tcase_add_test(tc, local_fifo_and_mismatch);
     tcase_add_test(tc, local_slot_reuse_waits_for_the_drain);
     tcase_add_test(tc, local_failed_fill);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("groups");
+    tcase_add_loop_test(tc, groups_never_alias_and_train_right, 0,
+                        (int)(sizeof group_plans / sizeof *group_plans));
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
