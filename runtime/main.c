@@ -360,24 +360,23 @@ int main(int argc, char **argv)
     if (multi) {
         boot.timeout = timeout;
         unsigned char id[128] = {0};
-        if (local_rank >= gpu_count) {
-            pp_error(&diag, "rank %d: LOCAL_RANK %d but only %d GPUs are visible", boot.rank,
-                     local_rank, gpu_count);
+        int gpu = pr_rank_gpu(boot.rank, local_rank, gpu_count, &diag);
+        if (gpu < 0) {
             rc = 1;
         } else if (boot.rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
             pp_error(&diag, "rank 0: %s", err);
             rc = 1;
         } else if (pr_boot_exchange(&boot, id, sizeof id, &diag)) {
             rc = 1;
-        } else if (!(tr = pr_transport_nccl_create(boot.rank, boot.world, local_rank, id, timeout,
-                                                    err, sizeof err))) {
+        } else if (!(tr = pr_transport_nccl_create(boot.rank, boot.world, gpu, id, timeout, err,
+                                                    sizeof err))) {
             pp_error(&diag, "rank %d: %s", boot.rank, err);
             rc = 1;
         }
         o.transport = tr;
         o.one_rank = true;
         o.rank = boot.rank;
-        o.gpu_base = local_rank;
+        o.gpu_base = gpu;
         o.gpus = 1;
         o.graph = false;
         own = calloc((size_t)model.layers, sizeof(bool));

@@ -131,6 +131,10 @@ int pr_boot_exchange(const pr_boot *b, void *blob, size_t len, pp_diag *d);
  * PPRUN_BOOT_FD.  1 = launched (b, *local_rank filled; timeout left 0),
  * 0 = not launched, -1 = inconsistent environment (error reported). */
 int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
+/* The GPU of a launched rank among the `visible` ones: 0 when it sees one
+ * (each task given its own GPU), else its local rank; -1 (error
+ * reported) when that GPU does not exist. */
+int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.
