@@ -58,6 +58,8 @@ int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, flo
                              double *loss, pp_diag *d);
 /* max |a - ref| / max |ref| (0 if both are all zero). */
 double pr_max_rel_err(const float *a, const float *ref, size_t n);
+/* --check's tolerance for a GEMM precision (enum pr_precision). */
+double pr_check_tolerance(int precision);
 
 /* replay.c */
 typedef struct pr_backend pr_backend;
