@@ -95,8 +95,10 @@ typedef struct pr_backend {
 const pr_backend *pr_backend_cpu(void);
 /* NULL when this binary was built without CUDA. */
 const pr_backend *pr_backend_cuda(void);
-/* GPUs visible: 0 when none, or when libcuda / the driver is missing. */
-int pr_cuda_device_count(void);
+/* GPUs visible.  0 when CUDA reports no device, or when CUDA cannot start
+ * at all (no driver, too old a driver, ...): then err holds the CUDA
+ * error's name and description, else it is left alone. */
+int pr_cuda_device_count(char *err, size_t errlen);
 
 /* The CPU backend's GEMM, exposed for the benchmark: C (+)= A B, row-major,
  * A [m, k], B [k, n]; fixed summation order (k ascending) per element. */

@@ -69,15 +69,18 @@ bool pp_cuda_enter(cuda_ctx *c)
     if (!pp_cuda_enter(c))                                                                 \
         return
 
-extern "C" int pr_cuda_device_count(void)
+extern "C" int pr_cuda_device_count(char *err, size_t errlen)
 {
     int n = 0;
-    /* No driver (libcuda absent) or no device: an error, which means "none". */
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    return n;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaSuccess)
+        return n;
+    (void)cudaGetLastError();
+    /* No device is "none"; anything else (no or too old a driver, a broken
+     * installation) is said, not read as "no GPU". */
+    if (e != cudaErrorNoDevice)
+        snprintf(err, errlen, "%s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
+    return 0;
 }
 
 static void cuda_close(pr_bctx *cb)

@@ -183,15 +183,22 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
 {
     const pr_backend *be = pr_backend_cpu();
     bool gpu_built = pr_backend_cuda() != NULL;
-    *gpu_count = gpu_built ? pr_cuda_device_count() : 0;
+    char cuda_err[200] = ""; /* CUDA failed to start, for another reason than no device */
+    *gpu_count = gpu_built ? pr_cuda_device_count(cuda_err, sizeof cuda_err) : 0;
     if (!backend) {
         if (*gpu_count > 0)
             be = pr_backend_cuda();
+        else if (cuda_err[0])
+            fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
         else if (gpu_built)
             fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     } else if (strcmp(backend, "cuda") == 0) {
         if (!gpu_built) {
             pp_error(d, "the cuda backend is not built in this binary");
+            return NULL;
+        }
+        if (cuda_err[0]) {
+            pp_error(d, "--backend cuda: CUDA cannot start: %s", cuda_err);
             return NULL;
         }
         if (*gpu_count == 0) {

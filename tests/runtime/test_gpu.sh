@@ -27,7 +27,8 @@
 #
 # Every run has a short --timeout (a stuck hand-off fails in 5 s, not 60)
 # and a wall-clock limit.  Exit 77 (skipped) only when pprun has no CUDA
-# backend or CUDA reports no device; any other CUDA start-up error fails.
+# backend, or it cannot run on a GPU and the driver lists none (nvidia-smi,
+# /proc/driver/nvidia); a GPU listed but unusable is a failure.
 set -u
 backend=cuda
 if [ "${1:-}" = --backend ]; then backend=$2; shift 2; fi
@@ -43,13 +44,16 @@ if [ "$backend" = cuda ]; then
     if ! "$pprun" --version | grep -q cuda; then
         echo "SKIP: pprun is built without CUDA"; exit 77
     fi
-    if ! limit "$pprun" "$tmp/probe.json" --backend cuda --timeout 5 >"$tmp/probe.txt" 2>&1; then
-        if grep -q 'no GPU is visible' "$tmp/probe.txt"; then
-            echo "SKIP: no GPU visible ($(tail -1 "$tmp/probe.txt"))"; exit 77
-        fi
-        echo "FAIL: pprun cannot run on the GPU:"; sed 's/^/    /' "$tmp/probe.txt"; exit 1
-    fi
+    # GPUs the driver lists, whatever CUDA says
     ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+    [ "${ngpu:-0}" -gt 0 ] || ngpu=$(ls /proc/driver/nvidia/gpus 2>/dev/null | wc -l)
+    if ! limit "$pprun" "$tmp/probe.json" --backend cuda --timeout 5 >"$tmp/probe.txt" 2>&1; then
+        if [ "$ngpu" -eq 0 ] && grep -Eq 'no GPU is visible|CUDA cannot start' "$tmp/probe.txt"; then
+            echo "SKIP: no GPU here ($(tail -1 "$tmp/probe.txt"))"; exit 77
+        fi
+        echo "FAIL: pprun cannot run on the GPU ($ngpu listed by the driver):"
+        sed 's/^/    /' "$tmp/probe.txt"; exit 1
+    fi
 else
     [ -x "$emulator" ] || { echo "test_gpu.sh: --backend cpu needs PRECISION_EMULATOR"; exit 2; }
     ngpu=0
