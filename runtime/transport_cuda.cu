@@ -17,7 +17,9 @@
  * communicator is non-blocking, every wait polls ncclCommGetAsyncError,
  * and a deadline aborts it (ncclCommAbort).
  */
+#include <dlfcn.h>
 #include <nccl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -155,6 +157,68 @@ extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_
 }
 
 /* ---------------- nccl ---------------- */
+
+/* NCCL is loaded with dlopen when a multi-process run first needs it, so
+ * that pprun starts, and runs on one GPU, where libnccl.so.2 (~200 MB) is
+ * not installed: single-process runs need only cudart and cuBLAS.  The
+ * names below are the library's own (from nccl.h) bound to the loaded
+ * entry points, so the code and its error messages read as plain NCCL. */
+#define NCCL_ENTRY_POINTS(X)                                                                 \
+    X(ncclGetErrorString) X(ncclGetLastError) X(ncclGetUniqueId) X(ncclCommInitRankConfig)   \
+    X(ncclCommGetAsyncError) X(ncclCommAbort) X(ncclCommFinalize) X(ncclCommDestroy)          \
+    X(ncclGroupStart) X(ncclGroupEnd) X(ncclSend) X(ncclRecv)
+
+static struct {
+#define NCCL_POINTER(name) decltype(&::name) name;
+    NCCL_ENTRY_POINTS(NCCL_POINTER)
+#undef NCCL_POINTER
+} nccl_api;
+static char nccl_load_err[600];
+static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
+
+static void nccl_load_once(void)
+{
+    const char *path = getenv("PPRUN_NCCL_LIBRARY");
+    if (!path || !*path)
+        path = "libnccl.so.2";
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(nccl_load_err, sizeof nccl_load_err,
+                 "NCCL cannot be loaded (%s): a multi-process run needs libnccl.so.2 on the "
+                 "library path (LD_LIBRARY_PATH; e.g. the nvidia/nccl/lib folder of a Python's "
+                 "nvidia-nccl wheel) or PPRUN_NCCL_LIBRARY=PATH",
+                 dlerror());
+        return;
+    }
+#define NCCL_RESOLVE(name)                                                                   \
+    if (!nccl_load_err[0] && !(nccl_api.name = (decltype(&::name))dlsym(lib, #name)))          \
+        snprintf(nccl_load_err, sizeof nccl_load_err, "%s has no %s: too old an NCCL", path,   \
+                 #name);
+    NCCL_ENTRY_POINTS(NCCL_RESOLVE)
+#undef NCCL_RESOLVE
+}
+
+/* false and the reason in err when NCCL cannot be loaded. */
+static bool nccl_load(char *err, size_t errlen)
+{
+    pthread_once(&nccl_once, nccl_load_once);
+    if (nccl_load_err[0])
+        snprintf(err, errlen, "%s", nccl_load_err);
+    return !nccl_load_err[0];
+}
+
+#define ncclGetErrorString nccl_api.ncclGetErrorString
+#define ncclGetLastError nccl_api.ncclGetLastError
+#define ncclGetUniqueId nccl_api.ncclGetUniqueId
+#define ncclCommInitRankConfig nccl_api.ncclCommInitRankConfig
+#define ncclCommGetAsyncError nccl_api.ncclCommGetAsyncError
+#define ncclCommAbort nccl_api.ncclCommAbort
+#define ncclCommFinalize nccl_api.ncclCommFinalize
+#define ncclCommDestroy nccl_api.ncclCommDestroy
+#define ncclGroupStart nccl_api.ncclGroupStart
+#define ncclGroupEnd nccl_api.ncclGroupEnd
+#define ncclSend nccl_api.ncclSend
+#define ncclRecv nccl_api.ncclRecv
 
 typedef struct nccl_tr {
     pr_transport base;
@@ -370,6 +434,8 @@ static const pr_transport_ops nccl_ops = {
 
 extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)
 {
+    if (!nccl_load(err, errlen))
+        return 1;
     ncclUniqueId u;
     ncclResult_t r = ncclGetUniqueId(&u);
     if (r != ncclSuccess) {
@@ -384,6 +450,8 @@ extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)
 extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
                                                   double timeout, char *err, size_t errlen)
 {
+    if (!nccl_load(err, errlen))
+        return NULL;
     nccl_tr *t = (nccl_tr *)calloc(1, sizeof *t);
     if (!t) {
         snprintf(err, errlen, "out of memory");

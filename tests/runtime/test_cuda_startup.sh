@@ -5,7 +5,8 @@
 # GPU"; any other is printed — the default backend says so and runs on the
 # CPU, --backend cuda fails with it — and test_gpu.sh fails instead of
 # skipping when the driver lists a GPU (a fake nvidia-smi) that CUDA cannot
-# use.
+# use.  NCCL is no link dependency: its absence fails the multi-process run
+# that needs it, with the way out.
 set -u
 ppcc=$1 pprun=$2 write_plan=$3 shim=$4
 here=$(cd "$(dirname "$0")" && pwd)
@@ -13,6 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 "$write_plan" 1f1b-2x4 plan.json || exit 1
 with() { local err=$1; shift; env LD_PRELOAD="$shim" PPRUN_SHIM_CUDA_ERROR=$err "$@"; }
+# the shim's default error is 0 (success): give "no device" its code explicitly
 
 expect 1 '^pprun: error: --backend cuda: no GPU is visible$' -- with 100 "$pprun" plan.json --backend cuda
 expect 0 '^pprun: no GPU visible, running on the CPU$' -- with 100 "$pprun" plan.json
@@ -21,6 +23,16 @@ expect 1 '^pprun: error: --backend cuda: CUDA cannot start: cudaErrorInsufficien
 expect 0 '^pprun: CUDA cannot start \(cudaErrorInsufficientDriver: .*\), running on the CPU$' -- \
     with 35 "$pprun" plan.json
 expect 1 'CUDA cannot start: cudaErrorUnknown' -- with 999 "$pprun" plan.json --backend cuda
+
+# NCCL is loaded only when a multi-process run needs it: not a link dependency, and its
+# absence is an error naming what to do, at the first rank that needs it
+if command -v readelf >/dev/null 2>&1; then
+    checks=$((checks + 1))
+    readelf -d "$pprun" | grep -q 'NEEDED.*libnccl' && fail "pprun links libnccl (readelf -d)"
+fi
+expect 1 '^pprun: error: rank 0: NCCL cannot be loaded \(/nonexistent/libnccl.so.2: .*PPRUN_NCCL_LIBRARY' -- \
+    with 0 env PPRUN_SHIM_CUDA_COUNT=1 PPRUN_NCCL_LIBRARY=/nonexistent/libnccl.so.2 RANK=0 \
+    WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json --timeout 2
 
 # test_gpu.sh: a GPU the driver lists but CUDA cannot use fails; none listed skips
 mkdir -p gpu/bin nogpu/bin
