@@ -35,6 +35,10 @@ typedef struct pr_backend_cfg {
 typedef struct pr_bctx {
     int rank;
     const void *op; /* the op being replayed (a pp_op), for error messages */
+    /* Asynchronous backends: the op whose work was last enqueued on the
+     * device's stream, named by an error found later (a kernel fault
+     * surfaces at the next synchronisation, e.g. the flush). */
+    const void *last_op;
     const char *(*format_op)(const void *op, char *buf, size_t size);
     int failed;
     int capturing; /* set by capture_begin: nothing may wait for the device */
@@ -104,7 +108,9 @@ int pr_cuda_device_count(char *err, size_t errlen);
  * A [m, k], B [k, n]; fixed summation order (k ascending) per element. */
 void pr_cpu_sgemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate);
 
-/* Records the first failure of a context: "[device R] WHERE MSG during OP". */
+/* Records the first failure of a context: "[device R] WHERE MSG during OP",
+ * and "(last work enqueued: OP2)" when another op's work was last
+ * enqueued on the device's stream. */
 void pr_bctx_fail(pr_bctx *c, const char *where, const char *msg);
 
 #ifdef __cplusplus

@@ -102,6 +102,7 @@ static bool local_fill(void *arg, int src, int dst, void *p, bool wait_drain, co
     cuda_slot *s = (cuda_slot *)p;
     if (!cs || !cd || !pp_cuda_enter(cs))
         return false;
+    cs->base.last_op = cs->base.op;
     return (!wait_drain || CU(cs, cudaStreamWaitEvent(cs->stream, s->drained, 0))) &&
            (cs->gpu == cd->gpu
                 ? CU(cs, cudaMemcpyAsync(s->buf, data, count * sizeof(float),
@@ -116,7 +117,10 @@ static bool local_drain(void *arg, int dst, void *p, float *data, size_t count)
     local_gpus *g = (local_gpus *)arg;
     cuda_ctx *cd = g->ctx[dst];
     cuda_slot *s = (cuda_slot *)p;
-    return cd && pp_cuda_enter(cd) && CU(cd, cudaStreamWaitEvent(cd->stream, s->filled, 0)) &&
+    if (!cd || !pp_cuda_enter(cd))
+        return false;
+    cd->base.last_op = cd->base.op;
+    return CU(cd, cudaStreamWaitEvent(cd->stream, s->filled, 0)) &&
            CU(cd, cudaMemcpyAsync(data, s->buf, count * sizeof(float), cudaMemcpyDeviceToDevice,
                                   cd->stream)) &&
            CU(cd, cudaEventRecord(s->drained, cd->stream));
@@ -292,6 +296,8 @@ static void nccl_attach(pr_transport *tp, int rank, pr_bctx *c)
  * (data to send is ready; buffers to receive into are free). */
 static bool nccl_begin(nccl_tr *t)
 {
+    if (t->c)
+        t->c->base.last_op = t->c->base.op;
     return t->comm && pp_cuda_enter(t->c) && CU(t->c, cudaEventRecord(t->ready, t->c->stream)) &&
            CU(t->c, cudaStreamWaitEvent(t->comm_stream, t->ready, 0));
 }

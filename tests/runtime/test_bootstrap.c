@@ -401,6 +401,24 @@ START_TEST(test_backend_error_names_op)
 }
 END_TEST
 
+/* A kernel fault surfaces at the flush's synchronisation: the message
+ * names the op whose work the stream ran last, not only the flush. */
+START_TEST(test_async_error_names_last_enqueued_op)
+{
+    pr_bctx c = {.rank = 1};
+    pp_op flush = {.kind = PP_OP_FLUSH, .stage = -1, .mb = -1, .peer = -1, .group = -1};
+    pp_op w = {.kind = PP_OP_W, .stage = 2, .mb = 7, .peer = -1, .group = -1};
+    c.op = &flush;
+    c.last_op = &w;
+    c.format_op = (const char *(*)(const void *, char *, size_t))pp_op_format;
+    pr_bctx_fail(&c, "runtime/backend_cuda.cu:400 cudaStreamSynchronize",
+                 "failed (cudaErrorIllegalAddress: an illegal memory access was encountered)");
+    ck_assert_str_eq(c.err, "[device 1] runtime/backend_cuda.cu:400 cudaStreamSynchronize failed "
+                            "(cudaErrorIllegalAddress: an illegal memory access was encountered) "
+                            "during flush (last work enqueued: W2.7)");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("bootstrap");
@@ -417,6 +435,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_rank_gpu_mapping);
     tcase_add_test(tc, test_pool_sized_from_plan);
     tcase_add_test(tc, test_backend_error_names_op);
+    tcase_add_test(tc, test_async_error_names_last_enqueued_op);
     suite_add_tcase(s, tc);
     return s;
 }
