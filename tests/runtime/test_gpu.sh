@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_gpu.sh [--backend cuda|cpu] PPCC PPRUN WRITE_PLAN [PRECISION_EMULATOR]
+# test_gpu.sh [--backend cuda|cpu] [--jobs N] PPCC PPRUN WRITE_PLAN [PRECISION_EMULATOR]
 #
 # pprun's GPU test cases (suite 'gpu'): every shipped schedule and 1-, 2-,
 # 4- and 8-device plans run on ONE GPU through the local transport (a
@@ -26,13 +26,21 @@
 # layers (loss 173, 128, 123), the depth of most shipped schedules.
 #
 # Every run has a short --timeout (a stuck hand-off fails in 5 s, not 60)
-# and a wall-clock limit.  Exit 77 (skipped) only when pprun has no CUDA
+# and a wall-clock limit; --jobs N runs N cases at once (tools/gpu-check
+# does on the GPU: the cases are small, the GPU and its 16 cores are not).  Exit 77 (skipped) only when pprun has no CUDA
 # backend, or it cannot run on a GPU and the driver lists none (nvidia-smi,
 # /proc/driver/nvidia); a GPU listed but unusable is a failure.
 set -u
-backend=cuda
-if [ "${1:-}" = --backend ]; then backend=$2; shift 2; fi
+backend=cuda jobs=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --backend) backend=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    *) break ;;
+    esac
+done
 case "$backend" in cuda | cpu) ;; *) echo "test_gpu.sh: --backend cuda|cpu"; exit 2 ;; esac
+case "$jobs" in [1-9] | [1-9][0-9]) ;; *) echo "test_gpu.sh: --jobs 1..99"; exit 2 ;; esac
 ppcc=$1 pprun=$2 write_plan=$3 emulator=${4:-}
 src=${PP_SOURCE_ROOT:?}
 tmp=$(mktemp -d)
@@ -64,18 +72,31 @@ else
 fi
 
 fails=0 runs=0
-check() { # LABEL PLAN pprun-options...
-    local label=$1 plan=$2
-    shift 2
-    runs=$((runs + 1))
+# run_case ID LABEL PLAN options...: one case; its verdict in $tmp/case_ID.ok or .fail,
+# its lines printed at once (one write, so parallel cases do not interleave)
+run_case() {
+    local id=$1 label=$2 plan=$3
+    shift 3
     local cmd=("$pprun" "$plan" --backend "$backend" --steps 3 --check --timeout 5 "$@")
     if [ "$backend" = cpu ] && [ "${1:-}" = --precision ]; then
         cmd=("$emulator" "$plan" --steps 3 "$@")
     fi
-    if ! limit "${cmd[@]}" >"$tmp/out.txt" 2>&1; then
-        echo "FAIL: $label ($*)"; sed 's/^/    /' "$tmp/out.txt"; fails=$((fails + 1)); return
+    if limit "${cmd[@]}" >"$tmp/out_$id.txt" 2>&1; then
+        printf '%s\n' "$label $*: $(grep '^check:' "$tmp/out_$id.txt")" >"$tmp/case_$id.ok"
+        cat "$tmp/case_$id.ok"
+    else
+        { echo "FAIL: $label ($*)"; sed 's/^/    /' "$tmp/out_$id.txt"; } >"$tmp/case_$id.fail"
+        cat "$tmp/case_$id.fail"
     fi
-    echo "$label $*: $(grep '^check:' "$tmp/out.txt")"
+}
+check() { # LABEL PLAN pprun-options...
+    runs=$((runs + 1))
+    if [ "$jobs" -gt 1 ]; then
+        while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+        run_case $runs "$@" &
+    else
+        run_case $runs "$@"
+    fi
 }
 compile() { # NAME.pp OUT -D...
     local pp=$1 out=$2
@@ -86,14 +107,14 @@ compile() { # NAME.pp OUT -D...
 
 for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
-    compile "$pp" "$tmp/plan.json" && {
-        check "$pp" "$tmp/plan.json"
-        check "$pp" "$tmp/plan.json" --no-graph
-        check "$pp" "$tmp/plan.json" --precision bf16
-        check "$pp" "$tmp/plan.json" --precision tf32
+    compile "$pp" "$tmp/$pp.json" && {
+        check "$pp" "$tmp/$pp.json"
+        check "$pp" "$tmp/$pp.json" --no-graph
+        check "$pp" "$tmp/$pp.json" --precision bf16
+        check "$pp" "$tmp/$pp.json" --precision tf32
     }
-    compile "$pp" "$tmp/plan.json" -D microbatches=8 -D hidden=256 -D batch=64 -D layers=8 &&
-        check "$pp hidden 256" "$tmp/plan.json"
+    compile "$pp" "$tmp/wide-$pp.json" -D microbatches=8 -D hidden=256 -D batch=64 -D layers=8 &&
+        check "$pp hidden 256" "$tmp/wide-$pp.json"
 done
 # 1, 2, 4 and 8 pipeline devices on one GPU
 for d in 1 2 4 8; do
@@ -113,15 +134,18 @@ else
 fi
 if [ "${ngpu:-0}" -ge 2 ]; then
     check "1f1b 4 devices over 2 GPUs" "$tmp/plan4.json" --gpus 2
+    wait
     runs=$((runs + 1))
     if ! limit "$pprun" "$tmp/plan2.json" --nproc 2 --backend cuda --steps 3 --check --timeout 10 \
         >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 2 ]; then
-        echo "FAIL: nccl 2 processes"; sed 's/^/    /' "$tmp/out.txt"; fails=$((fails + 1))
+        echo "FAIL: nccl 2 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl.fail"
     else
         echo "nccl 2 processes: ok"
     fi
 else
     echo "note: the 2-GPU cases (--gpus 2, nccl 2 processes) need 2 GPUs: not run here"
 fi
+wait
+fails=$((fails + $(ls "$tmp" | grep -c '^case_.*\.fail$')))
 echo "$runs runs, $fails failed"
 exit $((fails > 0))
