@@ -27,9 +27,10 @@
 #
 # Every run has a short --timeout (a stuck hand-off fails in 5 s, not 60)
 # and a wall-clock limit; --jobs N runs N cases at once (tools/gpu-check
-# does on the GPU: the cases are small, the GPU and its 16 cores are not).  Exit 77 (skipped) only when pprun has no CUDA
-# backend, or it cannot run on a GPU and the driver lists none (nvidia-smi,
-# /proc/driver/nvidia); a GPU listed but unusable is a failure.
+# does on the GPU: the cases are small, the GPU and its 16 cores are not).
+# Exit 77 (skipped) only when pprun has no CUDA backend, or it cannot run
+# on a GPU and the driver lists none (nvidia-smi, /proc/driver/nvidia); a
+# GPU listed but unusable is a failure.
 set -u
 backend=cuda jobs=1
 while [ $# -gt 0 ]; do
