@@ -39,25 +39,50 @@ cudaError_t pp_launch_gelu_backward(const float *dy, const float *z, float *dz, 
     return cudaGetLastError();
 }
 
-/* PP_COLSUM_X columns per block, PP_COLSUM_Y row groups: enough blocks and
- * threads at hidden 1024 (32 blocks) where one thread per column had 4. */
-__global__ void colsum_kernel(const float *__restrict__ dz, float *__restrict__ db, int n, int h)
+/* PP_COLSUM_X columns per block, PP_COLSUM_Y row groups, one grid row per
+ * chunk of rows (mlp_launch.h): enough blocks at hidden 1024 (32 column
+ * blocks) and at large batches (up to 32 chunks), in a fixed order. */
+__global__ void colsum_kernel(const float *__restrict__ dz, float *__restrict__ out, int n, int h)
 {
     __shared__ float part[PP_COLSUM_Y][PP_COLSUM_X + 1];
-    int j = (int)blockIdx.x * PP_COLSUM_X + (int)threadIdx.x;
-    part[threadIdx.y][threadIdx.x] = j < h ? pp_colsum_partial(dz, n, h, j, (int)threadIdx.y) : 0;
+    int j = (int)blockIdx.x * PP_COLSUM_X + (int)threadIdx.x, r0, r1;
+    pp_colsum_rows(n, blockIdx.y, &r0, &r1);
+    part[threadIdx.y][threadIdx.x] =
+        j < h ? pp_colsum_partial(dz, r0, r1, h, j, (int)threadIdx.y) : 0;
     __syncthreads();
     if (threadIdx.y == 0 && j < h) {
         float s = 0;
         for (int q = 0; q < PP_COLSUM_Y; q++)
             s += part[q][threadIdx.x];
+        if (gridDim.y == 1)
+            out[j] += s; /* out is db */
+        else
+            out[(size_t)blockIdx.y * h + j] = s; /* out is the chunks' partial sums */
+    }
+}
+
+/* db[j] += the chunks' sums of column j, in chunk order. */
+__global__ void colsum_chunks_kernel(const float *__restrict__ partial, unsigned chunks, int h,
+                                     float *__restrict__ db)
+{
+    GRID_STRIDE(j, (size_t)h)
+    {
+        float s = 0;
+        for (unsigned c = 0; c < chunks; c++)
+            s += partial[c * (size_t)h + j];
         db[j] += s;
     }
 }
 
-cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, cudaStream_t s)
+cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, float *partial,
+                             cudaStream_t s)
 {
-    colsum_kernel<<<pp_colsum_blocks(h), dim3(PP_COLSUM_X, PP_COLSUM_Y), 0, s>>>(dz, db, n, h);
+    unsigned chunks = pp_colsum_chunks(n);
+    dim3 grid(pp_colsum_blocks(h), chunks), block(PP_COLSUM_X, PP_COLSUM_Y);
+    colsum_kernel<<<grid, block, 0, s>>>(dz, chunks == 1 ? db : partial, n, h);
+    if (chunks > 1)
+        colsum_chunks_kernel<<<pp_blocks_for((size_t)h), PP_THREADS, 0, s>>>(partial, chunks, h,
+                                                                              db);
     return cudaGetLastError();
 }
 

@@ -17,8 +17,10 @@ cudaError_t pp_launch_bias_gelu(const float *x, const float *b, float *z, float 
 /* dz = dy * gelu'(z); dx = dy when dx is not NULL (the GEMM then adds dz W^T). */
 cudaError_t pp_launch_gelu_backward(const float *dy, const float *z, float *dz, float *dx,
                                     size_t count, cudaStream_t s);
-/* db += column sums of dz [n, h]. */
-cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, cudaStream_t s);
+/* db += column sums of dz [n, h].  partial: PP_COLSUM_MAX_CHUNKS * h floats
+ * of scratch (mlp_launch.h), stream-ordered. */
+cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, float *partial,
+                             cudaStream_t s);
 /* dy = (y - t) * inv_n; *loss = sum (y - t)^2 (overwritten).  partial:
  * PP_MSE_MAX_BLOCKS doubles of scratch (mlp_launch.h), stream-ordered. */
 cudaError_t pp_launch_mse(const float *y, const float *t, float inv_n, float *dy, size_t count,

@@ -22,21 +22,42 @@ static inline PP_HD unsigned pp_blocks_for(size_t count)
     return b == 0 ? 1u : b < PP_MAX_BLOCKS ? (unsigned)b : PP_MAX_BLOCKS;
 }
 
-/* colsum: a block of PP_COLSUM_X columns x PP_COLSUM_Y row groups; thread
- * (tx, ty) sums rows ty, ty + Y, ... of its column, then row 0 of the block
- * adds the Y partial sums in ty order (a fixed order for a given shape). */
+/* colsum: a grid of pp_colsum_blocks(h) column blocks x pp_colsum_chunks(n)
+ * row chunks, so that large batches get blocks too; a block is PP_COLSUM_X
+ * columns x PP_COLSUM_Y row groups.  Thread (tx, ty) of chunk c sums rows
+ * ty, ty + Y, ... of the chunk's rows (pp_colsum_rows) in its column, then
+ * row 0 of the block adds the Y partial sums in ty order.  One chunk: that
+ * sum goes to db.  Several: into partial[c * h + j], and a second pass adds
+ * each column's chunk sums to db in chunk order.  The order is fixed for a
+ * given shape. */
 #define PP_COLSUM_X 32
 #define PP_COLSUM_Y 32
+#define PP_COLSUM_CHUNK_ROWS 256 /* 8 rows per thread before another chunk pays off */
+#define PP_COLSUM_MAX_CHUNKS 32  /* partial: PP_COLSUM_MAX_CHUNKS * h floats */
 
 static inline PP_HD unsigned pp_colsum_blocks(int h)
 {
     return (unsigned)((h + PP_COLSUM_X - 1) / PP_COLSUM_X);
 }
 
-static inline PP_HD float pp_colsum_partial(const float *dz, int n, int h, int j, int ty)
+static inline PP_HD unsigned pp_colsum_chunks(int n)
+{
+    int c = (n + PP_COLSUM_CHUNK_ROWS - 1) / PP_COLSUM_CHUNK_ROWS;
+    return c < 1 ? 1u : c < PP_COLSUM_MAX_CHUNKS ? (unsigned)c : PP_COLSUM_MAX_CHUNKS;
+}
+
+/* Rows [*r0, *r1) of chunk c of n rows. */
+static inline PP_HD void pp_colsum_rows(int n, unsigned c, int *r0, int *r1)
+{
+    int chunks = (int)pp_colsum_chunks(n), per = (n + chunks - 1) / chunks;
+    *r0 = (int)c * per < n ? (int)c * per : n;
+    *r1 = *r0 + per < n ? *r0 + per : n;
+}
+
+static inline PP_HD float pp_colsum_partial(const float *dz, int r0, int r1, int h, int j, int ty)
 {
     float s = 0;
-    for (int r = ty; r < n; r += PP_COLSUM_Y)
+    for (int r = r0 + ty; r < r1; r += PP_COLSUM_Y)
         s += dz[(size_t)r * (size_t)h + (size_t)j];
     return s;
 }

@@ -35,6 +35,10 @@ typedef struct pr_backend_cfg {
 typedef struct pr_bctx {
     int rank;
     const void *op; /* the op being replayed (a pp_op), for error messages */
+    /* Asynchronous backends: the op whose work was last enqueued on the
+     * device's stream, named by an error found later (a kernel fault
+     * surfaces at the next synchronisation, e.g. the flush). */
+    const void *last_op;
     const char *(*format_op)(const void *op, char *buf, size_t size);
     int failed;
     int capturing; /* set by capture_begin: nothing may wait for the device */
@@ -95,14 +99,18 @@ typedef struct pr_backend {
 const pr_backend *pr_backend_cpu(void);
 /* NULL when this binary was built without CUDA. */
 const pr_backend *pr_backend_cuda(void);
-/* GPUs visible: 0 when none, or when libcuda / the driver is missing. */
-int pr_cuda_device_count(void);
+/* GPUs visible.  0 when CUDA reports no device, or when CUDA cannot start
+ * at all (no driver, too old a driver, ...): then err holds the CUDA
+ * error's name and description, else it is left alone. */
+int pr_cuda_device_count(char *err, size_t errlen);
 
 /* The CPU backend's GEMM, exposed for the benchmark: C (+)= A B, row-major,
  * A [m, k], B [k, n]; fixed summation order (k ascending) per element. */
 void pr_cpu_sgemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate);
 
-/* Records the first failure of a context: "[device R] WHERE MSG during OP". */
+/* Records the first failure of a context: "[device R] WHERE MSG during OP",
+ * and "(last work enqueued: OP2)" when another op's work was last
+ * enqueued on the device's stream. */
 void pr_bctx_fail(pr_bctx *c, const char *where, const char *msg);
 
 #ifdef __cplusplus

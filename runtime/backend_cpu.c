@@ -74,12 +74,17 @@ void pr_bctx_fail(pr_bctx *c, const char *where, const char *msg)
 {
     if (c->failed)
         return;
-    char op[64] = "";
+    char op[64] = "", last[80] = "";
     if (c->op && c->format_op) {
         char name[48];
         snprintf(op, sizeof op, " during %s", c->format_op(c->op, name, sizeof name));
     }
-    snprintf(c->err, sizeof c->err, "[device %d] %s %s%s", c->rank, where, msg, op);
+    if (c->last_op && c->last_op != c->op && c->format_op) {
+        char name[48];
+        snprintf(last, sizeof last, " (last work enqueued: %s)",
+                 c->format_op(c->last_op, name, sizeof name));
+    }
+    snprintf(c->err, sizeof c->err, "[device %d] %s %s%s%s", c->rank, where, msg, op, last);
     c->failed = 1;
 }
 

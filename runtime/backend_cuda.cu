@@ -69,15 +69,24 @@ bool pp_cuda_enter(cuda_ctx *c)
     if (!pp_cuda_enter(c))                                                                 \
         return
 
-extern "C" int pr_cuda_device_count(void)
+/* ENTER for a call that enqueues work: the op it belongs to is the one a
+ * later synchronisation error names (pr_bctx.last_op). */
+#define ENQUEUE(cb)                                                                        \
+    ENTER(cb);                                                                             \
+    c->base.last_op = c->base.op
+
+extern "C" int pr_cuda_device_count(char *err, size_t errlen)
 {
     int n = 0;
-    /* No driver (libcuda absent) or no device: an error, which means "none". */
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    return n;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaSuccess)
+        return n;
+    (void)cudaGetLastError();
+    /* No device is "none"; anything else (no or too old a driver, a broken
+     * installation) is said, not read as "no GPU". */
+    if (e != cudaErrorNoDevice)
+        snprintf(err, errlen, "%s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
+    return 0;
 }
 
 static void cuda_close(pr_bctx *cb)
@@ -99,6 +108,7 @@ static void cuda_close(pr_bctx *cb)
     cudaFree(c->step_dev);
     cudaFree(c->loss_dev);
     cudaFree(c->mse_partial);
+    cudaFree(c->colsum_partial);
     cudaFreeHost(c->loss_host);
     cudaFree(c->bf_a);
     cudaFree(c->bf_b);
@@ -141,6 +151,8 @@ static pr_bctx *cuda_open(int rank, const pr_backend_cfg *cfg, char *err, size_t
               CU(c, cudaMemsetAsync(c->loss_dev, 0, (size_t)c->slots * sizeof(double), c->stream)) &&
               CU(c, cudaMallocHost(&c->loss_host, (size_t)c->slots * sizeof(double))) &&
               CU(c, cudaMalloc(&c->mse_partial, PP_MSE_MAX_BLOCKS * sizeof(double))) &&
+              CU(c, cudaMalloc(&c->colsum_partial,
+                               (size_t)PP_COLSUM_MAX_CHUNKS * (size_t)c->hidden * sizeof(float))) &&
               CU(c, cudaEventCreateWithFlags(&c->ev_fork, cudaEventDisableTiming)) &&
               CU(c, cudaEventCreateWithFlags(&c->ev_join, cudaEventDisableTiming));
     if (ok && c->precision == PR_BF16)
@@ -195,7 +207,7 @@ static void cuda_release(pr_bctx *cb, float *p)
 
 static void cuda_upload(pr_bctx *cb, float *dst, const float *src, size_t count)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     /* pageable source: the copy has read it when the call returns */
     CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice, c->stream));
 }
@@ -203,7 +215,7 @@ static void cuda_upload(pr_bctx *cb, float *dst, const float *src, size_t count)
 /* Under BF16: dst's shadow = BF16(dst), after dst was written. */
 static void refresh_shadow(pr_bctx *cb, float *dst, size_t count)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     if (c->precision == PR_BF16)
         CU(c, pp_launch_to_bf16(dst, shadow_of(c, dst, count), count, c->stream));
 }
@@ -216,7 +228,7 @@ static void cuda_upload_weight(pr_bctx *cb, float *dst, const float *src, size_t
 
 static void cuda_copy(pr_bctx *cb, float *dst, const float *src, size_t count)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
 }
 
@@ -235,13 +247,13 @@ static void cuda_download(pr_bctx *cb, float *dst, const float *src, size_t coun
 
 static void cuda_set_step(pr_bctx *cb, int step)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     CU(c, pp_launch_set_int(c->step_dev, step, c->stream));
 }
 
 static void cuda_make_batch(pr_bctx *cb, int row0, int rows, float *x, float *t)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     CU(c, pp_launch_make_batch(c->seed, c->step_dev, row0, rows, c->hidden, x, t, c->stream));
 }
 
@@ -270,7 +282,7 @@ static bool bgemm(cuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m
 static void cuda_layer_forward(pr_bctx *cb, const float *x, const float *W, const float *b,
                                float *z, float *y, int n, int h)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     bool ok;
     if (c->precision == PR_BF16)
         ok = CU(c, pp_launch_to_bf16(x, c->bf_a, (size_t)n * h, c->stream)) &&
@@ -285,7 +297,7 @@ static void cuda_layer_forward(pr_bctx *cb, const float *x, const float *W, cons
 static void cuda_layer_backward_input(pr_bctx *cb, const float *dy, const float *z, const float *W,
                                       float *dz, float *dx, int n, int h)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     if (!CU(c, pp_launch_gelu_backward(dy, z, dz, dx, (size_t)n * h, c->stream)) || !dx)
         return;
     /* dx (= dy) += dz W^T */
@@ -304,7 +316,7 @@ static void cuda_layer_backward_weight(pr_bctx *cb, const float *x, const float 
 {
     /* B then W of one layer (an unsplit backward): B left BF16(dz) in bf_a */
     bool have_dz = ((cuda_ctx *)cb)->bf_a_of == dz;
-    ENTER(cb);
+    ENQUEUE(cb);
     bool ok;
     /* dW += x^T dz */
     if (c->precision == PR_BF16)
@@ -314,13 +326,13 @@ static void cuda_layer_backward_weight(pr_bctx *cb, const float *x, const float 
     else
         ok = sgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, h, h, n, dz, x, 1.0f, dW);
     if (ok)
-        CU(c, pp_launch_colsum(dz, db, n, h, c->stream));
+        CU(c, pp_launch_colsum(dz, db, n, h, c->colsum_partial, c->stream));
 }
 
 static void cuda_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, float *dy, int n,
                      int h, int slot)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     if (slot < 0 || slot >= c->slots) {
         pr_bctx_fail(cb, "cuda mse:", "loss slot out of range");
         return;
@@ -342,19 +354,19 @@ static void cuda_read_loss(pr_bctx *cb, double *out, int n)
 
 static void cuda_sgd(pr_bctx *cb, float *p, float *g, float lr, size_t count)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     CU(c, pp_launch_sgd(p, g, lr, count, NULL, c->stream));
 }
 
 static void cuda_sgd_weight(pr_bctx *cb, float *p, float *g, float lr, size_t count)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     CU(c, pp_launch_sgd(p, g, lr, count, shadow_of(c, p, count), c->stream));
 }
 
 static void cuda_zero(pr_bctx *cb, float *p, size_t count)
 {
-    ENTER(cb);
+    ENQUEUE(cb);
     CU(c, cudaMemsetAsync(p, 0, count * sizeof(float), c->stream));
 }
 
@@ -386,12 +398,18 @@ static int cuda_capture_begin(pr_bctx **cs, int n)
             c->on_capture(c->capture_arg);
     }
     if (!pp_cuda_enter(c0) ||
-        !CU(c0, cudaStreamBeginCapture(c0->stream, cudaStreamCaptureModeRelaxed)) ||
-        !CU(c0, cudaEventRecord(c0->ev_fork, c0->stream)))
+        !CU(c0, cudaStreamBeginCapture(c0->stream, cudaStreamCaptureModeRelaxed)))
         return 1;
-    for (int i = 1; i < n; i++)
-        if (!CU(c0, cudaStreamWaitEvent(((cuda_ctx *)cs[i])->stream, c0->ev_fork, 0)))
-            return 1;
+    bool ok = CU(c0, cudaEventRecord(c0->ev_fork, c0->stream));
+    for (int i = 1; i < n && ok; i++)
+        ok = CU(c0, cudaStreamWaitEvent(((cuda_ctx *)cs[i])->stream, c0->ev_fork, 0));
+    if (!ok) { /* end the capture, or the streams stay capturing (and unusable) */
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(c0->stream, &g) == cudaSuccess && g)
+            cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        return 1;
+    }
     for (int i = 0; i < n; i++)
         cs[i]->capturing = 1;
     return 0;
@@ -431,7 +449,7 @@ static int cuda_graph_step(pr_bctx **cs, int n, int step)
     cuda_ctx *c0 = (cuda_ctx *)cs[0];
     if (!pp_cuda_enter(c0))
         return 1;
-    c0->base.op = NULL;
+    c0->base.op = c0->base.last_op = NULL; /* the whole step is one launch */
     for (int i = 0; i < n; i++)
         if (!CU(c0, pp_launch_set_int(((cuda_ctx *)cs[i])->step_dev, step, c0->stream)))
             return 1;

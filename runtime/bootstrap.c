@@ -414,3 +414,14 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d)
     b->listen_fd = rank == 0 ? fd : -1;
     return 1;
 }
+
+int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d)
+{
+    if (visible == 1)
+        return 0; /* srun --gpus-per-task 1, CUDA_VISIBLE_DEVICES per rank: its own GPU */
+    if (local_rank < visible)
+        return local_rank;
+    pp_error(d, "rank %d: local rank %d but %d GPUs are visible (a rank uses GPU 0 when it "
+                "sees one, else the GPU of its local rank)", rank, local_rank, visible);
+    return -1;
+}

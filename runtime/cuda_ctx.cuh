@@ -24,6 +24,7 @@ typedef struct cuda_ctx {
     double *loss_dev;      /* [slots] */
     double *loss_host;     /* [slots], pinned */
     double *mse_partial;   /* [PP_MSE_MAX_BLOCKS]: the multi-block MSE's scratch */
+    float *colsum_partial; /* [PP_COLSUM_MAX_CHUNKS * hidden]: the bias gradient's */
     __nv_bfloat16 *bf_a, *bf_b; /* [rows * hidden] each: BF16 copies of GEMM operands */
     /* bf_a = BF16(bf_a_of), converted by the call just made on this context
      * (layer_backward_input's dz), so that layer_backward_weight of the same

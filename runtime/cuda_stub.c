@@ -10,7 +10,7 @@
 
 const pr_backend *pr_backend_cuda(void) { return NULL; }
 
-int pr_cuda_device_count(void) { return 0; }
+int pr_cuda_device_count(char *err, size_t errlen) { return 0; }
 
 pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen)
 {

@@ -14,10 +14,6 @@
 #include "pprun.h"
 #include "transport.h"
 
-#define CHECK_TOLERANCE 1e-5
-#define TF32_TOLERANCE 1e-3
-#define BF16_TOLERANCE 1e-2
-
 static void usage(FILE *f)
 {
     fputs("usage: pprun PLAN.json [options]\n"
@@ -34,6 +30,7 @@ static void usage(FILE *f)
           "  --steps N           training steps (default 1)\n"
           "  --check             compare with single-device full-batch training; exit 1 if the\n"
           "                      largest relative error of weights or biases exceeds 1e-5\n"
+          "                      (--precision bf16: 1e-2, tf32: 2e-2)\n"
           "  --dump DIR          write x, t, w_init, b_init, w_final, b_final, loss as .npy\n"
           "  --trace FILE        write every op's measured start and end (Chrome trace JSON)\n"
           "  --timeline          draw the measured last step as a text timeline\n"
@@ -186,15 +183,22 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
 {
     const pr_backend *be = pr_backend_cpu();
     bool gpu_built = pr_backend_cuda() != NULL;
-    *gpu_count = gpu_built ? pr_cuda_device_count() : 0;
+    char cuda_err[200] = ""; /* CUDA failed to start, for another reason than no device */
+    *gpu_count = gpu_built ? pr_cuda_device_count(cuda_err, sizeof cuda_err) : 0;
     if (!backend) {
         if (*gpu_count > 0)
             be = pr_backend_cuda();
+        else if (cuda_err[0])
+            fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
         else if (gpu_built)
             fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     } else if (strcmp(backend, "cuda") == 0) {
         if (!gpu_built) {
             pp_error(d, "the cuda backend is not built in this binary");
+            return NULL;
+        }
+        if (cuda_err[0]) {
+            pp_error(d, "--backend cuda: CUDA cannot start: %s", cuda_err);
             return NULL;
         }
         if (*gpu_count == 0) {
@@ -378,24 +382,23 @@ int main(int argc, char **argv)
     if (multi) {
         boot.timeout = timeout;
         unsigned char id[128] = {0};
-        if (local_rank >= gpu_count) {
-            pp_error(&diag, "rank %d: LOCAL_RANK %d but only %d GPUs are visible", boot.rank,
-                     local_rank, gpu_count);
+        int gpu = pr_rank_gpu(boot.rank, local_rank, gpu_count, &diag);
+        if (gpu < 0) {
             rc = 1;
         } else if (boot.rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
             pp_error(&diag, "rank 0: %s", err);
             rc = 1;
         } else if (pr_boot_exchange(&boot, id, sizeof id, &diag)) {
             rc = 1;
-        } else if (!(tr = pr_transport_nccl_create(boot.rank, boot.world, local_rank, id, timeout,
-                                                    err, sizeof err))) {
+        } else if (!(tr = pr_transport_nccl_create(boot.rank, boot.world, gpu, id, timeout, err,
+                                                    sizeof err))) {
             pp_error(&diag, "rank %d: %s", boot.rank, err);
             rc = 1;
         }
         o.transport = tr;
         o.one_rank = true;
         o.rank = boot.rank;
-        o.gpu_base = local_rank;
+        o.gpu_base = gpu;
         o.gpus = 1;
         o.graph = false;
         own = calloc((size_t)model.layers, sizeof(bool));
@@ -456,11 +459,8 @@ int main(int argc, char **argv)
         if (check && rc == 0) {
             if (multi)
                 printf("rank %d: ", boot.rank);
-            /* BF16 GEMMs round their operands to 8 bits of mantissa */
-            double tol = precision == PR_BF16 ? BF16_TOLERANCE
-                         : precision == PR_TF32 ? TF32_TOLERANCE
-                                                : CHECK_TOLERANCE;
-            rc = run_check(&plan, &model, (int)steps, &r, tol, own, has_loss);
+            rc = run_check(&plan, &model, (int)steps, &r, pr_check_tolerance(precision), own,
+                           has_loss);
         }
         pr_run_result_free(&r);
     }

@@ -59,6 +59,8 @@ int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, flo
                              double *loss, pp_diag *d);
 /* max |a - ref| / max |ref| (0 if both are all zero). */
 double pr_max_rel_err(const float *a, const float *ref, size_t n);
+/* --check's tolerance for a GEMM precision (enum pr_precision). */
+double pr_check_tolerance(int precision);
 
 /* replay.c */
 typedef struct pr_backend pr_backend;
@@ -141,6 +143,10 @@ int pr_boot_exchange(const pr_boot *b, void *blob, size_t len, pp_diag *d);
  * PPRUN_BOOT_FD.  1 = launched (b, *local_rank filled; timeout left 0),
  * 0 = not launched, -1 = inconsistent environment (error reported). */
 int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
+/* The GPU of a launched rank among the `visible` ones: 0 when it sees one
+ * (each task given its own GPU), else its local rank; -1 (error
+ * reported) when that GPU does not exist. */
+int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.

@@ -61,17 +61,32 @@ static float *pool_get(device_ctx *D)
     return D->R->be->alloc(D->bc, D->R->slot);
 }
 
-static void pool_put(device_ctx *D, float *p)
+/* Appends p to the list (*v)[*n] of capacity *cap. */
+static void list_push(float ***v, int *n, int *cap, float *p)
 {
-    if (!p)
-        return;
-    if (D->npool == D->cap_pool) {
-        D->cap_pool = D->cap_pool ? 2 * D->cap_pool : 16;
-        D->pool = realloc(D->pool, (size_t)D->cap_pool * sizeof *D->pool);
-        if (!D->pool)
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        *v = realloc(*v, (size_t)*cap * sizeof **v);
+        if (!*v)
             abort();
     }
-    D->pool[D->npool++] = p;
+    (*v)[(*n)++] = p;
+}
+
+static void pool_put(device_ctx *D, float *p)
+{
+    if (p)
+        list_push(&D->pool, &D->npool, &D->cap_pool, p);
+}
+
+/* The ops of a group run concurrently (ncclGroupStart/End): a buffer a
+ * send of the group reads goes back to the pool only when the group has
+ * completed, or a recv of the same group could land in it. */
+static void release_held(device_ctx *D)
+{
+    for (int q = 0; q < D->nheld; q++)
+        pool_put(D, D->held[q]);
+    D->nheld = 0;
 }
 
 /* The act_set of (stage, mb) on this device, or NULL. */
@@ -271,7 +286,10 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
             OP_FAIL(D, i, "the %s transport failed", D->R->tr->ops->name);
         return 0; /* the caller reports the context's error */
     }
-    pool_put(D, *box);
+    if (D->in_group)
+        list_push(&D->held, &D->nheld, &D->cap_held, *box);
+    else
+        pool_put(D, *box);
     *box = NULL;
     return 0;
 }
@@ -427,8 +445,9 @@ void *device_main(void *arg)
                 i++;
                 continue;
             }
-            /* a group is posted together: sends are buffered, so post them
-             * all first; then wait for the receives in list order */
+            /* a group is posted together: sends first (buffered, or
+             * concurrent with the recvs under NCCL: their buffers are held
+             * until the group completes), then the receives in list order */
             int j = i;
             while (j < dv->n && dv->ops[j].group == op->group &&
                    (dv->ops[j].kind == PP_OP_SEND || dv->ops[j].kind == PP_OP_RECV))
@@ -439,6 +458,7 @@ void *device_main(void *arg)
                 fail(R, "%s", D->bc->err);
                 return NULL;
             }
+            D->in_group = true;
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_SEND && exec_op(D, q, step))
                     return NULL;
@@ -450,6 +470,8 @@ void *device_main(void *arg)
                 fail(R, "%s", D->bc->err);
                 return NULL;
             }
+            D->in_group = false;
+            release_held(D);
             i = j;
         }
     }
@@ -574,6 +596,7 @@ void device_teardown(run *R, device_ctx *D)
         free(st->mb);
         free(st->ptrs);
     }
+    release_held(D); /* a group a failure left open */
     for (int q = 0; q < D->npool; q++)
         be->release(D->bc, D->pool[q]);
     be->release(D->bc, D->t_dev);
@@ -584,6 +607,7 @@ void device_teardown(run *R, device_ctx *D)
     be->close(D->bc);
     D->bc = NULL;
     free(D->pool);
+    free(D->held);
     free(D->st);
     free(D->local);
 }

@@ -58,6 +58,9 @@ typedef struct device_ctx {
     int *local; /* [stages] -> index in st, or -1 */
     float **pool;
     int npool, cap_pool, allocated;
+    float **held; /* sent inside the open group: back to the pool at its end */
+    int nheld, cap_held;
+    bool in_group;
     float *t_dev;
     int inflight, peak;
     double *start, *end;

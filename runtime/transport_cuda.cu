@@ -1,14 +1,15 @@
 /*
  * transport_cuda.cu — the two GPU transports.
  *
- * local: every pipeline device in this process (one or more GPUs).  A send
- * copies, on the sender's stream, into a message slot on the receiver's GPU
- * (cudaMemcpyAsync, or cudaMemcpyPeerAsync across GPUs) and records the
- * slot's `filled` event; the recv makes the receiver's stream wait for it,
- * copies out and records `drained`, which the next send into that slot
- * waits for.  The host only waits until the matching send has been issued,
- * so hand-offs never stall a stream on the host, and a captured step turns
- * them into graph edges.
+ * local: every pipeline device in this process (one or more GPUs); the
+ * queues and host-side waits are transport_local.c's, this file gives them
+ * the device operations.  A send copies, on the sender's stream, into a
+ * message slot on the receiver's GPU (cudaMemcpyAsync, or
+ * cudaMemcpyPeerAsync across GPUs) and records the slot's `filled` event;
+ * the recv makes the receiver's stream wait for it, copies out and records
+ * `drained`, which the next send into that slot waits for.  The host only
+ * waits until the matching send has been issued, so hand-offs never stall
+ * a stream on the host, and a captured step turns them into graph edges.
  *
  * nccl: one process per GPU; ncclSend/ncclRecv on a communication stream
  * that waits for the compute stream before a group and is waited for after
@@ -16,6 +17,7 @@
  * communicator is non-blocking, every wait polls ncclCommGetAsyncError,
  * and a deadline aborts it (ncclCommAbort).
  */
+#include <dlfcn.h>
 #include <nccl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,7 +27,7 @@
 #include <unistd.h>
 
 #include "cuda_ctx.cuh"
-#include "transport.h"
+#include "transport_local.h"
 
 static double now_s(void)
 {
@@ -36,236 +38,191 @@ static double now_s(void)
 
 /* ---------------- local ---------------- */
 
-typedef struct slot {
-    struct slot *next;
-    pr_tag tag;
-    size_t count, cap;
-    float *buf;          /* on the receiver's GPU */
-    cudaEvent_t filled;  /* recorded on the sender's stream */
-    cudaEvent_t drained; /* recorded on the receiver's stream */
-    bool drain_pending;  /* drained was recorded and must be waited for */
-} slot;
+/* The device side of the local transport (the queues and waits are
+ * transport_local.c's): a slot is a buffer on the receiver's GPU and two
+ * events, filled recorded on the sender's stream, drained on the
+ * receiver's. */
+typedef struct cuda_slot {
+    float *buf;
+    cudaEvent_t filled, drained;
+} cuda_slot;
 
-typedef struct lchan {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    slot *head, *tail, *free_list;
-} lchan;
+typedef struct local_gpus {
+    cuda_ctx **ctx; /* [devices], set by attach */
+} local_gpus;
 
-typedef struct local_tr {
-    pr_transport base;
-    int devices;
-    cuda_ctx **ctx; /* [devices] */
-    lchan *chan;    /* [src * devices + dst] */
-    int aborted; /* read and written with __atomic builtins */
-} local_tr;
+static void local_on_capture(void *arg) { pr_transport_local_streams_idle((pr_transport *)arg); }
 
-static void local_on_capture(void *arg)
+static void local_attach(void *arg, pr_transport *t, int rank, pr_bctx *c)
 {
-    local_tr *t = (local_tr *)arg;
-    /* streams are idle: pending drains are complete */
-    for (int i = 0; i < t->devices * t->devices; i++) {
-        pthread_mutex_lock(&t->chan[i].mu);
-        for (slot *s = t->chan[i].free_list; s; s = s->next)
-            s->drain_pending = false;
-        pthread_mutex_unlock(&t->chan[i].mu);
-    }
+    local_gpus *g = (local_gpus *)arg;
+    g->ctx[rank] = (cuda_ctx *)c;
+    g->ctx[rank]->on_capture = local_on_capture;
+    g->ctx[rank]->capture_arg = t;
 }
 
-static void local_attach(pr_transport *tp, int rank, pr_bctx *c)
+static void local_slot_free(void *arg, void *p)
 {
-    local_tr *t = (local_tr *)tp;
-    if (rank < 0 || rank >= t->devices)
-        return;
-    t->ctx[rank] = (cuda_ctx *)c;
-    t->ctx[rank]->on_capture = local_on_capture;
-    t->ctx[rank]->capture_arg = t;
+    cuda_slot *s = (cuda_slot *)p;
+    cudaFree(s->buf);
+    if (s->filled)
+        cudaEventDestroy(s->filled);
+    if (s->drained)
+        cudaEventDestroy(s->drained);
+    free(s);
 }
 
-static slot *new_slot(cuda_ctx *src, cuda_ctx *dst, size_t count)
+static void *local_slot_new(void *arg, int src, int dst, size_t count)
 {
-    slot *s = (slot *)calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
-    s->cap = count;
-    bool ok = CU(src, cudaSetDevice(dst->gpu)) &&
-              CU(src, cudaMalloc(&s->buf, count * sizeof(float))) &&
-              CU(src, cudaEventCreateWithFlags(&s->drained, cudaEventDisableTiming)) &&
-              CU(src, cudaSetDevice(src->gpu)) &&
-              CU(src, cudaEventCreateWithFlags(&s->filled, cudaEventDisableTiming));
-    cudaSetDevice(src->gpu);
-    if (!ok) {
-        cudaFree(s->buf);
+    local_gpus *g = (local_gpus *)arg;
+    cuda_ctx *cs = g->ctx[src], *cd = g->ctx[dst];
+    cuda_slot *s = (cuda_slot *)calloc(1, sizeof *s);
+    if (!s || !cs || !cd || !pp_cuda_enter(cs)) {
         free(s);
+        return NULL;
+    }
+    bool ok = CU(cs, cudaSetDevice(cd->gpu)) &&
+              CU(cs, cudaMalloc(&s->buf, count * sizeof(float))) &&
+              CU(cs, cudaEventCreateWithFlags(&s->drained, cudaEventDisableTiming)) &&
+              CU(cs, cudaSetDevice(cs->gpu)) &&
+              CU(cs, cudaEventCreateWithFlags(&s->filled, cudaEventDisableTiming));
+    cudaSetDevice(cs->gpu);
+    if (!ok) {
+        local_slot_free(arg, s);
         return NULL;
     }
     return s;
 }
 
-static int local_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data,
-                      size_t count)
+static bool local_fill(void *arg, int src, int dst, void *p, bool wait_drain, const float *data,
+                       size_t count)
 {
-    local_tr *t = (local_tr *)tp;
-    cuda_ctx *cs = t->ctx[src], *cd = t->ctx[dst];
+    local_gpus *g = (local_gpus *)arg;
+    cuda_ctx *cs = g->ctx[src], *cd = g->ctx[dst];
+    cuda_slot *s = (cuda_slot *)p;
     if (!cs || !cd || !pp_cuda_enter(cs))
-        return 1;
-    lchan *ch = &t->chan[(size_t)src * t->devices + dst];
-    pthread_mutex_lock(&ch->mu);
-    slot *s = ch->free_list;
-    if (s && s->cap >= count)
-        ch->free_list = s->next;
-    else
-        s = NULL;
-    pthread_mutex_unlock(&ch->mu);
-    if (!s && !(s = new_slot(cs, cd, count)))
-        return 1;
-    bool ok = (!s->drain_pending || CU(cs, cudaStreamWaitEvent(cs->stream, s->drained, 0))) &&
-              (cs->gpu == cd->gpu
-                   ? CU(cs, cudaMemcpyAsync(s->buf, data, count * sizeof(float),
-                                            cudaMemcpyDeviceToDevice, cs->stream))
-                   : CU(cs, cudaMemcpyPeerAsync(s->buf, cd->gpu, data, cs->gpu,
-                                                count * sizeof(float), cs->stream))) &&
-              CU(cs, cudaEventRecord(s->filled, cs->stream));
-    s->tag = tag;
-    s->count = count;
-    s->next = NULL;
-    pthread_mutex_lock(&ch->mu);
-    if (!ok) { /* keep the slot for teardown */
-        s->next = ch->free_list;
-        ch->free_list = s;
-    } else if (ch->tail) {
-        ch->tail->next = s;
-        ch->tail = s;
-    } else {
-        ch->head = ch->tail = s;
-    }
-    pthread_cond_signal(&ch->cv);
-    pthread_mutex_unlock(&ch->mu);
-    return ok ? 0 : 1;
+        return false;
+    cs->base.last_op = cs->base.op;
+    return (!wait_drain || CU(cs, cudaStreamWaitEvent(cs->stream, s->drained, 0))) &&
+           (cs->gpu == cd->gpu
+                ? CU(cs, cudaMemcpyAsync(s->buf, data, count * sizeof(float),
+                                         cudaMemcpyDeviceToDevice, cs->stream))
+                : CU(cs, cudaMemcpyPeerAsync(s->buf, cd->gpu, data, cs->gpu,
+                                             count * sizeof(float), cs->stream))) &&
+           CU(cs, cudaEventRecord(s->filled, cs->stream));
 }
 
-static int local_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data, size_t count,
-                      double timeout, pr_tag *got)
+static bool local_drain(void *arg, int dst, void *p, float *data, size_t count)
 {
-    local_tr *t = (local_tr *)tp;
-    cuda_ctx *cd = t->ctx[dst];
+    local_gpus *g = (local_gpus *)arg;
+    cuda_ctx *cd = g->ctx[dst];
+    cuda_slot *s = (cuda_slot *)p;
     if (!cd || !pp_cuda_enter(cd))
-        return PR_RECV_ERROR;
-    lchan *ch = &t->chan[(size_t)src * t->devices + dst];
-    double deadline = now_s() + timeout;
-    struct timespec ts;
-    ts.tv_sec = (time_t)deadline;
-    ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
-    pthread_mutex_lock(&ch->mu);
-    while (!ch->head && !__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST))
-        if (pthread_cond_timedwait(&ch->cv, &ch->mu, &ts) != 0 && !ch->head)
-            break;
-    slot *s = ch->head;
-    if (!s) {
-        pthread_mutex_unlock(&ch->mu);
-        return __atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST) ? PR_RECV_ABORTED : PR_RECV_TIMEOUT;
-    }
-    ch->head = s->next;
-    if (!ch->head)
-        ch->tail = NULL;
-    pthread_mutex_unlock(&ch->mu);
-    int rc = PR_RECV_OK;
-    if (s->tag.comm != want.comm || s->tag.stage != want.stage || s->tag.mb != want.mb ||
-        s->count != count) {
-        *got = s->tag;
-        rc = PR_RECV_MISMATCH;
-    } else if (!CU(cd, cudaStreamWaitEvent(cd->stream, s->filled, 0)) ||
-               !CU(cd, cudaMemcpyAsync(data, s->buf, count * sizeof(float),
-                                       cudaMemcpyDeviceToDevice, cd->stream)) ||
-               !CU(cd, cudaEventRecord(s->drained, cd->stream))) {
-        rc = PR_RECV_ERROR;
-    } else {
-        s->drain_pending = true;
-    }
-    pthread_mutex_lock(&ch->mu);
-    s->next = ch->free_list;
-    ch->free_list = s;
-    pthread_mutex_unlock(&ch->mu);
-    return rc;
+        return false;
+    cd->base.last_op = cd->base.op;
+    return CU(cd, cudaStreamWaitEvent(cd->stream, s->filled, 0)) &&
+           CU(cd, cudaMemcpyAsync(data, s->buf, count * sizeof(float), cudaMemcpyDeviceToDevice,
+                                  cd->stream)) &&
+           CU(cd, cudaEventRecord(s->drained, cd->stream));
 }
 
-static void local_abort(pr_transport *tp)
+static void local_wait_idle(void *arg) { cudaDeviceSynchronize(); }
+
+static void local_destroy(void *arg)
 {
-    local_tr *t = (local_tr *)tp;
-    __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
-    for (int i = 0; i < t->devices * t->devices; i++) {
-        pthread_mutex_lock(&t->chan[i].mu);
-        pthread_cond_broadcast(&t->chan[i].cv);
-        pthread_mutex_unlock(&t->chan[i].mu);
-    }
+    local_gpus *g = (local_gpus *)arg;
+    free(g->ctx);
+    free(g);
 }
-
-static void free_slots(slot *s)
-{
-    while (s) {
-        slot *next = s->next;
-        cudaFree(s->buf);
-        cudaEventDestroy(s->filled);
-        cudaEventDestroy(s->drained);
-        free(s);
-        s = next;
-    }
-}
-
-static void local_destroy(pr_transport *tp)
-{
-    local_tr *t = (local_tr *)tp;
-    cudaDeviceSynchronize();
-    for (int i = 0; i < t->devices * t->devices; i++) {
-        free_slots(t->chan[i].head);
-        free_slots(t->chan[i].free_list);
-        pthread_mutex_destroy(&t->chan[i].mu);
-        pthread_cond_destroy(&t->chan[i].cv);
-    }
-    free(t->chan);
-    free(t->ctx);
-    free(t);
-}
-
-static const pr_transport_ops local_ops = {
-    .name = "local",
-    .send = local_send,
-    .recv = local_recv,
-    .abort = local_abort,
-    .destroy = local_destroy,
-    .attach = local_attach,
-};
 
 extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen)
 {
-    local_tr *t = (local_tr *)calloc(1, sizeof *t);
-    if (t) {
-        t->chan = (lchan *)calloc((size_t)devices * devices, sizeof *t->chan);
-        t->ctx = (cuda_ctx **)calloc((size_t)devices, sizeof *t->ctx);
-    }
-    if (!t || !t->chan || !t->ctx) {
-        if (t) {
-            free(t->chan);
-            free(t->ctx);
-        }
-        free(t);
+    local_gpus *g = (local_gpus *)calloc(1, sizeof *g);
+    if (g)
+        g->ctx = (cuda_ctx **)calloc((size_t)devices, sizeof *g->ctx);
+    if (!g || !g->ctx) {
+        free(g);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    t->base.ops = &local_ops;
-    t->devices = devices;
-    for (int i = 0; i < devices * devices; i++) {
-        pthread_mutex_init(&t->chan[i].mu, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_REALTIME);
-        pthread_cond_init(&t->chan[i].cv, &ca);
-        pthread_condattr_destroy(&ca);
-    }
-    return &t->base;
+    pr_local_dev dev = {};
+    dev.arg = g;
+    dev.slot_new = local_slot_new;
+    dev.fill = local_fill;
+    dev.drain = local_drain;
+    dev.slot_free = local_slot_free;
+    dev.attach = local_attach;
+    dev.wait_idle = local_wait_idle;
+    dev.destroy = local_destroy;
+    pr_transport *t = pr_transport_local_new(devices, &dev, err, errlen);
+    if (!t)
+        local_destroy(g);
+    return t;
 }
 
 /* ---------------- nccl ---------------- */
+
+/* NCCL is loaded with dlopen when a multi-process run first needs it, so
+ * that pprun starts, and runs on one GPU, where libnccl.so.2 (~200 MB) is
+ * not installed: single-process runs need only cudart and cuBLAS.  The
+ * names below are the library's own (from nccl.h) bound to the loaded
+ * entry points, so the code and its error messages read as plain NCCL. */
+#define NCCL_ENTRY_POINTS(X)                                                                 \
+    X(ncclGetErrorString) X(ncclGetLastError) X(ncclGetUniqueId) X(ncclCommInitRankConfig)   \
+    X(ncclCommGetAsyncError) X(ncclCommAbort) X(ncclCommFinalize) X(ncclCommDestroy)          \
+    X(ncclGroupStart) X(ncclGroupEnd) X(ncclSend) X(ncclRecv)
+
+static struct {
+#define NCCL_POINTER(name) decltype(&::name) name;
+    NCCL_ENTRY_POINTS(NCCL_POINTER)
+#undef NCCL_POINTER
+} nccl_api;
+static char nccl_load_err[600];
+static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
+
+static void nccl_load_once(void)
+{
+    const char *path = getenv("PPRUN_NCCL_LIBRARY");
+    if (!path || !*path)
+        path = "libnccl.so.2";
+    void *lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+        snprintf(nccl_load_err, sizeof nccl_load_err,
+                 "NCCL cannot be loaded (%s): a multi-process run needs libnccl.so.2 on the "
+                 "library path (LD_LIBRARY_PATH; e.g. the nvidia/nccl/lib folder of a Python's "
+                 "nvidia-nccl wheel) or PPRUN_NCCL_LIBRARY=PATH",
+                 dlerror());
+        return;
+    }
+#define NCCL_RESOLVE(name)                                                                   \
+    if (!nccl_load_err[0] && !(nccl_api.name = (decltype(&::name))dlsym(lib, #name)))          \
+        snprintf(nccl_load_err, sizeof nccl_load_err, "%s has no %s: too old an NCCL", path,   \
+                 #name);
+    NCCL_ENTRY_POINTS(NCCL_RESOLVE)
+#undef NCCL_RESOLVE
+}
+
+/* false and the reason in err when NCCL cannot be loaded. */
+static bool nccl_load(char *err, size_t errlen)
+{
+    pthread_once(&nccl_once, nccl_load_once);
+    if (nccl_load_err[0])
+        snprintf(err, errlen, "%s", nccl_load_err);
+    return !nccl_load_err[0];
+}
+
+#define ncclGetErrorString nccl_api.ncclGetErrorString
+#define ncclGetLastError nccl_api.ncclGetLastError
+#define ncclGetUniqueId nccl_api.ncclGetUniqueId
+#define ncclCommInitRankConfig nccl_api.ncclCommInitRankConfig
+#define ncclCommGetAsyncError nccl_api.ncclCommGetAsyncError
+#define ncclCommAbort nccl_api.ncclCommAbort
+#define ncclCommFinalize nccl_api.ncclCommFinalize
+#define ncclCommDestroy nccl_api.ncclCommDestroy
+#define ncclGroupStart nccl_api.ncclGroupStart
+#define ncclGroupEnd nccl_api.ncclGroupEnd
+#define ncclSend nccl_api.ncclSend
+#define ncclRecv nccl_api.ncclRecv
 
 typedef struct nccl_tr {
     pr_transport base;
@@ -339,6 +296,8 @@ static void nccl_attach(pr_transport *tp, int rank, pr_bctx *c)
  * (data to send is ready; buffers to receive into are free). */
 static bool nccl_begin(nccl_tr *t)
 {
+    if (t->c)
+        t->c->base.last_op = t->c->base.op;
     return t->comm && pp_cuda_enter(t->c) && CU(t->c, cudaEventRecord(t->ready, t->c->stream)) &&
            CU(t->c, cudaStreamWaitEvent(t->comm_stream, t->ready, 0));
 }
@@ -481,6 +440,8 @@ static const pr_transport_ops nccl_ops = {
 
 extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)
 {
+    if (!nccl_load(err, errlen))
+        return 1;
     ncclUniqueId u;
     ncclResult_t r = ncclGetUniqueId(&u);
     if (r != ncclSuccess) {
@@ -495,6 +456,8 @@ extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)
 extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
                                                   double timeout, char *err, size_t errlen)
 {
+    if (!nccl_load(err, errlen))
+        return NULL;
     nccl_tr *t = (nccl_tr *)calloc(1, sizeof *t);
     if (!t) {
         snprintf(err, errlen, "out of memory");

@@ -11,8 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
+#include "deadline.h"
 #include "transport.h"
 
 typedef struct msg {
@@ -51,11 +50,7 @@ static channel *get_channel(threads_transport *t, int src, int dst)
         if (!c)
             abort();
         pthread_mutex_init(&c->mu, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&c->cv, &ca);
-        pthread_condattr_destroy(&ca);
+        pr_cond_init_monotonic(&c->cv);
         atomic_store_explicit(slot, c, memory_order_release);
     }
     pthread_mutex_unlock(&t->create_mu);
@@ -91,13 +86,6 @@ static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *
     return 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -120,14 +108,7 @@ static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data,
     }
     pthread_mutex_lock(&c->mu);
     if (!c->head) {
-        double deadline = now_s() + timeout;
-        struct timespec ts;
-        ts.tv_sec = (time_t)deadline;
-        ts.tv_nsec = (long)((deadline - (double)ts.tv_sec) * 1e9);
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = pr_deadline_after(timeout);
         while (!c->head && !atomic_load(&t->aborted))
             if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) != 0 && !c->head)
                 break; /* timed out */

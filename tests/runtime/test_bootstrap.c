@@ -336,6 +336,25 @@ START_TEST(test_launch_environment)
 }
 END_TEST
 
+/* The documented srun line (--gpus-per-task 1) gives each task one GPU,
+ * device 0 to it, while SLURM_LOCALID still counts 0..7: every rank uses
+ * GPU 0.  A process that sees every GPU of the node uses its local rank's. */
+START_TEST(test_rank_gpu_mapping)
+{
+    tu_diag td;
+    tu_diag_open(&td);
+    for (int local = 0; local < 8; local++) {
+        ck_assert_int_eq(pr_rank_gpu(8 + local, local, 1, &td.diag), 0);
+        ck_assert_int_eq(pr_rank_gpu(8 + local, local, 8, &td.diag), local);
+    }
+    ck_assert_str_eq(tu_diag_text(&td), "");
+    ck_assert_int_eq(pr_rank_gpu(5, 3, 2, &td.diag), -1);
+    ck_assert_msg(strstr(tu_diag_text(&td), "rank 5: local rank 3 but 2 GPUs are visible"), "%s",
+                  tu_diag_text(&td));
+    tu_diag_close(&td);
+}
+END_TEST
+
 /* The pool is sized from the plan: the run allocates nothing beyond it,
  * and the sizes are what the op lists need (not zero). */
 START_TEST(test_pool_sized_from_plan)
@@ -382,6 +401,24 @@ START_TEST(test_backend_error_names_op)
 }
 END_TEST
 
+/* A kernel fault surfaces at the flush's synchronisation: the message
+ * names the op whose work the stream ran last, not only the flush. */
+START_TEST(test_async_error_names_last_enqueued_op)
+{
+    pr_bctx c = {.rank = 1};
+    pp_op flush = {.kind = PP_OP_FLUSH, .stage = -1, .mb = -1, .peer = -1, .group = -1};
+    pp_op w = {.kind = PP_OP_W, .stage = 2, .mb = 7, .peer = -1, .group = -1};
+    c.op = &flush;
+    c.last_op = &w;
+    c.format_op = (const char *(*)(const void *, char *, size_t))pp_op_format;
+    pr_bctx_fail(&c, "runtime/backend_cuda.cu:400 cudaStreamSynchronize",
+                 "failed (cudaErrorIllegalAddress: an illegal memory access was encountered)");
+    ck_assert_str_eq(c.err, "[device 1] runtime/backend_cuda.cu:400 cudaStreamSynchronize failed "
+                            "(cudaErrorIllegalAddress: an illegal memory access was encountered) "
+                            "during flush (last work enqueued: W2.7)");
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("bootstrap");
@@ -395,8 +432,10 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, test_bad_hello_is_an_error, 0,
                         (int)(sizeof bad_hellos / sizeof *bad_hellos));
     tcase_add_test(tc, test_launch_environment);
+    tcase_add_test(tc, test_rank_gpu_mapping);
     tcase_add_test(tc, test_pool_sized_from_plan);
     tcase_add_test(tc, test_backend_error_names_op);
+    tcase_add_test(tc, test_async_error_names_last_enqueued_op);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -79,6 +79,12 @@ START_TEST(launch_shapes)
     ck_assert_uint_eq(pp_blocks_for((size_t)1 << 33), PP_MAX_BLOCKS);
     ck_assert_uint_eq(pp_colsum_blocks(8192), 8192 / PP_COLSUM_X);
     ck_assert_uint_eq(pp_colsum_blocks(33), 2);
+    /* the bias gradient's grid grows with the rows too: 4096 rows, 16 chunks */
+    ck_assert_uint_eq(pp_colsum_chunks(1), 1);
+    ck_assert_uint_eq(pp_colsum_chunks(PP_COLSUM_CHUNK_ROWS), 1);
+    ck_assert_uint_eq(pp_colsum_chunks(PP_COLSUM_CHUNK_ROWS + 1), 2);
+    ck_assert_uint_eq(pp_colsum_chunks(4096), 16);
+    ck_assert_uint_eq(pp_colsum_chunks(1 << 20), PP_COLSUM_MAX_CHUNKS);
     ck_assert_uint_eq(pp_mse_blocks(0), 1);
     ck_assert_uint_eq(pp_mse_blocks((size_t)8192 * 1024), PP_MSE_MAX_BLOCKS);
     ck_assert_uint_eq(pp_mse_blocks(PP_MSE_THREADS * PP_MSE_PER_THREAD + 1), 2);
@@ -162,37 +168,64 @@ START_TEST(sgd_matches_cpu)
 }
 END_TEST
 
-/* colsum: blocks of X columns x Y row groups; db[j] += sum over rows. */
+/* colsum: a grid of column blocks x row chunks, blocks of X columns x Y
+ * row groups; one chunk adds to db, several write partial sums that a
+ * second pass adds to db in chunk order.  The shared shapes plus batches
+ * past the chunk cap, with a short last chunk. */
+static const int colsum_shapes[][2] = {{1, 1},    {3, 5},     {7, 33},   {64, 128}, {33, 1000},
+                                       {257, 96}, {1024, 2100}, {9000, 40}, {513, 3}};
+enum { NCOLSUM = sizeof colsum_shapes / sizeof colsum_shapes[0] };
+
 START_TEST(colsum_matches_cpu)
 {
-    int n = shapes[_i][0], h = shapes[_i][1];
+    int n = colsum_shapes[_i][0], h = colsum_shapes[_i][1];
     size_t count = (size_t)n * h;
     float *dz = fill(count, 8), *base = fill(h, 9);
     float *db = malloc((h + PP_COLSUM_X) * sizeof(float));
     memcpy(db, base, h * sizeof(float));
     for (int j = h; j < h + PP_COLSUM_X; j++)
         db[j] = -7.0f; /* past the end: must stay untouched */
+    unsigned chunks = pp_colsum_chunks(n), grid = pp_colsum_blocks(h);
+    float *partial = nans((size_t)PP_COLSUM_MAX_CHUNKS * h);
     unsigned char *visits = calloc(count, 1);
-    unsigned grid = pp_colsum_blocks(h);
     ck_assert_uint_ge((size_t)grid * PP_COLSUM_X, (size_t)h);
-    for (unsigned blk = 0; blk < grid; blk++) {
-        float part[PP_COLSUM_Y][PP_COLSUM_X + 1];
-        for (int ty = 0; ty < PP_COLSUM_Y; ty++)
+    ck_assert_uint_le(chunks, PP_COLSUM_MAX_CHUNKS);
+    for (unsigned c = 0; c < chunks; c++) {
+        int r0, r1;
+        pp_colsum_rows(n, c, &r0, &r1);
+        for (unsigned blk = 0; blk < grid; blk++) {
+            float part[PP_COLSUM_Y][PP_COLSUM_X + 1];
+            for (int ty = 0; ty < PP_COLSUM_Y; ty++)
+                for (int tx = 0; tx < PP_COLSUM_X; tx++) {
+                    int j = (int)blk * PP_COLSUM_X + tx;
+                    part[ty][tx] = j < h ? pp_colsum_partial(dz, r0, r1, h, j, ty) : 0;
+                    for (int r = r0 + ty; j < h && r < r1; r += PP_COLSUM_Y)
+                        visits[(size_t)r * h + j]++;
+                }
             for (int tx = 0; tx < PP_COLSUM_X; tx++) {
                 int j = (int)blk * PP_COLSUM_X + tx;
-                part[ty][tx] = j < h ? pp_colsum_partial(dz, n, h, j, ty) : 0;
-                for (int r = ty; j < h && r < n; r += PP_COLSUM_Y)
-                    visits[(size_t)r * h + j]++;
+                if (j >= h)
+                    continue;
+                float s = 0;
+                for (int q = 0; q < PP_COLSUM_Y; q++)
+                    s += part[q][tx];
+                if (chunks == 1)
+                    db[j] += s;
+                else
+                    partial[(size_t)c * h + j] = s;
             }
-        for (int tx = 0; tx < PP_COLSUM_X; tx++) {
-            int j = (int)blk * PP_COLSUM_X + tx;
-            if (j >= h)
-                continue;
-            float s = 0;
-            for (int q = 0; q < PP_COLSUM_Y; q++)
-                s += part[q][tx];
-            db[j] += s;
         }
+    }
+    if (chunks > 1) { /* the second pass: a grid-stride loop over columns */
+        unsigned char *cols = calloc((size_t)h, 1);
+        EMULATE_GRID_STRIDE((size_t)h, cols, {
+            float s = 0;
+            for (unsigned c = 0; c < chunks; c++)
+                s += partial[c * (size_t)h + i];
+            db[i] += s;
+        });
+        assert_once(cols, (size_t)h, "colsum chunks");
+        free(cols);
     }
     assert_once(visits, count, "colsum");
     for (int j = 0; j < h; j++) {
@@ -204,7 +237,7 @@ START_TEST(colsum_matches_cpu)
     }
     for (int j = h; j < h + PP_COLSUM_X; j++)
         ck_assert_float_eq(db[j], -7.0f);
-    free(dz), free(base), free(db), free(visits);
+    free(dz), free(base), free(db), free(visits), free(partial);
 }
 END_TEST
 
@@ -277,7 +310,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, bias_gelu_matches_cpu, 0, NSHAPES);
     tcase_add_loop_test(tc, gelu_backward_matches_cpu, 0, NSHAPES);
     tcase_add_loop_test(tc, sgd_matches_cpu, 0, NSHAPES);
-    tcase_add_loop_test(tc, colsum_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, colsum_matches_cpu, 0, NCOLSUM);
     tcase_add_loop_test(tc, mse_matches_cpu, 0, NSHAPES);
     suite_add_tcase(s, tc);
     return s;

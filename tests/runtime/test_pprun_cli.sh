@@ -24,12 +24,16 @@ expect 2 '--steps needs a value' -- "$pprun" plan.json --steps
 if "$pprun" --version | grep -q 'cuda'; then
     if [ "${CUDA_VISIBLE_DEVICES-unset}" = "" ] || ! command -v nvidia-smi >/dev/null 2>&1 ||
         ! nvidia-smi -L >/dev/null 2>&1; then
-        # no GPU here (or hidden): the error and the fallback notice
-        expect 1 '^pprun: error: --backend cuda: no GPU is visible$' -- "$pprun" plan.json --backend cuda
-        expect 0 '^pprun: no GPU visible, running on the CPU$' -- "$pprun" plan.json
-        expect 0 '^pprun: no GPU visible, running on the CPU$' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json
+        # no GPU here (or hidden): the error and the fallback notice; without a driver CUDA
+        # says why it cannot start (test_cuda_startup covers each case)
+        nogpu='(no GPU is visible|CUDA cannot start: cudaError[A-Za-z]+: .*)'
+        nogpu_notice='(no GPU visible|CUDA cannot start \(cudaError[A-Za-z]+: .*\)), running on the CPU'
+        expect 1 "^pprun: error: --backend cuda: $nogpu\$" -- "$pprun" plan.json --backend cuda
+        expect 0 "^pprun: $nogpu_notice\$" -- "$pprun" plan.json
+        expect 0 "^pprun: $nogpu_notice\$" -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json
     fi
-    expect 1 '^pprun: error: --backend cuda: no GPU is visible$' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --backend cuda
+    expect 1 '^pprun: error: --backend cuda: (no GPU is visible|CUDA cannot start: cudaError[A-Za-z]+: .*)$' -- \
+        env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --backend cuda
 else
     expect 1 '^pprun: error: the cuda backend is not built in this binary' -- "$pprun" plan.json --backend cuda
     checks=$((checks + 1))

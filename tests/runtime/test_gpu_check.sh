@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# test_gpu_check.sh — tools/gpu-check's prebuilt path on the CPU, as a GPU
+# session would run it (a bundle from tools/gpu-bundle, a fake nvidia-smi
+# listing an H200): what lands in $OUT is what the device returns (at most
+# 8 files, 2 folders deep, plain names), every result line is printed as it
+# is produced, and a GPU that nvidia-smi shows but pprun cannot use is a
+# failure, never a skip.  Also the library check that runs first: a library
+# the binaries need is looked for in the Python's nvidia-* wheels (a fake
+# python3 here), else named, and the run stops.
+set -u
+src=${PP_SOURCE_ROOT:?} build=${PP_BUILD_ROOT:?}
+. "$(dirname "$0")/../lib.sh"
+
+"$src/tools/gpu-bundle" --from "$build" --to "$PWD/bundle" >bundle.txt 2>&1 ||
+    { cat bundle.txt; echo "gpu-bundle failed"; exit 1; }
+cuda=0
+"$build/runtime/pprun" --version | grep -q cuda && cuda=1
+
+# fake nvidia-smi: `listed` says whether -L lists the GPU its --query-gpu names
+fake_smi() { # DIR LISTED
+    mkdir -p "$1"
+    cat >"$1/nvidia-smi" <<EOF
+#!/bin/sh
+case "\$*" in
+*query-gpu*) echo "NVIDIA H200, 580.159.04" ;;
+*-L*) [ $2 = 1 ] && echo "GPU 0: NVIDIA H200 (UUID: GPU-0)" ;;
+esac
+exit 0
+EOF
+    chmod +x "$1/nvidia-smi"
+}
+fake_smi "$PWD/gpu" 1
+fake_smi "$PWD/namedonly" 0
+
+# gpu_check NAME PATH_PREFIX BUNDLE: runs it with OUT=NAME.out, output in NAME.txt
+gpu_check() {
+    local name=$1 path=$2 bundle=$3 t0=$SECONDS
+    rm -rf "$name.out"
+    OUT="$PWD/$name.out" PATH="$path:$PATH" "$src/tools/gpu-check" --prebuilt "$bundle" \
+        >"$name.txt" 2>&1
+    local rc=$?
+    echo "$name: exit $rc after $((SECONDS - t0)) s"
+    return $rc
+}
+# what the device returns: at most 8 files, at most 2 folders down, plain names
+check_out() { # DIR
+    checks=$((checks + 1))
+    local n bad deep
+    n=$(find "$1" -type f | wc -l)
+    deep=$(find "$1" -mindepth 4 | head -1)
+    bad=$(find "$1" -mindepth 1 | sed "s|^$1/||" | grep -E '[^A-Za-z0-9._/-]' | head -1)
+    [ "$n" -le 8 ] && [ -z "$deep" ] && [ -z "$bad" ] ||
+        fail "$1: $n files (at most 8), too deep '$deep', odd name '$bad'"
+    for f in results.md test-gpu.txt gpu-check-logs.tar.gz; do
+        [ -s "$1/$f" ] || [ "$f" = test-gpu.txt ] || fail "$1/$f is missing or empty"
+    done
+}
+# every line of results.md was printed (as produced: the output has them in order)
+check_printed() { # NAME
+    checks=$((checks + 1))
+    grep -vxF -f "$1.txt" "$1.out/results.md" >missing.txt && fail "$1: results not printed: $(head -2 missing.txt)"
+}
+
+# expect_exit WANT NAME RC
+expect_exit() {
+    checks=$((checks + 1))
+    [ "$3" = "$1" ] || { fail "gpu-check ($2) exited $3, want $1"; sed 's/^/    /' "$2.txt" >&2; }
+}
+if [ $cuda = 1 ]; then
+    # A: an H200 is listed, CUDA cannot start here: gpu-check fails, does not skip
+    gpu_check listed "$PWD/gpu" "$PWD/bundle"
+    expect_exit 1 listed $?
+    expect 0 '^## pprun on the GPU — NVIDIA H200' -- cat listed.out/results.md
+    expect 0 '^- smoke: .*FAILED: pprun: error: --backend cuda: (CUDA cannot start|no GPU)' -- cat listed.out/results.md
+    expect 0 '^- \(a\) GPU tests: FAILED' -- cat listed.out/results.md
+    checks=$((checks + 1))
+    grep -q SKIPPED listed.out/results.md && fail "a GPU is listed, yet gpu-check reports a skip"
+    expect 0 'smoke.txt' -- tar tzf listed.out/gpu-check-logs.tar.gz
+    check_out listed.out
+    check_printed listed
+    # B: nvidia-smi names a GPU yet lists none: test_gpu.sh skips, and gpu-check calls
+    # that skip a failure
+    if [ ! -d /proc/driver/nvidia/gpus ]; then
+        gpu_check namedonly "$PWD/namedonly" "$PWD/bundle"
+        expect_exit 1 namedonly $?
+        expect 0 '^- \(a\) GPU tests: FAILED: skipped although nvidia-smi shows a GPU' -- cat namedonly.out/results.md
+        check_out namedonly.out
+    fi
+else
+    gpu_check nocuda "$PWD/gpu" "$PWD/bundle"
+    expect_exit 1 nocuda $?
+    expect 0 'has no CUDA backend' -- cat nocuda.txt
+    check_out nocuda.out
+fi
+
+# C, D: the bundle's pprun needs a library that is not on the library path
+cc=${CC:-cc}
+mkdir -p lib fakepy/site/nvidia/fake/lib fakepy/bin
+echo 'int pp_missing(void) { return 0; }' >lib/missing.c
+cat >lib/main.c <<'EOF'
+#include <stdio.h>
+#include <string.h>
+int pp_missing(void);
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+        printf("pprun 0.1.0 (backends: cpu, cuda)\n");
+        return pp_missing();
+    }
+    fputs("fake pprun\n", stderr);
+    return 1;
+}
+EOF
+if $cc -shared -fPIC -o lib/libppmissing.so lib/missing.c && $cc -o lib/pprun lib/main.c -Llib -lppmissing; then
+    cp -r bundle fakebundle
+    cp lib/pprun fakebundle/runtime/pprun
+    printf '#!/bin/sh\necho %s\n' "$PWD/fakepy/site" >fakepy/bin/python3
+    chmod +x fakepy/bin/python3
+    gpu_check nowhere "$PWD/gpu:$PWD/fakepy/bin" "$PWD/fakebundle"
+    expect_exit 1 nowhere $?
+    expect 0 'libraries not found \(here, in the CUDA folders or the Python.s nvidia-\* wheels\): libppmissing.so' -- cat nowhere.out/results.md
+    check_out nowhere.out
+    mv lib/libppmissing.so fakepy/site/nvidia/fake/lib/
+    gpu_check inwheel "$PWD/gpu:$PWD/fakepy/bin" "$PWD/fakebundle"
+    expect 0 "libppmissing.so: not on the library path; found in $PWD/fakepy/site/nvidia/fake/lib \\(the Python's nvidia-\\* wheels\\)" -- cat inwheel.txt
+    expect 0 '^- libraries: ' -- cat inwheel.out/results.md
+else
+    echo "note: no C compiler ($cc): the missing-library cases are not run"
+fi
+finish test_gpu_check
