@@ -3,7 +3,7 @@
 # what the reference packages give today: runs tests/ref/generate_orders.py
 # --check with $PP_REF_PYTHON, a python that has torch, megatron-core and
 # deepspeed (docs/reference-orders.md).  Opt-in, since it runs the packages'
-# schedules over every golden case (about a minute): skips (77) when
+# schedules over every golden case (a minute of CPU): skips (77) when
 # PP_REF_PYTHON is unset, or when the packages are missing there.
 set -u
 src=${PP_SOURCE_ROOT:?}
