@@ -23,7 +23,7 @@
  * group of all M micro-batches (PyTorch's one round when M < D).  Other
  * groups below D, or leaving a last group of 1..D-1, can deadlock: device
  * d then needs a forward of chunk c+1 before the backward that frees its
- * upstream neighbour (tests/ref/reference_orders.py finds them). */
+ * upstream neighbour (Megatron refuses them: "dependency bubbles"). */
 static bool group_ok(int G, int D, int M)
 {
     return G == M || (G >= D && G <= M && (M % G == 0 || M % G >= D));

@@ -148,17 +148,24 @@ int order_replay_golden(const char *dir, const char *policy)
     char rel[128];
     snprintf(rel, sizeof rel, "tests/golden/%s/%s.txt", dir, policy);
     char *text = tu_read_file(tu_src_path(rel), NULL);
-    ck_assert_msg(text != NULL, "missing %s (python3 tests/ref/reference_%s.py writes it)", rel, dir);
+    ck_assert_msg(text != NULL, "missing %s (tests/ref/generate_orders.py writes it)", rel);
     const pp_policy *pol = pp_policy_find(policy);
     ck_assert_msg(pol != NULL, "%s is not registered", policy);
 
     int cases = 0, lineno = 0;
+    bool sourced = false;
     char *rest = text;
     static order_spec t;
     while (*rest) {
         char *line = next_line(&rest);
         ck_assert_msg(line != NULL, "%s: last line unterminated", rel);
         lineno++;
+        if (line[0] == '#') { /* provenance and findings, before the cases */
+            ck_assert_msg(cases == 0, "%s:%d: a comment after the first case", rel, lineno);
+            sourced |= strncmp(line, "# source: ", 10) == 0;
+            continue;
+        }
+        ck_assert_msg(sourced, "%s:%d: no \"# source: \" line names the packages it comes from", rel, lineno);
         char name[32];
         int D, M, v, G, used = 0;
         ck_assert_msg(sscanf(line, "case %31s D=%d M=%d v=%d group=%d%n", name, &D, &M, &v, &G, &used) == 5,

@@ -33,8 +33,9 @@ const char *order_check_invariants(const pp_plan *p, char *msg, size_t size);
 void order_format_device(const pp_device *dv, char **buf, size_t *cap, int d);
 
 /* Replays every case of tests/golden/<dir>/<policy>.txt (written by
- * tests/ref/reference_<dir>.py) through pp_policy_run; returns the number
- * of cases, failing at the first difference. */
+ * tests/ref/generate_orders.py from the reference packages; its header
+ * names them) through pp_policy_run; returns the number of cases, failing
+ * at the first difference. */
 int order_replay_golden(const char *dir, const char *policy);
 
 /* Device dev's order for one accepted shape is exactly `want`. */

@@ -2,11 +2,11 @@
  * test_policy.c — the compute orders of gpipe, 1f1b and interleaved against
  * the reference implementations, their invariants and their refusals.
  *
- * tests/golden/orders/<policy>.txt is written by tests/ref/reference_orders.py
- * from transcriptions of PyTorch's and Megatron's schedules (never from our
- * C code); every case in it is replayed through pp_policy_run on a
- * hand-built spec and compared line by line (tests/order_golden.c, shared
- * with test_policy_zb.c).
+ * tests/golden/orders/<policy>.txt is written by tests/ref/generate_orders.py
+ * from running Megatron-core's and PyTorch's schedules (never from our C
+ * code; docs/reference-orders.md); every case in it is replayed through
+ * pp_policy_run on a hand-built spec and compared line by line
+ * (tests/order_golden.c, shared with test_policy_zb.c).
  */
 #include <stdlib.h>
 #include <string.h>

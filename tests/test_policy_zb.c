@@ -1,14 +1,14 @@
 /*
  * test_policy_zb.c — the split-backward schedule families (zb-h1, zbv,
- * dualpipev, looped-bfs, interleaved-zb) against transcriptions of their
- * references, their invariants, their refusals, and what lowering,
- * verification and simulation make of them.
+ * dualpipev, looped-bfs, interleaved-zb) against their references' orders,
+ * their invariants, their refusals, and what lowering, verification and
+ * simulation make of them.
  *
  * tests/golden/orders_zb/<policy>.txt is written by
- * tests/ref/reference_orders_zb.py from PyTorch's schedules.py (never from
- * our C code); every case is replayed through pp_policy_run on a
- * hand-built spec and compared line by line (tests/order_golden.c, shared
- * with test_policy.c).
+ * tests/ref/generate_orders.py from running PyTorch's schedules (never from
+ * our C code; docs/reference-orders.md); every case is replayed through
+ * pp_policy_run on a hand-built spec and compared line by line
+ * (tests/order_golden.c, shared with test_policy.c).
  */
 #include <math.h>
 #include <stdlib.h>
