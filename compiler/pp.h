@@ -437,8 +437,12 @@ typedef struct pp_walk {
     int *gend;         /* [devices] after run: end of the group a blocked device sits in */
     int blocked;       /* after run: devices that did not reach the end */
     uint8_t *done;     /* [total] comm op met its partner */
-    /* Timing (run_timed only): post time of comm ops, then per-op start/end. */
+    /* Timing (run_eager only): when each comm op is posted and when its
+     * transfer ends (a send: when posted). */
     double *t_post, *t_pair;
+    /* run_eager_hops only: hops[g] goes with the time of op g (a compute
+     * op's end, a comm op's post), hops_pair[g] with t_pair[g]. */
+    uint32_t *hops, *hops_pair;
 } pp_walk;
 
 /* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
@@ -459,6 +463,18 @@ int pp_walk_run_repair(pp_walk *w, pp_plan *p);
  * then holds when each comm op is posted. */
 int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                       double *end);
+/* The same timing, each time paired with hops: the dependencies followed
+ * since the time last grew.  Pairs are ordered by time (compared at 40 bits
+ * of precision, so that one sum added up in two orders ties) then hops
+ * (pp_walk_no_later).  Every dependency (an op after the one before it on
+ * its device, a recv's end after both posts) strictly increases the pair,
+ * even where costs are 0 or too small to change the time, so a pair is
+ * never caused by a later one: lower.c's deadlock freedom rests on it.
+ * Afterwards hops[g] goes with a compute op's end or a comm op's post. */
+int pp_walk_run_eager_hops(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                           double *end);
+/* (t0, h0) is no later than (t1, h1) in that order. */
+bool pp_walk_no_later(double t0, uint32_t h0, double t1, uint32_t h1);
 /* After a run that left devices blocked: for each blocked device d,
  * wait_at[d] is the op it waits on (an unmatched op of its group: a recv,
  * else a send, with a partner if any) and wait_for[d] the device it waits for
