@@ -68,7 +68,7 @@ typedef struct row {
     bool ok;
     shape sh;
     double makespan, bubble, act;
-    int *peak;         /* [devices] */
+    double *peak;      /* [devices] peak memory (memory.c) */
     char reason[200];
 } row;
 
@@ -102,7 +102,7 @@ static void run_row(const pp_spec *s, const char *name, shape sh, row *r)
         r->ok = true;
         r->makespan = sim.makespan;
         r->bubble = sim.bubble;
-        memcpy(r->peak, sim.peak_act, (size_t)D * sizeof *r->peak);
+        memcpy(r->peak, sim.peak_mem, (size_t)D * sizeof *r->peak);
         pp_sim_free(&sim, D);
     } else {
         fflush(q.diag.out);
@@ -119,7 +119,7 @@ static bool fits(const pp_spec *s, const row *r)
     if (s->mem_limit <= 0)
         return true;
     for (int d = 0; d < s->devices; d++)
-        if (r->peak[d] * r->act > s->mem_limit * (1 + 1e-12))
+        if (pp_mem_over(r->peak[d], s->mem_limit))
             return false;
     return true;
 }
@@ -135,7 +135,7 @@ static void print_row(FILE *out, const pp_spec *s, const char *name, const row *
     snprintf(shp, sizeof shp, "%d %s", r->sh.v, r->sh.vshape ? "vshape" : "loop");
     fprintf(out, " %-9s %9.2f %7.2f%%  %-4s ", shp, r->makespan, 100 * r->bubble, fits(s, r) ? "yes" : "no");
     for (int d = 0; d < s->devices; d++)
-        fprintf(out, "%s%g", d ? " " : "", r->peak[d] * r->act);
+        fprintf(out, "%s%g", d ? " " : "", r->peak[d]);
     fputc('\n', out);
 }
 
@@ -188,7 +188,7 @@ int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d)
         for (int k = 0; k < 3; k++) {
             run_row(s, "auto", shapes[k], &r);
             if (r.ok && (!best.ok || r.makespan < best.makespan - 1e-9)) {
-                int *keep = best.peak;
+                double *keep = best.peak;
                 best = r;
                 best.peak = keep;
                 memcpy(best.peak, r.peak, (size_t)s->devices * sizeof *r.peak);

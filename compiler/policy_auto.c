@@ -85,7 +85,7 @@ static void order_to_plan(const order *o, pp_plan *p)
 }
 
 /* The judge of every candidate: lower, verify (with limit), simulate. */
-static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *peak_out)
+static double evaluate(const pp_spec *s, const order *o, bool with_limit, double *peak_out)
 {
     pp_plan p;
     if (pp_plan_init(&p, "auto", s->devices, s->stages, s->microbatches, s->placement))
@@ -97,10 +97,10 @@ static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *p
     pp_sim sim;
     if (pp_lower_verify_simulate(&p, s, with_limit, &sim, &q.diag) == 0) {
         makespan = sim.makespan;
-        if (peak_out) {
-            int peak = 0;
+        if (peak_out) { /* the largest peak memory of a device */
+            double peak = 0;
             for (int d = 0; d < s->devices; d++)
-                peak = sim.peak_act[d] > peak ? sim.peak_act[d] : peak;
+                peak = sim.peak_mem[d] > peak ? sim.peak_mem[d] : peak;
             *peak_out = peak;
         }
         pp_sim_free(&sim, s->devices);
@@ -315,7 +315,7 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
     per_device = per_device * M * 3 + 4;
     order best = {0}, cand = {0};
     double best_ms = INFINITY;
-    int best_peak = 1 << 30, peak = 0;
+    double best_peak = INFINITY, peak = 0;
     rep->best_named = INFINITY;
 
     /* 1. Named policies on this very spec. */

@@ -59,7 +59,9 @@ typedef struct device_ctx {
     float **pool;
     int npool, cap_pool, allocated;
     float *t_dev;
-    int inflight, peak;
+    pp_mem_state mem; /* activations held now (memory.c) */
+    long peak_full;   /* the most sets held in full */
+    double peak_mem;  /* peak memory, in the plan's memory unit */
     double *start, *end;
 } device_ctx;
 
