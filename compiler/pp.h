@@ -389,8 +389,11 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
 void pp_auto_print(FILE *f, const pp_auto_report *r);
 
 /* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
- * row per policy to out; unknown names are errors (returns their count). */
-int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d);
+ * row per policy to out, each the compilation of the file (ast, spec s
+ * built from it with defs) with the row's -D settings added after defs;
+ * unknown names are errors (returns their count). */
+int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
+               pp_diag *d);
 extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
 /* For an error about op i of device dev of a plan made from an order
  * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
