@@ -16,7 +16,6 @@
  * contention the replay order is a topological order of the op graph, so
  * every time it computes is final when computed.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,12 +145,14 @@ typedef struct walk_run {
 
 /* Times in hops runs are compared at 40 bits of precision: the same sum
  * added up in another order (0.1 + 0.2 against 0.3) must not look later.
- * Truncation is monotone, which is all the order needs. */
-static double coarse(double t)
+ * Times are >= 0, whose bit patterns order as the numbers do, so dropping
+ * the low 12 of the 52 mantissa bits is monotone, which is all the order
+ * needs. */
+static uint64_t coarse(double t)
 {
-    int e;
-    double m = frexp(t, &e);
-    return ldexp(floor(ldexp(m, 40)), e - 40);
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    return bits & ~(uint64_t)0xfff;
 }
 
 /* Time (t, h) advanced by dur: h counts the steps since t last grew (at
@@ -166,7 +167,7 @@ static void advance(double *t, uint32_t *h, double dur)
 /* (t1, h1) later than (t0, h0): the order of pp_walk_no_later. */
 static bool later(double t1, uint32_t h1, double t0, uint32_t h0)
 {
-    double c1 = coarse(t1), c0 = coarse(t0);
+    uint64_t c1 = coarse(t1), c0 = coarse(t0);
     return c1 > c0 || (c1 == c0 && h1 > h0);
 }
 
