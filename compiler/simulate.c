@@ -28,20 +28,25 @@ int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_s
     return pp_simulate(p, &s->cost, &vo, sim, d);
 }
 
+/* Ops of device d as walk.c counts them (its base[] lays out start/end). */
+static size_t list_len(const pp_plan *p, int d)
+{
+    return p->dev[d].n > 0 && p->dev[d].ops ? (size_t)p->dev[d].n : 0;
+}
+
 void pp_sim_alloc(pp_sim *s, const pp_plan *p)
 {
     memset(s, 0, sizeof *s);
     size_t D = p->devices > 0 ? (size_t)p->devices : 1, total = 0;
     for (int d = 0; d < p->devices; d++)
-        total += p->dev[d].n > 0 ? (size_t)p->dev[d].n : 0;
+        total += list_len(p, d);
     s->start = pp_xcalloc(D, sizeof *s->start);
     s->end = pp_xcalloc(D, sizeof *s->end);
     s->start[0] = pp_xcalloc(total, sizeof **s->start);
     s->end[0] = pp_xcalloc(total, sizeof **s->end);
     for (int d = 1; d < p->devices; d++) {
-        size_t n = p->dev[d - 1].n > 0 ? (size_t)p->dev[d - 1].n : 0;
-        s->start[d] = s->start[d - 1] + n;
-        s->end[d] = s->end[d - 1] + n;
+        s->start[d] = s->start[d - 1] + list_len(p, d - 1);
+        s->end[d] = s->end[d - 1] + list_len(p, d - 1);
     }
     s->busy = pp_xcalloc(D, sizeof *s->busy);
     s->peak_act = pp_xcalloc(D, sizeof *s->peak_act);
