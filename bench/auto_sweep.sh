@@ -24,7 +24,7 @@ while [ "$i" -lt "$CASES" ]; do
         # shellcheck disable=SC2086
         out=$("$PPCC" "$ROOT/schedules/1f1b.pp" $defs -D memory.limit=$limit --compare "$NAMED,auto")
         echo "$out" | awk -v c="$i" -v l="$limit" -v costs="$(echo "$defs" | cut -d" " -f2)" '
-            /^(policy|compare|work)/ { next }
+            $2 !~ /^[0-9]+$/ || $3 !~ /^(loop|vshape)$/ { next }   # only the rows of the table
             $1 == "auto" { auto = $4; next }
             $4 ~ /^[0-9.]+$/ && $6 == "yes" && (best == "" || $4 + 0 < best + 0) { best = $4; name = $1 }
             END { gain = best > 0 ? 100 * (best - auto) / best : 0;

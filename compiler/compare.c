@@ -1,17 +1,27 @@
 /*
  * compare.c — `ppcc FILE --compare a,b,...`: one table, one row per
- * policy, every policy on the same devices, micro-batches, model and total
- * work (docs/auto.md).
+ * policy, on the file's devices, micro-batches, model and total work
+ * (docs/auto.md).
+ *
+ * A row is a compilation, not an estimate: its -D settings (printed with
+ * it) are added after the command line's own, the spec is built again from
+ * the file with them (pp_spec_build), and the policy, lowering, verifier
+ * and simulator run as `ppcc FILE ... SETTINGS` runs them.  So the row's
+ * numbers are those that command prints, recompute, memory model and all.
  *
  * Policies differ in their natural chunking: v = 1 on the loop placement
  * (gpipe, 1f1b, zb-h1, zb-h2), the file's virtual if > 1 else 2 on the
  * loop (interleaved, looped-bfs, interleaved-zb), v = 2 on the V shape
- * (zbv, dualpipev).  The file's per-stage costs are summed per device into
- * the device's share of the model; a policy with v chunks per device runs
- * each chunk at share / v, and one chunk's activation is the share's / v.
- * So every row does the same work and holds comparable memory.  `auto`
- * searches each of the three shapes and keeps the best; a named policy
- * runs without the limit (the row says whether it fits), auto under it.
+ * (zbv, dualpipev).  In the file's own shape a row keeps the file's costs;
+ * in another one, the file's per-stage costs are summed per device into the
+ * device's share of the model, each of the v chunks costs share / v and
+ * holds activation * virtual / v, and the settings say so (cost.F, ...,
+ * cost.stage.N.F where stages differ, memory.activation).  `auto` is
+ * compiled in each of the three shapes and its row is the best.
+ *
+ * A row that does not fit memory.limit shows what it compiles to without
+ * the limit (-D memory.limit=0); compiling it with its settings fails with
+ * the limit error.  Fitting is judged by memory.c, as the verifier does.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -24,37 +34,6 @@ typedef struct shape {
     bool vshape;
 } shape;
 
-/* The spec of shape sh over the file's devices, micro-batches and work. */
-static void reshape(const pp_spec *s, shape sh, pp_spec *t, int *placement, double *costs)
-{
-    int D = s->devices, S = D * sh.v;
-    *t = *s;
-    t->chunks = sh.v;
-    t->stages = S;
-    t->group = 0;
-    t->placement = placement;
-    t->placement_kind = sh.vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP;
-    double *share = costs + 3 * S; /* [3 * D] */
-    memset(share, 0, 3 * (size_t)D * sizeof *share);
-    for (int st = 0; st < s->stages; st++) {
-        int d = s->placement[st];
-        share[d] += pp_op_cost(&s->cost, PP_OP_F, st, true);
-        share[D + d] += pp_op_cost(&s->cost, PP_OP_B, st, true);
-        share[2 * D + d] += pp_op_cost(&s->cost, PP_OP_W, st, true);
-    }
-    t->cost.stage_F = costs;
-    t->cost.stage_B = costs + S;
-    t->cost.stage_W = costs + 2 * S;
-    for (int st = 0; st < S; st++) {
-        int d = sh.vshape ? (st < D ? st : 2 * D - 1 - st) : st % D;
-        placement[st] = d;
-        t->cost.stage_F[st] = share[d] / sh.v;
-        t->cost.stage_B[st] = share[D + d] / sh.v;
-        t->cost.stage_W[st] = share[2 * D + d] / sh.v;
-    }
-    t->act_size = (s->act_size > 0 ? s->act_size : 1) * s->chunks / sh.v;
-}
-
 static shape natural_shape(const pp_spec *s, const char *name)
 {
     if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev"))
@@ -64,15 +43,59 @@ static shape natural_shape(const pp_spec *s, const char *name)
     return (shape){1, false};
 }
 
+/* A row's own -D settings: names and values it owns. */
+enum { MAX_SETTINGS = 3 * PP_MAX_STAGES + 8 };
+typedef struct settings {
+    pp_define *defs;
+    int n;
+} settings;
+
+static void settings_add(settings *st, const char *name, const char *value)
+{
+    st->defs[st->n].name = strdup(name);
+    st->defs[st->n].value = strdup(value);
+    if (!st->defs[st->n].name || !st->defs[st->n].value)
+        pp_out_of_memory();
+    st->n++;
+}
+
+/* The shortest text that reads back as exactly x. */
+static void exact_number(char *buf, size_t size, double x)
+{
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, size, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x)
+            return;
+    }
+}
+
+static void settings_add_number(settings *st, const char *name, double x)
+{
+    char buf[40];
+    exact_number(buf, sizeof buf, x);
+    settings_add(st, name, buf);
+}
+
+static void settings_free(settings *st)
+{
+    for (int i = 0; i < st->n; i++) {
+        free((char *)st->defs[i].name);
+        free((char *)st->defs[i].value);
+    }
+    st->n = 0;
+}
+
 typedef struct row {
-    bool ok;
+    const char *name;
     shape sh;
-    double makespan, bubble, act;
-    int *peak;         /* [devices] */
-    char reason[200];
+    bool ok, fits;
+    double makespan, bubble;
+    double *peak;   /* [devices] peak memory (memory.c) */
+    char *settings; /* "-D schedule=... -D ..." */
+    char reason[300];
 } row;
 
-/* The first error line of a captured diag, without its "ppcc: error: ". */
+/* The first error line of a captured diag, without its "...error: ". */
 static void first_error(const char *text, char *out, size_t size)
 {
     const char *p = text ? strstr(text, "error: ") : NULL;
@@ -81,65 +104,195 @@ static void first_error(const char *text, char *out, size_t size)
     snprintf(out, size, "%.*s", (int)n, p);
 }
 
-static void run_row(const pp_spec *s, const char *name, shape sh, row *r)
+/* Shape sh over the file's devices: its placement, and whether it is the
+ * file's own (same chunks, same placement). */
+static bool place(const pp_spec *s, shape sh, int *placement)
 {
     int D = s->devices, S = D * sh.v;
-    int *placement = calloc((size_t)S, sizeof *placement);
-    double *costs = calloc(3 * (size_t)S + 3 * (size_t)D, sizeof *costs);
-    if (!placement || !costs)
-        pp_out_of_memory();
+    bool same = S == s->stages;
+    for (int st = 0; st < S; st++) {
+        placement[st] = sh.vshape ? (st < D ? st : 2 * D - 1 - st) : st % D;
+        same = same && placement[st] == s->placement[st];
+    }
+    return same;
+}
+
+/* The per-stage costs of shape sh (stage_F, stage_B, stage_W, each [S]):
+ * each device's share of the file's costs, split over its v chunks. */
+static void reshaped_costs(const pp_spec *s, shape sh, const int *placement, double *cost)
+{
+    int D = s->devices, S = D * sh.v;
+    double *share = pp_xcalloc(3 * (size_t)D, sizeof *share);
+    for (int st = 0; st < s->stages; st++) {
+        int d = s->placement[st];
+        share[d] += pp_op_cost(&s->cost, PP_OP_F, st, true);
+        share[D + d] += pp_op_cost(&s->cost, PP_OP_B, st, true);
+        share[2 * D + d] += pp_op_cost(&s->cost, PP_OP_W, st, true);
+    }
+    for (int k = 0; k < 3; k++)
+        for (int st = 0; st < S; st++)
+            cost[k * S + st] = share[k * D + placement[st]] / sh.v;
+    free(share);
+}
+
+static const double *stage_costs(const pp_spec *t, int k)
+{
+    return k == 0 ? t->cost.stage_F : k == 1 ? t->cost.stage_B : t->cost.stage_W;
+}
+
+/* The settings of a row of policy name in shape sh: the schedule; for
+ * another shape than the file's, virtual, placement, the costs (defaults,
+ * then the stages that differ) and the activation size. */
+static void row_settings(const pp_spec *s, const char *name, shape sh, settings *st, double *want, bool *reshaped)
+{
+    int S = s->devices * sh.v;
+    int *placement = pp_xcalloc((size_t)S, sizeof *placement);
+    *reshaped = !place(s, sh, placement);
+    settings_add(st, "schedule", name);
+    if (*reshaped) {
+        char v[16];
+        snprintf(v, sizeof v, "%d", sh.v);
+        if (sh.v != s->chunks)
+            settings_add(st, "virtual", v);
+        if (s->placement_kind != (sh.vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP))
+            settings_add(st, "placement", sh.vshape ? "vshape" : "loop");
+        reshaped_costs(s, sh, placement, want);
+        static const char *const base[3] = {"cost.F", "cost.B", "cost.W"};
+        const double file_base[3] = {s->cost.F, s->cost.B, s->cost.W};
+        for (int k = 0; k < 3; k++) {
+            const double *c = want + (size_t)k * S;
+            if (c[0] != file_base[k])
+                settings_add_number(st, base[k], c[0]);
+            for (int i = 1; i < S; i++)
+                if (c[i] != c[0]) {
+                    char key[48];
+                    snprintf(key, sizeof key, "cost.stage.%d.%c", i, "FBW"[k]);
+                    settings_add_number(st, key, c[i]);
+                }
+        }
+        double act = (s->act_size > 0 ? s->act_size : 1) * s->chunks / sh.v;
+        if (act != s->act_size)
+            settings_add_number(st, "memory.activation", act);
+    }
+    free(placement);
+}
+
+/* Compiles the file with the command line's defs, then st's, as ppcc
+ * would (without the limit: fits says whether it holds). */
+static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *name,
+                    shape sh, row *r)
+{
+    int S = s->devices * sh.v;
+    settings st = {pp_xcalloc(MAX_SETTINGS, sizeof *st.defs), 0};
+    double *want = pp_xcalloc(3 * (size_t)S, sizeof *want);
+    bool reshaped;
+    row_settings(s, name, sh, &st, want, &reshaped);
+    pp_define *all = pp_xcalloc((size_t)(ndefs + MAX_SETTINGS), sizeof *all);
+    r->sh = sh;
+    r->ok = false;
     pp_diag_buffer q;
     pp_diag_buffer_open(&q, "ppcc");
+    pp_arena a = {0};
     pp_spec t;
-    reshape(s, sh, &t, placement, costs);
-    snprintf(t.schedule, sizeof t.schedule, "%s", name);
-    r->sh = sh;
-    r->act = t.act_size;
+    for (int pass = 0;; pass++) {
+        memcpy(all, defs, (size_t)ndefs * sizeof *all);
+        memcpy(all + ndefs, st.defs, (size_t)st.n * sizeof *all);
+        pp_arena_free(&a);
+        if (pp_spec_build(ast, all, ndefs + st.n, &a, &q.diag, &t))
+            goto failed;
+        /* A stage the file sets a cost of keeps it over cost.F: name those
+         * stages too, once. */
+        bool patched = false;
+        for (int k = 0; reshaped && pass == 0 && k < 3; k++)
+            for (int i = 0; i < S; i++)
+                if (stage_costs(&t, k)[i] != want[(size_t)k * S + i] && st.n < MAX_SETTINGS) {
+                    char key[48];
+                    snprintf(key, sizeof key, "cost.stage.%d.%c", i, "FBW"[k]);
+                    settings_add_number(&st, key, want[(size_t)k * S + i]);
+                    patched = true;
+                }
+        if (!patched)
+            break;
+    }
     pp_plan p = {0};
     pp_sim sim;
-    bool is_auto = !strcmp(name, "auto");
-    if (pp_policy_run(&t, &p, &q.diag) == 0 && pp_lower_verify_simulate(&p, &t, is_auto, &sim, &q.diag) == 0) {
+    if (pp_policy_run(&t, &p, &q.diag) == 0 && pp_lower_verify_simulate(&p, &t, false, &sim, &q.diag) == 0) {
         r->ok = true;
+        r->fits = true;
         r->makespan = sim.makespan;
         r->bubble = sim.bubble;
-        memcpy(r->peak, sim.peak_act, (size_t)D * sizeof *r->peak);
-        pp_sim_free(&sim, D);
-    } else {
+        for (int d = 0; d < s->devices; d++) {
+            r->peak[d] = sim.peak_mem[d];
+            r->fits = r->fits && !pp_mem_over(sim.peak_mem[d], t.mem_limit);
+        }
+        pp_sim_free(&sim, s->devices);
+    }
+    pp_plan_free(&p);
+failed:
+    if (!r->ok) {
         fflush(q.diag.out);
         first_error(q.text, r->reason, sizeof r->reason);
     }
-    pp_plan_free(&p);
+    /* The settings as the row prints them. */
+    size_t len = 1;
+    for (int i = 0; i < st.n; i++)
+        len += strlen(st.defs[i].name) + strlen(st.defs[i].value) + 5;
+    free(r->settings);
+    r->settings = pp_xcalloc(len, 1);
+    for (int i = 0, at = 0; i < st.n; i++)
+        at += snprintf(r->settings + at, len - (size_t)at, "%s-D %s=%s", i ? " " : "", st.defs[i].name,
+                       st.defs[i].value);
+    pp_arena_free(&a);
     pp_diag_buffer_close(&q);
-    free(placement);
-    free(costs);
+    settings_free(&st);
+    free(st.defs);
+    free(all);
+    free(want);
 }
 
-static bool fits(const pp_spec *s, const row *r)
+/* The peak memory column of a row: "%g" per device, as every view prints it. */
+static void peak_text(const pp_spec *s, const row *r, char *buf, size_t size)
 {
-    if (s->mem_limit <= 0)
-        return true;
-    for (int d = 0; d < s->devices; d++)
-        if (r->peak[d] * r->act > s->mem_limit * (1 + 1e-12))
-            return false;
-    return true;
-}
-
-static void print_row(FILE *out, const pp_spec *s, const char *name, const row *r)
-{
-    fprintf(out, "%-15s", name);
+    size_t at = 0;
+    buf[0] = '\0';
     if (!r->ok) {
-        fprintf(out, " %-9s  cannot run: %s\n", "-", r->reason);
+        snprintf(buf, size, "-");
         return;
     }
-    char shp[16];
-    snprintf(shp, sizeof shp, "%d %s", r->sh.v, r->sh.vshape ? "vshape" : "loop");
-    fprintf(out, " %-9s %9.2f %7.2f%%  %-4s ", shp, r->makespan, 100 * r->bubble, fits(s, r) ? "yes" : "no");
-    for (int d = 0; d < s->devices; d++)
-        fprintf(out, "%s%g", d ? " " : "", r->peak[d] * r->act);
-    fputc('\n', out);
+    for (int d = 0; d < s->devices && at + 1 < size; d++)
+        at += (size_t)snprintf(buf + at, size - at, "%s%g", d ? " " : "", r->peak[d]);
 }
 
-int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d)
+static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
+{
+    size_t pw = strlen("peak memory per device");
+    char *peaks = pp_xcalloc((size_t)s->devices * 32 + 8, 1);
+    for (int i = 0; i < n; i++) {
+        peak_text(s, &rows[i], peaks, (size_t)s->devices * 32 + 8);
+        if (strlen(peaks) > pw)
+            pw = strlen(peaks);
+    }
+    fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s\n", "policy", "v place", "makespan", "bubble", "fits", (int)pw,
+            "peak memory per device", "settings");
+    for (int i = 0; i < n; i++) {
+        const row *r = &rows[i];
+        char shp[16], ms[32] = "-", bub[16] = "-";
+        snprintf(shp, sizeof shp, "%d %s", r->sh.v, r->sh.vshape ? "vshape" : "loop");
+        if (r->ok) {
+            snprintf(ms, sizeof ms, "%.6g", r->makespan);
+            snprintf(bub, sizeof bub, "%.2f%%", 100 * r->bubble);
+        }
+        peak_text(s, r, peaks, (size_t)s->devices * 32 + 8);
+        fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s\n", r->name, shp, ms, bub,
+                !r->ok ? "-" : r->fits ? "yes" : "no", (int)pw, peaks, r->settings);
+        if (!r->ok)
+            fprintf(out, "%-15s cannot run: %s\n", "", r->reason);
+    }
+    free(peaks);
+}
+
+int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
+               pp_diag *d)
 {
     /* Names first: an unknown one is an error before any work. */
     int errors = 0, n = 0;
@@ -163,43 +316,51 @@ int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d)
         free(names);
         return errors;
     }
+    row *rows = pp_xcalloc((size_t)n, sizeof *rows);
+    row other = {0};
+    other.peak = pp_xcalloc((size_t)s->devices, sizeof *other.peak);
+    for (int i = 0; i < n; i++) {
+        row *r = &rows[i];
+        r->name = items[i];
+        r->peak = pp_xcalloc((size_t)s->devices, sizeof *r->peak);
+        if (strcmp(items[i], "auto") != 0) {
+            run_row(ast, defs, ndefs, s, items[i], natural_shape(s, items[i]), r);
+            continue;
+        }
+        /* auto: the best of its searches over the three natural shapes. */
+        shape shapes[3] = {{1, false}, {s->chunks > 1 ? s->chunks : 2, false}, {2, true}};
+        run_row(ast, defs, ndefs, s, "auto", shapes[0], r);
+        for (int k = 1; k < 3; k++) {
+            other.name = r->name;
+            run_row(ast, defs, ndefs, s, "auto", shapes[k], &other);
+            if (other.ok && (!r->ok || other.makespan < r->makespan - 1e-9)) {
+                row t = *r;
+                *r = other;
+                other = t;
+            }
+        }
+    }
+
     fprintf(out, "compare: %d devices, %d micro-batches, memory limit ", s->devices, s->microbatches);
     if (s->mem_limit > 0)
         fprintf(out, "%g\n", s->mem_limit);
     else
         fputs("none\n", out);
-    fputs("work per device as in the file; v chunks per device run each at cost / v and hold act / v\n", out);
-    fprintf(out, "%-15s %-9s %9s %8s  %-4s %s\n", "policy", "v place", "makespan", "bubble", "fits",
-            "peak memory per device");
-    row r = {0}, best = {0};
-    r.peak = calloc((size_t)s->devices, sizeof *r.peak);
-    best.peak = calloc((size_t)s->devices, sizeof *best.peak);
-    if (!r.peak || !best.peak)
-        pp_out_of_memory();
+    fprintf(out, "each row is what `ppcc %s", ast->src.path);
+    for (int i = 0; i < ndefs; i++)
+        fprintf(out, " -D %s=%s", defs[i].name, defs[i].value);
+    fputs(" SETTINGS` compiles;\n"
+          "in another chunking than the file's, a device's v chunks each run at its cost / v and hold\n"
+          "activation * virtual / v; a row that does not fit is what -D memory.limit=0 compiles\n",
+          out);
+    print_table(out, s, rows, n);
     for (int i = 0; i < n; i++) {
-        if (strcmp(items[i], "auto") != 0) {
-            run_row(s, items[i], natural_shape(s, items[i]), &r);
-            print_row(out, s, items[i], &r);
-            continue;
-        }
-        /* auto: the best of its searches over the three natural shapes. */
-        shape shapes[3] = {{1, false}, {s->chunks > 1 ? s->chunks : 2, false}, {2, true}};
-        best.ok = false;
-        for (int k = 0; k < 3; k++) {
-            run_row(s, "auto", shapes[k], &r);
-            if (r.ok && (!best.ok || r.makespan < best.makespan - 1e-9)) {
-                int *keep = best.peak;
-                best = r;
-                best.peak = keep;
-                memcpy(best.peak, r.peak, (size_t)s->devices * sizeof *r.peak);
-            } else if (!best.ok && k == 0) {
-                snprintf(best.reason, sizeof best.reason, "%s", r.reason);
-            }
-        }
-        print_row(out, s, "auto", &best);
+        free(rows[i].peak);
+        free(rows[i].settings);
     }
-    free(r.peak);
-    free(best.peak);
+    free(rows);
+    free(other.peak);
+    free(other.settings);
     free(names);
     return 0;
 }

@@ -228,11 +228,7 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "busy", double_array(sim->busy, 0, p->devices));
     if (sim->peak_act)
         cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
-    bool any_r = false;
-    for (int d = 0; d < p->devices && !any_r; d++)
-        for (int i = 0; i < p->dev[d].n && !any_r; i++)
-            any_r = p->dev[d].ops[i].kind == PP_OP_R;
-    if (sim->peak_mem && any_r) /* recompute: activation units, inputs counted */
+    if (sim->peak_mem) /* memory.c's peak, the number of every view */
         cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
     return j;
 }

@@ -3,12 +3,15 @@
  * space-separated key=value pairs in a fixed order, no spaces inside a
  * value, so `grep -o 'bubble=[^ ]*'` or a split on ' ' and '=' reads it.
  *
- *   schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=88
+ *   schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=168
  *   compute_ops=64 makespan=33 bubble=27.27% peak_act=[4,3,2,1]
+ *   peak_mem=[4,3,2,1]
  *
- * (one line).  Without a simulation the last three keys are left out.  A
- * plan with recomputed forwards adds peak_mem=[...]: the peak in activation
- * units with the inputs kept for recompute counted (memory.input).
+ * (one line).  Without a simulation the last four keys are left out.
+ * peak_act counts the (stage, mb) sets held in full at once; peak_mem is
+ * each device's peak memory (memory.c), in the unit of memory.activation
+ * with the inputs kept for recompute counted: the number the timeline, the
+ * plan JSON, --compare and the memory.limit error show.
  */
 #include "pp.h"
 
@@ -27,12 +30,9 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
 
     long compute = 0;
     int chunks = 0;
-    bool recompute = false;
     for (int d = 0; d < p->devices; d++) {
-        for (int i = 0; i < p->dev[d].n; i++) {
+        for (int i = 0; i < p->dev[d].n; i++)
             compute += pp_op_is_compute(p->dev[d].ops[i].kind);
-            recompute |= p->dev[d].ops[i].kind == PP_OP_R;
-        }
         int held = 0;
         for (int s = 0; p->placement && s < p->stages; s++)
             held += p->placement[s] == d;
@@ -50,10 +50,10 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
                 fprintf(f, "%s%d", d ? "," : "", sim->peak_act[d]);
             fputc(']', f);
         }
-        if (recompute && sim->peak_mem) {
+        if (sim->peak_mem) {
             fputs(" peak_mem=[", f);
             for (int d = 0; d < p->devices; d++)
-                fprintf(f, "%s%.4g", d ? "," : "", sim->peak_mem[d]);
+                fprintf(f, "%s%g", d ? "," : "", sim->peak_mem[d]);
             fputc(']', f);
         }
     }

@@ -244,11 +244,22 @@ static void emit(lowering *L)
 }
 
 /* Sinks each send to the latest slot of its device that the ideal timing
- * (sends never wait; F=1, B=2, or B=W=1 when split) reaches no later than
- * the receiver posts the matching recv, never before its producer.  Sender
- * and receiver then post together, as Megatron's combined calls do, instead
- * of the sender waiting in a rendezvous for a recv posted later.  Along a
- * channel both bounds only grow, so channel order is kept. */
+ * (sends never wait; the costs, or F=1, B=2, or B=W=1 when split) reaches
+ * no later than the receiver posts the matching recv, never before its
+ * producer.  Sender and receiver then post together, as Megatron's
+ * combined calls do, instead of the sender waiting in a rendezvous for a
+ * recv posted later.
+ *
+ * "No later" compares (time, hops) pairs (pp_walk_run_eager_hops), not
+ * times: every dependency strictly increases the pair, whatever the costs
+ * (0, or 1e15 next to 1, where a small cost does not change the time), so a
+ * slot no later than the recv's post never depends on that recv.  Each send
+ * then posts no later than its recv did, so every recv ends when it did and
+ * the timing stays a valid one for the new lists, in which every
+ * dependency still increases the pair: they have no cycle, whatever the
+ * costs.  The timing chooses where a send goes, never whether the result
+ * deadlocks.  Along a channel both bounds only grow, so channel order is
+ * kept. */
 static void sink_sends(lowering *L)
 {
     pp_plan *p = L->p;
@@ -257,7 +268,9 @@ static void sink_sends(lowering *L)
         return;
     size_t nt = (size_t)w.total;
     double *dur = pp_xcalloc(nt, sizeof *dur), *start = pp_xcalloc(nt, sizeof *start), *end = pp_xcalloc(nt, sizeof *end);
-    double *cend = pp_xcalloc((size_t)L->slot_base[L->D], sizeof *cend);
+    size_t nslots = (size_t)L->slot_base[L->D];
+    double *cend = pp_xcalloc(nslots, sizeof *cend);
+    uint32_t *chops = pp_xcalloc(nslots, sizeof *chops);
     int32_t *chan_last = pp_xcalloc((size_t)L->D * L->D, sizeof *chan_last);
     for (int d = 0; d < L->D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
@@ -270,25 +283,31 @@ static void sink_sends(lowering *L)
             else
                 dur[w.base[d] + i] = k == PP_OP_F || k == PP_OP_R ? 1 : k == PP_OP_B ? (p->split_backward ? 1 : 2) : 1;
         }
-    if (pp_walk_run_eager(&w, p, dur, L->cost ? L->cost->comm : 0, start, end) == 0) {
+    if (pp_walk_run_eager_hops(&w, p, dur, L->cost ? L->cost->comm : 0, start, end) == 0) {
         for (int d = 0; d < L->D; d++)
             for (int i = 0, ci = 0; i < p->dev[d].n; i++)
-                if (pp_op_is_compute(p->dev[d].ops[i].kind))
-                    cend[L->slot_base[d] + ci++] = end[w.base[d] + i];
+                if (pp_op_is_compute(p->dev[d].ops[i].kind)) {
+                    cend[L->slot_base[d] + ci] = end[w.base[d] + i];
+                    chops[L->slot_base[d] + ci++] = w.hops[w.base[d] + i];
+                }
         for (int d = 0; d < L->D; d++)
             for (int i = 0; i < p->dev[d].n; i++) {
                 const pp_op *op = &p->dev[d].ops[i];
                 if (op->kind != PP_OP_RECV)
                     continue;
                 long e = (op->comm == PP_COMM_ACT ? 0 : L->SM) + (long)op->stage * L->M + op->mb;
-                double t = w.t_post[w.base[d] + i] + 1e-9;
+                double t = w.t_post[w.base[d] + i];
+                uint32_t h = w.hops[w.base[d] + i];
                 int src = edge_src(L, e);
-                const double *reach = cend + L->slot_base[src] - 1; /* reach[s]: slot s reached */
+                /* reach[s], reach_h[s]: when slot s is reached (s >= 1). */
+                const double *reach = cend + L->slot_base[src] - 1;
+                const uint32_t *reach_h = chops + L->slot_base[src] - 1;
+#define IN_TIME(s) pp_walk_no_later(reach[s], reach_h[s], t, h)
                 /* Gallop from the channel's last answer (answers only grow
-                 * along a channel), then bisect: largest slot reached by t. */
+                 * along a channel), then bisect: largest slot reached in time. */
                 int32_t *last = &chan_last[(size_t)src * L->D + d];
                 int lo = L->send_slot[e] > *last ? L->send_slot[e] : *last, hi = L->ncompute[src], step = 1;
-                while (lo + step <= hi && reach[lo + step] <= t) {
+                while (lo + step <= hi && IN_TIME(lo + step)) {
                     lo += step;
                     step *= 2;
                 }
@@ -296,11 +315,12 @@ static void sink_sends(lowering *L)
                     hi = lo + step;
                 while (lo < hi) {
                     int mid = lo + (hi - lo + 1) / 2;
-                    if (reach[mid] <= t)
+                    if (IN_TIME(mid))
                         lo = mid;
                     else
                         hi = mid - 1;
                 }
+#undef IN_TIME
                 L->send_slot[e] = *last = lo;
             }
     }
@@ -308,6 +328,7 @@ static void sink_sends(lowering *L)
     free(start);
     free(end);
     free(cend);
+    free(chops);
     free(chan_last);
     pp_walk_free(&w);
 }

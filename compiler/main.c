@@ -240,7 +240,7 @@ int main(int argc, char **argv)
         goto done;
     if (compare) {
         /* The table replaces the compilation: no plan, no timeline. */
-        if (pp_compare(stdout, &spec, compare, &diag) == 0 && fflush(stdout) == 0)
+        if (pp_compare(stdout, &ast, defs, ndefs, &spec, compare, &diag) == 0 && fflush(stdout) == 0)
             rc = 0;
         goto done;
     }

@@ -60,16 +60,19 @@ static void order_copy(order *dst, const order *src, int per_device)
     }
 }
 
-/* The compute ops of a generated plan. */
+/* The F/B/W of a generated plan (its R ops are recompute's, added back
+ * by evaluate as pp_policy_run adds them to the winner). */
 static void order_from_plan(order *o, const pp_plan *p, int per_device)
 {
     order_free(o);
     order_alloc(o, p->devices, per_device);
     o->split = p->split_backward;
     for (int d = 0; d < p->devices; d++)
-        for (int i = 0; i < p->dev[d].n; i++)
-            if (pp_op_is_compute(p->dev[d].ops[i].kind) && o->n[d] < per_device)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            int k = p->dev[d].ops[i].kind;
+            if (pp_op_is_compute(k) && k != PP_OP_R && o->n[d] < per_device)
                 o->ops[d][o->n[d]++] = p->dev[d].ops[i];
+        }
 }
 
 /* Writes the order into p (initialised, no ops) and closes every list. */
@@ -84,23 +87,29 @@ static void order_to_plan(const order *o, pp_plan *p)
     pp_policy_finish(p);
 }
 
-/* The judge of every candidate: lower, verify (with limit), simulate. */
-static double evaluate(const pp_spec *s, const order *o, bool with_limit, int *peak_out)
+/* The judge of every candidate: what ppcc would compile from it — the
+ * recomputed forwards pp_policy_run inserts, then lower, verify (with the
+ * limit), simulate. */
+static double evaluate(const pp_spec *s, const order *o, bool with_limit, double *peak_out)
 {
     pp_plan p;
     if (pp_plan_init(&p, "auto", s->devices, s->stages, s->microbatches, s->placement))
         return INFINITY;
     order_to_plan(o, &p);
+    if (pp_insert_recompute(&p, s->recompute)) {
+        pp_plan_free(&p);
+        return INFINITY;
+    }
     pp_diag_buffer q; /* rejected candidates' messages */
     pp_diag_buffer_open(&q, "ppcc");
     double makespan = INFINITY;
     pp_sim sim;
     if (pp_lower_verify_simulate(&p, s, with_limit, &sim, &q.diag) == 0) {
         makespan = sim.makespan;
-        if (peak_out) {
-            int peak = 0;
+        if (peak_out) { /* the largest peak memory of a device */
+            double peak = 0;
             for (int d = 0; d < s->devices; d++)
-                peak = sim.peak_act[d] > peak ? sim.peak_act[d] : peak;
+                peak = sim.peak_mem[d] > peak ? sim.peak_mem[d] : peak;
             *peak_out = peak;
         }
         pp_sim_free(&sim, s->devices);
@@ -119,10 +128,20 @@ typedef struct variant {
     bool depth;     /* among ready Fs, the later stage first (else the lower mb) */
 } variant;
 
+/* Would device memory m go over the limit after op kind(st)?  memory.c's
+ * accounting, as the verifier will judge the candidate. */
+static bool over_after(const pp_mem_state *m, int kind, int st, bool rec, bool split, const pp_verify_opts *mem)
+{
+    pp_mem_state t = *m;
+    pp_mem_step(&t, &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, split);
+    return pp_mem_over(pp_mem_held(&t, mem), mem->mem_limit);
+}
+
 /* Greedy list schedule of variant v into o; returns its makespan on the
- * scheduler's own model (comm added to every cross-device dependency), or
- * INFINITY if it stalls (the memory limit leaves no legal op). */
-static double list_schedule(const pp_spec *s, bool split, int memcap, variant v, order *o)
+ * scheduler's own model (comm added to every cross-device dependency; a
+ * recomputing stage's B preceded by its R, as pp_policy_run will insert
+ * it), or INFINITY if it stalls (the memory limit leaves no legal op). */
+static double list_schedule(const pp_spec *s, bool split, variant v, order *o)
 {
     int D = s->devices, S = s->stages, M = s->microbatches, V = s->chunks;
     const pp_cost *c = &s->cost;
@@ -132,11 +151,12 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
     double *tdev = pp_xcalloc((size_t)D, sizeof *tdev);
     int *live = pp_xcalloc((size_t)D, sizeof *live), *pending = pp_xcalloc((size_t)D, sizeof *pending);
     int *cap = pp_xcalloc((size_t)D, sizeof *cap);
+    pp_mem_state *held = pp_xcalloc((size_t)D, sizeof *held);
+    pp_verify_opts mem = pp_verify_opts_of(s, true);
     for (long i = 0; i < SM; i++)
         endF[i] = endB[i] = -1;
     for (int d = 0; d < D; d++) {
-        int k = v.cap_kind == 1 ? V * (D - d) : v.cap_kind == 2 ? V * (2 * (D - d) - 1) : v.cap_kind == 3 ? V * D : M * V;
-        cap[d] = k < memcap ? k : memcap;
+        cap[d] = v.cap_kind == 1 ? V * (D - d) : v.cap_kind == 2 ? V * (2 * (D - d) - 1) : v.cap_kind == 3 ? V * D : M * V;
         o->n[d] = 0;
     }
     o->split = split;
@@ -159,8 +179,9 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
                         continue;
                     double r;
                     long i = (long)st * M + m;
+                    bool rec = s->recompute && s->recompute[st];
                     if (k == 0) {
-                        if (live[d] >= cap[d])
+                        if (live[d] >= cap[d] || over_after(&held[d], PP_OP_F, st, rec, split, &mem))
                             continue;
                         if (st == 0)
                             r = 0;
@@ -169,7 +190,7 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
                         else
                             r = endF[i - M] + (s->placement[st - 1] != d ? c->comm : 0);
                     } else if (k == 1) {
-                        if (endF[i] < 0)
+                        if (endF[i] < 0 || (rec && over_after(&held[d], PP_OP_R, st, rec, split, &mem)))
                             continue;
                         r = endF[i];
                         if (st + 1 < S) {
@@ -215,7 +236,13 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
         int m = next[best_s * 3 + best_k]++;
         long i = (long)best_s * M + m;
         int kind = best_k == 0 ? PP_OP_F : best_k == 1 ? PP_OP_B : PP_OP_W;
+        bool rec = s->recompute && s->recompute[best_s];
         double dur = pp_op_cost(c, kind, best_s, split);
+        if (kind == PP_OP_B && rec) { /* its R runs right before it */
+            dur += pp_op_cost(c, PP_OP_R, best_s, split);
+            pp_mem_step(&held[best_d], &(pp_op){.kind = PP_OP_R, .stage = best_s}, rec, split);
+        }
+        pp_mem_step(&held[best_d], &(pp_op){.kind = (uint8_t)kind, .stage = best_s}, rec, split);
         if (best_k == 0) {
             live[best_d]++;
         } else if (best_k == 1) {
@@ -245,6 +272,7 @@ static double list_schedule(const pp_spec *s, bool split, int memcap, variant v,
     free(live);
     free(pending);
     free(cap);
+    free(held);
     return makespan;
 }
 
@@ -315,7 +343,7 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
     per_device = per_device * M * 3 + 4;
     order best = {0}, cand = {0};
     double best_ms = INFINITY;
-    int best_peak = 1 << 30, peak = 0;
+    double best_peak = INFINITY, peak = 0;
     rep->best_named = INFINITY;
 
     /* 1. Named policies on this very spec. */
@@ -359,8 +387,6 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
     bool any_w = false;
     for (int st = 0; st < s->stages; st++)
         any_w |= pp_op_cost(&s->cost, PP_OP_W, st, true) > 0;
-    double act = s->act_size > 0 ? s->act_size : 1;
-    int memcap = s->mem_limit > 0 ? (int)floor(s->mem_limit / act * (1 + 1e-12)) : s->chunks * M;
     enum { TOP = 4 };
     order top[TOP] = {{0}};
     double top_ms[TOP];
@@ -378,7 +404,7 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
                         variant v = {f_first, defers[di], cap_kind, depth};
                         order_free(&cand);
                         order_alloc(&cand, D, per_device);
-                        double ms = list_schedule(s, split, memcap, v, &cand);
+                        double ms = list_schedule(s, split, v, &cand);
                         rep->list_tried++;
                         int worst = 0;
                         for (int i = 1; i < TOP; i++)

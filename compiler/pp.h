@@ -389,8 +389,11 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
 void pp_auto_print(FILE *f, const pp_auto_report *r);
 
 /* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
- * row per policy to out; unknown names are errors (returns their count). */
-int pp_compare(FILE *out, const pp_spec *s, const char *list, pp_diag *d);
+ * row per policy to out, each the compilation of the file (ast, spec s
+ * built from it with defs) with the row's -D settings added after defs;
+ * unknown names are errors (returns their count). */
+int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
+               pp_diag *d);
 extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
 /* For an error about op i of device dev of a plan made from an order
  * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
@@ -437,8 +440,12 @@ typedef struct pp_walk {
     int *gend;         /* [devices] after run: end of the group a blocked device sits in */
     int blocked;       /* after run: devices that did not reach the end */
     uint8_t *done;     /* [total] comm op met its partner */
-    /* Timing (run_timed only): post time of comm ops, then per-op start/end. */
+    /* Timing (run_eager only): when each comm op is posted and when its
+     * transfer ends (a send: when posted). */
     double *t_post, *t_pair;
+    /* run_eager_hops only: hops[g] goes with the time of op g (a compute
+     * op's end, a comm op's post), hops_pair[g] with t_pair[g]. */
+    uint32_t *hops, *hops_pair;
 } pp_walk;
 
 /* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
@@ -459,6 +466,18 @@ int pp_walk_run_repair(pp_walk *w, pp_plan *p);
  * then holds when each comm op is posted. */
 int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                       double *end);
+/* The same timing, each time paired with hops: the dependencies followed
+ * since the time last grew.  Pairs are ordered by time (compared at 40 bits
+ * of precision, so that one sum added up in two orders ties) then hops
+ * (pp_walk_no_later).  Every dependency (an op after the one before it on
+ * its device, a recv's end after both posts) strictly increases the pair,
+ * even where costs are 0 or too small to change the time, so a pair is
+ * never caused by a later one: lower.c's deadlock freedom rests on it.
+ * Afterwards hops[g] goes with a compute op's end or a comm op's post. */
+int pp_walk_run_eager_hops(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                           double *end);
+/* (t0, h0) is no later than (t1, h1) in that order. */
+bool pp_walk_no_later(double t0, uint32_t h0, double t1, uint32_t h1);
 /* After a run that left devices blocked: for each blocked device d,
  * wait_at[d] is the op it waits on (an unmatched op of its group: a recv,
  * else a send, with a partner if any) and wait_for[d] the device it waits for
@@ -478,14 +497,46 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *d, const char *
 void pp_walk_free(pp_walk *w);
 
 /* ------------------------------------------------------------------ */
-/* verify.c: deadlock freedom, matching, dependencies, exactly-once    */
+/* memory.c: activation memory, the one accounting                     */
 /* ------------------------------------------------------------------ */
 
+/* The memory model: what the verifier checks and the simulator and pprun
+ * measure (docs/recompute.md).  NULL where one is taken: act_size 1, no
+ * inputs kept, no limit. */
 typedef struct pp_verify_opts {
-    double act_size;  /* per stage-microbatch; 0 treated as 1 */
+    double act_size;  /* one (stage, mb)'s activations, in the file's unit; 0 counts as 1 */
     double mem_limit; /* per device; 0 = none */
     double input_frac; /* share of act_size a recomputed (stage, mb) holds between F and R */
 } pp_verify_opts;
+
+/* What a device holds: sets in full, and recomputed sets that kept only
+ * their input (between F and R). */
+typedef struct pp_mem_state {
+    long full, inputs;
+} pp_mem_state;
+
+/* Applies op (F, R, B, W; anything else leaves m): recomputes says whether
+ * its stage recomputes, split whether W (not B) releases the set. */
+void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split);
+/* Memory held: (full + input_frac * inputs) * act_size. */
+double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem);
+/* held is over the limit (0: none), with the verifier's tolerance. */
+bool pp_mem_over(double held, double limit);
+/* out[stages]: the stage recomputes (the plan has an R of it). */
+void pp_plan_recomputing(const pp_plan *p, bool *out);
+
+typedef struct pp_mem_peak {
+    double peak;      /* the device's peak memory: max of pp_mem_held over its list */
+    long peak_full;   /* the most sets it held in full at once */
+    int over_at;      /* first op whose memory is over mem->mem_limit, -1 none */
+    double held_over; /* the memory held there */
+} pp_mem_peak;
+/* Walks device d's list (recomputing from pp_plan_recomputing, NULL = none). */
+pp_mem_peak pp_device_memory(const pp_plan *p, int d, const bool *recomputing, const pp_verify_opts *mem);
+
+/* ------------------------------------------------------------------ */
+/* verify.c: deadlock freedom, matching, dependencies, exactly-once    */
+/* ------------------------------------------------------------------ */
 
 int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *d);
 /* The options a spec asks for; with_limit false drops its memory limit
@@ -498,19 +549,28 @@ pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit);
 
 typedef struct pp_sim {
     double makespan;
-    double bubble;        /* 1 - busy / (devices * makespan) */
+    double bubble;        /* pp_bubble(busy, devices, makespan) */
     double *busy;         /* [devices] compute time */
-    int *peak_act;        /* [devices] peak in-flight (stage, mb) activations (full sets) */
-    double *peak_mem;     /* [devices] peak in activation units, recompute inputs counted */
+    int *peak_act;        /* [devices] the most (stage, mb) sets held in full at once */
+    double *peak_mem;     /* [devices] peak memory (memory.c), in the memory model's unit */
     double **start, **end;/* [devices][op index] */
 } pp_sim;
 
-int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *d);
+/* Times the plan (walk.c's eager replay on cost c) and measures its memory
+ * on the memory model mem (NULL: act_size 1, no inputs kept). */
+int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, pp_sim *out, pp_diag *d);
 /* Every pass after the policy, as ppcc, --compare and auto run them:
  * pp_lower, pp_verify (pp_verify_opts_of(s, with_limit)), pp_simulate on
- * s's cost.  Stops at the first that fails; sim is filled only on success. */
+ * s's cost and memory.  Stops at the first that fails; sim is filled only
+ * on success. */
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
+/* The one layout of a pp_sim, for a plan's lists (zeroed; start[d] and
+ * end[d] point into one block each), shared with pprun's measured timeline;
+ * pp_sim_free releases it. */
+void pp_sim_alloc(pp_sim *s, const pp_plan *p);
 void pp_sim_free(pp_sim *s, int devices);
+/* 1 - sum(busy) / (devices * makespan); 0 for a zero makespan. */
+double pp_bubble(const double *busy, int devices, double makespan);
 
 /* ------------------------------------------------------------------ */
 /* emit_json.c / emit_timeline.c / emit_stats.c                        */

@@ -1,7 +1,7 @@
 /*
  * simulate.c — predicts when every op of a (verified) plan starts and ends
- * on the cost model, and from that the makespan, the bubble and the peak
- * number of activations each device holds.
+ * on the cost model, and from that the makespan, the bubble and each
+ * device's peak memory (memory.c's accounting, in the memory model's unit).
  *
  * Timing model (docs/verifier.md): a device runs its list in order; F(s)
  * takes stage_F[s], so does a recomputed forward R(s), B takes stage_B[s] (+ stage_W[s] when the backward is
@@ -25,7 +25,32 @@ int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_s
     pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
     if (pp_lower_costed(p, &s->cost, d) || pp_verify(p, &vo, d))
         return 1;
-    return pp_simulate(p, &s->cost, sim, d);
+    return pp_simulate(p, &s->cost, &vo, sim, d);
+}
+
+/* Ops of device d as walk.c counts them (its base[] lays out start/end). */
+static size_t list_len(const pp_plan *p, int d)
+{
+    return p->dev[d].n > 0 && p->dev[d].ops ? (size_t)p->dev[d].n : 0;
+}
+
+void pp_sim_alloc(pp_sim *s, const pp_plan *p)
+{
+    memset(s, 0, sizeof *s);
+    size_t D = p->devices > 0 ? (size_t)p->devices : 1, total = 0;
+    for (int d = 0; d < p->devices; d++)
+        total += list_len(p, d);
+    s->start = pp_xcalloc(D, sizeof *s->start);
+    s->end = pp_xcalloc(D, sizeof *s->end);
+    s->start[0] = pp_xcalloc(total, sizeof **s->start);
+    s->end[0] = pp_xcalloc(total, sizeof **s->end);
+    for (int d = 1; d < p->devices; d++) {
+        s->start[d] = s->start[d - 1] + list_len(p, d - 1);
+        s->end[d] = s->end[d - 1] + list_len(p, d - 1);
+    }
+    s->busy = pp_xcalloc(D, sizeof *s->busy);
+    s->peak_act = pp_xcalloc(D, sizeof *s->peak_act);
+    s->peak_mem = pp_xcalloc(D, sizeof *s->peak_mem);
 }
 
 void pp_sim_free(pp_sim *s, int devices)
@@ -43,7 +68,15 @@ void pp_sim_free(pp_sim *s, int devices)
     memset(s, 0, sizeof *s);
 }
 
-int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
+double pp_bubble(const double *busy, int devices, double makespan)
+{
+    double sum = 0;
+    for (int d = 0; d < devices; d++)
+        sum += busy[d];
+    return makespan > 0 ? 1 - sum / (devices * makespan) : 0;
+}
+
+int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, pp_sim *out, pp_diag *dg)
 {
     memset(out, 0, sizeof *out);
     pp_walk w;
@@ -53,37 +86,14 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
     }
     int D = p->devices;
     size_t nt = (size_t)(w.total ? w.total : 1);
-    double *dur = calloc(nt, sizeof *dur);
-    double *start = calloc(nt, sizeof *start), *end = calloc(nt, sizeof *end);
-    out->start = calloc((size_t)D, sizeof *out->start);
-    out->end = calloc((size_t)D, sizeof *out->end);
-    out->busy = calloc((size_t)D, sizeof *out->busy);
-    out->peak_act = calloc((size_t)D, sizeof *out->peak_act);
-    out->peak_mem = calloc((size_t)D, sizeof *out->peak_mem);
-    bool *recomputed = calloc((size_t)p->stages, sizeof *recomputed);
-    if (!dur || !start || !end || !out->start || !out->end || !out->busy || !out->peak_act || !out->peak_mem ||
-        !recomputed) {
-        pp_out_of_memory();
-    }
-    out->start[0] = start;
-    out->end[0] = end;
+    double *dur = pp_xcalloc(nt, sizeof *dur);
+    pp_sim_alloc(out, p);
+    bool *recomputing = pp_xcalloc((size_t)p->stages, sizeof *recomputing);
+    pp_plan_recomputing(p, recomputing);
     int rc = 0;
     char buf[96];
-    /* A stage with an R drops its activations after F, keeping only its
-     * input (recompute_input of them), and holds them fully from R on. */
-    for (int d = 0; d < D; d++)
-        for (int i = 0; i < p->dev[d].n; i++) {
-            const pp_op *op = &p->dev[d].ops[i];
-            if (op->kind == PP_OP_R && op->stage >= 0 && op->stage < p->stages)
-                recomputed[op->stage] = true;
-        }
-    double input = c->recompute_input;
     for (int d = 0; d < D; d++) {
         const pp_device *dv = &p->dev[d];
-        out->start[d] = start + w.base[d];
-        out->end[d] = end + w.base[d];
-        int live = 0, peak = 0, inputs = 0;
-        double peak_mem = 0;
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
             if (!pp_op_is_compute(op->kind))
@@ -96,45 +106,27 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, pp_sim *out, pp_diag *dg)
                 continue;
             }
             double t = pp_op_cost(c, op->kind, s, p->split_backward);
-            if (op->kind == PP_OP_F) {
-                if (recomputed[s])
-                    inputs++;
-                else
-                    live++;
-            } else if (op->kind == PP_OP_R) {
-                inputs--;
-                live++;
-            } else if (op->kind == PP_OP_B) {
-                live -= !p->split_backward;
-            } else {
-                live -= p->split_backward;
-            }
-            if (live > peak)
-                peak = live;
-            if (live + inputs * input > peak_mem)
-                peak_mem = live + inputs * input;
             dur[w.base[d] + i] = t;
             out->busy[d] += t;
         }
-        out->peak_act[d] = peak;
-        out->peak_mem[d] = peak_mem;
+        pp_mem_peak m = pp_device_memory(p, d, recomputing, mem);
+        out->peak_act[d] = (int)m.peak_full;
+        out->peak_mem[d] = m.peak;
     }
-    if (rc == 0 && pp_walk_run_eager(&w, p, dur, c->comm, start, end) > 0) {
+    if (rc == 0 && pp_walk_run_eager(&w, p, dur, c->comm, out->start[0], out->end[0]) > 0) {
         pp_walk_report(&w, p, dg, "simulate: deadlock");
         rc = 1;
     }
     if (rc == 0) {
-        double busy = 0;
         for (int d = 0; d < D; d++) {
             int n = p->dev[d].n;
             if (n > 0 && out->end[d][n - 1] > out->makespan)
                 out->makespan = out->end[d][n - 1];
-            busy += out->busy[d];
         }
-        out->bubble = out->makespan > 0 ? 1 - busy / (D * out->makespan) : 0;
+        out->bubble = pp_bubble(out->busy, D, out->makespan);
     }
     free(dur);
-    free(recomputed);
+    free(recomputing);
     pp_walk_free(&w);
     if (rc)
         pp_sim_free(out, D);

@@ -16,7 +16,8 @@
  *      the recv that feeds it (positions of each (stage, mb) op are kept in
  *      flat arrays indexed stage * M + mb);
  *   5. matching: the k-th send a->b against the k-th recv on b from a;
- *   6. memory: activations in flight times act_size under mem_limit;
+ *   6. memory: the activation memory each device holds (memory.c) under
+ *      mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c) must bring every device to
  *      its last op; otherwise each wait-for cycle is reported.
  * Every message names the device, the op index, the op and the reason; for
@@ -379,40 +380,25 @@ static void check_matching(verifier *V, const pp_walk *w)
     }
 }
 
+/* The memory model's one accounting (memory.c): the first op of each device
+ * whose activation memory is over the limit, with the device's peak, the
+ * number every other view shows. */
 static void check_memory(verifier *V, const pp_verify_opts *o)
 {
     if (!o || o->mem_limit <= 0)
         return;
-    double act = o->act_size > 0 ? o->act_size : 1;
     const pp_plan *p = V->p;
     char buf[96];
-    /* A recomputing stage (one with R ops) holds input_frac of its
-     * activations from F to R, all of them from R on. */
-    double in = o->input_frac;
+    bool *recomputing = pp_xcalloc((size_t)V->S, sizeof *recomputing);
+    pp_plan_recomputing(p, recomputing);
     for (int d = 0; d < V->D; d++) {
-        const pp_device *dv = &p->dev[d];
-        long live = 0, inputs = 0;
-        for (int i = 0; i < dv->n; i++) {
-            const pp_op *op = &dv->ops[i];
-            bool rec = op->stage >= 0 && op->stage < V->S && op->mb >= 0 && op->mb < V->M &&
-                       V->at[AT_R][(long)op->stage * V->M + op->mb] >= 0;
-            if (op->kind == PP_OP_F && rec)
-                inputs++;
-            else if (op->kind == PP_OP_F)
-                live++;
-            else if (op->kind == PP_OP_R) {
-                inputs--;
-                live++;
-            } else if (op->kind == (p->split_backward ? PP_OP_W : PP_OP_B))
-                live--;
-            double need = (live + inputs * in) * act;
-            if (need > o->mem_limit * (1 + 1e-12)) {
-                FAIL_OP(V, d, i, op, "%g activations in flight need %g, over the memory limit %g",
-                        live + inputs * in, need, o->mem_limit);
-                break;
-            }
-        }
+        pp_mem_peak m = pp_device_memory(p, d, recomputing, o);
+        if (m.over_at >= 0)
+            FAIL_OP(V, d, m.over_at, &p->dev[d].ops[m.over_at],
+                    "holds activation memory %g, over the memory limit %g (peak memory %g)", m.held_over,
+                    o->mem_limit, m.peak);
     }
+    free(recomputing);
 }
 
 static bool check_shape(const pp_plan *p, pp_diag *dg)

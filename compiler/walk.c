@@ -35,6 +35,8 @@ void pp_walk_free(pp_walk *w)
     free(w->done);
     free(w->t_post);
     free(w->t_pair);
+    free(w->hops);
+    free(w->hops_pair);
     memset(w, 0, sizeof *w);
 }
 
@@ -136,9 +138,53 @@ typedef struct walk_run {
     uint8_t *posted;
     int *pending; /* [devices] ops of the current group still unmatched */
     double *clock;
+    uint32_t *hclock; /* [devices] hops of the clock (hops runs only) */
     int *stack, nstack;
     bool eager;   /* sends never wait: the ideal timing lower.c places by */
 } walk_run;
+
+/* Times in hops runs are compared at 40 bits of precision: the same sum
+ * added up in another order (0.1 + 0.2 against 0.3) must not look later.
+ * Times are >= 0, whose bit patterns order as the numbers do, so dropping
+ * the low 12 of the 52 mantissa bits is monotone, which is all the order
+ * needs. */
+static uint64_t coarse(double t)
+{
+    uint64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    return bits & ~(uint64_t)0xfff;
+}
+
+/* Time (t, h) advanced by dur: h counts the steps since t last grew (at
+ * that precision), so every step strictly increases the pair. */
+static void advance(double *t, uint32_t *h, double dur)
+{
+    double next = *t + dur;
+    *h = coarse(next) > coarse(*t) ? 0 : *h + 1;
+    *t = next;
+}
+
+/* (t1, h1) later than (t0, h0): the order of pp_walk_no_later. */
+static bool later(double t1, uint32_t h1, double t0, uint32_t h0)
+{
+    uint64_t c1 = coarse(t1), c0 = coarse(t0);
+    return c1 > c0 || (c1 == c0 && h1 > h0);
+}
+
+bool pp_walk_no_later(double t0, uint32_t h0, double t1, uint32_t h1)
+{
+    return !later(t0, h0, t1, h1);
+}
+
+/* (t, h) becomes the later of itself and (t2, h2); t stays the exact
+ * maximum, so a hops run keeps the times of a plain one. */
+static void merge(double *t, uint32_t *h, double t2, uint32_t h2)
+{
+    if (later(t2, h2, *t, *h))
+        *h = h2;
+    if (t2 > *t)
+        *t = t2;
+}
 
 /* A rendezvous pair met (untimed: only the eager mode keeps time). */
 static void match(walk_run *r, int32_t g, int32_t q, int dq)
@@ -157,14 +203,19 @@ static void finish_group(walk_run *r, int d, int g0, int g1)
     pp_walk *w = r->w;
     if (r->dur) {
         double t = r->clock[d];
+        uint32_t h = r->hclock ? r->hclock[d] : 0;
         for (int j = g0; j < g1; j++) {
             long g = w->base[d] + j;
             r->start[g] = t;
-            if (w->t_pair[g] > t)
+            if (r->hclock)
+                merge(&t, &h, w->t_pair[g], w->hops_pair[g]);
+            else if (w->t_pair[g] > t)
                 t = w->t_pair[g];
             r->end[g] = t;
         }
         r->clock[d] = t;
+        if (r->hclock)
+            r->hclock[d] = h;
     }
     w->gend[d] = 0;
 }
@@ -186,7 +237,12 @@ static void run_device(walk_run *r, int d)
         if (!pp_op_is_comm(op->kind)) {
             if (r->dur) {
                 r->start[base + pc] = r->clock[d];
-                r->clock[d] += r->dur[base + pc];
+                if (r->hclock) {
+                    advance(&r->clock[d], &r->hclock[d], r->dur[base + pc]);
+                    w->hops[base + pc] = r->hclock[d];
+                } else {
+                    r->clock[d] += r->dur[base + pc];
+                }
                 r->end[base + pc] = r->clock[d];
             }
             pc++;
@@ -200,6 +256,8 @@ static void run_device(walk_run *r, int d)
             r->posted[g] = 1;
             if (r->dur)
                 w->t_post[g] = w->t_pair[g] = r->clock[d];
+            if (r->hclock)
+                w->hops[g] = w->hops_pair[g] = r->hclock[d];
             if (r->eager) {
                 /* Only recvs wait, for their send to be posted. */
                 bool send = ops[j].kind == PP_OP_SEND;
@@ -207,7 +265,16 @@ static void run_device(walk_run *r, int d)
                 if (q >= 0 && r->posted[q]) {
                     w->done[g] = w->done[q] = 1;
                     double t = w->t_post[g] > w->t_post[q] ? w->t_post[g] : w->t_post[q];
-                    w->t_pair[rv] = t + r->comm;
+                    if (r->hclock) {
+                        double tm = w->t_post[g];
+                        uint32_t h = w->hops[g];
+                        merge(&tm, &h, w->t_post[q], w->hops[q]);
+                        advance(&t, &h, r->comm);
+                        w->hops_pair[rv] = h;
+                    } else {
+                        t += r->comm;
+                    }
+                    w->t_pair[rv] = t;
                     if (send && --r->pending[ops[j].peer] == 0 && w->gend[ops[j].peer] > 0)
                         r->stack[r->nstack++] = ops[j].peer;
                 } else if (!send) {
@@ -326,7 +393,7 @@ static int repair_stall(walk_run *r, pp_plan *p)
 }
 
 static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, const double *dur, double comm,
-                double *start, double *end)
+                double *start, double *end, bool hops)
 {
     int D = w->devices;
     walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end, .eager = eager};
@@ -340,6 +407,15 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
         free(w->t_pair);
         w->t_post = calloc(nt, sizeof *w->t_post);
         w->t_pair = calloc(nt, sizeof *w->t_pair);
+    }
+    if (dur && hops) {
+        free(w->hops);
+        free(w->hops_pair);
+        w->hops = calloc(nt, sizeof *w->hops);
+        w->hops_pair = calloc(nt, sizeof *w->hops_pair);
+        r.hclock = calloc((size_t)D, sizeof *r.hclock);
+        if (!w->hops || !w->hops_pair || !r.hclock)
+            pp_out_of_memory();
     }
     if (!r.posted || !r.pending || !r.clock || !r.stack || (dur && (!w->t_post || !w->t_pair)))
         pp_out_of_memory();
@@ -364,24 +440,31 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
     free(r.posted);
     free(r.pending);
     free(r.clock);
+    free(r.hclock);
     free(r.stack);
     return w->blocked;
 }
 
 int pp_walk_run(pp_walk *w, const pp_plan *p)
 {
-    return walk(w, p, NULL, false, NULL, 0, NULL, NULL);
+    return walk(w, p, NULL, false, NULL, 0, NULL, NULL, false);
 }
 
 int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                       double *end)
 {
-    return walk(w, p, NULL, true, dur, comm, start, end);
+    return walk(w, p, NULL, true, dur, comm, start, end, false);
+}
+
+int pp_walk_run_eager_hops(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
+                           double *end)
+{
+    return walk(w, p, NULL, true, dur, comm, start, end, true);
 }
 
 int pp_walk_run_repair(pp_walk *w, pp_plan *p)
 {
-    return walk(w, p, p, false, NULL, 0, NULL, NULL);
+    return walk(w, p, p, false, NULL, 0, NULL, NULL, false);
 }
 
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle)

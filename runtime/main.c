@@ -454,7 +454,7 @@ int main(int argc, char **argv)
                 pp_error(&diag, "the timeline renderer failed");
                 rc = 1;
             }
-            pr_measured_sim_free(&sim, plan.devices);
+            pp_sim_free(&sim, plan.devices);
         }
         if (check && rc == 0) {
             if (multi)

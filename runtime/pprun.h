@@ -87,7 +87,8 @@ typedef struct pr_run_result {
     int recorded_steps;      /* steps whose op times are in start/end */
     double **start, **end;   /* [devices][recorded_steps * n_ops], seconds since run start */
     double *step_start;      /* [steps], seconds since run start */
-    int *peak_act;           /* [devices] measured peak (stage, mb) activation sets */
+    int *peak_act;           /* [devices] measured peak of (stage, mb) sets held in full */
+    double *peak_mem;        /* [devices] measured peak memory (memory.c), memory.activation's unit */
     int *pool_slots;         /* [devices] activation buffers preallocated from the plan */
     int *pool_misses;        /* [devices] buffers allocated during the run beyond those */
     int graph_steps;         /* steps replayed from a captured graph */
@@ -120,9 +121,9 @@ int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
 
 /* trace.c: the --trace file, a pp_fill_fn of a pr_run_record. */
 int pr_trace_fill(FILE *f, void *record);
-/* Fills sim with the measured times of the last recorded step (microseconds). */
+/* Fills sim with the measured times of the last recorded step
+ * (microseconds) and the measured peaks; release it with pp_sim_free. */
 void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim);
-void pr_measured_sim_free(pp_sim *sim, int devices);
 
 /* bootstrap.c: the processes of a multi-process run find each other over
  * TCP; rank 0 hands every rank a blob (the NCCL unique id). */

@@ -106,6 +106,20 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
         return 1;                                                                          \
     } while (0)
 
+/* The activations op took or released, counted by the compiler's one
+ * accounting (memory.c) in the plan's memory unit: the measured peak. */
+static void hold(device_ctx *D, const pp_op *op, bool recomputes)
+{
+    const pr_model *m = D->R->m;
+    pp_verify_opts mem = {.act_size = m->act_size, .input_frac = m->input_frac};
+    pp_mem_step(&D->mem, op, recomputes, D->R->p->split_backward);
+    double held = pp_mem_held(&D->mem, &mem);
+    if (held > D->peak_mem)
+        D->peak_mem = held;
+    if (D->mem.full > D->peak_full)
+        D->peak_full = D->mem.full;
+}
+
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 {
     run *R = D->R;
@@ -156,8 +170,7 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         x = y;
     }
     a->live = true;
-    if (++D->inflight > D->peak)
-        D->peak = D->inflight;
+    hold(D, op, st->recompute);
     if (op->stage == S - 1) {
         be->make_batch(D->bc, op->mb * R->rows, R->rows, NULL, D->t_dev);
         float *dy = pool_get(D);
@@ -202,6 +215,7 @@ static int do_recompute(device_ctx *D, int i, const pp_op *op)
             pool_put(D, y);
         x = y;
     }
+    hold(D, op, true);
     return 0;
 }
 
@@ -245,10 +259,9 @@ static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
             weight_grad(D, st, a, l);
         dy = dx;
     }
-    if (!split) {
+    if (!split)
         a->live = false;
-        D->inflight--;
-    }
+    hold(D, op, st->recompute);
     a->bstep = step + 1;
     if (R->p->async == PP_ASYNC_PIPEDREAM)
         stash_release(D, st, a->ver);
@@ -270,7 +283,7 @@ static int do_weight(device_ctx *D, int i, const pp_op *op)
     for (int l = st->k - 1; l >= 0; l--)
         weight_grad(D, st, a, l);
     a->live = false;
-    D->inflight--;
+    hold(D, op, st->recompute);
     return 0;
 }
 
@@ -600,7 +613,8 @@ void device_teardown(run *R, device_ctx *D)
     for (int q = 0; q < D->npool; q++)
         be->release(D->bc, D->pool[q]);
     be->release(D->bc, D->t_dev);
-    R->res->peak_act[D->rank] = D->peak;
+    R->res->peak_act[D->rank] = (int)D->peak_full;
+    R->res->peak_mem[D->rank] = D->peak_mem;
     R->res->pool_misses[D->rank] = D->allocated;
     if (D->bc->failed && !atomic_load(&R->failed))
         fail(R, "%s", D->bc->err);
@@ -625,6 +639,7 @@ void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int ste
     r->start = calloc((size_t)p->devices, sizeof(double *));
     r->end = calloc((size_t)p->devices, sizeof(double *));
     r->peak_act = calloc((size_t)p->devices, sizeof(int));
+    r->peak_mem = calloc((size_t)p->devices, sizeof(double));
     r->pool_slots = calloc((size_t)p->devices, sizeof(int));
     r->pool_misses = calloc((size_t)p->devices, sizeof(int));
     r->weight_versions = calloc((size_t)p->devices, sizeof(int));
@@ -787,6 +802,7 @@ void pr_run_result_free(pr_run_result *r)
     free(r->loss);
     free(r->step_start);
     free(r->peak_act);
+    free(r->peak_mem);
     free(r->pool_slots);
     free(r->pool_misses);
     free(r->weight_versions);

@@ -62,7 +62,9 @@ typedef struct device_ctx {
     int nheld, cap_held;
     bool in_group;
     float *t_dev;
-    int inflight, peak;
+    pp_mem_state mem; /* activations held now (memory.c) */
+    long peak_full;   /* the most sets held in full */
+    double peak_mem;  /* peak memory, in the plan's memory unit */
     double *start, *end;
 } device_ctx;
 

@@ -5,7 +5,6 @@
  * timeline renderer draws the measured run like a predicted one.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "pprun.h"
 
@@ -41,7 +40,6 @@ int pr_trace_fill(FILE *f, void *record)
 
 void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)
 {
-    memset(sim, 0, sizeof *sim);
     int k = r->recorded_steps - 1;
     double t0 = -1;
     for (int dv = 0; dv < p->devices; dv++)
@@ -52,17 +50,11 @@ void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)
         }
     if (t0 < 0)
         t0 = 0;
-    size_t nd = p->devices > 0 ? (size_t)p->devices : 1;
-    sim->busy = calloc(nd, sizeof(double));
-    sim->peak_act = calloc(nd, sizeof(int));
-    sim->start = calloc(nd, sizeof(double *));
-    sim->end = calloc(nd, sizeof(double *));
-    double busy = 0;
+    pp_sim_alloc(sim, p); /* the compiler's layout: pp_sim_free releases it */
     for (int dv = 0; dv < p->devices; dv++) {
         int n = p->dev[dv].n;
-        sim->start[dv] = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
-        sim->end[dv] = calloc((size_t)(n > 0 ? n : 1), sizeof(double));
         sim->peak_act[dv] = r->peak_act[dv];
+        sim->peak_mem[dv] = r->peak_mem[dv];
         for (int i = 0; i < n; i++) {
             size_t at = (size_t)k * n + i;
             sim->start[dv][i] = (r->start[dv][at] - t0) * 1e6;
@@ -74,21 +66,6 @@ void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)
             if (e > sim->makespan)
                 sim->makespan = e;
         }
-        busy += sim->busy[dv];
     }
-    sim->bubble = sim->makespan > 0 ? 1.0 - busy / (p->devices * sim->makespan) : 0;
-}
-
-void pr_measured_sim_free(pp_sim *sim, int devices)
-{
-    if (sim->start)
-        for (int dv = 0; dv < devices; dv++) {
-            free(sim->start[dv]);
-            free(sim->end[dv]);
-        }
-    free(sim->start);
-    free(sim->end);
-    free(sim->busy);
-    free(sim->peak_act);
-    memset(sim, 0, sizeof *sim);
+    sim->bubble = pp_bubble(sim->busy, p->devices, sim->makespan);
 }

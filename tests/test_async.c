@@ -52,7 +52,7 @@ static void compile(compiled *c, const char *policy, int D, int M, bool full)
         pp_verify_opts o = {.act_size = 1};
         ck_assert_msg(pp_verify(&c->plan, &o, &t.diag) == 0, "%s D=%d M=%d: verify: %s", policy, D, M,
                       tu_diag_text(&t));
-        ck_assert_msg(pp_simulate(&c->plan, &s->cost, &c->sim, &t.diag) == 0, "%s: simulate: %s", policy,
+        ck_assert_msg(pp_simulate(&c->plan, &s->cost, &o, &c->sim, &t.diag) == 0, "%s: simulate: %s", policy,
                       tu_diag_text(&t));
     }
     tu_diag_close(&t);

@@ -44,12 +44,11 @@ static void comp_run(comp *t, const char *path, const char *text, const pp_defin
     }
     if (!t->errors)
         t->errors = pp_lower(&t->plan, d);
-    if (!t->errors) {
-        pp_verify_opts vo = pp_verify_opts_of(&t->spec, true);
+    pp_verify_opts vo = pp_verify_opts_of(&t->spec, true);
+    if (!t->errors)
         t->errors = pp_verify(&t->plan, &vo, d);
-    }
     if (!t->errors) {
-        t->errors = pp_simulate(&t->plan, &t->spec.cost, &t->sim, d);
+        t->errors = pp_simulate(&t->plan, &t->spec.cost, &vo, &t->sim, d);
         t->simulated = t->errors == 0;
     }
     /* A pass may return 1 for several errors (pp_policy_run does). */

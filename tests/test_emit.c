@@ -139,7 +139,8 @@ static void build(tplan *t, enum sched how, int D, int chunks, int M, bool split
 
 /* Eager sends that keep the sender busy for `comm`; a recv starts when
  * posted and ends when the data has arrived.  Activations:
- * +1 at F, -1 at B.  Times come out exact for these costs. */
+ * +1 at F, -1 at B (memory: one unit per set, no recompute).  Times come
+ * out exact for these costs. */
 static void simulate(tplan *t, double F, double B, double W, double comm)
 {
     pp_plan *p = &t->p;
@@ -149,6 +150,7 @@ static void simulate(tplan *t, double F, double B, double W, double comm)
     sim->end = calloc((size_t)D, sizeof *sim->end);
     sim->busy = calloc((size_t)D, sizeof *sim->busy);
     sim->peak_act = calloc((size_t)D, sizeof *sim->peak_act);
+    sim->peak_mem = calloc((size_t)D, sizeof *sim->peak_mem);
     size_t SM = (size_t)S * M;
     double *done_f = malloc(SM * sizeof(double)), *done_b = malloc(SM * sizeof(double));
     double *send_s[2], *send_e[2], *got[2];
@@ -220,6 +222,7 @@ static void simulate(tplan *t, double F, double B, double W, double comm)
         ck_assert_msg(next[d] == p->dev[d].n, "reference sim stuck on d%d", d);
         sim->makespan = fmax(sim->makespan, now[d]);
         total += sim->busy[d];
+        sim->peak_mem[d] = sim->peak_act[d];
     }
     sim->bubble = 1 - total / (D * sim->makespan);
     free(done_f);
@@ -246,6 +249,7 @@ static void tplan_free(tplan *t)
     free(t->sim.end);
     free(t->sim.busy);
     free(t->sim.peak_act);
+    free(t->sim.peak_mem);
     pp_plan_free(&t->p);
 }
 
@@ -658,7 +662,7 @@ START_TEST(timeline_gpipe_4x8)
         int col = m * per_unit;
         ck_assert_msg(strncmp(row + col, label, 2) == 0, "%s not at column %d", label, col);
     }
-    ck_assert_ptr_nonnull(strstr(text, "bubble 27.3%  makespan 33.0  peak activations: d0 8, d1 8, d2 8, d3 8\n"));
+    ck_assert_ptr_nonnull(strstr(text, "bubble 27.3%  makespan 33.0  peak memory: d0 8, d1 8, d2 8, d3 8\n"));
     free(text);
     timeline_golden(&t, 80, false, "tests/golden/emit/gpipe_4x8.txt");
     tplan_free(&t);
@@ -672,7 +676,7 @@ START_TEST(timeline_1f1b_4x8)
     simulate(&t, 1, 2, 0, 0);
     char *text = timeline_text(&t, 80, false);
     assert_every_op_shown(text, &t.p);
-    ck_assert_ptr_nonnull(strstr(text, "peak activations: d0 4, d1 3, d2 2, d3 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "peak memory: d0 4, d1 3, d2 2, d3 1\n"));
     free(text);
     timeline_golden(&t, 80, false, "tests/golden/emit/1f1b_4x8.txt");
     timeline_golden(&t, 120, false, "tests/golden/emit/1f1b_4x8_w120.txt");
@@ -921,7 +925,7 @@ START_TEST(stats_line)
     char *text = cap_close(&c);
     ck_assert_str_eq(text,
                      "schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=168 compute_ops=64 "
-                     "makespan=33 bubble=27.27% peak_act=[4,3,2,1]\n"
+                     "makespan=33 bubble=27.27% peak_act=[4,3,2,1] peak_mem=[4,3,2,1]\n"
                      "schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=168 compute_ops=64\n");
     free(text);
     tplan_free(&t);

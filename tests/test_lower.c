@@ -4,8 +4,10 @@
  * no comm between stages of one device, channel-order reordering, deadlock
  * repair, and an unrepairable order reported with its cycle.
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "plan_builders.h"
 
@@ -335,6 +337,88 @@ START_TEST(lower_random_orders)
 }
 END_TEST
 
+/* Zero and extreme costs (issue 8, item 10): every shipped schedule (every
+ * policy has one), in its own shape and two smaller ones, with F, B, W and
+ * comm each 0, 1e-9, 1 or 1e15, compiles as ppcc compiles it (policy, lower,
+ * verify with the file's limit, simulate).  Lowering's correctness must not
+ * depend on the costs: they only choose where a send goes. */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+START_TEST(lower_extreme_costs_sweep)
+{
+    static const char *const values[] = {"0", "1e-9", "1", "1e15"};
+    static const char *const keys[] = {"cost.F", "cost.B", "cost.W", "cost.comm"};
+    /* The file's own shape, then two smaller ones (custom's order fixes its own). */
+    static const char *const shape_D[] = {NULL, "2", "3"}, *const shape_M[] = {NULL, "4", "8"};
+    DIR *dir = opendir(tu_src_path("schedules"));
+    ck_assert_ptr_nonnull(dir);
+    char *files[64];
+    int nfiles = 0;
+    for (struct dirent *e; (e = readdir(dir)) != NULL;) {
+        size_t n = strlen(e->d_name);
+        if (n > 3 && !strcmp(e->d_name + n - 3, ".pp") && nfiles < 64)
+            files[nfiles++] = strdup(e->d_name);
+    }
+    closedir(dir);
+    qsort(files, (size_t)nfiles, sizeof *files, cmp_str);
+    ck_assert_int_ge(nfiles, 13);
+    clock_t t0 = clock();
+    int compiled = 0;
+    for (int fi = 0; fi < nfiles; fi++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "schedules/%s", files[fi]);
+        bool is_custom = !strcmp(files[fi], "custom.pp"), is_auto = !strcmp(files[fi], "auto.pp");
+        for (int sh = 0; sh < 3 && !(sh > 0 && is_custom); sh++)
+            for (int k = 0; k < 256; k++) {
+                /* auto searches: every fourth setting keeps the sweep in seconds. */
+                if (is_auto && k % 4)
+                    continue;
+                pp_define defs[6];
+                int nd = 0;
+                for (int j = 0; j < 4; j++)
+                    defs[nd++] = (pp_define){keys[j], values[(k >> (2 * j)) & 3]};
+                if (shape_D[sh]) {
+                    defs[nd++] = (pp_define){"devices", shape_D[sh]};
+                    defs[nd++] = (pp_define){"microbatches", shape_M[sh]};
+                }
+                pp_arena a = {0};
+                pp_ast ast;
+                pp_spec spec;
+                tu_diag t;
+                tu_diag_open(&t);
+                ck_assert_int_eq(pp_parse_file(tu_src_path(rel), &a, &t.diag, &ast), 0);
+                int spec_rc = pp_spec_build(&ast, defs, nd, &a, &t.diag, &spec);
+                /* A smaller shape may be one the file cannot describe (auto.pp
+                 * sets a cost of stage 3) or the policy refuses (dualpipev:
+                 * M >= 2D); the file's own shape never. */
+                ck_assert_msg(spec_rc == 0 || sh > 0, "%s: %s", rel, tu_diag_text(&t));
+                pp_plan p = {0};
+                if (spec_rc == 0 && pp_policy_run(&spec, &p, &t.diag) == 0) {
+                    pp_sim sim;
+                    ck_assert_msg(pp_lower_verify_simulate(&p, &spec, true, &sim, &t.diag) == 0,
+                                  "ppcc %s -D cost.F=%s -D cost.B=%s -D cost.W=%s -D cost.comm=%s%s%s%s%s: %s", rel,
+                                  defs[0].value, defs[1].value, defs[2].value, defs[3].value,
+                                  shape_D[sh] ? " -D devices=" : "", shape_D[sh] ? shape_D[sh] : "",
+                                  shape_D[sh] ? " -D microbatches=" : "", shape_D[sh] ? shape_M[sh] : "",
+                                  tu_diag_text(&t));
+                    pp_sim_free(&sim, p.devices);
+                    compiled++;
+                } else {
+                    ck_assert_msg(sh > 0, "%s refuses its own shape: %s", rel, tu_diag_text(&t));
+                }
+                pp_plan_free(&p);
+                tu_diag_close(&t);
+                pp_arena_free(&a);
+            }
+    }
+    for (int fi = 0; fi < nfiles; fi++)
+        free(files[fi]);
+    ck_assert_int_ge(compiled, 8000);
+    fprintf(stderr, "lower_extreme_costs_sweep: %d compilations in %.2f s of CPU\n", compiled,
+            (double)(clock() - t0) / CLOCKS_PER_SEC);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("lower");
@@ -349,6 +433,7 @@ static Suite *suite(void)
     tcase_add_test(tc, lower_rejects_bad_input);
     tcase_add_test(tc, lower_sweep_verifies);
     tcase_add_test(tc, lower_random_orders);
+    tcase_add_test(tc, lower_extreme_costs_sweep);
     suite_add_tcase(s, tc);
     return s;
 }

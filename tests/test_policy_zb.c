@@ -107,7 +107,7 @@ static bool compile(const char *policy, int D, int M, int v, pp_plan *plan, pp_s
     ck_assert_msg(pp_lower(plan, &td.diag) == 0, "%s D=%d M=%d v=%d: lower: %s", policy, D, M, v, tu_diag_text(&td));
     ck_assert_msg(pp_verify(plan, &vo, &td.diag) == 0, "%s D=%d M=%d v=%d: verify: %s", policy, D, M, v,
                   tu_diag_text(&td));
-    ck_assert_msg(pp_simulate(plan, &t.spec.cost, sim, &td.diag) == 0, "%s D=%d M=%d v=%d: simulate: %s", policy, D,
+    ck_assert_msg(pp_simulate(plan, &t.spec.cost, &vo, sim, &td.diag) == 0, "%s D=%d M=%d v=%d: simulate: %s", policy, D,
                   M, v, tu_diag_text(&td));
     tu_diag_close(&td);
     return true;
@@ -202,7 +202,7 @@ static double order_stats(const char *policy, int D, int M, int v, int *peak)
     tu_diag_open(&td);
     ck_assert_int_eq(pp_policy_run(&t.spec, &plan, &td.diag), 0);
     double makespan = async_makespan(&plan);
-    ck_assert_int_eq(pp_simulate(&plan, &t.spec.cost, &sim, &td.diag), 0);
+    ck_assert_int_eq(pp_simulate(&plan, &t.spec.cost, NULL, &sim, &td.diag), 0);
     for (int d = 0; d < D; d++)
         peak[d] = sim.peak_act[d];
     pp_sim_free(&sim, D);

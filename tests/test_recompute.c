@@ -42,7 +42,7 @@ static int compile_text(comp *c, const char *text, const char *upto)
     if (!strcmp(upto, "lower"))
         return 0;
     pp_verify_opts vo = {c->spec.act_size, c->spec.mem_limit, c->spec.cost.recompute_input};
-    if (pp_verify(&c->plan, &vo, &c->td.diag) || pp_simulate(&c->plan, &c->spec.cost, &c->sim, &c->td.diag))
+    if (pp_verify(&c->plan, &vo, &c->td.diag) || pp_simulate(&c->plan, &c->spec.cost, &vo, &c->sim, &c->td.diag))
         return 1;
     c->have_sim = true;
     return 0;
@@ -276,14 +276,14 @@ START_TEST(test_simulate)
     /* the verifier's memory check counts the same: limit 3 rejects plain gpipe, passes with recompute */
     snprintf(text, sizeof text, "%smemory { limit = 3 }\n", base);
     ck_assert_int_ne(compile_text(&n, text, "sim"), 0);
-    ck_assert_ptr_nonnull(strstr(tu_diag_text(&n.td), "4 activations in flight need 4, over the memory limit 3"));
+    ck_assert_ptr_nonnull(strstr(tu_diag_text(&n.td), "holds activation memory 4, over the memory limit 3 (peak memory 8)"));
     comp_free(&n);
     snprintf(text, sizeof text, "%smemory { limit = 3\nrecompute = always }\n", base);
     ck_assert_msg(compile_text(&a, text, "sim") == 0, "%s", tu_diag_text(&a.td));
     comp_free(&a);
     snprintf(text, sizeof text, "%smemory { limit = 1.8\nrecompute = always }\n", base);
     ck_assert_int_ne(compile_text(&a, text, "sim"), 0);
-    ck_assert_ptr_nonnull(strstr(tu_diag_text(&a.td), "1.875 activations in flight need 1.875, over the memory limit 1.8"));
+    ck_assert_ptr_nonnull(strstr(tu_diag_text(&a.td), "holds activation memory 1.875, over the memory limit 1.8 (peak memory 1.875)"));
     comp_free(&a);
 }
 END_TEST

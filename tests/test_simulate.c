@@ -44,7 +44,7 @@ static void compile(pp_plan *p, const pp_cost *c, pp_sim *sim)
     ck_assert_msg(pp_lower(p, &t.diag) == 0, "lower: %s", tu_diag_text(&t));
     pp_verify_opts o = {0};
     ck_assert_msg(pp_verify(p, &o, &t.diag) == 0, "verify: %s", tu_diag_text(&t));
-    ck_assert_msg(pp_simulate(p, c, sim, &t.diag) == 0, "simulate: %s", tu_diag_text(&t));
+    ck_assert_msg(pp_simulate(p, c, NULL, sim, &t.diag) == 0, "simulate: %s", tu_diag_text(&t));
     tu_diag_close(&t);
 }
 
@@ -264,7 +264,7 @@ START_TEST(sim_interleaved)
                 pp_sim sim2;
                 tu_diag t;
                 tu_diag_open(&t);
-                ck_assert(pp_simulate(&p, &k.c, &sim2, &t.diag) == 0);
+                ck_assert(pp_simulate(&p, &k.c, NULL, &sim2, &t.diag) == 0);
                 tu_diag_close(&t);
                 check_times(&p, &k.c, &sim2);
                 ck_assert(sim2.makespan > sim.makespan);
@@ -287,7 +287,7 @@ START_TEST(sim_refuses_deadlock)
     pp_sim sim;
     tu_diag t;
     tu_diag_open(&t);
-    ck_assert_int_ne(pp_simulate(&p, &k.c, &sim, &t.diag), 0);
+    ck_assert_int_ne(pp_simulate(&p, &k.c, NULL, &sim, &t.diag), 0);
     ck_assert_str_eq(tu_diag_text(&t), "ppcc: error: simulate: deadlock: device 0 waits at op 0 (recv grad 1.0 "
                                        "from 1) for device 1, which waits at op 0 (recv act 0.0 from 0) for "
                                        "device 0\n");
@@ -315,7 +315,7 @@ static void time_passes(int D, int v, int M)
     ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "%s", tu_diag_text(&t));
     double t2 = now_s();
     pp_sim sim;
-    ck_assert(pp_simulate(&p, &k.c, &sim, &t.diag) == 0);
+    ck_assert(pp_simulate(&p, &k.c, NULL, &sim, &t.diag) == 0);
     double t3 = now_s();
     printf("timing %dx%dx%d interleaved: %ld ops; lower %.1f ms, verify %.1f ms, simulate %.1f ms, total %.1f ms "
            "(bubble %.4f)\n",

@@ -74,7 +74,7 @@ static int compile(const shape *sh, compiled *c, tu_diag *t)
     pp_verify_opts o = {.act_size = 1, .mem_limit = 0};
     ck_assert_msg(pp_verify(&c->plan, &o, &t->diag) == 0, "%s D=%d M=%d v=%d: verifier: %s", sh->policy,
                   sh->D, sh->M, sh->v, tu_diag_text(t));
-    ck_assert_msg(pp_simulate(&c->plan, &c->spec.cost, &c->sim, &t->diag) == 0, "%s: simulate: %s",
+    ck_assert_msg(pp_simulate(&c->plan, &c->spec.cost, &o, &c->sim, &t->diag) == 0, "%s: simulate: %s",
                   sh->policy, tu_diag_text(t));
     return 0;
 }

@@ -244,16 +244,17 @@ START_TEST(verify_memory_limit)
     pp_plan p;
     two(&p, 2, OK0, OK1);
     expect(&p, 2, "");
-    expect(&p, 1.5, "ppcc: error: device 0, op 2 (F0.1): 2 activations in flight need 2, over the memory limit 1.5\n");
+    expect(&p, 1.5,
+           "ppcc: error: device 0, op 2 (F0.1): holds activation memory 2, over the memory limit 1.5 (peak memory 2)\n");
     pp_plan_free(&p);
 
     /* Split backward: an activation lives until its W. */
     two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 W0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 W1.0 U X");
     p.split_backward = true;
     expect(&p, 1, "");
-    expect(&p, 0.5, "ppcc: error: device 0, op 0 (F0.0): 1 activations in flight need 1, over the memory limit "
-                    "0.5\nppcc: error: device 1, op 1 (F1.0): 1 activations in flight need 1, over the memory "
-                    "limit 0.5\n");
+    expect(&p, 0.5, "ppcc: error: device 0, op 0 (F0.0): holds activation memory 1, over the memory limit 0.5 "
+                    "(peak memory 1)\nppcc: error: device 1, op 1 (F1.0): holds activation memory 1, over the "
+                    "memory limit 0.5 (peak memory 1)\n");
     pp_plan_free(&p);
 }
 END_TEST

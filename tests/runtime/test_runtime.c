@@ -520,7 +520,7 @@ START_TEST(test_trace_has_one_event_per_op)
     ck_assert(fabs(first) < 1e-9);
     /* all forwards before any backward: 2 stages x 4 mbs per device in flight at once */
     ck_assert_int_eq(sim.peak_act[0], 8);
-    pr_measured_sim_free(&sim, p.devices);
+    pp_sim_free(&sim, p.devices);
     free(count);
     free(last_end);
     cJSON_Delete(root);

@@ -1,0 +1,89 @@
+/*
+ * memory.c — activation memory: the one definition of what a device holds,
+ * shared by the verifier (memory.limit), the simulator (peak memory in
+ * every view: timeline, --stats, plan JSON, --compare, auto) and pprun's
+ * replay (the measured peak).  docs/recompute.md states the rule:
+ *
+ *   - F(s, m) takes one activation set of stage s, or only its input
+ *     (mem->input_frac of a set) when stage s recomputes;
+ *   - R(s, m) brings a recomputed set back to a full one;
+ *   - the set is released by B(s, m), or by W(s, m) when the backward is
+ *     split.
+ *
+ * Memory held = (full sets + input_frac * kept inputs) * act_size, in the
+ * unit of memory.activation; a device's peak memory is its maximum over
+ * the device's list.  The counts stay integers so that the same list gives
+ * the same number whichever pass walks it.
+ */
+#include <string.h>
+
+#include "pp.h"
+
+void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split)
+{
+    switch (op->kind) {
+    case PP_OP_F:
+        if (recomputes)
+            m->inputs++;
+        else
+            m->full++;
+        break;
+    case PP_OP_R:
+        m->inputs--;
+        m->full++;
+        break;
+    case PP_OP_B:
+        m->full -= !split;
+        break;
+    case PP_OP_W:
+        m->full -= split;
+        break;
+    default:
+        break;
+    }
+}
+
+double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem)
+{
+    double act = mem && mem->act_size > 0 ? mem->act_size : 1, in = mem ? mem->input_frac : 0;
+    return ((double)m->full + (double)m->inputs * in) * act;
+}
+
+bool pp_mem_over(double held, double limit)
+{
+    return limit > 0 && held > limit * (1 + 1e-12);
+}
+
+void pp_plan_recomputing(const pp_plan *p, bool *out)
+{
+    memset(out, 0, (size_t)p->stages * sizeof *out);
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            if (op->kind == PP_OP_R && op->stage >= 0 && op->stage < p->stages)
+                out[op->stage] = true;
+        }
+}
+
+pp_mem_peak pp_device_memory(const pp_plan *p, int d, const bool *recomputing, const pp_verify_opts *mem)
+{
+    pp_mem_peak r = {.over_at = -1};
+    pp_mem_state m = {0};
+    double limit = mem ? mem->mem_limit : 0;
+    const pp_device *dv = &p->dev[d];
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        bool rec = op->stage >= 0 && op->stage < p->stages && recomputing && recomputing[op->stage];
+        pp_mem_step(&m, op, rec, p->split_backward);
+        double held = pp_mem_held(&m, mem);
+        if (held > r.peak)
+            r.peak = held;
+        if (m.full > r.peak_full)
+            r.peak_full = m.full;
+        if (r.over_at < 0 && pp_mem_over(held, limit)) {
+            r.over_at = i;
+            r.held_over = held;
+        }
+    }
+    return r;
+}

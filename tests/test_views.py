@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""test_views.py PPCC — every view of one compilation tells the same truth.
+
+- Peak memory (docs/recompute.md: one definition, memory.c) is the same
+  number, per device, in --stats (peak_mem), the --timeline summary, the
+  plan JSON (stats.peak_memory), the memory.limit error ("peak memory X")
+  and the --compare row of the same compilation.
+- Every --compare row is a compilation: `ppcc FILE -D ... SETTINGS --stats`
+  with the row's printed settings gives its makespan, bubble and peak
+  memory, fits (or fails at memory.limit, and gives them with
+  -D memory.limit=0), or fails with the row's reason.
+- auto's report ("auto: makespan X") is the makespan of the plan it writes,
+  recompute and memory limit included.
+
+Run from the build tree's test harness with PP_SOURCE_ROOT set.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+PPCC = sys.argv[1]
+SRC = os.environ["PP_SOURCE_ROOT"]
+fails = 0
+checks = 0
+
+
+def fail(msg):
+    global fails
+    fails += 1
+    print("FAIL: " + msg, file=sys.stderr)
+
+
+def ppcc(args, want_rc=0):
+    r = subprocess.run([PPCC] + args, capture_output=True, text=True)
+    if r.returncode != want_rc:
+        fail("ppcc %s exited %d, want %d:\n%s%s" % (" ".join(args), r.returncode, want_rc, r.stdout, r.stderr))
+        return None
+    return r
+
+
+def defs(settings):
+    out = []
+    for s in settings:
+        out += ["-D", s]
+    return out
+
+
+def stats_of(text):
+    """--stats line -> dict of its keys."""
+    line = text.strip().splitlines()[-1]
+    return dict(kv.split("=", 1) for kv in line.split())
+
+
+def timeline_peaks(text):
+    """The 'peak memory: d0 X, d1 Y' summary (wrapped lines included)."""
+    at = text.find("peak memory:")
+    if at < 0:
+        return None
+    rest = text[at + len("peak memory:"):]
+    lines = [rest.split("\n")[0]]
+    for more in rest.split("\n")[1:]:
+        if not more.startswith("  "):
+            break
+        lines.append(more)
+    return re.findall(r"d\d+ ([^,\s]+)", " ".join(lines))
+
+
+def g(x):
+    return "%g" % x
+
+
+# Shapes with and without recompute, with activation sizes other than 1.
+CASES = [
+    ("gpipe.pp", ["recompute=always", "memory.activation=0.5"]),
+    ("1f1b.pp", ["recompute=except_last", "memory.activation=2", "memory.input=0.3"]),
+    ("zbv.pp", ["recompute=always"]),
+    ("interleaved.pp", ["memory.activation=0.25"]),
+    ("zb-h1.pp", ["recompute=always", "memory.activation=3"]),
+    ("1f1b.pp", []),
+]
+
+with tempfile.TemporaryDirectory() as tmp:
+    for name, settings in CASES:
+        f = os.path.join(SRC, "schedules", name)
+        label = "%s %s" % (name, " ".join(settings))
+        d = defs(settings)
+        st = ppcc([f, "--stats"] + d)
+        tl = ppcc([f, "--timeline"] + d)
+        plan_path = os.path.join(tmp, "plan.json")
+        pl = ppcc([f, "-o", plan_path] + d)
+        if not st or not tl or not pl:
+            continue
+        checks += 1
+        peaks = stats_of(st.stdout)["peak_mem"].strip("[]").split(",")
+        if timeline_peaks(tl.stdout) != peaks:
+            fail("%s: timeline peak memory %s, --stats peak_mem %s" % (label, timeline_peaks(tl.stdout), peaks))
+        checks += 1
+        plan = json.load(open(plan_path))
+        in_json = [g(x) for x in plan["stats"]["peak_memory"]]
+        if in_json != peaks:
+            fail("%s: plan JSON peak_memory %s, --stats peak_mem %s" % (label, in_json, peaks))
+        # The limit error names each device's peak: the same number.
+        values = [float(x) for x in peaks]
+        limit = min(values) * 0.99
+        err = ppcc([f, "--stats"] + d + ["-D", "memory.limit=%r" % limit], want_rc=1)
+        if err:
+            checks += 1
+            seen = re.findall(r"device (\d+), op \d+ \([^)]*\): holds activation memory [^,]+, over the memory "
+                              r"limit [^ ]+ \(peak memory ([^)]+)\)", err.stderr)
+            if len(seen) != len(values):
+                fail("%s: limit %r: %d memory errors for %d devices:\n%s" % (label, limit, len(seen), len(values),
+                                                                          err.stderr))
+            for dev, peak in seen:
+                if peak != peaks[int(dev)]:
+                    fail("%s: limit error says device %s peaks at %s, --stats %s" % (label, dev, peak,
+                                                                                  peaks[int(dev)]))
+        # --compare's row of the file's own policy is this compilation.
+        policy = plan["pipeline"]["schedule"]
+        cmp_ = ppcc([f, "--compare", policy] + d)
+        if cmp_:
+            checks += 1
+            row = [l for l in cmp_.stdout.splitlines() if l.startswith(policy + " ")]
+            if len(row) != 1 or " ".join(peaks) not in row[0]:
+                fail("%s: --compare row %s does not show peak memory %s" % (label, row, " ".join(peaks)))
+
+
+def compare_rows(text):
+    """(name, fields, peaks, settings, reason) for each row of a --compare table."""
+    lines = text.splitlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith("policy "))
+    rows = []
+    for l in lines[start + 1:]:
+        if l.startswith(" "):
+            m = re.match(r"\s+cannot run: (.*)$", l)
+            if not m or not rows:
+                fail("unexpected line in --compare: %r" % l)
+                continue
+            rows[-1][4] = m.group(1)
+            continue
+        at = l.find(" -D ")
+        head, settings = l[:at].split(), re.findall(r"-D (\S+)", l[at:])
+        rows.append([head[0], head[1:6], head[6:], settings, None])
+    return rows
+
+
+def check_compare(f, cmd_defs, policies):
+    """Every row of ppcc f cmd_defs --compare policies, compiled again."""
+    global checks
+    label = "%s %s --compare %s" % (os.path.basename(f), " ".join(cmd_defs), policies)
+    r = ppcc([f] + defs(cmd_defs) + ["--compare", policies])
+    if not r:
+        return
+    rows = compare_rows(r.stdout)
+    if [row[0] for row in rows] != policies.split(","):
+        fail("%s: rows %s" % (label, [row[0] for row in rows]))
+    for name, fields, peaks, settings, reason in rows:
+        checks += 1
+        args = [f, "--stats"] + defs(cmd_defs) + defs(settings)
+        what = "%s: row %s (ppcc %s)" % (label, name, " ".join(args[1:]))
+        if settings[0] != "schedule=" + name:
+            fail("%s: settings do not start with schedule=%s" % (what, name))
+        if reason is not None:
+            got = ppcc(args, want_rc=1)
+            if got and reason not in got.stderr:
+                fail("%s: row says %r, ppcc says %s" % (what, reason, got.stderr))
+            continue
+        fits = fields[4]
+        if fits == "no":
+            got = ppcc(args, want_rc=1)
+            if got and "over the memory limit" not in got.stderr:
+                fail("%s: does not fit, but ppcc says %s" % (what, got.stderr))
+            args += ["-D", "memory.limit=0"]
+        got = ppcc(args)
+        if not got:
+            continue
+        st = stats_of(got.stdout)
+        want = (fields[2], fields[3], ",".join(peaks))
+        have = (st["makespan"], st["bubble"], st["peak_mem"].strip("[]"))
+        if want != have:
+            fail("%s: row makespan, bubble, peak %s; compiled %s" % (what, want, have))
+        if name == "auto":
+            m = re.search(r"^auto: makespan (\S+)", got.stderr, re.M)
+            if not m or m.group(1) != st["makespan"]:
+                fail("%s: auto reports %s, compiles to %s" % (what, m and m.group(1), st["makespan"]))
+
+
+ALL = "gpipe,1f1b,interleaved,looped-bfs,zb-h1,zb-h2,interleaved-zb,zbv,dualpipev,auto"
+sched = lambda n: os.path.join(SRC, "schedules", n)
+check_compare(sched("1f1b.pp"), [], ALL)
+check_compare(sched("1f1b.pp"), ["recompute=always", "memory.limit=2"], "gpipe,1f1b,zb-h1,zbv,auto")
+check_compare(sched("auto.pp"), [], ALL)
+check_compare(sched("zbv.pp"), ["recompute=except_last"], ALL)
+check_compare(sched("interleaved.pp"), ["memory.activation=0.5", "memory.limit=3"], ALL)
+# costs in seconds: makespans keep their digits
+check_compare(sched("1f1b.pp"), ["cost.F=0.00123", "cost.B=0.00247", "cost.W=0.0004", "cost.comm=0.0001"], ALL)
+check_compare(sched("custom.pp"), [], "custom,1f1b")
+
+# auto's report is the plan it writes.
+for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recompute=except_last", "memory.limit=4"]),
+                       ("1f1b.pp", ["schedule=auto", "recompute=always", "memory.limit=2"]),
+                       ("zbv.pp", ["schedule=auto", "recompute=always"])]:
+    checks += 1
+    r = ppcc([sched(name), "--stats"] + defs(settings))
+    if r:
+        m = re.search(r"^auto: makespan (\S+)", r.stderr, re.M)
+        st = stats_of(r.stdout)
+        if not m or m.group(1) != st["makespan"]:
+            fail("%s %s: auto reports %s, writes a plan of makespan %s" % (name, settings, m and m.group(1),
+                                                                          st["makespan"]))
+
+print("test_views: %d checks, %d failed" % (checks, fails))
+sys.exit(1 if fails else 0)
