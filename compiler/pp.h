@@ -22,6 +22,16 @@
 #define PP_MAX_MICROBATCHES (1 << 20)
 #define PP_MAX_OPS_TOTAL (64L << 20)
 
+/* The reference model's limits (model mlp), the one source of both ppcc's
+ * checks (spec.c, at the key) and pprun's loader (runtime/plan_load.c):
+ * a plan that ppcc writes is a plan that pprun can load. */
+#define PP_MAX_LAYERS 65536
+#define PP_MAX_HIDDEN 65536
+#define PP_MAX_BATCH (1 << 24)                /* global batch rows */
+#define PP_MAX_SEED 9007199254740991.0         /* 2^53 - 1: exact in a double */
+#define PP_MAX_WEIGHT_FLOATS (1L << 31)       /* layers * hidden * hidden */
+#define PP_MAX_MICROBATCH_FLOATS (1L << 30)   /* batch / microbatches * hidden */
+
 /* ------------------------------------------------------------------ */
 /* ops.def / op kinds: the one table of op names (X-macro).            */
 /* ------------------------------------------------------------------ */

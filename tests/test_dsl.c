@@ -480,7 +480,7 @@ START_TEST(test_define_errors)
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
          * when the maximum was crossed; costs whose sums overflow made lowering
          * report a deadlock that is not there. */
-        {"batch", "2147483647", "-D batch=2147483647: must be at most 1073741824"},
+        {"batch", "2147483647", "-D batch=2147483647: must be between 1 and 16777216"},
         {"seed", "9007199254740992", "-D seed=9007199254740992: must be at most 9007199254740991"},
         {"cost.F", "1e308", "-D cost.F=1e308: must be at most 1e+15"},
         {"cost.stage.1.B", "1e300", "-D cost.stage.1.B=1e300: must be at most 1e+15"},
@@ -646,6 +646,52 @@ START_TEST(test_limits)
 }
 END_TEST
 
+START_TEST(test_model_limits)
+{
+    /* The model's limits are pprun's (pp.h): refused here, at the key. */
+    char big[32], rows[32];
+    snprintf(big, sizeof big, "%d", PP_MAX_BATCH + 8);
+    snprintf(rows, sizeof rows, "%d", PP_MAX_BATCH);
+    static const struct {
+        const char *text;
+        pp_define def[3];
+        int ndefs;
+        const char *want;
+    } cases[] = {
+        {"model mlp { hidden = 65536 }\n", {{0}}, 0,
+         "t.pp:1:13: error: model.hidden: 4 layers of 65536 x 65536 weights are 17179869184 floats, more than pprun "
+         "holds (2147483648)\n"},
+        {"devices = 1\n", {{"hidden", "46341"}, {"layers", "1"}}, 2,
+         "ppcc: error: -D hidden=46341: 1 layer of 46341 x 46341 weights are 2147488281 floats, more than pprun "
+         "holds (2147483648)\n"},
+        {"devices = 1\nmicrobatches = 1\n", {{"hidden", "128"}, {"batch", NULL}}, 2,
+         "ppcc: error: -D batch=16777216: a micro-batch of 16777216 rows x 128 is 2147483648 floats, more than "
+         "pprun holds (1073741824)\n"},
+        {"devices = 1\n", {{"batch", NULL}}, 1, "ppcc: error: -D batch=16777224: must be between 1 and 16777216\n"},
+        {"model mlp { layers = 65537 }\n", {{0}}, 0, "t.pp:1:22: error: model.layers: must be between 1 and 65536"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pp_define defs[3];
+        memcpy(defs, cases[i].def, sizeof defs);
+        for (int k = 0; k < cases[i].ndefs; k++)
+            if (!defs[k].value)
+                defs[k].value = i == 2 ? rows : big;
+        dsl t;
+        dsl_run(&t, "t.pp", cases[i].text, defs, cases[i].ndefs);
+        ck_assert_int_eq(t.spec_errors, 1);
+        ck_assert_msg(strncmp(tu_diag_text(&t.diag), cases[i].want, strlen(cases[i].want)) == 0, "got:  %s\nwant: %s",
+                      tu_diag_text(&t.diag), cases[i].want);
+        dsl_end(&t);
+    }
+    /* At the bounds themselves: accepted. */
+    pp_define ok[] = {{"hidden", "46340"}, {"layers", "1"}, {"batch", "16384"}};
+    dsl t;
+    dsl_run(&t, "t.pp", "devices = 1\nmicrobatches = 1\n", ok, 3);
+    ck_assert_msg(t.spec_errors == 0, "%s", tu_diag_text(&t.diag));
+    dsl_end(&t);
+}
+END_TEST
+
 static Suite *dsl_suite(void)
 {
     Suite *s = suite_create("dsl");
@@ -664,6 +710,7 @@ static Suite *dsl_suite(void)
     tcase_add_test(tc, test_define_every_key);
     tcase_add_test(tc, test_define_interplay);
     tcase_add_test(tc, test_define_errors);
+    tcase_add_test(tc, test_model_limits);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");
