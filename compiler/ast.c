@@ -10,10 +10,13 @@
  * turned into LINE:COL and a caret when an error is printed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "pp.h"
 #include "parser.h"
@@ -76,6 +79,13 @@ void ast_bad_char(pp_parser *p, size_t offset, unsigned char c)
         ast_error(p, offset, "unexpected character '%c'", c);
     else
         ast_error(p, offset, "unexpected byte 0x%02x", c);
+}
+
+/* A multibyte UTF-8 character, quoted as written (the lexer matched a
+ * well-formed sequence, so it prints as one character). */
+void ast_bad_utf8(pp_parser *p, size_t offset, size_t len)
+{
+    ast_error(p, offset, "unexpected character '%.*s' (outside a string or comment)", (int)len, p->src->text + offset);
 }
 
 /* The scanner tracks braces itself so that an unclosed block can be
@@ -159,8 +169,8 @@ pp_item *ast_row(pp_parser *p, pp_item *head, pp_value_list words)
 /* Runs scanner and parser over p->src.  Returns the error count. */
 static int run_parser(pp_parser *p)
 {
-    if (p->src->len > (size_t)INT32_MAX) {
-        ast_error(p, 0, "input too large");
+    if (p->src->len > (size_t)PP_MAX_SOURCE_BYTES) {
+        ast_error(p, 0, "input too large: more than %ld MiB", PP_MAX_SOURCE_BYTES >> 20);
         return p->errors;
     }
     yyscan_t scanner;
@@ -181,52 +191,134 @@ static int run_parser(pp_parser *p)
 int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast)
 {
     memset(ast, 0, sizeof *ast);
+    /* A UTF-8 byte order mark says nothing but "this is UTF-8": skipped,
+     * so that line 1 counts its columns from the first real character. */
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     ast->src.path = path;
     ast->src.text = text;
     ast->src.len = len;
     pp_parser p = {.arena = a, .diag = d, .src = &ast->src};
+    /* A NUL byte means a binary file, not a schedule: one error at the
+     * first, instead of one "unexpected byte" per NUL. */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        size_t count = 0;
+        for (const char *q = nul; q; q = memchr(q + 1, '\0', len - (size_t)(q + 1 - text)))
+            count++;
+        ast_error(&p, (size_t)(nul - text), "NUL byte: a schedule file is text (%zu NUL byte%s, the first here)",
+                  count, count == 1 ? "" : "s");
+        return p.errors;
+    }
     int errors = run_parser(&p);
     ast->items = p.top.v;
     ast->nitems = p.top.n;
     return errors;
 }
 
-int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast)
+/* Reads fd to its end, but never more than PP_MAX_SOURCE_BYTES + 1 bytes:
+ * one byte past the bound tells a file that is too large from one that
+ * just fits, without reading the rest of a /dev/zero.  NULL with *err set
+ * on a read error or out of memory. */
+static char *read_bounded(int fd, size_t *len, int *err)
 {
-    memset(ast, 0, sizeof *ast);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        pp_error(d, "cannot open %s: %s", path, strerror(errno));
-        return 1;
-    }
-    /* Read in chunks (works for pipes too), then copy once into the arena. */
-    size_t cap = 1 << 16, len = 0;
+    const size_t limit = (size_t)PP_MAX_SOURCE_BYTES + 1;
+    size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) {
-            char *bigger = realloc(buf, cap * 2);
+    while (buf) {
+        if (n == cap) {
+            if (cap == limit)
+                break;
+            char *bigger = realloc(buf, cap * 2 < limit ? cap * 2 : limit);
             if (!bigger) {
                 free(buf);
                 buf = NULL;
                 break;
             }
             buf = bigger;
-            cap *= 2;
+            cap = cap * 2 < limit ? cap * 2 : limit;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r > 0)
+            n += (size_t)r;
+        else if (r == 0)
+            break;
+        else if (errno != EINTR) {
+            *err = errno;
+            free(buf);
+            return NULL;
         }
     }
-    bool failed = !buf || ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (failed) {
-        pp_error(d, "cannot read %s: %s", path, buf ? strerror(saved) : "out of memory");
-        free(buf);
+    if (!buf)
+        *err = ENOMEM;
+    *len = n;
+    return buf;
+}
+
+/* Opens path for reading without ever blocking in open(): a FIFO with no
+ * writer would otherwise hang there silently.  O_NONBLOCK is cleared once
+ * it is open, so reads from a pipe whose writer is there wait for it. */
+static int open_source(const char *path, struct stat *st)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int flags = fcntl(fd, F_GETFL);
+    if (fstat(fd, st) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+        return -1;
+    }
+    return fd;
+}
+
+int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast)
+{
+    memset(ast, 0, sizeof *ast);
+    bool from_stdin = strcmp(path, "-") == 0;
+    const char *name = from_stdin ? "<stdin>" : path;
+    struct stat st;
+    int fd = from_stdin ? STDIN_FILENO : open_source(path, &st);
+    if (fd < 0 || (from_stdin && fstat(fd, &st) != 0)) {
+        pp_error(d, "cannot open %s: %s", name, strerror(errno));
         return 1;
     }
-    char *text = pp_arena_strndup(a, buf, len);
+    int rc = 1, err = 0;
+    size_t len = 0;
+    char *buf = NULL;
+    if (S_ISDIR(st.st_mode)) {
+        pp_error(d, "cannot read %s: it is a directory, not a schedule file", name);
+    } else if (S_ISREG(st.st_mode) && st.st_size > PP_MAX_SOURCE_BYTES) {
+        /* Refused before reading a byte of it. */
+        pp_error(d, "%s: %lld bytes, more than a schedule file may have (%ld MiB)", name, (long long)st.st_size,
+                 PP_MAX_SOURCE_BYTES >> 20);
+    } else if (!(buf = read_bounded(fd, &len, &err))) {
+        pp_error(d, "cannot read %s: %s", name, strerror(err));
+    } else if (len > PP_MAX_SOURCE_BYTES) {
+        /* A pipe, a device or a file that grew: only the bound was read. */
+        pp_error(d, "%s: more than a schedule file may have (%ld MiB); stopped reading there", name,
+                 PP_MAX_SOURCE_BYTES >> 20);
+    } else if (len == 0) {
+        pp_error(d, "%s: empty: nothing to compile%s", name,
+                 S_ISFIFO(st.st_mode) && !from_stdin
+                     ? " (a FIFO reads as empty when no writer has opened it: ppcc does not wait for one)"
+                     : "");
+    } else {
+        char *text = pp_arena_strndup(a, buf, len);
+        rc = pp_parse(name, text, len, a, d, ast);
+        /* Nothing in the file would compile every default silently. */
+        if (rc == 0 && ast->nitems == 0) {
+            pp_error(d, "%s: no settings: the file holds only comments and blank lines", name);
+            rc = 1;
+        }
+    }
     free(buf);
-    return pp_parse(path, text, len, a, d, ast);
+    if (!from_stdin)
+        close(fd);
+    return rc;
 }
 
 pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize)

@@ -21,6 +21,8 @@
 #define PP_MAX_STAGES 8192
 #define PP_MAX_MICROBATCHES (1 << 20)
 #define PP_MAX_OPS_TOTAL (64L << 20)
+/* A schedule file is read up to this size and refused past it (ast.c). */
+#define PP_MAX_SOURCE_BYTES (64L << 20)
 
 /* The reference model's limits (model mlp), the one source of both ppcc's
  * checks (spec.c, at the key) and pprun's loader (runtime/plan_load.c):
@@ -182,10 +184,15 @@ typedef struct pp_ast {
     int nitems;
 } pp_ast;
 
-/* Parses text (kept by reference in the ast) into ast, allocating from a.
- * Reports every syntax error it can recover from.  Returns error count. */
+/* Parses text (kept by reference in the ast, after a UTF-8 byte order mark
+ * if there is one) into ast, allocating from a.  Reports every syntax
+ * error it can recover from; a NUL byte is one error and stops there.
+ * Returns the error count. */
 int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast);
-/* Reads a whole file into the arena then parses it. */
+/* Reads a whole file ("-": standard input, named "<stdin>" in messages)
+ * into the arena, then parses it.  Refuses a directory, more than
+ * PP_MAX_SOURCE_BYTES, an empty file and one without a single setting (it
+ * would compile every default silently).  Never blocks opening a FIFO. */
 int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
 /* Parses one value (a -D VALUE) with the same lexical rules.  Returns
  * NULL and writes a one-line reason into err when it is not exactly one

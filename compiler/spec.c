@@ -349,6 +349,21 @@ static bool to_number(ctx *c, const origin *o, const char *key, const pp_value *
     return true;
 }
 
+/* `schedule NAME` that names no policy: at the name, with the closest one. */
+static void unknown_policy(ctx *c, const origin *o, const pp_value *v)
+{
+    const char *names[64];
+    int n = 0;
+    for (const pp_policy *const *p = pp_policy_all(); *p && n < 64; p++)
+        names[n++] = (*p)->name;
+    const char *guess = closest(v->text, names, n);
+    char hint[80] = "";
+    if (guess)
+        snprintf(hint, sizeof hint, "; did you mean %s?", guess);
+    report_at(c, o, v->offset, "schedule", "unknown policy '%.40s'%s (ppcc --list-policies lists them)", v->text,
+              hint);
+}
+
 /* Checks v for keys[slot] and records it.  A second setting of one key
  * in the file is an error; -D overrides silently (that is its job). */
 static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o)
@@ -379,6 +394,10 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         if (slot == S_SCHEDULE && strlen(v->text) >= sizeof ((pp_spec *)0)->schedule) {
             bad_value(c, o, k->name, v, "policy name too long (at most %zu characters)",
                       sizeof ((pp_spec *)0)->schedule - 1);
+            return;
+        }
+        if (slot == S_SCHEDULE && !pp_policy_find(v->text)) {
+            unknown_policy(c, o, v);
             return;
         }
         if (slot == S_MODEL && strcmp(v->text, "mlp") != 0) {
