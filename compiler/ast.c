@@ -10,13 +10,10 @@
  * turned into LINE:COL and a caret when an error is printed.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "pp.h"
 #include "parser.h"
@@ -218,107 +215,19 @@ int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_dia
     return errors;
 }
 
-/* Reads fd to its end, but never more than PP_MAX_SOURCE_BYTES + 1 bytes:
- * one byte past the bound tells a file that is too large from one that
- * just fits, without reading the rest of a /dev/zero.  NULL with *err set
- * on a read error or out of memory. */
-static char *read_bounded(int fd, size_t *len, int *err)
-{
-    const size_t limit = (size_t)PP_MAX_SOURCE_BYTES + 1;
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap == limit)
-                break;
-            char *bigger = realloc(buf, cap * 2 < limit ? cap * 2 : limit);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap = cap * 2 < limit ? cap * 2 : limit;
-        }
-        ssize_t r = read(fd, buf + n, cap - n);
-        if (r > 0)
-            n += (size_t)r;
-        else if (r == 0)
-            break;
-        else if (errno != EINTR) {
-            *err = errno;
-            free(buf);
-            return NULL;
-        }
-    }
-    if (!buf)
-        *err = ENOMEM;
-    *len = n;
-    return buf;
-}
-
-/* Opens path for reading without ever blocking in open(): a FIFO with no
- * writer would otherwise hang there silently.  O_NONBLOCK is cleared once
- * it is open, so reads from a pipe whose writer is there wait for it. */
-static int open_source(const char *path, struct stat *st)
-{
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int flags = fcntl(fd, F_GETFL);
-    if (fstat(fd, st) != 0 || flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
 int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast)
 {
     memset(ast, 0, sizeof *ast);
-    bool from_stdin = strcmp(path, "-") == 0;
-    const char *name = from_stdin ? "<stdin>" : path;
-    struct stat st;
-    int fd = from_stdin ? STDIN_FILENO : open_source(path, &st);
-    if (fd < 0 || (from_stdin && fstat(fd, &st) != 0)) {
-        pp_error(d, "cannot open %s: %s", name, strerror(errno));
+    pp_source src;
+    if (pp_source_read(path, a, d, &src))
         return 1;
+    int errors = pp_parse(src.path, src.text, src.len, a, d, ast);
+    /* Nothing in the file would compile every default silently. */
+    if (errors == 0 && ast->nitems == 0) {
+        pp_error(d, "%s: no settings: the file holds only comments and blank lines", src.path);
+        errors = 1;
     }
-    int rc = 1, err = 0;
-    size_t len = 0;
-    char *buf = NULL;
-    if (S_ISDIR(st.st_mode)) {
-        pp_error(d, "cannot read %s: it is a directory, not a schedule file", name);
-    } else if (S_ISREG(st.st_mode) && st.st_size > PP_MAX_SOURCE_BYTES) {
-        /* Refused before reading a byte of it. */
-        pp_error(d, "%s: %lld bytes, more than a schedule file may have (%ld MiB)", name, (long long)st.st_size,
-                 PP_MAX_SOURCE_BYTES >> 20);
-    } else if (!(buf = read_bounded(fd, &len, &err))) {
-        pp_error(d, "cannot read %s: %s", name, strerror(err));
-    } else if (len > PP_MAX_SOURCE_BYTES) {
-        /* A pipe, a device or a file that grew: only the bound was read. */
-        pp_error(d, "%s: more than a schedule file may have (%ld MiB); stopped reading there", name,
-                 PP_MAX_SOURCE_BYTES >> 20);
-    } else if (len == 0) {
-        pp_error(d, "%s: empty: nothing to compile%s", name,
-                 S_ISFIFO(st.st_mode) && !from_stdin
-                     ? " (a FIFO reads as empty when no writer has opened it: ppcc does not wait for one)"
-                     : "");
-    } else {
-        char *text = pp_arena_strndup(a, buf, len);
-        rc = pp_parse(name, text, len, a, d, ast);
-        /* Nothing in the file would compile every default silently. */
-        if (rc == 0 && ast->nitems == 0) {
-            pp_error(d, "%s: no settings: the file holds only comments and blank lines", name);
-            rc = 1;
-        }
-    }
-    free(buf);
-    if (!from_stdin)
-        close(fd);
-    return rc;
+    return errors;
 }
 
 pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize)

@@ -150,6 +150,17 @@ _Noreturn void pp_out_of_memory(void);
 void *pp_xcalloc(size_t n, size_t size); /* n = 0 still returns a block */
 
 /* ------------------------------------------------------------------ */
+/* source.c: reading a schedule file                                   */
+/* ------------------------------------------------------------------ */
+
+/* Reads path ("-": standard input, named "<stdin>") whole into the arena
+ * (src->text NUL-terminated, src->path the name for messages).  Refuses,
+ * with an error saying why: a directory, more than PP_MAX_SOURCE_BYTES, an
+ * empty file.  Never blocks opening a FIFO (one without a writer reads as
+ * empty).  Returns nonzero on error. */
+int pp_source_read(const char *path, pp_arena *a, pp_diag *d, pp_source *src);
+
+/* ------------------------------------------------------------------ */
 /* ast.c + lexer.l + parser.y: the DSL as written                      */
 /* ------------------------------------------------------------------ */
 
@@ -189,10 +200,8 @@ typedef struct pp_ast {
  * error it can recover from; a NUL byte is one error and stops there.
  * Returns the error count. */
 int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast);
-/* Reads a whole file ("-": standard input, named "<stdin>" in messages)
- * into the arena, then parses it.  Refuses a directory, more than
- * PP_MAX_SOURCE_BYTES, an empty file and one without a single setting (it
- * would compile every default silently).  Never blocks opening a FIFO. */
+/* pp_source_read, then pp_parse; a file without a single setting is an
+ * error too (it would compile every default silently). */
 int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
 /* Parses one value (a -D VALUE) with the same lexical rules.  Returns
  * NULL and writes a one-line reason into err when it is not exactly one
