@@ -78,6 +78,13 @@ void ast_bad_char(pp_parser *p, size_t offset, unsigned char c)
         ast_error(p, offset, "unexpected byte 0x%02x", c);
 }
 
+/* A multibyte UTF-8 character, quoted as written (the lexer matched a
+ * well-formed sequence, so it prints as one character). */
+void ast_bad_utf8(pp_parser *p, size_t offset, size_t len)
+{
+    ast_error(p, offset, "unexpected character '%.*s' (outside a string or comment)", (int)len, p->src->text + offset);
+}
+
 /* The scanner tracks braces itself so that an unclosed block can be
  * reported where it was opened, not at the end of the file. */
 void ast_open_brace(pp_parser *p, size_t offset)
@@ -159,8 +166,8 @@ pp_item *ast_row(pp_parser *p, pp_item *head, pp_value_list words)
 /* Runs scanner and parser over p->src.  Returns the error count. */
 static int run_parser(pp_parser *p)
 {
-    if (p->src->len > (size_t)INT32_MAX) {
-        ast_error(p, 0, "input too large");
+    if (p->src->len > (size_t)PP_MAX_SOURCE_BYTES) {
+        ast_error(p, 0, "input too large: more than %ld MiB", PP_MAX_SOURCE_BYTES >> 20);
         return p->errors;
     }
     yyscan_t scanner;
@@ -181,10 +188,27 @@ static int run_parser(pp_parser *p)
 int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast)
 {
     memset(ast, 0, sizeof *ast);
+    /* A UTF-8 byte order mark says nothing but "this is UTF-8": skipped,
+     * so that line 1 counts its columns from the first real character. */
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     ast->src.path = path;
     ast->src.text = text;
     ast->src.len = len;
     pp_parser p = {.arena = a, .diag = d, .src = &ast->src};
+    /* A NUL byte means a binary file, not a schedule: one error at the
+     * first, instead of one "unexpected byte" per NUL. */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        size_t count = 0;
+        for (const char *q = nul; q; q = memchr(q + 1, '\0', len - (size_t)(q + 1 - text)))
+            count++;
+        ast_error(&p, (size_t)(nul - text), "NUL byte: a schedule file is text (%zu NUL byte%s, the first here)",
+                  count, count == 1 ? "" : "s");
+        return p.errors;
+    }
     int errors = run_parser(&p);
     ast->items = p.top.v;
     ast->nitems = p.top.n;
@@ -194,39 +218,16 @@ int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_dia
 int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast)
 {
     memset(ast, 0, sizeof *ast);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        pp_error(d, "cannot open %s: %s", path, strerror(errno));
+    pp_source src;
+    if (pp_source_read(path, a, d, &src))
         return 1;
+    int errors = pp_parse(src.path, src.text, src.len, a, d, ast);
+    /* Nothing in the file would compile every default silently. */
+    if (errors == 0 && ast->nitems == 0) {
+        pp_error(d, "%s: no settings: the file holds only comments and blank lines", src.path);
+        errors = 1;
     }
-    /* Read in chunks (works for pipes too), then copy once into the arena. */
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t r;
-    while (buf && (r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) {
-            char *bigger = realloc(buf, cap * 2);
-            if (!bigger) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-    }
-    bool failed = !buf || ferror(f);
-    int saved = errno;
-    fclose(f);
-    if (failed) {
-        pp_error(d, "cannot read %s: %s", path, buf ? strerror(saved) : "out of memory");
-        free(buf);
-        return 1;
-    }
-    char *text = pp_arena_strndup(a, buf, len);
-    free(buf);
-    return pp_parse(path, text, len, a, d, ast);
+    return errors;
 }
 
 pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize)

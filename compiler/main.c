@@ -22,7 +22,7 @@ enum { EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
 static void usage(FILE *f)
 {
-    fputs("usage: ppcc FILE.pp [options]\n"
+    fputs("usage: ppcc FILE.pp [options]    (FILE.pp '-': standard input)\n"
           "\n"
           "Compiles a pipeline schedule into per-device op lists, verifies them\n"
           "(deadlock-free, matched, dependency-correct) and simulates them.\n"
@@ -46,13 +46,14 @@ static void usage(FILE *f)
           "  --version         show the version\n"
           "\n"
           "Without -o, --timeline, --stats or --trace the plan goes to NAME.json,\n"
-          "NAME being the schedule file's name without its directory and '.pp'.\n",
+          "NAME being the schedule file's name without its directory and '.pp'\n"
+          "(reading standard input, give -o).\n",
           f);
 }
 
 static int usage_error(const char *fmt, const char *arg)
 {
-    fputs("ppcc: ", stderr);
+    fputs("ppcc: error: ", stderr);
     fprintf(stderr, fmt, arg);
     fputs("\nTry 'ppcc --help' for more information.\n", stderr);
     return EXIT_USAGE;
@@ -172,6 +173,12 @@ int main(int argc, char **argv)
             topts.compact = true;
             break;
         case OPT_COMPARE:
+            /* The list's shape is usage; whether each name is a policy is
+             * the input's (pp_compare). */
+            if (!*optarg || optarg[0] == ',' || optarg[strlen(optarg) - 1] == ',' || strstr(optarg, ",,")) {
+                rc = usage_error("--compare expects policy names separated by commas, got '%s'", optarg);
+                goto out;
+            }
             compare = optarg;
             break;
         case OPT_LIST:
@@ -206,6 +213,11 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!out_path && !timeline && !stats && !trace_path && !compare) {
+        /* A schedule from standard input has no name to derive one from. */
+        if (strcmp(src_path, "-") == 0) {
+            rc = usage_error("%s", "a schedule read from standard input ('-') needs -o OUT (or -o - for stdout)");
+            goto out;
+        }
         default_out = default_plan_path(src_path);
         out_path = default_out;
     }

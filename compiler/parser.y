@@ -60,6 +60,7 @@ pp_value *ast_number(pp_parser *p, size_t offset, size_t len);
 pp_value *ast_word(pp_parser *p, size_t offset, size_t len);
 pp_value *ast_string(pp_parser *p, size_t offset, size_t len, bool closed);
 void ast_bad_char(pp_parser *p, size_t offset, unsigned char c);
+void ast_bad_utf8(pp_parser *p, size_t offset, size_t len);
 void ast_open_brace(pp_parser *p, size_t offset);
 void ast_close_brace(pp_parser *p);
 pp_value *ast_list(pp_parser *p, size_t offset, pp_value_list items);

@@ -21,6 +21,18 @@
 #define PP_MAX_STAGES 8192
 #define PP_MAX_MICROBATCHES (1 << 20)
 #define PP_MAX_OPS_TOTAL (64L << 20)
+/* A schedule file is read up to this size and refused past it (ast.c). */
+#define PP_MAX_SOURCE_BYTES (64L << 20)
+
+/* The reference model's limits (model mlp), the one source of both ppcc's
+ * checks (spec.c, at the key) and pprun's loader (runtime/plan_load.c):
+ * a plan that ppcc writes is a plan that pprun can load. */
+#define PP_MAX_LAYERS 65536
+#define PP_MAX_HIDDEN 65536
+#define PP_MAX_BATCH (1 << 24)                /* global batch rows */
+#define PP_MAX_SEED 9007199254740991.0         /* 2^53 - 1: exact in a double */
+#define PP_MAX_WEIGHT_FLOATS (1L << 31)       /* layers * hidden * hidden */
+#define PP_MAX_MICROBATCH_FLOATS (1L << 30)   /* batch / microbatches * hidden */
 
 /* ------------------------------------------------------------------ */
 /* ops.def / op kinds: the one table of op names (X-macro).            */
@@ -138,6 +150,17 @@ _Noreturn void pp_out_of_memory(void);
 void *pp_xcalloc(size_t n, size_t size); /* n = 0 still returns a block */
 
 /* ------------------------------------------------------------------ */
+/* source.c: reading a schedule file                                   */
+/* ------------------------------------------------------------------ */
+
+/* Reads path ("-": standard input, named "<stdin>") whole into the arena
+ * (src->text NUL-terminated, src->path the name for messages).  Refuses,
+ * with an error saying why: a directory, more than PP_MAX_SOURCE_BYTES, an
+ * empty file.  Never blocks opening a FIFO (one without a writer reads as
+ * empty).  Returns nonzero on error. */
+int pp_source_read(const char *path, pp_arena *a, pp_diag *d, pp_source *src);
+
+/* ------------------------------------------------------------------ */
 /* ast.c + lexer.l + parser.y: the DSL as written                      */
 /* ------------------------------------------------------------------ */
 
@@ -172,10 +195,13 @@ typedef struct pp_ast {
     int nitems;
 } pp_ast;
 
-/* Parses text (kept by reference in the ast) into ast, allocating from a.
- * Reports every syntax error it can recover from.  Returns error count. */
+/* Parses text (kept by reference in the ast, after a UTF-8 byte order mark
+ * if there is one) into ast, allocating from a.  Reports every syntax
+ * error it can recover from; a NUL byte is one error and stops there.
+ * Returns the error count. */
 int pp_parse(const char *path, const char *text, size_t len, pp_arena *a, pp_diag *d, pp_ast *ast);
-/* Reads a whole file into the arena then parses it. */
+/* pp_source_read, then pp_parse; a file without a single setting is an
+ * error too (it would compile every default silently). */
 int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
 /* Parses one value (a -D VALUE) with the same lexical rules.  Returns
  * NULL and writes a one-line reason into err when it is not exactly one

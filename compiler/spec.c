@@ -53,7 +53,6 @@ typedef struct key_def {
     bool block;       /* may carry a block of sub-settings */
 } key_def;
 
-#define MAX_SEED 9007199254740991.0 /* 2^53 - 1: exact in a double */
 /* Costs and memory sizes are summed over every op of a plan: past this
  * bound the sums could overflow to infinity and the timing would be
  * meaningless (lowering then sees a deadlock that is not there). */
@@ -75,12 +74,13 @@ static const key_def keys[S__COUNT] = {
     [S_MEM_ACT] = {"memory.activation", K_NUM, 0, 0, false},
     [S_MEM_LIMIT] = {"memory.limit", K_NUM, 0, 0, false},
     [S_MODEL] = {"model", K_WORD, 0, 0, true},
-    [S_LAYERS] = {"model.layers", K_INT, 1, 65536, false},
-    [S_HIDDEN] = {"model.hidden", K_INT, 1, 65536, false},
-    [S_BATCH] = {"model.batch", K_INT, 1, 1 << 30, false},
+    /* The model's limits are pprun's (pp.h), so that every plan runs. */
+    [S_LAYERS] = {"model.layers", K_INT, 1, PP_MAX_LAYERS, false},
+    [S_HIDDEN] = {"model.hidden", K_INT, 1, PP_MAX_HIDDEN, false},
+    [S_BATCH] = {"model.batch", K_INT, 1, PP_MAX_BATCH, false},
     [S_OPTIMIZER] = {"model.optimizer", K_WORD, 0, 0, false},
     [S_LR] = {"model.lr", K_POS, 0, 0, false},
-    [S_SEED] = {"model.seed", K_INT, 0, MAX_SEED, false},
+    [S_SEED] = {"model.seed", K_INT, 0, PP_MAX_SEED, false},
     [S_BALANCE] = {"model.balance", K_LIST, 0, 0, false},
     [S_RECOMPUTE] = {"memory.recompute", K_WORD, 0, 0, false},
     [S_RECOMPUTE_STAGES] = {"memory.recompute_stages", K_LIST, 0, 0, false},
@@ -349,6 +349,21 @@ static bool to_number(ctx *c, const origin *o, const char *key, const pp_value *
     return true;
 }
 
+/* `schedule NAME` that names no policy: at the name, with the closest one. */
+static void unknown_policy(ctx *c, const origin *o, const pp_value *v)
+{
+    const char *names[64];
+    int n = 0;
+    for (const pp_policy *const *p = pp_policy_all(); *p && n < 64; p++)
+        names[n++] = (*p)->name;
+    const char *guess = closest(v->text, names, n);
+    char hint[80] = "";
+    if (guess)
+        snprintf(hint, sizeof hint, "; did you mean %s?", guess);
+    report_at(c, o, v->offset, "schedule", "unknown policy '%.40s'%s (ppcc --list-policies lists them)", v->text,
+              hint);
+}
+
 /* Checks v for keys[slot] and records it.  A second setting of one key
  * in the file is an error; -D overrides silently (that is its job). */
 static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o)
@@ -379,6 +394,10 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         if (slot == S_SCHEDULE && strlen(v->text) >= sizeof ((pp_spec *)0)->schedule) {
             bad_value(c, o, k->name, v, "policy name too long (at most %zu characters)",
                       sizeof ((pp_spec *)0)->schedule - 1);
+            return;
+        }
+        if (slot == S_SCHEDULE && !pp_policy_find(v->text)) {
+            unknown_policy(c, o, v);
             return;
         }
         if (slot == S_MODEL && strcmp(v->text, "mlp") != 0) {
@@ -784,7 +803,7 @@ static void resolve_model(ctx *c, pp_spec *spec)
         }
         for (int i = 0; balanced && i < S; i++) {
             const pp_value *item = v->items[i];
-            if (!int_item(item, 1, 65536)) {
+            if (!int_item(item, 1, PP_MAX_LAYERS)) {
                 char got[64];
                 report_at(c, &bs->at, item->offset, "model.balance",
                           "entry %d: expected a positive number of layers, got %s", i, describe(item, got, sizeof got));
@@ -795,7 +814,7 @@ static void resolve_model(ctx *c, pp_spec *spec)
             sum += (long)item->number;
         }
     }
-    m->layers = (int)get(c, S_LAYERS, balanced && sum <= 65536 ? (double)sum : S);
+    m->layers = (int)get(c, S_LAYERS, balanced && sum <= PP_MAX_LAYERS ? (double)sum : S);
     if (m->layers < S) {
         report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)", m->layers, S);
     } else if (balanced && sum != m->layers) {
@@ -811,6 +830,20 @@ static void resolve_model(ctx *c, pp_spec *spec)
     if (m->batch % M != 0)
         report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / microbatches rows)",
                    m->batch, M);
+
+    /* What pprun's loader holds (pp.h).  Only a hidden size that was set
+     * can cross these (the defaults stay far below), so they are reported
+     * at it, or at the batch that makes a micro-batch too large. */
+    double weights = (double)m->layers * m->hidden * m->hidden;
+    if (weights > (double)PP_MAX_WEIGHT_FLOATS)
+        report_key(c, c->set[S_HIDDEN].set ? S_HIDDEN : S_LAYERS,
+                   "%d layer%s of %d x %d weights are %.0f floats, more than pprun holds (%ld)", m->layers,
+                   m->layers == 1 ? "" : "s", m->hidden, m->hidden, weights, PP_MAX_WEIGHT_FLOATS);
+    double rows = (double)(m->batch / M), floats = rows * m->hidden;
+    if (m->batch % M == 0 && floats > (double)PP_MAX_MICROBATCH_FLOATS)
+        report_key(c, c->set[S_BATCH].set ? S_BATCH : S_HIDDEN,
+                   "a micro-batch of %.0f rows x %d is %.0f floats, more than pprun holds (%ld)", rows, m->hidden,
+                   floats, PP_MAX_MICROBATCH_FLOATS);
 }
 
 /* memory.recompute (never | always | except_last) or the explicit list

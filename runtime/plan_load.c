@@ -168,10 +168,10 @@ static int load_model(loader *L, const cJSON *root, const pp_plan *plan, pr_mode
     if (strcmp(kind->valuestring, "mlp") != 0)
         FAIL(L, "model.kind: unknown model \"%s\" (this pprun knows \"mlp\")", kind->valuestring);
     long layers, hidden, batch, seed;
-    if (int_member(L, mo, "model", "layers", 1, 1 << 20, NULL, &layers) ||
-        int_member(L, mo, "model", "hidden", 1, 1 << 16, NULL, &hidden) ||
-        int_member(L, mo, "model", "batch", 1, 1 << 24, NULL, &batch) ||
-        int_member(L, mo, "model", "seed", 0, 9007199254740992.0, NULL, &seed))
+    if (int_member(L, mo, "model", "layers", 1, PP_MAX_LAYERS, NULL, &layers) ||
+        int_member(L, mo, "model", "hidden", 1, PP_MAX_HIDDEN, NULL, &hidden) ||
+        int_member(L, mo, "model", "batch", 1, PP_MAX_BATCH, NULL, &batch) ||
+        int_member(L, mo, "model", "seed", 0, PP_MAX_SEED, NULL, &seed))
         return 1;
     if (batch % plan->microbatches != 0)
         FAIL(L, "model.batch: %ld is not a multiple of pipeline.microbatches (%d)", batch,
@@ -214,10 +214,10 @@ static int load_model(loader *L, const cJSON *root, const pp_plan *plan, pr_mode
     }
     if (sum != layers)
         FAIL(L, "model.layers_per_stage: sums to %ld, model.layers is %ld", sum, layers);
-    if ((double)layers * (double)hidden * (double)hidden > (double)(1L << 31))
-        FAIL(L, "model: %ld layers of %ld x %ld weights are more than this pprun holds (2^31 floats)",
-             layers, hidden, hidden);
-    if ((double)batch / plan->microbatches * (double)hidden > (double)(1L << 30))
+    if ((double)layers * (double)hidden * (double)hidden > (double)PP_MAX_WEIGHT_FLOATS)
+        FAIL(L, "model: %ld layers of %ld x %ld weights are more than this pprun holds (%ld floats)",
+             layers, hidden, hidden, PP_MAX_WEIGHT_FLOATS);
+    if ((double)batch / plan->microbatches * (double)hidden > (double)PP_MAX_MICROBATCH_FLOATS)
         FAIL(L, "model: a micro-batch of %ld x %ld floats is too large", batch / plan->microbatches,
              hidden);
 

@@ -15,17 +15,21 @@ no_plan_left() {
     [ -z "$left" ] || fail "$1: left files behind: $left"
 }
 
-# Usage errors exit 2.
+# Usage errors exit 2, each one as "ppcc: error: ...".
 expect 0 'usage: ppcc FILE.pp' -- "$ppcc" --help
 expect 0 '^ppcc [0-9]' -- "$ppcc" --version
-expect 2 'expected one schedule file' -- "$ppcc"
-expect 2 "unknown option '--bogus'" -- "$ppcc" --bogus "$src/schedules/1f1b.pp"
-expect 2 "option '-o' needs a value" -- "$ppcc" "$src/schedules/1f1b.pp" -o
-expect 2 "--width expects an integer" -- "$ppcc" "$src/schedules/1f1b.pp" --width abc
-expect 2 "-D expects NAME=VALUE" -- "$ppcc" "$src/schedules/1f1b.pp" -D devices
-expect 2 'exactly one schedule file' -- "$ppcc" a.pp b.pp
+expect 2 '^ppcc: error: expected one schedule file' -- "$ppcc"
+expect 2 "^ppcc: error: unknown option '--bogus'" -- "$ppcc" --bogus "$src/schedules/1f1b.pp"
+expect 2 "^ppcc: error: option '-o' needs a value" -- "$ppcc" "$src/schedules/1f1b.pp" -o
+expect 2 "^ppcc: error: --width expects an integer" -- "$ppcc" "$src/schedules/1f1b.pp" --width abc
+expect 2 "^ppcc: error: -D expects NAME=VALUE" -- "$ppcc" "$src/schedules/1f1b.pp" -D devices
+expect 2 "^ppcc: error: -D expects NAME=VALUE, got '=4'" -- "$ppcc" "$src/schedules/1f1b.pp" -D =4
+expect 2 '^ppcc: error: expected exactly one schedule file' -- "$ppcc" a.pp b.pp
 expect 0 '1f1b' -- "$ppcc" --list-policies
-expect 2 '--compare prints its table alone' -- "$ppcc" "$src/schedules/1f1b.pp" --compare 1f1b,gpipe -o plan.json
+expect 2 '^ppcc: error: --compare prints its table alone' -- "$ppcc" "$src/schedules/1f1b.pp" --compare 1f1b,gpipe -o plan.json
+expect 2 "^ppcc: error: --compare expects policy names separated by commas, got ''" -- "$ppcc" "$src/schedules/1f1b.pp" --compare ''
+expect 2 "^ppcc: error: --compare expects .*got 'gpipe,'" -- "$ppcc" "$src/schedules/1f1b.pp" --compare gpipe,
+expect 2 "^ppcc: error: a schedule read from standard input \('-'\) needs -o" -- "$ppcc" - <"$src/schedules/1f1b.pp"
 no_plan_left usage
 
 # Every shipped schedule compiles to a well-formed plan.
@@ -145,6 +149,53 @@ checks=$((checks + 1)); [ ! -e t.json ] || fail "SIGTERM while writing: --trace 
 no_temporaries "signal"
 rm -f want.json from-fifo.json target.json link.json dangling.json new.json kept.json stdout.json
 no_temporaries "outputs"
+
+# Inputs (docs/dsl.md "Reading the file").
+# '-' reads standard input, named <stdin> in errors.
+expect 0 '^schedule=1f1b ' -- "$ppcc" - --stats <"$src/schedules/1f1b.pp"
+printf 'schedule 1f1c\n' >typo.pp
+expect 1 '^<stdin>:1:10: error: schedule: unknown policy .1f1c.; did you mean 1f1b\?' -- "$ppcc" - --stats <typo.pp
+expect 1 '^typo\.pp:1:10: error: schedule: unknown policy' -- "$ppcc" typo.pp --stats
+# CR-only and CRLF line ends: comments end there (a CR-only file used to be
+# one comment, and the defaults compiled silently).
+tr '\n' '\r' <"$src/schedules/custom.pp" >cr.pp
+expect 0 '^schedule=custom ' -- "$ppcc" cr.pp --stats
+sed 's/$/\r/' "$src/schedules/custom.pp" >crlf.pp
+expect 0 '^schedule=custom ' -- "$ppcc" crlf.pp --stats
+# A UTF-8 byte order mark is accepted.
+{ printf '\357\273\277'; cat "$src/schedules/gpipe.pp"; } >bom.pp
+expect 0 '^schedule=gpipe ' -- "$ppcc" bom.pp --stats
+# Nothing to compile is an error, not the default plan.
+: >empty.pp
+expect 1 '^ppcc: error: empty\.pp: empty: nothing to compile$' -- "$ppcc" empty.pp --stats
+printf '# only a comment\n\n' >comments.pp
+expect 1 '^ppcc: error: comments\.pp: no settings: the file holds only comments' -- "$ppcc" comments.pp --stats
+expect 1 '^ppcc: error: <stdin>: empty' -- "$ppcc" - --stats </dev/null
+# Bounded reads: a file over 64 MiB is refused before it is read, an endless
+# device after 64 MiB, a directory at once; NUL bytes once, precisely.
+truncate -s 65M big.pp
+expect 1 '^ppcc: error: big\.pp: 68157440 bytes, more than a schedule file may have \(64 MiB\)$' -- "$ppcc" big.pp --stats
+expect 1 '^ppcc: error: /dev/zero: more than a schedule file may have \(64 MiB\)' -- "$ppcc" /dev/zero --stats
+expect 1 '^ppcc: error: cannot read \.: it is a directory' -- "$ppcc" . --stats
+printf 'devices = 4\0\0\n' >nul.pp
+expect 1 '^nul\.pp:1:12: error: NUL byte: a schedule file is text \(2 NUL bytes, the first here\)$' -- "$ppcc" nul.pp --stats
+checks=$((checks + 1))
+[ "$(grep -c error out.txt)" = 1 ] || fail "NUL bytes: more than one error"
+# A FIFO with no writer is not waited for (it reads as empty); one with a
+# writer already there, and a pipe from a process substitution, are read.
+mkfifo fifo.pp
+expect 1 '^ppcc: error: fifo\.pp: empty: .*FIFO.*no writer' -- timeout 20 "$ppcc" fifo.pp --stats
+expect 0 '^schedule=1f1b ' -- "$ppcc" <(cat "$src/schedules/1f1b.pp") --stats
+# Errors on a huge line print a window of it: 20 errors on a 2 MB line
+# made 40 MB of messages.
+{ printf 'devices = 4 '; head -c 2000000 /dev/zero | tr '\0' '@'; printf '\n'; } >wide.pp
+expect 1 '^wide\.pp:1:13: error: unexpected character' -- "$ppcc" wide.pp --stats
+checks=$((checks + 1))
+[ "$(wc -c <out.txt)" -lt 8000 ] || fail "errors on a 2 MB line: $(wc -c <out.txt) bytes"
+# The model's limits are pprun's: refused at compile time, at the key.
+expect 1 '^ppcc: error: -D batch=33554432: must be between 1 and 16777216$' -- "$ppcc" "$src/schedules/1f1b.pp" -D batch=33554432 --stats
+expect 1 '^ppcc: error: -D hidden=65536: 8 layers of 65536 x 65536 weights' -- "$ppcc" "$src/schedules/1f1b.pp" -D hidden=65536 --stats
+no_plan_left "inputs"
 
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
 # memory error, which shows here as a status above 2).

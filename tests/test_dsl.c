@@ -480,7 +480,7 @@ START_TEST(test_define_errors)
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
          * when the maximum was crossed; costs whose sums overflow made lowering
          * report a deadlock that is not there. */
-        {"batch", "2147483647", "-D batch=2147483647: must be at most 1073741824"},
+        {"batch", "2147483647", "-D batch=2147483647: must be between 1 and 16777216"},
         {"seed", "9007199254740992", "-D seed=9007199254740992: must be at most 9007199254740991"},
         {"cost.F", "1e308", "-D cost.F=1e308: must be at most 1e+15"},
         {"cost.stage.1.B", "1e300", "-D cost.stage.1.B=1e300: must be at most 1e+15"},
@@ -634,15 +634,217 @@ START_TEST(test_limits)
     dsl_end(&t);
     free(text);
 
-    /* Embedded NUL bytes are characters like any other. */
+    /* NUL bytes make a binary file: one error at the first, not one each. */
     pp_arena a = {0};
     tu_diag d;
     tu_diag_open(&d);
     pp_ast ast;
-    ck_assert_int_eq(pp_parse("nul.pp", "devices = 4\0 ", 13, &a, &d.diag, &ast), 1);
-    ck_assert_ptr_nonnull(strstr(tu_diag_text(&d), "nul.pp:1:12: error: unexpected byte 0x00"));
+    ck_assert_int_eq(pp_parse("nul.pp", "devices = 4\0\0 \0", 15, &a, &d.diag, &ast), 1);
+    ck_assert_str_eq(tu_diag_text(&d), "nul.pp:1:12: error: NUL byte: a schedule file is text (3 NUL bytes, the "
+                                       "first here)\n"
+                                       "     1 | devices = 4?? ?\n"
+                                       "       |            ^\n");
     tu_diag_close(&d);
     pp_arena_free(&a);
+}
+END_TEST
+
+/* The diag's text for a parse of text (errors expected). */
+static char *parse_errors(const char *path, const char *text, size_t len)
+{
+    pp_arena a = {0};
+    tu_diag d;
+    tu_diag_open(&d);
+    pp_ast ast;
+    ck_assert_int_ge(pp_parse(path, text, len, &a, &d.diag, &ast), 1);
+    char *out = strdup(tu_diag_text(&d));
+    tu_diag_close(&d);
+    pp_arena_free(&a);
+    return out;
+}
+
+START_TEST(test_line_ends)
+{
+    /* CR alone (old Mac editors) and CRLF (Windows) end lines as LF does:
+     * a comment stops there, and lines are counted by them. */
+    static const char *const texts[] = {
+        "# shape\rdevices = 2\rschedule gpipe # policy\rmicrobatches = 3\r",
+        "# shape\r\ndevices = 2\r\nschedule gpipe # policy\r\nmicrobatches = 3\r\n",
+    };
+    for (int i = 0; i < 2; i++) {
+        dsl t;
+        dsl_run(&t, "t.pp", texts[i], NULL, 0);
+        ck_assert_msg(t.parse_errors + t.spec_errors == 0, "%s", tu_diag_text(&t.diag));
+        ck_assert_str_eq(t.spec.schedule, "gpipe");
+        ck_assert_int_eq(t.spec.devices, 2);
+        ck_assert_int_eq(t.spec.microbatches, 3);
+        dsl_end(&t);
+    }
+    static const struct {
+        const char *text, *want;
+    } errs[] = {
+        {"devices = 4\r# c\rmicrobatches = = 8\rx = 1\r",
+         "t.pp:3:16: error: unexpected '=', expected a value\n     3 | microbatches = = 8\n       |                ^\n"},
+        {"devices = 4\r\n\r\nmicrobatches = = 8\r\n",
+         "t.pp:3:16: error: unexpected '=', expected a value\n     3 | microbatches = = 8\n       |                ^\n"},
+        /* A string ends at a CR too. */
+        {"a = \"x\ry = 1\r",
+         "t.pp:1:5: error: unterminated string: a '\"' is missing before the end of the line\n     1 | a = \"x\n"
+         "       |     ^\n"},
+    };
+    for (size_t i = 0; i < sizeof errs / sizeof errs[0]; i++) {
+        char *out = parse_errors("t.pp", errs[i].text, strlen(errs[i].text));
+        ck_assert_str_eq(out, errs[i].want);
+        free(out);
+    }
+}
+END_TEST
+
+START_TEST(test_byte_order_mark)
+{
+    /* A UTF-8 BOM is not part of the text: columns count from after it. */
+    dsl t;
+    dsl_run(&t, "t.pp", "\xef\xbb\xbf" "devices = 2\n", NULL, 0);
+    ck_assert_msg(t.parse_errors + t.spec_errors == 0, "%s", tu_diag_text(&t.diag));
+    ck_assert_int_eq(t.spec.devices, 2);
+    dsl_end(&t);
+    const char *bad = "\xef\xbb\xbf" "devices = = 2\n";
+    char *out = parse_errors("t.pp", bad, strlen(bad));
+    ck_assert_str_eq(out, "t.pp:1:11: error: unexpected '=', expected a value\n     1 | devices = = 2\n"
+                          "       |           ^\n");
+    free(out);
+}
+END_TEST
+
+/* The echoed line and the caret line that follow a located error. */
+static void echo_of(const char *text, size_t len, char *line, char *caret, size_t size)
+{
+    char *out = parse_errors("t.pp", text, len);
+    char *nl1 = strchr(out, '\n'), *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL, *nl3 = nl2 ? strchr(nl2 + 1, '\n') : NULL;
+    ck_assert_ptr_nonnull(nl3);
+    snprintf(line, size, "%.*s", (int)(nl2 - nl1 - 1), nl1 + 1);
+    snprintf(caret, size, "%.*s", (int)(nl3 - nl2 - 1), nl2 + 1);
+    free(out);
+}
+
+START_TEST(test_echo_is_clipped)
+{
+    /* An error on a long line echoes a window around the caret, not the
+     * line: 20 errors on a 4 MB line print kilobytes, not 80 MB. */
+    size_t n = 4u << 20;
+    char *text = malloc(n + 1);
+    memset(text, 'y', n);
+    memcpy(text, "a = ", 4);
+    for (int k = 0; k < 30; k++)
+        text[1000 + (size_t)k * 100000] = '@';
+    text[n] = '\0';
+    char *out = parse_errors("t.pp", text, n);
+    ck_assert_msg(strlen(out) < 20 * 400, "%zu bytes of errors", strlen(out));
+    free(out);
+
+    /* Wherever the caret is, it stands under the character it names, and
+     * "..." marks each side where the line goes on. */
+    static const size_t at[] = {4, 30, 1000, 2000000, 4194300, 4194303};
+    char line[512], caret[512];
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        memset(text + 4, 'y', n - 4);
+        text[at[i]] = '@';
+        echo_of(text, n, line, caret, sizeof line);
+        size_t col = strlen(caret) - 1;
+        ck_assert_msg(caret[col] == '^' && line[col] == '@', "at %zu:\n%s\n%s", at[i], line, caret);
+        ck_assert_msg(strlen(line) <= 9 + 3 + 100 + 3, "at %zu: %zu columns", at[i], strlen(line));
+        ck_assert_int_eq(strncmp(line + 9, "...", 3) == 0, at[i] > 50);
+        ck_assert_int_eq(strcmp(line + strlen(line) - 3, "...") == 0, at[i] < n - 51);
+    }
+    free(text);
+
+    /* UTF-8 characters take one column each, a tab stays a tab, so the
+     * caret lines up in a terminal; other control characters print as '?'
+     * (here the ESC the error is about). */
+    const char *u = "a = \"\xc3\xa9t\xc3\xa9\"\t\x1b @\n";
+    echo_of(u, strlen(u), line, caret, sizeof line);
+    ck_assert_str_eq(line, "     1 | a = \"\xc3\xa9t\xc3\xa9\"\t? @");
+    ck_assert_str_eq(caret, "       |          \t^");
+    /* Clipping never cuts a character in two. */
+    size_t m = 5 + 300 * 2 + 3;
+    char *wide = malloc(m + 1);
+    memcpy(wide, "a = \"", 5);
+    for (size_t i = 5; i < 5 + 600; i += 2)
+        memcpy(wide + i, "\xc3\xa9", 2);
+    memcpy(wide + 605, "\" @", 3);
+    wide[m] = '\0';
+    char *all = parse_errors("t.pp", wide, m);
+    ck_assert_ptr_nonnull(strstr(all, "t.pp:1:308: error: unexpected character '@'"));
+    echo_of(wide, m, line, caret, sizeof line);
+    ck_assert_int_eq(strncmp(line, "     1 | ...\xc3\xa9", 14), 0);
+    ck_assert_str_eq(line + strlen(line) - 3, "\" @");
+    ck_assert_int_eq(strlen(caret), 9 + 3 + 99 + 1);
+    free(all);
+    free(wide);
+}
+END_TEST
+
+START_TEST(test_unknown_policy_is_located)
+{
+    dsl t;
+    dsl_run(&t, "t.pp", "devices = 2\nschedule 1f1c\n", NULL, 0);
+    ck_assert_int_eq(t.spec_errors, 1);
+    ck_assert_str_eq(tu_diag_text(&t.diag), "t.pp:2:10: error: schedule: unknown policy '1f1c'; did you mean 1f1b? "
+                                            "(ppcc --list-policies lists them)\n"
+                                            "     2 | schedule 1f1c\n"
+                                            "       |          ^\n");
+    dsl_end(&t);
+    pp_define def = {"schedule", "ZBV"};
+    dsl_run(&t, "t.pp", "devices = 2\n", &def, 1);
+    ck_assert_str_eq(tu_diag_text(&t.diag), "ppcc: error: -D schedule=ZBV: unknown policy 'ZBV'; did you mean zbv? "
+                                            "(ppcc --list-policies lists them)\n");
+    dsl_end(&t);
+}
+END_TEST
+
+START_TEST(test_model_limits)
+{
+    /* The model's limits are pprun's (pp.h): refused here, at the key. */
+    char big[32], rows[32];
+    snprintf(big, sizeof big, "%d", PP_MAX_BATCH + 8);
+    snprintf(rows, sizeof rows, "%d", PP_MAX_BATCH);
+    static const struct {
+        const char *text;
+        pp_define def[3];
+        int ndefs;
+        const char *want;
+    } cases[] = {
+        {"model mlp { hidden = 65536 }\n", {{0}}, 0,
+         "t.pp:1:13: error: model.hidden: 4 layers of 65536 x 65536 weights are 17179869184 floats, more than pprun "
+         "holds (2147483648)\n"},
+        {"devices = 1\n", {{"hidden", "46341"}, {"layers", "1"}}, 2,
+         "ppcc: error: -D hidden=46341: 1 layer of 46341 x 46341 weights are 2147488281 floats, more than pprun "
+         "holds (2147483648)\n"},
+        {"devices = 1\nmicrobatches = 1\n", {{"hidden", "128"}, {"batch", NULL}}, 2,
+         "ppcc: error: -D batch=16777216: a micro-batch of 16777216 rows x 128 is 2147483648 floats, more than "
+         "pprun holds (1073741824)\n"},
+        {"devices = 1\n", {{"batch", NULL}}, 1, "ppcc: error: -D batch=16777224: must be between 1 and 16777216\n"},
+        {"model mlp { layers = 65537 }\n", {{0}}, 0, "t.pp:1:22: error: model.layers: must be between 1 and 65536"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pp_define defs[3];
+        memcpy(defs, cases[i].def, sizeof defs);
+        for (int k = 0; k < cases[i].ndefs; k++)
+            if (!defs[k].value)
+                defs[k].value = i == 2 ? rows : big;
+        dsl t;
+        dsl_run(&t, "t.pp", cases[i].text, defs, cases[i].ndefs);
+        ck_assert_int_eq(t.spec_errors, 1);
+        ck_assert_msg(strncmp(tu_diag_text(&t.diag), cases[i].want, strlen(cases[i].want)) == 0, "got:  %s\nwant: %s",
+                      tu_diag_text(&t.diag), cases[i].want);
+        dsl_end(&t);
+    }
+    /* At the bounds themselves: accepted. */
+    pp_define ok[] = {{"hidden", "46340"}, {"layers", "1"}, {"batch", "16384"}};
+    dsl t;
+    dsl_run(&t, "t.pp", "devices = 1\nmicrobatches = 1\n", ok, 3);
+    ck_assert_msg(t.spec_errors == 0, "%s", tu_diag_text(&t.diag));
+    dsl_end(&t);
 }
 END_TEST
 
@@ -654,6 +856,9 @@ static Suite *dsl_suite(void)
     tcase_add_test(tc, test_value_errors);
     tcase_add_test(tc, test_ast_shape);
     tcase_add_test(tc, test_parse_file);
+    tcase_add_test(tc, test_line_ends);
+    tcase_add_test(tc, test_byte_order_mark);
+    tcase_add_test(tc, test_echo_is_clipped);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("spec");
@@ -664,6 +869,8 @@ static Suite *dsl_suite(void)
     tcase_add_test(tc, test_define_every_key);
     tcase_add_test(tc, test_define_interplay);
     tcase_add_test(tc, test_define_errors);
+    tcase_add_test(tc, test_unknown_policy_is_located);
+    tcase_add_test(tc, test_model_limits);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("errors");

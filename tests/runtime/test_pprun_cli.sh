@@ -20,6 +20,10 @@ expect 2 "--timeout: '-1' is not a number" -- "$pprun" plan.json --timeout -1
 expect 2 "--timeout: 'nan' is not a number" -- "$pprun" plan.json --timeout nan
 expect 2 "--backend: 'gpu' is not cpu or cuda" -- "$pprun" plan.json --backend gpu
 expect 2 '--steps needs a value' -- "$pprun" plan.json --steps
+# Every usage error reads "pprun: error: ...", as ppcc's do.
+expect 2 "^pprun: error: unknown option '--bogus'" -- "$pprun" plan.json --bogus
+expect 2 '^pprun: error: --steps needs a value' -- "$pprun" plan.json --steps
+expect 2 '^pprun: error: expected one plan file, got none' -- "$pprun"
 # --backend cuda without a GPU, and the default backend's notice, depend on the build
 if "$pprun" --version | grep -q 'cuda'; then
     if [ "${CUDA_VISIBLE_DEVICES-unset}" = "" ] || ! command -v nvidia-smi >/dev/null 2>&1 ||

@@ -246,7 +246,7 @@ static const mutation mutations[] = {
     {"model.lr", "\"fast\"", "model.lr: expected a number, got a string"},
     {"model.hidden", "0", "model.hidden: 0 is out of range [1, 65536]"},
     {"model", NULL, "missing field \"model\""},
-    {"model.hidden", "65536", "model: 4 layers of 65536 x 65536 weights are more than this pprun holds (2^31 floats)"},
+    {"model.hidden", "65536", "model: 4 layers of 65536 x 65536 weights are more than this pprun holds (2147483648 floats)"},
 };
 
 static cJSON *walk(cJSON *root, const char *path, cJSON **parent, char *last, size_t lastsz)
