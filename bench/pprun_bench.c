@@ -7,10 +7,15 @@
  *   pprun_bench gemm M N K [REPS]            GFLOP/s of the CPU backend's GEMM
  *   pprun_bench model PLAN.json [STEPS]      GFLOP/s a whole replay achieves
  *       (6 N H^2 L flops a step: x W forward, dz W^T and x^T dz backward)
+ *   pprun_bench load PLAN.json [REPS]        best CPU time to load (read,
+ *       check, verify) a plan (CPU time: the loader is one thread, and a
+ *       shared machine inflates wall time), its op count, and the process's
+ *       peak RSS (nothing else runs, so the peak is the loader's)
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "backend.h"
@@ -20,6 +25,13 @@ static double now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -79,6 +91,35 @@ int main(int argc, char **argv)
         pr_model_free(&m);
         return 0;
     }
+    if (argc >= 3 && strcmp(argv[1], "load") == 0) {
+        int reps = argc > 3 ? atoi(argv[3]) : 3;
+        if (reps < 1)
+            return 2;
+        double best = 1e300;
+        long total = 0;
+        for (int k = 0; k < reps; k++) {
+            pp_diag d;
+            pp_diag_init(&d, stderr, "pprun_bench");
+            pp_plan p;
+            pr_model m;
+            double t0 = cpu_s();
+            if (pr_plan_load_file(argv[2], &d, &p, &m))
+                return 1;
+            double dt = cpu_s() - t0;
+            total = 0;
+            for (int dv = 0; dv < p.devices; dv++)
+                total += p.dev[dv].n;
+            pp_plan_free(&p);
+            pr_model_free(&m);
+            if (dt < best)
+                best = dt;
+        }
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("load: %ld ops, best %.3f s CPU (%.3f us per op), peak RSS %.1f MB\n", total, best,
+               best * 1e6 / total, ru.ru_maxrss / 1024.0);
+        return 0;
+    }
     if (argc >= 5 && strcmp(argv[1], "gemm") == 0) {
         int M = atoi(argv[2]), N = atoi(argv[3]), K = atoi(argv[4]);
         int reps = argc > 5 ? atoi(argv[5]) : 5;
@@ -103,6 +144,6 @@ int main(int argc, char **argv)
         free(A), free(B), free(C);
         return 0;
     }
-    fprintf(stderr, "usage: pprun_bench overhead|model PLAN.json [STEPS] | gemm M N K [REPS]\n");
+    fprintf(stderr, "usage: pprun_bench overhead|model PLAN.json [STEPS] | load PLAN.json [REPS] | gemm M N K [REPS]\n");
     return 2;
 }

@@ -2,16 +2,20 @@
  * plan_load.c — reads plan JSON v1 (docs/plan-format.md) strictly into a
  * pp_plan and a pr_model, then runs the verifier, so that a hand-edited
  * plan that would deadlock or break a dependency is refused before any
- * work starts.  Every refusal names the JSON path of the field.
+ * work starts.
+ *
+ * The text is checked whole first (json.c: the JSON grammar, duplicate
+ * keys, NUL bytes, nesting), then read in place, field by field, the ops
+ * straight into the plan's lists: loading costs the text and the ops, and
+ * time linear in both.  Every refusal names the JSON path of the field.
  * Unknown keys are allowed (fields may be added); unknown values are not.
  */
-#include <cjson/cJSON.h>
-#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "pprun.h"
 
 typedef struct loader {
@@ -35,181 +39,221 @@ static void __attribute__((format(printf, 2, 3))) load_error(loader *L, const ch
     pp_error(L->d, "%s: %s", L->file, msg);
 }
 
-static const char *type_name(const cJSON *j)
+static const char *type_name(pr_json j) { return pr_json_type_name(j.type); }
+
+/* A string value as it may be shown in a message (clipped, control
+ * characters escaped). */
+typedef struct shown {
+    char s[96];
+} shown;
+static shown show(pr_json j)
 {
-    if (cJSON_IsNumber(j)) return "a number";
-    if (cJSON_IsString(j)) return "a string";
-    if (cJSON_IsBool(j)) return "a boolean";
-    if (cJSON_IsNull(j)) return "null";
-    if (cJSON_IsArray(j)) return "an array";
-    if (cJSON_IsObject(j)) return "an object";
-    return "invalid";
+    shown b;
+    pr_json_string(j, b.s, sizeof b.s, true);
+    return b;
 }
 
-/* A required member of obj (at path) of the given kind. */
-static const cJSON *member(loader *L, const cJSON *obj, const char *path, const char *key,
-                           int (*is)(const cJSON *), const char *what)
+/* A string value to compare with names: false if it is longer than cap
+ * allows, so it matches none. */
+static bool name_of(pr_json j, char *buf, size_t cap) { return pr_json_string(j, buf, cap, false); }
+
+/* Paths are built only for messages: "path.key", or "key" at the top. */
+#define SUBPATH(path, key) (path), *(path) && (key) ? "." : "", (key) ? (key) : ""
+
+/* A required member `key` of the object at path, of type t. */
+static bool member(loader *L, pr_json j, const char *path, const char *key, pr_json_type t,
+                   const char *what)
 {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j) {
+    if (j.type == PR_JSON_NONE) {
         load_error(L, "%s%smissing field \"%s\"", path, *path ? ": " : "", key);
-        return NULL;
+        return false;
     }
-    if (!is(j)) {
-        load_error(L, "%s%s%s: expected %s, got %s", path, *path ? "." : "", key, what,
-                   type_name(j));
-        return NULL;
+    if (j.type != t) {
+        load_error(L, "%s%s%s: expected %s, got %s", SUBPATH(path, key), what, type_name(j));
+        return false;
     }
-    return j;
+    return true;
 }
 
-static int is_number(const cJSON *j) { return cJSON_IsNumber(j); }
-static int is_string(const cJSON *j) { return cJSON_IsString(j) && j->valuestring; }
-static int is_array(const cJSON *j) { return cJSON_IsArray(j); }
-static int is_object(const cJSON *j) { return cJSON_IsObject(j); }
-static int is_bool(const cJSON *j) { return cJSON_IsBool(j); }
+/* An optional member: absent, or of type t. */
+static bool optional(loader *L, pr_json j, const char *path, const char *key, pr_json_type t,
+                     const char *what)
+{
+    return j.type == PR_JSON_NONE || member(L, j, path, key, t, what);
+}
 
-/* An integer in [lo, hi] from a JSON number (valuedouble: valueint saturates). */
-static int int_value(loader *L, const cJSON *j, const char *path, double lo, double hi,
+/* An integer in [lo, hi] at path(.key) (checked on the double: plans come
+ * from other writers too). */
+static int int_value(loader *L, pr_json j, const char *path, const char *key, double lo, double hi,
                      const char *range_msg, long *out)
 {
-    if (!cJSON_IsNumber(j))
-        FAIL(L, "%s: expected an integer, got %s", path, type_name(j));
-    double v = j->valuedouble;
+    if (j.type != PR_JSON_NUMBER)
+        FAIL(L, "%s%s%s: expected an integer, got %s", SUBPATH(path, key), type_name(j));
+    double v = pr_json_number(j);
     if (!isfinite(v) || v != floor(v))
-        FAIL(L, "%s: %.17g is not an integer", path, v);
+        FAIL(L, "%s%s%s: %.17g is not an integer", SUBPATH(path, key), v);
     if (v < lo || v > hi) {
         if (range_msg)
-            FAIL(L, "%s: %.17g %s", path, v, range_msg);
-        FAIL(L, "%s: %.17g is out of range [%.17g, %.17g]", path, v, lo, hi);
+            FAIL(L, "%s%s%s: %.17g %s", SUBPATH(path, key), v, range_msg);
+        FAIL(L, "%s%s%s: %.17g is out of range [%.17g, %.17g]", SUBPATH(path, key), v, lo, hi);
     }
     *out = (long)v;
     return 0;
 }
 
-static int int_member(loader *L, const cJSON *obj, const char *path, const char *key, double lo,
-                      double hi, const char *range_msg, long *out)
+static int int_member(loader *L, pr_json j, const char *path, const char *key, double lo, double hi,
+                      const char *range_msg, long *out)
 {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!j)
+    if (j.type == PR_JSON_NONE)
         FAIL(L, "%s%smissing field \"%s\"", path, *path ? ": " : "", key);
-    char sub[256];
-    snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", key);
-    return int_value(L, j, sub, lo, hi, range_msg, out);
+    return int_value(L, j, path, key, lo, hi, range_msg, out);
 }
 
-static int load_pipeline(loader *L, const cJSON *root, pp_plan *plan)
+static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
 {
-    const cJSON *pl = member(L, root, "", "pipeline", is_object, "an object");
-    if (!pl)
-        return 1;
+    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, N };
+    static const char *const keys[N] = {"devices",   "stages",         "microbatches", "schedule",
+                                        "placement", "split_backward", "async",        "vertical_sync"};
+    pr_json v[N];
+    pr_json_members(pl, keys, N, v);
     long devices, stages, mbs;
-    if (int_member(L, pl, "pipeline", "devices", 1, PP_MAX_DEVICES, NULL, &devices) ||
-        int_member(L, pl, "pipeline", "stages", 1, PP_MAX_STAGES, NULL, &stages) ||
-        int_member(L, pl, "pipeline", "microbatches", 1, PP_MAX_MICROBATCHES, NULL, &mbs))
+    if (int_member(L, v[DEVICES], "pipeline", "devices", 1, PP_MAX_DEVICES, NULL, &devices) ||
+        int_member(L, v[STAGES], "pipeline", "stages", 1, PP_MAX_STAGES, NULL, &stages) ||
+        int_member(L, v[MBS], "pipeline", "microbatches", 1, PP_MAX_MICROBATCHES, NULL, &mbs))
         return 1;
-    const cJSON *sched = member(L, pl, "pipeline", "schedule", is_string, "a string");
-    const cJSON *place = member(L, pl, "pipeline", "placement", is_array, "an array");
-    if (!sched || !place)
+    if (!member(L, v[SCHEDULE], "pipeline", "schedule", PR_JSON_STRING, "a string") ||
+        !member(L, v[PLACEMENT], "pipeline", "placement", PR_JSON_ARRAY, "an array"))
         return 1;
-    if (cJSON_GetArraySize(place) != stages)
-        FAIL(L, "pipeline.placement: %d entries, pipeline.stages is %ld", cJSON_GetArraySize(place),
-             stages);
+    int entries = pr_json_length(v[PLACEMENT]);
+    if (entries != stages)
+        FAIL(L, "pipeline.placement: %d entries, pipeline.stages is %ld", entries, stages);
     int *pv = malloc((size_t)stages * sizeof *pv);
-    int s = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, place) {
+    if (!pv)
+        FAIL(L, "out of memory");
+    pr_json_iter it = pr_json_elements(v[PLACEMENT]);
+    pr_json e;
+    for (int s = 0; pr_json_next(&it, &e); s++) {
         char path[64];
         long r;
         snprintf(path, sizeof path, "pipeline.placement[%d]", s);
-        if (int_value(L, it, path, 0, devices - 1, "is not a rank", &r)) {
+        if (int_value(L, e, path, NULL, 0, devices - 1, "is not a rank", &r)) {
             free(pv);
             return 1;
         }
-        pv[s++] = (int)r;
+        pv[s] = (int)r;
     }
-    int rc = pp_plan_init(plan, sched->valuestring, (int)devices, (int)stages, (int)mbs, pv);
+    char schedule[sizeof plan->schedule];
+    name_of(v[SCHEDULE], schedule, sizeof schedule);
+    int rc = pp_plan_init(plan, schedule, (int)devices, (int)stages, (int)mbs, pv);
     free(pv);
     if (rc)
         FAIL(L, "out of memory");
-    const cJSON *split = cJSON_GetObjectItemCaseSensitive(pl, "split_backward");
-    if (split && !is_bool(split))
-        FAIL(L, "pipeline.split_backward: expected a boolean, got %s", type_name(split));
-    plan->split_backward = split && cJSON_IsTrue(split);
+    if (!optional(L, v[SPLIT], "pipeline", "split_backward", PR_JSON_BOOL, "a boolean"))
+        return 1;
+    plan->split_backward = pr_json_true(v[SPLIT]);
     /* docs/async.md: absent = synchronous */
-    const cJSON *async = cJSON_GetObjectItemCaseSensitive(pl, "async");
-    if (async) {
-        if (!cJSON_IsString(async))
-            FAIL(L, "pipeline.async: expected a string, got %s", type_name(async));
-        plan->async = pp_async_from_name(async->valuestring);
+    if (!optional(L, v[ASYNC], "pipeline", "async", PR_JSON_STRING, "a string"))
+        return 1;
+    if (v[ASYNC].type != PR_JSON_NONE) {
+        char name[16];
+        plan->async = name_of(v[ASYNC], name, sizeof name) ? pp_async_from_name(name) : -1;
         if (plan->async < 0)
-            FAIL(L, "pipeline.async: unknown \"%s\" (known: none, pipedream, 2bw)", async->valuestring);
+            FAIL(L, "pipeline.async: unknown \"%s\" (known: none, pipedream, 2bw)", show(v[ASYNC]).s);
         if (plan->async != PP_ASYNC_NONE && plan->split_backward)
-            FAIL(L, "pipeline.async: %s needs an unsplit backward (split_backward is true)",
-                 async->valuestring);
+            FAIL(L, "pipeline.async: %s needs an unsplit backward (split_backward is true)", name);
     }
-    const cJSON *vsync = cJSON_GetObjectItemCaseSensitive(pl, "vertical_sync");
-    if (vsync && !is_bool(vsync))
-        FAIL(L, "pipeline.vertical_sync: expected a boolean, got %s", type_name(vsync));
-    plan->vertical_sync = vsync && cJSON_IsTrue(vsync);
+    if (!optional(L, v[VSYNC], "pipeline", "vertical_sync", PR_JSON_BOOL, "a boolean"))
+        return 1;
+    plan->vertical_sync = pr_json_true(v[VSYNC]);
     if (plan->vertical_sync && plan->async != PP_ASYNC_PIPEDREAM)
         FAIL(L, "pipeline.vertical_sync: true needs \"async\": \"pipedream\" (docs/async.md)");
     return 0;
 }
 
-static int load_model(loader *L, const cJSON *root, const pp_plan *plan, pr_model *m)
+static int load_memory(loader *L, pr_json mem, pr_model *m)
 {
-    const cJSON *mo = member(L, root, "", "model", is_object, "an object");
-    if (!mo)
+    m->act_size = 1;
+    m->mem_limit = 0;
+    if (mem.type == PR_JSON_NONE)
+        return 0;
+    if (mem.type != PR_JSON_OBJECT)
+        FAIL(L, "memory: expected an object, got %s", type_name(mem));
+    enum { ACT, LIMIT, INPUT, N };
+    static const char *const keys[N] = {"activation", "limit", "input"};
+    pr_json v[N];
+    pr_json_members(mem, keys, N, v);
+    double a = pr_json_number(v[ACT]), lim = pr_json_number(v[LIMIT]), in = pr_json_number(v[INPUT]);
+    if (v[ACT].type != PR_JSON_NONE && (v[ACT].type != PR_JSON_NUMBER || !(a >= 0) || !isfinite(a)))
+        FAIL(L, "memory.activation: expected a non-negative number");
+    if (v[LIMIT].type != PR_JSON_NONE && (v[LIMIT].type != PR_JSON_NUMBER || !(lim >= 0) || !isfinite(lim)))
+        FAIL(L, "memory.limit: expected a non-negative number");
+    if (v[INPUT].type != PR_JSON_NONE && (v[INPUT].type != PR_JSON_NUMBER || !(in >= 0 && in <= 1)))
+        FAIL(L, "memory.input: expected a number between 0 and 1");
+    if (v[ACT].type != PR_JSON_NONE)
+        m->act_size = a;
+    if (v[LIMIT].type != PR_JSON_NONE)
+        m->mem_limit = lim;
+    if (v[INPUT].type != PR_JSON_NONE)
+        m->input_frac = in;
+    return 0;
+}
+
+static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
+{
+    enum { KIND, LAYERS, HIDDEN, BATCH, SEED, OPTIMIZER, LR, LPS, N };
+    static const char *const keys[N] = {"kind", "layers", "hidden", "batch", "seed", "optimizer", "lr",
+                                        "layers_per_stage"};
+    pr_json v[N];
+    pr_json_members(mo, keys, N, v);
+    if (!member(L, v[KIND], "model", "kind", PR_JSON_STRING, "a string"))
         return 1;
-    const cJSON *kind = member(L, mo, "model", "kind", is_string, "a string");
-    if (!kind)
-        return 1;
-    if (strcmp(kind->valuestring, "mlp") != 0)
-        FAIL(L, "model.kind: unknown model \"%s\" (this pprun knows \"mlp\")", kind->valuestring);
+    char name[16];
+    if (!name_of(v[KIND], name, sizeof name) || strcmp(name, "mlp") != 0)
+        FAIL(L, "model.kind: unknown model \"%s\" (this pprun knows \"mlp\")", show(v[KIND]).s);
     long layers, hidden, batch, seed;
-    if (int_member(L, mo, "model", "layers", 1, PP_MAX_LAYERS, NULL, &layers) ||
-        int_member(L, mo, "model", "hidden", 1, PP_MAX_HIDDEN, NULL, &hidden) ||
-        int_member(L, mo, "model", "batch", 1, PP_MAX_BATCH, NULL, &batch) ||
-        int_member(L, mo, "model", "seed", 0, PP_MAX_SEED, NULL, &seed))
+    if (int_member(L, v[LAYERS], "model", "layers", 1, PP_MAX_LAYERS, NULL, &layers) ||
+        int_member(L, v[HIDDEN], "model", "hidden", 1, PP_MAX_HIDDEN, NULL, &hidden) ||
+        int_member(L, v[BATCH], "model", "batch", 1, PP_MAX_BATCH, NULL, &batch) ||
+        int_member(L, v[SEED], "model", "seed", 0, PP_MAX_SEED, NULL, &seed))
         return 1;
     if (batch % plan->microbatches != 0)
         FAIL(L, "model.batch: %ld is not a multiple of pipeline.microbatches (%d)", batch,
              plan->microbatches);
-    const cJSON *opt = member(L, mo, "model", "optimizer", is_string, "a string");
-    const cJSON *lr = member(L, mo, "model", "lr", is_number, "a number");
-    if (!opt || !lr)
+    if (!member(L, v[OPTIMIZER], "model", "optimizer", PR_JSON_STRING, "a string") ||
+        !member(L, v[LR], "model", "lr", PR_JSON_NUMBER, "a number"))
         return 1;
-    if (strcmp(opt->valuestring, "sgd") != 0)
+    if (!name_of(v[OPTIMIZER], name, sizeof name) || strcmp(name, "sgd") != 0)
         FAIL(L, "model.optimizer: unknown optimizer \"%s\" (this pprun knows \"sgd\")",
-             opt->valuestring);
-    if (!isfinite(lr->valuedouble) || lr->valuedouble < 0)
-        FAIL(L, "model.lr: %g is not a finite non-negative number", lr->valuedouble);
-    const cJSON *lps = member(L, mo, "model", "layers_per_stage", is_array, "an array");
-    if (!lps)
+             show(v[OPTIMIZER]).s);
+    double lr = pr_json_number(v[LR]);
+    if (!isfinite(lr) || lr < 0)
+        FAIL(L, "model.lr: %g is not a finite non-negative number", lr);
+    if (!member(L, v[LPS], "model", "layers_per_stage", PR_JSON_ARRAY, "an array"))
         return 1;
-    if (cJSON_GetArraySize(lps) != plan->stages)
-        FAIL(L, "model.layers_per_stage: %d entries, pipeline.stages is %d", cJSON_GetArraySize(lps),
-             plan->stages);
+    int entries = pr_json_length(v[LPS]);
+    if (entries != plan->stages)
+        FAIL(L, "model.layers_per_stage: %d entries, pipeline.stages is %d", entries, plan->stages);
     m->layers = (int)layers;
     m->hidden = (int)hidden;
     m->batch = (int)batch;
-    m->lr = lr->valuedouble;
+    m->lr = lr;
     m->seed = (uint64_t)seed;
     m->stages = plan->stages;
     m->layers_per_stage = calloc((size_t)plan->stages, sizeof(int));
     m->first_layer = calloc((size_t)plan->stages, sizeof(int));
+    if (!m->layers_per_stage || !m->first_layer)
+        FAIL(L, "out of memory");
     long sum = 0;
-    int s = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, lps) {
+    pr_json_iter it = pr_json_elements(v[LPS]);
+    pr_json e;
+    for (int s = 0; pr_json_next(&it, &e); s++) {
         char path[64];
         long k;
         snprintf(path, sizeof path, "model.layers_per_stage[%d]", s);
-        if (int_value(L, it, path, 1, layers, NULL, &k))
+        if (int_value(L, e, path, NULL, 1, layers, NULL, &k))
             return 1;
         m->first_layer[s] = (int)sum;
-        m->layers_per_stage[s++] = (int)k;
+        m->layers_per_stage[s] = (int)k;
         sum += k;
     }
     if (sum != layers)
@@ -220,50 +264,55 @@ static int load_model(loader *L, const cJSON *root, const pp_plan *plan, pr_mode
     if ((double)batch / plan->microbatches * (double)hidden > (double)PP_MAX_MICROBATCH_FLOATS)
         FAIL(L, "model: a micro-batch of %ld x %ld floats is too large", batch / plan->microbatches,
              hidden);
-
-    m->act_size = 1;
-    m->mem_limit = 0;
-    const cJSON *mem = cJSON_GetObjectItemCaseSensitive(root, "memory");
-    if (mem) {
-        if (!is_object(mem))
-            FAIL(L, "memory: expected an object, got %s", type_name(mem));
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(mem, "activation");
-        const cJSON *lim = cJSON_GetObjectItemCaseSensitive(mem, "limit");
-        if (a && (!is_number(a) || !(a->valuedouble >= 0) || !isfinite(a->valuedouble)))
-            FAIL(L, "memory.activation: expected a non-negative number");
-        if (lim && (!is_number(lim) || !(lim->valuedouble >= 0) || !isfinite(lim->valuedouble)))
-            FAIL(L, "memory.limit: expected a non-negative number");
-        if (a)
-            m->act_size = a->valuedouble;
-        if (lim)
-            m->mem_limit = lim->valuedouble;
-        const cJSON *in = cJSON_GetObjectItemCaseSensitive(mem, "input");
-        if (in && (!is_number(in) || !(in->valuedouble >= 0 && in->valuedouble <= 1)))
-            FAIL(L, "memory.input: expected a number between 0 and 1");
-        if (in)
-            m->input_frac = in->valuedouble;
-    }
     return 0;
 }
 
-/* One op; the checks make every index the replay uses valid. */
-static int load_op(loader *L, const cJSON *jo, const char *path, const pp_plan *plan, int rank,
-                   pp_op *op)
+static char *put_uint(char *p, unsigned v)
 {
-    if (!is_object(jo))
+    char digits[12];
+    int n = 0;
+    do
+        digits[n++] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    while (n > 0)
+        *p++ = digits[--n];
+    return p;
+}
+
+/* "devices[r].ops[i]": formed for every op, so without printf. */
+static const char *op_path(char *buf, int r, int i)
+{
+    char *p = buf;
+    memcpy(p, "devices[", 8);
+    p = put_uint(p + 8, (unsigned)r);
+    memcpy(p, "].ops[", 6);
+    p = put_uint(p + 6, (unsigned)i);
+    memcpy(p, "]", 2);
+    return buf;
+}
+
+/* One op; the checks make every index the replay uses valid. */
+static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, const pp_plan *plan,
+                   int rank, pp_op *op)
+{
+    if (jo.type != PR_JSON_OBJECT)
         FAIL(L, "%s: expected an object, got %s", path, type_name(jo));
-    const cJSON *name = member(L, jo, path, "op", is_string, "a string");
-    if (!name)
+    enum { OP, STAGE, MB, KIND, PEER, GROUP, N };
+    static const char *const keys[N] = {"op", "stage", "mb", "kind", "peer", "group"};
+    pr_json v[N];
+    it->cur_end = pr_json_members(jo, keys, N, v);
+    if (!member(L, v[OP], path, "op", PR_JSON_STRING, "a string"))
         return 1;
-    int kind = pp_op_from_name(name->valuestring);
+    char name[16];
+    int kind = name_of(v[OP], name, sizeof name) ? pp_op_from_name(name) : -1;
     if (kind < 0)
-        FAIL(L, "%s.op: unknown op \"%s\"", path, name->valuestring);
+        FAIL(L, "%s.op: unknown op \"%s\"", path, show(v[OP]).s);
     *op = (pp_op){.kind = (uint8_t)kind, .stage = -1, .mb = -1, .peer = -1, .group = -1};
     if (kind == PP_OP_UPDATE || kind == PP_OP_FLUSH)
         return 0;
     long stage, mb;
-    if (int_member(L, jo, path, "stage", 0, plan->stages - 1, "is not a stage", &stage) ||
-        int_member(L, jo, path, "mb", 0, plan->microbatches - 1, "is not a micro-batch", &mb))
+    if (int_member(L, v[STAGE], path, "stage", 0, plan->stages - 1, "is not a stage", &stage) ||
+        int_member(L, v[MB], path, "mb", 0, plan->microbatches - 1, "is not a micro-batch", &mb))
         return 1;
     op->stage = (int)stage;
     op->mb = (int)mb;
@@ -275,16 +324,16 @@ static int load_op(loader *L, const cJSON *jo, const char *path, const pp_plan *
             FAIL(L, "%s.stage: %ld is held by rank %d, not rank %d", path, stage, place[stage], rank);
         return 0;
     }
-    const cJSON *ck = member(L, jo, path, "kind", is_string, "a string");
-    if (!ck)
+    if (!member(L, v[KIND], path, "kind", PR_JSON_STRING, "a string"))
         return 1;
-    int comm = pp_comm_from_name(ck->valuestring);
+    char ck[8];
+    int comm = name_of(v[KIND], ck, sizeof ck) ? pp_comm_from_name(ck) : -1;
     if (comm < 0)
-        FAIL(L, "%s.kind: unknown kind \"%s\" (act or grad)", path, ck->valuestring);
+        FAIL(L, "%s.kind: unknown kind \"%s\" (act or grad)", path, show(v[KIND]).s);
     op->comm = (uint8_t)comm;
     long peer, group;
-    if (int_member(L, jo, path, "peer", 0, plan->devices - 1, "is not a rank", &peer) ||
-        int_member(L, jo, path, "group", 0, 2147483647.0, NULL, &group))
+    if (int_member(L, v[PEER], path, "peer", 0, plan->devices - 1, "is not a rank", &peer) ||
+        int_member(L, v[GROUP], path, "group", 0, 2147483647.0, NULL, &group))
         return 1;
     if (peer == rank)
         FAIL(L, "%s.peer: %ld is the device itself", path, peer);
@@ -293,186 +342,179 @@ static int load_op(loader *L, const cJSON *jo, const char *path, const pp_plan *
     /* act of F(s) goes from rank(s) to rank(s+1); grad of B(s) from rank(s) to rank(s-1). */
     int to = comm == PP_COMM_ACT ? (int)stage + 1 : (int)stage - 1;
     if (to < 0 || to >= plan->stages)
-        FAIL(L, "%s.stage: %s of stage %ld has no %s stage", path, ck->valuestring, stage,
+        FAIL(L, "%s.stage: %s of stage %ld has no %s stage", path, ck, stage,
              comm == PP_COMM_ACT ? "next" : "previous");
     int src = place[stage], dst = place[to];
     int want_self = kind == PP_OP_SEND ? src : dst, want_peer = kind == PP_OP_SEND ? dst : src;
     if (want_self != rank)
-        FAIL(L, "%s: %s %s %ld.%ld does not belong on rank %d", path, name->valuestring,
-             ck->valuestring, stage, mb, rank);
+        FAIL(L, "%s: %s %s %ld.%ld does not belong on rank %d", path, name, ck, stage, mb, rank);
     if (want_peer != peer)
         FAIL(L, "%s.peer: %ld, but stage %d is on rank %d", path, peer,
              kind == PP_OP_SEND ? to : (int)stage, want_peer);
     return 0;
 }
 
-static int load_devices(loader *L, const cJSON *root, pp_plan *plan)
+/* devices[r].stages must be exactly the placement's stages of rank r, in order. */
+static int load_stages(loader *L, pr_json st, const char *path, const pp_plan *plan, int r)
 {
-    const cJSON *devs = member(L, root, "", "devices", is_array, "an array");
-    if (!devs)
+    if (!member(L, st, path, "stages", PR_JSON_ARRAY, "an array"))
         return 1;
-    if (cJSON_GetArraySize(devs) != plan->devices)
-        FAIL(L, "devices: %d entries, pipeline.devices is %d", cJSON_GetArraySize(devs),
-             plan->devices);
+    int want = 0;
+    pr_json_iter it = pr_json_elements(st);
+    pr_json e;
+    for (int k = 0; pr_json_next(&it, &e); k++) {
+        char sp[128];
+        long s;
+        snprintf(sp, sizeof sp, "%s.stages[%d]", path, k);
+        if (int_value(L, e, sp, NULL, 0, plan->stages - 1, "is not a stage", &s))
+            return 1;
+        while (want < plan->stages && plan->placement[want] != r)
+            want++;
+        if (want != s)
+            FAIL(L, "%s: %ld does not match pipeline.placement", sp, s);
+        want++;
+    }
+    while (want < plan->stages && plan->placement[want] != r)
+        want++;
+    if (want < plan->stages)
+        FAIL(L, "%s.stages: stage %d (placed on rank %d) is missing", path, want, r);
+    return 0;
+}
+
+/* The ops of rank r, straight into its list; *total counts all devices'. */
+static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, int r, long *total)
+{
+    if (!member(L, ops, path, "ops", PR_JSON_ARRAY, "an array"))
+        return 1;
+    pr_json_iter it = pr_json_elements(ops);
+    pr_json jo;
+    char op_at[64];
+    for (int i = 0; pr_json_next(&it, &jo); i++) {
+        if (++*total > PP_MAX_OPS_TOTAL)
+            FAIL(L, "devices: more than %ld ops", (long)PP_MAX_OPS_TOTAL);
+        if (i > 0 && plan->dev[r].ops[i - 1].kind == PP_OP_FLUSH)
+            FAIL(L, "%s: flush before the end of the list", op_path(op_at, r, i - 1));
+        pp_op op;
+        if (load_op(L, &it, jo, op_path(op_at, r, i), plan, r, &op))
+            return 1;
+        pp_plan_push(plan, r, op);
+    }
+    const pp_device *dv = &plan->dev[r];
+    if (dv->n == 0 || dv->ops[dv->n - 1].kind != PP_OP_FLUSH)
+        FAIL(L, "%s.ops: the list must end with flush", path);
+    return 0;
+}
+
+static int load_devices(loader *L, pr_json devs, pp_plan *plan)
+{
+    if (!member(L, devs, "", "devices", PR_JSON_ARRAY, "an array"))
+        return 1;
     long total = 0;
     int r = 0;
-    const cJSON *dj;
-    cJSON_ArrayForEach(dj, devs) {
-        char path[96];
+    pr_json_iter it = pr_json_elements(devs);
+    pr_json dj;
+    for (; pr_json_next(&it, &dj); r++) {
+        if (r == plan->devices) /* one too many: say how many there are */
+            FAIL(L, "devices: %d entries, pipeline.devices is %d", pr_json_length(devs), plan->devices);
+        char path[32];
         snprintf(path, sizeof path, "devices[%d]", r);
-        if (!is_object(dj))
+        if (dj.type != PR_JSON_OBJECT)
             FAIL(L, "%s: expected an object, got %s", path, type_name(dj));
+        enum { RANK, STAGES, OPS, N };
+        static const char *const keys[N] = {"rank", "stages", "ops"};
+        pr_json v[N];
+        pr_json_members(dj, keys, N, v);
         long rank;
-        if (int_member(L, dj, path, "rank", 0, plan->devices - 1, "is not a rank", &rank))
+        if (int_member(L, v[RANK], path, "rank", 0, plan->devices - 1, "is not a rank", &rank))
             return 1;
         if (rank != r)
             FAIL(L, "%s.rank: %ld, expected %d (devices are listed in rank order)", path, rank, r);
-        const cJSON *st = member(L, dj, path, "stages", is_array, "an array");
-        if (!st)
+        if (load_stages(L, v[STAGES], path, plan, r) || load_ops(L, v[OPS], path, plan, r, &total))
             return 1;
-        /* stages must be exactly the placement's stages of this rank, in order */
-        int want = 0, k = 0;
-        const cJSON *sj;
-        cJSON_ArrayForEach(sj, st) {
-            char sp[128];
-            long s;
-            snprintf(sp, sizeof sp, "%s.stages[%d]", path, k++);
-            if (int_value(L, sj, sp, 0, plan->stages - 1, "is not a stage", &s))
-                return 1;
-            while (want < plan->stages && plan->placement[want] != r)
-                want++;
-            if (want != s)
-                FAIL(L, "%s: %ld does not match pipeline.placement", sp, s);
-            want++;
-        }
-        while (want < plan->stages && plan->placement[want] != r)
-            want++;
-        if (want < plan->stages)
-            FAIL(L, "%s.stages: stage %d (placed on rank %d) is missing", path, want, r);
+    }
+    if (r != plan->devices)
+        FAIL(L, "devices: %d entries, pipeline.devices is %d", r, plan->devices);
+    return 0;
+}
 
-        const cJSON *ops = member(L, dj, path, "ops", is_array, "an array");
-        if (!ops)
-            return 1;
-        int n = cJSON_GetArraySize(ops);
-        total += n;
-        if (total > PP_MAX_OPS_TOTAL)
-            FAIL(L, "devices: more than %ld ops", (long)PP_MAX_OPS_TOTAL);
-        pp_plan_reserve(plan, r, n);
-        int i = 0, prev_group = -1, max_group = -1;
-        const cJSON *oj;
-        cJSON_ArrayForEach(oj, ops) {
-            char op_path[160];
-            snprintf(op_path, sizeof op_path, "%s.ops[%d]", path, i);
-            pp_op op;
-            if (load_op(L, oj, op_path, plan, r, &op))
-                return 1;
-            /* groups usually grow along the list: scan back only when one does not */
-            if (op.group >= 0 && op.group != prev_group && op.group <= max_group) {
-                for (int j = 0; j < plan->dev[r].n; j++)
-                    if (plan->dev[r].ops[j].group == op.group)
-                        FAIL(L, "%s.group: %d is used earlier (ops[%d]) but not by the op before",
-                             op_path, op.group, j);
-            }
-            if (op.kind == PP_OP_FLUSH && i != n - 1)
-                FAIL(L, "%s: flush before the end of the list", op_path);
-            prev_group = op.group;
-            if (op.group > max_group)
-                max_group = op.group;
-            pp_plan_push(plan, r, op);
-            i++;
-        }
-        if (n == 0 || plan->dev[r].ops[n - 1].kind != PP_OP_FLUSH)
-            FAIL(L, "%s.ops: the list must end with flush", path);
-        r++;
+static int load_root(loader *L, pr_json root, pp_plan *plan, pr_model *m)
+{
+    if (root.type != PR_JSON_OBJECT)
+        FAIL(L, "expected a JSON object at the top, got %s", type_name(root));
+    enum { FORMAT, VERSION, PIPELINE, MODEL, MEMORY, DEVICES, N };
+    static const char *const keys[N] = {"format", "version", "pipeline", "model", "memory", "devices"};
+    pr_json v[N];
+    pr_json_members(root, keys, N, v);
+    if (!member(L, v[FORMAT], "", "format", PR_JSON_STRING, "a string"))
+        return 1;
+    char format[16];
+    if (!name_of(v[FORMAT], format, sizeof format) || strcmp(format, "ppcc-plan") != 0)
+        FAIL(L, "format: \"%s\" is not \"ppcc-plan\"", show(v[FORMAT]).s);
+    long version;
+    if (int_member(L, v[VERSION], "", "version", 1, 1e9, NULL, &version))
+        return 1;
+    if (version > PPRUN_PLAN_VERSION)
+        FAIL(L, "version: %ld is newer than this pprun reads (%d)", version, PPRUN_PLAN_VERSION);
+    /* in this order whatever the file's: the ops are checked against the pipeline */
+    if (!member(L, v[PIPELINE], "", "pipeline", PR_JSON_OBJECT, "an object") ||
+        load_pipeline(L, v[PIPELINE], plan))
+        return 1;
+    if (!member(L, v[MODEL], "", "model", PR_JSON_OBJECT, "an object") ||
+        load_model(L, v[MODEL], plan, m) || load_memory(L, v[MEMORY], m))
+        return 1;
+    return load_devices(L, v[DEVICES], plan);
+}
+
+/* The text checked as JSON, then read into plan and model (not verified). */
+static int read_plan(const char *name, const char *text, size_t len, pp_diag *d, pp_plan *plan,
+                     pr_model *model)
+{
+    memset(plan, 0, sizeof *plan);
+    memset(model, 0, sizeof *model);
+    pr_json_error e;
+    if (pr_json_check(text, len, false, &e)) {
+        pp_source src = {name, text, len};
+        pp_error_at(d, &src, e.offset, "%s", e.msg);
+        return 1;
+    }
+    loader L = {d, name};
+    if (load_root(&L, pr_json_root(text, len), plan, model)) {
+        pp_plan_free(plan);
+        pr_model_free(model);
+        return 1;
     }
     return 0;
 }
 
-static int load_root(loader *L, const cJSON *root, pp_plan *plan, pr_model *m)
+static int verify_loaded(pp_diag *d, pp_plan *plan, pr_model *model)
 {
-    if (!is_object(root))
-        FAIL(L, "expected a JSON object at the top, got %s", type_name(root));
-    const cJSON *fmt = member(L, root, "", "format", is_string, "a string");
-    if (!fmt)
-        return 1;
-    if (strcmp(fmt->valuestring, "ppcc-plan") != 0)
-        FAIL(L, "format: \"%s\" is not \"ppcc-plan\"", fmt->valuestring);
-    long version;
-    if (int_member(L, root, "", "version", 1, 1e9, NULL, &version))
-        return 1;
-    if (version > PPRUN_PLAN_VERSION)
-        FAIL(L, "version: %ld is newer than this pprun reads (%d)", version, PPRUN_PLAN_VERSION);
-    if (load_pipeline(L, root, plan) || load_model(L, root, plan, m) || load_devices(L, root, plan))
-        return 1;
-    return 0;
+    pp_verify_opts vo = {model->act_size, model->mem_limit, model->input_frac};
+    if (pp_verify(plan, &vo, d) == 0)
+        return 0;
+    pp_plan_free(plan);
+    pr_model_free(model);
+    return 1;
 }
 
 int pr_plan_load_text(const char *name, const char *text, size_t len, pp_diag *d, pp_plan *plan,
                       pr_model *model)
 {
-    loader L = {d, name};
-    memset(plan, 0, sizeof *plan);
-    memset(model, 0, sizeof *model);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
-    if (!root) {
-        pp_source src = {name, text, len};
-        size_t off = end && end >= text && end <= text + len ? (size_t)(end - text) : 0;
-        const char *ep = cJSON_GetErrorPtr();
-        if (ep && ep >= text && ep <= text + len)
-            off = (size_t)(ep - text);
-        pp_error_at(d, &src, off, "malformed JSON");
+    if (read_plan(name, text, len, d, plan, model))
         return 1;
-    }
-    size_t off = (size_t)(end - text);
-    while (off < len && strchr(" \t\r\n", text[off]))
-        off++;
-    if (off < len) {
-        pp_source src = {name, text, len};
-        cJSON_Delete(root);
-        pp_error_at(d, &src, off, "trailing characters after the plan");
-        return 1;
-    }
-    int rc = load_root(&L, root, plan, model);
-    cJSON_Delete(root);
-    if (!rc) {
-        pp_verify_opts vo = {model->act_size, model->mem_limit, model->input_frac};
-        rc = pp_verify(plan, &vo, d) != 0;
-    }
-    if (rc) {
-        pp_plan_free(plan);
-        pr_model_free(model);
-    }
-    return rc;
+    return verify_loaded(d, plan, model);
 }
 
 int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *model)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        pp_error(d, "cannot open %s: %s", path, strerror(errno));
+    char *text;
+    size_t len;
+    memset(plan, 0, sizeof *plan);
+    memset(model, 0, sizeof *model);
+    if (pr_plan_read(path, PR_PLAN_MAX_BYTES, d, &text, &len))
         return 1;
-    }
-    size_t cap = 1 << 16, n = 0, r;
-    char *buf = malloc(cap + 1);
-    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
-        n += r;
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-        }
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        pp_error(d, "cannot read %s", path);
-        return 1;
-    }
-    buf[n] = '\0';
-    int rc = pr_plan_load_text(path, buf, n, d, plan, model);
-    free(buf);
-    return rc;
+    int rc = read_plan(path, text, len, d, plan, model);
+    free(text); /* the verifier needs the ops alone */
+    return rc ? 1 : verify_loaded(d, plan, model);
 }
 
 void pr_model_free(pr_model *m)

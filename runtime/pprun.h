@@ -30,10 +30,22 @@ typedef struct pr_model {
 void pr_model_free(pr_model *m);
 
 /* Loads plan JSON v1 strictly into plan and model, then runs pp_verify.
- * Errors name the file and the JSON path of the offending field. */
+ * Errors name the file and the JSON path of the offending field; text[len]
+ * must be '\0'.  Time and memory are linear in the text (docs/pprun.md). */
 int pr_plan_load_text(const char *name, const char *text, size_t len, pp_diag *d, pp_plan *plan,
                       pr_model *model);
+/* The same from a file of at most PR_PLAN_MAX_BYTES (pr_plan_read). */
 int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *model);
+
+/* The largest plan text pprun reads: this many bytes for each of the
+ * PP_MAX_OPS_TOTAL ops a plan may hold (ppcc writes at most 104 an op),
+ * 8 GiB in all. */
+#define PR_PLAN_MAX_BYTES_PER_OP 128
+#define PR_PLAN_MAX_BYTES ((size_t)PP_MAX_OPS_TOTAL * PR_PLAN_MAX_BYTES_PER_OP)
+/* plan_read.c: the whole of path, NUL-terminated, into *text (malloc'd),
+ * refusing more than max bytes; a FIFO or device is read as a stream and
+ * refused as soon as its start cannot begin a JSON text. */
+int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *len);
 
 /* model.c: deterministic parameters and data (docs/model.md). */
 void pr_init_layer(const pr_model *m, int layer, float *W, float *b);

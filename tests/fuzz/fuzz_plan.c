@@ -1,14 +1,17 @@
 /*
- * fuzz_plan.c — libFuzzer harness for pprun's plan loader: strict JSON v1
- * checking (runtime/plan_load.c) and the verifier it runs.  Any input must
- * be refused with an error or loaded whole, never crash, hang or leak.
- * Built and run by tools/fuzz (docs/fuzzing.md).
+ * fuzz_plan.c — libFuzzer harness for pprun's plan loader: the strict JSON
+ * check (runtime/json.c, also as the start of a stream, as plan_read.c
+ * runs it), the reading of plan JSON v1 (runtime/plan_load.c) and the
+ * verifier it runs.  Any input must be refused with an error or loaded
+ * whole, never crash, hang or leak.  Built and run by tools/fuzz
+ * (docs/fuzzing.md).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "pprun.h"
 
 static FILE *sink(void)
@@ -26,6 +29,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     text[size] = '\0';
     pp_diag diag;
     pp_diag_init(&diag, sink(), "pprun");
+    pr_json_error err;
+    pr_json_check(text, size, true, &err);
     pp_plan plan;
     pr_model model;
     if (pr_plan_load_text("fuzz.json", text, size, &diag, &plan, &model) == 0) {

@@ -36,15 +36,15 @@ bool tg_named(const char *name, tg_spec *s)
     s->seed = 7;
     s->hidden = 16;
     if (strcmp(name, "1f1b-2x4") == 0)
-        *s = (tg_spec){"1f1b", 2, 2, 4, NULL, false, 4, 16, 32, 0.05, 7};
+        *s = (tg_spec){"1f1b", 2, 2, 4, NULL, false, 4, 16, 32, 0.05, 7, false};
     else if (strcmp(name, "gpipe-4x8") == 0)
-        *s = (tg_spec){"gpipe", 4, 4, 8, NULL, false, 8, 12, 32, 0.05, 11};
+        *s = (tg_spec){"gpipe", 4, 4, 8, NULL, false, 8, 12, 32, 0.05, 11, false};
     else if (strcmp(name, "interleaved-2x2x4") == 0)
-        *s = (tg_spec){"dfs", 2, 4, 4, NULL, false, 4, 16, 16, 0.1, 3};
+        *s = (tg_spec){"dfs", 2, 4, 4, NULL, false, 4, 16, 16, 0.1, 3, false};
     else if (strcmp(name, "same-device-2x4") == 0)
-        *s = (tg_spec){"gpipe", 2, 4, 4, place_same, false, 6, 8, 8, 0.1, 5};
+        *s = (tg_spec){"gpipe", 2, 4, 4, place_same, false, 6, 8, 8, 0.1, 5, false};
     else if (strcmp(name, "zb-2x4") == 0)
-        *s = (tg_spec){"1f1b", 2, 2, 4, NULL, true, 3, 16, 32, 0.05, 9};
+        *s = (tg_spec){"1f1b", 2, 2, 4, NULL, true, 3, 16, 32, 0.05, 9, false};
     else
         return false;
     return true;
@@ -137,6 +137,10 @@ static void device_ops(const tg_spec *s, int rank, glist *l)
             group++;
         l->v[i].group = group;
     }
+    if (s->groups_descending)
+        for (int i = 0; i < l->n; i++)
+            if (l->v[i].kind)
+                l->v[i].group = group - l->v[i].group;
 }
 
 char *tg_plan_json(const tg_spec *s)

@@ -18,6 +18,7 @@ typedef struct tg_spec {
     int layers, hidden, batch;
     double lr;
     uint64_t seed;
+    bool groups_descending; /* group ids count down the list instead of up */
 } tg_spec;
 
 /* A named shape for tests and the CLI helper: "1f1b-2x4", "gpipe-4x8",

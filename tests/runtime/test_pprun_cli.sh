@@ -61,12 +61,12 @@ if "$pprun" --version | grep -q cuda; then
 fi
 # a bad plan is refused first, before any notice about GPUs
 echo '{' >broken.json
-expect 1 '^broken.json:1:2: error: malformed JSON' -- "$pprun" broken.json
+expect 1 '^broken.json:2:1: error: unexpected end of the file in an object' -- "$pprun" broken.json
 checks=$((checks + 1))
-head -1 out.txt | grep -q '^broken.json:1:2: error' || fail "something was printed before the plan's error"
+head -1 out.txt | grep -q '^broken.json:2:1: error' || fail "something was printed before the plan's error"
 expect 1 '^pprun: error: cannot open missing.json' -- "$pprun" missing.json
 echo '{"format": "ppcc-plan", "version": 1} x' >garbage.json
-expect 1 '^garbage.json:1:39: error: trailing characters after the plan' -- "$pprun" garbage.json
+expect 1 "^garbage.json:1:39: error: trailing characters after the JSON value: 'x'" -- "$pprun" garbage.json
 sed 's/"peer":	1/"peer":	9/' plan.json >badpeer.json
 expect 1 '^pprun: error: badpeer.json: devices\[0\]\.ops\[1\]\.peer: 9 is not a rank$' -- "$pprun" badpeer.json
 
