@@ -179,19 +179,24 @@ static int launch(long nproc, int plan_devices, const char *backend, bool single
     return rc;
 }
 
-/* The backend this process runs on, or NULL after an error. */
+/* The backend this process runs on, or NULL after an error.  An option
+ * only a GPU run honours (precision_arg: --precision other than fp32;
+ * --gpus above 1) is refused when the run would be on the CPU. */
 static const pr_backend *choose_backend(const char *backend, bool multi, const pr_boot *boot,
-                                        long gpus, bool single_outputs, int *gpu_count,
-                                        pp_diag *d)
+                                        const char *precision_arg, long gpus, bool single_outputs,
+                                        int *gpu_count, pp_diag *d)
 {
+    if (multi && gpus > 1) {
+        pp_error(d, "rank %d of %d: --gpus %ld: each rank of a multi-process run uses one GPU "
+                    "(its LOCAL_RANK)", boot->rank, boot->world, gpus);
+        return NULL;
+    }
     const pr_backend *be = pr_backend_cpu();
     bool gpu_built = pr_backend_cuda() != NULL;
     *gpu_count = gpu_built ? pr_cuda_device_count() : 0;
     if (!backend) {
         if (*gpu_count > 0)
             be = pr_backend_cuda();
-        else if (gpu_built)
-            fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     } else if (strcmp(backend, "cuda") == 0) {
         if (!gpu_built) {
             pp_error(d, "the cuda backend is not built in this binary");
@@ -204,6 +209,20 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
         be = pr_backend_cuda();
     }
     bool cuda = be != pr_backend_cpu();
+    if (!cuda && (precision_arg || gpus > 1)) {
+        char what[64];
+        if (precision_arg)
+            snprintf(what, sizeof what, "--precision %s", precision_arg);
+        else
+            snprintf(what, sizeof what, "--gpus %ld", gpus);
+        pp_error(d, gpu_built ? "%s needs a GPU and none is visible (the cpu backend computes "
+                                "in fp32, every device in one process)"
+                              : "%s needs the cuda backend, which is not built in this binary",
+                 what);
+        return NULL;
+    }
+    if (!backend && !cuda && gpu_built)
+        fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     if (multi && !cuda) {
         pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
                     "visible here, or --backend cpu); the cpu backend runs every device in "
@@ -246,6 +265,7 @@ int main(int argc, char **argv)
     double timeout = 60;
     bool check = false, timeline = false, graph = true;
     int precision = PR_FP32;
+    const char *precision_arg = NULL; /* a precision other than fp32: only GPUs have one */
     const char *dump = NULL, *trace = NULL, *backend = NULL;
     opterr = 0;
     int c;
@@ -278,6 +298,7 @@ int main(int argc, char **argv)
                 precision = PR_BF16;
             else
                 return usage_error("--precision: '%s' is not fp32, tf32 or bf16%s", optarg, "");
+            precision_arg = precision == PR_FP32 ? NULL : optarg;
             break;
         case OPT_GPUS:
             if (parse_positive_int(optarg, 1024, &gpus))
@@ -312,6 +333,19 @@ int main(int argc, char **argv)
         return usage_error("expected one plan file, got %s%s", argc - optind ? "several" : "none",
                            "");
     const char *plan_path = argv[optind];
+    /* options that would be silently ignored in the run asked for */
+    bool cpu = backend && strcmp(backend, "cpu") == 0;
+    char gpus_arg[24];
+    snprintf(gpus_arg, sizeof gpus_arg, "%ld", gpus);
+    if (cpu && precision_arg)
+        return usage_error("--precision %s: the cpu backend computes in fp32 (tf32 and bf16 are "
+                           "GPU precisions)%s", precision_arg, "");
+    if (cpu && gpus > 1)
+        return usage_error("--gpus %s: the cpu backend runs every device in one process, on no "
+                           "GPU%s", gpus_arg, "");
+    if (nproc > 0 && gpus > 1)
+        return usage_error("--gpus %s: with --nproc each process runs on one GPU of its own%s",
+                           gpus_arg, "");
 
     pp_diag diag;
     pp_diag_init(&diag, stderr, "pprun");
@@ -331,9 +365,15 @@ int main(int argc, char **argv)
     int local_rank = 0, gpu_count = 0;
     int launched = pr_boot_from_env(&boot, &local_rank, &diag);
     bool multi = launched > 0 && boot.world > 1;
+    if (launched >= 0 && !multi && gpus > plan.devices) {
+        pp_error(&diag, "--gpus %ld: the plan has %d device%s, one GPU at most each", gpus,
+                 plan.devices, plan.devices == 1 ? "" : "s");
+        launched = -1;
+    }
     const pr_backend *be = launched < 0 ? NULL
-                                        : choose_backend(backend, multi, &boot, gpus,
-                                                         dump || trace || timeline, &gpu_count, &diag);
+                                        : choose_backend(backend, multi, &boot, precision_arg, gpus,
+                                                         dump || trace || timeline, &gpu_count,
+                                                         &diag);
     if (!be) {
         pp_plan_free(&plan);
         pr_model_free(&model);

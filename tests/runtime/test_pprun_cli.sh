@@ -36,6 +36,23 @@ else
     "$pprun" plan.json >out.txt 2>&1 && ! grep -q 'no GPU' out.txt || fail "a CPU-only build printed a GPU notice"
 fi
 expect 2 "--precision: 'fp16' is not fp32, tf32 or bf16" -- "$pprun" plan.json --precision fp16
+# options only a GPU run honours are refused, never silently ignored: a usage error when the
+# command line itself says cpu or --nproc, an error when the run would fall back to the CPU
+expect 2 '^pprun: error: --precision bf16: the cpu backend computes in fp32' -- "$pprun" plan.json --backend cpu --precision bf16
+expect 2 '^pprun: error: --precision tf32: the cpu backend computes in fp32' -- "$pprun" plan.json --precision tf32 --backend cpu
+expect 2 '^pprun: error: --gpus 2: the cpu backend runs every device in one process' -- "$pprun" plan.json --backend cpu --gpus 2
+expect 2 '^pprun: error: --gpus 2: with --nproc each process runs on one GPU of its own' -- "$pprun" plan.json --nproc 2 --gpus 2
+expect 0 'steps in' -- "$pprun" plan.json --backend cpu --precision fp32 --gpus 1 --no-graph
+if "$pprun" --version | grep -q 'cuda'; then
+    gpu_missing='needs a GPU and none is visible'
+else
+    gpu_missing='needs the cuda backend, which is not built in this binary'
+fi
+expect 1 "^pprun: error: --precision bf16 $gpu_missing" -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --precision bf16
+expect 1 '^pprun: error: --gpus 3: the plan has 2 devices, one GPU at most each$' -- "$pprun" plan.json --gpus 3
+expect 1 "^pprun: error: --gpus 2 $gpu_missing" -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --gpus 2
+expect 1 '^pprun: error: rank 0 of 2: --gpus 2: each rank of a multi-process run uses one GPU' -- \
+    env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 CUDA_VISIBLE_DEVICES= "$pprun" plan.json --gpus 2
 expect 2 "--nproc: '0' is not an integer" -- "$pprun" plan.json --nproc 0
 expect 2 "--gpus: 'x' is not an integer" -- "$pprun" plan.json --gpus x
 # launched by torchrun/srun-style variables: checked before any work
