@@ -318,8 +318,10 @@ static void do_update(device_ctx *D, int step)
         }
 }
 
-/* The step's books: loss, time, progress line. */
-static void close_step(run *R, int step)
+/* The step's books: loss, time, progress line.  A loss that is not finite
+ * (the training diverged) is written into why: the caller ends the run
+ * (it may hold R->mu, which fail takes). */
+static bool close_step(run *R, int step, char *why, size_t len)
 {
     double t = now_s() - R->t0;
     double sq = 0;
@@ -327,6 +329,11 @@ static void close_step(run *R, int step)
         sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
     double loss = sq / (2.0 * R->m->batch);
     R->res->loss[step] = loss;
+    if (!isfinite(loss)) {
+        snprintf(why, len, "step %d of %d: the loss is %g: the training diverged (a smaller "
+                 "model.lr may help)", step + 1, R->o->steps, loss);
+        return false;
+    }
     double dt = t - R->res->step_start[step];
     if (step + 1 < R->o->steps)
         R->res->step_start[step + 1] = t;
@@ -336,6 +343,7 @@ static void close_step(run *R, int step)
                 step + 1, R->o->steps, loss, dt * 1e3, dt > 0 ? R->m->batch / dt : 0.0);
         fflush(R->o->progress);
     }
+    return true;
 }
 
 /* The device that computes the loss (owns the last stage). */
@@ -367,9 +375,10 @@ static int do_flush(device_ctx *D, int i, int step)
         return 1;
     }
     long gen = R->generation;
+    char diverged[160] = "";
     if (++R->arrived == R->last - R->first + 1) {
         if (!D->bc->capturing)
-            close_step(R, step);
+            close_step(R, step, diverged, sizeof diverged);
         R->arrived = 0;
         R->generation++;
         pthread_cond_broadcast(&R->cv);
@@ -379,6 +388,10 @@ static int do_flush(device_ctx *D, int i, int step)
     }
     int failed = atomic_load(&R->failed) && R->generation == gen;
     pthread_mutex_unlock(&R->mu);
+    if (*diverged) {
+        fail(R, "%s", diverged);
+        return 1;
+    }
     return failed;
 }
 
@@ -659,10 +672,31 @@ static void run_graph(run *R)
                 break;
             }
         }
-        close_step(R, step);
+        char diverged[160];
+        if (!close_step(R, step, diverged, sizeof diverged)) {
+            fail(R, "%s", diverged);
+            break;
+        }
         R->res->graph_steps++;
     }
     free(cs);
+}
+
+/* The first layer whose trained W or b holds a NaN or an infinity, or -1:
+ * the last update can diverge after the last loss was still finite. */
+static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
+{
+    size_t h = (size_t)m->hidden;
+    for (int l = 0; l < m->layers; l++) {
+        const float *W = r->W + (size_t)l * h * h, *b = r->b + (size_t)l * h;
+        for (size_t i = 0; i < h * h; i++)
+            if (!isfinite(W[i]))
+                return l;
+        for (size_t i = 0; i < h; i++)
+            if (!isfinite(b[i]))
+                return l;
+    }
+    return -1;
 }
 
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
@@ -736,6 +770,14 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     if (atomic_load(&R.failed)) {
         pp_error(d, "%s", R.err);
         rc = 1;
+    } else {
+        int bad = nonfinite_layer(r, m);
+        if (bad >= 0) {
+            pp_error(d, "after step %d of %d the parameters of layer %d are not finite: the "
+                        "training diverged (a smaller model.lr may help)",
+                     o->steps, o->steps, bad);
+            rc = 1;
+        }
     }
     if (!o->transport)
         R.tr->ops->destroy(R.tr);
