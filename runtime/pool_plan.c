@@ -70,7 +70,7 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d)
     R.loss_sq = calloc((size_t)p->microbatches, sizeof(double));
     R.dev = calloc((size_t)p->devices, sizeof *R.dev);
     pthread_mutex_init(&R.mu, NULL);
-    pthread_cond_init(&R.cv, NULL);
+    replay_cond_init(&R.cv);
     for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;

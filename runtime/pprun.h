@@ -95,8 +95,17 @@ typedef struct pr_run_result {
     int devices;
 } pr_run_result;
 
+/* Runs the plan.  The first error is printed (through d) when it happens.
+ * A wait (a receive, the flush barrier) longer than o->timeout fails the
+ * run, naming the device it waited for and that device's op.  A device
+ * thread that is still inside an op o->timeout after the run failed cannot
+ * be stopped or safely left behind: pr_replay then says so and ends the
+ * process (_exit(1)) instead of returning. */
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d);
+/* Fault injection for the tests: pprun does not define it; a test binary
+ * that does is called on the device's thread before each op it replays. */
+extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
 
 /* dump.c: path written whole or not at all: fill(f, arg) writes a

@@ -19,6 +19,7 @@
  * device waits at the plan's flush.  With opts.graph and a backend that
  * can, step 1 is captured once as a graph and later steps replay it.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "replay_internal.h"
 
@@ -34,6 +36,28 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* seconds from now on CLOCK_MONOTONIC, the clock of R->cv */
+static struct timespec deadline_in(double seconds)
+{
+    double t = now_s() + seconds;
+    struct timespec ts = {.tv_sec = (time_t)t};
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+void replay_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 /* Records the first error, wakes everyone so the run ends. */
@@ -90,6 +114,53 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
              pp_op_format(&(D)->R->p->dev[(D)->rank].ops[(i)], name_, sizeof name_), msg_); \
         return 1;                                                                          \
     } while (0)
+
+/* "device 2 op 7 (F1.3)" */
+static const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
+{
+    char name[64];
+    snprintf(buf, size, "device %d op %d (%s)", rank, i,
+             pp_op_format(&R->p->dev[rank].ops[i], name, sizeof name));
+    return buf;
+}
+
+/* The device a wait on `peer` is held up by: following receives from
+ * device to device (within this process), the first one inside another
+ * op.  -1 when the chain leaves the process, loops, or reaches a device
+ * between ops (it is moving). */
+static int held_up_by(const run *R, int peer)
+{
+    for (int hops = 0; hops <= R->last - R->first; hops++) {
+        if (peer < R->first || peer > R->last)
+            return -1;
+        int i = atomic_load(&R->dev[peer].cur_op);
+        if (i < 0)
+            return -1;
+        const pp_op *op = &R->p->dev[peer].ops[i];
+        if (op->kind != PP_OP_RECV)
+            return peer;
+        peer = op->peer;
+    }
+    return -1;
+}
+
+/* A wait of D's op i (`what`) ran past the timeout because device `late`
+ * has not finished its current op: the error names that device and op
+ * first, since it is the one that is stuck (or slow). */
+static int fail_held_up(device_ctx *D, int i, int late, const char *what)
+{
+    run *R = D->R;
+    int j = atomic_load(&R->dev[late].cur_op);
+    double age = now_s() - R->t0 - atomic_load(&R->dev[late].op_since);
+    char stuck[128], waiter[128];
+    if (j < 0) /* it moved on meanwhile */
+        snprintf(stuck, sizeof stuck, "device %d", late);
+    else
+        op_place(R, late, j, stuck, sizeof stuck);
+    fail(R, "%s has not returned after %.2f s: %s waited %g s for it%s (timeout)", stuck, age,
+         op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout, what);
+    return 1;
+}
 
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 {
@@ -293,9 +364,13 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
             return 1; /* another device failed and said why */
         if (rc == PR_RECV_ERROR)
             return 0; /* the caller reports the context's error */
-        if (rc == PR_RECV_TIMEOUT)
+        if (rc == PR_RECV_TIMEOUT) {
+            int late = held_up_by(R, op->peer);
+            if (late >= 0)
+                return fail_held_up(D, i, late, "");
             OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer,
                     R->o->timeout);
+        }
         OP_FAIL(D, i, "device %d sent %s %d.%d instead", op->peer, pp_comm_name(got.comm),
                 got.stage, got.mb);
     }
@@ -349,6 +424,22 @@ static bool close_step(run *R, int step, char *why, size_t len)
 /* The device that computes the loss (owns the last stage). */
 static bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
 
+/* The device a flush barrier waits for: one not at its flush yet (and what
+ * holds it up, if it waits itself), or -2 when none can be named. */
+static int barrier_late(const run *R, int me)
+{
+    for (int q = R->first; q <= R->last; q++) {
+        int i = atomic_load(&R->dev[q].cur_op);
+        if (q == me || i < 0 || R->p->dev[q].ops[i].kind == PP_OP_FLUSH)
+            continue;
+        if (R->p->dev[q].ops[i].kind != PP_OP_RECV)
+            return q;
+        int late = held_up_by(R, q);
+        return late >= 0 ? late : q;
+    }
+    return -2;
+}
+
 /* flush: the device waits for its work (and its communication), then every
  * device of this process meets; the last to arrive closes the step's books.
  * While a graph is being captured nothing waits and no books are closed:
@@ -376,6 +467,7 @@ static int do_flush(device_ctx *D, int i, int step)
     }
     long gen = R->generation;
     char diverged[160] = "";
+    int late = -1;
     if (++R->arrived == R->last - R->first + 1) {
         if (!D->bc->capturing)
             close_step(R, step, diverged, sizeof diverged);
@@ -383,8 +475,13 @@ static int do_flush(device_ctx *D, int i, int step)
         R->generation++;
         pthread_cond_broadcast(&R->cv);
     } else {
+        struct timespec until = deadline_in(R->o->timeout);
         while (R->generation == gen && !atomic_load(&R->failed))
-            pthread_cond_wait(&R->cv, &R->mu);
+            if (pthread_cond_timedwait(&R->cv, &R->mu, &until) == ETIMEDOUT &&
+                R->generation == gen && !atomic_load(&R->failed)) {
+                late = barrier_late(R, D->rank);
+                break;
+            }
     }
     int failed = atomic_load(&R->failed) && R->generation == gen;
     pthread_mutex_unlock(&R->mu);
@@ -392,6 +489,11 @@ static int do_flush(device_ctx *D, int i, int step)
         fail(R, "%s", diverged);
         return 1;
     }
+    if (late >= 0)
+        return fail_held_up(D, i, late, " at the step's barrier");
+    if (late == -2)
+        OP_FAIL(D, i, "the other devices did not reach the step's flush within %g s (timeout)",
+                R->o->timeout);
     return failed;
 }
 
@@ -400,7 +502,11 @@ static int exec_op(device_ctx *D, int i, int step)
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
     D->start[rec] = now_s() - D->R->t0;
+    atomic_store(&D->op_since, D->start[rec]);
+    atomic_store(&D->cur_op, i);
     D->bc->op = op;
+    if (pr_test_fault_hook && !D->R->dry)
+        pr_test_fault_hook(D->rank, op, step);
     int rc = 0;
     switch (op->kind) {
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
@@ -414,6 +520,7 @@ static int exec_op(device_ctx *D, int i, int step)
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = now_s() - D->R->t0;
+    atomic_store(&D->cur_op, -1);
     if (D->bc->failed && !rc) {
         fail(D->R, "%s", D->bc->err);
         return 1;
@@ -421,9 +528,8 @@ static int exec_op(device_ctx *D, int i, int step)
     return rc;
 }
 
-void *device_main(void *arg)
+static void device_loop(device_ctx *D)
 {
-    device_ctx *D = arg;
     run *R = D->R;
     const pp_device *dv = &R->p->dev[D->rank];
     for (int step = R->step_lo; step < R->step_hi; step++) {
@@ -431,12 +537,12 @@ void *device_main(void *arg)
             R->be->set_step(D->bc, step);
         for (int i = 0; i < dv->n;) {
             if (atomic_load_explicit(&D->R->failed, memory_order_relaxed))
-                return NULL;
+                return;
             const pp_op *op = &dv->ops[i];
             bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
             if (!comm || op->group < 0) {
                 if (exec_op(D, i, step))
-                    return NULL;
+                    return;
                 i++;
                 continue;
             }
@@ -450,22 +556,34 @@ void *device_main(void *arg)
             D->bc->op = op;
             if (grouped && R->tr->ops->group_begin(R->tr, D->rank)) {
                 fail(R, "%s", D->bc->err);
-                return NULL;
+                return;
             }
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_SEND && exec_op(D, q, step))
-                    return NULL;
+                    return;
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_RECV && exec_op(D, q, step))
-                    return NULL;
+                    return;
             D->bc->op = op;
             if (grouped && R->tr->ops->group_end(R->tr, D->rank)) {
                 fail(R, "%s", D->bc->err);
-                return NULL;
+                return;
             }
             i = j;
         }
     }
+}
+
+void *device_main(void *arg)
+{
+    device_ctx *D = arg;
+    device_loop(D);
+    atomic_store(&D->cur_op, -1);
+    pthread_mutex_lock(&D->R->mu);
+    D->returned = true;
+    D->R->finished++;
+    pthread_cond_broadcast(&D->R->cv);
+    pthread_mutex_unlock(&D->R->mu);
     return NULL;
 }
 
@@ -620,6 +738,67 @@ void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int ste
     r->extra_weight_bytes = calloc((size_t)p->devices, sizeof(double));
 }
 
+/* The first error, printed when it happens rather than when every thread
+ * has ended: a stuck one may never end.  Called with R->mu held. */
+static void report_now(run *R)
+{
+    if (R->reported || !atomic_load(&R->failed))
+        return;
+    R->reported = true;
+    char err[sizeof R->err];
+    memcpy(err, R->err, sizeof err);
+    pthread_mutex_unlock(&R->mu);
+    pp_error(R->diag, "%s", err);
+    fflush(R->diag->out);
+    pthread_mutex_lock(&R->mu);
+}
+
+/* The watchdog, on the thread that started the devices: waits for the
+ * `started` device threads from R->first to end, reporting the first
+ * error at once.  Once the run has failed, a thread still inside an op
+ * that began more than the timeout ago is stuck (a compute that never
+ * returns, a device call that hangs): it cannot be stopped, nor left
+ * running over memory about to be freed, so the process ends here. */
+static void watch(run *R, int started)
+{
+    pthread_mutex_lock(&R->mu);
+    while (R->finished < started) {
+        struct timespec tick = deadline_in(0.05);
+        pthread_cond_timedwait(&R->cv, &R->mu, &tick);
+        report_now(R);
+        if (!atomic_load(&R->failed) || R->finished == started)
+            continue;
+        int stuck = -1, live = 0, old = 0;
+        double now = now_s() - R->t0;
+        for (int q = R->first; q < R->first + started; q++) {
+            device_ctx *D = &R->dev[q];
+            if (D->returned)
+                continue;
+            live++;
+            if (atomic_load(&D->cur_op) >= 0 && now - atomic_load(&D->op_since) > R->o->timeout) {
+                old++;
+                stuck = stuck < 0 ? q : stuck;
+            }
+        }
+        if (old < live)
+            continue;
+        int i = atomic_load(&R->dev[stuck].cur_op);
+        char where[128];
+        if (i >= 0)
+            op_place(R, stuck, i, where, sizeof where);
+        else
+            snprintf(where, sizeof where, "device %d", stuck);
+        pthread_mutex_unlock(&R->mu);
+        pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
+                          "exiting without waiting for it",
+                 where, now - atomic_load(&R->dev[stuck].op_since));
+        fflush(stdout);
+        fflush(R->diag->out);
+        _exit(1);
+    }
+    pthread_mutex_unlock(&R->mu);
+}
+
 /* Runs steps [lo, hi) on one thread per device of this process. */
 static void run_threads(run *R, int lo, int hi)
 {
@@ -627,12 +806,16 @@ static void run_threads(run *R, int lo, int hi)
     R->step_hi = hi;
     int n = R->last - R->first + 1;
     pthread_t *th = calloc((size_t)n, sizeof *th);
+    R->finished = 0;
+    for (int q = R->first; q <= R->last; q++)
+        R->dev[q].returned = false;
     int started = 0;
     for (; started < n; started++)
         if (pthread_create(&th[started], NULL, device_main, &R->dev[R->first + started]) != 0) {
             fail(R, "cannot start the thread of device %d", R->first + started);
             break;
         }
+    watch(R, started);
     for (int q = 0; q < started; q++)
         pthread_join(th[q], NULL);
     free(th);
@@ -736,8 +919,9 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
     R.vsync_ver = vsync_versions(p);
     R.loss_sq = calloc((size_t)o->steps * p->microbatches, sizeof(double));
+    R.diag = d;
     pthread_mutex_init(&R.mu, NULL);
-    pthread_cond_init(&R.cv, NULL);
+    replay_cond_init(&R.cv);
     result_alloc(r, p, m, o->steps, o->record_all);
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
@@ -768,7 +952,8 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
 
     int rc = 0;
     if (atomic_load(&R.failed)) {
-        pp_error(d, "%s", R.err);
+        if (!R.reported)
+            pp_error(d, "%s", R.err);
         rc = 1;
     } else {
         int bad = nonfinite_layer(r, m);

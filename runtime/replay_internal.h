@@ -61,6 +61,12 @@ typedef struct device_ctx {
     float *t_dev;
     int inflight, peak;
     double *start, *end;
+    /* What the device is doing, read by the other devices and the watchdog
+     * (replay.c) to name a device that is stuck: the op being executed (-1
+     * between ops) and since when (seconds since the run's t0). */
+    atomic_int cur_op;
+    _Atomic double op_since;
+    bool returned; /* its thread has ended (under R->mu) */
 } device_ctx;
 
 struct run {
@@ -79,6 +85,9 @@ struct run {
     pthread_cond_t cv;
     int arrived;
     long generation;
+    int finished;   /* device threads that have returned (under mu) */
+    pp_diag *diag;  /* where the first error is printed when it happens */
+    bool reported;  /* it has been */
     int step_lo, step_hi; /* the device threads run steps [lo, hi) */
     bool dry;             /* counting pool buffers: no barrier at flush */
     int first, last;      /* devices this process runs: [first, last] */
@@ -88,7 +97,9 @@ struct run {
     int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
 };
 
-/* replay.c: a device's life, which the dry run borrows. */
+/* replay.c: a device's life, which the dry run borrows.  R->cv must use
+ * CLOCK_MONOTONIC (replay_cond_init). */
+void replay_cond_init(pthread_cond_t *cv);
 int device_setup(run *R, device_ctx *D, int rank, int slots);
 void *device_main(void *arg);
 void device_teardown(run *R, device_ctx *D);
