@@ -82,8 +82,9 @@ static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
                      double tolerance, const bool *own, bool with_loss)
 {
     size_t h = (size_t)m->hidden, L = (size_t)m->layers;
-    float *W = malloc(L * h * h * sizeof(float)), *b = malloc(L * h * sizeof(float));
-    double *loss = malloc((size_t)steps * sizeof(double));
+    float *W = pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's weights");
+    float *b = pr_calloc_or_exit(L * h, sizeof(float), "the reference's biases");
+    double *loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the reference's losses");
     pr_init_params(m, W, b);
     pp_diag dg;
     pp_diag_init(&dg, stderr, "pprun");
@@ -116,6 +117,25 @@ static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
     free(b);
     free(loss);
     return ok ? 0 : 1;
+}
+
+/* --check trains a single-device reference after the run, next to the
+ * run's trained weights: refused before the run when that cannot fit. */
+static bool check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d)
+{
+    double params = (double)m->layers * ((double)m->hidden * m->hidden + m->hidden) * sizeof(float);
+    double need = pr_reference_bytes(p, m) + 2 * params + steps * 2.0 * sizeof(double);
+    const char *limit;
+    double left = pr_host_memory_left(&limit);
+    if (need <= left)
+        return true;
+    char nb[32], lb[32];
+    pp_error(d, "--check needs %s of memory for the single-device reference (the whole batch "
+                "of %d rows through %d layers, and copies of the weights), more than the %s "
+                "left under %s",
+             pr_format_bytes(need, nb, sizeof nb), m->batch, m->layers,
+             pr_format_bytes(left, lb, sizeof lb), limit);
+    return false;
 }
 
 /* GPUs the driver lists, read without initialising CUDA: the launcher
@@ -437,6 +457,8 @@ int main(int argc, char **argv)
     }
 
     pr_run_result r;
+    if (rc == 0 && check && !check_fits(&plan, &model, (int)steps, &diag))
+        rc = 1;
     if (rc == 0)
         rc = pr_replay(&plan, &model, &o, &r, &diag);
     if (rc == 0) {

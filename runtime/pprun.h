@@ -56,6 +56,11 @@ double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, 
  * (docs/async.md): pr_reference_train for synchronous plans. */
 int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
                              double *loss, pp_diag *d);
+/* Bytes pr_reference_grad allocates for `rows` rows, and the most
+ * pr_reference_train_async allocates (its arrays and pr_reference_grad's):
+ * what --check needs besides the run, checked before the run starts. */
+double pr_reference_grad_bytes(const pr_model *m, int rows);
+double pr_reference_bytes(const pp_plan *p, const pr_model *m);
 /* max |a - ref| / max |ref| (0 if both are all zero). */
 double pr_max_rel_err(const float *a, const float *ref, size_t n);
 
@@ -140,6 +145,17 @@ int pr_boot_exchange(const pr_boot *b, void *blob, size_t len, pp_diag *d);
  * PPRUN_BOOT_FD.  1 = launched (b, *local_rank filled; timeout left 0),
  * 0 = not launched, -1 = inconsistent environment (error reported). */
 int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
+
+/* memory.c: bytes this process may still allocate on the host: the least
+ * of what the address-space limit (ulimit -v) leaves and what the machine
+ * has available (MemAvailable + SwapFree); *limit says which (INFINITY
+ * when neither is known). */
+double pr_host_memory_left(const char **limit);
+/* "1.50 GiB" into buf; returns buf. */
+const char *pr_format_bytes(double bytes, char *buf, size_t size);
+/* calloc, or "pprun: error: out of memory: cannot allocate WHAT (SIZE)"
+ * and exit(1): for the host arrays of the main thread. */
+void *pr_calloc_or_exit(size_t n, size_t size, const char *what);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.

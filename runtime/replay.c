@@ -77,12 +77,34 @@ static void __attribute__((format(printf, 2, 3))) fail(run *R, const char *fmt, 
         R->tr->ops->abort(R->tr);
 }
 
+void replay_fail(run *R, const char *msg) { fail(R, "%s", msg); }
+
+float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
+{
+    run *R = D->R;
+    float *p = weight ? R->be->alloc_weight(D->bc, count) : R->be->alloc(D->bc, count);
+    if (!p) {
+        char what[96], size[32];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        fail(R, "device %d: cannot allocate %s (%s): %s", D->rank, what,
+             pr_format_bytes((double)count * sizeof(float), size, sizeof size),
+             D->bc->failed ? D->bc->err : "the backend has no room");
+    }
+    return p;
+}
+
+/* An activation buffer (NULL, and the run failed, when the pool is empty
+ * and the backend has no room: a verified plan never empties it). */
 static float *pool_get(device_ctx *D)
 {
     if (D->npool > 0)
         return D->pool[--D->npool];
     D->allocated++;
-    return D->R->be->alloc(D->bc, D->R->slot);
+    return replay_buffer(D, false, D->R->slot, "an activation buffer beyond the pool's %d",
+                         D->R->res->pool_slots ? D->R->res->pool_slots[D->rank] : 0);
 }
 
 static void pool_put(device_ctx *D, float *p)
@@ -91,9 +113,14 @@ static void pool_put(device_ctx *D, float *p)
         return;
     if (D->npool == D->cap_pool) {
         D->cap_pool = D->cap_pool ? 2 * D->cap_pool : 16;
-        D->pool = realloc(D->pool, (size_t)D->cap_pool * sizeof *D->pool);
-        if (!D->pool)
-            abort();
+        float **grown = realloc(D->pool, (size_t)D->cap_pool * sizeof *D->pool);
+        if (!grown) {
+            fail(D->R, "device %d: out of memory for the activation pool's list", D->rank);
+            D->R->be->release(D->bc, p);
+            D->cap_pool /= 2;
+            return;
+        }
+        D->pool = grown;
     }
     D->pool[D->npool++] = p;
 }
@@ -354,6 +381,8 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
                                          : set_of(D, op->stage - 1, op->mb);
     float **box = op->comm == PP_COMM_ACT ? &a->in_act : &a->in_grad;
     float *buf = pool_get(D);
+    if (!buf)
+        return 1; /* the run failed, naming the buffer */
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
     int rc = R->dry ? PR_RECV_OK
                     : R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot,
@@ -613,11 +642,10 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         return 1;
     }
     D->bc->format_op = format_op;
-    D->local = malloc((size_t)p->stages * sizeof(int));
+    D->local = pr_calloc_or_exit((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
-    D->st = calloc((size_t)D->nst > 0 ? (size_t)D->nst : 1, sizeof *D->st);
-    float *hw = malloc(h * h * sizeof(float)), *hb = malloc(h * sizeof(float));
+    D->st = pr_calloc_or_exit((size_t)D->nst, sizeof *D->st, "the replay's stage states");
     for (int s = 0; s < p->stages; s++) {
         if (D->local[s] < 0)
             continue;
@@ -627,26 +655,13 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         for (int i = 0; i < p->dev[rank].n && !st->recompute; i++)
             st->recompute = p->dev[rank].ops[i].kind == PP_OP_R && p->dev[rank].ops[i].stage == s;
         st->first_layer = m->first_layer[s];
-        st->W = calloc((size_t)st->k * 4, sizeof(float *));
+        st->W = pr_calloc_or_exit((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
         st->b = st->W + st->k;
         st->dW = st->b + st->k;
         st->db = st->dW + st->k;
-        for (int l = 0; l < st->k; l++) {
-            st->W[l] = be->alloc_weight(D->bc, h * h);
-            st->b[l] = be->alloc(D->bc, h);
-            st->dW[l] = be->alloc(D->bc, h * h);
-            st->db[l] = be->alloc(D->bc, h);
-            if (!R->dry) {
-                pr_init_layer(m, st->first_layer + l, hw, hb);
-                be->upload_weight(D->bc, st->W[l], hw, h * h);
-                be->upload(D->bc, st->b[l], hb, h);
-                be->zero(D->bc, st->dW[l], h * h);
-                be->zero(D->bc, st->db[l], h);
-            }
-        }
-        versions_setup(D, st, hw, hb);
-        st->mb = calloc((size_t)M, sizeof *st->mb);
-        st->ptrs = calloc((size_t)M * 3 * st->k, sizeof(float *));
+        st->mb = pr_calloc_or_exit((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
+        st->ptrs = pr_calloc_or_exit((size_t)M * 3 * st->k, sizeof(float *),
+                                     "the replay's activation table");
         for (int mb = 0; mb < M; mb++) {
             float **base = st->ptrs + (size_t)mb * 3 * st->k;
             st->mb[mb].x = base;
@@ -654,15 +669,47 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
             st->mb[mb].dz = base + 2 * st->k;
         }
     }
+    /* the device's buffers: the first the backend has no room for ends the run, named */
+    float *hw = NULL, *hb = NULL; /* a layer's initial values, on the host */
+    if (!R->dry) {
+        hw = pr_calloc_or_exit(h * h, sizeof(float), "a layer's initial weights");
+        hb = pr_calloc_or_exit(h, sizeof(float), "a layer's initial biases");
+    }
+    for (int s = 0; s < D->nst && !atomic_load(&R->failed); s++) {
+        stage_state *st = &D->st[s];
+        for (int l = 0; l < st->k; l++) {
+            int L = st->first_layer + l;
+            if (!(st->W[l] = replay_buffer(D, true, h * h, "the weights of layer %d", L)) ||
+                !(st->b[l] = replay_buffer(D, false, h, "the biases of layer %d", L)) ||
+                !(st->dW[l] = replay_buffer(D, false, h * h, "the weight gradient of layer %d", L)) ||
+                !(st->db[l] = replay_buffer(D, false, h, "the bias gradient of layer %d", L)))
+                break;
+            if (!R->dry) {
+                pr_init_layer(m, L, hw, hb);
+                be->upload_weight(D->bc, st->W[l], hw, h * h);
+                be->upload(D->bc, st->b[l], hb, h);
+                be->zero(D->bc, st->dW[l], h * h);
+                be->zero(D->bc, st->db[l], h);
+            }
+        }
+        if (!atomic_load(&R->failed))
+            versions_setup(D, st, hw, hb);
+    }
     free(hw);
     free(hb);
-    D->t_dev = be->alloc(D->bc, R->slot);
-    for (int q = 0; q < slots; q++)
-        pool_put(D, be->alloc(D->bc, R->slot));
+    if (!atomic_load(&R->failed))
+        D->t_dev = replay_buffer(D, false, R->slot, "the loss's target buffer");
+    for (int q = 0; q < slots && !atomic_load(&R->failed); q++)
+        pool_put(D, replay_buffer(D, false, R->slot, "activation buffer %d of the pool's %d", q + 1,
+                                  slots));
     int n = p->dev[rank].n;
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
-    D->start = R->res->start[rank] = calloc(rec, sizeof(double));
-    D->end = R->res->end[rank] = calloc(rec, sizeof(double));
+    char what[64];
+    snprintf(what, sizeof what, "the op times of device %d", rank);
+    D->start = R->res->start[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
+    D->end = R->res->end[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
+    if (atomic_load(&R->failed))
+        return 1;
     if (D->bc->failed) {
         fail(R, "%s", D->bc->err);
         return 1;
@@ -670,7 +717,8 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     return 0;
 }
 
-/* Downloads the device's parameters into the result, frees everything. */
+/* Downloads the device's parameters into the result (unless the run
+ * failed), frees everything. */
 void device_teardown(run *R, device_ctx *D)
 {
     if (!D->bc)
@@ -682,7 +730,7 @@ void device_teardown(run *R, device_ctx *D)
         stage_state *st = &D->st[s];
         for (int l = 0; l < st->k; l++) {
             size_t L = (size_t)(st->first_layer + l);
-            if (!R->dry) {
+            if (!R->dry && !atomic_load(&R->failed)) {
                 be->download(D->bc, R->res->W + L * h * h, st->W[l], h * h);
                 be->download(D->bc, R->res->b + L * h, st->b[l], h);
             }
@@ -720,22 +768,24 @@ void device_teardown(run *R, device_ctx *D)
 }
 
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
-                  bool record_all)
+                  bool record_all, bool params)
 {
-    size_t h = (size_t)m->hidden;
+    size_t h = (size_t)m->hidden, D = (size_t)p->devices;
     r->devices = p->devices;
-    r->W = calloc((size_t)m->layers * h * h, sizeof(float));
-    r->b = calloc((size_t)m->layers * h, sizeof(float));
-    r->loss = calloc((size_t)steps, sizeof(double));
-    r->step_start = calloc((size_t)steps, sizeof(double));
+    if (params) {
+        r->W = pr_calloc_or_exit((size_t)m->layers * h * h, sizeof(float), "the trained weights");
+        r->b = pr_calloc_or_exit((size_t)m->layers * h, sizeof(float), "the trained biases");
+    }
+    r->loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the losses");
+    r->step_start = pr_calloc_or_exit((size_t)steps, sizeof(double), "the step times");
     r->recorded_steps = record_all ? steps : 1;
-    r->start = calloc((size_t)p->devices, sizeof(double *));
-    r->end = calloc((size_t)p->devices, sizeof(double *));
-    r->peak_act = calloc((size_t)p->devices, sizeof(int));
-    r->pool_slots = calloc((size_t)p->devices, sizeof(int));
-    r->pool_misses = calloc((size_t)p->devices, sizeof(int));
-    r->weight_versions = calloc((size_t)p->devices, sizeof(int));
-    r->extra_weight_bytes = calloc((size_t)p->devices, sizeof(double));
+    r->start = pr_calloc_or_exit(D, sizeof(double *), "the op times");
+    r->end = pr_calloc_or_exit(D, sizeof(double *), "the op times");
+    r->peak_act = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->pool_slots = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->pool_misses = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->weight_versions = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->extra_weight_bytes = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
 }
 
 /* The first error, printed when it happens rather than when every thread
@@ -882,6 +932,63 @@ static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
     return -1;
 }
 
+/* What the run will allocate on the host, against what the host has left
+ * (memory.c): refused before anything is allocated, with the numbers,
+ * when it cannot fit.  bytes[rank] (from the dry run) is host memory on
+ * the CPU backend, the GPU's on others. */
+static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *o,
+                        const int *slots, const double *bytes, pp_diag *d)
+{
+    bool host_buffers = !o->backend || o->backend == pr_backend_cpu();
+    int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
+    double f = sizeof(float), h = m->hidden, rows = (double)(m->batch / p->microbatches);
+    double slot = rows * h * f, params = 0, acts = 0, other = (h * h + h) * f;
+    double results = (double)m->layers * (h * h + h) * f +
+                     (double)o->steps * (2.0 + p->microbatches) * sizeof(double);
+    size_t stack = 0;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) == 0) {
+        pthread_attr_getstacksize(&attr, &stack);
+        pthread_attr_destroy(&attr);
+    }
+    for (int q = first; q <= last; q++) {
+        int sends = 0;
+        for (int i = 0; i < p->dev[q].n; i++)
+            sends += p->dev[q].ops[i].kind == PP_OP_SEND;
+        if (host_buffers) {
+            acts += slots[q] * slot;
+            params += bytes[q] - slots[q] * slot;
+            other += fmax(h * h, rows * h) * f; /* the CPU backend's transposes */
+        }
+        if (!o->transport) /* in-process queues: a copy per message in flight */
+            other += sends * slot;
+        other += (double)stack;
+        results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
+    }
+    double need = params + acts + results + other;
+    const char *limit;
+    double left = pr_host_memory_left(&limit);
+    if (need <= left)
+        return true;
+    char b[5][32];
+    pr_format_bytes(need, b[0], sizeof b[0]);
+    pr_format_bytes(left, b[4], sizeof b[4]);
+    pr_format_bytes(results, b[3], sizeof b[3]);
+    pr_format_bytes(other, b[2], sizeof b[2]);
+    if (host_buffers) {
+        char pb[32], ab[32];
+        pp_error(d, "the run needs %s of memory (parameters, gradients and weight versions %s, "
+                    "activations %s, trained weights and op times %s, other %s), more than the "
+                    "%s left under %s",
+                 b[0], pr_format_bytes(params, pb, sizeof pb), pr_format_bytes(acts, ab, sizeof ab),
+                 b[3], b[2], b[4], limit);
+    } else {
+        pp_error(d, "the run needs %s of host memory (trained weights and op times %s, other %s), "
+                    "more than the %s left under %s", b[0], b[3], b[2], b[4], limit);
+    }
+    return false;
+}
+
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d)
 {
@@ -894,8 +1001,11 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
-    int *slots = calloc((size_t)p->devices, sizeof(int));
-    if (pool_sizes(p, m, slots, d)) {
+    int *slots = pr_calloc_or_exit((size_t)p->devices, sizeof(int), "the pool sizes");
+    double *bytes = pr_calloc_or_exit((size_t)p->devices, sizeof(double), "the pool sizes");
+    int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
+    free(bytes);
+    if (!sized) {
         free(slots);
         return 1;
     }
@@ -918,14 +1028,15 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     R.res = r;
     R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
     R.vsync_ver = vsync_versions(p);
-    R.loss_sq = calloc((size_t)o->steps * p->microbatches, sizeof(double));
+    R.loss_sq = pr_calloc_or_exit((size_t)o->steps * p->microbatches, sizeof(double),
+                                  "the micro-batch losses");
     R.diag = d;
     pthread_mutex_init(&R.mu, NULL);
     replay_cond_init(&R.cv);
-    result_alloc(r, p, m, o->steps, o->record_all);
+    result_alloc(r, p, m, o->steps, o->record_all, true);
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
-    R.dev = calloc((size_t)p->devices, sizeof *R.dev);
+    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the device states");
     for (int rank = R.first; rank <= R.last; rank++)
         if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
             break;

@@ -102,9 +102,17 @@ struct run {
 void replay_cond_init(pthread_cond_t *cv);
 int device_setup(run *R, device_ctx *D, int rank, int slots);
 void *device_main(void *arg);
+/* Ends the run with msg (the first error wins). */
+void replay_fail(run *R, const char *msg);
+/* count floats from the backend (alloc_weight when weight) for what fmt
+ * names; NULL, and the run failed naming the device, it and its size,
+ * when the backend has no room. */
+float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void device_teardown(run *R, device_ctx *D);
+/* params: room for the trained W and b (the dry run has none). */
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
-                  bool record_all);
+                  bool record_all, bool params);
 
 /* weight_versions.c (docs/async.md) */
 bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
@@ -115,7 +123,9 @@ void keep_version(device_ctx *D, stage_state *st, int step);
 void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb);
 void versions_teardown(device_ctx *D, stage_state *st);
 
-/* pool_plan.c: slots[rank] = the activation buffers each device's list takes. */
-int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d);
+/* pool_plan.c: slots[rank] = the activation buffers each device's list
+ * takes; bytes[rank] = everything its replay allocates from the backend
+ * (parameters, gradients, weight versions, the target and those buffers). */
+int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, pp_diag *d);
 
 #endif

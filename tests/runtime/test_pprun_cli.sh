@@ -96,6 +96,23 @@ checks=$((checks + 1))
 sed 's/"lr":	0.05/"lr":	1e6/' plan.json >blowup.json
 expect 1 '^pprun: error: after step 2 of 2 the parameters of layer 0 are not finite' -- "$pprun" blowup.json --steps 2
 
+# out of memory: a plan that cannot fit under the address-space limit is refused before any
+# allocation, with what it needs and what is left (the run used to abort() without a word);
+# so is --check's single-device reference. Skipped where pprun cannot start under the limit
+# (a sanitizer build maps terabytes of shadow memory).
+if (ulimit -v 3000000 && "$pprun" --version) >/dev/null 2>&1; then
+    sed 's/"hidden":	16,/"hidden":	16384,/' plan.json >huge.json
+    expect 1 '^pprun: error: the run needs [0-9.]+ GiB of memory \(parameters, gradients and weight versions 8\.00 GiB, activations [0-9.]+ [KMG]iB, trained weights and op times 4\.00 GiB, other [0-9.]+ GiB\), more than the [0-9.]+ [MG]iB left under the address-space limit \(ulimit -v\)$' -- \
+        bash -c 'ulimit -v 3000000 && exec "$0" huge.json' "$pprun"
+    sed 's/"hidden":	16,/"hidden":	512,/; s/"batch":	32,/"batch":	262144,/' plan.json >bigbatch.json
+    expect 1 '^pprun: error: --check needs [0-9.]+ GiB of memory for the single-device reference \(the whole batch of 262144 rows through 4 layers, and copies of the weights\), more than the [0-9.]+ [MG]iB left under the address-space limit \(ulimit -v\)$' -- \
+        bash -c 'ulimit -v 3000000 && exec "$0" bigbatch.json --check' "$pprun"
+    checks=$((checks + 1))
+    grep -q '^step' out.txt && fail "the run started before --check's memory was checked"
+else
+    echo "pprun does not start under ulimit -v 3000000: memory checks skipped"
+fi
+
 # --trace: valid Chrome JSON, one X event per op and step
 expect 0 'steps in' -- "$pprun" plan.json --steps 2 --trace trace.json
 checks=$((checks + 1))
