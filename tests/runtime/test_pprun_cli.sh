@@ -60,6 +60,8 @@ expect 1 'RANK is set but WORLD_SIZE is not' -- env RANK=0 "$pprun" plan.json
 expect 1 'SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR' -- env -u RANK SLURM_PROCID=1 SLURM_NTASKS=2 "$pprun" plan.json
 expect 1 "NCCL_COMM_ID='nohost' is not HOST:PORT" -- env RANK=0 WORLD_SIZE=2 NCCL_COMM_ID=nohost "$pprun" plan.json
 expect 1 'RANK/WORLD_SIZE: rank 3 is not below the world size 2' -- env RANK=3 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json
+expect 1 '^pprun: error: PPRUN_BOOT_FD=0 is not a listening socket \(' -- \
+    env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 PPRUN_BOOT_FD=0 "$pprun" plan.json </dev/null
 # --nproc refuses, before starting anything, what every child would fail on
 expect 1 'a multi-process run needs the cuda backend' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --nproc 2 --backend cpu
 expect 1 '^pprun: error: --dump, --trace and --timeline are for single-process runs$' -- "$pprun" plan.json --nproc 2 --trace t.json
