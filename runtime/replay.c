@@ -531,8 +531,8 @@ static int exec_op(device_ctx *D, int i, int step)
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
     D->start[rec] = now_s() - D->R->t0;
-    atomic_store(&D->op_since, D->start[rec]);
-    atomic_store(&D->cur_op, i);
+    atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
+    atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
     if (pr_test_fault_hook && !D->R->dry)
         pr_test_fault_hook(D->rank, op, step);
@@ -549,7 +549,7 @@ static int exec_op(device_ctx *D, int i, int step)
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = now_s() - D->R->t0;
-    atomic_store(&D->cur_op, -1);
+    atomic_store_explicit(&D->cur_op, -1, memory_order_relaxed);
     if (D->bc->failed && !rc) {
         fail(D->R, "%s", D->bc->err);
         return 1;
