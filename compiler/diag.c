@@ -182,3 +182,13 @@ void pp_error(pp_diag *d, const char *fmt, ...)
     va_end(ap);
     fputc('\n', d->out);
 }
+
+void pp_warning(pp_diag *d, const char *fmt, ...)
+{
+    fprintf(d->out, "%s: warning: ", d->prog);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(d->out, fmt, ap);
+    va_end(ap);
+    fputc('\n', d->out);
+}

@@ -113,6 +113,8 @@ void pp_note_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt
     __attribute__((format(printf, 4, 5)));
 /* "PROG: error: msg". */
 void pp_error(pp_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "PROG: warning: msg": something ignored on purpose; not counted as an error. */
+void pp_warning(pp_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A diag that keeps its messages in memory, for trial runs whose errors
  * are not the user's (auto's candidates, --compare's rows): text holds
  * them, NUL-terminated, after fflush(diag.out).  Close frees everything. */

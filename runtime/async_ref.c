@@ -44,7 +44,9 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
 {
     int S = p->stages, M = p->microbatches, L = m->layers;
     size_t h = (size_t)m->hidden, rows = (size_t)(m->batch / M), lw = h * h + h;
-    int *fver = malloc((size_t)S * M * sizeof(int)), *border = malloc((size_t)S * M * sizeof(int));
+    /* pr_reference_bytes counts these */
+    int *fver = pr_calloc_or_exit((size_t)S * M, sizeof(int), "the reference's order");
+    int *border = pr_calloc_or_exit((size_t)S * M, sizeof(int), "the reference's order");
     int rc = 0;
     for (int s = 0; s < S && !rc; s++)
         if (stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
@@ -55,12 +57,16 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
     for (int s = 1; s < S && p->vertical_sync; s++)
         memcpy(fver + (size_t)s * M, fver, (size_t)M * sizeof(int));
     /* ver[l][v]: layer l's W then b at its stage's version v (0..M in a step) */
-    float *ver = malloc((size_t)L * (M + 1) * lw * sizeof(float));
-    float *grad = malloc((size_t)L * M * lw * sizeof(float)); /* [l][mb] */
-    int *nver = malloc((size_t)S * sizeof(int));
-    bool *done = malloc((size_t)M * sizeof(bool));
-    float *x = malloc(rows * h * sizeof(float)), *t = malloc(rows * h * sizeof(float));
-    float **Wl = malloc((size_t)L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
+    float *ver = pr_calloc_or_exit((size_t)L * (M + 1) * lw, sizeof(float),
+                                   "the reference's weight versions");
+    float *grad = pr_calloc_or_exit((size_t)L * M * lw, sizeof(float),
+                                    "the reference's micro-batch gradients"); /* [l][mb] */
+    int *nver = pr_calloc_or_exit((size_t)S, sizeof(int), "the reference's version counts");
+    bool *done = pr_calloc_or_exit((size_t)M, sizeof(bool), "the reference's micro-batch flags");
+    float *x = pr_calloc_or_exit(rows * h, sizeof(float), "the reference's batch");
+    float *t = pr_calloc_or_exit(rows * h, sizeof(float), "the reference's targets");
+    float **Wl = pr_calloc_or_exit((size_t)L * 4, sizeof(float *), "the reference's layer table");
+    float **bl = Wl + L, **dW = bl + L, **db = dW + L;
     float lr = (float)m->lr;
 #define VER(l, v) (ver + ((size_t)(l) * (M + 1) + (size_t)(v)) * lw)
 #define GRAD(l, mb) (grad + ((size_t)(l) * M + (size_t)(mb)) * lw)
@@ -134,6 +140,20 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
     free(t);
     free(Wl);
     return rc;
+}
+
+double pr_reference_bytes(const pp_plan *p, const pr_model *m)
+{
+    double f = sizeof(float), L = m->layers, h = m->hidden, M = p->microbatches;
+    double lw = h * h + h, rows = (double)(m->batch / p->microbatches), N = m->batch;
+    switch (p->async) {
+    case PP_ASYNC_PIPEDREAM: /* train_pipedream's arrays */
+        return f * (L * (2 * M + 1) * lw + 2 * rows * h) + pr_reference_grad_bytes(m, (int)rows);
+    case PP_ASYNC_2BW: /* pr_reference_train_delayed's, with the old weights */
+        return f * (2 * N * h + 2 * L * lw) + pr_reference_grad_bytes(m, m->batch);
+    default:
+        return f * (2 * N * h + L * lw) + pr_reference_grad_bytes(m, m->batch);
+    }
 }
 
 int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,

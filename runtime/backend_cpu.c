@@ -3,6 +3,7 @@
  * sum runs in a fixed order that depends only on the shapes), a blocked
  * GEMM the compiler can vectorise, no BLAS.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,12 +111,20 @@ static void cpu_close(pr_bctx *c)
     free(c);
 }
 
+/* NULL when the host has no room: the context records it, and every later
+ * call on it does nothing (the replay ends the run with the message). */
 static float *cpu_alloc(pr_bctx *c, size_t count)
 {
-    size_t bytes = (count * sizeof(float) + 63) & ~(size_t)63;
-    float *p = aligned_alloc(64, bytes ? bytes : 64);
-    if (!p)
-        abort();
+    if (c->failed)
+        return NULL;
+    size_t bytes = count > (SIZE_MAX - 63) / sizeof(float) ? 0
+                                                           : (count * sizeof(float) + 63) & ~(size_t)63;
+    float *p = bytes || !count ? aligned_alloc(64, bytes ? bytes : 64) : NULL;
+    if (!p) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "out of host memory (%zu floats)", count);
+        pr_bctx_fail(c, "cpu backend:", msg);
+    }
     return p;
 }
 
@@ -127,7 +136,7 @@ static float *scratch(pr_bctx *cb, size_t count)
     if (count > c->scratch_count) {
         free(c->scratch);
         c->scratch = cpu_alloc(cb, count);
-        c->scratch_count = count;
+        c->scratch_count = c->scratch ? count : 0;
     }
     return c->scratch;
 }
@@ -136,6 +145,8 @@ static void cpu_release(pr_bctx *c, float *p) { free(p); }
 
 static void cpu_copy(pr_bctx *c, float *dst, const float *src, size_t count)
 {
+    if (c->failed)
+        return;
     memcpy(dst, src, count * sizeof(float));
 }
 
@@ -144,6 +155,8 @@ static void cpu_set_step(pr_bctx *c, int step) { ((cpu_ctx *)c)->step = step; }
 static void cpu_make_batch(pr_bctx *cb, int row0, int rows, float *x, float *t)
 {
     cpu_ctx *c = (cpu_ctx *)cb;
+    if (cb->failed)
+        return;
     size_t h = (size_t)c->hidden, first = (size_t)row0 * h, n = (size_t)rows * h;
     for (size_t i = 0; i < n; i++) {
         if (x)
@@ -156,6 +169,8 @@ static void cpu_make_batch(pr_bctx *cb, int row0, int rows, float *x, float *t)
 static void cpu_layer_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
                               float *y, int n, int h)
 {
+    if (c->failed)
+        return;
     pr_cpu_sgemm(n, h, h, x, W, z, 0);
     for (int r = 0; r < n; r++) {
         float *zr = z + (size_t)r * h, *yr = y + (size_t)r * h;
@@ -170,12 +185,16 @@ static void cpu_layer_forward(pr_bctx *c, const float *x, const float *W, const 
 static void cpu_layer_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
                                      float *dz, float *dx, int n, int h)
 {
+    if (c->failed)
+        return;
     size_t nh = (size_t)n * h;
     for (size_t i = 0; i < nh; i++)
         dz[i] = dy[i] * pp_gelu_grad(z[i]);
     if (!dx)
         return;
     float *Wt = scratch(c, (size_t)h * h);
+    if (!Wt)
+        return;
     transpose(W, Wt, h, h);
     memcpy(dx, dy, nh * sizeof(float));
     pr_cpu_sgemm(n, h, h, dz, Wt, dx, 1);
@@ -184,7 +203,9 @@ static void cpu_layer_backward_input(pr_bctx *c, const float *dy, const float *z
 static void cpu_layer_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW,
                                       float *db, int n, int h)
 {
-    float *xt = scratch(c, (size_t)n * h);
+    float *xt = c->failed ? NULL : scratch(c, (size_t)n * h);
+    if (!xt)
+        return;
     transpose(x, xt, n, h);
     pr_cpu_sgemm(h, h, n, xt, dz, dW, 1);
     for (int r = 0; r < n; r++)
@@ -196,6 +217,8 @@ static void cpu_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, fl
                     int h, int slot)
 {
     cpu_ctx *c = (cpu_ctx *)cb;
+    if (cb->failed)
+        return;
     double sq = 0;
     size_t nh = (size_t)n * h;
     for (size_t i = 0; i < nh; i++) {
@@ -219,13 +242,19 @@ static void cpu_read_loss(pr_bctx *cb, double *out, int n)
 
 static void cpu_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count)
 {
+    if (c->failed)
+        return;
     for (size_t i = 0; i < count; i++) {
         p[i] = pp_sgd(p[i], g[i], lr);
         g[i] = 0;
     }
 }
 
-static void cpu_zero(pr_bctx *c, float *p, size_t count) { memset(p, 0, count * sizeof(float)); }
+static void cpu_zero(pr_bctx *c, float *p, size_t count)
+{
+    if (!c->failed)
+        memset(p, 0, count * sizeof(float));
+}
 
 static void cpu_sync(pr_bctx *c) {}
 

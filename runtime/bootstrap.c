@@ -2,10 +2,13 @@
  * bootstrap.c — how the processes of a multi-process run find each other:
  * rank 0 listens, every other rank connects (retrying until a deadline,
  * since rank 0 may start last), says hello (magic, version, world size,
- * rank), and receives a blob from rank 0 (the NCCL unique id).  Every read
- * and write loops over partial transfers under the deadline; a rank that
- * never connects, a bad hello or a closed connection is an error that says
- * which, never a hang.  Plain POSIX sockets: testable on the CPU.
+ * rank), and receives a blob from rank 0 (the NCCL unique id).  Rank 0
+ * serves every connection at once (poll), each with its own deadline for
+ * its hello, so a stray client — silent, closed, speaking something else,
+ * claiming a rank that is taken — is dropped with a warning and cannot
+ * hold up the real ranks.  Every read and write loops over partial
+ * transfers under the deadline; a rank that never connects is an error
+ * that names it, never a hang.  Plain POSIX sockets: testable on the CPU.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -14,6 +17,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -165,77 +170,304 @@ int pr_boot_listen(const char *host, int port, int *port_out, pp_diag *d)
     return fd;
 }
 
+/* fd is a socket listening for connections; 0, else a reason in why. */
+static int check_listening(int fd, char *why, size_t n)
+{
+    int on = 0;
+    socklen_t len = sizeof on;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0) {
+        snprintf(why, n, "%s", strerror(errno));
+        return 1;
+    }
+    if (!on) {
+        snprintf(why, n, "a socket that is not listening");
+        return 1;
+    }
+    return 0;
+}
+
+/* A connection rank 0 accepted, until its hello is in (then it holds the
+ * slot of the rank it named). */
+typedef struct peer {
+    int fd;
+    char addr[64];  /* "10.0.0.2:40112", for messages */
+    unsigned char hello[16];
+    size_t got;      /* bytes of the hello read so far */
+    double deadline; /* its hello must be in by then */
+} peer;
+
+/* Bounds a stray client's cost: connections that have not said hello yet. */
+#define BOOT_MAX_PENDING 128
+/* Seconds a connection has to send its hello (a real rank sends it at
+ * once): this, or a quarter of the bootstrap's timeout if less. */
+#define BOOT_HELLO_TIMEOUT 5.0
+/* Warnings about dropped connections printed before going quiet. */
+#define BOOT_MAX_WARNINGS 20
+
+typedef struct server {
+    const pr_boot *b;
+    pp_diag *d;
+    peer *rank;    /* [world]: rank r's connection (fd -1: not yet) */
+    peer pending[BOOT_MAX_PENDING];
+    int npending, joined, warnings;
+} server;
+
+static double hello_timeout(const pr_boot *b)
+{
+    return b->timeout / 4 < BOOT_HELLO_TIMEOUT ? b->timeout / 4 : BOOT_HELLO_TIMEOUT;
+}
+
+static void __attribute__((format(printf, 3, 4))) drop(server *S, peer *c, const char *fmt, ...)
+{
+    if (S->warnings++ < BOOT_MAX_WARNINGS) {
+        char why[200];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(why, sizeof why, fmt, ap);
+        va_end(ap);
+        pp_warning(S->d, "bootstrap: dropping the connection from %s: %s", c->addr, why);
+        if (S->warnings == BOOT_MAX_WARNINGS)
+            pp_warning(S->d, "bootstrap: further dropped connections are not reported");
+    }
+    close(c->fd);
+    c->fd = -1;
+}
+
+/* The peer's connection has been closed (EOF or an error waiting), without
+ * consuming anything it may have sent. */
+static bool peer_gone(int fd)
+{
+    char c;
+    ssize_t k = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
+/* The hello of c is complete: c takes its rank's slot, or is dropped. */
+static void admit(server *S, peer *c)
+{
+    char why[200];
+    if (check_hello(c->hello, S->b->world, why, sizeof why)) {
+        drop(S, c, "it sent a %s", why);
+        return;
+    }
+    int r = (int)get32(c->hello + 12);
+    if (r == 0) {
+        drop(S, c, "it claims to be rank 0, which this process is");
+        return;
+    }
+    peer *slot = &S->rank[r];
+    if (slot->fd >= 0 && !peer_gone(slot->fd)) {
+        drop(S, c, "it claims to be rank %d, which is already connected from %s", r, slot->addr);
+        return;
+    }
+    if (slot->fd >= 0) { /* the earlier one died: this is its successor */
+        drop(S, slot, "rank %d closed its connection before the id was sent; rank %d is now %s",
+             r, r, c->addr);
+        S->joined--;
+    }
+    *slot = *c;
+    c->fd = -1;
+    S->joined++;
+}
+
+/* Reads what c has sent of its hello; admits it once whole. */
+static void read_hello(server *S, peer *c)
+{
+    ssize_t k = recv(c->fd, c->hello + c->got, sizeof c->hello - c->got, MSG_DONTWAIT);
+    if (k == 0)
+        drop(S, c, "it closed the connection before its hello");
+    else if (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        drop(S, c, "%s before its hello", strerror(errno));
+    else if (k > 0 && (c->got += (size_t)k) == sizeof c->hello)
+        admit(S, c);
+}
+
+/* Accepts every connection waiting; 0, or 1 (error reported) when the
+ * listening socket itself fails. */
+static int accept_all(server *S, int lfd, double deadline)
+{
+    for (;;) {
+        struct sockaddr_in a;
+        socklen_t alen = sizeof a;
+        int fd = accept4(lfd, (struct sockaddr *)&a, &alen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return 0;
+            if (errno == ECONNABORTED || errno == EPROTO || errno == ENETDOWN ||
+                errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET ||
+                errno == EHOSTUNREACH || errno == EOPNOTSUPP || errno == ENETUNREACH)
+                continue; /* that connection is gone; others may wait */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                usleep(10000); /* out of descriptors: pending ones time out, then retry */
+                return 0;
+            }
+            pp_error(S->d, "bootstrap: accepting connections: %s", strerror(errno));
+            return 1;
+        }
+        if (S->npending == BOOT_MAX_PENDING) { /* the oldest has waited longest */
+            drop(S, &S->pending[0], "%d connections are waiting for their hello",
+                 BOOT_MAX_PENDING);
+            memmove(S->pending, S->pending + 1, (BOOT_MAX_PENDING - 1) * sizeof *S->pending);
+            S->npending--;
+        }
+        peer *c = &S->pending[S->npending++];
+        memset(c, 0, sizeof *c);
+        c->fd = fd;
+        char ip[INET_ADDRSTRLEN] = "?";
+        inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
+        snprintf(c->addr, sizeof c->addr, "%s:%d", ip, ntohs(a.sin_port));
+        double own = now_s() + hello_timeout(S->b);
+        c->deadline = own < deadline ? own : deadline;
+    }
+}
+
+/* "1-3, 5, 9-63": the ranks without a connection, at most 12 runs, then
+ * how many more. */
+static void missing_ranks(const server *S, char *out, size_t n)
+{
+    size_t o = 0;
+    int runs = 0, more = 0;
+    out[0] = '\0';
+    for (int r = 1; r < S->b->world; r++) {
+        if (S->rank[r].fd >= 0)
+            continue;
+        int e = r;
+        while (e + 1 < S->b->world && S->rank[e + 1].fd < 0)
+            e++;
+        if (runs++ < 12) {
+            if (e > r)
+                o += (size_t)snprintf(out + o, n - o, "%s%d-%d", o ? ", " : "", r, e);
+            else
+                o += (size_t)snprintf(out + o, n - o, "%s%d", o ? ", " : "", r);
+            if (o >= n)
+                o = n - 1;
+        } else {
+            more += e - r + 1;
+        }
+        r = e;
+    }
+    if (more)
+        snprintf(out + o, n - o, " and %d more", more);
+}
+
+/* Rank 0: hellos are served concurrently (poll over the listening socket,
+ * every connection still owing its hello, and the ranks already in), each
+ * connection with its own deadline; a connection that is not a rank of
+ * this run — silent, closed, a bad or duplicate hello — is dropped with a
+ * warning naming its address, and rank 0 keeps waiting for the real ranks
+ * until the global deadline.  Then every rank gets the blob. */
 static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
 {
     double deadline = now_s() + b->timeout;
     int lfd = b->listen_fd >= 0 ? b->listen_fd : pr_boot_listen(b->host, b->port, NULL, d);
     if (lfd < 0)
         return 1;
-    int *fds = malloc((size_t)b->world * sizeof(int));
-    for (int r = 0; r < b->world; r++)
-        fds[r] = -1;
-    int joined = 1, rc = 0;
     char why[200];
-    while (joined < b->world) {
-        if (wait_fd(lfd, POLLIN, deadline)) {
-            char missing[200] = "";
-            size_t o = 0;
-            for (int r = 1; r < b->world && o + 12 < sizeof missing; r++)
-                if (fds[r] < 0)
-                    o += (size_t)snprintf(missing + o, sizeof missing - o, "%s%d", o ? ", " : "", r);
+    if (check_listening(lfd, why, sizeof why)) {
+        pp_error(d, "bootstrap: descriptor %d is not a listening socket (%s)", lfd, why);
+        close(lfd);
+        return 1;
+    }
+    int fl = fcntl(lfd, F_GETFL);
+    if (fl < 0 || fcntl(lfd, F_SETFL, fl | O_NONBLOCK) < 0) { /* accept_all drains it */
+        pp_error(d, "bootstrap: the listening socket: %s", strerror(errno));
+        close(lfd);
+        return 1;
+    }
+    server S = {.b = b, .d = d};
+    S.rank = pr_calloc_or_exit((size_t)b->world, sizeof *S.rank, "the bootstrap's rank table");
+    for (int r = 0; r < b->world; r++)
+        S.rank[r].fd = -1;
+    S.joined = 1;
+    struct pollfd *pf =
+        pr_calloc_or_exit((size_t)b->world + BOOT_MAX_PENDING + 1, sizeof *pf, "the bootstrap's poll set");
+    int rc = 0;
+    while (S.joined < b->world && rc == 0) {
+        double now = now_s();
+        if (now >= deadline) {
+            char missing[200];
+            missing_ranks(&S, missing, sizeof missing);
             pp_error(d, "bootstrap: only %d of %d ranks connected within %g s (missing: %s)",
-                     joined, b->world, b->timeout, missing);
+                     S.joined, b->world, b->timeout, missing);
             rc = 1;
             break;
         }
-        struct sockaddr_in peer;
-        socklen_t plen = sizeof peer;
-        int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
-        if (fd < 0)
+        /* pending connections past their deadline go; the rest are polled */
+        double wake = deadline;
+        int k = 0;
+        for (int q = 0; q < S.npending; q++) {
+            peer *c = &S.pending[q];
+            if (c->deadline <= now)
+                drop(&S, c, "no hello within %g s", hello_timeout(b));
+            else
+                S.pending[k++] = *c;
+            if (c->fd >= 0 && c->deadline < wake)
+                wake = c->deadline;
+        }
+        S.npending = k;
+        int n = 0;
+        pf[n++] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (int q = 0; q < S.npending; q++)
+            pf[n++] = (struct pollfd){.fd = S.pending[q].fd, .events = POLLIN};
+        for (int r = 1; r < b->world; r++) /* a rank that dies while the others come */
+            if (S.rank[r].fd >= 0)
+                pf[n++] = (struct pollfd){.fd = S.rank[r].fd, .events = POLLIN};
+        int ready = poll(pf, (nfds_t)n, ms_left(wake));
+        if (ready < 0 && errno != EINTR) {
+            pp_error(d, "bootstrap: poll: %s", strerror(errno));
+            rc = 1;
+            break;
+        }
+        if (ready <= 0)
             continue;
-        char addr[64] = "?";
-        inet_ntop(AF_INET, &peer.sin_addr, addr, sizeof addr);
-        unsigned char h[16];
-        int io = read_full(fd, h, sizeof h, deadline);
-        if (io) {
-            pp_error(d, "bootstrap: reading the hello from %s: %s", addr, io_what(io));
-            close(fd);
+        /* the ranks in first (their slots free up), then hellos, then new connections */
+        for (int q = 1 + S.npending; q < n; q++)
+            if (pf[q].revents)
+                for (int r = 1; r < b->world; r++)
+                    if (S.rank[r].fd == pf[q].fd) {
+                        /* a rank sends nothing after its hello: closed, or not a rank */
+                        drop(&S, &S.rank[r], "rank %d %s before the id was sent; waiting for "
+                             "rank %d to connect again", r, peer_gone(pf[q].fd) ?
+                             "closed its connection" : "sent more than its hello", r);
+                        S.joined--;
+                        break;
+                    }
+        for (int q = 0; q < S.npending; q++)
+            if (pf[1 + q].revents)
+                read_hello(&S, &S.pending[q]);
+        k = 0;
+        for (int q = 0; q < S.npending; q++)
+            if (S.pending[q].fd >= 0)
+                S.pending[k++] = S.pending[q];
+        S.npending = k;
+        if (pf[0].revents & (POLLERR | POLLNVAL)) {
+            pp_error(d, "bootstrap: the listening socket failed");
             rc = 1;
-            break;
+        } else if (pf[0].revents & POLLIN) {
+            rc = accept_all(&S, lfd, deadline);
         }
-        if (check_hello(h, b->world, why, sizeof why)) {
-            pp_error(d, "bootstrap: a connection from %s sent a %s", addr, why);
-            close(fd);
-            rc = 1;
-            break;
-        }
-        int r = (int)get32(h + 12);
-        if (r == 0 || fds[r] >= 0) {
-            pp_error(d, "bootstrap: rank %d connected twice (from %s)", r, addr);
-            close(fd);
-            rc = 1;
-            break;
-        }
-        fds[r] = fd;
-        joined++;
     }
     /* everyone is here: the answer is hello + length + blob */
     for (int r = 1; r < b->world && rc == 0; r++) {
         unsigned char h[20];
         make_hello(h, b->world, 0);
         put32(h + 16, (uint32_t)len);
-        int io = write_full(fds[r], h, sizeof h, deadline);
+        int io = write_full(S.rank[r].fd, h, sizeof h, deadline);
         if (!io)
-            io = write_full(fds[r], blob, len, deadline);
+            io = write_full(S.rank[r].fd, blob, len, deadline);
         if (io) {
-            pp_error(d, "bootstrap: sending the id to rank %d: %s", r, io_what(io));
+            pp_error(d, "bootstrap: sending the id to rank %d (%s): %s", r, S.rank[r].addr,
+                     io_what(io));
             rc = 1;
         }
     }
+    for (int q = 0; q < S.npending; q++)
+        close(S.pending[q].fd);
     for (int r = 1; r < b->world; r++)
-        if (fds[r] >= 0)
-            close(fds[r]); /* after a failure, the others read EOF and stop */
-    free(fds);
+        if (S.rank[r].fd >= 0)
+            close(S.rank[r].fd); /* after a failure, the others read EOF and stop */
+    free(S.rank);
+    free(pf);
     close(lfd);
     return rc;
 }
@@ -411,6 +643,11 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d)
     int fd = -1;
     if (env_int("PPRUN_BOOT_FD", &fd, d) < 0)
         return -1;
+    char why[200];
+    if (rank == 0 && fd >= 0 && check_listening(fd, why, sizeof why)) {
+        pp_error(d, "PPRUN_BOOT_FD=%d is not a listening socket (%s)", fd, why);
+        return -1;
+    }
     b->listen_fd = rank == 0 ? fd : -1;
     return 1;
 }

@@ -79,8 +79,9 @@ static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
                      double tolerance, const bool *own, bool with_loss)
 {
     size_t h = (size_t)m->hidden, L = (size_t)m->layers;
-    float *W = malloc(L * h * h * sizeof(float)), *b = malloc(L * h * sizeof(float));
-    double *loss = malloc((size_t)steps * sizeof(double));
+    float *W = pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's weights");
+    float *b = pr_calloc_or_exit(L * h, sizeof(float), "the reference's biases");
+    double *loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the reference's losses");
     pr_init_params(m, W, b);
     pp_diag dg;
     pp_diag_init(&dg, stderr, "pprun");
@@ -113,6 +114,25 @@ static int run_check(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
     free(b);
     free(loss);
     return ok ? 0 : 1;
+}
+
+/* --check trains a single-device reference after the run, next to the
+ * run's trained weights: refused before the run when that cannot fit. */
+static bool check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d)
+{
+    double params = (double)m->layers * ((double)m->hidden * m->hidden + m->hidden) * sizeof(float);
+    double need = pr_reference_bytes(p, m) + 2 * params + steps * 2.0 * sizeof(double);
+    const char *limit;
+    double left = pr_host_memory_left(&limit);
+    if (need <= left)
+        return true;
+    char nb[32], lb[32];
+    pp_error(d, "--check needs %s of memory for the single-device reference (the whole batch "
+                "of %d rows through %d layers, and copies of the weights), more than the %s "
+                "left under %s",
+             pr_format_bytes(need, nb, sizeof nb), m->batch, m->layers,
+             pr_format_bytes(left, lb, sizeof lb), limit);
+    return false;
 }
 
 /* GPUs the driver lists, read without initialising CUDA: the launcher
@@ -176,11 +196,18 @@ static int launch(long nproc, int plan_devices, const char *backend, bool single
     return rc;
 }
 
-/* The backend this process runs on, or NULL after an error. */
+/* The backend this process runs on, or NULL after an error.  An option
+ * only a GPU run honours (precision_arg: --precision other than fp32;
+ * --gpus above 1) is refused when the run would be on the CPU. */
 static const pr_backend *choose_backend(const char *backend, bool multi, const pr_boot *boot,
-                                        long gpus, bool single_outputs, int *gpu_count,
-                                        pp_diag *d)
+                                        const char *precision_arg, long gpus, bool single_outputs,
+                                        int *gpu_count, pp_diag *d)
 {
+    if (multi && gpus > 1) {
+        pp_error(d, "rank %d of %d: --gpus %ld: each rank of a multi-process run uses one GPU "
+                    "(its LOCAL_RANK)", boot->rank, boot->world, gpus);
+        return NULL;
+    }
     const pr_backend *be = pr_backend_cpu();
     bool gpu_built = pr_backend_cuda() != NULL;
     char cuda_err[200] = ""; /* CUDA failed to start, for another reason than no device */
@@ -188,10 +215,6 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
     if (!backend) {
         if (*gpu_count > 0)
             be = pr_backend_cuda();
-        else if (cuda_err[0])
-            fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
-        else if (gpu_built)
-            fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     } else if (strcmp(backend, "cuda") == 0) {
         if (!gpu_built) {
             pp_error(d, "the cuda backend is not built in this binary");
@@ -208,6 +231,22 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
         be = pr_backend_cuda();
     }
     bool cuda = be != pr_backend_cpu();
+    if (!cuda && (precision_arg || gpus > 1)) {
+        char what[64];
+        if (precision_arg)
+            snprintf(what, sizeof what, "--precision %s", precision_arg);
+        else
+            snprintf(what, sizeof what, "--gpus %ld", gpus);
+        pp_error(d, gpu_built ? "%s needs a GPU and none is visible (the cpu backend computes "
+                                "in fp32, every device in one process)"
+                              : "%s needs the cuda backend, which is not built in this binary",
+                 what);
+        return NULL;
+    }
+    if (!backend && !cuda && cuda_err[0])
+        fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
+    else if (!backend && !cuda && gpu_built)
+        fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     if (multi && !cuda) {
         pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
                     "visible here, or --backend cpu); the cpu backend runs every device in "
@@ -250,6 +289,7 @@ int main(int argc, char **argv)
     double timeout = 60;
     bool check = false, timeline = false, graph = true;
     int precision = PR_FP32;
+    const char *precision_arg = NULL; /* a precision other than fp32: only GPUs have one */
     const char *dump = NULL, *trace = NULL, *backend = NULL;
     opterr = 0;
     int c;
@@ -282,6 +322,7 @@ int main(int argc, char **argv)
                 precision = PR_BF16;
             else
                 return usage_error("--precision: '%s' is not fp32, tf32 or bf16%s", optarg, "");
+            precision_arg = precision == PR_FP32 ? NULL : optarg;
             break;
         case OPT_GPUS:
             if (parse_positive_int(optarg, 1024, &gpus))
@@ -316,6 +357,19 @@ int main(int argc, char **argv)
         return usage_error("expected one plan file, got %s%s", argc - optind ? "several" : "none",
                            "");
     const char *plan_path = argv[optind];
+    /* options that would be silently ignored in the run asked for */
+    bool cpu = backend && strcmp(backend, "cpu") == 0;
+    char gpus_arg[24];
+    snprintf(gpus_arg, sizeof gpus_arg, "%ld", gpus);
+    if (cpu && precision_arg)
+        return usage_error("--precision %s: the cpu backend computes in fp32 (tf32 and bf16 are "
+                           "GPU precisions)%s", precision_arg, "");
+    if (cpu && gpus > 1)
+        return usage_error("--gpus %s: the cpu backend runs every device in one process, on no "
+                           "GPU%s", gpus_arg, "");
+    if (nproc > 0 && gpus > 1)
+        return usage_error("--gpus %s: with --nproc each process runs on one GPU of its own%s",
+                           gpus_arg, "");
 
     pp_diag diag;
     pp_diag_init(&diag, stderr, "pprun");
@@ -335,9 +389,15 @@ int main(int argc, char **argv)
     int local_rank = 0, gpu_count = 0;
     int launched = pr_boot_from_env(&boot, &local_rank, &diag);
     bool multi = launched > 0 && boot.world > 1;
+    if (launched >= 0 && !multi && gpus > plan.devices) {
+        pp_error(&diag, "--gpus %ld: the plan has %d device%s, one GPU at most each", gpus,
+                 plan.devices, plan.devices == 1 ? "" : "s");
+        launched = -1;
+    }
     const pr_backend *be = launched < 0 ? NULL
-                                        : choose_backend(backend, multi, &boot, gpus,
-                                                         dump || trace || timeline, &gpu_count, &diag);
+                                        : choose_backend(backend, multi, &boot, precision_arg, gpus,
+                                                         dump || trace || timeline, &gpu_count,
+                                                         &diag);
     if (!be) {
         pp_plan_free(&plan);
         pr_model_free(&model);
@@ -418,6 +478,8 @@ int main(int argc, char **argv)
     }
 
     pr_run_result r;
+    if (rc == 0 && check && !check_fits(&plan, &model, (int)steps, &diag))
+        rc = 1;
     if (rc == 0)
         rc = pr_replay(&plan, &model, &o, &r, &diag);
     if (rc == 0) {

@@ -48,10 +48,12 @@ double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, 
                         const float *t, int rows, float *const *dW, float *const *db)
 {
     size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)rows;
-    float *acts = malloc((L + 1) * N * h * sizeof(float));
-    float *zs = malloc(L * N * h * sizeof(float));
-    float *dy = malloc(N * h * sizeof(float)), *dx = malloc(N * h * sizeof(float));
-    float *dz = malloc(N * h * sizeof(float));
+    /* pr_reference_bytes counts these */
+    float *acts = pr_calloc_or_exit((L + 1) * N * h, sizeof(float), "the reference's activations");
+    float *zs = pr_calloc_or_exit(L * N * h, sizeof(float), "the reference's pre-activations");
+    float *dy = pr_calloc_or_exit(N * h, sizeof(float), "the reference's output gradient");
+    float *dx = pr_calloc_or_exit(N * h, sizeof(float), "the reference's input gradient");
+    float *dz = pr_calloc_or_exit(N * h, sizeof(float), "the reference's gradients");
     float inv_n = 1.0f / (float)m->batch; /* the global batch, as every micro-batch */
     memcpy(acts, x0, N * h * sizeof(float));
     for (size_t l = 0; l < L; l++) {
@@ -109,12 +111,16 @@ void pr_reference_train_delayed(const pr_model *m, int steps, int delay, float *
                                 double *loss)
 {
     size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
-    float *x = malloc(N * h * sizeof(float)), *t = malloc(N * h * sizeof(float));
-    float *gW = malloc(L * h * h * sizeof(float)), *gb = malloc(L * h * sizeof(float));
+    /* pr_reference_bytes counts these */
+    float *x = pr_calloc_or_exit(N * h, sizeof(float), "the reference's batch");
+    float *t = pr_calloc_or_exit(N * h, sizeof(float), "the reference's targets");
+    float *gW = pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's weight gradients");
+    float *gb = pr_calloc_or_exit(L * h, sizeof(float), "the reference's bias gradients");
     /* delay 1: the gradient is taken at the previous step's weights, kept here */
-    float *oldW = delay ? malloc(L * h * h * sizeof(float)) : NULL;
-    float *oldb = delay ? malloc(L * h * sizeof(float)) : NULL;
-    float **Wl = malloc(L * 4 * sizeof(float *)), **bl = Wl + L, **dW = bl + L, **db = dW + L;
+    float *oldW = delay ? pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's old weights") : NULL;
+    float *oldb = delay ? pr_calloc_or_exit(L * h, sizeof(float), "the reference's old biases") : NULL;
+    float **Wl = pr_calloc_or_exit(L * 4, sizeof(float *), "the reference's layer table");
+    float **bl = Wl + L, **dW = bl + L, **db = dW + L;
     float lr = (float)m->lr;
     if (delay) {
         memcpy(oldW, W, L * h * h * sizeof(float)); /* W^{-1} = W^0 */
@@ -145,6 +151,11 @@ void pr_reference_train_delayed(const pr_model *m, int steps, int delay, float *
     free(oldW);
     free(oldb);
     free(Wl);
+}
+
+double pr_reference_grad_bytes(const pr_model *m, int rows)
+{
+    return (2.0 * m->layers + 4) * rows * m->hidden * sizeof(float);
 }
 
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)

@@ -12,16 +12,24 @@
 
 #include "replay_internal.h"
 
+typedef struct dry_ctx {
+    pr_bctx base;
+    double bytes; /* what a real backend would have allocated */
+} dry_ctx;
+
 static pr_bctx *dry_open(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen)
 {
-    pr_bctx *c = calloc(1, sizeof *c);
-    if (c)
-        c->rank = rank;
-    return c;
+    dry_ctx *c = pr_calloc_or_exit(1, sizeof *c, "the pool sizing's context");
+    c->base.rank = rank;
+    return &c->base;
 }
 static void dry_close(pr_bctx *c) { free(c); }
 /* Distinct tokens, never dereferenced. */
-static float *dry_alloc(pr_bctx *c, size_t count) { return malloc(1); }
+static float *dry_alloc(pr_bctx *c, size_t count)
+{
+    ((dry_ctx *)c)->bytes += (double)count * sizeof(float);
+    return pr_calloc_or_exit(1, 1, "the pool sizing's tokens");
+}
 static void dry_release(pr_bctx *c, float *p) { free(p); }
 static void dry_batch(pr_bctx *c, int row0, int rows, float *x, float *t) {}
 static void dry_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
@@ -47,12 +55,12 @@ static pr_transport dry_transport = {.ops = &dry_transport_ops};
 
 /* Runs each device's op list once, alone, on the dry backend, counting the
  * activation buffers it takes: a device's own list alone decides that. */
-int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d)
+int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, pp_diag *d)
 {
     pr_run_opts o = {.steps = 1};
     pr_run_result r;
     memset(&r, 0, sizeof r);
-    result_alloc(&r, p, m, 1, false);
+    result_alloc(&r, p, m, 1, false, false);
     run R;
     memset(&R, 0, sizeof R);
     R.p = p;
@@ -67,16 +75,17 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d)
     R.vsync_ver = vsync_versions(p);
     R.step_lo = 0;
     R.step_hi = 1;
-    R.loss_sq = calloc((size_t)p->microbatches, sizeof(double));
-    R.dev = calloc((size_t)p->devices, sizeof *R.dev);
+    R.loss_sq = pr_calloc_or_exit((size_t)p->microbatches, sizeof(double), "the pool sizing's losses");
+    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the pool sizing's devices");
     pthread_mutex_init(&R.mu, NULL);
-    pthread_cond_init(&R.cv, NULL);
+    replay_cond_init(&R.cv);
     for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;
         if (device_setup(&R, D, rank, 0) == 0)
             device_main(D);
         slots[rank] = D->allocated;
+        bytes[rank] = D->bc ? ((dry_ctx *)D->bc)->bytes : 0;
         device_teardown(&R, D);
     }
     int rc = 0;

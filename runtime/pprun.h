@@ -69,6 +69,11 @@ double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, 
  * (docs/async.md): pr_reference_train for synchronous plans. */
 int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
                              double *loss, pp_diag *d);
+/* Bytes pr_reference_grad allocates for `rows` rows, and the most
+ * pr_reference_train_async allocates (its arrays and pr_reference_grad's):
+ * what --check needs besides the run, checked before the run starts. */
+double pr_reference_grad_bytes(const pr_model *m, int rows);
+double pr_reference_bytes(const pp_plan *p, const pr_model *m);
 /* max |a - ref| / max |ref| (0 if both are all zero). */
 double pr_max_rel_err(const float *a, const float *ref, size_t n);
 /* --check's tolerance for a GEMM precision (enum pr_precision). */
@@ -111,8 +116,17 @@ typedef struct pr_run_result {
     int devices;
 } pr_run_result;
 
+/* Runs the plan.  The first error is printed (through d) when it happens.
+ * A wait (a receive, the flush barrier) longer than o->timeout fails the
+ * run, naming the device it waited for and that device's op.  A device
+ * thread that is still inside an op o->timeout after the run failed cannot
+ * be stopped or safely left behind: pr_replay then says so and ends the
+ * process (_exit(1)) instead of returning. */
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d);
+/* Fault injection for the tests: pprun does not define it; a test binary
+ * that does is called on the device's thread before each op it replays. */
+extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
 
 /* What --trace and --dump write, given to their fill functions; the
@@ -160,6 +174,17 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
  * (each task given its own GPU), else its local rank; -1 (error
  * reported) when that GPU does not exist. */
 int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
+
+/* memory.c: bytes this process may still allocate on the host: the least
+ * of what the address-space limit (ulimit -v) leaves and what the machine
+ * has available (MemAvailable + SwapFree); *limit says which (INFINITY
+ * when neither is known). */
+double pr_host_memory_left(const char **limit);
+/* "1.50 GiB" into buf; returns buf. */
+const char *pr_format_bytes(double bytes, char *buf, size_t size);
+/* calloc, or "pprun: error: out of memory: cannot allocate WHAT (SIZE)"
+ * and exit(1): for the host arrays of the main thread. */
+void *pr_calloc_or_exit(size_t n, size_t size, const char *what);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.

@@ -19,6 +19,7 @@
  * device waits at the plan's flush.  With opts.graph and a backend that
  * can, step 1 is captured once as a graph and later steps replay it.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "replay_internal.h"
 
@@ -34,6 +36,28 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* seconds from now on CLOCK_MONOTONIC, the clock of R->cv */
+static struct timespec deadline_in(double seconds)
+{
+    double t = now_s() + seconds;
+    struct timespec ts = {.tv_sec = (time_t)t};
+    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+void replay_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &ca);
+    pthread_condattr_destroy(&ca);
 }
 
 /* Records the first error, wakes everyone so the run ends. */
@@ -53,22 +77,50 @@ static void __attribute__((format(printf, 2, 3))) fail(run *R, const char *fmt, 
         R->tr->ops->abort(R->tr);
 }
 
+void replay_fail(run *R, const char *msg) { fail(R, "%s", msg); }
+
+float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
+{
+    run *R = D->R;
+    float *p = weight ? R->be->alloc_weight(D->bc, count) : R->be->alloc(D->bc, count);
+    if (!p) {
+        char what[96], size[32];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        fail(R, "device %d: cannot allocate %s (%s): %s", D->rank, what,
+             pr_format_bytes((double)count * sizeof(float), size, sizeof size),
+             D->bc->failed ? D->bc->err : "the backend has no room");
+    }
+    return p;
+}
+
+/* An activation buffer (NULL, and the run failed, when the pool is empty
+ * and the backend has no room: a verified plan never empties it). */
 static float *pool_get(device_ctx *D)
 {
     if (D->npool > 0)
         return D->pool[--D->npool];
     D->allocated++;
-    return D->R->be->alloc(D->bc, D->R->slot);
+    return replay_buffer(D, false, D->R->slot, "an activation buffer beyond the pool's %d",
+                         D->R->res->pool_slots ? D->R->res->pool_slots[D->rank] : 0);
 }
 
-/* Appends p to the list (*v)[*n] of capacity *cap. */
-static void list_push(float ***v, int *n, int *cap, float *p)
+/* Appends p to the list (*v)[*n] of capacity *cap; out of memory fails the
+ * run and releases p. */
+static void list_push(device_ctx *D, float ***v, int *n, int *cap, float *p)
 {
     if (*n == *cap) {
-        *cap = *cap ? 2 * *cap : 16;
-        *v = realloc(*v, (size_t)*cap * sizeof **v);
-        if (!*v)
-            abort();
+        int cap2 = *cap ? 2 * *cap : 16;
+        float **grown = realloc(*v, (size_t)cap2 * sizeof **v);
+        if (!grown) {
+            fail(D->R, "device %d: out of memory for a list of activation buffers", D->rank);
+            D->R->be->release(D->bc, p);
+            return;
+        }
+        *v = grown;
+        *cap = cap2;
     }
     (*v)[(*n)++] = p;
 }
@@ -76,7 +128,7 @@ static void list_push(float ***v, int *n, int *cap, float *p)
 static void pool_put(device_ctx *D, float *p)
 {
     if (p)
-        list_push(&D->pool, &D->npool, &D->cap_pool, p);
+        list_push(D, &D->pool, &D->npool, &D->cap_pool, p);
 }
 
 /* The ops of a group run concurrently (ncclGroupStart/End): a buffer a
@@ -118,6 +170,53 @@ static void hold(device_ctx *D, const pp_op *op, bool recomputes)
         D->peak_mem = held;
     if (D->mem.full > D->peak_full)
         D->peak_full = D->mem.full;
+}
+
+/* "device 2 op 7 (F1.3)" */
+static const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
+{
+    char name[64];
+    snprintf(buf, size, "device %d op %d (%s)", rank, i,
+             pp_op_format(&R->p->dev[rank].ops[i], name, sizeof name));
+    return buf;
+}
+
+/* The device a wait on `peer` is held up by: following receives from
+ * device to device (within this process), the first one inside another
+ * op.  -1 when the chain leaves the process, loops, or reaches a device
+ * between ops (it is moving). */
+static int held_up_by(const run *R, int peer)
+{
+    for (int hops = 0; hops <= R->last - R->first; hops++) {
+        if (peer < R->first || peer > R->last)
+            return -1;
+        int i = atomic_load(&R->dev[peer].cur_op);
+        if (i < 0)
+            return -1;
+        const pp_op *op = &R->p->dev[peer].ops[i];
+        if (op->kind != PP_OP_RECV)
+            return peer;
+        peer = op->peer;
+    }
+    return -1;
+}
+
+/* A wait of D's op i (`what`) ran past the timeout because device `late`
+ * has not finished its current op: the error names that device and op
+ * first, since it is the one that is stuck (or slow). */
+static int fail_held_up(device_ctx *D, int i, int late, const char *what)
+{
+    run *R = D->R;
+    int j = atomic_load(&R->dev[late].cur_op);
+    double age = now_s() - R->t0 - atomic_load(&R->dev[late].op_since);
+    char stuck[128], waiter[128];
+    if (j < 0) /* it moved on meanwhile */
+        snprintf(stuck, sizeof stuck, "device %d", late);
+    else
+        op_place(R, late, j, stuck, sizeof stuck);
+    fail(R, "%s has not returned after %.2f s: %s waited %g s for it%s (timeout)", stuck, age,
+         op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout, what);
+    return 1;
 }
 
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
@@ -300,7 +399,7 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
         return 0; /* the caller reports the context's error */
     }
     if (D->in_group)
-        list_push(&D->held, &D->nheld, &D->cap_held, *box);
+        list_push(D, &D->held, &D->nheld, &D->cap_held, *box);
     else
         pool_put(D, *box);
     *box = NULL;
@@ -314,6 +413,8 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
                                          : set_of(D, op->stage - 1, op->mb);
     float **box = op->comm == PP_COMM_ACT ? &a->in_act : &a->in_grad;
     float *buf = pool_get(D);
+    if (!buf)
+        return 1; /* the run failed, naming the buffer */
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
     int rc = R->dry ? PR_RECV_OK
                     : R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot,
@@ -324,9 +425,13 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
             return 1; /* another device failed and said why */
         if (rc == PR_RECV_ERROR)
             return 0; /* the caller reports the context's error */
-        if (rc == PR_RECV_TIMEOUT)
+        if (rc == PR_RECV_TIMEOUT) {
+            int late = held_up_by(R, op->peer);
+            if (late >= 0)
+                return fail_held_up(D, i, late, "");
             OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer,
                     R->o->timeout);
+        }
         OP_FAIL(D, i, "device %d sent %s %d.%d instead", op->peer, pp_comm_name(got.comm),
                 got.stage, got.mb);
     }
@@ -349,8 +454,10 @@ static void do_update(device_ctx *D, int step)
         }
 }
 
-/* The step's books: loss, time, progress line. */
-static void close_step(run *R, int step)
+/* The step's books: loss, time, progress line.  A loss that is not finite
+ * (the training diverged) is written into why: the caller ends the run
+ * (it may hold R->mu, which fail takes). */
+static bool close_step(run *R, int step, char *why, size_t len)
 {
     double t = now_s() - R->t0;
     double sq = 0;
@@ -358,6 +465,11 @@ static void close_step(run *R, int step)
         sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
     double loss = sq / (2.0 * R->m->batch);
     R->res->loss[step] = loss;
+    if (!isfinite(loss)) {
+        snprintf(why, len, "step %d of %d: the loss is %g: the training diverged (a smaller "
+                 "model.lr may help)", step + 1, R->o->steps, loss);
+        return false;
+    }
     double dt = t - R->res->step_start[step];
     if (step + 1 < R->o->steps)
         R->res->step_start[step + 1] = t;
@@ -367,10 +479,27 @@ static void close_step(run *R, int step)
                 step + 1, R->o->steps, loss, dt * 1e3, dt > 0 ? R->m->batch / dt : 0.0);
         fflush(R->o->progress);
     }
+    return true;
 }
 
 /* The device that computes the loss (owns the last stage). */
 static bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
+
+/* The device a flush barrier waits for: one not at its flush yet (and what
+ * holds it up, if it waits itself), or -2 when none can be named. */
+static int barrier_late(const run *R, int me)
+{
+    for (int q = R->first; q <= R->last; q++) {
+        int i = atomic_load(&R->dev[q].cur_op);
+        if (q == me || i < 0 || R->p->dev[q].ops[i].kind == PP_OP_FLUSH)
+            continue;
+        if (R->p->dev[q].ops[i].kind != PP_OP_RECV)
+            return q;
+        int late = held_up_by(R, q);
+        return late >= 0 ? late : q;
+    }
+    return -2;
+}
 
 /* flush: the device waits for its work (and its communication), then every
  * device of this process meets; the last to arrive closes the step's books.
@@ -398,18 +527,34 @@ static int do_flush(device_ctx *D, int i, int step)
         return 1;
     }
     long gen = R->generation;
+    char diverged[160] = "";
+    int late = -1;
     if (++R->arrived == R->last - R->first + 1) {
         if (!D->bc->capturing)
-            close_step(R, step);
+            close_step(R, step, diverged, sizeof diverged);
         R->arrived = 0;
         R->generation++;
         pthread_cond_broadcast(&R->cv);
     } else {
+        struct timespec until = deadline_in(R->o->timeout);
         while (R->generation == gen && !atomic_load(&R->failed))
-            pthread_cond_wait(&R->cv, &R->mu);
+            if (pthread_cond_timedwait(&R->cv, &R->mu, &until) == ETIMEDOUT &&
+                R->generation == gen && !atomic_load(&R->failed)) {
+                late = barrier_late(R, D->rank);
+                break;
+            }
     }
     int failed = atomic_load(&R->failed) && R->generation == gen;
     pthread_mutex_unlock(&R->mu);
+    if (*diverged) {
+        fail(R, "%s", diverged);
+        return 1;
+    }
+    if (late >= 0)
+        return fail_held_up(D, i, late, " at the step's barrier");
+    if (late == -2)
+        OP_FAIL(D, i, "the other devices did not reach the step's flush within %g s (timeout)",
+                R->o->timeout);
     return failed;
 }
 
@@ -418,7 +563,11 @@ static int exec_op(device_ctx *D, int i, int step)
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
     D->start[rec] = now_s() - D->R->t0;
+    atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
+    atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
+    if (pr_test_fault_hook && !D->R->dry)
+        pr_test_fault_hook(D->rank, op, step);
     int rc = 0;
     switch (op->kind) {
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
@@ -432,6 +581,7 @@ static int exec_op(device_ctx *D, int i, int step)
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = now_s() - D->R->t0;
+    atomic_store_explicit(&D->cur_op, -1, memory_order_relaxed);
     if (D->bc->failed && !rc) {
         fail(D->R, "%s", D->bc->err);
         return 1;
@@ -439,9 +589,8 @@ static int exec_op(device_ctx *D, int i, int step)
     return rc;
 }
 
-void *device_main(void *arg)
+static void device_loop(device_ctx *D)
 {
-    device_ctx *D = arg;
     run *R = D->R;
     const pp_device *dv = &R->p->dev[D->rank];
     for (int step = R->step_lo; step < R->step_hi; step++) {
@@ -449,12 +598,12 @@ void *device_main(void *arg)
             R->be->set_step(D->bc, step);
         for (int i = 0; i < dv->n;) {
             if (atomic_load_explicit(&D->R->failed, memory_order_relaxed))
-                return NULL;
+                return;
             const pp_op *op = &dv->ops[i];
             bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
             if (!comm || op->group < 0) {
                 if (exec_op(D, i, step))
-                    return NULL;
+                    return;
                 i++;
                 continue;
             }
@@ -469,25 +618,37 @@ void *device_main(void *arg)
             D->bc->op = op;
             if (grouped && R->tr->ops->group_begin(R->tr, D->rank)) {
                 fail(R, "%s", D->bc->err);
-                return NULL;
+                return;
             }
             D->in_group = true;
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_SEND && exec_op(D, q, step))
-                    return NULL;
+                    return;
             for (int q = i; q < j; q++)
                 if (dv->ops[q].kind == PP_OP_RECV && exec_op(D, q, step))
-                    return NULL;
+                    return;
             D->bc->op = op;
             if (grouped && R->tr->ops->group_end(R->tr, D->rank)) {
                 fail(R, "%s", D->bc->err);
-                return NULL;
+                return;
             }
             D->in_group = false;
             release_held(D);
             i = j;
         }
     }
+}
+
+void *device_main(void *arg)
+{
+    device_ctx *D = arg;
+    device_loop(D);
+    atomic_store(&D->cur_op, -1);
+    pthread_mutex_lock(&D->R->mu);
+    D->returned = true;
+    D->R->finished++;
+    pthread_cond_broadcast(&D->R->cv);
+    pthread_mutex_unlock(&D->R->mu);
     return NULL;
 }
 
@@ -517,11 +678,10 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         return 1;
     }
     D->bc->format_op = format_op;
-    D->local = malloc((size_t)p->stages * sizeof(int));
+    D->local = pr_calloc_or_exit((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
-    D->st = calloc((size_t)D->nst > 0 ? (size_t)D->nst : 1, sizeof *D->st);
-    float *hw = malloc(h * h * sizeof(float)), *hb = malloc(h * sizeof(float));
+    D->st = pr_calloc_or_exit((size_t)D->nst, sizeof *D->st, "the replay's stage states");
     for (int s = 0; s < p->stages; s++) {
         if (D->local[s] < 0)
             continue;
@@ -531,26 +691,13 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         for (int i = 0; i < p->dev[rank].n && !st->recompute; i++)
             st->recompute = p->dev[rank].ops[i].kind == PP_OP_R && p->dev[rank].ops[i].stage == s;
         st->first_layer = m->first_layer[s];
-        st->W = calloc((size_t)st->k * 4, sizeof(float *));
+        st->W = pr_calloc_or_exit((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
         st->b = st->W + st->k;
         st->dW = st->b + st->k;
         st->db = st->dW + st->k;
-        for (int l = 0; l < st->k; l++) {
-            st->W[l] = be->alloc_weight(D->bc, h * h);
-            st->b[l] = be->alloc(D->bc, h);
-            st->dW[l] = be->alloc(D->bc, h * h);
-            st->db[l] = be->alloc(D->bc, h);
-            if (!R->dry) {
-                pr_init_layer(m, st->first_layer + l, hw, hb);
-                be->upload_weight(D->bc, st->W[l], hw, h * h);
-                be->upload(D->bc, st->b[l], hb, h);
-                be->zero(D->bc, st->dW[l], h * h);
-                be->zero(D->bc, st->db[l], h);
-            }
-        }
-        versions_setup(D, st, hw, hb);
-        st->mb = calloc((size_t)M, sizeof *st->mb);
-        st->ptrs = calloc((size_t)M * 3 * st->k, sizeof(float *));
+        st->mb = pr_calloc_or_exit((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
+        st->ptrs = pr_calloc_or_exit((size_t)M * 3 * st->k, sizeof(float *),
+                                     "the replay's activation table");
         for (int mb = 0; mb < M; mb++) {
             float **base = st->ptrs + (size_t)mb * 3 * st->k;
             st->mb[mb].x = base;
@@ -558,15 +705,47 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
             st->mb[mb].dz = base + 2 * st->k;
         }
     }
+    /* the device's buffers: the first the backend has no room for ends the run, named */
+    float *hw = NULL, *hb = NULL; /* a layer's initial values, on the host */
+    if (!R->dry) {
+        hw = pr_calloc_or_exit(h * h, sizeof(float), "a layer's initial weights");
+        hb = pr_calloc_or_exit(h, sizeof(float), "a layer's initial biases");
+    }
+    for (int s = 0; s < D->nst && !atomic_load(&R->failed); s++) {
+        stage_state *st = &D->st[s];
+        for (int l = 0; l < st->k; l++) {
+            int L = st->first_layer + l;
+            if (!(st->W[l] = replay_buffer(D, true, h * h, "the weights of layer %d", L)) ||
+                !(st->b[l] = replay_buffer(D, false, h, "the biases of layer %d", L)) ||
+                !(st->dW[l] = replay_buffer(D, false, h * h, "the weight gradient of layer %d", L)) ||
+                !(st->db[l] = replay_buffer(D, false, h, "the bias gradient of layer %d", L)))
+                break;
+            if (!R->dry) {
+                pr_init_layer(m, L, hw, hb);
+                be->upload_weight(D->bc, st->W[l], hw, h * h);
+                be->upload(D->bc, st->b[l], hb, h);
+                be->zero(D->bc, st->dW[l], h * h);
+                be->zero(D->bc, st->db[l], h);
+            }
+        }
+        if (!atomic_load(&R->failed))
+            versions_setup(D, st, hw, hb);
+    }
     free(hw);
     free(hb);
-    D->t_dev = be->alloc(D->bc, R->slot);
-    for (int q = 0; q < slots; q++)
-        pool_put(D, be->alloc(D->bc, R->slot));
+    if (!atomic_load(&R->failed))
+        D->t_dev = replay_buffer(D, false, R->slot, "the loss's target buffer");
+    for (int q = 0; q < slots && !atomic_load(&R->failed); q++)
+        pool_put(D, replay_buffer(D, false, R->slot, "activation buffer %d of the pool's %d", q + 1,
+                                  slots));
     int n = p->dev[rank].n;
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
-    D->start = R->res->start[rank] = calloc(rec, sizeof(double));
-    D->end = R->res->end[rank] = calloc(rec, sizeof(double));
+    char what[64];
+    snprintf(what, sizeof what, "the op times of device %d", rank);
+    D->start = R->res->start[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
+    D->end = R->res->end[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
+    if (atomic_load(&R->failed))
+        return 1;
     if (D->bc->failed) {
         fail(R, "%s", D->bc->err);
         return 1;
@@ -574,7 +753,8 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     return 0;
 }
 
-/* Downloads the device's parameters into the result, frees everything. */
+/* Downloads the device's parameters into the result (unless the run
+ * failed), frees everything. */
 void device_teardown(run *R, device_ctx *D)
 {
     if (!D->bc)
@@ -586,7 +766,7 @@ void device_teardown(run *R, device_ctx *D)
         stage_state *st = &D->st[s];
         for (int l = 0; l < st->k; l++) {
             size_t L = (size_t)(st->first_layer + l);
-            if (!R->dry) {
+            if (!R->dry && !atomic_load(&R->failed)) {
                 be->download(D->bc, R->res->W + L * h * h, st->W[l], h * h);
                 be->download(D->bc, R->res->b + L * h, st->b[l], h);
             }
@@ -627,23 +807,86 @@ void device_teardown(run *R, device_ctx *D)
 }
 
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
-                  bool record_all)
+                  bool record_all, bool params)
 {
-    size_t h = (size_t)m->hidden;
+    size_t h = (size_t)m->hidden, D = (size_t)p->devices;
     r->devices = p->devices;
-    r->W = calloc((size_t)m->layers * h * h, sizeof(float));
-    r->b = calloc((size_t)m->layers * h, sizeof(float));
-    r->loss = calloc((size_t)steps, sizeof(double));
-    r->step_start = calloc((size_t)steps, sizeof(double));
+    if (params) {
+        r->W = pr_calloc_or_exit((size_t)m->layers * h * h, sizeof(float), "the trained weights");
+        r->b = pr_calloc_or_exit((size_t)m->layers * h, sizeof(float), "the trained biases");
+    }
+    r->loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the losses");
+    r->step_start = pr_calloc_or_exit((size_t)steps, sizeof(double), "the step times");
     r->recorded_steps = record_all ? steps : 1;
-    r->start = calloc((size_t)p->devices, sizeof(double *));
-    r->end = calloc((size_t)p->devices, sizeof(double *));
-    r->peak_act = calloc((size_t)p->devices, sizeof(int));
-    r->peak_mem = calloc((size_t)p->devices, sizeof(double));
-    r->pool_slots = calloc((size_t)p->devices, sizeof(int));
-    r->pool_misses = calloc((size_t)p->devices, sizeof(int));
-    r->weight_versions = calloc((size_t)p->devices, sizeof(int));
-    r->extra_weight_bytes = calloc((size_t)p->devices, sizeof(double));
+    r->start = pr_calloc_or_exit(D, sizeof(double *), "the op times");
+    r->end = pr_calloc_or_exit(D, sizeof(double *), "the op times");
+    r->peak_act = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->peak_mem = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
+    r->pool_slots = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->pool_misses = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->weight_versions = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->extra_weight_bytes = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
+}
+
+/* The first error, printed when it happens rather than when every thread
+ * has ended: a stuck one may never end.  Called with R->mu held. */
+static void report_now(run *R)
+{
+    if (R->reported || !atomic_load(&R->failed))
+        return;
+    R->reported = true;
+    char err[sizeof R->err];
+    memcpy(err, R->err, sizeof err);
+    pthread_mutex_unlock(&R->mu);
+    pp_error(R->diag, "%s", err);
+    fflush(R->diag->out);
+    pthread_mutex_lock(&R->mu);
+}
+
+/* The watchdog, on the thread that started the devices: waits for the
+ * `started` device threads from R->first to end, reporting the first
+ * error at once.  Once the run has failed, a thread still inside an op
+ * that began more than the timeout ago is stuck (a compute that never
+ * returns, a device call that hangs): it cannot be stopped, nor left
+ * running over memory about to be freed, so the process ends here. */
+static void watch(run *R, int started)
+{
+    pthread_mutex_lock(&R->mu);
+    while (R->finished < started) {
+        struct timespec tick = deadline_in(0.05);
+        pthread_cond_timedwait(&R->cv, &R->mu, &tick);
+        report_now(R);
+        if (!atomic_load(&R->failed) || R->finished == started)
+            continue;
+        int stuck = -1, live = 0, old = 0;
+        double now = now_s() - R->t0;
+        for (int q = R->first; q < R->first + started; q++) {
+            device_ctx *D = &R->dev[q];
+            if (D->returned)
+                continue;
+            live++;
+            if (atomic_load(&D->cur_op) >= 0 && now - atomic_load(&D->op_since) > R->o->timeout) {
+                old++;
+                stuck = stuck < 0 ? q : stuck;
+            }
+        }
+        if (old < live)
+            continue;
+        int i = atomic_load(&R->dev[stuck].cur_op);
+        char where[128];
+        if (i >= 0)
+            op_place(R, stuck, i, where, sizeof where);
+        else
+            snprintf(where, sizeof where, "device %d", stuck);
+        pthread_mutex_unlock(&R->mu);
+        pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
+                          "exiting without waiting for it",
+                 where, now - atomic_load(&R->dev[stuck].op_since));
+        fflush(stdout);
+        fflush(R->diag->out);
+        _exit(1);
+    }
+    pthread_mutex_unlock(&R->mu);
 }
 
 /* Runs steps [lo, hi) on one thread per device of this process. */
@@ -653,12 +896,16 @@ static void run_threads(run *R, int lo, int hi)
     R->step_hi = hi;
     int n = R->last - R->first + 1;
     pthread_t *th = calloc((size_t)n, sizeof *th);
+    R->finished = 0;
+    for (int q = R->first; q <= R->last; q++)
+        R->dev[q].returned = false;
     int started = 0;
     for (; started < n; started++)
         if (pthread_create(&th[started], NULL, device_main, &R->dev[R->first + started]) != 0) {
             fail(R, "cannot start the thread of device %d", R->first + started);
             break;
         }
+    watch(R, started);
     for (int q = 0; q < started; q++)
         pthread_join(th[q], NULL);
     free(th);
@@ -698,10 +945,88 @@ static void run_graph(run *R)
                 break;
             }
         }
-        close_step(R, step);
+        char diverged[160];
+        if (!close_step(R, step, diverged, sizeof diverged)) {
+            fail(R, "%s", diverged);
+            break;
+        }
         R->res->graph_steps++;
     }
     free(cs);
+}
+
+/* The first layer whose trained W or b holds a NaN or an infinity, or -1:
+ * the last update can diverge after the last loss was still finite. */
+static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
+{
+    size_t h = (size_t)m->hidden;
+    for (int l = 0; l < m->layers; l++) {
+        const float *W = r->W + (size_t)l * h * h, *b = r->b + (size_t)l * h;
+        for (size_t i = 0; i < h * h; i++)
+            if (!isfinite(W[i]))
+                return l;
+        for (size_t i = 0; i < h; i++)
+            if (!isfinite(b[i]))
+                return l;
+    }
+    return -1;
+}
+
+/* What the run will allocate on the host, against what the host has left
+ * (memory.c): refused before anything is allocated, with the numbers,
+ * when it cannot fit.  bytes[rank] (from the dry run) is host memory on
+ * the CPU backend, the GPU's on others. */
+static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *o,
+                        const int *slots, const double *bytes, pp_diag *d)
+{
+    bool host_buffers = !o->backend || o->backend == pr_backend_cpu();
+    int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
+    double f = sizeof(float), h = m->hidden, rows = (double)(m->batch / p->microbatches);
+    double slot = rows * h * f, params = 0, acts = 0, other = (h * h + h) * f;
+    double results = (double)m->layers * (h * h + h) * f +
+                     (double)o->steps * (2.0 + p->microbatches) * sizeof(double);
+    size_t stack = 0;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) == 0) {
+        pthread_attr_getstacksize(&attr, &stack);
+        pthread_attr_destroy(&attr);
+    }
+    for (int q = first; q <= last; q++) {
+        int sends = 0;
+        for (int i = 0; i < p->dev[q].n; i++)
+            sends += p->dev[q].ops[i].kind == PP_OP_SEND;
+        if (host_buffers) {
+            acts += slots[q] * slot;
+            params += bytes[q] - slots[q] * slot;
+            other += fmax(h * h, rows * h) * f; /* the CPU backend's transposes */
+        }
+        if (!o->transport) /* in-process queues: a copy per message in flight */
+            other += sends * slot;
+        other += (double)stack;
+        results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
+    }
+    double need = params + acts + results + other;
+    const char *limit;
+    double left = pr_host_memory_left(&limit);
+    if (need <= left)
+        return true;
+    char b[5][32];
+    pr_format_bytes(need, b[0], sizeof b[0]);
+    pr_format_bytes(left, b[4], sizeof b[4]);
+    pr_format_bytes(results, b[3], sizeof b[3]);
+    pr_format_bytes(other, b[2], sizeof b[2]);
+    if (host_buffers) {
+        char pb[32], ab[32];
+        pp_error(d, "the run needs %s of memory (parameters, gradients and weight versions %s, "
+                    "activations %s, trained weights and op times %s, other %s), more than the "
+                    "%s left under %s",
+                 b[0], pr_format_bytes(params, pb, sizeof pb), pr_format_bytes(acts, ab, sizeof ab),
+                 b[3], b[2], b[4], limit);
+    } else {
+        pp_error(d, "the run needs %s of host memory (trained weights and op times %s, other %s), "
+                    "more than the %s left under %s", b[0], b[3], b[2], b[4], limit);
+    }
+    return false;
 }
 
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
@@ -716,8 +1041,11 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
-    int *slots = calloc((size_t)p->devices, sizeof(int));
-    if (pool_sizes(p, m, slots, d)) {
+    int *slots = pr_calloc_or_exit((size_t)p->devices, sizeof(int), "the pool sizes");
+    double *bytes = pr_calloc_or_exit((size_t)p->devices, sizeof(double), "the pool sizes");
+    int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
+    free(bytes);
+    if (!sized) {
         free(slots);
         return 1;
     }
@@ -740,13 +1068,15 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     R.res = r;
     R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
     R.vsync_ver = vsync_versions(p);
-    R.loss_sq = calloc((size_t)o->steps * p->microbatches, sizeof(double));
+    R.loss_sq = pr_calloc_or_exit((size_t)o->steps * p->microbatches, sizeof(double),
+                                  "the micro-batch losses");
+    R.diag = d;
     pthread_mutex_init(&R.mu, NULL);
-    pthread_cond_init(&R.cv, NULL);
-    result_alloc(r, p, m, o->steps, o->record_all);
+    replay_cond_init(&R.cv);
+    result_alloc(r, p, m, o->steps, o->record_all, true);
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
-    R.dev = calloc((size_t)p->devices, sizeof *R.dev);
+    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the device states");
     for (int rank = R.first; rank <= R.last; rank++)
         if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
             break;
@@ -773,8 +1103,17 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
 
     int rc = 0;
     if (atomic_load(&R.failed)) {
-        pp_error(d, "%s", R.err);
+        if (!R.reported)
+            pp_error(d, "%s", R.err);
         rc = 1;
+    } else {
+        int bad = nonfinite_layer(r, m);
+        if (bad >= 0) {
+            pp_error(d, "after step %d of %d the parameters of layer %d are not finite: the "
+                        "training diverged (a smaller model.lr may help)",
+                     o->steps, o->steps, bad);
+            rc = 1;
+        }
     }
     if (!o->transport)
         R.tr->ops->destroy(R.tr);

@@ -66,6 +66,12 @@ typedef struct device_ctx {
     long peak_full;   /* the most sets held in full */
     double peak_mem;  /* peak memory, in the plan's memory unit */
     double *start, *end;
+    /* What the device is doing, read by the other devices and the watchdog
+     * (replay.c) to name a device that is stuck: the op being executed (-1
+     * between ops) and since when (seconds since the run's t0). */
+    atomic_int cur_op;
+    _Atomic double op_since;
+    bool returned; /* its thread has ended (under R->mu) */
 } device_ctx;
 
 struct run {
@@ -84,6 +90,9 @@ struct run {
     pthread_cond_t cv;
     int arrived;
     long generation;
+    int finished;   /* device threads that have returned (under mu) */
+    pp_diag *diag;  /* where the first error is printed when it happens */
+    bool reported;  /* it has been */
     int step_lo, step_hi; /* the device threads run steps [lo, hi) */
     bool dry;             /* counting pool buffers: no barrier at flush */
     int first, last;      /* devices this process runs: [first, last] */
@@ -93,12 +102,22 @@ struct run {
     int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
 };
 
-/* replay.c: a device's life, which the dry run borrows. */
+/* replay.c: a device's life, which the dry run borrows.  R->cv must use
+ * CLOCK_MONOTONIC (replay_cond_init). */
+void replay_cond_init(pthread_cond_t *cv);
 int device_setup(run *R, device_ctx *D, int rank, int slots);
 void *device_main(void *arg);
+/* Ends the run with msg (the first error wins). */
+void replay_fail(run *R, const char *msg);
+/* count floats from the backend (alloc_weight when weight) for what fmt
+ * names; NULL, and the run failed naming the device, it and its size,
+ * when the backend has no room. */
+float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 void device_teardown(run *R, device_ctx *D);
+/* params: room for the trained W and b (the dry run has none). */
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
-                  bool record_all);
+                  bool record_all, bool params);
 
 /* weight_versions.c (docs/async.md) */
 bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
@@ -109,7 +128,9 @@ void keep_version(device_ctx *D, stage_state *st, int step);
 void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb);
 void versions_teardown(device_ctx *D, stage_state *st);
 
-/* pool_plan.c: slots[rank] = the activation buffers each device's list takes. */
-int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, pp_diag *d);
+/* pool_plan.c: slots[rank] = the activation buffers each device's list
+ * takes; bytes[rank] = everything its replay allocates from the backend
+ * (parameters, gradients, weight versions, the target and those buffers). */
+int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, pp_diag *d);
 
 #endif

@@ -119,15 +119,20 @@ void keep_version(device_ctx *D, stage_state *st, int step)
             q++;
         if (q == st->nstash) {
             weight_stash *ns = realloc(st->stash, (size_t)(q + 1) * sizeof *ns);
-            if (!ns)
-                abort();
+            if (!ns) {
+                replay_fail(R, "out of memory for the list of a stage's weight versions");
+                return;
+            }
             st->stash = ns;
             st->nstash++;
-            ns[q].W = calloc((size_t)st->k * 2, sizeof(float *));
+            ns[q].refs = 0;
+            ns[q].W = pr_calloc_or_exit((size_t)st->k * 2, sizeof(float *), "a weight version's table");
             ns[q].b = ns[q].W + st->k;
             for (int l = 0; l < st->k; l++) {
-                ns[q].W[l] = R->be->alloc_weight(D->bc, h * h);
-                ns[q].b[l] = R->be->alloc(D->bc, h);
+                int L = st->first_layer + l;
+                if (!(ns[q].W[l] = replay_buffer(D, true, h * h, "a stashed copy of the weights of layer %d", L)) ||
+                    !(ns[q].b[l] = replay_buffer(D, false, h, "a stashed copy of the biases of layer %d", L)))
+                    return;
             }
         }
         copy_weights(D, st, st->stash[q].W, st->stash[q].b);
@@ -152,11 +157,13 @@ void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb)
     st->versions = st->peak_versions = 1;
     if (p->async == PP_ASYNC_2BW) { /* W^{-1} = W^0 */
         st->versions = st->peak_versions = 2;
-        st->oldW = calloc((size_t)st->k * 2, sizeof(float *));
+        st->oldW = pr_calloc_or_exit((size_t)st->k * 2, sizeof(float *), "the 2bw weight table");
         st->oldb = st->oldW + st->k;
         for (int l = 0; l < st->k; l++) {
-            st->oldW[l] = be->alloc_weight(D->bc, h * h);
-            st->oldb[l] = be->alloc(D->bc, h);
+            int L = st->first_layer + l;
+            if (!(st->oldW[l] = replay_buffer(D, true, h * h, "the previous step's weights of layer %d", L)) ||
+                !(st->oldb[l] = replay_buffer(D, false, h, "the previous step's biases of layer %d", L)))
+                return;
             if (!R->dry) {
                 pr_init_layer(m, st->first_layer + l, hw, hb);
                 be->upload_weight(D->bc, st->oldW[l], hw, h * h);

@@ -1,13 +1,17 @@
 /*
  * test_bootstrap.c — the multi-process bootstrap on loopback, with real
- * processes: the id reaches every rank; a rank that never connects, a bad
- * hello and an unreachable rank 0 end in errors that say so within the
- * timeout; a client that writes its hello a byte at a time still gets the
- * id (partial reads); the launcher environment (torchrun, Slurm,
- * NCCL_COMM_ID) is read or refused.  Also: the replay's activation pool is
+ * processes: the id reaches every rank; a rank that never connects and an
+ * unreachable rank 0 end in errors that say so within the timeout; a
+ * client that writes its hello a byte at a time still gets the id
+ * (partial reads); stray connections (silent, closed, a bad hello, a
+ * rank that is taken or claims rank 0, a rank that died) are dropped
+ * with a warning while the real ranks get through; the launcher
+ * environment (torchrun, Slurm, NCCL_COMM_ID, PPRUN_BOOT_FD) is read or
+ * refused.  Also: the replay's activation pool is
  * sized from the plan, so a run allocates nothing beyond it.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,30 +251,234 @@ START_TEST(test_partial_reads_still_deliver)
 }
 END_TEST
 
+/* A connection made from this process before rank 0 serves (it waits in
+ * the backlog, in order): sends `n` bytes of h (NULL: nothing), closes at
+ * once when `close_it`.  Returns the socket (-1 when closed). */
+static int raw_connect(int port, const unsigned char *h, size_t n, bool close_it)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    ck_assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+    if (h)
+        ck_assert(send(fd, h, n, 0) == (ssize_t)n);
+    if (close_it) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* What rank 0 answered on fd: 148 = the id, 0 = closed without an answer. */
+static size_t answer(int fd)
+{
+    unsigned char buf[512];
+    size_t got = 0;
+    ssize_t k;
+    while ((k = recv(fd, buf + got, sizeof buf - got, 0)) > 0)
+        got += (size_t)k;
+    close(fd);
+    if (got == 148)
+        ck_assert(memcmp(buf + 20, test_blob(), 128) == 0);
+    return got;
+}
+
+/* Rank 0 serving `world` ranks with real ranks 1.. spawned (those listed in
+ * `real`, -1 ended); returns its status, its messages in *msg. */
+static int serve_with_ranks(int lfd, int port, int world, const int *real, double timeout,
+                            char **msg)
+{
+    pid_t kids[8];
+    char files[8][64];
+    int n = 0;
+    for (; real[n] >= 0; n++) {
+        snprintf(files[n], sizeof files[n], "/tmp/pp_boot_real_%d_%d.txt", (int)getpid(), n);
+        kids[n] = spawn_rank(real[n], world, port, 10, files[n]);
+    }
+    int rc = serve(lfd, world, timeout, msg);
+    for (int q = 0; q < n; q++) {
+        char *e = slurp(files[q]);
+        int st = wait_status(kids[q]);
+        ck_assert_msg(rc != 0 || st == 0, "rank %d exited %d: %s", real[q], st, e);
+        free(e);
+        unlink(files[q]);
+    }
+    return rc;
+}
+
 static const struct {
     uint32_t magic, version, world, rank;
-    const char *error;
+    const char *warning;
 } bad_hellos[] = {
-    {0x47455420u, 1, 2, 1, "sent a bad hello (magic 0x47455420, want 0x50505242): not a pprun rank"},
-    {0x50505242u, 9, 2, 1, "sent a bad hello: protocol version 9, this pprun speaks 1"},
-    {0x50505242u, 1, 4, 1, "sent a bad hello: rank 1 says the world has 4 ranks, this one has 2"},
-    {0x50505242u, 1, 2, 7, "sent a bad hello: rank 7 is not below the world size 2"},
-    {0x50505242u, 1, 2, 0, "rank 0 connected twice"},
+    {0x47455420u, 1, 2, 1, "it sent a bad hello (magic 0x47455420, want 0x50505242): not a pprun rank"},
+    {0x50505242u, 9, 2, 1, "it sent a bad hello: protocol version 9, this pprun speaks 1"},
+    {0x50505242u, 1, 4, 1, "it sent a bad hello: rank 1 says the world has 4 ranks, this one has 2"},
+    {0x50505242u, 1, 2, 7, "it sent a bad hello: rank 7 is not below the world size 2"},
+    {0x50505242u, 1, 2, 0, "it claims to be rank 0, which this process is"},
 };
 
-START_TEST(test_bad_hello_is_an_error)
+/* A connection with a bad hello is dropped with a warning naming its
+ * address, and rank 0 goes on to serve the real rank. */
+START_TEST(test_bad_hello_is_dropped)
 {
     int port;
     int lfd = listen_any(&port);
     unsigned char h[16];
     hello(h, bad_hellos[_i].magic, bad_hellos[_i].version, bad_hellos[_i].world,
           bad_hellos[_i].rank);
-    pid_t kid = raw_client(port, h, NULL, 0);
+    int bad = raw_connect(port, h, 16, false);
     char *msg;
-    ck_assert_int_eq(serve(lfd, 2, 10, &msg), 1);
-    ck_assert_msg(strstr(msg, bad_hellos[_i].error), "%s", msg);
-    ck_assert_msg(strstr(msg, "from 127.0.0.1"), "%s", msg);
-    ck_assert_int_eq(wait_status(kid), 3); /* closed without an answer */
+    int rc = serve_with_ranks(lfd, port, 2, (int[]){1, -1}, 10, &msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+    ck_assert_msg(strstr(msg, ": warning: bootstrap: dropping the connection from 127.0.0.1:") &&
+                      strstr(msg, bad_hellos[_i].warning),
+                  "%s", msg);
+    ck_assert_int_eq(answer(bad), 0); /* closed without the id */
+    free(msg);
+}
+END_TEST
+
+/* A client that connects and says nothing does not hold up the real ranks:
+ * hellos are served concurrently. */
+START_TEST(test_silent_client_does_not_block)
+{
+    int port;
+    int lfd = listen_any(&port);
+    int silent = raw_connect(port, NULL, 0, false);
+    double t0 = now_s();
+    char *msg;
+    int rc = serve_with_ranks(lfd, port, 3, (int[]){1, 2, -1}, 10, &msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+    ck_assert_msg(now_s() - t0 < 3, "took %g s", now_s() - t0);
+    ck_assert_int_eq(answer(silent), 0);
+    free(msg);
+}
+END_TEST
+
+/* A silent client is dropped at its own deadline, named, while rank 0
+ * keeps waiting for the rank that never comes. */
+START_TEST(test_silent_client_is_dropped)
+{
+    int port;
+    int lfd = listen_any(&port);
+    int silent = raw_connect(port, NULL, 0, false);
+    unsigned char h[16];
+    hello(h, 0x50505242u, 1, 2, 1);
+    int partial = raw_connect(port, h, 7, false); /* half a hello, then nothing */
+    char *msg;
+    double t0 = now_s();
+    ck_assert_int_eq(serve(lfd, 2, 2, &msg), 1);
+    ck_assert(now_s() - t0 > 1.9);
+    /* each dropped at its own deadline (a quarter of the timeout), named */
+    ck_assert_msg(strstr(msg, ": warning: bootstrap: dropping the connection from 127.0.0.1:") &&
+                      strstr(msg, ": no hello within 0.5 s\n"),
+                  "%s", msg);
+    ck_assert_msg(strstr(strstr(msg, "no hello within") + 1, "no hello within"), "%s", msg);
+    ck_assert_msg(strstr(msg, "bootstrap: only 1 of 2 ranks connected within 2 s (missing: 1)"),
+                  "%s", msg);
+    ck_assert_int_eq(answer(silent), 0);
+    ck_assert_int_eq(answer(partial), 0);
+    free(msg);
+}
+END_TEST
+
+/* One that connects and closes at once is dropped; the run goes on. */
+START_TEST(test_closed_client_is_dropped)
+{
+    int port;
+    int lfd = listen_any(&port);
+    raw_connect(port, NULL, 0, true);
+    char *msg;
+    int rc = serve_with_ranks(lfd, port, 2, (int[]){1, -1}, 10, &msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+    ck_assert_msg(strstr(msg, "dropping the connection from 127.0.0.1:") &&
+                      strstr(msg, "it closed the connection before its hello"),
+                  "%s", msg);
+    free(msg);
+}
+END_TEST
+
+/* A second connection claiming a rank that is connected is dropped; the
+ * first keeps its place and gets the id. */
+START_TEST(test_duplicate_rank_is_dropped)
+{
+    int port;
+    int lfd = listen_any(&port);
+    unsigned char h[16];
+    hello(h, 0x50505242u, 1, 3, 1);
+    int first = raw_connect(port, h, 16, false), second = raw_connect(port, h, 16, false);
+    char *msg;
+    int rc = serve_with_ranks(lfd, port, 3, (int[]){2, -1}, 10, &msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+    ck_assert_msg(strstr(msg, "it claims to be rank 1, which is already connected from 127.0.0.1:"),
+                  "%s", msg);
+    ck_assert_int_eq(answer(first), 148);
+    ck_assert_int_eq(answer(second), 0);
+    free(msg);
+}
+END_TEST
+
+/* A rank that said hello and then died frees its place for the real one. */
+START_TEST(test_rank_that_died_is_replaced)
+{
+    int port;
+    int lfd = listen_any(&port);
+    unsigned char h[16];
+    hello(h, 0x50505242u, 1, 3, 1);
+    raw_connect(port, h, 16, true);
+    char *msg;
+    int rc = serve_with_ranks(lfd, port, 3, (int[]){1, 2, -1}, 10, &msg);
+    ck_assert_msg(rc == 0, "%s", msg);
+    ck_assert_msg(strstr(msg, "rank 1 closed its connection before the id was sent"), "%s", msg);
+    free(msg);
+}
+END_TEST
+
+/* A listening descriptor that is not a socket: an error at once, not a
+ * busy loop until the deadline. */
+START_TEST(test_listen_fd_not_a_socket)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pp_boot_file_%d", (int)getpid());
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert(fd >= 0);
+    unlink(path);
+    double t0 = now_s();
+    char *msg;
+    ck_assert_int_eq(serve(fd, 2, 2, &msg), 1);
+    ck_assert_msg(now_s() - t0 < 1, "took %g s", now_s() - t0);
+    char want[96];
+    snprintf(want, sizeof want, "bootstrap: descriptor %d is not a listening socket (", fd);
+    ck_assert_msg(strstr(msg, want), "%s", msg);
+    free(msg);
+}
+END_TEST
+
+/* The missing ranks are all named (as ranges), or say how many more. */
+START_TEST(test_missing_list_is_complete)
+{
+    int port;
+    int lfd = listen_any(&port);
+    char *msg;
+    ck_assert_int_eq(serve(lfd, 64, 0.3, &msg), 1);
+    ck_assert_msg(strstr(msg, "only 1 of 64 ranks connected within 0.3 s (missing: 1-63)\n"), "%s",
+                  msg);
+    free(msg);
+
+    lfd = listen_any(&port);
+    int fds[20], n = 0;
+    for (int r = 2; r < 40; r += 2) { /* the even ranks come, the odd ones do not */
+        unsigned char h[16];
+        hello(h, 0x50505242u, 1, 40, (uint32_t)r);
+        fds[n++] = raw_connect(port, h, 16, false);
+    }
+    ck_assert_int_eq(serve(lfd, 40, 0.5, &msg), 1);
+    ck_assert_msg(strstr(msg, "only 20 of 40 ranks connected within 0.5 s (missing: 1, 3, 5, 7, 9, "
+                              "11, 13, 15, 17, 19, 21, 23 and 8 more)\n"),
+                  "%s", msg);
+    for (int q = 0; q < n; q++)
+        ck_assert_int_eq(answer(fds[q]), 0);
     free(msg);
 }
 END_TEST
@@ -323,10 +531,24 @@ START_TEST(test_launch_environment)
     ck_assert_msg(strstr(msg, "SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR"), "%s", msg);
     free(msg);
     setenv("MASTER_ADDR", "10.1.1.1", 1), setenv("MASTER_PORT", "6000", 1);
-    setenv("PPRUN_BOOT_FD", "9", 1);
+    int port, lfd = listen_any(&port);
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", lfd);
+    setenv("PPRUN_BOOT_FD", fd, 1);
     ck_assert_int_eq(from_env(&b, &local, &msg), 1);
-    ck_assert(b.rank == 0 && b.world == 2 && local == 0 && b.listen_fd == 9);
+    ck_assert(b.rank == 0 && b.world == 2 && local == 0 && b.listen_fd == lfd);
     free(msg);
+    close(lfd);
+    /* a descriptor that is not a listening socket (a file, a closed one) */
+    setenv("PPRUN_BOOT_FD", "0", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), -1);
+    ck_assert_msg(strstr(msg, "PPRUN_BOOT_FD=0 is not a listening socket ("), "%s", msg);
+    free(msg);
+    setenv("PPRUN_BOOT_FD", fd, 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), -1);
+    ck_assert_msg(strstr(msg, "is not a listening socket (Bad file descriptor)"), "%s", msg);
+    free(msg);
+    unsetenv("PPRUN_BOOT_FD");
 
     setenv("MASTER_PORT", "99999", 1);
     ck_assert_int_eq(from_env(&b, &local, &msg), -1);
@@ -429,8 +651,15 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_missing_rank_times_out_everywhere);
     tcase_add_test(tc, test_unreachable_rank0_times_out);
     tcase_add_test(tc, test_partial_reads_still_deliver);
-    tcase_add_loop_test(tc, test_bad_hello_is_an_error, 0,
+    tcase_add_loop_test(tc, test_bad_hello_is_dropped, 0,
                         (int)(sizeof bad_hellos / sizeof *bad_hellos));
+    tcase_add_test(tc, test_silent_client_does_not_block);
+    tcase_add_test(tc, test_silent_client_is_dropped);
+    tcase_add_test(tc, test_closed_client_is_dropped);
+    tcase_add_test(tc, test_duplicate_rank_is_dropped);
+    tcase_add_test(tc, test_rank_that_died_is_replaced);
+    tcase_add_test(tc, test_listen_fd_not_a_socket);
+    tcase_add_test(tc, test_missing_list_is_complete);
     tcase_add_test(tc, test_launch_environment);
     tcase_add_test(tc, test_rank_gpu_mapping);
     tcase_add_test(tc, test_pool_sized_from_plan);

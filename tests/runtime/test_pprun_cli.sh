@@ -44,6 +44,23 @@ else
     "$pprun" plan.json >out.txt 2>&1 && ! grep -q 'no GPU' out.txt || fail "a CPU-only build printed a GPU notice"
 fi
 expect 2 "--precision: 'fp16' is not fp32, tf32 or bf16" -- "$pprun" plan.json --precision fp16
+# options only a GPU run honours are refused, never silently ignored: a usage error when the
+# command line itself says cpu or --nproc, an error when the run would fall back to the CPU
+expect 2 '^pprun: error: --precision bf16: the cpu backend computes in fp32' -- "$pprun" plan.json --backend cpu --precision bf16
+expect 2 '^pprun: error: --precision tf32: the cpu backend computes in fp32' -- "$pprun" plan.json --precision tf32 --backend cpu
+expect 2 '^pprun: error: --gpus 2: the cpu backend runs every device in one process' -- "$pprun" plan.json --backend cpu --gpus 2
+expect 2 '^pprun: error: --gpus 2: with --nproc each process runs on one GPU of its own' -- "$pprun" plan.json --nproc 2 --gpus 2
+expect 0 'steps in' -- "$pprun" plan.json --backend cpu --precision fp32 --gpus 1 --no-graph
+if "$pprun" --version | grep -q 'cuda'; then
+    gpu_missing='needs a GPU and none is visible'
+else
+    gpu_missing='needs the cuda backend, which is not built in this binary'
+fi
+expect 1 "^pprun: error: --precision bf16 $gpu_missing" -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --precision bf16
+expect 1 '^pprun: error: --gpus 3: the plan has 2 devices, one GPU at most each$' -- "$pprun" plan.json --gpus 3
+expect 1 "^pprun: error: --gpus 2 $gpu_missing" -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --gpus 2
+expect 1 '^pprun: error: rank 0 of 2: --gpus 2: each rank of a multi-process run uses one GPU' -- \
+    env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 CUDA_VISIBLE_DEVICES= "$pprun" plan.json --gpus 2
 expect 2 "--nproc: '0' is not an integer" -- "$pprun" plan.json --nproc 0
 expect 2 "--gpus: 'x' is not an integer" -- "$pprun" plan.json --gpus x
 # launched by torchrun/srun-style variables: checked before any work
@@ -51,6 +68,8 @@ expect 1 'RANK is set but WORLD_SIZE is not' -- env RANK=0 "$pprun" plan.json
 expect 1 'SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR' -- env -u RANK SLURM_PROCID=1 SLURM_NTASKS=2 "$pprun" plan.json
 expect 1 "NCCL_COMM_ID='nohost' is not HOST:PORT" -- env RANK=0 WORLD_SIZE=2 NCCL_COMM_ID=nohost "$pprun" plan.json
 expect 1 'RANK/WORLD_SIZE: rank 3 is not below the world size 2' -- env RANK=3 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json
+expect 1 '^pprun: error: PPRUN_BOOT_FD=0 is not a listening socket \(' -- \
+    env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 PPRUN_BOOT_FD=0 "$pprun" plan.json </dev/null
 # --nproc refuses, before starting anything, what every child would fail on
 expect 1 'a multi-process run needs the cuda backend' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --nproc 2 --backend cpu
 expect 1 '^pprun: error: --dump, --trace and --timeline are for single-process runs$' -- "$pprun" plan.json --nproc 2 --trace t.json
@@ -75,6 +94,34 @@ expect 0 'check: largest relative error .* ok' -- "$pprun" plan.json --steps 3 -
 checks=$((checks + 1))
 [ "$(grep -Ec '^step [0-9]+/3  loss [0-9.]+  time [0-9.]+ ms  samples/s [0-9]+$' out.txt)" = 3 ] ||
     { fail "want 3 progress lines"; cat out.txt >&2; }
+
+# a diverged run ends with an error naming the step (lr 100: the loss of step 3 is NaN), and
+# no output is written; weights that blow up in the last update are an error too (lr 1e6)
+sed 's/"lr":	0.05/"lr":	100/' plan.json >diverge.json
+expect 1 '^pprun: error: step 3 of 5: the loss is -?nan: the training diverged' -- "$pprun" diverge.json --steps 5 --dump diverged
+checks=$((checks + 1))
+grep -q '^step 3/5' out.txt && fail "a NaN loss was reported as a step"
+checks=$((checks + 1))
+[ ! -e diverged ] || fail "a diverged run wrote --dump"
+sed 's/"lr":	0.05/"lr":	1e6/' plan.json >blowup.json
+expect 1 '^pprun: error: after step 2 of 2 the parameters of layer 0 are not finite' -- "$pprun" blowup.json --steps 2
+
+# out of memory: a plan that cannot fit under the address-space limit is refused before any
+# allocation, with what it needs and what is left (the run used to abort() without a word);
+# so is --check's single-device reference. Skipped where pprun cannot start under the limit
+# (a sanitizer build maps terabytes of shadow memory).
+if (ulimit -v 3000000 && "$pprun" --version) >/dev/null 2>&1; then
+    sed 's/"hidden":	16,/"hidden":	16384,/' plan.json >huge.json
+    expect 1 '^pprun: error: the run needs [0-9.]+ GiB of memory \(parameters, gradients and weight versions 8\.00 GiB, activations [0-9.]+ [KMG]iB, trained weights and op times 4\.00 GiB, other [0-9.]+ GiB\), more than the [0-9.]+ [MG]iB left under the address-space limit \(ulimit -v\)$' -- \
+        bash -c 'ulimit -v 3000000 && exec "$0" huge.json' "$pprun"
+    sed 's/"hidden":	16,/"hidden":	512,/; s/"batch":	32,/"batch":	262144,/' plan.json >bigbatch.json
+    expect 1 '^pprun: error: --check needs [0-9.]+ GiB of memory for the single-device reference \(the whole batch of 262144 rows through 4 layers, and copies of the weights\), more than the [0-9.]+ [MG]iB left under the address-space limit \(ulimit -v\)$' -- \
+        bash -c 'ulimit -v 3000000 && exec "$0" bigbatch.json --check' "$pprun"
+    checks=$((checks + 1))
+    grep -q '^step' out.txt && fail "the run started before --check's memory was checked"
+else
+    echo "pprun does not start under ulimit -v 3000000: memory checks skipped"
+fi
 
 # --trace: valid Chrome JSON, one X event per op and step
 expect 0 'steps in' -- "$pprun" plan.json --steps 2 --trace trace.json

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -633,6 +634,128 @@ START_TEST(test_backend_copy)
 }
 END_TEST
 
+/* ---- out of memory: the first allocation that fails ends the run, named ---- */
+
+/* huge requests below must come back NULL under ASan too, as from malloc */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
+
+static int alloc_calls, alloc_fail_at; /* the alloc_fail_at-th allocation fails (0: none) */
+
+static float *failing_alloc(pr_bctx *c, size_t count)
+{
+    return ++alloc_calls == alloc_fail_at ? NULL : pr_backend_cpu()->alloc(c, count);
+}
+
+static float *failing_alloc_weight(pr_bctx *c, size_t count)
+{
+    return ++alloc_calls == alloc_fail_at ? NULL : pr_backend_cpu()->alloc_weight(c, count);
+}
+
+START_TEST(test_failed_allocation_is_named)
+{
+    static const char *plans[] = {"1f1b-2x4", "zb-2x4", "same-device-2x4"};
+    pr_backend be = *pr_backend_cpu();
+    be.alloc = failing_alloc;
+    be.alloc_weight = failing_alloc_weight;
+    for (size_t q = 0; q < sizeof plans / sizeof *plans; q++) {
+        char *text = named_plan(plans[q]);
+        pp_plan p;
+        pr_model m;
+        load_ok(text, &p, &m);
+        pr_run_opts o = {.steps = 2, .timeout = 10, .backend = &be};
+        pr_run_result r;
+        alloc_calls = alloc_fail_at = 0;
+        tu_diag td;
+        tu_diag_open(&td);
+        ck_assert_msg(pr_replay(&p, &m, &o, &r, &td.diag) == 0, "%s", tu_diag_text(&td));
+        tu_diag_close(&td);
+        pr_run_result_free(&r);
+        int total = alloc_calls;
+        ck_assert(total > 4 * m.layers);
+        for (alloc_fail_at = 1; alloc_fail_at <= total; alloc_fail_at++) {
+            alloc_calls = 0;
+            tu_diag_open(&td);
+            td.diag.prog = "pprun";
+            ck_assert_int_eq(pr_replay(&p, &m, &o, &r, &td.diag), 1);
+            const char *msg = tu_diag_text(&td);
+            ck_assert_msg(strncmp(msg, "pprun: error: device ", 21) == 0 &&
+                              strstr(msg, ": cannot allocate ") &&
+                              (strstr(msg, " bytes): ") || strstr(msg, " KiB): ")) &&
+                              strstr(msg, ": the backend has no room\n"),
+                          "%s allocation %d: %s", plans[q], alloc_fail_at, msg);
+            if (alloc_fail_at == 1) {
+                char size[32], want[160];
+                pr_format_bytes((double)m.hidden * m.hidden * sizeof(float), size, sizeof size);
+                snprintf(want, sizeof want, "pprun: error: device 0: cannot allocate the weights "
+                         "of layer 0 (%s): the backend has no room\n", size);
+                ck_assert_str_eq(msg, want);
+            }
+            tu_diag_close(&td);
+        }
+        pp_plan_free(&p);
+        pr_model_free(&m);
+        free(text);
+    }
+}
+END_TEST
+
+/* The CPU backend's own failure: NULL, a message with the size, and every
+ * later call on the context does nothing. */
+START_TEST(test_cpu_backend_out_of_memory)
+{
+    const pr_backend *be = pr_backend_cpu();
+    pr_backend_cfg cfg = {.devices = 1, .microbatches = 1, .rows = 2, .hidden = 3};
+    char err[64];
+    pr_bctx *c = be->open(0, &cfg, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    size_t huge = (size_t)1 << 46; /* 256 TiB */
+    ck_assert_ptr_null(be->alloc(c, huge));
+    ck_assert(c->failed);
+    char want[96];
+    snprintf(want, sizeof want, "[device 0] cpu backend: out of host memory (%zu floats)", huge);
+    ck_assert_str_eq(c->err, want);
+    be->zero(c, NULL, 8);
+    be->layer_forward(c, NULL, NULL, NULL, NULL, NULL, 2, 3);
+    be->layer_backward_weight(c, NULL, NULL, NULL, NULL, 2, 3);
+    ck_assert_ptr_null(be->alloc(c, 4));
+    be->close(c);
+
+    c = be->open(1, &cfg, err, sizeof err);
+    ck_assert_ptr_null(be->alloc(c, SIZE_MAX / 2)); /* bytes overflow size_t */
+    ck_assert(c->failed && strstr(c->err, "out of host memory"));
+    be->close(c);
+}
+END_TEST
+
+/* A host array that cannot be allocated: a message naming it and its size,
+ * exit status 1 (a child process, since it ends the process). */
+START_TEST(test_calloc_or_exit_names_what)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/pp_oom_%d.txt", (int)getpid());
+    pid_t kid = fork();
+    ck_assert(kid >= 0);
+    if (kid == 0) {
+        if (!freopen(path, "w", stderr))
+            _exit(3);
+        pr_calloc_or_exit((size_t)1 << 44, 16, "the test's array");
+        _exit(0);
+    }
+    int st;
+    ck_assert(waitpid(kid, &st, 0) == kid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1);
+    size_t n;
+    char *text = tu_read_file(path, &n);
+    ck_assert_ptr_nonnull(text);
+    /* (a sanitizer may warn about the request first) */
+    ck_assert_msg(strstr(text, "pprun: error: out of memory: cannot allocate the test's array "
+                               "(256.00 TiB)\n"), "%s", text);
+    free(text);
+    unlink(path);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("runtime");
@@ -653,6 +776,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_sgemm_matches_naive);
     tcase_add_test(tc, test_init_is_deterministic_and_sliceable);
     tcase_add_test(tc, test_backend_copy);
+    tcase_add_test(tc, test_failed_allocation_is_named);
+    tcase_add_test(tc, test_cpu_backend_out_of_memory);
+    tcase_add_test(tc, test_calloc_or_exit_names_what);
     suite_add_tcase(s, tc);
     return s;
 }

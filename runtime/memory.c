@@ -1,0 +1,91 @@
+/*
+ * memory.c — host memory: how much this process may still allocate, byte
+ * counts as people read them, and the allocation that ends the process
+ * with what it was for and its size instead of a crash.  The replay and
+ * --check compare what a run needs with pr_host_memory_left before they
+ * allocate anything (docs/pprun.md, "Memory").
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "pprun.h"
+
+/* Bytes the process maps now (VmSize), or -1. */
+static double mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f)
+        return -1;
+    unsigned long pages = 0;
+    int ok = fscanf(f, "%lu", &pages) == 1;
+    fclose(f);
+    return ok ? (double)pages * (double)sysconf(_SC_PAGESIZE) : -1;
+}
+
+/* MemAvailable + SwapFree from /proc/meminfo, or -1. */
+static double free_bytes(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    double avail = -1, swap = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long kb;
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1)
+            avail = (double)kb * 1024;
+        else if (sscanf(line, "SwapFree: %lu kB", &kb) == 1)
+            swap = (double)kb * 1024;
+    }
+    fclose(f);
+    return avail < 0 ? -1 : avail + swap;
+}
+
+double pr_host_memory_left(const char **limit)
+{
+    double left = INFINITY;
+    *limit = "no known limit";
+    struct rlimit rl;
+    double mapped = mapped_bytes();
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && mapped >= 0) {
+        left = fmax(0, (double)rl.rlim_cur - mapped);
+        *limit = "the address-space limit (ulimit -v)";
+    }
+    double avail = free_bytes();
+    if (avail >= 0 && avail < left) {
+        left = avail;
+        *limit = "the memory this machine has available (MemAvailable + SwapFree)";
+    }
+    return left;
+}
+
+const char *pr_format_bytes(double bytes, char *buf, size_t size)
+{
+    static const char *unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 5) {
+        bytes /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, size, "%.0f bytes", bytes);
+    else
+        snprintf(buf, size, "%.2f %s", bytes, unit[u]);
+    return buf;
+}
+
+void *pr_calloc_or_exit(size_t n, size_t size, const char *what)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p) {
+        char b[32];
+        fflush(stdout);
+        fprintf(stderr, "pprun: error: out of memory: cannot allocate %s (%s)\n", what,
+                pr_format_bytes((double)n * (double)size, b, sizeof b));
+        exit(1);
+    }
+    return p;
+}
