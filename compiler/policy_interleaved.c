@@ -37,7 +37,11 @@
  *
  * Accepted groups: G = M (one group; PyTorch's order when M < D, where it
  * is our default) and D <= G <= M leaving a last group of 0 or at least D
- * micro-batches (Megatron's rule); the others can deadlock.
+ * micro-batches (Megatron's rule).  With two chunks or more the others can
+ * deadlock: the order itself has a dependency cycle (test_policy's
+ * refused_groups counts them; docs/schedules.md).  With one chunk the
+ * group does not change the order, and they are refused only to keep
+ * Megatron's rule.
  */
 #include "pp.h"
 
@@ -56,11 +60,11 @@ static int resolve_group(const pp_spec *s)
     return M < D ? M : D;
 }
 
-/* Why a refused group is refused. */
+/* Why a refused group is refused: the deadlocks above, or with one chunk
+ * (where no group deadlocks) Megatron's rule alone. */
 static const char *refusal_reason(int chunks)
 {
-    (void)chunks;
-    return "which can deadlock";
+    return chunks > 1 ? "which can deadlock" : "which Megatron refuses (with one chunk the group does not change the order)";
 }
 
 static int interleaved_check(const pp_spec *s, pp_diag *d)
