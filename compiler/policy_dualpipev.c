@@ -29,6 +29,8 @@
  * weight gradient inside its backward), checked against the goldens
  * (tests/golden/orders_zb/dualpipev.txt).
  */
+#include <string.h>
+
 #include "pp.h"
 
 static int dualpipev_check(const pp_spec *s, pp_diag *d)
@@ -60,10 +62,9 @@ static int dualpipev_phases(int D, int d, int M, pp_vphase *out)
         {D - d - 1, "W* B0"},
         {d + 1, "W*"},
     };
-    int n = (int)(sizeof phases / sizeof phases[0]);
-    for (int i = 0; i < n; i++)
-        out[i] = phases[i];
-    return n;
+    _Static_assert(sizeof phases / sizeof phases[0] <= PP_VPHASES_MAX, "room for the phases");
+    memcpy(out, phases, sizeof phases);
+    return (int)(sizeof phases / sizeof phases[0]);
 }
 
 static int dualpipev_generate(const pp_spec *s, pp_plan *p, pp_diag *d)

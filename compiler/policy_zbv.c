@@ -27,6 +27,8 @@
  * matches PyTorch's ScheduleZBVZeroBubble, checked against the goldens
  * (tests/golden/orders_zb/zbv.txt).
  */
+#include <string.h>
+
 #include "pp.h"
 
 static int zbv_check(const pp_spec *s, pp_diag *d)
@@ -47,10 +49,9 @@ static int zbv_phases(int D, int d, int N, pp_vphase *out)
         {d, "W1"},
         {d, "W0"},
     };
-    int n = (int)(sizeof phases / sizeof phases[0]);
-    for (int i = 0; i < n; i++)
-        out[i] = phases[i];
-    return n;
+    _Static_assert(sizeof phases / sizeof phases[0] <= PP_VPHASES_MAX, "room for the phases");
+    memcpy(out, phases, sizeof phases);
+    return (int)(sizeof phases / sizeof phases[0]);
 }
 
 static int zbv_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
