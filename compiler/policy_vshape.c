@@ -65,7 +65,7 @@ static int oldest_pending(const vshape_device *x)
 {
     int best = -1;
     for (int c = 0; c < 2; c++) {
-        if (x->next_w[c] >= x->next_b[c])
+        if (x->next_w[c] >= x->next_b[c] || x->next_w[c] >= x->built)
             continue;
         if (best < 0 || x->b_order[c * x->built + x->next_w[c]] < x->b_order[best * x->built + x->next_w[best]])
             best = c;
