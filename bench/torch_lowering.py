@@ -3,21 +3,23 @@
 simulation of an interleaved 1F1B pipeline, the baseline ppcc is compared
 with in bench/ppcc_vs_torch.sh.
 
-For each shape (D devices x V chunks x M micro-batches) it runs, in-process,
-the three pieces of torch.distributed.pipelining.schedules that its own tests
-(TestScheduleLowering) chain together:
+For each shape (D devices x V chunks x M micro-batches) it builds the real
+ScheduleInterleaved1F1B (its own __init__, on stand-in stages that carry
+only their index and rank: no model, no process group), then times, in
+process, the three pieces of torch.distributed.pipelining.schedules that its
+own tests (TestScheduleLowering) chain together:
 
-  schedule  ScheduleInterleaved1F1B._calculate_single_rank_operations for
-            every rank: the compute-only `pipeline_order` its __init__ builds
+  schedule  the schedule's own _calculate_single_rank_operations for every
+            rank: the compute-only `pipeline_order` its __init__ builds
+            (checked equal to the one it built)
   lower     _add_send_recv: inserts SEND_F/RECV_F/SEND_B/RECV_B
   simulate  _simulate_comms_compute: dry-run of all ranks, flags deadlocks
 
-The schedule method is called unbound on a small object carrying the four
-attributes it reads, instead of constructing the schedule with mock stages:
-the constructor would also run the FSDP (UNSHARD/RESHARD, REDUCE_GRAD) and
-send-wait passes, which ppcc has no counterpart for and which
-_simulate_comms_compute rejects.  Timings exclude `import torch` (printed
-separately), so the figures favour PyTorch.
+The stage -> rank map and the stage count are the schedule's own
+attributes.  __init__ itself is not timed: it also runs the FSDP
+(UNSHARD/RESHARD, REDUCE_GRAD) and send-wait passes, which ppcc has no
+counterpart for and whose output _simulate_comms_compute rejects.  Timings
+exclude `import torch` (printed separately), so the figures favour PyTorch.
 
   torch_lowering.py [--devices 64] [--virtual 4] [--microbatches 64,128,256]
                     [--runs 3]
@@ -44,32 +46,29 @@ from torch.distributed.pipelining.schedules import (  # noqa: E402
 t_import = time.perf_counter() - t_import
 
 
-def schedule_shim(devices, virtual, microbatches):
-    """The attributes ScheduleInterleaved1F1B.__init__ sets before it calls
-    _calculate_single_rank_operations, computed the same way."""
-    rounds = max(1, microbatches // devices)
-    if microbatches % rounds != 0:
-        sys.exit(f"torch_lowering: {microbatches} micro-batches is not a "
-                 f"multiple of {rounds} rounds")
-    return types.SimpleNamespace(
-        n_local_stages=virtual,
-        pp_group_size=devices,
-        _n_microbatches=microbatches,
-        microbatches_per_round=microbatches // rounds,
-    )
-
-
-def run_once(devices, virtual, microbatches):
+def build_schedule(devices, virtual, microbatches):
+    """The real schedule for rank 0, built by its own __init__ on stand-in
+    stages: rank 0 holds stages 0, D, 2D, ... (the loop placement, as ppcc's
+    interleaved.pp).  Every rank's constructor computes the whole
+    pipeline's order alike."""
     num_stages = devices * virtual
-    # generate_stage_to_rank_mapping's loop style for interleaved schedules
-    stage_to_rank = lambda s: s % devices  # noqa: E731
-    shim = schedule_shim(devices, virtual, microbatches)
+    stages = [types.SimpleNamespace(stage_index=s, num_stages=num_stages,
+                                    group_rank=0, group_size=devices)
+              for s in range(0, num_stages, devices)]
+    try:
+        return ScheduleInterleaved1F1B(stages, n_microbatches=microbatches)
+    except ValueError as e:
+        sys.exit(f"torch_lowering: ScheduleInterleaved1F1B refuses "
+                 f"{devices}x{virtual}x{microbatches}: {e}")
+
+
+def run_once(sched, devices):
+    stage_to_rank = sched.stage_index_to_group_rank.__getitem__
+    num_stages = sched._num_stages
 
     t0 = time.perf_counter()
-    order = {
-        rank: ScheduleInterleaved1F1B._calculate_single_rank_operations(shim, rank)
-        for rank in range(devices)
-    }
+    order = {rank: sched._calculate_single_rank_operations(rank)
+             for rank in range(devices)}
     t1 = time.perf_counter()
     # _add_send_recv consumes its argument
     lowered = _add_send_recv(
@@ -78,6 +77,9 @@ def run_once(devices, virtual, microbatches):
     simulated = _simulate_comms_compute(lowered, stage_to_rank, num_stages)
     t3 = time.perf_counter()
 
+    if order != sched.pipeline_order:
+        sys.exit("torch_lowering: the timed order is not the one the "
+                 "schedule's __init__ built")
     ops = sum(len(actions) for actions in lowered.values())
     compute = sum(1 for actions in order.values() for a in actions
                   if a is not None)
@@ -97,9 +99,10 @@ def main():
           f"import={t_import:.3f}")
     for m in (int(x) for x in args.microbatches.split(",")):
         best = None
+        sched = build_schedule(args.devices, args.virtual, m)
         for _ in range(args.runs):
-            ops, compute, steps, t = run_once(args.devices, args.virtual, m)
-            # every (stage, micro-batch) gets one F and one B, or the shim is wrong
+            ops, compute, steps, t = run_once(sched, args.devices)
+            # every (stage, micro-batch) gets one F and one B
             expected = 2 * args.devices * args.virtual * m
             if compute != expected:
                 sys.exit(f"torch_lowering: {compute} compute ops, "

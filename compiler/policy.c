@@ -4,10 +4,11 @@
  * A policy turns the checked spec into each device's *compute order*: the
  * sequence of F / B (/ W) ops the device issues, closed by update and
  * flush.  It says nothing about communication: lowering (lower.c) inserts
- * the sends and receives afterwards, so a policy file is only the order
- * its reference implementation computes in (docs/schedules.md), and
- * tests/test_policy.c proves it equal to the orders those references
- * give when run (tests/ref/generate_orders.py, docs/reference-orders.md).
+ * the sends and receives afterwards, so a policy file is only a compute
+ * order, built from its schedule's rule (docs/schedules.md), and
+ * tests/test_policy.c proves it equal to the orders the reference
+ * implementations give when run (tests/ref/generate_orders.py,
+ * docs/reference-orders.md).
  *
  * pp_policy_run does the work common to all policies: find the policy by
  * name, let it refuse shapes it cannot do, size each device's list

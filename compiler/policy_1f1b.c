@@ -1,11 +1,13 @@
 /*
- * policy_1f1b.c — 1F1B / PipeDream-Flush (Narayanan et al. 2021), as
- * Megatron's forward_backward_pipelining_without_interleaving runs it:
- * device d warms up with min(D-d-1, M) forwards, then alternates one
- * forward and one backward, then drains the remaining backwards.  At most
- * D-d activations are alive on device d, against M for GPipe, with the
- * same bubble.  PyTorch's Schedule1F1B computes in the same order (it
- * refuses M < D, which Megatron accepts and so do we).
+ * policy_1f1b.c — 1F1B, or PipeDream-Flush (Narayanan et al. 2021).
+ * Device d warms up with min(D-d-1, M) forwards, one for each device after
+ * it (so the pipeline below it is full when its steady state starts); then
+ * it alternates one forward and one backward, then drains the remaining
+ * backwards.  At most D-d activations are alive on device d,
+ * against M for GPipe, with the same bubble.  The order matches
+ * Megatron-core's forward_backward_pipelining_without_interleaving, and
+ * PyTorch's Schedule1F1B where it runs (it refuses M < D, which Megatron
+ * and we accept), checked against the goldens (tests/golden/orders/1f1b.txt).
  */
 #include "pp.h"
 

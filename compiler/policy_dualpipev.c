@@ -1,75 +1,37 @@
 /*
- * policy_dualpipev.c — DualPipeV, DeepSeek's cut-down DualPipe
- * (DeepSeek-V3 report, arXiv 2412.19437; deepseek-ai/DualPipe), in the
- * order PyTorch's ScheduleDualPipeV computes it.
+ * policy_dualpipev.c — DualPipeV, the V-shape form of DeepSeek's DualPipe
+ * (DeepSeek-V3 technical report, arXiv 2412.19437, section 3.2.1).
  *
- * The V-shape placement of zbv (device r holds stages r and 2D-1-r), with
- * the steady state made of overlapped pairs: the forward of one chunk
- * with the full backward of the other, which a runtime can run on two
- * streams to hide communication (our executor runs them one after the
- * other; the order is what matters here).  Eight phases per device r:
- *   1  2(D-r-1) F0         2  r+1 x (F0, F1)        3  D-r-1 x (B1, W?, F1)
- *   4  M-2D+r+1 x (F0+B1, F1+B0), the first F0, B1 of the last rank apart
- *   5  D-r-1 x (B1, F1+B0)  6  r+1 x (B1, B0), zero-bubble (B without W)
- *      from the middle on   7  D-r-1 x (W?, B0)     8  r+1 x W?
- * where W? pays the oldest deferred W, if any.  A full backward is B
- * immediately followed by its W (split_backward holds for the whole
- * plan).  PyTorch refuses M < 2D, so do we.
+ * DualPipe feeds micro-batches into the pipeline from both ends; folded
+ * onto the V-shape placement (policy_vshape.c: chunk 0 of device d is
+ * stage d, chunk 1 is stage 2D-1-d) the two directions become the two
+ * chunks of each device.  Its steady state is made of pairs: the forward
+ * of one chunk next to the whole backward of the other, which a runtime
+ * can overlap to hide communication behind compute (our executor runs
+ * them one after the other: the order is what a plan fixes).  The phases
+ * of device d:
+ *
+ *   2(D-d-1) x F0                  warm-up down the V
+ *   d+1 x F0 F1
+ *   D-d-1 x B1 W1 F1               chunk 1's first backwards, whole
+ *   M-2D+d+1 x F0 B1 W1 F1 B0 W0   steady state: pairs (F0, B1), (F1, B0)
+ *   D-d-1 x B1 W1 F1 B0 W0         chunk 0's forwards done
+ *   d+1 x B1 B0                    drain, whole backwards for the first
+ *                                  half (d+1 of these 2(d+1)), input
+ *                                  gradients only for the second
+ *   D-d-1 x W* B0                  each input gradient pays an old W
+ *   d+1 x W*                       the last d+1 Ws close the list
+ *
+ * where W* is the oldest W still pending on the device.  It needs
+ * M >= 2D micro-batches.  With unit costs the idle time is D-1 per device
+ * at 2D+1 chunk activations.  The order matches PyTorch's
+ * ScheduleDualPipeV (and DeepSpeed's DualPipeVSchedule, which keeps the
+ * weight gradient inside its backward), checked against the goldens
+ * (tests/golden/orders_zb/dualpipev.txt).
  */
-#include <stdlib.h>
+#include <string.h>
 
 #include "pp.h"
-
-typedef struct dpv {
-    pp_plan *p;
-    int rank;
-    int stage[2];      /* chunk -> global stage */
-    int f[2], b[2];    /* next forward / input-backward micro-batch per chunk */
-    int *wq, wq_head, wq_tail; /* deferred W: chunk * M + mb, oldest first */
-    int M;
-} dpv;
-
-static void forward(dpv *x, int c)
-{
-    pp_policy_emit(x->p, x->rank, PP_OP_F, x->stage[c], x->f[c]++);
-}
-
-/* A full backward: B and its W at once. */
-static void full_backward(dpv *x, int c)
-{
-    pp_policy_emit(x->p, x->rank, PP_OP_B, x->stage[c], x->b[c]);
-    pp_policy_emit(x->p, x->rank, PP_OP_W, x->stage[c], x->b[c]++);
-}
-
-/* An input-gradient backward whose W is deferred to the queue. */
-static void input_backward(dpv *x, int c)
-{
-    x->wq[x->wq_tail++] = c * x->M + x->b[c];
-    pp_policy_emit(x->p, x->rank, PP_OP_B, x->stage[c], x->b[c]++);
-}
-
-static void backward(dpv *x, int c, bool zb)
-{
-    if (zb)
-        input_backward(x, c);
-    else
-        full_backward(x, c);
-}
-
-static void weight_if_pending(dpv *x)
-{
-    if (x->wq_head == x->wq_tail)
-        return;
-    int e = x->wq[x->wq_head++];
-    pp_policy_emit(x->p, x->rank, PP_OP_W, x->stage[e / x->M], e % x->M);
-}
-
-/* OVERLAP_F_B: the forward of chunk fc with the full backward of bc. */
-static void overlap(dpv *x, int fc, int bc)
-{
-    forward(x, fc);
-    full_backward(x, bc);
-}
 
 static int dualpipev_check(const pp_spec *s, pp_diag *d)
 {
@@ -82,64 +44,36 @@ static int dualpipev_check(const pp_spec *s, pp_diag *d)
     return errors;
 }
 
+static int dualpipev_phases(int D, int d, int M, pp_vphase *out)
+{
+    /* The drain's 2(d+1) backwards, B1 B0 B1 B0 ...: whole pairs, the
+     * middle pair when d+1 is odd (its B1 whole, its B0 split), then
+     * split pairs. */
+    int half_pairs = (d + 1) / 2;
+    const pp_vphase phases[] = {
+        {2 * (D - d - 1), "F0"},
+        {d + 1, "F0 F1"},
+        {D - d - 1, "B1 W1 F1"},
+        {M - 2 * D + d + 1, "F0 B1 W1 F1 B0 W0"},
+        {D - d - 1, "B1 W1 F1 B0 W0"},
+        {half_pairs, "B1 W1 B0 W0"},
+        {(d + 1) % 2, "B1 W1 B0"},
+        {half_pairs, "B1 B0"},
+        {D - d - 1, "W* B0"},
+        {d + 1, "W*"},
+    };
+    _Static_assert(sizeof phases / sizeof phases[0] <= PP_VPHASES_MAX, "room for the phases");
+    memcpy(out, phases, sizeof phases);
+    return (int)(sizeof phases / sizeof phases[0]);
+}
+
 static int dualpipev_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     p->split_backward = true;
-    int D = s->devices, M = s->microbatches;
-    dpv x = {.p = p, .M = M, .wq = malloc(sizeof(int) * 2 * (size_t)M)};
-    if (!x.wq) {
+    if (pp_policy_vshape_order(p, s->microbatches, dualpipev_phases)) {
         pp_error(d, "dualpipev: out of memory");
         return 1;
     }
-    for (int r = 0; r < D; r++) {
-        x.rank = r;
-        x.stage[0] = r;
-        x.stage[1] = 2 * D - 1 - r;
-        x.f[0] = x.f[1] = x.b[0] = x.b[1] = 0;
-        x.wq_head = x.wq_tail = 0;
-
-        for (int i = 0; i < 2 * (D - r - 1); i++) /* 1: F0 */
-            forward(&x, 0);
-        for (int i = 0; i < r + 1; i++) {          /* 2: F0 F1 */
-            forward(&x, 0);
-            forward(&x, 1);
-        }
-        for (int i = 0; i < D - r - 1; i++) {      /* 3: I1 W F1 */
-            input_backward(&x, 1);
-            weight_if_pending(&x);
-            forward(&x, 1);
-        }
-        for (int i = 0; i < M - 2 * D + r + 1; i++) { /* 4: F0B1 F1B0 */
-            if (i == 0 && r == D - 1) {
-                forward(&x, 0);       /* not overlapped: a smaller bubble */
-                full_backward(&x, 1);
-            } else {
-                overlap(&x, 0, 1);
-            }
-            overlap(&x, 1, 0);
-        }
-        for (int i = 0; i < D - r - 1; i++) {      /* 5: B1 F1B0 */
-            full_backward(&x, 1);
-            overlap(&x, 1, 0);
-        }
-        bool zb = false;                            /* 6: B1 B0, then zero bubble */
-        int step6 = r + 1;
-        for (int i = 0; i < step6; i++) {
-            if (i == step6 / 2 && r % 2 == 1)
-                zb = true;
-            backward(&x, 1, zb);
-            if (i == step6 / 2 && r % 2 == 0)
-                zb = true;
-            backward(&x, 0, zb);
-        }
-        for (int i = 0; i < D - r - 1; i++) {      /* 7: W B0 */
-            weight_if_pending(&x);
-            backward(&x, 0, zb);
-        }
-        for (int i = 0; i < r + 1; i++)            /* 8: W */
-            weight_if_pending(&x);
-    }
-    free(x.wq);
     pp_policy_finish(p);
     return 0;
 }

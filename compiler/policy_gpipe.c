@@ -1,8 +1,9 @@
 /*
- * policy_gpipe.c — GPipe (Huang et al. 2019), as PyTorch's ScheduleGPipe
- * runs it: every device first does the forwards of all micro-batches, then
- * their backwards, in micro-batch order 0..M-1 both times.  Simplest
- * schedule, largest memory: all M activations are alive at the turn.
+ * policy_gpipe.c — GPipe (Huang et al. 2019): every device first does the
+ * forwards of all micro-batches, then their backwards, in micro-batch
+ * order 0..M-1 both times.  Simplest schedule, largest memory: all M
+ * activations are alive at the turn.  The order matches PyTorch's
+ * ScheduleGPipe, checked against the goldens (tests/golden/orders/gpipe.txt).
  */
 #include "pp.h"
 

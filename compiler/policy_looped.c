@@ -1,19 +1,20 @@
 /*
- * policy_looped.c — two loop-placement schedules as PyTorch ships them
- * (torch/distributed/pipelining/schedules.py):
+ * policy_looped.c — two loop-placement schedules that PyTorch ships:
  *
- * looped-bfs: ScheduleLoopedBFS, breadth-first pipeline parallelism
- * (Lamy-Poirier 2022).  Each device runs every micro-batch through its
- * first stage, then its second, ...; then the backwards, last stage first
- * and, within a stage, the last micro-batch first.  A GPipe per chunk:
- * all v*M activations live at once, full (unsplit) backwards.
+ * looped-bfs: breadth-first pipeline parallelism (Lamy-Poirier 2022).
+ * Each device runs every micro-batch through its first stage, then its
+ * second, ...; then the backwards, last stage first and, within a stage,
+ * the last micro-batch first.  A GPipe per chunk: all v*M activations live
+ * at once, full (unsplit) backwards.  Matches PyTorch's ScheduleLoopedBFS.
  *
- * interleaved-zb: ScheduleInterleavedZeroBubble, the paper's ZB1P:
- * interleaved 1F1B (Megatron's depth-first chunk order, rounds of
- * M / max(1, M / D) micro-batches) with B/W split and W deferred as in
- * zb-h1 (pp_policy_zb1p).  PyTorch then pads the lists with idle slots
- * (_add_bubbles_to_actions); idle slots do not change the order, and the
- * lowering owns the waiting here, so they are not ours.
+ * interleaved-zb: interleaved 1F1B with the backward split as in zb-h1
+ * (policy_zb.c): the chunk sweep of interleaved (pp_policy_interleave)
+ * with groups of R = M / max(1, M / D) micro-batches (PyTorch's rounds),
+ * a lead of (v-1)*R + D-1-d forwards on device d (1F1B's lead plus the
+ * earlier chunks' first round) and each W trailing its B by d backwards.
+ * Matches PyTorch's ScheduleInterleavedZeroBubble, checked against the
+ * goldens; PyTorch's lists also hold idle slots, which are not ops (the
+ * lowering owns the waiting here).
  */
 #include "pp.h"
 
@@ -69,10 +70,13 @@ static int interleaved_zb_check(const pp_spec *s, pp_diag *d)
 
 static int interleaved_zb_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
+    (void)d;
     p->split_backward = true;
-    if (pp_policy_zb1p(p, s->devices, s->chunks, s->microbatches, s->microbatches / zb_rounds(s))) {
-        pp_error(d, "interleaved-zb: out of memory");
-        return 1;
+    int D = s->devices, v = s->chunks, M = s->microbatches, R = M / zb_rounds(s);
+    for (int dev = 0; dev < D; dev++) {
+        pp_interleaving o = {.devices = D, .chunks = v, .microbatches = M, .group = R,
+                             .lead = (long)(v - 1) * R + (D - 1 - dev), .w_lag = dev};
+        pp_policy_interleave(p, dev, &o);
     }
     pp_policy_finish(p);
     return 0;

@@ -1,74 +1,25 @@
 /*
  * policy_zb.c — zero-bubble ZB-H1 (Qi et al., "Zero Bubble Pipeline
- * Parallelism", ICLR 2024), and the ZB1P order builder it shares with
- * interleaved-zb (policy_looped.c).
+ * Parallelism", ICLR 2024), the first of its handcrafted schedules.
  *
- * Splitting the backward into B (input gradient, on the critical path)
- * and W (weight gradient, needed only by the optimizer) lets a device
- * start the previous stage's B one W earlier and fill its idle slots with
- * the W it deferred.  The order is PyTorch's ScheduleInterleavedZeroBubble
- * builder (_get_1f1b_rank_ops with enable_zero_bubble): a 1F1B whose
- * warmup is D-1-rank forwards (interleaved: plus (v-1) rounds), where
- * rank r runs its first r steady backwards without their W and then pays
- * one deferred W after every B, flushing the rest at the end.  With one
- * stage per device this is ZB-H1: 1F1B's peak memory (D activations on the
- * busiest device), bubble (D-1)(F+B-W) against 1F1B's (D-1)(F+B+W).
+ * Splitting the backward into B (the input gradient, which the device
+ * before waits for) and W (the weight gradient, which only the optimizer
+ * needs) lets a device send its gradient upstream one W earlier and do the
+ * W later, in a slot where it would otherwise wait.  ZB-H1 keeps 1F1B's
+ * warm-up and its memory bound and moves Ws into the tail: device d runs
+ * 1F1B (a lead of D-1-d forwards, then a forward and a backward in turn)
+ * with each W trailing its B by d backwards, so its first d Bs go without
+ * their W and the d Ws left close the list, where 1F1B would wait for the
+ * last gradients to come back.  That is the v = 1 case of interleaved 1F1B
+ * with a split backward (pp_policy_interleave, policy_interleaved.c).
+ *
+ * Unit costs: idle (D-1)(F+B-W) per device against 1F1B's (D-1)(F+B+W), at
+ * D activations on every device (the paper's p M_B, 1F1B's busiest
+ * device).  The order matches PyTorch's ScheduleInterleavedZeroBubble with
+ * one stage per rank, checked against the goldens
+ * (tests/golden/orders_zb/zb-h1.txt).
  */
-#include <stdlib.h>
-
 #include "pp.h"
-
-/* One rank's local stage index -> global stage on the loop placement. */
-static int loop_stage(int local, int D, int rank)
-{
-    return local * D + rank;
-}
-
-int pp_policy_zb1p(pp_plan *p, int D, int v, int M, int per_round)
-{
-    int *fwd_mb = calloc((size_t)v * 3, sizeof *fwd_mb);
-    if (!fwd_mb)
-        return 1;
-    int *bwd_mb = fwd_mb + v, *wgt_mb = fwd_mb + 2 * v;
-    for (int rank = 0; rank < D; rank++) {
-        for (int i = 0; i < 3 * v; i++)
-            fwd_mb[i] = 0;
-        /* _get_warmup_ops with multiply_factor = 1, capped at all forwards. */
-        long microbatch_ops = (long)v * M;
-        long warmup = (long)(v - 1) * per_round + (D - 1 - rank);
-        if (warmup > microbatch_ops)
-            warmup = microbatch_ops;
-        long total = microbatch_ops + warmup; /* warmup + 1f1b + cooldown (= warmup) */
-        long weights = 0;                         /* W emitted so far */
-#define FWD_LOCAL(op) ((int)(((op) / per_round) % v))
-#define BWD_LOCAL(op) (v - 1 - (int)((((op) - warmup) / per_round) % v))
-        for (long op = 0; op < total; op++) {
-            if (op < microbatch_ops) {
-                int st = loop_stage(FWD_LOCAL(op), D, rank);
-                pp_policy_emit(p, rank, PP_OP_F, st, fwd_mb[FWD_LOCAL(op)]++);
-            }
-            if (op < warmup)
-                continue;
-            int bl = BWD_LOCAL(op);
-            pp_policy_emit(p, rank, PP_OP_B, loop_stage(bl, D, rank), bwd_mb[bl]++);
-            /* The first `rank` steady backwards keep their W for later;
-             * the k-th W belongs to the k-th backward (op warmup + k). */
-            if (op - warmup >= rank) {
-                int wl = BWD_LOCAL(warmup + weights);
-                pp_policy_emit(p, rank, PP_OP_W, loop_stage(wl, D, rank), wgt_mb[wl]++);
-                weights++;
-            }
-        }
-        for (; weights < microbatch_ops; weights++) {
-            int wl = BWD_LOCAL(warmup + weights);
-            pp_policy_emit(p, rank, PP_OP_W, loop_stage(wl, D, rank), wgt_mb[wl]++);
-        }
-#undef FWD_LOCAL
-#undef BWD_LOCAL
-    }
-    free(fwd_mb);
-    return 0;
-}
 
 static int zb_h1_check(const pp_spec *s, pp_diag *d)
 {
@@ -77,12 +28,13 @@ static int zb_h1_check(const pp_spec *s, pp_diag *d)
 
 static int zb_h1_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
+    (void)d;
     p->split_backward = true;
-    /* One stage per rank: the round size feeds nothing, so PyTorch's
-     * rounds check (M a multiple of M / D) is not ours to keep. */
-    if (pp_policy_zb1p(p, s->devices, 1, s->microbatches, s->microbatches)) {
-        pp_error(d, "zb-h1: out of memory");
-        return 1;
+    int D = s->devices, M = s->microbatches;
+    for (int dev = 0; dev < D; dev++) {
+        pp_interleaving o = {.devices = D, .chunks = 1, .microbatches = M, .group = M,
+                             .lead = D - 1 - dev, .w_lag = dev};
+        pp_policy_interleave(p, dev, &o);
     }
     pp_policy_finish(p);
     return 0;

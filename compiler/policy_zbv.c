@@ -1,95 +1,66 @@
 /*
  * policy_zbv.c — ZB-V (Qi et al., "Zero Bubble Pipeline Parallelism",
- * ICLR 2024, section 6), as PyTorch's ScheduleZBVZeroBubble computes it.
+ * ICLR 2024): the zero-bubble schedule for two chunks per device on the
+ * V-shape placement (policy_vshape.c: chunk 0 of device d is stage d,
+ * chunk 1 is stage 2D-1-d), which puts the first forward and the last
+ * backward of the model on device 0, so the pipeline has no ramp at
+ * either end.
  *
- * Two stages per device on the V-shape placement: device r holds stage r
- * (chunk 0, going down) and stage 2D-1-r (chunk 1, coming back), so the
- * first forward and the last backward of the model are both on device 0
- * and the pipeline has no ramp at either end.  Device r warms up with
- * 2(D-r)-1 chunk-0 forwards, then r pairs (F1, F0), then D-r rounds of
- * F1 B1 W1; the steady state alternates F0 B0 W0 F1 B1 W1; the cooldown
- * runs r pairs (B0, B1), then D-r pairs (B0, W0), then the deferred W1s
- * and W0s.  With F = B = W the bubble is near zero and the peak is 2D
- * chunk activations on every device: D stages' worth, 1F1B's memory.
+ * With unit costs and micro-batch 0 leading, device d's phases are:
  *
- * PyTorch builds the order for max(2D-1, M) micro-batches and drops the
- * ones past M, so any M >= 1 works; emit() does that dropping.
+ *   2(D-d)-1 x F0             chunk-0 forwards until micro-batch 0, gone
+ *                             down the V and back up to chunk 1, is ready
+ *   d x F1 F0                 until its gradient, from the top of the V
+ *                             (device 0), reaches chunk 1
+ *   D-d x F1 B1 W1            chunk 1 runs whole: the gradient goes on down
+ *                             the V before chunk 0 sees it
+ *   N-2D+d+1 x F0 B0 W0 F1 B1 W1   the steady state, both chunks busy
+ *   D-d-1 x B0 W0 F1 B1 W1    the forwards of chunk 0 done
+ *   d x B0 B1                 the drain: input gradients first, so the
+ *   D-d x B0 W0               devices above are not kept waiting; the Ws
+ *   d x W1, then d x W0       kept back fill the tail
+ *
+ * N = max(2D-1, M): the phases need 2D-1 micro-batches in flight, so for
+ * fewer the order is built for 2D-1 and the missing micro-batches dropped.
+ * With F = B = W the idle time is D-1 per device and the peak 2D chunk
+ * activations on every device (D stages' worth, 1F1B's memory).  The order
+ * matches PyTorch's ScheduleZBVZeroBubble, checked against the goldens
+ * (tests/golden/orders_zb/zbv.txt).
  */
-#include "pp.h"
+#include <string.h>
 
-int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d)
-{
-    if (s->chunks != 2) {
-        pp_error(d, "%s: needs exactly two stages per device (virtual = 2), got virtual = %d", policy, s->chunks);
-        return 1;
-    }
-    int D = s->devices;
-    for (int st = 0; st < s->stages; st++) {
-        int want = st < D ? st : 2 * D - 1 - st;
-        if (s->placement[st] != want) {
-            pp_error(d, "%s: needs placement = vshape (stage s < %d on device s, else on device %d - s), "
-                        "but stage %d is on device %d",
-                     policy, D, 2 * D - 1, st, s->placement[st]);
-            return 1;
-        }
-    }
-    return 0;
-}
+#include "pp.h"
 
 static int zbv_check(const pp_spec *s, pp_diag *d)
 {
     return pp_policy_need_vshape(s, "zbv", d) + pp_policy_no_group(s, "zbv", d);
 }
 
-/* Appends op unless it names one of the padding micro-batches. */
-static void emit(pp_plan *p, int rank, int kind, int stage, int mb, int M)
+static int zbv_phases(int D, int d, int N, pp_vphase *out)
 {
-    if (mb < M)
-        pp_policy_emit(p, rank, kind, stage, mb);
+    const pp_vphase phases[] = {
+        {2 * (D - d) - 1, "F0"},
+        {d, "F1 F0"},
+        {D - d, "F1 B1 W1"},
+        {N - 2 * D + d + 1, "F0 B0 W0 F1 B1 W1"},
+        {D - d - 1, "B0 W0 F1 B1 W1"},
+        {d, "B0 B1"},
+        {D - d, "B0 W0"},
+        {d, "W1"},
+        {d, "W0"},
+    };
+    _Static_assert(sizeof phases / sizeof phases[0] <= PP_VPHASES_MAX, "room for the phases");
+    memcpy(out, phases, sizeof phases);
+    return (int)(sizeof phases / sizeof phases[0]);
 }
 
 static int zbv_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
-    (void)d;
     p->split_backward = true;
     int D = s->devices, M = s->microbatches;
-    int n_micro = 2 * D - 1 > M ? 2 * D - 1 : M;
-    for (int rank = 0; rank < D; rank++) {
-        int c0 = rank, c1 = 2 * D - 1 - rank;
-        int f0 = 0, f1 = 0, b0 = 0, b1 = 0;
-        for (int i = 0; i < 2 * (D - rank) - 1; i++)
-            emit(p, rank, PP_OP_F, c0, f0++, M);
-        for (int i = 0; i < rank; i++) {
-            emit(p, rank, PP_OP_F, c1, f1++, M);
-            emit(p, rank, PP_OP_F, c0, f0++, M);
-        }
-        for (int i = 0; i < D - rank; i++) {
-            emit(p, rank, PP_OP_F, c1, f1++, M);
-            emit(p, rank, PP_OP_B, c1, b1, M);
-            emit(p, rank, PP_OP_W, c1, b1++, M);
-        }
-        while (f1 < f0 || f0 < n_micro) {
-            if (f0 < n_micro)
-                emit(p, rank, PP_OP_F, c0, f0++, M);
-            emit(p, rank, PP_OP_B, c0, b0, M);
-            emit(p, rank, PP_OP_W, c0, b0++, M);
-            emit(p, rank, PP_OP_F, c1, f1++, M);
-            emit(p, rank, PP_OP_B, c1, b1, M);
-            emit(p, rank, PP_OP_W, c1, b1++, M);
-        }
-        int w0 = b0, w1 = b1;
-        for (int i = 0; i < rank; i++) {
-            emit(p, rank, PP_OP_B, c0, b0++, M);
-            emit(p, rank, PP_OP_B, c1, b1++, M);
-        }
-        for (int i = 0; i < D - rank; i++) {
-            emit(p, rank, PP_OP_B, c0, b0++, M);
-            emit(p, rank, PP_OP_W, c0, w0++, M);
-        }
-        while (w1 < b1)
-            emit(p, rank, PP_OP_W, c1, w1++, M);
-        while (w0 < b0)
-            emit(p, rank, PP_OP_W, c0, w0++, M);
+    if (pp_policy_vshape_order(p, 2 * D - 1 > M ? 2 * D - 1 : M, zbv_phases)) {
+        pp_error(d, "zbv: out of memory");
+        return 1;
     }
     pp_policy_finish(p);
     return 0;

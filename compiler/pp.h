@@ -368,6 +368,19 @@ int pp_policy_need_one_stage(const pp_spec *s, const char *policy, const char *h
 /* 1F1B's order on device dev (policy_1f1b.c), shared with pipedream and
  * 2bw (policy_async.c); with update_after_b, an update follows each B. */
 void pp_policy_1f1b_order(pp_plan *p, int devices, int microbatches, int dev, bool update_after_b);
+/* Interleaved 1F1B's shape of order on the loop placement
+ * (policy_interleaved.c), shared by interleaved, zb-h1 and interleaved-zb:
+ * device dev's forwards sweep groups of `group` micro-batches through chunk
+ * 0..chunks-1, its backwards the same with the chunks reversed; `lead`
+ * forwards first, then a forward and a backward in turn.  With w_lag >= 0
+ * the backward is split: the W of backward k follows backward k + w_lag. */
+typedef struct pp_interleaving {
+    int devices, chunks, microbatches;
+    int group;  /* 1..microbatches */
+    long lead;  /* forwards before the first backward (capped at all) */
+    int w_lag;  /* Ws trail their Bs by this many backwards; -1: unsplit */
+} pp_interleaving;
+void pp_policy_interleave(pp_plan *p, int dev, const pp_interleaving *o);
 /* Appends the compute op kind(stage, mb) to device d (peer = group = -1),
  * within the room pp_policy_run reserved (else the list grows). */
 static inline void pp_policy_emit(pp_plan *p, int d, int kind, int stage, int mb)
@@ -430,14 +443,24 @@ extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the
  * listed ops of a device are its F/B/W, the k-th of them the row's k-th
  * token.  Prints nothing without an order or where the lists disagree. */
 void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i);
-/* Refuses every placement but vshape with two stages per device (stage
- * s < D on device s, else on 2D-1-s; a list equal to it is accepted). */
+/* policy_vshape.c, shared by zbv and dualpipev.  Refuses every placement
+ * but vshape with two stages per device (stage s < D on device s, else on
+ * 2D-1-s; a list equal to it is accepted). */
 int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
-/* PyTorch's zero-bubble 1F1B builder (ZB1P): appends every device's F/B/W
- * on the loop placement with v stages per device and rounds of per_round
- * micro-batches.  Shared by zb-h1 (v = 1) and interleaved-zb.  Returns
- * nonzero when out of memory. */
-int pp_policy_zb1p(pp_plan *p, int devices, int v, int microbatches, int per_round);
+/* A V-shape order as phases: `units` ("F0 B1 W1": F, B, W of chunk 0 or
+ * 1, W* the oldest pending W of either) repeated `count` times, each unit
+ * taking the next micro-batch of its kind on its chunk.  phases_of fills
+ * out[] (room for PP_VPHASES_MAX) with device dev's phases for `built`
+ * micro-batches per chunk and returns how many; units past the plan's
+ * micro-batches are dropped.  Appends every device's ops (no update or
+ * flush); nonzero when out of memory. */
+#define PP_VPHASES_MAX 16
+typedef struct pp_vphase {
+    long count;
+    const char *units;
+} pp_vphase;
+typedef int pp_vphases_fn(int devices, int dev, int built, pp_vphase *out);
+int pp_policy_vshape_order(pp_plan *p, int built, pp_vphases_fn *phases_of);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */

@@ -96,6 +96,43 @@ const char *order_check_invariants(const pp_plan *p, char *msg, size_t size)
     return bad;
 }
 
+bool order_runs_buffered(const pp_plan *p)
+{
+    int S = p->stages, M = p->microbatches, D = p->devices;
+    char *done = calloc((size_t)3 * S * M, 1); /* [kind][stage][mb], kind F B W */
+    int *pos = calloc((size_t)D, sizeof *pos);
+#define DONE(k, s, m) done[((size_t)(k) * S + (s)) * M + (m)]
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (int d = 0; d < D; d++)
+            for (; pos[d] < p->dev[d].n; pos[d]++) {
+                const pp_op *op = &p->dev[d].ops[pos[d]];
+                int s = op->stage, m = op->mb;
+                if (op->kind == PP_OP_F) {
+                    if (s > 0 && !DONE(0, s - 1, m))
+                        break;
+                    DONE(0, s, m) = 1;
+                } else if (op->kind == PP_OP_B) {
+                    if (!DONE(0, s, m) || (s < S - 1 && !DONE(1, s + 1, m)))
+                        break;
+                    DONE(1, s, m) = 1;
+                } else if (op->kind == PP_OP_W) {
+                    if (!DONE(1, s, m))
+                        break;
+                    DONE(2, s, m) = 1;
+                }
+                moved = true;
+            }
+    }
+#undef DONE
+    bool ran = true;
+    for (int d = 0; d < D; d++)
+        ran &= pos[d] == p->dev[d].n;
+    free(done);
+    free(pos);
+    return ran;
+}
+
 void order_format_device(const pp_device *dv, char **buf, size_t *cap, int d)
 {
     size_t need = 16 + (size_t)dv->n * 24, n = 0;

@@ -28,6 +28,13 @@ void order_spec_place(order_spec *t, int kind);
  * Returns a message (in msg) or NULL. */
 const char *order_check_invariants(const pp_plan *p, char *msg, size_t size);
 
+/* Whether every device's compute order runs to its end when sends never
+ * block, each op waiting only for its inputs (F(s-1, m) for F(s, m);
+ * F(s, m) and B(s+1, m) for B(s, m); B(s, m) for W(s, m)).  False when the
+ * orders and the dependencies form a cycle: a deadlock that no placement
+ * of the communication can avoid. */
+bool order_runs_buffered(const pp_plan *p);
+
 /* Device d's compute ops as the golden files write them ("1: F1.0 B1.0"),
  * into *buf (grown as needed; the caller frees it). */
 void order_format_device(const pp_device *dv, char **buf, size_t *cap, int d);

@@ -150,6 +150,17 @@ START_TEST(errors)
     expect_error(&t, "ppcc: error: interleaved: group = 5 leaves a last group of 1 < devices = 4 micro-batches, "
                      "which can deadlock; use a size in [4, 11] that divides 11 or leaves at least 4\n");
 
+    /* One chunk: no group deadlocks (refused_groups), Megatron's rule alone refuses. */
+    order_spec_init(&t, "interleaved", 4, 10, 1, 0);
+    expect_error(&t, "ppcc: error: interleaved: microbatches = 10 is not a multiple of devices = 4, so the default "
+                     "group (= devices, as Megatron) leaves a last group of 2 < 4 micro-batches, which Megatron "
+                     "refuses (with one chunk the group does not change the order); set schedule.group to 10 or a "
+                     "size in [4, 10] that divides 10 or leaves at least 4 (5 gives PyTorch's order)\n");
+    order_spec_init(&t, "interleaved", 4, 8, 1, 2);
+    expect_error(&t, "ppcc: error: interleaved: group = 2 is smaller than devices = 4, which Megatron refuses (with "
+                     "one chunk the group does not change the order); use 8 (all micro-batches) or a size in [4, 8] "
+                     "(4 gives PyTorch's order)\n");
+
     /* A placement list equal to loop is loop. */
     order_spec_init(&t, "interleaved", 4, 8, 2, 0);
     t.spec.placement_kind = PP_PLACE_LIST;
@@ -159,6 +170,94 @@ START_TEST(errors)
     ck_assert_int_eq(pp_policy_run(&t.spec, &plan, &td.diag), 0);
     tu_diag_close(&td);
     pp_plan_free(&plan);
+}
+END_TEST
+
+/* The interleaved order for any group, refused ones included: the
+ * policy's generate without its check (the test's way in). */
+static void interleaved_unchecked(int D, int M, int v, int G, pp_plan *plan)
+{
+    static order_spec t;
+    order_spec_init(&t, "interleaved", D, M, v, G);
+    const pp_policy *pol = pp_policy_find("interleaved");
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_int_eq(pp_plan_init(plan, pol->name, D, D * v, M, t.placement), 0);
+    ck_assert_int_eq(pol->generate(&t.spec, plan, &td.diag), 0);
+    tu_diag_close(&td);
+    char msg[256];
+    const char *bad = order_check_invariants(plan, msg, sizeof msg);
+    ck_assert_msg(bad == NULL, "D=%d M=%d v=%d group=%d: %s", D, M, v, G, bad);
+}
+
+/* Whether the accepted groups compile and what the refused ones would do:
+ * each order is lowered and verified.  The counts are the evidence behind
+ * the refusals' wording and docs/schedules.md ("Group size"), which quotes
+ * them.  Every lowering that fails must be a deadlock of the order itself
+ * (no execution, whatever the communication), and every one that succeeds
+ * must verify. */
+START_TEST(refused_groups)
+{
+    enum { SMALL, SHORT_LAST, ACCEPTED };        /* G < D; last group 1..D-1; accepted */
+    int orders[4][3] = {{0}}, deadlocks[4][3] = {{0}}; /* [v][kind] */
+    char *one = NULL, *other = NULL;
+    size_t one_cap = 0, other_cap = 0;
+    for (int D = 2; D <= 8; D++)
+        for (int v = 1; v <= 3; v++)
+            for (int M = 1; M <= 4 * D; M++)
+                for (int G = 1; G <= M; G++) {
+                    static order_spec t;
+                    order_spec_init(&t, "interleaved", D, M, v, G);
+                    pp_plan plan;
+                    tu_diag td;
+                    tu_diag_open(&td);
+                    bool accepted = pp_policy_run(&t.spec, &plan, &td.diag) == 0;
+                    tu_diag_close(&td);
+                    if (accepted)
+                        pp_plan_free(&plan);
+                    int kind = accepted ? ACCEPTED : G < D ? SMALL : SHORT_LAST;
+                    interleaved_unchecked(D, M, v, G, &plan);
+                    bool runs = order_runs_buffered(&plan);
+                    if (v == 1) { /* one chunk: the group changes nothing */
+                        pp_plan whole;
+                        interleaved_unchecked(D, M, v, M, &whole);
+                        for (int d = 0; d < D; d++) {
+                            order_format_device(&plan.dev[d], &one, &one_cap, d);
+                            order_format_device(&whole.dev[d], &other, &other_cap, d);
+                            ck_assert_msg(strcmp(one, other) == 0, "D=%d M=%d v=1: group %d differs from group %d",
+                                          D, M, G, M);
+                        }
+                        pp_plan_free(&whole);
+                    }
+                    tu_diag_open(&td);
+                    pp_verify_opts vo = {.act_size = 1};
+                    bool lowered = pp_lower(&plan, &td.diag) == 0;
+                    ck_assert_msg(lowered == runs, "D=%d M=%d v=%d group=%d: lowered %d, runs buffered %d: %s", D, M,
+                                  v, G, lowered, runs, tu_diag_text(&td));
+                    if (lowered)
+                        ck_assert_msg(pp_verify(&plan, &vo, &td.diag) == 0, "D=%d M=%d v=%d group=%d: %s", D, M, v,
+                                      G, tu_diag_text(&td));
+                    else
+                        ck_assert_msg(strstr(tu_diag_text(&td), "deadlock") != NULL, "%s", tu_diag_text(&td));
+                    tu_diag_close(&td);
+                    pp_plan_free(&plan);
+                    orders[v][kind]++;
+                    deadlocks[v][kind] += !lowered;
+                }
+    free(one);
+    free(other);
+    for (int v = 1; v <= 3; v++)
+        fprintf(stderr, "interleaved v=%d: group < D %d of %d deadlock, last group < D %d of %d, accepted %d of %d\n",
+                v, deadlocks[v][SMALL], orders[v][SMALL], deadlocks[v][SHORT_LAST], orders[v][SHORT_LAST],
+                deadlocks[v][ACCEPTED], orders[v][ACCEPTED]);
+    for (int v = 1; v <= 3; v++)
+        ck_assert_int_eq(deadlocks[v][ACCEPTED], 0);
+    ck_assert_int_eq(deadlocks[1][SMALL] + deadlocks[1][SHORT_LAST], 0);
+    /* D 2..8, M 1..4D, v = 2 and 3, as docs/schedules.md states them. */
+    ck_assert_int_eq(orders[2][SMALL] + orders[3][SMALL], 1176);
+    ck_assert_int_eq(deadlocks[2][SMALL] + deadlocks[3][SMALL], 1071);
+    ck_assert_int_eq(orders[2][SHORT_LAST] + orders[3][SHORT_LAST], 1280);
+    ck_assert_int_eq(deadlocks[2][SHORT_LAST] + deadlocks[3][SHORT_LAST], 155);
 }
 END_TEST
 
@@ -215,6 +314,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, hand_orders);
     tcase_add_test(tc, invariants_sweep);
     tcase_add_test(tc, errors);
+    tcase_add_test(tc, refused_groups);
     tcase_add_test(tc, registry);
     tcase_add_test(tc, large_is_fast);
     suite_add_tcase(s, tc);

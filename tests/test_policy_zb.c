@@ -32,8 +32,8 @@ END_TEST
 START_TEST(golden_interleaved_zb) { ck_assert_int_eq(order_replay_golden("orders_zb", "interleaved-zb"), 560); }
 END_TEST
 
-/* Small orders written out by hand from the sources, so that a wrong
- * golden file would not go unnoticed either. */
+/* Small orders written out by hand from the schedules' rules, so that a
+ * wrong golden file would not go unnoticed either. */
 START_TEST(hand_orders)
 {
     static const struct {
@@ -41,7 +41,7 @@ START_TEST(hand_orders)
         int D, M, v;
         const char *want[2];
     } cases[] = {
-        /* ZB-H1, D=2 M=3: rank 1 defers one W (num_1f1b_microbatches = rank). */
+        /* ZB-H1, D=2 M=3: device 1's Ws trail its Bs by one backward. */
         {"zb-h1", 2, 3, 1, {"0: F0.0 F0.1 B0.0 W0.0 F0.2 B0.1 W0.1 B0.2 W0.2", "1: F1.0 B1.0 F1.1 B1.1 W1.0 F1.2 B1.2 W1.1 W1.2"}},
         /* Looped BFS: chunk by chunk, backwards last stage and last mb first. */
         {"looped-bfs", 2, 2, 2, {"0: F0.0 F0.1 F2.0 F2.1 B2.1 B2.0 B0.1 B0.0", "1: F1.0 F1.1 F3.0 F3.1 B3.1 B3.0 B1.1 B1.0"}},

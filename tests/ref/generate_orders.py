@@ -152,7 +152,7 @@ def gen_1f1b(pt, meg, ds):
     g.note("finding: deepspeed TrainSchedule runs the same order in %s cases" % ds_equal)
     g.note("finding: torch Schedule1F1B._get_pipeline_order (its IR, for its simulator and plots) equals "
            "what the ranks run on ranks 0..D-2 in %s cases, on the last rank in %s; there it lists "
-           "F(m+1) for every F(m) in %s (off by one: forward_mb += 1 before the first steady forward)"
+           "F(m+1) for every F(m) in %s (off by one)"
            % (ir_inner, ir_last_equal, ir_last_shifted))
     return g
 
