@@ -1,5 +1,8 @@
 /*
- * plan.c — the per-device op lists every pass after the policy works on.
+ * plan.c — the per-device op lists every pass after the policy works on,
+ * and the words a plan is written in beyond its ops: the names of its
+ * weight semantics (pipeline.async), shared by the verifier, the emitter
+ * and pprun's loader.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,4 +65,21 @@ long pp_plan_total_ops(const pp_plan *p)
     for (int d = 0; d < p->devices; d++)
         n += p->dev[d].n;
     return n;
+}
+
+const char *pp_async_name(int async)
+{
+    switch (async) {
+    case PP_ASYNC_PIPEDREAM: return "pipedream";
+    case PP_ASYNC_2BW: return "2bw";
+    default: return "none";
+    }
+}
+
+int pp_async_from_name(const char *name)
+{
+    for (int a = PP_ASYNC_NONE; a <= PP_ASYNC_2BW; a++)
+        if (strcmp(name, pp_async_name(a)) == 0)
+            return a;
+    return -1;
 }

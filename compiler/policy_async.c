@@ -13,29 +13,11 @@
  *              the step's M micro-batches accumulate into one update, and
  *              F and B of step t use the weights of step t-1 (two versions).
  *
- * The plan says which through pipeline.async; the order is all this file
- * decides.  The weight rules live in the runtime and its --check.
+ * The plan says which through pipeline.async (its names are plan.c's); the
+ * order is all this file decides.  The weight rules live in the runtime and
+ * its --check.
  */
-#include <string.h>
-
 #include "pp.h"
-
-const char *pp_async_name(int async)
-{
-    switch (async) {
-    case PP_ASYNC_PIPEDREAM: return "pipedream";
-    case PP_ASYNC_2BW: return "2bw";
-    default: return "none";
-    }
-}
-
-int pp_async_from_name(const char *name)
-{
-    for (int a = PP_ASYNC_NONE; a <= PP_ASYNC_2BW; a++)
-        if (strcmp(name, pp_async_name(a)) == 0)
-            return a;
-    return -1;
-}
 
 static int pipedream_check(const pp_spec *s, pp_diag *d) { return pp_policy_need_one_stage(s, "pipedream", "", d); }
 static int twobw_check(const pp_spec *s, pp_diag *d) { return pp_policy_need_one_stage(s, "2bw", "", d); }

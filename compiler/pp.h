@@ -344,7 +344,7 @@ typedef struct pp_policy {
     /* Appends each device's compute ops, then update and flush. */
     int (*generate)(const pp_spec *s, pp_plan *p, pp_diag *d);
     bool split_backward;
-    int async; /* enum pp_async of its plans (policy_async.c) */
+    int async; /* enum pp_async of its plans (plan.c) */
 } pp_policy;
 
 const pp_policy *pp_policy_find(const char *name);
