@@ -331,6 +331,13 @@ void pp_plan_free(pp_plan *p);
 pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
 void pp_plan_reserve(pp_plan *p, int device, int n);
 long pp_plan_total_ops(const pp_plan *p);
+/* For an error about op i of device dev of a plan made from an order
+ * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
+ * that op; for an op the compiler inserted (send/recv, update, flush, R), at
+ * the listed op right after it on its device (else right before it).  The
+ * listed ops of a device are its F/B/W, the k-th of them the row's k-th
+ * token.  Prints nothing without an order or where the lists disagree. */
+void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i);
 
 /* ------------------------------------------------------------------ */
 /* policy.c + policy_*.c: compute orders                               */
@@ -423,13 +430,6 @@ void pp_auto_print(FILE *f, const pp_auto_report *r);
 int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
                pp_diag *d);
 extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
-/* For an error about op i of device dev of a plan made from an order
- * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
- * that op; for an op the compiler inserted (send/recv, update, flush, R), at
- * the listed op right after it on its device (else right before it).  The
- * listed ops of a device are its F/B/W, the k-th of them the row's k-th
- * token.  Prints nothing without an order or where the lists disagree. */
-void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i);
 /* Refuses every placement but vshape with two stages per device (stage
  * s < D on device s, else on 2D-1-s; a list equal to it is accepted). */
 int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
