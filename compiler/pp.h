@@ -587,11 +587,6 @@ typedef struct pp_sim {
 /* Times the plan (walk.c's eager replay on cost c) and measures its memory
  * on the memory model mem (NULL: act_size 1, no inputs kept). */
 int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, pp_sim *out, pp_diag *d);
-/* Every pass after the policy, as ppcc, --compare and auto run them:
- * pp_lower, pp_verify (pp_verify_opts_of(s, with_limit)), pp_simulate on
- * s's cost and memory.  Stops at the first that fails; sim is filled only
- * on success. */
-int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
 /* The one layout of a pp_sim, for a plan's lists (zeroed; start[d] and
  * end[d] point into one block each), shared with pprun's measured timeline;
  * pp_sim_free releases it. */
@@ -599,6 +594,16 @@ void pp_sim_alloc(pp_sim *s, const pp_plan *p);
 void pp_sim_free(pp_sim *s, int devices);
 /* 1 - sum(busy) / (devices * makespan); 0 for a zero makespan. */
 double pp_bubble(const double *busy, int devices, double makespan);
+
+/* ------------------------------------------------------------------ */
+/* passes.c: the passes after the policy, as one call                  */
+/* ------------------------------------------------------------------ */
+
+/* Every pass after the policy, as ppcc, --compare and auto run them:
+ * pp_lower, pp_verify (pp_verify_opts_of(s, with_limit)), pp_simulate on
+ * s's cost and memory.  Stops at the first that fails; sim is filled only
+ * on success. */
+int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* emit_json.c / emit_timeline.c / emit_stats.c                        */

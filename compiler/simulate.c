@@ -20,14 +20,6 @@
 
 #include "pp.h"
 
-int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d)
-{
-    pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
-    if (pp_lower_costed(p, &s->cost, d) || pp_verify(p, &vo, d))
-        return 1;
-    return pp_simulate(p, &s->cost, &vo, sim, d);
-}
-
 /* Ops of device d as walk.c counts them (its base[] lays out start/end). */
 static size_t list_len(const pp_plan *p, int d)
 {
