@@ -449,6 +449,14 @@ int pp_lower(pp_plan *p, pp_diag *d);
 /* The same, placing sends by a timing on these costs (NULL: F = 1, B = 2,
  * B = W = 1 when split, free communication — what pp_lower uses). */
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
+/* Lowering's run of walk.c's replay (pp_walk_run_stalled with its repair):
+ * whenever every device still running is stuck, the unmatched sends of each
+ * device on a wait-for cycle are delayed in place (in p) to just after the
+ * device's next compute op, and the replay goes on from where it stood.
+ * Sends keep their order per channel, so pairs do not change.  Stops when
+ * nothing can move; returns the blocked devices. */
+typedef struct pp_walk pp_walk;
+int pp_walk_run_repair(pp_walk *w, pp_plan *p);
 
 /* ------------------------------------------------------------------ */
 /* walk.c: the rendezvous replay shared by lower, verify and simulate  */
@@ -459,7 +467,7 @@ int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
  * partner[] holds that pairing (-1: none, or not a comm op).  run replays
  * every list: a device posts a whole group when it reaches it and moves
  * past once every op of the group has met its partner. */
-typedef struct pp_walk {
+struct pp_walk {
     int devices;
     long total;
     long *base;        /* [devices + 1] */
@@ -468,13 +476,18 @@ typedef struct pp_walk {
     int *gend;         /* [devices] after run: end of the group a blocked device sits in */
     int blocked;       /* after run: devices that did not reach the end */
     uint8_t *done;     /* [total] comm op met its partner */
+    /* The replay's state where it stopped, which a repair may change
+     * (pp_walk_run_stalled): whether each comm op has been posted, and per
+     * device how many ops of its current group are still unmatched. */
+    uint8_t *posted;   /* [total] */
+    int *pending;      /* [devices] */
     /* Timing (run_eager only): when each comm op is posted and when its
      * transfer ends (a send: when posted). */
     double *t_post, *t_pair;
     /* run_eager_hops only: hops[g] goes with the time of op g (a compute
      * op's end, a comm op's post), hops_pair[g] with t_pair[g]. */
     uint32_t *hops, *hops_pair;
-} pp_walk;
+};
 
 /* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
  * Returns nonzero if the plan's shape is unusable (no devices, too big). */
@@ -482,12 +495,16 @@ int pp_walk_init(pp_walk *w, const pp_plan *p);
 /* Replays with rendezvous semantics (a send waits for its recv); returns
  * the number of blocked devices.  Untimed: timings use run_eager. */
 int pp_walk_run(pp_walk *w, const pp_plan *p);
-/* Lowering's run: whenever every device still running is stuck, the
- * unmatched sends of each device on a wait-for cycle are delayed in place
- * (in p) to just after the device's next compute op, and the replay goes on
- * from where it stood.  Sends keep their order per channel, so pairs do not
- * change.  Stops when nothing can move; returns the blocked devices. */
-int pp_walk_run_repair(pp_walk *w, pp_plan *p);
+/* A repair of a stalled replay: called whenever every device still
+ * running is stuck, it may move ops within p's lists, carrying their
+ * partner[], done[] and posted[] entries along and lowering pending[]; the
+ * devices it leaves with nothing to wait for go into resume[*nresume], to
+ * be resumed in that order.  Returns how many devices it changed (0: the
+ * replay stops there). */
+typedef int (*pp_walk_repair)(pp_walk *w, pp_plan *p, int *resume, int *nresume);
+/* Replays like pp_walk_run, calling repair at each stall and going on from
+ * where the replay stood.  Returns the blocked devices at the end. */
+int pp_walk_run_stalled(pp_walk *w, pp_plan *p, pp_walk_repair repair);
 /* Timing with buffered sends: like run with dur, except that a send never
  * waits for its recv (the runtimes post sends on a communication stream or
  * into a queue); a recv ends `comm` after both sides have posted.  t_post
