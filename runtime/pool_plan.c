@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "replay_internal.h"
 
 typedef struct dry_ctx {
@@ -78,7 +79,7 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, p
     R.loss_sq = pr_calloc_or_exit((size_t)p->microbatches, sizeof(double), "the pool sizing's losses");
     R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the pool sizing's devices");
     pthread_mutex_init(&R.mu, NULL);
-    replay_cond_init(&R.cv);
+    pp_cond_init_monotonic(&R.cv);
     for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;

@@ -26,39 +26,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "replay_internal.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* seconds from now on CLOCK_MONOTONIC, the clock of R->cv */
-static struct timespec deadline_in(double seconds)
-{
-    double t = now_s() + seconds;
-    struct timespec ts = {.tv_sec = (time_t)t};
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
-void replay_cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
 
 /* Records the first error, wakes everyone so the run ends. */
 static void __attribute__((format(printf, 2, 3))) fail(run *R, const char *fmt, ...)
@@ -208,7 +179,7 @@ static int fail_held_up(device_ctx *D, int i, int late, const char *what)
 {
     run *R = D->R;
     int j = atomic_load(&R->dev[late].cur_op);
-    double age = now_s() - R->t0 - atomic_load(&R->dev[late].op_since);
+    double age = pp_now() - R->t0 - atomic_load(&R->dev[late].op_since);
     char stuck[128], waiter[128];
     if (j < 0) /* it moved on meanwhile */
         snprintf(stuck, sizeof stuck, "device %d", late);
@@ -459,7 +430,7 @@ static void do_update(device_ctx *D, int step)
  * (it may hold R->mu, which fail takes). */
 static bool close_step(run *R, int step, char *why, size_t len)
 {
-    double t = now_s() - R->t0;
+    double t = pp_now() - R->t0;
     double sq = 0;
     for (int m = 0; m < R->p->microbatches; m++)
         sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
@@ -536,7 +507,7 @@ static int do_flush(device_ctx *D, int i, int step)
         R->generation++;
         pthread_cond_broadcast(&R->cv);
     } else {
-        struct timespec until = deadline_in(R->o->timeout);
+        struct timespec until = pp_deadline_after(R->o->timeout);
         while (R->generation == gen && !atomic_load(&R->failed))
             if (pthread_cond_timedwait(&R->cv, &R->mu, &until) == ETIMEDOUT &&
                 R->generation == gen && !atomic_load(&R->failed)) {
@@ -562,7 +533,7 @@ static int exec_op(device_ctx *D, int i, int step)
 {
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
-    D->start[rec] = now_s() - D->R->t0;
+    D->start[rec] = pp_now() - D->R->t0;
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
     atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
@@ -580,7 +551,7 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
-    D->end[rec] = now_s() - D->R->t0;
+    D->end[rec] = pp_now() - D->R->t0;
     atomic_store_explicit(&D->cur_op, -1, memory_order_relaxed);
     if (D->bc->failed && !rc) {
         fail(D->R, "%s", D->bc->err);
@@ -853,13 +824,13 @@ static void watch(run *R, int started)
 {
     pthread_mutex_lock(&R->mu);
     while (R->finished < started) {
-        struct timespec tick = deadline_in(0.05);
+        struct timespec tick = pp_deadline_after(0.05);
         pthread_cond_timedwait(&R->cv, &R->mu, &tick);
         report_now(R);
         if (!atomic_load(&R->failed) || R->finished == started)
             continue;
         int stuck = -1, live = 0, old = 0;
-        double now = now_s() - R->t0;
+        double now = pp_now() - R->t0;
         for (int q = R->first; q < R->first + started; q++) {
             device_ctx *D = &R->dev[q];
             if (D->returned)
@@ -1072,7 +1043,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
                                   "the micro-batch losses");
     R.diag = d;
     pthread_mutex_init(&R.mu, NULL);
-    replay_cond_init(&R.cv);
+    pp_cond_init_monotonic(&R.cv);
     result_alloc(r, p, m, o->steps, o->record_all, true);
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
@@ -1086,7 +1057,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     for (int rank = R.first; rank <= R.last && !atomic_load(&R.failed); rank++)
         R.be->sync(R.dev[rank].bc); /* parameters are in place before the clock starts */
 
-    R.t0 = now_s();
+    R.t0 = pp_now();
     if (!atomic_load(&R.failed)) {
         /* weight versions live in host-side bookkeeping a graph cannot replay */
         bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all &&

@@ -103,8 +103,7 @@ struct run {
 };
 
 /* replay.c: a device's life, which the dry run borrows.  R->cv must use
- * CLOCK_MONOTONIC (replay_cond_init). */
-void replay_cond_init(pthread_cond_t *cv);
+ * CLOCK_MONOTONIC (pp_cond_init_monotonic, clock.h). */
 int device_setup(run *R, device_ctx *D, int rank, int slots);
 void *device_main(void *arg);
 /* Ends the run with msg (the first error wins). */
