@@ -685,7 +685,7 @@ static void summary(const chart *c, FILE *f)
     fmt_time(t, sizeof t, c->sim->makespan > 0 ? c->sim->makespan : c->t1 - c->t0);
     snprintf(buf, sizeof buf, "makespan %s", t);
     wrap_put(&w, "  ", buf);
-    if (c->sim->peak_mem) { /* memory.c's peak, the number of every view */
+    if (c->sim->peak_mem) { /* activation_memory.c's peak, the number of every view */
         wrap_put(&w, "  ", "peak memory:");
         for (int d = 0; d < c->p->devices; d++) {
             snprintf(buf, sizeof buf, "d%d %g%s", d, c->sim->peak_mem[d], d + 1 < c->p->devices ? "," : "");

@@ -128,8 +128,9 @@ typedef struct variant {
     bool depth;     /* among ready Fs, the later stage first (else the lower mb) */
 } variant;
 
-/* Would device memory m go over the limit after op kind(st)?  memory.c's
- * accounting, as the verifier will judge the candidate. */
+/* Would device memory m go over the limit after op kind(st)?
+ * activation_memory.c's accounting, as the verifier will judge the
+ * candidate. */
 static bool over_after(const pp_mem_state *m, int kind, int st, bool rec, bool split, const pp_verify_opts *mem)
 {
     pp_mem_state t = *m;

@@ -542,7 +542,7 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *d, const char *
 void pp_walk_free(pp_walk *w);
 
 /* ------------------------------------------------------------------ */
-/* memory.c: activation memory, the one accounting                     */
+/* activation_memory.c: activation memory, the one accounting          */
 /* ------------------------------------------------------------------ */
 
 /* The memory model: what the verifier checks and the simulator and pprun
@@ -597,7 +597,7 @@ typedef struct pp_sim {
     double bubble;        /* pp_bubble(busy, devices, makespan) */
     double *busy;         /* [devices] compute time */
     int *peak_act;        /* [devices] the most (stage, mb) sets held in full at once */
-    double *peak_mem;     /* [devices] peak memory (memory.c), in the memory model's unit */
+    double *peak_mem;     /* [devices] peak memory (activation_memory.c), the memory model's unit */
     double **start, **end;/* [devices][op index] */
 } pp_sim;
 

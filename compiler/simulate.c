@@ -1,7 +1,8 @@
 /*
  * simulate.c — predicts when every op of a (verified) plan starts and ends
  * on the cost model, and from that the makespan, the bubble and each
- * device's peak memory (memory.c's accounting, in the memory model's unit).
+ * device's peak memory (activation_memory.c's accounting, in the memory
+ * model's unit).
  *
  * Timing model (docs/verifier.md): a device runs its list in order; F(s)
  * takes stage_F[s], so does a recomputed forward R(s), B takes stage_B[s] (+ stage_W[s] when the backward is

@@ -16,8 +16,8 @@
  *      the recv that feeds it (positions of each (stage, mb) op are kept in
  *      flat arrays indexed stage * M + mb);
  *   5. matching: the k-th send a->b against the k-th recv on b from a;
- *   6. memory: the activation memory each device holds (memory.c) under
- *      mem_limit;
+ *   6. memory: the activation memory each device holds
+ *      (activation_memory.c) under mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c) must bring every device to
  *      its last op; otherwise each wait-for cycle is reported.
  * Every message names the device, the op index, the op and the reason; for
@@ -380,9 +380,9 @@ static void check_matching(verifier *V, const pp_walk *w)
     }
 }
 
-/* The memory model's one accounting (memory.c): the first op of each device
- * whose activation memory is over the limit, with the device's peak, the
- * number every other view shows. */
+/* The memory model's one accounting (activation_memory.c): the first op of
+ * each device whose activation memory is over the limit, with the device's
+ * peak, the number every other view shows. */
 static void check_memory(verifier *V, const pp_verify_opts *o)
 {
     if (!o || o->mem_limit <= 0)

@@ -105,7 +105,7 @@ typedef struct pr_run_result {
     double **start, **end;   /* [devices][recorded_steps * n_ops], seconds since run start */
     double *step_start;      /* [steps], seconds since run start */
     int *peak_act;           /* [devices] measured peak of (stage, mb) sets held in full */
-    double *peak_mem;        /* [devices] measured peak memory (memory.c), memory.activation's unit */
+    double *peak_mem;        /* [devices] measured peak memory, memory.activation's unit (activation_memory.c) */
     int *pool_slots;         /* [devices] activation buffers preallocated from the plan */
     int *pool_misses;        /* [devices] buffers allocated during the run beyond those */
     int graph_steps;         /* steps replayed from a captured graph */
@@ -175,7 +175,7 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
  * reported) when that GPU does not exist. */
 int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
 
-/* memory.c: bytes this process may still allocate on the host: the least
+/* host_memory.c: bytes this process may still allocate on the host: the least
  * of what the address-space limit (ulimit -v) leaves and what the machine
  * has available (MemAvailable + SwapFree); *limit says which (INFINITY
  * when neither is known). */

@@ -95,7 +95,8 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
     } while (0)
 
 /* The activations op took or released, counted by the compiler's one
- * accounting (memory.c) in the plan's memory unit: the measured peak. */
+ * accounting (activation_memory.c) in the plan's memory unit: the measured
+ * peak. */
 static void hold(device_ctx *D, const pp_op *op, bool recomputes)
 {
     const pr_model *m = D->R->m;

@@ -67,7 +67,7 @@ typedef struct device_ctx {
     int nheld, cap_held;
     bool in_group;
     float *t_dev;
-    pp_mem_state mem; /* activations held now (memory.c) */
+    pp_mem_state mem; /* activations held now (activation_memory.c) */
     long peak_full;   /* the most sets held in full */
     double peak_mem;  /* peak memory, in the plan's memory unit */
     double *start, *end;

@@ -1,7 +1,7 @@
 /*
  * run.c — pr_replay, a run from start to end: the pools are sized by a dry
  * run (pool_plan.c) and what the run will allocate is checked against what
- * the host has left (memory.c) before anything else; then one thread
+ * the host has left (host_memory.c) before anything else; then one thread
  * per device of this process replays its list (replay.c) while this thread
  * watches them, prints the first error when it happens and ends the
  * process when a device is stuck inside an op after a failure; or, with a
@@ -164,7 +164,7 @@ static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
 }
 
 /* What the run will allocate on the host, against what the host has left
- * (memory.c): refused before anything is allocated, with the numbers,
+ * (host_memory.c): refused before anything is allocated, with the numbers,
  * when it cannot fit.  bytes[rank] (from the dry run) is host memory on
  * the CPU backend, the GPU's on others. */
 static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *o,
