@@ -68,6 +68,17 @@ long pp_plan_total_ops(const pp_plan *p)
     return n;
 }
 
+int pp_comm_ends(const pp_plan *p, int kind, int comm, int stage, int *self, int *peer)
+{
+    int to = comm == PP_COMM_ACT ? stage + 1 : stage - 1;
+    if (to < 0 || to >= p->stages)
+        return -1;
+    int src = p->placement[stage], dst = p->placement[to];
+    *self = kind == PP_OP_SEND ? src : dst;
+    *peer = kind == PP_OP_SEND ? dst : src;
+    return to;
+}
+
 const char *pp_async_name(int async)
 {
     switch (async) {

@@ -331,6 +331,12 @@ void pp_plan_free(pp_plan *p);
 pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
 void pp_plan_reserve(pp_plan *p, int device, int n);
 long pp_plan_total_ops(const pp_plan *p);
+/* The devices a send or recv (kind) of comm for stage connects: the data
+ * leaves the holder of stage for the holder of the next stage (act) or of
+ * the previous one (grad).  *self is the device the op belongs on, *peer
+ * the other end.  Returns that other stage, or -1 when there is none (the
+ * last stage sends no act, the first no grad).  stage is in range. */
+int pp_comm_ends(const pp_plan *p, int kind, int comm, int stage, int *self, int *peer);
 /* For an error about op i of device dev of a plan made from an order
  * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
  * that op; for an op the compiler inserted (send/recv, update, flush, R), at

@@ -134,14 +134,11 @@ static void check_comm(verifier *V, int d, int i, const pp_op *op)
     if (!stage_mb_ok(V, d, i, op))
         return;
     bool act = op->comm == PP_COMM_ACT;
-    int to = act ? op->stage + 1 : op->stage - 1;
-    if (to < 0 || to >= V->S) {
+    int self, peer, to = pp_comm_ends(p, op->kind, op->comm, op->stage, &self, &peer);
+    if (to < 0) {
         FAIL_OP(V, d, i, op, "stage %d has no %s stage", op->stage, act ? "next" : "previous");
         return;
     }
-    /* The data leaves the holder of `stage` for the holder of `to`. */
-    int src = p->placement[op->stage], dst = p->placement[to];
-    int self = send ? src : dst, peer = send ? dst : src;
     if (self != d) {
         FAIL_OP(V, d, i, op, "stage %d is on device %d, so this %s belongs on device %d", send ? op->stage : to,
                 self, send ? "send" : "recv", self);

@@ -339,13 +339,10 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, co
         FAIL(L, "%s.peer: %ld is the device itself", path, peer);
     op->peer = (int)peer;
     op->group = (int)group;
-    /* act of F(s) goes from rank(s) to rank(s+1); grad of B(s) from rank(s) to rank(s-1). */
-    int to = comm == PP_COMM_ACT ? (int)stage + 1 : (int)stage - 1;
-    if (to < 0 || to >= plan->stages)
+    int want_self, want_peer, to = pp_comm_ends(plan, kind, comm, (int)stage, &want_self, &want_peer);
+    if (to < 0)
         FAIL(L, "%s.stage: %s of stage %ld has no %s stage", path, ck, stage,
              comm == PP_COMM_ACT ? "next" : "previous");
-    int src = place[stage], dst = place[to];
-    int want_self = kind == PP_OP_SEND ? src : dst, want_peer = kind == PP_OP_SEND ? dst : src;
     if (want_self != rank)
         FAIL(L, "%s: %s %s %ld.%ld does not belong on rank %d", path, name, ck, stage, mb, rank);
     if (want_peer != peer)
