@@ -51,6 +51,7 @@ typedef struct key_def {
     enum kind kind;
     double min, max;  /* K_INT */
     bool block;       /* may carry a block of sub-settings */
+    bool pipeline;    /* may be written in pipeline { } too */
 } key_def;
 
 /* Costs and memory sizes are summed over every op of a plan: past this
@@ -59,12 +60,12 @@ typedef struct key_def {
 #define MAX_NUMBER 1e15
 
 static const key_def keys[S__COUNT] = {
-    [S_DEVICES] = {"devices", K_INT, 1, PP_MAX_DEVICES, false},
-    [S_VIRTUAL] = {"virtual", K_INT, 1, 64, false},
-    [S_STAGES] = {"stages", K_INT, 1, PP_MAX_STAGES, false},
-    [S_MICROBATCHES] = {"microbatches", K_INT, 1, PP_MAX_MICROBATCHES, false},
-    [S_PLACEMENT] = {"placement", K_PLACEMENT, 0, 0, false},
-    [S_SCHEDULE] = {"schedule", K_WORD, 0, 0, true},
+    [S_DEVICES] = {"devices", K_INT, 1, PP_MAX_DEVICES, false, true},
+    [S_VIRTUAL] = {"virtual", K_INT, 1, 64, false, true},
+    [S_STAGES] = {"stages", K_INT, 1, PP_MAX_STAGES, false, true},
+    [S_MICROBATCHES] = {"microbatches", K_INT, 1, PP_MAX_MICROBATCHES, false, true},
+    [S_PLACEMENT] = {"placement", K_PLACEMENT, 0, 0, false, true},
+    [S_SCHEDULE] = {"schedule", K_WORD, 0, 0, true, true},
     [S_GROUP] = {"schedule.group", K_INT, 1, PP_MAX_MICROBATCHES, false},
     [S_VSYNC] = {"schedule.vertical_sync", K_INT, 0, 1, false}, /* pipedream, docs/async.md */
     [S_COST_F] = {"cost.F", K_NUM, 0, 0, false},
@@ -96,16 +97,17 @@ static const struct {
     {"recompute", S_RECOMPUTE}, {"recompute_stages", S_RECOMPUTE_STAGES},
 };
 
-/* What may be written in each block, for "unknown setting" hints. */
-static const char *const names_top[] = {"devices", "virtual", "stages", "microbatches", "placement", "schedule",
-                                        "cost", "memory", "model", "pipeline", NULL};
-static const char *const names_pipeline[] = {"devices", "virtual", "stages", "microbatches", "placement",
-                                             "schedule", NULL};
-static const char *const names_schedule[] = {"group", "vertical_sync", NULL};
-static const char *const names_cost[] = {"F", "B", "W", "comm", "stage", NULL};
-static const char *const names_stage[] = {"F", "B", "W", NULL};
-static const char *const names_memory[] = {"activation", "limit", "recompute", "recompute_stages", "input", NULL};
-static const char *const names_model[] = {"layers", "hidden", "batch", "optimizer", "lr", "seed", "balance", NULL};
+/* The blocks that are not settings themselves (`cost { F = 2 }`), with a
+ * key of each for the message of a -D that names the block. */
+static const struct {
+    const char *name;
+    const char *example;
+} blocks[] = {
+    {"cost", "cost.F"}, {"memory", "memory.limit"}, {"pipeline", "devices"}, {"cost.stage", "cost.stage.0.F"},
+};
+
+/* The costs a stage may override (cost.stage.N.F), by `which`. */
+static const char *const stage_costs[] = {"F", "B", "W"};
 
 /* Where a setting came from: the file (def < 0) or defs[def]. */
 typedef struct origin {
@@ -257,12 +259,6 @@ typedef struct target {
     int which;
 } target;
 
-static bool is_pipeline_slot(enum slot s)
-{
-    return s == S_DEVICES || s == S_VIRTUAL || s == S_STAGES || s == S_MICROBATCHES || s == S_PLACEMENT ||
-           s == S_SCHEDULE;
-}
-
 /* Maps a dotted name to what it sets; with_aliases for -D. */
 static target lookup(const char *path, bool with_aliases)
 {
@@ -281,29 +277,31 @@ static target lookup(const char *path, bool with_aliases)
             t.slot = aliases[i].slot;
         }
     if (in_pipeline) {
-        if (t.kind != T_SETTING || !is_pipeline_slot(t.slot))
+        if (t.kind != T_SETTING || !keys[t.slot].pipeline)
             t.kind = T_UNKNOWN;
         return t;
     }
     if (t.kind != T_UNKNOWN)
         return t;
-    if (!strcmp(path, "cost") || !strcmp(path, "memory") || !strcmp(path, "pipeline")) {
-        t.kind = T_BLOCK;
-    } else if (!strcmp(path, "cost.stage")) {
-        t.kind = T_STAGE_LIST;
-    } else if (!strncmp(path, "cost.stage.", 11)) {
+    for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
+        if (!strcmp(path, blocks[i].name))
+            t.kind = strcmp(path, "cost.stage") ? T_BLOCK : T_STAGE_LIST;
+    if (t.kind == T_UNKNOWN && !strncmp(path, "cost.stage.", 11)) {
         const char *p = path + 11;
         size_t digits = strspn(p, "0123456789");
         if (digits == 0 || digits > 9)
             return t;
         t.stage = strtol(p, NULL, 10);
         p += digits;
-        if (*p == '\0')
+        if (*p == '\0') {
             t.kind = T_STAGE;
-        else if (p[0] == '.' && p[1] && strchr("FBW", p[1]) && p[2] == '\0') {
-            t.kind = T_STAGE_COST;
-            t.which = (int)(strchr("FBW", p[1]) - "FBW");
+            return t;
         }
+        for (int w = 0; w < 3 && *p == '.'; w++)
+            if (!strcmp(p + 1, stage_costs[w])) {
+                t.kind = T_STAGE_COST;
+                t.which = w;
+            }
     }
     return t;
 }
@@ -437,7 +435,7 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
 static void add_override(ctx *c, long stage, int which, const pp_value *v, const origin *o)
 {
     char name[64];
-    snprintf(name, sizeof name, "cost.stage.%ld.%c", stage, "FBW"[which]);
+    snprintf(name, sizeof name, "cost.stage.%ld.%s", stage, stage_costs[which]);
     double num;
     if (!to_number(c, o, name, v, false, &num))
         return;
@@ -450,26 +448,56 @@ static void add_override(ctx *c, long stage, int which, const pp_value *v, const
 /* The file                                                            */
 /* ------------------------------------------------------------------ */
 
-static const char *const *scope_names(const char *prefix, bool in_pipeline)
+/* What may be written in a block, for "unknown setting" hints: read off the
+ * key table and the blocks, in their order. */
+typedef struct scope {
+    char buf[S__COUNT + 8][24];
+    const char *names[S__COUNT + 9]; /* NULL-terminated */
+    int n;
+} scope;
+
+static void scope_add(scope *sc, const char *name, size_t len)
 {
-    if (in_pipeline)
-        return names_pipeline;
-    if (!*prefix)
-        return names_top;
-    if (!strcmp(prefix, "cost"))
-        return names_cost;
-    if (!strncmp(prefix, "cost.stage", 10))
-        return names_stage;
-    if (!strcmp(prefix, "memory"))
-        return names_memory;
-    if (!strcmp(prefix, "model"))
-        return names_model;
-    return names_schedule;
+    for (int i = 0; i < sc->n; i++)
+        if (strlen(sc->names[i]) == len && !strncmp(sc->names[i], name, len))
+            return;
+    snprintf(sc->buf[sc->n], sizeof sc->buf[sc->n], "%.*s", (int)len, name);
+    sc->names[sc->n] = sc->buf[sc->n];
+    sc->names[++sc->n] = NULL;
+}
+
+/* The first component of name after prefix ("" for the top), if name is
+ * inside prefix's block. */
+static void scope_add_inside(scope *sc, const char *name, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (pl && (strncmp(name, prefix, pl) || name[pl] != '.'))
+        return;
+    const char *rest = name + (pl ? pl + 1 : 0);
+    scope_add(sc, rest, strcspn(rest, "."));
+}
+
+static void scope_of(scope *sc, const char *prefix, bool in_pipeline)
+{
+    sc->n = 0;
+    sc->names[0] = NULL;
+    if (!strncmp(prefix, "cost.stage", 10)) {
+        for (int w = 0; w < 3; w++)
+            scope_add(sc, stage_costs[w], strlen(stage_costs[w]));
+        return;
+    }
+    for (int s = 0; s < S__COUNT; s++)
+        if (!in_pipeline || keys[s].pipeline)
+            scope_add_inside(sc, keys[s].name, in_pipeline ? "" : prefix);
+    for (size_t i = 0; !in_pipeline && i < sizeof blocks / sizeof blocks[0]; i++)
+        scope_add_inside(sc, blocks[i].name, prefix);
 }
 
 static void unknown_setting(ctx *c, const pp_item *it, const char *prefix, bool in_pipeline)
 {
-    const char *const *names = scope_names(prefix, in_pipeline);
+    scope sc;
+    scope_of(&sc, prefix, in_pipeline);
+    const char *const *names = sc.names;
     const char *where = in_pipeline ? " in pipeline" : "";
     char block[80] = "";
     if (*prefix)
@@ -539,7 +567,7 @@ static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pip
         target t = {T_UNKNOWN, S__COUNT, -1, -1};
         if (len > 0 && (size_t)len < sizeof path)
             t = lookup(path, false);
-        if (in_pipeline && !(t.kind == T_SETTING && is_pipeline_slot(t.slot)))
+        if (in_pipeline && !(t.kind == T_SETTING && keys[t.slot].pipeline))
             t.kind = T_UNKNOWN;
         origin o = {-1, it->offset, it->value ? it->value->offset : it->offset};
 
@@ -629,13 +657,15 @@ static void apply_define(ctx *c, int i)
     }
     case T_BLOCK:
     case T_STAGE:
-    case T_STAGE_LIST:
+    case T_STAGE_LIST: {
+        const char *example = "cost.stage.0.F"; /* cost.stage.N */
+        for (size_t j = 0; j < sizeof blocks / sizeof blocks[0]; j++)
+            if (!strcmp(name, blocks[j].name))
+                example = blocks[j].example;
         pp_error(c->d, "-D %s=%s: '%s' is a block; set one of its keys, such as %s", name, def_value(c, i), name,
-                 !strcmp(name, "cost")     ? "cost.F"
-                 : !strcmp(name, "memory") ? "memory.limit"
-                 : !strcmp(name, "pipeline") ? "devices"
-                                             : "cost.stage.0.F");
+                 example);
         return;
+    }
     default:
         break;
     }
@@ -762,7 +792,7 @@ static void resolve_cost(ctx *c, pp_spec *spec)
     for (int i = 0; i < c->noverrides; i++) {
         const stage_cost *o = &c->overrides[i];
         char name[64];
-        snprintf(name, sizeof name, "cost.stage.%ld.%c", o->stage, "FBW"[o->which]);
+        snprintf(name, sizeof name, "cost.stage.%ld.%s", o->stage, stage_costs[o->which]);
         if (o->stage >= S) {
             report_at(c, &o->at, o->at.name_off, name, "stage %ld does not exist (stages are 0..%d)", o->stage, S - 1);
             continue;
