@@ -1,9 +1,9 @@
 /*
  * policy_custom.c — an explicit compute order written in the schedule
  * file (`schedule custom` + `order { device 0: F0.0 B0.0 ... }`,
- * docs/dsl.md).  spec.c has already read every op word into (kind, stage,
- * micro-batch) with its offset; this policy checks what the words must
- * satisfy together and then emits them as written, so lowering, the
+ * docs/dsl.md).  spec_order.c has already read every op word into (kind,
+ * stage, micro-batch) with its offset; this policy checks what the words
+ * must satisfy together and then emits them as written, so lowering, the
  * verifier and the simulator treat the order like any generated one.
  *
  * The checks run before lowering so that each error points at a token of

@@ -25,7 +25,7 @@
 #define PP_MAX_SOURCE_BYTES (64L << 20)
 
 /* The reference model's limits (model mlp), the one source of both ppcc's
- * checks (spec.c, at the key) and pprun's loader (runtime/plan_load.c):
+ * checks (spec_keys.c, at the key) and pprun's loader (runtime/plan_load.c):
  * a plan that ppcc writes is a plan that pprun can load. */
 #define PP_MAX_LAYERS 65536
 #define PP_MAX_HIDDEN 65536
@@ -211,7 +211,7 @@ int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
 pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize);
 
 /* ------------------------------------------------------------------ */
-/* spec.c: the checked pipeline description (file + -D overrides)      */
+/* spec*.c: the checked pipeline description (file + -D overrides)     */
 /* ------------------------------------------------------------------ */
 
 enum pp_placement_kind { PP_PLACE_LOOP, PP_PLACE_VSHAPE, PP_PLACE_LIST };
