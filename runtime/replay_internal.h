@@ -1,6 +1,6 @@
 /*
  * replay_internal.h — the state of a replay, shared by the files that make
- * one, each calling only those listed before it:
+ * one, each calling only those listed before it (docs/layout.md):
  *   run_state.c        how a run fails, its buffers, its result's arrays;
  *   weight_versions.c  which weights an op computes with, keeping old ones;
  *   replay.c           a device's replay of its list, and the harness a run
