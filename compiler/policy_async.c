@@ -33,16 +33,6 @@ static int pipedream_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
     return 0;
 }
 
-/* 2bw's order is 1F1B's; only the weight rule (the runtime's) differs. */
-static int twobw_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
-{
-    (void)d;
-    for (int dev = 0; dev < s->devices; dev++)
-        pp_policy_1f1b_order(p, s->devices, s->microbatches, dev, false);
-    pp_policy_finish(p);
-    return 0;
-}
-
 const pp_policy pp_policy_pipedream = {
     .name = "pipedream",
     .summary = "1F1B order, an update after every backward, weight stashing (PipeDream)",
@@ -56,7 +46,7 @@ const pp_policy pp_policy_2bw = {
     .name = "2bw",
     .summary = "1F1B order, one update per step, forwards on the previous step's weights (PipeDream-2BW)",
     .check = twobw_check,
-    .generate = twobw_generate,
+    .generate = pp_policy_1f1b_generate, /* 1F1B's order; the weight rule is the runtime's */
     .split_backward = false,
     .async = PP_ASYNC_2BW,
 };

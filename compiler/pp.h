@@ -381,6 +381,9 @@ int pp_policy_need_one_stage(const pp_spec *s, const char *policy, const char *h
 /* 1F1B's order on device dev (policy_1f1b.c), shared with pipedream and
  * 2bw (policy_async.c); with update_after_b, an update follows each B. */
 void pp_policy_1f1b_order(pp_plan *p, int devices, int microbatches, int dev, bool update_after_b);
+/* 1F1B's generate, every device's order then update and flush: 2bw's too
+ * (its order is 1F1B's; only the weight rule, the runtime's, differs). */
+int pp_policy_1f1b_generate(const pp_spec *s, pp_plan *p, pp_diag *d);
 /* Appends the compute op kind(stage, mb) to device d (peer = group = -1),
  * within the room pp_policy_run reserved (else the list grows). */
 static inline void pp_policy_emit(pp_plan *p, int d, int kind, int stage, int mb)
