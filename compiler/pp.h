@@ -4,9 +4,11 @@
  * Data flow (DESIGN.md):
  *   .pp -> lexer/parser (ast) -> spec -> policy -> lower -> verify -> simulate -> emit
  *
- * Each pass is one file under compiler/; this header is divided into
- * sections, one per file, in pipeline order.  Every pass reports errors
- * through a pp_diag and returns the number of errors it reported (0 = ok).
+ * Each pass is one file under compiler/ (or a few, named in its section);
+ * this header is divided into sections, one per pass, in pipeline order.
+ * docs/layout.md lists the files in the order they may call each other.
+ * Every pass reports errors through a pp_diag and returns the number of
+ * errors it reported (0 = ok).
  */
 #ifndef PP_H
 #define PP_H
@@ -35,7 +37,7 @@
 #define PP_MAX_MICROBATCH_FLOATS (1L << 30)   /* batch / microbatches * hidden */
 
 /* ------------------------------------------------------------------ */
-/* ops.def / op kinds: the one table of op names (X-macro).            */
+/* ops.c: op kinds, from the one table of op names (X-macro)           */
 /* ------------------------------------------------------------------ */
 
 /* X(ENUM, "json name", is_compute).  R is the recomputed forward of a
@@ -293,7 +295,7 @@ int pp_spec_build(const pp_ast *ast, const pp_define *defs, int ndefs, pp_arena 
                   pp_spec *spec);
 
 /* ------------------------------------------------------------------ */
-/* plan.c: per-device op lists                                         */
+/* plan.c: per-device op lists, and the vocabulary of plans            */
 /* ------------------------------------------------------------------ */
 
 typedef struct pp_device {
@@ -401,10 +403,20 @@ extern const pp_policy pp_policy_dualpipev;
 extern const pp_policy pp_policy_looped_bfs;
 extern const pp_policy pp_policy_interleaved_zb;
 extern const pp_policy pp_policy_zb_h2;     /* policy_zbh2.c */
+/* Refuses every placement but vshape with two stages per device (stage
+ * s < D on device s, else on 2D-1-s; a list equal to it is accepted):
+ * policy_zbv.c's, shared with dualpipev. */
+int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
+/* PyTorch's zero-bubble 1F1B builder (ZB1P, policy_zb.c): appends every
+ * device's F/B/W on the loop placement with v stages per device and rounds
+ * of per_round micro-batches.  Shared by zb-h1 (v = 1) and interleaved-zb.
+ * Returns nonzero when out of memory. */
+int pp_policy_zb1p(pp_plan *p, int devices, int v, int microbatches, int per_round);
 /* policy_async.c (docs/async.md): 1F1B's order with PipeDream's weight
  * stashing (an update after every B) and with PipeDream-2BW. */
 extern const pp_policy pp_policy_pipedream;
 extern const pp_policy pp_policy_2bw;
+extern const pp_policy pp_policy_custom; /* policy_custom.c: order { } of the file */
 
 /* policy_auto.c (docs/auto.md): the search behind `schedule auto`. */
 extern const pp_policy pp_policy_auto;
@@ -432,21 +444,6 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
 /* The report as a short table ("auto: ..." lines). */
 void pp_auto_print(FILE *f, const pp_auto_report *r);
 
-/* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
- * row per policy to out, each the compilation of the file (ast, spec s
- * built from it with defs) with the row's -D settings added after defs;
- * unknown names are errors (returns their count). */
-int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
-               pp_diag *d);
-extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
-/* Refuses every placement but vshape with two stages per device (stage
- * s < D on device s, else on 2D-1-s; a list equal to it is accepted). */
-int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
-/* PyTorch's zero-bubble 1F1B builder (ZB1P): appends every device's F/B/W
- * on the loop placement with v stages per device and rounds of per_round
- * micro-batches.  Shared by zb-h1 (v = 1) and interleaved-zb.  Returns
- * nonzero when out of memory. */
-int pp_policy_zb1p(pp_plan *p, int devices, int v, int microbatches, int per_round);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
@@ -632,7 +629,18 @@ double pp_bubble(const double *busy, int devices, double makespan);
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
-/* emit_json.c / emit_timeline.c / emit_stats.c                        */
+/* compare.c: the policies side by side                                */
+/* ------------------------------------------------------------------ */
+
+/* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
+ * row per policy to out, each the compilation of the file (ast, spec s
+ * built from it with defs) with the row's -D settings added after defs;
+ * unknown names are errors (returns their count). */
+int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
+               pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* emit_json.c / emit_timeline.c / emit_stats.c / emit_trace.c        */
 /* ------------------------------------------------------------------ */
 
 int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim);
