@@ -47,6 +47,10 @@ static const struct {
     {"cost", "cost.F"}, {"memory", "memory.limit"}, {"pipeline", "devices"}, {"cost.stage", "cost.stage.0.F"},
 };
 
+/* ------------------------------------------------------------------ */
+/* Messages                                                            */
+/* ------------------------------------------------------------------ */
+
 /* A bad value: at the value in the file (with what was written), or
  * naming the -D, which already shows it. */
 __attribute__((format(printf, 5, 6))) static void bad_value(ctx *c, const origin *o, const char *key,

@@ -733,6 +733,8 @@ void device_teardown(run *R, device_ctx *D)
     free(D->local);
 }
 
+/* The harness every run is made on, pr_replay's and the dry run's
+ * (replay_internal.h). */
 void run_open(run *R, const pp_plan *p, const pr_model *m, const pr_run_opts *o, const pr_backend *be,
               pr_transport *tr, pr_run_result *res)
 {
