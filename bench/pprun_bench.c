@@ -19,14 +19,8 @@
 #include <time.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "pprun.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double cpu_s(void)
 {
@@ -133,9 +127,9 @@ int main(int argc, char **argv)
             B[i] = (float)(i % 5) * 0.1f;
         double best = 1e300;
         for (int r = 0; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = pp_now();
             pr_cpu_sgemm(M, N, K, A, B, C, 0);
-            double dt = now_s() - t0;
+            double dt = pp_now() - t0;
             if (dt < best)
                 best = dt;
         }

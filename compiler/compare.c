@@ -21,7 +21,8 @@
  *
  * A row that does not fit memory.limit shows what it compiles to without
  * the limit (-D memory.limit=0); compiling it with its settings fails with
- * the limit error.  Fitting is judged by memory.c, as the verifier does.
+ * the limit error.  Fitting is judged by activation_memory.c, as the
+ * verifier does.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -90,7 +91,7 @@ typedef struct row {
     shape sh;
     bool ok, fits;
     double makespan, bubble;
-    double *peak;   /* [devices] peak memory (memory.c) */
+    double *peak;   /* [devices] peak memory (activation_memory.c) */
     char *settings; /* "-D schedule=... -D ..." */
     char reason[300];
 } row;

@@ -171,24 +171,28 @@ void pp_note_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt
     va_end(ap);
 }
 
+/* "PROG: LEVEL: msg". */
+static void print_plain(pp_diag *d, const char *level, const char *fmt, va_list ap)
+{
+    fprintf(d->out, "%s: %s: ", d->prog, level);
+    vfprintf(d->out, fmt, ap);
+    fputc('\n', d->out);
+}
+
 void pp_error(pp_diag *d, const char *fmt, ...)
 {
     if (!diag_open(d))
         return;
-    fprintf(d->out, "%s: error: ", d->prog);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(d->out, fmt, ap);
+    print_plain(d, "error", fmt, ap);
     va_end(ap);
-    fputc('\n', d->out);
 }
 
 void pp_warning(pp_diag *d, const char *fmt, ...)
 {
-    fprintf(d->out, "%s: warning: ", d->prog);
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(d->out, fmt, ap);
+    print_plain(d, "warning", fmt, ap);
     va_end(ap);
-    fputc('\n', d->out);
 }

@@ -228,7 +228,7 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "busy", double_array(sim->busy, 0, p->devices));
     if (sim->peak_act)
         cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
-    if (sim->peak_mem) /* memory.c's peak, the number of every view */
+    if (sim->peak_mem) /* activation_memory.c's peak, the number of every view */
         cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
     return j;
 }

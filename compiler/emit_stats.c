@@ -9,9 +9,9 @@
  *
  * (one line).  Without a simulation the last four keys are left out.
  * peak_act counts the (stage, mb) sets held in full at once; peak_mem is
- * each device's peak memory (memory.c), in the unit of memory.activation
- * with the inputs kept for recompute counted: the number the timeline, the
- * plan JSON, --compare and the memory.limit error show.
+ * each device's peak memory (activation_memory.c), in the unit of
+ * memory.activation with the inputs kept for recompute counted: the number
+ * the timeline, the plan JSON, --compare and the memory.limit error show.
  */
 #include "pp.h"
 

@@ -392,32 +392,23 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* First index in v[0..n) with v[i] >= x. */
-static long lower_double(const double *v, long n, double x)
-{
-    long lo = 0, hi = n;
-    while (lo < hi) {
-        long mid = lo + (hi - lo) / 2;
-        if (v[mid] < x)
-            lo = mid + 1;
-        else
-            hi = mid;
+/* NAME(v, n, x): the first index in the sorted v[0..n) with v[i] >= x. */
+#define LOWER_BOUND(NAME, T)                         \
+    static long NAME(const T *v, long n, T x)        \
+    {                                                \
+        long lo = 0, hi = n;                         \
+        while (lo < hi) {                            \
+            long mid = lo + (hi - lo) / 2;           \
+            if (v[mid] < x)                          \
+                lo = mid + 1;                        \
+            else                                     \
+                hi = mid;                            \
+        }                                            \
+        return lo;                                   \
     }
-    return lo;
-}
-
-static long lower_u64(const uint64_t *v, long n, uint64_t x)
-{
-    long lo = 0, hi = n;
-    while (lo < hi) {
-        long mid = lo + (hi - lo) / 2;
-        if (v[mid] < x)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
-}
+LOWER_BOUND(lower_double, double)
+LOWER_BOUND(lower_u64, uint64_t)
+#undef LOWER_BOUND
 
 /* The instant a start belongs to: the last representative at or before it. */
 static long instant_of(const double *rep, long nrep, double s)
@@ -685,7 +676,7 @@ static void summary(const chart *c, FILE *f)
     fmt_time(t, sizeof t, c->sim->makespan > 0 ? c->sim->makespan : c->t1 - c->t0);
     snprintf(buf, sizeof buf, "makespan %s", t);
     wrap_put(&w, "  ", buf);
-    if (c->sim->peak_mem) { /* memory.c's peak, the number of every view */
+    if (c->sim->peak_mem) { /* activation_memory.c's peak, the number of every view */
         wrap_put(&w, "  ", "peak memory:");
         for (int d = 0; d < c->p->devices; d++) {
             snprintf(buf, sizeof buf, "d%d %g%s", d, c->sim->peak_mem[d], d + 1 < c->p->devices ? "," : "");

@@ -13,10 +13,11 @@
  *   - all comm ops between two consecutive compute ops of a device form one
  *     group (Megatron's send_forward_recv_backward and friends).
  * "Slot" i of a device is the gap right before its i-th compute op; slot C
- * (C compute ops) follows the last one.  Then the rendezvous walk checks the
- * result; whenever the replay stalls, the blocked sends of each wait-for
- * cycle are delayed past the next compute op of their device and the replay
- * goes on from there (walk.c), so repairs cost what they move.
+ * (C compute ops) follows the last one.  Then the rendezvous walk (walk.c)
+ * checks the result; whenever the replay stalls, the blocked sends of each
+ * wait-for cycle are delayed past the next compute op of their device
+ * (repair_stall) and the replay goes on from there, so repairs cost what
+ * they move.
  *
  * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
  * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).
@@ -331,6 +332,107 @@ static void sink_sends(lowering *L)
     free(chops);
     free(chan_last);
     pp_walk_free(&w);
+}
+
+/* The repair of a stalled replay (pp_walk_run_stalled): delays the
+ * unmatched sends of every device on a wait-for cycle past its next compute
+ * op (or to the front of an adjacent next group), moving ops, pairs and
+ * replay state together; a device whose group has nothing left to wait for
+ * is resumed.  Returns how many devices changed. */
+static int repair_stall(pp_walk *w, pp_plan *p, int *resume, int *nresume)
+{
+    int D = w->devices, changed = 0;
+    int *wait_at = malloc((size_t)D * 3 * sizeof(int));
+    if (!wait_at)
+        abort();
+    int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
+    pp_walk_cycles(w, p, wait_at, wait_for, cycle);
+    int cap = 0;
+    pp_op *tmp_op = NULL;
+    int32_t *tmp_id = NULL;
+    for (int d = 0; d < D; d++) {
+        /* Only a device held by a send can be freed by delaying it. */
+        if (cycle[d] < 0 || p->dev[d].ops[wait_at[d]].kind != PP_OP_SEND)
+            continue;
+        pp_op *ops = p->dev[d].ops;
+        int n = p->dev[d].n, g0 = w->pc[d], g1 = w->gend[d];
+        long base = w->base[d];
+        int dest;
+        if (g1 < n && pp_op_is_comm(ops[g1].kind))
+            dest = g1;
+        else if (g1 < n && pp_op_is_compute(ops[g1].kind))
+            dest = g1 + 1;
+        else
+            continue; /* nothing after this group to delay into */
+        int len = dest - g0;
+        if (len > cap) {
+            cap = 2 * len;
+            tmp_op = realloc(tmp_op, (size_t)cap * sizeof *tmp_op);
+            tmp_id = realloc(tmp_id, (size_t)cap * sizeof *tmp_id);
+            if (!tmp_op || !tmp_id)
+                abort();
+        }
+        /* New order of [g0, dest): the rest of the group, then what lay
+         * between it and dest, then the delayed sends. tmp_id[k] is the old
+         * position of the op that lands at g0 + k. */
+        int k = 0, moved = 0;
+        for (int j = g0; j < g1; j++)
+            if (!(ops[j].kind == PP_OP_SEND && !w->done[base + j]))
+                tmp_id[k++] = j;
+        int kept = k;
+        for (int j = g1; j < dest; j++)
+            tmp_id[k++] = j;
+        int32_t next_group = dest < n && pp_op_is_comm(ops[dest].kind) ? ops[dest].group : ops[g0].group;
+        for (int j = g0; j < g1; j++)
+            if (ops[j].kind == PP_OP_SEND && !w->done[base + j]) {
+                tmp_id[k++] = j;
+                moved++;
+            }
+        if (!moved)
+            continue;
+        for (int q = 0; q < len; q++) {
+            tmp_op[q] = ops[tmp_id[q]];
+            if (q >= len - moved)
+                tmp_op[q].group = next_group;
+        }
+        /* Per-op state travels along; pairs are re-pointed. */
+        int32_t *part = (int32_t *)malloc((size_t)len * sizeof *part);
+        uint8_t *dn = malloc((size_t)len), *po = malloc((size_t)len);
+        if (!part || !dn || !po)
+            abort();
+        for (int q = 0; q < len; q++) {
+            long from = base + tmp_id[q];
+            part[q] = w->partner[from];
+            dn[q] = w->done[from];
+            po[q] = q >= len - moved ? 0 : w->posted[from];
+        }
+        for (int q = 0; q < len; q++) {
+            long at = base + g0 + q;
+            ops[g0 + q] = tmp_op[q];
+            w->partner[at] = part[q];
+            w->done[at] = dn[q];
+            w->posted[at] = po[q];
+            if (part[q] >= 0)
+                w->partner[part[q]] = (int32_t)at;
+        }
+        free(part);
+        free(dn);
+        free(po);
+        w->pending[d] -= moved;
+        w->gend[d] = g0 + kept;
+        if (w->pending[d] == 0)
+            resume[(*nresume)++] = d;
+        changed++;
+    }
+    free(tmp_op);
+    free(tmp_id);
+    free(wait_at);
+    return changed;
+}
+
+int pp_walk_run_repair(pp_walk *w, pp_plan *p)
+{
+    return pp_walk_run_stalled(w, p, repair_stall);
 }
 
 /* Group ids 0, 1, ... per device, one per run of comm ops (repairs may have

@@ -111,7 +111,19 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
 
 enum { OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE };
 
-int main(int argc, char **argv)
+/* The command line, checked. */
+typedef struct options {
+    pp_define *defs; /* [argc]: room for every -D */
+    int ndefs;
+    const char *src_path, *out_path, *trace_path, *compare;
+    bool timeline, stats;
+    pp_timeline_opts topts;
+    char *default_out; /* out_path when derived from the schedule's name */
+} options;
+
+/* Reads argv into o.  Returns -1 to go on, else the exit status (after
+ * --help and the like, or a usage error). */
+static int parse_options(int argc, char **argv, options *o)
 {
     static const struct option longopts[] = {
         {"timeline", no_argument, NULL, OPT_TIMELINE},
@@ -125,103 +137,82 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
-    pp_define *defs = calloc((size_t)argc, sizeof *defs);
-    int ndefs = 0;
-    const char *out_path = NULL, *trace_path = NULL, *compare = NULL;
-    bool timeline = false, stats = false;
-    pp_timeline_opts topts = {.width = 80, .compact = false};
-    int rc = EXIT_USAGE;
-    char *default_out = NULL;
-
-    if (!defs)
-        return EXIT_INPUT;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":D:o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'D': {
             char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                rc = usage_error("-D expects NAME=VALUE, got '%s'", optarg);
-                goto out;
-            }
+            if (!eq || eq == optarg)
+                return usage_error("-D expects NAME=VALUE, got '%s'", optarg);
             *eq = '\0';
-            defs[ndefs].name = optarg;
-            defs[ndefs].value = eq + 1;
-            ndefs++;
+            o->defs[o->ndefs].name = optarg;
+            o->defs[o->ndefs].value = eq + 1;
+            o->ndefs++;
             break;
         }
         case 'o':
-            out_path = optarg;
+            o->out_path = optarg;
             break;
         case OPT_TIMELINE:
-            timeline = true;
+            o->timeline = true;
             break;
         case OPT_STATS:
-            stats = true;
+            o->stats = true;
             break;
         case OPT_TRACE:
-            trace_path = optarg;
+            o->trace_path = optarg;
             break;
         case OPT_WIDTH:
-            if (!parse_int_flag(optarg, 40, 1000, &topts.width)) {
-                rc = usage_error("--width expects an integer from 40 to 1000, got '%s'", optarg);
-                goto out;
-            }
+            if (!parse_int_flag(optarg, 40, 1000, &o->topts.width))
+                return usage_error("--width expects an integer from 40 to 1000, got '%s'", optarg);
             break;
         case OPT_COMPACT:
-            topts.compact = true;
+            o->topts.compact = true;
             break;
         case OPT_COMPARE:
             /* The list's shape is usage; whether each name is a policy is
              * the input's (pp_compare). */
-            if (!*optarg || optarg[0] == ',' || optarg[strlen(optarg) - 1] == ',' || strstr(optarg, ",,")) {
-                rc = usage_error("--compare expects policy names separated by commas, got '%s'", optarg);
-                goto out;
-            }
-            compare = optarg;
+            if (!*optarg || optarg[0] == ',' || optarg[strlen(optarg) - 1] == ',' || strstr(optarg, ",,"))
+                return usage_error("--compare expects policy names separated by commas, got '%s'", optarg);
+            o->compare = optarg;
             break;
         case OPT_LIST:
             list_policies();
-            rc = 0;
-            goto out;
+            return 0;
         case 'h':
             usage(stdout);
-            rc = 0;
-            goto out;
+            return 0;
         case OPT_VERSION:
             puts("ppcc " PPCC_VERSION);
-            rc = 0;
-            goto out;
+            return 0;
         case ':':
-            rc = usage_error("option '%s' needs a value", argv[optind - 1]);
-            goto out;
+            return usage_error("option '%s' needs a value", argv[optind - 1]);
         default:
-            rc = usage_error("unknown option '%s'", argv[optind - 1]);
-            goto out;
+            return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (optind != argc - 1) {
-        rc = usage_error("%s", optind >= argc ? "expected one schedule file (FILE.pp)"
-                                               : "expected exactly one schedule file");
-        goto out;
-    }
-    const char *src_path = argv[optind];
-    if (compare && (out_path || timeline || stats || trace_path)) {
+    if (optind != argc - 1)
+        return usage_error("%s", optind >= argc ? "expected one schedule file (FILE.pp)"
+                                                : "expected exactly one schedule file");
+    o->src_path = argv[optind];
+    if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
-        rc = usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
-        goto out;
-    }
-    if (!out_path && !timeline && !stats && !trace_path && !compare) {
+        return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
+    if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare) {
         /* A schedule from standard input has no name to derive one from. */
-        if (strcmp(src_path, "-") == 0) {
-            rc = usage_error("%s", "a schedule read from standard input ('-') needs -o OUT (or -o - for stdout)");
-            goto out;
-        }
-        default_out = default_plan_path(src_path);
-        out_path = default_out;
+        if (strcmp(o->src_path, "-") == 0)
+            return usage_error("%s", "a schedule read from standard input ('-') needs -o OUT (or -o - for stdout)");
+        o->default_out = default_plan_path(o->src_path);
+        o->out_path = o->default_out;
     }
+    return -1;
+}
 
+/* Compiles the schedule and writes what o asks for.  Returns the exit
+ * status. */
+static int compile(const options *o)
+{
     pp_diag diag;
     pp_diag_init(&diag, stderr, "ppcc");
     pp_outputs *outs = pp_outputs_new(&diag);
@@ -232,13 +223,13 @@ int main(int argc, char **argv)
     pp_plan plan = {0};
     pp_sim sim = {0};
     bool have_sim = false;
-    rc = EXIT_INPUT;
+    int rc = EXIT_INPUT;
 
     /* Outputs are checked, and their temporaries made, before any work. */
-    if (pp_outputs_input(outs, "the schedule", src_path) ||
-        (trace_path && !(trace_out = pp_outputs_file(outs, "--trace", trace_path))) ||
-        (out_path && !(plan_out = pp_outputs_file(outs, out_path == default_out ? "the plan" : "-o",
-                                                  out_path))))
+    if (pp_outputs_input(outs, "the schedule", o->src_path) ||
+        (o->trace_path && !(trace_out = pp_outputs_file(outs, "--trace", o->trace_path))) ||
+        (o->out_path && !(plan_out = pp_outputs_file(outs, o->out_path == o->default_out ? "the plan" : "-o",
+                                                     o->out_path))))
         goto done;
     /* standard output carries a plan or a trace alone: the reports go to stderr */
     FILE *text = (plan_out && pp_output_is_stdout(plan_out)) ||
@@ -246,13 +237,13 @@ int main(int argc, char **argv)
                      ? stderr
                      : stdout;
 
-    if (pp_parse_file(src_path, &arena, &diag, &ast))
+    if (pp_parse_file(o->src_path, &arena, &diag, &ast))
         goto done;
-    if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
+    if (pp_spec_build(&ast, o->defs, o->ndefs, &arena, &diag, &spec))
         goto done;
-    if (compare) {
+    if (o->compare) {
         /* The table replaces the compilation: no plan, no timeline. */
-        if (pp_compare(stdout, &ast, defs, ndefs, &spec, compare, &diag) == 0 && fflush(stdout) == 0)
+        if (pp_compare(stdout, &ast, o->defs, o->ndefs, &spec, o->compare, &diag) == 0 && fflush(stdout) == 0)
             rc = 0;
         goto done;
     }
@@ -264,11 +255,11 @@ int main(int argc, char **argv)
 
     /* The outputs are committed last, so no error can come after they are in place. */
     emit_ctx ectx = {&spec, &plan, &sim};
-    if (timeline && pp_emit_timeline(text, &plan, &sim, &topts)) {
+    if (o->timeline && pp_emit_timeline(text, &plan, &sim, &o->topts)) {
         pp_error(&diag, "cannot write the timeline");
         goto done;
     }
-    if (stats && pp_emit_stats(text, &plan, &sim)) {
+    if (o->stats && pp_emit_stats(text, &plan, &sim)) {
         pp_error(&diag, "cannot write the stats");
         goto done;
     }
@@ -289,8 +280,19 @@ done:
         pp_sim_free(&sim, plan.devices);
     pp_plan_free(&plan);
     pp_arena_free(&arena);
-out:
-    free(default_out);
-    free(defs);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options o = {.topts = {.width = 80, .compact = false}};
+    o.defs = calloc((size_t)argc, sizeof *o.defs);
+    if (!o.defs)
+        return EXIT_INPUT;
+    int rc = parse_options(argc, argv, &o);
+    if (rc < 0)
+        rc = compile(&o);
+    free(o.default_out);
+    free(o.defs);
     return rc;
 }

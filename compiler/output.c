@@ -496,6 +496,27 @@ static pp_output *refuse(pp_output *o)
     return NULL;
 }
 
+/* A replaced output keeps the mode and owner of what it replaces. */
+static void keep_owner(pp_output *o, const struct stat *st)
+{
+    o->mode = st->st_mode & 07777;
+    o->uid = st->st_uid;
+    o->gid = st->st_gid;
+}
+
+/* An output that passed every check: its temporary is made, and it joins
+ * the set (NULL after reporting why the temporary cannot be made). */
+static pp_output *admit(pp_outputs *s, pp_output *o)
+{
+    int err = make_temporary(o);
+    if (err) {
+        pp_error(s->d, "cannot create %s: %s", o->path, strerror(err));
+        return refuse(o);
+    }
+    append(s, o);
+    return o;
+}
+
 pp_output *pp_outputs_file(pp_outputs *s, const char *what, const char *path)
 {
     pp_diag *d = s->d;
@@ -537,9 +558,7 @@ pp_output *pp_outputs_file(pp_outputs *s, const char *what, const char *path)
             pp_error(d, "cannot write %s: not a regular file, a character device or a FIFO", path);
             return refuse(o);
         }
-        o->mode = st.st_mode & 07777;
-        o->uid = st.st_uid;
-        o->gid = st.st_gid;
+        keep_owner(o, &st);
         o->target = replaced_name(path);
     } else if (errno == ENOENT) {
         struct stat lst;
@@ -554,13 +573,7 @@ pp_output *pp_outputs_file(pp_outputs *s, const char *what, const char *path)
     }
     if (!check_directory(s, o) || !fits(s, o))
         return refuse(o);
-    int err = make_temporary(o);
-    if (err) {
-        pp_error(d, "cannot create %s: %s", path, strerror(err));
-        return refuse(o);
-    }
-    append(s, o);
-    return o;
+    return admit(s, o);
 }
 
 static int member_index(const pp_output *o, const char *name)
@@ -629,9 +642,7 @@ pp_output *pp_outputs_dir(pp_outputs *s, const char *what, const char *path,
             return refuse(o);
         }
         identify(o, &st);
-        o->mode = st.st_mode & 07777;
-        o->uid = st.st_uid;
-        o->gid = st.st_gid;
+        keep_owner(o, &st);
         o->target = realpath(path, NULL); /* follows a link; names ".", "d/.." */
         if (!o->target) {
             pp_error(d, "cannot write %s: %s", path, strerror(errno));
@@ -664,13 +675,7 @@ pp_output *pp_outputs_dir(pp_outputs *s, const char *what, const char *path,
     }
     if (!fits(s, o) || !check_previous_set(s, o))
         return refuse(o);
-    int err = make_temporary(o);
-    if (err) {
-        pp_error(d, "cannot create %s: %s", path, strerror(err));
-        return refuse(o);
-    }
-    append(s, o);
-    return o;
+    return admit(s, o);
 }
 
 pp_diag *pp_output_diag(const pp_output *o)

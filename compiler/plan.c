@@ -1,5 +1,9 @@
 /*
- * plan.c — the per-device op lists every pass after the policy works on.
+ * plan.c — the per-device op lists every pass after the policy works on,
+ * and what a plan says beyond its ops, for every pass and pprun's loader:
+ * the names of its weight semantics (pipeline.async), and the notes that
+ * point an error about one of its ops at the token of the file's order
+ * (the custom policy's plans).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,4 +66,97 @@ long pp_plan_total_ops(const pp_plan *p)
     for (int d = 0; d < p->devices; d++)
         n += p->dev[d].n;
     return n;
+}
+
+int pp_comm_ends(const pp_plan *p, int kind, int comm, int stage, int *self, int *peer)
+{
+    int to = comm == PP_COMM_ACT ? stage + 1 : stage - 1;
+    if (to < 0 || to >= p->stages)
+        return -1;
+    int src = p->placement[stage], dst = p->placement[to];
+    *self = kind == PP_OP_SEND ? src : dst;
+    *peer = kind == PP_OP_SEND ? dst : src;
+    return to;
+}
+
+const char *pp_async_name(int async)
+{
+    switch (async) {
+    case PP_ASYNC_PIPEDREAM: return "pipedream";
+    case PP_ASYNC_2BW: return "2bw";
+    default: return "none";
+    }
+}
+
+int pp_async_from_name(const char *name)
+{
+    for (int a = PP_ASYNC_NONE; a <= PP_ASYNC_2BW; a++)
+        if (strcmp(name, pp_async_name(a)) == 0)
+            return a;
+    return -1;
+}
+
+/* "F3.5": a token as the file wrote it. */
+static const char *token_word(const pp_order_op *t, char *buf, size_t size)
+{
+    pp_op op = {.kind = (uint8_t)t->kind, .stage = t->stage, .mb = t->mb};
+    return pp_op_format(&op, buf, size);
+}
+
+/* The ops a row lists; the compiler inserts every other kind (R too). */
+static bool listed(const pp_op *op)
+{
+    return op->kind == PP_OP_F || op->kind == PP_OP_B || op->kind == PP_OP_W;
+}
+
+/* The token of listed op i of device dev: the k-th token of its row when
+ * i is the k-th listed op, provided it names the same op (NULL if not). */
+static const pp_order_op *token_of(const pp_plan *p, int dev, int i)
+{
+    const pp_op *ops = p->dev[dev].ops;
+    int k = 0;
+    for (int j = 0; j < i; j++)
+        k += listed(&ops[j]);
+    const pp_order_row *r = &p->order->rows[dev];
+    if (k >= r->n || !r->ops)
+        return NULL;
+    const pp_order_op *t = &r->ops[k];
+    if (t->kind != ops[i].kind || t->stage != ops[i].stage || t->mb != ops[i].mb)
+        return NULL;
+    return t;
+}
+
+void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i)
+{
+    const pp_order *o = p->order;
+    /* A suppressed note is not worth the O(list) scan. */
+    if (!o || !o->rows || d->errors > d->max_errors || !p->dev || dev < 0 || dev >= p->devices)
+        return;
+    const pp_device *dv = &p->dev[dev];
+    if (!dv->ops || i < 0 || i >= dv->n)
+        return;
+    char w[48], op[96];
+    if (listed(&dv->ops[i])) {
+        const pp_order_op *t = token_of(p, dev, i);
+        if (t)
+            pp_note_at(d, o->src, t->offset, "%s (device %d, op %d) is listed here",
+                       token_word(t, w, sizeof w), dev, i);
+        return;
+    }
+    /* Inserted: the listed op it comes before (R, recv), else after (send,
+     * update, flush). */
+    const char *where = "before";
+    int j = i + 1;
+    while (j < dv->n && !listed(&dv->ops[j]))
+        j++;
+    if (j == dv->n) {
+        where = "after";
+        for (j = i - 1; j >= 0 && !listed(&dv->ops[j]); j--)
+            ;
+    }
+    const pp_order_op *t = j >= 0 ? token_of(p, dev, j) : NULL;
+    if (t)
+        pp_note_at(d, o->src, t->offset, "device %d, op %d (%s) was inserted by the compiler %s %s, listed here",
+                   dev, i, pp_op_format(&dv->ops[i], op, sizeof op), where,
+                   token_word(t, w, sizeof w));
 }

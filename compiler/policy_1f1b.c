@@ -36,7 +36,7 @@ void pp_policy_1f1b_order(pp_plan *p, int D, int M, int dev, bool update_after_b
 #undef EMIT_B
 }
 
-static int onef1b_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
+int pp_policy_1f1b_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     (void)d;
     for (int dev = 0; dev < s->devices; dev++)
@@ -49,6 +49,6 @@ const pp_policy pp_policy_1f1b = {
     .name = "1f1b",
     .summary = "one forward, one backward after a warmup (Megatron non-interleaved, PyTorch Schedule1F1B)",
     .check = onef1b_check,
-    .generate = onef1b_generate,
+    .generate = pp_policy_1f1b_generate,
     .split_backward = false,
 };

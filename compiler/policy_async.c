@@ -13,29 +13,11 @@
  *              the step's M micro-batches accumulate into one update, and
  *              F and B of step t use the weights of step t-1 (two versions).
  *
- * The plan says which through pipeline.async; the order is all this file
- * decides.  The weight rules live in the runtime and its --check.
+ * The plan says which through pipeline.async (its names are plan.c's); the
+ * order is all this file decides.  The weight rules live in the runtime and
+ * its --check.
  */
-#include <string.h>
-
 #include "pp.h"
-
-const char *pp_async_name(int async)
-{
-    switch (async) {
-    case PP_ASYNC_PIPEDREAM: return "pipedream";
-    case PP_ASYNC_2BW: return "2bw";
-    default: return "none";
-    }
-}
-
-int pp_async_from_name(const char *name)
-{
-    for (int a = PP_ASYNC_NONE; a <= PP_ASYNC_2BW; a++)
-        if (strcmp(name, pp_async_name(a)) == 0)
-            return a;
-    return -1;
-}
 
 static int pipedream_check(const pp_spec *s, pp_diag *d) { return pp_policy_need_one_stage(s, "pipedream", "", d); }
 static int twobw_check(const pp_spec *s, pp_diag *d) { return pp_policy_need_one_stage(s, "2bw", "", d); }
@@ -48,16 +30,6 @@ static int pipedream_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
         pp_policy_1f1b_order(p, s->devices, s->microbatches, dev, true);
         pp_policy_emit(p, dev, PP_OP_FLUSH, -1, -1); /* the updates are in place */
     }
-    return 0;
-}
-
-/* 2bw's order is 1F1B's; only the weight rule (the runtime's) differs. */
-static int twobw_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
-{
-    (void)d;
-    for (int dev = 0; dev < s->devices; dev++)
-        pp_policy_1f1b_order(p, s->devices, s->microbatches, dev, false);
-    pp_policy_finish(p);
     return 0;
 }
 
@@ -74,7 +46,7 @@ const pp_policy pp_policy_2bw = {
     .name = "2bw",
     .summary = "1F1B order, one update per step, forwards on the previous step's weights (PipeDream-2BW)",
     .check = twobw_check,
-    .generate = twobw_generate,
+    .generate = pp_policy_1f1b_generate, /* 1F1B's order; the weight rule is the runtime's */
     .split_backward = false,
     .async = PP_ASYNC_2BW,
 };

@@ -128,13 +128,132 @@ typedef struct variant {
     bool depth;     /* among ready Fs, the later stage first (else the lower mb) */
 } variant;
 
-/* Would device memory m go over the limit after op kind(st)?  memory.c's
- * accounting, as the verifier will judge the candidate. */
+/* Would device memory m go over the limit after op kind(st)?
+ * activation_memory.c's accounting, as the verifier will judge the
+ * candidate. */
 static bool over_after(const pp_mem_state *m, int kind, int st, bool rec, bool split, const pp_verify_opts *mem)
 {
     pp_mem_state t = *m;
     pp_mem_step(&t, &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, split);
     return pp_mem_over(pp_mem_held(&t, mem), mem->mem_limit);
+}
+
+/* The state of one list schedule: per (stage, mb) when its F and B end,
+ * per stage the next micro-batch of each kind, per device its clock, the
+ * sets it holds (live), the W it owes (pending), its in-flight cap and the
+ * memory it holds. */
+typedef struct lsched {
+    const pp_spec *s;
+    bool split;
+    variant v;
+    pp_verify_opts mem;
+    double *endF, *endB; /* [S*M], -1: not yet */
+    int *next;           /* [S*3] next mb of F, B, W per stage */
+    double *tdev;        /* [D] */
+    int *live, *pending, *cap; /* [D] */
+    pp_mem_state *held;  /* [D] */
+} lsched;
+
+/* Device d's pick: among its stages' next ops, the one its rule ranks first
+ * at the earliest time it could start something.  False if none is
+ * legal now (its inputs not done, its cap or the memory limit reached). */
+static bool pick_op(const lsched *L, int d, int *pick_s, int *pick_k, double *pick_t)
+{
+    const pp_spec *s = L->s;
+    int S = s->stages, M = s->microbatches;
+    const pp_cost *c = &s->cost;
+    double best_rank = INFINITY;
+    *pick_s = *pick_k = -1;
+    *pick_t = INFINITY;
+    for (int st = 0; st < S; st++) {
+        if (s->placement[st] != d)
+            continue;
+        for (int k = 0; k < (L->split ? 3 : 2); k++) {
+            int m = L->next[st * 3 + k];
+            if (m >= M)
+                continue;
+            double r;
+            long i = (long)st * M + m;
+            bool rec = s->recompute && s->recompute[st];
+            if (k == 0) {
+                if (L->live[d] >= L->cap[d] || over_after(&L->held[d], PP_OP_F, st, rec, L->split, &L->mem))
+                    continue;
+                if (st == 0)
+                    r = 0;
+                else if (L->endF[i - M] < 0)
+                    continue;
+                else
+                    r = L->endF[i - M] + (s->placement[st - 1] != d ? c->comm : 0);
+            } else if (k == 1) {
+                if (L->endF[i] < 0 || (rec && over_after(&L->held[d], PP_OP_R, st, rec, L->split, &L->mem)))
+                    continue;
+                r = L->endF[i];
+                if (st + 1 < S) {
+                    if (L->endB[i + M] < 0)
+                        continue;
+                    double g = L->endB[i + M] + (s->placement[st + 1] != d ? c->comm : 0);
+                    r = g > r ? g : r;
+                }
+            } else {
+                if (L->next[st * 3 + 1] <= m)
+                    continue;
+                r = L->endB[i];
+            }
+            double t = r > L->tdev[d] ? r : L->tdev[d];
+            /* Rank: kind by the rule, then the stage preference. */
+            int kr;
+            if (k == 2)
+                kr = L->pending[d] >= L->v.defer ? 0 : 3;
+            else if (k == 0)
+                kr = L->v.f_first ? 1 : 2;
+            else
+                kr = L->v.f_first ? 2 : 1;
+            double rank = kr * 1e9 + (k == 0 && L->v.depth ? -st : 0) * 1e5 + m;
+            if (t < *pick_t - 1e-12 || (t < *pick_t + 1e-12 && rank < best_rank)) {
+                *pick_t = t;
+                best_rank = rank;
+                *pick_s = st;
+                *pick_k = k;
+            }
+        }
+    }
+    return *pick_s >= 0;
+}
+
+/* Runs op kind k (0 F, 1 B with its R, 2 W) of stage st on device d from
+ * time t: its end, and what the device holds and owes after it. */
+static double run_op(lsched *L, int d, int st, int k, double t, order *o)
+{
+    const pp_spec *s = L->s;
+    int m = L->next[st * 3 + k]++;
+    long i = (long)st * s->microbatches + m;
+    int kind = k == 0 ? PP_OP_F : k == 1 ? PP_OP_B : PP_OP_W;
+    bool rec = s->recompute && s->recompute[st];
+    double dur = pp_op_cost(&s->cost, kind, st, L->split);
+    if (kind == PP_OP_B && rec) { /* its R runs right before it */
+        dur += pp_op_cost(&s->cost, PP_OP_R, st, L->split);
+        pp_mem_step(&L->held[d], &(pp_op){.kind = PP_OP_R, .stage = st}, rec, L->split);
+    }
+    pp_mem_step(&L->held[d], &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, L->split);
+    if (k == 0) {
+        L->live[d]++;
+    } else if (k == 1) {
+        if (L->split)
+            L->pending[d]++;
+        else
+            L->live[d]--;
+    } else {
+        L->pending[d]--;
+        L->live[d]--;
+    }
+    double end = t + dur;
+    if (k == 0)
+        L->endF[i] = end;
+    else if (k == 1)
+        L->endB[i] = end;
+    L->tdev[d] = end;
+    o->ops[d][o->n[d]++] = (pp_op){.kind = (uint8_t)kind, .stage = st, .mb = m, .peer = -1, .group = -1};
+    return end;
 }
 
 /* Greedy list schedule of variant v into o; returns its makespan on the
@@ -144,85 +263,33 @@ static bool over_after(const pp_mem_state *m, int kind, int st, bool rec, bool s
 static double list_schedule(const pp_spec *s, bool split, variant v, order *o)
 {
     int D = s->devices, S = s->stages, M = s->microbatches, V = s->chunks;
-    const pp_cost *c = &s->cost;
     long SM = (long)S * M;
-    double *endF = pp_xcalloc((size_t)SM, sizeof *endF), *endB = pp_xcalloc((size_t)SM, sizeof *endB);
-    int *next = pp_xcalloc((size_t)S * 3, sizeof *next); /* next mb of F, B, W per stage */
-    double *tdev = pp_xcalloc((size_t)D, sizeof *tdev);
-    int *live = pp_xcalloc((size_t)D, sizeof *live), *pending = pp_xcalloc((size_t)D, sizeof *pending);
-    int *cap = pp_xcalloc((size_t)D, sizeof *cap);
-    pp_mem_state *held = pp_xcalloc((size_t)D, sizeof *held);
-    pp_verify_opts mem = pp_verify_opts_of(s, true);
+    lsched L = {.s = s, .split = split, .v = v, .mem = pp_verify_opts_of(s, true)};
+    L.endF = pp_xcalloc((size_t)SM, sizeof *L.endF);
+    L.endB = pp_xcalloc((size_t)SM, sizeof *L.endB);
+    L.next = pp_xcalloc((size_t)S * 3, sizeof *L.next);
+    L.tdev = pp_xcalloc((size_t)D, sizeof *L.tdev);
+    L.live = pp_xcalloc((size_t)D, sizeof *L.live);
+    L.pending = pp_xcalloc((size_t)D, sizeof *L.pending);
+    L.cap = pp_xcalloc((size_t)D, sizeof *L.cap);
+    L.held = pp_xcalloc((size_t)D, sizeof *L.held);
     for (long i = 0; i < SM; i++)
-        endF[i] = endB[i] = -1;
+        L.endF[i] = L.endB[i] = -1;
     for (int d = 0; d < D; d++) {
-        cap[d] = v.cap_kind == 1 ? V * (D - d) : v.cap_kind == 2 ? V * (2 * (D - d) - 1) : v.cap_kind == 3 ? V * D : M * V;
+        L.cap[d] = v.cap_kind == 1 ? V * (D - d) : v.cap_kind == 2 ? V * (2 * (D - d) - 1) : v.cap_kind == 3 ? V * D : M * V;
         o->n[d] = 0;
     }
     o->split = split;
     long left = SM * (split ? 3 : 2);
     double makespan = 0;
     while (left > 0) {
+        /* The device that can start its pick first goes. */
         int best_d = -1, best_s = -1, best_k = -1;
         double best_t = INFINITY;
         for (int d = 0; d < D; d++) {
-            /* Among this device's next ops, the one its rule picks at the
-             * earliest time it could start something. */
-            int pick_s = -1, pick_k = -1;
-            double pick_t = INFINITY, pick_rank = INFINITY;
-            for (int st = 0; st < S; st++) {
-                if (s->placement[st] != d)
-                    continue;
-                for (int k = 0; k < (split ? 3 : 2); k++) {
-                    int m = next[st * 3 + k];
-                    if (m >= M)
-                        continue;
-                    double r;
-                    long i = (long)st * M + m;
-                    bool rec = s->recompute && s->recompute[st];
-                    if (k == 0) {
-                        if (live[d] >= cap[d] || over_after(&held[d], PP_OP_F, st, rec, split, &mem))
-                            continue;
-                        if (st == 0)
-                            r = 0;
-                        else if (endF[i - M] < 0)
-                            continue;
-                        else
-                            r = endF[i - M] + (s->placement[st - 1] != d ? c->comm : 0);
-                    } else if (k == 1) {
-                        if (endF[i] < 0 || (rec && over_after(&held[d], PP_OP_R, st, rec, split, &mem)))
-                            continue;
-                        r = endF[i];
-                        if (st + 1 < S) {
-                            if (endB[i + M] < 0)
-                                continue;
-                            double g = endB[i + M] + (s->placement[st + 1] != d ? c->comm : 0);
-                            r = g > r ? g : r;
-                        }
-                    } else {
-                        if (next[st * 3 + 1] <= m)
-                            continue;
-                        r = endB[i];
-                    }
-                    double t = r > tdev[d] ? r : tdev[d];
-                    /* Rank: kind by the rule, then the stage preference. */
-                    int kr;
-                    if (k == 2)
-                        kr = pending[d] >= v.defer ? 0 : 3;
-                    else if (k == 0)
-                        kr = v.f_first ? 1 : 2;
-                    else
-                        kr = v.f_first ? 2 : 1;
-                    double rank = kr * 1e9 + (k == 0 && v.depth ? -st : 0) * 1e5 + m;
-                    if (t < pick_t - 1e-12 || (t < pick_t + 1e-12 && rank < pick_rank)) {
-                        pick_t = t;
-                        pick_rank = rank;
-                        pick_s = st;
-                        pick_k = k;
-                    }
-                }
-            }
-            if (pick_s >= 0 && pick_t < best_t) {
+            int pick_s, pick_k;
+            double pick_t;
+            if (pick_op(&L, d, &pick_s, &pick_k, &pick_t) && pick_t < best_t) {
                 best_t = pick_t;
                 best_d = d;
                 best_s = pick_s;
@@ -233,46 +300,18 @@ static double list_schedule(const pp_spec *s, bool split, variant v, order *o)
             makespan = INFINITY;
             break;
         }
-        int m = next[best_s * 3 + best_k]++;
-        long i = (long)best_s * M + m;
-        int kind = best_k == 0 ? PP_OP_F : best_k == 1 ? PP_OP_B : PP_OP_W;
-        bool rec = s->recompute && s->recompute[best_s];
-        double dur = pp_op_cost(c, kind, best_s, split);
-        if (kind == PP_OP_B && rec) { /* its R runs right before it */
-            dur += pp_op_cost(c, PP_OP_R, best_s, split);
-            pp_mem_step(&held[best_d], &(pp_op){.kind = PP_OP_R, .stage = best_s}, rec, split);
-        }
-        pp_mem_step(&held[best_d], &(pp_op){.kind = (uint8_t)kind, .stage = best_s}, rec, split);
-        if (best_k == 0) {
-            live[best_d]++;
-        } else if (best_k == 1) {
-            if (split)
-                pending[best_d]++;
-            else
-                live[best_d]--;
-        } else {
-            pending[best_d]--;
-            live[best_d]--;
-        }
-        double end = best_t + dur;
-        if (best_k == 0)
-            endF[i] = end;
-        else if (best_k == 1)
-            endB[i] = end;
-        tdev[best_d] = end;
+        double end = run_op(&L, best_d, best_s, best_k, best_t, o);
         makespan = end > makespan ? end : makespan;
-        o->ops[best_d][o->n[best_d]++] =
-            (pp_op){.kind = (uint8_t)kind, .stage = best_s, .mb = m, .peer = -1, .group = -1};
         left--;
     }
-    free(endF);
-    free(endB);
-    free(next);
-    free(tdev);
-    free(live);
-    free(pending);
-    free(cap);
-    free(held);
+    free(L.endF);
+    free(L.endB);
+    free(L.next);
+    free(L.tdev);
+    free(L.live);
+    free(L.pending);
+    free(L.cap);
+    free(L.held);
     return makespan;
 }
 
@@ -329,24 +368,34 @@ static uint64_t rng_next(uint64_t *x)
 
 /* ---- the search ---------------------------------------------------- */
 
-int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag *dg)
-{
-    memset(rep, 0, sizeof *rep);
-    int D = s->devices, M = s->microbatches;
-    int per_device = 0;
-    for (int d = 0; d < D; d++) {
-        int owned = 0;
-        for (int st = 0; st < s->stages; st++)
-            owned += s->placement[st] == d;
-        per_device = owned > per_device ? owned : per_device;
-    }
-    per_device = per_device * M * 3 + 4;
-    order best = {0}, cand = {0};
-    double best_ms = INFINITY;
-    double best_peak = INFINITY, peak = 0;
-    rep->best_named = INFINITY;
+/* The search's state: the best order so far, its makespan and (for ties)
+ * its peak memory, and a candidate's room. */
+typedef struct search {
+    const pp_spec *s;
+    pp_auto_report *rep;
+    int per_device; /* room of a device's list in an order */
+    order best, cand;
+    double best_ms, best_peak;
+} search;
 
-    /* 1. Named policies on this very spec. */
+/* o, judged at ms with peak memory peak, becomes the best if it is faster
+ * (ties go to the smaller peak memory). */
+static bool keep_if_best(search *x, const order *o, double ms, double peak)
+{
+    if (!(ms < x->best_ms - 1e-9 || (ms < x->best_ms + 1e-9 && peak < x->best_peak)))
+        return false;
+    x->best_ms = ms;
+    x->best_peak = peak;
+    order_copy(&x->best, o, x->per_device);
+    return true;
+}
+
+/* 1. Named policies on this very spec. */
+static void try_named(search *x)
+{
+    const pp_spec *s = x->s;
+    pp_auto_report *rep = x->rep;
+    double peak = 0;
     for (const pp_policy *const *pp = pp_policy_all(); *pp; pp++) {
         const pp_policy *pol = *pp;
         /* custom replays the file's own order: not a candidate to search over;
@@ -363,27 +412,28 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
         snprintf(t.schedule, sizeof t.schedule, "%s", pol->name);
         pp_plan p;
         if (pp_policy_run(&t, &p, &q.diag) == 0) {
-            order_from_plan(&cand, &p, per_device);
+            order_from_plan(&x->cand, &p, x->per_device);
             pp_plan_free(&p);
-            row->makespan = evaluate(s, &cand, true, &peak);
+            row->makespan = evaluate(s, &x->cand, true, &peak);
             row->ran = true;
             if (row->makespan < rep->best_named) {
                 rep->best_named = row->makespan;
                 snprintf(rep->best_named_name, sizeof rep->best_named_name, "%s", pol->name);
             }
-            /* Ties go to the smaller peak memory. */
-            if (row->makespan < best_ms - 1e-9 || (row->makespan < best_ms + 1e-9 && peak < best_peak)) {
-                best_ms = row->makespan;
-                best_peak = peak;
-                order_copy(&best, &cand, per_device);
+            if (keep_if_best(x, &x->cand, row->makespan, peak))
                 snprintf(rep->source, sizeof rep->source, "%s", pol->name);
-            }
         }
         pp_diag_buffer_close(&q);
     }
+}
 
-    /* 2. List schedules: time every variant with the scheduler's model,
-     * judge the best few properly. */
+/* 2. List schedules: time every variant with the scheduler's model,
+ * judge the best few properly. */
+static void try_lists(search *x)
+{
+    const pp_spec *s = x->s;
+    pp_auto_report *rep = x->rep;
+    int D = s->devices, M = s->microbatches;
     bool any_w = false;
     for (int st = 0; st < s->stages; st++)
         any_w |= pp_op_cost(&s->cost, PP_OP_W, st, true) > 0;
@@ -402,21 +452,22 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
                         if (!split && di > 0)
                             continue;
                         variant v = {f_first, defers[di], cap_kind, depth};
-                        order_free(&cand);
-                        order_alloc(&cand, D, per_device);
-                        double ms = list_schedule(s, split, v, &cand);
+                        order_free(&x->cand);
+                        order_alloc(&x->cand, D, x->per_device);
+                        double ms = list_schedule(s, split, v, &x->cand);
                         rep->list_tried++;
                         int worst = 0;
                         for (int i = 1; i < TOP; i++)
                             if (top_ms[i] > top_ms[worst])
                                 worst = i;
                         if (ms < top_ms[worst]) {
-                            order_copy(&top[worst], &cand, per_device);
+                            order_copy(&top[worst], &x->cand, x->per_device);
                             top_ms[worst] = ms;
                             top_v[worst] = v;
                         }
                     }
     rep->best_list = INFINITY;
+    double peak = 0;
     for (int i = 0; i < TOP; i++) {
         if (!isfinite(top_ms[i]))
             continue;
@@ -424,31 +475,22 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
         rep->evaluations++;
         if (ms < rep->best_list)
             rep->best_list = ms;
-        if (ms < best_ms - 1e-9 || (ms < best_ms + 1e-9 && peak < best_peak)) {
-            best_ms = ms;
-            best_peak = peak;
-            order_copy(&best, &top[i], per_device);
+        if (keep_if_best(x, &top[i], ms, peak))
             snprintf(rep->source, sizeof rep->source, "list(%s, defer %d, cap %d, %s)",
                      top_v[i].f_first ? "F>B" : "B>F", top_v[i].defer > M * s->chunks ? -1 : top_v[i].defer,
                      top_v[i].cap_kind, top_v[i].depth ? "depth" : "breadth");
-        }
     }
     for (int i = 0; i < TOP; i++)
         order_free(&top[i]);
+}
 
-    if (!isfinite(best_ms)) {
-        order_free(&cand);
-        order_free(&best);
-        pp_error(dg, "auto: no schedule of %d devices x %d micro-batches fits the memory limit %g", D, M,
-                 s->mem_limit);
-        return 1;
-    }
-    rep->start = best_ms;
-
-    /* 3. Local search: bounded by ops, so big shapes stay fast. */
+/* 3. Local search: bounded by ops, so big shapes stay fast. */
+static void local_search(search *x)
+{
+    int D = x->s->devices;
     long total = 0;
     for (int d = 0; d < D; d++)
-        total += best.n[d];
+        total += x->best.n[d];
     long budget = total > 0 ? 300000 / total : 0;
     budget = budget > 400 ? 400 : budget < 8 ? 8 : budget;
     if (total > 20000)
@@ -456,26 +498,52 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
     uint64_t seed = 0x9e3779b97f4a7c15ull;
     for (long e = 0; e < budget; e++) {
         int d = (int)(rng_next(&seed) % (uint64_t)D);
-        if (best.n[d] < 2)
+        if (x->best.n[d] < 2)
             continue;
-        int i = (int)(rng_next(&seed) % (uint64_t)best.n[d]);
+        int i = (int)(rng_next(&seed) % (uint64_t)x->best.n[d]);
         int delta = (int)(rng_next(&seed) % 8) - 4;
         delta += delta >= 0;
-        order_copy(&cand, &best, per_device);
-        if (!try_move(&cand, d, i, i + delta))
+        order_copy(&x->cand, &x->best, x->per_device);
+        if (!try_move(&x->cand, d, i, i + delta))
             continue;
-        double ms = evaluate(s, &cand, true, NULL);
-        rep->evaluations++;
-        if (ms < best_ms - 1e-9) {
-            best_ms = ms;
-            order_copy(&best, &cand, per_device);
-            rep->moves++;
+        double ms = evaluate(x->s, &x->cand, true, NULL);
+        x->rep->evaluations++;
+        if (ms < x->best_ms - 1e-9) {
+            x->best_ms = ms;
+            order_copy(&x->best, &x->cand, x->per_device);
+            x->rep->moves++;
         }
     }
-    rep->makespan = best_ms;
-    order_to_plan(&best, out);
-    order_free(&cand);
-    order_free(&best);
+}
+
+int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag *dg)
+{
+    memset(rep, 0, sizeof *rep);
+    int D = s->devices, M = s->microbatches;
+    search x = {.s = s, .rep = rep, .best_ms = INFINITY, .best_peak = INFINITY};
+    for (int d = 0; d < D; d++) {
+        int owned = 0;
+        for (int st = 0; st < s->stages; st++)
+            owned += s->placement[st] == d;
+        x.per_device = owned > x.per_device ? owned : x.per_device;
+    }
+    x.per_device = x.per_device * M * 3 + 4;
+    rep->best_named = INFINITY;
+    try_named(&x);
+    try_lists(&x);
+    if (!isfinite(x.best_ms)) {
+        order_free(&x.cand);
+        order_free(&x.best);
+        pp_error(dg, "auto: no schedule of %d devices x %d micro-batches fits the memory limit %g", D, M,
+                 s->mem_limit);
+        return 1;
+    }
+    rep->start = x.best_ms;
+    local_search(&x);
+    rep->makespan = x.best_ms;
+    order_to_plan(&x.best, out);
+    order_free(&x.cand);
+    order_free(&x.best);
     return 0;
 }
 

@@ -1,9 +1,9 @@
 /*
  * policy_custom.c — an explicit compute order written in the schedule
  * file (`schedule custom` + `order { device 0: F0.0 B0.0 ... }`,
- * docs/dsl.md).  spec.c has already read every op word into (kind, stage,
- * micro-batch) with its offset; this policy checks what the words must
- * satisfy together and then emits them as written, so lowering, the
+ * docs/dsl.md).  spec_order.c has already read every op word into (kind,
+ * stage, micro-batch) with its offset; this policy checks what the words
+ * must satisfy together and then emits them as written, so lowering, the
  * verifier and the simulator treat the order like any generated one.
  *
  * The checks run before lowering so that each error points at a token of
@@ -18,7 +18,7 @@
  *      note at the token where each device of it waits.
  * The plan keeps the order (p->order): errors of the later passes (a memory
  * limit, a hand-built plan's deadlock) add a note at a token through
- * pp_order_note, at the end of this file.
+ * pp_order_note (plan.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -285,64 +285,6 @@ static int custom_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
         }
     pp_policy_finish(p);
     return 0;
-}
-
-/* The ops a row lists; the compiler inserts every other kind (R too). */
-static bool listed(const pp_op *op)
-{
-    return op->kind == PP_OP_F || op->kind == PP_OP_B || op->kind == PP_OP_W;
-}
-
-/* The token of listed op i of device dev: the k-th token of its row when
- * i is the k-th listed op, provided it names the same op (NULL if not). */
-static const pp_order_op *token_of(const pp_plan *p, int dev, int i)
-{
-    const pp_op *ops = p->dev[dev].ops;
-    int k = 0;
-    for (int j = 0; j < i; j++)
-        k += listed(&ops[j]);
-    const pp_order_row *r = &p->order->rows[dev];
-    if (k >= r->n || !r->ops)
-        return NULL;
-    const pp_order_op *t = &r->ops[k];
-    if (t->kind != ops[i].kind || t->stage != ops[i].stage || t->mb != ops[i].mb)
-        return NULL;
-    return t;
-}
-
-void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i)
-{
-    const pp_order *o = p->order;
-    /* A suppressed note is not worth the O(list) scan. */
-    if (!o || !o->rows || d->errors > d->max_errors || !p->dev || dev < 0 || dev >= p->devices)
-        return;
-    const pp_device *dv = &p->dev[dev];
-    if (!dv->ops || i < 0 || i >= dv->n)
-        return;
-    char w[48], op[96];
-    if (listed(&dv->ops[i])) {
-        const pp_order_op *t = token_of(p, dev, i);
-        if (t)
-            pp_note_at(d, o->src, t->offset, "%s (device %d, op %d) is listed here",
-                       op_word(t->kind, t->stage, t->mb, w, sizeof w), dev, i);
-        return;
-    }
-    /* Inserted: the listed op it comes before (R, recv), else after (send,
-     * update, flush). */
-    const char *where = "before";
-    int j = i + 1;
-    while (j < dv->n && !listed(&dv->ops[j]))
-        j++;
-    if (j == dv->n) {
-        where = "after";
-        for (j = i - 1; j >= 0 && !listed(&dv->ops[j]); j--)
-            ;
-    }
-    const pp_order_op *t = j >= 0 ? token_of(p, dev, j) : NULL;
-    if (t)
-        pp_note_at(d, o->src, t->offset, "device %d, op %d (%s) was inserted by the compiler %s %s, listed here",
-                   dev, i, pp_op_format(&dv->ops[i], op, sizeof op), where,
-                   op_word(t->kind, t->stage, t->mb, w, sizeof w));
 }
 
 const pp_policy pp_policy_custom = {

@@ -4,9 +4,11 @@
  * Data flow (DESIGN.md):
  *   .pp -> lexer/parser (ast) -> spec -> policy -> lower -> verify -> simulate -> emit
  *
- * Each pass is one file under compiler/; this header is divided into
- * sections, one per file, in pipeline order.  Every pass reports errors
- * through a pp_diag and returns the number of errors it reported (0 = ok).
+ * Each pass is one file under compiler/ (or a few, named in its section);
+ * this header is divided into sections, one per pass, in pipeline order.
+ * docs/layout.md lists the files in the order they may call each other.
+ * Every pass reports errors through a pp_diag and returns the number of
+ * errors it reported (0 = ok).
  */
 #ifndef PP_H
 #define PP_H
@@ -25,7 +27,7 @@
 #define PP_MAX_SOURCE_BYTES (64L << 20)
 
 /* The reference model's limits (model mlp), the one source of both ppcc's
- * checks (spec.c, at the key) and pprun's loader (runtime/plan_load.c):
+ * checks (spec_keys.c, at the key) and pprun's loader (runtime/plan_load.c):
  * a plan that ppcc writes is a plan that pprun can load. */
 #define PP_MAX_LAYERS 65536
 #define PP_MAX_HIDDEN 65536
@@ -35,7 +37,7 @@
 #define PP_MAX_MICROBATCH_FLOATS (1L << 30)   /* batch / microbatches * hidden */
 
 /* ------------------------------------------------------------------ */
-/* ops.def / op kinds: the one table of op names (X-macro).            */
+/* ops.c: op kinds, from the one table of op names (X-macro)           */
 /* ------------------------------------------------------------------ */
 
 /* X(ENUM, "json name", is_compute).  R is the recomputed forward of a
@@ -211,7 +213,7 @@ int pp_parse_file(const char *path, pp_arena *a, pp_diag *d, pp_ast *ast);
 pp_value *pp_parse_value(const char *text, pp_arena *a, char *err, size_t errsize);
 
 /* ------------------------------------------------------------------ */
-/* spec.c: the checked pipeline description (file + -D overrides)      */
+/* spec*.c: the checked pipeline description (file + -D overrides)     */
 /* ------------------------------------------------------------------ */
 
 enum pp_placement_kind { PP_PLACE_LOOP, PP_PLACE_VSHAPE, PP_PLACE_LIST };
@@ -293,7 +295,7 @@ int pp_spec_build(const pp_ast *ast, const pp_define *defs, int ndefs, pp_arena 
                   pp_spec *spec);
 
 /* ------------------------------------------------------------------ */
-/* plan.c: per-device op lists                                         */
+/* plan.c: per-device op lists, and the vocabulary of plans            */
 /* ------------------------------------------------------------------ */
 
 typedef struct pp_device {
@@ -331,6 +333,19 @@ void pp_plan_free(pp_plan *p);
 pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
 void pp_plan_reserve(pp_plan *p, int device, int n);
 long pp_plan_total_ops(const pp_plan *p);
+/* The devices a send or recv (kind) of comm for stage connects: the data
+ * leaves the holder of stage for the holder of the next stage (act) or of
+ * the previous one (grad).  *self is the device the op belongs on, *peer
+ * the other end.  Returns that other stage, or -1 when there is none (the
+ * last stage sends no act, the first no grad).  stage is in range. */
+int pp_comm_ends(const pp_plan *p, int kind, int comm, int stage, int *self, int *peer);
+/* For an error about op i of device dev of a plan made from an order
+ * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
+ * that op; for an op the compiler inserted (send/recv, update, flush, R), at
+ * the listed op right after it on its device (else right before it).  The
+ * listed ops of a device are its F/B/W, the k-th of them the row's k-th
+ * token.  Prints nothing without an order or where the lists disagree. */
+void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i);
 
 /* ------------------------------------------------------------------ */
 /* policy.c + policy_*.c: compute orders                               */
@@ -344,7 +359,7 @@ typedef struct pp_policy {
     /* Appends each device's compute ops, then update and flush. */
     int (*generate)(const pp_spec *s, pp_plan *p, pp_diag *d);
     bool split_backward;
-    int async; /* enum pp_async of its plans (policy_async.c) */
+    int async; /* enum pp_async of its plans (plan.c) */
 } pp_policy;
 
 const pp_policy *pp_policy_find(const char *name);
@@ -381,6 +396,9 @@ typedef struct pp_interleaving {
     int w_lag;  /* Ws trail their Bs by this many backwards; -1: unsplit */
 } pp_interleaving;
 void pp_policy_interleave(pp_plan *p, int dev, const pp_interleaving *o);
+/* 1F1B's generate, every device's order then update and flush: 2bw's too
+ * (its order is 1F1B's; only the weight rule, the runtime's, differs). */
+int pp_policy_1f1b_generate(const pp_spec *s, pp_plan *p, pp_diag *d);
 /* Appends the compute op kind(stage, mb) to device d (peer = group = -1),
  * within the room pp_policy_run reserved (else the list grows). */
 static inline void pp_policy_emit(pp_plan *p, int d, int kind, int stage, int mb)
@@ -398,10 +416,29 @@ extern const pp_policy pp_policy_dualpipev;
 extern const pp_policy pp_policy_looped_bfs;
 extern const pp_policy pp_policy_interleaved_zb;
 extern const pp_policy pp_policy_zb_h2;     /* policy_zbh2.c */
+/* policy_vshape.c, shared by zbv and dualpipev.  Refuses every placement
+ * but vshape with two stages per device (stage s < D on device s, else on
+ * 2D-1-s; a list equal to it is accepted). */
+int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
+/* A V-shape order as phases: `units` ("F0 B1 W1": F, B, W of chunk 0 or
+ * 1, W* the oldest pending W of either) repeated `count` times, each unit
+ * taking the next micro-batch of its kind on its chunk.  phases_of fills
+ * out[] (room for PP_VPHASES_MAX) with device dev's phases for `built`
+ * micro-batches per chunk and returns how many; units past the plan's
+ * micro-batches are dropped.  Appends every device's ops (no update or
+ * flush); nonzero when out of memory. */
+#define PP_VPHASES_MAX 16
+typedef struct pp_vphase {
+    long count;
+    const char *units;
+} pp_vphase;
+typedef int pp_vphases_fn(int devices, int dev, int built, pp_vphase *out);
+int pp_policy_vshape_order(pp_plan *p, int built, pp_vphases_fn *phases_of);
 /* policy_async.c (docs/async.md): 1F1B's order with PipeDream's weight
  * stashing (an update after every B) and with PipeDream-2BW. */
 extern const pp_policy pp_policy_pipedream;
 extern const pp_policy pp_policy_2bw;
+extern const pp_policy pp_policy_custom; /* policy_custom.c: order { } of the file */
 
 /* policy_auto.c (docs/auto.md): the search behind `schedule auto`. */
 extern const pp_policy pp_policy_auto;
@@ -429,38 +466,6 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
 /* The report as a short table ("auto: ..." lines). */
 void pp_auto_print(FILE *f, const pp_auto_report *r);
 
-/* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
- * row per policy to out, each the compilation of the file (ast, spec s
- * built from it with defs) with the row's -D settings added after defs;
- * unknown names are errors (returns their count). */
-int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
-               pp_diag *d);
-extern const pp_policy pp_policy_custom;    /* policy_custom.c: order { } of the file */
-/* For an error about op i of device dev of a plan made from an order
- * (p->order; its rows[] has p->devices rows): "note: ..." at the token of
- * that op; for an op the compiler inserted (send/recv, update, flush, R), at
- * the listed op right after it on its device (else right before it).  The
- * listed ops of a device are its F/B/W, the k-th of them the row's k-th
- * token.  Prints nothing without an order or where the lists disagree. */
-void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i);
-/* policy_vshape.c, shared by zbv and dualpipev.  Refuses every placement
- * but vshape with two stages per device (stage s < D on device s, else on
- * 2D-1-s; a list equal to it is accepted). */
-int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d);
-/* A V-shape order as phases: `units` ("F0 B1 W1": F, B, W of chunk 0 or
- * 1, W* the oldest pending W of either) repeated `count` times, each unit
- * taking the next micro-batch of its kind on its chunk.  phases_of fills
- * out[] (room for PP_VPHASES_MAX) with device dev's phases for `built`
- * micro-batches per chunk and returns how many; units past the plan's
- * micro-batches are dropped.  Appends every device's ops (no update or
- * flush); nonzero when out of memory. */
-#define PP_VPHASES_MAX 16
-typedef struct pp_vphase {
-    long count;
-    const char *units;
-} pp_vphase;
-typedef int pp_vphases_fn(int devices, int dev, int built, pp_vphase *out);
-int pp_policy_vshape_order(pp_plan *p, int built, pp_vphases_fn *phases_of);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
@@ -472,6 +477,14 @@ int pp_lower(pp_plan *p, pp_diag *d);
 /* The same, placing sends by a timing on these costs (NULL: F = 1, B = 2,
  * B = W = 1 when split, free communication — what pp_lower uses). */
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
+/* Lowering's run of walk.c's replay (pp_walk_run_stalled with its repair):
+ * whenever every device still running is stuck, the unmatched sends of each
+ * device on a wait-for cycle are delayed in place (in p) to just after the
+ * device's next compute op, and the replay goes on from where it stood.
+ * Sends keep their order per channel, so pairs do not change.  Stops when
+ * nothing can move; returns the blocked devices. */
+typedef struct pp_walk pp_walk;
+int pp_walk_run_repair(pp_walk *w, pp_plan *p);
 
 /* ------------------------------------------------------------------ */
 /* walk.c: the rendezvous replay shared by lower, verify and simulate  */
@@ -482,7 +495,7 @@ int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
  * partner[] holds that pairing (-1: none, or not a comm op).  run replays
  * every list: a device posts a whole group when it reaches it and moves
  * past once every op of the group has met its partner. */
-typedef struct pp_walk {
+struct pp_walk {
     int devices;
     long total;
     long *base;        /* [devices + 1] */
@@ -491,13 +504,18 @@ typedef struct pp_walk {
     int *gend;         /* [devices] after run: end of the group a blocked device sits in */
     int blocked;       /* after run: devices that did not reach the end */
     uint8_t *done;     /* [total] comm op met its partner */
+    /* The replay's state where it stopped, which a repair may change
+     * (pp_walk_run_stalled): whether each comm op has been posted, and per
+     * device how many ops of its current group are still unmatched. */
+    uint8_t *posted;   /* [total] */
+    int *pending;      /* [devices] */
     /* Timing (run_eager only): when each comm op is posted and when its
      * transfer ends (a send: when posted). */
     double *t_post, *t_pair;
     /* run_eager_hops only: hops[g] goes with the time of op g (a compute
      * op's end, a comm op's post), hops_pair[g] with t_pair[g]. */
     uint32_t *hops, *hops_pair;
-} pp_walk;
+};
 
 /* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
  * Returns nonzero if the plan's shape is unusable (no devices, too big). */
@@ -505,12 +523,16 @@ int pp_walk_init(pp_walk *w, const pp_plan *p);
 /* Replays with rendezvous semantics (a send waits for its recv); returns
  * the number of blocked devices.  Untimed: timings use run_eager. */
 int pp_walk_run(pp_walk *w, const pp_plan *p);
-/* Lowering's run: whenever every device still running is stuck, the
- * unmatched sends of each device on a wait-for cycle are delayed in place
- * (in p) to just after the device's next compute op, and the replay goes on
- * from where it stood.  Sends keep their order per channel, so pairs do not
- * change.  Stops when nothing can move; returns the blocked devices. */
-int pp_walk_run_repair(pp_walk *w, pp_plan *p);
+/* A repair of a stalled replay: called whenever every device still
+ * running is stuck, it may move ops within p's lists, carrying their
+ * partner[], done[] and posted[] entries along and lowering pending[]; the
+ * devices it leaves with nothing to wait for go into resume[*nresume], to
+ * be resumed in that order.  Returns how many devices it changed (0: the
+ * replay stops there). */
+typedef int (*pp_walk_repair)(pp_walk *w, pp_plan *p, int *resume, int *nresume);
+/* Replays like pp_walk_run, calling repair at each stall and going on from
+ * where the replay stood.  Returns the blocked devices at the end. */
+int pp_walk_run_stalled(pp_walk *w, pp_plan *p, pp_walk_repair repair);
 /* Timing with buffered sends: like run with dur, except that a send never
  * waits for its recv (the runtimes post sends on a communication stream or
  * into a queue); a recv ends `comm` after both sides have posted.  t_post
@@ -548,7 +570,7 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *d, const char *
 void pp_walk_free(pp_walk *w);
 
 /* ------------------------------------------------------------------ */
-/* memory.c: activation memory, the one accounting                     */
+/* activation_memory.c: activation memory, the one accounting          */
 /* ------------------------------------------------------------------ */
 
 /* The memory model: what the verifier checks and the simulator and pprun
@@ -603,18 +625,13 @@ typedef struct pp_sim {
     double bubble;        /* pp_bubble(busy, devices, makespan) */
     double *busy;         /* [devices] compute time */
     int *peak_act;        /* [devices] the most (stage, mb) sets held in full at once */
-    double *peak_mem;     /* [devices] peak memory (memory.c), in the memory model's unit */
+    double *peak_mem;     /* [devices] peak memory (activation_memory.c), the memory model's unit */
     double **start, **end;/* [devices][op index] */
 } pp_sim;
 
 /* Times the plan (walk.c's eager replay on cost c) and measures its memory
  * on the memory model mem (NULL: act_size 1, no inputs kept). */
 int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, pp_sim *out, pp_diag *d);
-/* Every pass after the policy, as ppcc, --compare and auto run them:
- * pp_lower, pp_verify (pp_verify_opts_of(s, with_limit)), pp_simulate on
- * s's cost and memory.  Stops at the first that fails; sim is filled only
- * on success. */
-int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
 /* The one layout of a pp_sim, for a plan's lists (zeroed; start[d] and
  * end[d] point into one block each), shared with pprun's measured timeline;
  * pp_sim_free releases it. */
@@ -624,7 +641,28 @@ void pp_sim_free(pp_sim *s, int devices);
 double pp_bubble(const double *busy, int devices, double makespan);
 
 /* ------------------------------------------------------------------ */
-/* emit_json.c / emit_timeline.c / emit_stats.c                        */
+/* passes.c: the passes after the policy, as one call                  */
+/* ------------------------------------------------------------------ */
+
+/* Every pass after the policy, as ppcc, --compare and auto run them:
+ * pp_lower, pp_verify (pp_verify_opts_of(s, with_limit)), pp_simulate on
+ * s's cost and memory.  Stops at the first that fails; sim is filled only
+ * on success. */
+int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* compare.c: the policies side by side                                */
+/* ------------------------------------------------------------------ */
+
+/* compare.c: `ppcc FILE --compare a,b,...` (docs/auto.md).  Prints one
+ * row per policy to out, each the compilation of the file (ast, spec s
+ * built from it with defs) with the row's -D settings added after defs;
+ * unknown names are errors (returns their count). */
+int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
+               pp_diag *d);
+
+/* ------------------------------------------------------------------ */
+/* emit_json.c / emit_timeline.c / emit_stats.c / emit_trace.c        */
 /* ------------------------------------------------------------------ */
 
 int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim);

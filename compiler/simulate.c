@@ -1,7 +1,8 @@
 /*
  * simulate.c — predicts when every op of a (verified) plan starts and ends
  * on the cost model, and from that the makespan, the bubble and each
- * device's peak memory (memory.c's accounting, in the memory model's unit).
+ * device's peak memory (activation_memory.c's accounting, in the memory
+ * model's unit).
  *
  * Timing model (docs/verifier.md): a device runs its list in order; F(s)
  * takes stage_F[s], so does a recomputed forward R(s), B takes stage_B[s] (+ stage_W[s] when the backward is
@@ -19,14 +20,6 @@
 #include <string.h>
 
 #include "pp.h"
-
-int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d)
-{
-    pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
-    if (pp_lower_costed(p, &s->cost, d) || pp_verify(p, &vo, d))
-        return 1;
-    return pp_simulate(p, &s->cost, &vo, sim, d);
-}
 
 /* Ops of device d as walk.c counts them (its base[] lays out start/end). */
 static size_t list_len(const pp_plan *p, int d)

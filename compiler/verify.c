@@ -16,8 +16,8 @@
  *      the recv that feeds it (positions of each (stage, mb) op are kept in
  *      flat arrays indexed stage * M + mb);
  *   5. matching: the k-th send a->b against the k-th recv on b from a;
- *   6. memory: the activation memory each device holds (memory.c) under
- *      mem_limit;
+ *   6. memory: the activation memory each device holds
+ *      (activation_memory.c) under mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c) must bring every device to
  *      its last op; otherwise each wait-for cycle is reported.
  * Every message names the device, the op index, the op and the reason; for
@@ -134,14 +134,11 @@ static void check_comm(verifier *V, int d, int i, const pp_op *op)
     if (!stage_mb_ok(V, d, i, op))
         return;
     bool act = op->comm == PP_COMM_ACT;
-    int to = act ? op->stage + 1 : op->stage - 1;
-    if (to < 0 || to >= V->S) {
+    int self, peer, to = pp_comm_ends(p, op->kind, op->comm, op->stage, &self, &peer);
+    if (to < 0) {
         FAIL_OP(V, d, i, op, "stage %d has no %s stage", op->stage, act ? "next" : "previous");
         return;
     }
-    /* The data leaves the holder of `stage` for the holder of `to`. */
-    int src = p->placement[op->stage], dst = p->placement[to];
-    int self = send ? src : dst, peer = send ? dst : src;
     if (self != d) {
         FAIL_OP(V, d, i, op, "stage %d is on device %d, so this %s belongs on device %d", send ? op->stage : to,
                 self, send ? "send" : "recv", self);
@@ -380,9 +377,9 @@ static void check_matching(verifier *V, const pp_walk *w)
     }
 }
 
-/* The memory model's one accounting (memory.c): the first op of each device
- * whose activation memory is over the limit, with the device's peak, the
- * number every other view shows. */
+/* The memory model's one accounting (activation_memory.c): the first op of
+ * each device whose activation memory is over the limit, with the device's
+ * peak, the number every other view shows. */
 static void check_memory(verifier *V, const pp_verify_opts *o)
 {
     if (!o || o->mem_limit <= 0)

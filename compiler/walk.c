@@ -1,7 +1,7 @@
 /*
- * walk.c — the rendezvous replay of a plan, shared by lower (to find and
- * repair deadlocks), verify (to prove there are none) and simulate (to time
- * the plan on the cost model).
+ * walk.c — the rendezvous replay of a plan, shared by lower (to find
+ * deadlocks, which lower.c repairs whenever the replay stalls), verify (to
+ * prove there are none) and simulate (to time the plan on the cost model).
  *
  * The semantics are NCCL's point-to-point rules as the runtime uses them:
  * the k-th send a->b pairs with the k-th recv on b from a; a device posts a
@@ -37,6 +37,8 @@ void pp_walk_free(pp_walk *w)
     free(w->t_pair);
     free(w->hops);
     free(w->hops_pair);
+    free(w->posted);
+    free(w->pending);
     memset(w, 0, sizeof *w);
 }
 
@@ -135,8 +137,8 @@ typedef struct walk_run {
     const double *dur;
     double comm;
     double *start, *end;
-    uint8_t *posted;
-    int *pending; /* [devices] ops of the current group still unmatched */
+    uint8_t *posted; /* w->posted */
+    int *pending;    /* w->pending */
     double *clock;
     uint32_t *hclock; /* [devices] hops of the clock (hops runs only) */
     int *stack, nstack;
@@ -297,111 +299,19 @@ static void run_device(walk_run *r, int d)
     w->pc[d] = pc;
 }
 
-/* Delays the unmatched sends of every device on a wait-for cycle past its
- * next compute op (or to the front of an adjacent next group), moving ops,
- * pairs and replay state together.  Returns how many devices changed. */
-static int repair_stall(walk_run *r, pp_plan *p)
-{
-    pp_walk *w = r->w;
-    int D = w->devices, changed = 0;
-    int *wait_at = malloc((size_t)D * 3 * sizeof(int));
-    if (!wait_at)
-        abort();
-    int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
-    pp_walk_cycles(w, p, wait_at, wait_for, cycle);
-    int cap = 0;
-    pp_op *tmp_op = NULL;
-    int32_t *tmp_id = NULL;
-    for (int d = 0; d < D; d++) {
-        /* Only a device held by a send can be freed by delaying it. */
-        if (cycle[d] < 0 || p->dev[d].ops[wait_at[d]].kind != PP_OP_SEND)
-            continue;
-        pp_op *ops = p->dev[d].ops;
-        int n = dev_len(p, d), g0 = w->pc[d], g1 = w->gend[d];
-        long base = w->base[d];
-        int dest;
-        if (g1 < n && pp_op_is_comm(ops[g1].kind))
-            dest = g1;
-        else if (g1 < n && pp_op_is_compute(ops[g1].kind))
-            dest = g1 + 1;
-        else
-            continue; /* nothing after this group to delay into */
-        int len = dest - g0;
-        if (len > cap) {
-            cap = 2 * len;
-            tmp_op = realloc(tmp_op, (size_t)cap * sizeof *tmp_op);
-            tmp_id = realloc(tmp_id, (size_t)cap * sizeof *tmp_id);
-            if (!tmp_op || !tmp_id)
-                abort();
-        }
-        /* New order of [g0, dest): the rest of the group, then what lay
-         * between it and dest, then the delayed sends. tmp_id[k] is the old
-         * position of the op that lands at g0 + k. */
-        int k = 0, moved = 0;
-        for (int j = g0; j < g1; j++)
-            if (!(ops[j].kind == PP_OP_SEND && !w->done[base + j]))
-                tmp_id[k++] = j;
-        int kept = k;
-        for (int j = g1; j < dest; j++)
-            tmp_id[k++] = j;
-        int32_t next_group = dest < n && pp_op_is_comm(ops[dest].kind) ? ops[dest].group : ops[g0].group;
-        for (int j = g0; j < g1; j++)
-            if (ops[j].kind == PP_OP_SEND && !w->done[base + j]) {
-                tmp_id[k++] = j;
-                moved++;
-            }
-        if (!moved)
-            continue;
-        for (int q = 0; q < len; q++) {
-            tmp_op[q] = ops[tmp_id[q]];
-            if (q >= len - moved)
-                tmp_op[q].group = next_group;
-        }
-        /* Per-op state travels along; pairs are re-pointed. */
-        int32_t *part = (int32_t *)malloc((size_t)len * sizeof *part);
-        uint8_t *dn = malloc((size_t)len), *po = malloc((size_t)len);
-        if (!part || !dn || !po)
-            abort();
-        for (int q = 0; q < len; q++) {
-            long from = base + tmp_id[q];
-            part[q] = w->partner[from];
-            dn[q] = w->done[from];
-            po[q] = q >= len - moved ? 0 : r->posted[from];
-        }
-        for (int q = 0; q < len; q++) {
-            long at = base + g0 + q;
-            ops[g0 + q] = tmp_op[q];
-            w->partner[at] = part[q];
-            w->done[at] = dn[q];
-            r->posted[at] = po[q];
-            if (part[q] >= 0)
-                w->partner[part[q]] = (int32_t)at;
-        }
-        free(part);
-        free(dn);
-        free(po);
-        r->pending[d] -= moved;
-        w->gend[d] = g0 + kept;
-        if (r->pending[d] == 0)
-            r->stack[r->nstack++] = d;
-        changed++;
-    }
-    free(tmp_op);
-    free(tmp_id);
-    free(wait_at);
-    return changed;
-}
-
-static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, const double *dur, double comm,
-                double *start, double *end, bool hops)
+static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repair repair, bool eager,
+                const double *dur, double comm, double *start, double *end, bool hops)
 {
     int D = w->devices;
     walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end, .eager = eager};
     size_t nt = (size_t)(w->total ? w->total : 1);
-    r.posted = calloc(nt, 1);
-    r.pending = calloc((size_t)D, sizeof *r.pending);
+    free(w->posted);
+    free(w->pending);
+    r.posted = w->posted = calloc(nt, 1);
+    r.pending = w->pending = calloc((size_t)D, sizeof *r.pending);
     r.clock = calloc((size_t)D, sizeof *r.clock);
     r.stack = malloc((size_t)D * sizeof *r.stack);
+    int *resume = repair ? malloc((size_t)D * sizeof *resume) : NULL;
     if (dur) {
         free(w->t_post);
         free(w->t_pair);
@@ -417,7 +327,8 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
         if (!w->hops || !w->hops_pair || !r.hclock)
             pp_out_of_memory();
     }
-    if (!r.posted || !r.pending || !r.clock || !r.stack || (dur && (!w->t_post || !w->t_pair)))
+    if (!r.posted || !r.pending || !r.clock || !r.stack || (repair && !resume) ||
+        (dur && (!w->t_post || !w->t_pair)))
         pp_out_of_memory();
     memset(w->done, 0, nt);
     for (int d = 0; d < D; d++) {
@@ -434,11 +345,13 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
         for (int d = 0; d < D; d++)
             if (w->pc[d] < dev_len(p, d))
                 w->blocked++;
-        if (!w->blocked || !repairable || repair_stall(&r, repairable) == 0)
+        int nresume = 0;
+        if (!w->blocked || !repair || repair(w, repairable, resume, &nresume) == 0)
             break;
+        for (int i = 0; i < nresume; i++)
+            r.stack[r.nstack++] = resume[i];
     }
-    free(r.posted);
-    free(r.pending);
+    free(resume);
     free(r.clock);
     free(r.hclock);
     free(r.stack);
@@ -447,24 +360,24 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, bool eager, c
 
 int pp_walk_run(pp_walk *w, const pp_plan *p)
 {
-    return walk(w, p, NULL, false, NULL, 0, NULL, NULL, false);
+    return walk(w, p, NULL, NULL, false, NULL, 0, NULL, NULL, false);
 }
 
 int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                       double *end)
 {
-    return walk(w, p, NULL, true, dur, comm, start, end, false);
+    return walk(w, p, NULL, NULL, true, dur, comm, start, end, false);
 }
 
 int pp_walk_run_eager_hops(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                            double *end)
 {
-    return walk(w, p, NULL, true, dur, comm, start, end, true);
+    return walk(w, p, NULL, NULL, true, dur, comm, start, end, true);
 }
 
-int pp_walk_run_repair(pp_walk *w, pp_plan *p)
+int pp_walk_run_stalled(pp_walk *w, pp_plan *p, pp_walk_repair repair)
 {
-    return walk(w, p, p, false, NULL, 0, NULL, NULL, false);
+    return walk(w, p, p, repair, false, NULL, 0, NULL, NULL, false);
 }
 
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle)

@@ -22,25 +22,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "pprun.h"
 
 #define BOOT_MAGIC 0x50505242u /* "PPRB" */
 #define BOOT_VERSION 1u
 #define BOOT_MAX_BLOB 4096u
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int ms_left(double deadline)
 {
-    double left = deadline - now_s();
+    double left = deadline - pp_now();
     return left <= 0 ? 0 : left > 1e6 ? 1000000000 : (int)(left * 1000) + 1;
 }
 
@@ -316,7 +309,7 @@ static int accept_all(server *S, int lfd, double deadline)
         char ip[INET_ADDRSTRLEN] = "?";
         inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
         snprintf(c->addr, sizeof c->addr, "%s:%d", ip, ntohs(a.sin_port));
-        double own = now_s() + hello_timeout(S->b);
+        double own = pp_now() + hello_timeout(S->b);
         c->deadline = own < deadline ? own : deadline;
     }
 }
@@ -358,7 +351,7 @@ static void missing_ranks(const server *S, char *out, size_t n)
  * until the global deadline.  Then every rank gets the blob. */
 static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
 {
-    double deadline = now_s() + b->timeout;
+    double deadline = pp_now() + b->timeout;
     int lfd = b->listen_fd >= 0 ? b->listen_fd : pr_boot_listen(b->host, b->port, NULL, d);
     if (lfd < 0)
         return 1;
@@ -383,7 +376,7 @@ static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
         pr_calloc_or_exit((size_t)b->world + BOOT_MAX_PENDING + 1, sizeof *pf, "the bootstrap's poll set");
     int rc = 0;
     while (S.joined < b->world && rc == 0) {
-        double now = now_s();
+        double now = pp_now();
         if (now >= deadline) {
             char missing[200];
             missing_ranks(&S, missing, sizeof missing);
@@ -504,7 +497,7 @@ static int connect_once(const pr_boot *b, int *fd_out, double deadline)
 
 static int join(const pr_boot *b, void *blob, size_t len, pp_diag *d)
 {
-    double deadline = now_s() + b->timeout;
+    double deadline = pp_now() + b->timeout;
     int fd = -1;
     for (int tries = 0;; tries++) {
         int rc = connect_once(b, &fd, deadline);
@@ -514,7 +507,7 @@ static int join(const pr_boot *b, void *blob, size_t len, pp_diag *d)
         }
         if (rc == 0)
             break;
-        if (now_s() >= deadline) {
+        if (pp_now() >= deadline) {
             pp_error(d, "bootstrap: rank %d could not reach rank 0 at %s:%d within %g s",
                      b->rank, b->host, b->port, b->timeout);
             return 1;

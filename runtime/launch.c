@@ -4,9 +4,12 @@
  * rank 0 inherits the listening socket, so no other program can take the
  * port in between), then starts each rank as a fresh pprun with RANK,
  * WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set — the same
- * environment torchrun would give it.  The parent touches no GPU.  When a
- * rank fails, the others are stopped: a pipeline cannot go on without it.
+ * environment torchrun would give it.  The parent touches no GPU (it
+ * counts them in /proc) and first refuses what every rank would fail on.
+ * When a rank fails, the others are stopped: a pipeline cannot go on
+ * without it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "pprun.h"
 
 int pr_launch_local(int nproc, char **argv, pp_diag *d)
@@ -94,4 +98,64 @@ int pr_launch_local(int nproc, char **argv, pp_diag *d)
     }
     free(pid);
     return status;
+}
+
+/* GPUs the driver lists, read without initialising CUDA: the launcher
+ * must not touch the GPU before it forks. */
+static int driver_gpu_count(void)
+{
+    DIR *dir = opendir("/proc/driver/nvidia/gpus");
+    if (!dir)
+        return 0;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(dir));)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+int pr_launch_nproc(long nproc, int plan_devices, const char *backend, bool single_outputs, int argc,
+                    char **argv, pp_diag *d)
+{
+    if (single_outputs) {
+        pp_error(d, "--dump, --trace and --timeline are for single-process runs");
+        return 1;
+    }
+    if (backend && strcmp(backend, "cpu") == 0) {
+        pp_error(d, "--nproc: a multi-process run needs the cuda backend; the cpu backend runs "
+                    "every device in one process (drop --nproc)");
+        return 1;
+    }
+    if (!pr_backend_cuda()) {
+        pp_error(d, "--nproc: the cuda backend is not built in this binary");
+        return 1;
+    }
+    if (plan_devices != nproc) {
+        pp_error(d, "--nproc %ld: the plan has %d devices, one process each", nproc, plan_devices);
+        return 1;
+    }
+    int gpus = driver_gpu_count();
+    if (gpus < nproc) {
+        pp_error(d, "--nproc %ld: %d GPU%s visible, one per process is needed", nproc, gpus,
+                 gpus == 1 ? " is" : "s are");
+        return 1;
+    }
+    char **child = calloc((size_t)argc + 1, sizeof *child);
+    if (!child) {
+        pp_error(d, "out of memory");
+        return 1;
+    }
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--nproc") == 0) {
+            i++;
+            continue;
+        }
+        if (strncmp(argv[i], "--nproc=", 8) == 0)
+            continue;
+        child[n++] = argv[i];
+    }
+    int rc = pr_launch_local((int)nproc, child, d);
+    free(child);
+    return rc;
 }

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
 #include "mlp_math.h"
 #include "pprun.h"
 
@@ -161,43 +160,4 @@ double pr_reference_grad_bytes(const pr_model *m, int rows)
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss)
 {
     pr_reference_train_delayed(m, steps, 0, W, b, loss);
-}
-
-double pr_max_rel_err(const float *a, const float *ref, size_t n)
-{
-    double diff = 0, scale = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - (double)ref[i]);
-        if (e > diff || isnan(e))
-            diff = isnan(e) ? INFINITY : e;
-        if (fabs((double)ref[i]) > scale)
-            scale = fabs((double)ref[i]);
-    }
-    if (diff == 0)
-        return 0;
-    return scale > 0 ? diff / scale : INFINITY;
-}
-
-/* fp32: only the summation order differs (~1e-7).  Reduced precision
- * rounds every GEMM operand; the bounds below hold, with a margin of 2 or
- * more for the GPU's own summation order, over every GPU test case
- * emulated on the CPU (tests/runtime/precision_emulator.c, run by
- * test_gpu.sh --backend cpu), and stay under what a wrong run gives (a
- * micro-batch missing: 5e-2 to 0.4).
- * bf16: round to nearest even, 8 bits of mantissa; worst emulated 3.5e-3.
- * tf32: NVIDIA's PTX ISA says Hopper's wgmma, which H100/H200 GEMMs run
- * on, "will truncate lower 13 bits of the 32-bit input data" of .tf32
- * operands: fed FP32 data as is, the tensor cores truncate (error up to
- * 2^-10, always toward zero, so it does not average out over a dot
- * product the way rounding does), and only a kernel that converts first
- * (cvt.rna.tf32.f32) rounds to nearest.  Truncation emulated gives up to
- * 8.6e-3 (interleaved's 16 layers), rounding 4.2e-4: the tolerance must
- * hold for the truncating case. */
-double pr_check_tolerance(int precision)
-{
-    switch (precision) {
-    case PR_BF16: return 1e-2;
-    case PR_TF32: return 2e-2;
-    default: return 1e-5;
-    }
 }

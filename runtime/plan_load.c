@@ -57,6 +57,13 @@ static shown show(pr_json j)
  * allows, so it matches none. */
 static bool name_of(pr_json j, char *buf, size_t cap) { return pr_json_string(j, buf, cap, false); }
 
+/* The string value is want (a short name). */
+static bool name_is(pr_json j, const char *want)
+{
+    char name[16];
+    return name_of(j, name, sizeof name) && strcmp(name, want) == 0;
+}
+
 /* Paths are built only for messages: "path.key", or "key" at the top. */
 #define SUBPATH(path, key) (path), *(path) && (key) ? "." : "", (key) ? (key) : ""
 
@@ -207,8 +214,7 @@ static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     pr_json_members(mo, keys, N, v);
     if (!member(L, v[KIND], "model", "kind", PR_JSON_STRING, "a string"))
         return 1;
-    char name[16];
-    if (!name_of(v[KIND], name, sizeof name) || strcmp(name, "mlp") != 0)
+    if (!name_is(v[KIND], "mlp"))
         FAIL(L, "model.kind: unknown model \"%s\" (this pprun knows \"mlp\")", show(v[KIND]).s);
     long layers, hidden, batch, seed;
     if (int_member(L, v[LAYERS], "model", "layers", 1, PP_MAX_LAYERS, NULL, &layers) ||
@@ -222,7 +228,7 @@ static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     if (!member(L, v[OPTIMIZER], "model", "optimizer", PR_JSON_STRING, "a string") ||
         !member(L, v[LR], "model", "lr", PR_JSON_NUMBER, "a number"))
         return 1;
-    if (!name_of(v[OPTIMIZER], name, sizeof name) || strcmp(name, "sgd") != 0)
+    if (!name_is(v[OPTIMIZER], "sgd"))
         FAIL(L, "model.optimizer: unknown optimizer \"%s\" (this pprun knows \"sgd\")",
              show(v[OPTIMIZER]).s);
     double lr = pr_json_number(v[LR]);
@@ -339,13 +345,10 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, co
         FAIL(L, "%s.peer: %ld is the device itself", path, peer);
     op->peer = (int)peer;
     op->group = (int)group;
-    /* act of F(s) goes from rank(s) to rank(s+1); grad of B(s) from rank(s) to rank(s-1). */
-    int to = comm == PP_COMM_ACT ? (int)stage + 1 : (int)stage - 1;
-    if (to < 0 || to >= plan->stages)
+    int want_self, want_peer, to = pp_comm_ends(plan, kind, comm, (int)stage, &want_self, &want_peer);
+    if (to < 0)
         FAIL(L, "%s.stage: %s of stage %ld has no %s stage", path, ck, stage,
              comm == PP_COMM_ACT ? "next" : "previous");
-    int src = place[stage], dst = place[to];
-    int want_self = kind == PP_OP_SEND ? src : dst, want_peer = kind == PP_OP_SEND ? dst : src;
     if (want_self != rank)
         FAIL(L, "%s: %s %s %ld.%ld does not belong on rank %d", path, name, ck, stage, mb, rank);
     if (want_peer != peer)
@@ -447,8 +450,7 @@ static int load_root(loader *L, pr_json root, pp_plan *plan, pr_model *m)
     pr_json_members(root, keys, N, v);
     if (!member(L, v[FORMAT], "", "format", PR_JSON_STRING, "a string"))
         return 1;
-    char format[16];
-    if (!name_of(v[FORMAT], format, sizeof format) || strcmp(format, "ppcc-plan") != 0)
+    if (!name_is(v[FORMAT], "ppcc-plan"))
         FAIL(L, "format: \"%s\" is not \"ppcc-plan\"", show(v[FORMAT]).s);
     long version;
     if (int_member(L, v[VERSION], "", "version", 1, 1e9, NULL, &version))

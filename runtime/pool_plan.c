@@ -1,11 +1,11 @@
 /*
  * pool_plan.c — sizes each device's activation pool before the run, so a
  * step allocates nothing.  It replays each device's op list once, alone,
- * through replay.c's own loop but on a dry backend (distinct tokens, no
- * compute) and a dry transport (no communication: the loop skips sends and
- * receives and flush's barrier when R->dry), and counts the buffers the
- * list takes.  A device's own list alone decides that, so devices run one
- * after another on this thread.
+ * on replay.c's harness and loop but with a dry backend (distinct tokens,
+ * no compute) and a dry transport (no communication: the loop skips sends
+ * and receives and flush's barrier when R->dry), and counts the buffers
+ * the list takes.  A device's own list alone decides that, so devices run
+ * one after another on this thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -62,23 +62,12 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, p
     memset(&r, 0, sizeof r);
     result_alloc(&r, p, m, 1, false, false);
     run R;
-    memset(&R, 0, sizeof R);
-    R.p = p;
-    R.m = m;
-    R.o = &o;
-    R.be = &dry_backend;
-    R.tr = &dry_transport;
-    R.rows = m->batch / p->microbatches;
-    R.slot = (size_t)R.rows * m->hidden;
-    R.res = &r;
+    run_open(&R, p, m, &o, &dry_backend, &dry_transport, &r);
     R.dry = true;
-    R.vsync_ver = vsync_versions(p);
     R.step_lo = 0;
     R.step_hi = 1;
     R.loss_sq = pr_calloc_or_exit((size_t)p->microbatches, sizeof(double), "the pool sizing's losses");
     R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the pool sizing's devices");
-    pthread_mutex_init(&R.mu, NULL);
-    replay_cond_init(&R.cv);
     for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;
@@ -93,11 +82,7 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, p
         pp_error(d, "%s", R.err);
         rc = 1;
     }
-    pthread_mutex_destroy(&R.mu);
-    pthread_cond_destroy(&R.cv);
-    free(R.loss_sq);
-    free(R.dev);
-    free(R.vsync_ver);
+    run_close(&R);
     pr_run_result_free(&r);
     return rc;
 }

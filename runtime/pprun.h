@@ -74,12 +74,8 @@ int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, flo
  * what --check needs besides the run, checked before the run starts. */
 double pr_reference_grad_bytes(const pr_model *m, int rows);
 double pr_reference_bytes(const pp_plan *p, const pr_model *m);
-/* max |a - ref| / max |ref| (0 if both are all zero). */
-double pr_max_rel_err(const float *a, const float *ref, size_t n);
-/* --check's tolerance for a GEMM precision (enum pr_precision). */
-double pr_check_tolerance(int precision);
 
-/* replay.c */
+/* run.c (pr_replay) and run_state.c: running a plan */
 typedef struct pr_backend pr_backend;
 typedef struct pr_transport pr_transport;
 
@@ -105,7 +101,7 @@ typedef struct pr_run_result {
     double **start, **end;   /* [devices][recorded_steps * n_ops], seconds since run start */
     double *step_start;      /* [steps], seconds since run start */
     int *peak_act;           /* [devices] measured peak of (stage, mb) sets held in full */
-    double *peak_mem;        /* [devices] measured peak memory (memory.c), memory.activation's unit */
+    double *peak_mem;        /* [devices] measured peak memory, memory.activation's unit (activation_memory.c) */
     int *pool_slots;         /* [devices] activation buffers preallocated from the plan */
     int *pool_misses;        /* [devices] buffers allocated during the run beyond those */
     int graph_steps;         /* steps replayed from a captured graph */
@@ -128,6 +124,21 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
  * that does is called on the device's thread before each op it replays. */
 extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
+
+/* check.c: pprun --check. */
+/* max |a - ref| / max |ref| (0 if both are all zero). */
+double pr_max_rel_err(const float *a, const float *ref, size_t n);
+/* --check's tolerance for a GEMM precision (enum pr_precision). */
+double pr_check_tolerance(int precision);
+/* The reference of `steps` steps fits next to the run's trained weights
+ * (else an error, with the numbers). */
+bool pr_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d);
+/* Trains the reference and prints the "check: ..." line against r; own
+ * (NULL = all layers) says which layers this process trained, with_loss
+ * whether it computed the loss (r's weights are packed to those layers).
+ * 0 when within tolerance. */
+int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r, double tolerance,
+                 const bool *own, bool with_loss);
 
 /* What --trace and --dump write, given to their fill functions; the
  * outputs themselves are made, checked and committed by output.h. */
@@ -175,7 +186,7 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
  * reported) when that GPU does not exist. */
 int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
 
-/* memory.c: bytes this process may still allocate on the host: the least
+/* host_memory.c: bytes this process may still allocate on the host: the least
  * of what the address-space limit (ulimit -v) leaves and what the machine
  * has available (MemAvailable + SwapFree); *limit says which (INFINITY
  * when neither is known). */
@@ -190,5 +201,10 @@ void *pr_calloc_or_exit(size_t n, size_t size, const char *what);
  * one run on this host, ranks 0..N-1; when one fails, stops the others.
  * Returns the exit status for pprun. */
 int pr_launch_local(int nproc, char **argv, pp_diag *d);
+/* pprun --nproc N on a plan of plan_devices devices: refuses what every
+ * rank would fail on (single-process outputs, the cpu backend, too few
+ * GPUs), then runs argv without --nproc through pr_launch_local. */
+int pr_launch_nproc(long nproc, int plan_devices, const char *backend, bool single_outputs, int argc,
+                    char **argv, pp_diag *d);
 
 #endif

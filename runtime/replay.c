@@ -1,8 +1,9 @@
 /*
- * replay.c — executes a plan: one thread per device walks its op list in
- * order, computing through a backend (backend.h) and exchanging
- * activations and gradients through a transport (transport.h).  It never
- * reorders: the compiler owns deadlock freedom, the verifier proved it.
+ * replay.c — one device's replay of its list, and the harness every run is
+ * made on: its thread walks the op list in order, computing through a
+ * backend (backend.h) and exchanging activations and gradients through a
+ * transport (transport.h).  It never reorders: the compiler owns deadlock
+ * freedom, the verifier proved it.
  *
  * Per device, each (stage, micro-batch) has an act_set: the inputs x and
  * pre-activations z each layer of the stage keeps from F until B (and dz
@@ -10,91 +11,26 @@
  * which F/B hand data to the next op (in_act, in_grad) or to a send
  * (out_act, out_grad).  Buffers are all [rows, hidden] and come from a
  * per-device pool preallocated from the plan (pool_plan.c sizes it by a
- * dry run of this same loop), so a step allocates nothing.  Which weights
- * F, R and B use, and the old versions the asynchronous policies keep, is
- * weight_versions.c's business; the state the three files share is in
- * replay_internal.h.
+ * dry run on this same harness), so a step allocates nothing.  Which
+ * weights F, R and B use, and the old versions the asynchronous policies
+ * keep, is weight_versions.c's business; how a run fails and what it
+ * returns, run_state.c's; starting the device threads and watching them,
+ * run.c's.  The state they share is in replay_internal.h.
  *
  * Backends may be asynchronous (CUDA): ops only enqueue work, and the
  * device waits at the plan's flush.  With opts.graph and a backend that
- * can, step 1 is captured once as a graph and later steps replay it.
+ * can, step 1 is captured once as a graph and later steps replay it
+ * (run.c).
  */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
+#include "clock.h"
 #include "replay_internal.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* seconds from now on CLOCK_MONOTONIC, the clock of R->cv */
-static struct timespec deadline_in(double seconds)
-{
-    double t = now_s() + seconds;
-    struct timespec ts = {.tv_sec = (time_t)t};
-    ts.tv_nsec = (long)((t - (double)ts.tv_sec) * 1e9);
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
-void replay_cond_init(pthread_cond_t *cv)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(cv, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
-/* Records the first error, wakes everyone so the run ends. */
-static void __attribute__((format(printf, 2, 3))) fail(run *R, const char *fmt, ...)
-{
-    pthread_mutex_lock(&R->mu);
-    if (!atomic_load(&R->failed)) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(R->err, sizeof R->err, fmt, ap);
-        va_end(ap);
-        atomic_store(&R->failed, 1);
-    }
-    pthread_cond_broadcast(&R->cv);
-    pthread_mutex_unlock(&R->mu);
-    if (R->tr->ops->abort)
-        R->tr->ops->abort(R->tr);
-}
-
-void replay_fail(run *R, const char *msg) { fail(R, "%s", msg); }
-
-float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
-{
-    run *R = D->R;
-    float *p = weight ? R->be->alloc_weight(D->bc, count) : R->be->alloc(D->bc, count);
-    if (!p) {
-        char what[96], size[32];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof what, fmt, ap);
-        va_end(ap);
-        fail(R, "device %d: cannot allocate %s (%s): %s", D->rank, what,
-             pr_format_bytes((double)count * sizeof(float), size, sizeof size),
-             D->bc->failed ? D->bc->err : "the backend has no room");
-    }
-    return p;
-}
 
 /* An activation buffer (NULL, and the run failed, when the pool is empty
  * and the backend has no room: a verified plan never empties it). */
@@ -115,7 +51,7 @@ static void list_push(device_ctx *D, float ***v, int *n, int *cap, float *p)
         int cap2 = *cap ? 2 * *cap : 16;
         float **grown = realloc(*v, (size_t)cap2 * sizeof **v);
         if (!grown) {
-            fail(D->R, "device %d: out of memory for a list of activation buffers", D->rank);
+            run_fail(D->R, "device %d: out of memory for a list of activation buffers", D->rank);
             D->R->be->release(D->bc, p);
             return;
         }
@@ -149,17 +85,18 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
     return &D->st[D->local[stage]].mb[mb];
 }
 
-#define OP_FAIL(D, i, ...)                                                                 \
-    do {                                                                                   \
-        char name_[64], msg_[400];                                                         \
-        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                          \
-        fail((D)->R, "device %d op %d (%s): %s", (D)->rank, (i),                           \
-             pp_op_format(&(D)->R->p->dev[(D)->rank].ops[(i)], name_, sizeof name_), msg_); \
-        return 1;                                                                          \
+#define OP_FAIL(D, i, ...)                                                                      \
+    do {                                                                                        \
+        char name_[64], msg_[400];                                                              \
+        snprintf(msg_, sizeof msg_, __VA_ARGS__);                                               \
+        run_fail((D)->R, "device %d op %d (%s): %s", (D)->rank, (i),                            \
+                 pp_op_format(&(D)->R->p->dev[(D)->rank].ops[(i)], name_, sizeof name_), msg_); \
+        return 1;                                                                               \
     } while (0)
 
 /* The activations op took or released, counted by the compiler's one
- * accounting (memory.c) in the plan's memory unit: the measured peak. */
+ * accounting (activation_memory.c) in the plan's memory unit: the measured
+ * peak. */
 static void hold(device_ctx *D, const pp_op *op, bool recomputes)
 {
     const pr_model *m = D->R->m;
@@ -170,15 +107,6 @@ static void hold(device_ctx *D, const pp_op *op, bool recomputes)
         D->peak_mem = held;
     if (D->mem.full > D->peak_full)
         D->peak_full = D->mem.full;
-}
-
-/* "device 2 op 7 (F1.3)" */
-static const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
-{
-    char name[64];
-    snprintf(buf, size, "device %d op %d (%s)", rank, i,
-             pp_op_format(&R->p->dev[rank].ops[i], name, sizeof name));
-    return buf;
 }
 
 /* The device a wait on `peer` is held up by: following receives from
@@ -208,14 +136,14 @@ static int fail_held_up(device_ctx *D, int i, int late, const char *what)
 {
     run *R = D->R;
     int j = atomic_load(&R->dev[late].cur_op);
-    double age = now_s() - R->t0 - atomic_load(&R->dev[late].op_since);
+    double age = pp_now() - R->t0 - atomic_load(&R->dev[late].op_since);
     char stuck[128], waiter[128];
     if (j < 0) /* it moved on meanwhile */
         snprintf(stuck, sizeof stuck, "device %d", late);
     else
         op_place(R, late, j, stuck, sizeof stuck);
-    fail(R, "%s has not returned after %.2f s: %s waited %g s for it%s (timeout)", stuck, age,
-         op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout, what);
+    run_fail(R, "%s has not returned after %.2f s: %s waited %g s for it%s (timeout)", stuck, age,
+             op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout, what);
     return 1;
 }
 
@@ -457,9 +385,9 @@ static void do_update(device_ctx *D, int step)
 /* The step's books: loss, time, progress line.  A loss that is not finite
  * (the training diverged) is written into why: the caller ends the run
  * (it may hold R->mu, which fail takes). */
-static bool close_step(run *R, int step, char *why, size_t len)
+bool close_step(run *R, int step, char *why, size_t len)
 {
-    double t = now_s() - R->t0;
+    double t = pp_now() - R->t0;
     double sq = 0;
     for (int m = 0; m < R->p->microbatches; m++)
         sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
@@ -482,8 +410,7 @@ static bool close_step(run *R, int step, char *why, size_t len)
     return true;
 }
 
-/* The device that computes the loss (owns the last stage). */
-static bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
+bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
 
 /* The device a flush barrier waits for: one not at its flush yet (and what
  * holds it up, if it waits itself), or -2 when none can be named. */
@@ -536,7 +463,7 @@ static int do_flush(device_ctx *D, int i, int step)
         R->generation++;
         pthread_cond_broadcast(&R->cv);
     } else {
-        struct timespec until = deadline_in(R->o->timeout);
+        struct timespec until = pp_deadline_after(R->o->timeout);
         while (R->generation == gen && !atomic_load(&R->failed))
             if (pthread_cond_timedwait(&R->cv, &R->mu, &until) == ETIMEDOUT &&
                 R->generation == gen && !atomic_load(&R->failed)) {
@@ -547,7 +474,7 @@ static int do_flush(device_ctx *D, int i, int step)
     int failed = atomic_load(&R->failed) && R->generation == gen;
     pthread_mutex_unlock(&R->mu);
     if (*diverged) {
-        fail(R, "%s", diverged);
+        run_fail(R, "%s", diverged);
         return 1;
     }
     if (late >= 0)
@@ -562,7 +489,7 @@ static int exec_op(device_ctx *D, int i, int step)
 {
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
-    D->start[rec] = now_s() - D->R->t0;
+    D->start[rec] = pp_now() - D->R->t0;
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
     atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
@@ -580,10 +507,10 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
-    D->end[rec] = now_s() - D->R->t0;
+    D->end[rec] = pp_now() - D->R->t0;
     atomic_store_explicit(&D->cur_op, -1, memory_order_relaxed);
     if (D->bc->failed && !rc) {
-        fail(D->R, "%s", D->bc->err);
+        run_fail(D->R, "%s", D->bc->err);
         return 1;
     }
     return rc;
@@ -617,7 +544,7 @@ static void device_loop(device_ctx *D)
             bool grouped = !R->dry && R->tr->ops->group_begin;
             D->bc->op = op;
             if (grouped && R->tr->ops->group_begin(R->tr, D->rank)) {
-                fail(R, "%s", D->bc->err);
+                run_fail(R, "%s", D->bc->err);
                 return;
             }
             D->in_group = true;
@@ -629,7 +556,7 @@ static void device_loop(device_ctx *D)
                     return;
             D->bc->op = op;
             if (grouped && R->tr->ops->group_end(R->tr, D->rank)) {
-                fail(R, "%s", D->bc->err);
+                run_fail(R, "%s", D->bc->err);
                 return;
             }
             D->in_group = false;
@@ -674,7 +601,7 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     char err[400] = "";
     D->bc = be->open(rank, &cfg, err, sizeof err);
     if (!D->bc) {
-        fail(R, "device %d: the %s backend cannot start: %s", rank, be->name, err);
+        run_fail(R, "device %d: the %s backend cannot start: %s", rank, be->name, err);
         return 1;
     }
     D->bc->format_op = format_op;
@@ -747,7 +674,7 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     if (atomic_load(&R->failed))
         return 1;
     if (D->bc->failed) {
-        fail(R, "%s", D->bc->err);
+        run_fail(R, "%s", D->bc->err);
         return 1;
     }
     return 0;
@@ -797,7 +724,7 @@ void device_teardown(run *R, device_ctx *D)
     R->res->peak_mem[D->rank] = D->peak_mem;
     R->res->pool_misses[D->rank] = D->allocated;
     if (D->bc->failed && !atomic_load(&R->failed))
-        fail(R, "%s", D->bc->err);
+        run_fail(R, "%s", D->bc->err);
     be->close(D->bc);
     D->bc = NULL;
     free(D->pool);
@@ -806,345 +733,32 @@ void device_teardown(run *R, device_ctx *D)
     free(D->local);
 }
 
-void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
-                  bool record_all, bool params)
+/* The harness every run is made on, pr_replay's and the dry run's
+ * (replay_internal.h). */
+void run_open(run *R, const pp_plan *p, const pr_model *m, const pr_run_opts *o, const pr_backend *be,
+              pr_transport *tr, pr_run_result *res)
 {
-    size_t h = (size_t)m->hidden, D = (size_t)p->devices;
-    r->devices = p->devices;
-    if (params) {
-        r->W = pr_calloc_or_exit((size_t)m->layers * h * h, sizeof(float), "the trained weights");
-        r->b = pr_calloc_or_exit((size_t)m->layers * h, sizeof(float), "the trained biases");
-    }
-    r->loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the losses");
-    r->step_start = pr_calloc_or_exit((size_t)steps, sizeof(double), "the step times");
-    r->recorded_steps = record_all ? steps : 1;
-    r->start = pr_calloc_or_exit(D, sizeof(double *), "the op times");
-    r->end = pr_calloc_or_exit(D, sizeof(double *), "the op times");
-    r->peak_act = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->peak_mem = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
-    r->pool_slots = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->pool_misses = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->weight_versions = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->extra_weight_bytes = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
+    memset(R, 0, sizeof *R);
+    R->p = p;
+    R->m = m;
+    R->o = o;
+    R->be = be;
+    R->tr = tr;
+    R->rows = m->batch / p->microbatches;
+    R->slot = (size_t)R->rows * m->hidden;
+    R->res = res;
+    R->first = 0;
+    R->last = p->devices - 1;
+    R->vsync_ver = vsync_versions(p);
+    pthread_mutex_init(&R->mu, NULL);
+    pp_cond_init_monotonic(&R->cv);
 }
 
-/* The first error, printed when it happens rather than when every thread
- * has ended: a stuck one may never end.  Called with R->mu held. */
-static void report_now(run *R)
+void run_close(run *R)
 {
-    if (R->reported || !atomic_load(&R->failed))
-        return;
-    R->reported = true;
-    char err[sizeof R->err];
-    memcpy(err, R->err, sizeof err);
-    pthread_mutex_unlock(&R->mu);
-    pp_error(R->diag, "%s", err);
-    fflush(R->diag->out);
-    pthread_mutex_lock(&R->mu);
-}
-
-/* The watchdog, on the thread that started the devices: waits for the
- * `started` device threads from R->first to end, reporting the first
- * error at once.  Once the run has failed, a thread still inside an op
- * that began more than the timeout ago is stuck (a compute that never
- * returns, a device call that hangs): it cannot be stopped, nor left
- * running over memory about to be freed, so the process ends here. */
-static void watch(run *R, int started)
-{
-    pthread_mutex_lock(&R->mu);
-    while (R->finished < started) {
-        struct timespec tick = deadline_in(0.05);
-        pthread_cond_timedwait(&R->cv, &R->mu, &tick);
-        report_now(R);
-        if (!atomic_load(&R->failed) || R->finished == started)
-            continue;
-        int stuck = -1, live = 0, old = 0;
-        double now = now_s() - R->t0;
-        for (int q = R->first; q < R->first + started; q++) {
-            device_ctx *D = &R->dev[q];
-            if (D->returned)
-                continue;
-            live++;
-            if (atomic_load(&D->cur_op) >= 0 && now - atomic_load(&D->op_since) > R->o->timeout) {
-                old++;
-                stuck = stuck < 0 ? q : stuck;
-            }
-        }
-        if (old < live)
-            continue;
-        int i = atomic_load(&R->dev[stuck].cur_op);
-        char where[128];
-        if (i >= 0)
-            op_place(R, stuck, i, where, sizeof where);
-        else
-            snprintf(where, sizeof where, "device %d", stuck);
-        pthread_mutex_unlock(&R->mu);
-        pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
-                          "exiting without waiting for it",
-                 where, now - atomic_load(&R->dev[stuck].op_since));
-        fflush(stdout);
-        fflush(R->diag->out);
-        _exit(1);
-    }
-    pthread_mutex_unlock(&R->mu);
-}
-
-/* Runs steps [lo, hi) on one thread per device of this process. */
-static void run_threads(run *R, int lo, int hi)
-{
-    R->step_lo = lo;
-    R->step_hi = hi;
-    int n = R->last - R->first + 1;
-    pthread_t *th = calloc((size_t)n, sizeof *th);
-    R->finished = 0;
-    for (int q = R->first; q <= R->last; q++)
-        R->dev[q].returned = false;
-    int started = 0;
-    for (; started < n; started++)
-        if (pthread_create(&th[started], NULL, device_main, &R->dev[R->first + started]) != 0) {
-            fail(R, "cannot start the thread of device %d", R->first + started);
-            break;
-        }
-    watch(R, started);
-    for (int q = 0; q < started; q++)
-        pthread_join(th[q], NULL);
-    free(th);
-}
-
-/* Step 0 runs eagerly (it warms up the libraries), step 1 is issued under
- * capture, then every step from 1 on is one graph launch. */
-static void run_graph(run *R)
-{
-    const pr_backend *be = R->be;
-    int n = R->last - R->first + 1;
-    pr_bctx **cs = malloc((size_t)n * sizeof *cs);
-    for (int q = 0; q < n; q++)
-        cs[q] = R->dev[R->first + q].bc;
-    run_threads(R, 0, 1);
-    if (!atomic_load(&R->failed) && be->capture_begin(cs, n))
-        fail(R, "%s", cs[0]->err);
-    if (!atomic_load(&R->failed)) {
-        run_threads(R, 1, 2);
-        if (be->capture_end(cs, n) && !atomic_load(&R->failed))
-            fail(R, "%s", cs[0]->err);
-    }
-    device_ctx *loss_dev = NULL;
-    for (int q = R->first; q <= R->last; q++)
-        if (has_loss(&R->dev[q]))
-            loss_dev = &R->dev[q];
-    for (int step = 1; step < R->o->steps && !atomic_load(&R->failed); step++) {
-        if (be->graph_step(cs, n, step)) {
-            fail(R, "%s", cs[0]->err);
-            break;
-        }
-        if (loss_dev) {
-            be->read_loss(loss_dev->bc, R->loss_sq + (size_t)step * R->p->microbatches,
-                          R->p->microbatches);
-            if (loss_dev->bc->failed) {
-                fail(R, "%s", loss_dev->bc->err);
-                break;
-            }
-        }
-        char diverged[160];
-        if (!close_step(R, step, diverged, sizeof diverged)) {
-            fail(R, "%s", diverged);
-            break;
-        }
-        R->res->graph_steps++;
-    }
-    free(cs);
-}
-
-/* The first layer whose trained W or b holds a NaN or an infinity, or -1:
- * the last update can diverge after the last loss was still finite. */
-static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
-{
-    size_t h = (size_t)m->hidden;
-    for (int l = 0; l < m->layers; l++) {
-        const float *W = r->W + (size_t)l * h * h, *b = r->b + (size_t)l * h;
-        for (size_t i = 0; i < h * h; i++)
-            if (!isfinite(W[i]))
-                return l;
-        for (size_t i = 0; i < h; i++)
-            if (!isfinite(b[i]))
-                return l;
-    }
-    return -1;
-}
-
-/* What the run will allocate on the host, against what the host has left
- * (memory.c): refused before anything is allocated, with the numbers,
- * when it cannot fit.  bytes[rank] (from the dry run) is host memory on
- * the CPU backend, the GPU's on others. */
-static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *o,
-                        const int *slots, const double *bytes, pp_diag *d)
-{
-    bool host_buffers = !o->backend || o->backend == pr_backend_cpu();
-    int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
-    double f = sizeof(float), h = m->hidden, rows = (double)(m->batch / p->microbatches);
-    double slot = rows * h * f, params = 0, acts = 0, other = (h * h + h) * f;
-    double results = (double)m->layers * (h * h + h) * f +
-                     (double)o->steps * (2.0 + p->microbatches) * sizeof(double);
-    size_t stack = 0;
-    pthread_attr_t attr;
-    if (pthread_attr_init(&attr) == 0) {
-        pthread_attr_getstacksize(&attr, &stack);
-        pthread_attr_destroy(&attr);
-    }
-    for (int q = first; q <= last; q++) {
-        int sends = 0;
-        for (int i = 0; i < p->dev[q].n; i++)
-            sends += p->dev[q].ops[i].kind == PP_OP_SEND;
-        if (host_buffers) {
-            acts += slots[q] * slot;
-            params += bytes[q] - slots[q] * slot;
-            other += fmax(h * h, rows * h) * f; /* the CPU backend's transposes */
-        }
-        if (!o->transport) /* in-process queues: a copy per message in flight */
-            other += sends * slot;
-        other += (double)stack;
-        results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
-    }
-    double need = params + acts + results + other;
-    const char *limit;
-    double left = pr_host_memory_left(&limit);
-    if (need <= left)
-        return true;
-    char b[5][32];
-    pr_format_bytes(need, b[0], sizeof b[0]);
-    pr_format_bytes(left, b[4], sizeof b[4]);
-    pr_format_bytes(results, b[3], sizeof b[3]);
-    pr_format_bytes(other, b[2], sizeof b[2]);
-    if (host_buffers) {
-        char pb[32], ab[32];
-        pp_error(d, "the run needs %s of memory (parameters, gradients and weight versions %s, "
-                    "activations %s, trained weights and op times %s, other %s), more than the "
-                    "%s left under %s",
-                 b[0], pr_format_bytes(params, pb, sizeof pb), pr_format_bytes(acts, ab, sizeof ab),
-                 b[3], b[2], b[4], limit);
-    } else {
-        pp_error(d, "the run needs %s of host memory (trained weights and op times %s, other %s), "
-                    "more than the %s left under %s", b[0], b[3], b[2], b[4], limit);
-    }
-    return false;
-}
-
-int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
-              pp_diag *d)
-{
-    memset(r, 0, sizeof *r);
-    if (o->steps < 1) {
-        pp_error(d, "steps must be at least 1");
-        return 1;
-    }
-    if (o->one_rank && (o->rank < 0 || o->rank >= p->devices)) {
-        pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
-        return 1;
-    }
-    int *slots = pr_calloc_or_exit((size_t)p->devices, sizeof(int), "the pool sizes");
-    double *bytes = pr_calloc_or_exit((size_t)p->devices, sizeof(double), "the pool sizes");
-    int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
-    free(bytes);
-    if (!sized) {
-        free(slots);
-        return 1;
-    }
-    run R;
-    memset(&R, 0, sizeof R);
-    R.p = p;
-    R.m = m;
-    R.o = o;
-    R.be = o->backend ? o->backend : pr_backend_cpu();
-    R.tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
-    if (!R.tr) {
-        pp_error(d, "out of memory");
-        free(slots);
-        return 1;
-    }
-    R.first = o->one_rank ? o->rank : 0;
-    R.last = o->one_rank ? o->rank : p->devices - 1;
-    R.rows = m->batch / p->microbatches;
-    R.slot = (size_t)R.rows * m->hidden;
-    R.res = r;
-    R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
-    R.vsync_ver = vsync_versions(p);
-    R.loss_sq = pr_calloc_or_exit((size_t)o->steps * p->microbatches, sizeof(double),
-                                  "the micro-batch losses");
-    R.diag = d;
-    pthread_mutex_init(&R.mu, NULL);
-    replay_cond_init(&R.cv);
-    result_alloc(r, p, m, o->steps, o->record_all, true);
-    memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
-    free(slots);
-    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the device states");
-    for (int rank = R.first; rank <= R.last; rank++)
-        if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
-            break;
-    if (!atomic_load(&R.failed) && R.tr->ops->attach)
-        for (int rank = R.first; rank <= R.last; rank++)
-            R.tr->ops->attach(R.tr, rank, R.dev[rank].bc);
-    for (int rank = R.first; rank <= R.last && !atomic_load(&R.failed); rank++)
-        R.be->sync(R.dev[rank].bc); /* parameters are in place before the clock starts */
-
-    R.t0 = now_s();
-    if (!atomic_load(&R.failed)) {
-        /* weight versions live in host-side bookkeeping a graph cannot replay */
-        bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all &&
-                     p->async == PP_ASYNC_NONE;
-        if (graph)
-            run_graph(&R);
-        else
-            run_threads(&R, 0, o->steps);
-    }
-    if (atomic_load(&R.failed))
-        R.tr->ops->abort(R.tr);
-    for (int rank = R.first; rank <= R.last; rank++)
-        device_teardown(&R, &R.dev[rank]);
-
-    int rc = 0;
-    if (atomic_load(&R.failed)) {
-        if (!R.reported)
-            pp_error(d, "%s", R.err);
-        rc = 1;
-    } else {
-        int bad = nonfinite_layer(r, m);
-        if (bad >= 0) {
-            pp_error(d, "after step %d of %d the parameters of layer %d are not finite: the "
-                        "training diverged (a smaller model.lr may help)",
-                     o->steps, o->steps, bad);
-            rc = 1;
-        }
-    }
-    if (!o->transport)
-        R.tr->ops->destroy(R.tr);
-    pthread_mutex_destroy(&R.mu);
-    pthread_cond_destroy(&R.cv);
-    free(R.loss_sq);
-    free(R.dev);
-    free(R.vsync_ver);
-    if (rc)
-        pr_run_result_free(r);
-    return rc;
-}
-
-void pr_run_result_free(pr_run_result *r)
-{
-    if (r->start)
-        for (int i = 0; i < r->devices; i++) {
-            free(r->start[i]);
-            free(r->end[i]);
-        }
-    free(r->start);
-    free(r->end);
-    free(r->W);
-    free(r->b);
-    free(r->loss);
-    free(r->step_start);
-    free(r->peak_act);
-    free(r->peak_mem);
-    free(r->pool_slots);
-    free(r->pool_misses);
-    free(r->weight_versions);
-    free(r->extra_weight_bytes);
-    memset(r, 0, sizeof *r);
+    pthread_mutex_destroy(&R->mu);
+    pthread_cond_destroy(&R->cv);
+    free(R->loss_sq);
+    free(R->dev);
+    free(R->vsync_ver);
 }

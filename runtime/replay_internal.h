@@ -1,9 +1,14 @@
 /*
- * replay_internal.h — the state of a replay, shared by the three files that
- * make one: replay.c (the loop, op execution, the thread and graph drivers),
- * weight_versions.c (which weights an op computes with, keeping old ones)
- * and pool_plan.c (the dry run that sizes the activation pools).  Not part
- * of pprun's interface: nothing outside runtime/ includes it.
+ * replay_internal.h — the state of a replay, shared by the files that make
+ * one, each calling only those listed before it (docs/layout.md):
+ *   run_state.c        how a run fails, its buffers, its result's arrays;
+ *   weight_versions.c  which weights an op computes with, keeping old ones;
+ *   replay.c           a device's replay of its list, and the harness a run
+ *                      is made on (run_open, device_setup, device_main, ...);
+ *   pool_plan.c        the dry run on that harness that sizes the pools;
+ *   run.c              pr_replay: sizing, the device threads, the watchdog,
+ *                      the CUDA graph.
+ * Not part of pprun's interface: nothing outside runtime/ includes it.
  */
 #ifndef PPRUN_REPLAY_INTERNAL_H
 #define PPRUN_REPLAY_INTERNAL_H
@@ -62,7 +67,7 @@ typedef struct device_ctx {
     int nheld, cap_held;
     bool in_group;
     float *t_dev;
-    pp_mem_state mem; /* activations held now (memory.c) */
+    pp_mem_state mem; /* activations held now (activation_memory.c) */
     long peak_full;   /* the most sets held in full */
     double peak_mem;  /* peak memory, in the plan's memory unit */
     double *start, *end;
@@ -102,22 +107,39 @@ struct run {
     int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
 };
 
-/* replay.c: a device's life, which the dry run borrows.  R->cv must use
- * CLOCK_MONOTONIC (replay_cond_init). */
-void replay_cond_init(pthread_cond_t *cv);
-int device_setup(run *R, device_ctx *D, int rank, int slots);
-void *device_main(void *arg);
-/* Ends the run with msg (the first error wins). */
-void replay_fail(run *R, const char *msg);
+/* run_state.c */
+/* Ends the run with the message (the first error wins): every device
+ * waiting is woken and the transport aborted. */
+void run_fail(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* count floats from the backend (alloc_weight when weight) for what fmt
  * names; NULL, and the run failed naming the device, it and its size,
  * when the backend has no room. */
 float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-void device_teardown(run *R, device_ctx *D);
+/* "device 2 op 7 (F1.3)" into buf; returns buf. */
+const char *op_place(const run *R, int rank, int i, char *buf, size_t size);
 /* params: room for the trained W and b (the dry run has none). */
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
                   bool record_all, bool params);
+
+/* replay.c: the harness.  run_open fills R for plan p on be and tr, its
+ * results in res, devices [0, devices) (the caller narrows first/last and
+ * allocates loss_sq and dev), with a mutex and a CLOCK_MONOTONIC condition
+ * variable (clock.h); run_close releases what R holds. */
+void run_open(run *R, const pp_plan *p, const pr_model *m, const pr_run_opts *o, const pr_backend *be,
+              pr_transport *tr, pr_run_result *res);
+void run_close(run *R);
+/* A device's life: its buffers and parameters (setup), its thread's replay
+ * of steps [R->step_lo, R->step_hi) (main), and the parameters downloaded
+ * into the result and everything freed (teardown). */
+int device_setup(run *R, device_ctx *D, int rank, int slots);
+void *device_main(void *arg);
+void device_teardown(run *R, device_ctx *D);
+/* The step's books (loss, time, progress line); false, with why, when the
+ * loss is not finite. */
+bool close_step(run *R, int step, char *why, size_t len);
+/* The device computes the loss (owns the last stage). */
+bool has_loss(const device_ctx *D);
 
 /* weight_versions.c (docs/async.md) */
 bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,

@@ -23,18 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "cuda_ctx.cuh"
 #include "transport_local.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------- local ---------------- */
 
@@ -264,7 +257,7 @@ static bool nccl_settle(nccl_tr *t, double deadline)
             return false;
         if (st == ncclSuccess)
             return true;
-        if (now_s() > deadline)
+        if (pp_now() > deadline)
             return false;
         usleep(50);
     }
@@ -306,7 +299,7 @@ static bool nccl_begin(nccl_tr *t)
  * buffers go back to the pool). */
 static bool nccl_end(nccl_tr *t)
 {
-    return nccl_settle(t, now_s() + t->timeout) &&
+    return nccl_settle(t, pp_now() + t->timeout) &&
            CU(t->c, cudaEventRecord(t->done, t->comm_stream)) &&
            CU(t->c, cudaStreamWaitEvent(t->c->stream, t->done, 0));
 }
@@ -366,7 +359,7 @@ static int nccl_flush(pr_transport *tp, int rank, double timeout)
     nccl_tr *t = (nccl_tr *)tp;
     if (!t->comm || !pp_cuda_enter(t->c))
         return 1;
-    double deadline = now_s() + timeout;
+    double deadline = pp_now() + timeout;
     for (;;) {
         cudaError_t q = cudaStreamQuery(t->c->stream);
         if (q == cudaSuccess)
@@ -378,7 +371,7 @@ static int nccl_flush(pr_transport *tp, int rank, double timeout)
             nccl_fail_abort(t, "communication failed");
             return 1;
         }
-        if (now_s() > deadline) {
+        if (pp_now() > deadline) {
             nccl_fail_abort(t, "the step's communication did not finish");
             return 1;
         }
@@ -413,7 +406,7 @@ static void nccl_destroy(pr_transport *tp)
             ncclCommAbort(t->comm);
         else {
             ncclCommFinalize(t->comm);
-            nccl_settle(t, now_s() + t->timeout);
+            nccl_settle(t, pp_now() + t->timeout);
             ncclCommDestroy(t->comm);
         }
     }
@@ -485,7 +478,7 @@ extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, 
     ncclConfig_t cfg = NCCL_CONFIG_INITIALIZER;
     cfg.blocking = 0; /* so that a missing rank is a timeout, not a hang */
     bool ok = NCCL(t, ncclCommInitRankConfig(&t->comm, world, id, rank, &cfg)) &&
-              nccl_settle(t, now_s() + timeout);
+              nccl_settle(t, pp_now() + timeout);
     if (!ok) {
         if (!t->init_err[0])
             snprintf(t->init_err, sizeof t->init_err,

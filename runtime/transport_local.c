@@ -2,12 +2,12 @@
  * transport_local.c — the host side of the `local` GPU transport
  * (transport_local.h): per ordered device pair a queue of filled slots and
  * a free list, a mutex and a condition variable on CLOCK_MONOTONIC
- * (deadline.h).  Nothing here touches a GPU: the device operations do.
+ * (clock.h).  Nothing here touches a GPU: the device operations do.
  */
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "deadline.h"
+#include "clock.h"
 #include "transport_local.h"
 
 typedef struct slot {
@@ -91,7 +91,7 @@ static int local_recv(pr_transport *tp, int dst, int src, pr_tag want, float *da
 {
     local_tr *t = (local_tr *)tp;
     pair *p = pair_of(t, src, dst);
-    struct timespec deadline = pr_deadline_after(timeout);
+    struct timespec deadline = pp_deadline_after(timeout);
     pthread_mutex_lock(&p->mu);
     while (!p->head && !__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST))
         if (pthread_cond_timedwait(&p->cv, &p->mu, &deadline) != 0 && !p->head)
@@ -200,7 +200,7 @@ pr_transport *pr_transport_local_new(int devices, const pr_local_dev *dev, char 
     t->dev = *dev;
     for (int i = 0; i < devices * devices; i++) {
         pthread_mutex_init(&t->pairs[i].mu, NULL);
-        pr_cond_init_monotonic(&t->pairs[i].cv);
+        pp_cond_init_monotonic(&t->pairs[i].cv);
     }
     return &t->base;
 }

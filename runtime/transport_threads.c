@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include "deadline.h"
+#include "clock.h"
 #include "transport.h"
 
 typedef struct msg {
@@ -50,7 +50,7 @@ static channel *get_channel(threads_transport *t, int src, int dst)
         if (!c)
             abort();
         pthread_mutex_init(&c->mu, NULL);
-        pr_cond_init_monotonic(&c->cv);
+        pp_cond_init_monotonic(&c->cv);
         atomic_store_explicit(slot, c, memory_order_release);
     }
     pthread_mutex_unlock(&t->create_mu);
@@ -108,7 +108,7 @@ static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data,
     }
     pthread_mutex_lock(&c->mu);
     if (!c->head) {
-        struct timespec ts = pr_deadline_after(timeout);
+        struct timespec ts = pp_deadline_after(timeout);
         while (!c->head && !atomic_load(&t->aborted))
             if (pthread_cond_timedwait(&c->cv, &c->mu, &ts) != 0 && !c->head)
                 break; /* timed out */

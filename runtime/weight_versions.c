@@ -120,7 +120,7 @@ void keep_version(device_ctx *D, stage_state *st, int step)
         if (q == st->nstash) {
             weight_stash *ns = realloc(st->stash, (size_t)(q + 1) * sizeof *ns);
             if (!ns) {
-                replay_fail(R, "out of memory for the list of a stage's weight versions");
+                run_fail(R, "out of memory for the list of a stage's weight versions");
                 return;
             }
             st->stash = ns;

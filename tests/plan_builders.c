@@ -5,7 +5,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "plan_builders.h"
 
@@ -155,13 +154,6 @@ char *format_ops(const pp_plan *p, int d)
         }
     }
     return out;
-}
-
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 void plan_send_deadlock(pp_plan *p)

@@ -30,7 +30,5 @@ char *format_ops(const pp_plan *p, int d);
  * deadlocks under rendezvous: device 0 posts send act 0.1 alone while
  * device 1 posts send grad 1.0 alone, each waiting for the other. */
 void plan_send_deadlock(pp_plan *p);
-/* Monotonic seconds. */
-double now_s(void);
 
 #endif

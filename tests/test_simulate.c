@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "plan_builders.h"
 
 /* A cost model with uniform F, B, W per stage (arrays owned by the caller). */
@@ -308,15 +309,15 @@ static void time_passes(int D, int v, int M)
     costs_init(&k, D * v, 1, 2, 0, 0.1);
     tu_diag t;
     tu_diag_open(&t);
-    double t0 = now_s();
+    double t0 = pp_now();
     ck_assert_msg(pp_lower(&p, &t.diag) == 0, "%s", tu_diag_text(&t));
-    double t1 = now_s();
+    double t1 = pp_now();
     pp_verify_opts o = {.act_size = 1, .mem_limit = 0};
     ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "%s", tu_diag_text(&t));
-    double t2 = now_s();
+    double t2 = pp_now();
     pp_sim sim;
     ck_assert(pp_simulate(&p, &k.c, NULL, &sim, &t.diag) == 0);
-    double t3 = now_s();
+    double t3 = pp_now();
     printf("timing %dx%dx%d interleaved: %ld ops; lower %.1f ms, verify %.1f ms, simulate %.1f ms, total %.1f ms "
            "(bubble %.4f)\n",
            D, v, M, pp_plan_total_ops(&p), (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3, (t3 - t0) * 1e3,

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_views.py PPCC — every view of one compilation tells the same truth.
 
-- Peak memory (docs/recompute.md: one definition, memory.c) is the same
+- Peak memory (docs/recompute.md: one definition, activation_memory.c) is the same
   number, per device, in --stats (peak_mem), the --timeline summary, the
   plan JSON (stats.peak_memory), the memory.limit error ("peak memory X")
   and the --compare row of the same compilation.

@@ -17,10 +17,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "plan_gen.h"
 #include "pprun.h"
 #include "test_util.h"
@@ -92,13 +92,6 @@ static int listen_any(int *port)
     return fd;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 START_TEST(test_id_reaches_every_rank)
 {
     int port;
@@ -156,17 +149,17 @@ START_TEST(test_missing_rank_times_out_everywhere)
     char file[64];
     snprintf(file, sizeof file, "/tmp/pp_boot_missing_%d.txt", (int)getpid());
     pid_t kid = spawn_rank(1, 3, port, 10, file); /* rank 2 never comes */
-    double t0 = now_s();
+    double t0 = pp_now();
     char *msg;
     int rc = serve(lfd, 3, 0.5, &msg);
-    double took = now_s() - t0;
+    double took = pp_now() - t0;
     ck_assert_int_eq(rc, 1);
     ck_assert_msg(strstr(msg, "bootstrap: only 2 of 3 ranks connected within 0.5 s (missing: 2)"),
                   "%s", msg);
     ck_assert_msg(took >= 0.45 && took < 5, "took %g s", took);
     /* rank 1 hears that rank 0 gave up, long before its own 10 s */
     ck_assert_int_eq(wait_status(kid), 1);
-    ck_assert_msg(now_s() - t0 < 5, "rank 1 waited for its own timeout");
+    ck_assert_msg(pp_now() - t0 < 5, "rank 1 waited for its own timeout");
     char *e = slurp(file);
     ck_assert_msg(strstr(e, "rank 0 at 127.0.0.1:") && strstr(e, "closed the connection"), "%s", e);
     free(e);
@@ -184,9 +177,9 @@ START_TEST(test_unreachable_rank0_times_out)
     pr_boot b = {.rank = 2, .world = 3, .port = port, .listen_fd = -1, .timeout = 0.3};
     strcpy(b.host, "127.0.0.1");
     unsigned char blob[128];
-    double t0 = now_s();
+    double t0 = pp_now();
     ck_assert_int_eq(pr_boot_exchange(&b, blob, sizeof blob, &td.diag), 1);
-    ck_assert(now_s() - t0 < 3);
+    ck_assert(pp_now() - t0 < 3);
     char want[120];
     snprintf(want, sizeof want, "rank 2 could not reach rank 0 at 127.0.0.1:%d within 0.3 s", port);
     ck_assert_msg(strstr(tu_diag_text(&td), want), "%s", tu_diag_text(&td));
@@ -346,11 +339,11 @@ START_TEST(test_silent_client_does_not_block)
     int port;
     int lfd = listen_any(&port);
     int silent = raw_connect(port, NULL, 0, false);
-    double t0 = now_s();
+    double t0 = pp_now();
     char *msg;
     int rc = serve_with_ranks(lfd, port, 3, (int[]){1, 2, -1}, 10, &msg);
     ck_assert_msg(rc == 0, "%s", msg);
-    ck_assert_msg(now_s() - t0 < 3, "took %g s", now_s() - t0);
+    ck_assert_msg(pp_now() - t0 < 3, "took %g s", pp_now() - t0);
     ck_assert_int_eq(answer(silent), 0);
     free(msg);
 }
@@ -367,9 +360,9 @@ START_TEST(test_silent_client_is_dropped)
     hello(h, 0x50505242u, 1, 2, 1);
     int partial = raw_connect(port, h, 7, false); /* half a hello, then nothing */
     char *msg;
-    double t0 = now_s();
+    double t0 = pp_now();
     ck_assert_int_eq(serve(lfd, 2, 2, &msg), 1);
-    ck_assert(now_s() - t0 > 1.9);
+    ck_assert(pp_now() - t0 > 1.9);
     /* each dropped at its own deadline (a quarter of the timeout), named */
     ck_assert_msg(strstr(msg, ": warning: bootstrap: dropping the connection from 127.0.0.1:") &&
                       strstr(msg, ": no hello within 0.5 s\n"),
@@ -444,10 +437,10 @@ START_TEST(test_listen_fd_not_a_socket)
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     ck_assert(fd >= 0);
     unlink(path);
-    double t0 = now_s();
+    double t0 = pp_now();
     char *msg;
     ck_assert_int_eq(serve(fd, 2, 2, &msg), 1);
-    ck_assert_msg(now_s() - t0 < 1, "took %g s", now_s() - t0);
+    ck_assert_msg(pp_now() - t0 < 1, "took %g s", pp_now() - t0);
     char want[96];
     snprintf(want, sizeof want, "bootstrap: descriptor %d is not a listening socket (", fd);
     ck_assert_msg(strstr(msg, want), "%s", msg);

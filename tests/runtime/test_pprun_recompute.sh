@@ -5,7 +5,8 @@
 # weights and biases bitwise equal to the same plan without recompute (R
 # repeats F's kernels on the same input with the same weights).  pprun's
 # measured timeline shows the peak memory ppcc's timeline predicts (one
-# accounting, compiler/memory.c; memory.activation 0.5 checks the unit).
+# accounting, compiler/activation_memory.c; memory.activation 0.5 checks
+# the unit).
 set -u
 ppcc=$1 pprun=$2
 src=${PP_SOURCE_ROOT:?}

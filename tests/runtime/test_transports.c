@@ -19,21 +19,14 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "plan_gen.h"
 #include "pprun.h"
 #include "transport_local.h"
 #include "test_util.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---- the local transport behind stubbed device operations ---- */
 
@@ -140,9 +133,9 @@ typedef struct recv_job {
 static void *recv_thread(void *arg)
 {
     recv_job *j = arg;
-    double t0 = now_s();
+    double t0 = pp_now();
     j->rc = j->t->ops->recv(j->t, j->dst, j->src, j->want, j->data, j->count, j->timeout, &j->got);
-    j->seconds = now_s() - t0;
+    j->seconds = pp_now() - t0;
     return NULL;
 }
 

@@ -1,6 +1,6 @@
 /*
- * memory.c — host memory: how much this process may still allocate, byte
- * counts as people read them, and the allocation that ends the process
+ * host_memory.c — host memory: how much this process may still allocate,
+ * byte counts as people read them, and the allocation that ends the process
  * with what it was for and its size instead of a crash.  The replay and
  * --check compare what a run needs with pr_host_memory_left before they
  * allocate anything (docs/pprun.md, "Memory").

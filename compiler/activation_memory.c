@@ -1,8 +1,8 @@
 /*
- * memory.c — activation memory: the one definition of what a device holds,
- * shared by the verifier (memory.limit), the simulator (peak memory in
- * every view: timeline, --stats, plan JSON, --compare, auto) and pprun's
- * replay (the measured peak).  docs/recompute.md states the rule:
+ * activation_memory.c — the one definition of what activation memory a
+ * device holds, shared by the verifier (memory.limit), the simulator (peak
+ * memory in every view: timeline, --stats, plan JSON, --compare, auto) and
+ * pprun's replay (the measured peak).  docs/recompute.md states the rule:
  *
  *   - F(s, m) takes one activation set of stage s, or only its input
  *     (mem->input_frac of a set) when stage s recomputes;

@@ -1,0 +1,16 @@
+/*
+ * passes.c — the passes after the policy, as one call: lowering on the
+ * file's costs, the verifier with the file's memory model, the simulator.
+ * ppcc itself, --compare's rows (compare.c) and every candidate of the
+ * auto search (policy_auto.c) compile a compute order this one way, so the
+ * numbers they show for the same order are the same numbers.
+ */
+#include "pp.h"
+
+int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d)
+{
+    pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
+    if (pp_lower_costed(p, &s->cost, d) || pp_verify(p, &vo, d))
+        return 1;
+    return pp_simulate(p, &s->cost, &vo, sim, d);
+}

@@ -1,0 +1,104 @@
+/*
+ * spec_internal.h — what the four files that read a schedule file's
+ * settings share (only compiler/spec*.c include it), each calling only the
+ * ones listed before it:
+ *   spec_keys.c     the table of settings, and how a message names one;
+ *   spec_order.c    the order block: recorded by the walk, read once the
+ *                   shape is known;
+ *   spec_resolve.c  defaults, derived values, cross-checks;
+ *   spec.c          names, values, the file walk, -D, pp_spec_build.
+ */
+#ifndef PP_SPEC_INTERNAL_H
+#define PP_SPEC_INTERNAL_H
+
+#include <stdarg.h>
+
+#include "pp.h"
+
+enum slot {
+    S_DEVICES, S_VIRTUAL, S_STAGES, S_MICROBATCHES, S_PLACEMENT, S_SCHEDULE, S_GROUP, S_VSYNC,
+    S_COST_F, S_COST_B, S_COST_W, S_COST_COMM, S_MEM_ACT, S_MEM_LIMIT,
+    S_MODEL, S_LAYERS, S_HIDDEN, S_BATCH, S_OPTIMIZER, S_LR, S_SEED, S_BALANCE,
+    S_RECOMPUTE, S_RECOMPUTE_STAGES, S_MEM_INPUT,
+    S__COUNT
+};
+
+enum kind {
+    K_INT,       /* integer in [min, max] */
+    K_NUM,       /* finite number >= 0 */
+    K_POS,       /* finite number > 0 */
+    K_WORD,      /* a name */
+    K_PLACEMENT, /* loop | vshape | [devices] */
+    K_LIST,      /* [integers], checked in spec_resolve() */
+};
+
+typedef struct key_def {
+    const char *name; /* canonical dotted name */
+    enum kind kind;
+    double min, max;  /* K_INT */
+    bool block;       /* may carry a block of sub-settings */
+    bool pipeline;    /* may be written in pipeline { } too */
+} key_def;
+
+/* Every setting, by slot (spec_keys.c). */
+extern const key_def spec_keys[S__COUNT];
+/* The costs a stage may override (cost.stage.N.F), by `which`. */
+extern const char *const spec_stage_costs[3];
+
+/* Where a setting came from: the file (def < 0) or defs[def]. */
+typedef struct origin {
+    int def;
+    size_t name_off, value_off;
+} origin;
+
+typedef struct setting {
+    bool set;
+    origin at;
+    const pp_value *v;
+    double num;
+} setting;
+
+/* One `cost.stage.N.X`; which: 0 F, 1 B, 2 W.  seq keeps the order. */
+typedef struct stage_cost {
+    long stage;
+    int which, seq;
+    double value;
+    origin at;
+} stage_cost;
+
+typedef struct ctx {
+    pp_diag *d;
+    const pp_source *src;
+    const pp_define *defs;
+    pp_arena *a;
+    setting set[S__COUNT];
+    stage_cost *overrides;
+    int noverrides, capoverrides;
+    const pp_item *order; /* the file's order block, if any */
+} ctx;
+
+/* spec_keys.c: messages.  "KEY: msg" at offset in the file, or
+ * "-D NAME=VALUE: msg" for a setting from defs[o->def]. */
+void spec_report_v(ctx *c, const origin *o, size_t offset, const char *key, const char *fmt, va_list ap);
+void spec_report_at(ctx *c, const origin *o, size_t offset, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* The value as the user wrote it, for ", got ..." in file messages. */
+const char *spec_describe(const pp_value *v, char *buf, size_t size);
+/* Name and value of defs[i] ("" for NULL). */
+const char *spec_def_name(const ctx *c, int i);
+const char *spec_def_value(const ctx *c, int i);
+
+/* spec_order.c.  `order { rows }` at the top of the file: only recorded
+ * by the walk (spec_record_order), read by spec_resolve_order once the
+ * shape is known: one row per device, each op word checked for its shape
+ * and range, into spec->order.  What the ops must satisfy together (each once, on its
+ * stage's device, in dependency order) is the custom policy's to check,
+ * with the same offsets. */
+void spec_record_order(ctx *c, const pp_item *it);
+void spec_resolve_order(ctx *c, pp_spec *spec);
+
+/* spec_resolve.c: the settings (c->set, c->overrides, c->order) into spec,
+ * with every default, derived value and cross-check. */
+void spec_resolve(ctx *c, pp_spec *spec);
+
+#endif

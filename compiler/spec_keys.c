@@ -1,0 +1,75 @@
+/*
+ * spec_keys.c — the settings a schedule file may give: one table of every
+ * key with its canonical dotted name, its type and range and whether it
+ * opens a block (the blocks' contents, the -D names and the hints of
+ * "unknown setting" are all read off it, spec.c), and how a message about a
+ * setting names it: at the key or the value in the file, or by the -D it
+ * came from.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "spec_internal.h"
+
+const key_def spec_keys[S__COUNT] = {
+    [S_DEVICES] = {"devices", K_INT, 1, PP_MAX_DEVICES, false, true},
+    [S_VIRTUAL] = {"virtual", K_INT, 1, 64, false, true},
+    [S_STAGES] = {"stages", K_INT, 1, PP_MAX_STAGES, false, true},
+    [S_MICROBATCHES] = {"microbatches", K_INT, 1, PP_MAX_MICROBATCHES, false, true},
+    [S_PLACEMENT] = {"placement", K_PLACEMENT, 0, 0, false, true},
+    [S_SCHEDULE] = {"schedule", K_WORD, 0, 0, true, true},
+    [S_GROUP] = {"schedule.group", K_INT, 1, PP_MAX_MICROBATCHES, false},
+    [S_VSYNC] = {"schedule.vertical_sync", K_INT, 0, 1, false}, /* pipedream, docs/async.md */
+    [S_COST_F] = {"cost.F", K_NUM, 0, 0, false},
+    [S_COST_B] = {"cost.B", K_NUM, 0, 0, false},
+    [S_COST_W] = {"cost.W", K_NUM, 0, 0, false},
+    [S_COST_COMM] = {"cost.comm", K_NUM, 0, 0, false},
+    [S_MEM_ACT] = {"memory.activation", K_NUM, 0, 0, false},
+    [S_MEM_LIMIT] = {"memory.limit", K_NUM, 0, 0, false},
+    [S_MODEL] = {"model", K_WORD, 0, 0, true},
+    /* The model's limits are pprun's (pp.h), so that every plan runs. */
+    [S_LAYERS] = {"model.layers", K_INT, 1, PP_MAX_LAYERS, false},
+    [S_HIDDEN] = {"model.hidden", K_INT, 1, PP_MAX_HIDDEN, false},
+    [S_BATCH] = {"model.batch", K_INT, 1, PP_MAX_BATCH, false},
+    [S_OPTIMIZER] = {"model.optimizer", K_WORD, 0, 0, false},
+    [S_LR] = {"model.lr", K_POS, 0, 0, false},
+    [S_SEED] = {"model.seed", K_INT, 0, PP_MAX_SEED, false},
+    [S_BALANCE] = {"model.balance", K_LIST, 0, 0, false},
+    [S_RECOMPUTE] = {"memory.recompute", K_WORD, 0, 0, false},
+    [S_RECOMPUTE_STAGES] = {"memory.recompute_stages", K_LIST, 0, 0, false},
+    [S_MEM_INPUT] = {"memory.input", K_NUM, 0, 0, false},
+};
+
+const char *const spec_stage_costs[3] = {"F", "B", "W"};
+
+const char *spec_def_name(const ctx *c, int i) { return c->defs[i].name ? c->defs[i].name : ""; }
+const char *spec_def_value(const ctx *c, int i) { return c->defs[i].value ? c->defs[i].value : ""; }
+
+void spec_report_v(ctx *c, const origin *o, size_t offset, const char *key, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (o->def >= 0)
+        pp_error(c->d, "-D %s=%s: %s", spec_def_name(c, o->def), spec_def_value(c, o->def), msg);
+    else
+        pp_error_at(c->d, c->src, offset, "%s: %s", key, msg);
+}
+
+void spec_report_at(ctx *c, const origin *o, size_t offset, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    spec_report_v(c, o, offset, key, fmt, ap);
+    va_end(ap);
+}
+
+const char *spec_describe(const pp_value *v, char *buf, size_t size)
+{
+    const char *more = strlen(v->text) > 40 ? "..." : "";
+    switch (v->kind) {
+    case PP_VAL_LIST: return "a list";
+    case PP_VAL_STRING: snprintf(buf, size, "\"%.40s%s\"", v->text, more); break;
+    default: snprintf(buf, size, "'%.40s%s'", v->text, more); break;
+    }
+    return buf;
+}

@@ -1,0 +1,305 @@
+/*
+ * run.c — pr_replay, a run from start to end: the pools are sized by a dry
+ * run (pool_plan.c) and what the run will allocate is checked against what
+ * the host has left (host_memory.c) before anything else; then one thread
+ * per device of this process replays its list (replay.c) while this thread
+ * watches them, prints the first error when it happens and ends the
+ * process when a device is stuck inside an op after a failure; or, with a
+ * backend that can, step 1 is captured as a CUDA graph and later steps are
+ * graph launches.  Last, the trained parameters are checked for a
+ * divergence the last loss did not show.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "replay_internal.h"
+
+/* The first error, printed when it happens rather than when every thread
+ * has ended: a stuck one may never end.  Called with R->mu held. */
+static void report_now(run *R)
+{
+    if (R->reported || !atomic_load(&R->failed))
+        return;
+    R->reported = true;
+    char err[sizeof R->err];
+    memcpy(err, R->err, sizeof err);
+    pthread_mutex_unlock(&R->mu);
+    pp_error(R->diag, "%s", err);
+    fflush(R->diag->out);
+    pthread_mutex_lock(&R->mu);
+}
+
+/* The watchdog, on the thread that started the devices: waits for the
+ * `started` device threads from R->first to end, reporting the first
+ * error at once.  Once the run has failed, a thread still inside an op
+ * that began more than the timeout ago is stuck (a compute that never
+ * returns, a device call that hangs): it cannot be stopped, nor left
+ * running over memory about to be freed, so the process ends here. */
+static void watch(run *R, int started)
+{
+    pthread_mutex_lock(&R->mu);
+    while (R->finished < started) {
+        struct timespec tick = pp_deadline_after(0.05);
+        pthread_cond_timedwait(&R->cv, &R->mu, &tick);
+        report_now(R);
+        if (!atomic_load(&R->failed) || R->finished == started)
+            continue;
+        int stuck = -1, live = 0, old = 0;
+        double now = pp_now() - R->t0;
+        for (int q = R->first; q < R->first + started; q++) {
+            device_ctx *D = &R->dev[q];
+            if (D->returned)
+                continue;
+            live++;
+            if (atomic_load(&D->cur_op) >= 0 && now - atomic_load(&D->op_since) > R->o->timeout) {
+                old++;
+                stuck = stuck < 0 ? q : stuck;
+            }
+        }
+        if (old < live)
+            continue;
+        int i = atomic_load(&R->dev[stuck].cur_op);
+        char where[128];
+        if (i >= 0)
+            op_place(R, stuck, i, where, sizeof where);
+        else
+            snprintf(where, sizeof where, "device %d", stuck);
+        pthread_mutex_unlock(&R->mu);
+        pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
+                          "exiting without waiting for it",
+                 where, now - atomic_load(&R->dev[stuck].op_since));
+        fflush(stdout);
+        fflush(R->diag->out);
+        _exit(1);
+    }
+    pthread_mutex_unlock(&R->mu);
+}
+
+/* Runs steps [lo, hi) on one thread per device of this process. */
+static void run_threads(run *R, int lo, int hi)
+{
+    R->step_lo = lo;
+    R->step_hi = hi;
+    int n = R->last - R->first + 1;
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    R->finished = 0;
+    for (int q = R->first; q <= R->last; q++)
+        R->dev[q].returned = false;
+    int started = 0;
+    for (; started < n; started++)
+        if (pthread_create(&th[started], NULL, device_main, &R->dev[R->first + started]) != 0) {
+            run_fail(R, "cannot start the thread of device %d", R->first + started);
+            break;
+        }
+    watch(R, started);
+    for (int q = 0; q < started; q++)
+        pthread_join(th[q], NULL);
+    free(th);
+}
+
+/* Step 0 runs eagerly (it warms up the libraries), step 1 is issued under
+ * capture, then every step from 1 on is one graph launch. */
+static void run_graph(run *R)
+{
+    const pr_backend *be = R->be;
+    int n = R->last - R->first + 1;
+    pr_bctx **cs = malloc((size_t)n * sizeof *cs);
+    for (int q = 0; q < n; q++)
+        cs[q] = R->dev[R->first + q].bc;
+    run_threads(R, 0, 1);
+    if (!atomic_load(&R->failed) && be->capture_begin(cs, n))
+        run_fail(R, "%s", cs[0]->err);
+    if (!atomic_load(&R->failed)) {
+        run_threads(R, 1, 2);
+        if (be->capture_end(cs, n) && !atomic_load(&R->failed))
+            run_fail(R, "%s", cs[0]->err);
+    }
+    device_ctx *loss_dev = NULL;
+    for (int q = R->first; q <= R->last; q++)
+        if (has_loss(&R->dev[q]))
+            loss_dev = &R->dev[q];
+    for (int step = 1; step < R->o->steps && !atomic_load(&R->failed); step++) {
+        if (be->graph_step(cs, n, step)) {
+            run_fail(R, "%s", cs[0]->err);
+            break;
+        }
+        if (loss_dev) {
+            be->read_loss(loss_dev->bc, R->loss_sq + (size_t)step * R->p->microbatches,
+                          R->p->microbatches);
+            if (loss_dev->bc->failed) {
+                run_fail(R, "%s", loss_dev->bc->err);
+                break;
+            }
+        }
+        char diverged[160];
+        if (!close_step(R, step, diverged, sizeof diverged)) {
+            run_fail(R, "%s", diverged);
+            break;
+        }
+        R->res->graph_steps++;
+    }
+    free(cs);
+}
+
+/* The first layer whose trained W or b holds a NaN or an infinity, or -1:
+ * the last update can diverge after the last loss was still finite. */
+static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
+{
+    size_t h = (size_t)m->hidden;
+    for (int l = 0; l < m->layers; l++) {
+        const float *W = r->W + (size_t)l * h * h, *b = r->b + (size_t)l * h;
+        for (size_t i = 0; i < h * h; i++)
+            if (!isfinite(W[i]))
+                return l;
+        for (size_t i = 0; i < h; i++)
+            if (!isfinite(b[i]))
+                return l;
+    }
+    return -1;
+}
+
+/* What the run will allocate on the host, against what the host has left
+ * (host_memory.c): refused before anything is allocated, with the numbers,
+ * when it cannot fit.  bytes[rank] (from the dry run) is host memory on
+ * the CPU backend, the GPU's on others. */
+static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *o,
+                        const int *slots, const double *bytes, pp_diag *d)
+{
+    bool host_buffers = !o->backend || o->backend == pr_backend_cpu();
+    int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
+    double f = sizeof(float), h = m->hidden, rows = (double)(m->batch / p->microbatches);
+    double slot = rows * h * f, params = 0, acts = 0, other = (h * h + h) * f;
+    double results = (double)m->layers * (h * h + h) * f +
+                     (double)o->steps * (2.0 + p->microbatches) * sizeof(double);
+    size_t stack = 0;
+    pthread_attr_t attr;
+    if (pthread_attr_init(&attr) == 0) {
+        pthread_attr_getstacksize(&attr, &stack);
+        pthread_attr_destroy(&attr);
+    }
+    for (int q = first; q <= last; q++) {
+        int sends = 0;
+        for (int i = 0; i < p->dev[q].n; i++)
+            sends += p->dev[q].ops[i].kind == PP_OP_SEND;
+        if (host_buffers) {
+            acts += slots[q] * slot;
+            params += bytes[q] - slots[q] * slot;
+            other += fmax(h * h, rows * h) * f; /* the CPU backend's transposes */
+        }
+        if (!o->transport) /* in-process queues: a copy per message in flight */
+            other += sends * slot;
+        other += (double)stack;
+        results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
+    }
+    double need = params + acts + results + other;
+    const char *limit;
+    double left = pr_host_memory_left(&limit);
+    if (need <= left)
+        return true;
+    char b[5][32];
+    pr_format_bytes(need, b[0], sizeof b[0]);
+    pr_format_bytes(left, b[4], sizeof b[4]);
+    pr_format_bytes(results, b[3], sizeof b[3]);
+    pr_format_bytes(other, b[2], sizeof b[2]);
+    if (host_buffers) {
+        char pb[32], ab[32];
+        pp_error(d, "the run needs %s of memory (parameters, gradients and weight versions %s, "
+                    "activations %s, trained weights and op times %s, other %s), more than the "
+                    "%s left under %s",
+                 b[0], pr_format_bytes(params, pb, sizeof pb), pr_format_bytes(acts, ab, sizeof ab),
+                 b[3], b[2], b[4], limit);
+    } else {
+        pp_error(d, "the run needs %s of host memory (trained weights and op times %s, other %s), "
+                    "more than the %s left under %s", b[0], b[3], b[2], b[4], limit);
+    }
+    return false;
+}
+
+int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
+              pp_diag *d)
+{
+    memset(r, 0, sizeof *r);
+    if (o->steps < 1) {
+        pp_error(d, "steps must be at least 1");
+        return 1;
+    }
+    if (o->one_rank && (o->rank < 0 || o->rank >= p->devices)) {
+        pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
+        return 1;
+    }
+    int *slots = pr_calloc_or_exit((size_t)p->devices, sizeof(int), "the pool sizes");
+    double *bytes = pr_calloc_or_exit((size_t)p->devices, sizeof(double), "the pool sizes");
+    int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
+    free(bytes);
+    if (!sized) {
+        free(slots);
+        return 1;
+    }
+    pr_transport *tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
+    if (!tr) {
+        pp_error(d, "out of memory");
+        free(slots);
+        return 1;
+    }
+    run R;
+    run_open(&R, p, m, o, o->backend ? o->backend : pr_backend_cpu(), tr, r);
+    R.first = o->one_rank ? o->rank : 0;
+    R.last = o->one_rank ? o->rank : p->devices - 1;
+    R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
+    R.loss_sq = pr_calloc_or_exit((size_t)o->steps * p->microbatches, sizeof(double),
+                                  "the micro-batch losses");
+    R.diag = d;
+    result_alloc(r, p, m, o->steps, o->record_all, true);
+    memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
+    free(slots);
+    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the device states");
+    for (int rank = R.first; rank <= R.last; rank++)
+        if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
+            break;
+    if (!atomic_load(&R.failed) && R.tr->ops->attach)
+        for (int rank = R.first; rank <= R.last; rank++)
+            R.tr->ops->attach(R.tr, rank, R.dev[rank].bc);
+    for (int rank = R.first; rank <= R.last && !atomic_load(&R.failed); rank++)
+        R.be->sync(R.dev[rank].bc); /* parameters are in place before the clock starts */
+
+    R.t0 = pp_now();
+    if (!atomic_load(&R.failed)) {
+        /* weight versions live in host-side bookkeeping a graph cannot replay */
+        bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all &&
+                     p->async == PP_ASYNC_NONE;
+        if (graph)
+            run_graph(&R);
+        else
+            run_threads(&R, 0, o->steps);
+    }
+    if (atomic_load(&R.failed))
+        R.tr->ops->abort(R.tr);
+    for (int rank = R.first; rank <= R.last; rank++)
+        device_teardown(&R, &R.dev[rank]);
+
+    int rc = 0;
+    if (atomic_load(&R.failed)) {
+        if (!R.reported)
+            pp_error(d, "%s", R.err);
+        rc = 1;
+    } else {
+        int bad = nonfinite_layer(r, m);
+        if (bad >= 0) {
+            pp_error(d, "after step %d of %d the parameters of layer %d are not finite: the "
+                        "training diverged (a smaller model.lr may help)",
+                     o->steps, o->steps, bad);
+            rc = 1;
+        }
+    }
+    if (!o->transport)
+        R.tr->ops->destroy(R.tr);
+    run_close(&R);
+    if (rc)
+        pr_run_result_free(r);
+    return rc;
+}

@@ -1,0 +1,98 @@
+/*
+ * run_state.c — what every part of a replay shares below its loop: how a
+ * run fails (the first error wins, every waiting device is woken and the
+ * transport aborted, so the run ends), the backend buffers that fail it
+ * naming what they were for, the words that place an op in a message, and
+ * the arrays of a run's result.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "replay_internal.h"
+
+void run_fail(run *R, const char *fmt, ...)
+{
+    pthread_mutex_lock(&R->mu);
+    if (!atomic_load(&R->failed)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(R->err, sizeof R->err, fmt, ap);
+        va_end(ap);
+        atomic_store(&R->failed, 1);
+    }
+    pthread_cond_broadcast(&R->cv);
+    pthread_mutex_unlock(&R->mu);
+    if (R->tr->ops->abort)
+        R->tr->ops->abort(R->tr);
+}
+
+float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
+{
+    run *R = D->R;
+    float *p = weight ? R->be->alloc_weight(D->bc, count) : R->be->alloc(D->bc, count);
+    if (!p) {
+        char what[96], size[32];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        run_fail(R, "device %d: cannot allocate %s (%s): %s", D->rank, what,
+                 pr_format_bytes((double)count * sizeof(float), size, sizeof size),
+                 D->bc->failed ? D->bc->err : "the backend has no room");
+    }
+    return p;
+}
+
+const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
+{
+    char name[64];
+    snprintf(buf, size, "device %d op %d (%s)", rank, i,
+             pp_op_format(&R->p->dev[rank].ops[i], name, sizeof name));
+    return buf;
+}
+
+void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
+                  bool record_all, bool params)
+{
+    size_t h = (size_t)m->hidden, D = (size_t)p->devices;
+    r->devices = p->devices;
+    if (params) {
+        r->W = pr_calloc_or_exit((size_t)m->layers * h * h, sizeof(float), "the trained weights");
+        r->b = pr_calloc_or_exit((size_t)m->layers * h, sizeof(float), "the trained biases");
+    }
+    r->loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the losses");
+    r->step_start = pr_calloc_or_exit((size_t)steps, sizeof(double), "the step times");
+    r->recorded_steps = record_all ? steps : 1;
+    r->start = pr_calloc_or_exit(D, sizeof(double *), "the op times");
+    r->end = pr_calloc_or_exit(D, sizeof(double *), "the op times");
+    r->peak_act = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->peak_mem = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
+    r->pool_slots = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->pool_misses = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->weight_versions = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
+    r->extra_weight_bytes = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
+}
+
+void pr_run_result_free(pr_run_result *r)
+{
+    if (r->start)
+        for (int i = 0; i < r->devices; i++) {
+            free(r->start[i]);
+            free(r->end[i]);
+        }
+    free(r->start);
+    free(r->end);
+    free(r->W);
+    free(r->b);
+    free(r->loss);
+    free(r->step_start);
+    free(r->peak_act);
+    free(r->peak_mem);
+    free(r->pool_slots);
+    free(r->pool_misses);
+    free(r->weight_versions);
+    free(r->extra_weight_bytes);
+    memset(r, 0, sizeof *r);
+}
