@@ -1,7 +1,7 @@
 /*
  * pp.h — the one internal header of ppcc (and of pprun's plan loader).
  *
- * Data flow (DESIGN.md):
+ * Data flow (docs/design.md):
  *   .pp -> lexer/parser (ast) -> spec -> policy -> lower -> verify -> simulate -> emit
  *
  * Each pass is one file under compiler/ (or a few, named in its section);

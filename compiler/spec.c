@@ -29,7 +29,7 @@
  * meaningless (lowering then sees a deadlock that is not there). */
 #define MAX_NUMBER 1e15
 
-/* Short names for -D only (DESIGN.md: `-D layers=16`). */
+/* Short names for -D only (docs/dsl.md: `-D layers=16`). */
 static const struct {
     const char *alias;
     enum slot slot;

@@ -1,5 +1,5 @@
 /*
- * mlp_math.h — the element-wise math of the reference MLP (DESIGN.md,
+ * mlp_math.h — the element-wise math of the reference MLP (docs/model.md,
  * "The reference model"), shared by the CPU backend, the --check path and,
  * later, the CUDA kernels: tanh-GELU and its derivative, the MSE gradient,
  * SGD, and the counter-based generator that makes weights and data.

@@ -1,6 +1,6 @@
 /*
  * dump.c — --dump DIR: the run's data, initial and final parameters and
- * losses as float32 C-order .npy files (DESIGN.md), so that anyone can
+ * losses as float32 C-order .npy files (docs/design.md), so that anyone can
  * recompute it (tests/ref/mlp_reference.py does).  The directory is an
  * output of output.h: the set is written into a fresh directory and
  * swapped in whole, so DIR never holds a mix of two runs.

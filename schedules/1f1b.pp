@@ -19,7 +19,7 @@ cost {
     B = 2
 }
 
-# The reference model (DESIGN.md): 8 residual GELU layers, 2 per stage.
+# The reference model (docs/model.md): 8 residual GELU layers, 2 per stage.
 model mlp {
     layers = 8
     hidden = 64

@@ -38,7 +38,7 @@ cost {
     comm = 0.25
 }
 
-# The reference model (DESIGN.md): 8 residual GELU layers, 2 per stage.
+# The reference model (docs/model.md): 8 residual GELU layers, 2 per stage.
 model mlp {
     layers = 8
     hidden = 64

@@ -2,7 +2,7 @@
 """mlp_reference.py DUMP_DIR PLAN.json — recomputes a `pprun --dump` run.
 
 Independently of pprun: reads x, t, w_init, b_init from DUMP_DIR and lr from
-the plan, trains the reference MLP of DESIGN.md in float64 with numpy
+the plan, trains the reference MLP of docs/model.md in float64 with numpy
 (layer: y = x + gelu(x W + b), tanh GELU; loss (1/(2N)) sum (y - t)^2;
 SGD), and compares with w_final, b_final and loss.  Exit 0 if the largest
 relative error (max |a - b| / max |b| per array) is within --tol, else 1.
