@@ -247,9 +247,7 @@ static int compile(const options *o)
             rc = 0;
         goto done;
     }
-    if (pp_policy_run(&spec, &plan, &diag))
-        goto done;
-    if (pp_lower_verify_simulate(&plan, &spec, true, &sim, &diag))
+    if (pp_compile(&spec, &plan, &sim, &diag))
         goto done;
     have_sim = true;
 

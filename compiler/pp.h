@@ -649,6 +649,12 @@ double pp_bubble(const double *busy, int devices, double makespan);
  * s's cost and memory.  Stops at the first that fails; sim is filled only
  * on success. */
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
+/* What ppcc compiles a spec to: pp_policy_run, then pp_lower_verify_simulate
+ * with the file's memory limit.  p can always be given to pp_plan_free (it
+ * holds the policy's plan, lowered as far as the passes got, when the
+ * policy succeeded: p->dev is NULL when it did not); sim is filled only on
+ * success. */
+int pp_compile(const pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* compare.c: the policies side by side                                */
