@@ -1,8 +1,10 @@
 /*
  * diag.c — error messages.  Locations travel as byte offsets and become
  * FILE:LINE:COL, the source line and a caret only here, when printed.
+ * Also the "did you mean" of every message that names an unknown name.
  */
 #include <stdarg.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -195,4 +197,48 @@ void pp_warning(pp_diag *d, const char *fmt, ...)
     va_start(ap, fmt);
     print_plain(d, "warning", fmt, ap);
     va_end(ap);
+}
+
+/* ---- did you mean ---- */
+
+/* Levenshtein distance, for "did you mean"; large for long names. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40)
+        return 99;
+    int row[41];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int sub = diag + (a[i - 1] != b[j - 1]);
+            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = sub < best ? sub : best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *pp_closest(const char *word, const char *const *names, int n)
+{
+    const char *best = NULL;
+    int best_d = 3;
+    for (int i = 0; n < 0 ? names[i] != NULL : i < n; i++) {
+        if (strcasecmp(word, names[i]) == 0)
+            return names[i];
+        /* Only when most of the word survives: 'Q' is not a typo of 'F'. */
+        int dist = distance(word, names[i]);
+        if (2 * dist >= (int)strlen(word))
+            continue;
+        if (dist < best_d) {
+            best_d = dist;
+            best = names[i];
+        }
+    }
+    return best;
 }

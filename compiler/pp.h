@@ -129,6 +129,10 @@ void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog); /* aborts on OOM 
 void pp_diag_buffer_close(pp_diag_buffer *b);
 /* Offset -> 1-based line and column. */
 void pp_source_position(const pp_source *src, size_t offset, int *line, int *col);
+/* For "did you mean": the one of names (n of them, or NULL-terminated
+ * when n < 0) closest to word, if close enough to be a typo of it; NULL
+ * when none is. */
+const char *pp_closest(const char *word, const char *const *names, int n);
 
 /* ------------------------------------------------------------------ */
 /* arena.c: one arena per compilation, released at once                */
@@ -363,6 +367,8 @@ typedef struct pp_policy {
 } pp_policy;
 
 const pp_policy *pp_policy_find(const char *name);
+/* The policy name closest to a misspelt one (pp_closest), or NULL. */
+const char *pp_policy_guess(const char *name);
 /* NULL-terminated list of every policy, for --help and errors. */
 const pp_policy *const *pp_policy_all(void);
 /* Checks the shape, initialises plan and generates compute orders; then,

@@ -29,6 +29,8 @@ expect 0 '1f1b' -- "$ppcc" --list-policies
 expect 2 '^ppcc: error: --compare prints its table alone' -- "$ppcc" "$src/schedules/1f1b.pp" --compare 1f1b,gpipe -o plan.json
 expect 2 "^ppcc: error: --compare expects policy names separated by commas, got ''" -- "$ppcc" "$src/schedules/1f1b.pp" --compare ''
 expect 2 "^ppcc: error: --compare expects .*got 'gpipe,'" -- "$ppcc" "$src/schedules/1f1b.pp" --compare gpipe,
+# a misspelt policy is an input error with the same hint as 'schedule 1f1c' in a file
+expect 1 "^ppcc: error: --compare: unknown policy '1f1c'; did you mean 1f1b\\? \\(see --list-policies\\)\$" -- "$ppcc" "$src/schedules/1f1b.pp" --compare gpipe,1f1c
 expect 2 "^ppcc: error: a schedule read from standard input \('-'\) needs -o" -- "$ppcc" - <"$src/schedules/1f1b.pp"
 no_plan_left usage
 
