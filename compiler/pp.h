@@ -129,6 +129,16 @@ void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog); /* aborts on OOM 
 void pp_diag_buffer_close(pp_diag_buffer *b);
 /* Offset -> 1-based line and column. */
 void pp_source_position(const pp_source *src, size_t offset, int *line, int *col);
+/* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+ * U+10FFFF): the length of the well-formed sequence at s, 0 if ill-formed,
+ * -1 if well-formed so far but cut by the end (avail bytes). */
+int pp_utf8_length(const unsigned char *s, size_t avail);
+/* The code point of the well-formed sequence s of len bytes. */
+long pp_utf8_code_point(const unsigned char *s, int len);
+/* A character that shows as nothing or moves the text when printed: a
+ * control character, a byte order mark, a zero-width or direction mark.
+ * Messages show such a character as '?' or U+XXXX, never as itself. */
+bool pp_char_invisible(long code_point);
 /* For "did you mean": the one of names (n of them, or NULL-terminated
  * when n < 0) closest to word, if close enough to be a typo of it; NULL
  * when none is. */
