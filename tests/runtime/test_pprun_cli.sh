@@ -115,6 +115,8 @@ expect 1 '^broken.json:2:1: error: unexpected end of the file in an object' -- "
 checks=$((checks + 1))
 head -1 out.txt | grep -q '^broken.json:2:1: error' || fail "something was printed before the plan's error"
 expect 1 '^pprun: error: cannot open missing.json' -- "$pprun" missing.json
+expect 1 '^<stdin>:2:1: error: unexpected end of the file in an object' -- bash -c 'exec "$0" - <broken.json' "$pprun"
+expect 1 '^<stdin>:2:1: error: unexpected end of the file in an object' -- bash -c 'cat broken.json | exec "$0" -' "$pprun"
 echo '{"format": "ppcc-plan", "version": 1} x' >garbage.json
 expect 1 "^garbage.json:1:39: error: trailing characters after the JSON value: 'x'" -- "$pprun" garbage.json
 sed 's/"peer":	1/"peer":	9/' plan.json >badpeer.json
