@@ -1,7 +1,8 @@
 /*
  * diag.c — error messages.  Locations travel as byte offsets and become
  * FILE:LINE:COL, the source line and a caret only here, when printed.
- * Also the "did you mean" of every message that names an unknown name.
+ * Also the "did you mean" of every message that names an unknown name,
+ * and the UTF-8 reading the messages show text by (json.c's check too).
  */
 #include <stdarg.h>
 #include <strings.h>
