@@ -78,11 +78,23 @@ void ast_bad_char(pp_parser *p, size_t offset, unsigned char c)
         ast_error(p, offset, "unexpected byte 0x%02x", c);
 }
 
-/* A multibyte UTF-8 character, quoted as written (the lexer matched a
- * well-formed sequence, so it prints as one character). */
+/* A multibyte UTF-8 character, quoted as written, unless it would show
+ * as nothing (a byte order mark, a zero-width space): then by its code
+ * point.  The lexer's pattern also takes overlong forms and surrogates,
+ * which are bytes, not characters. */
 void ast_bad_utf8(pp_parser *p, size_t offset, size_t len)
 {
-    ast_error(p, offset, "unexpected character '%.*s' (outside a string or comment)", (int)len, p->src->text + offset);
+    const unsigned char *c = (const unsigned char *)p->src->text + offset;
+    if (pp_utf8_length(c, len) != (int)len)
+        ast_error(p, offset, "unexpected bytes: ill-formed UTF-8 (outside a string or comment)");
+    else if (pp_utf8_code_point(c, (int)len) == 0xFEFF)
+        ast_error(p, offset, "unexpected U+FEFF, a byte order mark (only the start of the file may hold one)");
+    else if (pp_char_invisible(pp_utf8_code_point(c, (int)len)))
+        ast_error(p, offset, "unexpected invisible character U+%04lX (outside a string or comment)",
+                  pp_utf8_code_point(c, (int)len));
+    else
+        ast_error(p, offset, "unexpected character '%.*s' (outside a string or comment)", (int)len,
+                  (const char *)c);
 }
 
 /* The scanner tracks braces itself so that an unclosed block can be

@@ -303,7 +303,11 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
     char *items[64];
     for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (!pp_policy_find(tok)) {
-            pp_error(d, "--compare: unknown policy '%s' (see --list-policies)", tok);
+            const char *guess = pp_policy_guess(tok);
+            char hint[80] = "";
+            if (guess)
+                snprintf(hint, sizeof hint, "; did you mean %s?", guess);
+            pp_error(d, "--compare: unknown policy '%.40s'%s (see --list-policies)", tok, hint);
             errors++;
         } else if (n < 64) {
             items[n++] = tok;

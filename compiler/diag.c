@@ -1,8 +1,11 @@
 /*
  * diag.c — error messages.  Locations travel as byte offsets and become
  * FILE:LINE:COL, the source line and a caret only here, when printed.
+ * Also the "did you mean" of every message that names an unknown name,
+ * and the UTF-8 reading the messages show text by (json.c's check too).
  */
 #include <stdarg.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,8 +52,76 @@ static bool ends_line(const pp_source *src, size_t i)
     return c == '\n' || (c == '\r' && (i + 1 >= src->len || src->text[i + 1] != '\n'));
 }
 
-/* Columns count characters: every byte but a UTF-8 continuation byte. */
-static bool starts_char(char c) { return ((unsigned char)c & 0xc0) != 0x80; }
+int pp_utf8_length(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    int n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0xC2)
+        return 0;
+    else if (c < 0xE0)
+        n = 2;
+    else if (c < 0xF0) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else if (c < 0xF5) {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    } else
+        return 0;
+    for (int i = 1; i < n; i++) {
+        if ((size_t)i >= avail)
+            return -1;
+        unsigned char b = s[i];
+        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
+            return 0;
+    }
+    return n;
+}
+
+long pp_utf8_code_point(const unsigned char *s, int len)
+{
+    static const unsigned char lead_bits[] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    long u = s[0] & lead_bits[len];
+    for (int i = 1; i < len; i++)
+        u = u << 6 | (s[i] & 0x3F);
+    return u;
+}
+
+bool pp_char_invisible(long u)
+{
+    return u < 0x20 || (u >= 0x7F && u <= 0x9F) || /* C0 and C1 controls, DEL */
+           u == 0xAD || u == 0xFEFF ||              /* soft hyphen, a byte order mark */
+           (u >= 0x200B && u <= 0x200F) ||          /* zero widths, direction marks */
+           (u >= 0x2028 && u <= 0x202E) ||          /* line separators, embeddings, overrides */
+           (u >= 0x2060 && u <= 0x206F);            /* word joiner, isolates, ... */
+}
+
+/* The character at i: a well-formed UTF-8 sequence, else one byte (every
+ * byte of ill-formed UTF-8 is a character of its own, shown as '?'). */
+static size_t char_len(const pp_source *src, size_t i)
+{
+    int n = pp_utf8_length((const unsigned char *)src->text + i, src->len - i);
+    return n > 0 ? (size_t)n : 1;
+}
+
+/* The start of the character before i, not before bol: the nearest lead
+ * byte within three, if its sequence ends at i; else the byte before i
+ * (a stray continuation byte).  Walking forward from bol gives the same
+ * starts. */
+static size_t prev_char(const pp_source *src, size_t i, size_t bol)
+{
+    for (size_t k = 1; k <= 4 && k <= i - bol; k++) {
+        unsigned char c = (unsigned char)src->text[i - k];
+        if ((c & 0xC0) != 0x80)
+            return char_len(src, i - k) == k ? i - k : i - 1;
+    }
+    return i - 1;
+}
 
 /* offset -> line, column and the offset where its line begins. */
 static void locate(const pp_source *src, size_t offset, int *line, int *col, size_t *bol)
@@ -65,8 +136,8 @@ static void locate(const pp_source *src, size_t offset, int *line, int *col, siz
             b = i + 1;
         }
     int c = 1;
-    for (size_t i = b; i < offset; i++)
-        c += starts_char(src->text[i]);
+    for (size_t i = b; i < offset; i += char_len(src, i))
+        c++;
     *line = l;
     *col = c;
     *bol = b;
@@ -91,9 +162,7 @@ static bool at_line_end(const pp_source *src, size_t i)
 static size_t back_chars(const pp_source *src, size_t i, size_t bol, int n)
 {
     for (; n > 0 && i > bol; n--)
-        do
-            i--;
-        while (i > bol && !starts_char(src->text[i]));
+        i = prev_char(src, i, bol);
     return i;
 }
 
@@ -102,9 +171,7 @@ static size_t back_chars(const pp_source *src, size_t i, size_t bol, int n)
 static size_t on_chars(const pp_source *src, size_t i, int n, int *left)
 {
     for (; n > 0 && !at_line_end(src, i); n--)
-        do
-            i++;
-        while (!at_line_end(src, i) && !starts_char(src->text[i]));
+        i += char_len(src, i);
     *left = n;
     return i;
 }
@@ -112,7 +179,9 @@ static size_t on_chars(const pp_source *src, size_t i, int n, int *left)
 /* " LINE | text" and "      | ^" under the character at offset: a window
  * of ECHO_CHARS characters around it, "..." where the line goes on.
  * Tabs are kept in both lines, so the caret stays under its character;
- * other control characters print as '?', never reaching the terminal. */
+ * a character that would not show as itself — a control character, an
+ * invisible one (a byte order mark, a direction override), a byte of
+ * ill-formed UTF-8 — prints as one '?', never reaching the terminal. */
 static void print_echo(pp_diag *d, const pp_source *src, size_t offset, int line, size_t bol)
 {
     if (offset > src->len)
@@ -127,14 +196,18 @@ static void print_echo(pp_diag *d, const pp_source *src, size_t offset, int line
     bool cut_before = from > bol, cut_after = !at_line_end(src, to);
 
     fprintf(d->out, " %5d | %s", line, cut_before ? "..." : "");
-    for (size_t i = from; i < to; i++) {
-        unsigned char c = (unsigned char)src->text[i];
-        fputc(c == '\t' || (c >= 0x20 && c != 0x7f) ? c : '?', d->out);
+    for (size_t i = from, n; i < to; i += n) {
+        const unsigned char *c = (const unsigned char *)src->text + i;
+        int len = pp_utf8_length(c, src->len - i);
+        n = len > 0 ? (size_t)len : 1;
+        if (c[0] == '\t' || (len > 0 && !pp_char_invisible(pp_utf8_code_point(c, len))))
+            fwrite(c, 1, n, d->out);
+        else
+            fputc('?', d->out);
     }
     fprintf(d->out, "%s\n       | %s", cut_after ? "..." : "", cut_before ? "   " : "");
-    for (size_t i = from; i < at; i++)
-        if (starts_char(src->text[i]))
-            fputc(src->text[i] == '\t' ? '\t' : ' ', d->out);
+    for (size_t i = from; i < at; i += char_len(src, i))
+        fputc(src->text[i] == '\t' ? '\t' : ' ', d->out);
     fputs("^\n", d->out);
 }
 
@@ -195,4 +268,48 @@ void pp_warning(pp_diag *d, const char *fmt, ...)
     va_start(ap, fmt);
     print_plain(d, "warning", fmt, ap);
     va_end(ap);
+}
+
+/* ---- did you mean ---- */
+
+/* Levenshtein distance, for "did you mean"; large for long names. */
+static int distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 40 || lb > 40)
+        return 99;
+    int row[41];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (int)j;
+    for (size_t i = 1; i <= la; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= lb; j++) {
+            int up = row[j];
+            int sub = diag + (a[i - 1] != b[j - 1]);
+            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
+            row[j] = sub < best ? sub : best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *pp_closest(const char *word, const char *const *names, int n)
+{
+    const char *best = NULL;
+    int best_d = 3;
+    for (int i = 0; n < 0 ? names[i] != NULL : i < n; i++) {
+        if (strcasecmp(word, names[i]) == 0)
+            return names[i];
+        /* Only when most of the word survives: 'Q' is not a typo of 'F'. */
+        int dist = distance(word, names[i]);
+        if (2 * dist >= (int)strlen(word))
+            continue;
+        if (dist < best_d) {
+            best_d = dist;
+            best = names[i];
+        }
+    }
+    return best;
 }

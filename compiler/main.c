@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,8 +37,8 @@ static void usage(FILE *f)
           "  --timeline        print the predicted timeline (no plan unless -o)\n"
           "  --stats           print a one-line summary (no plan unless -o)\n"
           "  --trace FILE      write the predicted timeline as a Chrome/Perfetto trace\n"
-          "  --width N         timeline width in columns (default 80)\n"
-          "  --compact         timeline with one character per op\n"
+          "  --width N         with --timeline: its width in columns (default 80)\n"
+          "  --compact         with --timeline: one character per op\n"
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
           "                    bubble, peak memory per device, fit under memory.limit\n"
           "                    ('auto' allowed; writes no plan)\n"
@@ -47,16 +48,38 @@ static void usage(FILE *f)
           "\n"
           "Without -o, --timeline, --stats or --trace the plan goes to NAME.json,\n"
           "NAME being the schedule file's name without its directory and '.pp'\n"
-          "(reading standard input, give -o).\n",
+          "(reading standard input, give -o).  An option with a value is given\n"
+          "once (-D as often as needed: a later one wins); '--' ends the options.\n",
           f);
 }
 
-static int usage_error(const char *fmt, const char *arg)
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
     fputs("ppcc: error: ", stderr);
-    fprintf(stderr, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputs("\nTry 'ppcc --help' for more information.\n", stderr);
     return EXIT_USAGE;
+}
+
+/* An option that takes a value (-D aside) is given once: a second would
+ * silently win.  Records it in *slot; a usage error if it was there. */
+static int once(const char *name, const char **slot, const char *value)
+{
+    if (*slot)
+        return usage_error("%s given twice ('%s', then '%s')", name, *slot, value);
+    *slot = value;
+    return -1;
+}
+
+/* A path option's value; "" names no file. */
+static int path_once(const char *name, const char **slot, const char *value)
+{
+    if (!*value)
+        return usage_error("%s: empty file name", name);
+    return once(name, slot, value);
 }
 
 /* FILE.pp -> FILE.json in the current directory. */
@@ -115,7 +138,7 @@ enum { OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIS
 typedef struct options {
     pp_define *defs; /* [argc]: room for every -D */
     int ndefs;
-    const char *src_path, *out_path, *trace_path, *compare;
+    const char *src_path, *out_path, *trace_path, *compare, *width;
     bool timeline, stats;
     pp_timeline_opts topts;
     char *default_out; /* out_path when derived from the schedule's name */
@@ -138,7 +161,7 @@ static int parse_options(int argc, char **argv, options *o)
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":D:o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'D': {
@@ -152,7 +175,8 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         }
         case 'o':
-            o->out_path = optarg;
+            if ((rc = path_once("-o", &o->out_path, optarg)) >= 0)
+                return rc;
             break;
         case OPT_TIMELINE:
             o->timeline = true;
@@ -161,11 +185,14 @@ static int parse_options(int argc, char **argv, options *o)
             o->stats = true;
             break;
         case OPT_TRACE:
-            o->trace_path = optarg;
+            if ((rc = path_once("--trace", &o->trace_path, optarg)) >= 0)
+                return rc;
             break;
         case OPT_WIDTH:
             if (!parse_int_flag(optarg, 40, 1000, &o->topts.width))
                 return usage_error("--width expects an integer from 40 to 1000, got '%s'", optarg);
+            if ((rc = once("--width", &o->width, optarg)) >= 0)
+                return rc;
             break;
         case OPT_COMPACT:
             o->topts.compact = true;
@@ -175,7 +202,8 @@ static int parse_options(int argc, char **argv, options *o)
              * the input's (pp_compare). */
             if (!*optarg || optarg[0] == ',' || optarg[strlen(optarg) - 1] == ',' || strstr(optarg, ",,"))
                 return usage_error("--compare expects policy names separated by commas, got '%s'", optarg);
-            o->compare = optarg;
+            if ((rc = once("--compare", &o->compare, optarg)) >= 0)
+                return rc;
             break;
         case OPT_LIST:
             list_policies();
@@ -188,7 +216,9 @@ static int parse_options(int argc, char **argv, options *o)
             return 0;
         case ':':
             return usage_error("option '%s' needs a value", argv[optind - 1]);
-        default:
+        default: /* a short one may sit inside a word (-x.pp): optopt names it */
+            if (optopt)
+                return usage_error("unknown option '-%c'", optopt);
             return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
@@ -199,6 +229,12 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
         return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
+    /* what shapes the timeline needs one */
+    if ((o->width || o->topts.compact) && !o->timeline)
+        return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
+                           o->width ? "--width" : "--compact");
+    if (o->out_path && o->trace_path && !strcmp(o->out_path, "-") && !strcmp(o->trace_path, "-"))
+        return usage_error("%s", "-o - and --trace - would both write to standard output");
     if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare) {
         /* A schedule from standard input has no name to derive one from. */
         if (strcmp(o->src_path, "-") == 0)
@@ -247,9 +283,7 @@ static int compile(const options *o)
             rc = 0;
         goto done;
     }
-    if (pp_policy_run(&spec, &plan, &diag))
-        goto done;
-    if (pp_lower_verify_simulate(&plan, &spec, true, &sim, &diag))
+    if (pp_compile(&spec, &plan, &sim, &diag))
         goto done;
     have_sim = true;
 

@@ -38,7 +38,9 @@
 
 bool pp_output_test_no_exchange = false;
 
-enum kind { OUT_INPUT, OUT_STDOUT, OUT_STREAM, OUT_FILE, OUT_DIR };
+/* OUT_FD: written through a descriptor this process was given ("-" is
+ * standard output), never opened anew or replaced. */
+enum kind { OUT_INPUT, OUT_FD, OUT_STREAM, OUT_FILE, OUT_DIR };
 
 /* Where an output's new content is. */
 enum stage {
@@ -68,9 +70,11 @@ struct pp_output {
     char *tmp;
     char *old;
     int fd;          /* the open temporary */
+    int through;     /* OUT_FD: the descriptor written through */
     bool has_id;     /* dev/ino below are known */
     bool exists;     /* the target existed when checked: dev/ino are its own */
     bool is_chr;
+    bool is_reg;
     bool on_stdout;
     dev_t dev; /* the target's identity, or (new target) its directory's */
     ino_t ino;
@@ -302,9 +306,13 @@ static void identify(pp_output *o, const struct stat *st)
     o->dev = st->st_dev;
     o->ino = st->st_ino;
     o->is_chr = S_ISCHR(st->st_mode);
+    o->is_reg = S_ISREG(st->st_mode);
+    /* Written, it lands among standard output's bytes: the same file, pipe
+     * or terminal.  A character device that is no terminal (/dev/null)
+     * keeps no order of what is written to it: nothing mixes there. */
     struct stat out;
     o->on_stdout = fstat(STDOUT_FILENO, &out) == 0 && out.st_dev == st->st_dev &&
-                   out.st_ino == st->st_ino;
+                   out.st_ino == st->st_ino && (!S_ISCHR(st->st_mode) || isatty(STDOUT_FILENO));
 }
 
 static bool same_object(const pp_output *a, const pp_output *b)
@@ -330,9 +338,14 @@ static bool fits(pp_outputs *s, const pp_output *o)
             continue;
         const pp_output *in = p->kind == OUT_INPUT ? p : o->kind == OUT_INPUT ? o : NULL;
         const pp_output *out = in == p ? o : p;
-        bool both_stdout = p->kind == OUT_STDOUT && o->kind == OUT_STDOUT;
+        bool both_stdout = p->kind == OUT_FD && o->kind == OUT_FD && p->through == o->through;
         if (in && (out->kind == OUT_FILE || out->kind == OUT_DIR) && same_object(in, out)) {
             pp_error(s->d, "%s %s would overwrite %s %s", out->what, out->path, in->what, in->path);
+            return false;
+        }
+        if (in && out->kind == OUT_FD && out->is_reg && same_object(in, out)) {
+            /* an input redirected into: `ppcc a.pp -o - >>a.pp` */
+            pp_error(s->d, "%s %s would write into %s %s", out->what, out->path, in->what, in->path);
             return false;
         }
         if (!in && (both_stdout || same_object(p, o))) {
@@ -517,12 +530,116 @@ static pp_output *admit(pp_outputs *s, pp_output *o)
     return o;
 }
 
+/* "standard output", "descriptor 5". */
+static const char *descriptor_name(int n, char *buf, size_t size)
+{
+    static const char *const std[] = {"standard input", "standard output", "standard error"};
+    if (n >= 0 && n <= 2)
+        return std[n];
+    snprintf(buf, size, "descriptor %d", n);
+    return buf;
+}
+
+/* The descriptor of this process that path names — /dev/stdout,
+ * /dev/fd/N, /proc/self/fd/N, or a link leading to one — else -1.  The
+ * links are followed one by one up to the fd directory, never through
+ * its entry, which the kernel would resolve to the file itself (and a
+ * replaced file is not what the descriptor writes to). */
+static int named_descriptor(const char *path)
+{
+    struct stat own, thread_own;
+    bool have_own = stat("/proc/self/fd", &own) == 0;
+    bool have_thread = stat("/proc/thread-self/fd", &thread_own) == 0;
+    if (!have_own && !have_thread)
+        return -1;
+    char *cur = copy(path);
+    int fd = -1;
+    for (int hops = 0; hops < 40; hops++) {
+        char *slash = strrchr(cur, '/');
+        const char *base = slash ? slash + 1 : cur;
+        char *dir = !slash ? copy(".") : slash == cur ? copy("/") : strndup(cur, (size_t)(slash - cur));
+        if (!dir)
+            pp_out_of_memory();
+        size_t digits = strspn(base, "0123456789");
+        struct stat ds;
+        if (digits > 0 && digits <= 9 && !base[digits] && stat(dir, &ds) == 0 &&
+            ((have_own && ds.st_dev == own.st_dev && ds.st_ino == own.st_ino) ||
+             (have_thread && ds.st_dev == thread_own.st_dev && ds.st_ino == thread_own.st_ino))) {
+            fd = atoi(base);
+            free(dir);
+            break;
+        }
+        struct stat ls;
+        char target[4096];
+        ssize_t n = lstat(cur, &ls) == 0 && S_ISLNK(ls.st_mode) ? readlink(cur, target, sizeof target - 1) : -1;
+        if (n < 0) {
+            free(dir);
+            break;
+        }
+        target[n] = '\0';
+        char *next = target[0] == '/' ? copy(target) : format("%s/%s", dir, target);
+        free(dir);
+        free(cur);
+        cur = next;
+    }
+    free(cur);
+    return fd;
+}
+
+/* The standard stream (1, 2, then 0) open for writing on the regular file
+ * st, if one is: `-o log.txt >>log.txt` writes through it. */
+static int standard_stream_on(const struct stat *st)
+{
+    static const int order[] = {STDOUT_FILENO, STDERR_FILENO, STDIN_FILENO};
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+        struct stat fs;
+        int fl = fcntl(order[i], F_GETFL);
+        if (fl >= 0 && (fl & O_ACCMODE) != O_RDONLY && fstat(order[i], &fs) == 0 &&
+            fs.st_dev == st->st_dev && fs.st_ino == st->st_ino)
+            return order[i];
+    }
+    return -1;
+}
+
+/* o written through descriptor n, which the process was given (opened by
+ * the shell, not by us: our own are close-on-exec, like the temporaries);
+ * NULL after reporting why it cannot be. */
+static pp_output *through_descriptor(pp_outputs *s, pp_output *o, int n)
+{
+    char buf[32];
+    const char *name = descriptor_name(n, buf, sizeof buf);
+    int fl = fcntl(n, F_GETFL), fdfl = fcntl(n, F_GETFD);
+    struct stat st;
+    if (fl < 0 || fdfl < 0 || fstat(n, &st) != 0) {
+        pp_error(s->d, "cannot write %s: %s is not open", o->path, name);
+        return refuse(o);
+    }
+    if (fdfl & FD_CLOEXEC) {
+        pp_error(s->d, "cannot write %s: %s is one %s opened itself, not one it was given", o->path, name,
+                 s->d->prog);
+        return refuse(o);
+    }
+    if ((fl & O_ACCMODE) == O_RDONLY) {
+        pp_error(s->d, "cannot write %s: %s is open for reading only", o->path, name);
+        return refuse(o);
+    }
+    o->kind = OUT_FD;
+    o->through = n;
+    identify(o, &st);
+    o->on_stdout = o->on_stdout || n == STDOUT_FILENO;
+    if (!fits(s, o))
+        return refuse(o);
+    append(s, o);
+    return o;
+}
+
 pp_output *pp_outputs_file(pp_outputs *s, const char *what, const char *path)
 {
     pp_diag *d = s->d;
     struct stat st;
     if (strcmp(path, "-") == 0) {
-        pp_output *o = entry(s, OUT_STDOUT, what, path);
+        pp_output *o = entry(s, OUT_FD, what, path);
+        o->through = STDOUT_FILENO;
         if (fstat(STDOUT_FILENO, &st) == 0)
             identify(o, &st);
         o->on_stdout = true;
@@ -536,11 +653,19 @@ pp_output *pp_outputs_file(pp_outputs *s, const char *what, const char *path)
         pp_error(d, "%s: empty file name", what);
         return refuse(o);
     }
+    /* A descriptor already open is written through, as "-" is: replacing
+     * the file it is open on would leave it writing to a deleted one, and
+     * opening it anew would lose its offset and O_APPEND. */
+    int n = named_descriptor(path);
+    if (n >= 0)
+        return through_descriptor(s, o, n);
     if (stat(path, &st) == 0) {
         if (S_ISDIR(st.st_mode)) {
             pp_error(d, "cannot write %s: it is a directory", path);
             return refuse(o);
         }
+        if (S_ISREG(st.st_mode) && (n = standard_stream_on(&st)) >= 0)
+            return through_descriptor(s, o, n);
         identify(o, &st);
         if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode)) {
             /* written through, never replaced */
@@ -685,7 +810,7 @@ pp_diag *pp_output_diag(const pp_output *o)
 
 bool pp_output_is_stdout(const pp_output *o)
 {
-    return o->kind == OUT_STDOUT || o->on_stdout;
+    return o->on_stdout;
 }
 
 void pp_output_fill(pp_output *o, pp_fill_fn fill, void *ctx)
@@ -788,24 +913,38 @@ static int stage(pp_output *o)
     return rc != 0;
 }
 
-/* Writes standard output or a device / FIFO, opened now. */
+/* Writes through a descriptor (standard output through stdout's own
+ * buffer, after what the program printed there), or a device / FIFO,
+ * opened now. */
 static int write_stream(pp_output *o)
 {
     pp_diag *d = o->set->d;
-    if (o->kind == OUT_STDOUT) {
+    if (o->kind == OUT_FD && o->through == STDOUT_FILENO) {
         errno = 0;
         int rc = o->fill(stdout, o->ctx);
         int e = ferror(stdout) ? (errno ? errno : EIO) : 0;
         if (fflush(stdout) != 0 && !e)
             e = errno ? errno : EIO;
         if (e || rc) {
-            if (e > 0)
+            if (strcmp(o->path, "-") != 0)
+                report_write(d, o->path, NULL, e ? e : -1);
+            else if (e > 0)
                 pp_error(d, "cannot write to standard output: %s", strerror(e));
             else
                 pp_error(d, "cannot write to standard output");
             return 1;
         }
         return 0;
+    }
+    if (o->kind == OUT_FD) {
+        /* a duplicate shares the descriptor's offset and O_APPEND */
+        fflush(stdout);
+        fflush(stderr);
+        int fd = fcntl(o->through, F_DUPFD_CLOEXEC, 0);
+        int e = fd < 0 ? errno : fill_fd(fd, false, o->fill, o->ctx);
+        if (e)
+            report_write(d, o->path, NULL, e);
+        return e != 0;
     }
     int fd = open(o->path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
     if (fd < 0) {
@@ -937,7 +1076,7 @@ int pp_outputs_commit(pp_outputs *s)
         if ((o->kind == OUT_FILE || o->kind == OUT_DIR) && stage(o))
             goto fail;
     for (o = s->first; o; o = o->next)
-        if ((o->kind == OUT_STDOUT || o->kind == OUT_STREAM) && write_stream(o))
+        if ((o->kind == OUT_FD || o->kind == OUT_STREAM) && write_stream(o))
             goto fail;
     for (o = s->first; o; o = o->next)
         if ((o->kind == OUT_FILE || o->kind == OUT_DIR) && place(o))

@@ -14,6 +14,9 @@
  *
  * Kinds of output path:
  *   "-"                      standard output
+ *   an open descriptor       /dev/stdout, /dev/fd/N, /proc/self/fd/N (or a
+ *                            link to one), the file fd 0/1/2 is open on:
+ *                            written through that descriptor, as "-" is
  *   character device, FIFO   written through, never replaced (/dev/null)
  *   regular file, new name   replaced through a temporary in its directory
  *   symbolic link            followed: its target is replaced, the link stays
@@ -55,8 +58,9 @@ pp_output *pp_outputs_file(pp_outputs *s, const char *what, const char *path);
 pp_output *pp_outputs_dir(pp_outputs *s, const char *what, const char *path,
                           const char *const *names);
 
-/* Whether o writes to standard output ("-", or the same pipe, terminal or
- * device): the caller's text reports must then go elsewhere. */
+/* Whether o writes to standard output ("-", descriptor 1, or the same
+ * file, pipe or terminal; not a device that is no terminal, such as
+ * /dev/null): the caller's text reports must then go elsewhere. */
 bool pp_output_is_stdout(const pp_output *o);
 
 /* The content, written at commit; ctx must live until then. */

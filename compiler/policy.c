@@ -55,6 +55,15 @@ const pp_policy *pp_policy_find(const char *name)
     return NULL;
 }
 
+const char *pp_policy_guess(const char *name)
+{
+    const char *names[sizeof policies / sizeof *policies];
+    int n = 0;
+    for (const pp_policy *const *p = policies; *p; p++)
+        names[n++] = (*p)->name;
+    return pp_closest(name, names, n);
+}
+
 int pp_policy_need_loop(const pp_spec *s, const char *policy, pp_diag *d)
 {
     if (s->placement_kind == PP_PLACE_VSHAPE) {

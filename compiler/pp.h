@@ -129,6 +129,20 @@ void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog); /* aborts on OOM 
 void pp_diag_buffer_close(pp_diag_buffer *b);
 /* Offset -> 1-based line and column. */
 void pp_source_position(const pp_source *src, size_t offset, int *line, int *col);
+/* UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing past
+ * U+10FFFF): the length of the well-formed sequence at s, 0 if ill-formed,
+ * -1 if well-formed so far but cut by the end (avail bytes). */
+int pp_utf8_length(const unsigned char *s, size_t avail);
+/* The code point of the well-formed sequence s of len bytes. */
+long pp_utf8_code_point(const unsigned char *s, int len);
+/* A character that shows as nothing or moves the text when printed: a
+ * control character, a byte order mark, a zero-width or direction mark.
+ * Messages show such a character as '?' or U+XXXX, never as itself. */
+bool pp_char_invisible(long code_point);
+/* For "did you mean": the one of names (n of them, or NULL-terminated
+ * when n < 0) closest to word, if close enough to be a typo of it; NULL
+ * when none is. */
+const char *pp_closest(const char *word, const char *const *names, int n);
 
 /* ------------------------------------------------------------------ */
 /* arena.c: one arena per compilation, released at once                */
@@ -363,6 +377,8 @@ typedef struct pp_policy {
 } pp_policy;
 
 const pp_policy *pp_policy_find(const char *name);
+/* The policy name closest to a misspelt one (pp_closest), or NULL. */
+const char *pp_policy_guess(const char *name);
 /* NULL-terminated list of every policy, for --help and errors. */
 const pp_policy *const *pp_policy_all(void);
 /* Checks the shape, initialises plan and generates compute orders; then,
@@ -649,6 +665,12 @@ double pp_bubble(const double *busy, int devices, double makespan);
  * s's cost and memory.  Stops at the first that fails; sim is filled only
  * on success. */
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
+/* What ppcc compiles a spec to: pp_policy_run, then pp_lower_verify_simulate
+ * with the file's memory limit.  p can always be given to pp_plan_free (it
+ * holds the policy's plan, lowered as far as the passes got, when the
+ * policy succeeded: p->dev is NULL when it did not); sim is filled only on
+ * success. */
+int pp_compile(const pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* compare.c: the policies side by side                                */

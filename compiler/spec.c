@@ -67,49 +67,6 @@ __attribute__((format(printf, 5, 6))) static void bad_value(ctx *c, const origin
         spec_report_at(c, o, v->offset, key, "%s, got %s", msg, spec_describe(v, got, sizeof got));
 }
 
-/* Levenshtein distance, for "did you mean"; large for long names. */
-static int distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return 99;
-    int row[41];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
-    for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= lb; j++) {
-            int up = row[j];
-            int sub = diag + (a[i - 1] != b[j - 1]);
-            int best = up + 1 < row[j - 1] + 1 ? up + 1 : row[j - 1] + 1;
-            row[j] = sub < best ? sub : best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
-/* The closest of names to word, if close enough to be a typo. */
-static const char *closest(const char *word, const char *const *names, int n)
-{
-    const char *best = NULL;
-    int best_d = 3;
-    for (int i = 0; n < 0 ? names[i] != NULL : i < n; i++) {
-        if (strcasecmp(word, names[i]) == 0)
-            return names[i];
-        /* Only when most of the word survives: 'Q' is not a typo of 'F'. */
-        int dist = distance(word, names[i]);
-        if (2 * dist >= (int)strlen(word))
-            continue;
-        if (dist < best_d) {
-            best_d = dist;
-            best = names[i];
-        }
-    }
-    return best;
-}
-
 /* ------------------------------------------------------------------ */
 /* Names                                                               */
 /* ------------------------------------------------------------------ */
@@ -221,11 +178,7 @@ static bool to_number(ctx *c, const origin *o, const char *key, const pp_value *
 /* `schedule NAME` that names no policy: at the name, with the closest one. */
 static void unknown_policy(ctx *c, const origin *o, const pp_value *v)
 {
-    const char *names[64];
-    int n = 0;
-    for (const pp_policy *const *p = pp_policy_all(); *p && n < 64; p++)
-        names[n++] = (*p)->name;
-    const char *guess = closest(v->text, names, n);
+    const char *guess = pp_policy_guess(v->text);
     char hint[80] = "";
     if (guess)
         snprintf(hint, sizeof hint, "; did you mean %s?", guess);
@@ -373,7 +326,7 @@ static void unknown_setting(ctx *c, const pp_item *it, const char *prefix, bool 
     char block[80] = "";
     if (*prefix)
         snprintf(block, sizeof block, " in %.60s", prefix);
-    const char *guess = closest(it->name, names, -1);
+    const char *guess = pp_closest(it->name, names, -1);
     if (guess) {
         pp_error_at(c->d, c->src, it->offset, "unknown setting '%.60s'%s%s; did you mean '%s'?", it->name, where,
                     block, guess);
@@ -497,7 +450,7 @@ static void apply_define(ctx *c, int i)
             all[n++] = spec_keys[s].name;
         for (size_t j = 0; j < sizeof aliases / sizeof aliases[0]; j++)
             all[n++] = aliases[j].alias;
-        const char *guess = closest(name, all, n);
+        const char *guess = pp_closest(name, all, n);
         char hint[80] = "";
         if (guess)
             snprintf(hint, sizeof hint, "; did you mean '%s'?", guess);

@@ -16,6 +16,7 @@
  * compare each new key with the earlier ones, larger ones sort their keys
  * when they close, so no input makes the check quadratic.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,40 +71,6 @@ static int put_utf8(char *out, uint32_t u)
     out[2] = (char)(0x80 | ((u >> 6) & 0x3F));
     out[3] = (char)(0x80 | (u & 0x3F));
     return 4;
-}
-
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
- * forms, no surrogates, nothing past U+10FFFF): 0 if ill-formed, -1 if
- * well-formed so far but cut by the end of the text (avail bytes). */
-static int utf8_length(const uchar *s, size_t avail)
-{
-    uchar c = s[0];
-    if (c < 0x80)
-        return 1;
-    int n;
-    uchar lo = 0x80, hi = 0xBF;
-    if (c < 0xC2)
-        return 0;
-    else if (c < 0xE0)
-        n = 2;
-    else if (c < 0xF0) {
-        n = 3;
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-    } else if (c < 0xF5) {
-        n = 4;
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-    } else
-        return 0;
-    for (int i = 1; i < n; i++) {
-        if ((size_t)i >= avail)
-            return -1;
-        uchar b = s[i];
-        if (b < (i == 1 ? lo : 0x80) || b > (i == 1 ? hi : 0xBF))
-            return 0;
-    }
-    return n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -343,7 +310,7 @@ static bool check_string(checker *c, bool store)
         if (ch < 0x20)
             return fail(c, p, "a raw control character (byte 0x%02x) in a string: write it as an escape",
                         ch);
-        int n = utf8_length(s + p, c->len - p);
+        int n = pp_utf8_length(s + p, c->len - p);
         if (n < 0)
             return ran_out(c, " in a string");
         if (n == 0)
@@ -417,6 +384,31 @@ static bool same_word(const char *w, size_t n, const char *lit, bool any_case)
     return true;
 }
 
+/* A JSON number w[0, n) that a double holds: one past DBL_MAX reads as
+ * infinity, which no field of a plan may be (one too small to hold reads as
+ * 0 or a subnormal, as every JSON reader rounds it).  Only a number with
+ * an exponent or hundreds of digits can overflow: the rest skip strtod,
+ * so the check stays cheap on a plan of millions of numbers. */
+static bool number_in_range(checker *c, size_t at, const char *w, size_t n)
+{
+    if (n < 300 && !memchr(w, 'e', n) && !memchr(w, 'E', n))
+        return true;
+    char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
+    if (!copy)
+        pp_out_of_memory();
+    memcpy(copy, w, n);
+    copy[n] = '\0';
+    bool finite = isfinite(strtod(copy, NULL));
+    if (copy != small)
+        free(copy);
+    if (finite)
+        return true;
+    char shown[128];
+    size_t sl = 0;
+    put_readable(shown, sizeof shown, &sl, w, n, 40);
+    return fail(c, at, "%s is out of range: larger than a double holds (about 1.8e308)", shown);
+}
+
 /* A number or true / false / null at c->pos. */
 static bool check_word(checker *c)
 {
@@ -441,7 +433,7 @@ static bool check_word(checker *c)
     if (w[0] == '-' || is_digit((uchar)w[0])) {
         why = number_error(w, n, &cut);
         if (!why)
-            return true;
+            return number_in_range(c, p, w, n);
     }
     static const char *const nan_inf[] = {"nan", "-nan", "+nan", "infinity", "-infinity", "+infinity", "inf", "-inf", "+inf"};
     for (size_t k = 0; k < sizeof nan_inf / sizeof *nan_inf; k++)

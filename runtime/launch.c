@@ -5,7 +5,8 @@
  * port in between), then starts each rank as a fresh pprun with RANK,
  * WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set — the same
  * environment torchrun would give it.  The parent touches no GPU (it
- * counts them in /proc) and first refuses what every rank would fail on.
+ * counts them in /proc) and first refuses what every rank would fail on;
+ * only when it refuses for too few GPUs does it ask CUDA why.
  * When a rank fails, the others are stopped: a pipeline cannot go on
  * without it.
  */
@@ -114,18 +115,8 @@ static int driver_gpu_count(void)
     return n;
 }
 
-int pr_launch_nproc(long nproc, int plan_devices, const char *backend, bool single_outputs, int argc,
-                    char **argv, pp_diag *d)
+int pr_launch_nproc(long nproc, int plan_devices, int argc, char **argv, pp_diag *d)
 {
-    if (single_outputs) {
-        pp_error(d, "--dump, --trace and --timeline are for single-process runs");
-        return 1;
-    }
-    if (backend && strcmp(backend, "cpu") == 0) {
-        pp_error(d, "--nproc: a multi-process run needs the cuda backend; the cpu backend runs "
-                    "every device in one process (drop --nproc)");
-        return 1;
-    }
     if (!pr_backend_cuda()) {
         pp_error(d, "--nproc: the cuda backend is not built in this binary");
         return 1;
@@ -136,8 +127,16 @@ int pr_launch_nproc(long nproc, int plan_devices, const char *backend, bool sing
     }
     int gpus = driver_gpu_count();
     if (gpus < nproc) {
-        pp_error(d, "--nproc %ld: %d GPU%s visible, one per process is needed", nproc, gpus,
-                 gpus == 1 ? " is" : "s are");
+        /* Refused, so nothing is forked: CUDA may now say why it sees too
+         * few, as the default backend's notice does (not "no GPU" when the
+         * driver is too old, say). */
+        char cuda_err[200] = "";
+        pr_cuda_device_count(cuda_err, sizeof cuda_err);
+        if (cuda_err[0])
+            pp_error(d, "--nproc %ld: CUDA cannot start: %s", nproc, cuda_err);
+        else
+            pp_error(d, "--nproc %ld: %d GPU%s visible, one per process is needed", nproc, gpus,
+                     gpus == 1 ? " is" : "s are");
         return 1;
     }
     char **child = calloc((size_t)argc + 1, sizeof *child);

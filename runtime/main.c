@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +18,7 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: pprun PLAN.json [options]\n"
+    fputs("usage: pprun PLAN.json [options]    (PLAN.json '-': standard input)\n"
           "Replays a ppcc plan: one thread per device on the CPU, or on GPUs (every device\n"
           "in this process with the local transport, or one process per GPU with NCCL).\n"
           "\n"
@@ -37,14 +38,18 @@ static void usage(FILE *f)
           "  --timeline          draw the measured last step as a text timeline\n"
           "  --timeout S         seconds a receive (or a GPU step's communication, or the\n"
           "                      multi-process bootstrap) may wait before the run fails (default 60)\n"
-          "  --help, --version\n",
+          "  --help, --version\n"
+          "An option with a value is given once; '--' ends the options.\n",
           f);
 }
 
-static int usage_error(const char *fmt, const char *a, const char *b)
+static int __attribute__((format(printf, 1, 2))) usage_error(const char *fmt, ...)
 {
     fputs("pprun: error: ", stderr);
-    fprintf(stderr, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fputs("\nTry 'pprun --help'.\n", stderr);
     return 2;
 }
@@ -101,22 +106,30 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
             snprintf(what, sizeof what, "--precision %s", precision_arg);
         else
             snprintf(what, sizeof what, "--gpus %ld", gpus);
-        pp_error(d, gpu_built ? "%s needs a GPU and none is visible (the cpu backend computes "
-                                "in fp32, every device in one process)"
-                              : "%s needs the cuda backend, which is not built in this binary",
-                 what);
+        if (!gpu_built)
+            pp_error(d, "%s needs the cuda backend, which is not built in this binary", what);
+        else if (cuda_err[0]) /* as --backend cuda says it: not "no GPU" */
+            pp_error(d, "%s needs a GPU, and CUDA cannot start: %s", what, cuda_err);
+        else
+            pp_error(d, "%s needs a GPU and none is visible (the cpu backend computes in fp32, every "
+                        "device in one process)", what);
         return NULL;
     }
-    if (!backend && !cuda && cuda_err[0])
-        fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
-    else if (!backend && !cuda && gpu_built)
-        fputs("pprun: no GPU visible, running on the CPU\n", stderr);
+    if (multi && !cuda && !backend && cuda_err[0]) {
+        pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend, and CUDA cannot "
+                    "start: %s", boot->rank, boot->world, cuda_err);
+        return NULL;
+    }
     if (multi && !cuda) {
         pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
                     "visible here, or --backend cpu); the cpu backend runs every device in "
                     "one process", boot->rank, boot->world);
         return NULL;
     }
+    if (!backend && !cuda && cuda_err[0])
+        fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
+    else if (!backend && !cuda && gpu_built)
+        fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     if (cuda && gpus > *gpu_count) {
         pp_error(d, "--gpus %ld: only %d GPU%s visible", gpus, *gpu_count,
                  *gpu_count == 1 ? " is" : "s are");
@@ -137,6 +150,7 @@ typedef struct options {
     int precision;
     const char *precision_arg; /* a precision other than fp32: only GPUs have one */
     const char *dump, *trace, *backend, *plan_path;
+    const char *given[16]; /* each value option's text as given, by its code - OPT_FIRST */
 } options;
 
 /* Outputs a multi-process run cannot write (each rank holds part of it). */
@@ -146,8 +160,9 @@ static bool single_outputs(const options *op) { return op->dump || op->trace || 
  * --help or --version, or a usage error). */
 static int parse_options(int argc, char **argv, options *op)
 {
-    enum { OPT_BACKEND = 256, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT, OPT_HELP,
-           OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC };
+    enum { OPT_FIRST = 256, OPT_BACKEND = OPT_FIRST, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT,
+           OPT_HELP, OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC, OPT_END };
+    _Static_assert(OPT_END - OPT_FIRST <= 16, "options.given has a slot per option");
     static const struct option longopts[] = {
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"steps", required_argument, NULL, OPT_STEPS},
@@ -165,25 +180,32 @@ static int parse_options(int argc, char **argv, options *op)
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
-    int c;
-    while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    int c, at;
+    while ((c = getopt_long(argc, argv, ":", longopts, &at)) != -1) {
+        /* An option with a value is given once: a second would silently win.
+         * (A flag given twice says the same thing twice.) */
+        if (c >= OPT_FIRST && c < OPT_END && longopts[at].has_arg) {
+            const char **was = &op->given[c - OPT_FIRST];
+            if (*was)
+                return usage_error("--%s given twice ('%s', then '%s')", longopts[at].name, *was, optarg);
+            *was = optarg;
+        }
         switch (c) {
         case OPT_BACKEND:
             if (strcmp(optarg, "cpu") != 0 && strcmp(optarg, "cuda") != 0)
-                return usage_error("--backend: '%s' is not cpu or cuda%s", optarg, "");
+                return usage_error("--backend: '%s' is not cpu or cuda", optarg);
             op->backend = optarg;
             break;
         case OPT_STEPS:
             if (parse_positive_int(optarg, 1000000, &op->steps))
-                return usage_error("--steps: '%s' is not an integer in 1..1000000%s", optarg, "");
+                return usage_error("--steps: '%s' is not an integer in 1..1000000", optarg);
             break;
         case OPT_TIMEOUT: {
             char *end;
             errno = 0;
             op->timeout = strtod(optarg, &end);
             if (errno || end == optarg || *end || !(op->timeout > 0) || op->timeout > 1e6)
-                return usage_error("--timeout: '%s' is not a number of seconds in (0, 1e6]%s",
-                                   optarg, "");
+                return usage_error("--timeout: '%s' is not a number of seconds in (0, 1e6]", optarg);
             break;
         }
         case OPT_PRECISION:
@@ -194,55 +216,68 @@ static int parse_options(int argc, char **argv, options *op)
             else if (strcmp(optarg, "bf16") == 0)
                 op->precision = PR_BF16;
             else
-                return usage_error("--precision: '%s' is not fp32, tf32 or bf16%s", optarg, "");
+                return usage_error("--precision: '%s' is not fp32, tf32 or bf16", optarg);
             op->precision_arg = op->precision == PR_FP32 ? NULL : optarg;
             break;
         case OPT_GPUS:
             if (parse_positive_int(optarg, 1024, &op->gpus))
-                return usage_error("--gpus: '%s' is not an integer in 1..1024%s", optarg, "");
+                return usage_error("--gpus: '%s' is not an integer in 1..1024", optarg);
             break;
         case OPT_NPROC:
             if (parse_positive_int(optarg, 1024, &op->nproc))
-                return usage_error("--nproc: '%s' is not an integer in 1..1024%s", optarg, "");
+                return usage_error("--nproc: '%s' is not an integer in 1..1024", optarg);
             break;
         case OPT_NO_GRAPH: op->graph = false; break;
         case OPT_CHECK: op->check = true; break;
         case OPT_TIMELINE: op->timeline = true; break;
         case OPT_DUMP:
             if (!*optarg)
-                return usage_error("--dump: empty directory name%s%s", "", "");
+                return usage_error("%s", "--dump: empty directory name");
             op->dump = optarg;
             break;
         case OPT_TRACE:
             if (!*optarg)
-                return usage_error("--trace: empty file name%s%s", "", "");
+                return usage_error("%s", "--trace: empty file name");
             op->trace = optarg;
             break;
         case OPT_HELP: usage(stdout); return 0;
         case OPT_VERSION:
             printf("pprun 0.1.0 (backends: cpu%s)\n", pr_backend_cuda() ? ", cuda" : "");
             return 0;
-        case ':': return usage_error("%s needs a value%s", argv[optind - 1], "");
-        default: return usage_error("unknown option '%s'%s", argv[optind - 1], "");
+        case ':': return usage_error("%s needs a value", argv[optind - 1]);
+        default: /* a short one may sit inside a word (-x.json): optopt names it */
+            if (optopt)
+                return usage_error("unknown option '-%c'", optopt);
+            return usage_error("unknown option '%s'", argv[optind - 1]);
         }
     }
     if (argc - optind != 1)
-        return usage_error("expected one plan file, got %s%s", argc - optind ? "several" : "none",
-                           "");
+        return usage_error("expected one plan file, got %s", argc - optind ? "several" : "none");
     op->plan_path = argv[optind];
-    /* options that would be silently ignored in the run asked for */
+    /* Options that contradict each other, whatever the machine: usage
+     * errors (what the machine or the plan cannot honour is refused later,
+     * exit 1).  An option a run satisfies by itself is not one of them:
+     * --gpus 1, --precision fp32 and --no-graph on the CPU. */
     bool cpu = op->backend && strcmp(op->backend, "cpu") == 0;
-    char gpus_arg[24];
-    snprintf(gpus_arg, sizeof gpus_arg, "%ld", op->gpus);
     if (cpu && op->precision_arg)
         return usage_error("--precision %s: the cpu backend computes in fp32 (tf32 and bf16 are "
-                           "GPU precisions)%s", op->precision_arg, "");
+                           "GPU precisions)", op->precision_arg);
     if (cpu && op->gpus > 1)
-        return usage_error("--gpus %s: the cpu backend runs every device in one process, on no "
-                           "GPU%s", gpus_arg, "");
+        return usage_error("--gpus %ld: the cpu backend runs every device in one process, on no "
+                           "GPU", op->gpus);
     if (op->nproc > 0 && op->gpus > 1)
-        return usage_error("--gpus %s: with --nproc each process runs on one GPU of its own%s",
-                           gpus_arg, "");
+        return usage_error("--gpus %ld: with --nproc each process runs on one GPU of its own", op->gpus);
+    if (op->nproc > 0 && cpu)
+        return usage_error("--nproc %ld: a multi-process run needs the cuda backend; the cpu backend "
+                           "runs every device in one process (drop --nproc or --backend cpu)", op->nproc);
+    if (op->nproc > 0 && single_outputs(op))
+        return usage_error("--nproc %ld: %s is for single-process runs (each rank holds only its part)",
+                           op->nproc, op->dump ? "--dump" : op->trace ? "--trace" : "--timeline");
+    if (op->nproc > 0 && strcmp(op->plan_path, "-") == 0)
+        return usage_error("--nproc %ld: every process reads the plan, and standard input can be read "
+                           "once: give a file", op->nproc);
+    if (op->trace && strcmp(op->trace, "-") == 0)
+        return usage_error("%s", "--trace -: standard output carries the progress lines; name a file");
     return -1;
 }
 
@@ -452,7 +487,7 @@ int main(int argc, char **argv)
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
     if (op.nproc > 0) {
-        rc = pr_launch_nproc(op.nproc, plan.devices, op.backend, single_outputs(&op), argc, argv, &diag);
+        rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);
     } else {
         session S = {.op = &op, .plan = &plan, .model = &model, .diag = &diag};
         rc = run_session(&S);

@@ -514,7 +514,7 @@ int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *mod
     memset(model, 0, sizeof *model);
     if (pr_plan_read(path, PR_PLAN_MAX_BYTES, d, &text, &len))
         return 1;
-    int rc = read_plan(path, text, len, d, plan, model);
+    int rc = read_plan(strcmp(path, "-") == 0 ? "<stdin>" : path, text, len, d, plan, model);
     free(text); /* the verifier needs the ops alone */
     return rc ? 1 : verify_loaded(d, plan, model);
 }

@@ -8,7 +8,9 @@
  * start of a JSON text each time it doubles, so /dev/zero or `yes` is
  * refused after a few kilobytes, not gigabytes.  A FIFO is opened without
  * blocking (open(2) would wait for a writer, silently); when nothing
- * arrives within a second, a note says what pprun is waiting for.
+ * arrives within a second, a note says what pprun is waiting for.  "-"
+ * is standard input, read the same way (by its size when it is a file,
+ * else as a stream) and named "<stdin>" in messages.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,14 +41,15 @@ static int refuse_size(pp_diag *d, const char *path, const char *what, size_t ma
  * nothing came for a while. */
 static int wait_readable(int fd, const char *path, bool *noted, pp_diag *d)
 {
+    bool from_stdin = fd == STDIN_FILENO;
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int n = poll(&p, 1, *noted ? -1 : NOTE_AFTER_MS);
         if (n > 0)
             return 0;
         if (n == 0) {
-            fprintf(d->out, "%s: note: waiting for %s: nothing written to it yet (a FIFO without a writer?)\n",
-                    d->prog, path);
+            fprintf(d->out, "%s: note: waiting for %s: nothing written to it yet%s\n", d->prog, path,
+                    from_stdin ? " (the plan is read from standard input)" : " (a FIFO without a writer?)");
             fflush(d->out);
             *noted = true;
         } else if (errno != EINTR) {
@@ -60,7 +63,12 @@ int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *
 {
     *text = NULL;
     *len = 0;
-    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    /* standard input is the caller's: read as it is (no O_NONBLOCK set on a
+     * description other processes may share), never closed */
+    bool from_stdin = strcmp(path, "-") == 0;
+    if (from_stdin)
+        path = "<stdin>";
+    int fd = from_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         pp_error(d, "cannot open %s: %s", path, strerror(errno));
         return 1;
@@ -68,19 +76,22 @@ int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *
     struct stat st;
     if (fstat(fd, &st) != 0) {
         pp_error(d, "cannot read %s: %s", path, strerror(errno));
-        close(fd);
+        if (!from_stdin)
+            close(fd);
         return 1;
     }
     if (S_ISDIR(st.st_mode)) {
         pp_error(d, "%s is a directory, not a plan", path);
-        close(fd);
+        if (!from_stdin)
+            close(fd);
         return 1;
     }
     bool stream = !S_ISREG(st.st_mode), noted = false;
     if (!stream && (uintmax_t)st.st_size > max) {
         char what[64];
         snprintf(what, sizeof what, "%jd bytes, more", (intmax_t)st.st_size);
-        close(fd);
+        if (!from_stdin)
+            close(fd);
         return refuse_size(d, path, what, max);
     }
     /* a regular file in one read (one more byte sees its end); a stream in doubling chunks */
@@ -138,6 +149,7 @@ int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *
     rc = 0;
 out:
     free(buf);
-    close(fd);
+    if (!from_stdin)
+        close(fd);
     return rc;
 }

@@ -34,7 +34,8 @@ void pr_model_free(pr_model *m);
  * must be '\0'.  Time and memory are linear in the text (docs/pprun.md). */
 int pr_plan_load_text(const char *name, const char *text, size_t len, pp_diag *d, pp_plan *plan,
                       pr_model *model);
-/* The same from a file of at most PR_PLAN_MAX_BYTES (pr_plan_read). */
+/* The same from a file of at most PR_PLAN_MAX_BYTES (pr_plan_read; "-":
+ * standard input, named <stdin>). */
 int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *model);
 
 /* The largest plan text pprun reads: this many bytes for each of the
@@ -42,9 +43,10 @@ int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *mod
  * 8 GiB in all. */
 #define PR_PLAN_MAX_BYTES_PER_OP 128
 #define PR_PLAN_MAX_BYTES ((size_t)PP_MAX_OPS_TOTAL * PR_PLAN_MAX_BYTES_PER_OP)
-/* plan_read.c: the whole of path, NUL-terminated, into *text (malloc'd),
- * refusing more than max bytes; a FIFO or device is read as a stream and
- * refused as soon as its start cannot begin a JSON text. */
+/* plan_read.c: the whole of path ("-": standard input), NUL-terminated,
+ * into *text (malloc'd), refusing more than max bytes; a FIFO or device is
+ * read as a stream and refused as soon as its start cannot begin a JSON
+ * text. */
 int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *len);
 
 /* model.c: deterministic parameters and data (docs/model.md). */
@@ -201,10 +203,10 @@ void *pr_calloc_or_exit(size_t n, size_t size, const char *what);
  * one run on this host, ranks 0..N-1; when one fails, stops the others.
  * Returns the exit status for pprun. */
 int pr_launch_local(int nproc, char **argv, pp_diag *d);
-/* pprun --nproc N on a plan of plan_devices devices: refuses what every
- * rank would fail on (single-process outputs, the cpu backend, too few
+/* pprun --nproc N on a plan of plan_devices devices (the options that
+ * contradict --nproc are refused by the command line): refuses what every
+ * rank would fail on (no cuda backend, another device count, too few
  * GPUs), then runs argv without --nproc through pr_launch_local. */
-int pr_launch_nproc(long nproc, int plan_devices, const char *backend, bool single_outputs, int argc,
-                    char **argv, pp_diag *d);
+int pr_launch_nproc(long nproc, int plan_devices, int argc, char **argv, pp_diag *d);
 
 #endif

@@ -34,8 +34,9 @@ static void make(tspec *t, const char *sched, int D, int M, int v, bool vshape)
     t->s.cost = (pp_cost){.F = 1, .B = 1, .W = 1, .comm = 0, .stage_F = t->f, .stage_B = t->b, .stage_W = t->w};
 }
 
-/* policy -> lower -> verify (with the spec's limit) -> simulate, as ppcc
- * runs them; returns the makespan, INFINITY if any pass refuses. */
+/* The compilation ppcc runs (pp_compile: policy, lower, verify with the
+ * spec's limit, simulate); returns the makespan, INFINITY if any pass
+ * refuses. */
 static double compile(const pp_spec *s, pp_sim *sim_out, pp_plan *plan_out)
 {
     tu_diag td;
@@ -43,19 +44,17 @@ static double compile(const pp_spec *s, pp_sim *sim_out, pp_plan *plan_out)
     pp_plan p;
     pp_sim sim;
     double ms = INFINITY;
-    if (pp_policy_run(s, &p, &td.diag) == 0) {
-        if (pp_lower_verify_simulate(&p, s, true, &sim, &td.diag) == 0) {
-            ms = sim.makespan;
-            if (sim_out)
-                *sim_out = sim;
-            else
-                pp_sim_free(&sim, s->devices);
-        }
-        if (plan_out && isfinite(ms))
-            *plan_out = p;
+    if (pp_compile(s, &p, &sim, &td.diag) == 0) {
+        ms = sim.makespan;
+        if (sim_out)
+            *sim_out = sim;
         else
-            pp_plan_free(&p);
+            pp_sim_free(&sim, s->devices);
     }
+    if (plan_out && isfinite(ms))
+        *plan_out = p;
+    else
+        pp_plan_free(&p);
     tu_diag_close(&td);
     return ms;
 }

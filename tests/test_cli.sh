@@ -29,7 +29,32 @@ expect 0 '1f1b' -- "$ppcc" --list-policies
 expect 2 '^ppcc: error: --compare prints its table alone' -- "$ppcc" "$src/schedules/1f1b.pp" --compare 1f1b,gpipe -o plan.json
 expect 2 "^ppcc: error: --compare expects policy names separated by commas, got ''" -- "$ppcc" "$src/schedules/1f1b.pp" --compare ''
 expect 2 "^ppcc: error: --compare expects .*got 'gpipe,'" -- "$ppcc" "$src/schedules/1f1b.pp" --compare gpipe,
+# a misspelt policy is an input error with the same hint as 'schedule 1f1c' in a file
+expect 1 "^ppcc: error: --compare: unknown policy '1f1c'; did you mean 1f1b\\? \\(see --list-policies\\)\$" -- "$ppcc" "$src/schedules/1f1b.pp" --compare gpipe,1f1c
 expect 2 "^ppcc: error: a schedule read from standard input \('-'\) needs -o" -- "$ppcc" - <"$src/schedules/1f1b.pp"
+# An empty path is a usage error, the same for every path option (and as pprun's).
+expect 2 "^ppcc: error: -o: empty file name\$" -- "$ppcc" "$src/schedules/1f1b.pp" -o ''
+expect 2 "^ppcc: error: --trace: empty file name\$" -- "$ppcc" "$src/schedules/1f1b.pp" --trace ''
+# No option is silently ignored: an option with a value given twice (the
+# second used to win), and what shapes the timeline without --timeline.
+expect 2 "^ppcc: error: -o given twice \('a.json', then 'b.json'\)\$" -- "$ppcc" "$src/schedules/1f1b.pp" -o a.json -o b.json
+expect 2 "^ppcc: error: --trace given twice \('a.json', then 'b.json'\)\$" -- "$ppcc" "$src/schedules/1f1b.pp" --trace a.json --trace=b.json
+expect 2 "^ppcc: error: --compare given twice \('gpipe', then '1f1b'\)\$" -- "$ppcc" "$src/schedules/1f1b.pp" --compare gpipe --compare 1f1b
+expect 2 "^ppcc: error: --width given twice \('90', then '100'\)\$" -- "$ppcc" "$src/schedules/1f1b.pp" --timeline --width 90 --width 100
+expect 2 "^ppcc: error: --width shapes the timeline, which only --timeline prints: give --timeline too\$" -- "$ppcc" "$src/schedules/1f1b.pp" --stats --width 100
+expect 2 "^ppcc: error: --compact shapes the timeline, which only --timeline prints: give --timeline too\$" -- "$ppcc" "$src/schedules/1f1b.pp" --compact -o plan.json
+expect 2 "^ppcc: error: -o - and --trace - would both write to standard output\$" -- "$ppcc" "$src/schedules/1f1b.pp" --trace - -o -
+# flags may repeat (they say the same thing twice); -D may repeat: a later one wins (docs/dsl.md)
+expect 0 '^schedule=1f1b devices=8 ' -- "$ppcc" "$src/schedules/1f1b.pp" --stats --stats -D devices=2 -D devices=8
+# '--' ends the options, as getopt's convention is: a file named like an
+# option is read after it; an unknown short option is named, even inside a word
+cp "$src/schedules/1f1b.pp" ./-x.pp
+expect 0 '^schedule=1f1b ' -- "$ppcc" --stats -- -x.pp
+expect 2 "^ppcc: error: unknown option '-x'\$" -- "$ppcc" --stats -x.pp
+expect 2 '^ppcc: error: expected exactly one schedule file' -- "$ppcc" -- -x.pp --stats
+expect 0 '' -- "$ppcc" -- -x.pp
+checks=$((checks + 1)); [ -s ./-x.json ] || fail "ppcc -- -x.pp wrote no -x.json"
+rm -f ./-x.pp ./-x.json
 no_plan_left usage
 
 # Every shipped schedule compiles to a well-formed plan.
@@ -120,7 +145,58 @@ for out in same.pp ./sub/../same.pp hard.pp; do
 done
 checks=$((checks + 1)); cmp -s same.pp "$src/schedules/1f1b.pp" || fail "the schedule was overwritten"
 expect 1 '^ppcc: error: --trace t.json and -o ./t.json are the same file$' -- "$ppcc" same.pp --trace t.json -o ./t.json
-expect 1 'both write to standard output' -- "$ppcc" same.pp --trace - -o -
+expect 1 '^ppcc: error: --trace - and -o /dev/stdout both write to standard output$' -- "$ppcc" same.pp --trace - -o /dev/stdout
+# A path naming a descriptor the shell opened (/dev/stdout, /dev/stderr,
+# /dev/fd/N, /proc/self/fd/N), or the file standard output or error is
+# open on, is written through that descriptor as '-' is: with >> it
+# appends, with > it writes where the shell's other writes go; the file is
+# never replaced (it was: the shell's earlier and later writes were lost).
+appended() { # FILE: "old", then the plan alone, in FILE
+    checks=$((checks + 1))
+    python3 - "$1" want.json <<'PY' || fail "$2: $1 is not 'old' then the plan"
+import json, sys
+text = open(sys.argv[1]).read()
+assert text.startswith("old\n"), text[:40]
+assert json.loads(text[4:]) == json.load(open(sys.argv[2]))
+PY
+}
+for out in /dev/stdout /dev/fd/1 /proc/self/fd/1 log.txt; do
+    echo old >log.txt
+    "$ppcc" "$src/schedules/1f1b.pp" -o "$out" >>log.txt || fail "-o $out >>log.txt failed"
+    appended log.txt "-o $out >>"
+    # with >, what the shell writes before and after stays in the same file
+    ino=$(stat -c %i log.txt)
+    { echo old; "$ppcc" "$src/schedules/1f1b.pp" -o "$out" --stats; echo tail; } >log.txt 2>stats.txt
+    checks=$((checks + 1))
+    [ "$(head -1 log.txt)" = old ] && [ "$(tail -1 log.txt)" = tail ] && [ "$(stat -c %i log.txt)" = "$ino" ] &&
+        grep -q '^schedule=1f1b ' stats.txt || fail "-o $out >log.txt: replaced the file, or --stats not on stderr"
+done
+for out in /dev/stderr /dev/fd/2 /proc/self/fd/2; do
+    echo old >log.txt
+    "$ppcc" "$src/schedules/1f1b.pp" -o "$out" 2>>log.txt || fail "-o $out 2>>log.txt failed"
+    appended log.txt "-o $out 2>>"
+done
+echo old >log.txt
+"$ppcc" "$src/schedules/1f1b.pp" -o /dev/fd/3 3>>log.txt || fail "-o /dev/fd/3 3>>log.txt failed"
+appended log.txt "-o /dev/fd/3 3>>"
+ln -sf /dev/stdout to-stdout.json # a link to one leads there too
+echo old >log.txt
+"$ppcc" "$src/schedules/1f1b.pp" --trace t.json -o to-stdout.json >>log.txt || fail "-o LINK-TO-/dev/stdout failed"
+appended log.txt "-o to-stdout.json >>"
+checks=$((checks + 1)); [ -L to-stdout.json ] && [ -s t.json ] || fail "-o to-stdout.json: the link was replaced or --trace lost"
+rm -f to-stdout.json t.json
+# a descriptor that is not open, open for reading only, or ppcc's own (the
+# temporary of --trace is the first descriptor it opens: 3, once closed)
+expect 1 '^ppcc: error: cannot write /dev/fd/9: descriptor 9 is not open$' -- bash -c 'exec 9>&- && exec "$0" same.pp -o /dev/fd/9' "$ppcc"
+expect 1 '^ppcc: error: cannot write /dev/stdin: standard input is open for reading only$' -- bash -c 'exec "$0" same.pp -o /dev/stdin <same.pp' "$ppcc"
+expect 1 '^ppcc: error: cannot write /dev/fd/3: descriptor 3 is one ppcc opened itself, not one it was given$' -- \
+    bash -c 'exec 3>&- && exec "$0" same.pp --trace t.json -o /dev/fd/3' "$ppcc"
+# redirected into the input, by any name
+cp same.pp same.bak
+expect 1 '^ppcc: error: -o - would write into the schedule same.pp$' -- bash -c 'exec "$0" same.pp -o - >>same.pp' "$ppcc"
+expect 1 '^ppcc: error: -o /dev/stdout would write into the schedule same.pp$' -- bash -c 'exec "$0" same.pp -o /dev/stdout >>same.pp' "$ppcc"
+checks=$((checks + 1)); cmp -s same.pp same.bak || fail "the schedule was written into"
+rm -f log.txt stats.txt same.bak
 # outputs are checked before any work: the bad file is not even read
 expect 1 '^ppcc: error: cannot create nodir/p.json: the directory nodir does not exist$' -- "$ppcc" bad.pp -o nodir/p.json
 checks=$((checks + 1)); [ "$(wc -l <out.txt)" = 1 ] || fail "the schedule was compiled before the output was checked"
@@ -165,6 +241,20 @@ expect 0 '^schedule=custom ' -- "$ppcc" crlf.pp --stats
 # A UTF-8 byte order mark is accepted.
 { printf '\357\273\277'; cat "$src/schedules/gpipe.pp"; } >bom.pp
 expect 0 '^schedule=gpipe ' -- "$ppcc" bom.pp --stats
+# Bytes that would not show as themselves are echoed as '?', one column each, as control
+# characters are: ill-formed UTF-8 (echoed raw, it garbled the terminal) and a byte order
+# mark past the start (it printed as nothing); the columns count them alike.
+printf 'devices = 4 \377 x\n' >ff.pp
+expect 1 '^ff\.pp:1:13: error: unexpected byte 0xff$' -- "$ppcc" ff.pp --stats
+checks=$((checks + 1))
+grep -q '^     1 | devices = 4 ? x$' out.txt && ! LC_ALL=C grep -q $'\377' out.txt || fail "0xff echoed raw: $(cat -A out.txt)"
+printf 'devices = 4 \200\200 x\n' >cont.pp
+expect 1 '^cont\.pp:1:14: error: unexpected byte 0x80$' -- "$ppcc" cont.pp --stats
+checks=$((checks + 1)); grep -q '^       |              \^$' out.txt || fail "stray continuation bytes: caret misplaced: $(cat -A out.txt)"
+printf 'devices = 4\n\357\273\277microbatches = 8\n' >midbom.pp
+expect 1 '^midbom\.pp:2:1: error: unexpected U\+FEFF, a byte order mark \(only the start of the file may hold one\)$' -- "$ppcc" midbom.pp --stats
+checks=$((checks + 1))
+grep -q '^     2 | ?microbatches = 8$' out.txt && ! LC_ALL=C grep -q $'\357\273\277' out.txt || fail "a mid-file BOM echoed raw: $(cat -A out.txt)"
 # Nothing to compile is an error, not the default plan.
 : >empty.pp
 expect 1 '^ppcc: error: empty\.pp: empty: nothing to compile$' -- "$ppcc" empty.pp --stats
@@ -196,6 +286,21 @@ checks=$((checks + 1))
 expect 1 '^ppcc: error: -D batch=33554432: must be between 1 and 16777216$' -- "$ppcc" "$src/schedules/1f1b.pp" -D batch=33554432 --stats
 expect 1 '^ppcc: error: -D hidden=65536: 8 layers of 65536 x 65536 weights' -- "$ppcc" "$src/schedules/1f1b.pp" -D hidden=65536 --stats
 no_plan_left "inputs"
+
+# The golden error files are what ppcc itself prints for their schedule
+# (test_custom and test_dsl compare the passes with them, so they must be
+# the command line's truth: a test compiling another way let the op
+# indices of mem_limit.err drift from ppcc's). The hand_* goldens are of
+# plans built by hand, not of a file.
+for f in "$src"/tests/golden/custom/*.pp "$src"/tests/golden/dsl/*.pp; do
+    rel=${f#"$src"/}
+    case $(basename "$f") in hand_*) continue ;; esac
+    checks=$((checks + 1))
+    (cd "$src" && "$ppcc" "$rel" --stats) >/dev/null 2>golden.txt
+    st=$?
+    [ "$st" = 1 ] && cmp -s golden.txt "${f%.pp}.err" ||
+        { fail "ppcc $rel: exit $st, or its messages differ from ${rel%.pp}.err:"; diff "${f%.pp}.err" golden.txt | head -5 >&2; }
+done
 
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
 # memory error, which shows here as a status above 2).

@@ -18,7 +18,8 @@
 
 #include "test_util.h"
 
-/* One compilation as ppcc runs it, up to verify (and simulate if ok). */
+/* One compilation as ppcc runs it: pp_parse, pp_spec_build, then
+ * pp_compile, the driver ppcc's command line calls. */
 typedef struct comp {
     pp_arena arena;
     tu_diag diag;
@@ -27,7 +28,7 @@ typedef struct comp {
     pp_plan plan;
     pp_sim sim;
     int errors;
-    bool planned, simulated;
+    bool planned, simulated; /* the policy made a plan; every pass succeeded */
 } comp;
 
 static void comp_run(comp *t, const char *path, const char *text, const pp_define *defs, int ndefs)
@@ -39,17 +40,8 @@ static void comp_run(comp *t, const char *path, const char *text, const pp_defin
     if (!t->errors)
         t->errors = pp_spec_build(&t->ast, defs, ndefs, &t->arena, d, &t->spec);
     if (!t->errors) {
-        t->errors = pp_policy_run(&t->spec, &t->plan, d);
-        t->planned = t->errors == 0;
-    }
-    if (!t->errors)
-        t->errors = pp_lower(&t->plan, d);
-    pp_verify_opts vo = pp_verify_opts_of(&t->spec, true);
-    if (!t->errors)
-        t->errors = pp_verify(&t->plan, &vo, d);
-    if (!t->errors) {
-        t->errors = pp_simulate(&t->plan, &t->spec.cost, &vo, &t->sim, d);
-        t->simulated = t->errors == 0;
+        t->simulated = pp_compile(&t->spec, &t->plan, &t->sim, d) == 0;
+        t->planned = t->plan.dev != NULL;
     }
     /* A pass may return 1 for several errors (pp_policy_run does). */
     t->errors = d->errors;

@@ -67,6 +67,38 @@ START_TEST(error_at_prints_location_line_and_caret)
 }
 END_TEST
 
+/* Ill-formed UTF-8 and invisible characters in the echoed line: each is
+ * one '?' and one column, walking back to clip a long line as forward, so
+ * the window and the caret stay where the character is. */
+START_TEST(error_at_echoes_unshowable_bytes)
+{
+    static char text[256];
+    size_t n = 0;
+    for (int i = 0; i < 60; i++)
+        text[n++] = (char)0x80; /* stray continuation bytes */
+    memcpy(text + n, "\xc3\xa9\xef\xbb\xbf@", 6); /* é, a BOM, then the error's place */
+    n += 6;
+    for (int i = 0; i < 60; i++)
+        text[n++] = 'x';
+    text[n++] = '\n';
+    pp_source src = {.path = "u.pp", .text = text, .len = n};
+    tu_diag t;
+    tu_diag_open(&t);
+    pp_error_at(&t.diag, &src, 65, "here");
+    char want[1024], q[64], sp[64], xs[64];
+    memset(q, '?', 48);
+    q[48] = '\0';
+    memset(sp, ' ', 50);
+    sp[50] = '\0';
+    memset(xs, 'x', 49);
+    xs[49] = '\0';
+    /* 50 characters before the caret: 48 stray bytes, é and the BOM */
+    snprintf(want, sizeof want, "u.pp:1:63: error: here\n     1 | ...%s\xc3\xa9?@%s...\n       |    %s^\n", q, xs, sp);
+    ck_assert_str_eq(tu_diag_text(&t), want);
+    tu_diag_close(&t);
+}
+END_TEST
+
 START_TEST(error_count_is_capped)
 {
     tu_diag t;
@@ -90,6 +122,7 @@ int main(void)
     tcase_add_test(tc, op_format);
     tcase_add_test(tc, arena_alloc_zeroed_aligned);
     tcase_add_test(tc, error_at_prints_location_line_and_caret);
+    tcase_add_test(tc, error_at_echoes_unshowable_bytes);
     tcase_add_test(tc, error_count_is_capped);
     suite_add_tcase(s, tc);
     return tu_run(s);

@@ -164,6 +164,69 @@ START_TEST(device_and_fifo_are_written_through)
 }
 END_TEST
 
+/* A path naming an open descriptor (/dev/fd/N, a link to /proc/self/fd/N)
+ * is written through it, sharing its offset and O_APPEND: the file is
+ * appended to and never replaced.  A descriptor this process opened itself
+ * (close-on-exec), one not open, and a read-only one are refused. */
+START_TEST(open_descriptor_is_written_through)
+{
+    put("log.txt", "old\n");
+    struct stat before;
+    ck_assert_int_eq(stat("log.txt", &before), 0);
+    int fd = open("log.txt", O_WRONLY | O_APPEND); /* as the shell's >> gives it */
+    ck_assert_int_ge(fd, 0);
+    char path[64], link_path[64];
+    snprintf(path, sizeof path, "/dev/fd/%d", fd);
+    snprintf(link_path, sizeof link_path, "/proc/self/fd/%d", fd);
+    ck_assert_int_eq(symlink(link_path, "to-log"), 0);
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_outputs *s = pp_outputs_new(&td.diag);
+    pp_output *a = pp_outputs_file(s, "-o", path);
+    ck_assert_msg(a != NULL, "%s", tu_diag_text(&td));
+    ck_assert(!pp_output_is_stdout(a));
+    pp_output_fill(a, put_text, "new\n");
+    ck_assert_int_eq(pp_outputs_commit(s), 0);
+    pp_outputs_free(s);
+    s = pp_outputs_new(&td.diag);
+    pp_output *b = pp_outputs_file(s, "--trace", "to-log");
+    ck_assert_msg(b != NULL, "%s", tu_diag_text(&td));
+    pp_output_fill(b, put_text, "more\n");
+    ck_assert_int_eq(pp_outputs_commit(s), 0);
+    pp_outputs_free(s);
+    expect_text("log.txt", "old\nnew\nmore\n");
+    struct stat after;
+    ck_assert_int_eq(stat("log.txt", &after), 0);
+    ck_assert_int_eq(after.st_ino, before.st_ino);
+    ck_assert_int_eq(temporaries("."), 0);
+    close(fd);
+
+    int own = open("log.txt", O_WRONLY | O_CLOEXEC), ro = open("log.txt", O_RDONLY);
+    ck_assert_int_ge(own, 0);
+    ck_assert_int_ge(ro, 0);
+    s = pp_outputs_new(&td.diag);
+    char p1[64], p2[64], p3[64], want[512];
+    snprintf(p1, sizeof p1, "/dev/fd/%d", own);
+    snprintf(p2, sizeof p2, "/dev/fd/%d", ro);
+    close(900);
+    snprintf(p3, sizeof p3, "/proc/self/fd/%d", 900);
+    ck_assert_ptr_null(pp_outputs_file(s, "-o", p1));
+    ck_assert_ptr_null(pp_outputs_file(s, "-o", p2));
+    ck_assert_ptr_null(pp_outputs_file(s, "-o", p3));
+    pp_outputs_free(s);
+    snprintf(want, sizeof want,
+             "ppcc: error: cannot write %s: descriptor %d is one ppcc opened itself, not one it was given\n"
+             "ppcc: error: cannot write %s: descriptor %d is open for reading only\n"
+             "ppcc: error: cannot write %s: descriptor %d is not open\n",
+             p1, own, p2, ro, p3, 900);
+    ck_assert_str_eq(tu_diag_text(&td), want);
+    expect_text("log.txt", "old\nnew\nmore\n");
+    close(own);
+    close(ro);
+    tu_diag_close(&td);
+}
+END_TEST
+
 START_TEST(device_error_names_the_device)
 {
     tu_diag td;
@@ -599,6 +662,7 @@ int main(void)
     tcase_add_test(tc, new_file_gets_0666_less_umask);
     tcase_add_test(tc, replaced_file_keeps_its_mode);
     tcase_add_test(tc, device_and_fifo_are_written_through);
+    tcase_add_test(tc, open_descriptor_is_written_through);
     tcase_add_test(tc, device_error_names_the_device);
     tcase_add_test(tc, symlink_target_is_replaced_link_stays);
     tcase_add_test(tc, refusals_name_the_users_path);

@@ -73,9 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (strcmp(spec.schedule, "auto") == 0 &&
         (long)spec.devices * spec.stages * spec.microbatches > MAX_WORK / 20)
         goto done;
-    if (pp_policy_run(&spec, &plan, &diag))
-        goto done;
-    if (pp_lower_verify_simulate(&plan, &spec, true, &sim, &diag) == 0) {
+    if (pp_compile(&spec, &plan, &sim, &diag) == 0) {
         pp_emit_json(sink(), &spec, &plan, &sim); /* what ppcc would write */
         pp_sim_free(&sim, plan.devices);
     }

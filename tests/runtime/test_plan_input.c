@@ -93,6 +93,11 @@ static const refusal refusals[] = {
     {"{\"lr\": 1.5.2}", 0, "1:8: error: lr: '1.5.2' is not a JSON value: unexpected characters after the number"},
     {"{\"x\": True}", 0, "1:7: error: x: 'True' is not a JSON value: true, false and null are lower case"},
     {"{\"x\": [1, 2, nope]}", 0, "1:14: error: x[2]: 'nope' is not a JSON value"},
+    /* numbers a double cannot hold (read as infinity, they were refused without a place:
+     * "version: inf is not an integer"); too small ones round to 0, as every reader does */
+    {"{\"version\": 1e400}", 0, "1:13: error: version: 1e400 is out of range: larger than a double holds (about 1.8e308)"},
+    {"{\"lr\": [0, -1.5E+99999999999999999999]}", 0,
+     "1:12: error: lr[1]: -1.5E+99999999999999999999 is out of range: larger than a double holds (about 1.8e308)"},
     /* strings */
     {"{\"a\": \"\\x41\"}", 0,
      "1:8: error: a: \\ before 'x' is not a JSON escape (\\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX)"},
@@ -123,6 +128,27 @@ START_TEST(test_json_refusals)
     snprintf(want, sizeof want, "plan.json:%s", r->error);
     ck_assert_str_eq(first_line(msg), want);
     free(msg);
+}
+END_TEST
+
+/* Range without an exponent: 400 digits overflow (and are shown clipped),
+ * 400 decimals do not (they round to a tiny number). */
+START_TEST(test_json_long_numbers)
+{
+    char text[512];
+    pr_json_error e;
+    int n = snprintf(text, sizeof text, "{\"lr\": 1");
+    for (int i = 0; i < 400; i++)
+        text[n++] = '0';
+    snprintf(text + n, sizeof text - (size_t)n, "}");
+    ck_assert_int_eq(pr_json_check(text, strlen(text), false, &e), 1);
+    ck_assert_int_eq(e.offset, 7);
+    ck_assert_str_eq(e.msg, "lr: 1000000000000000000000000000000000000000... is out of range: larger than a double holds (about 1.8e308)");
+    n = snprintf(text, sizeof text, "{\"lr\": 0.");
+    for (int i = 0; i < 400; i++)
+        text[n++] = '0';
+    snprintf(text + n, sizeof text - (size_t)n, "1}");
+    ck_assert_msg(pr_json_check(text, strlen(text), false, &e) == 0, "refused: %s", e.msg);
 }
 END_TEST
 
@@ -454,6 +480,7 @@ static Suite *make_suite(void)
     TCase *tc = tcase_create("plan_input");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_json_refusals, 0, (int)(sizeof refusals / sizeof *refusals));
+    tcase_add_test(tc, test_json_long_numbers);
     tcase_add_test(tc, test_json_refusals_in_a_plan);
     tcase_add_test(tc, test_json_nesting_limit);
     tcase_add_test(tc, test_json_duplicate_in_a_large_object);

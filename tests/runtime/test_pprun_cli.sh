@@ -52,7 +52,8 @@ expect 2 '^pprun: error: --gpus 2: the cpu backend runs every device in one proc
 expect 2 '^pprun: error: --gpus 2: with --nproc each process runs on one GPU of its own' -- "$pprun" plan.json --nproc 2 --gpus 2
 expect 0 'steps in' -- "$pprun" plan.json --backend cpu --precision fp32 --gpus 1 --no-graph
 if "$pprun" --version | grep -q 'cuda'; then
-    gpu_missing='needs a GPU and none is visible'
+    # no GPU here; where no driver is installed CUDA says why (test_cuda_startup covers each case)
+    gpu_missing='(needs a GPU and none is visible|needs a GPU, and CUDA cannot start: cudaError[A-Za-z]+: )'
 else
     gpu_missing='needs the cuda backend, which is not built in this binary'
 fi
@@ -71,12 +72,42 @@ expect 1 'RANK/WORLD_SIZE: rank 3 is not below the world size 2' -- env RANK=3 W
 expect 1 '^pprun: error: PPRUN_BOOT_FD=0 is not a listening socket \(' -- \
     env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 PPRUN_BOOT_FD=0 "$pprun" plan.json </dev/null
 # --nproc refuses, before starting anything, what every child would fail on
-expect 1 'a multi-process run needs the cuda backend' -- env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --nproc 2 --backend cpu
-expect 1 '^pprun: error: --dump, --trace and --timeline are for single-process runs$' -- "$pprun" plan.json --nproc 2 --trace t.json
+# options that contradict each other are usage errors (exit 2), refused before the plan is
+# read; what the machine or the plan cannot honour exits 1 (README: exit status)
+expect 2 '^pprun: error: --nproc 2: a multi-process run needs the cuda backend; the cpu backend runs every device in one process' -- "$pprun" plan.json --nproc 2 --backend cpu
+expect 2 '^pprun: error: --nproc 2: --trace is for single-process runs' -- "$pprun" plan.json --nproc 2 --trace t.json
+expect 2 '^pprun: error: --nproc 2: --dump is for single-process runs' -- "$pprun" missing.json --nproc 2 --dump d
+expect 2 '^pprun: error: --nproc 2: --timeline is for single-process runs' -- "$pprun" plan.json --timeline --nproc 2
+expect 2 '^pprun: error: --nproc 2: every process reads the plan, and standard input can be read once' -- "$pprun" - --nproc 2
+expect 2 '^pprun: error: --trace -: standard output carries the progress lines; name a file$' -- "$pprun" plan.json --trace -
+# in a multi-process run started by a launcher, the environment (not the command line) says so
+expect 1 '^pprun: error: (--dump, --trace and --timeline are for single-process runs|rank 0 of 2: .*)$' -- \
+    env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json --trace t.json
+# An empty path is a usage error, as ppcc's; an option with a value is given once (the
+# second used to win silently); flags may repeat; --gpus 1, --precision fp32 and --no-graph
+# are satisfied by the CPU as they are (above), not ignored
+expect 2 '^pprun: error: --trace: empty file name$' -- "$pprun" plan.json --trace ''
+expect 2 '^pprun: error: --dump: empty directory name$' -- "$pprun" plan.json --dump ''
+expect 2 "^pprun: error: --steps given twice \('2', then '3'\)\$" -- "$pprun" plan.json --steps 2 --steps=3
+expect 2 "^pprun: error: --trace given twice \('a.json', then 'b.json'\)\$" -- "$pprun" plan.json --trace a.json --trace b.json
+expect 2 "^pprun: error: --dump given twice \('a', then 'a'\)\$" -- "$pprun" plan.json --dump a --dump a
+expect 2 "^pprun: error: --backend given twice \('cpu', then 'cuda'\)\$" -- "$pprun" plan.json --backend cpu --backend cuda
+for o in --precision --gpus --nproc --timeout; do
+    v=1; [ $o = --precision ] && v=fp32
+    expect 2 "^pprun: error: $o given twice \('$v', then '$v'\)\$" -- "$pprun" plan.json $o $v $o $v
+done
+expect 0 'steps in' -- "$pprun" plan.json --backend cpu --check --check --no-graph --no-graph
+# '-' reads the plan from standard input, named <stdin> in errors; '--' ends the options
+expect 0 '^step 1/1 ' -- bash -c 'exec "$0" - --backend cpu <plan.json' "$pprun"
+expect 0 '^step 2/2 ' -- bash -c 'cat plan.json | exec "$0" - --steps 2 --backend cpu' "$pprun"
+cp plan.json ./-x.json
+expect 0 '^step 1/1 ' -- "$pprun" --backend cpu -- -x.json
+expect 2 "^pprun: error: unknown option '-x'\$" -- "$pprun" --backend cpu -x.json
+rm -f ./-x.json
 if "$pprun" --version | grep -q cuda; then
     expect 1 '^pprun: error: --nproc 3: the plan has 2 devices, one process each$' -- "$pprun" plan.json --nproc 3
     [ -d /proc/driver/nvidia/gpus ] ||
-        expect 1 '^pprun: error: --nproc 2: 0 GPUs are visible, one per process is needed$' -- "$pprun" plan.json --nproc 2
+        expect 1 '^pprun: error: --nproc 2: (0 GPUs are visible, one per process is needed|CUDA cannot start: cudaError[A-Za-z]+: .*)$' -- "$pprun" plan.json --nproc 2
 fi
 # a bad plan is refused first, before any notice about GPUs
 echo '{' >broken.json
@@ -84,6 +115,8 @@ expect 1 '^broken.json:2:1: error: unexpected end of the file in an object' -- "
 checks=$((checks + 1))
 head -1 out.txt | grep -q '^broken.json:2:1: error' || fail "something was printed before the plan's error"
 expect 1 '^pprun: error: cannot open missing.json' -- "$pprun" missing.json
+expect 1 '^<stdin>:2:1: error: unexpected end of the file in an object' -- bash -c 'exec "$0" - <broken.json' "$pprun"
+expect 1 '^<stdin>:2:1: error: unexpected end of the file in an object' -- bash -c 'cat broken.json | exec "$0" -' "$pprun"
 echo '{"format": "ppcc-plan", "version": 1} x' >garbage.json
 expect 1 "^garbage.json:1:39: error: trailing characters after the JSON value: 'x'" -- "$pprun" garbage.json
 sed 's/"peer":	1/"peer":	9/' plan.json >badpeer.json
@@ -154,7 +187,38 @@ checks=$((checks + 1)); ! grep -q '^step' out.txt || fail "--dump nodir/sub: tra
 cp plan.json in.json
 expect 1 '^pprun: error: --trace ./in.json would overwrite the plan in.json$' -- "$pprun" in.json --trace ./in.json
 checks=$((checks + 1)); cmp -s in.json plan.json || fail "--trace overwrote the plan"
-expect 1 '^pprun: error: --trace -: standard output carries the progress lines' -- "$pprun" plan.json --trace -
+# a path to standard output is refused as '-' is (the progress lines are there), by any
+# name; /dev/null is not the progress lines, even when standard output is /dev/null too
+for out in /dev/stdout /dev/fd/1 /proc/self/fd/1; do
+    expect 1 "^pprun: error: --trace $out: standard output carries the progress lines; name a file\$" -- "$pprun" plan.json --trace $out
+done
+expect 0 '' -- bash -c 'exec "$0" plan.json --trace /dev/null >/dev/null' "$pprun"
+expect 0 '' -- bash -c 'exec "$0" plan.json --trace /dev/null' "$pprun"
+# A path to standard error or to another descriptor the shell opened is written through it
+# (as ppcc's -o /dev/stdout is), never replaced: what was in the file stays, and so do
+# pprun's own messages to it (the trace used to replace the file)
+for out in /dev/stderr /dev/fd/2 /proc/self/fd/2 /dev/fd/3; do
+    echo old >elog
+    if [ $out = /dev/fd/3 ]; then
+        "$pprun" plan.json --trace $out 3>>elog >/dev/null 2>&1 || fail "--trace $out 3>>elog failed"
+    else
+        "$pprun" plan.json --trace $out 2>>elog >/dev/null || fail "--trace $out 2>>elog failed"
+    fi
+    checks=$((checks + 1))
+    python3 - elog <<'PY' || fail "--trace $out: elog lost its content or holds no trace"
+import json, sys
+lines = open(sys.argv[1]).read().split("\n")
+assert lines[0] == "old", lines[:2]
+rest = [l for l in lines[1:] if not l.startswith("pprun: ")]  # its notices stay, before the trace
+assert len(json.loads("\n".join(rest))["traceEvents"]) > 0
+PY
+done
+if "$pprun" --version | grep -q cuda; then # the notice of a CUDA build without a GPU stays in it
+    echo old >elog
+    env CUDA_VISIBLE_DEVICES= "$pprun" plan.json --trace /dev/stderr 2>>elog >/dev/null
+    checks=$((checks + 1)); grep -q '^pprun: .*running on the CPU$' elog || fail "--trace /dev/stderr: pprun's own stderr line is gone"
+fi
+rm -f elog
 mkdir mine; echo keep >mine/notes.txt
 expect 1 '^pprun: error: cannot replace mine: it holds notes.txt, which --dump does not write' -- "$pprun" plan.json --dump mine
 expect 1 '^pprun: error: --trace dump/t.json lies inside --dump dump' -- "$pprun" plan.json --dump dump --trace dump/t.json
