@@ -363,7 +363,7 @@ static int match(const pp_plan *p, const pr_model *m, int steps, int precision,
     const char *verdict = NULL;
     char why[300] = "";
     if (rest > MATCH_REST)
-        snprintf(why, sizeof why, "the rest is over %g times %s's effect: more differs than "
+        snprintf(why, sizeof why, "the rest is over %g times the effect of %s: more differs than "
                  "summation order explains", MATCH_REST, rounding_name[cand[unit]]);
     else if (matched < 0 && !none)
         snprintf(why, sizeof why, "not one rounding's effect in full (%g to %g times) with "
@@ -381,7 +381,7 @@ static int match(const pp_plan *p, const pr_model *m, int steps, int precision,
            precision_name, steps);
     for (int i = 0; i < k; i++)
         printf("%s %.3f x the effect of %s", i ? " +" : "", coef[i], rounding_name[cand[i]]);
-    printf(", rest %.3f x %s's: %s%s\n", rest, rounding_name[cand[unit]],
+    printf(", rest %.3f times the effect of %s: %s%s\n", rest, rounding_name[cand[unit]],
            verdict ? "matches " : "FAILED: ", verdict ? verdict : why);
     free(run), free(base), free(s[0]), free(s[1]), free(dev);
     return verdict ? 0 : 1;

@@ -42,9 +42,9 @@ expect 1 'FAILED: its GEMMs did not round their operands: no tensor cores, thoug
 expect 1 'FAILED: its GEMMs did not round their operands to bf16' -- judge --precision bf16 --match fp32
 expect 1 'FAILED' -- judge --precision bf16 --match trunc
 expect 1 'FAILED' -- judge --precision bf16 --match rna
-expect 1 'FAILED: the rest is over 1.5 times' -- judge --precision tf32 --match bf16
+expect 1 'FAILED: the rest is over 1.5 times the effect' -- judge --precision tf32 --match bf16
 # a run of another learning rate (0.0105 for 0.01), rounded as the plan's would be
-expect 1 'FAILED: the rest is over 1.5 times' -- judge --precision tf32 --match lr
+expect 1 'FAILED: the rest is over 1.5 times the effect' -- judge --precision tf32 --match lr
 # not this plan's dump
 expect 1 "small/w_final.npy: not of the plan's shape \\(want float32 \\(8, 64, 64\\)\\)" -- \
     judge --precision tf32 --match small
