@@ -59,7 +59,9 @@ ppcc=$1 pprun=$2 write_plan=$3 emulator=${4:-}
 src=${PP_SOURCE_ROOT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-limit() { if command -v timeout >/dev/null 2>&1; then timeout -k 5 120 "$@"; else "$@"; fi; }
+# Each run under a wall-clock limit, in the foreground: in this script's process group, so
+# that a limit over the whole script (gpu-check's timeout) ends the runs with it.
+limit() { if command -v timeout >/dev/null 2>&1; then timeout --foreground -k 5 120 "$@"; else "$@"; fi; }
 
 "$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D microbatches=4 -o "$tmp/probe.json" || exit 1
 if [ "$backend" = cuda ]; then
