@@ -161,8 +161,8 @@ static void free_slots(local_tr *t, slot *s)
 static void local_destroy(pr_transport *tp)
 {
     local_tr *t = (local_tr *)tp;
-    if (t->dev.wait_idle)
-        t->dev.wait_idle(t->dev.arg);
+    for (int r = 0; r < t->devices && t->dev.wait_idle; r++)
+        t->dev.wait_idle(t->dev.arg, r);
     for (int i = 0; i < t->devices * t->devices; i++) {
         free_slots(t, t->pairs[i].head);
         free_slots(t, t->pairs[i].free_list);
