@@ -117,7 +117,8 @@ typedef struct pr_run_result {
  * run, naming the device it waited for and that device's op.  A device
  * thread that is still inside an op o->timeout after the run failed cannot
  * be stopped or safely left behind: pr_replay then says so and ends the
- * process (_exit(1)) instead of returning. */
+ * process (pp_exit_now(1): the outputs' temporaries are removed) instead
+ * of returning. */
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d);
 /* Fault injection for the tests: pprun does not define it; a test binary
@@ -193,9 +194,6 @@ int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
 double pr_host_memory_left(const char **limit);
 /* "1.50 GiB" into buf; returns buf. */
 const char *pr_format_bytes(double bytes, char *buf, size_t size);
-/* calloc, or "pprun: error: out of memory: cannot allocate WHAT (SIZE)"
- * and exit(1): for the host arrays of the main thread. */
-void *pr_calloc_or_exit(size_t n, size_t size, const char *what);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.

@@ -321,7 +321,13 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
     if (!*box)
         OP_FAIL(D, i, "nothing to send (its %s has not run)", op->comm == PP_COMM_ACT ? "F" : "B");
     pr_tag tag = {op->comm, op->stage, op->mb};
-    if (!D->R->dry && D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot)) {
+    int err = D->R->dry ? 0 : D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot);
+    if (err == ENOMEM) {
+        char size[32];
+        OP_FAIL(D, i, "out of memory: the %s transport cannot buffer the message (%s)",
+                D->R->tr->ops->name, pr_format_bytes((double)D->R->slot * sizeof(float), size, sizeof size));
+    }
+    if (err) {
         if (!D->bc->failed)
             OP_FAIL(D, i, "the %s transport failed", D->R->tr->ops->name);
         return 0; /* the caller reports the context's error */
@@ -605,10 +611,10 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         return 1;
     }
     D->bc->format_op = format_op;
-    D->local = pr_calloc_or_exit((size_t)p->stages, sizeof(int), "the replay's stage table");
+    D->local = pp_xcalloc((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
-    D->st = pr_calloc_or_exit((size_t)D->nst, sizeof *D->st, "the replay's stage states");
+    D->st = pp_xcalloc((size_t)D->nst, sizeof *D->st, "the replay's stage states");
     for (int s = 0; s < p->stages; s++) {
         if (D->local[s] < 0)
             continue;
@@ -618,13 +624,13 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         for (int i = 0; i < p->dev[rank].n && !st->recompute; i++)
             st->recompute = p->dev[rank].ops[i].kind == PP_OP_R && p->dev[rank].ops[i].stage == s;
         st->first_layer = m->first_layer[s];
-        st->W = pr_calloc_or_exit((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
+        st->W = pp_xcalloc((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
         st->b = st->W + st->k;
         st->dW = st->b + st->k;
         st->db = st->dW + st->k;
-        st->mb = pr_calloc_or_exit((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
-        st->ptrs = pr_calloc_or_exit((size_t)M * 3 * st->k, sizeof(float *),
-                                     "the replay's activation table");
+        st->mb = pp_xcalloc((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
+        st->ptrs = pp_xcalloc((size_t)M * 3 * st->k, sizeof(float *),
+                              "the replay's activation table");
         for (int mb = 0; mb < M; mb++) {
             float **base = st->ptrs + (size_t)mb * 3 * st->k;
             st->mb[mb].x = base;
@@ -635,8 +641,8 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     /* the device's buffers: the first the backend has no room for ends the run, named */
     float *hw = NULL, *hb = NULL; /* a layer's initial values, on the host */
     if (!R->dry) {
-        hw = pr_calloc_or_exit(h * h, sizeof(float), "a layer's initial weights");
-        hb = pr_calloc_or_exit(h, sizeof(float), "a layer's initial biases");
+        hw = pp_xcalloc(h * h, sizeof(float), "a layer's initial weights");
+        hb = pp_xcalloc(h, sizeof(float), "a layer's initial biases");
     }
     for (int s = 0; s < D->nst && !atomic_load(&R->failed); s++) {
         stage_state *st = &D->st[s];
@@ -669,8 +675,8 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
     char what[64];
     snprintf(what, sizeof what, "the op times of device %d", rank);
-    D->start = R->res->start[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
-    D->end = R->res->end[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
+    D->start = R->res->start[rank] = pp_xcalloc(rec, sizeof(double), what);
+    D->end = R->res->end[rank] = pp_xcalloc(rec, sizeof(double), what);
     if (atomic_load(&R->failed))
         return 1;
     if (D->bc->failed) {

@@ -73,9 +73,7 @@ static void watch(run *R, int started)
         pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
                           "exiting without waiting for it",
                  where, now - atomic_load(&R->dev[stuck].op_since));
-        fflush(stdout);
-        fflush(R->diag->out);
-        _exit(1);
+        pp_exit_now(1); /* the outputs' temporaries go first (output.c) */
     }
     pthread_mutex_unlock(&R->mu);
 }
@@ -86,7 +84,7 @@ static void run_threads(run *R, int lo, int hi)
     R->step_lo = lo;
     R->step_hi = hi;
     int n = R->last - R->first + 1;
-    pthread_t *th = calloc((size_t)n, sizeof *th);
+    pthread_t *th = pp_xcalloc((size_t)n, sizeof *th, "the device threads");
     R->finished = 0;
     for (int q = R->first; q <= R->last; q++)
         R->dev[q].returned = false;
@@ -108,7 +106,7 @@ static void run_graph(run *R)
 {
     const pr_backend *be = R->be;
     int n = R->last - R->first + 1;
-    pr_bctx **cs = malloc((size_t)n * sizeof *cs);
+    pr_bctx **cs = pp_xcalloc((size_t)n, sizeof *cs, "the graph's device contexts");
     for (int q = 0; q < n; q++)
         cs[q] = R->dev[R->first + q].bc;
     run_threads(R, 0, 1);
@@ -232,8 +230,8 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
-    int *slots = pr_calloc_or_exit((size_t)p->devices, sizeof(int), "the pool sizes");
-    double *bytes = pr_calloc_or_exit((size_t)p->devices, sizeof(double), "the pool sizes");
+    int *slots = pp_xcalloc((size_t)p->devices, sizeof(int), "the pool sizes");
+    double *bytes = pp_xcalloc((size_t)p->devices, sizeof(double), "the pool sizes");
     int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
     free(bytes);
     if (!sized) {
@@ -241,23 +239,18 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         return 1;
     }
     pr_transport *tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
-    if (!tr) {
-        pp_error(d, "out of memory");
-        free(slots);
-        return 1;
-    }
     run R;
     run_open(&R, p, m, o, o->backend ? o->backend : pr_backend_cpu(), tr, r);
     R.first = o->one_rank ? o->rank : 0;
     R.last = o->one_rank ? o->rank : p->devices - 1;
     R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
-    R.loss_sq = pr_calloc_or_exit((size_t)o->steps * p->microbatches, sizeof(double),
-                                  "the micro-batch losses");
+    R.loss_sq = pp_xcalloc((size_t)o->steps * p->microbatches, sizeof(double),
+                           "the micro-batch losses");
     R.diag = d;
     result_alloc(r, p, m, o->steps, o->record_all, true);
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
-    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the device states");
+    R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the device states");
     for (int rank = R.first; rank <= R.last; rank++)
         if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
             break;

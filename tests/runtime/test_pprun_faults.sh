@@ -4,7 +4,9 @@
 # fault_hook.c: PPRUN_TEST_FAULT=DEVICE:OP:pause|sleep=S) never hangs the
 # run silently: the device waiting for it times out, the error names the
 # stuck device and its op (not the waiting one), and the process exits
-# within the timeout even though the stuck thread never returns.
+# within the timeout even though the stuck thread never returns; an
+# allocation that fails (PPRUN_TEST_NOMEM=WHAT) is named; and no output's
+# temporary is left behind by any of it.
 set -u
 pprun_fault=$1 pprun=$2 write_plan=$3
 . "$(dirname "$0")/../lib.sh"
@@ -45,7 +47,33 @@ faulty plan4.json 0:F0.0:pause '^pprun: error: device 0 op 0 \(F0\.0\) has not r
 
 # a slow op within the timeout is no fault
 expect 0 'steps in' -- timeout 10 env PPRUN_TEST_FAULT=0:F0.1:sleep=0.3 "$pprun_fault" plan.json --timeout 5
-# pprun itself has no hook: the variable changes nothing
+# pprun itself has no hook: the variables change nothing
 expect 0 'steps in' -- timeout 10 env PPRUN_TEST_FAULT=0:F0.1:pause "$pprun" plan.json --timeout 1
+expect 0 'steps in' -- timeout 10 env PPRUN_TEST_NOMEM=the "$pprun" plan.json --timeout 1
+
+# No output's temporary survives the error paths that end the process at
+# once (docs/outputs.md): the watchdog's exit, out of memory on the main
+# thread or a device's; what was there stays as it was
+no_temporaries() { # WHAT
+    checks=$((checks + 1))
+    local left
+    left=$(find . -name '.*.tmp-*' | head -5)
+    [ -z "$left" ] || { fail "$1: temporaries left: $left"; find . -name '.*.tmp-*' -exec rm -rf {} +; }
+    checks=$((checks + 1))
+    [ "$(cat t.json)" = previous ] && [ ! -e dd ] || fail "$1: --trace t.json or --dump dd changed"
+}
+echo previous >t.json
+faulty plan.json 0:F0.1:pause '^pprun: error: device 0 op 2 \(F0\.1\) has not returned' --trace t.json --dump dd
+no_temporaries "the watchdog's exit"
+# every allocation names what it is for and its size, and ends the run or the process cleanly
+nomem() { # WHAT PATTERN
+    expect 1 "$2" -- timeout 10 env PPRUN_TEST_NOMEM="$1" "$pprun_fault" plan.json --trace t.json --dump dd
+    no_temporaries "out of memory for $1"
+}
+nomem 'the op times of device 1' '^pprun: error: out of memory: cannot allocate 144 bytes for the op times of device 1$'
+nomem 'a channel of the threads transport' '^pprun: error: out of memory: cannot allocate [0-9]+ bytes for a channel of the threads transport$'
+nomem 'a message of the threads transport' '^pprun: error: device 0 op 1 \(send act 0\.0 to 1\): out of memory: the threads transport cannot buffer the message \(512 bytes\)$'
+nomem 'the trained weights' '^pprun: error: out of memory: cannot allocate 4096 bytes for the trained weights$'
+
 
 finish test_pprun_faults

@@ -728,9 +728,10 @@ START_TEST(test_cpu_backend_out_of_memory)
 }
 END_TEST
 
-/* A host array that cannot be allocated: a message naming it and its size,
- * exit status 1 (a child process, since it ends the process). */
-START_TEST(test_calloc_or_exit_names_what)
+/* A host array that cannot be allocated: the one out-of-memory message
+ * (compiler/arena.c), naming it and its size, exit status 1 (a child
+ * process, since it ends the process). */
+START_TEST(test_xcalloc_names_what)
 {
     char path[64];
     snprintf(path, sizeof path, "/tmp/pp_oom_%d.txt", (int)getpid());
@@ -739,7 +740,8 @@ START_TEST(test_calloc_or_exit_names_what)
     if (kid == 0) {
         if (!freopen(path, "w", stderr))
             _exit(3);
-        pr_calloc_or_exit((size_t)1 << 44, 16, "the test's array");
+        pp_set_program("pprun");
+        pp_xcalloc((size_t)1 << 44, 16, "the test's array");
         _exit(0);
     }
     int st;
@@ -749,8 +751,8 @@ START_TEST(test_calloc_or_exit_names_what)
     char *text = tu_read_file(path, &n);
     ck_assert_ptr_nonnull(text);
     /* (a sanitizer may warn about the request first) */
-    ck_assert_msg(strstr(text, "pprun: error: out of memory: cannot allocate the test's array "
-                               "(256.00 TiB)\n"), "%s", text);
+    ck_assert_msg(strstr(text, "pprun: error: out of memory: cannot allocate 281474976710656 bytes "
+                               "for the test's array\n"), "%s", text);
     free(text);
     unlink(path);
 }
@@ -778,7 +780,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_backend_copy);
     tcase_add_test(tc, test_failed_allocation_is_named);
     tcase_add_test(tc, test_cpu_backend_out_of_memory);
-    tcase_add_test(tc, test_calloc_or_exit_names_what);
+    tcase_add_test(tc, test_xcalloc_names_what);
     suite_add_tcase(s, tc);
     return s;
 }
