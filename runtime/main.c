@@ -35,8 +35,10 @@ static void usage(FILE *f)
           "  --dump DIR          write x, t, w_init, b_init, w_final, b_final, loss as .npy\n"
           "  --trace FILE        write every op's measured start and end (Chrome trace JSON)\n"
           "  --timeline          draw the measured last step as a text timeline\n"
-          "  --timeout S         seconds a receive (or a GPU step's communication, or the\n"
-          "                      multi-process bootstrap) may wait before the run fails (default 60)\n"
+          "  --timeout S         seconds a wait may last before the run fails (default 60): a\n"
+          "                      receive, the barrier at a step's flush, a GPU step's\n"
+          "                      communication, the multi-process bootstrap; an op that\n"
+          "                      nothing waits for fails after max(S, 100 x the longest op so far)\n"
           "  --help, --version\n",
           f);
 }

@@ -114,11 +114,13 @@ typedef struct pr_run_result {
 
 /* Runs the plan.  The first error is printed (through d) when it happens.
  * A wait (a receive, the flush barrier) longer than o->timeout fails the
- * run, naming the device it waited for and that device's op.  A device
- * thread that is still inside an op o->timeout after the run failed cannot
- * be stopped or safely left behind: pr_replay then says so and ends the
- * process (pp_exit_now(1): the outputs' temporaries are removed) instead
- * of returning. */
+ * run, naming the device it waited for and that device's op; while nothing
+ * waits, an op computing longer than max(o->timeout, 100 x the longest op
+ * so far) fails it, naming that op.  A device thread that is still inside
+ * the same op a grace period (min(o->timeout, 2 s)) after the run failed
+ * cannot be stopped or safely left behind: pr_replay then says so and ends
+ * the process (pp_exit_now(1): the outputs' temporaries are removed)
+ * instead of returning (docs/pprun.md, "Replay"). */
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d);
 /* Fault injection for the tests: pprun does not define it; a test binary

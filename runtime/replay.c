@@ -129,21 +129,45 @@ static int held_up_by(const run *R, int peer)
     return -1;
 }
 
-/* A wait of D's op i (`what`) ran past the timeout because device `late`
- * has not finished its current op: the error names that device and op
- * first, since it is the one that is stuck (or slow). */
-static int fail_held_up(device_ctx *D, int i, int late, const char *what)
+/* Around a wait that ends by itself (its own timeout) and that a failed
+ * run's abort wakes: the watchdog (run.c) neither takes it for a stuck
+ * op nor counts it in the time an op computes. */
+static double wait_begin(device_ctx *D)
+{
+    atomic_store_explicit(&D->waiting, 1, memory_order_relaxed);
+    return pp_now();
+}
+
+static void wait_end(device_ctx *D, double since)
+{
+    D->waited += pp_now() - since;
+    atomic_store_explicit(&D->waiting, 0, memory_order_relaxed);
+}
+
+/* A wait of D's op i (`what`) ran past the timeout because the devices
+ * late[0..nlate) have not finished their current op: the error names them
+ * and their ops first, since they are the ones that are stuck (or slow). */
+static int fail_held_up(device_ctx *D, int i, const int *late, int nlate, const char *what)
 {
     run *R = D->R;
-    int j = atomic_load(&R->dev[late].cur_op);
-    double age = pp_now() - R->t0 - atomic_load(&R->dev[late].op_since);
-    char stuck[128], waiter[128];
-    if (j < 0) /* it moved on meanwhile */
-        snprintf(stuck, sizeof stuck, "device %d", late);
-    else
-        op_place(R, late, j, stuck, sizeof stuck);
-    run_fail(R, "%s has not returned after %.2f s: %s waited %g s for it%s (timeout)", stuck, age,
-             op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout, what);
+    char stuck[400] = "", waiter[128];
+    size_t len = 0;
+    for (int k = 0; k < nlate && len < sizeof stuck; k++) {
+        int q = late[k], j = atomic_load(&R->dev[q].cur_op);
+        double age = pp_now() - R->t0 - atomic_load(&R->dev[q].op_since);
+        char place[128];
+        if (j >= 0) /* "X has not returned after 1.00 s, Y after 0.98 s" */
+            len += (size_t)snprintf(stuck + len, sizeof stuck - len, "%s%s%s after %.2f s",
+                                    k ? ", " : "", op_place(R, q, j, place, sizeof place),
+                                    k ? "" : " has not returned", age);
+        else /* it moved on meanwhile */
+            len += (size_t)snprintf(stuck + len, sizeof stuck - len, "%sdevice %d %s %.2f s",
+                                    k ? ", " : "", q,
+                                    k ? "between two ops for" : "has not begun its next op after", age);
+    }
+    run_fail(R, "%s: %s waited %g s for %s%s (timeout)", stuck,
+             op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout,
+             nlate > 1 ? "them" : "it", what);
     return 1;
 }
 
@@ -350,9 +374,12 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     if (!buf)
         return 1; /* the run failed, naming the buffer */
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
-    int rc = R->dry ? PR_RECV_OK
-                    : R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot,
-                                       R->o->timeout, &got);
+    int rc = PR_RECV_OK;
+    if (!R->dry) {
+        double w = wait_begin(D);
+        rc = R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot, R->o->timeout, &got);
+        wait_end(D, w);
+    }
     if (rc != PR_RECV_OK) {
         pool_put(D, buf);
         if (rc == PR_RECV_ABORTED)
@@ -362,7 +389,7 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
         if (rc == PR_RECV_TIMEOUT) {
             int late = held_up_by(R, op->peer);
             if (late >= 0)
-                return fail_held_up(D, i, late, "");
+                return fail_held_up(D, i, &late, 1, "");
             OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer,
                     R->o->timeout);
         }
@@ -418,20 +445,26 @@ bool close_step(run *R, int step, char *why, size_t len)
 
 bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
 
-/* The device a flush barrier waits for: one not at its flush yet (and what
- * holds it up, if it waits itself), or -2 when none can be named. */
-static int barrier_late(const run *R, int me)
+enum { MAX_NAMED = 4 }; /* late devices a message names */
+
+/* The devices a flush barrier waits for (under R->mu): each device of this
+ * process not at it yet, or what holds it up if it waits itself
+ * (held_up_by), without repeats, at most MAX_NAMED; their count. */
+static int barrier_late(const run *R, int me, int *late)
 {
-    for (int q = R->first; q <= R->last; q++) {
-        int i = atomic_load(&R->dev[q].cur_op);
-        if (q == me || i < 0 || R->p->dev[q].ops[i].kind == PP_OP_FLUSH)
+    int n = 0;
+    for (int q = R->first; q <= R->last && n < MAX_NAMED; q++) {
+        if (q == me || R->dev[q].barrier_seen == R->generation + 1)
             continue;
-        if (R->p->dev[q].ops[i].kind != PP_OP_RECV)
-            return q;
-        int late = held_up_by(R, q);
-        return late >= 0 ? late : q;
+        int who = held_up_by(R, q); /* q itself when it is inside another op */
+        who = who >= 0 ? who : q;
+        bool named = false;
+        for (int k = 0; k < n; k++)
+            named = named || late[k] == who;
+        if (!named)
+            late[n++] = who;
     }
-    return -2;
+    return n;
 }
 
 /* flush: the device waits for its work (and its communication), then every
@@ -444,8 +477,13 @@ static int do_flush(device_ctx *D, int i, int step)
     if (R->dry)
         return 0;
     if (!D->bc->capturing) {
-        if (R->tr->ops->flush && R->tr->ops->flush(R->tr, D->rank, R->o->timeout))
-            return 0; /* the caller reports the context's error */
+        if (R->tr->ops->flush) {
+            double w = wait_begin(D);
+            int failed = R->tr->ops->flush(R->tr, D->rank, R->o->timeout);
+            wait_end(D, w);
+            if (failed)
+                return 0; /* the caller reports the context's error */
+        }
         if (has_loss(D))
             R->be->read_loss(D->bc, R->loss_sq + (size_t)step * R->p->microbatches,
                              R->p->microbatches);
@@ -461,7 +499,7 @@ static int do_flush(device_ctx *D, int i, int step)
     }
     long gen = R->generation;
     char diverged[160] = "";
-    int late = -1;
+    int late[MAX_NAMED], nlate = -1;
     if (++R->arrived == R->last - R->first + 1) {
         if (!D->bc->capturing)
             close_step(R, step, diverged, sizeof diverged);
@@ -469,13 +507,16 @@ static int do_flush(device_ctx *D, int i, int step)
         R->generation++;
         pthread_cond_broadcast(&R->cv);
     } else {
+        D->barrier_seen = gen + 1;
+        double w = wait_begin(D);
         struct timespec until = pp_deadline_after(R->o->timeout);
         while (R->generation == gen && !atomic_load(&R->failed))
             if (pthread_cond_timedwait(&R->cv, &R->mu, &until) == ETIMEDOUT &&
                 R->generation == gen && !atomic_load(&R->failed)) {
-                late = barrier_late(R, D->rank);
+                nlate = barrier_late(R, D->rank, late);
                 break;
             }
+        wait_end(D, w);
     }
     int failed = atomic_load(&R->failed) && R->generation == gen;
     pthread_mutex_unlock(&R->mu);
@@ -483,9 +524,9 @@ static int do_flush(device_ctx *D, int i, int step)
         run_fail(R, "%s", diverged);
         return 1;
     }
-    if (late >= 0)
-        return fail_held_up(D, i, late, " at the step's barrier");
-    if (late == -2)
+    if (nlate > 0)
+        return fail_held_up(D, i, late, nlate, " at the step's barrier");
+    if (nlate == 0) /* every device arrived as it timed out: cannot be named */
         OP_FAIL(D, i, "the other devices did not reach the step's flush within %g s (timeout)",
                 R->o->timeout);
     return failed;
@@ -496,6 +537,7 @@ static int exec_op(device_ctx *D, int i, int step)
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
     D->start[rec] = pp_now() - D->R->t0;
+    double waited = D->waited;
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
     atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
@@ -514,11 +556,24 @@ static int exec_op(device_ctx *D, int i, int step)
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = pp_now() - D->R->t0;
-    atomic_store_explicit(&D->cur_op, -1, memory_order_relaxed);
+    double computed = D->end[rec] - D->start[rec] - (D->waited - waited);
+    if (computed > atomic_load_explicit(&D->longest, memory_order_relaxed))
+        atomic_store_explicit(&D->longest, computed, memory_order_relaxed);
+    atomic_store_explicit(&D->op_since, D->end[rec], memory_order_relaxed);
+    atomic_store_explicit(&D->cur_op, -1, memory_order_release);
     if (D->bc->failed && !rc) {
         run_fail(D->R, "%s", D->bc->err);
         return 1;
     }
+    return rc;
+}
+
+/* A group's start or end, a wait of the transport's. */
+static int group_call(device_ctx *D, int (*call)(pr_transport *, int))
+{
+    double w = wait_begin(D);
+    int rc = call(D->R->tr, D->rank);
+    wait_end(D, w);
     return rc;
 }
 
@@ -549,7 +604,7 @@ static void device_loop(device_ctx *D)
                 j++;
             bool grouped = !R->dry && R->tr->ops->group_begin;
             D->bc->op = op;
-            if (grouped && R->tr->ops->group_begin(R->tr, D->rank)) {
+            if (grouped && group_call(D, R->tr->ops->group_begin)) {
                 run_fail(R, "%s", D->bc->err);
                 return;
             }
@@ -561,7 +616,7 @@ static void device_loop(device_ctx *D)
                 if (dv->ops[q].kind == PP_OP_RECV && exec_op(D, q, step))
                     return;
             D->bc->op = op;
-            if (grouped && R->tr->ops->group_end(R->tr, D->rank)) {
+            if (grouped && group_call(D, R->tr->ops->group_end)) {
                 run_fail(R, "%s", D->bc->err);
                 return;
             }

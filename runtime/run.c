@@ -3,8 +3,9 @@
  * run (pool_plan.c) and what the run will allocate is checked against what
  * the host has left (host_memory.c) before anything else; then one thread
  * per device of this process replays its list (replay.c) while this thread
- * watches them, prints the first error when it happens and ends the
- * process when a device is stuck inside an op after a failure; or, with a
+ * watches them (the watchdog: it prints the first error when it happens,
+ * bounds an op nothing waits for, and ends the process when a device is
+ * stuck inside an op after a failure); or, with a
  * backend that can, step 1 is captured as a CUDA graph and later steps are
  * graph launches.  Last, the trained parameters are checked for a
  * divergence the last loss did not show.
@@ -34,12 +35,94 @@ static void report_now(run *R)
     pthread_mutex_lock(&R->mu);
 }
 
+/* After the run failed, how long a device may stay in the op it is in
+ * before it counts as stuck: the abort wakes every wait at once, so what is
+ * still in the same op this long after the failure is not coming back
+ * soon (and an op a little slower than the timeout is waited for). */
+static double grace_s(const run *R) { return fmin(R->o->timeout, 2.0); }
+
+/* While nothing waits that could time out, an op may compute at most the
+ * larger of --timeout and this many times the longest op so far. */
+enum { OP_LIMIT_FACTOR = 100 };
+
+/* Before any failure: if no device of this process is inside a wait (whose
+ * own timeout would end the run, naming what it waits for) and one has
+ * been inside an op longer than the op limit, the run fails naming the
+ * oldest such op (a one-device plan, or one rank of a multi-process run,
+ * has nobody else here to notice).  Called with R->mu held. */
+static void limit_ops(run *R, int started, double now)
+{
+    double longest = 0;
+    for (int q = R->first; q < R->first + started; q++) {
+        const device_ctx *D = &R->dev[q];
+        if (D->returned)
+            continue;
+        if (atomic_load(&D->waiting))
+            return;
+        longest = fmax(longest, atomic_load(&D->longest));
+    }
+    double limit = fmax(R->o->timeout, OP_LIMIT_FACTOR * longest), since = 0;
+    int slow = -1, op = -1;
+    for (int q = R->first; q < R->first + started; q++) {
+        const device_ctx *D = &R->dev[q];
+        int i = atomic_load(&D->cur_op);
+        double t = atomic_load(&D->op_since);
+        if (!D->returned && i >= 0 && now - t > limit && (slow < 0 || t < since))
+            slow = q, op = i, since = t;
+    }
+    if (slow < 0)
+        return;
+    char where[128];
+    op_place(R, slow, op, where, sizeof where);
+    pthread_mutex_unlock(&R->mu);
+    run_fail(R, "%s has not returned after %.2f s, longer than an op may compute (%g s: the "
+                "larger of --timeout and %d times the longest op so far, %.3g s)",
+             where, now - since, limit, OP_LIMIT_FACTOR, longest);
+    pthread_mutex_lock(&R->mu);
+}
+
+/* After a failure: when every device thread still running has been in its
+ * op (or wait) since before the failure, or began it after, and stayed a
+ * grace period past that (a wait, which ends by its own timeout, that
+ * long plus the timeout), none of them is coming back: it cannot be
+ * stopped, nor left running over memory about to be freed, so the
+ * process ends here, naming the oldest op that waits for nothing (else
+ * the oldest wait).  Called with R->mu held; returns if one may yet
+ * return. */
+static void end_if_stuck(run *R, int started, double now)
+{
+    double failed = R->failed_at - R->t0, since = 0;
+    int stuck = -1, op = -1;
+    bool waits = true;
+    for (int q = R->first; q < R->first + started; q++) {
+        const device_ctx *D = &R->dev[q];
+        if (D->returned)
+            continue;
+        int i = atomic_load(&D->cur_op);
+        double t = atomic_load(&D->op_since);
+        bool w = atomic_load(&D->waiting);
+        if (now - fmax(t, failed) < grace_s(R) + (w ? R->o->timeout : 0))
+            return; /* it may yet return */
+        if (stuck < 0 || (waits && !w) || (waits == w && t < since))
+            stuck = q, op = i, since = t, waits = w;
+    }
+    if (stuck < 0)
+        return;
+    char where[128];
+    if (op >= 0)
+        op_place(R, stuck, op, where, sizeof where);
+    else
+        snprintf(where, sizeof where, "device %d", stuck);
+    pthread_mutex_unlock(&R->mu);
+    pp_error(R->diag, "%s is still %s %.2f s after it began, and the run has failed: exiting "
+                      "without waiting for it", where, waits ? "waiting" : "running", now - since);
+    pp_exit_now(1); /* the outputs' temporaries go first (output.c) */
+}
+
 /* The watchdog, on the thread that started the devices: waits for the
  * `started` device threads from R->first to end, reporting the first
- * error at once.  Once the run has failed, a thread still inside an op
- * that began more than the timeout ago is stuck (a compute that never
- * returns, a device call that hangs): it cannot be stopped, nor left
- * running over memory about to be freed, so the process ends here. */
+ * error at once, failing the run when an op outlives the op limit, and
+ * ending the process when the run has failed and a device is stuck. */
 static void watch(run *R, int started)
 {
     pthread_mutex_lock(&R->mu);
@@ -47,33 +130,13 @@ static void watch(run *R, int started)
         struct timespec tick = pp_deadline_after(0.05);
         pthread_cond_timedwait(&R->cv, &R->mu, &tick);
         report_now(R);
-        if (!atomic_load(&R->failed) || R->finished == started)
-            continue;
-        int stuck = -1, live = 0, old = 0;
+        if (R->finished == started)
+            break;
         double now = pp_now() - R->t0;
-        for (int q = R->first; q < R->first + started; q++) {
-            device_ctx *D = &R->dev[q];
-            if (D->returned)
-                continue;
-            live++;
-            if (atomic_load(&D->cur_op) >= 0 && now - atomic_load(&D->op_since) > R->o->timeout) {
-                old++;
-                stuck = stuck < 0 ? q : stuck;
-            }
-        }
-        if (old < live)
-            continue;
-        int i = atomic_load(&R->dev[stuck].cur_op);
-        char where[128];
-        if (i >= 0)
-            op_place(R, stuck, i, where, sizeof where);
+        if (!atomic_load(&R->failed))
+            limit_ops(R, started, now);
         else
-            snprintf(where, sizeof where, "device %d", stuck);
-        pthread_mutex_unlock(&R->mu);
-        pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
-                          "exiting without waiting for it",
-                 where, now - atomic_load(&R->dev[stuck].op_since));
-        pp_exit_now(1); /* the outputs' temporaries go first (output.c) */
+            end_if_stuck(R, started, now);
     }
     pthread_mutex_unlock(&R->mu);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "replay_internal.h"
 
 void run_fail(run *R, const char *fmt, ...)
@@ -20,6 +21,7 @@ void run_fail(run *R, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(R->err, sizeof R->err, fmt, ap);
         va_end(ap);
+        R->failed_at = pp_now();
         atomic_store(&R->failed, 1);
     }
     pthread_cond_broadcast(&R->cv);

@@ -123,6 +123,13 @@ else
     echo "pprun does not start under ulimit -v 3000000: memory checks skipped"
 fi
 
+# --help says what --timeout bounds, as docs/pprun.md does: every wait, and an op nothing waits for
+expect 0 "seconds a wait may last before the run fails \(default 60\): a\$" -- "$pprun" --help
+checks=$((checks + 1))
+grep -q "receive, the barrier at a step's flush, a GPU step's" out.txt &&
+    grep -q "nothing waits for fails after max(S, 100 x the longest op so far)" out.txt ||
+    fail "--help: the --timeout line does not name the flush's barrier and the op limit"
+
 # --trace: valid Chrome JSON, one X event per op and step
 expect 0 'steps in' -- "$pprun" plan.json --steps 2 --trace trace.json
 checks=$((checks + 1))
