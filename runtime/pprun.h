@@ -123,9 +123,14 @@ typedef struct pr_run_result {
  * instead of returning (docs/pprun.md, "Replay"). */
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d);
-/* Fault injection for the tests: pprun does not define it; a test binary
- * that does is called on the device's thread before each op it replays. */
+/* Fault injection for the tests: pprun does not define these; a test
+ * binary may (tests/runtime/fault_hook.c, test_runtime.c).  The fault
+ * hook is called on the device's thread before each op it replays;
+ * pool_slots gives the activation buffers device rank's pool starts with
+ * instead of the `slots` the dry run counted (fewer: the replay allocates
+ * beyond the pool). */
 extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
+extern int pr_test_pool_slots(int rank, int slots) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
 
 /* check.c: pprun --check. */

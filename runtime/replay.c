@@ -67,6 +67,18 @@ static void pool_put(device_ctx *D, float *p)
         list_push(D, &D->pool, &D->npool, &D->cap_pool, p);
 }
 
+/* Two buffers, or none (false, and the run failed). */
+static bool pool_get2(device_ctx *D, float **a, float **b)
+{
+    if (!(*a = pool_get(D)))
+        return false;
+    if (!(*b = pool_get(D))) {
+        pool_put(D, *a);
+        return false;
+    }
+    return true;
+}
+
 /* The ops of a group run concurrently (ncclGroupStart/End): a buffer a
  * send of the group reads goes back to the pool only when the group has
  * completed, or a recv of the same group could land in it. */
@@ -185,7 +197,8 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     if (op->stage == 0) {
         if (x)
             pool_put(D, x);
-        x = pool_get(D);
+        if (!(x = pool_get(D)))
+            return 1; /* the run failed, naming the buffer */
         be->make_batch(D->bc, op->mb * R->rows, R->rows, x, NULL);
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
@@ -206,7 +219,11 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     }
     for (int l = 0; l < st->k; l++) {
-        float *z = pool_get(D), *y = pool_get(D);
+        float *z, *y;
+        if (!pool_get2(D, &z, &y)) {
+            pool_put(D, x); /* what the layers before kept stays in a, for the teardown */
+            return 1;
+        }
         be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, h);
         if (st->recompute && l > 0) { /* R rebuilds them from x[0] */
             pool_put(D, x);
@@ -225,6 +242,10 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     if (op->stage == S - 1) {
         be->make_batch(D->bc, op->mb * R->rows, R->rows, NULL, D->t_dev);
         float *dy = pool_get(D);
+        if (!dy) {
+            pool_put(D, x);
+            return 1;
+        }
         be->mse(D->bc, x, D->t_dev, 1.0f / (float)R->m->batch, dy, R->rows, h, op->mb);
         pool_put(D, x);
         pool_put(D, a->in_grad);
@@ -257,7 +278,9 @@ static int do_recompute(device_ctx *D, int i, const pp_op *op)
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     float *x = a->x[0];
     for (int l = 0; l < st->k; l++) {
-        float *z = pool_get(D), *y = pool_get(D);
+        float *z, *y;
+        if (!pool_get2(D, &z, &y))
+            return 1; /* what it rebuilt so far is in a, for the teardown */
         R->be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, R->m->hidden);
         a->z[l] = z;
         if (l + 1 < st->k)
@@ -299,8 +322,11 @@ static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     }
     for (int l = st->k - 1; l >= 0; l--) {
-        float *dz = pool_get(D);
-        float *dx = l > 0 || op->stage > 0 ? pool_get(D) : NULL;
+        float *dz, *dx = NULL;
+        if (!(l > 0 || op->stage > 0 ? pool_get2(D, &dz, &dx) : (dz = pool_get(D)) != NULL)) {
+            pool_put(D, dy);
+            return 1;
+        }
         R->be->layer_backward_input(D->bc, dy, a->z[l], Wv[l], dz, dx, R->rows, h);
         pool_put(D, dy);
         pool_put(D, a->z[l]);

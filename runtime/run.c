@@ -314,9 +314,12 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
     R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the device states");
-    for (int rank = R.first; rank <= R.last; rank++)
+    for (int rank = R.first; rank <= R.last; rank++) {
+        if (pr_test_pool_slots)
+            r->pool_slots[rank] = pr_test_pool_slots(rank, r->pool_slots[rank]);
         if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
             break;
+    }
     if (!atomic_load(&R.failed) && R.tr->ops->attach)
         for (int rank = R.first; rank <= R.last; rank++)
             R.tr->ops->attach(R.tr, rank, R.dev[rank].bc);
