@@ -319,7 +319,8 @@ static int connect_ranks(session *S)
     bool cuda = S->be != pr_backend_cpu();
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
                          .progress = stdout, .backend = S->be, .precision = op->precision,
-                         .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus};
+                         .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
+                         .output_bytes = op->dump ? pr_dump_bytes(S->model) : 0};
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;

@@ -16,7 +16,7 @@ void pr_init_layer(const pr_model *m, int layer, float *W, float *b)
     size_t h = (size_t)m->hidden;
     float scale = 1.0f / sqrtf((float)m->hidden);
     uint64_t stream = PP_STREAM_WEIGHT(layer);
-    for (size_t i = 0; i < h * h; i++)
+    for (size_t i = 0; W && i < h * h; i++)
         W[i] = scale * pp_uniform_pm1(m->seed, stream, i);
     for (size_t j = 0; j < h; j++)
         b[j] = 0.1f * scale * pp_uniform_pm1(m->seed, stream, h * h + j);

@@ -48,7 +48,7 @@ int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *mod
 int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *len);
 
 /* model.c: deterministic parameters and data (docs/model.md). */
-void pr_init_layer(const pr_model *m, int layer, float *W, float *b);
+void pr_init_layer(const pr_model *m, int layer, float *W, float *b); /* W NULL: b only */
 void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
 /* Rows [row0, row0+rows) of step k's global batch. */
 void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
@@ -91,6 +91,8 @@ typedef struct pr_run_opts {
     int gpu_base, gpus;          /* device r runs on GPU gpu_base + r % gpus (gpus 0 = 1) */
     bool one_rank;               /* run only device `rank` (one process per rank, nccl) */
     int rank;
+    double output_bytes;         /* host memory the outputs' writers take after the run, next
+                                    to its results (pr_dump_bytes): the memory check counts it */
 } pr_run_opts;
 
 typedef struct pr_run_result {
@@ -158,9 +160,11 @@ typedef struct pr_run_record {
 } pr_run_record;
 
 /* dump.c: the files of --dump DIR (NULL-terminated), and the
- * pp_fill_dir_fn that writes them from a pr_run_record. */
+ * pp_fill_dir_fn that writes them from a pr_run_record, streaming: the
+ * host memory it allocates is pr_dump_bytes, whatever the steps. */
 extern const char *const pr_dump_files[];
 int pr_dump_fill(pp_output *dir, void *record);
+double pr_dump_bytes(const pr_model *m);
 /* float32 C-order .npy */
 int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
 

@@ -257,6 +257,7 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
         other += (double)stack;
         results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
     }
+    other += o->output_bytes;
     double need = params + acts + results + other;
     const char *limit;
     double left = pr_host_memory_left(&limit);
