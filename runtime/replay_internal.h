@@ -112,7 +112,7 @@ struct run {
     atomic_int failed;
     double failed_at;     /* pp_now() of the first failure (under mu) */
     char err[640];
-    bool ignore_stash; /* test hook PPRUN_TEST_IGNORE_STASH: B on the current weights */
+    bool ignore_stash; /* test hook pr_test_ignore_stash: B on the current weights */
     int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
 };
 

@@ -307,7 +307,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     run_open(&R, p, m, o, o->backend ? o->backend : pr_backend_cpu(), tr, r);
     R.first = o->one_rank ? o->rank : 0;
     R.last = o->one_rank ? o->rank : p->devices - 1;
-    R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
+    R.ignore_stash = pr_test_ignore_stash && pr_test_ignore_stash();
     R.loss_sq = pp_xcalloc((size_t)o->steps * p->microbatches, sizeof(double),
                            "the micro-batch losses");
     R.diag = d;

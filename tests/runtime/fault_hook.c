@@ -7,6 +7,8 @@
  *       OP (as pp_op_format writes it: F0.1, B1.3, flush, ...) the first
  *       time it reaches it in step 1; ACTION: pause (the op never returns)
  *       or sleep=S (it takes S seconds more); up to four faults;
+ *   PPRUN_TEST_IGNORE_STASH=1  B computes on the current weights instead
+ *       of the version its F used (docs/async.md: --check must fail);
  *   PPRUN_TEST_NOMEM=TEXT  every allocation of pp_calloc / pp_xcalloc
  *       whose purpose (the WHAT its message names) contains TEXT fails.
  */
@@ -73,6 +75,11 @@ void pr_test_fault_hook(int rank, const pp_op *op, int step)
             pause();
     if (hit)
         usleep((useconds_t)(sleep_s * 1e6));
+}
+
+bool pr_test_ignore_stash(void)
+{
+    return getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
 }
 
 bool pp_test_alloc_fails(double bytes, const char *what)
