@@ -390,7 +390,8 @@ static int report(session *S, pr_run_result *r)
                 printf(" %.0f", r->extra_weight_bytes[d]);
         printf("\n");
     }
-    /* --trace and --dump are in place together, or neither is */
+    /* --trace and --dump are in place together, or neither is; before --check, so that a
+     * failed check leaves them to look at (docs/outputs.md, "All outputs of a run, or none") */
     pr_run_record rec = {plan, S->model, steps, r};
     if (S->trace_out)
         pp_output_fill(S->trace_out, pr_trace_fill, &rec);

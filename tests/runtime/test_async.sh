@@ -31,7 +31,12 @@ for sch in pipedream 2bw; do
     # pprun itself has no such switch: the variable changes nothing
     expect 0 "vs the $sch rule \(docs/async.md\): ok" -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun" plan.json --steps 2 --check
 done
-
+# a failed --check (exit 1) leaves --trace and --dump in place, to look at
+# (docs/outputs.md: the outputs are committed when the training succeeded)
+expect 1 'FAILED' -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun_fault" plan.json --steps 2 --check --trace t.json --dump d
+checks=$((checks + 1))
+[ -s t.json ] && [ -s d/w_final.npy ] || fail "a failed --check left no --trace or --dump"
+rm -rf t.json d
 
 # the default shape's weight memory: pipedream device d holds D-d versions
 # of its stage (2 layers of 64x64 + 64 floats = 33280 bytes), 2bw two
