@@ -80,9 +80,9 @@ int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *
                  double tolerance, const bool *own, bool with_loss)
 {
     size_t h = (size_t)m->hidden, L = (size_t)m->layers;
-    float *W = pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's weights");
-    float *b = pr_calloc_or_exit(L * h, sizeof(float), "the reference's biases");
-    double *loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the reference's losses");
+    float *W = pp_xcalloc(L * h * h, sizeof(float), "the reference's weights");
+    float *b = pp_xcalloc(L * h, sizeof(float), "the reference's biases");
+    double *loss = pp_xcalloc((size_t)steps, sizeof(double), "the reference's losses");
     pr_init_params(m, W, b);
     pp_diag dg;
     pp_diag_init(&dg, stderr, "pprun");
