@@ -580,7 +580,7 @@ static int named_descriptor(const char *path)
         const char *base = slash ? slash + 1 : cur;
         char *dir = !slash ? copy(".") : slash == cur ? copy("/") : strndup(cur, (size_t)(slash - cur));
         if (!dir)
-            pp_out_of_memory();
+            pp_out_of_memory((double)strlen(cur), "an output path");
         size_t digits = strspn(base, "0123456789");
         struct stat ds;
         if (digits > 0 && digits <= 9 && !base[digits] && stat(dir, &ds) == 0 &&

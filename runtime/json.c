@@ -395,7 +395,7 @@ static bool number_in_range(checker *c, size_t at, const char *w, size_t n)
         return true;
     char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
     if (!copy)
-        pp_out_of_memory();
+        pp_out_of_memory((double)n + 1, "a JSON number");
     memcpy(copy, w, n);
     copy[n] = '\0';
     bool finite = isfinite(strtod(copy, NULL));
