@@ -166,9 +166,57 @@ static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
     return j;
 }
 
+/* A 64-bit seed does not survive a double: printed as written. */
+static void add_seed(cJSON *j, uint64_t seed)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%" PRIu64, seed);
+    cJSON_AddRawToObject(j, "seed", text);
+}
+
+/* model gpt (docs/gpt.md, docs/plan-format.md): every setting, the blocks
+ * of each stage and the stages that hold the embedding and the head. */
+static cJSON *gpt_json(const pp_model *m, int stages)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", m->kind);
+    cJSON_AddNumberToObject(j, "layers", m->layers);
+    cJSON_AddNumberToObject(j, "hidden", m->hidden);
+    cJSON_AddNumberToObject(j, "heads", m->heads);
+    cJSON_AddNumberToObject(j, "ffn", m->ffn);
+    cJSON_AddNumberToObject(j, "seq", m->seq);
+    cJSON_AddNumberToObject(j, "vocab", m->vocab);
+    cJSON_AddBoolToObject(j, "tie", m->tie);
+    cJSON_AddNumberToObject(j, "batch", m->batch);
+    cJSON_AddItemToObject(j, "blocks_per_stage", int_array(m->layers_per_stage, stages));
+    cJSON_AddNumberToObject(j, "embedding_stage", 0);
+    cJSON_AddNumberToObject(j, "head_stage", stages - 1);
+    cJSON_AddStringToObject(j, "optimizer", m->optimizer);
+    cJSON_AddNumberToObject(j, "lr", m->lr);
+    if (strcmp(m->optimizer, "adamw") == 0) {
+        cJSON_AddNumberToObject(j, "beta1", m->beta1);
+        cJSON_AddNumberToObject(j, "beta2", m->beta2);
+        cJSON_AddNumberToObject(j, "eps", m->eps);
+        cJSON_AddNumberToObject(j, "weight_decay", m->weight_decay);
+    }
+    add_seed(j, m->seed);
+    if (m->data) {
+        cJSON_AddStringToObject(j, "data", m->data);
+        char bytes[24];
+        snprintf(bytes, sizeof bytes, "%" PRId64, m->data_bytes);
+        cJSON_AddRawToObject(j, "data_bytes", bytes);
+    } else {
+        cJSON_AddNullToObject(j, "data"); /* synthetic tokens */
+    }
+    cJSON_AddStringToObject(j, "precision", m->precision);
+    return j;
+}
+
 static cJSON *model_json(const pp_spec *s, int stages)
 {
     const pp_model *m = &s->model;
+    if (pp_model_is_gpt(m))
+        return gpt_json(m, stages);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", m->kind);
     cJSON_AddNumberToObject(j, "layers", m->layers);
@@ -178,10 +226,7 @@ static cJSON *model_json(const pp_spec *s, int stages)
         cJSON_AddItemToObject(j, "layers_per_stage", int_array(m->layers_per_stage, stages));
     cJSON_AddStringToObject(j, "optimizer", m->optimizer);
     cJSON_AddNumberToObject(j, "lr", m->lr);
-    /* A 64-bit seed does not survive a double: print it as written. */
-    char seed[24];
-    snprintf(seed, sizeof seed, "%" PRIu64, m->seed);
-    cJSON_AddRawToObject(j, "seed", seed);
+    add_seed(j, m->seed);
     return j;
 }
 

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Hard limits, checked where values enter (spec, loader). */
 #define PP_MAX_DEVICES 1024
@@ -35,6 +36,24 @@
 #define PP_MAX_SEED 9007199254740991.0         /* 2^53 - 1: exact in a double */
 #define PP_MAX_WEIGHT_FLOATS (1L << 31)       /* layers * hidden * hidden */
 #define PP_MAX_MICROBATCH_FLOATS (1L << 30)   /* batch / microbatches * hidden */
+
+/* The transformer's limits (model gpt, docs/gpt.md "Limits"), shared the
+ * same way; layers, hidden, batch (sequences) and seed take the ranges
+ * above.  They bound what pprun's arrays and indexes can represent, not
+ * what a machine has room for (that is checked when a run starts). */
+#define PP_MIN_VOCAB 2                        /* a prediction needs two tokens to choose from */
+#define PP_MAX_VOCAB (1 << 20)                /* above every tokenizer in use (GPT-2 50257, Llama 3 128256) */
+#define PP_BYTE_VOCAB 256                     /* a data file is read as bytes: each one a token */
+#define PP_MAX_SEQ 65536                      /* positions (wpe's rows) */
+#define PP_MAX_FFN (4 * PP_MAX_HIDDEN)        /* the MLP's width: 4 x hidden at the widest hidden */
+/* One array of a gpt: a parameter, one micro-batch's activations (its
+ * widest, rows * seq x max(3 hidden, ffn, vocab), and the attention scores
+ * rows * heads x seq x seq), a step's tokens (batch x (seq + 1)).  At most
+ * 2^31 elements, so that an element's index fits a 32-bit int. */
+#define PP_MAX_GPT_ARRAY (1L << 31)
+/* Parameters in all: their bytes with AdamW's state (16 a parameter) stay
+ * exact in a double (2^44 < 2^53), and GPT-3 175B fits six times over. */
+#define PP_MAX_GPT_PARAMS (1L << 40)
 
 /* ------------------------------------------------------------------ */
 /* ops.c: op kinds, from the one table of op names (X-macro)           */
@@ -179,6 +198,40 @@ void *pp_xcalloc(size_t n, size_t size); /* n = 0 still returns a block */
 int pp_source_read(const char *path, pp_arena *a, pp_diag *d, pp_source *src);
 
 /* ------------------------------------------------------------------ */
+/* data_file.c, model_limits.c: what a model may ask of pprun          */
+/* ------------------------------------------------------------------ */
+
+/* The data file of a model gpt (docs/gpt.md, "Data"), checked by ppcc at
+ * model.data and again by pprun's loader (the file may have changed):
+ * path opened (never waiting: a FIFO is opened non-blocking) and found to
+ * be a regular file of at least seq + 1 bytes (a sequence and the token
+ * after it); *bytes its size.  0, or 1 with why in err, to follow the
+ * file's name ("cannot be opened: No such file or directory", "is a
+ * directory, not a regular file", "is empty", "holds 10 bytes, fewer than
+ * seq + 1 = 65 ..."). */
+int pp_data_file_check(const char *path, int seq, int64_t *bytes, char *err, size_t errsize);
+
+/* The dimensions of a model gpt that pprun's arrays depend on. */
+typedef struct pp_gpt_shape {
+    double layers, hidden, heads, ffn, seq, vocab, batch, microbatches;
+    bool tie;
+} pp_gpt_shape;
+/* The settings a limit's product is made of, in the order a message
+ * blames them (the first one the user set). */
+enum pp_gpt_dim { PP_GPT_LAYERS, PP_GPT_HIDDEN, PP_GPT_HEADS, PP_GPT_FFN, PP_GPT_SEQ, PP_GPT_VOCAB, PP_GPT_BATCH };
+typedef struct pp_gpt_limit {
+    int ndims;
+    enum pp_gpt_dim dims[4];
+    char msg[200]; /* "wte (vocab x hidden) = 1048576 x 4096 = ... floats, more than ..." */
+} pp_gpt_limit;
+/* Its parameters in all: wte, wpe, the blocks, lnf, and head.w untied. */
+double pp_gpt_parameters(const pp_gpt_shape *g);
+/* The first of pp.h's gpt limits (PP_MAX_GPT_ARRAY, PP_MAX_GPT_PARAMS)
+ * that g crosses, the one check of ppcc and pprun's loader: true and *out
+ * filled, or false.  The ranges of single settings are checked before. */
+bool pp_gpt_limit_crossed(const pp_gpt_shape *g, pp_gpt_limit *out);
+
+/* ------------------------------------------------------------------ */
 /* ast.c + lexer.l + parser.y: the DSL as written                      */
 /* ------------------------------------------------------------------ */
 
@@ -252,13 +305,23 @@ static inline double pp_op_cost(const pp_cost *c, int kind, int s, bool split)
 }
 
 typedef struct pp_model {
-    char kind[16];       /* "mlp" */
-    int layers, hidden, batch;
-    char optimizer[16];  /* "sgd" */
+    char kind[16];       /* "mlp" | "gpt" */
+    int layers, hidden, batch; /* gpt: layers are blocks, batch counts sequences */
+    char optimizer[16];  /* "sgd" | "adamw" (gpt only) */
     double lr;
     uint64_t seed;
-    int *layers_per_stage; /* [stages], resolved (even split unless balance) */
+    int *layers_per_stage; /* [stages], resolved (even split unless balance); gpt:
+                              blocks, none allowed on the first and the last stage */
+    /* model gpt only (docs/gpt.md); zero for mlp */
+    int heads, ffn, seq, vocab;
+    bool tie;            /* the LM head is wte's transpose */
+    double beta1, beta2, eps, weight_decay; /* adamw only */
+    char precision[8];   /* "fp32" | "tf32" | "bf16" */
+    const char *data;    /* absolute path of the data file; NULL: synthetic tokens */
+    int64_t data_bytes;  /* its size when compiled */
 } pp_model;
+
+static inline bool pp_model_is_gpt(const pp_model *m) { return strcmp(m->kind, "gpt") == 0; }
 
 /* An explicit compute order (`order { device 0: F0.0 B0.0 ... }`, the
  * custom policy), kept with where each token was written so that the

@@ -486,7 +486,11 @@ int main(int argc, char **argv)
     pr_model model;
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
-    if (op.nproc > 0) {
+    if (model.kind == PR_MODEL_GPT) { /* loaded and checked (docs/gpt.md); training it comes next */
+        pp_error(&diag, "%s: model.kind \"gpt\": this pprun does not train it yet",
+                 strcmp(op.plan_path, "-") == 0 ? "<stdin>" : op.plan_path);
+        rc = 1;
+    } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);
     } else {
         session S = {.op = &op, .plan = &plan, .model = &model, .diag = &diag};

@@ -20,9 +20,29 @@ run() { # NAME.pp [-D ...]
     fi
     echo "$pp $*: $(grep '^check:' "$tmp/out.txt")"
 }
+# The transformer's plan loads (every field checked) but this pprun does not
+# train it yet: refused after loading, exit 1.  Once it does, drop this and
+# the skips of gpt.pp below, in test_pprun_recompute.sh and in test_gpu.sh.
+refuses_gpt() { # -D ...
+    runs=$((runs + 1))
+    if ! "$ppcc" "$src/schedules/gpt.pp" "$@" -o "$tmp/plan.json" >"$tmp/out.txt" 2>&1; then
+        echo "FAIL: ppcc gpt.pp $*"; cat "$tmp/out.txt"; fails=$((fails + 1)); return
+    fi
+    "$pprun" "$tmp/plan.json" --steps 2 --check >"$tmp/out.txt" 2>&1
+    local st=$?
+    if [ $st != 1 ] ||
+       [ "$(cat "$tmp/out.txt")" != "pprun: error: $tmp/plan.json: model.kind \"gpt\": this pprun does not train it yet" ]; then
+        echo "FAIL: pprun on gpt.pp $*: exit $st, not the refusal of a gpt plan"; cat "$tmp/out.txt"
+        fails=$((fails + 1)); return
+    fi
+    echo "gpt.pp $*: refused, as this pprun does not train a transformer"
+}
+refuses_gpt
+refuses_gpt -D devices=2 -D 'model.balance=[2,2]' -D tie=0 -D data=none
 n=0
 for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
+    [ "$pp" = gpt.pp ] && continue # refuses_gpt
     n=$((n + 1))
     run "$pp"
     run "$pp" -D microbatches=8 -D hidden=16 -D batch=16
