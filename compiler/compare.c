@@ -56,7 +56,7 @@ static void settings_add(settings *st, const char *name, const char *value)
     st->defs[st->n].name = strdup(name);
     st->defs[st->n].value = strdup(value);
     if (!st->defs[st->n].name || !st->defs[st->n].value)
-        pp_out_of_memory();
+        pp_out_of_memory((double)strlen(name) + strlen(value) + 2, "a row's settings");
     st->n++;
 }
 
@@ -123,7 +123,7 @@ static bool place(const pp_spec *s, shape sh, int *placement)
 static void reshaped_costs(const pp_spec *s, shape sh, const int *placement, double *cost)
 {
     int D = s->devices, S = D * sh.v;
-    double *share = pp_xcalloc(3 * (size_t)D, sizeof *share);
+    double *share = pp_xcalloc(3 * (size_t)D, sizeof *share, "--compare's rows");
     for (int st = 0; st < s->stages; st++) {
         int d = s->placement[st];
         share[d] += pp_op_cost(&s->cost, PP_OP_F, st, true);
@@ -147,7 +147,7 @@ static const double *stage_costs(const pp_spec *t, int k)
 static void row_settings(const pp_spec *s, const char *name, shape sh, settings *st, double *want, bool *reshaped)
 {
     int S = s->devices * sh.v;
-    int *placement = pp_xcalloc((size_t)S, sizeof *placement);
+    int *placement = pp_xcalloc((size_t)S, sizeof *placement, "--compare's rows");
     *reshaped = !place(s, sh, placement);
     settings_add(st, "schedule", name);
     if (*reshaped) {
@@ -184,11 +184,11 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
                     shape sh, row *r)
 {
     int S = s->devices * sh.v;
-    settings st = {pp_xcalloc(MAX_SETTINGS, sizeof *st.defs), 0};
-    double *want = pp_xcalloc(3 * (size_t)S, sizeof *want);
+    settings st = {pp_xcalloc(MAX_SETTINGS, sizeof *st.defs, "--compare's rows"), 0};
+    double *want = pp_xcalloc(3 * (size_t)S, sizeof *want, "--compare's rows");
     bool reshaped;
     row_settings(s, name, sh, &st, want, &reshaped);
-    pp_define *all = pp_xcalloc((size_t)(ndefs + MAX_SETTINGS), sizeof *all);
+    pp_define *all = pp_xcalloc((size_t)(ndefs + MAX_SETTINGS), sizeof *all, "--compare's rows");
     r->sh = sh;
     r->ok = false;
     pp_diag_buffer q;
@@ -239,7 +239,7 @@ failed:
     for (int i = 0; i < st.n; i++)
         len += strlen(st.defs[i].name) + strlen(st.defs[i].value) + 5;
     free(r->settings);
-    r->settings = pp_xcalloc(len, 1);
+    r->settings = pp_xcalloc(len, 1, "--compare's rows");
     for (int i = 0, at = 0; i < st.n; i++)
         at += snprintf(r->settings + at, len - (size_t)at, "%s-D %s=%s", i ? " " : "", st.defs[i].name,
                        st.defs[i].value);
@@ -267,7 +267,7 @@ static void peak_text(const pp_spec *s, const row *r, char *buf, size_t size)
 static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
 {
     size_t pw = strlen("peak memory per device");
-    char *peaks = pp_xcalloc((size_t)s->devices * 32 + 8, 1);
+    char *peaks = pp_xcalloc((size_t)s->devices * 32 + 8, 1, "--compare's rows");
     for (int i = 0; i < n; i++) {
         peak_text(s, &rows[i], peaks, (size_t)s->devices * 32 + 8);
         if (strlen(peaks) > pw)
@@ -321,13 +321,13 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
         free(names);
         return errors;
     }
-    row *rows = pp_xcalloc((size_t)n, sizeof *rows);
+    row *rows = pp_xcalloc((size_t)n, sizeof *rows, "--compare's rows");
     row other = {0};
-    other.peak = pp_xcalloc((size_t)s->devices, sizeof *other.peak);
+    other.peak = pp_xcalloc((size_t)s->devices, sizeof *other.peak, "--compare's rows");
     for (int i = 0; i < n; i++) {
         row *r = &rows[i];
         r->name = items[i];
-        r->peak = pp_xcalloc((size_t)s->devices, sizeof *r->peak);
+        r->peak = pp_xcalloc((size_t)s->devices, sizeof *r->peak, "--compare's rows");
         if (strcmp(items[i], "auto") != 0) {
             run_row(ast, defs, ndefs, s, items[i], natural_shape(s, items[i]), r);
             continue;

@@ -17,6 +17,7 @@ void pp_diag_init(pp_diag *d, FILE *out, const char *prog)
     d->out = out;
     d->prog = prog;
     d->max_errors = 20;
+    pp_set_program(prog);
 }
 
 void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog)
@@ -25,7 +26,7 @@ void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog)
     b->len = 0;
     FILE *f = open_memstream(&b->text, &b->len);
     if (!f)
-        pp_out_of_memory();
+        pp_out_of_memory(0, "a buffer of messages");
     pp_diag_init(&b->diag, f, prog);
 }
 

@@ -130,7 +130,7 @@ static void place_edges(lowering *L)
     pp_plan *p = L->p;
     int D = L->D;
     size_t nch = (size_t)D * D;
-    int32_t *choff = pp_xcalloc(nch + 1, sizeof *choff);
+    int32_t *choff = pp_xcalloc(nch + 1, sizeof *choff, "the lowering's tables");
     L->nedges = 0;
     for (int d = 0; d < D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
@@ -268,11 +268,13 @@ static void sink_sends(lowering *L)
     if (pp_walk_init(&w, p))
         return;
     size_t nt = (size_t)w.total;
-    double *dur = pp_xcalloc(nt, sizeof *dur), *start = pp_xcalloc(nt, sizeof *start), *end = pp_xcalloc(nt, sizeof *end);
+    double *dur = pp_xcalloc(nt, sizeof *dur, "the lowering's timing"),
+           *start = pp_xcalloc(nt, sizeof *start, "the lowering's timing"),
+           *end = pp_xcalloc(nt, sizeof *end, "the lowering's timing");
     size_t nslots = (size_t)L->slot_base[L->D];
-    double *cend = pp_xcalloc(nslots, sizeof *cend);
-    uint32_t *chops = pp_xcalloc(nslots, sizeof *chops);
-    int32_t *chan_last = pp_xcalloc((size_t)L->D * L->D, sizeof *chan_last);
+    double *cend = pp_xcalloc(nslots, sizeof *cend, "the lowering's timing");
+    uint32_t *chops = pp_xcalloc(nslots, sizeof *chops, "the lowering's timing");
+    int32_t *chan_last = pp_xcalloc((size_t)L->D * L->D, sizeof *chan_last, "the lowering's timing");
     for (int d = 0; d < L->D; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
             const pp_op *op = &p->dev[d].ops[i];
@@ -342,9 +344,7 @@ static void sink_sends(lowering *L)
 static int repair_stall(pp_walk *w, pp_plan *p, int *resume, int *nresume)
 {
     int D = w->devices, changed = 0;
-    int *wait_at = malloc((size_t)D * 3 * sizeof(int));
-    if (!wait_at)
-        abort();
+    int *wait_at = pp_xcalloc((size_t)D * 3, sizeof(int), "the wait-for graph");
     int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
     pp_walk_cycles(w, p, wait_at, wait_for, cycle);
     int cap = 0;
@@ -370,7 +370,7 @@ static int repair_stall(pp_walk *w, pp_plan *p, int *resume, int *nresume)
             tmp_op = realloc(tmp_op, (size_t)cap * sizeof *tmp_op);
             tmp_id = realloc(tmp_id, (size_t)cap * sizeof *tmp_id);
             if (!tmp_op || !tmp_id)
-                abort();
+                pp_out_of_memory((double)cap * (sizeof *tmp_op + sizeof *tmp_id), "the repair of a stalled order");
         }
         /* New order of [g0, dest): the rest of the group, then what lay
          * between it and dest, then the delayed sends. tmp_id[k] is the old
@@ -399,7 +399,7 @@ static int repair_stall(pp_walk *w, pp_plan *p, int *resume, int *nresume)
         int32_t *part = (int32_t *)malloc((size_t)len * sizeof *part);
         uint8_t *dn = malloc((size_t)len), *po = malloc((size_t)len);
         if (!part || !dn || !po)
-            abort();
+            pp_out_of_memory((double)len * (sizeof *part + 2), "the repair of a stalled order");
         for (int q = 0; q < len; q++) {
             long from = base + tmp_id[q];
             part[q] = w->partner[from];
@@ -483,32 +483,32 @@ int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *dg)
         return 1;
     }
     int errors = 0;
-    L.cF = pp_xcalloc((size_t)L.SM, sizeof *L.cF);
-    L.cB = pp_xcalloc((size_t)L.SM, sizeof *L.cB);
+    L.cF = pp_xcalloc((size_t)L.SM, sizeof *L.cF, "the lowering's tables");
+    L.cB = pp_xcalloc((size_t)L.SM, sizeof *L.cB, "the lowering's tables");
     memset(L.cF, 0xff, (size_t)L.SM * sizeof *L.cF);
     memset(L.cB, 0xff, (size_t)L.SM * sizeof *L.cB);
-    L.ncompute = pp_xcalloc((size_t)L.D, sizeof *L.ncompute);
-    L.slot_base = pp_xcalloc((size_t)L.D + 1, sizeof *L.slot_base);
-    L.orig = pp_xcalloc((size_t)L.D, sizeof *L.orig);
-    L.orig_n = pp_xcalloc((size_t)L.D, sizeof *L.orig_n);
+    L.ncompute = pp_xcalloc((size_t)L.D, sizeof *L.ncompute, "the lowering's tables");
+    L.slot_base = pp_xcalloc((size_t)L.D + 1, sizeof *L.slot_base, "the lowering's tables");
+    L.orig = pp_xcalloc((size_t)L.D, sizeof *L.orig, "the lowering's tables");
+    L.orig_n = pp_xcalloc((size_t)L.D, sizeof *L.orig_n, "the lowering's tables");
     pp_walk w = {0};
     errors = check_input(&L, dg);
     if (errors)
         goto out;
 
-    L.send_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.send_slot);
-    L.recv_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.recv_slot);
-    L.send_order = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.send_order);
-    L.chan_order = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.chan_order);
+    L.send_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.send_slot, "the lowering's tables");
+    L.recv_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.recv_slot, "the lowering's tables");
+    L.send_order = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.send_order, "the lowering's tables");
+    L.chan_order = pp_xcalloc((size_t)(2 * L.SM), sizeof *L.chan_order, "the lowering's tables");
     place_edges(&L);
     for (int d = 0; d < L.D; d++)
         L.slot_base[d + 1] = L.slot_base[d] + L.ncompute[d] + 1;
-    L.slot_count = pp_xcalloc((size_t)L.slot_base[L.D] + 1, sizeof *L.slot_count);
-    L.slot_items = pp_xcalloc((size_t)(2 * L.nedges), sizeof *L.slot_items);
+    L.slot_count = pp_xcalloc((size_t)L.slot_base[L.D] + 1, sizeof *L.slot_count, "the lowering's tables");
+    L.slot_items = pp_xcalloc((size_t)(2 * L.nedges), sizeof *L.slot_items, "the lowering's tables");
     /* Keep the compute orders: emit rewrites the lists in place. */
     for (int d = 0; d < L.D; d++) {
         L.orig_n[d] = p->dev[d].n;
-        L.orig[d] = pp_xcalloc((size_t)p->dev[d].n, sizeof(pp_op));
+        L.orig[d] = pp_xcalloc((size_t)p->dev[d].n, sizeof(pp_op), "the lowering's tables");
         if (p->dev[d].n)
             memcpy(L.orig[d], p->dev[d].ops, (size_t)p->dev[d].n * sizeof(pp_op));
     }

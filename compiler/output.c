@@ -13,11 +13,14 @@
  * file's previous content is kept by a hard link, a directory is moved
  * aside.
  *
- * A signal handler undoes whatever a set has done.  It may run in any
- * thread, so every change of an entry's stage happens, with the syscall
- * that makes it true, under a spin lock taken with the handled signals
- * blocked: the handler (which takes the same lock and never gives it
- * back) always sees true stages, and never waits for its own thread.
+ * A signal handler undoes whatever a set has done, and so does
+ * pp_outputs_abandon, which the error paths that end the process at once
+ * run (pp_exit_now: out of memory, pprun's watchdog).  Either may run in
+ * any thread, so every change of an entry's stage happens, with the
+ * syscall that makes it true, under a spin lock taken with the handled
+ * signals blocked: the handler and abandon (which take the same lock and
+ * never give it back) always see true stages, and never wait for their
+ * own thread.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -101,18 +104,22 @@ struct pp_outputs {
 static pp_output *live[MAX_LIVE];
 static volatile sig_atomic_t nlive;
 static atomic_flag busy = ATOMIC_FLAG_INIT;
+static _Thread_local volatile sig_atomic_t holding; /* this thread has the lock */
 static sigset_t handled;
-static const int cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+/* SIGABRT too: abort() runs no cleanup of its own */
+static const int cleanup_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGABRT};
 
 static void lock(sigset_t *saved)
 {
     pthread_sigmask(SIG_BLOCK, &handled, saved);
     while (atomic_flag_test_and_set(&busy))
         sched_yield(); /* a signal handler holds it: the process is going */
+    holding = 1;
 }
 
 static void unlock(const sigset_t *saved)
 {
+    holding = 0;
     atomic_flag_clear(&busy);
     pthread_sigmask(SIG_SETMASK, saved, NULL);
 }
@@ -163,19 +170,36 @@ static bool undo(pp_output *o)
     return ok;
 }
 
-static void on_signal(int sig)
+/* Undoes every live entry and keeps the lock, so that nothing changes an
+ * entry again before the process ends.  Async-signal-safe. */
+static void undo_every_set(void)
 {
-    while (atomic_flag_test_and_set(&busy))
-        ; /* held by another thread, for one short syscall */
+    if (!holding) /* (this thread may hold it: an abort() under the lock) */
+        while (atomic_flag_test_and_set(&busy))
+            ; /* held by another thread, for one short syscall */
+    holding = 1;
     for (int i = nlive - 1; i >= 0; i--)
         undo(live[i]);
+}
+
+static void on_signal(int sig)
+{
+    undo_every_set();
     signal(sig, SIG_DFL);
     raise(sig); /* blocked here until the handler returns: then it kills */
 }
 
+void pp_outputs_abandon(void)
+{
+    sigset_t saved;
+    pthread_sigmask(SIG_BLOCK, &handled, &saved); /* no handler waits for us */
+    undo_every_set();
+}
+
 /* The cleanup handler for the signals that would kill the process
- * silently (where nobody chose to ignore or catch them), and a file-size
- * limit reported as EFBIG instead of a kill.  Idempotent. */
+ * silently (where nobody chose to ignore or catch them), a file-size
+ * limit reported as EFBIG instead of a kill, and the same cleanup before
+ * pp_exit_now.  Idempotent. */
 static void install_handlers(void)
 {
     sigemptyset(&handled);
@@ -189,6 +213,7 @@ static void install_handlers(void)
     if (sigaction(SIGXFSZ, NULL, &old) == 0 && !(old.sa_flags & SA_SIGINFO) &&
         old.sa_handler == SIG_DFL)
         signal(SIGXFSZ, SIG_IGN);
+    pp_before_exit(pp_outputs_abandon); /* the error paths that end the process at once */
 }
 
 /* Under the lock. */
@@ -223,7 +248,7 @@ static char *format(const char *fmt, ...)
     int n = vasprintf(&s, fmt, ap);
     va_end(ap);
     if (n < 0)
-        pp_out_of_memory();
+        pp_out_of_memory(0, "an output's path");
     return s;
 }
 
@@ -231,7 +256,7 @@ static char *copy(const char *s)
 {
     char *c = strdup(s);
     if (!c)
-        pp_out_of_memory();
+        pp_out_of_memory((double)strlen(s) + 1, "an output's path");
     return c;
 }
 
@@ -267,15 +292,13 @@ static void split(pp_output *o)
         o->dir = slash == o->target ? copy("/") : strndup(o->target, (size_t)(slash - o->target));
         o->base = copy(slash + 1);
         if (!o->dir)
-            pp_out_of_memory();
+            pp_out_of_memory((double)(slash - o->target) + 1, "an output's path");
     }
 }
 
 static pp_output *entry(pp_outputs *s, enum kind kind, const char *what, const char *path)
 {
-    pp_output *o = calloc(1, sizeof *o);
-    if (!o)
-        pp_out_of_memory();
+    pp_output *o = pp_xcalloc(1, sizeof *o, "an output");
     o->set = s;
     o->kind = kind;
     o->what = what;
@@ -476,9 +499,7 @@ static int make_temporary(pp_output *o)
 
 pp_outputs *pp_outputs_new(pp_diag *d)
 {
-    pp_outputs *s = calloc(1, sizeof *s);
-    if (!s)
-        pp_out_of_memory();
+    pp_outputs *s = pp_xcalloc(1, sizeof *s, "the set of outputs");
     s->d = d;
     s->last = &s->first;
     install_handlers();
@@ -559,7 +580,7 @@ static int named_descriptor(const char *path)
         const char *base = slash ? slash + 1 : cur;
         char *dir = !slash ? copy(".") : slash == cur ? copy("/") : strndup(cur, (size_t)(slash - cur));
         if (!dir)
-            pp_out_of_memory();
+            pp_out_of_memory((double)strlen(cur), "an output path");
         size_t digits = strspn(base, "0123456789");
         struct stat ds;
         if (digits > 0 && digits <= 9 && !base[digits] && stat(dir, &ds) == 0 &&
@@ -718,7 +739,7 @@ static bool check_previous_set(pp_outputs *s, pp_output *o)
         n++;
     o->member_mode = malloc(((size_t)n + 1) * sizeof *o->member_mode);
     if (!o->member_mode)
-        pp_out_of_memory();
+        pp_out_of_memory(((double)n + 1) * sizeof *o->member_mode, "a directory output's modes");
     for (int i = 0; i < n; i++)
         o->member_mode[i] = -1;
     if (!o->exists)

@@ -9,8 +9,10 @@
  * work the caller gives each output its content and commits the set: every
  * temporary is filled, then every stream written, then everything renamed
  * into place — all of it, or on any failure none of it (what was there
- * before is put back).  SIGINT, SIGTERM, SIGHUP and SIGPIPE remove the
- * temporaries (and undo a half-done commit) before the process dies.
+ * before is put back).  SIGINT, SIGTERM, SIGHUP, SIGPIPE and SIGABRT
+ * remove the temporaries (and undo a half-done commit) before the process
+ * dies, and so does pp_exit_now (pp.h) on the error paths that end the
+ * process at once.
  *
  * Kinds of output path:
  *   "-"                      standard output
@@ -75,6 +77,12 @@ pp_diag *pp_output_diag(const pp_output *o);
 /* Writes and places every output; 0 when all are in place, else 1 with
  * the error reported and every output as it was before the run. */
 int pp_outputs_commit(pp_outputs *s);
+
+/* For a process about to end at once (pp_exit_now runs it): undoes every
+ * set as the signal handler does (temporaries removed, a half-done commit
+ * put back) and leaves the writer locked, with its signals blocked in
+ * this thread, so nothing changes before the end.  Async-signal-safe. */
+void pp_outputs_abandon(void);
 
 /* Tests only: place outputs as on a filesystem without
  * renameat2(RENAME_EXCHANGE) (NFS, some FUSE), to exercise that path. */

@@ -46,7 +46,7 @@ void pp_plan_reserve(pp_plan *p, int device, int n)
         return;
     pp_op *ops = realloc(dv->ops, (size_t)n * sizeof *ops);
     if (!ops)
-        pp_out_of_memory();
+        pp_out_of_memory((double)n * sizeof *ops, "a device's op list");
     dv->ops = ops;
     dv->cap = n;
 }

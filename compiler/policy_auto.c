@@ -43,10 +43,10 @@ static void order_free(order *o)
 static void order_alloc(order *o, int D, int per_device)
 {
     o->D = D;
-    o->ops = pp_xcalloc((size_t)D, sizeof *o->ops);
-    o->n = pp_xcalloc((size_t)D, sizeof *o->n);
+    o->ops = pp_xcalloc((size_t)D, sizeof *o->ops, "auto's candidate orders");
+    o->n = pp_xcalloc((size_t)D, sizeof *o->n, "auto's candidate orders");
     for (int d = 0; d < D; d++)
-        o->ops[d] = pp_xcalloc((size_t)per_device, sizeof **o->ops);
+        o->ops[d] = pp_xcalloc((size_t)per_device, sizeof **o->ops, "auto's candidate orders");
 }
 
 static void order_copy(order *dst, const order *src, int per_device)
@@ -265,14 +265,14 @@ static double list_schedule(const pp_spec *s, bool split, variant v, order *o)
     int D = s->devices, S = s->stages, M = s->microbatches, V = s->chunks;
     long SM = (long)S * M;
     lsched L = {.s = s, .split = split, .v = v, .mem = pp_verify_opts_of(s, true)};
-    L.endF = pp_xcalloc((size_t)SM, sizeof *L.endF);
-    L.endB = pp_xcalloc((size_t)SM, sizeof *L.endB);
-    L.next = pp_xcalloc((size_t)S * 3, sizeof *L.next);
-    L.tdev = pp_xcalloc((size_t)D, sizeof *L.tdev);
-    L.live = pp_xcalloc((size_t)D, sizeof *L.live);
-    L.pending = pp_xcalloc((size_t)D, sizeof *L.pending);
-    L.cap = pp_xcalloc((size_t)D, sizeof *L.cap);
-    L.held = pp_xcalloc((size_t)D, sizeof *L.held);
+    L.endF = pp_xcalloc((size_t)SM, sizeof *L.endF, "auto's list schedule");
+    L.endB = pp_xcalloc((size_t)SM, sizeof *L.endB, "auto's list schedule");
+    L.next = pp_xcalloc((size_t)S * 3, sizeof *L.next, "auto's list schedule");
+    L.tdev = pp_xcalloc((size_t)D, sizeof *L.tdev, "auto's list schedule");
+    L.live = pp_xcalloc((size_t)D, sizeof *L.live, "auto's list schedule");
+    L.pending = pp_xcalloc((size_t)D, sizeof *L.pending, "auto's list schedule");
+    L.cap = pp_xcalloc((size_t)D, sizeof *L.cap, "auto's list schedule");
+    L.held = pp_xcalloc((size_t)D, sizeof *L.held, "auto's list schedule");
     for (long i = 0; i < SM; i++)
         L.endF[i] = L.endB[i] = -1;
     for (int d = 0; d < D; d++) {

@@ -102,9 +102,7 @@ static void check_missing(checker *c)
 {
     const pp_order *o = c->o;
     int D = c->s->devices, kinds = o->split ? 3 : 2;
-    int *missing = calloc((size_t)(D > 0 ? D : 1), sizeof *missing);
-    if (!missing)
-        pp_out_of_memory();
+    int *missing = pp_xcalloc((size_t)D, sizeof *missing, "the custom order's check");
     char buf[48];
     /* Device by device, so that each summing-up line follows its ops. */
     for (int dev = 0; dev < D; dev++) {
@@ -172,7 +170,8 @@ static void check_deadlock(checker *c)
     int *stack = malloc((size_t)D * sizeof *stack);
     int *next = malloc((size_t)D * 3 * sizeof *next);
     if (!done || !waiter || !pc || !stack || !next)
-        pp_out_of_memory();
+        pp_out_of_memory((double)n * (1 + sizeof *waiter) + (double)D * 5 * sizeof(int),
+                         "the custom order's wait-for graph");
     memset(waiter, 0xff, (size_t)n * sizeof *waiter);
     /* Each op has at most one dependant on another device (F(s+1, m) of an
      * F, B(s-1, m) of a B), so one waiter slot per op is enough. */
@@ -216,7 +215,7 @@ static void check_deadlock(checker *c)
         size_t len = 0;
         FILE *f = open_memstream(&msg, &len);
         if (!f)
-            abort();
+            pp_out_of_memory(0, "the message of a wait-for cycle");
         int v = u;
         do {
             const pp_order_op *op = &o->rows[v].ops[pc[v]];
@@ -259,7 +258,7 @@ static int custom_check(const pp_spec *s, pp_diag *d)
     c.tok = calloc((size_t)n, sizeof *c.tok);
     c.pos = calloc((size_t)n, sizeof *c.pos);
     if (!c.tok || !c.pos)
-        pp_out_of_memory();
+        pp_out_of_memory((double)n * (sizeof *c.tok + sizeof *c.pos), "the custom order's check");
     int before = d->errors;
     check_listing(&c);
     check_missing(&c);

@@ -144,7 +144,7 @@ typedef struct pp_diag_buffer {
     char *text;
     size_t len;
 } pp_diag_buffer;
-void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog); /* aborts on OOM */
+void pp_diag_buffer_open(pp_diag_buffer *b, const char *prog); /* out of memory: pp_out_of_memory */
 void pp_diag_buffer_close(pp_diag_buffer *b);
 /* Offset -> 1-based line and column. */
 void pp_source_position(const pp_source *src, size_t offset, int *line, int *col);
@@ -172,7 +172,7 @@ typedef struct pp_arena {
     pp_arena_block *head;
 } pp_arena;
 
-void *pp_arena_alloc(pp_arena *a, size_t size); /* zeroed; aborts on OOM */
+void *pp_arena_alloc(pp_arena *a, size_t size); /* zeroed; out of memory: pp_out_of_memory */
 char *pp_arena_strdup(pp_arena *a, const char *s);
 /* An arena array of n elements of elem bytes with room for *cap: returns
  * it with room for one more, doubled when full (the old copy is left). */
@@ -180,11 +180,32 @@ void *pp_arena_grow(pp_arena *a, void *old, int n, int *cap, size_t elem);
 char *pp_arena_strndup(pp_arena *a, const char *s, size_t n);
 void pp_arena_free(pp_arena *a);
 
-/* Heap allocation for passes whose arrays outlive no compilation but are
- * too big for the arena: out of memory ends the process with a message
- * (a compiler cannot do anything useful without its arrays). */
-_Noreturn void pp_out_of_memory(void);
-void *pp_xcalloc(size_t n, size_t size); /* n = 0 still returns a block */
+/* Out of memory, the one way for both programs: heap allocation for the
+ * arrays a pass or a run cannot do without (too big for the arena, or
+ * outliving it).  pp_out_of_memory prints "PROG: error: out of memory:
+ * cannot allocate N bytes for WHAT" (bytes 0: a size it cannot know),
+ * then ends the process through pp_exit_now(1).  PROG is the program of
+ * the first pp_diag_init. */
+_Noreturn void pp_out_of_memory(double bytes, const char *what);
+/* calloc, or NULL (the caller reports).  n or size 0 still returns a block. */
+void *pp_calloc(size_t n, size_t size, const char *what);
+/* calloc, or pp_out_of_memory naming what. */
+void *pp_xcalloc(size_t n, size_t size, const char *what);
+/* Ends the process at once with status (no atexit handlers, other threads
+ * not waited for: the error paths that cannot unwind), after flushing
+ * stdout and stderr and running what was registered to run first (the
+ * writer's removal of its temporaries, output.c). */
+_Noreturn void pp_exit_now(int status);
+/* fn runs in pp_exit_now before the process ends; it must be
+ * async-signal-safe.  One at a time: a later call replaces it. */
+void pp_before_exit(void (*fn)(void));
+/* The program named in messages that have no pp_diag at hand (the first
+ * pp_diag_init's prog calls it). */
+void pp_set_program(const char *prog);
+/* Tests only: a test binary that defines it is asked before each
+ * pp_calloc / pp_xcalloc; true makes that allocation fail as if the
+ * memory were gone.  The programs do not define it. */
+extern bool pp_test_alloc_fails(double bytes, const char *what) __attribute__((weak));
 
 /* ------------------------------------------------------------------ */
 /* source.c: reading a schedule file                                   */

@@ -33,17 +33,17 @@ void pp_sim_alloc(pp_sim *s, const pp_plan *p)
     size_t D = p->devices > 0 ? (size_t)p->devices : 1, total = 0;
     for (int d = 0; d < p->devices; d++)
         total += list_len(p, d);
-    s->start = pp_xcalloc(D, sizeof *s->start);
-    s->end = pp_xcalloc(D, sizeof *s->end);
-    s->start[0] = pp_xcalloc(total, sizeof **s->start);
-    s->end[0] = pp_xcalloc(total, sizeof **s->end);
+    s->start = pp_xcalloc(D, sizeof *s->start, "the timing of a plan");
+    s->end = pp_xcalloc(D, sizeof *s->end, "the timing of a plan");
+    s->start[0] = pp_xcalloc(total, sizeof **s->start, "the timing of a plan");
+    s->end[0] = pp_xcalloc(total, sizeof **s->end, "the timing of a plan");
     for (int d = 1; d < p->devices; d++) {
         s->start[d] = s->start[d - 1] + list_len(p, d - 1);
         s->end[d] = s->end[d - 1] + list_len(p, d - 1);
     }
-    s->busy = pp_xcalloc(D, sizeof *s->busy);
-    s->peak_act = pp_xcalloc(D, sizeof *s->peak_act);
-    s->peak_mem = pp_xcalloc(D, sizeof *s->peak_mem);
+    s->busy = pp_xcalloc(D, sizeof *s->busy, "the timing of a plan");
+    s->peak_act = pp_xcalloc(D, sizeof *s->peak_act, "the timing of a plan");
+    s->peak_mem = pp_xcalloc(D, sizeof *s->peak_mem, "the timing of a plan");
 }
 
 void pp_sim_free(pp_sim *s, int devices)
@@ -79,9 +79,9 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
     }
     int D = p->devices;
     size_t nt = (size_t)(w.total ? w.total : 1);
-    double *dur = pp_xcalloc(nt, sizeof *dur);
+    double *dur = pp_xcalloc(nt, sizeof *dur, "the simulation");
     pp_sim_alloc(out, p);
-    bool *recomputing = pp_xcalloc((size_t)p->stages, sizeof *recomputing);
+    bool *recomputing = pp_xcalloc((size_t)p->stages, sizeof *recomputing, "the simulation");
     pp_plan_recomputing(p, recomputing);
     int rc = 0;
     char buf[96];

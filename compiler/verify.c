@@ -386,7 +386,7 @@ static void check_memory(verifier *V, const pp_verify_opts *o)
         return;
     const pp_plan *p = V->p;
     char buf[96];
-    bool *recomputing = pp_xcalloc((size_t)V->S, sizeof *recomputing);
+    bool *recomputing = pp_xcalloc((size_t)V->S, sizeof *recomputing, "the verifier's memory check");
     pp_plan_recomputing(p, recomputing);
     for (int d = 0; d < V->D; d++) {
         pp_mem_peak m = pp_device_memory(p, d, recomputing, o);
@@ -450,7 +450,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     verifier V = {.p = p, .dg = dg, .D = p->devices, .S = p->stages, .M = p->microbatches};
     V.SM = (long)V.S * V.M;
     for (int k = 0; k < AT__COUNT; k++) {
-        V.at[k] = pp_xcalloc((size_t)V.SM, sizeof(int32_t));
+        V.at[k] = pp_xcalloc((size_t)V.SM, sizeof(int32_t), "the verifier's tables");
         memset(V.at[k], 0xff, (size_t)V.SM * sizeof(int32_t));
     }
     int nmax = 0;
@@ -460,9 +460,9 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     V.gcap = 16;
     while (V.gcap < 2 * (size_t)nmax)
         V.gcap *= 2;
-    V.gkey = pp_xcalloc(V.gcap, sizeof *V.gkey);
-    V.gstamp = pp_xcalloc(V.gcap, sizeof *V.gstamp);
-    V.gfirst = pp_xcalloc(V.gcap, sizeof *V.gfirst);
+    V.gkey = pp_xcalloc(V.gcap, sizeof *V.gkey, "the verifier's tables");
+    V.gstamp = pp_xcalloc(V.gcap, sizeof *V.gstamp, "the verifier's tables");
+    V.gfirst = pp_xcalloc(V.gcap, sizeof *V.gfirst, "the verifier's tables");
 
     check_async_shape(&V);
     for (int d = 0; d < V.D; d++)

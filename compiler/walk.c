@@ -325,11 +325,14 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
         w->hops_pair = calloc(nt, sizeof *w->hops_pair);
         r.hclock = calloc((size_t)D, sizeof *r.hclock);
         if (!w->hops || !w->hops_pair || !r.hclock)
-            pp_out_of_memory();
+            pp_out_of_memory((double)nt * (sizeof *w->hops + sizeof *w->hops_pair) +
+                                 (double)D * sizeof *r.hclock, "the replay's hop counts");
     }
     if (!r.posted || !r.pending || !r.clock || !r.stack || (repair && !resume) ||
         (dur && (!w->t_post || !w->t_pair)))
-        pp_out_of_memory();
+        pp_out_of_memory((double)nt * (1 + (dur ? sizeof *w->t_post + sizeof *w->t_pair : 0)) +
+                             (double)D * (sizeof *r.pending + sizeof *r.clock + 2 * sizeof(int)),
+                         "the replay's state");
     memset(w->done, 0, nt);
     for (int d = 0; d < D; d++) {
         w->pc[d] = 0;
@@ -383,9 +386,7 @@ int pp_walk_run_stalled(pp_walk *w, pp_plan *p, pp_walk_repair repair)
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle)
 {
     int D = w->devices;
-    int *next = malloc((size_t)D * sizeof *next);
-    if (!next)
-        pp_out_of_memory();
+    int *next = pp_xcalloc((size_t)D, sizeof *next, "the wait-for graph");
     for (int d = 0; d < D; d++) {
         wait_at[d] = wait_for[d] = cycle[d] = next[d] = -1;
         if (w->pc[d] >= dev_len(p, d))
@@ -427,9 +428,7 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
 
 int pp_wait_cycles(const int *next, int n, int *cycle, int *entry)
 {
-    int *seen = calloc((size_t)(n > 0 ? n : 1), sizeof *seen);
-    if (!seen)
-        pp_out_of_memory();
+    int *seen = pp_xcalloc((size_t)n, sizeof *seen, "the wait-for graph");
     /* Every device has at most one out-edge: follow each path once; a path
      * that comes back to itself closes a new cycle. */
     int ncycles = 0;
@@ -459,9 +458,7 @@ int pp_wait_cycles(const int *next, int n, int *cycle, int *entry)
 void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char *prefix)
 {
     int D = w->devices;
-    int *wait_at = malloc((size_t)D * sizeof(int) * 3);
-    if (!wait_at)
-        pp_out_of_memory();
+    int *wait_at = pp_xcalloc((size_t)D * 3, sizeof(int), "the wait-for graph");
     int *wait_for = wait_at + D, *cycle = wait_at + 2 * D;
     int ncycles = pp_walk_cycles(w, p, wait_at, wait_for, cycle);
     char *msg = NULL;
@@ -473,7 +470,7 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
             first++;
         FILE *f = open_memstream(&msg, &len);
         if (!f)
-            abort();
+            pp_out_of_memory(0, "the message of a wait-for cycle");
         int u = first;
         do {
             fprintf(f, "%s at op %d (%s) for device %d", u == first ? " waits" : ", which waits", wait_at[u],

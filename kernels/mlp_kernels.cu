@@ -50,28 +50,15 @@ __global__ void colsum_kernel(const float *__restrict__ dz, float *__restrict__ 
     part[threadIdx.y][threadIdx.x] =
         j < h ? pp_colsum_partial(dz, r0, r1, h, j, (int)threadIdx.y) : 0;
     __syncthreads();
-    if (threadIdx.y == 0 && j < h) {
-        float s = 0;
-        for (int q = 0; q < PP_COLSUM_Y; q++)
-            s += part[q][threadIdx.x];
-        if (gridDim.y == 1)
-            out[j] += s; /* out is db */
-        else
-            out[(size_t)blockIdx.y * h + j] = s; /* out is the chunks' partial sums */
-    }
+    if (threadIdx.y == 0 && j < h) /* one chunk: out is db; several: the partial sums */
+        pp_colsum_store(out, gridDim.y, blockIdx.y, h, j, pp_colsum_block_sum(part, threadIdx.x));
 }
 
 /* db[j] += the chunks' sums of column j, in chunk order. */
 __global__ void colsum_chunks_kernel(const float *__restrict__ partial, unsigned chunks, int h,
                                      float *__restrict__ db)
 {
-    GRID_STRIDE(j, (size_t)h)
-    {
-        float s = 0;
-        for (unsigned c = 0; c < chunks; c++)
-            s += partial[c * (size_t)h + j];
-        db[j] += s;
-    }
+    GRID_STRIDE(j, (size_t)h) pp_colsum_chunks_at(j, partial, chunks, h, db);
 }
 
 cudaError_t pp_launch_colsum(const float *dz, float *db, int n, int h, float *partial,

@@ -62,6 +62,36 @@ static inline PP_HD float pp_colsum_partial(const float *dz, int r0, int r1, int
     return s;
 }
 
+/* Row 0 of a block: the PP_COLSUM_Y partial sums of its column tx, in ty order. */
+static inline PP_HD float pp_colsum_block_sum(const float (*part)[PP_COLSUM_X + 1], int tx)
+{
+    float s = 0;
+    for (int q = 0; q < PP_COLSUM_Y; q++)
+        s += part[q][tx];
+    return s;
+}
+
+/* Chunk c's sum s of column j: with one chunk, added to db (out is db);
+ * with several, the chunk's partial sum (out is partial). */
+static inline PP_HD void pp_colsum_store(float *out, unsigned chunks, unsigned c, int h, int j,
+                                         float s)
+{
+    if (chunks == 1)
+        out[j] += s;
+    else
+        out[(size_t)c * (size_t)h + (size_t)j] = s;
+}
+
+/* The second pass, column j: db[j] += the chunks' partial sums, in chunk order. */
+static inline PP_HD void pp_colsum_chunks_at(size_t j, const float *partial, unsigned chunks,
+                                             int h, float *db)
+{
+    float s = 0;
+    for (unsigned c = 0; c < chunks; c++)
+        s += partial[c * (size_t)h + j];
+    db[j] += s;
+}
+
 /* mse: pass 1 runs pp_mse_blocks(count) blocks of PP_MSE_THREADS, each
  * thread a grid-stride sum, each block a tree sum into partial[block];
  * pass 2, one block, sums the partials (strided, then a tree). */

@@ -45,8 +45,8 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
     int S = p->stages, M = p->microbatches, L = m->layers;
     size_t h = (size_t)m->hidden, rows = (size_t)(m->batch / M), lw = h * h + h;
     /* pr_reference_bytes counts these */
-    int *fver = pr_calloc_or_exit((size_t)S * M, sizeof(int), "the reference's order");
-    int *border = pr_calloc_or_exit((size_t)S * M, sizeof(int), "the reference's order");
+    int *fver = pp_xcalloc((size_t)S * M, sizeof(int), "the reference's order");
+    int *border = pp_xcalloc((size_t)S * M, sizeof(int), "the reference's order");
     int rc = 0;
     for (int s = 0; s < S && !rc; s++)
         if (stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
@@ -57,15 +57,15 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
     for (int s = 1; s < S && p->vertical_sync; s++)
         memcpy(fver + (size_t)s * M, fver, (size_t)M * sizeof(int));
     /* ver[l][v]: layer l's W then b at its stage's version v (0..M in a step) */
-    float *ver = pr_calloc_or_exit((size_t)L * (M + 1) * lw, sizeof(float),
-                                   "the reference's weight versions");
-    float *grad = pr_calloc_or_exit((size_t)L * M * lw, sizeof(float),
-                                    "the reference's micro-batch gradients"); /* [l][mb] */
-    int *nver = pr_calloc_or_exit((size_t)S, sizeof(int), "the reference's version counts");
-    bool *done = pr_calloc_or_exit((size_t)M, sizeof(bool), "the reference's micro-batch flags");
-    float *x = pr_calloc_or_exit(rows * h, sizeof(float), "the reference's batch");
-    float *t = pr_calloc_or_exit(rows * h, sizeof(float), "the reference's targets");
-    float **Wl = pr_calloc_or_exit((size_t)L * 4, sizeof(float *), "the reference's layer table");
+    float *ver = pp_xcalloc((size_t)L * (M + 1) * lw, sizeof(float),
+                            "the reference's weight versions");
+    float *grad = pp_xcalloc((size_t)L * M * lw, sizeof(float),
+                             "the reference's micro-batch gradients"); /* [l][mb] */
+    int *nver = pp_xcalloc((size_t)S, sizeof(int), "the reference's version counts");
+    bool *done = pp_xcalloc((size_t)M, sizeof(bool), "the reference's micro-batch flags");
+    float *x = pp_xcalloc(rows * h, sizeof(float), "the reference's batch");
+    float *t = pp_xcalloc(rows * h, sizeof(float), "the reference's targets");
+    float **Wl = pp_xcalloc((size_t)L * 4, sizeof(float *), "the reference's layer table");
     float **bl = Wl + L, **dW = bl + L, **db = dW + L;
     float lr = (float)m->lr;
 #define VER(l, v) (ver + ((size_t)(l) * (M + 1) + (size_t)(v)) * lw)

@@ -368,12 +368,12 @@ static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
         return 1;
     }
     server S = {.b = b, .d = d};
-    S.rank = pr_calloc_or_exit((size_t)b->world, sizeof *S.rank, "the bootstrap's rank table");
+    S.rank = pp_xcalloc((size_t)b->world, sizeof *S.rank, "the bootstrap's rank table");
     for (int r = 0; r < b->world; r++)
         S.rank[r].fd = -1;
     S.joined = 1;
     struct pollfd *pf =
-        pr_calloc_or_exit((size_t)b->world + BOOT_MAX_PENDING + 1, sizeof *pf, "the bootstrap's poll set");
+        pp_xcalloc((size_t)b->world + BOOT_MAX_PENDING + 1, sizeof *pf, "the bootstrap's poll set");
     int rc = 0;
     while (S.joined < b->world && rc == 0) {
         double now = pp_now();

@@ -1,7 +1,7 @@
 /*
  * host_memory.c — host memory: how much this process may still allocate,
- * byte counts as people read them, and the allocation that ends the process
- * with what it was for and its size instead of a crash.  The replay and
+ * and byte counts as people read them (an allocation that fails ends the
+ * process through pp_xcalloc, compiler/arena.c, naming it).  The replay and
  * --check compare what a run needs with pr_host_memory_left before they
  * allocate anything (docs/pprun.md, "Memory").
  */
@@ -75,17 +75,4 @@ const char *pr_format_bytes(double bytes, char *buf, size_t size)
     else
         snprintf(buf, size, "%.2f %s", bytes, unit[u]);
     return buf;
-}
-
-void *pr_calloc_or_exit(size_t n, size_t size, const char *what)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) {
-        char b[32];
-        fflush(stdout);
-        fprintf(stderr, "pprun: error: out of memory: cannot allocate %s (%s)\n", what,
-                pr_format_bytes((double)n * (double)size, b, sizeof b));
-        exit(1);
-    }
-    return p;
 }

@@ -114,7 +114,7 @@ static void key_bytes(checker *c, const void *b, size_t n)
             cap *= 2;
         char *kb = realloc(c->kb, cap);
         if (!kb)
-            pp_out_of_memory();
+            pp_out_of_memory((double)cap, "the JSON checker's keys");
         c->kb = kb;
         c->kb_cap = cap;
     }
@@ -395,7 +395,7 @@ static bool number_in_range(checker *c, size_t at, const char *w, size_t n)
         return true;
     char small[64], *copy = n < sizeof small ? small : malloc(n + 1);
     if (!copy)
-        pp_out_of_memory();
+        pp_out_of_memory((double)n + 1, "a JSON number");
     memcpy(copy, w, n);
     copy[n] = '\0';
     bool finite = isfinite(strtod(copy, NULL));
@@ -593,7 +593,7 @@ member: { /* a key is due, after '{' or ',' */
         c->ke_cap = c->ke_cap ? 2 * c->ke_cap : 64;
         key_entry *ke = realloc(c->ke, c->ke_cap * sizeof *ke);
         if (!ke)
-            pp_out_of_memory();
+            pp_out_of_memory((double)c->ke_cap * sizeof *ke, "the JSON checker's keys");
         c->ke = ke;
     }
     c->ke[c->ke_len++] = (key_entry){off, c->kb_len - off, at};
@@ -647,7 +647,7 @@ int pr_json_check(const char *text, size_t len, bool prefix, pr_json_error *err)
     checker c = {.s = (const uchar *)text, .len = len, .prefix = prefix, .err = err, .kb = malloc(256),
                  .kb_cap = 256};
     if (!c.kb)
-        pp_out_of_memory();
+        pp_out_of_memory(256, "the JSON checker's keys");
     err->offset = 0;
     err->msg[0] = '\0';
     bool ok = check_text(&c);

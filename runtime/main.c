@@ -36,8 +36,10 @@ static void usage(FILE *f)
           "  --dump DIR          write x, t, w_init, b_init, w_final, b_final, loss as .npy\n"
           "  --trace FILE        write every op's measured start and end (Chrome trace JSON)\n"
           "  --timeline          draw the measured last step as a text timeline\n"
-          "  --timeout S         seconds a receive (or a GPU step's communication, or the\n"
-          "                      multi-process bootstrap) may wait before the run fails (default 60)\n"
+          "  --timeout S         seconds a wait may last before the run fails (default 60): a\n"
+          "                      receive, the barrier at a step's flush, a GPU step's\n"
+          "                      communication, the multi-process bootstrap; an op that\n"
+          "                      nothing waits for fails after max(S, 100 x the longest op so far)\n"
           "  --help, --version\n"
           "An option with a value is given once; '--' ends the options.\n",
           f);
@@ -352,7 +354,8 @@ static int connect_ranks(session *S)
     bool cuda = S->be != pr_backend_cpu();
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
                          .progress = stdout, .backend = S->be, .precision = op->precision,
-                         .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus};
+                         .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
+                         .output_bytes = op->dump ? pr_dump_bytes(S->model) : 0};
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
@@ -422,7 +425,8 @@ static int report(session *S, pr_run_result *r)
                 printf(" %.0f", r->extra_weight_bytes[d]);
         printf("\n");
     }
-    /* --trace and --dump are in place together, or neither is */
+    /* --trace and --dump are in place together, or neither is; before --check, so that a
+     * failed check leaves them to look at (docs/outputs.md, "All outputs of a run, or none") */
     pr_run_record rec = {plan, S->model, steps, r};
     if (S->trace_out)
         pp_output_fill(S->trace_out, pr_trace_fill, &rec);

@@ -16,7 +16,7 @@ void pr_init_layer(const pr_model *m, int layer, float *W, float *b)
     size_t h = (size_t)m->hidden;
     float scale = 1.0f / sqrtf((float)m->hidden);
     uint64_t stream = PP_STREAM_WEIGHT(layer);
-    for (size_t i = 0; i < h * h; i++)
+    for (size_t i = 0; W && i < h * h; i++)
         W[i] = scale * pp_uniform_pm1(m->seed, stream, i);
     for (size_t j = 0; j < h; j++)
         b[j] = 0.1f * scale * pp_uniform_pm1(m->seed, stream, h * h + j);
@@ -48,11 +48,11 @@ double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, 
 {
     size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)rows;
     /* pr_reference_bytes counts these */
-    float *acts = pr_calloc_or_exit((L + 1) * N * h, sizeof(float), "the reference's activations");
-    float *zs = pr_calloc_or_exit(L * N * h, sizeof(float), "the reference's pre-activations");
-    float *dy = pr_calloc_or_exit(N * h, sizeof(float), "the reference's output gradient");
-    float *dx = pr_calloc_or_exit(N * h, sizeof(float), "the reference's input gradient");
-    float *dz = pr_calloc_or_exit(N * h, sizeof(float), "the reference's gradients");
+    float *acts = pp_xcalloc((L + 1) * N * h, sizeof(float), "the reference's activations");
+    float *zs = pp_xcalloc(L * N * h, sizeof(float), "the reference's pre-activations");
+    float *dy = pp_xcalloc(N * h, sizeof(float), "the reference's output gradient");
+    float *dx = pp_xcalloc(N * h, sizeof(float), "the reference's input gradient");
+    float *dz = pp_xcalloc(N * h, sizeof(float), "the reference's gradients");
     float inv_n = 1.0f / (float)m->batch; /* the global batch, as every micro-batch */
     memcpy(acts, x0, N * h * sizeof(float));
     for (size_t l = 0; l < L; l++) {
@@ -111,14 +111,14 @@ void pr_reference_train_delayed(const pr_model *m, int steps, int delay, float *
 {
     size_t L = (size_t)m->layers, h = (size_t)m->hidden, N = (size_t)m->batch;
     /* pr_reference_bytes counts these */
-    float *x = pr_calloc_or_exit(N * h, sizeof(float), "the reference's batch");
-    float *t = pr_calloc_or_exit(N * h, sizeof(float), "the reference's targets");
-    float *gW = pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's weight gradients");
-    float *gb = pr_calloc_or_exit(L * h, sizeof(float), "the reference's bias gradients");
+    float *x = pp_xcalloc(N * h, sizeof(float), "the reference's batch");
+    float *t = pp_xcalloc(N * h, sizeof(float), "the reference's targets");
+    float *gW = pp_xcalloc(L * h * h, sizeof(float), "the reference's weight gradients");
+    float *gb = pp_xcalloc(L * h, sizeof(float), "the reference's bias gradients");
     /* delay 1: the gradient is taken at the previous step's weights, kept here */
-    float *oldW = delay ? pr_calloc_or_exit(L * h * h, sizeof(float), "the reference's old weights") : NULL;
-    float *oldb = delay ? pr_calloc_or_exit(L * h, sizeof(float), "the reference's old biases") : NULL;
-    float **Wl = pr_calloc_or_exit(L * 4, sizeof(float *), "the reference's layer table");
+    float *oldW = delay ? pp_xcalloc(L * h * h, sizeof(float), "the reference's old weights") : NULL;
+    float *oldb = delay ? pp_xcalloc(L * h, sizeof(float), "the reference's old biases") : NULL;
+    float **Wl = pp_xcalloc(L * 4, sizeof(float *), "the reference's layer table");
     float **bl = Wl + L, **dW = bl + L, **db = dW + L;
     float lr = (float)m->lr;
     if (delay) {

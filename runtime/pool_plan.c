@@ -19,7 +19,7 @@ typedef struct dry_ctx {
 
 static pr_bctx *dry_open(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen)
 {
-    dry_ctx *c = pr_calloc_or_exit(1, sizeof *c, "the pool sizing's context");
+    dry_ctx *c = pp_xcalloc(1, sizeof *c, "the pool sizing's context");
     c->base.rank = rank;
     return &c->base;
 }
@@ -28,7 +28,7 @@ static void dry_close(pr_bctx *c) { free(c); }
 static float *dry_alloc(pr_bctx *c, size_t count)
 {
     ((dry_ctx *)c)->bytes += (double)count * sizeof(float);
-    return pr_calloc_or_exit(1, 1, "the pool sizing's tokens");
+    return pp_xcalloc(1, 1, "the pool sizing's tokens");
 }
 static void dry_release(pr_bctx *c, float *p) { free(p); }
 static void dry_batch(pr_bctx *c, int row0, int rows, float *x, float *t) {}
@@ -66,8 +66,8 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, p
     R.dry = true;
     R.step_lo = 0;
     R.step_hi = 1;
-    R.loss_sq = pr_calloc_or_exit((size_t)p->microbatches, sizeof(double), "the pool sizing's losses");
-    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the pool sizing's devices");
+    R.loss_sq = pp_xcalloc((size_t)p->microbatches, sizeof(double), "the pool sizing's losses");
+    R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the pool sizing's devices");
     for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;

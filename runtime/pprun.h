@@ -67,7 +67,7 @@ int pr_plan_load_file(const char *path, pp_diag *d, pp_plan *plan, pr_model *mod
 int pr_plan_read(const char *path, size_t max, pp_diag *d, char **text, size_t *len);
 
 /* model.c: deterministic parameters and data (docs/model.md). */
-void pr_init_layer(const pr_model *m, int layer, float *W, float *b);
+void pr_init_layer(const pr_model *m, int layer, float *W, float *b); /* W NULL: b only */
 void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
 /* Rows [row0, row0+rows) of step k's global batch. */
 void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
@@ -110,6 +110,8 @@ typedef struct pr_run_opts {
     int gpu_base, gpus;          /* device r runs on GPU gpu_base + r % gpus (gpus 0 = 1) */
     bool one_rank;               /* run only device `rank` (one process per rank, nccl) */
     int rank;
+    double output_bytes;         /* host memory the outputs' writers take after the run, next
+                                    to its results (pr_dump_bytes): the memory check counts it */
 } pr_run_opts;
 
 typedef struct pr_run_result {
@@ -133,15 +135,26 @@ typedef struct pr_run_result {
 
 /* Runs the plan.  The first error is printed (through d) when it happens.
  * A wait (a receive, the flush barrier) longer than o->timeout fails the
- * run, naming the device it waited for and that device's op.  A device
- * thread that is still inside an op o->timeout after the run failed cannot
- * be stopped or safely left behind: pr_replay then says so and ends the
- * process (_exit(1)) instead of returning. */
+ * run, naming the device it waited for and that device's op; while nothing
+ * waits, an op computing longer than max(o->timeout, 100 x the longest op
+ * so far) fails it, naming that op.  A device thread that is still inside
+ * the same op a grace period (min(o->timeout, 2 s)) after the run failed
+ * cannot be stopped or safely left behind: pr_replay then says so and ends
+ * the process (pp_exit_now(1): the outputs' temporaries are removed)
+ * instead of returning (docs/pprun.md, "Replay"). */
 int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_result *r,
               pp_diag *d);
-/* Fault injection for the tests: pprun does not define it; a test binary
- * that does is called on the device's thread before each op it replays. */
+/* Fault injection for the tests: pprun does not define these; a test
+ * binary may (tests/runtime/fault_hook.c, test_runtime.c).  The fault
+ * hook is called on the device's thread before each op it replays; when
+ * ignore_stash returns true, B computes on the current weights instead of
+ * the version its F used (so --check must fail, docs/async.md); pool_slots
+ * gives the activation buffers device rank's pool starts with instead of
+ * the `slots` the dry run counted (fewer: the replay allocates beyond the
+ * pool). */
 extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
+extern bool pr_test_ignore_stash(void) __attribute__((weak));
+extern int pr_test_pool_slots(int rank, int slots) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
 
 /* check.c: pprun --check. */
@@ -169,9 +182,11 @@ typedef struct pr_run_record {
 } pr_run_record;
 
 /* dump.c: the files of --dump DIR (NULL-terminated), and the
- * pp_fill_dir_fn that writes them from a pr_run_record. */
+ * pp_fill_dir_fn that writes them from a pr_run_record, streaming: the
+ * host memory it allocates is pr_dump_bytes, whatever the steps. */
 extern const char *const pr_dump_files[];
 int pr_dump_fill(pp_output *dir, void *record);
+double pr_dump_bytes(const pr_model *m);
 /* float32 C-order .npy */
 int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
 
@@ -212,9 +227,6 @@ int pr_rank_gpu(int rank, int local_rank, int visible, pp_diag *d);
 double pr_host_memory_left(const char **limit);
 /* "1.50 GiB" into buf; returns buf. */
 const char *pr_format_bytes(double bytes, char *buf, size_t size);
-/* calloc, or "pprun: error: out of memory: cannot allocate WHAT (SIZE)"
- * and exit(1): for the host arrays of the main thread. */
-void *pr_calloc_or_exit(size_t n, size_t size, const char *what);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.

@@ -67,6 +67,18 @@ static void pool_put(device_ctx *D, float *p)
         list_push(D, &D->pool, &D->npool, &D->cap_pool, p);
 }
 
+/* Two buffers, or none (false, and the run failed). */
+static bool pool_get2(device_ctx *D, float **a, float **b)
+{
+    if (!(*a = pool_get(D)))
+        return false;
+    if (!(*b = pool_get(D))) {
+        pool_put(D, *a);
+        return false;
+    }
+    return true;
+}
+
 /* The ops of a group run concurrently (ncclGroupStart/End): a buffer a
  * send of the group reads goes back to the pool only when the group has
  * completed, or a recv of the same group could land in it. */
@@ -129,21 +141,45 @@ static int held_up_by(const run *R, int peer)
     return -1;
 }
 
-/* A wait of D's op i (`what`) ran past the timeout because device `late`
- * has not finished its current op: the error names that device and op
- * first, since it is the one that is stuck (or slow). */
-static int fail_held_up(device_ctx *D, int i, int late, const char *what)
+/* Around a wait that ends by itself (its own timeout) and that a failed
+ * run's abort wakes: the watchdog (run.c) neither takes it for a stuck
+ * op nor counts it in the time an op computes. */
+static double wait_begin(device_ctx *D)
+{
+    atomic_store_explicit(&D->waiting, 1, memory_order_relaxed);
+    return pp_now();
+}
+
+static void wait_end(device_ctx *D, double since)
+{
+    D->waited += pp_now() - since;
+    atomic_store_explicit(&D->waiting, 0, memory_order_relaxed);
+}
+
+/* A wait of D's op i (`what`) ran past the timeout because the devices
+ * late[0..nlate) have not finished their current op: the error names them
+ * and their ops first, since they are the ones that are stuck (or slow). */
+static int fail_held_up(device_ctx *D, int i, const int *late, int nlate, const char *what)
 {
     run *R = D->R;
-    int j = atomic_load(&R->dev[late].cur_op);
-    double age = pp_now() - R->t0 - atomic_load(&R->dev[late].op_since);
-    char stuck[128], waiter[128];
-    if (j < 0) /* it moved on meanwhile */
-        snprintf(stuck, sizeof stuck, "device %d", late);
-    else
-        op_place(R, late, j, stuck, sizeof stuck);
-    run_fail(R, "%s has not returned after %.2f s: %s waited %g s for it%s (timeout)", stuck, age,
-             op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout, what);
+    char stuck[400] = "", waiter[128];
+    size_t len = 0;
+    for (int k = 0; k < nlate && len < sizeof stuck; k++) {
+        int q = late[k], j = atomic_load(&R->dev[q].cur_op);
+        double age = pp_now() - R->t0 - atomic_load(&R->dev[q].op_since);
+        char place[128];
+        if (j >= 0) /* "X has not returned after 1.00 s, Y after 0.98 s" */
+            len += (size_t)snprintf(stuck + len, sizeof stuck - len, "%s%s%s after %.2f s",
+                                    k ? ", " : "", op_place(R, q, j, place, sizeof place),
+                                    k ? "" : " has not returned", age);
+        else /* it moved on meanwhile */
+            len += (size_t)snprintf(stuck + len, sizeof stuck - len, "%sdevice %d %s %.2f s",
+                                    k ? ", " : "", q,
+                                    k ? "between two ops for" : "has not begun its next op after", age);
+    }
+    run_fail(R, "%s: %s waited %g s for %s%s (timeout)", stuck,
+             op_place(R, D->rank, i, waiter, sizeof waiter), R->o->timeout,
+             nlate > 1 ? "them" : "it", what);
     return 1;
 }
 
@@ -161,7 +197,8 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     if (op->stage == 0) {
         if (x)
             pool_put(D, x);
-        x = pool_get(D);
+        if (!(x = pool_get(D)))
+            return 1; /* the run failed, naming the buffer */
         be->make_batch(D->bc, op->mb * R->rows, R->rows, x, NULL);
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
@@ -182,7 +219,11 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     }
     for (int l = 0; l < st->k; l++) {
-        float *z = pool_get(D), *y = pool_get(D);
+        float *z, *y;
+        if (!pool_get2(D, &z, &y)) {
+            pool_put(D, x); /* what the layers before kept stays in a, for the teardown */
+            return 1;
+        }
         be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, h);
         if (st->recompute && l > 0) { /* R rebuilds them from x[0] */
             pool_put(D, x);
@@ -201,6 +242,10 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     if (op->stage == S - 1) {
         be->make_batch(D->bc, op->mb * R->rows, R->rows, NULL, D->t_dev);
         float *dy = pool_get(D);
+        if (!dy) {
+            pool_put(D, x);
+            return 1;
+        }
         be->mse(D->bc, x, D->t_dev, 1.0f / (float)R->m->batch, dy, R->rows, h, op->mb);
         pool_put(D, x);
         pool_put(D, a->in_grad);
@@ -233,7 +278,9 @@ static int do_recompute(device_ctx *D, int i, const pp_op *op)
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     float *x = a->x[0];
     for (int l = 0; l < st->k; l++) {
-        float *z = pool_get(D), *y = pool_get(D);
+        float *z, *y;
+        if (!pool_get2(D, &z, &y))
+            return 1; /* what it rebuilt so far is in a, for the teardown */
         R->be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, R->m->hidden);
         a->z[l] = z;
         if (l + 1 < st->k)
@@ -275,8 +322,11 @@ static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     }
     for (int l = st->k - 1; l >= 0; l--) {
-        float *dz = pool_get(D);
-        float *dx = l > 0 || op->stage > 0 ? pool_get(D) : NULL;
+        float *dz, *dx = NULL;
+        if (!(l > 0 || op->stage > 0 ? pool_get2(D, &dz, &dx) : (dz = pool_get(D)) != NULL)) {
+            pool_put(D, dy);
+            return 1;
+        }
         R->be->layer_backward_input(D->bc, dy, a->z[l], Wv[l], dz, dx, R->rows, h);
         pool_put(D, dy);
         pool_put(D, a->z[l]);
@@ -321,7 +371,13 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
     if (!*box)
         OP_FAIL(D, i, "nothing to send (its %s has not run)", op->comm == PP_COMM_ACT ? "F" : "B");
     pr_tag tag = {op->comm, op->stage, op->mb};
-    if (!D->R->dry && D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot)) {
+    int err = D->R->dry ? 0 : D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot);
+    if (err == ENOMEM) {
+        char size[32];
+        OP_FAIL(D, i, "out of memory: the %s transport cannot buffer the message (%s)",
+                D->R->tr->ops->name, pr_format_bytes((double)D->R->slot * sizeof(float), size, sizeof size));
+    }
+    if (err) {
         if (!D->bc->failed)
             OP_FAIL(D, i, "the %s transport failed", D->R->tr->ops->name);
         return 0; /* the caller reports the context's error */
@@ -344,9 +400,12 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     if (!buf)
         return 1; /* the run failed, naming the buffer */
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
-    int rc = R->dry ? PR_RECV_OK
-                    : R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot,
-                                       R->o->timeout, &got);
+    int rc = PR_RECV_OK;
+    if (!R->dry) {
+        double w = wait_begin(D);
+        rc = R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot, R->o->timeout, &got);
+        wait_end(D, w);
+    }
     if (rc != PR_RECV_OK) {
         pool_put(D, buf);
         if (rc == PR_RECV_ABORTED)
@@ -356,7 +415,7 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
         if (rc == PR_RECV_TIMEOUT) {
             int late = held_up_by(R, op->peer);
             if (late >= 0)
-                return fail_held_up(D, i, late, "");
+                return fail_held_up(D, i, &late, 1, "");
             OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer,
                     R->o->timeout);
         }
@@ -412,20 +471,26 @@ bool close_step(run *R, int step, char *why, size_t len)
 
 bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
 
-/* The device a flush barrier waits for: one not at its flush yet (and what
- * holds it up, if it waits itself), or -2 when none can be named. */
-static int barrier_late(const run *R, int me)
+enum { MAX_NAMED = 4 }; /* late devices a message names */
+
+/* The devices a flush barrier waits for (under R->mu): each device of this
+ * process not at it yet, or what holds it up if it waits itself
+ * (held_up_by), without repeats, at most MAX_NAMED; their count. */
+static int barrier_late(const run *R, int me, int *late)
 {
-    for (int q = R->first; q <= R->last; q++) {
-        int i = atomic_load(&R->dev[q].cur_op);
-        if (q == me || i < 0 || R->p->dev[q].ops[i].kind == PP_OP_FLUSH)
+    int n = 0;
+    for (int q = R->first; q <= R->last && n < MAX_NAMED; q++) {
+        if (q == me || R->dev[q].barrier_seen == R->generation + 1)
             continue;
-        if (R->p->dev[q].ops[i].kind != PP_OP_RECV)
-            return q;
-        int late = held_up_by(R, q);
-        return late >= 0 ? late : q;
+        int who = held_up_by(R, q); /* q itself when it is inside another op */
+        who = who >= 0 ? who : q;
+        bool named = false;
+        for (int k = 0; k < n; k++)
+            named = named || late[k] == who;
+        if (!named)
+            late[n++] = who;
     }
-    return -2;
+    return n;
 }
 
 /* flush: the device waits for its work (and its communication), then every
@@ -438,8 +503,13 @@ static int do_flush(device_ctx *D, int i, int step)
     if (R->dry)
         return 0;
     if (!D->bc->capturing) {
-        if (R->tr->ops->flush && R->tr->ops->flush(R->tr, D->rank, R->o->timeout))
-            return 0; /* the caller reports the context's error */
+        if (R->tr->ops->flush) {
+            double w = wait_begin(D);
+            int failed = R->tr->ops->flush(R->tr, D->rank, R->o->timeout);
+            wait_end(D, w);
+            if (failed)
+                return 0; /* the caller reports the context's error */
+        }
         if (has_loss(D))
             R->be->read_loss(D->bc, R->loss_sq + (size_t)step * R->p->microbatches,
                              R->p->microbatches);
@@ -455,7 +525,7 @@ static int do_flush(device_ctx *D, int i, int step)
     }
     long gen = R->generation;
     char diverged[160] = "";
-    int late = -1;
+    int late[MAX_NAMED], nlate = -1;
     if (++R->arrived == R->last - R->first + 1) {
         if (!D->bc->capturing)
             close_step(R, step, diverged, sizeof diverged);
@@ -463,13 +533,16 @@ static int do_flush(device_ctx *D, int i, int step)
         R->generation++;
         pthread_cond_broadcast(&R->cv);
     } else {
+        D->barrier_seen = gen + 1;
+        double w = wait_begin(D);
         struct timespec until = pp_deadline_after(R->o->timeout);
         while (R->generation == gen && !atomic_load(&R->failed))
             if (pthread_cond_timedwait(&R->cv, &R->mu, &until) == ETIMEDOUT &&
                 R->generation == gen && !atomic_load(&R->failed)) {
-                late = barrier_late(R, D->rank);
+                nlate = barrier_late(R, D->rank, late);
                 break;
             }
+        wait_end(D, w);
     }
     int failed = atomic_load(&R->failed) && R->generation == gen;
     pthread_mutex_unlock(&R->mu);
@@ -477,9 +550,9 @@ static int do_flush(device_ctx *D, int i, int step)
         run_fail(R, "%s", diverged);
         return 1;
     }
-    if (late >= 0)
-        return fail_held_up(D, i, late, " at the step's barrier");
-    if (late == -2)
+    if (nlate > 0)
+        return fail_held_up(D, i, late, nlate, " at the step's barrier");
+    if (nlate == 0) /* every device arrived as it timed out: cannot be named */
         OP_FAIL(D, i, "the other devices did not reach the step's flush within %g s (timeout)",
                 R->o->timeout);
     return failed;
@@ -490,6 +563,7 @@ static int exec_op(device_ctx *D, int i, int step)
     const pp_op *op = &D->R->p->dev[D->rank].ops[i];
     size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
     D->start[rec] = pp_now() - D->R->t0;
+    double waited = D->waited;
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
     atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
@@ -508,11 +582,24 @@ static int exec_op(device_ctx *D, int i, int step)
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = pp_now() - D->R->t0;
-    atomic_store_explicit(&D->cur_op, -1, memory_order_relaxed);
+    double computed = D->end[rec] - D->start[rec] - (D->waited - waited);
+    if (computed > atomic_load_explicit(&D->longest, memory_order_relaxed))
+        atomic_store_explicit(&D->longest, computed, memory_order_relaxed);
+    atomic_store_explicit(&D->op_since, D->end[rec], memory_order_relaxed);
+    atomic_store_explicit(&D->cur_op, -1, memory_order_release);
     if (D->bc->failed && !rc) {
         run_fail(D->R, "%s", D->bc->err);
         return 1;
     }
+    return rc;
+}
+
+/* A group's start or end, a wait of the transport's. */
+static int group_call(device_ctx *D, int (*call)(pr_transport *, int))
+{
+    double w = wait_begin(D);
+    int rc = call(D->R->tr, D->rank);
+    wait_end(D, w);
     return rc;
 }
 
@@ -543,7 +630,7 @@ static void device_loop(device_ctx *D)
                 j++;
             bool grouped = !R->dry && R->tr->ops->group_begin;
             D->bc->op = op;
-            if (grouped && R->tr->ops->group_begin(R->tr, D->rank)) {
+            if (grouped && group_call(D, R->tr->ops->group_begin)) {
                 run_fail(R, "%s", D->bc->err);
                 return;
             }
@@ -555,7 +642,7 @@ static void device_loop(device_ctx *D)
                 if (dv->ops[q].kind == PP_OP_RECV && exec_op(D, q, step))
                     return;
             D->bc->op = op;
-            if (grouped && R->tr->ops->group_end(R->tr, D->rank)) {
+            if (grouped && group_call(D, R->tr->ops->group_end)) {
                 run_fail(R, "%s", D->bc->err);
                 return;
             }
@@ -605,10 +692,10 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         return 1;
     }
     D->bc->format_op = format_op;
-    D->local = pr_calloc_or_exit((size_t)p->stages, sizeof(int), "the replay's stage table");
+    D->local = pp_xcalloc((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
-    D->st = pr_calloc_or_exit((size_t)D->nst, sizeof *D->st, "the replay's stage states");
+    D->st = pp_xcalloc((size_t)D->nst, sizeof *D->st, "the replay's stage states");
     for (int s = 0; s < p->stages; s++) {
         if (D->local[s] < 0)
             continue;
@@ -618,13 +705,13 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
         for (int i = 0; i < p->dev[rank].n && !st->recompute; i++)
             st->recompute = p->dev[rank].ops[i].kind == PP_OP_R && p->dev[rank].ops[i].stage == s;
         st->first_layer = m->first_layer[s];
-        st->W = pr_calloc_or_exit((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
+        st->W = pp_xcalloc((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
         st->b = st->W + st->k;
         st->dW = st->b + st->k;
         st->db = st->dW + st->k;
-        st->mb = pr_calloc_or_exit((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
-        st->ptrs = pr_calloc_or_exit((size_t)M * 3 * st->k, sizeof(float *),
-                                     "the replay's activation table");
+        st->mb = pp_xcalloc((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
+        st->ptrs = pp_xcalloc((size_t)M * 3 * st->k, sizeof(float *),
+                              "the replay's activation table");
         for (int mb = 0; mb < M; mb++) {
             float **base = st->ptrs + (size_t)mb * 3 * st->k;
             st->mb[mb].x = base;
@@ -635,8 +722,8 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     /* the device's buffers: the first the backend has no room for ends the run, named */
     float *hw = NULL, *hb = NULL; /* a layer's initial values, on the host */
     if (!R->dry) {
-        hw = pr_calloc_or_exit(h * h, sizeof(float), "a layer's initial weights");
-        hb = pr_calloc_or_exit(h, sizeof(float), "a layer's initial biases");
+        hw = pp_xcalloc(h * h, sizeof(float), "a layer's initial weights");
+        hb = pp_xcalloc(h, sizeof(float), "a layer's initial biases");
     }
     for (int s = 0; s < D->nst && !atomic_load(&R->failed); s++) {
         stage_state *st = &D->st[s];
@@ -669,8 +756,8 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
     char what[64];
     snprintf(what, sizeof what, "the op times of device %d", rank);
-    D->start = R->res->start[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
-    D->end = R->res->end[rank] = pr_calloc_or_exit(rec, sizeof(double), what);
+    D->start = R->res->start[rank] = pp_xcalloc(rec, sizeof(double), what);
+    D->end = R->res->end[rank] = pp_xcalloc(rec, sizeof(double), what);
     if (atomic_load(&R->failed))
         return 1;
     if (D->bc->failed) {

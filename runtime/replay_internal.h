@@ -72,11 +72,19 @@ typedef struct device_ctx {
     double peak_mem;  /* peak memory, in the plan's memory unit */
     double *start, *end;
     /* What the device is doing, read by the other devices and the watchdog
-     * (replay.c) to name a device that is stuck: the op being executed (-1
-     * between ops) and since when (seconds since the run's t0). */
+     * (run.c) to name a device that is stuck: the op being executed (-1
+     * between ops), since when (seconds since the run's t0: the op's start,
+     * or between ops the last one's end), whether it is inside a wait that
+     * ends by itself and that a failed run's abort wakes (a receive, the
+     * flush's barrier and communication, a group's start and end), and the
+     * longest an op of it has computed (its waits left out). */
     atomic_int cur_op;
     _Atomic double op_since;
-    bool returned; /* its thread has ended (under R->mu) */
+    atomic_int waiting;
+    _Atomic double longest;
+    double waited;     /* seconds spent in waits, by the device's thread */
+    long barrier_seen; /* 1 + the generation of the barrier it is at (under R->mu) */
+    bool returned;     /* its thread has ended (under R->mu) */
 } device_ctx;
 
 struct run {
@@ -102,14 +110,16 @@ struct run {
     bool dry;             /* counting pool buffers: no barrier at flush */
     int first, last;      /* devices this process runs: [first, last] */
     atomic_int failed;
+    double failed_at;     /* pp_now() of the first failure (under mu) */
     char err[640];
-    bool ignore_stash; /* test hook PPRUN_TEST_IGNORE_STASH: B on the current weights */
+    bool ignore_stash; /* test hook pr_test_ignore_stash: B on the current weights */
     int *vsync_ver;    /* vertical sync: [microbatches] k(m) - t*M, or NULL (docs/async.md) */
 };
 
 /* run_state.c */
-/* Ends the run with the message (the first error wins): every device
- * waiting is woken and the transport aborted. */
+/* Ends the run with the message (the first error wins, and when it came
+ * is kept in failed_at): every device waiting is woken and the transport
+ * aborted. */
 void run_fail(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* count floats from the backend (alloc_weight when weight) for what fmt
  * names; NULL, and the run failed naming the device, it and its size,

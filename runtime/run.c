@@ -3,8 +3,9 @@
  * run (pool_plan.c) and what the run will allocate is checked against what
  * the host has left (host_memory.c) before anything else; then one thread
  * per device of this process replays its list (replay.c) while this thread
- * watches them, prints the first error when it happens and ends the
- * process when a device is stuck inside an op after a failure; or, with a
+ * watches them (the watchdog: it prints the first error when it happens,
+ * bounds an op nothing waits for, and ends the process when a device is
+ * stuck inside an op after a failure); or, with a
  * backend that can, step 1 is captured as a CUDA graph and later steps are
  * graph launches.  Last, the trained parameters are checked for a
  * divergence the last loss did not show.
@@ -34,12 +35,94 @@ static void report_now(run *R)
     pthread_mutex_lock(&R->mu);
 }
 
+/* After the run failed, how long a device may stay in the op it is in
+ * before it counts as stuck: the abort wakes every wait at once, so what is
+ * still in the same op this long after the failure is not coming back
+ * soon (and an op a little slower than the timeout is waited for). */
+static double grace_s(const run *R) { return fmin(R->o->timeout, 2.0); }
+
+/* While nothing waits that could time out, an op may compute at most the
+ * larger of --timeout and this many times the longest op so far. */
+enum { OP_LIMIT_FACTOR = 100 };
+
+/* Before any failure: if no device of this process is inside a wait (whose
+ * own timeout would end the run, naming what it waits for) and one has
+ * been inside an op longer than the op limit, the run fails naming the
+ * oldest such op (a one-device plan, or one rank of a multi-process run,
+ * has nobody else here to notice).  Called with R->mu held. */
+static void limit_ops(run *R, int started, double now)
+{
+    double longest = 0;
+    for (int q = R->first; q < R->first + started; q++) {
+        const device_ctx *D = &R->dev[q];
+        if (D->returned)
+            continue;
+        if (atomic_load(&D->waiting))
+            return;
+        longest = fmax(longest, atomic_load(&D->longest));
+    }
+    double limit = fmax(R->o->timeout, OP_LIMIT_FACTOR * longest), since = 0;
+    int slow = -1, op = -1;
+    for (int q = R->first; q < R->first + started; q++) {
+        const device_ctx *D = &R->dev[q];
+        int i = atomic_load(&D->cur_op);
+        double t = atomic_load(&D->op_since);
+        if (!D->returned && i >= 0 && now - t > limit && (slow < 0 || t < since))
+            slow = q, op = i, since = t;
+    }
+    if (slow < 0)
+        return;
+    char where[128];
+    op_place(R, slow, op, where, sizeof where);
+    pthread_mutex_unlock(&R->mu);
+    run_fail(R, "%s has not returned after %.2f s, longer than an op may compute (%g s: the "
+                "larger of --timeout and %d times the longest op so far, %.3g s)",
+             where, now - since, limit, OP_LIMIT_FACTOR, longest);
+    pthread_mutex_lock(&R->mu);
+}
+
+/* After a failure: when every device thread still running has been in its
+ * op (or wait) since before the failure, or began it after, and stayed a
+ * grace period past that (a wait, which ends by its own timeout, that
+ * long plus the timeout), none of them is coming back: it cannot be
+ * stopped, nor left running over memory about to be freed, so the
+ * process ends here, naming the oldest op that waits for nothing (else
+ * the oldest wait).  Called with R->mu held; returns if one may yet
+ * return. */
+static void end_if_stuck(run *R, int started, double now)
+{
+    double failed = R->failed_at - R->t0, since = 0;
+    int stuck = -1, op = -1;
+    bool waits = true;
+    for (int q = R->first; q < R->first + started; q++) {
+        const device_ctx *D = &R->dev[q];
+        if (D->returned)
+            continue;
+        int i = atomic_load(&D->cur_op);
+        double t = atomic_load(&D->op_since);
+        bool w = atomic_load(&D->waiting);
+        if (now - fmax(t, failed) < grace_s(R) + (w ? R->o->timeout : 0))
+            return; /* it may yet return */
+        if (stuck < 0 || (waits && !w) || (waits == w && t < since))
+            stuck = q, op = i, since = t, waits = w;
+    }
+    if (stuck < 0)
+        return;
+    char where[128];
+    if (op >= 0)
+        op_place(R, stuck, op, where, sizeof where);
+    else
+        snprintf(where, sizeof where, "device %d", stuck);
+    pthread_mutex_unlock(&R->mu);
+    pp_error(R->diag, "%s is still %s %.2f s after it began, and the run has failed: exiting "
+                      "without waiting for it", where, waits ? "waiting" : "running", now - since);
+    pp_exit_now(1); /* the outputs' temporaries go first (output.c) */
+}
+
 /* The watchdog, on the thread that started the devices: waits for the
  * `started` device threads from R->first to end, reporting the first
- * error at once.  Once the run has failed, a thread still inside an op
- * that began more than the timeout ago is stuck (a compute that never
- * returns, a device call that hangs): it cannot be stopped, nor left
- * running over memory about to be freed, so the process ends here. */
+ * error at once, failing the run when an op outlives the op limit, and
+ * ending the process when the run has failed and a device is stuck. */
 static void watch(run *R, int started)
 {
     pthread_mutex_lock(&R->mu);
@@ -47,35 +130,13 @@ static void watch(run *R, int started)
         struct timespec tick = pp_deadline_after(0.05);
         pthread_cond_timedwait(&R->cv, &R->mu, &tick);
         report_now(R);
-        if (!atomic_load(&R->failed) || R->finished == started)
-            continue;
-        int stuck = -1, live = 0, old = 0;
+        if (R->finished == started)
+            break;
         double now = pp_now() - R->t0;
-        for (int q = R->first; q < R->first + started; q++) {
-            device_ctx *D = &R->dev[q];
-            if (D->returned)
-                continue;
-            live++;
-            if (atomic_load(&D->cur_op) >= 0 && now - atomic_load(&D->op_since) > R->o->timeout) {
-                old++;
-                stuck = stuck < 0 ? q : stuck;
-            }
-        }
-        if (old < live)
-            continue;
-        int i = atomic_load(&R->dev[stuck].cur_op);
-        char where[128];
-        if (i >= 0)
-            op_place(R, stuck, i, where, sizeof where);
+        if (!atomic_load(&R->failed))
+            limit_ops(R, started, now);
         else
-            snprintf(where, sizeof where, "device %d", stuck);
-        pthread_mutex_unlock(&R->mu);
-        pp_error(R->diag, "%s is still running %.2f s after it began, and the run has failed: "
-                          "exiting without waiting for it",
-                 where, now - atomic_load(&R->dev[stuck].op_since));
-        fflush(stdout);
-        fflush(R->diag->out);
-        _exit(1);
+            end_if_stuck(R, started, now);
     }
     pthread_mutex_unlock(&R->mu);
 }
@@ -86,7 +147,7 @@ static void run_threads(run *R, int lo, int hi)
     R->step_lo = lo;
     R->step_hi = hi;
     int n = R->last - R->first + 1;
-    pthread_t *th = calloc((size_t)n, sizeof *th);
+    pthread_t *th = pp_xcalloc((size_t)n, sizeof *th, "the device threads");
     R->finished = 0;
     for (int q = R->first; q <= R->last; q++)
         R->dev[q].returned = false;
@@ -108,7 +169,7 @@ static void run_graph(run *R)
 {
     const pr_backend *be = R->be;
     int n = R->last - R->first + 1;
-    pr_bctx **cs = malloc((size_t)n * sizeof *cs);
+    pr_bctx **cs = pp_xcalloc((size_t)n, sizeof *cs, "the graph's device contexts");
     for (int q = 0; q < n; q++)
         cs[q] = R->dev[R->first + q].bc;
     run_threads(R, 0, 1);
@@ -196,6 +257,7 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
         other += (double)stack;
         results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
     }
+    other += o->output_bytes;
     double need = params + acts + results + other;
     const char *limit;
     double left = pr_host_memory_left(&limit);
@@ -232,8 +294,8 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
-    int *slots = pr_calloc_or_exit((size_t)p->devices, sizeof(int), "the pool sizes");
-    double *bytes = pr_calloc_or_exit((size_t)p->devices, sizeof(double), "the pool sizes");
+    int *slots = pp_xcalloc((size_t)p->devices, sizeof(int), "the pool sizes");
+    double *bytes = pp_xcalloc((size_t)p->devices, sizeof(double), "the pool sizes");
     int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
     free(bytes);
     if (!sized) {
@@ -241,26 +303,24 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         return 1;
     }
     pr_transport *tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
-    if (!tr) {
-        pp_error(d, "out of memory");
-        free(slots);
-        return 1;
-    }
     run R;
     run_open(&R, p, m, o, o->backend ? o->backend : pr_backend_cpu(), tr, r);
     R.first = o->one_rank ? o->rank : 0;
     R.last = o->one_rank ? o->rank : p->devices - 1;
-    R.ignore_stash = getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
-    R.loss_sq = pr_calloc_or_exit((size_t)o->steps * p->microbatches, sizeof(double),
-                                  "the micro-batch losses");
+    R.ignore_stash = pr_test_ignore_stash && pr_test_ignore_stash();
+    R.loss_sq = pp_xcalloc((size_t)o->steps * p->microbatches, sizeof(double),
+                           "the micro-batch losses");
     R.diag = d;
     result_alloc(r, p, m, o->steps, o->record_all, true);
     memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
     free(slots);
-    R.dev = pr_calloc_or_exit((size_t)p->devices, sizeof *R.dev, "the device states");
-    for (int rank = R.first; rank <= R.last; rank++)
+    R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the device states");
+    for (int rank = R.first; rank <= R.last; rank++) {
+        if (pr_test_pool_slots)
+            r->pool_slots[rank] = pr_test_pool_slots(rank, r->pool_slots[rank]);
         if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
             break;
+    }
     if (!atomic_load(&R.failed) && R.tr->ops->attach)
         for (int rank = R.first; rank <= R.last; rank++)
             R.tr->ops->attach(R.tr, rank, R.dev[rank].bc);

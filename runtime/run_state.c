@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "replay_internal.h"
 
 void run_fail(run *R, const char *fmt, ...)
@@ -20,6 +21,7 @@ void run_fail(run *R, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(R->err, sizeof R->err, fmt, ap);
         va_end(ap);
+        R->failed_at = pp_now();
         atomic_store(&R->failed, 1);
     }
     pthread_cond_broadcast(&R->cv);
@@ -59,20 +61,20 @@ void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int ste
     size_t h = (size_t)m->hidden, D = (size_t)p->devices;
     r->devices = p->devices;
     if (params) {
-        r->W = pr_calloc_or_exit((size_t)m->layers * h * h, sizeof(float), "the trained weights");
-        r->b = pr_calloc_or_exit((size_t)m->layers * h, sizeof(float), "the trained biases");
+        r->W = pp_xcalloc((size_t)m->layers * h * h, sizeof(float), "the trained weights");
+        r->b = pp_xcalloc((size_t)m->layers * h, sizeof(float), "the trained biases");
     }
-    r->loss = pr_calloc_or_exit((size_t)steps, sizeof(double), "the losses");
-    r->step_start = pr_calloc_or_exit((size_t)steps, sizeof(double), "the step times");
+    r->loss = pp_xcalloc((size_t)steps, sizeof(double), "the losses");
+    r->step_start = pp_xcalloc((size_t)steps, sizeof(double), "the step times");
     r->recorded_steps = record_all ? steps : 1;
-    r->start = pr_calloc_or_exit(D, sizeof(double *), "the op times");
-    r->end = pr_calloc_or_exit(D, sizeof(double *), "the op times");
-    r->peak_act = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->peak_mem = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
-    r->pool_slots = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->pool_misses = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->weight_versions = pr_calloc_or_exit(D, sizeof(int), "the run's counts");
-    r->extra_weight_bytes = pr_calloc_or_exit(D, sizeof(double), "the run's counts");
+    r->start = pp_xcalloc(D, sizeof(double *), "the op times");
+    r->end = pp_xcalloc(D, sizeof(double *), "the op times");
+    r->peak_act = pp_xcalloc(D, sizeof(int), "the run's counts");
+    r->peak_mem = pp_xcalloc(D, sizeof(double), "the run's counts");
+    r->pool_slots = pp_xcalloc(D, sizeof(int), "the run's counts");
+    r->pool_misses = pp_xcalloc(D, sizeof(int), "the run's counts");
+    r->weight_versions = pp_xcalloc(D, sizeof(int), "the run's counts");
+    r->extra_weight_bytes = pp_xcalloc(D, sizeof(double), "the run's counts");
 }
 
 void pr_run_result_free(pr_run_result *r)

@@ -31,6 +31,8 @@ struct pr_bctx;
 typedef struct pr_transport pr_transport;
 typedef struct pr_transport_ops {
     const char *name;
+    /* 0; ENOMEM when there is no room to buffer the message; any other
+     * nonzero value: failed, the reason in the device's context. */
     int (*send)(pr_transport *t, int src, int dst, pr_tag tag, const float *data, size_t count);
     /* Returns PR_RECV_*; on mismatch *got holds what arrived. */
     int (*recv)(pr_transport *t, int dst, int src, pr_tag want, float *data, size_t count,
@@ -54,6 +56,7 @@ struct pr_transport {
     const pr_transport_ops *ops;
 };
 
+/* Out of memory ends the process (pp_xcalloc). */
 pr_transport *pr_transport_threads_create(int devices);
 
 /* CUDA transports (transport_cuda.cu); without CUDA they return NULL and

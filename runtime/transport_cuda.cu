@@ -41,7 +41,8 @@ typedef struct cuda_slot {
 } cuda_slot;
 
 typedef struct local_gpus {
-    cuda_ctx **ctx; /* [devices], set by attach */
+    cuda_ctx **ctx; /* [devices], set by attach; closed before the transport is destroyed */
+    int *gpu;       /* [devices]: the GPU each device runs on (-1: never attached) */
 } local_gpus;
 
 static void local_on_capture(void *arg) { pr_transport_local_streams_idle((pr_transport *)arg); }
@@ -50,6 +51,7 @@ static void local_attach(void *arg, pr_transport *t, int rank, pr_bctx *c)
 {
     local_gpus *g = (local_gpus *)arg;
     g->ctx[rank] = (cuda_ctx *)c;
+    g->gpu[rank] = g->ctx[rank]->gpu;
     g->ctx[rank]->on_capture = local_on_capture;
     g->ctx[rank]->capture_arg = t;
 }
@@ -119,25 +121,49 @@ static bool local_drain(void *arg, int dst, void *p, float *data, size_t count)
            CU(cd, cudaEventRecord(s->drained, cd->stream));
 }
 
-static void local_wait_idle(void *arg) { cudaDeviceSynchronize(); }
+/* Teardown, for each device before any slot is freed: waits for all work
+ * on its GPU, once per GPU (the contexts are closed by now: by GPU id),
+ * and leaves this thread's current GPU as it was (backend_cuda.cu caches
+ * it per thread). */
+static void local_wait_idle(void *arg, int rank)
+{
+    local_gpus *g = (local_gpus *)arg;
+    int gpu = g->gpu[rank], current = -1;
+    for (int r = 0; r < rank; r++)
+        if (g->gpu[r] == gpu)
+            return; /* waited for with device r */
+    if (gpu < 0 || cudaGetDevice(&current) != cudaSuccess)
+        return;
+    if (cudaSetDevice(gpu) == cudaSuccess)
+        cudaDeviceSynchronize();
+    cudaSetDevice(current);
+    (void)cudaGetLastError(); /* teardown: nothing is left to report a failure to */
+}
 
 static void local_destroy(void *arg)
 {
     local_gpus *g = (local_gpus *)arg;
     free(g->ctx);
+    free(g->gpu);
     free(g);
 }
 
 extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen)
 {
     local_gpus *g = (local_gpus *)calloc(1, sizeof *g);
-    if (g)
+    if (g) {
         g->ctx = (cuda_ctx **)calloc((size_t)devices, sizeof *g->ctx);
-    if (!g || !g->ctx) {
+        g->gpu = (int *)malloc((size_t)devices * sizeof *g->gpu);
+    }
+    if (!g || !g->ctx || !g->gpu) {
+        if (g)
+            free(g->ctx), free(g->gpu);
         free(g);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    for (int r = 0; r < devices; r++)
+        g->gpu[r] = -1;
     pr_local_dev dev = {};
     dev.arg = g;
     dev.slot_new = local_slot_new;

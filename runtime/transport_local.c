@@ -4,10 +4,12 @@
  * a free list, a mutex and a condition variable on CLOCK_MONOTONIC
  * (clock.h).  Nothing here touches a GPU: the device operations do.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "clock.h"
+#include "pp.h"
 #include "transport_local.h"
 
 typedef struct slot {
@@ -58,9 +60,9 @@ static int local_send(pr_transport *tp, int src, int dst, pr_tag tag, const floa
         s = NULL;
     pthread_mutex_unlock(&p->mu);
     if (!s) {
-        s = calloc(1, sizeof *s);
+        s = pp_calloc(1, sizeof *s, "a message slot of the local transport");
         if (!s)
-            return 1;
+            return ENOMEM;
         s->cap = count;
         if (!(s->dev = t->dev.slot_new(t->dev.arg, src, dst, count))) {
             free(s);
@@ -161,8 +163,8 @@ static void free_slots(local_tr *t, slot *s)
 static void local_destroy(pr_transport *tp)
 {
     local_tr *t = (local_tr *)tp;
-    if (t->dev.wait_idle)
-        t->dev.wait_idle(t->dev.arg);
+    for (int r = 0; r < t->devices && t->dev.wait_idle; r++)
+        t->dev.wait_idle(t->dev.arg, r);
     for (int i = 0; i < t->devices * t->devices; i++) {
         free_slots(t, t->pairs[i].head);
         free_slots(t, t->pairs[i].free_list);

@@ -42,9 +42,12 @@ typedef struct pr_local_dev {
     /* The replay's attach hook (t is the transport, for
      * pr_transport_local_streams_idle); may be NULL. */
     void (*attach)(void *arg, pr_transport *t, int rank, struct pr_bctx *c);
-    /* Teardown: wait_idle waits for every device's work, then each slot
-     * is freed, then destroy frees arg.  Either may be NULL. */
-    void (*wait_idle)(void *arg);
+    /* Teardown: wait_idle(arg, r) is called for every device r before any
+     * slot is freed — it waits for all the work issued where device r runs
+     * (a slot's copies run on its sender's and its receiver's streams, on
+     * up to two GPUs) — then each slot is freed, then destroy frees arg.
+     * Either may be NULL. */
+    void (*wait_idle)(void *arg, int rank);
     void (*destroy)(void *arg);
 } pr_local_dev;
 

@@ -6,12 +6,14 @@
  * variable until the message, the timeout or an abort.  Spinning first
  * matters: a condvar wake-up costs ~10 us, a spin hand-off well under 1 us.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include "clock.h"
+#include "pp.h"
 #include "transport.h"
 
 typedef struct msg {
@@ -46,9 +48,7 @@ static channel *get_channel(threads_transport *t, int src, int dst)
     pthread_mutex_lock(&t->create_mu);
     c = atomic_load_explicit(slot, memory_order_relaxed);
     if (!c) {
-        c = calloc(1, sizeof *c);
-        if (!c)
-            abort();
+        c = pp_xcalloc(1, sizeof *c, "a channel of the threads transport");
         pthread_mutex_init(&c->mu, NULL);
         pp_cond_init_monotonic(&c->cv);
         atomic_store_explicit(slot, c, memory_order_release);
@@ -66,9 +66,11 @@ static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *
     if (m && m->cap >= count) {
         c->free_list = m->next;
     } else {
-        m = malloc(sizeof *m + count * sizeof(float));
-        if (!m)
-            abort();
+        m = pp_calloc(1, sizeof *m + count * sizeof(float), "a message of the threads transport");
+        if (!m) {
+            pthread_mutex_unlock(&c->mu);
+            return ENOMEM; /* the replay names the send */
+        }
         m->cap = count;
     }
     m->next = NULL;
@@ -190,16 +192,10 @@ static const pr_transport_ops threads_ops = {
 
 pr_transport *pr_transport_threads_create(int devices)
 {
-    threads_transport *t = calloc(1, sizeof *t);
-    if (!t)
-        return NULL;
+    threads_transport *t = pp_xcalloc(1, sizeof *t, "the threads transport");
     t->base.ops = &threads_ops;
     t->devices = devices;
     pthread_mutex_init(&t->create_mu, NULL);
-    t->chan = calloc((size_t)devices * devices, sizeof *t->chan);
-    if (!t->chan) {
-        free(t);
-        return NULL;
-    }
+    t->chan = pp_xcalloc((size_t)devices * devices, sizeof *t->chan, "the threads transport's channels");
     return &t->base;
 }

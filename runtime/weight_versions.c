@@ -50,9 +50,7 @@ int *vsync_versions(const pp_plan *p)
 {
     if (p->async != PP_ASYNC_PIPEDREAM || !p->vertical_sync)
         return NULL;
-    int *k = calloc((size_t)p->microbatches, sizeof(int)), nb = 0;
-    if (!k)
-        abort();
+    int *k = pp_xcalloc((size_t)p->microbatches, sizeof(int), "the vertical-sync weight versions"), nb = 0;
     const pp_device *dv = &p->dev[p->placement[0]];
     for (int i = 0; i < dv->n; i++)
         if (dv->ops[i].stage == 0 && dv->ops[i].mb >= 0 && dv->ops[i].mb < p->microbatches) {
@@ -126,7 +124,7 @@ void keep_version(device_ctx *D, stage_state *st, int step)
             st->stash = ns;
             st->nstash++;
             ns[q].refs = 0;
-            ns[q].W = pr_calloc_or_exit((size_t)st->k * 2, sizeof(float *), "a weight version's table");
+            ns[q].W = pp_xcalloc((size_t)st->k * 2, sizeof(float *), "a weight version's table");
             ns[q].b = ns[q].W + st->k;
             for (int l = 0; l < st->k; l++) {
                 int L = st->first_layer + l;
@@ -157,7 +155,7 @@ void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb)
     st->versions = st->peak_versions = 1;
     if (p->async == PP_ASYNC_2BW) { /* W^{-1} = W^0 */
         st->versions = st->peak_versions = 2;
-        st->oldW = pr_calloc_or_exit((size_t)st->k * 2, sizeof(float *), "the 2bw weight table");
+        st->oldW = pp_xcalloc((size_t)st->k * 2, sizeof(float *), "the 2bw weight table");
         st->oldb = st->oldW + st->k;
         for (int l = 0; l < st->k; l++) {
             int L = st->first_layer + l;

@@ -2,7 +2,8 @@
  * test_output.c — the output writer (compiler/output.h): what it replaces
  * and what it writes through, modes, refusals before any work, the
  * directory set swapped whole, a set of outputs placed together or not at
- * all (with and without RENAME_EXCHANGE), and signals that leave nothing.
+ * all (with and without RENAME_EXCHANGE), and signals, abort() and the
+ * error paths that end the process at once, which leave nothing.
  * Each test works in a fresh directory under /tmp.
  */
 #include <dirent.h>
@@ -654,6 +655,78 @@ START_TEST(sigterm_before_commit_leaves_nothing)
 }
 END_TEST
 
+/* The error paths that end the process at once run no atexit handler and
+ * unwind nothing: pp_exit_now (out of memory, pprun's watchdog) and
+ * abort() (SIGABRT) still remove every temporary and undo a half-done
+ * commit, before the commit (`which` 0: abort, 1: out of memory) or
+ * during it (2: abort, 3: out of memory, from a fill after the set's
+ * first file is staged). */
+static int fail_hard(FILE *f, void *ctx)
+{
+    fputs("half", f);
+    fflush(f);
+    if (*(const int *)ctx == 2)
+        abort();
+    pp_xcalloc(1000, 1, "the test's table"); /* hooked to fail, below */
+    return 0;
+}
+
+static int test_fail_all;
+bool pp_test_alloc_fails(double bytes, const char *what)
+{
+    return test_fail_all;
+}
+
+START_TEST(abort_and_exit_now_leave_nothing)
+{
+    make_old_set();
+    put("a.json", "old a\n");
+    int which = _i;
+    pid_t pid = fork_program();
+    if (pid == 0) {
+        signal(SIGABRT, SIG_DFL);
+        if (!freopen("err.txt", "w", stderr))
+            _exit(3);
+        tu_diag td;
+        tu_diag_open(&td);
+        pp_outputs *s = pp_outputs_new(&td.diag);
+        pp_output *b = pp_outputs_file(s, "-o", "b.json");
+        pp_output *dump = pp_outputs_dir(s, "--dump", "dump", set_names);
+        pp_output *a = pp_outputs_file(s, "--trace", "a.json");
+        if (!a || !dump || !b)
+            _exit(3);
+        set_fill f = {"new", -1};
+        pp_output_fill(b, put_text, "new b\n");
+        pp_output_fill_dir(dump, fill_set, &f);
+        pp_output_fill(a, fail_hard, &which);
+        test_fail_all = which == 1 || which == 3;
+        if (which == 0)
+            abort();
+        if (which == 1)
+            pp_xcalloc(1000, 1, "the test's table");
+        pp_outputs_commit(s);
+        _exit(4); /* not reached */
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    if (which % 2 == 0) {
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "status %#x", st);
+    } else {
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x", st);
+        char *err = tu_read_file("err.txt", NULL);
+        ck_assert_ptr_nonnull(err);
+        ck_assert_msg(strstr(err, "ppcc: error: out of memory: cannot allocate 1000 bytes for the "
+                                  "test's table\n"), "%s", err);
+        free(err);
+    }
+    unlink("err.txt");
+    expect_text("a.json", "old a\n");
+    expect_set("old");
+    ck_assert_int_ne(access("b.json", F_OK), 0);
+    ck_assert_int_eq(temporaries("."), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("output");
@@ -675,6 +748,7 @@ int main(void)
     tcase_add_test(tc, failing_writer_leaves_nothing);
     tcase_add_loop_test(tc, sigterm_while_writing_leaves_nothing, 0, 3);
     tcase_add_test(tc, sigterm_before_commit_leaves_nothing);
+    tcase_add_loop_test(tc, abort_and_exit_now_leave_nothing, 0, 4);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

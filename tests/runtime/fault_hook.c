@@ -1,11 +1,16 @@
 /*
  * fault_hook.c — linked into pprun_fault, the test build of pprun (the
- * same main.c and libpprun): defines the replay's pr_test_fault_hook, so
- * that PPRUN_TEST_FAULT=DEVICE:OP:ACTION makes device DEVICE stop inside op
- * OP (as pp_op_format writes it: F0.1, B1.3, flush, ...) the first time
- * it reaches it.  ACTION: pause (the op never returns) or sleep=S (it
- * takes S seconds).  pprun itself has no such hook: the variable does
- * nothing there.
+ * same main.c and libpprun): defines the test-only hooks that pprun itself
+ * does not (pprun.h, pp.h), each driven by an environment variable that
+ * does nothing in pprun:
+ *   PPRUN_TEST_FAULT=DEVICE:OP:ACTION[,...]  device DEVICE stops inside op
+ *       OP (as pp_op_format writes it: F0.1, B1.3, flush, ...) the first
+ *       time it reaches it in step 1; ACTION: pause (the op never returns)
+ *       or sleep=S (it takes S seconds more); up to four faults;
+ *   PPRUN_TEST_IGNORE_STASH=1  B computes on the current weights instead
+ *       of the version its F used (docs/async.md: --check must fail);
+ *   PPRUN_TEST_NOMEM=TEXT  every allocation of pp_calloc / pp_xcalloc
+ *       whose purpose (the WHAT its message names) contains TEXT fails.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -15,42 +20,71 @@
 
 #include "pprun.h"
 
-static struct {
+enum { MAX_FAULTS = 4 };
+
+static struct fault {
     int device;
     char op[64];
     double sleep_s; /* < 0: pause */
-    int armed;
-} fault;
+    int armed;      /* until the device first reaches the op */
+} faults[MAX_FAULTS];
+static int nfaults;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 
-static void parse_fault(void)
+static void parse_faults(void)
 {
     const char *spec = getenv("PPRUN_TEST_FAULT");
-    char action[32];
-    if (!spec)
-        return;
-    if (sscanf(spec, "%d:%63[^:]:%31s", &fault.device, fault.op, action) != 3) {
-        fprintf(stderr, "pprun_fault: PPRUN_TEST_FAULT='%s' is not DEVICE:OP:ACTION\n", spec);
-        exit(2);
+    for (const char *s = spec; s && *s && nfaults < MAX_FAULTS; nfaults++) {
+        struct fault *f = &faults[nfaults];
+        char action[32];
+        int used = 0;
+        if (sscanf(s, "%d:%63[^:]:%31[^,]%n", &f->device, f->op, action, &used) != 3) {
+            fprintf(stderr, "pprun_fault: PPRUN_TEST_FAULT='%s' is not DEVICE:OP:ACTION[,...]\n", spec);
+            pp_exit_now(2);
+        }
+        if (strcmp(action, "pause") == 0)
+            f->sleep_s = -1;
+        else if (sscanf(action, "sleep=%lf", &f->sleep_s) != 1 || f->sleep_s < 0) {
+            fprintf(stderr, "pprun_fault: action '%s' is not pause or sleep=S\n", action);
+            pp_exit_now(2);
+        }
+        f->armed = 1;
+        s += used + (s[used] == ',');
     }
-    if (strcmp(action, "pause") == 0)
-        fault.sleep_s = -1;
-    else if (sscanf(action, "sleep=%lf", &fault.sleep_s) != 1 || fault.sleep_s < 0) {
-        fprintf(stderr, "pprun_fault: action '%s' is not pause or sleep=S\n", action);
-        exit(2);
-    }
-    fault.armed = 1;
 }
 
 void pr_test_fault_hook(int rank, const pp_op *op, int step)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, parse_fault);
+    pthread_once(&once, parse_faults);
     char name[64];
-    if (!fault.armed || rank != fault.device || step != 0 ||
-        strcmp(pp_op_format(op, name, sizeof name), fault.op) != 0)
-        return;
-    if (fault.sleep_s < 0)
+    pp_op_format(op, name, sizeof name);
+    double sleep_s = 0;
+    bool hit = false;
+    pthread_mutex_lock(&mu);
+    for (int k = 0; k < nfaults && !hit; k++)
+        if (faults[k].armed && faults[k].device == rank && step == 0 &&
+            strcmp(faults[k].op, name) == 0) {
+            faults[k].armed = 0;
+            sleep_s = faults[k].sleep_s;
+            hit = true;
+        }
+    pthread_mutex_unlock(&mu);
+    if (hit && sleep_s < 0)
         for (;;)
             pause();
-    usleep((useconds_t)(fault.sleep_s * 1e6));
+    if (hit)
+        usleep((useconds_t)(sleep_s * 1e6));
+}
+
+bool pr_test_ignore_stash(void)
+{
+    return getenv("PPRUN_TEST_IGNORE_STASH") != NULL;
+}
+
+bool pp_test_alloc_fails(double bytes, const char *what)
+{
+    const char *text = getenv("PPRUN_TEST_NOMEM");
+    (void)bytes;
+    return text && *text && strstr(what, text) != NULL;
 }

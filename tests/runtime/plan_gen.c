@@ -37,6 +37,8 @@ bool tg_named(const char *name, tg_spec *s)
     s->hidden = 16;
     if (strcmp(name, "1f1b-2x4") == 0)
         *s = (tg_spec){"1f1b", 2, 2, 4, NULL, false, 4, 16, 32, 0.05, 7, false};
+    else if (strcmp(name, "1f1b-1x4") == 0) /* one device: nothing waits */
+        *s = (tg_spec){"1f1b", 1, 1, 4, NULL, false, 4, 16, 32, 0.05, 7, false};
     else if (strcmp(name, "gpipe-4x8") == 0)
         *s = (tg_spec){"gpipe", 4, 4, 8, NULL, false, 8, 12, 32, 0.05, 11, false};
     else if (strcmp(name, "interleaved-2x2x4") == 0)

@@ -21,7 +21,7 @@ typedef struct tg_spec {
     bool groups_descending; /* group ids count down the list instead of up */
 } tg_spec;
 
-/* A named shape for tests and the CLI helper: "1f1b-2x4", "gpipe-4x8",
+/* A named shape for tests and the CLI helper: "1f1b-2x4", "1f1b-1x4", "gpipe-4x8",
  * "interleaved-2x2x4", "same-device-2x4", "zb-2x4" (1F1B with split W). */
 bool tg_named(const char *name, tg_spec *out);
 /* The plan as JSON text (malloc'd). */

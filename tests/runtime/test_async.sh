@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# test_async.sh PPCC PPRUN — the asynchronous policies executed
+# test_async.sh PPCC PPRUN PPRUN_FAULT — the asynchronous policies executed
 # (docs/async.md): pipedream and 2bw compiled for several shapes and
 # replayed by pprun --check against their own update rules; the check
-# FAILS when the runtime ignores the stash (test hook
-# PPRUN_TEST_IGNORE_STASH); the rules really differ from synchronous
+# FAILS when the runtime ignores the stash (PPRUN_TEST_IGNORE_STASH, read
+# by pprun_fault, the test build of pprun: pprun itself has no such
+# switch); the rules really differ from synchronous
 # training; the weight-memory line; the loader's refusals.  Then
 # pipedream's vertical sync (schedule.vertical_sync): the same shapes
 # against its rule, the check failing without the stash, final weights
 # that differ from plain pipedream for D >= 2, its weight-memory line.
 set -u
-ppcc=$1 pprun=$2
+ppcc=$1 pprun=$2 pprun_fault=$3
 src=${PP_SOURCE_ROOT:?}
 . "$(dirname "$0")/../lib.sh"
 
@@ -26,8 +27,16 @@ for sch in pipedream 2bw; do
     done
     # without the stash (B on the current weights) the check must catch it
     "$ppcc" "$src/schedules/$sch.pp" -o plan.json || fail "ppcc $sch"
-    expect 1 "vs the $sch rule \(docs/async.md\): FAILED" -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun" plan.json --steps 2 --check
+    expect 1 "vs the $sch rule \(docs/async.md\): FAILED" -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun_fault" plan.json --steps 2 --check
+    # pprun itself has no such switch: the variable changes nothing
+    expect 0 "vs the $sch rule \(docs/async.md\): ok" -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun" plan.json --steps 2 --check
 done
+# a failed --check (exit 1) leaves --trace and --dump in place, to look at
+# (docs/outputs.md: the outputs are committed when the training succeeded)
+expect 1 'FAILED' -- env PPRUN_TEST_IGNORE_STASH=1 "$pprun_fault" plan.json --steps 2 --check --trace t.json --dump d
+checks=$((checks + 1))
+[ -s t.json ] && [ -s d/w_final.npy ] || fail "a failed --check left no --trace or --dump"
+rm -rf t.json d
 
 # the default shape's weight memory: pipedream device d holds D-d versions
 # of its stage (2 layers of 64x64 + 64 floats = 33280 bytes), 2bw two
@@ -103,7 +112,10 @@ done
 # B on the current weights instead of k(m)'s: the check must catch it
 "$ppcc" "$src/schedules/pipedream.pp" -D schedule.vertical_sync=1 -o vs.json || fail "ppcc vertical sync"
 expect 1 'vs the pipedream vertical-sync rule \(docs/async.md\): FAILED' -- \
-    env PPRUN_TEST_IGNORE_STASH=1 "$pprun" vs.json --steps 2 --check
+    env PPRUN_TEST_IGNORE_STASH=1 "$pprun_fault" vs.json --steps 2 --check
+# its table of versions, out of memory: named, with its size (once an abort())
+expect 1 '^pprun: error: out of memory: cannot allocate 32 bytes for the vertical-sync weight versions$' -- \
+    env PPRUN_TEST_NOMEM='the vertical-sync weight versions' "$pprun_fault" vs.json
 # the file's own block form, and other schedules refused
 printf 'devices = 3\nschedule pipedream { vertical_sync = 1 }\nmodel mlp { hidden = 8 }\n' >vs.pp
 expect 0 '' -- "$ppcc" vs.pp -o vs3.json

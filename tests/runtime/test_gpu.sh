@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_gpu.sh [--backend cuda|cpu] [--jobs N] PPCC PPRUN WRITE_PLAN [PRECISION_EMULATOR]
+# test_gpu.sh [--backend cuda|cpu] [--jobs N] PPCC PPRUN WRITE_PLAN PRECISION_EMULATOR
 #
 # pprun's GPU test cases (suite 'gpu'): every shipped schedule and 1-, 2-,
 # 4- and 8-device plans run on ONE GPU through the local transport (a
@@ -9,12 +9,24 @@
 # also the eager path (--no-graph), and with 2 GPUs a model spread over
 # both and an NCCL run of 2 processes.  One line per case as it finishes.
 #
+# A tf32 or bf16 case is also judged by measurement: its run's trained
+# weights (--dump) against PRECISION_EMULATOR's emulations of the same plan
+# and steps without rounding and under each rounding the GPU may apply
+# (precision_emulator --match: tf32 truncated or rounded to nearest, bf16
+# round to nearest even).  The case's line then says which one the GPU
+# matches ("match: ... matches tf32, truncated"); a run that matches none
+# fails, and so does a "tf32" run without tensor-core rounding in the case
+# large enough that cuBLAS must use them (--tensor-cores below).
+#
 # --backend cpu runs the same cases on the CPU backend (suite 'runtime', in
 # CI), so that a case that cannot pass whatever the CUDA code does (a
-# diverging model, a tolerance tighter than the precision allows) fails
-# before any GPU time is spent: the --precision cases then go through
-# PRECISION_EMULATOR, the CPU backend with the GPU GEMMs' operand rounding
-# (tests/runtime/precision_emulator.c).  The 2-GPU cases need a GPU.
+# diverging model, a tolerance tighter than the precision allows, a judge
+# that cannot tell the roundings apart at its shapes) fails before any GPU
+# time is spent.  A tf32/bf16 case's run is then a stand-in for the GPU's:
+# the emulator under each rounding in turn, its sums in another order
+# (--sum reverse), checked at pprun's tolerance and judged like a GPU run;
+# the judge must name the stand-in's own rounding.  The 2-GPU cases need a
+# GPU.
 #
 # Shapes: the reference MLP's activations grow geometrically with depth
 # (each residual layer adds gelu(x W) with W ~ U(-1, 1)/sqrt(H)), and with
@@ -46,7 +58,9 @@ ppcc=$1 pprun=$2 write_plan=$3 emulator=${4:-}
 src=${PP_SOURCE_ROOT:?}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-limit() { if command -v timeout >/dev/null 2>&1; then timeout -k 5 120 "$@"; else "$@"; fi; }
+# Each run under a wall-clock limit, in the foreground: in this script's process group, so
+# that a limit over the whole script (gpu-check's timeout) ends the runs with it.
+limit() { if command -v timeout >/dev/null 2>&1; then timeout --foreground -k 5 120 "$@"; else "$@"; fi; }
 
 "$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D microbatches=4 -o "$tmp/probe.json" || exit 1
 if [ "$backend" = cuda ]; then
@@ -64,29 +78,71 @@ if [ "$backend" = cuda ]; then
         sed 's/^/    /' "$tmp/probe.txt"; exit 1
     fi
 else
-    [ -x "$emulator" ] || { echo "test_gpu.sh: --backend cpu needs PRECISION_EMULATOR"; exit 2; }
     ngpu=0
-    # the emulator rounding nothing is single-device training: its errors are the rounding's
-    if ! "$emulator" "$tmp/probe.json" --steps 3 --precision fp32 >"$tmp/out.txt" 2>&1; then
-        echo "FAIL: the precision emulator without rounding:"; sed 's/^/    /' "$tmp/out.txt"; exit 1
-    fi
+fi
+# (after the probe: whether there is a GPU to test is known without it)
+[ -x "$emulator" ] || { echo "test_gpu.sh: PRECISION_EMULATOR is needed (the tf32/bf16 cases' judge)"; exit 2; }
+# the emulator rounding nothing is single-device training: its errors are the rounding's
+if [ "$backend" = cpu ] && ! "$emulator" "$tmp/probe.json" --steps 3 --precision fp32 >"$tmp/out.txt" 2>&1; then
+    echo "FAIL: the precision emulator without rounding:"; sed 's/^/    /' "$tmp/out.txt"; exit 1
 fi
 
 fails=0 runs=0
+# What the judge prints for each stand-in rounding (precision_emulator.c).
+declare -A judged=([trunc]="tf32, truncated" [rna]="tf32, rounded to nearest"
+    [bf16]="bf16, round to nearest even")
 # run_case ID LABEL PLAN options...: one case; its verdict in $tmp/case_ID.ok or .fail,
-# its lines printed at once (one write, so parallel cases do not interleave)
+# its lines printed at once (one write, so parallel cases do not interleave).
+# --tensor-cores among the options goes to the judge, not to pprun.
 run_case() {
     local id=$1 label=$2 plan=$3
     shift 3
-    local cmd=("$pprun" "$plan" --backend "$backend" --steps 3 --check --timeout 5 "$@")
-    if [ "$backend" = cpu ] && [ "${1:-}" = --precision ]; then
-        cmd=("$emulator" "$plan" --steps 3 "$@")
+    local opts=() judge=() prec=
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --tensor-cores) judge+=("$1") ;;
+        --precision) prec=$2; opts+=("$1" "$2"); shift ;;
+        *) opts+=("$1") ;;
+        esac
+        shift
+    done
+    local out=$tmp/out_$id.txt lines=() ok=1 run
+    label+=${opts[*]:+ ${opts[*]}}
+    if [ -z "$prec" ]; then
+        limit "$pprun" "$plan" --backend "$backend" --steps 3 --check --timeout 5 "${opts[@]}" \
+            >"$out" 2>&1 || ok=0
+        lines=("$label: $(grep '^check:' "$out")")
+    else
+        # runs to judge: the GPU's, or on the CPU one stand-in per rounding of the precision
+        local roundings=(gpu)
+        [ "$backend" = cpu ] && { [ "$prec" = tf32 ] && roundings=(trunc rna) || roundings=(bf16); }
+        : >"$out"
+        for run in "${roundings[@]}"; do
+            local dump=$tmp/dump_${id}_$run line em=(--steps 3 --precision "$prec")
+            if [ "$run" = gpu ]; then
+                limit "$pprun" "$plan" --backend cuda --steps 3 --check --timeout 5 "${opts[@]}" \
+                    --dump "$dump" >>"$out" 2>&1 || ok=0
+                line=$label
+            else
+                [ "$prec" = tf32 ] && em+=(--tf32 "$run")
+                limit "$emulator" "$plan" "${em[@]}" --sum reverse --dump "$dump" >>"$out" 2>&1 || ok=0
+                line="$label (CPU stand-in: ${judged[$run]}, sums reversed)"
+            fi
+            [ $ok = 1 ] && { limit "$emulator" "$plan" --steps 3 --precision "$prec" --match "$dump" \
+                "${judge[@]}" >"$out.match" 2>&1 || ok=0; cat "$out.match" >>"$out"; }
+            if [ $ok = 1 ] && [ "$run" != gpu ] && ! grep -q "matches ${judged[$run]}\$" "$out.match"; then
+                ok=0
+                echo "the judge did not name the stand-in's rounding (${judged[$run]})" >>"$out"
+            fi
+            lines+=("$line: $(grep '^check:' "$out" | tail -1); $(grep '^match:' "$out" | tail -1)")
+            [ $ok = 1 ] || break
+        done
     fi
-    if limit "${cmd[@]}" >"$tmp/out_$id.txt" 2>&1; then
-        printf '%s\n' "$label $*: $(grep '^check:' "$tmp/out_$id.txt")" >"$tmp/case_$id.ok"
+    if [ $ok = 1 ]; then
+        printf '%s\n' "${lines[@]}" >"$tmp/case_$id.ok"
         cat "$tmp/case_$id.ok"
     else
-        { echo "FAIL: $label ($*)"; sed 's/^/    /' "$tmp/out_$id.txt"; } >"$tmp/case_$id.fail"
+        { echo "FAIL: $label${judge[*]:+ ${judge[*]}}"; sed 's/^/    /' "$out"; } >"$tmp/case_$id.fail"
         cat "$tmp/case_$id.fail"
     fi
 }
@@ -118,6 +174,14 @@ for f in "$src"/schedules/*.pp; do
     compile "$pp" "$tmp/wide-$pp.json" -D microbatches=8 -D hidden=256 -D batch=64 -D layers=8 &&
         check "$pp hidden 256" "$tmp/wide-$pp.json"
 done
+# Large enough that cuBLAS must run its TF32 GEMMs on tensor cores (2 micro-batches of 128
+# rows at hidden 256; the cases above multiply 4 to 8 rows, where cuBLAS may pick an FP32
+# kernel, which the judge reports as such): here a "tf32" run must round.
+compile 1f1b.pp "$tmp/tc.json" -D devices=2 -D microbatches=2 -D hidden=256 -D batch=256 \
+    -D layers=4 && {
+    check "1f1b hidden 256, 128 rows" "$tmp/tc.json" --precision tf32 --tensor-cores
+    check "1f1b hidden 256, 128 rows" "$tmp/tc.json" --precision bf16
+}
 # 1, 2, 4 and 8 pipeline devices on one GPU
 for d in 1 2 4 8; do
     compile 1f1b.pp "$tmp/plan$d.json" -D devices=$d -D microbatches=8 -D hidden=128 -D batch=64 \

@@ -51,8 +51,8 @@ check_out() { # DIR
     bad=$(find "$1" -mindepth 1 | sed "s|^$1/||" | grep -E '[^A-Za-z0-9._/-]' | head -1)
     [ "$n" -le 8 ] && [ -z "$deep" ] && [ -z "$bad" ] ||
         fail "$1: $n files (at most 8), too deep '$deep', odd name '$bad'"
-    for f in results.md test-gpu.txt gpu-check-logs.tar.gz; do
-        [ -s "$1/$f" ] || [ "$f" = test-gpu.txt ] || fail "$1/$f is missing or empty"
+    for f in results.md gpu-check-logs.tar.gz; do
+        [ -s "$1/$f" ] || fail "$1/$f is missing or empty"
     done
 }
 # every line of results.md was printed (as produced: the output has them in order)
@@ -71,7 +71,7 @@ if [ $cuda = 1 ]; then
     gpu_check listed "$PWD/gpu" "$PWD/bundle"
     expect_exit 1 listed $?
     expect 0 '^## pprun on the GPU — NVIDIA H200' -- cat listed.out/results.md
-    expect 0 '^- smoke: .*FAILED: pprun: error: --backend cuda: (CUDA cannot start|no GPU)' -- cat listed.out/results.md
+    expect 0 '^- smoke: .*FAILED \(exit 1\): pprun: error: --backend cuda: (CUDA cannot start|no GPU)' -- cat listed.out/results.md
     expect 0 '^- \(a\) GPU tests: FAILED' -- cat listed.out/results.md
     checks=$((checks + 1))
     grep -q SKIPPED listed.out/results.md && fail "a GPU is listed, yet gpu-check reports a skip"
@@ -92,6 +92,109 @@ else
     expect 0 'has no CUDA backend' -- cat nocuda.txt
     check_out nocuda.out
 fi
+
+# G: the whole of a GPU session's gpu-check, as far as a CPU can stand in for the GPU: the
+# bundle's pprun runs each --backend cuda run on the CPU backend, and each tf32/bf16 run
+# through the emulator (sums reversed, tf32 operands truncated), writing --dump as pprun
+# does; the benchmarks' plans (plan_b*, plan_c*) it refuses at once.  The GPU tests must
+# all pass and be judged, and the summary must name the rounding the stand-in applied.
+if [ $cuda = 1 ]; then
+    mkdir -p cpubundle
+    cp -r bundle/. cpubundle/
+    mv cpubundle/runtime/pprun cpubundle/runtime/pprun.real
+    cat >cpubundle/runtime/pprun <<'EOF'
+#!/usr/bin/env bash
+here=$(dirname "$0")
+case "$1" in --version) exec "$here/pprun.real" --version ;; esac
+case "$1" in */plan_b*.json | */plan_c.json) echo "CPU stand-in: no benchmarks" >&2; exit 1 ;; esac
+plan=$1 prec= dump= steps=1 args=()
+shift
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --backend) args+=(--backend cpu); shift ;;
+    --precision) prec=$2; shift ;;
+    --dump) dump=$2; args+=("$1" "$2"); shift ;;
+    --steps) steps=$2; args+=("$1" "$2"); shift ;;
+    *) args+=("$1") ;;
+    esac
+    shift
+done
+[ -z "$prec" ] && exec "$here/pprun.real" "$plan" "${args[@]}"
+em=(--steps "$steps" --precision "$prec" --sum reverse ${dump:+--dump "$dump"})
+[ "$prec" = tf32 ] && em+=(--tf32 trunc)
+exec "$here/../tests/runtime/precision_emulator" "$plan" "${em[@]}"
+EOF
+    chmod +x cpubundle/runtime/pprun
+    gpu_check cpu "$PWD/gpu" "$PWD/cpubundle"
+    expect_exit 1 cpu $? # the benchmarks and the kernels cannot run here
+    expect 0 '^- smoke: 1F1B, 4 pipeline devices on one GPU, fp32, CUDA graph: check: .*: ok' -- cat cpu.out/results.md
+    expect 0 '^- \(a\) GPU tests: [0-9]+ runs, 0 failed' -- cat cpu.out/results.md
+    expect 0 '^  largest tf32 relative error vs single-device training: [0-9.e-]+ over 14 runs \(tolerance 2e-2\)' -- \
+        cat cpu.out/results.md
+    expect 0 '^- tf32 GEMM operands on this GPU, measured .*: truncated in 14, rounded to nearest in 0, not rounded \(no tensor cores\) in 0, no match in 0, of 14 runs: cuBLAS truncates' -- \
+        cat cpu.out/results.md
+    expect 0 '^- bf16 runs matching their emulation \(round to nearest even\): 14 of 14$' -- cat cpu.out/results.md
+    expect 0 'matches tf32, truncated$' -- cat cpu.out/test-gpu.txt
+    check_out cpu.out
+    check_printed cpu
+fi
+
+# E: bounded whatever hangs: a bundle whose pprun never returns on the plans matching
+# PP_FAKE_HANG (but says its version, and fails at once on the others), under a total of
+# 8 s: each phase is cut to what the total has left, and gpu-check ends within it and the
+# last kill's grace, with what each phase found printed and in results.md.  E1: every run
+# hangs (the phases after the smoke get no time); E2: the GPU tests' runs hang (inside
+# test_gpu.sh's own limits, which must end with the limit over the whole script: none of
+# the hanging runs may outlive gpu-check)
+mkdir -p hangbundle
+cp -r bundle/. hangbundle/
+cat >hangbundle/runtime/pprun <<'EOF'
+#!/bin/sh
+case "$1" in --version) echo "pprun 0.1.0 (backends: cpu, cuda)"; exit 0 ;; esac
+case "$1" in *$PP_FAKE_HANG*) echo $$ >>"$PP_FAKE_PIDS"; exec sleep 600 ;; esac
+echo "fake pprun: no GPU here" >&2
+exit 1
+EOF
+chmod +x hangbundle/runtime/pprun
+for hang in .json probe.json; do
+    name=hang${hang%.json}
+    t0=$SECONDS
+    : >$name.pids
+    PP_FAKE_HANG=$hang PP_FAKE_PIDS=$PWD/$name.pids GPU_CHECK_SECONDS=8 gpu_check $name "$PWD/gpu" \
+        "$PWD/hangbundle"
+    expect_exit 1 $name $?
+    checks=$((checks + 1))
+    [ -s $name.pids ] || fail "$name: no run of the fake pprun hung"
+    for pid in $(cat $name.pids); do
+        if kill -0 "$pid" 2>/dev/null; then
+            fail "$name: a hanging run (pid $pid) outlived gpu-check"
+            kill "$pid"
+        fi
+    done
+    checks=$((checks + 1))
+    [ $((SECONDS - t0)) -le 16 ] || fail "gpu-check with pprun hanging on *$hang took $((SECONDS - t0)) s, over its 8 s and the grace"
+    expect 0 '^- smoke: .*FAILED' -- cat $name.out/results.md
+    expect 0 '^- \(a\) GPU tests: FAILED \(exit 124, time limit reached' -- cat $name.out/results.md
+    check_out $name.out
+    check_printed $name
+done
+
+# F: the build from source is bounded too: a checkout without a bundle whose meson never
+# returns, under a total of 6 s
+mkdir -p srcroot/tools fakebin
+cp "$src/tools/gpu-check" srcroot/tools/
+for p in nvcc ninja flex bison pkg-config; do printf '#!/bin/sh\nexit 0\n' >fakebin/$p; done
+printf '#!/bin/sh\nexec sleep 600\n' >fakebin/meson
+chmod +x fakebin/*
+t0=$SECONDS
+rm -rf src.out
+OUT="$PWD/src.out" GPU_CHECK_SECONDS=6 PATH="$PWD/fakebin:$PWD/gpu:$PATH" srcroot/tools/gpu-check >src.txt 2>&1
+expect_exit 1 src $?
+checks=$((checks + 1))
+[ $((SECONDS - t0)) -le 14 ] || fail "gpu-check building from source took $((SECONDS - t0)) s, over its 6 s and the grace"
+expect 0 '^- gpu-check stopped: meson setup did not finish within the build.s time' -- cat src.out/results.md
+check_out src.out
+expect 2 'GPU_CHECK_SECONDS must be 1..9999 seconds' -- env GPU_CHECK_SECONDS=soon "$src/tools/gpu-check" --prebuilt "$PWD/bundle"
 
 # C, D: the bundle's pprun needs a library that is not on the library path
 cc=${CC:-cc}

@@ -1,13 +1,21 @@
 /*
  * test_kernel_shapes.c — the CUDA element-wise kernels' index arithmetic,
  * run on the CPU.  Each kernel of kernels/mlp_kernels.cu is a grid-stride
- * loop (or a 2-D block, or a two-pass reduction) around a body of
- * kernels/mlp_launch.h; here the same bodies run block by block and thread
- * by thread with the same launch shapes, and the results are compared with
- * the CPU backend's: bitwise where the kernel does the same arithmetic,
- * within rounding where a reduction sums in another order.  Odd shapes
- * (h not a multiple of the block, a single row, more elements than the MSE's
- * block cap) catch off-by-ones and missed elements without a GPU.
+ * loop (or a 2-D block, or a two-pass reduction) around per-element and
+ * per-block helpers of kernels/mlp_launch.h; here the same helpers run
+ * block by block and thread by thread with the same launch shapes, and the
+ * results are compared with the CPU backend's: bitwise where the kernel
+ * does the same arithmetic, within rounding where a reduction sums in
+ * another order.  Odd shapes (h not a multiple of the block, a single row,
+ * more elements than the MSE's block cap) catch off-by-ones and missed
+ * elements without a GPU.
+ *
+ * What this covers is the helpers and the launch shapes, walked the way
+ * the kernels walk them; the loops below that stand for a kernel's own
+ * code (its grid-stride loop, colsum's shared-memory staging and barrier,
+ * the MSE's tree sums, which buffer a launcher passes) are re-written
+ * here, not the kernel's.  The kernels themselves, every branch, run on a
+ * GPU in tests/runtime/kernel_check.cu (test_gpu_kernels, tools/gpu-check).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -204,26 +212,15 @@ START_TEST(colsum_matches_cpu)
                 }
             for (int tx = 0; tx < PP_COLSUM_X; tx++) {
                 int j = (int)blk * PP_COLSUM_X + tx;
-                if (j >= h)
-                    continue;
-                float s = 0;
-                for (int q = 0; q < PP_COLSUM_Y; q++)
-                    s += part[q][tx];
-                if (chunks == 1)
-                    db[j] += s;
-                else
-                    partial[(size_t)c * h + j] = s;
+                if (j < h) /* the launcher passes db as out for one chunk */
+                    pp_colsum_store(chunks == 1 ? db : partial, chunks, c, h, j,
+                                    pp_colsum_block_sum((const float(*)[PP_COLSUM_X + 1])part, tx));
             }
         }
     }
     if (chunks > 1) { /* the second pass: a grid-stride loop over columns */
         unsigned char *cols = calloc((size_t)h, 1);
-        EMULATE_GRID_STRIDE((size_t)h, cols, {
-            float s = 0;
-            for (unsigned c = 0; c < chunks; c++)
-                s += partial[c * (size_t)h + i];
-            db[i] += s;
-        });
+        EMULATE_GRID_STRIDE((size_t)h, cols, pp_colsum_chunks_at(i, partial, chunks, h, db));
         assert_once(cols, (size_t)h, "colsum chunks");
         free(cols);
     }

@@ -156,6 +156,13 @@ else
     echo "pprun does not start under ulimit -v 3000000: memory checks skipped"
 fi
 
+# --help says what --timeout bounds, as docs/pprun.md does: every wait, and an op nothing waits for
+expect 0 "seconds a wait may last before the run fails \(default 60\): a\$" -- "$pprun" --help
+checks=$((checks + 1))
+grep -q "receive, the barrier at a step's flush, a GPU step's" out.txt &&
+    grep -q "nothing waits for fails after max(S, 100 x the longest op so far)" out.txt ||
+    fail "--help: the --timeout line does not name the flush's barrier and the op limit"
+
 # --trace: valid Chrome JSON, one X event per op and step
 expect 0 'steps in' -- "$pprun" plan.json --steps 2 --trace trace.json
 checks=$((checks + 1))
@@ -179,6 +186,28 @@ done
 checks=$((checks + 1))
 # x: [2, 32, 16] float32 = 4096 bytes of data after a 128-byte header
 [ "$(stat -c %s dump/x.npy)" = $((128 + 2 * 32 * 16 * 4)) ] || fail "x.npy has the wrong size"
+# ... streaming x and t step by step (regenerated, as the run made them):
+# its memory does not grow with the steps.  Under a limit 8 MiB above
+# what a one-step --dump needs (found by bisection: the binary's own
+# mappings differ from build to build), 4000 steps of x and t (15.6 MiB)
+# fit; they once were held whole, and failed after the training.
+dumps_under() { # KIB STEPS
+    (ulimit -v "$1" && exec "$pprun" plan.json --backend cpu --steps "$2" --dump probe) >/dev/null 2>&1
+}
+lo=0 hi=8000000
+if dumps_under $hi 1; then
+    while [ $((hi - lo)) -gt 2048 ]; do
+        mid=$(((lo + hi) / 2))
+        if dumps_under $mid 1; then hi=$mid; else lo=$mid; fi
+    done
+    expect 0 'steps in' -- bash -c 'ulimit -v $(($1 + 8192)) && exec "$0" plan.json --backend cpu --steps 4000 --dump big' "$pprun" $hi
+    checks=$((checks + 1))
+    [ "$(stat -c %s big/x.npy)" = $((128 + 4000 * 32 * 16 * 4)) ] && cmp -s big/w_init.npy dump/w_init.npy ||
+        fail "--dump big: x.npy has the wrong size, or w_init.npy differs"
+    rm -rf big probe
+else
+    echo "pprun does not run under ulimit -v $hi (a sanitizer build): --dump's memory not checked"
+fi
 
 # Outputs never harm a file (docs/outputs.md).
 # They are checked before the run: a long run fails at once, naming the user's path.

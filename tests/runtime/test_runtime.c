@@ -8,6 +8,7 @@
  */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -640,21 +641,37 @@ END_TEST
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
-static int alloc_calls, alloc_fail_at; /* the alloc_fail_at-th allocation fails (0: none) */
+/* the alloc_fail_at-th allocation fails (0: none); device threads count too */
+static atomic_int alloc_calls;
+static int alloc_fail_at;
 
 static float *failing_alloc(pr_bctx *c, size_t count)
 {
-    return ++alloc_calls == alloc_fail_at ? NULL : pr_backend_cpu()->alloc(c, count);
+    return atomic_fetch_add(&alloc_calls, 1) + 1 == alloc_fail_at ? NULL : pr_backend_cpu()->alloc(c, count);
 }
 
 static float *failing_alloc_weight(pr_bctx *c, size_t count)
 {
-    return ++alloc_calls == alloc_fail_at ? NULL : pr_backend_cpu()->alloc_weight(c, count);
+    return atomic_fetch_add(&alloc_calls, 1) + 1 == alloc_fail_at ? NULL
+                                                                   : pr_backend_cpu()->alloc_weight(c, count);
 }
 
+/* pr_test_pool_slots (pprun.h): with empty_pools, every device's pool
+ * starts empty, so each activation buffer an op takes is allocated then
+ * (a pool miss) and can fail inside any op that takes one. */
+static bool empty_pools;
+int pr_test_pool_slots(int rank, int slots)
+{
+    return empty_pools ? 0 : slots;
+}
+
+/* Each allocation in turn fails, from the first parameter to (_i = 1:
+ * with empty pools) the last activation buffer an op takes: the run fails
+ * naming it, never a crash (an op computing on a NULL buffer). */
 START_TEST(test_failed_allocation_is_named)
 {
-    static const char *plans[] = {"1f1b-2x4", "zb-2x4", "same-device-2x4"};
+    static const char *plans[] = {"1f1b-2x4", "zb-2x4", "same-device-2x4", "interleaved-2x2x4"};
+    empty_pools = _i == 1;
     pr_backend be = *pr_backend_cpu();
     be.alloc = failing_alloc;
     be.alloc_weight = failing_alloc_weight;
@@ -670,9 +687,11 @@ START_TEST(test_failed_allocation_is_named)
         tu_diag_open(&td);
         ck_assert_msg(pr_replay(&p, &m, &o, &r, &td.diag) == 0, "%s", tu_diag_text(&td));
         tu_diag_close(&td);
+        ck_assert_int_eq(r.pool_misses[0] > 0, empty_pools);
         pr_run_result_free(&r);
         int total = alloc_calls;
         ck_assert(total > 4 * m.layers);
+        int misses = 0; /* failures of a buffer beyond the pool */
         for (alloc_fail_at = 1; alloc_fail_at <= total; alloc_fail_at++) {
             alloc_calls = 0;
             tu_diag_open(&td);
@@ -684,6 +703,7 @@ START_TEST(test_failed_allocation_is_named)
                               (strstr(msg, " bytes): ") || strstr(msg, " KiB): ")) &&
                               strstr(msg, ": the backend has no room\n"),
                           "%s allocation %d: %s", plans[q], alloc_fail_at, msg);
+            misses += strstr(msg, "an activation buffer beyond the pool's 0") != NULL;
             if (alloc_fail_at == 1) {
                 char size[32], want[160];
                 pr_format_bytes((double)m.hidden * m.hidden * sizeof(float), size, sizeof size);
@@ -693,6 +713,7 @@ START_TEST(test_failed_allocation_is_named)
             }
             tu_diag_close(&td);
         }
+        ck_assert_msg(empty_pools ? misses > 0 : misses == 0, "%s: %d pool misses failed", plans[q], misses);
         pp_plan_free(&p);
         pr_model_free(&m);
         free(text);
@@ -728,9 +749,10 @@ START_TEST(test_cpu_backend_out_of_memory)
 }
 END_TEST
 
-/* A host array that cannot be allocated: a message naming it and its size,
- * exit status 1 (a child process, since it ends the process). */
-START_TEST(test_calloc_or_exit_names_what)
+/* A host array that cannot be allocated: the one out-of-memory message
+ * (compiler/arena.c), naming it and its size, exit status 1 (a child
+ * process, since it ends the process). */
+START_TEST(test_xcalloc_names_what)
 {
     char path[64];
     snprintf(path, sizeof path, "/tmp/pp_oom_%d.txt", (int)getpid());
@@ -739,7 +761,8 @@ START_TEST(test_calloc_or_exit_names_what)
     if (kid == 0) {
         if (!freopen(path, "w", stderr))
             _exit(3);
-        pr_calloc_or_exit((size_t)1 << 44, 16, "the test's array");
+        pp_set_program("pprun");
+        pp_xcalloc((size_t)1 << 44, 16, "the test's array");
         _exit(0);
     }
     int st;
@@ -749,8 +772,8 @@ START_TEST(test_calloc_or_exit_names_what)
     char *text = tu_read_file(path, &n);
     ck_assert_ptr_nonnull(text);
     /* (a sanitizer may warn about the request first) */
-    ck_assert_msg(strstr(text, "pprun: error: out of memory: cannot allocate the test's array "
-                               "(256.00 TiB)\n"), "%s", text);
+    ck_assert_msg(strstr(text, "pprun: error: out of memory: cannot allocate 281474976710656 bytes "
+                               "for the test's array\n"), "%s", text);
     free(text);
     unlink(path);
 }
@@ -776,9 +799,9 @@ static Suite *make_suite(void)
     tcase_add_test(tc, test_sgemm_matches_naive);
     tcase_add_test(tc, test_init_is_deterministic_and_sliceable);
     tcase_add_test(tc, test_backend_copy);
-    tcase_add_test(tc, test_failed_allocation_is_named);
+    tcase_add_loop_test(tc, test_failed_allocation_is_named, 0, 2);
     tcase_add_test(tc, test_cpu_backend_out_of_memory);
-    tcase_add_test(tc, test_calloc_or_exit_names_what);
+    tcase_add_test(tc, test_xcalloc_names_what);
     suite_add_tcase(s, tc);
     return s;
 }

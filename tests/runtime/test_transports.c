@@ -5,8 +5,9 @@
  * stubbed device operations: host buffers for slots, counters for events.
  * So its waits (a recv posted before its send waits for it, the timeout is
  * the one asked for, an abort wakes it), its FIFO order and tag checks,
- * and its slot reuse (a refilled slot waits for its last drain, unless
- * the streams were idle since) are tested without a GPU.
+ * its slot reuse (a refilled slot waits for its last drain, unless the
+ * streams were idle since) and its teardown (every device waited for
+ * before any slot is freed) are tested without a GPU.
  *
  * NCCL's group semantics run here too: the threads transport wrapped so
  * that the sends and receives posted inside a group only happen at its
@@ -33,13 +34,19 @@
 typedef struct stub_slot {
     float *buf;
     size_t cap;
+    int src, dst;
     bool drained; /* a drain was recorded since the last fill */
 } stub_slot;
 
+enum { STUB_MAX_DEVICES = 8 };
+
 typedef struct stub_dev {
     pthread_mutex_t mu;
-    int slots, fills, waited_fills, unwaited_refills, drains, freed;
-    bool fail_fill, waited_idle;
+    int devices, slots, fills, waited_fills, unwaited_refills, drains, freed;
+    /* slots freed before both of their devices were waited for: on a GPU a
+     * copy on the other device's stream could still be using the buffer */
+    int freed_unwaited;
+    bool fail_fill, waited[STUB_MAX_DEVICES];
 } stub_dev;
 
 static void *stub_slot_new(void *arg, int src, int dst, size_t count)
@@ -48,6 +55,8 @@ static void *stub_slot_new(void *arg, int src, int dst, size_t count)
     stub_slot *s = calloc(1, sizeof *s);
     s->buf = calloc(count ? count : 1, sizeof(float));
     s->cap = count;
+    s->src = src;
+    s->dst = dst;
     pthread_mutex_lock(&d->mu);
     d->slots++;
     pthread_mutex_unlock(&d->mu);
@@ -92,15 +101,23 @@ static void stub_slot_free(void *arg, void *p)
     stub_dev *d = arg;
     stub_slot *s = p;
     d->freed++;
+    d->freed_unwaited += !d->waited[s->src] || !d->waited[s->dst];
     free(s->buf);
     free(s);
 }
 
-static void stub_wait_idle(void *arg) { ((stub_dev *)arg)->waited_idle = true; }
+static void stub_wait_idle(void *arg, int rank)
+{
+    stub_dev *d = arg;
+    ck_assert_int_lt(rank, d->devices);
+    d->waited[rank] = true;
+}
 
 static pr_transport *stub_local(stub_dev *d, int devices)
 {
     memset(d, 0, sizeof *d);
+    ck_assert_int_le(devices, STUB_MAX_DEVICES);
+    d->devices = devices;
     pthread_mutex_init(&d->mu, NULL);
     pr_local_dev dev = {.arg = d, .slot_new = stub_slot_new, .fill = stub_fill,
                         .drain = stub_drain, .slot_free = stub_slot_free,
@@ -114,7 +131,9 @@ static pr_transport *stub_local(stub_dev *d, int devices)
 static void stub_destroy(pr_transport *t, stub_dev *d)
 {
     t->ops->destroy(t);
-    ck_assert(d->waited_idle);
+    for (int r = 0; r < d->devices; r++)
+        ck_assert_msg(d->waited[r], "teardown did not wait for device %d", r);
+    ck_assert_int_eq(d->freed_unwaited, 0);
     ck_assert_int_eq(d->freed, d->slots);
     pthread_mutex_destroy(&d->mu);
 }
@@ -260,6 +279,26 @@ START_TEST(local_failed_fill)
     ck_assert_int_ne(t->ops->send(t, 0, 1, tag_a, in, 2), 0);
     ck_assert_int_eq(t->ops->recv(t, 1, 0, tag_a, out, 2, 0.05, &got), PR_RECV_TIMEOUT);
     stub_destroy(t, &d);
+}
+END_TEST
+
+/* Teardown with slots between every pair of three devices, some still
+ * queued: every device is waited for (on a GPU: its GPU synchronised;
+ * with --gpus 2 a slot's copies run on two GPUs) before any slot is freed.
+ * (The CUDA side once synchronised only the current GPU.) */
+START_TEST(local_teardown_waits_for_every_device)
+{
+    stub_dev d;
+    pr_transport *t = stub_local(&d, 3);
+    float in[4] = {1, 2, 3, 4}, out[4];
+    pr_tag got;
+    for (int src = 0; src < 3; src++)
+        for (int dst = 0; dst < 3; dst++)
+            if (src != dst)
+                ck_assert_int_eq(t->ops->send(t, src, dst, tag_a, in, 4), 0);
+    ck_assert_int_eq(t->ops->recv(t, 2, 0, tag_a, out, 4, 1, &got), PR_RECV_OK); /* drained */
+    ck_assert_int_eq(d.slots, 6);
+    stub_destroy(t, &d); /* asserts each slot's devices were waited for first */
 }
 END_TEST
 
@@ -437,6 +476,7 @@ int main(void)
     tcase_add_test(tc, local_fifo_and_mismatch);
     tcase_add_test(tc, local_slot_reuse_waits_for_the_drain);
     tcase_add_test(tc, local_failed_fill);
+    tcase_add_test(tc, local_teardown_waits_for_every_device);
     suite_add_tcase(s, tc);
     tc = tcase_create("groups");
     tcase_add_loop_test(tc, groups_never_alias_and_train_right, 0,
