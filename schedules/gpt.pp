@@ -5,9 +5,9 @@
 # head (tied to the token embedding) and the loss on the last, and the 4
 # blocks are split between the stages by the balance: one each by default,
 # or e.g. -D 'model.balance=[0,2,2,0]' to leave the ends to the embedding
-# and the head.  pprun loads and checks this plan but does not train a
-# transformer yet; the op times below are the file's own (not yet derived
-# from the model's dimensions).
+# and the head.  pprun loads and checks this plan but refuses to train it:
+# the transformer is not in pprun yet (docs/gpt.md).  The op times below
+# are the file's own, in relative units.
 #
 #   ppcc schedules/gpt.pp --timeline
 #   ppcc schedules/gpt.pp -D schedule=zb-h1 -D heads=8 --stats

@@ -473,8 +473,8 @@ START_TEST(test_define_errors)
         {"placement", "[0,1,1,0]", "-D placement=[0,1,1,0]: device 0 holds 2 stages, but every device must hold "
                                    "stages / devices = 1"},
         {"placement", "[0,1,2,9]", "-D placement=[0,1,2,9]: entry 3 (stage 3): expected a device 0..3, got '9'"},
-        {"model", "cnn", "-D model=cnn: unknown model kind (the only one is mlp)"},
-        {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (the only one is sgd)"},
+        {"model", "cnn", "-D model=cnn: unknown model kind (mlp or gpt)"},
+        {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (sgd or adamw)"},
         {"model.balance", "[1,1]", "-D model.balance=[1,1]: expected 4 layer counts (one per stage), got 2"},
         {"memory.limit", "big", "-D memory.limit=big: expected a number"},
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
@@ -513,6 +513,9 @@ static const char *const golden_cases[] = {
     "unknown_key", "bad_type", "out_of_range", "duplicate", "stages_mismatch", "stages_hint", "batch_multiple",
     "balance_sum", "balance_length", "balance_entry", "vshape_virtual", "placement_range", "placement_count",
     "placement_length", "too_few_layers", "block_value_mixup", "model_kind", "too_many_errors",
+    /* model gpt */
+    "gpt_heads", "gpt_fill", "gpt_balance_middle", "gpt_batch", "gpt_absurd", "gpt_sizes", "gpt_wrong_model",
+    "gpt_sgd_betas",
     /* found by tools/fuzz */
     "cost_overflow", "deep_nesting",
 };
