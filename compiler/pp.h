@@ -253,6 +253,99 @@ double pp_gpt_parameters(const pp_gpt_shape *g);
 bool pp_gpt_limit_crossed(const pp_gpt_shape *g, pp_gpt_limit *out);
 
 /* ------------------------------------------------------------------ */
+/* units.c: sizes in bytes, as written and as shown                     */
+/* ------------------------------------------------------------------ */
+
+/* "80GB", "1.5GiB", "512B": a number and one of B KB MB GB (powers of
+ * 1000) KiB MiB GiB (powers of 1024).  true and *bytes, or false with why
+ * in err ("unknown unit 'Gb' (B, KB, MB, GB, KiB, MiB, GiB)"). */
+bool pp_bytes_parse(const char *text, double *bytes, char *err, size_t errsize);
+/* The unit a view shows sizes up to max bytes in (the largest of B, KB,
+ * MB, GB, TB that max reaches): every number of one view in one unit. */
+typedef struct pp_byte_unit {
+    const char *name; /* "GB" */
+    double scale;     /* 1e9 */
+} pp_byte_unit;
+pp_byte_unit pp_bytes_unit(double max);
+/* bytes in unit u, "%.2f NAME" ("61.25 GB"), into buf. */
+const char *pp_bytes_show(double bytes, pp_byte_unit u, char *buf, size_t size);
+/* bytes in the unit its own size picks: "80.00 GB". */
+const char *pp_bytes_human(double bytes, char *buf, size_t size);
+
+/* ------------------------------------------------------------------ */
+/* hardware.c: what a device computes and how fast it talks            */
+/* ------------------------------------------------------------------ */
+
+/* The precision a gpt computes in (model.precision); the order of pprun's
+ * enum pr_precision. */
+enum pp_precision { PP_FP32 = 0, PP_TF32 = 1, PP_BF16 = 2, PP_PRECISIONS = 3 };
+const char *pp_precision_name(int p);      /* "fp32" | "tf32" | "bf16" */
+int pp_precision_from_name(const char *n); /* -1 if unknown */
+
+/* A hardware description (docs/hardware.md): a preset, field by field
+ * overridable.  Pipeline device d sits on node d / devices_per_node. */
+typedef struct pp_hardware {
+    char name[16];               /* the preset's ("h100"), or "custom" */
+    double flops[PP_PRECISIONS]; /* peak dense FLOP/s of one device, per precision */
+    double efficiency;           /* share of the peak a layer's matmuls reach, (0, 1] */
+    double memory;               /* bytes of one device */
+    int devices_per_node;
+    double node_bandwidth, node_latency;       /* a link within a node: bytes/s, s */
+    double network_bandwidth, network_latency; /* a link across nodes: bytes/s, s */
+} pp_hardware;
+/* The preset of that name (h100, h200, a100, cpu), or NULL. */
+const pp_hardware *pp_hardware_preset(const char *name);
+/* Their names, for messages: "h100, h200, a100 or cpu". */
+const char *pp_hardware_preset_names(void);
+/* The time one transfer of bytes takes from device a to device b:
+ * latency + bytes / bandwidth of their link (the node's, or the network's
+ * when they sit on different nodes); 0 on one device. */
+double pp_link_time(const pp_hardware *hw, int a, int b, double bytes);
+/* Seconds flops take on one device at precision p (efficiency applied). */
+double pp_compute_time(const pp_hardware *hw, int p, double flops);
+
+/* ------------------------------------------------------------------ */
+/* gpt_costs.c: a gpt's layers, per micro-batch (docs/gpt.md, "Costs") */
+/* ------------------------------------------------------------------ */
+
+/* One layer's cost and memory per micro-batch (docs/costs.md): times in the
+ * file's unit, or seconds when a hardware description is given; memory in
+ * the file's unit, or bytes. */
+typedef struct pp_layer {
+    char kind[16];     /* "layer", "embedding", "block", "head", or the file's name */
+    double F, B, W;    /* forward, input-gradient, weight-gradient time */
+    double act;        /* activations kept for the backward (no recompute) */
+    double act_input;  /* what a recomputed layer keeps between F and R (its input) */
+    double weights;    /* static: parameters + gradients + optimizer state */
+    double out;        /* its output activation: what a send of it carries */
+} pp_layer;
+
+/* The gpt's layers in model order: the embedding, the blocks, the head
+ * (final LayerNorm, LM head, loss).  Counts, not times. */
+enum pp_gpt_layer_kind { PP_GPT_EMBEDDING, PP_GPT_BLOCK, PP_GPT_HEAD };
+typedef struct pp_gpt_counts {
+    double flops_F, flops_B, flops_W; /* one micro-batch: forward, input gradient, weight gradient */
+    double params;      /* parameters the layer owns (a tied head owns none of wte's) */
+    double params_held; /* parameters its device stores for it (a tied head: its copy of wte) */
+    double act_bytes;       /* activations kept from F to the backward, no recompute */
+    double act_input_bytes; /* kept with recompute: the layer's input */
+    double out_bytes;       /* its output: an activation send (0 for the head) */
+} pp_gpt_counts;
+/* The counts of one layer of g (g->batch / g->microbatches sequences a
+ * micro-batch) at precision p. */
+void pp_gpt_layer_counts(const pp_gpt_shape *g, int precision, int kind, pp_gpt_counts *out);
+/* Bytes a parameter costs its device: weights, gradients, optimizer state
+ * (ZeRO's accounting: bf16 keeps fp32 masters). */
+double pp_gpt_bytes_per_param(int precision, bool adamw);
+/* The model FLOPs of one training step (forward, input and weight
+ * gradients of every layer and micro-batch; no recompute): what MFU divides. */
+double pp_gpt_step_flops(const pp_gpt_shape *g);
+/* Fills out[0 .. layers + 1] (n entries of room; returns layers + 2, or
+ * -1 when n is too small): counts turned into seconds on hw (times 0
+ * without hw) and bytes. */
+int pp_gpt_layers(const pp_gpt_shape *g, int precision, bool adamw, const pp_hardware *hw, pp_layer *out, int n);
+
+/* ------------------------------------------------------------------ */
 /* ast.c + lexer.l + parser.y: the DSL as written                      */
 /* ------------------------------------------------------------------ */
 
