@@ -251,7 +251,8 @@ failed:
     free(want);
 }
 
-/* The peak memory column of a row: "%g" per device, as every view prints it. */
+/* The peak memory column of a row: per device, as every view prints it
+ * (pp_mem_show). */
 static void peak_text(const pp_spec *s, const row *r, char *buf, size_t size)
 {
     size_t at = 0;
@@ -260,8 +261,10 @@ static void peak_text(const pp_spec *s, const row *r, char *buf, size_t size)
         snprintf(buf, size, "-");
         return;
     }
+    char m[32];
     for (int d = 0; d < s->devices && at + 1 < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%g", d ? " " : "", r->peak[d]);
+        at += (size_t)snprintf(buf + at, size - at, "%s%s", d ? " " : "", pp_mem_show(&s->units, r->peak[d], m,
+                                                                                        sizeof m));
 }
 
 static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
@@ -273,19 +276,30 @@ static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
         if (strlen(peaks) > pw)
             pw = strlen(peaks);
     }
-    fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s\n", "policy", "v place", "makespan", "bubble", "fits", (int)pw,
-            "peak memory per device", "settings");
+    /* a gpt on hardware: tokens/s per device and MFU after the peaks */
+    double tps, mfu;
+    bool rate = pp_throughput(&s->units, 1, s->devices, &tps, &mfu);
+    char head[64] = "";
+    if (rate)
+        snprintf(head, sizeof head, "%12s %6s  ", "tokens/s/dev", "MFU");
+    fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s%s\n", "policy", "v place", "makespan", "bubble", "fits",
+            (int)pw, "peak memory per device", head, "settings");
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         char shp[16], ms[32] = "-", bub[16] = "-";
         snprintf(shp, sizeof shp, "%d %s", r->sh.v, r->sh.vshape ? "vshape" : "loop");
         if (r->ok) {
-            snprintf(ms, sizeof ms, "%.6g", r->makespan);
+            pp_time_show(&s->units, r->makespan, ms, sizeof ms);
             snprintf(bub, sizeof bub, "%.2f%%", 100 * r->bubble);
         }
         peak_text(s, r, peaks, (size_t)s->devices * 32 + 8);
-        fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s\n", r->name, shp, ms, bub,
-                !r->ok ? "-" : r->fits ? "yes" : "no", (int)pw, peaks, r->settings);
+        char cols[64] = "";
+        if (rate && r->ok && pp_throughput(&s->units, r->makespan, s->devices, &tps, &mfu))
+            snprintf(cols, sizeof cols, "%12.6g %5.1f%%  ", tps, 100 * mfu);
+        else if (rate)
+            snprintf(cols, sizeof cols, "%12s %6s  ", "-", "-");
+        fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s%s\n", r->name, shp, ms, bub,
+                !r->ok ? "-" : r->fits ? "yes" : "no", (int)pw, peaks, cols, r->settings);
         if (!r->ok)
             fprintf(out, "%-15s cannot run: %s\n", "", r->reason);
     }

@@ -241,6 +241,47 @@ static cJSON *cost_json(const pp_spec *s, int stages)
     cJSON_AddItemToObject(j, "stage_F", double_array(c->stage_F, c->F, stages));
     cJSON_AddItemToObject(j, "stage_B", double_array(c->stage_B, c->B, stages));
     cJSON_AddItemToObject(j, "stage_W", double_array(c->stage_W, c->W, stages));
+    if (s->seconds) /* a gpt on hardware (docs/hardware.md): seconds, transfers from bytes */
+        cJSON_AddStringToObject(j, "unit", "s");
+    if (c->stage_out)
+        cJSON_AddItemToObject(j, "stage_out_bytes", double_array(c->stage_out, 0, stages));
+    return j;
+}
+
+static cJSON *hardware_json(const pp_hardware *hw)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "preset", hw->name);
+    cJSON_AddNumberToObject(j, "fp32_flops", hw->flops[PP_FP32]);
+    cJSON_AddNumberToObject(j, "tf32_flops", hw->flops[PP_TF32]);
+    cJSON_AddNumberToObject(j, "bf16_flops", hw->flops[PP_BF16]);
+    cJSON_AddNumberToObject(j, "efficiency", hw->efficiency);
+    cJSON_AddNumberToObject(j, "memory", hw->memory);
+    cJSON_AddNumberToObject(j, "devices_per_node", hw->devices_per_node);
+    cJSON_AddNumberToObject(j, "node_bandwidth", hw->node_bandwidth);
+    cJSON_AddNumberToObject(j, "node_latency", hw->node_latency);
+    cJSON_AddNumberToObject(j, "network_bandwidth", hw->network_bandwidth);
+    cJSON_AddNumberToObject(j, "network_latency", hw->network_latency);
+    return j;
+}
+
+/* The model's layers (gpt_costs.c): seconds (0 without hardware) and bytes. */
+static cJSON *layers_json(const pp_spec *s)
+{
+    cJSON *j = cJSON_CreateArray();
+    for (int i = 0; i < s->n_layers; i++) {
+        const pp_layer *l = &s->layers[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "kind", l->kind);
+        cJSON_AddNumberToObject(e, "F", l->F);
+        cJSON_AddNumberToObject(e, "B", l->B);
+        cJSON_AddNumberToObject(e, "W", l->W);
+        cJSON_AddNumberToObject(e, "act", l->act);
+        cJSON_AddNumberToObject(e, "act_input", l->act_input);
+        cJSON_AddNumberToObject(e, "weights", l->weights);
+        cJSON_AddNumberToObject(e, "out", l->out);
+        cJSON_AddItemToArray(j, e);
+    }
     return j;
 }
 
@@ -249,6 +290,8 @@ static cJSON *memory_json(const pp_spec *s)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "activation", s->act_size);
     cJSON_AddNumberToObject(j, "limit", s->mem_limit);
+    if (s->bytes)
+        cJSON_AddStringToObject(j, "unit", "B");
     /* Only with recompute (docs/recompute.md), so other plans keep their bytes. */
     bool any = false;
     for (int st = 0; s->recompute && st < s->stages; st++)
@@ -275,6 +318,11 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
     if (sim->peak_mem) /* activation_memory.c's peak, the number of every view */
         cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
+    double tps, mfu;
+    if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu)) {
+        cJSON_AddNumberToObject(j, "tokens_per_s_per_device", tps);
+        cJSON_AddNumberToObject(j, "mfu", mfu);
+    }
     return j;
 }
 
@@ -355,6 +403,10 @@ int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim)
         out_section(&o, "model", model_json(s, p->stages), false);
         out_section(&o, "cost", cost_json(s, p->stages), false);
         out_section(&o, "memory", memory_json(s), false);
+        if (s->hardware)
+            out_section(&o, "hardware", hardware_json(s->hardware), false);
+        if (s->layers)
+            out_section(&o, "layers", layers_json(s), false);
     }
     OUT_LIT(&o, "  \"devices\": [\n");
     for (int r = 0; r < p->devices; r++)

@@ -269,8 +269,27 @@ typedef struct pp_byte_unit {
 pp_byte_unit pp_bytes_unit(double max);
 /* bytes in unit u, "%.2f NAME" ("61.25 GB"), into buf. */
 const char *pp_bytes_show(double bytes, pp_byte_unit u, char *buf, size_t size);
-/* bytes in the unit its own size picks: "80.00 GB". */
+/* bytes in the unit its own size picks: "80.00GB". */
 const char *pp_bytes_human(double bytes, char *buf, size_t size);
+
+/* How every view shows a compilation's numbers (docs/hardware.md,
+ * "Views"): one struct made once from the spec, so that the timeline,
+ * --stats, --compare, the plan JSON and the errors agree. */
+typedef struct pp_view_units {
+    bool seconds;       /* times are seconds ("1.25s"); else the file's unit */
+    bool bytes;         /* sizes are bytes, all in unit mem ("61.25GB"); else the file's unit */
+    pp_byte_unit mem;
+    double step_tokens; /* tokens one step trains (model gpt), 0: no throughput */
+    double step_flops;  /* the model FLOPs of one step (MFU's numerator) */
+    double peak_flops;  /* one device's peak FLOP/s at the model's precision, 0: no MFU */
+} pp_view_units;
+/* A memory size as views show it: "%g", or in u->mem ("61.25GB"). */
+const char *pp_mem_show(const pp_view_units *u, double v, char *buf, size_t size);
+/* A time: "%.6g", with "s" after it in seconds. */
+const char *pp_time_show(const pp_view_units *u, double t, char *buf, size_t size);
+/* Tokens per second per device and MFU (0..1) of a step of makespan on
+ * devices; false when u gives no throughput (not seconds, or no tokens). */
+bool pp_throughput(const pp_view_units *u, double makespan, int devices, double *tokens_per_s, double *mfu);
 
 /* ------------------------------------------------------------------ */
 /* hardware.c: what a device computes and how fast it talks            */
@@ -405,6 +424,11 @@ typedef struct pp_cost {
     /* Memory a recomputed (stage, mb) holds between F and R (its input),
      * as a fraction of its full activations (docs/recompute.md). */
     double recompute_input;
+    /* Transfers from bytes (NULL: each costs comm): a send of stage s's
+     * activation carries stage_out[s] bytes, its gradient stage_out[s - 1],
+     * over hw's link between the two devices (pp_link_time). */
+    const pp_hardware *hw;
+    const double *stage_out;
 } pp_cost;
 
 /* The time of compute op kind on stage s (a missing per-stage array means
@@ -416,6 +440,18 @@ static inline double pp_op_cost(const pp_cost *c, int kind, int s, bool split)
     if (kind == PP_OP_B)
         return (c->stage_B ? c->stage_B[s] : c->B) + (split ? 0 : W);
     return kind == PP_OP_W ? W : F;
+}
+
+/* What a transfer costs on top of cost.comm: for recv op (of a plan's
+ * device self) with transfers from bytes, its link's latency + bytes /
+ * bandwidth (the act of stage s carries stage_out[s], the grad of stage s
+ * the input of s, stage_out[s - 1]); else 0. */
+static inline double pp_transfer_time(const pp_cost *c, const pp_op *op, int self)
+{
+    if (!c->hw || !c->stage_out || op->kind != PP_OP_RECV)
+        return 0;
+    int s = op->comm == PP_COMM_ACT ? op->stage : op->stage - 1;
+    return s >= 0 ? pp_link_time(c->hw, op->peer, self, c->stage_out[s]) : 0;
 }
 
 typedef struct pp_model {
@@ -469,6 +505,17 @@ typedef struct pp_spec {
     double act_size;     /* memory of one stage's activations for one micro-batch */
     double mem_limit;    /* per device, same unit; 0 = none */
     pp_model model;
+    /* The hardware description (docs/hardware.md), NULL without one.  With
+     * it and a model gpt, times are seconds (seconds) and each transfer
+     * costs its link's latency + bytes / bandwidth instead of cost.comm. */
+    const pp_hardware *hardware;
+    bool seconds;        /* times in seconds: a gpt's layers on the hardware */
+    bool bytes;          /* memory in bytes: memory settings written with a unit */
+    pp_view_units units; /* how views show its numbers (from the above) */
+    /* The model's layers, first to last (a gpt's: embedding, blocks, head;
+     * gpt_costs.c), NULL when the model gives none. */
+    pp_layer *layers;
+    int n_layers;
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
     bool vertical_sync;  /* pipedream: every stage uses stage 0's version (docs/async.md) */
@@ -773,6 +820,7 @@ typedef struct pp_verify_opts {
     double act_size;  /* one (stage, mb)'s activations, in the file's unit; 0 counts as 1 */
     double mem_limit; /* per device; 0 = none */
     double input_frac; /* share of act_size a recomputed (stage, mb) holds between F and R */
+    pp_view_units units; /* how the limit error shows sizes */
 } pp_verify_opts;
 
 /* What a device holds: sets in full, and recomputed sets that kept only
@@ -820,6 +868,7 @@ typedef struct pp_sim {
     int *peak_act;        /* [devices] the most (stage, mb) sets held in full at once */
     double *peak_mem;     /* [devices] peak memory (activation_memory.c), the memory model's unit */
     double **start, **end;/* [devices][op index] */
+    pp_view_units units;  /* pp_compile: its spec's (zero: the file's units) */
 } pp_sim;
 
 /* Times the plan (walk.c's eager replay on cost c) and measures its memory

@@ -200,6 +200,7 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         return;
     }
     double num = 0;
+    bool bytes = false;
     switch (k->kind) {
     case K_INT:
         if (!to_int(c, o, k->name, v, k->min, k->max, &num))
@@ -241,6 +242,27 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
             bad_value(c, o, k->name, v, "expected fp32, tf32 or bf16");
             return;
         }
+        if (slot == S_HARDWARE && !pp_hardware_preset(v->text)) {
+            bad_value(c, o, k->name, v, "unknown hardware preset (%s)", pp_hardware_preset_names());
+            return;
+        }
+        break;
+    case K_BYTES:
+        if (v->kind == PP_VAL_WORD) { /* 80GB: the lexer reads a number with its unit as a word */
+            char err[128];
+            if (!pp_bytes_parse(v->text, &num, err, sizeof err)) {
+                bad_value(c, o, k->name, v, "%s", err);
+                return;
+            }
+            if (num > MAX_NUMBER) {
+                bad_value(c, o, k->name, v, "must be at most %g bytes", MAX_NUMBER);
+                return;
+            }
+            bytes = true;
+            break;
+        }
+        if (!to_number(c, o, k->name, v, false, &num))
+            return;
         break;
     case K_UNIT:
         if (!to_number(c, o, k->name, v, false, &num))
@@ -280,6 +302,7 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
     s->at = *o;
     s->v = v;
     s->num = num;
+    s->bytes = bytes;
 }
 
 static void add_override(ctx *c, long stage, int which, const pp_value *v, const origin *o)
@@ -412,6 +435,7 @@ static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pip
                 pp_error_at(c->d, c->src, it->offset, "%s: expected a value, as in '%s %s'", k->name, it->name,
                             t.slot == S_SCHEDULE ? "interleaved { group = 4 }"
                             : t.slot == S_MODEL  ? "mlp { layers = 8 }"
+                            : t.slot == S_HARDWARE ? "h100 { efficiency = 0.4 }"
                                                  : "= ...");
             else
                 set_value(c, t.slot, it->value, &o);

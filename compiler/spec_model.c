@@ -6,7 +6,8 @@
  * settings against each other (heads dividing hidden, settings of the
  * other model or optimizer, the data file and the vocabulary its bytes
  * need), and pprun's limits (pp.h), each reported at the key the user can
- * change.  docs/dsl.md lists the keys, docs/gpt.md the transformer.
+ * change; then a gpt's layers (gpt_costs.c) and, on hardware, its stages'
+ * times in seconds and the bytes of their transfers.  docs/dsl.md lists the keys, docs/gpt.md the transformer.
  */
 #include <errno.h>
 #include <limits.h>
@@ -102,6 +103,12 @@ static void check_mlp_limits(ctx *c, const pp_model *m, int M)
                         floats, PP_MAX_MICROBATCH_FLOATS);
 }
 
+/* The gpt's shape as pp.h's functions take it. */
+static pp_gpt_shape shape_of(const pp_model *m, int M)
+{
+    return (pp_gpt_shape){m->layers, m->hidden, m->heads, m->ffn, m->seq, m->vocab, m->batch, M, m->tie};
+}
+
 /* The gpt's limits (model_limits.c), at the first setting of the product
  * that the user set. */
 static void check_gpt_limits(ctx *c, const pp_model *m, int M)
@@ -110,7 +117,7 @@ static void check_gpt_limits(ctx *c, const pp_model *m, int M)
         [PP_GPT_LAYERS] = S_LAYERS, [PP_GPT_HIDDEN] = S_HIDDEN, [PP_GPT_HEADS] = S_HEADS, [PP_GPT_FFN] = S_FFN,
         [PP_GPT_SEQ] = S_SEQ,       [PP_GPT_VOCAB] = S_VOCAB,   [PP_GPT_BATCH] = S_BATCH,
     };
-    pp_gpt_shape g = {m->layers, m->hidden, m->heads, m->ffn, m->seq, m->vocab, m->batch, M, m->tie};
+    pp_gpt_shape g = shape_of(m, M);
     pp_gpt_limit lim;
     if (!pp_gpt_limit_crossed(&g, &lim))
         return;
@@ -190,6 +197,56 @@ static void resolve_gpt(ctx *c, pp_spec *spec)
     resolve_data(c, m);
 }
 
+/* A gpt's layers (gpt_costs.c) into spec->layers; on hardware, each
+ * stage's F, B, W (seconds) are the sums of its layers (the embedding on
+ * the first stage, the head on the last), a cost.stage.N.X still replacing
+ * its stage's, and each stage's activation send carries its last layer's
+ * output (cost.stage_out, what the simulator prices on the link). */
+static void resolve_gpt_costs(ctx *c, pp_spec *spec)
+{
+    pp_model *m = &spec->model;
+    int S = spec->stages, precision = pp_precision_from_name(m->precision);
+    pp_gpt_shape g = shape_of(m, spec->microbatches);
+    spec->n_layers = m->layers + 2;
+    spec->layers = pp_arena_alloc(c->a, (size_t)spec->n_layers * sizeof *spec->layers);
+    pp_gpt_layers(&g, precision, strcmp(m->optimizer, "adamw") == 0, spec->hardware, spec->layers, spec->n_layers);
+    if (!spec->hardware)
+        return;
+    static const enum slot fixed[] = {S_COST_F, S_COST_B, S_COST_W, S_COST_COMM};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (c->set[fixed[i]].set)
+            spec_report_key(c, fixed[i], "the hardware description gives a gpt's times (hardware %s): drop this "
+                            "or the hardware (cost.stage.N.F and the like still override a stage, in seconds)",
+                            spec->hardware->name);
+    spec->seconds = true;
+    pp_cost *k = &spec->cost;
+    double *out = pp_arena_alloc(c->a, (size_t)S * sizeof *out);
+    for (int st = 0, l = 0; st < S; st++) {
+        int last = l + m->layers_per_stage[st] + (st == 0) + (st == S - 1);
+        double F = 0, B = 0, W = 0;
+        for (; l < last; l++) {
+            F += spec->layers[l].F;
+            B += spec->layers[l].B;
+            W += spec->layers[l].W;
+        }
+        k->stage_F[st] = F;
+        k->stage_B[st] = B;
+        k->stage_W[st] = W;
+        out[st] = spec->layers[last - 1].out;
+    }
+    for (int i = 0; i < c->noverrides; i++) { /* in the file's order, the last one winning */
+        const stage_cost *o = &c->overrides[i];
+        if (o->stage < S)
+            (o->which == 0 ? k->stage_F : o->which == 1 ? k->stage_B : k->stage_W)[o->stage] = o->value;
+    }
+    k->F = k->stage_F[S / 2];
+    k->B = k->stage_B[S / 2];
+    k->W = k->stage_W[S / 2];
+    k->comm = 0;
+    k->hw = spec->hardware;
+    k->stage_out = out;
+}
+
 void spec_resolve_model(ctx *c, pp_spec *spec)
 {
     int M = spec->microbatches;
@@ -217,4 +274,6 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     resolve_gpt(c, spec);
     if (m->batch % M == 0 && m->layers >= 1)
         check_gpt_limits(c, m, M);
+    if (c->d->errors == 0)
+        resolve_gpt_costs(c, spec);
 }

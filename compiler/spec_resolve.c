@@ -190,7 +190,9 @@ void spec_resolve(ctx *c, pp_spec *spec)
     spec->mem_limit = spec_get(c, S_MEM_LIMIT, 0);
     resolve_placement(c, spec);
     resolve_cost(c, spec);
+    spec_resolve_hardware(c, spec);
     spec_resolve_model(c, spec);
     resolve_recompute(c, spec);
     spec_resolve_order(c, spec);
+    spec_resolve_units(c, spec);
 }

@@ -24,7 +24,7 @@ bool pp_bytes_parse(const char *text, double *bytes, char *err, size_t errsize)
     char *end;
     double x = strtod(text, &end);
     if (end == text || !(text[0] >= '0' && text[0] <= '9')) {
-        snprintf(err, errsize, "expected a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)");
+        snprintf(err, errsize, "expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)");
         return false;
     }
     if (!*end) {
@@ -56,13 +56,36 @@ pp_byte_unit pp_bytes_unit(double max)
 const char *pp_bytes_show(double bytes, pp_byte_unit u, char *buf, size_t size)
 {
     if (u.scale == 1)
-        snprintf(buf, size, "%.0f B", bytes);
+        snprintf(buf, size, "%.0fB", bytes);
     else
-        snprintf(buf, size, "%.2f %s", bytes / u.scale, u.name);
+        snprintf(buf, size, "%.2f%s", bytes / u.scale, u.name);
     return buf;
 }
 
 const char *pp_bytes_human(double bytes, char *buf, size_t size)
 {
     return pp_bytes_show(bytes, pp_bytes_unit(bytes), buf, size);
+}
+
+const char *pp_mem_show(const pp_view_units *u, double v, char *buf, size_t size)
+{
+    if (u && u->bytes)
+        return pp_bytes_show(v, u->mem, buf, size);
+    snprintf(buf, size, "%g", v);
+    return buf;
+}
+
+const char *pp_time_show(const pp_view_units *u, double t, char *buf, size_t size)
+{
+    snprintf(buf, size, u && u->seconds ? "%.6gs" : "%.6g", t);
+    return buf;
+}
+
+bool pp_throughput(const pp_view_units *u, double makespan, int devices, double *tokens_per_s, double *mfu)
+{
+    if (!u || !u->seconds || !(u->step_tokens > 0) || !(makespan > 0) || devices < 1)
+        return false;
+    *tokens_per_s = u->step_tokens / makespan / devices;
+    *mfu = u->peak_flops > 0 ? u->step_flops / (makespan * devices * u->peak_flops) : 0;
+    return true;
 }

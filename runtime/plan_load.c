@@ -663,7 +663,7 @@ static int read_plan(const char *name, const char *text, size_t len, pp_diag *d,
 
 static int verify_loaded(pp_diag *d, pp_plan *plan, pr_model *model)
 {
-    pp_verify_opts vo = {model->act_size, model->mem_limit, model->input_frac};
+    pp_verify_opts vo = {.act_size = model->act_size, .mem_limit = model->mem_limit, .input_frac = model->input_frac};
     if (pp_verify(plan, &vo, d) == 0)
         return 0;
     pp_plan_free(plan);

@@ -476,7 +476,9 @@ START_TEST(test_define_errors)
         {"model", "cnn", "-D model=cnn: unknown model kind (mlp or gpt)"},
         {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (sgd or adamw)"},
         {"model.balance", "[1,1]", "-D model.balance=[1,1]: expected 4 layer counts (one per stage), got 2"},
-        {"memory.limit", "big", "-D memory.limit=big: expected a number"},
+        {"memory.limit", "big", "-D memory.limit=big: expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)"},
+        {"memory.limit", "80Gb", "-D memory.limit=80Gb: unknown unit 'Gb' (B, KB, MB, GB, KiB, MiB, GiB)"},
+        {"memory.limit", "-5GB", "-D memory.limit=-5GB: unexpected name 'GB', expected end of input"},
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
          * when the maximum was crossed; costs whose sums overflow made lowering
          * report a deadlock that is not there. */
@@ -516,6 +518,8 @@ static const char *const golden_cases[] = {
     /* model gpt */
     "gpt_heads", "gpt_fill", "gpt_balance_middle", "gpt_batch", "gpt_absurd", "gpt_sizes", "gpt_wrong_model",
     "gpt_sgd_betas",
+    /* hardware and units */
+    "hw_preset", "hw_fields", "hw_no_preset", "hw_mlp", "hw_costs", "mem_units", "mem_unknown_unit",
     /* found by tools/fuzz */
     "cost_overflow", "deep_nesting",
 };
