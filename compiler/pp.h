@@ -277,13 +277,13 @@ const char *pp_bytes_human(double bytes, char *buf, size_t size);
  * --stats, --compare, the plan JSON and the errors agree. */
 typedef struct pp_view_units {
     bool seconds;       /* times are seconds ("1.25s"); else the file's unit */
-    bool bytes;         /* sizes are bytes, all in unit mem ("61.25GB"); else the file's unit */
+    bool bytes;         /* sizes are bytes, all in unit mem, GB in every view ("61.25GB"); else the file's unit */
     pp_byte_unit mem;
     double step_tokens; /* tokens one step trains (model gpt), 0: no throughput */
     double step_flops;  /* the model FLOPs of one step (MFU's numerator) */
     double peak_flops;  /* one device's peak FLOP/s at the model's precision, 0: no MFU */
 } pp_view_units;
-/* A memory size as views show it: "%g", or in u->mem ("61.25GB"). */
+/* A memory size as views show it: "%g", or "%.4g" in u->mem ("61.25GB"). */
 const char *pp_mem_show(const pp_view_units *u, double v, char *buf, size_t size);
 /* A time: "%.6g", with "s" after it in seconds. */
 const char *pp_time_show(const pp_view_units *u, double t, char *buf, size_t size);

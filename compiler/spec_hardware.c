@@ -78,7 +78,8 @@ void spec_resolve_units(ctx *c, pp_spec *spec)
     const pp_model *m = &spec->model;
     u->seconds = spec->seconds;
     u->bytes = spec->bytes;
-    u->mem = pp_bytes_unit(spec->mem_limit > spec->act_size ? spec->mem_limit : spec->act_size);
+    u->mem = (pp_byte_unit){"GB", 1e9}; /* one unit whatever the sizes, so that every view and every
+                                          * compilation of a file shows a size the same way */
     if (pp_model_is_gpt(m) && spec->seconds) {
         pp_gpt_shape g = {m->layers, m->hidden, m->heads, m->ffn, m->seq, m->vocab, m->batch, spec->microbatches,
                           m->tie};

@@ -70,8 +70,9 @@ const char *pp_bytes_human(double bytes, char *buf, size_t size)
 const char *pp_mem_show(const pp_view_units *u, double v, char *buf, size_t size)
 {
     if (u && u->bytes)
-        return pp_bytes_show(v, u->mem, buf, size);
-    snprintf(buf, size, "%g", v);
+        snprintf(buf, size, "%.4g%s", v / u->mem.scale, u->mem.name);
+    else
+        snprintf(buf, size, "%g", v);
     return buf;
 }
 

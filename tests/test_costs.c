@@ -205,6 +205,90 @@ START_TEST(test_units)
 }
 END_TEST
 
+/* A schedule text compiled as ppcc does; the spec and the timing stay in
+ * the arena / sim for the caller. */
+typedef struct compiled {
+    pp_arena a;
+    pp_spec spec;
+    pp_plan plan;
+    pp_sim sim;
+} compiled;
+
+static void compile_text(compiled *c, const char *text)
+{
+    memset(c, 0, sizeof *c);
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_ast ast;
+    int rc = pp_parse("t.pp", text, strlen(text), &c->a, &td.diag, &ast);
+    if (rc == 0)
+        rc = pp_spec_build(&ast, NULL, 0, &c->a, &td.diag, &c->spec);
+    if (rc == 0)
+        rc = pp_compile(&c->spec, &c->plan, &c->sim, &td.diag);
+    ck_assert_msg(rc == 0, "%s", tu_diag_text(&td));
+    tu_diag_close(&td);
+}
+
+static void release(compiled *c)
+{
+    pp_sim_free(&c->sim, c->plan.devices);
+    pp_plan_free(&c->plan);
+    pp_arena_free(&c->a);
+}
+
+/* GPipe, 2 devices, 1 micro-batch: the makespan is the chain F0, the
+ * activation over the link, F1, B1, the gradient back, B0 (unsplit
+ * backwards: B + W); on one node the link is NVLink, on two the network. */
+START_TEST(test_transfers_from_bytes)
+{
+    const char *base = "devices = 2\nmicrobatches = 1\nschedule gpipe\n"
+                       "model gpt { layers = 4 hidden = 1024 heads = 16 seq = 1024 vocab = 50257 batch = 2 "
+                       "precision = bf16 }\n";
+    for (int per_node = 1; per_node <= 2; per_node++) {
+        char text[512];
+        snprintf(text, sizeof text, "%shardware h100 { devices_per_node = %d }\n", base, per_node);
+        compiled c;
+        compile_text(&c, text);
+        const pp_cost *k = &c.spec.cost;
+        ck_assert(c.spec.seconds);
+        double bytes = 2.0 * 1024 * 1024 * 2; /* b s h e */
+        ck_assert_double_eq(k->stage_out[0], bytes);
+        double link = per_node == 2 ? 5e-6 + bytes / 450e9 : 10e-6 + bytes / 50e9;
+        double want = k->stage_F[0] + link + k->stage_F[1] + k->stage_B[1] + k->stage_W[1] + link + k->stage_B[0] +
+                      k->stage_W[0];
+        close_to(c.sim.makespan, want, "makespan", per_node == 2 ? "one node" : "two nodes");
+        /* the stages' times are their layers' sums: embedding + 2 blocks, 2 blocks + head */
+        const pp_layer *L = c.spec.layers;
+        ck_assert_int_eq(c.spec.n_layers, 6);
+        close_to(k->stage_F[0], L[0].F + L[1].F + L[2].F, "stage 0 F", "sum");
+        close_to(k->stage_B[1], L[3].B + L[4].B + L[5].B, "stage 1 B", "sum");
+        /* tokens/s per device and MFU */
+        double tps, mfu;
+        ck_assert(pp_throughput(&c.sim.units, c.sim.makespan, 2, &tps, &mfu));
+        close_to(tps, 2.0 * 1024 / c.sim.makespan / 2, "tokens/s", "gpipe");
+        double B = 2, s = 1024, l = 4, h = 1024, V = 50257;
+        double flops = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
+        close_to(mfu, flops / (c.sim.makespan * 2 * 989.4e12), "MFU", "gpipe");
+        release(&c);
+    }
+}
+END_TEST
+
+/* Without hardware a gpt keeps the file's costs and units. */
+START_TEST(test_no_hardware_keeps_units)
+{
+    compiled c;
+    compile_text(&c, "devices = 2\nmicrobatches = 2\ncost { F = 1 B = 2 comm = 0.5 }\nmodel gpt { layers = 2 }\n");
+    ck_assert(!c.spec.seconds && !c.spec.bytes);
+    ck_assert_ptr_null(c.spec.cost.stage_out);
+    ck_assert_ptr_nonnull(c.spec.layers); /* the layers are there, in bytes, for what sums them */
+    ck_assert_double_eq(c.spec.cost.stage_F[1], 1);
+    double tps, mfu;
+    ck_assert(!pp_throughput(&c.sim.units, c.sim.makespan, 2, &tps, &mfu));
+    release(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("costs");
@@ -216,6 +300,8 @@ int main(void)
     tcase_add_test(tc, test_layers_on_hardware);
     tcase_add_test(tc, test_hardware);
     tcase_add_test(tc, test_units);
+    tcase_add_test(tc, test_transfers_from_bytes);
+    tcase_add_test(tc, test_no_hardware_keeps_units);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
