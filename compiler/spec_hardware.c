@@ -62,7 +62,7 @@ void spec_resolve_hardware(ctx *c, pp_spec *spec)
     spec->bytes = with_unit >= 0;
     for (size_t i = 0; spec->bytes && i < sizeof memory_keys / sizeof memory_keys[0]; i++) {
         const setting *m = &c->set[memory_keys[i]];
-        if (m->set && !m->bytes)
+        if (m->set && !m->bytes && m->num != 0) /* 0 needs no unit (memory.limit = 0: none) */
             spec_report_key(c, memory_keys[i], "memory is in bytes here (%s has a unit): give this one a unit too, "
                             "as in 2GB", spec_keys[with_unit].name);
     }

@@ -209,6 +209,8 @@ check_compare(sched("interleaved.pp"), ["memory.activation=0.5", "memory.limit=3
 # costs in seconds: makespans keep their digits
 check_compare(sched("1f1b.pp"), ["cost.F=0.00123", "cost.B=0.00247", "cost.W=0.0004", "cost.comm=0.0001"], ALL)
 check_compare(sched("custom.pp"), [], "custom,1f1b")
+# memory in bytes: rows in GB, a row that does not fit compiled again with memory.limit=0
+check_compare(sched("1f1b.pp"), ["memory.activation=1.5GB", "memory.limit=7GB"], "gpipe,1f1b,interleaved,zbv")
 
 # auto's report is the plan it writes.
 for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recompute=except_last", "memory.limit=4"]),
