@@ -647,14 +647,20 @@ static void legend(const chart *c, FILE *f, enum layout how)
         wrap_put(&w, "; ", "~ send/recv");
     wrap_end(&w);
 
-    fmt_time(t0, sizeof t0, c->t0);
-    fmt_time(t1, sizeof t1, c->t1);
+    if (c->sim->units.seconds) {
+        pp_time_show(&c->sim->units, c->t0, t0, sizeof t0);
+        pp_time_show(&c->sim->units, c->t1, t1, sizeof t1);
+    } else {
+        fmt_time(t0, sizeof t0, c->t0);
+        fmt_time(t1, sizeof t1, c->t1);
+    }
     if (how == COMPACT) {
         wrap_put(&w, "", "compact: one column per start time,");
         wrap_put(&w, " ", "not to scale;");
     } else {
         snprintf(per, sizeof per, "%.3g", 1 / c->scale);
-        snprintf(buf, sizeof buf, "%s: 1 column = %s time units;", how == SCALED ? "scaled" : "x", per);
+        snprintf(buf, sizeof buf, "%s: 1 column = %s %s;", how == SCALED ? "scaled" : "x", per,
+                 c->sim->units.seconds ? "s" : "time units");
         wrap_put(&w, "", buf);
     }
     snprintf(buf, sizeof buf, "t %s .. %s", t0, t1);

@@ -4,7 +4,8 @@
  * file overrides, checked; and whether memory is counted in bytes (a
  * memory setting written with a unit, docs/dsl.md "Units"), in which case
  * every memory setting needs one, so that no number is read in the wrong
- * unit.
+ * unit, and a hardware description's memory is the limit unless the file
+ * gives one.
  */
 #include <string.h>
 
@@ -66,6 +67,8 @@ void spec_resolve_hardware(ctx *c, pp_spec *spec)
             spec_report_key(c, memory_keys[i], "memory is in bytes here (%s has a unit): give this one a unit too, "
                             "as in 2GB", spec_keys[with_unit].name);
     }
+    if (spec->bytes && spec->hardware && !c->set[S_MEM_LIMIT].set)
+        spec->mem_limit = spec->hardware->memory; /* what one device has, unless the file says less */
     if (spec->bytes && !c->set[S_MEM_ACT].set)
         spec_report_key(c, (enum slot)with_unit, "memory in bytes needs memory.activation in bytes too (one "
                         "stage's activations for one micro-batch, as in memory.activation = 2GB)");

@@ -324,6 +324,15 @@ expect 1 '^ppcc: error: -D vocab=100: 100 is fewer than the 256 byte values of a
 expect 0 '' -- "$ppcc" gptdata/g.pp --stats -D vocab=100 -D data=none
 rm -rf gptdata
 
+# Memory in bytes on hardware: the device's memory is the limit unless the
+# file gives one, and the error names the device, the op, the bytes and the
+# limit in GB (docs/hardware.md, "Sizes").
+gpt2=$src/schedules/gpt2-small-4gpu.pp
+expect 1 '^ppcc: error: device 0, op 4 \(F0\.2\): holds activation memory 90GB, over the memory limit 80GB \(peak memory 120GB\)$' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB
+expect 0 'peak_mem=\[120GB,90GB,60GB,30GB\]' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D memory.limit=0
+expect 0 'peak_mem=\[120GB' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D hardware=h200
+expect 1 'over the memory limit 100GB' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D memory.limit=100GB
+
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
 # memory error, which shows here as a status above 2).
 i=0
