@@ -7,7 +7,8 @@
 # bandwidth over NVLink, and --stats, the timeline and --compare predict
 # tokens/s per device and MFU.  The even split puts 3 blocks on each stage,
 # but the last stage also holds the LM head (2 x 768 x 50257 FLOPs a token
-# each way), so it is the bottleneck: compare -D 'model.balance=[4,4,3,1]'.
+# for each of F, B and W: four and a half blocks' worth), so it is the
+# bottleneck: compare -D 'model.balance=[4,4,3,1]'.
 #
 #   ppcc schedules/gpt2-small-4gpu.pp --stats
 #   ppcc schedules/gpt2-small-4gpu.pp --compare gpipe,1f1b,zb-h1,interleaved

@@ -4,9 +4,9 @@
 # (8 a node, so the pipeline stays on NVLink).
 #
 # What it shows: the head-and-embedding imbalance is small at this depth
-# (12 blocks a stage against one LM head), the bubble is the tutorials'
-# (S - 1) / (M + S - 1) = 7 / 71 plus what recompute adds (an R before
-# every B: a forward again), and the predicted MFU on this cost model.
+# (the LM head costs 3 % of a stage of 12 blocks), so the bubble is close
+# to the tutorials' (S - 1) / (M + S - 1) = 7 / 71 = 9.9 %; recompute puts
+# a forward again (R) before every backward, which MFU does not count.
 # Megatron runs each of these stages 8-way tensor parallel: one stage's 12
 # blocks hold 21.7 billion parameters, 348 GB with AdamW's state (docs/gpt.md,
 # "Costs"), far over one device; ppcc models the pipeline dimension only.
