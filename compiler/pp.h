@@ -512,8 +512,8 @@ typedef struct pp_spec {
     bool seconds;        /* times in seconds: a gpt's layers on the hardware */
     bool bytes;          /* memory in bytes: memory settings written with a unit */
     pp_view_units units; /* how views show its numbers (from the above) */
-    /* The model's layers, first to last (a gpt's: embedding, blocks, head;
-     * gpt_costs.c), NULL when the model gives none. */
+    /* The model's layers, first to last (a gpt's on hardware: embedding,
+     * blocks, head; gpt_costs.c), NULL when the model gives none. */
     pp_layer *layers;
     int n_layers;
     const pp_order *order; /* NULL unless the file has an order block */

@@ -197,21 +197,21 @@ static void resolve_gpt(ctx *c, pp_spec *spec)
     resolve_data(c, m);
 }
 
-/* A gpt's layers (gpt_costs.c) into spec->layers; on hardware, each
- * stage's F, B, W (seconds) are the sums of its layers (the embedding on
+/* On hardware, a gpt's layers (gpt_costs.c) into spec->layers, and each
+ * stage's F, B, W (seconds) the sums of its layers (the embedding on
  * the first stage, the head on the last), a cost.stage.N.X still replacing
  * its stage's, and each stage's activation send carries its last layer's
  * output (cost.stage_out, what the simulator prices on the link). */
 static void resolve_gpt_costs(ctx *c, pp_spec *spec)
 {
     pp_model *m = &spec->model;
+    if (!spec->hardware) /* the file's relative costs and memory stay: no layers */
+        return;
     int S = spec->stages, precision = pp_precision_from_name(m->precision);
     pp_gpt_shape g = shape_of(m, spec->microbatches);
     spec->n_layers = m->layers + 2;
     spec->layers = pp_arena_alloc(c->a, (size_t)spec->n_layers * sizeof *spec->layers);
     pp_gpt_layers(&g, precision, strcmp(m->optimizer, "adamw") == 0, spec->hardware, spec->layers, spec->n_layers);
-    if (!spec->hardware)
-        return;
     static const enum slot fixed[] = {S_COST_F, S_COST_B, S_COST_W, S_COST_COMM};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (c->set[fixed[i]].set)

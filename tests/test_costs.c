@@ -281,7 +281,7 @@ START_TEST(test_no_hardware_keeps_units)
     compile_text(&c, "devices = 2\nmicrobatches = 2\ncost { F = 1 B = 2 comm = 0.5 }\nmodel gpt { layers = 2 }\n");
     ck_assert(!c.spec.seconds && !c.spec.bytes);
     ck_assert_ptr_null(c.spec.cost.stage_out);
-    ck_assert_ptr_nonnull(c.spec.layers); /* the layers are there, in bytes, for what sums them */
+    ck_assert_ptr_null(c.spec.layers); /* the stage stays the unit: nothing sums layers */
     ck_assert_double_eq(c.spec.cost.stage_F[1], 1);
     double tps, mfu;
     ck_assert(!pp_throughput(&c.sim.units, c.sim.makespan, 2, &tps, &mfu));
