@@ -274,6 +274,37 @@ START_TEST(test_transfers_from_bytes)
 }
 END_TEST
 
+/* Each field overrides its preset's, and only that one: half the
+ * efficiency doubles every layer's time; a bf16 peak of its own sets the
+ * bf16 times, not the memory or the links. */
+START_TEST(test_hardware_overrides)
+{
+    const char *model = "devices = 2\nmicrobatches = 2\nschedule gpipe\n"
+                        "model gpt { layers = 2 hidden = 256 heads = 4 seq = 128 batch = 4 precision = bf16 }\n";
+    char text[512];
+    compiled base, slow, own;
+    snprintf(text, sizeof text, "%shardware a100\n", model);
+    compile_text(&base, text);
+    snprintf(text, sizeof text, "%shardware a100 { efficiency = 0.25 }\n", model);
+    compile_text(&slow, text);
+    snprintf(text, sizeof text, "%shardware a100 { bf16_tflops = 100 memory = 40GB node_latency = 0 }\n", model);
+    compile_text(&own, text);
+    for (int st = 0; st < 2; st++) {
+        close_to(slow.spec.cost.stage_F[st], 2 * base.spec.cost.stage_F[st], "F at half the efficiency", "a100");
+        close_to(slow.spec.cost.stage_W[st], 2 * base.spec.cost.stage_W[st], "W at half the efficiency", "a100");
+        close_to(own.spec.cost.stage_B[st], base.spec.cost.stage_B[st] * 312 / 100, "B at 100 TFLOP/s", "a100");
+    }
+    ck_assert_double_eq(own.spec.hardware->memory, 40e9);
+    ck_assert_double_eq(own.spec.hardware->node_latency, 0);
+    ck_assert_double_eq(own.spec.hardware->node_bandwidth, 300e9); /* the preset's */
+    ck_assert_double_eq(own.spec.hardware->flops[PP_FP32], 19.5e12);
+    ck_assert_str_eq(own.spec.hardware->name, "a100");
+    release(&base);
+    release(&slow);
+    release(&own);
+}
+END_TEST
+
 /* Without hardware a gpt keeps the file's costs and units. */
 START_TEST(test_no_hardware_keeps_units)
 {
@@ -301,6 +332,7 @@ int main(void)
     tcase_add_test(tc, test_hardware);
     tcase_add_test(tc, test_units);
     tcase_add_test(tc, test_transfers_from_bytes);
+    tcase_add_test(tc, test_hardware_overrides);
     tcase_add_test(tc, test_no_hardware_keeps_units);
     suite_add_tcase(s, tc);
     return tu_run(s);
