@@ -160,7 +160,8 @@ static void row_settings(const pp_spec *s, const char *name, shape sh, settings 
         reshaped_costs(s, sh, placement, want);
         static const char *const base[3] = {"cost.F", "cost.B", "cost.W"};
         const double file_base[3] = {s->cost.F, s->cost.B, s->cost.W};
-        for (int k = 0; k < 3; k++) {
+        /* a gpt on hardware: the layers give each stage's times in any chunking */
+        for (int k = 0; !s->seconds && k < 3; k++) {
             const double *c = want + (size_t)k * S;
             if (c[0] != file_base[k])
                 settings_add_number(st, base[k], c[0]);
@@ -172,8 +173,14 @@ static void row_settings(const pp_spec *s, const char *name, shape sh, settings 
                 }
         }
         double act = (s->act_size > 0 ? s->act_size : 1) * s->chunks / sh.v;
-        if (act != s->act_size)
+        if (act != s->act_size && s->bytes) { /* in bytes: with its unit */
+            char buf[48];
+            exact_number(buf, sizeof buf - 1, act);
+            strcat(buf, "B");
+            settings_add(st, "memory.activation", buf);
+        } else if (act != s->act_size) {
             settings_add_number(st, "memory.activation", act);
+        }
     }
     free(placement);
 }
@@ -204,7 +211,7 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
         /* A stage the file sets a cost of keeps it over cost.F: name those
          * stages too, once. */
         bool patched = false;
-        for (int k = 0; reshaped && pass == 0 && k < 3; k++)
+        for (int k = 0; reshaped && !s->seconds && pass == 0 && k < 3; k++)
             for (int i = 0; i < S; i++)
                 if (stage_costs(&t, k)[i] != want[(size_t)k * S + i] && st.n < MAX_SETTINGS) {
                     char key[48];
@@ -251,7 +258,8 @@ failed:
     free(want);
 }
 
-/* The peak memory column of a row: "%g" per device, as every view prints it. */
+/* The peak memory column of a row: per device, as every view prints it
+ * (pp_mem_show). */
 static void peak_text(const pp_spec *s, const row *r, char *buf, size_t size)
 {
     size_t at = 0;
@@ -260,8 +268,10 @@ static void peak_text(const pp_spec *s, const row *r, char *buf, size_t size)
         snprintf(buf, size, "-");
         return;
     }
+    char m[32];
     for (int d = 0; d < s->devices && at + 1 < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%g", d ? " " : "", r->peak[d]);
+        at += (size_t)snprintf(buf + at, size - at, "%s%s", d ? " " : "", pp_mem_show(&s->units, r->peak[d], m,
+                                                                                        sizeof m));
 }
 
 static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
@@ -273,19 +283,30 @@ static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
         if (strlen(peaks) > pw)
             pw = strlen(peaks);
     }
-    fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s\n", "policy", "v place", "makespan", "bubble", "fits", (int)pw,
-            "peak memory per device", "settings");
+    /* a gpt on hardware: tokens/s per device and MFU after the peaks */
+    double tps, mfu;
+    bool rate = pp_throughput(&s->units, 1, s->devices, &tps, &mfu);
+    char head[64] = "";
+    if (rate)
+        snprintf(head, sizeof head, "%12s %6s  ", "tokens/s/dev", "MFU");
+    fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s%s\n", "policy", "v place", "makespan", "bubble", "fits",
+            (int)pw, "peak memory per device", head, "settings");
     for (int i = 0; i < n; i++) {
         const row *r = &rows[i];
         char shp[16], ms[32] = "-", bub[16] = "-";
         snprintf(shp, sizeof shp, "%d %s", r->sh.v, r->sh.vshape ? "vshape" : "loop");
         if (r->ok) {
-            snprintf(ms, sizeof ms, "%.6g", r->makespan);
+            pp_time_show(&s->units, r->makespan, ms, sizeof ms);
             snprintf(bub, sizeof bub, "%.2f%%", 100 * r->bubble);
         }
         peak_text(s, r, peaks, (size_t)s->devices * 32 + 8);
-        fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s\n", r->name, shp, ms, bub,
-                !r->ok ? "-" : r->fits ? "yes" : "no", (int)pw, peaks, r->settings);
+        char cols[64] = "";
+        if (rate && r->ok && pp_throughput(&s->units, r->makespan, s->devices, &tps, &mfu))
+            snprintf(cols, sizeof cols, "%12.6g %5.1f%%  ", tps, 100 * mfu);
+        else if (rate)
+            snprintf(cols, sizeof cols, "%12s %6s  ", "-", "-");
+        fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s%s\n", r->name, shp, ms, bub,
+                !r->ok ? "-" : r->fits ? "yes" : "no", (int)pw, peaks, cols, r->settings);
         if (!r->ok)
             fprintf(out, "%-15s cannot run: %s\n", "", r->reason);
     }
@@ -354,9 +375,13 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
     fprintf(out, "each row is what `ppcc %s", ast->src.path);
     for (int i = 0; i < ndefs; i++)
         fprintf(out, " -D %s=%s", defs[i].name, defs[i].value);
-    fputs(" SETTINGS` compiles;\n"
-          "in another chunking than the file's, a device's v chunks each run at its cost / v and hold\n"
-          "activation * virtual / v; a row that does not fit is what -D memory.limit=0 compiles\n",
+    fputs(s->seconds ? " SETTINGS` compiles;\n"
+                       "in another chunking than the file's, the model's layers split over the v * devices stages\n"
+                       "and a device's chunks hold activation * virtual / v; a row that does not fit is what\n"
+                       "-D memory.limit=0 compiles\n"
+                     : " SETTINGS` compiles;\n"
+                       "in another chunking than the file's, a device's v chunks each run at its cost / v and hold\n"
+                       "activation * virtual / v; a row that does not fit is what -D memory.limit=0 compiles\n",
           out);
     print_table(out, s, rows, n);
     for (int i = 0; i < n; i++) {

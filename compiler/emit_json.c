@@ -166,9 +166,57 @@ static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
     return j;
 }
 
+/* A 64-bit seed does not survive a double: printed as written. */
+static void add_seed(cJSON *j, uint64_t seed)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%" PRIu64, seed);
+    cJSON_AddRawToObject(j, "seed", text);
+}
+
+/* model gpt (docs/gpt.md, docs/plan-format.md): every setting, the blocks
+ * of each stage and the stages that hold the embedding and the head. */
+static cJSON *gpt_json(const pp_model *m, int stages)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "kind", m->kind);
+    cJSON_AddNumberToObject(j, "layers", m->layers);
+    cJSON_AddNumberToObject(j, "hidden", m->hidden);
+    cJSON_AddNumberToObject(j, "heads", m->heads);
+    cJSON_AddNumberToObject(j, "ffn", m->ffn);
+    cJSON_AddNumberToObject(j, "seq", m->seq);
+    cJSON_AddNumberToObject(j, "vocab", m->vocab);
+    cJSON_AddBoolToObject(j, "tie", m->tie);
+    cJSON_AddNumberToObject(j, "batch", m->batch);
+    cJSON_AddItemToObject(j, "blocks_per_stage", int_array(m->layers_per_stage, stages));
+    cJSON_AddNumberToObject(j, "embedding_stage", 0);
+    cJSON_AddNumberToObject(j, "head_stage", stages - 1);
+    cJSON_AddStringToObject(j, "optimizer", m->optimizer);
+    cJSON_AddNumberToObject(j, "lr", m->lr);
+    if (strcmp(m->optimizer, "adamw") == 0) {
+        cJSON_AddNumberToObject(j, "beta1", m->beta1);
+        cJSON_AddNumberToObject(j, "beta2", m->beta2);
+        cJSON_AddNumberToObject(j, "eps", m->eps);
+        cJSON_AddNumberToObject(j, "weight_decay", m->weight_decay);
+    }
+    add_seed(j, m->seed);
+    if (m->data) {
+        cJSON_AddStringToObject(j, "data", m->data);
+        char bytes[24];
+        snprintf(bytes, sizeof bytes, "%" PRId64, m->data_bytes);
+        cJSON_AddRawToObject(j, "data_bytes", bytes);
+    } else {
+        cJSON_AddNullToObject(j, "data"); /* synthetic tokens */
+    }
+    cJSON_AddStringToObject(j, "precision", m->precision);
+    return j;
+}
+
 static cJSON *model_json(const pp_spec *s, int stages)
 {
     const pp_model *m = &s->model;
+    if (pp_model_is_gpt(m))
+        return gpt_json(m, stages);
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "kind", m->kind);
     cJSON_AddNumberToObject(j, "layers", m->layers);
@@ -178,10 +226,7 @@ static cJSON *model_json(const pp_spec *s, int stages)
         cJSON_AddItemToObject(j, "layers_per_stage", int_array(m->layers_per_stage, stages));
     cJSON_AddStringToObject(j, "optimizer", m->optimizer);
     cJSON_AddNumberToObject(j, "lr", m->lr);
-    /* A 64-bit seed does not survive a double: print it as written. */
-    char seed[24];
-    snprintf(seed, sizeof seed, "%" PRIu64, m->seed);
-    cJSON_AddRawToObject(j, "seed", seed);
+    add_seed(j, m->seed);
     return j;
 }
 
@@ -196,6 +241,47 @@ static cJSON *cost_json(const pp_spec *s, int stages)
     cJSON_AddItemToObject(j, "stage_F", double_array(c->stage_F, c->F, stages));
     cJSON_AddItemToObject(j, "stage_B", double_array(c->stage_B, c->B, stages));
     cJSON_AddItemToObject(j, "stage_W", double_array(c->stage_W, c->W, stages));
+    if (s->seconds) /* a gpt on hardware (docs/hardware.md): seconds, transfers from bytes */
+        cJSON_AddStringToObject(j, "unit", "s");
+    if (c->stage_out)
+        cJSON_AddItemToObject(j, "stage_out_bytes", double_array(c->stage_out, 0, stages));
+    return j;
+}
+
+static cJSON *hardware_json(const pp_hardware *hw)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "preset", hw->name);
+    cJSON_AddNumberToObject(j, "fp32_flops", hw->flops[PP_FP32]);
+    cJSON_AddNumberToObject(j, "tf32_flops", hw->flops[PP_TF32]);
+    cJSON_AddNumberToObject(j, "bf16_flops", hw->flops[PP_BF16]);
+    cJSON_AddNumberToObject(j, "efficiency", hw->efficiency);
+    cJSON_AddNumberToObject(j, "memory", hw->memory);
+    cJSON_AddNumberToObject(j, "devices_per_node", hw->devices_per_node);
+    cJSON_AddNumberToObject(j, "node_bandwidth", hw->node_bandwidth);
+    cJSON_AddNumberToObject(j, "node_latency", hw->node_latency);
+    cJSON_AddNumberToObject(j, "network_bandwidth", hw->network_bandwidth);
+    cJSON_AddNumberToObject(j, "network_latency", hw->network_latency);
+    return j;
+}
+
+/* The model's layers (gpt_costs.c): seconds (0 without hardware) and bytes. */
+static cJSON *layers_json(const pp_spec *s)
+{
+    cJSON *j = cJSON_CreateArray();
+    for (int i = 0; i < s->n_layers; i++) {
+        const pp_layer *l = &s->layers[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "kind", l->kind);
+        cJSON_AddNumberToObject(e, "F", l->F);
+        cJSON_AddNumberToObject(e, "B", l->B);
+        cJSON_AddNumberToObject(e, "W", l->W);
+        cJSON_AddNumberToObject(e, "act", l->act);
+        cJSON_AddNumberToObject(e, "act_input", l->act_input);
+        cJSON_AddNumberToObject(e, "weights", l->weights);
+        cJSON_AddNumberToObject(e, "out", l->out);
+        cJSON_AddItemToArray(j, e);
+    }
     return j;
 }
 
@@ -204,6 +290,8 @@ static cJSON *memory_json(const pp_spec *s)
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "activation", s->act_size);
     cJSON_AddNumberToObject(j, "limit", s->mem_limit);
+    if (s->bytes)
+        cJSON_AddStringToObject(j, "unit", "B");
     /* Only with recompute (docs/recompute.md), so other plans keep their bytes. */
     bool any = false;
     for (int st = 0; s->recompute && st < s->stages; st++)
@@ -230,6 +318,11 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
     if (sim->peak_mem) /* activation_memory.c's peak, the number of every view */
         cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
+    double tps, mfu;
+    if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu)) {
+        cJSON_AddNumberToObject(j, "tokens_per_s_per_device", tps);
+        cJSON_AddNumberToObject(j, "mfu", mfu);
+    }
     return j;
 }
 
@@ -310,6 +403,10 @@ int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim)
         out_section(&o, "model", model_json(s, p->stages), false);
         out_section(&o, "cost", cost_json(s, p->stages), false);
         out_section(&o, "memory", memory_json(s), false);
+        if (s->hardware)
+            out_section(&o, "hardware", hardware_json(s->hardware), false);
+        if (s->layers)
+            out_section(&o, "layers", layers_json(s), false);
     }
     OUT_LIT(&o, "  \"devices\": [\n");
     for (int r = 0; r < p->devices; r++)

@@ -8,6 +8,10 @@
  *   peak_mem=[4,3,2,1]
  *
  * (one line).  Without a simulation the last four keys are left out.
+ * With a gpt on hardware (docs/hardware.md, "Views") the makespan is in
+ * seconds (makespan=0.0297684s), tokens_per_s_per_device= and mfu= follow
+ * the bubble, and with memory in bytes peak_mem is in one unit
+ * ([8.00GB,6.00GB]).
  * peak_act counts the (stage, mb) sets held in full at once; peak_mem is
  * each device's peak memory (activation_memory.c), in the unit of
  * memory.activation with the inputs kept for recompute counted: the number
@@ -43,7 +47,12 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
             sched[0] ? sched : "-", p->devices, p->stages, chunks, p->microbatches,
             pp_plan_total_ops(p), compute);
     if (sim) {
-        fprintf(f, " makespan=%.6g bubble=%.2f%%", sim->makespan, sim->bubble * 100);
+        char t[32];
+        fprintf(f, " makespan=%s bubble=%.2f%%", pp_time_show(&sim->units, sim->makespan, t, sizeof t),
+                sim->bubble * 100);
+        double tps, mfu;
+        if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu))
+            fprintf(f, " tokens_per_s_per_device=%.6g mfu=%.2f%%", tps, 100 * mfu);
         if (sim->peak_act) {
             fputs(" peak_act=[", f);
             for (int d = 0; d < p->devices; d++)
@@ -53,7 +62,7 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
         if (sim->peak_mem) {
             fputs(" peak_mem=[", f);
             for (int d = 0; d < p->devices; d++)
-                fprintf(f, "%s%g", d ? "," : "", sim->peak_mem[d]);
+                fprintf(f, "%s%s", d ? "," : "", pp_mem_show(&sim->units, sim->peak_mem[d], t, sizeof t));
             fputc(']', f);
         }
     }

@@ -647,14 +647,20 @@ static void legend(const chart *c, FILE *f, enum layout how)
         wrap_put(&w, "; ", "~ send/recv");
     wrap_end(&w);
 
-    fmt_time(t0, sizeof t0, c->t0);
-    fmt_time(t1, sizeof t1, c->t1);
+    if (c->sim->units.seconds) {
+        pp_time_show(&c->sim->units, c->t0, t0, sizeof t0);
+        pp_time_show(&c->sim->units, c->t1, t1, sizeof t1);
+    } else {
+        fmt_time(t0, sizeof t0, c->t0);
+        fmt_time(t1, sizeof t1, c->t1);
+    }
     if (how == COMPACT) {
         wrap_put(&w, "", "compact: one column per start time,");
         wrap_put(&w, " ", "not to scale;");
     } else {
         snprintf(per, sizeof per, "%.3g", 1 / c->scale);
-        snprintf(buf, sizeof buf, "%s: 1 column = %s time units;", how == SCALED ? "scaled" : "x", per);
+        snprintf(buf, sizeof buf, "%s: 1 column = %s %s;", how == SCALED ? "scaled" : "x", per,
+                 c->sim->units.seconds ? "s" : "time units");
         wrap_put(&w, "", buf);
     }
     snprintf(buf, sizeof buf, "t %s .. %s", t0, t1);
@@ -673,13 +679,27 @@ static void summary(const chart *c, FILE *f)
     char buf[64], t[32];
     snprintf(buf, sizeof buf, "bubble %.1f%%", c->sim->bubble * 100);
     wrap_put(&w, "", buf);
-    fmt_time(t, sizeof t, c->sim->makespan > 0 ? c->sim->makespan : c->t1 - c->t0);
+    const pp_view_units *u = &c->sim->units;
+    double makespan = c->sim->makespan > 0 ? c->sim->makespan : c->t1 - c->t0;
+    if (u->seconds)
+        pp_time_show(u, makespan, t, sizeof t);
+    else
+        fmt_time(t, sizeof t, makespan);
     snprintf(buf, sizeof buf, "makespan %s", t);
     wrap_put(&w, "  ", buf);
+    double tps, mfu;
+    if (pp_throughput(u, c->sim->makespan, c->p->devices, &tps, &mfu)) {
+        snprintf(buf, sizeof buf, "%.6g tokens/s per device,", tps);
+        wrap_put(&w, "  ", buf);
+        snprintf(buf, sizeof buf, "MFU %.1f%%", 100 * mfu);
+        wrap_put(&w, " ", buf);
+    }
     if (c->sim->peak_mem) { /* activation_memory.c's peak, the number of every view */
         wrap_put(&w, "  ", "peak memory:");
         for (int d = 0; d < c->p->devices; d++) {
-            snprintf(buf, sizeof buf, "d%d %g%s", d, c->sim->peak_mem[d], d + 1 < c->p->devices ? "," : "");
+            char m[32];
+            snprintf(buf, sizeof buf, "d%d %s%s", d, pp_mem_show(u, c->sim->peak_mem[d], m, sizeof m),
+                     d + 1 < c->p->devices ? "," : "");
             wrap_put(&w, " ", buf);
         }
     }

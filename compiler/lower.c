@@ -279,6 +279,8 @@ static void sink_sends(lowering *L)
         for (int i = 0; i < p->dev[d].n; i++) {
             const pp_op *op = &p->dev[d].ops[i];
             int k = op->kind;
+            if (L->cost && k == PP_OP_RECV && op->stage >= 0 && op->stage < p->stages)
+                dur[w.base[d] + i] = pp_transfer_time(L->cost, op, d);
             if (!pp_op_is_compute(k))
                 continue;
             if (L->cost)

@@ -111,7 +111,8 @@ static int write_plan(FILE *f, void *ctx)
 static int write_trace(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
-    return pp_emit_trace(f, e->plan, e->sim, 1000.0);
+    /* one cost unit shows as 1 ms; seconds (a gpt on hardware) as themselves */
+    return pp_emit_trace(f, e->plan, e->sim, e->sim->units.seconds ? 1e6 : 1000.0);
 }
 
 static void list_policies(void)

@@ -15,7 +15,10 @@ int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_s
     pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
     if (pp_lower_costed(p, &s->cost, d) || pp_verify(p, &vo, d))
         return 1;
-    return pp_simulate(p, &s->cost, &vo, sim, d);
+    if (pp_simulate(p, &s->cost, &vo, sim, d))
+        return 1;
+    sim->units = s->units; /* how the views show its numbers */
+    return 0;
 }
 
 int pp_compile(const pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d)

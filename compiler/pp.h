@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Hard limits, checked where values enter (spec, loader). */
 #define PP_MAX_DEVICES 1024
@@ -35,6 +36,24 @@
 #define PP_MAX_SEED 9007199254740991.0         /* 2^53 - 1: exact in a double */
 #define PP_MAX_WEIGHT_FLOATS (1L << 31)       /* layers * hidden * hidden */
 #define PP_MAX_MICROBATCH_FLOATS (1L << 30)   /* batch / microbatches * hidden */
+
+/* The transformer's limits (model gpt, docs/gpt.md "Limits"), shared the
+ * same way; layers, hidden, batch (sequences) and seed take the ranges
+ * above.  They bound what pprun's arrays and indexes can represent, not
+ * what a machine has room for (that is checked when a run starts). */
+#define PP_MIN_VOCAB 2                        /* a prediction needs two tokens to choose from */
+#define PP_MAX_VOCAB (1 << 20)                /* above every tokenizer in use (GPT-2 50257, Llama 3 128256) */
+#define PP_BYTE_VOCAB 256                     /* a data file is read as bytes: each one a token */
+#define PP_MAX_SEQ 65536                      /* positions (wpe's rows) */
+#define PP_MAX_FFN (4 * PP_MAX_HIDDEN)        /* the MLP's width: 4 x hidden at the widest hidden */
+/* One array of a gpt: a parameter, one micro-batch's activations (its
+ * widest, rows * seq x max(3 hidden, ffn, vocab), and the attention scores
+ * rows * heads x seq x seq), a step's tokens (batch x (seq + 1)).  At most
+ * 2^31 elements, so that an element's index fits a 32-bit int. */
+#define PP_MAX_GPT_ARRAY (1L << 31)
+/* Parameters in all: their bytes with AdamW's state (16 a parameter) stay
+ * exact in a double (2^44 < 2^53), and GPT-3 175B fits six times over. */
+#define PP_MAX_GPT_PARAMS (1L << 40)
 
 /* ------------------------------------------------------------------ */
 /* ops.c: op kinds, from the one table of op names (X-macro)           */
@@ -200,6 +219,152 @@ extern bool pp_test_alloc_fails(double bytes, const char *what) __attribute__((w
 int pp_source_read(const char *path, pp_arena *a, pp_diag *d, pp_source *src);
 
 /* ------------------------------------------------------------------ */
+/* data_file.c, model_limits.c: what a model may ask of pprun          */
+/* ------------------------------------------------------------------ */
+
+/* The data file of a model gpt (docs/gpt.md, "Data"), checked by ppcc at
+ * model.data and again by pprun's loader (the file may have changed):
+ * path opened (never waiting: a FIFO is opened non-blocking) and found to
+ * be a regular file of at least seq + 1 bytes (a sequence and the token
+ * after it); *bytes its size.  0, or 1 with why in err, to follow the
+ * file's name ("cannot be opened: No such file or directory", "is a
+ * directory, not a regular file", "is empty", "holds 10 bytes, fewer than
+ * seq + 1 = 65 ..."). */
+int pp_data_file_check(const char *path, int seq, int64_t *bytes, char *err, size_t errsize);
+
+/* The dimensions of a model gpt that pprun's arrays depend on. */
+typedef struct pp_gpt_shape {
+    double layers, hidden, heads, ffn, seq, vocab, batch, microbatches;
+    bool tie;
+} pp_gpt_shape;
+/* The settings a limit's product is made of, in the order a message
+ * blames them (the first one the user set). */
+enum pp_gpt_dim { PP_GPT_LAYERS, PP_GPT_HIDDEN, PP_GPT_HEADS, PP_GPT_FFN, PP_GPT_SEQ, PP_GPT_VOCAB, PP_GPT_BATCH };
+typedef struct pp_gpt_limit {
+    int ndims;
+    enum pp_gpt_dim dims[4];
+    char msg[200]; /* "wte (vocab x hidden) = 1048576 x 4096 = ... floats, more than ..." */
+} pp_gpt_limit;
+/* Its parameters in all: wte, wpe, the blocks, lnf, and head.w untied. */
+double pp_gpt_parameters(const pp_gpt_shape *g);
+/* The first of pp.h's gpt limits (PP_MAX_GPT_ARRAY, PP_MAX_GPT_PARAMS)
+ * that g crosses, the one check of ppcc and pprun's loader: true and *out
+ * filled, or false.  The ranges of single settings are checked before. */
+bool pp_gpt_limit_crossed(const pp_gpt_shape *g, pp_gpt_limit *out);
+
+/* ------------------------------------------------------------------ */
+/* units.c: sizes in bytes, as written and as shown                     */
+/* ------------------------------------------------------------------ */
+
+/* "80GB", "1.5GiB", "512B": a number and one of B KB MB GB (powers of
+ * 1000) KiB MiB GiB (powers of 1024).  true and *bytes, or false with why
+ * in err ("unknown unit 'Gb' (B, KB, MB, GB, KiB, MiB, GiB)"). */
+bool pp_bytes_parse(const char *text, double *bytes, char *err, size_t errsize);
+/* The unit a view shows sizes up to max bytes in (the largest of B, KB,
+ * MB, GB, TB that max reaches): every number of one view in one unit. */
+typedef struct pp_byte_unit {
+    const char *name; /* "GB" */
+    double scale;     /* 1e9 */
+} pp_byte_unit;
+pp_byte_unit pp_bytes_unit(double max);
+/* bytes in unit u, "%.2f NAME" ("61.25 GB"), into buf. */
+const char *pp_bytes_show(double bytes, pp_byte_unit u, char *buf, size_t size);
+/* bytes in the unit its own size picks: "80.00GB". */
+const char *pp_bytes_human(double bytes, char *buf, size_t size);
+
+/* How every view shows a compilation's numbers (docs/hardware.md,
+ * "Views"): one struct made once from the spec, so that the timeline,
+ * --stats, --compare, the plan JSON and the errors agree. */
+typedef struct pp_view_units {
+    bool seconds;       /* times are seconds ("1.25s"); else the file's unit */
+    bool bytes;         /* sizes are bytes, all in unit mem, GB in every view ("61.25GB"); else the file's unit */
+    pp_byte_unit mem;
+    double step_tokens; /* tokens one step trains (model gpt), 0: no throughput */
+    double step_flops;  /* the model FLOPs of one step (MFU's numerator) */
+    double peak_flops;  /* one device's peak FLOP/s at the model's precision, 0: no MFU */
+} pp_view_units;
+/* A memory size as views show it: "%g", or "%.4g" in u->mem ("61.25GB"). */
+const char *pp_mem_show(const pp_view_units *u, double v, char *buf, size_t size);
+/* A time: "%.6g", with "s" after it in seconds. */
+const char *pp_time_show(const pp_view_units *u, double t, char *buf, size_t size);
+/* Tokens per second per device and MFU (0..1) of a step of makespan on
+ * devices; false when u gives no throughput (not seconds, or no tokens). */
+bool pp_throughput(const pp_view_units *u, double makespan, int devices, double *tokens_per_s, double *mfu);
+
+/* ------------------------------------------------------------------ */
+/* hardware.c: what a device computes and how fast it talks            */
+/* ------------------------------------------------------------------ */
+
+/* The precision a gpt computes in (model.precision); the order of pprun's
+ * enum pr_precision. */
+enum pp_precision { PP_FP32 = 0, PP_TF32 = 1, PP_BF16 = 2, PP_PRECISIONS = 3 };
+const char *pp_precision_name(int p);      /* "fp32" | "tf32" | "bf16" */
+int pp_precision_from_name(const char *n); /* -1 if unknown */
+
+/* A hardware description (docs/hardware.md): a preset, field by field
+ * overridable.  Pipeline device d sits on node d / devices_per_node. */
+typedef struct pp_hardware {
+    char name[16];               /* the preset's ("h100"), or "custom" */
+    double flops[PP_PRECISIONS]; /* peak dense FLOP/s of one device, per precision */
+    double efficiency;           /* share of the peak a layer's matmuls reach, (0, 1] */
+    double memory;               /* bytes of one device */
+    int devices_per_node;
+    double node_bandwidth, node_latency;       /* a link within a node: bytes/s, s */
+    double network_bandwidth, network_latency; /* a link across nodes: bytes/s, s */
+} pp_hardware;
+/* The preset of that name (h100, h200, a100, cpu), or NULL. */
+const pp_hardware *pp_hardware_preset(const char *name);
+/* Their names, for messages: "h100, h200, a100 or cpu". */
+const char *pp_hardware_preset_names(void);
+/* The time one transfer of bytes takes from device a to device b:
+ * latency + bytes / bandwidth of their link (the node's, or the network's
+ * when they sit on different nodes); 0 on one device. */
+double pp_link_time(const pp_hardware *hw, int a, int b, double bytes);
+/* Seconds flops take on one device at precision p (efficiency applied). */
+double pp_compute_time(const pp_hardware *hw, int p, double flops);
+
+/* ------------------------------------------------------------------ */
+/* gpt_costs.c: a gpt's layers, per micro-batch (docs/gpt.md, "Costs") */
+/* ------------------------------------------------------------------ */
+
+/* One layer's cost and memory per micro-batch (docs/costs.md): times in the
+ * file's unit, or seconds when a hardware description is given; memory in
+ * the file's unit, or bytes. */
+typedef struct pp_layer {
+    char kind[16];     /* "layer", "embedding", "block", "head", or the file's name */
+    double F, B, W;    /* forward, input-gradient, weight-gradient time */
+    double act;        /* activations kept for the backward (no recompute) */
+    double act_input;  /* what a recomputed layer keeps between F and R (its input) */
+    double weights;    /* static: parameters + gradients + optimizer state */
+    double out;        /* its output activation: what a send of it carries */
+} pp_layer;
+
+/* The gpt's layers in model order: the embedding, the blocks, the head
+ * (final LayerNorm, LM head, loss).  Counts, not times. */
+enum pp_gpt_layer_kind { PP_GPT_EMBEDDING, PP_GPT_BLOCK, PP_GPT_HEAD };
+typedef struct pp_gpt_counts {
+    double flops_F, flops_B, flops_W; /* one micro-batch: forward, input gradient, weight gradient */
+    double params;      /* parameters the layer owns (a tied head owns none of wte's) */
+    double params_held; /* parameters its device stores for it (a tied head: its copy of wte) */
+    double act_bytes;       /* activations kept from F to the backward, no recompute */
+    double act_input_bytes; /* kept with recompute: the layer's input */
+    double out_bytes;       /* its output: an activation send (0 for the head) */
+} pp_gpt_counts;
+/* The counts of one layer of g (g->batch / g->microbatches sequences a
+ * micro-batch) at precision p. */
+void pp_gpt_layer_counts(const pp_gpt_shape *g, int precision, int kind, pp_gpt_counts *out);
+/* Bytes a parameter costs its device: weights, gradients, optimizer state
+ * (ZeRO's accounting: bf16 keeps fp32 masters). */
+double pp_gpt_bytes_per_param(int precision, bool adamw);
+/* The model FLOPs of one training step (forward, input and weight
+ * gradients of every layer and micro-batch; no recompute): what MFU divides. */
+double pp_gpt_step_flops(const pp_gpt_shape *g);
+/* Fills out[0 .. layers + 1] (n entries of room; returns layers + 2, or
+ * -1 when n is too small): counts turned into seconds on hw (times 0
+ * without hw) and bytes. */
+int pp_gpt_layers(const pp_gpt_shape *g, int precision, bool adamw, const pp_hardware *hw, pp_layer *out, int n);
+
+/* ------------------------------------------------------------------ */
 /* ast.c + lexer.l + parser.y: the DSL as written                      */
 /* ------------------------------------------------------------------ */
 
@@ -259,6 +424,11 @@ typedef struct pp_cost {
     /* Memory a recomputed (stage, mb) holds between F and R (its input),
      * as a fraction of its full activations (docs/recompute.md). */
     double recompute_input;
+    /* Transfers from bytes (NULL: each costs comm): a send of stage s's
+     * activation carries stage_out[s] bytes, its gradient stage_out[s - 1],
+     * over hw's link between the two devices (pp_link_time). */
+    const pp_hardware *hw;
+    const double *stage_out;
 } pp_cost;
 
 /* The time of compute op kind on stage s (a missing per-stage array means
@@ -272,14 +442,36 @@ static inline double pp_op_cost(const pp_cost *c, int kind, int s, bool split)
     return kind == PP_OP_W ? W : F;
 }
 
+/* What a transfer costs on top of cost.comm: for recv op (of a plan's
+ * device self) with transfers from bytes, its link's latency + bytes /
+ * bandwidth (the act of stage s carries stage_out[s], the grad of stage s
+ * the input of s, stage_out[s - 1]); else 0. */
+static inline double pp_transfer_time(const pp_cost *c, const pp_op *op, int self)
+{
+    if (!c->hw || !c->stage_out || op->kind != PP_OP_RECV)
+        return 0;
+    int s = op->comm == PP_COMM_ACT ? op->stage : op->stage - 1;
+    return s >= 0 ? pp_link_time(c->hw, op->peer, self, c->stage_out[s]) : 0;
+}
+
 typedef struct pp_model {
-    char kind[16];       /* "mlp" */
-    int layers, hidden, batch;
-    char optimizer[16];  /* "sgd" */
+    char kind[16];       /* "mlp" | "gpt" */
+    int layers, hidden, batch; /* gpt: layers are blocks, batch counts sequences */
+    char optimizer[16];  /* "sgd" | "adamw" (gpt only) */
     double lr;
     uint64_t seed;
-    int *layers_per_stage; /* [stages], resolved (even split unless balance) */
+    int *layers_per_stage; /* [stages], resolved (even split unless balance); gpt:
+                              blocks, none allowed on the first and the last stage */
+    /* model gpt only (docs/gpt.md); zero for mlp */
+    int heads, ffn, seq, vocab;
+    bool tie;            /* the LM head is wte's transpose */
+    double beta1, beta2, eps, weight_decay; /* adamw only */
+    char precision[8];   /* "fp32" | "tf32" | "bf16" */
+    const char *data;    /* absolute path of the data file; NULL: synthetic tokens */
+    int64_t data_bytes;  /* its size when compiled */
 } pp_model;
+
+static inline bool pp_model_is_gpt(const pp_model *m) { return strcmp(m->kind, "gpt") == 0; }
 
 /* An explicit compute order (`order { device 0: F0.0 B0.0 ... }`, the
  * custom policy), kept with where each token was written so that the
@@ -313,6 +505,17 @@ typedef struct pp_spec {
     double act_size;     /* memory of one stage's activations for one micro-batch */
     double mem_limit;    /* per device, same unit; 0 = none */
     pp_model model;
+    /* The hardware description (docs/hardware.md), NULL without one.  With
+     * it and a model gpt, times are seconds (seconds) and each transfer
+     * costs its link's latency + bytes / bandwidth instead of cost.comm. */
+    const pp_hardware *hardware;
+    bool seconds;        /* times in seconds: a gpt's layers on the hardware */
+    bool bytes;          /* memory in bytes: memory settings written with a unit */
+    pp_view_units units; /* how views show its numbers (from the above) */
+    /* The model's layers, first to last (a gpt's on hardware: embedding,
+     * blocks, head; gpt_costs.c), NULL when the model gives none. */
+    pp_layer *layers;
+    int n_layers;
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
     bool vertical_sync;  /* pipedream: every stage uses stage 0's version (docs/async.md) */
@@ -617,6 +820,7 @@ typedef struct pp_verify_opts {
     double act_size;  /* one (stage, mb)'s activations, in the file's unit; 0 counts as 1 */
     double mem_limit; /* per device; 0 = none */
     double input_frac; /* share of act_size a recomputed (stage, mb) holds between F and R */
+    pp_view_units units; /* how the limit error shows sizes */
 } pp_verify_opts;
 
 /* What a device holds: sets in full, and recomputed sets that kept only
@@ -664,6 +868,7 @@ typedef struct pp_sim {
     int *peak_act;        /* [devices] the most (stage, mb) sets held in full at once */
     double *peak_mem;     /* [devices] peak memory (activation_memory.c), the memory model's unit */
     double **start, **end;/* [devices][op index] */
+    pp_view_units units;  /* pp_compile: its spec's (zero: the file's units) */
 } pp_sim;
 
 /* Times the plan (walk.c's eager replay on cost c) and measures its memory

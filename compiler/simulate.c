@@ -10,7 +10,8 @@
  * of comm ops is posted when the device reaches it.  Sends are buffered:
  * the runtimes post them on a communication stream (NCCL) or into a queue
  * (threads), so a send never holds its device up.  A recv ends cost.comm
- * after both it and its send are posted; the device leaves the group when
+ * (plus, with a hardware description, its link's latency + bytes /
+ * bandwidth: pp_transfer_time) after both it and its send are posted; the device leaves the group when
  * its last recv ends.  (Deadlock freedom is still proven by the verifier
  * under the stricter rendezvous rule, where a send waits for its recv.)  The replay itself is walk.c's: with
  * no contention for anything but the devices, replaying in rendezvous order
@@ -89,6 +90,8 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
         const pp_device *dv = &p->dev[d];
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
+            if (op->kind == PP_OP_RECV && op->stage >= 0 && op->stage < p->stages)
+                dur[w.base[d] + i] = pp_transfer_time(c, op, d); /* on top of cost.comm */
             if (!pp_op_is_compute(op->kind))
                 continue;
             int s = op->stage;

@@ -36,6 +36,8 @@ static const struct {
 } aliases[] = {
     {"layers", S_LAYERS}, {"hidden", S_HIDDEN}, {"batch", S_BATCH}, {"lr", S_LR}, {"seed", S_SEED},
     {"recompute", S_RECOMPUTE}, {"recompute_stages", S_RECOMPUTE_STAGES},
+    {"heads", S_HEADS}, {"ffn", S_FFN}, {"seq", S_SEQ}, {"vocab", S_VOCAB}, {"tie", S_TIE}, {"data", S_DATA},
+    {"precision", S_PRECISION},
 };
 
 /* The blocks that are not settings themselves (`cost { F = 2 }`), with a
@@ -198,6 +200,7 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         return;
     }
     double num = 0;
+    bool bytes = false;
     switch (k->kind) {
     case K_INT:
         if (!to_int(c, o, k->name, v, k->min, k->max, &num))
@@ -222,8 +225,8 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
             unknown_policy(c, o, v);
             return;
         }
-        if (slot == S_MODEL && strcmp(v->text, "mlp") != 0) {
-            bad_value(c, o, k->name, v, "unknown model kind (the only one is mlp)");
+        if (slot == S_MODEL && strcmp(v->text, "mlp") && strcmp(v->text, "gpt")) {
+            bad_value(c, o, k->name, v, "unknown model kind (mlp or gpt)");
             return;
         }
         if (slot == S_RECOMPUTE && strcmp(v->text, "never") && strcmp(v->text, "always") &&
@@ -231,8 +234,53 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
             bad_value(c, o, k->name, v, "expected never, always or except_last");
             return;
         }
-        if (slot == S_OPTIMIZER && strcmp(v->text, "sgd") != 0) {
-            bad_value(c, o, k->name, v, "unknown optimizer (the only one is sgd)");
+        if (slot == S_OPTIMIZER && strcmp(v->text, "sgd") && strcmp(v->text, "adamw")) {
+            bad_value(c, o, k->name, v, "unknown optimizer (sgd or adamw)");
+            return;
+        }
+        if (slot == S_PRECISION && strcmp(v->text, "fp32") && strcmp(v->text, "tf32") && strcmp(v->text, "bf16")) {
+            bad_value(c, o, k->name, v, "expected fp32, tf32 or bf16");
+            return;
+        }
+        if (slot == S_HARDWARE && !pp_hardware_preset(v->text)) {
+            bad_value(c, o, k->name, v, "unknown hardware preset (%s)", pp_hardware_preset_names());
+            return;
+        }
+        break;
+    case K_BYTES:
+        if (v->kind == PP_VAL_WORD) { /* 80GB: the lexer reads a number with its unit as a word */
+            char err[128];
+            if (!pp_bytes_parse(v->text, &num, err, sizeof err)) {
+                bad_value(c, o, k->name, v, "%s", err);
+                return;
+            }
+            if (num > MAX_NUMBER) {
+                bad_value(c, o, k->name, v, "must be at most %g bytes", MAX_NUMBER);
+                return;
+            }
+            bytes = true;
+            break;
+        }
+        if (!to_number(c, o, k->name, v, false, &num))
+            return;
+        break;
+    case K_UNIT:
+        if (!to_number(c, o, k->name, v, false, &num))
+            return;
+        if (!(num < 1)) {
+            bad_value(c, o, k->name, v, "must be below 1");
+            return;
+        }
+        break;
+    case K_PATH:
+        if (v->kind == PP_VAL_WORD && !strcmp(v->text, "none"))
+            break; /* no file (model.data: synthetic tokens) */
+        if (v->kind != PP_VAL_STRING) {
+            bad_value(c, o, k->name, v, "expected a file name in double quotes, as in data = \"corpus.txt\", or none");
+            return;
+        }
+        if (!*v->text) {
+            bad_value(c, o, k->name, v, "expected a file name, not an empty one");
             return;
         }
         break;
@@ -254,6 +302,7 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
     s->at = *o;
     s->v = v;
     s->num = num;
+    s->bytes = bytes;
 }
 
 static void add_override(ctx *c, long stage, int which, const pp_value *v, const origin *o)
@@ -386,6 +435,7 @@ static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pip
                 pp_error_at(c->d, c->src, it->offset, "%s: expected a value, as in '%s %s'", k->name, it->name,
                             t.slot == S_SCHEDULE ? "interleaved { group = 4 }"
                             : t.slot == S_MODEL  ? "mlp { layers = 8 }"
+                            : t.slot == S_HARDWARE ? "h100 { efficiency = 0.4 }"
                                                  : "= ...");
             else
                 set_value(c, t.slot, it->value, &o);
@@ -437,6 +487,19 @@ static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pip
 /* -D NAME=VALUE                                                       */
 /* ------------------------------------------------------------------ */
 
+/* A file name after -D NAME= is the text as given (a shell word needs no
+ * quotes in it); one written in double quotes has them removed.  The word
+ * none is none, as in the file (a file of that name: "none" or ./none). */
+static const pp_value *path_value(ctx *c, const char *text)
+{
+    pp_value *v = pp_arena_alloc(c->a, sizeof *v);
+    size_t n = strlen(text);
+    bool quoted = n >= 2 && text[0] == '"' && text[n - 1] == '"';
+    v->kind = strcmp(text, "none") ? PP_VAL_STRING : PP_VAL_WORD;
+    v->text = quoted ? pp_arena_strndup(c->a, text + 1, n - 2) : text;
+    return v;
+}
+
 static void apply_define(ctx *c, int i)
 {
     const char *name = spec_def_name(c, i);
@@ -472,7 +535,9 @@ static void apply_define(ctx *c, int i)
         break;
     }
     char err[160];
-    const pp_value *v = pp_parse_value(spec_def_value(c, i), c->a, err, sizeof err);
+    const pp_value *v = t.kind == T_SETTING && spec_keys[t.slot].kind == K_PATH
+                            ? path_value(c, spec_def_value(c, i))
+                            : pp_parse_value(spec_def_value(c, i), c->a, err, sizeof err);
     if (!v) {
         pp_error(c->d, "-D %s=%s: %s", name, spec_def_value(c, i), err);
         return;

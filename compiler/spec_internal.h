@@ -1,16 +1,22 @@
 /*
- * spec_internal.h — what the four files that read a schedule file's
+ * spec_internal.h — what the six files that read a schedule file's
  * settings share (only compiler/spec*.c include it), each calling only the
  * ones listed before it:
  *   spec_keys.c     the table of settings, and how a message names one;
  *   spec_order.c    the order block: recorded by the walk, read once the
  *                   shape is known;
- *   spec_resolve.c  defaults, derived values, cross-checks;
+ *   spec_hardware.c the hardware block (a preset and its overrides), and
+ *                   whether memory is in bytes;
+ *   spec_model.c    the model block: mlp or gpt, its defaults, its split
+ *                   over the stages, its data file, pprun's limits, a
+ *                   gpt's layers;
+ *   spec_resolve.c  the rest: defaults, derived values, cross-checks;
  *   spec.c          names, values, the file walk, -D, pp_spec_build.
  */
 #ifndef PP_SPEC_INTERNAL_H
 #define PP_SPEC_INTERNAL_H
 
+#include <math.h>
 #include <stdarg.h>
 
 #include "pp.h"
@@ -20,6 +26,11 @@ enum slot {
     S_COST_F, S_COST_B, S_COST_W, S_COST_COMM, S_MEM_ACT, S_MEM_LIMIT,
     S_MODEL, S_LAYERS, S_HIDDEN, S_BATCH, S_OPTIMIZER, S_LR, S_SEED, S_BALANCE,
     S_RECOMPUTE, S_RECOMPUTE_STAGES, S_MEM_INPUT,
+    /* model gpt only (docs/gpt.md) */
+    S_HEADS, S_FFN, S_SEQ, S_VOCAB, S_TIE, S_BETA1, S_BETA2, S_EPS, S_WEIGHT_DECAY, S_DATA, S_PRECISION,
+    /* the hardware description (docs/hardware.md) */
+    S_HARDWARE, S_HW_FP32, S_HW_TF32, S_HW_BF16, S_HW_EFFICIENCY, S_HW_MEMORY, S_HW_PER_NODE, S_HW_NODE_BW,
+    S_HW_NODE_LAT, S_HW_NET_BW, S_HW_NET_LAT,
     S__COUNT
 };
 
@@ -30,6 +41,9 @@ enum kind {
     K_WORD,      /* a name */
     K_PLACEMENT, /* loop | vshape | [devices] */
     K_LIST,      /* [integers], checked in spec_resolve() */
+    K_UNIT,      /* number in [0, 1) */
+    K_PATH,      /* a file name: a string in the file, the text as given after -D NAME= */
+    K_BYTES,     /* a size: a number >= 0 (the file's unit), or with a unit, 80GB (bytes) */
 };
 
 typedef struct key_def {
@@ -56,6 +70,7 @@ typedef struct setting {
     origin at;
     const pp_value *v;
     double num;
+    bool bytes; /* K_BYTES written with a unit: num is bytes */
 } setting;
 
 /* One `cost.stage.N.X`; which: 0 F, 1 B, 2 W.  seq keeps the order. */
@@ -88,6 +103,17 @@ const char *spec_describe(const pp_value *v, char *buf, size_t size);
 const char *spec_def_name(const ctx *c, int i);
 const char *spec_def_value(const ctx *c, int i);
 
+/* The value of setting s, or dflt when it is not set. */
+static inline double spec_get(const ctx *c, enum slot s, double dflt) { return c->set[s].set ? c->set[s].num : dflt; }
+/* An entry of an integer list (placement, balance, recompute_stages) in [lo, hi]. */
+static inline bool spec_int_item(const pp_value *item, double lo, double hi)
+{
+    return item->kind == PP_VAL_NUMBER && item->number == floor(item->number) && item->number >= lo &&
+           item->number <= hi;
+}
+/* Reports at setting s's name (file) or its -D. */
+void spec_report_key(ctx *c, enum slot s, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* spec_order.c.  `order { rows }` at the top of the file: only recorded
  * by the walk (spec_record_order), read by spec_resolve_order once the
  * shape is known: one row per device, each op word checked for its shape
@@ -96,6 +122,19 @@ const char *spec_def_value(const ctx *c, int i);
  * with the same offsets. */
 void spec_record_order(ctx *c, const pp_item *it);
 void spec_resolve_order(ctx *c, pp_spec *spec);
+
+/* spec_hardware.c: the hardware block into spec->hardware (NULL without
+ * one), and spec->bytes: memory is in bytes when a memory setting has a
+ * unit or a gpt meets a hardware description; then every memory setting
+ * needs its unit, and memory.limit defaults to hardware.memory. */
+void spec_resolve_hardware(ctx *c, pp_spec *spec);
+/* Last: spec->units, how the views show its numbers (pp_view_units). */
+void spec_resolve_units(ctx *c, pp_spec *spec);
+
+/* spec_model.c: the model's settings into spec->model (the pipeline's
+ * shape resolved before): mlp or gpt, defaults, the split of layers or
+ * blocks over the stages, the data file, the limits of pp.h. */
+void spec_resolve_model(ctx *c, pp_spec *spec);
 
 /* spec_resolve.c: the settings (c->set, c->overrides, c->order) into spec,
  * with every default, derived value and cross-check. */

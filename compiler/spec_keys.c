@@ -24,8 +24,8 @@ const key_def spec_keys[S__COUNT] = {
     [S_COST_B] = {"cost.B", K_NUM, 0, 0, false},
     [S_COST_W] = {"cost.W", K_NUM, 0, 0, false},
     [S_COST_COMM] = {"cost.comm", K_NUM, 0, 0, false},
-    [S_MEM_ACT] = {"memory.activation", K_NUM, 0, 0, false},
-    [S_MEM_LIMIT] = {"memory.limit", K_NUM, 0, 0, false},
+    [S_MEM_ACT] = {"memory.activation", K_BYTES, 0, 0, false},
+    [S_MEM_LIMIT] = {"memory.limit", K_BYTES, 0, 0, false},
     [S_MODEL] = {"model", K_WORD, 0, 0, true},
     /* The model's limits are pprun's (pp.h), so that every plan runs. */
     [S_LAYERS] = {"model.layers", K_INT, 1, PP_MAX_LAYERS, false},
@@ -37,7 +37,31 @@ const key_def spec_keys[S__COUNT] = {
     [S_BALANCE] = {"model.balance", K_LIST, 0, 0, false},
     [S_RECOMPUTE] = {"memory.recompute", K_WORD, 0, 0, false},
     [S_RECOMPUTE_STAGES] = {"memory.recompute_stages", K_LIST, 0, 0, false},
-    [S_MEM_INPUT] = {"memory.input", K_NUM, 0, 0, false},
+    [S_MEM_INPUT] = {"memory.input", K_BYTES, 0, 0, false},
+    /* model gpt's (docs/gpt.md); heads must divide hidden (spec_model.c) */
+    [S_HEADS] = {"model.heads", K_INT, 1, PP_MAX_HIDDEN, false},
+    [S_FFN] = {"model.ffn", K_INT, 1, PP_MAX_FFN, false},
+    [S_SEQ] = {"model.seq", K_INT, 1, PP_MAX_SEQ, false},
+    [S_VOCAB] = {"model.vocab", K_INT, PP_MIN_VOCAB, PP_MAX_VOCAB, false},
+    [S_TIE] = {"model.tie", K_INT, 0, 1, false},
+    [S_BETA1] = {"model.beta1", K_UNIT, 0, 0, false},
+    [S_BETA2] = {"model.beta2", K_UNIT, 0, 0, false},
+    [S_EPS] = {"model.eps", K_POS, 0, 0, false},
+    [S_WEIGHT_DECAY] = {"model.weight_decay", K_NUM, 0, 0, false},
+    [S_DATA] = {"model.data", K_PATH, 0, 0, false},
+    [S_PRECISION] = {"model.precision", K_WORD, 0, 0, false},
+    /* docs/hardware.md: a preset, `hardware h100 { ... }`, and its fields */
+    [S_HARDWARE] = {"hardware", K_WORD, 0, 0, true},
+    [S_HW_FP32] = {"hardware.fp32_tflops", K_POS, 0, 0, false},
+    [S_HW_TF32] = {"hardware.tf32_tflops", K_POS, 0, 0, false},
+    [S_HW_BF16] = {"hardware.bf16_tflops", K_POS, 0, 0, false},
+    [S_HW_EFFICIENCY] = {"hardware.efficiency", K_POS, 0, 0, false},
+    [S_HW_MEMORY] = {"hardware.memory", K_BYTES, 0, 0, false},
+    [S_HW_PER_NODE] = {"hardware.devices_per_node", K_INT, 1, PP_MAX_DEVICES, false},
+    [S_HW_NODE_BW] = {"hardware.node_bandwidth", K_BYTES, 0, 0, false},
+    [S_HW_NODE_LAT] = {"hardware.node_latency", K_NUM, 0, 0, false},
+    [S_HW_NET_BW] = {"hardware.network_bandwidth", K_BYTES, 0, 0, false},
+    [S_HW_NET_LAT] = {"hardware.network_latency", K_NUM, 0, 0, false},
 };
 
 const char *const spec_stage_costs[3] = {"F", "B", "W"};
@@ -53,6 +77,14 @@ void spec_report_v(ctx *c, const origin *o, size_t offset, const char *key, cons
         pp_error(c->d, "-D %s=%s: %s", spec_def_name(c, o->def), spec_def_value(c, o->def), msg);
     else
         pp_error_at(c->d, c->src, offset, "%s: %s", key, msg);
+}
+
+void spec_report_key(ctx *c, enum slot s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    spec_report_v(c, &c->set[s].at, c->set[s].at.name_off, spec_keys[s].name, fmt, ap);
+    va_end(ap);
 }
 
 void spec_report_at(ctx *c, const origin *o, size_t offset, const char *key, const char *fmt, ...)

@@ -1,9 +1,9 @@
 /*
  * spec_resolve.c — from the settings to the pp_spec: each default, what
  * depends on several settings (stages = devices * virtual, the placement,
- * the per-stage costs, the layer split, recompute, the order) and the checks
- * of settings against each other, reported at the key (or its -D) that
- * the user can change.
+ * the per-stage costs, recompute, the order; the model is spec_model.c's)
+ * and the checks of settings against each other, reported at the key (or
+ * its -D) that the user can change.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -11,24 +11,6 @@
 #include <string.h>
 
 #include "spec_internal.h"
-
-static double get(const ctx *c, enum slot s, double dflt) { return c->set[s].set ? c->set[s].num : dflt; }
-
-/* Reports at the key's name (file) or its -D. */
-__attribute__((format(printf, 3, 4))) static void report_key(ctx *c, enum slot s, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    spec_report_v(c, &c->set[s].at, c->set[s].at.name_off, spec_keys[s].name, fmt, ap);
-    va_end(ap);
-}
-
-/* An entry of an integer list (placement, balance, recompute_stages). */
-static bool int_item(const pp_value *item, double lo, double hi)
-{
-    return item->kind == PP_VAL_NUMBER && item->number == floor(item->number) && item->number >= lo &&
-           item->number <= hi;
-}
 
 static void resolve_placement(ctx *c, pp_spec *spec)
 {
@@ -63,7 +45,7 @@ static void resolve_placement(ctx *c, pp_spec *spec)
     bool ok = true;
     for (int s = 0; s < S; s++) {
         const pp_value *item = v->items[s];
-        if (!int_item(item, 0, D - 1)) {
+        if (!spec_int_item(item, 0, D - 1)) {
             char got[64];
             spec_report_at(c, &ps->at, item->offset, "placement",
                            "entry %d (stage %d): expected a device 0..%d, got %s", s, s, D - 1,
@@ -101,10 +83,10 @@ static void resolve_cost(ctx *c, pp_spec *spec)
 {
     int S = spec->stages;
     pp_cost *k = &spec->cost;
-    k->F = get(c, S_COST_F, 1);
-    k->B = get(c, S_COST_B, 1);
-    k->W = get(c, S_COST_W, 0);
-    k->comm = get(c, S_COST_COMM, 0);
+    k->F = spec_get(c, S_COST_F, 1);
+    k->B = spec_get(c, S_COST_B, 1);
+    k->W = spec_get(c, S_COST_W, 0);
+    k->comm = spec_get(c, S_COST_COMM, 0);
     k->stage_F = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     k->stage_B = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     k->stage_W = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
@@ -137,75 +119,6 @@ static void resolve_cost(ctx *c, pp_spec *spec)
     }
 }
 
-static void resolve_model(ctx *c, pp_spec *spec)
-{
-    int S = spec->stages, M = spec->microbatches;
-    pp_model *m = &spec->model;
-    snprintf(m->kind, sizeof m->kind, "%s", c->set[S_MODEL].set ? c->set[S_MODEL].v->text : "mlp");
-    snprintf(m->optimizer, sizeof m->optimizer, "%s", c->set[S_OPTIMIZER].set ? c->set[S_OPTIMIZER].v->text : "sgd");
-    m->hidden = (int)get(c, S_HIDDEN, 64);
-    m->lr = get(c, S_LR, 0.01);
-    m->seed = (uint64_t)get(c, S_SEED, 1);
-    m->layers_per_stage = pp_arena_alloc(c->a, (size_t)S * sizeof *m->layers_per_stage);
-
-    /* balance: S positive integers; without layers they define it. */
-    const setting *bs = &c->set[S_BALANCE];
-    bool balanced = false;
-    long sum = 0;
-    if (bs->set) {
-        const pp_value *v = bs->v;
-        balanced = true;
-        if (v->nitems != S) {
-            spec_report_at(c, &bs->at, v->offset, "model.balance",
-                           "expected %d layer counts (one per stage), got %d", S, v->nitems);
-            balanced = false;
-        }
-        for (int i = 0; balanced && i < S; i++) {
-            const pp_value *item = v->items[i];
-            if (!int_item(item, 1, PP_MAX_LAYERS)) {
-                char got[64];
-                spec_report_at(c, &bs->at, item->offset, "model.balance",
-                               "entry %d: expected a positive number of layers, got %s", i,
-                               spec_describe(item, got, sizeof got));
-                balanced = false;
-                break;
-            }
-            m->layers_per_stage[i] = (int)item->number;
-            sum += (long)item->number;
-        }
-    }
-    m->layers = (int)get(c, S_LAYERS, balanced && sum <= PP_MAX_LAYERS ? (double)sum : S);
-    if (m->layers < S) {
-        report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)", m->layers, S);
-    } else if (balanced && sum != m->layers) {
-        spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to %ld, but model.layers = %d", sum,
-                       m->layers);
-    } else if (!balanced) {
-        /* As even as possible; the earlier stages take the extra layers. */
-        for (int s = 0; s < S; s++)
-            m->layers_per_stage[s] = m->layers / S + (s < m->layers % S);
-    }
-
-    m->batch = (int)get(c, S_BATCH, (double)M * 4);
-    if (m->batch % M != 0)
-        report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / microbatches rows)",
-                   m->batch, M);
-
-    /* What pprun's loader holds (pp.h).  Only a hidden size that was set
-     * can cross these (the defaults stay far below), so they are reported
-     * at it, or at the batch that makes a micro-batch too large. */
-    double weights = (double)m->layers * m->hidden * m->hidden;
-    if (weights > (double)PP_MAX_WEIGHT_FLOATS)
-        report_key(c, c->set[S_HIDDEN].set ? S_HIDDEN : S_LAYERS,
-                   "%d layer%s of %d x %d weights are %.0f floats, more than pprun holds (%ld)", m->layers,
-                   m->layers == 1 ? "" : "s", m->hidden, m->hidden, weights, PP_MAX_WEIGHT_FLOATS);
-    double rows = (double)(m->batch / M), floats = rows * m->hidden;
-    if (m->batch % M == 0 && floats > (double)PP_MAX_MICROBATCH_FLOATS)
-        report_key(c, c->set[S_BATCH].set ? S_BATCH : S_HIDDEN,
-                   "a micro-batch of %.0f rows x %d is %.0f floats, more than pprun holds (%ld)", rows, m->hidden,
-                   floats, PP_MAX_MICROBATCH_FLOATS);
-}
-
 /* memory.recompute (never | always | except_last) or the explicit list
  * memory.recompute_stages: which stages drop their activations after F and
  * recompute them before B (docs/recompute.md).  The list replaces the mode,
@@ -216,7 +129,7 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     spec->recompute = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->recompute);
     const setting *mode = &c->set[S_RECOMPUTE], *list = &c->set[S_RECOMPUTE_STAGES];
     if (mode->set && list->set) {
-        report_key(c, S_RECOMPUTE_STAGES, "give either memory.recompute or memory.recompute_stages, not both");
+        spec_report_key(c, S_RECOMPUTE_STAGES, "give either memory.recompute or memory.recompute_stages, not both");
         return;
     }
     if (mode->set) {
@@ -226,7 +139,7 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     }
     for (int i = 0; list->set && i < list->v->nitems; i++) {
         const pp_value *item = list->v->items[i];
-        if (!int_item(item, 0, S - 1)) {
+        if (!spec_int_item(item, 0, S - 1)) {
             char got[64];
             spec_report_at(c, &list->at, item->offset, "memory.recompute_stages",
                            "entry %d: expected a stage number (0..%d), got %s", i, S - 1,
@@ -240,19 +153,19 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     int L = spec->model.layers > 0 ? spec->model.layers : S;
     double dflt = L >= S ? (double)S / (2.0 * L) : 0.5; /* too few layers: reported in resolve_model */
     double act = spec->act_size > 0 ? spec->act_size : 1;
-    double input = get(c, S_MEM_INPUT, dflt * act);
+    double input = spec_get(c, S_MEM_INPUT, dflt * act);
     if (c->set[S_MEM_INPUT].set && input > act)
-        report_key(c, S_MEM_INPUT, "%g is more than memory.activation = %g (the input is part of the activations)",
+        spec_report_key(c, S_MEM_INPUT, "%g is more than memory.activation = %g (the input is part of the activations)",
                    input, act);
     spec->cost.recompute_input = input / act;
 }
 
 void spec_resolve(ctx *c, pp_spec *spec)
 {
-    int D = (int)get(c, S_DEVICES, 4), V = (int)get(c, S_VIRTUAL, 1);
+    int D = (int)spec_get(c, S_DEVICES, 4), V = (int)spec_get(c, S_VIRTUAL, 1);
     long S = (long)D * V;
     if (S > PP_MAX_STAGES) {
-        report_key(c, c->set[S_VIRTUAL].set ? S_VIRTUAL : S_DEVICES,
+        spec_report_key(c, c->set[S_VIRTUAL].set ? S_VIRTUAL : S_DEVICES,
                    "devices * virtual = %d * %d = %ld stages, more than the limit of %d", D, V, S, PP_MAX_STAGES);
         return;
     }
@@ -261,23 +174,25 @@ void spec_resolve(ctx *c, pp_spec *spec)
         char hint[80] = "";
         if (!c->set[S_VIRTUAL].set && given % D == 0)
             snprintf(hint, sizeof hint, "; for %ld stages per device set virtual = %ld", given / D, given / D);
-        report_key(c, S_STAGES, "%ld stages do not match devices * virtual = %d * %d = %ld%s", given, D, V, S, hint);
+        spec_report_key(c, S_STAGES, "%ld stages do not match devices * virtual = %d * %d = %ld%s", given, D, V, S, hint);
     }
     spec->devices = D;
     spec->chunks = V;
     spec->stages = (int)S;
-    spec->microbatches = (int)get(c, S_MICROBATCHES, 8);
+    spec->microbatches = (int)spec_get(c, S_MICROBATCHES, 8);
     snprintf(spec->schedule, sizeof spec->schedule, "%s",
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
-    spec->group = (int)get(c, S_GROUP, 0);
-    spec->vertical_sync = get(c, S_VSYNC, 0) != 0;
+    spec->group = (int)spec_get(c, S_GROUP, 0);
+    spec->vertical_sync = spec_get(c, S_VSYNC, 0) != 0;
     if (spec->vertical_sync && strcmp(spec->schedule, "pipedream") != 0)
-        report_key(c, S_VSYNC, "only schedule pipedream has a vertical sync, but schedule = %s", spec->schedule);
-    spec->act_size = get(c, S_MEM_ACT, 1);
-    spec->mem_limit = get(c, S_MEM_LIMIT, 0);
+        spec_report_key(c, S_VSYNC, "only schedule pipedream has a vertical sync, but schedule = %s", spec->schedule);
+    spec->act_size = spec_get(c, S_MEM_ACT, 1);
+    spec->mem_limit = spec_get(c, S_MEM_LIMIT, 0);
     resolve_placement(c, spec);
     resolve_cost(c, spec);
-    resolve_model(c, spec);
+    spec_resolve_hardware(c, spec);
+    spec_resolve_model(c, spec);
     resolve_recompute(c, spec);
     spec_resolve_order(c, spec);
+    spec_resolve_units(c, spec);
 }

@@ -390,10 +390,13 @@ static void check_memory(verifier *V, const pp_verify_opts *o)
     pp_plan_recomputing(p, recomputing);
     for (int d = 0; d < V->D; d++) {
         pp_mem_peak m = pp_device_memory(p, d, recomputing, o);
+        char held[32], limit[32], peak[32];
         if (m.over_at >= 0)
             FAIL_OP(V, d, m.over_at, &p->dev[d].ops[m.over_at],
-                    "holds activation memory %g, over the memory limit %g (peak memory %g)", m.held_over,
-                    o->mem_limit, m.peak);
+                    "holds activation memory %s, over the memory limit %s (peak memory %s)",
+                    pp_mem_show(&o->units, m.held_over, held, sizeof held),
+                    pp_mem_show(&o->units, o->mem_limit, limit, sizeof limit),
+                    pp_mem_show(&o->units, m.peak, peak, sizeof peak));
     }
     free(recomputing);
 }
@@ -495,5 +498,6 @@ pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit)
 {
     return (pp_verify_opts){.act_size = s->act_size,
                             .mem_limit = with_limit ? s->mem_limit : 0,
-                            .input_frac = s->cost.recompute_input};
+                            .input_frac = s->cost.recompute_input,
+                            .units = s->units};
 }

@@ -271,10 +271,10 @@ static void run_device(walk_run *r, int d)
                         double tm = w->t_post[g];
                         uint32_t h = w->hops[g];
                         merge(&tm, &h, w->t_post[q], w->hops[q]);
-                        advance(&t, &h, r->comm);
+                        advance(&t, &h, r->comm + (r->dur ? r->dur[rv] : 0));
                         w->hops_pair[rv] = h;
                     } else {
-                        t += r->comm;
+                        t += r->comm + (r->dur ? r->dur[rv] : 0); /* a recv's dur: its transfer */
                     }
                     w->t_pair[rv] = t;
                     if (send && --r->pending[ops[j].peer] == 0 && w->gend[ops[j].peer] > 0)

@@ -490,7 +490,12 @@ int main(int argc, char **argv)
     pr_model model;
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
-    if (op.nproc > 0) {
+    if (model.kind == PR_MODEL_GPT) { /* loaded and checked (docs/gpt.md); the transformer is a later issue */
+        pp_error(&diag, "%s: model.kind \"gpt\": the plan is valid, but the transformer is not in pprun yet (it "
+                 "trains model mlp only); nothing was run",
+                 strcmp(op.plan_path, "-") == 0 ? "<stdin>" : op.plan_path);
+        rc = 1;
+    } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);
     } else {
         session S = {.op = &op, .plan = &plan, .model = &model, .diag = &diag};

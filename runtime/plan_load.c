@@ -2,7 +2,8 @@
  * plan_load.c — reads plan JSON v1 (docs/plan-format.md) strictly into a
  * pp_plan and a pr_model, then runs the verifier, so that a hand-edited
  * plan that would deadlock or break a dependency is refused before any
- * work starts.
+ * work starts.  The model is an mlp (docs/model.md) or a gpt (docs/gpt.md),
+ * its settings checked against pp.h's limits, as ppcc checks them.
  *
  * The text is checked whole first (json.c: the JSON grammar, duplicate
  * keys, NUL bytes, nesting), then read in place, field by field, the ops
@@ -10,11 +11,14 @@
  * time linear in both.  Every refusal names the JSON path of the field.
  * Unknown keys are allowed (fields may be added); unknown values are not.
  */
+#include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "json.h"
 #include "pprun.h"
 
@@ -205,17 +209,48 @@ static int load_memory(loader *L, pr_json mem, pr_model *m)
     return 0;
 }
 
-static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
+/* model.KEY: the per-stage counts (layers of an mlp, blocks of a gpt): one
+ * per stage, summing to model.layers; a gpt's first and last stage, which
+ * hold the embedding and the head, may hold none. */
+static int load_per_stage(loader *L, pr_json arr, const char *key, const pp_plan *plan, long layers, bool gpt,
+                          pr_model *m)
 {
-    enum { KIND, LAYERS, HIDDEN, BATCH, SEED, OPTIMIZER, LR, LPS, N };
-    static const char *const keys[N] = {"kind", "layers", "hidden", "batch", "seed", "optimizer", "lr",
-                                        "layers_per_stage"};
+    if (!member(L, arr, "model", key, PR_JSON_ARRAY, "an array"))
+        return 1;
+    int entries = pr_json_length(arr);
+    if (entries != plan->stages)
+        FAIL(L, "model.%s: %d entries, pipeline.stages is %d", key, entries, plan->stages);
+    m->stages = plan->stages;
+    m->layers_per_stage = calloc((size_t)plan->stages, sizeof(int));
+    m->first_layer = calloc((size_t)plan->stages, sizeof(int));
+    if (!m->layers_per_stage || !m->first_layer)
+        FAIL(L, "out of memory");
+    long sum = 0;
+    pr_json_iter it = pr_json_elements(arr);
+    pr_json e;
+    for (int s = 0; pr_json_next(&it, &e); s++) {
+        char path[64];
+        long k;
+        snprintf(path, sizeof path, "model.%s[%d]", key, s);
+        if (int_value(L, e, path, NULL, gpt ? 0 : 1, layers, NULL, &k))
+            return 1;
+        if (gpt && k == 0 && s > 0 && s < plan->stages - 1)
+            FAIL(L, "%s: 0, but only the first and the last stage may hold no block", path);
+        m->first_layer[s] = (int)sum;
+        m->layers_per_stage[s] = (int)k;
+        sum += k;
+    }
+    if (sum != layers)
+        FAIL(L, "model.%s: sums to %ld, model.layers is %ld", key, sum, layers);
+    return 0;
+}
+
+static int load_mlp(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
+{
+    enum { LAYERS, HIDDEN, BATCH, SEED, OPTIMIZER, LR, LPS, N };
+    static const char *const keys[N] = {"layers", "hidden", "batch", "seed", "optimizer", "lr", "layers_per_stage"};
     pr_json v[N];
     pr_json_members(mo, keys, N, v);
-    if (!member(L, v[KIND], "model", "kind", PR_JSON_STRING, "a string"))
-        return 1;
-    if (!name_is(v[KIND], "mlp"))
-        FAIL(L, "model.kind: unknown model \"%s\" (this pprun knows \"mlp\")", show(v[KIND]).s);
     long layers, hidden, batch, seed;
     if (int_member(L, v[LAYERS], "model", "layers", 1, PP_MAX_LAYERS, NULL, &layers) ||
         int_member(L, v[HIDDEN], "model", "hidden", 1, PP_MAX_HIDDEN, NULL, &hidden) ||
@@ -234,36 +269,14 @@ static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     double lr = pr_json_number(v[LR]);
     if (!isfinite(lr) || lr < 0)
         FAIL(L, "model.lr: %g is not a finite non-negative number", lr);
-    if (!member(L, v[LPS], "model", "layers_per_stage", PR_JSON_ARRAY, "an array"))
-        return 1;
-    int entries = pr_json_length(v[LPS]);
-    if (entries != plan->stages)
-        FAIL(L, "model.layers_per_stage: %d entries, pipeline.stages is %d", entries, plan->stages);
+    m->kind = PR_MODEL_MLP;
     m->layers = (int)layers;
     m->hidden = (int)hidden;
     m->batch = (int)batch;
     m->lr = lr;
     m->seed = (uint64_t)seed;
-    m->stages = plan->stages;
-    m->layers_per_stage = calloc((size_t)plan->stages, sizeof(int));
-    m->first_layer = calloc((size_t)plan->stages, sizeof(int));
-    if (!m->layers_per_stage || !m->first_layer)
-        FAIL(L, "out of memory");
-    long sum = 0;
-    pr_json_iter it = pr_json_elements(v[LPS]);
-    pr_json e;
-    for (int s = 0; pr_json_next(&it, &e); s++) {
-        char path[64];
-        long k;
-        snprintf(path, sizeof path, "model.layers_per_stage[%d]", s);
-        if (int_value(L, e, path, NULL, 1, layers, NULL, &k))
-            return 1;
-        m->first_layer[s] = (int)sum;
-        m->layers_per_stage[s] = (int)k;
-        sum += k;
-    }
-    if (sum != layers)
-        FAIL(L, "model.layers_per_stage: sums to %ld, model.layers is %ld", sum, layers);
+    if (load_per_stage(L, v[LPS], "layers_per_stage", plan, layers, false, m))
+        return 1;
     if ((double)layers * (double)hidden * (double)hidden > (double)PP_MAX_WEIGHT_FLOATS)
         FAIL(L, "model: %ld layers of %ld x %ld weights are more than this pprun holds (%ld floats)",
              layers, hidden, hidden, PP_MAX_WEIGHT_FLOATS);
@@ -271,6 +284,166 @@ static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
         FAIL(L, "model: a micro-batch of %ld x %ld floats is too large", batch / plan->microbatches,
              hidden);
     return 0;
+}
+
+/* A number at model.key in lo..hi, each end open or closed; range says so. */
+static int real_member(loader *L, pr_json j, const char *key, double lo, bool lo_open, double hi, bool hi_open,
+                       const char *range, double *out)
+{
+    if (!member(L, j, "model", key, PR_JSON_NUMBER, "a number"))
+        return 1;
+    double x = pr_json_number(j);
+    if (!isfinite(x) || (lo_open ? !(x > lo) : !(x >= lo)) || (hi_open ? !(x < hi) : !(x <= hi)))
+        FAIL(L, "model.%s: %.17g is not %s", key, x, range);
+    *out = x;
+    return 0;
+}
+
+/* model.data and model.data_bytes: the file the plan was compiled for,
+ * found again as it was (docs/gpt.md, "Data"), or null for synthetic
+ * tokens. */
+static int load_data(loader *L, pr_json data, pr_json bytes, int seq, int vocab, pr_gpt *g)
+{
+    if (data.type == PR_JSON_NULL) {
+        if (bytes.type != PR_JSON_NONE)
+            FAIL(L, "model.data_bytes: given, but model.data is null (synthetic tokens)");
+        return 0;
+    }
+    if (!member(L, data, "model", "data", PR_JSON_STRING, "a string or null"))
+        return 1;
+    char path[PATH_MAX];
+    if (!pr_json_string(data, path, sizeof path, false))
+        FAIL(L, "model.data: longer than a path may be (%d bytes)", PATH_MAX - 1);
+    if (path[0] != '/')
+        FAIL(L, "model.data: \"%s\" is not an absolute path (ppcc writes one)", show(data).s);
+    long want;
+    if (int_member(L, bytes, "model", "data_bytes", 1, PP_MAX_SEED, NULL, &want))
+        return 1;
+    if (vocab < PP_BYTE_VOCAB)
+        FAIL(L, "model.vocab: %d is fewer than the %d byte values of a data file (model.data is set)", vocab,
+             PP_BYTE_VOCAB);
+    char err[256];
+    int64_t have = 0;
+    if (pp_data_file_check(path, seq, &have, err, sizeof err))
+        FAIL(L, "model.data: %s %s", path, err);
+    if (have != want)
+        FAIL(L, "model.data: %s holds %" PRId64 " bytes, but the plan was compiled for %ld (model.data_bytes): "
+             "the file has changed", path, have, want);
+    g->data = strdup(path);
+    if (!g->data)
+        FAIL(L, "out of memory");
+    g->data_bytes = have;
+    return 0;
+}
+
+/* model gpt (docs/gpt.md; fields in docs/plan-format.md). */
+static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
+{
+    enum { LAYERS, HIDDEN, HEADS, FFN, SEQ, VOCAB, TIE, BATCH, EMBEDDING, HEAD, OPTIMIZER, LR, BETA1, BETA2, EPS,
+           WD, SEED, DATA, DATA_BYTES, PRECISION, BPS, N };
+    static const char *const keys[N] = {"layers",   "hidden",          "heads",     "ffn",          "seq",
+                                        "vocab",    "tie",             "batch",     "embedding_stage",
+                                        "head_stage", "optimizer",     "lr",        "beta1",        "beta2",
+                                        "eps",      "weight_decay",    "seed",      "data",         "data_bytes",
+                                        "precision", "blocks_per_stage"};
+    pr_json v[N];
+    pr_json_members(mo, keys, N, v);
+    long layers, hidden, heads, ffn, seq, vocab, batch, seed, embedding, head;
+    if (int_member(L, v[LAYERS], "model", "layers", 1, PP_MAX_LAYERS, NULL, &layers) ||
+        int_member(L, v[HIDDEN], "model", "hidden", 1, PP_MAX_HIDDEN, NULL, &hidden) ||
+        int_member(L, v[HEADS], "model", "heads", 1, PP_MAX_HIDDEN, NULL, &heads) ||
+        int_member(L, v[FFN], "model", "ffn", 1, PP_MAX_FFN, NULL, &ffn) ||
+        int_member(L, v[SEQ], "model", "seq", 1, PP_MAX_SEQ, NULL, &seq) ||
+        int_member(L, v[VOCAB], "model", "vocab", PP_MIN_VOCAB, PP_MAX_VOCAB, NULL, &vocab) ||
+        int_member(L, v[BATCH], "model", "batch", 1, PP_MAX_BATCH, NULL, &batch) ||
+        int_member(L, v[SEED], "model", "seed", 0, PP_MAX_SEED, NULL, &seed))
+        return 1;
+    if (hidden % heads != 0)
+        FAIL(L, "model.heads: %ld does not divide model.hidden (%ld)", heads, hidden);
+    if (batch % plan->microbatches != 0)
+        FAIL(L, "model.batch: %ld is not a multiple of pipeline.microbatches (%d)", batch, plan->microbatches);
+    if (!member(L, v[TIE], "model", "tie", PR_JSON_BOOL, "a boolean"))
+        return 1;
+    if (int_member(L, v[EMBEDDING], "model", "embedding_stage", 0, plan->stages - 1, "is not a stage", &embedding) ||
+        int_member(L, v[HEAD], "model", "head_stage", 0, plan->stages - 1, "is not a stage", &head))
+        return 1;
+    if (embedding != 0)
+        FAIL(L, "model.embedding_stage: %ld, but the embedding belongs to the first stage (0)", embedding);
+    if (head != plan->stages - 1)
+        FAIL(L, "model.head_stage: %ld, but the head belongs to the last stage (%d)", head, plan->stages - 1);
+
+    pr_gpt *g = &m->gpt;
+    if (!member(L, v[OPTIMIZER], "model", "optimizer", PR_JSON_STRING, "a string"))
+        return 1;
+    if (name_is(v[OPTIMIZER], "adamw"))
+        g->optimizer = PR_ADAMW;
+    else if (name_is(v[OPTIMIZER], "sgd"))
+        g->optimizer = PR_SGD;
+    else
+        FAIL(L, "model.optimizer: unknown optimizer \"%s\" (this pprun knows \"sgd\" and \"adamw\")",
+             show(v[OPTIMIZER]).s);
+    double lr;
+    if (real_member(L, v[LR], "lr", 0, true, INFINITY, true, "a finite positive number", &lr))
+        return 1;
+    if (g->optimizer == PR_ADAMW) {
+        if (real_member(L, v[BETA1], "beta1", 0, false, 1, true, "in [0, 1)", &g->beta1) ||
+            real_member(L, v[BETA2], "beta2", 0, false, 1, true, "in [0, 1)", &g->beta2) ||
+            real_member(L, v[EPS], "eps", 0, true, INFINITY, true, "a finite positive number", &g->eps) ||
+            real_member(L, v[WD], "weight_decay", 0, false, INFINITY, true, "a finite non-negative number",
+                        &g->weight_decay))
+            return 1;
+    } else {
+        for (int k = BETA1; k <= WD; k++)
+            if (v[k].type != PR_JSON_NONE)
+                FAIL(L, "model.%s: optimizer sgd takes none", keys[k]);
+    }
+    if (!member(L, v[PRECISION], "model", "precision", PR_JSON_STRING, "a string"))
+        return 1;
+    if (name_is(v[PRECISION], "fp32"))
+        g->precision = PR_FP32;
+    else if (name_is(v[PRECISION], "tf32"))
+        g->precision = PR_TF32;
+    else if (name_is(v[PRECISION], "bf16"))
+        g->precision = PR_BF16;
+    else
+        FAIL(L, "model.precision: unknown precision \"%s\" (fp32, tf32 or bf16)", show(v[PRECISION]).s);
+    if (v[DATA].type == PR_JSON_NONE)
+        FAIL(L, "model: missing field \"data\" (null for synthetic tokens)");
+
+    m->kind = PR_MODEL_GPT;
+    m->layers = (int)layers;
+    m->hidden = (int)hidden;
+    m->batch = (int)batch;
+    m->lr = lr;
+    m->seed = (uint64_t)seed;
+    g->heads = (int)heads;
+    g->ffn = (int)ffn;
+    g->seq = (int)seq;
+    g->vocab = (int)vocab;
+    g->tie = pr_json_true(v[TIE]);
+    g->embedding_stage = 0;
+    g->head_stage = plan->stages - 1;
+    if (load_per_stage(L, v[BPS], "blocks_per_stage", plan, layers, true, m))
+        return 1;
+    pp_gpt_shape shape = {layers, hidden, heads, ffn, seq, vocab, batch, plan->microbatches, g->tie};
+    pp_gpt_limit lim;
+    if (pp_gpt_limit_crossed(&shape, &lim))
+        FAIL(L, "model: %s", lim.msg);
+    return load_data(L, v[DATA], v[DATA_BYTES], g->seq, g->vocab, g);
+}
+
+static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
+{
+    static const char *const keys[] = {"kind"};
+    pr_json kind;
+    pr_json_members(mo, keys, 1, &kind);
+    if (!member(L, kind, "model", "kind", PR_JSON_STRING, "a string"))
+        return 1;
+    if (name_is(kind, "mlp"))
+        return load_mlp(L, mo, plan, m);
+    if (name_is(kind, "gpt"))
+        return load_gpt(L, mo, plan, m);
+    FAIL(L, "model.kind: unknown model \"%s\" (this pprun knows \"mlp\" and \"gpt\")", show(kind).s);
 }
 
 static char *put_uint(char *p, unsigned v)
@@ -490,7 +663,7 @@ static int read_plan(const char *name, const char *text, size_t len, pp_diag *d,
 
 static int verify_loaded(pp_diag *d, pp_plan *plan, pr_model *model)
 {
-    pp_verify_opts vo = {model->act_size, model->mem_limit, model->input_frac};
+    pp_verify_opts vo = {.act_size = model->act_size, .mem_limit = model->mem_limit, .input_frac = model->input_frac};
     if (pp_verify(plan, &vo, d) == 0)
         return 0;
     pp_plan_free(plan);
@@ -523,5 +696,7 @@ void pr_model_free(pr_model *m)
 {
     free(m->layers_per_stage);
     free(m->first_layer);
+    free(m->gpt.data);
     m->layers_per_stage = m->first_layer = NULL;
+    m->gpt.data = NULL;
 }

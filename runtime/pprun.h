@@ -15,16 +15,33 @@
 
 #define PPRUN_PLAN_VERSION 1
 
-/* The model a plan trains (the plan's "model" object, checked). */
+/* The model a plan trains: its "model" object, checked. */
+enum pr_model_kind { PR_MODEL_MLP = 0, PR_MODEL_GPT = 1 };
+enum pr_optimizer { PR_SGD = 0, PR_ADAMW = 1 };
+
+/* model gpt's settings besides pr_model's common ones (docs/gpt.md). */
+typedef struct pr_gpt {
+    int heads, ffn, seq, vocab; /* head size hidden / heads */
+    bool tie;                   /* the head is wte's transpose: no head.w */
+    int optimizer;              /* enum pr_optimizer */
+    double beta1, beta2, eps, weight_decay; /* adamw: weight decay on matrices and embeddings */
+    int precision;              /* enum pr_precision (backend.h): what the run computes in */
+    char *data;                 /* absolute path of the data file; NULL: synthetic tokens */
+    int64_t data_bytes;         /* its size, as the plan was compiled (and found again) */
+    int embedding_stage, head_stage; /* 0 and stages - 1 */
+} pr_gpt;
+
 typedef struct pr_model {
-    int layers, hidden, batch;
+    int kind;              /* enum pr_model_kind */
+    int layers, hidden, batch; /* gpt: layers are blocks, batch counts sequences */
     int stages;
-    int *layers_per_stage; /* [stages] */
-    int *first_layer;      /* [stages]: global index of the stage's first layer */
+    int *layers_per_stage; /* [stages]; gpt: blocks (the first and the last stage may hold none) */
+    int *first_layer;      /* [stages]: global index of the stage's first layer (block) */
     double lr;
     uint64_t seed;
     double act_size, mem_limit; /* the plan's "memory" object, for pp_verify */
     double input_frac;          /* memory.input: what a recomputed (stage, mb) keeps (0..1) */
+    pr_gpt gpt;                 /* kind gpt only */
 } pr_model;
 
 void pr_model_free(pr_model *m);

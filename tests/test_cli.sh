@@ -302,6 +302,37 @@ for f in "$src"/tests/golden/custom/*.pp "$src"/tests/golden/dsl/*.pp; do
         { fail "ppcc $rel: exit $st, or its messages differ from ${rel%.pp}.err:"; diff "${f%.pp}.err" golden.txt | head -5 >&2; }
 done
 
+# model gpt's data file (docs/gpt.md, "Data"), found relative to the
+# schedule file's directory, from the current one after -D: one that is
+# missing, empty, shorter than a sequence, a directory or a FIFO (opened
+# without waiting for a writer) is an error at model.data; a vocabulary
+# below the 256 byte values of the file is one at model.vocab.
+mkdir -p gptdata
+printf 'model gpt { seq = 8 data = "corpus.txt" }\n' >gptdata/g.pp
+expect 1 '^gptdata/g.pp:1:28: error: model.data: "corpus.txt" \(read from the schedule file.s directory: gptdata/corpus.txt\) cannot be opened: No such file or directory$' -- "$ppcc" gptdata/g.pp --stats
+: >gptdata/corpus.txt
+expect 1 'error: model.data: "corpus.txt" \(.*\) is empty$' -- "$ppcc" gptdata/g.pp --stats
+printf '12345678' >gptdata/corpus.txt
+expect 1 'error: model.data: .* holds 8 bytes, fewer than seq \+ 1 = 9 \(a sequence and the token after it\)$' -- "$ppcc" gptdata/g.pp --stats
+printf '123456789' >gptdata/corpus.txt
+expect 0 '' -- "$ppcc" gptdata/g.pp --stats
+expect 1 '^ppcc: error: -D model.data=gptdata: "gptdata" is a directory, not a regular file$' -- "$ppcc" gptdata/g.pp --stats -D model.data=gptdata
+mkfifo gptdata/fifo
+expect 1 '^ppcc: error: -D model.data=gptdata/fifo: "gptdata/fifo" is not a regular file \(a FIFO\)' -- timeout 10 "$ppcc" gptdata/g.pp --stats -D model.data=gptdata/fifo
+expect 1 '^ppcc: error: -D model.data="": expected a file name, not an empty one$' -- "$ppcc" gptdata/g.pp --stats -D 'model.data=""'
+expect 1 '^ppcc: error: -D vocab=100: 100 is fewer than the 256 byte values of a data file \(each byte is a token; model.data is set\)$' -- "$ppcc" gptdata/g.pp --stats -D vocab=100
+expect 0 '' -- "$ppcc" gptdata/g.pp --stats -D vocab=100 -D data=none
+rm -rf gptdata
+
+# Memory in bytes on hardware: the device's memory is the limit unless the
+# file gives one, and the error names the device, the op, the bytes and the
+# limit in GB (docs/hardware.md, "Sizes").
+gpt2=$src/schedules/gpt2-small-4gpu.pp
+expect 1 '^ppcc: error: device 0, op 4 \(F0\.2\): holds activation memory 90GB, over the memory limit 80GB \(peak memory 120GB\)$' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB
+expect 0 'peak_mem=\[120GB,90GB,60GB,30GB\]' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D memory.limit=0
+expect 0 'peak_mem=\[120GB' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D hardware=h200
+expect 1 'over the memory limit 100GB' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D memory.limit=100GB
+
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
 # memory error, which shows here as a status above 2).
 i=0

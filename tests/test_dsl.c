@@ -473,10 +473,12 @@ START_TEST(test_define_errors)
         {"placement", "[0,1,1,0]", "-D placement=[0,1,1,0]: device 0 holds 2 stages, but every device must hold "
                                    "stages / devices = 1"},
         {"placement", "[0,1,2,9]", "-D placement=[0,1,2,9]: entry 3 (stage 3): expected a device 0..3, got '9'"},
-        {"model", "cnn", "-D model=cnn: unknown model kind (the only one is mlp)"},
-        {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (the only one is sgd)"},
+        {"model", "cnn", "-D model=cnn: unknown model kind (mlp or gpt)"},
+        {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (sgd or adamw)"},
         {"model.balance", "[1,1]", "-D model.balance=[1,1]: expected 4 layer counts (one per stage), got 2"},
-        {"memory.limit", "big", "-D memory.limit=big: expected a number"},
+        {"memory.limit", "big", "-D memory.limit=big: expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)"},
+        {"memory.limit", "80Gb", "-D memory.limit=80Gb: unknown unit 'Gb' (B, KB, MB, GB, KiB, MiB, GiB)"},
+        {"memory.limit", "-5GB", "-D memory.limit=-5GB: unexpected name 'GB', expected end of input"},
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
          * when the maximum was crossed; costs whose sums overflow made lowering
          * report a deadlock that is not there. */
@@ -513,6 +515,11 @@ static const char *const golden_cases[] = {
     "unknown_key", "bad_type", "out_of_range", "duplicate", "stages_mismatch", "stages_hint", "batch_multiple",
     "balance_sum", "balance_length", "balance_entry", "vshape_virtual", "placement_range", "placement_count",
     "placement_length", "too_few_layers", "block_value_mixup", "model_kind", "too_many_errors",
+    /* model gpt */
+    "gpt_heads", "gpt_fill", "gpt_balance_middle", "gpt_batch", "gpt_absurd", "gpt_sizes", "gpt_wrong_model",
+    "gpt_sgd_betas",
+    /* hardware and units */
+    "hw_preset", "hw_fields", "hw_no_preset", "hw_mlp", "hw_costs", "mem_units", "mem_unknown_unit",
     /* found by tools/fuzz */
     "cost_overflow", "deep_nesting",
 };

@@ -41,7 +41,7 @@ static int compile_text(comp *c, const char *text, const char *upto)
         return 1;
     if (!strcmp(upto, "lower"))
         return 0;
-    pp_verify_opts vo = {c->spec.act_size, c->spec.mem_limit, c->spec.cost.recompute_input};
+    pp_verify_opts vo = {.act_size = c->spec.act_size, .mem_limit = c->spec.mem_limit, .input_frac = c->spec.cost.recompute_input};
     if (pp_verify(&c->plan, &vo, &c->td.diag) || pp_simulate(&c->plan, &c->spec.cost, &vo, &c->sim, &c->td.diag))
         return 1;
     c->have_sim = true;

@@ -45,7 +45,7 @@ static void fill_spec(pp_spec *s, const shape *sh, int *placement, double *sF, d
         sW[st] = sh->W * (sh->comm < 0 ? 1.0 + 0.13 * (st % 2) : 1.0);
     }
     s->placement = placement;
-    s->cost = (pp_cost){sh->F, sh->B, sh->W, sh->comm < 0 ? 0.25 : sh->comm, sF, sB, sW, 0};
+    s->cost = (pp_cost){.F = sh->F, .B = sh->B, .W = sh->W, .comm = sh->comm < 0 ? 0.25 : sh->comm, .stage_F = sF, .stage_B = sB, .stage_W = sW};
     s->act_size = 1;
     snprintf(s->model.kind, sizeof s->model.kind, "mlp");
     s->model.layers = s->stages;

@@ -80,7 +80,17 @@ CASES = [
     ("interleaved.pp", ["memory.activation=0.25"]),
     ("zb-h1.pp", ["recompute=always", "memory.activation=3"]),
     ("1f1b.pp", []),
+    # memory in bytes (docs/hardware.md, "Views"): every view in GB
+    ("1f1b.pp", ["memory.activation=1.5GB"]),
+    ("zb-h1.pp", ["recompute=always", "memory.activation=3GiB", "memory.input=0.7GiB"]),
 ]
+
+
+def shown(x, plan):
+    """A size of the plan JSON as the text views show it."""
+    if plan["memory"].get("unit") == "B":
+        return "%.4gGB" % (x / 1e9)
+    return g(x)
 
 with tempfile.TemporaryDirectory() as tmp:
     for name, settings in CASES:
@@ -99,13 +109,14 @@ with tempfile.TemporaryDirectory() as tmp:
             fail("%s: timeline peak memory %s, --stats peak_mem %s" % (label, timeline_peaks(tl.stdout), peaks))
         checks += 1
         plan = json.load(open(plan_path))
-        in_json = [g(x) for x in plan["stats"]["peak_memory"]]
+        in_json = [shown(x, plan) for x in plan["stats"]["peak_memory"]]
         if in_json != peaks:
             fail("%s: plan JSON peak_memory %s, --stats peak_mem %s" % (label, in_json, peaks))
         # The limit error names each device's peak: the same number.
-        values = [float(x) for x in peaks]
+        values = plan["stats"]["peak_memory"]
         limit = min(values) * 0.99
-        err = ppcc([f, "--stats"] + d + ["-D", "memory.limit=%r" % limit], want_rc=1)
+        unit = "B" if plan["memory"].get("unit") == "B" else ""
+        err = ppcc([f, "--stats"] + d + ["-D", "memory.limit=%r%s" % (limit, unit)], want_rc=1)
         if err:
             checks += 1
             seen = re.findall(r"device (\d+), op \d+ \([^)]*\): holds activation memory [^,]+, over the memory "
@@ -131,6 +142,7 @@ def compare_rows(text):
     """(name, fields, peaks, settings, reason) for each row of a --compare table."""
     lines = text.splitlines()
     start = next(i for i, l in enumerate(lines) if l.startswith("policy "))
+    rate = "tokens/s/dev" in lines[start]  # a gpt on hardware: tokens/s and MFU after the peaks
     rows = []
     for l in lines[start + 1:]:
         if l.startswith(" "):
@@ -142,12 +154,12 @@ def compare_rows(text):
             continue
         at = l.find(" -D ")
         head, settings = l[:at].split(), re.findall(r"-D (\S+)", l[at:])
-        rows.append([head[0], head[1:6], head[6:], settings, None])
+        rows.append([head[0], head[1:6], head[6:-2] if rate else head[6:], settings, None])
     return rows
 
 
-def check_compare(f, cmd_defs, policies):
-    """Every row of ppcc f cmd_defs --compare policies, compiled again."""
+def check_compare(f, cmd_defs, policies, all_run=False):
+    """Every row of ppcc f cmd_defs --compare policies, compiled again (all_run: none may fail)."""
     global checks
     label = "%s %s --compare %s" % (os.path.basename(f), " ".join(cmd_defs), policies)
     r = ppcc([f] + defs(cmd_defs) + ["--compare", policies])
@@ -162,6 +174,8 @@ def check_compare(f, cmd_defs, policies):
         what = "%s: row %s (ppcc %s)" % (label, name, " ".join(args[1:]))
         if settings[0] != "schedule=" + name:
             fail("%s: settings do not start with schedule=%s" % (what, name))
+        if reason is not None and all_run:
+            fail("%s: cannot run: %s" % (what, reason))
         if reason is not None:
             got = ppcc(args, want_rc=1)
             if got and reason not in got.stderr:
@@ -197,6 +211,8 @@ check_compare(sched("interleaved.pp"), ["memory.activation=0.5", "memory.limit=3
 # costs in seconds: makespans keep their digits
 check_compare(sched("1f1b.pp"), ["cost.F=0.00123", "cost.B=0.00247", "cost.W=0.0004", "cost.comm=0.0001"], ALL)
 check_compare(sched("custom.pp"), [], "custom,1f1b")
+# memory in bytes: rows in GB, a row that does not fit compiled again with memory.limit=0
+check_compare(sched("1f1b.pp"), ["memory.activation=1.5GB", "memory.limit=7GB"], "gpipe,1f1b,interleaved,zbv")
 
 # auto's report is the plan it writes.
 for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recompute=except_last", "memory.limit=4"]),
@@ -210,6 +226,44 @@ for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recomput
         if not m or m.group(1) != st["makespan"]:
             fail("%s %s: auto reports %s, writes a plan of makespan %s" % (name, settings, m and m.group(1),
                                                                           st["makespan"]))
+
+
+
+# A gpt on hardware (docs/hardware.md): times in seconds, transfers from
+# bytes, and the throughput every view shows is the arithmetic of the plan:
+# tokens/s per device = batch * seq / makespan / devices, MFU = Narayanan et
+# al.'s step FLOPs / (makespan * devices * the precision's peak).
+gpt_file = os.path.join(SRC, "schedules", "gpt2-small-4gpu.pp")
+with tempfile.TemporaryDirectory() as tmp:
+    plan_path = os.path.join(tmp, "plan.json")
+    st, tl, pl = ppcc([gpt_file, "--stats"]), ppcc([gpt_file, "--timeline"]), ppcc([gpt_file, "-o", plan_path])
+    if st and tl and pl:
+        plan = json.load(open(plan_path))
+        m, hw, stats = plan["model"], plan["hardware"], plan["stats"]
+        D = plan["pipeline"]["devices"]
+        B, s, l, h, V = m["batch"], m["seq"], m["layers"], m["hidden"], m["vocab"]
+        flops = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h))
+        tps = B * s / stats["makespan"] / D
+        mfu = flops / (stats["makespan"] * D * hw[m["precision"] + "_flops"])
+        kv = stats_of(st.stdout)
+        checks += 1
+        if plan["cost"].get("unit") != "s" or kv["makespan"] != "%.6gs" % stats["makespan"]:
+            fail("gpt: --stats makespan %s, plan %r %s" % (kv["makespan"], stats["makespan"], plan["cost"].get("unit")))
+        checks += 1
+        if kv.get("tokens_per_s_per_device") != "%.6g" % tps or kv.get("mfu") != "%.2f%%" % (100 * mfu):
+            fail("gpt: --stats %s %s, arithmetic %.6g %.2f%%" % (kv.get("tokens_per_s_per_device"), kv.get("mfu"),
+                                                                   tps, 100 * mfu))
+        checks += 1
+        if abs(stats["tokens_per_s_per_device"] - tps) > 1e-9 * tps or abs(stats["mfu"] - mfu) > 1e-9:
+            fail("gpt: plan JSON throughput %r %r, arithmetic %r %r" % (stats["tokens_per_s_per_device"],
+                                                                      stats["mfu"], tps, mfu))
+        checks += 1
+        want = "makespan %.6gs  %.6g tokens/s per device, MFU %.1f%%" % (stats["makespan"], tps, 100 * mfu)
+        summary = " ".join(tl.stdout[tl.stdout.find("makespan"):].split())
+        if not summary.startswith(" ".join(want.split())):
+            fail("gpt: timeline summary %r, want %r" % (summary[:120], want))
+    # another chunking splits the layers over its stages (it used to fail on the cost.F it wrote)
+    check_compare(gpt_file, [], "gpipe,1f1b,zb-h1,interleaved,zbv", all_run=True)
 
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)

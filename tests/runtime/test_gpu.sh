@@ -164,6 +164,7 @@ compile() { # NAME.pp OUT -D...
 
 for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
+    grep -q '^model gpt' "$f" && continue # not trained yet (test_pprun_schedules checks its refusal)
     compile "$pp" "$tmp/$pp.json" && {
         check "$pp" "$tmp/$pp.json"
         check "$pp" "$tmp/$pp.json" --no-graph

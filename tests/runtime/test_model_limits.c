@@ -1,14 +1,17 @@
 /*
- * test_model_limits.c — ppcc and pprun agree on the reference model's
- * limits (pp.h): every model ppcc compiles, pprun's loader accepts, and
- * every model the loader refuses, ppcc refuses at compile time.  The
- * plan of each case is ppcc's own plan with its model fields replaced, so
- * both sides judge exactly the same numbers.
+ * test_model_limits.c — ppcc and pprun agree on the models' limits
+ * (pp.h): every model ppcc compiles, pprun's loader accepts, and every
+ * model the loader refuses, ppcc refuses at compile time.  The plan of
+ * each case is ppcc's own plan with its model fields replaced, so both
+ * sides judge exactly the same numbers.  For model gpt also: the plan's
+ * model section as the loader reads it back, and each field it refuses.
  */
 #include <cjson/cJSON.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "pprun.h"
 #include "test_util.h"
 
@@ -121,11 +124,205 @@ START_TEST(test_ppcc_and_loader_agree)
 }
 END_TEST
 
+/* ---- model gpt ---- */
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    ck_assert_int_eq(stat(path, &st), 0);
+    return (long)st.st_size;
+}
+
+/* A gpt on 2 devices, data from the repository's corpus (absolute path). */
+static char *gpt_plan(const char *extra, char **msg)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "devices = 2\nmicrobatches = 2\nmodel gpt { layers = 3 hidden = 64 heads = 4 seq = 16 batch = 4 "
+             "data = \"%s\" %s }\n",
+             tu_src_path("data/docs.txt"), extra);
+    return compile(text, NULL, 0, msg);
+}
+
+static int load_text(const char *text, pr_model *m, char **msg)
+{
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_plan plan;
+    int rc = pr_plan_load_text("plan.json", text, strlen(text), &td.diag, &plan, m);
+    if (rc == 0)
+        pp_plan_free(&plan);
+    *msg = strdup(tu_diag_text(&td));
+    tu_diag_close(&td);
+    return rc;
+}
+
+START_TEST(test_gpt_round_trip)
+{
+    char *msg;
+    char *json = gpt_plan("ffn = 100 tie = 0 optimizer = adamw lr = 2e-4 beta2 = 0.99 precision = bf16 seed = 7",
+                          &msg);
+    ck_assert_msg(json != NULL, "%s", msg);
+    free(msg);
+    pr_model m;
+    ck_assert_msg(load_text(json, &m, &msg) == 0, "%s", msg);
+    free(msg);
+    ck_assert_int_eq(m.kind, PR_MODEL_GPT);
+    ck_assert_int_eq(m.layers, 3);
+    ck_assert_int_eq(m.hidden, 64);
+    ck_assert_int_eq(m.batch, 4);
+    ck_assert_int_eq(m.gpt.heads, 4);
+    ck_assert_int_eq(m.gpt.ffn, 100);
+    ck_assert_int_eq(m.gpt.seq, 16);
+    ck_assert_int_eq(m.gpt.vocab, 256);
+    ck_assert(!m.gpt.tie);
+    ck_assert_int_eq(m.gpt.optimizer, PR_ADAMW);
+    ck_assert_double_eq(m.lr, 2e-4);
+    ck_assert_double_eq(m.gpt.beta1, 0.9);
+    ck_assert_double_eq(m.gpt.beta2, 0.99);
+    ck_assert_double_eq(m.gpt.eps, 1e-8);
+    ck_assert_double_eq(m.gpt.weight_decay, 0.1);
+    ck_assert_int_eq(m.gpt.precision, PR_BF16);
+    ck_assert_uint_eq(m.seed, 7);
+    /* 3 blocks on 2 stages: the earlier stage takes the extra one */
+    ck_assert_int_eq(m.layers_per_stage[0], 2);
+    ck_assert_int_eq(m.layers_per_stage[1], 1);
+    ck_assert_int_eq(m.first_layer[1], 2);
+    char *real = realpath(tu_src_path("data/docs.txt"), NULL);
+    ck_assert_str_eq(m.gpt.data, real);
+    free(real);
+    ck_assert_int_gt(m.gpt.data_bytes, 0);
+    pr_model_free(&m);
+    free(json);
+}
+END_TEST
+
+/* Each field of a valid gpt plan, changed: the loader's exact refusal. */
+static const struct {
+    const char *key, *value; /* value NULL: the field removed */
+    const char *error;       /* after "pprun: error: plan.json: " */
+} gpt_mutations[] = {
+    {"heads", "5", "model.heads: 5 does not divide model.hidden (64)"},
+    {"heads", "0", "model.heads: 0 is out of range [1, 65536]"},
+    {"seq", "70000", "model.seq: 70000 is out of range [1, 65536]"},
+    {"vocab", "1", "model.vocab: 1 is out of range [2, 1048576]"},
+    {"vocab", "100", "model.vocab: 100 is fewer than the 256 byte values of a data file (model.data is set)"},
+    {"batch", "3", "model.batch: 3 is not a multiple of pipeline.microbatches (2)"},
+    {"tie", "1", "model.tie: expected a boolean, got a number"},
+    {"blocks_per_stage", "[3, 1]", "model.blocks_per_stage: sums to 4, model.layers is 3"},
+    {"blocks_per_stage", "[3]", "model.blocks_per_stage: 1 entries, pipeline.stages is 2"},
+    {"embedding_stage", "1", "model.embedding_stage: 1, but the embedding belongs to the first stage (0)"},
+    {"head_stage", "0", "model.head_stage: 0, but the head belongs to the last stage (1)"},
+    {"optimizer", "\"adam\"", "model.optimizer: unknown optimizer \"adam\" (this pprun knows \"sgd\" and \"adamw\")"},
+    {"beta1", "1", "model.beta1: 1 is not in [0, 1)"},
+    {"eps", NULL, "model: missing field \"eps\""},
+    {"precision", "\"fp16\"", "model.precision: unknown precision \"fp16\" (fp32, tf32 or bf16)"},
+    {"data", "\"relative.txt\"", "model.data: \"relative.txt\" is not an absolute path (ppcc writes one)"},
+    {"data", "\"/nonexistent/corpus.txt\"", "model.data: /nonexistent/corpus.txt cannot be opened: No such file or directory"},
+    {"data_bytes", "12", NULL}, /* checked below: the file has changed */
+    {"data", NULL, "model: missing field \"data\" (null for synthetic tokens)"},
+    {"kind", "\"bert\"", "model.kind: unknown model \"bert\" (this pprun knows \"mlp\" and \"gpt\")"},
+    {"hidden", "65536", "model: attn.w (hidden x 3 hidden) = 65536 x 196608 = 12884901888 elements, more than one "
+                        "array of pprun holds (2147483648)"},
+};
+
+START_TEST(test_gpt_mutations)
+{
+    char *msg;
+    char *json = gpt_plan("", &msg);
+    ck_assert_msg(json != NULL, "%s", msg);
+    free(msg);
+    cJSON *root = cJSON_Parse(json);
+    cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const char *key = gpt_mutations[_i].key, *value = gpt_mutations[_i].value;
+    if (value)
+        cJSON_ReplaceItemInObjectCaseSensitive(model, key, cJSON_Parse(value));
+    else
+        cJSON_DeleteItemFromObjectCaseSensitive(model, key);
+    char *text = cJSON_PrintUnformatted(root);
+    char want[512];
+    if (gpt_mutations[_i].error) {
+        snprintf(want, sizeof want, "ppcc: error: plan.json: %s\n", gpt_mutations[_i].error);
+    } else {
+        char *real = realpath(tu_src_path("data/docs.txt"), NULL);
+        long bytes = file_size(real);
+        snprintf(want, sizeof want, "ppcc: error: plan.json: model.data: %s holds %ld bytes, but the plan was "
+                 "compiled for 12 (model.data_bytes): the file has changed\n", real, bytes);
+        free(real);
+    }
+    pr_model m;
+    ck_assert_int_eq(load_text(text, &m, &msg), 1);
+    ck_assert_str_eq(msg, want);
+    free(msg);
+    free(text);
+    cJSON_Delete(root);
+    free(json);
+}
+END_TEST
+
+/* The gpt's array and parameter limits (model_limits.c): ppcc and the
+ * loader give the same verdict on the same numbers. */
+START_TEST(test_gpt_limits_agree)
+{
+    static const struct {
+        const char *set; /* -D settings, space separated */
+        bool ok;
+    } cases[] = {
+        {"hidden=4096 heads=32 vocab=500000", true},   /* wte 2^31 - a little */
+        {"hidden=4096 heads=32 vocab=600000", false},  /* wte above 2^31 elements */
+        {"seq=2048 batch=4 heads=16 hidden=256", true},
+        {"seq=65536 batch=2 heads=1 hidden=64", false}, /* the attention scores: 65536^2 */
+    };
+    char *msg;
+    char *base = gpt_plan("", &msg);
+    ck_assert_msg(base != NULL, "%s", msg);
+    free(msg);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pp_define defs[8];
+        char buf[256];
+        snprintf(buf, sizeof buf, "%s", cases[i].set);
+        int n = 0;
+        for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+            char *eq = strchr(tok, '=');
+            *eq = '\0';
+            defs[n++] = (pp_define){tok, eq + 1};
+        }
+        char *plan = compile("devices = 2\nmicrobatches = 2\nmodel gpt { layers = 2 }\n", defs, n, &msg);
+        ck_assert_msg((plan != NULL) == cases[i].ok, "ppcc on %s: %s", cases[i].set, plan ? "accepted" : msg);
+        free(msg);
+        /* the same numbers into the base plan */
+        cJSON *root = cJSON_Parse(base);
+        cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+        for (int k = 0; k < n; k++)
+            cJSON_ReplaceItemInObjectCaseSensitive(model, defs[k].name, exact(atof(defs[k].value)));
+        cJSON_ReplaceItemInObjectCaseSensitive(model, "layers", exact(2));
+        cJSON *bps = cJSON_CreateArray();
+        cJSON_AddItemToArray(bps, exact(1));
+        cJSON_AddItemToArray(bps, exact(1));
+        cJSON_ReplaceItemInObjectCaseSensitive(model, "blocks_per_stage", bps);
+        char *text = cJSON_PrintUnformatted(root);
+        pr_model m;
+        int rc = load_text(text, &m, &msg);
+        ck_assert_msg((rc == 0) == cases[i].ok, "loader on %s: %s", cases[i].set, rc == 0 ? "accepted" : msg);
+        if (rc == 0)
+            pr_model_free(&m);
+        free(msg);
+        free(text);
+        free(plan);
+        cJSON_Delete(root);
+    }
+    free(base);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model_limits");
     TCase *tc = tcase_create("agree");
     tcase_add_test(tc, test_ppcc_and_loader_agree);
+    tcase_add_test(tc, test_gpt_round_trip);
+    tcase_add_loop_test(tc, test_gpt_mutations, 0, (int)(sizeof gpt_mutations / sizeof gpt_mutations[0]));
+    tcase_add_test(tc, test_gpt_limits_agree);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -1,0 +1,65 @@
+/*
+ * hardware.c — the hardware presets (docs/hardware.md lists each number's
+ * source) and the two conversions the cost model makes with a hardware
+ * description: FLOPs to seconds on one device, bytes to seconds over the
+ * link between two devices.
+ */
+#include <string.h>
+
+#include "pp.h"
+
+const char *pp_precision_name(int p)
+{
+    static const char *const names[PP_PRECISIONS] = {"fp32", "tf32", "bf16"};
+    return p >= 0 && p < PP_PRECISIONS ? names[p] : "?";
+}
+
+int pp_precision_from_name(const char *n)
+{
+    for (int p = 0; p < PP_PRECISIONS; p++)
+        if (strcmp(n, pp_precision_name(p)) == 0)
+            return p;
+    return -1;
+}
+
+/* Peak dense throughput (the datasheets give TF32 and BF16 with 2:4
+ * sparsity; these are half of those), memory as sold, NVLink per
+ * direction (half the datasheet's bidirectional total), the network one
+ * 400 Gb/s (H100, H200) or 200 Gb/s (A100) adapter per GPU as in DGX
+ * systems.  Latencies are orders of magnitude of NCCL point-to-point, not
+ * datasheet values.  The efficiency is a typical share of the peak that
+ * large transformer matmuls reach in training (MFU 40-55 %). */
+static const pp_hardware presets[] = {
+    {"h100", {67e12, 494.7e12, 989.4e12}, 0.5, 80e9, 8, 450e9, 5e-6, 50e9, 10e-6},
+    {"h200", {67e12, 494.7e12, 989.4e12}, 0.5, 141e9, 8, 450e9, 5e-6, 50e9, 10e-6},
+    {"a100", {19.5e12, 156e12, 312e12}, 0.5, 80e9, 8, 300e9, 5e-6, 25e9, 10e-6},
+    /* this machine's kind: one device is one thread on one core (AVX2
+     * FMA: 2 x 8 fp32 lanes x 2 FLOPs at about 2.5 GHz; bf16 computed in
+     * fp32), every device in one process, transfers a copy in memory. */
+    {"cpu", {80e9, 80e9, 80e9}, 0.5, 24e9, PP_MAX_DEVICES, 10e9, 2e-6, 10e9, 2e-6},
+};
+
+const pp_hardware *pp_hardware_preset(const char *name)
+{
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (strcmp(presets[i].name, name) == 0)
+            return &presets[i];
+    return NULL;
+}
+
+const char *pp_hardware_preset_names(void) { return "h100, h200, a100 or cpu"; }
+
+double pp_link_time(const pp_hardware *hw, int a, int b, double bytes)
+{
+    if (a == b)
+        return 0;
+    int per = hw->devices_per_node > 0 ? hw->devices_per_node : 1;
+    bool same = a / per == b / per;
+    double bw = same ? hw->node_bandwidth : hw->network_bandwidth;
+    return (same ? hw->node_latency : hw->network_latency) + bytes / bw;
+}
+
+double pp_compute_time(const pp_hardware *hw, int p, double flops)
+{
+    return flops / (hw->flops[p] * hw->efficiency);
+}

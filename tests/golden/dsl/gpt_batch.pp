@@ -1,0 +1,2 @@
+microbatches = 8
+model gpt { batch = 12 }

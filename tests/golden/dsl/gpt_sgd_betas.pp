@@ -1,0 +1,1 @@
+model gpt { optimizer = sgd beta1 = 0.8 weight_decay = 0 precision = fp16 }

@@ -1,0 +1,2 @@
+# hardware needs a model with dimensions
+hardware h100

@@ -1,0 +1,3 @@
+# an unknown preset
+model gpt { layers = 4 }
+hardware h800 { }

@@ -1,0 +1,2 @@
+# memory in bytes: every memory setting needs its unit
+memory { limit = 80GB input = 0.5 }
