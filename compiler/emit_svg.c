@@ -64,7 +64,8 @@ static long send_key(const pp_plan *p, const pp_op *op)
     return ((long)op->comm * p->stages + op->stage) * p->microbatches + op->mb;
 }
 
-int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, bool html)
+int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
+                bool html)
 {
     if (!f || !p || !sim || !sim->start || !sim->end || p->devices < 1 || !p->dev)
         return 1;
@@ -90,7 +91,9 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
     fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", WIDTH, height);
     fputs("<text x=\"12\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", f);
     put_escaped(f, p->schedule);
-    fprintf(f, ": %d devices, %d stages, %d micro-batches (predicted)</text>\n", D, p->stages, p->microbatches);
+    fprintf(f, ": %d devices, %d stages, %d micro-batches (", D, p->stages, p->microbatches);
+    put_escaped(f, caption ? caption : "predicted");
+    fputs(")</text>\n", f);
     fputs("<text id=\"summary\" x=\"12\" y=\"38\">", f);
     put_summary(f, p, sim);
     fputs("</text>\n", f);

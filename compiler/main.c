@@ -132,13 +132,13 @@ static int write_torch_csv(FILE *f, void *ctx)
 static int write_svg(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
-    return pp_emit_svg(f, e->plan, e->sim, e->mem, false);
+    return pp_emit_svg(f, e->plan, e->sim, e->mem, "predicted", false);
 }
 
 static int write_html(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
-    return pp_emit_svg(f, e->plan, e->sim, e->mem, true);
+    return pp_emit_svg(f, e->plan, e->sim, e->mem, "predicted", true);
 }
 
 static void list_policies(void)

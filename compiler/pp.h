@@ -736,8 +736,10 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim);
 int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_unit);
 
 /* emit_svg.c: the timeline as a picture (docs/timeline.md): one lane
- * per device, the summary, memory over time; html wraps it in a page. */
-int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, bool html);
+ * per device, the summary, memory over time (on mem's model); caption
+ * says what it shows ("predicted"); html wraps it in a page. */
+int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
+                bool html);
 
 /* torch_csv_write.c: the plan as PyTorch's schedule CSV (docs/torch.md). */
 enum pp_torch_csv_format { PP_TORCH_CSV_COMPUTE_ONLY = 0, PP_TORCH_CSV_COMPUTE_COMMS = 1 };

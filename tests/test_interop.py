@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""test_interop.py PPCC — PyTorch's schedule CSV and the pictures, without
+"""test_interop.py PPCC PPRUN — PyTorch's schedule CSV and the pictures, without
 torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
 
 - export: every shipped schedule PyTorch can run exports in both formats;
@@ -12,7 +12,9 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
 - pictures: the SVG is well-formed XML with one lane and one memory curve
   per device, its summary is --stats' numbers, every compute op has a box
   with a <title>; the HTML page holds the same SVG, and neither has a
-  script or fetches anything.
+  script or fetches anything; the README's picture is what ppcc draws
+  today; pprun's --svg of a run has the same lanes, and the summary of
+  its own measured --timeline.
 
 Run from the build tree's test harness with PP_SOURCE_ROOT set.
 """
@@ -23,7 +25,7 @@ import sys
 import tempfile
 import xml.etree.ElementTree as ET
 
-PPCC = sys.argv[1]
+PPCC, PPRUN = sys.argv[1], sys.argv[2]
 SRC = os.environ["PP_SOURCE_ROOT"]
 SCHED = os.path.join(SRC, "schedules")
 fails = 0
@@ -205,6 +207,36 @@ with tempfile.TemporaryDirectory() as tmp:
             fail("%s: the picture runs a script or fetches something" % name)
         if not page.startswith("<!DOCTYPE html>") or text[text.index("<svg"):] not in page:
             fail("%s: the HTML page does not hold the SVG" % name)
+    expect([os.path.join(SCHED, "1f1b.pp"), "--svg", "readme.svg"], 0)
+    checks += 1
+    if open("readme.svg").read() != open(os.path.join(SRC, "docs", "timeline-1f1b.svg")).read():
+        fail("docs/timeline-1f1b.svg is not what `ppcc schedules/1f1b.pp --svg` draws: regenerate it")
+    # pprun: the measured step, by the same renderer
+    expect([os.path.join(SCHED, "interleaved.pp"), "-o", "plan.json"], 0)
+    checks += 1
+    r = subprocess.run([PPRUN, "plan.json", "--backend", "cpu", "--svg", "m.svg", "--html", "m.html", "--timeline"],
+                       capture_output=True, text=True)
+    if r.returncode:
+        fail("pprun --svg exited %d:\n%s" % (r.returncode, r.stderr))
+    else:
+        root = ET.parse("m.svg").getroot()
+        lanes = [g for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
+        m = re.search(r"bubble ([\d.]+)%  makespan ([\d.]+)  peak memory: (.*)", r.stdout.replace("\n  ", " "))
+        s = re.match(r"makespan=([\d.e+]+) bubble=([\d.]+)% peak_mem=\[(.*)\]", summary or "")
+        checks += 2
+        if len(lanes) != 4 or "measured" not in "".join(root.itertext()):
+            fail("pprun --svg: %d lanes, want 4, titled measured" % len(lanes))
+        if not m or not s or abs(float(s.group(2)) - float(m.group(1))) > 0.051 or \
+                abs(float(s.group(1)) - float(m.group(2))) > 0.006 * float(m.group(2)) or \
+                ["d%d %s" % (d, v) for d, v in enumerate(s.group(3).split(","))] != m.group(3).strip().split(", "):
+            fail("pprun --svg summary %r is not its --timeline's:\n%s" % (summary, r.stdout))
+        if open("m.svg").read()[open("m.svg").read().index("<svg"):] not in open("m.html").read():
+            fail("pprun --html does not hold its SVG")
+    expect_rc = subprocess.run([PPRUN, "plan.json", "--svg", "-"], capture_output=True, text=True)
+    checks += 1
+    if expect_rc.returncode != 2 or "--svg -: standard output carries" not in expect_rc.stderr:
+        fail("pprun --svg -: exit %d, %s" % (expect_rc.returncode, expect_rc.stderr))
     expect([os.path.join(SCHED, "1f1b.pp"), "--svg", ""], 2, r"--svg: empty file name")
     expect([os.path.join(SCHED, "1f1b.pp"), "--svg", "nodir/t.svg"], 1, r"cannot create nodir/t\.svg")
     expect([os.path.join(SCHED, "1f1b.pp"), "--compare", "1f1b,gpipe", "--svg", "t.svg"], 2, r"--compare prints")

@@ -10,7 +10,9 @@
    its validation and lowering included), and its runtime, stepping each
    rank (`_step_microbatches`), runs exactly ppcc's per-rank compute order;
 3. import: ppcc reads PyTorch's CSV (both formats) and gives back the same
-   per-rank order.
+   per-rank order;
+4. zb-h2, auto and custom, which PyTorch has no class for: its loader and
+   runtime take ppcc's CSVs and run ppcc's order.
 
 Needs torch: exits 77 (skipped) when it cannot be imported.
 """
@@ -170,6 +172,32 @@ with tempfile.TemporaryDirectory() as tmp:
                     if rows_of(back) != want:
                         fail("%s: ppcc's import of %s gives another order\n back:  %s\n torch: %s" %
                              (what, os.path.basename(path), rows_of(back), want))
+
+    # Schedules PyTorch has no class for (zb-h2, auto's winner, a custom
+    # order): its loader and runtime take ppcc's CSV and run ppcc's order.
+    for policy in ("zb-h2", "auto", "custom"):
+        sched_file = os.path.join(SCHEDULES, policy + ".pp")
+        r = subprocess.run([PPCC, sched_file, "--stats"], capture_output=True, text=True)
+        st = dict(kv.split("=", 1) for kv in r.stdout.split())
+        D, M, S_ = int(st["devices"]), int(st["microbatches"]), int(st["stages"])
+        mine = os.path.join(tmp, "ppcc.csv")
+        mine_comms = os.path.join(tmp, "ppcc_comms.csv")
+        if not (ppcc([sched_file, "--emit", "torch-csv", "-o", mine]) and
+                ppcc([sched_file, "--emit", "torch-csv=compute_comms", "-o", mine_comms])):
+            continue
+        ours = rows_of(mine)
+        split = any("W" in a for row in ours for a in row)
+        on = {S._Action.from_str(a).stage_index: r for r, row in enumerate(ours) for a in row}
+        style = "loop" if all(on[s] == T.placement(D, S_ // D, "loop")[s] for s in on) else "v"
+        for path, fmt in ((mine, "compute_only"), (mine_comms, "compute_comms")):
+            checks += 1
+            try:
+                got = compute_only(run_in_pytorch(path, fmt, D, M, S_ // D, style), split)
+            except Exception as e:  # noqa: BLE001
+                fail("%s: PyTorch refuses ppcc's %s CSV: %s: %s" % (policy, fmt, type(e).__name__, e))
+                continue
+            if got != compute_only(ours, split):
+                fail("%s: PyTorch's runtime runs another order from ppcc's %s CSV" % (policy, fmt))
 
 print("%d checks, %d failures" % (checks, fails))
 sys.exit(1 if fails else 0)
