@@ -36,6 +36,8 @@ static void usage(FILE *f)
           "  --dump DIR          write x, t, w_init, b_init, w_final, b_final, loss as .npy\n"
           "  --trace FILE        write every op's measured start and end (Chrome trace JSON)\n"
           "  --timeline          draw the measured last step as a text timeline\n"
+          "  --width N, --compact  with --timeline: its width (40..1000, default 80), one\n"
+          "                      character per op (as ppcc's)\n"
           "  --svg FILE, --html FILE  the measured last step as a picture (SVG, or a page)\n"
           "  --timeout S         seconds a wait may last before the run fails (default 60): a\n"
           "                      receive, the barrier at a step's flush, a GPU step's\n"
@@ -149,11 +151,12 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
 typedef struct options {
     long steps, gpus, nproc;
     double timeout;
-    bool check, timeline, graph;
+    bool check, timeline, graph, compact;
+    long width; /* --timeline's, 0: 80 */
     int precision;
     const char *precision_arg; /* a precision other than fp32: only GPUs have one */
     const char *dump, *trace, *backend, *plan_path, *svg, *html;
-    const char *given[16]; /* each value option's text as given, by its code - OPT_FIRST */
+    const char *given[20]; /* each value option's text as given, by its code - OPT_FIRST */
 } options;
 
 /* Outputs a multi-process run cannot write (each rank holds part of it). */
@@ -165,8 +168,8 @@ static int parse_options(int argc, char **argv, options *op)
 {
     enum { OPT_FIRST = 256, OPT_BACKEND = OPT_FIRST, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT,
            OPT_HELP, OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC, OPT_SVG, OPT_HTML,
-           OPT_END };
-    _Static_assert(OPT_END - OPT_FIRST <= 16, "options.given has a slot per option");
+           OPT_WIDTH, OPT_COMPACT, OPT_END };
+    _Static_assert(OPT_END - OPT_FIRST <= 20, "options.given has a slot per option");
     static const struct option longopts[] = {
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"steps", required_argument, NULL, OPT_STEPS},
@@ -182,6 +185,8 @@ static int parse_options(int argc, char **argv, options *op)
         {"no-graph", no_argument, NULL, OPT_NO_GRAPH},
         {"nproc", required_argument, NULL, OPT_NPROC},
         {"svg", required_argument, NULL, OPT_SVG},
+        {"width", required_argument, NULL, OPT_WIDTH},
+        {"compact", no_argument, NULL, OPT_COMPACT},
         {"html", required_argument, NULL, OPT_HTML},
         {NULL, 0, NULL, 0},
     };
@@ -236,6 +241,11 @@ static int parse_options(int argc, char **argv, options *op)
         case OPT_NO_GRAPH: op->graph = false; break;
         case OPT_CHECK: op->check = true; break;
         case OPT_TIMELINE: op->timeline = true; break;
+        case OPT_COMPACT: op->compact = true; break;
+        case OPT_WIDTH:
+            if (parse_positive_int(optarg, 1000, &op->width) || op->width < 40)
+                return usage_error("--width: '%s' is not an integer in 40..1000", optarg);
+            break;
         case OPT_DUMP:
             if (!*optarg)
                 return usage_error("%s", "--dump: empty directory name");
@@ -289,6 +299,9 @@ static int parse_options(int argc, char **argv, options *op)
     if (op->nproc > 0 && strcmp(op->plan_path, "-") == 0)
         return usage_error("--nproc %ld: every process reads the plan, and standard input can be read "
                            "once: give a file", op->nproc);
+    if ((op->width || op->compact) && !op->timeline)
+        return usage_error("%s shapes the timeline, which only --timeline draws: give --timeline too",
+                           op->width ? "--width" : "--compact");
     if (op->trace && strcmp(op->trace, "-") == 0)
         return usage_error("%s", "--trace -: standard output carries the progress lines; name a file");
     if ((op->svg && !strcmp(op->svg, "-")) || (op->html && !strcmp(op->html, "-")))
@@ -488,7 +501,7 @@ static int report(session *S, pr_run_result *r)
     if (op->timeline) {
         pp_sim sim;
         pr_measured_sim(plan, r, &sim);
-        pp_timeline_opts to = {.width = 80, .compact = false};
+        pp_timeline_opts to = {.width = op->width ? (int)op->width : 80, .compact = op->compact};
         printf("measured timeline of step %d (times in microseconds):\n", steps);
         fflush(stdout);
         if (pp_emit_timeline(stdout, plan, &sim, &to) != 0) {

@@ -14,7 +14,9 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
   with a <title>; the HTML page holds the same SVG, and neither has a
   script or fetches anything; the README's picture is what ppcc draws
   today; pprun's --svg of a run has the same lanes, and the summary of
-  its own measured --timeline.
+  its own measured --timeline; pprun --timeline takes --width and --compact;
+- the text timeline of 8 devices x 32 micro-batches x 2 chunks at 80
+  columns (in parts): its golden, and every op's micro-batch read back.
 
 Run from the build tree's test harness with PP_SOURCE_ROOT set.
 """
@@ -237,9 +239,63 @@ with tempfile.TemporaryDirectory() as tmp:
     checks += 1
     if expect_rc.returncode != 2 or "--svg -: standard output carries" not in expect_rc.stderr:
         fail("pprun --svg -: exit %d, %s" % (expect_rc.returncode, expect_rc.stderr))
+    # pprun --timeline takes ppcc's --width and --compact
+    for extra, want in ((["--width", "120"], 120), (["--compact"], 80), (["--width", "50", "--compact"], 50)):
+        r = subprocess.run([PPRUN, "plan.json", "--backend", "cpu", "--timeline"] + extra, capture_output=True, text=True)
+        chart = r.stdout[r.stdout.find("interleaved:"):]
+        checks += 1
+        if r.returncode or not chart or max(len(line) for line in chart.split("\n")) > want or \
+                (want < 120 and "compact" not in chart) or (want == 120 and max(map(len, chart.split("\n"))) <= 80):
+            fail("pprun --timeline %s: exit %d, not a chart of %d columns:\n%s" % (extra, r.returncode, want, r.stdout))
+    for extra, pattern in ((["--width", "100"], r"--width shapes the timeline"), (["--compact"], r"--compact shapes"),
+                           (["--timeline", "--width", "39"], r"--width: '39' is not an integer in 40\.\.1000")):
+        r = subprocess.run([PPRUN, "plan.json"] + extra, capture_output=True, text=True)
+        checks += 1
+        if r.returncode != 2 or not re.search(pattern, r.stderr):
+            fail("pprun %s: exit %d, %s" % (extra, r.returncode, r.stderr))
     expect([os.path.join(SCHED, "1f1b.pp"), "--svg", ""], 2, r"--svg: empty file name")
     expect([os.path.join(SCHED, "1f1b.pp"), "--svg", "nodir/t.svg"], 1, r"cannot create nodir/t\.svg")
     expect([os.path.join(SCHED, "1f1b.pp"), "--compare", "1f1b,gpipe", "--svg", "t.svg"], 2, r"--compare prints")
+
+    # ------------------------------------------- the text timeline in parts
+    # 8 devices x 32 micro-batches x 2 chunks at 80 columns: the golden, and
+    # every op legible: read back from the parts, each device's ops (kind,
+    # chunk by case, micro-batch in full) are its plan's compute ops in order.
+    pp = os.path.join(SCHED, "interleaved.pp")
+    args = [pp, "-D", "devices=8", "-D", "microbatches=32"]
+    text = expect(args + ["--timeline"], 0)
+    golden = open(os.path.join(SRC, "tests", "golden", "emit", "interleaved_8x32_parts.txt")).read()
+    checks += 2
+    if text != golden:
+        fail("interleaved 8x32 --timeline differs from tests/golden/emit/interleaved_8x32_parts.txt:\n" + text)
+    if any(len(line) > 80 for line in text.split("\n")):
+        fail("interleaved 8x32 --timeline: a line is wider than 80 columns")
+    expect(args + ["-o", "plan8.json"], 0)
+    plan = __import__("json").load(open("plan8.json"))
+    lines = text.split("\n")
+    seen = {d: [] for d in range(8)}
+    i = 0
+    while i < len(lines):
+        m = re.match(r"d(\d+) +\|(.*)\|$", lines[i])
+        if not m:
+            i += 1
+            continue
+        d, kinds = int(m.group(1)), m.group(2)
+        rows = [lines[j].split("|") for j in (i + 1, i + 2) if j < len(lines)]
+        tens, units = [r[1] if len(r) > 2 else "" for r in rows + [[], []]][:2]
+        for x, k in enumerate(kinds):
+            if k.upper() in "FBW":
+                digits = (tens[x:x + 1] + units[x:x + 1]).strip()
+                seen[d].append((k, int(digits) if digits.isdigit() else None))
+        i += 3
+    checks += 1
+    for dev in plan["devices"]:
+        d, stages = dev["rank"], dev["stages"]
+        want = [((op["op"] if stages.index(op["stage"]) % 2 == 0 else op["op"].lower()), op["mb"])
+                for op in dev["ops"] if op["op"] in ("F", "B", "W")]
+        if seen[d] != want:
+            fail("interleaved 8x32 --timeline: device %d reads %s..., its plan has %s..." % (d, seen[d][:8], want[:8]))
+            break
 
 print("test_interop: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)
