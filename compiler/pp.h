@@ -383,6 +383,10 @@ void pp_plan_free(pp_plan *p);
 pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
 void pp_plan_reserve(pp_plan *p, int device, int n);
 long pp_plan_total_ops(const pp_plan *p);
+/* Which placement a stage -> device map is: PP_PLACE_LOOP (stage s on
+ * device s mod D, one stage per device included), PP_PLACE_VSHAPE (two
+ * stages per device, s < D on device s, else on 2D-1-s) or PP_PLACE_LIST. */
+int pp_placement_shape(const int *placement, int devices, int stages);
 /* The devices a send or recv (kind) of comm for stage connects: the data
  * leaves the holder of stage for the holder of the next stage (act) or of
  * the previous one (grad).  *self is the device the op belongs on, *peer
@@ -745,9 +749,6 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
 enum pp_torch_csv_format { PP_TORCH_CSV_COMPUTE_ONLY = 0, PP_TORCH_CSV_COMPUTE_COMMS = 1 };
 const char *pp_torch_csv_format_name(int format); /* "compute_only" | "compute_comms" */
 int pp_torch_csv_format_from_name(const char *name); /* -1 if unknown */
-/* PP_PLACE_LOOP or PP_PLACE_VSHAPE as PyTorch names the plan's placement
- * (one stage per rank is loop); PP_PLACE_LIST for any other. */
-int pp_torch_csv_placement(const pp_plan *p);
 /* Refuses, with an error each, what PyTorch's runtime cannot run: an R
  * op, asynchronous weights, a placement other than loop or V. */
 int pp_torch_csv_check(const pp_plan *p, pp_diag *d);

@@ -268,19 +268,14 @@ int pp_torch_csv_spec(const char *path, int ranks, int microbatches, const pp_de
     pp_torch_csv csv;
     if (pp_source_read(path, a, d, src) || pp_torch_csv_read(src, ranks, microbatches, a, d, &csv))
         return 1;
-    int D = csv.ranks, S = csv.stages;
-    bool loop = true, v = S == 2 * D;
-    for (int s = 0; s < S; s++) {
-        loop &= csv.placement[s] == s % D;
-        v &= csv.placement[s] == (s < D ? s : 2 * D - 1 - s);
-    }
+    int D = csv.ranks, S = csv.stages, shape = pp_placement_shape(csv.placement, D, S);
     /* The shape as a schedule file would say it; -D settings apply after. */
     size_t cap = 160 + (size_t)S * 12;
     char *text = pp_arena_alloc(a, cap);
     int n = snprintf(text, cap, "schedule custom\ndevices = %d\nvirtual = %d\nmicrobatches = %d\nplacement = ", D, S / D,
                      csv.microbatches);
-    if (loop || v)
-        n += snprintf(text + n, cap - (size_t)n, "%s\n", loop ? "loop" : "vshape");
+    if (shape != PP_PLACE_LIST)
+        n += snprintf(text + n, cap - (size_t)n, "%s\n", shape == PP_PLACE_LOOP ? "loop" : "vshape");
     else {
         for (int s = 0; s < S; s++)
             n += snprintf(text + n, cap - (size_t)n, "%s%d", s ? ", " : "[", csv.placement[s]);

@@ -36,18 +36,6 @@ int pp_torch_csv_format_from_name(const char *name)
     return -1;
 }
 
-int pp_torch_csv_placement(const pp_plan *p)
-{
-    int D = p->devices, S = p->stages;
-    bool loop = true, v = S == 2 * D;
-    for (int s = 0; s < S; s++) {
-        loop &= p->placement[s] == s % D;
-        v &= p->placement[s] == (s < D ? s : 2 * D - 1 - s);
-    }
-    /* One stage per rank is both: PyTorch calls it loop. */
-    return loop ? PP_PLACE_LOOP : v ? PP_PLACE_VSHAPE : PP_PLACE_LIST;
-}
-
 int pp_torch_csv_check(const pp_plan *p, pp_diag *d)
 {
     int before = d->errors;
@@ -64,7 +52,7 @@ int pp_torch_csv_check(const pp_plan *p, pp_diag *d)
                          p->dev[dv].ops[i].stage);
                 break;
             }
-    if (pp_torch_csv_placement(p) == PP_PLACE_LIST)
+    if (pp_placement_shape(p->placement, p->devices, p->stages) == PP_PLACE_LIST)
         pp_error(d, "--emit torch-csv: the placement is neither loop nor vshape; torchtitan places stages on ranks "
                     "by one of those two (docs/torch.md)");
     return d->errors - before;
