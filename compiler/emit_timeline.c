@@ -3,7 +3,7 @@
  * timeline, as in the GPipe / PipeDream / 1F1B papers: one row per device,
  * time running left to right.  docs/timeline.md shows how to read it.
  *
- * Three layouts, tried in order, so that no op is ever lost:
+ * Four layouts, tried in order, so that no op is ever lost:
  *
  *   labelled  x is time, scaled to the width; each compute op spans the
  *             columns of [start, end) and carries its full label (F3, b12).
@@ -13,8 +13,14 @@
  *             each op is one character on a kind row (F/B/W) above a
  *             micro-batch row (last digit).  Used on request or when some
  *             label does not fit.
+ *   parts     compact, wrapped: when its columns do not fit the width, they
+ *             are cut into parts of the width drawn one below the other (at
+ *             most MAX_PARTS, and MAX_PART_ROWS device rows in all), each
+ *             micro-batch written in full (tens over units), so that every
+ *             op of 8 devices x 32 micro-batches x 2 chunks stays legible
+ *             at 80 columns.
  *   scaled    x is time again, several ops per column; each cell shows what
- *             fills most of it.  Used when even compact does not fit (say
+ *             fills most of it.  Used when even the parts do not fit (say
  *             64 devices x 1024 micro-batches): bounded width, linear time.
  *
  * Times are taken as they are — not integers, not uniform, not starting at
@@ -34,6 +40,8 @@
 #define IDLE '.'
 #define COMM '~'
 #define FILL '-' /* the rest of a labelled op after its label */
+#define MAX_PARTS 8    /* of the compact layout in parts, */
+#define MAX_PART_ROWS 160 /* and the device rows of all its parts together */
 
 typedef struct chart {
     const pp_plan *p;
@@ -429,8 +437,8 @@ static long instant_of(const double *rep, long nrep, double s)
  * shortest op of each other are one instant (a measured trace jitters);
  * a device never has two ops in one instant unless one takes no time, and
  * those get a sub-column each.  Returns the number of columns, or -1 when
- * they would not fit (or memory ran out). */
-static int compact_layout(const chart *c, int **col, int **span)
+ * there would be more than limit (or memory ran out). */
+static int compact_layout(const chart *c, int **col, int **span, long limit)
 {
     const pp_plan *p = c->p;
     long n = 0;
@@ -445,7 +453,7 @@ static int compact_layout(const chart *c, int **col, int **span)
                 min_dur = fmin(min_dur, e - s);
             k++;
         }
-        if (k > c->ncols)
+        if (k > limit)
             return -1; /* one column per op cannot fit: no need to sort */
         n += k;
     }
@@ -472,7 +480,7 @@ static int compact_layout(const chart *c, int **col, int **span)
     const double *rep = starts;
 
     /* key = (instant, how many earlier ops of the device share it) */
-    uint64_t stride = (uint64_t)c->ncols + 1;
+    uint64_t stride = (uint64_t)limit + 1;
     k = 0;
     for (int d = 0; d < p->devices; d++) {
         long prev = -1;
@@ -492,7 +500,7 @@ static int compact_layout(const chart *c, int **col, int **span)
     for (long i = 0; i < n; i++)
         if (nkeys == 0 || keys[i] != keys[nkeys - 1])
             keys[nkeys++] = keys[i];
-    if (nkeys > c->ncols)
+    if (nkeys > limit)
         goto out;
 
     for (int d = 0; d < p->devices; d++) {
@@ -550,6 +558,60 @@ static void draw_compact(chart *c, FILE *f, char *row, char *row2, char *row3, i
         if (c->chunks > 2)
             put_row(c, f, d, false, row3);
     }
+}
+
+/* Device rows of one part: kind, micro-batch digits, chunk. */
+static int part_rows(const chart *c)
+{
+    return 1 + ndigits(c->p->microbatches > 1 ? c->p->microbatches - 1 : 0) + (c->chunks > 2);
+}
+
+/* How many parts the layout may take. */
+static int parts_max(const chart *c)
+{
+    long by_rows = MAX_PART_ROWS / ((long)c->p->devices * part_rows(c));
+    return by_rows < MAX_PARTS ? (int)by_rows : MAX_PARTS;
+}
+
+/* The compact columns [0, ncols) in parts of the width: each device's kind
+ * row, then its micro-batch in full (tens over units, and hundreds over
+ * those, as many rows as the largest needs), then its chunk when there
+ * are more than two. */
+static void draw_parts(chart *c, FILE *f, char *row, int **col, int **span, int ncols)
+{
+    int W = c->ncols, parts = (ncols + W - 1) / W;
+    int mb_rows = ndigits(c->p->microbatches > 1 ? c->p->microbatches - 1 : 0);
+    for (int part = 0; part < parts; part++) {
+        int lo = part * W, hi = lo + W < ncols ? lo + W : ncols;
+        fprintf(f, "%*s part %d of %d\n", c->label_w - 1, "", part + 1, parts);
+        for (int d = 0; d < c->p->devices; d++) {
+            const pp_device *dv = &c->p->dev[d];
+            for (int r = 0; r < part_rows(c); r++) {
+                memset(row, r == 0 ? IDLE : ' ', (size_t)W);
+                for (int i = 0; i < dv->n; i++) {
+                    const pp_op *op = &dv->ops[i];
+                    int a = col[d][i], b = span[d][i];
+                    if (a < 0 || b <= lo || a >= hi)
+                        continue;
+                    if (r == 0) {
+                        int from = a > lo ? a : lo, to = b < hi ? b : hi;
+                        memset(row + from - lo, FILL, (size_t)(to - from));
+                    }
+                    if (a < lo)
+                        continue; /* began in the part before, labelled there */
+                    long v = r == 0 ? 0 : r <= mb_rows ? op->mb : op_chunk(c, op);
+                    int place = r <= mb_rows ? mb_rows - r : 0; /* digit of v on this row */
+                    for (int k = 0; k < place; k++)
+                        v /= 10;
+                    row[a - lo] = r == 0 ? op_letter(c, op) : (char)('0' + v % 10);
+                }
+                row[hi - lo] = '\0';
+                put_row(c, f, d, r == 0, row);
+                row[hi - lo] = ' ';
+            }
+        }
+    }
+    row[W] = '\0';
 }
 
 /* ---- scaled ---- */
@@ -612,7 +674,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
 
 /* ---- legend and summary ---- */
 
-enum layout { LABELLED, COMPACT, SCALED };
+enum layout { LABELLED, COMPACT, PARTS, SCALED };
 
 static void legend(const chart *c, FILE *f, enum layout how)
 {
@@ -621,6 +683,9 @@ static void legend(const chart *c, FILE *f, enum layout how)
     if (how == COMPACT) {
         wrap_put(&w, "", c->any_w ? "F/B/W over the micro-batch's last digit:"
                                   : "F/B over the micro-batch's last digit:");
+    } else if (how == PARTS) {
+        wrap_put(&w, "", c->any_w ? "F/B/W over the micro-batch" : "F/B over the micro-batch");
+        wrap_put(&w, c->p->microbatches > 10 ? " " : "", c->p->microbatches > 10 ? "(tens over units):" : ":");
     } else if (how == LABELLED) {
         wrap_put(&w, "", c->any_w ? "F3/B3/W3:" : "F3/B3:");
     } else {
@@ -637,7 +702,7 @@ static void legend(const chart *c, FILE *f, enum layout how)
     if (c->any_lower || c->chunks > 1)
         wrap_put(&w, "; ", "lower case: odd chunk");
     if (c->chunks > 2)
-        wrap_put(&w, "; ", how == COMPACT ? "third row: chunk" : ":c chunk c");
+        wrap_put(&w, "; ", how == COMPACT ? "third row: chunk" : how == PARTS ? "last row: chunk" : ":c chunk c");
     if (how != SCALED)
         wrap_put(&w, "; ", "- op continues");
     wrap_put(&w, "; ", ". idle");
@@ -654,9 +719,9 @@ static void legend(const chart *c, FILE *f, enum layout how)
         fmt_time(t0, sizeof t0, c->t0);
         fmt_time(t1, sizeof t1, c->t1);
     }
-    if (how == COMPACT) {
-        wrap_put(&w, "", "compact: one column per start time,");
-        wrap_put(&w, " ", "not to scale;");
+    if (how == COMPACT || how == PARTS) {
+        wrap_put(&w, "", how == PARTS ? "compact in parts: one column per start time," : "compact: one column per start time,");
+        wrap_put(&w, " ", how == PARTS ? "not to scale, each part after the one above;" : "not to scale;");
     } else {
         snprintf(per, sizeof per, "%.3g", 1 / c->scale);
         snprintf(buf, sizeof buf, "%s: 1 column = %s %s;", how == SCALED ? "scaled" : "x", per,
@@ -738,6 +803,7 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
     wrap_end(&w);
 
     enum layout how = SCALED;
+    int parts_cols = 0;
     if (!(o && o->compact) && labelled_fits(&c)) {
         how = LABELLED;
     } else {
@@ -748,13 +814,18 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
             span[d] = malloc((size_t)n * sizeof **span);
             ok = col[d] && span[d];
         }
-        if (ok && compact_layout(&c, col, span) >= 0)
+        if (ok && compact_layout(&c, col, span, c.ncols) >= 0)
             how = COMPACT;
+        else if (ok && parts_max(&c) > 1 &&
+                 (parts_cols = compact_layout(&c, col, span, (long)c.ncols * parts_max(&c))) >= 0)
+            how = PARTS;
     }
     if (how == LABELLED) {
         draw_labelled(&c, f, row);
     } else if (how == COMPACT) {
         draw_compact(&c, f, row, row2, row3, col, span);
+    } else if (how == PARTS) {
+        draw_parts(&c, f, row, col, span, parts_cols);
     } else {
         acc = malloc((size_t)c.ncols * CELL__N * sizeof *acc);
         if (!acc)

@@ -37,6 +37,13 @@ static void usage(FILE *f)
           "  --timeline        print the predicted timeline (no plan unless -o)\n"
           "  --stats           print a one-line summary (no plan unless -o)\n"
           "  --trace FILE      write the predicted timeline as a Chrome/Perfetto trace\n"
+          "  --svg FILE        write the predicted timeline as a picture (SVG)\n"
+          "  --html FILE       the same picture in a page that opens from disk\n"
+          "  --emit torch-csv[=compute_only|compute_comms]\n"
+          "                    -o writes PyTorch's schedule CSV instead of the plan\n"
+          "                    (docs/torch.md).  FILE may be such a CSV (FILE.csv): its\n"
+          "                    order is compiled as a custom one; --ranks N and\n"
+          "                    --microbatches M check its shape\n"
           "  --width N         with --timeline: its width in columns (default 80)\n"
           "  --compact         with --timeline: one character per op\n"
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
@@ -100,6 +107,8 @@ typedef struct emit_ctx {
     const pp_spec *spec;
     const pp_plan *plan;
     const pp_sim *sim;
+    const pp_verify_opts *mem;
+    int csv_format;
 } emit_ctx;
 
 static int write_plan(FILE *f, void *ctx)
@@ -113,6 +122,24 @@ static int write_trace(FILE *f, void *ctx)
     const emit_ctx *e = ctx;
     /* one cost unit shows as 1 ms; seconds (a gpt on hardware) as themselves */
     return pp_emit_trace(f, e->plan, e->sim, e->sim->units.seconds ? 1e6 : 1000.0);
+}
+
+static int write_torch_csv(FILE *f, void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_emit_torch_csv(f, e->plan, e->csv_format);
+}
+
+static int write_svg(FILE *f, void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_emit_svg(f, e->plan, e->sim, e->mem, "predicted", false);
+}
+
+static int write_html(FILE *f, void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_emit_svg(f, e->plan, e->sim, e->mem, "predicted", true);
 }
 
 static void list_policies(void)
@@ -133,13 +160,19 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
     return true;
 }
 
-enum { OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE };
+enum {
+    OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE,
+    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES
+};
 
 /* The command line, checked. */
 typedef struct options {
     pp_define *defs; /* [argc]: room for every -D */
     int ndefs;
     const char *src_path, *out_path, *trace_path, *compare, *width;
+    const char *svg_path, *html_path, *emit, *ranks, *microbatches;
+    int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
+    int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
     bool timeline, stats;
     pp_timeline_opts topts;
     char *default_out; /* out_path when derived from the schedule's name */
@@ -157,6 +190,11 @@ static int parse_options(int argc, char **argv, options *o)
         {"compact", no_argument, NULL, OPT_COMPACT},
         {"list-policies", no_argument, NULL, OPT_LIST},
         {"compare", required_argument, NULL, OPT_COMPARE},
+        {"svg", required_argument, NULL, OPT_SVG},
+        {"html", required_argument, NULL, OPT_HTML},
+        {"emit", required_argument, NULL, OPT_EMIT},
+        {"ranks", required_argument, NULL, OPT_RANKS},
+        {"microbatches", required_argument, NULL, OPT_MICROBATCHES},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -198,6 +236,38 @@ static int parse_options(int argc, char **argv, options *o)
         case OPT_COMPACT:
             o->topts.compact = true;
             break;
+        case OPT_SVG:
+            if ((rc = path_once("--svg", &o->svg_path, optarg)) >= 0)
+                return rc;
+            break;
+        case OPT_HTML:
+            if ((rc = path_once("--html", &o->html_path, optarg)) >= 0)
+                return rc;
+            break;
+        case OPT_EMIT: {
+            const char *fmt = !strcmp(optarg, "torch-csv") ? "compute_only"
+                              : !strncmp(optarg, "torch-csv=", 10) ? optarg + 10
+                                                                   : NULL;
+            if (!fmt || (o->csv_format = pp_torch_csv_format_from_name(fmt)) < 0)
+                return usage_error("--emit expects torch-csv, torch-csv=compute_only or torch-csv=compute_comms, "
+                                   "got '%s'", optarg);
+            if ((rc = once("--emit", &o->emit, optarg)) >= 0)
+                return rc;
+            break;
+        }
+        case OPT_RANKS:
+            if (!parse_int_flag(optarg, 1, PP_MAX_DEVICES, &o->csv_ranks))
+                return usage_error("--ranks expects an integer from 1 to %d, got '%s'", PP_MAX_DEVICES, optarg);
+            if ((rc = once("--ranks", &o->ranks, optarg)) >= 0)
+                return rc;
+            break;
+        case OPT_MICROBATCHES:
+            if (!parse_int_flag(optarg, 1, PP_MAX_MICROBATCHES, &o->csv_microbatches))
+                return usage_error("--microbatches expects an integer from 1 to %d, got '%s'", PP_MAX_MICROBATCHES,
+                                   optarg);
+            if ((rc = once("--microbatches", &o->microbatches, optarg)) >= 0)
+                return rc;
+            break;
         case OPT_COMPARE:
             /* The list's shape is usage; whether each name is a policy is
              * the input's (pp_compare). */
@@ -227,6 +297,13 @@ static int parse_options(int argc, char **argv, options *o)
         return usage_error("%s", optind >= argc ? "expected one schedule file (FILE.pp)"
                                                 : "expected exactly one schedule file");
     o->src_path = argv[optind];
+    if ((o->ranks || o->microbatches) && !pp_torch_csv_is_path(o->src_path))
+        return usage_error("%s gives the shape of a PyTorch CSV (FILE.csv); a schedule file sets it with -D",
+                           o->ranks ? "--ranks" : "--microbatches");
+    if (o->emit && !o->out_path)
+        return usage_error("%s", "--emit torch-csv writes what -o OUT names: give -o");
+    if (o->compare && (o->svg_path || o->html_path || o->emit))
+        return usage_error("%s", "--compare prints its table alone: drop --svg, --html and --emit");
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
         return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
@@ -236,7 +313,7 @@ static int parse_options(int argc, char **argv, options *o)
                            o->width ? "--width" : "--compact");
     if (o->out_path && o->trace_path && !strcmp(o->out_path, "-") && !strcmp(o->trace_path, "-"))
         return usage_error("%s", "-o - and --trace - would both write to standard output");
-    if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare) {
+    if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare && !o->svg_path && !o->html_path) {
         /* A schedule from standard input has no name to derive one from. */
         if (strcmp(o->src_path, "-") == 0)
             return usage_error("%s", "a schedule read from standard input ('-') needs -o OUT (or -o - for stdout)");
@@ -253,7 +330,7 @@ static int compile(const options *o)
     pp_diag diag;
     pp_diag_init(&diag, stderr, "ppcc");
     pp_outputs *outs = pp_outputs_new(&diag);
-    pp_output *plan_out = NULL, *trace_out = NULL;
+    pp_output *plan_out = NULL, *trace_out = NULL, *svg_out = NULL, *html_out = NULL;
     pp_arena arena = {0};
     pp_ast ast;
     pp_spec spec;
@@ -265,19 +342,29 @@ static int compile(const options *o)
     /* Outputs are checked, and their temporaries made, before any work. */
     if (pp_outputs_input(outs, "the schedule", o->src_path) ||
         (o->trace_path && !(trace_out = pp_outputs_file(outs, "--trace", o->trace_path))) ||
+        (o->svg_path && !(svg_out = pp_outputs_file(outs, "--svg", o->svg_path))) ||
+        (o->html_path && !(html_out = pp_outputs_file(outs, "--html", o->html_path))) ||
         (o->out_path && !(plan_out = pp_outputs_file(outs, o->out_path == o->default_out ? "the plan" : "-o",
                                                      o->out_path))))
         goto done;
     /* standard output carries a plan or a trace alone: the reports go to stderr */
     FILE *text = (plan_out && pp_output_is_stdout(plan_out)) ||
-                         (trace_out && pp_output_is_stdout(trace_out))
+                         (trace_out && pp_output_is_stdout(trace_out)) ||
+                         (svg_out && pp_output_is_stdout(svg_out)) || (html_out && pp_output_is_stdout(html_out))
                      ? stderr
                      : stdout;
 
-    if (pp_parse_file(o->src_path, &arena, &diag, &ast))
-        goto done;
-    if (pp_spec_build(&ast, o->defs, o->ndefs, &arena, &diag, &spec))
-        goto done;
+    if (pp_torch_csv_is_path(o->src_path)) {
+        /* A PyTorch CSV: its order, as the custom policy's, on a shape it implies. */
+        if (pp_torch_csv_spec(o->src_path, o->csv_ranks, o->csv_microbatches, o->defs, o->ndefs, &arena, &diag,
+                              &ast, &spec))
+            goto done;
+    } else {
+        if (pp_parse_file(o->src_path, &arena, &diag, &ast))
+            goto done;
+        if (pp_spec_build(&ast, o->defs, o->ndefs, &arena, &diag, &spec))
+            goto done;
+    }
     if (o->compare) {
         /* The table replaces the compilation: no plan, no timeline. */
         if (pp_compare(stdout, &ast, o->defs, o->ndefs, &spec, o->compare, &diag) == 0 && fflush(stdout) == 0)
@@ -287,9 +374,12 @@ static int compile(const options *o)
     if (pp_compile(&spec, &plan, &sim, &diag))
         goto done;
     have_sim = true;
+    if (o->emit && pp_torch_csv_check(&plan, &diag))
+        goto done;
 
     /* The outputs are committed last, so no error can come after they are in place. */
-    emit_ctx ectx = {&spec, &plan, &sim};
+    pp_verify_opts mem = pp_verify_opts_of(&spec, true);
+    emit_ctx ectx = {&spec, &plan, &sim, &mem, o->csv_format};
     if (o->timeline && pp_emit_timeline(text, &plan, &sim, &o->topts)) {
         pp_error(&diag, "cannot write the timeline");
         goto done;
@@ -304,8 +394,12 @@ static int compile(const options *o)
     }
     if (trace_out)
         pp_output_fill(trace_out, write_trace, &ectx);
+    if (svg_out)
+        pp_output_fill(svg_out, write_svg, &ectx);
+    if (html_out)
+        pp_output_fill(html_out, write_html, &ectx);
     if (plan_out)
-        pp_output_fill(plan_out, write_plan, &ectx);
+        pp_output_fill(plan_out, o->emit ? write_torch_csv : write_plan, &ectx);
     if (pp_outputs_commit(outs))
         goto done;
     rc = 0;
@@ -320,7 +414,7 @@ done:
 
 int main(int argc, char **argv)
 {
-    options o = {.topts = {.width = 80, .compact = false}};
+    options o = {.topts = {.width = 80, .compact = false}, .csv_format = -1};
     o.defs = calloc((size_t)argc, sizeof *o.defs);
     if (!o.defs)
         return EXIT_INPUT;

@@ -60,6 +60,16 @@ pp_op *pp_plan_push(pp_plan *p, int device, pp_op op)
     return &dv->ops[dv->n++];
 }
 
+int pp_placement_shape(const int *placement, int devices, int stages)
+{
+    bool loop = true, v = stages == 2 * devices;
+    for (int s = 0; s < stages; s++) {
+        loop &= placement[s] == s % devices;
+        v &= placement[s] == (s < devices ? s : 2 * devices - 1 - s);
+    }
+    return loop ? PP_PLACE_LOOP : v ? PP_PLACE_VSHAPE : PP_PLACE_LIST;
+}
+
 long pp_plan_total_ops(const pp_plan *p)
 {
     long n = 0;

@@ -532,6 +532,21 @@ typedef struct pp_define {
 int pp_spec_build(const pp_ast *ast, const pp_define *defs, int ndefs, pp_arena *a, pp_diag *d,
                   pp_spec *spec);
 
+/* torch_csv_read.c: a PyTorch schedule CSV as a custom order
+ * (docs/torch.md).  The order's tokens are the CSV's cells. */
+typedef struct pp_torch_csv {
+    int ranks, stages, microbatches;
+    int *placement; /* [stages] -> rank, where the file puts each */
+    pp_order order; /* rows[ranks]; src is the CSV */
+} pp_torch_csv;
+bool pp_torch_csv_is_path(const char *path); /* NAME.csv */
+/* Reads src; ranks / microbatches > 0 are the shape the file must have. */
+int pp_torch_csv_read(const pp_source *src, int ranks, int microbatches, pp_arena *a, pp_diag *d, pp_torch_csv *out);
+/* Reads the CSV at path and builds the spec of `schedule custom` on its
+ * shape, defs applied after (ast: that shape as a file, for --compare). */
+int pp_torch_csv_spec(const char *path, int ranks, int microbatches, const pp_define *defs, int ndefs, pp_arena *a,
+                      pp_diag *d, pp_ast *ast, pp_spec *spec);
+
 /* ------------------------------------------------------------------ */
 /* plan.c: per-device op lists, and the vocabulary of plans            */
 /* ------------------------------------------------------------------ */
@@ -571,6 +586,10 @@ void pp_plan_free(pp_plan *p);
 pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
 void pp_plan_reserve(pp_plan *p, int device, int n);
 long pp_plan_total_ops(const pp_plan *p);
+/* Which placement a stage -> device map is: PP_PLACE_LOOP (stage s on
+ * device s mod D, one stage per device included), PP_PLACE_VSHAPE (two
+ * stages per device, s < D on device s, else on 2D-1-s) or PP_PLACE_LIST. */
+int pp_placement_shape(const int *placement, int devices, int stages);
 /* The devices a send or recv (kind) of comm for stage connects: the data
  * leaves the holder of stage for the holder of the next stage (act) or of
  * the previous one (grad).  *self is the device the op belongs on, *peer
@@ -924,5 +943,20 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
 int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim);
 /* Chrome / Perfetto trace-event JSON of a timeline; ts = time * us_per_unit. */
 int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_unit);
+
+/* emit_svg.c: the timeline as a picture (docs/timeline.md): one lane
+ * per device, the summary, memory over time (on mem's model); caption
+ * says what it shows ("predicted"); html wraps it in a page. */
+int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
+                bool html);
+
+/* torch_csv_write.c: the plan as PyTorch's schedule CSV (docs/torch.md). */
+enum pp_torch_csv_format { PP_TORCH_CSV_COMPUTE_ONLY = 0, PP_TORCH_CSV_COMPUTE_COMMS = 1 };
+const char *pp_torch_csv_format_name(int format); /* "compute_only" | "compute_comms" */
+int pp_torch_csv_format_from_name(const char *name); /* -1 if unknown */
+/* Refuses, with an error each, what PyTorch's runtime cannot run: an R
+ * op, asynchronous weights, a placement other than loop or V. */
+int pp_torch_csv_check(const pp_plan *p, pp_diag *d);
+int pp_emit_torch_csv(FILE *f, const pp_plan *p, int format);
 
 #endif

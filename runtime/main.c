@@ -36,6 +36,9 @@ static void usage(FILE *f)
           "  --dump DIR          write x, t, w_init, b_init, w_final, b_final, loss as .npy\n"
           "  --trace FILE        write every op's measured start and end (Chrome trace JSON)\n"
           "  --timeline          draw the measured last step as a text timeline\n"
+          "  --width N, --compact  with --timeline: its width (40..1000, default 80), one\n"
+          "                      character per op (as ppcc's)\n"
+          "  --svg FILE, --html FILE  the measured last step as a picture (SVG, or a page)\n"
           "  --timeout S         seconds a wait may last before the run fails (default 60): a\n"
           "                      receive, the barrier at a step's flush, a GPU step's\n"
           "                      communication, the multi-process bootstrap; an op that\n"
@@ -138,7 +141,7 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
         return NULL;
     }
     if (multi && single_outputs) {
-        pp_error(d, "--dump, --trace and --timeline are for single-process runs");
+        pp_error(d, "--dump, --trace, --timeline, --svg and --html are for single-process runs");
         return NULL;
     }
     return be;
@@ -148,23 +151,25 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
 typedef struct options {
     long steps, gpus, nproc;
     double timeout;
-    bool check, timeline, graph;
+    bool check, timeline, graph, compact;
+    long width; /* --timeline's, 0: 80 */
     int precision;
     const char *precision_arg; /* a precision other than fp32: only GPUs have one */
-    const char *dump, *trace, *backend, *plan_path;
-    const char *given[16]; /* each value option's text as given, by its code - OPT_FIRST */
+    const char *dump, *trace, *backend, *plan_path, *svg, *html;
+    const char *given[20]; /* each value option's text as given, by its code - OPT_FIRST */
 } options;
 
 /* Outputs a multi-process run cannot write (each rank holds part of it). */
-static bool single_outputs(const options *op) { return op->dump || op->trace || op->timeline; }
+static bool single_outputs(const options *op) { return op->dump || op->trace || op->timeline || op->svg || op->html; }
 
 /* Reads argv into op.  Returns -1 to go on, else the exit status (after
  * --help or --version, or a usage error). */
 static int parse_options(int argc, char **argv, options *op)
 {
     enum { OPT_FIRST = 256, OPT_BACKEND = OPT_FIRST, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT,
-           OPT_HELP, OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC, OPT_END };
-    _Static_assert(OPT_END - OPT_FIRST <= 16, "options.given has a slot per option");
+           OPT_HELP, OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC, OPT_SVG, OPT_HTML,
+           OPT_WIDTH, OPT_COMPACT, OPT_END };
+    _Static_assert(OPT_END - OPT_FIRST <= 20, "options.given has a slot per option");
     static const struct option longopts[] = {
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"steps", required_argument, NULL, OPT_STEPS},
@@ -179,6 +184,10 @@ static int parse_options(int argc, char **argv, options *op)
         {"gpus", required_argument, NULL, OPT_GPUS},
         {"no-graph", no_argument, NULL, OPT_NO_GRAPH},
         {"nproc", required_argument, NULL, OPT_NPROC},
+        {"svg", required_argument, NULL, OPT_SVG},
+        {"width", required_argument, NULL, OPT_WIDTH},
+        {"compact", no_argument, NULL, OPT_COMPACT},
+        {"html", required_argument, NULL, OPT_HTML},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -232,6 +241,11 @@ static int parse_options(int argc, char **argv, options *op)
         case OPT_NO_GRAPH: op->graph = false; break;
         case OPT_CHECK: op->check = true; break;
         case OPT_TIMELINE: op->timeline = true; break;
+        case OPT_COMPACT: op->compact = true; break;
+        case OPT_WIDTH:
+            if (parse_positive_int(optarg, 1000, &op->width) || op->width < 40)
+                return usage_error("--width: '%s' is not an integer in 40..1000", optarg);
+            break;
         case OPT_DUMP:
             if (!*optarg)
                 return usage_error("%s", "--dump: empty directory name");
@@ -241,6 +255,12 @@ static int parse_options(int argc, char **argv, options *op)
             if (!*optarg)
                 return usage_error("%s", "--trace: empty file name");
             op->trace = optarg;
+            break;
+        case OPT_SVG:
+        case OPT_HTML:
+            if (!*optarg)
+                return usage_error("--%s: empty file name", longopts[at].name);
+            *(c == OPT_SVG ? &op->svg : &op->html) = optarg;
             break;
         case OPT_HELP: usage(stdout); return 0;
         case OPT_VERSION:
@@ -274,12 +294,19 @@ static int parse_options(int argc, char **argv, options *op)
                            "runs every device in one process (drop --nproc or --backend cpu)", op->nproc);
     if (op->nproc > 0 && single_outputs(op))
         return usage_error("--nproc %ld: %s is for single-process runs (each rank holds only its part)",
-                           op->nproc, op->dump ? "--dump" : op->trace ? "--trace" : "--timeline");
+                           op->nproc, op->dump ? "--dump" : op->trace ? "--trace" : op->timeline ? "--timeline"
+                                      : op->svg ? "--svg" : "--html");
     if (op->nproc > 0 && strcmp(op->plan_path, "-") == 0)
         return usage_error("--nproc %ld: every process reads the plan, and standard input can be read "
                            "once: give a file", op->nproc);
+    if ((op->width || op->compact) && !op->timeline)
+        return usage_error("%s shapes the timeline, which only --timeline draws: give --timeline too",
+                           op->width ? "--width" : "--compact");
     if (op->trace && strcmp(op->trace, "-") == 0)
         return usage_error("%s", "--trace -: standard output carries the progress lines; name a file");
+    if ((op->svg && !strcmp(op->svg, "-")) || (op->html && !strcmp(op->html, "-")))
+        return usage_error("--%s -: standard output carries the progress lines; name a file",
+                           op->svg && !strcmp(op->svg, "-") ? "svg" : "html");
     return -1;
 }
 
@@ -296,7 +323,7 @@ typedef struct session {
     bool multi;
     const pr_backend *be;
     pp_outputs *outs;
-    pp_output *trace_out, *dump_out;
+    pp_output *trace_out, *dump_out, *svg_out, *html_out;
     pr_run_opts o;
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
@@ -335,10 +362,18 @@ static bool open_outputs(session *S)
     S->outs = pp_outputs_new(S->diag);
     bool ok = pp_outputs_input(S->outs, "the plan", op->plan_path) == 0 &&
               (!op->trace || (S->trace_out = pp_outputs_file(S->outs, "--trace", op->trace))) &&
-              (!op->dump || (S->dump_out = pp_outputs_dir(S->outs, "--dump", op->dump, pr_dump_files)));
+              (!op->dump || (S->dump_out = pp_outputs_dir(S->outs, "--dump", op->dump, pr_dump_files))) &&
+              (!op->svg || (S->svg_out = pp_outputs_file(S->outs, "--svg", op->svg))) &&
+              (!op->html || (S->html_out = pp_outputs_file(S->outs, "--html", op->html)));
     if (ok && S->trace_out && pp_output_is_stdout(S->trace_out)) {
         pp_error(S->diag, "--trace %s: standard output carries the progress lines; name a file",
                  op->trace);
+        ok = false;
+    }
+    pp_output *pic = S->svg_out && pp_output_is_stdout(S->svg_out) ? S->svg_out : S->html_out;
+    if (ok && pic && pp_output_is_stdout(pic)) {
+        pp_error(S->diag, "--%s %s: standard output carries the progress lines; name a file",
+                 pic == S->svg_out ? "svg" : "html", pic == S->svg_out ? op->svg : op->html);
         ok = false;
     }
     return ok;
@@ -402,6 +437,25 @@ static int connect_ranks(session *S)
     return rc;
 }
 
+/* --svg / --html: the measured last step, drawn by the compiler's picture. */
+typedef struct pr_picture {
+    const pp_plan *plan;
+    const pp_sim *sim;
+    pp_verify_opts mem;
+} pr_picture;
+
+static int pr_picture_svg(FILE *f, void *ctx)
+{
+    const pr_picture *p = ctx;
+    return pp_emit_svg(f, p->plan, p->sim, &p->mem, "measured, microseconds", false);
+}
+
+static int pr_picture_html(FILE *f, void *ctx)
+{
+    const pr_picture *p = ctx;
+    return pp_emit_svg(f, p->plan, p->sim, &p->mem, "measured, microseconds", true);
+}
+
 /* After a run that succeeded: the throughput and the weight versions, the
  * outputs put in place together (--trace and --dump, or neither), the
  * measured timeline, --check.  Returns the exit status. */
@@ -432,12 +486,22 @@ static int report(session *S, pr_run_result *r)
         pp_output_fill(S->trace_out, pr_trace_fill, &rec);
     if (S->dump_out)
         pp_output_fill_dir(S->dump_out, pr_dump_fill, &rec);
+    pp_sim measured = {0};
+    pr_picture pic = {plan, &measured, {.act_size = S->model->act_size, .input_frac = S->model->input_frac}};
+    if (S->svg_out || S->html_out)
+        pr_measured_sim(plan, r, &measured);
+    if (S->svg_out)
+        pp_output_fill(S->svg_out, pr_picture_svg, &pic);
+    if (S->html_out)
+        pp_output_fill(S->html_out, pr_picture_html, &pic);
     if (pp_outputs_commit(S->outs))
         rc = 1;
+    if (S->svg_out || S->html_out)
+        pp_sim_free(&measured, plan->devices);
     if (op->timeline) {
         pp_sim sim;
         pr_measured_sim(plan, r, &sim);
-        pp_timeline_opts to = {.width = 80, .compact = false};
+        pp_timeline_opts to = {.width = op->width ? (int)op->width : 80, .compact = op->compact};
         printf("measured timeline of step %d (times in microseconds):\n", steps);
         fflush(stdout);
         if (pp_emit_timeline(stdout, plan, &sim, &to) != 0) {

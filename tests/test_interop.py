@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""test_interop.py PPCC PPRUN — PyTorch's schedule CSV and the pictures, without
+torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
+
+- export: every shipped schedule PyTorch can run exports in both formats;
+  a CSV read back gives the same plan (--stats equal, the same CSV again);
+  what PyTorch cannot run (asynchronous weights, recompute as an op, a
+  placement list) is refused, exit 1, nothing written; option misuse exits 2;
+- import: a malformed CSV is reported at its row and column, a deadlocking
+  one names its cycle, a shape that contradicts --ranks / --microbatches /
+  -D is refused;
+- pictures: the SVG is well-formed XML with one lane and one memory curve
+  per device, its summary is --stats' numbers, every compute op has a box
+  with a <title>; the HTML page holds the same SVG, and neither has a
+  script or fetches anything; the README's picture is what ppcc draws
+  today; pprun's --svg of a run has the same lanes, and the summary of
+  its own measured --timeline; pprun --timeline takes --width and --compact;
+- the text timeline of 8 devices x 32 micro-batches x 2 chunks at 80
+  columns (in parts): its golden, and every op's micro-batch read back.
+
+Run from the build tree's test harness with PP_SOURCE_ROOT set.
+"""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+
+PPCC, PPRUN = sys.argv[1], sys.argv[2]
+SRC = os.environ["PP_SOURCE_ROOT"]
+SCHED = os.path.join(SRC, "schedules")
+fails = 0
+checks = 0
+
+
+def fail(msg):
+    global fails
+    fails += 1
+    print("FAIL: " + msg, file=sys.stderr)
+
+
+def run(args):
+    return subprocess.run([PPCC] + args, capture_output=True, text=True)
+
+
+def expect(args, rc, pattern=None):
+    global checks
+    checks += 1
+    r = run(args)
+    out = r.stdout + r.stderr
+    if r.returncode != rc:
+        fail("ppcc %s exited %d, want %d:\n%s" % (" ".join(args), r.returncode, rc, out))
+    elif pattern and not re.search(pattern, out):
+        fail("ppcc %s: output does not match /%s/:\n%s" % (" ".join(args), pattern, out))
+    return out
+
+
+def stats(args):
+    r = run(args + ["--stats"])
+    if r.returncode:
+        fail("ppcc %s --stats exited %d:\n%s" % (" ".join(args), r.returncode, r.stderr))
+        return {}
+    return dict(kv.split("=", 1) for kv in r.stdout.split())
+
+
+def write(path, text):
+    with open(path, "w", newline="") as f:
+        f.write(text)
+    return path
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+with tempfile.TemporaryDirectory() as tmp:
+    os.chdir(tmp)
+
+    # ---------------------------------------------------------------- export
+    runnable = ["gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zbv", "dualpipev", "looped-bfs",
+                "interleaved-zb", "custom", "auto"]
+    for name in runnable:
+        pp = os.path.join(SCHED, name + ".pp")
+        for fmt in ("compute_only", "compute_comms"):
+            out = "%s.%s.csv" % (name, fmt)
+            expect([pp, "--emit", "torch-csv=" + fmt, "-o", out], 0)
+            if not os.path.exists(out):
+                continue
+            rows = open(out, newline="").read().split("\r\n")
+            checks += 1
+            if rows[-1] != "" or any("\n" in r for r in rows):
+                fail("%s: rows must end in CRLF" % out)
+            s_pp = stats([pp])
+            if fmt == "compute_only":
+                # Read back: the same compute order, so the same timing and memory.
+                s_csv = stats([out])
+                checks += 1
+                keys = ("devices", "stages", "microbatches", "compute_ops", "peak_mem")
+                if any(s_pp.get(k) != s_csv.get(k) for k in keys):
+                    fail("%s: read back %s, compiled %s" % (out, s_csv, s_pp))
+                again = "%s.again.csv" % name
+                expect([out, "--emit", "torch-csv", "-o", again], 0)
+                checks += 1
+                if open(again).read() != open(out).read():
+                    fail("%s: exporting its import does not give it back" % out)
+            # A compute_comms CSV is read as its compute order: the same plan.
+            else:
+                checks += 1
+                if stats([out]).get("compute_ops") != s_pp.get("compute_ops"):
+                    fail("%s: its compute actions are not the plan's" % out)
+
+    # The grammar: I and W for a split backward, B for a full one.
+    out = expect([os.path.join(SCHED, "zbv.pp"), "-D", "devices=2", "-D", "microbatches=2", "-D", "batch=8",
+                  "-D", "layers=4", "--emit", "torch-csv", "-o", "-"], 0)
+    checks += 1
+    if not re.search(r"^0F0,0F1,3F0,3I0,3W0", out) or "B" in out.split("\n")[0]:
+        fail("zbv: split backward not written as I/W:\n" + out)
+    out = expect([os.path.join(SCHED, "1f1b.pp"), "-D", "devices=2", "-D", "microbatches=2", "-D", "batch=8",
+                  "-D", "layers=4", "--emit", "torch-csv", "-o", "-"], 0)
+    checks += 1
+    if out != "0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n":  # text mode reads CRLF as \n
+        fail("1f1b D=2 M=2: got %r" % out)
+
+    # Refusals: nothing written.
+    for args, pattern in [
+        ([os.path.join(SCHED, "pipedream.pp")], r"pipedream weight versions"),
+        ([os.path.join(SCHED, "2bw.pp")], r"2bw weight versions"),
+        ([os.path.join(SCHED, "1f1b.pp"), "-D", "recompute=always"], r"recomputes its forward as an op of its own"),
+        ([write("blocks.csv", "0F0,1F0,1B0,0B0\n2F0,3F0,3B0,2B0\n")], r"neither loop nor vshape"),
+    ]:
+        expect(args + ["--emit", "torch-csv", "-o", "refused.csv"], 1, pattern)
+        checks += 1
+        if os.path.exists("refused.csv"):
+            fail("%s: a refused export left refused.csv" % args)
+    pp = os.path.join(SCHED, "1f1b.pp")
+    expect([pp, "--emit", "torch-csv"], 2, r"give -o")
+    expect([pp, "--emit", "torch", "-o", "x.csv"], 2, r"--emit expects torch-csv")
+    expect([pp, "--emit", "torch-csv=comms", "-o", "x.csv"], 2, r"--emit expects")
+    expect([pp, "--ranks", "4", "--stats"], 2, r"--ranks gives the shape of a PyTorch CSV")
+
+    # ---------------------------------------------------------------- import
+    write("ok.csv", "0F0,0F1,0B0,0B1\r\n1F0,1B0,1F1,1B1\r\n")
+    expect(["ok.csv", "--ranks", "2", "--microbatches", "2", "--stats"], 0, r"schedule=custom devices=2 stages=2")
+    expect(["ok.csv", "--ranks", "3", "--stats"], 1, r"ok\.csv:2:1: error: torch csv: 2 rows, but --ranks 3")
+    expect(["ok.csv", "--microbatches", "1", "--stats"], 1,
+           r"ok\.csv:1:5: error: torch csv: 0F1: micro-batch 1 does not exist")
+    expect(["ok.csv", "-D", "devices=3", "--stats"], 1, r"-D devices contradicts the CSV")
+    expect(["ok.csv", "-D", "schedule=1f1b", "--stats"], 1, r"-D schedule contradicts the CSV")
+    # padding, quoting, spaces and PyTorch's communication actions are read
+    write("pad.csv", '0F0,,"0F1", 0SEND_F0 ,0B0,0REDUCE_GRAD,0B1\n,1RECV_F0,1F0,1B0,1F1,1B1\n')
+    expect(["pad.csv", "--stats"], 0, r"compute_ops=8")
+    # malformed: row and column
+    write("bad.csv", "0F0,0X1,0B0\n1F0,1B0,,1F1x,1B1\n")
+    expect(["bad.csv", "--stats"], 1, r"bad\.csv:1:5: error: torch csv: '0X1' is not an action")
+    expect(["bad.csv", "--stats"], 1, r"bad\.csv:2:10: error: torch csv: '1F1x': unexpected text")
+    write("nomb.csv", "0F0,0F,0B0\n1F0,1B0\n")
+    expect(["nomb.csv", "--stats"], 1, r"nomb\.csv:1:5: error: torch csv: '0F' names no micro-batch")
+    write("quote.csv", '0F0,"0B0\n')
+    expect(["quote.csv", "--stats"], 1, r"quote\.csv:1:5: error: torch csv: unterminated quoted cell")
+    write("moved.csv", "0F0,0B0\n0F1,1B0\n")
+    expect(["moved.csv", "--stats"], 1, r"moved\.csv:2:1: error: torch csv: stage 0 is on rank 1 here, but on rank 0")
+    write("overlap.csv", "0F0,(0F1;0B0)OVERLAP,0B1\n1F0,1B0,1F1,1B1\n")
+    expect(["overlap.csv", "--stats"], 1, r"overlap\.csv:1:5: error: torch csv: .*\(action;action\)OVERLAP_F_B")
+    write("empty.csv", "0UNSHARD\n1UNSHARD\n")
+    expect(["empty.csv", "--stats"], 1, r"no compute action")
+    # the custom policy's checks, at the CSV's cells
+    write("twice.csv", "0F0,0F0,0B0,0B1\n1F0,1B0,1F1,1B1\n")
+    expect(["twice.csv", "--stats"], 1, r"twice\.csv:1:5: error: order: F0\.0 is listed twice")
+    write("dl.csv", "0F0,0B0,0F1,0B1\r\n1F1,1B1,1F0,1B0\r\n")
+    expect(["dl.csv", "--stats"], 1,
+           r"dl\.csv:1:5: error: order: deadlock: device 0 waits at B0\.0 for B1\.0 \(device 1\), "
+           r"which waits at F1\.1 for F0\.1 \(device 0\)")
+    # a V-placed CSV with full backwards inside a split order (DualPipeV's cells)
+    write("v.csv", "0F0,0F1,3F0,3I0,3W0,(0F2;3B1)OVERLAP_F_B,0I0,0W0,0B1\n1F0,2F0,1F1,2F1,2B0,1B0,2B1,1B1\n")
+    expect(["v.csv", "--microbatches", "2", "--stats"], 1, r"micro-batch 2 does not exist")
+    write("v.csv", "0F0,0F1,3F0,3I0,3W0,(3F1;0I0)OVERLAP_F_B,0W0,3B1,0B1\n1F0,2F0,1F1,2F1,2B0,1B0,2B1,1B1\n")
+    expect(["v.csv", "--stats"], 0, r"schedule=custom devices=2 stages=4 chunks=2 microbatches=2 ops=\d+ "
+                                     r"compute_ops=24")
+
+    # --------------------------------------------------------------- pictures
+    for name, extra in [("1f1b", []), ("interleaved", []), ("zbv", []), ("1f1b", ["-D", "recompute=always"])]:
+        pp = os.path.join(SCHED, name + ".pp")
+        st = stats([pp] + extra)
+        expect([pp] + extra + ["--svg", "t.svg", "--html", "t.html"], 0)
+        try:
+            root = ET.parse("t.svg").getroot()
+        except (ET.ParseError, OSError) as e:
+            fail("%s: the SVG is not well-formed XML: %s" % (name, e))
+            continue
+        D = int(st["devices"])
+        lanes = [g for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        memory = [g for g in root.iter(SVG + "g") if g.get("class") == "memory"]
+        checks += 3
+        if [g.get("data-device") for g in lanes] != [str(d) for d in range(D)]:
+            fail("%s: lanes %s, want one per device" % (name, [g.get("data-device") for g in lanes]))
+        if len(memory) != D:
+            fail("%s: %d memory curves for %d devices" % (name, len(memory), D))
+        summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
+        want = "makespan=%s bubble=%s peak_mem=%s" % (st["makespan"], st["bubble"], st["peak_mem"])
+        if summary != want:
+            fail("%s: the SVG's summary %r is not --stats' %r" % (name, summary, want))
+        boxes = sum(1 for lane in lanes for g in lane.iter(SVG + "g") if g is not lane and g.find(SVG + "rect/" + SVG + "title") is not None)
+        checks += 1
+        if boxes != int(st["compute_ops"]):
+            fail("%s: %d boxes with details, %s compute ops" % (name, boxes, st["compute_ops"]))
+        text = open("t.svg").read()
+        page = open("t.html").read()
+        checks += 2
+        if "<script" in text + page or re.search(r"(href|src)=|url\(|@import", text + page):
+            fail("%s: the picture runs a script or fetches something" % name)
+        if not page.startswith("<!DOCTYPE html>") or text[text.index("<svg"):] not in page:
+            fail("%s: the HTML page does not hold the SVG" % name)
+    expect([os.path.join(SCHED, "1f1b.pp"), "--svg", "readme.svg"], 0)
+    checks += 1
+    if open("readme.svg").read() != open(os.path.join(SRC, "docs", "timeline-1f1b.svg")).read():
+        fail("docs/timeline-1f1b.svg is not what `ppcc schedules/1f1b.pp --svg` draws: regenerate it")
+    # pprun: the measured step, by the same renderer
+    expect([os.path.join(SCHED, "interleaved.pp"), "-o", "plan.json"], 0)
+    checks += 1
+    r = subprocess.run([PPRUN, "plan.json", "--backend", "cpu", "--svg", "m.svg", "--html", "m.html", "--timeline"],
+                       capture_output=True, text=True)
+    if r.returncode:
+        fail("pprun --svg exited %d:\n%s" % (r.returncode, r.stderr))
+    else:
+        root = ET.parse("m.svg").getroot()
+        lanes = [g for g in root.iter(SVG + "g") if g.get("class") == "lane"]
+        summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
+        m = re.search(r"bubble ([\d.]+)%  makespan ([\d.]+)  peak memory: (.*)", r.stdout.replace("\n  ", " "))
+        s = re.match(r"makespan=([\d.e+]+) bubble=([\d.]+)% peak_mem=\[(.*)\]", summary or "")
+        checks += 2
+        if len(lanes) != 4 or "measured" not in "".join(root.itertext()):
+            fail("pprun --svg: %d lanes, want 4, titled measured" % len(lanes))
+        if not m or not s or abs(float(s.group(2)) - float(m.group(1))) > 0.051 or \
+                abs(float(s.group(1)) - float(m.group(2))) > 0.006 * float(m.group(2)) or \
+                ["d%d %s" % (d, v) for d, v in enumerate(s.group(3).split(","))] != m.group(3).strip().split(", "):
+            fail("pprun --svg summary %r is not its --timeline's:\n%s" % (summary, r.stdout))
+        if open("m.svg").read()[open("m.svg").read().index("<svg"):] not in open("m.html").read():
+            fail("pprun --html does not hold its SVG")
+    expect_rc = subprocess.run([PPRUN, "plan.json", "--svg", "-"], capture_output=True, text=True)
+    checks += 1
+    if expect_rc.returncode != 2 or "--svg -: standard output carries" not in expect_rc.stderr:
+        fail("pprun --svg -: exit %d, %s" % (expect_rc.returncode, expect_rc.stderr))
+    # pprun --timeline takes ppcc's --width and --compact
+    for extra, want in ((["--width", "120"], 120), (["--compact"], 80), (["--width", "50", "--compact"], 50)):
+        r = subprocess.run([PPRUN, "plan.json", "--backend", "cpu", "--timeline"] + extra, capture_output=True, text=True)
+        chart = r.stdout[r.stdout.find("interleaved:"):]
+        checks += 1
+        if r.returncode or not chart or max(len(line) for line in chart.split("\n")) > want or \
+                (want < 120 and "compact" not in chart) or (want == 120 and max(map(len, chart.split("\n"))) <= 80):
+            fail("pprun --timeline %s: exit %d, not a chart of %d columns:\n%s" % (extra, r.returncode, want, r.stdout))
+    for extra, pattern in ((["--width", "100"], r"--width shapes the timeline"), (["--compact"], r"--compact shapes"),
+                           (["--timeline", "--width", "39"], r"--width: '39' is not an integer in 40\.\.1000")):
+        r = subprocess.run([PPRUN, "plan.json"] + extra, capture_output=True, text=True)
+        checks += 1
+        if r.returncode != 2 or not re.search(pattern, r.stderr):
+            fail("pprun %s: exit %d, %s" % (extra, r.returncode, r.stderr))
+    expect([os.path.join(SCHED, "1f1b.pp"), "--svg", ""], 2, r"--svg: empty file name")
+    expect([os.path.join(SCHED, "1f1b.pp"), "--svg", "nodir/t.svg"], 1, r"cannot create nodir/t\.svg")
+    expect([os.path.join(SCHED, "1f1b.pp"), "--compare", "1f1b,gpipe", "--svg", "t.svg"], 2, r"--compare prints")
+
+    # ------------------------------------------- the text timeline in parts
+    # 8 devices x 32 micro-batches x 2 chunks at 80 columns: the golden, and
+    # every op legible: read back from the parts, each device's ops (kind,
+    # chunk by case, micro-batch in full) are its plan's compute ops in order.
+    pp = os.path.join(SCHED, "interleaved.pp")
+    args = [pp, "-D", "devices=8", "-D", "microbatches=32"]
+    text = expect(args + ["--timeline"], 0)
+    golden = open(os.path.join(SRC, "tests", "golden", "emit", "interleaved_8x32_parts.txt")).read()
+    checks += 2
+    if text != golden:
+        fail("interleaved 8x32 --timeline differs from tests/golden/emit/interleaved_8x32_parts.txt:\n" + text)
+    if any(len(line) > 80 for line in text.split("\n")):
+        fail("interleaved 8x32 --timeline: a line is wider than 80 columns")
+    expect(args + ["-o", "plan8.json"], 0)
+    plan = __import__("json").load(open("plan8.json"))
+    lines = text.split("\n")
+    seen = {d: [] for d in range(8)}
+    i = 0
+    while i < len(lines):
+        m = re.match(r"d(\d+) +\|(.*)\|$", lines[i])
+        if not m:
+            i += 1
+            continue
+        d, kinds = int(m.group(1)), m.group(2)
+        rows = [lines[j].split("|") for j in (i + 1, i + 2) if j < len(lines)]
+        tens, units = [r[1] if len(r) > 2 else "" for r in rows + [[], []]][:2]
+        for x, k in enumerate(kinds):
+            if k.upper() in "FBW":
+                digits = (tens[x:x + 1] + units[x:x + 1]).strip()
+                seen[d].append((k, int(digits) if digits.isdigit() else None))
+        i += 3
+    checks += 1
+    for dev in plan["devices"]:
+        d, stages = dev["rank"], dev["stages"]
+        want = [((op["op"] if stages.index(op["stage"]) % 2 == 0 else op["op"].lower()), op["mb"])
+                for op in dev["ops"] if op["op"] in ("F", "B", "W")]
+        if seen[d] != want:
+            fail("interleaved 8x32 --timeline: device %d reads %s..., its plan has %s..." % (d, seen[d][:8], want[:8]))
+            break
+
+print("test_interop: %d checks, %d failed" % (checks, fails))
+sys.exit(1 if fails else 0)
