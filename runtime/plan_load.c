@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "json.h"
+#include "layer.h"
 #include "pprun.h"
 
 typedef struct loader {
@@ -270,6 +271,8 @@ static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     if ((double)batch / plan->microbatches * (double)hidden > (double)PP_MAX_MICROBATCH_FLOATS)
         FAIL(L, "model: a micro-batch of %ld x %ld floats is too large", batch / plan->microbatches,
              hidden);
+    if (pr_model_build(m, "mlp"))
+        FAIL(L, "model.kind: this pprun has no layers for model \"mlp\"");
     return 0;
 }
 
@@ -523,5 +526,8 @@ void pr_model_free(pr_model *m)
 {
     free(m->layers_per_stage);
     free(m->first_layer);
+    free(m->param_off);
     m->layers_per_stage = m->first_layer = NULL;
+    m->param_off = NULL;
+    m->ops = NULL;
 }

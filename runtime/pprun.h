@@ -15,8 +15,12 @@
 
 #define PPRUN_PLAN_VERSION 1
 
+struct pr_model_ops;
+
 /* The model a plan trains (the plan's "model" object, checked). */
 typedef struct pr_model {
+    const struct pr_model_ops *ops; /* its layer kinds and loss (layer.h, models.c) */
+    size_t *param_off; /* [layers + 1]: layer l's parameter block, in model order */
     int layers, hidden, batch;
     int stages;
     int *layers_per_stage; /* [stages] */
@@ -54,6 +58,9 @@ void pr_init_layer(const pr_model *m, int layer, float *W, float *b); /* W NULL:
 void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
 /* Rows [row0, row0+rows) of step k's global batch. */
 void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
+/* mlp_layers.c: the trained parameters (pr_run_result.params) as W
+ * [L,H,H] and b [L,H]. */
+void pr_mlp_unpack(const pr_model *m, const float *params, float *W, float *b);
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss);
@@ -98,7 +105,7 @@ typedef struct pr_run_opts {
 } pr_run_opts;
 
 typedef struct pr_run_result {
-    float *W, *b;            /* final parameters, [L,H,H], [L,H] */
+    float *params;           /* final parameters: every layer's block at model.param_off */
     double *loss;            /* [steps] */
     double seconds;          /* wall time of all steps */
     int recorded_steps;      /* steps whose op times are in start/end */
