@@ -1,8 +1,11 @@
 /*
  * mlp_kernels_cpu.c — the reference MLP's element-wise kernels on the CPU
- * (kernels/mlp_kernels.h): loops over the per-element bodies the CUDA
- * kernels run too (kernels/mlp_launch.h), in index order.
+ * (kernels/mlp_kernels.h): the arithmetic of the per-element bodies the
+ * CUDA kernels run (kernels/mlp_launch.h, mlp_math.h), in loops without
+ * branches so that they vectorise.
  */
+#include <string.h>
+
 #include "mlp_kernels.h"
 #include "mlp_launch.h"
 
@@ -21,8 +24,15 @@ static void cpu_bias_gelu(pr_bctx *c, const float *x, const float *b, float *z, 
 {
     if (c->failed)
         return;
-    for (size_t i = 0; i < (size_t)n * (size_t)h; i++)
-        pp_bias_gelu_at(i, x, b, z, y, h);
+    for (size_t r = 0; r < (size_t)n; r++) {
+        const float *xr = x + r * (size_t)h;
+        float *zr = z + r * (size_t)h, *yr = y + r * (size_t)h;
+        for (int j = 0; j < h; j++) { /* pp_bias_gelu_at */
+            float zj = zr[j] + b[j];
+            zr[j] = zj;
+            yr[j] = xr[j] + pp_gelu(zj);
+        }
+    }
 }
 
 static void cpu_gelu_backward(pr_bctx *c, const float *dy, const float *z, float *dz, float *dx,
@@ -30,8 +40,10 @@ static void cpu_gelu_backward(pr_bctx *c, const float *dy, const float *z, float
 {
     if (c->failed)
         return;
-    for (size_t i = 0; i < count; i++)
-        pp_gelu_backward_at(i, dy, z, dz, dx);
+    for (size_t i = 0; i < count; i++) /* pp_gelu_backward_at */
+        dz[i] = dy[i] * pp_gelu_grad(z[i]);
+    if (dx)
+        memcpy(dx, dy, count * sizeof(float));
 }
 
 static void cpu_mse(pr_bctx *c, const float *y, const float *t, float inv_n, float *dy,
