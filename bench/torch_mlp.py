@@ -35,7 +35,7 @@ def main():
     dev = torch.device("cuda")
     g = torch.Generator(device=dev).manual_seed(1)
     H, L, N, M = a.hidden, a.layers, a.batch, a.microbatches
-    scale = 1.0 / H ** 0.5
+    scale = 1.0 / (H * L) ** 0.5  # docs/model.md
     W = [((torch.rand(H, H, device=dev, generator=g) * 2 - 1) * scale).requires_grad_()
          for _ in range(L)]
     b = [((torch.rand(H, device=dev, generator=g) * 2 - 1) * 0.1 * scale).requires_grad_()
