@@ -6,6 +6,7 @@
  * (timeout, mismatch) that end with an error instead of a hang, traces,
  * and the .npy writer.
  */
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -17,6 +18,8 @@
 #include "backend.h"
 #include "plan_gen.h"
 #include "pprun.h"
+#include <cblas.h>
+
 #include "test_util.h"
 
 static char *named_plan(const char *name)
@@ -598,7 +601,8 @@ START_TEST(test_sgemm_matches_naive)
 END_TEST
 
 /* The CPU backend's gemm primitive: every transpose, strides wider than
- * the operands, beta 0 and 1, against a plain sum in double. */
+ * the operands, beta 0 and 1, against a plain sum in double; and OpenBLAS
+ * runs on the calling (device) thread alone. */
 START_TEST(test_backend_gemm_transposes)
 {
     const pr_backend *be = pr_backend_cpu();
@@ -606,6 +610,7 @@ START_TEST(test_backend_gemm_transposes)
     char err[64];
     pr_bctx *c = be->open(0, &cfg, err, sizeof err);
     ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(openblas_get_num_threads(), 1);
     enum { M = 5, N = 7, K = 3, LD = 9 };
     float A[LD * LD], B[LD * LD], C[M * LD];
     for (int i = 0; i < LD * LD; i++) {
