@@ -5,13 +5,12 @@
  * transport (transport.h).  It never reorders: the compiler owns deadlock
  * freedom, the verifier proved it.
  *
- * Per device, each (stage, micro-batch) has an act_set: the inputs x and
- * pre-activations z each layer of the stage keeps from F until B (and dz
- * from B until W when the backward is split), plus the mailboxes through
- * which F/B hand data to the next op (in_act, in_grad) or to a send
- * (out_act, out_grad).  What a layer computes, and the sizes of the
- * buffers it keeps, are its model's (layer.h); the replay only moves
- * buffers.  They come from a per-device pool preallocated from the plan
+ * Per device, each (stage, micro-batch) has an act_set: per layer its
+ * kept input and the buffers its kind declares (act_b until B, act_w and
+ * grad_w until W: layer.h), plus the mailboxes through which F/B hand
+ * data to the next op (in_act, in_grad) or to a send (out_act,
+ * out_grad).  What a layer computes, and the sizes of the buffers it
+ * keeps, are its model's; the replay only moves buffers.  They come from a per-device pool preallocated from the plan
  * (pool_plan.c sizes it by a dry run on this same harness) in the one
  * allocation that also holds the device's parameters, gradients and
  * optimizer state, so a step allocates nothing.  Which
