@@ -2,9 +2,9 @@
  * pool_plan.c — sizes each device's activation pool before the run, so a
  * step allocates nothing.  It replays each device's op list once, alone,
  * on replay.c's harness and loop but with a dry backend (distinct tokens;
- * the replay calls no layer when dry) and a dry transport (no communication: the loop skips sends
- * and receives and flush's barrier when R->dry), and counts the buffers
- * the list takes.  A device's own list alone decides that, so devices run
+ * the replay calls no layer when dry) and a dry transport (no
+ * communication: the loop skips sends and receives and flush's barrier
+ * when R->dry), and counts the buffers the list takes, by size.  A device's own list alone decides that, so devices run
  * one after another on this thread.
  */
 #include <stdlib.h>
