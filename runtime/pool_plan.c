@@ -4,8 +4,9 @@
  * on replay.c's harness and loop but with a dry backend (distinct tokens;
  * the replay calls no layer when dry) and a dry transport (no
  * communication: the loop skips sends and receives and flush's barrier
- * when R->dry), and counts the buffers the list takes, by size.  A device's own list alone decides that, so devices run
- * one after another on this thread.
+ * when R->dry), and counts the buffers the list takes, by size.  A
+ * device's own list alone decides that, so devices run one after another
+ * on this thread.
  */
 #include <stdlib.h>
 #include <string.h>
