@@ -3,9 +3,16 @@
  * GELU forward, GELU backward, bias gradient, MSE, SGD, BF16 shadows and the
  * counter-based data generator.  Each kernel is a grid-stride loop around a
  * per-element body of kernels/mlp_launch.h (mlp_math.h's formulas), whose
- * launch shapes tests/test_kernel_shapes.c runs on the CPU.
+ * launch shapes tests/test_kernel_shapes.c runs on the CPU.  The MLP's
+ * kernel table for the CUDA backend (mlp_kernels.h) is at the end; the
+ * column sum, SGD, BF16 conversion and set_int are the backend's own
+ * primitives.
  */
+#include <stdio.h>
+
+#include "cuda_ctx.cuh"
 #include "mlp_kernels.cuh"
+#include "mlp_kernels.h"
 #include "mlp_launch.h"
 
 #define GRID_STRIDE(i, count)                                                              \
@@ -178,3 +185,71 @@ cudaError_t pp_launch_set_int(int *dst, int v, cudaStream_t s)
     set_int_kernel<<<1, 1, 0, s>>>(dst, v);
     return cudaGetLastError();
 }
+
+/* ---- the MLP's kernel table on the CUDA backend (mlp_kernels.h) ---- */
+
+/* The context's stream, with the op recorded as the last to enqueue
+ * work; NULL when the context failed already. */
+static cuda_ctx *enqueue(pr_bctx *cb)
+{
+    if (cb->failed)
+        return NULL;
+    cb->last_op = cb->op;
+    return (cuda_ctx *)cb;
+}
+
+static void check(pr_bctx *cb, cudaError_t e, const char *what)
+{
+    if (e == cudaSuccess)
+        return;
+    char msg[200];
+    snprintf(msg, sizeof msg, "failed (%s: %s)", cudaGetErrorName(e), cudaGetErrorString(e));
+    pr_bctx_fail(cb, what, msg);
+}
+
+static void cuda_make_batch(pr_bctx *cb, uint64_t seed, int row0, int rows, int h, float *x,
+                            float *t)
+{
+    cuda_ctx *c = enqueue(cb);
+    if (c)
+        check(cb, pp_launch_make_batch(seed, c->step_dev, row0, rows, h, x, t, c->stream),
+              "mlp make_batch kernel");
+}
+
+static void cuda_bias_gelu(pr_bctx *cb, const float *x, const float *b, float *z, float *y, int n,
+                           int h)
+{
+    cuda_ctx *c = enqueue(cb);
+    if (c)
+        check(cb, pp_launch_bias_gelu(x, b, z, y, n, h, c->stream), "mlp bias_gelu kernel");
+}
+
+static void cuda_gelu_backward(pr_bctx *cb, const float *dy, const float *z, float *dz, float *dx,
+                               size_t count)
+{
+    cuda_ctx *c = enqueue(cb);
+    if (c)
+        check(cb, pp_launch_gelu_backward(dy, z, dz, dx, count, c->stream),
+              "mlp gelu_backward kernel");
+}
+
+static void cuda_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, float *dy,
+                     size_t count, int slot)
+{
+    cuda_ctx *c = enqueue(cb);
+    if (!c)
+        return;
+    if (slot < 0 || slot >= cb->slots) {
+        pr_bctx_fail(cb, "mlp mse:", "loss slot out of range");
+        return;
+    }
+    check(cb, pp_launch_mse(y, t, inv_n, dy, count, c->mse_partial, cb->loss + slot, c->stream),
+          "mlp mse kernel");
+}
+
+extern "C" const pr_mlp_kernels pr_mlp_kernels_cuda = {
+    cuda_make_batch,
+    cuda_bias_gelu,
+    cuda_gelu_backward,
+    cuda_mse,
+};

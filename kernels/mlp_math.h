@@ -9,6 +9,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __CUDACC__
 #define PP_HD __host__ __device__
@@ -19,20 +20,52 @@
 #define PP_GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 #define PP_GELU_A 0.044715f
 
-/* gelu(z) = 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
+static inline PP_HD float pp_float_of_bits(int32_t b)
+{
+#ifdef __CUDA_ARCH__
+    return __int_as_float(b);
+#else
+    float f;
+    memcpy(&f, &b, sizeof f);
+    return f;
+#endif
+}
+
+/* e^x in float arithmetic alone (no libm call, no branch), so that a loop
+ * of it vectorises on the CPU and the GPU runs the same formula:
+ * x = k ln 2 + r with k = round(x / ln 2) (by the 1.5 * 2^23 trick),
+ * |r| <= ln 2 / 2, e^r by its Taylor series to r^7 (error < 1e-8 of the
+ * value), 2^k from the exponent bits.  x is clamped to [-87, 88], where
+ * the result stays a normal float; NaN stays NaN. */
+static inline PP_HD float pp_expf(float x)
+{
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x; /* not fminf: a call, unvectorised */
+    float k = (x * 1.44269504089f + 12582912.0f) - 12582912.0f;
+    float r = x - k * 0.693145752f; /* ln 2 in two parts: k * hi is exact */
+    r = r - k * 1.42860677e-6f;
+    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+              r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    return p * pp_float_of_bits(((int32_t)k + 127) << 23);
+}
+
+/* gelu(z) = 0.5 z (1 + tanh(u)), u = sqrt(2/pi) (z + 0.044715 z^3),
+ * evaluated as z e / (e + 1) with e = e^{2u} (0.5 (1 + tanh u), without
+ * the cancellation of 1 + tanh u for negative u). */
 static inline PP_HD float pp_gelu(float z)
 {
     float u = PP_GELU_C * (z + PP_GELU_A * z * z * z);
-    return 0.5f * z * (1.0f + tanhf(u));
+    float e = pp_expf(2.0f * u);
+    return z * (e / (e + 1.0f));
 }
 
-/* d gelu / dz */
+/* d gelu / dz = 0.5 (1 + tanh u) + 0.5 z (1 - tanh^2 u) du/dz, with
+ * 0.5 (1 + tanh u) = e d and 1 - tanh^2 u = 4 e d^2, d = 1 / (e + 1). */
 static inline PP_HD float pp_gelu_grad(float z)
 {
     float u = PP_GELU_C * (z + PP_GELU_A * z * z * z);
-    float t = tanhf(u);
+    float e = pp_expf(2.0f * u), d = 1.0f / (e + 1.0f);
     float du = PP_GELU_C * (1.0f + 3.0f * PP_GELU_A * z * z);
-    return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * du;
+    return e * d + 2.0f * z * (e * d * d) * du;
 }
 
 /* d/dy of (1/(2N)) (y - t)^2, with inv_n = 1/N. */

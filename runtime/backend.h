@@ -1,8 +1,9 @@
 /*
- * backend.h — where compute runs.  A table of functions over "device"
- * float buffers, each called with the per-device context the backend
- * opened for that device (the CPU's holds loss slots; the CUDA backend's a
- * stream, a cuBLAS handle and scratch).  Calls may be asynchronous: only
+ * backend.h — where compute runs: primitives over "device" float buffers
+ * (memory, GEMM, column sums, the optimizer step, loss slots), each called
+ * with the per-device context the backend opened for that device (the
+ * CPU's holds loss slots; the CUDA backend's a stream, a cuBLAS handle and
+ * scratch).  What a model computes with them is the model's (layer.h).  Calls may be asynchronous: only
  * download, read_loss and sync wait for the device.  A backend that fails
  * records the first error in its context (ctx->failed, ctx->err); the
  * replay checks after every op and ends the run with that message.
@@ -21,17 +22,24 @@ extern "C" {
 
 enum pr_precision { PR_FP32 = 0, PR_TF32 = 1, PR_BF16 = 2 };
 
+/* Which kernels a backend runs: a model offers its element-wise kernels
+ * per device (layer.h). */
+enum pr_device { PR_DEVICE_NONE = 0, PR_DEVICE_HOST = 1, PR_DEVICE_CUDA = 2 };
+
 typedef struct pr_backend_cfg {
     int devices;      /* pipeline devices in this process */
     int microbatches; /* loss slots per device */
-    int rows, hidden; /* every activation buffer is [rows, hidden] */
-    uint64_t seed;
+    /* The largest activation operand of a GEMM (floats) and the widest
+     * column sum: the backend's scratch (BF16 copies, partial sums). */
+    size_t gemm_floats;
+    int max_cols;
     int precision; /* enum pr_precision */
     int gpu;       /* CUDA: GPU this device runs on */
 } pr_backend_cfg;
 
-/* The part of every backend's per-device context the replay reads and
- * writes.  A backend's own context begins with this struct. */
+/* The part of every backend's per-device context the replay and the
+ * models' kernels read and write.  A backend's own context begins with
+ * this struct. */
 typedef struct pr_bctx {
     int rank;
     const void *op; /* the op being replayed (a pp_op), for error messages */
@@ -42,49 +50,46 @@ typedef struct pr_bctx {
     const char *(*format_op)(const void *op, char *buf, size_t size);
     int failed;
     int capturing; /* set by capture_begin: nothing may wait for the device */
+    /* In the backend's memory: the step the next ops belong to (set_step;
+     * a captured step replays with a new one) and the loss slots [slots]
+     * a model's loss kernel sums into (read_loss reads them). */
+    const int *step;
+    double *loss;
+    int slots;
     char err[512];
 } pr_bctx;
 
+enum pr_trans { PR_N = 0, PR_T = 1 };
+
 typedef struct pr_backend {
     const char *name;
+    int device; /* enum pr_device */
     /* NULL and a message in err (errlen bytes) on failure. */
     pr_bctx *(*open)(int rank, const pr_backend_cfg *cfg, char *err, size_t errlen);
     void (*close)(pr_bctx *c);
     float *(*alloc)(pr_bctx *c, size_t count);
     void (*release)(pr_bctx *c, float *p);
-    /* A weight matrix: the CUDA backend keeps a BF16 shadow next to it
-     * under --precision bf16, refreshed by upload_weight and sgd_weight. */
-    float *(*alloc_weight)(pr_bctx *c, size_t count);
-    void (*upload)(pr_bctx *c, float *dst, const float *src, size_t count);        /* host -> device */
-    void (*upload_weight)(pr_bctx *c, float *dst, const float *src, size_t count);
-    void (*download)(pr_bctx *c, float *dst, const float *src, size_t count);      /* device -> host, waits */
-    /* dst = src, both on the device, without waiting (weight versions;
-     * copy_weight also refreshes dst's BF16 shadow, as upload_weight does). */
-    void (*copy)(pr_bctx *c, float *dst, const float *src, size_t count);
-    void (*copy_weight)(pr_bctx *c, float *dst, const float *src, size_t count);
-    /* The step the next ops belong to (the CUDA backend keeps it in device
-     * memory so that a captured step replays with a new step number). */
+    /* [p, p + count) holds weights that GEMMs read: under --precision bf16
+     * the CUDA backend keeps a BF16 shadow of it, refreshed by every
+     * upload, copy and sgd into it (others ignore this). */
+    void (*weights)(pr_bctx *c, float *p, size_t count);
+    void (*upload)(pr_bctx *c, float *dst, const float *src, size_t count);   /* host -> device */
+    void (*download)(pr_bctx *c, float *dst, const float *src, size_t count); /* device -> host, waits */
+    void (*copy)(pr_bctx *c, float *dst, const float *src, size_t count);     /* on the device, no wait */
+    void (*zero)(pr_bctx *c, float *p, size_t count);
+    /* The step the next ops belong to (c->step). */
     void (*set_step)(pr_bctx *c, int step);
-    /* Rows [row0, row0+rows) of the current step's x and t (either NULL). */
-    void (*make_batch)(pr_bctx *c, int row0, int rows, float *x, float *t);
-    /* z = x W + b; y = x + gelu(z).  x, z, y: [n, h]; W: [h, h] [in, out]. */
-    void (*layer_forward)(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
-                          float *y, int n, int h);
-    /* dz = dy * gelu'(z); dx = dy + dz W^T (skipped when dx is NULL). */
-    void (*layer_backward_input)(pr_bctx *c, const float *dy, const float *z, const float *W,
-                                 float *dz, float *dx, int n, int h);
-    /* dW += x^T dz; db += column sums of dz. */
-    void (*layer_backward_weight)(pr_bctx *c, const float *x, const float *dz, float *dW,
-                                  float *db, int n, int h);
-    /* dy = (y - t) * inv_n; loss slot `slot` = sum (y - t)^2. */
-    void (*mse)(pr_bctx *c, const float *y, const float *t, float inv_n, float *dy, int n, int h,
-                int slot);
-    /* Waits for the device, copies loss slots [0, n). */
-    void (*read_loss)(pr_bctx *c, double *out, int n);
+    /* Row-major C = op(A) op(B) + beta C; op(A) [m, k], op(B) [k, n];
+     * lda, ldb, ldc: the row strides of A, B, C as stored.  FP32 operands
+     * rounded as the precision says, FP32 accumulation. */
+    void (*gemm)(pr_bctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+    /* out[j] += sum over the rows of A[r][j]; A [rows, cols] row-major. */
+    void (*colsum)(pr_bctx *c, const float *A, int rows, int cols, float *out);
     /* p -= lr * g; g = 0. */
     void (*sgd)(pr_bctx *c, float *p, float *g, float lr, size_t count);
-    void (*sgd_weight)(pr_bctx *c, float *p, float *g, float lr, size_t count);
-    void (*zero)(pr_bctx *c, float *p, size_t count);
+    /* Waits for the device, copies loss slots [0, n). */
+    void (*read_loss)(pr_bctx *c, double *out, int n);
     void (*sync)(pr_bctx *c); /* waits for everything issued */
     /* Optional (NULL = no graphs): capture one step as issued on the n
      * contexts (all on one GPU), then replay it.  capture_begin is called
@@ -104,8 +109,14 @@ const pr_backend *pr_backend_cuda(void);
  * error's name and description, else it is left alone. */
 int pr_cuda_device_count(char *err, size_t errlen);
 
-/* The CPU backend's GEMM, exposed for the benchmark: C (+)= A B, row-major,
- * A [m, k], B [k, n]; fixed summation order (k ascending) per element. */
+/* Address space OpenBLAS maps for every thread that calls it (its GEMM
+ * buffer: BUFFER_SIZE of Debian's build, 32 << 22 bytes, measured with
+ * strace), which pprun's memory check counts per CPU device: OpenBLAS
+ * retries a map that fails forever, so a run must not start without it. */
+#define PR_CPU_BLAS_BUFFER_BYTES ((double)(32u << 22))
+
+/* The CPU backend's GEMM (OpenBLAS, on the calling thread), for the
+ * benchmark and the tests: C (+)= A B, row-major, A [m, k], B [k, n]. */
 void pr_cpu_sgemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate);
 
 /* Records the first failure of a context: "[device R] WHERE MSG during OP",

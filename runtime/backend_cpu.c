@@ -1,8 +1,11 @@
 /*
- * backend_cpu.c — the CPU backend: plain C kernels, deterministic (every
- * sum runs in a fixed order that depends only on the shapes), a blocked
- * GEMM the compiler can vectorise, no BLAS.
+ * backend_cpu.c — the CPU backend: OpenBLAS GEMMs on the device's own
+ * thread (one BLAS thread per device thread: OpenBLAS's own threads are
+ * switched off, so a GEMM of given shapes always sums in the same order),
+ * plain C column sums and SGD.  Deterministic: every result depends only
+ * on the operands and the shapes.
  */
+#include <cblas.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,63 +14,15 @@
 #include "backend.h"
 #include "mlp_math.h"
 
-/* C (+)= A B; A [m, k], B [k, n], row-major.  Four rows of C share each
- * row of B as it streams by; k and n are blocked to stay in cache.  For a
- * given element, the k-sum always runs in ascending order. */
-void pr_cpu_sgemm(int m, int n, int k, const float *restrict A, const float *restrict B,
-                  float *restrict C, int accumulate)
+void pr_cpu_sgemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate)
 {
-    enum { KB = 128, NB = 512 };
-    if (!accumulate)
-        memset(C, 0, (size_t)m * (size_t)n * sizeof(float));
-    for (int k0 = 0; k0 < k; k0 += KB) {
-        int k1 = k0 + KB < k ? k0 + KB : k;
-        for (int j0 = 0; j0 < n; j0 += NB) {
-            int j1 = j0 + NB < n ? j0 + NB : n;
-            int i = 0;
-            for (; i + 4 <= m; i += 4) {
-                float *restrict c0 = C + (size_t)i * n, *restrict c1 = c0 + n;
-                float *restrict c2 = c1 + n, *restrict c3 = c2 + n;
-                const float *a = A + (size_t)i * k;
-                for (int kk = k0; kk < k1; kk++) {
-                    float a0 = a[kk], a1 = a[k + kk], a2 = a[2 * (size_t)k + kk],
-                          a3 = a[3 * (size_t)k + kk];
-                    const float *restrict b = B + (size_t)kk * n;
-                    for (int j = j0; j < j1; j++) {
-                        float bj = b[j];
-                        c0[j] += a0 * bj;
-                        c1[j] += a1 * bj;
-                        c2[j] += a2 * bj;
-                        c3[j] += a3 * bj;
-                    }
-                }
-            }
-            for (; i < m; i++) {
-                float *restrict c = C + (size_t)i * n;
-                for (int kk = k0; kk < k1; kk++) {
-                    float a0 = A[(size_t)i * k + kk];
-                    const float *restrict b = B + (size_t)kk * n;
-                    for (int j = j0; j < j1; j++)
-                        c[j] += a0 * b[j];
-                }
-            }
-        }
-    }
-}
-
-static void transpose(const float *src, float *dst, int rows, int cols)
-{
-    for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++)
-            dst[(size_t)c * rows + r] = src[(size_t)r * cols + c];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, A, k, B, n,
+                accumulate ? 1.0f : 0.0f, C, n);
 }
 
 typedef struct cpu_ctx {
     pr_bctx base;
-    uint64_t seed;
-    int hidden, step, slots;
-    float *scratch; /* the backward's transposes, kept between calls */
-    size_t scratch_count;
+    int step;
     double loss[]; /* [slots] */
 } cpu_ctx;
 
@@ -97,19 +52,15 @@ static pr_bctx *cpu_open(int rank, const pr_backend_cfg *cfg, char *err, size_t 
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    openblas_set_num_threads(1); /* the device threads are the parallelism */
     c->base.rank = rank;
-    c->seed = cfg->seed;
-    c->hidden = cfg->hidden;
-    c->slots = slots;
+    c->base.step = &c->step;
+    c->base.loss = c->loss;
+    c->base.slots = slots;
     return &c->base;
 }
 
-static void cpu_close(pr_bctx *c)
-{
-    if (c)
-        free(((cpu_ctx *)c)->scratch);
-    free(c);
-}
+static void cpu_close(pr_bctx *c) { free(c); }
 
 /* NULL when the host has no room: the context records it, and every later
  * call on it does nothing (the replay ends the run with the message). */
@@ -128,20 +79,9 @@ static float *cpu_alloc(pr_bctx *c, size_t count)
     return p;
 }
 
-/* count floats of the context's scratch (grown, never shrunk): a
- * transpose per backward call must not cost an allocation and fresh pages. */
-static float *scratch(pr_bctx *cb, size_t count)
-{
-    cpu_ctx *c = (cpu_ctx *)cb;
-    if (count > c->scratch_count) {
-        free(c->scratch);
-        c->scratch = cpu_alloc(cb, count);
-        c->scratch_count = c->scratch ? count : 0;
-    }
-    return c->scratch;
-}
-
 static void cpu_release(pr_bctx *c, float *p) { free(p); }
+
+static void cpu_weights(pr_bctx *c, float *p, size_t count) {}
 
 static void cpu_copy(pr_bctx *c, float *dst, const float *src, size_t count)
 {
@@ -150,94 +90,34 @@ static void cpu_copy(pr_bctx *c, float *dst, const float *src, size_t count)
     memcpy(dst, src, count * sizeof(float));
 }
 
+static void cpu_zero(pr_bctx *c, float *p, size_t count)
+{
+    if (!c->failed)
+        memset(p, 0, count * sizeof(float));
+}
+
 static void cpu_set_step(pr_bctx *c, int step) { ((cpu_ctx *)c)->step = step; }
 
-static void cpu_make_batch(pr_bctx *cb, int row0, int rows, float *x, float *t)
-{
-    cpu_ctx *c = (cpu_ctx *)cb;
-    if (cb->failed)
-        return;
-    size_t h = (size_t)c->hidden, first = (size_t)row0 * h, n = (size_t)rows * h;
-    for (size_t i = 0; i < n; i++) {
-        if (x)
-            x[i] = pp_uniform_pm1(c->seed, PP_STREAM_X(c->step), first + i);
-        if (t)
-            t[i] = pp_uniform_pm1(c->seed, PP_STREAM_T(c->step), first + i);
-    }
-}
-
-static void cpu_layer_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
-                              float *y, int n, int h)
+static void cpu_gemm(pr_bctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
 {
     if (c->failed)
         return;
-    pr_cpu_sgemm(n, h, h, x, W, z, 0);
-    for (int r = 0; r < n; r++) {
-        float *zr = z + (size_t)r * h, *yr = y + (size_t)r * h;
-        const float *xr = x + (size_t)r * h;
-        for (int j = 0; j < h; j++) {
-            zr[j] += b[j];
-            yr[j] = xr[j] + pp_gelu(zr[j]);
-        }
-    }
+    cblas_sgemm(CblasRowMajor, ta == PR_T ? CblasTrans : CblasNoTrans,
+                tb == PR_T ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, A, lda, B, ldb, beta, C,
+                ldc);
 }
 
-static void cpu_layer_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
-                                     float *dz, float *dx, int n, int h)
+/* Row by row, so every column sums in row order. */
+static void cpu_colsum(pr_bctx *c, const float *A, int rows, int cols, float *out)
 {
     if (c->failed)
         return;
-    size_t nh = (size_t)n * h;
-    for (size_t i = 0; i < nh; i++)
-        dz[i] = dy[i] * pp_gelu_grad(z[i]);
-    if (!dx)
-        return;
-    float *Wt = scratch(c, (size_t)h * h);
-    if (!Wt)
-        return;
-    transpose(W, Wt, h, h);
-    memcpy(dx, dy, nh * sizeof(float));
-    pr_cpu_sgemm(n, h, h, dz, Wt, dx, 1);
-}
-
-static void cpu_layer_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW,
-                                      float *db, int n, int h)
-{
-    float *xt = c->failed ? NULL : scratch(c, (size_t)n * h);
-    if (!xt)
-        return;
-    transpose(x, xt, n, h);
-    pr_cpu_sgemm(h, h, n, xt, dz, dW, 1);
-    for (int r = 0; r < n; r++)
-        for (int j = 0; j < h; j++)
-            db[j] += dz[(size_t)r * h + j];
-}
-
-static void cpu_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, float *dy, int n,
-                    int h, int slot)
-{
-    cpu_ctx *c = (cpu_ctx *)cb;
-    if (cb->failed)
-        return;
-    double sq = 0;
-    size_t nh = (size_t)n * h;
-    for (size_t i = 0; i < nh; i++) {
-        double e = (double)y[i] - (double)t[i];
-        sq += e * e;
-        dy[i] = pp_mse_grad(y[i], t[i], inv_n);
+    for (int r = 0; r < rows; r++) {
+        const float *a = A + (size_t)r * cols;
+        for (int j = 0; j < cols; j++)
+            out[j] += a[j];
     }
-    if (slot < 0 || slot >= c->slots) {
-        pr_bctx_fail(cb, "cpu mse:", "loss slot out of range");
-        return;
-    }
-    c->loss[slot] = sq;
-}
-
-static void cpu_read_loss(pr_bctx *cb, double *out, int n)
-{
-    cpu_ctx *c = (cpu_ctx *)cb;
-    for (int i = 0; i < n; i++)
-        out[i] = i < c->slots ? c->loss[i] : 0;
 }
 
 static void cpu_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count)
@@ -250,36 +130,32 @@ static void cpu_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count)
     }
 }
 
-static void cpu_zero(pr_bctx *c, float *p, size_t count)
+static void cpu_read_loss(pr_bctx *cb, double *out, int n)
 {
-    if (!c->failed)
-        memset(p, 0, count * sizeof(float));
+    cpu_ctx *c = (cpu_ctx *)cb;
+    for (int i = 0; i < n; i++)
+        out[i] = i < cb->slots ? c->loss[i] : 0;
 }
 
 static void cpu_sync(pr_bctx *c) {}
 
 static const pr_backend cpu_backend = {
     .name = "cpu",
+    .device = PR_DEVICE_HOST,
     .open = cpu_open,
     .close = cpu_close,
     .alloc = cpu_alloc,
     .release = cpu_release,
-    .alloc_weight = cpu_alloc,
+    .weights = cpu_weights,
     .upload = cpu_copy,
-    .upload_weight = cpu_copy,
     .download = cpu_copy,
     .copy = cpu_copy,
-    .copy_weight = cpu_copy,
-    .set_step = cpu_set_step,
-    .make_batch = cpu_make_batch,
-    .layer_forward = cpu_layer_forward,
-    .layer_backward_input = cpu_layer_backward_input,
-    .layer_backward_weight = cpu_layer_backward_weight,
-    .mse = cpu_mse,
-    .read_loss = cpu_read_loss,
-    .sgd = cpu_sgd,
-    .sgd_weight = cpu_sgd,
     .zero = cpu_zero,
+    .set_step = cpu_set_step,
+    .gemm = cpu_gemm,
+    .colsum = cpu_colsum,
+    .sgd = cpu_sgd,
+    .read_loss = cpu_read_loss,
     .sync = cpu_sync,
 };
 

@@ -1,13 +1,14 @@
 /*
  * backend_cuda.cu — the CUDA backend: cuBLAS GEMMs (FP32, TF32, or BF16
- * operands with FP32 accumulation and FP32 master weights) and the
- * element-wise kernels of kernels/mlp_kernels.cu, all enqueued on the
- * device's own stream.  Nothing waits for the GPU except download,
+ * operands with FP32 accumulation and FP32 master weights), column sums,
+ * SGD and BF16 shadows (kernels of kernels/mlp_kernels.cu), all enqueued
+ * on the device's own stream; the models' element-wise kernels enqueue on
+ * it too (layer.h).  Nothing waits for the GPU except download,
  * read_loss and sync, which the replay calls at the plan's flush.  A step
  * can be captured as one CUDA graph (capture_begin/end) and relaunched.
  *
- * Row-major [rows, hidden] buffers are column-major [hidden, rows] to
- * cuBLAS, so C = A B (row-major) is gemm(B, A) (column-major).
+ * A row-major [rows, cols] buffer is column-major [cols, rows] to cuBLAS,
+ * so C = op(A) op(B) (row-major) is C^T = op(B)^T op(A)^T (column-major).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,6 @@ static __thread int current_gpu = -1;
 
 bool pp_cuda_enter(cuda_ctx *c)
 {
-    c->bf_a_of = NULL;
     if (c->base.failed)
         return false;
     if (current_gpu == c->gpu)
@@ -112,6 +112,9 @@ static void cuda_close(pr_bctx *cb)
     cudaFreeHost(c->loss_host);
     cudaFree(c->bf_a);
     cudaFree(c->bf_b);
+    for (int i = 0; i < c->nranges; i++)
+        cudaFree(c->ranges[i].shadow);
+    free(c->ranges);
     if (c->ev_fork)
         cudaEventDestroy(c->ev_fork);
     if (c->ev_join)
@@ -131,11 +134,9 @@ static pr_bctx *cuda_open(int rank, const pr_backend_cfg *cfg, char *err, size_t
     c->base.rank = rank;
     c->gpu = cfg->gpu;
     c->precision = cfg->precision;
-    c->rows = cfg->rows;
-    c->hidden = cfg->hidden;
     c->slots = cfg->microbatches > 0 ? cfg->microbatches : 1;
-    c->seed = cfg->seed;
-    size_t slot = (size_t)cfg->rows * cfg->hidden;
+    c->gemm_floats = cfg->gemm_floats > 0 ? cfg->gemm_floats : 1;
+    c->max_cols = cfg->max_cols > 0 ? cfg->max_cols : 1;
     current_gpu = -1;
     bool ok = pp_cuda_enter(c) &&
               CU(c, cudaStreamCreateWithFlags(&c->stream, cudaStreamNonBlocking)) &&
@@ -152,17 +153,20 @@ static pr_bctx *cuda_open(int rank, const pr_backend_cfg *cfg, char *err, size_t
               CU(c, cudaMallocHost(&c->loss_host, (size_t)c->slots * sizeof(double))) &&
               CU(c, cudaMalloc(&c->mse_partial, PP_MSE_MAX_BLOCKS * sizeof(double))) &&
               CU(c, cudaMalloc(&c->colsum_partial,
-                               (size_t)PP_COLSUM_MAX_CHUNKS * (size_t)c->hidden * sizeof(float))) &&
+                               (size_t)PP_COLSUM_MAX_CHUNKS * (size_t)c->max_cols * sizeof(float))) &&
               CU(c, cudaEventCreateWithFlags(&c->ev_fork, cudaEventDisableTiming)) &&
               CU(c, cudaEventCreateWithFlags(&c->ev_join, cudaEventDisableTiming));
     if (ok && c->precision == PR_BF16)
-        ok = CU(c, cudaMalloc(&c->bf_a, slot * sizeof(__nv_bfloat16))) &&
-             CU(c, cudaMalloc(&c->bf_b, slot * sizeof(__nv_bfloat16)));
+        ok = CU(c, cudaMalloc(&c->bf_a, c->gemm_floats * sizeof(__nv_bfloat16))) &&
+             CU(c, cudaMalloc(&c->bf_b, c->gemm_floats * sizeof(__nv_bfloat16)));
     if (!ok) {
         snprintf(err, errlen, "%s", c->base.err);
         cuda_close(&c->base);
         return NULL;
     }
+    c->base.step = c->step_dev;
+    c->base.loss = c->loss_dev;
+    c->base.slots = c->slots;
     return &c->base;
 }
 
@@ -175,26 +179,39 @@ static float *cuda_alloc(pr_bctx *cb, size_t count)
     return (float *)p;
 }
 
-/* Under BF16 a weight matrix carries its BF16 shadow after it, at the next
- * 256-byte boundary (cuBLAS wants aligned operands; h * h * 4 bytes is not
- * a multiple of 256 for every h). */
-static size_t shadow_offset(size_t count) { return (count + 63) & ~(size_t)63; }
-
-static __nv_bfloat16 *shadow_of(const cuda_ctx *c, const float *W, size_t count)
+/* The weight range p lies in, or NULL. */
+static pp_weight_range *range_of(const cuda_ctx *c, const float *p)
 {
-    return c->precision == PR_BF16 ? (__nv_bfloat16 *)(W + shadow_offset(count)) : NULL;
+    for (int i = 0; i < c->nranges; i++)
+        if (p >= c->ranges[i].p && p < c->ranges[i].p + c->ranges[i].count)
+            return &c->ranges[i];
+    return NULL;
 }
 
-static float *cuda_alloc_weight(pr_bctx *cb, size_t count)
+/* Under BF16: the shadow of the weights at p, or NULL (not weights). */
+static __nv_bfloat16 *shadow_of(const cuda_ctx *c, const float *p)
 {
-    cuda_ctx *c = (cuda_ctx *)cb;
-    size_t bytes = count * sizeof(float);
-    if (c->precision == PR_BF16)
-        bytes = shadow_offset(count) * sizeof(float) + count * sizeof(__nv_bfloat16);
-    void *p = NULL;
-    if (!pp_cuda_enter(c) || !CU(c, cudaMalloc(&p, bytes ? bytes : 4)))
-        return NULL;
-    return (float *)p;
+    pp_weight_range *r = c->precision == PR_BF16 ? range_of(c, p) : NULL;
+    return r ? r->shadow + (p - r->p) : NULL;
+}
+
+static void cuda_weights(pr_bctx *cb, float *p, size_t count)
+{
+    ENTER(cb);
+    void *grown = realloc(c->ranges, (size_t)(c->nranges + 1) * sizeof *c->ranges);
+    if (!grown) {
+        pr_bctx_fail(cb, "cuda weights:", "out of host memory");
+        return;
+    }
+    c->ranges = (pp_weight_range *)grown;
+    pp_weight_range *r = &c->ranges[c->nranges];
+    r->p = p;
+    r->count = count;
+    r->shadow = NULL;
+    if (c->precision == PR_BF16 &&
+        !CU(c, cudaMalloc(&r->shadow, (count ? count : 1) * sizeof(__nv_bfloat16))))
+        return;
+    c->nranges++;
 }
 
 static void cuda_release(pr_bctx *cb, float *p)
@@ -205,36 +222,32 @@ static void cuda_release(pr_bctx *cb, float *p)
         cudaFree(p); /* teardown: a failure here has nothing left to stop */
 }
 
-static void cuda_upload(pr_bctx *cb, float *dst, const float *src, size_t count)
-{
-    ENQUEUE(cb);
-    /* pageable source: the copy has read it when the call returns */
-    CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice, c->stream));
-}
-
-/* Under BF16: dst's shadow = BF16(dst), after dst was written. */
+/* Under BF16: the shadow of [dst, dst + count) = BF16(dst), after dst was
+ * written, when it holds weights. */
 static void refresh_shadow(pr_bctx *cb, float *dst, size_t count)
 {
     ENQUEUE(cb);
-    if (c->precision == PR_BF16)
-        CU(c, pp_launch_to_bf16(dst, shadow_of(c, dst, count), count, c->stream));
+    __nv_bfloat16 *sh = shadow_of(c, dst);
+    if (sh)
+        CU(c, pp_launch_to_bf16(dst, sh, count, c->stream));
 }
 
-static void cuda_upload_weight(pr_bctx *cb, float *dst, const float *src, size_t count)
+static void cuda_upload(pr_bctx *cb, float *dst, const float *src, size_t count)
 {
-    cuda_upload(cb, dst, src, count);
+    {
+        ENQUEUE(cb);
+        /* pageable source: the copy has read it when the call returns */
+        CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyHostToDevice, c->stream));
+    }
     refresh_shadow(cb, dst, count);
 }
 
 static void cuda_copy(pr_bctx *cb, float *dst, const float *src, size_t count)
 {
-    ENQUEUE(cb);
-    CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
-}
-
-static void cuda_copy_weight(pr_bctx *cb, float *dst, const float *src, size_t count)
-{
-    cuda_copy(cb, dst, src, count);
+    {
+        ENQUEUE(cb);
+        CU(c, cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, c->stream));
+    }
     refresh_shadow(cb, dst, count);
 }
 
@@ -251,94 +264,55 @@ static void cuda_set_step(pr_bctx *cb, int step)
     CU(c, pp_launch_set_int(c->step_dev, step, c->stream));
 }
 
-static void cuda_make_batch(pr_bctx *cb, int row0, int rows, float *x, float *t)
+/* A BF16 operand: the shadow of weights, else src's stored extent
+ * (rows of ld floats) converted into scratch.  NULL, the context failed,
+ * when it does not fit the scratch. */
+static const __nv_bfloat16 *bf16_operand(cuda_ctx *c, const float *src, int rows, int cols, int ld,
+                                         __nv_bfloat16 *scratch)
 {
-    ENQUEUE(cb);
-    CU(c, pp_launch_make_batch(c->seed, c->step_dev, row0, rows, c->hidden, x, t, c->stream));
-}
-
-/* Column-major C = op(A) op(B), FP32 operands (FP32 or TF32 math). */
-static bool sgemm(cuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                  const float *A, const float *B, float beta, float *C)
-{
-    const float one = 1.0f;
-    int h = c->hidden;
-    return CUBLAS(c, cublasSgemm(c->blas, ta, tb, m, n, k, &one, A, ta == CUBLAS_OP_N ? m : k, B,
-                                 tb == CUBLAS_OP_N ? k : n, &beta, C, h));
-}
-
-/* The same with BF16 operands, FP32 accumulation and output. */
-static bool bgemm(cuda_ctx *c, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
-                  const __nv_bfloat16 *A, const __nv_bfloat16 *B, float beta, float *C)
-{
-    const float one = 1.0f;
-    int h = c->hidden;
-    return CUBLAS(c, cublasGemmEx(c->blas, ta, tb, m, n, k, &one, A, CUDA_R_16BF,
-                                  ta == CUBLAS_OP_N ? m : k, B, CUDA_R_16BF,
-                                  tb == CUBLAS_OP_N ? k : n, &beta, C, CUDA_R_32F, h,
-                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-}
-
-static void cuda_layer_forward(pr_bctx *cb, const float *x, const float *W, const float *b,
-                               float *z, float *y, int n, int h)
-{
-    ENQUEUE(cb);
-    bool ok;
-    if (c->precision == PR_BF16)
-        ok = CU(c, pp_launch_to_bf16(x, c->bf_a, (size_t)n * h, c->stream)) &&
-             bgemm(c, CUBLAS_OP_N, CUBLAS_OP_N, h, n, h, shadow_of(c, W, (size_t)h * h), c->bf_a,
-                   0.0f, z);
-    else
-        ok = sgemm(c, CUBLAS_OP_N, CUBLAS_OP_N, h, n, h, W, x, 0.0f, z);
-    if (ok)
-        CU(c, pp_launch_bias_gelu(x, b, z, y, n, h, c->stream));
-}
-
-static void cuda_layer_backward_input(pr_bctx *cb, const float *dy, const float *z, const float *W,
-                                      float *dz, float *dx, int n, int h)
-{
-    ENQUEUE(cb);
-    if (!CU(c, pp_launch_gelu_backward(dy, z, dz, dx, (size_t)n * h, c->stream)) || !dx)
-        return;
-    /* dx (= dy) += dz W^T */
-    if (c->precision == PR_BF16) {
-        if (CU(c, pp_launch_to_bf16(dz, c->bf_a, (size_t)n * h, c->stream)) &&
-            bgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, h, n, h, shadow_of(c, W, (size_t)h * h), c->bf_a,
-                  1.0f, dx))
-            c->bf_a_of = dz;
-    } else {
-        sgemm(c, CUBLAS_OP_T, CUBLAS_OP_N, h, n, h, W, dz, 1.0f, dx);
+    const __nv_bfloat16 *sh = shadow_of(c, src);
+    if (sh)
+        return sh;
+    size_t extent = rows > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
+    if (extent > c->gemm_floats) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "an operand of %zu floats is larger than the BF16 scratch (%zu)",
+                 extent, c->gemm_floats);
+        pr_bctx_fail(&c->base, "cuda gemm:", msg);
+        return NULL;
     }
+    return CU(c, pp_launch_to_bf16(src, scratch, extent, c->stream)) ? scratch : NULL;
 }
 
-static void cuda_layer_backward_weight(pr_bctx *cb, const float *x, const float *dz, float *dW,
-                                       float *db, int n, int h)
-{
-    /* B then W of one layer (an unsplit backward): B left BF16(dz) in bf_a */
-    bool have_dz = ((cuda_ctx *)cb)->bf_a_of == dz;
-    ENQUEUE(cb);
-    bool ok;
-    /* dW += x^T dz */
-    if (c->precision == PR_BF16)
-        ok = (have_dz || CU(c, pp_launch_to_bf16(dz, c->bf_a, (size_t)n * h, c->stream))) &&
-             CU(c, pp_launch_to_bf16(x, c->bf_b, (size_t)n * h, c->stream)) &&
-             bgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, h, h, n, c->bf_a, c->bf_b, 1.0f, dW);
-    else
-        ok = sgemm(c, CUBLAS_OP_N, CUBLAS_OP_T, h, h, n, dz, x, 1.0f, dW);
-    if (ok)
-        CU(c, pp_launch_colsum(dz, db, n, h, c->colsum_partial, c->stream));
-}
-
-static void cuda_mse(pr_bctx *cb, const float *y, const float *t, float inv_n, float *dy, int n,
-                     int h, int slot)
+static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc)
 {
     ENQUEUE(cb);
-    if (slot < 0 || slot >= c->slots) {
-        pr_bctx_fail(cb, "cuda mse:", "loss slot out of range");
+    const float one = 1.0f;
+    cublasOperation_t opa = ta == PR_T ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = tb == PR_T ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (c->precision != PR_BF16) {
+        CUBLAS(c, cublasSgemm(c->blas, opb, opa, n, m, k, &one, B, ldb, A, lda, &beta, C, ldc));
         return;
     }
-    CU(c, pp_launch_mse(y, t, inv_n, dy, (size_t)n * h, c->mse_partial, c->loss_dev + slot,
-                        c->stream));
+    /* stored: A [ta ? k : m, ta ? m : k], B [tb ? n : k, tb ? k : n] */
+    const __nv_bfloat16 *a = bf16_operand(c, A, ta == PR_T ? k : m, ta == PR_T ? m : k, lda, c->bf_a);
+    const __nv_bfloat16 *b = a ? bf16_operand(c, B, tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, c->bf_b)
+                               : NULL;
+    if (b)
+        CUBLAS(c, cublasGemmEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb, a,
+                               CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
+}
+
+static void cuda_colsum(pr_bctx *cb, const float *A, int rows, int cols, float *out)
+{
+    ENQUEUE(cb);
+    if (cols > c->max_cols) {
+        pr_bctx_fail(cb, "cuda colsum:", "wider than the context's scratch");
+        return;
+    }
+    CU(c, pp_launch_colsum(A, out, rows, cols, c->colsum_partial, c->stream));
 }
 
 static void cuda_read_loss(pr_bctx *cb, double *out, int n)
@@ -355,13 +329,7 @@ static void cuda_read_loss(pr_bctx *cb, double *out, int n)
 static void cuda_sgd(pr_bctx *cb, float *p, float *g, float lr, size_t count)
 {
     ENQUEUE(cb);
-    CU(c, pp_launch_sgd(p, g, lr, count, NULL, c->stream));
-}
-
-static void cuda_sgd_weight(pr_bctx *cb, float *p, float *g, float lr, size_t count)
-{
-    ENQUEUE(cb);
-    CU(c, pp_launch_sgd(p, g, lr, count, shadow_of(c, p, count), c->stream));
+    CU(c, pp_launch_sgd(p, g, lr, count, shadow_of(c, p), c->stream));
 }
 
 static void cuda_zero(pr_bctx *cb, float *p, size_t count)
@@ -461,26 +429,21 @@ static int cuda_graph_step(pr_bctx **cs, int n, int step)
 
 static const pr_backend cuda_backend = {
     .name = "cuda",
+    .device = PR_DEVICE_CUDA,
     .open = cuda_open,
     .close = cuda_close,
     .alloc = cuda_alloc,
     .release = cuda_release,
-    .alloc_weight = cuda_alloc_weight,
+    .weights = cuda_weights,
     .upload = cuda_upload,
-    .upload_weight = cuda_upload_weight,
     .download = cuda_download,
     .copy = cuda_copy,
-    .copy_weight = cuda_copy_weight,
-    .set_step = cuda_set_step,
-    .make_batch = cuda_make_batch,
-    .layer_forward = cuda_layer_forward,
-    .layer_backward_input = cuda_layer_backward_input,
-    .layer_backward_weight = cuda_layer_backward_weight,
-    .mse = cuda_mse,
-    .read_loss = cuda_read_loss,
-    .sgd = cuda_sgd,
-    .sgd_weight = cuda_sgd_weight,
     .zero = cuda_zero,
+    .set_step = cuda_set_step,
+    .gemm = cuda_gemm,
+    .colsum = cuda_colsum,
+    .sgd = cuda_sgd,
+    .read_loss = cuda_read_loss,
     .sync = cuda_sync,
     .capture_begin = cuda_capture_begin,
     .capture_end = cuda_capture_end,

@@ -92,9 +92,14 @@ int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *
         free(loss);
         return 1;
     }
-    size_t n = keep_layers(own, L, h * h, W, r->W);
-    keep_layers(own, L, h, b, r->b);
-    double ew = pr_max_rel_err(r->W, W, n * h * h), eb = pr_max_rel_err(r->b, b, n * h);
+    float *runW = pp_xcalloc(L * h * h, sizeof(float), "the trained weights");
+    float *runb = pp_xcalloc(L * h, sizeof(float), "the trained biases");
+    pr_mlp_unpack(m, r->params, runW, runb);
+    size_t n = keep_layers(own, L, h * h, W, runW);
+    keep_layers(own, L, h, b, runb);
+    double ew = pr_max_rel_err(runW, W, n * h * h), eb = pr_max_rel_err(runb, b, n * h);
+    free(runW);
+    free(runb);
     double el = 0;
     for (int k = 0; k < steps && with_loss; k++) {
         double e = fabs(r->loss[k] - loss[k]) / (fabs(loss[k]) > 0 ? fabs(loss[k]) : 1);
@@ -120,7 +125,7 @@ int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *
 bool pr_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d)
 {
     double params = (double)m->layers * ((double)m->hidden * m->hidden + m->hidden) * sizeof(float);
-    double need = pr_reference_bytes(p, m) + 2 * params + steps * 2.0 * sizeof(double);
+    double need = pr_reference_bytes(p, m) + 3 * params + steps * 2.0 * sizeof(double);
     const char *limit;
     double left = pr_host_memory_left(&limit);
     if (need <= left)

@@ -13,24 +13,29 @@
 
 #include "backend.h"
 
+/* A range of weights (backend.h, weights) and, under BF16, its shadow. */
+typedef struct pp_weight_range {
+    float *p;
+    size_t count;
+    __nv_bfloat16 *shadow;
+} pp_weight_range;
+
 typedef struct cuda_ctx {
     pr_bctx base;
-    int gpu, precision, rows, hidden, slots;
-    uint64_t seed;
+    int gpu, precision, slots;
+    size_t gemm_floats; /* bf_a, bf_b */
+    int max_cols;       /* colsum_partial */
     cudaStream_t stream;
     cublasHandle_t blas;
     void *workspace;
-    int *step_dev;         /* the step make_batch reads */
+    int *step_dev;         /* the step the models' kernels read (base.step) */
     double *loss_dev;      /* [slots] */
     double *loss_host;     /* [slots], pinned */
     double *mse_partial;   /* [PP_MSE_MAX_BLOCKS]: the multi-block MSE's scratch */
-    float *colsum_partial; /* [PP_COLSUM_MAX_CHUNKS * hidden]: the bias gradient's */
-    __nv_bfloat16 *bf_a, *bf_b; /* [rows * hidden] each: BF16 copies of GEMM operands */
-    /* bf_a = BF16(bf_a_of), converted by the call just made on this context
-     * (layer_backward_input's dz), so that layer_backward_weight of the same
-     * dz right after it needs no second conversion.  Every pp_cuda_enter
-     * clears it: it lives from one call to the next, nothing between. */
-    const float *bf_a_of;
+    float *colsum_partial; /* [PP_COLSUM_MAX_CHUNKS * max_cols]: colsum's */
+    __nv_bfloat16 *bf_a, *bf_b; /* [gemm_floats] each: BF16 copies of GEMM operands */
+    pp_weight_range *ranges;
+    int nranges;
     cudaEvent_t ev_fork, ev_join;
     cudaGraph_t graph;     /* device 0 of a captured run */
     cudaGraphExec_t exec;
@@ -39,8 +44,7 @@ typedef struct cuda_ctx {
     void *capture_arg;
 } cuda_ctx;
 
-/* Makes this host thread's current GPU c->gpu (cached per thread); clears
- * c->bf_a_of. */
+/* Makes this host thread's current GPU c->gpu (cached per thread). */
 bool pp_cuda_enter(cuda_ctx *c);
 
 /* Each returns true on success; on failure records the first error in c. */

@@ -96,19 +96,22 @@ static int fill_init(FILE *f, const dump *d, bool biases)
 static int fill_w_init(FILE *f, void *d) { return fill_init(f, d, false); }
 static int fill_b_init(FILE *f, void *d) { return fill_init(f, d, true); }
 
-static int fill_w_final(FILE *f, void *arg)
+/* W (or b) of every layer, from the trained parameters' blocks. */
+static int fill_final(FILE *f, const dump *d, bool biases)
 {
-    const pr_model *m = ((const dump *)arg)->rec->model;
+    const pr_model *m = d->rec->model;
+    size_t h = (size_t)m->hidden;
     int shape[3] = {m->layers, m->hidden, m->hidden};
-    return pr_npy_write(f, ((const dump *)arg)->rec->result->W, shape, 3);
+    int rc = npy_header(f, shape, biases ? 2 : 3);
+    for (int l = 0; l < m->layers && !rc; l++) {
+        const float *P = d->rec->result->params + m->param_off[l];
+        rc = biases ? write_floats(f, P + h * h, h) : write_floats(f, P, h * h);
+    }
+    return rc;
 }
 
-static int fill_b_final(FILE *f, void *arg)
-{
-    const pr_model *m = ((const dump *)arg)->rec->model;
-    int shape[2] = {m->layers, m->hidden};
-    return pr_npy_write(f, ((const dump *)arg)->rec->result->b, shape, 2);
-}
+static int fill_w_final(FILE *f, void *d) { return fill_final(f, d, false); }
+static int fill_b_final(FILE *f, void *d) { return fill_final(f, d, true); }
 
 static int fill_loss(FILE *f, void *arg)
 {

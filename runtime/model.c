@@ -14,7 +14,9 @@
 void pr_init_layer(const pr_model *m, int layer, float *W, float *b)
 {
     size_t h = (size_t)m->hidden;
-    float scale = 1.0f / sqrtf((float)m->hidden);
+    /* 1/sqrt(H L): each residual branch adds ~1/(12 L) of its input's
+     * variance, so the output stays O(1) at any depth (docs/model.md) */
+    float scale = 1.0f / sqrtf((float)m->hidden * (float)m->layers);
     uint64_t stream = PP_STREAM_WEIGHT(layer);
     for (size_t i = 0; W && i < h * h; i++)
         W[i] = scale * pp_uniform_pm1(m->seed, stream, i);

@@ -20,6 +20,7 @@
 
 #include "backend.h"
 #include "json.h"
+#include "layer.h"
 #include "pprun.h"
 
 typedef struct loader {
@@ -283,6 +284,8 @@ static int load_mlp(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     if ((double)batch / plan->microbatches * (double)hidden > (double)PP_MAX_MICROBATCH_FLOATS)
         FAIL(L, "model: a micro-batch of %ld x %ld floats is too large", batch / plan->microbatches,
              hidden);
+    if (pr_model_build(m, "mlp"))
+        FAIL(L, "model.kind: this pprun has no layers for model \"mlp\"");
     return 0;
 }
 
@@ -697,6 +700,9 @@ void pr_model_free(pr_model *m)
     free(m->layers_per_stage);
     free(m->first_layer);
     free(m->gpt.data);
+    free(m->param_off);
     m->layers_per_stage = m->first_layer = NULL;
     m->gpt.data = NULL;
+    m->param_off = NULL;
+    m->ops = NULL;
 }

@@ -1,11 +1,12 @@
 /*
  * pool_plan.c — sizes each device's activation pool before the run, so a
  * step allocates nothing.  It replays each device's op list once, alone,
- * on replay.c's harness and loop but with a dry backend (distinct tokens,
- * no compute) and a dry transport (no communication: the loop skips sends
- * and receives and flush's barrier when R->dry), and counts the buffers
- * the list takes.  A device's own list alone decides that, so devices run
- * one after another on this thread.
+ * on replay.c's harness and loop but with a dry backend (distinct tokens;
+ * the replay calls no layer when dry) and a dry transport (no
+ * communication: the loop skips sends and receives and flush's barrier
+ * when R->dry), and counts the buffers the list takes, by size.  A
+ * device's own list alone decides that, so devices run one after another
+ * on this thread.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,23 +32,12 @@ static float *dry_alloc(pr_bctx *c, size_t count)
     return pp_xcalloc(1, 1, "the pool sizing's tokens");
 }
 static void dry_release(pr_bctx *c, float *p) { free(p); }
-static void dry_batch(pr_bctx *c, int row0, int rows, float *x, float *t) {}
-static void dry_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
-                        float *y, int n, int h) {}
-static void dry_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
-                               float *dz, float *dx, int n, int h) {}
-static void dry_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW, float *db,
-                                int n, int h) {}
-static void dry_mse(pr_bctx *c, const float *y, const float *t, float inv_n, float *dy, int n,
-                    int h, int slot) {}
-static void dry_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count) {}
+static void dry_weights(pr_bctx *c, float *p, size_t count) {}
 
+/* The replay computes nothing when dry: no compute primitive is called. */
 static const pr_backend dry_backend = {
-    .name = "dry", .open = dry_open, .close = dry_close, .alloc = dry_alloc,
-    .release = dry_release, .alloc_weight = dry_alloc, .make_batch = dry_batch,
-    .layer_forward = dry_forward, .layer_backward_input = dry_backward_input,
-    .layer_backward_weight = dry_backward_weight, .mse = dry_mse, .sgd = dry_sgd,
-    .sgd_weight = dry_sgd,
+    .name = "dry", .device = PR_DEVICE_NONE, .open = dry_open, .close = dry_close,
+    .alloc = dry_alloc, .release = dry_release, .weights = dry_weights,
 };
 
 static const pr_transport_ops dry_transport_ops = {.name = "dry"};
@@ -55,7 +45,7 @@ static pr_transport dry_transport = {.ops = &dry_transport_ops};
 
 /* Runs each device's op list once, alone, on the dry backend, counting the
  * activation buffers it takes: a device's own list alone decides that. */
-int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, pp_diag *d)
+int pool_sizes(const pp_plan *p, const pr_model *m, pool_shape *pools, double *bytes, pp_diag *d)
 {
     pr_run_opts o = {.steps = 1};
     pr_run_result r;
@@ -71,9 +61,14 @@ int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, p
     for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;
-        if (device_setup(&R, D, rank, 0) == 0)
+        if (device_setup(&R, D, rank, NULL) == 0)
             device_main(D);
-        slots[rank] = D->allocated;
+        pool_shape *ps = &pools[rank];
+        ps->n = D->npool;
+        for (int q = 0; q < D->npool; q++) {
+            ps->floats[q] = D->pool[q].floats;
+            ps->count[q] = D->pool[q].taken;
+        }
         bytes[rank] = D->bc ? ((dry_ctx *)D->bc)->bytes : 0;
         device_teardown(&R, D);
     }

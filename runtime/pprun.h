@@ -31,8 +31,14 @@ typedef struct pr_gpt {
     int embedding_stage, head_stage; /* 0 and stages - 1 */
 } pr_gpt;
 
+struct pr_model_ops;
+
 typedef struct pr_model {
     int kind;              /* enum pr_model_kind */
+    /* Its layer kinds and loss (layer.h, models.c); NULL for a kind pprun
+     * does not train yet (gpt), which main.c refuses before any work. */
+    const struct pr_model_ops *ops;
+    size_t *param_off; /* [layers + 1]: layer l's parameter block, in model order */
     int layers, hidden, batch; /* gpt: layers are blocks, batch counts sequences */
     int stages;
     int *layers_per_stage; /* [stages]; gpt: blocks (the first and the last stage may hold none) */
@@ -71,6 +77,9 @@ void pr_init_layer(const pr_model *m, int layer, float *W, float *b); /* W NULL:
 void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
 /* Rows [row0, row0+rows) of step k's global batch. */
 void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
+/* mlp_layers.c: the trained parameters (pr_run_result.params) as W
+ * [L,H,H] and b [L,H]. */
+void pr_mlp_unpack(const pr_model *m, const float *params, float *W, float *b);
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
 void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double *loss);
@@ -115,7 +124,7 @@ typedef struct pr_run_opts {
 } pr_run_opts;
 
 typedef struct pr_run_result {
-    float *W, *b;            /* final parameters, [L,H,H], [L,H] */
+    float *params;           /* final parameters: every layer's block at model.param_off */
     double *loss;            /* [steps] */
     double seconds;          /* wall time of all steps */
     int recorded_steps;      /* steps whose op times are in start/end */

@@ -5,13 +5,15 @@
  * transport (transport.h).  It never reorders: the compiler owns deadlock
  * freedom, the verifier proved it.
  *
- * Per device, each (stage, micro-batch) has an act_set: the inputs x and
- * pre-activations z each layer of the stage keeps from F until B (and dz
- * from B until W when the backward is split), plus the mailboxes through
- * which F/B hand data to the next op (in_act, in_grad) or to a send
- * (out_act, out_grad).  Buffers are all [rows, hidden] and come from a
- * per-device pool preallocated from the plan (pool_plan.c sizes it by a
- * dry run on this same harness), so a step allocates nothing.  Which
+ * Per device, each (stage, micro-batch) has an act_set: per layer its
+ * kept input and the buffers its kind declares (act_b until B, act_w and
+ * grad_w until W: layer.h), plus the mailboxes through which F/B hand
+ * data to the next op (in_act, in_grad) or to a send (out_act,
+ * out_grad).  What a layer computes, and the sizes of the buffers it
+ * keeps, are its model's; the replay only moves buffers.  They come from a per-device pool preallocated from the plan
+ * (pool_plan.c sizes it by a dry run on this same harness) in the one
+ * allocation that also holds the device's parameters, gradients and
+ * optimizer state, so a step allocates nothing.  Which
  * weights F, R and B use, and the old versions the asynchronous policies
  * keep, is weight_versions.c's business; how a run fails and what it
  * returns, run_state.c's; starting the device threads and watching them,
@@ -32,15 +34,21 @@
 #include "clock.h"
 #include "replay_internal.h"
 
-/* An activation buffer (NULL, and the run failed, when the pool is empty
- * and the backend has no room: a verified plan never empties it). */
-static float *pool_get(device_ctx *D)
+/* The pool's class of buffers of `floats` (NULL, and the run failed,
+ * when the layer kinds declare more sizes than the pool holds). */
+static pool_class *class_of(device_ctx *D, size_t floats)
 {
-    if (D->npool > 0)
-        return D->pool[--D->npool];
-    D->allocated++;
-    return replay_buffer(D, false, D->R->slot, "an activation buffer beyond the pool's %d",
-                         D->R->res->pool_slots ? D->R->res->pool_slots[D->rank] : 0);
+    for (int q = 0; q < D->npool; q++)
+        if (D->pool[q].floats == floats)
+            return &D->pool[q];
+    if (D->npool == POOL_CLASSES) {
+        run_fail(D->R, "device %d: more than %d sizes of activation buffers", D->rank,
+                 POOL_CLASSES);
+        return NULL;
+    }
+    pool_class *c = &D->pool[D->npool++];
+    c->floats = floats;
+    return c;
 }
 
 /* Appends p to the list (*v)[*n] of capacity *cap; out of memory fails the
@@ -52,7 +60,6 @@ static void list_push(device_ctx *D, float ***v, int *n, int *cap, float *p)
         float **grown = realloc(*v, (size_t)cap2 * sizeof **v);
         if (!grown) {
             run_fail(D->R, "device %d: out of memory for a list of activation buffers", D->rank);
-            D->R->be->release(D->bc, p);
             return;
         }
         *v = grown;
@@ -61,22 +68,67 @@ static void list_push(device_ctx *D, float ***v, int *n, int *cap, float *p)
     (*v)[(*n)++] = p;
 }
 
-static void pool_put(device_ctx *D, float *p)
+/* An activation buffer of `floats` (NULL, and the run failed, when the
+ * pool is empty and the backend has no room: a verified plan never
+ * empties it).  One beyond the pool is the device's to release at the
+ * end. */
+static float *pool_get(device_ctx *D, size_t floats)
 {
-    if (p)
-        list_push(D, &D->pool, &D->npool, &D->cap_pool, p);
+    pool_class *c = class_of(D, floats);
+    if (!c)
+        return NULL;
+    if (c->n > 0)
+        return c->free[--c->n];
+    D->allocated++;
+    c->taken++;
+    float *p = replay_buffer(D, false, floats, "an activation buffer (%zu floats) beyond the pool's %d",
+                             floats, D->R->res->pool_slots ? D->R->res->pool_slots[D->rank] : 0);
+    if (p) {
+        int n = D->nextra;
+        list_push(D, &D->extra, &D->nextra, &D->cap_extra, p);
+        if (D->nextra == n) { /* no room to remember it */
+            D->R->be->release(D->bc, p);
+            return NULL;
+        }
+    }
+    return p;
 }
 
-/* Two buffers, or none (false, and the run failed). */
-static bool pool_get2(device_ctx *D, float **a, float **b)
+static void pool_put(device_ctx *D, size_t floats, float *p)
 {
-    if (!(*a = pool_get(D)))
-        return false;
-    if (!(*b = pool_get(D))) {
-        pool_put(D, *a);
-        return false;
-    }
-    return true;
+    pool_class *c = p ? class_of(D, floats) : NULL;
+    if (c)
+        list_push(D, &c->free, &c->n, &c->cap, p);
+}
+
+/* The floats of layer l's input, output and activations on stage st. */
+static size_t in_floats(const run *R, const stage_state *st, int l);
+static size_t out_floats(const run *R, const stage_state *st, int l)
+{
+    const pr_layer_kind *k = st->kind[l];
+    return k->out && l + 1 < st->k ? k->out(R->m, R->rows)
+           : k->out && st->stage == R->p->stages - 1 ? k->out(R->m, R->rows)
+                                                     : R->slot;
+}
+static size_t in_floats(const run *R, const stage_state *st, int l)
+{
+    return l == 0 ? R->slot : out_floats(R, st, l - 1);
+}
+#define ACT_B(R, st, l) ((st)->kind[l]->act_b((R)->m, (R)->rows))
+#define ACT_W(R, st, l) ((st)->kind[l]->act_w((R)->m, (R)->rows))
+#define GRAD_W(R, st, l) ((st)->kind[l]->grad_w((R)->m, (R)->rows))
+
+/* A buffer of 0 floats is none: NULL, never taken from the pool. */
+static bool get_opt(device_ctx *D, size_t floats, float **p)
+{
+    *p = NULL;
+    return floats == 0 || (*p = pool_get(D, floats)) != NULL;
+}
+static void put_opt(device_ctx *D, size_t floats, float **p)
+{
+    if (floats && *p)
+        pool_put(D, floats, *p);
+    *p = NULL;
 }
 
 /* The ops of a group run concurrently (ncclGroupStart/End): a buffer a
@@ -85,7 +137,7 @@ static bool pool_get2(device_ctx *D, float **a, float **b)
 static void release_held(device_ctx *D)
 {
     for (int q = 0; q < D->nheld; q++)
-        pool_put(D, D->held[q]);
+        pool_put(D, D->R->slot, D->held[q]);
     D->nheld = 0;
 }
 
@@ -186,8 +238,7 @@ static int fail_held_up(device_ctx *D, int i, const int *late, int nlate, const 
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 {
     run *R = D->R;
-    const pr_backend *be = R->be;
-    int h = R->m->hidden, S = R->p->stages;
+    int S = R->p->stages;
     stage_state *st = &D->st[D->local[op->stage]];
     act_set *a = &st->mb[op->mb];
     if (a->live)
@@ -195,73 +246,84 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     float *x = a->in_act;
     a->in_act = NULL;
     if (op->stage == 0) {
-        if (x)
-            pool_put(D, x);
-        if (!(x = pool_get(D)))
+        pool_put(D, R->slot, x);
+        if (!(x = pool_get(D, R->slot)))
             return 1; /* the run failed, naming the buffer */
-        be->make_batch(D->bc, op->mb * R->rows, R->rows, x, NULL);
+        if (!R->dry)
+            R->m->ops->input(&D->env, op->mb * R->rows, R->rows, x);
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
     }
     if (R->p->async == PP_ASYNC_PIPEDREAM) {
         a->ver = R->vsync_ver ? step * R->p->microbatches + R->vsync_ver[op->mb] : st->cur_ver;
         if (a->ver > st->cur_ver) {
-            pool_put(D, x); /* cannot happen in a verified plan (docs/async.md) */
+            pool_put(D, R->slot, x); /* cannot happen in a verified plan (docs/async.md) */
             OP_FAIL(D, i, "vertical sync: weight version %d of stage %d does not exist yet (%d updates applied)",
                     a->ver, op->stage, st->cur_ver);
         }
         if (!R->vsync_ver)
             st->cur_refs++;
     }
-    float **Wv, **bv;
-    if (!weights_for(D, st, a, false, &Wv, &bv)) {
-        pool_put(D, x);
+    float *P;
+    if (!weights_for(D, st, a, false, &P)) {
+        pool_put(D, R->slot, x);
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     }
     for (int l = 0; l < st->k; l++) {
-        float *z, *y;
-        if (!pool_get2(D, &z, &y)) {
-            pool_put(D, x); /* what the layers before kept stays in a, for the teardown */
+        size_t nx = in_floats(R, st, l), ny = out_floats(R, st, l);
+        size_t nb = ACT_B(R, st, l), nw = ACT_W(R, st, l);
+        float *y, *ab = NULL, *aw = NULL;
+        if (!(y = pool_get(D, ny)) || !get_opt(D, nb, &ab) || !get_opt(D, nw, &aw)) {
+            if (y)
+                pool_put(D, ny, y);
+            put_opt(D, nb, &ab);
+            pool_put(D, nx, x); /* what the layers before kept stays in a, for the teardown */
             return 1;
         }
-        be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, h);
-        if (st->recompute && l > 0) { /* R rebuilds them from x[0] */
-            pool_put(D, x);
-            pool_put(D, z);
-        } else if (st->recompute) {
-            a->x[0] = x;
-            pool_put(D, z);
+        if (!R->dry)
+            st->kind[l]->forward(&D->env, P + st->off[l], x, ab, aw, y);
+        if (st->recompute) { /* R rebuilds them from x[0] */
+            if (l == 0)
+                a->x[0] = x;
+            else
+                pool_put(D, nx, x);
+            put_opt(D, nb, &ab);
+            put_opt(D, nw, &aw);
         } else {
             a->x[l] = x;
-            a->z[l] = z;
+            a->act_b[l] = ab;
+            a->act_w[l] = aw;
         }
         x = y;
     }
     a->live = true;
+    a->acts = !st->recompute;
     hold(D, op, st->recompute);
+    size_t nout = out_floats(R, st, st->k - 1);
     if (op->stage == S - 1) {
-        be->make_batch(D->bc, op->mb * R->rows, R->rows, NULL, D->t_dev);
-        float *dy = pool_get(D);
+        float *dy = pool_get(D, nout);
         if (!dy) {
-            pool_put(D, x);
+            pool_put(D, nout, x);
             return 1;
         }
-        be->mse(D->bc, x, D->t_dev, 1.0f / (float)R->m->batch, dy, R->rows, h, op->mb);
-        pool_put(D, x);
-        pool_put(D, a->in_grad);
+        if (!R->dry)
+            R->m->ops->loss(&D->env, op->mb * R->rows, R->rows, x, D->loss_scratch, dy, op->mb);
+        pool_put(D, nout, x);
+        pool_put(D, nout, a->in_grad);
         a->in_grad = dy;
     } else {
         act_set *next = set_of(D, op->stage + 1, op->mb);
         float **box = next ? &next->in_act : &a->out_act;
-        pool_put(D, *box);
+        pool_put(D, R->slot, *box);
         *box = x;
     }
     return 0;
 }
 
-/* R: the same layer_forward calls as F, from the kept stage input and with
- * the weights B will use (those F used), so the rebuilt x and z are bitwise
- * F's; the stage output (sent, or turned into the loss, at F) is dropped. */
+/* R: the same forward calls as F, from the kept stage input and with the
+ * weights B will use (those F used), so the rebuilt activations are
+ * bitwise F's; the stage output (sent, or turned into the loss, at F) is
+ * dropped. */
 static int do_recompute(device_ctx *D, int i, const pp_op *op)
 {
     run *R = D->R;
@@ -271,71 +333,86 @@ static int do_recompute(device_ctx *D, int i, const pp_op *op)
         OP_FAIL(D, i, "stage %d does not recompute (F kept its activations)", op->stage);
     if (!a->live || !a->x[0])
         OP_FAIL(D, i, "no stage input held (R before F, or after B)");
-    if (a->z[0])
+    if (a->acts)
         OP_FAIL(D, i, "activations already held (R twice)");
-    float **Wv, **bv;
-    if (!weights_for(D, st, a, true, &Wv, &bv))
+    float *P;
+    if (!weights_for(D, st, a, true, &P))
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     float *x = a->x[0];
     for (int l = 0; l < st->k; l++) {
-        float *z, *y;
-        if (!pool_get2(D, &z, &y))
+        size_t ny = out_floats(R, st, l), nb = ACT_B(R, st, l), nw = ACT_W(R, st, l);
+        float *y;
+        if (!(y = pool_get(D, ny)) || !get_opt(D, nb, &a->act_b[l]) || !get_opt(D, nw, &a->act_w[l])) {
+            if (y)
+                pool_put(D, ny, y);
             return 1; /* what it rebuilt so far is in a, for the teardown */
-        R->be->layer_forward(D->bc, x, Wv[l], bv[l], z, y, R->rows, R->m->hidden);
-        a->z[l] = z;
+        }
+        if (!R->dry) {
+            const pr_layer_kind *k = st->kind[l];
+            (k->recompute ? k->recompute : k->forward)(&D->env, P + st->off[l], x, a->act_b[l],
+                                                        a->act_w[l], y);
+        }
         if (l + 1 < st->k)
             a->x[l + 1] = y;
         else
-            pool_put(D, y);
+            pool_put(D, ny, y);
         x = y;
     }
+    a->acts = true;
     hold(D, op, true);
     return 0;
 }
 
 static void weight_grad(device_ctx *D, stage_state *st, act_set *a, int l)
 {
-    D->R->be->layer_backward_weight(D->bc, a->x[l], a->dz[l], st->dW[l], st->db[l], D->R->rows,
-                                    D->R->m->hidden);
-    pool_put(D, a->x[l]);
-    pool_put(D, a->dz[l]);
-    a->x[l] = a->dz[l] = NULL;
+    run *R = D->R;
+    if (!R->dry)
+        st->kind[l]->backward_weight(&D->env, a->x[l], a->act_w[l], a->grad_w[l], st->G + st->off[l]);
+    pool_put(D, in_floats(R, st, l), a->x[l]);
+    a->x[l] = NULL;
+    put_opt(D, ACT_W(R, st, l), &a->act_w[l]);
+    put_opt(D, GRAD_W(R, st, l), &a->grad_w[l]);
 }
 
 static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
 {
     run *R = D->R;
-    int h = R->m->hidden;
     bool split = R->p->split_backward;
     stage_state *st = &D->st[D->local[op->stage]];
     act_set *a = &st->mb[op->mb];
-    if (!a->live || !a->z[0])
+    if (!a->live || !a->acts)
         OP_FAIL(D, i, st->recompute && a->live ? "no activations held (B before its R)"
                                                : "no activations held (B before F, or B twice)");
     float *dy = a->in_grad;
     a->in_grad = NULL;
     if (!dy)
         OP_FAIL(D, i, "no output gradient (missing recv or B of stage %d)", op->stage + 1);
-    float **Wv, **bv;
-    if (!weights_for(D, st, a, true, &Wv, &bv)) {
-        pool_put(D, dy);
+    float *P;
+    if (!weights_for(D, st, a, true, &P)) {
+        pool_put(D, out_floats(R, st, st->k - 1), dy);
         OP_FAIL(D, i, "weight version %d of stage %d was not kept", a->ver, op->stage);
     }
     for (int l = st->k - 1; l >= 0; l--) {
-        float *dz, *dx = NULL;
-        if (!(l > 0 || op->stage > 0 ? pool_get2(D, &dz, &dx) : (dz = pool_get(D)) != NULL)) {
-            pool_put(D, dy);
+        size_t nx = in_floats(R, st, l), ny = out_floats(R, st, l), ng = GRAD_W(R, st, l);
+        float *g = NULL, *dx = NULL;
+        bool need_dx = l > 0 || op->stage > 0;
+        if (!get_opt(D, ng, &g) || (need_dx && !(dx = pool_get(D, nx)))) {
+            put_opt(D, ng, &g);
+            pool_put(D, ny, dy);
             return 1;
         }
-        R->be->layer_backward_input(D->bc, dy, a->z[l], Wv[l], dz, dx, R->rows, h);
-        pool_put(D, dy);
-        pool_put(D, a->z[l]);
-        a->z[l] = NULL;
-        a->dz[l] = dz;
+        if (!R->dry)
+            st->kind[l]->backward_input(&D->env, P + st->off[l], a->x[l], a->act_b[l], a->act_w[l],
+                                        dy, g, dx);
+        pool_put(D, ny, dy);
+        put_opt(D, ACT_B(R, st, l), &a->act_b[l]);
+        a->grad_w[l] = g;
         if (!split)
             weight_grad(D, st, a, l);
         dy = dx;
     }
+    a->acts = false;
+    a->grads = split;
     if (!split)
         a->live = false;
     hold(D, op, st->recompute);
@@ -345,7 +422,7 @@ static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
     if (op->stage > 0) {
         act_set *prev = set_of(D, op->stage - 1, op->mb);
         float **box = prev ? &prev->in_grad : &a->out_grad;
-        pool_put(D, *box);
+        pool_put(D, R->slot, *box);
         *box = dy;
     }
     return 0;
@@ -355,10 +432,11 @@ static int do_weight(device_ctx *D, int i, const pp_op *op)
 {
     stage_state *st = &D->st[D->local[op->stage]];
     act_set *a = &st->mb[op->mb];
-    if (!a->live || !a->dz[0])
+    if (!a->live || !a->grads)
         OP_FAIL(D, i, "no input-gradient state (W before B, or W twice)");
     for (int l = st->k - 1; l >= 0; l--)
         weight_grad(D, st, a, l);
+    a->grads = false;
     a->live = false;
     hold(D, op, st->recompute);
     return 0;
@@ -385,7 +463,7 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
     if (D->in_group)
         list_push(D, &D->held, &D->nheld, &D->cap_held, *box);
     else
-        pool_put(D, *box);
+        pool_put(D, D->R->slot, *box);
     *box = NULL;
     return 0;
 }
@@ -396,7 +474,7 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     act_set *a = op->comm == PP_COMM_ACT ? set_of(D, op->stage + 1, op->mb)
                                          : set_of(D, op->stage - 1, op->mb);
     float **box = op->comm == PP_COMM_ACT ? &a->in_act : &a->in_grad;
-    float *buf = pool_get(D);
+    float *buf = pool_get(D, R->slot);
     if (!buf)
         return 1; /* the run failed, naming the buffer */
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
@@ -407,7 +485,7 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
         wait_end(D, w);
     }
     if (rc != PR_RECV_OK) {
-        pool_put(D, buf);
+        pool_put(D, R->slot, buf);
         if (rc == PR_RECV_ABORTED)
             return 1; /* another device failed and said why */
         if (rc == PR_RECV_ERROR)
@@ -422,23 +500,24 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
         OP_FAIL(D, i, "device %d sent %s %d.%d instead", op->peer, pp_comm_name(got.comm),
                 got.stage, got.mb);
     }
-    pool_put(D, *box);
+    pool_put(D, R->slot, *box);
     *box = buf;
     return 0;
 }
 
+/* Every stage's parameters, in one call per stage (its blocks are one
+ * range). */
 static void do_update(device_ctx *D, int step)
 {
     run *R = D->R;
-    size_t h = (size_t)R->m->hidden;
-    float lr = (float)R->m->lr;
     for (int s = 0; s < D->nst; s++)
         keep_version(D, &D->st[s], step);
-    for (int s = 0; s < D->nst; s++)
-        for (int l = 0; l < D->st[s].k; l++) {
-            R->be->sgd_weight(D->bc, D->st[s].W[l], D->st[s].dW[l], lr, h * h);
-            R->be->sgd(D->bc, D->st[s].b[l], D->st[s].db[l], lr, h);
-        }
+    if (R->dry)
+        return;
+    for (int s = 0; s < D->nst; s++) {
+        stage_state *st = &D->st[s];
+        R->m->ops->update(&D->env, st->P, st->G, st->S, st->off[st->k]);
+    }
 }
 
 /* The step's books: loss, time, progress line.  A loss that is not finite
@@ -450,7 +529,7 @@ bool close_step(run *R, int step, char *why, size_t len)
     double sq = 0;
     for (int m = 0; m < R->p->microbatches; m++)
         sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
-    double loss = sq / (2.0 * R->m->batch);
+    double loss = R->m->ops->loss_of(R->m, sq);
     R->res->loss[step] = loss;
     if (!isfinite(loss)) {
         snprintf(why, len, "step %d of %d: the loss is %g: the training diverged (a smaller "
@@ -671,20 +750,91 @@ static const char *format_op(const void *op, char *buf, size_t size)
     return pp_op_format(op, buf, size);
 }
 
-/* Opens the device's backend context, its stages' parameters and `slots`
- * pooled activation buffers.  Nonzero (and R failed) if the backend cannot. */
-int device_setup(run *R, device_ctx *D, int rank, int slots)
+/* Floats rounded up to 64 (256 bytes): every block carved from the arena
+ * starts aligned, as GEMM operands like. */
+static size_t aligned(size_t floats) { return (floats + 63) & ~(size_t)63; }
+
+/* The next `floats` of the arena at *cursor; the dry run, which has no
+ * arena, gets a token of the backend's (counted there, released at the
+ * end).  NULL, and the run failed, when there is no room. */
+static float *carve(device_ctx *D, size_t *cursor, size_t floats, const char *what)
+{
+    if (!D->R->dry) {
+        float *p = D->arena + *cursor;
+        *cursor += aligned(floats);
+        return p;
+    }
+    float *p = replay_buffer(D, false, floats, "%s", what);
+    if (p) {
+        int n = D->nextra;
+        list_push(D, &D->extra, &D->nextra, &D->cap_extra, p);
+        if (D->nextra == n) {
+            D->R->be->release(D->bc, p);
+            return NULL;
+        }
+    }
+    return p;
+}
+
+/* The stage's layer kinds and its parameter layout (each layer's block
+ * aligned). */
+static void stage_layout(run *R, device_ctx *D, stage_state *st, int s)
+{
+    const pr_model *m = R->m;
+    const pp_plan *p = R->p;
+    st->stage = s;
+    st->k = m->layers_per_stage[s];
+    st->first_layer = m->first_layer[s];
+    for (int i = 0; i < p->dev[D->rank].n && !st->recompute; i++)
+        st->recompute = p->dev[D->rank].ops[i].kind == PP_OP_R && p->dev[D->rank].ops[i].stage == s;
+    st->kind = pp_xcalloc((size_t)st->k, sizeof *st->kind, "the replay's layer table");
+    st->off = pp_xcalloc((size_t)st->k + 1, sizeof *st->off, "the replay's layer table");
+    for (int l = 0; l < st->k; l++) {
+        st->kind[l] = m->ops->kind(m, st->first_layer + l);
+        st->off[l + 1] = st->off[l] + aligned(pr_layer_param_count(m, st->first_layer + l));
+    }
+    int M = p->microbatches;
+    st->mb = pp_xcalloc((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
+    st->ptrs = pp_xcalloc((size_t)M * 4 * st->k, sizeof(float *), "the replay's activation table");
+    for (int mb = 0; mb < M; mb++) {
+        float **base = st->ptrs + (size_t)mb * 4 * st->k;
+        st->mb[mb].x = base;
+        st->mb[mb].act_b = base + st->k;
+        st->mb[mb].act_w = base + 2 * st->k;
+        st->mb[mb].grad_w = base + 3 * st->k;
+    }
+}
+
+/* The device's memory: its stages' parameters, gradients, optimizer state
+ * (and 2bw's previous weights), the loss's scratch and the pool, one
+ * allocation, in that order; their floats. */
+static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *pool)
+{
+    const pr_model *m = R->m;
+    size_t n = 0, copies = 2 + (size_t)m->ops->opt_state + (R->p->async == PP_ASYNC_2BW);
+    for (int s = 0; s < D->nst; s++)
+        n += copies * D->st[s].off[D->st[s].k];
+    if (has_loss(D))
+        n += aligned(m->ops->loss_floats(m, R->rows));
+    for (int q = 0; pool && q < pool->n; q++)
+        n += (size_t)pool->count[q] * aligned(pool->floats[q]);
+    return n;
+}
+
+/* Opens the device's backend context, its arena: parameters (initialised),
+ * gradients and optimizer state (zero), and the pool's buffers (pool;
+ * NULL in the dry run).  Nonzero (and R failed) if the backend cannot. */
+int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
 {
     const pp_plan *p = R->p;
     const pr_model *m = R->m;
     const pr_backend *be = R->be;
-    size_t h = (size_t)m->hidden;
-    int M = p->microbatches;
     D->R = R;
     D->rank = rank;
-    pr_backend_cfg cfg = {.devices = p->devices, .microbatches = M, .rows = R->rows,
-                          .hidden = m->hidden, .seed = m->seed, .precision = R->o->precision,
+    pr_backend_cfg cfg = {.devices = p->devices, .microbatches = p->microbatches,
+                          .precision = R->o->precision,
                           .gpu = R->o->gpu_base + rank % (R->o->gpus > 0 ? R->o->gpus : 1)};
+    m->ops->scratch(m, R->rows, &cfg.gemm_floats, &cfg.max_cols);
     char err[400] = "";
     D->bc = be->open(rank, &cfg, err, sizeof err);
     if (!D->bc) {
@@ -696,62 +846,66 @@ int device_setup(run *R, device_ctx *D, int rank, int slots)
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
     D->st = pp_xcalloc((size_t)D->nst, sizeof *D->st, "the replay's stage states");
-    for (int s = 0; s < p->stages; s++) {
-        if (D->local[s] < 0)
-            continue;
-        stage_state *st = &D->st[D->local[s]];
-        st->stage = s;
-        st->k = m->layers_per_stage[s];
-        for (int i = 0; i < p->dev[rank].n && !st->recompute; i++)
-            st->recompute = p->dev[rank].ops[i].kind == PP_OP_R && p->dev[rank].ops[i].stage == s;
-        st->first_layer = m->first_layer[s];
-        st->W = pp_xcalloc((size_t)st->k * 4, sizeof(float *), "the replay's layer table");
-        st->b = st->W + st->k;
-        st->dW = st->b + st->k;
-        st->db = st->dW + st->k;
-        st->mb = pp_xcalloc((size_t)M, sizeof *st->mb, "the replay's micro-batch table");
-        st->ptrs = pp_xcalloc((size_t)M * 3 * st->k, sizeof(float *),
-                              "the replay's activation table");
-        for (int mb = 0; mb < M; mb++) {
-            float **base = st->ptrs + (size_t)mb * 3 * st->k;
-            st->mb[mb].x = base;
-            st->mb[mb].z = base + st->k;
-            st->mb[mb].dz = base + 2 * st->k;
-        }
+    for (int s = 0; s < p->stages; s++)
+        if (D->local[s] >= 0)
+            stage_layout(R, D, &D->st[D->local[s]], s);
+    D->env = (pr_layer_env){.be = be, .c = D->bc, .m = m, .rows = R->rows,
+                            .kernels = m->ops->kernels(be->device)};
+    if (!R->dry && !D->env.kernels) {
+        run_fail(R, "device %d: the %s backend has no kernels for model %s", rank, be->name,
+                 m->ops->name);
+        return 1;
     }
     /* the device's buffers: the first the backend has no room for ends the run, named */
-    float *hw = NULL, *hb = NULL; /* a layer's initial values, on the host */
-    if (!R->dry) {
-        hw = pp_xcalloc(h * h, sizeof(float), "a layer's initial weights");
-        hb = pp_xcalloc(h, sizeof(float), "a layer's initial biases");
-    }
+    size_t cursor = 0;
+    if (!R->dry)
+        D->arena = replay_buffer(D, false, arena_floats(R, D, pool),
+                                 "its memory (parameters, gradients, optimizer state, activations)");
+    size_t most = 0; /* the largest layer, initialised on the host */
+    for (int s = 0; s < D->nst; s++)
+        for (int l = 0; l < D->st[s].k; l++)
+            if (D->st[s].off[l + 1] - D->st[s].off[l] > most)
+                most = D->st[s].off[l + 1] - D->st[s].off[l];
+    float *host = R->dry ? NULL : pp_xcalloc(most ? most : 1, sizeof(float), "a layer's initial parameters");
     for (int s = 0; s < D->nst && !atomic_load(&R->failed); s++) {
         stage_state *st = &D->st[s];
+        size_t n = st->off[st->k];
+        char what[96];
+        snprintf(what, sizeof what, "the parameters of stage %d", st->stage);
+        if (!(st->P = carve(D, &cursor, n, what)))
+            break;
+        snprintf(what, sizeof what, "the gradients of stage %d", st->stage);
+        if (!(st->G = carve(D, &cursor, n, what)))
+            break;
+        snprintf(what, sizeof what, "the optimizer state of stage %d", st->stage);
+        if (m->ops->opt_state && !(st->S = carve(D, &cursor, n * (size_t)m->ops->opt_state, what)))
+            break;
+        snprintf(what, sizeof what, "the previous step's weights of stage %d", st->stage);
+        if (p->async == PP_ASYNC_2BW && !(st->oldP = carve(D, &cursor, n, what)))
+            break;
+        if (R->dry)
+            continue;
+        be->weights(D->bc, st->P, n);
+        be->zero(D->bc, st->P, n); /* the blocks' alignment padding too */
         for (int l = 0; l < st->k; l++) {
             int L = st->first_layer + l;
-            if (!(st->W[l] = replay_buffer(D, true, h * h, "the weights of layer %d", L)) ||
-                !(st->b[l] = replay_buffer(D, false, h, "the biases of layer %d", L)) ||
-                !(st->dW[l] = replay_buffer(D, false, h * h, "the weight gradient of layer %d", L)) ||
-                !(st->db[l] = replay_buffer(D, false, h, "the bias gradient of layer %d", L)))
-                break;
-            if (!R->dry) {
-                pr_init_layer(m, L, hw, hb);
-                be->upload_weight(D->bc, st->W[l], hw, h * h);
-                be->upload(D->bc, st->b[l], hb, h);
-                be->zero(D->bc, st->dW[l], h * h);
-                be->zero(D->bc, st->db[l], h);
-            }
+            st->kind[l]->init(m, L, host);
+            /* from pageable memory: read when the call returns */
+            be->upload(D->bc, st->P + st->off[l], host, pr_layer_param_count(m, L));
         }
-        if (!atomic_load(&R->failed))
-            versions_setup(D, st, hw, hb);
+        be->zero(D->bc, st->G, n);
+        if (st->S)
+            be->zero(D->bc, st->S, n * (size_t)m->ops->opt_state);
+        versions_setup(D, st);
     }
-    free(hw);
-    free(hb);
-    if (!atomic_load(&R->failed))
-        D->t_dev = replay_buffer(D, false, R->slot, "the loss's target buffer");
-    for (int q = 0; q < slots && !atomic_load(&R->failed); q++)
-        pool_put(D, replay_buffer(D, false, R->slot, "activation buffer %d of the pool's %d", q + 1,
-                                  slots));
+    free(host);
+    if (!atomic_load(&R->failed) && has_loss(D))
+        D->loss_scratch = carve(D, &cursor, m->ops->loss_floats(m, R->rows), "the loss's scratch");
+    for (int q = 0; pool && q < pool->n && !atomic_load(&R->failed); q++) {
+        pool_class *c = class_of(D, pool->floats[q]);
+        for (int i = 0; c && i < pool->count[q]; i++)
+            list_push(D, &c->free, &c->n, &c->cap, carve(D, &cursor, pool->floats[q], "the pool"));
+    }
     int n = p->dev[rank].n;
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
     char what[64];
@@ -773,40 +927,25 @@ void device_teardown(run *R, device_ctx *D)
 {
     if (!D->bc)
         return;
-    size_t h = (size_t)R->m->hidden;
     const pr_backend *be = R->be;
+    const pr_model *m = R->m;
     D->bc->op = NULL;
     for (int s = 0; s < D->nst; s++) {
         stage_state *st = &D->st[s];
-        for (int l = 0; l < st->k; l++) {
-            size_t L = (size_t)(st->first_layer + l);
-            if (!R->dry && !atomic_load(&R->failed)) {
-                be->download(D->bc, R->res->W + L * h * h, st->W[l], h * h);
-                be->download(D->bc, R->res->b + L * h, st->b[l], h);
-            }
-            be->release(D->bc, st->W[l]);
-            be->release(D->bc, st->b[l]);
-            be->release(D->bc, st->dW[l]);
-            be->release(D->bc, st->db[l]);
+        for (int l = 0; l < st->k && st->P && !R->dry && !atomic_load(&R->failed); l++) {
+            int L = st->first_layer + l;
+            be->download(D->bc, R->res->params + m->param_off[L], st->P + st->off[l],
+                         pr_layer_param_count(m, L));
         }
         versions_teardown(D, st);
-        for (int mb = 0; mb < R->p->microbatches; mb++) {
-            act_set *a = &st->mb[mb];
-            for (int q = 0; q < 3 * st->k; q++)
-                pool_put(D, a->x[q]); /* x, z, dz are one array */
-            pool_put(D, a->in_act);
-            pool_put(D, a->in_grad);
-            pool_put(D, a->out_act);
-            pool_put(D, a->out_grad);
-        }
-        free(st->W);
+        free(st->kind);
+        free(st->off);
         free(st->mb);
         free(st->ptrs);
     }
-    release_held(D); /* a group a failure left open */
-    for (int q = 0; q < D->npool; q++)
-        be->release(D->bc, D->pool[q]);
-    be->release(D->bc, D->t_dev);
+    for (int q = 0; q < D->nextra; q++)
+        be->release(D->bc, D->extra[q]);
+    be->release(D->bc, D->arena);
     R->res->peak_act[D->rank] = (int)D->peak_full;
     R->res->peak_mem[D->rank] = D->peak_mem;
     R->res->pool_misses[D->rank] = D->allocated;
@@ -814,7 +953,9 @@ void device_teardown(run *R, device_ctx *D)
         run_fail(R, "%s", D->bc->err);
     be->close(D->bc);
     D->bc = NULL;
-    free(D->pool);
+    for (int q = 0; q < D->npool; q++)
+        free(D->pool[q].free);
+    free(D->extra);
     free(D->held);
     free(D->st);
     free(D->local);
@@ -832,7 +973,7 @@ void run_open(run *R, const pp_plan *p, const pr_model *m, const pr_run_opts *o,
     R->be = be;
     R->tr = tr;
     R->rows = m->batch / p->microbatches;
-    R->slot = (size_t)R->rows * m->hidden;
+    R->slot = m->ops->slot_floats(m, R->rows);
     R->res = res;
     R->first = 0;
     R->last = p->devices - 1;

@@ -18,13 +18,20 @@
 #include <stdbool.h>
 
 #include "backend.h"
+#include "layer.h"
 #include "pprun.h"
 #include "transport.h"
 
+/* A (stage, micro-batch)'s activations on its device: per layer, its
+ * kept input and the buffers its kind declares (layer.h), and the
+ * mailboxes through which F/B hand data to the next op (in_act, in_grad)
+ * or to a send (out_act, out_grad). */
 typedef struct act_set {
-    float **x, **z, **dz; /* [k] each */
+    float **x, **act_b, **act_w, **grad_w; /* [k] each */
     float *in_act, *in_grad, *out_act, *out_grad;
-    bool live; /* F done, activations held */
+    bool live;  /* F done, activations held */
+    bool acts;  /* every layer's activations held (F without recompute, or R): B may run */
+    bool grads; /* B done, W not yet (split backward) */
     int ver;   /* pipedream: id of the weight version its F used */
     int bstep; /* vertical sync: 1 + the step of its last B (0: none yet) */
 } act_set;
@@ -33,24 +40,44 @@ typedef struct act_set {
  * still need after later updates moved the stage on (docs/async.md). */
 typedef struct weight_stash {
     int id, refs; /* refs == 0: a free slot */
-    float **W, **b; /* [k] each, one array */
+    float *P;     /* the stage's parameter blocks, laid out as stage_state.P */
 } weight_stash;
 
 typedef struct stage_state {
     int stage, k, first_layer;
-    float **W, **b, **dW, **db; /* [k] */
+    const pr_layer_kind **kind; /* [k] */
+    size_t *off;                /* [k + 1]: layer l's block at P + off[l] (aligned) */
+    float *P, *G, *S;           /* parameters, gradients, optimizer state (off[k] floats each,
+                                   S: off[k] * opt_state), in the device's arena */
     act_set *mb;                /* [microbatches] */
-    float **ptrs;               /* storage of every act_set's x, z, dz */
+    float **ptrs;               /* storage of every act_set's x, act_b, act_w, grad_w */
     bool recompute;             /* the plan has R for this stage: F keeps only x[0] */
-    /* Weight versions (docs/async.md).  W/b are always the current one.
+    /* Weight versions (docs/async.md).  P is always the current one.
      * pipedream: its id is cur_ver and cur_refs in-flight F used it; older
-     * versions some B still needs are in stash.  2bw: oldW/oldb hold the
+     * versions some B still needs are in stash.  2bw: oldP holds the
      * previous step's weights, which F and B use. */
     int cur_ver, cur_refs, versions, peak_versions;
     weight_stash *stash;
     int nstash;
-    float **oldW, **oldb; /* 2bw: [k] each, one array */
+    float *oldP; /* 2bw, in the arena */
 } stage_state;
+
+/* The activation pool: buffers by size (every size a layer kind declares,
+ * and the tensors between stages). */
+enum { POOL_CLASSES = 8 };
+typedef struct pool_class {
+    size_t floats;
+    float **free;
+    int n, cap;
+    int taken; /* buffers allocated beyond the preallocated ones */
+} pool_class;
+
+/* What the dry run counted for a device: its pool, by size. */
+typedef struct pool_shape {
+    int n;
+    size_t floats[POOL_CLASSES];
+    int count[POOL_CLASSES];
+} pool_shape;
 
 typedef struct run run;
 
@@ -58,15 +85,19 @@ typedef struct device_ctx {
     run *R;
     int rank;
     pr_bctx *bc;
+    pr_layer_env env; /* what the model's layers compute with */
     stage_state *st;
     int nst;
     int *local; /* [stages] -> index in st, or -1 */
-    float **pool;
-    int npool, cap_pool, allocated;
+    float *arena; /* the one allocation: parameters, gradients, state, pool */
+    pool_class pool[POOL_CLASSES];
+    int npool, allocated;
+    float **extra; /* buffers allocated beyond the arena, released at the end */
+    int nextra, cap_extra;
     float **held; /* sent inside the open group: back to the pool at its end */
     int nheld, cap_held;
     bool in_group;
-    float *t_dev;
+    float *loss_scratch; /* the model's loss scratch (the MLP's targets) */
     pp_mem_state mem; /* activations held now (activation_memory.c) */
     long peak_full;   /* the most sets held in full */
     double peak_mem;  /* peak memory, in the plan's memory unit */
@@ -94,7 +125,7 @@ struct run {
     const pr_backend *be;
     pr_transport *tr;
     int rows;    /* per micro-batch */
-    size_t slot; /* rows * hidden */
+    size_t slot; /* floats of a tensor between stages (the model's slot_floats) */
     double *loss_sq; /* [steps * microbatches]: sum (y - t)^2 of each micro-batch */
     double t0;
     pr_run_result *res;
@@ -121,8 +152,8 @@ struct run {
  * is kept in failed_at): every device waiting is woken and the transport
  * aborted. */
 void run_fail(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* count floats from the backend (alloc_weight when weight) for what fmt
- * names; NULL, and the run failed naming the device, it and its size,
+/* count floats from the backend (declared weights when weight) for what
+ * fmt names; NULL, and the run failed naming the device, it and its size,
  * when the backend has no room. */
 float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -142,7 +173,7 @@ void run_close(run *R);
 /* A device's life: its buffers and parameters (setup), its thread's replay
  * of steps [R->step_lo, R->step_hi) (main), and the parameters downloaded
  * into the result and everything freed (teardown). */
-int device_setup(run *R, device_ctx *D, int rank, int slots);
+int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool);
 void *device_main(void *arg);
 void device_teardown(run *R, device_ctx *D);
 /* The step's books (loss, time, progress line); false, with why, when the
@@ -152,17 +183,17 @@ bool close_step(run *R, int step, char *why, size_t len);
 bool has_loss(const device_ctx *D);
 
 /* weight_versions.c (docs/async.md) */
-bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
-                 float ***b);
+bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float **P);
 int *vsync_versions(const pp_plan *p);
 void stash_release(device_ctx *D, stage_state *st, int ver);
 void keep_version(device_ctx *D, stage_state *st, int step);
-void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb);
+void versions_setup(device_ctx *D, stage_state *st);
 void versions_teardown(device_ctx *D, stage_state *st);
 
-/* pool_plan.c: slots[rank] = the activation buffers each device's list
- * takes; bytes[rank] = everything its replay allocates from the backend
- * (parameters, gradients, weight versions, the target and those buffers). */
-int pool_sizes(const pp_plan *p, const pr_model *m, int *slots, double *bytes, pp_diag *d);
+/* pool_plan.c: pools[rank] = the activation buffers each device's list
+ * takes, by size; bytes[rank] = everything its replay allocates from the
+ * backend (parameters, gradients, optimizer state, weight versions, the
+ * loss's scratch and those buffers). */
+int pool_sizes(const pp_plan *p, const pr_model *m, pool_shape *pools, double *bytes, pp_diag *d);
 
 #endif

@@ -207,20 +207,15 @@ static void run_graph(run *R)
     free(cs);
 }
 
-/* The first layer whose trained W or b holds a NaN or an infinity, or -1:
- * the last update can diverge after the last loss was still finite. */
+/* The first layer whose trained parameters hold a NaN or an infinity,
+ * or -1: the last update can diverge after the last loss was still
+ * finite. */
 static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
 {
-    size_t h = (size_t)m->hidden;
-    for (int l = 0; l < m->layers; l++) {
-        const float *W = r->W + (size_t)l * h * h, *b = r->b + (size_t)l * h;
-        for (size_t i = 0; i < h * h; i++)
-            if (!isfinite(W[i]))
+    for (int l = 0; l < m->layers; l++)
+        for (size_t i = m->param_off[l]; i < m->param_off[l + 1]; i++)
+            if (!isfinite(r->params[i]))
                 return l;
-        for (size_t i = 0; i < h; i++)
-            if (!isfinite(b[i]))
-                return l;
-    }
     return -1;
 }
 
@@ -229,13 +224,15 @@ static int nonfinite_layer(const pr_run_result *r, const pr_model *m)
  * when it cannot fit.  bytes[rank] (from the dry run) is host memory on
  * the CPU backend, the GPU's on others. */
 static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *o,
-                        const int *slots, const double *bytes, pp_diag *d)
+                        const pool_shape *pools, const double *bytes, pp_diag *d)
 {
-    bool host_buffers = !o->backend || o->backend == pr_backend_cpu();
+    bool host_buffers = !o->backend || o->backend->device == PR_DEVICE_HOST;
     int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
-    double f = sizeof(float), h = m->hidden, rows = (double)(m->batch / p->microbatches);
-    double slot = rows * h * f, params = 0, acts = 0, other = (h * h + h) * f;
-    double results = (double)m->layers * (h * h + h) * f +
+    double f = sizeof(float), rows = (double)(m->batch / p->microbatches);
+    double slot = (double)m->ops->slot_floats(m, (int)rows) * f, params = 0, acts = 0, other = 0;
+    for (int l = 0; l < m->layers; l++) /* a layer's initial values, on the host */
+        other = fmax(other, (double)pr_layer_param_count(m, l) * f);
+    double results = (double)m->param_off[m->layers] * f +
                      (double)o->steps * (2.0 + p->microbatches) * sizeof(double);
     size_t stack = 0;
     pthread_attr_t attr;
@@ -248,9 +245,12 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
         for (int i = 0; i < p->dev[q].n; i++)
             sends += p->dev[q].ops[i].kind == PP_OP_SEND;
         if (host_buffers) {
-            acts += slots[q] * slot;
-            params += bytes[q] - slots[q] * slot;
-            other += fmax(h * h, rows * h) * f; /* the CPU backend's transposes */
+            double pool = 0;
+            for (int c = 0; c < pools[q].n; c++)
+                pool += (double)pools[q].count[c] * (double)pools[q].floats[c] * f;
+            acts += pool;
+            params += bytes[q] - pool;
+            other += PR_CPU_BLAS_BUFFER_BYTES; /* the device thread's, backend.h */
         }
         if (!o->transport) /* in-process queues: a copy per message in flight */
             other += sends * slot;
@@ -294,12 +294,12 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
-    int *slots = pp_xcalloc((size_t)p->devices, sizeof(int), "the pool sizes");
+    pool_shape *pools = pp_xcalloc((size_t)p->devices, sizeof *pools, "the pool sizes");
     double *bytes = pp_xcalloc((size_t)p->devices, sizeof(double), "the pool sizes");
-    int sized = pool_sizes(p, m, slots, bytes, d) == 0 && memory_fits(p, m, o, slots, bytes, d);
+    int sized = pool_sizes(p, m, pools, bytes, d) == 0 && memory_fits(p, m, o, pools, bytes, d);
     free(bytes);
     if (!sized) {
-        free(slots);
+        free(pools);
         return 1;
     }
     pr_transport *tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
@@ -312,15 +312,24 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
                            "the micro-batch losses");
     R.diag = d;
     result_alloc(r, p, m, o->steps, o->record_all, true);
-    memcpy(r->pool_slots, slots, (size_t)p->devices * sizeof(int));
-    free(slots);
     R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the device states");
     for (int rank = R.first; rank <= R.last; rank++) {
-        if (pr_test_pool_slots)
-            r->pool_slots[rank] = pr_test_pool_slots(rank, r->pool_slots[rank]);
-        if (device_setup(&R, &R.dev[rank], rank, r->pool_slots[rank]))
+        pool_shape *ps = &pools[rank];
+        int total = 0;
+        for (int c = 0; c < ps->n; c++)
+            total += ps->count[c];
+        if (pr_test_pool_slots) { /* fewer: the first sizes keep theirs */
+            int left = total = pr_test_pool_slots(rank, total);
+            for (int c = 0; c < ps->n; c++) {
+                ps->count[c] = ps->count[c] < left ? ps->count[c] : left;
+                left -= ps->count[c];
+            }
+        }
+        r->pool_slots[rank] = total;
+        if (device_setup(&R, &R.dev[rank], rank, ps))
             break;
     }
+    free(pools);
     if (!atomic_load(&R.failed) && R.tr->ops->attach)
         for (int rank = R.first; rank <= R.last; rank++)
             R.tr->ops->attach(R.tr, rank, R.dev[rank].bc);

@@ -33,7 +33,9 @@ void run_fail(run *R, const char *fmt, ...)
 float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
 {
     run *R = D->R;
-    float *p = weight ? R->be->alloc_weight(D->bc, count) : R->be->alloc(D->bc, count);
+    float *p = R->be->alloc(D->bc, count);
+    if (p && weight)
+        R->be->weights(D->bc, p, count);
     if (!p) {
         char what[96], size[32];
         va_list ap;
@@ -58,12 +60,11 @@ const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
                   bool record_all, bool params)
 {
-    size_t h = (size_t)m->hidden, D = (size_t)p->devices;
+    size_t D = (size_t)p->devices;
     r->devices = p->devices;
-    if (params) {
-        r->W = pp_xcalloc((size_t)m->layers * h * h, sizeof(float), "the trained weights");
-        r->b = pp_xcalloc((size_t)m->layers * h, sizeof(float), "the trained biases");
-    }
+    if (params)
+        r->params = pp_xcalloc(m->param_off[m->layers] ? m->param_off[m->layers] : 1, sizeof(float),
+                               "the trained parameters");
     r->loss = pp_xcalloc((size_t)steps, sizeof(double), "the losses");
     r->step_start = pp_xcalloc((size_t)steps, sizeof(double), "the step times");
     r->recorded_steps = record_all ? steps : 1;
@@ -86,8 +87,7 @@ void pr_run_result_free(pr_run_result *r)
         }
     free(r->start);
     free(r->end);
-    free(r->W);
-    free(r->b);
+    free(r->params);
     free(r->loss);
     free(r->step_start);
     free(r->peak_act);

@@ -18,22 +18,18 @@
  * (version a->ver, k(m)), 2bw's F and B the previous step's, otherwise
  * (and under the test hook, for B) the current ones.  False if the
  * version a->ver is neither current nor stashed. */
-bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float ***W,
-                 float ***b)
+bool weights_for(device_ctx *D, stage_state *st, const act_set *a, bool backward, float **P)
 {
-    *W = st->W;
-    *b = st->b;
+    *P = st->P;
     int async = D->R->p->async;
     if (backward && D->R->ignore_stash)
         return true;
     if (async == PP_ASYNC_2BW) {
-        *W = st->oldW;
-        *b = st->oldb;
+        *P = st->oldP;
     } else if (async == PP_ASYNC_PIPEDREAM && (backward || D->R->vsync_ver) && a->ver != st->cur_ver) {
         for (int q = 0; q < st->nstash; q++)
             if (st->stash[q].refs > 0 && st->stash[q].id == a->ver) {
-                *W = st->stash[q].W;
-                *b = st->stash[q].b;
+                *P = st->stash[q].P;
                 return true;
             }
         return false;
@@ -76,18 +72,13 @@ void stash_release(device_ctx *D, stage_state *st, int ver)
             st->versions--;
 }
 
-/* dst[l] = src[l] for the stage's k layers, on the device (no wait, so
- * an asynchronous backend stays ahead of the host). */
-static void copy_weights(device_ctx *D, stage_state *st, float **dstW, float **dstb)
+/* dst = the stage's current parameters, on the device (no wait, so an
+ * asynchronous backend stays ahead of the host). */
+static void copy_weights(device_ctx *D, stage_state *st, float *dst)
 {
     run *R = D->R;
-    if (R->dry)
-        return;
-    size_t h = (size_t)R->m->hidden;
-    for (int l = 0; l < st->k; l++) {
-        R->be->copy_weight(D->bc, dstW[l], st->W[l], h * h);
-        R->be->copy(D->bc, dstb[l], st->b[l], h);
-    }
+    if (!R->dry)
+        R->be->copy(D->bc, dst, st->P, st->off[st->k]);
 }
 
 /* Before an update moves the stage on: keep what someone still needs.
@@ -98,9 +89,8 @@ static void copy_weights(device_ctx *D, stage_state *st, float **dstW, float **d
 void keep_version(device_ctx *D, stage_state *st, int step)
 {
     run *R = D->R;
-    size_t h = (size_t)R->m->hidden;
     if (R->p->async == PP_ASYNC_2BW) {
-        copy_weights(D, st, st->oldW, st->oldb);
+        copy_weights(D, st, st->oldP);
         return;
     }
     if (R->p->async != PP_ASYNC_PIPEDREAM)
@@ -124,16 +114,11 @@ void keep_version(device_ctx *D, stage_state *st, int step)
             st->stash = ns;
             st->nstash++;
             ns[q].refs = 0;
-            ns[q].W = pp_xcalloc((size_t)st->k * 2, sizeof(float *), "a weight version's table");
-            ns[q].b = ns[q].W + st->k;
-            for (int l = 0; l < st->k; l++) {
-                int L = st->first_layer + l;
-                if (!(ns[q].W[l] = replay_buffer(D, true, h * h, "a stashed copy of the weights of layer %d", L)) ||
-                    !(ns[q].b[l] = replay_buffer(D, false, h, "a stashed copy of the biases of layer %d", L)))
-                    return;
-            }
+            if (!(ns[q].P = replay_buffer(D, true, st->off[st->k],
+                                          "a stashed copy of the parameters of stage %d", st->stage)))
+                return;
         }
-        copy_weights(D, st, st->stash[q].W, st->stash[q].b);
+        copy_weights(D, st, st->stash[q].P);
         st->stash[q].id = st->cur_ver;
         st->stash[q].refs = st->cur_refs;
         if (++st->versions > st->peak_versions)
@@ -144,30 +129,15 @@ void keep_version(device_ctx *D, stage_state *st, int step)
 }
 
 /* A stage starts with one version; 2bw also with the previous step's
- * weights, initialised like the current ones. */
-void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb)
+ * weights (its oldP, in the arena), a copy of the current ones. */
+void versions_setup(device_ctx *D, stage_state *st)
 {
     run *R = D->R;
-    const pp_plan *p = R->p;
-    const pr_model *m = R->m;
-    const pr_backend *be = R->be;
-    size_t h = (size_t)m->hidden;
     st->versions = st->peak_versions = 1;
-    if (p->async == PP_ASYNC_2BW) { /* W^{-1} = W^0 */
+    if (R->p->async == PP_ASYNC_2BW) { /* W^{-1} = W^0 */
         st->versions = st->peak_versions = 2;
-        st->oldW = pp_xcalloc((size_t)st->k * 2, sizeof(float *), "the 2bw weight table");
-        st->oldb = st->oldW + st->k;
-        for (int l = 0; l < st->k; l++) {
-            int L = st->first_layer + l;
-            if (!(st->oldW[l] = replay_buffer(D, true, h * h, "the previous step's weights of layer %d", L)) ||
-                !(st->oldb[l] = replay_buffer(D, false, h, "the previous step's biases of layer %d", L)))
-                return;
-            if (!R->dry) {
-                pr_init_layer(m, st->first_layer + l, hw, hb);
-                be->upload_weight(D->bc, st->oldW[l], hw, h * h);
-                be->upload(D->bc, st->oldb[l], hb, h);
-            }
-        }
+        R->be->weights(D->bc, st->oldP, st->off[st->k]);
+        copy_weights(D, st, st->oldP);
     }
 }
 
@@ -175,27 +145,16 @@ void versions_setup(device_ctx *D, stage_state *st, float *hw, float *hb)
 void versions_teardown(device_ctx *D, stage_state *st)
 {
     run *R = D->R;
-    const pr_backend *be = R->be;
-    size_t h = (size_t)R->m->hidden;
-    for (int l = 0; l < st->k; l++) {
-        if (st->oldW) {
-            be->release(D->bc, st->oldW[l]);
-            be->release(D->bc, st->oldb[l]);
-        }
-        for (int q = 0; q < st->nstash; q++) {
-            be->release(D->bc, st->stash[q].W[l]);
-            be->release(D->bc, st->stash[q].b[l]);
-        }
-    }
+    for (int q = 0; q < st->nstash; q++)
+        R->be->release(D->bc, st->stash[q].P);
     if (R->res->weight_versions) {
         int *wv = &R->res->weight_versions[D->rank];
         if (st->peak_versions > *wv)
             *wv = st->peak_versions;
-        R->res->extra_weight_bytes[D->rank] +=
-            (double)(st->peak_versions - 1) * (double)st->k * (double)(h * h + h) * sizeof(float);
+        double params = 0;
+        for (int l = 0; l < st->k; l++)
+            params += (double)pr_layer_param_count(R->m, st->first_layer + l);
+        R->res->extra_weight_bytes[D->rank] += (double)(st->peak_versions - 1) * params * sizeof(float);
     }
-    for (int q = 0; q < st->nstash; q++)
-        free(st->stash[q].W);
     free(st->stash);
-    free(st->oldW);
 }

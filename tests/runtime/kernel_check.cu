@@ -31,6 +31,7 @@
 
 #include "backend.h"
 #include "mlp_kernels.cuh"
+#include "mlp_kernels.h"
 #include "mlp_launch.h"
 
 static int checks, failures;
@@ -174,9 +175,8 @@ static void check_make_batch(int rows, int h, bool want_x, bool want_t)
     memset(&cfg, 0, sizeof cfg);
     cfg.devices = 1;
     cfg.microbatches = 1;
-    cfg.rows = rows;
-    cfg.hidden = h;
-    cfg.seed = 1234;
+    cfg.gemm_floats = (size_t)rows * h;
+    cfg.max_cols = h;
     char err[200];
     pr_bctx *c = pr_backend_cpu()->open(0, &cfg, err, sizeof err);
     if (!c) {
@@ -185,7 +185,7 @@ static void check_make_batch(int rows, int h, bool want_x, bool want_t)
     }
     float *x = (float *)malloc(n * sizeof(float)), *t = (float *)malloc(n * sizeof(float));
     pr_backend_cpu()->set_step(c, step);
-    pr_backend_cpu()->make_batch(c, row0, rows, x, t);
+    pr_mlp_kernels_cpu.make_batch(c, 1234, row0, rows, h, x, t);
     pr_backend_cpu()->close(c);
     int *step_dev = NULL;
     CK(cudaMalloc(&step_dev, sizeof(int)));

@@ -117,76 +117,42 @@ static void *emu_alloc(size_t count, size_t size)
     return p;
 }
 
-/* A rounded copy of src [rows, cols], transposed when asked. */
-static float *rounded(const float *src, int rows, int cols, bool transpose)
+/* op(src), rounded: [rows, cols] of a matrix stored with row stride ld
+ * (transposed when t). */
+static float *rounded(const float *src, int ld, int rows, int cols, bool t)
 {
     float *dst = emu_alloc((size_t)rows * (size_t)cols, sizeof(float));
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < cols; c++) {
-            float v = round_operand(src[(size_t)r * cols + c]);
-            dst[transpose ? (size_t)c * rows + r : (size_t)r * cols + c] = v;
-        }
+        for (int c = 0; c < cols; c++)
+            dst[(size_t)r * cols + c] = round_operand(t ? src[(size_t)c * ld + r] : src[(size_t)r * ld + c]);
     return dst;
 }
 
-/* C (+)= A B, A [m, k], B [k, n]: the CPU backend's GEMM (k ascending), or
- * with --sum reverse each dot product summed from k - 1 down. */
-static void emu_gemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate)
+/* The backend's gemm with every operand rounded: C = op(A) op(B) + beta C
+ * through the CPU's GEMM, or with --sum reverse each dot product summed
+ * from k - 1 down. */
+static void emu_gemm(pr_bctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                     const float *B, int ldb, float beta, float *C, int ldc)
 {
+    float *Ar = rounded(A, lda, m, k, ta == PR_T), *Br = rounded(B, ldb, k, n, tb == PR_T);
+    float *P = emu_alloc((size_t)m * (size_t)n, sizeof(float));
     if (!sum_reversed) {
-        pr_cpu_sgemm(m, n, k, A, B, C, accumulate);
-        return;
+        pr_cpu_sgemm(m, n, k, Ar, Br, P, 0);
+    } else {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                float acc = 0;
+                for (int q = k - 1; q >= 0; q--)
+                    acc += Ar[(size_t)i * k + q] * Br[(size_t)q * n + j];
+                P[(size_t)i * n + j] = acc;
+            }
     }
-    float *Bt = emu_alloc((size_t)k * (size_t)n, sizeof(float));
-    for (int p = 0; p < k; p++)
-        for (int j = 0; j < n; j++)
-            Bt[(size_t)j * k + p] = B[(size_t)p * n + j];
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
-            const float *a = A + (size_t)i * k, *b = Bt + (size_t)j * k;
-            float s = 0;
-            for (int p = k - 1; p >= 0; p--)
-                s += a[p] * b[p];
-            float *c = C + (size_t)i * n + j;
-            *c = accumulate ? *c + s : s;
+            float *cij = C + (size_t)i * ldc + j;
+            *cij = beta != 0.0f ? beta * *cij + P[(size_t)i * n + j] : P[(size_t)i * n + j];
         }
-    free(Bt);
-}
-
-static void emu_forward(pr_bctx *c, const float *x, const float *W, const float *b, float *z,
-                        float *y, int n, int h)
-{
-    float *xr = rounded(x, n, h, false), *Wr = rounded(W, h, h, false);
-    emu_gemm(n, h, h, xr, Wr, z, 0);
-    for (size_t i = 0; i < (size_t)n * h; i++)
-        pp_bias_gelu_at(i, x, b, z, y, h);
-    free(xr);
-    free(Wr);
-}
-
-static void emu_backward_input(pr_bctx *c, const float *dy, const float *z, const float *W,
-                               float *dz, float *dx, int n, int h)
-{
-    for (size_t i = 0; i < (size_t)n * h; i++)
-        pp_gelu_backward_at(i, dy, z, dz, dx);
-    if (!dx)
-        return;
-    float *dzr = rounded(dz, n, h, false), *WrT = rounded(W, h, h, true);
-    emu_gemm(n, h, h, dzr, WrT, dx, 1); /* dx = dy + dz W^T */
-    free(dzr);
-    free(WrT);
-}
-
-static void emu_backward_weight(pr_bctx *c, const float *x, const float *dz, float *dW, float *db,
-                                int n, int h)
-{
-    float *xrT = rounded(x, n, h, true), *dzr = rounded(dz, n, h, false);
-    emu_gemm(h, h, n, xrT, dzr, dW, 1); /* dW += x^T dz */
-    for (int r = 0; r < n; r++)
-        for (int j = 0; j < h; j++)
-            db[j] += dz[(size_t)r * h + j];
-    free(xrT);
-    free(dzr);
+    free(Ar), free(Br), free(P);
 }
 
 /* One emulated run of the plan under `how`: its trained weights in r. */
@@ -195,9 +161,7 @@ static int emulate(const pp_plan *p, const pr_model *m, int steps, int precision
 {
     pr_backend emu = *pr_backend_cpu();
     emu.name = "cpu, GPU rounding emulated";
-    emu.layer_forward = emu_forward;
-    emu.layer_backward_input = emu_backward_input;
-    emu.layer_backward_weight = emu_backward_weight;
+    emu.gemm = emu_gemm;
     rounding = how;
     pr_run_opts o = {.steps = steps, .timeout = 60, .backend = &emu, .precision = precision};
     return pr_replay(p, m, &o, r, d);
@@ -259,6 +223,16 @@ static int read_npy(const char *dir, const char *name, const char *shape, float 
 /* ---- --match: which rounding a GPU run matches ---- */
 
 /* A run's trained parameters, weights then biases: [L*H*H + L*H]. */
+static float *params(const pr_model *m, const float *W, const float *b);
+/* The same from a run's result. */
+static float *run_params(const pr_model *m, const pr_run_result *r)
+{
+    size_t hh = (size_t)m->layers * m->hidden * m->hidden, hb = (size_t)m->layers * m->hidden;
+    float *v = emu_alloc(hh + hb, sizeof(float));
+    pr_mlp_unpack(m, r->params, v, v + hh);
+    return v;
+}
+
 static float *params(const pr_model *m, const float *W, const float *b)
 {
     size_t hh = (size_t)m->layers * m->hidden * m->hidden, hb = (size_t)m->layers * m->hidden;
@@ -327,7 +301,7 @@ static int match(const pp_plan *p, const pr_model *m, int steps, int precision,
         pr_run_result r;
         if ((rc = emulate(p, m, steps, precision, i < 0 ? NONE : cand[i], &r, d)))
             break;
-        float *v = params(m, r.W, r.b);
+        float *v = run_params(m, &r);
         pr_run_result_free(&r);
         if (i < 0) {
             base = v;
@@ -401,8 +375,9 @@ static int check(const pp_plan *p, const pr_model *m, int steps, int precision,
     double *loss = emu_alloc((size_t)steps, sizeof(double));
     pr_init_params(m, W, b);
     int rc = pr_reference_train_async(p, m, steps, W, b, loss, d);
+    float *v = run_params(m, &r), *rW = v, *rb = v + hh;
     if (rc == 0) {
-        double ew = pr_max_rel_err(r.W, W, hh), eb = pr_max_rel_err(r.b, b, hb);
+        double ew = pr_max_rel_err(rW, W, hh), eb = pr_max_rel_err(rb, b, hb);
         double worst = ew > eb ? ew : eb, tol = pr_check_tolerance(precision);
         bool ok = worst <= tol;
         printf("check: largest relative error %.3g (weights %.3g, biases %.3g) with %s GEMM "
@@ -415,9 +390,10 @@ static int check(const pp_plan *p, const pr_model *m, int steps, int precision,
         int ws[3] = {L, H, H}, bs[2] = {L, H};
         if (mkdir(dump, 0777) != 0 && errno != EEXIST)
             fprintf(stderr, "precision_emulator: cannot make %s: %s\n", dump, strerror(errno));
-        if (write_npy(dump, "w_final.npy", r.W, ws, 3) || write_npy(dump, "b_final.npy", r.b, bs, 2))
+        if (write_npy(dump, "w_final.npy", rW, ws, 3) || write_npy(dump, "b_final.npy", rb, bs, 2))
             rc = 1;
     }
+    free(v);
     pr_run_result_free(&r);
     free(W), free(b), free(loss);
     return rc;

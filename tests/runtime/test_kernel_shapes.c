@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "mlp_kernels.h"
 #include "mlp_launch.h"
 #include "test_util.h"
 
@@ -68,7 +69,7 @@ static void assert_once(const unsigned char *visits, size_t count, const char *w
 
 static pr_bctx *cpu_open(int n, int h)
 {
-    pr_backend_cfg cfg = {.devices = 1, .microbatches = 2, .rows = n, .hidden = h, .seed = 7};
+    pr_backend_cfg cfg = {.devices = 1, .microbatches = 2, .gemm_floats = (size_t)n * h, .max_cols = h};
     char err[200];
     pr_bctx *c = pr_backend_cpu()->open(0, &cfg, err, sizeof err);
     ck_assert_ptr_nonnull(c);
@@ -106,7 +107,7 @@ START_TEST(make_batch_matches_cpu)
     pr_bctx *c = cpu_open(n, h);
     float *x = malloc(count * sizeof(float)), *t = malloc(count * sizeof(float));
     pr_backend_cpu()->set_step(c, step);
-    pr_backend_cpu()->make_batch(c, row0, n, x, t);
+    pr_mlp_kernels_cpu.make_batch(c, 7, row0, n, h, x, t);
     float *gx = nans(count), *gt = nans(count);
     unsigned char *visits = calloc(count, 1);
     EMULATE_GRID_STRIDE(count, visits, pp_make_batch_at(i, 7, step, (size_t)row0 * h, gx, gt));
@@ -118,8 +119,8 @@ START_TEST(make_batch_matches_cpu)
 }
 END_TEST
 
-/* layer_forward = GEMM then bias + GELU: the GEMM is the CPU's own here,
- * so z and y must be bitwise the CPU backend's. */
+/* The MLP's forward = GEMM then bias + GELU: the GEMM is the CPU's own
+ * here, so z and y must be bitwise the CPU's bias_gelu kernel's. */
 START_TEST(bias_gelu_matches_cpu)
 {
     int n = shapes[_i][0], h = shapes[_i][1];
@@ -127,9 +128,10 @@ START_TEST(bias_gelu_matches_cpu)
     pr_bctx *c = cpu_open(n, h);
     float *x = fill(count, 1), *W = fill((size_t)h * h, 2), *b = fill(h, 3);
     float *z = malloc(count * sizeof(float)), *y = malloc(count * sizeof(float));
-    pr_backend_cpu()->layer_forward(c, x, W, b, z, y, n, h);
+    pr_cpu_sgemm(n, h, h, x, W, z, 0);
     float *gz = malloc(count * sizeof(float)), *gy = nans(count);
-    pr_cpu_sgemm(n, h, h, x, W, gz, 0);
+    memcpy(gz, z, count * sizeof(float));
+    pr_mlp_kernels_cpu.bias_gelu(c, x, b, z, y, n, h);
     unsigned char *visits = calloc(count, 1);
     EMULATE_GRID_STRIDE(count, visits, pp_bias_gelu_at(i, x, b, gz, gy, h));
     assert_once(visits, count, "bias_gelu");
@@ -147,7 +149,7 @@ START_TEST(gelu_backward_matches_cpu)
     pr_bctx *c = cpu_open(n, h);
     float *dy = fill(count, 4), *z = fill(count, 5);
     float *dz = malloc(count * sizeof(float));
-    pr_backend_cpu()->layer_backward_input(c, dy, z, NULL, dz, NULL, n, h);
+    pr_mlp_kernels_cpu.gelu_backward(c, dy, z, dz, NULL, count);
     float *gdz = nans(count), *gdx = nans(count);
     unsigned char *visits = calloc(count, 1);
     EMULATE_GRID_STRIDE(count, visits, pp_gelu_backward_at(i, dy, z, gdz, gdx));
@@ -255,7 +257,7 @@ START_TEST(mse_matches_cpu)
     pr_bctx *c = cpu_open(n, h);
     float *y = fill(count, 10), *t = fill(count, 11), *dy = malloc(count * sizeof(float));
     float inv_n = 1.0f / 96;
-    pr_backend_cpu()->mse(c, y, t, inv_n, dy, n, h, 1);
+    pr_mlp_kernels_cpu.mse(c, y, t, inv_n, dy, count, 1);
     double cpu_loss[2];
     pr_backend_cpu()->read_loss(c, cpu_loss, 2);
 

@@ -121,6 +121,6 @@ nomem 'the op times of device 1' '^pprun: error: out of memory: cannot allocate 
 nomem 'a channel of the threads transport' '^pprun: error: out of memory: cannot allocate [0-9]+ bytes for a channel of the threads transport$'
 nomem 'a message of the threads transport' '^pprun: error: device 0 op 1 \(send act 0\.0 to 1\): out of memory: the threads transport cannot buffer the message \(512 bytes\)$'
 nomem "--dump's buffer" "^pprun: error: --dump: out of memory: cannot allocate [0-9.]+ KiB for its buffer$"
-nomem 'the trained weights' '^pprun: error: out of memory: cannot allocate 4096 bytes for the trained weights$'
+nomem 'the trained parameters' '^pprun: error: out of memory: cannot allocate 4352 bytes for the trained parameters$'
 
 finish test_pprun_faults

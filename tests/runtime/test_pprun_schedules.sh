@@ -60,6 +60,23 @@ for f in "$src"/schedules/*.pp; do
     esac
 done
 [ $n -gt 0 ] || { echo "no schedules found"; exit 1; }
+# The reference MLP trains at depth with its defaults (docs/model.md, the 1/sqrt(L) of its
+# initialisation): 64 layers, 20 steps, --check ok and the loss falling by a quarter (deeper
+# models, measured in docs/model.md, cost too much time under the sanitizers).
+for L in 64; do
+    runs=$((runs + 1))
+    if ! "$ppcc" "$src/schedules/1f1b.pp" -D layers=$L -o "$tmp/deep.json" >"$tmp/out.txt" 2>&1 ||
+       ! "$pprun" "$tmp/deep.json" --steps 20 --check >"$tmp/out.txt" 2>&1; then
+        echo "FAIL: $L layers at the defaults"; cat "$tmp/out.txt"; fails=$((fails + 1)); continue
+    fi
+    first=$(sed -n 's/^step 1\/20  loss \([0-9.]*\) .*/\1/p' "$tmp/out.txt")
+    last=$(sed -n 's/^step 20\/20  loss \([0-9.]*\) .*/\1/p' "$tmp/out.txt")
+    if ! awk -v a="$first" -v b="$last" 'BEGIN { exit !(a > 0 && b > 0 && b < 0.75 * a) }'; then
+        echo "FAIL: $L layers: loss $first -> $last does not fall"; fails=$((fails + 1))
+    else
+        echo "$L layers: loss $first -> $last, $(grep '^check:' "$tmp/out.txt")"
+    fi
+done
 # the measured timeline of the last one
 "$ppcc" "$src/schedules/1f1b.pp" -o "$tmp/plan.json" || exit 1
 if ! "$pprun" "$tmp/plan.json" --timeline >"$tmp/out.txt" 2>&1 || ! grep -q '^d0 |' "$tmp/out.txt" ||
