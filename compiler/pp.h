@@ -256,6 +256,10 @@ enum pp_placement_kind { PP_PLACE_LOOP, PP_PLACE_VSHAPE, PP_PLACE_LIST };
 typedef struct pp_cost {
     double F, B, W, comm;     /* defaults for every stage */
     double *stage_F, *stage_B, *stage_W; /* [stages], resolved (defaults applied) */
+    /* [stages] the file's cost.stage.N.F / .B / .W, NAN where it sets none:
+     * they replace a stage's sum over its layers whatever the balance
+     * (layers.c re-applies them after every split). */
+    double *fixed_F, *fixed_B, *fixed_W;
     /* Memory a recomputed (stage, mb) holds between F and R (its input),
      * as a fraction of its full activations (docs/recompute.md). */
     double recompute_input;
@@ -272,6 +276,28 @@ static inline double pp_op_cost(const pp_cost *c, int kind, int s, bool split)
     return kind == PP_OP_W ? W : F;
 }
 
+/* One layer's cost and memory per micro-batch (docs/costs.md): times in the
+ * file's unit, or seconds when a hardware description is given; memory in
+ * the file's unit, or bytes. */
+typedef struct pp_layer {
+    char kind[16];     /* "layer", "embedding", "block", "head", or the file's name */
+    double F, B, W;    /* forward, input-gradient, weight-gradient time */
+    double act;        /* activations kept for the backward (no recompute) */
+    double act_input;  /* what a recomputed layer keeps between F and R (its input) */
+    double weights;    /* static: parameters + gradients + optimizer state */
+    double out;        /* its output activation: what a send of it carries */
+} pp_layer;
+
+/* How model.balance splits the layers over the stages (docs/costs.md). */
+enum pp_balance_rule {
+    PP_BALANCE_EVEN,       /* as even as possible in layer counts (the default) */
+    PP_BALANCE_LIST,       /* the file's list */
+    PP_BALANCE_PARAMETERS, /* the smallest largest stage in weights (DeepSpeed's 'parameters') */
+    PP_BALANCE_COMPUTE,    /* greedy prefix on F + B + W (profiled compute) */
+    PP_BALANCE_AUTO,       /* the smallest simulated makespan of the policy (balance.c) */
+};
+const char *pp_balance_name(int rule); /* "even", "list", "parameters", ... */
+
 typedef struct pp_model {
     char kind[16];       /* "mlp" */
     int layers, hidden, batch;
@@ -279,6 +305,7 @@ typedef struct pp_model {
     double lr;
     uint64_t seed;
     int *layers_per_stage; /* [stages], resolved (even split unless balance) */
+    int balance;           /* enum pp_balance_rule */
 } pp_model;
 
 /* An explicit compute order (`order { device 0: F0.0 B0.0 ... }`, the
@@ -312,6 +339,17 @@ typedef struct pp_spec {
     pp_cost cost;
     double act_size;     /* memory of one stage's activations for one micro-batch */
     double mem_limit;    /* per device, same unit; 0 = none */
+    /* The model's layers, first to last (docs/costs.md), or NULL when the
+     * file gives no layer information (no layer list, no balance): then the
+     * stage is the unit, every stage costs cost.F / B / W and holds
+     * memory.activation, as before layers were. */
+    pp_layer *layers;
+    int n_layers;
+    /* Sums of each stage's layers (layers.c), NULL without layers:
+     * activations of one (stage, mb) [stages], what a recomputed one keeps
+     * [stages], static memory of each device [devices]. */
+    double *stage_act, *stage_input, *static_mem;
+    double input_set;    /* memory.input as given (absolute), -1 when not given */
     pp_model model;
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
@@ -328,6 +366,29 @@ typedef struct pp_define {
  * Unknown names, bad values, inconsistent shapes: errors naming them. */
 int pp_spec_build(const pp_ast *ast, const pp_define *defs, int ndefs, pp_arena *a, pp_diag *d,
                   pp_spec *spec);
+
+/* ------------------------------------------------------------------ */
+/* layers.c: the layers of each stage, summed; the simple splits       */
+/* ------------------------------------------------------------------ */
+
+/* From s->layers and s->model.layers_per_stage: each stage's F / B / W
+ * (the sums of its layers, then cost.fixed_* where the file sets one),
+ * stage_act (the sum of its layers' act), stage_input (its first layer's
+ * act_input, or memory.input when given) and each device's static_mem (the
+ * weights of its stages' layers).  Nothing without layers; the arrays are
+ * the spec's own (spec_resolve.c allocates them). */
+void pp_spec_sum_layers(pp_spec *s);
+/* The split of rule (PP_BALANCE_EVEN, _PARAMETERS or _COMPUTE) of layers[n]
+ * over S <= n stages into out[S], each stage at least one layer. */
+void pp_balance_split(int rule, const pp_layer *layers, int n, int S, int *out);
+/* The contiguous split of w[n] into S <= n parts of at least one item each
+ * that minimises the largest part's sum, then the largest part's count
+ * (so that equal weights split evenly): a dynamic programme over prefix
+ * sums, O(S n^2), or for large n the smallest bound that a greedy split
+ * meets, found by bisection (then ties are not broken by count). */
+void pp_split_minmax(const double *w, int n, int S, int *out);
+/* F + B + W of layer l: what the compute rule and the DP balance. */
+static inline double pp_layer_time(const pp_layer *l) { return l->F + l->B + l->W; }
 
 /* ------------------------------------------------------------------ */
 /* plan.c: per-device op lists, and the vocabulary of plans            */
@@ -617,18 +678,30 @@ typedef struct pp_verify_opts {
     double act_size;  /* one (stage, mb)'s activations, in the file's unit; 0 counts as 1 */
     double mem_limit; /* per device; 0 = none */
     double input_frac; /* share of act_size a recomputed (stage, mb) holds between F and R */
+    /* The per-stage model of a spec with layers (pp_spec.stage_act ...):
+     * with stage_act, a set of stage s is stage_act[s] and a kept input
+     * stage_input[s] (act_size and input_frac unused), and device d holds
+     * static_mem[d] (NULL: none) from the start.  NULL: the uniform model. */
+    const double *stage_act, *stage_input, *static_mem;
+    int stages, devices; /* the arrays' lengths */
 } pp_verify_opts;
 
 /* What a device holds: sets in full, and recomputed sets that kept only
- * their input (between F and R). */
+ * their input (between F and R); with per-stage sizes, their memory too
+ * (act, added and taken in list order) and the device's static memory. */
 typedef struct pp_mem_state {
     long full, inputs;
+    double act, base;
 } pp_mem_state;
 
+/* The state of device d before its first op: its static memory. */
+pp_mem_state pp_mem_begin(const pp_verify_opts *mem, int d);
 /* Applies op (F, R, B, W; anything else leaves m): recomputes says whether
- * its stage recomputes, split whether W (not B) releases the set. */
-void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split);
-/* Memory held: (full + input_frac * inputs) * act_size. */
+ * its stage recomputes, split whether W (not B) releases the set; mem
+ * gives the per-stage sizes (NULL: uniform). */
+void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split, const pp_verify_opts *mem);
+/* Memory held: (full + input_frac * inputs) * act_size in the uniform
+ * model; base + the sets' sizes with per-stage sizes. */
 double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem);
 /* held is over the limit (0: none), with the verifier's tolerance. */
 bool pp_mem_over(double held, double limit);
@@ -636,7 +709,7 @@ bool pp_mem_over(double held, double limit);
 void pp_plan_recomputing(const pp_plan *p, bool *out);
 
 typedef struct pp_mem_peak {
-    double peak;      /* the device's peak memory: max of pp_mem_held over its list */
+    double peak;      /* the device's peak memory: max of pp_mem_held over its list (static included) */
     long peak_full;   /* the most sets it held in full at once */
     int over_at;      /* first op whose memory is over mem->mem_limit, -1 none */
     double held_over; /* the memory held there */

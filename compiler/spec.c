@@ -243,9 +243,17 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         bad_value(c, o, k->name, v, "expected loop, vshape or a list of devices (one per stage)");
         return;
     case K_LIST:
+        if (slot == S_BALANCE && v->kind == PP_VAL_WORD) {
+            if (strcmp(v->text, "even") && strcmp(v->text, "auto") && strcmp(v->text, "parameters") &&
+                strcmp(v->text, "compute")) {
+                bad_value(c, o, k->name, v, "expected a list of layer counts or a rule: even, parameters, compute or auto");
+                return;
+            }
+            break;
+        }
         if (v->kind != PP_VAL_LIST) {
             bad_value(c, o, k->name, v, slot == S_RECOMPUTE_STAGES ? "expected a list of stage numbers"
-                                                                   : "expected a list of layer counts, one per stage");
+                                                                   : "expected a list of layer counts, one per stage, or a rule: even, parameters, compute or auto");
             return;
         }
         break;
@@ -362,6 +370,10 @@ static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pip
         }
         if (!*prefix && !in_pipeline && !strcmp(it->name, "order")) {
             spec_record_order(c, it);
+            continue;
+        }
+        if (!*prefix && !in_pipeline && !strcmp(it->name, "layer_costs")) {
+            spec_record_layers(c, it);
             continue;
         }
         char path[256];

@@ -5,6 +5,8 @@
  *   spec_keys.c     the table of settings, and how a message names one;
  *   spec_order.c    the order block: recorded by the walk, read once the
  *                   shape is known;
+ *   spec_layers.c   the layer_costs block: recorded by the walk, read into
+ *                   the model's layers before the settings are resolved;
  *   spec_resolve.c  defaults, derived values, cross-checks;
  *   spec.c          names, values, the file walk, -D, pp_spec_build.
  */
@@ -75,6 +77,7 @@ typedef struct ctx {
     stage_cost *overrides;
     int noverrides, capoverrides;
     const pp_item *order; /* the file's order block, if any */
+    const pp_item *layer_costs; /* the file's layer_costs block, if any */
 } ctx;
 
 /* spec_keys.c: messages.  "KEY: msg" at offset in the file, or
@@ -96,6 +99,12 @@ const char *spec_def_value(const ctx *c, int i);
  * with the same offsets. */
 void spec_record_order(ctx *c, const pp_item *it);
 void spec_resolve_order(ctx *c, pp_spec *spec);
+
+/* spec_layers.c.  `layer_costs { KIND [COUNT] { F = .. } ... }` at the top
+ * of the file: recorded by the walk, read by spec_resolve_layers into
+ * spec->layers (spec->n_layers of them; NULL after an error). */
+void spec_record_layers(ctx *c, const pp_item *it);
+void spec_resolve_layers(ctx *c, pp_spec *spec);
 
 /* spec_resolve.c: the settings (c->set, c->overrides, c->order) into spec,
  * with every default, derived value and cross-check. */

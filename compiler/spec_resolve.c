@@ -108,10 +108,14 @@ static void resolve_cost(ctx *c, pp_spec *spec)
     k->stage_F = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     k->stage_B = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     k->stage_W = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
+    k->fixed_F = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
+    k->fixed_B = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
+    k->fixed_W = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     for (int s = 0; s < S; s++) {
         k->stage_F[s] = k->F;
         k->stage_B[s] = k->B;
         k->stage_W[s] = k->W;
+        k->fixed_F[s] = k->fixed_B[s] = k->fixed_W[s] = NAN;
     }
     /* Sorted by (stage, which, order): duplicates are neighbours and the
      * later of two settings wins. */
@@ -133,7 +137,8 @@ static void resolve_cost(ctx *c, pp_spec *spec)
             continue;
         }
         double *arr = o->which == 0 ? k->stage_F : o->which == 1 ? k->stage_B : k->stage_W;
-        arr[o->stage] = o->value;
+        double *fixed = o->which == 0 ? k->fixed_F : o->which == 1 ? k->fixed_B : k->fixed_W;
+        arr[o->stage] = fixed[o->stage] = o->value;
     }
 }
 
@@ -148,11 +153,20 @@ static void resolve_model(ctx *c, pp_spec *spec)
     m->seed = (uint64_t)get(c, S_SEED, 1);
     m->layers_per_stage = pp_arena_alloc(c->a, (size_t)S * sizeof *m->layers_per_stage);
 
-    /* balance: S positive integers; without layers they define it. */
+    /* balance: S positive integers, or a rule (layers.c, balance.c);
+     * without layers a list defines them. */
     const setting *bs = &c->set[S_BALANCE];
     bool balanced = false;
     long sum = 0;
-    if (bs->set) {
+    m->balance = PP_BALANCE_EVEN;
+    if (bs->set && bs->v->kind == PP_VAL_WORD) {
+        const char *w = bs->v->text;
+        m->balance = !strcmp(w, "auto")         ? PP_BALANCE_AUTO
+                     : !strcmp(w, "parameters") ? PP_BALANCE_PARAMETERS
+                     : !strcmp(w, "compute")    ? PP_BALANCE_COMPUTE
+                                                : PP_BALANCE_EVEN;
+    } else if (bs->set) {
+        m->balance = PP_BALANCE_LIST;
         const pp_value *v = bs->v;
         balanced = true;
         if (v->nitems != S) {
@@ -174,9 +188,21 @@ static void resolve_model(ctx *c, pp_spec *spec)
             sum += (long)item->number;
         }
     }
-    m->layers = (int)get(c, S_LAYERS, balanced && sum <= PP_MAX_LAYERS ? (double)sum : S);
-    if (m->layers < S) {
-        report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)", m->layers, S);
+    /* A layer list defines the layers too, and must agree with them. */
+    double dflt_layers = spec->layers ? spec->n_layers : balanced && sum <= PP_MAX_LAYERS ? (double)sum : S;
+    m->layers = (int)get(c, S_LAYERS, dflt_layers);
+    if (spec->layers && m->layers != spec->n_layers) {
+        report_key(c, S_LAYERS, "%d layers, but layer_costs lists %d", m->layers, spec->n_layers);
+    } else if (c->layer_costs && !spec->layers) {
+        /* the list's errors are reported */
+    } else if (m->layers < S) {
+        if (spec->layers && !c->set[S_LAYERS].set)
+            pp_error_at(c->d, c->src, c->layer_costs->offset,
+                        "layer_costs: %d layers cannot fill %d stages (each stage needs at least one layer)",
+                        m->layers, S);
+        else
+            report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)",
+                       m->layers, S);
     } else if (balanced && sum != m->layers) {
         spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to %ld, but model.layers = %d", sum,
                        m->layers);
@@ -241,14 +267,51 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     double dflt = L >= S ? (double)S / (2.0 * L) : 0.5; /* too few layers: reported in resolve_model */
     double act = spec->act_size > 0 ? spec->act_size : 1;
     double input = get(c, S_MEM_INPUT, dflt * act);
+    spec->input_set = c->set[S_MEM_INPUT].set ? input : -1;
     if (c->set[S_MEM_INPUT].set && input > act)
         report_key(c, S_MEM_INPUT, "%g is more than memory.activation = %g (the input is part of the activations)",
                    input, act);
     spec->cost.recompute_input = input / act;
 }
 
+/* Layers are the unit of cost and memory once the file says anything
+ * about them (docs/costs.md): a layer_costs list, or a balance.  Without a
+ * list the reference MLP's L equal layers each take the share of a stage
+ * of the even split: cost.F * S / L, memory.activation * S / L, keeping
+ * half of that when recomputed, no static memory (the file's unit counts
+ * activations).  Then the split: a list's, or its rule's (auto starts
+ * even: balance.c searches once the policy can run), and the sums. */
+static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
+{
+    int S = spec->stages, D = spec->devices;
+    pp_model *m = &spec->model;
+    if (!spec->layers && !c->set[S_BALANCE].set)
+        return;
+    if (c->d->errors > errors_before || m->layers < S) {
+        spec->layers = NULL; /* the shape is wrong: reported */
+        return;
+    }
+    if (!spec->layers) {
+        int L = m->layers;
+        spec->layers = pp_arena_alloc(c->a, (size_t)L * sizeof *spec->layers);
+        spec->n_layers = L;
+        double share = (double)S / L, act = spec->act_size * share;
+        for (int l = 0; l < L; l++)
+            spec->layers[l] = (pp_layer){"layer", spec->cost.F * share, spec->cost.B * share, spec->cost.W * share,
+                                         act, act / 2, 0, act / 2};
+    }
+    spec->stage_act = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_act);
+    spec->stage_input = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_input);
+    spec->static_mem = pp_arena_alloc(c->a, (size_t)D * sizeof *spec->static_mem);
+    if (m->balance != PP_BALANCE_LIST)
+        pp_balance_split(m->balance == PP_BALANCE_AUTO ? PP_BALANCE_EVEN : m->balance, spec->layers, spec->n_layers,
+                         S, m->layers_per_stage);
+    pp_spec_sum_layers(spec);
+}
+
 void spec_resolve(ctx *c, pp_spec *spec)
 {
+    int errors_before = c->d->errors;
     int D = (int)get(c, S_DEVICES, 4), V = (int)get(c, S_VIRTUAL, 1);
     long S = (long)D * V;
     if (S > PP_MAX_STAGES) {
@@ -277,7 +340,9 @@ void spec_resolve(ctx *c, pp_spec *spec)
     spec->mem_limit = get(c, S_MEM_LIMIT, 0);
     resolve_placement(c, spec);
     resolve_cost(c, spec);
+    spec_resolve_layers(c, spec);
     resolve_model(c, spec);
     resolve_recompute(c, spec);
+    resolve_layers(c, spec, errors_before);
     spec_resolve_order(c, spec);
 }

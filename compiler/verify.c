@@ -390,7 +390,12 @@ static void check_memory(verifier *V, const pp_verify_opts *o)
     pp_plan_recomputing(p, recomputing);
     for (int d = 0; d < V->D; d++) {
         pp_mem_peak m = pp_device_memory(p, d, recomputing, o);
-        if (m.over_at >= 0)
+        double fixed = pp_mem_begin(o, d).base;
+        if (m.over_at >= 0 && fixed > 0) /* layers with weights: say what is static */
+            FAIL_OP(V, d, m.over_at, &p->dev[d].ops[m.over_at],
+                    "holds memory %g (static %g + activations %g), over the memory limit %g (peak memory %g)",
+                    m.held_over, fixed, m.held_over - fixed, o->mem_limit, m.peak);
+        else if (m.over_at >= 0)
             FAIL_OP(V, d, m.over_at, &p->dev[d].ops[m.over_at],
                     "holds activation memory %g, over the memory limit %g (peak memory %g)", m.held_over,
                     o->mem_limit, m.peak);
@@ -495,5 +500,10 @@ pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit)
 {
     return (pp_verify_opts){.act_size = s->act_size,
                             .mem_limit = with_limit ? s->mem_limit : 0,
-                            .input_frac = s->cost.recompute_input};
+                            .input_frac = s->cost.recompute_input,
+                            .stage_act = s->stage_act,
+                            .stage_input = s->stage_input,
+                            .static_mem = s->static_mem,
+                            .stages = s->stages,
+                            .devices = s->devices};
 }
