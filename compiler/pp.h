@@ -565,6 +565,26 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
 void pp_auto_print(FILE *f, const pp_auto_report *r);
 
 
+/* balance.c (docs/costs.md): `model.balance = auto`, the split of the
+ * layers with the smallest simulated makespan of the spec's policy under
+ * its memory limit. */
+typedef struct pp_balance_report {
+    double makespan;      /* of the split found */
+    double even_makespan; /* of the even split; INFINITY when it does not fit */
+    int bottleneck;       /* the stage with the most F + B + W per micro-batch */
+    double bottleneck_time;
+    int evaluations;      /* splits compiled */
+    double splits;        /* contiguous splits there are */
+    bool exhaustive;      /* all of them were compiled */
+    char start[16];       /* the start the answer grew from: even, dp, compute, parameters */
+} pp_balance_report;
+/* With model.balance = auto (and layers), replaces s's split by the one
+ * found and sums it (pp_spec_sum_layers); anything else is left alone.
+ * Error (naming the closest split) if no split tried fits the limit. */
+int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d);
+/* The report: "balance auto: [...] makespan X against Y for the even split ...". */
+void pp_balance_print(FILE *f, const pp_spec *s, const pp_balance_report *r);
+
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
 /* ------------------------------------------------------------------ */
