@@ -317,8 +317,10 @@ void pp_balance_print(FILE *f, const pp_spec *s, const pp_balance_report *r)
                 r->even_makespan > 0 ? 100 * (r->makespan - r->even_makespan) / r->even_makespan : 0);
     else
         fprintf(f, " (the even split does not fit)");
-    fprintf(f, "\nbalance auto: bottleneck stage %d (%d layers, F+B+W %.6g per micro-batch); %d splits compiled%s "
-               "(from %s)\n",
-            r->bottleneck, s->model.layers_per_stage[r->bottleneck], r->bottleneck_time, r->evaluations,
-            r->exhaustive ? ", every contiguous split" : "", r->start);
+    fprintf(f, "\nbalance auto: bottleneck stage %d (%d layers, F+B+W %.6g per micro-batch); %d splits compiled",
+            r->bottleneck, s->model.layers_per_stage[r->bottleneck], r->bottleneck_time, r->evaluations);
+    if (r->exhaustive)
+        fprintf(f, ": every contiguous split\n");
+    else
+        fprintf(f, ", moves from the %s split\n", r->start);
 }

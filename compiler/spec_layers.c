@@ -141,6 +141,8 @@ void spec_resolve_layers(ctx *c, pp_spec *spec)
                         run->name);
             continue;
         }
+        pp_layer l;
+        read_fields(c, run, &l); /* its errors now, with the others' */
         total += (long)count;
     }
     if (it->nchildren == 0)
@@ -159,13 +161,8 @@ void spec_resolve_layers(ctx *c, pp_spec *spec)
         const pp_item *run = it->children[i];
         int count = run->value ? (int)run->value->number : 1;
         pp_layer l;
-        if (!read_fields(c, run, &l))
-            continue;
+        read_fields(c, run, &l); /* checked above */
         for (int k = 0; k < count; k++)
             spec->layers[at++] = l;
-    }
-    if (c->d->errors > before) {
-        spec->layers = NULL;
-        spec->n_layers = 0;
     }
 }

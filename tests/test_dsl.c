@@ -513,6 +513,8 @@ static const char *const golden_cases[] = {
     "unknown_key", "bad_type", "out_of_range", "duplicate", "stages_mismatch", "stages_hint", "batch_multiple",
     "balance_sum", "balance_length", "balance_entry", "vshape_virtual", "placement_range", "placement_count",
     "placement_length", "too_few_layers", "block_value_mixup", "model_kind", "too_many_errors",
+    /* layers (docs/costs.md) */
+    "layer_costs_errors", "layer_costs_fill", "layer_costs_count", "balance_rule",
     /* found by tools/fuzz */
     "cost_overflow", "deep_nesting",
 };
