@@ -345,6 +345,7 @@ typedef struct pp_spec {
      * memory.activation, as before layers were. */
     pp_layer *layers;
     int n_layers;
+    bool layers_default; /* they are the MLP's equal layers, made from cost.F / B / W (no list) */
     /* Sums of each stage's layers (layers.c), NULL without layers:
      * activations of one (stage, mb) [stages], what a recomputed one keeps
      * [stages], static memory of each device [devices]. */

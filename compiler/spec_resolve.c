@@ -295,6 +295,7 @@ static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
         int L = m->layers;
         spec->layers = pp_arena_alloc(c->a, (size_t)L * sizeof *spec->layers);
         spec->n_layers = L;
+        spec->layers_default = true;
         double share = (double)S / L, act = spec->act_size * share;
         for (int l = 0; l < L; l++)
             spec->layers[l] = (pp_layer){"layer", spec->cost.F * share, spec->cost.B * share, spec->cost.W * share,

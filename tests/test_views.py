@@ -80,6 +80,10 @@ CASES = [
     ("interleaved.pp", ["memory.activation=0.25"]),
     ("zb-h1.pp", ["recompute=always", "memory.activation=3"]),
     ("1f1b.pp", []),
+    # layers (docs/costs.md): per-stage sums, static memory, an uneven split
+    ("balance.pp", ["model.balance=[3,4,3,2]", "memory.limit=0"]),
+    ("balance.pp", ["model.balance=[2,3,4,3]", "memory.limit=0", "recompute=always", "schedule=zb-h1"]),
+    ("1f1b.pp", ["model.balance=[1,1,3,3]", "memory.activation=2"]),
 ]
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -108,7 +112,7 @@ with tempfile.TemporaryDirectory() as tmp:
         err = ppcc([f, "--stats"] + d + ["-D", "memory.limit=%r" % limit], want_rc=1)
         if err:
             checks += 1
-            seen = re.findall(r"device (\d+), op \d+ \([^)]*\): holds activation memory [^,]+, over the memory "
+            seen = re.findall(r"device (\d+), op \d+ \([^)]*\): holds (?:activation )?memory [^,]+, over the memory "
                               r"limit [^ ]+ \(peak memory ([^)]+)\)", err.stderr)
             if len(seen) != len(values):
                 fail("%s: limit %r: %d memory errors for %d devices:\n%s" % (label, limit, len(seen), len(values),
@@ -197,6 +201,20 @@ check_compare(sched("interleaved.pp"), ["memory.activation=0.5", "memory.limit=3
 # costs in seconds: makespans keep their digits
 check_compare(sched("1f1b.pp"), ["cost.F=0.00123", "cost.B=0.00247", "cost.W=0.0004", "cost.comm=0.0001"], ALL)
 check_compare(sched("custom.pp"), [], "custom,1f1b")
+# layers and balance = auto: each row's split is in its settings
+check_compare(sched("balance.pp"), [], ALL)
+check_compare(sched("balance.pp"), ["memory.limit=0", "recompute=always"], "gpipe,1f1b,zb-h1,zbv,auto")
+check_compare(sched("1f1b.pp"), ["model.balance=[1,1,1,5]"], "gpipe,1f1b,zbv,interleaved")
+
+# balance = auto reports the makespan of the plan it writes.
+for cmd in ([], ["-D", "schedule=zb-h1", "-D", "memory.limit=0"], ["-D", "schedule=auto"]):
+    r = ppcc([sched("balance.pp"), "--stats"] + cmd)
+    if r:
+        checks += 1
+        m = re.search(r"^balance auto: \[[0-9,]+\] makespan (\S+)", r.stderr, re.M)
+        if not m or m.group(1) != stats_of(r.stdout)["makespan"]:
+            fail("balance.pp %s: balance auto reports %s, compiles to %s" % (" ".join(cmd), m and m.group(1),
+                                                                           stats_of(r.stdout)["makespan"]))
 
 # auto's report is the plan it writes.
 for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recompute=except_last", "memory.limit=4"]),
