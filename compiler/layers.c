@@ -222,3 +222,37 @@ void pp_balance_split(int rule, const pp_layer *layers, int n, int S, int *out)
     pp_split_minmax(w, n, S, out);
     free(w);
 }
+
+void pp_spec_scale_microbatch(pp_spec *s, double k)
+{
+    pp_cost *c = &s->cost;
+    c->F *= k;
+    c->B *= k;
+    c->W *= k;
+    for (int st = 0; st < s->stages; st++) {
+        c->stage_F[st] *= k;
+        c->stage_B[st] *= k;
+        c->stage_W[st] *= k;
+        if (c->fixed_F) {
+            c->fixed_F[st] *= k; /* NAN stays NAN */
+            c->fixed_B[st] *= k;
+            c->fixed_W[st] *= k;
+        }
+        if (s->stage_act) {
+            s->stage_act[st] *= k;
+            s->stage_input[st] *= k;
+        }
+    }
+    for (int l = 0; s->layers && l < s->n_layers; l++) {
+        pp_layer *y = &s->layers[l];
+        y->F *= k;
+        y->B *= k;
+        y->W *= k;
+        y->act *= k;
+        y->act_input *= k;
+        y->out *= k;
+    }
+    s->act_size *= k;
+    if (s->input_set > 0)
+        s->input_set *= k;
+}

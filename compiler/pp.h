@@ -351,6 +351,17 @@ typedef struct pp_spec {
      * [stages], static memory of each device [devices]. */
     double *stage_act, *stage_input, *static_mem;
     double input_set;    /* memory.input as given (absolute), -1 when not given */
+    /* microbatches = auto (microbatches.c): microbatches is then the
+     * reference (1 unless set) until ppcc chooses; the target bubble
+     * (0: none, the best throughput instead) and the largest M tried. */
+    bool microbatches_auto;
+    double mb_bubble;
+    int mb_max;
+    /* The micro-batches the file's per-micro-batch costs and activations
+     * are for (microbatches.reference; microbatches itself unless set):
+     * with another microbatches, they are scaled by reference / microbatches
+     * (communication and static memory are not). */
+    int mb_reference;
     pp_model model;
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
@@ -390,6 +401,12 @@ void pp_balance_split(int rule, const pp_layer *layers, int n, int S, int *out);
 void pp_split_minmax(const double *w, int n, int S, int *out);
 /* F + B + W of layer l: what the compute rule and the DP balance. */
 static inline double pp_layer_time(const pp_layer *l) { return l->F + l->B + l->W; }
+
+/* Scales every per-micro-batch time and activation size of s (its costs,
+ * fixed costs, layers and their sums, memory.activation and memory.input)
+ * by k: a micro-batch k times the size.  Communication, static memory and
+ * the limit stay. */
+void pp_spec_scale_microbatch(pp_spec *s, double k);
 
 /* ------------------------------------------------------------------ */
 /* plan.c: per-device op lists, and the vocabulary of plans            */
@@ -585,6 +602,30 @@ typedef struct pp_balance_report {
 int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d);
 /* The report: "balance auto: [...] makespan X against Y for the even split ...". */
 void pp_balance_print(FILE *f, const pp_spec *s, const pp_balance_report *r);
+
+/* microbatches.c (docs/costs.md): --sweep microbatches=..., and
+ * microbatches = auto. */
+typedef struct pp_mb_row {
+    int microbatches;
+    bool ok, fits;     /* compiled; under memory.limit */
+    double makespan, bubble;
+    double throughput; /* model.batch / makespan: samples per unit of time */
+    double peak;       /* the largest device's peak memory */
+    char reason[300];  /* !ok: the error */
+} pp_mb_row;
+/* defs then the three settings of a row of M micro-batches (-D
+ * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a
+ * heap block of *n defines the caller frees. */
+pp_define *pp_microbatch_defs(const pp_define *defs, int ndefs, const pp_spec *s, int M, int *n);
+/* The file (ast, defs) compiled with M micro-batches of its batch. */
+void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int M, pp_mb_row *r);
+/* The table of rows for values[n], the best marked. */
+int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const int *values,
+             int n, pp_diag *d);
+/* microbatches = auto: *chosen, with a one-line report on d->out; error
+ * (the closest named) when no M qualifies. */
+int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int *chosen,
+                         pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */

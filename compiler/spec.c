@@ -200,6 +200,13 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
     double num = 0;
     switch (k->kind) {
     case K_INT:
+        if (slot == S_MICROBATCHES && v->kind == PP_VAL_WORD) {
+            if (strcmp(v->text, "auto") != 0) {
+                bad_value(c, o, k->name, v, "expected an integer, or auto");
+                return;
+            }
+            break; /* num 0: chosen by microbatches.c */
+        }
         if (!to_int(c, o, k->name, v, k->min, k->max, &num))
             return;
         break;

@@ -212,7 +212,8 @@ static void resolve_model(ctx *c, pp_spec *spec)
             m->layers_per_stage[s] = m->layers / S + (s < m->layers % S);
     }
 
-    m->batch = (int)get(c, S_BATCH, (double)M * 4);
+    /* auto: a batch that the M it may choose can split (up to microbatches.max) */
+    m->batch = (int)get(c, S_BATCH, (double)(spec->microbatches_auto ? spec->mb_max : M) * 4);
     if (m->batch % M != 0)
         report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / microbatches rows)",
                    m->batch, M);
@@ -330,7 +331,17 @@ void spec_resolve(ctx *c, pp_spec *spec)
     spec->devices = D;
     spec->chunks = V;
     spec->stages = (int)S;
-    spec->microbatches = (int)get(c, S_MICROBATCHES, 8);
+    /* auto: the reference stands in until microbatches.c chooses */
+    spec->microbatches_auto = c->set[S_MICROBATCHES].set && c->set[S_MICROBATCHES].v->kind == PP_VAL_WORD;
+    spec->mb_reference = (int)get(c, S_MB_REFERENCE, spec->microbatches_auto ? 1 : get(c, S_MICROBATCHES, 8));
+    spec->microbatches = spec->microbatches_auto ? spec->mb_reference : (int)get(c, S_MICROBATCHES, 8);
+    spec->mb_bubble = get(c, S_MB_BUBBLE, 0);
+    spec->mb_max = (int)get(c, S_MB_MAX, 64);
+    if (spec->mb_bubble >= 1)
+        report_key(c, S_MB_BUBBLE, "%g: a bubble is a fraction below 1 (0.1 is 10%%)", spec->mb_bubble);
+    for (enum slot k = S_MB_BUBBLE; k <= S_MB_MAX; k++)
+        if (c->set[k].set && !spec->microbatches_auto && c->set[S_MICROBATCHES].at.def < 0 && c->set[k].at.def < 0)
+            report_key(c, k, "only microbatches = auto reads it, but microbatches = %d", spec->microbatches);
     snprintf(spec->schedule, sizeof spec->schedule, "%s",
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
     spec->group = (int)get(c, S_GROUP, 0);
@@ -345,5 +356,7 @@ void spec_resolve(ctx *c, pp_spec *spec)
     resolve_model(c, spec);
     resolve_recompute(c, spec);
     resolve_layers(c, spec, errors_before);
+    if (spec->mb_reference != spec->microbatches && c->d->errors == errors_before)
+        pp_spec_scale_microbatch(spec, (double)spec->mb_reference / spec->microbatches);
     spec_resolve_order(c, spec);
 }
