@@ -114,8 +114,8 @@ static void print_row(FILE *out, const pp_mb_row *r, bool best)
         fprintf(out, "%12d  cannot run: %s\n", r->microbatches, r->reason);
         return;
     }
-    fprintf(out, "%12d %10.6g %7.2f%% %11.6g %11.6g  %-4s%s\n", r->microbatches, r->makespan, 100 * r->bubble,
-            r->throughput, r->peak, r->fits ? "yes" : "no", best ? "  <- best" : "");
+    fprintf(out, "%12d %10.6g %7.2f%% %11.6g %11.6g  %s%s\n", r->microbatches, r->makespan, 100 * r->bubble,
+            r->throughput, r->peak, r->fits ? "yes" : "no", best ? (r->fits ? "   <- best" : "    <- best") : "");
 }
 
 static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s)
