@@ -17,8 +17,10 @@
  *      models), all of them are compiled: the answer is the best there is.
  *   3. Otherwise, from the best start, boundary moves: the last layer of a
  *      stage to the next one or the reverse, by steps halving from half a
- *      stage's layers to one, kept when they improve, until none does or
- *      the budget is spent.  The schedule decides which imbalance hurts:
+ *      stage's layers to one, kept when they improve, until none does;
+ *      then one layer from any stage to any other (the stages between
+ *      keep their sizes, their layers shift), until none improves or the
+ *      budget is spent.  The schedule decides which imbalance hurts:
  *      the first stage of 1F1B holds the most activations, a V shape puts
  *      the first and last stage on one device, and so on.
  *
@@ -176,6 +178,41 @@ static void local_search(search *q, int *best, score *best_score, const pp_plan 
                     }
                 }
         }
+    }
+    /* then a layer from any stage to any other: the boundaries between
+     * them all shift by one (the stages in between keep their sizes) */
+    bool improved = true;
+    while (improved && q->evaluations < q->budget) {
+        improved = false;
+        for (int from = 0; from < S && q->evaluations < q->budget; from++)
+            for (int to = 0; to < S && q->evaluations < q->budget; to++) {
+                if (to == from || (to - from == 1 || from - to == 1) || best[from] < 2)
+                    continue; /* neighbours: the moves above */
+                memcpy(t, best, (size_t)S * sizeof *t);
+                t[from]--;
+                t[to]++;
+                score r = evaluate(q, t, fixed);
+                if (better(r, *best_score)) {
+                    *best_score = r;
+                    memcpy(best, t, (size_t)S * sizeof *best);
+                    improved = true;
+                }
+            }
+        /* a round of neighbour moves again after any change */
+        for (int k = 0; improved && k + 1 < S && q->evaluations < q->budget; k++)
+            for (int dir = -1; dir <= 1 && q->evaluations < q->budget; dir += 2) {
+                int from = dir > 0 ? k : k + 1, to = dir > 0 ? k + 1 : k;
+                if (best[from] < 2)
+                    continue;
+                memcpy(t, best, (size_t)S * sizeof *t);
+                t[from]--;
+                t[to]++;
+                score r = evaluate(q, t, fixed);
+                if (better(r, *best_score)) {
+                    *best_score = r;
+                    memcpy(best, t, (size_t)S * sizeof *best);
+                }
+            }
     }
     free(t);
 }
