@@ -324,6 +324,7 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
     rep->splits = total;
     rep->bottleneck = bottleneck(s, &rep->bottleneck_time);
     int rc = 0;
+    s->balance_found = best_score.excess == 0;
     if (best_score.excess > 0) {
         char list[200];
         size_t at = 0;

@@ -363,13 +363,7 @@ static int compile(const options *o)
             rc = 0;
         goto done;
     }
-    if (spec.layers && spec.model.balance == PP_BALANCE_AUTO) {
-        pp_balance_report brep;
-        if (pp_balance_auto(&spec, &brep, &diag))
-            goto done;
-        pp_balance_print(diag.out, &spec, &brep); /* a report, as auto's: on stderr */
-    }
-    if (pp_compile(&spec, &plan, &sim, &diag))
+    if (pp_compile(&spec, &plan, &sim, &diag)) /* balance = auto's report, if any, on stderr */
         goto done;
     have_sim = true;
 

@@ -11,8 +11,9 @@
  * cost.comm (a latency) and the static memory stay.  The row is the
  * compilation of the file with three settings it prints, `-D
  * microbatches=M -D microbatches.reference=R -D model.batch=N`, through
- * the policy and every pass (the limit judged as --compare judges it), so
- * `ppcc FILE SETTINGS --stats` gives its numbers.
+ * the policy and every pass (the limit judged as --compare judges it;
+ * with balance = auto, the row's own split searched first), so `ppcc FILE
+ * SETTINGS --stats` gives its numbers.
  *
  * microbatches = auto takes, over M = 1 .. microbatches.max (64) whose
  * rows compile and fit memory.limit: with microbatches.bubble = t, the
@@ -65,8 +66,13 @@ void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, cons
     pp_spec t;
     pp_plan p = {0};
     pp_sim sim;
-    if (pp_spec_build(ast, all, nall, &a, &q.diag, &t) == 0 && pp_policy_run(&t, &p, &q.diag) == 0 &&
-        pp_lower_verify_simulate(&p, &t, false, &sim, &q.diag) == 0) {
+    int built = pp_spec_build(ast, all, nall, &a, &q.diag, &t);
+    if (built == 0 && t.layers && t.model.balance == PP_BALANCE_AUTO) {
+        /* the row's own split, as ppcc compiles it (the closest when none fits) */
+        pp_balance_report rep;
+        pp_balance_auto(&t, &rep, &q.diag);
+    }
+    if (built == 0 && pp_policy_run(&t, &p, &q.diag) == 0 && pp_lower_verify_simulate(&p, &t, false, &sim, &q.diag) == 0) {
         r->ok = true;
         r->fits = true;
         r->makespan = sim.makespan;

@@ -346,6 +346,7 @@ typedef struct pp_spec {
     pp_layer *layers;
     int n_layers;
     bool layers_default; /* they are the MLP's equal layers, made from cost.F / B / W (no list) */
+    bool balance_found;  /* balance = auto: the split is the search's (pp_balance_auto) */
     /* Sums of each stage's layers (layers.c), NULL without layers:
      * activations of one (stage, mb) [stages], what a recomputed one keeps
      * [stages], static memory of each device [devices]. */
@@ -821,12 +822,19 @@ double pp_bubble(const double *busy, int devices, double makespan);
  * s's cost and memory.  Stops at the first that fails; sim is filled only
  * on success. */
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
-/* What ppcc compiles a spec to: pp_policy_run, then pp_lower_verify_simulate
- * with the file's memory limit.  p can always be given to pp_plan_free (it
- * holds the policy's plan, lowered as far as the passes got, when the
- * policy succeeded: p->dev is NULL when it did not); sim is filled only on
- * success. */
-int pp_compile(const pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
+
+
+/* ------------------------------------------------------------------ */
+/* compile.c: ppcc's whole compilation of a spec                       */
+/* ------------------------------------------------------------------ */
+
+/* What ppcc compiles a spec to: with balance = auto (not yet searched),
+ * pp_balance_auto (s takes the split found; the report goes to d->out),
+ * then pp_policy_run, then pp_lower_verify_simulate with the file's memory
+ * limit.  p can always be given to pp_plan_free (it holds the policy's
+ * plan, lowered as far as the passes got, when the policy succeeded:
+ * p->dev is NULL when it did not); sim is filled only on success. */
+int pp_compile(pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* compare.c: the policies side by side                                */

@@ -38,7 +38,7 @@ static void build_free(spec_run *r)
 }
 
 /* pp_compile's makespan (INFINITY when it fails, e.g. over the limit). */
-static double makespan_of(const pp_spec *s, double *peak)
+static double makespan_of(pp_spec *s, double *peak)
 {
     pp_plan p = {0};
     pp_sim sim;
