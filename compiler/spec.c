@@ -461,6 +461,11 @@ static void apply_define(ctx *c, int i)
     const char *name = spec_def_name(c, i);
     origin o = {i, 0, 0};
     target t = lookup(name, true);
+    if (!strcmp(name, "layer_costs") || !strncmp(name, "layer_costs.", 12)) {
+        pp_error(c->d, "-D %s=%s: the layers are listed in the file (layer_costs { ... }), not by -D", name,
+                 spec_def_value(c, i));
+        return;
+    }
     switch (t.kind) {
     case T_UNKNOWN: {
         const char *all[S__COUNT + sizeof aliases / sizeof aliases[0]];

@@ -338,7 +338,7 @@ void spec_resolve(ctx *c, pp_spec *spec)
     spec->mb_bubble = get(c, S_MB_BUBBLE, 0);
     spec->mb_max = (int)get(c, S_MB_MAX, 64);
     if (spec->mb_bubble >= 1)
-        report_key(c, S_MB_BUBBLE, "%g: a bubble is a fraction below 1 (0.1 is 10%%)", spec->mb_bubble);
+        report_key(c, S_MB_BUBBLE, "must be below 1: a bubble is a fraction (0.1 is 10%%), got %g", spec->mb_bubble);
     for (enum slot k = S_MB_BUBBLE; k <= S_MB_MAX; k++)
         if (c->set[k].set && !spec->microbatches_auto && c->set[S_MICROBATCHES].at.def < 0 && c->set[k].at.def < 0)
             report_key(c, k, "only microbatches = auto reads it, but microbatches = %d", spec->microbatches);

@@ -476,6 +476,9 @@ START_TEST(test_define_errors)
         {"model", "cnn", "-D model=cnn: unknown model kind (the only one is mlp)"},
         {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (the only one is sgd)"},
         {"model.balance", "[1,1]", "-D model.balance=[1,1]: expected 4 layer counts (one per stage), got 2"},
+        {"model.balance", "best", "-D model.balance=best: expected a list of layer counts or a rule: even, parameters, compute or auto"},
+        {"layer_costs.block.F", "2", "-D layer_costs.block.F=2: the layers are listed in the file (layer_costs { ... }), not by -D"},
+        {"microbatches.bubble", "1.5", "-D microbatches.bubble=1.5: must be below 1: a bubble is a fraction (0.1 is 10%), got 1.5"},
         {"memory.limit", "big", "-D memory.limit=big: expected a number"},
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
          * when the maximum was crossed; costs whose sums overflow made lowering
