@@ -14,7 +14,8 @@
  *      sums of each layer's F + B + W (layers.c), the greedy prefix on
  *      compute and the parameters rule.
  *   2. When every contiguous split fits in the evaluation budget (small
- *      models), all of them are compiled: the answer is the best there is.
+ *      models), all of them are compiled instead: the answer is the best
+ *      there is.
  *   3. Otherwise, from the best start, boundary moves: the last layer of a
  *      stage to the next one or the reverse, by steps halving from half a
  *      stage's layers to one, kept when they improve, until none does;
@@ -25,7 +26,8 @@
  *      the first and last stage on one device, and so on.
  *
  * The budget counts plan ops compiled (BUDGET_OPS), so the search takes
- * about the same time whatever the shape.  Under `schedule auto`, whose
+ * about the same time whatever the shape (a plan too large for it gets the
+ * even split and the DP's only).  Under `schedule auto`, whose
  * every compilation is a search itself, the moves are judged on the order
  * auto found for the best start (the order fixed, the costs of each split),
  * and auto compiles the result again; the better of that and the best
@@ -241,9 +243,10 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
     bool is_auto = !strcmp(s->schedule, "auto");
     long ops = (long)S * s->microbatches * 3 * 2 + 2L * s->devices; /* compute and comm, roughly */
     search q = {s, S, n, NULL, 0, 0};
+    /* a plan too large for even the four starts gets two: the even split and the DP's */
     q.budget = (long)(BUDGET_OPS / ((double)ops * (is_auto ? AUTO_FACTOR : 1)));
-    if (q.budget < 8)
-        q.budget = 8;
+    if (q.budget < 2)
+        q.budget = 2;
 
     /* A layer whose weights alone are over the limit fits no split. */
     for (int l = 0; s->mem_limit > 0 && l < n; l++)
@@ -264,8 +267,10 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
     pp_balance_split(PP_BALANCE_EVEN, s->layers, n, S, best);
     score best_score = evaluate(&q, best, NULL), even = best_score;
     snprintf(rep->start, sizeof rep->start, "even");
+    double total = splits_count(n, S);
+    bool all = total <= (double)(q.budget - q.evaluations);
     static const char *const names[] = {"dp", "compute", "parameters"};
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3 && !all && q.evaluations < q.budget; k++) {
         if (k == 0)
             pp_split_minmax(w, n, S, start);
         else
@@ -277,8 +282,13 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
             snprintf(rep->start, sizeof rep->start, "%s", names[k]);
         }
     }
+    if (all) {
+        rep->exhaustive = true;
+        exhaustive(&q, best, &best_score);
+    }
     if (!isfinite(best_score.excess)) {
-        /* nothing compiles, whatever the split: the policy's own error, from pp_compile */
+        /* nothing compiles (the policy refuses the shape, or auto finds no
+         * order under the limit): the even split, and pp_compile's error */
         pp_balance_split(PP_BALANCE_EVEN, s->layers, n, S, s->model.layers_per_stage);
         pp_spec_sum_layers(s);
         free(best);
@@ -286,10 +296,8 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
         free(w);
         return 0;
     }
-    double total = splits_count(n, S);
-    if (total <= (double)(q.budget - q.evaluations)) {
-        rep->exhaustive = true;
-        exhaustive(&q, best, &best_score);
+    if (all) {
+        /* done */
     } else if (!is_auto) {
         local_search(&q, best, &best_score, NULL);
     } else {
@@ -303,7 +311,7 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
             int *moved = pp_xcalloc((size_t)S, sizeof *moved, "the balance search");
             memcpy(moved, best, (size_t)S * sizeof *best);
             score proxy = evaluate(&q, moved, &fixed);
-            q.budget = q.evaluations + (long)(BUDGET_OPS / (double)ops);
+            q.budget = q.evaluations + (long)(BUDGET_OPS / (double)ops) + 1;
             local_search(&q, moved, &proxy, &fixed);
             score r = evaluate(&q, moved, NULL);
             if (better(r, best_score)) {
@@ -355,8 +363,9 @@ void pp_balance_print(FILE *f, const pp_spec *s, const pp_balance_report *r)
                 r->even_makespan > 0 ? 100 * (r->makespan - r->even_makespan) / r->even_makespan : 0);
     else
         fprintf(f, " (the even split does not fit)");
-    fprintf(f, "\nbalance auto: bottleneck stage %d (%d layers, F+B+W %.6g per micro-batch); %d splits compiled",
-            r->bottleneck, s->model.layers_per_stage[r->bottleneck], r->bottleneck_time, r->evaluations);
+    int l = s->model.layers_per_stage[r->bottleneck];
+    fprintf(f, "\nbalance auto: bottleneck stage %d (%d layer%s, F+B+W %.6g per micro-batch); %d split%s compiled",
+            r->bottleneck, l, l == 1 ? "" : "s", r->bottleneck_time, r->evaluations, r->evaluations == 1 ? "" : "s");
     if (r->exhaustive)
         fprintf(f, ": every contiguous split\n");
     else

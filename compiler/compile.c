@@ -14,7 +14,8 @@ int pp_compile(pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d)
         pp_balance_report rep;
         if (pp_balance_auto(s, &rep, d))
             return 1;
-        pp_balance_print(d->out, s, &rep); /* a report, as auto's: with the messages */
+        if (s->balance_found) /* else nothing compiles: the policy says why below */
+            pp_balance_print(d->out, s, &rep); /* a report, as auto's: with the messages */
     }
     if (pp_policy_run(s, p, d))
         return 1;

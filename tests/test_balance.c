@@ -398,7 +398,7 @@ START_TEST(auto_errors)
     ck_assert_int_eq(build(&r, skewed, defs, 2), 0);
     ck_assert_int_eq(pp_balance_auto(&r.s, &rep, &r.td.diag), 1);
     ck_assert_ptr_nonnull(strstr(tu_diag_text(&r.td), "model.balance = auto: no split of the 8 layers over 4 stages "
-                                                      "fits memory.limit = 10 under schedule 1f1b (39 compiled): "
+                                                      "fits memory.limit = 10 under schedule 1f1b (36 compiled): "
                                                       "the closest, balance ["));
     build_free(&r);
 }
