@@ -71,6 +71,14 @@ void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, cons
         /* the row's own split, as ppcc compiles it (the closest when none fits) */
         pp_balance_report rep;
         pp_balance_auto(&t, &rep, &q.diag);
+        size_t at = (size_t)snprintf(r->balance, sizeof r->balance, "-D model.balance=[");
+        for (int st = 0; st < t.stages && at + 16 < sizeof r->balance; st++)
+            at += (size_t)snprintf(r->balance + at, sizeof r->balance - at, "%s%d", st ? "," : "",
+                                   t.model.layers_per_stage[st]);
+        if (at + 16 < sizeof r->balance)
+            snprintf(r->balance + at, sizeof r->balance - at, "]");
+        else
+            r->balance[0] = '\0'; /* too many stages to print: no column */
     }
     if (built == 0 && pp_policy_run(&t, &p, &q.diag) == 0 && pp_lower_verify_simulate(&p, &t, false, &sim, &q.diag) == 0) {
         r->ok = true;
@@ -120,8 +128,15 @@ static void print_row(FILE *out, const pp_mb_row *r, bool best)
         fprintf(out, "%12d  cannot run: %s\n", r->microbatches, r->reason);
         return;
     }
-    fprintf(out, "%12d %10.6g %7.2f%% %11.6g %11.6g  %s%s\n", r->microbatches, r->makespan, 100 * r->bubble,
-            r->throughput, r->peak, r->fits ? "yes" : "no", best ? (r->fits ? "   <- best" : "    <- best") : "");
+    char line[800];
+    int n = snprintf(line, sizeof line, "%12d %10.6g %7.2f%% %11.6g %11.6g  %-3s  %-6s  %s", r->microbatches,
+                     r->makespan, 100 * r->bubble, r->throughput, r->peak, r->fits ? "yes" : "no",
+                     best ? "<-best" : "", r->balance);
+    if (n >= (int)sizeof line)
+        n = (int)sizeof line - 1;
+    while (n > 0 && line[n - 1] == ' ') /* no trailing blanks */
+        line[--n] = '\0';
+    fprintf(out, "%s\n", line);
 }
 
 static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s)
@@ -139,8 +154,12 @@ static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, in
                  "a micro-batch is %d/M of the one the file's costs and activations are for; throughput is\n"
                  "samples (batch rows) per unit of time; peak memory is the largest device's\n",
             s->mb_reference, s->model.batch, s->mb_reference);
-    fprintf(out, "%12s %10s %8s %11s %11s  %s\n", "microbatches", "makespan", "bubble", "throughput", "peak memory",
-            "fits");
+    if (s->layers && s->model.balance == PP_BALANCE_AUTO)
+        fprintf(out, "%12s %10s %8s %11s %11s  %-3s  %-6s  %s\n", "microbatches", "makespan", "bubble", "throughput",
+                "peak memory", "fits", "", "the row's split (balance = auto)");
+    else
+        fprintf(out, "%12s %10s %8s %11s %11s  %s\n", "microbatches", "makespan", "bubble", "throughput",
+                "peak memory", "fits");
 }
 
 int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const int *values,

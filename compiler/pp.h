@@ -613,6 +613,7 @@ typedef struct pp_mb_row {
     double throughput; /* model.batch / makespan: samples per unit of time */
     double peak;       /* the largest device's peak memory */
     char reason[300];  /* !ok: the error */
+    char balance[512]; /* balance = auto: "-D model.balance=[...]", the row's split; else "" */
 } pp_mb_row;
 /* defs then the three settings of a row of M micro-batches (-D
  * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a

@@ -216,6 +216,36 @@ for cmd in ([], ["-D", "schedule=zb-h1", "-D", "memory.limit=0"], ["-D", "schedu
             fail("balance.pp %s: balance auto reports %s, compiles to %s" % (" ".join(cmd), m and m.group(1),
                                                                            stats_of(r.stdout)["makespan"]))
 
+# Every --sweep row is the compilation of its printed settings (docs/costs.md).
+for f, cmd_defs in [(sched("balance.pp"), []), (sched("1f1b.pp"), ["cost.comm=0.5", "recompute=always"])]:
+    r = ppcc([f, "--sweep", "microbatches=1..8"] + defs(cmd_defs))
+    if not r:
+        continue
+    m = re.search(r"-D microbatches=M (-D microbatches\.reference=\d+ -D model\.batch=\d+)` compiles", r.stdout)
+    if not m:
+        fail("%s --sweep: no settings in the header:\n%s" % (f, r.stdout))
+        continue
+    for line in r.stdout.splitlines():
+        row = re.match(r"^ +(\d+) +(\S+) +(\S+)% +(\S+) +(\S+)  (yes|no)(?: +<-best)?(?: +(-D model\.balance=\S+))?$", line)
+        if not row:
+            if re.match(r"^ +\d+ ", line) and "cannot run:" not in line:
+                fail("%s --sweep: unexpected row %r" % (f, line))
+            continue
+        checks += 1
+        args = [f, "--stats"] + defs(cmd_defs) + ["-D", "microbatches=" + row.group(1)] + m.group(1).split()
+        if row.group(7):
+            args += row.group(7).split()
+        if row.group(6) == "no":
+            args += ["-D", "memory.limit=0"]
+        got = ppcc(args)
+        if not got:
+            continue
+        st = stats_of(got.stdout)
+        peak = max(float(x) for x in st["peak_mem"].strip("[]").split(","))
+        have = (st["makespan"], st["bubble"].rstrip("%"), g(peak))
+        if have != (row.group(2), row.group(3), row.group(5)):
+            fail("%s --sweep row %s: %s; ppcc %s: %s" % (f, row.group(1), row.groups(), " ".join(args[1:]), have))
+
 # auto's report is the plan it writes.
 for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recompute=except_last", "memory.limit=4"]),
                        ("1f1b.pp", ["schedule=auto", "recompute=always", "memory.limit=2"]),
