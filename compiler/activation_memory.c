@@ -14,29 +14,53 @@
  * unit of memory.activation; a device's peak memory is its maximum over
  * the device's list.  The counts stay integers so that the same list gives
  * the same number whichever pass walks it.
+ *
+ * With layers (docs/costs.md) sizes are per stage: a set of stage s is
+ * stage_act[s], a kept input stage_input[s], and the device holds its
+ * static memory (weights, gradients, optimizer state) from the start:
+ * memory held = static + the sizes of what it holds, added and taken in
+ * list order, so the same list still gives the same number in every pass.
  */
 #include <string.h>
 
 #include "pp.h"
 
-void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split)
+static bool per_stage(const pp_verify_opts *mem) { return mem && mem->stage_act; }
+
+pp_mem_state pp_mem_begin(const pp_verify_opts *mem, int d)
 {
+    pp_mem_state m = {0};
+    if (per_stage(mem) && mem->static_mem && d >= 0 && d < mem->devices)
+        m.base = mem->static_mem[d];
+    return m;
+}
+
+void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split, const pp_verify_opts *mem)
+{
+    bool sized = per_stage(mem) && op->stage >= 0 && op->stage < mem->stages;
+    double act = sized ? mem->stage_act[op->stage] : 0, in = sized ? mem->stage_input[op->stage] : 0;
     switch (op->kind) {
     case PP_OP_F:
-        if (recomputes)
+        if (recomputes) {
             m->inputs++;
-        else
+            m->act += in;
+        } else {
             m->full++;
+            m->act += act;
+        }
         break;
     case PP_OP_R:
         m->inputs--;
         m->full++;
+        m->act += act - in;
         break;
     case PP_OP_B:
         m->full -= !split;
+        m->act -= split ? 0 : act;
         break;
     case PP_OP_W:
         m->full -= split;
+        m->act -= split ? act : 0;
         break;
     default:
         break;
@@ -45,6 +69,8 @@ void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split)
 
 double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem)
 {
+    if (per_stage(mem))
+        return m->base + m->act;
     double act = mem && mem->act_size > 0 ? mem->act_size : 1, in = mem ? mem->input_frac : 0;
     return ((double)m->full + (double)m->inputs * in) * act;
 }
@@ -68,13 +94,14 @@ void pp_plan_recomputing(const pp_plan *p, bool *out)
 pp_mem_peak pp_device_memory(const pp_plan *p, int d, const bool *recomputing, const pp_verify_opts *mem)
 {
     pp_mem_peak r = {.over_at = -1};
-    pp_mem_state m = {0};
+    pp_mem_state m = pp_mem_begin(mem, d);
     double limit = mem ? mem->mem_limit : 0;
+    r.peak = pp_mem_held(&m, mem);
     const pp_device *dv = &p->dev[d];
     for (int i = 0; i < dv->n; i++) {
         const pp_op *op = &dv->ops[i];
         bool rec = op->stage >= 0 && op->stage < p->stages && recomputing && recomputing[op->stage];
-        pp_mem_step(&m, op, rec, p->split_backward);
+        pp_mem_step(&m, op, rec, p->split_backward, mem);
         double held = pp_mem_held(&m, mem);
         if (held > r.peak)
             r.peak = held;

@@ -16,8 +16,11 @@
  * in another one, the file's per-stage costs are summed per device into the
  * device's share of the model, each of the v chunks costs share / v and
  * holds activation * virtual / v, and the settings say so (cost.F, ...,
- * cost.stage.N.F where stages differ, memory.activation).  `auto` is
- * compiled in each of the three shapes and its row is the best.
+ * cost.stage.N.F where stages differ, memory.activation).  With layers
+ * (docs/costs.md) a stage is its layers' sums in any shape, so another
+ * chunking only re-splits them; with balance = auto each row searches its
+ * own split and names it (-D model.balance=[...]).  `auto` is compiled in
+ * each of the three shapes and its row is the best.
  *
  * A row that does not fit memory.limit shows what it compiles to without
  * the limit (-D memory.limit=0); compiling it with its settings fails with
@@ -144,12 +147,51 @@ static const double *stage_costs(const pp_spec *t, int k)
 /* The settings of a row of policy name in shape sh: the schedule; for
  * another shape than the file's, virtual, placement, the costs (defaults,
  * then the stages that differ) and the activation size. */
-static void row_settings(const pp_spec *s, const char *name, shape sh, settings *st, double *want, bool *reshaped)
+/* With layers (docs/costs.md) the stages' costs and memory are their
+ * layers' sums in any shape: another chunking sets virtual and placement,
+ * the even split in place of a list of the file's length, and for the
+ * MLP's equal layers (made from cost.F: a stage of the even split) the
+ * costs and activation scaled to the new stage; the file's per-stage
+ * overrides cannot follow (reason returned). */
+static const char *layered_settings(const pp_spec *s, shape sh, settings *st)
+{
+    for (int i = 0; i < s->stages; i++)
+        if (!isnan(s->cost.fixed_F[i]) || !isnan(s->cost.fixed_B[i]) || !isnan(s->cost.fixed_W[i]))
+            return "per-stage cost overrides (cost.stage.N) do not carry over to another chunking of layers";
+    char v[16];
+    snprintf(v, sizeof v, "%d", sh.v);
+    if (sh.v != s->chunks)
+        settings_add(st, "virtual", v);
+    if (s->placement_kind != (sh.vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP))
+        settings_add(st, "placement", sh.vshape ? "vshape" : "loop");
+    if (s->model.balance == PP_BALANCE_LIST)
+        settings_add(st, "model.balance", "even");
+    if (s->layers_default) {
+        double k = (double)s->chunks / sh.v;
+        static const char *const base[3] = {"cost.F", "cost.B", "cost.W"};
+        const double file_base[3] = {s->cost.F, s->cost.B, s->cost.W};
+        for (int j = 0; j < 3; j++)
+            if (file_base[j] * k != file_base[j])
+                settings_add_number(st, base[j], file_base[j] * k);
+        double act = (s->act_size > 0 ? s->act_size : 1) * k;
+        if (act != s->act_size)
+            settings_add_number(st, "memory.activation", act);
+    }
+    return NULL;
+}
+
+static const char *row_settings(const pp_spec *s, const char *name, shape sh, settings *st, double *want,
+                                bool *reshaped)
 {
     int S = s->devices * sh.v;
     int *placement = pp_xcalloc((size_t)S, sizeof *placement, "--compare's rows");
     *reshaped = !place(s, sh, placement);
     settings_add(st, "schedule", name);
+    if (*reshaped && s->layers) {
+        free(placement);
+        *reshaped = false; /* no per-stage costs to patch */
+        return layered_settings(s, sh, st);
+    }
     if (*reshaped) {
         char v[16];
         snprintf(v, sizeof v, "%d", sh.v);
@@ -183,6 +225,7 @@ static void row_settings(const pp_spec *s, const char *name, shape sh, settings 
         }
     }
     free(placement);
+    return NULL;
 }
 
 /* Compiles the file with the command line's defs, then st's, as ppcc
@@ -194,7 +237,7 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
     settings st = {pp_xcalloc(MAX_SETTINGS, sizeof *st.defs, "--compare's rows"), 0};
     double *want = pp_xcalloc(3 * (size_t)S, sizeof *want, "--compare's rows");
     bool reshaped;
-    row_settings(s, name, sh, &st, want, &reshaped);
+    const char *cannot = row_settings(s, name, sh, &st, want, &reshaped);
     pp_define *all = pp_xcalloc((size_t)(ndefs + MAX_SETTINGS), sizeof *all, "--compare's rows");
     r->sh = sh;
     r->ok = false;
@@ -202,6 +245,10 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
     pp_diag_buffer_open(&q, "ppcc");
     pp_arena a = {0};
     pp_spec t;
+    if (cannot) {
+        fprintf(q.diag.out, "ppcc: error: %s\n", cannot);
+        goto failed;
+    }
     for (int pass = 0;; pass++) {
         memcpy(all, defs, (size_t)ndefs * sizeof *all);
         memcpy(all + ndefs, st.defs, (size_t)st.n * sizeof *all);
@@ -221,6 +268,20 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
                 }
         if (!patched)
             break;
+    }
+    if (t.layers && t.model.balance == PP_BALANCE_AUTO) {
+        /* the row's own best split under the limit (the closest when none
+         * fits: the row then says no), named in its settings */
+        pp_balance_report rep;
+        pp_balance_auto(&t, &rep, &q.diag);
+        char list[16 * 64] = "[";
+        size_t at = 1;
+        for (int i = 0; i < t.stages && at + 16 < sizeof list; i++)
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", i ? "," : "", t.model.layers_per_stage[i]);
+        if (at + 16 < sizeof list && st.n < MAX_SETTINGS) {
+            snprintf(list + at, sizeof list - at, "]");
+            settings_add(&st, "model.balance", list);
+        }
     }
     pp_plan p = {0};
     pp_sim sim;
@@ -375,14 +436,23 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
     fprintf(out, "each row is what `ppcc %s", ast->src.path);
     for (int i = 0; i < ndefs; i++)
         fprintf(out, " -D %s=%s", defs[i].name, defs[i].value);
-    fputs(s->seconds ? " SETTINGS` compiles;\n"
-                       "in another chunking than the file's, the model's layers split over the v * devices stages\n"
-                       "and a device's chunks hold activation * virtual / v; a row that does not fit is what\n"
-                       "-D memory.limit=0 compiles\n"
-                     : " SETTINGS` compiles;\n"
-                       "in another chunking than the file's, a device's v chunks each run at its cost / v and hold\n"
-                       "activation * virtual / v; a row that does not fit is what -D memory.limit=0 compiles\n",
-          out);
+    if (s->seconds) /* a gpt on hardware (docs/gpt.md) */
+        fputs(" SETTINGS` compiles;\n"
+              "in another chunking than the file's, the model's layers split over the v * devices stages\n"
+              "and a device's chunks hold activation * virtual / v; a row that does not fit is what\n"
+              "-D memory.limit=0 compiles\n",
+              out);
+    else if (s->layers) /* docs/costs.md */
+        fputs(" SETTINGS` compiles;\n"
+              "a stage costs and holds the sums of its layers in every chunking (the even split where the\n"
+              "file lists one for its own; balance = auto: each row's best); a row that does not fit is what\n"
+              "-D memory.limit=0 compiles\n",
+              out);
+    else
+        fputs(" SETTINGS` compiles;\n"
+              "in another chunking than the file's, a device's v chunks each run at its cost / v and hold\n"
+              "activation * virtual / v; a row that does not fit is what -D memory.limit=0 compiles\n",
+              out);
     print_table(out, s, rows, n);
     for (int i = 0; i < n; i++) {
         free(rows[i].peak);

@@ -224,6 +224,8 @@ static cJSON *model_json(const pp_spec *s, int stages)
     cJSON_AddNumberToObject(j, "batch", m->batch);
     if (m->layers_per_stage)
         cJSON_AddItemToObject(j, "layers_per_stage", int_array(m->layers_per_stage, stages));
+    if (s->layers) /* docs/costs.md: how the split was chosen */
+        cJSON_AddStringToObject(j, "balance", pp_balance_name(m->balance));
     cJSON_AddStringToObject(j, "optimizer", m->optimizer);
     cJSON_AddNumberToObject(j, "lr", m->lr);
     add_seed(j, m->seed);
@@ -292,6 +294,11 @@ static cJSON *memory_json(const pp_spec *s)
     cJSON_AddNumberToObject(j, "limit", s->mem_limit);
     if (s->bytes)
         cJSON_AddStringToObject(j, "unit", "B");
+    if (s->stage_act) { /* layers: the per-stage model (docs/costs.md); without, the bytes stay */
+        cJSON_AddItemToObject(j, "stage_activation", double_array(s->stage_act, 0, s->stages));
+        cJSON_AddItemToObject(j, "stage_input", double_array(s->stage_input, 0, s->stages));
+        cJSON_AddItemToObject(j, "static", double_array(s->static_mem, 0, s->devices));
+    }
     /* Only with recompute (docs/recompute.md), so other plans keep their bytes. */
     bool any = false;
     for (int st = 0; s->recompute && st < s->stages; st++)

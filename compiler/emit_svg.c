@@ -192,13 +192,13 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
                    "<rect x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#f6f6f6\"/>\n"
                    "<polyline fill=\"none\" stroke=\"hsl(%d,60%%,40%%)\" stroke-width=\"1.5\" points=\"%d,%d",
                 d, y + MEM_H / 2 + 4, d, LEFT, y, span * scale, MEM_H, (d * 47) % 360, LEFT, y + MEM_H);
-        pp_mem_state m = {0};
-        double held = 0;
+        pp_mem_state m = pp_mem_begin(mem, d); /* static memory held from the start */
+        double held = pp_mem_held(&m, mem);
         for (int i = 0; i < p->dev[d].n; i++) {
             const pp_op *op = &p->dev[d].ops[i];
             if (!pp_op_is_compute(op->kind) || !isfinite(sim->end[d][i]))
                 continue;
-            pp_mem_step(&m, op, op->stage >= 0 && op->stage < p->stages && recomputing[op->stage], p->split_backward);
+            pp_mem_step(&m, op, op->stage >= 0 && op->stage < p->stages && recomputing[op->stage], p->split_backward, mem);
             double now = pp_mem_held(&m, mem);
             if (now == held)
                 continue;

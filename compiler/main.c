@@ -49,6 +49,9 @@ static void usage(FILE *f)
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
           "                    bubble, peak memory per device, fit under memory.limit\n"
           "                    ('auto' allowed; writes no plan)\n"
+          "  --sweep microbatches=A..B   (or =A,B,C) one row per value: makespan, bubble,\n"
+          "                    throughput, peak memory, fit under memory.limit, the\n"
+          "                    global batch kept (writes no plan)\n"
           "  --list-policies   list the scheduling policies and exit\n"
           "  -h, --help        show this help\n"
           "  --version         show the version\n"
@@ -162,21 +165,70 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
 
 enum {
     OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE,
-    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES
+    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP
 };
+
+/* A --sweep has at most this many rows. */
+#define MAX_SWEEP 4096
 
 /* The command line, checked. */
 typedef struct options {
     pp_define *defs; /* [argc]: room for every -D */
     int ndefs;
-    const char *src_path, *out_path, *trace_path, *compare, *width;
+    const char *src_path, *out_path, *trace_path, *compare, *width, *sweep;
     const char *svg_path, *html_path, *emit, *ranks, *microbatches;
     int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
     int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
+    int *sweep_values, nsweep; /* --sweep microbatches=...: the values, in order */
     bool timeline, stats;
     pp_timeline_opts topts;
     char *default_out; /* out_path when derived from the schedule's name */
 } options;
+
+/* --sweep microbatches=A..B or =A,B,C (the command line alone decides:
+ * a usage error otherwise).  Returns -1 to go on, else the exit status. */
+static int parse_sweep(const char *arg, options *o)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || (size_t)(eq - arg) != strlen("microbatches") || strncmp(arg, "microbatches", 12))
+        return usage_error("--sweep expects microbatches=A..B or microbatches=A,B,...; got '%s' (only microbatches "
+                           "can be swept)",
+                           arg);
+    const char *v = eq + 1, *dots = strstr(v, "..");
+    o->sweep_values = malloc(MAX_SWEEP * sizeof *o->sweep_values);
+    if (!o->sweep_values)
+        pp_out_of_memory(MAX_SWEEP * sizeof *o->sweep_values, "the sweep's values");
+    char buf[32];
+    if (dots) {
+        int a, b;
+        snprintf(buf, sizeof buf, "%.*s", (int)(dots - v) < 31 ? (int)(dots - v) : 31, v);
+        if (!parse_int_flag(buf, 1, PP_MAX_MICROBATCHES, &a) || !parse_int_flag(dots + 2, 1, PP_MAX_MICROBATCHES, &b))
+            return usage_error("--sweep microbatches=A..B: A and B must be integers from 1 to %d, got '%s'",
+                               PP_MAX_MICROBATCHES, v);
+        if (a > b)
+            return usage_error("--sweep microbatches=%d..%d: the range is empty (A must not be above B)", a, b);
+        if (b - a + 1 > MAX_SWEEP)
+            return usage_error("--sweep microbatches=%d..%d: %d rows, more than %d", a, b, b - a + 1, MAX_SWEEP);
+        for (int m = a; m <= b; m++)
+            o->sweep_values[o->nsweep++] = m;
+        return -1;
+    }
+    for (const char *p = v;;) {
+        size_t len = strcspn(p, ",");
+        snprintf(buf, sizeof buf, "%.*s", len < 31 ? (int)len : 31, p);
+        int m;
+        if (len == 0 || len > 30 || !parse_int_flag(buf, 1, PP_MAX_MICROBATCHES, &m))
+            return usage_error("--sweep microbatches=%s: each value must be an integer from 1 to %d, got '%.*s'", v,
+                               PP_MAX_MICROBATCHES, (int)len, p);
+        if (o->nsweep == MAX_SWEEP)
+            return usage_error("--sweep microbatches=%s: more than %d values", v, MAX_SWEEP);
+        o->sweep_values[o->nsweep++] = m;
+        if (!p[len])
+            break;
+        p += len + 1;
+    }
+    return -1;
+}
 
 /* Reads argv into o.  Returns -1 to go on, else the exit status (after
  * --help and the like, or a usage error). */
@@ -195,6 +247,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"emit", required_argument, NULL, OPT_EMIT},
         {"ranks", required_argument, NULL, OPT_RANKS},
         {"microbatches", required_argument, NULL, OPT_MICROBATCHES},
+        {"sweep", required_argument, NULL, OPT_SWEEP},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -276,6 +329,10 @@ static int parse_options(int argc, char **argv, options *o)
             if ((rc = once("--compare", &o->compare, optarg)) >= 0)
                 return rc;
             break;
+        case OPT_SWEEP:
+            if ((rc = once("--sweep", &o->sweep, optarg)) >= 0 || (rc = parse_sweep(optarg, o)) >= 0)
+                return rc;
+            break;
         case OPT_LIST:
             list_policies();
             return 0;
@@ -307,13 +364,16 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
         return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
+    if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare))
+        return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace and --compare");
     /* what shapes the timeline needs one */
     if ((o->width || o->topts.compact) && !o->timeline)
         return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
                            o->width ? "--width" : "--compact");
     if (o->out_path && o->trace_path && !strcmp(o->out_path, "-") && !strcmp(o->trace_path, "-"))
         return usage_error("%s", "-o - and --trace - would both write to standard output");
-    if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare && !o->svg_path && !o->html_path) {
+    if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare && !o->svg_path && !o->html_path &&
+        !o->sweep) {
         /* A schedule from standard input has no name to derive one from. */
         if (strcmp(o->src_path, "-") == 0)
             return usage_error("%s", "a schedule read from standard input ('-') needs -o OUT (or -o - for stdout)");
@@ -338,6 +398,7 @@ static int compile(const options *o)
     pp_sim sim = {0};
     bool have_sim = false;
     int rc = EXIT_INPUT;
+    pp_define *mb_defs = NULL; /* microbatches = auto: the command line's defs and the chosen row's */
 
     /* Outputs are checked, and their temporaries made, before any work. */
     if (pp_outputs_input(outs, "the schedule", o->src_path) ||
@@ -365,13 +426,32 @@ static int compile(const options *o)
         if (pp_spec_build(&ast, o->defs, o->ndefs, &arena, &diag, &spec))
             goto done;
     }
-    if (o->compare) {
-        /* The table replaces the compilation: no plan, no timeline. */
-        if (pp_compare(stdout, &ast, o->defs, o->ndefs, &spec, o->compare, &diag) == 0 && fflush(stdout) == 0)
+    const pp_define *defs = o->defs;
+    int ndefs = o->ndefs;
+    if (o->sweep) {
+        /* The table replaces the compilation, as --compare's */
+        if (pp_sweep(stdout, &ast, defs, ndefs, &spec, o->sweep_values, o->nsweep, &diag) == 0 && fflush(stdout) == 0)
             rc = 0;
         goto done;
     }
-    if (pp_compile(&spec, &plan, &sim, &diag))
+    if (spec.microbatches_auto) {
+        /* the chosen M's row is what the rest compiles (docs/costs.md) */
+        int M, n;
+        if (pp_microbatch_choose(&ast, defs, ndefs, &spec, &M, &diag))
+            goto done;
+        mb_defs = pp_microbatch_defs(defs, ndefs, &spec, M, &n);
+        defs = mb_defs;
+        ndefs = n;
+        if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
+            goto done;
+    }
+    if (o->compare) {
+        /* The table replaces the compilation: no plan, no timeline. */
+        if (pp_compare(stdout, &ast, defs, ndefs, &spec, o->compare, &diag) == 0 && fflush(stdout) == 0)
+            rc = 0;
+        goto done;
+    }
+    if (pp_compile(&spec, &plan, &sim, &diag)) /* balance = auto's report, if any, on stderr */
         goto done;
     have_sim = true;
     if (o->emit && pp_torch_csv_check(&plan, &diag))
@@ -404,6 +484,7 @@ static int compile(const options *o)
         goto done;
     rc = 0;
 done:
+    free(mb_defs);
     pp_outputs_free(outs);
     if (have_sim)
         pp_sim_free(&sim, plan.devices);
@@ -422,6 +503,7 @@ int main(int argc, char **argv)
     if (rc < 0)
         rc = compile(&o);
     free(o.default_out);
+    free(o.sweep_values);
     free(o.defs);
     return rc;
 }

@@ -1,12 +1,10 @@
 /*
  * passes.c — the passes after the policy, as one call: lowering on the
  * file's costs, the verifier with the file's memory model, the simulator.
- * ppcc itself, --compare's rows (compare.c) and every candidate of the
- * auto search (policy_auto.c) compile a compute order this one way, so the
- * numbers they show for the same order are the same numbers.  pp_compile
- * is ppcc's whole compilation of a spec (the policy, then these passes):
- * the command line calls it, and so does every test that claims to compile
- * as ppcc does, so none can drift from what users get.
+ * ppcc itself (compile.c), --compare's rows (compare.c), every candidate
+ * of the auto search (policy_auto.c) and of the balance search
+ * (balance.c) compile a compute order this one way, so the numbers they
+ * show for the same order are the same numbers.
  */
 #include "pp.h"
 
@@ -19,11 +17,4 @@ int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_s
         return 1;
     sim->units = s->units; /* how the views show its numbers */
     return 0;
-}
-
-int pp_compile(const pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d)
-{
-    if (pp_policy_run(s, p, d))
-        return 1;
-    return pp_lower_verify_simulate(p, s, true, sim, d);
 }

@@ -134,7 +134,7 @@ typedef struct variant {
 static bool over_after(const pp_mem_state *m, int kind, int st, bool rec, bool split, const pp_verify_opts *mem)
 {
     pp_mem_state t = *m;
-    pp_mem_step(&t, &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, split);
+    pp_mem_step(&t, &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, split, mem);
     return pp_mem_over(pp_mem_held(&t, mem), mem->mem_limit);
 }
 
@@ -232,9 +232,9 @@ static double run_op(lsched *L, int d, int st, int k, double t, order *o)
     double dur = pp_op_cost(&s->cost, kind, st, L->split);
     if (kind == PP_OP_B && rec) { /* its R runs right before it */
         dur += pp_op_cost(&s->cost, PP_OP_R, st, L->split);
-        pp_mem_step(&L->held[d], &(pp_op){.kind = PP_OP_R, .stage = st}, rec, L->split);
+        pp_mem_step(&L->held[d], &(pp_op){.kind = PP_OP_R, .stage = st}, rec, L->split, &L->mem);
     }
-    pp_mem_step(&L->held[d], &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, L->split);
+    pp_mem_step(&L->held[d], &(pp_op){.kind = (uint8_t)kind, .stage = st}, rec, L->split, &L->mem);
     if (k == 0) {
         L->live[d]++;
     } else if (k == 1) {
@@ -276,6 +276,7 @@ static double list_schedule(const pp_spec *s, bool split, variant v, order *o)
     for (long i = 0; i < SM; i++)
         L.endF[i] = L.endB[i] = -1;
     for (int d = 0; d < D; d++) {
+        L.held[d] = pp_mem_begin(&L.mem, d);
         L.cap[d] = v.cap_kind == 1 ? V * (D - d) : v.cap_kind == 2 ? V * (2 * (D - d) - 1) : v.cap_kind == 3 ? V * D : M * V;
         o->n[d] = 0;
     }

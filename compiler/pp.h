@@ -421,6 +421,10 @@ enum pp_placement_kind { PP_PLACE_LOOP, PP_PLACE_VSHAPE, PP_PLACE_LIST };
 typedef struct pp_cost {
     double F, B, W, comm;     /* defaults for every stage */
     double *stage_F, *stage_B, *stage_W; /* [stages], resolved (defaults applied) */
+    /* [stages] the file's cost.stage.N.F / .B / .W, NAN where it sets none:
+     * they replace a stage's sum over its layers whatever the balance
+     * (layers.c re-applies them after every split). */
+    double *fixed_F, *fixed_B, *fixed_W;
     /* Memory a recomputed (stage, mb) holds between F and R (its input),
      * as a fraction of its full activations (docs/recompute.md). */
     double recompute_input;
@@ -454,6 +458,16 @@ static inline double pp_transfer_time(const pp_cost *c, const pp_op *op, int sel
     return s >= 0 ? pp_link_time(c->hw, op->peer, self, c->stage_out[s]) : 0;
 }
 
+/* How model.balance splits the layers over the stages (docs/costs.md). */
+enum pp_balance_rule {
+    PP_BALANCE_EVEN,       /* as even as possible in layer counts (the default) */
+    PP_BALANCE_LIST,       /* the file's list */
+    PP_BALANCE_PARAMETERS, /* the smallest largest stage in weights (DeepSpeed's 'parameters') */
+    PP_BALANCE_COMPUTE,    /* greedy prefix on F + B + W (profiled compute) */
+    PP_BALANCE_AUTO,       /* the smallest simulated makespan of the policy (balance.c) */
+};
+const char *pp_balance_name(int rule); /* "even", "list", "parameters", ... */
+
 typedef struct pp_model {
     char kind[16];       /* "mlp" | "gpt" */
     int layers, hidden, batch; /* gpt: layers are blocks, batch counts sequences */
@@ -469,6 +483,7 @@ typedef struct pp_model {
     char precision[8];   /* "fp32" | "tf32" | "bf16" */
     const char *data;    /* absolute path of the data file; NULL: synthetic tokens */
     int64_t data_bytes;  /* its size when compiled */
+    int balance;           /* enum pp_balance_rule */
 } pp_model;
 
 static inline bool pp_model_is_gpt(const pp_model *m) { return strcmp(m->kind, "gpt") == 0; }
@@ -504,6 +519,35 @@ typedef struct pp_spec {
     pp_cost cost;
     double act_size;     /* memory of one stage's activations for one micro-batch */
     double mem_limit;    /* per device, same unit; 0 = none */
+    /* The model's layers, first to last (docs/costs.md), or NULL when the
+     * file gives no layer information (no layer list, no balance): then the
+     * stage is the unit, every stage costs cost.F / B / W and holds
+     * memory.activation, as before layers were.  A gpt's on hardware:
+     * embedding, blocks, head (gpt_costs.c), n_layers = blocks + 2. */
+    pp_layer *layers;
+    int n_layers;
+    bool layers_default; /* they are the MLP's equal layers, made from cost.F / B / W (no list) */
+    /* layers[0] and layers[n_layers - 1] sit on the first and the last
+     * stage beyond model.layers_per_stage's counts (a gpt's embedding and
+     * head: its balance counts blocks). */
+    bool layer_ends;
+    bool balance_found;  /* balance = auto: the split is the search's (pp_balance_auto) */
+    /* Sums of each stage's layers (layers.c), NULL without layers:
+     * activations of one (stage, mb) [stages], what a recomputed one keeps
+     * [stages], static memory of each device [devices]. */
+    double *stage_act, *stage_input, *static_mem;
+    double input_set;    /* memory.input as given (absolute), -1 when not given */
+    /* microbatches = auto (microbatches.c): microbatches is then the
+     * reference (1 unless set) until ppcc chooses; the target bubble
+     * (0: none, the best throughput instead) and the largest M tried. */
+    bool microbatches_auto;
+    double mb_bubble;
+    int mb_max;
+    /* The micro-batches the file's per-micro-batch costs and activations
+     * are for (microbatches.reference; microbatches itself unless set):
+     * with another microbatches, they are scaled by reference / microbatches
+     * (communication and static memory are not). */
+    int mb_reference;
     pp_model model;
     /* The hardware description (docs/hardware.md), NULL without one.  With
      * it and a model gpt, times are seconds (seconds) and each transfer
@@ -512,10 +556,6 @@ typedef struct pp_spec {
     bool seconds;        /* times in seconds: a gpt's layers on the hardware */
     bool bytes;          /* memory in bytes: memory settings written with a unit */
     pp_view_units units; /* how views show its numbers (from the above) */
-    /* The model's layers, first to last (a gpt's on hardware: embedding,
-     * blocks, head; gpt_costs.c), NULL when the model gives none. */
-    pp_layer *layers;
-    int n_layers;
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
     bool vertical_sync;  /* pipedream: every stage uses stage 0's version (docs/async.md) */
@@ -546,6 +586,41 @@ int pp_torch_csv_read(const pp_source *src, int ranks, int microbatches, pp_aren
  * shape, defs applied after (ast: that shape as a file, for --compare). */
 int pp_torch_csv_spec(const char *path, int ranks, int microbatches, const pp_define *defs, int ndefs, pp_arena *a,
                       pp_diag *d, pp_ast *ast, pp_spec *spec);
+
+/* ------------------------------------------------------------------ */
+/* layers.c: the layers of each stage, summed; the simple splits       */
+/* ------------------------------------------------------------------ */
+
+/* From s->layers and s->model.layers_per_stage: each stage's F / B / W
+ * (the sums of its layers, then cost.fixed_* where the file sets one),
+ * stage_act (the sum of its layers' act), stage_input (its first layer's
+ * act_input, or memory.input when given) and each device's static_mem (the
+ * weights of its stages' layers).  Nothing without layers; the arrays are
+ * the spec's own (spec_resolve.c allocates them). */
+void pp_spec_sum_layers(pp_spec *s);
+/* The layers of stage st: its model.layers_per_stage count, plus the
+ * embedding or the head that layer_ends puts on the first or last stage. */
+static inline int pp_stage_layer_count(const pp_spec *s, int st)
+{
+    return s->model.layers_per_stage[st] + (s->layer_ends && st == 0) + (s->layer_ends && st == s->stages - 1);
+}
+/* The split of rule (PP_BALANCE_EVEN, _PARAMETERS or _COMPUTE) of layers[n]
+ * over S <= n stages into out[S], each stage at least one layer. */
+void pp_balance_split(int rule, const pp_layer *layers, int n, int S, int *out);
+/* The contiguous split of w[n] into S <= n parts of at least one item each
+ * that minimises the largest part's sum, then the largest part's count
+ * (so that equal weights split evenly): a dynamic programme over prefix
+ * sums, O(S n^2), or for large n the smallest bound that a greedy split
+ * meets, found by bisection (then ties are not broken by count). */
+void pp_split_minmax(const double *w, int n, int S, int *out);
+/* F + B + W of layer l: what the compute rule and the DP balance. */
+static inline double pp_layer_time(const pp_layer *l) { return l->F + l->B + l->W; }
+
+/* Scales every per-micro-batch time and activation size of s (its costs,
+ * fixed costs, layers and their sums, memory.activation and memory.input)
+ * by k: a micro-batch k times the size.  Communication, static memory and
+ * the limit stay. */
+void pp_spec_scale_microbatch(pp_spec *s, double k);
 
 /* ------------------------------------------------------------------ */
 /* plan.c: per-device op lists, and the vocabulary of plans            */
@@ -726,6 +801,51 @@ int pp_auto_search(const pp_spec *s, pp_plan *out, pp_auto_report *rep, pp_diag 
 void pp_auto_print(FILE *f, const pp_auto_report *r);
 
 
+/* balance.c (docs/costs.md): `model.balance = auto`, the split of the
+ * layers with the smallest simulated makespan of the spec's policy under
+ * its memory limit. */
+typedef struct pp_balance_report {
+    double makespan;      /* of the split found */
+    double even_makespan; /* of the even split; INFINITY when it does not fit */
+    int bottleneck;       /* the stage with the most F + B + W per micro-batch */
+    double bottleneck_time;
+    int evaluations;      /* splits compiled */
+    double splits;        /* contiguous splits there are */
+    bool exhaustive;      /* all of them were compiled */
+    char start[16];       /* the start the answer grew from: even, dp, compute, parameters */
+} pp_balance_report;
+/* With model.balance = auto (and layers), replaces s's split by the one
+ * found and sums it (pp_spec_sum_layers); anything else is left alone.
+ * Error (naming the closest split) if no split tried fits the limit. */
+int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d);
+/* The report: "balance auto: [...] makespan X against Y for the even split ...". */
+void pp_balance_print(FILE *f, const pp_spec *s, const pp_balance_report *r);
+
+/* microbatches.c (docs/costs.md): --sweep microbatches=..., and
+ * microbatches = auto. */
+typedef struct pp_mb_row {
+    int microbatches;
+    bool ok, fits;     /* compiled; under memory.limit */
+    double makespan, bubble;
+    double throughput; /* model.batch / makespan: samples per unit of time */
+    double peak;       /* the largest device's peak memory */
+    char reason[300];  /* !ok: the error */
+    char balance[512]; /* balance = auto: "-D model.balance=[...]", the row's split; else "" */
+} pp_mb_row;
+/* defs then the three settings of a row of M micro-batches (-D
+ * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a
+ * heap block of *n defines the caller frees. */
+pp_define *pp_microbatch_defs(const pp_define *defs, int ndefs, const pp_spec *s, int M, int *n);
+/* The file (ast, defs) compiled with M micro-batches of its batch. */
+void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int M, pp_mb_row *r);
+/* The table of rows for values[n], the best marked. */
+int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const int *values,
+             int n, pp_diag *d);
+/* microbatches = auto: *chosen, with a one-line report on d->out; error
+ * (the closest named) when no M qualifies. */
+int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int *chosen,
+                         pp_diag *d);
+
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
 /* ------------------------------------------------------------------ */
@@ -840,18 +960,30 @@ typedef struct pp_verify_opts {
     double mem_limit; /* per device; 0 = none */
     double input_frac; /* share of act_size a recomputed (stage, mb) holds between F and R */
     pp_view_units units; /* how the limit error shows sizes */
+    /* The per-stage model of a spec with layers (pp_spec.stage_act ...):
+     * with stage_act, a set of stage s is stage_act[s] and a kept input
+     * stage_input[s] (act_size and input_frac unused), and device d holds
+     * static_mem[d] (NULL: none) from the start.  NULL: the uniform model. */
+    const double *stage_act, *stage_input, *static_mem;
+    int stages, devices; /* the arrays' lengths */
 } pp_verify_opts;
 
 /* What a device holds: sets in full, and recomputed sets that kept only
- * their input (between F and R). */
+ * their input (between F and R); with per-stage sizes, their memory too
+ * (act, added and taken in list order) and the device's static memory. */
 typedef struct pp_mem_state {
     long full, inputs;
+    double act, base;
 } pp_mem_state;
 
+/* The state of device d before its first op: its static memory. */
+pp_mem_state pp_mem_begin(const pp_verify_opts *mem, int d);
 /* Applies op (F, R, B, W; anything else leaves m): recomputes says whether
- * its stage recomputes, split whether W (not B) releases the set. */
-void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split);
-/* Memory held: (full + input_frac * inputs) * act_size. */
+ * its stage recomputes, split whether W (not B) releases the set; mem
+ * gives the per-stage sizes (NULL: uniform). */
+void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split, const pp_verify_opts *mem);
+/* Memory held: (full + input_frac * inputs) * act_size in the uniform
+ * model; base + the sets' sizes with per-stage sizes. */
 double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem);
 /* held is over the limit (0: none), with the verifier's tolerance. */
 bool pp_mem_over(double held, double limit);
@@ -859,7 +991,7 @@ bool pp_mem_over(double held, double limit);
 void pp_plan_recomputing(const pp_plan *p, bool *out);
 
 typedef struct pp_mem_peak {
-    double peak;      /* the device's peak memory: max of pp_mem_held over its list */
+    double peak;      /* the device's peak memory: max of pp_mem_held over its list (static included) */
     long peak_full;   /* the most sets it held in full at once */
     int over_at;      /* first op whose memory is over mem->mem_limit, -1 none */
     double held_over; /* the memory held there */
@@ -910,12 +1042,19 @@ double pp_bubble(const double *busy, int devices, double makespan);
  * s's cost and memory.  Stops at the first that fails; sim is filled only
  * on success. */
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d);
-/* What ppcc compiles a spec to: pp_policy_run, then pp_lower_verify_simulate
- * with the file's memory limit.  p can always be given to pp_plan_free (it
- * holds the policy's plan, lowered as far as the passes got, when the
- * policy succeeded: p->dev is NULL when it did not); sim is filled only on
- * success. */
-int pp_compile(const pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
+
+
+/* ------------------------------------------------------------------ */
+/* compile.c: ppcc's whole compilation of a spec                       */
+/* ------------------------------------------------------------------ */
+
+/* What ppcc compiles a spec to: with balance = auto (not yet searched),
+ * pp_balance_auto (s takes the split found; the report goes to d->out),
+ * then pp_policy_run, then pp_lower_verify_simulate with the file's memory
+ * limit.  p can always be given to pp_plan_free (it holds the policy's
+ * plan, lowered as far as the passes got, when the policy succeeded:
+ * p->dev is NULL when it did not); sim is filled only on success. */
+int pp_compile(pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* compare.c: the policies side by side                                */

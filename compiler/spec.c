@@ -203,6 +203,13 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
     bool bytes = false;
     switch (k->kind) {
     case K_INT:
+        if (slot == S_MICROBATCHES && v->kind == PP_VAL_WORD) {
+            if (strcmp(v->text, "auto") != 0) {
+                bad_value(c, o, k->name, v, "expected an integer, or auto");
+                return;
+            }
+            break; /* num 0: chosen by microbatches.c */
+        }
         if (!to_int(c, o, k->name, v, k->min, k->max, &num))
             return;
         break;
@@ -291,9 +298,17 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         bad_value(c, o, k->name, v, "expected loop, vshape or a list of devices (one per stage)");
         return;
     case K_LIST:
+        if (slot == S_BALANCE && v->kind == PP_VAL_WORD) {
+            if (strcmp(v->text, "even") && strcmp(v->text, "auto") && strcmp(v->text, "parameters") &&
+                strcmp(v->text, "compute")) {
+                bad_value(c, o, k->name, v, "expected a list of layer counts or a rule: even, parameters, compute or auto");
+                return;
+            }
+            break;
+        }
         if (v->kind != PP_VAL_LIST) {
             bad_value(c, o, k->name, v, slot == S_RECOMPUTE_STAGES ? "expected a list of stage numbers"
-                                                                   : "expected a list of layer counts, one per stage");
+                                                                   : "expected a list of layer counts, one per stage, or a rule: even, parameters, compute or auto");
             return;
         }
         break;
@@ -413,6 +428,10 @@ static void walk(ctx *c, pp_item **items, int n, const char *prefix, bool in_pip
             spec_record_order(c, it);
             continue;
         }
+        if (!*prefix && !in_pipeline && !strcmp(it->name, "layer_costs")) {
+            spec_record_layers(c, it);
+            continue;
+        }
         char path[256];
         int len = snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", it->name);
         target t = {T_UNKNOWN, S__COUNT, -1, -1};
@@ -505,6 +524,11 @@ static void apply_define(ctx *c, int i)
     const char *name = spec_def_name(c, i);
     origin o = {i, 0, 0};
     target t = lookup(name, true);
+    if (!strcmp(name, "layer_costs") || !strncmp(name, "layer_costs.", 12)) {
+        pp_error(c->d, "-D %s=%s: the layers are listed in the file (layer_costs { ... }), not by -D", name,
+                 spec_def_value(c, i));
+        return;
+    }
     switch (t.kind) {
     case T_UNKNOWN: {
         const char *all[S__COUNT + sizeof aliases / sizeof aliases[0]];

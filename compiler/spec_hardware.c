@@ -55,21 +55,34 @@ void spec_resolve_hardware(ctx *c, pp_spec *spec)
     if (hs->set && strcmp(model, "gpt") != 0)
         spec_report_key(c, S_HARDWARE, "needs model gpt, whose dimensions give each layer's FLOPs and bytes "
                         "(model %s's costs are the file's cost.F, cost.B, cost.W)", model);
-    /* Memory in bytes: every memory setting with a unit, or none. */
+    /* Memory in bytes: every memory setting with a unit, or none; a gpt on
+     * hardware counts its layers' bytes (gpt_costs.c), so its settings take
+     * units too. */
+    bool gpt_bytes = hs->set && strcmp(model, "gpt") == 0;
     int with_unit = -1;
     for (size_t i = 0; i < sizeof memory_keys / sizeof memory_keys[0]; i++)
         if (c->set[memory_keys[i]].set && c->set[memory_keys[i]].bytes)
             with_unit = (int)memory_keys[i];
-    spec->bytes = with_unit >= 0;
+    spec->bytes = with_unit >= 0 || gpt_bytes;
     for (size_t i = 0; spec->bytes && i < sizeof memory_keys / sizeof memory_keys[0]; i++) {
         const setting *m = &c->set[memory_keys[i]];
-        if (m->set && !m->bytes && m->num != 0) /* 0 needs no unit (memory.limit = 0: none) */
-            spec_report_key(c, memory_keys[i], "memory is in bytes here (%s has a unit): give this one a unit too, "
-                            "as in 2GB", spec_keys[with_unit].name);
+        if (m->set && !m->bytes && m->num != 0) { /* 0 needs no unit (memory.limit = 0: none) */
+            if (with_unit >= 0)
+                spec_report_key(c, memory_keys[i], "memory is in bytes here (%s has a unit): give this one a unit "
+                                "too, as in 2GB", spec_keys[with_unit].name);
+            else
+                spec_report_key(c, memory_keys[i], "memory is in bytes here (model gpt on hardware %s): give this "
+                                "one a unit, as in 2GB", spec->hardware ? spec->hardware->name : "");
+        }
     }
+    for (int i = 0; gpt_bytes && i < 2; i++)
+        if (c->set[i ? S_MEM_INPUT : S_MEM_ACT].set)
+            spec_report_key(c, i ? S_MEM_INPUT : S_MEM_ACT, "model gpt on hardware %s counts each stage's "
+                            "activations%s from its layers (docs/gpt.md, \"Costs\"): drop this",
+                            spec->hardware ? spec->hardware->name : "", i ? " and the input it keeps to recompute" : "");
     if (spec->bytes && spec->hardware && !c->set[S_MEM_LIMIT].set)
         spec->mem_limit = spec->hardware->memory; /* what one device has, unless the file says less */
-    if (spec->bytes && !c->set[S_MEM_ACT].set)
+    if (spec->bytes && !gpt_bytes && !c->set[S_MEM_ACT].set)
         spec_report_key(c, (enum slot)with_unit, "memory in bytes needs memory.activation in bytes too (one "
                         "stage's activations for one micro-batch, as in memory.activation = 2GB)");
 }

@@ -1,5 +1,5 @@
 /*
- * spec_internal.h — what the six files that read a schedule file's
+ * spec_internal.h — what the seven files that read a schedule file's
  * settings share (only compiler/spec*.c include it), each calling only the
  * ones listed before it:
  *   spec_keys.c     the table of settings, and how a message names one;
@@ -7,6 +7,8 @@
  *                   shape is known;
  *   spec_hardware.c the hardware block (a preset and its overrides), and
  *                   whether memory is in bytes;
+ *   spec_layers.c   the layer_costs block: recorded by the walk, read into
+ *                   the model's layers before the settings are resolved;
  *   spec_model.c    the model block: mlp or gpt, its defaults, its split
  *                   over the stages, its data file, pprun's limits, a
  *                   gpt's layers;
@@ -31,6 +33,7 @@ enum slot {
     /* the hardware description (docs/hardware.md) */
     S_HARDWARE, S_HW_FP32, S_HW_TF32, S_HW_BF16, S_HW_EFFICIENCY, S_HW_MEMORY, S_HW_PER_NODE, S_HW_NODE_BW,
     S_HW_NODE_LAT, S_HW_NET_BW, S_HW_NET_LAT,
+    S_MB_BUBBLE, S_MB_MAX, S_MB_REFERENCE,
     S__COUNT
 };
 
@@ -90,6 +93,7 @@ typedef struct ctx {
     stage_cost *overrides;
     int noverrides, capoverrides;
     const pp_item *order; /* the file's order block, if any */
+    const pp_item *layer_costs; /* the file's layer_costs block, if any */
 } ctx;
 
 /* spec_keys.c: messages.  "KEY: msg" at offset in the file, or
@@ -135,6 +139,12 @@ void spec_resolve_units(ctx *c, pp_spec *spec);
  * shape resolved before): mlp or gpt, defaults, the split of layers or
  * blocks over the stages, the data file, the limits of pp.h. */
 void spec_resolve_model(ctx *c, pp_spec *spec);
+
+/* spec_layers.c.  `layer_costs { KIND [COUNT] { F = .. } ... }` at the top
+ * of the file: recorded by the walk, read by spec_resolve_layers into
+ * spec->layers (spec->n_layers of them; NULL after an error). */
+void spec_record_layers(ctx *c, const pp_item *it);
+void spec_resolve_layers(ctx *c, pp_spec *spec);
 
 /* spec_resolve.c: the settings (c->set, c->overrides, c->order) into spec,
  * with every default, derived value and cross-check. */

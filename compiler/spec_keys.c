@@ -15,7 +15,8 @@ const key_def spec_keys[S__COUNT] = {
     [S_DEVICES] = {"devices", K_INT, 1, PP_MAX_DEVICES, false, true},
     [S_VIRTUAL] = {"virtual", K_INT, 1, 64, false, true},
     [S_STAGES] = {"stages", K_INT, 1, PP_MAX_STAGES, false, true},
-    [S_MICROBATCHES] = {"microbatches", K_INT, 1, PP_MAX_MICROBATCHES, false, true},
+    /* a number, or auto (microbatches.c): microbatches auto { bubble = 0.1 } */
+    [S_MICROBATCHES] = {"microbatches", K_INT, 1, PP_MAX_MICROBATCHES, true, true},
     [S_PLACEMENT] = {"placement", K_PLACEMENT, 0, 0, false, true},
     [S_SCHEDULE] = {"schedule", K_WORD, 0, 0, true, true},
     [S_GROUP] = {"schedule.group", K_INT, 1, PP_MAX_MICROBATCHES, false},
@@ -62,6 +63,11 @@ const key_def spec_keys[S__COUNT] = {
     [S_HW_NODE_LAT] = {"hardware.node_latency", K_NUM, 0, 0, false},
     [S_HW_NET_BW] = {"hardware.network_bandwidth", K_BYTES, 0, 0, false},
     [S_HW_NET_LAT] = {"hardware.network_latency", K_NUM, 0, 0, false},
+    /* microbatches = auto's target and range, and the micro-batch the file's
+     * per-micro-batch numbers are for (docs/costs.md) */
+    [S_MB_BUBBLE] = {"microbatches.bubble", K_POS, 0, 0, false},
+    [S_MB_MAX] = {"microbatches.max", K_INT, 1, 4096, false},
+    [S_MB_REFERENCE] = {"microbatches.reference", K_INT, 1, PP_MAX_MICROBATCHES, false},
 };
 
 const char *const spec_stage_costs[3] = {"F", "B", "W"};

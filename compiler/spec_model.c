@@ -26,10 +26,12 @@ static const char *word_or(const ctx *c, enum slot s, const char *dflt)
     return c->set[s].set ? c->set[s].v->text : dflt;
 }
 
-/* Layers (mlp) or blocks (gpt) per stage: a balance of S counts or, without
- * one, as even a split as possible, the earlier stages taking the extra
- * ones.  Every mlp stage holds a layer; a gpt's first and last stage hold
- * the embedding and the head, and may hold no block. */
+/* Layers (mlp) or blocks (gpt) per stage: a balance of S counts, a rule
+ * (even, parameters, compute, auto: layers.c and balance.c split once the
+ * layers are known) or, without one, as even a split as possible, the
+ * earlier stages taking the extra ones.  Every mlp stage holds a layer; a
+ * gpt's first and last stage hold the embedding and the head, and may hold
+ * no block.  A layer_costs list defines the layers too, and must agree. */
 static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
 {
     int S = spec->stages;
@@ -39,7 +41,26 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
     const setting *bs = &c->set[S_BALANCE];
     bool balanced = false;
     long sum = 0;
-    if (bs->set) {
+    m->balance = PP_BALANCE_EVEN;
+    if (gpt && c->layer_costs) {
+        pp_error_at(c->d, c->src, c->layer_costs->offset,
+                    "layer_costs: model gpt derives its layers from its dimensions (docs/gpt.md); drop this block");
+        spec->layers = NULL;
+    }
+    if (bs->set && bs->v->kind == PP_VAL_WORD) {
+        const char *w = bs->v->text;
+        m->balance = !strcmp(w, "auto")         ? PP_BALANCE_AUTO
+                     : !strcmp(w, "parameters") ? PP_BALANCE_PARAMETERS
+                     : !strcmp(w, "compute")    ? PP_BALANCE_COMPUTE
+                                                : PP_BALANCE_EVEN;
+        if (gpt && m->balance != PP_BALANCE_EVEN) {
+            spec_report_at(c, &bs->at, bs->v->offset, "model.balance",
+                           "balance = %s is not available for model gpt yet: give the blocks of each stage as a "
+                           "list, as in [0,4,4,4]", w);
+            m->balance = PP_BALANCE_EVEN;
+        }
+    } else if (bs->set) {
+        m->balance = PP_BALANCE_LIST;
         const pp_value *v = bs->v;
         balanced = true;
         if (v->nitems != S) {
@@ -67,19 +88,29 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
             sum += (long)item->number;
         }
     }
-    m->layers = (int)spec_get(c, S_LAYERS, balanced && sum <= PP_MAX_LAYERS ? (double)sum : S);
-    if (balanced && m->layers == 0) {
+    bool listed = !gpt && spec->layers; /* layer_costs */
+    double dflt = listed ? spec->n_layers : balanced && sum <= PP_MAX_LAYERS ? (double)sum : S;
+    m->layers = (int)spec_get(c, S_LAYERS, dflt);
+    if (listed && m->layers != spec->n_layers) {
+        spec_report_key(c, S_LAYERS, "%d layers, but layer_costs lists %d", m->layers, spec->n_layers);
+    } else if (!gpt && c->layer_costs && !spec->layers) {
+        /* the list's errors are reported */
+    } else if (balanced && m->layers == 0) {
         spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to 0, but a model needs a block");
+    } else if (!gpt && m->layers < S) {
+        if (listed && !c->set[S_LAYERS].set)
+            pp_error_at(c->d, c->src, c->layer_costs->offset,
+                        "layer_costs: %d layers cannot fill %d stages (each stage needs at least one layer)",
+                        m->layers, S);
+        else
+            spec_report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)",
+                            m->layers, S);
     } else if (balanced && sum != m->layers) {
         spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to %ld, but model.layers = %d", sum,
                        m->layers);
     } else if (!balanced && m->layers < S) {
-        if (gpt)
-            spec_report_key(c, S_LAYERS, "%d blocks cannot fill %d stages by an even split (a balance may leave the "
-                            "first and the last stage without a block)", m->layers, S);
-        else
-            spec_report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)",
-                            m->layers, S);
+        spec_report_key(c, S_LAYERS, "%d blocks cannot fill %d stages by an even split (a balance may leave the "
+                        "first and the last stage without a block)", m->layers, S);
     } else if (!balanced) {
         for (int s = 0; s < S; s++)
             m->layers_per_stage[s] = m->layers / S + (s < m->layers % S);
@@ -198,10 +229,11 @@ static void resolve_gpt(ctx *c, pp_spec *spec)
 }
 
 /* On hardware, a gpt's layers (gpt_costs.c) into spec->layers, and each
- * stage's F, B, W (seconds) the sums of its layers (the embedding on
- * the first stage, the head on the last), a cost.stage.N.X still replacing
- * its stage's, and each stage's activation send carries its last layer's
- * output (cost.stage_out, what the simulator prices on the link). */
+ * stage's F, B, W (seconds), activations and weights (bytes) the sums of
+ * its layers (the embedding on the first stage, the head on the last), a
+ * cost.stage.N.X still replacing its stage's, and each stage's activation
+ * send carries its last layer's output (cost.stage_out, what the simulator
+ * prices on the link). */
 static void resolve_gpt_costs(ctx *c, pp_spec *spec)
 {
     pp_model *m = &spec->model;
@@ -220,24 +252,18 @@ static void resolve_gpt_costs(ctx *c, pp_spec *spec)
                             spec->hardware->name);
     spec->seconds = true;
     pp_cost *k = &spec->cost;
+    /* layers.c sums them: times (a cost.stage.N.X still replacing its
+     * stage's, as resolve_cost recorded it), activations and weights in
+     * bytes, the embedding and the head beyond the blocks' counts */
+    spec->layer_ends = true;
+    spec->stage_act = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_act);
+    spec->stage_input = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_input);
+    spec->static_mem = pp_arena_alloc(c->a, (size_t)spec->devices * sizeof *spec->static_mem);
+    pp_spec_sum_layers(spec);
     double *out = pp_arena_alloc(c->a, (size_t)S * sizeof *out);
-    for (int st = 0, l = 0; st < S; st++) {
-        int last = l + m->layers_per_stage[st] + (st == 0) + (st == S - 1);
-        double F = 0, B = 0, W = 0;
-        for (; l < last; l++) {
-            F += spec->layers[l].F;
-            B += spec->layers[l].B;
-            W += spec->layers[l].W;
-        }
-        k->stage_F[st] = F;
-        k->stage_B[st] = B;
-        k->stage_W[st] = W;
+    for (int st = 0, last = 0; st < S; st++) {
+        last += pp_stage_layer_count(spec, st);
         out[st] = spec->layers[last - 1].out;
-    }
-    for (int i = 0; i < c->noverrides; i++) { /* in the file's order, the last one winning */
-        const stage_cost *o = &c->overrides[i];
-        if (o->stage < S)
-            (o->which == 0 ? k->stage_F : o->which == 1 ? k->stage_B : k->stage_W)[o->stage] = o->value;
     }
     k->F = k->stage_F[S / 2];
     k->B = k->stage_B[S / 2];
@@ -258,7 +284,8 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     m->lr = spec_get(c, S_LR, strcmp(m->optimizer, "adamw") == 0 ? 3e-4 : 0.01);
     m->seed = (uint64_t)spec_get(c, S_SEED, 1);
     resolve_split(c, spec, gpt);
-    m->batch = (int)spec_get(c, S_BATCH, (double)M * 4);
+    /* auto: a batch that every M it may choose can split (up to microbatches.max) */
+    m->batch = (int)spec_get(c, S_BATCH, (double)(spec->microbatches_auto ? spec->mb_max : M) * 4);
     if (m->batch % M != 0)
         spec_report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / "
                         "microbatches %s)", m->batch, M, gpt ? "sequences" : "rows");

@@ -90,10 +90,14 @@ static void resolve_cost(ctx *c, pp_spec *spec)
     k->stage_F = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     k->stage_B = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     k->stage_W = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
+    k->fixed_F = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
+    k->fixed_B = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
+    k->fixed_W = pp_arena_alloc(c->a, (size_t)S * sizeof(double));
     for (int s = 0; s < S; s++) {
         k->stage_F[s] = k->F;
         k->stage_B[s] = k->B;
         k->stage_W[s] = k->W;
+        k->fixed_F[s] = k->fixed_B[s] = k->fixed_W[s] = NAN;
     }
     /* Sorted by (stage, which, order): duplicates are neighbours and the
      * later of two settings wins. */
@@ -115,7 +119,8 @@ static void resolve_cost(ctx *c, pp_spec *spec)
             continue;
         }
         double *arr = o->which == 0 ? k->stage_F : o->which == 1 ? k->stage_B : k->stage_W;
-        arr[o->stage] = o->value;
+        double *fixed = o->which == 0 ? k->fixed_F : o->which == 1 ? k->fixed_B : k->fixed_W;
+        arr[o->stage] = fixed[o->stage] = o->value;
     }
 }
 
@@ -154,14 +159,56 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     double dflt = L >= S ? (double)S / (2.0 * L) : 0.5; /* too few layers: reported in resolve_model */
     double act = spec->act_size > 0 ? spec->act_size : 1;
     double input = spec_get(c, S_MEM_INPUT, dflt * act);
-    if (c->set[S_MEM_INPUT].set && input > act)
+    spec->input_set = c->set[S_MEM_INPUT].set ? input : -1;
+    if (c->set[S_MEM_INPUT].set && input > act && !spec->layer_ends) /* a gpt's: refused (spec_hardware.c) */
         spec_report_key(c, S_MEM_INPUT, "%g is more than memory.activation = %g (the input is part of the activations)",
                    input, act);
     spec->cost.recompute_input = input / act;
 }
 
+/* Layers are the unit of cost and memory once the file says anything
+ * about them (docs/costs.md): a layer_costs list, or a balance.  Without a
+ * list the reference MLP's L equal layers each take the share of a stage
+ * of the even split: cost.F * S / L, memory.activation * S / L, keeping
+ * half of that when recomputed, no static memory (the file's unit counts
+ * activations).  Then the split: a list's, or its rule's (auto starts
+ * even: balance.c searches once the policy can run), and the sums. */
+static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
+{
+    int S = spec->stages, D = spec->devices;
+    pp_model *m = &spec->model;
+    if (spec->layer_ends) { /* a gpt's on hardware (spec_model.c): summed again with memory.input known */
+        pp_spec_sum_layers(spec);
+        return;
+    }
+    if (pp_model_is_gpt(m) || (!spec->layers && !c->set[S_BALANCE].set))
+        return;
+    if (c->d->errors > errors_before || m->layers < S) {
+        spec->layers = NULL; /* the shape is wrong: reported */
+        return;
+    }
+    if (!spec->layers) {
+        int L = m->layers;
+        spec->layers = pp_arena_alloc(c->a, (size_t)L * sizeof *spec->layers);
+        spec->n_layers = L;
+        spec->layers_default = true;
+        double share = (double)S / L, act = spec->act_size * share;
+        for (int l = 0; l < L; l++)
+            spec->layers[l] = (pp_layer){"layer", spec->cost.F * share, spec->cost.B * share, spec->cost.W * share,
+                                         act, act / 2, 0, act / 2};
+    }
+    spec->stage_act = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_act);
+    spec->stage_input = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_input);
+    spec->static_mem = pp_arena_alloc(c->a, (size_t)D * sizeof *spec->static_mem);
+    if (m->balance != PP_BALANCE_LIST)
+        pp_balance_split(m->balance == PP_BALANCE_AUTO ? PP_BALANCE_EVEN : m->balance, spec->layers, spec->n_layers,
+                         S, m->layers_per_stage);
+    pp_spec_sum_layers(spec);
+}
+
 void spec_resolve(ctx *c, pp_spec *spec)
 {
+    int errors_before = c->d->errors;
     int D = (int)spec_get(c, S_DEVICES, 4), V = (int)spec_get(c, S_VIRTUAL, 1);
     long S = (long)D * V;
     if (S > PP_MAX_STAGES) {
@@ -179,7 +226,17 @@ void spec_resolve(ctx *c, pp_spec *spec)
     spec->devices = D;
     spec->chunks = V;
     spec->stages = (int)S;
-    spec->microbatches = (int)spec_get(c, S_MICROBATCHES, 8);
+    /* auto: the reference stands in until microbatches.c chooses */
+    spec->microbatches_auto = c->set[S_MICROBATCHES].set && c->set[S_MICROBATCHES].v->kind == PP_VAL_WORD;
+    spec->mb_reference = (int)spec_get(c, S_MB_REFERENCE, spec->microbatches_auto ? 1 : spec_get(c, S_MICROBATCHES, 8));
+    spec->microbatches = spec->microbatches_auto ? spec->mb_reference : (int)spec_get(c, S_MICROBATCHES, 8);
+    spec->mb_bubble = spec_get(c, S_MB_BUBBLE, 0);
+    spec->mb_max = (int)spec_get(c, S_MB_MAX, 64);
+    if (spec->mb_bubble >= 1)
+        spec_report_key(c, S_MB_BUBBLE, "must be below 1: a bubble is a fraction (0.1 is 10%%), got %g", spec->mb_bubble);
+    for (enum slot k = S_MB_BUBBLE; k <= S_MB_MAX; k++)
+        if (c->set[k].set && !spec->microbatches_auto && c->set[S_MICROBATCHES].at.def < 0 && c->set[k].at.def < 0)
+            spec_report_key(c, k, "only microbatches = auto reads it, but microbatches = %d", spec->microbatches);
     snprintf(spec->schedule, sizeof spec->schedule, "%s",
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
     spec->group = (int)spec_get(c, S_GROUP, 0);
@@ -191,8 +248,13 @@ void spec_resolve(ctx *c, pp_spec *spec)
     resolve_placement(c, spec);
     resolve_cost(c, spec);
     spec_resolve_hardware(c, spec);
+    spec_resolve_layers(c, spec);
     spec_resolve_model(c, spec);
     resolve_recompute(c, spec);
+    resolve_layers(c, spec, errors_before);
+    /* a gpt's layers are derived for its own micro-batch size: never scaled */
+    if (spec->mb_reference != spec->microbatches && c->d->errors == errors_before && !pp_model_is_gpt(&spec->model))
+        pp_spec_scale_microbatch(spec, (double)spec->mb_reference / spec->microbatches);
     spec_resolve_order(c, spec);
     spec_resolve_units(c, spec);
 }

@@ -390,8 +390,17 @@ static void check_memory(verifier *V, const pp_verify_opts *o)
     pp_plan_recomputing(p, recomputing);
     for (int d = 0; d < V->D; d++) {
         pp_mem_peak m = pp_device_memory(p, d, recomputing, o);
-        char held[32], limit[32], peak[32];
-        if (m.over_at >= 0)
+        char held[32], limit[32], peak[32], fixed_s[32], act_s[32];
+        double fixed = pp_mem_begin(o, d).base;
+        if (m.over_at >= 0 && fixed > 0) /* layers with weights: say what is static */
+            FAIL_OP(V, d, m.over_at, &p->dev[d].ops[m.over_at],
+                    "holds memory %s (static %s + activations %s), over the memory limit %s (peak memory %s)",
+                    pp_mem_show(&o->units, m.held_over, held, sizeof held),
+                    pp_mem_show(&o->units, fixed, fixed_s, sizeof fixed_s),
+                    pp_mem_show(&o->units, m.held_over - fixed, act_s, sizeof act_s),
+                    pp_mem_show(&o->units, o->mem_limit, limit, sizeof limit),
+                    pp_mem_show(&o->units, m.peak, peak, sizeof peak));
+        else if (m.over_at >= 0)
             FAIL_OP(V, d, m.over_at, &p->dev[d].ops[m.over_at],
                     "holds activation memory %s, over the memory limit %s (peak memory %s)",
                     pp_mem_show(&o->units, m.held_over, held, sizeof held),
@@ -499,5 +508,10 @@ pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit)
     return (pp_verify_opts){.act_size = s->act_size,
                             .mem_limit = with_limit ? s->mem_limit : 0,
                             .input_frac = s->cost.recompute_input,
-                            .units = s->units};
+                            .units = s->units,
+                            .stage_act = s->stage_act,
+                            .stage_input = s->stage_input,
+                            .static_mem = s->static_mem,
+                            .stages = s->stages,
+                            .devices = s->devices};
 }

@@ -182,7 +182,29 @@ static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
     return 0;
 }
 
-static int load_memory(loader *L, pr_json mem, pr_model *m)
+/* memory.KEY, optional: n non-negative numbers into a new *out. */
+static int load_sizes(loader *L, pr_json arr, const char *key, int n, double **out)
+{
+    if (arr.type == PR_JSON_NONE)
+        return 0;
+    if (arr.type != PR_JSON_ARRAY)
+        FAIL(L, "memory.%s: expected an array, got %s", key, type_name(arr));
+    int entries = pr_json_length(arr);
+    if (entries != n)
+        FAIL(L, "memory.%s: %d entries, expected %d", key, entries, n);
+    *out = pp_xcalloc((size_t)n, sizeof **out, "the plan's memory sizes");
+    pr_json_iter it = pr_json_elements(arr);
+    pr_json e;
+    for (int i = 0; pr_json_next(&it, &e); i++) {
+        double x = pr_json_number(e);
+        if (e.type != PR_JSON_NUMBER || !(x >= 0) || !isfinite(x))
+            FAIL(L, "memory.%s[%d]: expected a non-negative number", key, i);
+        (*out)[i] = x;
+    }
+    return 0;
+}
+
+static int load_memory(loader *L, pr_json mem, const pp_plan *plan, pr_model *m)
 {
     m->act_size = 1;
     m->mem_limit = 0;
@@ -190,10 +212,18 @@ static int load_memory(loader *L, pr_json mem, pr_model *m)
         return 0;
     if (mem.type != PR_JSON_OBJECT)
         FAIL(L, "memory: expected an object, got %s", type_name(mem));
-    enum { ACT, LIMIT, INPUT, N };
-    static const char *const keys[N] = {"activation", "limit", "input"};
+    enum { ACT, LIMIT, INPUT, STAGE_ACT, STAGE_INPUT, STATIC, N };
+    static const char *const keys[N] = {"activation", "limit", "input", "stage_activation", "stage_input", "static"};
     pr_json v[N];
     pr_json_members(mem, keys, N, v);
+    /* With layers (docs/costs.md): sizes per stage, static memory per device, all three. */
+    if (load_sizes(L, v[STAGE_ACT], "stage_activation", plan->stages, &m->stage_act) ||
+        load_sizes(L, v[STAGE_INPUT], "stage_input", plan->stages, &m->stage_input) ||
+        load_sizes(L, v[STATIC], "static", plan->devices, &m->static_mem))
+        return 1;
+    if ((m->stage_act != NULL) != (m->stage_input != NULL) || (m->stage_act != NULL) != (m->static_mem != NULL))
+        FAIL(L, "memory: stage_activation, stage_input and static come together (docs/plan-format.md)");
+    m->devices = plan->devices;
     double a = pr_json_number(v[ACT]), lim = pr_json_number(v[LIMIT]), in = pr_json_number(v[INPUT]);
     if (v[ACT].type != PR_JSON_NONE && (v[ACT].type != PR_JSON_NUMBER || !(a >= 0) || !isfinite(a)))
         FAIL(L, "memory.activation: expected a non-negative number");
@@ -638,7 +668,7 @@ static int load_root(loader *L, pr_json root, pp_plan *plan, pr_model *m)
         load_pipeline(L, v[PIPELINE], plan))
         return 1;
     if (!member(L, v[MODEL], "", "model", PR_JSON_OBJECT, "an object") ||
-        load_model(L, v[MODEL], plan, m) || load_memory(L, v[MEMORY], m))
+        load_model(L, v[MODEL], plan, m) || load_memory(L, v[MEMORY], plan, m))
         return 1;
     return load_devices(L, v[DEVICES], plan);
 }
@@ -666,7 +696,8 @@ static int read_plan(const char *name, const char *text, size_t len, pp_diag *d,
 
 static int verify_loaded(pp_diag *d, pp_plan *plan, pr_model *model)
 {
-    pp_verify_opts vo = {.act_size = model->act_size, .mem_limit = model->mem_limit, .input_frac = model->input_frac};
+    pp_verify_opts vo = pr_model_memory(model);
+    vo.mem_limit = model->mem_limit;
     if (pp_verify(plan, &vo, d) == 0)
         return 0;
     pp_plan_free(plan);
@@ -705,4 +736,19 @@ void pr_model_free(pr_model *m)
     m->gpt.data = NULL;
     m->param_off = NULL;
     m->ops = NULL;
+    free(m->stage_act);
+    free(m->stage_input);
+    free(m->static_mem);
+    m->stage_act = m->stage_input = m->static_mem = NULL;
+}
+
+pp_verify_opts pr_model_memory(const pr_model *m)
+{
+    return (pp_verify_opts){.act_size = m->act_size,
+                            .input_frac = m->input_frac,
+                            .stage_act = m->stage_act,
+                            .stage_input = m->stage_input,
+                            .static_mem = m->static_mem,
+                            .stages = m->stages,
+                            .devices = m->devices};
 }

@@ -48,9 +48,15 @@ typedef struct pr_model {
     double act_size, mem_limit; /* the plan's "memory" object, for pp_verify */
     double input_frac;          /* memory.input: what a recomputed (stage, mb) keeps (0..1) */
     pr_gpt gpt;                 /* kind gpt only */
+    /* With layers (docs/costs.md), NULL otherwise: memory.stage_activation,
+     * memory.stage_input [stages] and memory.static [devices]. */
+    double *stage_act, *stage_input, *static_mem;
+    int devices;
 } pr_model;
 
 void pr_model_free(pr_model *m);
+/* The plan's memory model as activation_memory.c takes it (no limit). */
+pp_verify_opts pr_model_memory(const pr_model *m);
 
 /* Loads plan JSON v1 strictly into plan and model, then runs pp_verify.
  * Errors name the file and the JSON path of the offending field; text[len]

@@ -164,8 +164,8 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
 static void hold(device_ctx *D, const pp_op *op, bool recomputes)
 {
     const pr_model *m = D->R->m;
-    pp_verify_opts mem = {.act_size = m->act_size, .input_frac = m->input_frac};
-    pp_mem_step(&D->mem, op, recomputes, D->R->p->split_backward);
+    pp_verify_opts mem = pr_model_memory(m);
+    pp_mem_step(&D->mem, op, recomputes, D->R->p->split_backward, &mem);
     double held = pp_mem_held(&D->mem, &mem);
     if (held > D->peak_mem)
         D->peak_mem = held;
@@ -831,6 +831,9 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     const pr_backend *be = R->be;
     D->R = R;
     D->rank = rank;
+    pp_verify_opts mem = pr_model_memory(m);
+    D->mem = pp_mem_begin(&mem, rank); /* its static memory, held from the start */
+    D->peak_mem = pp_mem_held(&D->mem, &mem);
     pr_backend_cfg cfg = {.devices = p->devices, .microbatches = p->microbatches,
                           .precision = R->o->precision,
                           .gpu = R->o->gpu_base + rank % (R->o->gpus > 0 ? R->o->gpus : 1)};

@@ -8,16 +8,23 @@
 # to 8 and back, on 50 GB/s instead of NVLink's 450), which the prediction
 # prices from each activation's bytes (64 MiB in bf16); interleaving cuts
 # the bubble; -D hardware.devices_per_node=16 shows what an all-NVLink
-# pipeline would gain.
+# pipeline would gain.  Memory: each device holds 1/16 of the weights with
+# AdamW's state (about 65 GB); without recompute the activations of the
+# micro-batches in flight would take device 0 to 375 GB, and with
+# recompute on every stage the peak is 76.8 GB, within the H100's 80 GB
+# (-D recompute=never shows the limit error).
 #
 #   ppcc schedules/decoder-70b-16gpu.pp --stats
 #   ppcc schedules/decoder-70b-16gpu.pp -D hardware.devices_per_node=16 --stats
+#   ppcc schedules/decoder-70b-16gpu.pp -D recompute=never --stats
 
 devices = 16
 virtual = 5
 microbatches = 64
 
 schedule interleaved
+
+memory { recompute = always }
 
 hardware h100 { }
 

@@ -9,7 +9,10 @@
 # a forward again (R) before every backward, which MFU does not count.
 # Megatron runs each of these stages 8-way tensor parallel: one stage's 12
 # blocks hold 21.7 billion parameters, 348 GB with AdamW's state (docs/gpt.md,
-# "Costs"), far over one device; ppcc models the pipeline dimension only.
+# "Costs"), far over one device; ppcc models the pipeline dimension only, so
+# memory.limit = 0 lets it compile, and --stats shows what one device would
+# hold (peak_mem, about 368-378 GB); drop the limit to see the A100's 80 GB
+# refuse it, naming the device, the op and the bytes.
 #
 #   ppcc schedules/gpt3-175b.pp --stats
 #   ppcc schedules/gpt3-175b.pp --compare gpipe,1f1b,zb-h1
@@ -19,7 +22,10 @@ microbatches = 64
 
 schedule 1f1b
 
-memory { recompute = always }
+memory {
+    recompute = always
+    limit = 0            # none: see above
+}
 
 hardware a100 { }
 

@@ -37,7 +37,7 @@ static void make(tspec *t, const char *sched, int D, int M, int v, bool vshape)
 /* The compilation ppcc runs (pp_compile: policy, lower, verify with the
  * spec's limit, simulate); returns the makespan, INFINITY if any pass
  * refuses. */
-static double compile(const pp_spec *s, pp_sim *sim_out, pp_plan *plan_out)
+static double compile(pp_spec *s, pp_sim *sim_out, pp_plan *plan_out)
 {
     tu_diag td;
     tu_diag_open(&td);

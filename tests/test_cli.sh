@@ -99,6 +99,24 @@ expect 1 'cannot (create|write)' -- "$ppcc" "$src/schedules/1f1b.pp" -o /nonexis
 expect 1 'cannot create /nonexistent-dir/t.json' -- "$ppcc" "$src/schedules/1f1b.pp" --trace /nonexistent-dir/t.json -o plan.json
 no_plan_left "input errors"
 
+# Layers, balance and micro-batches (docs/costs.md): a bad sweep is usage
+# (exit 2), what the file cannot meet is input (exit 1); neither leaves a plan.
+b="$src/schedules/balance.pp"
+expect 2 "^ppcc: error: --sweep microbatches=8\.\.2: the range is empty" -- "$ppcc" "$b" --sweep microbatches=8..2
+expect 2 "^ppcc: error: --sweep expects microbatches=A\.\.B .*got 'devices=1\.\.4'" -- "$ppcc" "$b" --sweep devices=1..4
+expect 2 "^ppcc: error: --sweep microbatches=A\.\.B: A and B must be integers from 1 to [0-9]+, got '0\.\.4'" -- "$ppcc" "$b" --sweep microbatches=0..4
+expect 2 "^ppcc: error: --sweep microbatches=1,,2: each value must be an integer" -- "$ppcc" "$b" --sweep microbatches=1,,2
+expect 2 "^ppcc: error: --sweep microbatches=1\.\.9999: 9999 rows, more than 4096" -- "$ppcc" "$b" --sweep microbatches=1..9999
+expect 2 "^ppcc: error: --sweep prints its table alone" -- "$ppcc" "$b" --sweep microbatches=1..4 -o plan.json
+expect 2 "^ppcc: error: --sweep given twice" -- "$ppcc" "$b" --sweep microbatches=1..4 --sweep microbatches=2
+expect 0 "^ +8 +117 .* yes +<-best$" -- "$ppcc" "$b" --sweep microbatches=1..8 -D model.balance=[3,4,3,2]
+expect 1 "^ppcc: error: model\.balance = auto: no split of the 12 layers over 4 stages fits memory\.limit = 16 under schedule 1f1b \(166 compiled\): the closest, balance \[2,2,4,4\], peaks at 20 on device 2$" -- "$ppcc" "$b" -D memory.limit=16 -o plan.json
+expect 1 "^ppcc: error: model\.balance = auto: layer 0 \(embedding\) alone holds 4 of weights, over memory\.limit = 3" -- "$ppcc" "$b" -D memory.limit=3 -o plan.json
+expect 1 "^ppcc: error: device 0, op [0-9]+ \(F0\.[0-9]\): holds memory [0-9.]+ \(static 9 \+ activations" -- "$ppcc" "$b" -D model.balance=[6,2,2,2] -o plan.json
+expect 1 "^ppcc: error: microbatches = auto: no M from 1 to 64 \(microbatches\.max\) has a bubble of at most 1%" -- "$ppcc" "$b" -D microbatches=auto -D microbatches.bubble=0.01 -o plan.json
+expect 1 "^ppcc: error: -D microbatches=many: expected an integer, or auto" -- "$ppcc" "$b" -D microbatches=many -o plan.json
+no_plan_left "layers, balance, micro-batches"
+
 # Outputs never harm a file (docs/outputs.md).
 no_temporaries() {
     checks=$((checks + 1))
@@ -328,10 +346,15 @@ rm -rf gptdata
 # file gives one, and the error names the device, the op, the bytes and the
 # limit in GB (docs/hardware.md, "Sizes").
 gpt2=$src/schedules/gpt2-small-4gpu.pp
-expect 1 '^ppcc: error: device 0, op 4 \(F0\.2\): holds activation memory 90GB, over the memory limit 80GB \(peak memory 120GB\)$' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB
-expect 0 'peak_mem=\[120GB,90GB,60GB,30GB\]' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D memory.limit=0
-expect 0 'peak_mem=\[120GB' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D hardware=h200
-expect 1 'over the memory limit 100GB' -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB -D memory.limit=100GB
+expect 1 '^ppcc: error: device 0, op 6 \(F0\.3\): holds memory 3\.386GB \(static 0\.9704GB \+ activations 2\.416GB\), over the memory limit 3GB \(peak memory 3\.386GB\)$' -- "$ppcc" "$gpt2" --stats -D memory.limit=3GB
+expect 0 'peak_mem=\[3\.386GB,2\.152GB,1\.548GB,2\.398GB\]' -- "$ppcc" "$gpt2" --stats
+expect 0 'peak_mem=\[3\.386GB' -- "$ppcc" "$gpt2" --stats -D hardware=h200
+expect 1 'over the memory limit 2GB' -- "$ppcc" "$gpt2" --stats -D memory.limit=2GB -D hardware=h200
+# Its activations come from its layers: memory.activation and .input are refused, not ignored.
+expect 1 "^ppcc: error: -D memory.activation=30GB: model gpt on hardware h100 counts each stage's activations from its layers" -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB
+expect 1 "^ppcc: error: -D memory.input=1GB: model gpt on hardware h100 counts each stage's activations and the input" -- "$ppcc" "$gpt2" --stats -D memory.input=1GB
+# Recompute keeps each block's input only: less memory on every stage but the last (whose head is not recomputed)
+expect 0 'peak_mem=\[1\.574GB,0\.9568GB,0\.9505GB,2\.398GB\]' -- "$ppcc" "$gpt2" --stats -D recompute=always
 
 # Mangled files: an error or a plan, never a crash (ASan builds abort on a
 # memory error, which shows here as a status above 2).

@@ -476,6 +476,9 @@ START_TEST(test_define_errors)
         {"model", "cnn", "-D model=cnn: unknown model kind (mlp or gpt)"},
         {"model.optimizer", "adam", "-D model.optimizer=adam: unknown optimizer (sgd or adamw)"},
         {"model.balance", "[1,1]", "-D model.balance=[1,1]: expected 4 layer counts (one per stage), got 2"},
+        {"model.balance", "best", "-D model.balance=best: expected a list of layer counts or a rule: even, parameters, compute or auto"},
+        {"layer_costs.block.F", "2", "-D layer_costs.block.F=2: the layers are listed in the file (layer_costs { ... }), not by -D"},
+        {"microbatches.bubble", "1.5", "-D microbatches.bubble=1.5: must be below 1: a bubble is a fraction (0.1 is 10%), got 1.5"},
         {"memory.limit", "big", "-D memory.limit=big: expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)"},
         {"memory.limit", "80Gb", "-D memory.limit=80Gb: unknown unit 'Gb' (B, KB, MB, GB, KiB, MiB, GiB)"},
         {"memory.limit", "-5GB", "-D memory.limit=-5GB: unexpected name 'GB', expected end of input"},
@@ -520,6 +523,8 @@ static const char *const golden_cases[] = {
     "gpt_sgd_betas",
     /* hardware and units */
     "hw_preset", "hw_fields", "hw_no_preset", "hw_mlp", "hw_costs", "mem_units", "mem_unknown_unit",
+    /* layers (docs/costs.md) */
+    "layer_costs_errors", "layer_costs_fill", "layer_costs_count", "balance_rule",
     /* found by tools/fuzz */
     "cost_overflow", "deep_nesting",
 };

@@ -83,6 +83,10 @@ CASES = [
     # memory in bytes (docs/hardware.md, "Views"): every view in GB
     ("1f1b.pp", ["memory.activation=1.5GB"]),
     ("zb-h1.pp", ["recompute=always", "memory.activation=3GiB", "memory.input=0.7GiB"]),
+    # layers (docs/costs.md): per-stage sums, static memory, an uneven split
+    ("balance.pp", ["model.balance=[3,4,3,2]", "memory.limit=0"]),
+    ("balance.pp", ["model.balance=[2,3,4,3]", "memory.limit=0", "recompute=always", "schedule=zb-h1"]),
+    ("1f1b.pp", ["model.balance=[1,1,3,3]", "memory.activation=2"]),
 ]
 
 
@@ -119,7 +123,7 @@ with tempfile.TemporaryDirectory() as tmp:
         err = ppcc([f, "--stats"] + d + ["-D", "memory.limit=%r%s" % (limit, unit)], want_rc=1)
         if err:
             checks += 1
-            seen = re.findall(r"device (\d+), op \d+ \([^)]*\): holds activation memory [^,]+, over the memory "
+            seen = re.findall(r"device (\d+), op \d+ \([^)]*\): holds (?:activation )?memory [^,]+, over the memory "
                               r"limit [^ ]+ \(peak memory ([^)]+)\)", err.stderr)
             if len(seen) != len(values):
                 fail("%s: limit %r: %d memory errors for %d devices:\n%s" % (label, limit, len(seen), len(values),
@@ -213,6 +217,51 @@ check_compare(sched("1f1b.pp"), ["cost.F=0.00123", "cost.B=0.00247", "cost.W=0.0
 check_compare(sched("custom.pp"), [], "custom,1f1b")
 # memory in bytes: rows in GB, a row that does not fit compiled again with memory.limit=0
 check_compare(sched("1f1b.pp"), ["memory.activation=1.5GB", "memory.limit=7GB"], "gpipe,1f1b,interleaved,zbv")
+
+# layers and balance = auto: each row's split is in its settings
+check_compare(sched("balance.pp"), [], ALL)
+check_compare(sched("balance.pp"), ["memory.limit=0", "recompute=always"], "gpipe,1f1b,zb-h1,zbv,auto")
+check_compare(sched("1f1b.pp"), ["model.balance=[1,1,1,5]"], "gpipe,1f1b,zbv,interleaved")
+
+# balance = auto reports the makespan of the plan it writes.
+for cmd in ([], ["-D", "schedule=zb-h1", "-D", "memory.limit=0"], ["-D", "schedule=auto"]):
+    r = ppcc([sched("balance.pp"), "--stats"] + cmd)
+    if r:
+        checks += 1
+        m = re.search(r"^balance auto: \[[0-9,]+\] makespan (\S+)", r.stderr, re.M)
+        if not m or m.group(1) != stats_of(r.stdout)["makespan"]:
+            fail("balance.pp %s: balance auto reports %s, compiles to %s" % (" ".join(cmd), m and m.group(1),
+                                                                           stats_of(r.stdout)["makespan"]))
+
+# Every --sweep row is the compilation of its printed settings (docs/costs.md).
+for f, cmd_defs in [(sched("balance.pp"), []), (sched("1f1b.pp"), ["cost.comm=0.5", "recompute=always"])]:
+    r = ppcc([f, "--sweep", "microbatches=1..8"] + defs(cmd_defs))
+    if not r:
+        continue
+    m = re.search(r"-D microbatches=M (-D microbatches\.reference=\d+ -D model\.batch=\d+)` compiles", r.stdout)
+    if not m:
+        fail("%s --sweep: no settings in the header:\n%s" % (f, r.stdout))
+        continue
+    for line in r.stdout.splitlines():
+        row = re.match(r"^ +(\d+) +(\S+) +(\S+)% +(\S+) +(\S+)  (yes|no)(?: +<-best)?(?: +(-D model\.balance=\S+))?$", line)
+        if not row:
+            if re.match(r"^ +\d+ ", line) and "cannot run:" not in line:
+                fail("%s --sweep: unexpected row %r" % (f, line))
+            continue
+        checks += 1
+        args = [f, "--stats"] + defs(cmd_defs) + ["-D", "microbatches=" + row.group(1)] + m.group(1).split()
+        if row.group(7):
+            args += row.group(7).split()
+        if row.group(6) == "no":
+            args += ["-D", "memory.limit=0"]
+        got = ppcc(args)
+        if not got:
+            continue
+        st = stats_of(got.stdout)
+        peak = max(float(x) for x in st["peak_mem"].strip("[]").split(","))
+        have = (st["makespan"], st["bubble"].rstrip("%"), g(peak))
+        if have != (row.group(2), row.group(3), row.group(5)):
+            fail("%s --sweep row %s: %s; ppcc %s: %s" % (f, row.group(1), row.groups(), " ".join(args[1:]), have))
 
 # auto's report is the plan it writes.
 for name, settings in [("auto.pp", ["recompute=always"]), ("auto.pp", ["recompute=except_last", "memory.limit=4"]),

@@ -171,7 +171,10 @@ for f in "$src"/schedules/*.pp; do
         check "$pp" "$tmp/$pp.json" --precision bf16
         check "$pp" "$tmp/$pp.json" --precision tf32
     }
-    compile "$pp" "$tmp/wide-$pp.json" -D microbatches=8 -D hidden=256 -D batch=64 -D layers=8 &&
+    # a file that lists its layers (layer_costs, docs/costs.md) keeps their number
+    wide=(-D microbatches=8 -D hidden=256 -D batch=64)
+    grep -q '^layer_costs' "$f" || wide+=(-D layers=8)
+    compile "$pp" "$tmp/wide-$pp.json" "${wide[@]}" &&
         check "$pp hidden 256" "$tmp/wide-$pp.json"
 done
 # Large enough that cuBLAS must run its TF32 GEMMs on tensor cores (2 micro-batches of 128

@@ -253,6 +253,11 @@ static const mutation mutations[] = {
     {"model.lr", "\"fast\"", "model.lr: expected a number, got a string"},
     {"model.hidden", "0", "model.hidden: 0 is out of range [1, 65536]"},
     {"model", NULL, "missing field \"model\""},
+    /* the per-stage memory of layers (docs/plan-format.md) */
+    {"memory.stage_activation", "[1]", "memory.stage_activation: 1 entries, expected 2"},
+    {"memory.stage_activation", "[1, -1]", "memory.stage_activation[1]: expected a non-negative number"},
+    {"memory.static", "3", "memory.static: expected an array, got a number"},
+    {"memory.stage_input", "[0.5, 0.5]", "memory: stage_activation, stage_input and static come together (docs/plan-format.md)"},
     {"model.hidden", "65536", "model: 4 layers of 65536 x 65536 weights are more than this pprun holds (2147483648 floats)"},
 };
 
