@@ -34,7 +34,8 @@ pp_define *pp_microbatch_defs(const pp_define *defs, int ndefs, const pp_spec *s
     enum { VALUE = 24 };
     pp_define *out = pp_xcalloc(1, ((size_t)ndefs + 3) * sizeof *out + 3 * VALUE, "the micro-batch settings");
     char *values = (char *)(out + ndefs + 3);
-    memcpy(out, defs, (size_t)ndefs * sizeof *defs);
+    if (ndefs > 0) /* defs may be NULL then */
+        memcpy(out, defs, (size_t)ndefs * sizeof *defs);
     snprintf(values, VALUE, "%d", M);
     snprintf(values + VALUE, VALUE, "%d", s->mb_reference);
     snprintf(values + 2 * VALUE, VALUE, "%d", s->model.batch);
