@@ -72,12 +72,6 @@ void pp_spec_set_split(pp_spec *s, const int *items)
     pp_spec_sum_layers(s);
 }
 
-void pp_spec_split_items(const pp_spec *s, int *items)
-{
-    for (int st = 0; st < s->stages; st++)
-        items[st] = pp_stage_layer_count(s, st);
-}
-
 /* Exact DP in two rounds: best[k][i] is the best largest part splitting
  * the first i items into k parts, first in sums; then, among the splits
  * whose every part stays within that optimum, in counts (a lexicographic

@@ -609,11 +609,11 @@ static inline int pp_stage_layer_count(const pp_spec *s, int st)
 /* A split in items: counts over s->layers, each stage at least one (the
  * unit of the rules and of balance = auto).  set_split writes it into
  * model.layers_per_stage (a gpt's blocks: the first and the last stage's
- * count less the embedding and the head) and sums it; split_items reads
- * the spec's back; even_split is the spec's even split in items (a gpt's:
- * its blocks', the embedding and the head added, as without a balance). */
+ * count less the embedding and the head; pp_stage_layer_count reads it
+ * back) and sums it; even_split is the spec's even split in items (a
+ * gpt's: its blocks', the embedding and the head added, as without a
+ * balance; with fewer blocks than stages, its layers'). */
 void pp_spec_set_split(pp_spec *s, const int *items);
-void pp_spec_split_items(const pp_spec *s, int *items);
 void pp_spec_even_split(const pp_spec *s, int *items);
 /* The split of rule (PP_BALANCE_EVEN, _PARAMETERS or _COMPUTE) of layers[n]
  * over S <= n stages into out[S], each stage at least one layer. */

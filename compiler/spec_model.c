@@ -117,7 +117,7 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
         spec_report_key(c, S_LAYERS, "%d blocks cannot fill %d stages by an even split (a balance may leave the "
                         "first and the last stage without a block)", m->layers, S);
     } else if (!balanced && m->layers < S) {
-        /* a rule's, on fewer blocks than stages: spec_model.c's resolve_gpt_costs splits */
+        /* a rule's, on fewer blocks than stages: resolve_gpt_costs splits */
     } else if (!balanced) {
         for (int s = 0; s < S; s++)
             m->layers_per_stage[s] = m->layers / S + (s < m->layers % S);
@@ -270,15 +270,18 @@ static void resolve_gpt_costs(ctx *c, pp_spec *spec)
     k->comm = 0;
     k->hw = spec->hardware;
     /* a rule's split, in items of the layers (auto starts from the even
-     * one: balance.c searches once the policy can run) */
-    int *items = pp_arena_alloc(c->a, (size_t)S * sizeof *items);
-    if (m->balance == PP_BALANCE_PARAMETERS || m->balance == PP_BALANCE_COMPUTE)
-        pp_balance_split(m->balance, spec->layers, spec->n_layers, S, items);
-    else if (m->balance == PP_BALANCE_AUTO)
-        pp_spec_even_split(spec, items);
-    else
-        pp_spec_split_items(spec, items);
-    pp_spec_set_split(spec, items);
+     * one: balance.c searches once the policy can run); a list's or the
+     * even split resolve_split wrote */
+    if (m->balance == PP_BALANCE_PARAMETERS || m->balance == PP_BALANCE_COMPUTE || m->balance == PP_BALANCE_AUTO) {
+        int *items = pp_arena_alloc(c->a, (size_t)S * sizeof *items);
+        if (m->balance == PP_BALANCE_AUTO)
+            pp_spec_even_split(spec, items);
+        else
+            pp_balance_split(m->balance, spec->layers, spec->n_layers, S, items);
+        pp_spec_set_split(spec, items);
+    } else {
+        pp_spec_sum_layers(spec);
+    }
     k->F = k->stage_F[S / 2];
     k->B = k->stage_B[S / 2];
     k->W = k->stage_W[S / 2];
