@@ -86,8 +86,7 @@ static int copy_plan(const pp_plan *from, pp_plan *to)
 static score evaluate(search *q, const int *split, const pp_plan *fixed)
 {
     pp_spec *s = q->s;
-    memcpy(s->model.layers_per_stage, split, (size_t)q->S * sizeof *split);
-    pp_spec_sum_layers(s);
+    pp_spec_set_split(s, split);
     q->evaluations++;
     score r = {INFINITY, INFINITY, 0, -1};
     pp_diag_buffer b;
@@ -234,6 +233,15 @@ static int bottleneck(const pp_spec *s, double *time)
     return b;
 }
 
+/* "the 8 layers", or a gpt's "the 14 layers (12 blocks, the embedding and the head)". */
+static void describe_layers(const pp_spec *s, char *buf, size_t size)
+{
+    if (s->layer_ends)
+        snprintf(buf, size, "the %d layers (%d blocks, the embedding and the head)", s->n_layers, s->n_layers - 2);
+    else
+        snprintf(buf, size, "the %d layers", s->n_layers);
+}
+
 int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
 {
     memset(rep, 0, sizeof *rep);
@@ -249,11 +257,16 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
         q.budget = 2;
 
     /* A layer whose weights alone are over the limit fits no split. */
+    char what[96];
+    describe_layers(s, what, sizeof what);
     for (int l = 0; s->mem_limit > 0 && l < n; l++)
         if (pp_mem_over(s->layers[l].weights, s->mem_limit)) {
-            pp_error(d, "model.balance = auto: layer %d (%s) alone holds %g of weights, over memory.limit = %g: no "
-                        "split of the %d layers over %d stages fits",
-                     l, s->layers[l].kind, s->layers[l].weights, s->mem_limit, n, S);
+            char weights[32], limit[32];
+            pp_mem_show(&s->units, s->layers[l].weights, weights, sizeof weights);
+            pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit);
+            pp_error(d, "model.balance = auto: layer %d (%s) alone holds %s of weights, over memory.limit = %s: no "
+                        "split of %s over %d stages fits",
+                     l, s->layers[l].kind, weights, limit, what, S);
             return 1;
         }
 
@@ -264,7 +277,7 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
         w[l] = pp_layer_time(&s->layers[l]);
 
     /* the even split first: the reference, and the winner of ties */
-    pp_balance_split(PP_BALANCE_EVEN, s->layers, n, S, best);
+    pp_spec_even_split(s, best);
     score best_score = evaluate(&q, best, NULL), even = best_score;
     snprintf(rep->start, sizeof rep->start, "even");
     double total = splits_count(n, S);
@@ -289,8 +302,8 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
     if (!isfinite(best_score.excess)) {
         /* nothing compiles (the policy refuses the shape, or auto finds no
          * order under the limit): the even split, and pp_compile's error */
-        pp_balance_split(PP_BALANCE_EVEN, s->layers, n, S, s->model.layers_per_stage);
-        pp_spec_sum_layers(s);
+        pp_spec_even_split(s, best);
+        pp_spec_set_split(s, best);
         free(best);
         free(start);
         free(w);
@@ -305,8 +318,7 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
         pp_plan fixed = {0};
         pp_diag_buffer b;
         pp_diag_buffer_open(&b, "ppcc");
-        memcpy(s->model.layers_per_stage, best, (size_t)S * sizeof *best);
-        pp_spec_sum_layers(s);
+        pp_spec_set_split(s, best);
         if (pp_policy_run(s, &fixed, &b.diag) == 0) {
             int *moved = pp_xcalloc((size_t)S, sizeof *moved, "the balance search");
             memcpy(moved, best, (size_t)S * sizeof *best);
@@ -324,8 +336,7 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
         pp_diag_buffer_close(&b);
     }
 
-    memcpy(s->model.layers_per_stage, best, (size_t)S * sizeof *best);
-    pp_spec_sum_layers(s);
+    pp_spec_set_split(s, best);
     rep->makespan = best_score.makespan;
     rep->even_makespan = even.excess == 0 ? even.makespan : INFINITY;
     rep->evaluations = (int)q.evaluations;
@@ -337,13 +348,16 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
         char list[200];
         size_t at = 0;
         for (int st = 0; st < S && at + 16 < sizeof list; st++)
-            at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", st ? "," : "", best[st]);
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", st ? "," : "", s->model.layers_per_stage[st]);
         if (at + 16 >= sizeof list)
             snprintf(list + at, sizeof list - at, ",...");
-        pp_error(d, "model.balance = auto: %s of the %d layers over %d stages fits memory.limit = %g under schedule %s "
-                    "(%d compiled): the closest, balance [%s], peaks at %g on device %d",
-                 rep->exhaustive ? "no split" : "no split tried", n, S, s->mem_limit, s->schedule, rep->evaluations,
-                 list, best_score.peak, best_score.peak_device);
+        char limit[32], peak[32];
+        pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit);
+        pp_mem_show(&s->units, best_score.peak, peak, sizeof peak);
+        pp_error(d, "model.balance = auto: %s of %s over %d stages fits memory.limit = %s under schedule %s "
+                    "(%d compiled): the closest, balance [%s], peaks at %s on device %d",
+                 rep->exhaustive ? "no split" : "no split tried", what, S, limit, s->schedule, rep->evaluations,
+                 list, peak, best_score.peak_device);
         rc = 1;
     }
     free(best);
@@ -354,18 +368,26 @@ int pp_balance_auto(pp_spec *s, pp_balance_report *rep, pp_diag *d)
 
 void pp_balance_print(FILE *f, const pp_spec *s, const pp_balance_report *r)
 {
+    char a[32], b[32];
     fprintf(f, "balance auto: [");
     for (int st = 0; st < s->stages; st++)
         fprintf(f, "%s%d", st ? "," : "", s->model.layers_per_stage[st]);
-    fprintf(f, "] makespan %.6g", r->makespan);
+    fprintf(f, "] makespan %s", pp_time_show(&s->units, r->makespan, a, sizeof a));
     if (isfinite(r->even_makespan))
-        fprintf(f, " against %.6g for the even split (%+.1f%%)", r->even_makespan,
+        fprintf(f, " against %s for the even split (%+.1f%%)", pp_time_show(&s->units, r->even_makespan, b, sizeof b),
                 r->even_makespan > 0 ? 100 * (r->makespan - r->even_makespan) / r->even_makespan : 0);
     else
         fprintf(f, " (the even split does not fit)");
-    int l = s->model.layers_per_stage[r->bottleneck];
-    fprintf(f, "\nbalance auto: bottleneck stage %d (%d layer%s, F+B+W %.6g per micro-batch); %d split%s compiled",
-            r->bottleneck, l, l == 1 ? "" : "s", r->bottleneck_time, r->evaluations, r->evaluations == 1 ? "" : "s");
+    int st = r->bottleneck, l = s->model.layers_per_stage[st];
+    const char *unit = s->layer_ends ? "block" : "layer";
+    const char *ends = !s->layer_ends                            ? ""
+                       : st == 0 && st == s->stages - 1          ? " and the embedding and the head"
+                       : st == 0                                 ? " and the embedding"
+                       : st == s->stages - 1                     ? " and the head"
+                                                                 : "";
+    fprintf(f, "\nbalance auto: bottleneck stage %d (%d %s%s%s, F+B+W %s per micro-batch); %d split%s compiled", st,
+            l, unit, l == 1 ? "" : "s", ends, pp_time_show(&s->units, r->bottleneck_time, a, sizeof a), r->evaluations,
+            r->evaluations == 1 ? "" : "s");
     if (r->exhaustive)
         fprintf(f, ": every contiguous split\n");
     else

@@ -428,11 +428,9 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
         }
     }
 
-    fprintf(out, "compare: %d devices, %d micro-batches, memory limit ", s->devices, s->microbatches);
-    if (s->mem_limit > 0)
-        fprintf(out, "%g\n", s->mem_limit);
-    else
-        fputs("none\n", out);
+    char limit[32];
+    fprintf(out, "compare: %d devices, %d micro-batches, memory limit %s\n", s->devices, s->microbatches,
+            s->mem_limit > 0 ? pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit) : "none");
     fprintf(out, "each row is what `ppcc %s", ast->src.path);
     for (int i = 0; i < ndefs; i++)
         fprintf(out, " -D %s=%s", defs[i].name, defs[i].value);

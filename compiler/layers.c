@@ -54,8 +54,22 @@ void pp_spec_sum_layers(pp_spec *s)
         c->stage_W[st] = c->fixed_W && !isnan(c->fixed_W[st]) ? c->fixed_W[st] : W;
         s->stage_act[st] = act;
         s->stage_input[st] = s->input_set >= 0 ? s->input_set : first < s->n_layers ? s->layers[first].act_input : 0;
+        if (c->stage_out && l > 0)
+            c->stage_out[st] = s->layers[l - 1].out;
         s->static_mem[s->placement[st]] += weights;
     }
+}
+
+/* The one translation from a split in items of s->layers (what the rules
+ * and the search choose: every stage at least one item) to
+ * model.layers_per_stage (pprun's contract: a gpt's counts are blocks, its
+ * embedding and head beyond them); pp_stage_layer_count is its inverse. */
+void pp_spec_set_split(pp_spec *s, const int *items)
+{
+    for (int st = 0; st < s->stages; st++)
+        s->model.layers_per_stage[st] =
+            items[st] - (s->layer_ends && st == 0) - (s->layer_ends && st == s->stages - 1);
+    pp_spec_sum_layers(s);
 }
 
 /* Exact DP in two rounds: best[k][i] is the best largest part splitting
@@ -163,6 +177,18 @@ static void even_split(int n, int S, int *out)
 {
     for (int s = 0; s < S; s++)
         out[s] = n / S + (s < n % S);
+}
+
+void pp_spec_even_split(const pp_spec *s, int *items)
+{
+    int S = s->stages, ends = s->layer_ends ? 2 : 0, blocks = s->n_layers - ends;
+    if (!s->layer_ends || blocks < S) {
+        even_split(s->n_layers, S, items); /* a gpt too short for an even split of blocks: of its layers */
+        return;
+    }
+    even_split(blocks, S, items);
+    items[0]++;
+    items[S - 1]++;
 }
 
 /* Cut where the running time crosses k / S of the total, at the nearer of

@@ -123,16 +123,17 @@ static int pick(const pp_mb_row *rows, int n, double bubble)
     return best;
 }
 
-static void print_row(FILE *out, const pp_mb_row *r, bool best)
+static void print_row(FILE *out, const pp_view_units *u, const pp_mb_row *r, bool best)
 {
     if (!r->ok) {
         fprintf(out, "%12d  cannot run: %s\n", r->microbatches, r->reason);
         return;
     }
-    char line[800];
-    int n = snprintf(line, sizeof line, "%12d %10.6g %7.2f%% %11.6g %11.6g  %-3s  %-6s  %s", r->microbatches,
-                     r->makespan, 100 * r->bubble, r->throughput, r->peak, r->fits ? "yes" : "no",
-                     best ? "<-best" : "", r->balance);
+    char line[800], makespan[32], peak[32];
+    int n = snprintf(line, sizeof line, "%12d %10s %7.2f%% %11.6g %11s  %-3s  %-6s  %s", r->microbatches,
+                     pp_time_show(u, r->makespan, makespan, sizeof makespan), 100 * r->bubble, r->throughput,
+                     pp_mem_show(u, r->peak, peak, sizeof peak), r->fits ? "yes" : "no", best ? "<-best" : "",
+                     r->balance);
     if (n >= (int)sizeof line)
         n = (int)sizeof line - 1;
     while (n > 0 && line[n - 1] == ' ') /* no trailing blanks */
@@ -144,17 +145,21 @@ static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, in
 {
     fprintf(out, "sweep: %s, %d devices, %d stages, global batch %d, memory limit ", s->schedule, s->devices,
             s->stages, s->model.batch);
-    if (s->mem_limit > 0)
-        fprintf(out, "%g\n", s->mem_limit);
-    else
-        fputs("none\n", out);
+    char limit[32];
+    fprintf(out, "%s\n", s->mem_limit > 0 ? pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit) : "none");
     fprintf(out, "each row is what `ppcc %s", ast->src.path);
     for (int i = 0; i < ndefs; i++)
         fprintf(out, " -D %s=%s", defs[i].name, defs[i].value);
-    fprintf(out, " -D microbatches=M -D microbatches.reference=%d -D model.batch=%d` compiles:\n"
-                 "a micro-batch is %d/M of the one the file's costs and activations are for; throughput is\n"
-                 "samples (batch rows) per unit of time; peak memory is the largest device's\n",
-            s->mb_reference, s->model.batch, s->mb_reference);
+    fprintf(out, " -D microbatches=M -D microbatches.reference=%d -D model.batch=%d` compiles:\n",
+            s->mb_reference, s->model.batch);
+    if (s->seconds) /* a gpt on hardware: its layers are derived for each M's micro-batch (docs/gpt.md) */
+        fprintf(out, "a micro-batch is %d/M sequences, its costs and activations derived for that size; throughput\n"
+                     "is sequences per second; peak memory is the largest device's\n",
+                s->model.batch);
+    else
+        fprintf(out, "a micro-batch is %d/M of the one the file's costs and activations are for; throughput is\n"
+                     "samples (batch rows) per unit of time; peak memory is the largest device's\n",
+                s->mb_reference);
     if (s->layers && s->model.balance == PP_BALANCE_AUTO)
         fprintf(out, "%12s %10s %8s %11s %11s  %-3s  %-6s  %s\n", "microbatches", "makespan", "bubble", "throughput",
                 "peak memory", "fits", "", "the row's split (balance = auto)");
@@ -173,7 +178,7 @@ int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, con
     int best = pick(rows, n, s->mb_bubble);
     print_header(out, ast, defs, ndefs, s);
     for (int i = 0; i < n; i++)
-        print_row(out, &rows[i], i == best);
+        print_row(out, &s->units, &rows[i], i == best);
     if (best < 0)
         fprintf(out, "no row %s\n", s->mb_bubble > 0 ? "fits with a bubble within microbatches.bubble" : "fits");
     else if (s->mb_bubble > 0)
@@ -215,20 +220,24 @@ int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, co
             pp_error(d, "microbatches = auto: no M from 1 to %d (microbatches.max) has a bubble of at most %.4g%%: "
                         "the smallest is %.2f%% at M = %d",
                      s->mb_max, 100 * s->mb_bubble, 100 * rows[near].bubble, rows[near].microbatches);
-        else if (reason >= 0 && rows[reason].ok)
-            pp_error(d, "microbatches = auto: no M from 1 to %d (microbatches.max) fits memory.limit = %g (M = %d "
-                        "peaks at %g)",
-                     s->mb_max, s->mem_limit, rows[reason].microbatches, rows[reason].peak);
-        else
+        else if (reason >= 0 && rows[reason].ok) {
+            char limit[32], peak[32];
+            pp_error(d, "microbatches = auto: no M from 1 to %d (microbatches.max) fits memory.limit = %s (M = %d "
+                        "peaks at %s)",
+                     s->mb_max, pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit), rows[reason].microbatches,
+                     pp_mem_show(&s->units, rows[reason].peak, peak, sizeof peak));
+        } else
             pp_error(d, "microbatches = auto: no M from 1 to %d (microbatches.max) compiles (M = %d: %s)", s->mb_max,
                      reason >= 0 ? rows[reason].microbatches : 1, reason >= 0 ? rows[reason].reason : "");
         rc = 1;
     } else {
         const pp_mb_row *r = &rows[best];
         *chosen = r->microbatches;
-        fprintf(d->out, "microbatches auto: %d (%s): makespan %.6g, bubble %.2f%%, throughput %.6g, peak memory %g\n",
+        char makespan[32], peak[32];
+        fprintf(d->out, "microbatches auto: %d (%s): makespan %s, bubble %.2f%%, throughput %.6g, peak memory %s\n",
                 r->microbatches, s->mb_bubble > 0 ? "the fewest within microbatches.bubble" : "the highest throughput",
-                r->makespan, 100 * r->bubble, r->throughput, r->peak);
+                pp_time_show(&s->units, r->makespan, makespan, sizeof makespan), 100 * r->bubble, r->throughput,
+                pp_mem_show(&s->units, r->peak, peak, sizeof peak));
     }
     free(rows);
     return rc;

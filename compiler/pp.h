@@ -430,9 +430,10 @@ typedef struct pp_cost {
     double recompute_input;
     /* Transfers from bytes (NULL: each costs comm): a send of stage s's
      * activation carries stage_out[s] bytes, its gradient stage_out[s - 1],
-     * over hw's link between the two devices (pp_link_time). */
+     * over hw's link between the two devices (pp_link_time); a stage's
+     * last layer's output, summed with the split (layers.c). */
     const pp_hardware *hw;
-    const double *stage_out;
+    double *stage_out;
 } pp_cost;
 
 /* The time of compute op kind on stage s (a missing per-stage array means
@@ -594,7 +595,8 @@ int pp_torch_csv_spec(const char *path, int ranks, int microbatches, const pp_de
 /* From s->layers and s->model.layers_per_stage: each stage's F / B / W
  * (the sums of its layers, then cost.fixed_* where the file sets one),
  * stage_act (the sum of its layers' act), stage_input (its first layer's
- * act_input, or memory.input when given) and each device's static_mem (the
+ * act_input, or memory.input when given), cost.stage_out where it is
+ * priced (its last layer's output) and each device's static_mem (the
  * weights of its stages' layers).  Nothing without layers; the arrays are
  * the spec's own (spec_resolve.c allocates them). */
 void pp_spec_sum_layers(pp_spec *s);
@@ -604,6 +606,15 @@ static inline int pp_stage_layer_count(const pp_spec *s, int st)
 {
     return s->model.layers_per_stage[st] + (s->layer_ends && st == 0) + (s->layer_ends && st == s->stages - 1);
 }
+/* A split in items: counts over s->layers, each stage at least one (the
+ * unit of the rules and of balance = auto).  set_split writes it into
+ * model.layers_per_stage (a gpt's blocks: the first and the last stage's
+ * count less the embedding and the head; pp_stage_layer_count reads it
+ * back) and sums it; even_split is the spec's even split in items (a
+ * gpt's: its blocks', the embedding and the head added, as without a
+ * balance; with fewer blocks than stages, its layers'). */
+void pp_spec_set_split(pp_spec *s, const int *items);
+void pp_spec_even_split(const pp_spec *s, int *items);
 /* The split of rule (PP_BALANCE_EVEN, _PARAMETERS or _COMPUTE) of layers[n]
  * over S <= n stages into out[S], each stage at least one layer. */
 void pp_balance_split(int rule, const pp_layer *layers, int n, int S, int *out);

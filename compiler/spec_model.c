@@ -53,10 +53,11 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
                      : !strcmp(w, "parameters") ? PP_BALANCE_PARAMETERS
                      : !strcmp(w, "compute")    ? PP_BALANCE_COMPUTE
                                                 : PP_BALANCE_EVEN;
-        if (gpt && m->balance != PP_BALANCE_EVEN) {
+        if (gpt && m->balance != PP_BALANCE_EVEN && !spec->hardware) {
             spec_report_at(c, &bs->at, bs->v->offset, "model.balance",
-                           "balance = %s is not available for model gpt yet: give the blocks of each stage as a "
-                           "list, as in [0,4,4,4]", w);
+                           "balance = %s weighs a gpt's layers in seconds and bytes, which need a hardware "
+                           "description (docs/hardware.md); without one give the blocks of each stage as a list, "
+                           "as in [0,4,4,4]", w);
             m->balance = PP_BALANCE_EVEN;
         }
     } else if (bs->set) {
@@ -89,6 +90,7 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
         }
     }
     bool listed = !gpt && spec->layers; /* layer_costs */
+    bool ruled = gpt && m->balance != PP_BALANCE_EVEN && m->balance != PP_BALANCE_LIST; /* split over its layers */
     double dflt = listed ? spec->n_layers : balanced && sum <= PP_MAX_LAYERS ? (double)sum : S;
     m->layers = (int)spec_get(c, S_LAYERS, dflt);
     if (listed && m->layers != spec->n_layers) {
@@ -108,9 +110,14 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
     } else if (balanced && sum != m->layers) {
         spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to %ld, but model.layers = %d", sum,
                        m->layers);
-    } else if (!balanced && m->layers < S) {
+    } else if (!balanced && ruled && m->layers + 2 < S) {
+        spec_report_key(c, S_LAYERS, "%d blocks cannot fill %d stages (with the embedding and the head, %d layers: "
+                        "every stage needs one, every middle stage a block)", m->layers, S, m->layers + 2);
+    } else if (!balanced && !ruled && m->layers < S) {
         spec_report_key(c, S_LAYERS, "%d blocks cannot fill %d stages by an even split (a balance may leave the "
                         "first and the last stage without a block)", m->layers, S);
+    } else if (!balanced && m->layers < S) {
+        /* a rule's, on fewer blocks than stages: resolve_gpt_costs splits */
     } else if (!balanced) {
         for (int s = 0; s < S; s++)
             m->layers_per_stage[s] = m->layers / S + (s < m->layers % S);
@@ -259,18 +266,25 @@ static void resolve_gpt_costs(ctx *c, pp_spec *spec)
     spec->stage_act = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_act);
     spec->stage_input = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_input);
     spec->static_mem = pp_arena_alloc(c->a, (size_t)spec->devices * sizeof *spec->static_mem);
-    pp_spec_sum_layers(spec);
-    double *out = pp_arena_alloc(c->a, (size_t)S * sizeof *out);
-    for (int st = 0, last = 0; st < S; st++) {
-        last += pp_stage_layer_count(spec, st);
-        out[st] = spec->layers[last - 1].out;
+    k->stage_out = pp_arena_alloc(c->a, (size_t)S * sizeof *k->stage_out);
+    k->comm = 0;
+    k->hw = spec->hardware;
+    /* a rule's split, in items of the layers (auto starts from the even
+     * one: balance.c searches once the policy can run); a list's or the
+     * even split resolve_split wrote */
+    if (m->balance == PP_BALANCE_PARAMETERS || m->balance == PP_BALANCE_COMPUTE || m->balance == PP_BALANCE_AUTO) {
+        int *items = pp_arena_alloc(c->a, (size_t)S * sizeof *items);
+        if (m->balance == PP_BALANCE_AUTO)
+            pp_spec_even_split(spec, items);
+        else
+            pp_balance_split(m->balance, spec->layers, spec->n_layers, S, items);
+        pp_spec_set_split(spec, items);
+    } else {
+        pp_spec_sum_layers(spec);
     }
     k->F = k->stage_F[S / 2];
     k->B = k->stage_B[S / 2];
     k->W = k->stage_W[S / 2];
-    k->comm = 0;
-    k->hw = spec->hardware;
-    k->stage_out = out;
 }
 
 void spec_resolve_model(ctx *c, pp_spec *spec)
@@ -299,7 +313,8 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
         return;
     }
     resolve_gpt(c, spec);
-    if (m->batch % M == 0 && m->layers >= 1)
+    /* microbatches = auto: M is a stand-in; each row is checked at its own M */
+    if (m->batch % M == 0 && m->layers >= 1 && !spec->microbatches_auto)
         check_gpt_limits(c, m, M);
     if (c->d->errors == 0)
         resolve_gpt_costs(c, spec);

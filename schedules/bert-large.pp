@@ -5,13 +5,15 @@
 # What it shows: a classic even split (6 | 6 | 6 | 6 layers), where the
 # first stage also holds the embeddings and the last the 30522-way output
 # layer, so the stages are not equal after all: --stats predicts the step,
-# and -D 'model.balance=[7,6,6,5]' moves a layer off the heavy last stage.
+# -D 'model.balance=[7,6,6,5]' moves a layer off the heavy last stage, and
+# -D model.balance=auto finds [7,7,6,4], 14 % faster than the even split.
 # BERT is an encoder; it is written as model gpt, whose blocks have BERT's
 # shapes and FLOPs (the attention mask does not change the counts), so the
 # costs are BERT-Large's.
 #
 #   ppcc schedules/bert-large.pp --stats
 #   ppcc schedules/bert-large.pp -D 'model.balance=[7,6,6,5]' --stats
+#   ppcc schedules/bert-large.pp -D model.balance=auto --stats
 
 devices = 4
 microbatches = 16

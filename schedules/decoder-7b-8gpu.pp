@@ -6,12 +6,13 @@
 # What it shows: a real model in seconds and tokens/s per device; with
 # 4096 positions the attention is a large share of a block's FLOPs (s / 6h
 # = 17 %), and the head costs about half a block, so the even split (4
-# blocks a stage) is close to the best one here, unlike GPT-2 small's
-# (gpt2-small-4gpu.pp); --compare shows what the zero-bubble and V-shaped
+# blocks a stage) is the best one balance = auto finds here, unlike GPT-2
+# small's (gpt2-small-4gpu.pp); --compare shows what the zero-bubble and V-shaped
 # policies gain over 1F1B (each row's chunking splits the 32 blocks over
 # its stages).
 #
 #   ppcc schedules/decoder-7b-8gpu.pp --stats
+#   ppcc schedules/decoder-7b-8gpu.pp -D model.balance=auto --stats
 #   ppcc schedules/decoder-7b-8gpu.pp --compare 1f1b,interleaved,zb-h1,zbv
 
 devices = 8

@@ -8,11 +8,14 @@
 # tokens/s per device and MFU.  The even split puts 3 blocks on each stage,
 # but the last stage also holds the LM head (2 x 768 x 50257 FLOPs a token
 # for each of F, B and W: four and a half blocks' worth), so it is the
-# bottleneck: compare -D 'model.balance=[4,4,3,1]'.
+# bottleneck: -D model.balance=auto compiles every block split and finds
+# [4,4,4,0], the head alone on the last stage, 35 % faster; the compute
+# rule finds it too, the parameters rule (wte on both ends) [0,6,6,0].
 #
 #   ppcc schedules/gpt2-small-4gpu.pp --stats
 #   ppcc schedules/gpt2-small-4gpu.pp --compare gpipe,1f1b,zb-h1,interleaved
-#   ppcc schedules/gpt2-small-4gpu.pp -D 'model.balance=[4,4,3,1]' --stats
+#   ppcc schedules/gpt2-small-4gpu.pp -D model.balance=auto --stats
+#   ppcc schedules/gpt2-small-4gpu.pp -D model.balance=parameters --stats
 
 devices = 4
 microbatches = 16

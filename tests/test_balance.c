@@ -4,7 +4,9 @@
  * balance that changes the prediction, the per-stage memory model, the
  * min-max DP against brute force, the compute and parameters rules, and
  * balance = auto against every contiguous split, for every policy, on
- * small skewed models (with and without a memory limit).
+ * small skewed models (with and without a memory limit); the same for a
+ * gpt on hardware over its block splits, its parameters and compute rules
+ * against the closed forms of docs/gpt.md, and its errors.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -404,6 +406,250 @@ START_TEST(auto_errors)
 }
 END_TEST
 
+/* ---- a gpt on hardware: the rules and the search over its blocks ---- */
+
+/* A small gpt whose head (vocab 4096 at hidden 64) costs about five blocks,
+ * on the cpu preset, where compute outweighs a transfer's latency. */
+static void gpt_file(char *buf, size_t size, const shape_case *c, int devices, int blocks)
+{
+    snprintf(buf, size,
+             "devices = %d\nmicrobatches = 4\nschedule %s\n%shardware cpu { }\n"
+             "model gpt { layers = %d hidden = 64 heads = 2 seq = 32 vocab = 4096 batch = 8 precision = bf16 }\n",
+             devices, c->policy, c->shape, blocks);
+}
+
+/* Every block split of the gpt (the first and the last stage 0 or more,
+ * a middle one 1 or more), written as a balance and compiled: the best
+ * makespan (INFINITY: none fits), and the default even split's. */
+static double best_block_split(const char *text, const pp_define *lim, int S, int blocks, double *even)
+{
+    double best = INFINITY;
+    int b[16];
+    long combos = 1;
+    for (int k = 0; k < S; k++)
+        combos *= blocks + 1;
+    for (long code = 0; code < combos; code++) {
+        long x = code;
+        int sum = 0;
+        bool ok = true;
+        for (int k = 0; k < S; k++, x /= blocks + 1) {
+            b[k] = (int)(x % (blocks + 1));
+            sum += b[k];
+            ok = ok && (b[k] > 0 || k == 0 || k == S - 1);
+        }
+        if (!ok || sum != blocks)
+            continue;
+        char list[96];
+        size_t at = 0;
+        for (int k = 0; k < S; k++)
+            at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", k ? "," : "[", b[k]);
+        snprintf(list + at, sizeof list - at, "]");
+        pp_define defs[2] = {lim[0], {"model.balance", list}};
+        spec_run r;
+        ck_assert_msg(build(&r, text, defs, 2) == 0, "%s: %s", list, tu_diag_text(&r.td));
+        double m = makespan_of(&r.s, NULL);
+        best = m < best ? m : best;
+        build_free(&r);
+    }
+    spec_run r; /* fewer blocks than stages have no even split (a rule may leave the ends empty) */
+    ck_assert_int_eq(build(&r, text, lim, 1), blocks < S);
+    *even = blocks < S ? INFINITY : makespan_of(&r.s, NULL);
+    build_free(&r);
+    return best;
+}
+
+START_TEST(gpt_auto_is_the_best_block_split)
+{
+    const shape_case *c = &policies[_i];
+    int D = 2, S = strstr(c->shape, "virtual = 2") ? 4 : 2;
+    char text[1024];
+    for (int blocks = S - 1; blocks <= S + 2; blocks++) {
+        gpt_file(text, sizeof text, c, D, blocks);
+        /* unlimited, then a limit the splits heavy at either end cross (wte: 4096 x 64 x 16 B = 4.2 MB) */
+        static const char *const limits[] = {"0", "7.5MB"};
+        for (int k = 0; k < 2; k++) {
+            pp_define lim = {"memory.limit", limits[k]};
+            double even, best = best_block_split(text, &lim, S, blocks, &even);
+            pp_define defs[2] = {lim, {"model.balance", "auto"}};
+            spec_run r;
+            ck_assert_int_eq(build(&r, text, defs, 2), 0);
+            pp_balance_report rep;
+            int rc = pp_balance_auto(&r.s, &rep, &r.td.diag);
+            if (!isfinite(best)) {
+                ck_assert_int_eq(rc, 1);
+                ck_assert_ptr_nonnull(strstr(tu_diag_text(&r.td), "no split of the"));
+                build_free(&r);
+                continue;
+            }
+            ck_assert_msg(rc == 0, "%s: %s", c->policy, tu_diag_text(&r.td));
+            ck_assert(rep.exhaustive);
+            double got = makespan_of(&r.s, NULL);
+            ck_assert_double_eq_tol(got, rep.makespan, 1e-9 * got); /* the report is the plan's */
+            ck_assert_msg(fabs(got - best) <= 1e-12 * best, "%s, %d blocks, limit %s: auto %g, best block split %g",
+                          c->policy, blocks, lim.value, got, best);
+            if (isfinite(even))
+                ck_assert(got <= even * (1 + 1e-12));
+            /* the split found is a block split pprun takes: the ends may be 0, a middle stage not */
+            int sum = 0;
+            for (int st = 0; st < S; st++) {
+                sum += r.s.model.layers_per_stage[st];
+                ck_assert(r.s.model.layers_per_stage[st] >= (st > 0 && st < S - 1));
+            }
+            ck_assert_int_eq(sum, blocks);
+            build_free(&r);
+        }
+    }
+}
+END_TEST
+
+/* GPT-2 small's layers by the closed forms of docs/gpt.md (tied head, f =
+ * 4h, AdamW: 16 bytes a parameter), per micro-batch of b sequences. */
+typedef struct gpt2_layers {
+    double params[14], flops[14]; /* embedding, 12 blocks, head; F + B + W */
+} gpt2_layers;
+
+static gpt2_layers gpt2_small(double b)
+{
+    const double h = 768, s = 1024, V = 50257;
+    gpt2_layers g;
+    g.params[0] = V * h + s * h;
+    g.params[13] = 2 * h + h * V; /* lnf and its copy of wte */
+    g.flops[0] = 0;
+    g.flops[13] = 3 * 2 * b * s * h * V;
+    for (int i = 1; i <= 12; i++) {
+        g.params[i] = 12 * h * h + 13 * h;
+        g.flops[i] = 72 * b * s * h * h + 12 * b * s * s * h;
+    }
+    return g;
+}
+
+static const char *const gpt2_text = "devices = 4\nmicrobatches = 16\nschedule 1f1b\nhardware h100 { }\n"
+                                     "model gpt { layers = 12 hidden = 768 heads = 12 seq = 1024 vocab = 50257 "
+                                     "batch = 64 precision = bf16 }\n";
+
+START_TEST(gpt_parameters_rule)
+{
+    gpt2_layers g = gpt2_small(4);
+    /* the smallest largest stage in parameters over every block split of 4 stages */
+    double best = INFINITY;
+    for (int a = 0; a <= 12; a++)
+        for (int b = 1; a + b <= 12; b++)
+            for (int c = 1; a + b + c <= 12; c++) {
+                int blocks[4] = {a, b, c, 12 - a - b - c}, l = 0;
+                double worst = 0;
+                for (int st = 0; st < 4; st++) {
+                    double p = 0;
+                    int n = blocks[st] + (st == 0) + (st == 3);
+                    for (int k = 0; k < n; k++)
+                        p += g.params[l++];
+                    worst = p > worst ? p : worst;
+                }
+                best = worst < best ? worst : best;
+            }
+    spec_run r;
+    pp_define def = {"model.balance", "parameters"};
+    ck_assert_int_eq(build(&r, gpt2_text, &def, 1), 0);
+    const int *got = r.s.model.layers_per_stage;
+    double worst = 0;
+    for (int st = 0, l = 0; st < 4; st++) {
+        double p = 0;
+        for (int k = 0; k < got[st] + (st == 0) + (st == 3); k++)
+            p += g.params[l++];
+        ck_assert_double_eq_tol(r.s.static_mem[st], 16 * p, 1e-9 * 16 * p);
+        worst = p > worst ? p : worst;
+    }
+    ck_assert_double_eq_tol(worst, best, 1e-9 * best);
+    /* wte on both ends (38.6M parameters) outweighs 5 blocks (35.4M): each end alone */
+    ck_assert(got[0] == 0 && got[1] == 6 && got[2] == 6 && got[3] == 0);
+    build_free(&r);
+}
+END_TEST
+
+START_TEST(gpt_compute_rule)
+{
+    gpt2_layers g = gpt2_small(4);
+    /* the greedy prefix of docs/costs.md on the closed forms: each cut at the
+     * layer boundary nearest to k/4 of the step (the earlier on a tie) */
+    double total = 0, run = 0;
+    for (int i = 0; i < 14; i++)
+        total += g.flops[i];
+    int want[4], prev = 0;
+    for (int k = 1; k < 4; k++) {
+        int cut = prev + 1;
+        double best = INFINITY;
+        run = 0;
+        for (int i = 0; i < 14; i++) {
+            run += g.flops[i];
+            double off = fabs(run - total * k / 4);
+            if (i + 1 > prev && i + 1 <= 14 - (4 - k) && off < best * (1 - 1e-12)) {
+                best = off;
+                cut = i + 1;
+            }
+        }
+        want[k - 1] = cut - prev;
+        prev = cut;
+    }
+    want[3] = 14 - prev;
+    want[0]--; /* in blocks: the embedding and the head beyond them */
+    want[3]--;
+    spec_run r;
+    pp_define def = {"model.balance", "compute"};
+    ck_assert_int_eq(build(&r, gpt2_text, &def, 1), 0);
+    double rate = 989.4e12 * 0.5; /* the h100 preset: bf16 dense peak x efficiency (docs/hardware.md) */
+    for (int st = 0, l = 0; st < 4; st++) {
+        ck_assert_int_eq(r.s.model.layers_per_stage[st], want[st]);
+        double f = 0;
+        for (int k = 0; k < want[st] + (st == 0) + (st == 3); k++)
+            f += g.flops[l++];
+        double t = r.s.cost.stage_F[st] + r.s.cost.stage_B[st] + r.s.cost.stage_W[st];
+        ck_assert_double_eq_tol(t, f / rate, 1e-9 * t);
+    }
+    ck_assert(want[3] == 0); /* the head is the last stage's whole share */
+    build_free(&r);
+}
+END_TEST
+
+START_TEST(gpt_balance_errors)
+{
+    spec_run r;
+    pp_balance_report rep;
+    /* the embedding's state alone (39.4M parameters x 16 B) is over the limit */
+    pp_define defs[] = {{"model.balance", "auto"}, {"memory.limit", "0.5GB"}};
+    ck_assert_int_eq(build(&r, gpt2_text, defs, 2), 0);
+    ck_assert_int_eq(pp_balance_auto(&r.s, &rep, &r.td.diag), 1);
+    ck_assert_str_eq(tu_diag_text(&r.td), "ppcc: error: model.balance = auto: layer 0 (embedding) alone holds "
+                                          "0.6301GB of weights, over memory.limit = 0.5GB: no split of the 14 layers "
+                                          "(12 blocks, the embedding and the head) over 4 stages fits\n");
+    build_free(&r);
+    /* each layer fits, no split does: the closest, in blocks */
+    defs[1].value = "1.2GB";
+    ck_assert_int_eq(build(&r, gpt2_text, defs, 2), 0);
+    ck_assert_int_eq(pp_balance_auto(&r.s, &rep, &r.td.diag), 1);
+    const char *text = tu_diag_text(&r.td);
+    ck_assert_msg(strstr(text, "model.balance = auto: no split of the 14 layers (12 blocks, the embedding and the "
+                               "head) over 4 stages fits memory.limit = 1.2GB under schedule 1f1b (287 compiled): "
+                               "the closest, balance [") != NULL, "%s", text);
+    build_free(&r);
+    /* without hardware a gpt has no layers to weigh */
+    static const char *const bare = "devices = 4\nmodel gpt { layers = 8 hidden = 64 batch = 32 balance = compute }\n";
+    ck_assert_int_ne(build(&r, bare, NULL, 0), 0);
+    ck_assert_ptr_nonnull(strstr(tu_diag_text(&r.td), "model.balance: balance = compute weighs a gpt's layers in "
+                                                      "seconds and bytes, which need a hardware description"));
+    build_free(&r);
+    /* a rule may leave the ends without a block, but every stage needs a layer */
+    pp_define few[] = {{"model.balance", "compute"}, {"model.layers", "1"}};
+    ck_assert_int_ne(build(&r, gpt2_text, few, 2), 0);
+    ck_assert_ptr_nonnull(strstr(tu_diag_text(&r.td), "-D model.layers=1: 1 blocks cannot fill 4 stages (with the "
+                                                      "embedding and the head, 3 layers"));
+    build_free(&r);
+    few[1].value = "2";
+    ck_assert_int_eq(build(&r, gpt2_text, few, 2), 0);
+    const int *b = r.s.model.layers_per_stage;
+    ck_assert(b[0] == 0 && b[1] == 1 && b[2] == 1 && b[3] == 0);
+    build_free(&r);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("balance");
@@ -417,6 +663,10 @@ static Suite *make_suite(void)
     tcase_add_loop_test(tc, auto_beats_every_contiguous_split, 0, (int)(sizeof policies / sizeof *policies));
     tcase_add_test(tc, auto_local_search_never_worse);
     tcase_add_test(tc, auto_errors);
+    tcase_add_loop_test(tc, gpt_auto_is_the_best_block_split, 0, (int)(sizeof policies / sizeof *policies));
+    tcase_add_test(tc, gpt_parameters_rule);
+    tcase_add_test(tc, gpt_compute_rule);
+    tcase_add_test(tc, gpt_balance_errors);
     suite_add_tcase(s, tc);
     return s;
 }

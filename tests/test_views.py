@@ -234,7 +234,11 @@ for cmd in ([], ["-D", "schedule=zb-h1", "-D", "memory.limit=0"], ["-D", "schedu
                                                                            stats_of(r.stdout)["makespan"]))
 
 # Every --sweep row is the compilation of its printed settings (docs/costs.md).
-for f, cmd_defs in [(sched("balance.pp"), []), (sched("1f1b.pp"), ["cost.comm=0.5", "recompute=always"])]:
+# A gpt on hardware: its rows in seconds and GB, its layers derived for each
+# row's micro-batch (never rescaled by microbatches.reference).
+for f, cmd_defs in [(sched("balance.pp"), []), (sched("1f1b.pp"), ["cost.comm=0.5", "recompute=always"]),
+                    (sched("gpt2-small-4gpu.pp"), []), (sched("gpt2-small-4gpu.pp"), ["model.balance=auto"]),
+                    (sched("gpt2-small-4gpu.pp"), ["model.balance=compute", "schedule=zb-h1"])]:
     r = ppcc([f, "--sweep", "microbatches=1..8"] + defs(cmd_defs))
     if not r:
         continue
@@ -258,8 +262,8 @@ for f, cmd_defs in [(sched("balance.pp"), []), (sched("1f1b.pp"), ["cost.comm=0.
         if not got:
             continue
         st = stats_of(got.stdout)
-        peak = max(float(x) for x in st["peak_mem"].strip("[]").split(","))
-        have = (st["makespan"], st["bubble"].rstrip("%"), g(peak))
+        peak = max(st["peak_mem"].strip("[]").split(","), key=lambda x: float(x.rstrip("GB")))
+        have = (st["makespan"], st["bubble"].rstrip("%"), peak)
         if have != (row.group(2), row.group(3), row.group(5)):
             fail("%s --sweep row %s: %s; ppcc %s: %s" % (f, row.group(1), row.groups(), " ".join(args[1:]), have))
 
@@ -313,6 +317,34 @@ with tempfile.TemporaryDirectory() as tmp:
             fail("gpt: timeline summary %r, want %r" % (summary[:120], want))
     # another chunking splits the layers over its stages (it used to fail on the cost.F it wrote)
     check_compare(gpt_file, [], "gpipe,1f1b,zb-h1,interleaved,zbv", all_run=True)
+    # balance = auto on a gpt: each row's block split in its settings
+    check_compare(gpt_file, ["model.balance=auto"], "gpipe,1f1b,zb-h1,interleaved,zbv", all_run=True)
+    check_compare(gpt_file, ["model.balance=auto", "memory.limit=4GB"], "gpipe,1f1b,zb-h1", all_run=True)
+    # the balance found is what it reports, and never slower than the even split
+    for cmd in ([], ["-D", "schedule=zbv", "-D", "virtual=2", "-D", "placement=vshape"], ["-D", "schedule=auto"]):
+        r = ppcc([gpt_file, "--stats", "-D", "model.balance=auto"] + cmd)
+        even = ppcc([gpt_file, "--stats"] + cmd)
+        if r and even:
+            checks += 1
+            m = re.search(r"^balance auto: \[[0-9,]+\] makespan (\S+) against (\S+) for the even split", r.stderr, re.M)
+            have = stats_of(r.stdout)["makespan"]
+            if not m or m.group(1) != have or m.group(2) != stats_of(even.stdout)["makespan"]:
+                fail("gpt %s: balance auto reports %s, compiles to %s (even %s)" % (" ".join(cmd), m and m.groups(),
+                                                                                   have, stats_of(even.stdout)["makespan"]))
+            elif float(have.rstrip("s")) > float(m.group(2).rstrip("s")):
+                fail("gpt %s: balance auto %s is slower than the even split %s" % (" ".join(cmd), have, m.group(2)))
+    # microbatches = auto picks the sweep's best row
+    for cmd in (["-D", "microbatches=auto", "-D", "microbatches.max=16"],
+                ["-D", "microbatches=auto", "-D", "microbatches.max=16", "-D", "model.balance=auto"]):
+        chosen, sweep = ppcc([gpt_file, "--stats"] + cmd), ppcc([gpt_file, "--sweep", "microbatches=1..16"] + cmd)
+        if chosen and sweep:
+            checks += 1
+            m = re.search(r"^microbatches auto: (\d+) ", chosen.stderr, re.M)
+            best = re.search(r"^ +(\d+) .*<-best", sweep.stdout, re.M)
+            if not m or not best or m.group(1) != best.group(1) or \
+                    stats_of(chosen.stdout)["microbatches"] != m.group(1):
+                fail("gpt %s: microbatches auto %s, the sweep's best %s" % (" ".join(cmd), m and m.group(1),
+                                                                           best and best.group(1)))
 
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)
