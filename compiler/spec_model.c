@@ -233,6 +233,11 @@ static void resolve_gpt(ctx *c, pp_spec *spec)
         spec_report_key(c, S_VOCAB, "%d is fewer than the %d byte values of a data file (each byte is a token; "
                         "model.data is set)", m->vocab, PP_BYTE_VOCAB);
     resolve_data(c, m);
+    /* -D microbatches.reference comes with every --sweep row (microbatches.c)
+     * and changes nothing here; written in the file it would be ignored */
+    if (c->set[S_MB_REFERENCE].set && c->set[S_MB_REFERENCE].at.def < 0)
+        spec_report_key(c, S_MB_REFERENCE, "model gpt derives each micro-batch's costs from batch / microbatches; "
+                        "microbatches.reference is for files whose costs are given (docs/costs.md): drop it");
 }
 
 /* On hardware, a gpt's layers (gpt_costs.c) into spec->layers, and each

@@ -353,6 +353,9 @@ expect 1 'over the memory limit 2GB' -- "$ppcc" "$gpt2" --stats -D memory.limit=
 # Its activations come from its layers: memory.activation and .input are refused, not ignored.
 expect 1 "^ppcc: error: -D memory.activation=30GB: model gpt on hardware h100 counts each stage's activations from its layers" -- "$ppcc" "$gpt2" --stats -D memory.activation=30GB
 expect 1 "^ppcc: error: -D memory.input=1GB: model gpt on hardware h100 counts each stage's activations and the input" -- "$ppcc" "$gpt2" --stats -D memory.input=1GB
+# A gpt's micro-batch costs come from batch / microbatches: a reference in the file is refused, not ignored.
+sed 's/^microbatches = 16$/microbatches = 16\nmicrobatches.reference = 4/' "$gpt2" >gpt_ref.pp
+expect 1 "^gpt_ref.pp:[0-9]+:1: error: microbatches.reference: model gpt derives each micro-batch's costs from batch / microbatches" -- "$ppcc" gpt_ref.pp --stats
 # Recompute keeps each block's input only: less memory on every stage but the last (whose head is not recomputed)
 expect 0 'peak_mem=\[1\.574GB,0\.9568GB,0\.9505GB,2\.398GB\]' -- "$ppcc" "$gpt2" --stats -D recompute=always
 
