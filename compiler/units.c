@@ -23,7 +23,10 @@ bool pp_bytes_parse(const char *text, double *bytes, char *err, size_t errsize)
 {
     char *end;
     double x = strtod(text, &end);
-    if (end == text || !(text[0] >= '0' && text[0] <= '9')) {
+    /* A sign is read (the key's range refuses a negative size); strtod's
+     * other spellings (inf, nan, hex) are not sizes. */
+    const char *digits = text + (text[0] == '-');
+    if (end == text || !(digits[0] >= '0' && digits[0] <= '9')) {
         snprintf(err, errsize, "expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)");
         return false;
     }
