@@ -261,10 +261,6 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
                 bad_value(c, o, k->name, v, "%s", err);
                 return;
             }
-            if (!(num >= 0)) { /* as a plain number's (to_number) */
-                bad_value(c, o, k->name, v, "must not be negative");
-                return;
-            }
             if (num > MAX_NUMBER) {
                 bad_value(c, o, k->name, v, "must be at most %g bytes", MAX_NUMBER);
                 return;
