@@ -70,7 +70,12 @@ static void read_action(reader *R, pp_order_row *row, const char *s, const char 
             kind = i;
             break;
         }
-    if (ns < 0 || kind < 0) {
+    if (ns < 0) { /* more digits than any stage ppcc takes */
+        pp_error_at(R->d, R->src, off, "torch csv: '%.*s': stage number past ppcc's limit (%d stages)",
+                    len > 40 ? 40 : len, s, PP_MAX_STAGES);
+        return;
+    }
+    if (kind < 0) {
         pp_error_at(R->d, R->src, off,
                     "torch csv: '%.*s' is not an action (expected <stage><kind>[<mb>], as in 2F0, 1I3, 0SEND_F1)",
                     len > 40 ? 40 : len, s);
@@ -78,7 +83,12 @@ static void read_action(reader *R, pp_order_row *row, const char *s, const char 
     }
     const char *m = k + strlen(kinds[kind]);
     int nm = m < end ? digits(m, end, &mb) : 0;
-    if (nm < 0 || m + nm != end) {
+    if (nm < 0) {
+        pp_error_at(R->d, R->src, off, "torch csv: '%.*s': micro-batch number past ppcc's limit (%d micro-batches)",
+                    len > 40 ? 40 : len, s, PP_MAX_MICROBATCHES);
+        return;
+    }
+    if (m + nm != end) {
         pp_error_at(R->d, R->src, off, "torch csv: '%.*s': unexpected text after the action %.*s", len > 40 ? 40 : len,
                     s, (int)(m + (nm > 0 ? nm : 0) - s), s);
         return;
@@ -145,7 +155,8 @@ static void read_cell(reader *R, pp_order_row *row, const char *s, const char *e
     }
 }
 
-/* The rows of the file; a cell may be quoted ("...", "" a quote). */
+/* The rows of the file; a cell may be quoted ("..."; no action holds a
+ * quote, so nothing but blanks may follow the closing one). */
 static void read_rows(reader *R)
 {
     const char *t = R->src->text, *end = t + R->src->len;
@@ -169,8 +180,14 @@ static void read_rows(reader *R)
                 }
                 read_cell(R, row, c + 1, q);
                 e = q + 1;
-                while (e < stop && *e != ',')
+                while (e < stop && (*e == ' ' || *e == '\t'))
                     e++;
+                if (e < stop && *e != ',') {
+                    pp_error_at(R->d, R->src, (size_t)(e - R->src->text),
+                                "torch csv: unexpected text after a quoted cell (cells are separated by commas)");
+                    while (e < stop && *e != ',')
+                        e++;
+                }
             } else {
                 e = memchr(c, ',', (size_t)(stop - c));
                 if (!e)

@@ -23,8 +23,15 @@ bool pp_bytes_parse(const char *text, double *bytes, char *err, size_t errsize)
 {
     char *end;
     double x = strtod(text, &end);
-    if (end == text || !(text[0] >= '0' && text[0] <= '9')) {
+    /* strtod's other spellings (inf, nan, hex) are not sizes; a negative
+     * one is refused as a negative number is (spec.c, to_number). */
+    const char *digits = text + (text[0] == '-');
+    if (end == text || !(digits[0] >= '0' && digits[0] <= '9')) {
         snprintf(err, errsize, "expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)");
+        return false;
+    }
+    if (text[0] == '-') {
+        snprintf(err, errsize, "must not be negative");
         return false;
     }
     if (!*end) {

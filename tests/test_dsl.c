@@ -481,7 +481,11 @@ START_TEST(test_define_errors)
         {"microbatches.bubble", "1.5", "-D microbatches.bubble=1.5: must be below 1: a bubble is a fraction (0.1 is 10%), got 1.5"},
         {"memory.limit", "big", "-D memory.limit=big: expected a number, or a size such as 80GB (B, KB, MB, GB, KiB, MiB, GiB)"},
         {"memory.limit", "80Gb", "-D memory.limit=80Gb: unknown unit 'Gb' (B, KB, MB, GB, KiB, MiB, GiB)"},
-        {"memory.limit", "-5GB", "-D memory.limit=-5GB: unexpected name 'GB', expected end of input"},
+        /* Found by hand (docs/fuzzing.md): a negative size was a number and
+         * a stray unit. */
+        {"memory.limit", "-5GB", "-D memory.limit=-5GB: must not be negative"},
+        {"hardware.memory", "-80GB", "-D hardware.memory=-80GB: must not be negative"},
+        {"memory.limit", "-0.5GiB", "-D memory.limit=-0.5GiB: must not be negative"},
         /* Found by tools/fuzz: a range with a huge maximum named the minimum
          * when the maximum was crossed; costs whose sums overflow made lowering
          * report a deadlock that is not there. */
@@ -522,7 +526,7 @@ static const char *const golden_cases[] = {
     "gpt_heads", "gpt_fill", "gpt_balance_middle", "gpt_batch", "gpt_absurd", "gpt_sizes", "gpt_wrong_model",
     "gpt_sgd_betas",
     /* hardware and units */
-    "hw_preset", "hw_fields", "hw_no_preset", "hw_mlp", "hw_costs", "mem_units", "mem_unknown_unit",
+    "hw_preset", "hw_fields", "hw_no_preset", "hw_mlp", "hw_costs", "mem_units", "mem_unknown_unit", "mem_negative",
     /* layers (docs/costs.md) */
     "layer_costs_errors", "layer_costs_fill", "layer_costs_count", "balance_rule",
     /* found by tools/fuzz */

@@ -156,6 +156,17 @@ with tempfile.TemporaryDirectory() as tmp:
     expect(["nomb.csv", "--stats"], 1, r"nomb\.csv:1:5: error: torch csv: '0F' names no micro-batch")
     write("quote.csv", '0F0,"0B0\n')
     expect(["quote.csv", "--stats"], 1, r"quote\.csv:1:5: error: torch csv: unterminated quoted cell")
+    # found by hand (docs/fuzzing.md): text after a quoted cell was dropped
+    # (an action lost without a word), numbers past the limits were blamed
+    # on the wrong part
+    write("after.csv", '"0F0"1B0,0B0\n1F0,1B0\n')
+    expect(["after.csv", "--stats"], 1, r"after\.csv:1:6: error: torch csv: unexpected text after a quoted cell")
+    write("dq.csv", '"0F0"",0B0\n1F0,1B0\n')
+    expect(["dq.csv", "--stats"], 1, r"dq\.csv:1:6: error: torch csv: unexpected text after a quoted cell")
+    write("big.csv", "0F0,0B99999999999\n99999999999F0,1B0\n")
+    expect(["big.csv", "--stats"], 1, r"big\.csv:1:5: error: torch csv: '0B99999999999': micro-batch number past "
+           r"ppcc's limit \(1048576 micro-batches\)")
+    expect(["big.csv", "--stats"], 1, r"big\.csv:2:1: error: torch csv: '99999999999F0': stage number past ppcc's limit")
     write("moved.csv", "0F0,0B0\n0F1,1B0\n")
     expect(["moved.csv", "--stats"], 1, r"moved\.csv:2:1: error: torch csv: stage 0 is on rank 1 here, but on rank 0")
     write("overlap.csv", "0F0,(0F1;0B0)OVERLAP,0B1\n1F0,1B0,1F1,1B1\n")

@@ -6,6 +6,8 @@
  *
  * Input layout: the schedule text, optionally followed by a NUL byte and
  * -D lines ("NAME=VALUE\n" ...), so that the fuzzer mutates overrides too.
+ * A line "--sweep=A,B,..." (up to MAX_SWEEP values) runs ppcc's --sweep
+ * microbatches=A,B,... instead of the compilation.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +18,7 @@
 
 /* Bigger shapes are legal but only slow the fuzzer down: one input must
  * stay well under a second. */
-enum { MAX_WORK = 20000, MAX_DEFINES = 16 };
+enum { MAX_WORK = 20000, MAX_DEFINES = 16, MAX_SWEEP = 8 };
 
 static FILE *sink(void)
 {
@@ -26,7 +28,23 @@ static FILE *sink(void)
     return null;
 }
 
-static int parse_defines(char *text, pp_define *defs)
+/* "A,B,..." into values[MAX_SWEEP], as --sweep's list: each from 1 to
+ * PP_MAX_MICROBATCHES (ppcc refuses the others before any work). */
+static int parse_sweep(const char *list, int *values)
+{
+    int n = 0;
+    for (const char *p = list; *p && n < MAX_SWEEP;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > PP_MAX_MICROBATCHES)
+            return 0;
+        values[n++] = (int)v;
+        p = *end == ',' ? end + 1 : end + strlen(end);
+    }
+    return n;
+}
+
+static int parse_defines(char *text, pp_define *defs, int *sweep, int *nsweep)
 {
     int n = 0;
     for (char *line = text; line && *line && n < MAX_DEFINES;) {
@@ -36,11 +54,20 @@ static int parse_defines(char *text, pp_define *defs)
         char *eq = strchr(line, '=');
         if (eq) {
             *eq = '\0';
-            defs[n++] = (pp_define){line, eq + 1};
+            if (strcmp(line, "--sweep") == 0)
+                *nsweep = parse_sweep(eq + 1, sweep);
+            else
+                defs[n++] = (pp_define){line, eq + 1};
         }
         line = next;
     }
     return n;
+}
+
+/* devices * stages * microbatches, the work of one compilation. */
+static long work(const pp_spec *s, int microbatches)
+{
+    return (long)s->devices * s->stages * microbatches;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -53,7 +80,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = strlen(text) < size ? strlen(text) : size;
     char *dtext = len < size ? strdup(text + len + 1) : NULL;
     pp_define defs[MAX_DEFINES];
-    int ndefs = dtext ? parse_defines(dtext, defs) : 0;
+    int sweep[MAX_SWEEP], nsweep = 0;
+    int ndefs = dtext ? parse_defines(dtext, defs, sweep, &nsweep) : 0;
+    pp_define *mb_defs = NULL;
 
     pp_diag diag;
     pp_diag_init(&diag, sink(), "ppcc");
@@ -67,17 +96,42 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto done;
     if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
         goto done;
-    if ((long)spec.devices * spec.stages * spec.microbatches > MAX_WORK || spec.devices > 64)
+    if (spec.devices > 64)
         goto done;
     /* auto compiles the spec with every policy: only small ones. */
-    if (strcmp(spec.schedule, "auto") == 0 &&
-        (long)spec.devices * spec.stages * spec.microbatches > MAX_WORK / 20)
+    long cap = strcmp(spec.schedule, "auto") == 0 ? MAX_WORK / 20 : MAX_WORK;
+    if (nsweep) {
+        /* --sweep: one compilation per value, as ppcc runs it */
+        long total = 0;
+        for (int i = 0; i < nsweep; i++)
+            total += work(&spec, sweep[i]);
+        if (total <= cap)
+            pp_sweep(sink(), &ast, defs, ndefs, &spec, sweep, nsweep, &diag);
+        goto done;
+    }
+    if (spec.microbatches_auto) {
+        /* microbatches = auto compiles M = 1 .. microbatches.max, then the
+         * chosen row's spec, as ppcc does */
+        int M, n;
+        if (work(&spec, spec.mb_max) * (spec.mb_max + 1) / 2 > cap ||
+            pp_microbatch_choose(&ast, defs, ndefs, &spec, &M, &diag))
+            goto done;
+        mb_defs = pp_microbatch_defs(defs, ndefs, &spec, M, &n);
+        if (pp_spec_build(&ast, mb_defs, n, &arena, &diag, &spec))
+            goto done;
+    }
+    if (work(&spec, spec.microbatches) > cap)
         goto done;
     if (pp_compile(&spec, &plan, &sim, &diag) == 0) {
-        pp_emit_json(sink(), &spec, &plan, &sim); /* what ppcc would write */
+        /* what ppcc would write: the plan, the SVG and the HTML page */
+        pp_verify_opts mem = pp_verify_opts_of(&spec, true);
+        pp_emit_json(sink(), &spec, &plan, &sim);
+        pp_emit_svg(sink(), &plan, &sim, &mem, "predicted", false);
+        pp_emit_svg(sink(), &plan, &sim, &mem, "predicted", true);
         pp_sim_free(&sim, plan.devices);
     }
 done:
+    free(mb_defs);
     pp_plan_free(&plan);
     pp_arena_free(&arena);
     free(dtext);
