@@ -43,9 +43,11 @@ static void put_escaped(FILE *f, const char *s)
 /* The summary exactly as --stats prints its keys (emit_stats.c). */
 static void put_summary(FILE *f, const pp_plan *p, const pp_sim *sim)
 {
-    fprintf(f, "makespan=%.6g bubble=%.2f%% peak_mem=[", sim->makespan, sim->bubble * 100);
+    char t[48];
+    fprintf(f, "makespan=%s bubble=%.2f%% peak_mem=[", pp_time_show(&sim->units, sim->makespan, t, sizeof t),
+            sim->bubble * 100);
     for (int d = 0; d < p->devices; d++)
-        fprintf(f, "%s%g", d ? "," : "", sim->peak_mem ? sim->peak_mem[d] : 0.0);
+        fprintf(f, "%s%s", d ? "," : "", pp_mem_show(&sim->units, sim->peak_mem ? sim->peak_mem[d] : 0.0, t, sizeof t));
     fputc(']', f);
 }
 
@@ -184,16 +186,17 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
         top_mem = 1;
     bool *recomputing = pp_xcalloc((size_t)(p->stages > 0 ? p->stages : 1), sizeof *recomputing, "the picture");
     pp_plan_recomputing(p, recomputing);
-    fprintf(f, "<text x=\"12\" y=\"%d\" font-weight=\"bold\">activation memory over time (one scale, peak %g)</text>\n",
-            mem_top - 8, top_mem);
+    char shown[48];
+    fprintf(f, "<text x=\"12\" y=\"%d\" font-weight=\"bold\">memory over time (one scale, peak %s)</text>\n",
+            mem_top - 8, pp_mem_show(&sim->units, top_mem, shown, sizeof shown));
     for (int d = 0; d < D; d++) {
         int y = mem_top + d * (MEM_H + GAP);
-        fprintf(f, "<g class=\"memory\" data-device=\"%d\">\n<text x=\"12\" y=\"%d\">device %d</text>\n"
-                   "<rect x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#f6f6f6\"/>\n"
-                   "<polyline fill=\"none\" stroke=\"hsl(%d,60%%,40%%)\" stroke-width=\"1.5\" points=\"%d,%d",
-                d, y + MEM_H / 2 + 4, d, LEFT, y, span * scale, MEM_H, (d * 47) % 360, LEFT, y + MEM_H);
         pp_mem_state m = pp_mem_begin(mem, d); /* static memory held from the start */
         double held = pp_mem_held(&m, mem);
+        fprintf(f, "<g class=\"memory\" data-device=\"%d\">\n<text x=\"12\" y=\"%d\">device %d</text>\n"
+                   "<rect x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#f6f6f6\"/>\n"
+                   "<polyline fill=\"none\" stroke=\"hsl(%d,60%%,40%%)\" stroke-width=\"1.5\" points=\"%d,%.2f",
+                d, y + MEM_H / 2 + 4, d, LEFT, y, span * scale, MEM_H, (d * 47) % 360, LEFT, y + MEM_H - held / top_mem * (MEM_H - 4));
         for (int i = 0; i < p->dev[d].n; i++) {
             const pp_op *op = &p->dev[d].ops[i];
             if (!pp_op_is_compute(op->kind) || !isfinite(sim->end[d][i]))
@@ -207,9 +210,9 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
                     y + MEM_H - now / top_mem * (MEM_H - 4));
             held = now;
         }
-        fprintf(f, " %.2f,%.2f\"/>\n<text x=\"%.2f\" y=\"%d\" text-anchor=\"end\" fill=\"#555\">peak %g</text>\n</g>\n",
+        fprintf(f, " %.2f,%.2f\"/>\n<text x=\"%.2f\" y=\"%d\" text-anchor=\"end\" fill=\"#555\">peak %s</text>\n</g>\n",
                 LEFT + span * scale, y + MEM_H - held / top_mem * (MEM_H - 4), (double)WIDTH - 4, y + 12,
-                sim->peak_mem ? sim->peak_mem[d] : 0.0);
+                pp_mem_show(&sim->units, sim->peak_mem ? sim->peak_mem[d] : 0.0, shown, sizeof shown));
     }
     free(recomputing);
     fputs("</svg>\n", f);
