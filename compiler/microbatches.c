@@ -46,6 +46,13 @@ pp_define *pp_microbatch_defs(const pp_define *defs, int ndefs, const pp_spec *s
     return out;
 }
 
+/* What the rows of one sweep or search may compile in all. */
+static long sweep_budget(void)
+{
+    long test = pp_test_sweep_ops ? pp_test_sweep_ops() : 0;
+    return test > 0 ? test : PP_MAX_SWEEP_OPS;
+}
+
 /* The first error line of a captured diag, without its "...error: ". */
 static void first_error(const char *text, char *out, size_t size)
 {
@@ -81,7 +88,8 @@ void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, cons
         else
             r->balance[0] = '\0'; /* too many stages to print: no column */
     }
-    if (built == 0 && pp_policy_run(&t, &p, &q.diag) == 0 && pp_lower_verify_simulate(&p, &t, false, &sim, &q.diag) == 0) {
+    int ran = built == 0 ? pp_policy_run(&t, &p, &q.diag) : 1;
+    if (ran == 0 && pp_lower_verify_simulate(&p, &t, false, &sim, &q.diag) == 0) {
         r->ok = true;
         r->fits = true;
         r->makespan = sim.makespan;
@@ -93,6 +101,8 @@ void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, cons
         }
         pp_sim_free(&sim, t.devices);
     }
+    if (ran == 0)
+        r->ops = pp_plan_total_ops(&p); /* with its transfers once lowered */
     pp_plan_free(&p);
     if (!r->ok) {
         fflush(q.diag.out);
@@ -171,10 +181,19 @@ static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, in
 int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const int *values,
              int n, pp_diag *d)
 {
-    (void)d;
     pp_mb_row *rows = pp_xcalloc((size_t)n, sizeof *rows, "the sweep");
-    for (int i = 0; i < n; i++)
+    long ops = 0;
+    for (int i = 0; i < n; i++) {
         pp_microbatch_row(ast, defs, ndefs, s, values[i], &rows[i]);
+        ops += rows[i].ops;
+        if (ops > sweep_budget() && i + 1 < n) {
+            pp_error(d, "--sweep: the rows up to microbatches=%d compiled %ld ops, past the %ld one sweep may "
+                        "(the most ppcc compiles in one plan); sweep fewer or smaller values",
+                     values[i], ops, sweep_budget());
+            free(rows);
+            return 1;
+        }
+    }
     int best = pick(rows, n, s->mb_bubble);
     print_header(out, ast, defs, ndefs, s);
     for (int i = 0; i < n; i++)
@@ -194,6 +213,7 @@ int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, co
                          pp_diag *d)
 {
     int n = s->mb_max;
+    long ops = 0;
     pp_mb_row *rows = pp_xcalloc((size_t)n, sizeof *rows, "microbatches = auto");
     for (int i = 0; i < n; i++) {
         if (s->model.batch % (i + 1) != 0) { /* no row: the batch does not split */
@@ -201,6 +221,14 @@ int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, co
             continue;
         }
         pp_microbatch_row(ast, defs, ndefs, s, i + 1, &rows[i]);
+        ops += rows[i].ops;
+        if (ops > sweep_budget() && i + 1 < n) {
+            pp_error(d, "microbatches = auto: M = 1 to %d compiled %ld ops, past the %ld one search may (the "
+                        "most ppcc compiles in one plan); lower microbatches.max",
+                     i + 1, ops, sweep_budget());
+            free(rows);
+            return 1;
+        }
         /* a bubble target is met by the first M that reaches it */
         if (s->mb_bubble > 0 && rows[i].ok && rows[i].fits && rows[i].bubble <= s->mb_bubble * (1 + 1e-12))
             n = i + 1;

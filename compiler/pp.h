@@ -842,14 +842,22 @@ typedef struct pp_mb_row {
     double peak;       /* the largest device's peak memory */
     char reason[300];  /* !ok: the error */
     char balance[512]; /* balance = auto: "-D model.balance=[...]", the row's split; else "" */
+    long ops;          /* the ops of the plan it compiled (0: none) */
 } pp_mb_row;
+/* A sweep or microbatches = auto compiles at most this many ops over all
+ * its rows: no more work than the largest single plan (PP_MAX_OPS_TOTAL). */
+#define PP_MAX_SWEEP_OPS PP_MAX_OPS_TOTAL
+/* Tests only: a test binary that defines it gives a smaller budget (a
+ * positive return; 0 keeps PP_MAX_SWEEP_OPS).  The programs do not. */
+extern long pp_test_sweep_ops(void) __attribute__((weak));
 /* defs then the three settings of a row of M micro-batches (-D
  * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a
  * heap block of *n defines the caller frees. */
 pp_define *pp_microbatch_defs(const pp_define *defs, int ndefs, const pp_spec *s, int M, int *n);
 /* The file (ast, defs) compiled with M micro-batches of its batch. */
 void pp_microbatch_row(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int M, pp_mb_row *r);
-/* The table of rows for values[n], the best marked. */
+/* The table of rows for values[n], the best marked; an error, and no
+ * table, when the rows would compile more than PP_MAX_SWEEP_OPS ops. */
 int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const int *values,
              int n, pp_diag *d);
 /* microbatches = auto: *chosen, with a one-line report on d->out; error

@@ -194,6 +194,45 @@ START_TEST(auto_errors)
 }
 END_TEST
 
+/* The budget of all the rows' ops, small here (pp.h: pp_test_sweep_ops). */
+static long test_budget;
+long pp_test_sweep_ops(void) { return test_budget; }
+
+START_TEST(sweeps_stop_at_their_budget)
+{
+    file f;
+    open_file(&f, uniform, NULL, 0);
+    pp_mb_row r1, r2, r3;
+    pp_microbatch_row(&f.ast, NULL, 0, &f.s, 1, &r1);
+    pp_microbatch_row(&f.ast, NULL, 0, &f.s, 2, &r2);
+    pp_microbatch_row(&f.ast, NULL, 0, &f.s, 3, &r3);
+    ck_assert(r1.ok && r2.ok && r3.ok && r1.ops > 0 && r2.ops > r1.ops);
+    test_budget = r1.ops + r2.ops; /* two rows reach it, the third passes it */
+    static const int values[] = {1, 2, 3, 4};
+    FILE *out = fopen("/dev/null", "w");
+    ck_assert_ptr_nonnull(out);
+    ck_assert_int_eq(pp_sweep(out, &f.ast, NULL, 0, &f.s, values, 3, &f.td.diag), 0); /* the last row may pass it */
+    ck_assert_int_eq(pp_sweep(out, &f.ast, NULL, 0, &f.s, values, 4, &f.td.diag), 1);
+    char want[300];
+    snprintf(want, sizeof want, "ppcc: error: --sweep: the rows up to microbatches=3 compiled %ld ops, past the %ld "
+             "one sweep may (the most ppcc compiles in one plan); sweep fewer or smaller values\n",
+             r1.ops + r2.ops + r3.ops, test_budget);
+    ck_assert_str_eq(tu_diag_text(&f.td), want);
+    fclose(out);
+    close_file(&f);
+    /* microbatches = auto: the same budget over M = 1, 2, ... (batch 96 splits 1, 2, 3, 4) */
+    open_file(&f, "devices = 4\nmicrobatches auto { max = 8 }\nschedule 1f1b\ncost { F = 1 B = 2 comm = 0.25 }\n"
+                  "model mlp { layers = 8 batch = 96 }\n", NULL, 0);
+    int M;
+    test_budget = 1; /* the first row passes it */
+    ck_assert_int_eq(pp_microbatch_choose(&f.ast, NULL, 0, &f.s, &M, &f.td.diag), 1);
+    ck_assert_msg(strstr(tu_diag_text(&f.td), "ppcc: error: microbatches = auto: M = 1 to 1 compiled ") != NULL, "%s",
+                  tu_diag_text(&f.td));
+    close_file(&f);
+    test_budget = 0;
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("microbatches");
@@ -204,6 +243,7 @@ static Suite *make_suite(void)
     tcase_add_test(tc, bubble_target_reproduces_the_rule);
     tcase_add_test(tc, auto_picks_the_sweeps_best);
     tcase_add_test(tc, auto_errors);
+    tcase_add_test(tc, sweeps_stop_at_their_budget);
     suite_add_tcase(s, tc);
     return s;
 }
