@@ -513,8 +513,8 @@ static int report(session *S, pr_run_result *r)
     if (op->check && rc == 0) {
         if (S->multi)
             printf("rank %d: ", S->boot.rank);
-        rc = pr_check_run(plan, S->model, steps, r, pr_check_tolerance(op->precision), S->own,
-                          S->has_loss);
+        rc = (S->model->kind == PR_MODEL_GPT ? pr_gpt_check_run : pr_check_run)(
+            plan, S->model, steps, r, pr_check_tolerance(op->precision), S->own, S->has_loss);
     }
     return rc;
 }
@@ -526,7 +526,9 @@ static int run_session(session *S)
         return 1;
     int rc = 1;
     if (open_outputs(S) && connect_ranks(S) == 0 &&
-        (!S->op->check || pr_check_fits(S->plan, S->model, (int)S->op->steps, S->diag))) {
+        (!S->op->check || (S->model->kind == PR_MODEL_GPT
+                               ? pr_gpt_check_fits(S->model, (int)S->op->steps, S->diag)
+                               : pr_check_fits(S->plan, S->model, (int)S->op->steps, S->diag)))) {
         pr_run_result r;
         rc = pr_replay(S->plan, S->model, &S->o, &r, S->diag);
         if (rc == 0) {
@@ -554,10 +556,7 @@ int main(int argc, char **argv)
     pr_model model;
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
-    if (model.kind == PR_MODEL_GPT) { /* loaded and checked (docs/gpt.md); the transformer is a later issue */
-        pp_error(&diag, "%s: model.kind \"gpt\": the plan is valid, but the transformer is not in pprun yet (it "
-                 "trains model mlp only); nothing was run",
-                 strcmp(op.plan_path, "-") == 0 ? "<stdin>" : op.plan_path);
+    if (pr_gpt_read_data(&model, &diag)) {
         rc = 1;
     } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);

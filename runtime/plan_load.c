@@ -21,6 +21,7 @@
 #include "backend.h"
 #include "json.h"
 #include "layer.h"
+#include "gpt_layers.h"
 #include "pprun.h"
 
 typedef struct loader {
@@ -462,7 +463,12 @@ static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     pp_gpt_limit lim;
     if (pp_gpt_limit_crossed(&shape, &lim))
         FAIL(L, "model: %s", lim.msg);
-    return load_data(L, v[DATA], v[DATA_BYTES], g->seq, g->vocab, g);
+    if (load_data(L, v[DATA], v[DATA_BYTES], g->seq, g->vocab, g))
+        return 1;
+    pr_gpt_layout(m);
+    if (pr_model_build(m, "gpt"))
+        FAIL(L, "model.kind: this pprun has no layers for model \"gpt\"");
+    return 0;
 }
 
 static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
@@ -731,6 +737,8 @@ void pr_model_free(pr_model *m)
     free(m->layers_per_stage);
     free(m->first_layer);
     free(m->gpt.data);
+    free(m->gpt.bytes);
+    m->gpt.bytes = NULL;
     free(m->param_off);
     m->layers_per_stage = m->first_layer = NULL;
     m->gpt.data = NULL;

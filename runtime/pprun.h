@@ -29,6 +29,9 @@ typedef struct pr_gpt {
     char *data;                 /* absolute path of the data file; NULL: synthetic tokens */
     int64_t data_bytes;         /* its size, as the plan was compiled (and found again) */
     int embedding_stage, head_stage; /* 0 and stages - 1 */
+    int blocks;                 /* transformer blocks (pr_model.layers counts pprun's layers:
+                                   the embedding, the blocks, the head) */
+    unsigned char *bytes;       /* the data file's contents (data_bytes), read by the loader */
 } pr_gpt;
 
 struct pr_model_ops;
@@ -55,6 +58,9 @@ typedef struct pr_model {
 } pr_model;
 
 void pr_model_free(pr_model *m);
+/* gpt_data.c: a gpt's data file into m->gpt.bytes (nothing for another
+ * model, or synthetic tokens); 1, with the error printed, when it cannot. */
+int pr_gpt_read_data(pr_model *m, pp_diag *d);
 /* The plan's memory model as activation_memory.c takes it (no limit). */
 pp_verify_opts pr_model_memory(const pr_model *m);
 
@@ -186,6 +192,20 @@ bool pr_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d);
  * 0 when within tolerance. */
 int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r, double tolerance,
                  const bool *own, bool with_loss);
+
+/* The transformer (gpt_reference.c, gpt_check.c): its parameters in model
+ * order (pr_model.param_off) as initialised; sequence `row` of step
+ * `step` (seq + 1 tokens); single-device full-batch training of `steps`
+ * steps from P (in/out), each step's gradient taken at the weights of
+ * `delay` (0, or 1: 2bw's rule) steps before; the bytes it allocates. */
+void pr_gpt_init_params(const pr_model *m, float *P);
+void pr_gpt_step_tokens(const pr_model *m, int step, int row, int32_t *tok);
+void pr_gpt_reference_train(const pr_model *m, int steps, int delay, float *P, double *loss);
+double pr_gpt_reference_bytes(const pr_model *m);
+/* pr_check_run and pr_check_fits of a gpt. */
+int pr_gpt_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r,
+                     double tolerance, const bool *own, bool with_loss);
+bool pr_gpt_check_fits(const pr_model *m, int steps, pp_diag *d);
 
 /* What --trace and --dump write, given to their fill functions; the
  * outputs themselves are made, checked and committed by output.h. */
