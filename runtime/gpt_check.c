@@ -1,6 +1,6 @@
 /*
  * gpt_check.c — pprun --check of a transformer: the same steps trained by
- * gpt_reference.c (single-device; 2bw's rule for a 2bw plan, docs/async.md),
+ * gpt_reference.c (single-device, or the asynchronous plan's rule: docs/async.md),
  * every parameter compared with the run's, the largest relative error
  * against the precision's tolerance (check.c's).
  */
@@ -18,7 +18,17 @@ int pr_gpt_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
     float *P = pp_xcalloc(n, sizeof(float), "the reference's parameters");
     double *loss = pp_xcalloc((size_t)steps, sizeof(double), "the reference's losses");
     pr_gpt_init_params(m, P);
-    pr_gpt_reference_train(m, steps, p->async == PP_ASYNC_2BW, P, loss);
+    pp_diag dg;
+    pp_diag_init(&dg, stderr, "pprun");
+    if (p->async == PP_ASYNC_PIPEDREAM) {
+        if (pr_gpt_reference_pipedream(p, m, steps, P, loss, &dg)) {
+            free(P);
+            free(loss);
+            return 1;
+        }
+    } else {
+        pr_gpt_reference_train(m, steps, p->async == PP_ASYNC_2BW, P, loss);
+    }
     /* this process's layers only (one rank of a multi-process run) */
     size_t kept = 0;
     for (int l = 0; l < m->layers; l++) {
@@ -38,16 +48,19 @@ int pr_gpt_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_resu
     bool ok = ew <= tolerance && !isnan(ew);
     printf("check: largest relative error %.3g (parameters %.3g; loss %.3g) vs %s: %s (tolerance %g)\n",
            ew, ew, el,
-           p->async == PP_ASYNC_2BW ? "the 2bw rule (docs/async.md)" : "single-device training",
+           p->async == PP_ASYNC_NONE  ? "single-device training"
+           : p->async == PP_ASYNC_2BW ? "the 2bw rule (docs/async.md)"
+           : p->vertical_sync         ? "the pipedream vertical-sync rule (docs/async.md)"
+                                      : "the pipedream rule (docs/async.md)",
            ok ? "ok" : "FAILED", tolerance);
     free(P);
     free(loss);
     return ok ? 0 : 1;
 }
 
-bool pr_gpt_check_fits(const pr_model *m, int steps, pp_diag *d)
+bool pr_gpt_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d)
 {
-    double need = pr_gpt_reference_bytes(m) + steps * 2.0 * sizeof(double);
+    double need = pr_gpt_reference_bytes(p, m) + steps * 2.0 * sizeof(double);
     const char *limit;
     double left = pr_host_memory_left(&limit);
     if (need <= left)

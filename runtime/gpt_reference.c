@@ -19,17 +19,18 @@
 typedef struct ref {
     const pr_model *m;
     int H, F, V, T, A, hd, L;
-    float *P, *G;       /* every parameter, in model order (pr_model.param_off) */
-    const float *wte;   /* P's token embedding */
+    float **P;          /* [layers]: the block each layer computes with */
+    float *G;           /* every parameter's gradient, in model order (pr_model.param_off) */
+    const float *wte;   /* the token embedding the embedding and a tied head read */
     float *gwte;
 } ref;
 
-/* Tensor i of layer l, in P or G. */
-static float *tensor(const ref *r, float *base, int l, int i)
+/* Tensor i of layer l, in the parameters (G NULL) or in G. */
+static float *tensor(const ref *r, float *G, int l, int i)
 {
     pr_gpt_tensor t[PR_GPT_MAX_TENSORS];
     pr_gpt_tensors(r->m, l, t);
-    return base + r->m->param_off[l] + t[i].off;
+    return (G ? G + r->m->param_off[l] : r->P[l]) + t[i].off;
 }
 
 /* y[n, o] (+)= x[n, i] w[i, o] */
@@ -102,7 +103,7 @@ static size_t block_state_floats(const ref *r)
 static void block_forward(const ref *r, int l, const float *x, float *y, block_state *s)
 {
     int T = r->T, H = r->H, F = r->F, A = r->A, hd = r->hd;
-    float *P = r->P;
+    float *P = NULL;
     memcpy(s->x, x, (size_t)T * H * sizeof(float));
     for (int t = 0; t < T; t++)
         pp_layernorm_row(x + (size_t)t * H, tensor(r, P, l, 0), tensor(r, P, l, 1),
@@ -161,7 +162,7 @@ static void block_backward(const ref *r, int l, const block_state *s, const floa
                            float *tmp)
 {
     int T = r->T, H = r->H, F = r->F, A = r->A, hd = r->hd;
-    float *P = r->P, *G = r->G;
+    float *P = NULL, *G = r->G;
     float *dg = grab(&tmp, (size_t)T * F), *dm = grab(&tmp, (size_t)T * H);
     float *dh1 = grab(&tmp, (size_t)T * H), *datt = grab(&tmp, (size_t)T * H);
     float *dqkv = grab(&tmp, (size_t)T * 3 * H), *da = grab(&tmp, (size_t)T * H);
@@ -242,7 +243,7 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
                               grab(&c, (size_t)T), grab(&c, (size_t)T * r->F),
                               grab(&c, (size_t)T * r->F)};
     }
-    const float *wpe = tensor(r, r->P, 0, 1);
+    const float *wpe = tensor(r, NULL, 0, 1);
     for (int t = 0; t < T; t++)
         for (int j = 0; j < H; j++)
             h[(size_t)t * H + j] = r->wte[(size_t)tok[t] * H + j] + wpe[(size_t)t * H + j];
@@ -251,9 +252,9 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
         memcpy(h, y, (size_t)T * H * sizeof(float));
     }
     for (int t = 0; t < T; t++)
-        pp_layernorm_row(h + (size_t)t * H, tensor(r, r->P, head, 0), tensor(r, r->P, head, 1),
+        pp_layernorm_row(h + (size_t)t * H, tensor(r, NULL, head, 0), tensor(r, NULL, head, 1),
                          yln + (size_t)t * H, &meanf[t], &rstdf[t], H);
-    const float *headw = m->gpt.tie ? NULL : tensor(r, r->P, head, 2);
+    const float *headw = m->gpt.tie ? NULL : tensor(r, NULL, head, 2);
     for (int t = 0; t < T; t++)
         for (int v = 0; v < V; v++) {
             double s = 0;
@@ -290,7 +291,7 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
         size_t o = (size_t)t * H;
         ln_param_grad(y + o, h + o, meanf[t], rstdf[t], tensor(r, r->G, head, 0),
                       tensor(r, r->G, head, 1), H);
-        pp_layernorm_backward_row(y + o, h + o, meanf[t], rstdf[t], tensor(r, r->P, head, 0), NULL,
+        pp_layernorm_backward_row(y + o, h + o, meanf[t], rstdf[t], tensor(r, NULL, head, 0), NULL,
                                   dh + o, H);
     }
     for (int b = B - 1; b >= 0; b--) {
@@ -307,13 +308,16 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
     return loss;
 }
 
-double pr_gpt_reference_bytes(const pr_model *m)
+double pr_gpt_reference_bytes(const pp_plan *p, const pr_model *m)
 {
     double T = m->gpt.seq, H = m->hidden, F = m->gpt.ffn, A = m->gpt.heads, V = m->gpt.vocab;
     double state = T * H * 6 + T * 3 * H + A * T * T + 2 * T * F + 4 * T;
     double work = T * H * 5 + 2 * T + T * V + state * (m->gpt.blocks + 1);
     double params = (double)m->param_off[m->layers];
-    return (work + params * 4 + (T + 1) * sizeof(int32_t)) * sizeof(float);
+    double versions = p->async == PP_ASYNC_PIPEDREAM ? (2.0 * p->microbatches + 1) * params
+                      : p->async == PP_ASYNC_2BW     ? params
+                                                     : 0;
+    return (work + params * 4 + versions + (T + 1) * sizeof(int32_t)) * sizeof(float);
 }
 
 void pr_gpt_init_params(const pr_model *m, float *P)
@@ -329,62 +333,206 @@ void pr_gpt_step_tokens(const pr_model *m, int step, int row, int32_t *tok)
                               m->gpt.seq, m->gpt.vocab, i);
 }
 
+/* The optimizer step of layer l's block from its gradient G (model
+ * order), the update's count t (from 1); moments M, Vs in model order. */
+static void update_layer(const pr_model *m, int l, float *Pl, const float *G, float *M, float *Vs,
+                         double t)
+{
+    pr_gpt_tensor tn[PR_GPT_MAX_TENSORS];
+    int nt = pr_gpt_tensors(m, l, tn);
+    for (int i = 0; i < nt; i++) {
+        size_t o = tn[i].off, go = m->param_off[l] + o;
+        size_t len = (size_t)tn[i].rows * (size_t)(tn[i].cols > 0 ? tn[i].cols : 1);
+        if (m->gpt.optimizer == PR_SGD) {
+            for (size_t q = 0; q < len; q++)
+                Pl[o + q] = pp_sgd(Pl[o + q], G[go + q], (float)m->lr);
+            continue;
+        }
+        pp_adamw_step a = {(float)m->lr, (float)m->gpt.beta1, (float)m->gpt.beta2, (float)m->gpt.eps,
+                           tn[i].decay ? (float)m->gpt.weight_decay : 0.0f,
+                           (float)(1.0 - pow(m->gpt.beta1, t)), (float)(1.0 - pow(m->gpt.beta2, t))};
+        for (size_t q = 0; q < len; q++)
+            pp_adamw(&Pl[o + q], G[go + q], &M[go + q], &Vs[go + q], &a);
+    }
+}
+
+typedef struct trainer {
+    ref r;
+    size_t n, state;
+    float *M, *Vs, *work;
+    int32_t *tok;
+} trainer;
+
+/* The gradient (into r.G, zeroed first) and the loss sum of rows
+ * [row0, row0 + rows) of step k, each layer at r.P[l]. */
+static double batch_gradient(trainer *tr, int k, int row0, int rows)
+{
+    const pr_model *m = tr->r.m;
+    memset(tr->r.G, 0, tr->n * sizeof(float));
+    tr->r.wte = tr->r.P[0];
+    tr->r.gwte = tr->r.G; /* wte starts layer 0's block */
+    double sum = 0, count = (double)m->batch * m->gpt.seq;
+    for (int j = row0; j < row0 + rows; j++) {
+        pr_gpt_step_tokens(m, k, j, tr->tok);
+        sum += sequence(&tr->r, tr->tok, tr->work, tr->state, count);
+    }
+    return sum;
+}
+
+static void trainer_open(trainer *tr, const pr_model *m)
+{
+    memset(tr, 0, sizeof *tr);
+    tr->n = m->param_off[m->layers];
+    tr->r = (ref){.m = m, .H = m->hidden, .F = m->gpt.ffn, .V = m->gpt.vocab, .T = m->gpt.seq,
+                  .A = m->gpt.heads, .hd = m->hidden / m->gpt.heads, .L = m->layers};
+    tr->r.P = pp_xcalloc((size_t)m->layers, sizeof(float *), "the reference's layer table");
+    tr->r.G = pp_xcalloc(tr->n, sizeof(float), "the reference's gradients");
+    tr->M = pp_xcalloc(tr->n, sizeof(float), "the reference's first moments");
+    tr->Vs = pp_xcalloc(tr->n, sizeof(float), "the reference's second moments");
+    tr->state = block_state_floats(&tr->r);
+    tr->work = pp_xcalloc((size_t)tr->r.T * tr->r.H * 5 + 2 * (size_t)tr->r.T +
+                              (size_t)tr->r.T * tr->r.V + tr->state * ((size_t)m->gpt.blocks + 1),
+                          sizeof(float), "the reference's activations");
+    tr->tok = pp_xcalloc((size_t)tr->r.T + 1, sizeof(int32_t), "the reference's tokens");
+}
+
+static void trainer_close(trainer *tr)
+{
+    free(tr->r.P);
+    free(tr->r.G);
+    free(tr->M);
+    free(tr->Vs);
+    free(tr->work);
+    free(tr->tok);
+}
+
+static void point_at(trainer *tr, float *P)
+{
+    for (int l = 0; l < tr->r.m->layers; l++)
+        tr->r.P[l] = P + tr->r.m->param_off[l];
+}
+
 void pr_gpt_reference_train(const pr_model *m, int steps, int delay, float *P, double *loss)
 {
-    size_t n = m->param_off[m->layers];
-    ref r = {.m = m, .H = m->hidden, .F = m->gpt.ffn, .V = m->gpt.vocab, .T = m->gpt.seq,
-             .A = m->gpt.heads, .hd = m->hidden / m->gpt.heads, .L = m->layers};
-    float *G = pp_xcalloc(n, sizeof(float), "the reference's gradients");
-    float *M = pp_xcalloc(n, sizeof(float), "the reference's first moments");
-    float *Vs = pp_xcalloc(n, sizeof(float), "the reference's second moments");
-    float *old = delay ? pp_xcalloc(n, sizeof(float), "the reference's previous weights") : NULL;
-    size_t state = block_state_floats(&r);
-    float *work = pp_xcalloc((size_t)r.T * r.H * 5 + 2 * (size_t)r.T + (size_t)r.T * r.V +
-                                 state * ((size_t)m->gpt.blocks + 1),
-                             sizeof(float), "the reference's activations");
-    int32_t *tok = pp_xcalloc((size_t)r.T + 1, sizeof(int32_t), "the reference's tokens");
+    trainer tr;
+    trainer_open(&tr, m);
+    float *old = delay ? pp_xcalloc(tr.n, sizeof(float), "the reference's previous weights") : NULL;
     if (old)
-        memcpy(old, P, n * sizeof(float));
-    r.G = G;
-    r.gwte = tensor(&r, G, 0, 0);
+        memcpy(old, P, tr.n * sizeof(float));
     for (int k = 0; k < steps; k++) {
         /* the gradient at the weights of `delay` steps before (2bw: 1) */
-        r.P = old ? old : P;
-        r.wte = tensor(&r, r.P, 0, 0);
-        double sum = 0, count = (double)m->batch * r.T;
-        for (int j = 0; j < m->batch; j++) {
-            pr_gpt_step_tokens(m, k, j, tok);
-            sum += sequence(&r, tok, work, state, count);
-        }
-        loss[k] = sum / count;
+        point_at(&tr, old ? old : P);
+        loss[k] = batch_gradient(&tr, k, 0, m->batch) / ((double)m->batch * m->gpt.seq);
         if (old)
-            memcpy(old, P, n * sizeof(float));
-        for (int l = 0; l < m->layers; l++) {
-            pr_gpt_tensor t[PR_GPT_MAX_TENSORS];
-            int nt = pr_gpt_tensors(m, l, t);
-            for (int i = 0; i < nt; i++) {
-                size_t o = m->param_off[l] + t[i].off;
-                size_t len = (size_t)t[i].rows * (size_t)(t[i].cols > 0 ? t[i].cols : 1);
-                if (m->gpt.optimizer == PR_SGD) {
-                    for (size_t q = 0; q < len; q++)
-                        P[o + q] = pp_sgd(P[o + q], G[o + q], (float)m->lr);
-                    continue;
-                }
-                double tt = k + 1;
-                pp_adamw_step a = {(float)m->lr, (float)m->gpt.beta1, (float)m->gpt.beta2,
-                                   (float)m->gpt.eps, t[i].decay ? (float)m->gpt.weight_decay : 0.0f,
-                                   (float)(1.0 - pow(m->gpt.beta1, tt)),
-                                   (float)(1.0 - pow(m->gpt.beta2, tt))};
-                for (size_t q = 0; q < len; q++)
-                    pp_adamw(&P[o + q], G[o + q], &M[o + q], &Vs[o + q], &a);
-            }
-        }
-        memset(G, 0, n * sizeof(float));
+            memcpy(old, P, tr.n * sizeof(float));
+        for (int l = 0; l < m->layers; l++)
+            update_layer(m, l, P + m->param_off[l], tr.r.G, tr.M, tr.Vs, k + 1);
     }
-    free(G);
-    free(M);
-    free(Vs);
     free(old);
-    free(work);
-    free(tok);
+    trainer_close(&tr);
+}
+
+/* Per stage, from the plan: fver[mb] = updates of the stage before
+ * F(s, mb) (its B before it on its device); border[k] = micro-batch of its
+ * k-th B.  Nonzero unless each F and B of the stage is there once. */
+static int stage_order(const pp_plan *p, int s, int *fver, int *border)
+{
+    int M = p->microbatches, nb = 0, nf = 0;
+    const pp_device *dv = &p->dev[p->placement[s]];
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        if (op->stage != s || op->mb < 0 || op->mb >= M)
+            continue;
+        if (op->kind == PP_OP_F && nf++ < M)
+            fver[op->mb] = nb;
+        else if (op->kind == PP_OP_B && nb < M)
+            border[nb++] = op->mb;
+    }
+    return nf != M || nb != M;
+}
+
+/* docs/async.md, "pipedream": version j of the whole parameter vector in
+ * ver[j] (each stage's layers at their stage's j-th version of the step);
+ * micro-batch mb's gradient with every layer at its stage's v(s, mb); the
+ * k-th update of stage s from the gradient of u_s(k) alone, AdamW's count
+ * t = the stage's updates so far + 1. */
+int pr_gpt_reference_pipedream(const pp_plan *p, const pr_model *m, int steps, float *P,
+                               double *loss, pp_diag *d)
+{
+    int S = p->stages, M = p->microbatches, rows = m->batch / M;
+    int *fver = pp_xcalloc((size_t)S * M, sizeof(int), "the reference's order");
+    int *border = pp_xcalloc((size_t)S * M, sizeof(int), "the reference's order");
+    int *stage = pp_xcalloc((size_t)m->layers, sizeof(int), "the reference's layer table");
+    for (int s = 0; s < S; s++)
+        for (int q = 0; q < m->layers_per_stage[s]; q++)
+            stage[m->first_layer[s] + q] = s;
+    int rc = 0;
+    for (int s = 0; s < S && !rc; s++)
+        if (stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
+            pp_error(d, "check: stage %d does not run each F and B once", s);
+            rc = 1;
+        }
+    for (int s = 1; s < S && p->vertical_sync; s++) /* every stage at stage 0's number */
+        memcpy(fver + (size_t)s * M, fver, (size_t)M * sizeof(int));
+    trainer tr;
+    trainer_open(&tr, m);
+    float *ver = pp_xcalloc((size_t)(M + 1) * tr.n, sizeof(float), "the reference's weight versions");
+    float **G = pp_xcalloc((size_t)M, sizeof(float *), "the reference's gradients");
+    for (int mb = 0; mb < M; mb++)
+        G[mb] = pp_xcalloc(tr.n, sizeof(float), "the reference's gradients");
+    memcpy(ver, P, tr.n * sizeof(float));
+    float *own_G = tr.r.G;
+    for (int k = 0; k < steps && !rc; k++) {
+        int *next = pp_xcalloc((size_t)S, sizeof(int), "the reference's progress");
+        bool *done = pp_xcalloc((size_t)M, sizeof(bool), "the reference's progress");
+        double sum = 0;
+        /* as soon as the versions a gradient needs exist, and the gradient an update needs */
+        for (bool moved = true; moved;) {
+            moved = false;
+            for (int mb = 0; mb < M; mb++) {
+                bool ready = !done[mb];
+                for (int l = 0; l < m->layers && ready; l++)
+                    ready = fver[(size_t)stage[l] * M + mb] <= next[stage[l]];
+                if (!ready)
+                    continue;
+                for (int l = 0; l < m->layers; l++)
+                    tr.r.P[l] = ver + (size_t)fver[(size_t)stage[l] * M + mb] * tr.n + m->param_off[l];
+                tr.r.G = G[mb];
+                sum += batch_gradient(&tr, k, mb * rows, rows);
+                done[mb] = moved = true;
+            }
+            for (int s = 0; s < S; s++)
+                while (next[s] < M && done[border[(size_t)s * M + next[s]]]) {
+                    int j = next[s], mb = border[(size_t)s * M + j];
+                    for (int l = m->first_layer[s]; l < m->first_layer[s] + m->layers_per_stage[s]; l++) {
+                        size_t o = m->param_off[l], len = m->param_off[l + 1] - o;
+                        float *to = ver + (size_t)(j + 1) * tr.n + o;
+                        memcpy(to, ver + (size_t)j * tr.n + o, len * sizeof(float));
+                        update_layer(m, l, to, G[mb], tr.M, tr.Vs, (double)k * M + j + 1);
+                    }
+                    next[s]++;
+                    moved = true;
+                }
+        }
+        for (int s = 0; s < S; s++)
+            if (next[s] < M && !rc) {
+                pp_error(d, "check: stage %d's updates wait on versions that never come", s);
+                rc = 1;
+            }
+        loss[k] = sum / ((double)m->batch * m->gpt.seq);
+        memcpy(ver, ver + (size_t)M * tr.n, tr.n * sizeof(float)); /* the step's last versions */
+        free(next);
+        free(done);
+    }
+    memcpy(P, ver, tr.n * sizeof(float));
+    tr.r.G = own_G;
+    for (int mb = 0; mb < M; mb++)
+        free(G[mb]);
+    free(G);
+    free(ver);
+    free(fver);
+    free(border);
+    free(stage);
+    trainer_close(&tr);
+    return rc;
 }

@@ -327,6 +327,7 @@ typedef struct session {
     pr_run_opts o;
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
+    char **dump_names; /* a gpt's --dump files (pr_gpt_dump_files) */
     bool has_loss;    /* this process computes the loss */
 } session;
 
@@ -354,6 +355,15 @@ static bool find_part(session *S)
     return true;
 }
 
+/* The files --dump writes: the model's. */
+static const char *const *dump_files(session *S)
+{
+    if (S->model->kind != PR_MODEL_GPT)
+        return pr_dump_files;
+    S->dump_names = pr_gpt_dump_files(S->model);
+    return (const char *const *)S->dump_names;
+}
+
 /* Outputs are checked, and their temporaries made, before the run
  * (output.h); false after an error. */
 static bool open_outputs(session *S)
@@ -362,7 +372,7 @@ static bool open_outputs(session *S)
     S->outs = pp_outputs_new(S->diag);
     bool ok = pp_outputs_input(S->outs, "the plan", op->plan_path) == 0 &&
               (!op->trace || (S->trace_out = pp_outputs_file(S->outs, "--trace", op->trace))) &&
-              (!op->dump || (S->dump_out = pp_outputs_dir(S->outs, "--dump", op->dump, pr_dump_files))) &&
+              (!op->dump || (S->dump_out = pp_outputs_dir(S->outs, "--dump", op->dump, dump_files(S)))) &&
               (!op->svg || (S->svg_out = pp_outputs_file(S->outs, "--svg", op->svg))) &&
               (!op->html || (S->html_out = pp_outputs_file(S->outs, "--html", op->html)));
     if (ok && S->trace_out && pp_output_is_stdout(S->trace_out)) {
@@ -390,7 +400,9 @@ static int connect_ranks(session *S)
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
                          .progress = stdout, .backend = S->be, .precision = op->precision,
                          .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
-                         .output_bytes = op->dump ? pr_dump_bytes(S->model) : 0};
+                         .output_bytes = !op->dump                         ? 0
+                                         : S->model->kind == PR_MODEL_GPT ? pr_gpt_dump_bytes(S->model)
+                                                                          : pr_dump_bytes(S->model)};
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
@@ -485,7 +497,8 @@ static int report(session *S, pr_run_result *r)
     if (S->trace_out)
         pp_output_fill(S->trace_out, pr_trace_fill, &rec);
     if (S->dump_out)
-        pp_output_fill_dir(S->dump_out, pr_dump_fill, &rec);
+        pp_output_fill_dir(S->dump_out, S->model->kind == PR_MODEL_GPT ? pr_gpt_dump_fill : pr_dump_fill,
+                           &rec);
     pp_sim measured = {0};
     pr_picture pic = {plan, &measured, {.act_size = S->model->act_size, .input_frac = S->model->input_frac}};
     if (S->svg_out || S->html_out)
@@ -527,7 +540,7 @@ static int run_session(session *S)
     int rc = 1;
     if (open_outputs(S) && connect_ranks(S) == 0 &&
         (!S->op->check || (S->model->kind == PR_MODEL_GPT
-                               ? pr_gpt_check_fits(S->model, (int)S->op->steps, S->diag)
+                               ? pr_gpt_check_fits(S->plan, S->model, (int)S->op->steps, S->diag)
                                : pr_check_fits(S->plan, S->model, (int)S->op->steps, S->diag)))) {
         pr_run_result r;
         rc = pr_replay(S->plan, S->model, &S->o, &r, S->diag);
@@ -537,6 +550,7 @@ static int run_session(session *S)
         }
     }
     pp_outputs_free(S->outs);
+    pr_gpt_dump_files_free(S->dump_names);
     if (S->tr)
         S->tr->ops->destroy(S->tr);
     free(S->own);

@@ -455,6 +455,10 @@ static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     g->seq = (int)seq;
     g->vocab = (int)vocab;
     g->tie = pr_json_true(v[TIE]);
+    if (g->tie && plan->async != PP_ASYNC_NONE) /* docs/async.md, "The transformer" */
+        FAIL(L, "model.tie: true, but pipeline.async is %s: its weight versions are per stage, and "
+             "the head would read the embedding's current wte instead of its own version (untie it: "
+             "tie = false)", pp_async_name(plan->async));
     g->embedding_stage = 0;
     g->head_stage = plan->stages - 1;
     if (load_per_stage(L, v[BPS], "blocks_per_stage", plan, layers, true, m))

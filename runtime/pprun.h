@@ -201,11 +201,15 @@ int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *
 void pr_gpt_init_params(const pr_model *m, float *P);
 void pr_gpt_step_tokens(const pr_model *m, int step, int row, int32_t *tok);
 void pr_gpt_reference_train(const pr_model *m, int steps, int delay, float *P, double *loss);
-double pr_gpt_reference_bytes(const pr_model *m);
+/* The same under a pipedream plan's rule (docs/async.md); 1 (error
+ * printed) when the plan's order cannot give it. */
+int pr_gpt_reference_pipedream(const pp_plan *p, const pr_model *m, int steps, float *P,
+                               double *loss, pp_diag *d);
+double pr_gpt_reference_bytes(const pp_plan *p, const pr_model *m);
 /* pr_check_run and pr_check_fits of a gpt. */
 int pr_gpt_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r,
                      double tolerance, const bool *own, bool with_loss);
-bool pr_gpt_check_fits(const pr_model *m, int steps, pp_diag *d);
+bool pr_gpt_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d);
 
 /* What --trace and --dump write, given to their fill functions; the
  * outputs themselves are made, checked and committed by output.h. */
@@ -222,8 +226,16 @@ typedef struct pr_run_record {
 extern const char *const pr_dump_files[];
 int pr_dump_fill(pp_output *dir, void *record);
 double pr_dump_bytes(const pr_model *m);
-/* float32 C-order .npy */
+/* float32 C-order .npy; the header alone of any dtype ("<f4", "<i4"). */
 int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
+int pr_npy_header(FILE *f, const char *descr, const int *shape, int ndim);
+/* gpt_dump.c: the files of a gpt's --dump DIR (init/NAME.npy,
+ * final/NAME.npy, tokens.npy, loss.npy; docs/gpt.md), NULL-terminated and
+ * malloc'd (pr_gpt_dump_files_free), their fill and its buffer's bytes. */
+char **pr_gpt_dump_files(const pr_model *m);
+void pr_gpt_dump_files_free(char **names);
+int pr_gpt_dump_fill(pp_output *dir, void *record);
+double pr_gpt_dump_bytes(const pr_model *m);
 
 /* trace.c: the --trace file, a pp_fill_fn of a pr_run_record. */
 int pr_trace_fill(FILE *f, void *record);
