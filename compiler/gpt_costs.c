@@ -16,6 +16,8 @@
 /* Bytes of one activation element: fp32 and tf32 keep fp32 tensors. */
 static double element_bytes(int precision) { return precision == PP_BF16 ? 2 : 4; }
 
+double pp_gpt_grad_element_bytes(int precision) { return element_bytes(precision); }
+
 double pp_gpt_bytes_per_param(int precision, bool adamw)
 {
     /* weights + gradients in the compute precision; bf16 adds fp32 master

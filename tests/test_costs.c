@@ -254,8 +254,13 @@ START_TEST(test_transfers_from_bytes)
         double bytes = 2.0 * 1024 * 1024 * 2; /* b s h e */
         ck_assert_double_eq(k->stage_out[0], bytes);
         double link = per_node == 2 ? 5e-6 + bytes / 450e9 : 10e-6 + bytes / 50e9;
+        /* then the tied allreduce: wte's gradient, vocab x hidden in bf16, over the same link */
+        double tied = 50257.0 * 1024 * 2;
+        ck_assert_double_eq(k->tied_bytes, tied);
+        double sum = per_node == 2 ? 5e-6 + tied / 450e9 : 10e-6 + tied / 50e9;
         double want = k->stage_F[0] + link + k->stage_F[1] + k->stage_B[1] + k->stage_W[1] + link + k->stage_B[0] +
-                      k->stage_W[0];
+                      k->stage_W[0] + sum;
+        close_to(c.sim.coll_time, sum, "allreduce", per_node == 2 ? "one node" : "two nodes");
         close_to(c.sim.makespan, want, "makespan", per_node == 2 ? "one node" : "two nodes");
         /* the stages' times are their layers' sums: embedding + 2 blocks, 2 blocks + head */
         const pp_layer *L = c.spec.layers;
