@@ -98,6 +98,7 @@ int pp_gpt_layers(const pp_gpt_shape *g, int precision, bool adamw, const pp_har
         l->act = c.act_bytes;
         l->act_input = c.act_input_bytes;
         l->weights = c.params_held * per_param;
+        l->shared = (c.params_held - c.params) * per_param; /* a tied head's copy of wte */
         l->out = c.out_bytes;
     }
     return count;

@@ -370,6 +370,10 @@ typedef struct pp_layer {
     double act_input;  /* what a recomputed layer keeps between F and R (its input) */
     double weights;    /* static: parameters + gradients + optimizer state */
     double out;        /* its output activation: what a send of it carries */
+    /* Of weights, a copy of the first layer's (a tied head's wte): its
+     * device holds it only when the first layer is elsewhere; a device
+     * holding both counts it once (layers.c).  0 for every other layer. */
+    double shared;
 } pp_layer;
 
 /* The gpt's layers in model order: the embedding, the blocks, the head
