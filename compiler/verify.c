@@ -203,12 +203,26 @@ static void check_collective_groups(verifier *V)
     }
     for (int g = 0; g < p->ncoll; g++) {
         const pp_coll *c = &p->coll[g];
-        bool ok = c->what >= 0 && c->what < PP_COLL__COUNT && c->nranks >= 2 && c->nranks <= V->D && c->ranks;
+        bool ok = true;
+        if (c->what < 0 || c->what >= PP_COLL__COUNT) {
+            pp_error(V->dg, "plan: collective group %d: unknown kind %d", g, c->what);
+            ok = false;
+        } else if (c->nranks < 2 || !c->ranks) {
+            pp_error(V->dg, "plan: collective group %d: %d member%s (a collective has two at least; one device "
+                            "sums locally)", g, c->nranks, c->nranks == 1 ? "" : "s");
+            ok = false;
+        }
+        /* in range and ascending bounds nranks by the devices */
         for (int k = 0; ok && k < c->nranks; k++)
-            ok = c->ranks[k] >= 0 && c->ranks[k] < V->D && (k == 0 || c->ranks[k] > c->ranks[k - 1]);
+            if (c->ranks[k] < 0 || c->ranks[k] >= V->D) {
+                pp_error(V->dg, "plan: collective group %d: member %d is %d, not a device", g, k, c->ranks[k]);
+                ok = false;
+            } else if (k > 0 && c->ranks[k] <= c->ranks[k - 1]) {
+                pp_error(V->dg, "plan: collective group %d: members must be distinct devices in ascending order, "
+                                "got %d after %d", g, c->ranks[k], c->ranks[k - 1]);
+                ok = false;
+            }
         if (!ok) {
-            pp_error(V->dg, "plan: collective group %d: needs a known kind and 2 to %d members, devices in "
-                            "ascending order", g, V->D);
             V->comm_unsafe = true;
             continue;
         }
