@@ -505,6 +505,58 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     return 0;
 }
 
+/* allreduce (docs/plan-format.md): the group's members sum a gradient.
+ * The tied embedding's is a pair: each sends its gradient and receives the
+ * other's, posted together, then adds it; a + b = b + a in floating point,
+ * so both hold the same sum, bit for bit. */
+static int do_allreduce(device_ctx *D, int i, const pp_op *op)
+{
+    run *R = D->R;
+    const pp_coll *g = &R->p->coll[op->peer];
+    if (g->what != PP_COLL_TIED || g->nranks != 2 || !D->env.tied_G || !D->tied_recv)
+        OP_FAIL(D, i, "this pprun sums only a tied parameter between its two devices");
+    if (R->dry)
+        return 0;
+    int peer = g->ranks[0] == D->rank ? g->ranks[1] : g->ranks[0];
+    size_t n = R->m->ops->tied_floats(R->m);
+    pr_tag tag = {PR_TAG_COLLECTIVE, op->peer, -1}, got = {0, 0, 0};
+    bool grouped = R->tr->ops->group_begin != NULL;
+    if (grouped && R->tr->ops->group_begin(R->tr, D->rank))
+        return 0; /* the caller reports the context's error */
+    int err = R->tr->ops->send(R->tr, D->rank, peer, tag, D->env.tied_G, n);
+    if (err == ENOMEM) {
+        char size[32];
+        OP_FAIL(D, i, "out of memory: the %s transport cannot buffer the message (%s)",
+                R->tr->ops->name, pr_format_bytes((double)n * sizeof(float), size, sizeof size));
+    }
+    if (err) {
+        if (!D->bc->failed)
+            OP_FAIL(D, i, "the %s transport failed", R->tr->ops->name);
+        return 0; /* the caller reports the context's error */
+    }
+    double w = wait_begin(D);
+    int rc = R->tr->ops->recv(R->tr, D->rank, peer, tag, D->tied_recv, n, R->o->timeout, &got);
+    if (rc == PR_RECV_OK && grouped && R->tr->ops->group_end(R->tr, D->rank))
+        rc = PR_RECV_ERROR;
+    wait_end(D, w);
+    if (rc == PR_RECV_ABORTED)
+        return 1;
+    if (rc == PR_RECV_ERROR)
+        return 0;
+    if (rc == PR_RECV_TIMEOUT) {
+        int late = held_up_by(R, peer);
+        if (late >= 0)
+            return fail_held_up(D, i, &late, 1, "");
+        OP_FAIL(D, i, "device %d did not post its allreduce within %g s (timeout)", peer, R->o->timeout);
+    }
+    if (rc != PR_RECV_OK)
+        OP_FAIL(D, i, "device %d sent %s %d.%d instead of its allreduce", peer,
+                got.comm == PR_TAG_COLLECTIVE ? "another collective" : pp_comm_name(got.comm),
+                got.stage, got.mb);
+    R->be->add(D->bc, D->env.tied_G, D->tied_recv, n);
+    return 0;
+}
+
 /* Every layer's parameters, one call per block, and a tied copy's. */
 static void do_update(device_ctx *D, int step)
 {
@@ -663,6 +715,7 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_R: rc = do_recompute(D, i, op); break;
     case PP_OP_SEND: rc = do_send(D, i, op); break;
     case PP_OP_RECV: rc = do_recv(D, i, op); break;
+    case PP_OP_ALLREDUCE: rc = do_allreduce(D, i, op); break;
     case PP_OP_UPDATE: do_update(D, step); break;
     case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
@@ -856,6 +909,8 @@ static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *
     for (int s = 0; s < D->nst; s++)
         n += copies * D->st[s].off[D->st[s].k];
     n += (2 + (size_t)m->ops->opt_state(m)) * aligned(D->tied_n);
+    if (m->ops->tied_floats) /* the received gradient of an allreduce */
+        n += aligned(m->ops->tied_floats(m));
     n += aligned(work_floats(R, D)) + aligned(data_floats(R, D));
     if (has_loss(D))
         n += aligned(m->ops->loss_floats(m, R->rows));
@@ -894,6 +949,12 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
                 be->zero(D->bc, D->tied_S, D->tied_n * (size_t)opt);
         }
     }
+    bool sums = false; /* an allreduce in its list: room for the peer's gradient */
+    for (int i = 0; i < R->p->dev[D->rank].n && !sums; i++)
+        sums = R->p->dev[D->rank].ops[i].kind == PP_OP_ALLREDUCE;
+    if (sums && D->env.tied_G &&
+        !(D->tied_recv = carve(D, cursor, m->ops->tied_floats(m), "the tied parameter's received gradient")))
+        return 1;
     size_t w = work_floats(R, D), nd = data_floats(R, D);
     if (w && !(D->env.work = carve(D, cursor, w, "the layers' scratch")))
         return 1;
