@@ -51,6 +51,18 @@ for tie in 1 0; do
     check "balance [0,2,2,0] tie=$tie" -D devices=4 -D 'model.balance=[0,2,2,0]' -D tie=$tie
     check "sgd tie=$tie" -D devices=2 -D tie=$tie -D model.optimizer=sgd -D lr=0.1
 done
+# every shipped transformer, shrunk to a CPU's size in its own policy and shape
+for f in "$src"/schedules/*.pp; do
+    grep -q '^model gpt' "$f" || continue
+    pp=$(basename "$f")
+    runs=$((runs + 1))
+    if ! "$ppcc" "$f" -D devices=2 -D layers=10 -D hidden=32 -D heads=2 -D seq=16 -D ffn=64 -D vocab=256 \
+            -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 -o "$tmp/plan.json" >"$tmp/out.txt" 2>&1 ||
+       ! "$pprun" "$tmp/plan.json" --steps 2 --check >"$tmp/out.txt" 2>&1; then
+        fail "$pp shrunk"; continue
+    fi
+    echo "$pp shrunk: $(grep '^check:' "$tmp/out.txt")"
+done
 # the asynchronous policies' rules (an untied head: docs/async.md)
 for s in 2bw pipedream; do
     check "$s" -D schedule=$s -D devices=2 -D tie=0
@@ -116,7 +128,7 @@ echo "gpt.pp on data/docs.txt, 30 steps: loss $first -> $last"
 
 # Diverged training is an error naming the step (docs/gpt.md).
 runs=$((runs + 1))
-"$ppcc" "$src/schedules/gpt.pp" "${small[@]}" -D devices=2 -D model.optimizer=sgd -D model.eps= -D lr=1e15 \
+"$ppcc" "$src/schedules/gpt.pp" "${base[@]}" -D devices=2 -D model.optimizer=sgd -D lr=1e15 \
     -o "$tmp/x.json" >"$tmp/out.txt" 2>&1
 "$pprun" "$tmp/x.json" --steps 5 >"$tmp/out.txt" 2>&1
 [ $? = 1 ] && grep -q "pprun: error: .*step [0-9] of 5: the loss is .*: the training diverged" "$tmp/out.txt" ||
