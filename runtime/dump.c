@@ -165,3 +165,25 @@ int pr_dump_fill(pp_output *dir, void *record)
     free(d.buf);
     return rc;
 }
+
+char **pr_names_copy(const char *const *names)
+{
+    size_t n = 0;
+    while (names[n])
+        n++;
+    char **v = pp_xcalloc(n + 1, sizeof *v, "a list of file names");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(names[i]) + 1;
+        v[i] = memcpy(pp_xcalloc(len, 1, "a list of file names"), names[i], len);
+    }
+    return v;
+}
+
+void pr_names_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+char **pr_dump_file_names(const pr_model *m) { return pr_names_copy(pr_dump_files); }

@@ -42,12 +42,6 @@ static int each_tensor(const pr_model *m, int (*each)(void *, int, const pr_gpt_
     return 0;
 }
 
-static char *copy(const char *s)
-{
-    size_t n = strlen(s) + 1;
-    return memcpy(pp_xcalloc(n, 1, "--dump's file names"), s, n);
-}
-
 typedef struct names {
     char **v;
     int n;
@@ -58,8 +52,8 @@ static int add_names(void *ctx, int layer, const pr_gpt_tensor *t, const char *n
     names *ns = ctx;
     for (int k = 0; k < 2; k++) {
         char buf[96];
-        snprintf(buf, sizeof buf, "%s/%s.npy", k ? "final" : "init", name);
-        ns->v[ns->n++] = copy(buf);
+        int len = snprintf(buf, sizeof buf, "%s/%s.npy", k ? "final" : "init", name) + 1;
+        ns->v[ns->n++] = memcpy(pp_xcalloc((size_t)len, 1, "--dump's file names"), buf, (size_t)len);
     }
     return 0;
 }
@@ -76,16 +70,12 @@ char **pr_gpt_dump_files(const pr_model *m)
     each_tensor(m, count_tensors, &tensors);
     names ns = {pp_xcalloc((size_t)2 * tensors + 3, sizeof(char *), "--dump's file names"), 0};
     each_tensor(m, add_names, &ns);
-    ns.v[ns.n++] = copy("tokens.npy");
-    ns.v[ns.n++] = copy("loss.npy");
+    static const char *const rest[] = {"tokens.npy", "loss.npy", NULL};
+    char **r = pr_names_copy(rest);
+    ns.v[ns.n++] = r[0];
+    ns.v[ns.n++] = r[1];
+    free(r);
     return ns.v;
-}
-
-void pr_gpt_dump_files_free(char **v)
-{
-    for (int i = 0; v && v[i]; i++)
-        free(v[i]);
-    free(v);
 }
 
 typedef struct dump {
@@ -155,8 +145,8 @@ static size_t buffer_floats(const pr_model *m)
 {
     size_t most = (size_t)m->gpt.seq + 1;
     for (int l = 0; l < m->layers; l++)
-        if (pr_layer_param_count(m, l) > most)
-            most = pr_layer_param_count(m, l);
+        if (m->param_off[l + 1] - m->param_off[l] > most)
+            most = m->param_off[l + 1] - m->param_off[l];
     return most;
 }
 

@@ -21,59 +21,10 @@
 
 #define K(e) ((const pr_gpt_kernels *)(e)->kernels)
 
-/* ---- the parameter tensors of each layer kind (one table for the
- * layout, the initialisation, the weight decay and the dump's names) ---- */
-
 enum { T_WTE, T_WPE };
 enum { T_LN1W, T_LN1B, T_ATTNW, T_ATTNB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB, T_FCPROJW,
        T_FCPROJB, T_BLOCK_N };
 enum { T_LNFW, T_LNFB, T_HEADW };
-
-int pr_gpt_kind_of(const pr_model *m, int layer)
-{
-    return layer == 0 ? PR_GPT_EMBEDDING : layer == m->layers - 1 ? PR_GPT_HEAD : PR_GPT_BLOCK;
-}
-
-int pr_gpt_tensors(const pr_model *m, int layer, pr_gpt_tensor *t)
-{
-    long H = m->hidden, F = m->gpt.ffn, V = m->gpt.vocab, T = m->gpt.seq;
-    int n = 0;
-    size_t off = 0;
-#define ADD(nm, r, c, dec, sd)                                                              \
-    do {                                                                                    \
-        t[n] = (pr_gpt_tensor){nm, off, (int)(r), (int)(c), dec, sd};                       \
-        off += (size_t)(r) * (size_t)((c) > 0 ? (c) : 1);                                   \
-        n++;                                                                                \
-    } while (0)
-    double resid = 0.02 / sqrt(2.0 * m->gpt.blocks); /* GPT-2's scaled residual projections */
-    switch (pr_gpt_kind_of(m, layer)) {
-    case PR_GPT_EMBEDDING:
-        ADD("wte", V, H, true, 0.02);
-        ADD("wpe", T, H, true, 0.01);
-        break;
-    case PR_GPT_BLOCK:
-        ADD("ln1.w", H, 0, false, -1);
-        ADD("ln1.b", H, 0, false, 0);
-        ADD("attn.w", H, 3 * H, true, 0.02);
-        ADD("attn.b", 3 * H, 0, false, 0);
-        ADD("proj.w", H, H, true, resid);
-        ADD("proj.b", H, 0, false, 0);
-        ADD("ln2.w", H, 0, false, -1);
-        ADD("ln2.b", H, 0, false, 0);
-        ADD("fc.w", H, F, true, 0.02);
-        ADD("fc.b", F, 0, false, 0);
-        ADD("fcproj.w", F, H, true, resid);
-        ADD("fcproj.b", H, 0, false, 0);
-        break;
-    default:
-        ADD("lnf.w", H, 0, false, -1);
-        ADD("lnf.b", H, 0, false, 0);
-        if (!m->gpt.tie)
-            ADD("head.w", H, V, true, 0.02);
-    }
-#undef ADD
-    return n;
-}
 
 /* Offset of tensor i of the layer's block. */
 static size_t at(const pr_model *m, int layer, int i)
@@ -517,16 +468,10 @@ const pr_model_ops pr_model_gpt = {
     .update = gpt_update,
     .tied_floats = gpt_tied_floats,
     .data = gpt_data,
+    .check_fits = pr_gpt_check_fits,
+    .check = pr_gpt_check_run,
+    .dump_files = pr_gpt_dump_files,
+    .dump_fill = pr_gpt_dump_fill,
+    .dump_bytes = pr_gpt_dump_bytes,
 };
 
-void pr_gpt_layout(pr_model *m)
-{
-    m->gpt.blocks = m->layers;
-    m->layers = m->gpt.blocks + 2;
-    m->layers_per_stage[0]++;
-    m->layers_per_stage[m->stages - 1]++;
-    for (int s = 0, first = 0; s < m->stages; s++) {
-        m->first_layer[s] = first;
-        first += m->layers_per_stage[s];
-    }
-}

@@ -25,6 +25,7 @@
 #ifndef PPRUN_LAYER_H
 #define PPRUN_LAYER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backend.h"
@@ -34,6 +35,10 @@ extern "C" {
 #endif
 
 typedef struct pr_model pr_model;
+struct pp_plan;
+struct pp_diag;
+struct pp_output;
+struct pr_run_result;
 
 /* What a layer kind's calls compute with: the device's backend context,
  * the model, the rows of a micro-batch and the model's kernel table for
@@ -124,6 +129,20 @@ typedef struct pr_model_ops {
      * its memory (env->data), NULL for none. */
     size_t (*tied_floats)(const pr_model *m);
     const unsigned char *(*data)(const pr_model *m, size_t *bytes);
+    /* pprun --check (in the model's own files): whether its reference of
+     * `steps` steps fits in the host's memory (else an error, with the
+     * numbers), and the comparison of the run's trained parameters with it
+     * (the "check: ..." line; 0 within tolerance; own: the layers this
+     * process trained, NULL all; with_loss: it computed the loss too). */
+    bool (*check_fits)(const struct pp_plan *p, const pr_model *m, int steps, struct pp_diag *d);
+    int (*check)(const struct pp_plan *p, const pr_model *m, int steps, struct pr_run_result *r,
+                 double tolerance, const bool *own, bool with_loss);
+    /* pprun --dump DIR: its files (malloc'd, NULL-terminated; pr_names_free),
+     * the pp_fill_dir_fn that writes them from a pr_run_record, and the
+     * bytes that writer allocates (the run's memory check counts them). */
+    char **(*dump_files)(const pr_model *m);
+    int (*dump_fill)(struct pp_output *dir, void *record);
+    double (*dump_bytes)(const pr_model *m);
 } pr_model_ops;
 
 /* models.c: the model named `kind` ("mlp"), or NULL. */

@@ -7,12 +7,14 @@
  * the user asked for: --trace, --dump, --timeline, --check (check.c).
  */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "layer.h"
 #include "pprun.h"
 #include "transport.h"
 
@@ -327,7 +329,7 @@ typedef struct session {
     pr_run_opts o;
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
-    char **dump_names; /* a gpt's --dump files (pr_gpt_dump_files) */
+    char **dump_names; /* the model's --dump files */
     bool has_loss;    /* this process computes the loss */
 } session;
 
@@ -358,9 +360,7 @@ static bool find_part(session *S)
 /* The files --dump writes: the model's. */
 static const char *const *dump_files(session *S)
 {
-    if (S->model->kind != PR_MODEL_GPT)
-        return pr_dump_files;
-    S->dump_names = pr_gpt_dump_files(S->model);
+    S->dump_names = S->model->ops->dump_files(S->model);
     return (const char *const *)S->dump_names;
 }
 
@@ -400,9 +400,7 @@ static int connect_ranks(session *S)
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
                          .progress = stdout, .backend = S->be, .precision = op->precision,
                          .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
-                         .output_bytes = !op->dump                         ? 0
-                                         : S->model->kind == PR_MODEL_GPT ? pr_gpt_dump_bytes(S->model)
-                                                                          : pr_dump_bytes(S->model)};
+                         .output_bytes = op->dump ? S->model->ops->dump_bytes(S->model) : 0};
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
@@ -497,8 +495,7 @@ static int report(session *S, pr_run_result *r)
     if (S->trace_out)
         pp_output_fill(S->trace_out, pr_trace_fill, &rec);
     if (S->dump_out)
-        pp_output_fill_dir(S->dump_out, S->model->kind == PR_MODEL_GPT ? pr_gpt_dump_fill : pr_dump_fill,
-                           &rec);
+        pp_output_fill_dir(S->dump_out, S->model->ops->dump_fill, &rec);
     pp_sim measured = {0};
     pr_picture pic = {plan, &measured, {.act_size = S->model->act_size, .input_frac = S->model->input_frac}};
     if (S->svg_out || S->html_out)
@@ -526,10 +523,25 @@ static int report(session *S, pr_run_result *r)
     if (op->check && rc == 0) {
         if (S->multi)
             printf("rank %d: ", S->boot.rank);
-        rc = (S->model->kind == PR_MODEL_GPT ? pr_gpt_check_run : pr_check_run)(
-            plan, S->model, steps, r, pr_check_tolerance(op->precision), S->own, S->has_loss);
+        rc = S->model->ops->check(plan, S->model, steps, r, pr_check_tolerance(op->precision), S->own,
+                                  S->has_loss);
     }
     return rc;
+}
+
+/* The trained parameters are finite (a step whose loss was finite may
+ * still have updated them to inf or NaN); else an error naming the layer. */
+static bool params_finite(const session *S, const pr_run_result *r)
+{
+    const pr_model *m = S->model;
+    for (int l = 0; l < m->layers; l++)
+        for (size_t i = m->param_off[l]; i < m->param_off[l + 1]; i++)
+            if (!isfinite(r->params[i])) {
+                pp_error(S->diag, "step %ld of %ld: layer %d's parameters are no longer finite: the "
+                         "training diverged (a smaller model.lr may help)", S->op->steps, S->op->steps, l);
+                return false;
+            }
+    return true;
 }
 
 /* Runs the loaded plan in this process.  Returns the exit status. */
@@ -539,18 +551,19 @@ static int run_session(session *S)
         return 1;
     int rc = 1;
     if (open_outputs(S) && connect_ranks(S) == 0 &&
-        (!S->op->check || (S->model->kind == PR_MODEL_GPT
-                               ? pr_gpt_check_fits(S->plan, S->model, (int)S->op->steps, S->diag)
-                               : pr_check_fits(S->plan, S->model, (int)S->op->steps, S->diag)))) {
+        (!S->op->check || S->model->ops->check_fits(S->plan, S->model, (int)S->op->steps, S->diag))) {
         pr_run_result r;
         rc = pr_replay(S->plan, S->model, &S->o, &r, S->diag);
-        if (rc == 0) {
+        if (rc == 0 && !params_finite(S, &r)) {
+            pr_run_result_free(&r);
+            rc = 1;
+        } else if (rc == 0) {
             rc = report(S, &r);
             pr_run_result_free(&r);
         }
     }
     pp_outputs_free(S->outs);
-    pr_gpt_dump_files_free(S->dump_names);
+    pr_names_free(S->dump_names);
     if (S->tr)
         S->tr->ops->destroy(S->tr);
     free(S->own);

@@ -89,8 +89,8 @@ void pr_init_layer(const pr_model *m, int layer, float *W, float *b); /* W NULL:
 void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
 /* Rows [row0, row0+rows) of step k's global batch. */
 void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
-/* mlp_layers.c: the trained parameters (pr_run_result.params) as W
- * [L,H,H] and b [L,H]. */
+/* The trained parameters (pr_run_result.params, each layer's block W then
+ * b) as W [L,H,H] and b [L,H]. */
 void pr_mlp_unpack(const pr_model *m, const float *params, float *W, float *b);
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
@@ -226,14 +226,17 @@ typedef struct pr_run_record {
 extern const char *const pr_dump_files[];
 int pr_dump_fill(pp_output *dir, void *record);
 double pr_dump_bytes(const pr_model *m);
+char **pr_dump_file_names(const pr_model *m); /* pr_dump_files, malloc'd */
+/* A malloc'd copy of names (NULL-terminated), and its release. */
+char **pr_names_copy(const char *const *names);
+void pr_names_free(char **names);
 /* float32 C-order .npy; the header alone of any dtype ("<f4", "<i4"). */
 int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
 int pr_npy_header(FILE *f, const char *descr, const int *shape, int ndim);
 /* gpt_dump.c: the files of a gpt's --dump DIR (init/NAME.npy,
  * final/NAME.npy, tokens.npy, loss.npy; docs/gpt.md), NULL-terminated and
- * malloc'd (pr_gpt_dump_files_free), their fill and its buffer's bytes. */
+ * malloc'd (pr_names_free), their fill and its buffer's bytes. */
 char **pr_gpt_dump_files(const pr_model *m);
-void pr_gpt_dump_files_free(char **names);
 int pr_gpt_dump_fill(pp_output *dir, void *record);
 double pr_gpt_dump_bytes(const pr_model *m);
 

@@ -168,7 +168,8 @@ START_TEST(test_gpt_round_trip)
     ck_assert_msg(load_text(json, &m, &msg) == 0, "%s", msg);
     free(msg);
     ck_assert_int_eq(m.kind, PR_MODEL_GPT);
-    ck_assert_int_eq(m.layers, 3);
+    ck_assert_int_eq(m.gpt.blocks, 3);
+    ck_assert_int_eq(m.layers, 5); /* pprun's layers: the embedding, the blocks, the head */
     ck_assert_int_eq(m.hidden, 64);
     ck_assert_int_eq(m.batch, 4);
     ck_assert_int_eq(m.gpt.heads, 4);
@@ -184,10 +185,11 @@ START_TEST(test_gpt_round_trip)
     ck_assert_double_eq(m.gpt.weight_decay, 0.1);
     ck_assert_int_eq(m.gpt.precision, PR_BF16);
     ck_assert_uint_eq(m.seed, 7);
-    /* 3 blocks on 2 stages: the earlier stage takes the extra one */
-    ck_assert_int_eq(m.layers_per_stage[0], 2);
-    ck_assert_int_eq(m.layers_per_stage[1], 1);
-    ck_assert_int_eq(m.first_layer[1], 2);
+    /* 3 blocks on 2 stages: the earlier stage takes the extra one, and the
+     * embedding and the head join the first and the last */
+    ck_assert_int_eq(m.layers_per_stage[0], 3);
+    ck_assert_int_eq(m.layers_per_stage[1], 2);
+    ck_assert_int_eq(m.first_layer[1], 3);
     char *real = realpath(tu_src_path("data/docs.txt"), NULL);
     ck_assert_str_eq(m.gpt.data, real);
     free(real);
