@@ -25,8 +25,9 @@ static void usage(FILE *f)
           "in this process with the local transport, or one process per GPU with NCCL).\n"
           "\n"
           "  --backend cpu|cuda  where compute runs (default cuda when a GPU is visible, else cpu)\n"
-          "  --precision fp32|tf32|bf16  GEMM precision on the GPU (default fp32; bf16 keeps\n"
-          "                      fp32 master weights and accumulates in fp32)\n"
+          "  --precision fp32|tf32|bf16  GEMM precision on the GPU (default fp32, or a gpt\n"
+          "                      plan's model.precision; bf16 keeps fp32 master weights and\n"
+          "                      accumulates in fp32)\n"
           "  --gpus N            local transport: spread the devices over N GPUs (default 1)\n"
           "  --no-graph          do not capture the step as a CUDA graph\n"
           "  --nproc N           run N processes, one per local GPU, joined by NCCL (also\n"
@@ -331,6 +332,7 @@ typedef struct session {
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
     char **dump_names; /* the model's --dump files */
     bool has_loss;    /* this process computes the loss */
+    int precision;    /* what the GEMMs compute in: --precision, else a gpt plan's */
 } session;
 
 /* This process's part of the run and its backend; false after an error. */
@@ -353,6 +355,16 @@ static bool find_part(session *S)
         pp_error(S->diag, "the plan has %d devices but the run has %d ranks", S->plan->devices,
                  S->boot.world);
         return false;
+    }
+    /* a transformer's plan names the precision it was planned for (docs/gpt.md) */
+    S->precision = op->precision;
+    int planned = S->model->kind == PR_MODEL_GPT ? S->model->gpt.precision : PR_FP32;
+    if (!op->precision_arg && planned != PR_FP32) {
+        if (S->be == pr_backend_cpu())
+            pp_warning(S->diag, "model.precision is %s: the cpu backend computes in fp32",
+                       planned == PR_BF16 ? "bf16" : "tf32");
+        else
+            S->precision = planned;
     }
     return true;
 }
@@ -398,7 +410,7 @@ static int connect_ranks(session *S)
     const options *op = S->op;
     bool cuda = S->be != pr_backend_cpu();
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
-                         .progress = stdout, .backend = S->be, .precision = op->precision,
+                         .progress = stdout, .backend = S->be, .precision = S->precision,
                          .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
                          .output_bytes = op->dump ? S->model->ops->dump_bytes(S->model) : 0};
     S->has_loss = true;
@@ -523,7 +535,7 @@ static int report(session *S, pr_run_result *r)
     if (op->check && rc == 0) {
         if (S->multi)
             printf("rank %d: ", S->boot.rank);
-        rc = S->model->ops->check(plan, S->model, steps, r, pr_check_tolerance(op->precision), S->own,
+        rc = S->model->ops->check(plan, S->model, steps, r, pr_check_tolerance(S->precision), S->own,
                                   S->has_loss);
     }
     return rc;

@@ -126,6 +126,13 @@ awk -v a="$first" -v b="$last" 'BEGIN { exit !(a > 5 && b > 0 && b < a - 1) }' |
     fail "the loss on data/docs.txt goes $first -> $last, not down by a nat"
 echo "gpt.pp on data/docs.txt, 30 steps: loss $first -> $last"
 
+# A plan for bf16 runs in fp32 on the CPU, and says so (docs/pprun.md, --precision).
+runs=$((runs + 1))
+"$ppcc" "$src/schedules/gpt.pp" "${small[@]}" -D devices=2 -D precision=bf16 -o "$tmp/b.json" >"$tmp/out.txt" 2>&1 &&
+    "$pprun" "$tmp/b.json" --backend cpu --steps 1 --check >"$tmp/out.txt" 2>&1 &&
+    grep -q '^pprun: warning: model.precision is bf16: the cpu backend computes in fp32$' "$tmp/out.txt" &&
+    grep -q '^check: .*ok (tolerance 1e-05)' "$tmp/out.txt" || fail "a bf16 plan on the CPU"
+
 # Diverged training is an error naming the step (docs/gpt.md).
 runs=$((runs + 1))
 "$ppcc" "$src/schedules/gpt.pp" "${base[@]}" -D devices=2 -D model.optimizer=sgd -D lr=1e15 \
