@@ -898,6 +898,19 @@ static size_t tied_copy_floats(const run *R, const device_ctx *D)
     return m->ops->tied_floats(m);
 }
 
+/* The floats of the other device's tied gradient an allreduce receives:
+ * the device holds the first or the last stage and its list sums it. */
+static size_t tied_recv_floats(const run *R, const device_ctx *D)
+{
+    const pr_model *m = R->m;
+    if (!m->ops->tied_floats || (D->local[0] < 0 && !has_loss(D)))
+        return 0;
+    for (int i = 0; i < R->p->dev[D->rank].n; i++)
+        if (R->p->dev[D->rank].ops[i].kind == PP_OP_ALLREDUCE)
+            return m->ops->tied_floats(m);
+    return 0;
+}
+
 /* The device's memory: its stages' parameters, gradients, optimizer state
  * (and 2bw's previous weights), a tied copy's, the layers' scratch, the
  * model's data, the loss's scratch and the pool, one allocation, in that
@@ -909,8 +922,7 @@ static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *
     for (int s = 0; s < D->nst; s++)
         n += copies * D->st[s].off[D->st[s].k];
     n += (2 + (size_t)m->ops->opt_state(m)) * aligned(D->tied_n);
-    if (m->ops->tied_floats) /* the received gradient of an allreduce */
-        n += aligned(m->ops->tied_floats(m));
+    n += aligned(tied_recv_floats(R, D));
     n += aligned(work_floats(R, D)) + aligned(data_floats(R, D));
     if (has_loss(D))
         n += aligned(m->ops->loss_floats(m, R->rows));
@@ -949,11 +961,8 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
                 be->zero(D->bc, D->tied_S, D->tied_n * (size_t)opt);
         }
     }
-    bool sums = false; /* an allreduce in its list: room for the peer's gradient */
-    for (int i = 0; i < R->p->dev[D->rank].n && !sums; i++)
-        sums = R->p->dev[D->rank].ops[i].kind == PP_OP_ALLREDUCE;
-    if (sums && D->env.tied_G &&
-        !(D->tied_recv = carve(D, cursor, m->ops->tied_floats(m), "the tied parameter's received gradient")))
+    size_t nr = tied_recv_floats(R, D);
+    if (nr && !(D->tied_recv = carve(D, cursor, nr, "the tied parameter's received gradient")))
         return 1;
     size_t w = work_floats(R, D), nd = data_floats(R, D);
     if (w && !(D->env.work = carve(D, cursor, w, "the layers' scratch")))
