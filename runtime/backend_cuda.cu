@@ -296,6 +296,20 @@ static const __nv_bfloat16 *bf16_operand(cuda_ctx *c, const float *src, size_t e
     return CU(c, pp_launch_to_bf16(src, scratch, extent, c->stream)) ? scratch : NULL;
 }
 
+/* Both BF16 operands of count GEMMs (the i-th at A + i sa, B + i sb);
+ * false, the context failed, when one does not fit its scratch. */
+static bool bf16_operands(cuda_ctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                          size_t sa, const float *B, int ldb, size_t sb, int count,
+                          const char *where, const __nv_bfloat16 **a, const __nv_bfloat16 **b)
+{
+    /* stored: A [ta ? k : m, ta ? m : k], B [tb ? n : k, tb ? k : n] */
+    size_t ea = operand_extent(ta == PR_T ? k : m, ta == PR_T ? m : k, lda, sa, count);
+    size_t eb = operand_extent(tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, sb, count);
+    *a = bf16_operand(c, A, ea, c->bf_a, where);
+    *b = *a ? bf16_operand(c, B, eb, c->bf_b, where) : NULL;
+    return *b != NULL;
+}
+
 static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const float *A, int lda,
                       const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -307,14 +321,8 @@ static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const fl
         CUBLAS(c, cublasSgemm(c->blas, opb, opa, n, m, k, &one, B, ldb, A, lda, &beta, C, ldc));
         return;
     }
-    /* stored: A [ta ? k : m, ta ? m : k], B [tb ? n : k, tb ? k : n] */
-    const __nv_bfloat16 *a = bf16_operand(
-        c, A, operand_extent(ta == PR_T ? k : m, ta == PR_T ? m : k, lda, 0, 1), c->bf_a, "cuda gemm:");
-    const __nv_bfloat16 *b =
-        a ? bf16_operand(c, B, operand_extent(tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, 0, 1),
-                         c->bf_b, "cuda gemm:")
-          : NULL;
-    if (b)
+    const __nv_bfloat16 *a, *b;
+    if (bf16_operands(c, ta, tb, m, n, k, A, lda, 0, B, ldb, 0, 1, "cuda gemm:", &a, &b))
         CUBLAS(c, cublasGemmEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb, a,
                                CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                CUBLAS_GEMM_DEFAULT));
@@ -338,14 +346,9 @@ static void cuda_gemm_batched(pr_bctx *cb, int ta, int tb, int m, int n, int k, 
                                             (long long)sc, count));
         return;
     }
-    const __nv_bfloat16 *a = bf16_operand(
-        c, A, operand_extent(ta == PR_T ? k : m, ta == PR_T ? m : k, lda, sa, count), c->bf_a,
-        "cuda gemm_batched:");
-    const __nv_bfloat16 *b =
-        a ? bf16_operand(c, B, operand_extent(tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, sb, count),
-                         c->bf_b, "cuda gemm_batched:")
-          : NULL;
-    if (b)
+    const __nv_bfloat16 *a, *b;
+    if (bf16_operands(c, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, count, "cuda gemm_batched:", &a,
+                      &b))
         CUBLAS(c, cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb,
                                              (long long)sb, a, CUDA_R_16BF, lda, (long long)sa,
                                              &beta, C, CUDA_R_32F, ldc, (long long)sc, count,

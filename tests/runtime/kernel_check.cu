@@ -1,8 +1,9 @@
 /*
  * kernel_check.cu — the element-wise CUDA kernels of kernels/mlp_kernels.cu
  * (and, in gpt_kernel_check.cu, the transformer's kernels/gpt_kernels.cu
- * and the backend's gemm_batched, adamw and add) run on the GPU, every branch of each at shapes that reach it, against
- * references computed on the host.  tests/runtime/test_kernel_shapes.c runs
+ * and the backend's gemm_batched, adamw and add) run on the GPU, every
+ * branch of each at shapes that reach it, against references computed on
+ * the host.  tests/runtime/test_kernel_shapes.c runs
  * the kernels' shared index helpers and per-element bodies on the CPU; this
  * runs the kernels themselves: their launch, grid-stride loops, shared
  * memory, synchronisation and branches (colsum's one chunk adding straight
