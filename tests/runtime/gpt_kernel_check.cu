@@ -661,7 +661,7 @@ void gpt_kernel_checks(void)
     check_tokens(5000, 64, 256, 0, 33, 1);
     check_embed(1, 1, 1, 1);
     check_embed(7 * 33, 33, 65, 256);
-    check_embed(2048, 1024, 768, 50257);
+    check_embed(2048, 1024, 768, 4096);
     /* many repeats (vocab 5), n not a multiple of a warp, n below seq, a
      * vocabulary larger than the tokens */
     check_embed_backward(1, 1, 1, 1);
