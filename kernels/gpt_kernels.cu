@@ -114,15 +114,14 @@ static __global__ void gpt_wte_grad_kernel(const int32_t *__restrict__ tok,
     }
 }
 
-static __global__ void gpt_bias_residual_kernel(float *__restrict__ y, const float *__restrict__ b,
-                                                const float *__restrict__ res, int cols,
-                                                size_t count)
+static __global__ void gpt_bias_residual_kernel(float *y, const float *__restrict__ b,
+                                                const float *res, int cols, size_t count)
 {
     GRID_STRIDE(i, count) pp_gpt_bias_residual_at(i, y, b, res, cols);
 }
 
-static __global__ void gpt_bias_gelu_kernel(float *__restrict__ u, const float *__restrict__ b,
-                                            float *__restrict__ g, int f, size_t count)
+static __global__ void gpt_bias_gelu_kernel(float *u, const float *__restrict__ b, float *g, int f,
+                                            size_t count)
 {
     GRID_STRIDE(i, count) pp_gpt_bias_gelu_at(i, u, b, g, f);
 }
@@ -136,9 +135,9 @@ static __global__ void gpt_gelu_backward_kernel(const float *dg, const float *__
 
 /* ---- row kernels: one warp per row ---- */
 
-static __global__ void gpt_layernorm_kernel(const float *__restrict__ x,
-                                            const float *__restrict__ w,
-                                            const float *__restrict__ b, float *__restrict__ y,
+/* y may be x: each lane reads its elements before writing them. */
+static __global__ void gpt_layernorm_kernel(const float *x, const float *__restrict__ w,
+                                            const float *__restrict__ b, float *y,
                                             float *__restrict__ mean, float *__restrict__ rstd,
                                             int n, int h)
 {
@@ -156,9 +155,8 @@ static __global__ void gpt_layernorm_kernel(const float *__restrict__ x,
     }
 }
 
-/* dx may be dres: each lane reads its elements before writing them. */
-static __global__ void gpt_layernorm_backward_kernel(const float *__restrict__ dy,
-                                                     const float *__restrict__ x,
+/* dx may be dres (or dy): each lane reads its elements before writing them. */
+static __global__ void gpt_layernorm_backward_kernel(const float *dy, const float *x,
                                                      const float *__restrict__ mean,
                                                      const float *__restrict__ rstd,
                                                      const float *__restrict__ w, const float *dres,
