@@ -4,7 +4,8 @@
  * add, on the GPU, through a CUDA backend context as the layers call them,
  * against host references: the row functions of kernels/gpt_math.h in
  * plain loops (what runtime/gpt_kernels_cpu.c computes) and the CPU
- * backend.  Part of kernel_check (main in kernel_check.cu).
+ * backend; and a step of them captured as a CUDA graph and replayed at new
+ * step numbers.  Part of kernel_check (main in kernel_check.cu).
  *
  * Tolerances (relative to the reference value, plus an absolute floor):
  *   bitwise   tokens, embed, the embedding's gradient (the CPU's order of
@@ -651,6 +652,65 @@ static void check_add(size_t count)
     CK(cudaFree(da)), CK(cudaFree(db));
 }
 
+/* A step captured as a CUDA graph (the backend's capture_begin / end) and
+ * replayed twice with new step numbers: the tokens kernel and AdamW read
+ * the step the replay sets, so each replay draws that step's tokens and
+ * makes that step's update (as the CPU backend does at those steps). */
+static void check_graph_replay(void)
+{
+    const char *what = "gpt tokens + adamw captured in a CUDA graph, replayed at steps 5 and 6";
+    int seq = 40, rows = 3, vocab = 256;
+    size_t n = (size_t)rows * seq, count = 1000;
+    pr_bctx *c = open_ctx(PR_FP32, 1, 1, 1);
+    pr_bctx *h = open_cpu();
+    float *dtok = device_copy(NULL, n);
+    float *p = host_random(count, 80), *g = host_random(count, 81);
+    float *m = (float *)calloc(count, 4), *v = (float *)calloc(count, 4);
+    float *dp = device_copy(p, count), *dg = device_copy(NULL, count), *dm = device_copy(m, count),
+          *dv = device_copy(v, count), *dgrad = device_copy(g, count);
+    pr_adamw a = {1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 2};
+    if (be->capture_begin(&c, 1) != 0) {
+        checks++;
+        fail(what, "capture_begin: %s", c->err);
+        goto out;
+    }
+    K->tokens(c, NULL, 0, 5, seq, vocab, 0, rows, 1, (int32_t *)dtok);
+    be->copy(c, dg, dgrad, count); /* adamw clears g: a replay needs its gradient again */
+    be->adamw(c, dp, dg, dm, dv, count, &a);
+    if (be->capture_end(&c, 1) != 0) {
+        checks++;
+        fail(what, "capture_end: %s", c->err);
+        goto out;
+    }
+    for (int step = 5; step <= 6; step++) {
+        checks++;
+        if (be->graph_step(&c, 1, step) != 0) {
+            fail(what, "graph_step %d: %s", step, c->err);
+            goto out;
+        }
+        float *gt = dread(c, dtok, n, what), *gp = dread(c, dp, count, what);
+        int32_t *want = (int32_t *)malloc(n * sizeof(int32_t));
+        for (int r = 0; r < rows; r++)
+            for (int i = 0; i < seq; i++)
+                want[(size_t)r * seq + i] = pp_gpt_token(NULL, 0, 5, step, r, seq, vocab, i + 1);
+        checks++;
+        if (memcmp(gt, want, n * sizeof(int32_t)) != 0)
+            fail(what, "step %d: the tokens are not that step's", step);
+        float *gc = (float *)malloc(count * 4);
+        memcpy(gc, g, count * 4);
+        pr_backend_cpu()->set_step(h, step);
+        pr_backend_cpu()->adamw(h, p, gc, m, v, count, &a);
+        compare(what, gp, p, count, 1e-6, 1e-7); /* a wrong t moves p by ~lr: far outside */
+        free(gt), free(gp), free(want), free(gc);
+    }
+out:
+    be->close(c);
+    pr_backend_cpu()->close(h);
+    free(p), free(g), free(m), free(v);
+    CK(cudaFree(dtok)), CK(cudaFree(dp)), CK(cudaFree(dg)), CK(cudaFree(dm)), CK(cudaFree(dv)),
+        CK(cudaFree(dgrad));
+}
+
 void gpt_kernel_checks(void)
 {
     be = pr_backend_cuda();
@@ -715,6 +775,7 @@ void gpt_kernel_checks(void)
     check_adamw(64 * 64, 0.1f, PR_BF16);
     check_add(1);
     check_add((size_t)1000 * 1000 + 3);
+    check_graph_replay();
     be->close(shared());
     shared_ctx = NULL;
 }
