@@ -21,17 +21,27 @@
 
 #define K(e) ((const pr_gpt_kernels *)(e)->kernels)
 
-enum { T_WTE, T_WPE };
-enum { T_LN1W, T_LN1B, T_ATTNW, T_ATTNB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB, T_FCPROJW,
-       T_FCPROJB, T_BLOCK_N };
-enum { T_LNFW, T_LNFB, T_HEADW };
-
 /* Offset of tensor i of the layer's block. */
 static size_t at(const pr_model *m, int layer, int i)
 {
     pr_gpt_tensor t[PR_GPT_MAX_TENSORS];
     pr_gpt_tensors(m, layer, t);
     return t[i].off;
+}
+
+/* The offsets of a block's tensors (every block has the same layout). */
+typedef struct block_layout {
+    size_t o[PR_GPT_BLOCK_N];
+} block_layout;
+
+static block_layout block_offsets(const pr_model *m)
+{
+    pr_gpt_tensor t[PR_GPT_MAX_TENSORS];
+    pr_gpt_tensors(m, 1, t); /* layer 1 is a block: a model has one at least */
+    block_layout b;
+    for (int i = 0; i < PR_GPT_BLOCK_N; i++)
+        b.o[i] = t[i].off;
+    return b;
 }
 
 static size_t layer_params(const pr_model *m, int layer)
@@ -138,37 +148,36 @@ static void block_forward(const pr_layer_env *e, const float *P, const float *x,
                           float *aw, float *y)
 {
     const pr_model *m = e->m;
-    const pr_layer_env *E = e;
-    int layer_ = 1; /* any block: the layout is the same */
+    block_layout b = block_offsets(m);
     int n = (int)ntok(m, e->rows), H = m->hidden, F = m->gpt.ffn, T = m->gpt.seq,
         A = m->gpt.heads, hd = H / A, rows = e->rows;
     block_acts v = block_view(e, ab, aw, NULL);
-    const float *ln1w = P + at(m, layer_, T_LN1W), *ln1b = P + at(m, layer_, T_LN1B);
-    const float *attnw = P + at(m, layer_, T_ATTNW), *attnb = P + at(m, layer_, T_ATTNB);
-    const float *projw = P + at(m, layer_, T_PROJW), *projb = P + at(m, layer_, T_PROJB);
-    const float *ln2w = P + at(m, layer_, T_LN2W), *ln2b = P + at(m, layer_, T_LN2B);
-    const float *fcw = P + at(m, layer_, T_FCW), *fcb = P + at(m, layer_, T_FCB);
-    const float *fcprojw = P + at(m, layer_, T_FCPROJW), *fcprojb = P + at(m, layer_, T_FCPROJB);
+    const float *ln1w = P + b.o[PR_GPT_LN1W], *ln1b = P + b.o[PR_GPT_LN1B];
+    const float *attnw = P + b.o[PR_GPT_ATTNW], *attnb = P + b.o[PR_GPT_ATTNB];
+    const float *projw = P + b.o[PR_GPT_PROJW], *projb = P + b.o[PR_GPT_PROJB];
+    const float *ln2w = P + b.o[PR_GPT_LN2W], *ln2b = P + b.o[PR_GPT_LN2B];
+    const float *fcw = P + b.o[PR_GPT_FCW], *fcb = P + b.o[PR_GPT_FCB];
+    const float *fcprojw = P + b.o[PR_GPT_FCPROJW], *fcprojb = P + b.o[PR_GPT_FCPROJB];
     size_t s3 = (size_t)T * 3 * H, sp = (size_t)A * T * T, sh = (size_t)T * H;
     float scale = 1.0f / sqrtf((float)hd);
 
-    K(E)->layernorm(e->c, x, ln1w, ln1b, v.a, v.mean1, v.rstd1, n, H);
+    K(e)->layernorm(e->c, x, ln1w, ln1b, v.a, v.mean1, v.rstd1, n, H);
     e->be->gemm(e->c, PR_N, PR_N, n, 3 * H, H, v.a, H, attnw, 3 * H, 0.0f, v.qkv, 3 * H);
-    K(E)->bias_residual(e->c, v.qkv, attnb, NULL, n, 3 * H);
+    K(e)->bias_residual(e->c, v.qkv, attnb, NULL, n, 3 * H);
     for (int h = 0; h < A; h++) /* S = q k^T, each sequence */
         e->be->gemm_batched(e->c, PR_N, PR_T, T, T, hd, v.qkv + h * hd, 3 * H, s3,
                             v.qkv + H + h * hd, 3 * H, s3, 0.0f, v.P + (size_t)h * T * T, T, sp, rows);
-    K(E)->causal_softmax(e->c, v.P, rows * A, T, scale);
+    K(e)->causal_softmax(e->c, v.P, rows * A, T, scale);
     for (int h = 0; h < A; h++) /* att = P v, heads side by side */
         e->be->gemm_batched(e->c, PR_N, PR_N, T, hd, T, v.P + (size_t)h * T * T, T, sp,
                             v.qkv + 2 * H + h * hd, 3 * H, s3, 0.0f, v.att + h * hd, H, sh, rows);
     e->be->gemm(e->c, PR_N, PR_N, n, H, H, v.att, H, projw, H, 0.0f, v.h1, H);
-    K(E)->bias_residual(e->c, v.h1, projb, x, n, H);
-    K(E)->layernorm(e->c, v.h1, ln2w, ln2b, v.m, v.mean2, v.rstd2, n, H);
+    K(e)->bias_residual(e->c, v.h1, projb, x, n, H);
+    K(e)->layernorm(e->c, v.h1, ln2w, ln2b, v.m, v.mean2, v.rstd2, n, H);
     e->be->gemm(e->c, PR_N, PR_N, n, F, H, v.m, H, fcw, F, 0.0f, v.u, F);
-    K(E)->bias_gelu(e->c, v.u, fcb, v.g, n, F);
+    K(e)->bias_gelu(e->c, v.u, fcb, v.g, n, F);
     e->be->gemm(e->c, PR_N, PR_N, n, H, F, v.g, F, fcprojw, H, 0.0f, y, H);
-    K(E)->bias_residual(e->c, y, fcprojb, v.h1, n, H);
+    K(e)->bias_residual(e->c, y, fcprojb, v.h1, n, H);
 }
 
 static void block_backward_input(const pr_layer_env *e, const float *P, const float *x,
@@ -176,22 +185,21 @@ static void block_backward_input(const pr_layer_env *e, const float *P, const fl
                                  float *dx)
 {
     const pr_model *m = e->m;
-    const pr_layer_env *E = e;
-    int layer_ = 1;
+    block_layout b = block_offsets(m);
     int n = (int)ntok(m, e->rows), H = m->hidden, F = m->gpt.ffn, T = m->gpt.seq,
         A = m->gpt.heads, hd = H / A, rows = e->rows;
     block_acts v = block_view(e, ab, aw, gw);
-    const float *ln1w = P + at(m, layer_, T_LN1W), *attnw = P + at(m, layer_, T_ATTNW);
-    const float *projw = P + at(m, layer_, T_PROJW), *ln2w = P + at(m, layer_, T_LN2W);
-    const float *fcw = P + at(m, layer_, T_FCW), *fcprojw = P + at(m, layer_, T_FCPROJW);
+    const float *ln1w = P + b.o[PR_GPT_LN1W], *attnw = P + b.o[PR_GPT_ATTNW];
+    const float *projw = P + b.o[PR_GPT_PROJW], *ln2w = P + b.o[PR_GPT_LN2W];
+    const float *fcw = P + b.o[PR_GPT_FCW], *fcprojw = P + b.o[PR_GPT_FCPROJW];
     size_t s3 = (size_t)T * 3 * H, sp = (size_t)A * T * T, sh = (size_t)T * H;
     float scale = 1.0f / sqrtf((float)hd);
 
     e->be->copy(e->c, v.dy, dy, (size_t)n * H);
     e->be->gemm(e->c, PR_N, PR_T, n, F, H, dy, H, fcprojw, H, 0.0f, v.du, F); /* dg */
-    K(E)->gelu_backward(e->c, v.du, v.u, v.du, (size_t)n * F);
+    K(e)->gelu_backward(e->c, v.du, v.u, v.du, (size_t)n * F);
     e->be->gemm(e->c, PR_N, PR_T, n, H, F, v.du, F, fcw, F, 0.0f, v.dm, H);
-    K(E)->layernorm_backward(e->c, v.dm, v.h1, v.mean2, v.rstd2, ln2w, dy, v.dh1, n, H);
+    K(e)->layernorm_backward(e->c, v.dm, v.h1, v.mean2, v.rstd2, ln2w, dy, v.dh1, n, H);
     e->be->gemm(e->c, PR_N, PR_T, n, H, H, v.dh1, H, projw, H, 0.0f, v.datt, H);
     for (int h = 0; h < A; h++) {
         /* dP = datt v^T; dv = P^T datt */
@@ -201,7 +209,7 @@ static void block_backward_input(const pr_layer_env *e, const float *P, const fl
         e->be->gemm_batched(e->c, PR_T, PR_N, T, hd, T, v.P + (size_t)h * T * T, T, sp,
                             v.datt + h * hd, H, sh, 0.0f, v.dqkv + 2 * H + h * hd, 3 * H, s3, rows);
     }
-    K(E)->causal_softmax_backward(e->c, v.P, v.dP, rows * A, T, scale); /* dP -> dS */
+    K(e)->causal_softmax_backward(e->c, v.P, v.dP, rows * A, T, scale); /* dP -> dS */
     for (int h = 0; h < A; h++) {
         /* dq = dS k; dk = dS^T q */
         e->be->gemm_batched(e->c, PR_N, PR_N, T, hd, T, v.dP + (size_t)h * T * T, T, sp,
@@ -211,31 +219,30 @@ static void block_backward_input(const pr_layer_env *e, const float *P, const fl
     }
     e->be->gemm(e->c, PR_N, PR_T, n, H, 3 * H, v.dqkv, 3 * H, attnw, 3 * H, 0.0f, v.da, H);
     if (dx)
-        K(E)->layernorm_backward(e->c, v.da, x, v.mean1, v.rstd1, ln1w, v.dh1, dx, n, H);
+        K(e)->layernorm_backward(e->c, v.da, x, v.mean1, v.rstd1, ln1w, v.dh1, dx, n, H);
 }
 
 static void block_backward_weight(const pr_layer_env *e, const float *x, const float *aw,
                                   const float *gw, float *G)
 {
     const pr_model *m = e->m;
-    const pr_layer_env *E = e;
-    int layer_ = 1;
+    block_layout b = block_offsets(m);
     int n = (int)ntok(m, e->rows), H = m->hidden, F = m->gpt.ffn;
     block_acts v = block_view(e, NULL, aw, gw);
-    K(E)->layernorm_backward_weight(e->c, v.da, x, v.mean1, v.rstd1, G + at(m, layer_, T_LN1W),
-                                    G + at(m, layer_, T_LN1B), n, H);
+    K(e)->layernorm_backward_weight(e->c, v.da, x, v.mean1, v.rstd1, G + b.o[PR_GPT_LN1W],
+                                    G + b.o[PR_GPT_LN1B], n, H);
     e->be->gemm(e->c, PR_T, PR_N, H, 3 * H, n, v.a, H, v.dqkv, 3 * H, 1.0f,
-                G + at(m, layer_, T_ATTNW), 3 * H);
-    e->be->colsum(e->c, v.dqkv, n, 3 * H, G + at(m, layer_, T_ATTNB));
-    e->be->zero(e->c, G + at(m, layer_, T_ATTNB) + H, (size_t)H); /* the key bias: docs/gpt.md */
-    e->be->gemm(e->c, PR_T, PR_N, H, H, n, v.att, H, v.dh1, H, 1.0f, G + at(m, layer_, T_PROJW), H);
-    e->be->colsum(e->c, v.dh1, n, H, G + at(m, layer_, T_PROJB));
-    K(E)->layernorm_backward_weight(e->c, v.dm, v.h1, v.mean2, v.rstd2, G + at(m, layer_, T_LN2W),
-                                    G + at(m, layer_, T_LN2B), n, H);
-    e->be->gemm(e->c, PR_T, PR_N, H, F, n, v.m, H, v.du, F, 1.0f, G + at(m, layer_, T_FCW), F);
-    e->be->colsum(e->c, v.du, n, F, G + at(m, layer_, T_FCB));
-    e->be->gemm(e->c, PR_T, PR_N, F, H, n, v.g, F, v.dy, H, 1.0f, G + at(m, layer_, T_FCPROJW), H);
-    e->be->colsum(e->c, v.dy, n, H, G + at(m, layer_, T_FCPROJB));
+                G + b.o[PR_GPT_ATTNW], 3 * H);
+    e->be->colsum(e->c, v.dqkv, n, 3 * H, G + b.o[PR_GPT_ATTNB]);
+    e->be->zero(e->c, G + b.o[PR_GPT_ATTNB] + H, (size_t)H); /* the key bias: docs/gpt.md */
+    e->be->gemm(e->c, PR_T, PR_N, H, H, n, v.att, H, v.dh1, H, 1.0f, G + b.o[PR_GPT_PROJW], H);
+    e->be->colsum(e->c, v.dh1, n, H, G + b.o[PR_GPT_PROJB]);
+    K(e)->layernorm_backward_weight(e->c, v.dm, v.h1, v.mean2, v.rstd2, G + b.o[PR_GPT_LN2W],
+                                    G + b.o[PR_GPT_LN2B], n, H);
+    e->be->gemm(e->c, PR_T, PR_N, H, F, n, v.m, H, v.du, F, 1.0f, G + b.o[PR_GPT_FCW], F);
+    e->be->colsum(e->c, v.du, n, F, G + b.o[PR_GPT_FCB]);
+    e->be->gemm(e->c, PR_T, PR_N, F, H, n, v.g, F, v.dy, H, 1.0f, G + b.o[PR_GPT_FCPROJW], H);
+    e->be->colsum(e->c, v.dy, n, H, G + b.o[PR_GPT_FCPROJB]);
 }
 
 /* ---- the embedding: its input is the micro-batch's tokens (int32, in
@@ -246,7 +253,7 @@ static void embed_forward(const pr_layer_env *e, const float *P, const float *x,
                           float *aw, float *y)
 {
     const pr_model *m = e->m;
-    K(e)->embed(e->c, (const int32_t *)x, P, P + at(m, 0, T_WPE), y, (int)ntok(m, e->rows),
+    K(e)->embed(e->c, (const int32_t *)x, P, P + at(m, 0, PR_GPT_WPE), y, (int)ntok(m, e->rows),
                 m->gpt.seq, m->hidden);
 }
 
@@ -261,7 +268,7 @@ static void embed_backward_weight(const pr_layer_env *e, const float *x, const f
                                   const float *gw, float *G)
 {
     const pr_model *m = e->m;
-    K(e)->embed_backward(e->c, (const int32_t *)x, gw, G, G + at(m, 0, T_WPE), (int)ntok(m, e->rows),
+    K(e)->embed_backward(e->c, (const int32_t *)x, gw, G, G + at(m, 0, PR_GPT_WPE), (int)ntok(m, e->rows),
                          m->gpt.seq, m->hidden);
 }
 
@@ -275,7 +282,7 @@ static size_t head_grad_w(const pr_model *m, int rows) { return nv(m, rows) + nh
 /* The LM head's matrix: wte [V, H] (used transposed) when tied, else head.w [H, V]. */
 static const float *head_matrix(const pr_layer_env *e, const float *P)
 {
-    return e->m->gpt.tie ? e->tied_P : P + at(e->m, e->m->layers - 1, T_HEADW);
+    return e->m->gpt.tie ? e->tied_P : P + at(e->m, e->m->layers - 1, PR_GPT_HEADW);
 }
 
 static void head_forward(const pr_layer_env *e, const float *P, const float *x, float *ab,
@@ -284,7 +291,7 @@ static void head_forward(const pr_layer_env *e, const float *P, const float *x, 
     const pr_model *m = e->m;
     int n = (int)ntok(m, e->rows), H = m->hidden, V = m->gpt.vocab, L = m->layers - 1;
     float *yln = aw, *mean = aw + (size_t)n * H, *rstd = mean + n;
-    K(e)->layernorm(e->c, x, P + at(m, L, T_LNFW), P + at(m, L, T_LNFB), yln, mean, rstd, n, H);
+    K(e)->layernorm(e->c, x, P + at(m, L, PR_GPT_LNFW), P + at(m, L, PR_GPT_LNFB), yln, mean, rstd, n, H);
     e->be->gemm(e->c, PR_N, m->gpt.tie ? PR_T : PR_N, n, V, H, yln, H, head_matrix(e, P),
                 m->gpt.tie ? H : V, 0.0f, y, V);
 }
@@ -301,7 +308,7 @@ static void head_backward_input(const pr_layer_env *e, const float *P, const flo
     e->be->gemm(e->c, PR_N, m->gpt.tie ? PR_N : PR_T, n, H, V, dy, V, head_matrix(e, P),
                 m->gpt.tie ? H : V, 0.0f, dyln, H);
     if (dx)
-        K(e)->layernorm_backward(e->c, dyln, x, mean, rstd, P + at(m, L, T_LNFW), NULL, dx, n, H);
+        K(e)->layernorm_backward(e->c, dyln, x, mean, rstd, P + at(m, L, PR_GPT_LNFW), NULL, dx, n, H);
 }
 
 static void head_backward_weight(const pr_layer_env *e, const float *x, const float *aw,
@@ -311,12 +318,12 @@ static void head_backward_weight(const pr_layer_env *e, const float *x, const fl
     int n = (int)ntok(m, e->rows), H = m->hidden, V = m->gpt.vocab, L = m->layers - 1;
     const float *yln = aw, *mean = aw + (size_t)n * H, *rstd = mean + n;
     const float *dl = gw, *dyln = gw + (size_t)n * V;
-    K(e)->layernorm_backward_weight(e->c, dyln, x, mean, rstd, G + at(m, L, T_LNFW),
-                                    G + at(m, L, T_LNFB), n, H);
+    K(e)->layernorm_backward_weight(e->c, dyln, x, mean, rstd, G + at(m, L, PR_GPT_LNFW),
+                                    G + at(m, L, PR_GPT_LNFB), n, H);
     if (m->gpt.tie) /* d wte += dl^T yln */
         e->be->gemm(e->c, PR_T, PR_N, V, H, n, dl, V, yln, H, 1.0f, e->tied_G, H);
     else /* d head.w += yln^T dl */
-        e->be->gemm(e->c, PR_T, PR_N, H, V, n, yln, H, dl, V, 1.0f, G + at(m, L, T_HEADW), V);
+        e->be->gemm(e->c, PR_T, PR_N, H, V, n, yln, H, dl, V, 1.0f, G + at(m, L, PR_GPT_HEADW), V);
 }
 
 static const pr_layer_kind embedding_kind = {

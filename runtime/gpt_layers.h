@@ -27,6 +27,12 @@ typedef struct pr_gpt_tensor {
     double sd;        /* initialisation: uniform of this standard deviation; 0: zeros; < 0: ones */
 } pr_gpt_tensor;
 
+/* The index of each tensor in its layer's list (pr_gpt_tensors' order). */
+enum { PR_GPT_WTE, PR_GPT_WPE };
+enum { PR_GPT_LN1W, PR_GPT_LN1B, PR_GPT_ATTNW, PR_GPT_ATTNB, PR_GPT_PROJW, PR_GPT_PROJB, PR_GPT_LN2W,
+       PR_GPT_LN2B, PR_GPT_FCW, PR_GPT_FCB, PR_GPT_FCPROJW, PR_GPT_FCPROJB, PR_GPT_BLOCK_N };
+enum { PR_GPT_LNFW, PR_GPT_LNFB, PR_GPT_HEADW };
+
 /* The tensors of layer's block, in order; their count. */
 int pr_gpt_tensors(const pr_model *m, int layer, pr_gpt_tensor *t);
 

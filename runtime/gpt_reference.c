@@ -103,13 +103,12 @@ static size_t block_state_floats(const ref *r)
 static void block_forward(const ref *r, int l, const float *x, float *y, block_state *s)
 {
     int T = r->T, H = r->H, F = r->F, A = r->A, hd = r->hd;
-    float *P = NULL;
     memcpy(s->x, x, (size_t)T * H * sizeof(float));
     for (int t = 0; t < T; t++)
-        pp_layernorm_row(x + (size_t)t * H, tensor(r, P, l, 0), tensor(r, P, l, 1),
+        pp_layernorm_row(x + (size_t)t * H, tensor(r, NULL, l, PR_GPT_LN1W), tensor(r, NULL, l, PR_GPT_LN1B),
                          s->a + (size_t)t * H, &s->mean1[t], &s->rstd1[t], H);
-    matmul(s->qkv, s->a, tensor(r, P, l, 2), T, H, 3 * H, false);
-    add_bias(s->qkv, tensor(r, P, l, 3), T, 3 * H);
+    matmul(s->qkv, s->a, tensor(r, NULL, l, PR_GPT_ATTNW), T, H, 3 * H, false);
+    add_bias(s->qkv, tensor(r, NULL, l, PR_GPT_ATTNB), T, 3 * H);
     float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < A; h++)
         for (int q = 0; q < T; q++) {
@@ -129,19 +128,19 @@ static void block_forward(const ref *r, int l, const float *x, float *y, block_s
                 s->att[(size_t)q * H + h * hd + c] = (float)o;
             }
         }
-    matmul(s->h1, s->att, tensor(r, P, l, 4), T, H, H, false);
-    add_bias(s->h1, tensor(r, P, l, 5), T, H);
+    matmul(s->h1, s->att, tensor(r, NULL, l, PR_GPT_PROJW), T, H, H, false);
+    add_bias(s->h1, tensor(r, NULL, l, PR_GPT_PROJB), T, H);
     for (size_t i = 0; i < (size_t)T * H; i++)
         s->h1[i] += x[i];
     for (int t = 0; t < T; t++)
-        pp_layernorm_row(s->h1 + (size_t)t * H, tensor(r, P, l, 6), tensor(r, P, l, 7),
+        pp_layernorm_row(s->h1 + (size_t)t * H, tensor(r, NULL, l, PR_GPT_LN2W), tensor(r, NULL, l, PR_GPT_LN2B),
                          s->m + (size_t)t * H, &s->mean2[t], &s->rstd2[t], H);
-    matmul(s->u, s->m, tensor(r, P, l, 8), T, H, F, false);
-    add_bias(s->u, tensor(r, P, l, 9), T, F);
+    matmul(s->u, s->m, tensor(r, NULL, l, PR_GPT_FCW), T, H, F, false);
+    add_bias(s->u, tensor(r, NULL, l, PR_GPT_FCB), T, F);
     for (size_t i = 0; i < (size_t)T * F; i++)
         s->g[i] = pp_gelu(s->u[i]);
-    matmul(y, s->g, tensor(r, P, l, 10), T, F, H, false);
-    add_bias(y, tensor(r, P, l, 11), T, H);
+    matmul(y, s->g, tensor(r, NULL, l, PR_GPT_FCPROJW), T, F, H, false);
+    add_bias(y, tensor(r, NULL, l, PR_GPT_FCPROJB), T, H);
     for (size_t i = 0; i < (size_t)T * H; i++)
         y[i] += s->h1[i];
 }
@@ -162,28 +161,28 @@ static void block_backward(const ref *r, int l, const block_state *s, const floa
                            float *tmp)
 {
     int T = r->T, H = r->H, F = r->F, A = r->A, hd = r->hd;
-    float *P = NULL, *G = r->G;
+    float *G = r->G;
     float *dg = grab(&tmp, (size_t)T * F), *dm = grab(&tmp, (size_t)T * H);
     float *dh1 = grab(&tmp, (size_t)T * H), *datt = grab(&tmp, (size_t)T * H);
     float *dqkv = grab(&tmp, (size_t)T * 3 * H), *da = grab(&tmp, (size_t)T * H);
     float *dP = grab(&tmp, (size_t)T);
     /* the MLP */
-    matmul_grad(tensor(r, G, l, 10), tensor(r, G, l, 11), s->g, dy, T, F, H);
-    matmul_bt(dg, dy, tensor(r, P, l, 10), T, F, H, false);
+    matmul_grad(tensor(r, G, l, PR_GPT_FCPROJW), tensor(r, G, l, PR_GPT_FCPROJB), s->g, dy, T, F, H);
+    matmul_bt(dg, dy, tensor(r, NULL, l, PR_GPT_FCPROJW), T, F, H, false);
     for (size_t i = 0; i < (size_t)T * F; i++)
         dg[i] *= pp_gelu_grad(s->u[i]);
-    matmul_grad(tensor(r, G, l, 8), tensor(r, G, l, 9), s->m, dg, T, H, F);
-    matmul_bt(dm, dg, tensor(r, P, l, 8), T, H, F, false);
+    matmul_grad(tensor(r, G, l, PR_GPT_FCW), tensor(r, G, l, PR_GPT_FCB), s->m, dg, T, H, F);
+    matmul_bt(dm, dg, tensor(r, NULL, l, PR_GPT_FCW), T, H, F, false);
     for (int t = 0; t < T; t++) {
         size_t o = (size_t)t * H;
-        ln_param_grad(dm + o, s->h1 + o, s->mean2[t], s->rstd2[t], tensor(r, G, l, 6),
-                      tensor(r, G, l, 7), H);
-        pp_layernorm_backward_row(dm + o, s->h1 + o, s->mean2[t], s->rstd2[t], tensor(r, P, l, 6),
+        ln_param_grad(dm + o, s->h1 + o, s->mean2[t], s->rstd2[t], tensor(r, G, l, PR_GPT_LN2W),
+                      tensor(r, G, l, PR_GPT_LN2B), H);
+        pp_layernorm_backward_row(dm + o, s->h1 + o, s->mean2[t], s->rstd2[t], tensor(r, NULL, l, PR_GPT_LN2W),
                                   dy + o, dh1 + o, H);
     }
     /* attention */
-    matmul_grad(tensor(r, G, l, 4), tensor(r, G, l, 5), s->att, dh1, T, H, H);
-    matmul_bt(datt, dh1, tensor(r, P, l, 4), T, H, H, false);
+    matmul_grad(tensor(r, G, l, PR_GPT_PROJW), tensor(r, G, l, PR_GPT_PROJB), s->att, dh1, T, H, H);
+    matmul_bt(datt, dh1, tensor(r, NULL, l, PR_GPT_PROJW), T, H, H, false);
     memset(dqkv, 0, (size_t)T * 3 * H * sizeof(float));
     float scale = 1.0f / sqrtf((float)hd);
     for (int h = 0; h < A; h++)
@@ -208,14 +207,14 @@ static void block_backward(const ref *r, int l, const block_state *s, const floa
                         dP[k] * s->qkv[(size_t)q * 3 * H + h * hd + c];
                 }
         }
-    matmul_grad(tensor(r, G, l, 2), tensor(r, G, l, 3), s->a, dqkv, T, H, 3 * H);
-    memset(tensor(r, G, l, 3) + H, 0, (size_t)H * sizeof(float)); /* the key bias: docs/gpt.md */
-    matmul_bt(da, dqkv, tensor(r, P, l, 2), T, H, 3 * H, false);
+    matmul_grad(tensor(r, G, l, PR_GPT_ATTNW), tensor(r, G, l, PR_GPT_ATTNB), s->a, dqkv, T, H, 3 * H);
+    memset(tensor(r, G, l, PR_GPT_ATTNB) + H, 0, (size_t)H * sizeof(float)); /* the key bias: docs/gpt.md */
+    matmul_bt(da, dqkv, tensor(r, NULL, l, PR_GPT_ATTNW), T, H, 3 * H, false);
     for (int t = 0; t < T; t++) {
         size_t o = (size_t)t * H;
-        ln_param_grad(da + o, s->x + o, s->mean1[t], s->rstd1[t], tensor(r, G, l, 0),
-                      tensor(r, G, l, 1), H);
-        pp_layernorm_backward_row(da + o, s->x + o, s->mean1[t], s->rstd1[t], tensor(r, P, l, 0),
+        ln_param_grad(da + o, s->x + o, s->mean1[t], s->rstd1[t], tensor(r, G, l, PR_GPT_LN1W),
+                      tensor(r, G, l, PR_GPT_LN1B), H);
+        pp_layernorm_backward_row(da + o, s->x + o, s->mean1[t], s->rstd1[t], tensor(r, NULL, l, PR_GPT_LN1W),
                                   dh1 + o, dx + o, H);
     }
 }
@@ -243,7 +242,7 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
                               grab(&c, (size_t)T), grab(&c, (size_t)T * r->F),
                               grab(&c, (size_t)T * r->F)};
     }
-    const float *wpe = tensor(r, NULL, 0, 1);
+    const float *wpe = tensor(r, NULL, 0, PR_GPT_WPE);
     for (int t = 0; t < T; t++)
         for (int j = 0; j < H; j++)
             h[(size_t)t * H + j] = r->wte[(size_t)tok[t] * H + j] + wpe[(size_t)t * H + j];
@@ -252,9 +251,9 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
         memcpy(h, y, (size_t)T * H * sizeof(float));
     }
     for (int t = 0; t < T; t++)
-        pp_layernorm_row(h + (size_t)t * H, tensor(r, NULL, head, 0), tensor(r, NULL, head, 1),
+        pp_layernorm_row(h + (size_t)t * H, tensor(r, NULL, head, PR_GPT_LNFW), tensor(r, NULL, head, PR_GPT_LNFB),
                          yln + (size_t)t * H, &meanf[t], &rstdf[t], H);
-    const float *headw = m->gpt.tie ? NULL : tensor(r, NULL, head, 2);
+    const float *headw = m->gpt.tie ? NULL : tensor(r, NULL, head, PR_GPT_HEADW);
     for (int t = 0; t < T; t++)
         for (int v = 0; v < V; v++) {
             double s = 0;
@@ -268,7 +267,7 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
         loss += pp_cross_entropy_row(logits + (size_t)t * V, tok[t + 1], V, (float)(1.0 / count),
                                      logits + (size_t)t * V);
     /* the head */
-    float *gheadw = m->gpt.tie ? NULL : tensor(r, r->G, head, 2);
+    float *gheadw = m->gpt.tie ? NULL : tensor(r, r->G, head, PR_GPT_HEADW);
     for (int j = 0; j < H; j++)
         for (int v = 0; v < V; v++) {
             double s = 0;
@@ -289,16 +288,16 @@ static double sequence(const ref *r, const int32_t *tok, float *work, size_t sta
         }
     for (int t = 0; t < T; t++) {
         size_t o = (size_t)t * H;
-        ln_param_grad(y + o, h + o, meanf[t], rstdf[t], tensor(r, r->G, head, 0),
-                      tensor(r, r->G, head, 1), H);
-        pp_layernorm_backward_row(y + o, h + o, meanf[t], rstdf[t], tensor(r, NULL, head, 0), NULL,
+        ln_param_grad(y + o, h + o, meanf[t], rstdf[t], tensor(r, r->G, head, PR_GPT_LNFW),
+                      tensor(r, r->G, head, PR_GPT_LNFB), H);
+        pp_layernorm_backward_row(y + o, h + o, meanf[t], rstdf[t], tensor(r, NULL, head, PR_GPT_LNFW), NULL,
                                   dh + o, H);
     }
     for (int b = B - 1; b >= 0; b--) {
         block_backward(r, b + 1, &st[b], dh, dx, tmp);
         memcpy(dh, dx, (size_t)T * H * sizeof(float));
     }
-    float *gwpe = tensor(r, r->G, 0, 1);
+    float *gwpe = tensor(r, r->G, 0, PR_GPT_WPE);
     for (int t = 0; t < T; t++)
         for (int j = 0; j < H; j++) {
             r->gwte[(size_t)tok[t] * H + j] += dh[(size_t)t * H + j];
