@@ -74,6 +74,11 @@ static int copy_plan(const pp_plan *from, pp_plan *to)
     to->async = from->async;
     to->vertical_sync = from->vertical_sync;
     to->order = from->order;
+    for (int c = 0; c < from->ncoll; c++)
+        if (pp_plan_coll(to, from->coll[c].what, from->coll[c].ranks, from->coll[c].nranks, from->coll[c].bytes) != c) {
+            pp_plan_free(to);
+            return 1;
+        }
     for (int d = 0; d < from->devices; d++) {
         pp_plan_reserve(to, d, from->dev[d].n);
         for (int i = 0; i < from->dev[d].n; i++)

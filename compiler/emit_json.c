@@ -103,8 +103,21 @@ static void out_str(out *o, const char *s)
         o->failed = true;
 }
 
-static void out_op(out *o, const pp_op *op)
+static void out_op(out *o, const pp_plan *p, const pp_op *op)
 {
+    const pp_coll *c = pp_plan_op_coll(p, op);
+    if (c) { /* docs/plan-format.md: {"op": "allreduce", "what": "tied", "ranks": [0, 3]} */
+        OUT_LIT(o, "{\"op\": \"allreduce\", \"what\": \"");
+        out_str(o, pp_coll_what_name(c->what));
+        OUT_LIT(o, "\", \"ranks\": [");
+        for (int k = 0; k < c->nranks; k++) {
+            if (k)
+                OUT_LIT(o, ", ");
+            out_int(o, c->ranks[k]);
+        }
+        OUT_LIT(o, "]}");
+        return;
+    }
     OUT_LIT(o, "{\"op\": \"");
     out_str(o, pp_op_name(op->kind));
     OUT_LIT(o, "\"");
@@ -325,6 +338,8 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "peak_activations", int_array(sim->peak_act, p->devices));
     if (sim->peak_mem) /* activation_memory.c's peak, the number of every view */
         cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
+    if (p->ncoll > 0) /* every collective's time, each once (--stats' allreduce=) */
+        cJSON_AddNumberToObject(j, "allreduce", sim->coll_time);
     double tps, mfu;
     if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu)) {
         cJSON_AddNumberToObject(j, "tokens_per_s_per_device", tps);
@@ -365,7 +380,7 @@ static void out_device(out *o, const pp_plan *p, int r, const int *stage_order,
     const pp_device *dv = &p->dev[r];
     for (int i = 0; i < dv->n; i++) {
         OUT_LIT(o, "      ");
-        out_op(o, &dv->ops[i]);
+        out_op(o, p, &dv->ops[i]);
         if (i + 1 < dv->n)
             OUT_LIT(o, ",\n");
         else

@@ -12,6 +12,9 @@
  * seconds (makespan=0.0297684s), tokens_per_s_per_device= and mfu= follow
  * the bubble, and with memory in bytes peak_mem is in one unit
  * ([8.00GB,6.00GB]).
+ * A plan with collectives (a gpt's tied allreduce) adds allreduce= after
+ * the bubble: the time of every collective, each counted once (pp_sim's
+ * coll_time).
  * peak_act counts the (stage, mb) sets held in full at once; peak_mem is
  * each device's peak memory (activation_memory.c), in the unit of
  * memory.activation with the inputs kept for recompute counted: the number
@@ -50,6 +53,8 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
         char t[32];
         fprintf(f, " makespan=%s bubble=%.2f%%", pp_time_show(&sim->units, sim->makespan, t, sizeof t),
                 sim->bubble * 100);
+        if (p->ncoll > 0)
+            fprintf(f, " allreduce=%s", pp_time_show(&sim->units, sim->coll_time, t, sizeof t));
         double tps, mfu;
         if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu))
             fprintf(f, " tokens_per_s_per_device=%.6g mfu=%.2f%%", tps, 100 * mfu);

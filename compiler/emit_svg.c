@@ -100,8 +100,8 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
     put_summary(f, p, sim);
     fputs("</text>\n", f);
     fprintf(f, "<text x=\"12\" y=\"54\" fill=\"#555\">F forward, B backward%s, W weight gradient, R recompute; "
-               "darker = earlier micro-batch; grey = idle; lines = transfers</text>\n",
-            p->split_backward ? " (input gradient)" : "");
+               "darker = earlier micro-batch; grey = idle; lines = transfers%s</text>\n",
+            p->split_backward ? " (input gradient)" : "", p->ncoll > 0 ? "; red band = allreduce" : "");
 
     /* The time axis: ticks at a round step. */
     double step = pow(10, floor(log10(span / 8)));
@@ -140,6 +140,35 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
         }
         fputs("</g>\n", f);
     }
+
+    /* Collectives: each allreduce once (on its first member), a band from
+     * when it begins to when it ends across the lanes of its members, the
+     * lanes between them included. */
+    if (p->ncoll > 0)
+        fputs("<g class=\"collectives\" fill=\"hsl(0,70%,45%)\">\n", f);
+    for (int d = 0; d < D && p->ncoll > 0; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            const pp_coll *c = pp_plan_op_coll(p, op);
+            double s = sim->start[d][i], e = sim->end[d][i];
+            if (!c || c->ranks[0] != d || !isfinite(s) || !isfinite(e))
+                continue;
+            int lo = c->ranks[0], hi = c->ranks[c->nranks - 1];
+            int y0 = TOP + lo * (LANE + GAP), y1 = TOP + hi * (LANE + GAP) + LANE;
+            double w = (e - s) * scale;
+            pp_plan_op_format(p, op, name, sizeof name);
+            fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill-opacity=\"0.35\" "
+                       "data-start=\"%.17g\" data-end=\"%.17g\"><title>%s: devices",
+                    LEFT + s * scale, y0, w > 1.5 ? w : 1.5, y1 - y0, s, e, name);
+            for (int k = 0; k < c->nranks; k++)
+                fprintf(f, "%s %d", k ? "," : "", c->ranks[k]);
+            fprintf(f, ", %.6g to %.6g</title></rect>\n", s, e);
+            for (int k = 0; k < c->nranks; k++) /* and solid on each member's lane */
+                fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\"/>\n", LEFT + s * scale,
+                        TOP + c->ranks[k] * (LANE + GAP), w > 1.5 ? w : 1.5, LANE);
+        }
+    if (p->ncoll > 0)
+        fputs("</g>\n", f);
 
     /* Transfers, where the shape is small enough to index its sends. */
     send_index idx = {0};

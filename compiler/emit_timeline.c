@@ -39,6 +39,7 @@
 #define MAX_WIDTH 1000
 #define IDLE '.'
 #define COMM '~'
+#define COLL '=' /* an allreduce (a collective) */
 #define FILL '-' /* the rest of a labelled op after its label */
 #define MAX_PARTS 8    /* of the compact layout in parts, */
 #define MAX_PART_ROWS 160 /* and the device rows of all its parts together */
@@ -54,6 +55,7 @@ typedef struct chart {
     int chunks;  /* most stages on one device */
     int *chunk;  /* [stages]: index of the stage among its device's stages */
     bool any_w, any_comm, any_lower, any_r;
+    bool any_coll; /* an allreduce was drawn (set by the layout's drawing) */
     long untimed; /* compute ops without a usable time: not drawn */
     double **xfer; /* [devices][op]: when a send/recv's transfer begins */
 } chart;
@@ -75,6 +77,13 @@ static bool comm_times(const chart *c, int d, int i, double *s, double *e)
     if (c->xfer && c->xfer[d])
         *s = fmin(fmax(*s, c->xfer[d][i]), *e);
     return *e > *s;
+}
+
+/* The ops that get a place of their own: compute, and the collectives
+ * (which hold their device as compute does). */
+static bool drawn(const pp_op *op)
+{
+    return pp_op_is_compute(op->kind) || op->kind == PP_OP_ALLREDUCE;
 }
 
 static int ndigits(long v)
@@ -270,7 +279,7 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
                 c->untimed += pp_op_is_compute(op->kind);
                 continue;
             }
-            if (pp_op_is_compute(op->kind) || (pp_op_is_comm(op->kind) && comm_times(c, d, i, &s, &e))) {
+            if (drawn(op) || (pp_op_is_comm(op->kind) && comm_times(c, d, i, &s, &e))) {
                 t0 = fmin(t0, s);
                 t1 = fmax(t1, e);
             }
@@ -371,6 +380,11 @@ static void draw_labelled(chart *c, FILE *f, char *row)
                     c->any_comm = true;
                 memset(row + a, COMM, (size_t)(b - a));
             }
+            if (dv->ops[i].kind == PP_OP_ALLREDUCE && op_times(c, d, i, &s, &e)) {
+                int a = col_of(c, s), b = col_of(c, e);
+                memset(row + a, COLL, (size_t)(b - a));
+                c->any_coll |= b > a;
+            }
         }
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
@@ -447,7 +461,7 @@ static int compact_layout(const chart *c, int **col, int **span, long limit)
         long k = 0;
         for (int i = 0; i < p->dev[d].n; i++) {
             double s, e;
-            if (!pp_op_is_compute(p->dev[d].ops[i].kind) || !op_times(c, d, i, &s, &e))
+            if (!drawn(&p->dev[d].ops[i]) || !op_times(c, d, i, &s, &e))
                 continue;
             if (e > s)
                 min_dur = fmin(min_dur, e - s);
@@ -469,7 +483,7 @@ static int compact_layout(const chart *c, int **col, int **span, long limit)
     for (int d = 0; d < p->devices; d++)
         for (int i = 0; i < p->dev[d].n; i++) {
             double s, e;
-            if (pp_op_is_compute(p->dev[d].ops[i].kind) && op_times(c, d, i, &s, &e))
+            if (drawn(&p->dev[d].ops[i]) && op_times(c, d, i, &s, &e))
                 starts[k++] = s;
         }
     qsort(starts, (size_t)n, sizeof *starts, cmp_double);
@@ -487,7 +501,7 @@ static int compact_layout(const chart *c, int **col, int **span, long limit)
         uint64_t j = 0;
         for (int i = 0; i < p->dev[d].n; i++) {
             double s, e;
-            if (!pp_op_is_compute(p->dev[d].ops[i].kind) || !op_times(c, d, i, &s, &e))
+            if (!drawn(&p->dev[d].ops[i]) || !op_times(c, d, i, &s, &e))
                 continue;
             long inst = instant_of(rep, nrep, s);
             j = inst == prev ? j + 1 : 0;
@@ -511,7 +525,7 @@ static int compact_layout(const chart *c, int **col, int **span, long limit)
         for (int i = 0; i < dv->n; i++) {
             col[d][i] = span[d][i] = -1;
             double s, e;
-            if (!pp_op_is_compute(dv->ops[i].kind) || !op_times(c, d, i, &s, &e))
+            if (!drawn(&dv->ops[i]) || !op_times(c, d, i, &s, &e))
                 continue;
             long inst = instant_of(rep, nrep, s);
             j = inst == prev ? j + 1 : 0;
@@ -548,6 +562,11 @@ static void draw_compact(chart *c, FILE *f, char *row, char *row2, char *row3, i
             int a = col[d][i], b = span[d][i];
             if (a < 0)
                 continue;
+            if (op->kind == PP_OP_ALLREDUCE) {
+                memset(row + a, COLL, (size_t)(b - a));
+                c->any_coll = true;
+                continue;
+            }
             memset(row + a, FILL, (size_t)(b - a));
             row[a] = op_letter(c, op);
             row2[a] = (char)('0' + op->mb % 10);
@@ -593,12 +612,14 @@ static void draw_parts(chart *c, FILE *f, char *row, int **col, int **span, int 
                     int a = col[d][i], b = span[d][i];
                     if (a < 0 || b <= lo || a >= hi)
                         continue;
+                    bool coll = op->kind == PP_OP_ALLREDUCE;
                     if (r == 0) {
                         int from = a > lo ? a : lo, to = b < hi ? b : hi;
-                        memset(row + from - lo, FILL, (size_t)(to - from));
+                        memset(row + from - lo, coll ? COLL : FILL, (size_t)(to - from));
+                        c->any_coll |= coll;
                     }
-                    if (a < lo)
-                        continue; /* began in the part before, labelled there */
+                    if (a < lo || coll)
+                        continue; /* began in the part before, labelled there; a collective has no label */
                     long v = r == 0 ? 0 : r <= mb_rows ? op->mb : op_chunk(c, op);
                     int place = r <= mb_rows ? mb_rows - r : 0; /* digit of v on this row */
                     for (int k = 0; k < place; k++)
@@ -617,8 +638,8 @@ static void draw_parts(chart *c, FILE *f, char *row, int **col, int **span, int 
 /* ---- scaled ---- */
 
 /* What a cell can show, in the order ties are broken. */
-enum { CELL_F, CELL_B, CELL_W, CELL_R, CELL_f, CELL_b, CELL_w, CELL_r, CELL_COMM, CELL_IDLE, CELL__N };
-static const char cell_char[CELL__N] = {'F', 'B', 'W', 'R', 'f', 'b', 'w', 'r', COMM, IDLE};
+enum { CELL_F, CELL_B, CELL_W, CELL_R, CELL_f, CELL_b, CELL_w, CELL_r, CELL_COLL, CELL_COMM, CELL_IDLE, CELL__N };
+static const char cell_char[CELL__N] = {'F', 'B', 'W', 'R', 'f', 'b', 'w', 'r', COLL, COMM, IDLE};
 
 static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
 {
@@ -640,6 +661,8 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
                        (op_chunk(c, op) % 2 ? CELL_f : 0);
             else if (pp_op_is_comm(op->kind))
                 what = CELL_COMM;
+            else if (op->kind == PP_OP_ALLREDUCE)
+                what = CELL_COLL;
             else
                 continue;
             double x0 = (s - c->t0) * c->scale, x1 = (e - c->t0) * c->scale;
@@ -658,7 +681,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
             double *a = &acc[k * CELL__N];
             /* Transfers only count where nothing computes: they overlap compute. */
             double compute = 0;
-            for (int w = CELL_F; w <= CELL_r; w++)
+            for (int w = CELL_F; w <= CELL_COLL; w++) /* a collective holds its device too */
                 compute += a[w];
             a[CELL_COMM] = fmin(a[CELL_COMM], fmax(0, cell - compute));
             a[CELL_IDLE] = fmax(0, cell - compute - a[CELL_COMM]);
@@ -667,6 +690,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
                 if (a[w] > a[best] * (1 + 1e-9))
                     best = w;
             row[k] = cell_char[best];
+            c->any_coll |= best == CELL_COLL;
         }
         put_row(c, f, d, true, row);
     }
@@ -710,6 +734,8 @@ static void legend(const chart *c, FILE *f, enum layout how)
         wrap_put(&w, "; ", "~ send/recv");
     if (how == SCALED)
         wrap_put(&w, "; ", "~ send/recv");
+    if (c->any_coll)
+        wrap_put(&w, "; ", "= allreduce");
     wrap_end(&w);
 
     if (c->sim->units.seconds) {

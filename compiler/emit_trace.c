@@ -11,9 +11,11 @@
  *
  * One track (tid) per device, one complete ("X") event per compute op,
  * named as pp_op_format names it (F3.5 = forward of stage 3, micro-batch
- * 5).  ts and dur are microseconds: time * us_per_unit, so a predicted
+ * 5), and one per allreduce on each of its members, named as
+ * pp_plan_op_format names it ("allreduce tied {0,3}", cat "allreduce",
+ * args what and ranks), from when it begins to when it ends.  ts and dur are microseconds: time * us_per_unit, so a predicted
  * timeline in cost units with us_per_unit = 1000 shows one unit as 1 ms.
- * Sends, receives, update and flush are not drawn.  pprun writes measured
+ * Sends, receives (waits included), update and flush are not drawn.  pprun writes measured
  * traces in the same format, so both open side by side.
  */
 #include <math.h>
@@ -68,8 +70,21 @@ int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_un
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
             double s = sim->start[d][i], e = sim->end[d][i];
-            if (!pp_op_is_compute(op->kind) || !isfinite(s) || !isfinite(e))
+            const pp_coll *c = pp_plan_op_coll(p, op);
+            if ((!pp_op_is_compute(op->kind) && !c) || !isfinite(s) || !isfinite(e))
                 continue;
+            if (c) {
+                fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"allreduce\", \"ph\": \"X\", \"pid\": 0, \"tid\": %d, "
+                           "\"ts\": ", pp_plan_op_format(p, op, name, sizeof name), d);
+                put_number(f, s * us_per_unit);
+                fputs(", \"dur\": ", f);
+                put_number(f, e > s ? (e - s) * us_per_unit : 0);
+                fprintf(f, ", \"args\": {\"what\": \"%s\", \"ranks\": [", pp_coll_what_name(c->what));
+                for (int k = 0; k < c->nranks; k++)
+                    fprintf(f, "%s%d", k ? ", " : "", c->ranks[k]);
+                fprintf(f, "], \"index\": %d}}", i);
+                continue;
+            }
             pp_op_format(op, name, sizeof name);
             fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"%s\", \"ph\": \"X\", \"pid\": 0, \"tid\": %d, \"ts\": ",
                     name, pp_op_name(op->kind), d);

@@ -16,6 +16,8 @@
 /* Bytes of one activation element: fp32 and tf32 keep fp32 tensors. */
 static double element_bytes(int precision) { return precision == PP_BF16 ? 2 : 4; }
 
+double pp_gpt_grad_element_bytes(int precision) { return element_bytes(precision); }
+
 double pp_gpt_bytes_per_param(int precision, bool adamw)
 {
     /* weights + gradients in the compute precision; bf16 adds fp32 master
@@ -96,6 +98,7 @@ int pp_gpt_layers(const pp_gpt_shape *g, int precision, bool adamw, const pp_har
         l->act = c.act_bytes;
         l->act_input = c.act_input_bytes;
         l->weights = c.params_held * per_param;
+        l->shared = (c.params_held - c.params) * per_param; /* a tied head's copy of wte */
         l->out = c.out_bytes;
     }
     return count;

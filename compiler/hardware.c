@@ -59,6 +59,20 @@ double pp_link_time(const pp_hardware *hw, int a, int b, double bytes)
     return (same ? hw->node_latency : hw->network_latency) + bytes / bw;
 }
 
+double pp_allreduce_time(const pp_hardware *hw, const int *ranks, int n, double bytes)
+{
+    if (n < 2)
+        return 0;
+    if (n == 2)
+        return pp_link_time(hw, ranks[0], ranks[1], bytes);
+    double slowest = 0;
+    for (int k = 0; k < n; k++) {
+        double t = pp_link_time(hw, ranks[k], ranks[(k + 1) % n], bytes / n);
+        slowest = t > slowest ? t : slowest;
+    }
+    return 2.0 * (n - 1) * slowest;
+}
+
 double pp_compute_time(const pp_hardware *hw, int p, double flops)
 {
     return flops / (hw->flops[p] * hw->efficiency);

@@ -2,7 +2,8 @@
  * layers.c — layers are the unit of cost and memory (docs/costs.md): a
  * stage's F, B and W are the sums over the layers it holds, so are its
  * activations, and a device's static memory is the weights of its stages'
- * layers.  The verifier, the simulator and every view go on reading
+ * layers (a tied head's copy of the embedding counted once where one
+ * device holds both).  The verifier, the simulator and every view go on reading
  * per-stage numbers; this file is the one place they are summed from the
  * layers, for the split the spec holds, and it is called again for every
  * split the balance search tries (balance.c).
@@ -58,6 +59,11 @@ void pp_spec_sum_layers(pp_spec *s)
             c->stage_out[st] = s->layers[l - 1].out;
         s->static_mem[s->placement[st]] += weights;
     }
+    /* The last layer's copy of the first's weights (a tied head's wte) is
+     * the first layer's own when one device holds both (a V placement):
+     * counted once there. */
+    if (s->n_layers >= 2 && s->placement[0] == s->placement[s->stages - 1])
+        s->static_mem[s->placement[0]] -= s->layers[s->n_layers - 1].shared;
 }
 
 /* The one translation from a split in items of s->layers (what the rules

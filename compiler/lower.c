@@ -281,6 +281,8 @@ static void sink_sends(lowering *L)
             int k = op->kind;
             if (L->cost && k == PP_OP_RECV && op->stage >= 0 && op->stage < p->stages)
                 dur[w.base[d] + i] = pp_transfer_time(L->cost, op, d);
+            if (L->cost && k == PP_OP_ALLREDUCE)
+                dur[w.base[d] + i] = pp_collective_time(L->cost, p, op);
             if (!pp_op_is_compute(k))
                 continue;
             if (L->cost)

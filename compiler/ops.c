@@ -50,6 +50,25 @@ int pp_comm_from_name(const char *name)
     return -1;
 }
 
+static const char *const coll_what_names[] = {
+#define PP_X(e, s) s,
+    PP_COLL_WHATS(PP_X)
+#undef PP_X
+};
+
+const char *pp_coll_what_name(int what)
+{
+    return what >= 0 && what < PP_COLL__COUNT ? coll_what_names[what] : "?";
+}
+
+int pp_coll_what_from_name(const char *name)
+{
+    for (int k = 0; k < PP_COLL__COUNT; k++)
+        if (strcmp(coll_what_names[k], name) == 0)
+            return k;
+    return -1;
+}
+
 const char *pp_op_format(const pp_op *op, char *buf, size_t size)
 {
     switch (op->kind) {
@@ -64,6 +83,9 @@ const char *pp_op_format(const pp_op *op, char *buf, size_t size)
         break;
     case PP_OP_RECV:
         snprintf(buf, size, "recv %s %d.%d from %d", pp_comm_name(op->comm), op->stage, op->mb, op->peer);
+        break;
+    case PP_OP_ALLREDUCE:
+        snprintf(buf, size, "allreduce #%d", op->peer);
         break;
     default:
         snprintf(buf, size, "%s", pp_op_name(op->kind));

@@ -134,6 +134,17 @@ static bool remove_content(const pp_output *o, const char *path)
     if (fd >= 0) {
         for (const char *const *n = o->names; *n; n++)
             unlinkat(fd, *n, 0);
+        for (const char *const *n = o->names; *n; n++) { /* then "sub" of each "sub/name" */
+            char sub[256];
+            size_t k = 0;
+            while ((*n)[k] && (*n)[k] != '/' && k + 1 < sizeof sub) {
+                sub[k] = (*n)[k];
+                k++;
+            }
+            sub[k] = '\0';
+            if ((*n)[k] == '/')
+                unlinkat(fd, sub, AT_REMOVEDIR);
+        }
         close(fd);
     }
     return rmdir(path) == 0 || errno == ENOENT;
@@ -730,8 +741,59 @@ static int member_index(const pp_output *o, const char *name)
     return -1;
 }
 
+/* Some member is "name/...": a subdirectory the output writes. */
+static bool member_dir(const pp_output *o, const char *name)
+{
+    size_t len = strlen(name);
+    for (int i = 0; o->names[i]; i++)
+        if (strncmp(o->names[i], name, len) == 0 && o->names[i][len] == '/')
+            return true;
+    return false;
+}
+
+/* The entries of dir (prefix "" or "sub/"): member files, whose modes are
+ * kept, and at the top member subdirectories, looked into. */
+static bool check_previous_dir(pp_outputs *s, pp_output *o, DIR *dir, const char *prefix)
+{
+    bool ok = true;
+    for (struct dirent *e; ok && (e = readdir(dir));) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char full[512];
+        snprintf(full, sizeof full, "%s%s", prefix, e->d_name);
+        int i = member_index(o, full);
+        struct stat st;
+        bool have = fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (i < 0 && !*prefix && have && S_ISDIR(st.st_mode) && member_dir(o, full)) {
+            int fd = openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            DIR *sub = fd >= 0 ? fdopendir(fd) : NULL;
+            if (!sub) {
+                if (fd >= 0)
+                    close(fd);
+                pp_error(s->d, "cannot replace %s: %s: %s", o->path, full, strerror(errno));
+                return false;
+            }
+            char inner[512];
+            snprintf(inner, sizeof inner, "%s/", full);
+            ok = check_previous_dir(s, o, sub, inner);
+            closedir(sub);
+        } else if (i < 0) {
+            pp_error(s->d, "cannot replace %s: it holds %s, which %s does not write (remove it, or "
+                           "choose another directory)", o->path, full, o->what);
+            ok = false;
+        } else if (!have || !S_ISREG(st.st_mode)) {
+            pp_error(s->d, "cannot replace %s: its %s is not a regular file", o->path, full);
+            ok = false;
+        } else {
+            o->member_mode[i] = (int)(st.st_mode & 07777);
+        }
+    }
+    return ok;
+}
+
 /* An existing directory output holds only regular files by its member
- * names: nothing of the user's is lost when it is replaced. */
+ * names (in the member subdirectories): nothing of the user's is lost
+ * when it is replaced. */
 static bool check_previous_set(pp_outputs *s, pp_output *o)
 {
     int n = 0;
@@ -749,24 +811,7 @@ static bool check_previous_set(pp_outputs *s, pp_output *o)
         pp_error(s->d, "cannot replace %s: %s", o->path, strerror(errno));
         return false;
     }
-    bool ok = true;
-    for (struct dirent *e; ok && (e = readdir(dir));) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        int i = member_index(o, e->d_name);
-        struct stat st;
-        if (i < 0) {
-            pp_error(s->d, "cannot replace %s: it holds %s, which %s does not write (remove it, or "
-                           "choose another directory)", o->path, e->d_name, o->what);
-            ok = false;
-        } else if (fstatat(dirfd(dir), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-                   !S_ISREG(st.st_mode)) {
-            pp_error(s->d, "cannot replace %s: its %s is not a regular file", o->path, e->d_name);
-            ok = false;
-        } else {
-            o->member_mode[i] = (int)(st.st_mode & 07777);
-        }
-    }
+    bool ok = check_previous_dir(s, o, dir, "");
     closedir(dir);
     return ok;
 }
@@ -889,6 +934,15 @@ int pp_output_member(pp_output *o, const char *name, pp_fill_fn fill, void *ctx)
         return 1;
     }
     int mode = o->member_mode[i];
+    const char *slash = strchr(name, '/');
+    if (slash) { /* "sub/name": sub is made when its first member is written */
+        char sub[256];
+        snprintf(sub, sizeof sub, "%.*s", (int)(slash - name), name);
+        if (mkdirat(o->fd, sub, 0777) != 0 && errno != EEXIST) {
+            pp_error(o->set->d, "%s %s: cannot make %s: %s", o->what, o->path, sub, strerror(errno));
+            return 1;
+        }
+    }
     int fd = openat(o->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                     mode >= 0 ? 0600 : 0666);
     int e = fd < 0 ? errno : 0;

@@ -1,9 +1,10 @@
 /*
  * plan.c — the per-device op lists every pass after the policy works on,
  * and what a plan says beyond its ops, for every pass and pprun's loader:
- * the names of its weight semantics (pipeline.async), and the notes that
- * point an error about one of its ops at the token of the file's order
- * (the custom policy's plans).
+ * the names of its weight semantics (pipeline.async), its table of
+ * collective groups (the allreduce ops' members) with the tied embedding's
+ * allreduce, and the notes that point an error about one of its ops at the
+ * token of the file's order (the custom policy's plans).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +36,96 @@ void pp_plan_free(pp_plan *p)
             free(p->dev[d].ops);
     free(p->dev);
     free(p->placement);
+    for (int c = 0; c < p->ncoll; c++)
+        free(p->coll[c].ranks);
+    free(p->coll);
     p->dev = NULL;
     p->placement = NULL;
+    p->coll = NULL;
+    p->ncoll = 0;
+}
+
+int pp_plan_coll(pp_plan *p, int what, const int *ranks, int nranks, double bytes)
+{
+    for (int c = 0; c < p->ncoll; c++)
+        if (p->coll[c].what == what && p->coll[c].nranks == nranks &&
+            memcmp(p->coll[c].ranks, ranks, (size_t)nranks * sizeof *ranks) == 0)
+            return c;
+    pp_coll *grown = realloc(p->coll, (size_t)(p->ncoll + 1) * sizeof *grown);
+    if (!grown)
+        return -1;
+    p->coll = grown;
+    int *copy = malloc((size_t)(nranks > 0 ? nranks : 1) * sizeof *copy);
+    if (!copy)
+        return -1;
+    if (nranks > 0)
+        memcpy(copy, ranks, (size_t)nranks * sizeof *copy);
+    p->coll[p->ncoll] = (pp_coll){.what = what, .nranks = nranks, .ranks = copy, .bytes = bytes};
+    return p->ncoll++;
+}
+
+const pp_coll *pp_plan_op_coll(const pp_plan *p, const pp_op *op)
+{
+    if (op->kind != PP_OP_ALLREDUCE || op->peer < 0 || op->peer >= p->ncoll || !p->coll)
+        return NULL;
+    return &p->coll[op->peer];
+}
+
+int pp_coll_member(const pp_coll *c, int rank)
+{
+    for (int k = 0; k < c->nranks; k++)
+        if (c->ranks[k] == rank)
+            return k;
+    return -1;
+}
+
+const char *pp_plan_op_format(const pp_plan *p, const pp_op *op, char *buf, size_t size)
+{
+    const pp_coll *c = pp_plan_op_coll(p, op);
+    if (!c)
+        return pp_op_format(op, buf, size);
+    size_t n = (size_t)snprintf(buf, size, "allreduce %s {", pp_coll_what_name(c->what));
+    for (int k = 0; k < c->nranks && n < size; k++)
+        n += (size_t)snprintf(buf + n, size - n, "%s%d", k ? "," : "", c->ranks[k]);
+    if (n < size)
+        snprintf(buf + n, size - n, "}");
+    return buf;
+}
+
+bool pp_tied_pair(const int *placement, int stages, int pair[2])
+{
+    if (stages < 2 || placement[0] == placement[stages - 1])
+        return false;
+    int a = placement[0], b = placement[stages - 1];
+    pair[0] = a < b ? a : b;
+    pair[1] = a < b ? b : a;
+    return true;
+}
+
+int pp_plan_add_tied(pp_plan *p, double bytes)
+{
+    int pair[2];
+    if (!pp_tied_pair(p->placement, p->stages, pair))
+        return 0;
+    int c = pp_plan_coll(p, PP_COLL_TIED, pair, 2, bytes);
+    if (c < 0)
+        return 1;
+    for (int k = 0; k < 2; k++) {
+        pp_device *dv = &p->dev[pair[k]];
+        int at = dv->n;
+        while (at > 0 && dv->ops[at - 1].kind != PP_OP_UPDATE)
+            at--;
+        if (at > 0)
+            at--; /* right before the update */
+        else if (dv->n > 0 && dv->ops[dv->n - 1].kind == PP_OP_FLUSH)
+            at = dv->n - 1;
+        else
+            at = dv->n;
+        pp_plan_push(p, pair[k], (pp_op){0}); /* room for one more */
+        memmove(&dv->ops[at + 1], &dv->ops[at], (size_t)(dv->n - 1 - at) * sizeof *dv->ops);
+        dv->ops[at] = (pp_op){.kind = PP_OP_ALLREDUCE, .stage = -1, .mb = -1, .peer = c, .group = -1};
+    }
+    return 0;
 }
 
 void pp_plan_reserve(pp_plan *p, int device, int n)
@@ -167,6 +256,6 @@ void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i)
     const pp_order_op *t = j >= 0 ? token_of(p, dev, j) : NULL;
     if (t)
         pp_note_at(d, o->src, t->offset, "device %d, op %d (%s) was inserted by the compiler %s %s, listed here",
-                   dev, i, pp_op_format(&dv->ops[i], op, sizeof op), where,
+                   dev, i, pp_plan_op_format(p, &dv->ops[i], op, sizeof op), where,
                    token_word(t, w, sizeof w));
 }

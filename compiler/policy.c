@@ -120,6 +120,19 @@ static void unknown_policy(const char *name, pp_diag *d)
     pp_error(d, "unknown schedule '%s' (known: %s)", name, known);
 }
 
+/* A gpt whose LM head is wte's transpose: its two copies are summed. */
+static bool tied(const pp_spec *s)
+{
+    return pp_model_is_gpt(&s->model) && s->model.tie;
+}
+
+int pp_policy_complete(const pp_spec *s, pp_plan *p)
+{
+    if (pp_insert_recompute(p, s->recompute))
+        return 1;
+    return tied(s) ? pp_plan_add_tied(p, s->cost.tied_bytes) : 0;
+}
+
 int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     memset(p, 0, sizeof *p);
@@ -138,9 +151,12 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
     p->async = pol->async;
 
     /* Exact capacity: every (stage, mb) of the device's stages once per
-     * compute kind, then update and flush. */
+     * compute kind, then update and flush (and a gpt's tied allreduce on
+     * the two devices that sum it). */
     long per_stage = (long)s->microbatches * (pol->split_backward ? 3 : 2);
-    long total = per_stage * s->stages + 2L * s->devices;
+    int pair[2] = {-1, -1};
+    bool summed = tied(s) && pp_tied_pair(s->placement, s->stages, pair);
+    long total = per_stage * s->stages + 2L * s->devices + (summed ? 2 : 0);
     if (total > PP_MAX_OPS_TOTAL) {
         pp_error(d, "%s: the plan would hold %ld ops, more than the limit of %ld", pol->name, total,
                  (long)PP_MAX_OPS_TOTAL);
@@ -151,11 +167,11 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
         int owned = 0;
         for (int st = 0; st < s->stages; st++)
             owned += s->placement[st] == dv;
-        pp_plan_reserve(p, dv, (int)(per_stage * owned + 2));
+        pp_plan_reserve(p, dv, (int)(per_stage * owned + 2 + (dv == pair[0] || dv == pair[1])));
     }
     int errors = pol->generate(s, p, d);
-    if (!errors && pp_insert_recompute(p, s->recompute)) {
-        pp_error(d, "%s: out of memory inserting the recomputed forwards", pol->name);
+    if (!errors && pp_policy_complete(s, p)) {
+        pp_error(d, "%s: out of memory inserting the recomputed forwards and the tied allreduce", pol->name);
         errors = 1;
     }
     if (errors)

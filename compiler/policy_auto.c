@@ -88,15 +88,15 @@ static void order_to_plan(const order *o, pp_plan *p)
 }
 
 /* The judge of every candidate: what ppcc would compile from it — the
- * recomputed forwards pp_policy_run inserts, then lower, verify (with the
- * limit), simulate. */
+ * recomputed forwards and the tied allreduce pp_policy_run inserts, then
+ * lower, verify (with the limit), simulate. */
 static double evaluate(const pp_spec *s, const order *o, bool with_limit, double *peak_out)
 {
     pp_plan p;
     if (pp_plan_init(&p, "auto", s->devices, s->stages, s->microbatches, s->placement))
         return INFINITY;
     order_to_plan(o, &p);
-    if (pp_insert_recompute(&p, s->recompute)) {
+    if (pp_policy_complete(s, &p)) {
         pp_plan_free(&p);
         return INFINITY;
     }

@@ -60,8 +60,9 @@
 /* ------------------------------------------------------------------ */
 
 /* X(ENUM, "json name", is_compute).  R is the recomputed forward of a
- * stage that drops its activations after F (docs/recompute.md); it is
- * last so that the older kinds keep their numbers. */
+ * stage that drops its activations after F (docs/recompute.md); ALLREDUCE
+ * is a collective over a plan's group of ranks (pp_coll, plan.c).  New
+ * kinds go last so that the older kinds keep their numbers. */
 #define PP_OP_KINDS(X)        \
     X(F, "F", 1)              \
     X(B, "B", 1)              \
@@ -70,7 +71,8 @@
     X(RECV, "recv", 0)        \
     X(UPDATE, "update", 0)    \
     X(FLUSH, "flush", 0)      \
-    X(R, "R", 1)
+    X(R, "R", 1)              \
+    X(ALLREDUCE, "allreduce", 0)
 
 enum pp_op_kind {
 #define PP_X(e, s, c) PP_OP_##e,
@@ -90,20 +92,45 @@ static inline bool pp_op_is_comm(int kind) { return kind == PP_OP_SEND || kind =
 const char *pp_comm_name(int comm);         /* "act" | "grad" */
 int pp_comm_from_name(const char *name);    /* -1 if unknown */
 
+/* What a collective op sums (its plan JSON "what"; docs/plan-format.md).
+ * TIED: the gradient of a gpt's tied wte, held by the first and the last
+ * stage's devices (docs/gpt.md).  Later kinds (a stage's gradients over
+ * data-parallel replicas, mirrored stage copies) are added after it. */
+#define PP_COLL_WHATS(X) X(TIED, "tied")
+enum pp_coll_what {
+#define PP_X(e, s) PP_COLL_##e,
+    PP_COLL_WHATS(PP_X)
+#undef PP_X
+    PP_COLL__COUNT
+};
+const char *pp_coll_what_name(int what);      /* "tied", "?" if unknown */
+int pp_coll_what_from_name(const char *name); /* -1 if unknown */
+
 /* One op of a device's list.  For send/recv, `stage`/`mb` name the
  * compute op whose output travels: act of F(stage, mb) goes to the device
- * of stage+1; grad of B(stage, mb) goes to the device of stage-1. */
+ * of stage+1; grad of B(stage, mb) goes to the device of stage-1.
+ *
+ * An allreduce refers to its collective group by index: `peer` is the
+ * index of a pp_coll in the plan's coll[] table (plan.c; its members, what
+ * it sums, its bytes), so a collective costs an op no more room than a
+ * send.  The k-th allreduce of a group on each member device is one
+ * collective: it completes when every member has posted it, and a device
+ * waits at it until then (walk.c).  `group` is -1 (a collective is posted
+ * alone); `stage` and `mb` are -1 for TIED (a later kind may give them a
+ * meaning: the stage whose gradients it sums, a bucket). */
 typedef struct pp_op {
     uint8_t kind;  /* enum pp_op_kind */
     uint8_t comm;  /* enum pp_comm_kind, send/recv only */
-    int32_t stage; /* -1 for update/flush */
-    int32_t mb;    /* -1 for update/flush */
-    int32_t peer;  /* send/recv: the other rank; else -1 */
+    int32_t stage; /* -1 for update/flush/allreduce */
+    int32_t mb;    /* -1 for update/flush/allreduce */
+    int32_t peer;  /* send/recv: the other rank; allreduce: its index in the plan's coll[]; else -1 */
     int32_t group; /* send/recv: ops of one device with the same group id,
                       contiguous in its list, are posted together; else -1 */
 } pp_op;
 
-/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "update" into buf. */
+/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "update" into buf;
+ * an allreduce, without its plan, as "allreduce #K" (K its group's index:
+ * pp_plan_op_format names the members). */
 const char *pp_op_format(const pp_op *op, char *buf, size_t size);
 
 /* ------------------------------------------------------------------ */
@@ -320,6 +347,12 @@ const char *pp_hardware_preset_names(void);
  * latency + bytes / bandwidth of their link (the node's, or the network's
  * when they sit on different nodes); 0 on one device. */
 double pp_link_time(const pp_hardware *hw, int a, int b, double bytes);
+/* The time an allreduce of bytes (each member's contribution) takes over
+ * the devices ranks[n]: a pair exchanges its bytes over their link at once
+ * (pp_link_time: latency + bytes / bandwidth, both directions together);
+ * more members, a ring (2 (n - 1) steps of bytes / n, each over the
+ * slowest link of the ring); 0 for fewer than two. */
+double pp_allreduce_time(const pp_hardware *hw, const int *ranks, int n, double bytes);
 /* Seconds flops take on one device at precision p (efficiency applied). */
 double pp_compute_time(const pp_hardware *hw, int p, double flops);
 
@@ -337,6 +370,10 @@ typedef struct pp_layer {
     double act_input;  /* what a recomputed layer keeps between F and R (its input) */
     double weights;    /* static: parameters + gradients + optimizer state */
     double out;        /* its output activation: what a send of it carries */
+    /* Of weights, a copy of the first layer's (a tied head's wte): its
+     * device holds it only when the first layer is elsewhere; a device
+     * holding both counts it once (layers.c).  0 for every other layer. */
+    double shared;
 } pp_layer;
 
 /* The gpt's layers in model order: the embedding, the blocks, the head
@@ -356,6 +393,10 @@ void pp_gpt_layer_counts(const pp_gpt_shape *g, int precision, int kind, pp_gpt_
 /* Bytes a parameter costs its device: weights, gradients, optimizer state
  * (ZeRO's accounting: bf16 keeps fp32 masters). */
 double pp_gpt_bytes_per_param(int precision, bool adamw);
+/* Bytes of one gradient element: the compute precision's (bf16 2, fp32
+ * and tf32 4), as pp_gpt_bytes_per_param counts gradients; what the tied
+ * allreduce moves per element of wte. */
+double pp_gpt_grad_element_bytes(int precision);
 /* The model FLOPs of one training step (forward, input and weight
  * gradients of every layer and micro-batch; no recompute): what MFU divides. */
 double pp_gpt_step_flops(const pp_gpt_shape *g);
@@ -434,6 +475,10 @@ typedef struct pp_cost {
      * last layer's output, summed with the split (layers.c). */
     const pp_hardware *hw;
     double *stage_out;
+    /* A gpt with tie = true (spec_model.c): the bytes of wte's gradient its
+     * tied allreduce sums, vocab x hidden at pp_gpt_grad_element_bytes; 0
+     * otherwise.  Priced like a transfer, on hw's link (pp_collective_time). */
+    double tied_bytes;
 } pp_cost;
 
 /* The time of compute op kind on stage s (a missing per-stage array means
@@ -642,12 +687,25 @@ typedef struct pp_device {
     int n, cap;
 } pp_device;
 
+/* A collective group of a plan: the ranks its allreduce ops sum over (a
+ * group per member set and kind, each allreduce op naming one by index,
+ * pp_op.peer).  Ranks are ascending and distinct, at least two (a sum on
+ * one device is local: no op). */
+typedef struct pp_coll {
+    int what;    /* enum pp_coll_what */
+    int nranks;
+    int *ranks;  /* [nranks] (owned by the plan) */
+    double bytes; /* what each member contributes (the simulator's transfer; 0: unknown, cost.comm alone) */
+} pp_coll;
+
 typedef struct pp_plan {
     char schedule[32];
     int devices, stages, microbatches;
     int *placement;      /* [stages] -> device (owned) */
     bool split_backward; /* B is input-gradient only and W appears */
     pp_device *dev;      /* [devices] (owned) */
+    pp_coll *coll;       /* [ncoll] the collective groups its allreduce ops name (owned) */
+    int ncoll;
     int async;           /* enum pp_async: the weight semantics (docs/async.md) */
     bool vertical_sync;  /* pipedream: micro-batch m uses version k(m) on every stage */
     /* The file's order when the custom policy made the plan (borrowed from
@@ -672,6 +730,37 @@ void pp_plan_free(pp_plan *p);
 pp_op *pp_plan_push(pp_plan *p, int device, pp_op op);
 void pp_plan_reserve(pp_plan *p, int device, int n);
 long pp_plan_total_ops(const pp_plan *p);
+/* The collective group (what, ranks[nranks]) of p: the index of an equal
+ * one already in p->coll, else of a new one (ranks copied, bytes kept).
+ * The caller gives ranks ascending and distinct; -1 when out of memory. */
+int pp_plan_coll(pp_plan *p, int what, const int *ranks, int nranks, double bytes);
+/* The group an allreduce op names, or NULL (not an allreduce, or its index
+ * is not one of p's groups).  The runtime gets an op's members from it. */
+const pp_coll *pp_plan_op_coll(const pp_plan *p, const pp_op *op);
+/* Where rank sits among c's members (0 .. nranks - 1), or -1. */
+int pp_coll_member(const pp_coll *c, int rank);
+/* What an allreduce op costs on top of cost.comm (as pp_transfer_time for
+ * a recv): with transfers from bytes (c->hw) and its group's bytes known,
+ * pp_allreduce_time over its members; else 0 (it costs cost.comm). */
+static inline double pp_collective_time(const pp_cost *c, const pp_plan *p, const pp_op *op)
+{
+    const pp_coll *g = pp_plan_op_coll(p, op);
+    return c->hw && g && g->bytes > 0 ? pp_allreduce_time(c->hw, g->ranks, g->nranks, g->bytes) : 0;
+}
+/* pp_op_format, with an allreduce's group spelled out: "allreduce tied {0,3}". */
+const char *pp_plan_op_format(const pp_plan *p, const pp_op *op, char *buf, size_t size);
+/* The devices whose copies of a tied embedding must be summed (a gpt with
+ * tie = true, docs/gpt.md): the first and the last stage's, ascending in
+ * pair[2]; false when both stages are on one device (the sum is local). */
+bool pp_tied_pair(const int *placement, int stages, int pair[2]);
+/* Adds the tied allreduce of the pair (pp_tied_pair; bytes as pp_coll's)
+ * to both devices of the pair, right before each one's update (a
+ * synchronous plan has one: the last if there are more; without one,
+ * before the closing flush): once per step, after the device's last
+ * compute op.  Nothing when the pair shares a device.  Nonzero when out of
+ * memory. */
+int pp_plan_add_tied(pp_plan *p, double bytes);
+
 /* Which placement a stage -> device map is: PP_PLACE_LOOP (stage s on
  * device s mod D, one stage per device included), PP_PLACE_VSHAPE (two
  * stages per device, s < D on device s, else on 2D-1-s) or PP_PLACE_LIST. */
@@ -714,6 +803,11 @@ const pp_policy *const *pp_policy_all(void);
  * for every stage with s->recompute[stage], inserts R(stage, mb) right
  * before each B(stage, mb). */
 int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d);
+/* What pp_policy_run adds to every generated order, also for auto's
+ * candidates: the recomputed forwards (pp_insert_recompute), then, for a
+ * gpt with tie = true, the tied allreduce (pp_plan_add_tied, with the
+ * bytes of wte's gradient).  Nonzero when out of memory. */
+int pp_policy_complete(const pp_spec *s, pp_plan *p);
 /* That insertion alone: drops every R of p, then puts R(s, m) before
  * B(s, m) for each stage with recompute[s] (NULL = none).  Nonzero on OOM. */
 int pp_insert_recompute(pp_plan *p, const bool *recompute);
@@ -1038,6 +1132,7 @@ typedef struct pp_sim {
     int *peak_act;        /* [devices] the most (stage, mb) sets held in full at once */
     double *peak_mem;     /* [devices] peak memory (activation_memory.c), the memory model's unit */
     double **start, **end;/* [devices][op index] */
+    double coll_time;     /* the time of every collective (begin to end), each counted once; 0: none */
     pp_view_units units;  /* pp_compile: its spec's (zero: the file's units) */
 } pp_sim;
 

@@ -12,7 +12,9 @@
  * (threads), so a send never holds its device up.  A recv ends cost.comm
  * (plus, with a hardware description, its link's latency + bytes /
  * bandwidth: pp_transfer_time) after both it and its send are posted; the device leaves the group when
- * its last recv ends.  (Deadlock freedom is still proven by the verifier
+ * its last recv ends.  An allreduce begins when every member of its group
+ * has posted it and ends cost.comm (plus, with a hardware description and
+ * the group's bytes, pp_collective_time) later on all of them at once.  (Deadlock freedom is still proven by the verifier
  * under the stricter rendezvous rule, where a send waits for its recv.)  The replay itself is walk.c's: with
  * no contention for anything but the devices, replaying in rendezvous order
  * computes every time exactly once, so this is O(ops).
@@ -92,6 +94,8 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
             const pp_op *op = &dv->ops[i];
             if (op->kind == PP_OP_RECV && op->stage >= 0 && op->stage < p->stages)
                 dur[w.base[d] + i] = pp_transfer_time(c, op, d); /* on top of cost.comm */
+            if (op->kind == PP_OP_ALLREDUCE)
+                dur[w.base[d] + i] = pp_collective_time(c, p, op); /* the same */
             if (!pp_op_is_compute(op->kind))
                 continue;
             int s = op->stage;
@@ -120,6 +124,12 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
                 out->makespan = out->end[d][n - 1];
         }
         out->bubble = pp_bubble(out->busy, D, out->makespan);
+        for (int d = 0; d < D; d++) /* each collective once: on its first member */
+            for (int i = 0; i < p->dev[d].n; i++) {
+                const pp_coll *g = pp_plan_op_coll(p, &p->dev[d].ops[i]);
+                if (g && g->ranks[0] == d)
+                    out->coll_time += out->end[d][i] - out->start[d][i];
+            }
     }
     free(dur);
     free(recomputing);

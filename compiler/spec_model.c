@@ -224,11 +224,27 @@ static void resolve_gpt(ctx *c, pp_spec *spec)
     m->seq = (int)spec_get(c, S_SEQ, 64);
     m->vocab = (int)spec_get(c, S_VOCAB, PP_BYTE_VOCAB);
     m->tie = spec_get(c, S_TIE, 1) != 0;
+    /* PipeDream updates each stage after every B with that micro-batch's
+     * gradient on a stashed version (docs/async.md): the two ends' copies of
+     * wte would need a sum at every update of either, on versions the other
+     * end does not hold.  2bw's one update a step takes the tied allreduce
+     * as the synchronous policies do. */
+    int pair[2];
+    if (m->tie && strcmp(spec->schedule, "pipedream") == 0 && pp_tied_pair(spec->placement, spec->stages, pair))
+        spec_report_key(c, c->set[S_TIE].set ? S_TIE : S_SCHEDULE,
+                        "schedule pipedream cannot train a tied embedding (tie = true%s) across devices %d and %d: "
+                        "it updates after every B on stashed weight versions, so the two copies of wte would need "
+                        "a sum at each update of either; set model.tie = false (or use 2bw)",
+                        c->set[S_TIE].set ? "" : ", the default", pair[0], pair[1]);
     m->beta1 = adamw ? spec_get(c, S_BETA1, 0.9) : 0;
     m->beta2 = adamw ? spec_get(c, S_BETA2, 0.95) : 0;
     m->eps = adamw ? spec_get(c, S_EPS, 1e-8) : 0;
     m->weight_decay = adamw ? spec_get(c, S_WEIGHT_DECAY, 0.1) : 0;
     snprintf(m->precision, sizeof m->precision, "%s", word_or(c, S_PRECISION, "fp32"));
+    int precision = pp_precision_from_name(m->precision);
+    if (m->tie) /* what the tied allreduce sums: wte's gradient */
+        spec->cost.tied_bytes =
+            (double)m->vocab * m->hidden * pp_gpt_grad_element_bytes(precision < 0 ? PP_FP32 : precision);
     if (c->set[S_DATA].set && c->set[S_DATA].v->kind == PP_VAL_STRING && m->vocab < PP_BYTE_VOCAB)
         spec_report_key(c, S_VOCAB, "%d is fewer than the %d byte values of a data file (each byte is a token; "
                         "model.data is set)", m->vocab, PP_BYTE_VOCAB);

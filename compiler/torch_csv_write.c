@@ -11,7 +11,11 @@
  * SEND_B, RECV_B, each named by the stage that runs it, as PyTorch names
  * them), a WAIT_SEND_F / WAIT_SEND_B for every send where PyTorch's loader
  * wants one, and REDUCE_GRAD / WAIT_REDUCE_GRAD after a stage's last
- * backward.  Rows end in CRLF, as Python's csv writer ends them.
+ * backward.  Rows end in CRLF, as Python's csv writer ends them.  A
+ * gpt's tied allreduce is left out of both: PyTorch sums tied weights'
+ * gradients outside the schedule (its action grammar has no token for it;
+ * REDUCE_GRAD is the data-parallel reduction), as update and flush are
+ * its runtime's own step.
  *
  * What PyTorch's runtime cannot run is refused before anything is written
  * (pp_torch_csv_check): recompute as an op of its own, asynchronous weight
@@ -97,7 +101,7 @@ static void put_comms_row(FILE *f, const pp_plan *p, int dv, int *backwards, pen
             continue;
         }
         if (!pp_op_is_compute(op->kind))
-            continue; /* update, flush: the runtime's own step */
+            continue; /* update, flush, the tied allreduce: the runtime's own step */
         put_compute(f, p, op, &first);
         if (op->kind == PP_OP_B) /* the local backward shows the activation was taken */
             for (int k = 0; k < nsends; k++)

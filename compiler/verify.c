@@ -15,11 +15,16 @@
  *   4. dependencies, within each device's list: an op runs after the op or
  *      the recv that feeds it (positions of each (stage, mb) op are kept in
  *      flat arrays indexed stage * M + mb);
- *   5. matching: the k-th send a->b against the k-th recv on b from a;
+ *   5. matching: the k-th send a->b against the k-th recv on b from a,
+ *      the k-th allreduce of a collective group on each of its members
+ *      against the k-th on every other (the group's table checked first:
+ *      members, and for a tied group the first and the last stage's
+ *      devices; once per step, before the update);
  *   6. memory: the activation memory each device holds
  *      (activation_memory.c) under mem_limit;
- *   7. deadlock: the rendezvous replay (walk.c) must bring every device to
- *      its last op; otherwise each wait-for cycle is reported.
+ *   7. deadlock: the rendezvous replay (walk.c), collectives included
+ *      (each waits for all its members), must bring every device to its
+ *      last op; otherwise each wait-for cycle is reported.
  * Every message names the device, the op index, the op and the reason; for
  * a plan made from an order (p->order), a note then points at its token.
  */
@@ -44,7 +49,7 @@ typedef struct verifier {
     size_t gcap;
 } verifier;
 
-#define OPFMT(op) pp_op_format((op), buf, sizeof buf)
+#define OPFMT(op) pp_plan_op_format(V->p, (op), buf, sizeof buf)
 #define FAIL_OP(V, d, i, op, ...)                                                    \
     do {                                                                             \
         char msg_[256];                                                              \
@@ -152,6 +157,90 @@ static void check_comm(verifier *V, int d, int i, const pp_op *op)
     record(V, send ? (act ? AT_SEND_ACT : AT_SEND_GRAD) : (act ? AT_RECV_ACT : AT_RECV_GRAD), d, i, op);
 }
 
+/* An allreduce alone: its group is the plan's and holds the device; it
+ * comes before the update (which needs the summed gradients), at most once
+ * per device for a tied group.  *tied_at: this device's tied allreduce so
+ * far, -1 none. */
+static void check_collective(verifier *V, int d, int i, const pp_op *op, int update_at, int *tied_at)
+{
+    const pp_plan *p = V->p;
+    char buf[96];
+    const pp_coll *c = pp_plan_op_coll(p, op);
+    if (!c) {
+        FAIL_OP(V, d, i, op, "collective group %d is not one of the plan's (it has %d)", op->peer, p->ncoll);
+        V->comm_unsafe = true;
+        return;
+    }
+    if (pp_coll_member(c, d) < 0) {
+        FAIL_OP(V, d, i, op, "device %d is not a member of the group", d);
+        V->comm_unsafe = true;
+        return;
+    }
+    if (p->async == PP_ASYNC_PIPEDREAM)
+        FAIL_OP(V, d, i, op, "pipedream updates after every B: its plans have no gradient collective");
+    else if (update_at >= 0)
+        FAIL_OP(V, d, i, op, "after update (op %d), which needs the summed gradients", update_at);
+    if (c->what == PP_COLL_TIED) {
+        if (*tied_at >= 0) {
+            FAIL_OP(V, d, i, op, "second tied allreduce (the first is op %d): one a step", *tied_at);
+            V->comm_unsafe = true;
+        } else {
+            *tied_at = i;
+        }
+    }
+}
+
+/* The plan's table of collective groups: a known kind, members that are
+ * devices, ascending and distinct, at least two; a tied group is the pair
+ * of devices of the first and the last stage (pp_tied_pair). */
+static void check_collective_groups(verifier *V)
+{
+    const pp_plan *p = V->p;
+    if (p->ncoll < 0 || (p->ncoll > 0 && !p->coll)) {
+        pp_error(V->dg, "plan: a broken table of collective groups");
+        V->comm_unsafe = true;
+        return;
+    }
+    for (int g = 0; g < p->ncoll; g++) {
+        const pp_coll *c = &p->coll[g];
+        bool ok = true;
+        if (c->what < 0 || c->what >= PP_COLL__COUNT) {
+            pp_error(V->dg, "plan: collective group %d: unknown kind %d", g, c->what);
+            ok = false;
+        } else if (c->nranks < 2 || !c->ranks) {
+            pp_error(V->dg, "plan: collective group %d: %d member%s (a collective has two at least; one device "
+                            "sums locally)", g, c->nranks, c->nranks == 1 ? "" : "s");
+            ok = false;
+        }
+        /* in range and ascending bounds nranks by the devices */
+        for (int k = 0; ok && k < c->nranks; k++)
+            if (c->ranks[k] < 0 || c->ranks[k] >= V->D) {
+                pp_error(V->dg, "plan: collective group %d: member %d is %d, not a device", g, k, c->ranks[k]);
+                ok = false;
+            } else if (k > 0 && c->ranks[k] <= c->ranks[k - 1]) {
+                pp_error(V->dg, "plan: collective group %d: members must be distinct devices in ascending order, "
+                                "got %d after %d", g, c->ranks[k], c->ranks[k - 1]);
+                ok = false;
+            }
+        if (!ok) {
+            V->comm_unsafe = true;
+            continue;
+        }
+        int pair[2];
+        if (c->what != PP_COLL_TIED)
+            continue;
+        if (!pp_tied_pair(p->placement, p->stages, pair)) {
+            pp_error(V->dg, "plan: collective group %d (tied): the first and the last stage are both on device %d, "
+                            "so their wte is one copy (no allreduce)", g, p->placement[0]);
+            V->comm_unsafe = true;
+        } else if (c->nranks != 2 || c->ranks[0] != pair[0] || c->ranks[1] != pair[1]) {
+            pp_error(V->dg, "plan: collective group %d (tied): its members must be {%d,%d}, the devices of the "
+                            "first and the last stage", g, pair[0], pair[1]);
+            V->comm_unsafe = true;
+        }
+    }
+}
+
 /* PipeDream (docs/async.md): every B is followed by one update before the
  * device's next compute op, and there is no other update.  *b_pending is
  * the index of a B still waiting for its update, or -1. */
@@ -198,7 +287,7 @@ static void check_device(verifier *V, int d)
         pp_error(V->dg, "device %d: empty op list (it needs at least update and flush)", d);
         return;
     }
-    int update_at = -1, b_pending = -1;
+    int update_at = -1, b_pending = -1, tied_at = -1;
     for (int i = 0; i < dv->n; i++) {
         const pp_op *op = &dv->ops[i];
         bool comm = pp_op_is_comm(op->kind);
@@ -231,6 +320,8 @@ static void check_device(verifier *V, int d)
                     V->groups_unsafe = true;
                 }
             }
+        } else if (op->kind == PP_OP_ALLREDUCE) {
+            check_collective(V, d, i, op, update_at, &tied_at);
         } else if (op->kind == PP_OP_UPDATE) {
             if (update_at >= 0)
                 FAIL_OP(V, d, i, op, "second update (the first is op %d)", update_at);
@@ -346,6 +437,29 @@ static void check_dependencies(verifier *V, int d)
     }
 }
 
+/* Allreduce i of device d has no k-th match on some member: names the
+ * first member short of it (a count of each is O(list), error path only). */
+static void collective_unmatched(verifier *V, int d, int i, const pp_op *op)
+{
+    const pp_plan *p = V->p;
+    const pp_coll *c = pp_plan_op_coll(p, op);
+    char buf[96];
+    long k = 0;
+    for (int j = 0; j < i; j++)
+        k += p->dev[d].ops[j].kind == PP_OP_ALLREDUCE && p->dev[d].ops[j].peer == op->peer;
+    for (int m = 0; m < c->nranks; m++) {
+        int r = c->ranks[m];
+        long have = 0;
+        for (int j = 0; j < p->dev[r].n; j++)
+            have += p->dev[r].ops[j].kind == PP_OP_ALLREDUCE && p->dev[r].ops[j].peer == op->peer;
+        if (r != d && have <= k) {
+            FAIL_OP(V, d, i, op, "no matching allreduce on device %d (it has %ld of the group, this is number %ld "
+                    "here)", r, have, k + 1);
+            return;
+        }
+    }
+}
+
 static void check_matching(verifier *V, const pp_walk *w)
 {
     const pp_plan *p = V->p;
@@ -354,6 +468,11 @@ static void check_matching(verifier *V, const pp_walk *w)
         const pp_device *dv = &p->dev[d];
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
+            if (op->kind == PP_OP_ALLREDUCE && w->partner[w->base[d] + i] < 0) {
+                collective_unmatched(V, d, i, op);
+                V->comm_unsafe = true;
+                continue;
+            }
             if (!pp_op_is_comm(op->kind))
                 continue;
             int32_t q = w->partner[w->base[d] + i];
@@ -370,7 +489,7 @@ static void check_matching(verifier *V, const pp_walk *w)
             const pp_op *po = &p->dev[op->peer].ops[j];
             if (send && (po->comm != op->comm || po->stage != op->stage || po->mb != op->mb)) {
                 FAIL_OP(V, d, i, op, "paired in channel order with device %d, op %d (%s)", op->peer, j,
-                        pp_op_format(po, other, sizeof other));
+                        pp_plan_op_format(p, po, other, sizeof other));
                 V->comm_unsafe = true;
             }
         }
@@ -477,6 +596,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     V.gfirst = pp_xcalloc(V.gcap, sizeof *V.gfirst, "the verifier's tables");
 
     check_async_shape(&V);
+    check_collective_groups(&V);
     for (int d = 0; d < V.D; d++)
         check_device(&V, d);
     check_exactly_once(&V);

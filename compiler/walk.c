@@ -7,7 +7,12 @@
  * the k-th send a->b pairs with the k-th recv on b from a; a device posts a
  * whole group of comm ops at once when it reaches it, each op completes when
  * its partner has been posted, and the device moves past the group only
- * when all of them have.  Compute ops run in list order.
+ * when all of them have.  Compute ops run in list order.  A collective
+ * (allreduce) has rendezvous semantics among its group's members: the k-th
+ * allreduce of a group on every member is one collective, which completes
+ * when every member has posted it; a device waits at it until then (in
+ * every mode: a collective is never buffered).  Its members' ops are linked
+ * in a ring through partner[], in the group's member order.
  *
  * Everything is O(ops + devices^2) (the per-channel counters); each device
  * is resumed only when the last pending op of its group is matched, so the
@@ -40,6 +45,79 @@ void pp_walk_free(pp_walk *w)
     free(w->posted);
     free(w->pending);
     memset(w, 0, sizeof *w);
+}
+
+/* Links the k-th allreduce of each collective group on each member into
+ * a ring (partner[] of member i's op is member i + 1's, the last's the
+ * first's), for k below the fewest any member has.  An allreduce whose
+ * group is not the plan's, or whose device is not a member, and those past
+ * that fewest, stay unpaired (-1): the verifier names them.  Nonzero when
+ * out of memory. */
+static int pair_collectives(pp_walk *w, const pp_plan *p)
+{
+    if (p->ncoll <= 0 || !p->coll)
+        return 0;
+    int D = w->devices, nc = p->ncoll;
+    /* slot (c, m) is member m of group c: off[c] + m */
+    long *off = calloc((size_t)nc + 1, sizeof *off);
+    if (!off)
+        return 1;
+    for (int c = 0; c < nc; c++)
+        off[c + 1] = off[c] + (p->coll[c].nranks > 0 ? p->coll[c].nranks : 0);
+    long nslots = off[nc];
+    long *count = calloc((size_t)nslots + 1, sizeof *count), *first = calloc((size_t)nslots + 1, sizeof *first);
+    long ncoll_ops = 0;
+    int32_t *at = NULL;
+    int rc = 1;
+    if (!count || !first)
+        goto out;
+    for (int d = 0; d < D; d++) {
+        const pp_op *ops = p->dev[d].ops;
+        for (int i = 0, n = dev_len(p, d); i < n; i++) {
+            const pp_coll *c = pp_plan_op_coll(p, &ops[i]);
+            int m = c ? pp_coll_member(c, d) : -1;
+            if (m >= 0) {
+                count[off[c - p->coll] + m]++;
+                ncoll_ops++;
+            }
+        }
+    }
+    for (long k = 0; k < nslots; k++)
+        first[k + 1] = first[k] + count[k];
+    at = malloc((size_t)(ncoll_ops ? ncoll_ops : 1) * sizeof *at);
+    if (!at)
+        goto out;
+    memset(count, 0, (size_t)nslots * sizeof *count); /* the fill cursors */
+    for (int d = 0; d < D; d++) {
+        const pp_op *ops = p->dev[d].ops;
+        for (int i = 0, n = dev_len(p, d); i < n; i++) {
+            const pp_coll *c = pp_plan_op_coll(p, &ops[i]);
+            int m = c ? pp_coll_member(c, d) : -1;
+            if (m >= 0) {
+                long slot = off[c - p->coll] + m;
+                at[first[slot] + count[slot]++] = (int32_t)(w->base[d] + i);
+            }
+        }
+    }
+    for (int c = 0; c < nc; c++) {
+        int n = p->coll[c].nranks;
+        if (n < 2)
+            continue;
+        long fewest = count[off[c]];
+        for (int m = 1; m < n; m++)
+            if (count[off[c] + m] < fewest)
+                fewest = count[off[c] + m];
+        for (long k = 0; k < fewest; k++)
+            for (int m = 0; m < n; m++)
+                w->partner[at[first[off[c] + m] + k]] = at[first[off[c] + (m + 1) % n] + k];
+    }
+    rc = 0;
+out:
+    free(off);
+    free(count);
+    free(first);
+    free(at);
+    return rc;
 }
 
 int pp_walk_init(pp_walk *w, const pp_plan *p)
@@ -119,7 +197,7 @@ int pp_walk_init(pp_walk *w, const pp_plan *p)
                 }
             }
     }
-    rc = 0;
+    rc = pair_collectives(w, p);
 out:
     free(nsend);
     free(off);
@@ -222,6 +300,80 @@ static void finish_group(walk_run *r, int d, int g0, int g1)
     w->gend[d] = 0;
 }
 
+/* Device d posts allreduce j.  When it is the last of its members to
+ * post, the collective runs: it begins when all have posted, takes comm +
+ * dur (its transfer) and ends on every member at once; the others are
+ * resumed.  Returns true when d must wait for it. */
+static bool post_collective(walk_run *r, int d, int j)
+{
+    pp_walk *w = r->w;
+    const pp_plan *p = r->p;
+    int32_t g = (int32_t)(w->base[d] + j);
+    r->posted[g] = 1;
+    if (r->dur)
+        w->t_post[g] = w->t_pair[g] = r->clock[d];
+    if (r->hclock)
+        w->hops[g] = w->hops_pair[g] = r->hclock[d];
+    if (w->partner[g] < 0) {
+        r->pending[d]++; /* no matching op on some member: waits forever */
+        return true;
+    }
+    for (int32_t q = w->partner[g]; q != g; q = w->partner[q])
+        if (!r->posted[q]) {
+            r->pending[d]++;
+            return true;
+        }
+    const pp_coll *c = pp_plan_op_coll(p, &p->dev[d].ops[j]);
+    int me = pp_coll_member(c, d);
+    if (r->dur) {
+        double t = w->t_post[g];
+        uint32_t h = r->hclock ? w->hops[g] : 0;
+        for (int32_t q = w->partner[g]; q != g; q = w->partner[q]) {
+            if (r->hclock)
+                merge(&t, &h, w->t_post[q], w->hops[q]);
+            else if (w->t_post[q] > t)
+                t = w->t_post[q];
+        }
+        double begin = t, take = r->comm + r->dur[g];
+        if (r->hclock)
+            advance(&t, &h, take);
+        else
+            t += take;
+        int32_t q = g;
+        do {
+            r->start[q] = begin;
+            w->t_pair[q] = t;
+            if (r->hclock)
+                w->hops_pair[q] = h;
+            q = w->partner[q];
+        } while (q != g);
+    }
+    int32_t q = g;
+    for (int k = 0; k < c->nranks; k++, q = w->partner[q]) {
+        w->done[q] = 1;
+        int dq = c->ranks[(me + k) % c->nranks];
+        if (k > 0 && --r->pending[dq] == 0 && w->gend[dq] > 0)
+            r->stack[r->nstack++] = dq;
+    }
+    return false;
+}
+
+/* Device d moves past its completed allreduce j: it ends with the
+ * collective (its start was set when the collective began). */
+static void finish_collective(walk_run *r, int d, int j)
+{
+    pp_walk *w = r->w;
+    if (r->dur) {
+        long g = w->base[d] + j;
+        if (r->hclock)
+            merge(&r->clock[d], &r->hclock[d], w->t_pair[g], w->hops_pair[g]);
+        else if (w->t_pair[g] > r->clock[d])
+            r->clock[d] = w->t_pair[g];
+        r->end[g] = r->clock[d];
+    }
+    w->gend[d] = 0;
+}
+
 static void run_device(walk_run *r, int d)
 {
     pp_walk *w = r->w;
@@ -231,11 +383,23 @@ static void run_device(walk_run *r, int d)
     long base = w->base[d];
     if (w->gend[d] > 0) { /* resumed: the group it waited in is complete */
         int g1 = w->gend[d];
-        finish_group(r, d, pc, g1);
+        if (ops[pc].kind == PP_OP_ALLREDUCE)
+            finish_collective(r, d, pc);
+        else
+            finish_group(r, d, pc, g1);
         pc = g1;
     }
     while (pc < n) {
         const pp_op *op = &ops[pc];
+        if (op->kind == PP_OP_ALLREDUCE) {
+            if (post_collective(r, d, pc)) {
+                w->gend[d] = pc + 1; /* resumed by the last member to post */
+                break;
+            }
+            finish_collective(r, d, pc);
+            pc++;
+            continue;
+        }
         if (!pp_op_is_comm(op->kind)) {
             if (r->dur) {
                 r->start[base + pc] = r->clock[d];
@@ -383,6 +547,42 @@ int pp_walk_run_stalled(pp_walk *w, pp_plan *p, pp_walk_repair repair)
     return walk(w, p, p, repair, false, NULL, 0, NULL, NULL, false);
 }
 
+/* The member that device d, blocked at allreduce j, waits for: the first
+ * after it (in member order) that has not posted the collective, or, for
+ * an unpaired one, a member with no k-th allreduce of the group (k: how
+ * many d has before j); -1 when there is none (a group that is not the
+ * plan's, or d not a member). */
+static int collective_waits_for(const pp_walk *w, const pp_plan *p, int d, int j)
+{
+    const pp_op *ops = p->dev[d].ops;
+    const pp_coll *c = pp_plan_op_coll(p, &ops[j]);
+    int me = c ? pp_coll_member(c, d) : -1;
+    if (me < 0)
+        return -1;
+    int32_t g = (int32_t)(w->base[d] + j);
+    if (w->partner[g] >= 0) {
+        int32_t q = w->partner[g];
+        for (int k = 1; k < c->nranks; k++, q = w->partner[q])
+            if (!w->posted[q])
+                return c->ranks[(me + k) % c->nranks];
+        return -1;
+    }
+    long k = 0;
+    for (int i = 0; i < j; i++)
+        k += ops[i].kind == PP_OP_ALLREDUCE && ops[i].peer == ops[j].peer;
+    for (int m = 0; m < c->nranks; m++) {
+        int r = c->ranks[m];
+        if (r == d || r < 0 || r >= p->devices)
+            continue;
+        long have = 0;
+        for (int i = 0, n = dev_len(p, r); i < n; i++)
+            have += p->dev[r].ops[i].kind == PP_OP_ALLREDUCE && p->dev[r].ops[i].peer == ops[j].peer;
+        if (have <= k)
+            return r;
+    }
+    return -1;
+}
+
 int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_for, int *cycle)
 {
     int D = w->devices;
@@ -392,6 +592,13 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
         if (w->pc[d] >= dev_len(p, d))
             continue;
         const pp_op *ops = p->dev[d].ops;
+        if (ops[w->pc[d]].kind == PP_OP_ALLREDUCE) {
+            wait_at[d] = w->pc[d];
+            wait_for[d] = collective_waits_for(w, p, d, w->pc[d]);
+            if (w->partner[w->base[d] + w->pc[d]] >= 0)
+                next[d] = wait_for[d];
+            continue;
+        }
         /* Prefer an unpaired recv (waiting for data no delay can hasten),
          * then an unpaired send, each with a partner: its peer is then
          * blocked before that partner. */
@@ -474,7 +681,7 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
         int u = first;
         do {
             fprintf(f, "%s at op %d (%s) for device %d", u == first ? " waits" : ", which waits", wait_at[u],
-                    pp_op_format(&p->dev[u].ops[wait_at[u]], buf, sizeof buf), wait_for[u]);
+                    pp_plan_op_format(p, &p->dev[u].ops[wait_at[u]], buf, sizeof buf), wait_for[u]);
             u = wait_for[u];
         } while (u != first);
         fclose(f);
@@ -494,7 +701,7 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
         const pp_op *op = &p->dev[d].ops[wait_at[d]];
         long g = w->base[d] + wait_at[d];
         int v = wait_for[d];
-        pp_op_format(op, buf, sizeof buf);
+        pp_plan_op_format(p, op, buf, sizeof buf);
         if (v < 0)
             pp_error(dg, "%s: device %d waits at op %d (%s), whose peer is not a device", prefix, d, wait_at[d],
                      buf);

@@ -5,8 +5,8 @@
  * per-element body of kernels/mlp_launch.h (mlp_math.h's formulas), whose
  * launch shapes tests/test_kernel_shapes.c runs on the CPU.  The MLP's
  * kernel table for the CUDA backend (mlp_kernels.h) is at the end; the
- * column sum, SGD, BF16 conversion and set_int are the backend's own
- * primitives.
+ * column sum, SGD, AdamW, add, BF16 conversion and set_int are the
+ * backend's own primitives.
  */
 #include <stdio.h>
 
@@ -14,6 +14,7 @@
 #include "mlp_kernels.cuh"
 #include "mlp_kernels.h"
 #include "mlp_launch.h"
+#include "optim_math.h"
 
 #define GRID_STRIDE(i, count)                                                              \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (count);            \
@@ -147,6 +148,49 @@ cudaError_t pp_launch_sgd(float *p, float *g, float lr, size_t count, __nv_bfloa
                           cudaStream_t s)
 {
     sgd_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(p, g, lr, count, shadow);
+    return cudaGetLastError();
+}
+
+/* AdamW (optim_math.h) on [0, count): the update's count t from the
+ * device's step, the bias corrections in double rounded to float (as the
+ * CPU backend computes them), g cleared, the BF16 shadow refreshed. */
+__global__ void adamw_kernel(float *__restrict__ p, float *__restrict__ g, float *__restrict__ m,
+                             float *__restrict__ v, size_t count, pr_adamw a, const int *step,
+                             __nv_bfloat16 *__restrict__ shadow)
+{
+    double t = (double)*step * a.per_step + a.index + 1;
+    pp_adamw_step st = {a.lr,
+                        a.beta1,
+                        a.beta2,
+                        a.eps,
+                        a.decay,
+                        (float)(1.0 - pow((double)a.beta1, t)),
+                        (float)(1.0 - pow((double)a.beta2, t))};
+    GRID_STRIDE(i, count)
+    {
+        pp_adamw(&p[i], g[i], &m[i], &v[i], &st);
+        g[i] = 0;
+        if (shadow)
+            shadow[i] = __float2bfloat16(p[i]);
+    }
+}
+
+cudaError_t pp_launch_adamw(float *p, float *g, float *m, float *v, size_t count,
+                            const pr_adamw *a, const int *step, __nv_bfloat16 *shadow,
+                            cudaStream_t s)
+{
+    adamw_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(p, g, m, v, count, *a, step, shadow);
+    return cudaGetLastError();
+}
+
+__global__ void add_kernel(float *__restrict__ dst, const float *__restrict__ src, size_t count)
+{
+    GRID_STRIDE(i, count) dst[i] += src[i];
+}
+
+cudaError_t pp_launch_add(float *dst, const float *src, size_t count, cudaStream_t s)
+{
+    add_kernel<<<pp_blocks_for(count), PP_THREADS, 0, s>>>(dst, src, count);
     return cudaGetLastError();
 }
 

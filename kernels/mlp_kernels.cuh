@@ -11,6 +11,8 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
+#include "backend.h" /* pr_adamw */
+
 /* z += b (broadcast over rows); y = x + gelu(z). */
 cudaError_t pp_launch_bias_gelu(const float *x, const float *b, float *z, float *y, int n, int h,
                                 cudaStream_t s);
@@ -28,6 +30,13 @@ cudaError_t pp_launch_mse(const float *y, const float *t, float inv_n, float *dy
 /* p -= lr g; g = 0; shadow (if not NULL) = bf16(p). */
 cudaError_t pp_launch_sgd(float *p, float *g, float lr, size_t count, __nv_bfloat16 *shadow,
                           cudaStream_t s);
+/* AdamW (optim_math.h pp_adamw) on [0, count), t = *step * per_step +
+ * index + 1 read on the device; g = 0; shadow (if not NULL) = bf16(p). */
+cudaError_t pp_launch_adamw(float *p, float *g, float *m, float *v, size_t count,
+                            const pr_adamw *a, const int *step, __nv_bfloat16 *shadow,
+                            cudaStream_t s);
+/* dst += src. */
+cudaError_t pp_launch_add(float *dst, const float *src, size_t count, cudaStream_t s);
 /* dst = bf16(src). */
 cudaError_t pp_launch_to_bf16(const float *src, __nv_bfloat16 *dst, size_t count, cudaStream_t s);
 /* Rows [row0, row0+rows) of step *step's x and t (either NULL), hidden h. */

@@ -45,6 +45,7 @@ static inline PP_HD float pp_expf(float x)
     r = r - k * 1.42860677e-6f;
     float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
               r * (1.0f / 720 + r * (1.0f / 5040)))))));
+    k = k == k ? k : 0.0f; /* NaN: p is NaN already; converting NaN to an int is undefined */
     return p * pp_float_of_bits(((int32_t)k + 127) << 23);
 }
 

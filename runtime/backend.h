@@ -61,6 +61,12 @@ typedef struct pr_bctx {
 
 enum pr_trans { PR_N = 0, PR_T = 1 };
 
+/* One AdamW update's settings (backend adamw). */
+typedef struct pr_adamw {
+    float lr, beta1, beta2, eps, decay; /* decay 0: no weight decay on this range */
+    int per_step, index;                /* the updates of a step, and which one this is */
+} pr_adamw;
+
 typedef struct pr_backend {
     const char *name;
     int device; /* enum pr_device */
@@ -84,10 +90,21 @@ typedef struct pr_backend {
      * rounded as the precision says, FP32 accumulation. */
     void (*gemm)(pr_bctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
                  const float *B, int ldb, float beta, float *C, int ldc);
+    /* count GEMMs as gemm's, the i-th on A + i sa, B + i sb, C + i sc. */
+    void (*gemm_batched)(pr_bctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                         size_t sa, const float *B, int ldb, size_t sb, float beta, float *C,
+                         int ldc, size_t sc, int count);
     /* out[j] += sum over the rows of A[r][j]; A [rows, cols] row-major. */
     void (*colsum)(pr_bctx *c, const float *A, int rows, int cols, float *out);
     /* p -= lr * g; g = 0. */
     void (*sgd)(pr_bctx *c, float *p, float *g, float lr, size_t count);
+    /* AdamW (optim_math.h pp_adamw) on p with moments m, v; g = 0.  The
+     * update's count t = *step * per_step + index + 1 is taken from the
+     * device's step, so that a captured step replays right. */
+    void (*adamw)(pr_bctx *c, float *p, float *g, float *m, float *v, size_t count,
+                  const struct pr_adamw *a);
+    /* dst += src. */
+    void (*add)(pr_bctx *c, float *dst, const float *src, size_t count);
     /* Waits for the device, copies loss slots [0, n). */
     void (*read_loss)(pr_bctx *c, double *out, int n);
     void (*sync)(pr_bctx *c); /* waits for everything issued */

@@ -2,10 +2,11 @@
  * backend_cpu.c — the CPU backend: OpenBLAS GEMMs on the device's own
  * thread (one BLAS thread per device thread: OpenBLAS's own threads are
  * switched off, so a GEMM of given shapes always sums in the same order),
- * plain C column sums and SGD.  Deterministic: every result depends only
+ * plain C column sums, SGD and AdamW.  Deterministic: every result depends only
  * on the operands and the shapes.
  */
 #include <cblas.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "backend.h"
 #include "mlp_math.h"
+#include "optim_math.h"
 
 void pr_cpu_sgemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate)
 {
@@ -108,6 +110,15 @@ static void cpu_gemm(pr_bctx *c, int ta, int tb, int m, int n, int k, const floa
                 ldc);
 }
 
+static void cpu_gemm_batched(pr_bctx *c, int ta, int tb, int m, int n, int k, const float *A,
+                             int lda, size_t sa, const float *B, int ldb, size_t sb, float beta,
+                             float *C, int ldc, size_t sc, int count)
+{
+    for (int i = 0; i < count && !c->failed; i++)
+        cpu_gemm(c, ta, tb, m, n, k, A + (size_t)i * sa, lda, B + (size_t)i * sb, ldb, beta,
+                 C + (size_t)i * sc, ldc);
+}
+
 /* Row by row, so every column sums in row order. */
 static void cpu_colsum(pr_bctx *c, const float *A, int rows, int cols, float *out)
 {
@@ -128,6 +139,29 @@ static void cpu_sgd(pr_bctx *c, float *p, float *g, float lr, size_t count)
         p[i] = pp_sgd(p[i], g[i], lr);
         g[i] = 0;
     }
+}
+
+/* The bias corrections in double, rounded once (as torch computes them). */
+static void cpu_adamw(pr_bctx *c, float *p, float *g, float *m, float *v, size_t count,
+                      const pr_adamw *a)
+{
+    if (c->failed)
+        return;
+    double t = (double)*c->step * a->per_step + a->index + 1;
+    pp_adamw_step st = {a->lr, a->beta1, a->beta2, a->eps, a->decay,
+                        (float)(1.0 - pow(a->beta1, t)), (float)(1.0 - pow(a->beta2, t))};
+    for (size_t i = 0; i < count; i++) {
+        pp_adamw(&p[i], g[i], &m[i], &v[i], &st);
+        g[i] = 0;
+    }
+}
+
+static void cpu_add(pr_bctx *c, float *dst, const float *src, size_t count)
+{
+    if (c->failed)
+        return;
+    for (size_t i = 0; i < count; i++)
+        dst[i] += src[i];
 }
 
 static void cpu_read_loss(pr_bctx *cb, double *out, int n)
@@ -153,8 +187,11 @@ static const pr_backend cpu_backend = {
     .zero = cpu_zero,
     .set_step = cpu_set_step,
     .gemm = cpu_gemm,
+    .gemm_batched = cpu_gemm_batched,
     .colsum = cpu_colsum,
     .sgd = cpu_sgd,
+    .adamw = cpu_adamw,
+    .add = cpu_add,
     .read_loss = cpu_read_loss,
     .sync = cpu_sync,
 };

@@ -1,7 +1,8 @@
 /*
- * backend_cuda.cu — the CUDA backend: cuBLAS GEMMs (FP32, TF32, or BF16
- * operands with FP32 accumulation and FP32 master weights), column sums,
- * SGD and BF16 shadows (kernels of kernels/mlp_kernels.cu), all enqueued
+ * backend_cuda.cu — the CUDA backend: cuBLAS GEMMs, single and strided
+ * batched (FP32, TF32, or BF16 operands with FP32 accumulation and FP32
+ * master weights), column sums, SGD, AdamW, add and BF16 shadows (kernels
+ * of kernels/mlp_kernels.cu), all enqueued
  * on the device's own stream; the models' element-wise kernels enqueue on
  * it too (layer.h).  Nothing waits for the GPU except download,
  * read_loss and sync, which the replay calls at the plan's flush.  A step
@@ -264,24 +265,49 @@ static void cuda_set_step(pr_bctx *cb, int step)
     CU(c, pp_launch_set_int(c->step_dev, step, c->stream));
 }
 
+/* The floats an operand of `count` matrices spans: each rows of ld floats
+ * (the last row cols), the i-th at src + i stride. */
+static size_t operand_extent(int rows, int cols, int ld, size_t stride, int count)
+{
+    if (rows <= 0 || count <= 0)
+        return 0;
+    return (size_t)(count - 1) * stride + (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
+}
+
 /* A BF16 operand: the shadow of weights, else src's stored extent
- * (rows of ld floats) converted into scratch.  NULL, the context failed,
- * when it does not fit the scratch. */
-static const __nv_bfloat16 *bf16_operand(cuda_ctx *c, const float *src, int rows, int cols, int ld,
-                                         __nv_bfloat16 *scratch)
+ * converted into scratch.  NULL, the context failed, when it does not fit
+ * the scratch (the model's scratch, pr_backend_cfg.gemm_floats, must count
+ * every operand of a GEMM that is not weights). */
+static const __nv_bfloat16 *bf16_operand(cuda_ctx *c, const float *src, size_t extent,
+                                         __nv_bfloat16 *scratch, const char *where)
 {
     const __nv_bfloat16 *sh = shadow_of(c, src);
     if (sh)
         return sh;
-    size_t extent = rows > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols : 0;
     if (extent > c->gemm_floats) {
-        char msg[128];
-        snprintf(msg, sizeof msg, "an operand of %zu floats is larger than the BF16 scratch (%zu)",
+        char msg[192];
+        snprintf(msg, sizeof msg,
+                 "an operand of %zu floats is larger than the BF16 scratch (%zu floats: the "
+                 "model's gemm_floats)",
                  extent, c->gemm_floats);
-        pr_bctx_fail(&c->base, "cuda gemm:", msg);
+        pr_bctx_fail(&c->base, where, msg);
         return NULL;
     }
     return CU(c, pp_launch_to_bf16(src, scratch, extent, c->stream)) ? scratch : NULL;
+}
+
+/* Both BF16 operands of count GEMMs (the i-th at A + i sa, B + i sb);
+ * false, the context failed, when one does not fit its scratch. */
+static bool bf16_operands(cuda_ctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
+                          size_t sa, const float *B, int ldb, size_t sb, int count,
+                          const char *where, const __nv_bfloat16 **a, const __nv_bfloat16 **b)
+{
+    /* stored: A [ta ? k : m, ta ? m : k], B [tb ? n : k, tb ? k : n] */
+    size_t ea = operand_extent(ta == PR_T ? k : m, ta == PR_T ? m : k, lda, sa, count);
+    size_t eb = operand_extent(tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, sb, count);
+    *a = bf16_operand(c, A, ea, c->bf_a, where);
+    *b = *a ? bf16_operand(c, B, eb, c->bf_b, where) : NULL;
+    return *b != NULL;
 }
 
 static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const float *A, int lda,
@@ -295,14 +321,38 @@ static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const fl
         CUBLAS(c, cublasSgemm(c->blas, opb, opa, n, m, k, &one, B, ldb, A, lda, &beta, C, ldc));
         return;
     }
-    /* stored: A [ta ? k : m, ta ? m : k], B [tb ? n : k, tb ? k : n] */
-    const __nv_bfloat16 *a = bf16_operand(c, A, ta == PR_T ? k : m, ta == PR_T ? m : k, lda, c->bf_a);
-    const __nv_bfloat16 *b = a ? bf16_operand(c, B, tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, c->bf_b)
-                               : NULL;
-    if (b)
+    const __nv_bfloat16 *a, *b;
+    if (bf16_operands(c, ta, tb, m, n, k, A, lda, 0, B, ldb, 0, 1, "cuda gemm:", &a, &b))
         CUBLAS(c, cublasGemmEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb, a,
                                CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                CUBLAS_GEMM_DEFAULT));
+}
+
+/* gemm's conventions, count times; under BF16 each operand that is not
+ * weights is converted whole (every matrix of the batch) into its scratch. */
+static void cuda_gemm_batched(pr_bctx *cb, int ta, int tb, int m, int n, int k, const float *A,
+                              int lda, size_t sa, const float *B, int ldb, size_t sb, float beta,
+                              float *C, int ldc, size_t sc, int count)
+{
+    ENQUEUE(cb);
+    if (count <= 0)
+        return;
+    const float one = 1.0f;
+    cublasOperation_t opa = ta == PR_T ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opb = tb == PR_T ? CUBLAS_OP_T : CUBLAS_OP_N;
+    if (c->precision != PR_BF16) {
+        CUBLAS(c, cublasSgemmStridedBatched(c->blas, opb, opa, n, m, k, &one, B, ldb,
+                                            (long long)sb, A, lda, (long long)sa, &beta, C, ldc,
+                                            (long long)sc, count));
+        return;
+    }
+    const __nv_bfloat16 *a, *b;
+    if (bf16_operands(c, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, count, "cuda gemm_batched:", &a,
+                      &b))
+        CUBLAS(c, cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb,
+                                             (long long)sb, a, CUDA_R_16BF, lda, (long long)sa,
+                                             &beta, C, CUDA_R_32F, ldc, (long long)sc, count,
+                                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 static void cuda_colsum(pr_bctx *cb, const float *A, int rows, int cols, float *out)
@@ -330,6 +380,22 @@ static void cuda_sgd(pr_bctx *cb, float *p, float *g, float lr, size_t count)
 {
     ENQUEUE(cb);
     CU(c, pp_launch_sgd(p, g, lr, count, shadow_of(c, p), c->stream));
+}
+
+static void cuda_adamw(pr_bctx *cb, float *p, float *g, float *m, float *v, size_t count,
+                       const pr_adamw *a)
+{
+    ENQUEUE(cb);
+    CU(c, pp_launch_adamw(p, g, m, v, count, a, c->step_dev, shadow_of(c, p), c->stream));
+}
+
+static void cuda_add(pr_bctx *cb, float *dst, const float *src, size_t count)
+{
+    {
+        ENQUEUE(cb);
+        CU(c, pp_launch_add(dst, src, count, c->stream));
+    }
+    refresh_shadow(cb, dst, count);
 }
 
 static void cuda_zero(pr_bctx *cb, float *p, size_t count)
@@ -441,8 +507,11 @@ static const pr_backend cuda_backend = {
     .zero = cuda_zero,
     .set_step = cuda_set_step,
     .gemm = cuda_gemm,
+    .gemm_batched = cuda_gemm_batched,
     .colsum = cuda_colsum,
     .sgd = cuda_sgd,
+    .adamw = cuda_adamw,
+    .add = cuda_add,
     .read_loss = cuda_read_loss,
     .sync = cuda_sync,
     .capture_begin = cuda_capture_begin,

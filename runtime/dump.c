@@ -19,8 +19,8 @@
 const char *const pr_dump_files[] = {"x.npy",       "t.npy",       "w_init.npy", "b_init.npy",
                                      "w_final.npy", "b_final.npy", "loss.npy",   NULL};
 
-/* The .npy header (format 1.0) of a float32 C-order array. */
-static int npy_header(FILE *f, const int *shape, int ndim)
+/* The .npy header (format 1.0) of a C-order array of descr ("<f4", "<i4"). */
+int pr_npy_header(FILE *f, const char *descr, const int *shape, int ndim)
 {
     char header[256], dims[160] = "";
     for (int i = 0; i < ndim; i++) {
@@ -28,8 +28,8 @@ static int npy_header(FILE *f, const int *shape, int ndim)
         snprintf(dims + len, sizeof dims - len, "%d%s", shape[i],
                  ndim == 1 ? "," : i + 1 < ndim ? ", " : "");
     }
-    int n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }",
-                     dims);
+    int n = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                     descr, dims);
     /* magic (6) + version (2) + length (2) + header + newline: a multiple of 64 */
     int total = 10 + n + 1;
     int pad = (64 - total % 64) % 64;
@@ -51,7 +51,7 @@ int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim)
     size_t count = 1;
     for (int i = 0; i < ndim; i++)
         count *= (size_t)shape[i];
-    return npy_header(f, shape, ndim) || write_floats(f, data, count);
+    return pr_npy_header(f, "<f4", shape, ndim) || write_floats(f, data, count);
 }
 
 /* Floats of x or t generated at a time. */
@@ -67,7 +67,7 @@ static int fill_data(FILE *f, const dump *d, bool targets)
 {
     const pr_model *m = d->rec->model;
     int shape[3] = {d->rec->steps, m->batch, m->hidden};
-    int rc = npy_header(f, shape, 3);
+    int rc = pr_npy_header(f, "<f4", shape, 3);
     for (int k = 0; k < d->rec->steps && !rc; k++)
         for (int row = 0; row < m->batch && !rc; row += d->rows) {
             int rows = m->batch - row < d->rows ? m->batch - row : d->rows;
@@ -85,7 +85,7 @@ static int fill_init(FILE *f, const dump *d, bool biases)
     const pr_model *m = d->rec->model;
     size_t h = (size_t)m->hidden;
     int shape[3] = {m->layers, m->hidden, m->hidden};
-    int rc = npy_header(f, shape, biases ? 2 : 3);
+    int rc = pr_npy_header(f, "<f4", shape, biases ? 2 : 3);
     for (int l = 0; l < m->layers && !rc; l++) {
         pr_init_layer(m, l, biases ? NULL : d->buf, d->buf + h * h);
         rc = biases ? write_floats(f, d->buf + h * h, h) : write_floats(f, d->buf, h * h);
@@ -102,7 +102,7 @@ static int fill_final(FILE *f, const dump *d, bool biases)
     const pr_model *m = d->rec->model;
     size_t h = (size_t)m->hidden;
     int shape[3] = {m->layers, m->hidden, m->hidden};
-    int rc = npy_header(f, shape, biases ? 2 : 3);
+    int rc = pr_npy_header(f, "<f4", shape, biases ? 2 : 3);
     for (int l = 0; l < m->layers && !rc; l++) {
         const float *P = d->rec->result->params + m->param_off[l];
         rc = biases ? write_floats(f, P + h * h, h) : write_floats(f, P, h * h);
@@ -116,7 +116,7 @@ static int fill_b_final(FILE *f, void *d) { return fill_final(f, d, true); }
 static int fill_loss(FILE *f, void *arg)
 {
     const dump *d = arg;
-    int steps = d->rec->steps, rc = npy_header(f, &steps, 1);
+    int steps = d->rec->steps, rc = pr_npy_header(f, "<f4", &steps, 1);
     for (int k = 0; k < steps && !rc; k += CHUNK_FLOATS) {
         int n = steps - k < CHUNK_FLOATS ? steps - k : CHUNK_FLOATS;
         for (int q = 0; q < n; q++)
@@ -165,3 +165,25 @@ int pr_dump_fill(pp_output *dir, void *record)
     free(d.buf);
     return rc;
 }
+
+char **pr_names_copy(const char *const *names)
+{
+    size_t n = 0;
+    while (names[n])
+        n++;
+    char **v = pp_xcalloc(n + 1, sizeof *v, "a list of file names");
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(names[i]) + 1;
+        v[i] = memcpy(pp_xcalloc(len, 1, "a list of file names"), names[i], len);
+    }
+    return v;
+}
+
+void pr_names_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+char **pr_dump_file_names(const pr_model *m) { return pr_names_copy(pr_dump_files); }

@@ -25,6 +25,7 @@
 #ifndef PPRUN_LAYER_H
 #define PPRUN_LAYER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "backend.h"
@@ -34,6 +35,10 @@ extern "C" {
 #endif
 
 typedef struct pr_model pr_model;
+struct pp_plan;
+struct pp_diag;
+struct pp_output;
+struct pr_run_result;
 
 /* What a layer kind's calls compute with: the device's backend context,
  * the model, the rows of a micro-batch and the model's kernel table for
@@ -44,6 +49,18 @@ typedef struct pr_layer_env {
     const pr_model *m;
     int rows;
     const void *kernels;
+    /* Scratch any call may use and nothing keeps (the largest of the
+     * kinds' work()), in device memory. */
+    float *work;
+    /* The parameter the model's first and last layers share (tied_floats),
+     * its gradient, on this device: inside the first layer's block where
+     * the device holds it, else the replay's copy; NULL where neither. */
+    float *tied_P, *tied_G;
+    /* The model's data (ops->data) in device memory, on the devices of the
+     * first and the last stage; NULL elsewhere or when it has none. */
+    const unsigned char *data;
+    /* For update: the updates a step makes and which one this is. */
+    int updates_per_step, update_index;
 } pr_layer_env;
 
 typedef struct pr_layer_kind {
@@ -72,6 +89,8 @@ typedef struct pr_layer_kind {
     /* Rebuilds act_b and act_w (and y) from x; NULL: forward does. */
     void (*recompute)(const pr_layer_env *e, const float *P, const float *x, float *act_b,
                       float *act_w, float *y);
+    /* Floats of env->work its calls use (NULL: none). */
+    size_t (*work)(const pr_model *m, int rows);
 } pr_layer_kind;
 
 typedef struct pr_model_ops {
@@ -95,10 +114,35 @@ typedef struct pr_model_ops {
                  float *dy, int slot);
     /* The step's loss from the sum of the micro-batches' slots. */
     double (*loss_of)(const pr_model *m, double slot_sum);
-    /* Optimizer state floats per parameter float (SGD: 0), and the update
-     * of a block of count parameters: P, G (zeroed after), S. */
-    int opt_state;
-    void (*update)(const pr_layer_env *e, float *P, float *G, float *S, size_t count);
+    /* Optimizer state floats per parameter float (SGD: 0, AdamW: 2), and
+     * the update of the first count parameters of layer `layer`'s block:
+     * P, G (zeroed after), S (opt_state arrays of count floats, one after
+     * the other). */
+    int (*opt_state)(const pr_model *m);
+    void (*update)(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t count);
+    /* Optional.  tied_floats: the floats at the start of the first layer's
+     * block that the last layer reads too (env->tied_P: a tied embedding);
+     * when another device holds the first layer, the last layer's device
+     * keeps a copy, initialised and updated as layer 0's first floats, and
+     * the plan's allreduce sums the two gradients before the update.
+     * data: bytes every device of the first or the last stage needs in
+     * its memory (env->data), NULL for none. */
+    size_t (*tied_floats)(const pr_model *m);
+    const unsigned char *(*data)(const pr_model *m, size_t *bytes);
+    /* pprun --check (in the model's own files): whether its reference of
+     * `steps` steps fits in the host's memory (else an error, with the
+     * numbers), and the comparison of the run's trained parameters with it
+     * (the "check: ..." line; 0 within tolerance; own: the layers this
+     * process trained, NULL all; with_loss: it computed the loss too). */
+    bool (*check_fits)(const struct pp_plan *p, const pr_model *m, int steps, struct pp_diag *d);
+    int (*check)(const struct pp_plan *p, const pr_model *m, int steps, struct pr_run_result *r,
+                 double tolerance, const bool *own, bool with_loss);
+    /* pprun --dump DIR: its files (malloc'd, NULL-terminated; pr_names_free),
+     * the pp_fill_dir_fn that writes them from a pr_run_record, and the
+     * bytes that writer allocates (the run's memory check counts them). */
+    char **(*dump_files)(const pr_model *m);
+    int (*dump_fill)(struct pp_output *dir, void *record);
+    double (*dump_bytes)(const pr_model *m);
 } pr_model_ops;
 
 /* models.c: the model named `kind` ("mlp"), or NULL. */
@@ -108,8 +152,10 @@ int pr_model_build(pr_model *m, const char *kind);
 /* Floats of layer l's parameter block (m->param_off's difference). */
 size_t pr_layer_param_count(const pr_model *m, int layer);
 
-/* The MLP (mlp_layers.c, docs/model.md). */
+/* The MLP (mlp_layers.c, docs/model.md) and the transformer
+ * (gpt_layers.c, docs/gpt.md). */
 extern const pr_model_ops pr_model_mlp;
+extern const pr_model_ops pr_model_gpt;
 
 #ifdef __cplusplus
 }

@@ -7,12 +7,14 @@
  * the user asked for: --trace, --dump, --timeline, --check (check.c).
  */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "layer.h"
 #include "pprun.h"
 #include "transport.h"
 
@@ -23,8 +25,9 @@ static void usage(FILE *f)
           "in this process with the local transport, or one process per GPU with NCCL).\n"
           "\n"
           "  --backend cpu|cuda  where compute runs (default cuda when a GPU is visible, else cpu)\n"
-          "  --precision fp32|tf32|bf16  GEMM precision on the GPU (default fp32; bf16 keeps\n"
-          "                      fp32 master weights and accumulates in fp32)\n"
+          "  --precision fp32|tf32|bf16  GEMM precision on the GPU (default fp32, or a gpt\n"
+          "                      plan's model.precision; bf16 keeps fp32 master weights and\n"
+          "                      accumulates in fp32)\n"
           "  --gpus N            local transport: spread the devices over N GPUs (default 1)\n"
           "  --no-graph          do not capture the step as a CUDA graph\n"
           "  --nproc N           run N processes, one per local GPU, joined by NCCL (also\n"
@@ -327,7 +330,9 @@ typedef struct session {
     pr_run_opts o;
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
+    char **dump_names; /* the model's --dump files */
     bool has_loss;    /* this process computes the loss */
+    int precision;    /* what the GEMMs compute in: --precision, else a gpt plan's */
 } session;
 
 /* This process's part of the run and its backend; false after an error. */
@@ -351,7 +356,24 @@ static bool find_part(session *S)
                  S->boot.world);
         return false;
     }
+    /* a transformer's plan names the precision it was planned for (docs/gpt.md) */
+    S->precision = op->precision;
+    int planned = S->model->kind == PR_MODEL_GPT ? S->model->gpt.precision : PR_FP32;
+    if (!op->precision_arg && planned != PR_FP32) {
+        if (S->be == pr_backend_cpu())
+            pp_warning(S->diag, "model.precision is %s: the cpu backend computes in fp32",
+                       planned == PR_BF16 ? "bf16" : "tf32");
+        else
+            S->precision = planned;
+    }
     return true;
+}
+
+/* The files --dump writes: the model's. */
+static const char *const *dump_files(session *S)
+{
+    S->dump_names = S->model->ops->dump_files(S->model);
+    return (const char *const *)S->dump_names;
 }
 
 /* Outputs are checked, and their temporaries made, before the run
@@ -362,7 +384,7 @@ static bool open_outputs(session *S)
     S->outs = pp_outputs_new(S->diag);
     bool ok = pp_outputs_input(S->outs, "the plan", op->plan_path) == 0 &&
               (!op->trace || (S->trace_out = pp_outputs_file(S->outs, "--trace", op->trace))) &&
-              (!op->dump || (S->dump_out = pp_outputs_dir(S->outs, "--dump", op->dump, pr_dump_files))) &&
+              (!op->dump || (S->dump_out = pp_outputs_dir(S->outs, "--dump", op->dump, dump_files(S)))) &&
               (!op->svg || (S->svg_out = pp_outputs_file(S->outs, "--svg", op->svg))) &&
               (!op->html || (S->html_out = pp_outputs_file(S->outs, "--html", op->html)));
     if (ok && S->trace_out && pp_output_is_stdout(S->trace_out)) {
@@ -388,9 +410,9 @@ static int connect_ranks(session *S)
     const options *op = S->op;
     bool cuda = S->be != pr_backend_cpu();
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
-                         .progress = stdout, .backend = S->be, .precision = op->precision,
+                         .progress = stdout, .backend = S->be, .precision = S->precision,
                          .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
-                         .output_bytes = op->dump ? pr_dump_bytes(S->model) : 0};
+                         .output_bytes = op->dump ? S->model->ops->dump_bytes(S->model) : 0};
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
@@ -485,7 +507,7 @@ static int report(session *S, pr_run_result *r)
     if (S->trace_out)
         pp_output_fill(S->trace_out, pr_trace_fill, &rec);
     if (S->dump_out)
-        pp_output_fill_dir(S->dump_out, pr_dump_fill, &rec);
+        pp_output_fill_dir(S->dump_out, S->model->ops->dump_fill, &rec);
     pp_sim measured = {0};
     pr_picture pic = {plan, &measured, {.act_size = S->model->act_size, .input_frac = S->model->input_frac}};
     if (S->svg_out || S->html_out)
@@ -513,10 +535,25 @@ static int report(session *S, pr_run_result *r)
     if (op->check && rc == 0) {
         if (S->multi)
             printf("rank %d: ", S->boot.rank);
-        rc = pr_check_run(plan, S->model, steps, r, pr_check_tolerance(op->precision), S->own,
-                          S->has_loss);
+        rc = S->model->ops->check(plan, S->model, steps, r, pr_check_tolerance(S->precision), S->own,
+                                  S->has_loss);
     }
     return rc;
+}
+
+/* The trained parameters are finite (a step whose loss was finite may
+ * still have updated them to inf or NaN); else an error naming the layer. */
+static bool params_finite(const session *S, const pr_run_result *r)
+{
+    const pr_model *m = S->model;
+    for (int l = 0; l < m->layers; l++)
+        for (size_t i = m->param_off[l]; i < m->param_off[l + 1]; i++)
+            if (!isfinite(r->params[i])) {
+                pp_error(S->diag, "step %ld of %ld: layer %d's parameters are no longer finite: the "
+                         "training diverged (a smaller model.lr may help)", S->op->steps, S->op->steps, l);
+                return false;
+            }
+    return true;
 }
 
 /* Runs the loaded plan in this process.  Returns the exit status. */
@@ -526,15 +563,19 @@ static int run_session(session *S)
         return 1;
     int rc = 1;
     if (open_outputs(S) && connect_ranks(S) == 0 &&
-        (!S->op->check || pr_check_fits(S->plan, S->model, (int)S->op->steps, S->diag))) {
+        (!S->op->check || S->model->ops->check_fits(S->plan, S->model, (int)S->op->steps, S->diag))) {
         pr_run_result r;
         rc = pr_replay(S->plan, S->model, &S->o, &r, S->diag);
-        if (rc == 0) {
+        if (rc == 0 && !params_finite(S, &r)) {
+            pr_run_result_free(&r);
+            rc = 1;
+        } else if (rc == 0) {
             rc = report(S, &r);
             pr_run_result_free(&r);
         }
     }
     pp_outputs_free(S->outs);
+    pr_names_free(S->dump_names);
     if (S->tr)
         S->tr->ops->destroy(S->tr);
     free(S->own);
@@ -554,10 +595,7 @@ int main(int argc, char **argv)
     pr_model model;
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
-    if (model.kind == PR_MODEL_GPT) { /* loaded and checked (docs/gpt.md); the transformer is a later issue */
-        pp_error(&diag, "%s: model.kind \"gpt\": the plan is valid, but the transformer is not in pprun yet (it "
-                 "trains model mlp only); nothing was run",
-                 strcmp(op.plan_path, "-") == 0 ? "<stdin>" : op.plan_path);
+    if (pr_gpt_read_data(&model, &diag)) {
         rc = 1;
     } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);

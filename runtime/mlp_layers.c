@@ -102,7 +102,9 @@ static void mlp_scratch(const pr_model *m, int rows, size_t *gemm_floats, int *m
     *max_cols = m->hidden;
 }
 
-static void mlp_sgd(const pr_layer_env *e, float *P, float *G, float *S, size_t count)
+static int mlp_opt_state(const pr_model *m) { return 0; }
+
+static void mlp_sgd(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t count)
 {
     e->be->sgd(e->c, P, G, (float)e->m->lr, count);
 }
@@ -117,16 +119,11 @@ const pr_model_ops pr_model_mlp = {
     .loss_floats = rows_by_hidden,
     .loss = mlp_loss,
     .loss_of = mlp_loss_of,
-    .opt_state = 0,
+    .opt_state = mlp_opt_state,
     .update = mlp_sgd,
+    .check_fits = pr_check_fits,
+    .check = pr_check_run,
+    .dump_files = pr_dump_file_names,
+    .dump_fill = pr_dump_fill,
+    .dump_bytes = pr_dump_bytes,
 };
-
-void pr_mlp_unpack(const pr_model *m, const float *params, float *W, float *b)
-{
-    size_t h = (size_t)m->hidden;
-    for (int l = 0; l < m->layers; l++) {
-        const float *P = params + m->param_off[l];
-        memcpy(W + (size_t)l * h * h, P, h * h * sizeof(float));
-        memcpy(b + (size_t)l * h, P + h * h, h * sizeof(float));
-    }
-}

@@ -163,3 +163,13 @@ void pr_reference_train(const pr_model *m, int steps, float *W, float *b, double
 {
     pr_reference_train_delayed(m, steps, 0, W, b, loss);
 }
+
+void pr_mlp_unpack(const pr_model *m, const float *params, float *W, float *b)
+{
+    size_t h = (size_t)m->hidden;
+    for (int l = 0; l < m->layers; l++) {
+        const float *P = params + m->param_off[l];
+        memcpy(W + (size_t)l * h * h, P, h * h * sizeof(float));
+        memcpy(b + (size_t)l * h, P + h * h, h * sizeof(float));
+    }
+}

@@ -9,7 +9,7 @@
 #include "layer.h"
 #include "pprun.h"
 
-static const pr_model_ops *const models[] = {&pr_model_mlp};
+static const pr_model_ops *const models[] = {&pr_model_mlp, &pr_model_gpt};
 
 const pr_model_ops *pr_model_ops_named(const char *kind)
 {

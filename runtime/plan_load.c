@@ -10,6 +10,10 @@
  * straight into the plan's lists: loading costs the text and the ops, and
  * time linear in both.  Every refusal names the JSON path of the field.
  * Unknown keys are allowed (fields may be added); unknown values are not.
+ * A gpt with tie = true whose first and last stage sit on two ranks holds
+ * one "allreduce" "tied" on each of them, once a step between the last
+ * compute op and the update (docs/plan-format.md); anything else about an
+ * allreduce is refused here, before the verifier's deadlock proof.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -21,6 +25,7 @@
 #include "backend.h"
 #include "json.h"
 #include "layer.h"
+#include "gpt_layers.h"
 #include "pprun.h"
 
 typedef struct loader {
@@ -454,6 +459,10 @@ static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     g->seq = (int)seq;
     g->vocab = (int)vocab;
     g->tie = pr_json_true(v[TIE]);
+    if (g->tie && plan->async != PP_ASYNC_NONE) /* docs/async.md, "The transformer" */
+        FAIL(L, "model.tie: true, but pipeline.async is %s: its weight versions are per stage, and "
+             "the head would read the embedding's current wte instead of its own version (untie it: "
+             "tie = false)", pp_async_name(plan->async));
     g->embedding_stage = 0;
     g->head_stage = plan->stages - 1;
     if (load_per_stage(L, v[BPS], "blocks_per_stage", plan, layers, true, m))
@@ -462,7 +471,12 @@ static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
     pp_gpt_limit lim;
     if (pp_gpt_limit_crossed(&shape, &lim))
         FAIL(L, "model: %s", lim.msg);
-    return load_data(L, v[DATA], v[DATA_BYTES], g->seq, g->vocab, g);
+    if (load_data(L, v[DATA], v[DATA_BYTES], g->seq, g->vocab, g))
+        return 1;
+    pr_gpt_layout(m);
+    if (pr_model_build(m, "gpt"))
+        FAIL(L, "model.kind: this pprun has no layers for model \"gpt\"");
+    return 0;
 }
 
 static int load_model(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
@@ -503,14 +517,61 @@ static const char *op_path(char *buf, int r, int i)
     return buf;
 }
 
+/* An allreduce (docs/plan-format.md): "what" "tied", "ranks" the sorted
+ * pair of ranks of the first and the last stage, on one of them, in a gpt
+ * with tie = true; op->peer its group in plan->coll. */
+static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *path, pp_plan *plan,
+                          const pr_model *m, int rank, pp_op *op)
+{
+    if (!member(L, what, path, "what", PR_JSON_STRING, "a string"))
+        return 1;
+    char name[16];
+    int kind = name_of(what, name, sizeof name) ? pp_coll_what_from_name(name) : -1;
+    if (kind != PP_COLL_TIED)
+        FAIL(L, "%s.what: unknown collective \"%s\" (this pprun knows \"tied\")", path, show(what).s);
+    if (m->kind != PR_MODEL_GPT || !m->gpt.tie)
+        FAIL(L, "%s: an allreduce tied, but %s: no weights are tied", path,
+             m->kind != PR_MODEL_GPT ? "model.kind is not \"gpt\"" : "model.tie is false");
+    int pair[2];
+    if (!pp_tied_pair(plan->placement, plan->stages, pair))
+        FAIL(L, "%s: an allreduce tied, but the first and the last stage are both on rank %d: the sum is local "
+                "(no op)", path, plan->placement[0]);
+    if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
+        return 1;
+    int got[2], n = 0;
+    pr_json_iter it = pr_json_elements(ranks);
+    pr_json e;
+    char rp[96];
+    for (; pr_json_next(&it, &e); n++) {
+        long r;
+        snprintf(rp, sizeof rp, "%s.ranks[%d]", path, n);
+        if (n == 2)
+            FAIL(L, "%s.ranks: %d entries, a tied allreduce has 2 (ranks %d and %d)", path, pr_json_length(ranks),
+                 pair[0], pair[1]);
+        if (int_value(L, e, rp, NULL, 0, plan->devices - 1, "is not a rank", &r))
+            return 1;
+        got[n] = (int)r;
+    }
+    if (n != 2 || got[0] != pair[0] || got[1] != pair[1])
+        FAIL(L, "%s.ranks: must be [%d, %d], the ranks of stage 0 and stage %d, in that order", path, pair[0],
+             pair[1], plan->stages - 1);
+    if (rank != pair[0] && rank != pair[1])
+        FAIL(L, "%s: rank %d is not one of the allreduce's ranks [%d, %d]", path, rank, pair[0], pair[1]);
+    int c = pp_plan_coll(plan, PP_COLL_TIED, pair, 2, 0);
+    if (c < 0)
+        pp_out_of_memory(0, "a plan's collective groups");
+    op->peer = c;
+    return 0;
+}
+
 /* One op; the checks make every index the replay uses valid. */
-static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, const pp_plan *plan,
-                   int rank, pp_op *op)
+static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp_plan *plan,
+                   const pr_model *m, int rank, pp_op *op)
 {
     if (jo.type != PR_JSON_OBJECT)
         FAIL(L, "%s: expected an object, got %s", path, type_name(jo));
-    enum { OP, STAGE, MB, KIND, PEER, GROUP, N };
-    static const char *const keys[N] = {"op", "stage", "mb", "kind", "peer", "group"};
+    enum { OP, STAGE, MB, KIND, PEER, GROUP, WHAT, RANKS, N };
+    static const char *const keys[N] = {"op", "stage", "mb", "kind", "peer", "group", "what", "ranks"};
     pr_json v[N];
     it->cur_end = pr_json_members(jo, keys, N, v);
     if (!member(L, v[OP], path, "op", PR_JSON_STRING, "a string"))
@@ -522,6 +583,8 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, co
     *op = (pp_op){.kind = (uint8_t)kind, .stage = -1, .mb = -1, .peer = -1, .group = -1};
     if (kind == PP_OP_UPDATE || kind == PP_OP_FLUSH)
         return 0;
+    if (kind == PP_OP_ALLREDUCE)
+        return load_allreduce(L, v[WHAT], v[RANKS], path, plan, m, rank, op);
     long stage, mb;
     if (int_member(L, v[STAGE], path, "stage", 0, plan->stages - 1, "is not a stage", &stage) ||
         int_member(L, v[MB], path, "mb", 0, plan->microbatches - 1, "is not a micro-batch", &mb))
@@ -590,31 +653,55 @@ static int load_stages(loader *L, pr_json st, const char *path, const pp_plan *p
     return 0;
 }
 
-/* The ops of rank r, straight into its list; *total counts all devices'. */
-static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, int r, long *total)
+/* The ops of rank r, straight into its list; *total counts all devices'.
+ * A rank of the tied pair holds its allreduce once, after its last compute
+ * op and before its update; no other rank holds one (load_allreduce). */
+static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, const pr_model *m, int r,
+                    long *total)
 {
     if (!member(L, ops, path, "ops", PR_JSON_ARRAY, "an array"))
         return 1;
     pr_json_iter it = pr_json_elements(ops);
     pr_json jo;
-    char op_at[64];
+    char op_at[64], at2[64];
+    int tied_at = -1, update_at = -1;
     for (int i = 0; pr_json_next(&it, &jo); i++) {
         if (++*total > PP_MAX_OPS_TOTAL)
             FAIL(L, "devices: more than %ld ops", (long)PP_MAX_OPS_TOTAL);
         if (i > 0 && plan->dev[r].ops[i - 1].kind == PP_OP_FLUSH)
             FAIL(L, "%s: flush before the end of the list", op_path(op_at, r, i - 1));
         pp_op op;
-        if (load_op(L, &it, jo, op_path(op_at, r, i), plan, r, &op))
+        if (load_op(L, &it, jo, op_path(op_at, r, i), plan, m, r, &op))
             return 1;
+        if (op.kind == PP_OP_ALLREDUCE) {
+            if (tied_at >= 0)
+                FAIL(L, "%s: a second allreduce tied (the first is %s): one a step", op_path(op_at, r, i),
+                     op_path(at2, r, tied_at));
+            if (update_at >= 0)
+                FAIL(L, "%s: the allreduce tied comes after the update (%s), which needs the summed gradient",
+                     op_path(op_at, r, i), op_path(at2, r, update_at));
+            tied_at = i;
+        } else if (pp_op_is_compute(op.kind) && tied_at >= 0) {
+            FAIL(L, "%s: %s after the allreduce tied (%s), which sums the step's last gradients", op_path(op_at, r, i),
+                 pp_op_name(op.kind), op_path(at2, r, tied_at));
+        } else if (op.kind == PP_OP_UPDATE && update_at < 0) {
+            update_at = i;
+        }
         pp_plan_push(plan, r, op);
     }
     const pp_device *dv = &plan->dev[r];
     if (dv->n == 0 || dv->ops[dv->n - 1].kind != PP_OP_FLUSH)
         FAIL(L, "%s.ops: the list must end with flush", path);
+    int pair[2];
+    bool tied = m->kind == PR_MODEL_GPT && m->gpt.tie && pp_tied_pair(plan->placement, plan->stages, pair);
+    if (tied && tied_at < 0 && (r == pair[0] || r == pair[1]))
+        FAIL(L, "%s.ops: no allreduce tied, but model.tie is true and stages 0 and %d are on ranks %d and %d: "
+                "{\"op\": \"allreduce\", \"what\": \"tied\", \"ranks\": [%d, %d]} must come before the update",
+             path, plan->stages - 1, plan->placement[0], plan->placement[plan->stages - 1], pair[0], pair[1]);
     return 0;
 }
 
-static int load_devices(loader *L, pr_json devs, pp_plan *plan)
+static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *m)
 {
     if (!member(L, devs, "", "devices", PR_JSON_ARRAY, "an array"))
         return 1;
@@ -638,7 +725,7 @@ static int load_devices(loader *L, pr_json devs, pp_plan *plan)
             return 1;
         if (rank != r)
             FAIL(L, "%s.rank: %ld, expected %d (devices are listed in rank order)", path, rank, r);
-        if (load_stages(L, v[STAGES], path, plan, r) || load_ops(L, v[OPS], path, plan, r, &total))
+        if (load_stages(L, v[STAGES], path, plan, r) || load_ops(L, v[OPS], path, plan, m, r, &total))
             return 1;
     }
     if (r != plan->devices)
@@ -670,7 +757,7 @@ static int load_root(loader *L, pr_json root, pp_plan *plan, pr_model *m)
     if (!member(L, v[MODEL], "", "model", PR_JSON_OBJECT, "an object") ||
         load_model(L, v[MODEL], plan, m) || load_memory(L, v[MEMORY], plan, m))
         return 1;
-    return load_devices(L, v[DEVICES], plan);
+    return load_devices(L, v[DEVICES], plan, m);
 }
 
 /* The text checked as JSON, then read into plan and model (not verified). */
@@ -731,6 +818,8 @@ void pr_model_free(pr_model *m)
     free(m->layers_per_stage);
     free(m->first_layer);
     free(m->gpt.data);
+    free(m->gpt.bytes);
+    m->gpt.bytes = NULL;
     free(m->param_off);
     m->layers_per_stage = m->first_layer = NULL;
     m->gpt.data = NULL;

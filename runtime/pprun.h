@@ -29,6 +29,9 @@ typedef struct pr_gpt {
     char *data;                 /* absolute path of the data file; NULL: synthetic tokens */
     int64_t data_bytes;         /* its size, as the plan was compiled (and found again) */
     int embedding_stage, head_stage; /* 0 and stages - 1 */
+    int blocks;                 /* transformer blocks (pr_model.layers counts pprun's layers:
+                                   the embedding, the blocks, the head) */
+    unsigned char *bytes;       /* the data file's contents (data_bytes), read by the loader */
 } pr_gpt;
 
 struct pr_model_ops;
@@ -55,6 +58,9 @@ typedef struct pr_model {
 } pr_model;
 
 void pr_model_free(pr_model *m);
+/* gpt_data.c: a gpt's data file into m->gpt.bytes (nothing for another
+ * model, or synthetic tokens); 1, with the error printed, when it cannot. */
+int pr_gpt_read_data(pr_model *m, pp_diag *d);
 /* The plan's memory model as activation_memory.c takes it (no limit). */
 pp_verify_opts pr_model_memory(const pr_model *m);
 
@@ -83,8 +89,8 @@ void pr_init_layer(const pr_model *m, int layer, float *W, float *b); /* W NULL:
 void pr_init_params(const pr_model *m, float *W, float *b); /* [L,H,H], [L,H] */
 /* Rows [row0, row0+rows) of step k's global batch. */
 void pr_make_batch(const pr_model *m, int step, int row0, int rows, float *x, float *t);
-/* mlp_layers.c: the trained parameters (pr_run_result.params) as W
- * [L,H,H] and b [L,H]. */
+/* The trained parameters (pr_run_result.params, each layer's block W then
+ * b) as W [L,H,H] and b [L,H]. */
 void pr_mlp_unpack(const pr_model *m, const float *params, float *W, float *b);
 /* Single-device full-batch training, straightforward loops (the --check
  * reference).  W, b start as initialised, end trained; loss[steps]. */
@@ -187,6 +193,24 @@ bool pr_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d);
 int pr_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r, double tolerance,
                  const bool *own, bool with_loss);
 
+/* The transformer (gpt_reference.c, gpt_check.c): its parameters in model
+ * order (pr_model.param_off) as initialised; sequence `row` of step
+ * `step` (seq + 1 tokens); single-device full-batch training of `steps`
+ * steps from P (in/out), each step's gradient taken at the weights of
+ * `delay` (0, or 1: 2bw's rule) steps before; the bytes it allocates. */
+void pr_gpt_init_params(const pr_model *m, float *P);
+void pr_gpt_step_tokens(const pr_model *m, int step, int row, int32_t *tok);
+void pr_gpt_reference_train(const pr_model *m, int steps, int delay, float *P, double *loss);
+/* The same under a pipedream plan's rule (docs/async.md); 1 (error
+ * printed) when the plan's order cannot give it. */
+int pr_gpt_reference_pipedream(const pp_plan *p, const pr_model *m, int steps, float *P,
+                               double *loss, pp_diag *d);
+double pr_gpt_reference_bytes(const pp_plan *p, const pr_model *m);
+/* pr_check_run and pr_check_fits of a gpt. */
+int pr_gpt_check_run(const pp_plan *p, const pr_model *m, int steps, pr_run_result *r,
+                     double tolerance, const bool *own, bool with_loss);
+bool pr_gpt_check_fits(const pp_plan *p, const pr_model *m, int steps, pp_diag *d);
+
 /* What --trace and --dump write, given to their fill functions; the
  * outputs themselves are made, checked and committed by output.h. */
 typedef struct pr_run_record {
@@ -202,8 +226,19 @@ typedef struct pr_run_record {
 extern const char *const pr_dump_files[];
 int pr_dump_fill(pp_output *dir, void *record);
 double pr_dump_bytes(const pr_model *m);
-/* float32 C-order .npy */
+char **pr_dump_file_names(const pr_model *m); /* pr_dump_files, malloc'd */
+/* A malloc'd copy of names (NULL-terminated), and its release. */
+char **pr_names_copy(const char *const *names);
+void pr_names_free(char **names);
+/* float32 C-order .npy; the header alone of any dtype ("<f4", "<i4"). */
 int pr_npy_write(FILE *f, const float *data, const int *shape, int ndim);
+int pr_npy_header(FILE *f, const char *descr, const int *shape, int ndim);
+/* gpt_dump.c: the files of a gpt's --dump DIR (init/NAME.npy,
+ * final/NAME.npy, tokens.npy, loss.npy; docs/gpt.md), NULL-terminated and
+ * malloc'd (pr_names_free), their fill and its buffer's bytes. */
+char **pr_gpt_dump_files(const pr_model *m);
+int pr_gpt_dump_fill(pp_output *dir, void *record);
+double pr_gpt_dump_bytes(const pr_model *m);
 
 /* trace.c: the --trace file, a pp_fill_fn of a pr_run_record. */
 int pr_trace_fill(FILE *f, void *record);

@@ -505,19 +505,78 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
     return 0;
 }
 
-/* Every stage's parameters, in one call per stage (its blocks are one
- * range). */
+/* allreduce (docs/plan-format.md): the group's members sum a gradient.
+ * The tied embedding's is a pair: each sends its gradient and receives the
+ * other's, posted together, then adds it; a + b = b + a in floating point,
+ * so both hold the same sum, bit for bit. */
+static int do_allreduce(device_ctx *D, int i, const pp_op *op)
+{
+    run *R = D->R;
+    const pp_coll *g = &R->p->coll[op->peer];
+    if (g->what != PP_COLL_TIED || g->nranks != 2 || !D->env.tied_G || !D->tied_recv)
+        OP_FAIL(D, i, "this pprun sums only a tied parameter between its two devices");
+    if (R->dry)
+        return 0;
+    int peer = g->ranks[0] == D->rank ? g->ranks[1] : g->ranks[0];
+    size_t n = R->m->ops->tied_floats(R->m);
+    pr_tag tag = {PR_TAG_COLLECTIVE, op->peer, -1}, got = {0, 0, 0};
+    bool grouped = R->tr->ops->group_begin != NULL;
+    if (grouped && R->tr->ops->group_begin(R->tr, D->rank))
+        return 0; /* the caller reports the context's error */
+    int err = R->tr->ops->send(R->tr, D->rank, peer, tag, D->env.tied_G, n);
+    if (err == ENOMEM) {
+        char size[32];
+        OP_FAIL(D, i, "out of memory: the %s transport cannot buffer the message (%s)",
+                R->tr->ops->name, pr_format_bytes((double)n * sizeof(float), size, sizeof size));
+    }
+    if (err) {
+        if (!D->bc->failed)
+            OP_FAIL(D, i, "the %s transport failed", R->tr->ops->name);
+        return 0; /* the caller reports the context's error */
+    }
+    double w = wait_begin(D);
+    int rc = R->tr->ops->recv(R->tr, D->rank, peer, tag, D->tied_recv, n, R->o->timeout, &got);
+    if (rc == PR_RECV_OK && grouped && R->tr->ops->group_end(R->tr, D->rank))
+        rc = PR_RECV_ERROR;
+    wait_end(D, w);
+    if (rc == PR_RECV_ABORTED)
+        return 1;
+    if (rc == PR_RECV_ERROR)
+        return 0;
+    if (rc == PR_RECV_TIMEOUT) {
+        int late = held_up_by(R, peer);
+        if (late >= 0)
+            return fail_held_up(D, i, &late, 1, "");
+        OP_FAIL(D, i, "device %d did not post its allreduce within %g s (timeout)", peer, R->o->timeout);
+    }
+    if (rc != PR_RECV_OK)
+        OP_FAIL(D, i, "device %d sent %s %d.%d instead of its allreduce", peer,
+                got.comm == PR_TAG_COLLECTIVE ? "another collective" : pp_comm_name(got.comm),
+                got.stage, got.mb);
+    R->be->add(D->bc, D->env.tied_G, D->tied_recv, n);
+    return 0;
+}
+
+/* Every layer's parameters, one call per block, and a tied copy's. */
 static void do_update(device_ctx *D, int step)
 {
     run *R = D->R;
+    const pr_model *m = R->m;
     for (int s = 0; s < D->nst; s++)
         keep_version(D, &D->st[s], step);
     if (R->dry)
         return;
+    int opt = m->ops->opt_state(m);
     for (int s = 0; s < D->nst; s++) {
         stage_state *st = &D->st[s];
-        R->m->ops->update(&D->env, st->P, st->G, st->S, st->off[st->k]);
+        for (int l = 0; l < st->k; l++)
+            m->ops->update(&D->env, st->first_layer + l, st->P + st->off[l], st->G + st->off[l],
+                           st->S ? st->S + (size_t)opt * st->off[l] : NULL,
+                           pr_layer_param_count(m, st->first_layer + l));
     }
+    if (D->tied_P)
+        m->ops->update(&D->env, 0, D->tied_P, D->tied_G, D->tied_S, D->tied_n);
+    D->env.update_index = (D->env.update_index + 1) % D->updates_per_step;
 }
 
 /* The step's books: loss, time, progress line.  A loss that is not finite
@@ -656,6 +715,7 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_R: rc = do_recompute(D, i, op); break;
     case PP_OP_SEND: rc = do_send(D, i, op); break;
     case PP_OP_RECV: rc = do_recv(D, i, op); break;
+    case PP_OP_ALLREDUCE: rc = do_allreduce(D, i, op); break;
     case PP_OP_UPDATE: do_update(D, step); break;
     case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
@@ -805,20 +865,123 @@ static void stage_layout(run *R, device_ctx *D, stage_state *st, int s)
     }
 }
 
+/* The layers' scratch: the most any of the device's layers asks for. */
+static size_t work_floats(const run *R, const device_ctx *D)
+{
+    size_t most = 0;
+    for (int s = 0; s < D->nst; s++)
+        for (int l = 0; l < D->st[s].k; l++) {
+            const pr_layer_kind *k = D->st[s].kind[l];
+            size_t w = k->work ? k->work(R->m, R->rows) : 0;
+            most = w > most ? w : most;
+        }
+    return most;
+}
+
+/* The model's data, on the devices of the first and the last stage. */
+static size_t data_floats(const run *R, const device_ctx *D)
+{
+    size_t bytes = 0;
+    if (!R->m->ops->data || (D->local[0] < 0 && !has_loss(D)))
+        return 0;
+    R->m->ops->data(R->m, &bytes);
+    return (bytes + sizeof(float) - 1) / sizeof(float);
+}
+
+/* The floats of a tied parameter's copy the device keeps: it holds the
+ * last stage, another device the first. */
+static size_t tied_copy_floats(const run *R, const device_ctx *D)
+{
+    const pr_model *m = R->m;
+    if (!m->ops->tied_floats || D->local[0] >= 0 || !has_loss(D))
+        return 0;
+    return m->ops->tied_floats(m);
+}
+
+/* The floats of the other device's tied gradient an allreduce receives:
+ * the device holds the first or the last stage and its list sums it. */
+static size_t tied_recv_floats(const run *R, const device_ctx *D)
+{
+    const pr_model *m = R->m;
+    if (!m->ops->tied_floats || (D->local[0] < 0 && !has_loss(D)))
+        return 0;
+    for (int i = 0; i < R->p->dev[D->rank].n; i++)
+        if (R->p->dev[D->rank].ops[i].kind == PP_OP_ALLREDUCE)
+            return m->ops->tied_floats(m);
+    return 0;
+}
+
 /* The device's memory: its stages' parameters, gradients, optimizer state
- * (and 2bw's previous weights), the loss's scratch and the pool, one
- * allocation, in that order; their floats. */
+ * (and 2bw's previous weights), a tied copy's, the layers' scratch, the
+ * model's data, the loss's scratch and the pool, one allocation, in that
+ * order; their floats. */
 static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *pool)
 {
     const pr_model *m = R->m;
-    size_t n = 0, copies = 2 + (size_t)m->ops->opt_state + (R->p->async == PP_ASYNC_2BW);
+    size_t n = 0, copies = 2 + (size_t)m->ops->opt_state(m) + (R->p->async == PP_ASYNC_2BW);
     for (int s = 0; s < D->nst; s++)
         n += copies * D->st[s].off[D->st[s].k];
+    n += (2 + (size_t)m->ops->opt_state(m)) * aligned(D->tied_n);
+    n += aligned(tied_recv_floats(R, D));
+    n += aligned(work_floats(R, D)) + aligned(data_floats(R, D));
     if (has_loss(D))
         n += aligned(m->ops->loss_floats(m, R->rows));
     for (int q = 0; pool && q < pool->n; q++)
         n += (size_t)pool->count[q] * aligned(pool->floats[q]);
     return n;
+}
+
+/* What the device's layers share: a tied parameter (layer 0's first
+ * floats, here or in a copy initialised as layer 0 is), the layers' scratch
+ * and the model's data.  host has room for layer 0's block when a copy is
+ * made (the dry run: NULL).  Nonzero (R failed) without room. */
+static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
+{
+    const pr_model *m = R->m;
+    const pr_backend *be = R->be;
+    int opt = m->ops->opt_state(m);
+    if (D->local[0] >= 0 && m->ops->tied_floats && m->ops->tied_floats(m)) {
+        stage_state *st0 = &D->st[D->local[0]];
+        D->env.tied_P = st0->P;
+        D->env.tied_G = st0->G;
+    }
+    if (D->tied_n) {
+        if (!(D->tied_P = carve(D, cursor, D->tied_n, "the tied parameter's copy")) ||
+            !(D->tied_G = carve(D, cursor, D->tied_n, "the tied parameter's gradient")) ||
+            (opt && !(D->tied_S = carve(D, cursor, D->tied_n * (size_t)opt, "the tied parameter's optimizer state"))))
+            return 1;
+        D->env.tied_P = D->tied_P;
+        D->env.tied_G = D->tied_G;
+        if (!R->dry) {
+            m->ops->kind(m, 0)->init(m, 0, host);
+            be->weights(D->bc, D->tied_P, D->tied_n);
+            be->upload(D->bc, D->tied_P, host, D->tied_n);
+            be->zero(D->bc, D->tied_G, D->tied_n);
+            if (D->tied_S)
+                be->zero(D->bc, D->tied_S, D->tied_n * (size_t)opt);
+        }
+    }
+    size_t nr = tied_recv_floats(R, D);
+    if (nr && !(D->tied_recv = carve(D, cursor, nr, "the tied parameter's received gradient")))
+        return 1;
+    size_t w = work_floats(R, D), nd = data_floats(R, D);
+    if (w && !(D->env.work = carve(D, cursor, w, "the layers' scratch")))
+        return 1;
+    if (nd) {
+        float *dev = carve(D, cursor, nd, "the model's data");
+        if (!dev)
+            return 1;
+        if (!R->dry) {
+            size_t bytes;
+            const unsigned char *src = m->ops->data(m, &bytes);
+            float *pad = pp_xcalloc(nd, sizeof(float), "a copy of the model's data");
+            memcpy(pad, src, bytes);
+            be->upload(D->bc, dev, pad, nd);
+            free(pad);
+        }
+        D->env.data = (const unsigned char *)dev;
+    }
+    return 0;
 }
 
 /* Opens the device's backend context, its arena: parameters (initialised),
@@ -854,6 +1017,12 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
             stage_layout(R, D, &D->st[D->local[s]], s);
     D->env = (pr_layer_env){.be = be, .c = D->bc, .m = m, .rows = R->rows,
                             .kernels = m->ops->kernels(be->device)};
+    D->tied_n = tied_copy_floats(R, D);
+    D->updates_per_step = 0;
+    for (int i = 0; i < p->dev[rank].n; i++)
+        D->updates_per_step += p->dev[rank].ops[i].kind == PP_OP_UPDATE;
+    D->updates_per_step = D->updates_per_step ? D->updates_per_step : 1;
+    D->env.updates_per_step = D->updates_per_step;
     if (!R->dry && !D->env.kernels) {
         run_fail(R, "device %d: the %s backend has no kernels for model %s", rank, be->name,
                  m->ops->name);
@@ -864,11 +1033,14 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     if (!R->dry)
         D->arena = replay_buffer(D, false, arena_floats(R, D, pool),
                                  "its memory (parameters, gradients, optimizer state, activations)");
+    int opt = m->ops->opt_state(m);
     size_t most = 0; /* the largest layer, initialised on the host */
     for (int s = 0; s < D->nst; s++)
         for (int l = 0; l < D->st[s].k; l++)
             if (D->st[s].off[l + 1] - D->st[s].off[l] > most)
                 most = D->st[s].off[l + 1] - D->st[s].off[l];
+    if (D->tied_n && pr_layer_param_count(m, 0) > most) /* its copy starts as layer 0 */
+        most = pr_layer_param_count(m, 0);
     float *host = R->dry ? NULL : pp_xcalloc(most ? most : 1, sizeof(float), "a layer's initial parameters");
     for (int s = 0; s < D->nst && !atomic_load(&R->failed); s++) {
         stage_state *st = &D->st[s];
@@ -881,7 +1053,7 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
         if (!(st->G = carve(D, &cursor, n, what)))
             break;
         snprintf(what, sizeof what, "the optimizer state of stage %d", st->stage);
-        if (m->ops->opt_state && !(st->S = carve(D, &cursor, n * (size_t)m->ops->opt_state, what)))
+        if (opt && !(st->S = carve(D, &cursor, n * (size_t)opt, what)))
             break;
         snprintf(what, sizeof what, "the previous step's weights of stage %d", st->stage);
         if (p->async == PP_ASYNC_2BW && !(st->oldP = carve(D, &cursor, n, what)))
@@ -898,9 +1070,11 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
         }
         be->zero(D->bc, st->G, n);
         if (st->S)
-            be->zero(D->bc, st->S, n * (size_t)m->ops->opt_state);
+            be->zero(D->bc, st->S, n * (size_t)opt);
         versions_setup(D, st);
     }
+    if (!atomic_load(&R->failed))
+        setup_shared(R, D, &cursor, host); /* a failure is R's */
     free(host);
     if (!atomic_load(&R->failed) && has_loss(D))
         D->loss_scratch = carve(D, &cursor, m->ops->loss_floats(m, R->rows), "the loss's scratch");

@@ -98,6 +98,12 @@ typedef struct device_ctx {
     int nheld, cap_held;
     bool in_group;
     float *loss_scratch; /* the model's loss scratch (the MLP's targets) */
+    /* A tied parameter's copy (layer.h, tied_floats) on the device of the
+     * last stage when another holds the first: values, gradient, state. */
+    float *tied_P, *tied_G, *tied_S;
+    size_t tied_n;
+    float *tied_recv; /* the other device's tied gradient, at an allreduce */
+    int updates_per_step; /* update ops in its list */
     pp_mem_state mem; /* activations held now (activation_memory.c) */
     long peak_full;   /* the most sets held in full */
     double peak_mem;  /* peak memory, in the plan's memory unit */

@@ -100,7 +100,7 @@ void gen_interleaved(pp_plan *p, int v)
 
 /* Appends ops written compactly: F0.1 B1.0 W1.0, U (update), X (flush),
  * sa0.1>1/3 (send act 0.1 to device 1, group 3), rg1.0<1/2 (recv grad 1.0
- * from device 1, group 2). */
+ * from device 1, group 2), A0 (allreduce of collective group 0). */
 void push_ops(pp_plan *p, int d, const char *text)
 {
     const char *s = text;
@@ -113,6 +113,11 @@ void push_ops(pp_plan *p, int d, const char *text)
         if (*s == 'U' || *s == 'X') {
             pp_plan_push(p, d, cop(*s == 'U' ? PP_OP_UPDATE : PP_OP_FLUSH, -1, -1));
             s++;
+        } else if (*s == 'A') {
+            pp_op op = cop(PP_OP_ALLREDUCE, -1, -1);
+            op.peer = (int)strtol(s + 1, &e, 10);
+            pp_plan_push(p, d, op);
+            s = e;
         } else if (*s == 'F' || *s == 'B' || *s == 'W') {
             int kind = *s == 'F' ? PP_OP_F : *s == 'B' ? PP_OP_B : PP_OP_W;
             int st = (int)strtol(s + 1, &e, 10);
@@ -144,6 +149,7 @@ char *format_ops(const pp_plan *p, int d)
         switch (op->kind) {
         case PP_OP_UPDATE: n += snprintf(out + n, sizeof out - n, "%sU", sep); break;
         case PP_OP_FLUSH: n += snprintf(out + n, sizeof out - n, "%sX", sep); break;
+        case PP_OP_ALLREDUCE: n += snprintf(out + n, sizeof out - n, "%sA%d", sep, op->peer); break;
         case PP_OP_SEND:
         case PP_OP_RECV:
             n += snprintf(out + n, sizeof out - n, "%s%c%c%d.%d%c%d/%d", sep, op->kind == PP_OP_SEND ? 's' : 'r',

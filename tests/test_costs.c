@@ -254,8 +254,13 @@ START_TEST(test_transfers_from_bytes)
         double bytes = 2.0 * 1024 * 1024 * 2; /* b s h e */
         ck_assert_double_eq(k->stage_out[0], bytes);
         double link = per_node == 2 ? 5e-6 + bytes / 450e9 : 10e-6 + bytes / 50e9;
+        /* then the tied allreduce: wte's gradient, vocab x hidden in bf16, over the same link */
+        double tied = 50257.0 * 1024 * 2;
+        ck_assert_double_eq(k->tied_bytes, tied);
+        double sum = per_node == 2 ? 5e-6 + tied / 450e9 : 10e-6 + tied / 50e9;
         double want = k->stage_F[0] + link + k->stage_F[1] + k->stage_B[1] + k->stage_W[1] + link + k->stage_B[0] +
-                      k->stage_W[0];
+                      k->stage_W[0] + sum;
+        close_to(c.sim.coll_time, sum, "allreduce", per_node == 2 ? "one node" : "two nodes");
         close_to(c.sim.makespan, want, "makespan", per_node == 2 ? "one node" : "two nodes");
         /* the stages' times are their layers' sums: embedding + 2 blocks, 2 blocks + head */
         const pp_layer *L = c.spec.layers;
@@ -271,6 +276,52 @@ START_TEST(test_transfers_from_bytes)
         close_to(mfu, flops / (c.sim.makespan * 2 * 989.4e12), "MFU", "gpipe");
         release(&c);
     }
+}
+END_TEST
+
+/* A tied head's copy of wte (docs/gpt.md, "Costs"): counted on the last
+ * stage's device when the embedding is elsewhere (loop placement), once on
+ * a device holding both (zbv's V puts stage 0 and stage 2D-1 on device 0);
+ * untied, the head's own matrix stays on both. */
+START_TEST(test_tied_copy_counted_once)
+{
+    const char *model = "model gpt { layers = 4 hidden = 256 heads = 4 seq = 128 vocab = 4096 batch = 4 "
+                        "precision = bf16 tie = %d }\nhardware h100 { }\n";
+    double V = 4096, h = 256, per = pp_gpt_bytes_per_param(PP_BF16, true);
+    for (int tie = 0; tie <= 1; tie++)
+        for (int vee = 0; vee <= 1; vee++) {
+            char text[512];
+            int n = snprintf(text, sizeof text, "devices = 2\nmicrobatches = 2\n%s",
+                             vee ? "schedule zbv\nvirtual = 2\nplacement = vshape\n" : "schedule 1f1b\n");
+            snprintf(text + n, sizeof text - n, model, tie);
+            compiled c;
+            compile_text(&c, text);
+            const pp_spec *s = &c.spec;
+            const pp_layer *head = &s->layers[s->n_layers - 1];
+            ck_assert_double_eq(head->shared, tie ? V * h * per : 0);
+            /* each device: the weights of its stages' layers, less the copy where it holds wte too */
+            double want[2] = {0, 0};
+            for (int st = 0, l = 0; st < s->stages; st++)
+                for (int k = 0; k < pp_stage_layer_count(s, st); k++, l++)
+                    want[s->placement[st]] += s->layers[l].weights;
+            if (vee)
+                want[0] -= tie ? V * h * per : 0;
+            for (int d = 0; d < 2; d++)
+                close_to(s->static_mem[d], want[d], "static memory", vee ? "zbv" : "1f1b");
+            /* the V device holds wte once: embedding (V + s) h + head 2h (+ V h untied), at 16 bytes */
+            if (vee) { /* stage 0: the embedding, then blocks; stage 3: blocks, then the head */
+                double blocks = 0;
+                for (int l = 1; l < pp_stage_layer_count(s, 0); l++)
+                    blocks += s->layers[l].weights;
+                for (int l = s->n_layers - pp_stage_layer_count(s, 3); l < s->n_layers - 1; l++)
+                    blocks += s->layers[l].weights;
+                double ends = ((V + 128) * h + 2 * h + (tie ? 0 : V * h)) * per;
+                close_to(s->static_mem[0], ends + blocks, "device 0", "zbv");
+            }
+            /* the plan sums the copies only where there are two */
+            ck_assert_int_eq(c.plan.ncoll, tie && !vee);
+            release(&c);
+        }
 }
 END_TEST
 
@@ -333,6 +384,7 @@ int main(void)
     tcase_add_test(tc, test_units);
     tcase_add_test(tc, test_transfers_from_bytes);
     tcase_add_test(tc, test_hardware_overrides);
+    tcase_add_test(tc, test_tied_copy_counted_once);
     tcase_add_test(tc, test_no_hardware_keeps_units);
     suite_add_tcase(s, tc);
     return tu_run(s);

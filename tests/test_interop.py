@@ -120,6 +120,23 @@ with tempfile.TemporaryDirectory() as tmp:
     if out != "0F0,0F1,0B0,0B1\n1F0,1B0,1F1,1B1\n":  # text mode reads CRLF as \n
         fail("1f1b D=2 M=2: got %r" % out)
 
+    # A gpt's tied allreduce (docs/torch.md): PyTorch sums tied weights outside its
+    # schedule, so the export leaves it out (the CSV of the untied model); a CSV read
+    # as a tied gpt gets it back, as any custom order does.
+    gpt = os.path.join(SCHED, "gpt.pp")
+    for fmt in ("compute_only", "compute_comms"):
+        tied = expect([gpt, "--emit", "torch-csv=" + fmt, "-o", "-"], 0)
+        untied = expect([gpt, "-D", "tie=0", "--emit", "torch-csv=" + fmt, "-o", "-"], 0)
+        checks += 1
+        if tied != untied or not tied:
+            fail("gpt %s: the tied export differs from the untied one:\n%s\n%s" % (fmt, tied, untied))
+    write("gpt.csv", expect([gpt, "--emit", "torch-csv", "-o", "-"], 0))
+    gpt_defs = ["-D", "model=gpt", "-D", "layers=4", "-D", "hidden=64"]
+    checks += 1
+    if stats(["gpt.csv"] + gpt_defs).get("allreduce") is None or "allreduce" in stats(["gpt.csv"] + gpt_defs +
+                                                                                     ["-D", "tie=0"]):
+        fail("gpt.csv read as a gpt: the tied allreduce is not added iff tie = true")
+
     # Refusals: nothing written.
     for args, pattern in [
         ([os.path.join(SCHED, "pipedream.pp")], r"pipedream weight versions"),

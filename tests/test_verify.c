@@ -339,6 +339,117 @@ START_TEST(verify_garbage)
 }
 END_TEST
 
+/* A gpt's tied allreduce (docs/plan-format.md): 3 devices, one
+ * micro-batch; the first and the last stage on devices 0 and 2 sum their
+ * copies of wte before the update (collective group 0, {0,2}). */
+static void tied3(pp_plan *p, const char *d0, const char *d1, const char *d2)
+{
+    plan_loop(p, "custom", 3, 1, 1);
+    ck_assert_int_eq(pp_plan_coll(p, PP_COLL_TIED, (const int[]){0, 2}, 2, 0), 0);
+    push_ops(p, 0, d0);
+    push_ops(p, 1, d1);
+    push_ops(p, 2, d2);
+}
+#define TIED0 "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 A0 U X"
+#define TIED1 "ra0.0<0/0 F1.0 sa1.0>2/1 rg2.0<2/2 B1.0 sg1.0>0/3 U X"
+#define TIED2 "ra1.0<1/0 F2.0 B2.0 sg2.0>1/1 A0 U X"
+
+START_TEST(verify_tied_accepts)
+{
+    pp_plan p;
+    tied3(&p, TIED0, TIED1, TIED2);
+    expect(&p, 0, "");
+    /* and it is timed: device 2 posts first and waits; both end together, cost.comm after device 0 posts */
+    pp_cost c = {.F = 1, .B = 2, .comm = 0.5};
+    pp_sim sim;
+    tu_diag t;
+    tu_diag_open(&t);
+    ck_assert_int_eq(pp_simulate(&p, &c, NULL, &sim, &t.diag), 0);
+    tu_diag_close(&t);
+    int a0 = 4, a2 = 4;
+    ck_assert_double_eq(sim.start[0][a0], sim.start[2][a2]);
+    ck_assert_double_eq(sim.end[0][a0], sim.end[2][a2]);
+    ck_assert_double_eq(sim.start[0][a0], sim.end[0][a0 - 1]); /* device 0's B0.0 is the last to post */
+    ck_assert_double_eq(sim.end[0][a0] - sim.start[0][a0], 0.5);
+    ck_assert_double_eq(sim.coll_time, 0.5);
+    ck_assert_double_eq(sim.makespan, sim.end[0][a0]);
+    pp_sim_free(&sim, p.devices);
+    pp_plan_free(&p);
+}
+END_TEST
+
+/* Device 2 posts the allreduce before sending its gradient back: it waits
+ * for device 0, which waits for 1's gradient, which waits for 2's. */
+START_TEST(verify_tied_deadlock)
+{
+    pp_plan p;
+    tied3(&p, TIED0, TIED1, "ra1.0<1/0 F2.0 B2.0 A0 sg2.0>1/1 U X");
+    expect(&p, 0,
+           "ppcc: error: deadlock: device 0 waits at op 2 (recv grad 1.0 from 1) for device 1, which waits at op 3 "
+           "(recv grad 2.0 from 2) for device 2, which waits at op 3 (allreduce tied {0,2}) for device 0\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+START_TEST(verify_tied_missing)
+{
+    pp_plan p;
+    /* device 2 never posts it: the k-th on each member cannot match */
+    tied3(&p, TIED0, TIED1, "ra1.0<1/0 F2.0 B2.0 sg2.0>1/1 U X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 4 (allreduce tied {0,2}): no matching allreduce on device 2 (it has 0 of the "
+           "group, this is number 1 here)\n");
+    pp_plan_free(&p);
+
+    /* two on device 0, one on device 2; one after the update */
+    tied3(&p, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 A0 A0 U X", TIED1, "ra1.0<1/0 F2.0 B2.0 sg2.0>1/1 U A0 X");
+    expect(&p, 0,
+           "ppcc: error: device 0, op 5 (allreduce tied {0,2}): second tied allreduce (the first is op 4): one a "
+           "step\n"
+           "ppcc: error: device 2, op 5 (allreduce tied {0,2}): after update (op 4), which needs the summed "
+           "gradients\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+/* The group table and the op's reference to it. */
+START_TEST(verify_tied_groups)
+{
+    pp_plan p;
+    plan_loop(&p, "custom", 3, 1, 1);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, (const int[]){0, 1}, 2, 0), 0);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, (const int[]){2, 0}, 2, 0), 1);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, (const int[]){0, 1}, 2, 0), 0); /* found again */
+    push_ops(&p, 0, "F0.0 sa0.0>1/0 rg1.0<1/1 B0.0 A0 U X");
+    push_ops(&p, 1, TIED1);
+    push_ops(&p, 2, "ra1.0<1/0 F2.0 B2.0 sg2.0>1/1 A0 A7 U X");
+    expect(&p, 0,
+           "ppcc: error: plan: collective group 0 (tied): its members must be {0,2}, the devices of the first and "
+           "the last stage\n"
+           "ppcc: error: plan: collective group 1: members must be distinct devices in ascending order, got 0 "
+           "after 2\n"
+           "ppcc: error: device 2, op 4 (allreduce tied {0,1}): device 2 is not a member of the group\n"
+           "ppcc: error: device 2, op 5 (allreduce #7): collective group 7 is not one of the plan's (it has 2)\n");
+    pp_plan_free(&p);
+
+    /* a V placement holds both ends on device 0: the sum is local, no group */
+    int place[4] = {0, 1, 1, 0};
+    ck_assert_int_eq(pp_plan_init(&p, "custom", 2, 4, 1, place), 0);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, (const int[]){0, 1}, 2, 0), 0);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, (const int[]){1}, 1, 0), 1);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, (const int[]){0, 5}, 2, 0), 2);
+    push_ops(&p, 0, "F0.0 sa0.0>1/0 ra2.0<1/1 F3.0 B3.0 sg3.0>1/2 rg1.0<1/3 B0.0 U X");
+    push_ops(&p, 1, "ra0.0<0/0 F1.0 F2.0 sa2.0>0/1 rg3.0<0/2 B2.0 B1.0 sg1.0>0/3 U X");
+    expect(&p, 0,
+           "ppcc: error: plan: collective group 0 (tied): the first and the last stage are both on device 0, so "
+           "their wte is one copy (no allreduce)\n"
+           "ppcc: error: plan: collective group 1: 1 member (a collective has two at least; one device sums "
+           "locally)\n"
+           "ppcc: error: plan: collective group 2: member 1 is 5, not a device\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("verify");
@@ -355,6 +466,10 @@ static Suite *suite(void)
     tcase_add_test(tc, verify_memory_limit);
     tcase_add_test(tc, verify_bad_shapes);
     tcase_add_test(tc, verify_garbage);
+    tcase_add_test(tc, verify_tied_accepts);
+    tcase_add_test(tc, verify_tied_deadlock);
+    tcase_add_test(tc, verify_tied_missing);
+    tcase_add_test(tc, verify_tied_groups);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -346,5 +346,73 @@ with tempfile.TemporaryDirectory() as tmp:
                 fail("gpt %s: microbatches auto %s, the sweep's best %s" % (" ".join(cmd), m and m.group(1),
                                                                            best and best.group(1)))
 
+# A gpt's tied allreduce (docs/plan-format.md, docs/timeline.md): the first and the
+# last stage's devices sum wte's gradient once a step. Every view shows the one
+# collective the simulator timed: --stats' allreduce=, the plan's stats.allreduce,
+# the trace's event on each member (same begin, same length), the SVG's band, the
+# timeline's '=' on both members' rows and nowhere else; on hardware it costs the
+# link's latency + vocab * hidden * gradient bytes / bandwidth, and with a V
+# placement (stage 0 and the last on device 0) there is none.
+with tempfile.TemporaryDirectory() as tmp:
+    for settings, members in [([], [0, 3]), (["hardware.devices_per_node=2"], [0, 3]),
+                              (["schedule=zb-h1", "recompute=always"], [0, 3]),
+                              (["schedule=zbv", "virtual=2", "placement=vshape"], [])]:
+        label = "gpt2-small-4gpu %s" % " ".join(settings)
+        d = defs(settings)
+        plan_path, trace_path, svg_path = (os.path.join(tmp, n) for n in ("p.json", "t.json", "p.svg"))
+        st = ppcc([gpt_file, "--stats"] + d)
+        tl = ppcc([gpt_file, "--timeline", "--width", "200"] + d)
+        pl = ppcc([gpt_file, "-o", plan_path, "--trace", trace_path, "--svg", svg_path] + d)
+        if not st or not tl or not pl:
+            continue
+        plan, trace, svg = json.load(open(plan_path)), json.load(open(trace_path)), open(svg_path).read()
+        kv = stats_of(st.stdout)
+        ops = {dv["rank"]: [o for o in dv["ops"] if o["op"] == "allreduce"] for dv in plan["devices"]}
+        checks += 1
+        have = [r for r in ops if ops[r]]
+        if have != members or any(o != {"op": "allreduce", "what": "tied", "ranks": members}
+                                  for r in have for o in ops[r]) or any(len(ops[r]) != 1 for r in have):
+            fail("%s: allreduce ops %s, want one {tied, %s} on each of %s" % (label, ops, members, members))
+        events = [e for e in trace["traceEvents"] if e.get("cat") == "allreduce"]
+        rows = re.findall(r"^d(\d+) \|([^|]*)\|", tl.stdout, re.M)
+        if not members:
+            checks += 1
+            if "allreduce" in kv or "allreduce" in plan["stats"] or events or 'class="collectives"' in svg or \
+                    any("=" in r for _, r in rows):
+                fail("%s: a V placement holds wte once, but a view shows an allreduce" % label)
+            continue
+        hw, m = plan["hardware"], plan["model"]
+        same_node = members[0] // hw["devices_per_node"] == members[1] // hw["devices_per_node"]
+        bw, lat = (hw["node_bandwidth"], hw["node_latency"]) if same_node else (hw["network_bandwidth"],
+                                                                             hw["network_latency"])
+        want = lat + m["vocab"] * m["hidden"] * (2 if m["precision"] == "bf16" else 4) / bw
+        t = plan["stats"]["allreduce"]
+        checks += 1
+        if abs(t - want) > 1e-12 * want or kv.get("allreduce") != "%.6gs" % t:
+            fail("%s: allreduce %r in the plan, %s in --stats, link arithmetic %r" % (label, t, kv.get("allreduce"),
+                                                                                     want))
+        checks += 1
+        us = trace["otherData"]["us_per_unit"]
+        if sorted(e["tid"] for e in events) != members or len({e["ts"] for e in events}) != 1 or \
+                any(abs(e["dur"] - t * us) > 1e-9 * t * us for e in events) or \
+                any(e["name"] != "allreduce tied {%d,%d}" % tuple(members) for e in events):
+            fail("%s: trace allreduce events %s, want one of %r us on each of %s together" % (label, events, t * us,
+                                                                                         members))
+        checks += 1
+        band = re.findall(r'<rect x="[^"]+" y="[^"]+" width="[^"]+" height="[^"]+" fill-opacity="0.35" '
+                          r'data-start="([^"]+)" data-end="([^"]+)"><title>allreduce tied', svg)
+        if len(band) != 1 or abs(float(band[0][1]) - float(band[0][0]) - t) > 1e-12 * t or \
+                abs(float(band[0][0]) * us - events[0]["ts"]) > 1e-6 * max(1, events[0]["ts"]):
+            fail("%s: SVG allreduce bands %s, trace %s" % (label, band, events))
+        checks += 1
+        # the collective ends the step on its last member: the makespan of every view
+        if abs(float(band[0][1]) - plan["stats"]["makespan"]) > 1e-12 and \
+                float(band[0][1]) > plan["stats"]["makespan"]:
+            fail("%s: the allreduce ends at %s, after the makespan %r" % (label, band[0][1], plan["stats"]["makespan"]))
+        checks += 1
+        drawn = sorted(int(dv) for dv, r in rows if "=" in r)
+        if drawn != members:
+            fail("%s: timeline draws '=' on devices %s, want %s:\n%s" % (label, drawn, members, tl.stdout))
+
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)

@@ -1,7 +1,9 @@
 /*
  * kernel_check.cu — the element-wise CUDA kernels of kernels/mlp_kernels.cu
- * run on the GPU, every branch of each at shapes that reach it, against
- * references computed on the host.  tests/runtime/test_kernel_shapes.c runs
+ * (and, in gpt_kernel_check.cu, the transformer's kernels/gpt_kernels.cu
+ * and the backend's gemm_batched, adamw and add) run on the GPU, every
+ * branch of each at shapes that reach it, against references computed on
+ * the host.  tests/runtime/test_kernel_shapes.c runs
  * the kernels' shared index helpers and per-element bodies on the CPU; this
  * runs the kernels themselves: their launch, grid-stride loops, shared
  * memory, synchronisation and branches (colsum's one chunk adding straight
@@ -30,18 +32,15 @@
 #include <cuda_runtime.h>
 
 #include "backend.h"
+#include "kernel_check.h"
 #include "mlp_kernels.cuh"
 #include "mlp_kernels.h"
 #include "mlp_launch.h"
 
-static int checks, failures;
-static cudaStream_t stream;
+int checks, failures;
+cudaStream_t stream;
 
-#define GUARD 64 /* floats past the end of every device output, set to a sentinel */
-static const float SENTINEL = -12345.0f;
-
-static void fail(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void fail(const char *what, const char *fmt, ...)
+void fail(const char *what, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -52,17 +51,16 @@ static void fail(const char *what, const char *fmt, ...)
     failures++;
 }
 
-static void cuda_or_die(cudaError_t e, const char *call, int line)
+void cuda_or_die(cudaError_t e, const char *call, const char *file, int line)
 {
     if (e != cudaSuccess) {
-        printf("FAIL: kernel_check.cu:%d %s: %s: %s\n", line, call, cudaGetErrorName(e),
+        const char *base = strrchr(file, '/');
+        printf("FAIL: %s:%d %s: %s: %s\n", base ? base + 1 : file, line, call, cudaGetErrorName(e),
                cudaGetErrorString(e));
         exit(1);
     }
 }
-#define CK(call) cuda_or_die((call), #call, __LINE__)
-
-static float *host_random(size_t n, uint64_t stream_id)
+float *host_random(size_t n, uint64_t stream_id)
 {
     float *p = (float *)malloc((n ? n : 1) * sizeof(float));
     if (!p)
@@ -73,7 +71,7 @@ static float *host_random(size_t n, uint64_t stream_id)
 }
 
 /* A device copy of host[0..n) followed by GUARD sentinels. */
-static float *device_copy(const float *host, size_t n)
+float *device_copy(const float *host, size_t n)
 {
     float *d = NULL;
     CK(cudaMalloc(&d, (n + GUARD) * sizeof(float)));
@@ -87,7 +85,7 @@ static float *device_copy(const float *host, size_t n)
 }
 
 /* Reads back d[0..n) into a fresh host array and checks the guard. */
-static float *device_read(const float *d, size_t n, const char *what)
+float *device_read(const float *d, size_t n, const char *what)
 {
     CK(cudaStreamSynchronize(stream));
     float *h = (float *)malloc((n + GUARD) * sizeof(float));
@@ -105,7 +103,7 @@ static float *device_read(const float *d, size_t n, const char *what)
 
 /* got == want for every element: bitwise when rel and abs are 0, else
  * |got - want| <= rel |want| + abs. */
-static void compare(const char *what, const float *got, const float *want, size_t n, double rel,
+void compare(const char *what, const float *got, const float *want, size_t n, double rel,
                     double abs)
 {
     checks++;
@@ -121,7 +119,7 @@ static void compare(const char *what, const float *got, const float *want, size_
 }
 
 /* Every byte of h[0..n) is still 0xff: a buffer the kernel was not given. */
-static void untouched(const char *what, const float *h, size_t n)
+void untouched(const char *what, const float *h, size_t n)
 {
     checks++;
     const unsigned char *b = (const unsigned char *)h;
@@ -132,7 +130,7 @@ static void untouched(const char *what, const float *h, size_t n)
         }
 }
 
-static float bf16_round_host(float v)
+float bf16_round_host(float v)
 {
     uint32_t u;
     memcpy(&u, &v, sizeof u);
@@ -146,7 +144,7 @@ static float bf16_round_host(float v)
     return v;
 }
 
-static float *bf16_read(const __nv_bfloat16 *d, size_t n)
+float *bf16_read(const __nv_bfloat16 *d, size_t n)
 {
     CK(cudaStreamSynchronize(stream));
     uint16_t *raw = (uint16_t *)malloc((n ? n : 1) * sizeof(uint16_t));
@@ -410,6 +408,8 @@ int main(void)
     check_to_bf16(1000 * 33);
     /* more elements than the grid's block cap covers in one pass: the stride loop */
     check_to_bf16((size_t)PP_MAX_BLOCKS * PP_THREADS + 1000);
+    CK(cudaGetLastError());
+    gpt_kernel_checks();
     CK(cudaGetLastError());
     printf("kernel_check: %d checks on %s, %d failed\n", checks, prop.name, failures);
     return failures ? 1 : 0;

@@ -97,10 +97,11 @@ declare -A judged=([trunc]="tf32, truncated" [rna]="tf32, rounded to nearest"
 run_case() {
     local id=$1 label=$2 plan=$3
     shift 3
-    local opts=() judge=() prec=
+    local opts=() judge=() prec= nojudge=
     while [ $# -gt 0 ]; do
         case "$1" in
         --tensor-cores) judge+=("$1") ;;
+        --no-judge) nojudge=1 ;;
         --precision) prec=$2; opts+=("$1" "$2"); shift ;;
         *) opts+=("$1") ;;
         esac
@@ -108,7 +109,7 @@ run_case() {
     done
     local out=$tmp/out_$id.txt lines=() ok=1 run
     label+=${opts[*]:+ ${opts[*]}}
-    if [ -z "$prec" ]; then
+    if [ -z "$prec" ] || [ -n "$nojudge" ]; then
         limit "$pprun" "$plan" --backend "$backend" --steps 3 --check --timeout 5 "${opts[@]}" \
             >"$out" 2>&1 || ok=0
         lines=("$label: $(grep '^check:' "$out")")
@@ -164,7 +165,7 @@ compile() { # NAME.pp OUT -D...
 
 for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
-    grep -q '^model gpt' "$f" && continue # not trained yet (test_pprun_schedules checks its refusal)
+    grep -q '^model gpt' "$f" && continue # the transformers: below
     compile "$pp" "$tmp/$pp.json" && {
         check "$pp" "$tmp/$pp.json"
         check "$pp" "$tmp/$pp.json" --no-graph
@@ -176,6 +177,40 @@ for f in "$src"/schedules/*.pp; do
     grep -q '^layer_costs' "$f" || wide+=(-D layers=8)
     compile "$pp" "$tmp/wide-$pp.json" "${wide[@]}" &&
         check "$pp hidden 256" "$tmp/wide-$pp.json"
+done
+# The transformer (docs/gpt.md): every policy on one GPU, tied and untied, at fp32's 1e-5; the
+# eager path and tf32/bf16 (at their tolerances: --no-judge, as the precision emulator knows the
+# MLP only) on four of them (gpt_precision below; test_gpu_check.sh counts their tf32 runs);
+# every shipped transformer shrunk.  AdamW's eps is 1e-6 as in test_pprun_gpt.sh.
+gsmall=(-D microbatches=4 -D batch=8 -D layers=4 -D hidden=32 -D heads=2 -D seq=16 -D model.eps=1e-6)
+gpt_precision=" 1f1b zb-h1 interleaved zbv "
+for tie in 1 0; do
+    for s in gpipe 1f1b zb-h1 zb-h2 interleaved looped-bfs interleaved-zb zbv dualpipev; do
+        shape=(-D schedule=$s -D devices=2 -D tie=$tie)
+        case $s in
+        interleaved | looped-bfs | interleaved-zb) shape+=(-D virtual=2) ;;
+        zbv | dualpipev) shape+=(-D virtual=2 -D placement=vshape) ;;
+        esac
+        compile gpt.pp "$tmp/gpt-$s-$tie.json" "${gsmall[@]}" "${shape[@]}" && {
+            check "gpt $s tie=$tie" "$tmp/gpt-$s-$tie.json"
+            if [ $tie = 1 ] && [[ "$gpt_precision" == *" $s "* ]]; then
+                check "gpt $s tie=$tie" "$tmp/gpt-$s-$tie.json" --no-graph
+                if [ "$backend" = cuda ]; then
+                    check "gpt $s tie=$tie" "$tmp/gpt-$s-$tie.json" --precision tf32 --no-judge
+                    check "gpt $s tie=$tie" "$tmp/gpt-$s-$tie.json" --precision bf16 --no-judge
+                fi
+            fi
+        }
+    done
+done
+compile gpt.pp "$tmp/gpt-rc.json" "${gsmall[@]}" -D devices=4 -D recompute=always &&
+    check "gpt 1f1b 4 devices recompute" "$tmp/gpt-rc.json"
+for f in "$src"/schedules/*.pp; do
+    grep -q '^model gpt' "$f" || continue
+    pp=$(basename "$f")
+    compile "$pp" "$tmp/shrunk-$pp.json" -D devices=2 -D layers=10 -D hidden=32 -D heads=2 -D seq=16 \
+        -D ffn=64 -D vocab=256 -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 &&
+        check "$pp shrunk" "$tmp/shrunk-$pp.json"
 done
 # Large enough that cuBLAS must run its TF32 GEMMs on tensor cores (2 micro-batches of 128
 # rows at hidden 256; the cases above multiply 4 to 8 rows, where cuBLAS may pick an FP32

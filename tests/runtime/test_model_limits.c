@@ -168,7 +168,8 @@ START_TEST(test_gpt_round_trip)
     ck_assert_msg(load_text(json, &m, &msg) == 0, "%s", msg);
     free(msg);
     ck_assert_int_eq(m.kind, PR_MODEL_GPT);
-    ck_assert_int_eq(m.layers, 3);
+    ck_assert_int_eq(m.gpt.blocks, 3);
+    ck_assert_int_eq(m.layers, 5); /* pprun's layers: the embedding, the blocks, the head */
     ck_assert_int_eq(m.hidden, 64);
     ck_assert_int_eq(m.batch, 4);
     ck_assert_int_eq(m.gpt.heads, 4);
@@ -184,10 +185,11 @@ START_TEST(test_gpt_round_trip)
     ck_assert_double_eq(m.gpt.weight_decay, 0.1);
     ck_assert_int_eq(m.gpt.precision, PR_BF16);
     ck_assert_uint_eq(m.seed, 7);
-    /* 3 blocks on 2 stages: the earlier stage takes the extra one */
-    ck_assert_int_eq(m.layers_per_stage[0], 2);
-    ck_assert_int_eq(m.layers_per_stage[1], 1);
-    ck_assert_int_eq(m.first_layer[1], 2);
+    /* 3 blocks on 2 stages: the earlier stage takes the extra one, and the
+     * embedding and the head join the first and the last */
+    ck_assert_int_eq(m.layers_per_stage[0], 3);
+    ck_assert_int_eq(m.layers_per_stage[1], 2);
+    ck_assert_int_eq(m.first_layer[1], 3);
     char *real = realpath(tu_src_path("data/docs.txt"), NULL);
     ck_assert_str_eq(m.gpt.data, real);
     free(real);
@@ -260,6 +262,184 @@ START_TEST(test_gpt_mutations)
 }
 END_TEST
 
+/* ---- the tied embedding's allreduce (docs/plan-format.md) ---- */
+
+/* devices[r].ops of root, and the index of its allreduce (-1: none). */
+static cJSON *ops_of(cJSON *root, int r, int *at)
+{
+    cJSON *ops = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), r),
+                                                  "ops");
+    *at = -1;
+    for (int i = 0; i < cJSON_GetArraySize(ops); i++)
+        if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ops, i), "op")->valuestring, "allreduce"))
+            *at = i;
+    return ops;
+}
+
+/* Puts item at index `to` of arr (shifting the rest), by rebuilding the
+ * array: the system's cJSON (1.7.15) drops items cJSON_InsertItemInArray
+ * is given in the middle. */
+static void insert_at(cJSON *arr, int to, cJSON *item)
+{
+    int n = cJSON_GetArraySize(arr);
+    cJSON **all = calloc((size_t)n + 1, sizeof *all);
+    for (int i = 0; i < n; i++)
+        all[i] = cJSON_DetachItemFromArray(arr, 0);
+    for (int i = 0, k = 0; i <= n; i++)
+        cJSON_AddItemToArray(arr, i == to ? item : all[k++]);
+    free(all);
+}
+
+/* A tied gpt on 2 devices (1f1b): both hold the allreduce, ppcc's plan loads,
+ * the op names its group {0, 1}, right before each device's update. */
+START_TEST(test_tied_round_trip)
+{
+    char *msg;
+    char *json = gpt_plan("", &msg);
+    ck_assert_msg(json != NULL, "%s", msg);
+    free(msg);
+    ck_assert_ptr_nonnull(strstr(json, "{\"op\": \"allreduce\", \"what\": \"tied\", \"ranks\": [0, 1]}"));
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_plan plan;
+    pr_model m;
+    ck_assert_msg(pr_plan_load_text("plan.json", json, strlen(json), &td.diag, &plan, &m) == 0, "%s",
+                  tu_diag_text(&td));
+    tu_diag_close(&td);
+    ck_assert_int_eq(plan.ncoll, 1);
+    for (int r = 0; r < 2; r++) {
+        const pp_device *dv = &plan.dev[r];
+        const pp_op *op = &dv->ops[dv->n - 3];
+        const pp_coll *c = pp_plan_op_coll(&plan, op);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_int_eq(c->what, PP_COLL_TIED);
+        ck_assert_int_eq(c->nranks, 2);
+        ck_assert_int_eq(c->ranks[0], 0);
+        ck_assert_int_eq(c->ranks[1], 1);
+        ck_assert_int_eq(dv->ops[dv->n - 2].kind, PP_OP_UPDATE);
+    }
+    pp_plan_free(&plan);
+    pr_model_free(&m);
+    free(json);
+}
+END_TEST
+
+/* Each change to the allreduce of a valid tied plan: the loader's exact
+ * refusal (the JSON path), or the verifier's deadlock. */
+enum tied_change { SET, DROP_KEY, REMOVE, DUPLICATE, AFTER_UPDATE, BEFORE_COMPUTE, BEFORE_SEND, UNTIE };
+static const struct {
+    int rank;
+    enum tied_change change;
+    const char *key, *value;
+    const char *error; /* after "ppcc: error: " */
+} tied_changes[] = {
+    {0, SET, "what", "\"mirror\"", "plan.json: devices[0].ops[8].what: unknown collective \"mirror\" (this pprun knows \"tied\")"},
+    {0, SET, "what", "3", "plan.json: devices[0].ops[8].what: expected a string, got a number"},
+    {0, DROP_KEY, "what", NULL, "plan.json: devices[0].ops[8]: missing field \"what\""},
+    {1, DROP_KEY, "ranks", NULL, "plan.json: devices[1].ops[8]: missing field \"ranks\""},
+    {1, SET, "ranks", "[1, 0]", "plan.json: devices[1].ops[8].ranks: must be [0, 1], the ranks of stage 0 and stage 1, "
+                                "in that order"},
+    {1, SET, "ranks", "[0]", "plan.json: devices[1].ops[8].ranks: must be [0, 1], the ranks of stage 0 and stage 1, "
+                             "in that order"},
+    {1, SET, "ranks", "[0, 1, 1]", "plan.json: devices[1].ops[8].ranks: 3 entries, a tied allreduce has 2 (ranks 0 "
+                                   "and 1)"},
+    {0, SET, "ranks", "[0, 7]", "plan.json: devices[0].ops[8].ranks[1]: 7 is not a rank"},
+    {0, SET, "ranks", "{}", "plan.json: devices[0].ops[8].ranks: expected an array, got an object"},
+    {1, REMOVE, NULL, NULL, "plan.json: devices[1].ops: no allreduce tied, but model.tie is true and stages 0 and 1 "
+                            "are on ranks 0 and 1: {\"op\": \"allreduce\", \"what\": \"tied\", \"ranks\": [0, 1]} "
+                            "must come before the update"},
+    {0, DUPLICATE, NULL, NULL, "plan.json: devices[0].ops[9]: a second allreduce tied (the first is "
+                               "devices[0].ops[8]): one a step"},
+    {1, AFTER_UPDATE, NULL, NULL, "plan.json: devices[1].ops[9]: the allreduce tied comes after the update "
+                                  "(devices[1].ops[8]), which needs the summed gradient"},
+    {0, BEFORE_COMPUTE, NULL, NULL, "plan.json: devices[0].ops[8]: B after the allreduce tied (devices[0].ops[7]), "
+                                    "which sums the step's last gradients"},
+    {0, UNTIE, NULL, NULL, "plan.json: devices[0].ops[8]: an allreduce tied, but model.tie is false: no weights are "
+                           "tied"},
+    /* the loader lets a send follow it; the verifier finds the wait it makes */
+    {1, BEFORE_SEND, NULL, NULL, "deadlock: device 0 waits at op 6 (recv grad 1.1 from 1) for device 1, which waits "
+                                 "at op 7 (allreduce tied {0,1}) for device 0"},
+};
+
+START_TEST(test_tied_refusals)
+{
+    char *msg;
+    char *json = gpt_plan("", &msg);
+    ck_assert_msg(json != NULL, "%s", msg);
+    free(msg);
+    cJSON *root = cJSON_Parse(json);
+    int at;
+    cJSON *ops = ops_of(root, tied_changes[_i].rank, &at);
+    ck_assert_int_eq(at, 8);
+    cJSON *op = cJSON_GetArrayItem(ops, at);
+    switch (tied_changes[_i].change) {
+    case SET: cJSON_ReplaceItemInObjectCaseSensitive(op, tied_changes[_i].key, cJSON_Parse(tied_changes[_i].value)); break;
+    case DROP_KEY: cJSON_DeleteItemFromObjectCaseSensitive(op, tied_changes[_i].key); break;
+    case REMOVE: cJSON_DeleteItemFromArray(ops, at); break;
+    case DUPLICATE: insert_at(ops, at, cJSON_Duplicate(op, true)); break;
+    case AFTER_UPDATE: insert_at(ops, at + 1, cJSON_DetachItemFromArray(ops, at)); break;
+    case BEFORE_COMPUTE: /* ops[7] is B0.1 */
+    case BEFORE_SEND:    /* ops[7] is send grad 1.1 */
+        insert_at(ops, at - 1, cJSON_DetachItemFromArray(ops, at));
+        break;
+    case UNTIE:
+        cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "model"), "tie", cJSON_CreateFalse());
+        break;
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    pr_model m;
+    ck_assert_int_eq(load_text(text, &m, &msg), 1);
+    char want[512];
+    snprintf(want, sizeof want, "ppcc: error: %s\n", tied_changes[_i].error);
+    ck_assert_str_eq(msg, want);
+    free(msg);
+    free(text);
+    cJSON_Delete(root);
+    free(json);
+}
+END_TEST
+
+/* Where no allreduce belongs: on a rank off the pair (3 devices), on one
+ * device that holds both ends (the sum is local). */
+START_TEST(test_tied_misplaced)
+{
+    static const struct {
+        const char *shape;
+        int rank, at;
+        const char *error;
+    } cases[] = {
+        {"devices = 3\nmicrobatches = 3", 1, 1,
+         "plan.json: devices[1].ops[1]: rank 1 is not one of the allreduce's ranks [0, 2]"},
+        {"devices = 1\nmicrobatches = 2", 0, 1,
+         "plan.json: devices[0].ops[1]: an allreduce tied, but the first and the last stage are both on rank 0: the "
+         "sum is local (no op)"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char text[512], *msg;
+        snprintf(text, sizeof text, "%s\nmodel gpt { layers = 3 hidden = 64 heads = 4 seq = 16 batch = 6 }\n",
+                 cases[k].shape);
+        char *json = compile(text, NULL, 0, &msg);
+        ck_assert_msg(json != NULL, "%s", msg);
+        free(msg);
+        cJSON *root = cJSON_Parse(json);
+        int at;
+        cJSON *ops = ops_of(root, cases[k].rank, &at);
+        ck_assert_int_eq(at, -1); /* ppcc puts none there */
+        insert_at(ops, cases[k].at, cJSON_Parse("{\"op\": \"allreduce\", \"what\": \"tied\", \"ranks\": [0, 2]}"));
+        char *edited = cJSON_PrintUnformatted(root);
+        pr_model m;
+        ck_assert_int_eq(load_text(edited, &m, &msg), 1);
+        char want[512];
+        snprintf(want, sizeof want, "ppcc: error: %s\n", cases[k].error);
+        ck_assert_str_eq(msg, want);
+        free(msg);
+        free(edited);
+        cJSON_Delete(root);
+        free(json);
+    }
+}
+END_TEST
+
 /* The gpt's array and parameter limits (model_limits.c): ppcc and the
  * loader give the same verdict on the same numbers. */
 START_TEST(test_gpt_limits_agree)
@@ -323,6 +503,9 @@ int main(void)
     tcase_add_test(tc, test_gpt_round_trip);
     tcase_add_loop_test(tc, test_gpt_mutations, 0, (int)(sizeof gpt_mutations / sizeof gpt_mutations[0]));
     tcase_add_test(tc, test_gpt_limits_agree);
+    tcase_add_test(tc, test_tied_round_trip);
+    tcase_add_loop_test(tc, test_tied_refusals, 0, (int)(sizeof tied_changes / sizeof tied_changes[0]));
+    tcase_add_test(tc, test_tied_misplaced);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

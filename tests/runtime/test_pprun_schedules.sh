@@ -20,35 +20,10 @@ run() { # NAME.pp [-D ...]
     fi
     echo "$pp $*: $(grep '^check:' "$tmp/out.txt")"
 }
-# A transformer's plan loads (every field checked) but this pprun does not
-# train it yet: refused after loading, exit 1, nothing written.  Once it
-# does, drop this and the skips of model gpt files below, in
-# test_pprun_recompute.sh and in test_gpu.sh.
-refuses_gpt() { # FILE.pp -D ...
-    local pp=$1
-    shift
-    runs=$((runs + 1))
-    if ! "$ppcc" "$src/schedules/$pp" "$@" -o "$tmp/plan.json" >"$tmp/out.txt" 2>&1; then
-        echo "FAIL: ppcc $pp $*"; cat "$tmp/out.txt"; fails=$((fails + 1)); return
-    fi
-    rm -f "$tmp/trace.json"
-    "$pprun" "$tmp/plan.json" --steps 2 --check --trace "$tmp/trace.json" >"$tmp/out.txt" 2>&1
-    local st=$?
-    if [ $st != 1 ] || [ -e "$tmp/trace.json" ] ||
-       [ "$(cat "$tmp/out.txt")" != "pprun: error: $tmp/plan.json: model.kind \"gpt\": the plan is valid, but the transformer is not in pprun yet (it trains model mlp only); nothing was run" ]; then
-        echo "FAIL: pprun on $pp $*: exit $st, not the refusal of a gpt plan"; cat "$tmp/out.txt"
-        fails=$((fails + 1)); return
-    fi
-    echo "$pp $*: refused, as this pprun does not train a transformer"
-}
-refuses_gpt gpt.pp -D devices=2 -D 'model.balance=[2,2]' -D tie=0 -D data=none
-for f in "$src"/schedules/*.pp; do
-    grep -q '^model gpt' "$f" && refuses_gpt "$(basename "$f")"
-done
 n=0
 for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
-    grep -q '^model gpt' "$f" && continue # refuses_gpt
+    grep -q '^model gpt' "$f" && continue # test_pprun_gpt.sh trains the transformers
     n=$((n + 1))
     run "$pp"
     run "$pp" -D microbatches=8 -D hidden=16 -D batch=16
