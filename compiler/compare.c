@@ -12,7 +12,7 @@
  * Policies differ in their natural chunking: v = 1 on the loop placement
  * (gpipe, 1f1b, zb-h1, zb-h2), the file's virtual if > 1 else 2 on the
  * loop (interleaved, looped-bfs, interleaved-zb), v = 2 on the V shape
- * (zbv, dualpipev).  In the file's own shape a row keeps the file's costs;
+ * (zbv, dualpipev, v-half, v-min).  In the file's own shape a row keeps the file's costs;
  * in another one, the file's per-stage costs are summed per device into the
  * device's share of the model, each of the v chunks costs share / v and
  * holds activation * virtual / v, and the settings say so (cost.F, ...,
@@ -40,7 +40,7 @@ typedef struct shape {
 
 static shape natural_shape(const pp_spec *s, const char *name)
 {
-    if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev"))
+    if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev") || !strcmp(name, "v-half") || !strcmp(name, "v-min"))
         return (shape){2, true};
     if (!strcmp(name, "interleaved") || !strcmp(name, "looped-bfs") || !strcmp(name, "interleaved-zb"))
         return (shape){s->chunks > 1 ? s->chunks : 2, false};

@@ -35,6 +35,8 @@ static const pp_policy *const policies[] = {
     &pp_policy_interleaved_zb,
     &pp_policy_zbv,
     &pp_policy_dualpipev,
+    &pp_policy_v_half,
+    &pp_policy_v_min,
     &pp_policy_custom,
     &pp_policy_auto,
     &pp_policy_pipedream,

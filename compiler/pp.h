@@ -758,6 +758,8 @@ void pp_policy_finish(pp_plan *p);
 extern const pp_policy pp_policy_zb_h1;
 extern const pp_policy pp_policy_zbv;
 extern const pp_policy pp_policy_dualpipev;
+extern const pp_policy pp_policy_v_half;   /* policy_vblock.c */
+extern const pp_policy pp_policy_v_min;
 extern const pp_policy pp_policy_looped_bfs;
 extern const pp_policy pp_policy_interleaved_zb;
 extern const pp_policy pp_policy_zb_h2;     /* policy_zbh2.c */

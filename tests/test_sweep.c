@@ -35,7 +35,8 @@ static void fill_spec(pp_spec *s, const shape *sh, int *placement, double *sF, d
     s->chunks = sh->v;
     s->stages = sh->D * sh->v;
     s->microbatches = sh->M;
-    bool vshape = strcmp(sh->policy, "zbv") == 0 || strcmp(sh->policy, "dualpipev") == 0;
+    bool vshape = strcmp(sh->policy, "zbv") == 0 || strcmp(sh->policy, "dualpipev") == 0 ||
+                  strcmp(sh->policy, "v-half") == 0 || strcmp(sh->policy, "v-min") == 0;
     s->placement_kind = vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP;
     for (int st = 0; st < s->stages; st++) {
         placement[st] = !vshape ? st % sh->D : st < sh->D ? st : 2 * sh->D - 1 - st;
@@ -220,6 +221,10 @@ START_TEST(sweep_zbv) { sweep("zbv", 2, 2, false); }
 END_TEST
 START_TEST(sweep_dualpipev) { sweep("dualpipev", 2, 2, false); }
 END_TEST
+START_TEST(sweep_v_half) { sweep("v-half", 2, 2, false); }
+END_TEST
+START_TEST(sweep_v_min) { sweep("v-min", 2, 2, false); }
+END_TEST
 
 /* Policies refuse what they cannot do, rather than producing a wrong plan. */
 START_TEST(gpipe_and_1f1b_refuse_chunks)
@@ -277,6 +282,8 @@ int main(void)
     tcase_add_test(tc, sweep_2bw);
     tcase_add_test(tc, sweep_zbv);
     tcase_add_test(tc, sweep_dualpipev);
+    tcase_add_test(tc, sweep_v_half);
+    tcase_add_test(tc, sweep_v_min);
     tcase_add_test(tc, gpipe_and_1f1b_refuse_chunks);
     tcase_add_test(tc, peak_activations);
     suite_add_tcase(s, tc);

@@ -205,7 +205,7 @@ def check_compare(f, cmd_defs, policies, all_run=False):
                 fail("%s: auto reports %s, compiles to %s" % (what, m and m.group(1), st["makespan"]))
 
 
-ALL = "gpipe,1f1b,interleaved,looped-bfs,zb-h1,zb-h2,interleaved-zb,zbv,dualpipev,auto"
+ALL = "gpipe,1f1b,interleaved,looped-bfs,zb-h1,zb-h2,interleaved-zb,zbv,dualpipev,v-half,v-min,auto"
 sched = lambda n: os.path.join(SRC, "schedules", n)
 check_compare(sched("1f1b.pp"), [], ALL)
 check_compare(sched("1f1b.pp"), ["recompute=always", "memory.limit=2"], "gpipe,1f1b,zb-h1,zbv,auto")
