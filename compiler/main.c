@@ -49,6 +49,9 @@ static void usage(FILE *f)
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
           "                    bubble, peak memory per device, fit under memory.limit\n"
           "                    ('auto' allowed; writes no plan)\n"
+          "  --shapes          with --compare: each policy in its best shape (virtual 1\n"
+          "                    or 2, loop or vshape, recompute, balance), then the best\n"
+          "                    row and the best of each shape\n"
           "  --sweep microbatches=A..B   (or =A,B,C) one row per value: makespan, bubble,\n"
           "                    throughput, peak memory, fit under memory.limit, the\n"
           "                    global batch kept (writes no plan)\n"
@@ -165,7 +168,7 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
 
 enum {
     OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE,
-    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP
+    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP, OPT_SHAPES
 };
 
 /* A --sweep has at most this many rows. */
@@ -180,7 +183,7 @@ typedef struct options {
     int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
     int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
     int *sweep_values, nsweep; /* --sweep microbatches=...: the values, in order */
-    bool timeline, stats;
+    bool timeline, stats, shapes;
     pp_timeline_opts topts;
     char *default_out; /* out_path when derived from the schedule's name */
 } options;
@@ -240,6 +243,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"trace", required_argument, NULL, OPT_TRACE},
         {"width", required_argument, NULL, OPT_WIDTH},
         {"compact", no_argument, NULL, OPT_COMPACT},
+        {"shapes", no_argument, NULL, OPT_SHAPES},
         {"list-policies", no_argument, NULL, OPT_LIST},
         {"compare", required_argument, NULL, OPT_COMPARE},
         {"svg", required_argument, NULL, OPT_SVG},
@@ -288,6 +292,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case OPT_COMPACT:
             o->topts.compact = true;
+            break;
+        case OPT_SHAPES:
+            o->shapes = true;
             break;
         case OPT_SVG:
             if ((rc = path_once("--svg", &o->svg_path, optarg)) >= 0)
@@ -359,6 +366,8 @@ static int parse_options(int argc, char **argv, options *o)
                            o->ranks ? "--ranks" : "--microbatches");
     if (o->emit && !o->out_path)
         return usage_error("%s", "--emit torch-csv writes what -o OUT names: give -o");
+    if (o->shapes && !o->compare)
+        return usage_error("%s", "--shapes goes with --compare (each policy of the list in its best shape)");
     if (o->compare && (o->svg_path || o->html_path || o->emit))
         return usage_error("%s", "--compare prints its table alone: drop --svg, --html and --emit");
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
@@ -447,7 +456,8 @@ static int compile(const options *o)
     }
     if (o->compare) {
         /* The table replaces the compilation: no plan, no timeline. */
-        if (pp_compare(stdout, &ast, defs, ndefs, &spec, o->compare, &diag) == 0 && fflush(stdout) == 0)
+        if ((o->shapes ? pp_compare_shapes : pp_compare)(stdout, &ast, defs, ndefs, &spec, o->compare, &diag) == 0 &&
+            fflush(stdout) == 0)
             rc = 0;
         goto done;
     }

@@ -1087,6 +1087,11 @@ int pp_compile(pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
  * unknown names are errors (returns their count). */
 int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
                pp_diag *d);
+/* --compare LIST --shapes: the same table with each policy in its best
+ * shape (v, placement, recompute and, with layers, balance: docs/auto.md,
+ * "Shapes"), then the best row and the best of each shape. */
+int pp_compare_shapes(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                      const char *list, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* emit_json.c / emit_timeline.c / emit_stats.c / emit_trace.c        */
