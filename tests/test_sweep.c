@@ -173,6 +173,14 @@ static void sweep_step(const char *policy, int vmin, int vmax, bool closed_form,
                             ck_assert_msg(fabs(c.sim.makespan - (M + D - 1) * 3.0) < 1e-9, "%s D=%d M=%d: makespan %g",
                                           policy, D, M, c.sim.makespan);
                         }
+                        /* Naive model parallelism: one device busy at a time. */
+                        if (k == 0 && strcmp(policy, "naive") == 0) {
+                            ck_assert_msg(fabs(c.sim.makespan - M * D * 3.0) < 1e-9, "naive D=%d M=%d: makespan %g", D,
+                                          M, c.sim.makespan);
+                            ck_assert(fabs(c.sim.bubble - (1 - 1.0 / D)) < 1e-12);
+                            for (int d = 0; d < D; d++)
+                                ck_assert_int_eq(c.sim.peak_act[d], 1);
+                        }
                         /* Megatron's interleaved order with B = 2F and M a multiple
                          * of D reaches Narayanan et al.'s (D-1)/(vM+D-1) exactly. */
                         if (k == 0 && strcmp(policy, "interleaved") == 0 && v >= 2 && M % D == 0) {
@@ -197,6 +205,8 @@ static void sweep(const char *policy, int vmin, int vmax, bool closed_form)
     sweep_step(policy, vmin, vmax, closed_form, 1);
 }
 
+START_TEST(sweep_naive) { sweep("naive", 1, 1, false); }
+END_TEST
 START_TEST(sweep_gpipe) { sweep("gpipe", 1, 1, true); }
 END_TEST
 START_TEST(sweep_1f1b) { sweep("1f1b", 1, 1, true); }
@@ -270,6 +280,7 @@ int main(void)
     Suite *s = suite_create("sweep");
     TCase *tc = tcase_create("policies");
     tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, sweep_naive);
     tcase_add_test(tc, sweep_gpipe);
     tcase_add_test(tc, sweep_1f1b);
     tcase_add_test(tc, sweep_interleaved);
