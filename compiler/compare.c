@@ -570,12 +570,74 @@ static void search_shapes(const pp_ast *ast, const pp_define *defs, int ndefs, c
     free_row(&cand);
 }
 
-static void print_best(FILE *out, const pp_spec *s, const char *what, const row *r)
+static void print_best(FILE *out, const pp_spec *s, const char *prefix, const char *what, const row *r)
 {
     char ms[32];
     pp_time_show(&s->units, r->makespan, ms, sizeof ms);
-    fprintf(out, "%-16s %-15s %d %-6s makespan %s%s  %s\n", what, r->name, r->sh.v, r->sh.vshape ? "vshape" : "loop",
-            ms, r->fits ? "" : " (does not fit)", r->settings);
+    fprintf(out, "%s%-16s %-15s %d %-6s makespan %s%s  %s\n", prefix, what, r->name, r->sh.v,
+            r->sh.vshape ? "vshape" : "loop", ms, r->fits ? "" : " (does not fit)", r->settings);
+}
+
+/* Policies names[n], each searched in every shape: per[i * SHAPES + k],
+ * and rows[i], policy i's best (pointing into per). */
+typedef struct shape_search {
+    int n;
+    row *per;
+    const row **rows;
+} shape_search;
+
+static void search_policies(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, char **names,
+                            int n, shape_search *x)
+{
+    x->n = n;
+    x->per = pp_xcalloc((size_t)n * SHAPES + 1, sizeof *x->per, "--compare's rows");
+    x->rows = pp_xcalloc((size_t)n + 1, sizeof *x->rows, "--compare's rows");
+    for (int i = 0; i < n; i++) {
+        row *per = &x->per[i * SHAPES];
+        for (int k = 0; k < SHAPES; k++)
+            per[k] = new_row(names[i], s->devices);
+        search_shapes(ast, defs, ndefs, s, names[i], per);
+        x->rows[i] = &per[0];
+        for (int k = 1; k < SHAPES; k++)
+            if (row_better(&per[k], x->rows[i], s->devices))
+                x->rows[i] = &per[k];
+    }
+}
+
+/* The best row of shape k (k < 0: of any shape) that compiled; NULL if none. */
+static const row *search_best(const shape_search *x, int k, int devices)
+{
+    const row *top = NULL;
+    for (int i = 0; i < x->n; i++) {
+        const row *r = k < 0 ? x->rows[i] : &x->per[i * SHAPES + k];
+        if (r->ok && (!top || row_better(r, top, devices)))
+            top = r;
+    }
+    return top;
+}
+
+/* The winner, then the best of each shape (the runner-up of each family
+ * of shapes), a line each, prefix before each. */
+static void print_summary(FILE *out, const pp_spec *s, const shape_search *x, const char *prefix)
+{
+    const row *win = search_best(x, -1, s->devices);
+    if (win)
+        print_best(out, s, prefix, "best:", win);
+    for (int k = 0; k < SHAPES; k++) {
+        const row *top = search_best(x, k, s->devices);
+        char what[32];
+        snprintf(what, sizeof what, "best in %d %s:", searched_shapes[k].v, searched_shapes[k].vshape ? "vshape" : "loop");
+        if (top)
+            print_best(out, s, prefix, what, top);
+    }
+}
+
+static void search_free(shape_search *x)
+{
+    for (int i = 0; i < x->n * SHAPES; i++)
+        free_row(&x->per[i]);
+    free(x->per);
+    free(x->rows);
 }
 
 int pp_compare_shapes(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
@@ -587,47 +649,65 @@ int pp_compare_shapes(FILE *out, const pp_ast *ast, const pp_define *defs, int n
         free(names);
         return errors;
     }
-    /* per[i * SHAPES + k]: policy i in shape k */
-    row *per = pp_xcalloc((size_t)n * SHAPES, sizeof *per, "--compare's rows");
+    shape_search x;
+    search_policies(ast, defs, ndefs, s, items, n, &x);
     row *rows = pp_xcalloc((size_t)n, sizeof *rows, "--compare's rows");
-    for (int i = 0; i < n; i++) {
-        for (int k = 0; k < SHAPES; k++)
-            per[i * SHAPES + k] = new_row(items[i], s->devices);
-        search_shapes(ast, defs, ndefs, s, items[i], &per[i * SHAPES]);
-        int b = 0;
-        for (int k = 1; k < SHAPES; k++)
-            if (row_better(&per[i * SHAPES + k], &per[i * SHAPES + b], s->devices))
-                b = k;
-        rows[i] = per[i * SHAPES + b];
-    }
+    for (int i = 0; i < n; i++)
+        rows[i] = *x.rows[i];
     print_header(out, ast, defs, ndefs, s);
     fprintf(out, "each policy in its best shape: v and placement (1 loop, 2 loop, 2 vshape), recompute (the file's "
-                 "or %s)%s\n",
-            "the other of never / always", s->layers && s->model.balance != PP_BALANCE_AUTO ? ", balance (the file's or auto)" : "");
+                 "or the other of never / always)%s\n",
+            s->layers && s->model.balance != PP_BALANCE_AUTO ? ", balance (the file's or auto)" : "");
     print_table(out, s, rows, n);
-    /* The winner, then the best of each shape, the family it belongs to. */
-    const row *win = NULL;
-    for (int i = 0; i < n; i++)
-        if (rows[i].ok && (!win || row_better(&rows[i], win, s->devices)))
-            win = &rows[i];
-    if (win)
-        print_best(out, s, "best:", win);
-    for (int k = 0; k < SHAPES; k++) {
-        const row *top = NULL;
-        for (int i = 0; i < n; i++) {
-            const row *r = &per[i * SHAPES + k];
-            if (r->ok && (!top || row_better(r, top, s->devices)))
-                top = r;
-        }
-        char what[32];
-        snprintf(what, sizeof what, "best in %d %s:", searched_shapes[k].v, searched_shapes[k].vshape ? "vshape" : "loop");
-        if (top)
-            print_best(out, s, what, top);
-    }
-    for (int i = 0; i < n * SHAPES; i++)
-        free_row(&per[i]);
-    free(per);
-    free(rows);
+    print_summary(out, s, &x, "");
+    free(rows); /* shallow copies of x's */
+    search_free(&x);
     free(names);
     return 0;
+}
+
+pp_define *pp_shapes_choose(FILE *report, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                            int *nout, pp_diag *d)
+{
+    /* auto's candidates: every policy that runs synchronous weights and
+     * needs no order of the file's (custom), auto itself among them */
+    char *items[64];
+    int n = 0;
+    if (!strcmp(s->schedule, "auto")) {
+        for (const pp_policy *const *p = pp_policy_all(); *p && n < 64; p++)
+            if ((*p)->async == PP_ASYNC_NONE && strcmp((*p)->name, "custom") != 0)
+                items[n++] = (char *)(*p)->name;
+    } else {
+        items[n++] = (char *)s->schedule;
+    }
+    shape_search x;
+    search_policies(ast, defs, ndefs, s, items, n, &x);
+    const row *win = search_best(&x, -1, s->devices);
+    if (!win) {
+        pp_error(d, "--shapes: %s compiles this file in no shape (v = 1 or 2, loop or vshape): %s", s->schedule,
+                 x.rows[0]->reason);
+        search_free(&x);
+        return NULL;
+    }
+    print_summary(report, s, &x, "shapes: ");
+    /* defs, then the winner's settings ("-D a=b -D c=d"), parsed in a
+     * copy that lives in the same block */
+    size_t len = strlen(win->settings) + 1;
+    int most = (int)len / 4 + 1;
+    pp_define *out = pp_xcalloc(1, ((size_t)ndefs + (size_t)most) * sizeof *out + len, "--shapes' settings");
+    char *text = (char *)(out + ndefs + most);
+    memcpy(text, win->settings, len);
+    if (ndefs > 0)
+        memcpy(out, defs, (size_t)ndefs * sizeof *defs);
+    *nout = ndefs;
+    for (char *save = NULL, *tok = strtok_r(text, " ", &save); tok && *nout < ndefs + most;
+         tok = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!strcmp(tok, "-D") || !eq)
+            continue;
+        *eq = '\0';
+        out[(*nout)++] = (pp_define){tok, eq + 1};
+    }
+    search_free(&x);
+    return out;
 }

@@ -49,9 +49,10 @@ static void usage(FILE *f)
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
           "                    bubble, peak memory per device, fit under memory.limit\n"
           "                    ('auto' allowed; writes no plan)\n"
-          "  --shapes          with --compare: each policy in its best shape (virtual 1\n"
-          "                    or 2, loop or vshape, recompute, balance), then the best\n"
-          "                    row and the best of each shape\n"
+          "  --shapes          the file's policy in its best shape (virtual 1 or 2, loop\n"
+          "                    or vshape, recompute, balance; with schedule auto: every\n"
+          "                    synchronous policy), reported on stderr, then compiled;\n"
+          "                    with --compare: each policy of the list so\n"
           "  --sweep microbatches=A..B   (or =A,B,C) one row per value: makespan, bubble,\n"
           "                    throughput, peak memory, fit under memory.limit, the\n"
           "                    global batch kept (writes no plan)\n"
@@ -366,15 +367,14 @@ static int parse_options(int argc, char **argv, options *o)
                            o->ranks ? "--ranks" : "--microbatches");
     if (o->emit && !o->out_path)
         return usage_error("%s", "--emit torch-csv writes what -o OUT names: give -o");
-    if (o->shapes && !o->compare)
-        return usage_error("%s", "--shapes goes with --compare (each policy of the list in its best shape)");
     if (o->compare && (o->svg_path || o->html_path || o->emit))
         return usage_error("%s", "--compare prints its table alone: drop --svg, --html and --emit");
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
         return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
-    if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare))
-        return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace and --compare");
+    if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare || o->shapes))
+        return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace, --compare and "
+                                 "--shapes");
     /* what shapes the timeline needs one */
     if ((o->width || o->topts.compact) && !o->timeline)
         return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
@@ -408,6 +408,7 @@ static int compile(const options *o)
     bool have_sim = false;
     int rc = EXIT_INPUT;
     pp_define *mb_defs = NULL; /* microbatches = auto: the command line's defs and the chosen row's */
+    pp_define *shape_defs = NULL; /* --shapes: the defs and the winner's settings */
 
     /* Outputs are checked, and their temporaries made, before any work. */
     if (pp_outputs_input(outs, "the schedule", o->src_path) ||
@@ -461,6 +462,16 @@ static int compile(const options *o)
             rc = 0;
         goto done;
     }
+    if (o->shapes) {
+        /* the file's policy (auto: every one) in its best shape, then compiled as any file */
+        int n;
+        if (!(shape_defs = pp_shapes_choose(stderr, &ast, defs, ndefs, &spec, &n, &diag)))
+            goto done;
+        defs = shape_defs;
+        ndefs = n;
+        if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
+            goto done;
+    }
     if (pp_compile(&spec, &plan, &sim, &diag)) /* balance = auto's report, if any, on stderr */
         goto done;
     have_sim = true;
@@ -495,6 +506,7 @@ static int compile(const options *o)
     rc = 0;
 done:
     free(mb_defs);
+    free(shape_defs);
     pp_outputs_free(outs);
     if (have_sim)
         pp_sim_free(&sim, plan.devices);

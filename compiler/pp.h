@@ -1092,6 +1092,12 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
  * "Shapes"), then the best row and the best of each shape. */
 int pp_compare_shapes(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
                       const char *list, pp_diag *d);
+/* --shapes without --compare: the file's policy (auto: every synchronous
+ * policy, auto among them) searched in every shape as above; the winner
+ * and the best of each shape reported on report; returns defs followed by
+ * the winner's settings (*n in all; one block to free), or NULL (error). */
+pp_define *pp_shapes_choose(FILE *report, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                            int *n, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* emit_json.c / emit_timeline.c / emit_stats.c / emit_trace.c        */

@@ -386,5 +386,43 @@ with tempfile.TemporaryDirectory() as tmp:
                 fail("gpt %s: microbatches auto %s, the sweep's best %s" % (" ".join(cmd), m and m.group(1),
                                                                            best and best.group(1)))
 
+
+
+def check_shapes(f, cmd_defs, want_chunks=None):
+    """ppcc f cmd_defs --shapes --stats: the plan compiled is the reported winner's, to the digit,
+    as compiling its settings directly gives; the winner is no worse than the best of each shape."""
+    global checks
+    label = "%s %s --shapes" % (os.path.basename(f), " ".join(cmd_defs))
+    r = ppcc([f] + defs(cmd_defs) + ["--shapes", "--stats"])
+    if not r:
+        return
+    best = best_lines("\n".join(l[len("shapes: "):] for l in r.stderr.splitlines() if l.startswith("shapes: ")))
+    checks += 1
+    if "best:" not in best:
+        fail("%s: no winner reported:\n%s" % (label, r.stderr))
+        return
+    name, v, place, makespan, settings = best["best:"]
+    st = stats_of(r.stdout)
+    direct = ppcc([f, "--stats"] + defs(cmd_defs) + defs(settings))
+    if not direct:
+        return
+    dt = stats_of(direct.stdout)
+    keys = ("makespan", "peak_mem", "chunks", "schedule", "compute_ops")
+    if st["makespan"] != makespan or any(st[k] != dt[k] for k in keys):
+        fail("%s: reports %s, compiles to %s, its settings directly to %s" %
+             (label, makespan, [st[k] for k in keys], [dt[k] for k in keys]))
+    for what, line in best.items():
+        checks += 1
+        if float(line[3].rstrip("s")) < float(makespan.rstrip("s")):
+            fail("%s: %s %s beats the winner %s" % (label, what, line[3], makespan))
+    if want_chunks is not None and st["chunks"] != str(want_chunks):
+        fail("%s: the winner has %s chunks, want %s" % (label, st["chunks"], want_chunks))
+
+
+# auto over shapes: on the shipped 1-chunk balance.pp (layer costs) at a limit of 24 it finds
+# a 2-chunk plan; a named policy in its best shape; a file without layers (costs reshaped).
+check_shapes(sched("balance.pp"), ["memory.limit=24", "schedule=auto"], want_chunks=2)
+check_shapes(sched("balance.pp"), ["schedule=zb-h1"])
+check_shapes(sched("1f1b.pp"), ["schedule=auto", "memory.limit=3"])
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)
