@@ -26,6 +26,13 @@
  * the limit (-D memory.limit=0); compiling it with its settings fails with
  * the limit error.  Fitting is judged by activation_memory.c, as the
  * verifier does.
+ *
+ * --shapes (docs/auto.md, "Shapes") compiles each policy in every shape
+ * (virtual 1 or 2, loop or vshape) x recompute (the file's or the other
+ * way) x, with layers, balance (the file's or auto), each a row as above,
+ * and keeps its best; pp_shapes_choose does it for the file's policy (or,
+ * for auto, every synchronous one) and hands the winner's settings back
+ * to be compiled.
  */
 #include <math.h>
 #include <stdlib.h>
