@@ -12,7 +12,7 @@
  * Policies differ in their natural chunking: v = 1 on the loop placement
  * (gpipe, 1f1b, zb-h1, zb-h2), the file's virtual if > 1 else 2 on the
  * loop (interleaved, looped-bfs, interleaved-zb), v = 2 on the V shape
- * (zbv, dualpipev).  In the file's own shape a row keeps the file's costs;
+ * (zbv, dualpipev, v-half, v-min).  In the file's own shape a row keeps the file's costs;
  * in another one, the file's per-stage costs are summed per device into the
  * device's share of the model, each of the v chunks costs share / v and
  * holds activation * virtual / v, and the settings say so (cost.F, ...,
@@ -26,6 +26,13 @@
  * the limit (-D memory.limit=0); compiling it with its settings fails with
  * the limit error.  Fitting is judged by activation_memory.c, as the
  * verifier does.
+ *
+ * --shapes (docs/auto.md, "Shapes") compiles each policy in every shape
+ * (virtual 1 or 2, loop or vshape) x recompute (the file's or the other
+ * way) x, with layers, balance (the file's or auto), each a row as above,
+ * and keeps its best; pp_shapes_choose does it for the file's policy (or,
+ * for auto, every synchronous one) and hands the winner's settings back
+ * to be compiled.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -40,7 +47,7 @@ typedef struct shape {
 
 static shape natural_shape(const pp_spec *s, const char *name)
 {
-    if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev"))
+    if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev") || !strcmp(name, "v-half") || !strcmp(name, "v-min"))
         return (shape){2, true};
     if (!strcmp(name, "interleaved") || !strcmp(name, "looped-bfs") || !strcmp(name, "interleaved-zb"))
         return (shape){s->chunks > 1 ? s->chunks : 2, false};
@@ -78,6 +85,19 @@ static void settings_add_number(settings *st, const char *name, double x)
     char buf[40];
     exact_number(buf, sizeof buf, x);
     settings_add(st, name, buf);
+}
+
+/* Sets name to value: the row's own entry replaced if it has one. */
+static void settings_set(settings *st, const char *name, const char *value)
+{
+    for (int i = 0; i < st->n; i++)
+        if (!strcmp(st->defs[i].name, name)) {
+            free((char *)st->defs[i].value);
+            if (!(st->defs[i].value = strdup(value)))
+                pp_out_of_memory((double)strlen(value) + 1, "a row's settings");
+            return;
+        }
+    settings_add(st, name, value);
 }
 
 static void settings_free(settings *st)
@@ -228,16 +248,27 @@ static const char *row_settings(const pp_spec *s, const char *name, shape sh, se
     return NULL;
 }
 
-/* Compiles the file with the command line's defs, then st's, as ppcc
- * would (without the limit: fits says whether it holds). */
+/* What --shapes varies besides the shape: the recompute setting (NULL:
+ * the file's) and balance = auto in place of the file's split. */
+typedef struct variant {
+    const char *recompute;
+    bool balance_auto;
+} variant;
+
+/* Compiles the file with the command line's defs, then st's (and var's,
+ * if any), as ppcc would (without the limit: fits says whether it holds). */
 static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *name,
-                    shape sh, row *r)
+                    shape sh, const variant *var, row *r)
 {
     int S = s->devices * sh.v;
     settings st = {pp_xcalloc(MAX_SETTINGS, sizeof *st.defs, "--compare's rows"), 0};
     double *want = pp_xcalloc(3 * (size_t)S, sizeof *want, "--compare's rows");
     bool reshaped;
     const char *cannot = row_settings(s, name, sh, &st, want, &reshaped);
+    if (var && var->recompute)
+        settings_set(&st, "recompute", var->recompute);
+    if (var && var->balance_auto)
+        settings_set(&st, "model.balance", "auto");
     pp_define *all = pp_xcalloc((size_t)(ndefs + MAX_SETTINGS), sizeof *all, "--compare's rows");
     r->sh = sh;
     r->ok = false;
@@ -280,7 +311,7 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
             at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", i ? "," : "", t.model.layers_per_stage[i]);
         if (at + 16 < sizeof list && st.n < MAX_SETTINGS) {
             snprintf(list + at, sizeof list - at, "]");
-            settings_add(&st, "model.balance", list);
+            settings_set(&st, "model.balance", list);
         }
     }
     pp_plan p = {0};
@@ -374,16 +405,15 @@ static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
     free(peaks);
 }
 
-int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
-               pp_diag *d)
+/* Splits list into items (at most 64, pointing into *names, which the
+ * caller frees).  Returns the errors: unknown names, an empty list. */
+static int parse_names(const char *list, char **names, char **items, int *n, pp_diag *d)
 {
-    /* Names first: an unknown one is an error before any work. */
-    int errors = 0, n = 0;
-    char *names = strdup(list);
-    if (!names)
+    int errors = 0;
+    *n = 0;
+    if (!(*names = strdup(list)))
         return 1;
-    char *items[64];
-    for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(*names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         if (!pp_policy_find(tok)) {
             const char *guess = pp_policy_guess(tok);
             char hint[80] = "";
@@ -391,43 +421,19 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
                 snprintf(hint, sizeof hint, "; did you mean %s?", guess);
             pp_error(d, "--compare: unknown policy '%.40s'%s (see --list-policies)", tok, hint);
             errors++;
-        } else if (n < 64) {
-            items[n++] = tok;
+        } else if (*n < 64) {
+            items[(*n)++] = tok;
         }
     }
-    if (!errors && n == 0) {
+    if (!errors && *n == 0) {
         pp_error(d, "--compare: expected a comma-separated list of policies, got '%s'", list);
         errors++;
     }
-    if (errors) {
-        free(names);
-        return errors;
-    }
-    row *rows = pp_xcalloc((size_t)n, sizeof *rows, "--compare's rows");
-    row other = {0};
-    other.peak = pp_xcalloc((size_t)s->devices, sizeof *other.peak, "--compare's rows");
-    for (int i = 0; i < n; i++) {
-        row *r = &rows[i];
-        r->name = items[i];
-        r->peak = pp_xcalloc((size_t)s->devices, sizeof *r->peak, "--compare's rows");
-        if (strcmp(items[i], "auto") != 0) {
-            run_row(ast, defs, ndefs, s, items[i], natural_shape(s, items[i]), r);
-            continue;
-        }
-        /* auto: the best of its searches over the three natural shapes. */
-        shape shapes[3] = {{1, false}, {s->chunks > 1 ? s->chunks : 2, false}, {2, true}};
-        run_row(ast, defs, ndefs, s, "auto", shapes[0], r);
-        for (int k = 1; k < 3; k++) {
-            other.name = r->name;
-            run_row(ast, defs, ndefs, s, "auto", shapes[k], &other);
-            if (other.ok && (!r->ok || other.makespan < r->makespan - 1e-9)) {
-                row t = *r;
-                *r = other;
-                other = t;
-            }
-        }
-    }
+    return errors;
+}
 
+static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s)
+{
     char limit[32];
     fprintf(out, "compare: %d devices, %d micro-batches, memory limit %s\n", s->devices, s->microbatches,
             s->mem_limit > 0 ? pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit) : "none");
@@ -451,6 +457,44 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
               "in another chunking than the file's, a device's v chunks each run at its cost / v and hold\n"
               "activation * virtual / v; a row that does not fit is what -D memory.limit=0 compiles\n",
               out);
+}
+
+int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
+               pp_diag *d)
+{
+    /* Names first: an unknown one is an error before any work. */
+    char *names, *items[64];
+    int n, errors = parse_names(list, &names, items, &n, d);
+    if (errors) {
+        free(names);
+        return errors;
+    }
+    row *rows = pp_xcalloc((size_t)n, sizeof *rows, "--compare's rows");
+    row other = {0};
+    other.peak = pp_xcalloc((size_t)s->devices, sizeof *other.peak, "--compare's rows");
+    for (int i = 0; i < n; i++) {
+        row *r = &rows[i];
+        r->name = items[i];
+        r->peak = pp_xcalloc((size_t)s->devices, sizeof *r->peak, "--compare's rows");
+        if (strcmp(items[i], "auto") != 0) {
+            run_row(ast, defs, ndefs, s, items[i], natural_shape(s, items[i]), NULL, r);
+            continue;
+        }
+        /* auto: the best of its searches over the three natural shapes. */
+        shape shapes[3] = {{1, false}, {s->chunks > 1 ? s->chunks : 2, false}, {2, true}};
+        run_row(ast, defs, ndefs, s, "auto", shapes[0], NULL, r);
+        for (int k = 1; k < 3; k++) {
+            other.name = r->name;
+            run_row(ast, defs, ndefs, s, "auto", shapes[k], NULL, &other);
+            if (other.ok && (!r->ok || other.makespan < r->makespan - 1e-9)) {
+                row t = *r;
+                *r = other;
+                other = t;
+            }
+        }
+    }
+
+    print_header(out, ast, defs, ndefs, s);
     print_table(out, s, rows, n);
     for (int i = 0; i < n; i++) {
         free(rows[i].peak);
@@ -461,4 +505,216 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
     free(other.settings);
     free(names);
     return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* --compare LIST --shapes: each policy in its best shape.             */
+
+enum { SHAPES = 3 };
+static const shape searched_shapes[SHAPES] = {{1, false}, {2, false}, {2, true}};
+
+static double largest_peak(const row *r, int devices)
+{
+    double m = 0;
+    for (int d = 0; d < devices; d++)
+        m = fmax(m, r->peak[d]);
+    return m;
+}
+
+/* Whether a beats b: compiled, then fitting the limit, then the smaller
+ * makespan, then the smaller largest peak. */
+static bool row_better(const row *a, const row *b, int devices)
+{
+    if (!a->ok || !b->ok)
+        return a->ok && !b->ok;
+    if (a->fits != b->fits)
+        return a->fits;
+    if (fabs(a->makespan - b->makespan) > 1e-9 * fmax(1, fabs(b->makespan)))
+        return a->makespan < b->makespan;
+    return largest_peak(a, devices) < largest_peak(b, devices) - 1e-12;
+}
+
+static void row_swap(row *a, row *b)
+{
+    row t = *a;
+    *a = *b;
+    *b = t;
+}
+
+static row new_row(const char *name, int devices)
+{
+    row r = {.name = name};
+    r.peak = pp_xcalloc((size_t)devices, sizeof *r.peak, "--compare's rows");
+    return r;
+}
+
+static void free_row(row *r)
+{
+    free(r->peak);
+    free(r->settings);
+}
+
+/* best[k]: policy name's best compilation in searched_shapes[k] over the
+ * recompute choices (the file's, and always or never: the other one) and,
+ * with layers, the file's split and balance = auto. */
+static void search_shapes(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *name,
+                          row *best)
+{
+    bool recomputes = false;
+    for (int st = 0; s->recompute && st < s->stages; st++)
+        recomputes = recomputes || s->recompute[st];
+    const char *recompute[2] = {NULL, recomputes ? "never" : "always"};
+    int balances = s->layers && s->model.balance != PP_BALANCE_AUTO ? 2 : 1;
+    row cand = new_row(name, s->devices);
+    for (int k = 0; k < SHAPES; k++)
+        for (int r = 0; r < 2; r++)
+            for (int b = 0; b < balances; b++) {
+                variant var = {recompute[r], b == 1};
+                run_row(ast, defs, ndefs, s, name, searched_shapes[k], &var, &cand);
+                if (!best[k].settings || row_better(&cand, &best[k], s->devices))
+                    row_swap(&cand, &best[k]);
+            }
+    free_row(&cand);
+}
+
+static void print_best(FILE *out, const pp_spec *s, const char *prefix, const char *what, const row *r)
+{
+    char ms[32];
+    pp_time_show(&s->units, r->makespan, ms, sizeof ms);
+    fprintf(out, "%s%-16s %-15s %d %-6s makespan %s%s  %s\n", prefix, what, r->name, r->sh.v,
+            r->sh.vshape ? "vshape" : "loop", ms, r->fits ? "" : " (does not fit)", r->settings);
+}
+
+/* Policies names[n], each searched in every shape: per[i * SHAPES + k],
+ * and rows[i], policy i's best (pointing into per). */
+typedef struct shape_search {
+    int n;
+    row *per;
+    const row **rows;
+} shape_search;
+
+static void search_policies(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, char **names,
+                            int n, shape_search *x)
+{
+    x->n = n;
+    x->per = pp_xcalloc((size_t)n * SHAPES + 1, sizeof *x->per, "--compare's rows");
+    x->rows = pp_xcalloc((size_t)n + 1, sizeof *x->rows, "--compare's rows");
+    for (int i = 0; i < n; i++) {
+        row *per = &x->per[i * SHAPES];
+        for (int k = 0; k < SHAPES; k++)
+            per[k] = new_row(names[i], s->devices);
+        search_shapes(ast, defs, ndefs, s, names[i], per);
+        x->rows[i] = &per[0];
+        for (int k = 1; k < SHAPES; k++)
+            if (row_better(&per[k], x->rows[i], s->devices))
+                x->rows[i] = &per[k];
+    }
+}
+
+/* The best row of shape k (k < 0: of any shape) that compiled; NULL if none. */
+static const row *search_best(const shape_search *x, int k, int devices)
+{
+    const row *top = NULL;
+    for (int i = 0; i < x->n; i++) {
+        const row *r = k < 0 ? x->rows[i] : &x->per[i * SHAPES + k];
+        if (r->ok && (!top || row_better(r, top, devices)))
+            top = r;
+    }
+    return top;
+}
+
+/* The winner, then the best of each shape (the runner-up of each family
+ * of shapes), a line each, prefix before each. */
+static void print_summary(FILE *out, const pp_spec *s, const shape_search *x, const char *prefix)
+{
+    const row *win = search_best(x, -1, s->devices);
+    if (win)
+        print_best(out, s, prefix, "best:", win);
+    for (int k = 0; k < SHAPES; k++) {
+        const row *top = search_best(x, k, s->devices);
+        char what[32];
+        snprintf(what, sizeof what, "best in %d %s:", searched_shapes[k].v, searched_shapes[k].vshape ? "vshape" : "loop");
+        if (top)
+            print_best(out, s, prefix, what, top);
+    }
+}
+
+static void search_free(shape_search *x)
+{
+    for (int i = 0; i < x->n * SHAPES; i++)
+        free_row(&x->per[i]);
+    free(x->per);
+    free(x->rows);
+}
+
+int pp_compare_shapes(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                      const char *list, pp_diag *d)
+{
+    char *names, *items[64];
+    int n, errors = parse_names(list, &names, items, &n, d);
+    if (errors) {
+        free(names);
+        return errors;
+    }
+    shape_search x;
+    search_policies(ast, defs, ndefs, s, items, n, &x);
+    row *rows = pp_xcalloc((size_t)n, sizeof *rows, "--compare's rows");
+    for (int i = 0; i < n; i++)
+        rows[i] = *x.rows[i];
+    print_header(out, ast, defs, ndefs, s);
+    fprintf(out, "each policy in its best shape: v and placement (1 loop, 2 loop, 2 vshape), recompute (the file's "
+                 "or the other of never / always)%s\n",
+            s->layers && s->model.balance != PP_BALANCE_AUTO ? ", balance (the file's or auto)" : "");
+    print_table(out, s, rows, n);
+    print_summary(out, s, &x, "");
+    free(rows); /* shallow copies of x's */
+    search_free(&x);
+    free(names);
+    return 0;
+}
+
+pp_define *pp_shapes_choose(FILE *report, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                            int *nout, pp_diag *d)
+{
+    /* auto's candidates: every policy that runs synchronous weights and
+     * needs no order of the file's (custom), auto itself among them */
+    char *items[64];
+    int n = 0;
+    if (!strcmp(s->schedule, "auto")) {
+        for (const pp_policy *const *p = pp_policy_all(); *p && n < 64; p++)
+            if ((*p)->async == PP_ASYNC_NONE && strcmp((*p)->name, "custom") != 0)
+                items[n++] = (char *)(*p)->name;
+    } else {
+        items[n++] = (char *)s->schedule;
+    }
+    shape_search x;
+    search_policies(ast, defs, ndefs, s, items, n, &x);
+    const row *win = search_best(&x, -1, s->devices);
+    if (!win) {
+        pp_error(d, "--shapes: %s compiles this file in no shape (v = 1 or 2, loop or vshape): %s", s->schedule,
+                 x.rows[0]->reason);
+        search_free(&x);
+        return NULL;
+    }
+    print_summary(report, s, &x, "shapes: ");
+    /* defs, then the winner's settings ("-D a=b -D c=d"), parsed in a
+     * copy that lives in the same block */
+    size_t len = strlen(win->settings) + 1;
+    int most = (int)len / 4 + 1;
+    pp_define *out = pp_xcalloc(1, ((size_t)ndefs + (size_t)most) * sizeof *out + len, "--shapes' settings");
+    char *text = (char *)(out + ndefs + most);
+    memcpy(text, win->settings, len);
+    if (ndefs > 0)
+        memcpy(out, defs, (size_t)ndefs * sizeof *defs);
+    *nout = ndefs;
+    for (char *save = NULL, *tok = strtok_r(text, " ", &save); tok && *nout < ndefs + most;
+         tok = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!strcmp(tok, "-D") || !eq)
+            continue;
+        *eq = '\0';
+        out[(*nout)++] = (pp_define){tok, eq + 1};
+    }
+    search_free(&x);
+    return out;
 }

@@ -49,6 +49,10 @@ static void usage(FILE *f)
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
           "                    bubble, peak memory per device, fit under memory.limit\n"
           "                    ('auto' allowed; writes no plan)\n"
+          "  --shapes          the file's policy in its best shape (virtual 1 or 2, loop\n"
+          "                    or vshape, recompute, balance; with schedule auto: every\n"
+          "                    synchronous policy), reported on stderr, then compiled;\n"
+          "                    with --compare: each policy of the list so\n"
           "  --sweep microbatches=A..B   (or =A,B,C) one row per value: makespan, bubble,\n"
           "                    throughput, peak memory, fit under memory.limit, the\n"
           "                    global batch kept (writes no plan)\n"
@@ -165,7 +169,7 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
 
 enum {
     OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE,
-    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP
+    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP, OPT_SHAPES
 };
 
 /* A --sweep has at most this many rows. */
@@ -180,7 +184,7 @@ typedef struct options {
     int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
     int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
     int *sweep_values, nsweep; /* --sweep microbatches=...: the values, in order */
-    bool timeline, stats;
+    bool timeline, stats, shapes;
     pp_timeline_opts topts;
     char *default_out; /* out_path when derived from the schedule's name */
 } options;
@@ -240,6 +244,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"trace", required_argument, NULL, OPT_TRACE},
         {"width", required_argument, NULL, OPT_WIDTH},
         {"compact", no_argument, NULL, OPT_COMPACT},
+        {"shapes", no_argument, NULL, OPT_SHAPES},
         {"list-policies", no_argument, NULL, OPT_LIST},
         {"compare", required_argument, NULL, OPT_COMPARE},
         {"svg", required_argument, NULL, OPT_SVG},
@@ -288,6 +293,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case OPT_COMPACT:
             o->topts.compact = true;
+            break;
+        case OPT_SHAPES:
+            o->shapes = true;
             break;
         case OPT_SVG:
             if ((rc = path_once("--svg", &o->svg_path, optarg)) >= 0)
@@ -364,8 +372,9 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
         return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
-    if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare))
-        return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace and --compare");
+    if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare || o->shapes))
+        return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace, --compare and "
+                                 "--shapes");
     /* what shapes the timeline needs one */
     if ((o->width || o->topts.compact) && !o->timeline)
         return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
@@ -399,6 +408,7 @@ static int compile(const options *o)
     bool have_sim = false;
     int rc = EXIT_INPUT;
     pp_define *mb_defs = NULL; /* microbatches = auto: the command line's defs and the chosen row's */
+    pp_define *shape_defs = NULL; /* --shapes: the defs and the winner's settings */
 
     /* Outputs are checked, and their temporaries made, before any work. */
     if (pp_outputs_input(outs, "the schedule", o->src_path) ||
@@ -447,9 +457,20 @@ static int compile(const options *o)
     }
     if (o->compare) {
         /* The table replaces the compilation: no plan, no timeline. */
-        if (pp_compare(stdout, &ast, defs, ndefs, &spec, o->compare, &diag) == 0 && fflush(stdout) == 0)
+        if ((o->shapes ? pp_compare_shapes : pp_compare)(stdout, &ast, defs, ndefs, &spec, o->compare, &diag) == 0 &&
+            fflush(stdout) == 0)
             rc = 0;
         goto done;
+    }
+    if (o->shapes) {
+        /* the file's policy (auto: every one) in its best shape, then compiled as any file */
+        int n;
+        if (!(shape_defs = pp_shapes_choose(stderr, &ast, defs, ndefs, &spec, &n, &diag)))
+            goto done;
+        defs = shape_defs;
+        ndefs = n;
+        if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
+            goto done;
     }
     if (pp_compile(&spec, &plan, &sim, &diag)) /* balance = auto's report, if any, on stderr */
         goto done;
@@ -485,6 +506,7 @@ static int compile(const options *o)
     rc = 0;
 done:
     free(mb_defs);
+    free(shape_defs);
     pp_outputs_free(outs);
     if (have_sim)
         pp_sim_free(&sim, plan.devices);

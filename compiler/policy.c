@@ -21,11 +21,13 @@
 
 #include "pp.h"
 
+extern const pp_policy pp_policy_naive;
 extern const pp_policy pp_policy_gpipe;
 extern const pp_policy pp_policy_1f1b;
 extern const pp_policy pp_policy_interleaved;
 
 static const pp_policy *const policies[] = {
+    &pp_policy_naive,
     &pp_policy_gpipe,
     &pp_policy_1f1b,
     &pp_policy_interleaved,
@@ -35,6 +37,8 @@ static const pp_policy *const policies[] = {
     &pp_policy_interleaved_zb,
     &pp_policy_zbv,
     &pp_policy_dualpipev,
+    &pp_policy_v_half,
+    &pp_policy_v_min,
     &pp_policy_custom,
     &pp_policy_auto,
     &pp_policy_pipedream,

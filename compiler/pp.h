@@ -852,6 +852,8 @@ void pp_policy_finish(pp_plan *p);
 extern const pp_policy pp_policy_zb_h1;
 extern const pp_policy pp_policy_zbv;
 extern const pp_policy pp_policy_dualpipev;
+extern const pp_policy pp_policy_v_half;   /* policy_vblock.c */
+extern const pp_policy pp_policy_v_min;
 extern const pp_policy pp_policy_looped_bfs;
 extern const pp_policy pp_policy_interleaved_zb;
 extern const pp_policy pp_policy_zb_h2;     /* policy_zbh2.c */
@@ -1180,6 +1182,17 @@ int pp_compile(pp_spec *s, pp_plan *p, pp_sim *sim, pp_diag *d);
  * unknown names are errors (returns their count). */
 int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, const char *list,
                pp_diag *d);
+/* --compare LIST --shapes: the same table with each policy in its best
+ * shape (v, placement, recompute and, with layers, balance: docs/auto.md,
+ * "Shapes"), then the best row and the best of each shape. */
+int pp_compare_shapes(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                      const char *list, pp_diag *d);
+/* --shapes without --compare: the file's policy (auto: every synchronous
+ * policy, auto among them) searched in every shape as above; the winner
+ * and the best of each shape reported on report; returns defs followed by
+ * the winner's settings (*n in all; one block to free), or NULL (error). */
+pp_define *pp_shapes_choose(FILE *report, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                            int *n, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* emit_json.c / emit_timeline.c / emit_stats.c / emit_trace.c        */

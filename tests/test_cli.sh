@@ -108,6 +108,7 @@ expect 2 "^ppcc: error: --sweep microbatches=A\.\.B: A and B must be integers fr
 expect 2 "^ppcc: error: --sweep microbatches=1,,2: each value must be an integer" -- "$ppcc" "$b" --sweep microbatches=1,,2
 expect 2 "^ppcc: error: --sweep microbatches=1\.\.9999: 9999 rows, more than 4096" -- "$ppcc" "$b" --sweep microbatches=1..9999
 expect 2 "^ppcc: error: --sweep prints its table alone" -- "$ppcc" "$b" --sweep microbatches=1..4 -o plan.json
+expect 2 "^ppcc: error: --sweep prints its table alone: drop .* and --shapes" -- "$ppcc" "$b" --sweep microbatches=1..4 --shapes
 expect 2 "^ppcc: error: --sweep given twice" -- "$ppcc" "$b" --sweep microbatches=1..4 --sweep microbatches=2
 expect 0 "^ +8 +117 .* yes +<-best$" -- "$ppcc" "$b" --sweep microbatches=1..8 -D model.balance=[3,4,3,2]
 expect 1 "^ppcc: error: model\.balance = auto: no split of the 12 layers over 4 stages fits memory\.limit = 16 under schedule 1f1b \(166 compiled\): the closest, balance \[2,2,4,4\], peaks at 20 on device 2$" -- "$ppcc" "$b" -D memory.limit=16 -o plan.json

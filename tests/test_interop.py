@@ -76,7 +76,7 @@ with tempfile.TemporaryDirectory() as tmp:
     os.chdir(tmp)
 
     # ---------------------------------------------------------------- export
-    runnable = ["gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zbv", "dualpipev", "looped-bfs",
+    runnable = ["naive", "gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "zbv", "dualpipev", "v-half", "v-min", "looped-bfs",
                 "interleaved-zb", "custom", "auto"]
     for name in runnable:
         pp = os.path.join(SCHED, name + ".pp")

@@ -35,7 +35,8 @@ static void fill_spec(pp_spec *s, const shape *sh, int *placement, double *sF, d
     s->chunks = sh->v;
     s->stages = sh->D * sh->v;
     s->microbatches = sh->M;
-    bool vshape = strcmp(sh->policy, "zbv") == 0 || strcmp(sh->policy, "dualpipev") == 0;
+    bool vshape = strcmp(sh->policy, "zbv") == 0 || strcmp(sh->policy, "dualpipev") == 0 ||
+                  strcmp(sh->policy, "v-half") == 0 || strcmp(sh->policy, "v-min") == 0;
     s->placement_kind = vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP;
     for (int st = 0; st < s->stages; st++) {
         placement[st] = !vshape ? st % sh->D : st < sh->D ? st : 2 * sh->D - 1 - st;
@@ -172,6 +173,14 @@ static void sweep_step(const char *policy, int vmin, int vmax, bool closed_form,
                             ck_assert_msg(fabs(c.sim.makespan - (M + D - 1) * 3.0) < 1e-9, "%s D=%d M=%d: makespan %g",
                                           policy, D, M, c.sim.makespan);
                         }
+                        /* Naive model parallelism: one device busy at a time. */
+                        if (k == 0 && strcmp(policy, "naive") == 0) {
+                            ck_assert_msg(fabs(c.sim.makespan - M * D * 3.0) < 1e-9, "naive D=%d M=%d: makespan %g", D,
+                                          M, c.sim.makespan);
+                            ck_assert(fabs(c.sim.bubble - (1 - 1.0 / D)) < 1e-12);
+                            for (int d = 0; d < D; d++)
+                                ck_assert_int_eq(c.sim.peak_act[d], 1);
+                        }
                         /* Megatron's interleaved order with B = 2F and M a multiple
                          * of D reaches Narayanan et al.'s (D-1)/(vM+D-1) exactly. */
                         if (k == 0 && strcmp(policy, "interleaved") == 0 && v >= 2 && M % D == 0) {
@@ -196,6 +205,8 @@ static void sweep(const char *policy, int vmin, int vmax, bool closed_form)
     sweep_step(policy, vmin, vmax, closed_form, 1);
 }
 
+START_TEST(sweep_naive) { sweep("naive", 1, 1, false); }
+END_TEST
 START_TEST(sweep_gpipe) { sweep("gpipe", 1, 1, true); }
 END_TEST
 START_TEST(sweep_1f1b) { sweep("1f1b", 1, 1, true); }
@@ -219,6 +230,10 @@ END_TEST
 START_TEST(sweep_zbv) { sweep("zbv", 2, 2, false); }
 END_TEST
 START_TEST(sweep_dualpipev) { sweep("dualpipev", 2, 2, false); }
+END_TEST
+START_TEST(sweep_v_half) { sweep("v-half", 2, 2, false); }
+END_TEST
+START_TEST(sweep_v_min) { sweep("v-min", 2, 2, false); }
 END_TEST
 
 /* Policies refuse what they cannot do, rather than producing a wrong plan. */
@@ -260,25 +275,39 @@ START_TEST(peak_activations)
 }
 END_TEST
 
+/* One case per family of shapes; tests/meson.build runs each case apart
+ * (CK_RUN_CASE), so each stays under the time limit with the sanitizers. */
+static TCase *make_case(Suite *s, const char *name)
+{
+    TCase *tc = tcase_create(name);
+    tcase_set_timeout(tc, 600);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 int main(void)
 {
     Suite *s = suite_create("sweep");
-    TCase *tc = tcase_create("policies");
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, sweep_gpipe);
-    tcase_add_test(tc, sweep_1f1b);
-    tcase_add_test(tc, sweep_interleaved);
-    tcase_add_test(tc, sweep_looped_bfs);
-    tcase_add_test(tc, sweep_zb_h1);
-    tcase_add_test(tc, sweep_interleaved_zb);
-    tcase_add_test(tc, sweep_zb_h2);
-    tcase_add_test(tc, sweep_auto);
-    tcase_add_test(tc, sweep_pipedream);
-    tcase_add_test(tc, sweep_2bw);
-    tcase_add_test(tc, sweep_zbv);
-    tcase_add_test(tc, sweep_dualpipev);
-    tcase_add_test(tc, gpipe_and_1f1b_refuse_chunks);
-    tcase_add_test(tc, peak_activations);
-    suite_add_tcase(s, tc);
+    TCase *one = make_case(s, "one stage per device");
+    tcase_add_test(one, sweep_naive);
+    tcase_add_test(one, sweep_gpipe);
+    tcase_add_test(one, sweep_1f1b);
+    tcase_add_test(one, sweep_zb_h1);
+    tcase_add_test(one, sweep_zb_h2);
+    tcase_add_test(one, sweep_pipedream);
+    tcase_add_test(one, sweep_2bw);
+    tcase_add_test(one, gpipe_and_1f1b_refuse_chunks);
+    tcase_add_test(one, peak_activations);
+    TCase *loop = make_case(s, "chunks on the loop");
+    tcase_add_test(loop, sweep_interleaved);
+    tcase_add_test(loop, sweep_looped_bfs);
+    TCase *split = make_case(s, "chunks on the loop, split backward");
+    tcase_add_test(split, sweep_interleaved_zb);
+    tcase_add_test(split, sweep_auto);
+    TCase *v = make_case(s, "v-shape");
+    tcase_add_test(v, sweep_zbv);
+    tcase_add_test(v, sweep_dualpipev);
+    tcase_add_test(v, sweep_v_half);
+    tcase_add_test(v, sweep_v_min);
     return tu_run(s);
 }

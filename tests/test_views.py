@@ -149,6 +149,8 @@ def compare_rows(text):
     rate = "tokens/s/dev" in lines[start]  # a gpt on hardware: tokens/s and MFU after the peaks
     rows = []
     for l in lines[start + 1:]:
+        if l.startswith("best"):  # --shapes: the summary after the table
+            break
         if l.startswith(" "):
             m = re.match(r"\s+cannot run: (.*)$", l)
             if not m or not rows:
@@ -162,16 +164,44 @@ def compare_rows(text):
     return rows
 
 
-def check_compare(f, cmd_defs, policies, all_run=False):
-    """Every row of ppcc f cmd_defs --compare policies, compiled again (all_run: none may fail)."""
+def best_lines(text):
+    """--shapes' summary: {"best:" or "best in V PLACE:": (name, v, place, makespan, settings)}."""
+    out = {}
+    for l in text.splitlines():
+        m = re.match(r"^(best(?: in \d \w+)?:)\s+(\S+)\s+(\d) (\w+)\s+makespan (\S+)( \(does not fit\))?\s+(-D .*)$", l)
+        if m:
+            out[m.group(1)] = (m.group(2), m.group(3), m.group(4), m.group(5), re.findall(r"-D (\S+)", m.group(7)))
+        elif l.startswith("best"):
+            fail("unexpected summary line: %r" % l)
+    return out
+
+
+def check_compare(f, cmd_defs, policies, all_run=False, shapes=False):
+    """Every row of ppcc f cmd_defs --compare policies, compiled again (all_run: none may fail);
+    with shapes, --shapes, and its best lines compiled again too.  Returns the best lines."""
     global checks
-    label = "%s %s --compare %s" % (os.path.basename(f), " ".join(cmd_defs), policies)
-    r = ppcc([f] + defs(cmd_defs) + ["--compare", policies])
+    label = "%s %s --compare %s%s" % (os.path.basename(f), " ".join(cmd_defs), policies, " --shapes" if shapes else "")
+    r = ppcc([f] + defs(cmd_defs) + ["--compare", policies] + (["--shapes"] if shapes else []))
     if not r:
-        return
+        return {}
+    best = best_lines(r.stdout) if shapes else {}
+    for what, (name, v, place, makespan, settings) in best.items():
+        checks += 1
+        got = ppcc([f, "--stats"] + defs(cmd_defs) + defs(settings))
+        if got and stats_of(got.stdout)["makespan"] != makespan:
+            fail("%s: %s %s compiles to %s" % (label, what, makespan, stats_of(got.stdout)["makespan"]))
+        if ("virtual=2" in settings) != (v == "2") or ("placement=vshape" in settings) != (place == "vshape"):
+            fail("%s: %s says %s %s, settings %s" % (label, what, v, place, settings))
     rows = compare_rows(r.stdout)
     if [row[0] for row in rows] != policies.split(","):
         fail("%s: rows %s" % (label, [row[0] for row in rows]))
+    if shapes:
+        # the best line is the best fitting row of the table
+        fit = [float(fields[2].rstrip("s")) for name, fields, peaks, settings, reason in rows
+               if reason is None and fields[4] == "yes"]
+        checks += 1
+        if fit and ("best:" not in best or float(best["best:"][3].rstrip("s")) != min(fit)):
+            fail("%s: best %s, the rows' best %s" % (label, best.get("best:"), min(fit)))
     for name, fields, peaks, settings, reason in rows:
         checks += 1
         args = [f, "--stats"] + defs(cmd_defs) + defs(settings)
@@ -203,9 +233,10 @@ def check_compare(f, cmd_defs, policies, all_run=False):
             m = re.search(r"^auto: makespan (\S+)", got.stderr, re.M)
             if not m or m.group(1) != st["makespan"]:
                 fail("%s: auto reports %s, compiles to %s" % (what, m and m.group(1), st["makespan"]))
+    return best
 
 
-ALL = "gpipe,1f1b,interleaved,looped-bfs,zb-h1,zb-h2,interleaved-zb,zbv,dualpipev,auto"
+ALL = "gpipe,1f1b,interleaved,looped-bfs,zb-h1,zb-h2,interleaved-zb,zbv,dualpipev,v-half,v-min,auto"
 sched = lambda n: os.path.join(SRC, "schedules", n)
 check_compare(sched("1f1b.pp"), [], ALL)
 check_compare(sched("1f1b.pp"), ["recompute=always", "memory.limit=2"], "gpipe,1f1b,zb-h1,zbv,auto")
@@ -221,6 +252,15 @@ check_compare(sched("1f1b.pp"), ["memory.activation=1.5GB", "memory.limit=7GB"],
 # layers and balance = auto: each row's split is in its settings
 check_compare(sched("balance.pp"), [], ALL)
 check_compare(sched("balance.pp"), ["memory.limit=0", "recompute=always"], "gpipe,1f1b,zb-h1,zbv,auto")
+# --shapes: each policy in its best shape, every row and best line compiled again.  On the
+# shipped 1-chunk balance.pp with a limit of 24 the best plan has 2 chunks on the V and beats
+# the best 1-chunk plan (103 against 117).
+best = check_compare(sched("balance.pp"), ["memory.limit=24"], ALL, shapes=True)
+checks += 1
+if (best.get("best:", ("",))[1:3] != ("2", "vshape") or
+        not float(best["best:"][3]) < float(best["best in 1 loop:"][3])):
+    fail("balance.pp limit 24 --shapes: best %s, best in 1 loop %s" % (best.get("best:"), best.get("best in 1 loop:")))
+check_compare(sched("1f1b.pp"), ["recompute=always", "memory.limit=2"], "gpipe,1f1b,zbv,v-half,v-min,auto", shapes=True)
 check_compare(sched("1f1b.pp"), ["model.balance=[1,1,1,5]"], "gpipe,1f1b,zbv,interleaved")
 
 # balance = auto reports the makespan of the plan it writes.
@@ -414,5 +454,43 @@ with tempfile.TemporaryDirectory() as tmp:
         if drawn != members:
             fail("%s: timeline draws '=' on devices %s, want %s:\n%s" % (label, drawn, members, tl.stdout))
 
+
+
+def check_shapes(f, cmd_defs, want_chunks=None):
+    """ppcc f cmd_defs --shapes --stats: the plan compiled is the reported winner's, to the digit,
+    as compiling its settings directly gives; the winner is no worse than the best of each shape."""
+    global checks
+    label = "%s %s --shapes" % (os.path.basename(f), " ".join(cmd_defs))
+    r = ppcc([f] + defs(cmd_defs) + ["--shapes", "--stats"])
+    if not r:
+        return
+    best = best_lines("\n".join(l[len("shapes: "):] for l in r.stderr.splitlines() if l.startswith("shapes: ")))
+    checks += 1
+    if "best:" not in best:
+        fail("%s: no winner reported:\n%s" % (label, r.stderr))
+        return
+    name, v, place, makespan, settings = best["best:"]
+    st = stats_of(r.stdout)
+    direct = ppcc([f, "--stats"] + defs(cmd_defs) + defs(settings))
+    if not direct:
+        return
+    dt = stats_of(direct.stdout)
+    keys = ("makespan", "peak_mem", "chunks", "schedule", "compute_ops")
+    if st["makespan"] != makespan or any(st[k] != dt[k] for k in keys):
+        fail("%s: reports %s, compiles to %s, its settings directly to %s" %
+             (label, makespan, [st[k] for k in keys], [dt[k] for k in keys]))
+    for what, line in best.items():
+        checks += 1
+        if float(line[3].rstrip("s")) < float(makespan.rstrip("s")):
+            fail("%s: %s %s beats the winner %s" % (label, what, line[3], makespan))
+    if want_chunks is not None and st["chunks"] != str(want_chunks):
+        fail("%s: the winner has %s chunks, want %s" % (label, st["chunks"], want_chunks))
+
+
+# auto over shapes: on the shipped 1-chunk balance.pp (layer costs) at a limit of 24 it finds
+# a 2-chunk plan; a named policy in its best shape; a file without layers (costs reshaped).
+check_shapes(sched("balance.pp"), ["memory.limit=24", "schedule=auto"], want_chunks=2)
+check_shapes(sched("balance.pp"), ["schedule=zb-h1"])
+check_shapes(sched("1f1b.pp"), ["schedule=auto", "memory.limit=3"])
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)
