@@ -185,11 +185,11 @@ done
 gsmall=(-D microbatches=4 -D batch=8 -D layers=4 -D hidden=32 -D heads=2 -D seq=16 -D model.eps=1e-6)
 gpt_precision=" 1f1b zb-h1 interleaved zbv "
 for tie in 1 0; do
-    for s in gpipe 1f1b zb-h1 zb-h2 interleaved looped-bfs interleaved-zb zbv dualpipev; do
+    for s in gpipe 1f1b zb-h1 zb-h2 interleaved looped-bfs interleaved-zb zbv dualpipev v-half v-min; do
         shape=(-D schedule=$s -D devices=2 -D tie=$tie)
         case $s in
         interleaved | looped-bfs | interleaved-zb) shape+=(-D virtual=2) ;;
-        zbv | dualpipev) shape+=(-D virtual=2 -D placement=vshape) ;;
+        zbv | dualpipev | v-half | v-min) shape+=(-D virtual=2 -D placement=vshape) ;;
         esac
         compile gpt.pp "$tmp/gpt-$s-$tie.json" "${gsmall[@]}" "${shape[@]}" && {
             check "gpt $s tie=$tie" "$tmp/gpt-$s-$tie.json"

@@ -37,13 +37,13 @@ for tie in 1 0; do
         for d in 1 2 4; do
             check "1f1b devices=$d tie=$tie recompute=$rc" -D devices=$d -D tie=$tie -D recompute=$rc
         done
-        for s in gpipe zb-h1 zb-h2 auto; do
+        for s in gpipe zb-h1 zb-h2 naive auto; do
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D tie=$tie -D recompute=$rc
         done
         for s in interleaved looped-bfs interleaved-zb; do
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D virtual=2 -D tie=$tie -D recompute=$rc
         done
-        for s in zbv dualpipev; do # the V places stage 0 and the head on device 0: one wte
+        for s in zbv dualpipev v-half v-min; do # the V places stage 0 and the head on device 0: one wte
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D virtual=2 -D placement=vshape \
                 -D tie=$tie -D recompute=$rc
         done
