@@ -206,6 +206,28 @@ cudaError_t pp_launch_to_bf16(const float *src, __nv_bfloat16 *dst, size_t count
     return cudaGetLastError();
 }
 
+__global__ void pack_bf16_kernel(const float *__restrict__ src, __nv_bfloat16 *__restrict__ dst,
+                                 int cols, int ld, size_t stride, int count, size_t per)
+{
+    GRID_STRIDE(e, per)
+    {
+        for (int b = 0; b < count; b++)
+            dst[(size_t)b * per + e] =
+                __float2bfloat16(src[pp_pack_src(e, (size_t)b, cols, ld, stride)]);
+    }
+}
+
+cudaError_t pp_launch_pack_bf16(const float *src, __nv_bfloat16 *dst, int rows, int cols, int ld,
+                                size_t stride, int count, cudaStream_t s)
+{
+    size_t per = (size_t)rows * (size_t)cols;
+    if (per == 0 || count <= 0)
+        return cudaSuccess;
+    pack_bf16_kernel<<<pp_blocks_for(per), PP_THREADS, 0, s>>>(src, dst, cols, ld, stride, count,
+                                                               per);
+    return cudaGetLastError();
+}
+
 __global__ void make_batch_kernel(uint64_t seed, const int *step, size_t first, size_t count,
                                   float *x, float *t)
 {

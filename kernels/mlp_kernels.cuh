@@ -39,6 +39,10 @@ cudaError_t pp_launch_adamw(float *p, float *g, float *m, float *v, size_t count
 cudaError_t pp_launch_add(float *dst, const float *src, size_t count, cudaStream_t s);
 /* dst = bf16(src). */
 cudaError_t pp_launch_to_bf16(const float *src, __nv_bfloat16 *dst, size_t count, cudaStream_t s);
+/* dst = bf16 of count matrices [rows, cols], the b-th at src + b stride
+ * with rows ld apart, packed densely (mlp_launch.h, pp_pack_src). */
+cudaError_t pp_launch_pack_bf16(const float *src, __nv_bfloat16 *dst, int rows, int cols, int ld,
+                                size_t stride, int count, cudaStream_t s);
 /* Rows [row0, row0+rows) of step *step's x and t (either NULL), hidden h. */
 cudaError_t pp_launch_make_batch(uint64_t seed, const int *step, int row0, int rows, int h,
                                  float *x, float *t, cudaStream_t s);

@@ -106,6 +106,17 @@ static inline PP_HD unsigned pp_mse_blocks(size_t count)
     return b == 0 ? 1u : b < PP_MSE_MAX_BLOCKS ? (unsigned)b : PP_MSE_MAX_BLOCKS;
 }
 
+/* A BF16 GEMM operand packed into scratch: count matrices of rows x cols,
+ * the b-th stored at src + b stride with rows ld floats apart, written
+ * densely (matrix b at dst + b rows cols, rows cols apart), so that only
+ * the elements the GEMM reads are converted.  A grid-stride loop runs over
+ * the rows * cols elements e of one matrix, each thread over the count
+ * matrices: the offset in src of element e of matrix b. */
+static inline PP_HD size_t pp_pack_src(size_t e, size_t b, int cols, int ld, size_t stride)
+{
+    return b * stride + (e / (size_t)cols) * (size_t)ld + e % (size_t)cols;
+}
+
 /* ---- per-element bodies: element i of a grid-stride loop ---- */
 
 static inline PP_HD void pp_bias_gelu_at(size_t i, const float *x, const float *b, float *z,

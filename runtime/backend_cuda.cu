@@ -265,49 +265,54 @@ static void cuda_set_step(pr_bctx *cb, int step)
     CU(c, pp_launch_set_int(c->step_dev, step, c->stream));
 }
 
-/* The floats an operand of `count` matrices spans: each rows of ld floats
- * (the last row cols), the i-th at src + i stride. */
-static size_t operand_extent(int rows, int cols, int ld, size_t stride, int count)
-{
-    if (rows <= 0 || count <= 0)
-        return 0;
-    return (size_t)(count - 1) * stride + (size_t)(rows - 1) * (size_t)ld + (size_t)cols;
-}
+/* A GEMM operand in BF16: where it is, its row stride and matrix stride. */
+typedef struct bf16_op {
+    const __nv_bfloat16 *p;
+    int ld;
+    long long stride;
+} bf16_op;
 
-/* A BF16 operand: the shadow of weights, else src's stored extent
- * converted into scratch.  NULL, the context failed, when it does not fit
- * the scratch (the model's scratch, pr_backend_cfg.gemm_floats, must count
- * every operand of a GEMM that is not weights). */
-static const __nv_bfloat16 *bf16_operand(cuda_ctx *c, const float *src, size_t extent,
-                                         __nv_bfloat16 *scratch, const char *where)
+/* The shadow of weights (their own strides), else the count matrices
+ * [rows, cols] at src (rows ld apart, matrices stride apart) packed into
+ * scratch (pp_launch_pack_bf16: only what the GEMM reads).  False, the
+ * context failed, when they do not fit the scratch (the model's scratch,
+ * pr_backend_cfg.gemm_floats, must count every operand of a GEMM that is
+ * not weights: rows * cols * count). */
+static bool bf16_operand(cuda_ctx *c, const float *src, int rows, int cols, int ld, size_t stride,
+                         int count, __nv_bfloat16 *scratch, const char *where, bf16_op *out)
 {
     const __nv_bfloat16 *sh = shadow_of(c, src);
-    if (sh)
-        return sh;
-    if (extent > c->gemm_floats) {
+    if (sh) {
+        *out = bf16_op{sh, ld, (long long)stride};
+        return true;
+    }
+    size_t need = (size_t)(rows > 0 ? rows : 0) * (size_t)(cols > 0 ? cols : 0) *
+                  (size_t)(count > 0 ? count : 0);
+    if (need > c->gemm_floats) {
         char msg[192];
         snprintf(msg, sizeof msg,
                  "an operand of %zu floats is larger than the BF16 scratch (%zu floats: the "
                  "model's gemm_floats)",
-                 extent, c->gemm_floats);
+                 need, c->gemm_floats);
         pr_bctx_fail(&c->base, where, msg);
-        return NULL;
+        return false;
     }
-    return CU(c, pp_launch_to_bf16(src, scratch, extent, c->stream)) ? scratch : NULL;
+    if (!CU(c, pp_launch_pack_bf16(src, scratch, rows, cols, ld, stride, count, c->stream)))
+        return false;
+    *out = bf16_op{scratch, cols > 0 ? cols : 1, (long long)rows * (long long)cols};
+    return true;
 }
 
-/* Both BF16 operands of count GEMMs (the i-th at A + i sa, B + i sb);
- * false, the context failed, when one does not fit its scratch. */
+/* Both BF16 operands of count GEMMs (the i-th at A + i sa, B + i sb). */
 static bool bf16_operands(cuda_ctx *c, int ta, int tb, int m, int n, int k, const float *A, int lda,
                           size_t sa, const float *B, int ldb, size_t sb, int count,
-                          const char *where, const __nv_bfloat16 **a, const __nv_bfloat16 **b)
+                          const char *where, bf16_op *a, bf16_op *b)
 {
     /* stored: A [ta ? k : m, ta ? m : k], B [tb ? n : k, tb ? k : n] */
-    size_t ea = operand_extent(ta == PR_T ? k : m, ta == PR_T ? m : k, lda, sa, count);
-    size_t eb = operand_extent(tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, sb, count);
-    *a = bf16_operand(c, A, ea, c->bf_a, where);
-    *b = *a ? bf16_operand(c, B, eb, c->bf_b, where) : NULL;
-    return *b != NULL;
+    return bf16_operand(c, A, ta == PR_T ? k : m, ta == PR_T ? m : k, lda, sa, count, c->bf_a, where,
+                        a) &&
+           bf16_operand(c, B, tb == PR_T ? n : k, tb == PR_T ? k : n, ldb, sb, count, c->bf_b, where,
+                        b);
 }
 
 static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const float *A, int lda,
@@ -321,15 +326,15 @@ static void cuda_gemm(pr_bctx *cb, int ta, int tb, int m, int n, int k, const fl
         CUBLAS(c, cublasSgemm(c->blas, opb, opa, n, m, k, &one, B, ldb, A, lda, &beta, C, ldc));
         return;
     }
-    const __nv_bfloat16 *a, *b;
+    bf16_op a, b;
     if (bf16_operands(c, ta, tb, m, n, k, A, lda, 0, B, ldb, 0, 1, "cuda gemm:", &a, &b))
-        CUBLAS(c, cublasGemmEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb, a,
-                               CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+        CUBLAS(c, cublasGemmEx(c->blas, opb, opa, n, m, k, &one, b.p, CUDA_R_16BF, b.ld, a.p,
+                               CUDA_R_16BF, a.ld, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                                CUBLAS_GEMM_DEFAULT));
 }
 
 /* gemm's conventions, count times; under BF16 each operand that is not
- * weights is converted whole (every matrix of the batch) into its scratch. */
+ * weights is packed, every matrix of the batch, into its scratch. */
 static void cuda_gemm_batched(pr_bctx *cb, int ta, int tb, int m, int n, int k, const float *A,
                               int lda, size_t sa, const float *B, int ldb, size_t sb, float beta,
                               float *C, int ldc, size_t sc, int count)
@@ -346,11 +351,11 @@ static void cuda_gemm_batched(pr_bctx *cb, int ta, int tb, int m, int n, int k, 
                                             (long long)sc, count));
         return;
     }
-    const __nv_bfloat16 *a, *b;
+    bf16_op a, b;
     if (bf16_operands(c, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, count, "cuda gemm_batched:", &a,
                       &b))
-        CUBLAS(c, cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &one, b, CUDA_R_16BF, ldb,
-                                             (long long)sb, a, CUDA_R_16BF, lda, (long long)sa,
+        CUBLAS(c, cublasGemmStridedBatchedEx(c->blas, opb, opa, n, m, k, &one, b.p, CUDA_R_16BF,
+                                             b.ld, b.stride, a.p, CUDA_R_16BF, a.ld, a.stride,
                                              &beta, C, CUDA_R_32F, ldc, (long long)sc, count,
                                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }

@@ -500,13 +500,13 @@ static void check_cross_entropy(int n, int v, bool in_place)
  * apart by more than they span; B is registered as weights when
  * b_weights (under bf16: its shadow, not the scratch). */
 static void check_gemm_batched(int precision, int ta, int tb, int m, int n, int k, int count,
-                               float beta, bool b_weights)
+                               float beta, bool b_weights, bool tight = false)
 {
     static const char *prec[] = {"fp32", "tf32", "bf16"};
     char what[128];
-    snprintf(what, sizeof what, "gemm_batched %s %c%c m %d n %d k %d x %d beta %g%s",
+    snprintf(what, sizeof what, "gemm_batched %s %c%c m %d n %d k %d x %d beta %g%s%s",
              prec[precision], ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, count, beta,
-             b_weights ? " (B weights)" : "");
+             b_weights ? " (B weights)" : "", tight ? " (scratch of the packed operands)" : "");
     int ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     int lda = ac + 3, ldb = bc + 1, ldc = n + 2;
     size_t sa = (size_t)ar * lda + 5, sb = (size_t)br * ldb + 7, sc = (size_t)m * ldc + 1;
@@ -514,7 +514,10 @@ static void check_gemm_batched(int precision, int ta, int tb, int m, int n, int 
     float *A = host_random(na, 60), *B = host_random(nb, 61), *C = host_random(nc, 62);
     float *want = (float *)malloc(nc * sizeof(float)), *bound = (float *)calloc(nc, sizeof(float));
     memcpy(want, C, nc * sizeof(float));
-    size_t scratch = na > nb ? na : nb;
+    /* tight: a scratch of just the elements read (bf16 packs them), less
+     * than the strided span the operands lie in */
+    size_t pa = (size_t)ar * ac * count, pb = (size_t)br * bc * count;
+    size_t scratch = tight ? (pa > pb ? pa : pb) : na > nb ? na : nb;
     pr_bctx *c = open_ctx(precision, scratch, 1, 1);
     pr_bctx *h = open_cpu();
     pr_backend_cpu()->gemm_batched(h, ta, tb, m, n, k, A, lda, sa, B, ldb, sb, beta, want, ldc, sc,
@@ -768,6 +771,10 @@ void gpt_kernel_checks(void)
     check_gemm_batched(PR_FP32, PR_N, PR_T, 64, 64, 32, 12, 0, false); /* scores Q K^T */
     check_gemm_batched(PR_BF16, PR_N, PR_N, 64, 32, 64, 12, 0, true);
     check_gemm_batched(PR_FP32, PR_N, PR_N, 5, 7, 3, 1, 0, false);
+    /* a head of a batched attention GEMM: operands strided through larger
+     * buffers, the scratch only as large as what is read */
+    check_gemm_batched(PR_BF16, PR_N, PR_T, 64, 64, 32, 12, 0, false, true);
+    check_gemm_batched(PR_BF16, PR_T, PR_N, 33, 17, 65, 3, 1.0f, false, true);
     check_gemm_batched_scratch();
     check_adamw(1, 0.1f, PR_FP32);
     check_adamw(64 * 64 + 3, 0.1f, PR_FP32);

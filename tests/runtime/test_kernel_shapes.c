@@ -264,6 +264,47 @@ START_TEST(mse_matches_cpu)
 }
 END_TEST
 
+/* The BF16 operand packing (pp_pack_src): a grid-stride loop over one
+ * matrix's elements, each thread over the matrices; every element the GEMM
+ * reads (rows x cols of each matrix, rows ld apart, matrices stride apart)
+ * lands once, densely, and nothing between them is read. */
+static const int pack_shapes[][5] = {/* rows, cols, ld, stride, count */
+                                     {1, 1, 1, 1, 1},     {7, 33, 33, 231, 1}, {5, 16, 48, 5000, 12},
+                                     {64, 64, 64, 4096, 3}, {3, 1, 9, 40, 4}};
+enum { NPACK = sizeof pack_shapes / sizeof pack_shapes[0] };
+
+START_TEST(pack_bf16_index)
+{
+    int rows = pack_shapes[_i][0], cols = pack_shapes[_i][1], ld = pack_shapes[_i][2];
+    size_t stride = (size_t)pack_shapes[_i][3];
+    int count = pack_shapes[_i][4];
+    size_t span = (size_t)(count - 1) * stride + (size_t)(rows - 1) * ld + cols;
+    size_t per = (size_t)rows * cols;
+    unsigned char *read = calloc(span, 1), *visits = calloc(per, 1);
+    size_t *from = malloc(per * count * sizeof(size_t));
+    EMULATE_GRID_STRIDE(per, visits, {
+        for (int b = 0; b < count; b++) {
+            size_t o = pp_pack_src(i, (size_t)b, cols, ld, stride);
+            ck_assert_uint_lt(o, span);
+            read[o]++;
+            from[(size_t)b * per + i] = o;
+        }
+    });
+    assert_once(visits, per, "pack");
+    for (int b = 0; b < count; b++)
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) {
+                size_t o = (size_t)b * stride + (size_t)r * ld + c;
+                ck_assert_uint_eq(read[o], 1);
+                ck_assert_uint_eq(from[(size_t)b * per + (size_t)r * cols + c], o);
+                read[o] = 0;
+            }
+    for (size_t o = 0; o < span; o++) /* nothing outside the matrices */
+        ck_assert_uint_eq(read[o], 0);
+    free(read), free(visits), free(from);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("kernel_shapes");
@@ -276,6 +317,7 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, sgd_matches_cpu, 0, NSHAPES);
     tcase_add_loop_test(tc, colsum_matches_cpu, 0, NCOLSUM);
     tcase_add_loop_test(tc, mse_matches_cpu, 0, NSHAPES);
+    tcase_add_loop_test(tc, pack_bf16_index, 0, NPACK);
     suite_add_tcase(s, tc);
     return s;
 }
