@@ -386,6 +386,47 @@ START_TEST(test_tied_allreduce_every_policy)
 }
 END_TEST
 
+/* pipedream updates after every B on stashed versions: a tied gpt across
+ * devices is refused at model.tie (or at schedule, tie being the default);
+ * untied, or on one device, it compiles (docs/async.md). */
+START_TEST(test_tied_pipedream_refused)
+{
+    static const struct {
+        const char *text, *error; /* error "": compiles */
+    } cases[] = {
+        {"devices = 2\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 tie = 1 }\n",
+         "t.pp:3:56: error: model.tie: schedule pipedream cannot train a tied embedding (tie = true) across devices 0 "
+         "and 1: it updates after every B on stashed weight versions, so the two copies of wte would need a sum at "
+         "each update of either; set model.tie = false (or use 2bw)\n"},
+        {"devices = 2\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 }\n",
+         "t.pp:2:1: error: schedule: schedule pipedream cannot train a tied embedding (tie = true, the default) across "
+         "devices 0 and 1: it updates after every B on stashed weight versions, so the two copies of wte would need a "
+         "sum at each update of either; set model.tie = false (or use 2bw)\n"},
+        {"devices = 2\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 tie = 0 }\n", ""},
+        {"devices = 1\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 }\n", ""},
+        {"devices = 2\nschedule 2bw\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 }\n", ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        pp_arena a = {0};
+        tu_diag td;
+        tu_diag_open(&td);
+        pp_ast ast;
+        pp_spec spec;
+        const char *text = cases[k].text;
+        int rc = pp_parse("t.pp", text, strlen(text), &a, &td.diag, &ast) ||
+                 pp_spec_build(&ast, NULL, 0, &a, &td.diag, &spec);
+        const char *msg = tu_diag_text(&td);
+        const char *nl = strchr(msg, '\n'); /* the first line: the source line and caret follow */
+        char first[512];
+        snprintf(first, sizeof first, "%.*s", nl ? (int)(nl - msg + 1) : (int)strlen(msg), msg);
+        ck_assert_str_eq(first, cases[k].error);
+        ck_assert_int_eq(rc != 0, cases[k].error[0] != '\0');
+        tu_diag_close(&td);
+        pp_arena_free(&a);
+    }
+}
+END_TEST
+
 /* Each field overrides its preset's, and only that one: half the
  * efficiency doubles every layer's time; a bf16 peak of its own sets the
  * bf16 times, not the memory or the links. */
@@ -447,6 +488,7 @@ int main(void)
     tcase_add_test(tc, test_hardware_overrides);
     tcase_add_test(tc, test_tied_copy_counted_once);
     tcase_add_test(tc, test_tied_allreduce_every_policy);
+    tcase_add_test(tc, test_tied_pipedream_refused);
     tcase_add_test(tc, test_no_hardware_keeps_units);
     suite_add_tcase(s, tc);
     return tu_run(s);
