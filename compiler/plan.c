@@ -66,7 +66,8 @@ int pp_plan_coll(pp_plan *p, int what, const int *ranks, int nranks, double byte
 
 const pp_coll *pp_plan_op_coll(const pp_plan *p, const pp_op *op)
 {
-    if (op->kind != PP_OP_ALLREDUCE || op->peer < 0 || op->peer >= p->ncoll || !p->coll)
+    if (op->kind != PP_OP_ALLREDUCE || op->peer < 0 || op->peer >= p->ncoll || !p->coll ||
+        !p->coll[op->peer].ranks)
         return NULL;
     return &p->coll[op->peer];
 }

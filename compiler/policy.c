@@ -14,7 +14,9 @@
  * name, let it refuse shapes it cannot do, size each device's list
  * exactly (one allocation per device, no growth while generating: 64
  * devices x 4 chunks x 1024 micro-batches is half a million ops), then
- * let it generate.
+ * let it generate, and complete the order (pp_policy_complete): the
+ * recomputed forwards and a tied gpt's allreduce, which no policy file
+ * writes itself.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -325,6 +325,108 @@ START_TEST(test_tied_copy_counted_once)
 }
 END_TEST
 
+/* Every policy's plan of a tied gpt: one allreduce on each of the first
+ * and the last stage's devices, after the device's last compute op and
+ * right before its update; none elsewhere, none under a V placement, none
+ * untied; recompute and auto's search keep it. */
+START_TEST(test_tied_allreduce_every_policy)
+{
+    static const struct {
+        const char *settings;
+        int a, b; /* the pair, -1: none */
+    } cases[] = {
+        {"schedule gpipe", 0, 2},
+        {"schedule 1f1b\nmemory.recompute = always", 0, 2},
+        {"schedule zb-h1", 0, 2},
+        {"schedule zb-h2", 0, 2},
+        {"schedule 2bw", 0, 2},
+        {"schedule auto", 0, 2},
+        {"schedule interleaved\nvirtual = 2", 0, 2},
+        {"schedule looped-bfs\nvirtual = 2", 0, 2},
+        {"schedule interleaved-zb\nvirtual = 2", 0, 2},
+        {"schedule zbv\nvirtual = 2\nplacement = vshape", -1, -1},
+        {"schedule dualpipev\nvirtual = 2\nplacement = vshape", -1, -1},
+        {"schedule auto\nplacement = [2, 1, 0]", 0, 2},
+        {"schedule gpipe\nmodel.tie = 0", -1, -1},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char text[512];
+        snprintf(text, sizeof text, "devices = 3\nmicrobatches = 6\n%s\ncost { F = 1 B = 2 W = 1 comm = 0.25 }\n"
+                 "model gpt { layers = 6 hidden = 64 heads = 2 seq = 16 batch = 12 }\n", cases[k].settings);
+        compiled c;
+        compile_text(&c, text);
+        for (int d = 0; d < c.plan.devices; d++) {
+            const pp_device *dv = &c.plan.dev[d];
+            int n = 0, at = -1, update = -1, last_compute = -1;
+            for (int i = 0; i < dv->n; i++) {
+                int kind = dv->ops[i].kind;
+                if (kind == PP_OP_ALLREDUCE) {
+                    n++;
+                    at = i;
+                    const pp_coll *g = pp_plan_op_coll(&c.plan, &dv->ops[i]);
+                    ck_assert_msg(g && g->what == PP_COLL_TIED && g->nranks == 2 && g->ranks[0] == cases[k].a &&
+                                      g->ranks[1] == cases[k].b, "%s: device %d: a wrong group", cases[k].settings, d);
+                    ck_assert_double_eq(g->bytes, 256.0 * 64 * 4); /* vocab x hidden in fp32 */
+                }
+                if (kind == PP_OP_UPDATE)
+                    update = i;
+                if (pp_op_is_compute(kind))
+                    last_compute = i;
+            }
+            bool member = d == cases[k].a || d == cases[k].b;
+            ck_assert_msg(n == member, "%s: device %d holds %d tied allreduces", cases[k].settings, d, n);
+            if (member)
+                ck_assert_msg(at == update - 1 && at > last_compute, "%s: device %d: allreduce at %d, update %d, "
+                              "last compute %d", cases[k].settings, d, at, update, last_compute);
+        }
+        /* timed: the file's cost.comm, once */
+        ck_assert_double_eq(c.sim.coll_time, cases[k].a >= 0 ? 0.25 : 0);
+        release(&c);
+    }
+}
+END_TEST
+
+/* pipedream updates after every B on stashed versions: a tied gpt across
+ * devices is refused at model.tie (or at schedule, tie being the default);
+ * untied, or on one device, it compiles (docs/async.md). */
+START_TEST(test_tied_pipedream_refused)
+{
+    static const struct {
+        const char *text, *error; /* error "": compiles */
+    } cases[] = {
+        {"devices = 2\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 tie = 1 }\n",
+         "t.pp:3:56: error: model.tie: schedule pipedream cannot train a tied embedding (tie = true) across devices 0 "
+         "and 1: it updates after every B on stashed weight versions, so the two copies of wte would need a sum at "
+         "each update of either; set model.tie = false (or use 2bw)\n"},
+        {"devices = 2\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 }\n",
+         "t.pp:2:1: error: schedule: schedule pipedream cannot train a tied embedding (tie = true, the default) across "
+         "devices 0 and 1: it updates after every B on stashed weight versions, so the two copies of wte would need a "
+         "sum at each update of either; set model.tie = false (or use 2bw)\n"},
+        {"devices = 2\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 tie = 0 }\n", ""},
+        {"devices = 1\nschedule pipedream\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 }\n", ""},
+        {"devices = 2\nschedule 2bw\nmodel gpt { layers = 2 hidden = 64 heads = 2 batch = 8 }\n", ""},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        pp_arena a = {0};
+        tu_diag td;
+        tu_diag_open(&td);
+        pp_ast ast;
+        pp_spec spec;
+        const char *text = cases[k].text;
+        int rc = pp_parse("t.pp", text, strlen(text), &a, &td.diag, &ast) ||
+                 pp_spec_build(&ast, NULL, 0, &a, &td.diag, &spec);
+        const char *msg = tu_diag_text(&td);
+        const char *nl = strchr(msg, '\n'); /* the first line: the source line and caret follow */
+        char first[512];
+        snprintf(first, sizeof first, "%.*s", nl ? (int)(nl - msg + 1) : (int)strlen(msg), msg);
+        ck_assert_str_eq(first, cases[k].error);
+        ck_assert_int_eq(rc != 0, cases[k].error[0] != '\0');
+        tu_diag_close(&td);
+        pp_arena_free(&a);
+    }
+}
+END_TEST
+
 /* Each field overrides its preset's, and only that one: half the
  * efficiency doubles every layer's time; a bf16 peak of its own sets the
  * bf16 times, not the memory or the links. */
@@ -385,6 +487,8 @@ int main(void)
     tcase_add_test(tc, test_transfers_from_bytes);
     tcase_add_test(tc, test_hardware_overrides);
     tcase_add_test(tc, test_tied_copy_counted_once);
+    tcase_add_test(tc, test_tied_allreduce_every_policy);
+    tcase_add_test(tc, test_tied_pipedream_refused);
     tcase_add_test(tc, test_no_hardware_keeps_units);
     suite_add_tcase(s, tc);
     return tu_run(s);

@@ -34,6 +34,64 @@ START_TEST(op_format)
 }
 END_TEST
 
+/* A collective names its plan-level group through an existing field: an
+ * op stays 20 bytes.  Groups are found again by (what, ranks); the tied
+ * allreduce goes right before each member's update, and nowhere when one
+ * device holds both ends. */
+START_TEST(op_collectives)
+{
+    ck_assert_uint_eq(sizeof(pp_op), 20);
+    ck_assert_str_eq(pp_op_name(PP_OP_ALLREDUCE), "allreduce");
+    ck_assert(!pp_op_is_compute(PP_OP_ALLREDUCE) && !pp_op_is_comm(PP_OP_ALLREDUCE));
+    ck_assert_int_eq(pp_coll_what_from_name("tied"), PP_COLL_TIED);
+    ck_assert_int_eq(pp_coll_what_from_name("Tied"), -1);
+    ck_assert_str_eq(pp_coll_what_name(PP_COLL__COUNT), "?");
+    char buf[64];
+    pp_op a = {.kind = PP_OP_ALLREDUCE, .stage = -1, .mb = -1, .peer = 0, .group = -1};
+    ck_assert_str_eq(pp_op_format(&a, buf, sizeof buf), "allreduce #0");
+
+    int place[4] = {0, 1, 2, 3};
+    pp_plan p;
+    ck_assert_int_eq(pp_plan_init(&p, "t", 4, 4, 1, place), 0);
+    int pair[2];
+    ck_assert(pp_tied_pair(place, 4, pair));
+    ck_assert_int_eq(pair[0], 0);
+    ck_assert_int_eq(pair[1], 3);
+    for (int d = 0; d < 4; d++) {
+        pp_plan_push(&p, d, (pp_op){.kind = PP_OP_F, .stage = d, .mb = 0, .peer = -1, .group = -1});
+    }
+    pp_policy_finish(&p);
+    ck_assert_int_eq(pp_plan_add_tied(&p, 64), 0);
+    ck_assert_int_eq(p.ncoll, 1);
+    ck_assert_int_eq(pp_plan_coll(&p, PP_COLL_TIED, pair, 2, 0), 0); /* the same group */
+    ck_assert_double_eq(p.coll[0].bytes, 64);
+    for (int d = 0; d < 4; d++) {
+        bool member = d == 0 || d == 3;
+        ck_assert_int_eq(p.dev[d].n, member ? 4 : 3);
+        if (!member)
+            continue;
+        const pp_op *op = &p.dev[d].ops[1];
+        ck_assert_ptr_eq(pp_plan_op_coll(&p, op), &p.coll[0]);
+        ck_assert_str_eq(pp_plan_op_format(&p, op, buf, sizeof buf), "allreduce tied {0,3}");
+        ck_assert_int_eq(p.dev[d].ops[2].kind, PP_OP_UPDATE);
+    }
+    ck_assert_ptr_null(pp_plan_op_coll(&p, &p.dev[1].ops[0]));
+    a.peer = 5;
+    ck_assert_ptr_null(pp_plan_op_coll(&p, &a));
+    ck_assert_str_eq(pp_plan_op_format(&p, &a, buf, sizeof buf), "allreduce #5");
+    pp_plan_free(&p);
+
+    int vee[4] = {0, 1, 1, 0};
+    ck_assert(!pp_tied_pair(vee, 4, pair));
+    ck_assert_int_eq(pp_plan_init(&p, "t", 2, 4, 1, vee), 0);
+    pp_policy_finish(&p);
+    ck_assert_int_eq(pp_plan_add_tied(&p, 64), 0);
+    ck_assert_int_eq(p.ncoll, 0);
+    ck_assert_int_eq(p.dev[0].n, 2);
+    pp_plan_free(&p);
+}
+END_TEST
+
 START_TEST(arena_alloc_zeroed_aligned)
 {
     pp_arena a = {0};
@@ -120,6 +178,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, op_names_round_trip);
     tcase_add_test(tc, op_format);
+    tcase_add_test(tc, op_collectives);
     tcase_add_test(tc, arena_alloc_zeroed_aligned);
     tcase_add_test(tc, error_at_prints_location_line_and_caret);
     tcase_add_test(tc, error_at_echoes_unshowable_bytes);
