@@ -224,18 +224,18 @@ static void resolve_gpt(ctx *c, pp_spec *spec)
     m->seq = (int)spec_get(c, S_SEQ, 64);
     m->vocab = (int)spec_get(c, S_VOCAB, PP_BYTE_VOCAB);
     m->tie = spec_get(c, S_TIE, 1) != 0;
-    /* PipeDream updates each stage after every B with that micro-batch's
-     * gradient on a stashed version (docs/async.md): the two ends' copies of
-     * wte would need a sum at every update of either, on versions the other
-     * end does not hold.  2bw's one update a step takes the tied allreduce
-     * as the synchronous policies do. */
-    int pair[2];
-    if (m->tie && strcmp(spec->schedule, "pipedream") == 0 && pp_tied_pair(spec->placement, spec->stages, pair))
+    /* The asynchronous policies compute with stored versions of each
+     * stage's weights (pipedream's stash, 2bw's previous step; docs/async.md),
+     * and the head shares wte with the embedding's stage, whose versions it
+     * does not follow: on one device it would read the current wte, across
+     * two the copies would need a sum at every update of either. */
+    bool async = strcmp(spec->schedule, "pipedream") == 0 || strcmp(spec->schedule, "2bw") == 0;
+    if (m->tie && async)
         spec_report_key(c, c->set[S_TIE].set ? S_TIE : S_SCHEDULE,
-                        "schedule pipedream cannot train a tied embedding (tie = true%s) across devices %d and %d: "
-                        "it updates after every B on stashed weight versions, so the two copies of wte would need "
-                        "a sum at each update of either; set model.tie = false (or use 2bw)",
-                        c->set[S_TIE].set ? "" : ", the default", pair[0], pair[1]);
+                        "schedule %s cannot train a tied embedding (tie = true%s): it computes with stored "
+                        "versions of each stage's weights, and the head shares wte with the embedding's stage, "
+                        "whose versions it does not follow; set model.tie = false",
+                        spec->schedule, c->set[S_TIE].set ? "" : ", the default");
     m->beta1 = adamw ? spec_get(c, S_BETA1, 0.9) : 0;
     m->beta2 = adamw ? spec_get(c, S_BETA2, 0.95) : 0;
     m->eps = adamw ? spec_get(c, S_EPS, 1e-8) : 0;
