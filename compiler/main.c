@@ -44,6 +44,10 @@ static void usage(FILE *f)
           "                    (docs/torch.md).  FILE may be such a CSV (FILE.csv): its\n"
           "                    order is compiled as a custom one; --ranks N and\n"
           "                    --microbatches M check its shape\n"
+          "  --emit megatron-layout\n"
+          "                    -o writes a gpt's split of blocks over the stages as\n"
+          "                    Megatron's --pipeline-model-parallel-layout string\n"
+          "                    (docs/megatron.md)\n"
           "  --width N         with --timeline: its width in columns (default 80)\n"
           "  --compact         with --timeline: one character per op\n"
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
@@ -127,6 +131,12 @@ static int write_trace(FILE *f, void *ctx)
     return pp_emit_trace(f, e->plan, e->sim, e->sim->units.seconds ? 1e6 : 1000.0);
 }
 
+static int write_megatron_layout(FILE *f, void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_megatron_layout_write(f, e->spec->model.layers_per_stage, e->spec->stages);
+}
+
 static int write_torch_csv(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
@@ -178,6 +188,7 @@ typedef struct options {
     const char *src_path, *out_path, *trace_path, *compare, *width, *sweep;
     const char *svg_path, *html_path, *emit, *ranks, *microbatches;
     int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
+    bool emit_layout; /* --emit megatron-layout: -o writes Megatron's layout string */
     int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
     int *sweep_values, nsweep; /* --sweep microbatches=...: the values, in order */
     bool timeline, stats;
@@ -301,9 +312,10 @@ static int parse_options(int argc, char **argv, options *o)
             const char *fmt = !strcmp(optarg, "torch-csv") ? "compute_only"
                               : !strncmp(optarg, "torch-csv=", 10) ? optarg + 10
                                                                    : NULL;
-            if (!fmt || (o->csv_format = pp_torch_csv_format_from_name(fmt)) < 0)
-                return usage_error("--emit expects torch-csv, torch-csv=compute_only or torch-csv=compute_comms, "
-                                   "got '%s'", optarg);
+            o->emit_layout = !strcmp(optarg, "megatron-layout");
+            if (!o->emit_layout && (!fmt || (o->csv_format = pp_torch_csv_format_from_name(fmt)) < 0))
+                return usage_error("--emit expects torch-csv, torch-csv=compute_only, torch-csv=compute_comms or "
+                                   "megatron-layout, got '%s'", optarg);
             if ((rc = once("--emit", &o->emit, optarg)) >= 0)
                 return rc;
             break;
@@ -358,7 +370,7 @@ static int parse_options(int argc, char **argv, options *o)
         return usage_error("%s gives the shape of a PyTorch CSV (FILE.csv); a schedule file sets it with -D",
                            o->ranks ? "--ranks" : "--microbatches");
     if (o->emit && !o->out_path)
-        return usage_error("%s", "--emit torch-csv writes what -o OUT names: give -o");
+        return usage_error("--emit %s writes what -o OUT names: give -o", o->emit_layout ? "megatron-layout" : "torch-csv");
     if (o->compare && (o->svg_path || o->html_path || o->emit))
         return usage_error("%s", "--compare prints its table alone: drop --svg, --html and --emit");
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
@@ -454,7 +466,7 @@ static int compile(const options *o)
     if (pp_compile(&spec, &plan, &sim, &diag)) /* balance = auto's report, if any, on stderr */
         goto done;
     have_sim = true;
-    if (o->emit && pp_torch_csv_check(&plan, &diag))
+    if (o->emit && (o->emit_layout ? pp_megatron_layout_check(&spec, &plan, &diag) : pp_torch_csv_check(&plan, &diag)))
         goto done;
 
     /* The outputs are committed last, so no error can come after they are in place. */
@@ -479,7 +491,7 @@ static int compile(const options *o)
     if (html_out)
         pp_output_fill(html_out, write_html, &ectx);
     if (plan_out)
-        pp_output_fill(plan_out, o->emit ? write_torch_csv : write_plan, &ectx);
+        pp_output_fill(plan_out, o->emit_layout ? write_megatron_layout : o->emit ? write_torch_csv : write_plan, &ectx);
     if (pp_outputs_commit(outs))
         goto done;
     rc = 0;

@@ -1117,4 +1117,14 @@ int pp_torch_csv_format_from_name(const char *name); /* -1 if unknown */
 int pp_torch_csv_check(const pp_plan *p, pp_diag *d);
 int pp_emit_torch_csv(FILE *f, const pp_plan *p, int format);
 
+/* megatron_layout.c: Megatron-LM's --pipeline-model-parallel-layout
+ * (docs/megatron.md).  Reads text into blocks[stages], a gpt's blocks per
+ * stage; 1, with msg ("column N: ...") and *at (the byte of text it
+ * names), for what Megatron or ppcc cannot read. */
+int pp_megatron_layout_read(const char *text, int stages, int *blocks, char *msg, size_t msgsize, size_t *at);
+/* blocks[S] as the canonical layout string, on one line. */
+int pp_megatron_layout_write(FILE *f, const int *blocks, int S);
+/* --emit megatron-layout: a gpt on the loop placement, or an error. */
+int pp_megatron_layout_check(const pp_spec *s, const pp_plan *p, pp_diag *d);
+
 #endif

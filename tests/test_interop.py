@@ -6,6 +6,10 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
   a CSV read back gives the same plan (--stats equal, the same CSV again);
   what PyTorch cannot run (asynchronous weights, recompute as an op, a
   placement list) is refused, exit 1, nothing written; option misuse exits 2;
+- Megatron's layout string: a gpt's split written (lists, virtual stages,
+  balance = auto), read back as model.layout to the same split and written
+  again to the same string; refused for an mlp and a V placement (exit 1,
+  nothing written); an MTP layer refused at its column;
 - import: a malformed CSV is reported at its row and column, a deadlocking
   one names its cycle, a shape that contradicts --ranks / --microbatches /
   -D is refused;
@@ -136,6 +140,43 @@ with tempfile.TemporaryDirectory() as tmp:
     expect([pp, "--emit", "torch", "-o", "x.csv"], 2, r"--emit expects torch-csv")
     expect([pp, "--emit", "torch-csv=comms", "-o", "x.csv"], 2, r"--emit expects")
     expect([pp, "--ranks", "4", "--stats"], 2, r"--ranks gives the shape of a PyTorch CSV")
+
+    # ------------------------------------------------------- Megatron's layout
+    import json
+    gpt = [os.path.join(SCHED, "gpt.pp"), "-D", "data=none"]
+    for extra in ([], ["-D", "layers=10", "-D", "model.balance=[0,4,4,2]"],
+                  ["-D", "layers=13", "-D", "virtual=2", "-D", "schedule=interleaved",
+                   "-D", "model.balance=[1,2,2,2,2,2,2,0]"],
+                  ["-D", "devices=1", "-D", "layers=3"]):
+        text = expect(gpt + extra + ["--emit", "megatron-layout", "-o", "-"], 0).strip()
+        balance = json.loads(run(gpt + extra + ["-o", "-"]).stdout)["model"]["blocks_per_stage"]
+        layers = [a for a in extra if a.startswith("layers=")] or ["layers=4"]
+        shape = [a for a in extra if a.startswith(("devices=", "virtual=", "schedule="))]
+        again = gpt + sum((["-D", a] for a in layers + shape), []) + ["-D", "layout=" + text]
+        back = json.loads(run(again + ["-o", "-"]).stdout)["model"]["blocks_per_stage"]
+        text2 = expect(again + ["--emit", "megatron-layout", "-o", "-"], 0).strip()
+        checks += 1
+        if back != balance or text2 != text:
+            fail("megatron layout %s: %r read back as %s (want %s), written again %r" % (extra, text, back, balance, text2))
+    auto = [os.path.join(SCHED, "gpt2-small-4gpu.pp"), "-D", "model.balance=auto"]
+    found = json.loads(run(auto + ["-o", "-"]).stdout)["model"]["blocks_per_stage"]
+    expect(auto + ["--emit", "megatron-layout", "-o", "-"], 0)
+    text = run(auto + ["--emit", "megatron-layout", "-o", "-"]).stdout.strip()  # the report is on stderr
+    back = json.loads(run([os.path.join(SCHED, "gpt2-small-4gpu.pp"), "-D", "layout=" + text, "-o", "-"]).stdout)
+    checks += 1
+    if back["model"]["blocks_per_stage"] != found:
+        fail("balance = auto's %s written as %r reads back as %s" % (found, text, back["model"]["blocks_per_stage"]))
+    for args, pattern in [
+        ([pp], r"--emit megatron-layout: Megatron's layout places a transformer's .*this is model mlp"),
+        (gpt + ["-D", "schedule=zbv", "-D", "virtual=2", "-D", "placement=vshape", "-D", "layers=8"],
+         r"Megatron puts stage i on rank i mod 4 \(placement loop\), but stage 4 is on device 3"),
+    ]:
+        expect(args + ["--emit", "megatron-layout", "-o", "refused.txt"], 1, pattern)
+        checks += 1
+        if os.path.exists("refused.txt"):
+            fail("%s: a refused layout left refused.txt" % args)
+    expect(gpt + ["--emit", "megatron-layout"], 2, r"--emit megatron-layout writes what -o OUT names: give -o")
+    expect(gpt + ["-D", "layout=Et|tm|t|tL", "--stats"], 1, r"column 5: m is Megatron's multi-token prediction")
 
     # ---------------------------------------------------------------- import
     write("ok.csv", "0F0,0F1,0B0,0B1\r\n1F0,1B0,1F1,1B1\r\n")
