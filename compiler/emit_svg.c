@@ -5,7 +5,8 @@
  * from disk in any browser.
  *
  *   - a title line and the summary, with the numbers and formats of
- *     --stats: makespan, bubble, peak memory per device;
+ *     --stats: makespan, bubble and its split (fill/drain, imbalance, the
+ *     bottleneck stage: bubble_split.c), peak memory per device;
  *   - one lane (<g class="lane">) per device, on one time axis: compute
  *     ops as boxes coloured by kind (F blue, B green, W orange, R purple)
  *     and shaded by micro-batch (darker = earlier), labelled with their
@@ -44,8 +45,16 @@ static void put_escaped(FILE *f, const char *s)
 static void put_summary(FILE *f, const pp_plan *p, const pp_sim *sim)
 {
     char t[48];
-    fprintf(f, "makespan=%s bubble=%.2f%% peak_mem=[", pp_time_show(&sim->units, sim->makespan, t, sizeof t),
-            sim->bubble * 100);
+    pp_bubble_split split;
+    pp_bubble_split_of(p, sim, &split);
+    fprintf(f, "makespan=%s bubble=%.2f%% fill_drain=%.2f%% imbalance=%.2f%% bottleneck_stage=",
+            pp_time_show(&sim->units, sim->makespan, t, sizeof t), sim->bubble * 100, split.fill_drain * 100,
+            split.imbalance * 100);
+    if (split.stage >= 0)
+        fprintf(f, "%d", split.stage);
+    else
+        fputs("none", f);
+    fputs(" peak_mem=[", f);
     for (int d = 0; d < p->devices; d++)
         fprintf(f, "%s%s", d ? "," : "", pp_mem_show(&sim->units, sim->peak_mem ? sim->peak_mem[d] : 0.0, t, sizeof t));
     fputc(']', f);

@@ -1097,6 +1097,18 @@ typedef struct pp_timeline_opts {
     bool compact;  /* one character per op */
 } pp_timeline_opts;
 
+/* bubble_split.c: the bubble as fill/drain plus imbalance, and the
+ * bottleneck (docs/timeline.md, "The bubble, split"): one computation,
+ * printed alike by --stats, the text timeline and the pictures. */
+typedef struct pp_bubble_split {
+    double fill_drain; /* (makespan - the busiest device's busy) / makespan */
+    double imbalance;  /* sum over devices of (that busy - theirs) / (devices * makespan) */
+    int device;        /* the busiest device; -1 when every device is as busy */
+    int stage;         /* its stage with the most compute per micro-batch; -1 with device */
+    double stage_time; /* that compute time per micro-batch */
+} pp_bubble_split;
+void pp_bubble_split_of(const pp_plan *p, const pp_sim *sim, pp_bubble_split *out);
+
 int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o);
 int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim);
 /* Chrome / Perfetto trace-event JSON of a timeline; ts = time * us_per_unit. */

@@ -247,7 +247,8 @@ with tempfile.TemporaryDirectory() as tmp:
         if len(memory) != D:
             fail("%s: %d memory curves for %d devices" % (name, len(memory), D))
         summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
-        want = "makespan=%s bubble=%s peak_mem=%s" % (st["makespan"], st["bubble"], st["peak_mem"])
+        want = "makespan=%s bubble=%s fill_drain=%s imbalance=%s bottleneck_stage=%s peak_mem=%s" % (
+            st["makespan"], st["bubble"], st["fill_drain"], st["imbalance"], st["bottleneck_stage"], st["peak_mem"])
         if summary != want:
             fail("%s: the SVG's summary %r is not --stats' %r" % (name, summary, want))
         boxes = sum(1 for lane in lanes for g in lane.iter(SVG + "g") if g is not lane and g.find(SVG + "rect/" + SVG + "title") is not None)
@@ -276,14 +277,18 @@ with tempfile.TemporaryDirectory() as tmp:
         root = ET.parse("m.svg").getroot()
         lanes = [g for g in root.iter(SVG + "g") if g.get("class") == "lane"]
         summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
-        m = re.search(r"bubble ([\d.]+)%  makespan ([\d.]+)  peak memory: (.*)", r.stdout.replace("\n  ", " "))
-        s = re.match(r"makespan=([\d.e+]+) bubble=([\d.]+)% peak_mem=\[(.*)\]", summary or "")
+        m = re.search(r"bubble ([\d.]+)% \(fill/drain ([\d.]+)%, imbalance ([\d.]+)%, (?:bottleneck stage )?(\w+)\)"
+                      r"\s+makespan ([\d.]+)\s+peak memory: (.*)", r.stdout.replace("\n  ", " "))
+        s = re.match(r"makespan=([\d.e+]+) bubble=([\d.]+)% fill_drain=([\d.]+)% imbalance=([\d.]+)% "
+                     r"bottleneck_stage=(\w+) peak_mem=\[(.*)\]", summary or "")
         checks += 2
         if len(lanes) != 4 or "measured" not in "".join(root.itertext()):
             fail("pprun --svg: %d lanes, want 4, titled measured" % len(lanes))
-        if not m or not s or abs(float(s.group(2)) - float(m.group(1))) > 0.051 or \
-                abs(float(s.group(1)) - float(m.group(2))) > 0.006 * float(m.group(2)) or \
-                ["d%d %s" % (d, v) for d, v in enumerate(s.group(3).split(","))] != m.group(3).strip().split(", "):
+        if not m or not s or any(abs(float(s.group(k)) - float(m.group(k - 1))) > 0.051 for k in (2, 3, 4)) or \
+                s.group(5) != m.group(4).replace("balanced", "none") or \
+                abs(float(s.group(1)) - float(m.group(5))) > 0.006 * float(m.group(5)) or \
+                abs(float(s.group(3)) + float(s.group(4)) - float(s.group(2))) > 0.011 or \
+                ["d%d %s" % (d, v) for d, v in enumerate(s.group(6).split(","))] != m.group(6).strip().split(", "):
             fail("pprun --svg summary %r is not its --timeline's:\n%s" % (summary, r.stdout))
         if open("m.svg").read()[open("m.svg").read().index("<svg"):] not in open("m.html").read():
             fail("pprun --html does not hold its SVG")
