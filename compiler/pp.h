@@ -1119,6 +1119,24 @@ int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_un
  * says what it shows ("predicted"); html wraps it in a page. */
 int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
                 bool html);
+/* Several timelines of one plan in one picture, one above the other, each
+ * on its own time axis (ppcc --measured: the prediction, then the run). */
+typedef struct pp_svg_panel {
+    const pp_sim *sim;
+    const char *caption; /* "predicted", "measured, microseconds" */
+} pp_svg_panel;
+int pp_emit_svg_panels(FILE *f, const pp_plan *p, const pp_svg_panel *panels, int n, const pp_verify_opts *mem,
+                       bool html);
+
+/* measured.c: a measured step as a pp_sim (docs/timeline.md, "Predicted
+ * and measured").  pp_sim_measured: from start and end (filled, op by op,
+ * on pp_sim_alloc's layout), each device's busy time, the makespan (the
+ * flush's start) and the bubble.  pp_measured_read: the last step of
+ * pprun's --trace file at path, which must be a run of plan p, into out
+ * (pp_sim_free releases it); microseconds from the step's first op; peak
+ * memory is predicted's, which follows the op order alone. */
+void pp_sim_measured(const pp_plan *p, pp_sim *sim);
+int pp_measured_read(const char *path, const pp_plan *p, const pp_sim *predicted, pp_sim *out, pp_diag *d);
 
 /* torch_csv_write.c: the plan as PyTorch's schedule CSV (docs/torch.md). */
 enum pp_torch_csv_format { PP_TORCH_CSV_COMPUTE_ONLY = 0, PP_TORCH_CSV_COMPUTE_COMMS = 1 };

@@ -19,6 +19,10 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
   script or fetches anything; the README's picture is what ppcc draws
   today; pprun's --svg of a run has the same lanes, and the summary of
   its own measured --timeline; pprun --timeline takes --width and --compact;
+  ppcc --measured draws the prediction and, under it, the run read from
+  pprun's --trace, the same ops and summary as pprun's own --svg; a trace of
+  another plan, cut short, doubled, renamed, ppcc's own or not JSON is
+  refused (exit 1, nothing written);
 - the text timeline of 8 devices x 32 micro-batches x 2 chunks at 80
   columns (in parts): its golden, and every op's micro-batch read back.
 
@@ -292,6 +296,89 @@ with tempfile.TemporaryDirectory() as tmp:
             fail("pprun --svg summary %r is not its --timeline's:\n%s" % (summary, r.stdout))
         if open("m.svg").read()[open("m.svg").read().index("<svg"):] not in open("m.html").read():
             fail("pprun --html does not hold its SVG")
+    # ppcc --measured: the prediction and pprun's run in one picture, the run
+    # read from pprun's --trace as pprun's own --svg draws it
+    inter = os.path.join(SCHED, "interleaved.pp")
+    r = subprocess.run([PPRUN, "plan.json", "--backend", "cpu", "--steps", "2", "--trace", "run.json", "--svg",
+                        "own.svg"], capture_output=True, text=True)
+    checks += 1
+    if r.returncode:
+        fail("pprun --trace exited %d:\n%s" % (r.returncode, r.stderr))
+    else:
+        expect([inter, "--svg", "both.svg", "--html", "both.html", "--measured", "run.json"], 0)
+        root = ET.parse("both.svg").getroot()
+        panels = [g for g in root.iter(SVG + "g") if g.get("class") == "panel"]
+        texts = {t.get("id"): t.text for t in root.iter(SVG + "text") if t.get("id")}
+        own = ET.parse("own.svg").getroot()
+        own_summary = next(t.text for t in own.iter(SVG + "text") if t.get("id") == "summary")
+
+        def boxes(g):
+            """(device, op name, start, end) of every box, from its <title>."""
+            out = []
+            for lane in g.iter(SVG + "g"):
+                if lane.get("class") != "lane":
+                    continue
+                for t in lane.iter(SVG + "title"):
+                    m = re.match(r"(\S+) on device (\d+): .* ([-\d.e+]+) to ([-\d.e+]+)$", t.text)
+                    if m:
+                        out.append((int(m.group(2)), m.group(1), float(m.group(3)), float(m.group(4))))
+            return out
+
+        checks += 4
+        lanes = [[g.get("data-device") for g in p.iter(SVG + "g") if g.get("class") == "lane"] for p in panels]
+        if len(panels) != 2 or lanes != [["0", "1", "2", "3"]] * 2:
+            fail("--measured: %d panels with lanes %s, want 2 of 4" % (len(panels), lanes))
+        if not (texts.get("summary") or "").startswith("makespan=%s " % stats([inter])["makespan"]):
+            fail("--measured: the first panel is not the prediction: %r" % texts.get("summary"))
+        got, want = (panels[1:] and boxes(panels[1])) or [], boxes(own)
+        if len(got) != len(want) or any(a[:2] != b[:2] or abs(a[2] - b[2]) > 0.01 + 1e-5 * abs(b[2]) or
+                                        abs(a[3] - b[3]) > 0.01 + 1e-5 * abs(b[3]) for a, b in zip(got, want)):
+            fail("--measured: the measured panel's ops are not pprun --svg's of the same run (%d, %d boxes)" %
+                 (len(got), len(want)))
+        a = dict(kv.split("=", 1) for kv in (texts.get("summary-1") or "").split())
+        b = dict(kv.split("=", 1) for kv in own_summary.split())
+        if a.get("peak_mem") != b.get("peak_mem") or a.get("bottleneck_stage") != b.get("bottleneck_stage") or \
+                any(abs(float(a.get(k, "nan").rstrip("%")) - float(b[k].rstrip("%"))) > 0.011 + 1e-5 * float(b[k].rstrip("%"))
+                    for k in ("makespan", "bubble", "fill_drain", "imbalance")):
+            fail("--measured: summary %r, pprun's own %r" % (texts.get("summary-1"), own_summary))
+        checks += 1
+        if open("both.svg").read()[open("both.svg").read().index("<svg"):] not in open("both.html").read():
+            fail("--measured: the page does not hold the picture")
+        # refusals: nothing written
+        ev = __import__("json").load(open("run.json"))
+        x = [e for e in ev["traceEvents"] if e.get("ph") == "X"]
+        last = [e for e in x if e["args"]["step"] == 1]
+        cut = dict(ev, traceEvents=[e for e in ev["traceEvents"] if e is not last[3]])
+        twice = dict(ev, traceEvents=ev["traceEvents"] + [last[5]])
+        renamed = dict(ev, traceEvents=[dict(e, name="F9.9") if e is last[0] else e for e in ev["traceEvents"]])
+        for name, obj in (("cut.json", cut), ("twice.json", twice), ("renamed.json", renamed)):
+            write(name, __import__("json").dumps(obj))
+        expect([inter, "--trace", "predicted.json"], 0)
+        write("notjson.json", "{\"traceEvents\": [")
+        for args, rc, pattern in [
+            ([inter, "-D", "microbatches=4"], 1, r"--measured run\.json: traceEvents\[\d+\]: .*a trace of another plan"),
+            ([inter], 1, r"--measured cut\.json: step 1 has no event for device \d+'s op \d+ \([^)]+\): a trace of another "
+                         r"plan, or cut short"),
+            ([inter], 1, r"--measured twice\.json: traceEvents\[\d+\]: device \d+'s op \d+ \([^)]+\) of step 1 is there twice"),
+            ([inter], 1, r"--measured renamed\.json: traceEvents\[\d+\]: device 0's op \d+ is \S+ in this plan, 'F9\.9' in "
+                         r"the trace"),
+            ([inter], 1, r"--measured predicted\.json: traceEvents\[\d+\]: no args\.step and args\.op: not a trace of "
+                         r"pprun's"),
+            ([inter], 1, r"--measured notjson\.json: not JSON"),
+            ([inter], 1, r"--measured nothere\.json: cannot open it: No such file"),
+            ([inter], 1, r"--measured \.: not a regular file"),
+        ]:
+            trace = re.search(r"--measured (\S+):", pattern).group(1).replace("\\", "")
+            expect(args + ["--svg", "refused.svg", "--measured", trace], rc, pattern)
+            checks += 1
+            if os.path.exists("refused.svg"):
+                fail("--measured %s: a refused picture left refused.svg" % trace)
+        expect([inter, "--measured", "run.json", "--stats"], 2, r"--measured draws pprun's run under the prediction "
+               r"in a picture: give --svg or --html")
+        expect([inter, "--compare", "1f1b", "--measured", "run.json"], 2, r"--compare prints its table alone")
+        expect([inter, "--svg", "t.svg", "--measured", "run.json", "--measured", "run.json"], 2,
+               r"--measured given twice")
+
     expect_rc = subprocess.run([PPRUN, "plan.json", "--svg", "-"], capture_output=True, text=True)
     checks += 1
     if expect_rc.returncode != 2 or "--svg -: standard output carries" not in expect_rc.stderr:
