@@ -87,7 +87,11 @@ static int count(lay_read *r, size_t *i, long *n)
     if (t[k] < '0' || t[k] > '9')
         return fail(r, star, "'*' needs a count after it, as in t*3");
     *n = 0;
-    for (; t[k] >= '0' && t[k] <= '9'; k++) {
+    for (;; k++) { /* commas go first, even between digits: t*1,2 is t*12 */
+        size_t next = k + strspn(t + k, ",");
+        if (t[next] < '0' || t[next] > '9')
+            break;
+        k = next;
         *n = *n * 10 + (t[k] - '0');
         if (*n > PP_MAX_LAYERS)
             return fail(r, star, "a count of more than %d", PP_MAX_LAYERS);

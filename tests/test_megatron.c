@@ -48,6 +48,7 @@ START_TEST(megatron_examples)
         {"Et*0t|t*1|tL", 3, {1, 1, 1}},
         {"Et*12L", 1, {12}},
         {"Et|t*2|t,,*,3|tL", 4, {1, 2, 3, 1}}, /* commas go first: t*3 */
+        {"Et|t*1,2|t|tL", 4, {1, 12, 1, 1}},   /* ... even between digits: t*12 */
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         int b[8];

@@ -98,7 +98,7 @@ for args in written:
 
 # read: Megatron's parse of a string against ppcc's
 readable = ["Et*3|(tt|)*2,L", "Ettt|(tt|)*2,L", "E,t|t,t|t|tL", "Et|t*2|t,,*,3|tL", "(Et|)*1,t|t|tL",
-            "Et*0t|t*1|t|tL", "E|(t*2|)*2,tL", "Et|(t|)*2,tL"]
+            "Et*0t|t*1|t|tL", "E|(t*2|)*2,tL", "Et|(t|)*2,tL", "Et|t*1,2|t|tL", "E|(tt|),*2,tL"]
 for text in readable:
     checks += 1
     want = [row.count(LayerType.decoder) for row in PipelineParallelLayerLayout.parse_str_to_list(text)]
