@@ -121,12 +121,14 @@ static int unroll(lay_read *r)
     long group = -1;           /* first token of the open group, -1: none */
     size_t group_at = 0;
     long last = -1;            /* first token of what a '*' repeats, -1: nothing */
+    bool counted = false;      /* a count was the last thing read (commas aside) */
     for (size_t i = 0; t[i];) {
         unsigned char ch = (unsigned char)t[i];
         if (ch == ',') {
             i++;
         } else if (ch == 'E' || ch == 't' || ch == 'm' || ch == 'L' || ch == '|') {
             last = r->n;
+            counted = false;
             if (push(r, (char)ch, i))
                 return 1;
             i++;
@@ -136,6 +138,7 @@ static int unroll(lay_read *r)
             group = r->n;
             group_at = i;
             last = -1;
+            counted = false;
             i++;
         } else if (ch == ')') {
             if (group < 0)
@@ -152,9 +155,10 @@ static int unroll(lay_read *r)
                 return 1;
             group = -1;
             last = -1;
+            counted = true;
             i = k;
         } else if (ch == '*') {
-            if (last < 0 && i > 0 && t[i - 1] >= '0' && t[i - 1] <= '9')
+            if (counted)
                 return fail(r, i, "a count after a count (Megatron unrolls each '*' once: write t*6, not t*2*3)");
             if (last < 0)
                 return fail(r, i, "'*' repeats the layer or '|' right before it, and there is none");
@@ -163,10 +167,11 @@ static int unroll(lay_read *r)
             if (count(r, &k, &n) || repeat(r, last, n, i))
                 return 1;
             last = -1; /* Megatron unrolls each count once: t*2*3 is not t*6 */
+            counted = true;
             i = k;
         } else if (ch >= 0x80) {
             size_t len = 1;
-            while ((t[i + len] & 0xC0) == 0x80)
+            while (len < 4 && (t[i + len] & 0xC0) == 0x80)
                 len++;
             return fail(r, i, "unexpected '%.*s' (Megatron's layers are E, t, m and L, stages separated by '|')",
                         (int)len, t + i);

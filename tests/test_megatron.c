@@ -147,6 +147,8 @@ START_TEST(refusals_name_the_column)
         {"Et|t|tL", 4, 7, "column 8: 3 stages, but the schedule has 4"},
         {"Et|t|t|t|tL", 4, 8, "column 9: more than 4 stages"},
         {"Et*2*3|t|t|tL", 4, 4, "column 5: a count after a count"},
+        {"Et*2,*3|t|t|tL", 4, 5, "column 6: a count after a count"},
+        {"E(t|)*2*3|tL", 4, 7, "column 8: a count after a count"},
         {"E*|t|t|tL", 4, 1, "column 2: '*' needs a count"},
         {"E|*2t|t|tL", 4, 1, "column 2: stage 1 holds no block"}, /* '|*2' is '||' */
         {"Et|(t|(t|)*2)*1,L", 4, 6, "column 7: groups do not nest (the '(' at column 4 is still open)"},
