@@ -4,16 +4,19 @@
  * value, so `grep -o 'bubble=[^ ]*'` or a split on ' ' and '=' reads it.
  *
  *   schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=168
- *   compute_ops=64 makespan=33 bubble=27.27% peak_act=[4,3,2,1]
+ *   compute_ops=64 makespan=33 bubble=27.27% fill_drain=27.27%
+ *   imbalance=0.00% bottleneck_stage=none peak_act=[4,3,2,1]
  *   peak_mem=[4,3,2,1]
  *
- * (one line).  Without a simulation the last four keys are left out.
+ * (one line).  Without a simulation the keys from makespan on are left
+ * out.  fill_drain + imbalance is the bubble, and bottleneck_stage the
+ * busiest device's heaviest stage (bubble_split.c).
  * With a gpt on hardware (docs/hardware.md, "Views") the makespan is in
  * seconds (makespan=0.0297684s), tokens_per_s_per_device= and mfu= follow
  * the bubble, and with memory in bytes peak_mem is in one unit
  * ([8.00GB,6.00GB]).
  * A plan with collectives (a gpt's tied allreduce) adds allreduce= after
- * the bubble: the time of every collective, each counted once (pp_sim's
+ * the bubble's split: the time of every collective, each counted once (pp_sim's
  * coll_time).
  * peak_act counts the (stage, mb) sets held in full at once; peak_mem is
  * each device's peak memory (activation_memory.c), in the unit of
@@ -53,6 +56,13 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
         char t[32];
         fprintf(f, " makespan=%s bubble=%.2f%%", pp_time_show(&sim->units, sim->makespan, t, sizeof t),
                 sim->bubble * 100);
+        pp_bubble_split split;
+        pp_bubble_split_of(p, sim, &split);
+        fprintf(f, " fill_drain=%.2f%% imbalance=%.2f%%", split.fill_drain * 100, split.imbalance * 100);
+        if (split.stage >= 0)
+            fprintf(f, " bottleneck_stage=%d", split.stage);
+        else
+            fputs(" bottleneck_stage=none", f);
         if (p->ncoll > 0)
             fprintf(f, " allreduce=%s", pp_time_show(&sim->units, sim->coll_time, t, sizeof t));
         double tps, mfu;

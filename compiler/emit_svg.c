@@ -5,7 +5,8 @@
  * from disk in any browser.
  *
  *   - a title line and the summary, with the numbers and formats of
- *     --stats: makespan, bubble, peak memory per device;
+ *     --stats: makespan, bubble and its split (fill/drain, imbalance, the
+ *     bottleneck stage: bubble_split.c), peak memory per device;
  *   - one lane (<g class="lane">) per device, on one time axis: compute
  *     ops as boxes coloured by kind (F blue, B green, W orange, R purple)
  *     and shaded by micro-batch (darker = earlier), labelled with their
@@ -44,8 +45,16 @@ static void put_escaped(FILE *f, const char *s)
 static void put_summary(FILE *f, const pp_plan *p, const pp_sim *sim)
 {
     char t[48];
-    fprintf(f, "makespan=%s bubble=%.2f%% peak_mem=[", pp_time_show(&sim->units, sim->makespan, t, sizeof t),
-            sim->bubble * 100);
+    pp_bubble_split split;
+    pp_bubble_split_of(p, sim, &split);
+    fprintf(f, "makespan=%s bubble=%.2f%% fill_drain=%.2f%% imbalance=%.2f%% bottleneck_stage=",
+            pp_time_show(&sim->units, sim->makespan, t, sizeof t), sim->bubble * 100, split.fill_drain * 100,
+            split.imbalance * 100);
+    if (split.stage >= 0)
+        fprintf(f, "%d", split.stage);
+    else
+        fputs("none", f);
+    fputs(" peak_mem=[", f);
     for (int d = 0; d < p->devices; d++)
         fprintf(f, "%s%s", d ? "," : "", pp_mem_show(&sim->units, sim->peak_mem ? sim->peak_mem[d] : 0.0, t, sizeof t));
     fputc(']', f);
@@ -66,37 +75,31 @@ static long send_key(const pp_plan *p, const pp_op *op)
     return ((long)op->comm * p->stages + op->stage) * p->microbatches + op->mb;
 }
 
-int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
-                bool html)
+/* The height of one panel of D devices. */
+static int panel_height(int D) { return TOP + D * (LANE + GAP) + 34 + D * (MEM_H + GAP) + 24; }
+
+/* One timeline, drawn from y = 0 (the caller places it): title, summary
+ * (id "summary" for the first panel, "summary-N" for the N-th after it),
+ * lanes, transfers, memory. */
+static void draw_panel(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
+                       int index)
 {
-    if (!f || !p || !sim || !sim->start || !sim->end || p->devices < 1 || !p->dev)
-        return 1;
     int D = p->devices, M = p->microbatches > 0 ? p->microbatches : 1;
     double span = sim->makespan > 0 ? sim->makespan : 1;
     double scale = (WIDTH - LEFT - RIGHT) / span;
     int lanes_h = D * (LANE + GAP);
     int mem_top = TOP + lanes_h + 34;
-    int height = mem_top + D * (MEM_H + GAP) + 24;
     char name[64];
 
-    if (html) {
-        fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
-        put_escaped(f, p->schedule);
-        fputs(" timeline</title>\n<style>body{margin:16px;font-family:sans-serif;background:#fff}</style>\n"
-              "</head>\n<body>\n",
-              f);
-    } else
-        fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
-    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
-               "font-family=\"sans-serif\" font-size=\"11\">\n",
-            WIDTH, height, WIDTH, height);
-    fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", WIDTH, height);
     fputs("<text x=\"12\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", f);
     put_escaped(f, p->schedule);
     fprintf(f, ": %d devices, %d stages, %d micro-batches (", D, p->stages, p->microbatches);
     put_escaped(f, caption ? caption : "predicted");
     fputs(")</text>\n", f);
-    fputs("<text id=\"summary\" x=\"12\" y=\"38\">", f);
+    if (index == 0)
+        fputs("<text id=\"summary\" x=\"12\" y=\"38\">", f);
+    else
+        fprintf(f, "<text id=\"summary-%d\" x=\"12\" y=\"38\">", index);
     put_summary(f, p, sim);
     fputs("</text>\n", f);
     fprintf(f, "<text x=\"12\" y=\"54\" fill=\"#555\">F forward, B backward%s, W weight gradient, R recompute; "
@@ -244,8 +247,50 @@ int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_op
                 pp_mem_show(&sim->units, sim->peak_mem ? sim->peak_mem[d] : 0.0, shown, sizeof shown));
     }
     free(recomputing);
+}
+
+int pp_emit_svg_panels(FILE *f, const pp_plan *p, const pp_svg_panel *panels, int n, const pp_verify_opts *mem,
+                       bool html)
+{
+    if (!f || !p || !panels || n < 1 || p->devices < 1 || !p->dev)
+        return 1;
+    for (int k = 0; k < n; k++)
+        if (!panels[k].sim || !panels[k].sim->start || !panels[k].sim->end)
+            return 1;
+    int height = n * panel_height(p->devices) + (n - 1) * 16;
+    if (html) {
+        fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>", f);
+        put_escaped(f, p->schedule);
+        fputs(" timeline</title>\n<style>body{margin:16px;font-family:sans-serif;background:#fff}</style>\n"
+              "</head>\n<body>\n",
+              f);
+    } else
+        fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n", f);
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
+               "font-family=\"sans-serif\" font-size=\"11\">\n",
+            WIDTH, height, WIDTH, height);
+    fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"#ffffff\"/>\n", WIDTH, height);
+    for (int k = 0; k < n; k++) {
+        if (n == 1) {
+            draw_panel(f, p, panels[k].sim, mem, panels[k].caption, 0);
+            continue;
+        }
+        int y = k * (panel_height(p->devices) + 16);
+        if (k > 0)
+            fprintf(f, "<line x1=\"0\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\"/>\n", y - 8, WIDTH, y - 8);
+        fprintf(f, "<g class=\"panel\" data-panel=\"%d\" transform=\"translate(0,%d)\">\n", k, y);
+        draw_panel(f, p, panels[k].sim, mem, panels[k].caption, k);
+        fputs("</g>\n", f);
+    }
     fputs("</svg>\n", f);
     if (html)
         fputs("</body>\n</html>\n", f);
     return fflush(f) != 0 || ferror(f) ? 1 : 0;
+}
+
+int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
+                bool html)
+{
+    pp_svg_panel one = {sim, caption};
+    return pp_emit_svg_panels(f, p, &one, 1, mem, html);
 }

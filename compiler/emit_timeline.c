@@ -770,6 +770,17 @@ static void summary(const chart *c, FILE *f)
     char buf[64], t[32];
     snprintf(buf, sizeof buf, "bubble %.1f%%", c->sim->bubble * 100);
     wrap_put(&w, "", buf);
+    pp_bubble_split split;
+    pp_bubble_split_of(c->p, c->sim, &split);
+    snprintf(buf, sizeof buf, "(fill/drain %.1f%%,", split.fill_drain * 100);
+    wrap_put(&w, " ", buf);
+    snprintf(buf, sizeof buf, "imbalance %.1f%%,", split.imbalance * 100);
+    wrap_put(&w, " ", buf);
+    if (split.stage >= 0)
+        snprintf(buf, sizeof buf, "bottleneck stage %d)", split.stage);
+    else
+        snprintf(buf, sizeof buf, "balanced)");
+    wrap_put(&w, " ", buf);
     const pp_view_units *u = &c->sim->units;
     double makespan = c->sim->makespan > 0 ? c->sim->makespan : c->t1 - c->t0;
     if (u->seconds)

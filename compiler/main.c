@@ -39,11 +39,17 @@ static void usage(FILE *f)
           "  --trace FILE      write the predicted timeline as a Chrome/Perfetto trace\n"
           "  --svg FILE        write the predicted timeline as a picture (SVG)\n"
           "  --html FILE       the same picture in a page that opens from disk\n"
+          "  --measured TRACE  with --svg / --html: draw under the prediction the last\n"
+          "                    step of a pprun --trace TRACE of this plan\n"
           "  --emit torch-csv[=compute_only|compute_comms]\n"
           "                    -o writes PyTorch's schedule CSV instead of the plan\n"
           "                    (docs/torch.md).  FILE may be such a CSV (FILE.csv): its\n"
           "                    order is compiled as a custom one; --ranks N and\n"
           "                    --microbatches M check its shape\n"
+          "  --emit megatron-layout\n"
+          "                    -o writes a gpt's split of blocks over the stages as\n"
+          "                    Megatron's --pipeline-model-parallel-layout string\n"
+          "                    (docs/megatron.md)\n"
           "  --width N         with --timeline: its width in columns (default 80)\n"
           "  --compact         with --timeline: one character per op\n"
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
@@ -116,6 +122,7 @@ typedef struct emit_ctx {
     const pp_sim *sim;
     const pp_verify_opts *mem;
     int csv_format;
+    const pp_sim *measured; /* --measured's step, NULL without */
 } emit_ctx;
 
 static int write_plan(FILE *f, void *ctx)
@@ -131,23 +138,27 @@ static int write_trace(FILE *f, void *ctx)
     return pp_emit_trace(f, e->plan, e->sim, e->sim->units.seconds ? 1e6 : 1000.0);
 }
 
+static int write_megatron_layout(FILE *f, void *ctx)
+{
+    const emit_ctx *e = ctx;
+    return pp_megatron_layout_write(f, e->spec->model.layers_per_stage, e->spec->stages);
+}
+
 static int write_torch_csv(FILE *f, void *ctx)
 {
     const emit_ctx *e = ctx;
     return pp_emit_torch_csv(f, e->plan, e->csv_format);
 }
 
-static int write_svg(FILE *f, void *ctx)
+/* The prediction, and under it pprun's measured step when --measured gave one. */
+static int write_picture(FILE *f, const emit_ctx *e, bool html)
 {
-    const emit_ctx *e = ctx;
-    return pp_emit_svg(f, e->plan, e->sim, e->mem, "predicted", false);
+    pp_svg_panel panels[2] = {{e->sim, "predicted"}, {e->measured, "measured by pprun, microseconds"}};
+    return pp_emit_svg_panels(f, e->plan, panels, e->measured ? 2 : 1, e->mem, html);
 }
 
-static int write_html(FILE *f, void *ctx)
-{
-    const emit_ctx *e = ctx;
-    return pp_emit_svg(f, e->plan, e->sim, e->mem, "predicted", true);
-}
+static int write_svg(FILE *f, void *ctx) { return write_picture(f, ctx, false); }
+static int write_html(FILE *f, void *ctx) { return write_picture(f, ctx, true); }
 
 static void list_policies(void)
 {
@@ -169,7 +180,7 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
 
 enum {
     OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE,
-    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP, OPT_SHAPES
+    OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP, OPT_SHAPES, OPT_MEASURED
 };
 
 /* A --sweep has at most this many rows. */
@@ -181,7 +192,9 @@ typedef struct options {
     int ndefs;
     const char *src_path, *out_path, *trace_path, *compare, *width, *sweep;
     const char *svg_path, *html_path, *emit, *ranks, *microbatches;
+    const char *measured; /* --measured TRACE: pprun's trace, drawn under the prediction */
     int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
+    bool emit_layout; /* --emit megatron-layout: -o writes Megatron's layout string */
     int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
     int *sweep_values, nsweep; /* --sweep microbatches=...: the values, in order */
     bool timeline, stats, shapes;
@@ -253,6 +266,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"ranks", required_argument, NULL, OPT_RANKS},
         {"microbatches", required_argument, NULL, OPT_MICROBATCHES},
         {"sweep", required_argument, NULL, OPT_SWEEP},
+        {"measured", required_argument, NULL, OPT_MEASURED},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
@@ -305,13 +319,18 @@ static int parse_options(int argc, char **argv, options *o)
             if ((rc = path_once("--html", &o->html_path, optarg)) >= 0)
                 return rc;
             break;
+        case OPT_MEASURED:
+            if ((rc = path_once("--measured", &o->measured, optarg)) >= 0)
+                return rc;
+            break;
         case OPT_EMIT: {
             const char *fmt = !strcmp(optarg, "torch-csv") ? "compute_only"
                               : !strncmp(optarg, "torch-csv=", 10) ? optarg + 10
                                                                    : NULL;
-            if (!fmt || (o->csv_format = pp_torch_csv_format_from_name(fmt)) < 0)
-                return usage_error("--emit expects torch-csv, torch-csv=compute_only or torch-csv=compute_comms, "
-                                   "got '%s'", optarg);
+            o->emit_layout = !strcmp(optarg, "megatron-layout");
+            if (!o->emit_layout && (!fmt || (o->csv_format = pp_torch_csv_format_from_name(fmt)) < 0))
+                return usage_error("--emit expects torch-csv, torch-csv=compute_only, torch-csv=compute_comms or "
+                                   "megatron-layout, got '%s'", optarg);
             if ((rc = once("--emit", &o->emit, optarg)) >= 0)
                 return rc;
             break;
@@ -366,15 +385,17 @@ static int parse_options(int argc, char **argv, options *o)
         return usage_error("%s gives the shape of a PyTorch CSV (FILE.csv); a schedule file sets it with -D",
                            o->ranks ? "--ranks" : "--microbatches");
     if (o->emit && !o->out_path)
-        return usage_error("%s", "--emit torch-csv writes what -o OUT names: give -o");
-    if (o->compare && (o->svg_path || o->html_path || o->emit))
-        return usage_error("%s", "--compare prints its table alone: drop --svg, --html and --emit");
+        return usage_error("--emit %s writes what -o OUT names: give -o", o->emit_layout ? "megatron-layout" : "torch-csv");
+    if (o->compare && (o->svg_path || o->html_path || o->emit || o->measured))
+        return usage_error("%s", "--compare prints its table alone: drop --svg, --html, --measured and --emit");
     if (o->compare && (o->out_path || o->timeline || o->stats || o->trace_path))
         /* --compare compiles each policy in its own shape: no one plan to emit. */
         return usage_error("%s", "--compare prints its table alone: drop -o, --timeline, --stats and --trace");
     if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare || o->shapes))
         return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace, --compare and "
                                  "--shapes");
+    if (o->measured && !o->svg_path && !o->html_path)
+        return usage_error("%s", "--measured draws pprun's run under the prediction in a picture: give --svg or --html");
     /* what shapes the timeline needs one */
     if ((o->width || o->topts.compact) && !o->timeline)
         return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
@@ -404,14 +425,15 @@ static int compile(const options *o)
     pp_ast ast;
     pp_spec spec;
     pp_plan plan = {0};
-    pp_sim sim = {0};
-    bool have_sim = false;
+    pp_sim sim = {0}, measured = {0};
+    bool have_sim = false, have_measured = false;
     int rc = EXIT_INPUT;
     pp_define *mb_defs = NULL; /* microbatches = auto: the command line's defs and the chosen row's */
     pp_define *shape_defs = NULL; /* --shapes: the defs and the winner's settings */
 
     /* Outputs are checked, and their temporaries made, before any work. */
     if (pp_outputs_input(outs, "the schedule", o->src_path) ||
+        (o->measured && pp_outputs_input(outs, "--measured", o->measured)) ||
         (o->trace_path && !(trace_out = pp_outputs_file(outs, "--trace", o->trace_path))) ||
         (o->svg_path && !(svg_out = pp_outputs_file(outs, "--svg", o->svg_path))) ||
         (o->html_path && !(html_out = pp_outputs_file(outs, "--html", o->html_path))) ||
@@ -475,12 +497,17 @@ static int compile(const options *o)
     if (pp_compile(&spec, &plan, &sim, &diag)) /* balance = auto's report, if any, on stderr */
         goto done;
     have_sim = true;
-    if (o->emit && pp_torch_csv_check(&plan, &diag))
+    if (o->measured) {
+        if (pp_measured_read(o->measured, &plan, &sim, &measured, &diag))
+            goto done;
+        have_measured = true;
+    }
+    if (o->emit && (o->emit_layout ? pp_megatron_layout_check(&spec, &plan, &diag) : pp_torch_csv_check(&plan, &diag)))
         goto done;
 
     /* The outputs are committed last, so no error can come after they are in place. */
     pp_verify_opts mem = pp_verify_opts_of(&spec, true);
-    emit_ctx ectx = {&spec, &plan, &sim, &mem, o->csv_format};
+    emit_ctx ectx = {&spec, &plan, &sim, &mem, o->csv_format, have_measured ? &measured : NULL};
     if (o->timeline && pp_emit_timeline(text, &plan, &sim, &o->topts)) {
         pp_error(&diag, "cannot write the timeline");
         goto done;
@@ -500,7 +527,7 @@ static int compile(const options *o)
     if (html_out)
         pp_output_fill(html_out, write_html, &ectx);
     if (plan_out)
-        pp_output_fill(plan_out, o->emit ? write_torch_csv : write_plan, &ectx);
+        pp_output_fill(plan_out, o->emit_layout ? write_megatron_layout : o->emit ? write_torch_csv : write_plan, &ectx);
     if (pp_outputs_commit(outs))
         goto done;
     rc = 0;
@@ -510,6 +537,8 @@ done:
     pp_outputs_free(outs);
     if (have_sim)
         pp_sim_free(&sim, plan.devices);
+    if (have_measured)
+        pp_sim_free(&measured, plan.devices);
     pp_plan_free(&plan);
     pp_arena_free(&arena);
     return rc;

@@ -1205,6 +1205,18 @@ typedef struct pp_timeline_opts {
     bool compact;  /* one character per op */
 } pp_timeline_opts;
 
+/* bubble_split.c: the bubble as fill/drain plus imbalance, and the
+ * bottleneck (docs/timeline.md, "The bubble, split"): one computation,
+ * printed alike by --stats, the text timeline and the pictures. */
+typedef struct pp_bubble_split {
+    double fill_drain; /* (makespan - the busiest device's busy) / makespan */
+    double imbalance;  /* sum over devices of (that busy - theirs) / (devices * makespan) */
+    int device;        /* the busiest device; -1 when every device is as busy */
+    int stage;         /* its stage with the most compute per micro-batch; -1 with device */
+    double stage_time; /* that compute time per micro-batch */
+} pp_bubble_split;
+void pp_bubble_split_of(const pp_plan *p, const pp_sim *sim, pp_bubble_split *out);
+
 int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o);
 int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim);
 /* Chrome / Perfetto trace-event JSON of a timeline; ts = time * us_per_unit. */
@@ -1215,6 +1227,24 @@ int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_un
  * says what it shows ("predicted"); html wraps it in a page. */
 int pp_emit_svg(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_verify_opts *mem, const char *caption,
                 bool html);
+/* Several timelines of one plan in one picture, one above the other, each
+ * on its own time axis (ppcc --measured: the prediction, then the run). */
+typedef struct pp_svg_panel {
+    const pp_sim *sim;
+    const char *caption; /* "predicted", "measured, microseconds" */
+} pp_svg_panel;
+int pp_emit_svg_panels(FILE *f, const pp_plan *p, const pp_svg_panel *panels, int n, const pp_verify_opts *mem,
+                       bool html);
+
+/* measured.c: a measured step as a pp_sim (docs/timeline.md, "Predicted
+ * and measured").  pp_sim_measured: from start and end (filled, op by op,
+ * on pp_sim_alloc's layout), each device's busy time, the makespan (the
+ * flush's start) and the bubble.  pp_measured_read: the last step of
+ * pprun's --trace file at path, which must be a run of plan p, into out
+ * (pp_sim_free releases it); microseconds from the step's first op; peak
+ * memory is predicted's, which follows the op order alone. */
+void pp_sim_measured(const pp_plan *p, pp_sim *sim);
+int pp_measured_read(const char *path, const pp_plan *p, const pp_sim *predicted, pp_sim *out, pp_diag *d);
 
 /* torch_csv_write.c: the plan as PyTorch's schedule CSV (docs/torch.md). */
 enum pp_torch_csv_format { PP_TORCH_CSV_COMPUTE_ONLY = 0, PP_TORCH_CSV_COMPUTE_COMMS = 1 };
@@ -1224,5 +1254,15 @@ int pp_torch_csv_format_from_name(const char *name); /* -1 if unknown */
  * op, asynchronous weights, a placement other than loop or V. */
 int pp_torch_csv_check(const pp_plan *p, pp_diag *d);
 int pp_emit_torch_csv(FILE *f, const pp_plan *p, int format);
+
+/* megatron_layout.c: Megatron-LM's --pipeline-model-parallel-layout
+ * (docs/megatron.md).  Reads text into blocks[stages], a gpt's blocks per
+ * stage; 1, with msg ("column N: ...") and *at (the byte of text it
+ * names), for what Megatron or ppcc cannot read. */
+int pp_megatron_layout_read(const char *text, int stages, int *blocks, char *msg, size_t msgsize, size_t *at);
+/* blocks[S] as the canonical layout string, on one line. */
+int pp_megatron_layout_write(FILE *f, const int *blocks, int S);
+/* --emit megatron-layout: a gpt on the loop placement, or an error. */
+int pp_megatron_layout_check(const pp_spec *s, const pp_plan *p, pp_diag *d);
 
 #endif

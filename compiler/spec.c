@@ -37,7 +37,7 @@ static const struct {
     {"layers", S_LAYERS}, {"hidden", S_HIDDEN}, {"batch", S_BATCH}, {"lr", S_LR}, {"seed", S_SEED},
     {"recompute", S_RECOMPUTE}, {"recompute_stages", S_RECOMPUTE_STAGES},
     {"heads", S_HEADS}, {"ffn", S_FFN}, {"seq", S_SEQ}, {"vocab", S_VOCAB}, {"tie", S_TIE}, {"data", S_DATA},
-    {"precision", S_PRECISION},
+    {"precision", S_PRECISION}, {"layout", S_LAYOUT},
 };
 
 /* The blocks that are not settings themselves (`cost { F = 2 }`), with a
@@ -288,6 +288,12 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
         }
         if (!*v->text) {
             bad_value(c, o, k->name, v, "expected a file name, not an empty one");
+            return;
+        }
+        break;
+    case K_LAYOUT:
+        if (v->kind != PP_VAL_STRING) {
+            bad_value(c, o, k->name, v, "expected Megatron's layout in double quotes, as in layout = \"Ett|tt|tt|ttL\"");
             return;
         }
         break;
@@ -559,7 +565,7 @@ static void apply_define(ctx *c, int i)
         break;
     }
     char err[160];
-    const pp_value *v = t.kind == T_SETTING && spec_keys[t.slot].kind == K_PATH
+    const pp_value *v = t.kind == T_SETTING && (spec_keys[t.slot].kind == K_PATH || spec_keys[t.slot].kind == K_LAYOUT)
                             ? path_value(c, spec_def_value(c, i))
                             : pp_parse_value(spec_def_value(c, i), c->a, err, sizeof err);
     if (!v) {

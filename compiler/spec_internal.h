@@ -29,7 +29,7 @@ enum slot {
     S_MODEL, S_LAYERS, S_HIDDEN, S_BATCH, S_OPTIMIZER, S_LR, S_SEED, S_BALANCE,
     S_RECOMPUTE, S_RECOMPUTE_STAGES, S_MEM_INPUT,
     /* model gpt only (docs/gpt.md) */
-    S_HEADS, S_FFN, S_SEQ, S_VOCAB, S_TIE, S_BETA1, S_BETA2, S_EPS, S_WEIGHT_DECAY, S_DATA, S_PRECISION,
+    S_HEADS, S_FFN, S_SEQ, S_VOCAB, S_TIE, S_BETA1, S_BETA2, S_EPS, S_WEIGHT_DECAY, S_DATA, S_PRECISION, S_LAYOUT,
     /* the hardware description (docs/hardware.md) */
     S_HARDWARE, S_HW_FP32, S_HW_TF32, S_HW_BF16, S_HW_EFFICIENCY, S_HW_MEMORY, S_HW_PER_NODE, S_HW_NODE_BW,
     S_HW_NODE_LAT, S_HW_NET_BW, S_HW_NET_LAT,
@@ -47,6 +47,7 @@ enum kind {
     K_UNIT,      /* number in [0, 1) */
     K_PATH,      /* a file name: a string in the file, the text as given after -D NAME= */
     K_BYTES,     /* a size: a number >= 0 (the file's unit), or with a unit, 80GB (bytes) */
+    K_LAYOUT,    /* Megatron's layout: a string in the file, the text as given after -D NAME= */
 };
 
 typedef struct key_def {

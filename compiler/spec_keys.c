@@ -51,6 +51,7 @@ const key_def spec_keys[S__COUNT] = {
     [S_WEIGHT_DECAY] = {"model.weight_decay", K_NUM, 0, 0, false},
     [S_DATA] = {"model.data", K_PATH, 0, 0, false},
     [S_PRECISION] = {"model.precision", K_WORD, 0, 0, false},
+    [S_LAYOUT] = {"model.layout", K_LAYOUT, 0, 0, false}, /* Megatron's, docs/megatron.md */
     /* docs/hardware.md: a preset, `hardware h100 { ... }`, and its fields */
     [S_HARDWARE] = {"hardware", K_WORD, 0, 0, true},
     [S_HW_FP32] = {"hardware.fp32_tflops", K_POS, 0, 0, false},

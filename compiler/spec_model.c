@@ -18,7 +18,8 @@
 
 /* Settings only model gpt takes, and of those, only its optimizer adamw. */
 static const enum slot gpt_only[] = {S_HEADS, S_FFN,          S_SEQ,  S_VOCAB,        S_TIE,      S_BETA1,
-                                     S_BETA2, S_EPS,          S_DATA, S_WEIGHT_DECAY, S_PRECISION};
+                                     S_BETA2, S_EPS,          S_DATA, S_WEIGHT_DECAY, S_PRECISION,
+                                     S_LAYOUT};
 static const enum slot adamw_only[] = {S_BETA1, S_BETA2, S_EPS, S_WEIGHT_DECAY};
 
 static const char *word_or(const ctx *c, enum slot s, const char *dflt)
@@ -31,7 +32,8 @@ static const char *word_or(const ctx *c, enum slot s, const char *dflt)
  * layers are known) or, without one, as even a split as possible, the
  * earlier stages taking the extra ones.  Every mlp stage holds a layer; a
  * gpt's first and last stage hold the embedding and the head, and may hold
- * no block.  A layer_costs list defines the layers too, and must agree. */
+ * no block.  A layer_costs list defines the layers too, and must agree; a
+ * gpt's model.layout (Megatron's string, megatron_layout.c) is a list. */
 static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
 {
     int S = spec->stages;
@@ -47,7 +49,24 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
                     "layer_costs: model gpt derives its layers from its dimensions (docs/gpt.md); drop this block");
         spec->layers = NULL;
     }
-    if (bs->set && bs->v->kind == PP_VAL_WORD) {
+    const setting *ls = &c->set[S_LAYOUT]; /* Megatron's layout string: a list of blocks by another name */
+    bool layout_refused = false;
+    if (gpt && ls->set && bs->set) {
+        spec_report_key(c, S_LAYOUT, "give model.layout or model.balance, not both (each splits the blocks over "
+                        "the stages)");
+    } else if (gpt && ls->set) {
+        char msg[400];
+        size_t at = 0;
+        if (pp_megatron_layout_read(ls->v->text, S, m->layers_per_stage, msg, sizeof msg, &at)) {
+            spec_report_at(c, &ls->at, ls->v->offset + 1 + at, "model.layout", "%s", msg);
+            layout_refused = true;
+        } else {
+            m->balance = PP_BALANCE_LIST;
+            balanced = true;
+            for (int i = 0; i < S; i++)
+                sum += m->layers_per_stage[i];
+        }
+    } else if (bs->set && bs->v->kind == PP_VAL_WORD) {
         const char *w = bs->v->text;
         m->balance = !strcmp(w, "auto")         ? PP_BALANCE_AUTO
                      : !strcmp(w, "parameters") ? PP_BALANCE_PARAMETERS
@@ -95,10 +114,13 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
     m->layers = (int)spec_get(c, S_LAYERS, dflt);
     if (listed && m->layers != spec->n_layers) {
         spec_report_key(c, S_LAYERS, "%d layers, but layer_costs lists %d", m->layers, spec->n_layers);
-    } else if (!gpt && c->layer_costs && !spec->layers) {
-        /* the list's errors are reported */
+    } else if ((!gpt && c->layer_costs && !spec->layers) || layout_refused) {
+        /* the list's or the layout's errors are reported */
     } else if (balanced && m->layers == 0) {
-        spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to 0, but a model needs a block");
+        if (ls->set)
+            spec_report_at(c, &ls->at, ls->v->offset, "model.layout", "no t: a model needs a block");
+        else
+            spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to 0, but a model needs a block");
     } else if (!gpt && m->layers < S) {
         if (listed && !c->set[S_LAYERS].set)
             pp_error_at(c->d, c->src, c->layer_costs->offset,
@@ -108,8 +130,12 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
             spec_report_key(c, S_LAYERS, "%d layers cannot fill %d stages (each stage needs at least one layer)",
                             m->layers, S);
     } else if (balanced && sum != m->layers) {
-        spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to %ld, but model.layers = %d", sum,
-                       m->layers);
+        if (ls->set)
+            spec_report_at(c, &ls->at, ls->v->offset, "model.layout", "%ld blocks (t), but model.layers = %d", sum,
+                           m->layers);
+        else
+            spec_report_at(c, &bs->at, bs->v->offset, "model.balance", "entries sum to %ld, but model.layers = %d",
+                           sum, m->layers);
     } else if (!balanced && ruled && m->layers + 2 < S) {
         spec_report_key(c, S_LAYERS, "%d blocks cannot fill %d stages (with the embedding and the head, %d layers: "
                         "every stage needs one, every middle stage a block)", m->layers, S, m->layers + 2);

@@ -59,13 +59,7 @@ void pr_measured_sim(const pp_plan *p, const pr_run_result *r, pp_sim *sim)
             size_t at = (size_t)k * n + i;
             sim->start[dv][i] = (r->start[dv][at] - t0) * 1e6;
             sim->end[dv][i] = (r->end[dv][at] - t0) * 1e6;
-            if (pp_op_is_compute(p->dev[dv].ops[i].kind))
-                sim->busy[dv] += sim->end[dv][i] - sim->start[dv][i];
-            /* the flush waits for the slowest device: the step ends when it starts */
-            double e = p->dev[dv].ops[i].kind == PP_OP_FLUSH ? sim->start[dv][i] : sim->end[dv][i];
-            if (e > sim->makespan)
-                sim->makespan = e;
         }
     }
-    sim->bubble = pp_bubble(sim->busy, p->devices, sim->makespan);
+    pp_sim_measured(p, sim); /* busy, makespan, bubble: as ppcc --measured reads a trace */
 }

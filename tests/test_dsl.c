@@ -524,7 +524,7 @@ static const char *const golden_cases[] = {
     "placement_length", "too_few_layers", "block_value_mixup", "model_kind", "too_many_errors",
     /* model gpt */
     "gpt_heads", "gpt_fill", "gpt_balance_middle", "gpt_batch", "gpt_absurd", "gpt_sizes", "gpt_wrong_model",
-    "gpt_sgd_betas",
+    "gpt_sgd_betas", "gpt_layout_mtp", "gpt_layout_stages",
     /* hardware and units */
     "hw_preset", "hw_fields", "hw_no_preset", "hw_mlp", "hw_costs", "mem_units", "mem_unknown_unit", "mem_negative",
     /* layers (docs/costs.md) */

@@ -662,7 +662,8 @@ START_TEST(timeline_gpipe_4x8)
         int col = m * per_unit;
         ck_assert_msg(strncmp(row + col, label, 2) == 0, "%s not at column %d", label, col);
     }
-    ck_assert_ptr_nonnull(strstr(text, "bubble 27.3%  makespan 33.0  peak memory: d0 8, d1 8, d2 8, d3 8\n"));
+    ck_assert_ptr_nonnull(strstr(text, "bubble 27.3% (fill/drain 27.3%, imbalance 0.0%, balanced)  makespan 33.0\n"
+                                       "  peak memory: d0 8, d1 8, d2 8, d3 8\n"));
     free(text);
     timeline_golden(&t, 80, false, "tests/golden/emit/gpipe_4x8.txt");
     tplan_free(&t);
@@ -911,6 +912,69 @@ END_TEST
 /* stats                                                               */
 /* ================================================================== */
 
+/* The bubble's split (bubble_split.c): fill/drain is the busiest
+ * device's idle share, imbalance what the others idle beyond it; they add
+ * up to the bubble; the bottleneck is the busiest device's heaviest stage. */
+START_TEST(bubble_split_formulas)
+{
+    /* 2 devices, 4 stages (loop), 1 micro-batch: d0 runs F0 [0,1) and
+     * F2 [1,4), d1 runs F1 [0,2); the step ends at 5. */
+    int pl[4] = {0, 1, 0, 1};
+    pp_plan p;
+    ck_assert_int_eq(pp_plan_init(&p, "x", 2, 4, 1, pl), 0);
+    pp_plan_push(&p, 0, (pp_op){.kind = PP_OP_F, .stage = 0, .mb = 0, .peer = -1, .group = -1});
+    pp_plan_push(&p, 0, (pp_op){.kind = PP_OP_F, .stage = 2, .mb = 0, .peer = -1, .group = -1});
+    pp_plan_push(&p, 1, (pp_op){.kind = PP_OP_F, .stage = 1, .mb = 0, .peer = -1, .group = -1});
+    double s0[2] = {0, 1}, e0[2] = {1, 4}, s1[1] = {0}, e1[1] = {2}, *st[2] = {s0, s1}, *en[2] = {e0, e1};
+    double busy[2] = {4, 2};
+    pp_sim sim = {.makespan = 5, .busy = busy, .start = st, .end = en};
+    sim.bubble = pp_bubble(busy, 2, 5);
+    pp_bubble_split b;
+    pp_bubble_split_of(&p, &sim, &b);
+    ck_assert_double_eq_tol(sim.bubble, 0.4, 1e-15);
+    ck_assert_double_eq_tol(b.fill_drain, 0.2, 1e-15);
+    ck_assert_double_eq_tol(b.imbalance, 0.2, 1e-15);
+    ck_assert_int_eq(b.device, 0);
+    ck_assert_int_eq(b.stage, 2);
+    ck_assert_double_eq_tol(b.stage_time, 3, 1e-15);
+    capture c;
+    cap_open(&c);
+    ck_assert_int_eq(pp_emit_stats(c.f, &p, &sim), 0);
+    char *text = cap_close(&c);
+    ck_assert_ptr_nonnull(strstr(text, " bubble=40.00% fill_drain=20.00% imbalance=20.00% bottleneck_stage=2\n"));
+    free(text);
+    /* every device as busy: no bottleneck; the bubble is fill/drain */
+    busy[1] = 4;
+    sim.bubble = pp_bubble(busy, 2, 5);
+    pp_bubble_split_of(&p, &sim, &b);
+    ck_assert_int_eq(b.device, -1);
+    ck_assert_int_eq(b.stage, -1);
+    ck_assert_double_eq_tol(b.fill_drain + b.imbalance, sim.bubble, 1e-15);
+    ck_assert_double_eq_tol(b.imbalance, 0, 1e-15);
+    /* no time at all: nothing */
+    sim.makespan = 0;
+    pp_bubble_split_of(&p, &sim, &b);
+    ck_assert(b.fill_drain == 0 && b.imbalance == 0 && b.stage == -1);
+    pp_plan_free(&p);
+
+    /* a simulated 1F1B whose stage 2 takes twice as long: it is the bottleneck,
+     * and the parts add up to the bubble */
+    tplan t;
+    build(&t, ONE_F_ONE_B, 4, 1, 8, false);
+    simulate(&t, 1, 2, 0, 0);
+    for (int i = 0; i < t.p.dev[2].n; i++) /* stretch d2's ops in place: busy only */
+        if (pp_op_is_compute(t.p.dev[2].ops[i].kind))
+            t.sim.busy[2] += t.sim.end[2][i] - t.sim.start[2][i];
+    t.sim.bubble = pp_bubble(t.sim.busy, 4, t.sim.makespan * 2);
+    t.sim.makespan *= 2;
+    pp_bubble_split_of(&t.p, &t.sim, &b);
+    ck_assert_double_eq_tol(b.fill_drain + b.imbalance, t.sim.bubble, 1e-12);
+    ck_assert_int_eq(b.device, 2);
+    ck_assert_int_eq(b.stage, 2);
+    tplan_free(&t);
+}
+END_TEST
+
 START_TEST(stats_line)
 {
     tplan t;
@@ -923,7 +987,8 @@ START_TEST(stats_line)
     char *text = cap_close(&c);
     ck_assert_str_eq(text,
                      "schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=168 compute_ops=64 "
-                     "makespan=33 bubble=27.27% peak_act=[4,3,2,1] peak_mem=[4,3,2,1]\n"
+                     "makespan=33 bubble=27.27% fill_drain=27.27% imbalance=0.00% bottleneck_stage=none "
+                     "peak_act=[4,3,2,1] peak_mem=[4,3,2,1]\n"
                      "schedule=1f1b devices=4 stages=4 chunks=1 microbatches=8 ops=168 compute_ops=64\n");
     free(text);
     tplan_free(&t);
@@ -1026,6 +1091,7 @@ static Suite *emit_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("stats_trace");
     tcase_add_test(tc, stats_line);
+    tcase_add_test(tc, bubble_split_formulas);
     tcase_add_test(tc, trace_round_trip);
     suite_add_tcase(s, tc);
     return s;

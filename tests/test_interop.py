@@ -6,6 +6,10 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
   a CSV read back gives the same plan (--stats equal, the same CSV again);
   what PyTorch cannot run (asynchronous weights, recompute as an op, a
   placement list) is refused, exit 1, nothing written; option misuse exits 2;
+- Megatron's layout string: a gpt's split written (lists, virtual stages,
+  balance = auto), read back as model.layout to the same split and written
+  again to the same string; refused for an mlp and a V placement (exit 1,
+  nothing written); an MTP layer refused at its column;
 - import: a malformed CSV is reported at its row and column, a deadlocking
   one names its cycle, a shape that contradicts --ranks / --microbatches /
   -D is refused;
@@ -15,6 +19,10 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
   script or fetches anything; the README's picture is what ppcc draws
   today; pprun's --svg of a run has the same lanes, and the summary of
   its own measured --timeline; pprun --timeline takes --width and --compact;
+  ppcc --measured draws the prediction and, under it, the run read from
+  pprun's --trace, the same ops and summary as pprun's own --svg; a trace of
+  another plan, cut short, doubled, renamed, ppcc's own or not JSON is
+  refused (exit 1, nothing written);
 - the text timeline of 8 devices x 32 micro-batches x 2 chunks at 80
   columns (in parts): its golden, and every op's micro-batch read back.
 
@@ -154,6 +162,43 @@ with tempfile.TemporaryDirectory() as tmp:
     expect([pp, "--emit", "torch-csv=comms", "-o", "x.csv"], 2, r"--emit expects")
     expect([pp, "--ranks", "4", "--stats"], 2, r"--ranks gives the shape of a PyTorch CSV")
 
+    # ------------------------------------------------------- Megatron's layout
+    import json
+    gpt = [os.path.join(SCHED, "gpt.pp"), "-D", "data=none"]
+    for extra in ([], ["-D", "layers=10", "-D", "model.balance=[0,4,4,2]"],
+                  ["-D", "layers=13", "-D", "virtual=2", "-D", "schedule=interleaved",
+                   "-D", "model.balance=[1,2,2,2,2,2,2,0]"],
+                  ["-D", "devices=1", "-D", "layers=3"]):
+        text = expect(gpt + extra + ["--emit", "megatron-layout", "-o", "-"], 0).strip()
+        balance = json.loads(run(gpt + extra + ["-o", "-"]).stdout)["model"]["blocks_per_stage"]
+        layers = [a for a in extra if a.startswith("layers=")] or ["layers=4"]
+        shape = [a for a in extra if a.startswith(("devices=", "virtual=", "schedule="))]
+        again = gpt + sum((["-D", a] for a in layers + shape), []) + ["-D", "layout=" + text]
+        back = json.loads(run(again + ["-o", "-"]).stdout)["model"]["blocks_per_stage"]
+        text2 = expect(again + ["--emit", "megatron-layout", "-o", "-"], 0).strip()
+        checks += 1
+        if back != balance or text2 != text:
+            fail("megatron layout %s: %r read back as %s (want %s), written again %r" % (extra, text, back, balance, text2))
+    auto = [os.path.join(SCHED, "gpt2-small-4gpu.pp"), "-D", "model.balance=auto"]
+    found = json.loads(run(auto + ["-o", "-"]).stdout)["model"]["blocks_per_stage"]
+    expect(auto + ["--emit", "megatron-layout", "-o", "-"], 0)
+    text = run(auto + ["--emit", "megatron-layout", "-o", "-"]).stdout.strip()  # the report is on stderr
+    back = json.loads(run([os.path.join(SCHED, "gpt2-small-4gpu.pp"), "-D", "layout=" + text, "-o", "-"]).stdout)
+    checks += 1
+    if back["model"]["blocks_per_stage"] != found:
+        fail("balance = auto's %s written as %r reads back as %s" % (found, text, back["model"]["blocks_per_stage"]))
+    for args, pattern in [
+        ([pp], r"--emit megatron-layout: Megatron's layout places a transformer's .*this is model mlp"),
+        (gpt + ["-D", "schedule=zbv", "-D", "virtual=2", "-D", "placement=vshape", "-D", "layers=8"],
+         r"Megatron puts stage i on rank i mod 4 \(placement loop\), but stage 4 is on device 3"),
+    ]:
+        expect(args + ["--emit", "megatron-layout", "-o", "refused.txt"], 1, pattern)
+        checks += 1
+        if os.path.exists("refused.txt"):
+            fail("%s: a refused layout left refused.txt" % args)
+    expect(gpt + ["--emit", "megatron-layout"], 2, r"--emit megatron-layout writes what -o OUT names: give -o")
+    expect(gpt + ["-D", "layout=Et|tm|t|tL", "--stats"], 1, r"column 5: m is Megatron's multi-token prediction")
+
     # ---------------------------------------------------------------- import
     write("ok.csv", "0F0,0F1,0B0,0B1\r\n1F0,1B0,1F1,1B1\r\n")
     expect(["ok.csv", "--ranks", "2", "--microbatches", "2", "--stats"], 0, r"schedule=custom devices=2 stages=2")
@@ -223,7 +268,8 @@ with tempfile.TemporaryDirectory() as tmp:
         if len(memory) != D:
             fail("%s: %d memory curves for %d devices" % (name, len(memory), D))
         summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
-        want = "makespan=%s bubble=%s peak_mem=%s" % (st["makespan"], st["bubble"], st["peak_mem"])
+        want = "makespan=%s bubble=%s fill_drain=%s imbalance=%s bottleneck_stage=%s peak_mem=%s" % (
+            st["makespan"], st["bubble"], st["fill_drain"], st["imbalance"], st["bottleneck_stage"], st["peak_mem"])
         if summary != want:
             fail("%s: the SVG's summary %r is not --stats' %r" % (name, summary, want))
         boxes = sum(1 for lane in lanes for g in lane.iter(SVG + "g") if g is not lane and g.find(SVG + "rect/" + SVG + "title") is not None)
@@ -252,17 +298,104 @@ with tempfile.TemporaryDirectory() as tmp:
         root = ET.parse("m.svg").getroot()
         lanes = [g for g in root.iter(SVG + "g") if g.get("class") == "lane"]
         summary = next((t.text for t in root.iter(SVG + "text") if t.get("id") == "summary"), "")
-        m = re.search(r"bubble ([\d.]+)%  makespan ([\d.]+)  peak memory: (.*)", r.stdout.replace("\n  ", " "))
-        s = re.match(r"makespan=([\d.e+]+) bubble=([\d.]+)% peak_mem=\[(.*)\]", summary or "")
+        m = re.search(r"bubble ([\d.]+)% \(fill/drain ([\d.]+)%, imbalance ([\d.]+)%, (?:bottleneck stage )?(\w+)\)"
+                      r"\s+makespan ([\d.]+)\s+peak memory: (.*)", r.stdout.replace("\n  ", " "))
+        s = re.match(r"makespan=([\d.e+]+) bubble=([\d.]+)% fill_drain=([\d.]+)% imbalance=([\d.]+)% "
+                     r"bottleneck_stage=(\w+) peak_mem=\[(.*)\]", summary or "")
         checks += 2
         if len(lanes) != 4 or "measured" not in "".join(root.itertext()):
             fail("pprun --svg: %d lanes, want 4, titled measured" % len(lanes))
-        if not m or not s or abs(float(s.group(2)) - float(m.group(1))) > 0.051 or \
-                abs(float(s.group(1)) - float(m.group(2))) > 0.006 * float(m.group(2)) or \
-                ["d%d %s" % (d, v) for d, v in enumerate(s.group(3).split(","))] != m.group(3).strip().split(", "):
+        if not m or not s or any(abs(float(s.group(k)) - float(m.group(k - 1))) > 0.051 for k in (2, 3, 4)) or \
+                s.group(5) != m.group(4).replace("balanced", "none") or \
+                abs(float(s.group(1)) - float(m.group(5))) > 0.006 * float(m.group(5)) or \
+                abs(float(s.group(3)) + float(s.group(4)) - float(s.group(2))) > 0.011 or \
+                ["d%d %s" % (d, v) for d, v in enumerate(s.group(6).split(","))] != m.group(6).strip().split(", "):
             fail("pprun --svg summary %r is not its --timeline's:\n%s" % (summary, r.stdout))
         if open("m.svg").read()[open("m.svg").read().index("<svg"):] not in open("m.html").read():
             fail("pprun --html does not hold its SVG")
+    # ppcc --measured: the prediction and pprun's run in one picture, the run
+    # read from pprun's --trace as pprun's own --svg draws it
+    inter = os.path.join(SCHED, "interleaved.pp")
+    r = subprocess.run([PPRUN, "plan.json", "--backend", "cpu", "--steps", "2", "--trace", "run.json", "--svg",
+                        "own.svg"], capture_output=True, text=True)
+    checks += 1
+    if r.returncode:
+        fail("pprun --trace exited %d:\n%s" % (r.returncode, r.stderr))
+    else:
+        expect([inter, "--svg", "both.svg", "--html", "both.html", "--measured", "run.json"], 0)
+        root = ET.parse("both.svg").getroot()
+        panels = [g for g in root.iter(SVG + "g") if g.get("class") == "panel"]
+        texts = {t.get("id"): t.text for t in root.iter(SVG + "text") if t.get("id")}
+        own = ET.parse("own.svg").getroot()
+        own_summary = next(t.text for t in own.iter(SVG + "text") if t.get("id") == "summary")
+
+        def boxes(g):
+            """(device, op name, start, end) of every box, from its <title>."""
+            out = []
+            for lane in g.iter(SVG + "g"):
+                if lane.get("class") != "lane":
+                    continue
+                for t in lane.iter(SVG + "title"):
+                    m = re.match(r"(\S+) on device (\d+): .* ([-\d.e+]+) to ([-\d.e+]+)$", t.text)
+                    if m:
+                        out.append((int(m.group(2)), m.group(1), float(m.group(3)), float(m.group(4))))
+            return out
+
+        checks += 4
+        lanes = [[g.get("data-device") for g in p.iter(SVG + "g") if g.get("class") == "lane"] for p in panels]
+        if len(panels) != 2 or lanes != [["0", "1", "2", "3"]] * 2:
+            fail("--measured: %d panels with lanes %s, want 2 of 4" % (len(panels), lanes))
+        if not (texts.get("summary") or "").startswith("makespan=%s " % stats([inter])["makespan"]):
+            fail("--measured: the first panel is not the prediction: %r" % texts.get("summary"))
+        got, want = (panels[1:] and boxes(panels[1])) or [], boxes(own)
+        if len(got) != len(want) or any(a[:2] != b[:2] or abs(a[2] - b[2]) > 0.01 + 1e-5 * abs(b[2]) or
+                                        abs(a[3] - b[3]) > 0.01 + 1e-5 * abs(b[3]) for a, b in zip(got, want)):
+            fail("--measured: the measured panel's ops are not pprun --svg's of the same run (%d, %d boxes)" %
+                 (len(got), len(want)))
+        a = dict(kv.split("=", 1) for kv in (texts.get("summary-1") or "").split())
+        b = dict(kv.split("=", 1) for kv in own_summary.split())
+        if a.get("peak_mem") != b.get("peak_mem") or a.get("bottleneck_stage") != b.get("bottleneck_stage") or \
+                any(abs(float(a.get(k, "nan").rstrip("%")) - float(b[k].rstrip("%"))) > 0.011 + 1e-5 * float(b[k].rstrip("%"))
+                    for k in ("makespan", "bubble", "fill_drain", "imbalance")):
+            fail("--measured: summary %r, pprun's own %r" % (texts.get("summary-1"), own_summary))
+        checks += 1
+        if open("both.svg").read()[open("both.svg").read().index("<svg"):] not in open("both.html").read():
+            fail("--measured: the page does not hold the picture")
+        # refusals: nothing written
+        ev = __import__("json").load(open("run.json"))
+        x = [e for e in ev["traceEvents"] if e.get("ph") == "X"]
+        last = [e for e in x if e["args"]["step"] == 1]
+        cut = dict(ev, traceEvents=[e for e in ev["traceEvents"] if e is not last[3]])
+        twice = dict(ev, traceEvents=ev["traceEvents"] + [last[5]])
+        renamed = dict(ev, traceEvents=[dict(e, name="F9.9") if e is last[0] else e for e in ev["traceEvents"]])
+        for name, obj in (("cut.json", cut), ("twice.json", twice), ("renamed.json", renamed)):
+            write(name, __import__("json").dumps(obj))
+        expect([inter, "--trace", "predicted.json"], 0)
+        write("notjson.json", "{\"traceEvents\": [")
+        for args, rc, pattern in [
+            ([inter, "-D", "microbatches=4"], 1, r"--measured run\.json: traceEvents\[\d+\]: .*a trace of another plan"),
+            ([inter], 1, r"--measured cut\.json: step 1 has no event for device \d+'s op \d+ \([^)]+\): a trace of another "
+                         r"plan, or cut short"),
+            ([inter], 1, r"--measured twice\.json: traceEvents\[\d+\]: device \d+'s op \d+ \([^)]+\) of step 1 is there twice"),
+            ([inter], 1, r"--measured renamed\.json: traceEvents\[\d+\]: device 0's op \d+ is \S+ in this plan, 'F9\.9' in "
+                         r"the trace"),
+            ([inter], 1, r"--measured predicted\.json: traceEvents\[\d+\]: no args\.step and args\.op: not a trace of "
+                         r"pprun's"),
+            ([inter], 1, r"--measured notjson\.json: not JSON"),
+            ([inter], 1, r"--measured nothere\.json: cannot open it: No such file"),
+            ([inter], 1, r"--measured \.: not a regular file"),
+        ]:
+            trace = re.search(r"--measured (\S+):", pattern).group(1).replace("\\", "")
+            expect(args + ["--svg", "refused.svg", "--measured", trace], rc, pattern)
+            checks += 1
+            if os.path.exists("refused.svg"):
+                fail("--measured %s: a refused picture left refused.svg" % trace)
+        expect([inter, "--measured", "run.json", "--stats"], 2, r"--measured draws pprun's run under the prediction "
+               r"in a picture: give --svg or --html")
+        expect([inter, "--compare", "1f1b", "--measured", "run.json"], 2, r"--compare prints its table alone")
+        expect([inter, "--svg", "t.svg", "--measured", "run.json", "--measured", "run.json"], 2,
+               r"--measured given twice")
+
     expect_rc = subprocess.run([PPRUN, "plan.json", "--svg", "-"], capture_output=True, text=True)
     checks += 1
     if expect_rc.returncode != 2 or "--svg -: standard output carries" not in expect_rc.stderr:

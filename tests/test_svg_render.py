@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
-"""test_svg_render.py PPCC — the pictures open in a browser: headless
+"""test_svg_render.py PPCC [PPRUN] — the pictures open in a browser: headless
 Chromium (Debian's `chromium` package) renders `ppcc --svg` and `--html` of
 a shipped schedule to PNG; the PNG is not blank (many colours, much of it
 drawn) and shows one lane per device where the SVG puts them (inside each
-lane drawn, between two lanes the white background).
+lane drawn, between two lanes the white background); with PPRUN, the same
+for `ppcc --svg --measured` of a pprun run: two panels, each with its lanes.
 
 Skips (77) where no Chromium is installed or it cannot start.
 Run from the build tree's test harness with PP_SOURCE_ROOT set.
 """
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -18,6 +20,7 @@ import xml.etree.ElementTree as ET
 import zlib
 
 PPCC = sys.argv[1]
+PPRUN = sys.argv[2] if len(sys.argv) > 2 else None
 SRC = os.environ["PP_SOURCE_ROOT"]
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -73,6 +76,23 @@ def fail(msg):
     print("FAIL: " + msg, file=sys.stderr)
 
 
+def lanes_of(root):
+    """(x, y, height) of every lane's background, panels' offsets added."""
+    out = []
+
+    def walk(g, dy):
+        m = re.match(r"translate\(0,([\d.]+)\)", g.get("transform") or "")
+        dy += float(m.group(1)) if m else 0
+        if g.get("class") == "lane":
+            bg = g.find(SVG + "rect")
+            out.append((float(bg.get("x")), float(bg.get("y")) + dy, float(bg.get("height"))))
+        for child in g.findall(SVG + "g"):
+            walk(child, dy)
+
+    walk(root, 0)
+    return out
+
+
 with tempfile.TemporaryDirectory() as tmp:
     sched = os.path.join(SRC, "schedules", "interleaved.pp")
     svg, page = os.path.join(tmp, "t.svg"), os.path.join(tmp, "t.html")
@@ -80,14 +100,26 @@ with tempfile.TemporaryDirectory() as tmp:
     if r.returncode:
         print(r.stderr)
         sys.exit(1)
-    root = ET.parse(svg).getroot()
-    W, H = int(root.get("width")), int(root.get("height"))
-    lanes = []
-    for g in root.iter(SVG + "g"):
-        if g.get("class") == "lane":
-            bg = g.find(SVG + "rect")
-            lanes.append((float(bg.get("x")), float(bg.get("y")), float(bg.get("height"))))
-    for src in (svg, page):
+    pictures = [(svg, 1), (page, 1)]
+    if PPRUN:
+        # the prediction and pprun's run in one picture (ppcc --measured): two panels
+        plan, trace, both = (os.path.join(tmp, n) for n in ("plan.json", "run.json", "both.svg"))
+        r = subprocess.run([PPCC, sched, "-o", plan], capture_output=True, text=True)
+        r = r.returncode and r or subprocess.run([PPRUN, plan, "--backend", "cpu", "--trace", trace],
+                                                 capture_output=True, text=True)
+        r = r.returncode and r or subprocess.run([PPCC, sched, "--svg", both, "--measured", trace],
+                                                 capture_output=True, text=True)
+        if r.returncode:
+            print(r.stderr)
+            sys.exit(1)
+        pictures.append((both, 2))
+    for src, panels in pictures:
+        root = ET.parse(svg if src == page else src).getroot()
+        W, H = int(root.get("width")), int(root.get("height"))
+        lanes = lanes_of(root)
+        checks += 1
+        if len(lanes) != panels * 4:
+            fail("%s: %d lanes in the SVG, want %d panels of 4 devices" % (src, len(lanes), panels))
         png = os.path.join(tmp, "t.png")
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                "--window-size=%d,%d" % (W + 40, H + 40), "--screenshot=" + png, "file://" + src]
@@ -113,12 +145,18 @@ with tempfile.TemporaryDirectory() as tmp:
             if inside == (255, 255, 255) or gap != (255, 255, 255):
                 fail("%s: lane %d not drawn as its own band (inside %s, below %s)" % (src, d, inside, gap))
         bands, last = 0, False
-        for yy in range(int(lanes[0][1]) - 2 + off, int(lanes[-1][1] + lanes[-1][2]) + 2 + off):
+        first = lanes[:len(lanes) // panels]
+        for yy in range(int(first[0][1]) - 2 + off, int(first[-1][1] + first[-1][2]) + 2 + off):
             on = px[yy][x] != (255, 255, 255)
             bands += on and not last
             last = on
-        if bands != len(lanes):
-            fail("%s: %d bands in the render, %d devices" % (src, bands, len(lanes)))
+        if bands != len(lanes) // panels:
+            fail("%s: %d bands in the render, %d devices" % (src, bands, len(lanes) // panels))
+        if panels > 1:  # the second panel's lanes, drawn too, one band each
+            for d, (_, y, hgt) in enumerate(lanes[len(lanes) // 2:]):
+                checks += 1
+                if px[int(y + hgt / 2) + off][x] == (255, 255, 255) or px[int(y + hgt) + 3 + off][x] != (255, 255, 255):
+                    fail("%s: the measured panel's lane %d is not drawn as its own band" % (src, d))
 
 print("test_svg_render: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)

@@ -11,6 +11,10 @@
   -D memory.limit=0), or fails with the row's reason.
 - auto's report ("auto: makespan X") is the makespan of the plan it writes,
   recompute and memory limit included.
+- The bubble's split (fill/drain, imbalance, the bottleneck stage) is the same
+  in --stats, the --timeline summary and the SVG's summary, its parts add up
+  to the bubble, and it is what the plan's busy times and stage costs give
+  by docs/timeline.md's definition.
 
 Run from the build tree's test harness with PP_SOURCE_ROOT set.
 """
@@ -72,6 +76,24 @@ def g(x):
     return "%g" % x
 
 
+def split_of(plan):
+    """(fill_drain %, imbalance %, bottleneck stage) from the plan's busy times,
+    makespan and stage costs, by docs/timeline.md's "The bubble, split"."""
+    busy, ms = plan["stats"]["busy"], plan["stats"]["makespan"]
+    D = len(busy)
+    top = max(range(D), key=lambda d: (busy[d], -d))
+    fill = 100 * (ms - busy[top]) / ms
+    imbalance = 100 * (D * busy[top] - sum(busy)) / (D * ms)
+    if busy[top] - min(busy) <= 1e-9 * busy[top]:
+        return fill, imbalance, "none"
+    c = plan["cost"]
+    rec = set(plan["memory"].get("recompute_stages", []))
+    per_mb = [c["stage_F"][s] * (2 if s in rec else 1) + c["stage_B"][s] + c["stage_W"][s]
+              for s in range(len(c["stage_F"]))]
+    mine = [s for s, dev in enumerate(plan["pipeline"]["placement"]) if dev == top]
+    return fill, imbalance, str(max(mine, key=lambda s: (per_mb[s], -s)))
+
+
 # Shapes with and without recompute, with activation sizes other than 1.
 CASES = [
     ("gpipe.pp", ["recompute=always", "memory.activation=0.5"]),
@@ -87,6 +109,9 @@ CASES = [
     ("balance.pp", ["model.balance=[3,4,3,2]", "memory.limit=0"]),
     ("balance.pp", ["model.balance=[2,3,4,3]", "memory.limit=0", "recompute=always", "schedule=zb-h1"]),
     ("1f1b.pp", ["model.balance=[1,1,3,3]", "memory.activation=2"]),
+    # an uneven stage among chunks: the bottleneck is the busiest device's heaviest stage
+    ("interleaved.pp", ["cost.stage.5.F=4"]),
+    ("zbv.pp", ["cost.stage.6.B=3"]),
 ]
 
 
@@ -140,6 +165,28 @@ with tempfile.TemporaryDirectory() as tmp:
             row = [l for l in cmp_.stdout.splitlines() if l.startswith(policy + " ")]
             if len(row) != 1 or " ".join(peaks) not in row[0]:
                 fail("%s: --compare row %s does not show peak memory %s" % (label, row, " ".join(peaks)))
+        # The bubble's split: the same in --stats, the timeline and the picture,
+        # the parts adding up to the bubble, and what the plan's busy times and
+        # stage costs give by docs/timeline.md's definition.
+        checks += 1
+        sv = stats_of(st.stdout)
+        want = split_of(plan)
+        have = (float(sv["fill_drain"].rstrip("%")), float(sv["imbalance"].rstrip("%")), sv["bottleneck_stage"])
+        if abs(have[0] - want[0]) > 0.006 or abs(have[1] - want[1]) > 0.006 or have[2] != want[2] or \
+                abs(have[0] + have[1] - float(sv["bubble"].rstrip("%"))) > 0.011:
+            fail("%s: --stats split %s, the plan's busy and costs give %s (bubble %s)" % (label, have, want, sv["bubble"]))
+        m = re.search(r"bubble ([\d.]+)% \(fill/drain ([\d.]+)%, imbalance ([\d.]+)%, (?:bottleneck stage )?(\w+)\)",
+                      tl.stdout)
+        if not m or abs(float(m.group(2)) - have[0]) > 0.051 or abs(float(m.group(3)) - have[1]) > 0.051 or \
+                m.group(4).replace("balanced", "none") != have[2]:
+            fail("%s: the timeline's split %s is not --stats' %s" % (label, m and m.groups(), have))
+        svg_path = os.path.join(tmp, "t.svg")
+        if ppcc([f, "--svg", svg_path] + d):
+            summary = re.search(r'<text id="summary"[^>]*>([^<]*)<', open(svg_path).read())
+            keys = dict(kv.split("=", 1) for kv in summary.group(1).split()) if summary else {}
+            if [keys.get(k) for k in ("bubble", "fill_drain", "imbalance", "bottleneck_stage")] != \
+                    [sv["bubble"], sv["fill_drain"], sv["imbalance"], sv["bottleneck_stage"]]:
+                fail("%s: the picture's summary %s is not --stats'" % (label, summary and summary.group(1)))
 
 
 def compare_rows(text):
