@@ -94,12 +94,11 @@ static inline PP_HD void pp_causal_softmax_row(const float *s, float *p, int q, 
     float mx = -INFINITY;
     for (int k = 0; k <= q; k++)
         mx = scale * s[k] > mx ? scale * s[k] : mx;
+    for (int k = 0; k <= q; k++) /* apart from the sum, so that it vectorises */
+        p[k] = pp_expf(scale * s[k] - mx);
     float sum = 0;
-    for (int k = 0; k <= q; k++) {
-        float e = pp_expf(scale * s[k] - mx);
-        p[k] = e;
-        sum += e;
-    }
+    for (int k = 0; k <= q; k++)
+        sum += p[k];
     float inv = 1.0f / sum;
     for (int k = 0; k <= q; k++)
         p[k] *= inv;
@@ -130,12 +129,15 @@ static inline PP_HD double pp_cross_entropy_row(const float *z, int target, int 
     float mx = -INFINITY;
     for (int k = 0; k < v; k++)
         mx = z[k] > mx ? z[k] : mx;
+    float zt = z[target];
+    for (int k = 0; k < v; k++) /* the exponentials apart from the sum: it vectorises */
+        dz[k] = pp_expf(z[k] - mx);
     float sum = 0;
     for (int k = 0; k < v; k++)
-        sum += pp_expf(z[k] - mx);
-    float zt = z[target], inv = 1.0f / sum;
+        sum += dz[k];
+    float inv = 1.0f / sum;
     for (int k = 0; k < v; k++)
-        dz[k] = (pp_expf(z[k] - mx) * inv - (k == target ? 1.0f : 0.0f)) * scale;
+        dz[k] = (dz[k] * inv - (k == target ? 1.0f : 0.0f)) * scale;
     return (double)logf(sum) - (double)(zt - mx);
 }
 

@@ -9,6 +9,21 @@
 #include "gpt_kernels.h"
 #include "gpt_math.h"
 
+/* The GELU loops (the most time outside the GEMMs) and the row kernels
+ * are also compiled for AVX-512 and AVX2, and the CPU's best is picked when
+ * pprun loads (an ifunc).  Each vector lane computes the scalar formula
+ * exactly (IEEE operations, no FMA contraction: -ffp-contract=off,
+ * runtime/meson.build) and the sums stay in index order (not vectorised),
+ * so the results do not depend on the machine. */
+#if defined(__x86_64__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef CPU_CLONES
+#define CPU_CLONES
+#endif
+
 static void cpu_tokens(pr_bctx *c, const uint8_t *data, int64_t bytes, uint64_t seed, int seq,
                        int vocab, int row0, int rows, int shift, int32_t *out)
 {
@@ -48,7 +63,7 @@ static void cpu_embed_backward(pr_bctx *c, const int32_t *tok, const float *dy, 
     }
 }
 
-static void cpu_layernorm(pr_bctx *c, const float *x, const float *w, const float *b, float *y,
+CPU_CLONES static void cpu_layernorm(pr_bctx *c, const float *x, const float *w, const float *b, float *y,
                           float *mean, float *rstd, int n, int h)
 {
     if (c->failed)
@@ -57,7 +72,7 @@ static void cpu_layernorm(pr_bctx *c, const float *x, const float *w, const floa
         pp_layernorm_row(x + (size_t)i * h, w, b, y + (size_t)i * h, &mean[i], &rstd[i], h);
 }
 
-static void cpu_layernorm_backward(pr_bctx *c, const float *dy, const float *x, const float *mean,
+CPU_CLONES static void cpu_layernorm_backward(pr_bctx *c, const float *dy, const float *x, const float *mean,
                                    const float *rstd, const float *w, const float *dres, float *dx,
                                    int n, int h)
 {
@@ -102,21 +117,23 @@ static void cpu_bias_residual(pr_bctx *c, float *y, const float *b, const float 
     }
 }
 
-static void cpu_bias_gelu(pr_bctx *c, float *u, const float *b, float *g, int n, int f)
+CPU_CLONES static void cpu_bias_gelu(pr_bctx *c, float *u, const float *b, float *g, int n, int f)
 {
     if (c->failed)
         return;
     for (int i = 0; i < n; i++) {
-        float *ui = u + (size_t)i * f, *gi = g + (size_t)i * f;
+        /* restrict: u, b and g do not overlap, so the loop vectorises */
+        float *restrict ui = u + (size_t)i * f, *restrict gi = g + (size_t)i * f;
+        const float *restrict bi = b;
         for (int j = 0; j < f; j++) {
-            float z = ui[j] + b[j];
+            float z = ui[j] + bi[j];
             ui[j] = z;
             gi[j] = pp_gelu(z);
         }
     }
 }
 
-static void cpu_gelu_backward(pr_bctx *c, const float *dg, const float *u, float *du, size_t count)
+CPU_CLONES static void cpu_gelu_backward(pr_bctx *c, const float *dg, const float *u, float *du, size_t count)
 {
     if (c->failed)
         return;
@@ -124,7 +141,7 @@ static void cpu_gelu_backward(pr_bctx *c, const float *dg, const float *u, float
         du[i] = dg[i] * pp_gelu_grad(u[i]);
 }
 
-static void cpu_causal_softmax(pr_bctx *c, float *s, int count, int t, float scale)
+CPU_CLONES static void cpu_causal_softmax(pr_bctx *c, float *s, int count, int t, float scale)
 {
     if (c->failed)
         return;
@@ -132,7 +149,7 @@ static void cpu_causal_softmax(pr_bctx *c, float *s, int count, int t, float sca
         pp_causal_softmax_row(s + r * t, s + r * t, (int)(r % t), t, scale);
 }
 
-static void cpu_causal_softmax_backward(pr_bctx *c, const float *p, float *dp, int count, int t,
+CPU_CLONES static void cpu_causal_softmax_backward(pr_bctx *c, const float *p, float *dp, int count, int t,
                                         float scale)
 {
     if (c->failed)
@@ -141,7 +158,7 @@ static void cpu_causal_softmax_backward(pr_bctx *c, const float *p, float *dp, i
         pp_causal_softmax_backward_row(p + r * t, dp + r * t, dp + r * t, (int)(r % t), t, scale);
 }
 
-static void cpu_cross_entropy(pr_bctx *c, const float *z, const int32_t *target, float *dz, int n,
+CPU_CLONES static void cpu_cross_entropy(pr_bctx *c, const float *z, const int32_t *target, float *dz, int n,
                               int v, float scale, int slot)
 {
     if (c->failed)
