@@ -23,7 +23,7 @@
 /* Per stage, from the plan: fver[m] = B of the stage before F(s, m) on its
  * device; border[k] = micro-batch of its k-th B.  Nonzero if not every
  * F and B of the stage is there once. */
-static int stage_order(const pp_plan *p, int s, int *fver, int *border)
+int pr_async_stage_order(const pp_plan *p, int s, int *fver, int *border)
 {
     int M = p->microbatches, nb = 0, nf = 0;
     const pp_device *dv = &p->dev[p->placement[s]];
@@ -49,7 +49,7 @@ static int train_pipedream(const pp_plan *p, const pr_model *m, int steps, float
     int *border = pp_xcalloc((size_t)S * M, sizeof(int), "the reference's order");
     int rc = 0;
     for (int s = 0; s < S && !rc; s++)
-        if (stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
+        if (pr_async_stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
             pp_error(d, "check: stage %d does not run each F and B once", s);
             rc = 1;
         }

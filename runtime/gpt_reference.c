@@ -431,25 +431,6 @@ void pr_gpt_reference_train(const pr_model *m, int steps, int delay, float *P, d
     trainer_close(&tr);
 }
 
-/* Per stage, from the plan: fver[mb] = updates of the stage before
- * F(s, mb) (its B before it on its device); border[k] = micro-batch of its
- * k-th B.  Nonzero unless each F and B of the stage is there once. */
-static int stage_order(const pp_plan *p, int s, int *fver, int *border)
-{
-    int M = p->microbatches, nb = 0, nf = 0;
-    const pp_device *dv = &p->dev[p->placement[s]];
-    for (int i = 0; i < dv->n; i++) {
-        const pp_op *op = &dv->ops[i];
-        if (op->stage != s || op->mb < 0 || op->mb >= M)
-            continue;
-        if (op->kind == PP_OP_F && nf++ < M)
-            fver[op->mb] = nb;
-        else if (op->kind == PP_OP_B && nb < M)
-            border[nb++] = op->mb;
-    }
-    return nf != M || nb != M;
-}
-
 /* docs/async.md, "pipedream": version j of the whole parameter vector in
  * ver[j] (each stage's layers at their stage's j-th version of the step);
  * micro-batch mb's gradient with every layer at its stage's v(s, mb); the
@@ -467,7 +448,7 @@ int pr_gpt_reference_pipedream(const pp_plan *p, const pr_model *m, int steps, f
             stage[m->first_layer[s] + q] = s;
     int rc = 0;
     for (int s = 0; s < S && !rc; s++)
-        if (stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
+        if (pr_async_stage_order(p, s, fver + (size_t)s * M, border + (size_t)s * M)) {
             pp_error(d, "check: stage %d does not run each F and B once", s);
             rc = 1;
         }

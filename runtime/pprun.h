@@ -109,6 +109,11 @@ double pr_reference_grad(const pr_model *m, float *const *Wl, float *const *bl, 
  * (docs/async.md): pr_reference_train for synchronous plans. */
 int pr_reference_train_async(const pp_plan *p, const pr_model *m, int steps, float *W, float *b,
                              double *loss, pp_diag *d);
+/* A pipedream plan's order for stage s (async_ref.c, docs/async.md):
+ * fver[m] = the B of the stage before F(s, m) on its device (the updates
+ * it saw), border[k] = the micro-batch of its k-th B.  Nonzero unless each
+ * F and B of the stage is there once. */
+int pr_async_stage_order(const pp_plan *p, int s, int *fver, int *border);
 /* Bytes pr_reference_grad allocates for `rows` rows, and the most
  * pr_reference_train_async allocates (its arrays and pr_reference_grad's):
  * what --check needs besides the run, checked before the run starts. */
