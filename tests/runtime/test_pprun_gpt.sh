@@ -117,6 +117,20 @@ if "$py" -c 'import torch' 2>/dev/null; then
     sed 's/"lr": *[^,]*,/"lr": 0.002,/' "$tmp/d.json" >"$tmp/wrong.json"
     "$py" "$src/tests/ref/gpt_torch_reference.py" "$tmp/dump" "$tmp/wrong.json" >"$tmp/out.txt" 2>&1 &&
         fail "the PyTorch recomputation accepted another lr"
+    # weight decay, pinned: at lr 1e-2 and weight_decay 0.5 (eps 1e-4: no rounding noise to
+    # amplify) PyTorch's AdamW agrees, and the same recomputation without decay does not
+    runs=$((runs + 1))
+    rm -rf "$tmp/dump"
+    "$ppcc" "$src/schedules/gpt.pp" "${base[@]}" -D devices=2 -D model.eps=1e-4 -D lr=1e-2 \
+        -D model.weight_decay=0.5 -o "$tmp/wd.json" >"$tmp/out.txt" 2>&1 &&
+        "$pprun" "$tmp/wd.json" --steps 3 --dump "$tmp/dump" >"$tmp/out.txt" 2>&1 &&
+        "$py" "$src/tests/ref/gpt_torch_reference.py" "$tmp/dump" "$tmp/wd.json" >"$tmp/out.txt" 2>&1 ||
+        fail "PyTorch's recomputation at weight decay 0.5"
+    echo "torch, weight decay 0.5: $(tail -1 "$tmp/out.txt")"
+    runs=$((runs + 1))
+    sed 's/"weight_decay": *[^,}]*/"weight_decay": 0.0/' "$tmp/wd.json" >"$tmp/nowd.json"
+    "$py" "$src/tests/ref/gpt_torch_reference.py" "$tmp/dump" "$tmp/nowd.json" >"$tmp/out.txt" 2>&1 &&
+        fail "the PyTorch recomputation without weight decay accepted a run with it"
 else
     echo "torch not importable by $py: the PyTorch recomputation skipped"
 fi
