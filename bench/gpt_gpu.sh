@@ -4,7 +4,7 @@
 # heads, seq 1024, vocabulary 50257, tied head, AdamW, synthetic tokens),
 # BATCH sequences a step in MICROBATCHES micro-batches, one pipeline device
 # (CUDA graph), at each precision of PRECISIONS.  pprun's step is the mean
-# of its steps after the third (graph replays); PyTorch's (bench/torch_gpt_gpu.py)
+# of its steps after the third (graph replays); PyTorch's (bench/torch_gpt.py)
 # the mean over CUDA events after warm-up, with attention as pprun computes
 # it (scores materialised, "manual") and, for reference, torch's fused
 # scaled_dot_product_attention ("sdpa").  Tokens/s = BATCH * 1024 / step.
@@ -47,7 +47,7 @@ for prec in $precisions; do
         >"$tmp/pprun_$prec.txt" 2>&1 || { status=1; echo "gpt_gpu: pprun $prec failed: $(tail -1 "$tmp/pprun_$prec.txt")"; }
     p=$(tps "$(step_ms "$tmp/pprun_$prec.txt")")
     for att in manual sdpa; do
-        "$py" "$root/bench/torch_gpt_gpu.py" --layers $L --hidden $H --heads $NH --seq $T --vocab $V \
+        "$py" "$root/bench/torch_gpt.py" --layers $L --hidden $H --heads $NH --seq $T --vocab $V \
             --batch "$batch" --microbatches "$mb" --steps "$steps" --precision "$prec" \
             --attention $att >"$tmp/torch_${prec}_$att.txt" 2>&1 ||
             echo "gpt_gpu: torch $prec $att: $(tail -1 "$tmp/torch_${prec}_$att.txt")"

@@ -39,8 +39,8 @@ pprun_ms() { # PLAN: median step ms of one run after the first two steps
         awk '$1 > 2 { print $2 }' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
 }
 torch_ms() { # THREADS MICROBATCHES
-    "$py" "$root/bench/torch_gpt.py" --threads "$1" --microbatches "$2" --layers 4 --hidden 256 \
-        --heads 4 --seq 128 --vocab 256 --batch "$batch" --attention math \
+    "$py" "$root/bench/torch_gpt.py" --device cpu --threads "$1" --microbatches "$2" --layers 4 \
+        --hidden 256 --heads 4 --seq 128 --vocab 256 --batch "$batch" --attention manual \
         --steps $((steps - 2)) --warmup 2 | sed -n 's/^torch step ms //p'
 }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
