@@ -796,11 +796,25 @@ static void summary(const chart *c, FILE *f)
         snprintf(buf, sizeof buf, "MFU %.1f%%", 100 * mfu);
         wrap_put(&w, " ", buf);
     }
+    if (pp_plan_replicas(c->p) > 1) { /* --stats' dp_allreduce= */
+        snprintf(buf, sizeof buf, "data-parallel allreduce %s", pp_time_show(u, c->sim->dp_time, t, sizeof t));
+        wrap_put(&w, "  ", buf);
+        wrap_put(&w, " ", "(each stage once)");
+    }
     if (c->sim->peak_mem) { /* activation_memory.c's peak, the number of every view */
         wrap_put(&w, "  ", "peak memory:");
         for (int d = 0; d < c->p->devices; d++) {
             char m[32];
             snprintf(buf, sizeof buf, "d%d %s%s", d, pp_mem_show(u, c->sim->peak_mem[d], m, sizeof m),
+                     d + 1 < c->p->devices ? "," : "");
+            wrap_put(&w, " ", buf);
+        }
+    }
+    if (c->sim->zero_saved) { /* already out of the peak; --stats' zero_saved= */
+        wrap_put(&w, "  ", "ZeRO-1 saved:");
+        for (int d = 0; d < c->p->devices; d++) {
+            char m[32];
+            snprintf(buf, sizeof buf, "d%d %s%s", d, pp_mem_show(u, c->sim->zero_saved[d], m, sizeof m),
                      d + 1 < c->p->devices ? "," : "");
             wrap_put(&w, " ", buf);
         }
@@ -831,8 +845,14 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
     wrap w = {f, 0, c.width};
     snprintf(title, sizeof title, "%.32s:", p->schedule);
     wrap_put(&w, "", title);
-    snprintf(title, sizeof title, "%d device%s,", p->devices, p->devices == 1 ? "" : "s");
+    snprintf(title, sizeof title, "%d device%s%s", p->devices, p->devices == 1 ? "" : "s",
+             pp_plan_replicas(p) > 1 ? "" : ",");
     wrap_put(&w, " ", title);
+    if (pp_plan_replicas(p) > 1) { /* every replica runs these lists: one stands for all */
+        snprintf(title, sizeof title, "x %d replicas (%ld ranks, one replica shown),", pp_plan_replicas(p),
+                 (long)p->devices * pp_plan_replicas(p));
+        wrap_put(&w, " ", title);
+    }
     snprintf(title, sizeof title, "%d stage%s,", p->stages, p->stages == 1 ? "" : "s");
     wrap_put(&w, " ", title);
     snprintf(title, sizeof title, "%d micro-batch%s", p->microbatches, p->microbatches == 1 ? "" : "es");
