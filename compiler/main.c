@@ -430,6 +430,7 @@ static int compile(const options *o)
     int rc = EXIT_INPUT;
     pp_define *mb_defs = NULL; /* microbatches = auto: the command line's defs and the chosen row's */
     pp_define *shape_defs = NULL; /* --shapes: the defs and the winner's settings */
+    pp_define *gpus_defs = NULL;  /* gpus = N: the defs and the chosen split's settings */
 
     /* Outputs are checked, and their temporaries made, before any work. */
     if (pp_outputs_input(outs, "the schedule", o->src_path) ||
@@ -460,6 +461,16 @@ static int compile(const options *o)
     }
     const pp_define *defs = o->defs;
     int ndefs = o->ndefs;
+    if (spec.gpus > 0) {
+        /* the split of the GPUs is what everything else compiles (docs/auto.md) */
+        int n;
+        if (!(gpus_defs = pp_gpus_choose(stderr, &ast, defs, ndefs, &spec, &n, &diag)))
+            goto done;
+        defs = gpus_defs;
+        ndefs = n;
+        if (pp_spec_build(&ast, defs, ndefs, &arena, &diag, &spec))
+            goto done;
+    }
     if (o->sweep) {
         /* The table replaces the compilation, as --compare's */
         if (pp_sweep(stdout, &ast, defs, ndefs, &spec, o->sweep_values, o->nsweep, &diag) == 0 && fflush(stdout) == 0)
@@ -534,6 +545,7 @@ static int compile(const options *o)
 done:
     free(mb_defs);
     free(shape_defs);
+    free(gpus_defs);
     pp_outputs_free(outs);
     if (have_sim)
         pp_sim_free(&sim, plan.devices);

@@ -216,7 +216,7 @@ int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, co
     long ops = 0;
     pp_mb_row *rows = pp_xcalloc((size_t)n, sizeof *rows, "microbatches = auto");
     for (int i = 0; i < n; i++) {
-        if (s->model.batch % (i + 1) != 0) { /* no row: the batch does not split */
+        if (s->model.batch % ((long)(i + 1) * s->data_parallel) != 0) { /* no row: the batch does not split */
             rows[i] = (pp_mb_row){.microbatches = i + 1};
             continue;
         }

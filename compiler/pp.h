@@ -650,6 +650,7 @@ typedef struct pp_spec {
     int data_parallel;
     bool zero;
     double *zero_saved;
+    int gpus;            /* gpus = N: ppcc chooses devices x data_parallel (gpus.c); 0: the file's */
 } pp_spec;
 
 /* One -D NAME=VALUE. */
@@ -1033,6 +1034,16 @@ int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, con
  * (the closest named) when no M qualifies. */
 int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int *chosen,
                          pp_diag *d);
+
+/* gpus.c (docs/auto.md, "How many stages?"): gpus = N, the devices x
+ * data_parallel split of N GPUs with the best predicted throughput that
+ * fits memory.  Prints every split's row and the frontier (fitting rows
+ * that no other beats in both step time and peak memory) on report;
+ * returns defs followed by the winner's settings (devices, data_parallel,
+ * gpus = 0, and microbatches = auto's choice; *n in all; one block to
+ * free), or NULL (error). */
+pp_define *pp_gpus_choose(FILE *report, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                          int *n, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */

@@ -35,7 +35,7 @@ enum slot {
     S_HW_NODE_LAT, S_HW_NET_BW, S_HW_NET_LAT,
     S_MB_BUBBLE, S_MB_MAX, S_MB_REFERENCE,
     /* data parallelism (docs/dsl.md, "Data parallelism") */
-    S_DATA_PARALLEL, S_ZERO,
+    S_DATA_PARALLEL, S_ZERO, S_GPUS,
     S__COUNT
 };
 

@@ -72,6 +72,8 @@ const key_def spec_keys[S__COUNT] = {
     /* replicas of the pipeline, and ZeRO-1's sharded optimizer state */
     [S_DATA_PARALLEL] = {"data_parallel", K_INT, 1, PP_MAX_REPLICAS, false, true},
     [S_ZERO] = {"zero", K_INT, 0, 1, false, true},
+    /* ppcc chooses devices x data_parallel (gpus.c); 0: the file's split */
+    [S_GPUS] = {"gpus", K_INT, 0, PP_MAX_RANKS, false, true},
 };
 
 const char *const spec_stage_costs[3] = {"F", "B", "W"};

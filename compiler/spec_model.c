@@ -366,7 +366,11 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     resolve_split(c, spec, gpt);
     /* auto: a batch that every M it may choose can split (up to microbatches.max) */
     m->batch = (int)spec_get(c, S_BATCH, (double)(spec->microbatches_auto ? spec->mb_max : M) * 4 * R);
-    if (R == 1 && m->batch % M != 0)
+    /* gpus = N: this split is a stand-in, each row is checked at its own (gpus.c) */
+    bool stand_in = spec->gpus > 0;
+    if (stand_in)
+        ;
+    else if (R == 1 && m->batch % M != 0)
         spec_report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / "
                         "microbatches %s)", m->batch, M, gpt ? "sequences" : "rows");
     else if (m->batch % RM != 0)
@@ -379,12 +383,13 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
                 spec_report_key(c, gpt_only[i], "only model gpt takes it, but model = mlp");
         if (strcmp(m->optimizer, "sgd") != 0)
             spec_report_key(c, S_OPTIMIZER, "model mlp trains with sgd only (adamw is model gpt's)");
-        check_mlp_limits(c, m, RM);
+        if (!stand_in)
+            check_mlp_limits(c, m, RM);
         return;
     }
     resolve_gpt(c, spec);
     /* microbatches = auto: M is a stand-in; each row is checked at its own M */
-    if (m->batch % RM == 0 && m->layers >= 1 && !spec->microbatches_auto)
+    if (m->batch % RM == 0 && m->layers >= 1 && !spec->microbatches_auto && !stand_in)
         check_gpt_limits(c, m, RM);
     if (c->d->errors == 0)
         resolve_gpt_costs(c, spec);

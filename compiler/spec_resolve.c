@@ -232,7 +232,13 @@ void spec_resolve(ctx *c, pp_spec *spec)
     if ((long)D * spec->data_parallel > PP_MAX_RANKS)
         spec_report_key(c, S_DATA_PARALLEL, "devices x data_parallel = %d x %d = %ld ranks, more than the limit of %d",
                         D, spec->data_parallel, (long)D * spec->data_parallel, PP_MAX_RANKS);
-    if (spec->zero && spec->data_parallel == 1)
+    spec->gpus = (int)spec_get(c, S_GPUS, 0);
+    static const enum slot chosen[] = {S_DEVICES, S_DATA_PARALLEL};
+    for (size_t i = 0; spec->gpus > 0 && i < sizeof chosen / sizeof chosen[0]; i++)
+        if (c->set[chosen[i]].set)
+            spec_report_key(c, chosen[i], "gpus = %d chooses devices and data_parallel (docs/auto.md): drop this or "
+                            "gpus", spec->gpus);
+    if (spec->zero && spec->data_parallel == 1 && spec->gpus == 0)
         spec_report_key(c, S_ZERO, "zero = 1 shards the optimizer state over the data-parallel replicas, but "
                         "data_parallel = 1");
     /* auto: the reference stands in until microbatches.c chooses */

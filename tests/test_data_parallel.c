@@ -359,6 +359,89 @@ START_TEST(test_verifier)
 }
 END_TEST
 
+/* gpus = N (docs/auto.md): a row for every divisor D of N, the winner the
+ * shortest step among the rows that fit, each row what its settings
+ * compile to, and the winner's settings what ppcc goes on to compile. */
+START_TEST(test_gpus)
+{
+    const char *text = "gpus = 12\nmicrobatches = auto\nschedule 1f1b\nmemory.limit = 6GB\nhardware h100 { }\n"
+                       "model gpt { layers = 4 hidden = 512 heads = 8 seq = 512 vocab = 1024 batch = 48 "
+                       "precision = bf16 }\n";
+    pp_arena a = {0};
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_ast ast;
+    pp_spec s;
+    ck_assert_int_eq(pp_parse("t.pp", text, strlen(text), &a, &td.diag, &ast), 0);
+    ck_assert_msg(pp_spec_build(&ast, NULL, 0, &a, &td.diag, &s) == 0, "%s", tu_diag_text(&td));
+    ck_assert_int_eq(s.gpus, 12);
+    char *report = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&report, &len);
+    int n = 0;
+    pp_define *chosen = pp_gpus_choose(f, &ast, NULL, 0, &s, &n, &td.diag);
+    fclose(f);
+    ck_assert_msg(chosen, "%s\n%s", report, tu_diag_text(&td));
+    /* every divisor has its row; each fitting row is what its split compiles to */
+    double best = INFINITY;
+    int best_d = -1;
+    for (int D = 1; D <= 12; D++) {
+        if (12 % D)
+            continue;
+        char head[64];
+        snprintf(head, sizeof head, "gpus 12: %-7d %-13d ", D, 12 / D);
+        const char *row = strstr(report, head);
+        ck_assert_msg(row, "no row for %d x %d:\n%s", D, 12 / D, report);
+        char one[256];
+        snprintf(one, sizeof one, "%.*s", (int)strcspn(row, "\n"), row);
+        int M;
+        char ms[32];
+        if (sscanf(one + strlen(head), "%d (auto) %31s", &M, ms) != 2) /* a row that cannot run */
+            continue;
+        char t2[512];
+        snprintf(t2, sizeof t2, "devices = %d\ndata_parallel = %d\nmicrobatches = %d\nschedule 1f1b\n"
+                 "memory.limit = 0\nhardware h100 { }\nmodel gpt { layers = 4 hidden = 512 heads = 8 seq = 512 "
+                 "vocab = 1024 batch = 48 precision = bf16 }\n", D, 12 / D, M);
+        compiled c;
+        compile_ok(&c, t2);
+        char want[32];
+        pp_time_show(&c.sim.units, c.sim.makespan, want, sizeof want);
+        ck_assert_msg(strcmp(ms, want) == 0, "%d x %d: row says %s, compiles to %s", D, 12 / D, ms, want);
+        double peak = 0;
+        for (int d = 0; d < c.plan.devices; d++)
+            peak = c.sim.peak_mem[d] > peak ? c.sim.peak_mem[d] : peak;
+        bool fits = peak <= 6e9;
+        ck_assert_msg(fits == (strstr(one, "  yes  ") != NULL), "%d: fits %d\n%s", D, fits, one);
+        if (fits && c.sim.makespan < best) {
+            best = c.sim.makespan;
+            best_d = D;
+        }
+        release(&c);
+    }
+    ck_assert_int_ge(best_d, 1);
+    char line[96];
+    snprintf(line, sizeof line, "gpus 12: best devices = %d x data_parallel = %d", best_d, 12 / best_d);
+    ck_assert_msg(strstr(report, line), "want %s:\n%s", line, report);
+    /* the winner's settings: devices, data_parallel, gpus = 0 and the row's M */
+    pp_spec w;
+    ck_assert_msg(pp_spec_build(&ast, chosen, n, &a, &td.diag, &w) == 0, "%s", tu_diag_text(&td));
+    ck_assert_int_eq(w.devices, best_d);
+    ck_assert_int_eq(w.data_parallel, 12 / best_d);
+    ck_assert_int_eq(w.gpus, 0);
+    ck_assert(!w.microbatches_auto);
+    free(chosen);
+    free(report);
+    tu_diag_close(&td);
+    pp_arena_free(&a);
+    /* the split is the search's: devices or data_parallel beside gpus is refused */
+    compiled c;
+    compile_text(&c, "gpus = 8\ndevices = 2\n");
+    ck_assert_msg(c.rc && strstr(c.err, "t.pp:2:1: error: devices: gpus = 8 chooses devices and data_parallel"),
+                  "%s", c.err);
+    release(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("data_parallel");
@@ -369,6 +452,7 @@ int main(void)
     tcase_add_test(tc, test_ring_cost);
     tcase_add_test(tc, test_zero_memory);
     tcase_add_test(tc, test_verifier);
+    tcase_add_test(tc, test_gpus);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
