@@ -289,6 +289,8 @@ static cJSON *cost_json(const pp_spec *s, int stages)
         cJSON_AddStringToObject(j, "unit", "s");
     if (c->stage_out)
         cJSON_AddItemToObject(j, "stage_out_bytes", double_array(c->stage_out, 0, stages));
+    if (c->stage_grad && s->data_parallel > 1) /* what each stage's reduction over its replicas moves */
+        cJSON_AddItemToObject(j, "stage_grad_bytes", double_array(c->stage_grad, 0, stages));
     return j;
 }
 

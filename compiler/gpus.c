@@ -99,8 +99,10 @@ static void print_rows(FILE *f, const pp_spec *s, const gpus_row *rows, int n, i
             snprintf(tok, sizeof tok, "  %12.6g %5.1f%%", g->tokens, 100 * g->mfu);
         else if (rate)
             snprintf(tok, sizeof tok, "  %12s %6s", "-", "-");
-        fprintf(f, "gpus %d: %-7d %-13d %-12s %12s %12s%s  %-4s  %s\n", s->gpus, g->devices, g->replicas, M, ms, peak,
-                tok, !g->r.ok ? "-" : g->r.fits ? "yes" : "no", i == best ? "yes (best)" : g->frontier ? "yes" : "");
+        const char *front = i == best ? "  yes (best)" : g->frontier ? "  yes" : "";
+        fprintf(f, "gpus %d: %-7d %-13d %-12s %12s %12s%s  %s%s\n", s->gpus, g->devices, g->replicas, M, ms, peak, tok,
+                front[0] ? (!g->r.ok ? "-   " : g->r.fits ? "yes " : "no  ") : (!g->r.ok ? "-" : g->r.fits ? "yes" : "no"),
+                front);
         if (!g->r.ok)
             fprintf(f, "gpus %d:   cannot run: %s\n", s->gpus, g->r.reason);
     }

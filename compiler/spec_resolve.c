@@ -233,9 +233,11 @@ void spec_resolve(ctx *c, pp_spec *spec)
         spec_report_key(c, S_DATA_PARALLEL, "devices x data_parallel = %d x %d = %ld ranks, more than the limit of %d",
                         D, spec->data_parallel, (long)D * spec->data_parallel, PP_MAX_RANKS);
     spec->gpus = (int)spec_get(c, S_GPUS, 0);
+    /* the search replaces the split; a -D gpus=N overrides the file's */
     static const enum slot chosen[] = {S_DEVICES, S_DATA_PARALLEL};
+    bool gpus_by_d = c->set[S_GPUS].at.def >= 0;
     for (size_t i = 0; spec->gpus > 0 && i < sizeof chosen / sizeof chosen[0]; i++)
-        if (c->set[chosen[i]].set)
+        if (c->set[chosen[i]].set && (!gpus_by_d || c->set[chosen[i]].at.def >= 0))
             spec_report_key(c, chosen[i], "gpus = %d chooses devices and data_parallel (docs/auto.md): drop this or "
                             "gpus", spec->gpus);
     if (spec->zero && spec->data_parallel == 1 && spec->gpus == 0)

@@ -14,13 +14,15 @@
 # ends first, overlap the other devices' backward, and device 0's come last
 # (its stages 0 and 15 end the step).  ZeRO-1 takes 11.4 GB of AdamW's state
 # and bf16's master weights off device 0 (-D zero=0 peaks at 69.5 GB).
-# `gpus = 64` in place of devices and data_parallel finds this split: no
-# other of 1 x 64 ... 64 x 1 both splits the batch into 32 micro-batches a
-# replica and fits (docs/auto.md, "How many stages?").
+# -D gpus=64 searches 1 x 64 ... 64 x 1 instead (docs/auto.md, "How many
+# stages?"): with 32 micro-batches a replica this split is the one that
+# fits; with -D microbatches=auto too, 4 x 16 in 16 micro-batches predicts
+# 1.76889s, 8 x 8 and 16 x 4 use less memory (the frontier).
 #
 #   ppcc schedules/decoder-7b-64gpu.pp --stats
 #   ppcc schedules/decoder-7b-64gpu.pp --compare 1f1b,zb-h1,zbv,auto
 #   ppcc schedules/decoder-7b-64gpu.pp -D zero=0 --stats
+#   ppcc schedules/decoder-7b-64gpu.pp -D gpus=64 -D microbatches=auto --stats
 #
 # prediction: makespan=1.79863s peak_mem=58.1GB dp_allreduce=0.0534107s zero_saved=11.39GB
 # (ppcc --stats of this file; for peak_mem and zero_saved the largest
