@@ -8,8 +8,9 @@
 #
 # What it shows: the rank order puts the 8 replicas of a pipeline device on
 # one node (rank = device x 8 + replica, docs/dsl.md), so each stage's
-# gradient reduction is a ring over NVLink (two blocks' 0.8 GB in bf16:
-# 2 x 7/8 x 0.8 GB / 450 GB/s + 14 latencies, 3.2 ms) while the pipeline's
+# gradients are reduce-scattered and, after the update, its parameters
+# all-gathered on a ring of 8 ranks over NVLink (two blocks' 0.8 GB in bf16:
+# 7/8 x 0.8 GB / 450 GB/s + 7 latencies, 1.6 ms each) while the pipeline's
 # transfers cross the network; the reductions of device 7, whose backward
 # ends first, overlap the other devices' backward, and device 0's come last
 # (its stages 0 and 15 end the step).  ZeRO-1 takes 11.4 GB of AdamW's state
