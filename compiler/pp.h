@@ -1020,6 +1020,9 @@ typedef struct pp_mb_row {
 /* Tests only: a test binary that defines it gives a smaller budget (a
  * positive return; 0 keeps PP_MAX_SWEEP_OPS).  The programs do not. */
 extern long pp_test_sweep_ops(void) __attribute__((weak));
+/* What the rows of one sweep or search (microbatches = auto, gpus = N) may
+ * compile in all: PP_MAX_SWEEP_OPS, or the test's. */
+long pp_sweep_budget(void);
 /* defs then the three settings of a row of M micro-batches (-D
  * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a
  * heap block of *n defines the caller frees. */
