@@ -1295,6 +1295,10 @@ int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim)
 typedef struct pp_timeline_opts {
     int width;     /* total columns, default 80 */
     bool compact;  /* one character per op */
+    /* data_parallel: a lane per rank (every replica) instead of one
+     * replica's devices; ranks: the lanes are such ranks (set by the
+     * timeline itself for the expanded chart) */
+    bool all_replicas, ranks;
 } pp_timeline_opts;
 
 /* bubble_split.c: the bubble as fill/drain plus imbalance, and the
