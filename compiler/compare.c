@@ -114,6 +114,8 @@ typedef struct row {
     shape sh;
     bool ok, fits;
     double makespan, bubble;
+    double dp_time; /* the reductions over data-parallel replicas (pp_sim.dp_time) */
+    double saved;   /* ZeRO-1's largest saving on a device (pp_sim.zero_saved), 0: none */
     double *peak;   /* [devices] peak memory (activation_memory.c) */
     char *settings; /* "-D schedule=... -D ..." */
     char reason[300];
@@ -321,6 +323,10 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
         r->fits = true;
         r->makespan = sim.makespan;
         r->bubble = sim.bubble;
+        r->dp_time = sim.dp_time;
+        r->saved = 0;
+        for (int d = 0; sim.zero_saved && d < s->devices; d++)
+            r->saved = sim.zero_saved[d] > r->saved ? sim.zero_saved[d] : r->saved;
         for (int d = 0; d < s->devices; d++) {
             r->peak[d] = sim.peak_mem[d];
             r->fits = r->fits && !pp_mem_over(sim.peak_mem[d], t.mem_limit);
@@ -378,9 +384,16 @@ static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
     /* a gpt on hardware: tokens/s per device and MFU after the peaks */
     double tps, mfu;
     bool rate = pp_throughput(&s->units, 1, s->devices, &tps, &mfu);
-    char head[64] = "";
+    char head[96] = "";
+    size_t hn = 0;
     if (rate)
-        snprintf(head, sizeof head, "%12s %6s  ", "tokens/s/dev", "MFU");
+        hn += (size_t)snprintf(head, sizeof head, "%12s %6s  ", "tokens/s/dev", "MFU");
+    /* data parallelism: the stages' reductions (--stats' dp_allreduce=), ZeRO-1's largest saving */
+    bool dp = s->data_parallel > 1, zero = dp && s->zero;
+    if (dp)
+        hn += (size_t)snprintf(head + hn, sizeof head - hn, "%12s  ", "dp_allreduce");
+    if (zero)
+        snprintf(head + hn, sizeof head - hn, "%10s  ", "zero_saved");
     fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s%s\n", "policy", "v place", "makespan", "bubble", "fits",
             (int)pw, "peak memory per device", head, "settings");
     for (int i = 0; i < n; i++) {
@@ -392,11 +405,18 @@ static void print_table(FILE *out, const pp_spec *s, row *rows, int n)
             snprintf(bub, sizeof bub, "%.2f%%", 100 * r->bubble);
         }
         peak_text(s, r, peaks, (size_t)s->devices * 32 + 8);
-        char cols[64] = "";
+        char cols[128] = "";
+        size_t cn = 0;
         if (rate && r->ok && pp_throughput(&s->units, r->makespan, s->devices, &tps, &mfu))
-            snprintf(cols, sizeof cols, "%12.6g %5.1f%%  ", tps, 100 * mfu);
+            cn += (size_t)snprintf(cols, sizeof cols, "%12.6g %5.1f%%  ", tps, 100 * mfu);
         else if (rate)
-            snprintf(cols, sizeof cols, "%12s %6s  ", "-", "-");
+            cn += (size_t)snprintf(cols, sizeof cols, "%12s %6s  ", "-", "-");
+        char v[32];
+        if (dp)
+            cn += (size_t)snprintf(cols + cn, sizeof cols - cn, "%12s  ",
+                                   r->ok ? pp_time_show(&s->units, r->dp_time, v, sizeof v) : "-");
+        if (zero)
+            snprintf(cols + cn, sizeof cols - cn, "%10s  ", r->ok ? pp_mem_show(&s->units, r->saved, v, sizeof v) : "-");
         fprintf(out, "%-15s %-9s %10s %8s  %-4s  %-*s  %s%s\n", r->name, shp, ms, bub,
                 !r->ok ? "-" : r->fits ? "yes" : "no", (int)pw, peaks, cols, r->settings);
         if (!r->ok)
@@ -435,8 +455,12 @@ static int parse_names(const char *list, char **names, char **items, int *n, pp_
 static void print_header(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s)
 {
     char limit[32];
-    fprintf(out, "compare: %d devices, %d micro-batches, memory limit %s\n", s->devices, s->microbatches,
-            s->mem_limit > 0 ? pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit) : "none");
+    char replicas[64] = "";
+    if (s->data_parallel > 1)
+        snprintf(replicas, sizeof replicas, " x %d replicas (%ld ranks%s)", s->data_parallel,
+                 (long)s->devices * s->data_parallel, s->zero ? ", ZeRO-1" : "");
+    fprintf(out, "compare: %d devices%s, %d micro-batches, memory limit %s\n", s->devices, replicas,
+            s->microbatches, s->mem_limit > 0 ? pp_mem_show(&s->units, s->mem_limit, limit, sizeof limit) : "none");
     fprintf(out, "each row is what `ppcc %s", ast->src.path);
     for (int i = 0; i < ndefs; i++)
         fprintf(out, " -D %s=%s", defs[i].name, defs[i].value);

@@ -106,6 +106,23 @@ static void out_str(out *o, const char *s)
 static void out_op(out *o, const pp_plan *p, const pp_op *op)
 {
     const pp_coll *c = pp_plan_op_coll(p, op);
+    if (c && pp_coll_over_replicas(c)) { /* {"op": "allreduce", "what": "stage", "stage": 3, "device": 3, "ranks": [6, 7]} */
+        int R = pp_plan_replicas(p), dev = c->nranks > 0 ? c->ranks[0] : -1;
+        OUT_LIT(o, "{\"op\": \"allreduce\", \"what\": \"");
+        out_str(o, pp_coll_what_name(c->what));
+        OUT_LIT(o, "\", \"stage\": ");
+        out_int(o, c->stage);
+        OUT_LIT(o, ", \"device\": ");
+        out_int(o, dev);
+        OUT_LIT(o, ", \"ranks\": [");
+        for (int r = 0; r < R; r++) {
+            if (r)
+                OUT_LIT(o, ", ");
+            out_int(o, pp_rank_of(dev, r, R));
+        }
+        OUT_LIT(o, "]}");
+        return;
+    }
     if (c) { /* docs/plan-format.md: {"op": "allreduce", "what": "tied", "ranks": [0, 3]} */
         OUT_LIT(o, "{\"op\": \"allreduce\", \"what\": \"");
         out_str(o, pp_coll_what_name(c->what));
@@ -175,6 +192,18 @@ static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
     if (p->async != PP_ASYNC_NONE) { /* docs/async.md; absent = synchronous */
         cJSON_AddStringToObject(j, "async", pp_async_name(p->async));
         cJSON_AddBoolToObject(j, "vertical_sync", p->vertical_sync);
+    }
+    int R = pp_plan_replicas(p);
+    if (R > 1) { /* docs/plan-format.md, "Data parallelism"; absent = one replica */
+        cJSON_AddNumberToObject(j, "data_parallel", R);
+        cJSON_AddBoolToObject(j, "zero", p->zero);
+        cJSON *grid = cJSON_CreateArray(); /* [device, replica] of each rank */
+        for (int d = 0; d < p->devices; d++)
+            for (int r = 0; r < R; r++) {
+                int pair[2] = {d, r};
+                cJSON_AddItemToArray(grid, int_array(pair, 2));
+            }
+        cJSON_AddItemToObject(j, "ranks", grid);
     }
     return j;
 }
@@ -260,6 +289,8 @@ static cJSON *cost_json(const pp_spec *s, int stages)
         cJSON_AddStringToObject(j, "unit", "s");
     if (c->stage_out)
         cJSON_AddItemToObject(j, "stage_out_bytes", double_array(c->stage_out, 0, stages));
+    if (c->stage_grad && s->data_parallel > 1) /* what each stage's reduction over its replicas moves */
+        cJSON_AddItemToObject(j, "stage_grad_bytes", double_array(c->stage_grad, 0, stages));
     return j;
 }
 
@@ -340,6 +371,10 @@ static cJSON *stats_json(const pp_plan *p, const pp_sim *sim)
         cJSON_AddItemToObject(j, "peak_memory", double_array(sim->peak_mem, 0, p->devices));
     if (p->ncoll > 0) /* every collective's time, each once (--stats' allreduce=) */
         cJSON_AddNumberToObject(j, "allreduce", sim->coll_time);
+    if (pp_plan_replicas(p) > 1) /* of it, the reductions over replicas (--stats' dp_allreduce=) */
+        cJSON_AddNumberToObject(j, "dp_allreduce", sim->dp_time);
+    if (sim->zero_saved) /* ZeRO-1's saving per device, already out of peak_memory */
+        cJSON_AddItemToObject(j, "zero_saved", double_array(sim->zero_saved, 0, p->devices));
     double tps, mfu;
     if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu)) {
         cJSON_AddNumberToObject(j, "tokens_per_s_per_device", tps);
@@ -376,7 +411,18 @@ static void out_device(out *o, const pp_plan *p, int r, const int *stage_order,
             OUT_LIT(o, ", ");
         out_int(o, stage_order[i]);
     }
-    OUT_LIT(o, "], \"ops\": [\n");
+    OUT_LIT(o, "]");
+    int R = pp_plan_replicas(p);
+    if (R > 1) { /* the ranks that run this list, one per replica */
+        OUT_LIT(o, ", \"ranks\": [");
+        for (int k = 0; k < R; k++) {
+            if (k)
+                OUT_LIT(o, ", ");
+            out_int(o, pp_rank_of(r, k, R));
+        }
+        OUT_LIT(o, "]");
+    }
+    OUT_LIT(o, ", \"ops\": [\n");
     const pp_device *dv = &p->dev[r];
     for (int i = 0; i < dv->n; i++) {
         OUT_LIT(o, "      ");

@@ -17,7 +17,11 @@
  * ([8.00GB,6.00GB]).
  * A plan with collectives (a gpt's tied allreduce) adds allreduce= after
  * the bubble's split: the time of every collective, each counted once (pp_sim's
- * coll_time).
+ * coll_time).  With data_parallel = R > 1, data_parallel=R ranks=D*R follow
+ * devices=, dp_allreduce= (the stages' reductions over their replicas, each
+ * once) follows allreduce=, and with zero = 1 zero_saved=[...] (what
+ * ZeRO-1's sharded optimizer state takes off each device, already out of
+ * peak_mem) ends the line.
  * peak_act counts the (stage, mb) sets held in full at once; peak_mem is
  * each device's peak memory (activation_memory.c), in the unit of
  * memory.activation with the inputs kept for recompute counted: the number
@@ -49,8 +53,10 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
         if (held > chunks)
             chunks = held;
     }
-    fprintf(f, "schedule=%s devices=%d stages=%d chunks=%d microbatches=%d ops=%ld compute_ops=%ld",
-            sched[0] ? sched : "-", p->devices, p->stages, chunks, p->microbatches,
+    fprintf(f, "schedule=%s devices=%d", sched[0] ? sched : "-", p->devices);
+    if (pp_plan_replicas(p) > 1)
+        fprintf(f, " data_parallel=%d ranks=%ld", pp_plan_replicas(p), (long)p->devices * pp_plan_replicas(p));
+    fprintf(f, " stages=%d chunks=%d microbatches=%d ops=%ld compute_ops=%ld", p->stages, chunks, p->microbatches,
             pp_plan_total_ops(p), compute);
     if (sim) {
         char t[32];
@@ -65,6 +71,8 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
             fputs(" bottleneck_stage=none", f);
         if (p->ncoll > 0)
             fprintf(f, " allreduce=%s", pp_time_show(&sim->units, sim->coll_time, t, sizeof t));
+        if (pp_plan_replicas(p) > 1)
+            fprintf(f, " dp_allreduce=%s", pp_time_show(&sim->units, sim->dp_time, t, sizeof t));
         double tps, mfu;
         if (pp_throughput(&sim->units, sim->makespan, p->devices, &tps, &mfu))
             fprintf(f, " tokens_per_s_per_device=%.6g mfu=%.2f%%", tps, 100 * mfu);
@@ -78,6 +86,12 @@ int pp_emit_stats(FILE *f, const pp_plan *p, const pp_sim *sim)
             fputs(" peak_mem=[", f);
             for (int d = 0; d < p->devices; d++)
                 fprintf(f, "%s%s", d ? "," : "", pp_mem_show(&sim->units, sim->peak_mem[d], t, sizeof t));
+            fputc(']', f);
+        }
+        if (sim->zero_saved) {
+            fputs(" zero_saved=[", f);
+            for (int d = 0; d < p->devices; d++)
+                fprintf(f, "%s%s", d ? "," : "", pp_mem_show(&sim->units, sim->zero_saved[d], t, sizeof t));
             fputc(']', f);
         }
     }

@@ -79,9 +79,17 @@ int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_un
                 put_number(f, s * us_per_unit);
                 fputs(", \"dur\": ", f);
                 put_number(f, e > s ? (e - s) * us_per_unit : 0);
-                fprintf(f, ", \"args\": {\"what\": \"%s\", \"ranks\": [", pp_coll_what_name(c->what));
-                for (int k = 0; k < c->nranks; k++)
-                    fprintf(f, "%s%d", k ? ", " : "", c->ranks[k]);
+                fprintf(f, ", \"args\": {\"what\": \"%s\", ", pp_coll_what_name(c->what));
+                int R = pp_plan_replicas(p);
+                if (pp_coll_over_replicas(c)) { /* the plan JSON's members: the device's replicas' ranks */
+                    fprintf(f, "\"stage\": %d, \"ranks\": [", c->stage);
+                    for (int r = 0; r < R; r++)
+                        fprintf(f, "%s%d", r ? ", " : "", pp_rank_of(d, r, R));
+                } else {
+                    fputs("\"ranks\": [", f);
+                    for (int k = 0; k < c->nranks; k++)
+                        fprintf(f, "%s%d", k ? ", " : "", c->ranks[k]);
+                }
                 fprintf(f, "], \"index\": %d}}", i);
                 continue;
             }

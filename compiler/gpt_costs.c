@@ -27,6 +27,11 @@ double pp_gpt_bytes_per_param(int precision, bool adamw)
     return precision == PP_BF16 ? 2 + 2 + 4 + state : 4 + 4 + state;
 }
 
+double pp_gpt_state_bytes_per_param(int precision, bool adamw)
+{
+    return (precision == PP_BF16 ? 4 : 0) + (adamw ? 8 : 0);
+}
+
 void pp_gpt_layer_counts(const pp_gpt_shape *g, int precision, int kind, pp_gpt_counts *out)
 {
     double b = g->batch / g->microbatches, s = g->seq, h = g->hidden, f = g->ffn, a = g->heads, V = g->vocab;
@@ -98,6 +103,8 @@ int pp_gpt_layers(const pp_gpt_shape *g, int precision, bool adamw, const pp_har
         l->act = c.act_bytes;
         l->act_input = c.act_input_bytes;
         l->weights = c.params_held * per_param;
+        l->opt_state = c.params_held * pp_gpt_state_bytes_per_param(precision, adamw);
+        l->grads = c.params_held * pp_gpt_grad_element_bytes(precision);
         l->shared = (c.params_held - c.params) * per_param; /* a tied head's copy of wte */
         l->out = c.out_bytes;
     }

@@ -1,9 +1,10 @@
 /*
  * hardware.c — the hardware presets (docs/hardware.md lists each number's
- * source) and the two conversions the cost model makes with a hardware
+ * source) and the conversions the cost model makes with a hardware
  * description: FLOPs to seconds on one device, bytes to seconds over the
- * link between two devices.
+ * link between two ranks and over a ring of them.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pp.h"
@@ -73,7 +74,52 @@ double pp_allreduce_time(const pp_hardware *hw, const int *ranks, int n, double 
     return 2.0 * (n - 1) * slowest;
 }
 
+double pp_reduce_scatter_time(const pp_hardware *hw, const int *ranks, int n, double bytes)
+{
+    if (n < 2)
+        return 0;
+    double slowest = 0;
+    for (int k = 0; k < n; k++) {
+        double t = pp_link_time(hw, ranks[k], ranks[(k + 1) % n], bytes / n);
+        slowest = t > slowest ? t : slowest;
+    }
+    return (n - 1) * slowest;
+}
+
+double pp_pipeline_link_time(const pp_hardware *hw, int replicas, int a, int b, double bytes)
+{
+    int R = replicas > 1 ? replicas : 1, per = hw->devices_per_node > 0 ? hw->devices_per_node : 1;
+    /* every replica crosses the same node boundaries when R and the node
+     * size divide one another: replica 0 stands for all */
+    int distinct = per % R == 0 || R % per == 0 ? 1 : R;
+    double slowest = 0;
+    for (int r = 0; r < distinct; r++) {
+        double t = pp_link_time(hw, pp_rank_of(a, r, R), pp_rank_of(b, r, R), bytes);
+        slowest = t > slowest ? t : slowest;
+    }
+    return slowest;
+}
+
 double pp_compute_time(const pp_hardware *hw, int p, double flops)
 {
     return flops / (hw->flops[p] * hw->efficiency);
+}
+
+double pp_coll_time(const pp_hardware *hw, const pp_plan *p, const pp_coll *c)
+{
+    int R = pp_plan_replicas(p);
+    if (pp_coll_over_replicas(c)) {
+        if (R < 2 || c->nranks < 1)
+            return 0;
+        int *ranks = pp_xcalloc((size_t)R, sizeof *ranks, "a collective's ranks");
+        for (int r = 0; r < R; r++)
+            ranks[r] = pp_rank_of(c->ranks[0], r, R);
+        double t = c->what == PP_COLL_STAGE ? pp_allreduce_time(hw, ranks, R, c->bytes)
+                                            : pp_reduce_scatter_time(hw, ranks, R, c->bytes);
+        free(ranks);
+        return t;
+    }
+    if (c->nranks == 2) /* the tied pair, in its slowest replica */
+        return pp_pipeline_link_time(hw, R, c->ranks[0], c->ranks[1], c->bytes);
+    return pp_allreduce_time(hw, c->ranks, c->nranks, c->bytes);
 }

@@ -37,10 +37,16 @@ void pp_spec_sum_layers(pp_spec *s)
     if (!s->layers || !s->stage_act)
         return;
     pp_cost *c = &s->cost;
-    for (int d = 0; d < s->devices; d++)
+    /* ZeRO-1 keeps 1 / R of the optimizer state on each replica */
+    int R = s->data_parallel > 1 ? s->data_parallel : 1;
+    double unsharded = s->zero ? 1 - 1.0 / R : 0;
+    for (int d = 0; d < s->devices; d++) {
         s->static_mem[d] = 0;
+        if (s->zero_saved)
+            s->zero_saved[d] = 0;
+    }
     for (int st = 0, l = 0; st < s->stages; st++) {
-        double F = 0, B = 0, W = 0, act = 0, weights = 0;
+        double F = 0, B = 0, W = 0, act = 0, weights = 0, state = 0, grads = 0;
         int first = l, n = pp_stage_layer_count(s, st);
         for (int k = 0; k < n && l < s->n_layers; k++, l++) {
             const pp_layer *y = &s->layers[l];
@@ -49,7 +55,14 @@ void pp_spec_sum_layers(pp_spec *s)
             W += y->W;
             act += y->act;
             weights += y->weights;
+            state += y->opt_state;
+            grads += y->grads;
         }
+        if (c->stage_grad)
+            c->stage_grad[st] = grads;
+        weights -= state * unsharded;
+        if (s->zero_saved)
+            s->zero_saved[s->placement[st]] += state * unsharded;
         c->stage_F[st] = c->fixed_F && !isnan(c->fixed_F[st]) ? c->fixed_F[st] : F;
         c->stage_B[st] = c->fixed_B && !isnan(c->fixed_B[st]) ? c->fixed_B[st] : B;
         c->stage_W[st] = c->fixed_W && !isnan(c->fixed_W[st]) ? c->fixed_W[st] : W;
@@ -62,8 +75,14 @@ void pp_spec_sum_layers(pp_spec *s)
     /* The last layer's copy of the first's weights (a tied head's wte) is
      * the first layer's own when one device holds both (a V placement):
      * counted once there. */
-    if (s->n_layers >= 2 && s->placement[0] == s->placement[s->stages - 1])
-        s->static_mem[s->placement[0]] -= s->layers[s->n_layers - 1].shared;
+    if (s->n_layers >= 2 && s->placement[0] == s->placement[s->stages - 1]) {
+        const pp_layer *head = &s->layers[s->n_layers - 1];
+        /* of the copy, the state ZeRO-1 did not keep is not there to drop */
+        double copy_state = head->weights > 0 ? head->opt_state * head->shared / head->weights : 0;
+        s->static_mem[s->placement[0]] -= head->shared - copy_state * unsharded;
+        if (s->zero_saved)
+            s->zero_saved[s->placement[0]] -= copy_state * unsharded;
+    }
 }
 
 /* The one translation from a split in items of s->layers (what the rules

@@ -47,8 +47,13 @@ void pp_plan_free(pp_plan *p)
 
 int pp_plan_coll(pp_plan *p, int what, const int *ranks, int nranks, double bytes)
 {
+    return pp_plan_coll_stage(p, what, -1, ranks, nranks, bytes);
+}
+
+int pp_plan_coll_stage(pp_plan *p, int what, int stage, const int *ranks, int nranks, double bytes)
+{
     for (int c = 0; c < p->ncoll; c++)
-        if (p->coll[c].what == what && p->coll[c].nranks == nranks &&
+        if (p->coll[c].what == what && p->coll[c].stage == stage && p->coll[c].nranks == nranks &&
             memcmp(p->coll[c].ranks, ranks, (size_t)nranks * sizeof *ranks) == 0)
             return c;
     pp_coll *grown = realloc(p->coll, (size_t)(p->ncoll + 1) * sizeof *grown);
@@ -60,7 +65,7 @@ int pp_plan_coll(pp_plan *p, int what, const int *ranks, int nranks, double byte
         return -1;
     if (nranks > 0)
         memcpy(copy, ranks, (size_t)nranks * sizeof *copy);
-    p->coll[p->ncoll] = (pp_coll){.what = what, .nranks = nranks, .ranks = copy, .bytes = bytes};
+    p->coll[p->ncoll] = (pp_coll){.what = what, .stage = stage, .nranks = nranks, .ranks = copy, .bytes = bytes};
     return p->ncoll++;
 }
 
@@ -85,6 +90,11 @@ const char *pp_plan_op_format(const pp_plan *p, const pp_op *op, char *buf, size
     const pp_coll *c = pp_plan_op_coll(p, op);
     if (!c)
         return pp_op_format(op, buf, size);
+    if (pp_coll_over_replicas(c)) {
+        snprintf(buf, size, "allreduce %s %d {device %d x %d replicas}", pp_coll_what_name(c->what), c->stage,
+                 c->nranks > 0 ? c->ranks[0] : -1, pp_plan_replicas(p));
+        return buf;
+    }
     size_t n = (size_t)snprintf(buf, size, "allreduce %s {", pp_coll_what_name(c->what));
     for (int k = 0; k < c->nranks && n < size; k++)
         n += (size_t)snprintf(buf + n, size - n, "%s%d", k ? "," : "", c->ranks[k]);
@@ -127,6 +137,73 @@ int pp_plan_add_tied(pp_plan *p, double bytes)
         dv->ops[at] = (pp_op){.kind = PP_OP_ALLREDUCE, .stage = -1, .mb = -1, .peer = c, .group = -1};
     }
     return 0;
+}
+
+/* Inserts op into device dev's list at index at. */
+static void insert_op(pp_plan *p, int dev, int at, pp_op op)
+{
+    pp_device *dv = &p->dev[dev];
+    pp_plan_push(p, dev, (pp_op){0}); /* room for one more */
+    memmove(&dv->ops[at + 1], &dv->ops[at], (size_t)(dv->n - 1 - at) * sizeof *dv->ops);
+    dv->ops[at] = op;
+}
+
+int pp_plan_add_stage_reductions(pp_plan *p, const double *stage_grad)
+{
+    if (pp_plan_replicas(p) < 2)
+        return 0;
+    int *last = malloc((size_t)p->stages * sizeof *last);
+    if (!last)
+        return 1;
+    for (int d = 0; d < p->devices; d++) {
+        pp_device *dv = &p->dev[d];
+        int end = -1; /* the device's last compute op */
+        for (int s = 0; s < p->stages; s++)
+            last[s] = -1;
+        for (int i = 0; i < dv->n; i++)
+            if (pp_op_is_compute(dv->ops[i].kind) && dv->ops[i].stage >= 0 && dv->ops[i].stage < p->stages) {
+                last[dv->ops[i].stage] = i;
+                end = i;
+            }
+        int at = end + 1;
+        /* ZeRO-1 shards the gradients: the tied pair sums its whole copies first */
+        while (p->zero && at < dv->n && dv->ops[at].kind == PP_OP_ALLREDUCE)
+            at++;
+        /* its stages in the order their backward ends */
+        for (int i = 0; i <= end; i++) {
+            const pp_op *op = &dv->ops[i];
+            if (!pp_op_is_compute(op->kind) || op->stage < 0 || op->stage >= p->stages || last[op->stage] != i)
+                continue;
+            int s = op->stage;
+            int c = pp_plan_coll_stage(p, p->zero ? PP_COLL_SHARD : PP_COLL_STAGE, s, &d, 1,
+                                       stage_grad ? stage_grad[s] : 0);
+            if (c < 0)
+                goto oom;
+            insert_op(p, d, at++, (pp_op){.kind = PP_OP_ALLREDUCE, .stage = s, .mb = -1, .peer = c, .group = -1});
+        }
+        if (!p->zero)
+            continue;
+        int update = -1;
+        for (int i = 0; i < dv->n; i++)
+            if (dv->ops[i].kind == PP_OP_UPDATE)
+                update = i;
+        at = update + 1; /* the gathers: right after the update */
+        for (int k = 0; k < p->ncoll; k++) {
+            const pp_coll *sh = &p->coll[k];
+            if (sh->what != PP_COLL_SHARD || sh->ranks[0] != d)
+                continue;
+            int s = sh->stage;
+            int c = pp_plan_coll_stage(p, PP_COLL_GATHER, s, &d, 1, stage_grad ? stage_grad[s] : 0);
+            if (c < 0)
+                goto oom;
+            insert_op(p, d, at++, (pp_op){.kind = PP_OP_ALLREDUCE, .stage = s, .mb = -1, .peer = c, .group = -1});
+        }
+    }
+    free(last);
+    return 0;
+oom:
+    free(last);
+    return 1;
 }
 
 void pp_plan_reserve(pp_plan *p, int device, int n)

@@ -136,7 +136,15 @@ int pp_policy_complete(const pp_spec *s, pp_plan *p)
 {
     if (pp_insert_recompute(p, s->recompute))
         return 1;
-    return tied(s) ? pp_plan_add_tied(p, s->cost.tied_bytes) : 0;
+    p->replicas = s->data_parallel;
+    p->zero = s->zero;
+    /* the tied pair sums copies already summed over the replicas; with
+     * ZeRO-1, whose reduce-scatter leaves each replica a shard, before it */
+    if (s->zero && tied(s) && pp_plan_add_tied(p, s->cost.tied_bytes))
+        return 1;
+    if (pp_plan_add_stage_reductions(p, s->cost.stage_grad))
+        return 1;
+    return !s->zero && tied(s) ? pp_plan_add_tied(p, s->cost.tied_bytes) : 0;
 }
 
 int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)

@@ -21,6 +21,9 @@
 
 /* Hard limits, checked where values enter (spec, loader). */
 #define PP_MAX_DEVICES 1024
+/* data_parallel = R (replicas of the pipeline), and the world D x R. */
+#define PP_MAX_REPLICAS 1024
+#define PP_MAX_RANKS (1 << 17) /* 131072: more GPUs than any one training run uses */
 #define PP_MAX_STAGES 8192
 #define PP_MAX_MICROBATCHES (1 << 20)
 #define PP_MAX_OPS_TOTAL (64L << 20)
@@ -94,9 +97,14 @@ int pp_comm_from_name(const char *name);    /* -1 if unknown */
 
 /* What a collective op sums (its plan JSON "what"; docs/plan-format.md).
  * TIED: the gradient of a gpt's tied wte, held by the first and the last
- * stage's devices (docs/gpt.md).  Later kinds (a stage's gradients over
- * data-parallel replicas, mirrored stage copies) are added after it. */
-#define PP_COLL_WHATS(X) X(TIED, "tied")
+ * stage's devices (docs/gpt.md), within each replica.  Over the R
+ * data-parallel replicas of one pipeline device (data_parallel = R, the
+ * op's stage names the stage): STAGE, an allreduce of the stage's
+ * gradients; with zero = 1 (ZeRO-1) SHARD, their reduce-scatter (each
+ * replica keeps the sum of its 1/R), and after the update GATHER, the
+ * all-gather of the updated parameters.  Later kinds (mirrored stage
+ * copies) are added after them. */
+#define PP_COLL_WHATS(X) X(TIED, "tied") X(STAGE, "stage") X(SHARD, "shard") X(GATHER, "gather")
 enum pp_coll_what {
 #define PP_X(e, s) PP_COLL_##e,
     PP_COLL_WHATS(PP_X)
@@ -116,8 +124,8 @@ int pp_coll_what_from_name(const char *name); /* -1 if unknown */
  * send.  The k-th allreduce of a group on each member device is one
  * collective: it completes when every member has posted it, and a device
  * waits at it until then (walk.c).  `group` is -1 (a collective is posted
- * alone); `stage` and `mb` are -1 for TIED (a later kind may give them a
- * meaning: the stage whose gradients it sums, a bucket). */
+ * alone); `mb` is -1; `stage` is -1 for TIED, the stage whose gradients
+ * (parameters) it reduces (gathers) for STAGE, SHARD and GATHER. */
 typedef struct pp_op {
     uint8_t kind;  /* enum pp_op_kind */
     uint8_t comm;  /* enum pp_comm_kind, send/recv only */
@@ -351,8 +359,24 @@ double pp_link_time(const pp_hardware *hw, int a, int b, double bytes);
  * the devices ranks[n]: a pair exchanges its bytes over their link at once
  * (pp_link_time: latency + bytes / bandwidth, both directions together);
  * more members, a ring (2 (n - 1) steps of bytes / n, each over the
- * slowest link of the ring); 0 for fewer than two. */
+ * slowest link of the ring: 2 (n - 1) / n x bytes / bandwidth + 2 (n - 1)
+ * latencies); 0 for fewer than two. */
 double pp_allreduce_time(const pp_hardware *hw, const int *ranks, int n, double bytes);
+/* A reduce-scatter (or an all-gather) of bytes over ranks[n]: half of the
+ * ring, n - 1 steps of bytes / n; 0 for fewer than two. */
+double pp_reduce_scatter_time(const pp_hardware *hw, const int *ranks, int n, double bytes);
+/* The rank grid of data_parallel = R (docs/dsl.md, "Data parallelism"),
+ * Megatron's order with data parallelism innermost: the replicas of one
+ * pipeline device are adjacent ranks, rank = device x R + replica. */
+static inline int pp_rank_of(int device, int replica, int replicas)
+{
+    return device * (replicas > 1 ? replicas : 1) + replica;
+}
+/* The link time of a pipeline transfer from device a to device b (each
+ * replica's, ranks pp_rank_of(a, r, R) and pp_rank_of(b, r, R)): the
+ * slowest replica's, the same for all when R and devices_per_node divide
+ * one another. */
+double pp_pipeline_link_time(const pp_hardware *hw, int replicas, int a, int b, double bytes);
 /* Seconds flops take on one device at precision p (efficiency applied). */
 double pp_compute_time(const pp_hardware *hw, int p, double flops);
 
@@ -369,6 +393,11 @@ typedef struct pp_layer {
     double act;        /* activations kept for the backward (no recompute) */
     double act_input;  /* what a recomputed layer keeps between F and R (its input) */
     double weights;    /* static: parameters + gradients + optimizer state */
+    /* Of weights, the optimizer state ZeRO-1 shards over the replicas
+     * (zero = 1: its device keeps 1 / data_parallel of it), and the bytes of
+     * the layer's gradients (what a data-parallel reduction moves): a gpt's
+     * (gpt_costs.c); 0 for a file's layers (unknown). */
+    double opt_state, grads;
     double out;        /* its output activation: what a send of it carries */
     /* Of weights, a copy of the first layer's (a tied head's wte): its
      * device holds it only when the first layer is elsewhere; a device
@@ -393,6 +422,9 @@ void pp_gpt_layer_counts(const pp_gpt_shape *g, int precision, int kind, pp_gpt_
 /* Bytes a parameter costs its device: weights, gradients, optimizer state
  * (ZeRO's accounting: bf16 keeps fp32 masters). */
 double pp_gpt_bytes_per_param(int precision, bool adamw);
+/* Of those, the optimizer state ZeRO-1 shards: AdamW's two fp32 moments,
+ * and bf16's fp32 master weights. */
+double pp_gpt_state_bytes_per_param(int precision, bool adamw);
 /* Bytes of one gradient element: the compute precision's (bf16 2, fp32
  * and tf32 4), as pp_gpt_bytes_per_param counts gradients; what the tied
  * allreduce moves per element of wte. */
@@ -479,6 +511,12 @@ typedef struct pp_cost {
      * tied allreduce sums, vocab x hidden at pp_gpt_grad_element_bytes; 0
      * otherwise.  Priced like a transfer, on hw's link (pp_collective_time). */
     double tied_bytes;
+    /* data_parallel = R (1: none): pipeline transfers are priced on each
+     * replica's link (pp_pipeline_link_time), and stage_grad[s] (NULL:
+     * unknown) is the bytes of stage s's gradients, what its reduction over
+     * the replicas moves (its layers' grads, layers.c). */
+    int replicas;
+    double *stage_grad;
 } pp_cost;
 
 /* The time of compute op kind on stage s (a missing per-stage array means
@@ -501,7 +539,7 @@ static inline double pp_transfer_time(const pp_cost *c, const pp_op *op, int sel
     if (!c->hw || !c->stage_out || op->kind != PP_OP_RECV)
         return 0;
     int s = op->comm == PP_COMM_ACT ? op->stage : op->stage - 1;
-    return s >= 0 ? pp_link_time(c->hw, op->peer, self, c->stage_out[s]) : 0;
+    return s >= 0 ? pp_pipeline_link_time(c->hw, c->replicas, op->peer, self, c->stage_out[s]) : 0;
 }
 
 /* How model.balance splits the layers over the stages (docs/costs.md). */
@@ -605,6 +643,14 @@ typedef struct pp_spec {
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
     bool vertical_sync;  /* pipedream: every stage uses stage 0's version (docs/async.md) */
+    /* data_parallel = R replicas of the pipeline (1: none), and zero = 1:
+     * the optimizer state sharded over them (ZeRO-1); static_mem is then
+     * what a device keeps, and zero_saved[devices] (NULL without layers)
+     * the bytes the sharding saves on each. */
+    int data_parallel;
+    bool zero;
+    double *zero_saved;
+    int gpus;            /* gpus = N: ppcc chooses devices x data_parallel (gpus.c); 0: the file's */
 } pp_spec;
 
 /* One -D NAME=VALUE. */
@@ -689,10 +735,12 @@ typedef struct pp_device {
 
 /* A collective group of a plan: the ranks its allreduce ops sum over (a
  * group per member set and kind, each allreduce op naming one by index,
- * pp_op.peer).  Ranks are ascending and distinct, at least two (a sum on
- * one device is local: no op). */
+ * pp_op.peer).  Ranks are ascending and distinct devices, at least two (a
+ * sum on one device is local: no op), except for the kinds over replicas
+ * (STAGE, SHARD, GATHER): one device, whose replicas are the members. */
 typedef struct pp_coll {
     int what;    /* enum pp_coll_what */
+    int stage;   /* STAGE, SHARD, GATHER: the stage (ranks is its device alone); TIED: -1 */
     int nranks;
     int *ranks;  /* [nranks] (owned by the plan) */
     double bytes; /* what each member contributes (the simulator's transfer; 0: unknown, cost.comm alone) */
@@ -708,6 +756,12 @@ typedef struct pp_plan {
     int ncoll;
     int async;           /* enum pp_async: the weight semantics (docs/async.md) */
     bool vertical_sync;  /* pipedream: micro-batch m uses version k(m) on every stage */
+    /* data_parallel: R replicas run these lists (0 or 1: one), rank
+     * pp_rank_of(d, r, R) running device d's; peers and members name
+     * pipeline devices of the same replica, except that a STAGE, SHARD or
+     * GATHER group spans every replica of its device.  zero: ZeRO-1. */
+    int replicas;
+    bool zero;
     /* The file's order when the custom policy made the plan (borrowed from
      * the spec, NULL otherwise): errors on the plan then also point at the
      * token of the compute op involved (pp_order_note). */
@@ -734,6 +788,17 @@ long pp_plan_total_ops(const pp_plan *p);
  * one already in p->coll, else of a new one (ranks copied, bytes kept).
  * The caller gives ranks ascending and distinct; -1 when out of memory. */
 int pp_plan_coll(pp_plan *p, int what, const int *ranks, int nranks, double bytes);
+/* The same for a group of one stage (pp_coll.stage; -1: none). */
+int pp_plan_coll_stage(pp_plan *p, int what, int stage, const int *ranks, int nranks, double bytes);
+/* The replicas of a plan (1 without data parallelism). */
+static inline int pp_plan_replicas(const pp_plan *p) { return p->replicas > 1 ? p->replicas : 1; }
+/* The group is summed over the replicas of its device (STAGE, SHARD, GATHER). */
+static inline bool pp_coll_over_replicas(const pp_coll *c) { return c->what != PP_COLL_TIED; }
+/* The time of collective c of plan p on hw (bytes > 0), on the world's
+ * ranks: over replicas, a ring (allreduce; reduce-scatter or all-gather
+ * for SHARD and GATHER) of the device's R ranks; TIED, the pair's ranks in
+ * the slowest replica. */
+double pp_coll_time(const pp_hardware *hw, const pp_plan *p, const pp_coll *c);
 /* The group an allreduce op names, or NULL (not an allreduce, or its index
  * is not one of p's groups).  The runtime gets an op's members from it. */
 const pp_coll *pp_plan_op_coll(const pp_plan *p, const pp_op *op);
@@ -745,7 +810,7 @@ int pp_coll_member(const pp_coll *c, int rank);
 static inline double pp_collective_time(const pp_cost *c, const pp_plan *p, const pp_op *op)
 {
     const pp_coll *g = pp_plan_op_coll(p, op);
-    return c->hw && g && g->bytes > 0 ? pp_allreduce_time(c->hw, g->ranks, g->nranks, g->bytes) : 0;
+    return c->hw && g && g->bytes > 0 ? pp_coll_time(c->hw, p, g) : 0;
 }
 /* pp_op_format, with an allreduce's group spelled out: "allreduce tied {0,3}". */
 const char *pp_plan_op_format(const pp_plan *p, const pp_op *op, char *buf, size_t size);
@@ -760,6 +825,15 @@ bool pp_tied_pair(const int *placement, int stages, int pair[2]);
  * compute op.  Nothing when the pair shares a device.  Nonzero when out of
  * memory. */
 int pp_plan_add_tied(pp_plan *p, double bytes);
+/* With p->replicas > 1, the reduction of each stage over its replicas
+ * (docs/plan-format.md): on each device, right after its last compute op
+ * (so after every B and W of its stages; its sends follow), one STAGE
+ * allreduce per stage (SHARD with p->zero, and then a GATHER per stage
+ * right after the update) in the order its stages' last backward ops come,
+ * each with stage_grad[stage] bytes (NULL: 0).  Before the tied allreduce,
+ * which then sums copies already summed over the replicas.  Nonzero when
+ * out of memory. */
+int pp_plan_add_stage_reductions(pp_plan *p, const double *stage_grad);
 
 /* Which placement a stage -> device map is: PP_PLACE_LOOP (stage s on
  * device s mod D, one stage per device included), PP_PLACE_VSHAPE (two
@@ -946,6 +1020,9 @@ typedef struct pp_mb_row {
 /* Tests only: a test binary that defines it gives a smaller budget (a
  * positive return; 0 keeps PP_MAX_SWEEP_OPS).  The programs do not. */
 extern long pp_test_sweep_ops(void) __attribute__((weak));
+/* What the rows of one sweep or search (microbatches = auto, gpus = N) may
+ * compile in all: PP_MAX_SWEEP_OPS, or the test's. */
+long pp_sweep_budget(void);
 /* defs then the three settings of a row of M micro-batches (-D
  * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a
  * heap block of *n defines the caller frees. */
@@ -960,6 +1037,16 @@ int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, con
  * (the closest named) when no M qualifies. */
 int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s, int *chosen,
                          pp_diag *d);
+
+/* gpus.c (docs/auto.md, "How many stages?"): gpus = N, the devices x
+ * data_parallel split of N GPUs with the best predicted throughput that
+ * fits memory.  Prints every split's row and the frontier (fitting rows
+ * that no other beats in both step time and peak memory) on report;
+ * returns defs followed by the winner's settings (devices, data_parallel,
+ * gpus = 0, and microbatches = auto's choice; *n in all; one block to
+ * free), or NULL (error). */
+pp_define *pp_gpus_choose(FILE *report, const pp_ast *ast, const pp_define *defs, int ndefs, const pp_spec *s,
+                          int *n, pp_diag *d);
 
 /* ------------------------------------------------------------------ */
 /* lower.c: communication lowering                                     */
@@ -1081,6 +1168,9 @@ typedef struct pp_verify_opts {
      * static_mem[d] (NULL: none) from the start.  NULL: the uniform model. */
     const double *stage_act, *stage_input, *static_mem;
     int stages, devices; /* the arrays' lengths */
+    /* zero = 1: the bytes ZeRO-1's sharding takes off each device's
+     * static_mem [devices] (NULL: none), for the views */
+    const double *zero_saved;
 } pp_verify_opts;
 
 /* What a device holds: sets in full, and recomputed sets that kept only
@@ -1135,6 +1225,8 @@ typedef struct pp_sim {
     double *peak_mem;     /* [devices] peak memory (activation_memory.c), the memory model's unit */
     double **start, **end;/* [devices][op index] */
     double coll_time;     /* the time of every collective (begin to end), each counted once; 0: none */
+    double dp_time;       /* of those, the reductions over data-parallel replicas (STAGE, SHARD, GATHER) */
+    double *zero_saved;   /* [devices] ZeRO-1's saving on each device's memory (pp_verify_opts); NULL: none */
     pp_view_units units;  /* pp_compile: its spec's (zero: the file's units) */
 } pp_sim;
 
@@ -1203,6 +1295,10 @@ int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim)
 typedef struct pp_timeline_opts {
     int width;     /* total columns, default 80 */
     bool compact;  /* one character per op */
+    /* data_parallel: a lane per rank (every replica) instead of one
+     * replica's devices; ranks: the lanes are such ranks (set by the
+     * timeline itself for the expanded chart) */
+    bool all_replicas, ranks;
 } pp_timeline_opts;
 
 /* bubble_split.c: the bubble as fill/drain plus imbalance, and the

@@ -61,6 +61,7 @@ void pp_sim_free(pp_sim *s, int devices)
     free(s->busy);
     free(s->peak_act);
     free(s->peak_mem);
+    free(s->zero_saved);
     memset(s, 0, sizeof *s);
 }
 
@@ -127,9 +128,16 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
         for (int d = 0; d < D; d++) /* each collective once: on its first member */
             for (int i = 0; i < p->dev[d].n; i++) {
                 const pp_coll *g = pp_plan_op_coll(p, &p->dev[d].ops[i]);
-                if (g && g->ranks[0] == d)
+                if (g && g->ranks[0] == d) {
                     out->coll_time += out->end[d][i] - out->start[d][i];
+                    if (pp_coll_over_replicas(g))
+                        out->dp_time += out->end[d][i] - out->start[d][i];
+                }
             }
+        if (mem && mem->zero_saved && mem->devices == D) {
+            out->zero_saved = pp_xcalloc((size_t)D, sizeof *out->zero_saved, "the simulation");
+            memcpy(out->zero_saved, mem->zero_saved, (size_t)D * sizeof *out->zero_saved);
+        }
     }
     free(dur);
     free(recomputing);

@@ -99,8 +99,10 @@ void spec_resolve_units(ctx *c, pp_spec *spec)
     if (pp_model_is_gpt(m) && spec->seconds) {
         pp_gpt_shape g = {m->layers, m->hidden, m->heads, m->ffn, m->seq, m->vocab, m->batch, spec->microbatches,
                           m->tie};
-        u->step_tokens = (double)m->batch * m->seq;
-        u->step_flops = pp_gpt_step_flops(&g);
+        /* one replica's share of the step, so that per device means per
+         * rank of the D x R */
+        u->step_tokens = (double)m->batch * m->seq / spec->data_parallel;
+        u->step_flops = pp_gpt_step_flops(&g) / spec->data_parallel;
         u->peak_flops = spec->hardware->flops[pp_precision_from_name(m->precision)];
     }
 }

@@ -34,6 +34,8 @@ enum slot {
     S_HARDWARE, S_HW_FP32, S_HW_TF32, S_HW_BF16, S_HW_EFFICIENCY, S_HW_MEMORY, S_HW_PER_NODE, S_HW_NODE_BW,
     S_HW_NODE_LAT, S_HW_NET_BW, S_HW_NET_LAT,
     S_MB_BUBBLE, S_MB_MAX, S_MB_REFERENCE,
+    /* data parallelism (docs/dsl.md, "Data parallelism") */
+    S_DATA_PARALLEL, S_ZERO, S_GPUS,
     S__COUNT
 };
 
@@ -140,6 +142,9 @@ void spec_resolve_units(ctx *c, pp_spec *spec);
  * shape resolved before): mlp or gpt, defaults, the split of layers or
  * blocks over the stages, the data file, the limits of pp.h. */
 void spec_resolve_model(ctx *c, pp_spec *spec);
+/* After the layers are summed: zero = 1 needs optimizer state to shard (a
+ * gpt on hardware with AdamW or bf16's master weights). */
+void spec_resolve_zero(ctx *c, pp_spec *spec);
 
 /* spec_layers.c.  `layer_costs { KIND [COUNT] { F = .. } ... }` at the top
  * of the file: recorded by the walk, read by spec_resolve_layers into

@@ -69,6 +69,11 @@ const key_def spec_keys[S__COUNT] = {
     [S_MB_BUBBLE] = {"microbatches.bubble", K_POS, 0, 0, false},
     [S_MB_MAX] = {"microbatches.max", K_INT, 1, 4096, false},
     [S_MB_REFERENCE] = {"microbatches.reference", K_INT, 1, PP_MAX_MICROBATCHES, false},
+    /* replicas of the pipeline, and ZeRO-1's sharded optimizer state */
+    [S_DATA_PARALLEL] = {"data_parallel", K_INT, 1, PP_MAX_REPLICAS, false, true},
+    [S_ZERO] = {"zero", K_INT, 0, 1, false, true},
+    /* ppcc chooses devices x data_parallel (gpus.c); 0: the file's split */
+    [S_GPUS] = {"gpus", K_INT, 0, PP_MAX_RANKS, false, true},
 };
 
 const char *const spec_stage_costs[3] = {"F", "B", "W"};

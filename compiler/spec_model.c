@@ -294,7 +294,8 @@ static void resolve_gpt_costs(ctx *c, pp_spec *spec)
     if (!spec->hardware) /* the file's relative costs and memory stay: no layers */
         return;
     int S = spec->stages, precision = pp_precision_from_name(m->precision);
-    pp_gpt_shape g = shape_of(m, spec->microbatches);
+    /* each replica's micro-batch: batch / (data_parallel x microbatches) */
+    pp_gpt_shape g = shape_of(m, spec->microbatches * spec->data_parallel);
     spec->n_layers = m->layers + 2;
     spec->layers = pp_arena_alloc(c->a, (size_t)spec->n_layers * sizeof *spec->layers);
     pp_gpt_layers(&g, precision, strcmp(m->optimizer, "adamw") == 0, spec->hardware, spec->layers, spec->n_layers);
@@ -314,6 +315,9 @@ static void resolve_gpt_costs(ctx *c, pp_spec *spec)
     spec->stage_input = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_input);
     spec->static_mem = pp_arena_alloc(c->a, (size_t)spec->devices * sizeof *spec->static_mem);
     k->stage_out = pp_arena_alloc(c->a, (size_t)S * sizeof *k->stage_out);
+    k->stage_grad = pp_arena_alloc(c->a, (size_t)S * sizeof *k->stage_grad);
+    if (spec->zero)
+        spec->zero_saved = pp_arena_alloc(c->a, (size_t)spec->devices * sizeof *spec->zero_saved);
     k->comm = 0;
     k->hw = spec->hardware;
     /* a rule's split, in items of the layers (auto starts from the even
@@ -334,9 +338,24 @@ static void resolve_gpt_costs(ctx *c, pp_spec *spec)
     k->W = k->stage_W[S / 2];
 }
 
+void spec_resolve_zero(ctx *c, pp_spec *spec)
+{
+    const pp_model *m = &spec->model;
+    if (!spec->zero || spec->data_parallel == 1)
+        return;
+    if (!pp_model_is_gpt(m))
+        spec_report_key(c, S_ZERO, "zero = 1 shards the optimizer state, but model mlp trains with sgd, which has none");
+    else if (!spec->hardware)
+        spec_report_key(c, S_ZERO, "zero = 1 shards the optimizer state, whose size in bytes needs a hardware "
+                        "description (docs/hardware.md)");
+    else if (pp_gpt_state_bytes_per_param(pp_precision_from_name(m->precision), strcmp(m->optimizer, "adamw") == 0) == 0)
+        spec_report_key(c, S_ZERO, "zero = 1 shards the optimizer state, but sgd in %s keeps none (AdamW's moments "
+                        "or bf16's fp32 master weights are what it shards)", m->precision);
+}
+
 void spec_resolve_model(ctx *c, pp_spec *spec)
 {
-    int M = spec->microbatches;
+    int M = spec->microbatches, R = spec->data_parallel, RM = M * R;
     pp_model *m = &spec->model;
     snprintf(m->kind, sizeof m->kind, "%s", word_or(c, S_MODEL, "mlp"));
     bool gpt = pp_model_is_gpt(m);
@@ -346,23 +365,32 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     m->seed = (uint64_t)spec_get(c, S_SEED, 1);
     resolve_split(c, spec, gpt);
     /* auto: a batch that every M it may choose can split (up to microbatches.max) */
-    m->batch = (int)spec_get(c, S_BATCH, (double)(spec->microbatches_auto ? spec->mb_max : M) * 4);
-    if (m->batch % M != 0)
+    m->batch = (int)spec_get(c, S_BATCH, (double)(spec->microbatches_auto ? spec->mb_max : M) * 4 * R);
+    /* gpus = N: this split is a stand-in, each row is checked at its own (gpus.c) */
+    bool stand_in = spec->gpus > 0;
+    if (stand_in)
+        ;
+    else if (R == 1 && m->batch % M != 0)
         spec_report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / "
                         "microbatches %s)", m->batch, M, gpt ? "sequences" : "rows");
+    else if (m->batch % RM != 0)
+        spec_report_key(c, S_BATCH, "%d is not a multiple of data_parallel x microbatches = %d x %d = %d (each "
+                        "replica takes batch / data_parallel %s, each micro-batch a microbatches-th of those)",
+                        m->batch, R, M, RM, gpt ? "sequences" : "rows");
     if (!gpt) {
         for (size_t i = 0; i < sizeof gpt_only / sizeof gpt_only[0]; i++)
             if (c->set[gpt_only[i]].set)
                 spec_report_key(c, gpt_only[i], "only model gpt takes it, but model = mlp");
         if (strcmp(m->optimizer, "sgd") != 0)
             spec_report_key(c, S_OPTIMIZER, "model mlp trains with sgd only (adamw is model gpt's)");
-        check_mlp_limits(c, m, M);
+        if (!stand_in)
+            check_mlp_limits(c, m, RM);
         return;
     }
     resolve_gpt(c, spec);
     /* microbatches = auto: M is a stand-in; each row is checked at its own M */
-    if (m->batch % M == 0 && m->layers >= 1 && !spec->microbatches_auto)
-        check_gpt_limits(c, m, M);
+    if (m->batch % RM == 0 && m->layers >= 1 && !spec->microbatches_auto && !stand_in)
+        check_gpt_limits(c, m, RM);
     if (c->d->errors == 0)
         resolve_gpt_costs(c, spec);
 }

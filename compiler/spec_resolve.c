@@ -226,6 +226,23 @@ void spec_resolve(ctx *c, pp_spec *spec)
     spec->devices = D;
     spec->chunks = V;
     spec->stages = (int)S;
+    spec->data_parallel = (int)spec_get(c, S_DATA_PARALLEL, 1);
+    spec->zero = spec_get(c, S_ZERO, 0) != 0;
+    spec->cost.replicas = spec->data_parallel;
+    if ((long)D * spec->data_parallel > PP_MAX_RANKS)
+        spec_report_key(c, S_DATA_PARALLEL, "devices x data_parallel = %d x %d = %ld ranks, more than the limit of %d",
+                        D, spec->data_parallel, (long)D * spec->data_parallel, PP_MAX_RANKS);
+    spec->gpus = (int)spec_get(c, S_GPUS, 0);
+    /* the search replaces the split; a -D gpus=N overrides the file's */
+    static const enum slot chosen[] = {S_DEVICES, S_DATA_PARALLEL};
+    bool gpus_by_d = c->set[S_GPUS].at.def >= 0;
+    for (size_t i = 0; spec->gpus > 0 && i < sizeof chosen / sizeof chosen[0]; i++)
+        if (c->set[chosen[i]].set && (!gpus_by_d || c->set[chosen[i]].at.def >= 0))
+            spec_report_key(c, chosen[i], "gpus = %d chooses devices and data_parallel (docs/auto.md): drop this or "
+                            "gpus", spec->gpus);
+    if (spec->zero && spec->data_parallel == 1 && spec->gpus == 0)
+        spec_report_key(c, S_ZERO, "zero = 1 shards the optimizer state over the data-parallel replicas, but "
+                        "data_parallel = 1");
     /* auto: the reference stands in until microbatches.c chooses */
     spec->microbatches_auto = c->set[S_MICROBATCHES].set && c->set[S_MICROBATCHES].v->kind == PP_VAL_WORD;
     spec->mb_reference = (int)spec_get(c, S_MB_REFERENCE, spec->microbatches_auto ? 1 : spec_get(c, S_MICROBATCHES, 8));
@@ -241,6 +258,9 @@ void spec_resolve(ctx *c, pp_spec *spec)
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
     spec->group = (int)spec_get(c, S_GROUP, 0);
     spec->vertical_sync = spec_get(c, S_VSYNC, 0) != 0;
+    if (spec->data_parallel > 1 && strcmp(spec->schedule, "pipedream") == 0)
+        spec_report_key(c, S_DATA_PARALLEL, "the replicas' gradients are summed before one update a step, but "
+                        "schedule pipedream updates after every B (docs/async.md)");
     if (spec->vertical_sync && strcmp(spec->schedule, "pipedream") != 0)
         spec_report_key(c, S_VSYNC, "only schedule pipedream has a vertical sync, but schedule = %s", spec->schedule);
     spec->act_size = spec_get(c, S_MEM_ACT, 1);
@@ -253,8 +273,11 @@ void spec_resolve(ctx *c, pp_spec *spec)
     resolve_recompute(c, spec);
     resolve_layers(c, spec, errors_before);
     /* a gpt's layers are derived for its own micro-batch size: never scaled */
-    if (spec->mb_reference != spec->microbatches && c->d->errors == errors_before && !pp_model_is_gpt(&spec->model))
-        pp_spec_scale_microbatch(spec, (double)spec->mb_reference / spec->microbatches);
+    /* a micro-batch is batch / (data_parallel x microbatches) rows */
+    long mb_rows_per = (long)spec->microbatches * spec->data_parallel;
+    if (spec->mb_reference != mb_rows_per && c->d->errors == errors_before && !pp_model_is_gpt(&spec->model))
+        pp_spec_scale_microbatch(spec, (double)spec->mb_reference / (double)mb_rows_per);
+    spec_resolve_zero(c, spec);
     spec_resolve_order(c, spec);
     spec_resolve_units(c, spec);
 }

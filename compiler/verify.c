@@ -19,7 +19,11 @@
  *      the k-th allreduce of a collective group on each of its members
  *      against the k-th on every other (the group's table checked first:
  *      members, and for a tied group the first and the last stage's
- *      devices; once per step, before the update);
+ *      devices; once per step, before the update); with data_parallel,
+ *      each stage's one reduction over its replicas, on its device after
+ *      every B and W of it (ZeRO-1: a reduce-scatter, and a gather after
+ *      the update), which every replica posts in the same place of the
+ *      same list: the replay of one replica proves all of them;
  *   6. memory: the activation memory each device holds
  *      (activation_memory.c) under mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c), collectives included
@@ -176,9 +180,13 @@ static void check_collective(verifier *V, int d, int i, const pp_op *op, int upd
         V->comm_unsafe = true;
         return;
     }
+    if (pp_coll_over_replicas(c) && op->stage != c->stage)
+        FAIL_OP(V, d, i, op, "stage %d, but its group is stage %d's", op->stage, c->stage);
     if (p->async == PP_ASYNC_PIPEDREAM)
         FAIL_OP(V, d, i, op, "pipedream updates after every B: its plans have no gradient collective");
-    else if (update_at >= 0)
+    else if (c->what == PP_COLL_GATHER && update_at < 0)
+        FAIL_OP(V, d, i, op, "before the update, whose parameters it gathers");
+    else if (c->what != PP_COLL_GATHER && update_at >= 0)
         FAIL_OP(V, d, i, op, "after update (op %d), which needs the summed gradients", update_at);
     if (c->what == PP_COLL_TIED) {
         if (*tied_at >= 0) {
@@ -188,6 +196,82 @@ static void check_collective(verifier *V, int d, int i, const pp_op *op, int upd
             *tied_at = i;
         }
     }
+}
+
+/* A group over the replicas of one device: the device of its stage alone,
+ * in a plan with replicas, of the kind its zero setting reduces with. */
+static void check_replica_group(verifier *V, int g, const pp_coll *c)
+{
+    const pp_plan *p = V->p;
+    const char *what = pp_coll_what_name(c->what);
+    bool ok = false;
+    if (pp_plan_replicas(p) < 2)
+        pp_error(V->dg, "plan: collective group %d (%s): data_parallel is 1, no replicas to reduce over", g, what);
+    else if (c->stage < 0 || c->stage >= p->stages)
+        pp_error(V->dg, "plan: collective group %d (%s): stage %d is not a stage", g, what, c->stage);
+    else if (c->nranks != 1 || !c->ranks || c->ranks[0] != p->placement[c->stage])
+        pp_error(V->dg, "plan: collective group %d (%s): its members must be {%d}, the device of stage %d (its "
+                        "replicas are the members)", g, what, p->placement[c->stage], c->stage);
+    else if ((c->what == PP_COLL_STAGE) == p->zero)
+        pp_error(V->dg, "plan: collective group %d (%s): %s", g, what,
+                 p->zero ? "zero = 1 reduces a stage by shard and gather" : "only zero = 1 shards and gathers");
+    else
+        ok = true;
+    if (!ok)
+        V->comm_unsafe = true;
+}
+
+/* Each stage's reductions over its replicas (data_parallel > 1): exactly
+ * one STAGE (zero: one SHARD and one GATHER), after every B, W and R of
+ * the stage; with zero, a tied allreduce before the device's shards. */
+static void check_stage_reductions(verifier *V)
+{
+    const pp_plan *p = V->p;
+    if (V->comm_unsafe)
+        return;
+    int want = pp_plan_replicas(p) > 1 ? 1 : 0;
+    int *count = pp_xcalloc((size_t)V->S * 2, sizeof *count, "the verifier's tables");
+    char buf[96];
+    for (int d = 0; d < V->D; d++) {
+        int shard_at = -1;
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_op *op = &p->dev[d].ops[i];
+            const pp_coll *c = pp_plan_op_coll(p, op);
+            if (!c)
+                continue;
+            if (c->what == PP_COLL_TIED) {
+                if (p->zero && shard_at >= 0)
+                    FAIL_OP(V, d, i, op, "after the shard of op %d: with zero = 1 the tied pair sums whole copies "
+                            "before the reduce-scatter", shard_at);
+                continue;
+            }
+            int s = c->stage;
+            count[2 * s + (c->what == PP_COLL_GATHER)]++;
+            if (c->what == PP_COLL_GATHER)
+                continue;
+            if (shard_at < 0 && c->what == PP_COLL_SHARD)
+                shard_at = i;
+            for (int m = 0; m < V->M; m++) {
+                long k = (long)s * V->M + m;
+                int late = V->at[AT_B][k] > i ? AT_B : V->at[AT_W][k] > i ? AT_W : V->at[AT_R][k] > i ? AT_R : -1;
+                if (late >= 0) {
+                    FAIL_OP(V, d, i, op, "before %s%d.%d (op %d): it reduces the gradients of the whole step",
+                            late == AT_B ? "B" : late == AT_W ? "W" : "R", s, m, V->at[late][k]);
+                    break;
+                }
+            }
+        }
+    }
+    for (int s = 0; s < V->S; s++) {
+        const char *kind = p->zero ? "shard" : "stage";
+        if (count[2 * s] != want)
+            pp_error(V->dg, "device %d: %d allreduce %s of stage %d, but data_parallel = %d needs %d", p->placement[s],
+                     count[2 * s], kind, s, pp_plan_replicas(p), want);
+        if (count[2 * s + 1] != (p->zero ? want : 0))
+            pp_error(V->dg, "device %d: %d allreduce gather of stage %d, but zero = %d needs %d", p->placement[s],
+                     count[2 * s + 1], s, p->zero, p->zero ? want : 0);
+    }
+    free(count);
 }
 
 /* The plan's table of collective groups: a known kind, members that are
@@ -207,6 +291,9 @@ static void check_collective_groups(verifier *V)
         if (c->what < 0 || c->what >= PP_COLL__COUNT) {
             pp_error(V->dg, "plan: collective group %d: unknown kind %d", g, c->what);
             ok = false;
+        } else if (pp_coll_over_replicas(c)) {
+            check_replica_group(V, g, c);
+            continue;
         } else if (c->nranks < 2 || !c->ranks) {
             pp_error(V->dg, "plan: collective group %d: %d member%s (a collective has two at least; one device "
                             "sums locally)", g, c->nranks, c->nranks == 1 ? "" : "s");
@@ -602,6 +689,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     check_exactly_once(&V);
     for (int d = 0; d < V.D; d++)
         check_dependencies(&V, d);
+    check_stage_reductions(&V);
     check_memory(&V, o);
 
     pp_walk w;
@@ -632,6 +720,7 @@ pp_verify_opts pp_verify_opts_of(const pp_spec *s, bool with_limit)
                             .stage_act = s->stage_act,
                             .stage_input = s->stage_input,
                             .static_mem = s->static_mem,
+                            .zero_saved = s->zero_saved,
                             .stages = s->stages,
                             .devices = s->devices};
 }

@@ -100,8 +100,10 @@ static int pair_collectives(pp_walk *w, const pp_plan *p)
         }
     }
     for (int c = 0; c < nc; c++) {
+        /* a group over the replicas of one device is a ring of one: every
+         * replica runs this list, so all of them post it together */
         int n = p->coll[c].nranks;
-        if (n < 2)
+        if (n < 1)
             continue;
         long fewest = count[off[c]];
         for (int m = 1; m < n; m++)

@@ -128,12 +128,21 @@ static int int_member(loader *L, pr_json j, const char *path, const char *key, d
 
 static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
 {
-    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, N };
+    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, DP, N };
     static const char *const keys[N] = {"devices",   "stages",         "microbatches", "schedule",
-                                        "placement", "split_backward", "async",        "vertical_sync"};
+                                        "placement", "split_backward", "async",        "vertical_sync",
+                                        "data_parallel"};
     pr_json v[N];
     pr_json_members(pl, keys, N, v);
-    long devices, stages, mbs;
+    long devices, stages, mbs, replicas = 1;
+    /* docs/plan-format.md, "Data parallelism": absent = one replica, the
+     * one pprun runs so far (the replicas' runtime is not built yet) */
+    if (v[DP].type != PR_JSON_NONE &&
+        int_value(L, v[DP], "pipeline.data_parallel", NULL, 1, PP_MAX_REPLICAS, NULL, &replicas))
+        return 1;
+    if (replicas > 1)
+        FAIL(L, "pipeline.data_parallel: %ld replicas: data parallelism is not in pprun yet (it runs one "
+             "replica of the pipeline; compile with data_parallel = 1)", replicas);
     if (int_member(L, v[DEVICES], "pipeline", "devices", 1, PP_MAX_DEVICES, NULL, &devices) ||
         int_member(L, v[STAGES], "pipeline", "stages", 1, PP_MAX_STAGES, NULL, &stages) ||
         int_member(L, v[MBS], "pipeline", "microbatches", 1, PP_MAX_MICROBATCHES, NULL, &mbs))

@@ -539,5 +539,74 @@ def check_shapes(f, cmd_defs, want_chunks=None):
 check_shapes(sched("balance.pp"), ["memory.limit=24", "schedule=auto"], want_chunks=2)
 check_shapes(sched("balance.pp"), ["schedule=zb-h1"])
 check_shapes(sched("1f1b.pp"), ["schedule=auto", "memory.limit=3"])
+
+
+def check_data_parallel(f, settings):
+    """data_parallel (docs/dsl.md): the reductions' time and ZeRO-1's saving are the same
+    number in --stats, the plan JSON, the timeline and the --compare row."""
+    global checks
+    label = "%s %s" % (os.path.basename(f), " ".join(settings))
+    d = defs(settings)
+    st, tl = ppcc([f, "--stats"] + d), ppcc([f, "--timeline"] + d)
+    with tempfile.TemporaryDirectory() as tmp:
+        plan_path = os.path.join(tmp, "plan.json")
+        if not st or not tl or not ppcc([f, "-o", plan_path] + d):
+            return
+        plan = json.load(open(plan_path))
+    sv = stats_of(st.stdout)
+    checks += 1
+    dp = "%.6gs" % plan["stats"]["dp_allreduce"]
+    if sv.get("dp_allreduce") != dp or plan["stats"]["dp_allreduce"] <= 0:
+        fail("%s: --stats dp_allreduce=%s, the plan JSON %s" % (label, sv.get("dp_allreduce"), dp))
+    m = re.search(r"data-parallel allreduce (\S+)", tl.stdout)
+    if not m or m.group(1) != dp:
+        fail("%s: the timeline's data-parallel allreduce %s, the plan JSON %s" % (label, m and m.group(1), dp))
+    saved = [shown(x, plan) for x in plan["stats"].get("zero_saved", [])]
+    checks += 1
+    if sv.get("zero_saved", "[]").strip("[]").split(",") != saved or not saved:
+        fail("%s: --stats zero_saved=%s, the plan JSON %s" % (label, sv.get("zero_saved"), saved))
+    m = re.search(r"ZeRO-1 saved: (.*)", " ".join(tl.stdout.split()))
+    in_tl = re.findall(r"d\d+ ([^ ,]+)", m.group(1)) if m else []
+    if in_tl != saved:
+        fail("%s: the timeline's ZeRO-1 saving %s, the plan JSON %s" % (label, in_tl, saved))
+    policy = plan["pipeline"]["schedule"]
+    cmp_ = ppcc([f, "--compare", policy] + d)
+    if cmp_:
+        checks += 1
+        row = [l for l in cmp_.stdout.splitlines() if l.startswith(policy + " ")]
+        big = shown(max(plan["stats"]["zero_saved"]), plan)
+        if len(row) != 1 or (" %s " % dp) not in row[0] or (" %s " % big) not in row[0] or \
+                " ".join(sv["peak_mem"].strip("[]").split(",")) not in row[0]:
+            fail("%s: --compare row %s does not show dp_allreduce %s, zero_saved %s and the peaks" %
+                 (label, row, dp, big))
+
+
+def check_all_replicas(f, settings, D, R):
+    """--all-replicas: a lane per rank, rank device * R + replica the copy of its device's lane
+    (drawn as wide: the one-replica chart narrower by the labels' extra digits), and the same
+    summary as one replica's timeline."""
+    global checks
+    d = defs(settings)
+    narrower = len(str(D * R - 1)) - len(str(D - 1))
+    one = ppcc([f, "--timeline", "--width", str(80 - narrower)] + d)
+    every = ppcc([f, "--timeline", "--all-replicas"] + d)
+    if not one or not every:
+        return
+    checks += 1
+    lanes = lambda text, c: dict(re.findall(r"^%s(\d+) +(\|.*\|)$" % c, text, re.M))
+    dev, rank = lanes(one.stdout, "d"), lanes(every.stdout, "r")
+    want = {str(int(k) * R + r): v for k, v in dev.items() for r in range(R)}
+    if not dev or rank != want:
+        fail("%s: --all-replicas lanes %s, want each device's lane once a replica %s" % (f, rank, want))
+    summary = lambda text: re.sub(r"[rd]\d+ ", "", " ".join(text[text.find("bubble "):].split()))
+    if summary(every.stdout).replace(summary(one.stdout).split("peak memory:")[0], "", 1) == summary(every.stdout):
+        fail("%s: --all-replicas summary\n%s\nis not one replica's\n%s" % (f, every.stdout, one.stdout))
+
+
+check_all_replicas(sched("1f1b.pp"), ["data_parallel=2", "devices=2"], 2, 2)
+check_all_replicas(sched("gpipe.pp"), ["data_parallel=3", "model.batch=48"], 4, 3)
+check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=8", "model.batch=256", "zero=1"])
+check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=3", "model.batch=24", "microbatches=8", "zero=1", "memory.limit=0",
+                                                  "schedule=interleaved", "virtual=2", "devices=4"])
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)
