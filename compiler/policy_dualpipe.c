@@ -27,6 +27,11 @@ static int dualpipe_check(const pp_spec *s, pp_diag *d)
     int errors = pp_policy_need_vshape(s, "dualpipe", d) + pp_policy_no_group(s, "dualpipe", d);
     if (errors)
         return errors;
+    if (!s->mirrored) { /* a spec built for another policy: its stages are not two copies */
+        pp_error(d, "dualpipe: the model is split over all %d stages, not over one pipeline's %d and copied "
+                    "(compile the file with schedule dualpipe)", s->stages, s->stages / 2);
+        return 1;
+    }
     int D = s->devices, M = s->microbatches;
     if (D % 2 != 0) {
         pp_error(d, "dualpipe: needs an even number of devices (ranks r and %d - r mirror each other), got devices = %d",

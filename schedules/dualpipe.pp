@@ -25,7 +25,7 @@ cost {
 }
 
 model mlp {
-    layers = 4         # one pipeline's: stage 4+s holds a copy of stage s's
+    layers = 8         # one copy of the model: 2 a stage, stage 4+s holding a copy of stage s's
     hidden = 64
     batch = 32
     lr = 0.01
