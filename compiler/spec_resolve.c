@@ -140,7 +140,7 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     if (mode->set) {
         bool all = !strcmp(mode->v->text, "always"), but_last = !strcmp(mode->v->text, "except_last");
         for (int s = 0; s < S; s++)
-            spec->recompute[s] = all || (but_last && s < S - 1);
+            spec->recompute[s] = all || (but_last && s < S - 1 && !(spec->mirrored && s == S / 2 - 1));
     }
     for (int i = 0; list->set && i < list->v->nitems; i++) {
         const pp_value *item = list->v->items[i];

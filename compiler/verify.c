@@ -382,7 +382,8 @@ static void check_exactly_once(verifier *V)
     for (int s = 0; s < V->S; s++) {
         int with = -1, without = -1;
         for (int m = 0; m < V->M; m++)
-            *(V->at[AT_R][(long)s * V->M + m] >= 0 ? &with : &without) = m;
+            if (pp_mb_visits(p, s, m))
+                *(V->at[AT_R][(long)s * V->M + m] >= 0 ? &with : &without) = m;
         if (with >= 0 && without >= 0)
             pp_error(V->dg, "R%d.%d is missing (stage %d recomputes: R%d.%d is in the plan)", s, without, s, s,
                      with);

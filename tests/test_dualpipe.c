@@ -150,6 +150,28 @@ START_TEST(mirror_allreduce_and_routes)
 }
 END_TEST
 
+/* Recompute per stage: an R for each micro-batch of the stage's pipeline
+ * (the verifier once asked one for every micro-batch); except_last spares
+ * each pipeline's last stage. */
+START_TEST(recompute_per_pipeline)
+{
+    run r;
+    ck_assert_msg(compile(&r, shape_text("dualpipe", 4, 2, 8, 1, 1, 1, "memory { recompute = always }"), NULL, 0) == 0,
+                  "%s", tu_diag_text(&r.td));
+    int R = 0;
+    for (int d = 0; d < 4; d++)
+        for (int i = 0; i < r.p.dev[d].n; i++)
+            R += r.p.dev[d].ops[i].kind == PP_OP_R;
+    ck_assert_int_eq(R, 8 * 8 / 2); /* 8 stages x 4 micro-batches each */
+    release(&r);
+    ck_assert_int_eq(compile(&r, shape_text("dualpipe", 4, 2, 8, 1, 1, 1, "memory { recompute = except_last }"), NULL,
+                             0), 0);
+    for (int st = 0; st < 8; st++)
+        ck_assert_int_eq(r.s.recompute[st], st != 3 && st != 7);
+    release(&r);
+}
+END_TEST
+
 START_TEST(refusals)
 {
     static const struct {
@@ -238,6 +260,7 @@ int main(void)
     tcase_add_test(tc, readme_bubble_and_memory);
     tcase_add_test(tc, parameters_doubled);
     tcase_add_test(tc, mirror_allreduce_and_routes);
+    tcase_add_test(tc, recompute_per_pipeline);
     tcase_add_test(tc, refusals);
     tcase_add_test(tc, verifier_errors);
     suite_add_tcase(s, tc);
