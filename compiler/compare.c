@@ -12,7 +12,7 @@
  * Policies differ in their natural chunking: v = 1 on the loop placement
  * (gpipe, 1f1b, zb-h1, zb-h2), the file's virtual if > 1 else 2 on the
  * loop (interleaved, looped-bfs, interleaved-zb), v = 2 on the V shape
- * (zbv, dualpipev, v-half, v-min).  In the file's own shape a row keeps the file's costs;
+ * (zbv, dualpipev, dualpipe, v-half, v-min).  In the file's own shape a row keeps the file's costs;
  * in another one, the file's per-stage costs are summed per device into the
  * device's share of the model, each of the v chunks costs share / v and
  * holds activation * virtual / v, and the settings say so (cost.F, ...,
@@ -43,11 +43,18 @@
 typedef struct shape {
     int v;
     bool vshape;
+    bool mirrored; /* the row's policy runs two copies of the model (dualpipe): set by run_row */
 } shape;
+
+/* The stages of one copy of the model a device holds: a mirrored plan's
+ * device holds one stage of each of its two copies. */
+static int model_chunks(shape sh) { return sh.mirrored ? sh.v / 2 : sh.v; }
+static int file_model_chunks(const pp_spec *s) { return pp_spec_pipe_stages(s) / s->devices; }
 
 static shape natural_shape(const pp_spec *s, const char *name)
 {
-    if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev") || !strcmp(name, "v-half") || !strcmp(name, "v-min"))
+    if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev") || !strcmp(name, "dualpipe") || !strcmp(name, "v-half") ||
+        !strcmp(name, "v-min"))
         return (shape){2, true};
     if (!strcmp(name, "interleaved") || !strcmp(name, "looped-bfs") || !strcmp(name, "interleaved-zb"))
         return (shape){s->chunks > 1 ? s->chunks : 2, false};
@@ -140,7 +147,7 @@ static bool place(const pp_spec *s, shape sh, int *placement)
         placement[st] = sh.vshape ? (st < D ? st : 2 * D - 1 - st) : st % D;
         same = same && placement[st] == s->placement[st];
     }
-    return same;
+    return same && sh.mirrored == s->mirrored;
 }
 
 /* The per-stage costs of shape sh (stage_F, stage_B, stage_W, each [S]):
@@ -149,15 +156,15 @@ static void reshaped_costs(const pp_spec *s, shape sh, const int *placement, dou
 {
     int D = s->devices, S = D * sh.v;
     double *share = pp_xcalloc(3 * (size_t)D, sizeof *share, "--compare's rows");
-    for (int st = 0; st < s->stages; st++) {
+    for (int st = 0; st < pp_spec_pipe_stages(s); st++) { /* one copy of the model */
         int d = s->placement[st];
         share[d] += pp_op_cost(&s->cost, PP_OP_F, st, true);
         share[D + d] += pp_op_cost(&s->cost, PP_OP_B, st, true);
         share[2 * D + d] += pp_op_cost(&s->cost, PP_OP_W, st, true);
     }
     for (int k = 0; k < 3; k++)
-        for (int st = 0; st < S; st++)
-            cost[k * S + st] = share[k * D + placement[st]] / sh.v;
+        for (int st = 0; st < S; st++) /* a mirrored row's stage S/2 + s is a copy of stage s */
+            cost[k * S + st] = share[k * D + placement[sh.mirrored ? st % (S / 2) : st]] / model_chunks(sh);
     free(share);
 }
 
@@ -189,7 +196,7 @@ static const char *layered_settings(const pp_spec *s, shape sh, settings *st)
     if (s->model.balance == PP_BALANCE_LIST)
         settings_add(st, "model.balance", "even");
     if (s->layers_default) {
-        double k = (double)s->chunks / sh.v;
+        double k = (double)file_model_chunks(s) / model_chunks(sh);
         static const char *const base[3] = {"cost.F", "cost.B", "cost.W"};
         const double file_base[3] = {s->cost.F, s->cost.B, s->cost.W};
         for (int j = 0; j < 3; j++)
@@ -236,7 +243,7 @@ static const char *row_settings(const pp_spec *s, const char *name, shape sh, se
                     settings_add_number(st, key, c[i]);
                 }
         }
-        double act = (s->act_size > 0 ? s->act_size : 1) * s->chunks / sh.v;
+        double act = (s->act_size > 0 ? s->act_size : 1) * file_model_chunks(s) / model_chunks(sh);
         if (act != s->act_size && s->bytes) { /* in bytes: with its unit */
             char buf[48];
             exact_number(buf, sizeof buf - 1, act);
@@ -263,6 +270,8 @@ static void run_row(const pp_ast *ast, const pp_define *defs, int ndefs, const p
                     shape sh, const variant *var, row *r)
 {
     int S = s->devices * sh.v;
+    const pp_policy *pol = pp_policy_find(name);
+    sh.mirrored = pol && pol->mirrored;
     settings st = {pp_xcalloc(MAX_SETTINGS, sizeof *st.defs, "--compare's rows"), 0};
     double *want = pp_xcalloc(3 * (size_t)S, sizeof *want, "--compare's rows");
     bool reshaped;

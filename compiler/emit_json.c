@@ -132,7 +132,12 @@ static void out_op(out *o, const pp_plan *p, const pp_op *op)
                 OUT_LIT(o, ", ");
             out_int(o, c->ranks[k]);
         }
-        OUT_LIT(o, "]}");
+        OUT_LIT(o, "]");
+        if (c->what == PP_COLL_MIRROR) { /* the pipeline stage whose two copies it sums */
+            OUT_LIT(o, ", \"stage\": ");
+            out_int(o, op->stage);
+        }
+        OUT_LIT(o, "}");
         return;
     }
     OUT_LIT(o, "{\"op\": \"");
@@ -189,6 +194,8 @@ static cJSON *pipeline_json(const pp_spec *s, const pp_plan *p)
     cJSON_AddNumberToObject(j, "microbatches", p->microbatches);
     cJSON_AddItemToObject(j, "placement", int_array(p->placement, p->stages));
     cJSON_AddBoolToObject(j, "split_backward", p->split_backward);
+    if (p->mirrored) /* docs/dualpipe.md; absent = false */
+        cJSON_AddBoolToObject(j, "mirrored", true);
     if (p->async != PP_ASYNC_NONE) { /* docs/async.md; absent = synchronous */
         cJSON_AddStringToObject(j, "async", pp_async_name(p->async));
         cJSON_AddBoolToObject(j, "vertical_sync", p->vertical_sync);

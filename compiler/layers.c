@@ -46,6 +46,8 @@ void pp_spec_sum_layers(pp_spec *s)
             s->zero_saved[d] = 0;
     }
     for (int st = 0, l = 0; st < s->stages; st++) {
+        if (s->mirrored && st == s->stages / 2)
+            l = 0; /* the second pipeline: a copy of the same layers */
         double F = 0, B = 0, W = 0, act = 0, weights = 0, state = 0, grads = 0;
         int first = l, n = pp_stage_layer_count(s, st);
         for (int k = 0; k < n && l < s->n_layers; k++, l++) {

@@ -1,7 +1,8 @@
 /*
  * lower.c — communication lowering: turns each device's compute order into
  * the list the runtime replays, with a send/recv pair for every dependency
- * that crosses devices (act: F(s,m) -> F(s+1,m); grad: B(s+1,m) -> B(s,m))
+ * that crosses devices (act: F(s,m) -> F(s+1,m); grad: B(s+1,m) -> B(s,m);
+ * within micro-batch m's stages, pp_mb_first_stage .. pp_mb_last_stage)
  * and group ids saying which of them are posted together.
  *
  * Where each op goes:
@@ -70,9 +71,9 @@ static int edge_consumer(const lowering *L, long e)
 static long edge_of(const lowering *L, const pp_op *op)
 {
     int s = op->stage;
-    if (op->kind == PP_OP_F && s + 1 < L->S && L->p->placement[s + 1] != L->p->placement[s])
+    if (op->kind == PP_OP_F && s < pp_mb_last_stage(L->p, op->mb) && L->p->placement[s + 1] != L->p->placement[s])
         return (long)s * L->M + op->mb;
-    if (op->kind == PP_OP_B && s > 0 && L->p->placement[s - 1] != L->p->placement[s])
+    if (op->kind == PP_OP_B && s > pp_mb_first_stage(L->p, op->mb) && L->p->placement[s - 1] != L->p->placement[s])
         return L->SM + (long)s * L->M + op->mb;
     return -1;
 }
@@ -97,7 +98,7 @@ static int check_input(lowering *L, pp_diag *dg)
             if (!pp_op_is_compute(op->kind))
                 continue;
             if (op->stage < 0 || op->stage >= L->S || op->mb < 0 || op->mb >= L->M ||
-                p->placement[op->stage] != d) {
+                p->placement[op->stage] != d || !pp_mb_visits(p, op->stage, op->mb)) {
                 pp_error(dg, "lower: device %d, op %d (%s): not a stage and micro-batch of this device", d, i,
                          pp_op_format(op, buf, sizeof buf));
                 errors++;
@@ -116,7 +117,7 @@ static int check_input(lowering *L, pp_diag *dg)
         L->ncompute[d] = ci;
     }
     for (long k = 0; k < L->SM && errors < 20; k++)
-        if (L->cF[k] < 0 || L->cB[k] < 0) {
+        if ((L->cF[k] < 0 || L->cB[k] < 0) && pp_mb_visits(p, (int)(k / L->M), (int)(k % L->M))) {
             pp_error(dg, "lower: %s%ld.%ld is missing", L->cF[k] < 0 ? "F" : "B", k / L->M, k % L->M);
             errors++;
         }
@@ -481,9 +482,10 @@ int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *dg)
         }
     lowering L = {.p = p, .D = p->devices, .S = p->stages, .M = p->microbatches, .cost = cost};
     L.SM = (long)L.S * L.M;
-    if (4 * L.SM >= INT32_MAX || 2 * L.SM > pp_plan_total_ops(p)) {
+    long need = 2 * L.SM / (p->mirrored ? 2 : 1); /* mirrored: each micro-batch visits half the stages */
+    if (4 * L.SM >= INT32_MAX || need > pp_plan_total_ops(p)) {
         pp_error(dg, "lower: %d stages x %d micro-batches need %ld compute ops, the plan has %ld ops", L.S, L.M,
-                 2 * L.SM, pp_plan_total_ops(p));
+                 need, pp_plan_total_ops(p));
         return 1;
     }
     int errors = 0;

@@ -95,7 +95,9 @@ const char *pp_plan_op_format(const pp_plan *p, const pp_op *op, char *buf, size
                  c->nranks > 0 ? c->ranks[0] : -1, pp_plan_replicas(p));
         return buf;
     }
-    size_t n = (size_t)snprintf(buf, size, "allreduce %s {", pp_coll_what_name(c->what));
+    size_t n = c->what == PP_COLL_MIRROR
+                   ? (size_t)snprintf(buf, size, "allreduce %s %d {", pp_coll_what_name(c->what), op->stage)
+                   : (size_t)snprintf(buf, size, "allreduce %s {", pp_coll_what_name(c->what));
     for (int k = 0; k < c->nranks && n < size; k++)
         n += (size_t)snprintf(buf + n, size - n, "%s%d", k ? "," : "", c->ranks[k]);
     if (n < size)
@@ -113,6 +115,24 @@ bool pp_tied_pair(const int *placement, int stages, int pair[2])
     return true;
 }
 
+/* Puts op right before device d's update (before its flush without one). */
+static void insert_before_update(pp_plan *p, int d, pp_op op)
+{
+    pp_device *dv = &p->dev[d];
+    int at = dv->n;
+    while (at > 0 && dv->ops[at - 1].kind != PP_OP_UPDATE)
+        at--;
+    if (at > 0)
+        at--; /* right before the update */
+    else if (dv->n > 0 && dv->ops[dv->n - 1].kind == PP_OP_FLUSH)
+        at = dv->n - 1;
+    else
+        at = dv->n;
+    pp_plan_push(p, d, (pp_op){0}); /* room for one more */
+    memmove(&dv->ops[at + 1], &dv->ops[at], (size_t)(dv->n - 1 - at) * sizeof *dv->ops);
+    dv->ops[at] = op;
+}
+
 int pp_plan_add_tied(pp_plan *p, double bytes)
 {
     int pair[2];
@@ -121,20 +141,24 @@ int pp_plan_add_tied(pp_plan *p, double bytes)
     int c = pp_plan_coll(p, PP_COLL_TIED, pair, 2, bytes);
     if (c < 0)
         return 1;
-    for (int k = 0; k < 2; k++) {
-        pp_device *dv = &p->dev[pair[k]];
-        int at = dv->n;
-        while (at > 0 && dv->ops[at - 1].kind != PP_OP_UPDATE)
-            at--;
-        if (at > 0)
-            at--; /* right before the update */
-        else if (dv->n > 0 && dv->ops[dv->n - 1].kind == PP_OP_FLUSH)
-            at = dv->n - 1;
-        else
-            at = dv->n;
-        pp_plan_push(p, pair[k], (pp_op){0}); /* room for one more */
-        memmove(&dv->ops[at + 1], &dv->ops[at], (size_t)(dv->n - 1 - at) * sizeof *dv->ops);
-        dv->ops[at] = (pp_op){.kind = PP_OP_ALLREDUCE, .stage = -1, .mb = -1, .peer = c, .group = -1};
+    for (int k = 0; k < 2; k++)
+        insert_before_update(p, pair[k], (pp_op){.kind = PP_OP_ALLREDUCE, .stage = -1, .mb = -1, .peer = c, .group = -1});
+    return 0;
+}
+
+int pp_plan_add_mirror(pp_plan *p)
+{
+    int H = p->stages / 2;
+    for (int s = 0; s < H; s++) {
+        int a = p->placement[s], b = p->placement[H + s];
+        if (a == b)
+            continue; /* one device holds both copies: they are summed locally */
+        int pair[2] = {a < b ? a : b, a < b ? b : a};
+        int c = pp_plan_coll(p, PP_COLL_MIRROR, pair, 2, 0);
+        if (c < 0)
+            return 1;
+        for (int k = 0; k < 2; k++)
+            insert_before_update(p, pair[k], (pp_op){.kind = PP_OP_ALLREDUCE, .stage = s, .mb = -1, .peer = c, .group = -1});
     }
     return 0;
 }

@@ -15,8 +15,8 @@
  * exactly (one allocation per device, no growth while generating: 64
  * devices x 4 chunks x 1024 micro-batches is half a million ops), then
  * let it generate, and complete the order (pp_policy_complete): the
- * recomputed forwards and a tied gpt's allreduce, which no policy file
- * writes itself.
+ * recomputed forwards, a mirrored plan's gradient sums and a tied gpt's
+ * allreduce, which no policy file writes itself.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +39,7 @@ static const pp_policy *const policies[] = {
     &pp_policy_interleaved_zb,
     &pp_policy_zbv,
     &pp_policy_dualpipev,
+    &pp_policy_dualpipe,
     &pp_policy_v_half,
     &pp_policy_v_min,
     &pp_policy_custom,
@@ -138,6 +139,10 @@ int pp_policy_complete(const pp_spec *s, pp_plan *p)
         return 1;
     p->replicas = s->data_parallel;
     p->zero = s->zero;
+    /* the mirrored copies are summed within each replica first, so the
+     * replicas' reduction (sharded or not) sums one total per stage copy */
+    if (p->mirrored && pp_plan_add_mirror(p))
+        return 1;
     /* the tied pair sums copies already summed over the replicas; with
      * ZeRO-1, whose reduce-scatter leaves each replica a shard, before it */
     if (s->zero && tied(s) && pp_plan_add_tied(p, s->cost.tied_bytes))
@@ -163,6 +168,7 @@ int pp_policy_run(const pp_spec *s, pp_plan *p, pp_diag *d)
     }
     p->split_backward = pol->split_backward;
     p->async = pol->async;
+    p->mirrored = pol->mirrored;
 
     /* Exact capacity: every (stage, mb) of the device's stages once per
      * compute kind, then update and flush (and a gpt's tied allreduce on

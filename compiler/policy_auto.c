@@ -400,8 +400,10 @@ static void try_named(search *x)
     for (const pp_policy *const *pp = pp_policy_all(); *pp; pp++) {
         const pp_policy *pol = *pp;
         /* custom replays the file's own order: not a candidate to search over;
-         * nor are the asynchronous ones, which train differently (docs/async.md). */
+         * nor are the asynchronous ones, which train differently (docs/async.md),
+         * nor a mirrored one, whose stages are another split of the model. */
         if (strcmp(pol->name, "auto") == 0 || strcmp(pol->name, "custom") == 0 || pol->async != PP_ASYNC_NONE ||
+            pol->mirrored ||
             rep->nnamed >= PP_AUTO_MAX_NAMED)
             continue;
         pp_auto_named *row = &rep->named[rep->nnamed++];

@@ -44,7 +44,7 @@ static int dualpipev_check(const pp_spec *s, pp_diag *d)
     return errors;
 }
 
-static int dualpipev_phases(int D, int d, int M, pp_vphase *out)
+int pp_policy_dualpipev_phases(int D, int d, int M, pp_vphase *out)
 {
     /* The drain's 2(d+1) backwards, B1 B0 B1 B0 ...: whole pairs, the
      * middle pair when d+1 is odd (its B1 whole, its B0 split), then
@@ -70,7 +70,7 @@ static int dualpipev_phases(int D, int d, int M, pp_vphase *out)
 static int dualpipev_generate(const pp_spec *s, pp_plan *p, pp_diag *d)
 {
     p->split_backward = true;
-    if (pp_policy_vshape_order(p, s->microbatches, dualpipev_phases)) {
+    if (pp_policy_vshape_order(p, s->microbatches, pp_policy_dualpipev_phases)) {
         pp_error(d, "dualpipev: out of memory");
         return 1;
     }

@@ -47,7 +47,9 @@ int pp_policy_need_vshape(const pp_spec *s, const char *policy, pp_diag *d)
 typedef struct vshape_device {
     pp_plan *p;
     int dev, built;
+    int kept;                     /* micro-batches of a chunk kept: units past them are dropped */
     int stage[2];                 /* chunk -> stage */
+    int mb0[2];                   /* chunk -> its first micro-batch */
     int next_f[2], next_b[2], next_w[2];
     long *b_order;                /* [chunk * built + mb]: when its B was issued */
     long issued;                  /* Bs issued so far */
@@ -55,8 +57,8 @@ typedef struct vshape_device {
 
 static void emit(vshape_device *x, int kind, int chunk, int mb)
 {
-    if (mb < x->p->microbatches)
-        pp_policy_emit(x->p, x->dev, kind, x->stage[chunk], mb);
+    if (mb < x->kept)
+        pp_policy_emit(x->p, x->dev, kind, x->stage[chunk], x->mb0[chunk] + mb);
 }
 
 /* The chunk whose oldest pending W was the first to become pending; -1
@@ -94,10 +96,24 @@ static void run_unit(vshape_device *x, char kind, char which)
     }
 }
 
+/* Runs phases[n] on device x->dev (its chunks' stages and first
+ * micro-batches set). */
+static void run_phases(vshape_device *x, const pp_vphase *phases, int n)
+{
+    for (int c = 0; c < 2; c++)
+        x->next_f[c] = x->next_b[c] = x->next_w[c] = 0;
+    x->issued = 0;
+    for (int i = 0; i < n; i++)
+        for (long rep = 0; rep < phases[i].count; rep++)
+            for (const char *u = phases[i].units; u[0] && u[1]; u += u[2] ? 3 : 2)
+                run_unit(x, u[0], u[1]);
+}
+
 int pp_policy_vshape_order(pp_plan *p, int built, pp_vphases_fn *phases_of)
 {
     int D = p->devices;
-    vshape_device x = {.p = p, .built = built, .b_order = malloc(sizeof(long) * 2 * (size_t)built)};
+    vshape_device x = {.p = p, .built = built, .kept = p->microbatches,
+                       .b_order = malloc(sizeof(long) * 2 * (size_t)built)};
     if (!x.b_order)
         return 1;
     for (int dev = 0; dev < D; dev++) {
@@ -106,14 +122,22 @@ int pp_policy_vshape_order(pp_plan *p, int built, pp_vphases_fn *phases_of)
         x.dev = dev;
         x.stage[0] = dev;
         x.stage[1] = 2 * D - 1 - dev;
-        for (int c = 0; c < 2; c++)
-            x.next_f[c] = x.next_b[c] = x.next_w[c] = 0;
-        x.issued = 0;
-        for (int i = 0; i < n; i++)
-            for (long rep = 0; rep < phases[i].count; rep++)
-                for (const char *u = phases[i].units; u[0] && u[1]; u += u[2] ? 3 : 2)
-                    run_unit(&x, u[0], u[1]);
+        x.mb0[0] = x.mb0[1] = 0;
+        run_phases(&x, phases, n);
     }
+    free(x.b_order);
+    return 0;
+}
+
+int pp_policy_vshape_device(pp_plan *p, int dev, const int stage[2], const int mb0[2], int built, const pp_vphase *phases,
+                            int n)
+{
+    vshape_device x = {.p = p, .dev = dev, .built = built, .kept = built,
+                       .stage = {stage[0], stage[1]}, .mb0 = {mb0[0], mb0[1]},
+                       .b_order = malloc(sizeof(long) * 2 * (size_t)built)};
+    if (!x.b_order)
+        return 1;
+    run_phases(&x, phases, n);
     free(x.b_order);
     return 0;
 }

@@ -102,9 +102,10 @@ int pp_comm_from_name(const char *name);    /* -1 if unknown */
  * op's stage names the stage): STAGE, an allreduce of the stage's
  * gradients; with zero = 1 (ZeRO-1) SHARD, their reduce-scatter (each
  * replica keeps the sum of its 1/R), and after the update GATHER, the
- * all-gather of the updated parameters.  Later kinds (mirrored stage
- * copies) are added after them. */
-#define PP_COLL_WHATS(X) X(TIED, "tied") X(STAGE, "stage") X(SHARD, "shard") X(GATHER, "gather")
+ * all-gather of the updated parameters.  MIRROR: the gradients of a
+ * mirrored plan's two copies of one pipeline stage (p->mirrored,
+ * docs/dualpipe.md). */
+#define PP_COLL_WHATS(X) X(TIED, "tied") X(STAGE, "stage") X(SHARD, "shard") X(GATHER, "gather") X(MIRROR, "mirror")
 enum pp_coll_what {
 #define PP_X(e, s) PP_COLL_##e,
     PP_COLL_WHATS(PP_X)
@@ -125,7 +126,9 @@ int pp_coll_what_from_name(const char *name); /* -1 if unknown */
  * collective: it completes when every member has posted it, and a device
  * waits at it until then (walk.c).  `group` is -1 (a collective is posted
  * alone); `mb` is -1; `stage` is -1 for TIED, the stage whose gradients
- * (parameters) it reduces (gathers) for STAGE, SHARD and GATHER. */
+ * (parameters) it reduces (gathers) for STAGE, SHARD and GATHER, and for
+ * MIRROR the pipeline stage s < stages / 2 whose two copies (stages s and
+ * stages / 2 + s) it sums. */
 typedef struct pp_op {
     uint8_t kind;  /* enum pp_op_kind */
     uint8_t comm;  /* enum pp_comm_kind, send/recv only */
@@ -651,7 +654,14 @@ typedef struct pp_spec {
     bool zero;
     double *zero_saved;
     int gpus;            /* gpus = N: ppcc chooses devices x data_parallel (gpus.c); 0: the file's */
+    /* The policy's plans are two mirrored pipelines (dualpipe,
+     * pp_plan.mirrored): the model is split over the first stages / 2
+     * stages, stage stages / 2 + s holding a copy of stage s's layers. */
+    bool mirrored;
 } pp_spec;
+/* The stages one copy of the model is split over: stages, or half of them
+ * when mirrored. */
+static inline int pp_spec_pipe_stages(const pp_spec *s) { return s->mirrored ? s->stages / 2 : s->stages; }
 
 /* One -D NAME=VALUE. */
 typedef struct pp_define {
@@ -766,7 +776,26 @@ typedef struct pp_plan {
      * the spec, NULL otherwise): errors on the plan then also point at the
      * token of the compute op involved (pp_order_note). */
     const pp_order *order;
+    /* Two mirrored pipelines (DualPipe, docs/dualpipe.md): of H = stages / 2,
+     * micro-batches 0 .. M/2 - 1 flow through stages 0 .. H-1 and the others
+     * through H .. 2H-1, stage H + s holding a copy of stage s's parameters;
+     * false: every micro-batch flows through every stage. */
+    bool mirrored;
 } pp_plan;
+/* The first and the last stage micro-batch mb flows through. */
+static inline int pp_mb_first_stage(const pp_plan *p, int mb)
+{
+    return p->mirrored && mb >= p->microbatches / 2 ? p->stages / 2 : 0;
+}
+static inline int pp_mb_last_stage(const pp_plan *p, int mb)
+{
+    return p->mirrored && mb < p->microbatches / 2 ? p->stages / 2 - 1 : p->stages - 1;
+}
+/* Micro-batch mb flows through stage st. */
+static inline bool pp_mb_visits(const pp_plan *p, int st, int mb)
+{
+    return st >= pp_mb_first_stage(p, mb) && st <= pp_mb_last_stage(p, mb);
+}
 
 /* How a plan's weights evolve (docs/async.md).  NONE: synchronous, one
  * update per step.  PIPEDREAM: weight stashing, an update after every B
@@ -793,7 +822,10 @@ int pp_plan_coll_stage(pp_plan *p, int what, int stage, const int *ranks, int nr
 /* The replicas of a plan (1 without data parallelism). */
 static inline int pp_plan_replicas(const pp_plan *p) { return p->replicas > 1 ? p->replicas : 1; }
 /* The group is summed over the replicas of its device (STAGE, SHARD, GATHER). */
-static inline bool pp_coll_over_replicas(const pp_coll *c) { return c->what != PP_COLL_TIED; }
+static inline bool pp_coll_over_replicas(const pp_coll *c)
+{
+    return c->what == PP_COLL_STAGE || c->what == PP_COLL_SHARD || c->what == PP_COLL_GATHER;
+}
 /* The time of collective c of plan p on hw (bytes > 0), on the world's
  * ranks: over replicas, a ring (allreduce; reduce-scatter or all-gather
  * for SHARD and GATHER) of the device's R ranks; TIED, the pair's ranks in
@@ -834,6 +866,11 @@ int pp_plan_add_tied(pp_plan *p, double bytes);
  * which then sums copies already summed over the replicas.  Nonzero when
  * out of memory. */
 int pp_plan_add_stage_reductions(pp_plan *p, const double *stage_grad);
+/* A mirrored plan's gradient sums: for each pipeline stage s, one
+ * allreduce (MIRROR, stage s) on the devices of stages s and H + s, right
+ * before their update, in stage order on each (priced at cost.comm: no
+ * bytes).  Nonzero: out of memory. */
+int pp_plan_add_mirror(pp_plan *p);
 
 /* Which placement a stage -> device map is: PP_PLACE_LOOP (stage s on
  * device s mod D, one stage per device included), PP_PLACE_VSHAPE (two
@@ -866,6 +903,7 @@ typedef struct pp_policy {
     int (*generate)(const pp_spec *s, pp_plan *p, pp_diag *d);
     bool split_backward;
     int async; /* enum pp_async of its plans (plan.c) */
+    bool mirrored; /* its plans are two mirrored pipelines (pp_plan.mirrored) */
 } pp_policy;
 
 const pp_policy *pp_policy_find(const char *name);
@@ -926,6 +964,7 @@ void pp_policy_finish(pp_plan *p);
 extern const pp_policy pp_policy_zb_h1;
 extern const pp_policy pp_policy_zbv;
 extern const pp_policy pp_policy_dualpipev;
+extern const pp_policy pp_policy_dualpipe; /* policy_dualpipe.c: two mirrored pipelines */
 extern const pp_policy pp_policy_v_half;   /* policy_vblock.c */
 extern const pp_policy pp_policy_v_min;
 extern const pp_policy pp_policy_looped_bfs;
@@ -949,6 +988,14 @@ typedef struct pp_vphase {
 } pp_vphase;
 typedef int pp_vphases_fn(int devices, int dev, int built, pp_vphase *out);
 int pp_policy_vshape_order(pp_plan *p, int built, pp_vphases_fn *phases_of);
+/* The same on one device whose chunk c is stage[c] with micro-batches
+ * mb0[c] .. mb0[c] + built - 1 (dualpipe's ranks: two pipelines' stages
+ * on one V).  Nonzero: out of memory. */
+int pp_policy_vshape_device(pp_plan *p, int dev, const int stage[2], const int mb0[2], int built, const pp_vphase *phases,
+                            int n);
+/* DualPipeV's phases of device d of D with M micro-batches
+ * (policy_dualpipev.c), which DualPipe's ranks run too (policy_dualpipe.c). */
+int pp_policy_dualpipev_phases(int D, int d, int M, pp_vphase *out);
 /* policy_async.c (docs/async.md): 1F1B's order with PipeDream's weight
  * stashing (an update after every B) and with PipeDream-2BW. */
 extern const pp_policy pp_policy_pipedream;

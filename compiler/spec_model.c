@@ -36,10 +36,10 @@ static const char *word_or(const ctx *c, enum slot s, const char *dflt)
  * gpt's model.layout (Megatron's string, megatron_layout.c) is a list. */
 static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
 {
-    int S = spec->stages;
+    int S = pp_spec_pipe_stages(spec); /* mirrored: one pipeline's, copied below */
     pp_model *m = &spec->model;
     const char *unit = gpt ? "block" : "layer";
-    m->layers_per_stage = pp_arena_alloc(c->a, (size_t)S * sizeof *m->layers_per_stage);
+    m->layers_per_stage = pp_arena_alloc(c->a, (size_t)spec->stages * sizeof *m->layers_per_stage);
     const setting *bs = &c->set[S_BALANCE];
     bool balanced = false;
     long sum = 0;
@@ -148,6 +148,8 @@ static void resolve_split(ctx *c, pp_spec *spec, bool gpt)
         for (int s = 0; s < S; s++)
             m->layers_per_stage[s] = m->layers / S + (s < m->layers % S);
     }
+    for (int s = S; s < spec->stages; s++) /* a mirrored plan's copies */
+        m->layers_per_stage[s] = m->layers_per_stage[s - S];
 }
 
 /* What pprun's loader holds of an mlp (pp.h).  Only a hidden size that
@@ -363,6 +365,14 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     m->hidden = (int)spec_get(c, S_HIDDEN, 64);
     m->lr = spec_get(c, S_LR, strcmp(m->optimizer, "adamw") == 0 ? 3e-4 : 0.01);
     m->seed = (uint64_t)spec_get(c, S_SEED, 1);
+    if (spec->mirrored && gpt)
+        spec_report_key(c, S_MODEL, "schedule %s trains model mlp only (docs/dualpipe.md): its two pipelines of "
+                        "a gpt are not built yet", spec->schedule);
+    else if (spec->mirrored && c->set[S_BALANCE].set && c->set[S_BALANCE].v->kind == PP_VAL_WORD &&
+             strcmp(c->set[S_BALANCE].v->text, "even") != 0)
+        spec_report_at(c, &c->set[S_BALANCE].at, c->set[S_BALANCE].v->offset, "model.balance",
+                       "schedule %s splits the layers even or by a list of %d counts (one pipeline's stages), "
+                       "not by %s", spec->schedule, spec->stages / 2, c->set[S_BALANCE].v->text);
     resolve_split(c, spec, gpt);
     /* auto: a batch that every M it may choose can split (up to microbatches.max) */
     m->batch = (int)spec_get(c, S_BATCH, (double)(spec->microbatches_auto ? spec->mb_max : M) * 4 * R);

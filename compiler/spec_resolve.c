@@ -140,7 +140,7 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
     if (mode->set) {
         bool all = !strcmp(mode->v->text, "always"), but_last = !strcmp(mode->v->text, "except_last");
         for (int s = 0; s < S; s++)
-            spec->recompute[s] = all || (but_last && s < S - 1);
+            spec->recompute[s] = all || (but_last && s < S - 1 && !(spec->mirrored && s == S / 2 - 1));
     }
     for (int i = 0; list->set && i < list->v->nitems; i++) {
         const pp_value *item = list->v->items[i];
@@ -175,7 +175,7 @@ static void resolve_recompute(ctx *c, pp_spec *spec)
  * even: balance.c searches once the policy can run), and the sums. */
 static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
 {
-    int S = spec->stages, D = spec->devices;
+    int S = spec->stages, D = spec->devices, P = pp_spec_pipe_stages(spec);
     pp_model *m = &spec->model;
     if (spec->layer_ends) { /* a gpt's on hardware (spec_model.c): summed again with memory.input known */
         pp_spec_sum_layers(spec);
@@ -183,7 +183,7 @@ static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
     }
     if (pp_model_is_gpt(m) || (!spec->layers && !c->set[S_BALANCE].set))
         return;
-    if (c->d->errors > errors_before || m->layers < S) {
+    if (c->d->errors > errors_before || m->layers < P) {
         spec->layers = NULL; /* the shape is wrong: reported */
         return;
     }
@@ -192,7 +192,7 @@ static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
         spec->layers = pp_arena_alloc(c->a, (size_t)L * sizeof *spec->layers);
         spec->n_layers = L;
         spec->layers_default = true;
-        double share = (double)S / L, act = spec->act_size * share;
+        double share = (double)P / L, act = spec->act_size * share;
         for (int l = 0; l < L; l++)
             spec->layers[l] = (pp_layer){"layer", spec->cost.F * share, spec->cost.B * share, spec->cost.W * share,
                                          act, act / 2, 0, act / 2, 0};
@@ -202,7 +202,9 @@ static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
     spec->static_mem = pp_arena_alloc(c->a, (size_t)D * sizeof *spec->static_mem);
     if (m->balance != PP_BALANCE_LIST)
         pp_balance_split(m->balance == PP_BALANCE_AUTO ? PP_BALANCE_EVEN : m->balance, spec->layers, spec->n_layers,
-                         S, m->layers_per_stage);
+                         P, m->layers_per_stage);
+    for (int st = P; st < S; st++) /* a mirrored plan's copies */
+        m->layers_per_stage[st] = m->layers_per_stage[st - P];
     pp_spec_sum_layers(spec);
 }
 
@@ -256,6 +258,8 @@ void spec_resolve(ctx *c, pp_spec *spec)
             spec_report_key(c, k, "only microbatches = auto reads it, but microbatches = %d", spec->microbatches);
     snprintf(spec->schedule, sizeof spec->schedule, "%s",
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
+    const pp_policy *policy = pp_policy_find(spec->schedule);
+    spec->mirrored = policy && policy->mirrored && spec->stages % 2 == 0;
     spec->group = (int)spec_get(c, S_GROUP, 0);
     spec->vertical_sync = spec_get(c, S_VSYNC, 0) != 0;
     if (spec->data_parallel > 1 && strcmp(spec->schedule, "pipedream") == 0)

@@ -19,7 +19,7 @@
  *
  * What PyTorch's runtime cannot run is refused before anything is written
  * (pp_torch_csv_check): recompute as an op of its own, asynchronous weight
- * versions, and placements torchtitan cannot build.
+ * versions, mirrored pipelines, and placements torchtitan cannot build.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +47,12 @@ int pp_torch_csv_check(const pp_plan *p, pp_diag *d)
         pp_error(d, "--emit torch-csv: schedule %s keeps %s weight versions, which PyTorch's pipeline runtime "
                     "does not have (it runs one synchronous update per step)",
                  p->schedule, pp_async_name(p->async));
+    if (p->mirrored)
+        pp_error(d, "--emit torch-csv: schedule %s is two mirrored pipelines (micro-batches 0..%d through stages "
+                    "0..%d, the others through %d..%d, each stage's two copies summed), but PyTorch's pipeline "
+                    "runtime sends every micro-batch through every stage and has no copies to sum (its DualPipe "
+                    "is the V-shape one: schedule dualpipev)",
+                 p->schedule, p->microbatches / 2 - 1, p->stages / 2 - 1, p->stages / 2, p->stages - 1);
     for (int dv = 0; dv < p->devices && d->errors == before; dv++)
         for (int i = 0; i < p->dev[dv].n; i++)
             if (p->dev[dv].ops[i].kind == PP_OP_R) {

@@ -10,8 +10,10 @@
  *      the right peer, once; update once after all compute (pipedream:
  *      one right after each B, docs/async.md); flush last; groups
  *      contiguous;
- *   3. exactly once: one F and one B per (stage, mb), one W iff split,
- *      one R per micro-batch of a stage iff it has any (recompute);
+ *   3. exactly once: one F and one B per (stage, mb) (of a mirrored plan:
+ *      per stage of mb's pipeline), one W iff split, one R per micro-batch
+ *      of a stage iff it has any (recompute); a mirrored plan's sum of
+ *      each stage's two copies once, after their compute;
  *   4. dependencies, within each device's list: an op runs after the op or
  *      the recv that feeds it (positions of each (stage, mb) op are kept in
  *      flat arrays indexed stage * M + mb);
@@ -101,6 +103,11 @@ static bool stage_mb_ok(verifier *V, int d, int i, const pp_op *op)
         FAIL_OP(V, d, i, op, "micro-batch %d is not a micro-batch (the plan has %d)", op->mb, V->M);
         return false;
     }
+    if (!pp_mb_visits(V->p, op->stage, op->mb)) {
+        FAIL_OP(V, d, i, op, "micro-batch %d flows through stages %d..%d of the mirrored plan, not stage %d", op->mb,
+                pp_mb_first_stage(V->p, op->mb), pp_mb_last_stage(V->p, op->mb), op->stage);
+        return false;
+    }
     return true;
 }
 
@@ -144,8 +151,9 @@ static void check_comm(verifier *V, int d, int i, const pp_op *op)
         return;
     bool act = op->comm == PP_COMM_ACT;
     int self, peer, to = pp_comm_ends(p, op->kind, op->comm, op->stage, &self, &peer);
-    if (to < 0) {
-        FAIL_OP(V, d, i, op, "stage %d has no %s stage", op->stage, act ? "next" : "previous");
+    if (to < 0 || !pp_mb_visits(p, to, op->mb)) {
+        FAIL_OP(V, d, i, op, "stage %d has no %s stage%s", op->stage, act ? "next" : "previous",
+                to < 0 ? "" : " for this micro-batch (its pipeline ends there)");
         return;
     }
     if (self != d) {
@@ -188,7 +196,19 @@ static void check_collective(verifier *V, int d, int i, const pp_op *op, int upd
         FAIL_OP(V, d, i, op, "before the update, whose parameters it gathers");
     else if (c->what != PP_COLL_GATHER && update_at >= 0)
         FAIL_OP(V, d, i, op, "after update (op %d), which needs the summed gradients", update_at);
-    if (c->what == PP_COLL_TIED) {
+    if (c->what == PP_COLL_MIRROR) {
+        int H = p->stages / 2, s = op->stage;
+        if (!p->mirrored) {
+            FAIL_OP(V, d, i, op, "a mirror allreduce in a plan that is not mirrored");
+            V->comm_unsafe = true;
+        } else if (s < 0 || s >= H) {
+            FAIL_OP(V, d, i, op, "stage %d is not a pipeline stage (0 to %d) whose copies it could sum", s, H - 1);
+            V->comm_unsafe = true;
+        } else if (p->placement[s] != d && p->placement[H + s] != d) {
+            FAIL_OP(V, d, i, op, "device %d holds neither stage %d nor its copy, stage %d", d, s, H + s);
+            V->comm_unsafe = true;
+        }
+    } else if (c->what == PP_COLL_TIED) {
         if (*tied_at >= 0) {
             FAIL_OP(V, d, i, op, "second tied allreduce (the first is op %d): one a step", *tied_at);
             V->comm_unsafe = true;
@@ -314,6 +334,11 @@ static void check_collective_groups(verifier *V)
             continue;
         }
         int pair[2];
+        if (c->what == PP_COLL_MIRROR && c->nranks != 2) {
+            pp_error(V->dg, "plan: collective group %d (mirror): %d members, but a stage and its copy are on two "
+                            "devices", g, c->nranks);
+            V->comm_unsafe = true;
+        }
         if (c->what != PP_COLL_TIED)
             continue;
         if (!pp_tied_pair(p->placement, p->stages, pair)) {
@@ -431,6 +456,8 @@ static void check_exactly_once(verifier *V)
     const pp_plan *p = V->p;
     for (long k = 0; k < V->SM; k++) {
         int s = (int)(k / V->M), m = (int)(k % V->M);
+        if (!pp_mb_visits(p, s, m))
+            continue; /* the other pipeline's (ops there are refused) */
         if (V->at[AT_F][k] < 0)
             pp_error(V->dg, "F%d.%d is missing (stage %d is on device %d)", s, m, s, p->placement[s]);
         if (V->at[AT_B][k] < 0)
@@ -442,11 +469,51 @@ static void check_exactly_once(verifier *V)
     for (int s = 0; s < V->S; s++) {
         int with = -1, without = -1;
         for (int m = 0; m < V->M; m++)
-            *(V->at[AT_R][(long)s * V->M + m] >= 0 ? &with : &without) = m;
+            if (pp_mb_visits(p, s, m))
+                *(V->at[AT_R][(long)s * V->M + m] >= 0 ? &with : &without) = m;
         if (with >= 0 && without >= 0)
             pp_error(V->dg, "R%d.%d is missing (stage %d recomputes: R%d.%d is in the plan)", s, without, s, s,
                      with);
     }
+}
+
+/* A mirrored plan sums the two copies of each pipeline stage s (stages s
+ * and H + s) on their devices once, after the last compute op of either
+ * copy there: a compute op after it would miss the sum. */
+static void check_mirror(verifier *V)
+{
+    const pp_plan *p = V->p;
+    if (!p->mirrored || V->comm_unsafe)
+        return;
+    int H = V->S / 2;
+    char buf[96];
+    int *at = pp_xcalloc((size_t)H, sizeof *at, "the verifier's tables");
+    for (int d = 0; d < V->D; d++) {
+        const pp_device *dv = &p->dev[d];
+        for (int s = 0; s < H; s++)
+            at[s] = -1;
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            const pp_coll *c = pp_plan_op_coll(p, op);
+            if (c && c->what == PP_COLL_MIRROR) {
+                if (at[op->stage] >= 0)
+                    FAIL_OP(V, d, i, op, "second mirror allreduce of stage %d (the first is op %d): one a step",
+                            op->stage, at[op->stage]);
+                at[op->stage] = i;
+            } else if (pp_op_is_compute(op->kind) && op->stage >= 0 && op->stage < V->S &&
+                       at[op->stage % H] >= 0) {
+                FAIL_OP(V, d, i, op, "after the mirror allreduce of stage %d (op %d), which sums its gradients",
+                        op->stage % H, at[op->stage % H]);
+            }
+        }
+        for (int s = 0; s < H; s++) {
+            bool holds = p->placement[s] == d || p->placement[H + s] == d;
+            if (holds && p->placement[s] != p->placement[H + s] && at[s] < 0)
+                pp_error(V->dg, "device %d: no mirror allreduce of stage %d (its copies, stages %d and %d, are on "
+                                "devices %d and %d)", d, s, s, H + s, p->placement[s], p->placement[H + s]);
+        }
+    }
+    free(at);
 }
 
 /* Op i on device d needs (stage s, mb m) from the neighbour `from`: the op
@@ -486,7 +553,7 @@ static void check_dependencies(verifier *V, int d)
         /* Only ops recorded at i are in range and in place. */
         switch (op->kind) {
         case PP_OP_F:
-            if (V->at[AT_F][k] == i && s > 0)
+            if (V->at[AT_F][k] == i && s > pp_mb_first_stage(V->p, m))
                 need(V, d, i, op, s - 1, m, AT_F, AT_RECV_ACT);
             break;
         case PP_OP_B:
@@ -494,7 +561,7 @@ static void check_dependencies(verifier *V, int d)
                 break;
             if (V->at[AT_F][k] > i)
                 FAIL_OP(V, d, i, op, "runs before F%d.%d", s, m);
-            if (s + 1 < V->S)
+            if (s < pp_mb_last_stage(V->p, m))
                 need(V, d, i, op, s + 1, m, AT_B, AT_RECV_GRAD);
             break;
         case PP_OP_W:
@@ -558,6 +625,18 @@ static void check_matching(verifier *V, const pp_walk *w)
             if (op->kind == PP_OP_ALLREDUCE && w->partner[w->base[d] + i] < 0) {
                 collective_unmatched(V, d, i, op);
                 V->comm_unsafe = true;
+                continue;
+            }
+            if (op->kind == PP_OP_ALLREDUCE) {
+                int32_t q = w->partner[w->base[d] + i];
+                const pp_coll *c = pp_plan_op_coll(p, op);
+                int r = c->ranks[c->ranks[0] == d], j = (int)(q - w->base[r]);
+                const pp_op *po = j >= 0 && j < p->dev[r].n ? &p->dev[r].ops[j] : NULL;
+                if (c->what == PP_COLL_MIRROR && po && po->stage != op->stage) {
+                    FAIL_OP(V, d, i, op, "paired with device %d, op %d (%s): another stage's", r, j,
+                            pp_plan_op_format(p, po, other, sizeof other));
+                    V->comm_unsafe = true;
+                }
                 continue;
             }
             if (!pp_op_is_comm(op->kind))
@@ -647,7 +726,12 @@ static bool check_shape(const pp_plan *p, pp_diag *dg)
     }
     if (!ok)
         return false;
-    long need = 2L * p->stages * p->microbatches;
+    if (p->mirrored && (p->stages % 2 || p->microbatches % 2)) {
+        pp_error(dg, "plan: mirrored, but %d stages and %d micro-batches are not both even (each pipeline takes half)",
+                 p->stages, p->microbatches);
+        return false;
+    }
+    long need = 2L * p->stages * p->microbatches / (p->mirrored ? 2 : 1);
     if (total > PP_MAX_OPS_TOTAL) {
         pp_error(dg, "plan: %ld ops, more than the limit %ld", total, (long)PP_MAX_OPS_TOTAL);
         return false;
@@ -687,6 +771,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     for (int d = 0; d < V.D; d++)
         check_device(&V, d);
     check_exactly_once(&V);
+    check_mirror(&V);
     for (int d = 0; d < V.D; d++)
         check_dependencies(&V, d);
     check_stage_reductions(&V);

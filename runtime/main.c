@@ -416,6 +416,14 @@ static int connect_ranks(session *S)
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
+    if (S->multi && S->plan->mirrored) {
+        /* each process adds up the losses of its own rank's last stage */
+        pp_error(S->diag, "rank %d: a mirrored plan (pipeline.mirrored, docs/dualpipe.md) takes its losses on two "
+                          "ranks, %d and %d, which a run of one process per rank does not add up yet: run it in one "
+                          "process", S->boot.rank, S->plan->placement[S->plan->stages / 2 - 1],
+                 S->plan->placement[S->plan->stages - 1]);
+        return 1;
+    }
     if (S->multi) {
         pr_boot *boot = &S->boot;
         boot->timeout = op->timeout;

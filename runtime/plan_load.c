@@ -128,10 +128,10 @@ static int int_member(loader *L, pr_json j, const char *path, const char *key, d
 
 static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
 {
-    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, DP, N };
+    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, DP, MIRRORED, N };
     static const char *const keys[N] = {"devices",   "stages",         "microbatches", "schedule",
                                         "placement", "split_backward", "async",        "vertical_sync",
-                                        "data_parallel"};
+                                        "data_parallel", "mirrored"};
     pr_json v[N];
     pr_json_members(pl, keys, N, v);
     long devices, stages, mbs, replicas = 1;
@@ -150,6 +150,11 @@ static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
     if (!member(L, v[SCHEDULE], "pipeline", "schedule", PR_JSON_STRING, "a string") ||
         !member(L, v[PLACEMENT], "pipeline", "placement", PR_JSON_ARRAY, "an array"))
         return 1;
+    if (!optional(L, v[MIRRORED], "pipeline", "mirrored", PR_JSON_BOOL, "a boolean"))
+        return 1;
+    if (pr_json_true(v[MIRRORED]) && (stages % 2 || mbs % 2))
+        FAIL(L, "pipeline.mirrored: true, but stages (%ld) and microbatches (%ld) must both be even: each of the two "
+                "pipelines takes half (docs/dualpipe.md)", stages, mbs);
     int entries = pr_json_length(v[PLACEMENT]);
     if (entries != stages)
         FAIL(L, "pipeline.placement: %d entries, pipeline.stages is %ld", entries, stages);
@@ -174,6 +179,7 @@ static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
     free(pv);
     if (rc)
         FAIL(L, "out of memory");
+    plan->mirrored = pr_json_true(v[MIRRORED]);
     if (!optional(L, v[SPLIT], "pipeline", "split_backward", PR_JSON_BOOL, "a boolean"))
         return 1;
     plan->split_backward = pr_json_true(v[SPLIT]);
@@ -271,6 +277,7 @@ static int load_per_stage(loader *L, pr_json arr, const char *key, const pp_plan
     if (!m->layers_per_stage || !m->first_layer)
         FAIL(L, "out of memory");
     long sum = 0;
+    int H = plan->mirrored ? plan->stages / 2 : plan->stages; /* mirrored: stage H + s is a copy of stage s */
     pr_json_iter it = pr_json_elements(arr);
     pr_json e;
     for (int s = 0; pr_json_next(&it, &e); s++) {
@@ -281,12 +288,21 @@ static int load_per_stage(loader *L, pr_json arr, const char *key, const pp_plan
             return 1;
         if (gpt && k == 0 && s > 0 && s < plan->stages - 1)
             FAIL(L, "%s: 0, but only the first and the last stage may hold no block", path);
+        if (s >= H) {
+            if (k != m->layers_per_stage[s - H])
+                FAIL(L, "%s: %ld, but stage %d of a mirrored plan is a copy of stage %d, which holds %d", path, k, s,
+                     s - H, m->layers_per_stage[s - H]);
+            m->first_layer[s] = m->first_layer[s - H];
+            m->layers_per_stage[s] = (int)k;
+            continue;
+        }
         m->first_layer[s] = (int)sum;
         m->layers_per_stage[s] = (int)k;
         sum += k;
     }
     if (sum != layers)
-        FAIL(L, "model.%s: sums to %ld, model.layers is %ld", key, sum, layers);
+        FAIL(L, "model.%s: %ssums to %ld, model.layers is %ld", key,
+             plan->mirrored ? "the first half (one pipeline's stages) " : "", sum, layers);
     return 0;
 }
 
@@ -386,6 +402,9 @@ static int load_data(loader *L, pr_json data, pr_json bytes, int seq, int vocab,
 /* model gpt (docs/gpt.md; fields in docs/plan-format.md). */
 static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
 {
+    if (plan->mirrored)
+        FAIL(L, "model.kind: \"gpt\", but pipeline.mirrored is true: this pprun trains two mirrored pipelines of "
+                "model mlp only (docs/dualpipe.md)");
     enum { LAYERS, HIDDEN, HEADS, FFN, SEQ, VOCAB, TIE, BATCH, EMBEDDING, HEAD, OPTIMIZER, LR, BETA1, BETA2, EPS,
            WD, SEED, DATA, DATA_BYTES, PRECISION, BPS, N };
     static const char *const keys[N] = {"layers",   "hidden",          "heads",     "ffn",          "seq",
@@ -529,22 +548,10 @@ static const char *op_path(char *buf, int r, int i)
 /* An allreduce (docs/plan-format.md): "what" "tied", "ranks" the sorted
  * pair of ranks of the first and the last stage, on one of them, in a gpt
  * with tie = true; op->peer its group in plan->coll. */
-static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *path, pp_plan *plan,
-                          const pr_model *m, int rank, pp_op *op)
+/* The sorted ranks of an allreduce: pair[2] or the ranks field's error. */
+static int load_pair(loader *L, pr_json ranks, const char *path, const pp_plan *plan, const int pair[2],
+                     const char *what, const char *whose)
 {
-    if (!member(L, what, path, "what", PR_JSON_STRING, "a string"))
-        return 1;
-    char name[16];
-    int kind = name_of(what, name, sizeof name) ? pp_coll_what_from_name(name) : -1;
-    if (kind != PP_COLL_TIED)
-        FAIL(L, "%s.what: unknown collective \"%s\" (this pprun knows \"tied\")", path, show(what).s);
-    if (m->kind != PR_MODEL_GPT || !m->gpt.tie)
-        FAIL(L, "%s: an allreduce tied, but %s: no weights are tied", path,
-             m->kind != PR_MODEL_GPT ? "model.kind is not \"gpt\"" : "model.tie is false");
-    int pair[2];
-    if (!pp_tied_pair(plan->placement, plan->stages, pair))
-        FAIL(L, "%s: an allreduce tied, but the first and the last stage are both on rank %d: the sum is local "
-                "(no op)", path, plan->placement[0]);
     if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
         return 1;
     int got[2], n = 0;
@@ -555,15 +562,69 @@ static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *pa
         long r;
         snprintf(rp, sizeof rp, "%s.ranks[%d]", path, n);
         if (n == 2)
-            FAIL(L, "%s.ranks: %d entries, a tied allreduce has 2 (ranks %d and %d)", path, pr_json_length(ranks),
+            FAIL(L, "%s.ranks: %d entries, a %s allreduce has 2 (ranks %d and %d)", path, pr_json_length(ranks), what,
                  pair[0], pair[1]);
         if (int_value(L, e, rp, NULL, 0, plan->devices - 1, "is not a rank", &r))
             return 1;
         got[n] = (int)r;
     }
     if (n != 2 || got[0] != pair[0] || got[1] != pair[1])
-        FAIL(L, "%s.ranks: must be [%d, %d], the ranks of stage 0 and stage %d, in that order", path, pair[0],
-             pair[1], plan->stages - 1);
+        FAIL(L, "%s.ranks: must be [%d, %d], the ranks of %s, in that order", path, pair[0], pair[1], whose);
+    return 0;
+}
+
+/* A mirror allreduce (docs/dualpipe.md): "stage" s, a pipeline stage of a
+ * mirrored plan, and "ranks" the sorted ranks of stages s and H + s. */
+static int load_mirror(loader *L, pr_json stage, pr_json ranks, const char *path, pp_plan *plan, int rank,
+                       pp_op *op)
+{
+    if (!plan->mirrored)
+        FAIL(L, "%s: an allreduce mirror, but pipeline.mirrored is not true: no stage has a copy", path);
+    int H = plan->stages / 2;
+    long s;
+    if (int_member(L, stage, path, "stage", 0, H - 1, "is not a stage of the first pipeline", &s))
+        return 1;
+    int a = plan->placement[s], b = plan->placement[H + s];
+    if (a == b)
+        FAIL(L, "%s: stages %ld and %ld are both on rank %d: the sum is local (no op)", path, s, H + s, a);
+    int pair[2] = {a < b ? a : b, a < b ? b : a};
+    char whose[64];
+    snprintf(whose, sizeof whose, "stage %ld and its copy, stage %ld", s, H + s);
+    if (load_pair(L, ranks, path, plan, pair, "mirror", whose))
+        return 1;
+    if (rank != pair[0] && rank != pair[1])
+        FAIL(L, "%s: rank %d is not one of the allreduce's ranks [%d, %d]", path, rank, pair[0], pair[1]);
+    int c = pp_plan_coll(plan, PP_COLL_MIRROR, pair, 2, 0);
+    if (c < 0)
+        pp_out_of_memory(0, "a plan's collective groups");
+    op->peer = c;
+    op->stage = (int)s;
+    return 0;
+}
+
+static int load_allreduce(loader *L, pr_json what, pr_json ranks, pr_json stage, const char *path, pp_plan *plan,
+                          const pr_model *m, int rank, pp_op *op)
+{
+    if (!member(L, what, path, "what", PR_JSON_STRING, "a string"))
+        return 1;
+    char name[16];
+    int kind = name_of(what, name, sizeof name) ? pp_coll_what_from_name(name) : -1;
+    if (kind == PP_COLL_MIRROR)
+        return load_mirror(L, stage, ranks, path, plan, rank, op);
+    if (kind != PP_COLL_TIED)
+        FAIL(L, "%s.what: unknown collective \"%s\" (this pprun knows \"tied\" and \"mirror\")", path,
+             show(what).s);
+    if (m->kind != PR_MODEL_GPT || !m->gpt.tie)
+        FAIL(L, "%s: an allreduce tied, but %s: no weights are tied", path,
+             m->kind != PR_MODEL_GPT ? "model.kind is not \"gpt\"" : "model.tie is false");
+    int pair[2];
+    if (!pp_tied_pair(plan->placement, plan->stages, pair))
+        FAIL(L, "%s: an allreduce tied, but the first and the last stage are both on rank %d: the sum is local "
+                "(no op)", path, plan->placement[0]);
+    char whose[64];
+    snprintf(whose, sizeof whose, "stage 0 and stage %d", plan->stages - 1);
+    if (load_pair(L, ranks, path, plan, pair, "tied", whose))
+        return 1;
     if (rank != pair[0] && rank != pair[1])
         FAIL(L, "%s: rank %d is not one of the allreduce's ranks [%d, %d]", path, rank, pair[0], pair[1]);
     int c = pp_plan_coll(plan, PP_COLL_TIED, pair, 2, 0);
@@ -593,7 +654,7 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp
     if (kind == PP_OP_UPDATE || kind == PP_OP_FLUSH)
         return 0;
     if (kind == PP_OP_ALLREDUCE)
-        return load_allreduce(L, v[WHAT], v[RANKS], path, plan, m, rank, op);
+        return load_allreduce(L, v[WHAT], v[RANKS], v[STAGE], path, plan, m, rank, op);
     long stage, mb;
     if (int_member(L, v[STAGE], path, "stage", 0, plan->stages - 1, "is not a stage", &stage) ||
         int_member(L, v[MB], path, "mb", 0, plan->microbatches - 1, "is not a micro-batch", &mb))
@@ -682,7 +743,10 @@ static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, con
         pp_op op;
         if (load_op(L, &it, jo, op_path(op_at, r, i), plan, m, r, &op))
             return 1;
-        if (op.kind == PP_OP_ALLREDUCE) {
+        const pp_coll *c = pp_plan_op_coll(plan, &op);
+        if (c && c->what == PP_COLL_MIRROR) {
+            /* its rules (once per stage, after the compute) are the verifier's */
+        } else if (op.kind == PP_OP_ALLREDUCE) {
             if (tied_at >= 0)
                 FAIL(L, "%s: a second allreduce tied (the first is %s): one a step", op_path(op_at, r, i),
                      op_path(at2, r, tied_at));

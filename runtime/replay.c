@@ -101,13 +101,19 @@ static void pool_put(device_ctx *D, size_t floats, float *p)
         list_push(D, &c->free, &c->n, &c->cap, p);
 }
 
+/* Stage s ends a pipeline: the last, or a mirrored plan's first half's last. */
+static bool stage_is_last(const pp_plan *p, int s)
+{
+    return s == p->stages - 1 || (p->mirrored && s == p->stages / 2 - 1);
+}
+
 /* The floats of layer l's input, output and activations on stage st. */
 static size_t in_floats(const run *R, const stage_state *st, int l);
 static size_t out_floats(const run *R, const stage_state *st, int l)
 {
     const pr_layer_kind *k = st->kind[l];
     return k->out && l + 1 < st->k ? k->out(R->m, R->rows)
-           : k->out && st->stage == R->p->stages - 1 ? k->out(R->m, R->rows)
+           : k->out && stage_is_last(R->p, st->stage) ? k->out(R->m, R->rows)
                                                      : R->slot;
 }
 static size_t in_floats(const run *R, const stage_state *st, int l)
@@ -238,14 +244,13 @@ static int fail_held_up(device_ctx *D, int i, const int *late, int nlate, const 
 static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
 {
     run *R = D->R;
-    int S = R->p->stages;
     stage_state *st = &D->st[D->local[op->stage]];
     act_set *a = &st->mb[op->mb];
     if (a->live)
         OP_FAIL(D, i, "its activations are still held (F twice without B)");
     float *x = a->in_act;
     a->in_act = NULL;
-    if (op->stage == 0) {
+    if (op->stage == pp_mb_first_stage(R->p, op->mb)) {
         pool_put(D, R->slot, x);
         if (!(x = pool_get(D, R->slot)))
             return 1; /* the run failed, naming the buffer */
@@ -300,7 +305,7 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
     a->acts = !st->recompute;
     hold(D, op, st->recompute);
     size_t nout = out_floats(R, st, st->k - 1);
-    if (op->stage == S - 1) {
+    if (op->stage == pp_mb_last_stage(R->p, op->mb)) {
         float *dy = pool_get(D, nout);
         if (!dy) {
             pool_put(D, nout, x);
@@ -395,7 +400,7 @@ static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
     for (int l = st->k - 1; l >= 0; l--) {
         size_t nx = in_floats(R, st, l), ny = out_floats(R, st, l), ng = GRAD_W(R, st, l);
         float *g = NULL, *dx = NULL;
-        bool need_dx = l > 0 || op->stage > 0;
+        bool need_dx = l > 0 || op->stage > pp_mb_first_stage(R->p, op->mb);
         if (!get_opt(D, ng, &g) || (need_dx && !(dx = pool_get(D, nx)))) {
             put_opt(D, ng, &g);
             pool_put(D, ny, dy);
@@ -419,7 +424,7 @@ static int do_backward(device_ctx *D, int i, const pp_op *op, int step)
     a->bstep = step + 1;
     if (R->p->async == PP_ASYNC_PIPEDREAM)
         stash_release(D, st, a->ver);
-    if (op->stage > 0) {
+    if (op->stage > pp_mb_first_stage(R->p, op->mb)) {
         act_set *prev = set_of(D, op->stage - 1, op->mb);
         float **box = prev ? &prev->in_grad : &a->out_grad;
         pool_put(D, R->slot, *box);
@@ -509,21 +514,44 @@ static int do_recv(device_ctx *D, int i, const pp_op *op)
  * The tied embedding's is a pair: each sends its gradient and receives the
  * other's, posted together, then adds it; a + b = b + a in floating point,
  * so both hold the same sum, bit for bit. */
+/* The stage of a mirror allreduce's pipeline stage s this device holds:
+ * s, or its copy H + s. */
+static stage_state *mirror_stage(device_ctx *D, int s)
+{
+    int H = D->R->p->stages / 2;
+    int local = D->local[s] >= 0 ? D->local[s] : D->local[H + s];
+    return local >= 0 ? &D->st[local] : NULL;
+}
+
 static int do_allreduce(device_ctx *D, int i, const pp_op *op)
 {
     run *R = D->R;
     const pp_coll *g = &R->p->coll[op->peer];
-    if (g->what != PP_COLL_TIED || g->nranks != 2 || !D->env.tied_G || !D->tied_recv)
-        OP_FAIL(D, i, "this pprun sums only a tied parameter between its two devices");
+    float *G, *recv;
+    size_t n;
+    if (g->what == PP_COLL_MIRROR && g->nranks == 2 && R->p->mirrored && mirror_stage(D, op->stage) &&
+        D->mirror_recv) {
+        stage_state *st = mirror_stage(D, op->stage); /* both copies have one layout */
+        G = st->G;
+        n = st->off[st->k];
+        recv = D->mirror_recv;
+    } else if (g->what == PP_COLL_TIED && g->nranks == 2 && D->env.tied_G && D->tied_recv) {
+        G = D->env.tied_G;
+        n = R->m->ops->tied_floats(R->m);
+        recv = D->tied_recv;
+    } else {
+        OP_FAIL(D, i, "this pprun sums only a tied parameter, or a mirrored stage's two copies, between two devices");
+    }
     if (R->dry)
         return 0;
     int peer = g->ranks[0] == D->rank ? g->ranks[1] : g->ranks[0];
-    size_t n = R->m->ops->tied_floats(R->m);
-    pr_tag tag = {PR_TAG_COLLECTIVE, op->peer, -1}, got = {0, 0, 0};
+    /* a group's k-th collectives on its two members are one: the stage
+     * tells a mirrored group's (two a step) apart */
+    pr_tag tag = {PR_TAG_COLLECTIVE, op->peer, op->stage}, got = {0, 0, 0};
     bool grouped = R->tr->ops->group_begin != NULL;
     if (grouped && R->tr->ops->group_begin(R->tr, D->rank))
         return 0; /* the caller reports the context's error */
-    int err = R->tr->ops->send(R->tr, D->rank, peer, tag, D->env.tied_G, n);
+    int err = R->tr->ops->send(R->tr, D->rank, peer, tag, G, n);
     if (err == ENOMEM) {
         char size[32];
         OP_FAIL(D, i, "out of memory: the %s transport cannot buffer the message (%s)",
@@ -535,7 +563,7 @@ static int do_allreduce(device_ctx *D, int i, const pp_op *op)
         return 0; /* the caller reports the context's error */
     }
     double w = wait_begin(D);
-    int rc = R->tr->ops->recv(R->tr, D->rank, peer, tag, D->tied_recv, n, R->o->timeout, &got);
+    int rc = R->tr->ops->recv(R->tr, D->rank, peer, tag, recv, n, R->o->timeout, &got);
     if (rc == PR_RECV_OK && grouped && R->tr->ops->group_end(R->tr, D->rank))
         rc = PR_RECV_ERROR;
     wait_end(D, w);
@@ -553,7 +581,7 @@ static int do_allreduce(device_ctx *D, int i, const pp_op *op)
         OP_FAIL(D, i, "device %d sent %s %d.%d instead of its allreduce", peer,
                 got.comm == PR_TAG_COLLECTIVE ? "another collective" : pp_comm_name(got.comm),
                 got.stage, got.mb);
-    R->be->add(D->bc, D->env.tied_G, D->tied_recv, n);
+    R->be->add(D->bc, G, recv, n);
     return 0;
 }
 
@@ -607,7 +635,11 @@ bool close_step(run *R, int step, char *why, size_t len)
     return true;
 }
 
-bool has_loss(const device_ctx *D) { return D->local[D->R->p->stages - 1] >= 0; }
+bool has_loss(const device_ctx *D)
+{
+    const pp_plan *p = D->R->p;
+    return D->local[p->stages - 1] >= 0 || (p->mirrored && D->local[p->stages / 2 - 1] >= 0);
+}
 
 enum { MAX_NAMED = 4 }; /* late devices a message names */
 
@@ -648,7 +680,15 @@ static int do_flush(device_ctx *D, int i, int step)
             if (failed)
                 return 0; /* the caller reports the context's error */
         }
-        if (has_loss(D))
+        if (has_loss(D) && R->p->mirrored) { /* two devices take losses: each its own micro-batches' */
+            int M = R->p->microbatches;
+            double *mine = pp_xcalloc((size_t)M, sizeof *mine, "a mirrored plan's losses");
+            R->be->read_loss(D->bc, mine, M);
+            for (int mb = 0; mb < M; mb++)
+                if (D->local[pp_mb_last_stage(R->p, mb)] >= 0)
+                    R->loss_sq[(size_t)step * M + mb] = mine[mb];
+            free(mine);
+        } else if (has_loss(D))
             R->be->read_loss(D->bc, R->loss_sq + (size_t)step * R->p->microbatches,
                              R->p->microbatches);
         else
@@ -911,6 +951,17 @@ static size_t tied_recv_floats(const run *R, const device_ctx *D)
     return 0;
 }
 
+/* The floats of the other copy's gradients a mirrored plan's allreduce
+ * receives: the device's largest stage. */
+static size_t mirror_recv_floats(const run *R, const device_ctx *D)
+{
+    size_t n = 0;
+    for (int s = 0; R->p->mirrored && s < D->nst; s++)
+        if (D->st[s].off[D->st[s].k] > n)
+            n = D->st[s].off[D->st[s].k];
+    return n;
+}
+
 /* The device's memory: its stages' parameters, gradients, optimizer state
  * (and 2bw's previous weights), a tied copy's, the layers' scratch, the
  * model's data, the loss's scratch and the pool, one allocation, in that
@@ -922,7 +973,7 @@ static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *
     for (int s = 0; s < D->nst; s++)
         n += copies * D->st[s].off[D->st[s].k];
     n += (2 + (size_t)m->ops->opt_state(m)) * aligned(D->tied_n);
-    n += aligned(tied_recv_floats(R, D));
+    n += aligned(tied_recv_floats(R, D)) + aligned(mirror_recv_floats(R, D));
     n += aligned(work_floats(R, D)) + aligned(data_floats(R, D));
     if (has_loss(D))
         n += aligned(m->ops->loss_floats(m, R->rows));
@@ -963,6 +1014,9 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
     }
     size_t nr = tied_recv_floats(R, D);
     if (nr && !(D->tied_recv = carve(D, cursor, nr, "the tied parameter's received gradient")))
+        return 1;
+    size_t nm = mirror_recv_floats(R, D);
+    if (nm && !(D->mirror_recv = carve(D, cursor, nm, "the other copy's gradients of a mirrored stage")))
         return 1;
     size_t w = work_floats(R, D), nd = data_floats(R, D);
     if (w && !(D->env.work = carve(D, cursor, w, "the layers' scratch")))

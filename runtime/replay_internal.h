@@ -103,6 +103,7 @@ typedef struct device_ctx {
     float *tied_P, *tied_G, *tied_S;
     size_t tied_n;
     float *tied_recv; /* the other device's tied gradient, at an allreduce */
+    float *mirror_recv; /* a mirrored plan: the other copy's gradients of a stage, at its allreduce */
     int updates_per_step; /* update ops in its list */
     pp_mem_state mem; /* activations held now (activation_memory.c) */
     long peak_full;   /* the most sets held in full */

@@ -21,7 +21,8 @@ typedef struct pr_tag {
     int comm, stage, mb; /* enum pp_comm_kind and the F/B it came from; or a collective's */
 } pr_tag;
 
-/* A collective's messages: comm PR_TAG_COLLECTIVE, stage the plan's group index. */
+/* A collective's messages: comm PR_TAG_COLLECTIVE, stage the plan's group
+ * index, mb -1 (a mirror allreduce: its pipeline stage). */
 enum { PR_TAG_COLLECTIVE = 16 };
 
 /* PR_RECV_ERROR: the transport failed and recorded why in the receiving

@@ -108,7 +108,7 @@ START_TEST(errors)
 {
     static order_spec t;
     order_spec_init(&t, "zerobubble9", 4, 8, 1, 0);
-    expect_error(&t, "ppcc: error: unknown schedule 'zerobubble9' (known: naive, gpipe, 1f1b, interleaved, looped-bfs, zb-h1, zb-h2, interleaved-zb, zbv, dualpipev, v-half, v-min, custom, auto, pipedream, 2bw)\n");
+    expect_error(&t, "ppcc: error: unknown schedule 'zerobubble9' (known: naive, gpipe, 1f1b, interleaved, looped-bfs, zb-h1, zb-h2, interleaved-zb, zbv, dualpipev, dualpipe, v-half, v-min, custom, auto, pipedream, 2bw)\n");
 
     order_spec_init(&t, "gpipe", 4, 8, 2, 0);
     expect_error(&t, "ppcc: error: gpipe: needs one stage per device (virtual = 1), got virtual = 2\n");
