@@ -72,7 +72,8 @@
     X(UPDATE, "update", 0)    \
     X(FLUSH, "flush", 0)      \
     X(R, "R", 1)              \
-    X(ALLREDUCE, "allreduce", 0)
+    X(ALLREDUCE, "allreduce", 0) \
+    X(WAIT, "wait", 0)
 
 enum pp_op_kind {
 #define PP_X(e, s, c) PP_OP_##e,
