@@ -13,7 +13,7 @@
 #include "output.h"
 #include "pp.h"
 
-#define PPRUN_PLAN_VERSION 1
+#define PPRUN_PLAN_VERSION 2
 
 /* The model a plan trains: its "model" object, checked. */
 enum pr_model_kind { PR_MODEL_MLP = 0, PR_MODEL_GPT = 1 };
