@@ -61,8 +61,11 @@
 
 /* X(ENUM, "json name", is_compute).  R is the recomputed forward of a
  * stage that drops its activations after F (docs/recompute.md); ALLREDUCE
- * is a collective over a plan's group of ranks (pp_coll, plan.c).  New
- * kinds go last so that the older kinds keep their numbers. */
+ * is a collective over a plan's group of ranks (pp_coll, plan.c); WAIT
+ * (plan version 2) blocks the device's compute until the earlier comm
+ * group of its device that `group` names has completed, which makes that
+ * group asynchronous (docs/plan-format.md, "Asynchronous communication").
+ * New kinds go last so that the older kinds keep their numbers. */
 #define PP_OP_KINDS(X)        \
     X(F, "F", 1)              \
     X(B, "B", 1)              \
@@ -126,10 +129,11 @@ typedef struct pp_op {
     int32_t mb;    /* -1 for update/flush/allreduce */
     int32_t peer;  /* send/recv: the other rank; allreduce: its index in the plan's coll[]; else -1 */
     int32_t group; /* send/recv: ops of one device with the same group id,
-                      contiguous in its list, are posted together; else -1 */
+                      contiguous in its list, are posted together; wait: the
+                      group it waits for; else -1 */
 } pp_op;
 
-/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "update" into buf;
+/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "wait #4", "update" into buf;
  * an allreduce, without its plan, as "allreduce #K" (K its group's index:
  * pp_plan_op_format names the members). */
 const char *pp_op_format(const pp_op *op, char *buf, size_t size);
