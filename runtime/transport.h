@@ -74,8 +74,15 @@ struct pr_transport {
     const pr_transport_ops *ops;
 };
 
-/* Out of memory ends the process (pp_xcalloc). */
-pr_transport *pr_transport_threads_create(int devices);
+/* An emulated link (threads transport): each message takes latency
+ * seconds + its bytes / bandwidth (bytes per second; 0: no such term) on
+ * its directed link, one message at a time.  All zero: no link. */
+typedef struct pr_link {
+    double latency, bandwidth;
+} pr_link;
+
+/* link NULL: none.  Out of memory ends the process (pp_xcalloc). */
+pr_transport *pr_transport_threads_create(int devices, const pr_link *link);
 
 /* CUDA transports (transport_cuda.cu); without CUDA they return NULL and
  * say so in err.  local: every device in this process, copies + events;
