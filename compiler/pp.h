@@ -1008,6 +1008,17 @@ struct pp_walk {
      * device how many ops of its current group are still unmatched. */
     uint8_t *posted;   /* [total] */
     int *pending;      /* [devices] */
+    /* Plan version 2 (docs/verifier.md, "Two lanes"): lane[d] is where
+     * device d's communication lane stands (the first op of the group it
+     * runs, or of the next one it will take), gend[d] the end of the group
+     * it runs (0: idle); pc[d] is the compute lane's position.  target[g]
+     * is, for a wait, the index on its device of the first op of the group
+     * it waits for (-1: none); awaited[g] marks the first op of a group
+     * that has a wait (an asynchronous group). */
+    int *lane;         /* [devices] */
+    int32_t *target;   /* [total] */
+    uint8_t *awaited;  /* [total] */
+    bool any_async;    /* some group has a wait */
     /* Timing (run_eager only): when each comm op is posted and when its
      * transfer ends (a send: when posted). */
     double *t_post, *t_pair;
