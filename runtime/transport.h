@@ -11,6 +11,7 @@
 #ifndef PPRUN_TRANSPORT_H
 #define PPRUN_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -53,6 +54,20 @@ typedef struct pr_transport_ops {
     int (*group_begin)(pr_transport *t, int rank);
     int (*group_end)(pr_transport *t, int rank);
     int (*flush)(pr_transport *t, int rank, double timeout);
+    /* Asynchronous groups (a group a plan waits for later: docs/pprun.md,
+     * "Overlap"); optional.  lane_begin/lane_end bracket the comm ops of
+     * such a group, posted on the device's communication lane (GPU: its
+     * communication stream) without the device waiting for them; its
+     * completion is kept as `token` (an index below the device's op count),
+     * and lane_wait makes the device's compute wait for it.  recv_posts:
+     * recv only enqueues work and never waits on the host, so a posted
+     * group's recvs are issued at the post; otherwise (threads, local) the
+     * replay issues them at the wait, in the order the groups were posted.
+     * Nonzero = failed, the reason in the device's context. */
+    int (*lane_begin)(pr_transport *t, int rank);
+    int (*lane_end)(pr_transport *t, int rank, int token);
+    int (*lane_wait)(pr_transport *t, int rank, int token);
+    bool recv_posts;
 } pr_transport_ops;
 
 struct pr_transport {
