@@ -610,6 +610,7 @@ typedef struct pp_spec {
     const pp_order *order; /* NULL unless the file has an order block */
     bool *recompute;     /* [stages]: the stage recomputes its forward (R before B) */
     bool vertical_sync;  /* pipedream: every stage uses stage 0's version (docs/async.md) */
+    bool overlap;        /* asynchronous communication (plan version 2's waits; default true) */
 } pp_spec;
 
 /* One -D NAME=VALUE. */
@@ -976,6 +977,14 @@ int pp_lower(pp_plan *p, pp_diag *d);
 /* The same, placing sends by a timing on these costs (NULL: F = 1, B = 2,
  * B = W = 1 when split, free communication — what pp_lower uses). */
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
+/* The same communication with overlap (plan version 2, `overlap = true`,
+ * docs/plan-format.md): every send and recv an asynchronous group of its
+ * own, a recv posted before its data can leave its producer and waited
+ * right before its consumer, a send posted right after its producer and
+ * waited where its source is released (act: before the R or B of its
+ * (stage, mb); grad: before the flush), every communication lane in the
+ * order of one dataflow timing on cost (NULL as above). */
+int pp_lower_overlap(pp_plan *p, const pp_cost *cost, pp_diag *d);
 /* Lowering's run of walk.c's replay (pp_walk_run_stalled with its repair):
  * whenever every device still running is stuck, the unmatched sends of each
  * device on a wait-for cycle are delayed in place (in p) to just after the
@@ -1008,6 +1017,17 @@ struct pp_walk {
      * device how many ops of its current group are still unmatched. */
     uint8_t *posted;   /* [total] */
     int *pending;      /* [devices] */
+    /* Plan version 2 (docs/verifier.md, "Two lanes"): lane[d] is where
+     * device d's communication lane stands (the first op of the group it
+     * runs, or of the next one it will take), gend[d] the end of the group
+     * it runs (0: idle); pc[d] is the compute lane's position.  target[g]
+     * is, for a wait, the index on its device of the first op of the group
+     * it waits for (-1: none); awaited[g] marks the first op of a group
+     * that has a wait (an asynchronous group). */
+    int *lane;         /* [devices] */
+    int32_t *target;   /* [total] */
+    uint8_t *awaited;  /* [total] */
+    bool any_async;    /* some group has a wait */
     /* Timing (run_eager only): when each comm op is posted and when its
      * transfer ends (a send: when posted). */
     double *t_post, *t_pair;

@@ -69,6 +69,8 @@ const key_def spec_keys[S__COUNT] = {
     [S_MB_BUBBLE] = {"microbatches.bubble", K_POS, 0, 0, false},
     [S_MB_MAX] = {"microbatches.max", K_INT, 1, 4096, false},
     [S_MB_REFERENCE] = {"microbatches.reference", K_INT, 1, PP_MAX_MICROBATCHES, false},
+    /* true (the default) or false: asynchronous communication (docs/plan-format.md, "wait") */
+    [S_OVERLAP] = {"overlap", K_INT, 0, 1, false},
 };
 
 const char *const spec_stage_costs[3] = {"F", "B", "W"};

@@ -241,6 +241,7 @@ void spec_resolve(ctx *c, pp_spec *spec)
              c->set[S_SCHEDULE].set ? c->set[S_SCHEDULE].v->text : "1f1b");
     spec->group = (int)spec_get(c, S_GROUP, 0);
     spec->vertical_sync = spec_get(c, S_VSYNC, 0) != 0;
+    spec->overlap = spec_get(c, S_OVERLAP, 1) != 0;
     if (spec->vertical_sync && strcmp(spec->schedule, "pipedream") != 0)
         spec_report_key(c, S_VSYNC, "only schedule pipedream has a vertical sync, but schedule = %s", spec->schedule);
     spec->act_size = spec_get(c, S_MEM_ACT, 1);
