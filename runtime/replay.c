@@ -584,6 +584,8 @@ static int post_group(device_ctx *D, int i, int j, int step, int (*exec)(device_
         D->start[rec] = D->end[rec] = pp_now() - R->t0;
         if (!(D->posted[q] = pool_get(D, R->slot)))
             return 1; /* the run failed, naming the buffer */
+        if (!R->dry && !t->recv_posts && t->recv_post)
+            t->recv_post(R->tr, D->rank, op->peer);
         if (t->recv_posts && !R->dry) {
             int failed, rc = recv_into(D, q, op, D->posted[q], &failed);
             if (failed)

@@ -62,11 +62,14 @@ typedef struct pr_transport_ops {
      * and lane_wait makes the device's compute wait for it.  recv_posts:
      * recv only enqueues work and never waits on the host, so a posted
      * group's recvs are issued at the post; otherwise (threads, local) the
-     * replay issues them at the wait, in the order the groups were posted.
-     * Nonzero = failed, the reason in the device's context. */
+     * replay issues them at the wait, in the order the groups were posted,
+     * and announces each at the post with recv_post (optional: the threads
+     * transport's emulated link starts the transfer then).  Nonzero =
+     * failed, the reason in the device's context. */
     int (*lane_begin)(pr_transport *t, int rank);
     int (*lane_end)(pr_transport *t, int rank, int token);
     int (*lane_wait)(pr_transport *t, int rank, int token);
+    void (*recv_post)(pr_transport *t, int dst, int src);
     bool recv_posts;
 } pr_transport_ops;
 
@@ -76,7 +79,8 @@ struct pr_transport {
 
 /* An emulated link (threads transport): each message takes latency
  * seconds + its bytes / bandwidth (bytes per second; 0: no such term) on
- * its directed link, one message at a time.  All zero: no link. */
+ * its directed link, one message at a time, from when both its send and
+ * its recv are posted.  All zero: no link. */
 typedef struct pr_link {
     double latency, bandwidth;
 } pr_link;

@@ -12,7 +12,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "clock.h"
 #include "pp.h"
 #include "transport.h"
@@ -20,7 +19,7 @@
 typedef struct msg {
     struct msg *next;
     pr_tag tag;
-    double arrive; /* pp_now() when the emulated link delivers it (0: no link) */
+    double arrive; /* emulated link: pp_now() when it has arrived; 0 before its transfer is timed */
     size_t count, cap;
     float data[];
 } msg;
@@ -31,26 +30,22 @@ typedef struct channel {
     msg *head, *tail, *free_list;
     atomic_long sent; /* messages ever queued; the spin phase reads it without the lock */
     long taken;       /* receiver only */
-    double link_free; /* the emulated link: pp_now() when its last transfer ends */
+    /* The emulated link (under mu): recvs ever posted, the first queued
+     * message whose recv is not posted yet (its transfer not timed), and
+     * when the link's last timed transfer ends. */
+    long posts;
+    msg *untimed;
+    double link_free;
 } channel;
-
-/* A device's asynchronous groups on the emulated link: the latest
- * arrival of the open group's sends, and each closed group's (done[token]). */
-typedef struct lane_state {
-    bool open;
-    double last;
-    double *done;
-    int cap;
-} lane_state;
 
 typedef struct threads_transport {
     pr_transport base;
     int devices;
-    lane_state *lane; /* [devices], each used by its device's thread alone */
     pthread_mutex_t create_mu;
     _Atomic(channel *) *chan; /* [src * devices + dst], made on first use */
     atomic_int aborted;
     pr_link link;
+    bool linked; /* link has a latency or a bandwidth */
 } threads_transport;
 
 static channel *get_channel(threads_transport *t, int src, int dst)
@@ -71,14 +66,36 @@ static channel *get_channel(threads_transport *t, int src, int dst)
     return c;
 }
 
-/* Sleeps until pp_now() reaches when, or the run is aborted. */
-static void sleep_until(threads_transport *t, double when)
+/* The emulated link takes message m now, or when it is free again (under
+ * c->mu): its arrival time. */
+static void time_transfer(threads_transport *t, channel *c, msg *m)
 {
-    for (double now = pp_now(); now < when && !atomic_load(&t->aborted); now = pp_now()) {
-        double left = when - now < 0.005 ? when - now : 0.005; /* an abort is seen within 5 ms */
-        struct timespec ts = {0, (long)(left * 1e9)};
-        nanosleep(&ts, NULL);
+    double now = pp_now(), begin = now > c->link_free ? now : c->link_free;
+    double bytes = (double)m->count * sizeof(float);
+    m->arrive = c->link_free = begin + t->link.latency + (t->link.bandwidth > 0 ? bytes / t->link.bandwidth : 0);
+}
+
+/* A recv of the channel is posted (under c->mu): the oldest message whose
+ * recv was not, if it is there, starts its transfer. */
+static void post_recv_locked(threads_transport *t, channel *c)
+{
+    c->posts++;
+    if (c->untimed) {
+        time_transfer(t, c, c->untimed);
+        c->untimed = c->untimed->next;
+        pthread_cond_broadcast(&c->cv); /* its receiver now waits for a time */
     }
+}
+
+static void th_recv_post(pr_transport *tp, int dst, int src)
+{
+    threads_transport *t = (threads_transport *)tp;
+    if (!t->linked)
+        return;
+    channel *c = get_channel(t, src, dst);
+    pthread_mutex_lock(&c->mu);
+    post_recv_locked(t, c);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data, size_t count)
@@ -100,61 +117,22 @@ static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *
     m->next = NULL;
     m->tag = tag;
     m->count = count;
-    m->arrive = 0;
-    if (t->link.latency > 0 || t->link.bandwidth > 0) {
-        double now = pp_now(), begin = now > c->link_free ? now : c->link_free;
-        double bytes = (double)count * sizeof(float);
-        m->arrive = c->link_free =
-            begin + t->link.latency + (t->link.bandwidth > 0 ? bytes / t->link.bandwidth : 0);
-    }
     memcpy(m->data, data, count * sizeof(float));
+    m->arrive = 0;
     if (c->tail)
         c->tail->next = m;
     else
         c->head = m;
     c->tail = m;
+    if (t->linked) { /* message number `sent`: its recv is posted, or it waits for it */
+        if (c->posts > atomic_load_explicit(&c->sent, memory_order_relaxed))
+            time_transfer(t, c, m);
+        else if (!c->untimed)
+            c->untimed = m;
+    }
     atomic_fetch_add_explicit(&c->sent, 1, memory_order_release);
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
-    lane_state *l = &t->lane[src];
-    if (l->open && m->arrive > l->last)
-        l->last = m->arrive;
-    else if (!l->open && m->arrive > 0)
-        sleep_until(t, m->arrive); /* a synchronous send completes when it has arrived */
-    return 0;
-}
-
-static int th_lane_begin(pr_transport *tp, int rank)
-{
-    threads_transport *t = (threads_transport *)tp;
-    t->lane[rank].open = true;
-    t->lane[rank].last = 0;
-    return 0;
-}
-
-static int th_lane_end(pr_transport *tp, int rank, int token)
-{
-    threads_transport *t = (threads_transport *)tp;
-    lane_state *l = &t->lane[rank];
-    if (token >= l->cap) {
-        int cap = token + 1 > 2 * l->cap ? token + 1 : 2 * l->cap;
-        double *grown = realloc(l->done, (size_t)cap * sizeof *grown);
-        if (!grown)
-            pp_out_of_memory((double)cap * sizeof *grown, "the threads transport's wait table");
-        l->done = grown;
-        l->cap = cap;
-    }
-    l->done[token] = l->last;
-    l->open = false;
-    return 0;
-}
-
-/* An abort only ends the sleep: the run has failed, and the replay stops. */
-static int th_lane_wait(pr_transport *tp, int rank, int token)
-{
-    threads_transport *t = (threads_transport *)tp;
-    if (token < t->lane[rank].cap)
-        sleep_until(t, t->lane[rank].done[token]);
     return 0;
 }
 
@@ -179,6 +157,8 @@ static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data,
             cpu_relax();
     }
     pthread_mutex_lock(&c->mu);
+    if (t->linked && c->posts <= c->taken) /* not posted before: posted now */
+        post_recv_locked(t, c);
     if (!c->head) {
         struct timespec ts = pp_deadline_after(timeout);
         while (!c->head && !atomic_load(&t->aborted))
@@ -191,15 +171,15 @@ static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data,
         }
     }
     msg *m = c->head;
-    /* on an emulated link, not before it has arrived (FIFO: the head first) */
-    if (m->arrive > 0 && pp_now() < m->arrive) {
+    /* on an emulated link, only once it has arrived (its transfer was timed
+     * when both ends were posted, which they are now) */
+    while (t->linked && !atomic_load(&t->aborted) && pp_now() < m->arrive) {
         struct timespec at = {(time_t)m->arrive, (long)((m->arrive - (double)(time_t)m->arrive) * 1e9)};
-        while (!atomic_load(&t->aborted) && pthread_cond_timedwait(&c->cv, &c->mu, &at) == 0)
-            ;
-        if (atomic_load(&t->aborted)) {
-            pthread_mutex_unlock(&c->mu);
-            return PR_RECV_ABORTED;
-        }
+        pthread_cond_timedwait(&c->cv, &c->mu, &at);
+    }
+    if (atomic_load(&t->aborted) && t->linked && pp_now() < m->arrive) {
+        pthread_mutex_unlock(&c->mu);
+        return PR_RECV_ABORTED;
     }
     c->head = m->next;
     if (!c->head)
@@ -258,9 +238,6 @@ static void th_destroy(pr_transport *tp)
         free(c);
     }
     pthread_mutex_destroy(&t->create_mu);
-    for (int r = 0; r < t->devices; r++)
-        free(t->lane[r].done);
-    free(t->lane);
     free(t->chan);
     free(t);
 }
@@ -271,9 +248,7 @@ static const pr_transport_ops threads_ops = {
     .recv = th_recv,
     .abort = th_abort,
     .destroy = th_destroy,
-    .lane_begin = th_lane_begin,
-    .lane_end = th_lane_end,
-    .lane_wait = th_lane_wait,
+    .recv_post = th_recv_post,
 };
 
 pr_transport *pr_transport_threads_create(int devices, const pr_link *link)
@@ -281,10 +256,10 @@ pr_transport *pr_transport_threads_create(int devices, const pr_link *link)
     threads_transport *t = pp_xcalloc(1, sizeof *t, "the threads transport");
     if (link)
         t->link = *link;
+    t->linked = t->link.latency > 0 || t->link.bandwidth > 0;
     t->base.ops = &threads_ops;
     t->devices = devices;
     pthread_mutex_init(&t->create_mu, NULL);
     t->chan = pp_xcalloc((size_t)devices * devices, sizeof *t->chan, "the threads transport's channels");
-    t->lane = pp_xcalloc((size_t)devices, sizeof *t->lane, "the threads transport's lanes");
     return &t->base;
 }
