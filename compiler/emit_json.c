@@ -1,5 +1,5 @@
 /*
- * emit_json.c — writes the plan JSON, version 1 (docs/plan-format.md).
+ * emit_json.c — writes the plan JSON, version 2 (docs/plan-format.md).
  *
  * The small sections (pipeline, model, cost, memory, stats) are cJSON
  * trees printed on one line each, so escaping and round-trip number
@@ -12,7 +12,7 @@
  * Layout:
  *   {
  *     "format": "ppcc-plan",
- *     "version": 1,
+ *     "version": 2,
  *     "generator": "ppcc 0.1.0",
  *     "pipeline": {...one line...},
  *     ...
@@ -36,7 +36,7 @@
 
 #include "pp.h"
 
-#define PLAN_FORMAT_VERSION 1
+#define PLAN_FORMAT_VERSION 2
 #define GENERATOR "ppcc 0.1.0"
 
 /* ---- a buffered writer for the op lists ---- */
@@ -137,6 +137,12 @@ static void out_op(out *o, const pp_plan *p, const pp_op *op)
             OUT_LIT(o, ", \"stage\": ");
             out_int(o, op->stage);
         }
+        OUT_LIT(o, "}");
+        return;
+    }
+    if (op->kind == PP_OP_WAIT) { /* {"op": "wait", "group": 3} */
+        OUT_LIT(o, "{\"op\": \"wait\", \"group\": ");
+        out_int(o, op->group);
         OUT_LIT(o, "}");
         return;
     }

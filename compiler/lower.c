@@ -463,12 +463,257 @@ static void renumber_groups(pp_plan *p)
     }
 }
 
+/* ---- overlap (plan version 2): every transfer asynchronous ---- */
+
+/* The dataflow timing of the compute order, the key overlap orders the
+ * communication lanes by: each compute op starts when its device is free
+ * and its input has arrived (its producer's end + comm + its transfer
+ * time), on the costs (NULL: F = 1, B = 2, B = W = 1 when split).  end[]
+ * and topo[] (the order the ops were timed in, a topological order) are
+ * indexed by slot (slot_base[d] + compute index).  false when the order
+ * waits in a cycle (the verifier then names it on the synchronous form). */
+static bool dataflow_keys(const lowering *L, double *end, int32_t *topo)
+{
+    const pp_plan *p = L->p;
+    int D = L->D;
+    int *ci = pp_xcalloc((size_t)D, sizeof *ci, "the lowering's timing"), *oi = pp_xcalloc((size_t)D, sizeof *oi, "the lowering's timing");
+    double *clock = pp_xcalloc((size_t)D, sizeof *clock, "the lowering's timing");
+    int *stack = pp_xcalloc((size_t)D, sizeof *stack, "the lowering's timing");
+    uint8_t *queued = pp_xcalloc((size_t)D, 1, "the lowering's timing");
+    int nstack = 0;
+    int32_t next = 0;
+    for (int d = D - 1; d >= 0; d--) {
+        stack[nstack++] = d;
+        queued[d] = 1;
+    }
+    while (nstack > 0) {
+        int d = stack[--nstack];
+        queued[d] = 0;
+        for (; oi[d] < L->orig_n[d]; oi[d]++) {
+            const pp_op *op = &L->orig[d][oi[d]];
+            if (!pp_op_is_compute(op->kind))
+                continue;
+            int s = op->stage, m = op->mb;
+            double ready = clock[d];
+            /* the input from another device: act of F(s-1, m), grad of B(s+1, m) */
+            long e = -1;
+            int32_t prod = -1;
+            if (op->kind == PP_OP_F && s > 0) {
+                prod = L->cF[(long)(s - 1) * L->M + m];
+                e = p->placement[s - 1] != d ? (long)(s - 1) * L->M + m : -1;
+            } else if (op->kind == PP_OP_B && s + 1 < L->S) {
+                prod = L->cB[(long)(s + 1) * L->M + m];
+                e = p->placement[s + 1] != d ? L->SM + (long)(s + 1) * L->M + m : -1;
+            }
+            if (prod >= 0) {
+                int src = e >= 0 ? edge_src(L, e) : d;
+                long at = L->slot_base[src] + prod;
+                if (topo[at] < 0)
+                    break; /* not timed yet: resumed when it is */
+                double arrive = end[at];
+                if (e >= 0) {
+                    pp_op rv = comm_op(L, e, true);
+                    arrive += L->cost ? L->cost->comm + pp_transfer_time(L->cost, &rv, d) : 0;
+                }
+                if (arrive > ready)
+                    ready = arrive;
+            }
+            double dur = L->cost ? pp_op_cost(L->cost, op->kind, s, p->split_backward)
+                         : op->kind == PP_OP_B ? (p->split_backward ? 1 : 2) : 1;
+            long at = L->slot_base[d] + ci[d]++;
+            end[at] = clock[d] = ready + dur;
+            topo[at] = next++;
+            long out = edge_of(L, op);
+            if (out >= 0 && !queued[edge_dst(L, out)]) {
+                stack[nstack++] = edge_dst(L, out);
+                queued[edge_dst(L, out)] = 1;
+            }
+        }
+    }
+    bool all = true;
+    for (int d = 0; d < D; d++)
+        all = all && ci[d] == L->ncompute[d];
+    free(ci);
+    free(oi);
+    free(clock);
+    free(stack);
+    free(queued);
+    return all;
+}
+
+/* (end, topo) of slot a before that of slot b. */
+static bool key_before(const double *end, const int32_t *topo, long a, long b)
+{
+    return end[a] < end[b] || (end[a] == end[b] && topo[a] < topo[b]);
+}
+
+/* The slot of edge e's producer (the key its transfer is ordered by). */
+static long producer_slot(const lowering *L, long e)
+{
+    return L->slot_base[edge_src(L, e)] + (e < L->SM ? L->cF[e] : L->cB[e - L->SM]);
+}
+
+typedef struct keyed_edge {
+    double end;
+    int32_t topo, edge;
+} keyed_edge;
+
+static int cmp_keyed(const void *a, const void *b)
+{
+    const keyed_edge *x = a, *y = b;
+    if (x->end != y->end)
+        return x->end < y->end ? -1 : 1;
+    return (x->topo > y->topo) - (x->topo < y->topo);
+}
+
+/* Writes every device's list with overlap: each send and each recv alone
+ * in an asynchronous group (docs/plan-format.md, "wait").  A send is posted
+ * right after its producer; a recv right after the last compute op of its
+ * device whose key is before its producer's (it is posted before its data
+ * can leave, and no earlier); within a gap, sends then recvs by key, so
+ * that every communication lane takes its transfers in key order, the
+ * order of one timing of the plan: that is what makes the lanes complete
+ * (docs/verifier.md, "Why lowered plans complete").  A recv is waited
+ * right before its consumer; an act send right before the R or B of its
+ * (stage, mb), the ops that use and release its activations; every other
+ * send right before the flush. */
+static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
+{
+    pp_plan *p = L->p;
+    long nslots = L->slot_base[L->D];
+    keyed_edge *keyed = pp_xcalloc((size_t)(L->nedges ? L->nedges : 1), sizeof *keyed, "the lowering's tables");
+    int32_t *by_key = pp_xcalloc((size_t)(L->nedges ? L->nedges : 1), sizeof *by_key, "the lowering's tables");
+    int32_t *send_group = pp_xcalloc((size_t)(2 * L->SM), sizeof *send_group, "the lowering's tables");
+    int32_t *recv_group = pp_xcalloc((size_t)(2 * L->SM), sizeof *recv_group, "the lowering's tables");
+    uint8_t *send_waited = pp_xcalloc((size_t)(2 * L->SM), 1, "the lowering's tables");
+    for (long k = 0; k < L->nedges; k++) {
+        long ps = producer_slot(L, L->send_order[k]);
+        keyed[k] = (keyed_edge){end[ps], topo[ps], L->send_order[k]};
+    }
+    qsort(keyed, (size_t)L->nedges, sizeof *keyed, cmp_keyed);
+    for (long k = 0; k < L->nedges; k++)
+        by_key[k] = keyed[k].edge;
+    free(keyed);
+    /* recv slots: past every compute op of the device keyed before the producer */
+    for (long k = 0; k < L->nedges; k++) {
+        long e = by_key[k], ps = producer_slot(L, e);
+        int d = edge_dst(L, e);
+        int lo = 0, hi = L->ncompute[d]; /* first compute index not before the producer */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (key_before(end, topo, L->slot_base[d] + mid, ps))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        L->recv_slot[e] = lo;
+        L->send_slot[e] = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
+    }
+    /* recvs bucketed by slot in key order */
+    memset(L->slot_count, 0, (size_t)(nslots + 1) * sizeof *L->slot_count);
+    for (long k = 0; k < L->nedges; k++) {
+        long e = by_key[k];
+        L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e] + 1]++;
+    }
+    for (long q = 0; q < nslots; q++)
+        L->slot_count[q + 1] += L->slot_count[q];
+    for (long k = 0; k < L->nedges; k++) {
+        long e = by_key[k];
+        L->slot_items[L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e]]++] = (int32_t)e;
+    }
+    /* slot_count[q] is now where slot q ends */
+    for (int d = 0; d < L->D; d++) {
+        pp_device *dv = &p->dev[d];
+        long s0 = L->slot_base[d];
+        int C = L->ncompute[d], nsend = 0;
+        long first = s0 == 0 ? 0 : L->slot_count[s0 - 1], last = L->slot_count[L->slot_base[d + 1] - 1];
+        for (int i = 0; i < L->orig_n[d]; i++)
+            nsend += pp_op_is_compute(L->orig[d][i].kind) && edge_of(L, &L->orig[d][i]) >= 0;
+        int n = L->orig_n[d] + 2 * (nsend + (int)(last - first));
+        if (dv->cap < n)
+            pp_plan_reserve(p, d, n);
+        int out = 0, group = 0, ci = 0;
+        long item = first;
+#define POST(e_, recv_)                                         \
+    do {                                                        \
+        pp_op op_ = comm_op(L, (e_), (recv_));                  \
+        op_.group = group;                                      \
+        ((recv_) ? recv_group : send_group)[(e_)] = group++;    \
+        dv->ops[out++] = op_;                                   \
+    } while (0)
+#define WAIT(g_) (dv->ops[out++] = (pp_op){.kind = PP_OP_WAIT, .stage = -1, .mb = -1, .peer = -1, .group = (g_)})
+#define GAP(slot_)                                                                      \
+    do {                                                                                \
+        for (long end_ = L->slot_count[s0 + (slot_)]; item < end_; item++)              \
+            POST(L->slot_items[item], true);                                            \
+    } while (0)
+        for (int i = 0; i < L->orig_n[d]; i++) {
+            const pp_op *op = &L->orig[d][i];
+            if (!pp_op_is_compute(op->kind)) {
+                if (op->kind == PP_OP_FLUSH) {
+                    GAP(C);
+                    for (int j = 0; j < L->orig_n[d]; j++) { /* the sends not waited yet */
+                        long e = pp_op_is_compute(L->orig[d][j].kind) ? edge_of(L, &L->orig[d][j]) : -1;
+                        if (e >= 0 && !send_waited[e]) {
+                            WAIT(send_group[e]);
+                            send_waited[e] = 1;
+                        }
+                    }
+                }
+                dv->ops[out++] = *op;
+                continue;
+            }
+            GAP(ci);
+            long in = -1; /* the recv it consumes */
+            if (op->kind == PP_OP_F && op->stage > 0 && p->placement[op->stage - 1] != d)
+                in = (long)(op->stage - 1) * L->M + op->mb;
+            else if (op->kind == PP_OP_B && op->stage + 1 < L->S && p->placement[op->stage + 1] != d)
+                in = L->SM + (long)(op->stage + 1) * L->M + op->mb;
+            if (in >= 0)
+                WAIT(recv_group[in]);
+            if (op->kind == PP_OP_R || op->kind == PP_OP_B) { /* the act its F sent */
+                long k = (long)op->stage * L->M + op->mb;
+                if (op->stage + 1 < L->S && p->placement[op->stage + 1] != d && !send_waited[k]) {
+                    WAIT(send_group[k]);
+                    send_waited[k] = 1;
+                }
+            }
+            dv->ops[out++] = *op;
+            long e = edge_of(L, op);
+            if (e >= 0)
+                POST(e, false);
+            if (++ci == C)
+                GAP(C);
+        }
+#undef GAP
+#undef WAIT
+#undef POST
+        dv->n = out;
+    }
+    free(by_key);
+    free(send_group);
+    free(recv_group);
+    free(send_waited);
+}
+
 int pp_lower(pp_plan *p, pp_diag *dg)
 {
     return pp_lower_costed(p, NULL, dg);
 }
 
+static int lower(pp_plan *p, const pp_cost *cost, bool overlap, pp_diag *dg);
+
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *dg)
+{
+    return lower(p, cost, false, dg);
+}
+
+int pp_lower_overlap(pp_plan *p, const pp_cost *cost, pp_diag *dg)
+{
+    return lower(p, cost, true, dg);
+}
+
+static int lower(pp_plan *p, const pp_cost *cost, bool overlap, pp_diag *dg)
 {
     if (p->devices <= 0 || p->devices > PP_MAX_DEVICES || p->stages <= 0 || p->stages > PP_MAX_STAGES ||
         p->microbatches <= 0 || p->microbatches > PP_MAX_MICROBATCHES || !p->dev || !p->placement) {
@@ -519,6 +764,28 @@ int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *dg)
             memcpy(L.orig[d], p->dev[d].ops, (size_t)p->dev[d].n * sizeof(pp_op));
     }
 
+    if (overlap) {
+        size_t ns = (size_t)L.slot_base[L.D] + 1;
+        double *kend = pp_xcalloc(ns, sizeof *kend, "the lowering's timing");
+        int32_t *ktopo = pp_xcalloc(ns, sizeof *ktopo, "the lowering's timing");
+        memset(ktopo, 0xff, ns * sizeof *ktopo);
+        bool keyed = dataflow_keys(&L, kend, ktopo);
+        if (keyed)
+            emit_overlap(&L, kend, ktopo);
+        free(kend);
+        free(ktopo);
+        if (keyed) { /* complete by construction; the replay says so or names why not */
+            if (pp_walk_init(&w, p)) {
+                pp_error(dg, "lower: the plan is too large to check");
+                errors = 1;
+            } else if (pp_walk_run(&w, p) > 0) {
+                pp_walk_report(&w, p, dg, "lower: the overlapped communication does not complete; deadlock");
+                errors = 1;
+            }
+            goto out;
+        }
+        /* an order that waits in a cycle: the synchronous form, whose replay names it */
+    }
     emit(&L);
     sink_sends(&L);
     emit(&L);

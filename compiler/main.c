@@ -400,8 +400,9 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->sweep && (o->out_path || o->timeline || o->stats || o->trace_path || o->compare || o->shapes))
         return usage_error("%s", "--sweep prints its table alone: drop -o, --timeline, --stats, --trace, --compare and "
                                  "--shapes");
-    if (o->measured && !o->svg_path && !o->html_path)
-        return usage_error("%s", "--measured draws pprun's run under the prediction in a picture: give --svg or --html");
+    if (o->measured && !o->svg_path && !o->html_path && !o->stats)
+        return usage_error("%s", "--measured compares pprun's run with the prediction, drawn in a picture or "
+                                 "reported by --stats: give --svg, --html or --stats");
     /* what shapes the timeline needs one */
     if ((o->width || o->topts.compact || o->topts.all_replicas) && !o->timeline)
         return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
@@ -529,7 +530,7 @@ static int compile(const options *o)
         pp_error(&diag, "cannot write the timeline");
         goto done;
     }
-    if (o->stats && pp_emit_stats(text, &plan, &sim)) {
+    if (o->stats && (pp_emit_stats(text, &plan, &sim) || (have_measured && pp_measured_report(text, &plan, &sim, &measured)))) {
         pp_error(&diag, "cannot write the stats");
         goto done;
     }

@@ -214,3 +214,36 @@ done:
     free(text);
     return rc;
 }
+
+/* The relative error of got against want, in percent. */
+static double percent(double got, double want) { return want != 0 ? 100 * (got - want) / want : 0; }
+
+int pp_measured_report(FILE *f, const pp_plan *p, const pp_sim *predicted, const pp_sim *measured)
+{
+    double span = predicted->makespan, sum_start = 0, sum_dur = 0, worst = -1;
+    int n = 0, wd = 0, wi = 0;
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++) {
+            if (!pp_op_is_compute(p->dev[d].ops[i].kind))
+                continue;
+            double e = fabs(measured->start[d][i] - predicted->start[d][i]);
+            double pd = predicted->end[d][i] - predicted->start[d][i];
+            double md = measured->end[d][i] - measured->start[d][i];
+            sum_start += e;
+            sum_dur += pd > 0 ? fabs(md - pd) / pd : 0;
+            if (e > worst)
+                worst = e, wd = d, wi = i;
+            n++;
+        }
+    char name[64];
+    fprintf(f, "measured against predicted: makespan %.1f measured, %.1f predicted: %+.1f %%\n", measured->makespan,
+            span, percent(measured->makespan, span));
+    if (n == 0)
+        return ferror(f) ? 1 : 0;
+    pp_op_format(&p->dev[wd].ops[wi], name, sizeof name);
+    fprintf(f, "  %d compute ops: start error mean %.1f %% of the predicted makespan, largest %.1f %% (device %d op %d, "
+               "%s: %.1f measured, %.1f predicted); duration error mean %.1f %%\n",
+            n, span > 0 ? 100 * sum_start / n / span : 0, span > 0 ? 100 * worst / span : 0, wd, wi, name,
+            measured->start[wd][wi], predicted->start[wd][wi], 100 * sum_dur / n);
+    return ferror(f) ? 1 : 0;
+}

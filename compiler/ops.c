@@ -87,6 +87,9 @@ const char *pp_op_format(const pp_op *op, char *buf, size_t size)
     case PP_OP_ALLREDUCE:
         snprintf(buf, size, "allreduce #%d", op->peer);
         break;
+    case PP_OP_WAIT:
+        snprintf(buf, size, "wait #%d", op->group);
+        break;
     default:
         snprintf(buf, size, "%s", pp_op_name(op->kind));
         break;

@@ -64,8 +64,11 @@
 
 /* X(ENUM, "json name", is_compute).  R is the recomputed forward of a
  * stage that drops its activations after F (docs/recompute.md); ALLREDUCE
- * is a collective over a plan's group of ranks (pp_coll, plan.c).  New
- * kinds go last so that the older kinds keep their numbers. */
+ * is a collective over a plan's group of ranks (pp_coll, plan.c); WAIT
+ * (plan version 2) blocks the device's compute until the earlier comm
+ * group of its device that `group` names has completed, which makes that
+ * group asynchronous (docs/plan-format.md, "Asynchronous communication").
+ * New kinds go last so that the older kinds keep their numbers. */
 #define PP_OP_KINDS(X)        \
     X(F, "F", 1)              \
     X(B, "B", 1)              \
@@ -75,7 +78,8 @@
     X(UPDATE, "update", 0)    \
     X(FLUSH, "flush", 0)      \
     X(R, "R", 1)              \
-    X(ALLREDUCE, "allreduce", 0)
+    X(ALLREDUCE, "allreduce", 0) \
+    X(WAIT, "wait", 0)
 
 enum pp_op_kind {
 #define PP_X(e, s, c) PP_OP_##e,
@@ -136,10 +140,11 @@ typedef struct pp_op {
     int32_t mb;    /* -1 for update/flush/allreduce */
     int32_t peer;  /* send/recv: the other rank; allreduce: its index in the plan's coll[]; else -1 */
     int32_t group; /* send/recv: ops of one device with the same group id,
-                      contiguous in its list, are posted together; else -1 */
+                      contiguous in its list, are posted together; wait: the
+                      group it waits for; else -1 */
 } pp_op;
 
-/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "update" into buf;
+/* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "wait #4", "update" into buf;
  * an allreduce, without its plan, as "allreduce #K" (K its group's index:
  * pp_plan_op_format names the members). */
 const char *pp_op_format(const pp_op *op, char *buf, size_t size);
@@ -658,6 +663,7 @@ typedef struct pp_spec {
      * pp_plan.mirrored): the model is split over the first stages / 2
      * stages, stage stages / 2 + s holding a copy of stage s's layers. */
     bool mirrored;
+    bool overlap;        /* asynchronous communication (plan version 2's waits; default true) */
 } pp_spec;
 /* The stages one copy of the model is split over: stages, or half of them
  * when mirrored. */
@@ -1105,6 +1111,14 @@ int pp_lower(pp_plan *p, pp_diag *d);
 /* The same, placing sends by a timing on these costs (NULL: F = 1, B = 2,
  * B = W = 1 when split, free communication — what pp_lower uses). */
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
+/* The same communication with overlap (plan version 2, `overlap = true`,
+ * docs/plan-format.md): every send and recv an asynchronous group of its
+ * own, a recv posted before its data can leave its producer and waited
+ * right before its consumer, a send posted right after its producer and
+ * waited where its source is released (act: before the R or B of its
+ * (stage, mb); grad: before the flush), every communication lane in the
+ * order of one dataflow timing on cost (NULL as above). */
+int pp_lower_overlap(pp_plan *p, const pp_cost *cost, pp_diag *d);
 /* Lowering's run of walk.c's replay (pp_walk_run_stalled with its repair):
  * whenever every device still running is stuck, the unmatched sends of each
  * device on a wait-for cycle are delayed in place (in p) to just after the
@@ -1137,6 +1151,17 @@ struct pp_walk {
      * device how many ops of its current group are still unmatched. */
     uint8_t *posted;   /* [total] */
     int *pending;      /* [devices] */
+    /* Plan version 2 (docs/verifier.md, "Two lanes"): lane[d] is where
+     * device d's communication lane stands (the first op of the group it
+     * runs, or of the next one it will take), gend[d] the end of the group
+     * it runs (0: idle); pc[d] is the compute lane's position.  target[g]
+     * is, for a wait, the index on its device of the first op of the group
+     * it waits for (-1: none); awaited[g] marks the first op of a group
+     * that has a wait (an asynchronous group). */
+    int *lane;         /* [devices] */
+    int32_t *target;   /* [total] */
+    uint8_t *awaited;  /* [total] */
+    bool any_async;    /* some group has a wait */
     /* Timing (run_eager only): when each comm op is posted and when its
      * transfer ends (a send: when posted). */
     double *t_post, *t_pair;
@@ -1388,6 +1413,10 @@ int pp_emit_svg_panels(FILE *f, const pp_plan *p, const pp_svg_panel *panels, in
  * memory is predicted's, which follows the op order alone. */
 void pp_sim_measured(const pp_plan *p, pp_sim *sim);
 int pp_measured_read(const char *path, const pp_plan *p, const pp_sim *predicted, pp_sim *out, pp_diag *d);
+/* ppcc --stats --measured: the makespan's error and each compute op's (its
+ * start against the predicted makespan, its duration against its
+ * predicted one), measured against predicted, to f; nonzero if f failed. */
+int pp_measured_report(FILE *f, const pp_plan *p, const pp_sim *predicted, const pp_sim *measured);
 
 /* torch_csv_write.c: the plan as PyTorch's schedule CSV (docs/torch.md). */
 enum pp_torch_csv_format { PP_TORCH_CSV_COMPUTE_ONLY = 0, PP_TORCH_CSV_COMPUTE_COMMS = 1 };

@@ -210,6 +210,14 @@ static void set_value(ctx *c, enum slot slot, const pp_value *v, const origin *o
             }
             break; /* num 0: chosen by microbatches.c */
         }
+        if (slot == S_OVERLAP && v->kind == PP_VAL_WORD) {
+            if (strcmp(v->text, "true") && strcmp(v->text, "false")) {
+                bad_value(c, o, k->name, v, "expected true or false");
+                return;
+            }
+            num = strcmp(v->text, "true") == 0;
+            break;
+        }
         if (!to_int(c, o, k->name, v, k->min, k->max, &num))
             return;
         break;

@@ -36,6 +36,7 @@ enum slot {
     S_MB_BUBBLE, S_MB_MAX, S_MB_REFERENCE,
     /* data parallelism (docs/dsl.md, "Data parallelism") */
     S_DATA_PARALLEL, S_ZERO, S_GPUS,
+    S_OVERLAP,
     S__COUNT
 };
 

@@ -74,6 +74,8 @@ const key_def spec_keys[S__COUNT] = {
     [S_ZERO] = {"zero", K_INT, 0, 1, false, true},
     /* ppcc chooses devices x data_parallel (gpus.c); 0: the file's split */
     [S_GPUS] = {"gpus", K_INT, 0, PP_MAX_RANKS, false, true},
+    /* true (the default) or false: asynchronous communication (docs/plan-format.md, "wait") */
+    [S_OVERLAP] = {"overlap", K_INT, 0, 1, false},
 };
 
 const char *const spec_stage_costs[3] = {"F", "B", "W"};

@@ -265,6 +265,7 @@ void spec_resolve(ctx *c, pp_spec *spec)
     if (spec->data_parallel > 1 && strcmp(spec->schedule, "pipedream") == 0)
         spec_report_key(c, S_DATA_PARALLEL, "the replicas' gradients are summed before one update a step, but "
                         "schedule pipedream updates after every B (docs/async.md)");
+    spec->overlap = spec_get(c, S_OVERLAP, 1) != 0;
     if (spec->vertical_sync && strcmp(spec->schedule, "pipedream") != 0)
         spec_report_key(c, S_VSYNC, "only schedule pipedream has a vertical sync, but schedule = %s", spec->schedule);
     spec->act_size = spec_get(c, S_MEM_ACT, 1);

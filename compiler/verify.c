@@ -50,8 +50,9 @@ typedef struct verifier {
     int32_t *at[AT__COUNT]; /* [S*M] op index on its device, -1 none */
     bool comm_unsafe;       /* a comm op too broken to pair or replay */
     bool groups_unsafe;     /* broken groups: a replay would mean nothing */
-    /* Group ids seen on the current device: open addressing, stamped. */
-    int32_t *gkey, *gstamp, *gfirst;
+    /* Group ids seen on the current device: open addressing, stamped;
+     * gwait[h] is the wait for that group (-1: none yet). */
+    int32_t *gkey, *gstamp, *gfirst, *gwait;
     size_t gcap;
 } verifier;
 
@@ -64,20 +65,52 @@ typedef struct verifier {
         pp_order_note((V)->p, (V)->dg, (d), (i));                                    \
     } while (0)
 
+/* The slot of group g on this device (stamp): where it is, or the free
+ * slot it would take. */
+static size_t group_slot(const verifier *V, int stamp, int32_t g)
+{
+    size_t h = ((uint32_t)g * 2654435761u) & (V->gcap - 1);
+    while (V->gstamp[h] == stamp && V->gkey[h] != g)
+        h = (h + 1) & (V->gcap - 1);
+    return h;
+}
+
 /* Returns the op index where group g was first seen on this device (stamp),
  * or -1 after recording it at i. */
 static int group_seen(verifier *V, int stamp, int32_t g, int i)
 {
-    size_t h = ((uint32_t)g * 2654435761u) & (V->gcap - 1);
-    while (V->gstamp[h] == stamp) {
-        if (V->gkey[h] == g)
-            return V->gfirst[h];
-        h = (h + 1) & (V->gcap - 1);
-    }
+    size_t h = group_slot(V, stamp, g);
+    if (V->gstamp[h] == stamp)
+        return V->gfirst[h];
     V->gstamp[h] = stamp;
     V->gkey[h] = g;
     V->gfirst[h] = i;
+    V->gwait[h] = -1;
     return -1;
+}
+
+/* The wait of group g of the device check_device last stamped, -1 none. */
+static int group_wait(const verifier *V, int stamp, int32_t g)
+{
+    size_t h = group_slot(V, stamp, g);
+    return V->gstamp[h] == stamp ? V->gwait[h] : -1;
+}
+
+/* Wait op i (plan version 2): it names a send/recv group seen earlier on
+ * this device, which has no other wait. */
+static void check_wait(verifier *V, int d, int i, const pp_op *op)
+{
+    char buf[96];
+    size_t h = group_slot(V, d + 1, op->group);
+    if (op->group < 0 || V->gstamp[h] != d + 1) {
+        FAIL_OP(V, d, i, op, "group %d is not a send/recv group earlier in this device's list", op->group);
+        V->groups_unsafe = true;
+    } else if (V->gwait[h] >= 0) {
+        FAIL_OP(V, d, i, op, "second wait for group %d (the first is op %d)", op->group, V->gwait[h]);
+        V->groups_unsafe = true;
+    } else {
+        V->gwait[h] = i;
+    }
 }
 
 /* Records op i of device d at slot `which` unless it is there already. */
@@ -434,6 +467,8 @@ static void check_device(verifier *V, int d)
             }
         } else if (op->kind == PP_OP_ALLREDUCE) {
             check_collective(V, d, i, op, update_at, &tied_at);
+        } else if (op->kind == PP_OP_WAIT) {
+            check_wait(V, d, i, op);
         } else if (op->kind == PP_OP_UPDATE) {
             if (update_at >= 0)
                 FAIL_OP(V, d, i, op, "second update (the first is op %d)", update_at);
@@ -530,14 +565,37 @@ static void need(verifier *V, int d, int i, const pp_op *op, int s, int m, int s
         return;
     }
     int j = V->at[recv_kind][k];
-    if (j >= 0 && j < i)
-        return;
     snprintf(what, sizeof what, "recv %s %d.%d from %d", recv_kind == AT_RECV_ACT ? "act" : "grad", s, m,
              p->placement[s]);
+    if (j >= 0 && j < i) { /* an asynchronous recv's data is there at its wait */
+        int wt = group_wait(V, d + 1 + V->D, p->dev[d].ops[j].group);
+        if (wt > i)
+            FAIL_OP(V, d, i, op, "runs before wait #%d (op %d), so before the data of %s (op %d) is there",
+                    p->dev[d].ops[j].group, wt, what, j);
+        return;
+    }
     if (j < 0)
         FAIL_OP(V, d, i, op, "no %s before it", what);
     else if (j > i)
         FAIL_OP(V, d, i, op, "runs before %s (op %d)", what, j);
+}
+
+/* The groups and waits of device d again (check_device's table holds the
+ * last device's): what check_dependencies asks group_wait. */
+static void rescan_waits(verifier *V, int d)
+{
+    const pp_device *dv = &V->p->dev[d];
+    int stamp = d + 1 + V->D;
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        if (pp_op_is_comm(op->kind))
+            group_seen(V, stamp, op->group, i);
+        if (op->kind == PP_OP_WAIT) {
+            size_t h = group_slot(V, stamp, op->group);
+            if (V->gstamp[h] == stamp && V->gwait[h] < 0)
+                V->gwait[h] = i;
+        }
+    }
 }
 
 static void check_dependencies(verifier *V, int d)
@@ -765,6 +823,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     V.gkey = pp_xcalloc(V.gcap, sizeof *V.gkey, "the verifier's tables");
     V.gstamp = pp_xcalloc(V.gcap, sizeof *V.gstamp, "the verifier's tables");
     V.gfirst = pp_xcalloc(V.gcap, sizeof *V.gfirst, "the verifier's tables");
+    V.gwait = pp_xcalloc(V.gcap, sizeof *V.gwait, "the verifier's tables");
 
     check_async_shape(&V);
     check_collective_groups(&V);
@@ -772,8 +831,10 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
         check_device(&V, d);
     check_exactly_once(&V);
     check_mirror(&V);
-    for (int d = 0; d < V.D; d++)
+    for (int d = 0; d < V.D; d++) {
+        rescan_waits(&V, d);
         check_dependencies(&V, d);
+    }
     check_stage_reductions(&V);
     check_memory(&V, o);
 
@@ -793,6 +854,7 @@ int pp_verify(const pp_plan *p, const pp_verify_opts *o, pp_diag *dg)
     free(V.gkey);
     free(V.gstamp);
     free(V.gfirst);
+    free(V.gwait);
     return dg->errors - errors0;
 }
 

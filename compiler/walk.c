@@ -44,7 +44,60 @@ void pp_walk_free(pp_walk *w)
     free(w->hops_pair);
     free(w->posted);
     free(w->pending);
+    free(w->lane);
+    free(w->target);
+    free(w->awaited);
     memset(w, 0, sizeof *w);
+}
+
+/* target[] and awaited[] (pp_walk): each wait's group is the latest group
+ * of that id before it on its device, found through a table of group ids
+ * (open addressing, stamped per device).  Nonzero when out of memory. */
+static int find_waits(pp_walk *w, const pp_plan *p)
+{
+    int D = w->devices, nmax = 0;
+    for (int d = 0; d < D; d++)
+        if (dev_len(p, d) > nmax)
+            nmax = dev_len(p, d);
+    size_t cap = 16;
+    while (cap < 2 * (size_t)nmax)
+        cap *= 2;
+    int32_t *key = malloc(cap * sizeof *key), *at = malloc(cap * sizeof *at), *stamp = calloc(cap, sizeof *stamp);
+    size_t nt = (size_t)(w->total ? w->total : 1);
+    w->target = malloc(nt * sizeof *w->target);
+    w->awaited = calloc(nt, 1);
+    int rc = 1;
+    if (!key || !at || !stamp || !w->target || !w->awaited)
+        goto out;
+    for (int d = 0; d < D; d++) {
+        const pp_op *ops = p->dev[d].ops;
+        for (int i = 0, n = dev_len(p, d); i < n; i++) {
+            long g = w->base[d] + i;
+            w->target[g] = -1;
+            bool opens = pp_op_is_comm(ops[i].kind) &&
+                         (i == 0 || !pp_op_is_comm(ops[i - 1].kind) || ops[i - 1].group != ops[i].group);
+            if (!opens && ops[i].kind != PP_OP_WAIT)
+                continue;
+            size_t h = ((uint32_t)ops[i].group * 2654435761u) & (cap - 1);
+            while (stamp[h] == d + 1 && key[h] != ops[i].group)
+                h = (h + 1) & (cap - 1);
+            if (opens) {
+                stamp[h] = d + 1;
+                key[h] = ops[i].group;
+                at[h] = i;
+            } else if (stamp[h] == d + 1 && !w->awaited[w->base[d] + at[h]]) {
+                w->target[g] = at[h]; /* a second wait for a group waits for nothing: the verifier refuses it */
+                w->awaited[w->base[d] + at[h]] = 1;
+                w->any_async = true;
+            }
+        }
+    }
+    rc = 0;
+out:
+    free(key);
+    free(at);
+    free(stamp);
+    return rc;
 }
 
 /* Links the k-th allreduce of each collective group on each member into
@@ -199,7 +252,10 @@ int pp_walk_init(pp_walk *w, const pp_plan *p)
                 }
             }
     }
-    rc = pair_collectives(w, p);
+    rc = pair_collectives(w, p) || find_waits(w, p);
+    w->lane = calloc((size_t)D, sizeof *w->lane);
+    if (!w->lane)
+        rc = 1;
 out:
     free(nsend);
     free(off);
@@ -223,6 +279,9 @@ typedef struct walk_run {
     uint32_t *hclock; /* [devices] hops of the clock (hops runs only) */
     int *stack, nstack;
     bool eager;   /* sends never wait: the ideal timing lower.c places by */
+    uint8_t *waiting;  /* [total] eager: the device is stopped until this recv is done */
+    double *link_t;    /* [devices^2] eager, timed: when directed link a -> b is free */
+    uint32_t *link_h;  /* [devices^2] its hops (hops runs) */
 } walk_run;
 
 /* Times in hops runs are compared at 40 bits of precision: the same sum
@@ -376,17 +435,167 @@ static void finish_collective(walk_run *r, int d, int j)
     w->gend[d] = 0;
 }
 
-static void run_device(walk_run *r, int d)
+/* The end of the group that starts at op j of device d (an allreduce is
+ * a group of one). */
+static int group_end(const pp_plan *p, int d, int j)
+{
+    const pp_op *ops = p->dev[d].ops;
+    int n = dev_len(p, d), g1 = j + 1;
+    if (ops[j].kind == PP_OP_ALLREDUCE)
+        return g1;
+    while (g1 < n && pp_op_is_comm(ops[g1].kind) && ops[g1].group == ops[j].group)
+        g1++;
+    return g1;
+}
+
+/* Op g of device d is done: if d was blocked on it, one thing less to
+ * wait for (the eager mode's recvs). */
+static void notify(walk_run *r, int32_t g, int d)
+{
+    pp_walk *w = r->w;
+    if (!r->waiting[g])
+        return;
+    r->waiting[g] = 0;
+    if (--r->pending[d] == 0 && w->gend[d] > 0)
+        r->stack[r->nstack++] = d;
+}
+
+/* Eager mode: both ends of a transfer are posted (send snd on device ds,
+ * recv rcv on device dr).  It takes the directed link ds -> dr once the
+ * link is free (transfers on one link run one at a time, in channel
+ * order), for comm + dur[rcv]; the recv ends then.  A send is buffered:
+ * it ends when posted. */
+static void transfer(walk_run *r, int32_t snd, int ds, int32_t rcv, int dr)
+{
+    pp_walk *w = r->w;
+    w->done[snd] = w->done[rcv] = 1;
+    if (r->dur) {
+        size_t ch = (size_t)ds * (size_t)w->devices + (size_t)dr;
+        double t = w->t_post[snd];
+        uint32_t h = r->hclock ? w->hops[snd] : 0;
+        if (r->hclock) {
+            merge(&t, &h, w->t_post[rcv], w->hops[rcv]);
+            merge(&t, &h, r->link_t[ch], r->link_h[ch]);
+            advance(&t, &h, r->comm + r->dur[rcv]);
+            w->hops_pair[rcv] = r->link_h[ch] = h;
+        } else {
+            if (w->t_post[rcv] > t)
+                t = w->t_post[rcv];
+            if (r->link_t[ch] > t)
+                t = r->link_t[ch];
+            t += r->comm + r->dur[rcv];
+        }
+        w->t_pair[rcv] = r->link_t[ch] = t;
+    }
+    notify(r, rcv, dr);
+}
+
+/* Eager mode: device d posts group [j, g1) (each op at the device's clock);
+ * with wait_recvs, it will wait for the recvs that are not done yet. */
+static void post_group_eager(walk_run *r, int d, int j, int g1, bool wait_recvs)
+{
+    pp_walk *w = r->w;
+    const pp_op *ops = r->p->dev[d].ops;
+    long base = w->base[d];
+    for (int k = j; k < g1; k++) {
+        int32_t g = (int32_t)(base + k), q = w->partner[g];
+        bool send = ops[k].kind == PP_OP_SEND;
+        r->posted[g] = 1;
+        if (r->dur) {
+            w->t_post[g] = w->t_pair[g] = r->clock[d];
+            if (!wait_recvs) /* asynchronous: the compute lane does not stop here */
+                r->start[g] = r->end[g] = r->clock[d];
+        }
+        if (r->hclock)
+            w->hops[g] = w->hops_pair[g] = r->hclock[d];
+        if (q >= 0 && r->posted[q]) {
+            if (send)
+                transfer(r, g, d, q, ops[k].peer);
+            else
+                transfer(r, q, ops[k].peer, g, d);
+        } else if (!send && wait_recvs) {
+            r->waiting[g] = 1;
+            r->pending[d]++;
+        }
+    }
+}
+
+/* Eager mode: device d reaches the wait at op j; true when it must stop
+ * until the recvs of its group are done. */
+static bool reach_wait_eager(walk_run *r, int d, int j)
+{
+    pp_walk *w = r->w;
+    const pp_op *ops = r->p->dev[d].ops;
+    long base = w->base[d];
+    int t = w->target[base + j];
+    if (t < 0) {
+        r->pending[d]++; /* waits for nothing that exists: forever */
+        return true;
+    }
+    for (int k = t, g1 = group_end(r->p, d, t); k < g1; k++)
+        if (ops[k].kind == PP_OP_RECV && !w->done[base + k]) {
+            r->waiting[base + k] = 1;
+            r->pending[d]++;
+        }
+    return r->pending[d] > 0;
+}
+
+/* Eager mode: device d moves past the wait at op j, at its group's last
+ * recv's end. */
+static void finish_wait(walk_run *r, int d, int j)
+{
+    pp_walk *w = r->w;
+    long base = w->base[d];
+    if (r->dur) {
+        int t = w->target[base + j];
+        r->start[base + j] = r->clock[d];
+        for (int k = t, g1 = group_end(r->p, d, t); k < g1; k++) {
+            long g = base + k;
+            if (r->p->dev[d].ops[k].kind != PP_OP_RECV)
+                continue;
+            if (r->hclock)
+                merge(&r->clock[d], &r->hclock[d], w->t_pair[g], w->hops_pair[g]);
+            else if (w->t_pair[g] > r->clock[d])
+                r->clock[d] = w->t_pair[g];
+        }
+        r->end[base + j] = r->clock[d];
+    }
+    w->gend[d] = 0;
+}
+
+/* A compute op (or update, flush: anything that only takes its time). */
+static void run_compute(walk_run *r, int d, int pc)
+{
+    pp_walk *w = r->w;
+    long base = w->base[d];
+    if (!r->dur)
+        return;
+    r->start[base + pc] = r->clock[d];
+    if (r->hclock) {
+        advance(&r->clock[d], &r->hclock[d], r->dur[base + pc]);
+        w->hops[base + pc] = r->hclock[d];
+    } else {
+        r->clock[d] += r->dur[base + pc];
+    }
+    r->end[base + pc] = r->clock[d];
+}
+
+/* The eager (timing) replay of device d: sends never wait, a recv ends
+ * when its transfer has; the device stops only at a synchronous group's
+ * recvs, a wait's recvs and a collective. */
+static void run_device_eager(walk_run *r, int d)
 {
     pp_walk *w = r->w;
     const pp_plan *p = r->p;
     const pp_op *ops = p->dev[d].ops;
     int n = dev_len(p, d), pc = w->pc[d];
     long base = w->base[d];
-    if (w->gend[d] > 0) { /* resumed: the group it waited in is complete */
+    if (w->gend[d] > 0) { /* resumed: what it waited for is done */
         int g1 = w->gend[d];
         if (ops[pc].kind == PP_OP_ALLREDUCE)
             finish_collective(r, d, pc);
+        else if (ops[pc].kind == PP_OP_WAIT)
+            finish_wait(r, d, pc);
         else
             finish_group(r, d, pc, g1);
         pc = g1;
@@ -400,69 +609,120 @@ static void run_device(walk_run *r, int d)
             }
             finish_collective(r, d, pc);
             pc++;
-            continue;
-        }
-        if (!pp_op_is_comm(op->kind)) {
-            if (r->dur) {
-                r->start[base + pc] = r->clock[d];
-                if (r->hclock) {
-                    advance(&r->clock[d], &r->hclock[d], r->dur[base + pc]);
-                    w->hops[base + pc] = r->hclock[d];
-                } else {
-                    r->clock[d] += r->dur[base + pc];
-                }
-                r->end[base + pc] = r->clock[d];
+        } else if (op->kind == PP_OP_WAIT) {
+            if (reach_wait_eager(r, d, pc)) {
+                w->gend[d] = pc + 1;
+                break;
             }
+            finish_wait(r, d, pc);
             pc++;
+        } else if (pp_op_is_comm(op->kind)) {
+            int g1 = group_end(p, d, pc);
+            bool sync = !w->awaited[base + pc];
+            post_group_eager(r, d, pc, g1, sync);
+            if (sync && r->pending[d] > 0) {
+                w->gend[d] = g1; /* blocked: resumed by the transfer that empties it */
+                break;
+            }
+            if (sync)
+                finish_group(r, d, pc, g1);
+            pc = g1;
+        } else {
+            run_compute(r, d, pc);
+            pc++;
+        }
+    }
+    w->pc[d] = pc;
+}
+
+/* Rendezvous mode: device d's communication lane takes its next group
+ * (the first at or after lane[d]) once the compute lane has reached it,
+ * and completes groups while it can.  A group completes when each of its
+ * ops has met its partner, both at the head of their lanes. */
+static void run_lane(walk_run *r, int d)
+{
+    pp_walk *w = r->w;
+    const pp_plan *p = r->p;
+    const pp_op *ops = p->dev[d].ops;
+    int n = dev_len(p, d);
+    long base = w->base[d];
+    for (;;) {
+        if (w->gend[d] > 0) {
+            if (r->pending[d] > 0)
+                return; /* resumed by the match that empties it */
+            int j = w->lane[d], end = w->gend[d]; /* a repair may have shortened the group */
+            if (ops[j].kind == PP_OP_ALLREDUCE)
+                finish_collective(r, d, j);
+            else
+                finish_group(r, d, j, end);
+            w->lane[d] = end;
             continue;
         }
-        int g1 = pc + 1;
-        while (g1 < n && pp_op_is_comm(ops[g1].kind) && ops[g1].group == op->group)
-            g1++;
-        for (int j = pc; j < g1; j++) {
-            int32_t g = (int32_t)(base + j), q = w->partner[g];
+        int j = w->lane[d];
+        while (j < n && !pp_op_is_comm(ops[j].kind) && ops[j].kind != PP_OP_ALLREDUCE)
+            j++;
+        w->lane[d] = j;
+        if (j >= n || j > w->pc[d])
+            return; /* nothing queued */
+        if (ops[j].kind == PP_OP_ALLREDUCE) {
+            w->gend[d] = j + 1;
+            post_collective(r, d, j);
+            continue;
+        }
+        int g1 = group_end(p, d, j);
+        w->gend[d] = g1;
+        for (int k = j; k < g1; k++) {
+            int32_t g = (int32_t)(base + k), q = w->partner[g];
             r->posted[g] = 1;
-            if (r->dur)
-                w->t_post[g] = w->t_pair[g] = r->clock[d];
-            if (r->hclock)
-                w->hops[g] = w->hops_pair[g] = r->hclock[d];
-            if (r->eager) {
-                /* Only recvs wait, for their send to be posted. */
-                bool send = ops[j].kind == PP_OP_SEND;
-                int32_t rv = send ? q : g;
-                if (q >= 0 && r->posted[q]) {
-                    w->done[g] = w->done[q] = 1;
-                    double t = w->t_post[g] > w->t_post[q] ? w->t_post[g] : w->t_post[q];
-                    if (r->hclock) {
-                        double tm = w->t_post[g];
-                        uint32_t h = w->hops[g];
-                        merge(&tm, &h, w->t_post[q], w->hops[q]);
-                        advance(&t, &h, r->comm + (r->dur ? r->dur[rv] : 0));
-                        w->hops_pair[rv] = h;
-                    } else {
-                        t += r->comm + (r->dur ? r->dur[rv] : 0); /* a recv's dur: its transfer */
-                    }
-                    w->t_pair[rv] = t;
-                    if (send && --r->pending[ops[j].peer] == 0 && w->gend[ops[j].peer] > 0)
-                        r->stack[r->nstack++] = ops[j].peer;
-                } else if (!send) {
-                    r->pending[d]++;
-                }
-                continue;
-            }
             if (q >= 0 && r->posted[q])
-                match(r, g, q, ops[j].peer);
+                match(r, g, q, ops[k].peer);
             else
                 r->pending[d]++;
         }
-        if (r->pending[d] > 0) {
-            w->gend[d] = g1; /* blocked: resumed by the match that empties it */
-            break;
-        }
-        finish_group(r, d, pc, g1);
-        pc = g1;
     }
-    w->pc[d] = pc;
+}
+
+/* Rendezvous mode: device d's compute lane runs until it must wait for
+ * its communication lane: at a synchronous group or a collective until
+ * the lane has completed it, at a wait until its group is complete. */
+static void run_device_lanes(walk_run *r, int d)
+{
+    pp_walk *w = r->w;
+    const pp_plan *p = r->p;
+    const pp_op *ops = p->dev[d].ops;
+    int n = dev_len(p, d);
+    long base = w->base[d];
+    run_lane(r, d);
+    while (w->pc[d] < n) {
+        int pc = w->pc[d];
+        const pp_op *op = &ops[pc];
+        if (op->kind == PP_OP_ALLREDUCE || pp_op_is_comm(op->kind)) {
+            if (op->kind != PP_OP_ALLREDUCE && w->awaited[base + pc]) {
+                w->pc[d] = group_end(p, d, pc); /* posted: the lane takes it in turn */
+                run_lane(r, d);
+                continue;
+            }
+            run_lane(r, d); /* the lane takes it now if it is idle */
+            if (w->lane[d] <= pc)
+                return; /* resumed when the lane has completed it */
+            w->pc[d] = group_end(p, d, pc);
+        } else if (op->kind == PP_OP_WAIT) {
+            int t = w->target[base + pc];
+            if (t < 0 || w->lane[d] <= t)
+                return; /* resumed when the lane moves on */
+            w->pc[d] = pc + 1;
+        } else {
+            w->pc[d] = pc + 1;
+        }
+    }
+}
+
+static void run_device(walk_run *r, int d)
+{
+    if (r->eager)
+        run_device_eager(r, d);
+    else
+        run_device_lanes(r, d);
 }
 
 static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repair repair, bool eager,
@@ -477,6 +737,11 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     r.pending = w->pending = calloc((size_t)D, sizeof *r.pending);
     r.clock = calloc((size_t)D, sizeof *r.clock);
     r.stack = malloc((size_t)D * sizeof *r.stack);
+    r.waiting = calloc(nt, 1);
+    r.link_t = calloc((size_t)D * (size_t)D, sizeof *r.link_t);
+    r.link_h = calloc((size_t)D * (size_t)D, sizeof *r.link_h);
+    if (!r.waiting || !r.link_t || !r.link_h)
+        pp_out_of_memory((double)nt + (double)D * D * (sizeof *r.link_t + sizeof *r.link_h), "the replay's state");
     int *resume = repair ? malloc((size_t)D * sizeof *resume) : NULL;
     if (dur) {
         free(w->t_post);
@@ -503,6 +768,7 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     for (int d = 0; d < D; d++) {
         w->pc[d] = 0;
         w->gend[d] = 0;
+        w->lane[d] = 0;
         r.stack[r.nstack++] = D - 1 - d; /* device 0 first */
     }
     for (;;) {
@@ -521,6 +787,9 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
             r.stack[r.nstack++] = resume[i];
     }
     free(resume);
+    free(r.waiting);
+    free(r.link_t);
+    free(r.link_h);
     free(r.clock);
     free(r.hclock);
     free(r.stack);
@@ -594,10 +863,13 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
         if (w->pc[d] >= dev_len(p, d))
             continue;
         const pp_op *ops = p->dev[d].ops;
-        if (ops[w->pc[d]].kind == PP_OP_ALLREDUCE) {
-            wait_at[d] = w->pc[d];
-            wait_for[d] = collective_waits_for(w, p, d, w->pc[d]);
-            if (w->partner[w->base[d] + w->pc[d]] >= 0)
+        int j0 = w->lane[d]; /* the group its communication lane is stuck in */
+        if (w->gend[d] <= j0)
+            continue; /* an idle lane: a wait for no group (the verifier refuses those first) */
+        if (ops[j0].kind == PP_OP_ALLREDUCE) {
+            wait_at[d] = j0;
+            wait_for[d] = collective_waits_for(w, p, d, j0);
+            if (w->partner[w->base[d] + j0] >= 0)
                 next[d] = wait_for[d];
             continue;
         }
@@ -605,7 +877,7 @@ int pp_walk_cycles(const pp_walk *w, const pp_plan *p, int *wait_at, int *wait_f
          * then an unpaired send, each with a partner: its peer is then
          * blocked before that partner. */
         int pick = -1, send = -1;
-        for (int j = w->pc[d]; j < w->gend[d]; j++) {
+        for (int j = j0; j < w->gend[d]; j++) {
             long g = w->base[d] + j;
             if (w->done[g])
                 continue;
@@ -682,7 +954,12 @@ void pp_walk_report(const pp_walk *w, const pp_plan *p, pp_diag *dg, const char 
             pp_out_of_memory(0, "the message of a wait-for cycle");
         int u = first;
         do {
-            fprintf(f, "%s at op %d (%s) for device %d", u == first ? " waits" : ", which waits", wait_at[u],
+            int pc = w->pc[u];
+            fprintf(f, "%s", u == first ? " waits" : ", which waits");
+            if (pc < w->lane[u] || pc >= w->gend[u]) /* the compute lane waits elsewhere: the issue order */
+                fprintf(f, " at op %d (%s) while its communication lane is stuck", pc,
+                        pp_plan_op_format(p, &p->dev[u].ops[pc], buf, sizeof buf));
+            fprintf(f, " at op %d (%s) for device %d", wait_at[u],
                     pp_plan_op_format(p, &p->dev[u].ops[wait_at[u]], buf, sizeof buf), wait_for[u]);
             u = wait_for[u];
         } while (u != first);

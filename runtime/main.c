@@ -42,6 +42,10 @@ static void usage(FILE *f)
           "  --width N, --compact  with --timeline: its width (40..1000, default 80), one\n"
           "                      character per op (as ppcc's)\n"
           "  --svg FILE, --html FILE  the measured last step as a picture (SVG, or a page)\n"
+          "  --link-latency S, --link-bandwidth SIZE  cpu backend: emulate a link between\n"
+          "                      devices; each transfer takes S seconds (default 0) + its bytes /\n"
+          "                      SIZE per second (e.g. 100MB; default none), one at a time per\n"
+          "                      directed link, and is received only once it has arrived\n"
           "  --timeout S         seconds a wait may last before the run fails (default 60): a\n"
           "                      receive, the barrier at a step's flush, a GPU step's\n"
           "                      communication, the multi-process bootstrap; an op that\n"
@@ -154,6 +158,7 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
 typedef struct options {
     long steps, gpus, nproc;
     double timeout;
+    double link_latency, link_bandwidth; /* 0: not given */
     bool check, timeline, graph, compact;
     long width; /* --timeline's, 0: 80 */
     int precision;
@@ -171,7 +176,7 @@ static int parse_options(int argc, char **argv, options *op)
 {
     enum { OPT_FIRST = 256, OPT_BACKEND = OPT_FIRST, OPT_STEPS, OPT_CHECK, OPT_DUMP, OPT_TRACE, OPT_TIMEOUT,
            OPT_HELP, OPT_VERSION, OPT_TIMELINE, OPT_PRECISION, OPT_GPUS, OPT_NO_GRAPH, OPT_NPROC, OPT_SVG, OPT_HTML,
-           OPT_WIDTH, OPT_COMPACT, OPT_END };
+           OPT_WIDTH, OPT_COMPACT, OPT_LINK_LATENCY, OPT_LINK_BANDWIDTH, OPT_END };
     _Static_assert(OPT_END - OPT_FIRST <= 20, "options.given has a slot per option");
     static const struct option longopts[] = {
         {"backend", required_argument, NULL, OPT_BACKEND},
@@ -191,6 +196,8 @@ static int parse_options(int argc, char **argv, options *op)
         {"width", required_argument, NULL, OPT_WIDTH},
         {"compact", no_argument, NULL, OPT_COMPACT},
         {"html", required_argument, NULL, OPT_HTML},
+        {"link-latency", required_argument, NULL, OPT_LINK_LATENCY},
+        {"link-bandwidth", required_argument, NULL, OPT_LINK_BANDWIDTH},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
@@ -220,6 +227,22 @@ static int parse_options(int argc, char **argv, options *op)
             op->timeout = strtod(optarg, &end);
             if (errno || end == optarg || *end || !(op->timeout > 0) || op->timeout > 1e6)
                 return usage_error("--timeout: '%s' is not a number of seconds in (0, 1e6]", optarg);
+            break;
+        }
+        case OPT_LINK_LATENCY: {
+            char *end;
+            errno = 0;
+            op->link_latency = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(op->link_latency >= 0) || op->link_latency > 1000)
+                return usage_error("--link-latency: '%s' is not a number of seconds in [0, 1000]", optarg);
+            break;
+        }
+        case OPT_LINK_BANDWIDTH: {
+            char why[128];
+            if (!pp_bytes_parse(optarg, &op->link_bandwidth, why, sizeof why))
+                return usage_error("--link-bandwidth: '%s': %s (bytes per second)", optarg, why);
+            if (!(op->link_bandwidth > 0))
+                return usage_error("--link-bandwidth: '%s': must be more than 0 bytes per second", optarg);
             break;
         }
         case OPT_PRECISION:
@@ -302,6 +325,11 @@ static int parse_options(int argc, char **argv, options *op)
     if (op->nproc > 0 && strcmp(op->plan_path, "-") == 0)
         return usage_error("--nproc %ld: every process reads the plan, and standard input can be read "
                            "once: give a file", op->nproc);
+    bool link = op->given[OPT_LINK_LATENCY - OPT_FIRST] || op->given[OPT_LINK_BANDWIDTH - OPT_FIRST];
+    const char *link_opt = op->given[OPT_LINK_LATENCY - OPT_FIRST] ? "--link-latency" : "--link-bandwidth";
+    if (link && ((op->backend && strcmp(op->backend, "cuda") == 0) || op->nproc > 0))
+        return usage_error("%s: the emulated link is the cpu backend's (its threads transport); %s "
+                           "runs on real links", link_opt, op->nproc > 0 ? "--nproc" : "--backend cuda");
     if ((op->width || op->compact) && !op->timeline)
         return usage_error("%s shapes the timeline, which only --timeline draws: give --timeline too",
                            op->width ? "--width" : "--compact");
@@ -351,6 +379,11 @@ static bool find_part(session *S)
                                           single_outputs(op), &S->gpu_count, S->diag);
     if (!S->be)
         return false;
+    if ((op->link_latency > 0 || op->link_bandwidth > 0) && S->be != pr_backend_cpu()) {
+        pp_error(S->diag, "--link-%s: the emulated link is the cpu backend's, and this run is on a GPU "
+                          "(give --backend cpu)", op->link_latency > 0 ? "latency" : "bandwidth");
+        return false;
+    }
     if (S->multi && S->plan->devices != S->boot.world) {
         pp_error(S->diag, "the plan has %d devices but the run has %d ranks", S->plan->devices,
                  S->boot.world);
@@ -412,7 +445,8 @@ static int connect_ranks(session *S)
     S->o = (pr_run_opts){.steps = (int)op->steps, .timeout = op->timeout, .record_all = op->trace != NULL,
                          .progress = stdout, .backend = S->be, .precision = S->precision,
                          .graph = cuda && op->graph && op->gpus == 1, .gpus = (int)op->gpus,
-                         .output_bytes = op->dump ? S->model->ops->dump_bytes(S->model) : 0};
+                         .output_bytes = op->dump ? S->model->ops->dump_bytes(S->model) : 0,
+                         .link_latency = op->link_latency, .link_bandwidth = op->link_bandwidth};
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;

@@ -31,6 +31,7 @@
 typedef struct loader {
     pp_diag *d;
     const char *file;
+    long version; /* the plan's: a version-1 plan has no wait */
 } loader;
 
 #define FAIL(L, ...)                       \
@@ -653,6 +654,16 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp
     *op = (pp_op){.kind = (uint8_t)kind, .stage = -1, .mb = -1, .peer = -1, .group = -1};
     if (kind == PP_OP_UPDATE || kind == PP_OP_FLUSH)
         return 0;
+    if (kind == PP_OP_WAIT) { /* which group it names is load_ops' to check */
+        if (L->version < 2)
+            FAIL(L, "%s.op: \"wait\" is an op of plan version 2, and this plan's version is %ld", path,
+                 L->version);
+        long group;
+        if (int_member(L, v[GROUP], path, "group", 0, 2147483647.0, NULL, &group))
+            return 1;
+        op->group = (int)group;
+        return 0;
+    }
     if (kind == PP_OP_ALLREDUCE)
         return load_allreduce(L, v[WHAT], v[RANKS], v[STAGE], path, plan, m, rank, op);
     long stage, mb;
@@ -723,11 +734,72 @@ static int load_stages(loader *L, pr_json st, const char *path, const pp_plan *p
     return 0;
 }
 
+/* The send/recv groups of one device's list so far, by id (open
+ * addressing): where each starts and whether a wait names it, so that
+ * checking every wait costs constant time. */
+typedef struct group_seen {
+    int32_t id, first, waited_at; /* waited_at: its wait's index, or -1 */
+} group_seen;
+typedef struct group_index {
+    group_seen *slot; /* id -1: empty */
+    size_t cap, n;
+} group_index;
+
+static group_seen *group_find(group_index *g, int32_t id)
+{
+    if (!g->cap)
+        return NULL;
+    size_t h = ((uint32_t)id * 2654435761u) & (g->cap - 1);
+    while (g->slot[h].id != -1 && g->slot[h].id != id)
+        h = (h + 1) & (g->cap - 1);
+    return &g->slot[h];
+}
+
+/* The entry of group id, added (first op at `first`) when new. */
+static group_seen *group_add(group_index *g, int32_t id, int first)
+{
+    if (2 * (g->n + 1) > g->cap) {
+        group_index bigger = {pp_xcalloc(g->cap ? 2 * g->cap : 64, sizeof(group_seen), "the loader's group table"),
+                              g->cap ? 2 * g->cap : 64, 0};
+        for (size_t k = 0; k < bigger.cap; k++)
+            bigger.slot[k].id = -1;
+        for (size_t k = 0; k < g->cap; k++)
+            if (g->slot[k].id != -1) {
+                *group_find(&bigger, g->slot[k].id) = g->slot[k];
+                bigger.n++;
+            }
+        free(g->slot);
+        *g = bigger;
+    }
+    group_seen *e = group_find(g, id);
+    if (e->id == -1) {
+        *e = (group_seen){id, first, -1};
+        g->n++;
+    }
+    return e;
+}
+
+/* A wait (op i of rank r) names a send/recv group that comes earlier in
+ * the list and that no other wait names (docs/plan-format.md). */
+static int check_wait(loader *L, group_index *g, const pp_op *op, int r, int i)
+{
+    char at[64], at2[64];
+    group_seen *e = group_find(g, op->group);
+    if (!e || e->id == -1)
+        FAIL(L, "%s.group: %d names no send/recv group before it in devices[%d].ops (a wait comes after "
+                "the group it waits for, on the same device)", op_path(at, r, i), op->group, r);
+    if (e->waited_at >= 0)
+        FAIL(L, "%s: a second wait for group %d (the first is %s): a group has at most one", op_path(at, r, i),
+             op->group, op_path(at2, r, e->waited_at));
+    e->waited_at = i;
+    return 0;
+}
+
 /* The ops of rank r, straight into its list; *total counts all devices'.
  * A rank of the tied pair holds its allreduce once, after its last compute
  * op and before its update; no other rank holds one (load_allreduce). */
-static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, const pr_model *m, int r,
-                    long *total)
+static int load_list(loader *L, pr_json ops, const char *path, pp_plan *plan, const pr_model *m, int r,
+                     long *total, group_index *groups)
 {
     if (!member(L, ops, path, "ops", PR_JSON_ARRAY, "an array"))
         return 1;
@@ -759,6 +831,10 @@ static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, con
                  pp_op_name(op.kind), op_path(at2, r, tied_at));
         } else if (op.kind == PP_OP_UPDATE && update_at < 0) {
             update_at = i;
+        } else if (op.kind == PP_OP_WAIT && check_wait(L, groups, &op, r, i)) {
+            return 1;
+        } else if (pp_op_is_comm(op.kind)) {
+            group_add(groups, op.group, i);
         }
         pp_plan_push(plan, r, op);
     }
@@ -772,6 +848,15 @@ static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, con
                 "{\"op\": \"allreduce\", \"what\": \"tied\", \"ranks\": [%d, %d]} must come before the update",
              path, plan->stages - 1, plan->placement[0], plan->placement[plan->stages - 1], pair[0], pair[1]);
     return 0;
+}
+
+static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, const pr_model *m, int r,
+                    long *total)
+{
+    group_index groups = {0};
+    int rc = load_list(L, ops, path, plan, m, r, total, &groups);
+    free(groups.slot);
+    return rc;
 }
 
 static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *m)
@@ -823,6 +908,7 @@ static int load_root(loader *L, pr_json root, pp_plan *plan, pr_model *m)
         return 1;
     if (version > PPRUN_PLAN_VERSION)
         FAIL(L, "version: %ld is newer than this pprun reads (%d)", version, PPRUN_PLAN_VERSION);
+    L->version = version;
     /* in this order whatever the file's: the ops are checked against the pipeline */
     if (!member(L, v[PIPELINE], "", "pipeline", PR_JSON_OBJECT, "an object") ||
         load_pipeline(L, v[PIPELINE], plan))
@@ -845,7 +931,7 @@ static int read_plan(const char *name, const char *text, size_t len, pp_diag *d,
         pp_error_at(d, &src, e.offset, "%s", e.msg);
         return 1;
     }
-    loader L = {d, name};
+    loader L = {d, name, 0};
     if (load_root(&L, pr_json_root(text, len), plan, model)) {
         pp_plan_free(plan);
         pr_model_free(model);

@@ -13,7 +13,7 @@
 #include "output.h"
 #include "pp.h"
 
-#define PPRUN_PLAN_VERSION 1
+#define PPRUN_PLAN_VERSION 2
 
 /* The model a plan trains: its "model" object, checked. */
 enum pr_model_kind { PR_MODEL_MLP = 0, PR_MODEL_GPT = 1 };
@@ -131,6 +131,8 @@ typedef struct pr_run_opts {
     FILE *progress;       /* one line per step; NULL = quiet */
     const pr_backend *backend;   /* NULL = cpu */
     pr_transport *transport;     /* NULL = in-process queues */
+    double link_latency;         /* those queues' emulated link (pr_link, transport.h): */
+    double link_bandwidth;       /* seconds, bytes per second; 0 and 0: none */
     int precision;               /* enum pr_precision (backend.h) */
     bool graph;                  /* capture step 2 as a CUDA graph, replay it (backends that can) */
     int gpu_base, gpus;          /* device r runs on GPU gpu_base + r % gpus (gpus 0 = 1) */

@@ -473,40 +473,166 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
     return 0;
 }
 
-static int do_recv(device_ctx *D, int i, const pp_op *op)
+/* The mailbox a recv's data goes to: the next op's input. */
+static float **recv_box(device_ctx *D, const pp_op *op)
+{
+    act_set *a = op->comm == PP_COMM_ACT ? set_of(D, op->stage + 1, op->mb) : set_of(D, op->stage - 1, op->mb);
+    return op->comm == PP_COMM_ACT ? &a->in_act : &a->in_grad;
+}
+
+/* Op i's receive into buf (the caller's, kept on failure): 0, or the run
+ * failed (1: said why; 0 with the context failed: the caller says it). */
+static int recv_into(device_ctx *D, int i, const pp_op *op, float *buf, int *failed)
 {
     run *R = D->R;
-    act_set *a = op->comm == PP_COMM_ACT ? set_of(D, op->stage + 1, op->mb)
-                                         : set_of(D, op->stage - 1, op->mb);
-    float **box = op->comm == PP_COMM_ACT ? &a->in_act : &a->in_grad;
-    float *buf = pool_get(D, R->slot);
-    if (!buf)
-        return 1; /* the run failed, naming the buffer */
     pr_tag want = {op->comm, op->stage, op->mb}, got = {0, 0, 0};
     int rc = PR_RECV_OK;
+    *failed = 1;
     if (!R->dry) {
         double w = wait_begin(D);
         rc = R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot, R->o->timeout, &got);
         wait_end(D, w);
     }
-    if (rc != PR_RECV_OK) {
+    if (rc == PR_RECV_OK) {
+        *failed = 0;
+        return 0;
+    }
+    if (rc == PR_RECV_ABORTED)
+        return 1; /* another device failed and said why */
+    if (rc == PR_RECV_ERROR)
+        return 0; /* the caller reports the context's error */
+    if (rc == PR_RECV_TIMEOUT) {
+        int late = held_up_by(R, op->peer);
+        if (late >= 0)
+            return fail_held_up(D, i, &late, 1, "");
+        OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer, R->o->timeout);
+    }
+    OP_FAIL(D, i, "device %d sent %s %d.%d instead", op->peer, pp_comm_name(got.comm), got.stage, got.mb);
+}
+
+static int do_recv(device_ctx *D, int i, const pp_op *op)
+{
+    run *R = D->R;
+    float **box = recv_box(D, op);
+    float *buf = pool_get(D, R->slot);
+    if (!buf)
+        return 1; /* the run failed, naming the buffer */
+    int failed, rc = recv_into(D, i, op, buf, &failed);
+    if (failed) {
         pool_put(D, R->slot, buf);
-        if (rc == PR_RECV_ABORTED)
-            return 1; /* another device failed and said why */
-        if (rc == PR_RECV_ERROR)
-            return 0; /* the caller reports the context's error */
-        if (rc == PR_RECV_TIMEOUT) {
-            int late = held_up_by(R, op->peer);
-            if (late >= 0)
-                return fail_held_up(D, i, &late, 1, "");
-            OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer,
-                    R->o->timeout);
-        }
-        OP_FAIL(D, i, "device %d sent %s %d.%d instead", op->peer, pp_comm_name(got.comm),
-                got.stage, got.mb);
+        return rc;
     }
     pool_put(D, R->slot, *box);
     *box = buf;
+    return 0;
+}
+
+/* The receives of the posted groups up to lane position `upto`, in post
+ * order, for a transport that issues them at the wait (no recv_posts):
+ * each recorded as an op of its own, ending when its data is in. */
+static int receive_through(device_ctx *D, int upto, int step)
+{
+    run *R = D->R;
+    if (R->tr->ops->recv_posts)
+        return 0;
+    const pp_device *dv = &R->p->dev[D->rank];
+    int outer = atomic_load(&D->cur_op);
+    for (; D->lane_recvd <= upto && D->lane_recvd < D->lane_n; D->lane_recvd++) {
+        int g = D->lane[D->lane_recvd];
+        for (int q = g; q < dv->n && dv->ops[q].group == dv->ops[g].group && pp_op_is_comm(dv->ops[q].kind); q++) {
+            if (dv->ops[q].kind != PP_OP_RECV)
+                continue;
+            size_t rec = (size_t)(R->o->record_all ? step : 0) * (size_t)dv->n + q;
+            atomic_store_explicit(&D->cur_op, q, memory_order_release); /* the watchdog names it */
+            int failed, rc = recv_into(D, q, &dv->ops[q], D->posted[q], &failed);
+            D->end[rec] = pp_now() - R->t0;
+            atomic_store_explicit(&D->cur_op, outer, memory_order_release);
+            if (failed)
+                return rc ? 1 : (run_fail(R, "%s", D->bc->err), 1);
+        }
+    }
+    return 0;
+}
+
+/* Posts the asynchronous group ops [i, j) (docs/pprun.md, "Overlap"): the
+ * sends go (their sources held until the wait), each recv gets its buffer
+ * now, and is issued now where the transport only enqueues; the device
+ * goes straight on. */
+static int post_group(device_ctx *D, int i, int j, int step, int (*exec)(device_ctx *, int, int))
+{
+    run *R = D->R;
+    const pp_device *dv = &R->p->dev[D->rank];
+    const pr_transport_ops *t = R->tr->ops;
+    D->bc->op = &dv->ops[i];
+    if (!R->dry && t->lane_begin && t->lane_begin(R->tr, D->rank)) {
+        run_fail(R, "%s", D->bc->err);
+        return 1;
+    }
+    D->lane_at[i] = D->lane_n;
+    D->lane[D->lane_n++] = i;
+    for (int q = i; q < j; q++) {
+        const pp_op *op = &dv->ops[q];
+        if (op->kind == PP_OP_SEND) {
+            act_set *a = set_of(D, op->stage, op->mb);
+            float **box = op->comm == PP_COMM_ACT ? &a->out_act : &a->out_grad;
+            float *src = *box;
+            D->in_group = true; /* do_send holds the source instead of releasing it */
+            int rc = exec(D, q, step);
+            D->in_group = false;
+            if (rc)
+                return 1;
+            D->nheld--; /* held here, in posted[], until the wait */
+            D->posted[q] = src;
+            continue;
+        }
+        size_t rec = (size_t)(R->o->record_all ? step : 0) * (size_t)dv->n + q;
+        D->start[rec] = D->end[rec] = pp_now() - R->t0;
+        if (!(D->posted[q] = pool_get(D, R->slot)))
+            return 1; /* the run failed, naming the buffer */
+        if (!R->dry && !t->recv_posts && t->recv_post)
+            t->recv_post(R->tr, D->rank, op->peer);
+        if (t->recv_posts && !R->dry) {
+            int failed, rc = recv_into(D, q, op, D->posted[q], &failed);
+            if (failed)
+                return rc ? 1 : (run_fail(R, "%s", D->bc->err), 1);
+        }
+    }
+    if (t->recv_posts)
+        D->lane_recvd = D->lane_n;
+    D->bc->op = &dv->ops[i];
+    if (!R->dry && t->lane_end && t->lane_end(R->tr, D->rank, i)) {
+        run_fail(R, "%s", D->bc->err);
+        return 1;
+    }
+    return 0;
+}
+
+/* wait #G (op i): the device waits until its group (ops from first) has
+ * completed; then the received data goes to its mailboxes and the sent
+ * buffers back to the pool. */
+static int do_wait(device_ctx *D, int i, int step)
+{
+    run *R = D->R;
+    const pp_device *dv = &R->p->dev[D->rank];
+    int first = D->pair[i];
+    if (first < 0 || D->lane_at[first] < 0)
+        OP_FAIL(D, i, "its group was not posted before it");
+    if (receive_through(D, D->lane_at[first], step))
+        return 1;
+    const pr_transport_ops *t = R->tr->ops;
+    if (!R->dry && t->lane_wait && t->lane_wait(R->tr, D->rank, first))
+        return 0; /* the caller reports the context's error */
+    for (int q = first; q < dv->n && dv->ops[q].group == dv->ops[first].group && pp_op_is_comm(dv->ops[q].kind); q++) {
+        if (dv->ops[q].kind == PP_OP_RECV) {
+            float **box = recv_box(D, &dv->ops[q]);
+            pool_put(D, R->slot, *box);
+            *box = D->posted[q];
+        } else {
+            pool_put(D, R->slot, D->posted[q]);
+        }
+        D->posted[q] = NULL;
+    }
+    D->lane_at[first] = -1;
     return 0;
 }
 
@@ -758,6 +884,7 @@ static int exec_op(device_ctx *D, int i, int step)
     case PP_OP_ALLREDUCE: rc = do_allreduce(D, i, op); break;
     case PP_OP_UPDATE: do_update(D, step); break;
     case PP_OP_FLUSH: rc = do_flush(D, i, step); break;
+    case PP_OP_WAIT: rc = do_wait(D, i, step); break;
     default: OP_FAIL(D, i, "unknown op kind %d", op->kind);
     }
     D->end[rec] = pp_now() - D->R->t0;
@@ -789,12 +916,16 @@ static void device_loop(device_ctx *D)
     for (int step = R->step_lo; step < R->step_hi; step++) {
         if (!R->dry && !D->bc->capturing) /* a graph gets its step at launch */
             R->be->set_step(D->bc, step);
+        D->lane_n = D->lane_recvd = 0;
         for (int i = 0; i < dv->n;) {
             if (atomic_load_explicit(&D->R->failed, memory_order_relaxed))
                 return;
             const pp_op *op = &dv->ops[i];
             bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
             if (!comm || op->group < 0) {
+                /* an allreduce travels the same channels: the posted receives first */
+                if (op->kind == PP_OP_ALLREDUCE && !R->dry && receive_through(D, D->lane_n - 1, step))
+                    return;
                 if (exec_op(D, i, step))
                     return;
                 i++;
@@ -807,6 +938,15 @@ static void device_loop(device_ctx *D)
             while (j < dv->n && dv->ops[j].group == op->group &&
                    (dv->ops[j].kind == PP_OP_SEND || dv->ops[j].kind == PP_OP_RECV))
                 j++;
+            if (D->pair[i] >= 0) { /* asynchronous: completed at its wait */
+                if (post_group(D, i, j, step, exec_op))
+                    return;
+                i = j;
+                continue;
+            }
+            /* the lane takes groups in post order: the posted ones first */
+            if (!R->dry && receive_through(D, D->lane_n - 1, step))
+                return;
             bool grouped = !R->dry && R->tr->ops->group_begin;
             D->bc->op = op;
             if (grouped && group_call(D, R->tr->ops->group_begin)) {
@@ -1038,6 +1178,34 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
     return 0;
 }
 
+/* Which groups of the device's list are asynchronous: pair links each
+ * wait with the first op of its group (plan_load.c checked that it names
+ * one, earlier, and alone). */
+static void link_waits(device_ctx *D)
+{
+    const pp_device *dv = &D->R->p->dev[D->rank];
+    size_t n = dv->n > 0 ? (size_t)dv->n : 1;
+    D->pair = pp_xcalloc(n, sizeof *D->pair, "the replay's wait table");
+    D->lane = pp_xcalloc(n, sizeof *D->lane, "the replay's wait table");
+    D->lane_at = pp_xcalloc(n, sizeof *D->lane_at, "the replay's wait table");
+    D->posted = pp_xcalloc(n, sizeof *D->posted, "the replay's wait table");
+    for (int i = 0; i < dv->n; i++)
+        D->pair[i] = D->lane_at[i] = -1;
+    for (int w = 0; w < dv->n; w++) {
+        if (dv->ops[w].kind != PP_OP_WAIT)
+            continue;
+        int g = w - 1; /* back to the group's last op, then to its first */
+        while (g >= 0 && !(pp_op_is_comm(dv->ops[g].kind) && dv->ops[g].group == dv->ops[w].group))
+            g--;
+        while (g > 0 && pp_op_is_comm(dv->ops[g - 1].kind) && dv->ops[g - 1].group == dv->ops[w].group)
+            g--;
+        if (g >= 0) {
+            D->pair[w] = g;
+            D->pair[g] = w;
+        }
+    }
+}
+
 /* Opens the device's backend context, its arena: parameters (initialised),
  * gradients and optimizer state (zero), and the pool's buffers (pool;
  * NULL in the dry run).  Nonzero (and R failed) if the backend cannot. */
@@ -1072,6 +1240,7 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     D->env = (pr_layer_env){.be = be, .c = D->bc, .m = m, .rows = R->rows,
                             .kernels = m->ops->kernels(be->device)};
     D->tied_n = tied_copy_floats(R, D);
+    link_waits(D);
     D->updates_per_step = 0;
     for (int i = 0; i < p->dev[rank].n; i++)
         D->updates_per_step += p->dev[rank].ops[i].kind == PP_OP_UPDATE;
@@ -1188,6 +1357,10 @@ void device_teardown(run *R, device_ctx *D)
         free(D->pool[q].free);
     free(D->extra);
     free(D->held);
+    free(D->pair);
+    free(D->lane);
+    free(D->lane_at);
+    free(D->posted);
     free(D->st);
     free(D->local);
 }

@@ -97,6 +97,17 @@ typedef struct device_ctx {
     float **held; /* sent inside the open group: back to the pool at its end */
     int nheld, cap_held;
     bool in_group;
+    /* Asynchronous groups (docs/pprun.md, "Overlap"): pair[i] links the
+     * first op of a group that has a wait and that wait, both ways (-1:
+     * none); posted[i] the buffer of comm op i of a posted group (a send's
+     * source, kept until the wait; a recv's destination, taken at the
+     * post); lane[] the step's posted groups (their first ops) in post
+     * order, lane_at[i] the position of group i in it; the first
+     * lane_recvd have had their receives issued (transports without
+     * recv_posts issue them at a wait, in this order). */
+    int *pair, *lane, *lane_at;
+    float **posted;
+    int lane_n, lane_recvd;
     float *loss_scratch; /* the model's loss scratch (the MLP's targets) */
     /* A tied parameter's copy (layer.h, tied_floats) on the device of the
      * last stage when another holds the first: values, gradient, state. */

@@ -302,7 +302,8 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         free(pools);
         return 1;
     }
-    pr_transport *tr = o->transport ? o->transport : pr_transport_threads_create(p->devices);
+    pr_transport *tr = o->transport ? o->transport
+                                   : pr_transport_threads_create(p->devices, &(pr_link){o->link_latency, o->link_bandwidth});
     run R;
     run_open(&R, p, m, o, o->backend ? o->backend : pr_backend_cpu(), tr, r);
     R.first = o->one_rank ? o->rank : 0;

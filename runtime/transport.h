@@ -11,6 +11,7 @@
 #ifndef PPRUN_TRANSPORT_H
 #define PPRUN_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #ifdef __cplusplus
@@ -54,14 +55,39 @@ typedef struct pr_transport_ops {
     int (*group_begin)(pr_transport *t, int rank);
     int (*group_end)(pr_transport *t, int rank);
     int (*flush)(pr_transport *t, int rank, double timeout);
+    /* Asynchronous groups (a group a plan waits for later: docs/pprun.md,
+     * "Overlap"); optional.  lane_begin/lane_end bracket the comm ops of
+     * such a group, posted on the device's communication lane (GPU: its
+     * communication stream) without the device waiting for them; its
+     * completion is kept as `token` (an index below the device's op count),
+     * and lane_wait makes the device's compute wait for it.  recv_posts:
+     * recv only enqueues work and never waits on the host, so a posted
+     * group's recvs are issued at the post; otherwise (threads, local) the
+     * replay issues them at the wait, in the order the groups were posted,
+     * and announces each at the post with recv_post (optional: the threads
+     * transport's emulated link starts the transfer then).  Nonzero =
+     * failed, the reason in the device's context. */
+    int (*lane_begin)(pr_transport *t, int rank);
+    int (*lane_end)(pr_transport *t, int rank, int token);
+    int (*lane_wait)(pr_transport *t, int rank, int token);
+    void (*recv_post)(pr_transport *t, int dst, int src);
+    bool recv_posts;
 } pr_transport_ops;
 
 struct pr_transport {
     const pr_transport_ops *ops;
 };
 
-/* Out of memory ends the process (pp_xcalloc). */
-pr_transport *pr_transport_threads_create(int devices);
+/* An emulated link (threads transport): each message takes latency
+ * seconds + its bytes / bandwidth (bytes per second; 0: no such term) on
+ * its directed link, one message at a time, from when both its send and
+ * its recv are posted.  All zero: no link. */
+typedef struct pr_link {
+    double latency, bandwidth;
+} pr_link;
+
+/* link NULL: none.  Out of memory ends the process (pp_xcalloc). */
+pr_transport *pr_transport_threads_create(int devices, const pr_link *link);
 
 /* CUDA transports (transport_cuda.cu); without CUDA they return NULL and
  * say so in err.  local: every device in this process, copies + events;

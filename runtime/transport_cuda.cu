@@ -10,10 +10,17 @@
  * `drained`, which the next send into that slot waits for.  The host only
  * waits until the matching send has been issued, so hand-offs never stall
  * a stream on the host, and a captured step turns them into graph edges.
+ * An asynchronous group's sends (a group the plan waits for later) copy
+ * on the sender's communication stream instead, after an event recorded
+ * on its compute stream; the group's completion is an event on that
+ * stream, which the compute stream waits for at the plan's wait (a captured
+ * step: the stream joins the capture through the first event and is joined
+ * back at the wait).
  *
  * nccl: one process per GPU; ncclSend/ncclRecv on a communication stream
  * that waits for the compute stream before a group and is waited for after
- * it.  Ranks that die or hang end in an error after the timeout: the
+ * it, or, for an asynchronous group, at the plan's wait (a completion
+ * event per group).  Ranks that die or hang end in an error after the timeout: the
  * communicator is non-blocking, every wait polls ncclCommGetAsyncError,
  * and a deadline aborts it (ncclCommAbort).
  */
@@ -40,20 +47,104 @@ typedef struct cuda_slot {
     cudaEvent_t filled, drained;
 } cuda_slot;
 
+/* A device's asynchronous groups: its communication stream, made at its
+ * first group, the event that orders it after the compute stream, and one
+ * completion event per group (by token, made on first use). */
+typedef struct comm_lane {
+    cudaStream_t stream;
+    cudaEvent_t ready;
+    cudaEvent_t *done;
+    int ndone;
+    bool open; /* between lane_begin and lane_end: fills go on stream */
+} comm_lane;
+
 typedef struct local_gpus {
     cuda_ctx **ctx; /* [devices], set by attach; closed before the transport is destroyed */
     int *gpu;       /* [devices]: the GPU each device runs on (-1: never attached) */
+    comm_lane *lane; /* [devices] */
+    int devices;
+    pr_transport *t;
 } local_gpus;
 
-static void local_on_capture(void *arg) { pr_transport_local_streams_idle((pr_transport *)arg); }
+/* A capture starts: no fill may wait for a drain, nor a stream for an
+ * event, recorded before it. */
+static void local_on_capture(void *arg)
+{
+    local_gpus *g = (local_gpus *)arg;
+    pr_transport_local_streams_idle(g->t);
+    for (int r = 0; r < g->devices; r++)
+        if (g->lane[r].stream && g->ctx[r] && pp_cuda_enter(g->ctx[r]))
+            CU(g->ctx[r], cudaStreamSynchronize(g->lane[r].stream));
+}
 
 static void local_attach(void *arg, pr_transport *t, int rank, pr_bctx *c)
 {
     local_gpus *g = (local_gpus *)arg;
+    g->t = t;
     g->ctx[rank] = (cuda_ctx *)c;
     g->gpu[rank] = g->ctx[rank]->gpu;
     g->ctx[rank]->on_capture = local_on_capture;
-    g->ctx[rank]->capture_arg = t;
+    g->ctx[rank]->capture_arg = g;
+}
+
+/* The stream rank's copies go on: the communication stream inside an
+ * asynchronous group, else the compute stream. */
+static cudaStream_t fill_stream(local_gpus *g, int rank)
+{
+    return g->lane[rank].open ? g->lane[rank].stream : g->ctx[rank]->stream;
+}
+
+static bool local_lane_begin(void *arg, int rank)
+{
+    local_gpus *g = (local_gpus *)arg;
+    cuda_ctx *c = g->ctx[rank];
+    comm_lane *l = &g->lane[rank];
+    if (!c || !pp_cuda_enter(c))
+        return false;
+    if (!l->stream && (!CU(c, cudaStreamCreateWithFlags(&l->stream, cudaStreamNonBlocking)) ||
+                       !CU(c, cudaEventCreateWithFlags(&l->ready, cudaEventDisableTiming))))
+        return false;
+    l->open = CU(c, cudaEventRecord(l->ready, c->stream)) && CU(c, cudaStreamWaitEvent(l->stream, l->ready, 0));
+    return l->open;
+}
+
+/* token's completion event, made on first use. */
+static cudaEvent_t *lane_event(cuda_ctx *c, comm_lane *l, int token)
+{
+    if (token >= l->ndone) {
+        int n = token + 1 > 2 * l->ndone ? token + 1 : 2 * l->ndone;
+        cudaEvent_t *grown = (cudaEvent_t *)realloc(l->done, (size_t)n * sizeof *grown);
+        if (!grown) {
+            pr_bctx_fail(&c->base, "local:", "out of memory for the communication lane's events");
+            return NULL;
+        }
+        memset(grown + l->ndone, 0, (size_t)(n - l->ndone) * sizeof *grown);
+        l->done = grown;
+        l->ndone = n;
+    }
+    if (!l->done[token] && !CU(c, cudaEventCreateWithFlags(&l->done[token], cudaEventDisableTiming)))
+        return NULL;
+    return &l->done[token];
+}
+
+static bool local_lane_end(void *arg, int rank, int token)
+{
+    local_gpus *g = (local_gpus *)arg;
+    cuda_ctx *c = g->ctx[rank];
+    comm_lane *l = &g->lane[rank];
+    l->open = false;
+    cudaEvent_t *e = c && pp_cuda_enter(c) ? lane_event(c, l, token) : NULL;
+    return e && CU(c, cudaEventRecord(*e, l->stream));
+}
+
+static bool local_lane_wait(void *arg, int rank, int token)
+{
+    local_gpus *g = (local_gpus *)arg;
+    cuda_ctx *c = g->ctx[rank];
+    comm_lane *l = &g->lane[rank];
+    if (!c || !pp_cuda_enter(c) || token >= l->ndone || !l->done[token])
+        return false;
+    return CU(c, cudaStreamWaitEvent(c->stream, l->done[token], 0));
 }
 
 static void local_slot_free(void *arg, void *p)
@@ -98,13 +189,14 @@ static bool local_fill(void *arg, int src, int dst, void *p, bool wait_drain, co
     if (!cs || !cd || !pp_cuda_enter(cs))
         return false;
     cs->base.last_op = cs->base.op;
-    return (!wait_drain || CU(cs, cudaStreamWaitEvent(cs->stream, s->drained, 0))) &&
+    cudaStream_t st = fill_stream(g, src);
+    return (!wait_drain || CU(cs, cudaStreamWaitEvent(st, s->drained, 0))) &&
            (cs->gpu == cd->gpu
                 ? CU(cs, cudaMemcpyAsync(s->buf, data, count * sizeof(float),
-                                         cudaMemcpyDeviceToDevice, cs->stream))
+                                         cudaMemcpyDeviceToDevice, st))
                 : CU(cs, cudaMemcpyPeerAsync(s->buf, cd->gpu, data, cs->gpu,
-                                             count * sizeof(float), cs->stream))) &&
-           CU(cs, cudaEventRecord(s->filled, cs->stream));
+                                             count * sizeof(float), st))) &&
+           CU(cs, cudaEventRecord(s->filled, st));
 }
 
 static bool local_drain(void *arg, int dst, void *p, float *data, size_t count)
@@ -140,9 +232,27 @@ static void local_wait_idle(void *arg, int rank)
     (void)cudaGetLastError(); /* teardown: nothing is left to report a failure to */
 }
 
+/* After every device's wait_idle: the lanes' streams and events. */
 static void local_destroy(void *arg)
 {
     local_gpus *g = (local_gpus *)arg;
+    for (int r = 0; g->lane && r < g->devices; r++) {
+        comm_lane *l = &g->lane[r];
+        if (!l->stream)
+            continue;
+        int current = -1;
+        if (cudaGetDevice(&current) == cudaSuccess && cudaSetDevice(g->gpu[r]) == cudaSuccess) {
+            for (int k = 0; k < l->ndone; k++)
+                if (l->done[k])
+                    cudaEventDestroy(l->done[k]);
+            cudaEventDestroy(l->ready);
+            cudaStreamDestroy(l->stream);
+            cudaSetDevice(current);
+        }
+        free(l->done);
+        (void)cudaGetLastError(); /* teardown: nothing is left to report a failure to */
+    }
+    free(g->lane);
     free(g->ctx);
     free(g->gpu);
     free(g);
@@ -154,10 +264,12 @@ extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_
     if (g) {
         g->ctx = (cuda_ctx **)calloc((size_t)devices, sizeof *g->ctx);
         g->gpu = (int *)malloc((size_t)devices * sizeof *g->gpu);
+        g->lane = (comm_lane *)calloc((size_t)devices, sizeof *g->lane);
+        g->devices = devices;
     }
-    if (!g || !g->ctx || !g->gpu) {
+    if (!g || !g->ctx || !g->gpu || !g->lane) {
         if (g)
-            free(g->ctx), free(g->gpu);
+            free(g->ctx), free(g->gpu), free(g->lane);
         free(g);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -173,6 +285,9 @@ extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_
     dev.attach = local_attach;
     dev.wait_idle = local_wait_idle;
     dev.destroy = local_destroy;
+    dev.lane_begin = local_lane_begin;
+    dev.lane_end = local_lane_end;
+    dev.lane_wait = local_lane_wait;
     pr_transport *t = pr_transport_local_new(devices, &dev, err, errlen);
     if (!t)
         local_destroy(g);
@@ -250,6 +365,8 @@ typedef struct nccl_tr {
     ncclComm_t comm;
     cudaStream_t comm_stream;
     cudaEvent_t ready, done;
+    cudaEvent_t *group_done; /* [ngroup_done]: an asynchronous group's completion, by token */
+    int ngroup_done;
     cuda_ctx *c;
     bool in_group;
     int aborted; /* read and written with __atomic builtins */
@@ -352,6 +469,45 @@ static int nccl_group_end(pr_transport *tp, int rank)
     return 0;
 }
 
+/* An asynchronous group: posted like a synchronous one, but the compute
+ * stream does not wait for it here; its completion is recorded as token
+ * and waited for at the plan's wait (nccl_lane_wait). */
+static int nccl_lane_begin(pr_transport *tp, int rank) { return nccl_group_begin(tp, rank); }
+
+static int nccl_lane_end(pr_transport *tp, int rank, int token)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    t->in_group = false;
+    if (!NCCL(t, ncclGroupEnd()))
+        return 1;
+    if (!nccl_settle(t, pp_now() + t->timeout)) {
+        nccl_fail_abort(t, "posting a send/recv group did not complete");
+        return 1;
+    }
+    if (token >= t->ngroup_done) {
+        int n = token + 1 > 2 * t->ngroup_done ? token + 1 : 2 * t->ngroup_done;
+        cudaEvent_t *grown = (cudaEvent_t *)realloc(t->group_done, (size_t)n * sizeof *grown);
+        if (!grown) {
+            pr_bctx_fail(&t->c->base, "nccl:", "out of memory for the communication lane's events");
+            return 1;
+        }
+        memset(grown + t->ngroup_done, 0, (size_t)(n - t->ngroup_done) * sizeof *grown);
+        t->group_done = grown;
+        t->ngroup_done = n;
+    }
+    if (!t->group_done[token] && !CU(t->c, cudaEventCreateWithFlags(&t->group_done[token], cudaEventDisableTiming)))
+        return 1;
+    return CU(t->c, cudaEventRecord(t->group_done[token], t->comm_stream)) ? 0 : 1;
+}
+
+static int nccl_lane_wait(pr_transport *tp, int rank, int token)
+{
+    nccl_tr *t = (nccl_tr *)tp;
+    if (!t->c || !pp_cuda_enter(t->c) || token >= t->ngroup_done || !t->group_done[token])
+        return 1;
+    return CU(t->c, cudaStreamWaitEvent(t->c->stream, t->group_done[token], 0)) ? 0 : 1;
+}
+
 static int nccl_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data,
                      size_t count)
 {
@@ -440,6 +596,10 @@ static void nccl_destroy(pr_transport *tp)
         cudaEventDestroy(t->ready);
     if (t->done)
         cudaEventDestroy(t->done);
+    for (int k = 0; k < t->ngroup_done; k++)
+        if (t->group_done[k])
+            cudaEventDestroy(t->group_done[k]);
+    free(t->group_done);
     if (t->comm_stream)
         cudaStreamDestroy(t->comm_stream);
     free(t);
@@ -455,6 +615,11 @@ static const pr_transport_ops nccl_ops = {
     .group_begin = nccl_group_begin,
     .group_end = nccl_group_end,
     .flush = nccl_flush,
+    .lane_begin = nccl_lane_begin,
+    .lane_end = nccl_lane_end,
+    .lane_wait = nccl_lane_wait,
+    .recv_post = NULL,
+    .recv_posts = true,
 };
 
 extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)

@@ -150,6 +150,26 @@ static void local_attach(pr_transport *tp, int rank, struct pr_bctx *c)
         t->dev.attach(t->dev.arg, tp, rank, c);
 }
 
+/* Asynchronous groups: the device operations' (recvs are the replay's to
+ * issue at the wait: a recv here waits on the host for its send). */
+static int local_lane_begin(pr_transport *tp, int rank)
+{
+    local_tr *t = (local_tr *)tp;
+    return t->dev.lane_begin && !t->dev.lane_begin(t->dev.arg, rank);
+}
+
+static int local_lane_end(pr_transport *tp, int rank, int token)
+{
+    local_tr *t = (local_tr *)tp;
+    return t->dev.lane_end && !t->dev.lane_end(t->dev.arg, rank, token);
+}
+
+static int local_lane_wait(pr_transport *tp, int rank, int token)
+{
+    local_tr *t = (local_tr *)tp;
+    return t->dev.lane_wait && !t->dev.lane_wait(t->dev.arg, rank, token);
+}
+
 static void free_slots(local_tr *t, slot *s)
 {
     while (s) {
@@ -184,6 +204,9 @@ static const pr_transport_ops local_ops = {
     .abort = local_abort,
     .destroy = local_destroy,
     .attach = local_attach,
+    .lane_begin = local_lane_begin,
+    .lane_end = local_lane_end,
+    .lane_wait = local_lane_wait,
 };
 
 pr_transport *pr_transport_local_new(int devices, const pr_local_dev *dev, char *err,

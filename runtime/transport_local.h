@@ -49,6 +49,15 @@ typedef struct pr_local_dev {
      * Either may be NULL. */
     void (*wait_idle)(void *arg, int rank);
     void (*destroy)(void *arg);
+    /* Asynchronous groups (transport.h, lane_begin): the fills of rank's
+     * sends between lane_begin and lane_end go on its communication
+     * stream, after what its compute stream issued before; lane_end keeps
+     * their completion as token, lane_wait makes the compute stream wait
+     * for it.  Each may be NULL (the fills stay on the compute stream).
+     * false = failed. */
+    bool (*lane_begin)(void *arg, int rank);
+    bool (*lane_end)(void *arg, int rank, int token);
+    bool (*lane_wait)(void *arg, int rank, int token);
 } pr_local_dev;
 
 /* NULL and a message in err when out of memory. */

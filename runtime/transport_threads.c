@@ -19,6 +19,7 @@
 typedef struct msg {
     struct msg *next;
     pr_tag tag;
+    double arrive; /* emulated link: pp_now() when it has arrived; 0 before its transfer is timed */
     size_t count, cap;
     float data[];
 } msg;
@@ -29,6 +30,12 @@ typedef struct channel {
     msg *head, *tail, *free_list;
     atomic_long sent; /* messages ever queued; the spin phase reads it without the lock */
     long taken;       /* receiver only */
+    /* The emulated link (under mu): recvs ever posted, the first queued
+     * message whose recv is not posted yet (its transfer not timed), and
+     * when the link's last timed transfer ends. */
+    long posts;
+    msg *untimed;
+    double link_free;
 } channel;
 
 typedef struct threads_transport {
@@ -37,6 +44,8 @@ typedef struct threads_transport {
     pthread_mutex_t create_mu;
     _Atomic(channel *) *chan; /* [src * devices + dst], made on first use */
     atomic_int aborted;
+    pr_link link;
+    bool linked; /* link has a latency or a bandwidth */
 } threads_transport;
 
 static channel *get_channel(threads_transport *t, int src, int dst)
@@ -55,6 +64,38 @@ static channel *get_channel(threads_transport *t, int src, int dst)
     }
     pthread_mutex_unlock(&t->create_mu);
     return c;
+}
+
+/* The emulated link takes message m now, or when it is free again (under
+ * c->mu): its arrival time. */
+static void time_transfer(threads_transport *t, channel *c, msg *m)
+{
+    double now = pp_now(), begin = now > c->link_free ? now : c->link_free;
+    double bytes = (double)m->count * sizeof(float);
+    m->arrive = c->link_free = begin + t->link.latency + (t->link.bandwidth > 0 ? bytes / t->link.bandwidth : 0);
+}
+
+/* A recv of the channel is posted (under c->mu): the oldest message whose
+ * recv was not, if it is there, starts its transfer. */
+static void post_recv_locked(threads_transport *t, channel *c)
+{
+    c->posts++;
+    if (c->untimed) {
+        time_transfer(t, c, c->untimed);
+        c->untimed = c->untimed->next;
+        pthread_cond_broadcast(&c->cv); /* its receiver now waits for a time */
+    }
+}
+
+static void th_recv_post(pr_transport *tp, int dst, int src)
+{
+    threads_transport *t = (threads_transport *)tp;
+    if (!t->linked)
+        return;
+    channel *c = get_channel(t, src, dst);
+    pthread_mutex_lock(&c->mu);
+    post_recv_locked(t, c);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *data, size_t count)
@@ -77,11 +118,18 @@ static int th_send(pr_transport *tp, int src, int dst, pr_tag tag, const float *
     m->tag = tag;
     m->count = count;
     memcpy(m->data, data, count * sizeof(float));
+    m->arrive = 0;
     if (c->tail)
         c->tail->next = m;
     else
         c->head = m;
     c->tail = m;
+    if (t->linked) { /* message number `sent`: its recv is posted, or it waits for it */
+        if (c->posts > atomic_load_explicit(&c->sent, memory_order_relaxed))
+            time_transfer(t, c, m);
+        else if (!c->untimed)
+            c->untimed = m;
+    }
     atomic_fetch_add_explicit(&c->sent, 1, memory_order_release);
     pthread_cond_signal(&c->cv);
     pthread_mutex_unlock(&c->mu);
@@ -109,6 +157,8 @@ static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data,
             cpu_relax();
     }
     pthread_mutex_lock(&c->mu);
+    if (t->linked && c->posts <= c->taken) /* not posted before: posted now */
+        post_recv_locked(t, c);
     if (!c->head) {
         struct timespec ts = pp_deadline_after(timeout);
         while (!c->head && !atomic_load(&t->aborted))
@@ -121,6 +171,16 @@ static int th_recv(pr_transport *tp, int dst, int src, pr_tag want, float *data,
         }
     }
     msg *m = c->head;
+    /* on an emulated link, only once it has arrived (its transfer was timed
+     * when both ends were posted, which they are now) */
+    while (t->linked && !atomic_load(&t->aborted) && pp_now() < m->arrive) {
+        struct timespec at = {(time_t)m->arrive, (long)((m->arrive - (double)(time_t)m->arrive) * 1e9)};
+        pthread_cond_timedwait(&c->cv, &c->mu, &at);
+    }
+    if (atomic_load(&t->aborted) && t->linked && pp_now() < m->arrive) {
+        pthread_mutex_unlock(&c->mu);
+        return PR_RECV_ABORTED;
+    }
     c->head = m->next;
     if (!c->head)
         c->tail = NULL;
@@ -188,11 +248,15 @@ static const pr_transport_ops threads_ops = {
     .recv = th_recv,
     .abort = th_abort,
     .destroy = th_destroy,
+    .recv_post = th_recv_post,
 };
 
-pr_transport *pr_transport_threads_create(int devices)
+pr_transport *pr_transport_threads_create(int devices, const pr_link *link)
 {
     threads_transport *t = pp_xcalloc(1, sizeof *t, "the threads transport");
+    if (link)
+        t->link = *link;
+    t->linked = t->link.latency > 0 || t->link.bandwidth > 0;
     t->base.ops = &threads_ops;
     t->devices = devices;
     pthread_mutex_init(&t->create_mu, NULL);

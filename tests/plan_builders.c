@@ -113,6 +113,11 @@ void push_ops(pp_plan *p, int d, const char *text)
         if (*s == 'U' || *s == 'X') {
             pp_plan_push(p, d, cop(*s == 'U' ? PP_OP_UPDATE : PP_OP_FLUSH, -1, -1));
             s++;
+        } else if (*s == 'w') {
+            pp_op op = cop(PP_OP_WAIT, -1, -1);
+            op.group = (int)strtol(s + 1, &e, 10);
+            pp_plan_push(p, d, op);
+            s = e;
         } else if (*s == 'A') {
             pp_op op = cop(PP_OP_ALLREDUCE, -1, -1);
             op.peer = (int)strtol(s + 1, &e, 10);
@@ -150,6 +155,7 @@ char *format_ops(const pp_plan *p, int d)
         case PP_OP_UPDATE: n += snprintf(out + n, sizeof out - n, "%sU", sep); break;
         case PP_OP_FLUSH: n += snprintf(out + n, sizeof out - n, "%sX", sep); break;
         case PP_OP_ALLREDUCE: n += snprintf(out + n, sizeof out - n, "%sA%d", sep, op->peer); break;
+        case PP_OP_WAIT: n += snprintf(out + n, sizeof out - n, "%sw%d", sep, op->group); break;
         case PP_OP_SEND:
         case PP_OP_RECV:
             n += snprintf(out + n, sizeof out - n, "%s%c%c%d.%d%c%d/%d", sep, op->kind == PP_OP_SEND ? 's' : 'r',

@@ -22,7 +22,7 @@ void gen_interleaved(pp_plan *p, int v);
 /* Appends ops written compactly: F0.1 B1.0 W1.0, U (update), X (flush),
  * sa0.1>1/3 (send act 0.1 to device 1, group 3), rg1.0<1/2 (recv grad 1.0
  * from device 1, group 2), A0 (allreduce of the plan's collective group 0,
- * pp_plan_coll). */
+ * pp_plan_coll), w2 (wait for group 2: plan version 2). */
 void push_ops(pp_plan *p, int d, const char *text);
 /* The list of device d in the same notation (groups included); a static
  * buffer, valid until the next call. */

@@ -65,7 +65,7 @@ for f in "$src"/schedules/*.pp; do
     python3 - "$name.json" <<'PY' || fail "$name.json is not a valid plan"
 import json, sys
 p = json.load(open(sys.argv[1]))
-assert p["format"] == "ppcc-plan" and p["version"] == 1, p.get("format")
+assert p["format"] == "ppcc-plan" and p["version"] == 2, p.get("format")
 assert len(p["devices"]) == p["pipeline"]["devices"]
 for d in p["devices"]:
     assert d["ops"][-1]["op"] == "flush"

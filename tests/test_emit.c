@@ -418,6 +418,24 @@ static void assert_double_array(const cJSON *a, const double *want, int n)
 /* plan JSON                                                           */
 /* ================================================================== */
 
+/* Plan version 2's wait op: its group, nothing else. */
+START_TEST(json_wait_op)
+{
+    int place[2] = {0, 1};
+    pp_plan p;
+    ck_assert_int_eq(pp_plan_init(&p, "t", 2, 2, 1, place), 0);
+    pp_plan_push(&p, 0, (pp_op){.kind = PP_OP_F, .stage = 0, .mb = 0, .peer = -1, .group = -1});
+    pp_plan_push(&p, 0, (pp_op){.kind = PP_OP_SEND, .comm = PP_COMM_ACT, .stage = 0, .mb = 0, .peer = 1, .group = 0});
+    pp_plan_push(&p, 0, (pp_op){.kind = PP_OP_WAIT, .stage = -1, .mb = -1, .peer = -1, .group = 0});
+    pp_policy_finish(&p);
+    char *text = json_text(NULL, &p, NULL);
+    ck_assert_ptr_nonnull(strstr(text, "\"version\": 2,"));
+    ck_assert_ptr_nonnull(strstr(text, "{\"op\": \"wait\", \"group\": 0},"));
+    free(text);
+    pp_plan_free(&p);
+}
+END_TEST
+
 START_TEST(json_round_trip)
 {
     tplan t;
@@ -432,7 +450,7 @@ START_TEST(json_round_trip)
     ck_assert_ptr_eq(end, text + strlen(text) - 1); /* just the final newline after } */
 
     ck_assert_str_eq(get(root, "format")->valuestring, "ppcc-plan");
-    ck_assert_double_eq(num(root, "version"), 1);
+    ck_assert_double_eq(num(root, "version"), 2);
     ck_assert(cJSON_IsString(get(root, "generator")));
 
     const cJSON *pl = get(root, "pipeline");
@@ -1071,6 +1089,7 @@ static Suite *emit_suite(void)
     Suite *s = suite_create("emit");
     TCase *tc = tcase_create("json");
     tcase_add_test(tc, json_round_trip);
+    tcase_add_test(tc, json_wait_op);
     tcase_add_test(tc, json_chunks_and_no_stats);
     tcase_add_test(tc, json_golden_tiny);
     tcase_add_test(tc, json_write_error);

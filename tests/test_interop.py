@@ -390,8 +390,19 @@ with tempfile.TemporaryDirectory() as tmp:
             checks += 1
             if os.path.exists("refused.svg"):
                 fail("--measured %s: a refused picture left refused.svg" % trace)
-        expect([inter, "--measured", "run.json", "--stats"], 2, r"--measured draws pprun's run under the prediction "
-               r"in a picture: give --svg or --html")
+        expect([inter, "--measured", "run.json", "--timeline"], 2, r"--measured compares pprun's run with the "
+               r"prediction, drawn in a picture or reported by --stats: give --svg, --html or --stats")
+        # --stats --measured: the makespan's error and the compute ops', from the same numbers as the picture
+        out = expect([inter, "--stats", "--measured", "run.json"], 0,
+                     r"measured against predicted: makespan [0-9.]+ measured, [0-9.]+ predicted: [-+][0-9.]+ %\n"
+                     r"  [0-9]+ compute ops: start error mean [0-9.]+ % of the predicted makespan, largest [0-9.]+ % "
+                     r"\(device [0-9]+ op [0-9]+, [FBWR][0-9]+\.[0-9]+: [0-9.]+ measured, [0-9.]+ predicted\); "
+                     r"duration error mean [0-9.]+ %")
+        made = float(re.search(r"makespan ([0-9.]+) measured", out).group(1))
+        t0 = min(e["ts"] for e in last)
+        ev_span = max(e["ts"] for e in last if e["name"] == "flush") - t0
+        if abs(made - float(ev_span)) > 0.05 + 1e-6 * float(ev_span):
+            fail("--stats --measured: measured makespan %s, the trace's flush starts at %s" % (made, ev_span))
         expect([inter, "--compare", "1f1b", "--measured", "run.json"], 2, r"--compare prints its table alone")
         expect([inter, "--svg", "t.svg", "--measured", "run.json", "--measured", "run.json"], 2,
                r"--measured given twice")

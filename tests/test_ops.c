@@ -31,6 +31,12 @@ START_TEST(op_format)
     ck_assert_str_eq(pp_op_format(&r, buf, sizeof buf), "recv act 0.7 from 0");
     pp_op u = {.kind = PP_OP_UPDATE, .stage = -1, .mb = -1};
     ck_assert_str_eq(pp_op_format(&u, buf, sizeof buf), "update");
+    /* plan version 2: the new kind keeps the older kinds' numbers */
+    pp_op w = {.kind = PP_OP_WAIT, .stage = -1, .mb = -1, .peer = -1, .group = 4};
+    ck_assert_str_eq(pp_op_format(&w, buf, sizeof buf), "wait #4");
+    ck_assert_int_eq(PP_OP_WAIT, PP_OP__COUNT - 1);
+    ck_assert_int_eq(PP_OP_ALLREDUCE, 8);
+    ck_assert(!pp_op_is_compute(PP_OP_WAIT) && !pp_op_is_comm(PP_OP_WAIT));
 }
 END_TEST
 

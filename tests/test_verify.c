@@ -72,6 +72,55 @@ START_TEST(verify_deadlock_off_cycle)
 }
 END_TEST
 
+/* Plan version 2's wait: after its group, once, for a send/recv group;
+ * the consumer of an asynchronous recv after the recv's wait. */
+START_TEST(verify_wait_rules)
+{
+    pp_plan p;
+    /* OK, with device 1's act recvs asynchronous and waited right before F */
+    two(&p, 2, OK0, "ra0.0<0/0 ra0.1<0/1 w0 F1.0 B1.0 sg1.0>0/2 w1 F1.1 B1.1 sg1.1>0/3 U X");
+    expect(&p, 0, "");
+    pp_plan_free(&p);
+    two(&p, 2, OK0, "ra0.0<0/0 ra0.1<0/1 w0 F1.0 B1.0 sg1.0>0/2 F1.1 w1 B1.1 sg1.1>0/3 U X");
+    expect(&p, 0,
+           "ppcc: error: device 1, op 6 (F1.1): runs before wait #1 (op 7), so before the data of recv act 0.1 "
+           "from 0 (op 1) is there\n");
+    pp_plan_free(&p);
+    two(&p, 2, OK0, "w0 ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 ra0.1<0/2 w9 F1.1 B1.1 sg1.1>0/3 w3 w3 U X");
+    expect(&p, 0,
+           "ppcc: error: device 1, op 0 (wait #0): group 0 is not a send/recv group earlier in this device's list\n"
+           "ppcc: error: device 1, op 6 (wait #9): group 9 is not a send/recv group earlier in this device's "
+           "list\n"
+           "ppcc: error: device 1, op 11 (wait #3): second wait for group 3 (the first is op 10)\n");
+    pp_plan_free(&p);
+}
+END_TEST
+
+/* Two lanes (docs/verifier.md): device 0 posts its recv of grad 1.0
+ * asynchronously before it sends act 0.0.  Its compute lane would go on,
+ * but its communication lane takes groups in list order, so the send is
+ * queued behind a recv that needs that very send: refused, the cycle
+ * naming both the compute op and where the lane is stuck. */
+START_TEST(verify_lane_order_deadlock)
+{
+    pp_plan p;
+    two(&p, 1, "F0.0 rg1.0<1/0 sa0.0>1/1 w0 B0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 U X");
+    expect(&p, 0,
+           "ppcc: error: deadlock: device 0 waits at op 2 (send act 0.0 to 1) while its communication lane is "
+           "stuck at op 1 (recv grad 1.0 from 1) for device 1, which waits at op 0 (recv act 0.0 from 0) for "
+           "device 0\n");
+    pp_plan_free(&p);
+    /* The same ops in one group complete together: safe only thanks to it. */
+    two(&p, 1, "F0.0 rg1.0<1/0 sa0.0>1/0 w0 B0.0 U X", "ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 U X");
+    expect(&p, 0, "");
+    pp_plan_free(&p);
+    /* An asynchronous send waited at the end of the step is fine too. */
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 w1 B0.0 w0 U X", "ra0.0<0/0 w0 F1.0 B1.0 sg1.0>0/1 w1 U X");
+    expect(&p, 0, "");
+    pp_plan_free(&p);
+}
+END_TEST
+
 START_TEST(verify_matching)
 {
     pp_plan p;
@@ -458,6 +507,8 @@ static Suite *suite(void)
     tcase_add_test(tc, verify_deadlock_cycle);
     tcase_add_test(tc, verify_deadlock_off_cycle);
     tcase_add_test(tc, verify_matching);
+    tcase_add_test(tc, verify_wait_rules);
+    tcase_add_test(tc, verify_lane_order_deadlock);
     tcase_add_test(tc, verify_peers);
     tcase_add_test(tc, verify_dependencies);
     tcase_add_test(tc, verify_exactly_once);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_pprun_schedules.sh PPCC PPRUN — every shipped schedule, compiled by
 # ppcc (a few shapes each through -D) and replayed by pprun --check, trains
-# the same weights as single-device training; --timeline draws the run.
+# the same weights as single-device training, with overlap (ppcc's default:
+# receives posted early, waited on at their consumer) and without it
+# (-D overlap=false, the version-1 form); --timeline draws the run.
 set -u
 ppcc=$1 pprun=$2
 src=${PP_SOURCE_ROOT:?}
@@ -26,6 +28,7 @@ for f in "$src"/schedules/*.pp; do
     grep -q '^model gpt' "$f" && continue # test_pprun_gpt.sh trains the transformers
     n=$((n + 1))
     run "$pp"
+    run "$pp" -D overlap=false
     run "$pp" -D microbatches=8 -D hidden=16 -D batch=16
     # custom.pp spells out each device's ops and auto.pp costs its stage 3:
     # both are tied to their 4-device shape (ppcc refuses the reshape).

@@ -437,7 +437,7 @@ START_TEST(groups_never_alias_and_train_right)
     tu_diag_open(&td);
     ck_assert_msg(pr_plan_load_text("plan.json", text, strlen(text), &td.diag, &p, &m) == 0,
                   "%s", tu_diag_text(&td));
-    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(p.devices),
+    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(p.devices, NULL),
                     .devices = p.devices, .timeout = 10};
     t.dev = calloc((size_t)p.devices, sizeof *t.dev);
     int steps = 2;
