@@ -298,6 +298,8 @@ static void check_stage_reductions(verifier *V)
                             "before the reduce-scatter", shard_at);
                 continue;
             }
+            if (!pp_coll_over_replicas(c))
+                continue;
             int s = c->stage;
             count[2 * s + (c->what == PP_COLL_GATHER)]++;
             if (c->what == PP_COLL_GATHER)
@@ -685,18 +687,19 @@ static void check_matching(verifier *V, const pp_walk *w)
                 V->comm_unsafe = true;
                 continue;
             }
-            if (op->kind == PP_OP_ALLREDUCE) {
+            const pp_coll *c = op->kind == PP_OP_ALLREDUCE ? pp_plan_op_coll(p, op) : NULL;
+            if (c && c->what == PP_COLL_MIRROR && c->nranks == 2) { /* a pair: the partner is the other one */
                 int32_t q = w->partner[w->base[d] + i];
-                const pp_coll *c = pp_plan_op_coll(p, op);
                 int r = c->ranks[c->ranks[0] == d], j = (int)(q - w->base[r]);
                 const pp_op *po = j >= 0 && j < p->dev[r].n ? &p->dev[r].ops[j] : NULL;
-                if (c->what == PP_COLL_MIRROR && po && po->stage != op->stage) {
+                if (po && po->stage != op->stage) {
                     FAIL_OP(V, d, i, op, "paired with device %d, op %d (%s): another stage's", r, j,
                             pp_plan_op_format(p, po, other, sizeof other));
                     V->comm_unsafe = true;
                 }
-                continue;
             }
+            if (op->kind == PP_OP_ALLREDUCE)
+                continue;
             if (!pp_op_is_comm(op->kind))
                 continue;
             int32_t q = w->partner[w->base[d] + i];
