@@ -66,6 +66,9 @@ void pp_spec_sum_layers(pp_spec *s)
      * counted once there. */
     if (s->n_layers >= 2 && s->placement[0] == s->placement[s->stages - 1])
         s->static_mem[s->placement[0]] -= s->layers[s->n_layers - 1].shared;
+    int P = pp_spec_pipe_stages(s); /* a mirrored plan: the first pipeline's head and the second's embedding */
+    if (s->mirrored && s->n_layers >= 2 && s->placement[P - 1] == s->placement[P])
+        s->static_mem[s->placement[P]] -= s->layers[s->n_layers - 1].shared;
 }
 
 /* The one translation from a split in items of s->layers (what the rules
