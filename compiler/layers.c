@@ -32,6 +32,18 @@ const char *pp_balance_name(int rule)
     }
 }
 
+/* A tied head's copy of wte on the device that holds the embedding too is
+ * the embedding's own: not counted twice (of the copy, the optimizer state
+ * ZeRO-1 did not keep there is not there to drop). */
+static void drop_tied_copy(pp_spec *s, int device, double unsharded)
+{
+    const pp_layer *head = &s->layers[s->n_layers - 1];
+    double copy_state = head->weights > 0 ? head->opt_state * head->shared / head->weights : 0;
+    s->static_mem[device] -= head->shared - copy_state * unsharded;
+    if (s->zero_saved)
+        s->zero_saved[device] -= copy_state * unsharded;
+}
+
 void pp_spec_sum_layers(pp_spec *s)
 {
     if (!s->layers || !s->stage_act)
@@ -74,17 +86,13 @@ void pp_spec_sum_layers(pp_spec *s)
             c->stage_out[st] = s->layers[l - 1].out;
         s->static_mem[s->placement[st]] += weights;
     }
-    /* The last layer's copy of the first's weights (a tied head's wte) is
-     * the first layer's own when one device holds both (a V placement):
-     * counted once there. */
-    if (s->n_layers >= 2 && s->placement[0] == s->placement[s->stages - 1]) {
-        const pp_layer *head = &s->layers[s->n_layers - 1];
-        /* of the copy, the state ZeRO-1 did not keep is not there to drop */
-        double copy_state = head->weights > 0 ? head->opt_state * head->shared / head->weights : 0;
-        s->static_mem[s->placement[0]] -= head->shared - copy_state * unsharded;
-        if (s->zero_saved)
-            s->zero_saved[s->placement[0]] -= copy_state * unsharded;
-    }
+    /* one device holding the first and the last stage (a V placement) holds
+     * wte once */
+    int P = pp_spec_pipe_stages(s); /* a mirrored plan: the first pipeline's head and the second's embedding */
+    if (s->n_layers >= 2 && s->placement[0] == s->placement[s->stages - 1])
+        drop_tied_copy(s, s->placement[0], unsharded);
+    if (s->mirrored && s->n_layers >= 2 && s->placement[P - 1] == s->placement[P])
+        drop_tied_copy(s, s->placement[P], unsharded);
 }
 
 /* The one translation from a split in items of s->layers (what the rules

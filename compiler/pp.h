@@ -711,7 +711,8 @@ void pp_spec_sum_layers(pp_spec *s);
  * embedding or the head that layer_ends puts on the first or last stage. */
 static inline int pp_stage_layer_count(const pp_spec *s, int st)
 {
-    return s->model.layers_per_stage[st] + (s->layer_ends && st == 0) + (s->layer_ends && st == s->stages - 1);
+    int P = s->mirrored ? s->stages / 2 : s->stages, ps = st % P; /* its stage of its pipeline */
+    return s->model.layers_per_stage[st] + (s->layer_ends && ps == 0) + (s->layer_ends && ps == P - 1);
 }
 /* A split in items: counts over s->layers, each stage at least one (the
  * unit of the rules and of balance = auto).  set_split writes it into

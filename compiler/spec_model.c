@@ -365,10 +365,7 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     m->hidden = (int)spec_get(c, S_HIDDEN, 64);
     m->lr = spec_get(c, S_LR, strcmp(m->optimizer, "adamw") == 0 ? 3e-4 : 0.01);
     m->seed = (uint64_t)spec_get(c, S_SEED, 1);
-    if (spec->mirrored && gpt)
-        spec_report_key(c, S_MODEL, "schedule %s trains model mlp only (docs/dualpipe.md): its two pipelines of "
-                        "a gpt are not built yet", spec->schedule);
-    else if (spec->mirrored && c->set[S_BALANCE].set && c->set[S_BALANCE].v->kind == PP_VAL_WORD &&
+    if (spec->mirrored && c->set[S_BALANCE].set && c->set[S_BALANCE].v->kind == PP_VAL_WORD &&
              strcmp(c->set[S_BALANCE].v->text, "even") != 0)
         spec_report_at(c, &c->set[S_BALANCE].at, c->set[S_BALANCE].v->offset, "model.balance",
                        "schedule %s splits the layers even or by a list of %d counts (one pipeline's stages), "

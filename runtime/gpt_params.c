@@ -60,10 +60,14 @@ void pr_gpt_layout(pr_model *m)
 {
     m->gpt.blocks = m->layers;
     m->layers = m->gpt.blocks + 2;
-    m->layers_per_stage[0]++;
-    m->layers_per_stage[m->stages - 1]++;
+    /* a mirrored plan's second pipeline, stages H.., is a copy of the first */
+    int H = m->mirrored ? m->stages / 2 : m->stages;
+    for (int s = 0; s < m->stages; s += H) {
+        m->layers_per_stage[s]++;
+        m->layers_per_stage[s + H - 1]++;
+    }
     for (int s = 0, first = 0; s < m->stages; s++) {
-        m->first_layer[s] = first;
+        m->first_layer[s] = s < H ? first : m->first_layer[s - H];
         first += m->layers_per_stage[s];
     }
 }

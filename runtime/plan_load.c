@@ -273,6 +273,7 @@ static int load_per_stage(loader *L, pr_json arr, const char *key, const pp_plan
     if (entries != plan->stages)
         FAIL(L, "model.%s: %d entries, pipeline.stages is %d", key, entries, plan->stages);
     m->stages = plan->stages;
+    m->mirrored = plan->mirrored;
     m->layers_per_stage = calloc((size_t)plan->stages, sizeof(int));
     m->first_layer = calloc((size_t)plan->stages, sizeof(int));
     if (!m->layers_per_stage || !m->first_layer)
@@ -287,8 +288,9 @@ static int load_per_stage(loader *L, pr_json arr, const char *key, const pp_plan
         snprintf(path, sizeof path, "model.%s[%d]", key, s);
         if (int_value(L, e, path, NULL, gpt ? 0 : 1, layers, NULL, &k))
             return 1;
-        if (gpt && k == 0 && s > 0 && s < plan->stages - 1)
-            FAIL(L, "%s: 0, but only the first and the last stage may hold no block", path);
+        if (gpt && k == 0 && s % H > 0 && s % H < H - 1)
+            FAIL(L, "%s: 0, but only the first and the last stage%s may hold no block", path,
+                 plan->mirrored ? " of each pipeline" : "");
         if (s >= H) {
             if (k != m->layers_per_stage[s - H])
                 FAIL(L, "%s: %ld, but stage %d of a mirrored plan is a copy of stage %d, which holds %d", path, k, s,
@@ -403,9 +405,6 @@ static int load_data(loader *L, pr_json data, pr_json bytes, int seq, int vocab,
 /* model gpt (docs/gpt.md; fields in docs/plan-format.md). */
 static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
 {
-    if (plan->mirrored)
-        FAIL(L, "model.kind: \"gpt\", but pipeline.mirrored is true: this pprun trains two mirrored pipelines of "
-                "model mlp only (docs/dualpipe.md)");
     enum { LAYERS, HIDDEN, HEADS, FFN, SEQ, VOCAB, TIE, BATCH, EMBEDDING, HEAD, OPTIMIZER, LR, BETA1, BETA2, EPS,
            WD, SEED, DATA, DATA_BYTES, PRECISION, BPS, N };
     static const char *const keys[N] = {"layers",   "hidden",          "heads",     "ffn",          "seq",

@@ -44,6 +44,7 @@ typedef struct pr_model {
     size_t *param_off; /* [layers + 1]: layer l's parameter block, in model order */
     int layers, hidden, batch; /* gpt: layers are blocks, batch counts sequences */
     int stages;
+    bool mirrored;         /* the plan's pipeline.mirrored: stage stages / 2 + s is a copy of stage s */
     int *layers_per_stage; /* [stages]; gpt: blocks (the first and the last stage may hold none) */
     int *first_layer;      /* [stages]: global index of the stage's first layer (block) */
     double lr;

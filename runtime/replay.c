@@ -1058,11 +1058,20 @@ static size_t work_floats(const run *R, const device_ctx *D)
     return most;
 }
 
-/* The model's data, on the devices of the first and the last stage. */
+/* The device's stage that holds the embedding (layer 0): stage 0, or a
+ * mirrored plan's copy of it; -1 none (its local index otherwise). */
+static int embedding_local(const device_ctx *D)
+{
+    const pp_plan *p = D->R->p;
+    return D->local[0] >= 0 ? D->local[0] : p->mirrored ? D->local[p->stages / 2] : -1;
+}
+
+/* The model's data, on the devices of the first and the last stage (a
+ * mirrored plan: of either pipeline). */
 static size_t data_floats(const run *R, const device_ctx *D)
 {
     size_t bytes = 0;
-    if (!R->m->ops->data || (D->local[0] < 0 && !has_loss(D)))
+    if (!R->m->ops->data || (embedding_local(D) < 0 && !has_loss(D)))
         return 0;
     R->m->ops->data(R->m, &bytes);
     return (bytes + sizeof(float) - 1) / sizeof(float);
@@ -1073,7 +1082,7 @@ static size_t data_floats(const run *R, const device_ctx *D)
 static size_t tied_copy_floats(const run *R, const device_ctx *D)
 {
     const pr_model *m = R->m;
-    if (!m->ops->tied_floats || D->local[0] >= 0 || !has_loss(D))
+    if (!m->ops->tied_floats || embedding_local(D) >= 0 || !has_loss(D))
         return 0;
     return m->ops->tied_floats(m);
 }
@@ -1085,9 +1094,11 @@ static size_t tied_recv_floats(const run *R, const device_ctx *D)
     const pr_model *m = R->m;
     if (!m->ops->tied_floats || (D->local[0] < 0 && !has_loss(D)))
         return 0;
-    for (int i = 0; i < R->p->dev[D->rank].n; i++)
-        if (R->p->dev[D->rank].ops[i].kind == PP_OP_ALLREDUCE)
+    for (int i = 0; i < R->p->dev[D->rank].n; i++) {
+        const pp_coll *c = pp_plan_op_coll(R->p, &R->p->dev[D->rank].ops[i]);
+        if (c && c->what == PP_COLL_TIED)
             return m->ops->tied_floats(m);
+    }
     return 0;
 }
 
@@ -1131,8 +1142,8 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
     const pr_model *m = R->m;
     const pr_backend *be = R->be;
     int opt = m->ops->opt_state(m);
-    if (D->local[0] >= 0 && m->ops->tied_floats && m->ops->tied_floats(m)) {
-        stage_state *st0 = &D->st[D->local[0]];
+    if (embedding_local(D) >= 0 && m->ops->tied_floats && m->ops->tied_floats(m)) {
+        stage_state *st0 = &D->st[embedding_local(D)];
         D->env.tied_P = st0->P;
         D->env.tied_G = st0->G;
     }

@@ -112,6 +112,41 @@ START_TEST(parameters_doubled)
 }
 END_TEST
 
+/* A gpt on hardware: device d holds pipeline stages d and D-1-d, so its
+ * static memory is 1F1B's of devices d and D-1-d; devices 0 and D-1 hold
+ * one pipeline's embedding and the other's head, whose tied wte they count
+ * once. */
+static void spec_of_file(run *r, const char *rel, const pp_define *defs, int n)
+{
+    memset(r, 0, sizeof *r);
+    r->errors = 1; /* no compilation to release */
+    tu_diag_open(&r->td);
+    ck_assert_int_eq(pp_parse_file(tu_src_path(rel), &r->a, &r->td.diag, &r->ast), 0);
+    ck_assert_msg(pp_spec_build(&r->ast, defs, n, &r->a, &r->td.diag, &r->s) == 0, "%s", tu_diag_text(&r->td));
+}
+
+START_TEST(gpt_parameters_doubled)
+{
+    const pp_define dp[] = {{"schedule", "dualpipe"}, {"virtual", "2"}, {"placement", "vshape"}};
+    run r, o;
+    spec_of_file(&r, "schedules/gpt2-small-4gpu.pp", dp, 3);
+    spec_of_file(&o, "schedules/gpt2-small-4gpu.pp", NULL, 0);
+    int D = 4;
+    double shared = r.s.layers[r.s.n_layers - 1].shared;
+    ck_assert(shared > 0);
+    for (int d = 0; d < D; d++) {
+        double want = o.s.static_mem[d] + o.s.static_mem[D - 1 - d] - (d == 0 || d == D - 1 ? shared : 0);
+        ck_assert_msg(fabs(r.s.static_mem[d] - want) <= 1e-9 * want, "device %d: %g, want %g", d, r.s.static_mem[d],
+                      want);
+    }
+    /* each pipeline's first stage holds the embedding, its last the head */
+    for (int st = 0; st < 8; st++)
+        ck_assert_int_eq(pp_stage_layer_count(&r.s, st), pp_stage_layer_count(&o.s, st % 4));
+    release(&r);
+    release(&o);
+}
+END_TEST
+
 /* The mirror allreduce: each pipeline stage s's copies (stages s, D+s on
  * devices s, D-1-s) summed once on both, before the update, after every
  * compute op; micro-batches only in their own pipeline. */
@@ -259,6 +294,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, readme_bubble_and_memory);
     tcase_add_test(tc, parameters_doubled);
+    tcase_add_test(tc, gpt_parameters_doubled);
     tcase_add_test(tc, mirror_allreduce_and_routes);
     tcase_add_test(tc, recompute_per_pipeline);
     tcase_add_test(tc, refusals);

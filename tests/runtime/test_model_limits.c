@@ -333,7 +333,10 @@ static const struct {
     const char *key, *value;
     const char *error; /* after "ppcc: error: " */
 } tied_changes[] = {
-    {0, SET, "what", "\"mirror\"", "plan.json: devices[0].ops[8].what: unknown collective \"mirror\" (this pprun knows \"tied\")"},
+    {0, SET, "what", "\"bogus\"", "plan.json: devices[0].ops[8].what: unknown collective \"bogus\" (this pprun knows "
+                                 "\"tied\" and \"mirror\")"},
+    {0, SET, "what", "\"mirror\"", "plan.json: devices[0].ops[8]: an allreduce mirror, but pipeline.mirrored is not "
+                                 "true: no stage has a copy"},
     {0, SET, "what", "3", "plan.json: devices[0].ops[8].what: expected a string, got a number"},
     {0, DROP_KEY, "what", NULL, "plan.json: devices[0].ops[8]: missing field \"what\""},
     {1, DROP_KEY, "ranks", NULL, "plan.json: devices[1].ops[8]: missing field \"ranks\""},
@@ -392,6 +395,71 @@ START_TEST(test_tied_refusals)
     char want[512];
     snprintf(want, sizeof want, "ppcc: error: %s\n", tied_changes[_i].error);
     ck_assert_str_eq(msg, want);
+    free(msg);
+    free(text);
+    cJSON_Delete(root);
+    free(json);
+}
+END_TEST
+
+/* A mirrored plan (docs/dualpipe.md, schedule dualpipe on 4 devices):
+ * each change, the loader's exact refusal or the verifier's. */
+enum mirror_change { M_SET, M_LAYERS, M_REMOVE, M_UNMIRROR };
+static const struct {
+    enum mirror_change change;
+    const char *key, *value;
+    const char *error; /* after "ppcc: error: " */
+} mirror_changes[] = {
+    {M_SET, "stage", "4", "plan.json: devices[0].ops[41].stage: 4 is not a stage of the first pipeline"},
+    {M_SET, "stage", "1", "plan.json: devices[0].ops[41].ranks: must be [1, 2], the ranks of stage 1 and its copy, "
+                          "stage 5, in that order"},
+    {M_SET, "ranks", "[0, 2]", "plan.json: devices[0].ops[41].ranks: must be [0, 3], the ranks of stage 3 and its "
+                               "copy, stage 7, in that order"},
+    {M_LAYERS, NULL, NULL, "plan.json: model.layers_per_stage[5]: 3, but stage 5 of a mirrored plan is a copy of "
+                           "stage 1, which holds 2"},
+    {M_REMOVE, NULL, NULL, "device 0: no mirror allreduce of stage 3 (its copies, stages 3 and 7, are on devices 3 "
+                           "and 0)"},
+    {M_UNMIRROR, NULL, NULL, "plan.json: devices[0].ops[40]: an allreduce mirror, but pipeline.mirrored is not "
+                             "true: no stage has a copy"},
+};
+
+START_TEST(test_mirror_refusals)
+{
+    char *msg;
+    char *json = compile("devices = 4\nvirtual = 2\nplacement = vshape\nmicrobatches = 8\nschedule dualpipe\n"
+                         "model mlp { layers = 8 hidden = 8 batch = 16 }\n", NULL, 0, &msg);
+    ck_assert_msg(json != NULL, "%s", msg);
+    free(msg);
+    pr_model m;
+    ck_assert_msg(load_text(json, &m, &msg) == 0, "%s", msg); /* as ppcc wrote it */
+    free(msg);
+    pr_model_free(&m);
+    cJSON *root = cJSON_Parse(json);
+    int at;
+    cJSON *ops = ops_of(root, 0, &at); /* device 0's last allreduce: stage 3's */
+    ck_assert_int_eq(at, 41);
+    cJSON *op = cJSON_GetArrayItem(ops, at);
+    switch (mirror_changes[_i].change) {
+    case M_SET:
+        cJSON_ReplaceItemInObjectCaseSensitive(op, mirror_changes[_i].key, cJSON_Parse(mirror_changes[_i].value));
+        break;
+    case M_LAYERS: {
+        cJSON *lps = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "model"), "layers_per_stage");
+        cJSON_ReplaceItemInArray(lps, 5, cJSON_CreateNumber(3));
+        break;
+    }
+    case M_REMOVE: cJSON_DeleteItemFromArray(ops, at); break;
+    case M_UNMIRROR: /* stages 4..7 become 8 more layers of one model */
+        cJSON_DeleteItemFromObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "pipeline"), "mirrored");
+        cJSON_ReplaceItemInObjectCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "model"), "layers",
+                                               cJSON_CreateNumber(16));
+        break;
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    ck_assert_int_eq(load_text(text, &m, &msg), 1);
+    char want[512];
+    snprintf(want, sizeof want, "ppcc: error: %s\n", mirror_changes[_i].error);
+    ck_assert_msg(strstr(msg, want) != NULL, "got: %s", msg);
     free(msg);
     free(text);
     cJSON_Delete(root);
@@ -506,6 +574,7 @@ int main(void)
     tcase_add_test(tc, test_tied_round_trip);
     tcase_add_loop_test(tc, test_tied_refusals, 0, (int)(sizeof tied_changes / sizeof tied_changes[0]));
     tcase_add_test(tc, test_tied_misplaced);
+    tcase_add_loop_test(tc, test_mirror_refusals, 0, (int)(sizeof mirror_changes / sizeof mirror_changes[0]));
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_pprun_gpt.sh PPCC PPRUN PPRUN_FAULT — the transformer on pprun's CPU
-# backend (docs/gpt.md): every policy, tied and untied, with and without
+# backend (docs/gpt.md): every policy (dualpipe's two pipelines too), tied and untied, with and without
 # recompute, trains the parameters single-device training gives (--check);
 # pipedream and 2bw follow their rules (docs/async.md); --dump writes every
 # parameter by name, the tokens and the losses, and PyTorch recomputes the
@@ -47,6 +47,12 @@ for tie in 1 0; do
         done
         for s in interleaved looped-bfs interleaved-zb; do
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D virtual=2 -D tie=$tie -D recompute=$rc
+        done
+        # two mirrored pipelines (docs/dualpipe.md): each stage's two copies summed, wte of all four
+        # (each pipeline's embedding and head) with them
+        for d in 2 4; do
+            check "dualpipe devices=$d tie=$tie recompute=$rc" -D schedule=dualpipe -D devices=$d -D virtual=2 \
+                -D placement=vshape -D microbatches=$((2 * d)) -D tie=$tie -D recompute=$rc
         done
         for s in zbv dualpipev v-half v-min; do # the V places stage 0 and the head on device 0: one wte
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D virtual=2 -D placement=vshape \
