@@ -278,6 +278,7 @@ typedef struct walk_run {
     int *stack, nstack;
     bool eager;   /* sends never wait: the ideal timing lower.c places by */
     uint8_t *waiting;  /* [total] eager: the device is stopped until this recv is done */
+    uint8_t *async_op; /* [total] eager: posted in an asynchronous group */
     double *link_t;    /* [devices^2] eager, timed: when directed link a -> b is free */
     uint32_t *link_h;  /* [devices^2] its hops (hops runs) */
 } walk_run;
@@ -484,6 +485,8 @@ static void transfer(walk_run *r, int32_t snd, int ds, int32_t rcv, int dr)
             t += r->comm + r->dur[rcv];
         }
         w->t_pair[rcv] = r->link_t[ch] = t;
+        if (r->async_op[rcv]) /* an asynchronous recv lasts from its post to its data's arrival */
+            r->end[rcv] = t;
     }
     notify(r, rcv, dr);
 }
@@ -499,6 +502,7 @@ static void post_group_eager(walk_run *r, int d, int j, int g1, bool wait_recvs)
         int32_t g = (int32_t)(base + k), q = w->partner[g];
         bool send = ops[k].kind == PP_OP_SEND;
         r->posted[g] = 1;
+        r->async_op[g] = !wait_recvs;
         if (r->dur) {
             w->t_post[g] = w->t_pair[g] = r->clock[d];
             if (!wait_recvs) /* asynchronous: the compute lane does not stop here */
@@ -736,9 +740,10 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     r.clock = calloc((size_t)D, sizeof *r.clock);
     r.stack = malloc((size_t)D * sizeof *r.stack);
     r.waiting = calloc(nt, 1);
+    r.async_op = calloc(nt, 1);
     r.link_t = calloc((size_t)D * (size_t)D, sizeof *r.link_t);
     r.link_h = calloc((size_t)D * (size_t)D, sizeof *r.link_h);
-    if (!r.waiting || !r.link_t || !r.link_h)
+    if (!r.waiting || !r.async_op || !r.link_t || !r.link_h)
         pp_out_of_memory((double)nt + (double)D * D * (sizeof *r.link_t + sizeof *r.link_h), "the replay's state");
     int *resume = repair ? malloc((size_t)D * sizeof *resume) : NULL;
     if (dur) {
@@ -786,6 +791,7 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     }
     free(resume);
     free(r.waiting);
+    free(r.async_op);
     free(r.link_t);
     free(r.link_h);
     free(r.clock);

@@ -243,7 +243,7 @@ static const mutation mutations[] = {
     {"devices[1]", NULL, "devices: 1 entries, pipeline.devices is 2"},
     {"devices[1].rank", "0", "devices[1].rank: 0, expected 1 (devices are listed in rank order)"},
     {"devices[1].stages[0]", "0", "devices[1].stages[0]: 0 does not match pipeline.placement"},
-    {"version", "2", "version: 2 is newer than this pprun reads (1)"},
+    {"version", "3", "version: 3 is newer than this pprun reads (2)"},
     {"version", "1.0000001", "version: 1.0000001000000001 is not an integer"},
     {"format", "\"ppcc\"", "format: \"ppcc\" is not \"ppcc-plan\""},
     {"pipeline.placement[1]", "5", "pipeline.placement[1]: 5 is not a rank"},
