@@ -19,6 +19,11 @@
  * (repair_stall) and the replay goes on from there, so repairs cost what
  * they move.
  *
+ * With overlap (pp_lower_overlap, the default of ppcc) every send and recv
+ * is instead an asynchronous group of its own, posted and waited as
+ * emit_overlap says, in the order of a dataflow timing (dataflow_keys):
+ * docs/verifier.md, "Overlap", says why such lists always complete.
+ *
  * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
  * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).
  */
