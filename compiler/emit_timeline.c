@@ -74,9 +74,33 @@ static bool comm_times(const chart *c, int d, int i, double *s, double *e)
 {
     if (!op_times(c, d, i, s, e))
         return false;
+    const pp_op *ops = c->p->dev[d].ops;
+    if (ops[i].kind == PP_OP_WAIT) { /* only the wait for a transfer under way, as for a recv */
+        if (!(*e > *s))
+            return false;
+        int k = i - 1;
+        while (k >= 0 && !(pp_op_is_comm(ops[k].kind) && ops[k].group == ops[i].group))
+            k--;
+        for (; k >= 0 && pp_op_is_comm(ops[k].kind) && ops[k].group == ops[i].group; k--)
+            if (ops[k].kind == PP_OP_RECV && c->xfer && c->xfer[d])
+                *s = fmin(fmax(*s, c->xfer[d][k]), *e);
+        return *e > *s;
+    }
     if (c->xfer && c->xfer[d])
         *s = fmin(fmax(*s, c->xfer[d][i]), *e);
+    /* A row shows one op at a time: an asynchronous recv (plan version 2)
+     * lasts until its data arrives, but its device has gone on. */
+    double s1, e1;
+    if (i + 1 < c->p->dev[d].n && op_times(c, d, i + 1, &s1, &e1))
+        *e = fmin(*e, fmax(s1, *s));
     return *e > *s;
+}
+
+/* A device waiting for communication: a send or recv, or a wait (plan
+ * version 2) that stops its device until its group's data has arrived. */
+static bool comm_wait(const pp_op *op)
+{
+    return pp_op_is_comm(op->kind) || op->kind == PP_OP_WAIT;
 }
 
 /* The ops that get a place of their own: compute, and the collectives
@@ -279,7 +303,7 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
                 c->untimed += pp_op_is_compute(op->kind);
                 continue;
             }
-            if (drawn(op) || (pp_op_is_comm(op->kind) && comm_times(c, d, i, &s, &e))) {
+            if (drawn(op) || (comm_wait(op) && comm_times(c, d, i, &s, &e))) {
                 t0 = fmin(t0, s);
                 t1 = fmax(t1, e);
             }
@@ -374,7 +398,7 @@ static void draw_labelled(chart *c, FILE *f, char *row)
         /* Transfers first: compute drawn over them wins. */
         for (int i = 0; i < dv->n; i++) {
             double s, e;
-            if (pp_op_is_comm(dv->ops[i].kind) && comm_times(c, d, i, &s, &e)) {
+            if (comm_wait(&dv->ops[i]) && comm_times(c, d, i, &s, &e)) {
                 int a = col_of(c, s), b = col_of(c, e);
                 if (b > a)
                     c->any_comm = true;
@@ -650,7 +674,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
         for (int i = 0; i < dv->n; i++) {
             const pp_op *op = &dv->ops[i];
             double s, e;
-            if (!(pp_op_is_comm(op->kind) ? comm_times(c, d, i, &s, &e) : op_times(c, d, i, &s, &e)) || e <= s)
+            if (!(comm_wait(op) ? comm_times(c, d, i, &s, &e) : op_times(c, d, i, &s, &e)) || e <= s)
                 continue;
             int what;
             if (pp_op_is_compute(op->kind))
@@ -659,7 +683,7 @@ static void draw_scaled(chart *c, FILE *f, char *row, double *acc)
                         : op->kind == PP_OP_R ? CELL_R
                                               : CELL_W) +
                        (op_chunk(c, op) % 2 ? CELL_f : 0);
-            else if (pp_op_is_comm(op->kind))
+            else if (comm_wait(op))
                 what = CELL_COMM;
             else if (op->kind == PP_OP_ALLREDUCE)
                 what = CELL_COLL;

@@ -19,6 +19,11 @@
  * (repair_stall) and the replay goes on from there, so repairs cost what
  * they move.
  *
+ * With overlap (pp_lower_overlap, the default of ppcc) every send and recv
+ * is instead an asynchronous group of its own, posted and waited as
+ * emit_overlap says, in the order of a dataflow timing (dataflow_keys):
+ * docs/verifier.md, "Overlap", says why such lists always complete.
+ *
  * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
  * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).
  */
@@ -475,6 +480,8 @@ static bool dataflow_keys(const lowering *L, double *end, int32_t *topo)
 {
     const pp_plan *p = L->p;
     int D = L->D;
+    double *arrive_at = pp_xcalloc((size_t)(2 * L->SM), sizeof *arrive_at, "the lowering's timing");
+    double *link = pp_xcalloc((size_t)D * (size_t)D, sizeof *link, "the lowering's timing");
     int *ci = pp_xcalloc((size_t)D, sizeof *ci, "the lowering's timing"), *oi = pp_xcalloc((size_t)D, sizeof *oi, "the lowering's timing");
     double *clock = pp_xcalloc((size_t)D, sizeof *clock, "the lowering's timing");
     int *stack = pp_xcalloc((size_t)D, sizeof *stack, "the lowering's timing");
@@ -509,11 +516,7 @@ static bool dataflow_keys(const lowering *L, double *end, int32_t *topo)
                 long at = L->slot_base[src] + prod;
                 if (topo[at] < 0)
                     break; /* not timed yet: resumed when it is */
-                double arrive = end[at];
-                if (e >= 0) {
-                    pp_op rv = comm_op(L, e, true);
-                    arrive += L->cost ? L->cost->comm + pp_transfer_time(L->cost, &rv, d) : 0;
-                }
+                double arrive = e >= 0 ? arrive_at[e] : end[at];
                 if (arrive > ready)
                     ready = arrive;
             }
@@ -523,6 +526,13 @@ static bool dataflow_keys(const lowering *L, double *end, int32_t *topo)
             end[at] = clock[d] = ready + dur;
             topo[at] = next++;
             long out = edge_of(L, op);
+            if (out >= 0) { /* its transfer takes the link once it is free, as simulate.c's do */
+                pp_op rv = comm_op(L, out, true);
+                double *l = &link[(size_t)d * D + edge_dst(L, out)];
+                *l = (*l > end[at] ? *l : end[at]) +
+                     (L->cost ? L->cost->comm + pp_transfer_time(L->cost, &rv, edge_dst(L, out)) : 0);
+                arrive_at[out] = *l;
+            }
             if (out >= 0 && !queued[edge_dst(L, out)]) {
                 stack[nstack++] = edge_dst(L, out);
                 queued[edge_dst(L, out)] = 1;
@@ -537,6 +547,8 @@ static bool dataflow_keys(const lowering *L, double *end, int32_t *topo)
     free(clock);
     free(stack);
     free(queued);
+    free(arrive_at);
+    free(link);
     return all;
 }
 

@@ -1039,8 +1039,9 @@ struct pp_walk {
 /* Pairs sends and recvs; ops with an out-of-range peer stay unpaired.
  * Returns nonzero if the plan's shape is unusable (no devices, too big). */
 int pp_walk_init(pp_walk *w, const pp_plan *p);
-/* Replays with rendezvous semantics (a send waits for its recv); returns
- * the number of blocked devices.  Untimed: timings use run_eager. */
+/* Replays with rendezvous semantics (a send waits for its recv) on two
+ * lanes per device (plan version 2: lane[], target[]); returns the number
+ * of blocked devices.  Untimed: timings use run_eager. */
 int pp_walk_run(pp_walk *w, const pp_plan *p);
 /* A repair of a stalled replay: called whenever every device still
  * running is stuck, it may move ops within p's lists, carrying their
@@ -1054,11 +1055,15 @@ typedef int (*pp_walk_repair)(pp_walk *w, pp_plan *p, int *resume, int *nresume)
 int pp_walk_run_stalled(pp_walk *w, pp_plan *p, pp_walk_repair repair);
 /* Timing with buffered sends: like run with dur, except that a send never
  * waits for its recv (the runtimes post sends on a communication stream or
- * into a queue); a recv ends `comm` after both sides have posted.  t_post
- * then holds when each comm op is posted. */
+ * into a queue); a transfer starts once both sides have posted and its
+ * directed link is free, and its recv ends `comm` + dur later; a device
+ * stops at a synchronous group's recvs and at a wait's.  t_post then holds
+ * when each comm op is posted. */
 int pp_walk_run_eager(pp_walk *w, const pp_plan *p, const double *dur, double comm, double *start,
                       double *end);
-/* The same timing, each time paired with hops: the dependencies followed
+/* The same timing without links (the transfers of one link overlap: the
+ * ideal timing version-1 lowering places sends by), each time paired with
+ * hops: the dependencies followed
  * since the time last grew.  Pairs are ordered by time (compared at 40 bits
  * of precision, so that one sum added up in two orders ties) then hops
  * (pp_walk_no_later).  Every dependency (an op after the one before it on

@@ -9,15 +9,19 @@
  * not split), W takes stage_W[s], update and flush take no time.  A group
  * of comm ops is posted when the device reaches it.  Sends are buffered:
  * the runtimes post them on a communication stream (NCCL) or into a queue
- * (threads), so a send never holds its device up.  A recv ends cost.comm
- * (plus, with a hardware description, its link's latency + bytes /
- * bandwidth: pp_transfer_time) after both it and its send are posted; the device leaves the group when
- * its last recv ends.  An allreduce begins when every member of its group
+ * (threads), so a send never holds its device up.  A transfer starts once
+ * both its send and its recv are posted and its directed link is free (one
+ * transfer at a time per link), and its recv ends cost.comm (plus, with a
+ * hardware description, its link's latency + bytes / bandwidth:
+ * pp_transfer_time) later; the device leaves a synchronous group when its
+ * last recv ends, an asynchronous one (plan version 2) at once, and a wait
+ * when its group's last recv has ended.  An allreduce begins when every member of its group
  * has posted it and ends cost.comm (plus, with a hardware description and
  * the group's bytes, pp_collective_time) later on all of them at once.  (Deadlock freedom is still proven by the verifier
  * under the stricter rendezvous rule, where a send waits for its recv.)  The replay itself is walk.c's: with
- * no contention for anything but the devices, replaying in rendezvous order
- * computes every time exactly once, so this is O(ops).
+ * no contention but the devices' and the links' (met in channel order),
+ * replaying in rendezvous order computes every time exactly once, so this
+ * is O(ops).
  */
 #include <stdlib.h>
 #include <string.h>

@@ -14,12 +14,21 @@
  * every mode: a collective is never buffered).  Its members' ops are linked
  * in a ring through partner[], in the group's member order.
  *
+ * Plan version 2 (docs/verifier.md, "Two lanes"): a group with a wait is
+ * asynchronous.  Each device has a compute lane and a communication lane;
+ * reaching a group queues it on the lane, which takes its groups one at a
+ * time in list order, and "posted" above means "at the head of its lane".
+ * A synchronous group (no wait: every version-1 group) also stops the
+ * compute lane until it completes; a wait stops it until its group has.
+ *
  * Everything is O(ops + devices^2) (the per-channel counters); each device
- * is resumed only when the last pending op of its group is matched, so the
- * replay touches every op a constant number of times.  Timing (run_eager)
- * is a by-product, with sends buffered as the runtimes do: with no resource
- * contention the replay order is a topological order of the op graph, so
- * every time it computes is final when computed.
+ * is resumed only when the last pending op of its lane's group is matched,
+ * so the replay touches every op a constant number of times.  Timing
+ * (run_eager) is a by-product, with sends buffered as the runtimes do and
+ * each transfer on its directed link (one at a time, in channel order,
+ * which is also the replay's order on that link): the replay order is a
+ * topological order of the op graph, so every time it computes is final
+ * when computed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -278,6 +287,9 @@ typedef struct walk_run {
     int *stack, nstack;
     bool eager;   /* sends never wait: the ideal timing lower.c places by */
     uint8_t *waiting;  /* [total] eager: the device is stopped until this recv is done */
+    uint8_t *async_op; /* [total] eager: posted in an asynchronous group */
+    bool links;        /* eager, timed: transfers wait for their link (not in hops runs: lower.c's
+                          version-1 placement keeps the timing it always had) */
     double *link_t;    /* [devices^2] eager, timed: when directed link a -> b is free */
     uint32_t *link_h;  /* [devices^2] its hops (hops runs) */
 } walk_run;
@@ -473,17 +485,20 @@ static void transfer(walk_run *r, int32_t snd, int ds, int32_t rcv, int dr)
         uint32_t h = r->hclock ? w->hops[snd] : 0;
         if (r->hclock) {
             merge(&t, &h, w->t_post[rcv], w->hops[rcv]);
-            merge(&t, &h, r->link_t[ch], r->link_h[ch]);
+            if (r->links)
+                merge(&t, &h, r->link_t[ch], r->link_h[ch]);
             advance(&t, &h, r->comm + r->dur[rcv]);
             w->hops_pair[rcv] = r->link_h[ch] = h;
         } else {
             if (w->t_post[rcv] > t)
                 t = w->t_post[rcv];
-            if (r->link_t[ch] > t)
+            if (r->links && r->link_t[ch] > t)
                 t = r->link_t[ch];
             t += r->comm + r->dur[rcv];
         }
         w->t_pair[rcv] = r->link_t[ch] = t;
+        if (r->async_op[rcv]) /* an asynchronous recv lasts from its post to its data's arrival */
+            r->end[rcv] = t;
     }
     notify(r, rcv, dr);
 }
@@ -499,6 +514,7 @@ static void post_group_eager(walk_run *r, int d, int j, int g1, bool wait_recvs)
         int32_t g = (int32_t)(base + k), q = w->partner[g];
         bool send = ops[k].kind == PP_OP_SEND;
         r->posted[g] = 1;
+        r->async_op[g] = !wait_recvs;
         if (r->dur) {
             w->t_post[g] = w->t_pair[g] = r->clock[d];
             if (!wait_recvs) /* asynchronous: the compute lane does not stop here */
@@ -727,7 +743,8 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
                 const double *dur, double comm, double *start, double *end, bool hops)
 {
     int D = w->devices;
-    walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end, .eager = eager};
+    walk_run r = {.w = w, .p = p, .dur = dur, .comm = comm, .start = start, .end = end, .eager = eager,
+                  .links = !hops};
     size_t nt = (size_t)(w->total ? w->total : 1);
     free(w->posted);
     free(w->pending);
@@ -736,9 +753,10 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     r.clock = calloc((size_t)D, sizeof *r.clock);
     r.stack = malloc((size_t)D * sizeof *r.stack);
     r.waiting = calloc(nt, 1);
+    r.async_op = calloc(nt, 1);
     r.link_t = calloc((size_t)D * (size_t)D, sizeof *r.link_t);
     r.link_h = calloc((size_t)D * (size_t)D, sizeof *r.link_h);
-    if (!r.waiting || !r.link_t || !r.link_h)
+    if (!r.waiting || !r.async_op || !r.link_t || !r.link_h)
         pp_out_of_memory((double)nt + (double)D * D * (sizeof *r.link_t + sizeof *r.link_h), "the replay's state");
     int *resume = repair ? malloc((size_t)D * sizeof *resume) : NULL;
     if (dur) {
@@ -786,6 +804,7 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     }
     free(resume);
     free(r.waiting);
+    free(r.async_op);
     free(r.link_t);
     free(r.link_h);
     free(r.clock);

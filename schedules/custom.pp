@@ -11,9 +11,10 @@
 # This order is 1F1B with one more warm-up forward on every device: device
 # d runs 4 - d forwards before its first backward, instead of 3 - d, so it
 # holds one more activation (peak 5, 4, 3, 2 against 1F1B's 4, 3, 2, 1).
-# On this cost model it ties 1F1B's makespan (37.75; compare
-# `ppcc schedules/1f1b.pp -D cost.comm=0.25 --stats`): a starting point to
-# edit, not a better schedule.
+# On this cost model its makespan is 36.5 against 1F1B's 37 (compare
+# `ppcc schedules/1f1b.pp -D cost.comm=0.25 --stats`; with overlap = false
+# both take 37.75): a starting point
+# to edit, not a much better schedule.
 #
 #   ppcc schedules/custom.pp --timeline
 #   ppcc schedules/custom.pp -o plan.json && pprun plan.json --check

@@ -247,6 +247,16 @@ START_TEST(test_defaults)
     ck_assert_int_eq(s->model.batch, 32); /* = microbatches * 4 */
     ck_assert(s->model.hidden == 64 && s->model.lr == 0.01 && s->model.seed == 1);
     assert_ints(s->model.layers_per_stage, (int[]){1, 1, 1, 1}, 4, "layers_per_stage");
+    ck_assert(s->overlap); /* asynchronous communication unless overlap = false */
+    dsl_end(&t);
+    dsl_run(&t, "sync.pp", "overlap = false\n", NULL, 0);
+    ck_assert_int_eq(t.parse_errors + t.spec_errors, 0);
+    ck_assert(!t.spec.overlap);
+    dsl_end(&t);
+    pp_define on = {"overlap", "true"};
+    dsl_run(&t, "sync.pp", "overlap = 0\n", &on, 1);
+    ck_assert_int_eq(t.parse_errors + t.spec_errors, 0);
+    ck_assert(t.spec.overlap);
     dsl_end(&t);
 }
 END_TEST
@@ -467,6 +477,8 @@ START_TEST(test_define_errors)
         {"virtual", "65", "-D virtual=65: must be between 1 and 64"},
         {"schedule", "3", "-D schedule=3: expected a name"},
         {"schedule.group", "0", "-D schedule.group=0: must be between 1 and 1048576"},
+        {"overlap", "yes", "-D overlap=yes: expected true or false"},
+        {"overlap", "2", "-D overlap=2: must be between 0 and 1"},
         {"placement", "vshape", "-D placement=vshape: vshape needs virtual = 2 (two stages per device), but "
                                 "virtual = 1"},
         {"placement", "[0,1", "-D placement=[0,1: unexpected end of input, expected ']' or ','"},

@@ -36,6 +36,30 @@ START_TEST(lower_1f1b_two_devices)
 }
 END_TEST
 
+/* Overlap (plan version 2): every transfer a group of its own with a wait.
+ * Costs F = 1, B = 2, comm 0: device 0 posts the recv of grad 1.0 after
+ * F0.1 (which ends at 2, before B1.0 does at 4) and waits for it, and for
+ * its send of act 0.0, right before B0.0; grad 1.1 (B1.1 ends at 7) is
+ * posted after B0.0 (ends at 6), before F0.2 (ends at 7, timed later). */
+START_TEST(lower_overlap_1f1b_two_devices)
+{
+    pp_plan p;
+    plan_loop(&p, "1f1b", 2, 1, 3);
+    gen_1f1b(&p);
+    tu_diag t;
+    tu_diag_open(&t);
+    ck_assert_msg(pp_lower_overlap(&p, NULL, &t.diag) == 0, "lower: %s", tu_diag_text(&t));
+    pp_verify_opts o = {0};
+    ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "verify: %s", tu_diag_text(&t));
+    tu_diag_close(&t);
+    ck_assert_str_eq(format_ops(&p, 0), "F0.0 sa0.0>1/0 F0.1 sa0.1>1/1 rg1.0<1/2 w2 w0 B0.0 rg1.1<1/3 F0.2 "
+                                        "sa0.2>1/4 w3 w1 B0.1 rg1.2<1/5 w5 w4 B0.2 U X");
+    ck_assert_str_eq(format_ops(&p, 1), "ra0.0<0/0 ra0.1<0/1 w0 F1.0 B1.0 sg1.0>0/2 w1 F1.1 B1.1 sg1.1>0/3 "
+                                        "ra0.2<0/4 w4 F1.2 B1.2 sg1.2>0/5 U w2 w3 w5 X");
+    pp_plan_free(&p);
+}
+END_TEST
+
 START_TEST(lower_gpipe_two_devices)
 {
     pp_plan p;
@@ -439,6 +463,7 @@ static Suite *suite(void)
     TCase *tc = tcase_create("lower");
     tcase_add_test(tc, lower_1f1b_two_devices);
     tcase_add_test(tc, lower_gpipe_two_devices);
+    tcase_add_test(tc, lower_overlap_1f1b_two_devices);
     tcase_add_test(tc, lower_same_device_stages);
     tcase_add_test(tc, lower_channel_order);
     tcase_add_test(tc, lower_sinks_sends);

@@ -335,6 +335,44 @@ START_TEST(sim_timing)
 }
 END_TEST
 
+/* Transfers take their directed link one at a time (comm 2 > F 1), and
+ * with overlap they hide behind compute: GPipe on two devices, F = B = 1.
+ * Device 0's act sends leave at 1 and 2 but share link 0->1: they arrive
+ * at 3 and 5, so F1.1 runs 5..6 (a link carrying both at once would give
+ * 4..5).  Then grads come back on link 1->0 the same way. */
+START_TEST(sim_links_serialise)
+{
+    pp_plan p;
+    plan_loop(&p, "gpipe", 2, 1, 2);
+    gen_gpipe(&p);
+    tu_diag t;
+    tu_diag_open(&t);
+    pp_cost c = {.F = 1, .B = 1, .W = 0, .comm = 2};
+    ck_assert_msg(pp_lower_overlap(&p, &c, &t.diag) == 0, "%s", tu_diag_text(&t));
+    pp_verify_opts o = {0};
+    ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "%s", tu_diag_text(&t));
+    pp_sim sim;
+    ck_assert_int_eq(pp_simulate(&p, &c, NULL, &sim, &t.diag), 0);
+    double f11 = -1, b00 = -1, b01 = -1;
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < p.dev[d].n; i++) {
+            const pp_op *op = &p.dev[d].ops[i];
+            if (op->kind == PP_OP_F && op->stage == 1 && op->mb == 1)
+                f11 = sim.start[d][i];
+            if (op->kind == PP_OP_B && op->stage == 0)
+                *(op->mb ? &b01 : &b00) = sim.start[d][i];
+        }
+    ck_assert_double_eq(f11, 5);
+    /* B1.0 6..7, B1.1 7..8 on device 1; their grads arrive at 9 and 11 */
+    ck_assert_double_eq(b00, 9);
+    ck_assert_double_eq(b01, 11);
+    ck_assert_double_eq(sim.makespan, 12);
+    pp_sim_free(&sim, 2);
+    tu_diag_close(&t);
+    pp_plan_free(&p);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("simulate");
@@ -342,6 +380,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, sim_closed_form);
     tcase_add_test(tc, sim_comm_by_hand);
+    tcase_add_test(tc, sim_links_serialise);
     tcase_add_test(tc, sim_split_backward);
     tcase_add_test(tc, sim_interleaved);
     tcase_add_test(tc, sim_refuses_deadlock);
