@@ -558,7 +558,8 @@ static int receive_through(device_ctx *D, int upto, int step)
  * sends go (their sources held until the wait), each recv gets its buffer
  * now, and is issued now where the transport only enqueues; the device
  * goes straight on. */
-static int post_group(device_ctx *D, int i, int j, int step, int (*exec)(device_ctx *, int, int))
+static int exec_op(device_ctx *D, int i, int step);
+static int post_group(device_ctx *D, int i, int j, int step)
 {
     run *R = D->R;
     const pp_device *dv = &R->p->dev[D->rank];
@@ -577,7 +578,7 @@ static int post_group(device_ctx *D, int i, int j, int step, int (*exec)(device_
             float **box = op->comm == PP_COMM_ACT ? &a->out_act : &a->out_grad;
             float *src = *box;
             D->in_group = true; /* do_send holds the source instead of releasing it */
-            int rc = exec(D, q, step);
+            int rc = exec_op(D, q, step);
             D->in_group = false;
             if (rc)
                 return 1;
@@ -939,7 +940,7 @@ static void device_loop(device_ctx *D)
                    (dv->ops[j].kind == PP_OP_SEND || dv->ops[j].kind == PP_OP_RECV))
                 j++;
             if (D->pair[i] >= 0) { /* asynchronous: completed at its wait */
-                if (post_group(D, i, j, step, exec_op))
+                if (post_group(D, i, j, step))
                     return;
                 i = j;
                 continue;

@@ -616,6 +616,8 @@ START_TEST(test_link_step_is_predicted)
         if (fabs(measured[k] - predicted[k]) > 0.1 * predicted[k])
             measured[k] = fmin(measured[k], measured_us(path[k]));
         remove(path[k]);
+        printf("%s, overlap %s: measured %.0f us, predicted %.0f us\n", schedule, k ? "off" : "on", measured[k],
+               predicted[k]);
         ck_assert_msg(fabs(measured[k] - predicted[k]) <= 0.1 * predicted[k],
                       "%s, overlap %s: measured %.0f us, predicted %.0f us", schedule, k ? "off" : "on", measured[k],
                       predicted[k]);

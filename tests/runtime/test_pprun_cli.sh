@@ -18,6 +18,17 @@ expect 2 "--steps: '0' is not an integer" -- "$pprun" plan.json --steps 0
 expect 2 "--steps: '3x' is not an integer" -- "$pprun" plan.json --steps 3x
 expect 2 "--timeout: '-1' is not a number" -- "$pprun" plan.json --timeout -1
 expect 2 "--timeout: 'nan' is not a number" -- "$pprun" plan.json --timeout nan
+# the emulated link (docs/pprun.md, "Overlap"): bad values, and real links, are usage errors
+expect 2 "^pprun: error: --link-latency: '-1' is not a number of seconds in \[0, 1000\]\$" -- "$pprun" plan.json --link-latency -1
+expect 2 "^pprun: error: --link-latency: 'nan' is not a number of seconds in \[0, 1000\]\$" -- "$pprun" plan.json --link-latency nan
+expect 2 "^pprun: error: --link-bandwidth: '0MB': must be more than 0 bytes per second\$" -- "$pprun" plan.json --link-bandwidth 0MB
+expect 2 "^pprun: error: --link-bandwidth: '100': a size needs its unit, as in 100GB" -- "$pprun" plan.json --link-bandwidth 100
+expect 2 "^pprun: error: --link-latency: the emulated link is the cpu backend's \(its threads transport\); --backend cuda runs on real links\$" -- \
+    "$pprun" plan.json --link-latency 0.001 --backend cuda
+expect 2 "^pprun: error: --link-bandwidth: the emulated link is the cpu backend's \(its threads transport\); --nproc runs on real links\$" -- \
+    "$pprun" plan.json --link-bandwidth 1GB --nproc 2
+expect 2 "^pprun: error: --link-latency given twice \('0.1', then '0.2'\)\$" -- "$pprun" plan.json --link-latency 0.1 --link-latency 0.2
+expect 0 '^step 1/1 ' -- "$pprun" plan.json --backend cpu --link-latency 0.0001 --link-bandwidth 10GB
 expect 2 "--backend: 'gpu' is not cpu or cuda" -- "$pprun" plan.json --backend gpu
 expect 2 '--steps needs a value' -- "$pprun" plan.json --steps
 # Every usage error reads "pprun: error: ...", as ppcc's do.
