@@ -178,7 +178,7 @@ static int recv_from(device_ctx *D, const xfer *x, float *buf, size_t n)
             int j = atomic_load(&R->dev[x->peer].cur_op);
             if (j >= 0 && j != x->i) /* inside another op: the one that is stuck */
                 snprintf(its, sizeof its, " (it has been inside op %d (%s) for %.2f s)", j,
-                         pp_op_format(&R->p->dev[R->dev[x->peer].dev].ops[j], (char[64]){0}, 64),
+                         pp_plan_op_format(R->p, &R->p->dev[R->dev[x->peer].dev].ops[j], (char[64]){0}, 64),
                          pp_now() - R->t0 - atomic_load(&R->dev[x->peer].op_since));
         }
         run_fail(R, "%s: %s did not post its part of the reduction within %g s (timeout)%s", where,

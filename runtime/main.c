@@ -351,6 +351,16 @@ static bool find_part(session *S)
                                           single_outputs(op), &S->gpu_count, S->diag);
     if (!S->be)
         return false;
+    if (S->plan->replicas > 1 && (S->multi || S->be != pr_backend_cpu())) { /* docs/pprun.md */
+        if (S->multi)
+            pp_error(S->diag, "rank %d of %d: the plan has %d replicas (data_parallel): pprun runs them in one "
+                              "process on the cpu backend so far, not one process a rank", S->boot.rank,
+                     S->boot.world, S->plan->replicas);
+        else
+            pp_error(S->diag, "the plan has %d replicas (data_parallel): pprun runs them on the cpu backend so "
+                              "far (--backend cpu), not on %s", S->plan->replicas, S->be->name);
+        return false;
+    }
     if (S->multi && S->plan->devices != S->boot.world) {
         pp_error(S->diag, "the plan has %d devices but the run has %d ranks", S->plan->devices,
                  S->boot.world);
@@ -596,6 +606,10 @@ int main(int argc, char **argv)
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
     if (pr_gpt_read_data(&model, &diag)) {
+        rc = 1;
+    } else if (plan.replicas > 1 && op.nproc > 0) { /* docs/pprun.md, "Data parallelism" */
+        pp_error(&diag, "--nproc %ld: the plan has %d replicas (data_parallel): pprun runs them in one "
+                        "process on the cpu backend so far, not one process a rank", op.nproc, plan.replicas);
         rc = 1;
     } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);

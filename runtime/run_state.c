@@ -54,7 +54,7 @@ const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
 {
     char name[64], who[64];
     snprintf(buf, size, "%s op %d (%s)", rank_name(R, rank, who, sizeof who), i,
-             pp_op_format(&R->p->dev[rank / R->replicas].ops[i], name, sizeof name));
+             pp_plan_op_format(R->p, &R->p->dev[rank / R->replicas].ops[i], name, sizeof name));
     return buf;
 }
 
