@@ -333,7 +333,7 @@ static const struct {
     const char *key, *value;
     const char *error; /* after "ppcc: error: " */
 } tied_changes[] = {
-    {0, SET, "what", "\"mirror\"", "plan.json: devices[0].ops[8].what: unknown collective \"mirror\" (this pprun knows \"tied\")"},
+    {0, SET, "what", "\"mirror\"", "plan.json: devices[0].ops[8].what: unknown collective \"mirror\" (this pprun knows \"tied\", \"stage\", \"shard\" and \"gather\")"},
     {0, SET, "what", "3", "plan.json: devices[0].ops[8].what: expected a string, got a number"},
     {0, DROP_KEY, "what", NULL, "plan.json: devices[0].ops[8]: missing field \"what\""},
     {1, DROP_KEY, "ranks", NULL, "plan.json: devices[1].ops[8]: missing field \"ranks\""},

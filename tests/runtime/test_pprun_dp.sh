@@ -134,5 +134,30 @@ runs=$((runs + 1))
 "$pprun" "$tmp/f.json" --nproc 4 >"$tmp/out.txt" 2>&1
 [ $? = 1 ] && grep -qx "pprun: error: --nproc 4: the plan has 2 replicas (data_parallel): pprun runs them in one process on the cpu backend so far, not one process a rank" "$tmp/out.txt" ||
     fail "--nproc with replicas"
+# the loader refuses a data-parallel plan ppcc would not write, naming the JSON path
+refused() { # SED-EXPRESSION EXPECTED-MESSAGE (after "pprun: error: FILE: ")
+    runs=$((runs + 1))
+    sed "$1" "$tmp/f.json" >"$tmp/bad.json"
+    "$pprun" "$tmp/bad.json" --steps 1 >"$tmp/out.txt" 2>&1
+    local status=$?
+    [ $status = 1 ] && grep -qxF "pprun: error: $tmp/bad.json: $2" "$tmp/out.txt" && ! grep -q '^step' "$tmp/out.txt" ||
+        fail "the loader on '$1' (exit $status; expected: $2)"
+}
+refused 's/"what": "stage", "stage": 0/"what": "shard", "stage": 0/' \
+    'devices[0].ops[16].what: "shard", but pipeline.zero is false (only ZeRO-1 shards and gathers)'
+refused 's/"device": 0, "ranks": \[0, 1\]/"device": 0, "ranks": [0, 2]/' \
+    'devices[0].ops[16].ranks: must be [0 .. 1], the ranks of device 0'"'"'s 2 replicas'
+refused 's/"stage": 1, "device": 1/"stage": 1, "device": 0/' \
+    'devices[1].ops[16].device: 0, but the op is in device 1'"'"'s list'
+refused 's/"stage": 1, "device": 1/"stage": 0, "device": 1/' \
+    'devices[1].ops[16].stage: 0 is held by device 0, not device 1'
+refused 's/"ranks":\[\[0,0\],\[0,1\]/"ranks":[[0,1],[0,0]/' 'pipeline.ranks[0]: must be [0, 0]: rank = device x 2 + replica'
+refused 's/"ranks":\[\[0,0\],\[0,1\],/"ranks":[/' 'pipeline.ranks: 2 entries, the world is 2 devices x 2 replicas = 4 ranks'
+refused 's/"stages": \[1\], "ranks": \[2, 3\]/"stages": [1], "ranks": [3, 2]/' \
+    'devices[1].ranks: must be [2 .. 3], the ranks of device 1'"'"'s 2 replicas'
+refused 's/"batch":16/"batch":12/' \
+    'model.batch: 12 is not a multiple of pipeline.data_parallel x pipeline.microbatches (2 x 4)'
+refused 's/"zero":false,//' 'pipeline: missing field "zero" (data_parallel is 2)'
+refused 's/"data_parallel":2/"data_parallel":3/' 'pipeline.ranks: 4 entries, the world is 2 devices x 3 replicas = 6 ranks'
 echo "$runs runs, $fails failed"
 exit $((fails > 0))
