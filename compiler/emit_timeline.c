@@ -58,6 +58,7 @@ typedef struct chart {
     bool any_coll; /* an allreduce was drawn (set by the layout's drawing) */
     long untimed; /* compute ops without a usable time: not drawn */
     double **xfer; /* [devices][op]: when a send/recv's transfer begins */
+    char lane;     /* a lane's letter: 'd' device, 'r' rank (every replica shown) */
 } chart;
 
 static bool op_times(const chart *c, int d, int i, double *s, double *e)
@@ -241,6 +242,7 @@ static int chart_init(chart *c, const pp_plan *p, const pp_sim *sim, const pp_ti
     c->p = p;
     c->sim = sim;
     c->width = o && o->width > 0 ? o->width : 80;
+    c->lane = o && o->ranks ? 'r' : 'd';
     if (c->width < MIN_WIDTH)
         c->width = MIN_WIDTH;
     if (c->width > MAX_WIDTH)
@@ -342,7 +344,7 @@ static void fmt_time(char *buf, size_t size, double t)
 static void put_row(const chart *c, FILE *f, int d, bool first, const char *cells)
 {
     if (first)
-        fprintf(f, "d%-*d |%s|\n", c->digits, d, cells);
+        fprintf(f, "%c%-*d |%s|\n", c->lane, c->digits, d, cells);
     else
         fprintf(f, "%*s|%s|\n", c->label_w - 1, "", cells);
 }
@@ -805,7 +807,7 @@ static void summary(const chart *c, FILE *f)
         wrap_put(&w, "  ", "peak memory:");
         for (int d = 0; d < c->p->devices; d++) {
             char m[32];
-            snprintf(buf, sizeof buf, "d%d %s%s", d, pp_mem_show(u, c->sim->peak_mem[d], m, sizeof m),
+            snprintf(buf, sizeof buf, "%c%d %s%s", c->lane, d, pp_mem_show(u, c->sim->peak_mem[d], m, sizeof m),
                      d + 1 < c->p->devices ? "," : "");
             wrap_put(&w, " ", buf);
         }
@@ -814,7 +816,7 @@ static void summary(const chart *c, FILE *f)
         wrap_put(&w, "  ", "ZeRO-1 saved:");
         for (int d = 0; d < c->p->devices; d++) {
             char m[32];
-            snprintf(buf, sizeof buf, "d%d %s%s", d, pp_mem_show(u, c->sim->zero_saved[d], m, sizeof m),
+            snprintf(buf, sizeof buf, "%c%d %s%s", c->lane, d, pp_mem_show(u, c->sim->zero_saved[d], m, sizeof m),
                      d + 1 < c->p->devices ? "," : "");
             wrap_put(&w, " ", buf);
         }
@@ -822,10 +824,70 @@ static void summary(const chart *c, FILE *f)
     wrap_end(&w);
 }
 
+/* Every replica: a lane per rank k = device x R + replica, each a copy of
+ * its device's list (peers turned into the replica's ranks) and timing
+ * (every replica runs the same lists at the same times), drawn as one
+ * plan of D x R lanes. */
+static int emit_all_replicas(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o)
+{
+    int R = pp_plan_replicas(p), N = p->devices * R;
+    pp_plan q = *p;
+    pp_sim t = *sim;
+    q.devices = N;
+    q.dev = pp_xcalloc((size_t)N, sizeof *q.dev, "the timeline of every replica");
+    q.placement = pp_xcalloc((size_t)p->stages + 1, sizeof *q.placement, "the timeline of every replica");
+    for (int s = 0; s < p->stages; s++)
+        q.placement[s] = pp_rank_of(p->placement[s], 0, R);
+    t.start = pp_xcalloc((size_t)N, sizeof *t.start, "the timeline of every replica");
+    t.end = pp_xcalloc((size_t)N, sizeof *t.end, "the timeline of every replica");
+    t.busy = pp_xcalloc((size_t)N, sizeof *t.busy, "the timeline of every replica");
+    t.peak_mem = sim->peak_mem ? pp_xcalloc((size_t)N, sizeof *t.peak_mem, "the timeline of every replica") : NULL;
+    t.peak_act = sim->peak_act ? pp_xcalloc((size_t)N, sizeof *t.peak_act, "the timeline of every replica") : NULL;
+    t.zero_saved = sim->zero_saved ? pp_xcalloc((size_t)N, sizeof *t.zero_saved, "the timeline of every replica")
+                                   : NULL;
+    for (int k = 0; k < N; k++) {
+        int d = k / R, r = k % R, n = p->dev[d].n;
+        q.dev[k] = (pp_device){pp_xcalloc((size_t)(n > 0 ? n : 1), sizeof(pp_op), "the timeline of every replica"),
+                               n, n};
+        for (int i = 0; i < n; i++) {
+            pp_op op = p->dev[d].ops[i];
+            if (pp_op_is_comm(op.kind))
+                op.peer = pp_rank_of(op.peer, r, R);
+            q.dev[k].ops[i] = op;
+        }
+        t.start[k] = sim->start[d];
+        t.end[k] = sim->end[d];
+        t.busy[k] = sim->busy[d];
+        if (t.peak_mem)
+            t.peak_mem[k] = sim->peak_mem[d];
+        if (t.peak_act)
+            t.peak_act[k] = sim->peak_act[d];
+        if (t.zero_saved)
+            t.zero_saved[k] = sim->zero_saved[d];
+    }
+    pp_timeline_opts lanes = *o;
+    lanes.all_replicas = false;
+    lanes.ranks = true;
+    int rc = pp_emit_timeline(f, &q, &t, &lanes);
+    for (int k = 0; k < N; k++)
+        free(q.dev[k].ops);
+    free(q.dev);
+    free(q.placement);
+    free(t.start);
+    free(t.end);
+    free(t.busy);
+    free(t.peak_mem);
+    free(t.peak_act);
+    free(t.zero_saved);
+    return rc;
+}
+
 int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_timeline_opts *o)
 {
     if (!f || !p || !sim || !sim->start || !sim->end || p->devices < 1 || !p->dev)
         return 1;
+    if (o && o->all_replicas && pp_plan_replicas(p) > 1)
+        return emit_all_replicas(f, p, sim, o);
     chart c;
     if (chart_init(&c, p, sim, o)) {
         chart_free(&c);
@@ -841,14 +903,19 @@ int pp_emit_timeline(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_time
     char *row2 = row + c.ncols + 1, *row3 = row2 + c.ncols + 1;
     row[c.ncols] = row2[c.ncols] = row3[c.ncols] = '\0';
 
-    char title[64];
+    char title[96];
     wrap w = {f, 0, c.width};
     snprintf(title, sizeof title, "%.32s:", p->schedule);
     wrap_put(&w, "", title);
-    snprintf(title, sizeof title, "%d device%s%s", p->devices, p->devices == 1 ? "" : "s",
-             pp_plan_replicas(p) > 1 ? "" : ",");
+    bool ranks = o && o->ranks;
+    if (ranks) /* every replica: a lane per rank */
+        snprintf(title, sizeof title, "%d ranks (%d devices x %d replicas, every replica shown),", p->devices,
+                 p->devices / pp_plan_replicas(p), pp_plan_replicas(p));
+    else
+        snprintf(title, sizeof title, "%d device%s%s", p->devices, p->devices == 1 ? "" : "s",
+                 pp_plan_replicas(p) > 1 ? "" : ",");
     wrap_put(&w, " ", title);
-    if (pp_plan_replicas(p) > 1) { /* every replica runs these lists: one stands for all */
+    if (!ranks && pp_plan_replicas(p) > 1) { /* every replica runs these lists: one stands for all */
         snprintf(title, sizeof title, "x %d replicas (%ld ranks, one replica shown),", pp_plan_replicas(p),
                  (long)p->devices * pp_plan_replicas(p));
         wrap_put(&w, " ", title);

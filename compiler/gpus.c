@@ -112,11 +112,19 @@ pp_define *pp_gpus_choose(FILE *report, const pp_ast *ast, const pp_define *defs
                           int *n, pp_diag *d)
 {
     int N = s->gpus, nrows = 0;
+    long ops = 0;
     gpus_row *rows = pp_xcalloc(PP_MAX_DEVICES, sizeof *rows, "gpus' rows"); /* one per D <= PP_MAX_DEVICES */
     for (int D = 1; D <= N && D <= PP_MAX_DEVICES; D++)
         if (N % D == 0 && N / D <= PP_MAX_REPLICAS) {
             rows[nrows] = (gpus_row){.devices = D, .replicas = N / D};
-            compile_row(ast, defs, ndefs, &rows[nrows++]);
+            compile_row(ast, defs, ndefs, &rows[nrows]);
+            ops += rows[nrows++].r.ops;
+            if (ops > pp_sweep_budget() && D < N) {
+                pp_error(d, "gpus = %d: devices = 1 to %d compiled %ld ops, past the %ld one search may (the most ppcc "
+                            "compiles in one plan)", N, D, ops, pp_sweep_budget());
+                free(rows);
+                return NULL;
+            }
         }
     int best = -1;
     for (int i = 0; i < nrows; i++) {

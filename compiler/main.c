@@ -52,6 +52,8 @@ static void usage(FILE *f)
           "                    (docs/megatron.md)\n"
           "  --width N         with --timeline: its width in columns (default 80)\n"
           "  --compact         with --timeline: one character per op\n"
+          "  --all-replicas    with --timeline and data_parallel: a lane per rank, every\n"
+          "                    replica (default: one replica's devices)\n"
           "  --compare A,B,... compare policies on this file: one row each with makespan,\n"
           "                    bubble, peak memory per device, fit under memory.limit\n"
           "                    ('auto' allowed; writes no plan)\n"
@@ -179,7 +181,7 @@ static bool parse_int_flag(const char *s, int lo, int hi, int *out)
 }
 
 enum {
-    OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_LIST, OPT_VERSION, OPT_COMPARE,
+    OPT_TIMELINE = 256, OPT_STATS, OPT_TRACE, OPT_WIDTH, OPT_COMPACT, OPT_ALL_REPLICAS, OPT_LIST, OPT_VERSION, OPT_COMPARE,
     OPT_SVG, OPT_HTML, OPT_EMIT, OPT_RANKS, OPT_MICROBATCHES, OPT_SWEEP, OPT_SHAPES, OPT_MEASURED
 };
 
@@ -257,6 +259,7 @@ static int parse_options(int argc, char **argv, options *o)
         {"trace", required_argument, NULL, OPT_TRACE},
         {"width", required_argument, NULL, OPT_WIDTH},
         {"compact", no_argument, NULL, OPT_COMPACT},
+        {"all-replicas", no_argument, NULL, OPT_ALL_REPLICAS},
         {"shapes", no_argument, NULL, OPT_SHAPES},
         {"list-policies", no_argument, NULL, OPT_LIST},
         {"compare", required_argument, NULL, OPT_COMPARE},
@@ -307,6 +310,9 @@ static int parse_options(int argc, char **argv, options *o)
             break;
         case OPT_COMPACT:
             o->topts.compact = true;
+            break;
+        case OPT_ALL_REPLICAS:
+            o->topts.all_replicas = true;
             break;
         case OPT_SHAPES:
             o->shapes = true;
@@ -397,9 +403,9 @@ static int parse_options(int argc, char **argv, options *o)
     if (o->measured && !o->svg_path && !o->html_path)
         return usage_error("%s", "--measured draws pprun's run under the prediction in a picture: give --svg or --html");
     /* what shapes the timeline needs one */
-    if ((o->width || o->topts.compact) && !o->timeline)
+    if ((o->width || o->topts.compact || o->topts.all_replicas) && !o->timeline)
         return usage_error("%s shapes the timeline, which only --timeline prints: give --timeline too",
-                           o->width ? "--width" : "--compact");
+                           o->width ? "--width" : o->topts.compact ? "--compact" : "--all-replicas");
     if (o->out_path && o->trace_path && !strcmp(o->out_path, "-") && !strcmp(o->trace_path, "-"))
         return usage_error("%s", "-o - and --trace - would both write to standard output");
     if (!o->out_path && !o->timeline && !o->stats && !o->trace_path && !o->compare && !o->svg_path && !o->html_path &&

@@ -46,8 +46,7 @@ pp_define *pp_microbatch_defs(const pp_define *defs, int ndefs, const pp_spec *s
     return out;
 }
 
-/* What the rows of one sweep or search may compile in all. */
-static long sweep_budget(void)
+long pp_sweep_budget(void)
 {
     long test = pp_test_sweep_ops ? pp_test_sweep_ops() : 0;
     return test > 0 ? test : PP_MAX_SWEEP_OPS;
@@ -186,10 +185,10 @@ int pp_sweep(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, con
     for (int i = 0; i < n; i++) {
         pp_microbatch_row(ast, defs, ndefs, s, values[i], &rows[i]);
         ops += rows[i].ops;
-        if (ops > sweep_budget() && i + 1 < n) {
+        if (ops > pp_sweep_budget() && i + 1 < n) {
             pp_error(d, "--sweep: the rows up to microbatches=%d compiled %ld ops, past the %ld one sweep may "
                         "(the most ppcc compiles in one plan); sweep fewer or smaller values",
-                     values[i], ops, sweep_budget());
+                     values[i], ops, pp_sweep_budget());
             free(rows);
             return 1;
         }
@@ -222,10 +221,10 @@ int pp_microbatch_choose(const pp_ast *ast, const pp_define *defs, int ndefs, co
         }
         pp_microbatch_row(ast, defs, ndefs, s, i + 1, &rows[i]);
         ops += rows[i].ops;
-        if (ops > sweep_budget() && i + 1 < n) {
+        if (ops > pp_sweep_budget() && i + 1 < n) {
             pp_error(d, "microbatches = auto: M = 1 to %d compiled %ld ops, past the %ld one search may (the "
                         "most ppcc compiles in one plan); lower microbatches.max",
-                     i + 1, ops, sweep_budget());
+                     i + 1, ops, pp_sweep_budget());
             free(rows);
             return 1;
         }

@@ -1020,6 +1020,9 @@ typedef struct pp_mb_row {
 /* Tests only: a test binary that defines it gives a smaller budget (a
  * positive return; 0 keeps PP_MAX_SWEEP_OPS).  The programs do not. */
 extern long pp_test_sweep_ops(void) __attribute__((weak));
+/* What the rows of one sweep or search (microbatches = auto, gpus = N) may
+ * compile in all: PP_MAX_SWEEP_OPS, or the test's. */
+long pp_sweep_budget(void);
 /* defs then the three settings of a row of M micro-batches (-D
  * microbatches=M -D microbatches.reference=R -D model.batch=N, from s): a
  * heap block of *n defines the caller frees. */
@@ -1292,6 +1295,10 @@ int pp_emit_json(FILE *f, const pp_spec *s, const pp_plan *p, const pp_sim *sim)
 typedef struct pp_timeline_opts {
     int width;     /* total columns, default 80 */
     bool compact;  /* one character per op */
+    /* data_parallel: a lane per rank (every replica) instead of one
+     * replica's devices; ranks: the lanes are such ranks (set by the
+     * timeline itself for the expanded chart) */
+    bool all_replicas, ranks;
 } pp_timeline_opts;
 
 /* bubble_split.c: the bubble as fill/drain plus imbalance, and the

@@ -10,6 +10,10 @@
 
 #include "test_util.h"
 
+/* the sweep budget a test asks for (0: the programs') */
+static long test_budget;
+long pp_test_sweep_ops(void) { return test_budget; }
+
 typedef struct compiled {
     pp_arena a;
     pp_spec spec;
@@ -442,6 +446,32 @@ START_TEST(test_gpus)
 }
 END_TEST
 
+/* gpus = N compiles no more than one sweep may: past the budget it stops
+ * with an error naming it, and writes nothing. */
+START_TEST(test_gpus_budget)
+{
+    const char *text = "gpus = 8\nmicrobatches = 4\nmodel mlp { batch = 64 layers = 8 }\n";
+    pp_arena a = {0};
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_ast ast;
+    pp_spec s;
+    ck_assert_int_eq(pp_parse("t.pp", text, strlen(text), &a, &td.diag, &ast), 0);
+    ck_assert_int_eq(pp_spec_build(&ast, NULL, 0, &a, &td.diag, &s), 0);
+    test_budget = 50; /* 1 x 8, 2 x 4 and 4 x 2 compile 141 ops */
+    int n = 0;
+    FILE *devnull = fopen("/dev/null", "w");
+    pp_define *chosen = pp_gpus_choose(devnull, &ast, NULL, 0, &s, &n, &td.diag);
+    fclose(devnull);
+    test_budget = 0;
+    ck_assert_ptr_null(chosen);
+    ck_assert_msg(strstr(tu_diag_text(&td), "gpus = 8: devices = 1 to 4 compiled 141 ops") &&
+                      strstr(tu_diag_text(&td), " ops, past the 50 one search may"), "%s", tu_diag_text(&td));
+    tu_diag_close(&td);
+    pp_arena_free(&a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("data_parallel");
@@ -453,6 +483,7 @@ int main(void)
     tcase_add_test(tc, test_zero_memory);
     tcase_add_test(tc, test_verifier);
     tcase_add_test(tc, test_gpus);
+    tcase_add_test(tc, test_gpus_budget);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -581,6 +581,30 @@ def check_data_parallel(f, settings):
                  (label, row, dp, big))
 
 
+def check_all_replicas(f, settings, D, R):
+    """--all-replicas: a lane per rank, rank device * R + replica the copy of its device's lane
+    (drawn as wide: the one-replica chart narrower by the labels' extra digits), and the same
+    summary as one replica's timeline."""
+    global checks
+    d = defs(settings)
+    narrower = len(str(D * R - 1)) - len(str(D - 1))
+    one = ppcc([f, "--timeline", "--width", str(80 - narrower)] + d)
+    every = ppcc([f, "--timeline", "--all-replicas"] + d)
+    if not one or not every:
+        return
+    checks += 1
+    lanes = lambda text, c: dict(re.findall(r"^%s(\d+) +(\|.*\|)$" % c, text, re.M))
+    dev, rank = lanes(one.stdout, "d"), lanes(every.stdout, "r")
+    want = {str(int(k) * R + r): v for k, v in dev.items() for r in range(R)}
+    if not dev or rank != want:
+        fail("%s: --all-replicas lanes %s, want each device's lane once a replica %s" % (f, rank, want))
+    summary = lambda text: re.sub(r"[rd]\d+ ", "", " ".join(text[text.find("bubble "):].split()))
+    if summary(every.stdout).replace(summary(one.stdout).split("peak memory:")[0], "", 1) == summary(every.stdout):
+        fail("%s: --all-replicas summary\n%s\nis not one replica's\n%s" % (f, every.stdout, one.stdout))
+
+
+check_all_replicas(sched("1f1b.pp"), ["data_parallel=2", "devices=2"], 2, 2)
+check_all_replicas(sched("gpipe.pp"), ["data_parallel=3", "model.batch=48"], 4, 3)
 check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=8", "model.batch=256", "zero=1"])
 check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=3", "model.batch=24", "microbatches=8", "zero=1", "memory.limit=0",
                                                   "schedule=interleaved", "virtual=2", "devices=4"])
