@@ -210,7 +210,7 @@ for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
     compile "$pp" "$tmp/shrunk-$pp.json" -D devices=2 -D layers=10 -D hidden=32 -D heads=2 -D seq=16 \
         -D ffn=64 -D vocab=256 -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 \
-        -D data_parallel=1 -D zero=0 && check "$pp shrunk" "$tmp/shrunk-$pp.json" # one replica: pprun's so far
+        -D data_parallel=1 -D zero=0 && check "$pp shrunk" "$tmp/shrunk-$pp.json" # one replica: the GPU runs no replicas yet
 done
 # Large enough that cuBLAS must run its TF32 GEMMs on tensor cores (2 micro-batches of 128
 # rows at hidden 256; the cases above multiply 4 to 8 rows, where cuBLAS may pick an FP32
