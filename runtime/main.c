@@ -351,14 +351,10 @@ static bool find_part(session *S)
                                           single_outputs(op), &S->gpu_count, S->diag);
     if (!S->be)
         return false;
-    if (S->plan->replicas > 1 && (S->multi || S->be != pr_backend_cpu())) { /* docs/pprun.md */
-        if (S->multi)
-            pp_error(S->diag, "rank %d of %d: the plan has %d replicas (data_parallel): pprun runs them in one "
-                              "process on the cpu backend so far, not one process a rank", S->boot.rank,
-                     S->boot.world, S->plan->replicas);
-        else
-            pp_error(S->diag, "the plan has %d replicas (data_parallel): pprun runs them on the cpu backend so "
-                              "far (--backend cpu), not on %s", S->plan->replicas, S->be->name);
+    if (S->plan->replicas > 1 && S->multi) { /* docs/pprun.md, "Data parallelism" */
+        pp_error(S->diag, "rank %d of %d: the plan has %d replicas (data_parallel): pprun runs them in one "
+                          "process so far, not one process a rank", S->boot.rank, S->boot.world,
+                 S->plan->replicas);
         return false;
     }
     if (S->multi && S->plan->devices != S->boot.world) {
@@ -460,7 +456,8 @@ static int connect_ranks(session *S)
         if (!S->has_loss)
             S->o.progress = NULL; /* the rank with the loss reports the steps */
     } else if (cuda) {
-        if (!(S->tr = pr_transport_local_create(S->plan->devices, err, sizeof err))) {
+        /* every rank of the world (each replica's devices) in this process */
+        if (!(S->tr = pr_transport_local_create(S->plan->devices * pp_plan_replicas(S->plan), err, sizeof err))) {
             pp_error(S->diag, "%s", err);
             rc = 1;
         }
@@ -609,7 +606,7 @@ int main(int argc, char **argv)
         rc = 1;
     } else if (plan.replicas > 1 && op.nproc > 0) { /* docs/pprun.md, "Data parallelism" */
         pp_error(&diag, "--nproc %ld: the plan has %d replicas (data_parallel): pprun runs them in one "
-                        "process on the cpu backend so far, not one process a rank", op.nproc, plan.replicas);
+                        "process so far, not one process a rank", op.nproc, plan.replicas);
         rc = 1;
     } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);

@@ -132,7 +132,7 @@ sed 's/"schedule": *"1f1b"/"schedule":"1f1b","async":"pipedream"/' "$tmp/f.json"
     fail "a pipedream plan with replicas"
 runs=$((runs + 1))
 "$pprun" "$tmp/f.json" --nproc 4 >"$tmp/out.txt" 2>&1
-[ $? = 1 ] && grep -qx "pprun: error: --nproc 4: the plan has 2 replicas (data_parallel): pprun runs them in one process on the cpu backend so far, not one process a rank" "$tmp/out.txt" ||
+[ $? = 1 ] && grep -qx "pprun: error: --nproc 4: the plan has 2 replicas (data_parallel): pprun runs them in one process so far, not one process a rank" "$tmp/out.txt" ||
     fail "--nproc with replicas"
 # the loader refuses a data-parallel plan ppcc would not write, naming the JSON path
 refused() { # SED-EXPRESSION EXPECTED-MESSAGE (after "pprun: error: FILE: ")
