@@ -23,15 +23,6 @@
 #include "clock.h"
 #include "replay_internal.h"
 
-const char *rank_name(const run *R, int q, char *buf, size_t size)
-{
-    if (R->replicas > 1)
-        snprintf(buf, size, "rank %d (device %d, replica %d)", q, q / R->replicas, q % R->replicas);
-    else
-        snprintf(buf, size, "device %d", q);
-    return buf;
-}
-
 /* The pieces of a stage's reduced vector: its layers' blocks (without the
  * alignment padding), then the tied copy on the last stage's device. */
 typedef struct segment {

@@ -172,7 +172,10 @@ void run_fail(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3))
  * when the backend has no room. */
 float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* "device 2 op 7 (F1.3)" into buf; returns buf. */
+/* Names rank q: "device 2" with one replica, "rank 5 (device 2, replica 1)". */
+const char *rank_name(const run *R, int q, char *buf, size_t size);
+/* "device 2 op 7 (F1.3)" into buf (with replicas "rank 5 (device 2,
+ * replica 1) op 7 (F1.3)"); returns buf. */
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size);
 /* params: room for the trained W and b (the dry run has none). */
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
@@ -234,8 +237,6 @@ void dp_update_shard(device_ctx *D, stage_state *st);
  * differs from the result (replica 0's, downloaded first); if so the run
  * fails, naming both (the replicas must end equal, bit for bit). */
 bool dp_differs(device_ctx *D, const stage_state *st, int l);
-/* Names rank q: "device 2" with one replica, "rank 5 (device 2, replica 1)". */
-const char *rank_name(const run *R, int q, char *buf, size_t size);
 
 /* pool_plan.c: pools[rank] = the activation buffers each device's list
  * takes, by size; bytes[rank] = everything its replay allocates from the

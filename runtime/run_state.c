@@ -50,6 +50,15 @@ float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, 
     return p;
 }
 
+const char *rank_name(const run *R, int q, char *buf, size_t size)
+{
+    if (R->replicas > 1)
+        snprintf(buf, size, "rank %d (device %d, replica %d)", q, q / R->replicas, q % R->replicas);
+    else
+        snprintf(buf, size, "device %d", q);
+    return buf;
+}
+
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
 {
     char name[64], who[64];
