@@ -7,7 +7,10 @@
  * r owns part r.  The reduce-scatter: every replica sends part q of its
  * gradients to replica q, and replica r adds the parts it receives into
  * its own part r, from replica 0 up, skipping itself.  The all-gather:
- * replica r sends its part r to every other, which copy it in place.  An
+ * replica r sends its part r to every other, which copy it in place.  Each
+ * phase's messages are posted as one group on a transport with groups
+ * (NCCL's run concurrently): the parts received are added only after it
+ * ends, from their own buffers (R - 1 parts).  An
  * allreduce "stage" is both (each replica ends with the whole sum); ZeRO-1
  * is a "shard" (the reduce-scatter: each replica updates only its part,
  * with optimizer state for that part alone) and after the update a
@@ -76,7 +79,7 @@ size_t dp_state_floats(const device_ctx *D, const stage_state *st)
 
 size_t dp_recv_floats(const device_ctx *D)
 {
-    size_t most = 0;
+    size_t most = 0; /* the largest part; R - 1 of them arrive in one group */
     if (D->R->replicas < 2)
         return 0;
     for (int s = 0; s < D->nst; s++)
@@ -85,7 +88,7 @@ size_t dp_recv_floats(const device_ctx *D)
             dp_shard(D, &D->st[s], r, &lo, &hi);
             most = hi - lo > most ? hi - lo : most;
         }
-    return most;
+    return most * (size_t)(D->R->replicas - 1);
 }
 
 /* Calls fn on each piece of [lo, hi) of the stage's vector: segment k,
@@ -119,6 +122,7 @@ typedef struct xfer {
     pr_tag tag;
     int peer; /* world rank */
     bool params;
+    size_t at; /* where the next received piece goes in D->dp_recv */
 } xfer;
 
 static int fail_transport(device_ctx *D, const xfer *x, int err, size_t n)
@@ -182,12 +186,36 @@ static int recv_from(device_ctx *D, const xfer *x, float *buf, size_t n)
     return 1;
 }
 
-static int recv_add_piece(device_ctx *D, const segment *s, size_t a, size_t n, void *arg)
+static int recv_part_piece(device_ctx *D, const segment *s, size_t a, size_t n, void *arg)
 {
-    if (recv_from(D, arg, D->dp_recv, n))
+    xfer *x = arg;
+    if (recv_from(D, x, D->dp_recv + x->at, n))
         return 1;
-    D->R->be->add(D->bc, s->G + a, D->dp_recv, n);
+    x->at += n;
     return 0;
+}
+
+static int add_part_piece(device_ctx *D, const segment *s, size_t a, size_t n, void *arg)
+{
+    xfer *x = arg;
+    D->R->be->add(D->bc, s->G + a, D->dp_recv + x->at, n);
+    x->at += n;
+    return 0;
+}
+
+/* A phase's start or end: the transport's group (a wait, as the replay's). */
+static int phase(device_ctx *D, int (*call)(pr_transport *, int))
+{
+    if (!call)
+        return 0;
+    atomic_store_explicit(&D->waiting, 1, memory_order_relaxed);
+    double since = pp_now();
+    int rc = call(D->R->tr, D->rank);
+    D->waited += pp_now() - since;
+    atomic_store_explicit(&D->waiting, 0, memory_order_relaxed);
+    if (rc)
+        run_fail(D->R, "%s", D->bc->err);
+    return rc;
 }
 
 static int recv_copy_piece(device_ctx *D, const segment *s, size_t a, size_t n, void *arg)
@@ -208,6 +236,8 @@ static int reduce_scatter(device_ctx *D, const stage_state *st, xfer *x)
 {
     int Rn = D->R->replicas, me = D->replica;
     size_t lo, hi;
+    if (phase(D, D->R->tr->ops->group_begin))
+        return 1;
     for (int q = 0; q < Rn; q++) {
         if (q == me)
             continue;
@@ -217,13 +247,20 @@ static int reduce_scatter(device_ctx *D, const stage_state *st, xfer *x)
             return 1;
     }
     dp_shard(D, st, me, &lo, &hi);
+    x->at = 0;
     for (int q = 0; q < Rn; q++) {
         if (q == me)
             continue;
         x->peer = pp_rank_of(D->dev, q, Rn);
-        if (each_piece(D, st, lo, hi, recv_add_piece, x))
+        if (each_piece(D, st, lo, hi, recv_part_piece, x))
             return 1;
     }
+    if (phase(D, D->R->tr->ops->group_end))
+        return 1;
+    x->at = 0; /* ascending replicas, the same order on every run */
+    for (int q = 0; q < Rn; q++)
+        if (q != me)
+            each_piece(D, st, lo, hi, add_part_piece, x);
     return 0;
 }
 
@@ -232,6 +269,8 @@ static int all_gather(device_ctx *D, const stage_state *st, xfer *x)
 {
     int Rn = D->R->replicas, me = D->replica;
     size_t lo, hi;
+    if (phase(D, D->R->tr->ops->group_begin))
+        return 1;
     dp_shard(D, st, me, &lo, &hi);
     for (int q = 0; q < Rn; q++) {
         if (q == me)
@@ -248,7 +287,7 @@ static int all_gather(device_ctx *D, const stage_state *st, xfer *x)
         if (each_piece(D, st, lo, hi, recv_copy_piece, x))
             return 1;
     }
-    return 0;
+    return phase(D, D->R->tr->ops->group_end);
 }
 
 int dp_reduce(device_ctx *D, int i, const pp_op *op, const pp_coll *g)

@@ -300,11 +300,11 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         return 1;
     }
     int replicas = pp_plan_replicas(p), world = p->devices * replicas;
-    /* docs/pprun.md, "Data parallelism": every rank in this process, on the
-     * in-process queues or the local GPU transport */
-    if (replicas > 1 && (o->one_rank || (o->transport && strcmp(o->transport->ops->name, "local") != 0))) {
-        pp_error(d, "pipeline.data_parallel: %d replicas run in one process so far (not on %s)", replicas,
-                 o->one_rank ? "one rank of a multi-process run" : o->transport->ops->name);
+    /* docs/pprun.md, "Data parallelism": every rank in this process (the
+     * transport carries world ranks) */
+    if (replicas > 1 && o->one_rank) {
+        pp_error(d, "pipeline.data_parallel: %d replicas run in one process so far, not one process a rank",
+                 replicas);
         return 1;
     }
     pool_shape *pools = pp_xcalloc((size_t)p->devices, sizeof *pools, "the pool sizes");

@@ -493,6 +493,47 @@ START_TEST(local_runs_replicas)
 }
 END_TEST
 
+/* Stage reductions under NCCL's group semantics: each phase's sends and
+ * receives run together at its group's end, no receive lands in a buffer
+ * a send of its group reads, and the run trains as single-device training
+ * (the 2 x 2 plan of local_runs_replicas). */
+START_TEST(groups_carry_replicas)
+{
+    pp_plan p;
+    pr_model m;
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pr_plan_load_text("dp.json", dp_plan, strlen(dp_plan), &td.diag, &p, &m) == 0, "%s",
+                  tu_diag_text(&td));
+    int world = p.devices * p.replicas;
+    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(world), .devices = world,
+                    .timeout = 10};
+    t.dev = calloc((size_t)world, sizeof *t.dev);
+    int steps = 2;
+    pr_run_opts o = {.steps = steps, .timeout = 10, .transport = &t.base};
+    pr_run_result r;
+    ck_assert_msg(pr_replay(&p, &m, &o, &r, &td.diag) == 0, "%s (%d recvs aliased a send of their group)",
+                  tu_diag_text(&td), t.aliased);
+    /* each rank a step: its 4 transfers' groups, and the 2 phases of its stage's reduction */
+    ck_assert_int_eq(t.groups, steps * world * (4 + 2));
+    size_t hh = (size_t)m.layers * m.hidden * m.hidden, hb = (size_t)m.layers * m.hidden;
+    float *W = malloc(hh * sizeof(float)), *b = malloc(hb * sizeof(float));
+    float *rW = malloc(hh * sizeof(float)), *rb = malloc(hb * sizeof(float));
+    double *loss = malloc((size_t)steps * sizeof(double));
+    pr_init_params(&m, W, b);
+    pr_reference_train(&m, steps, W, b, loss);
+    pr_mlp_unpack(&m, r.params, rW, rb);
+    double ew = pr_max_rel_err(rW, W, hh), eb = pr_max_rel_err(rb, b, hb);
+    ck_assert_msg(ew <= 1e-5 && eb <= 1e-5, "weights %g, biases %g", ew, eb);
+    pr_run_result_free(&r);
+    gr_destroy(&t.base);
+    tu_diag_close(&td);
+    pp_plan_free(&p);
+    pr_model_free(&m);
+    free(W), free(b), free(rW), free(rb), free(loss);
+}
+END_TEST
+
 static const char *const group_plans[] = {
     "1f1b-2x4", "gpipe-4x8", "interleaved-2x2x4", "same-device-2x4", "zb-2x4",
 };
@@ -556,6 +597,7 @@ int main(void)
     tcase_add_test(tc, local_runs_replicas);
     suite_add_tcase(s, tc);
     tc = tcase_create("groups");
+    tcase_add_test(tc, groups_carry_replicas);
     tcase_add_loop_test(tc, groups_never_alias_and_train_right, 0,
                         (int)(sizeof group_plans / sizeof *group_plans));
     suite_add_tcase(s, tc);
