@@ -426,27 +426,30 @@ static double gpt_loss_of(const pr_model *m, double sum)
 
 static int gpt_opt_state(const pr_model *m) { return m->gpt.optimizer == PR_ADAMW ? 2 : 0; }
 
-/* The first count floats of layer's block: SGD on all; AdamW tensor by
- * tensor, weight decay on matrices and embeddings only. */
-static void gpt_update(const pr_layer_env *e, int layer, float *P, float *G, float *S,
-                       size_t count)
+/* Floats [lo, hi) of layer's block: SGD on all; AdamW tensor by tensor
+ * (the part of each inside [lo, hi)), weight decay on matrices and
+ * embeddings only; S's moments start at lo. */
+static void gpt_update(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t lo,
+                       size_t hi)
 {
     const pr_model *m = e->m;
     if (m->gpt.optimizer == PR_SGD) {
-        e->be->sgd(e->c, P, G, (float)m->lr, count);
+        e->be->sgd(e->c, P + lo, G + lo, (float)m->lr, hi - lo);
         return;
     }
     pr_gpt_tensor t[PR_GPT_MAX_TENSORS];
     int n = pr_gpt_tensors(m, layer, t);
-    float *M = S, *Vs = S + count;
-    for (int i = 0; i < n && t[i].off < count; i++) {
-        size_t len = (size_t)t[i].rows * (size_t)(t[i].cols > 0 ? t[i].cols : 1);
-        if (t[i].off + len > count)
-            len = count - t[i].off;
-        pr_adamw a = {(float)m->lr, (float)m->gpt.beta1, (float)m->gpt.beta2, (float)m->gpt.eps,
+    float *M = S, *Vs = S + (hi - lo); /* from lo */
+    for (int i = 0; i < n && t[i].off < hi; i++) {
+        size_t a = t[i].off, b = a + (size_t)t[i].rows * (size_t)(t[i].cols > 0 ? t[i].cols : 1);
+        a = a > lo ? a : lo;
+        b = b < hi ? b : hi;
+        if (a >= b)
+            continue;
+        pr_adamw w = {(float)m->lr, (float)m->gpt.beta1, (float)m->gpt.beta2, (float)m->gpt.eps,
                       t[i].decay ? (float)m->gpt.weight_decay : 0.0f, e->updates_per_step,
                       e->update_index};
-        e->be->adamw(e->c, P + t[i].off, G + t[i].off, M + t[i].off, Vs + t[i].off, len, &a);
+        e->be->adamw(e->c, P + a, G + a, M + (a - lo), Vs + (a - lo), b - a, &w);
     }
 }
 

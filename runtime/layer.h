@@ -115,11 +115,13 @@ typedef struct pr_model_ops {
     /* The step's loss from the sum of the micro-batches' slots. */
     double (*loss_of)(const pr_model *m, double slot_sum);
     /* Optimizer state floats per parameter float (SGD: 0, AdamW: 2), and
-     * the update of the first count parameters of layer `layer`'s block:
-     * P, G (zeroed after), S (opt_state arrays of count floats, one after
-     * the other). */
+     * the update of floats [lo, hi) of layer `layer`'s block: P, G (zeroed
+     * after) the block's start, S opt_state arrays of hi - lo floats, one
+     * after the other (a whole block: lo 0; ZeRO-1 updates a replica's
+     * part, data_parallel.c). */
     int (*opt_state)(const pr_model *m);
-    void (*update)(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t count);
+    void (*update)(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t lo,
+                   size_t hi);
     /* Optional.  tied_floats: the floats at the start of the first layer's
      * block that the last layer reads too (env->tied_P: a tied embedding);
      * when another device holds the first layer, the last layer's device

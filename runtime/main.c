@@ -384,6 +384,12 @@ static bool find_part(session *S)
                           "(give --backend cpu)", op->link_latency > 0 ? "latency" : "bandwidth");
         return false;
     }
+    if (S->plan->replicas > 1 && S->multi) { /* docs/pprun.md, "Data parallelism" */
+        pp_error(S->diag, "rank %d of %d: the plan has %d replicas (data_parallel): pprun runs them in one "
+                          "process so far, not one process a rank", S->boot.rank, S->boot.world,
+                 S->plan->replicas);
+        return false;
+    }
     if (S->multi && S->plan->devices != S->boot.world) {
         pp_error(S->diag, "the plan has %d devices but the run has %d ranks", S->plan->devices,
                  S->boot.world);
@@ -492,7 +498,8 @@ static int connect_ranks(session *S)
         if (!S->has_loss)
             S->o.progress = NULL; /* the rank with the loss reports the steps */
     } else if (cuda) {
-        if (!(S->tr = pr_transport_local_create(S->plan->devices, err, sizeof err))) {
+        /* every rank of the world (each replica's devices) in this process */
+        if (!(S->tr = pr_transport_local_create(S->plan->devices * pp_plan_replicas(S->plan), err, sizeof err))) {
             pp_error(S->diag, "%s", err);
             rc = 1;
         }
@@ -638,6 +645,10 @@ int main(int argc, char **argv)
     if (pr_plan_load_file(op.plan_path, &diag, &plan, &model))
         return 1;
     if (pr_gpt_read_data(&model, &diag)) {
+        rc = 1;
+    } else if (plan.replicas > 1 && op.nproc > 0) { /* docs/pprun.md, "Data parallelism" */
+        pp_error(&diag, "--nproc %ld: the plan has %d replicas (data_parallel): pprun runs them in one "
+                        "process so far, not one process a rank", op.nproc, plan.replicas);
         rc = 1;
     } else if (op.nproc > 0) {
         rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);

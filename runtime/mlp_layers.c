@@ -104,9 +104,10 @@ static void mlp_scratch(const pr_model *m, int rows, size_t *gemm_floats, int *m
 
 static int mlp_opt_state(const pr_model *m) { return 0; }
 
-static void mlp_sgd(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t count)
+static void mlp_sgd(const pr_layer_env *e, int layer, float *P, float *G, float *S, size_t lo,
+                    size_t hi)
 {
-    e->be->sgd(e->c, P, G, (float)e->m->lr, count);
+    e->be->sgd(e->c, P + lo, G + lo, (float)e->m->lr, hi - lo);
 }
 
 const pr_model_ops pr_model_mlp = {

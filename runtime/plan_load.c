@@ -13,7 +13,10 @@
  * A gpt with tie = true whose first and last stage sit on two ranks holds
  * one "allreduce" "tied" on each of them, once a step between the last
  * compute op and the update (docs/plan-format.md); anything else about an
- * allreduce is refused here, before the verifier's deadlock proof.
+ * allreduce is refused here, before the verifier's deadlock proof.  A
+ * plan of data_parallel = R replicas (its rank grid, each list's ranks)
+ * adds each stage's reductions over its device's replicas, whose places
+ * the verifier checks.
  */
 #include <inttypes.h>
 #include <limits.h>
@@ -127,23 +130,71 @@ static int int_member(loader *L, pr_json j, const char *path, const char *key, d
     return int_value(L, j, path, key, lo, hi, range_msg, out);
 }
 
+/* pipeline.zero and pipeline.ranks of a plan of `replicas` (docs/plan-
+ * format.md, "Data parallelism"): with more than one, zero a boolean and
+ * ranks the grid, entry k [k / R, k mod R]; with one, neither (or zero
+ * false). */
+static int load_replicas(loader *L, pr_json zero, pr_json ranks, int replicas, pp_plan *plan)
+{
+    plan->replicas = replicas;
+    if (!optional(L, zero, "pipeline", "zero", PR_JSON_BOOL, "a boolean"))
+        return 1;
+    plan->zero = pr_json_true(zero);
+    if (replicas == 1) {
+        if (plan->zero)
+            FAIL(L, "pipeline.zero: true, but pipeline.data_parallel is 1: no replicas to shard over");
+        if (ranks.type != PR_JSON_NONE)
+            FAIL(L, "pipeline.ranks: a rank grid, but pipeline.data_parallel is 1 (the ranks are the devices)");
+        return 0;
+    }
+    if (zero.type == PR_JSON_NONE)
+        FAIL(L, "pipeline: missing field \"zero\" (data_parallel is %d)", replicas);
+    if (plan->async == PP_ASYNC_PIPEDREAM)
+        FAIL(L, "pipeline.data_parallel: %d replicas, but pipedream updates after every B: the replicas' sum "
+                "comes once a step", replicas);
+    if (!member(L, ranks, "pipeline", "ranks", PR_JSON_ARRAY, "an array"))
+        return 1;
+    long world = (long)plan->devices * replicas;
+    if (world > PP_MAX_RANKS)
+        FAIL(L, "pipeline.data_parallel: %d devices x %d replicas are %ld ranks, more than %d", plan->devices,
+             replicas, world, PP_MAX_RANKS);
+    if (pr_json_length(ranks) != world)
+        FAIL(L, "pipeline.ranks: %d entries, the world is %d devices x %d replicas = %ld ranks",
+             pr_json_length(ranks), plan->devices, replicas, world);
+    pr_json_iter it = pr_json_elements(ranks);
+    pr_json e;
+    for (int k = 0; pr_json_next(&it, &e); k++) {
+        char path[64];
+        snprintf(path, sizeof path, "pipeline.ranks[%d]", k);
+        pr_json_iter jt = pr_json_elements(e);
+        pr_json x;
+        long got[2] = {-1, -1};
+        int n = 0;
+        if (e.type != PR_JSON_ARRAY)
+            FAIL(L, "%s: expected an array [device, replica], got %s", path, type_name(e));
+        for (; pr_json_next(&jt, &x) && n < 3; n++)
+            if (n < 2 && int_value(L, x, path, NULL, 0, 1e9, NULL, &got[n]))
+                return 1;
+        if (n != 2 || got[0] != k / replicas || got[1] != k % replicas)
+            FAIL(L, "%s: must be [%d, %d]: rank = device x %d + replica", path, k / replicas, k % replicas,
+                 replicas);
+    }
+    return 0;
+}
+
 static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
 {
-    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, DP, MIRRORED, N };
+    enum { DEVICES, STAGES, MBS, SCHEDULE, PLACEMENT, SPLIT, ASYNC, VSYNC, DP, ZERO, RANKS, MIRRORED, N };
     static const char *const keys[N] = {"devices",   "stages",         "microbatches", "schedule",
                                         "placement", "split_backward", "async",        "vertical_sync",
-                                        "data_parallel", "mirrored"};
+                                        "data_parallel", "zero", "ranks", "mirrored"};
     pr_json v[N];
     pr_json_members(pl, keys, N, v);
     long devices, stages, mbs, replicas = 1;
-    /* docs/plan-format.md, "Data parallelism": absent = one replica, the
-     * one pprun runs so far (the replicas' runtime is not built yet) */
+    /* docs/plan-format.md, "Data parallelism": absent = one replica */
     if (v[DP].type != PR_JSON_NONE &&
         int_value(L, v[DP], "pipeline.data_parallel", NULL, 1, PP_MAX_REPLICAS, NULL, &replicas))
         return 1;
-    if (replicas > 1)
-        FAIL(L, "pipeline.data_parallel: %ld replicas: data parallelism is not in pprun yet (it runs one "
-             "replica of the pipeline; compile with data_parallel = 1)", replicas);
     if (int_member(L, v[DEVICES], "pipeline", "devices", 1, PP_MAX_DEVICES, NULL, &devices) ||
         int_member(L, v[STAGES], "pipeline", "stages", 1, PP_MAX_STAGES, NULL, &stages) ||
         int_member(L, v[MBS], "pipeline", "microbatches", 1, PP_MAX_MICROBATCHES, NULL, &mbs))
@@ -200,6 +251,19 @@ static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
     plan->vertical_sync = pr_json_true(v[VSYNC]);
     if (plan->vertical_sync && plan->async != PP_ASYNC_PIPEDREAM)
         FAIL(L, "pipeline.vertical_sync: true needs \"async\": \"pipedream\" (docs/async.md)");
+    return load_replicas(L, v[ZERO], v[RANKS], (int)replicas, plan);
+}
+
+/* The global batch splits into the replicas' shares, each into the
+ * micro-batches (docs/dsl.md, "Data parallelism"). */
+static int batch_split(loader *L, long batch, const pp_plan *plan)
+{
+    int R = pp_plan_replicas(plan);
+    if (R == 1 && batch % plan->microbatches != 0)
+        FAIL(L, "model.batch: %ld is not a multiple of pipeline.microbatches (%d)", batch, plan->microbatches);
+    if (R > 1 && batch % ((long)plan->microbatches * R) != 0)
+        FAIL(L, "model.batch: %ld is not a multiple of pipeline.data_parallel x pipeline.microbatches (%d x %d)",
+             batch, R, plan->microbatches);
     return 0;
 }
 
@@ -321,9 +385,8 @@ static int load_mlp(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
         int_member(L, v[BATCH], "model", "batch", 1, PP_MAX_BATCH, NULL, &batch) ||
         int_member(L, v[SEED], "model", "seed", 0, PP_MAX_SEED, NULL, &seed))
         return 1;
-    if (batch % plan->microbatches != 0)
-        FAIL(L, "model.batch: %ld is not a multiple of pipeline.microbatches (%d)", batch,
-             plan->microbatches);
+    if (batch_split(L, batch, plan))
+        return 1;
     if (!member(L, v[OPTIMIZER], "model", "optimizer", PR_JSON_STRING, "a string") ||
         !member(L, v[LR], "model", "lr", PR_JSON_NUMBER, "a number"))
         return 1;
@@ -426,8 +489,8 @@ static int load_gpt(loader *L, pr_json mo, const pp_plan *plan, pr_model *m)
         return 1;
     if (hidden % heads != 0)
         FAIL(L, "model.heads: %ld does not divide model.hidden (%ld)", heads, hidden);
-    if (batch % plan->microbatches != 0)
-        FAIL(L, "model.batch: %ld is not a multiple of pipeline.microbatches (%d)", batch, plan->microbatches);
+    if (batch_split(L, batch, plan))
+        return 1;
     if (!member(L, v[TIE], "model", "tie", PR_JSON_BOOL, "a boolean"))
         return 1;
     if (int_member(L, v[EMBEDDING], "model", "embedding_stage", 0, plan->stages - 1, "is not a stage", &embedding) ||
@@ -545,9 +608,52 @@ static const char *op_path(char *buf, int r, int i)
     return buf;
 }
 
-/* An allreduce (docs/plan-format.md): "what" "tied", "ranks" the sorted
- * pair of ranks of the first and the last stage, on one of them, in a gpt
- * with tie = true; op->peer its group in plan->coll. */
+/* A reduction over the replicas of device `rank` (docs/plan-format.md,
+ * "Data parallelism"): "stage" one of the device's stages, "device" the
+ * device, "ranks" its replicas' world ranks; op->peer its group, op->stage
+ * the stage.  Where it stands in the list is the verifier's to check. */
+static int load_stage_reduction(loader *L, int kind, pr_json stage, pr_json device, pr_json ranks,
+                                const char *path, pp_plan *plan, int rank, pp_op *op)
+{
+    int R = pp_plan_replicas(plan);
+    const char *name = pp_coll_what_name(kind);
+    if (R == 1)
+        FAIL(L, "%s: an allreduce %s, but pipeline.data_parallel is 1: no replicas to reduce over", path, name);
+    if ((kind == PP_COLL_STAGE) == plan->zero)
+        FAIL(L, "%s.what: \"%s\", but pipeline.zero is %s (%s)", path, name, plan->zero ? "true" : "false",
+             plan->zero ? "ZeRO-1 reduces by shard and gather" : "only ZeRO-1 shards and gathers");
+    long s, dv;
+    if (int_member(L, stage, path, "stage", 0, plan->stages - 1, "is not a stage", &s) ||
+        int_member(L, device, path, "device", 0, plan->devices - 1, "is not a device", &dv))
+        return 1;
+    if (dv != rank)
+        FAIL(L, "%s.device: %ld, but the op is in device %d's list", path, dv, rank);
+    if (plan->placement[s] != rank)
+        FAIL(L, "%s.stage: %ld is held by device %d, not device %d", path, s, plan->placement[s], rank);
+    if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
+        return 1;
+    bool ok = pr_json_length(ranks) == R;
+    pr_json_iter it = pr_json_elements(ranks);
+    pr_json e;
+    for (int k = 0; ok && pr_json_next(&it, &e); k++) {
+        char rp[96];
+        long r;
+        snprintf(rp, sizeof rp, "%s.ranks[%d]", path, k);
+        if (int_value(L, e, rp, NULL, 0, 1e9, NULL, &r))
+            return 1;
+        ok = r == pp_rank_of(rank, k, R);
+    }
+    if (!ok)
+        FAIL(L, "%s.ranks: must be [%d .. %d], the ranks of device %d's %d replicas", path, pp_rank_of(rank, 0, R),
+             pp_rank_of(rank, R - 1, R), rank, R);
+    int c = pp_plan_coll_stage(plan, kind, (int)s, &rank, 1, 0);
+    if (c < 0)
+        pp_out_of_memory(0, "a plan's collective groups");
+    op->peer = c;
+    op->stage = (int)s;
+    return 0;
+}
+
 /* The sorted ranks of an allreduce: pair[2] or the ranks field's error. */
 static int load_pair(loader *L, pr_json ranks, const char *path, const pp_plan *plan, const int pair[2],
                      const char *what, const char *whose)
@@ -602,18 +708,24 @@ static int load_mirror(loader *L, pr_json stage, pr_json ranks, const char *path
     return 0;
 }
 
-static int load_allreduce(loader *L, pr_json what, pr_json ranks, pr_json stage, const char *path, pp_plan *plan,
-                          const pr_model *m, int rank, pp_op *op)
+/* An allreduce (docs/plan-format.md): "what" "tied" ("ranks" the sorted
+ * pair of ranks of the first and the last stage, on one of them, in a gpt
+ * with tie = true), "mirror" or a reduction over replicas; op->peer its
+ * group in plan->coll. */
+static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *path, pp_plan *plan,
+                          const pr_model *m, int rank, pp_op *op, pr_json stage, pr_json device)
 {
     if (!member(L, what, path, "what", PR_JSON_STRING, "a string"))
         return 1;
     char name[16];
     int kind = name_of(what, name, sizeof name) ? pp_coll_what_from_name(name) : -1;
+    if (kind < 0)
+        FAIL(L, "%s.what: unknown collective \"%s\" (this pprun knows \"tied\", \"stage\", \"shard\", "
+                "\"gather\" and \"mirror\")", path, show(what).s);
     if (kind == PP_COLL_MIRROR)
         return load_mirror(L, stage, ranks, path, plan, rank, op);
     if (kind != PP_COLL_TIED)
-        FAIL(L, "%s.what: unknown collective \"%s\" (this pprun knows \"tied\" and \"mirror\")", path,
-             show(what).s);
+        return load_stage_reduction(L, kind, stage, device, ranks, path, plan, rank, op);
     if (m->kind != PR_MODEL_GPT || !m->gpt.tie)
         FAIL(L, "%s: an allreduce tied, but %s: no weights are tied", path,
              m->kind != PR_MODEL_GPT ? "model.kind is not \"gpt\"" : "model.tie is false");
@@ -640,8 +752,8 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp
 {
     if (jo.type != PR_JSON_OBJECT)
         FAIL(L, "%s: expected an object, got %s", path, type_name(jo));
-    enum { OP, STAGE, MB, KIND, PEER, GROUP, WHAT, RANKS, N };
-    static const char *const keys[N] = {"op", "stage", "mb", "kind", "peer", "group", "what", "ranks"};
+    enum { OP, STAGE, MB, KIND, PEER, GROUP, WHAT, RANKS, DEVICE, N };
+    static const char *const keys[N] = {"op", "stage", "mb", "kind", "peer", "group", "what", "ranks", "device"};
     pr_json v[N];
     it->cur_end = pr_json_members(jo, keys, N, v);
     if (!member(L, v[OP], path, "op", PR_JSON_STRING, "a string"))
@@ -664,7 +776,7 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp
         return 0;
     }
     if (kind == PP_OP_ALLREDUCE)
-        return load_allreduce(L, v[WHAT], v[RANKS], v[STAGE], path, plan, m, rank, op);
+        return load_allreduce(L, v[WHAT], v[RANKS], path, plan, m, rank, op, v[STAGE], v[DEVICE]);
     long stage, mb;
     if (int_member(L, v[STAGE], path, "stage", 0, plan->stages - 1, "is not a stage", &stage) ||
         int_member(L, v[MB], path, "mb", 0, plan->microbatches - 1, "is not a micro-batch", &mb))
@@ -814,9 +926,8 @@ static int load_list(loader *L, pr_json ops, const char *path, pp_plan *plan, co
         pp_op op;
         if (load_op(L, &it, jo, op_path(op_at, r, i), plan, m, r, &op))
             return 1;
-        const pp_coll *c = pp_plan_op_coll(plan, &op);
-        if (c && c->what == PP_COLL_MIRROR) {
-            /* its rules (once per stage, after the compute) are the verifier's */
+        const pp_coll *coll = pp_plan_op_coll(plan, &op);
+        if (coll && coll->what != PP_COLL_TIED) { /* mirror, or over replicas: the verifier checks its place */
         } else if (op.kind == PP_OP_ALLREDUCE) {
             if (tied_at >= 0)
                 FAIL(L, "%s: a second allreduce tied (the first is %s): one a step", op_path(op_at, r, i),
@@ -856,6 +967,33 @@ static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, con
     int rc = load_list(L, ops, path, plan, m, r, total, &groups);
     free(groups.slot);
     return rc;
+/* devices[r].ranks: with replicas, the world ranks that run the list,
+ * r x R .. r x R + R - 1; without, absent. */
+static int load_list_ranks(loader *L, pr_json ranks, const char *path, const pp_plan *plan, int r)
+{
+    int R = pp_plan_replicas(plan);
+    if (R == 1) {
+        if (ranks.type != PR_JSON_NONE)
+            FAIL(L, "%s.ranks: present, but pipeline.data_parallel is 1 (rank is the device)", path);
+        return 0;
+    }
+    if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
+        return 1;
+    bool ok = pr_json_length(ranks) == R;
+    pr_json_iter it = pr_json_elements(ranks);
+    pr_json e;
+    for (int k = 0; ok && pr_json_next(&it, &e); k++) {
+        char rp[64];
+        long q;
+        snprintf(rp, sizeof rp, "%s.ranks[%d]", path, k);
+        if (int_value(L, e, rp, NULL, 0, 1e9, NULL, &q))
+            return 1;
+        ok = q == pp_rank_of(r, k, R);
+    }
+    if (!ok)
+        FAIL(L, "%s.ranks: must be [%d .. %d], the ranks of device %d's %d replicas", path, pp_rank_of(r, 0, R),
+             pp_rank_of(r, R - 1, R), r, R);
+    return 0;
 }
 
 static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *m)
@@ -873,8 +1011,8 @@ static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *
         snprintf(path, sizeof path, "devices[%d]", r);
         if (dj.type != PR_JSON_OBJECT)
             FAIL(L, "%s: expected an object, got %s", path, type_name(dj));
-        enum { RANK, STAGES, OPS, N };
-        static const char *const keys[N] = {"rank", "stages", "ops"};
+        enum { RANK, STAGES, OPS, RANKS, N };
+        static const char *const keys[N] = {"rank", "stages", "ops", "ranks"};
         pr_json v[N];
         pr_json_members(dj, keys, N, v);
         long rank;
@@ -882,6 +1020,8 @@ static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *
             return 1;
         if (rank != r)
             FAIL(L, "%s.rank: %ld, expected %d (devices are listed in rank order)", path, rank, r);
+        if (load_list_ranks(L, v[RANKS], path, plan, r))
+            return 1;
         if (load_stages(L, v[STAGES], path, plan, r) || load_ops(L, v[OPS], path, plan, m, r, &total))
             return 1;
     }

@@ -56,20 +56,21 @@ int pool_sizes(const pp_plan *p, const pr_model *m, pool_shape *pools, double *b
     R.dry = true;
     R.step_lo = 0;
     R.step_hi = 1;
-    R.loss_sq = pp_xcalloc((size_t)p->microbatches, sizeof(double), "the pool sizing's losses");
-    R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the pool sizing's devices");
-    for (int rank = 0; rank < p->devices && !atomic_load(&R.failed); rank++) {
+    R.loss_sq = pp_xcalloc((size_t)p->microbatches * R.replicas, sizeof(double), "the pool sizing's losses");
+    R.dev = pp_xcalloc((size_t)p->devices * R.replicas, sizeof *R.dev, "the pool sizing's devices");
+    for (int dv = 0; dv < p->devices && !atomic_load(&R.failed); dv++) {
+        int rank = pp_rank_of(dv, 0, R.replicas); /* replica 0's: every replica's is the same */
         device_ctx *D = &R.dev[rank];
         R.first = R.last = rank;
         if (device_setup(&R, D, rank, NULL) == 0)
             device_main(D);
-        pool_shape *ps = &pools[rank];
+        pool_shape *ps = &pools[dv];
         ps->n = D->npool;
         for (int q = 0; q < D->npool; q++) {
             ps->floats[q] = D->pool[q].floats;
             ps->count[q] = D->pool[q].taken;
         }
-        bytes[rank] = D->bc ? ((dry_ctx *)D->bc)->bytes : 0;
+        bytes[dv] = D->bc ? ((dry_ctx *)D->bc)->bytes : 0;
         device_teardown(&R, D);
     }
     int rc = 0;

@@ -157,10 +157,9 @@ static act_set *set_of(device_ctx *D, int stage, int mb)
 
 #define OP_FAIL(D, i, ...)                                                                      \
     do {                                                                                        \
-        char name_[64], msg_[400];                                                              \
+        char place_[128], msg_[400];                                                            \
         snprintf(msg_, sizeof msg_, __VA_ARGS__);                                               \
-        run_fail((D)->R, "device %d op %d (%s): %s", (D)->rank, (i),                            \
-                 pp_op_format(&(D)->R->p->dev[(D)->rank].ops[(i)], name_, sizeof name_), msg_); \
+        run_fail((D)->R, "%s: %s", op_place((D)->R, (D)->rank, (i), place_, sizeof place_), msg_); \
         return 1;                                                                               \
     } while (0)
 
@@ -179,22 +178,23 @@ static void hold(device_ctx *D, const pp_op *op, bool recomputes)
         D->peak_full = D->mem.full;
 }
 
-/* The device a wait on `peer` is held up by: following receives from
- * device to device (within this process), the first one inside another
- * op.  -1 when the chain leaves the process, loops, or reaches a device
- * between ops (it is moving). */
+/* The rank a wait on rank `peer` is held up by: following receives from
+ * rank to rank (within this process, each within its replica), the first
+ * one inside another op.  -1 when the chain leaves the process, loops, or
+ * reaches a rank between ops (it is moving). */
 static int held_up_by(const run *R, int peer)
 {
     for (int hops = 0; hops <= R->last - R->first; hops++) {
         if (peer < R->first || peer > R->last)
             return -1;
-        int i = atomic_load(&R->dev[peer].cur_op);
+        const device_ctx *P = &R->dev[peer];
+        int i = atomic_load(&P->cur_op);
         if (i < 0)
             return -1;
-        const pp_op *op = &R->p->dev[peer].ops[i];
+        const pp_op *op = &R->p->dev[P->dev].ops[i];
         if (op->kind != PP_OP_RECV)
             return peer;
-        peer = op->peer;
+        peer = peer_rank(P, op->peer);
     }
     return -1;
 }
@@ -231,8 +231,8 @@ static int fail_held_up(device_ctx *D, int i, const int *late, int nlate, const 
                                     k ? ", " : "", op_place(R, q, j, place, sizeof place),
                                     k ? "" : " has not returned", age);
         else /* it moved on meanwhile */
-            len += (size_t)snprintf(stuck + len, sizeof stuck - len, "%sdevice %d %s %.2f s",
-                                    k ? ", " : "", q,
+            len += (size_t)snprintf(stuck + len, sizeof stuck - len, "%s%s %s %.2f s",
+                                    k ? ", " : "", rank_name(R, q, place, sizeof place),
                                     k ? "between two ops for" : "has not begun its next op after", age);
     }
     run_fail(R, "%s: %s waited %g s for %s%s (timeout)", stuck,
@@ -255,7 +255,7 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
         if (!(x = pool_get(D, R->slot)))
             return 1; /* the run failed, naming the buffer */
         if (!R->dry)
-            R->m->ops->input(&D->env, op->mb * R->rows, R->rows, x);
+            R->m->ops->input(&D->env, D->row0 + op->mb * R->rows, R->rows, x);
     } else if (!x) {
         OP_FAIL(D, i, "no input activation (missing recv or F of stage %d)", op->stage - 1);
     }
@@ -312,7 +312,7 @@ static int do_forward(device_ctx *D, int i, const pp_op *op, int step)
             return 1;
         }
         if (!R->dry)
-            R->m->ops->loss(&D->env, op->mb * R->rows, R->rows, x, D->loss_scratch, dy, op->mb);
+            R->m->ops->loss(&D->env, D->row0 + op->mb * R->rows, R->rows, x, D->loss_scratch, dy, op->mb);
         pool_put(D, nout, x);
         pool_put(D, nout, a->in_grad);
         a->in_grad = dy;
@@ -454,7 +454,7 @@ static int do_send(device_ctx *D, int i, const pp_op *op)
     if (!*box)
         OP_FAIL(D, i, "nothing to send (its %s has not run)", op->comm == PP_COMM_ACT ? "F" : "B");
     pr_tag tag = {op->comm, op->stage, op->mb};
-    int err = D->R->dry ? 0 : D->R->tr->ops->send(D->R->tr, D->rank, op->peer, tag, *box, D->R->slot);
+    int err = D->R->dry ? 0 : D->R->tr->ops->send(D->R->tr, D->rank, peer_rank(D, op->peer), tag, *box, D->R->slot);
     if (err == ENOMEM) {
         char size[32];
         OP_FAIL(D, i, "out of memory: the %s transport cannot buffer the message (%s)",
@@ -490,7 +490,7 @@ static int recv_into(device_ctx *D, int i, const pp_op *op, float *buf, int *fai
     *failed = 1;
     if (!R->dry) {
         double w = wait_begin(D);
-        rc = R->tr->ops->recv(R->tr, D->rank, op->peer, want, buf, R->slot, R->o->timeout, &got);
+        rc = R->tr->ops->recv(R->tr, D->rank, peer_rank(D, op->peer), want, buf, R->slot, R->o->timeout, &got);
         wait_end(D, w);
     }
     if (rc == PR_RECV_OK) {
@@ -502,12 +502,14 @@ static int recv_into(device_ctx *D, int i, const pp_op *op, float *buf, int *fai
     if (rc == PR_RECV_ERROR)
         return 0; /* the caller reports the context's error */
     if (rc == PR_RECV_TIMEOUT) {
-        int late = held_up_by(R, op->peer);
+        int late = held_up_by(R, peer_rank(D, op->peer));
         if (late >= 0)
             return fail_held_up(D, i, &late, 1, "");
-        OP_FAIL(D, i, "nothing arrived from device %d within %g s (timeout)", op->peer, R->o->timeout);
+        OP_FAIL(D, i, "nothing arrived from %s within %g s (timeout)",
+                rank_name(R, peer_rank(D, op->peer), (char[64]){0}, 64), R->o->timeout);
     }
-    OP_FAIL(D, i, "device %d sent %s %d.%d instead", op->peer, pp_comm_name(got.comm), got.stage, got.mb);
+    OP_FAIL(D, i, "%s sent %s %d.%d instead", rank_name(R, peer_rank(D, op->peer), (char[64]){0}, 64),
+            pp_comm_name(got.comm), got.stage, got.mb);
 }
 
 static int do_recv(device_ctx *D, int i, const pp_op *op)
@@ -535,7 +537,7 @@ static int receive_through(device_ctx *D, int upto, int step)
     run *R = D->R;
     if (R->tr->ops->recv_posts)
         return 0;
-    const pp_device *dv = &R->p->dev[D->rank];
+    const pp_device *dv = &R->p->dev[D->dev];
     int outer = atomic_load(&D->cur_op);
     for (; D->lane_recvd <= upto && D->lane_recvd < D->lane_n; D->lane_recvd++) {
         int g = D->lane[D->lane_recvd];
@@ -562,7 +564,7 @@ static int exec_op(device_ctx *D, int i, int step);
 static int post_group(device_ctx *D, int i, int j, int step)
 {
     run *R = D->R;
-    const pp_device *dv = &R->p->dev[D->rank];
+    const pp_device *dv = &R->p->dev[D->dev];
     const pr_transport_ops *t = R->tr->ops;
     D->bc->op = &dv->ops[i];
     if (!R->dry && t->lane_begin && t->lane_begin(R->tr, D->rank)) {
@@ -591,7 +593,7 @@ static int post_group(device_ctx *D, int i, int j, int step)
         if (!(D->posted[q] = pool_get(D, R->slot)))
             return 1; /* the run failed, naming the buffer */
         if (!R->dry && !t->recv_posts && t->recv_post)
-            t->recv_post(R->tr, D->rank, op->peer);
+            t->recv_post(R->tr, D->rank, peer_rank(D, op->peer));
         if (t->recv_posts && !R->dry) {
             int failed, rc = recv_into(D, q, op, D->posted[q], &failed);
             if (failed)
@@ -614,7 +616,7 @@ static int post_group(device_ctx *D, int i, int j, int step)
 static int do_wait(device_ctx *D, int i, int step)
 {
     run *R = D->R;
-    const pp_device *dv = &R->p->dev[D->rank];
+    const pp_device *dv = &R->p->dev[D->dev];
     int first = D->pair[i];
     if (first < 0 || D->lane_at[first] < 0)
         OP_FAIL(D, i, "its group was not posted before it");
@@ -654,6 +656,8 @@ static int do_allreduce(device_ctx *D, int i, const pp_op *op)
 {
     run *R = D->R;
     const pp_coll *g = &R->p->coll[op->peer];
+    if (pp_coll_over_replicas(g)) /* a stage's, over the device's replicas */
+        return dp_reduce(D, i, op, g);
     float *G, *recv;
     size_t n;
     if (g->what == PP_COLL_MIRROR && g->nranks == 2 && R->p->mirrored && mirror_stage(D, op->stage) &&
@@ -671,7 +675,7 @@ static int do_allreduce(device_ctx *D, int i, const pp_op *op)
     }
     if (R->dry)
         return 0;
-    int peer = g->ranks[0] == D->rank ? g->ranks[1] : g->ranks[0];
+    int peer = peer_rank(D, g->ranks[0] == D->dev ? g->ranks[1] : g->ranks[0]);
     /* a group's k-th collectives on its two members are one: the stage
      * tells a mirrored group's (two a step) apart */
     pr_tag tag = {PR_TAG_COLLECTIVE, op->peer, op->stage}, got = {0, 0, 0};
@@ -702,10 +706,11 @@ static int do_allreduce(device_ctx *D, int i, const pp_op *op)
         int late = held_up_by(R, peer);
         if (late >= 0)
             return fail_held_up(D, i, &late, 1, "");
-        OP_FAIL(D, i, "device %d did not post its allreduce within %g s (timeout)", peer, R->o->timeout);
+        OP_FAIL(D, i, "%s did not post its allreduce within %g s (timeout)",
+                rank_name(R, peer, (char[64]){0}, 64), R->o->timeout);
     }
     if (rc != PR_RECV_OK)
-        OP_FAIL(D, i, "device %d sent %s %d.%d instead of its allreduce", peer,
+        OP_FAIL(D, i, "%s sent %s %d.%d instead of its allreduce", rank_name(R, peer, (char[64]){0}, 64),
                 got.comm == PR_TAG_COLLECTIVE ? "another collective" : pp_comm_name(got.comm),
                 got.stage, got.mb);
     R->be->add(D->bc, G, recv, n);
@@ -724,13 +729,17 @@ static void do_update(device_ctx *D, int step)
     int opt = m->ops->opt_state(m);
     for (int s = 0; s < D->nst; s++) {
         stage_state *st = &D->st[s];
+        if (R->p->zero) { /* ZeRO-1: its replica's part, the tied copy's included */
+            dp_update_shard(D, st);
+            continue;
+        }
         for (int l = 0; l < st->k; l++)
             m->ops->update(&D->env, st->first_layer + l, st->P + st->off[l], st->G + st->off[l],
-                           st->S ? st->S + (size_t)opt * st->off[l] : NULL,
+                           st->S ? st->S + (size_t)opt * st->off[l] : NULL, 0,
                            pr_layer_param_count(m, st->first_layer + l));
     }
-    if (D->tied_P)
-        m->ops->update(&D->env, 0, D->tied_P, D->tied_G, D->tied_S, D->tied_n);
+    if (D->tied_P && !R->p->zero)
+        m->ops->update(&D->env, 0, D->tied_P, D->tied_G, D->tied_S, 0, D->tied_n);
     D->env.update_index = (D->env.update_index + 1) % D->updates_per_step;
 }
 
@@ -741,8 +750,9 @@ bool close_step(run *R, int step, char *why, size_t len)
 {
     double t = pp_now() - R->t0;
     double sq = 0;
-    for (int m = 0; m < R->p->microbatches; m++)
-        sq += R->loss_sq[(size_t)step * R->p->microbatches + m];
+    size_t per_step = (size_t)R->replicas * R->p->microbatches; /* every replica's micro-batches */
+    for (size_t m = 0; m < per_step; m++)
+        sq += R->loss_sq[(size_t)step * per_step + m];
     double loss = R->m->ops->loss_of(R->m, sq);
     R->res->loss[step] = loss;
     if (!isfinite(loss)) {
@@ -813,10 +823,11 @@ static int do_flush(device_ctx *D, int i, int step)
             R->be->read_loss(D->bc, mine, M);
             for (int mb = 0; mb < M; mb++)
                 if (D->local[pp_mb_last_stage(R->p, mb)] >= 0)
-                    R->loss_sq[(size_t)step * M + mb] = mine[mb];
+                    R->loss_sq[((size_t)step * R->replicas + D->replica) * M + mb] = mine[mb];
             free(mine);
         } else if (has_loss(D))
-            R->be->read_loss(D->bc, R->loss_sq + (size_t)step * R->p->microbatches,
+            R->be->read_loss(D->bc, R->loss_sq + ((size_t)step * R->replicas + D->replica) *
+                                                    R->p->microbatches,
                              R->p->microbatches);
         else
             R->be->sync(D->bc);
@@ -865,8 +876,8 @@ static int do_flush(device_ctx *D, int i, int step)
 
 static int exec_op(device_ctx *D, int i, int step)
 {
-    const pp_op *op = &D->R->p->dev[D->rank].ops[i];
-    size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->rank].n + i;
+    const pp_op *op = &D->R->p->dev[D->dev].ops[i];
+    size_t rec = (size_t)(D->R->o->record_all ? step : 0) * (size_t)D->R->p->dev[D->dev].n + i;
     D->start[rec] = pp_now() - D->R->t0;
     double waited = D->waited;
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
@@ -913,7 +924,7 @@ static int group_call(device_ctx *D, int (*call)(pr_transport *, int))
 static void device_loop(device_ctx *D)
 {
     run *R = D->R;
-    const pp_device *dv = &R->p->dev[D->rank];
+    const pp_device *dv = &R->p->dev[D->dev];
     for (int step = R->step_lo; step < R->step_hi; step++) {
         if (!R->dry && !D->bc->capturing) /* a graph gets its step at launch */
             R->be->set_step(D->bc, step);
@@ -1026,8 +1037,8 @@ static void stage_layout(run *R, device_ctx *D, stage_state *st, int s)
     st->stage = s;
     st->k = m->layers_per_stage[s];
     st->first_layer = m->first_layer[s];
-    for (int i = 0; i < p->dev[D->rank].n && !st->recompute; i++)
-        st->recompute = p->dev[D->rank].ops[i].kind == PP_OP_R && p->dev[D->rank].ops[i].stage == s;
+    for (int i = 0; i < p->dev[D->dev].n && !st->recompute; i++)
+        st->recompute = p->dev[D->dev].ops[i].kind == PP_OP_R && p->dev[D->dev].ops[i].stage == s;
     st->kind = pp_xcalloc((size_t)st->k, sizeof *st->kind, "the replay's layer table");
     st->off = pp_xcalloc((size_t)st->k + 1, sizeof *st->off, "the replay's layer table");
     for (int l = 0; l < st->k; l++) {
@@ -1095,9 +1106,9 @@ static size_t tied_recv_floats(const run *R, const device_ctx *D)
     const pr_model *m = R->m;
     if (!m->ops->tied_floats || (D->local[0] < 0 && !has_loss(D)))
         return 0;
-    for (int i = 0; i < R->p->dev[D->rank].n; i++) {
-        const pp_coll *c = pp_plan_op_coll(R->p, &R->p->dev[D->rank].ops[i]);
-        if (c && c->what == PP_COLL_TIED)
+    for (int i = 0; i < R->p->dev[D->dev].n; i++) {
+        const pp_coll *g = pp_plan_op_coll(R->p, &R->p->dev[D->dev].ops[i]);
+        if (g && g->what == PP_COLL_TIED)
             return m->ops->tied_floats(m);
     }
     return 0;
@@ -1121,11 +1132,13 @@ static size_t mirror_recv_floats(const run *R, const device_ctx *D)
 static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *pool)
 {
     const pr_model *m = R->m;
-    size_t n = 0, copies = 2 + (size_t)m->ops->opt_state(m) + (R->p->async == PP_ASYNC_2BW);
+    bool zero = R->p->zero; /* ZeRO-1: each stage's state is its replica's part's */
+    size_t opt = (size_t)m->ops->opt_state(m);
+    size_t n = 0, copies = 2 + (zero ? 0 : opt) + (R->p->async == PP_ASYNC_2BW);
     for (int s = 0; s < D->nst; s++)
-        n += copies * D->st[s].off[D->st[s].k];
-    n += (2 + (size_t)m->ops->opt_state(m)) * aligned(D->tied_n);
-    n += aligned(tied_recv_floats(R, D)) + aligned(mirror_recv_floats(R, D));
+        n += copies * D->st[s].off[D->st[s].k] + (zero && opt ? aligned(dp_state_floats(D, &D->st[s])) : 0);
+    n += (2 + (zero ? 0 : opt)) * aligned(D->tied_n);
+    n += aligned(tied_recv_floats(R, D)) + aligned(mirror_recv_floats(R, D)) + aligned(dp_recv_floats(D));
     n += aligned(work_floats(R, D)) + aligned(data_floats(R, D));
     if (has_loss(D))
         n += aligned(m->ops->loss_floats(m, R->rows));
@@ -1151,7 +1164,7 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
     if (D->tied_n) {
         if (!(D->tied_P = carve(D, cursor, D->tied_n, "the tied parameter's copy")) ||
             !(D->tied_G = carve(D, cursor, D->tied_n, "the tied parameter's gradient")) ||
-            (opt && !(D->tied_S = carve(D, cursor, D->tied_n * (size_t)opt, "the tied parameter's optimizer state"))))
+            (opt && !R->p->zero && !(D->tied_S = carve(D, cursor, D->tied_n * (size_t)opt, "the tied parameter's optimizer state"))))
             return 1;
         D->env.tied_P = D->tied_P;
         D->env.tied_G = D->tied_G;
@@ -1170,6 +1183,17 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
     size_t nm = mirror_recv_floats(R, D);
     if (nm && !(D->mirror_recv = carve(D, cursor, nm, "the other copy's gradients of a mirrored stage")))
         return 1;
+    D->dp_recv_n = dp_recv_floats(D);
+    if (D->dp_recv_n && !(D->dp_recv = carve(D, cursor, D->dp_recv_n, "a replica's received gradients")))
+        return 1;
+    for (int s = 0; s < D->nst && R->p->zero && opt; s++) { /* each stage's part's state */
+        stage_state *st = &D->st[s];
+        size_t ns = dp_state_floats(D, st);
+        if (!(st->S = carve(D, cursor, ns ? ns : 1, "the optimizer state of a stage's part")))
+            return 1;
+        if (!R->dry)
+            be->zero(D->bc, st->S, ns ? ns : 1);
+    }
     size_t w = work_floats(R, D), nd = data_floats(R, D);
     if (w && !(D->env.work = carve(D, cursor, w, "the layers' scratch")))
         return 1;
@@ -1195,7 +1219,7 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
  * one, earlier, and alone). */
 static void link_waits(device_ctx *D)
 {
-    const pp_device *dv = &D->R->p->dev[D->rank];
+    const pp_device *dv = &D->R->p->dev[D->dev];
     size_t n = dv->n > 0 ? (size_t)dv->n : 1;
     D->pair = pp_xcalloc(n, sizeof *D->pair, "the replay's wait table");
     D->lane = pp_xcalloc(n, sizeof *D->lane, "the replay's wait table");
@@ -1228,8 +1252,11 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     const pr_backend *be = R->be;
     D->R = R;
     D->rank = rank;
+    D->dev = rank / R->replicas;
+    D->replica = rank % R->replicas;
+    D->row0 = D->replica * (m->batch / R->replicas);
     pp_verify_opts mem = pr_model_memory(m);
-    D->mem = pp_mem_begin(&mem, rank); /* its static memory, held from the start */
+    D->mem = pp_mem_begin(&mem, D->dev); /* its static memory, held from the start */
     D->peak_mem = pp_mem_held(&D->mem, &mem);
     pr_backend_cfg cfg = {.devices = p->devices, .microbatches = p->microbatches,
                           .precision = R->o->precision,
@@ -1238,13 +1265,13 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     char err[400] = "";
     D->bc = be->open(rank, &cfg, err, sizeof err);
     if (!D->bc) {
-        run_fail(R, "device %d: the %s backend cannot start: %s", rank, be->name, err);
+        run_fail(R, "%s: the %s backend cannot start: %s", rank_name(R, rank, (char[64]){0}, 64), be->name, err);
         return 1;
     }
     D->bc->format_op = format_op;
     D->local = pp_xcalloc((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
-        D->local[s] = p->placement[s] == rank ? D->nst++ : -1;
+        D->local[s] = p->placement[s] == D->dev ? D->nst++ : -1;
     D->st = pp_xcalloc((size_t)D->nst, sizeof *D->st, "the replay's stage states");
     for (int s = 0; s < p->stages; s++)
         if (D->local[s] >= 0)
@@ -1254,12 +1281,12 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     D->tied_n = tied_copy_floats(R, D);
     link_waits(D);
     D->updates_per_step = 0;
-    for (int i = 0; i < p->dev[rank].n; i++)
-        D->updates_per_step += p->dev[rank].ops[i].kind == PP_OP_UPDATE;
+    for (int i = 0; i < p->dev[D->dev].n; i++)
+        D->updates_per_step += p->dev[D->dev].ops[i].kind == PP_OP_UPDATE;
     D->updates_per_step = D->updates_per_step ? D->updates_per_step : 1;
     D->env.updates_per_step = D->updates_per_step;
     if (!R->dry && !D->env.kernels) {
-        run_fail(R, "device %d: the %s backend has no kernels for model %s", rank, be->name,
+        run_fail(R, "%s: the %s backend has no kernels for model %s", rank_name(R, rank, (char[64]){0}, 64), be->name,
                  m->ops->name);
         return 1;
     }
@@ -1288,7 +1315,7 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
         if (!(st->G = carve(D, &cursor, n, what)))
             break;
         snprintf(what, sizeof what, "the optimizer state of stage %d", st->stage);
-        if (opt && !(st->S = carve(D, &cursor, n * (size_t)opt, what)))
+        if (opt && !p->zero && !(st->S = carve(D, &cursor, n * (size_t)opt, what)))
             break;
         snprintf(what, sizeof what, "the previous step's weights of stage %d", st->stage);
         if (p->async == PP_ASYNC_2BW && !(st->oldP = carve(D, &cursor, n, what)))
@@ -1304,7 +1331,7 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
             be->upload(D->bc, st->P + st->off[l], host, pr_layer_param_count(m, L));
         }
         be->zero(D->bc, st->G, n);
-        if (st->S)
+        if (st->S) /* ZeRO-1's (its part's) is set up with the shared buffers */
             be->zero(D->bc, st->S, n * (size_t)opt);
         versions_setup(D, st);
     }
@@ -1318,12 +1345,17 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
         for (int i = 0; c && i < pool->count[q]; i++)
             list_push(D, &c->free, &c->n, &c->cap, carve(D, &cursor, pool->floats[q], "the pool"));
     }
-    int n = p->dev[rank].n;
+    int n = p->dev[D->dev].n;
     size_t rec = (size_t)R->res->recorded_steps * (size_t)(n > 0 ? n : 1);
-    char what[64];
-    snprintf(what, sizeof what, "the op times of device %d", rank);
-    D->start = R->res->start[rank] = pp_xcalloc(rec, sizeof(double), what);
-    D->end = R->res->end[rank] = pp_xcalloc(rec, sizeof(double), what);
+    char what[96], who[64];
+    snprintf(what, sizeof what, "the op times of %s", rank_name(R, rank, who, sizeof who));
+    D->start = pp_xcalloc(rec, sizeof(double), what);
+    D->end = pp_xcalloc(rec, sizeof(double), what);
+    D->own_times = D->replica > 0; /* the result holds replica 0's (docs/pprun.md) */
+    if (!D->own_times) {
+        R->res->start[D->dev] = D->start;
+        R->res->end[D->dev] = D->end;
+    }
     if (atomic_load(&R->failed))
         return 1;
     if (D->bc->failed) {
@@ -1346,8 +1378,11 @@ void device_teardown(run *R, device_ctx *D)
         stage_state *st = &D->st[s];
         for (int l = 0; l < st->k && st->P && !R->dry && !atomic_load(&R->failed); l++) {
             int L = st->first_layer + l;
-            be->download(D->bc, R->res->params + m->param_off[L], st->P + st->off[l],
-                         pr_layer_param_count(m, L));
+            if (D->replica == 0)
+                be->download(D->bc, R->res->params + m->param_off[L], st->P + st->off[l],
+                             pr_layer_param_count(m, L));
+            else if (dp_differs(D, st, l))
+                break;
         }
         versions_teardown(D, st);
         free(st->kind);
@@ -1358,9 +1393,14 @@ void device_teardown(run *R, device_ctx *D)
     for (int q = 0; q < D->nextra; q++)
         be->release(D->bc, D->extra[q]);
     be->release(D->bc, D->arena);
-    R->res->peak_act[D->rank] = (int)D->peak_full;
-    R->res->peak_mem[D->rank] = D->peak_mem;
-    R->res->pool_misses[D->rank] = D->allocated;
+    if (D->own_times) {
+        free(D->start);
+        free(D->end);
+    } else { /* replica 0's stand for the device's (the replicas run one list) */
+        R->res->peak_act[D->dev] = (int)D->peak_full;
+        R->res->peak_mem[D->dev] = D->peak_mem;
+        R->res->pool_misses[D->dev] = D->allocated;
+    }
     if (D->bc->failed && !atomic_load(&R->failed))
         run_fail(R, "%s", D->bc->err);
     be->close(D->bc);
@@ -1388,11 +1428,12 @@ void run_open(run *R, const pp_plan *p, const pr_model *m, const pr_run_opts *o,
     R->o = o;
     R->be = be;
     R->tr = tr;
-    R->rows = m->batch / p->microbatches;
+    R->replicas = pp_plan_replicas(p);
+    R->rows = m->batch / (p->microbatches * R->replicas); /* docs/dsl.md, "Data parallelism" */
     R->slot = m->ops->slot_floats(m, R->rows);
     R->res = res;
     R->first = 0;
-    R->last = p->devices - 1;
+    R->last = p->devices * R->replicas - 1;
     R->vsync_ver = vsync_versions(p);
     pthread_mutex_init(&R->mu, NULL);
     pp_cond_init_monotonic(&R->cv);

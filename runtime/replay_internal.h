@@ -5,6 +5,9 @@
  *   weight_versions.c  which weights an op computes with, keeping old ones;
  *   replay.c           a device's replay of its list, and the harness a run
  *                      is made on (run_open, device_setup, device_main, ...);
+ *   data_parallel.c    a stage's reduction over its replicas (data_parallel
+ *                      = R: all-reduce, or ZeRO-1's reduce-scatter, sharded
+ *                      update and all-gather), called by replay.c's ops;
  *   pool_plan.c        the dry run on that harness that sizes the pools;
  *   run.c              pr_replay: sizing, the device threads, the watchdog,
  *                      the CUDA graph.
@@ -83,7 +86,9 @@ typedef struct run run;
 
 typedef struct device_ctx {
     run *R;
-    int rank;
+    int rank;         /* its world rank: pp_rank_of(dev, replica, R->replicas) */
+    int dev, replica; /* the pipeline device whose list it runs, and its replica */
+    int row0;         /* its replica's first row of the global batch (docs/dsl.md) */
     pr_bctx *bc;
     pr_layer_env env; /* what the model's layers compute with */
     stage_state *st;
@@ -115,6 +120,9 @@ typedef struct device_ctx {
     size_t tied_n;
     float *tied_recv; /* the other device's tied gradient, at an allreduce */
     float *mirror_recv; /* a mirrored plan: the other copy's gradients of a stage, at its allreduce */
+    float *dp_recv;   /* a replica's part of a stage's gradients, at a reduction */
+    size_t dp_recv_n;
+    bool own_times;   /* start/end are its own (a replica > 0), not the result's */
     int updates_per_step; /* update ops in its list */
     pp_mem_state mem; /* activations held now (activation_memory.c) */
     long peak_full;   /* the most sets held in full */
@@ -143,8 +151,9 @@ struct run {
     const pr_backend *be;
     pr_transport *tr;
     int rows;    /* per micro-batch */
+    int replicas; /* data_parallel (1: none): the world is p->devices x replicas ranks */
     size_t slot; /* floats of a tensor between stages (the model's slot_floats) */
-    double *loss_sq; /* [steps * microbatches]: sum (y - t)^2 of each micro-batch */
+    double *loss_sq; /* [steps * replicas * microbatches]: sum (y - t)^2 of each micro-batch */
     double t0;
     pr_run_result *res;
     device_ctx *dev;
@@ -157,7 +166,7 @@ struct run {
     bool reported;  /* it has been */
     int step_lo, step_hi; /* the device threads run steps [lo, hi) */
     bool dry;             /* counting pool buffers: no barrier at flush */
-    int first, last;      /* devices this process runs: [first, last] */
+    int first, last;      /* ranks this process runs: [first, last] */
     atomic_int failed;
     double failed_at;     /* pp_now() of the first failure (under mu) */
     char err[640];
@@ -175,7 +184,10 @@ void run_fail(run *R, const char *fmt, ...) __attribute__((format(printf, 2, 3))
  * when the backend has no room. */
 float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* "device 2 op 7 (F1.3)" into buf; returns buf. */
+/* Names rank q: "device 2" with one replica, "rank 5 (device 2, replica 1)". */
+const char *rank_name(const run *R, int q, char *buf, size_t size);
+/* "device 2 op 7 (F1.3)" into buf (with replicas "rank 5 (device 2,
+ * replica 1) op 7 (F1.3)"); returns buf. */
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size);
 /* params: room for the trained W and b (the dry run has none). */
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
@@ -207,6 +219,36 @@ void stash_release(device_ctx *D, stage_state *st, int ver);
 void keep_version(device_ctx *D, stage_state *st, int step);
 void versions_setup(device_ctx *D, stage_state *st);
 void versions_teardown(device_ctx *D, stage_state *st);
+
+/* The world rank of pipeline device dev in D's replica: whom D's ops'
+ * peers name (docs/plan-format.md, "Data parallelism"). */
+static inline int peer_rank(const device_ctx *D, int dev)
+{
+    return pp_rank_of(dev, D->replica, D->R->replicas);
+}
+
+/* data_parallel.c (docs/plan-format.md, "Data parallelism") */
+/* The floats of the stage's parameters and gradients a reduction covers:
+ * its layers' blocks, and the tied copy on the last stage's device. */
+size_t dp_stage_floats(const device_ctx *D, const stage_state *st);
+/* [lo, hi) of those: the part replica r updates under ZeRO-1. */
+void dp_shard(const device_ctx *D, const stage_state *st, int r, size_t *lo, size_t *hi);
+/* The floats of optimizer state a stage keeps: all of it, or under ZeRO-1
+ * its shard's (the tied copy's included on the last stage). */
+size_t dp_state_floats(const device_ctx *D, const stage_state *st);
+/* The receive buffer a device's reductions need (0: none). */
+size_t dp_recv_floats(const device_ctx *D);
+/* The op i, an allreduce of group g over the device's replicas: STAGE
+ * (all-reduce), SHARD (reduce-scatter) or GATHER (all-gather of the
+ * parameters).  Nonzero when it failed (R failed, naming it). */
+int dp_reduce(device_ctx *D, int i, const pp_op *op, const pp_coll *g);
+/* ZeRO-1's update of the stage: only this replica's shard, with its
+ * shard's optimizer state; the rest of the gradients is zeroed. */
+void dp_update_shard(device_ctx *D, stage_state *st);
+/* At the teardown of a replica above 0: whether layer l of the stage
+ * differs from the result (replica 0's, downloaded first); if so the run
+ * fails, naming both (the replicas must end equal, bit for bit). */
+bool dp_differs(device_ctx *D, const stage_state *st, int l);
 
 /* pool_plan.c: pools[rank] = the activation buffers each device's list
  * takes, by size; bytes[rank] = everything its replay allocates from the

@@ -228,7 +228,8 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
 {
     bool host_buffers = !o->backend || o->backend->device == PR_DEVICE_HOST;
     int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
-    double f = sizeof(float), rows = (double)(m->batch / p->microbatches);
+    int replicas = pp_plan_replicas(p); /* each runs every device's list: as many again */
+    double f = sizeof(float), rows = (double)(m->batch / (p->microbatches * replicas));
     double slot = (double)m->ops->slot_floats(m, (int)rows) * f, params = 0, acts = 0, other = 0;
     for (int l = 0; l < m->layers; l++) /* a layer's initial values, on the host */
         other = fmax(other, (double)pr_layer_param_count(m, l) * f);
@@ -257,6 +258,10 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
         other += (double)stack;
         results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
     }
+    params *= replicas;
+    acts *= replicas;
+    other = (other - o->output_bytes) * replicas + o->output_bytes;
+    results += (double)o->steps * p->microbatches * (replicas - 1) * sizeof(double);
     other += o->output_bytes;
     double need = params + acts + results + other;
     const char *limit;
@@ -294,6 +299,14 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
+    int replicas = pp_plan_replicas(p), world = p->devices * replicas;
+    /* docs/pprun.md, "Data parallelism": every rank in this process (the
+     * transport carries world ranks) */
+    if (replicas > 1 && o->one_rank) {
+        pp_error(d, "pipeline.data_parallel: %d replicas run in one process so far, not one process a rank",
+                 replicas);
+        return 1;
+    }
     pool_shape *pools = pp_xcalloc((size_t)p->devices, sizeof *pools, "the pool sizes");
     double *bytes = pp_xcalloc((size_t)p->devices, sizeof(double), "the pool sizes");
     int sized = pool_sizes(p, m, pools, bytes, d) == 0 && memory_fits(p, m, o, pools, bytes, d);
@@ -303,19 +316,19 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         return 1;
     }
     pr_transport *tr = o->transport ? o->transport
-                                   : pr_transport_threads_create(p->devices, &(pr_link){o->link_latency, o->link_bandwidth});
+                                   : pr_transport_threads_create(world, &(pr_link){o->link_latency, o->link_bandwidth});
     run R;
     run_open(&R, p, m, o, o->backend ? o->backend : pr_backend_cpu(), tr, r);
     R.first = o->one_rank ? o->rank : 0;
-    R.last = o->one_rank ? o->rank : p->devices - 1;
+    R.last = o->one_rank ? o->rank : world - 1;
     R.ignore_stash = pr_test_ignore_stash && pr_test_ignore_stash();
-    R.loss_sq = pp_xcalloc((size_t)o->steps * p->microbatches, sizeof(double),
+    R.loss_sq = pp_xcalloc((size_t)o->steps * replicas * p->microbatches, sizeof(double),
                            "the micro-batch losses");
     R.diag = d;
     result_alloc(r, p, m, o->steps, o->record_all, true);
-    R.dev = pp_xcalloc((size_t)p->devices, sizeof *R.dev, "the device states");
+    R.dev = pp_xcalloc((size_t)world, sizeof *R.dev, "the device states");
     for (int rank = R.first; rank <= R.last; rank++) {
-        pool_shape *ps = &pools[rank];
+        pool_shape ps_rank = pools[rank / replicas], *ps = &ps_rank; /* every replica's is its device's */
         int total = 0;
         for (int c = 0; c < ps->n; c++)
             total += ps->count[c];
@@ -326,7 +339,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
                 left -= ps->count[c];
             }
         }
-        r->pool_slots[rank] = total;
+        r->pool_slots[rank / replicas] = total;
         if (device_setup(&R, &R.dev[rank], rank, ps))
             break;
     }
@@ -341,7 +354,7 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
     if (!atomic_load(&R.failed)) {
         /* weight versions live in host-side bookkeeping a graph cannot replay */
         bool graph = o->graph && R.be->capture_begin && o->steps >= 2 && !o->record_all &&
-                     p->async == PP_ASYNC_NONE;
+                     p->async == PP_ASYNC_NONE && replicas == 1;
         if (graph)
             run_graph(&R);
         else

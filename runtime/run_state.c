@@ -42,18 +42,28 @@ float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, 
         va_start(ap, fmt);
         vsnprintf(what, sizeof what, fmt, ap);
         va_end(ap);
-        run_fail(R, "device %d: cannot allocate %s (%s): %s", D->rank, what,
+        char who[64];
+        run_fail(R, "%s: cannot allocate %s (%s): %s", rank_name(R, D->rank, who, sizeof who), what,
                  pr_format_bytes((double)count * sizeof(float), size, sizeof size),
                  D->bc->failed ? D->bc->err : "the backend has no room");
     }
     return p;
 }
 
+const char *rank_name(const run *R, int q, char *buf, size_t size)
+{
+    if (R->replicas > 1)
+        snprintf(buf, size, "rank %d (device %d, replica %d)", q, q / R->replicas, q % R->replicas);
+    else
+        snprintf(buf, size, "device %d", q);
+    return buf;
+}
+
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
 {
-    char name[64];
-    snprintf(buf, size, "device %d op %d (%s)", rank, i,
-             pp_op_format(&R->p->dev[rank].ops[i], name, sizeof name));
+    char name[64], who[64];
+    snprintf(buf, size, "%s op %d (%s)", rank_name(R, rank, who, sizeof who), i,
+             pp_plan_op_format(R->p, &R->p->dev[rank / R->replicas].ops[i], name, sizeof name));
     return buf;
 }
 

@@ -147,14 +147,14 @@ void versions_teardown(device_ctx *D, stage_state *st)
     run *R = D->R;
     for (int q = 0; q < st->nstash; q++)
         R->be->release(D->bc, st->stash[q].P);
-    if (R->res->weight_versions) {
-        int *wv = &R->res->weight_versions[D->rank];
+    if (R->res->weight_versions && D->replica == 0) { /* replica 0's stand for the device's */
+        int *wv = &R->res->weight_versions[D->dev];
         if (st->peak_versions > *wv)
             *wv = st->peak_versions;
         double params = 0;
         for (int l = 0; l < st->k; l++)
             params += (double)pr_layer_param_count(R->m, st->first_layer + l);
-        R->res->extra_weight_bytes[D->rank] += (double)(st->peak_versions - 1) * params * sizeof(float);
+        R->res->extra_weight_bytes[D->dev] += (double)(st->peak_versions - 1) * params * sizeof(float);
     }
     free(st->stash);
 }

@@ -205,12 +205,19 @@ for tie in 1 0; do
 done
 compile gpt.pp "$tmp/gpt-rc.json" "${gsmall[@]}" -D devices=4 -D recompute=always &&
     check "gpt 1f1b 4 devices recompute" "$tmp/gpt-rc.json"
+# two replicas of the pipeline, every rank on one GPU (docs/pprun.md, "Data parallelism"),
+# and the shipped 7B x 64-GPU decoder's ZeRO-1 at 2 x 2 ranks
+compile 1f1b.pp "$tmp/dp2.json" -D devices=2 -D data_parallel=2 -D hidden=8 -D batch=16 -D microbatches=4 &&
+    check "1f1b 2 devices x 2 replicas" "$tmp/dp2.json"
+compile decoder-7b-64gpu.pp "$tmp/dp2-zero.json" -D devices=2 -D data_parallel=2 -D layers=4 -D hidden=32 \
+    -D heads=2 -D seq=16 -D ffn=64 -D vocab=256 -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 &&
+    check "decoder-7b-64gpu 2 devices x 2 replicas (ZeRO-1)" "$tmp/dp2-zero.json"
 for f in "$src"/schedules/*.pp; do
     grep -q '^model gpt' "$f" || continue
     pp=$(basename "$f")
     compile "$pp" "$tmp/shrunk-$pp.json" -D devices=2 -D layers=10 -D hidden=32 -D heads=2 -D seq=16 \
         -D ffn=64 -D vocab=256 -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 \
-        -D data_parallel=1 -D zero=0 && check "$pp shrunk" "$tmp/shrunk-$pp.json" # one replica: pprun's so far
+        -D data_parallel=1 -D zero=0 && check "$pp shrunk" "$tmp/shrunk-$pp.json" # one replica (two: above)
 done
 # Large enough that cuBLAS must run its TF32 GEMMs on tensor cores (2 micro-batches of 128
 # rows at hidden 256; the cases above multiply 4 to 8 rows, where cuBLAS may pick an FP32

@@ -336,7 +336,7 @@ static const struct {
     const char *error; /* after "ppcc: error: " */
 } tied_changes[] = {
     {0, SET, "what", "\"bogus\"", "plan.json: devices[0].ops[8].what: unknown collective \"bogus\" (this pprun knows "
-                                 "\"tied\" and \"mirror\")"},
+                                 "\"tied\", \"stage\", \"shard\", \"gather\" and \"mirror\")"},
     {0, SET, "what", "\"mirror\"", "plan.json: devices[0].ops[8]: an allreduce mirror, but pipeline.mirrored is not "
                                  "true: no stage has a copy"},
     {0, SET, "what", "3", "plan.json: devices[0].ops[8].what: expected a string, got a number"},

@@ -62,14 +62,16 @@ for tie in 1 0; do
     check "balance [0,2,2,0] tie=$tie" -D devices=4 -D 'model.balance=[0,2,2,0]' -D tie=$tie
     check "sgd tie=$tie" -D devices=2 -D tie=$tie -D model.optimizer=sgd -D lr=0.1
 done
-# every shipped transformer, shrunk to a CPU's size in its own policy and shape (one
-# replica: pprun does not run data parallelism yet)
+# every shipped transformer, shrunk to a CPU's size in its own policy and shape (one with
+# replicas to two of them, with its zero setting)
 for f in "$src"/schedules/*.pp; do
     grep -q '^model gpt' "$f" || continue
     pp=$(basename "$f")
     runs=$((runs + 1))
+    dp=()
+    grep -q '^data_parallel' "$f" && dp=(-D data_parallel=2)
     if ! "$ppcc" "$f" -D devices=2 -D layers=10 -D hidden=32 -D heads=2 -D seq=16 -D ffn=64 -D vocab=256 \
-            -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 -D data_parallel=1 -D zero=0 \
+            -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 "${dp[@]}" \
             -o "$tmp/plan.json" >"$tmp/out.txt" 2>&1 ||
        ! "$pprun" "$tmp/plan.json" --steps 2 --check >"$tmp/out.txt" 2>&1; then
         fail "$pp shrunk"; continue

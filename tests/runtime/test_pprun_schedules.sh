@@ -61,16 +61,7 @@ if ! "$pprun" "$tmp/plan.json" --timeline >"$tmp/out.txt" 2>&1 || ! grep -q '^d0
    ! grep -q '^d3 |' "$tmp/out.txt"; then
     echo "FAIL: --timeline"; cat "$tmp/out.txt"; fails=$((fails + 1))
 fi
-# data parallelism is planned by ppcc but not run yet: refused before any
-# work (no step line, exit 1); a plan that spells data_parallel = 1 runs
-runs=$((runs + 1))
-"$ppcc" "$src/schedules/1f1b.pp" -D data_parallel=2 -o "$tmp/dp.json" >"$tmp/out.txt" 2>&1
-"$pprun" "$tmp/dp.json" --steps 2 --check >"$tmp/out.txt" 2>&1
-status=$?
-if [ $status != 1 ] || grep -q '^step' "$tmp/out.txt" ||
-    ! grep -qx "pprun: error: $tmp/dp.json: pipeline.data_parallel: 2 replicas: data parallelism is not in pprun yet (it runs one replica of the pipeline; compile with data_parallel = 1)" "$tmp/out.txt"; then
-    echo "FAIL: pprun on a data_parallel = 2 plan (exit $status)"; cat "$tmp/out.txt"; fails=$((fails + 1))
-fi
+# a plan that spells data_parallel = 1 runs as one without it (test_pprun_dp runs replicas)
 runs=$((runs + 1))
 "$ppcc" "$src/schedules/1f1b.pp" -o "$tmp/one.json" >"$tmp/out.txt" 2>&1
 sed 's/"split_backward":false/"split_backward":false,"data_parallel":1/' "$tmp/one.json" >"$tmp/dp1.json"

@@ -420,6 +420,120 @@ static const pr_transport_ops grouped_ops = {
     .group_end = gr_group_end,
 };
 
+/* Two replicas of a 2-device GPipe (docs/plan-format.md, "Data
+ * parallelism"), written by hand: every rank on the local transport. */
+static const char dp_plan[] =
+    "{\"format\": \"ppcc-plan\", \"version\": 1,"
+    " \"pipeline\": {\"schedule\": \"gpipe\", \"devices\": 2, \"stages\": 2, \"microbatches\": 2,"
+    "  \"placement\": [0, 1], \"split_backward\": false, \"data_parallel\": 2, \"zero\": false,"
+    "  \"ranks\": [[0, 0], [0, 1], [1, 0], [1, 1]]},"
+    " \"model\": {\"kind\": \"mlp\", \"layers\": 4, \"hidden\": 16, \"batch\": 8, \"layers_per_stage\": [2, 2],"
+    "  \"optimizer\": \"sgd\", \"lr\": 0.05, \"seed\": 7},"
+    " \"memory\": {\"activation\": 1, \"limit\": 0},"
+    " \"devices\": [{\"rank\": 0, \"stages\": [0], \"ranks\": [0, 1], \"ops\": ["
+    "   {\"op\": \"F\", \"stage\": 0, \"mb\": 0},"
+    "   {\"op\": \"send\", \"kind\": \"act\", \"stage\": 0, \"mb\": 0, \"peer\": 1, \"group\": 0},"
+    "   {\"op\": \"F\", \"stage\": 0, \"mb\": 1},"
+    "   {\"op\": \"send\", \"kind\": \"act\", \"stage\": 0, \"mb\": 1, \"peer\": 1, \"group\": 1},"
+    "   {\"op\": \"recv\", \"kind\": \"grad\", \"stage\": 1, \"mb\": 0, \"peer\": 1, \"group\": 2},"
+    "   {\"op\": \"B\", \"stage\": 0, \"mb\": 0},"
+    "   {\"op\": \"recv\", \"kind\": \"grad\", \"stage\": 1, \"mb\": 1, \"peer\": 1, \"group\": 3},"
+    "   {\"op\": \"B\", \"stage\": 0, \"mb\": 1},"
+    "   {\"op\": \"allreduce\", \"what\": \"stage\", \"stage\": 0, \"device\": 0, \"ranks\": [0, 1]},"
+    "   {\"op\": \"update\"}, {\"op\": \"flush\"}]},"
+    "  {\"rank\": 1, \"stages\": [1], \"ranks\": [2, 3], \"ops\": ["
+    "   {\"op\": \"recv\", \"kind\": \"act\", \"stage\": 0, \"mb\": 0, \"peer\": 0, \"group\": 0},"
+    "   {\"op\": \"F\", \"stage\": 1, \"mb\": 0},"
+    "   {\"op\": \"recv\", \"kind\": \"act\", \"stage\": 0, \"mb\": 1, \"peer\": 0, \"group\": 1},"
+    "   {\"op\": \"F\", \"stage\": 1, \"mb\": 1},"
+    "   {\"op\": \"B\", \"stage\": 1, \"mb\": 0},"
+    "   {\"op\": \"send\", \"kind\": \"grad\", \"stage\": 1, \"mb\": 0, \"peer\": 0, \"group\": 2},"
+    "   {\"op\": \"B\", \"stage\": 1, \"mb\": 1},"
+    "   {\"op\": \"send\", \"kind\": \"grad\", \"stage\": 1, \"mb\": 1, \"peer\": 0, \"group\": 3},"
+    "   {\"op\": \"allreduce\", \"what\": \"stage\", \"stage\": 1, \"device\": 1, \"ranks\": [2, 3]},"
+    "   {\"op\": \"update\"}, {\"op\": \"flush\"}]}]}";
+
+/* The local transport carries a data-parallel run: each replica's
+ * pipeline and the stage reductions over the replicas go through its
+ * slots (4 ranks), and the run trains as single-device training on the
+ * global batch. */
+START_TEST(local_runs_replicas)
+{
+    pp_plan p;
+    pr_model m;
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pr_plan_load_text("dp.json", dp_plan, strlen(dp_plan), &td.diag, &p, &m) == 0, "%s",
+                  tu_diag_text(&td));
+    stub_dev d;
+    pr_transport *t = stub_local(&d, 4);
+    int steps = 2;
+    pr_run_opts o = {.steps = steps, .timeout = 10, .transport = t};
+    pr_run_result r;
+    ck_assert_msg(pr_replay(&p, &m, &o, &r, &td.diag) == 0, "%s", tu_diag_text(&td));
+    /* each replica's 2 micro-batches x 2 hand-offs, and 2 parts of each stage's reduction */
+    ck_assert_int_eq(d.drains, steps * (2 * 2 * 2 + 2 * 2 * 2));
+    size_t hh = (size_t)m.layers * m.hidden * m.hidden, hb = (size_t)m.layers * m.hidden;
+    float *W = malloc(hh * sizeof(float)), *b = malloc(hb * sizeof(float));
+    float *rW = malloc(hh * sizeof(float)), *rb = malloc(hb * sizeof(float));
+    double *loss = malloc((size_t)steps * sizeof(double));
+    pr_init_params(&m, W, b);
+    pr_reference_train(&m, steps, W, b, loss);
+    pr_mlp_unpack(&m, r.params, rW, rb);
+    double ew = pr_max_rel_err(rW, W, hh), eb = pr_max_rel_err(rb, b, hb);
+    ck_assert_msg(ew <= 1e-5 && eb <= 1e-5, "weights %g, biases %g", ew, eb);
+    ck_assert_msg(fabs(r.loss[steps - 1] - loss[steps - 1]) <= 1e-5 * fabs(loss[steps - 1]), "loss %g, not %g",
+                  r.loss[steps - 1], loss[steps - 1]);
+    pr_run_result_free(&r);
+    stub_destroy(t, &d);
+    tu_diag_close(&td);
+    pp_plan_free(&p);
+    pr_model_free(&m);
+    free(W), free(b), free(rW), free(rb), free(loss);
+}
+END_TEST
+
+/* Stage reductions under NCCL's group semantics: each phase's sends and
+ * receives run together at its group's end, no receive lands in a buffer
+ * a send of its group reads, and the run trains as single-device training
+ * (the 2 x 2 plan of local_runs_replicas). */
+START_TEST(groups_carry_replicas)
+{
+    pp_plan p;
+    pr_model m;
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pr_plan_load_text("dp.json", dp_plan, strlen(dp_plan), &td.diag, &p, &m) == 0, "%s",
+                  tu_diag_text(&td));
+    int world = p.devices * p.replicas;
+    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(world), .devices = world,
+                    .timeout = 10};
+    t.dev = calloc((size_t)world, sizeof *t.dev);
+    int steps = 2;
+    pr_run_opts o = {.steps = steps, .timeout = 10, .transport = &t.base};
+    pr_run_result r;
+    ck_assert_msg(pr_replay(&p, &m, &o, &r, &td.diag) == 0, "%s (%d recvs aliased a send of their group)",
+                  tu_diag_text(&td), t.aliased);
+    /* each rank a step: its 4 transfers' groups, and the 2 phases of its stage's reduction */
+    ck_assert_int_eq(t.groups, steps * world * (4 + 2));
+    size_t hh = (size_t)m.layers * m.hidden * m.hidden, hb = (size_t)m.layers * m.hidden;
+    float *W = malloc(hh * sizeof(float)), *b = malloc(hb * sizeof(float));
+    float *rW = malloc(hh * sizeof(float)), *rb = malloc(hb * sizeof(float));
+    double *loss = malloc((size_t)steps * sizeof(double));
+    pr_init_params(&m, W, b);
+    pr_reference_train(&m, steps, W, b, loss);
+    pr_mlp_unpack(&m, r.params, rW, rb);
+    double ew = pr_max_rel_err(rW, W, hh), eb = pr_max_rel_err(rb, b, hb);
+    ck_assert_msg(ew <= 1e-5 && eb <= 1e-5, "weights %g, biases %g", ew, eb);
+    pr_run_result_free(&r);
+    gr_destroy(&t.base);
+    tu_diag_close(&td);
+    pp_plan_free(&p);
+    pr_model_free(&m);
+    free(W), free(b), free(rW), free(rb), free(loss);
+}
+END_TEST
+
 static const char *const group_plans[] = {
     "1f1b-2x4", "gpipe-4x8", "interleaved-2x2x4", "same-device-2x4", "zb-2x4",
 };
@@ -480,8 +594,10 @@ int main(void)
     tcase_add_test(tc, local_slot_reuse_waits_for_the_drain);
     tcase_add_test(tc, local_failed_fill);
     tcase_add_test(tc, local_teardown_waits_for_every_device);
+    tcase_add_test(tc, local_runs_replicas);
     suite_add_tcase(s, tc);
     tc = tcase_create("groups");
+    tcase_add_test(tc, groups_carry_replicas);
     tcase_add_loop_test(tc, groups_never_alias_and_train_right, 0,
                         (int)(sizeof group_plans / sizeof *group_plans));
     suite_add_tcase(s, tc);
