@@ -967,6 +967,8 @@ static int load_ops(loader *L, pr_json ops, const char *path, pp_plan *plan, con
     int rc = load_list(L, ops, path, plan, m, r, total, &groups);
     free(groups.slot);
     return rc;
+}
+
 /* devices[r].ranks: with replicas, the world ranks that run the list,
  * r x R .. r x R + R - 1; without, absent. */
 static int load_list_ranks(loader *L, pr_json ranks, const char *path, const pp_plan *plan, int r)

@@ -506,7 +506,7 @@ START_TEST(groups_carry_replicas)
     ck_assert_msg(pr_plan_load_text("dp.json", dp_plan, strlen(dp_plan), &td.diag, &p, &m) == 0, "%s",
                   tu_diag_text(&td));
     int world = p.devices * p.replicas;
-    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(world), .devices = world,
+    grouped_tr t = {.base.ops = &grouped_ops, .inner = pr_transport_threads_create(world, NULL), .devices = world,
                     .timeout = 10};
     t.dev = calloc((size_t)world, sizeof *t.dev);
     int steps = 2;
