@@ -18,14 +18,14 @@
 # -D gpus=64 searches 1 x 64 ... 64 x 1 instead (docs/auto.md, "How many
 # stages?"): with 32 micro-batches a replica this split is the one that
 # fits; with -D microbatches=auto too, 4 x 16 in 16 micro-batches predicts
-# 1.76889s, 8 x 8 and 16 x 4 use less memory (the frontier).
+# 1.74982s, 8 x 8 and 16 x 4 use less memory (the frontier).
 #
 #   ppcc schedules/decoder-7b-64gpu.pp --stats
 #   ppcc schedules/decoder-7b-64gpu.pp --compare 1f1b,zb-h1,zbv,auto
 #   ppcc schedules/decoder-7b-64gpu.pp -D zero=0 --stats
 #   ppcc schedules/decoder-7b-64gpu.pp -D gpus=64 -D microbatches=auto --stats
 #
-# prediction: makespan=1.79863s peak_mem=58.1GB dp_allreduce=0.0534107s zero_saved=11.39GB
+# prediction: makespan=1.76049s peak_mem=58.1GB dp_allreduce=0.0534107s zero_saved=11.39GB
 # (ppcc --stats of this file; for peak_mem and zero_saved the largest
 # device's; tests/test_schedule_claims.py keeps it true)
 

@@ -26,6 +26,20 @@ typedef struct shape {
     double comm;
 } shape;
 
+/* The stages micro-batch m flows through, [*first, *last]: all of them, or
+ * in a mirrored plan (dualpipe) the first half's for the first half of the
+ * micro-batches and the second half's for the others. */
+static void mb_route(const pp_plan *p, int m, int *first, int *last)
+{
+    int S = p->stages, H = S / 2;
+    *first = 0;
+    *last = S - 1;
+    if (p->mirrored) {
+        *first = m < p->microbatches / 2 ? 0 : H;
+        *last = *first + H - 1;
+    }
+}
+
 /* The dataflow bound of p's compute order on F = B = W = 1 (B + W when
  * not split, R = F) with transfers of comm.  -1: the order waits in a cycle. */
 static double dataflow_bound(const pp_plan *p, double comm)
@@ -49,10 +63,11 @@ static double dataflow_bound(const pp_plan *p, double comm)
                 const pp_op *op = &dv->ops[pc[d]];
                 if (!pp_op_is_compute(op->kind))
                     continue;
-                int s = op->stage, m = op->mb;
+                int s = op->stage, m = op->mb, first, last;
+                mb_route(p, m, &first, &last);
                 size_t k = (size_t)s * M + m;
                 double ready = clock[d];
-                if (op->kind == PP_OP_F && s > 0) {
+                if (op->kind == PP_OP_F && s > first) {
                     size_t j = k - M;
                     if (endF[j] < 0)
                         break;
@@ -62,7 +77,7 @@ static double dataflow_bound(const pp_plan *p, double comm)
                     if (endF[k] < 0)
                         break;
                     ready = fmax(ready, endFR[k]);
-                    if (s + 1 < S) {
+                    if (s < last) {
                         size_t j = k + M;
                         if (endB[j] < 0)
                             break;
@@ -82,7 +97,7 @@ static double dataflow_bound(const pp_plan *p, double comm)
                 progress = true;
                 if (op->kind == PP_OP_F) {
                     endF[k] = endFR[k] = clock[d];
-                    if (s + 1 < S && p->placement[s + 1] != d) {
+                    if (s < last && p->placement[s + 1] != d) {
                         double *l = &link[(size_t)d * D + p->placement[s + 1]];
                         *l = fmax(*l, clock[d]) + comm;
                         arrF[k] = *l;
@@ -91,7 +106,7 @@ static double dataflow_bound(const pp_plan *p, double comm)
                     endFR[k] = clock[d];
                 } else if (op->kind == PP_OP_B) {
                     endB[k] = clock[d];
-                    if (s > 0 && p->placement[s - 1] != d) {
+                    if (s > first && p->placement[s - 1] != d) {
                         double *l = &link[(size_t)d * D + p->placement[s - 1]];
                         *l = fmax(*l, clock[d]) + comm;
                         arrB[k] = *l;
@@ -139,7 +154,10 @@ static bool check_shape(const shape *sh, worst *w)
     s.stages = S;
     s.microbatches = sh->M;
     bool vshape = strcmp(sh->policy, "zbv") == 0 || strcmp(sh->policy, "dualpipev") == 0 ||
-                  strcmp(sh->policy, "v-half") == 0 || strcmp(sh->policy, "v-min") == 0;
+                  strcmp(sh->policy, "v-half") == 0 || strcmp(sh->policy, "v-min") == 0 ||
+                  strcmp(sh->policy, "dualpipe") == 0;
+    const pp_policy *pol = pp_policy_find(sh->policy);
+    s.mirrored = pol && pol->mirrored && S % 2 == 0; /* as spec_resolve.c sets it */
     s.placement_kind = vshape ? PP_PLACE_VSHAPE : PP_PLACE_LOOP;
     for (int st = 0; st < S; st++) {
         placement[st] = !vshape ? st % sh->D : st < sh->D ? st : 2 * sh->D - 1 - st;
@@ -150,7 +168,7 @@ static bool check_shape(const shape *sh, worst *w)
     s.act_size = 1;
     s.overlap = true;
     snprintf(s.model.kind, sizeof s.model.kind, "mlp");
-    s.model.layers = S;
+    s.model.layers = pp_spec_pipe_stages(&s);
     s.model.hidden = 4;
     s.model.batch = sh->M;
     s.model.lr = 0.01;

@@ -428,8 +428,9 @@ static const struct {
 START_TEST(test_mirror_refusals)
 {
     char *msg;
+    /* the synchronous (version-1) form, whose op positions the cases name */
     char *json = compile("devices = 4\nvirtual = 2\nplacement = vshape\nmicrobatches = 8\nschedule dualpipe\n"
-                         "model mlp { layers = 8 hidden = 8 batch = 16 }\n", NULL, 0, &msg);
+                         "overlap = false\nmodel mlp { layers = 8 hidden = 8 batch = 16 }\n", NULL, 0, &msg);
     ck_assert_msg(json != NULL, "%s", msg);
     free(msg);
     pr_model m;

@@ -134,10 +134,13 @@ runs=$((runs + 1))
 "$pprun" "$tmp/f.json" --nproc 4 >"$tmp/out.txt" 2>&1
 [ $? = 1 ] && grep -qx "pprun: error: --nproc 4: the plan has 2 replicas (data_parallel): pprun runs them in one process so far, not one process a rank" "$tmp/out.txt" ||
     fail "--nproc with replicas"
-# the loader refuses a data-parallel plan ppcc would not write, naming the JSON path
+# the loader refuses a data-parallel plan ppcc would not write, naming the JSON path (of the
+# version-1 lists, whose op positions the messages name)
+"$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D data_parallel=2 -D hidden=8 -D batch=16 -D microbatches=4 \
+    -D overlap=false -o "$tmp/f1.json" >"$tmp/out.txt" 2>&1 || fail "ppcc, overlap = false"
 refused() { # SED-EXPRESSION EXPECTED-MESSAGE (after "pprun: error: FILE: ")
     runs=$((runs + 1))
-    sed "$1" "$tmp/f.json" >"$tmp/bad.json"
+    sed "$1" "$tmp/f1.json" >"$tmp/bad.json"
     "$pprun" "$tmp/bad.json" --steps 1 >"$tmp/out.txt" 2>&1
     local status=$?
     [ $status = 1 ] && grep -qxF "pprun: error: $tmp/bad.json: $2" "$tmp/out.txt" && ! grep -q '^step' "$tmp/out.txt" ||
