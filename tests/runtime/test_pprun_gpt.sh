@@ -48,17 +48,16 @@ for tie in 1 0; do
         for s in interleaved looped-bfs interleaved-zb; do
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D virtual=2 -D tie=$tie -D recompute=$rc
         done
-        # two mirrored pipelines (docs/dualpipe.md): each stage's two copies summed, wte of all four
-        # (each pipeline's embedding and head) with them
-        for d in 2 4; do
-            check "dualpipe devices=$d tie=$tie recompute=$rc" -D schedule=dualpipe -D devices=$d -D virtual=2 \
-                -D placement=vshape -D microbatches=$((2 * d)) -D tie=$tie -D recompute=$rc
-        done
         for s in zbv dualpipev v-half v-min; do # the V places stage 0 and the head on device 0: one wte
             check "$s tie=$tie recompute=$rc" -D schedule=$s -D devices=2 -D virtual=2 -D placement=vshape \
                 -D tie=$tie -D recompute=$rc
         done
     done
+    # two mirrored pipelines (docs/dualpipe.md): each stage's two copies summed, wte of all four
+    # (each pipeline's embedding and head) with them; 2 devices tied, 4 untied and recomputed
+    d=$((4 - 2 * tie)) rc=$([ "$tie" = 1 ] && echo never || echo always)
+    check "dualpipe devices=$d tie=$tie recompute=$rc" -D schedule=dualpipe -D devices=$d -D virtual=2 \
+        -D placement=vshape -D microbatches=$((2 * d)) -D tie=$tie -D recompute=$rc
     check "balance [0,2,2,0] tie=$tie" -D devices=4 -D 'model.balance=[0,2,2,0]' -D tie=$tie
     check "sgd tie=$tie" -D devices=2 -D tie=$tie -D model.optimizer=sgd -D lr=0.1
 done
