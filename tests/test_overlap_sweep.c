@@ -40,6 +40,33 @@ static void mb_route(const pp_plan *p, int m, int *first, int *last)
     }
 }
 
+/* The allreduce at pc[d], when every member of its group is at its own
+ * allreduce of that group with as many of the group's before it (seen[r *
+ * ncoll + g]): all of them pass it at once, comm after the last arrives
+ * (mirrored plans' sums and tied pairs carry no bytes here).  False: some
+ * member is not there yet. */
+static bool collective(const pp_plan *p, int *pc, double *clock, long *seen, double comm, int d)
+{
+    int g = p->dev[d].ops[pc[d]].peer;
+    const pp_coll *c = &p->coll[g];
+    double t = 0;
+    for (int k = 0; k < c->nranks; k++) {
+        int r = c->ranks[k];
+        const pp_op *o = pc[r] < p->dev[r].n ? &p->dev[r].ops[pc[r]] : NULL;
+        if (!o || o->kind != PP_OP_ALLREDUCE || o->peer != g || seen[(size_t)r * p->ncoll + g] != seen[(size_t)d * p->ncoll + g])
+            return false;
+        t = fmax(t, clock[r]);
+    }
+    for (int k = 0; k < c->nranks; k++) {
+        int r = c->ranks[k];
+        clock[r] = t + comm;
+        seen[(size_t)r * p->ncoll + g]++;
+        if (r != d)
+            pc[r]++;
+    }
+    return true;
+}
+
 /* The dataflow bound of p's compute order on F = B = W = 1 (B + W when
  * not split, R = F) with transfers of comm.  -1: the order waits in a cycle. */
 static double dataflow_bound(const pp_plan *p, double comm)
@@ -49,6 +76,7 @@ static double dataflow_bound(const pp_plan *p, double comm)
     double *endF = malloc(n * sizeof *endF), *endB = malloc(n * sizeof *endB), *endFR = malloc(n * sizeof *endFR);
     double *link = calloc((size_t)D * D, sizeof *link), *clock = calloc((size_t)D, sizeof *clock);
     int *pc = calloc((size_t)D, sizeof *pc);
+    long *seen = calloc((size_t)D * (p->ncoll > 0 ? p->ncoll : 1), sizeof *seen);
     for (size_t k = 0; k < n; k++)
         endF[k] = endB[k] = endFR[k] = -1;
     /* The arrival of what (s, m) of kind F/B sent to the other device:
@@ -61,6 +89,12 @@ static double dataflow_bound(const pp_plan *p, double comm)
             const pp_device *dv = &p->dev[d];
             for (; pc[d] < dv->n; pc[d]++) {
                 const pp_op *op = &dv->ops[pc[d]];
+                if (op->kind == PP_OP_ALLREDUCE) { /* all members at it: together, comm long */
+                    if (!collective(p, pc, clock, seen, comm, d))
+                        break;
+                    progress = true;
+                    continue;
+                }
                 if (!pp_op_is_compute(op->kind))
                     continue;
                 int s = op->stage, m = op->mb, first, last;
@@ -130,6 +164,7 @@ static double dataflow_bound(const pp_plan *p, double comm)
     free(link);
     free(clock);
     free(pc);
+    free(seen);
     return bound;
 }
 
