@@ -55,10 +55,10 @@ static shape natural_shape(const pp_spec *s, const char *name)
 {
     if (!strcmp(name, "zbv") || !strcmp(name, "dualpipev") || !strcmp(name, "dualpipe") || !strcmp(name, "v-half") ||
         !strcmp(name, "v-min"))
-        return (shape){2, true};
+        return (shape){.v = 2, .vshape = true};
     if (!strcmp(name, "interleaved") || !strcmp(name, "looped-bfs") || !strcmp(name, "interleaved-zb"))
-        return (shape){s->chunks > 1 ? s->chunks : 2, false};
-    return (shape){1, false};
+        return (shape){.v = s->chunks > 1 ? s->chunks : 2};
+    return (shape){.v = 1};
 }
 
 /* A row's own -D settings: names and values it owns. */
@@ -514,7 +514,7 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
             continue;
         }
         /* auto: the best of its searches over the three natural shapes. */
-        shape shapes[3] = {{1, false}, {s->chunks > 1 ? s->chunks : 2, false}, {2, true}};
+        shape shapes[3] = {{.v = 1}, {.v = s->chunks > 1 ? s->chunks : 2}, {.v = 2, .vshape = true}};
         run_row(ast, defs, ndefs, s, "auto", shapes[0], NULL, r);
         for (int k = 1; k < 3; k++) {
             other.name = r->name;
@@ -544,7 +544,7 @@ int pp_compare(FILE *out, const pp_ast *ast, const pp_define *defs, int ndefs, c
 /* --compare LIST --shapes: each policy in its best shape.             */
 
 enum { SHAPES = 3 };
-static const shape searched_shapes[SHAPES] = {{1, false}, {2, false}, {2, true}};
+static const shape searched_shapes[SHAPES] = {{.v = 1}, {.v = 2}, {.v = 2, .vshape = true}};
 
 static double largest_peak(const row *r, int devices)
 {

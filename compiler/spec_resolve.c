@@ -194,8 +194,9 @@ static void resolve_layers(ctx *c, pp_spec *spec, int errors_before)
         spec->layers_default = true;
         double share = (double)P / L, act = spec->act_size * share;
         for (int l = 0; l < L; l++)
-            spec->layers[l] = (pp_layer){"layer", spec->cost.F * share, spec->cost.B * share, spec->cost.W * share,
-                                         act, act / 2, 0, act / 2, 0};
+            spec->layers[l] = (pp_layer){.kind = "layer", .F = spec->cost.F * share, .B = spec->cost.B * share,
+                                         .W = spec->cost.W * share, .act = act, .act_input = act / 2,
+                                         .out = act / 2};
     }
     spec->stage_act = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_act);
     spec->stage_input = pp_arena_alloc(c->a, (size_t)S * sizeof *spec->stage_input);
