@@ -82,7 +82,7 @@ static float *pool_get(device_ctx *D, size_t floats)
     D->allocated++;
     c->taken++;
     float *p = replay_buffer(D, false, floats, "an activation buffer (%zu floats) beyond the pool's %d",
-                             floats, D->R->res->pool_slots ? D->R->res->pool_slots[D->rank] : 0);
+                             floats, D->R->res->pool_slots ? D->R->res->pool_slots[D->dev] : 0);
     if (p) {
         int n = D->nextra;
         list_push(D, &D->extra, &D->nextra, &D->cap_extra, p);
