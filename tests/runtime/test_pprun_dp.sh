@@ -61,7 +61,7 @@ EOF
 policies=(1f1b gpipe zb-h1 zb-h2 naive auto 2bw "interleaved -D virtual=2" "looped-bfs -D virtual=2"
           "interleaved-zb -D virtual=2" "zbv -D virtual=2 -D placement=vshape"
           "dualpipev -D virtual=2 -D placement=vshape -D microbatches=4 -D batch=24" "v-half -D virtual=2 -D placement=vshape"
-          "v-min -D virtual=2 -D placement=vshape")
+          "v-min -D virtual=2 -D placement=vshape" "dualpipe -D virtual=2 -D placement=vshape -D microbatches=4 -D batch=24")
 for pol in "${policies[@]}"; do
     read -r -a args <<<"-D schedule=$pol"
     for tie in 1 0; do
