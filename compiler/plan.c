@@ -146,7 +146,7 @@ int pp_plan_add_tied(pp_plan *p, double bytes)
     return 0;
 }
 
-int pp_plan_add_mirror(pp_plan *p)
+int pp_plan_add_mirror(pp_plan *p, const double *stage_grad)
 {
     int H = p->stages / 2;
     for (int s = 0; s < H; s++) {
@@ -154,7 +154,8 @@ int pp_plan_add_mirror(pp_plan *p)
         if (a == b)
             continue; /* one device holds both copies: they are summed locally */
         int pair[2] = {a < b ? a : b, a < b ? b : a};
-        int c = pp_plan_coll(p, PP_COLL_MIRROR, pair, 2, 0);
+        /* a group a stage, so that each sum costs its stage's gradients */
+        int c = pp_plan_coll_stage(p, PP_COLL_MIRROR, s, pair, 2, stage_grad ? stage_grad[s] : 0);
         if (c < 0)
             return 1;
         for (int k = 0; k < 2; k++)

@@ -141,7 +141,7 @@ int pp_policy_complete(const pp_spec *s, pp_plan *p)
     p->zero = s->zero;
     /* the mirrored copies are summed within each replica first, so the
      * replicas' reduction (sharded or not) sums one total per stage copy */
-    if (p->mirrored && pp_plan_add_mirror(p))
+    if (p->mirrored && pp_plan_add_mirror(p, s->cost.stage_grad))
         return 1;
     /* the tied pair sums copies already summed over the replicas; with
      * ZeRO-1, whose reduce-scatter leaves each replica a shard, before it */

@@ -874,10 +874,11 @@ int pp_plan_add_tied(pp_plan *p, double bytes);
  * out of memory. */
 int pp_plan_add_stage_reductions(pp_plan *p, const double *stage_grad);
 /* A mirrored plan's gradient sums: for each pipeline stage s, one
- * allreduce (MIRROR, stage s) on the devices of stages s and H + s, right
- * before their update, in stage order on each (priced at cost.comm: no
- * bytes).  Nonzero: out of memory. */
-int pp_plan_add_mirror(pp_plan *p);
+ * allreduce (MIRROR, stage s, a group of its own) on the devices of stages
+ * s and H + s, right before their update, in stage order on each, of
+ * stage_grad[s] bytes (NULL: 0, priced at cost.comm alone).  Nonzero: out
+ * of memory. */
+int pp_plan_add_mirror(pp_plan *p, const double *stage_grad);
 
 /* Which placement a stage -> device map is: PP_PLACE_LOOP (stage s on
  * device s mod D, one stage per device included), PP_PLACE_VSHAPE (two
