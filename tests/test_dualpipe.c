@@ -147,6 +147,35 @@ START_TEST(gpt_parameters_doubled)
 }
 END_TEST
 
+/* On hardware each mirror sum costs its stage's gradients on the link
+ * between its two devices (0 bytes once, so the timing left it out). */
+START_TEST(gpt_mirror_sum_priced)
+{
+    const pp_define dp[] = {{"schedule", "dualpipe"}, {"virtual", "2"}, {"placement", "vshape"}};
+    run r;
+    spec_of_file(&r, "schedules/gpt2-small-4gpu.pp", dp, 3);
+    r.errors = pp_compile(&r.s, &r.p, &r.sim, &r.td.diag);
+    ck_assert_msg(r.errors == 0, "%s", tu_diag_text(&r.td));
+    int sums = 0;
+    for (int d = 0; d < r.p.devices; d++)
+        for (int i = 0; i < r.p.dev[d].n; i++) {
+            const pp_op *op = &r.p.dev[d].ops[i];
+            const pp_coll *c = pp_plan_op_coll(&r.p, op);
+            if (!c || c->what != PP_COLL_MIRROR)
+                continue;
+            double bytes = r.s.cost.stage_grad[op->stage];
+            ck_assert(bytes > 0);
+            ck_assert_double_eq_tol(c->bytes, bytes, 1e-9 * bytes);
+            double want = r.s.cost.comm + pp_link_time(r.s.cost.hw, c->ranks[0], c->ranks[1], bytes);
+            double took = r.sim.end[d][i] - r.sim.start[d][i];
+            ck_assert_msg(fabs(took - want) <= 1e-9 * want, "device %d op %d: %g, want %g", d, i, took, want);
+            sums++;
+        }
+    ck_assert_int_eq(sums, 2 * 4); /* each of the 4 pipeline stages on its two devices */
+    release(&r);
+}
+END_TEST
+
 /* The mirror allreduce: each pipeline stage s's copies (stages s, D+s on
  * devices s, D-1-s) summed once on both, before the update, after every
  * compute op; micro-batches only in their own pipeline. */
@@ -299,6 +328,7 @@ int main(void)
     tcase_add_test(tc, readme_bubble_and_memory);
     tcase_add_test(tc, parameters_doubled);
     tcase_add_test(tc, gpt_parameters_doubled);
+    tcase_add_test(tc, gpt_mirror_sum_priced);
     tcase_add_test(tc, mirror_allreduce_and_routes);
     tcase_add_test(tc, recompute_per_pipeline);
     tcase_add_test(tc, refusals);
