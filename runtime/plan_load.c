@@ -608,6 +608,29 @@ static const char *op_path(char *buf, int r, int i)
     return buf;
 }
 
+/* PATH.ranks: the world ranks of device dev's R replicas, in order
+ * (docs/plan-format.md, "Data parallelism"), or its error. */
+static int replica_ranks(loader *L, pr_json ranks, const char *path, int R, int dev)
+{
+    if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
+        return 1;
+    bool ok = pr_json_length(ranks) == R;
+    pr_json_iter it = pr_json_elements(ranks);
+    pr_json e;
+    for (int k = 0; ok && pr_json_next(&it, &e); k++) {
+        char rp[96];
+        long q;
+        snprintf(rp, sizeof rp, "%s.ranks[%d]", path, k);
+        if (int_value(L, e, rp, NULL, 0, 1e9, NULL, &q))
+            return 1;
+        ok = q == pp_rank_of(dev, k, R);
+    }
+    if (!ok)
+        FAIL(L, "%s.ranks: must be [%d .. %d], the ranks of device %d's %d replicas", path, pp_rank_of(dev, 0, R),
+             pp_rank_of(dev, R - 1, R), dev, R);
+    return 0;
+}
+
 /* A reduction over the replicas of device `rank` (docs/plan-format.md,
  * "Data parallelism"): "stage" one of the device's stages, "device" the
  * device, "ranks" its replicas' world ranks; op->peer its group, op->stage
@@ -630,22 +653,8 @@ static int load_stage_reduction(loader *L, int kind, pr_json stage, pr_json devi
         FAIL(L, "%s.device: %ld, but the op is in device %d's list", path, dv, rank);
     if (plan->placement[s] != rank)
         FAIL(L, "%s.stage: %ld is held by device %d, not device %d", path, s, plan->placement[s], rank);
-    if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
+    if (replica_ranks(L, ranks, path, R, rank))
         return 1;
-    bool ok = pr_json_length(ranks) == R;
-    pr_json_iter it = pr_json_elements(ranks);
-    pr_json e;
-    for (int k = 0; ok && pr_json_next(&it, &e); k++) {
-        char rp[96];
-        long r;
-        snprintf(rp, sizeof rp, "%s.ranks[%d]", path, k);
-        if (int_value(L, e, rp, NULL, 0, 1e9, NULL, &r))
-            return 1;
-        ok = r == pp_rank_of(rank, k, R);
-    }
-    if (!ok)
-        FAIL(L, "%s.ranks: must be [%d .. %d], the ranks of device %d's %d replicas", path, pp_rank_of(rank, 0, R),
-             pp_rank_of(rank, R - 1, R), rank, R);
     int c = pp_plan_coll_stage(plan, kind, (int)s, &rank, 1, 0);
     if (c < 0)
         pp_out_of_memory(0, "a plan's collective groups");
@@ -979,23 +988,7 @@ static int load_list_ranks(loader *L, pr_json ranks, const char *path, const pp_
             FAIL(L, "%s.ranks: present, but pipeline.data_parallel is 1 (rank is the device)", path);
         return 0;
     }
-    if (!member(L, ranks, path, "ranks", PR_JSON_ARRAY, "an array"))
-        return 1;
-    bool ok = pr_json_length(ranks) == R;
-    pr_json_iter it = pr_json_elements(ranks);
-    pr_json e;
-    for (int k = 0; ok && pr_json_next(&it, &e); k++) {
-        char rp[64];
-        long q;
-        snprintf(rp, sizeof rp, "%s.ranks[%d]", path, k);
-        if (int_value(L, e, rp, NULL, 0, 1e9, NULL, &q))
-            return 1;
-        ok = q == pp_rank_of(r, k, R);
-    }
-    if (!ok)
-        FAIL(L, "%s.ranks: must be [%d .. %d], the ranks of device %d's %d replicas", path, pp_rank_of(r, 0, R),
-             pp_rank_of(r, R - 1, R), r, R);
-    return 0;
+    return replica_ranks(L, ranks, path, R, r);
 }
 
 static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *m)
