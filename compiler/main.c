@@ -40,7 +40,8 @@ static void usage(FILE *f)
           "  --svg FILE        write the predicted timeline as a picture (SVG)\n"
           "  --html FILE       the same picture in a page that opens from disk\n"
           "  --measured TRACE  with --svg / --html: draw under the prediction the last\n"
-          "                    step of a pprun --trace TRACE of this plan\n"
+          "                    step of a pprun --trace TRACE of this plan; with --stats:\n"
+          "                    its makespan's and compute ops' error against the prediction\n"
           "  --emit torch-csv[=compute_only|compute_comms]\n"
           "                    -o writes PyTorch's schedule CSV instead of the plan\n"
           "                    (docs/torch.md).  FILE may be such a CSV (FILE.csv): its\n"
@@ -194,7 +195,7 @@ typedef struct options {
     int ndefs;
     const char *src_path, *out_path, *trace_path, *compare, *width, *sweep;
     const char *svg_path, *html_path, *emit, *ranks, *microbatches;
-    const char *measured; /* --measured TRACE: pprun's trace, drawn under the prediction */
+    const char *measured; /* --measured TRACE: pprun's trace, drawn under the prediction or held against it */
     int csv_format; /* --emit torch-csv: -o writes that format; -1: the plan */
     bool emit_layout; /* --emit megatron-layout: -o writes Megatron's layout string */
     int csv_ranks, csv_microbatches; /* a CSV input's declared shape, 0: as it is */
