@@ -85,6 +85,7 @@ static bool read_fields(ctx *c, const pp_item *run, pp_layer *l)
         }
         v[k] = x->number;
     }
+    *l = (pp_layer){0}; /* a file's layers have no optimizer state, gradient bytes or shared copy */
     snprintf(l->kind, sizeof l->kind, "%s", run->name);
     l->F = v[0];
     l->B = v[1];
