@@ -205,37 +205,6 @@ START_TEST(test_units)
 }
 END_TEST
 
-/* A schedule text compiled as ppcc does; the spec and the timing stay in
- * the arena / sim for the caller. */
-typedef struct compiled {
-    pp_arena a;
-    pp_spec spec;
-    pp_plan plan;
-    pp_sim sim;
-} compiled;
-
-static void compile_text(compiled *c, const char *text)
-{
-    memset(c, 0, sizeof *c);
-    tu_diag td;
-    tu_diag_open(&td);
-    pp_ast ast;
-    int rc = pp_parse("t.pp", text, strlen(text), &c->a, &td.diag, &ast);
-    if (rc == 0)
-        rc = pp_spec_build(&ast, NULL, 0, &c->a, &td.diag, &c->spec);
-    if (rc == 0)
-        rc = pp_compile(&c->spec, &c->plan, &c->sim, &td.diag);
-    ck_assert_msg(rc == 0, "%s", tu_diag_text(&td));
-    tu_diag_close(&td);
-}
-
-static void release(compiled *c)
-{
-    pp_sim_free(&c->sim, c->plan.devices);
-    pp_plan_free(&c->plan);
-    pp_arena_free(&c->a);
-}
-
 /* GPipe, 2 devices, 1 micro-batch: the makespan is the chain F0, the
  * activation over the link, F1, B1, the gradient back, B0 (unsplit
  * backwards: B + W); on one node the link is NVLink, on two the network. */
@@ -247,8 +216,8 @@ START_TEST(test_transfers_from_bytes)
     for (int per_node = 1; per_node <= 2; per_node++) {
         char text[512];
         snprintf(text, sizeof text, "%shardware h100 { devices_per_node = %d }\n", base, per_node);
-        compiled c;
-        compile_text(&c, text);
+        tu_compiled c;
+        tu_compile_ok(&c, text);
         const pp_cost *k = &c.spec.cost;
         ck_assert(c.spec.seconds);
         double bytes = 2.0 * 1024 * 1024 * 2; /* b s h e */
@@ -274,7 +243,7 @@ START_TEST(test_transfers_from_bytes)
         double B = 2, s = 1024, l = 4, h = 1024, V = 50257;
         double flops = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h));
         close_to(mfu, flops / (c.sim.makespan * 2 * 989.4e12), "MFU", "gpipe");
-        release(&c);
+        tu_compiled_free(&c);
     }
 }
 END_TEST
@@ -294,8 +263,8 @@ START_TEST(test_tied_copy_counted_once)
             int n = snprintf(text, sizeof text, "devices = 2\nmicrobatches = 2\n%s",
                              vee ? "schedule zbv\nvirtual = 2\nplacement = vshape\n" : "schedule 1f1b\n");
             snprintf(text + n, sizeof text - n, model, tie);
-            compiled c;
-            compile_text(&c, text);
+            tu_compiled c;
+            tu_compile_ok(&c, text);
             const pp_spec *s = &c.spec;
             const pp_layer *head = &s->layers[s->n_layers - 1];
             ck_assert_double_eq(head->shared, tie ? V * h * per : 0);
@@ -320,7 +289,7 @@ START_TEST(test_tied_copy_counted_once)
             }
             /* the plan sums the copies only where there are two */
             ck_assert_int_eq(c.plan.ncoll, tie && !vee);
-            release(&c);
+            tu_compiled_free(&c);
         }
 }
 END_TEST
@@ -352,8 +321,8 @@ START_TEST(test_tied_allreduce_every_policy)
         char text[512];
         snprintf(text, sizeof text, "devices = 3\nmicrobatches = 6\n%s\ncost { F = 1 B = 2 W = 1 comm = 0.25 }\n"
                  "model gpt { layers = 6 hidden = 64 heads = 2 seq = 16 batch = 12 }\n", cases[k].settings);
-        compiled c;
-        compile_text(&c, text);
+        tu_compiled c;
+        tu_compile_ok(&c, text);
         for (int d = 0; d < c.plan.devices; d++) {
             const pp_device *dv = &c.plan.dev[d];
             int n = 0, at = -1, update = -1, last_compute = -1;
@@ -380,7 +349,7 @@ START_TEST(test_tied_allreduce_every_policy)
         }
         /* timed: the file's cost.comm, once */
         ck_assert_double_eq(c.sim.coll_time, cases[k].a >= 0 ? 0.25 : 0);
-        release(&c);
+        tu_compiled_free(&c);
     }
 }
 END_TEST
@@ -440,13 +409,13 @@ START_TEST(test_hardware_overrides)
     const char *model = "devices = 2\nmicrobatches = 2\nschedule gpipe\n"
                         "model gpt { layers = 2 hidden = 256 heads = 4 seq = 128 batch = 4 precision = bf16 }\n";
     char text[512];
-    compiled base, slow, own;
+    tu_compiled base, slow, own;
     snprintf(text, sizeof text, "%shardware a100\n", model);
-    compile_text(&base, text);
+    tu_compile_ok(&base, text);
     snprintf(text, sizeof text, "%shardware a100 { efficiency = 0.25 }\n", model);
-    compile_text(&slow, text);
+    tu_compile_ok(&slow, text);
     snprintf(text, sizeof text, "%shardware a100 { bf16_tflops = 100 memory = 40GB node_latency = 0 }\n", model);
-    compile_text(&own, text);
+    tu_compile_ok(&own, text);
     for (int st = 0; st < 2; st++) {
         close_to(slow.spec.cost.stage_F[st], 2 * base.spec.cost.stage_F[st], "F at half the efficiency", "a100");
         close_to(slow.spec.cost.stage_W[st], 2 * base.spec.cost.stage_W[st], "W at half the efficiency", "a100");
@@ -457,24 +426,24 @@ START_TEST(test_hardware_overrides)
     ck_assert_double_eq(own.spec.hardware->node_bandwidth, 300e9); /* the preset's */
     ck_assert_double_eq(own.spec.hardware->flops[PP_FP32], 19.5e12);
     ck_assert_str_eq(own.spec.hardware->name, "a100");
-    release(&base);
-    release(&slow);
-    release(&own);
+    tu_compiled_free(&base);
+    tu_compiled_free(&slow);
+    tu_compiled_free(&own);
 }
 END_TEST
 
 /* Without hardware a gpt keeps the file's costs and units. */
 START_TEST(test_no_hardware_keeps_units)
 {
-    compiled c;
-    compile_text(&c, "devices = 2\nmicrobatches = 2\ncost { F = 1 B = 2 comm = 0.5 }\nmodel gpt { layers = 2 }\n");
+    tu_compiled c;
+    tu_compile_ok(&c, "devices = 2\nmicrobatches = 2\ncost { F = 1 B = 2 comm = 0.5 }\nmodel gpt { layers = 2 }\n");
     ck_assert(!c.spec.seconds && !c.spec.bytes);
     ck_assert_ptr_null(c.spec.cost.stage_out);
     ck_assert_ptr_null(c.spec.layers); /* the stage stays the unit: nothing sums layers */
     ck_assert_double_eq(c.spec.cost.stage_F[1], 1);
     double tps, mfu;
     ck_assert(!pp_throughput(&c.sim.units, c.sim.makespan, 2, &tps, &mfu));
-    release(&c);
+    tu_compiled_free(&c);
 }
 END_TEST
 

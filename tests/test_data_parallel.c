@@ -16,46 +16,6 @@
 static long test_budget;
 long pp_test_sweep_ops(void) { return test_budget; }
 
-typedef struct compiled {
-    pp_arena a;
-    pp_spec spec;
-    pp_plan plan;
-    pp_sim sim;
-    int rc;
-    char err[2048];
-} compiled;
-
-/* text compiled as ppcc does; rc and the messages kept for the caller */
-static void compile_text(compiled *c, const char *text)
-{
-    memset(c, 0, sizeof *c);
-    tu_diag td;
-    tu_diag_open(&td);
-    pp_ast ast;
-    int rc = pp_parse("t.pp", text, strlen(text), &c->a, &td.diag, &ast);
-    if (rc == 0)
-        rc = pp_spec_build(&ast, NULL, 0, &c->a, &td.diag, &c->spec);
-    if (rc == 0)
-        rc = pp_compile(&c->spec, &c->plan, &c->sim, &td.diag);
-    c->rc = rc;
-    snprintf(c->err, sizeof c->err, "%s", tu_diag_text(&td));
-    tu_diag_close(&td);
-}
-
-static void compile_ok(compiled *c, const char *text)
-{
-    compile_text(c, text);
-    ck_assert_msg(c->rc == 0, "%s\n%s", text, c->err);
-}
-
-static void release(compiled *c)
-{
-    if (c->rc == 0)
-        pp_sim_free(&c->sim, c->plan.devices);
-    pp_plan_free(&c->plan);
-    pp_arena_free(&c->a);
-}
-
 static void close_to(double got, double want, const char *what)
 {
     ck_assert_msg(fabs(got - want) <= 1e-12 * fabs(want), "%s: %.17g, want %.17g", what, got, want);
@@ -85,8 +45,8 @@ START_TEST(test_setting)
         {"devices = 2\ndata_parallel = 0\n", "t.pp:2:17: error: data_parallel:"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        compiled c;
-        compile_text(&c, cases[k].text);
+        tu_compiled c;
+        tu_compile_text(&c, cases[k].text);
         if (!cases[k].error[0]) {
             ck_assert_msg(c.rc == 0, "%s: %s", cases[k].text, c.err);
             int R = strstr(cases[k].text, "data_parallel") ? 4 : 1;
@@ -95,7 +55,7 @@ START_TEST(test_setting)
         } else {
             ck_assert_msg(c.rc != 0 && strstr(c.err, cases[k].error), "%s: got\n%s", cases[k].text, c.err);
         }
-        release(&c);
+        tu_compiled_free(&c);
     }
 }
 END_TEST
@@ -106,18 +66,18 @@ END_TEST
  * sequences a micro-batch. */
 START_TEST(test_microbatch_size)
 {
-    compiled a, b;
-    compile_ok(&a, "devices = 2\nmicrobatches = 4\nmicrobatches.reference = 4\ndata_parallel = 2\n"
+    tu_compiled a, b;
+    tu_compile_ok(&a, "devices = 2\nmicrobatches = 4\nmicrobatches.reference = 4\ndata_parallel = 2\n"
                    "model mlp { batch = 32 }\n");
-    compile_ok(&b, "devices = 2\nmicrobatches = 8\nmicrobatches.reference = 4\nmodel mlp { batch = 32 }\n");
+    tu_compile_ok(&b, "devices = 2\nmicrobatches = 8\nmicrobatches.reference = 4\nmodel mlp { batch = 32 }\n");
     close_to(a.spec.cost.stage_F[0], b.spec.cost.stage_F[0], "F of a micro-batch of 4 rows");
-    release(&a);
-    release(&b);
+    tu_compiled_free(&a);
+    tu_compiled_free(&b);
     const char *gpt = "devices = 2\nmicrobatches = 2\n%s\nhardware h100 { }\n"
                       "model gpt { layers = 2 hidden = 256 heads = 4 seq = 64 vocab = 512 batch = 8 }\n";
     char t1[512];
     snprintf(t1, sizeof t1, gpt, "data_parallel = 2");
-    compile_ok(&a, t1);
+    tu_compile_ok(&a, t1);
     ck_assert_int_eq(a.spec.n_layers, 4);
     pp_gpt_shape g = {2, 256, 4, 1024, 64, 512, 8, 4, true}; /* 8 / (2 x 2) = 2 sequences */
     pp_gpt_counts k;
@@ -127,7 +87,7 @@ START_TEST(test_microbatch_size)
     double tps, mfu;
     ck_assert(pp_throughput(&a.sim.units, a.sim.makespan, a.plan.devices, &tps, &mfu));
     close_to(tps, 8.0 * 64 / a.sim.makespan / 4, "tokens/s per rank");
-    release(&a);
+    tu_compiled_free(&a);
 }
 END_TEST
 
@@ -161,8 +121,8 @@ START_TEST(test_reductions_every_policy)
                          "devices = 3\nmicrobatches = 6\ndata_parallel = %d\nzero = %d\n%s\nhardware h100 { }\n"
                          "model gpt { layers = 6 hidden = 64 heads = 2 seq = 16 vocab = 256 batch = %d }\n",
                          R, zero, shapes[k], 6 * R);
-                compiled c;
-                compile_ok(&c, text);
+                tu_compiled c;
+                tu_compile_ok(&c, text);
                 const pp_plan *p = &c.plan;
                 int stage_seen[16] = {0}, gather_seen[16] = {0};
                 for (int d = 0; d < p->devices; d++) {
@@ -211,7 +171,7 @@ START_TEST(test_reductions_every_policy)
                     ck_assert_int_eq(gather_seen[s], zero);
                 }
                 ck_assert(R > 1 ? c.sim.dp_time > 0 : c.sim.dp_time == 0);
-                release(&c);
+                tu_compiled_free(&c);
             }
 }
 END_TEST
@@ -231,8 +191,8 @@ START_TEST(test_ring_cost)
                      "hardware h100 { devices_per_node = %d }\n"
                      "model gpt { layers = 2 hidden = 256 heads = 4 seq = 64 vocab = 512 batch = 16 tie = 0 "
                      "precision = bf16 }\n", zero, per_node);
-            compiled c;
-            compile_ok(&c, text);
+            tu_compiled c;
+            tu_compile_ok(&c, text);
             const pp_plan *p = &c.plan;
             double want_total = 0;
             for (int s = 0; s < 2; s++) {
@@ -256,7 +216,7 @@ START_TEST(test_ring_cost)
             }
             close_to(c.sim.dp_time, want_total, "dp_time");
             close_to(c.sim.coll_time, want_total, "coll_time (untied: no other collective)");
-            release(&c);
+            tu_compiled_free(&c);
         }
     /* the formula alone: 2 (n - 1) / n x bytes / bandwidth + 2 (n - 1) latencies */
     const pp_hardware *h = pp_hardware_preset("h100");
@@ -284,9 +244,9 @@ START_TEST(test_zero_memory)
     char t0[512], t1[512];
     snprintf(t0, sizeof t0, base, 0);
     snprintf(t1, sizeof t1, base, 1);
-    compiled a, b;
-    compile_ok(&a, t0);
-    compile_ok(&b, t1);
+    tu_compiled a, b;
+    tu_compile_ok(&a, t0);
+    tu_compile_ok(&b, t1);
     ck_assert_ptr_null(a.sim.zero_saved);
     ck_assert_ptr_nonnull(b.sim.zero_saved);
     for (int d = 0; d < 2; d++) {
@@ -300,8 +260,8 @@ START_TEST(test_zero_memory)
         close_to(a.sim.peak_mem[d] - b.sim.peak_mem[d], saved, "peak memory");
     }
     close_to(a.sim.dp_time, b.sim.dp_time, "reduce-scatter + all-gather = allreduce on a ring of 4");
-    release(&a);
-    release(&b);
+    tu_compiled_free(&a);
+    tu_compiled_free(&b);
 }
 END_TEST
 
@@ -311,8 +271,8 @@ END_TEST
  * place of the same list). */
 START_TEST(test_verifier)
 {
-    compiled c;
-    compile_ok(&c, "devices = 2\nmicrobatches = 2\nschedule 1f1b\ndata_parallel = 2\nmodel mlp { batch = 8 }\n");
+    tu_compiled c;
+    tu_compile_ok(&c, "devices = 2\nmicrobatches = 2\nschedule 1f1b\ndata_parallel = 2\nmodel mlp { batch = 8 }\n");
     pp_plan *p = &c.plan;
     pp_verify_opts o = pp_verify_opts_of(&c.spec, true);
     int red = -1, last_b = -1;
@@ -361,7 +321,7 @@ START_TEST(test_verifier)
     ck_assert(pp_verify(p, &o, &td.diag) > 0);
     ck_assert_msg(strstr(tu_diag_text(&td), "its members must be {"), "%s", tu_diag_text(&td));
     tu_diag_close(&td);
-    release(&c);
+    tu_compiled_free(&c);
 }
 END_TEST
 
@@ -408,8 +368,8 @@ START_TEST(test_gpus)
         snprintf(t2, sizeof t2, "devices = %d\ndata_parallel = %d\nmicrobatches = %d\nschedule 1f1b\n"
                  "memory.limit = 0\nhardware h100 { }\nmodel gpt { layers = 4 hidden = 512 heads = 8 seq = 512 "
                  "vocab = 1024 batch = 48 precision = bf16 }\n", D, 12 / D, M);
-        compiled c;
-        compile_ok(&c, t2);
+        tu_compiled c;
+        tu_compile_ok(&c, t2);
         char want[32];
         pp_time_show(&c.sim.units, c.sim.makespan, want, sizeof want);
         ck_assert_msg(strcmp(ms, want) == 0, "%d x %d: row says %s, compiles to %s", D, 12 / D, ms, want);
@@ -422,7 +382,7 @@ START_TEST(test_gpus)
             best = c.sim.makespan;
             best_d = D;
         }
-        release(&c);
+        tu_compiled_free(&c);
     }
     ck_assert_int_ge(best_d, 1);
     char line[96];
@@ -440,11 +400,11 @@ START_TEST(test_gpus)
     tu_diag_close(&td);
     pp_arena_free(&a);
     /* the split is the search's: devices or data_parallel beside gpus is refused */
-    compiled c;
-    compile_text(&c, "gpus = 8\ndevices = 2\n");
+    tu_compiled c;
+    tu_compile_text(&c, "gpus = 8\ndevices = 2\n");
     ck_assert_msg(c.rc && strstr(c.err, "t.pp:2:1: error: devices: gpus = 8 chooses devices and data_parallel"),
                   "%s", c.err);
-    release(&c);
+    tu_compiled_free(&c);
 }
 END_TEST
 

@@ -97,3 +97,33 @@ int tu_run(Suite *s)
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+void tu_compile_text(tu_compiled *c, const char *text)
+{
+    memset(c, 0, sizeof *c);
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_ast ast;
+    int rc = pp_parse("t.pp", text, strlen(text), &c->a, &td.diag, &ast);
+    if (rc == 0)
+        rc = pp_spec_build(&ast, NULL, 0, &c->a, &td.diag, &c->spec);
+    if (rc == 0)
+        rc = pp_compile(&c->spec, &c->plan, &c->sim, &td.diag);
+    c->rc = rc;
+    snprintf(c->err, sizeof c->err, "%s", tu_diag_text(&td));
+    tu_diag_close(&td);
+}
+
+void tu_compile_ok(tu_compiled *c, const char *text)
+{
+    tu_compile_text(c, text);
+    ck_assert_msg(c->rc == 0, "%s\n%s", text, c->err);
+}
+
+void tu_compiled_free(tu_compiled *c)
+{
+    if (c->rc == 0)
+        pp_sim_free(&c->sim, c->plan.devices);
+    pp_plan_free(&c->plan);
+    pp_arena_free(&c->a);
+}

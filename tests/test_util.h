@@ -25,6 +25,19 @@ typedef struct tu_diag {
 void tu_diag_open(tu_diag *t);
 const char *tu_diag_text(tu_diag *t); /* flushes; valid until close */
 void tu_diag_close(tu_diag *t);
+/* A schedule text compiled as ppcc does (parse, settings, pp_compile); the
+ * spec, plan and timing stay for the caller, with rc and the messages. */
+typedef struct tu_compiled {
+    pp_arena a;
+    pp_spec spec;
+    pp_plan plan;
+    pp_sim sim;
+    int rc;
+    char err[2048];
+} tu_compiled;
+void tu_compile_text(tu_compiled *c, const char *text);
+void tu_compile_ok(tu_compiled *c, const char *text); /* fails the test on an error */
+void tu_compiled_free(tu_compiled *c);
 /* Runs a suite built by make_suite; returns the process exit status. */
 int tu_run(Suite *s);
 

@@ -17,27 +17,9 @@
 #include "clock.h"
 #include "plan_gen.h"
 #include "pprun.h"
+#include "plan_load_util.h"
 #include "test_util.h"
 #include "transport.h"
-
-static char *named_plan(const char *name)
-{
-    tg_spec s;
-    ck_assert_msg(tg_named(name, &s), "no plan %s", name);
-    return tg_plan_json(&s);
-}
-
-/* Loads text; the loader's status, its messages in *msg (malloc'd). */
-static int load(const char *text, pp_plan *p, pr_model *m, char **msg)
-{
-    tu_diag td;
-    tu_diag_open(&td);
-    td.diag.prog = "pprun";
-    int rc = pr_plan_load_text("plan.json", text, strlen(text), &td.diag, p, m);
-    *msg = strdup(tu_diag_text(&td));
-    tu_diag_close(&td);
-    return rc;
-}
 
 /* ---- the loader ---- */
 
@@ -59,7 +41,7 @@ static void insert_at(cJSON *array, int at, cJSON *item)
  * devices[1].ops[0], its first recv). */
 static char *with_waits(int version, const int (*waits)[2], int n)
 {
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     cJSON *root = cJSON_Parse(text);
     free(text);
     cJSON_ReplaceItemInObjectCaseSensitive(root, "version", cJSON_CreateNumber(version));
@@ -81,7 +63,7 @@ static char *with_waits(int version, const int (*waits)[2], int n)
 /* The group of device 1's first recv, as the plan holds it. */
 static int first_group(void)
 {
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     cJSON *root = cJSON_Parse(text);
     free(text);
     cJSON *ops = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "devices"), 1), "ops");
@@ -95,7 +77,7 @@ static void expect_refused(const char *text, const char *error)
     pp_plan p;
     pr_model m;
     char *msg, want[512];
-    int rc = load(text, &p, &m, &msg);
+    int rc = lu_load(text, &p, &m, &msg);
     snprintf(want, sizeof want, "pprun: error: plan.json: %s\n", error);
     ck_assert_int_eq(rc, 1);
     ck_assert_str_eq(msg, want);
@@ -109,7 +91,7 @@ START_TEST(test_wait_after_its_group_loads)
     pp_plan p;
     pr_model m;
     char *msg;
-    ck_assert_msg(load(text, &p, &m, &msg) == 0, "refused: %s", msg);
+    ck_assert_msg(lu_load(text, &p, &m, &msg) == 0, "refused: %s", msg);
     ck_assert_int_eq(p.dev[1].ops[1].kind, PP_OP_WAIT);
     ck_assert_int_eq(p.dev[1].ops[1].group, first_group());
     ck_assert_int_eq(p.dev[1].ops[1].stage, -1);
@@ -264,13 +246,13 @@ static const char *const overlap_plans[] = {"1f1b-2x4", "gpipe-4x8", "interleave
 /* Overlap changes timing, never numbers: bit for bit the synchronous run. */
 START_TEST(test_posted_early_trains_the_same)
 {
-    char *text = named_plan(overlap_plans[_i]);
+    char *text = lu_named_plan(overlap_plans[_i]);
     pp_plan sync, async;
     pr_model m, m2;
     char *msg;
-    ck_assert_msg(load(text, &sync, &m, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &sync, &m, &msg) == 0, "%s", msg);
     free(msg);
-    ck_assert_msg(load(text, &async, &m2, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &async, &m2, &msg) == 0, "%s", msg);
     free(msg);
     post_early(&async, 2);
     ck_assert_int_gt(count_kind(&async, PP_OP_WAIT), 0);
@@ -290,11 +272,11 @@ END_TEST
  * recv (the op that waits) with its peer. */
 START_TEST(test_wait_that_never_completes_times_out)
 {
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     pp_plan p;
     pr_model m;
     char *msg;
-    ck_assert_msg(load(text, &p, &m, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &p, &m, &msg) == 0, "%s", msg);
     free(msg);
     post_early(&p, 1);
     ck_assert_int_eq(p.dev[1].ops[0].kind, PP_OP_RECV);
@@ -449,13 +431,13 @@ static const pr_transport_ops lane_ops = {
  * sent buffer is reused before its wait. */
 START_TEST(test_lanes_protocol)
 {
-    char *text = named_plan(overlap_plans[_i]);
+    char *text = lu_named_plan(overlap_plans[_i]);
     pp_plan sync, async;
     pr_model m, m2;
     char *msg;
-    ck_assert_msg(load(text, &sync, &m, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &sync, &m, &msg) == 0, "%s", msg);
     free(msg);
-    ck_assert_msg(load(text, &async, &m2, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &async, &m2, &msg) == 0, "%s", msg);
     free(msg);
     post_early(&async, 2);
     double l1;

@@ -20,31 +20,13 @@
 #include "pprun.h"
 #include <cblas.h>
 
+#include "plan_load_util.h"
 #include "test_util.h"
-
-static char *named_plan(const char *name)
-{
-    tg_spec s;
-    ck_assert_msg(tg_named(name, &s), "no plan %s", name);
-    return tg_plan_json(&s);
-}
-
-/* Loads text; returns the loader's status, the diag text in *msg (malloc'd). */
-static int load(const char *text, pp_plan *p, pr_model *m, char **msg)
-{
-    tu_diag td;
-    tu_diag_open(&td);
-    td.diag.prog = "pprun";
-    int rc = pr_plan_load_text("plan.json", text, strlen(text), &td.diag, p, m);
-    *msg = strdup(tu_diag_text(&td));
-    tu_diag_close(&td);
-    return rc;
-}
 
 static void load_ok(const char *text, pp_plan *p, pr_model *m)
 {
     char *msg;
-    int rc = load(text, p, m, &msg);
+    int rc = lu_load(text, p, m, &msg);
     ck_assert_msg(rc == 0, "load failed: %s", msg);
     free(msg);
 }
@@ -92,7 +74,7 @@ static const char *const equivalence_plans[] = {
 START_TEST(test_schedule_equals_single_device)
 {
     const char *name = equivalence_plans[_i];
-    char *text = named_plan(name);
+    char *text = lu_named_plan(name);
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -109,7 +91,7 @@ END_TEST
 
 START_TEST(test_check_detects_wrong_lr)
 {
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -127,7 +109,7 @@ END_TEST
  * refuse such a plan, so the ops are removed after loading). */
 START_TEST(test_check_detects_dropped_microbatch)
 {
-    char *text = named_plan("gpipe-4x8");
+    char *text = lu_named_plan("gpipe-4x8");
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -165,7 +147,7 @@ static char *replay_error(pp_plan *p, const pr_model *m, double timeout)
 
 START_TEST(test_recv_timeout_names_device_and_op)
 {
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -191,7 +173,7 @@ END_TEST
 
 START_TEST(test_recv_mismatch_is_an_error)
 {
-    char *text = named_plan("gpipe-4x8");
+    char *text = lu_named_plan("gpipe-4x8");
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -289,7 +271,7 @@ static cJSON *walk(cJSON *root, const char *path, cJSON **parent, char *last, si
 START_TEST(test_loader_mutations)
 {
     const mutation *mu = &mutations[_i];
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     cJSON *root = cJSON_Parse(text);
     cJSON *parent;
     char last[64];
@@ -315,7 +297,7 @@ START_TEST(test_loader_mutations)
     pp_plan p;
     pr_model m;
     char *msg;
-    int rc = load(mutated, &p, &m, &msg);
+    int rc = lu_load(mutated, &p, &m, &msg);
     if (!mu->error) {
         ck_assert_msg(rc == 0, "%s: refused: %s", mu->path, msg);
         pp_plan_free(&p);
@@ -336,14 +318,14 @@ END_TEST
 /* Plans that parse but are unsafe: the loader runs the verifier on them. */
 static char *load_edited(const char *name, void (*edit)(cJSON *devices), int *rc)
 {
-    char *text = named_plan(name);
+    char *text = lu_named_plan(name);
     cJSON *root = cJSON_Parse(text);
     edit(cJSON_GetObjectItemCaseSensitive(root, "devices"));
     char *edited = cJSON_Print(root);
     pp_plan p;
     pr_model m;
     char *msg;
-    *rc = load(edited, &p, &m, &msg);
+    *rc = lu_load(edited, &p, &m, &msg);
     if (*rc == 0) {
         pp_plan_free(&p);
         pr_model_free(&m);
@@ -414,7 +396,7 @@ END_TEST
 
 START_TEST(test_loader_syntax)
 {
-    char *text = named_plan("1f1b-2x4");
+    char *text = lu_named_plan("1f1b-2x4");
     pp_plan p;
     pr_model m;
     char *msg;
@@ -423,22 +405,22 @@ START_TEST(test_loader_syntax)
     char *t2 = malloc(n + 16);
     memcpy(t2, text, n);
     strcpy(t2 + n, "\n  }x\n");
-    ck_assert_int_eq(load(t2, &p, &m, &msg), 1);
+    ck_assert_int_eq(lu_load(t2, &p, &m, &msg), 1);
     ck_assert_msg(strstr(msg, "error: trailing characters after the JSON value: '}'\n") != NULL, "got: %s",
                   msg);
     ck_assert_msg(strncmp(msg, "plan.json:", 10) == 0, "got: %s", msg);
     free(msg);
     /* truncated */
     t2[n / 2] = '\0';
-    ck_assert_int_eq(load(t2, &p, &m, &msg), 1);
+    ck_assert_int_eq(lu_load(t2, &p, &m, &msg), 1);
     ck_assert_msg(strstr(msg, "unexpected end of the file") != NULL, "got: %s", msg);
     free(msg);
     /* not an object */
-    ck_assert_int_eq(load("[1, 2]", &p, &m, &msg), 1);
+    ck_assert_int_eq(lu_load("[1, 2]", &p, &m, &msg), 1);
     ck_assert_str_eq(msg, "pprun: error: plan.json: expected a JSON object at the top, got an array\n");
     free(msg);
     /* empty */
-    ck_assert_int_eq(load("", &p, &m, &msg), 1);
+    ck_assert_int_eq(lu_load("", &p, &m, &msg), 1);
     ck_assert_str_eq(msg, "plan.json:1:1: error: no JSON value (the file is empty)\n"
                           "     1 | \n"
                           "       | ^\n");
@@ -450,7 +432,7 @@ END_TEST
 
 START_TEST(test_loader_fills_plan_and_model)
 {
-    char *text = named_plan("same-device-2x4");
+    char *text = lu_named_plan("same-device-2x4");
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -480,7 +462,7 @@ END_TEST
 
 START_TEST(test_trace_has_one_event_per_op)
 {
-    char *text = named_plan("interleaved-2x2x4");
+    char *text = lu_named_plan("interleaved-2x2x4");
     pp_plan p;
     pr_model m;
     load_ok(text, &p, &m);
@@ -731,7 +713,7 @@ START_TEST(test_failed_allocation_is_named)
     pr_backend be = *pr_backend_cpu();
     be.alloc = failing_alloc;
     for (size_t q = 0; q < sizeof plans / sizeof *plans; q++) {
-        char *text = named_plan(plans[q]);
+        char *text = lu_named_plan(plans[q]);
         pp_plan p;
         pr_model m;
         load_ok(text, &p, &m);
