@@ -175,13 +175,14 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
               pp_diag *d);
 /* Fault injection for the tests: pprun does not define these; a test
  * binary may (tests/runtime/fault_hook.c, test_runtime.c).  The fault
- * hook is called on the device's thread before each op it replays; when
+ * hook is called on the device's thread before each op it replays (nonzero:
+ * the op fails there, as a kernel or transport failure would); when
  * ignore_stash returns true, B computes on the current weights instead of
  * the version its F used (so --check must fail, docs/async.md); pool_slots
  * gives the activation buffers device rank's pool starts with instead of
  * the `slots` the dry run counted (fewer: the replay allocates beyond the
  * pool). */
-extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
+extern int pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
 extern bool pr_test_ignore_stash(void) __attribute__((weak));
 extern int pr_test_pool_slots(int rank, int slots) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);

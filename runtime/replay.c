@@ -883,10 +883,10 @@ static int exec_op(device_ctx *D, int i, int step)
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
     atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
-    if (pr_test_fault_hook && !D->R->dry)
-        pr_test_fault_hook(D->rank, op, step);
     int rc = 0;
-    switch (op->kind) {
+    if (pr_test_fault_hook && !D->R->dry && pr_test_fault_hook(D->rank, op, step))
+        pr_bctx_fail(D->bc, "test fault:", "the op failed (PPRUN_TEST_FAULT)");
+    else switch (op->kind) {
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
     case PP_OP_B: rc = do_backward(D, i, op, step); break;
     case PP_OP_W: rc = do_weight(D, i, op); break;
@@ -1269,6 +1269,7 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
         return 1;
     }
     D->bc->format_op = format_op;
+    rank_name(R, rank, D->bc->name, sizeof D->bc->name); /* its errors name its replica too */
     D->local = pp_xcalloc((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == D->dev ? D->nst++ : -1;

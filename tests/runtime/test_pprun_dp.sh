@@ -5,7 +5,8 @@
 # single-device training on the global batch gives (--check, within 1e-5);
 # ZeRO-1 gives the same numbers, bit for bit (--dump), as the unsharded run;
 # --dump of a D x R run is the single-device run's files; a rank that stops
-# mid-step ends the run within the timeout, named; what pprun does not run
+# mid-step ends the run within the timeout, named, and one whose op fails
+# (PPRUN_TEST_FAULT's fail) ends every rank at once, named; what pprun does not run
 # yet (one process a rank) is refused before any work.
 set -u
 ppcc=$1 pprun=$2 pprun_fault=$3
@@ -123,6 +124,22 @@ status=$?
 if [ $status != 1 ] || ! grep -q 'rank 2 (device 1, replica 0)' "$tmp/out.txt"; then
     fail "a paused rank 2: exit $status"
 fi
+# A rank whose op fails mid-step (an error, as a failed kernel or transfer returns): every rank
+# ends at once, well inside the timeout (the failure aborts the others' waits), and the error
+# names the rank, its device and replica; in a B, and in its reduction (the partner waits there)
+for spec in '3:B1.1:fail:rank 3 \(device 1, replica 1\).* during B1\.1' \
+            '2:allreduce #1:fail:rank 2 \(device 1, replica 0\).* during allreduce #1'; do
+    runs=$((runs + 1))
+    fault=${spec%%:fail:*}:fail want=${spec#*:fail:}
+    start=$(date +%s)
+    PPRUN_TEST_FAULT=$fault timeout 60 "$pprun_fault" "$tmp/f.json" --steps 2 --timeout 20 >"$tmp/out.txt" 2>&1
+    status=$?
+    took=$(($(date +%s) - start))
+    if [ $status != 1 ] || [ $took -gt 5 ] || grep -q 'steps in' "$tmp/out.txt" ||
+       ! grep -qE "^pprun: error: \[$want" "$tmp/out.txt"; then
+        fail "$fault: exit $status after $took s"
+    fi
+done
 # what is not run yet is refused before any work: pipedream with replicas (its update after
 # every B), and one process a rank
 runs=$((runs + 1))
