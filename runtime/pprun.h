@@ -291,10 +291,11 @@ const char *pr_format_bytes(double bytes, char *buf, size_t size);
  * one run on this host, ranks 0..N-1; when one fails, stops the others.
  * Returns the exit status for pprun. */
 int pr_launch_local(int nproc, char **argv, pp_diag *d);
-/* pprun --nproc N on a plan of plan_devices devices (the options that
- * contradict --nproc are refused by the command line): refuses what every
- * rank would fail on (no cuda backend, another device count, too few
- * GPUs), then runs argv without --nproc through pr_launch_local. */
-int pr_launch_nproc(long nproc, int plan_devices, int argc, char **argv, pp_diag *d);
+/* pprun --nproc N on a plan of plan_devices devices x replicas (its
+ * world, rank_grid.h; the options that contradict --nproc are refused by
+ * the command line): refuses what every rank would fail on (no cuda
+ * backend, another world size, fewer GPUs than ranks), then runs argv
+ * without --nproc through pr_launch_local. */
+int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char **argv, pp_diag *d);
 
 #endif

@@ -1352,7 +1352,8 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     snprintf(what, sizeof what, "the op times of %s", rank_name(R, rank, who, sizeof who));
     D->start = pp_xcalloc(rec, sizeof(double), what);
     D->end = pp_xcalloc(rec, sizeof(double), what);
-    D->own_times = D->replica > 0; /* the result holds replica 0's (docs/pprun.md) */
+    /* the result holds replica 0's (docs/pprun.md); one process a rank: its own */
+    D->own_times = D->replica > 0 && !R->o->one_rank;
     if (!D->own_times) {
         R->res->start[D->dev] = D->start;
         R->res->end[D->dev] = D->end;
@@ -1379,7 +1380,7 @@ void device_teardown(run *R, device_ctx *D)
         stage_state *st = &D->st[s];
         for (int l = 0; l < st->k && st->P && !R->dry && !atomic_load(&R->failed); l++) {
             int L = st->first_layer + l;
-            if (D->replica == 0)
+            if (!D->own_times) /* replica 0, or this process's one rank */
                 be->download(D->bc, R->res->params + m->param_off[L], st->P + st->off[l],
                              pr_layer_param_count(m, L));
             else if (dp_differs(D, st, l))
