@@ -310,12 +310,14 @@ extern "C" pr_transport *pr_transport_local_create(int devices, char *err, size_
 #define NCCL_ENTRY_POINTS(X)                                                                 \
     X(ncclGetErrorString) X(ncclGetLastError) X(ncclGetUniqueId) X(ncclCommInitRankConfig)   \
     X(ncclCommGetAsyncError) X(ncclCommAbort) X(ncclCommFinalize) X(ncclCommDestroy)          \
-    X(ncclGroupStart) X(ncclGroupEnd) X(ncclSend) X(ncclRecv) X(ncclCommSplit)
+    X(ncclGroupStart) X(ncclGroupEnd) X(ncclSend) X(ncclRecv)
 
 static struct {
 #define NCCL_POINTER(name) decltype(&::name) name;
     NCCL_ENTRY_POINTS(NCCL_POINTER)
 #undef NCCL_POINTER
+    /* NCCL 2.18 on: only a run with replicas needs it (NULL: too old) */
+    decltype(&::ncclCommSplit) split;
 } nccl_api;
 static char nccl_load_err[600];
 static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
@@ -340,6 +342,7 @@ static void nccl_load_once(void)
                  #name);
     NCCL_ENTRY_POINTS(NCCL_RESOLVE)
 #undef NCCL_RESOLVE
+    nccl_api.split = (decltype(&::ncclCommSplit))dlsym(lib, "ncclCommSplit");
 }
 
 /* false and the reason in err when NCCL cannot be loaded. */
@@ -363,7 +366,7 @@ static bool nccl_load(char *err, size_t errlen)
 #define ncclGroupEnd nccl_api.ncclGroupEnd
 #define ncclSend nccl_api.ncclSend
 #define ncclRecv nccl_api.ncclRecv
-#define ncclCommSplit nccl_api.ncclCommSplit
+#define ncclCommSplit nccl_api.split
 
 typedef struct nccl_tr {
     pr_transport base;
@@ -730,6 +733,13 @@ extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int repli
                      "ncclCommInitRankConfig did not complete within %g s (rank %d of %d)",
                      timeout, rank, world);
         snprintf(err, errlen, "%s", t->init_err);
+        __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+        nccl_destroy(&t->base);
+        return NULL;
+    }
+    if (replicas > 1 && !nccl_api.split) {
+        snprintf(err, errlen, "the NCCL loaded has no ncclCommSplit (NCCL 2.18 or newer): a plan "
+                              "with replicas (data_parallel) needs it for the replica groups");
         __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
         nccl_destroy(&t->base);
         return NULL;
