@@ -57,6 +57,8 @@ typedef struct pr_bctx {
     double *loss;
     int slots;
     char err[512];
+    /* Whom the errors name ("rank 5 (device 2, replica 1)"); empty: "device RANK". */
+    char name[48];
 } pr_bctx;
 
 enum pr_trans { PR_N = 0, PR_T = 1 };
@@ -136,7 +138,8 @@ int pr_cuda_device_count(char *err, size_t errlen);
  * benchmark and the tests: C (+)= A B, row-major, A [m, k], B [k, n]. */
 void pr_cpu_sgemm(int m, int n, int k, const float *A, const float *B, float *C, int accumulate);
 
-/* Records the first failure of a context: "[device R] WHERE MSG during OP",
+/* Records the first failure of a context: "[device R] WHERE MSG during OP"
+ * (its name instead of "device R" when it has one),
  * and "(last work enqueued: OP2)" when another op's work was last
  * enqueued on the device's stream. */
 void pr_bctx_fail(pr_bctx *c, const char *where, const char *msg);

@@ -42,7 +42,12 @@ void pr_bctx_fail(pr_bctx *c, const char *where, const char *msg)
         snprintf(last, sizeof last, " (last work enqueued: %s)",
                  c->format_op(c->last_op, name, sizeof name));
     }
-    snprintf(c->err, sizeof c->err, "[device %d] %s %s%s%s", c->rank, where, msg, op, last);
+    char who[48];
+    if (c->name[0])
+        snprintf(who, sizeof who, "%s", c->name);
+    else
+        snprintf(who, sizeof who, "device %d", c->rank);
+    snprintf(c->err, sizeof c->err, "[%s] %s %s%s%s", who, where, msg, op, last);
     c->failed = 1;
 }
 

@@ -30,6 +30,11 @@
 #define BOOT_MAGIC 0x50505242u /* "PPRB" */
 #define BOOT_VERSION 1u
 #define BOOT_MAX_BLOB 4096u
+/* In place of the blob's length: rank 0 gave up, and a length-prefixed
+ * reason follows (which ranks it waited for), so every rank's error names
+ * the rank that did not come. */
+#define BOOT_FAILED 0xffffffffu
+#define BOOT_MAX_REASON 512u
 
 static int ms_left(double deadline)
 {
@@ -375,13 +380,15 @@ static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
     struct pollfd *pf =
         pp_xcalloc((size_t)b->world + BOOT_MAX_PENDING + 1, sizeof *pf, "the bootstrap's poll set");
     int rc = 0;
+    char reason[BOOT_MAX_REASON] = "";
     while (S.joined < b->world && rc == 0) {
         double now = pp_now();
         if (now >= deadline) {
             char missing[200];
             missing_ranks(&S, missing, sizeof missing);
-            pp_error(d, "bootstrap: only %d of %d ranks connected within %g s (missing: %s)",
+            snprintf(reason, sizeof reason, "only %d of %d ranks connected within %g s (missing: %s)",
                      S.joined, b->world, b->timeout, missing);
+            pp_error(d, "bootstrap: %s", reason);
             rc = 1;
             break;
         }
@@ -454,6 +461,18 @@ static int serve(const pr_boot *b, const void *blob, size_t len, pp_diag *d)
             rc = 1;
         }
     }
+    /* rank 0 gave up: the ranks that came hear why (best effort, briefly) */
+    for (int r = 1; r < b->world && reason[0]; r++)
+        if (S.rank[r].fd >= 0) {
+            unsigned char h[24];
+            uint32_t n = (uint32_t)strlen(reason);
+            make_hello(h, b->world, 0);
+            put32(h + 16, BOOT_FAILED);
+            put32(h + 20, n);
+            double soon = pp_now() + 0.5;
+            if (!write_full(S.rank[r].fd, h, sizeof h, soon))
+                write_full(S.rank[r].fd, reason, n, soon);
+        }
     for (int q = 0; q < S.npending; q++)
         close(S.pending[q].fd);
     for (int r = 1; r < b->world; r++)
@@ -495,6 +514,23 @@ static int connect_once(const pr_boot *b, int *fd_out, double deadline)
     return ok;
 }
 
+/* Rank 0's answer said it gave up: its reason, in this rank's error. */
+static void gave_up(const pr_boot *b, int fd, double deadline, pp_diag *d)
+{
+    unsigned char nb[4];
+    char reason[BOOT_MAX_REASON + 1] = "";
+    uint32_t n = 0;
+    if (read_full(fd, nb, 4, deadline) == 0 && (n = get32(nb)) <= BOOT_MAX_REASON &&
+        read_full(fd, reason, n, deadline) == 0)
+        reason[n] = '\0';
+    else
+        snprintf(reason, sizeof reason, "no reason given");
+    for (char *c = reason; *c; c++) /* one line, printable */
+        if ((unsigned char)*c < ' ' || (unsigned char)*c > '~')
+            *c = '?';
+    pp_error(d, "bootstrap: rank %d: rank 0 at %s:%d gave up: %s", b->rank, b->host, b->port, reason);
+}
+
 static int join(const pr_boot *b, void *blob, size_t len, pp_diag *d)
 {
     double deadline = pp_now() + b->timeout;
@@ -529,6 +565,8 @@ static int join(const pr_boot *b, void *blob, size_t len, pp_diag *d)
                  io_what(io));
     else if (check_hello(h, b->world, why, sizeof why))
         pp_error(d, "bootstrap: rank 0 at %s:%d answered with a %s", b->host, b->port, why);
+    else if (get32(h + 16) == BOOT_FAILED)
+        gave_up(b, fd, deadline, d);
     else if (get32(h + 16) != len)
         pp_error(d, "bootstrap: rank 0 sent %u bytes of id, want %zu", get32(h + 16), len);
     else if ((io = read_full(fd, blob, len, deadline)) != 0)

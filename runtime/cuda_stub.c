@@ -18,7 +18,7 @@ pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen)
     return NULL;
 }
 
-pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
+pr_transport *pr_transport_nccl_create(int rank, int world, int replicas, int gpu, const void *nccl_id,
                                        double timeout, char *err, size_t errlen)
 {
     snprintf(err, errlen, "the nccl transport is not built in this binary");

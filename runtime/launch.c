@@ -115,14 +115,19 @@ static int driver_gpu_count(void)
     return n;
 }
 
-int pr_launch_nproc(long nproc, int plan_devices, int argc, char **argv, pp_diag *d)
+int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char **argv, pp_diag *d)
 {
-    if (!pr_backend_cuda()) {
-        pp_error(d, "--nproc: the cuda backend is not built in this binary");
+    long world = (long)plan_devices * (replicas > 1 ? replicas : 1); /* rank_grid.h */
+    if (world != nproc) {
+        if (replicas > 1)
+            pp_error(d, "--nproc %ld: the plan has %d devices x %d replicas (data_parallel) = %ld ranks, "
+                        "one process each", nproc, plan_devices, replicas, world);
+        else
+            pp_error(d, "--nproc %ld: the plan has %d devices, one process each", nproc, plan_devices);
         return 1;
     }
-    if (plan_devices != nproc) {
-        pp_error(d, "--nproc %ld: the plan has %d devices, one process each", nproc, plan_devices);
+    if (!pr_backend_cuda()) {
+        pp_error(d, "--nproc: the cuda backend is not built in this binary");
         return 1;
     }
     int gpus = driver_gpu_count();

@@ -16,6 +16,7 @@
 #include "backend.h"
 #include "layer.h"
 #include "pprun.h"
+#include "rank_grid.h"
 #include "transport.h"
 
 static void usage(FILE *f)
@@ -360,6 +361,9 @@ typedef struct session {
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
     char **dump_names; /* the model's --dump files */
     bool has_loss;    /* this process computes the loss */
+    pr_grid grid;     /* the plan's world: devices x replicas (rank_grid.h) */
+    int device;       /* multi: the pipeline device this rank runs (its replica's copy) */
+    bool reports;     /* multi: this rank prints the throughput (the last stage's replica 0) */
     int precision;    /* what the GEMMs compute in: --precision, else a gpt plan's */
 } session;
 
@@ -369,6 +373,17 @@ static bool find_part(session *S)
     const options *op = S->op;
     int launched = pr_boot_from_env(&S->boot, &S->local_rank, S->diag);
     S->multi = launched > 0 && S->boot.world > 1;
+    S->grid = (pr_grid){S->plan->devices, pp_plan_replicas(S->plan)};
+    if (S->multi && pr_grid_world(S->grid) != S->boot.world) { /* docs/pprun.md, "Data parallelism" */
+        if (S->grid.replicas > 1)
+            pp_error(S->diag, "the plan has %d devices x %d replicas (data_parallel) = %d ranks, but the "
+                              "run has %d", S->plan->devices, S->grid.replicas, pr_grid_world(S->grid),
+                     S->boot.world);
+        else
+            pp_error(S->diag, "the plan has %d devices but the run has %d ranks", S->plan->devices,
+                     S->boot.world);
+        return false; /* before the backend: what is wrong with the launch first */
+    }
     if (launched >= 0 && !S->multi && op->gpus > S->plan->devices) {
         pp_error(S->diag, "--gpus %ld: the plan has %d device%s, one GPU at most each", op->gpus,
                  S->plan->devices, S->plan->devices == 1 ? "" : "s");
@@ -382,17 +397,6 @@ static bool find_part(session *S)
     if ((op->link_latency > 0 || op->link_bandwidth > 0) && S->be != pr_backend_cpu()) {
         pp_error(S->diag, "--link-%s: the emulated link is the cpu backend's, and this run is on a GPU "
                           "(give --backend cpu)", op->link_latency > 0 ? "latency" : "bandwidth");
-        return false;
-    }
-    if (S->plan->replicas > 1 && S->multi) { /* docs/pprun.md, "Data parallelism" */
-        pp_error(S->diag, "rank %d of %d: the plan has %d replicas (data_parallel): pprun runs them in one "
-                          "process so far, not one process a rank", S->boot.rank, S->boot.world,
-                 S->plan->replicas);
-        return false;
-    }
-    if (S->multi && S->plan->devices != S->boot.world) {
-        pp_error(S->diag, "the plan has %d devices but the run has %d ranks", S->plan->devices,
-                 S->boot.world);
         return false;
     }
     /* a transformer's plan names the precision it was planned for (docs/gpt.md) */
@@ -476,8 +480,8 @@ static int connect_ranks(session *S)
             rc = 1;
         } else if (pr_boot_exchange(boot, id, sizeof id, S->diag)) {
             rc = 1;
-        } else if (!(S->tr = pr_transport_nccl_create(boot->rank, boot->world, gpu, id, op->timeout,
-                                                       err, sizeof err))) {
+        } else if (!(S->tr = pr_transport_nccl_create(boot->rank, boot->world, S->grid.replicas, gpu, id,
+                                                       op->timeout, err, sizeof err))) {
             pp_error(S->diag, "rank %d: %s", boot->rank, err);
             rc = 1;
         }
@@ -489,12 +493,18 @@ static int connect_ranks(session *S)
         S->o.graph = false;
         const pp_plan *plan = S->plan;
         const pr_model *model = S->model;
+        S->device = pr_grid_device(S->grid, boot->rank);
         S->own = calloc((size_t)model->layers, sizeof(bool));
         for (int s = 0; s < plan->stages; s++)
-            if (plan->placement[s] == boot->rank)
+            if (plan->placement[s] == S->device)
                 for (int l = 0; l < model->layers_per_stage[s]; l++)
                     S->own[model->first_layer[s] + l] = true;
-        S->has_loss = plan->placement[plan->stages - 1] == boot->rank;
+        /* With replicas each last-stage rank sums only its replica's
+         * share of the loss, which no process adds up yet: the steps'
+         * lines are not printed and --check compares the parameters
+         * (the replicas' reduced sum); docs/pprun.md, "Data parallelism". */
+        S->has_loss = plan->placement[plan->stages - 1] == S->device && S->grid.replicas == 1;
+        S->reports = plan->placement[plan->stages - 1] == S->device && pr_grid_replica(S->grid, boot->rank) == 0;
         if (!S->has_loss)
             S->o.progress = NULL; /* the rank with the loss reports the steps */
     } else if (cuda) {
@@ -535,18 +545,18 @@ static int report(session *S, pr_run_result *r)
     const options *op = S->op;
     const pp_plan *plan = S->plan;
     int steps = (int)op->steps, rc = 0;
-    if (S->has_loss)
+    if (S->has_loss || S->reports)
         printf("%d steps in %.3f s: %.0f samples/s\n", steps, r->seconds,
                r->seconds > 0 ? steps * (double)S->model->batch / r->seconds : 0.0);
     if (plan->async != PP_ASYNC_NONE) { /* docs/async.md: what stashing costs */
         printf("weights (%s%s): peak versions per device", pp_async_name(plan->async),
                plan->vertical_sync ? ", vertical sync" : "");
         for (int d = 0; d < plan->devices; d++)
-            if (!S->multi || d == S->boot.rank)
+            if (!S->multi || d == S->device)
                 printf(" %d", r->weight_versions[d]);
         printf("; extra weight memory (bytes)");
         for (int d = 0; d < plan->devices; d++)
-            if (!S->multi || d == S->boot.rank)
+            if (!S->multi || d == S->device)
                 printf(" %.0f", r->extra_weight_bytes[d]);
         printf("\n");
     }
@@ -646,12 +656,8 @@ int main(int argc, char **argv)
         return 1;
     if (pr_gpt_read_data(&model, &diag)) {
         rc = 1;
-    } else if (plan.replicas > 1 && op.nproc > 0) { /* docs/pprun.md, "Data parallelism" */
-        pp_error(&diag, "--nproc %ld: the plan has %d replicas (data_parallel): pprun runs them in one "
-                        "process so far, not one process a rank", op.nproc, plan.replicas);
-        rc = 1;
     } else if (op.nproc > 0) {
-        rc = pr_launch_nproc(op.nproc, plan.devices, argc, argv, &diag);
+        rc = pr_launch_nproc(op.nproc, plan.devices, pp_plan_replicas(&plan), argc, argv, &diag);
     } else {
         session S = {.op = &op, .plan = &plan, .model = &model, .diag = &diag};
         rc = run_session(&S);

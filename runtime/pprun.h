@@ -175,13 +175,14 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
               pp_diag *d);
 /* Fault injection for the tests: pprun does not define these; a test
  * binary may (tests/runtime/fault_hook.c, test_runtime.c).  The fault
- * hook is called on the device's thread before each op it replays; when
+ * hook is called on the device's thread before each op it replays (nonzero:
+ * the op fails there, as a kernel or transport failure would); when
  * ignore_stash returns true, B computes on the current weights instead of
  * the version its F used (so --check must fail, docs/async.md); pool_slots
  * gives the activation buffers device rank's pool starts with instead of
  * the `slots` the dry run counted (fewer: the replay allocates beyond the
  * pool). */
-extern void pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
+extern int pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__((weak));
 extern bool pr_test_ignore_stash(void) __attribute__((weak));
 extern int pr_test_pool_slots(int rank, int slots) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
@@ -290,10 +291,11 @@ const char *pr_format_bytes(double bytes, char *buf, size_t size);
  * one run on this host, ranks 0..N-1; when one fails, stops the others.
  * Returns the exit status for pprun. */
 int pr_launch_local(int nproc, char **argv, pp_diag *d);
-/* pprun --nproc N on a plan of plan_devices devices (the options that
- * contradict --nproc are refused by the command line): refuses what every
- * rank would fail on (no cuda backend, another device count, too few
- * GPUs), then runs argv without --nproc through pr_launch_local. */
-int pr_launch_nproc(long nproc, int plan_devices, int argc, char **argv, pp_diag *d);
+/* pprun --nproc N on a plan of plan_devices devices x replicas (its
+ * world, rank_grid.h; the options that contradict --nproc are refused by
+ * the command line): refuses what every rank would fail on (no cuda
+ * backend, another world size, fewer GPUs than ranks), then runs argv
+ * without --nproc through pr_launch_local. */
+int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char **argv, pp_diag *d);
 
 #endif

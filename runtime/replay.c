@@ -883,10 +883,10 @@ static int exec_op(device_ctx *D, int i, int step)
     atomic_store_explicit(&D->op_since, D->start[rec], memory_order_relaxed);
     atomic_store_explicit(&D->cur_op, i, memory_order_release); /* publishes op_since */
     D->bc->op = op;
-    if (pr_test_fault_hook && !D->R->dry)
-        pr_test_fault_hook(D->rank, op, step);
     int rc = 0;
-    switch (op->kind) {
+    if (pr_test_fault_hook && !D->R->dry && pr_test_fault_hook(D->rank, op, step))
+        pr_bctx_fail(D->bc, "test fault:", "the op failed (PPRUN_TEST_FAULT)");
+    else switch (op->kind) {
     case PP_OP_F: rc = do_forward(D, i, op, step); break;
     case PP_OP_B: rc = do_backward(D, i, op, step); break;
     case PP_OP_W: rc = do_weight(D, i, op); break;
@@ -1269,6 +1269,7 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
         return 1;
     }
     D->bc->format_op = format_op;
+    rank_name(R, rank, D->bc->name, sizeof D->bc->name); /* its errors name its replica too */
     D->local = pp_xcalloc((size_t)p->stages, sizeof(int), "the replay's stage table");
     for (int s = 0; s < p->stages; s++)
         D->local[s] = p->placement[s] == D->dev ? D->nst++ : -1;
@@ -1351,7 +1352,8 @@ int device_setup(run *R, device_ctx *D, int rank, const pool_shape *pool)
     snprintf(what, sizeof what, "the op times of %s", rank_name(R, rank, who, sizeof who));
     D->start = pp_xcalloc(rec, sizeof(double), what);
     D->end = pp_xcalloc(rec, sizeof(double), what);
-    D->own_times = D->replica > 0; /* the result holds replica 0's (docs/pprun.md) */
+    /* the result holds replica 0's (docs/pprun.md); one process a rank: its own */
+    D->own_times = D->replica > 0 && !R->o->one_rank;
     if (!D->own_times) {
         R->res->start[D->dev] = D->start;
         R->res->end[D->dev] = D->end;
@@ -1378,7 +1380,7 @@ void device_teardown(run *R, device_ctx *D)
         stage_state *st = &D->st[s];
         for (int l = 0; l < st->k && st->P && !R->dry && !atomic_load(&R->failed); l++) {
             int L = st->first_layer + l;
-            if (D->replica == 0)
+            if (!D->own_times) /* replica 0, or this process's one rank */
                 be->download(D->bc, R->res->params + m->param_off[L], st->P + st->off[l],
                              pr_layer_param_count(m, L));
             else if (dp_differs(D, st, l))

@@ -227,8 +227,10 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
                         const pool_shape *pools, const double *bytes, pp_diag *d)
 {
     bool host_buffers = !o->backend || o->backend->device == PR_DEVICE_HOST;
-    int first = o->one_rank ? o->rank : 0, last = o->one_rank ? o->rank : p->devices - 1;
     int replicas = pp_plan_replicas(p); /* each runs every device's list: as many again */
+    /* one process a rank: its device's list, once (rank_grid.h) */
+    int first = o->one_rank ? o->rank / replicas : 0, last = o->one_rank ? o->rank / replicas : p->devices - 1;
+    int copies = o->one_rank ? 1 : replicas;
     double f = sizeof(float), rows = (double)(m->batch / (p->microbatches * replicas));
     double slot = (double)m->ops->slot_floats(m, (int)rows) * f, params = 0, acts = 0, other = 0;
     for (int l = 0; l < m->layers; l++) /* a layer's initial values, on the host */
@@ -258,9 +260,9 @@ static bool memory_fits(const pp_plan *p, const pr_model *m, const pr_run_opts *
         other += (double)stack;
         results += 2.0 * p->dev[q].n * (o->record_all ? o->steps : 1) * sizeof(double);
     }
-    params *= replicas;
-    acts *= replicas;
-    other = (other - o->output_bytes) * replicas + o->output_bytes;
+    params *= copies;
+    acts *= copies;
+    other = (other - o->output_bytes) * copies + o->output_bytes;
     results += (double)o->steps * p->microbatches * (replicas - 1) * sizeof(double);
     other += o->output_bytes;
     double need = params + acts + results + other;
@@ -295,16 +297,15 @@ int pr_replay(const pp_plan *p, const pr_model *m, const pr_run_opts *o, pr_run_
         pp_error(d, "steps must be at least 1");
         return 1;
     }
-    if (o->one_rank && (o->rank < 0 || o->rank >= p->devices)) {
-        pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
-        return 1;
-    }
     int replicas = pp_plan_replicas(p), world = p->devices * replicas;
-    /* docs/pprun.md, "Data parallelism": every rank in this process (the
-     * transport carries world ranks) */
-    if (replicas > 1 && o->one_rank) {
-        pp_error(d, "pipeline.data_parallel: %d replicas run in one process so far, not one process a rank",
-                 replicas);
+    /* docs/pprun.md, "Data parallelism": every rank in this process, or
+     * one (one process a rank); the transport carries world ranks */
+    if (o->one_rank && (o->rank < 0 || o->rank >= world)) {
+        if (replicas > 1)
+            pp_error(d, "rank %d is not a rank of this plan's %d devices x %d replicas", o->rank, p->devices,
+                     replicas);
+        else
+            pp_error(d, "rank %d is not a device of this %d-device plan", o->rank, p->devices);
         return 1;
     }
     pool_shape *pools = pp_xcalloc((size_t)p->devices, sizeof *pools, "the pool sizes");

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "rank_grid.h"
 #include "replay_internal.h"
 
 void run_fail(run *R, const char *fmt, ...)
@@ -52,11 +53,7 @@ float *replay_buffer(device_ctx *D, bool weight, size_t count, const char *fmt, 
 
 const char *rank_name(const run *R, int q, char *buf, size_t size)
 {
-    if (R->replicas > 1)
-        snprintf(buf, size, "rank %d (device %d, replica %d)", q, q / R->replicas, q % R->replicas);
-    else
-        snprintf(buf, size, "device %d", q);
-    return buf;
+    return pr_grid_name((pr_grid){R->p->devices, R->replicas}, q, buf, size);
 }
 
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size)

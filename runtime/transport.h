@@ -91,10 +91,13 @@ pr_transport *pr_transport_threads_create(int devices, const pr_link *link);
 
 /* CUDA transports (transport_cuda.cu); without CUDA they return NULL and
  * say so in err.  local: every device in this process, copies + events;
- * `devices` may share GPUs.  nccl: this process is `rank` of `world`, its
- * GPU `gpu`; nccl_id is the 128-byte ncclUniqueId every rank shares. */
+ * `devices` may share GPUs.  nccl: this process is `rank` of `world`
+ * (devices x replicas, rank_grid.h), its GPU `gpu`; nccl_id is the
+ * 128-byte ncclUniqueId every rank shares.  With replicas > 1 each replica
+ * group gets its own communicator (ncclCommSplit), which the messages
+ * between replicas of one device take. */
 pr_transport *pr_transport_local_create(int devices, char *err, size_t errlen);
-pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
+pr_transport *pr_transport_nccl_create(int rank, int world, int replicas, int gpu, const void *nccl_id,
                                        double timeout, char *err, size_t errlen);
 /* Makes a new ncclUniqueId into id[128]; nonzero and err on failure. */
 int pr_nccl_unique_id(void *id, char *err, size_t errlen);

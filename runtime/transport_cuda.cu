@@ -22,7 +22,12 @@
  * it, or, for an asynchronous group, at the plan's wait (a completion
  * event per group).  Ranks that die or hang end in an error after the timeout: the
  * communicator is non-blocking, every wait polls ncclCommGetAsyncError,
- * and a deadline aborts it (ncclCommAbort).
+ * and a deadline aborts it (ncclCommAbort).  With data parallelism the
+ * world is D x R ranks (rank_grid.h) from the one unique id; a second
+ * communicator per replica group is split from it (color = the device,
+ * key = the replica) and carries the messages between replicas of one
+ * device (the stages' reductions, data_parallel.c), the world one the
+ * pipeline's, between world ranks of one replica.
  */
 #include <dlfcn.h>
 #include <nccl.h>
@@ -34,6 +39,7 @@
 
 #include "clock.h"
 #include "cuda_ctx.cuh"
+#include "rank_grid.h"
 #include "transport_local.h"
 
 /* ---------------- local ---------------- */
@@ -310,6 +316,8 @@ static struct {
 #define NCCL_POINTER(name) decltype(&::name) name;
     NCCL_ENTRY_POINTS(NCCL_POINTER)
 #undef NCCL_POINTER
+    /* NCCL 2.18 on: only a run with replicas needs it (NULL: too old) */
+    decltype(&::ncclCommSplit) split;
 } nccl_api;
 static char nccl_load_err[600];
 static pthread_once_t nccl_once = PTHREAD_ONCE_INIT;
@@ -334,6 +342,7 @@ static void nccl_load_once(void)
                  #name);
     NCCL_ENTRY_POINTS(NCCL_RESOLVE)
 #undef NCCL_RESOLVE
+    nccl_api.split = (decltype(&::ncclCommSplit))dlsym(lib, "ncclCommSplit");
 }
 
 /* false and the reason in err when NCCL cannot be loaded. */
@@ -357,12 +366,15 @@ static bool nccl_load(char *err, size_t errlen)
 #define ncclGroupEnd nccl_api.ncclGroupEnd
 #define ncclSend nccl_api.ncclSend
 #define ncclRecv nccl_api.ncclRecv
+#define ncclCommSplit nccl_api.split
 
 typedef struct nccl_tr {
     pr_transport base;
     int rank, world, gpu;
     double timeout;
     ncclComm_t comm;
+    ncclComm_t dp;  /* the rank's replica group (NULL: one replica) */
+    pr_grid grid;
     cudaStream_t comm_stream;
     cudaEvent_t ready, done;
     cudaEvent_t *group_done; /* [ngroup_done]: an asynchronous group's completion, by token */
@@ -392,17 +404,48 @@ static bool nccl_check(nccl_tr *t, ncclResult_t r, const char *call, const char 
 
 /* Polls the communicator until its pending calls are issued (non-blocking
  * mode), failing on an asynchronous error or at the deadline. */
-static bool nccl_settle(nccl_tr *t, double deadline)
+static bool nccl_settle_comm(nccl_tr *t, ncclComm_t comm, double deadline)
 {
     for (;;) {
         ncclResult_t st = ncclSuccess;
-        if (!NCCL(t, ncclCommGetAsyncError(t->comm, &st)) || !NCCL(t, st))
+        if (!NCCL(t, ncclCommGetAsyncError(comm, &st)) || !NCCL(t, st))
             return false;
         if (st == ncclSuccess)
             return true;
         if (pp_now() > deadline)
             return false;
         usleep(50);
+    }
+}
+
+/* Both communicators (a group may hold calls on each). */
+static bool nccl_settle(nccl_tr *t, double deadline)
+{
+    return t->comm && nccl_settle_comm(t, t->comm, deadline) &&
+           (!t->dp || nccl_settle_comm(t, t->dp, deadline));
+}
+
+/* The communicator a message to world rank peer goes on, and peer's rank
+ * in it: the replica group's between replicas of one device. */
+static ncclComm_t nccl_route(nccl_tr *t, int peer, int *to)
+{
+    if (t->dp && pr_grid_same_group(t->grid, t->rank, peer)) {
+        *to = pr_grid_group_rank(t->grid, t->rank, peer);
+        return t->dp;
+    }
+    *to = peer;
+    return t->comm;
+}
+
+static void nccl_abort_comms(nccl_tr *t)
+{
+    if (t->dp) {
+        ncclCommAbort(t->dp);
+        t->dp = NULL;
+    }
+    if (t->comm) {
+        ncclCommAbort(t->comm);
+        t->comm = NULL;
     }
 }
 
@@ -414,10 +457,7 @@ static void nccl_fail_abort(nccl_tr *t, const char *why)
                  t->timeout);
         pr_bctx_fail(&t->c->base, "nccl:", msg);
     }
-    if (t->comm) {
-        ncclCommAbort(t->comm);
-        t->comm = NULL;
-    }
+    nccl_abort_comms(t);
     __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -514,7 +554,9 @@ static int nccl_send(pr_transport *tp, int src, int dst, pr_tag tag, const float
     nccl_tr *t = (nccl_tr *)tp;
     if (!t->in_group && !nccl_begin(t))
         return 1;
-    if (!NCCL(t, ncclSend(data, count, ncclFloat, dst, t->comm, t->comm_stream)))
+    int to;
+    ncclComm_t comm = nccl_route(t, dst, &to);
+    if (!NCCL(t, ncclSend(data, count, ncclFloat, to, comm, t->comm_stream)))
         return 1;
     return !t->in_group && !nccl_end(t) ? 1 : 0;
 }
@@ -529,7 +571,9 @@ static int nccl_recv(pr_transport *tp, int dst, int src, pr_tag want, float *dat
         return PR_RECV_ABORTED;
     if (!t->in_group && !nccl_begin(t))
         return PR_RECV_ERROR;
-    if (!NCCL(t, ncclRecv(data, count, ncclFloat, src, t->comm, t->comm_stream)))
+    int from;
+    ncclComm_t comm = nccl_route(t, src, &from);
+    if (!NCCL(t, ncclRecv(data, count, ncclFloat, from, comm, t->comm_stream)))
         return PR_RECV_ERROR;
     return !t->in_group && !nccl_end(t) ? PR_RECV_ERROR : PR_RECV_OK;
 }
@@ -548,8 +592,9 @@ static int nccl_flush(pr_transport *tp, int rank, double timeout)
             return 0;
         if (q != cudaErrorNotReady)
             return CU(t->c, q) ? 0 : 1;
-        ncclResult_t st = ncclSuccess;
-        if (!NCCL(t, ncclCommGetAsyncError(t->comm, &st)) || !NCCL(t, st)) {
+        ncclResult_t st = ncclSuccess, dst = ncclSuccess;
+        if (!NCCL(t, ncclCommGetAsyncError(t->comm, &st)) || !NCCL(t, st) ||
+            (t->dp && (!NCCL(t, ncclCommGetAsyncError(t->dp, &dst)) || !NCCL(t, dst)))) {
             nccl_fail_abort(t, "communication failed");
             return 1;
         }
@@ -574,23 +619,27 @@ static void nccl_abort(pr_transport *tp)
             ncclGroupEnd();
             t->in_group = false;
         }
-        ncclCommAbort(t->comm);
-        t->comm = NULL;
     }
+    nccl_abort_comms(t);
 }
 
 static void nccl_destroy(pr_transport *tp)
 {
     nccl_tr *t = (nccl_tr *)tp;
     cudaSetDevice(t->gpu);
-    if (t->comm) {
-        if (__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST))
-            ncclCommAbort(t->comm);
-        else {
+    if (__atomic_load_n(&t->aborted, __ATOMIC_SEQ_CST)) {
+        nccl_abort_comms(t);
+    } else {
+        if (t->dp)
+            ncclCommFinalize(t->dp);
+        if (t->comm)
             ncclCommFinalize(t->comm);
+        if (t->comm || t->dp)
             nccl_settle(t, pp_now() + t->timeout);
+        if (t->dp)
+            ncclCommDestroy(t->dp);
+        if (t->comm)
             ncclCommDestroy(t->comm);
-        }
     }
     if (t->ready)
         cudaEventDestroy(t->ready);
@@ -637,8 +686,9 @@ extern "C" int pr_nccl_unique_id(void *id, char *err, size_t errlen)
     return 0;
 }
 
-extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, const void *nccl_id,
-                                                  double timeout, char *err, size_t errlen)
+extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int replicas, int gpu,
+                                                  const void *nccl_id, double timeout, char *err,
+                                                  size_t errlen)
 {
     if (!nccl_load(err, errlen))
         return NULL;
@@ -652,6 +702,13 @@ extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, 
     t->world = world;
     t->gpu = gpu;
     t->timeout = timeout;
+    replicas = replicas > 1 ? replicas : 1;
+    t->grid = (pr_grid){world / replicas, replicas};
+    if (world % replicas || !pr_grid_valid(t->grid, rank)) {
+        snprintf(err, errlen, "rank %d of %d is not a place of %d replicas' grid", rank, world, replicas);
+        free(t);
+        return NULL;
+    }
     cudaError_t e = cudaSetDevice(gpu);
     if (e == cudaSuccess)
         e = cudaStreamCreateWithFlags(&t->comm_stream, cudaStreamNonBlocking);
@@ -679,6 +736,31 @@ extern "C" pr_transport *pr_transport_nccl_create(int rank, int world, int gpu, 
         __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
         nccl_destroy(&t->base);
         return NULL;
+    }
+    if (replicas > 1 && !nccl_api.split) {
+        snprintf(err, errlen, "the NCCL loaded has no ncclCommSplit (NCCL 2.18 or newer): a plan "
+                              "with replicas (data_parallel) needs it for the replica groups");
+        __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+        nccl_destroy(&t->base);
+        return NULL;
+    }
+    if (replicas > 1) { /* every rank splits: collective over the world */
+        int color, key;
+        pr_grid_split(t->grid, rank, &color, &key);
+        char who[64];
+        pr_grid_name(t->grid, rank, who, sizeof who);
+        ok = NCCL(t, ncclCommSplit(t->comm, color, key, &t->dp, &cfg)) && t->dp &&
+             nccl_settle_comm(t, t->dp, pp_now() + timeout);
+        if (!ok) {
+            if (!t->init_err[0])
+                snprintf(t->init_err, sizeof t->init_err,
+                         "ncclCommSplit of %s's replica group (color %d, key %d) did not complete "
+                         "within %g s", who, color, key, timeout);
+            snprintf(err, errlen, "%s", t->init_err);
+            __atomic_store_n(&t->aborted, 1, __ATOMIC_SEQ_CST);
+            nccl_destroy(&t->base);
+            return NULL;
+        }
     }
     return &t->base;
 }

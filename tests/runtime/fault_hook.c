@@ -5,8 +5,9 @@
  * does nothing in pprun:
  *   PPRUN_TEST_FAULT=DEVICE:OP:ACTION[,...]  device DEVICE stops inside op
  *       OP (as pp_op_format writes it: F0.1, B1.3, flush, ...) the first
- *       time it reaches it in step 1; ACTION: pause (the op never returns)
- *       or sleep=S (it takes S seconds more); up to four faults;
+ *       time it reaches it in step 1; ACTION: pause (the op never returns),
+ *       sleep=S (it takes S seconds more) or fail (the op returns an
+ *       error, as a failed kernel or transfer does); up to four faults;
  *   PPRUN_TEST_IGNORE_STASH=1  B computes on the current weights instead
  *       of the version its F used (docs/async.md: --check must fail);
  *   PPRUN_TEST_NOMEM=TEXT  every allocation of pp_calloc / pp_xcalloc
@@ -26,6 +27,7 @@ static struct fault {
     int device;
     char op[64];
     double sleep_s; /* < 0: pause */
+    bool fail;
     int armed;      /* until the device first reaches the op */
 } faults[MAX_FAULTS];
 static int nfaults;
@@ -44,8 +46,10 @@ static void parse_faults(void)
         }
         if (strcmp(action, "pause") == 0)
             f->sleep_s = -1;
+        else if (strcmp(action, "fail") == 0)
+            f->fail = true;
         else if (sscanf(action, "sleep=%lf", &f->sleep_s) != 1 || f->sleep_s < 0) {
-            fprintf(stderr, "pprun_fault: action '%s' is not pause or sleep=S\n", action);
+            fprintf(stderr, "pprun_fault: action '%s' is not pause, sleep=S or fail\n", action);
             pp_exit_now(2);
         }
         f->armed = 1;
@@ -53,28 +57,32 @@ static void parse_faults(void)
     }
 }
 
-void pr_test_fault_hook(int rank, const pp_op *op, int step)
+int pr_test_fault_hook(int rank, const pp_op *op, int step)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, parse_faults);
     char name[64];
     pp_op_format(op, name, sizeof name);
     double sleep_s = 0;
-    bool hit = false;
+    bool hit = false, fail = false;
     pthread_mutex_lock(&mu);
     for (int k = 0; k < nfaults && !hit; k++)
         if (faults[k].armed && faults[k].device == rank && step == 0 &&
             strcmp(faults[k].op, name) == 0) {
             faults[k].armed = 0;
             sleep_s = faults[k].sleep_s;
+            fail = faults[k].fail;
             hit = true;
         }
     pthread_mutex_unlock(&mu);
+    if (fail)
+        return 1;
     if (hit && sleep_s < 0)
         for (;;)
             pause();
     if (hit)
         usleep((useconds_t)(sleep_s * 1e6));
+    return 0;
 }
 
 bool pr_test_ignore_stash(void)

@@ -256,6 +256,21 @@ if [ "${ngpu:-0}" -ge 2 ]; then
 else
     echo "note: the 2-GPU cases (--gpus 2, nccl 2 processes) need 2 GPUs: not run here"
 fi
+# one process a rank with replicas (docs/pprun.md, "Data parallelism"): the 2 x 2 plans over
+# NCCL, the world communicator and each device's replica communicator (ncclCommSplit)
+if [ "${ngpu:-0}" -ge 4 ]; then
+    for plan in dp2 dp2-zero; do
+        runs=$((runs + 1))
+        if ! limit "$pprun" "$tmp/$plan.json" --nproc 4 --backend cuda --steps 3 --check --timeout 20 \
+            >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 4 ]; then
+            echo "FAIL: nccl $plan, 4 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl_$plan.fail"
+        else
+            echo "nccl $plan, 4 processes: ok"
+        fi
+    done
+else
+    echo "note: the 4-GPU cases (nccl 2 devices x 2 replicas, 4 processes) need 4 GPUs: not run here"
+fi
 wait
 fails=$((fails + $(ls "$tmp" | grep -c '^case_.*\.fail$')))
 echo "$runs runs, $fails failed"

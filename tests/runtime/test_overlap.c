@@ -522,13 +522,14 @@ END_TEST
  * does not change it), so that a run's times are the costs ppcc predicts
  * with, and the step measures the schedule, the link and the replay. */
 static double compute_s;
-void pr_test_fault_hook(int rank, const pp_op *op, int step)
+int pr_test_fault_hook(int rank, const pp_op *op, int step)
 {
     (void)rank, (void)step;
     if (compute_s > 0 && pp_op_is_compute(op->kind)) {
         struct timespec ts = {0, (long)(compute_s * 1e9)};
         nanosleep(&ts, NULL);
     }
+    return 0;
 }
 
 /* ppcc SCHEDULE on 2 devices, 8 micro-batches, F = B = 40 ms, a transfer

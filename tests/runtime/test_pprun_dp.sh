@@ -5,8 +5,10 @@
 # single-device training on the global batch gives (--check, within 1e-5);
 # ZeRO-1 gives the same numbers, bit for bit (--dump), as the unsharded run;
 # --dump of a D x R run is the single-device run's files; a rank that stops
-# mid-step ends the run within the timeout, named; what pprun does not run
-# yet (one process a rank) is refused before any work.
+# mid-step ends the run within the timeout, named, and one whose op fails
+# (PPRUN_TEST_FAULT's fail) ends every rank at once, named; one process a
+# rank takes a world of devices x replicas (--nproc, torchrun's and Slurm's
+# environments), a wrong one refused before any work.
 set -u
 ppcc=$1 pprun=$2 pprun_fault=$3
 tmp=$(mktemp -d)
@@ -123,17 +125,50 @@ status=$?
 if [ $status != 1 ] || ! grep -q 'rank 2 (device 1, replica 0)' "$tmp/out.txt"; then
     fail "a paused rank 2: exit $status"
 fi
-# what is not run yet is refused before any work: pipedream with replicas (its update after
-# every B), and one process a rank
+# A rank whose op fails mid-step (an error, as a failed kernel or transfer returns): every rank
+# ends at once, well inside the timeout (the failure aborts the others' waits), and the error
+# names the rank, its device and replica; in a B, and in its reduction (the partner waits there)
+for spec in '3:B1.1:fail:rank 3 \(device 1, replica 1\).* during B1\.1' \
+            '2:allreduce #1:fail:rank 2 \(device 1, replica 0\).* during allreduce #1'; do
+    runs=$((runs + 1))
+    fault=${spec%%:fail:*}:fail want=${spec#*:fail:}
+    start=$(date +%s)
+    PPRUN_TEST_FAULT=$fault timeout 60 "$pprun_fault" "$tmp/f.json" --steps 2 --timeout 20 >"$tmp/out.txt" 2>&1
+    status=$?
+    took=$(($(date +%s) - start))
+    if [ $status != 1 ] || [ $took -gt 5 ] || grep -q 'steps in' "$tmp/out.txt" ||
+       ! grep -qE "^pprun: error: \[$want" "$tmp/out.txt"; then
+        fail "$fault: exit $status after $took s"
+    fi
+done
+# what is not run is refused before any work: pipedream with replicas (its update after every B)
 runs=$((runs + 1))
 sed 's/"schedule": *"1f1b"/"schedule":"1f1b","async":"pipedream"/' "$tmp/f.json" >"$tmp/pd.json"
 "$pprun" "$tmp/pd.json" --steps 1 >"$tmp/out.txt" 2>&1
 [ $? = 1 ] && grep -q 'pipedream updates after every B' "$tmp/out.txt" && ! grep -q '^step' "$tmp/out.txt" ||
     fail "a pipedream plan with replicas"
-runs=$((runs + 1))
-"$pprun" "$tmp/f.json" --nproc 4 >"$tmp/out.txt" 2>&1
-[ $? = 1 ] && grep -qx "pprun: error: --nproc 4: the plan has 2 replicas (data_parallel): pprun runs them in one process so far, not one process a rank" "$tmp/out.txt" ||
-    fail "--nproc with replicas"
+# One process a rank: the world is devices x replicas, for --nproc and for a launcher's
+# environment (torchrun's, Slurm's); a world of the right size goes on to the backend (which
+# needs CUDA and a GPU a rank: here, without them, it stops there, before any work)
+nproc() { # EXIT-STATUS EXPECTED-ERROR-REGEX ARGS...
+    runs=$((runs + 1))
+    local want=$1 re=$2
+    shift 2
+    timeout 20 "$@" >"$tmp/out.txt" 2>&1
+    local status=$?
+    [ $status = "$want" ] && grep -qE "^pprun: error: $re\$" "$tmp/out.txt" && ! grep -q '^step' "$tmp/out.txt" ||
+        fail "$* (exit $status; expected $re)"
+}
+nproc 1 '--nproc 2: the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, one process each' \
+    "$pprun" "$tmp/f.json" --nproc 2
+nproc 1 '--nproc( 4)?: (the cuda backend is not built in this binary|0 GPUs are visible, one per process is needed|CUDA cannot start: .*)' \
+    "$pprun" "$tmp/f.json" --nproc 4
+nproc 1 'the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, but the run has 2' \
+    env RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" "$tmp/f.json"
+nproc 1 'the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, but the run has 3' \
+    env -u RANK SLURM_PROCID=2 SLURM_NTASKS=3 SLURM_LOCALID=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" "$tmp/f.json"
+nproc 1 '(rank 3 of 4: a multi-process run needs the cuda backend.*|the cuda backend is not built in this binary)' \
+    env RANK=3 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 CUDA_VISIBLE_DEVICES= "$pprun" "$tmp/f.json"
 # the loader refuses a data-parallel plan ppcc would not write, naming the JSON path (of the
 # version-1 lists, whose op positions the messages name)
 "$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D data_parallel=2 -D hidden=8 -D batch=16 -D microbatches=4 \

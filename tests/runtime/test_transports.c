@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "plan_gen.h"
 #include "pprun.h"
+#include "rank_grid.h"
 #include "transport_local.h"
 #include "test_util.h"
 
@@ -493,6 +494,81 @@ START_TEST(local_runs_replicas)
 }
 END_TEST
 
+/* One process a rank (pprun under --nproc, torchrun, srun) with replicas,
+ * on the CPU: each of the 2 x 2 plan's ranks is its own pr_replay
+ * (one_rank, as each process runs it), the four sharing one threads
+ * transport in place of NCCL.  Each rank trains its device's layers
+ * bit for bit as the one-process run does (the same sums in the same
+ * order), replicas above 0 included (their result is their own: no
+ * replica 0 in the process to compare with), and as single-device
+ * training does. */
+typedef struct one_rank_run {
+    const pp_plan *p;
+    const pr_model *m;
+    pr_transport *t;
+    int rank, rc;
+    pr_run_result r;
+    tu_diag td;
+} one_rank_run;
+
+static void *one_rank_main(void *arg)
+{
+    one_rank_run *u = arg;
+    pr_run_opts o = {.steps = 2, .timeout = 10, .transport = u->t, .one_rank = true, .rank = u->rank};
+    u->rc = pr_replay(u->p, u->m, &o, &u->r, &u->td.diag);
+    return NULL;
+}
+
+START_TEST(one_rank_a_process_with_replicas)
+{
+    pp_plan p;
+    pr_model m;
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pr_plan_load_text("dp.json", dp_plan, strlen(dp_plan), &td.diag, &p, &m) == 0, "%s",
+                  tu_diag_text(&td));
+    pr_grid g = {p.devices, p.replicas};
+    ck_assert_int_eq(pr_grid_world(g), 4);
+    pr_run_opts all = {.steps = 2, .timeout = 10};
+    pr_run_result whole;
+    ck_assert_msg(pr_replay(&p, &m, &all, &whole, &td.diag) == 0, "%s", tu_diag_text(&td));
+    pr_transport *t = pr_transport_threads_create(pr_grid_world(g), NULL);
+    one_rank_run u[4];
+    pthread_t th[4];
+    for (int q = 0; q < 4; q++) {
+        u[q] = (one_rank_run){.p = &p, .m = &m, .t = t, .rank = q};
+        tu_diag_open(&u[q].td);
+        ck_assert(pthread_create(&th[q], NULL, one_rank_main, &u[q]) == 0);
+    }
+    for (int q = 0; q < 4; q++)
+        pthread_join(th[q], NULL);
+    for (int q = 0; q < 4; q++) {
+        char who[64];
+        pr_grid_name(g, q, who, sizeof who);
+        ck_assert_msg(u[q].rc == 0, "%s: %s", who, tu_diag_text(&u[q].td));
+        int dev = pr_grid_device(g, q), layers = 0;
+        for (int s = 0; s < p.stages; s++)
+            if (p.placement[s] == dev)
+                for (int l = 0; l < m.layers_per_stage[s]; l++) {
+                    int L = m.first_layer[s] + l;
+                    size_t n = (size_t)(m.param_off[L + 1] - m.param_off[L]);
+                    ck_assert_msg(memcmp(u[q].r.params + m.param_off[L], whole.params + m.param_off[L],
+                                         n * sizeof(float)) == 0,
+                                  "%s: layer %d differs from the one-process run", who, L);
+                    layers++;
+                }
+        ck_assert_int_gt(layers, 0);
+        pr_run_result_free(&u[q].r);
+        tu_diag_close(&u[q].td);
+    }
+    t->ops->destroy(t);
+    pr_run_result_free(&whole);
+    tu_diag_close(&td);
+    pp_plan_free(&p);
+    pr_model_free(&m);
+}
+END_TEST
+
 /* Stage reductions under NCCL's group semantics: each phase's sends and
  * receives run together at its group's end, no receive lands in a buffer
  * a send of its group reads, and the run trains as single-device training
@@ -595,6 +671,7 @@ int main(void)
     tcase_add_test(tc, local_failed_fill);
     tcase_add_test(tc, local_teardown_waits_for_every_device);
     tcase_add_test(tc, local_runs_replicas);
+    tcase_add_test(tc, one_rank_a_process_with_replicas);
     suite_add_tcase(s, tc);
     tc = tcase_create("groups");
     tcase_add_test(tc, groups_carry_replicas);
