@@ -676,16 +676,19 @@ static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
                 continue;
             }
             GAP(ci);
+            /* the micro-batch's route, as edge_of: a mirrored plan's second pipeline
+             * starts at stage S/2, its first ends at S/2 - 1 */
+            int first_st = pp_mb_first_stage(p, op->mb), last_st = pp_mb_last_stage(p, op->mb);
             long in = -1; /* the recv it consumes */
-            if (op->kind == PP_OP_F && op->stage > 0 && p->placement[op->stage - 1] != d)
+            if (op->kind == PP_OP_F && op->stage > first_st && p->placement[op->stage - 1] != d)
                 in = (long)(op->stage - 1) * L->M + op->mb;
-            else if (op->kind == PP_OP_B && op->stage + 1 < L->S && p->placement[op->stage + 1] != d)
+            else if (op->kind == PP_OP_B && op->stage < last_st && p->placement[op->stage + 1] != d)
                 in = L->SM + (long)(op->stage + 1) * L->M + op->mb;
             if (in >= 0)
                 WAIT(recv_group[in]);
             if (op->kind == PP_OP_R || op->kind == PP_OP_B) { /* the act its F sent */
                 long k = (long)op->stage * L->M + op->mb;
-                if (op->stage + 1 < L->S && p->placement[op->stage + 1] != d && !send_waited[k]) {
+                if (op->stage < last_st && p->placement[op->stage + 1] != d && !send_waited[k]) {
                     WAIT(send_group[k]);
                     send_waited[k] = 1;
                 }

@@ -7,7 +7,8 @@
  *
  * pprun's trace holds one complete ("X") event per op and step, tid the
  * device, args.step and args.op the step and the op's index in the
- * device's list, named as pp_op_format names the op.  The last step is
+ * device's list, named as pp_plan_op_format names the op (a collective
+ * by its kind and ranks: pprun's loader numbers its groups otherwise).  The last step is
  * read; each of its events must be an op of this plan, under that name,
  * and every op of the plan must have one, so a trace of another plan (or
  * of another compilation of this file) is refused, naming the event.
@@ -42,6 +43,7 @@ void pp_sim_measured(const pp_plan *p, pp_sim *sim)
         }
     }
     sim->bubble = pp_bubble(sim->busy, p->devices, sim->makespan);
+    pp_sim_coll_times(p, sim); /* pprun --timeline's data-parallel allreduce */
 }
 
 static char *read_whole(const char *path, pp_diag *d, size_t *len)
@@ -155,7 +157,7 @@ int pp_measured_read(const char *path, const pp_plan *p, const pp_sim *predicted
                         "another plan", path, k, dv, p->dev[dv].n - 1);
             goto fail;
         }
-        pp_op_format(&p->dev[dv].ops[i], name, sizeof name);
+        pp_plan_op_format(p, &p->dev[dv].ops[i], name, sizeof name);
         if (!cJSON_IsString(ev_name) || strcmp(ev_name->valuestring, name)) {
             pp_error(d, "--measured %s: traceEvents[%d]: device %d's op %d is %s in this plan, %s%s%s in the trace: "
                         "a trace of another plan", path, k, dv, i, name, cJSON_IsString(ev_name) ? "'" : "",
@@ -183,7 +185,7 @@ int pp_measured_read(const char *path, const pp_plan *p, const pp_sim *predicted
         for (int dv = 0; dv < p->devices; dv++)
             for (int i = 0; i < p->dev[dv].n; i++)
                 if (isnan(out->start[dv][i])) {
-                    pp_op_format(&p->dev[dv].ops[i], name, sizeof name);
+                    pp_plan_op_format(p, &p->dev[dv].ops[i], name, sizeof name);
                     pp_error(d, "--measured %s: step %d has no event for device %d's op %d (%s)%s: a trace of another "
                                 "plan, or cut short", path, last, dv, i, name,
                              missing > 1 ? " and others" : "");
@@ -240,7 +242,7 @@ int pp_measured_report(FILE *f, const pp_plan *p, const pp_sim *predicted, const
             span, percent(measured->makespan, span));
     if (n == 0)
         return ferror(f) ? 1 : 0;
-    pp_op_format(&p->dev[wd].ops[wi], name, sizeof name);
+    pp_plan_op_format(p, &p->dev[wd].ops[wi], name, sizeof name);
     fprintf(f, "  %d compute ops: start error mean %.1f %% of the predicted makespan, largest %.1f %% (device %d op %d, "
                "%s: %.1f measured, %.1f predicted); duration error mean %.1f %%\n",
             n, span > 0 ? 100 * sum_start / n / span : 0, span > 0 ? 100 * worst / span : 0, wd, wi, name,

@@ -1317,6 +1317,9 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
  * pp_sim_free releases it. */
 void pp_sim_alloc(pp_sim *s, const pp_plan *p);
 void pp_sim_free(pp_sim *s, int devices);
+/* coll_time and dp_time from start and end: each collective's time once,
+ * on its first member (a prediction's and a measured run's alike). */
+void pp_sim_coll_times(const pp_plan *p, pp_sim *s);
 /* 1 - sum(busy) / (devices * makespan); 0 for a zero makespan. */
 double pp_bubble(const double *busy, int devices, double makespan);
 
@@ -1414,7 +1417,7 @@ int pp_emit_svg_panels(FILE *f, const pp_plan *p, const pp_svg_panel *panels, in
 /* measured.c: a measured step as a pp_sim (docs/timeline.md, "Predicted
  * and measured").  pp_sim_measured: from start and end (filled, op by op,
  * on pp_sim_alloc's layout), each device's busy time, the makespan (the
- * flush's start) and the bubble.  pp_measured_read: the last step of
+ * flush's start), the bubble and the collectives' times.  pp_measured_read: the last step of
  * pprun's --trace file at path, which must be a run of plan p, into out
  * (pp_sim_free releases it); microseconds from the step's first op; peak
  * memory is predicted's, which follows the op order alone. */

@@ -77,6 +77,20 @@ double pp_bubble(const double *busy, int devices, double makespan)
     return makespan > 0 ? 1 - sum / (devices * makespan) : 0;
 }
 
+void pp_sim_coll_times(const pp_plan *p, pp_sim *s)
+{
+    s->coll_time = s->dp_time = 0;
+    for (int d = 0; d < p->devices; d++) /* each collective once: on its first member */
+        for (int i = 0; i < p->dev[d].n; i++) {
+            const pp_coll *g = pp_plan_op_coll(p, &p->dev[d].ops[i]);
+            if (g && g->nranks > 0 && g->ranks[0] == d) {
+                s->coll_time += s->end[d][i] - s->start[d][i];
+                if (pp_coll_over_replicas(g))
+                    s->dp_time += s->end[d][i] - s->start[d][i];
+            }
+        }
+}
+
 int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, pp_sim *out, pp_diag *dg)
 {
     memset(out, 0, sizeof *out);
@@ -129,15 +143,7 @@ int pp_simulate(const pp_plan *p, const pp_cost *c, const pp_verify_opts *mem, p
                 out->makespan = out->end[d][n - 1];
         }
         out->bubble = pp_bubble(out->busy, D, out->makespan);
-        for (int d = 0; d < D; d++) /* each collective once: on its first member */
-            for (int i = 0; i < p->dev[d].n; i++) {
-                const pp_coll *g = pp_plan_op_coll(p, &p->dev[d].ops[i]);
-                if (g && g->ranks[0] == d) {
-                    out->coll_time += out->end[d][i] - out->start[d][i];
-                    if (pp_coll_over_replicas(g))
-                        out->dp_time += out->end[d][i] - out->start[d][i];
-                }
-            }
+        pp_sim_coll_times(p, out);
         if (mem && mem->zero_saved && mem->devices == D) {
             out->zero_saved = pp_xcalloc((size_t)D, sizeof *out->zero_saved, "the simulation");
             memcpy(out->zero_saved, mem->zero_saved, (size_t)D * sizeof *out->zero_saved);

@@ -27,7 +27,8 @@ int pr_trace_fill(FILE *f, void *record)
                 const pp_op *op = &p->dev[dv].ops[i];
                 size_t at = (size_t)k * n + i;
                 char name[64];
-                pp_op_format(op, name, sizeof name);
+                /* a collective by what it sums, not its index: the loader numbers them its own way */
+                pp_plan_op_format(p, op, name, sizeof name);
                 double ts = r->start[dv][at] * 1e6, dur = (r->end[dv][at] - r->start[dv][at]) * 1e6;
                 fprintf(f, "%s{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":0,\"tid\":%d,"
                            "\"ts\":%.3f,\"dur\":%.3f,\"args\":{\"step\":%d,\"op\":%d}}",

@@ -223,6 +223,10 @@ START_TEST(test_ring_cost)
     int ranks[8] = {0, 1, 2, 3, 4, 5, 6, 7};
     close_to(pp_allreduce_time(h, ranks, 8, 8e9), 2.0 * 7 / 8 * 8e9 / 450e9 + 14 * 5e-6, "ring of 8");
     close_to(pp_reduce_scatter_time(h, ranks, 8, 8e9), 7.0 / 8 * 8e9 / 450e9 + 7 * 5e-6, "reduce-scatter of 8");
+    /* R = 2 (docs/hardware.md): the allreduce is one exchange of the whole bytes, a reduce-scatter
+     * one step of half of them: a latency each, so more than half of the allreduce */
+    close_to(pp_allreduce_time(h, ranks, 2, 8e9), 5e-6 + 8e9 / 450e9, "pair");
+    close_to(pp_reduce_scatter_time(h, ranks, 2, 8e9), 5e-6 + 4e9 / 450e9, "reduce-scatter of 2");
     /* pipeline links per replica: R = 8 on 8 a node puts devices on nodes of their own */
     close_to(pp_pipeline_link_time(h, 8, 0, 1, 1e9), 10e-6 + 1e9 / 50e9, "across nodes");
     close_to(pp_pipeline_link_time(h, 2, 0, 1, 1e9), 5e-6 + 1e9 / 450e9, "within a node");

@@ -22,7 +22,9 @@ torch (tests/ref/torch_csv_roundtrip.py checks the CSV against PyTorch).
   ppcc --measured draws the prediction and, under it, the run read from
   pprun's --trace, the same ops and summary as pprun's own --svg; a trace of
   another plan, cut short, doubled, renamed, ppcc's own or not JSON is
-  refused (exit 1, nothing written);
+  refused (exit 1, nothing written); a trace of a plan with collectives
+  (mirror, tied, over replicas, ZeRO-1) is read, and pprun --timeline's
+  data-parallel allreduce is the sum of the trace's reductions;
 - the text timeline of 8 devices x 32 micro-batches x 2 chunks at 80
   columns (in parts): its golden, and every op's micro-batch read back.
 
@@ -406,6 +408,42 @@ with tempfile.TemporaryDirectory() as tmp:
         expect([inter, "--compare", "1f1b", "--measured", "run.json"], 2, r"--compare prints its table alone")
         expect([inter, "--svg", "t.svg", "--measured", "run.json", "--measured", "run.json"], 2,
                r"--measured given twice")
+
+    # --measured reads pprun's trace of plans with collectives (the mirror's, the tied pair's, the
+    # replicas' reductions, ZeRO-1's shards and gathers): each is named by what it sums, as both
+    # sides number their groups differently; pprun --timeline's data-parallel allreduce is the sum
+    # of the trace's reductions over replicas (each on its one device)
+    write("tiny.pp", "pipeline {\n devices = 4\n microbatches = 8\n schedule = 1f1b\n}\n"
+          "model gpt {\n layers = 4\n hidden = 16\n heads = 2\n seq = 8\n vocab = 64\n batch = 16\n"
+          " optimizer = adamw\n tie = 1\n}\nhardware cpu { }\n")
+    dual = ["-D", "schedule=dualpipe", "-D", "virtual=2", "-D", "placement=vshape"]
+    for args in ([os.path.join(SCHED, "dualpipe.pp")], [os.path.join(SCHED, "dualpipe.pp"), "-D", "data_parallel=2"],
+                 [os.path.join(SCHED, "1f1b.pp"), "-D", "data_parallel=2"], ["tiny.pp"],
+                 ["tiny.pp", "-D", "data_parallel=2"], ["tiny.pp", "-D", "data_parallel=2", "-D", "zero=1"],
+                 ["tiny.pp", "-D", "data_parallel=2", "-D", "zero=1"] + dual, ["tiny.pp"] + dual):
+        what = " ".join(os.path.basename(a) for a in args)
+        expect(args + ["-o", "coll.json"], 0)
+        r = subprocess.run([PPRUN, "coll.json", "--backend", "cpu", "--steps", "2", "--trace", "coll-run.json",
+                            "--timeline"], capture_output=True, text=True)
+        checks += 1
+        if r.returncode:
+            fail("pprun %s --trace exited %d:\n%s" % (what, r.returncode, r.stderr))
+            continue
+        x = [e for e in __import__("json").load(open("coll-run.json"))["traceEvents"] if e.get("ph") == "X"]
+        checks += 1
+        if not any(e["name"].startswith("allreduce ") for e in x):
+            fail("pprun %s --trace: no allreduce in the trace" % what)
+        expect(args + ["--stats", "--measured", "coll-run.json"], 0, r"measured against predicted: makespan [0-9.]+ "
+               r"measured")
+        m = re.search(r"data-parallel allreduce\s+([0-9.e+]+)", r.stdout)
+        dp = sum(e["dur"] for e in x if e["args"]["step"] == 1 and e["name"].endswith(" replicas}"))
+        checks += 1
+        if "data_parallel=2" not in args:
+            if m:
+                fail("pprun %s --timeline: a data-parallel allreduce without replicas" % what)
+        elif not m or dp <= 0 or abs(float(m.group(1)) - dp) > 1e-4 * dp + 0.01 * len(x):
+            fail("pprun %s --timeline: data-parallel allreduce %s, the trace's reductions sum to %.3f" %
+                 (what, m and m.group(1), dp))
 
     expect_rc = subprocess.run([PPRUN, "plan.json", "--svg", "-"], capture_output=True, text=True)
     checks += 1

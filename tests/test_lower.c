@@ -60,6 +60,35 @@ START_TEST(lower_overlap_1f1b_two_devices)
 }
 END_TEST
 
+/* Overlap follows each micro-batch's route, not the stage numbers: in a
+ * mirrored plan placed on a loop (stages 0, 2 on device 0; 1, 3 on device
+ * 1), micro-batch 0 flows through stages 0..1 and micro-batch 1 through
+ * 2..3, so F2.1 receives nothing (stage 1 is not on its route), B1.0
+ * receives no grad from stage 2 and waits for no act send of F1.0's. */
+START_TEST(lower_overlap_mirrored_routes)
+{
+    int place[] = {0, 1, 0, 1};
+    pp_plan p;
+    ck_assert_int_eq(pp_plan_init(&p, "custom", 2, 4, 2, place), 0);
+    p.mirrored = true; /* each stage's copy is on its own device: no mirror allreduce */
+    push_ops(&p, 0, "F0.0 F2.1 B2.1 B0.0 U X");
+    push_ops(&p, 1, "F1.0 F3.1 B3.1 B1.0 U X");
+    tu_diag t;
+    tu_diag_open(&t);
+    ck_assert_msg(pp_lower_overlap(&p, NULL, &t.diag) == 0, "lower: %s", tu_diag_text(&t));
+    pp_verify_opts o = {0};
+    ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "verify: %s", tu_diag_text(&t));
+    tu_diag_close(&t);
+    int waits[2] = {0, 0};
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < p.dev[d].n; i++)
+            waits[d] += p.dev[d].ops[i].kind == PP_OP_WAIT;
+    /* four transfers (act 0.0, act 2.1, grad 1.0, grad 3.1), each waited once by each end */
+    ck_assert_int_eq(waits[0] + waits[1], 8);
+    pp_plan_free(&p);
+}
+END_TEST
+
 START_TEST(lower_gpipe_two_devices)
 {
     pp_plan p;
@@ -464,6 +493,7 @@ static Suite *suite(void)
     tcase_add_test(tc, lower_1f1b_two_devices);
     tcase_add_test(tc, lower_gpipe_two_devices);
     tcase_add_test(tc, lower_overlap_1f1b_two_devices);
+    tcase_add_test(tc, lower_overlap_mirrored_routes);
     tcase_add_test(tc, lower_same_device_stages);
     tcase_add_test(tc, lower_channel_order);
     tcase_add_test(tc, lower_sinks_sends);
