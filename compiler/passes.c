@@ -11,7 +11,7 @@
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d)
 {
     pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
-    if ((s->overlap ? pp_lower_overlap(p, &s->cost, d) : pp_lower_costed(p, &s->cost, d)) || pp_verify(p, &vo, d))
+    if ((s->overlap ? pp_lower_overlap(p, &s->cost, &vo, d) : pp_lower_costed(p, &s->cost, d)) || pp_verify(p, &vo, d))
         return 1;
     if (pp_simulate(p, &s->cost, &vo, sim, d))
         return 1;

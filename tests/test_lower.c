@@ -48,7 +48,7 @@ START_TEST(lower_overlap_1f1b_two_devices)
     gen_1f1b(&p);
     tu_diag t;
     tu_diag_open(&t);
-    ck_assert_msg(pp_lower_overlap(&p, NULL, &t.diag) == 0, "lower: %s", tu_diag_text(&t));
+    ck_assert_msg(pp_lower_overlap(&p, NULL, NULL, &t.diag) == 0, "lower: %s", tu_diag_text(&t));
     pp_verify_opts o = {0};
     ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "verify: %s", tu_diag_text(&t));
     tu_diag_close(&t);
