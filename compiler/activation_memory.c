@@ -21,9 +21,11 @@
  * memory held = static + the sizes of what it holds, added and taken in
  * list order, so the same list still gives the same number in every pass.
  *
- * Plan version 2 (overlap): a recv posted ahead of its consumer holds its
- * buffer from its post until its wait (pp_mem_posted_deltas), on top of
- * the sets; at the wait the consumer takes it.
+ * Plan version 2 (overlap): a recv posted ahead of its consumer (a compute
+ * op between its post and its wait) holds its buffer from its post until
+ * its wait (pp_mem_posted_deltas), on top of the sets; at the wait the
+ * consumer takes it.  One posted in its consumer's gap is the version-1
+ * place: its buffer goes straight to the consumer, as there.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -96,8 +98,11 @@ void pp_mem_posted_deltas(const pp_device *dv, const pp_verify_opts *mem, double
     /* last[g]: the first op of the latest group g seen (ids 0 .. n - 1, as
      * lowering numbers them; others are looked for backwards) */
     int *last = pp_xcalloc((size_t)(n > 0 ? n : 1), sizeof *last, "the memory count");
-    for (int i = 0; i < n; i++)
+    int *computes = pp_xcalloc((size_t)n + 1, sizeof *computes, "the memory count"); /* before op i */
+    for (int i = 0; i < n; i++) {
         last[i] = -1;
+        computes[i + 1] = computes[i] + pp_op_is_compute(dv->ops[i].kind);
+    }
     for (int i = 0; i < n; i++) {
         const pp_op *op = &dv->ops[i];
         delta[i] = 0;
@@ -115,13 +120,16 @@ void pp_mem_posted_deltas(const pp_device *dv, const pp_verify_opts *mem, double
             while (g > 0 && pp_op_is_comm(dv->ops[g - 1].kind) && dv->ops[g - 1].group == op->group)
                 g--;
         }
-        for (int q = g; q >= 0 && q < i && pp_op_is_comm(dv->ops[q].kind) && dv->ops[q].group == op->group; q++) {
+        if (g < 0 || computes[i] == computes[g]) /* posted in its consumer's gap: the version-1 place */
+            continue;
+        for (int q = g; q < i && pp_op_is_comm(dv->ops[q].kind) && dv->ops[q].group == op->group; q++) {
             double b = pp_mem_recv_size(&dv->ops[q], mem);
             delta[q] += b;
             delta[i] -= b;
         }
     }
     free(last);
+    free(computes);
 }
 
 bool pp_mem_over(double held, double limit)

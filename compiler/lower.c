@@ -631,9 +631,13 @@ static bool emit_overlap(lowering *L, const int32_t *by_key, const double *end, 
             lo = min_slot[e];
         int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
         ss = ss > lane_at[src] ? ss : lane_at[src];
-        lo = lo > lane_at[d] ? lo : lane_at[d];
         lane_at[src] = ss;
-        lane_at[d] = lo;
+        if (min_slot && (min_slot[e] >= edge_consumer(L, e) || lane_at[d] > edge_consumer(L, e)))
+            lo = edge_consumer(L, e); /* the version-1 place: waited at once, out of the lane's key order */
+        else {
+            lo = lo > lane_at[d] ? lo : lane_at[d];
+            lane_at[d] = lo;
+        }
         int sdl = e < L->SM && release[e] < INT32_MAX ? release[e] : L->ncompute[src];
         ok = lo <= edge_consumer(L, e) && ss <= sdl;
         L->recv_slot[e] = lo;
@@ -746,67 +750,93 @@ static void key_order(const lowering *L, const double *end, const int32_t *topo,
 }
 
 /* memory.limit with overlap: a posted recv holds its buffer from its post
- * (activation_memory.c), so where a device goes over the limit while
- * posted buffers are held, the held recv latest in key order is posted
- * one gap past that point (with the later posts of its lane), and again,
- * until the device fits or every held recv is already in its consumer's
- * gap (then the sets alone are over: the verifier reports it).  Each step
- * moves one post one gap or more, so it ends; the lists are re-emitted
- * each time. */
-static void fit_memory(lowering *L, const int32_t *by_key, const double *end, const int32_t *topo,
-                       const pp_verify_opts *mem)
+ * to its wait (activation_memory.c).  Per device, its lane in key order
+ * (the running maximum emit_overlap keeps), each recv gets the earliest
+ * gap from its natural one on at which its buffer, on top of the sets and
+ * the buffers of the recvs before it, stays within the limit until its
+ * wait; where none does, its consumer's gap (the version-1 place, whose
+ * buffer goes straight to the consumer).  Where some device's sets alone
+ * are over the limit nothing moves: no place of the posts makes the plan
+ * fit, and the verifier reports it with the peaks it has without a limit
+ * (the numbers --compare and the views show for it).  O(ops + the gaps
+ * the buffers span).  min_slot[] gets the gaps; false where nothing moved. */
+static bool fit_memory(lowering *L, const int32_t *by_key, const double *end, const int32_t *topo,
+                       const pp_verify_opts *mem, int32_t *min_slot)
 {
     pp_plan *p = L->p;
-    int32_t *min_slot = pp_xcalloc((size_t)(2 * L->SM), sizeof *min_slot, "the lowering's tables");
-    int32_t *rank = pp_xcalloc((size_t)(2 * L->SM), sizeof *rank, "the lowering's tables");
-    uint8_t *stuck = pp_xcalloc((size_t)(2 * L->SM), 1, "the lowering's tables");
+    bool changed = false;
+    double limit = mem->mem_limit * (1 + 1e-12);
     bool *recomputing = pp_xcalloc((size_t)L->S, sizeof *recomputing, "the lowering's tables");
     pp_plan_recomputing(p, recomputing);
-    for (long k = 0; k < L->nedges; k++)
-        rank[by_key[k]] = (int32_t)k;
-    for (bool moved = true; moved;) {
-        moved = false;
-        for (int d = 0; d < L->D && !moved; d++) {
-            pp_mem_peak pk = pp_device_memory(p, d, recomputing, mem);
-            if (pk.over_at < 0)
+    int32_t *lane_at = pp_xcalloc((size_t)L->D, sizeof *lane_at, "the lowering's tables");
+    long nslots = L->slot_base[L->D];
+    /* before[q]: sets held in gap q (before compute q); after[q]: after compute q;
+     * at_post[q], at_compute[q]: the buffers held there */
+    double *before = pp_xcalloc((size_t)nslots, sizeof *before, "the lowering's tables");
+    double *after = pp_xcalloc((size_t)nslots, sizeof *after, "the lowering's tables");
+    double *at_post = pp_xcalloc((size_t)nslots, sizeof *at_post, "the lowering's tables");
+    double *at_compute = pp_xcalloc((size_t)nslots, sizeof *at_compute, "the lowering's tables");
+    bool over = false; /* some device's sets alone are over: the plan cannot fit, nothing moves */
+    for (int d = 0; d < L->D; d++) {
+        pp_mem_state m = pp_mem_begin(mem, d);
+        long q = L->slot_base[d];
+        for (int i = 0; i < L->orig_n[d]; i++) {
+            const pp_op *op = &L->orig[d][i];
+            if (!pp_op_is_compute(op->kind))
                 continue;
-            const pp_device *dv = &p->dev[d];
-            int j = pk.over_at, gap = 0;
-            for (int i = 0; i <= j; i++)
-                gap += pp_op_is_compute(dv->ops[i].kind);
-            gap += !pp_op_is_compute(dv->ops[j].kind); /* the gap after op j */
-            for (;;) { /* the held recvs, latest in key order first */
-                long best = -1;
-                for (int i = 0; i <= j; i++) {
-                    const pp_op *op = &dv->ops[i];
-                    if (op->kind != PP_OP_RECV)
-                        continue;
-                    long e = (op->comm == PP_COMM_ACT ? 0 : L->SM) + (long)op->stage * L->M + op->mb;
-                    bool waited = false;
-                    for (int w = i + 1; w <= j && !waited; w++)
-                        waited = dv->ops[w].kind == PP_OP_WAIT && dv->ops[w].group == op->group;
-                    if (!waited && !stuck[e] && (best < 0 || rank[e] > rank[best]))
-                        best = e;
-                }
-                if (best < 0)
-                    break;
-                int was = min_slot[best];
-                min_slot[best] = gap > L->recv_slot[best] ? gap : L->recv_slot[best] + 1;
-                if (emit_overlap(L, by_key, end, topo, min_slot)) {
-                    moved = true;
-                    break;
-                }
-                min_slot[best] = was; /* past its consumer, or pushing a post past its wait */
-                stuck[best] = 1;
-            }
-            if (!moved) /* the lists of the last feasible emission */
-                emit_overlap(L, by_key, end, topo, min_slot);
+            before[q] = pp_mem_held(&m, mem);
+            pp_mem_step(&m, op, op->stage >= 0 && op->stage < L->S && recomputing[op->stage], p->split_backward, mem);
+            after[q++] = pp_mem_held(&m, mem);
         }
+        before[q] = after[q] = pp_mem_held(&m, mem); /* slot C */
+        for (long r = L->slot_base[d]; r <= q; r++)
+            over = over || before[r] > limit || after[r] > limit;
     }
-    free(min_slot);
-    free(rank);
-    free(stuck);
+    for (long k = 0; k < L->nedges && !over; k++) {
+        long e = by_key[k], ps = producer_slot(L, e);
+        int d = edge_dst(L, e), src = edge_src(L, e);
+        int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
+        lane_at[src] = ss > lane_at[src] ? ss : lane_at[src];
+        int lo = 0, hi = L->ncompute[d];
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (key_before(end, topo, L->slot_base[d] + mid, ps))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        lo = lo > lane_at[d] ? lo : lane_at[d];
+        int c = edge_consumer(L, e);
+        long s0 = L->slot_base[d];
+        pp_op rop = comm_op(L, e, true);
+        double b = pp_mem_recv_size(&rop, mem);
+        /* the earliest gap s >= lo whose samples s .. c all take b */
+        int s = c;
+        if (lo < c && before[s0 + c] + at_post[s0 + c] + b <= limit)
+            for (int g = c - 1; g >= lo; g--) {
+                if (after[s0 + g] + at_compute[s0 + g] + b > limit || before[s0 + g] + at_post[s0 + g] + b > limit)
+                    break;
+                s = g;
+            }
+        if (s < c) {
+            for (int g = s; g <= c; g++) {
+                at_post[s0 + g] += b;
+                if (g < c)
+                    at_compute[s0 + g] += b;
+            }
+            lane_at[d] = s;
+            min_slot[e] = s;
+        } else
+            min_slot[e] = c; /* the version-1 place, out of the lane's order */
+        changed = changed || s != lo;
+    }
     free(recomputing);
+    free(lane_at);
+    free(before);
+    free(after);
+    free(at_post);
+    free(at_compute);
+    return changed;
 }
 
 int pp_lower(pp_plan *p, pp_diag *dg)
@@ -887,8 +917,18 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_
             int32_t *by_key = pp_xcalloc((size_t)(L.nedges ? L.nedges : 1), sizeof *by_key, "the lowering's tables");
             key_order(&L, kend, ktopo, by_key);
             emit_overlap(&L, by_key, kend, ktopo, NULL); /* the natural posts always fit their waits */
-            if (mem && mem->mem_limit > 0)
-                fit_memory(&L, by_key, kend, ktopo, mem);
+            int32_t *min_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *min_slot, "the lowering's tables");
+            /* a recv moved to its consumer's gap leaves its lane's key order: if
+             * the lanes then stall (or a send would pass its wait), the posts
+             * as the timing has them */
+            if (mem && mem->mem_limit > 0 && fit_memory(&L, by_key, kend, ktopo, mem, min_slot) &&
+                emit_overlap(&L, by_key, kend, ktopo, min_slot) && !pp_walk_init(&w, p)) {
+                if (pp_walk_run(&w, p) > 0)
+                    emit_overlap(&L, by_key, kend, ktopo, NULL);
+                pp_walk_free(&w);
+                w = (pp_walk){0};
+            }
+            free(min_slot);
             free(by_key);
         }
         free(kend);

@@ -1287,7 +1287,8 @@ double pp_mem_recv_size(const pp_op *op, const pp_verify_opts *mem);
  * an asynchronous group (one with a wait) its buffer, held from its post;
  * the wait the buffers of its group's recvs, which its consumer takes (as
  * part of its set: not counted twice); everything else 0.  A synchronous
- * recv (plan version 1) hands its buffer to its consumer at once: 0. */
+ * recv (plan version 1), or one posted with no compute op between its post
+ * and its wait, hands its buffer to its consumer at once: 0. */
 void pp_mem_posted_deltas(const pp_device *dv, const pp_verify_opts *mem, double *delta);
 
 typedef struct pp_mem_peak {
