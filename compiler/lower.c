@@ -583,7 +583,9 @@ static int cmp_keyed(const void *a, const void *b)
  * right after its producer; a recv right after the last compute op of its
  * device whose key is before its producer's (it is posted before its data
  * can leave, and no earlier), or in gap min_slot[e] when that is later
- * (fit_memory: a memory limit binds); within a gap, posts in key order.
+ * (fit_memory: a memory limit binds; past the consumer's gap: in that
+ * gap, the version-1 place, out of the lane's key order); within a gap,
+ * posts in key order.
  * Every communication lane takes its transfers in key order, the order of
  * one timing of the plan: that is what makes the lanes complete
  * (docs/verifier.md, "Why lowered plans complete"), so a post moved later
@@ -632,7 +634,7 @@ static bool emit_overlap(lowering *L, const int32_t *by_key, const double *end, 
         int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
         ss = ss > lane_at[src] ? ss : lane_at[src];
         lane_at[src] = ss;
-        if (min_slot && (min_slot[e] >= edge_consumer(L, e) || lane_at[d] > edge_consumer(L, e)))
+        if (min_slot && (min_slot[e] > edge_consumer(L, e) || lane_at[d] > edge_consumer(L, e)))
             lo = edge_consumer(L, e); /* the version-1 place: waited at once, out of the lane's key order */
         else {
             lo = lo > lane_at[d] ? lo : lane_at[d];
@@ -818,16 +820,17 @@ static bool fit_memory(lowering *L, const int32_t *by_key, const double *end, co
                     break;
                 s = g;
             }
-        if (s < c) {
-            for (int g = s; g <= c; g++) {
+        if (s < c || s == lo) { /* in the lane's order (in the consumer's gap: held by nothing) */
+            for (int g = s; g < c; g++) {
                 at_post[s0 + g] += b;
-                if (g < c)
-                    at_compute[s0 + g] += b;
+                at_compute[s0 + g] += b;
             }
+            if (s < c)
+                at_post[s0 + c] += b; /* until its wait */
             lane_at[d] = s;
             min_slot[e] = s;
         } else
-            min_slot[e] = c; /* the version-1 place, out of the lane's order */
+            min_slot[e] = c + 1; /* past the consumer: its gap, the version-1 place, out of the lane's order */
         changed = changed || s != lo;
     }
     free(recomputing);
