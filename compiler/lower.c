@@ -919,12 +919,12 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_
         if (keyed) {
             int32_t *by_key = pp_xcalloc((size_t)(L.nedges ? L.nedges : 1), sizeof *by_key, "the lowering's tables");
             key_order(&L, kend, ktopo, by_key);
-            emit_overlap(&L, by_key, kend, ktopo, NULL); /* the natural posts always fit their waits */
+            keyed = emit_overlap(&L, by_key, kend, ktopo, NULL); /* the natural posts always fit their waits */
             int32_t *min_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *min_slot, "the lowering's tables");
             /* a recv moved to its consumer's gap leaves its lane's key order: if
              * the lanes then stall (or a send would pass its wait), the posts
              * as the timing has them */
-            if (mem && mem->mem_limit > 0 && fit_memory(&L, by_key, kend, ktopo, mem, min_slot) &&
+            if (keyed && mem && mem->mem_limit > 0 && fit_memory(&L, by_key, kend, ktopo, mem, min_slot) &&
                 emit_overlap(&L, by_key, kend, ktopo, min_slot) && !pp_walk_init(&w, p)) {
                 if (pp_walk_run(&w, p) > 0)
                     emit_overlap(&L, by_key, kend, ktopo, NULL);
