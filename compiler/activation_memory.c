@@ -20,7 +20,14 @@
  * static memory (weights, gradients, optimizer state) from the start:
  * memory held = static + the sizes of what it holds, added and taken in
  * list order, so the same list still gives the same number in every pass.
+ *
+ * Plan version 2 (overlap): a recv posted ahead of its consumer (a compute
+ * op between its post and its wait) holds its buffer from its post until
+ * its wait (pp_mem_posted_deltas), on top of the sets; at the wait the
+ * consumer takes it.  One posted in its consumer's gap is the version-1
+ * place: its buffer goes straight to the consumer, as there.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pp.h"
@@ -70,9 +77,59 @@ void pp_mem_step(pp_mem_state *m, const pp_op *op, bool recomputes, bool split, 
 double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem)
 {
     if (per_stage(mem))
-        return m->base + m->act;
+        return m->base + m->act + m->posted;
     double act = mem && mem->act_size > 0 ? mem->act_size : 1, in = mem ? mem->input_frac : 0;
-    return ((double)m->full + (double)m->inputs * in) * act;
+    return ((double)m->full + (double)m->inputs * in) * act + m->posted;
+}
+
+double pp_mem_recv_size(const pp_op *op, const pp_verify_opts *mem)
+{
+    if (op->kind != PP_OP_RECV || !mem)
+        return 0;
+    if (!per_stage(mem))
+        return mem->input_frac * (mem->act_size > 0 ? mem->act_size : 1);
+    int s = op->comm == PP_COMM_ACT ? op->stage + 1 : op->stage;
+    return s >= 0 && s < mem->stages ? mem->stage_input[s] : 0;
+}
+
+void pp_mem_posted_deltas(const pp_device *dv, const pp_verify_opts *mem, double *delta)
+{
+    int n = dv->n;
+    /* last[g]: the first op of the latest group g seen (ids 0 .. n - 1, as
+     * lowering numbers them; others are looked for backwards) */
+    int *last = pp_xcalloc((size_t)(n > 0 ? n : 1), sizeof *last, "the memory count");
+    int *computes = pp_xcalloc((size_t)n + 1, sizeof *computes, "the memory count"); /* before op i */
+    for (int i = 0; i < n; i++) {
+        last[i] = -1;
+        computes[i + 1] = computes[i] + pp_op_is_compute(dv->ops[i].kind);
+    }
+    for (int i = 0; i < n; i++) {
+        const pp_op *op = &dv->ops[i];
+        delta[i] = 0;
+        if (pp_op_is_comm(op->kind) && op->group >= 0 && op->group < n &&
+            !(i > 0 && pp_op_is_comm(dv->ops[i - 1].kind) && dv->ops[i - 1].group == op->group))
+            last[op->group] = i;
+        if (op->kind != PP_OP_WAIT)
+            continue;
+        int g = -1;
+        if (op->group >= 0 && op->group < n)
+            g = last[op->group];
+        else {
+            for (g = i - 1; g >= 0 && !(pp_op_is_comm(dv->ops[g].kind) && dv->ops[g].group == op->group); g--)
+                ;
+            while (g > 0 && pp_op_is_comm(dv->ops[g - 1].kind) && dv->ops[g - 1].group == op->group)
+                g--;
+        }
+        if (g < 0 || computes[i] == computes[g]) /* posted in its consumer's gap: the version-1 place */
+            continue;
+        for (int q = g; q < i && pp_op_is_comm(dv->ops[q].kind) && dv->ops[q].group == op->group; q++) {
+            double b = pp_mem_recv_size(&dv->ops[q], mem);
+            delta[q] += b;
+            delta[i] -= b;
+        }
+    }
+    free(last);
+    free(computes);
 }
 
 bool pp_mem_over(double held, double limit)
@@ -98,10 +155,13 @@ pp_mem_peak pp_device_memory(const pp_plan *p, int d, const bool *recomputing, c
     double limit = mem ? mem->mem_limit : 0;
     r.peak = pp_mem_held(&m, mem);
     const pp_device *dv = &p->dev[d];
+    double *posted = pp_xcalloc((size_t)(dv->n > 0 ? dv->n : 1), sizeof *posted, "the memory count");
+    pp_mem_posted_deltas(dv, mem, posted);
     for (int i = 0; i < dv->n; i++) {
         const pp_op *op = &dv->ops[i];
         bool rec = op->stage >= 0 && op->stage < p->stages && recomputing && recomputing[op->stage];
         pp_mem_step(&m, op, rec, p->split_backward, mem);
+        m.posted += posted[i];
         double held = pp_mem_held(&m, mem);
         if (held > r.peak)
             r.peak = held;
@@ -112,5 +172,6 @@ pp_mem_peak pp_device_memory(const pp_plan *p, int d, const bool *recomputing, c
             r.held_over = held;
         }
     }
+    free(posted);
     return r;
 }

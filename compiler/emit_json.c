@@ -356,12 +356,15 @@ static cJSON *memory_json(const pp_spec *s)
         cJSON_AddItemToObject(j, "stage_input", double_array(s->stage_input, 0, s->stages));
         cJSON_AddItemToObject(j, "static", double_array(s->static_mem, 0, s->devices));
     }
-    /* Only with recompute (docs/recompute.md), so other plans keep their bytes. */
+    /* Only with recompute (docs/recompute.md), or overlap, where it also
+     * sizes a posted recv's buffer (docs/costs.md, "Posted receives"), so
+     * other plans keep their bytes. */
     bool any = false;
     for (int st = 0; s->recompute && st < s->stages; st++)
         any |= s->recompute[st];
-    if (any) {
+    if (any || (s->overlap && !s->stage_act))
         cJSON_AddNumberToObject(j, "input", s->cost.recompute_input);
+    if (any) {
         cJSON *list = cJSON_CreateArray();
         for (int st = 0; st < s->stages; st++)
             if (s->recompute[st])

@@ -229,8 +229,11 @@ static void draw_panel(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_ve
                    "<rect x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"#f6f6f6\"/>\n"
                    "<polyline fill=\"none\" stroke=\"hsl(%d,60%%,40%%)\" stroke-width=\"1.5\" points=\"%d,%.2f",
                 d, y + MEM_H / 2 + 4, d, LEFT, y, span * scale, MEM_H, (d * 47) % 360, LEFT, y + MEM_H - held / top_mem * (MEM_H - 4));
+        double *posted = pp_xcalloc((size_t)(p->dev[d].n > 0 ? p->dev[d].n : 1), sizeof *posted, "the picture");
+        pp_mem_posted_deltas(&p->dev[d], mem, posted); /* posted recvs' buffers: drawn from the next compute op */
         for (int i = 0; i < p->dev[d].n; i++) {
             const pp_op *op = &p->dev[d].ops[i];
+            m.posted += posted[i];
             if (!pp_op_is_compute(op->kind) || !isfinite(sim->end[d][i]))
                 continue;
             pp_mem_step(&m, op, op->stage >= 0 && op->stage < p->stages && recomputing[op->stage], p->split_backward, mem);
@@ -242,6 +245,7 @@ static void draw_panel(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_ve
                     y + MEM_H - now / top_mem * (MEM_H - 4));
             held = now;
         }
+        free(posted);
         fprintf(f, " %.2f,%.2f\"/>\n<text x=\"%.2f\" y=\"%d\" text-anchor=\"end\" fill=\"#555\">peak %s</text>\n</g>\n",
                 LEFT + span * scale, y + MEM_H - held / top_mem * (MEM_H - 4), (double)WIDTH - 4, y + 12,
                 pp_mem_show(&sim->units, sim->peak_mem ? sim->peak_mem[d] : 0.0, shown, sizeof shown));

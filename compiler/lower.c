@@ -582,34 +582,45 @@ static int cmp_keyed(const void *a, const void *b)
  * in an asynchronous group (docs/plan-format.md, "wait").  A send is posted
  * right after its producer; a recv right after the last compute op of its
  * device whose key is before its producer's (it is posted before its data
- * can leave, and no earlier); within a gap, sends then recvs by key, so
- * that every communication lane takes its transfers in key order, the
- * order of one timing of the plan: that is what makes the lanes complete
- * (docs/verifier.md, "Why lowered plans complete").  A recv is waited
- * right before its consumer; an act send right before the R or B of its
- * (stage, mb), the ops that use and release its activations; every other
- * send right before the flush. */
-static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
+ * can leave, and no earlier), or in gap min_slot[e] when that is later
+ * (fit_memory: a memory limit binds; past the consumer's gap: in that
+ * gap, the version-1 place, out of the lane's key order); within a gap,
+ * posts in key order.
+ * Every communication lane takes its transfers in key order, the order of
+ * one timing of the plan: that is what makes the lanes complete
+ * (docs/verifier.md, "Why lowered plans complete"), so a post moved later
+ * moves the later posts of its lane with it (a running maximum).  A recv
+ * is waited right before its consumer; an act send right before the R or
+ * B of its (stage, mb), the ops that use and release its activations;
+ * every other send right before the flush.  False (lists untouched) when
+ * min_slot pushes a post past its wait. */
+static bool emit_overlap(lowering *L, const int32_t *by_key, const double *end, const int32_t *topo,
+                         const int32_t *min_slot)
 {
     pp_plan *p = L->p;
     long nslots = L->slot_base[L->D];
-    keyed_edge *keyed = pp_xcalloc((size_t)(L->nedges ? L->nedges : 1), sizeof *keyed, "the lowering's tables");
-    int32_t *by_key = pp_xcalloc((size_t)(L->nedges ? L->nedges : 1), sizeof *by_key, "the lowering's tables");
     int32_t *send_group = pp_xcalloc((size_t)(2 * L->SM), sizeof *send_group, "the lowering's tables");
     int32_t *recv_group = pp_xcalloc((size_t)(2 * L->SM), sizeof *recv_group, "the lowering's tables");
     uint8_t *send_waited = pp_xcalloc((size_t)(2 * L->SM), 1, "the lowering's tables");
-    for (long k = 0; k < L->nedges; k++) {
-        long ps = producer_slot(L, L->send_order[k]);
-        keyed[k] = (keyed_edge){end[ps], topo[ps], L->send_order[k]};
-    }
-    qsort(keyed, (size_t)L->nedges, sizeof *keyed, cmp_keyed);
-    for (long k = 0; k < L->nedges; k++)
-        by_key[k] = keyed[k].edge;
-    free(keyed);
-    /* recv slots: past every compute op of the device keyed before the producer */
-    for (long k = 0; k < L->nedges; k++) {
+    int32_t *release = pp_xcalloc((size_t)L->SM, sizeof *release, "the lowering's tables");
+    int32_t *lane_at = pp_xcalloc((size_t)L->D, sizeof *lane_at, "the lowering's tables");
+    /* release[s*M+m]: compute index of the first R or B of (s, m), where its act send is waited */
+    for (long k = 0; k < L->SM; k++)
+        release[k] = INT32_MAX;
+    for (int d = 0; d < L->D; d++)
+        for (int i = 0, ci = 0; i < L->orig_n[d]; i++) {
+            const pp_op *op = &L->orig[d][i];
+            if (!pp_op_is_compute(op->kind))
+                continue;
+            long k = (long)op->stage * L->M + op->mb;
+            if ((op->kind == PP_OP_R || op->kind == PP_OP_B) && k >= 0 && k < L->SM && release[k] > ci)
+                release[k] = ci;
+            ci++;
+        }
+    bool ok = true;
+    for (long k = 0; k < L->nedges && ok; k++) {
         long e = by_key[k], ps = producer_slot(L, e);
-        int d = edge_dst(L, e);
+        int d = edge_dst(L, e), src = edge_src(L, e);
         int lo = 0, hi = L->ncompute[d]; /* first compute index not before the producer */
         while (lo < hi) {
             int mid = lo + (hi - lo) / 2;
@@ -618,30 +629,51 @@ static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
             else
                 hi = mid;
         }
+        if (min_slot && min_slot[e] > lo)
+            lo = min_slot[e];
+        int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
+        ss = ss > lane_at[src] ? ss : lane_at[src];
+        lane_at[src] = ss;
+        if (min_slot && (min_slot[e] > edge_consumer(L, e) || lane_at[d] > edge_consumer(L, e)))
+            lo = edge_consumer(L, e); /* the version-1 place: waited at once, out of the lane's key order */
+        else {
+            lo = lo > lane_at[d] ? lo : lane_at[d];
+            lane_at[d] = lo;
+        }
+        int sdl = e < L->SM && release[e] < INT32_MAX ? release[e] : L->ncompute[src];
+        ok = lo <= edge_consumer(L, e) && ss <= sdl;
         L->recv_slot[e] = lo;
-        L->send_slot[e] = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
+        L->send_slot[e] = ss;
     }
-    /* recvs bucketed by slot in key order */
+    free(release);
+    free(lane_at);
+    if (!ok) {
+        free(send_group);
+        free(recv_group);
+        free(send_waited);
+        return false;
+    }
+    /* posts bucketed by slot in key order: edge*2 + is_recv */
     memset(L->slot_count, 0, (size_t)(nslots + 1) * sizeof *L->slot_count);
     for (long k = 0; k < L->nedges; k++) {
         long e = by_key[k];
+        L->slot_count[L->slot_base[edge_src(L, e)] + L->send_slot[e] + 1]++;
         L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e] + 1]++;
     }
     for (long q = 0; q < nslots; q++)
         L->slot_count[q + 1] += L->slot_count[q];
     for (long k = 0; k < L->nedges; k++) {
         long e = by_key[k];
-        L->slot_items[L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e]]++] = (int32_t)e;
+        L->slot_items[L->slot_count[L->slot_base[edge_src(L, e)] + L->send_slot[e]]++] = (int32_t)(2 * e);
+        L->slot_items[L->slot_count[L->slot_base[edge_dst(L, e)] + L->recv_slot[e]]++] = (int32_t)(2 * e + 1);
     }
     /* slot_count[q] is now where slot q ends */
     for (int d = 0; d < L->D; d++) {
         pp_device *dv = &p->dev[d];
         long s0 = L->slot_base[d];
-        int C = L->ncompute[d], nsend = 0;
+        int C = L->ncompute[d];
         long first = s0 == 0 ? 0 : L->slot_count[s0 - 1], last = L->slot_count[L->slot_base[d + 1] - 1];
-        for (int i = 0; i < L->orig_n[d]; i++)
-            nsend += pp_op_is_compute(L->orig[d][i].kind) && edge_of(L, &L->orig[d][i]) >= 0;
-        int n = L->orig_n[d] + 2 * (nsend + (int)(last - first));
+        int n = L->orig_n[d] + 2 * (int)(last - first);
         if (dv->cap < n)
             pp_plan_reserve(p, d, n);
         int out = 0, group = 0, ci = 0;
@@ -657,7 +689,7 @@ static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
 #define GAP(slot_)                                                                      \
     do {                                                                                \
         for (long end_ = L->slot_count[s0 + (slot_)]; item < end_; item++)              \
-            POST(L->slot_items[item], true);                                            \
+            POST(L->slot_items[item] / 2, L->slot_items[item] & 1);                     \
     } while (0)
         for (int i = 0; i < L->orig_n[d]; i++) {
             const pp_op *op = &L->orig[d][i];
@@ -694,9 +726,6 @@ static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
                 }
             }
             dv->ops[out++] = *op;
-            long e = edge_of(L, op);
-            if (e >= 0)
-                POST(e, false);
             if (++ci == C)
                 GAP(C);
         }
@@ -705,10 +734,115 @@ static void emit_overlap(lowering *L, const double *end, const int32_t *topo)
 #undef POST
         dv->n = out;
     }
-    free(by_key);
     free(send_group);
     free(recv_group);
     free(send_waited);
+    return true;
+}
+
+/* by_key[nedges]: the edges in the order of their producers' keys. */
+static void key_order(const lowering *L, const double *end, const int32_t *topo, int32_t *by_key)
+{
+    keyed_edge *keyed = pp_xcalloc((size_t)(L->nedges ? L->nedges : 1), sizeof *keyed, "the lowering's tables");
+    for (long k = 0; k < L->nedges; k++) {
+        long ps = producer_slot(L, L->send_order[k]);
+        keyed[k] = (keyed_edge){end[ps], topo[ps], L->send_order[k]};
+    }
+    qsort(keyed, (size_t)L->nedges, sizeof *keyed, cmp_keyed);
+    for (long k = 0; k < L->nedges; k++)
+        by_key[k] = keyed[k].edge;
+    free(keyed);
+}
+
+/* memory.limit with overlap: a posted recv holds its buffer from its post
+ * to its wait (activation_memory.c).  Per device, its lane in key order
+ * (the running maximum emit_overlap keeps), each recv gets the earliest
+ * gap from its natural one on at which its buffer, on top of the sets and
+ * the buffers of the recvs before it, stays within the limit until its
+ * wait; where none does, its consumer's gap (the version-1 place, whose
+ * buffer goes straight to the consumer).  Where some device's sets alone
+ * are over the limit nothing moves: no place of the posts makes the plan
+ * fit, and the verifier reports it with the peaks it has without a limit
+ * (the numbers --compare and the views show for it).  O(ops + the gaps
+ * the buffers span).  min_slot[] gets the gaps; false where nothing moved. */
+static bool fit_memory(lowering *L, const int32_t *by_key, const double *end, const int32_t *topo,
+                       const pp_verify_opts *mem, int32_t *min_slot)
+{
+    pp_plan *p = L->p;
+    bool changed = false;
+    double limit = mem->mem_limit * (1 + 1e-12);
+    bool *recomputing = pp_xcalloc((size_t)L->S, sizeof *recomputing, "the lowering's tables");
+    pp_plan_recomputing(p, recomputing);
+    int32_t *lane_at = pp_xcalloc((size_t)L->D, sizeof *lane_at, "the lowering's tables");
+    long nslots = L->slot_base[L->D];
+    /* before[q]: sets held in gap q (before compute q); after[q]: after compute q;
+     * at_post[q], at_compute[q]: the buffers held there */
+    double *before = pp_xcalloc((size_t)nslots, sizeof *before, "the lowering's tables");
+    double *after = pp_xcalloc((size_t)nslots, sizeof *after, "the lowering's tables");
+    double *at_post = pp_xcalloc((size_t)nslots, sizeof *at_post, "the lowering's tables");
+    double *at_compute = pp_xcalloc((size_t)nslots, sizeof *at_compute, "the lowering's tables");
+    bool over = false; /* some device's sets alone are over: the plan cannot fit, nothing moves */
+    for (int d = 0; d < L->D; d++) {
+        pp_mem_state m = pp_mem_begin(mem, d);
+        long q = L->slot_base[d];
+        for (int i = 0; i < L->orig_n[d]; i++) {
+            const pp_op *op = &L->orig[d][i];
+            if (!pp_op_is_compute(op->kind))
+                continue;
+            before[q] = pp_mem_held(&m, mem);
+            pp_mem_step(&m, op, op->stage >= 0 && op->stage < L->S && recomputing[op->stage], p->split_backward, mem);
+            after[q++] = pp_mem_held(&m, mem);
+        }
+        before[q] = after[q] = pp_mem_held(&m, mem); /* slot C */
+        for (long r = L->slot_base[d]; r <= q; r++)
+            over = over || before[r] > limit || after[r] > limit;
+    }
+    for (long k = 0; k < L->nedges && !over; k++) {
+        long e = by_key[k], ps = producer_slot(L, e);
+        int d = edge_dst(L, e), src = edge_src(L, e);
+        int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
+        lane_at[src] = ss > lane_at[src] ? ss : lane_at[src];
+        int lo = 0, hi = L->ncompute[d];
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (key_before(end, topo, L->slot_base[d] + mid, ps))
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        lo = lo > lane_at[d] ? lo : lane_at[d];
+        int c = edge_consumer(L, e);
+        long s0 = L->slot_base[d];
+        pp_op rop = comm_op(L, e, true);
+        double b = pp_mem_recv_size(&rop, mem);
+        /* the earliest gap s >= lo whose samples s .. c all take b */
+        int s = c;
+        if (lo < c && before[s0 + c] + at_post[s0 + c] + b <= limit)
+            for (int g = c - 1; g >= lo; g--) {
+                if (after[s0 + g] + at_compute[s0 + g] + b > limit || before[s0 + g] + at_post[s0 + g] + b > limit)
+                    break;
+                s = g;
+            }
+        if (s < c || s == lo) { /* in the lane's order (in the consumer's gap: held by nothing) */
+            for (int g = s; g < c; g++) {
+                at_post[s0 + g] += b;
+                at_compute[s0 + g] += b;
+            }
+            if (s < c)
+                at_post[s0 + c] += b; /* until its wait */
+            lane_at[d] = s;
+            min_slot[e] = s;
+        } else
+            min_slot[e] = c + 1; /* past the consumer: its gap, the version-1 place, out of the lane's order */
+        changed = changed || s != lo;
+    }
+    free(recomputing);
+    free(lane_at);
+    free(before);
+    free(after);
+    free(at_post);
+    free(at_compute);
+    return changed;
 }
 
 int pp_lower(pp_plan *p, pp_diag *dg)
@@ -716,19 +850,19 @@ int pp_lower(pp_plan *p, pp_diag *dg)
     return pp_lower_costed(p, NULL, dg);
 }
 
-static int lower(pp_plan *p, const pp_cost *cost, bool overlap, pp_diag *dg);
+static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_opts *mem, pp_diag *dg);
 
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *dg)
 {
-    return lower(p, cost, false, dg);
+    return lower(p, cost, false, NULL, dg);
 }
 
-int pp_lower_overlap(pp_plan *p, const pp_cost *cost, pp_diag *dg)
+int pp_lower_overlap(pp_plan *p, const pp_cost *cost, const struct pp_verify_opts *mem, pp_diag *dg)
 {
-    return lower(p, cost, true, dg);
+    return lower(p, cost, true, mem, dg);
 }
 
-static int lower(pp_plan *p, const pp_cost *cost, bool overlap, pp_diag *dg)
+static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_opts *mem, pp_diag *dg)
 {
     if (p->devices <= 0 || p->devices > PP_MAX_DEVICES || p->stages <= 0 || p->stages > PP_MAX_STAGES ||
         p->microbatches <= 0 || p->microbatches > PP_MAX_MICROBATCHES || !p->dev || !p->placement) {
@@ -785,8 +919,24 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, pp_diag *dg)
         int32_t *ktopo = pp_xcalloc(ns, sizeof *ktopo, "the lowering's timing");
         memset(ktopo, 0xff, ns * sizeof *ktopo);
         bool keyed = dataflow_keys(&L, kend, ktopo);
-        if (keyed)
-            emit_overlap(&L, kend, ktopo);
+        if (keyed) {
+            int32_t *by_key = pp_xcalloc((size_t)(L.nedges ? L.nedges : 1), sizeof *by_key, "the lowering's tables");
+            key_order(&L, kend, ktopo, by_key);
+            keyed = emit_overlap(&L, by_key, kend, ktopo, NULL); /* the natural posts always fit their waits */
+            int32_t *min_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *min_slot, "the lowering's tables");
+            /* a recv moved to its consumer's gap leaves its lane's key order: if
+             * the lanes then stall (or a send would pass its wait), the posts
+             * as the timing has them */
+            if (keyed && mem && mem->mem_limit > 0 && fit_memory(&L, by_key, kend, ktopo, mem, min_slot) &&
+                emit_overlap(&L, by_key, kend, ktopo, min_slot) && !pp_walk_init(&w, p)) {
+                if (pp_walk_run(&w, p) > 0)
+                    emit_overlap(&L, by_key, kend, ktopo, NULL);
+                pp_walk_free(&w);
+                w = (pp_walk){0};
+            }
+            free(min_slot);
+            free(by_key);
+        }
         free(kend);
         free(ktopo);
         if (keyed) { /* complete by construction; the replay says so or names why not */

@@ -11,7 +11,10 @@
 int pp_lower_verify_simulate(pp_plan *p, const pp_spec *s, bool with_limit, pp_sim *sim, pp_diag *d)
 {
     pp_verify_opts vo = pp_verify_opts_of(s, with_limit);
-    if ((s->overlap ? pp_lower_overlap(p, &s->cost, d) : pp_lower_costed(p, &s->cost, d)) || pp_verify(p, &vo, d))
+    /* the lowering always sees the limit (it posts recvs later where it
+     * binds): checked or not, one order lowers to one plan */
+    pp_verify_opts lo = pp_verify_opts_of(s, true);
+    if ((s->overlap ? pp_lower_overlap(p, &s->cost, &lo, d) : pp_lower_costed(p, &s->cost, d)) || pp_verify(p, &vo, d))
         return 1;
     if (pp_simulate(p, &s->cost, &vo, sim, d))
         return 1;

@@ -1113,14 +1113,18 @@ int pp_lower(pp_plan *p, pp_diag *d);
 /* The same, placing sends by a timing on these costs (NULL: F = 1, B = 2,
  * B = W = 1 when split, free communication — what pp_lower uses). */
 int pp_lower_costed(pp_plan *p, const pp_cost *cost, pp_diag *d);
+struct pp_verify_opts;
 /* The same communication with overlap (plan version 2, `overlap = true`,
  * docs/plan-format.md): every send and recv an asynchronous group of its
  * own, a recv posted before its data can leave its producer and waited
  * right before its consumer, a send posted right after its producer and
  * waited where its source is released (act: before the R or B of its
  * (stage, mb); grad: before the flush), every communication lane in the
- * order of one dataflow timing on cost (NULL as above). */
-int pp_lower_overlap(pp_plan *p, const pp_cost *cost, pp_diag *d);
+ * order of one dataflow timing on cost (NULL as above).  With mem and a
+ * memory.limit, a recv whose early post (its buffer counted from the
+ * post, activation_memory.c) would put its device over the limit is
+ * posted later, at the latest in its consumer's gap. */
+int pp_lower_overlap(pp_plan *p, const pp_cost *cost, const struct pp_verify_opts *mem, pp_diag *d);
 /* Lowering's run of walk.c's replay (pp_walk_run_stalled with its repair):
  * whenever every device still running is stuck, the unmatched sends of each
  * device on a wait-for cycle are delayed in place (in p) to just after the
@@ -1258,6 +1262,7 @@ typedef struct pp_verify_opts {
 typedef struct pp_mem_state {
     long full, inputs;
     double act, base;
+    double posted; /* buffers of receives posted and not yet waited (plan version 2) */
 } pp_mem_state;
 
 /* The state of device d before its first op: its static memory. */
@@ -1273,6 +1278,18 @@ double pp_mem_held(const pp_mem_state *m, const pp_verify_opts *mem);
 bool pp_mem_over(double held, double limit);
 /* out[stages]: the stage recomputes (the plan has an R of it). */
 void pp_plan_recomputing(const pp_plan *p, bool *out);
+/* The buffer a recv fills: the input of the stage the tensor enters (act
+ * of stage s: the input of s + 1; grad of stage s: the input of s), the
+ * size that stage keeps when it recomputes (stage_input[], or input_frac
+ * x act_size); 0 for anything but a recv. */
+double pp_mem_recv_size(const pp_op *op, const pp_verify_opts *mem);
+/* delta[0 .. dv->n): what each op adds to pp_mem_state.posted: a recv of
+ * an asynchronous group (one with a wait) its buffer, held from its post;
+ * the wait the buffers of its group's recvs, which its consumer takes (as
+ * part of its set: not counted twice); everything else 0.  A synchronous
+ * recv (plan version 1), or one posted with no compute op between its post
+ * and its wait, hands its buffer to its consumer at once: 0. */
+void pp_mem_posted_deltas(const pp_device *dv, const pp_verify_opts *mem, double *delta);
 
 typedef struct pp_mem_peak {
     double peak;      /* the device's peak memory: max of pp_mem_held over its list (static included) */

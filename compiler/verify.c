@@ -643,6 +643,13 @@ static void check_dependencies(verifier *V, int d)
             int j = V->at[act ? AT_F : AT_B][k];
             if (j > i)
                 FAIL_OP(V, d, i, op, "runs before %s%d.%d", act ? "F" : "B", s, m);
+            /* asynchronous, its source is read until its wait: R(s, m)
+             * recomputes (rewrites) the very activations it sends */
+            int w = act ? group_wait(V, d + 1 + V->D, op->group) : -1, r = act ? V->at[AT_R][k] : -1;
+            if (w >= 0 && r > i && w > r)
+                FAIL_OP(V, d, i, op,
+                        "its wait (op %d) comes after R%d.%d (op %d), which rewrites the activations it sends: "
+                        "wait for it before the recompute", w, s, m, r);
             break;
         }
         default:

@@ -178,6 +178,19 @@ static void hold(device_ctx *D, const pp_op *op, bool recomputes)
         D->peak_full = D->mem.full;
 }
 
+/* Op i posted or waited a group: the buffers of its posted recvs, held from
+ * the post until the wait (activation_memory.c), counted the same way. */
+static void hold_posted(device_ctx *D, int i)
+{
+    if (!D->mem_posted[i])
+        return;
+    pp_verify_opts mem = pr_model_memory(D->R->m);
+    D->mem.posted += D->mem_posted[i];
+    double held = pp_mem_held(&D->mem, &mem);
+    if (held > D->peak_mem)
+        D->peak_mem = held;
+}
+
 /* The rank a wait on rank `peer` is held up by: following receives from
  * rank to rank (within this process, each within its replica), the first
  * one inside another op.  -1 when the chain leaves the process, loops, or
@@ -592,6 +605,7 @@ static int post_group(device_ctx *D, int i, int j, int step)
         D->start[rec] = D->end[rec] = pp_now() - R->t0;
         if (!(D->posted[q] = pool_get(D, R->slot)))
             return 1; /* the run failed, naming the buffer */
+        hold_posted(D, q);
         if (!R->dry && !t->recv_posts && t->recv_post)
             t->recv_post(R->tr, D->rank, peer_rank(D, op->peer));
         if (t->recv_posts && !R->dry) {
@@ -636,6 +650,7 @@ static int do_wait(device_ctx *D, int i, int step)
         D->posted[q] = NULL;
     }
     D->lane_at[first] = -1;
+    hold_posted(D, i);
     return 0;
 }
 
@@ -1225,6 +1240,9 @@ static void link_waits(device_ctx *D)
     D->lane = pp_xcalloc(n, sizeof *D->lane, "the replay's wait table");
     D->lane_at = pp_xcalloc(n, sizeof *D->lane_at, "the replay's wait table");
     D->posted = pp_xcalloc(n, sizeof *D->posted, "the replay's wait table");
+    D->mem_posted = pp_xcalloc(n, sizeof *D->mem_posted, "the replay's wait table");
+    pp_verify_opts mem = pr_model_memory(D->R->m);
+    pp_mem_posted_deltas(dv, &mem, D->mem_posted);
     for (int i = 0; i < dv->n; i++)
         D->pair[i] = D->lane_at[i] = -1;
     for (int w = 0; w < dv->n; w++) {
@@ -1412,6 +1430,7 @@ void device_teardown(run *R, device_ctx *D)
     free(D->extra);
     free(D->held);
     free(D->pair);
+    free(D->mem_posted);
     free(D->lane);
     free(D->lane_at);
     free(D->posted);

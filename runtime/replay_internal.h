@@ -112,6 +112,7 @@ typedef struct device_ctx {
      * recv_posts issue them at a wait, in this order). */
     int *pair, *lane, *lane_at;
     float **posted;
+    double *mem_posted; /* [n] what op i adds to mem.posted (pp_mem_posted_deltas) */
     int lane_n, lane_recvd;
     float *loss_scratch; /* the model's loss scratch (the MLP's targets) */
     /* A tied parameter's copy (layer.h, tied_floats) on the device of the

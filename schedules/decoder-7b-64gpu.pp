@@ -25,7 +25,7 @@
 #   ppcc schedules/decoder-7b-64gpu.pp -D zero=0 --stats
 #   ppcc schedules/decoder-7b-64gpu.pp -D gpus=64 -D microbatches=auto --stats
 #
-# prediction: makespan=1.76049s peak_mem=58.1GB dp_allreduce=0.0534107s zero_saved=11.39GB
+# prediction: makespan=1.76049s peak_mem=58.16GB dp_allreduce=0.0534107s zero_saved=11.39GB
 # (ppcc --stats of this file; for peak_mem and zero_saved the largest
 # device's; tests/test_schedule_claims.py keeps it true)
 

@@ -123,8 +123,8 @@ void push_ops(pp_plan *p, int d, const char *text)
             op.peer = (int)strtol(s + 1, &e, 10);
             pp_plan_push(p, d, op);
             s = e;
-        } else if (*s == 'F' || *s == 'B' || *s == 'W') {
-            int kind = *s == 'F' ? PP_OP_F : *s == 'B' ? PP_OP_B : PP_OP_W;
+        } else if (*s == 'F' || *s == 'B' || *s == 'W' || *s == 'R') {
+            int kind = *s == 'F' ? PP_OP_F : *s == 'B' ? PP_OP_B : *s == 'W' ? PP_OP_W : PP_OP_R;
             int st = (int)strtol(s + 1, &e, 10);
             int mb = (int)strtol(e + 1, &e, 10);
             pp_plan_push(p, d, cop(kind, st, mb));

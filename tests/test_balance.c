@@ -103,9 +103,11 @@ START_TEST(balance_changes_prediction)
     static const char *const mlp = "devices = 4\nmicrobatches = 8\nschedule 1f1b\ncost { F = 1 B = 2 }\n"
                                    "model mlp { layers = 32 }\n";
     spec_run even, skew;
-    pp_define d_even = {"model.balance", "even"}, d_skew = {"model.balance", "[1,1,1,29]"};
-    ck_assert_int_eq(build(&even, mlp, &d_even, 1), 0);
-    ck_assert_int_eq(build(&skew, mlp, &d_skew, 1), 0);
+    /* version-1 lists: the sets alone (a posted recv's buffer: test_lower, fit_memory_*) */
+    pp_define d_even[] = {{"model.balance", "even"}, {"overlap", "false"}},
+              d_skew[] = {{"model.balance", "[1,1,1,29]"}, {"overlap", "false"}};
+    ck_assert_int_eq(build(&even, mlp, d_even, 2), 0);
+    ck_assert_int_eq(build(&skew, mlp, d_skew, 2), 0);
     double pe[4], ps[4];
     double me = makespan_of(&even.s, pe), ms = makespan_of(&skew.s, ps);
     /* the even split of 32 layers keeps the stage at cost.F: 1F1B's (M + D - 1)(F + B) */
@@ -141,7 +143,8 @@ START_TEST(static_memory_in_the_limit)
     const double want[4] = {9 + 4 * 3, 2 + 3 * 4, 2 + 2 * 4, 9 + 1 * 6};
     ck_assert(!isfinite(makespan_of(&r.s, peak))); /* device 0 needs 21 */
     build_free(&r);
-    ck_assert_int_eq(build(&r, skewed, NULL, 0), 0);
+    pp_define v1 = {"overlap", "false"}; /* the sets alone, as in balance_changes_prediction */
+    ck_assert_int_eq(build(&r, skewed, &v1, 1), 0);
     ck_assert(isfinite(makespan_of(&r.s, peak)));
     for (int d = 0; d < 4; d++)
         ck_assert_double_eq_tol(peak[d], want[d], 1e-12);

@@ -348,7 +348,7 @@ START_TEST(sim_links_serialise)
     tu_diag t;
     tu_diag_open(&t);
     pp_cost c = {.F = 1, .B = 1, .W = 0, .comm = 2};
-    ck_assert_msg(pp_lower_overlap(&p, &c, &t.diag) == 0, "%s", tu_diag_text(&t));
+    ck_assert_msg(pp_lower_overlap(&p, &c, NULL, &t.diag) == 0, "%s", tu_diag_text(&t));
     pp_verify_opts o = {0};
     ck_assert_msg(pp_verify(&p, &o, &t.diag) == 0, "%s", tu_diag_text(&t));
     pp_sim sim;

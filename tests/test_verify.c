@@ -121,6 +121,27 @@ START_TEST(verify_lane_order_deadlock)
 }
 END_TEST
 
+/* Under recompute an asynchronous act send reads its source until its wait,
+ * and R0.0 rewrites those activations: the wait must come first. */
+START_TEST(verify_send_outlives_recompute)
+{
+    pp_plan p;
+    const char *d1 = "ra0.0<0/0 w0 F1.0 B1.0 sg1.0>0/1 U X";
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 w0 R0.0 w1 B0.0 U X", d1);
+    expect(&p, 0, "");
+    pp_plan_free(&p);
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 R0.0 w0 w1 B0.0 U X", d1);
+    expect(&p, 0,
+           "ppcc: error: device 0, op 1 (send act 0.0 to 1): its wait (op 4) comes after R0.0 (op 3), which "
+           "rewrites the activations it sends: wait for it before the recompute\n");
+    pp_plan_free(&p);
+    /* a synchronous send (no wait) has completed before R runs */
+    two(&p, 1, "F0.0 sa0.0>1/0 rg1.0<1/1 R0.0 w1 B0.0 U X", d1);
+    expect(&p, 0, "");
+    pp_plan_free(&p);
+}
+END_TEST
+
 START_TEST(verify_matching)
 {
     pp_plan p;
@@ -509,6 +530,7 @@ static Suite *suite(void)
     tcase_add_test(tc, verify_matching);
     tcase_add_test(tc, verify_wait_rules);
     tcase_add_test(tc, verify_lane_order_deadlock);
+    tcase_add_test(tc, verify_send_outlives_recompute);
     tcase_add_test(tc, verify_peers);
     tcase_add_test(tc, verify_dependencies);
     tcase_add_test(tc, verify_exactly_once);

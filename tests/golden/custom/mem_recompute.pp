@@ -5,6 +5,7 @@
 devices = 2
 microbatches = 4
 schedule custom
+overlap = false # the sets alone: a posted recv's buffer would add to device 1
 memory { limit = 1.5 recompute = always input = 0.25 }
 order {
     device 0: F0.0 F0.1 F0.2 F0.3 B0.0 B0.1 B0.2 B0.3
