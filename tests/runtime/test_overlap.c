@@ -274,13 +274,13 @@ END_TEST
  * plan's on some device (the buffers are counted, not only the sets). */
 START_TEST(test_posted_buffers_in_the_measured_peak)
 {
-    char *text = named_plan(overlap_plans[_i]);
+    char *text = lu_named_plan(overlap_plans[_i]);
     pp_plan sync, async;
     pr_model m, m2;
     char *msg;
-    ck_assert_msg(load(text, &sync, &m, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &sync, &m, &msg) == 0, "%s", msg);
     free(msg);
-    ck_assert_msg(load(text, &async, &m2, &msg) == 0, "%s", msg);
+    ck_assert_msg(lu_load(text, &async, &m2, &msg) == 0, "%s", msg);
     free(msg);
     post_early(&async, 2);
     m.input_frac = m2.input_frac = 0.5; /* a buffer of half a set */
