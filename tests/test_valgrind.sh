@@ -22,7 +22,7 @@ vg() {
     local what=$1
     shift 2
     checks=$((checks + 1))
-    valgrind -q --error-exitcode=99 "$@" >out.txt 2>err.txt
+    valgrind -q --error-exitcode=99 --suppressions="$(dirname "$0")/valgrind.supp" "$@" >out.txt 2>err.txt
     local rc=$?
     if [ $rc = 99 ]; then
         fail "$what: valgrind found errors"; sed 's/^/    /' err.txt | head -40 >&2
