@@ -565,6 +565,21 @@ static long producer_slot(const lowering *L, long e)
     return L->slot_base[edge_src(L, e)] + (e < L->SM ? L->cF[e] : L->cB[e - L->SM]);
 }
 
+/* Device d's first compute slot whose key is not before slot ps's (a
+ * binary search: a device's slots are in key order). */
+static int first_slot_after(const lowering *L, const double *end, const int32_t *topo, int d, long ps)
+{
+    int lo = 0, hi = L->ncompute[d];
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (key_before(end, topo, L->slot_base[d] + mid, ps))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 typedef struct keyed_edge {
     double end;
     int32_t topo, edge;
@@ -621,14 +636,7 @@ static bool emit_overlap(lowering *L, const int32_t *by_key, const double *end, 
     for (long k = 0; k < L->nedges && ok; k++) {
         long e = by_key[k], ps = producer_slot(L, e);
         int d = edge_dst(L, e), src = edge_src(L, e);
-        int lo = 0, hi = L->ncompute[d]; /* first compute index not before the producer */
-        while (lo < hi) {
-            int mid = lo + (hi - lo) / 2;
-            if (key_before(end, topo, L->slot_base[d] + mid, ps))
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
+        int lo = first_slot_after(L, end, topo, d, ps);
         if (min_slot && min_slot[e] > lo)
             lo = min_slot[e];
         int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
@@ -802,14 +810,7 @@ static bool fit_memory(lowering *L, const int32_t *by_key, const double *end, co
         int d = edge_dst(L, e), src = edge_src(L, e);
         int ss = (e < L->SM ? L->cF[e] : L->cB[e - L->SM]) + 1;
         lane_at[src] = ss > lane_at[src] ? ss : lane_at[src];
-        int lo = 0, hi = L->ncompute[d];
-        while (lo < hi) {
-            int mid = lo + (hi - lo) / 2;
-            if (key_before(end, topo, L->slot_base[d] + mid, ps))
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
+        int lo = first_slot_after(L, end, topo, d, ps);
         lo = lo > lane_at[d] ? lo : lane_at[d];
         int c = edge_consumer(L, e);
         long s0 = L->slot_base[d];

@@ -243,18 +243,25 @@ static int count_kind(const pp_plan *p, int kind)
 
 static const char *const overlap_plans[] = {"1f1b-2x4", "gpipe-4x8", "interleaved-2x2x4", "zb-2x4"};
 
+/* Plan NAME loaded twice: as written (synchronous) and with its recvs posted
+ * two ops early; returns its text (the caller frees). */
+static char *load_both(const char *name, pp_plan *sync, pr_model *m, pp_plan *async, pr_model *m2)
+{
+    char *text = lu_named_plan(name), *msg;
+    ck_assert_msg(lu_load(text, sync, m, &msg) == 0, "%s", msg);
+    free(msg);
+    ck_assert_msg(lu_load(text, async, m2, &msg) == 0, "%s", msg);
+    free(msg);
+    post_early(async, 2);
+    return text;
+}
+
 /* Overlap changes timing, never numbers: bit for bit the synchronous run. */
 START_TEST(test_posted_early_trains_the_same)
 {
-    char *text = lu_named_plan(overlap_plans[_i]);
     pp_plan sync, async;
     pr_model m, m2;
-    char *msg;
-    ck_assert_msg(lu_load(text, &sync, &m, &msg) == 0, "%s", msg);
-    free(msg);
-    ck_assert_msg(lu_load(text, &async, &m2, &msg) == 0, "%s", msg);
-    free(msg);
-    post_early(&async, 2);
+    char *text = load_both(overlap_plans[_i], &sync, &m, &async, &m2);
     ck_assert_int_gt(count_kind(&async, PP_OP_WAIT), 0);
     ck_assert_int_eq(count_kind(&async, PP_OP_RECV), count_kind(&sync, PP_OP_RECV));
     double l1, l2;
@@ -274,15 +281,9 @@ END_TEST
  * plan's on some device (the buffers are counted, not only the sets). */
 START_TEST(test_posted_buffers_in_the_measured_peak)
 {
-    char *text = lu_named_plan(overlap_plans[_i]);
     pp_plan sync, async;
     pr_model m, m2;
-    char *msg;
-    ck_assert_msg(lu_load(text, &sync, &m, &msg) == 0, "%s", msg);
-    free(msg);
-    ck_assert_msg(lu_load(text, &async, &m2, &msg) == 0, "%s", msg);
-    free(msg);
-    post_early(&async, 2);
+    char *text = load_both(overlap_plans[_i], &sync, &m, &async, &m2);
     m.input_frac = m2.input_frac = 0.5; /* a buffer of half a set */
     const pp_plan *plans[2] = {&sync, &async};
     const pr_model *models[2] = {&m, &m2};
@@ -481,15 +482,9 @@ static const pr_transport_ops lane_ops = {
  * sent buffer is reused before its wait. */
 START_TEST(test_lanes_protocol)
 {
-    char *text = lu_named_plan(overlap_plans[_i]);
     pp_plan sync, async;
     pr_model m, m2;
-    char *msg;
-    ck_assert_msg(lu_load(text, &sync, &m, &msg) == 0, "%s", msg);
-    free(msg);
-    ck_assert_msg(lu_load(text, &async, &m2, &msg) == 0, "%s", msg);
-    free(msg);
-    post_early(&async, 2);
+    char *text = load_both(overlap_plans[_i], &sync, &m, &async, &m2);
     double l1;
     float *w1 = train(&sync, &m, 2, &l1);
     lane_tr t = {.base.ops = &lane_ops, .inner = pr_transport_threads_create(async.devices, NULL)};
