@@ -941,6 +941,8 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_
         free(kend);
         free(ktopo);
         if (keyed) { /* complete by construction; the replay says so or names why not */
+            if (pp_plan_async_reductions(p))
+                pp_out_of_memory(0, "the asynchronous reductions");
             if (pp_walk_init(&w, p)) {
                 pp_error(dg, "lower: the plan is too large to check");
                 errors = 1;

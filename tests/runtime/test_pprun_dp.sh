@@ -94,6 +94,29 @@ for pol in "${policies[@]}"; do
         done
     done
 done
+# plan version 2's asynchronous reductions (docs/pprun.md, "Overlap": each runs at its wait) give
+# the numbers of the synchronous ones (overlap = false), bit for bit, sharded or not
+for pol in "interleaved -D virtual=2" "zbv -D virtual=2 -D placement=vshape"; do
+    read -r -a args <<<"-D schedule=$pol"
+    for z in 0 1; do
+        runs=$((runs + 1))
+        what="gpt ${pol%% *} R=2 zero=$z, asynchronous reductions"
+        rm -rf "$tmp/da" "$tmp/ds"
+        if ! "$ppcc" "$tmp/gpt.pp" "${args[@]}" -D tie=0 -D data_parallel=2 -D zero=$z -o "$tmp/a.json" \
+                >"$tmp/out.txt" 2>&1 ||
+           ! "$ppcc" "$tmp/gpt.pp" "${args[@]}" -D tie=0 -D data_parallel=2 -D zero=$z -D overlap=false \
+                -o "$tmp/s.json" >"$tmp/out.txt" 2>&1; then
+            fail "ppcc $what"; continue
+        fi
+        grep -q '"op": "allreduce", "what": "s[a-z]*", "stage": [0-9]*, "device": [0-9]*, "ranks": \[[0-9, ]*\], "group"' \
+            "$tmp/a.json" || { fail "$what: no asynchronous reduction in the plan"; continue; }
+        if ! "$pprun" "$tmp/a.json" --steps 3 --dump "$tmp/da" >"$tmp/out.txt" 2>&1 ||
+           ! "$pprun" "$tmp/s.json" --steps 3 --dump "$tmp/ds" >"$tmp/out.txt" 2>&1; then
+            fail "--dump $what"; continue
+        fi
+        diff -r "$tmp/da" "$tmp/ds" >"$tmp/out.txt" 2>&1 || fail "$what: numbers differ from the synchronous plan's"
+    done
+done
 # --dump of a D x R run: the files a single-device run of the global batch writes (the
 # parameters agree to rounding; the data and the tokens are the same bytes)
 runs=$((runs + 1))
