@@ -23,7 +23,9 @@
  * With overlap (pp_lower_overlap, the default of ppcc) every send and recv
  * is instead an asynchronous group of its own, posted and waited as
  * emit_overlap says, in the order of a dataflow timing (dataflow_keys):
- * docs/verifier.md, "Overlap", says why such lists always complete.
+ * docs/verifier.md, "Overlap", says why such lists always complete.  With
+ * replicas, each stage's reduction is then posted after its last backward
+ * (pp_plan_async_reductions, plan.c).
  *
  * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
  * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).

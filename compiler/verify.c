@@ -25,7 +25,9 @@
  *      each stage's one reduction over its replicas, on its device after
  *      every B and W of it (ZeRO-1: a reduce-scatter, and a gather after
  *      the update), which every replica posts in the same place of the
- *      same list: the replay of one replica proves all of them;
+ *      same list: the replay of one replica proves all of them; one
+ *      posted ahead (a group, plan version 2: a stage's or a shard's only)
+ *      has one wait, before the update and a tied allreduce that sums it;
  *   6. memory: the activation memory each device holds
  *      (activation_memory.c) under mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c), collectives included

@@ -20,6 +20,11 @@
  * time in list order, and "posted" above means "at the head of its lane".
  * A synchronous group (no wait: every version-1 group) also stops the
  * compute lane until it completes; a wait stops it until its group has.
+ * A reduction over a device's replicas is on neither lane: its other
+ * members are the other replicas' copies of the device, which post it at
+ * the same place, so it completes where it is posted; the eager timing
+ * runs it on the device's data-parallel lane (one at a time, in list
+ * order), and one with a wait (a group) does not stop the compute lane.
  *
  * Everything is O(ops + devices^2) (the per-channel counters); each device
  * is resumed only when the last pending op of its lane's group is matched,
