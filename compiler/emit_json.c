@@ -106,7 +106,7 @@ static void out_str(out *o, const char *s)
 static void out_op(out *o, const pp_plan *p, const pp_op *op)
 {
     const pp_coll *c = pp_plan_op_coll(p, op);
-    if (c && pp_coll_over_replicas(c)) { /* {"op": "allreduce", "what": "stage", "stage": 3, "device": 3, "ranks": [6, 7]} */
+    if (c && pp_coll_over_replicas(c)) { /* {"op": "allreduce", "what": "stage", "stage": 3, "device": 3, "ranks": [6, 7], "group": 9} */
         int R = pp_plan_replicas(p), dev = c->nranks > 0 ? c->ranks[0] : -1;
         OUT_LIT(o, "{\"op\": \"allreduce\", \"what\": \"");
         out_str(o, pp_coll_what_name(c->what));
@@ -120,7 +120,12 @@ static void out_op(out *o, const pp_plan *p, const pp_op *op)
                 OUT_LIT(o, ", ");
             out_int(o, pp_rank_of(dev, r, R));
         }
-        OUT_LIT(o, "]}");
+        OUT_LIT(o, "]");
+        if (op->group >= 0) { /* asynchronous on the data-parallel lane: a wait names it */
+            OUT_LIT(o, ", \"group\": ");
+            out_int(o, op->group);
+        }
+        OUT_LIT(o, "}");
         return;
     }
     if (c) { /* docs/plan-format.md: {"op": "allreduce", "what": "tied", "ranks": [0, 3]} */

@@ -146,7 +146,7 @@ static void draw_panel(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_ve
 
     /* Collectives: each allreduce once (on its first member), a band from
      * when it begins to when it ends across the lanes of its members, the
-     * lanes between them included. */
+     * lanes between them included (an asynchronous one: a strip). */
     if (p->ncoll > 0)
         fputs("<g class=\"collectives\" fill=\"hsl(0,70%,45%)\">\n", f);
     for (int d = 0; d < D && p->ncoll > 0; d++)
@@ -158,6 +158,10 @@ static void draw_panel(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_ve
                 continue;
             int lo = c->ranks[0], hi = c->ranks[c->nranks - 1];
             int y0 = TOP + lo * (LANE + GAP), y1 = TOP + hi * (LANE + GAP) + LANE;
+            /* an asynchronous reduction runs beside its device's compute (its
+             * data-parallel lane): a strip along the lane's foot, not over it */
+            int strip = op->group >= 0 ? LANE / 4 : LANE;
+            y0 = y1 - (op->group >= 0 ? strip : y1 - y0);
             double w = (e - s) * scale;
             pp_plan_op_format(p, op, name, sizeof name);
             fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill-opacity=\"0.35\" "
@@ -168,7 +172,7 @@ static void draw_panel(FILE *f, const pp_plan *p, const pp_sim *sim, const pp_ve
             fprintf(f, ", %.6g to %.6g</title></rect>\n", s, e);
             for (int k = 0; k < c->nranks; k++) /* and solid on each member's lane */
                 fprintf(f, "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\"/>\n", LEFT + s * scale,
-                        TOP + c->ranks[k] * (LANE + GAP), w > 1.5 ? w : 1.5, LANE);
+                        TOP + c->ranks[k] * (LANE + GAP) + LANE - strip, w > 1.5 ? w : 1.5, strip);
         }
     if (p->ncoll > 0)
         fputs("</g>\n", f);

@@ -80,8 +80,11 @@ static bool comm_times(const chart *c, int d, int i, double *s, double *e)
         if (!(*e > *s))
             return false;
         int k = i - 1;
-        while (k >= 0 && !(pp_op_is_comm(ops[k].kind) && ops[k].group == ops[i].group))
+        while (k >= 0 && !((pp_op_is_comm(ops[k].kind) || ops[k].kind == PP_OP_ALLREDUCE) &&
+                           ops[k].group == ops[i].group))
             k--;
+        if (k >= 0 && ops[k].kind == PP_OP_ALLREDUCE)
+            return false; /* an asynchronous reduction's: drawn as the allreduce, where it runs */
         for (; k >= 0 && pp_op_is_comm(ops[k].kind) && ops[k].group == ops[i].group; k--)
             if (ops[k].kind == PP_OP_RECV && c->xfer && c->xfer[d])
                 *s = fmin(fmax(*s, c->xfer[d][k]), *e);

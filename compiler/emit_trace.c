@@ -13,7 +13,10 @@
  * named as pp_op_format names it (F3.5 = forward of stage 3, micro-batch
  * 5), and one per allreduce on each of its members, named as
  * pp_plan_op_format names it ("allreduce tied {0,3}", cat "allreduce",
- * args what and ranks), from when it begins to when it ends.  ts and dur are microseconds: time * us_per_unit, so a predicted
+ * args what and ranks), from when it begins to when it ends; an
+ * asynchronous reduction over replicas (plan version 2) on a track of its
+ * own beside its device's, tid devices + d ("device d data-parallel
+ * lane"), as it overlaps the device's compute there.  ts and dur are microseconds: time * us_per_unit, so a predicted
  * timeline in cost units with us_per_unit = 1000 shows one unit as 1 ms.
  * Sends, receives (waits included), update and flush are not drawn.  pprun writes measured
  * traces in the same format, so both open side by side.
@@ -58,12 +61,26 @@ int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_un
     fputs("{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": 0, \"args\": {\"name\": ", f);
     put_string(f, p->schedule);
     fputs("}}", f);
+    /* the devices with an asynchronous reduction: a data-parallel lane track each */
+    bool *lane = pp_xcalloc((size_t)p->devices, sizeof *lane, "the trace's tracks");
+    bool any_lane = false;
+    for (int d = 0; d < p->devices; d++)
+        for (int i = 0; i < p->dev[d].n; i++)
+            if (p->dev[d].ops[i].kind == PP_OP_ALLREDUCE && p->dev[d].ops[i].group >= 0)
+                any_lane = lane[d] = true;
     for (int d = 0; d < p->devices; d++) {
         fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": %d, "
                    "\"args\": {\"name\": \"device %d\"}}", d, d);
         fprintf(f, ",\n{\"name\": \"thread_sort_index\", \"ph\": \"M\", \"pid\": 0, \"tid\": %d, "
-                   "\"args\": {\"sort_index\": %d}}", d, d);
+                   "\"args\": {\"sort_index\": %d}}", d, any_lane ? 2 * d : d);
+        if (!lane[d])
+            continue;
+        fprintf(f, ",\n{\"name\": \"thread_name\", \"ph\": \"M\", \"pid\": 0, \"tid\": %d, "
+                   "\"args\": {\"name\": \"device %d data-parallel lane\"}}", p->devices + d, d);
+        fprintf(f, ",\n{\"name\": \"thread_sort_index\", \"ph\": \"M\", \"pid\": 0, \"tid\": %d, "
+                   "\"args\": {\"sort_index\": %d}}", p->devices + d, 2 * d + 1);
     }
+    free(lane);
     char name[64];
     for (int d = 0; d < p->devices; d++) {
         const pp_device *dv = &p->dev[d];
@@ -75,7 +92,7 @@ int pp_emit_trace(FILE *f, const pp_plan *p, const pp_sim *sim, double us_per_un
                 continue;
             if (c) {
                 fprintf(f, ",\n{\"name\": \"%s\", \"cat\": \"allreduce\", \"ph\": \"X\", \"pid\": 0, \"tid\": %d, "
-                           "\"ts\": ", pp_plan_op_format(p, op, name, sizeof name), d);
+                           "\"ts\": ", pp_plan_op_format(p, op, name, sizeof name), op->group >= 0 ? p->devices + d : d);
                 put_number(f, s * us_per_unit);
                 fputs(", \"dur\": ", f);
                 put_number(f, e > s ? (e - s) * us_per_unit : 0);

@@ -23,7 +23,9 @@
  * With overlap (pp_lower_overlap, the default of ppcc) every send and recv
  * is instead an asynchronous group of its own, posted and waited as
  * emit_overlap says, in the order of a dataflow timing (dataflow_keys):
- * docs/verifier.md, "Overlap", says why such lists always complete.
+ * docs/verifier.md, "Overlap", says why such lists always complete.  With
+ * replicas, each stage's reduction is then posted after its last backward
+ * (pp_plan_async_reductions, plan.c).
  *
  * Everything is flat arrays indexed by edge (act edge s*M+m, grad edge
  * S*M + s*M+m) or by (device, slot), sized exactly once: O(ops).
@@ -941,6 +943,8 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_
         free(kend);
         free(ktopo);
         if (keyed) { /* complete by construction; the replay says so or names why not */
+            if (pp_plan_async_reductions(p))
+                pp_out_of_memory(0, "the asynchronous reductions");
             if (pp_walk_init(&w, p)) {
                 pp_error(dg, "lower: the plan is too large to check");
                 errors = 1;

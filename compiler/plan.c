@@ -362,3 +362,128 @@ void pp_order_note(const pp_plan *p, pp_diag *d, int dev, int i)
                    dev, i, pp_plan_op_format(p, &dv->ops[i], op, sizeof op), where,
                    token_word(t, w, sizeof w));
 }
+
+/* Does allreduce op of device d sum stage s's gradients before the
+ * replicas' reduce-scatter must (zero): the tied pair (stages 0 and the
+ * last) or a mirror (stages s and H + s)? */
+static bool summed_before_shard(const pp_plan *p, const pp_device *dv, int s)
+{
+    int H = p->stages / 2;
+    for (int i = 0; i < dv->n; i++) {
+        const pp_coll *c = pp_plan_op_coll(p, &dv->ops[i]);
+        if (c && c->what == PP_COLL_TIED && (s == 0 || s == p->stages - 1))
+            return true;
+        if (c && c->what == PP_COLL_MIRROR && (s == dv->ops[i].stage || s == H + dv->ops[i].stage))
+            return true;
+    }
+    return false;
+}
+
+int pp_plan_async_reductions(pp_plan *p)
+{
+    if (pp_plan_replicas(p) < 2)
+        return 0;
+    for (int d = 0; d < p->devices; d++) {
+        pp_device *dv = &p->dev[d];
+        int n = dv->n, nred = 0, end = -1;
+        pp_op *ops = malloc((size_t)(n > 0 ? n : 1) * sizeof *ops);
+        pp_op *red = malloc((size_t)(n > 0 ? n : 1) * sizeof *red);
+        int *map = malloc((size_t)(2 * n + 1) * sizeof *map);
+        if (!ops || !red || !map) {
+            free(ops);
+            free(red);
+            free(map);
+            return 1;
+        }
+        /* take the asynchronous ones out: a stage's (a shard's unless a
+         * tied or mirror allreduce must sum its whole gradients first) */
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            const pp_coll *c = pp_plan_op_coll(p, &dv->ops[i]);
+            bool async = c && (c->what == PP_COLL_STAGE ||
+                               (c->what == PP_COLL_SHARD && !summed_before_shard(p, dv, c->stage)));
+            if (async)
+                red[nred++] = dv->ops[i];
+            else
+                ops[k++] = dv->ops[i];
+        }
+        n = k;
+        if (nred == 0) {
+            free(ops);
+            free(red);
+            free(map);
+            continue;
+        }
+        for (int i = 0; i < n; i++)
+            if (pp_op_is_compute(ops[i].kind))
+                end = i;
+        /* the waits: right before the first allreduce (tied, mirror, a
+         * synchronous shard) or the update after the last compute op */
+        int wait_at = end + 1;
+        while (wait_at < n && ops[wait_at].kind != PP_OP_ALLREDUCE && ops[wait_at].kind != PP_OP_UPDATE &&
+               ops[wait_at].kind != PP_OP_FLUSH)
+            wait_at++;
+        /* each post: after its stage's last compute op and the posts of
+         * that gap (the pipeline's sends of its last backward go first) */
+        int *post_at = malloc((size_t)nred * sizeof *post_at);
+        if (!post_at) {
+            free(ops);
+            free(red);
+            free(map);
+            return 1;
+        }
+        for (int r = 0; r < nred; r++) {
+            int at = -1;
+            for (int i = 0; i < n; i++)
+                if (pp_op_is_compute(ops[i].kind) && ops[i].stage == red[r].stage)
+                    at = i;
+            at++;
+            while (at < n && pp_op_is_comm(ops[at].kind))
+                at++;
+            post_at[r] = at < wait_at ? at : wait_at;
+        }
+        pp_plan_reserve(p, d, n + 2 * nred);
+        /* rebuild the list; groups renumbered in list order (0, 1, ...),
+         * the reductions' in the same space as the sends' and recvs' */
+        for (int i = 0; i < 2 * dv->n + 1; i++)
+            map[i] = -1;
+        int out = 0, next = 0, *rgroup = malloc((size_t)nred * sizeof *rgroup);
+        if (!rgroup) {
+            free(post_at);
+            free(ops);
+            free(red);
+            free(map);
+            return 1;
+        }
+        for (int i = 0; i <= n; i++) {
+            for (int r = 0; r < nred; r++)
+                if (post_at[r] == i) {
+                    rgroup[r] = next++;
+                    dv->ops[out] = red[r];
+                    dv->ops[out++].group = rgroup[r];
+                }
+            if (i == wait_at) /* in post order: the lane ends them in that order */
+                for (int r = 0; r < nred; r++)
+                    dv->ops[out++] = (pp_op){.kind = PP_OP_WAIT, .stage = -1, .mb = -1, .peer = -1, .group = rgroup[r]};
+            if (i == n)
+                break;
+            pp_op op = ops[i];
+            if (pp_op_is_comm(op.kind) && op.group >= 0 && op.group <= 2 * dv->n) {
+                bool opens = i == 0 || !pp_op_is_comm(ops[i - 1].kind) || ops[i - 1].group != op.group;
+                if (opens)
+                    map[op.group] = next++;
+                op.group = map[op.group];
+            } else if (op.kind == PP_OP_WAIT && op.group >= 0 && op.group <= 2 * dv->n) {
+                op.group = map[op.group];
+            }
+            dv->ops[out++] = op;
+        }
+        dv->n = out;
+        free(rgroup);
+        free(post_at);
+        free(ops);
+        free(red);
+        free(map);
+    }
+    return 0;
+}

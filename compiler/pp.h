@@ -129,7 +129,8 @@ int pp_coll_what_from_name(const char *name); /* -1 if unknown */
  * send.  The k-th allreduce of a group on each member device is one
  * collective: it completes when every member has posted it, and a device
  * waits at it until then (walk.c).  `group` is -1 (a collective is posted
- * alone); `mb` is -1; `stage` is -1 for TIED, the stage whose gradients
+ * alone), except for a replica reduction made asynchronous
+ * (pp_plan_async_reductions), which a wait names; `mb` is -1; `stage` is -1 for TIED, the stage whose gradients
  * (parameters) it reduces (gathers) for STAGE, SHARD and GATHER, and for
  * MIRROR the pipeline stage s < stages / 2 whose two copies (stages s and
  * stages / 2 + s) it sums. */
@@ -141,7 +142,9 @@ typedef struct pp_op {
     int32_t peer;  /* send/recv: the other rank; allreduce: its index in the plan's coll[]; else -1 */
     int32_t group; /* send/recv: ops of one device with the same group id,
                       contiguous in its list, are posted together; wait: the
-                      group it waits for; else -1 */
+                      group it waits for; an asynchronous STAGE/SHARD
+                      allreduce (plan version 2): its own id, in the same
+                      space; else -1 */
 } pp_op;
 
 /* Formats "F3.5" (stage 3, mb 5), "send act 3.5 ->1", "wait #4", "update" into buf;
@@ -873,6 +876,16 @@ int pp_plan_add_tied(pp_plan *p, double bytes);
  * which then sums copies already summed over the replicas.  Nonzero when
  * out of memory. */
 int pp_plan_add_stage_reductions(pp_plan *p, const double *stage_grad);
+/* Plan version 2 (overlap; pp_lower_overlap calls it on its lists): makes
+ * each STAGE reduction (SHARD, unless a tied or mirror allreduce of the
+ * device must sum that stage's whole gradients first) asynchronous on the
+ * device's data-parallel lane (docs/plan-format.md, "Data parallelism"):
+ * posted right after its stage's last compute op and the posts of that
+ * gap, with a group id of its own, and waited right before the device's
+ * first allreduce or update after its last compute op, the waits in post
+ * order.  Every group id of the device is renumbered 0, 1, ... in list
+ * order.  Nonzero when out of memory. */
+int pp_plan_async_reductions(pp_plan *p);
 /* A mirrored plan's gradient sums: for each pipeline stage s, one
  * allreduce (MIRROR, stage s, a group of its own) on the devices of stages
  * s and H + s, right before their update, in stage order on each, of

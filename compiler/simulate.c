@@ -17,7 +17,10 @@
  * last recv ends, an asynchronous one (plan version 2) at once, and a wait
  * when its group's last recv has ended.  An allreduce begins when every member of its group
  * has posted it and ends cost.comm (plus, with a hardware description and
- * the group's bytes, pp_collective_time) later on all of them at once.  (Deadlock freedom is still proven by the verifier
+ * the group's bytes, pp_collective_time) later on all of them at once; a
+ * reduction over replicas takes its device's data-parallel lane, one at a
+ * time, and one posted ahead (plan version 2) holds its device only at its
+ * wait.  (Deadlock freedom is still proven by the verifier
  * under the stricter rendezvous rule, where a send waits for its recv.)  The replay itself is walk.c's: with
  * no contention but the devices' and the links' (met in channel order),
  * replaying in rendezvous order computes every time exactly once, so this

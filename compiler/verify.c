@@ -25,7 +25,9 @@
  *      each stage's one reduction over its replicas, on its device after
  *      every B and W of it (ZeRO-1: a reduce-scatter, and a gather after
  *      the update), which every replica posts in the same place of the
- *      same list: the replay of one replica proves all of them;
+ *      same list: the replay of one replica proves all of them; one
+ *      posted ahead (a group, plan version 2: a stage's or a shard's only)
+ *      has one wait, before the update and a tied allreduce that sums it;
  *   6. memory: the activation memory each device holds
  *      (activation_memory.c) under mem_limit;
  *   7. deadlock: the rendezvous replay (walk.c), collectives included
@@ -96,20 +98,66 @@ static int group_wait(const verifier *V, int stamp, int32_t g)
     return V->gstamp[h] == stamp ? V->gwait[h] : -1;
 }
 
-/* Wait op i (plan version 2): it names a send/recv group seen earlier on
- * this device, which has no other wait. */
-static void check_wait(verifier *V, int d, int i, const pp_op *op)
+/* Wait op i (plan version 2): it names a send/recv group or an
+ * asynchronous reduction seen earlier on this device, which has no other
+ * wait; a reduction's comes before the update, which needs its sum. */
+static void check_wait(verifier *V, int d, int i, const pp_op *op, int update_at)
 {
     char buf[96];
     size_t h = group_slot(V, d + 1, op->group);
     if (op->group < 0 || V->gstamp[h] != d + 1) {
-        FAIL_OP(V, d, i, op, "group %d is not a send/recv group earlier in this device's list", op->group);
+        FAIL_OP(V, d, i, op, "group %d is not a send/recv group or an asynchronous reduction earlier in this "
+                "device's list", op->group);
         V->groups_unsafe = true;
     } else if (V->gwait[h] >= 0) {
         FAIL_OP(V, d, i, op, "second wait for group %d (the first is op %d)", op->group, V->gwait[h]);
         V->groups_unsafe = true;
     } else {
         V->gwait[h] = i;
+        const pp_op *g = &V->p->dev[d].ops[V->gfirst[h]];
+        if (g->kind == PP_OP_ALLREDUCE && update_at >= 0)
+            FAIL_OP(V, d, i, op, "after update (op %d), which needs the gradients op %d (%s) reduces", update_at,
+                    V->gfirst[h], pp_plan_op_format(V->p, g, (char[96]){0}, 96));
+    }
+}
+
+/* An allreduce with a group (plan version 2): only a stage's reduction
+ * over its replicas, or its shard, is posted ahead (docs/plan-format.md,
+ * "Data parallelism"); its id is unique on the device. */
+static void check_async_collective(verifier *V, int d, int i, const pp_op *op)
+{
+    char buf[96];
+    const pp_coll *c = pp_plan_op_coll(V->p, op);
+    if (!c)
+        return; /* check_collective names it */
+    if (c->what != PP_COLL_STAGE && c->what != PP_COLL_SHARD) {
+        FAIL_OP(V, d, i, op, "carries group %d, but a %s allreduce is synchronous (only a stage's or a "
+                "shard's reduction over its replicas is posted ahead)", op->group, pp_coll_what_name(c->what));
+        V->groups_unsafe = true;
+        return;
+    }
+    int first = group_seen(V, d + 1, op->group, i);
+    if (first >= 0) {
+        FAIL_OP(V, d, i, op, "group %d is already op %d's (a group id is unique on its device)", op->group, first);
+        V->groups_unsafe = true;
+    }
+}
+
+/* Every asynchronous reduction of device d has its wait (check_wait
+ * refused a second). */
+static void check_reduction_waits(verifier *V, int d)
+{
+    const pp_device *dv = &V->p->dev[d];
+    char buf[96];
+    for (int i = 0; i < dv->n; i++) {
+        const pp_op *op = &dv->ops[i];
+        if (op->kind != PP_OP_ALLREDUCE || op->group < 0)
+            continue;
+        size_t h = group_slot(V, d + 1, op->group);
+        if (V->gstamp[h] == d + 1 && V->gfirst[h] == i && V->gwait[h] < 0) {
+            FAIL_OP(V, d, i, op, "asynchronous (group %d) but never waited: the update needs its sum", op->group);
+            V->groups_unsafe = true;
+        }
     }
 }
 
@@ -274,6 +322,28 @@ static void check_replica_group(verifier *V, int g, const pp_coll *c)
         V->comm_unsafe = true;
 }
 
+/* The tied allreduce at op i of device d (no zero) sums copies already
+ * summed over the replicas: every asynchronous reduction of stage 0 or
+ * the last on d before it is waited before it. */
+static void check_tied_after_waits(verifier *V, int d, int i, const pp_op *op)
+{
+    const pp_device *dv = &V->p->dev[d];
+    char buf[96];
+    for (int j = 0; j < i; j++) {
+        const pp_op *r = &dv->ops[j];
+        if (r->kind != PP_OP_ALLREDUCE || r->group < 0 || (r->stage != 0 && r->stage != V->S - 1))
+            continue;
+        int wt = j + 1;
+        while (wt < dv->n && !(dv->ops[wt].kind == PP_OP_WAIT && dv->ops[wt].group == r->group))
+            wt++;
+        if (wt > i) {
+            FAIL_OP(V, d, i, op, "before the wait of op %d (%s): the tied pair sums copies already summed over the "
+                    "replicas", j, pp_plan_op_format(V->p, r, (char[96]){0}, 96));
+            return;
+        }
+    }
+}
+
 /* Each stage's reductions over its replicas (data_parallel > 1): exactly
  * one STAGE (zero: one SHARD and one GATHER), after every B, W and R of
  * the stage; with zero, a tied allreduce before the device's shards. */
@@ -296,6 +366,8 @@ static void check_stage_reductions(verifier *V)
                 if (p->zero && shard_at >= 0)
                     FAIL_OP(V, d, i, op, "after the shard of op %d: with zero = 1 the tied pair sums whole copies "
                             "before the reduce-scatter", shard_at);
+                else if (!p->zero)
+                    check_tied_after_waits(V, d, i, op);
                 continue;
             }
             if (!pp_coll_over_replicas(c))
@@ -304,8 +376,8 @@ static void check_stage_reductions(verifier *V)
             count[2 * s + (c->what == PP_COLL_GATHER)]++;
             if (c->what == PP_COLL_GATHER)
                 continue;
-            if (shard_at < 0 && c->what == PP_COLL_SHARD)
-                shard_at = i;
+            if (shard_at < 0 && c->what == PP_COLL_SHARD && (s == 0 || s == V->S - 1))
+                shard_at = i; /* of a stage the tied pair sums */
             for (int m = 0; m < V->M; m++) {
                 long k = (long)s * V->M + m;
                 int late = V->at[AT_B][k] > i ? AT_B : V->at[AT_W][k] > i ? AT_W : V->at[AT_R][k] > i ? AT_R : -1;
@@ -469,8 +541,10 @@ static void check_device(verifier *V, int d)
             }
         } else if (op->kind == PP_OP_ALLREDUCE) {
             check_collective(V, d, i, op, update_at, &tied_at);
+            if (op->group >= 0)
+                check_async_collective(V, d, i, op);
         } else if (op->kind == PP_OP_WAIT) {
-            check_wait(V, d, i, op);
+            check_wait(V, d, i, op, update_at);
         } else if (op->kind == PP_OP_UPDATE) {
             if (update_at >= 0)
                 FAIL_OP(V, d, i, op, "second update (the first is op %d)", update_at);
@@ -480,6 +554,7 @@ static void check_device(verifier *V, int d)
             FAIL_OP(V, d, i, op, "flush before the end of the list");
         }
     }
+    check_reduction_waits(V, d);
     if (b_pending >= 0)
         FAIL_OP(V, d, b_pending, &dv->ops[b_pending], "no update after it (pipedream: one update per B)");
     if (update_at < 0)

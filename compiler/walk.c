@@ -20,6 +20,11 @@
  * time in list order, and "posted" above means "at the head of its lane".
  * A synchronous group (no wait: every version-1 group) also stops the
  * compute lane until it completes; a wait stops it until its group has.
+ * A reduction over a device's replicas is on neither lane: its other
+ * members are the other replicas' copies of the device, which post it at
+ * the same place, so it completes where it is posted; the eager timing
+ * runs it on the device's data-parallel lane (one at a time, in list
+ * order), and one with a wait (a group) does not stop the compute lane.
  *
  * Everything is O(ops + devices^2) (the per-channel counters); each device
  * is resumed only when the last pending op of its lane's group is matched,
@@ -83,8 +88,9 @@ static int find_waits(pp_walk *w, const pp_plan *p)
         for (int i = 0, n = dev_len(p, d); i < n; i++) {
             long g = w->base[d] + i;
             w->target[g] = -1;
-            bool opens = pp_op_is_comm(ops[i].kind) &&
-                         (i == 0 || !pp_op_is_comm(ops[i - 1].kind) || ops[i - 1].group != ops[i].group);
+            bool opens = (pp_op_is_comm(ops[i].kind) &&
+                          (i == 0 || !pp_op_is_comm(ops[i - 1].kind) || ops[i - 1].group != ops[i].group)) ||
+                         (ops[i].kind == PP_OP_ALLREDUCE && ops[i].group >= 0); /* an asynchronous reduction */
             if (!opens && ops[i].kind != PP_OP_WAIT)
                 continue;
             size_t h = ((uint32_t)ops[i].group * 2654435761u) & (cap - 1);
@@ -294,7 +300,18 @@ typedef struct walk_run {
                           version-1 placement keeps the timing it always had) */
     double *link_t;    /* [devices^2] eager, timed: when directed link a -> b is free */
     uint32_t *link_h;  /* [devices^2] its hops (hops runs) */
+    double *dp_t;      /* [devices] eager, timed: when the device's data-parallel lane is free */
+    uint32_t *dp_h;    /* [devices] its hops */
 } walk_run;
+
+/* A reduction over the device's replicas: its other members are the same
+ * device of the other replicas, which post it at the same place, so in
+ * the replay of one replica it completes where it is posted. */
+static bool over_replicas(const pp_plan *p, const pp_op *op)
+{
+    const pp_coll *c = pp_plan_op_coll(p, op);
+    return c && pp_coll_over_replicas(c);
+}
 
 /* Times in hops runs are compared at 40 bits of precision: the same sum
  * added up in another order (0.1 + 0.2 against 0.3) must not look later.
@@ -447,6 +464,42 @@ static void finish_collective(walk_run *r, int d, int j)
     w->gend[d] = 0;
 }
 
+/* Eager mode: device d posts replica collective j on its data-parallel
+ * lane (docs/plan-format.md, "Data parallelism"), which takes them one at
+ * a time in list order: it begins at the later of the post and the lane's
+ * previous end, takes comm + dur.  Synchronous (no wait), the compute
+ * lane waits for its end; asynchronous, it goes straight on. */
+static void replica_collective(walk_run *r, int d, int j, bool async)
+{
+    pp_walk *w = r->w;
+    int32_t g = (int32_t)(w->base[d] + j);
+    r->posted[g] = w->done[g] = 1;
+    if (!r->dur)
+        return;
+    double t = r->clock[d];
+    uint32_t h = r->hclock ? r->hclock[d] : 0;
+    w->t_post[g] = t;
+    if (r->hclock) {
+        w->hops[g] = h;
+        merge(&t, &h, r->dp_t[d], r->dp_h[d]);
+    } else if (r->dp_t[d] > t) {
+        t = r->dp_t[d];
+    }
+    r->start[g] = t;
+    if (r->hclock)
+        advance(&t, &h, r->comm + r->dur[g]);
+    else
+        t += r->comm + r->dur[g];
+    r->end[g] = w->t_pair[g] = r->dp_t[d] = t;
+    if (r->hclock)
+        w->hops_pair[g] = r->dp_h[d] = h;
+    if (!async) {
+        r->clock[d] = t;
+        if (r->hclock)
+            r->hclock[d] = h;
+    }
+}
+
 /* The end of the group that starts at op j of device d (an allreduce is
  * a group of one). */
 static int group_end(const pp_plan *p, int d, int j)
@@ -548,7 +601,7 @@ static bool reach_wait_eager(walk_run *r, int d, int j)
         r->pending[d]++; /* waits for nothing that exists: forever */
         return true;
     }
-    for (int k = t, g1 = group_end(r->p, d, t); k < g1; k++)
+    for (int k = t, g1 = group_end(r->p, d, t); k < g1; k++) /* a reduction is done: it ended on its lane */
         if (ops[k].kind == PP_OP_RECV && !w->done[base + k]) {
             r->waiting[base + k] = 1;
             r->pending[d]++;
@@ -567,7 +620,7 @@ static void finish_wait(walk_run *r, int d, int j)
         r->start[base + j] = r->clock[d];
         for (int k = t, g1 = group_end(r->p, d, t); k < g1; k++) {
             long g = base + k;
-            if (r->p->dev[d].ops[k].kind != PP_OP_RECV)
+            if (r->p->dev[d].ops[k].kind != PP_OP_RECV && r->p->dev[d].ops[k].kind != PP_OP_ALLREDUCE)
                 continue;
             if (r->hclock)
                 merge(&r->clock[d], &r->hclock[d], w->t_pair[g], w->hops_pair[g]);
@@ -618,7 +671,10 @@ static void run_device_eager(walk_run *r, int d)
     }
     while (pc < n) {
         const pp_op *op = &ops[pc];
-        if (op->kind == PP_OP_ALLREDUCE) {
+        if (op->kind == PP_OP_ALLREDUCE && over_replicas(p, op)) {
+            replica_collective(r, d, pc, w->awaited[base + pc]);
+            pc++;
+        } else if (op->kind == PP_OP_ALLREDUCE) {
             if (post_collective(r, d, pc)) {
                 w->gend[d] = pc + 1; /* resumed by the last member to post */
                 break;
@@ -675,8 +731,8 @@ static void run_lane(walk_run *r, int d)
             continue;
         }
         int j = w->lane[d];
-        while (j < n && !pp_op_is_comm(ops[j].kind) && ops[j].kind != PP_OP_ALLREDUCE)
-            j++;
+        while (j < n && !pp_op_is_comm(ops[j].kind) && (ops[j].kind != PP_OP_ALLREDUCE || over_replicas(p, &ops[j])))
+            j++; /* a replica collective is not the communication lane's */
         w->lane[d] = j;
         if (j >= n || j > w->pc[d])
             return; /* nothing queued */
@@ -712,7 +768,10 @@ static void run_device_lanes(walk_run *r, int d)
     while (w->pc[d] < n) {
         int pc = w->pc[d];
         const pp_op *op = &ops[pc];
-        if (op->kind == PP_OP_ALLREDUCE || pp_op_is_comm(op->kind)) {
+        if (op->kind == PP_OP_ALLREDUCE && over_replicas(p, op)) {
+            w->done[base + pc] = r->posted[base + pc] = 1; /* completes where it is posted */
+            w->pc[d] = pc + 1;
+        } else if (op->kind == PP_OP_ALLREDUCE || pp_op_is_comm(op->kind)) {
             if (op->kind != PP_OP_ALLREDUCE && w->awaited[base + pc]) {
                 w->pc[d] = group_end(p, d, pc); /* posted: the lane takes it in turn */
                 run_lane(r, d);
@@ -724,7 +783,7 @@ static void run_device_lanes(walk_run *r, int d)
             w->pc[d] = group_end(p, d, pc);
         } else if (op->kind == PP_OP_WAIT) {
             int t = w->target[base + pc];
-            if (t < 0 || w->lane[d] <= t)
+            if (t < 0 || (ops[t].kind == PP_OP_ALLREDUCE ? !w->done[base + t] : w->lane[d] <= t))
                 return; /* resumed when the lane moves on */
             w->pc[d] = pc + 1;
         } else {
@@ -758,7 +817,9 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     r.async_op = calloc(nt, 1);
     r.link_t = calloc((size_t)D * (size_t)D, sizeof *r.link_t);
     r.link_h = calloc((size_t)D * (size_t)D, sizeof *r.link_h);
-    if (!r.waiting || !r.async_op || !r.link_t || !r.link_h)
+    r.dp_t = calloc((size_t)D, sizeof *r.dp_t);
+    r.dp_h = calloc((size_t)D, sizeof *r.dp_h);
+    if (!r.waiting || !r.async_op || !r.link_t || !r.link_h || !r.dp_t || !r.dp_h)
         pp_out_of_memory((double)nt + (double)D * D * (sizeof *r.link_t + sizeof *r.link_h), "the replay's state");
     int *resume = repair ? malloc((size_t)D * sizeof *resume) : NULL;
     if (dur) {
@@ -809,6 +870,8 @@ static int walk(pp_walk *w, const pp_plan *p, pp_plan *repairable, pp_walk_repai
     free(r.async_op);
     free(r.link_t);
     free(r.link_h);
+    free(r.dp_t);
+    free(r.dp_h);
     free(r.clock);
     free(r.hclock);
     free(r.stack);

@@ -636,7 +636,7 @@ static int replica_ranks(loader *L, pr_json ranks, const char *path, int R, int 
  * device, "ranks" its replicas' world ranks; op->peer its group, op->stage
  * the stage.  Where it stands in the list is the verifier's to check. */
 static int load_stage_reduction(loader *L, int kind, pr_json stage, pr_json device, pr_json ranks,
-                                const char *path, pp_plan *plan, int rank, pp_op *op)
+                                pr_json group, const char *path, pp_plan *plan, int rank, pp_op *op)
 {
     int R = pp_plan_replicas(plan);
     const char *name = pp_coll_what_name(kind);
@@ -660,6 +660,16 @@ static int load_stage_reduction(loader *L, int kind, pr_json stage, pr_json devi
         pp_out_of_memory(0, "a plan's collective groups");
     op->peer = c;
     op->stage = (int)s;
+    if (group.type == PR_JSON_NONE)
+        return 0;
+    /* version 2: asynchronous on the data-parallel lane, a wait names it */
+    if (L->version < 2 || kind == PP_COLL_GATHER)
+        FAIL(L, "%s.group: %s", path, L->version < 2 ? "an asynchronous reduction is of plan version 2"
+                                                     : "a gather is synchronous (right after the update)");
+    long g;
+    if (int_member(L, group, path, "group", 0, 2147483647.0, NULL, &g))
+        return 1;
+    op->group = (int)g;
     return 0;
 }
 
@@ -722,7 +732,7 @@ static int load_mirror(loader *L, pr_json stage, pr_json ranks, const char *path
  * with tie = true), "mirror" or a reduction over replicas; op->peer its
  * group in plan->coll. */
 static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *path, pp_plan *plan,
-                          const pr_model *m, int rank, pp_op *op, pr_json stage, pr_json device)
+                          const pr_model *m, int rank, pp_op *op, pr_json stage, pr_json device, pr_json group)
 {
     if (!member(L, what, path, "what", PR_JSON_STRING, "a string"))
         return 1;
@@ -734,7 +744,9 @@ static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *pa
     if (kind == PP_COLL_MIRROR)
         return load_mirror(L, stage, ranks, path, plan, rank, op);
     if (kind != PP_COLL_TIED)
-        return load_stage_reduction(L, kind, stage, device, ranks, path, plan, rank, op);
+        return load_stage_reduction(L, kind, stage, device, ranks, group, path, plan, rank, op);
+    if (group.type != PR_JSON_NONE)
+        FAIL(L, "%s.group: a %s allreduce is synchronous (it has no group)", path, name);
     if (m->kind != PR_MODEL_GPT || !m->gpt.tie)
         FAIL(L, "%s: an allreduce tied, but %s: no weights are tied", path,
              m->kind != PR_MODEL_GPT ? "model.kind is not \"gpt\"" : "model.tie is false");
@@ -785,7 +797,7 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp
         return 0;
     }
     if (kind == PP_OP_ALLREDUCE)
-        return load_allreduce(L, v[WHAT], v[RANKS], path, plan, m, rank, op, v[STAGE], v[DEVICE]);
+        return load_allreduce(L, v[WHAT], v[RANKS], path, plan, m, rank, op, v[STAGE], v[DEVICE], v[GROUP]);
     long stage, mb;
     if (int_member(L, v[STAGE], path, "stage", 0, plan->stages - 1, "is not a stage", &stage) ||
         int_member(L, v[MB], path, "mb", 0, plan->microbatches - 1, "is not a micro-batch", &mb))
@@ -937,6 +949,8 @@ static int load_list(loader *L, pr_json ops, const char *path, pp_plan *plan, co
             return 1;
         const pp_coll *coll = pp_plan_op_coll(plan, &op);
         if (coll && coll->what != PP_COLL_TIED) { /* mirror, or over replicas: the verifier checks its place */
+            if (op.group >= 0) /* an asynchronous reduction: its wait names it */
+                group_add(groups, op.group, i);
         } else if (op.kind == PP_OP_ALLREDUCE) {
             if (tied_at >= 0)
                 FAIL(L, "%s: a second allreduce tied (the first is %s): one a step", op_path(op_at, r, i),

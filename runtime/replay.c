@@ -632,6 +632,10 @@ static int do_wait(device_ctx *D, int i, int step)
     run *R = D->R;
     const pp_device *dv = &R->p->dev[D->dev];
     int first = D->pair[i];
+    if (first >= 0 && dv->ops[first].kind == PP_OP_ALLREDUCE) { /* device_loop ran it right before */
+        hold_posted(D, i);
+        return 0;
+    }
     if (first < 0 || D->lane_at[first] < 0)
         OP_FAIL(D, i, "its group was not posted before it");
     if (receive_through(D, D->lane_at[first], step))
@@ -949,6 +953,18 @@ static void device_loop(device_ctx *D)
                 return;
             const pp_op *op = &dv->ops[i];
             bool comm = op->kind == PP_OP_SEND || op->kind == PP_OP_RECV;
+            if (op->kind == PP_OP_ALLREDUCE && D->pair[i] >= 0) {
+                /* an asynchronous reduction (docs/pprun.md, "Overlap"): the
+                 * transports progress a collective only in the rank's own
+                 * thread, so it runs at its wait, as a posted recv is issued */
+                size_t rec = (size_t)(R->o->record_all ? step : 0) * (size_t)dv->n + i;
+                D->start[rec] = D->end[rec] = pp_now() - R->t0;
+                i++;
+                continue;
+            }
+            if (op->kind == PP_OP_WAIT && D->pair[i] >= 0 && dv->ops[D->pair[i]].kind == PP_OP_ALLREDUCE &&
+                ((!R->dry && receive_through(D, D->lane_n - 1, step)) || exec_op(D, D->pair[i], step)))
+                return; /* the reduction, at its wait: the posted receives first (the same channels) */
             if (!comm || op->group < 0) {
                 /* an allreduce travels the same channels: the posted receives first */
                 if (op->kind == PP_OP_ALLREDUCE && !R->dry && receive_through(D, D->lane_n - 1, step))
@@ -1248,8 +1264,9 @@ static void link_waits(device_ctx *D)
     for (int w = 0; w < dv->n; w++) {
         if (dv->ops[w].kind != PP_OP_WAIT)
             continue;
-        int g = w - 1; /* back to the group's last op, then to its first */
-        while (g >= 0 && !(pp_op_is_comm(dv->ops[g].kind) && dv->ops[g].group == dv->ops[w].group))
+        int g = w - 1; /* back to the group's last op, then to its first (a reduction is a group of one) */
+        while (g >= 0 && !((pp_op_is_comm(dv->ops[g].kind) || dv->ops[g].kind == PP_OP_ALLREDUCE) &&
+                           dv->ops[g].group == dv->ops[w].group))
             g--;
         while (g > 0 && pp_op_is_comm(dv->ops[g - 1].kind) && dv->ops[g - 1].group == dv->ops[w].group)
             g--;

@@ -12,20 +12,23 @@
 # all-gathered on a ring of 8 ranks over NVLink (two blocks' 0.8 GB in bf16:
 # 7/8 x 0.8 GB / 450 GB/s + 7 latencies, 1.6 ms each) while the pipeline's
 # transfers cross the network; the reductions of device 7, whose backward
-# ends first, overlap the other devices' backward, and device 0's come last
-# (its stages 0 and 15 end the step).  ZeRO-1 takes 11.4 GB of AdamW's state
-# and bf16's master weights off device 0 (-D zero=0 peaks at 69.5 GB).
-# -D gpus=64 searches 1 x 64 ... 64 x 1 instead (docs/auto.md, "How many
-# stages?"): with 32 micro-batches a replica this split is the one that
-# fits; with -D microbatches=auto too, 4 x 16 in 16 micro-batches predicts
-# 1.74982s, 8 x 8 and 16 x 4 use less memory (the frontier).
+# ends first, overlap the other devices' backward, and each device's later
+# chunk (stage 15 - d) reduce-scatters on its data-parallel lane under its
+# earlier chunk's remaining backward, so device 0 ends the step with stage
+# 0's shard and the two gathers (-D overlap=false: 1.79863s).  ZeRO-1 takes
+# 11.4 GB of AdamW's state and bf16's master weights off device 0 (-D zero=0
+# peaks at 69.55 GB).  -D gpus=64 searches 1 x 64 ... 64 x 1 instead
+# (docs/auto.md, "How many stages?"): with 32 micro-batches a replica this
+# split is the one that fits; with -D microbatches=auto too, 4 x 16 in 16
+# micro-batches predicts 1.72006s, 8 x 8 and 16 x 4 use less memory (the
+# frontier).
 #
 #   ppcc schedules/decoder-7b-64gpu.pp --stats
 #   ppcc schedules/decoder-7b-64gpu.pp --compare 1f1b,zb-h1,zbv,auto
 #   ppcc schedules/decoder-7b-64gpu.pp -D zero=0 --stats
 #   ppcc schedules/decoder-7b-64gpu.pp -D gpus=64 -D microbatches=auto --stats
 #
-# prediction: makespan=1.76049s peak_mem=58.16GB dp_allreduce=0.0534107s zero_saved=11.39GB
+# prediction: makespan=1.75889s peak_mem=58.16GB dp_allreduce=0.0534107s zero_saved=11.39GB
 # (ppcc --stats of this file; for peak_mem and zero_saved the largest
 # device's; tests/test_schedule_claims.py keeps it true)
 

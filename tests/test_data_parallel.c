@@ -93,9 +93,13 @@ END_TEST
 
 /* What every synchronous policy's plan holds with R replicas: on each
  * stage's device one reduction of it (STAGE; with zero SHARD, and a GATHER
- * right after the update), after every B and W of the stage and the
- * device's last compute op, before the tied allreduce (with zero: after
- * it) and the update; none with R = 1. */
+ * right after the update), none with R = 1.  Plan version 2 (the default)
+ * posts a STAGE (a SHARD of a stage the tied pair does not sum) on the
+ * data-parallel lane right after its stage's last compute op (no compute
+ * op between), with one wait after the device's last compute op, before
+ * the tied allreduce and the update; the others (and every one with
+ * overlap = false) stand after the device's last compute op, before the
+ * tied allreduce (with zero: after it) and the update. */
 START_TEST(test_reductions_every_policy)
 {
     static const char *const shapes[] = {
@@ -121,18 +125,24 @@ START_TEST(test_reductions_every_policy)
                          "devices = 3\nmicrobatches = 6\ndata_parallel = %d\nzero = %d\n%s\nhardware h100 { }\n"
                          "model gpt { layers = 6 hidden = 64 heads = 2 seq = 16 vocab = 256 batch = %d }\n",
                          R, zero, shapes[k], 6 * R);
+                for (int overlap = 0; overlap <= 1; overlap++) {
+                char otext[600];
+                snprintf(otext, sizeof otext, "%soverlap = %d\n", text, overlap);
                 tu_compiled c;
-                tu_compile_ok(&c, text);
+                tu_compile_ok(&c, otext);
                 const pp_plan *p = &c.plan;
-                int stage_seen[16] = {0}, gather_seen[16] = {0};
+                int stage_seen[16] = {0}, gather_seen[16] = {0}, nasync = 0;
                 for (int d = 0; d < p->devices; d++) {
                     const pp_device *dv = &p->dev[d];
-                    int update = -1, last_compute = -1, tied = -1, first_red = -1, last_red = -1;
+                    int update = -1, last_compute = -1, tied = -1, first_red = -1, last_red = -1, last_wait = -1;
+                    int stage_last[16];
+                    for (int s = 0; s < 16; s++)
+                        stage_last[s] = -1;
                     for (int i = 0; i < dv->n; i++) {
                         if (dv->ops[i].kind == PP_OP_UPDATE)
                             update = i;
                         if (pp_op_is_compute(dv->ops[i].kind))
-                            last_compute = i;
+                            stage_last[dv->ops[i].stage] = last_compute = i;
                     }
                     for (int i = 0; i < dv->n; i++) {
                         const pp_coll *g = pp_plan_op_coll(p, &dv->ops[i]);
@@ -155,6 +165,28 @@ START_TEST(test_reductions_every_policy)
                         }
                         ck_assert_int_eq(g->what, zero ? PP_COLL_SHARD : PP_COLL_STAGE);
                         stage_seen[s]++;
+                        bool tied_stage = s == 0 || s == p->stages - 1;
+                        bool tied_pair = c.spec.model.tie && p->placement[0] != p->placement[p->stages - 1];
+                        bool want_async = overlap && !(zero && tied_stage && tied_pair);
+                        ck_assert_msg((dv->ops[i].group >= 0) == want_async, "%s R=%d zero=%d overlap=%d: device %d "
+                                      "op %d: group %d", shapes[k], R, zero, overlap, d, i, dv->ops[i].group);
+                        if (dv->ops[i].group >= 0) { /* right after its stage's last compute op; one wait */
+                            nasync++;
+                            for (int j = stage_last[s] + 1; j < i; j++)
+                                ck_assert_msg(!pp_op_is_compute(dv->ops[j].kind), "%s: device %d: op %d between "
+                                              "stage %d's last compute op and its reduction", shapes[k], d, j, s);
+                            int waits = 0, wait_at = -1;
+                            for (int j = 0; j < dv->n; j++)
+                                if (dv->ops[j].kind == PP_OP_WAIT && dv->ops[j].group == dv->ops[i].group) {
+                                    waits++;
+                                    wait_at = j;
+                                }
+                            ck_assert_int_eq(waits, 1);
+                            ck_assert_msg(wait_at > last_compute && wait_at < update, "%s: device %d: wait at %d, "
+                                          "last compute %d, update %d", shapes[k], d, wait_at, last_compute, update);
+                            last_wait = wait_at > last_wait ? wait_at : last_wait;
+                            continue;
+                        }
                         ck_assert_msg(i > last_compute && i < update, "%s R=%d: device %d: reduction at %d, last "
                                       "compute %d, update %d", shapes[k], R, d, i, last_compute, update);
                         if (first_red < 0)
@@ -164,7 +196,11 @@ START_TEST(test_reductions_every_policy)
                     if (tied >= 0 && first_red >= 0)
                         ck_assert_msg(zero ? tied < first_red : tied > last_red, "%s zero=%d: device %d: tied at %d, "
                                       "reductions %d..%d", shapes[k], zero, d, tied, first_red, last_red);
+                    if (tied >= 0 && !zero)
+                        ck_assert_msg(tied > last_wait, "%s: device %d: tied at %d, a wait at %d", shapes[k], d, tied,
+                                      last_wait);
                 }
+                ck_assert(overlap || nasync == 0);
                 for (int s = 0; s < p->stages; s++) {
                     ck_assert_msg(stage_seen[s] == (R > 1), "%s R=%d: stage %d reduced %d times", shapes[k], R, s,
                                   stage_seen[s]);
@@ -172,6 +208,7 @@ START_TEST(test_reductions_every_policy)
                 }
                 ck_assert(R > 1 ? c.sim.dp_time > 0 : c.sim.dp_time == 0);
                 tu_compiled_free(&c);
+                }
             }
 }
 END_TEST
@@ -329,6 +366,252 @@ START_TEST(test_verifier)
 }
 END_TEST
 
+/* An interleaved 1F1B plan, 2 devices x 2 chunks, R = 2, on an H100 (so
+ * the reductions cost their ring): its plan-version-2 form. */
+static const char *const interleaved_dp =
+    "devices = 2\nvirtual = 2\nplacement = loop\nmicrobatches = 4\ndata_parallel = 2\nzero = %d\n"
+    "schedule interleaved\nhardware h100 { }\n"
+    "model gpt { layers = 4 hidden = 512 heads = 8 seq = 256 vocab = 4096 tie = %d batch = 8 "
+    "precision = bf16 }\n%s";
+
+static void compile_interleaved(tu_compiled *c, int zero, int tie, const char *more)
+{
+    char text[600];
+    snprintf(text, sizeof text, interleaved_dp, zero, tie, more);
+    tu_compile_ok(c, text);
+}
+
+/* The index of device d's op: the k-th of kind (stage; -1: any) from the
+ * end when k < 0, or -1. */
+static int find_op(const pp_device *dv, int kind, int stage, int k)
+{
+    int seen = 0;
+    for (int i = dv->n - 1; i >= 0; i--)
+        if (dv->ops[i].kind == kind && (stage < 0 || dv->ops[i].stage == stage) && ++seen == -k)
+            return i;
+    return -1;
+}
+
+/* The wait naming group g on device d, or -1. */
+static int wait_of(const pp_device *dv, int g)
+{
+    for (int i = 0; i < dv->n; i++)
+        if (dv->ops[i].kind == PP_OP_WAIT && dv->ops[i].group == g)
+            return i;
+    return -1;
+}
+
+/* Moves op `from` to index `to` of the list it leaves. */
+static void move_op(pp_device *dv, int from, int to)
+{
+    pp_op keep = dv->ops[from];
+    memmove(&dv->ops[from], &dv->ops[from + 1], (size_t)(dv->n - from - 1) * sizeof *dv->ops);
+    memmove(&dv->ops[to + 1], &dv->ops[to], (size_t)(dv->n - 1 - to) * sizeof *dv->ops);
+    dv->ops[to] = keep;
+}
+
+/* The plan with every asynchronous reduction synchronous again, in post
+ * order, right before its waits stood (the version-1 place: after the
+ * device's last compute op, before the tied allreduce and the update). */
+static void make_synchronous(pp_plan *p)
+{
+    for (int d = 0; d < p->devices; d++) {
+        pp_device *dv = &p->dev[d];
+        pp_op *red = calloc((size_t)dv->n, sizeof *red), *rest = calloc((size_t)dv->n, sizeof *rest);
+        int nr = 0, n = 0, at = -1;
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            bool reduction_wait = false;
+            for (int r = 0; r < nr && op->kind == PP_OP_WAIT; r++)
+                reduction_wait |= red[r].peer == op->group; /* red[r].peer: its group, for now */
+            if (op->kind == PP_OP_ALLREDUCE && op->group >= 0) {
+                red[nr] = *op;
+                red[nr++].peer = op->group;
+            } else if (reduction_wait) {
+                at = at < 0 ? n : at; /* a reduction's wait: dropped */
+            } else {
+                rest[n++] = *op;
+            }
+        }
+        for (int r = 0, k = 0; r < nr; r++) /* each its own group index again */
+            for (; k < dv->n; k++)
+                if (dv->ops[k].kind == PP_OP_ALLREDUCE && dv->ops[k].group >= 0) {
+                    red[r] = dv->ops[k++];
+                    red[r].group = -1;
+                    break;
+                }
+        if (nr) {
+            ck_assert_int_ge(at, 0);
+            memcpy(dv->ops, rest, (size_t)at * sizeof *rest);
+            memcpy(dv->ops + at, red, (size_t)nr * sizeof *red);
+            memcpy(dv->ops + at + nr, rest + at, (size_t)(n - at) * sizeof *rest);
+            dv->n = n + nr;
+        }
+        free(red);
+        free(rest);
+    }
+}
+
+/* Plan version 2 posts each stage's reduction on the data-parallel lane
+ * right after the stage's last backward: the later chunk's (stage d + 2,
+ * whose backward ends first) before the earlier chunk's last B, so it
+ * runs under the device's remaining backward.  The simulator's times are
+ * the lane's: each reduction begins at the later of its post (its stage's
+ * last compute op's end) and the lane's previous end and takes its ring's
+ * time, and the device's step ends at the later of its last compute op and
+ * its last reduction.  With them synchronous (the same plan, the waits
+ * dropped, the reductions where the waits were) the step ends at the last
+ * compute op plus every reduction: later, by that difference, and later
+ * still with overlap = false. */
+START_TEST(test_async_reductions)
+{
+    tu_compiled c, v1;
+    compile_interleaved(&c, 0, 0, "");
+    compile_interleaved(&v1, 0, 0, "overlap = false\n");
+    pp_plan *p = &c.plan;
+    const pp_cost *cost = &c.spec.cost;
+    double want_async = 0, want_sync = 0, dp = 0;
+    for (int d = 0; d < 2; d++) {
+        const pp_device *dv = &p->dev[d];
+        int late = find_op(dv, PP_OP_ALLREDUCE, d + 2, -1), early_b = find_op(dv, PP_OP_B, d, -1);
+        ck_assert_msg(late >= 0 && dv->ops[late].group >= 0 && late < early_b,
+                      "device %d: stage %d's reduction at %d (group %d), stage %d's last B at %d", d, d + 2, late,
+                      late >= 0 ? dv->ops[late].group : -9, d, early_b);
+        double lane = 0, last_compute = 0, total = 0;
+        for (int i = 0; i < dv->n; i++) {
+            const pp_op *op = &dv->ops[i];
+            if (pp_op_is_compute(op->kind))
+                last_compute = c.sim.end[d][i];
+            if (op->kind != PP_OP_ALLREDUCE)
+                continue;
+            int s = op->stage, lastc = -1;
+            for (int j = 0; j < i; j++)
+                if (pp_op_is_compute(dv->ops[j].kind) && dv->ops[j].stage == s)
+                    lastc = j;
+            double post = c.sim.end[d][lastc], take = cost->comm + pp_collective_time(cost, p, op);
+            double begin = post > lane ? post : lane;
+            ck_assert(take > 0);
+            close_to(c.sim.start[d][i], begin, "a reduction's start: its post or the lane's previous end");
+            close_to(c.sim.end[d][i], begin + take, "its end");
+            lane = begin + take;
+            total += take;
+        }
+        dp += total;
+        double end_async = lane > last_compute ? lane : last_compute, end_sync = last_compute + total;
+        want_async = end_async > want_async ? end_async : want_async;
+        want_sync = end_sync > want_sync ? end_sync : want_sync;
+    }
+    close_to(c.sim.makespan, want_async, "the makespan: each device's later of compute and its lane");
+    close_to(c.sim.dp_time, dp, "dp_allreduce: the reductions' time, each once");
+    close_to(v1.sim.dp_time, dp, "the same reductions with overlap = false");
+    ck_assert_msg(want_async < want_sync, "%g against %g", want_async, want_sync);
+    /* the same plan with synchronous reductions: verified, and its makespan the sum's */
+    make_synchronous(p);
+    pp_verify_opts o = pp_verify_opts_of(&c.spec, true);
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pp_verify(p, &o, &td.diag) == 0, "%s", tu_diag_text(&td));
+    pp_sim sync;
+    ck_assert_int_eq(pp_simulate(p, cost, &o, &sync, &td.diag), 0);
+    tu_diag_close(&td);
+    close_to(sync.makespan, want_sync, "synchronous: the last compute op plus every reduction");
+    ck_assert_msg(c.sim.makespan < sync.makespan && sync.makespan < v1.sim.makespan, "async %g, sync %g, v1 %g",
+                  c.sim.makespan, sync.makespan, v1.sim.makespan);
+    pp_sim_free(&sync, p->devices);
+    tu_compiled_free(&c);
+    tu_compiled_free(&v1);
+}
+END_TEST
+
+/* Expects the verifier to refuse c's plan with `want` in its messages,
+ * then recompiles c (zero, tie) for the next case. */
+static void refused(tu_compiled *c, int zero, int tie, const char *want)
+{
+    pp_verify_opts o = pp_verify_opts_of(&c->spec, true);
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pp_verify(&c->plan, &o, &td.diag) > 0 && strstr(tu_diag_text(&td), want), "want %s, got\n%s",
+                  want, tu_diag_text(&td));
+    tu_diag_close(&td);
+    tu_compiled_free(c);
+    compile_interleaved(c, zero, tie, "");
+}
+
+/* The verifier's rules for an asynchronous reduction, each broken once
+ * on device 0 of the interleaved plan: a wait before its post, none, two,
+ * a backward of the stage after the post, the update before the wait, the
+ * tied allreduce before it, a group on a gather or a tied allreduce. */
+START_TEST(test_async_verifier)
+{
+    tu_compiled c;
+    char want[256];
+    compile_interleaved(&c, 0, 1, "");
+    pp_device *dv = &c.plan.dev[0];
+    int post = find_op(dv, PP_OP_ALLREDUCE, 2, -1), g = dv->ops[post].group, w = wait_of(dv, g);
+    ck_assert_int_ge(w, 0);
+    const char *name = "allreduce stage 2 {device 0 x 2 replicas}";
+    /* the wait before its post */
+    move_op(dv, w, post);
+    snprintf(want, sizeof want, "device 0, op %d (wait #%d): group %d is not a send/recv group or an asynchronous "
+             "reduction earlier in this device's list", post, g, g);
+    refused(&c, 0, 1, want);
+    /* no wait */
+    dv = &c.plan.dev[0];
+    move_op(dv, w, dv->n - 1);
+    dv->n--;
+    snprintf(want, sizeof want, "device 0, op %d (%s): asynchronous (group %d) but never waited", post, name, g);
+    refused(&c, 0, 1, want);
+    /* two */
+    dv = &c.plan.dev[0];
+    pp_plan_push(&c.plan, 0, dv->ops[dv->n - 1]);
+    dv->ops[dv->n - 2] = dv->ops[w];
+    move_op(dv, dv->n - 2, w + 1);
+    snprintf(want, sizeof want, "device 0, op %d (wait #%d): second wait for group %d (the first is op %d)", w + 1, g,
+             g, w);
+    refused(&c, 0, 1, want);
+    /* a B of the stage after it */
+    dv = &c.plan.dev[0];
+    int last_b = find_op(dv, PP_OP_B, 2, -1);
+    move_op(dv, post, last_b);
+    snprintf(want, sizeof want, "device 0, op %d (%s): before B2.3 (op %d): it reduces the gradients of the whole "
+             "step", last_b, name, last_b + 1);
+    refused(&c, 0, 1, want);
+    /* the update before the wait */
+    dv = &c.plan.dev[0];
+    int update = find_op(dv, PP_OP_UPDATE, -1, -1);
+    move_op(dv, w, update);
+    snprintf(want, sizeof want, "device 0, op %d (wait #%d): after update (op %d), which needs the gradients op %d "
+             "(%s) reduces", update, g, update - 1, post, name);
+    refused(&c, 0, 1, want);
+    /* the tied allreduce before the wait of stage 0's reduction (it sums copies summed over the replicas) */
+    dv = &c.plan.dev[0];
+    int tied = find_op(dv, PP_OP_ALLREDUCE, -1, -1), r0 = find_op(dv, PP_OP_ALLREDUCE, 0, -1);
+    ck_assert(pp_plan_op_coll(&c.plan, &dv->ops[tied])->what == PP_COLL_TIED && dv->ops[r0].group >= 0);
+    int w0 = wait_of(dv, dv->ops[r0].group);
+    move_op(dv, tied, w0);
+    snprintf(want, sizeof want, "device 0, op %d (allreduce tied {0,1}): before the wait of op %d (allreduce stage 0 "
+             "{device 0 x 2 replicas}): the tied pair sums copies already summed over the replicas", w0, r0);
+    refused(&c, 0, 1, want);
+    /* a group on the tied allreduce */
+    dv = &c.plan.dev[0];
+    dv->ops[tied].group = 99;
+    snprintf(want, sizeof want, "device 0, op %d (allreduce tied {0,1}): carries group 99, but a tied allreduce is "
+             "synchronous", tied);
+    refused(&c, 1, 1, want);
+    /* with zero: a group on a gather; the shards of the tied stages stay synchronous after the tied pair */
+    dv = &c.plan.dev[0];
+    int gather = find_op(dv, PP_OP_ALLREDUCE, 2, -1);
+    ck_assert(pp_plan_op_coll(&c.plan, &dv->ops[gather])->what == PP_COLL_GATHER);
+    ck_assert_int_lt(dv->ops[find_op(dv, PP_OP_ALLREDUCE, 0, -2)].group, 0);
+    ck_assert_int_ge(dv->ops[find_op(dv, PP_OP_ALLREDUCE, 2, -2)].group, 0);
+    dv->ops[gather].group = 99;
+    snprintf(want, sizeof want, "device 0, op %d (allreduce gather 2 {device 0 x 2 replicas}): carries group 99, but "
+             "a gather allreduce is synchronous", gather);
+    refused(&c, 1, 1, want);
+    tu_compiled_free(&c);
+}
+END_TEST
+
 /* gpus = N (docs/auto.md): a row for every divisor D of N, the winner the
  * shortest step among the rows that fit, each row what its settings
  * compile to, and the winner's settings what ppcc goes on to compile. */
@@ -449,6 +732,8 @@ int main(void)
     tcase_add_test(tc, test_ring_cost);
     tcase_add_test(tc, test_zero_memory);
     tcase_add_test(tc, test_verifier);
+    tcase_add_test(tc, test_async_reductions);
+    tcase_add_test(tc, test_async_verifier);
     tcase_add_test(tc, test_gpus);
     tcase_add_test(tc, test_gpus_budget);
     suite_add_tcase(s, tc);

@@ -88,9 +88,10 @@ START_TEST(verify_wait_rules)
     pp_plan_free(&p);
     two(&p, 2, OK0, "w0 ra0.0<0/0 F1.0 B1.0 sg1.0>0/1 ra0.1<0/2 w9 F1.1 B1.1 sg1.1>0/3 w3 w3 U X");
     expect(&p, 0,
-           "ppcc: error: device 1, op 0 (wait #0): group 0 is not a send/recv group earlier in this device's list\n"
-           "ppcc: error: device 1, op 6 (wait #9): group 9 is not a send/recv group earlier in this device's "
-           "list\n"
+           "ppcc: error: device 1, op 0 (wait #0): group 0 is not a send/recv group or an asynchronous "
+           "reduction earlier in this device's list\n"
+           "ppcc: error: device 1, op 6 (wait #9): group 9 is not a send/recv group or an asynchronous "
+           "reduction earlier in this device's list\n"
            "ppcc: error: device 1, op 11 (wait #3): second wait for group 3 (the first is op 10)\n");
     pp_plan_free(&p);
 }

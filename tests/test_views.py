@@ -541,18 +541,54 @@ check_shapes(sched("balance.pp"), ["schedule=zb-h1"])
 check_shapes(sched("1f1b.pp"), ["schedule=auto", "memory.limit=3"])
 
 
-def check_data_parallel(f, settings):
+def check_data_parallel(f, settings, want_async):
     """data_parallel (docs/dsl.md): the reductions' time and ZeRO-1's saving are the same
-    number in --stats, the plan JSON, the timeline and the --compare row."""
+    number in --stats, the plan JSON, the timeline, the trace, the SVG and the --compare row;
+    an asynchronous reduction (plan version 2: want_async of them at least) has one wait
+    after it, and the trace shows it on its device's data-parallel lane."""
     global checks
     label = "%s %s" % (os.path.basename(f), " ".join(settings))
     d = defs(settings)
     st, tl = ppcc([f, "--stats"] + d), ppcc([f, "--timeline"] + d)
     with tempfile.TemporaryDirectory() as tmp:
-        plan_path = os.path.join(tmp, "plan.json")
-        if not st or not tl or not ppcc([f, "-o", plan_path] + d):
+        plan_path, trace_path, svg_path = (os.path.join(tmp, n) for n in ("plan.json", "t.json", "p.svg"))
+        if not st or not tl or not ppcc([f, "-o", plan_path, "--trace", trace_path, "--svg", svg_path] + d):
             return
-        plan = json.load(open(plan_path))
+        plan, trace, svg = json.load(open(plan_path)), json.load(open(trace_path)), open(svg_path).read()
+    checks += 1
+    replica = ("stage", "shard", "gather")
+    nasync = 0
+    for dv in plan["devices"]:
+        for i, o in enumerate(dv["ops"]):
+            if o["op"] != "allreduce" or "group" not in o:
+                continue
+            nasync += 1
+            waits = [j for j, w in enumerate(dv["ops"]) if w["op"] == "wait" and w["group"] == o["group"]]
+            if o["what"] not in ("stage", "shard") or len(waits) != 1 or waits[0] < i:
+                fail("%s: device %d op %d %s: waits at %s" % (label, dv["rank"], i, o, waits))
+    if nasync < want_async:
+        fail("%s: %d asynchronous reductions, want %d at least" % (label, nasync, want_async))
+    checks += 1
+    us, D = trace["otherData"]["us_per_unit"], plan["pipeline"]["devices"]
+    events = [e for e in trace["traceEvents"] if e.get("cat") == "allreduce" and e["args"]["what"] in replica]
+    lanes = {e["tid"] for e in events if e["tid"] >= D}
+    by_index = {(e["tid"] % D, e["args"]["index"]): e for e in events}
+    for dv in plan["devices"]:
+        for i, o in enumerate(dv["ops"]):
+            if o["op"] == "allreduce" and o["what"] in replica:
+                e = by_index.get((dv["rank"], i))
+                if not e or e["tid"] != (D + dv["rank"] if "group" in o else dv["rank"]):
+                    fail("%s: device %d op %d: trace event %s (tid: the device, or its lane if grouped)" %
+                         (label, dv["rank"], i, e))
+    if abs(sum(e["dur"] for e in events) - plan["stats"]["dp_allreduce"] * us) > 1e-9 * max(1, sum(e["dur"] for e in events)) \
+            or len(lanes) != (nasync and len({dv["rank"] for dv in plan["devices"] for o in dv["ops"] if "group" in o and o["op"] == "allreduce"})):
+        fail("%s: the trace's replica reductions last %r us on lanes %s, the plan's dp_allreduce %r" %
+             (label, sum(e["dur"] for e in events), lanes, plan["stats"]["dp_allreduce"]))
+    checks += 1
+    bands = re.findall(r'data-start="([^"]+)" data-end="([^"]+)"><title>allreduce (?:stage|shard|gather) ', svg)
+    if abs(sum(float(b) - float(a) for a, b in bands) - plan["stats"]["dp_allreduce"]) > 1e-9 * plan["stats"]["dp_allreduce"]:
+        fail("%s: the SVG's replica reductions %s, the plan's dp_allreduce %r" % (label, bands,
+                                                                             plan["stats"]["dp_allreduce"]))
     sv = stats_of(st.stdout)
     checks += 1
     dp = "%.6gs" % plan["stats"]["dp_allreduce"]
@@ -605,8 +641,10 @@ def check_all_replicas(f, settings, D, R):
 
 check_all_replicas(sched("1f1b.pp"), ["data_parallel=2", "devices=2"], 2, 2)
 check_all_replicas(sched("gpipe.pp"), ["data_parallel=3", "model.batch=48"], 4, 3)
-check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=8", "model.batch=256", "zero=1"])
+check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=8", "model.batch=256", "zero=1"], 1)
 check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=3", "model.batch=24", "microbatches=8", "zero=1", "memory.limit=0",
-                                                  "schedule=interleaved", "virtual=2", "devices=4"])
+                                                  "schedule=interleaved", "virtual=2", "devices=4"], 8)
+check_data_parallel(sched("decoder-7b-8gpu.pp"), ["data_parallel=2", "model.batch=16", "microbatches=8", "overlap=false", "zero=1", "memory.limit=0",
+                                                  "schedule=interleaved", "virtual=2", "devices=4"], 0)
 print("test_views: %d checks, %d failed" % (checks, fails))
 sys.exit(1 if fails else 0)

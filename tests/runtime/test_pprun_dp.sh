@@ -3,7 +3,9 @@
 # runtime (docs/pprun.md, "Data parallelism"): every synchronous policy x
 # data_parallel R in {1, 2, 3} x both models trains the parameters
 # single-device training on the global batch gives (--check, within 1e-5);
-# ZeRO-1 gives the same numbers, bit for bit (--dump), as the unsharded run;
+# ZeRO-1 gives the same numbers, bit for bit (--dump), as the unsharded run, and plan version 2's
+# asynchronous reductions as the synchronous ones (overlap = false); a group where none may be is
+# refused;
 # --dump of a D x R run is the single-device run's files; a rank that stops
 # mid-step ends the run within the timeout, named, and one whose op fails
 # (PPRUN_TEST_FAULT's fail) ends every rank at once, named; one process a
@@ -94,6 +96,41 @@ for pol in "${policies[@]}"; do
         done
     done
 done
+# plan version 2's asynchronous reductions (docs/pprun.md, "Overlap": each runs at its wait) give
+# the numbers of the synchronous ones (overlap = false), bit for bit, sharded or not
+for pol in "interleaved -D virtual=2" "zbv -D virtual=2 -D placement=vshape"; do
+    read -r -a args <<<"-D schedule=$pol"
+    for z in 0 1; do
+        runs=$((runs + 1))
+        what="gpt ${pol%% *} R=2 zero=$z, asynchronous reductions"
+        rm -rf "$tmp/da" "$tmp/ds"
+        if ! "$ppcc" "$tmp/gpt.pp" "${args[@]}" -D tie=0 -D data_parallel=2 -D zero=$z -o "$tmp/a.json" \
+                >"$tmp/out.txt" 2>&1 ||
+           ! "$ppcc" "$tmp/gpt.pp" "${args[@]}" -D tie=0 -D data_parallel=2 -D zero=$z -D overlap=false \
+                -o "$tmp/s.json" >"$tmp/out.txt" 2>&1; then
+            fail "ppcc $what"; continue
+        fi
+        grep -q '"op": "allreduce", "what": "s[a-z]*", "stage": [0-9]*, "device": [0-9]*, "ranks": \[[0-9, ]*\], "group"' \
+            "$tmp/a.json" || { fail "$what: no asynchronous reduction in the plan"; continue; }
+        if ! "$pprun" "$tmp/a.json" --steps 3 --dump "$tmp/da" >"$tmp/out.txt" 2>&1 ||
+           ! "$pprun" "$tmp/s.json" --steps 3 --dump "$tmp/ds" >"$tmp/out.txt" 2>&1; then
+            fail "--dump $what"; continue
+        fi
+        diff -r "$tmp/da" "$tmp/ds" >"$tmp/out.txt" 2>&1 || fail "$what: numbers differ from the synchronous plan's"
+    done
+done
+# a group on a synchronous allreduce is refused, naming it
+"$ppcc" "$tmp/gpt.pp" -D schedule=interleaved -D virtual=2 -D tie=1 -D data_parallel=2 -D zero=1 -o "$tmp/zt.json" \
+    >"$tmp/out.txt" 2>&1 || fail "ppcc interleaved tie=1 R=2 zero=1"
+grouped() { # SED-PATTERN (the op's fields before its closing brace) EXPECTED-MESSAGE
+    runs=$((runs + 1))
+    sed "0,/$1}/s//$1, \"group\": 90}/" "$tmp/zt.json" >"$tmp/bad.json"
+    "$pprun" "$tmp/bad.json" --steps 1 >"$tmp/out.txt" 2>&1
+    [ $? = 1 ] && grep -qE "^pprun: error: .*: devices\[0\]\.ops\[[0-9]+\]\.group: $2\$" "$tmp/out.txt" ||
+        fail "a group on '$1' (expected: $2)"
+}
+grouped '"what": "gather", "stage": 2, "device": 0, "ranks": \[0, 1\]' 'a gather is synchronous \(right after the update\)'
+grouped '"what": "tied", "ranks": \[0, 1\]' 'a tied allreduce is synchronous \(it has no group\)'
 # --dump of a D x R run: the files a single-device run of the global batch writes (the
 # parameters agree to rounding; the data and the tokens are the same bytes)
 runs=$((runs + 1))
@@ -196,6 +233,14 @@ refused 's/"stages": \[1\], "ranks": \[2, 3\]/"stages": [1], "ranks": [3, 2]/' \
 refused 's/"batch":16/"batch":12/' \
     'model.batch: 12 is not a multiple of pipeline.data_parallel x pipeline.microbatches (2 x 4)'
 refused 's/"zero":false,//' 'pipeline: missing field "zero" (data_parallel is 2)'
+refused 's/"version": 2/"version": 1/; s/"device": 0, "ranks": \[0, 1\]}/"device": 0, "ranks": [0, 1], "group": 50}/' \
+    'devices[0].ops[16].group: an asynchronous reduction is of plan version 2'
+# ... and the verifier, the rest (in version 2): a reduction posted ahead has its wait
+runs=$((runs + 1))
+sed 's/"device": 0, "ranks": \[0, 1\]}/"device": 0, "ranks": [0, 1], "group": 50}/' "$tmp/f1.json" >"$tmp/bad.json"
+"$pprun" "$tmp/bad.json" --steps 1 >"$tmp/out.txt" 2>&1
+[ $? = 1 ] && grep -qxF 'pprun: error: device 0, op 16 (allreduce stage 0 {device 0 x 2 replicas}): asynchronous (group 50) but never waited: the update needs its sum' "$tmp/out.txt" ||
+    fail "a reduction without its wait"
 refused 's/"data_parallel":2/"data_parallel":3/' 'pipeline.ranks: 4 entries, the world is 2 devices x 3 replicas = 6 ranks'
 echo "$runs runs, $fails failed"
 exit $((fails > 0))
