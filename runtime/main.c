@@ -360,10 +360,9 @@ typedef struct session {
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
     char **dump_names; /* the model's --dump files */
-    bool has_loss;    /* this process computes the loss */
+    bool has_loss;    /* this process holds every step's whole loss (multi: the reporting rank) */
     pr_grid grid;     /* the plan's world: devices x replicas (rank_grid.h) */
     int device;       /* multi: the pipeline device this rank runs (its replica's copy) */
-    bool reports;     /* multi: this rank prints the throughput (the last stage's replica 0) */
     int precision;    /* what the GEMMs compute in: --precision, else a gpt plan's */
 } session;
 
@@ -460,14 +459,6 @@ static int connect_ranks(session *S)
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
-    if (S->multi && S->plan->mirrored) {
-        /* each process adds up the losses of its own rank's last stage */
-        pp_error(S->diag, "rank %d: a mirrored plan (pipeline.mirrored, docs/dualpipe.md) takes its losses on two "
-                          "ranks, %d and %d, which a run of one process per rank does not add up yet: run it in one "
-                          "process", S->boot.rank, S->plan->placement[S->plan->stages / 2 - 1],
-                 S->plan->placement[S->plan->stages - 1]);
-        return 1;
-    }
     if (S->multi) {
         pr_boot *boot = &S->boot;
         boot->timeout = op->timeout;
@@ -499,12 +490,8 @@ static int connect_ranks(session *S)
             if (plan->placement[s] == S->device)
                 for (int l = 0; l < model->layers_per_stage[s]; l++)
                     S->own[model->first_layer[s] + l] = true;
-        /* With replicas each last-stage rank sums only its replica's
-         * share of the loss, which no process adds up yet: the steps'
-         * lines are not printed and --check compares the parameters
-         * (the replicas' reduced sum); docs/pprun.md, "Data parallelism". */
-        S->has_loss = plan->placement[plan->stages - 1] == S->device && S->grid.replicas == 1;
-        S->reports = plan->placement[plan->stages - 1] == S->device && pr_grid_replica(S->grid, boot->rank) == 0;
+        /* the ranks holding losses send them to this one (step_losses.c) */
+        S->has_loss = boot->rank == pr_reporting_rank(plan);
         if (!S->has_loss)
             S->o.progress = NULL; /* the rank with the loss reports the steps */
     } else if (cuda) {
@@ -545,7 +532,7 @@ static int report(session *S, pr_run_result *r)
     const options *op = S->op;
     const pp_plan *plan = S->plan;
     int steps = (int)op->steps, rc = 0;
-    if (S->has_loss || S->reports)
+    if (S->has_loss)
         printf("%d steps in %.3f s: %.0f samples/s\n", steps, r->seconds,
                r->seconds > 0 ? steps * (double)S->model->batch / r->seconds : 0.0);
     if (plan->async != PP_ASYNC_NONE) { /* docs/async.md: what stashing costs */

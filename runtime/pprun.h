@@ -186,6 +186,11 @@ extern int pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__
 extern bool pr_test_ignore_stash(void) __attribute__((weak));
 extern int pr_test_pool_slots(int rank, int slots) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
+/* step_losses.c: with one process a rank (o->one_rank), the rank whose
+ * result holds every step's whole loss and which prints the steps: replica
+ * 0 of the last stage's device.  The other ranks' results hold only the
+ * losses of their own rows. */
+int pr_reporting_rank(const pp_plan *p);
 
 /* check.c: pprun --check. */
 /* max |a - ref| / max |ref| (0 if both are all zero). */

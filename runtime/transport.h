@@ -25,6 +25,9 @@ typedef struct pr_tag {
 /* A collective's messages: comm PR_TAG_COLLECTIVE, stage the plan's group
  * index, mb -1 (a mirror allreduce: its pipeline stage). */
 enum { PR_TAG_COLLECTIVE = 16 };
+/* A rank's row of a step's losses, to the rank that reports the step (one
+ * process a rank, step_losses.c): stage the step, mb the sender. */
+enum { PR_TAG_LOSSES = 17 };
 
 /* PR_RECV_ERROR: the transport failed and recorded why in the receiving
  * device's backend context (pr_bctx.err). */
