@@ -81,7 +81,7 @@ static int parse_positive_int(const char *s, long max, long *out)
 /* The backend this process runs on, or NULL after an error.  An option
  * only a GPU run honours (precision_arg: --precision other than fp32;
  * --gpus above 1) is refused when the run would be on the CPU. */
-static const pr_backend *choose_backend(const char *backend, bool multi, const pr_boot *boot,
+static const pr_backend *choose_backend(const char *backend, bool multi, bool peers, const pr_boot *boot,
                                         const char *precision_arg, long gpus, bool single_outputs,
                                         int *gpu_count, pp_diag *d)
 {
@@ -128,20 +128,25 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
                         "device in one process)", what);
         return NULL;
     }
-    if (multi && !cuda && !backend && cuda_err[0]) {
-        pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend, and CUDA cannot "
-                    "start: %s", boot->rank, boot->world, cuda_err);
+    if (multi && cuda && peers) {
+        pp_error(d, "rank %d of %d: PPRUN_PEER_FDS joins the ranks of a cpu run (pprun --nproc --backend "
+                    "cpu), and this rank would run on the cuda backend", boot->rank, boot->world);
         return NULL;
     }
-    if (multi && !cuda) {
-        pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
-                    "visible here, or --backend cpu); the cpu backend runs every device in "
-                    "one process", boot->rank, boot->world);
+    if (multi && !cuda && !peers && !backend && cuda_err[0]) {
+        pp_error(d, "rank %d of %d: a multi-process run under torchrun or srun needs the cuda backend, and "
+                    "CUDA cannot start: %s", boot->rank, boot->world, cuda_err);
+        return NULL;
+    }
+    if (multi && !cuda && !peers) {
+        pp_error(d, "rank %d of %d: a multi-process run under torchrun or srun needs the cuda backend (no "
+                    "GPU is visible here, or --backend cpu); the cpu backend runs one process a rank only "
+                    "under pprun --nproc, which joins its ranks by socket pairs", boot->rank, boot->world);
         return NULL;
     }
     if (!backend && !cuda && cuda_err[0])
         fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
-    else if (!backend && !cuda && gpu_built)
+    else if (!backend && !cuda && gpu_built && !multi)
         fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     if (cuda && gpus > *gpu_count) {
         pp_error(d, "--gpus %ld: only %d GPU%s visible", gpus, *gpu_count,
@@ -316,9 +321,6 @@ static int parse_options(int argc, char **argv, options *op)
                            "GPU", op->gpus);
     if (op->nproc > 0 && op->gpus > 1)
         return usage_error("--gpus %ld: with --nproc each process runs on one GPU of its own", op->gpus);
-    if (op->nproc > 0 && cpu)
-        return usage_error("--nproc %ld: a multi-process run needs the cuda backend; the cpu backend "
-                           "runs every device in one process (drop --nproc or --backend cpu)", op->nproc);
     if (op->nproc > 0 && single_outputs(op))
         return usage_error("--nproc %ld: %s is for single-process runs (each rank holds only its part)",
                            op->nproc, op->dump ? "--dump" : op->trace ? "--trace" : op->timeline ? "--timeline"
@@ -359,6 +361,7 @@ typedef struct session {
     pr_run_opts o;
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
+    int *peer_fds;    /* multi on the cpu: its socket to each rank (pprun --nproc), else NULL */
     char **dump_names; /* the model's --dump files */
     bool has_loss;    /* this process holds every step's whole loss (multi: the reporting rank) */
     pr_grid grid;     /* the plan's world: devices x replicas (rank_grid.h) */
@@ -388,9 +391,11 @@ static bool find_part(session *S)
                  S->plan->devices, S->plan->devices == 1 ? "" : "s");
         launched = -1;
     }
+    if (S->multi && pr_boot_peer_fds(&S->boot, &S->peer_fds, S->diag) < 0)
+        return false;
     S->be = launched < 0 ? NULL
-                         : choose_backend(op->backend, S->multi, &S->boot, op->precision_arg, op->gpus,
-                                          single_outputs(op), &S->gpu_count, S->diag);
+                         : choose_backend(op->backend, S->multi, S->peer_fds != NULL, &S->boot, op->precision_arg,
+                                          op->gpus, single_outputs(op), &S->gpu_count, S->diag);
     if (!S->be)
         return false;
     if ((op->link_latency > 0 || op->link_bandwidth > 0) && S->be != pr_backend_cpu()) {
@@ -463,24 +468,33 @@ static int connect_ranks(session *S)
         pr_boot *boot = &S->boot;
         boot->timeout = op->timeout;
         unsigned char id[128] = {0};
-        int gpu = pr_rank_gpu(boot->rank, S->local_rank, S->gpu_count, S->diag);
+        int gpu = cuda ? pr_rank_gpu(boot->rank, S->local_rank, S->gpu_count, S->diag) : 0;
         if (gpu < 0) {
             rc = 1;
-        } else if (boot->rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
+        } else if (cuda && boot->rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
             pp_error(S->diag, "rank 0: %s", err);
             rc = 1;
-        } else if (pr_boot_exchange(boot, id, sizeof id, S->diag)) {
+        } else if (pr_boot_exchange(boot, id, sizeof id, S->diag)) { /* the cpu's: every rank is there */
             rc = 1;
-        } else if (!(S->tr = pr_transport_nccl_create(boot->rank, boot->world, S->grid.replicas, gpu, id,
-                                                       op->timeout, err, sizeof err))) {
+        } else if (cuda && !(S->tr = pr_transport_nccl_create(boot->rank, boot->world, S->grid.replicas, gpu, id,
+                                                               op->timeout, err, sizeof err))) {
             pp_error(S->diag, "rank %d: %s", boot->rank, err);
             rc = 1;
+        } else if (!cuda) {
+            S->tr = pr_transport_sockets_create(boot->rank, boot->world, S->grid.replicas, S->peer_fds, err,
+                                                sizeof err);
+            if (!S->tr) {
+                pp_error(S->diag, "rank %d: %s", boot->rank, err);
+                rc = 1;
+            }
         }
         S->o.transport = S->tr;
         S->o.one_rank = true;
         S->o.rank = boot->rank;
         S->o.gpu_base = gpu;
         S->o.gpus = 1;
+        free(S->peer_fds); /* the sockets are the transport's now (or close with the process) */
+        S->peer_fds = NULL;
         S->o.graph = false;
         const pp_plan *plan = S->plan;
         const pr_model *model = S->model;
@@ -625,6 +639,7 @@ static int run_session(session *S)
     if (S->tr)
         S->tr->ops->destroy(S->tr);
     free(S->own);
+    free(S->peer_fds);
     return rc;
 }
 
@@ -644,7 +659,7 @@ int main(int argc, char **argv)
     if (pr_gpt_read_data(&model, &diag)) {
         rc = 1;
     } else if (op.nproc > 0) {
-        rc = pr_launch_nproc(op.nproc, plan.devices, pp_plan_replicas(&plan), argc, argv, &diag);
+        rc = pr_launch_nproc(op.nproc, plan.devices, pp_plan_replicas(&plan), op.backend, argc, argv, &diag);
     } else {
         session S = {.op = &op, .plan = &plan, .model = &model, .diag = &diag};
         rc = run_session(&S);

@@ -92,6 +92,13 @@ typedef struct pr_link {
 /* link NULL: none.  Out of memory ends the process (pp_xcalloc). */
 pr_transport *pr_transport_threads_create(int devices, const pr_link *link);
 
+/* The cpu backend between processes (transport_sockets.c): this process
+ * is `rank` of `world` (devices x replicas), fds[q] its connected socket
+ * to rank q (fds[rank] unused), which the transport owns from here on.
+ * NULL and err on failure. */
+pr_transport *pr_transport_sockets_create(int rank, int world, int replicas, const int *fds, char *err,
+                                          size_t errlen);
+
 /* CUDA transports (transport_cuda.cu); without CUDA they return NULL and
  * say so in err.  local: every device in this process, copies + events;
  * `devices` may share GPUs.  nccl: this process is `rank` of `world`
