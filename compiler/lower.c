@@ -770,13 +770,16 @@ static void key_order(const lowering *L, const double *end, const int32_t *topo,
  * gap from its natural one on at which its buffer, on top of the sets and
  * the buffers of the recvs before it, stays within the limit until its
  * wait; where none does, its consumer's gap (the version-1 place, whose
- * buffer goes straight to the consumer).  Where some device's sets alone
+ * buffer goes straight to the consumer): out of the lane's order (the
+ * later posts keep their gaps), or with in_order the lane's later posts
+ * pushed to that gap too (the running maximum: key order kept, the way
+ * lowered plans complete).  Where some device's sets alone
  * are over the limit nothing moves: no place of the posts makes the plan
  * fit, and the verifier reports it with the peaks it has without a limit
  * (the numbers --compare and the views show for it).  O(ops + the gaps
  * the buffers span).  min_slot[] gets the gaps; false where nothing moved. */
 static bool fit_memory(lowering *L, const int32_t *by_key, const double *end, const int32_t *topo,
-                       const pp_verify_opts *mem, int32_t *min_slot)
+                       const pp_verify_opts *mem, bool in_order, int32_t *min_slot)
 {
     pp_plan *p = L->p;
     bool changed = false;
@@ -826,7 +829,7 @@ static bool fit_memory(lowering *L, const int32_t *by_key, const double *end, co
                     break;
                 s = g;
             }
-        if (s < c || s == lo) { /* in the lane's order (in the consumer's gap: held by nothing) */
+        if (s < c || s == lo || in_order) { /* in the lane's order (in the consumer's gap: held by nothing) */
             for (int g = s; g < c; g++) {
                 at_post[s0 + g] += b;
                 at_compute[s0 + g] += b;
@@ -927,16 +930,26 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_
             key_order(&L, kend, ktopo, by_key);
             keyed = emit_overlap(&L, by_key, kend, ktopo, NULL); /* the natural posts always fit their waits */
             int32_t *min_slot = pp_xcalloc((size_t)(2 * L.SM), sizeof *min_slot, "the lowering's tables");
-            /* a recv moved to its consumer's gap leaves its lane's key order: if
-             * the lanes then stall (or a send would pass its wait), the posts
-             * as the timing has them */
-            if (keyed && mem && mem->mem_limit > 0 && fit_memory(&L, by_key, kend, ktopo, mem, min_slot) &&
-                emit_overlap(&L, by_key, kend, ktopo, min_slot) && !pp_walk_init(&w, p)) {
-                if (pp_walk_run(&w, p) > 0)
-                    emit_overlap(&L, by_key, kend, ktopo, NULL);
-                pp_walk_free(&w);
-                w = (pp_walk){0};
+            /* Under memory.limit: the posts that fit it, a recv that fits
+             * nowhere earlier in its consumer's gap, out of its lane's key
+             * order (the lane's later posts stay early) or else in it (they
+             * move with it).  If the lanes stall both ways (or a send would
+             * pass its wait), the synchronous form, which holds no posted
+             * buffer: never over the limit where the natural posts would be. */
+            bool moved = false, capped = false;
+            for (int in_order = 0; keyed && mem && mem->mem_limit > 0 && in_order < 2 && !capped; in_order++) {
+                memset(min_slot, 0, (size_t)(2 * L.SM) * sizeof *min_slot);
+                if (!fit_memory(&L, by_key, kend, ktopo, mem, in_order, min_slot))
+                    break; /* the natural posts fit, or the sets alone do not */
+                moved = true;
+                if (emit_overlap(&L, by_key, kend, ktopo, min_slot) && !pp_walk_init(&w, p)) {
+                    capped = pp_walk_run(&w, p) == 0;
+                    pp_walk_free(&w);
+                    w = (pp_walk){0};
+                }
             }
+            if (moved && !capped)
+                keyed = false;
             free(min_slot);
             free(by_key);
         }
@@ -954,7 +967,9 @@ static int lower(pp_plan *p, const pp_cost *cost, bool overlap, const pp_verify_
             }
             goto out;
         }
-        /* an order that waits in a cycle: the synchronous form, whose replay names it */
+        /* an order that waits in a cycle: the synchronous form, whose replay
+         * names it; or posts a memory limit holds back that do not complete */
+        place_edges(&L); /* the synchronous slots (emit_overlap set its own) */
     }
     emit(&L);
     sink_sends(&L);

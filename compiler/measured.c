@@ -240,12 +240,23 @@ int pp_measured_report(FILE *f, const pp_plan *p, const pp_sim *predicted, const
     char name[64];
     fprintf(f, "measured against predicted: makespan %.1f measured, %.1f predicted: %+.1f %%\n", measured->makespan,
             span, percent(measured->makespan, span));
-    if (n == 0)
-        return ferror(f) ? 1 : 0;
-    pp_plan_op_format(p, &p->dev[wd].ops[wi], name, sizeof name);
-    fprintf(f, "  %d compute ops: start error mean %.1f %% of the predicted makespan, largest %.1f %% (device %d op %d, "
-               "%s: %.1f measured, %.1f predicted); duration error mean %.1f %%\n",
-            n, span > 0 ? 100 * sum_start / n / span : 0, span > 0 ? 100 * worst / span : 0, wd, wi, name,
-            measured->start[wd][wi], predicted->start[wd][wi], 100 * sum_dur / n);
+    if (n > 0) {
+        pp_plan_op_format(p, &p->dev[wd].ops[wi], name, sizeof name);
+        fprintf(f, "  %d compute ops: start error mean %.1f %% of the predicted makespan, largest %.1f %% (device %d "
+                   "op %d, %s: %.1f measured, %.1f predicted); duration error mean %.1f %%\n",
+                n, span > 0 ? 100 * sum_start / n / span : 0, span > 0 ? 100 * worst / span : 0, wd, wi, name,
+                measured->start[wd][wi], predicted->start[wd][wi], 100 * sum_dur / n);
+    }
+    if (p->ncoll > 0) { /* each collective once, as --stats' allreduce= and dp_allreduce= count them */
+        fprintf(f, "  allreduce %.1f measured, %.1f predicted", measured->coll_time, predicted->coll_time);
+        if (predicted->coll_time > 0) /* an error against nothing predicted means nothing */
+            fprintf(f, ": %+.1f %%", percent(measured->coll_time, predicted->coll_time));
+        if (pp_plan_replicas(p) > 1) {
+            fprintf(f, "; data-parallel %.1f measured, %.1f predicted", measured->dp_time, predicted->dp_time);
+            if (predicted->dp_time > 0)
+                fprintf(f, ": %+.1f %%", percent(measured->dp_time, predicted->dp_time));
+        }
+        fputc('\n', f);
+    }
     return ferror(f) ? 1 : 0;
 }

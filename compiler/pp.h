@@ -1455,7 +1455,8 @@ void pp_sim_measured(const pp_plan *p, pp_sim *sim);
 int pp_measured_read(const char *path, const pp_plan *p, const pp_sim *predicted, pp_sim *out, pp_diag *d);
 /* ppcc --stats --measured: the makespan's error and each compute op's (its
  * start against the predicted makespan, its duration against its
- * predicted one), measured against predicted, to f; nonzero if f failed. */
+ * predicted one), and with collectives their time (pp_sim_coll_times),
+ * measured against predicted, to f; nonzero if f failed. */
 int pp_measured_report(FILE *f, const pp_plan *p, const pp_sim *predicted, const pp_sim *measured);
 
 /* torch_csv_write.c: the plan as PyTorch's schedule CSV (docs/torch.md). */

@@ -19,9 +19,11 @@
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -680,6 +682,46 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d)
         return -1;
     }
     b->listen_fd = rank == 0 ? fd : -1;
+    return 1;
+}
+
+int pr_boot_peer_fds(const pr_boot *b, int **out, pp_diag *d)
+{
+    *out = NULL;
+    const char *s = getenv("PPRUN_PEER_FDS");
+    if (!s)
+        return 0;
+    int *fd = pp_xcalloc((size_t)b->world, sizeof *fd, "the ranks' connections");
+    const char *at = s;
+    int n = 0;
+    bool ok = true;
+    for (; ok && n < b->world; n++) {
+        if (n == b->rank) {
+            ok = *at == '-';
+            at += ok;
+            fd[n] = -1;
+        } else {
+            char *end;
+            errno = 0;
+            long v = strtol(at, &end, 10);
+            struct stat st;
+            ok = !errno && end != at && v >= 0 && v <= INT32_MAX && fstat((int)v, &st) == 0 && S_ISSOCK(st.st_mode);
+            fd[n] = (int)v;
+            at = end;
+        }
+        if (ok && n + 1 < b->world)
+            ok = *at++ == ',';
+    }
+    if (!ok || *at) {
+        pp_error(d, "rank %d of %d: PPRUN_PEER_FDS='%s' is not what pprun --nproc hands a rank: a socket for each "
+                    "other rank, '-' at its own place, %d entries", b->rank, b->world, s, b->world);
+        free(fd);
+        return -1;
+    }
+    for (int q = 0; q < b->world; q++) /* a rank's own; not for what it may start */
+        if (fd[q] >= 0)
+            fcntl(fd[q], F_SETFD, FD_CLOEXEC);
+    *out = fd;
     return 1;
 }
 

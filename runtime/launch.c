@@ -7,26 +7,99 @@
  * environment torchrun would give it.  The parent touches no GPU (it
  * counts them in /proc) and first refuses what every rank would fail on;
  * only when it refuses for too few GPUs does it ask CUDA why.
+ * On the cpu backend (docs/multinode.md, "The cpu backend") the parent
+ * also joins every pair of ranks by a socket pair before the first fork,
+ * and hands each rank its ends (PPRUN_PEER_FDS): the sockets transport's
+ * connections, with nothing to address.
  * When a rank fails, the others are stopped: a pipeline cannot go on
  * without it.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "pprun.h"
 
-int pr_launch_local(int nproc, char **argv, pp_diag *d)
+/* The socket pairs joining every two of n ranks: pair[a * n + b] is a's
+ * end of its connection to b (close-on-exec: a rank keeps only a dup of
+ * its own).  Nonzero, with the error, when the descriptors run out. */
+static int make_pairs(int n, int *pair, pp_diag *d)
+{
+    long need = (long)n * (n - 1) + 16;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (long)rl.rlim_cur < need) {
+        if (rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max >= need)
+            rl.rlim_cur = (rlim_t)need;
+        else
+            rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    for (int k = 0; k < n * n; k++)
+        pair[k] = -1;
+    for (int a = 0; a < n; a++)
+        for (int b = a + 1; b < n; b++) {
+            int sv[2];
+            if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+                pp_error(d, "--nproc %d: cannot join ranks %d and %d: %s (the cpu backend joins every two of "
+                            "the %d ranks: %ld descriptors)", n, a, b, strerror(errno), n, need);
+                for (int k = 0; k < n * n; k++)
+                    if (pair[k] >= 0)
+                        close(pair[k]);
+                return 1;
+            }
+            pair[a * n + b] = sv[0];
+            pair[b * n + a] = sv[1];
+        }
+    return 0;
+}
+
+/* In rank r's child: its ends, without close-on-exec, listed in
+ * PPRUN_PEER_FDS by peer ("-" for itself). */
+static void hand_pairs(int n, int r, const int *pair)
+{
+    size_t cap = (size_t)n * 12 + 1, at = 0;
+    char *list = malloc(cap);
+    if (!list)
+        _exit(127);
+    list[0] = '\0';
+    for (int q = 0; q < n; q++) {
+        const char *sep = q ? "," : "";
+        if (q == r)
+            at += (size_t)snprintf(list + at, cap - at, "%s-", sep);
+        else
+            at += (size_t)snprintf(list + at, cap - at, "%s%d", sep, dup(pair[r * n + q]));
+    }
+    setenv("PPRUN_PEER_FDS", list, 1);
+    free(list);
+}
+
+int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
 {
     int port = 0;
+    int *pair = NULL;
+    if (cpu) {
+        pair = calloc((size_t)nproc * (size_t)nproc, sizeof *pair);
+        if (!pair || make_pairs(nproc, pair, d)) {
+            free(pair);
+            return 1;
+        }
+    }
     int lfd = pr_boot_listen("127.0.0.1", 0, &port, d);
-    if (lfd < 0)
+    if (lfd < 0) {
+        for (int k = 0; pair && k < nproc * nproc; k++)
+            if (pair[k] >= 0)
+                close(pair[k]);
+        free(pair);
         return 1;
+    }
     pid_t *pid = calloc((size_t)nproc, sizeof *pid);
     int started = 0, status = 0;
     for (; started < nproc; started++) {
@@ -54,6 +127,10 @@ int pr_launch_local(int nproc, char **argv, pp_diag *d)
             } else {
                 unsetenv("PPRUN_BOOT_FD");
             }
+            if (pair)
+                hand_pairs(nproc, started, pair);
+            else
+                unsetenv("PPRUN_PEER_FDS");
             execv("/proc/self/exe", argv);
             fprintf(stderr, "pprun: error: rank %d: cannot run /proc/self/exe: %s\n", started,
                     strerror(errno));
@@ -62,6 +139,10 @@ int pr_launch_local(int nproc, char **argv, pp_diag *d)
         pid[started] = p;
     }
     close(lfd);
+    for (int k = 0; pair && k < nproc * nproc; k++) /* the ranks hold them now: a rank's exit is its peers' EOF */
+        if (pair[k] >= 0)
+            close(pair[k]);
+    free(pair);
     int left = started;
     bool stopping = status != 0;
     if (stopping)
@@ -115,7 +196,8 @@ static int driver_gpu_count(void)
     return n;
 }
 
-int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char **argv, pp_diag *d)
+int pr_launch_nproc(long nproc, int plan_devices, int replicas, const char *backend, int argc, char **argv,
+                    pp_diag *d)
 {
     long world = (long)plan_devices * (replicas > 1 ? replicas : 1); /* rank_grid.h */
     if (world != nproc) {
@@ -126,31 +208,47 @@ int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char *
             pp_error(d, "--nproc %ld: the plan has %d devices, one process each", nproc, plan_devices);
         return 1;
     }
-    if (!pr_backend_cuda()) {
+    /* The backend every rank takes: --backend; else a GPU a rank, or
+     * with none at all the cpu, with the notice one process gives. */
+    bool cpu = backend && strcmp(backend, "cpu") == 0;
+    if (!cpu && backend && !pr_backend_cuda()) {
         pp_error(d, "--nproc: the cuda backend is not built in this binary");
         return 1;
     }
-    int gpus = driver_gpu_count();
-    if (gpus < nproc) {
-        /* Refused, so nothing is forked: CUDA may now say why it sees too
-         * few, as the default backend's notice does (not "no GPU" when the
-         * driver is too old, say). */
+    int gpus = cpu || !pr_backend_cuda() ? 0 : driver_gpu_count();
+    if (!cpu && gpus < nproc) {
+        /* CUDA may now say why it sees too few (nothing is forked yet), as
+         * the default backend's notice does (not "no GPU" when the driver
+         * is too old, say) */
         char cuda_err[200] = "";
-        pr_cuda_device_count(cuda_err, sizeof cuda_err);
+        int seen = pr_backend_cuda() ? pr_cuda_device_count(cuda_err, sizeof cuda_err) : 0;
+        seen = seen > gpus ? seen : gpus;
+        if (backend || seen > 0) { /* asked for GPUs, or has some: too few is an error */
+            if (cuda_err[0])
+                pp_error(d, "--nproc %ld: CUDA cannot start: %s", nproc, cuda_err);
+            else
+                pp_error(d, "--nproc %ld: %d GPU%s visible, one per process is needed", nproc, seen,
+                         seen == 1 ? " is" : "s are");
+            return 1;
+        }
         if (cuda_err[0])
-            pp_error(d, "--nproc %ld: CUDA cannot start: %s", nproc, cuda_err);
-        else
-            pp_error(d, "--nproc %ld: %d GPU%s visible, one per process is needed", nproc, gpus,
-                     gpus == 1 ? " is" : "s are");
-        return 1;
+            fprintf(stderr, "pprun: CUDA cannot start (%s), running %ld processes on the CPU\n", cuda_err, nproc);
+        else if (pr_backend_cuda())
+            fprintf(stderr, "pprun: no GPU visible, running %ld processes on the CPU\n", nproc);
+        cpu = true;
     }
-    char **child = calloc((size_t)argc + 1, sizeof *child);
+    char **child = calloc((size_t)argc + 3, sizeof *child);
     if (!child) {
         pp_error(d, "out of memory");
         return 1;
     }
     int n = 0;
-    for (int i = 0; i < argc; i++) {
+    child[n++] = argv[0];
+    if (cpu && !backend) { /* the ranks take what the launcher chose */
+        child[n++] = "--backend";
+        child[n++] = "cpu";
+    }
+    for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--nproc") == 0) {
             i++;
             continue;
@@ -159,7 +257,7 @@ int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char *
             continue;
         child[n++] = argv[i];
     }
-    int rc = pr_launch_local((int)nproc, child, d);
+    int rc = pr_launch_local((int)nproc, child, cpu, d);
     free(child);
     return rc;
 }

@@ -81,7 +81,7 @@ static int parse_positive_int(const char *s, long max, long *out)
 /* The backend this process runs on, or NULL after an error.  An option
  * only a GPU run honours (precision_arg: --precision other than fp32;
  * --gpus above 1) is refused when the run would be on the CPU. */
-static const pr_backend *choose_backend(const char *backend, bool multi, const pr_boot *boot,
+static const pr_backend *choose_backend(const char *backend, bool multi, bool peers, const pr_boot *boot,
                                         const char *precision_arg, long gpus, bool single_outputs,
                                         int *gpu_count, pp_diag *d)
 {
@@ -128,20 +128,25 @@ static const pr_backend *choose_backend(const char *backend, bool multi, const p
                         "device in one process)", what);
         return NULL;
     }
-    if (multi && !cuda && !backend && cuda_err[0]) {
-        pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend, and CUDA cannot "
-                    "start: %s", boot->rank, boot->world, cuda_err);
+    if (multi && cuda && peers) {
+        pp_error(d, "rank %d of %d: PPRUN_PEER_FDS joins the ranks of a cpu run (pprun --nproc --backend "
+                    "cpu), and this rank would run on the cuda backend", boot->rank, boot->world);
         return NULL;
     }
-    if (multi && !cuda) {
-        pp_error(d, "rank %d of %d: a multi-process run needs the cuda backend (no GPU is "
-                    "visible here, or --backend cpu); the cpu backend runs every device in "
-                    "one process", boot->rank, boot->world);
+    if (multi && !cuda && !peers && !backend && cuda_err[0]) {
+        pp_error(d, "rank %d of %d: a multi-process run under torchrun or srun needs the cuda backend, and "
+                    "CUDA cannot start: %s", boot->rank, boot->world, cuda_err);
+        return NULL;
+    }
+    if (multi && !cuda && !peers) {
+        pp_error(d, "rank %d of %d: a multi-process run under torchrun or srun needs the cuda backend (no "
+                    "GPU is visible here, or --backend cpu); the cpu backend runs one process a rank only "
+                    "under pprun --nproc, which joins its ranks by socket pairs", boot->rank, boot->world);
         return NULL;
     }
     if (!backend && !cuda && cuda_err[0])
         fprintf(stderr, "pprun: CUDA cannot start (%s), running on the CPU\n", cuda_err);
-    else if (!backend && !cuda && gpu_built)
+    else if (!backend && !cuda && gpu_built && !multi)
         fputs("pprun: no GPU visible, running on the CPU\n", stderr);
     if (cuda && gpus > *gpu_count) {
         pp_error(d, "--gpus %ld: only %d GPU%s visible", gpus, *gpu_count,
@@ -316,9 +321,6 @@ static int parse_options(int argc, char **argv, options *op)
                            "GPU", op->gpus);
     if (op->nproc > 0 && op->gpus > 1)
         return usage_error("--gpus %ld: with --nproc each process runs on one GPU of its own", op->gpus);
-    if (op->nproc > 0 && cpu)
-        return usage_error("--nproc %ld: a multi-process run needs the cuda backend; the cpu backend "
-                           "runs every device in one process (drop --nproc or --backend cpu)", op->nproc);
     if (op->nproc > 0 && single_outputs(op))
         return usage_error("--nproc %ld: %s is for single-process runs (each rank holds only its part)",
                            op->nproc, op->dump ? "--dump" : op->trace ? "--trace" : op->timeline ? "--timeline"
@@ -359,11 +361,11 @@ typedef struct session {
     pr_run_opts o;
     pr_transport *tr; /* NULL: the replay's in-process queues */
     bool *own;        /* multi: the layers this rank trains (NULL: all) */
+    int *peer_fds;    /* multi on the cpu: its socket to each rank (pprun --nproc), else NULL */
     char **dump_names; /* the model's --dump files */
-    bool has_loss;    /* this process computes the loss */
+    bool has_loss;    /* this process holds every step's whole loss (multi: the reporting rank) */
     pr_grid grid;     /* the plan's world: devices x replicas (rank_grid.h) */
     int device;       /* multi: the pipeline device this rank runs (its replica's copy) */
-    bool reports;     /* multi: this rank prints the throughput (the last stage's replica 0) */
     int precision;    /* what the GEMMs compute in: --precision, else a gpt plan's */
 } session;
 
@@ -389,9 +391,11 @@ static bool find_part(session *S)
                  S->plan->devices, S->plan->devices == 1 ? "" : "s");
         launched = -1;
     }
+    if (S->multi && pr_boot_peer_fds(&S->boot, &S->peer_fds, S->diag) < 0)
+        return false;
     S->be = launched < 0 ? NULL
-                         : choose_backend(op->backend, S->multi, &S->boot, op->precision_arg, op->gpus,
-                                          single_outputs(op), &S->gpu_count, S->diag);
+                         : choose_backend(op->backend, S->multi, S->peer_fds != NULL, &S->boot, op->precision_arg,
+                                          op->gpus, single_outputs(op), &S->gpu_count, S->diag);
     if (!S->be)
         return false;
     if ((op->link_latency > 0 || op->link_bandwidth > 0) && S->be != pr_backend_cpu()) {
@@ -460,36 +464,37 @@ static int connect_ranks(session *S)
     S->has_loss = true;
     char err[400] = "";
     int rc = 0;
-    if (S->multi && S->plan->mirrored) {
-        /* each process adds up the losses of its own rank's last stage */
-        pp_error(S->diag, "rank %d: a mirrored plan (pipeline.mirrored, docs/dualpipe.md) takes its losses on two "
-                          "ranks, %d and %d, which a run of one process per rank does not add up yet: run it in one "
-                          "process", S->boot.rank, S->plan->placement[S->plan->stages / 2 - 1],
-                 S->plan->placement[S->plan->stages - 1]);
-        return 1;
-    }
     if (S->multi) {
         pr_boot *boot = &S->boot;
         boot->timeout = op->timeout;
         unsigned char id[128] = {0};
-        int gpu = pr_rank_gpu(boot->rank, S->local_rank, S->gpu_count, S->diag);
+        int gpu = cuda ? pr_rank_gpu(boot->rank, S->local_rank, S->gpu_count, S->diag) : 0;
         if (gpu < 0) {
             rc = 1;
-        } else if (boot->rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
+        } else if (cuda && boot->rank == 0 && pr_nccl_unique_id(id, err, sizeof err)) {
             pp_error(S->diag, "rank 0: %s", err);
             rc = 1;
-        } else if (pr_boot_exchange(boot, id, sizeof id, S->diag)) {
+        } else if (pr_boot_exchange(boot, id, sizeof id, S->diag)) { /* the cpu's: every rank is there */
             rc = 1;
-        } else if (!(S->tr = pr_transport_nccl_create(boot->rank, boot->world, S->grid.replicas, gpu, id,
-                                                       op->timeout, err, sizeof err))) {
+        } else if (cuda && !(S->tr = pr_transport_nccl_create(boot->rank, boot->world, S->grid.replicas, gpu, id,
+                                                               op->timeout, err, sizeof err))) {
             pp_error(S->diag, "rank %d: %s", boot->rank, err);
             rc = 1;
+        } else if (!cuda) {
+            S->tr = pr_transport_sockets_create(boot->rank, boot->world, S->grid.replicas, S->peer_fds, err,
+                                                sizeof err);
+            if (!S->tr) {
+                pp_error(S->diag, "rank %d: %s", boot->rank, err);
+                rc = 1;
+            }
         }
         S->o.transport = S->tr;
         S->o.one_rank = true;
         S->o.rank = boot->rank;
         S->o.gpu_base = gpu;
         S->o.gpus = 1;
+        free(S->peer_fds); /* the sockets are the transport's now (or close with the process) */
+        S->peer_fds = NULL;
         S->o.graph = false;
         const pp_plan *plan = S->plan;
         const pr_model *model = S->model;
@@ -499,12 +504,8 @@ static int connect_ranks(session *S)
             if (plan->placement[s] == S->device)
                 for (int l = 0; l < model->layers_per_stage[s]; l++)
                     S->own[model->first_layer[s] + l] = true;
-        /* With replicas each last-stage rank sums only its replica's
-         * share of the loss, which no process adds up yet: the steps'
-         * lines are not printed and --check compares the parameters
-         * (the replicas' reduced sum); docs/pprun.md, "Data parallelism". */
-        S->has_loss = plan->placement[plan->stages - 1] == S->device && S->grid.replicas == 1;
-        S->reports = plan->placement[plan->stages - 1] == S->device && pr_grid_replica(S->grid, boot->rank) == 0;
+        /* the ranks holding losses send them to this one (step_losses.c) */
+        S->has_loss = boot->rank == pr_reporting_rank(plan);
         if (!S->has_loss)
             S->o.progress = NULL; /* the rank with the loss reports the steps */
     } else if (cuda) {
@@ -545,7 +546,7 @@ static int report(session *S, pr_run_result *r)
     const options *op = S->op;
     const pp_plan *plan = S->plan;
     int steps = (int)op->steps, rc = 0;
-    if (S->has_loss || S->reports)
+    if (S->has_loss)
         printf("%d steps in %.3f s: %.0f samples/s\n", steps, r->seconds,
                r->seconds > 0 ? steps * (double)S->model->batch / r->seconds : 0.0);
     if (plan->async != PP_ASYNC_NONE) { /* docs/async.md: what stashing costs */
@@ -638,6 +639,7 @@ static int run_session(session *S)
     if (S->tr)
         S->tr->ops->destroy(S->tr);
     free(S->own);
+    free(S->peer_fds);
     return rc;
 }
 
@@ -657,7 +659,7 @@ int main(int argc, char **argv)
     if (pr_gpt_read_data(&model, &diag)) {
         rc = 1;
     } else if (op.nproc > 0) {
-        rc = pr_launch_nproc(op.nproc, plan.devices, pp_plan_replicas(&plan), argc, argv, &diag);
+        rc = pr_launch_nproc(op.nproc, plan.devices, pp_plan_replicas(&plan), op.backend, argc, argv, &diag);
     } else {
         session S = {.op = &op, .plan = &plan, .model = &model, .diag = &diag};
         rc = run_session(&S);

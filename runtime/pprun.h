@@ -186,6 +186,11 @@ extern int pr_test_fault_hook(int rank, const pp_op *op, int step) __attribute__
 extern bool pr_test_ignore_stash(void) __attribute__((weak));
 extern int pr_test_pool_slots(int rank, int slots) __attribute__((weak));
 void pr_run_result_free(pr_run_result *r);
+/* step_losses.c: with one process a rank (o->one_rank), the rank whose
+ * result holds every step's whole loss and which prints the steps: replica
+ * 0 of the last stage's device.  The other ranks' results hold only the
+ * losses of their own rows. */
+int pr_reporting_rank(const pp_plan *p);
 
 /* check.c: pprun --check. */
 /* max |a - ref| / max |ref| (0 if both are all zero). */
@@ -274,6 +279,11 @@ int pr_boot_exchange(const pr_boot *b, void *blob, size_t len, pp_diag *d);
  * PPRUN_BOOT_FD.  1 = launched (b, *local_rank filled; timeout left 0),
  * 0 = not launched, -1 = inconsistent environment (error reported). */
 int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d);
+/* A rank launched by pprun --nproc on the cpu backend: PPRUN_PEER_FDS,
+ * its socket to each other rank of b's world (*fds, malloc'd, [world],
+ * -1 at its own rank).  1 = given and valid, 0 = not given, -1 = not what
+ * the launcher writes (error reported). */
+int pr_boot_peer_fds(const pr_boot *b, int **fds, pp_diag *d);
 /* The GPU of a launched rank among the `visible` ones: 0 when it sees one
  * (each task given its own GPU), else its local rank; -1 (error
  * reported) when that GPU does not exist. */
@@ -289,13 +299,16 @@ const char *pr_format_bytes(double bytes, char *buf, size_t size);
 
 /* launch.c: pprun --nproc N: runs argv (without --nproc) as N processes of
  * one run on this host, ranks 0..N-1; when one fails, stops the others.
- * Returns the exit status for pprun. */
-int pr_launch_local(int nproc, char **argv, pp_diag *d);
+ * cpu: every two ranks joined by a socket pair (PPRUN_PEER_FDS, the
+ * sockets transport's).  Returns the exit status for pprun. */
+int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d);
 /* pprun --nproc N on a plan of plan_devices devices x replicas (its
  * world, rank_grid.h; the options that contradict --nproc are refused by
- * the command line): refuses what every rank would fail on (no cuda
- * backend, another world size, fewer GPUs than ranks), then runs argv
- * without --nproc through pr_launch_local. */
-int pr_launch_nproc(long nproc, int plan_devices, int replicas, int argc, char **argv, pp_diag *d);
+ * the command line), on `backend` (--backend's value, or NULL: the GPUs,
+ * one a rank, or with none visible the cpu): refuses what every rank would
+ * fail on (no cuda backend, another world size, fewer GPUs than ranks),
+ * then runs argv without --nproc through pr_launch_local. */
+int pr_launch_nproc(long nproc, int plan_devices, int replicas, const char *backend, int argc, char **argv,
+                    pp_diag *d);
 
 #endif

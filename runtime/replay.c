@@ -852,6 +852,8 @@ static int do_flush(device_ctx *D, int i, int step)
             R->be->sync(D->bc);
         if (D->bc->failed)
             return 0;
+        if (share_step_losses(D, step))
+            return 1;
     }
     pthread_mutex_lock(&R->mu);
     if (atomic_load(&R->failed)) {
@@ -1170,6 +1172,7 @@ static size_t arena_floats(const run *R, const device_ctx *D, const pool_shape *
         n += copies * D->st[s].off[D->st[s].k] + (zero && opt ? aligned(dp_state_floats(D, &D->st[s])) : 0);
     n += (2 + (zero ? 0 : opt)) * aligned(D->tied_n);
     n += aligned(tied_recv_floats(R, D)) + aligned(mirror_recv_floats(R, D)) + aligned(dp_recv_floats(D));
+    n += aligned(step_losses_floats(R, D));
     n += aligned(work_floats(R, D)) + aligned(data_floats(R, D));
     if (has_loss(D))
         n += aligned(m->ops->loss_floats(m, R->rows));
@@ -1213,6 +1216,9 @@ static int setup_shared(run *R, device_ctx *D, size_t *cursor, float *host)
         return 1;
     size_t nm = mirror_recv_floats(R, D);
     if (nm && !(D->mirror_recv = carve(D, cursor, nm, "the other copy's gradients of a mirrored stage")))
+        return 1;
+    size_t nl = step_losses_floats(R, D);
+    if (nl && !(D->loss_row = carve(D, cursor, nl, "a step's losses on their way to the reporting rank")))
         return 1;
     D->dp_recv_n = dp_recv_floats(D);
     if (D->dp_recv_n && !(D->dp_recv = carve(D, cursor, D->dp_recv_n, "a replica's received gradients")))

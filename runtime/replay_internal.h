@@ -8,6 +8,8 @@
  *   data_parallel.c    a stage's reduction over its replicas (data_parallel
  *                      = R: all-reduce, or ZeRO-1's reduce-scatter, sharded
  *                      update and all-gather), called by replay.c's ops;
+ *   step_losses.c      one process a rank: the step's losses to the rank
+ *                      that reports it, called by replay.c's flush;
  *   pool_plan.c        the dry run on that harness that sizes the pools;
  *   run.c              pr_replay: sizing, the device threads, the watchdog,
  *                      the CUDA graph.
@@ -121,6 +123,7 @@ typedef struct device_ctx {
     size_t tied_n;
     float *tied_recv; /* the other device's tied gradient, at an allreduce */
     float *mirror_recv; /* a mirrored plan: the other copy's gradients of a stage, at its allreduce */
+    float *loss_row;  /* one process a rank: its step's losses on their way to the reporter (step_losses.c) */
     float *dp_recv;   /* a replica's part of a stage's gradients, at a reduction */
     size_t dp_recv_n;
     bool own_times;   /* start/end are its own (a replica > 0), not the result's */
@@ -250,6 +253,15 @@ void dp_update_shard(device_ctx *D, stage_state *st);
  * differs from the result (replica 0's, downloaded first); if so the run
  * fails, naming both (the replicas must end equal, bit for bit). */
 bool dp_differs(device_ctx *D, const stage_state *st, int l);
+
+/* step_losses.c (docs/pprun.md, "Data parallelism"): one process a rank. */
+/* The floats of D's buffer for its losses' row (0: it needs none: one
+ * process holds every rank, or D holds no losses). */
+size_t step_losses_floats(const run *R, const device_ctx *D);
+/* At D's flush of step, after it read its losses: sends them to the
+ * reporting rank, or there adds every other rank's into the table.
+ * Nonzero when it failed (R failed, naming the rank). */
+int share_step_losses(device_ctx *D, int step);
 
 /* pool_plan.c: pools[rank] = the activation buffers each device's list
  * takes, by size; bytes[rank] = everything its replay allocates from the

@@ -25,6 +25,9 @@ typedef struct pr_tag {
 /* A collective's messages: comm PR_TAG_COLLECTIVE, stage the plan's group
  * index, mb -1 (a mirror allreduce: its pipeline stage). */
 enum { PR_TAG_COLLECTIVE = 16 };
+/* A rank's row of a step's losses, to the rank that reports the step (one
+ * process a rank, step_losses.c): stage the step, mb the sender. */
+enum { PR_TAG_LOSSES = 17 };
 
 /* PR_RECV_ERROR: the transport failed and recorded why in the receiving
  * device's backend context (pr_bctx.err). */
@@ -88,6 +91,13 @@ typedef struct pr_link {
 
 /* link NULL: none.  Out of memory ends the process (pp_xcalloc). */
 pr_transport *pr_transport_threads_create(int devices, const pr_link *link);
+
+/* The cpu backend between processes (transport_sockets.c): this process
+ * is `rank` of `world` (devices x replicas), fds[q] its connected socket
+ * to rank q (fds[rank] unused), which the transport owns from here on.
+ * NULL and err on failure. */
+pr_transport *pr_transport_sockets_create(int rank, int world, int replicas, const int *fds, char *err,
+                                          size_t errlen);
 
 /* CUDA transports (transport_cuda.cu); without CUDA they return NULL and
  * say so in err.  local: every device in this process, copies + events;

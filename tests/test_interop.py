@@ -441,10 +441,26 @@ with tempfile.TemporaryDirectory() as tmp:
         checks += 1
         if not any(e["name"].startswith("allreduce ") for e in x):
             fail("pprun %s --trace: no allreduce in the trace" % what)
-        expect(args + ["--stats", "--measured", "coll-run.json"], 0, r"measured against predicted: makespan [0-9.]+ "
-               r"measured")
+        out = expect(args + ["--stats", "--measured", "coll-run.json"], 0, r"measured against predicted: makespan "
+                     r"[0-9.]+ measured(.|\n)*\n  allreduce [0-9.]+ measured, [0-9.]+ predicted")
         m = re.search(r"data-parallel allreduce\s+([0-9.e+]+)", r.stdout)
         dp = sum(e["dur"] for e in x if e["args"]["step"] == 1 and e["name"].endswith(" replicas}"))
+        # --stats --measured: each collective of the last step once, on its first member
+        def first_member(name):
+            one = re.search(r"\{device ([0-9]+) x", name)
+            return int(one.group(1)) if one else min(int(v) for v in re.search(r"\{([0-9,]+)\}", name).group(1).split(","))
+        coll = sum(e["dur"] for e in x if e["args"]["step"] == 1 and e["name"].startswith("allreduce ")
+                   and e["tid"] == first_member(e["name"]))
+        got = re.search(r"\n  allreduce ([0-9.]+) measured, ([0-9.]+) predicted(: [-+][0-9.]+ %)?"
+                        r"(; data-parallel ([0-9.]+) measured, [0-9.]+ predicted(: [-+][0-9.]+ %)?)?\n", out)
+        checks += 1
+        if not got or abs(float(got.group(1)) - coll) > 0.05 + 1e-6 * coll:
+            fail("ppcc %s --stats --measured: allreduce %s measured, the trace's collectives sum to %.3f" %
+                 (what, got and got.group(1), coll))
+        elif ("data_parallel=2" in args) != (got.group(5) is not None) or \
+                (got.group(5) and abs(float(got.group(5)) - dp) > 0.05 + 1e-6 * dp):
+            fail("ppcc %s --stats --measured: data-parallel %s measured, the trace's reductions sum to %.3f" %
+                 (what, got.group(5), dp))
         checks += 1
         if "data_parallel=2" not in args:
             if m:

@@ -10,7 +10,7 @@ A console block (`$ command` then its output) must print exactly that
 output.  Lines that are not ppcc or pprun (tools/..., export, meson) set
 up the machine and are not run here: CI runs tools/test itself.
 
-A command that needs GPUs (--backend cuda, --nproc) must, where the
+A command that needs GPUs (--backend cuda, --nproc without --backend cpu) must, where the
 machine cannot honour it, be refused with the documented reason (exit 1
 naming the GPU or CUDA), never a usage error: the README may only show
 commands whose words are right.
@@ -81,7 +81,7 @@ def main():
             r = subprocess.run(cmd, shell=True, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
             said = (r.stdout + r.stderr).strip()
             checks += 1
-            needs_gpu = "--backend cuda" in cmd or "--nproc" in cmd
+            needs_gpu = "--backend cuda" in cmd or ("--nproc" in cmd and "--backend cpu" not in cmd)
             if r.returncode == 0:
                 ok = True
             elif needs_gpu and r.returncode == 1 and GPU_REFUSAL.search(r.stderr):

@@ -141,9 +141,14 @@ with tempfile.TemporaryDirectory() as tmp:
         in_json = [shown(x, plan) for x in plan["stats"]["peak_memory"]]
         if in_json != peaks:
             fail("%s: plan JSON peak_memory %s, --stats peak_mem %s" % (label, in_json, peaks))
-        # The limit error names each device's peak: the same number.
+        # The limit error names each device's peak: the same number.  Under a limit the lowering
+        # holds posted receives back (docs/costs.md, "Posted receives"); below what every device's
+        # sets alone take (the synchronous plan's peak) nothing can fit and nothing moves.
         values = plan["stats"]["peak_memory"]
-        limit = min(values) * 0.99
+        sync_path = os.path.join(tmp, "sync.json")
+        if not ppcc([f, "-o", sync_path, "-D", "overlap=false"] + d):
+            continue
+        limit = min(json.load(open(sync_path))["stats"]["peak_memory"]) * 0.99
         unit = "B" if plan["memory"].get("unit") == "B" else ""
         err = ppcc([f, "--stats"] + d + ["-D", "memory.limit=%r%s" % (limit, unit)], want_rc=1)
         if err:

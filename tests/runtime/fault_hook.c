@@ -6,14 +6,16 @@
  *   PPRUN_TEST_FAULT=DEVICE:OP:ACTION[,...]  device DEVICE stops inside op
  *       OP (as pp_op_format writes it: F0.1, B1.3, flush, ...) the first
  *       time it reaches it in step 1; ACTION: pause (the op never returns),
- *       sleep=S (it takes S seconds more) or fail (the op returns an
- *       error, as a failed kernel or transfer does); up to four faults;
+ *       sleep=S (it takes S seconds more), fail (the op returns an error,
+ *       as a failed kernel or transfer does) or kill (the process is
+ *       killed there: a rank that disappears); up to four faults;
  *   PPRUN_TEST_IGNORE_STASH=1  B computes on the current weights instead
  *       of the version its F used (docs/async.md: --check must fail);
  *   PPRUN_TEST_NOMEM=TEXT  every allocation of pp_calloc / pp_xcalloc
  *       whose purpose (the WHAT its message names) contains TEXT fails.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,7 @@ static struct fault {
     int device;
     char op[64];
     double sleep_s; /* < 0: pause */
-    bool fail;
+    bool fail, kill;
     int armed;      /* until the device first reaches the op */
 } faults[MAX_FAULTS];
 static int nfaults;
@@ -48,8 +50,10 @@ static void parse_faults(void)
             f->sleep_s = -1;
         else if (strcmp(action, "fail") == 0)
             f->fail = true;
+        else if (strcmp(action, "kill") == 0)
+            f->kill = true;
         else if (sscanf(action, "sleep=%lf", &f->sleep_s) != 1 || f->sleep_s < 0) {
-            fprintf(stderr, "pprun_fault: action '%s' is not pause, sleep=S or fail\n", action);
+            fprintf(stderr, "pprun_fault: action '%s' is not pause, sleep=S, fail or kill\n", action);
             pp_exit_now(2);
         }
         f->armed = 1;
@@ -64,7 +68,7 @@ int pr_test_fault_hook(int rank, const pp_op *op, int step)
     char name[64];
     pp_op_format(op, name, sizeof name);
     double sleep_s = 0;
-    bool hit = false, fail = false;
+    bool hit = false, fail = false, kill = false;
     pthread_mutex_lock(&mu);
     for (int k = 0; k < nfaults && !hit; k++)
         if (faults[k].armed && faults[k].device == rank && step == 0 &&
@@ -72,9 +76,12 @@ int pr_test_fault_hook(int rank, const pp_op *op, int step)
             faults[k].armed = 0;
             sleep_s = faults[k].sleep_s;
             fail = faults[k].fail;
+            kill = faults[k].kill;
             hit = true;
         }
     pthread_mutex_unlock(&mu);
+    if (kill)
+        raise(SIGKILL);
     if (fail)
         return 1;
     if (hit && sleep_s < 0)

@@ -31,12 +31,19 @@ expect 1 '^pprun: error: --precision bf16 needs a GPU, and CUDA cannot start: cu
 expect 1 '^pprun: error: --gpus 2 needs a GPU, and CUDA cannot start: cudaErrorInsufficientDriver: ' -- \
     with 35 "$pprun" plan.json --gpus 2
 expect 1 '^pprun: error: --precision bf16 needs a GPU and none is visible' -- with 100 "$pprun" plan.json --precision bf16
-expect 1 '^pprun: error: rank 0 of 2: a multi-process run needs the cuda backend, and CUDA cannot start: cudaErrorInsufficientDriver: ' -- \
+expect 1 '^pprun: error: rank 0 of 2: a multi-process run under torchrun or srun needs the cuda backend, and CUDA cannot start: cudaErrorInsufficientDriver: ' -- \
     with 35 env RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json
 listed=$(ls /proc/driver/nvidia/gpus 2>/dev/null | wc -l)
 if [ "$listed" -lt 2 ]; then
-    expect 1 '^pprun: error: --nproc 2: CUDA cannot start: cudaErrorInsufficientDriver: ' -- with 35 "$pprun" plan.json --nproc 2
-    expect 1 "^pprun: error: --nproc 2: $listed GPUs? (is|are) visible, one per process is needed\$" -- with 100 "$pprun" plan.json --nproc 2
+    expect 1 '^pprun: error: --nproc 2: CUDA cannot start: cudaErrorInsufficientDriver: ' -- \
+        with 35 "$pprun" plan.json --nproc 2 --backend cuda
+    expect 1 "^pprun: error: --nproc 2: $listed GPUs? (is|are) visible, one per process is needed\$" -- \
+        with 100 "$pprun" plan.json --nproc 2 --backend cuda
+fi
+if [ "$listed" = 0 ]; then # no GPU at all: without --backend the ranks run on the CPU, saying why
+    expect 0 '^pprun: CUDA cannot start \(cudaErrorInsufficientDriver: .*\), running 2 processes on the CPU$' -- \
+        with 35 "$pprun" plan.json --nproc 2
+    expect 0 '^pprun: no GPU visible, running 2 processes on the CPU$' -- with 100 "$pprun" plan.json --nproc 2
 fi
 
 # NCCL is loaded only when a multi-process run needs it: not a link dependency, and its

@@ -212,6 +212,8 @@ compile 1f1b.pp "$tmp/dp2.json" -D devices=2 -D data_parallel=2 -D hidden=8 -D b
 compile decoder-7b-64gpu.pp "$tmp/dp2-zero.json" -D devices=2 -D data_parallel=2 -D layers=4 -D hidden=32 \
     -D heads=2 -D seq=16 -D ffn=64 -D vocab=256 -D data=none -D batch=8 -D microbatches=4 -D model.eps=1e-6 &&
     check "decoder-7b-64gpu 2 devices x 2 replicas (ZeRO-1)" "$tmp/dp2-zero.json"
+compile dualpipe.pp "$tmp/dualpipe2.json" -D devices=2 -D microbatches=4 &&
+    check "dualpipe 2 devices" "$tmp/dualpipe2.json"
 for f in "$src"/schedules/*.pp; do
     grep -q '^model gpt' "$f" || continue
     pp=$(basename "$f")
@@ -246,13 +248,18 @@ fi
 if [ "${ngpu:-0}" -ge 2 ]; then
     check "1f1b 4 devices over 2 GPUs" "$tmp/plan4.json" --gpus 2
     wait
-    runs=$((runs + 1))
-    if ! limit "$pprun" "$tmp/plan2.json" --nproc 2 --backend cuda --steps 3 --check --timeout 10 \
-        >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 2 ]; then
-        echo "FAIL: nccl 2 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl.fail"
-    else
-        echo "nccl 2 processes: ok"
-    fi
+    # one process a rank: the reporting rank prints the 3 steps (a mirrored plan's other
+    # last stage sends it its losses: step_losses.c)
+    for plan in plan2 dualpipe2; do
+        runs=$((runs + 1))
+        if ! limit "$pprun" "$tmp/$plan.json" --nproc 2 --backend cuda --steps 3 --check --timeout 10 \
+            >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 2 ] ||
+            [ "$(grep -c '^step [0-9]/3  loss' "$tmp/out.txt")" != 3 ]; then
+            echo "FAIL: nccl $plan, 2 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl_$plan.fail"
+        else
+            echo "nccl $plan, 2 processes: ok"
+        fi
+    done
 else
     echo "note: the 2-GPU cases (--gpus 2, nccl 2 processes) need 2 GPUs: not run here"
 fi
@@ -262,7 +269,8 @@ if [ "${ngpu:-0}" -ge 4 ]; then
     for plan in dp2 dp2-zero; do
         runs=$((runs + 1))
         if ! limit "$pprun" "$tmp/$plan.json" --nproc 4 --backend cuda --steps 3 --check --timeout 20 \
-            >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 4 ]; then
+            >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 4 ] ||
+            [ "$(grep -c '^step [0-9]/3  loss' "$tmp/out.txt")" != 3 ]; then
             echo "FAIL: nccl $plan, 4 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl_$plan.fail"
         else
             echo "nccl $plan, 4 processes: ok"

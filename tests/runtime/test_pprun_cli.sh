@@ -85,7 +85,7 @@ expect 1 '^pprun: error: PPRUN_BOOT_FD=0 is not a listening socket \(' -- \
 # --nproc refuses, before starting anything, what every child would fail on
 # options that contradict each other are usage errors (exit 2), refused before the plan is
 # read; what the machine or the plan cannot honour exits 1 (README: exit status)
-expect 2 '^pprun: error: --nproc 2: a multi-process run needs the cuda backend; the cpu backend runs every device in one process' -- "$pprun" plan.json --nproc 2 --backend cpu
+expect 0 '^rank 1: check: .* ok ' -- "$pprun" plan.json --nproc 2 --backend cpu --check # socket pairs (test_pprun_nproc)
 expect 2 '^pprun: error: --nproc 2: --trace is for single-process runs' -- "$pprun" plan.json --nproc 2 --trace t.json
 expect 2 '^pprun: error: --nproc 2: --dump is for single-process runs' -- "$pprun" missing.json --nproc 2 --dump d
 expect 2 '^pprun: error: --nproc 2: --timeline is for single-process runs' -- "$pprun" plan.json --timeline --nproc 2
@@ -118,7 +118,7 @@ rm -f ./-x.json
 if "$pprun" --version | grep -q cuda; then
     expect 1 '^pprun: error: --nproc 3: the plan has 2 devices, one process each$' -- "$pprun" plan.json --nproc 3
     [ -d /proc/driver/nvidia/gpus ] ||
-        expect 1 '^pprun: error: --nproc 2: (0 GPUs are visible, one per process is needed|CUDA cannot start: cudaError[A-Za-z]+: .*)$' -- "$pprun" plan.json --nproc 2
+        expect 1 '^pprun: error: --nproc 2: (0 GPUs are visible, one per process is needed|CUDA cannot start: cudaError[A-Za-z]+: .*)$' -- "$pprun" plan.json --nproc 2 --backend cuda
 fi
 # a bad plan is refused first, before any notice about GPUs
 echo '{' >broken.json

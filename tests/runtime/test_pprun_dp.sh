@@ -199,12 +199,12 @@ nproc() { # EXIT-STATUS EXPECTED-ERROR-REGEX ARGS...
 nproc 1 '--nproc 2: the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, one process each' \
     "$pprun" "$tmp/f.json" --nproc 2
 nproc 1 '--nproc( 4)?: (the cuda backend is not built in this binary|0 GPUs are visible, one per process is needed|CUDA cannot start: .*)' \
-    "$pprun" "$tmp/f.json" --nproc 4
+    "$pprun" "$tmp/f.json" --nproc 4 --backend cuda
 nproc 1 'the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, but the run has 2' \
     env RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" "$tmp/f.json"
 nproc 1 'the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, but the run has 3' \
     env -u RANK SLURM_PROCID=2 SLURM_NTASKS=3 SLURM_LOCALID=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" "$tmp/f.json"
-nproc 1 '(rank 3 of 4: a multi-process run needs the cuda backend.*|the cuda backend is not built in this binary)' \
+nproc 1 '(rank 3 of 4: a multi-process run under torchrun or srun needs the cuda backend.*|the cuda backend is not built in this binary)' \
     env RANK=3 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 CUDA_VISIBLE_DEVICES= "$pprun" "$tmp/f.json"
 # the loader refuses a data-parallel plan ppcc would not write, naming the JSON path (of the
 # version-1 lists, whose op positions the messages name)

@@ -494,19 +494,20 @@ START_TEST(local_runs_replicas)
 }
 END_TEST
 
-/* One process a rank (pprun under --nproc, torchrun, srun) with replicas,
- * on the CPU: each of the 2 x 2 plan's ranks is its own pr_replay
- * (one_rank, as each process runs it), the four sharing one threads
- * transport in place of NCCL.  Each rank trains its device's layers
- * bit for bit as the one-process run does (the same sums in the same
- * order), replicas above 0 included (their result is their own: no
- * replica 0 in the process to compare with), and as single-device
- * training does. */
+/* One process a rank (pprun under --nproc, torchrun, srun) on the CPU:
+ * each rank of a plan is its own pr_replay (one_rank, as each process
+ * runs it), all sharing one threads transport in place of NCCL.  Each rank
+ * trains its device's layers bit for bit as the one-process run does (the
+ * same sums in the same order), replicas above 0 included (their result is
+ * their own: no replica 0 in the process to compare with); the reporting
+ * rank, to which the others send their losses, ends with the one-process
+ * run's losses bit for bit and is the one that prints the steps. */
 typedef struct one_rank_run {
     const pp_plan *p;
     const pr_model *m;
     pr_transport *t;
     int rank, rc;
+    FILE *progress;
     pr_run_result r;
     tu_diag td;
 } one_rank_run;
@@ -514,35 +515,47 @@ typedef struct one_rank_run {
 static void *one_rank_main(void *arg)
 {
     one_rank_run *u = arg;
-    pr_run_opts o = {.steps = 2, .timeout = 10, .transport = u->t, .one_rank = true, .rank = u->rank};
+    pr_run_opts o = {.steps = 2, .timeout = 10, .transport = u->t, .one_rank = true, .rank = u->rank,
+                     .progress = u->progress};
     u->rc = pr_replay(u->p, u->m, &o, &u->r, &u->td.diag);
     return NULL;
 }
 
-START_TEST(one_rank_a_process_with_replicas)
+/* The lines a progress file holds. */
+static int lines_of(FILE *f)
+{
+    rewind(f);
+    int n = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    return n;
+}
+
+static void one_rank_runs_match(const char *text)
 {
     pp_plan p;
     pr_model m;
     tu_diag td;
     tu_diag_open(&td);
-    ck_assert_msg(pr_plan_load_text("dp.json", dp_plan, strlen(dp_plan), &td.diag, &p, &m) == 0, "%s",
+    ck_assert_msg(pr_plan_load_text("plan.json", text, strlen(text), &td.diag, &p, &m) == 0, "%s",
                   tu_diag_text(&td));
     pr_grid g = {p.devices, p.replicas};
-    ck_assert_int_eq(pr_grid_world(g), 4);
-    pr_run_opts all = {.steps = 2, .timeout = 10};
+    int world = pr_grid_world(g), steps = 2, reporter = pr_reporting_rank(&p);
+    pr_run_opts all = {.steps = steps, .timeout = 10};
     pr_run_result whole;
     ck_assert_msg(pr_replay(&p, &m, &all, &whole, &td.diag) == 0, "%s", tu_diag_text(&td));
-    pr_transport *t = pr_transport_threads_create(pr_grid_world(g), NULL);
-    one_rank_run u[4];
-    pthread_t th[4];
-    for (int q = 0; q < 4; q++) {
-        u[q] = (one_rank_run){.p = &p, .m = &m, .t = t, .rank = q};
+    pr_transport *t = pr_transport_threads_create(world, NULL);
+    one_rank_run *u = calloc((size_t)world, sizeof *u);
+    pthread_t *th = calloc((size_t)world, sizeof *th);
+    for (int q = 0; q < world; q++) {
+        u[q] = (one_rank_run){.p = &p, .m = &m, .t = t, .rank = q, .progress = tmpfile()};
+        ck_assert_ptr_nonnull(u[q].progress);
         tu_diag_open(&u[q].td);
         ck_assert(pthread_create(&th[q], NULL, one_rank_main, &u[q]) == 0);
     }
-    for (int q = 0; q < 4; q++)
+    for (int q = 0; q < world; q++)
         pthread_join(th[q], NULL);
-    for (int q = 0; q < 4; q++) {
+    for (int q = 0; q < world; q++) {
         char who[64];
         pr_grid_name(g, q, who, sizeof who);
         ck_assert_msg(u[q].rc == 0, "%s: %s", who, tu_diag_text(&u[q].td));
@@ -558,14 +571,66 @@ START_TEST(one_rank_a_process_with_replicas)
                     layers++;
                 }
         ck_assert_int_gt(layers, 0);
+        if (q == reporter) {
+            for (int k = 0; k < steps; k++)
+                ck_assert_msg(memcmp(&u[q].r.loss[k], &whole.loss[k], sizeof(double)) == 0,
+                              "%s: step %d's loss %.17g, the one-process run's %.17g", who, k + 1,
+                              u[q].r.loss[k], whole.loss[k]);
+            ck_assert_int_eq(lines_of(u[q].progress), steps);
+        }
+        fclose(u[q].progress);
         pr_run_result_free(&u[q].r);
         tu_diag_close(&u[q].td);
     }
+    free(u);
+    free(th);
     t->ops->destroy(t);
     pr_run_result_free(&whole);
     tu_diag_close(&td);
     pp_plan_free(&p);
     pr_model_free(&m);
+}
+
+START_TEST(one_rank_a_process_with_replicas)
+{
+    one_rank_runs_match(dp_plan);
+}
+END_TEST
+
+/* ppcc's plan of a schedule under -D settings, as text (malloc'd). */
+static char *ppcc_plan(const char *schedule, const char *settings)
+{
+    const char *build = getenv("PP_BUILD_ROOT");
+    ck_assert_ptr_nonnull(build);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s/compiler/ppcc %s %s -o -", build, tu_src_path(schedule), settings);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t cap = 1 << 16, n = 0, got;
+    char *text = malloc(cap);
+    while ((got = fread(text + n, 1, cap - n - 1, f)) > 0)
+        if ((n += got) + 1 == cap)
+            text = realloc(text, cap *= 2);
+    text[n] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    return text;
+}
+
+/* Plans whose losses are on more ranks than the reporting one: mirrored
+ * (two last stages, each with half the micro-batches), with replicas and
+ * both, an mlp and a gpt. */
+static const char *const shared_loss_plans[][2] = {
+    {"schedules/dualpipe.pp", "-D devices=2 -D microbatches=4"},
+    {"schedules/dualpipe.pp", "-D devices=2 -D microbatches=4 -D data_parallel=2"},
+    {"schedules/gpt.pp", "-D devices=2 -D microbatches=2 -D data_parallel=3 -D model.batch=6 -D model.layers=2 "
+                         "-D model.hidden=32 -D model.seq=16"},
+};
+
+START_TEST(one_rank_a_process_shares_the_losses)
+{
+    char *text = ppcc_plan(shared_loss_plans[_i][0], shared_loss_plans[_i][1]);
+    one_rank_runs_match(text);
+    free(text);
 }
 END_TEST
 
@@ -672,6 +737,8 @@ int main(void)
     tcase_add_test(tc, local_teardown_waits_for_every_device);
     tcase_add_test(tc, local_runs_replicas);
     tcase_add_test(tc, one_rank_a_process_with_replicas);
+    tcase_add_loop_test(tc, one_rank_a_process_shares_the_losses, 0,
+                        (int)(sizeof shared_loss_plans / sizeof *shared_loss_plans));
     suite_add_tcase(s, tc);
     tc = tcase_create("groups");
     tcase_add_test(tc, groups_carry_replicas);
