@@ -245,37 +245,31 @@ if [ -x "$write_plan" ]; then
 else
     echo "note: $write_plan not built: hand-written plans skipped"
 fi
+# nccl PLAN NPROC TIMEOUT: one process a rank over NCCL; every rank's check passes and the
+# reporting rank prints the 3 steps (the others send it their losses: step_losses.c)
+nccl() {
+    runs=$((runs + 1))
+    if ! limit "$pprun" "$tmp/$1.json" --nproc "$2" --backend cuda --steps 3 --check --timeout "$3" \
+        >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != "$2" ] ||
+        [ "$(grep -c '^step [0-9]/3  loss' "$tmp/out.txt")" != 3 ]; then
+        echo "FAIL: nccl $1, $2 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl_$1.fail"
+    else
+        echo "nccl $1, $2 processes: ok"
+    fi
+}
 if [ "${ngpu:-0}" -ge 2 ]; then
     check "1f1b 4 devices over 2 GPUs" "$tmp/plan4.json" --gpus 2
     wait
-    # one process a rank: the reporting rank prints the 3 steps (a mirrored plan's other
-    # last stage sends it its losses: step_losses.c)
-    for plan in plan2 dualpipe2; do
-        runs=$((runs + 1))
-        if ! limit "$pprun" "$tmp/$plan.json" --nproc 2 --backend cuda --steps 3 --check --timeout 10 \
-            >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 2 ] ||
-            [ "$(grep -c '^step [0-9]/3  loss' "$tmp/out.txt")" != 3 ]; then
-            echo "FAIL: nccl $plan, 2 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl_$plan.fail"
-        else
-            echo "nccl $plan, 2 processes: ok"
-        fi
-    done
+    nccl plan2 2 10
+    nccl dualpipe2 2 10 # a mirrored plan: its other last stage sends the reporter its losses
 else
     echo "note: the 2-GPU cases (--gpus 2, nccl 2 processes) need 2 GPUs: not run here"
 fi
 # one process a rank with replicas (docs/pprun.md, "Data parallelism"): the 2 x 2 plans over
 # NCCL, the world communicator and each device's replica communicator (ncclCommSplit)
 if [ "${ngpu:-0}" -ge 4 ]; then
-    for plan in dp2 dp2-zero; do
-        runs=$((runs + 1))
-        if ! limit "$pprun" "$tmp/$plan.json" --nproc 4 --backend cuda --steps 3 --check --timeout 20 \
-            >"$tmp/out.txt" 2>&1 || [ "$(grep -c 'check: .* ok' "$tmp/out.txt")" != 4 ] ||
-            [ "$(grep -c '^step [0-9]/3  loss' "$tmp/out.txt")" != 3 ]; then
-            echo "FAIL: nccl $plan, 4 processes"; sed 's/^/    /' "$tmp/out.txt"; touch "$tmp/case_nccl_$plan.fail"
-        else
-            echo "nccl $plan, 4 processes: ok"
-        fi
-    done
+    nccl dp2 4 20
+    nccl dp2-zero 4 20
 else
     echo "note: the 4-GPU cases (nccl 2 devices x 2 replicas, 4 processes) need 4 GPUs: not run here"
 fi

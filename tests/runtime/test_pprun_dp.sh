@@ -28,6 +28,16 @@ checked() { # WHAT PLAN
     awk -v e="$e" 'BEGIN { exit !(e != "" && e + 0 <= 1e-5) }' || { fail "$1: error $e over 1e-5"; return 1; }
     echo "$1: $(grep '^check:' "$tmp/out.txt")"
 }
+# same_dumps WHAT PLAN-A PLAN-B WHY: the two plans' --dump files are the same, bit for bit
+same_dumps() {
+    runs=$((runs + 1))
+    rm -rf "$tmp/dump-a" "$tmp/dump-b"
+    if ! "$pprun" "$2" --steps 3 --dump "$tmp/dump-a" >"$tmp/out.txt" 2>&1 ||
+       ! "$pprun" "$3" --steps 3 --dump "$tmp/dump-b" >"$tmp/out.txt" 2>&1; then
+        fail "--dump $1"; return
+    fi
+    diff -r "$tmp/dump-a" "$tmp/dump-b" >"$tmp/out.txt" 2>&1 || fail "$1: $4"
+}
 # the mlp: every shipped synchronous policy (and 2bw, whose one update a step the replicas share)
 for f in "$src"/schedules/*.pp; do
     pp=$(basename "$f")
@@ -85,13 +95,7 @@ for pol in "${policies[@]}"; do
                 # --dump writes and syncs 30 files, so a few policies stand for all)
                 [ $z = 1 ] && [ $tie = 0 ] || continue
                 case "${pol%% *}" in 1f1b | interleaved | zbv) ;; *) continue ;; esac
-                runs=$((runs + 1))
-                rm -rf "$tmp/d0" "$tmp/d1"
-                if ! "$pprun" "$tmp/g0.json" --steps 3 --dump "$tmp/d0" >"$tmp/out.txt" 2>&1 ||
-                   ! "$pprun" "$tmp/g1.json" --steps 3 --dump "$tmp/d1" >"$tmp/out.txt" 2>&1; then
-                    fail "--dump $what"; continue
-                fi
-                diff -r "$tmp/d0" "$tmp/d1" >"$tmp/out.txt" 2>&1 || fail "$what: ZeRO-1's numbers differ from the unsharded run's"
+                same_dumps "$what" "$tmp/g0.json" "$tmp/g1.json" "ZeRO-1's numbers differ from the unsharded run's"
             done
         done
     done
@@ -101,9 +105,7 @@ done
 for pol in "interleaved -D virtual=2" "zbv -D virtual=2 -D placement=vshape"; do
     read -r -a args <<<"-D schedule=$pol"
     for z in 0 1; do
-        runs=$((runs + 1))
         what="gpt ${pol%% *} R=2 zero=$z, asynchronous reductions"
-        rm -rf "$tmp/da" "$tmp/ds"
         if ! "$ppcc" "$tmp/gpt.pp" "${args[@]}" -D tie=0 -D data_parallel=2 -D zero=$z -o "$tmp/a.json" \
                 >"$tmp/out.txt" 2>&1 ||
            ! "$ppcc" "$tmp/gpt.pp" "${args[@]}" -D tie=0 -D data_parallel=2 -D zero=$z -D overlap=false \
@@ -112,11 +114,7 @@ for pol in "interleaved -D virtual=2" "zbv -D virtual=2 -D placement=vshape"; do
         fi
         grep -q '"op": "allreduce", "what": "s[a-z]*", "stage": [0-9]*, "device": [0-9]*, "ranks": \[[0-9, ]*\], "group"' \
             "$tmp/a.json" || { fail "$what: no asynchronous reduction in the plan"; continue; }
-        if ! "$pprun" "$tmp/a.json" --steps 3 --dump "$tmp/da" >"$tmp/out.txt" 2>&1 ||
-           ! "$pprun" "$tmp/s.json" --steps 3 --dump "$tmp/ds" >"$tmp/out.txt" 2>&1; then
-            fail "--dump $what"; continue
-        fi
-        diff -r "$tmp/da" "$tmp/ds" >"$tmp/out.txt" 2>&1 || fail "$what: numbers differ from the synchronous plan's"
+        same_dumps "$what" "$tmp/a.json" "$tmp/s.json" "numbers differ from the synchronous plan's"
     done
 done
 # a group on a synchronous allreduce is refused, naming it
