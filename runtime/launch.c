@@ -12,7 +12,9 @@
  * and hands each rank its ends (PPRUN_PEER_FDS): the sockets transport's
  * connections, with nothing to address.
  * When a rank fails, the others are stopped: a pipeline cannot go on
- * without it.
+ * without it.  A signal that ends the parent (SIGINT, SIGTERM, SIGHUP)
+ * goes to the ranks first, and a rank whose parent is gone (killed by
+ * SIGKILL) gets SIGTERM: no rank runs on, or waits out its timeout, alone.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -81,6 +84,19 @@ static void hand_pairs(int n, int r, const int *pair)
     free(list);
 }
 
+/* The ranks started, for the signal handler (0: reaped). */
+static pid_t *rank_pid;
+static volatile sig_atomic_t ranks_started, stop_signal;
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void forward(int sig)
+{
+    stop_signal = sig;
+    for (int r = 0; r < ranks_started; r++)
+        if (rank_pid[r] > 0)
+            kill(rank_pid[r], sig);
+}
+
 int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
 {
     int port = 0;
@@ -101,8 +117,22 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
         return 1;
     }
     pid_t *pid = calloc((size_t)nproc, sizeof *pid);
+    if (!pid) {
+        pp_error(d, "out of memory");
+        close(lfd);
+        return 1;
+    }
+    rank_pid = pid;
+    ranks_started = 0;
+    struct sigaction sa = {.sa_handler = forward}, old[3];
+    sigemptyset(&sa.sa_mask);
+    for (int k = 0; k < 3; k++) /* not one the caller ignores (nohup's SIGHUP) */
+        if (sigaction(stop_signals[k], NULL, &old[k]) == 0 && !(old[k].sa_flags & SA_SIGINFO) &&
+            old[k].sa_handler == SIG_DFL)
+            sigaction(stop_signals[k], &sa, NULL);
+    pid_t parent = getpid();
     int started = 0, status = 0;
-    for (; started < nproc; started++) {
+    for (; started < nproc && !stop_signal; started++) {
         pid_t p = fork();
         if (p < 0) {
             pp_error(d, "cannot start rank %d: %s", started, strerror(errno));
@@ -110,6 +140,11 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
             break;
         }
         if (p == 0) {
+            for (int k = 0; k < 3; k++) /* the rank's own: pprun's (its outputs' cleanup) */
+                sigaction(stop_signals[k], &old[k], NULL);
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (getppid() != parent) /* the parent went before the line above */
+                _exit(1);
             char v[32];
             snprintf(v, sizeof v, "%d", started);
             setenv("RANK", v, 1);
@@ -137,6 +172,7 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
             _exit(127);
         }
         pid[started] = p;
+        ranks_started = started + 1;
     }
     close(lfd);
     for (int k = 0; pair && k < nproc * nproc; k++) /* the ranks hold them now: a rank's exit is its peers' EOF */
@@ -144,7 +180,7 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
             close(pair[k]);
     free(pair);
     int left = started;
-    bool stopping = status != 0;
+    bool stopping = status != 0 || stop_signal;
     if (stopping)
         for (int r = 0; r < started; r++)
             kill(pid[r], SIGTERM);
@@ -164,7 +200,7 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
         pid[r] = 0;
         left--;
         int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-        if (code != 0 && !stopping) {
+        if (code != 0 && !stopping && !stop_signal) { /* (a signal stopped them all: said below) */
             if (WIFEXITED(st))
                 fprintf(stderr, "pprun: rank %d exited with status %d; stopping the others\n", r,
                         code);
@@ -178,7 +214,15 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
                     kill(pid[q], SIGTERM);
         }
     }
+    for (int k = 0; k < 3; k++)
+        sigaction(stop_signals[k], &old[k], NULL);
+    rank_pid = NULL;
     free(pid);
+    if (stop_signal) { /* the ranks are gone: end as the signal would have */
+        fprintf(stderr, "pprun: stopped by signal %d, and every rank with it\n", (int)stop_signal);
+        raise(stop_signal);
+        return 128 + stop_signal;
+    }
     return status;
 }
 

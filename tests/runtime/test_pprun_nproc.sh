@@ -7,8 +7,9 @@
 # once, and every rank's --check passes, for mlp and gpt plans with
 # replicas, ZeRO-1, split backward and a mirrored dualpipe.  A rank killed,
 # failing or hanging mid-step ends the run, named, well within the
-# timeout (a hang: at it); a bad PPRUN_PEER_FDS and the cpu backend under
-# another launcher are refused.
+# timeout (a hang: at it); a signal to the launcher, or its death, ends
+# every rank; a bad PPRUN_PEER_FDS and the cpu backend under another
+# launcher are refused.
 set -u
 ppcc=$1 pprun=$2 pprun_fault=$3
 src=${PP_SOURCE_ROOT:?}
@@ -74,6 +75,37 @@ ends 5 '^pprun: error: \[rank 3 \(device 1, replica 1\)\] test fault: the op fai
     env PPRUN_TEST_FAULT=3:B1.1:fail "$pprun_fault" dp2.json --nproc 4 --backend cpu --steps 3 --timeout 20
 ends 12 'rank 3 \(device 1, replica 1\) within 3 s \(timeout\)' -- \
     env PPRUN_TEST_FAULT=3:B1.1:pause "$pprun_fault" dp2.json --nproc 4 --backend cpu --steps 3 --timeout 3
+
+# a signal to the launcher stops every rank (it goes on to them), and so does the launcher's
+# death by SIGKILL (each rank's parent-death signal): no rank is left running
+# stopped SIGNAL STATUS: a launcher whose rank 3 hangs, sent SIGNAL after a second
+stopped() {
+    checks=$((checks + 1))
+    local plan="signal-$$-$1.json"
+    cp dp2.json "$plan"
+    env PPRUN_TEST_FAULT=3:B1.1:pause "$pprun_fault" "$plan" --nproc 4 --backend cpu --steps 3 --timeout 30 \
+        >out.txt 2>&1 &
+    local launcher=$! up=0
+    for _ in $(seq 50); do # until its 4 ranks are up
+        up=$(ps -eo args | grep -c "[ ]$plan")
+        [ "$up" -ge 5 ] && break
+        sleep 0.1
+    done
+    kill -"$1" "$launcher"
+    wait "$launcher"
+    local got=$? left=1
+    for _ in $(seq 30); do
+        left=$(ps -eo args | grep -c "[ ]$plan")
+        [ "$left" = 0 ] && break
+        sleep 0.1
+    done
+    if [ "$up" -lt 5 ] || [ "$got" != "$2" ] || [ "$left" != 0 ]; then
+        fail "SIG$1 to the launcher: $up processes up, exit $got (want $2), $left left after 3 s"
+        sed 's/^/    /' out.txt >&2
+    fi
+}
+stopped TERM 143 # (not SIGINT: a shell's background job ignores it)
+stopped KILL 137
 
 # what only pprun --nproc hands a rank, and the cpu backend under another launcher
 rank0=(env RANK=0 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=1)
