@@ -169,6 +169,11 @@ nproc 1 'the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, but th
     env -u RANK SLURM_PROCID=2 SLURM_NTASKS=3 SLURM_LOCALID=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" "$tmp/f.json"
 nproc 1 '(rank 3 of 4: a multi-process run needs the cuda backend.*|the cuda backend is not built in this binary)' \
     env RANK=3 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 CUDA_VISIBLE_DEVICES= "$pprun" "$tmp/f.json"
+# --gpus spreads every rank, replicas included (rank q on GPU q mod N): up to devices x replicas
+nproc 1 '--gpus 5: the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, one GPU at most each' \
+    "$pprun" "$tmp/f.json" --gpus 5
+nproc 1 '--gpus 4 (needs the cuda backend, which is not built in this binary|needs a GPU and none is visible|needs a GPU, and CUDA cannot start: .*)' \
+    env CUDA_VISIBLE_DEVICES= "$pprun" "$tmp/f.json" --gpus 4
 # the loader refuses a data-parallel plan ppcc would not write, naming the JSON path (of the
 # version-1 lists, whose op positions the messages name)
 "$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D data_parallel=2 -D hidden=8 -D batch=16 -D microbatches=4 \
