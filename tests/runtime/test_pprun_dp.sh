@@ -202,5 +202,14 @@ refused 's/"batch":16/"batch":12/' \
     'model.batch: 12 is not a multiple of pipeline.data_parallel x pipeline.microbatches (2 x 4)'
 refused 's/"zero":false,//' 'pipeline: missing field "zero" (data_parallel is 2)'
 refused 's/"data_parallel":2/"data_parallel":3/' 'pipeline.ranks: 4 entries, the world is 2 devices x 3 replicas = 6 ranks'
+# any other integer in the grid, negative or huge, is the same "must be" (not an internal bound)
+refused 's/"ranks":\[\[0,0\]/"ranks":[[-1,0]/' 'pipeline.ranks[0]: must be [0, 0]: rank = device x 2 + replica'
+refused 's/"stages": \[1\], "ranks": \[2, 3\]/"stages": [1], "ranks": [2, 1e300]/' \
+    'devices[1].ranks: must be [2 .. 3], the ranks of device 1'"'"'s 2 replicas'
+# a list's peers and rank name pipeline devices: a world rank there is "not a device", not "not a rank"
+refused '0,/"peer": 1,/s//"peer": 3,/' \
+    'devices[0].ops[1].peer: 3 is not a device (with data_parallel the lists name the pipeline devices of one replica, not world ranks)'
+refused 's/{"rank": 1, "stages"/{"rank": 2, "stages"/' \
+    'devices[1].rank: 2 is not a device (with data_parallel the lists name the pipeline devices of one replica, not world ranks)'
 echo "$runs runs, $fails failed"
 exit $((fails > 0))
