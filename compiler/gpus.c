@@ -154,9 +154,12 @@ pp_define *pp_gpus_choose(FILE *report, const pp_ast *ast, const pp_define *defs
             pp_error(d, "gpus = %d: no split of devices x data_parallel fits memory.limit (the closest, devices = %d, "
                         "peaks at %s)", N, rows[fit].devices,
                      pp_mem_show(&s->units, rows[fit].r.peak, (char[32]){0}, 32));
-        else
+        else if (nrows)
             pp_error(d, "gpus = %d: no split of devices x data_parallel compiles (devices = %d: %s)", N,
-                     nrows ? rows[0].devices : 1, nrows ? rows[0].r.reason : "no divisor");
+                     rows[0].devices, rows[0].r.reason);
+        else /* a prime past both limits, or its multiple: no row to compile */
+            pp_error(d, "gpus = %d: no split devices x data_parallel within their limits (no divisor D of %d has "
+                        "D <= %d devices and %d / D <= %d replicas)", N, N, PP_MAX_DEVICES, N, PP_MAX_REPLICAS);
     } else {
         const gpus_row *g = &rows[best];
         char ms[32];

@@ -377,7 +377,12 @@ void spec_resolve_model(ctx *c, pp_spec *spec)
     bool stand_in = spec->gpus > 0;
     if (stand_in)
         ;
-    else if (R == 1 && m->batch % M != 0)
+    else if (spec->microbatches_auto) { /* M is a stand-in too: each row checks its own (microbatches.c) */
+        if (m->batch % R != 0)
+            spec_report_key(c, S_BATCH, "%d is not a multiple of data_parallel = %d (each replica takes batch / "
+                            "data_parallel %s, which microbatches = auto then splits)", m->batch, R,
+                            gpt ? "sequences" : "rows");
+    } else if (R == 1 && m->batch % M != 0)
         spec_report_key(c, S_BATCH, "%d is not a multiple of microbatches = %d (each micro-batch takes batch / "
                         "microbatches %s)", m->batch, M, gpt ? "sequences" : "rows");
     else if (m->batch % RM != 0)

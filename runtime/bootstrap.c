@@ -634,8 +634,13 @@ int pr_boot_from_env(pr_boot *b, int *local_rank, pp_diag *d)
         }
         if (env_int("SLURM_LOCALID", &local, d) < 0)
             return -1;
+    } else if (rc < 0) {
+        return -1;
+    } else if (getenv("WORLD_SIZE")) { /* half a torchrun environment: not a one-process run in disguise */
+        pp_error(d, "WORLD_SIZE is set but RANK is not");
+        return -1;
     } else {
-        return rc < 0 ? -1 : 0; /* not launched */
+        return 0; /* not launched */
     }
     if (world < 1 || rank >= world) {
         pp_error(d, "%s: rank %d is not below the world size %d", scheme, rank, world);

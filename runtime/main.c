@@ -386,9 +386,14 @@ static bool find_part(session *S)
                      S->boot.world);
         return false; /* before the backend: what is wrong with the launch first */
     }
-    if (launched >= 0 && !S->multi && op->gpus > S->plan->devices) {
-        pp_error(S->diag, "--gpus %ld: the plan has %d device%s, one GPU at most each", op->gpus,
-                 S->plan->devices, S->plan->devices == 1 ? "" : "s");
+    /* rank q runs on GPU q mod --gpus (docs/pprun.md, "Data parallelism"): every rank, replicas included */
+    if (launched >= 0 && !S->multi && op->gpus > pr_grid_world(S->grid)) {
+        if (S->grid.replicas > 1)
+            pp_error(S->diag, "--gpus %ld: the plan has %d devices x %d replicas (data_parallel) = %d ranks, one GPU "
+                              "at most each", op->gpus, S->plan->devices, S->grid.replicas, pr_grid_world(S->grid));
+        else
+            pp_error(S->diag, "--gpus %ld: the plan has %d device%s, one GPU at most each", op->gpus,
+                     S->plan->devices, S->plan->devices == 1 ? "" : "s");
         launched = -1;
     }
     if (S->multi && pr_boot_peer_fds(&S->boot, &S->peer_fds, S->diag) < 0)

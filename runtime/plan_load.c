@@ -122,6 +122,31 @@ static int int_value(loader *L, pr_json j, const char *path, const char *key, do
     return 0;
 }
 
+/* An integer that must be `want` (an entry of a fixed list): *eq says
+ * whether it is; only a non-integer is an error here, so that any other
+ * integer, negative or huge, gets the caller's "must be" message. */
+static int int_is(loader *L, pr_json j, const char *path, long want, bool *eq)
+{
+    if (j.type != PR_JSON_NUMBER)
+        FAIL(L, "%s: expected an integer, got %s", path, type_name(j));
+    double v = pr_json_number(j);
+    if (!isfinite(v) || v != floor(v))
+        FAIL(L, "%s: %.17g is not an integer", path, v);
+    *eq = v == (double)want;
+    return 0;
+}
+
+/* What a device number out of range is called: with replicas the world
+ * has more ranks than devices, and a list's rank, peers and placement name
+ * pipeline devices of one replica (docs/plan-format.md, "Data
+ * parallelism"), so "not a rank" would be wrong for a world rank. */
+static const char *not_a_device(int replicas)
+{
+    return replicas > 1 ? "is not a device (with data_parallel the lists name the pipeline devices of one replica, "
+                          "not world ranks)"
+                        : "is not a rank";
+}
+
 static int int_member(loader *L, pr_json j, const char *path, const char *key, double lo, double hi,
                       const char *range_msg, long *out)
 {
@@ -168,14 +193,17 @@ static int load_replicas(loader *L, pr_json zero, pr_json ranks, int replicas, p
         snprintf(path, sizeof path, "pipeline.ranks[%d]", k);
         pr_json_iter jt = pr_json_elements(e);
         pr_json x;
-        long got[2] = {-1, -1};
+        bool same = true;
         int n = 0;
         if (e.type != PR_JSON_ARRAY)
             FAIL(L, "%s: expected an array [device, replica], got %s", path, type_name(e));
-        for (; pr_json_next(&jt, &x) && n < 3; n++)
-            if (n < 2 && int_value(L, x, path, NULL, 0, 1e9, NULL, &got[n]))
+        for (; pr_json_next(&jt, &x) && n < 3; n++) {
+            bool eq = false;
+            if (n < 2 && int_is(L, x, path, n == 0 ? k / replicas : k % replicas, &eq))
                 return 1;
-        if (n != 2 || got[0] != k / replicas || got[1] != k % replicas)
+            same = same && eq;
+        }
+        if (n != 2 || !same)
             FAIL(L, "%s: must be [%d, %d]: rank = device x %d + replica", path, k / replicas, k % replicas,
                  replicas);
     }
@@ -219,7 +247,7 @@ static int load_pipeline(loader *L, pr_json pl, pp_plan *plan)
         char path[64];
         long r;
         snprintf(path, sizeof path, "pipeline.placement[%d]", s);
-        if (int_value(L, e, path, NULL, 0, devices - 1, "is not a rank", &r)) {
+        if (int_value(L, e, path, NULL, 0, devices - 1, not_a_device((int)replicas), &r)) {
             free(pv);
             return 1;
         }
@@ -619,11 +647,9 @@ static int replica_ranks(loader *L, pr_json ranks, const char *path, int R, int 
     pr_json e;
     for (int k = 0; ok && pr_json_next(&it, &e); k++) {
         char rp[96];
-        long q;
         snprintf(rp, sizeof rp, "%s.ranks[%d]", path, k);
-        if (int_value(L, e, rp, NULL, 0, 1e9, NULL, &q))
+        if (int_is(L, e, rp, pp_rank_of(dev, k, R), &ok))
             return 1;
-        ok = q == pp_rank_of(dev, k, R);
     }
     if (!ok)
         FAIL(L, "%s.ranks: must be [%d .. %d], the ranks of device %d's %d replicas", path, pp_rank_of(dev, 0, R),
@@ -689,7 +715,7 @@ static int load_pair(loader *L, pr_json ranks, const char *path, const pp_plan *
         if (n == 2)
             FAIL(L, "%s.ranks: %d entries, a %s allreduce has 2 (ranks %d and %d)", path, pr_json_length(ranks), what,
                  pair[0], pair[1]);
-        if (int_value(L, e, rp, NULL, 0, plan->devices - 1, "is not a rank", &r))
+        if (int_value(L, e, rp, NULL, 0, plan->devices - 1, not_a_device(pp_plan_replicas(plan)), &r))
             return 1;
         got[n] = (int)r;
     }
@@ -820,7 +846,7 @@ static int load_op(loader *L, pr_json_iter *it, pr_json jo, const char *path, pp
         FAIL(L, "%s.kind: unknown kind \"%s\" (act or grad)", path, show(v[KIND]).s);
     op->comm = (uint8_t)comm;
     long peer, group;
-    if (int_member(L, v[PEER], path, "peer", 0, plan->devices - 1, "is not a rank", &peer) ||
+    if (int_member(L, v[PEER], path, "peer", 0, plan->devices - 1, not_a_device(pp_plan_replicas(plan)), &peer) ||
         int_member(L, v[GROUP], path, "group", 0, 2147483647.0, NULL, &group))
         return 1;
     if (peer == rank)
@@ -1025,7 +1051,7 @@ static int load_devices(loader *L, pr_json devs, pp_plan *plan, const pr_model *
         pr_json v[N];
         pr_json_members(dj, keys, N, v);
         long rank;
-        if (int_member(L, v[RANK], path, "rank", 0, plan->devices - 1, "is not a rank", &rank))
+        if (int_member(L, v[RANK], path, "rank", 0, plan->devices - 1, not_a_device(pp_plan_replicas(plan)), &rank))
             return 1;
         if (rank != r)
             FAIL(L, "%s.rank: %ld, expected %d (devices are listed in rank order)", path, rank, r);

@@ -692,6 +692,20 @@ START_TEST(test_gpus)
     ck_assert_msg(c.rc && strstr(c.err, "t.pp:2:1: error: devices: gpus = 8 chooses devices and data_parallel"),
                   "%s", c.err);
     tu_compiled_free(&c);
+    /* a prime past both limits has no row at all: the error says so, not "devices = 1: ..." */
+    const char *prime = "gpus = 131071\nmodel mlp { batch = 64 layers = 8 }\n";
+    a = (pp_arena){0};
+    tu_diag_open(&td);
+    ck_assert_int_eq(pp_parse("t.pp", prime, strlen(prime), &a, &td.diag, &ast), 0);
+    ck_assert_int_eq(pp_spec_build(&ast, NULL, 0, &a, &td.diag, &s), 0);
+    FILE *devnull = fopen("/dev/null", "w");
+    ck_assert_ptr_null(pp_gpus_choose(devnull, &ast, NULL, 0, &s, &n, &td.diag));
+    fclose(devnull);
+    ck_assert_str_eq(tu_diag_text(&td), "ppcc: error: gpus = 131071: no split devices x data_parallel within their "
+                                        "limits (no divisor D of 131071 has D <= 1024 devices and 131071 / D <= 1024 "
+                                        "replicas)\n");
+    tu_diag_close(&td);
+    pp_arena_free(&a);
 }
 END_TEST
 

@@ -191,6 +191,26 @@ START_TEST(auto_errors)
     ck_assert_str_eq(tu_diag_text(&f.td), "ppcc: error: microbatches = auto: no M from 1 to 4 (microbatches.max) fits "
                                           "memory.limit = 3 (M = 1 peaks at 4)\n");
     close_file(&f);
+    /* the batch is checked against what auto may choose, not microbatches.reference (which only
+     * scales the costs): reference 3 on 32 rows builds and picks an M that splits them ... */
+    open_file(&f, "devices = 2\nmicrobatches auto { max = 8 reference = 3 }\nmodel mlp { batch = 32 }\n", NULL, 0);
+    ck_assert_int_eq(pp_microbatch_choose(&f.ast, NULL, 0, &f.s, &M, &f.td.diag), 0);
+    ck_assert_int_eq(32 % M, 0);
+    close_file(&f);
+    /* ... and with replicas only the replica's share must split: not "3 x 1 = 3", a stand-in M */
+    const char *dp = "devices = 2\ndata_parallel = 3\nmicrobatches = auto\nmodel mlp { batch = 32 }\n";
+    pp_arena a = {0};
+    tu_diag td;
+    tu_diag_open(&td);
+    pp_ast ast;
+    pp_spec s;
+    ck_assert_int_eq(pp_parse("t.pp", dp, strlen(dp), &a, &td.diag, &ast), 0);
+    ck_assert_int_ne(pp_spec_build(&ast, NULL, 0, &a, &td.diag, &s), 0);
+    ck_assert_msg(strstr(tu_diag_text(&td), "error: model.batch: 32 is not a multiple of data_parallel = 3 (each replica "
+                                            "takes batch / data_parallel rows, which microbatches = auto then splits)\n"),
+                  "%s", tu_diag_text(&td));
+    tu_diag_close(&td);
+    pp_arena_free(&a);
 }
 END_TEST
 

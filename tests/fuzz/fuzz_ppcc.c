@@ -7,7 +7,9 @@
  * Input layout: the schedule text, optionally followed by a NUL byte and
  * -D lines ("NAME=VALUE\n" ...), so that the fuzzer mutates overrides too.
  * A line "--sweep=A,B,..." (up to MAX_SWEEP values) runs ppcc's --sweep
- * microbatches=A,B,... instead of the compilation.
+ * microbatches=A,B,... instead of the compilation.  A spec with gpus = N
+ * runs ppcc's split search first (pp_gpus_choose: a row per devices x
+ * data_parallel), then compiles the chosen split, as ppcc does.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +72,18 @@ static long work(const pp_spec *s, int microbatches)
     return (long)s->devices * s->stages * microbatches;
 }
 
+/* gpus = N: the work of its rows, a compilation of D devices per divisor D
+ * (microbatches = auto: every M up to microbatches.max in each). */
+static long gpus_work(const pp_spec *s)
+{
+    long v = s->stages / s->devices, w = 0;
+    long m = s->microbatches_auto ? (long)s->mb_max * (s->mb_max + 1) / 2 : s->microbatches;
+    for (long D = 1; D <= s->gpus; D++)
+        if (s->gpus % D == 0)
+            w += D * D * v * m;
+    return w;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     /* The parser expects NUL-terminated text; the define lines get a copy
@@ -82,7 +96,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     pp_define defs[MAX_DEFINES];
     int sweep[MAX_SWEEP], nsweep = 0;
     int ndefs = dtext ? parse_defines(dtext, defs, sweep, &nsweep) : 0;
-    pp_define *mb_defs = NULL;
+    pp_define *mb_defs = NULL, *gpus_defs = NULL;
+    const pp_define *use = defs;
 
     pp_diag diag;
     pp_diag_init(&diag, sink(), "ppcc");
@@ -100,13 +115,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         goto done;
     /* auto compiles the spec with every policy: only small ones. */
     long cap = strcmp(spec.schedule, "auto") == 0 ? MAX_WORK / 20 : MAX_WORK;
+    if (spec.gpus > 0) {
+        int n;
+        /* the split of the GPUs, then everything below on it (docs/auto.md) */
+        if (spec.gpus > 64 || gpus_work(&spec) > cap ||
+            !(gpus_defs = pp_gpus_choose(sink(), &ast, defs, ndefs, &spec, &n, &diag)))
+            goto done;
+        use = gpus_defs;
+        ndefs = n;
+        if (pp_spec_build(&ast, use, ndefs, &arena, &diag, &spec))
+            goto done;
+    }
     if (nsweep) {
         /* --sweep: one compilation per value, as ppcc runs it */
         long total = 0;
         for (int i = 0; i < nsweep; i++)
             total += work(&spec, sweep[i]);
         if (total <= cap)
-            pp_sweep(sink(), &ast, defs, ndefs, &spec, sweep, nsweep, &diag);
+            pp_sweep(sink(), &ast, use, ndefs, &spec, sweep, nsweep, &diag);
         goto done;
     }
     if (spec.microbatches_auto) {
@@ -114,9 +140,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
          * chosen row's spec, as ppcc does */
         int M, n;
         if (work(&spec, spec.mb_max) * (spec.mb_max + 1) / 2 > cap ||
-            pp_microbatch_choose(&ast, defs, ndefs, &spec, &M, &diag))
+            pp_microbatch_choose(&ast, use, ndefs, &spec, &M, &diag))
             goto done;
-        mb_defs = pp_microbatch_defs(defs, ndefs, &spec, M, &n);
+        mb_defs = pp_microbatch_defs(use, ndefs, &spec, M, &n);
         if (pp_spec_build(&ast, mb_defs, n, &arena, &diag, &spec))
             goto done;
     }
@@ -132,6 +158,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 done:
     free(mb_defs);
+    free(gpus_defs);
     pp_plan_free(&plan);
     pp_arena_free(&arena);
     free(dtext);

@@ -604,6 +604,12 @@ START_TEST(test_launch_environment)
     clear_env();
     ck_assert_int_eq(from_env(&b, &local, &msg), 0); /* not launched */
     free(msg);
+    /* half of torchrun's pair is an error, either half: not a one-process run of the whole plan */
+    setenv("WORLD_SIZE", "4", 1);
+    ck_assert_int_eq(from_env(&b, &local, &msg), -1);
+    ck_assert_str_eq(msg, "ppcc: error: WORLD_SIZE is set but RANK is not\n"); /* the test diag's program name */
+    free(msg);
+    unsetenv("WORLD_SIZE");
 
     setenv("RANK", "3", 1), setenv("WORLD_SIZE", "8", 1), setenv("LOCAL_RANK", "1", 1);
     setenv("MASTER_ADDR", "node7", 1), setenv("MASTER_PORT", "29500", 1);

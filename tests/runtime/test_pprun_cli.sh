@@ -77,6 +77,7 @@ expect 2 "--nproc: '0' is not an integer" -- "$pprun" plan.json --nproc 0
 expect 2 "--gpus: 'x' is not an integer" -- "$pprun" plan.json --gpus x
 # launched by torchrun/srun-style variables: checked before any work
 expect 1 'RANK is set but WORLD_SIZE is not' -- env RANK=0 "$pprun" plan.json
+expect 1 '^pprun: error: WORLD_SIZE is set but RANK is not$' -- env -u RANK WORLD_SIZE=4 "$pprun" plan.json
 expect 1 'SLURM_PROCID/SLURM_NTASKS is set but MASTER_ADDR' -- env -u RANK SLURM_PROCID=1 SLURM_NTASKS=2 "$pprun" plan.json
 expect 1 "NCCL_COMM_ID='nohost' is not HOST:PORT" -- env RANK=0 WORLD_SIZE=2 NCCL_COMM_ID=nohost "$pprun" plan.json
 expect 1 'RANK/WORLD_SIZE: rank 3 is not below the world size 2' -- env RANK=3 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" plan.json

@@ -204,6 +204,11 @@ nproc 1 'the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, but th
     env -u RANK SLURM_PROCID=2 SLURM_NTASKS=3 SLURM_LOCALID=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 "$pprun" "$tmp/f.json"
 nproc 1 '(rank 3 of 4: a multi-process run under torchrun or srun needs the cuda backend.*|the cuda backend is not built in this binary)' \
     env RANK=3 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=1 CUDA_VISIBLE_DEVICES= "$pprun" "$tmp/f.json"
+# --gpus spreads every rank, replicas included (rank q on GPU q mod N): up to devices x replicas
+nproc 1 '--gpus 5: the plan has 2 devices x 2 replicas \(data_parallel\) = 4 ranks, one GPU at most each' \
+    "$pprun" "$tmp/f.json" --gpus 5
+nproc 1 '--gpus 4 (needs the cuda backend, which is not built in this binary|needs a GPU and none is visible|needs a GPU, and CUDA cannot start: .*)' \
+    env CUDA_VISIBLE_DEVICES= "$pprun" "$tmp/f.json" --gpus 4
 # the loader refuses a data-parallel plan ppcc would not write, naming the JSON path (of the
 # version-1 lists, whose op positions the messages name)
 "$ppcc" "$src/schedules/1f1b.pp" -D devices=2 -D data_parallel=2 -D hidden=8 -D batch=16 -D microbatches=4 \
@@ -240,5 +245,14 @@ sed 's/"device": 0, "ranks": \[0, 1\]}/"device": 0, "ranks": [0, 1], "group": 50
 [ $? = 1 ] && grep -qxF 'pprun: error: device 0, op 16 (allreduce stage 0 {device 0 x 2 replicas}): asynchronous (group 50) but never waited: the update needs its sum' "$tmp/out.txt" ||
     fail "a reduction without its wait"
 refused 's/"data_parallel":2/"data_parallel":3/' 'pipeline.ranks: 4 entries, the world is 2 devices x 3 replicas = 6 ranks'
+# any other integer in the grid, negative or huge, is the same "must be" (not an internal bound)
+refused 's/"ranks":\[\[0,0\]/"ranks":[[-1,0]/' 'pipeline.ranks[0]: must be [0, 0]: rank = device x 2 + replica'
+refused 's/"stages": \[1\], "ranks": \[2, 3\]/"stages": [1], "ranks": [2, 1e300]/' \
+    'devices[1].ranks: must be [2 .. 3], the ranks of device 1'"'"'s 2 replicas'
+# a list's peers and rank name pipeline devices: a world rank there is "not a device", not "not a rank"
+refused '0,/"peer": 1,/s//"peer": 3,/' \
+    'devices[0].ops[1].peer: 3 is not a device (with data_parallel the lists name the pipeline devices of one replica, not world ranks)'
+refused 's/{"rank": 1, "stages"/{"rank": 2, "stages"/' \
+    'devices[1].rank: 2 is not a device (with data_parallel the lists name the pipeline devices of one replica, not world ranks)'
 echo "$runs runs, $fails failed"
 exit $((fails > 0))
