@@ -245,12 +245,36 @@ void pp_note_at(pp_diag *d, const pp_source *src, size_t offset, const char *fmt
     va_end(ap);
 }
 
-/* "PROG: LEVEL: msg". */
+/* "PROG: LEVEL: msg", written at once: the ranks of a multi-process run
+ * share one unbuffered stderr, and their lines must not interleave. */
 static void print_plain(pp_diag *d, const char *level, const char *fmt, va_list ap)
 {
-    fprintf(d->out, "%s: %s: ", d->prog, level);
-    vfprintf(d->out, fmt, ap);
-    fputc('\n', d->out);
+    char head[96], small[1024];
+    int h = snprintf(head, sizeof head, "%s: %s: ", d->prog, level);
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(NULL, 0, fmt, again);
+    va_end(again);
+    if (h < 0 || n < 0) {
+        fputs("(unprintable message)\n", d->out);
+        return;
+    }
+    if ((size_t)h >= sizeof head)
+        h = (int)sizeof head - 1;
+    size_t len = (size_t)h + (size_t)n + 2;
+    char *line = len <= sizeof small ? small : malloc(len);
+    if (!line) { /* out of memory: the message in pieces rather than none */
+        fputs(head, d->out);
+        vfprintf(d->out, fmt, ap);
+        fputc('\n', d->out);
+        return;
+    }
+    memcpy(line, head, (size_t)h);
+    vsnprintf(line + h, (size_t)n + 1, fmt, ap);
+    line[h + n] = '\n';
+    fwrite(line, 1, (size_t)h + (size_t)n + 1, d->out);
+    if (line != small)
+        free(line);
 }
 
 void pp_error(pp_diag *d, const char *fmt, ...)

@@ -322,23 +322,24 @@ static void check_replica_group(verifier *V, int g, const pp_coll *c)
         V->comm_unsafe = true;
 }
 
-/* The tied allreduce at op i of device d (no zero) sums copies already
- * summed over the replicas: every asynchronous reduction of stage 0 or
- * the last on d before it is waited before it. */
-static void check_tied_after_waits(verifier *V, int d, int i, const pp_op *op)
+/* The tied or mirror allreduce at op i of device d (no zero), summing
+ * the two copies of stages a and b, sums copies already summed over the
+ * replicas: every asynchronous reduction of a or b on d before it is
+ * waited before it (until then its gradients are the reduction's). */
+static void check_sum_after_waits(verifier *V, int d, int i, const pp_op *op, int a, int b, const char *what)
 {
     const pp_device *dv = &V->p->dev[d];
-    char buf[96];
+    char buf[96]; /* FAIL_OP's */
     for (int j = 0; j < i; j++) {
         const pp_op *r = &dv->ops[j];
-        if (r->kind != PP_OP_ALLREDUCE || r->group < 0 || (r->stage != 0 && r->stage != V->S - 1))
+        if (r->kind != PP_OP_ALLREDUCE || r->group < 0 || (r->stage != a && r->stage != b))
             continue;
         int wt = j + 1;
         while (wt < dv->n && !(dv->ops[wt].kind == PP_OP_WAIT && dv->ops[wt].group == r->group))
             wt++;
         if (wt > i) {
-            FAIL_OP(V, d, i, op, "before the wait of op %d (%s): the tied pair sums copies already summed over the "
-                    "replicas", j, pp_plan_op_format(V->p, r, (char[96]){0}, 96));
+            FAIL_OP(V, d, i, op, "before the wait of op %d (%s): the %s sums copies already summed over the "
+                    "replicas", j, pp_plan_op_format(V->p, r, (char[96]){0}, 96), what);
             return;
         }
     }
@@ -367,7 +368,12 @@ static void check_stage_reductions(verifier *V)
                     FAIL_OP(V, d, i, op, "after the shard of op %d: with zero = 1 the tied pair sums whole copies "
                             "before the reduce-scatter", shard_at);
                 else if (!p->zero)
-                    check_tied_after_waits(V, d, i, op);
+                    check_sum_after_waits(V, d, i, op, 0, V->S - 1, "tied pair");
+                continue;
+            }
+            if (c->what == PP_COLL_MIRROR) {
+                if (!p->zero)
+                    check_sum_after_waits(V, d, i, op, op->stage, V->S / 2 + op->stage, "mirror");
                 continue;
             }
             if (!pp_coll_over_replicas(c))

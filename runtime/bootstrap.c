@@ -716,6 +716,8 @@ int pr_boot_peer_fds(const pr_boot *b, int **out, pp_diag *d)
         }
         if (ok && n + 1 < b->world)
             ok = *at++ == ',';
+        for (int q = 0; ok && fd[n] >= 0 && q < n; q++) /* one connection a peer */
+            ok = fd[q] != fd[n];
     }
     if (!ok || *at) {
         pp_error(d, "rank %d of %d: PPRUN_PEER_FDS='%s' is not what pprun --nproc hands a rank: a socket for each "

@@ -179,9 +179,8 @@ static int recv_from(device_ctx *D, const xfer *x, float *buf, size_t n)
         run_fail(R, "%s: %s did not post its part of the reduction within %g s (timeout)%s", where,
                  who, R->o->timeout, its);
     } else {
-        run_fail(R, "%s: %s sent %s %d.%d instead of its part of the reduction", where, who,
-                 got.comm == PR_TAG_COLLECTIVE ? "another collective" : pp_comm_name(got.comm),
-                 got.stage, got.mb);
+        run_fail(R, "%s: %s sent %s instead of its part of the reduction", where, who,
+                 tag_name(got, (char[64]){0}, 64));
     }
     return 1;
 }

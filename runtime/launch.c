@@ -18,6 +18,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "clock.h"
 #include "pprun.h"
 
 /* The socket pairs joining every two of n ranks: pair[a * n + b] is a's
@@ -64,8 +66,9 @@ static int make_pairs(int n, int *pair, pp_diag *d)
     return 0;
 }
 
-/* In rank r's child: its ends, without close-on-exec, listed in
- * PPRUN_PEER_FDS by peer ("-" for itself). */
+/* In rank r's child: its own ends kept across the exec (the others close
+ * there), listed in PPRUN_PEER_FDS by peer ("-" for itself).  No new
+ * descriptor: the child holds no more than the parent's n (n - 1). */
 static void hand_pairs(int n, int r, const int *pair)
 {
     size_t cap = (size_t)n * 12 + 1, at = 0;
@@ -75,10 +78,15 @@ static void hand_pairs(int n, int r, const int *pair)
     list[0] = '\0';
     for (int q = 0; q < n; q++) {
         const char *sep = q ? "," : "";
+        int fd = q == r ? -1 : pair[r * n + q];
+        if (fd >= 0 && fcntl(fd, F_SETFD, 0) != 0) {
+            fprintf(stderr, "pprun: error: rank %d: keeping its connection to rank %d: %s\n", r, q, strerror(errno));
+            _exit(127);
+        }
         if (q == r)
             at += (size_t)snprintf(list + at, cap - at, "%s-", sep);
         else
-            at += (size_t)snprintf(list + at, cap - at, "%s%d", sep, dup(pair[r * n + q]));
+            at += (size_t)snprintf(list + at, cap - at, "%s%d", sep, fd);
     }
     setenv("PPRUN_PEER_FDS", list, 1);
     free(list);
@@ -88,6 +96,19 @@ static void hand_pairs(int n, int r, const int *pair)
 static pid_t *rank_pid;
 static volatile sig_atomic_t ranks_started, stop_signal;
 static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* Stopping the ranks: SIGCONT first, so that a stopped one (SIGSTOP, a
+ * debugger) takes the signal too; SIGKILL after STOP_GRACE_S. */
+#define STOP_GRACE_S 5.0
+static void stop_ranks(const pid_t *pid, int n, int sig)
+{
+    for (int r = 0; r < n; r++)
+        if (pid[r] > 0) {
+            kill(pid[r], sig);
+            if (sig != SIGKILL)
+                kill(pid[r], SIGCONT);
+        }
+}
 
 static void forward(int sig)
 {
@@ -103,7 +124,11 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
     int *pair = NULL;
     if (cpu) {
         pair = calloc((size_t)nproc * (size_t)nproc, sizeof *pair);
-        if (!pair || make_pairs(nproc, pair, d)) {
+        if (!pair) {
+            pp_error(d, "--nproc %d: out of memory for the ranks' connections", nproc);
+            return 1;
+        }
+        if (make_pairs(nproc, pair, d)) {
             free(pair);
             return 1;
         }
@@ -120,6 +145,10 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
     if (!pid) {
         pp_error(d, "out of memory");
         close(lfd);
+        for (int k = 0; pair && k < nproc * nproc; k++)
+            if (pair[k] >= 0)
+                close(pair[k]);
+        free(pair);
         return 1;
     }
     rank_pid = pid;
@@ -180,13 +209,27 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
             close(pair[k]);
     free(pair);
     int left = started;
-    bool stopping = status != 0 || stop_signal;
-    if (stopping)
-        for (int r = 0; r < started; r++)
-            kill(pid[r], SIGTERM);
+    bool stopping = false, killed = false;
+    double stop_at = 0;
     while (left > 0) {
+        if ((status != 0 || stop_signal) && !stopping) { /* a failed start, or a signal to the parent */
+            stopping = true;
+            stop_at = pp_now();
+            stop_ranks(pid, started, SIGTERM);
+        }
+        if (stopping && !killed && pp_now() - stop_at > STOP_GRACE_S) {
+            /* a rank that is stopped or ignores SIGTERM must not keep the parent waiting */
+            fprintf(stderr, "pprun: %d rank%s still running %g s after SIGTERM: killing %s\n", left,
+                    left == 1 ? "" : "s", STOP_GRACE_S, left == 1 ? "it" : "them");
+            stop_ranks(pid, started, SIGKILL);
+            killed = true;
+        }
         int st;
-        pid_t p = waitpid(-1, &st, 0);
+        pid_t p = waitpid(-1, &st, stopping ? WNOHANG : 0);
+        if (p == 0) {
+            usleep(10000);
+            continue;
+        }
         if (p < 0) {
             if (errno == EINTR)
                 continue;
@@ -207,11 +250,10 @@ int pr_launch_local(int nproc, char **argv, bool cpu, pp_diag *d)
             else
                 fprintf(stderr, "pprun: rank %d was killed by signal %d; stopping the others\n", r,
                         WTERMSIG(st));
-            stopping = true;
             status = code;
-            for (int q = 0; q < started; q++)
-                if (pid[q] > 0)
-                    kill(pid[q], SIGTERM);
+            stopping = true;
+            stop_at = pp_now();
+            stop_ranks(pid, started, SIGTERM);
         }
     }
     for (int k = 0; k < 3; k++)

@@ -767,12 +767,12 @@ static int load_allreduce(loader *L, pr_json what, pr_json ranks, const char *pa
     if (kind < 0)
         FAIL(L, "%s.what: unknown collective \"%s\" (this pprun knows \"tied\", \"stage\", \"shard\", "
                 "\"gather\" and \"mirror\")", path, show(what).s);
-    if (kind == PP_COLL_MIRROR)
-        return load_mirror(L, stage, ranks, path, plan, rank, op);
-    if (kind != PP_COLL_TIED)
+    if (kind != PP_COLL_TIED && kind != PP_COLL_MIRROR)
         return load_stage_reduction(L, kind, stage, device, ranks, group, path, plan, rank, op);
     if (group.type != PR_JSON_NONE)
         FAIL(L, "%s.group: a %s allreduce is synchronous (it has no group)", path, name);
+    if (kind == PP_COLL_MIRROR)
+        return load_mirror(L, stage, ranks, path, plan, rank, op);
     if (m->kind != PR_MODEL_GPT || !m->gpt.tie)
         FAIL(L, "%s: an allreduce tied, but %s: no weights are tied", path,
              m->kind != PR_MODEL_GPT ? "model.kind is not \"gpt\"" : "model.tie is false");

@@ -521,8 +521,8 @@ static int recv_into(device_ctx *D, int i, const pp_op *op, float *buf, int *fai
         OP_FAIL(D, i, "nothing arrived from %s within %g s (timeout)",
                 rank_name(R, peer_rank(D, op->peer), (char[64]){0}, 64), R->o->timeout);
     }
-    OP_FAIL(D, i, "%s sent %s %d.%d instead", rank_name(R, peer_rank(D, op->peer), (char[64]){0}, 64),
-            pp_comm_name(got.comm), got.stage, got.mb);
+    OP_FAIL(D, i, "%s sent %s instead", rank_name(R, peer_rank(D, op->peer), (char[64]){0}, 64),
+            tag_name(got, (char[64]){0}, 64));
 }
 
 static int do_recv(device_ctx *D, int i, const pp_op *op)
@@ -729,9 +729,8 @@ static int do_allreduce(device_ctx *D, int i, const pp_op *op)
                 rank_name(R, peer, (char[64]){0}, 64), R->o->timeout);
     }
     if (rc != PR_RECV_OK)
-        OP_FAIL(D, i, "%s sent %s %d.%d instead of its allreduce", rank_name(R, peer, (char[64]){0}, 64),
-                got.comm == PR_TAG_COLLECTIVE ? "another collective" : pp_comm_name(got.comm),
-                got.stage, got.mb);
+        OP_FAIL(D, i, "%s sent %s instead of its allreduce", rank_name(R, peer, (char[64]){0}, 64),
+                tag_name(got, (char[64]){0}, 64));
     R->be->add(D->bc, G, recv, n);
     return 0;
 }

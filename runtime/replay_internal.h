@@ -193,6 +193,9 @@ const char *rank_name(const run *R, int q, char *buf, size_t size);
 /* "device 2 op 7 (F1.3)" into buf (with replicas "rank 5 (device 2,
  * replica 1) op 7 (F1.3)"); returns buf. */
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size);
+/* What a message with tag t is, for an error: "act 1.3", "a part of
+ * collective #2", "its losses of step 4". */
+const char *tag_name(pr_tag t, char *buf, size_t size);
 /* params: room for the trained W and b (the dry run has none). */
 void result_alloc(pr_run_result *r, const pp_plan *p, const pr_model *m, int steps,
                   bool record_all, bool params);

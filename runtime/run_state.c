@@ -56,6 +56,17 @@ const char *rank_name(const run *R, int q, char *buf, size_t size)
     return pr_grid_name((pr_grid){R->p->devices, R->replicas}, q, buf, size);
 }
 
+const char *tag_name(pr_tag t, char *buf, size_t size)
+{
+    if (t.comm == PR_TAG_COLLECTIVE)
+        snprintf(buf, size, "a part of collective #%d", t.stage);
+    else if (t.comm == PR_TAG_LOSSES)
+        snprintf(buf, size, "its losses of step %d", t.stage + 1);
+    else
+        snprintf(buf, size, "%s %d.%d", pp_comm_name(t.comm), t.stage, t.mb);
+    return buf;
+}
+
 const char *op_place(const run *R, int rank, int i, char *buf, size_t size)
 {
     char name[64], who[64];

@@ -83,12 +83,8 @@ static int add_row(device_ctx *D, int step, int q, double *got)
         return 1;
     }
     if (rc != PR_RECV_OK) {
-        if (tag.comm == PR_TAG_LOSSES)
-            run_fail(R, "%s: step %d: %s sent its losses of step %d instead", me, step + 1, who, tag.stage + 1);
-        else
-            run_fail(R, "%s: step %d: %s sent %s %d.%d instead of its losses", me, step + 1, who,
-                     tag.comm == PR_TAG_COLLECTIVE ? "a collective's part" : pp_comm_name(tag.comm), tag.stage,
-                     tag.mb);
+        run_fail(R, "%s: step %d: %s sent %s instead of its losses", me, step + 1, who,
+                 tag_name(tag, (char[64]){0}, 64));
         return 1;
     }
     R->be->download(D->bc, (float *)got, D->loss_row, 2 * (size_t)M);

@@ -612,6 +612,46 @@ START_TEST(test_async_verifier)
 }
 END_TEST
 
+/* A mirrored plan with replicas: the mirror allreduce of pipeline stage s
+ * sums the copies of stages s and H + s once each is summed over the
+ * replicas, so it comes after the waits of their asynchronous reductions;
+ * one moved before such a wait is refused, naming both. */
+START_TEST(test_async_mirror_verifier)
+{
+    tu_compiled c;
+    tu_compile_ok(&c, "devices = 2\nvirtual = 2\nplacement = vshape\nmicrobatches = 4\nschedule dualpipe\n"
+                      "data_parallel = 2\nmodel mlp { layers = 2 hidden = 8 batch = 8 }\n");
+    pp_device *dv = &c.plan.dev[0];
+    int mirror = -1;
+    for (int i = 0; i < dv->n && mirror < 0; i++) {
+        const pp_coll *g = pp_plan_op_coll(&c.plan, &dv->ops[i]);
+        if (g && g->what == PP_COLL_MIRROR)
+            mirror = i;
+    }
+    ck_assert_int_ge(mirror, 0);
+    int s = dv->ops[mirror].stage, H = c.plan.stages / 2, r = -1;
+    for (int i = 0; i < mirror && r < 0; i++)
+        if (dv->ops[i].kind == PP_OP_ALLREDUCE && dv->ops[i].group >= 0 &&
+            (dv->ops[i].stage == s || dv->ops[i].stage == H + s))
+            r = i;
+    ck_assert_msg(r >= 0, "no asynchronous reduction of stage %d or %d before the mirror", s, H + s);
+    int w = wait_of(dv, dv->ops[r].group);
+    ck_assert_int_lt(w, mirror);
+    move_op(dv, mirror, w);
+    char want[256], name[96];
+    pp_plan_op_format(&c.plan, &dv->ops[r], name, sizeof name);
+    snprintf(want, sizeof want, "device 0, op %d (allreduce mirror %d {0,1}): before the wait of op %d (%s): the mirror "
+             "sums copies already summed over the replicas", w, s, r, name);
+    pp_verify_opts o = pp_verify_opts_of(&c.spec, true);
+    tu_diag td;
+    tu_diag_open(&td);
+    ck_assert_msg(pp_verify(&c.plan, &o, &td.diag) > 0 && strstr(tu_diag_text(&td), want), "want %s, got\n%s", want,
+                  tu_diag_text(&td));
+    tu_diag_close(&td);
+    tu_compiled_free(&c);
+}
+END_TEST
+
 /* gpus = N (docs/auto.md): a row for every divisor D of N, the winner the
  * shortest step among the rows that fit, each row what its settings
  * compile to, and the winner's settings what ppcc goes on to compile. */
@@ -748,6 +788,7 @@ int main(void)
     tcase_add_test(tc, test_verifier);
     tcase_add_test(tc, test_async_reductions);
     tcase_add_test(tc, test_async_verifier);
+    tcase_add_test(tc, test_async_mirror_verifier);
     tcase_add_test(tc, test_gpus);
     tcase_add_test(tc, test_gpus_budget);
     suite_add_tcase(s, tc);

@@ -129,6 +129,9 @@ grouped() { # SED-PATTERN (the op's fields before its closing brace) EXPECTED-ME
 }
 grouped '"what": "gather", "stage": 2, "device": 0, "ranks": \[0, 1\]' 'a gather is synchronous \(right after the update\)'
 grouped '"what": "tied", "ranks": \[0, 1\]' 'a tied allreduce is synchronous \(it has no group\)'
+"$ppcc" "$tmp/gpt.pp" -D schedule=dualpipe -D virtual=2 -D placement=vshape -D microbatches=4 -D batch=24 \
+    -D tie=0 -D data_parallel=2 -o "$tmp/zt.json" >"$tmp/out.txt" 2>&1 || fail "ppcc dualpipe R=2"
+grouped '"what": "mirror", "ranks": \[0, 1\], "stage": 0' 'a mirror allreduce is synchronous \(it has no group\)'
 # --dump of a D x R run: the files a single-device run of the global batch writes (the
 # parameters agree to rounding; the data and the tokens are the same bytes)
 runs=$((runs + 1))

@@ -54,6 +54,12 @@ compile gptz decoder-7b-64gpu.pp -D devices=2 -D data_parallel=2 "${gpt[@]}" -D 
     same 4 gptz
 compile gpt gpt.pp -D devices=2 -D data_parallel=2 "${gpt[@]}" -D batch=8 && same 4 gpt
 
+# under a low descriptor limit the launcher raises it to what the pairs take, and a rank holds
+# no more than that (its own ends are kept, not copied)
+compile r13 1f1b.pp -D devices=1 -D data_parallel=13 -D hidden=8 -D microbatches=1 -D batch=13 &&
+    expect 0 '^rank 12: check: .* ok ' -- bash -c 'ulimit -Sn 64 && exec "$0" r13.json --nproc 13 --backend cpu --check' \
+        "$pprun"
+
 # a rank that goes mid-step: the run ends at once (a hang: at the timeout), with the rank named
 # ends SECONDS STATUS-REGEX PATTERN -- command...: it exits non-zero within SECONDS, its
 # output matching PATTERN
@@ -106,6 +112,29 @@ stopped() {
 }
 stopped TERM 143 # (not SIGINT: a shell's background job ignores it)
 stopped KILL 137
+# a rank stopped (SIGSTOP, as a debugger does) does not keep the launcher waiting: the others
+# time out and end, and the launcher's SIGTERM comes with a SIGCONT
+checks=$((checks + 1))
+cp dp2.json "sigstop-$$.json"
+t0=$SECONDS
+"$pprun" "sigstop-$$.json" --nproc 4 --backend cpu --steps 100000 --timeout 2 >out.txt 2>&1 &
+launcher=$!
+rank2=
+for _ in $(seq 50); do
+    for p in $(pgrep -f "[ ]sigstop-$$.json"); do
+        [ "$p" != "$launcher" ] && tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx 'RANK=2' && rank2=$p
+    done
+    [ -n "$rank2" ] && break
+    sleep 0.1
+done
+[ -n "$rank2" ] && kill -STOP "$rank2"
+wait "$launcher"
+got=$? took=$((SECONDS - t0))
+left=$(ps -eo args | grep -c "[ ]sigstop-$$.json")
+if [ -z "$rank2" ] || [ "$got" = 0 ] || [ "$took" -gt 15 ] || [ "$left" != 0 ]; then
+    fail "a stopped rank 2 (pid ${rank2:-none}): the launcher exited $got after $took s, $left left"
+    sed 's/^/    /' out.txt >&2
+fi
 
 # what only pprun --nproc hands a rank, and the cpu backend under another launcher
 rank0=(env RANK=0 WORLD_SIZE=4 MASTER_ADDR=127.0.0.1 MASTER_PORT=1)
@@ -113,6 +142,15 @@ expect 1 "^pprun: error: rank 0 of 4: PPRUN_PEER_FDS='5,6' is not what pprun --n
     "${rank0[@]}" PPRUN_PEER_FDS=5,6 "$pprun" dp2.json --backend cpu
 expect 1 "^pprun: error: rank 0 of 4: PPRUN_PEER_FDS='-,0,1,2' is not what" -- \
     "${rank0[@]}" PPRUN_PEER_FDS=-,0,1,2 "$pprun" dp2.json --backend cpu </dev/null
+# one socket given for every peer: each peer needs its own connection
+expect 1 "^pprun: error: rank 0 of 4: PPRUN_PEER_FDS='-,([0-9]+),\\1,\\1' is not what" -- python3 -c '
+import os, socket, subprocess, sys
+a, b = socket.socketpair()
+fd = str(a.fileno())
+env = dict(os.environ, RANK="0", WORLD_SIZE="4", MASTER_ADDR="127.0.0.1", MASTER_PORT="1",
+           PPRUN_PEER_FDS="-," + ",".join([fd] * 3))
+sys.exit(subprocess.run([sys.argv[1], "dp2.json", "--backend", "cpu"], env=env, pass_fds=(a.fileno(),)).returncode)
+' "$pprun"
 expect 1 '^pprun: error: rank 0 of 4: a multi-process run under torchrun or srun needs the cuda backend' -- \
     "${rank0[@]}" "$pprun" dp2.json --backend cpu
 # without --backend where there is no GPU at all: the ranks run on the CPU
